@@ -1,0 +1,38 @@
+// Shared flag parsing for the subcommands: node's own util.parseArgs, with errors
+// turned into TRELLIS_E_USAGE so every command reports bad flags the same way.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { TrellisError } from '../errors.js';
+
+export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(
+  argv: string[],
+  options: T,
+  allowPositionals = false,
+  command = '',
+) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals, strict: true });
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `${reason}${command ? `; see \`trellis ${command} --help\`` : ''}` });
+  }
+}
+
+/** Parses `host:port` or `port` (host defaults to 127.0.0.1). */
+export function parseHostPort(value: string, flag: string): { host: string; port: number } {
+  const m = /^(?:(.*):)?(\d+)$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) {
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `${flag} expects HOST:PORT or PORT, got "${value}"` });
+  }
+  const host = (m[1] ?? '127.0.0.1').replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
+  return { host, port };
+}
+
+/** Parses durations such as `500ms`, `2s`, `1m`, or a bare number of milliseconds. */
+export function parseDuration(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (!m) throw new TrellisError('TRELLIS_E_USAGE', { reason: `"${value}" is not a duration (examples: 500ms, 2s, 1m)` });
+  const n = Number(m[1]);
+  const unit = m[2] ?? 'ms';
+  return n * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000);
+}

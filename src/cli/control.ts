@@ -1,0 +1,6 @@
+// `trellis control` (placeholder until the command lands).
+export const help = 'trellis control: not built yet\n';
+export async function run(_argv: string[]): Promise<number> {
+  process.stderr.write('trellis control: not built yet\n');
+  return 1;
+}

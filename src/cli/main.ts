@@ -1,0 +1,58 @@
+// The `trellis` command: picks the subcommand and hands it the rest of argv.
+// Each subcommand is one thin file exporting `help` and `run(argv)` → exit code.
+import { TrellisError } from '../errors.js';
+
+interface Command {
+  summary: string;
+  load: () => Promise<{ help: string; run: (argv: string[]) => Promise<number> }>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  up: { summary: 'run a whole mesh on this machine from a mesh file', load: () => import('./up.js') },
+  control: { summary: 'run the control plane', load: () => import('./control.js') },
+  proxy: { summary: 'run a sidecar proxy beside one service instance', load: () => import('./proxy.js') },
+  validate: { summary: 'check config files and print every problem', load: () => import('./validate.js') },
+  status: { summary: 'show services, instances, versions and health of a running mesh', load: () => import('./status.js') },
+};
+
+function usage(): string {
+  const rows = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return `trellis: a service mesh that runs on one machine with one command
+
+Usage: trellis <command> [options]
+
+Commands:
+${rows.join('\n')}
+
+Run \`trellis <command> --help\` for the options of a command.
+`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage());
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`trellis: unknown command "${name}"\n\n${usage()}`);
+    return 2;
+  }
+  const mod = await command.load();
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(mod.help);
+    return 0;
+  }
+  try {
+    return await mod.run(rest);
+  } catch (err) {
+    if (err instanceof TrellisError) {
+      process.stderr.write(`trellis ${name}: ${err.message}\n`);
+      return err.code === 'TRELLIS_E_USAGE' ? 2 : 1;
+    }
+    throw err;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,6 @@
+// `trellis proxy` (placeholder until the command lands).
+export const help = 'trellis proxy: not built yet\n';
+export async function run(_argv: string[]): Promise<number> {
+  process.stderr.write('trellis proxy: not built yet\n');
+  return 1;
+}

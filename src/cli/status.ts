@@ -1,0 +1,6 @@
+// `trellis status` (placeholder until the command lands).
+export const help = 'trellis status: not built yet\n';
+export async function run(_argv: string[]): Promise<number> {
+  process.stderr.write('trellis status: not built yet\n');
+  return 1;
+}

@@ -1,0 +1,6 @@
+// `trellis validate` (placeholder until the command lands).
+export const help = 'trellis validate: not built yet\n';
+export async function run(_argv: string[]): Promise<number> {
+  process.stderr.write('trellis validate: not built yet\n');
+  return 1;
+}

@@ -1,0 +1,61 @@
+// Every error Trellis can report, in one table: a stable code, the short token that
+// goes in the `trellis-error` response header, the HTTP status a proxy answers with,
+// and a message template that says what happened and what to do.
+// Retry, failover and tests decide on `code`, never on message text.
+
+export interface ErrorSpec {
+  /** Short kebab-case token, sent as the `trellis-error` header value. */
+  readonly token: string;
+  /** HTTP status when this error ends a request at a proxy edge. */
+  readonly status: number;
+  /** Message template; `{name}` placeholders are filled from params. */
+  readonly message: string;
+}
+
+export const ERRORS = {
+  // data plane
+  TRELLIS_E_BAD_REQUEST: { token: 'bad-request', status: 400, message: 'malformed HTTP request: {reason}' },
+  TRELLIS_E_HEAD_TOO_LARGE: { token: 'head-too-large', status: 431, message: 'request head exceeds {limit} bytes' },
+  TRELLIS_E_NO_CONFIG: { token: 'no-config', status: 503, message: 'the proxy has not received its configuration from the control plane yet; check that `trellis control` is running' },
+  TRELLIS_E_UNKNOWN_SERVICE: { token: 'unknown-service', status: 503, message: 'no service named "{service}" is reachable from this proxy; check the name and the upstreams of the calling service' },
+  TRELLIS_E_NO_ROUTE: { token: 'no-route', status: 404, message: 'no route of service "{service}" matches {method} {path}' },
+  TRELLIS_E_BACKEND_NOT_FOUND: { token: 'backend-not-found', status: 500, message: 'route {route} names backend "{backend}", which does not exist' },
+  TRELLIS_E_NO_ENDPOINTS: { token: 'no-endpoints', status: 503, message: 'backend "{backend}" has no healthy endpoint' },
+  TRELLIS_E_CONNECT: { token: 'connect-failed', status: 502, message: 'could not connect to {address}: {reason}' },
+  TRELLIS_E_UPSTREAM_RESET: { token: 'upstream-reset', status: 502, message: 'the connection to {address} closed before a complete response' },
+  TRELLIS_E_UPSTREAM_PROTOCOL: { token: 'upstream-protocol', status: 502, message: 'malformed response from {address}: {reason}' },
+  TRELLIS_E_APP_UNAVAILABLE: { token: 'app-unavailable', status: 503, message: 'the local application at {address} refused the connection: {reason}' },
+  TRELLIS_E_TIMEOUT: { token: 'timeout', status: 504, message: 'no response from {address} within {ms} ms' },
+  // configuration
+  TRELLIS_E_CONFIG_INVALID: { token: 'config-invalid', status: 400, message: '{file}: {details}' },
+  TRELLIS_E_CONFIG_READ: { token: 'config-read', status: 400, message: 'cannot read {file}: {reason}' },
+  // control plane and CLI
+  TRELLIS_E_SNAPSHOT_REJECTED: { token: 'snapshot-rejected', status: 500, message: 'snapshot {version} rejected: {reason}' },
+  TRELLIS_E_CONTROL_UNREACHABLE: { token: 'control-unreachable', status: 503, message: 'cannot reach the control plane at {url}: {reason}; is `trellis control` (or `trellis up`) running?' },
+  TRELLIS_E_USAGE: { token: 'usage', status: 400, message: '{reason}' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+function fill(template: string, params: Record<string, unknown>): string {
+  return template.replace(/\{(\w+)\}/g, (_, k: string) => (k in params ? String(params[k]) : `{${k}}`));
+}
+
+/** An error with a stable code from {@link ERRORS}. */
+export class TrellisError extends Error {
+  readonly code: ErrorCode;
+  readonly params: Readonly<Record<string, unknown>>;
+  constructor(code: ErrorCode, params: Record<string, unknown> = {}) {
+    super(fill(ERRORS[code].message, params));
+    this.name = 'TrellisError';
+    this.code = code;
+    this.params = params;
+  }
+  get status(): number { return ERRORS[this.code].status; }
+  get token(): string { return ERRORS[this.code].token; }
+}
+
+/** Builds the message of a code without throwing; used on hot paths that answer directly. */
+export function errorMessage(code: ErrorCode, params: Record<string, unknown> = {}): string {
+  return fill(ERRORS[code].message, params);
+}
