@@ -1,6 +1,83 @@
-// `trellis proxy` (placeholder until the command lands).
-export const help = 'trellis proxy: not built yet\n';
-export async function run(_argv: string[]): Promise<number> {
-  process.stderr.write('trellis proxy: not built yet\n');
-  return 1;
+// `trellis proxy`: runs one sidecar (or, with --gateway, an edge proxy with no app).
+import { TrellisError } from '../errors.js';
+import { Sidecar } from '../proxy/sidecar.js';
+import { parseFlags, parseHostPort } from './args.js';
+
+export const help = `Usage: trellis proxy --service NAME [options]
+
+Runs a sidecar proxy beside one service instance: an inbound listener in front of the
+app, and outbound listeners the app uses to reach other services.
+
+Options:
+  --service NAME            the mesh service this instance belongs to (required)
+  --version V               the instance's version (default: default)
+  --id ID                   unique proxy id (default: SERVICE-PID)
+  --control URL             control plane admin URL (default: http://127.0.0.1:15000)
+  --token T                 join token, when the control plane requires one
+  --app HOST:PORT           where the app listens (sidecar)
+  --inbound [HOST:]PORT     inbound listener other sidecars connect to (sidecar)
+  --upstream SVC=[HOST:]PORT  a local listener for upstream service SVC (repeatable)
+  --http-proxy [HOST:]PORT  HTTP proxy listener: the Host header names the service
+  --admin [HOST:]PORT       admin server with /metrics, /ready, /config (default: 127.0.0.1:0)
+  --gateway                 no app: only outbound listeners (an edge proxy)
+  --access-log PATH|-|off   JSON access log destination (default: - for stdout)
+
+Example:
+  trellis proxy --service backend --version v1 --app 127.0.0.1:8081 --inbound 9081 \\
+    --upstream postgres=7001 --admin 9981
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, {
+    service: { type: 'string' },
+    version: { type: 'string', default: 'default' },
+    id: { type: 'string' },
+    control: { type: 'string', default: 'http://127.0.0.1:15000' },
+    token: { type: 'string' },
+    app: { type: 'string' },
+    inbound: { type: 'string' },
+    upstream: { type: 'string', multiple: true, default: [] },
+    'http-proxy': { type: 'string' },
+    admin: { type: 'string', default: '127.0.0.1:0' },
+    gateway: { type: 'boolean', default: false },
+    'access-log': { type: 'string', default: '-' },
+  }, false, 'proxy');
+  if (!values.service) throw new TrellisError('TRELLIS_E_USAGE', { reason: '--service is required; see `trellis proxy --help`' });
+  if (!values.gateway && (!values.app) !== (!values.inbound)) {
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: 'a sidecar needs both --app and --inbound (or neither, with only outbound listeners)' });
+  }
+  const upstreams = values.upstream.map((spec) => {
+    const eq = spec.indexOf('=');
+    if (eq <= 0) throw new TrellisError('TRELLIS_E_USAGE', { reason: `--upstream expects SERVICE=[HOST:]PORT, got "${spec}"` });
+    return { service: spec.slice(0, eq), listen: parseHostPort(spec.slice(eq + 1), '--upstream') };
+  });
+  const log = (line: string): void => void process.stderr.write(line + '\n');
+  const sidecar = new Sidecar({
+    service: values.service,
+    version: values.version,
+    id: values.id ?? `${values.service}-${process.pid}`,
+    kind: values.gateway || !values.app ? 'gateway' : 'sidecar',
+    control: values.control,
+    token: values.token ?? process.env.TRELLIS_TOKEN,
+    app: values.app ? parseHostPort(values.app, '--app') : undefined,
+    inbound: values.inbound ? parseHostPort(values.inbound, '--inbound') : undefined,
+    upstreams,
+    httpProxy: values['http-proxy'] ? parseHostPort(values['http-proxy'], '--http-proxy') : undefined,
+    admin: parseHostPort(values.admin, '--admin'),
+    accessLog: values['access-log'],
+    log,
+  });
+  await sidecar.start();
+  const a = sidecar.addresses;
+  log(`proxy ${values.service}: admin http://${a.admin!.host}:${a.admin!.port}` +
+    (a.inbound ? `, inbound ${a.inbound.host}:${a.inbound.port}` : '') +
+    Object.entries(a.upstreams).map(([s, l]) => `, ${s} at ${l.host}:${l.port}`).join('') +
+    (a.httpProxy ? `, http proxy ${a.httpProxy.host}:${a.httpProxy.port}` : ''));
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await sidecar.close();
+  return 0;
 }

@@ -1,6 +1,81 @@
-// `trellis up` (placeholder until the command lands).
-export const help = 'trellis up: not built yet\n';
-export async function run(_argv: string[]): Promise<number> {
-  process.stderr.write('trellis up: not built yet\n');
-  return 1;
+// `trellis up [FILE]`: runs a whole mesh on this machine and stops all of it on Ctrl-C.
+import { existsSync } from 'node:fs';
+import { relative } from 'node:path';
+import { TrellisError } from '../errors.js';
+import { LocalMesh, type MeshState } from '../runner/local-mesh.js';
+import { parseFlags, parseHostPort } from './args.js';
+
+export const help = `Usage: trellis up [FILE] [options]
+
+Starts the control plane, every service instance of the mesh file and a sidecar for
+each, on loopback ports chosen without clashes; waits for them to be healthy and
+prints what runs where. Ctrl-C (SIGINT) or SIGTERM stops everything.
+
+Arguments:
+  FILE                     the mesh file (default: ./mesh.yaml)
+
+Options:
+  --admin [HOST:]PORT      control plane admin API (default: 127.0.0.1:15000; 0 picks a free port)
+  --state-dir DIR          logs, data and state.json (default: .trellis beside the mesh file)
+
+Example:
+  trellis up examples/shop/mesh.yaml
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(argv, {
+    admin: { type: 'string', default: '127.0.0.1:15000' },
+    'state-dir': { type: 'string' },
+  }, true, 'up');
+  if (positionals.length > 1) throw new TrellisError('TRELLIS_E_USAGE', { reason: 'give one mesh file; see `trellis up --help`' });
+  const file = positionals[0] ?? 'mesh.yaml';
+  if (!existsSync(file)) throw new TrellisError('TRELLIS_E_USAGE', { reason: `no mesh file at ${file}; give its path, e.g. \`trellis up examples/shop/mesh.yaml\`` });
+
+  const log = (line: string): void => void process.stdout.write(`${line}\n`);
+  const mesh = new LocalMesh({ meshFile: file, admin: parseHostPort(values.admin, '--admin'), stateDir: values['state-dir'], log });
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => (stopping ??= (async () => {
+    log('stopping the mesh…');
+    await mesh.stop();
+    log('stopped.');
+  })());
+  const signalled = new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  log(`starting the mesh from ${file}…`);
+  try {
+    await Promise.race([mesh.start(), signalled.then(() => { throw new Interrupted(); })]);
+  } catch (err) {
+    await stop();
+    if (err instanceof Interrupted) return 0;
+    throw err;
+  }
+  log(table(mesh.state!, mesh.health));
+  await signalled;
+  await stop();
+  return 0;
+}
+
+class Interrupted extends Error {}
+
+function table(s: MeshState, health: ReadonlyMap<string, string>): string {
+  const rows = [['SERVICE', 'VERSION', 'INSTANCE', 'APP', 'SIDECAR', 'HEALTH']];
+  for (const i of s.instances) {
+    rows.push([i.service, i.version, i.id, `${i.app.host}:${i.app.port}`, `${i.inbound.host}:${i.inbound.port}`, i.command ? health.get(i.id) ?? 'unknown' : 'external']);
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const lines = rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd());
+  const urls = Object.entries(s.publicUrls).map(([svc, url]) => `  ${svc.padEnd(12)} ${url}`);
+  return [
+    '',
+    ...lines,
+    '',
+    ...(urls.length ? ['Open:', ...urls, ''] : []),
+    ...s.skipped.map((k) => `Not running: ${k.service}: ${k.reason}`),
+    `Control plane: ${s.control}   (try: npx trellis status${s.control === 'http://127.0.0.1:15000' ? '' : ` --control ${s.control}`})`,
+    `Logs: ${relative(process.cwd(), s.logDir) || '.'}`,
+    'Press Ctrl-C to stop.',
+    '',
+  ].join('\n');
 }

@@ -1,0 +1,122 @@
+// The proxy's link to the control plane: connects, says hello, applies each snapshot
+// it is sent (ACK) or refuses it (NACK, keeping the last good one), and reconnects with
+// jittered exponential backoff whenever the link drops. The proxy serves on its last
+// good snapshot the whole time: the control plane is never on the request path.
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import type { ControlMessage, ProxyInfo, ProxyMessage, Snapshot } from '../control/protocol.js';
+
+export interface ControlClientOptions {
+  url: string;
+  token?: string;
+  info: ProxyInfo;
+  /** Applies a snapshot; throws with the reason to refuse it. */
+  apply(snapshot: Snapshot): void;
+  /** Connection state changes and refusals, for logs and metrics. */
+  onState?(connected: boolean, detail: string): void;
+  /** A fatal answer from the control plane (e.g. unknown service). */
+  onFatal?(code: string, message: string): void;
+}
+
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 5000;
+
+export class ControlClient {
+  readonly #o: ControlClientOptions;
+  #socket: Socket | undefined;
+  #attempt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(o: ControlClientOptions) {
+    this.#o = o;
+  }
+
+  start(): void {
+    this.#connect();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#socket?.destroy();
+  }
+
+  #connect(): void {
+    if (this.#stopped) return;
+    const url = new URL('/v1/stream', this.#o.url);
+    const headers: Record<string, string> = { Connection: 'Upgrade', Upgrade: 'trellis-stream' };
+    if (this.#o.token) headers.Authorization = `Bearer ${this.#o.token}`;
+    const req = http.request({ hostname: url.hostname, port: url.port, path: url.pathname, headers, agent: false });
+    req.on('upgrade', (_res, socket, head) => this.#onStream(socket, head));
+    req.on('response', (res) => {
+      res.resume();
+      this.#retry(`control plane answered ${res.statusCode} to the stream request`);
+    });
+    req.on('error', (err) => this.#retry(err.message));
+    req.end();
+  }
+
+  #onStream(socket: Socket, head: Buffer): void {
+    this.#socket = socket;
+    this.#attempt = 0;
+    socket.setNoDelay(true);
+    this.#o.onState?.(true, 'connected');
+    this.#send({ type: 'hello', proxy: this.#o.info });
+    let pending = head.length > 0 ? head.toString('utf8') : '';
+    const onText = (text: string): void => {
+      pending += text;
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) !== -1) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        if (line.trim()) this.#onMessage(line);
+      }
+    };
+    socket.setEncoding('utf8');
+    socket.on('data', onText);
+    if (pending) onText('');
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      if (this.#socket === socket) this.#socket = undefined;
+      this.#o.onState?.(false, 'disconnected');
+      this.#retry('connection closed');
+    });
+  }
+
+  #onMessage(line: string): void {
+    let msg: ControlMessage;
+    try {
+      msg = JSON.parse(line) as ControlMessage;
+    } catch {
+      return;
+    }
+    if (msg.type === 'snapshot') {
+      try {
+        this.#o.apply(msg.snapshot);
+        this.#send({ type: 'ack', version: msg.version });
+      } catch (err) {
+        const error = err instanceof Error ? err.message : String(err);
+        this.#o.onState?.(true, `refused snapshot ${msg.version}: ${error}`);
+        this.#send({ type: 'nack', version: msg.version, error });
+      }
+    } else if (msg.type === 'error') {
+      this.#o.onFatal?.(msg.code, msg.message);
+    }
+  }
+
+  #send(msg: ProxyMessage): void {
+    this.#socket?.write(JSON.stringify(msg) + '\n');
+  }
+
+  #retry(reason: string): void {
+    if (this.#stopped || this.#timer !== undefined) return;
+    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.#attempt++) * (0.5 + Math.random() / 2);
+    this.#o.onState?.(false, `${reason}; retrying in ${Math.round(delay)} ms`);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#connect();
+    }, delay);
+    this.#timer.unref();
+  }
+}

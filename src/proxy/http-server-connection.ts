@@ -1,0 +1,166 @@
+// The server side of HTTP/1.1 in a proxy listener: reads request heads, frames request
+// bodies (forwarding them as bytes), runs each request through the listener's pipeline,
+// and serves kept-alive and pipelined requests one at a time, in order.
+import type net from 'node:net';
+import { ChunkedFramer } from './chunked.js';
+import { errorResponse, Exchange, type ClientSide, type Handler } from './exchange.js';
+import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseRequestHead } from './http1-parser.js';
+
+/** A client connection with no request in progress is closed after this long. */
+const IDLE_TIMEOUT_MS = 120_000;
+
+export class HttpServerConnection implements ClientSide {
+  readonly socket: net.Socket;
+  readonly #handler: Handler;
+  #buf: Buffer | undefined;
+  #scanFrom = 0;
+  #ex: Exchange | undefined;
+  #inBody = false;
+  #remaining = 0;
+  #framer: ChunkedFramer | undefined;
+  #bodyPaused = false;
+  #closing = false;
+
+  constructor(socket: net.Socket, handler: Handler) {
+    this.socket = socket;
+    this.#handler = handler;
+    socket.setNoDelay(true);
+    socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy());
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      const ex = this.#ex;
+      if (ex !== undefined && !ex.finished) {
+        // The client went away mid-exchange: drop the upstream connection too.
+        ex.errorToken ||= 'client-closed';
+        ex.upstreamConn?.close();
+        ex.finished = true;
+        ex.observer?.(ex);
+      }
+    });
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#inBody) {
+      this.#consumeBody(chunk, 0);
+      return;
+    }
+    this.#buf = this.#buf === undefined ? chunk : Buffer.concat([this.#buf, chunk]);
+    if (this.#ex !== undefined) {
+      // A pipelined request: it waits until the current response is done.
+      this.socket.pause();
+      return;
+    }
+    this.#parseNext();
+  }
+
+  #parseNext(): void {
+    const buf = this.#buf;
+    if (buf === undefined || this.#closing) return;
+    const end = findHeadEnd(buf, this.#scanFrom, buf.length);
+    if (end === -1) {
+      if (buf.length > MAX_HEAD_BYTES) return this.#reject('TRELLIS_E_HEAD_TOO_LARGE', { limit: MAX_HEAD_BYTES });
+      this.#scanFrom = buf.length - 3;
+      return;
+    }
+    if (end > MAX_HEAD_BYTES) return this.#reject('TRELLIS_E_HEAD_TOO_LARGE', { limit: MAX_HEAD_BYTES });
+    this.#scanFrom = 0;
+    this.#buf = undefined;
+    const req = parseRequestHead(buf, end);
+    if (isFailure(req)) return this.#reject('TRELLIS_E_BAD_REQUEST', { reason: req.reason });
+
+    const ex = new Exchange(this, req, end === buf.length ? buf : buf.subarray(0, end));
+    this.#ex = ex;
+    if (req.chunked) {
+      this.#framer = new ChunkedFramer();
+      this.#inBody = true;
+    } else if (req.contentLength > 0) {
+      this.#remaining = req.contentLength;
+      this.#inBody = true;
+    } else {
+      ex.requestBodyDone = true;
+    }
+    this.#handler(ex);
+    if (end < buf.length) {
+      const rest = buf.subarray(end);
+      if (this.#inBody) this.#consumeBody(rest, 0);
+      else if (!ex.finished || this.#ex !== undefined) { this.#buf = rest; this.socket.pause(); }
+      else { this.#buf = rest; this.#parseNext(); }
+    }
+  }
+
+  #consumeBody(chunk: Buffer, from: number): void {
+    const ex = this.#ex!;
+    let end: number;
+    if (this.#framer !== undefined) {
+      end = this.#framer.feed(chunk, from, chunk.length);
+      if (this.#framer.error) {
+        this.#inBody = false;
+        if (!ex.finished) ex.fail('TRELLIS_E_BAD_REQUEST', { reason: this.#framer.error });
+        this.socket.destroy();
+        return;
+      }
+    } else {
+      const n = Math.min(this.#remaining, chunk.length - from);
+      this.#remaining -= n;
+      end = this.#remaining === 0 ? from + n : -1;
+    }
+    const upTo = end === -1 ? chunk.length : end;
+    if (!ex.finished && upTo > from) ex.writeBody(from === 0 && upTo === chunk.length ? chunk : chunk.subarray(from, upTo));
+    if (end === -1) return;
+    this.#inBody = false;
+    this.#framer = undefined;
+    ex.requestBodyDone = true;
+    if (end < chunk.length) {
+      this.#buf = chunk.subarray(end);
+      this.socket.pause();
+    }
+    if (ex.finished) this.exchangeDone(ex, ex.req.keepAlive);
+  }
+
+  /** Answers a request that could not be parsed, then closes: the stream can't be trusted. */
+  #reject(code: 'TRELLIS_E_BAD_REQUEST' | 'TRELLIS_E_HEAD_TOO_LARGE', params: Record<string, unknown>): void {
+    this.#buf = undefined;
+    this.socket.end(errorResponse(code, params, true));
+    this.socket.destroySoon?.();
+  }
+
+  pauseBody(): void {
+    if (!this.#bodyPaused) {
+      this.#bodyPaused = true;
+      this.socket.pause();
+    }
+  }
+
+  resumeBody(): void {
+    if (this.#bodyPaused) {
+      this.#bodyPaused = false;
+      this.socket.resume();
+    }
+  }
+
+  exchangeDone(ex: Exchange, keepAlive: boolean): void {
+    if (this.#ex !== ex) return;
+    if (this.#inBody) {
+      // The response finished while the request body is still arriving (an early error
+      // or reply): keep reading and discarding it, then carry on.
+      if (!keepAlive) this.#closeAfterWrite();
+      this.resumeBody();
+      return;
+    }
+    this.#ex = undefined;
+    if (!keepAlive) {
+      this.#closeAfterWrite();
+      return;
+    }
+    this.#bodyPaused = false;
+    if (this.#buf !== undefined) this.#parseNext();
+    if (!this.#bodyPaused && !this.#closing) this.socket.resume();
+  }
+
+  #closeAfterWrite(): void {
+    this.#closing = true;
+    this.#buf = undefined;
+    this.socket.end();
+  }
+}

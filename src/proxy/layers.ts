@@ -1,0 +1,128 @@
+// The layers of the HTTP pipelines. Outbound (the app calling another service):
+//
+//   telemetry → upstream → route → split → balance → forward
+//
+// telemetry is outermost so it sees every outcome, errors included; the upstream layer
+// turns the listener (or the Host header) into a service; route picks the rule; split
+// picks a backend by weight; balance picks an endpoint and is where a refused
+// connection comes back to for another try. Inbound (another sidecar calling our app)
+// is telemetry → local app → forward.
+import type { Endpoint } from '../control/protocol.js';
+import type { AccessLog } from '../telemetry/access-log.js';
+import type { Direction, ProxyMetrics } from '../telemetry/metrics.js';
+import type { Exchange, Layer } from './exchange.js';
+import { headerValue } from './http1-parser.js';
+import { matchRoute, pickBackend, type CompiledUpstream } from './router.js';
+
+/** Header carrying the calling service from an outbound sidecar to an inbound one. */
+export const SOURCE_HEADER = 'trellis-source';
+
+export interface TelemetryOptions {
+  direction: Direction;
+  /** This proxy's service (the source outbound, the destination inbound). */
+  service: string;
+  version: string;
+  metrics: ProxyMetrics;
+  accessLog: AccessLog;
+}
+
+/** Records metrics and an access-log line for every exchange, however it ends. */
+export function telemetry(o: TelemetryOptions): Layer {
+  const outbound = o.direction === 'outbound';
+  const observe = (ex: Exchange): void => {
+    const seconds = (performance.now() - ex.startedAt) / 1000;
+    const destination = outbound ? ex.service || 'unknown' : o.service;
+    const version = outbound ? ex.destinationVersion || 'unknown' : o.version;
+    const route = outbound ? ex.route?.name ?? '' : 'inbound';
+    const status = ex.status || 0;
+    o.metrics.observeHttp({ direction: o.direction, source: ex.source, destination, destinationVersion: version, route }, status, seconds);
+    o.accessLog.write({
+      ts: new Date().toISOString(),
+      direction: o.direction,
+      source: ex.source,
+      destination,
+      version,
+      route,
+      method: ex.req.method,
+      path: ex.req.target,
+      status,
+      duration_ms: Math.round(seconds * 100_000) / 100,
+      bytes_sent: ex.responseBytes,
+      upstream: ex.endpoint ? `${ex.endpoint.host}:${ex.endpoint.port}` : undefined,
+      error: ex.errorToken || undefined,
+    });
+  };
+  return (next) => (ex) => {
+    ex.observer = observe;
+    ex.source = outbound ? o.service : headerValue(ex.req.lines, SOURCE_HEADER) ?? 'unknown';
+    next(ex);
+  };
+}
+
+/**
+ * Resolves the upstream service: fixed for a per-upstream listener, from the Host
+ * header (or absolute-form target) for the HTTP proxy listener.
+ */
+export function upstream(source: string, lookup: (service: string) => CompiledUpstream | undefined | null, fixedService?: string): Layer {
+  const sourceLine = `${SOURCE_HEADER}: ${source}\r\n`;
+  return (next) => (ex) => {
+    const service = fixedService ?? hostToService(ex.req.host);
+    ex.service = service;
+    const up = lookup(service);
+    if (up === null) return ex.fail('TRELLIS_E_NO_CONFIG');
+    if (up === undefined || up.protocol !== 'http') return ex.fail('TRELLIS_E_UNKNOWN_SERVICE', { service });
+    ex.upstream = up;
+    ex.extraHead = sourceLine;
+    next(ex);
+  };
+}
+
+/** `backend`, `backend:8080`, `backend.default.svc` → `backend`. */
+export function hostToService(host: string): string {
+  let h = host;
+  const colon = h.lastIndexOf(':');
+  if (colon !== -1 && !h.endsWith(']')) h = h.slice(0, colon);
+  const dot = h.indexOf('.');
+  return (dot === -1 ? h : h.slice(0, dot)).toLowerCase();
+}
+
+export const route: Layer = (next) => (ex) => {
+  const up = ex.upstream!;
+  const r = matchRoute(up, ex.req);
+  if (r === undefined) return ex.fail('TRELLIS_E_NO_ROUTE', { service: up.service, method: ex.req.method, path: ex.req.path });
+  ex.route = r;
+  next(ex);
+};
+
+export const split: Layer = (next) => (ex) => {
+  const r = ex.route!;
+  const name = pickBackend(r);
+  if (name === undefined) return ex.fail('TRELLIS_E_BACKEND_NOT_FOUND', { route: r.name, backend: '(every weight is 0)' });
+  const backend = ex.upstream!.backends.get(name);
+  if (backend === undefined) return ex.fail('TRELLIS_E_BACKEND_NOT_FOUND', { route: r.name, backend: name });
+  ex.backend = backend;
+  next(ex);
+};
+
+export const balance: Layer = (next) => {
+  const dispatch = (ex: Exchange): void => {
+    const picked = ex.backend!.balancer.pick(ex.tried);
+    if (picked.type === 'fail') {
+      // After failed connects, the connect failure is the cause worth reporting.
+      if (ex.connectError) return ex.fail('TRELLIS_E_CONNECT', { address: `${ex.endpoint!.host}:${ex.endpoint!.port}`, reason: ex.connectError });
+      return ex.fail(picked.code, { backend: ex.backend!.name });
+    }
+    ex.endpoint = picked.endpoint;
+    ex.retryConnect = dispatch;
+    next(ex);
+  };
+  return dispatch;
+};
+
+/** Inbound: every request goes to the one local app. */
+export function localApp(app: Endpoint): Layer {
+  return (next) => (ex) => {
+    ex.endpoint = app;
+    next(ex);
+  };
+}

@@ -1,0 +1,123 @@
+// Keep-alive connections to upstreams, per address, and the forwarder: the terminal
+// layer of every HTTP pipeline, which sends an exchange over a pooled connection.
+import type { ErrorCode } from '../errors.js';
+import type { Exchange, Handler } from './exchange.js';
+import { UpstreamConnection, type UpstreamEvents } from './upstream-connection.js';
+
+export interface PoolOptions {
+  /** Idle connections kept per address. */
+  maxIdlePerAddress: number;
+  /** Idle connections are closed after this long, a little under Node's 5 s server keep-alive. */
+  idleTimeoutMs: number;
+  /** No response head within this long → 504. */
+  responseTimeoutMs: number;
+}
+
+export const DEFAULT_POOL_OPTIONS: PoolOptions = { maxIdlePerAddress: 256, idleTimeoutMs: 4000, responseTimeoutMs: 15_000 };
+
+export class ConnectionPool {
+  readonly #idle = new Map<string, UpstreamConnection[]>();
+  readonly #active = new Set<UpstreamConnection>();
+  readonly #opts: PoolOptions;
+  readonly #sweep: NodeJS.Timeout;
+
+  constructor(opts: Partial<PoolOptions> = {}) {
+    this.#opts = { ...DEFAULT_POOL_OPTIONS, ...opts };
+    // One timer for every connection: response timeouts and idle expiry, checked coarsely.
+    this.#sweep = setInterval(() => this.#check(), 250);
+    this.#sweep.unref();
+  }
+
+  /** An idle connection to `host:port`, or a new one (its writes wait for the connect). */
+  acquire(host: string, port: number, events: UpstreamEvents): UpstreamConnection {
+    const list = this.#idle.get(`${host}:${port}`);
+    let conn = list?.pop();
+    while (conn !== undefined && conn.socket.destroyed) conn = list!.pop();
+    if (conn === undefined) conn = new UpstreamConnection(host, port, events);
+    this.#active.add(conn);
+    return conn;
+  }
+
+  release(conn: UpstreamConnection): void {
+    this.#active.delete(conn);
+    let list = this.#idle.get(conn.key);
+    if (list === undefined) this.#idle.set(conn.key, (list = []));
+    if (list.length >= this.#opts.maxIdlePerAddress) conn.close();
+    else list.push(conn);
+  }
+
+  gone(conn: UpstreamConnection): void {
+    this.#active.delete(conn);
+    const list = this.#idle.get(conn.key);
+    if (list === undefined) return;
+    const i = list.indexOf(conn);
+    if (i !== -1) list.splice(i, 1);
+  }
+
+  /** Closes idle connections to addresses no longer in use. */
+  retainOnly(keys: ReadonlySet<string>): void {
+    for (const [key, list] of this.#idle) {
+      if (keys.has(key)) continue;
+      this.#idle.delete(key);
+      for (const c of list) c.close();
+    }
+  }
+
+  #check(): void {
+    const now = performance.now();
+    for (const c of this.#active) {
+      if (c.ex !== undefined && c.ready && !c.ex.responseStarted && now - c.sentAt > this.#opts.responseTimeoutMs) {
+        c.timeout(this.#opts.responseTimeoutMs);
+      }
+    }
+    for (const list of this.#idle.values()) {
+      while (list.length > 0 && now - list[0]!.idleSince > this.#opts.idleTimeoutMs) list.shift()!.close();
+    }
+  }
+
+  close(): void {
+    clearInterval(this.#sweep);
+    for (const list of this.#idle.values()) for (const c of list) c.close();
+    for (const c of this.#active) c.close();
+    this.#idle.clear();
+  }
+}
+
+/** How many endpoints one request may try when connecting fails. */
+const MAX_CONNECT_ATTEMPTS = 3;
+
+/**
+ * The terminal layer: sends the exchange to `ex.endpoint` over a pooled connection.
+ * A refused connection (nothing sent yet) goes back to the balance layer for another
+ * endpoint, up to {@link MAX_CONNECT_ATTEMPTS}; without one (inbound: a single local
+ * app) it fails with `connectError`.
+ */
+export function forwarder(pool: ConnectionPool, connectError: ErrorCode, resetCode: ErrorCode): Handler {
+  const events: UpstreamEvents = {
+    resetCode,
+    release: (c) => pool.release(c),
+    gone: (c) => pool.gone(c),
+    retryable(ex, conn, reason, stale) {
+      if (stale) {
+        // The server closed a pooled connection as we reused it: same endpoint, fresh connection.
+        send(ex);
+        return;
+      }
+      const e = ex.endpoint!;
+      ex.backend?.balancer.connectFailed(e, Date.now());
+      (ex.tried ??= new Set()).add(e.id);
+      ex.connectError = reason;
+      if (ex.retryConnect !== undefined && ex.tried.size < MAX_CONNECT_ATTEMPTS) {
+        ex.retryConnect(ex);
+      } else {
+        ex.fail(connectError, { address: conn.address, reason });
+      }
+    },
+  };
+  function send(ex: Exchange): void {
+    const e = ex.endpoint!;
+    ex.destinationVersion = e.version;
+    pool.acquire(e.host, e.port, events).send(ex);
+  }
+  return send;
+}

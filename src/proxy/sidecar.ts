@@ -1,0 +1,227 @@
+// A sidecar (or gateway) process: its listeners, the pipelines behind them, the
+// snapshot in force, and the admin server. Listeners are opened at start; what each
+// does comes from the latest good snapshot, swapped in one assignment.
+import http from 'node:http';
+import net from 'node:net';
+import type { Endpoint, HostPort, ProxyInfo, Snapshot } from '../control/protocol.js';
+import { openAccessLog, type AccessLog } from '../telemetry/access-log.js';
+import { ProxyMetrics } from '../telemetry/metrics.js';
+import { ControlClient } from './control-client.js';
+import { compose, type Handler } from './exchange.js';
+import { HttpServerConnection } from './http-server-connection.js';
+import { balance, localApp, route, split, telemetry, upstream } from './layers.js';
+import { ConnectionPool, forwarder } from './pool.js';
+import { compileUpstream, type CompiledUpstream } from './router.js';
+import { proxyTcp } from './tcp-proxy.js';
+import { endpointKey } from './balancer/balancer.js';
+
+export interface SidecarOptions {
+  service: string;
+  version: string;
+  id: string;
+  kind: 'sidecar' | 'gateway';
+  control: string;
+  token?: string;
+  app?: HostPort;
+  inbound?: HostPort;
+  upstreams: { service: string; listen: HostPort }[];
+  httpProxy?: HostPort;
+  admin: HostPort;
+  /** `-` (stdout), `off`, or a file path. */
+  accessLog: string;
+  log: (line: string) => void;
+}
+
+/** How long a connection accepted before the first snapshot waits for it. */
+const FIRST_SNAPSHOT_WAIT_MS = 10_000;
+
+export class Sidecar {
+  readonly #o: SidecarOptions;
+  readonly metrics: ProxyMetrics;
+  readonly #accessLog: AccessLog;
+  readonly #pool = new ConnectionPool();
+  readonly #servers: net.Server[] = [];
+  readonly #sockets = new Set<net.Socket>();
+  #admin: http.Server | undefined;
+  #control: ControlClient | undefined;
+  #snapshot: Snapshot | null = null;
+  #upstreams: Map<string, CompiledUpstream> | null = null;
+  #waiting: (() => void)[] = [];
+  #controlState = 'connecting';
+  /** Actual listening addresses (port 0 resolved). */
+  readonly addresses: { inbound?: HostPort; admin?: HostPort; httpProxy?: HostPort; upstreams: Record<string, HostPort> } = { upstreams: {} };
+
+  constructor(o: SidecarOptions) {
+    this.#o = o;
+    this.metrics = new ProxyMetrics({ service: o.service, id: o.id });
+    this.#accessLog = openAccessLog(o.accessLog);
+  }
+
+  get snapshot(): Snapshot | null {
+    return this.#snapshot;
+  }
+
+  async start(): Promise<void> {
+    const o = this.#o;
+    const lookup = (service: string): CompiledUpstream | undefined | null => this.#upstreams === null ? null : this.#upstreams.get(service);
+    const pool = this.#pool;
+    const outTelemetry = telemetry({ direction: 'outbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
+    const outbound = (fixed?: string): Handler =>
+      compose([outTelemetry, upstream(o.service, lookup, fixed), route, split, balance], forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'));
+
+    for (const u of o.upstreams) {
+      const pipeline = outbound(u.service);
+      const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
+        const up = this.#upstreams!.get(u.service);
+        if (up === undefined) {
+          o.log(`proxy: connection to upstream listener "${u.service}" refused: the control plane does not list it for ${o.service}`);
+          socket.destroy();
+        } else if (up.protocol === 'tcp') {
+          this.#outboundTcp(socket, up);
+        } else {
+          new HttpServerConnection(socket, pipeline);
+        }
+      }));
+      this.addresses.upstreams[u.service] = await listen(server, u.listen, this.#sockets);
+      this.#servers.push(server);
+    }
+
+    if (o.httpProxy) {
+      const pipeline = outbound();
+      const server = net.createServer((socket) => new HttpServerConnection(socket, pipeline));
+      this.addresses.httpProxy = await listen(server, o.httpProxy, this.#sockets);
+      this.#servers.push(server);
+    }
+
+    if (o.inbound && o.app) {
+      const app: Endpoint = { id: `${o.id}/app`, host: o.app.host, port: o.app.port, version: o.version };
+      const inTelemetry = telemetry({ direction: 'inbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
+      const pipeline = compose([inTelemetry, localApp(app)], forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'));
+      const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
+        if (this.#snapshot!.inboundProtocol === 'tcp') {
+          proxyTcp(socket, (tried) => (tried.size === 0 ? app : undefined), {
+            direction: 'inbound', source: 'unknown', destination: o.service, metrics: this.metrics, accessLog: this.#accessLog,
+          });
+        } else {
+          new HttpServerConnection(socket, pipeline);
+        }
+      }));
+      this.addresses.inbound = await listen(server, o.inbound, this.#sockets);
+      this.#servers.push(server);
+    }
+
+    this.#admin = http.createServer((req, res) => void this.#serveAdmin(req, res));
+    this.addresses.admin = await listen(this.#admin, o.admin);
+
+    const info: ProxyInfo = {
+      id: o.id, service: o.service, version: o.version, kind: o.kind, app: o.app, inbound: this.addresses.inbound,
+      admin: this.addresses.admin, httpProxy: this.addresses.httpProxy, pid: process.pid,
+      upstreams: Object.entries(this.addresses.upstreams).map(([service, listen]) => ({ service, listen })),
+    };
+    this.#control = new ControlClient({
+      url: o.control,
+      token: o.token,
+      info,
+      apply: (s) => this.apply(s),
+      onState: (connected, detail) => {
+        this.metrics.controlConnected.set(connected ? 1 : 0);
+        if (detail !== this.#controlState) o.log(`proxy ${o.id}: control plane ${detail}`);
+        this.#controlState = detail;
+      },
+      onFatal: (code, message) => {
+        o.log(`proxy ${o.id}: the control plane refused this proxy: ${code}: ${message}`);
+      },
+    });
+    this.#control.start();
+  }
+
+  /** Applies a snapshot; throws (→ NACK) when it cannot be used, leaving the current one. */
+  apply(s: Snapshot): void {
+    if (typeof s !== 'object' || s === null || typeof s.upstreams !== 'object') throw new Error('snapshot has no upstreams');
+    const compiled = new Map<string, CompiledUpstream>();
+    const keys = new Set<string>();
+    for (const [name, u] of Object.entries(s.upstreams)) {
+      try {
+        compiled.set(name, compileUpstream(u));
+      } catch (err) {
+        throw new Error(`upstream "${name}": ${err instanceof Error ? err.message : String(err)}`);
+      }
+      for (const b of Object.values(u.backends)) for (const e of b.endpoints) keys.add(endpointKey(e));
+    }
+    if (this.#o.app) keys.add(endpointKey(this.#o.app));
+    this.#snapshot = s;
+    this.#upstreams = compiled;
+    this.#pool.retainOnly(keys);
+    this.metrics.configVersion.set(s.version);
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const w of waiting) w();
+  }
+
+  #outboundTcp(socket: net.Socket, up: CompiledUpstream): void {
+    // TCP has no request to route: every connection goes to backend `<service>`.
+    const backend = up.backends.get(up.service);
+    const balancer = backend?.balancer;
+    proxyTcp(socket, (tried) => {
+      if (!balancer) return undefined;
+      const r = balancer.pick(tried);
+      return r.type === 'pick' && !tried.has(r.endpoint.id) ? r.endpoint : undefined;
+    }, { direction: 'outbound', source: this.#o.service, destination: up.service, metrics: this.metrics, accessLog: this.#accessLog }, balancer);
+  }
+
+  /** Runs `fn` now if a snapshot is in force, else once the first one arrives. */
+  #whenConfigured(socket: net.Socket, fn: () => void): void {
+    if (this.#upstreams !== null) return fn();
+    socket.pause();
+    const timer = setTimeout(() => socket.destroy(), FIRST_SNAPSHOT_WAIT_MS);
+    this.#waiting.push(() => {
+      clearTimeout(timer);
+      if (!socket.destroyed) fn();
+    });
+  }
+
+  async #serveAdmin(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/metrics') {
+      res.setHeader('content-type', this.metrics.registry.contentType);
+      res.end(await this.metrics.registry.metrics());
+    } else if (path === '/ready') {
+      res.statusCode = this.#snapshot ? 200 : 503;
+      res.end(this.#snapshot ? 'ready\n' : 'waiting for the first snapshot from the control plane\n');
+    } else if (path === '/config') {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ id: this.#o.id, service: this.#o.service, control: this.#controlState, addresses: this.addresses, snapshot: this.#snapshot }, null, 2));
+    } else {
+      res.statusCode = 404;
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ code: 'TRELLIS_E_NOT_FOUND', message: `no admin endpoint ${path}; try /metrics, /ready or /config` }));
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#control?.stop();
+    for (const s of this.#servers) s.close();
+    for (const s of this.#sockets) s.destroy();
+    this.#admin?.close();
+    this.#admin?.closeAllConnections();
+    this.#pool.close();
+    await this.#accessLog.close();
+  }
+}
+
+function listen(server: net.Server, at: HostPort, sockets?: Set<net.Socket>): Promise<HostPort> {
+  if (sockets) {
+    server.on('connection', (s: net.Socket) => {
+      sockets.add(s);
+      s.once('close', () => sockets.delete(s));
+    });
+  }
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.host, () => {
+      server.off('error', reject);
+      const a = server.address() as net.AddressInfo;
+      resolve({ host: at.host, port: a.port });
+    });
+  });
+}

@@ -1,0 +1,83 @@
+// Raw TCP through the mesh (Postgres, Redis, anything not HTTP): pick an endpoint,
+// connect, and pipe bytes both ways with backpressure. A refused connection tries the
+// next endpoint before any byte has been read from the client.
+import net from 'node:net';
+import type { Endpoint } from '../control/protocol.js';
+import type { AccessLog } from '../telemetry/access-log.js';
+import type { Direction, ProxyMetrics } from '../telemetry/metrics.js';
+import type { Balancer } from './balancer/balancer.js';
+
+export interface TcpTelemetry {
+  direction: Direction;
+  source: string;
+  destination: string;
+  metrics: ProxyMetrics;
+  accessLog: AccessLog;
+}
+
+const MAX_CONNECT_ATTEMPTS = 3;
+
+/**
+ * Proxies one accepted client socket. `choose` returns the endpoint to try (given those
+ * already tried), or undefined when there is none.
+ */
+export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>) => Endpoint | undefined, t: TcpTelemetry, balancer?: Balancer): void {
+  client.pause();
+  client.setNoDelay(true);
+  const startedAt = performance.now();
+  const tried = new Set<string>();
+  let clientClosed = false;
+  client.on('error', () => client.destroy());
+  client.once('close', () => { clientClosed = true; });
+
+  const attempt = (): void => {
+    const e = choose(tried);
+    if (e === undefined || clientClosed) {
+      t.accessLog.write({ ts: new Date().toISOString(), direction: t.direction, protocol: 'tcp', source: t.source, destination: t.destination, error: clientClosed ? 'client-closed' : 'no-endpoints' });
+      client.destroy();
+      return;
+    }
+    tried.add(e.id);
+    const upstream = net.connect({ host: e.host, port: e.port, noDelay: true });
+    upstream.once('error', (err) => {
+      balancer?.connectFailed(e, Date.now());
+      if (tried.size < MAX_CONNECT_ATTEMPTS) attempt();
+      else {
+        t.accessLog.write({ ts: new Date().toISOString(), direction: t.direction, protocol: 'tcp', source: t.source, destination: t.destination, upstream: `${e.host}:${e.port}`, error: `connect-failed: ${err.message}` });
+        client.destroy();
+      }
+    });
+    upstream.once('connect', () => {
+      upstream.removeAllListeners('error');
+      pipeBoth(client, upstream, e, t, startedAt);
+    });
+  };
+  attempt();
+}
+
+function pipeBoth(client: net.Socket, upstream: net.Socket, e: Endpoint, t: TcpTelemetry, startedAt: number): void {
+  t.metrics.tcpOpened(t.direction, t.source, t.destination);
+  let sent = 0;
+  let received = 0;
+  client.on('data', (c: Buffer) => { sent += c.length; });
+  upstream.on('data', (c: Buffer) => { received += c.length; });
+  client.pipe(upstream);
+  upstream.pipe(client);
+  client.resume();
+  let done = false;
+  const finish = (error?: string): void => {
+    if (done) return;
+    done = true;
+    client.destroy();
+    upstream.destroy();
+    t.metrics.tcpClosed(t.direction, t.source, t.destination, sent, received);
+    t.accessLog.write({
+      ts: new Date().toISOString(), direction: t.direction, protocol: 'tcp', source: t.source, destination: t.destination,
+      version: e.version, upstream: `${e.host}:${e.port}`, bytes_sent: sent, bytes_received: received,
+      duration_ms: Math.round(performance.now() - startedAt), error,
+    });
+  };
+  upstream.on('error', (err) => finish(err.message));
+  client.on('close', () => finish());
+  upstream.on('close', () => finish());
+}

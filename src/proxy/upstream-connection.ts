@@ -1,0 +1,270 @@
+// One keep-alive connection to an upstream (another sidecar, or the local app). It
+// sends one exchange's request at a time, frames the response as it streams back to
+// the client, and tells its pool whether it can be used again.
+import net from 'node:net';
+import type { ErrorCode } from '../errors.js';
+import { ChunkedFramer } from './chunked.js';
+import type { Exchange } from './exchange.js';
+import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead } from './http1-parser.js';
+
+const enum Body { None, Length, Chunked, UntilClose }
+
+export interface UpstreamEvents {
+  /** The response ended and the connection may carry another request. */
+  release(conn: UpstreamConnection): void;
+  /** The connection is gone (closed, failed or not reusable). */
+  gone(conn: UpstreamConnection): void;
+  /**
+   * Nothing of the response came back and the request can be sent again: connecting
+   * failed (`stale` false), or a pooled connection turned out closed by the server
+   * before it answered a body-less request (`stale` true).
+   */
+  retryable(ex: Exchange, conn: UpstreamConnection, reason: string, stale: boolean): void;
+  /** Code to answer with when the upstream resets mid-exchange. */
+  readonly resetCode: ErrorCode;
+}
+
+export class UpstreamConnection {
+  readonly socket: net.Socket;
+  readonly key: string;
+  readonly address: string;
+  readonly #events: UpstreamEvents;
+  ready = false;
+  /** Requests this connection has carried; > 1 means it was reused from the pool. */
+  uses = 0;
+  ex: Exchange | undefined;
+  /** When the current request was sent (performance.now()), for the response timeout. */
+  sentAt = 0;
+  idleSince = 0;
+
+  #buf: Buffer | undefined;
+  #scanFrom = 0;
+  #inBody = false;
+  #body: Body = Body.None;
+  #remaining = 0;
+  #framer: ChunkedFramer | undefined;
+  #reusable = true;
+  #closed = false;
+
+  constructor(host: string, port: number, events: UpstreamEvents) {
+    this.key = `${host}:${port}`;
+    this.address = this.key;
+    this.#events = events;
+    this.socket = net.connect({ host, port, noDelay: true });
+    this.socket.on('connect', () => {
+      this.ready = true;
+      if (this.ex) this.#sendQueued(this.ex);
+    });
+    this.socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    this.socket.on('drain', () => this.ex?.client.resumeBody());
+    this.socket.on('error', (err) => this.#onClose(err.message));
+    this.socket.on('close', () => this.#onClose('connection closed'));
+  }
+
+  /** Starts an exchange on this connection. */
+  send(ex: Exchange): void {
+    this.ex = ex;
+    this.uses++;
+    this.#reusable = true;
+    ex.upstreamConn = this;
+    if (this.ready) this.#sendQueued(ex);
+  }
+
+  #sendQueued(ex: Exchange): void {
+    const s = this.socket;
+    const req = ex.req;
+    this.sentAt = performance.now();
+    s.cork();
+    if (req.rewrite) {
+      s.write(serializeRequestHead(req, ex.extraHead, req.upgrade), 'latin1');
+    } else if (ex.extraHead) {
+      s.write(ex.head.subarray(0, ex.head.length - 2));
+      s.write(ex.extraHead + '\r\n', 'latin1');
+    } else {
+      s.write(ex.head);
+    }
+    const queue = ex.bodyQueue;
+    if (queue !== undefined) {
+      ex.bodyQueue = undefined;
+      for (const chunk of queue) s.write(chunk);
+    }
+    s.uncork();
+    if (!ex.requestBodyDone) ex.client.resumeBody();
+  }
+
+  #onData(chunk: Buffer): void {
+    const ex = this.ex;
+    if (ex === undefined) {
+      // Bytes from an idle upstream: it is not speaking HTTP/1.1 as we are; drop it.
+      this.#reusable = false;
+      this.socket.destroy();
+      return;
+    }
+    if (this.#inBody) {
+      this.#forwardBody(ex, chunk, 0);
+      return;
+    }
+    const buf = this.#buf === undefined ? chunk : Buffer.concat([this.#buf, chunk]);
+    this.#readHead(ex, buf);
+  }
+
+  #readHead(ex: Exchange, buf: Buffer): void {
+    for (;;) {
+      const end = findHeadEnd(buf, this.#scanFrom, buf.length);
+      if (end === -1) {
+        if (buf.length > MAX_HEAD_BYTES) return this.#protocolError(ex, 'response head too large');
+        this.#buf = buf;
+        this.#scanFrom = buf.length - 3;
+        return;
+      }
+      this.#buf = undefined;
+      this.#scanFrom = 0;
+      const head = parseResponseHead(buf, end);
+      if (isFailure(head)) return this.#protocolError(ex, head.reason);
+      const client = ex.client.socket;
+      if (head.status < 200 && head.status !== 101) {
+        // 100 Continue and friends: pass on, then read the final response.
+        client.write(buf.subarray(0, end));
+        if (end === buf.length) return;
+        buf = buf.subarray(end);
+        continue;
+      }
+      ex.status = head.status;
+      ex.responseStarted = true;
+      if (head.status === 101) return this.#tunnel(ex, buf);
+      if (head.close) this.#reusable = false;
+      const method = ex.req.method;
+      if (method === 'HEAD' || head.status === 204 || head.status === 304) this.#body = Body.None;
+      else if (head.chunked) { this.#body = Body.Chunked; this.#framer = new ChunkedFramer(); }
+      else if (head.contentLength >= 0) { this.#body = Body.Length; this.#remaining = head.contentLength; }
+      else { this.#body = Body.UntilClose; this.#reusable = false; }
+
+      if (this.#body === Body.None || (this.#body === Body.Length && this.#remaining === 0)) {
+        ex.responseBytes += end;
+        if (end < buf.length) this.#reusable = false; // bytes beyond a complete response
+        this.#write(ex, end === buf.length ? buf : buf.subarray(0, end));
+        this.#complete(ex);
+        return;
+      }
+      // Send the head and whatever of the body came with it in one write.
+      this.#inBody = true;
+      this.#forwardBody(ex, buf, end);
+      return;
+    }
+  }
+
+  /** Forwards `chunk[from..]` of the response body (and, when from > 0, the head before it). */
+  #forwardBody(ex: Exchange, chunk: Buffer, from: number): void {
+    let end: number;
+    switch (this.#body) {
+      case Body.Length: {
+        const n = Math.min(this.#remaining, chunk.length - from);
+        this.#remaining -= n;
+        end = this.#remaining === 0 ? from + n : -1;
+        break;
+      }
+      case Body.Chunked:
+        end = this.#framer!.feed(chunk, from, chunk.length);
+        if (this.#framer!.error) return this.#protocolError(ex, this.#framer!.error);
+        break;
+      default:
+        end = -1;
+    }
+    const upTo = end === -1 ? chunk.length : end;
+    if (end !== -1 && end < chunk.length) this.#reusable = false;
+    ex.responseBytes += upTo;
+    this.#write(ex, upTo === chunk.length ? chunk : chunk.subarray(0, upTo));
+    if (end !== -1) this.#complete(ex);
+  }
+
+  #write(ex: Exchange, data: Buffer): void {
+    const client = ex.client.socket;
+    if (!client.write(data)) {
+      this.socket.pause();
+      client.once('drain', () => this.socket.resume());
+    }
+  }
+
+  #complete(ex: Exchange): void {
+    this.#inBody = false;
+    this.#framer = undefined;
+    this.ex = undefined;
+    ex.upstreamConn = undefined;
+    // A response that ends before its request body was fully sent leaves the upstream
+    // mid-request; the connection can't be reused.
+    const reusable = this.#reusable && ex.requestBodyDone && !this.#closed;
+    if (reusable) {
+      this.idleSince = performance.now();
+      this.#events.release(this);
+    } else {
+      this.close();
+    }
+    ex.finish(ex.req.keepAlive && this.#body !== Body.UntilClose && ex.requestBodyDone);
+  }
+
+  /** After `101 Switching Protocols` the connection is a byte tunnel to the client. */
+  #tunnel(ex: Exchange, buf: Buffer): void {
+    const client = ex.client.socket;
+    this.#reusable = false;
+    this.ex = undefined;
+    this.#events.gone(this);
+    client.write(buf);
+    this.socket.removeAllListeners('data');
+    this.socket.removeAllListeners('drain');
+    client.removeAllListeners('data');
+    this.socket.pipe(client);
+    client.pipe(this.socket);
+    client.resume();
+    this.socket.on('close', () => client.destroy());
+    client.on('close', () => this.socket.destroy());
+    ex.observer?.(ex);
+    ex.finished = true;
+  }
+
+  #protocolError(ex: Exchange, reason: string): void {
+    this.#reusable = false;
+    this.ex = undefined;
+    ex.upstreamConn = undefined;
+    this.close();
+    ex.fail('TRELLIS_E_UPSTREAM_PROTOCOL', { address: this.address, reason });
+  }
+
+  /** The response timeout fired: give up on this exchange and this connection. */
+  timeout(ms: number): void {
+    const ex = this.ex;
+    this.ex = undefined;
+    this.close();
+    if (ex) {
+      ex.upstreamConn = undefined;
+      ex.fail('TRELLIS_E_TIMEOUT', { address: this.address, ms });
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#events.gone(this);
+    this.socket.destroy();
+  }
+
+  #onClose(reason: string): void {
+    const wasClosed = this.#closed;
+    this.#closed = true;
+    if (!wasClosed) this.#events.gone(this);
+    const ex = this.ex;
+    if (ex === undefined) return;
+    this.ex = undefined;
+    ex.upstreamConn = undefined;
+    if (!this.ready) {
+      this.#events.retryable(ex, this, reason, false);
+    } else if (this.uses > 1 && !ex.responseStarted && this.#buf === undefined && ex.req.contentLength <= 0 && !ex.req.chunked) {
+      this.#events.retryable(ex, this, reason, true);
+    } else if (this.#inBody && this.#body === Body.UntilClose) {
+      this.#inBody = false;
+      ex.finish(false);
+      ex.client.socket.end();
+    } else {
+      ex.fail(this.#events.resetCode, { address: this.address });
+    }
+  }
+}

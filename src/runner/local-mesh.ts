@@ -1,0 +1,320 @@
+// The local runner behind `trellis up`: plans ports for every instance, then starts
+// the control plane, a sidecar per instance (and an ingress proxy for public
+// services), waits for each sidecar's first snapshot, starts the apps, and waits for
+// them to be healthy. Every process is supervised: a crash is restarted with backoff
+// (and shows unhealthy meanwhile); stop() ends all of them, apps first.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { formatProblem, loadConfig, type MeshConfig, type NormalizedService } from '../config/load.js';
+import type { HostPort } from '../control/protocol.js';
+import { TrellisError } from '../errors.js';
+import { PortAllocator } from './ports.js';
+import { Supervised, type ProcessSpec } from './supervisor.js';
+
+const TRELLIS_BIN = fileURLToPath(new URL('../../../bin/trellis.js', import.meta.url));
+const LOOPBACK = '127.0.0.1';
+/** Name of the edge proxy that serves public services. */
+export const INGRESS_NAME = 'trellis-ingress';
+
+export interface InstancePlan {
+  id: string;
+  service: string;
+  version: string;
+  protocol: 'http' | 'tcp';
+  app: HostPort;
+  inbound: HostPort;
+  admin: HostPort;
+  httpProxy: HostPort;
+  upstreams: { service: string; port: number }[];
+  command?: string;
+  cwd: string;
+  env: Record<string, string>;
+}
+
+export interface MeshState {
+  meshFile: string;
+  control: string;
+  stateDir: string;
+  logDir: string;
+  instances: (InstancePlan & { appPid?: number; sidecarPid?: number })[];
+  ingress?: { admin: HostPort; pid?: number };
+  publicUrls: Record<string, string>;
+  skipped: { service: string; reason: string }[];
+  controlPid?: number;
+}
+
+export interface LocalMeshOptions {
+  meshFile: string;
+  /** Control plane admin address; port 0 picks a free one. */
+  admin: HostPort;
+  stateDir?: string;
+  log: (line: string) => void;
+  /** How long start() waits for every instance to be healthy. */
+  healthyTimeoutMs?: number;
+}
+
+export class LocalMesh {
+  readonly #o: LocalMeshOptions;
+  readonly #ports = new PortAllocator();
+  #apps: Supervised[] = [];
+  #proxies: Supervised[] = [];
+  #control: Supervised | undefined;
+  #watch: NodeJS.Timeout | undefined;
+  #health = new Map<string, string>();
+  #stopped = false;
+  state: MeshState | undefined;
+
+  constructor(o: LocalMeshOptions) {
+    this.#o = o;
+  }
+
+  async start(): Promise<MeshState> {
+    const { log } = this.#o;
+    const loaded = await loadConfig([this.#o.meshFile]);
+    if (!loaded.config) {
+      throw new TrellisError('TRELLIS_E_CONFIG_INVALID', { file: this.#o.meshFile, details: `\n${loaded.problems.map(formatProblem).join('\n')}` });
+    }
+    const config = loaded.config;
+    const stateDir = resolve(this.#o.stateDir ?? join(config.meshDir, '.trellis'));
+    const logDir = join(stateDir, 'logs');
+    await mkdir(logDir, { recursive: true });
+
+    const { running, skipped } = chooseServices(config);
+    for (const s of skipped) log(`${s.service}: not started: ${s.reason}`);
+
+    const admin = { host: this.#o.admin.host, port: await this.#port(this.#o.admin.port, '--admin') };
+    const controlUrl = `http://${admin.host}:${admin.port}`;
+    const publicPorts: Record<string, number> = {};
+    for (const s of running) if (s.public) publicPorts[s.name] = await this.#port(s.public.port ?? 0, `public.port of service ${s.name}`);
+    const publicUrls = Object.fromEntries(Object.entries(publicPorts).map(([n, p]) => [n, `http://${LOOPBACK}:${p}`]));
+    const runningNames = new Set(running.map((s) => s.name));
+    const instances = await this.#plan(running, runningNames, publicUrls, stateDir);
+
+    const state: MeshState = { meshFile: config.meshFile, control: controlUrl, stateDir, logDir, instances, publicUrls, skipped };
+    this.state = state;
+
+    // 1. The control plane, as its own process: it can die and restart without taking the mesh down.
+    this.#control = this.#supervise({
+      name: 'control', command: [process.execPath, TRELLIS_BIN, 'control', '--config', config.meshFile, '--admin', `${admin.host}:${admin.port}`],
+      cwd: process.cwd(), env: process.env, logFile: join(logDir, 'control.log'),
+    });
+    await waitFor(`${controlUrl}/healthz`, 20_000, 'the control plane');
+    state.controlPid = this.#control.pid;
+
+    // 2. A sidecar per instance, and the ingress; each must have its first snapshot before its app starts.
+    const proxyArgs = (i: InstancePlan): string[] => [
+      process.execPath, TRELLIS_BIN, 'proxy', '--service', i.service, '--version', i.version, '--id', i.id,
+      '--control', controlUrl, '--app', `${i.app.host}:${i.app.port}`, '--inbound', `${i.inbound.host}:${i.inbound.port}`,
+      '--admin', `${i.admin.host}:${i.admin.port}`, '--http-proxy', `${i.httpProxy.host}:${i.httpProxy.port}`,
+      '--access-log', join(logDir, `${i.id}.access.log`),
+      ...i.upstreams.flatMap((u) => ['--upstream', `${u.service}=${LOOPBACK}:${u.port}`]),
+    ];
+    for (const i of instances) {
+      this.#proxies.push(this.#supervise({ name: `${i.id} sidecar`, command: proxyArgs(i), cwd: process.cwd(), env: process.env, logFile: join(logDir, `${i.id}.sidecar.log`) }));
+    }
+    const ready = instances.map((i) => waitFor(`http://${i.admin.host}:${i.admin.port}/ready`, 20_000, `the sidecar of ${i.id}`));
+    if (Object.keys(publicPorts).length > 0) {
+      const ingressAdmin = { host: LOOPBACK, port: await this.#ports.free() };
+      state.ingress = { admin: ingressAdmin };
+      const ingress = this.#supervise({
+        name: INGRESS_NAME,
+        command: [process.execPath, TRELLIS_BIN, 'proxy', '--gateway', '--service', INGRESS_NAME, '--id', INGRESS_NAME, '--control', controlUrl,
+          '--admin', `${ingressAdmin.host}:${ingressAdmin.port}`, '--access-log', join(logDir, `${INGRESS_NAME}.access.log`),
+          ...Object.entries(publicPorts).flatMap(([svc, port]) => ['--upstream', `${svc}=${LOOPBACK}:${port}`])],
+        cwd: process.cwd(), env: process.env, logFile: join(logDir, `${INGRESS_NAME}.log`),
+      });
+      this.#proxies.push(ingress);
+      state.ingress.pid = ingress.pid;
+      ready.push(waitFor(`http://${ingressAdmin.host}:${ingressAdmin.port}/ready`, 20_000, 'the ingress proxy'));
+    }
+    await Promise.all(ready);
+    instances.forEach((i, n) => { (i as MeshState['instances'][number]).sidecarPid = this.#proxies[n]!.pid; });
+
+    // 3. The apps.
+    for (const i of instances) {
+      if (!i.command) continue;
+      const app = this.#supervise({ name: i.id, command: i.command, cwd: i.cwd, env: { ...process.env, ...i.env }, logFile: join(logDir, `${i.id}.log`) });
+      this.#apps.push(app);
+      (i as MeshState['instances'][number]).appPid = app.pid;
+    }
+    await writeFile(join(stateDir, 'state.json'), JSON.stringify(state, null, 2));
+
+    // 4. Healthy, or say who is not.
+    await this.#waitHealthy(this.#o.healthyTimeoutMs ?? 60_000);
+    this.#watch = setInterval(() => void this.#pollHealth(true), 1000);
+    return state;
+  }
+
+  /** Health of every instance as the control plane sees it. */
+  get health(): ReadonlyMap<string, string> {
+    return this.#health;
+  }
+
+  async #plan(running: NormalizedService[], runningNames: Set<string>, publicUrls: Record<string, string>, stateDir: string): Promise<InstancePlan[]> {
+    const plans: InstancePlan[] = [];
+    const publicEnv = Object.fromEntries(Object.entries(publicUrls).map(([n, u]) => [`TRELLIS_PUBLIC_${envName(n)}`, u]));
+    for (const s of running) {
+      const count = s.versions.reduce((n, v) => n + v.replicas, 0);
+      for (const v of s.versions) {
+        for (let r = 0; r < v.replicas; r++) {
+          const id = v.name === 'default' ? `${s.name}-${r}` : `${s.name}-${v.name}-${r}`;
+          const appPort = s.port !== undefined && count === 1 ? await this.#port(s.port, `port of service ${s.name}`) : await this.#ports.free();
+          const upstreams: { service: string; port: number }[] = [];
+          for (const u of s.upstreams) {
+            if (!runningNames.has(u.service)) continue;
+            upstreams.push({ service: u.service, port: u.port !== undefined && count === 1 ? await this.#port(u.port, `upstream port of ${s.name}`) : await this.#ports.free() });
+          }
+          const inbound = { host: LOOPBACK, port: await this.#ports.free() };
+          const admin = { host: LOOPBACK, port: await this.#ports.free() };
+          const httpProxy = { host: LOOPBACK, port: await this.#ports.free() };
+          const dataDir = join(stateDir, 'data', s.name);
+          await mkdir(dataDir, { recursive: true });
+          const env: Record<string, string> = {
+            ...v.env,
+            ...publicEnv,
+            PORT: String(appPort),
+            HOST: LOOPBACK,
+            TRELLIS_SERVICE: s.name,
+            TRELLIS_VERSION: v.name,
+            TRELLIS_INSTANCE: id,
+            TRELLIS_HTTP_PROXY: `http://${LOOPBACK}:${httpProxy.port}`,
+            TRELLIS_DATA_DIR: dataDir,
+            ...Object.fromEntries(upstreams.map((u) => [`TRELLIS_UPSTREAM_${envName(u.service)}`, `${LOOPBACK}:${u.port}`])),
+          };
+          plans.push({
+            id, service: s.name, version: v.name, protocol: s.protocol, app: { host: LOOPBACK, port: appPort }, inbound, admin, httpProxy,
+            upstreams, command: v.command, cwd: s.cwd, env,
+          });
+        }
+      }
+    }
+    return plans;
+  }
+
+  async #port(port: number, what: string): Promise<number> {
+    if (port === 0) return this.#ports.free();
+    if (await this.#ports.fixed(port)) return port;
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `port ${port} (${what}) is already in use on ${LOOPBACK}: stop what uses it (another \`trellis up\`?) or choose another port` });
+  }
+
+  #supervise(spec: ProcessSpec): Supervised {
+    const p = new Supervised(spec, {
+      onExit: (name, code, signal, restartIn) => {
+        if (this.#stopped || restartIn === undefined) return;
+        this.#o.log(`${name} exited (${signal ?? `code ${code}`}); restarting in ${(restartIn / 1000).toFixed(1)} s (log: ${spec.logFile})`);
+      },
+      onStart: (name, pid, restarts) => {
+        if (restarts > 0) this.#o.log(`${name} restarted (pid ${pid})`);
+      },
+    });
+    p.start();
+    return p;
+  }
+
+  async #waitHealthy(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const expected = this.state!.instances.filter((i) => i.command !== undefined);
+    while (Date.now() < deadline && !this.#stopped) {
+      await this.#pollHealth(false);
+      if (expected.every((i) => this.#health.get(i.id) === 'healthy')) return;
+      await sleep(250);
+    }
+    const bad = expected.filter((i) => this.#health.get(i.id) !== 'healthy');
+    if (bad.length > 0) {
+      this.#o.log(`not healthy after ${timeoutMs / 1000} s: ${bad.map((i) => `${i.id} (${this.#health.get(i.id) ?? 'not registered'}; log: ${join(this.state!.logDir, `${i.id}.log`)})`).join(', ')}`);
+    }
+  }
+
+  async #pollHealth(report: boolean): Promise<void> {
+    let body: { instances?: { id: string; health?: { status?: string; lastError?: string } | string }[] } | { id: string }[];
+    try {
+      const res = await fetch(`${this.state!.control}/v1/instances`, { signal: AbortSignal.timeout(2000) });
+      body = (await res.json()) as typeof body;
+    } catch {
+      return;
+    }
+    const list = Array.isArray(body) ? body : body.instances ?? [];
+    const seen = new Set<string>();
+    for (const raw of list as { id: string; health?: { status?: string; lastError?: string } | string }[]) {
+      const status = typeof raw.health === 'string' ? raw.health : raw.health?.status ?? 'unknown';
+      seen.add(raw.id);
+      const before = this.#health.get(raw.id);
+      if (before !== status) {
+        this.#health.set(raw.id, status);
+        if (report && !this.#stopped) {
+          const why = typeof raw.health === 'object' && raw.health?.lastError && status !== 'healthy' ? ` (${raw.health.lastError})` : '';
+          this.#o.log(`${raw.id}: ${status}${why}`);
+        }
+      }
+    }
+    for (const id of [...this.#health.keys()]) {
+      if (!seen.has(id)) {
+        this.#health.delete(id);
+        if (report && !this.#stopped) this.#o.log(`${id}: left the mesh`);
+      }
+    }
+  }
+
+  /** Stops every process: apps first, then proxies, then the control plane. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearInterval(this.#watch);
+    await Promise.all(this.#apps.map((p) => p.stop()));
+    await Promise.all(this.#proxies.map((p) => p.stop()));
+    await this.#control?.stop();
+  }
+}
+
+/** Services whose `requires` are met; optional ones that aren't are skipped with the reason. */
+function chooseServices(config: MeshConfig): { running: NormalizedService[]; skipped: { service: string; reason: string }[] } {
+  const running: NormalizedService[] = [];
+  const skipped: { service: string; reason: string }[] = [];
+  for (const s of config.services) {
+    const missing = s.requires.filter((exe) => !onPath(exe));
+    if (missing.length === 0) {
+      running.push(s);
+      continue;
+    }
+    const reason = `${missing.join(', ')} not found on PATH (on Debian: apt-get install ${missing.join(' ')})`;
+    if (!s.optional) throw new TrellisError('TRELLIS_E_USAGE', { reason: `service ${s.name} needs ${reason}` });
+    skipped.push({ service: s.name, reason: `${reason}; running without it` });
+  }
+  return { running, skipped };
+}
+
+function onPath(exe: string): boolean {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    try {
+      accessSync(join(dir, exe), constants.X_OK);
+      return true;
+    } catch { /* next */ }
+  }
+  return false;
+}
+
+/** `postgres-main` → `POSTGRES_MAIN`. */
+export function envName(service: string): string {
+  return service.toUpperCase().replace(/-/g, '_');
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(url: string, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.ok) return;
+      last = `HTTP ${res.status}`;
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    await sleep(100);
+  }
+  throw new TrellisError('TRELLIS_E_USAGE', { reason: `${what} did not become ready within ${timeoutMs / 1000} s (${url}: ${last}); see its log` });
+}

@@ -1,0 +1,113 @@
+// Runs one process of a local mesh and keeps it running: output to a log file, a
+// restart with exponential backoff when it exits on its own, and a stop that reaches
+// the whole process group (so a shell command's children go too) and ends in SIGKILL
+// when SIGTERM is not enough.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, type WriteStream } from 'node:fs';
+
+export interface ProcessSpec {
+  name: string;
+  /** Program and arguments; a string is run by /bin/sh. */
+  command: string | string[];
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  logFile: string;
+  /** Restart when it exits on its own (default true). */
+  restart?: boolean;
+}
+
+export interface SupervisorEvents {
+  onExit?(name: string, code: number | null, signal: string | null, restartInMs: number | undefined): void;
+  onStart?(name: string, pid: number, restarts: number): void;
+}
+
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+/** A process that stayed up this long has its backoff reset. */
+const STABLE_AFTER_MS = 10_000;
+const STOP_GRACE_MS = 5000;
+
+export class Supervised {
+  readonly spec: ProcessSpec;
+  readonly #events: SupervisorEvents;
+  #child: ChildProcess | undefined;
+  #log: WriteStream;
+  #stopping = false;
+  #restarts = 0;
+  #failures = 0;
+  #startedAt = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(spec: ProcessSpec, events: SupervisorEvents = {}) {
+    this.spec = spec;
+    this.#events = events;
+    this.#log = createWriteStream(spec.logFile, { flags: 'a' });
+  }
+
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  get running(): boolean {
+    return this.#child !== undefined && this.#child.exitCode === null && this.#child.signalCode === null;
+  }
+
+  start(): void {
+    const { command, cwd, env } = this.spec;
+    const [file, args] = typeof command === 'string' ? ['/bin/sh', ['-c', `exec ${command}`]] : [command[0]!, command.slice(1)];
+    this.#startedAt = Date.now();
+    const child = spawn(file, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    this.#child = child;
+    child.stdout!.pipe(this.#log, { end: false });
+    child.stderr!.pipe(this.#log, { end: false });
+    child.on('error', (err) => this.#log.write(`trellis: could not start ${this.spec.name}: ${err.message}\n`));
+    child.on('exit', (code, signal) => this.#onExit(child, code, signal));
+    if (child.pid !== undefined) this.#events.onStart?.(this.spec.name, child.pid, this.#restarts);
+  }
+
+  #onExit(child: ChildProcess, code: number | null, signal: string | null): void {
+    if (child !== this.#child) return;
+    if (this.#stopping || this.spec.restart === false) {
+      this.#events.onExit?.(this.spec.name, code, signal, undefined);
+      return;
+    }
+    this.#failures = Date.now() - this.#startedAt > STABLE_AFTER_MS ? 1 : this.#failures + 1;
+    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (this.#failures - 1));
+    this.#events.onExit?.(this.spec.name, code, signal, delay);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (this.#stopping) return;
+      this.#restarts++;
+      this.start();
+    }, delay);
+  }
+
+  /** Stops the process group: SIGTERM, then SIGKILL after a grace period. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    clearTimeout(this.#timer);
+    const child = this.#child;
+    if (child && child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      killGroup(child.pid, 'SIGTERM');
+      const timer = setTimeout(() => killGroup(child.pid!, 'SIGKILL'), STOP_GRACE_MS);
+      await exited;
+      clearTimeout(timer);
+      // Anything the process left in its group goes too.
+      killGroup(child.pid, 'SIGKILL');
+    }
+    await new Promise<void>((resolve) => this.#log.end(resolve));
+  }
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try { process.kill(pid, signal); } catch { /* already gone */ }
+  }
+}

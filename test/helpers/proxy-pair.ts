@@ -1,0 +1,77 @@
+// Test helper: a real sidecar pair (outbound → inbound → app) configured directly with
+// a snapshot, without a control plane, so data-plane tests exercise only the data plane.
+import http from 'node:http';
+import net from 'node:net';
+import type { Snapshot, UpstreamSnapshot } from '../../src/control/protocol.js';
+import { Sidecar } from '../../src/proxy/sidecar.js';
+
+export const quietLog = (): void => {};
+
+export async function listenHttp(handler: http.RequestListener): Promise<{ server: http.Server; port: number }> {
+  const server = http.createServer(handler);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as net.AddressInfo).port };
+}
+
+export async function closeServer(server: net.Server | http.Server): Promise<void> {
+  if ('closeAllConnections' in server) server.closeAllConnections();
+  await new Promise<void>((r) => server.close(() => r()));
+}
+
+/** Control URL that refuses connections: the proxy retries quietly in the background. */
+export const NO_CONTROL = 'http://127.0.0.1:1';
+
+export async function startInbound(service: string, version: string, appPort: number, protocol: 'http' | 'tcp' = 'http'): Promise<Sidecar> {
+  const s = new Sidecar({
+    service, version, id: `${service}-${version}-in`, kind: 'sidecar', control: NO_CONTROL,
+    app: { host: '127.0.0.1', port: appPort }, inbound: { host: '127.0.0.1', port: 0 },
+    upstreams: [], admin: { host: '127.0.0.1', port: 0 }, accessLog: 'off', log: quietLog,
+  });
+  await s.start();
+  s.apply({ version: 1, service, inboundProtocol: protocol, upstreams: {} });
+  return s;
+}
+
+export async function startOutbound(service: string, upstreams: Record<string, UpstreamSnapshot>, opts: { httpProxy?: boolean; accessLog?: string } = {}): Promise<Sidecar> {
+  const s = new Sidecar({
+    service, version: 'default', id: `${service}-out`, kind: 'gateway', control: NO_CONTROL,
+    upstreams: Object.keys(upstreams).map((u) => ({ service: u, listen: { host: '127.0.0.1', port: 0 } })),
+    httpProxy: opts.httpProxy ? { host: '127.0.0.1', port: 0 } : undefined,
+    admin: { host: '127.0.0.1', port: 0 }, accessLog: opts.accessLog ?? 'off', log: quietLog,
+  });
+  await s.start();
+  const snap: Snapshot = { version: 1, service, inboundProtocol: 'http', upstreams };
+  s.apply(snap);
+  return s;
+}
+
+/** Sends raw bytes and collects everything until the server closes or `ms` pass. */
+export function rawExchange(port: number, data: string | Buffer, ms = 1000): Promise<string> {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let out = '';
+    const done = (): void => { clearTimeout(t); sock.destroy(); resolve(out); };
+    const t = setTimeout(done, ms);
+    sock.on('data', (c) => { out += c.toString('latin1'); });
+    sock.on('close', done);
+    sock.on('error', done);
+    sock.write(data);
+  });
+}
+
+export async function get(port: number, path = '/', headers: Record<string, string> = {}, agent?: http.Agent): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export async function metricsText(s: Sidecar): Promise<string> {
+  return s.metrics.registry.metrics();
+}

@@ -1,0 +1,33 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ChunkedFramer } from '../../src/proxy/chunked.js';
+
+const body = '5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n';
+
+test('finds the end of a chunked body fed whole', () => {
+  const f = new ChunkedFramer();
+  const buf = Buffer.from(body + 'NEXT');
+  assert.equal(f.feed(buf, 0, buf.length), body.length);
+  assert.equal(f.done, true);
+});
+
+test('finds the same end when fed one byte at a time', () => {
+  const f = new ChunkedFramer();
+  const buf = Buffer.from(body);
+  let end = -1;
+  for (let i = 0; i < buf.length && end === -1; i++) {
+    const r = f.feed(buf, i, i + 1);
+    if (r !== -1) end = r;
+  }
+  assert.equal(end, buf.length);
+  assert.equal(f.error, null);
+});
+
+test('refuses invalid framing', () => {
+  for (const bad of ['zz\r\n', '5\r\nhelloXX', '5\nhello', '1234567890abcd\r\n']) {
+    const f = new ChunkedFramer();
+    const b = Buffer.from(bad);
+    assert.equal(f.feed(b, 0, b.length), -1);
+    assert.ok(f.error, `expected an error for ${JSON.stringify(bad)}`);
+  }
+});

@@ -1,0 +1,108 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { findHeadEnd, headerValue, isFailure, parseRequestHead, parseResponseHead, serializeRequestHead, type RequestHead } from '../../src/proxy/http1-parser.js';
+
+function req(text: string): RequestHead | { error: string; reason: string } {
+  const buf = Buffer.from(text, 'latin1');
+  const end = findHeadEnd(buf, 0, buf.length);
+  assert.notEqual(end, -1, 'head end found');
+  return parseRequestHead(buf, end);
+}
+
+function ok(text: string): RequestHead {
+  const r = req(text);
+  if ('error' in r) assert.fail(`unexpected failure: ${r.reason}`);
+  return r;
+}
+
+function refused(text: string, reason: RegExp): void {
+  const r = req(text);
+  assert.ok(isFailure(r), 'request must be refused');
+  assert.match(r.reason, reason);
+}
+
+test('a simple GET parses with keep-alive and no rewrite', () => {
+  const r = ok('GET /api/products?x=1 HTTP/1.1\r\nHost: backend\r\nAccept: */*\r\n\r\n');
+  assert.equal(r.method, 'GET');
+  assert.equal(r.target, '/api/products?x=1');
+  assert.equal(r.path, '/api/products');
+  assert.equal(r.host, 'backend');
+  assert.equal(r.contentLength, -1);
+  assert.equal(r.chunked, false);
+  assert.equal(r.keepAlive, true);
+  assert.equal(r.rewrite, false);
+  assert.equal(headerValue(r.lines, 'accept'), '*/*');
+});
+
+test('Connection: keep-alive alone is forwarded raw; other Connection tokens force a rewrite', () => {
+  assert.equal(ok('GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n').rewrite, false);
+  const close = ok('GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  assert.equal(close.keepAlive, false);
+  assert.equal(close.rewrite, true);
+  const custom = ok('GET / HTTP/1.1\r\nHost: a\r\nConnection: x-secret\r\nX-Secret: 1\r\nKeep: 1\r\n\r\n');
+  const out = serializeRequestHead(custom, 'trellis-source: t\r\n', false);
+  assert.doesNotMatch(out, /x-secret/i);
+  assert.doesNotMatch(out, /connection/i);
+  assert.match(out, /Keep: 1\r\ntrellis-source: t\r\n\r\n$/);
+});
+
+test('HTTP/1.0 is close-by-default unless it asks for keep-alive', () => {
+  assert.equal(ok('GET / HTTP/1.0\r\n\r\n').keepAlive, false);
+  assert.equal(ok('GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n').keepAlive, true);
+});
+
+test('absolute-form targets give host and origin-form path', () => {
+  const r = ok('GET http://backend:8080/api?q=1 HTTP/1.1\r\nHost: backend:8080\r\n\r\n');
+  assert.equal(r.host, 'backend:8080');
+  assert.equal(r.target, '/api?q=1');
+  assert.equal(r.path, '/api');
+  assert.equal(r.rewrite, true);
+  assert.match(serializeRequestHead(r, '', false), /^GET \/api\?q=1 HTTP\/1\.1\r\n/);
+});
+
+test('framing headers: Content-Length and chunked', () => {
+  assert.equal(ok('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n').contentLength, 12);
+  assert.equal(ok('POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n').chunked, true);
+});
+
+test('smuggling vectors are refused', () => {
+  refused('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n', /both Content-Length and Transfer-Encoding/);
+  refused('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n', /duplicate Content-Length/);
+  refused('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n', /invalid Content-Length/);
+  refused('POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n', /invalid Content-Length/);
+  refused('POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n', /invalid header name/);
+  refused('POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n', /unsupported Transfer-Encoding/);
+  refused('POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n', /duplicate Transfer-Encoding/);
+  refused('GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n folded\r\n\r\n', /folding/);
+  refused('GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', /duplicate Host/);
+  refused('GET / HTTP/1.1\r\nX: a\nY: b\r\n\r\n', /invalid character|invalid header name|missing Host/);
+});
+
+test('bad request lines are refused', () => {
+  refused('GET\r\nHost: a\r\n\r\n', /request line/);
+  refused('GET / HTTP/2.0\r\nHost: a\r\n\r\n', /version/);
+  refused('GET /a b HTTP/1.1\r\nHost: a\r\n\r\n', /version|request line/);
+  refused('G(T / HTTP/1.1\r\nHost: a\r\n\r\n', /request line/);
+  refused('GET / HTTP/1.1\r\n\r\n', /missing Host/);
+  refused('GET nothing HTTP/1.1\r\nHost: a\r\n\r\n', /request target/);
+});
+
+test('response heads: framing and connection reuse', () => {
+  const parse = (t: string) => {
+    const b = Buffer.from(t, 'latin1');
+    const r = parseResponseHead(b, findHeadEnd(b, 0, b.length));
+    if (isFailure(r)) assert.fail(r.reason);
+    return r;
+  };
+  const a = parse('HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\n');
+  assert.deepEqual([a.status, a.contentLength, a.chunked, a.close], [200, 3, false, false]);
+  const c = parse('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n');
+  assert.equal(c.chunked, true);
+  assert.equal(parse('HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n').close, true);
+  assert.equal(parse('HTTP/1.0 200 OK\r\n\r\n').close, true);
+  const both = parse('HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n');
+  assert.equal(both.chunked, true);
+  assert.equal(both.close, true, 'a response with both framings is not reused');
+  const b = Buffer.from('HTTP/1.1 2x0 OK\r\n\r\n');
+  assert.ok(isFailure(parseResponseHead(b, b.length)));
+});
