@@ -1,0 +1,26 @@
+// The JSON Schema of every Trellis resource, built from the TypeBox source in
+// schema.ts. Editors (yaml-language-server) and other tools validate with it; it is
+// committed as schema/trellis.schema.json and a test fails when that file is stale.
+import { HTTPRouteSchema, MeshSchema } from './schema.js';
+
+/** Path of the committed JSON Schema, relative to the project root. */
+export const JSON_SCHEMA_PATH = 'schema/trellis.schema.json';
+
+/** The JSON Schema document: each kind under `$defs`, a resource is `oneOf` them. */
+export function buildJsonSchema(): Record<string, unknown> {
+  // JSON.stringify (below) drops TypeBox's symbol-keyed bookkeeping, leaving plain
+  // JSON Schema.
+  return {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    $id: 'https://trellis.dev/schema/trellis.schema.json',
+    title: 'Trellis configuration resource',
+    description: 'Generated from src/config/schema.ts by `npm run schema`; do not edit by hand.',
+    oneOf: [{ $ref: '#/$defs/Mesh' }, { $ref: '#/$defs/HTTPRoute' }],
+    $defs: { Mesh: MeshSchema, HTTPRoute: HTTPRouteSchema },
+  };
+}
+
+/** The exact text of schema/trellis.schema.json. */
+export function jsonSchemaText(): string {
+  return `${JSON.stringify(buildJsonSchema(), null, 2)}\n`;
+}

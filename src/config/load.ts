@@ -1,0 +1,216 @@
+// Loads a mesh's configuration from files and directories: reads every YAML document,
+// follows the Mesh's `spec.include`, checks each resource against its schema, then
+// checks the resources against each other, and normalizes the services.
+//
+// It never throws for bad config: every problem comes back with its file, field path
+// and position, all at once, so `trellis validate` can list them and the control
+// plane can refuse a bad change while keeping the last good config.
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
+import type { TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { checkMesh } from './check-mesh.js';
+import { checkRoutes, type RouteSource } from './check-routes.js';
+import { normalizeServices, type NormalizedService } from './normalize.js';
+import type { Problem } from './problems.js';
+import { checkSchema } from './schema-errors.js';
+import { MeshSchema, RESOURCE_KINDS, type HTTPRouteResource, type MeshResource } from './schema.js';
+import { parseYamlFile, problemAt, type SourceDocument } from './yaml-source.js';
+
+export { formatProblem, type Problem } from './problems.js';
+export { parseDurationMs } from './duration.js';
+export type { NormalizedService, NormalizedVersion, NormalizedUpstream, NormalizedHealth } from './normalize.js';
+
+/** An HTTPRoute (defaults applied) and the file it came from. */
+export interface LoadedRoute {
+  file: string;
+  resource: HTTPRouteResource;
+}
+
+/** A complete, valid mesh configuration. */
+export interface MeshConfig {
+  /** The file holding the Mesh resource. */
+  meshFile: string;
+  /** Absolute folder of the mesh file: relative `cwd`s and includes start here. */
+  meshDir: string;
+  /** The Mesh resource as written, with schema defaults applied. */
+  mesh: MeshResource;
+  services: NormalizedService[];
+  routes: LoadedRoute[];
+}
+
+/** What loading found: the config when there is no problem, and every file read. */
+export interface LoadResult {
+  /** Present only when `problems` is empty. */
+  config?: MeshConfig;
+  /** Every file actually read, in reading order (the control plane watches them). */
+  files: string[];
+  problems: Problem[];
+}
+
+const YAML_EXTENSIONS = new Set(['.yaml', '.yml']);
+const KNOWN_KINDS = Object.values(RESOURCE_KINDS)
+  .map((k) => `${k.kind} (${k.apiVersion})`)
+  .join(' and ');
+
+/**
+ * Loads every resource from `paths` (files, or directories whose *.yaml / *.yml
+ * files are read in name order) and from the includes of the Mesh found there.
+ * File names in the result are as given (joined with directory and include paths),
+ * so relative inputs give relative names.
+ */
+export async function loadConfig(paths: string[]): Promise<LoadResult> {
+  const problems: Problem[] = [];
+  const files: string[] = [];
+  const queue: string[] = [];
+  for (const p of paths) {
+    const found = await expand(p);
+    if (typeof found === 'string') problems.push({ file: p, path: '', message: found });
+    else queue.push(...found);
+  }
+
+  const meshDocs: SourceDocument[] = [];
+  const meshes: { doc: SourceDocument; resource: MeshResource }[] = [];
+  const routes: RouteSource[] = [];
+  const read = new Set<string>();
+  // The queue grows while we read it: a Mesh's includes are appended.
+  for (let q = 0; q < queue.length; q++) {
+    const file = queue[q]!;
+    if (read.has(resolve(file))) continue;
+    read.add(resolve(file));
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      problems.push({ file, path: '', message: `cannot read this file: ${reason(err)}` });
+      continue;
+    }
+    files.push(file);
+    const parsed = parseYamlFile(file, text);
+    problems.push(...parsed.problems);
+
+    for (const doc of parsed.documents) {
+      const kind = classify(doc);
+      if (typeof kind !== 'string') {
+        problems.push(kind);
+        continue;
+      }
+      const schemaProblems = checkSchema(doc, RESOURCE_KINDS[kind]!.schema);
+      problems.push(...schemaProblems);
+      if (RESOURCE_KINDS[kind]!.kind === 'Mesh') {
+        meshDocs.push(doc);
+        // Follow includes even when the Mesh has other problems, so their files are
+        // checked (and watched) too.
+        problems.push(...(await queueIncludes(doc, queue)));
+        if (schemaProblems.length === 0) meshes.push({ doc, resource: withDefaults(MeshSchema, doc.value) });
+      } else if (schemaProblems.length === 0) {
+        routes.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      }
+    }
+  }
+
+  if (meshDocs.length > 1) {
+    const first = meshDocs[0]!;
+    const where = first.locate(['kind']);
+    for (const doc of meshDocs.slice(1)) {
+      problems.push(problemAt(doc, ['kind'], `a second Mesh resource; there must be exactly one, and the first is in ${first.file}${where ? `:${where.line}` : ''}`));
+    }
+  } else if (meshDocs.length === 0 && problems.length === 0) {
+    problems.push({
+      file: paths.join(', '),
+      path: '',
+      message: 'no Mesh resource found; exactly one document must be `apiVersion: trellis.dev/v1alpha1`, `kind: Mesh`',
+    });
+  }
+
+  const mesh = meshDocs.length === 1 ? meshes[0] : undefined;
+  if (mesh) {
+    problems.push(...checkMesh(mesh.doc, mesh.resource));
+    problems.push(...checkRoutes(mesh.resource, routes));
+  }
+  if (problems.length > 0 || !mesh) return { files, problems: inFileOrder(problems, files) };
+
+  const meshDir = resolve(dirname(mesh.doc.file));
+  return {
+    files,
+    problems,
+    config: {
+      meshFile: mesh.doc.file,
+      meshDir,
+      mesh: mesh.resource,
+      services: normalizeServices(mesh.resource, meshDir),
+      routes: routes.map((r) => ({ file: r.doc.file, resource: r.resource })),
+    },
+  };
+}
+
+/** The `RESOURCE_KINDS` key of a document, or the problem that it is not a known resource. */
+function classify(doc: SourceDocument): string | Problem {
+  const v = doc.value;
+  const label = `document ${doc.index}`;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    return problemAt(doc, [], `${label} is not a resource; expected a mapping with apiVersion, kind, metadata and spec`);
+  }
+  const { apiVersion, kind, metadata } = v as Record<string, unknown>;
+  const name = typeof (metadata as { name?: unknown } | undefined)?.name === 'string' ? ` ("${(metadata as { name: string }).name}")` : '';
+  if (typeof apiVersion === 'string' && typeof kind === 'string' && `${apiVersion}/${kind}` in RESOURCE_KINDS) {
+    return `${apiVersion}/${kind}`;
+  }
+  const known = Object.values(RESOURCE_KINDS).find((k) => k.kind === kind);
+  if (known) {
+    return problemAt(doc, ['apiVersion'], `${label}${name}: kind ${known.kind} needs apiVersion ${known.apiVersion} (got ${JSON.stringify(apiVersion ?? null)})`);
+  }
+  return problemAt(doc, ['kind'], `${label}${name}: unknown kind ${JSON.stringify(kind ?? null)} (apiVersion ${JSON.stringify(apiVersion ?? null)}); Trellis reads ${KNOWN_KINDS}`);
+}
+
+/** Appends a Mesh's includes (relative to its file) to the queue; problems for the missing ones. */
+async function queueIncludes(doc: SourceDocument, queue: string[]): Promise<Problem[]> {
+  const include = ((doc.value as { spec?: { include?: unknown } }).spec ?? {}).include;
+  if (include === undefined || !Value.Check(MeshSchema.properties.spec.properties.include, include)) return [];
+  const problems: Problem[] = [];
+  for (const [i, entry] of include.entries()) {
+    const found = await expand(isAbsolute(entry) ? entry : join(dirname(doc.file), entry));
+    if (typeof found === 'string') problems.push(problemAt(doc, ['spec', 'include', i], `"${entry}" ${found} (includes are relative to ${dirname(doc.file)})`));
+    else queue.push(...found);
+  }
+  return problems;
+}
+
+/** A file as itself, a directory as its YAML files in name order; a string says why neither. */
+async function expand(path: string): Promise<string[] | string> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch (err) {
+    return `cannot be read: ${reason(err)}`;
+  }
+  if (!info.isDirectory()) return [path];
+  const entries = await readdir(path, { withFileTypes: true });
+  const found = entries
+    .filter((e) => !e.isDirectory() && YAML_EXTENSIONS.has(extname(e.name).toLowerCase()))
+    .map((e) => e.name)
+    .sort()
+    .map((name) => join(path, name));
+  return found.length > 0 ? found : 'is a directory with no .yaml or .yml files';
+}
+
+/** Problems grouped by file (in reading order), then by position, so output reads top to bottom. */
+function inFileOrder(problems: Problem[], files: string[]): Problem[] {
+  const rank = new Map(files.map((f, i) => [f, i]));
+  for (const p of problems) if (!rank.has(p.file)) rank.set(p.file, rank.size);
+  // Array.prototype.sort is stable, so problems at one position keep their order.
+  return [...problems].sort((a, b) => rank.get(a.file)! - rank.get(b.file)! || (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+}
+
+function withDefaults<T>(schema: TSchema, value: unknown): T {
+  // Defaults go on a copy: the document's value stays as written.
+  return Value.Default(schema, structuredClone(value)) as T;
+}
+
+function reason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file or directory';
+  if (code === 'EACCES') return 'permission denied';
+  if (code === 'EISDIR') return 'it is a directory';
+  return (err as Error).message;
+}

@@ -1,0 +1,114 @@
+// Turns the services of a valid Mesh resource into the one shape every consumer
+// (runner, control plane, compiler) works with: defaults filled, versions spelled
+// out, upstreams as objects, durations in milliseconds, cwd absolute. Consumers then
+// never re-apply a default or parse a duration, and cannot disagree about them.
+import { resolve } from 'node:path';
+import { parseDurationMs } from './duration.js';
+import { MESH_DEFAULTS, type HealthCheck, type MeshResource, type MeshService } from './schema.js';
+
+/** An upstream of a service: the service it calls and, optionally, a fixed local port. */
+export interface NormalizedUpstream {
+  service: string;
+  port?: number;
+}
+
+/** A health check with every default applied; durations in milliseconds. */
+export type NormalizedHealth = {
+  intervalMs: number;
+  timeoutMs: number;
+  healthyThreshold: number;
+  unhealthyThreshold: number;
+} & (
+  | { type: 'http'; path: string; /** Undefined: any 2xx is healthy. */ status?: number }
+  | { type: 'tcp' }
+);
+
+/** One version of a service; command and env already merged over the service's. */
+export interface NormalizedVersion {
+  name: string;
+  labels: Record<string, string>;
+  replicas: number;
+  command?: string;
+  env: Record<string, string>;
+}
+
+/** A mesh service with every default filled in. */
+export interface NormalizedService {
+  name: string;
+  protocol: 'http' | 'tcp';
+  /** Undefined: an external process the runner does not start. */
+  command?: string;
+  /** Absolute; the mesh file's folder when not given. */
+  cwd: string;
+  env: Record<string, string>;
+  /** Fixed app port (only allowed with exactly one instance). */
+  port?: number;
+  /** The service-level replicas: the default of each version. */
+  replicas: number;
+  public?: { port?: number };
+  requires: string[];
+  optional: boolean;
+  upstreams: NormalizedUpstream[];
+  health: NormalizedHealth;
+  /** At least one; `default` (no labels) when the service lists none. */
+  versions: NormalizedVersion[];
+}
+
+/** Normalizes every service of a mesh that passed its schema; `meshDir` anchors relative cwds. */
+export function normalizeServices(mesh: MeshResource, meshDir: string): NormalizedService[] {
+  return mesh.spec.services.map((s) => normalizeService(s, meshDir));
+}
+
+/** How many instances a service runs: the sum over its versions. */
+export function instanceCount(service: MeshService): number {
+  const replicas = service.replicas ?? MESH_DEFAULTS.replicas;
+  return service.versions ? service.versions.reduce((n, v) => n + (v.replicas ?? replicas), 0) : replicas;
+}
+
+function normalizeService(s: MeshService, meshDir: string): NormalizedService {
+  const replicas = s.replicas ?? MESH_DEFAULTS.replicas;
+  const env = stringifyEnv(s.env);
+  const versions: NormalizedVersion[] = (s.versions ?? [{ name: MESH_DEFAULTS.versionName }]).map((v) => ({
+    name: v.name,
+    labels: { ...v.labels },
+    replicas: v.replicas ?? replicas,
+    ...optional('command', v.command ?? s.command),
+    env: { ...env, ...stringifyEnv(v.env) },
+  }));
+  return {
+    name: s.name,
+    protocol: s.protocol ?? MESH_DEFAULTS.protocol,
+    ...optional('command', s.command),
+    cwd: resolve(meshDir, s.cwd ?? '.'),
+    env,
+    ...optional('port', s.port),
+    replicas,
+    ...optional('public', s.public && { ...s.public }),
+    requires: [...(s.requires ?? [])],
+    optional: s.optional ?? false,
+    upstreams: (s.upstreams ?? []).map((u) => (typeof u === 'string' ? { service: u } : { ...u })),
+    health: normalizeHealth(s.health),
+    versions,
+  };
+}
+
+function normalizeHealth(h: HealthCheck | undefined): NormalizedHealth {
+  const timing = {
+    intervalMs: parseDurationMs(h?.interval ?? MESH_DEFAULTS.healthInterval),
+    timeoutMs: parseDurationMs(h?.timeout ?? MESH_DEFAULTS.healthTimeout),
+    healthyThreshold: h?.healthyThreshold ?? MESH_DEFAULTS.healthyThreshold,
+    unhealthyThreshold: h?.unhealthyThreshold ?? MESH_DEFAULTS.unhealthyThreshold,
+  };
+  if (h && 'http' in h) return { type: 'http', path: h.http.path, ...optional('status', h.http.status), ...timing };
+  return { type: 'tcp', ...timing };
+}
+
+function stringifyEnv(env: Record<string, string | number | boolean> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(env ?? {}).map(([k, v]) => [k, String(v)]));
+}
+
+// Leaves absent fields absent instead of present-and-undefined, so normalized
+// services compare and serialize cleanly.
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}

@@ -1,0 +1,361 @@
+// The one schema source for Trellis configuration resources, written in TypeBox.
+// From it come the validator (src/config/schema-errors.ts), the TypeScript types
+// (the `Static<>` exports below), the JSON Schema (schema/trellis.schema.json) and,
+// later, the CRDs. Change a resource here and nowhere else.
+//
+// Two kinds for now: `Mesh` (trellis.dev/v1alpha1), the services of one mesh, and the
+// Gateway API `HTTPRoute` (gateway.networking.k8s.io/v1), the GAMMA way: parentRefs
+// name a mesh Service. Unknown fields are errors everywhere, so a typo is refused with
+// its path instead of being silently ignored.
+//
+// `description` strings double as the "what would be right" half of error messages
+// ("must be <description>"), so write them as noun phrases.
+import { Type, type Static, type StringOptions, type TSchema } from '@sinclair/typebox';
+
+/** apiVersion of the Trellis policy kinds. */
+export const TRELLIS_API_VERSION = 'trellis.dev/v1alpha1';
+/** apiVersion of the Gateway API kinds Trellis reads. */
+export const GATEWAY_API_VERSION = 'gateway.networking.k8s.io/v1';
+
+/**
+ * Defaults of the Mesh kind. The schema annotates them (`default`) for editors and
+ * the JSON Schema; the normalizer (src/config/normalize.ts) applies the same values.
+ */
+export const MESH_DEFAULTS = {
+  protocol: 'http',
+  replicas: 1,
+  healthInterval: '2s',
+  healthTimeout: '1s',
+  healthyThreshold: 1,
+  unhealthyThreshold: 2,
+  versionName: 'default',
+} as const;
+
+const strict = { additionalProperties: false } as const;
+
+// ---------------------------------------------------------------------------
+// Shared scalars
+// ---------------------------------------------------------------------------
+
+const DNS_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
+const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$';
+
+/** A DNS label (RFC 1123): the shape of service, version and mesh names. */
+export const DnsLabel = Type.String({
+  pattern: DNS_LABEL,
+  maxLength: 63,
+  description: "a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters",
+});
+
+const DnsSubdomain = Type.String({
+  pattern: DNS_SUBDOMAIN,
+  maxLength: 253,
+  description: "a DNS name: dot-separated DNS labels of lower-case letters, digits and '-'",
+});
+
+/** `<n>ms|s|m|h`; converted to milliseconds by `parseDurationMs`. */
+const duration = (options: StringOptions = {}) =>
+  Type.String({ pattern: '^\\d+(\\.\\d+)?(ms|s|m|h)$', description: 'a duration such as 500ms, 2s, 1m or 1.5h', ...options });
+
+const Port = Type.Integer({ minimum: 1, maximum: 65535, description: 'a TCP port number (1-65535)' });
+
+const StringMap = Type.Record(Type.String(), Type.String(), {
+  description: 'a mapping of names to strings',
+});
+
+// Numbers and booleans are accepted because `DEBUG: true` in YAML is not a string,
+// and refusing it would only teach people to quote; the normalizer stringifies them.
+const EnvMap = Type.Record(
+  Type.String(),
+  Type.Union([Type.String(), Type.Number(), Type.Boolean()], { description: 'a string, number or boolean' }),
+  { description: 'a mapping of environment variable names to values' },
+);
+
+const httpPath = (options: StringOptions = {}) =>
+  Type.String({ pattern: '^/', maxLength: 1024, description: 'a path starting with /', ...options });
+
+// ---------------------------------------------------------------------------
+// Metadata (Kubernetes style; the few fields a config file may carry)
+// ---------------------------------------------------------------------------
+
+const Metadata = Type.Object(
+  {
+    name: DnsSubdomain,
+    namespace: Type.Optional(DnsLabel),
+    labels: Type.Optional(StringMap),
+    annotations: Type.Optional(StringMap),
+  },
+  strict,
+);
+
+// ---------------------------------------------------------------------------
+// Mesh
+// ---------------------------------------------------------------------------
+
+const Upstream = Type.Union(
+  [
+    DnsLabel,
+    Type.Object(
+      {
+        service: DnsLabel,
+        // The sidecar's local listener for this upstream; otherwise one is picked.
+        port: Type.Optional(Port),
+      },
+      strict,
+    ),
+  ],
+  { description: 'a service name, or { service, port? }' },
+);
+
+const healthTiming = {
+  interval: Type.Optional(duration({ default: MESH_DEFAULTS.healthInterval })),
+  timeout: Type.Optional(duration({ default: MESH_DEFAULTS.healthTimeout })),
+  healthyThreshold: Type.Optional(Type.Integer({ minimum: 1, default: MESH_DEFAULTS.healthyThreshold })),
+  unhealthyThreshold: Type.Optional(Type.Integer({ minimum: 1, default: MESH_DEFAULTS.unhealthyThreshold })),
+};
+
+// Two closed shapes rather than one object with two optional probes: "exactly one
+// of http / tcp" is then part of the schema (and of the JSON Schema) instead of a
+// hand-written check.
+const HealthCheck = Type.Union(
+  [
+    Type.Object(
+      {
+        http: Type.Object(
+          {
+            path: httpPath(),
+            // Absent: any 2xx is healthy.
+            status: Type.Optional(Type.Integer({ minimum: 100, maximum: 599 })),
+          },
+          strict,
+        ),
+        ...healthTiming,
+      },
+      strict,
+    ),
+    Type.Object({ tcp: Type.Object({}, strict), ...healthTiming }, strict),
+  ],
+  {
+    description:
+      'a health check with exactly one probe, http: { path, status? } or tcp: {}, plus optional interval, timeout, healthyThreshold, unhealthyThreshold',
+    // No `default` here: TypeBox merges object defaults into given values, which
+    // would add `tcp` to every http check. A missing health check means a tcp one
+    // with default timing (see normalize.ts).
+  },
+);
+
+const ServiceVersion = Type.Object(
+  {
+    name: DnsLabel,
+    labels: Type.Optional(StringMap),
+    // Defaults to the service's replicas.
+    replicas: Type.Optional(Type.Integer({ minimum: 0 })),
+    command: Type.Optional(Type.String({ minLength: 1 })),
+    env: Type.Optional(EnvMap),
+  },
+  strict,
+);
+
+const MeshService = Type.Object(
+  {
+    name: DnsLabel,
+    protocol: Type.Optional(
+      Type.Union([Type.Literal('http'), Type.Literal('tcp')], { default: MESH_DEFAULTS.protocol }),
+    ),
+    // No command: an external process that the runner does not start.
+    command: Type.Optional(Type.String({ minLength: 1 })),
+    cwd: Type.Optional(Type.String({ minLength: 1 })),
+    env: Type.Optional(EnvMap),
+    port: Type.Optional(Port),
+    replicas: Type.Optional(Type.Integer({ minimum: 0, default: MESH_DEFAULTS.replicas })),
+    public: Type.Optional(Type.Object({ port: Type.Optional(Port) }, strict)),
+    requires: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    optional: Type.Optional(Type.Boolean()),
+    upstreams: Type.Optional(Type.Array(Upstream)),
+    health: Type.Optional(HealthCheck),
+    versions: Type.Optional(Type.Array(ServiceVersion, { minItems: 1 })),
+  },
+  strict,
+);
+
+/** Schema of the `Mesh` kind. */
+export const MeshSchema = Type.Object(
+  {
+    apiVersion: Type.Literal(TRELLIS_API_VERSION),
+    kind: Type.Literal('Mesh'),
+    metadata: Metadata,
+    spec: Type.Object(
+      {
+        include: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+        services: Type.Array(MeshService),
+      },
+      strict,
+    ),
+  },
+  { ...strict, title: 'Mesh', description: 'The services of one Trellis mesh.' },
+);
+
+// ---------------------------------------------------------------------------
+// HTTPRoute (Gateway API v1, the subset Trellis implements)
+// ---------------------------------------------------------------------------
+
+// `^$|...`: the core group is spelled "" and must stay valid.
+const group = () =>
+  Type.String({
+    pattern: '^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
+    maxLength: 253,
+    description: 'an API group: "" (core) or a DNS name',
+    default: '',
+  });
+
+const kind = () =>
+  Type.String({
+    pattern: '^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$',
+    maxLength: 63,
+    description: 'a kind such as Service',
+    default: 'Service',
+  });
+
+const ObjectName = Type.String({ minLength: 1, maxLength: 253 });
+
+// Unlike the Gateway API, whose parentRef defaults to a Gateway, a mesh route's
+// parent is a Service (GAMMA), so that is the default here.
+const ParentRef = Type.Object(
+  {
+    group: Type.Optional(group()),
+    kind: Type.Optional(kind()),
+    namespace: Type.Optional(DnsLabel),
+    name: ObjectName,
+  },
+  strict,
+);
+
+const BackendRef = Type.Object(
+  {
+    group: Type.Optional(group()),
+    kind: Type.Optional(kind()),
+    name: ObjectName,
+    namespace: Type.Optional(DnsLabel),
+    port: Type.Optional(Port),
+    weight: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000, default: 1 })),
+  },
+  strict,
+);
+
+const PathMatch = Type.Object(
+  {
+    type: Type.Optional(
+      Type.Union([Type.Literal('Exact'), Type.Literal('PathPrefix')], { default: 'PathPrefix' }),
+    ),
+    value: Type.Optional(httpPath({ default: '/' })),
+  },
+  { ...strict, default: { type: 'PathPrefix', value: '/' } },
+);
+
+const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const;
+
+const HeaderMatch = Type.Object(
+  {
+    type: Type.Optional(
+      Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' }),
+    ),
+    name: Type.String({
+      pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$",
+      maxLength: 256,
+      description: 'an HTTP header name',
+    }),
+    value: Type.String({ maxLength: 4096 }),
+  },
+  strict,
+);
+
+const HTTPRouteMatch = Type.Object(
+  {
+    path: Type.Optional(PathMatch),
+    method: Type.Optional(Type.Union(HTTP_METHODS.map((m) => Type.Literal(m)))),
+    headers: Type.Optional(Type.Array(HeaderMatch, { maxItems: 16 })),
+  },
+  strict,
+);
+
+// A mesh route without parents or a rule without backends can only fail requests,
+// so Trellis asks for them where the Gateway API leaves them optional.
+const HTTPRouteRule = Type.Object(
+  {
+    matches: Type.Optional(
+      Type.Array(HTTPRouteMatch, { maxItems: 64, default: [{ path: { type: 'PathPrefix', value: '/' } }] }),
+    ),
+    backendRefs: Type.Array(BackendRef, { minItems: 1, maxItems: 16 }),
+  },
+  strict,
+);
+
+/** Schema of the Gateway API `HTTPRoute` kind (the subset Trellis implements). */
+export const HTTPRouteSchema = Type.Object(
+  {
+    apiVersion: Type.Literal(GATEWAY_API_VERSION),
+    kind: Type.Literal('HTTPRoute'),
+    metadata: Metadata,
+    spec: Type.Object(
+      {
+        parentRefs: Type.Array(ParentRef, { minItems: 1, maxItems: 32 }),
+        hostnames: Type.Optional(
+          Type.Array(
+            Type.String({
+              pattern: '^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
+              maxLength: 253,
+              description: 'a host name such as shop.example.com or *.example.com',
+            }),
+            { maxItems: 16 },
+          ),
+        ),
+        rules: Type.Array(HTTPRouteRule, { minItems: 1, maxItems: 16 }),
+      },
+      strict,
+    ),
+  },
+  { ...strict, title: 'HTTPRoute', description: 'Gateway API HTTPRoute; in the mesh its parentRefs name a Service.' },
+);
+
+/** Every kind Trellis reads, keyed by `<apiVersion>/<kind>`. */
+export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion: string; schema: TSchema }>> = {
+  [`${TRELLIS_API_VERSION}/Mesh`]: { kind: 'Mesh', apiVersion: TRELLIS_API_VERSION, schema: MeshSchema },
+  [`${GATEWAY_API_VERSION}/HTTPRoute`]: { kind: 'HTTPRoute', apiVersion: GATEWAY_API_VERSION, schema: HTTPRouteSchema },
+};
+
+// ---------------------------------------------------------------------------
+// Types
+// ---------------------------------------------------------------------------
+
+/** Kubernetes-style metadata: name, namespace, labels, annotations. */
+export type Metadata = Static<typeof Metadata>;
+/** A `Mesh` resource as written (after `Value.Default`, schema defaults are present). */
+export type MeshResource = Static<typeof MeshSchema>;
+/** The spec of a Mesh: includes and services. */
+export type MeshSpec = MeshResource['spec'];
+/** One service of a Mesh as written; see `NormalizedService` for the filled-in form. */
+export type MeshService = Static<typeof MeshService>;
+/** One version of a service as written. */
+export type ServiceVersion = Static<typeof ServiceVersion>;
+/** A health check as written: exactly one of `http` / `tcp`, plus timing. */
+export type HealthCheck = Static<typeof HealthCheck>;
+/** An upstream as written: a service name or `{ service, port? }`. */
+export type Upstream = Static<typeof Upstream>;
+/** A Gateway API `HTTPRoute` (the subset Trellis implements). */
+export type HTTPRouteResource = Static<typeof HTTPRouteSchema>;
+/** The spec of an HTTPRoute: parentRefs, hostnames, rules. */
+export type HTTPRouteSpec = HTTPRouteResource['spec'];
+/** One rule: matches (ORed) and the weighted backends. */
+export type HTTPRouteRule = Static<typeof HTTPRouteRule>;
+/** One match: path, method and headers, all of which must hold. */
+export type HTTPRouteMatch = Static<typeof HTTPRouteMatch>;
+/** A path match (`Exact` or `PathPrefix`, default `PathPrefix /`). */
+export type PathMatch = Static<typeof PathMatch>;
+/** A header match (`Exact` or `RegularExpression`, default `Exact`). */
+export type HeaderMatch = Static<typeof HeaderMatch>;
+/** The HTTP methods a match may name. */
+export type HTTPMethod = (typeof HTTP_METHODS)[number];
+/** A backend: a mesh service `S` or one version of it, `S-<version>`. */
+export type BackendRef = Static<typeof BackendRef>;
+/** A route's parent: in the mesh, a Service (GAMMA). */
+export type ParentRef = Static<typeof ParentRef>;
