@@ -32,6 +32,8 @@ export const ERRORS = {
   // control plane and CLI
   TRELLIS_E_SNAPSHOT_REJECTED: { token: 'snapshot-rejected', status: 500, message: 'snapshot {version} rejected: {reason}' },
   TRELLIS_E_CONTROL_UNREACHABLE: { token: 'control-unreachable', status: 503, message: 'cannot reach the control plane at {url}: {reason}; is `trellis control` (or `trellis up`) running?' },
+  TRELLIS_E_UNAUTHORIZED: { token: 'unauthorized', status: 401, message: 'the control plane requires a join token: {reason}' },
+  TRELLIS_E_NOT_FOUND: { token: 'not-found', status: 404, message: '{reason}' },
   TRELLIS_E_USAGE: { token: 'usage', status: 400, message: '{reason}' },
 } as const satisfies Record<string, ErrorSpec>;
 

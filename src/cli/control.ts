@@ -1,6 +1,70 @@
-// `trellis control` (placeholder until the command lands).
-export const help = 'trellis control: not built yet\n';
-export async function run(_argv: string[]): Promise<number> {
-  process.stderr.write('trellis control: not built yet\n');
-  return 1;
+// `trellis control`: runs the control plane until SIGINT or SIGTERM.
+import { TrellisError } from '../errors.js';
+import { formatProblem } from '../config/problems.js';
+import { startControlPlane } from '../control/admin-server.js';
+import type { ConfigProblem } from '../control/model.js';
+import { parseFlags, parseHostPort } from './args.js';
+
+export const help = `Usage: trellis control [--config PATH]... [PATH...] [options]
+
+Runs the control plane: loads the mesh config, health-checks every instance, streams
+one snapshot to each proxy, and serves the admin API. Config files are watched; a
+change that has problems is reported and the last good config stays in force.
+
+Options:
+  --config PATH          a mesh or route file (repeatable; positional paths work too)
+  --admin [HOST:]PORT    admin API and proxy stream address (default: 127.0.0.1:15000)
+  --token T              join token proxies must present (Authorization: Bearer T)
+
+Example:
+  trellis control --config examples/shop/mesh.yaml --admin 15000
+`;
+
+function isErrnoException(err: unknown): err is NodeJS.ErrnoException {
+  return err instanceof Error && 'code' in err;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(
+    argv,
+    {
+      config: { type: 'string', multiple: true, default: [] },
+      admin: { type: 'string', default: '127.0.0.1:15000' },
+      token: { type: 'string' },
+    },
+    true,
+    'control',
+  );
+  const configPaths = [...values.config, ...positionals];
+  if (configPaths.length === 0) {
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: 'no config given: pass the mesh file, e.g. `trellis control --config mesh.yaml`' });
+  }
+  const admin = parseHostPort(values.admin, '--admin');
+
+  let plane;
+  try {
+    plane = await startControlPlane({ configPaths, admin, ...(values.token ? { token: values.token } : {}) });
+  } catch (err) {
+    if (err instanceof TrellisError && err.code === 'TRELLIS_E_CONFIG_INVALID') {
+      const problems = (err.params.problems ?? []) as ConfigProblem[];
+      process.stderr.write(`trellis control: the config has ${problems.length} problem(s); nothing was started:\n`);
+      for (const p of problems) process.stderr.write(`  ${formatProblem(p)}\n`);
+      return 1;
+    }
+    if (isErrnoException(err) && (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL')) {
+      process.stderr.write(
+        `trellis control: cannot listen on ${admin.host}:${admin.port} (${err.code}); is another control plane running? Pick another address with --admin\n`,
+      );
+      return 1;
+    }
+    throw err;
+  }
+
+  process.stdout.write(`trellis control: listening on ${plane.url} (proxies: --control ${plane.url})\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await plane.close();
+  return 0;
 }

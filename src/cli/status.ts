@@ -1,6 +1,110 @@
-// `trellis status` (placeholder until the command lands).
-export const help = 'trellis status: not built yet\n';
-export async function run(_argv: string[]): Promise<number> {
-  process.stderr.write('trellis status: not built yet\n');
-  return 1;
+// `trellis status`: one table of a running mesh, read from the control plane's admin API.
+import { TrellisError } from '../errors.js';
+import type { ConfigView, ProxyView, ServiceView } from '../control/admin-api.js';
+import { parseFlags } from './args.js';
+
+export const help = `Usage: trellis status [--control URL] [--json]
+
+Shows every service of a running mesh: its versions and instances, where each listens,
+its health, and which config version its proxy has accepted.
+
+Options:
+  --control URL   the control plane's admin URL (default: http://127.0.0.1:15000)
+  --json          print the raw JSON of the admin API instead of a table
+`;
+
+const TIMEOUT_MS = 3000;
+
+async function getJson<T>(base: string, path: string): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    const reason = cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err));
+    throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason });
+  }
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: `GET ${path} answered ${res.status}` });
+  }
+  try {
+    return (await res.json()) as T;
+  } catch {
+    throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: `GET ${path} did not answer JSON` });
+  }
+}
+
+function addr(hp: { host: string; port: number } | null | undefined): string {
+  return hp ? `${hp.host}:${hp.port}` : '-';
+}
+
+/** `acked/sent`, with the NACK reason when the proxy's latest answer was a rejection. */
+export function configColumn(p: ProxyView | undefined): string {
+  if (!p) return '-';
+  const v = (n: number | null): string => (n === null ? '-' : `v${n}`);
+  let text = `${v(p.ackedVersion)}/${v(p.sentVersion)}`;
+  if (p.lastNack && (p.ackedVersion === null || p.lastNack.version > p.ackedVersion)) {
+    text += ` NACK v${p.lastNack.version}: ${p.lastNack.error}`;
+  }
+  if (!p.connected) text += ' (disconnected)';
+  return text;
+}
+
+function healthColumn(h: ServiceView['instances'][number]['health']): string {
+  if (h.status !== 'unhealthy' || !h.lastError) return h.status;
+  const err = h.lastError.length > 50 ? `${h.lastError.slice(0, 47)}...` : h.lastError;
+  return `unhealthy (${err})`;
+}
+
+/** Renders rows as left-aligned columns. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+export function renderStatus(services: ServiceView[], proxies: ProxyView[], config: ConfigView): string {
+  const byId = new Map(proxies.map((p) => [p.id, p]));
+  const rows: string[][] = [];
+  for (const s of services) {
+    if (s.instances.length === 0) {
+      rows.push([s.name, s.versions.map((v) => v.name).join(','), '-', '-', '-', 'no instances', '-']);
+      continue;
+    }
+    for (const i of s.instances) {
+      rows.push([s.name, i.version, i.id, addr(i.app), addr(i.inbound), healthColumn(i.health), configColumn(byId.get(i.id))]);
+    }
+  }
+  for (const p of proxies.filter((p) => p.kind === 'gateway')) {
+    rows.push([`${p.service} (gateway)`, p.version, p.id, '-', '-', '-', configColumn(p)]);
+  }
+  let out = table(['SERVICE', 'VERSION', 'INSTANCE', 'APP', 'INBOUND', 'HEALTH', 'CONFIG (acked/sent)'], rows);
+  if (config.reloadFailed) {
+    out += `\n\nThe latest config reload failed (${config.reloadFailed.at ?? '?'}); the config loaded at ${config.loadedAt ?? '?'} stays in force:`;
+    for (const p of config.reloadFailed.problems) out += `\n  ${p.text}`;
+  }
+  return `${out}\n`;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseFlags(
+    argv,
+    { control: { type: 'string', default: 'http://127.0.0.1:15000' }, json: { type: 'boolean', default: false } },
+    false,
+    'status',
+  );
+  let base = values.control.replace(/\/+$/, '');
+  if (!/^https?:\/\//.test(base)) base = `http://${base}`;
+  const [services, proxies, config] = await Promise.all([
+    getJson<{ services: ServiceView[] }>(base, '/v1/services'),
+    getJson<{ proxies: ProxyView[] }>(base, '/v1/proxies'),
+    getJson<ConfigView>(base, '/v1/config'),
+  ]);
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify({ services: services.services, proxies: proxies.proxies, config }, null, 2)}\n`);
+  } else {
+    process.stdout.write(renderStatus(services.services, proxies.proxies, config));
+  }
+  return 0;
 }

@@ -17,6 +17,7 @@ Arguments:
 Options:
   --admin [HOST:]PORT      control plane admin API (default: 127.0.0.1:15000; 0 picks a free port)
   --state-dir DIR          logs, data and state.json (default: .trellis beside the mesh file)
+  --free-ports             ignore the fixed ports of the mesh file and pick free ones
 
 Example:
   trellis up examples/shop/mesh.yaml
@@ -26,13 +27,14 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, {
     admin: { type: 'string', default: '127.0.0.1:15000' },
     'state-dir': { type: 'string' },
+    'free-ports': { type: 'boolean', default: false },
   }, true, 'up');
   if (positionals.length > 1) throw new TrellisError('TRELLIS_E_USAGE', { reason: 'give one mesh file; see `trellis up --help`' });
   const file = positionals[0] ?? 'mesh.yaml';
   if (!existsSync(file)) throw new TrellisError('TRELLIS_E_USAGE', { reason: `no mesh file at ${file}; give its path, e.g. \`trellis up examples/shop/mesh.yaml\`` });
 
   const log = (line: string): void => void process.stdout.write(`${line}\n`);
-  const mesh = new LocalMesh({ meshFile: file, admin: parseHostPort(values.admin, '--admin'), stateDir: values['state-dir'], log });
+  const mesh = new LocalMesh({ meshFile: file, admin: parseHostPort(values.admin, '--admin'), stateDir: values['state-dir'], freePorts: values['free-ports'], log });
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => (stopping ??= (async () => {
     log('stopping the mesh…');

@@ -66,6 +66,11 @@ export interface ResponseHead {
   readonly chunked: boolean;
   /** The server will close after this response (or it is HTTP/1.0 without keep-alive). */
   readonly close: boolean;
+  /**
+   * A 503 from an inbound sidecar whose app refused the connection: the request never
+   * reached an app, so it can go to another endpoint.
+   */
+  readonly appUnavailable: boolean;
   readonly headBytes: number;
 }
 
@@ -269,6 +274,7 @@ export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | 
   let chunked = false;
   let teSeen = false;
   let close = minor === 0;
+  let appUnavailable = false;
   let pos = eol + 2;
   while (pos < s.length) {
     let end = s.indexOf('\r\n', pos);
@@ -285,6 +291,8 @@ export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | 
     } else if (len === 17 && nameIs(s, pos, colon, 'transfer-encoding')) {
       teSeen = true;
       chunked = /(?:^|,)\s*chunked\s*$/i.test(trimOws(s, colon + 1, end));
+    } else if (status === 503 && len === 13 && nameIs(s, pos, colon, 'trellis-error')) {
+      appUnavailable = trimOws(s, colon + 1, end) === 'app-unavailable';
     } else if (len === 10 && nameIs(s, pos, colon, 'connection')) {
       for (const t of connectionTokens(s.slice(colon + 1, end))) {
         if (t === 'close') close = true;
@@ -299,5 +307,5 @@ export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | 
     contentLength = -1;
     if (!chunked) close = true; // read until close
   }
-  return { status, minor, contentLength, chunked, close, headBytes: headEnd };
+  return { status, minor, contentLength, chunked, close, appUnavailable, headBytes: headEnd };
 }

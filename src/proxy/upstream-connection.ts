@@ -129,6 +129,14 @@ export class UpstreamConnection {
         buf = buf.subarray(end);
         continue;
       }
+      if (head.appUnavailable && ex.req.contentLength <= 0 && !ex.req.chunked) {
+        // The peer sidecar's app is down and nothing was delivered: try another endpoint.
+        this.ex = undefined;
+        ex.upstreamConn = undefined;
+        this.close();
+        this.#events.retryable(ex, this, 'its app is unavailable', false);
+        return;
+      }
       ex.status = head.status;
       ex.responseStarted = true;
       if (head.status === 101) return this.#tunnel(ex, buf);

@@ -51,6 +51,8 @@ export interface LocalMeshOptions {
   admin: HostPort;
   stateDir?: string;
   log: (line: string) => void;
+  /** Ignore the fixed ports of the mesh file and pick free ones (tests, or when 8080 is taken). */
+  freePorts?: boolean;
   /** How long start() waits for every instance to be healthy. */
   healthyTimeoutMs?: number;
 }
@@ -194,9 +196,9 @@ export class LocalMesh {
   }
 
   async #port(port: number, what: string): Promise<number> {
-    if (port === 0) return this.#ports.free();
+    if (port === 0 || (this.#o.freePorts && what !== '--admin')) return this.#ports.free();
     if (await this.#ports.fixed(port)) return port;
-    throw new TrellisError('TRELLIS_E_USAGE', { reason: `port ${port} (${what}) is already in use on ${LOOPBACK}: stop what uses it (another \`trellis up\`?) or choose another port` });
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `port ${port} (${what}) is already in use on ${LOOPBACK}: stop what uses it (another \`trellis up\`?) or choose another port (\`trellis up --free-ports\` ignores the fixed ports of the mesh file)` });
   }
 
   #supervise(spec: ProcessSpec): Supervised {

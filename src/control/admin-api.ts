@@ -1,0 +1,187 @@
+// The control plane's read-only JSON API: what the model holds, shaped for people and
+// for `trellis status`. Every view is a plain function of the model; the request
+// handler only picks the view by path.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { HostPort } from './protocol.js';
+import type { ConfigProblem, HealthState, Instance, MeshModel, ProxyState } from './model.js';
+import { routeKey } from './routes.js';
+
+function iso(ms: number | undefined): string | null {
+  return ms === undefined ? null : new Date(ms).toISOString();
+}
+
+export interface HealthView {
+  status: HealthState['status'];
+  since: string | null;
+  lastCheck: string | null;
+  lastError: string | null;
+  consecutiveSuccesses: number;
+  consecutiveFailures: number;
+}
+
+export interface InstanceView {
+  id: string;
+  service: string;
+  version: string;
+  app: HostPort | null;
+  inbound: HostPort | null;
+  admin: HostPort;
+  pid: number;
+  registeredAt: string | null;
+  health: HealthView;
+}
+
+export interface ServiceView {
+  name: string;
+  protocol: string;
+  public: { port?: number } | null;
+  upstreams: { service: string; port?: number }[];
+  versions: { name: string; labels: Record<string, string>; replicas: number }[];
+  instances: InstanceView[];
+}
+
+export interface ProxyView {
+  id: string;
+  service: string;
+  version: string;
+  kind: 'sidecar' | 'gateway';
+  connected: boolean;
+  connectedAt: string | null;
+  disconnectedAt: string | null;
+  sentVersion: number | null;
+  ackedVersion: number | null;
+  lastNack: { version: number; error: string; at: string | null } | null;
+}
+
+export interface ConfigView {
+  files: string[];
+  loadedAt: string | null;
+  services: string[];
+  routes: string[];
+  /** Present when the latest reload failed; the config above is still in force. */
+  reloadFailed: { at: string | null; problems: (ConfigProblem & { text: string })[] } | null;
+}
+
+export function healthView(h: HealthState | undefined): HealthView {
+  return {
+    status: h?.status ?? 'unknown',
+    since: iso(h?.since),
+    lastCheck: iso(h?.lastCheck),
+    lastError: h?.lastError ?? null,
+    consecutiveSuccesses: h?.consecutiveSuccesses ?? 0,
+    consecutiveFailures: h?.consecutiveFailures ?? 0,
+  };
+}
+
+export function instanceView(model: MeshModel, i: Instance): InstanceView {
+  return {
+    id: i.id,
+    service: i.service,
+    version: i.version,
+    app: i.app ?? null,
+    inbound: i.inbound ?? null,
+    admin: i.admin,
+    pid: i.pid,
+    registeredAt: iso(i.registeredAt),
+    health: healthView(model.health(i.id)),
+  };
+}
+
+export function servicesView(model: MeshModel): ServiceView[] {
+  const instances = model.instances().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return model.config.services.map((s) => ({
+    name: s.name,
+    protocol: s.protocol,
+    public: s.public ? { ...s.public } : null,
+    upstreams: s.upstreams.map((u) => ({ ...u })),
+    versions: s.versions.map((v) => ({ name: v.name, labels: { ...v.labels }, replicas: v.replicas })),
+    instances: instances.filter((i) => i.service === s.name).map((i) => instanceView(model, i)),
+  }));
+}
+
+export function proxyView(p: ProxyState): ProxyView {
+  return {
+    id: p.id,
+    service: p.service,
+    version: p.version,
+    kind: p.kind,
+    connected: p.connected,
+    connectedAt: iso(p.connectedAt),
+    disconnectedAt: iso(p.disconnectedAt),
+    sentVersion: p.sentVersion ?? null,
+    ackedVersion: p.ackedVersion ?? null,
+    lastNack: p.lastNack ? { version: p.lastNack.version, error: p.lastNack.error, at: iso(p.lastNack.at) } : null,
+  };
+}
+
+export function configView(model: MeshModel, formatProblem: (p: ConfigProblem) => string): ConfigView {
+  const state = model.configState;
+  return {
+    files: [...state.files],
+    loadedAt: iso(state.loadedAt),
+    services: state.config.services.map((s) => s.name),
+    routes: state.config.routes.map((r) => routeKey(r.resource)),
+    reloadFailed: state.failedReload
+      ? { at: iso(state.failedReload.at), problems: state.failedReload.problems.map((p) => ({ ...p, text: formatProblem(p) })) }
+      : null,
+  };
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body, null, 2)}\n`;
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+function notFound(res: ServerResponse, message: string): void {
+  send(res, 404, { code: 'TRELLIS_E_NOT_FOUND', message });
+}
+
+export interface AdminApiOptions {
+  model: MeshModel;
+  formatProblem: (p: ConfigProblem) => string;
+}
+
+const ENDPOINTS = ['/healthz', '/v1/services', '/v1/instances', '/v1/proxies', '/v1/config', '/v1/snapshots/<proxyId>', '/v1/stream (Upgrade: trellis-stream)'];
+
+/** The `request` handler of the admin server. */
+export function createAdminHandler(opts: AdminApiOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const { model } = opts;
+  return (req, res) => {
+    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return send(res, 405, { code: 'TRELLIS_E_BAD_REQUEST', message: `the admin API is read-only: ${req.method} is not allowed` });
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+      return void res.end('ok\n');
+    }
+    if (path === '/' || path === '/v1') return send(res, 200, { name: 'trellis control plane', endpoints: ENDPOINTS });
+    if (path === '/v1/services') return send(res, 200, { services: servicesView(model) });
+    if (path === '/v1/instances') {
+      const instances = model.instances().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      return send(res, 200, { instances: instances.map((i) => instanceView(model, i)) });
+    }
+    if (path === '/v1/proxies') return send(res, 200, { proxies: model.proxies().map(proxyView) });
+    if (path === '/v1/config') return send(res, 200, configView(model, opts.formatProblem));
+    if (path.startsWith('/v1/snapshots/')) {
+      const id = safeDecode(path.slice('/v1/snapshots/'.length));
+      const snapshot = model.proxy(id)?.lastSnapshot;
+      if (!snapshot) return notFound(res, `no snapshot was sent to a proxy with id "${id}"; see /v1/proxies`);
+      return send(res, 200, snapshot);
+    }
+    if (path === '/v1/stream') {
+      return send(res, 426, { code: 'TRELLIS_E_BAD_REQUEST', message: 'the proxy stream needs Connection: Upgrade and Upgrade: trellis-stream' });
+    }
+    return notFound(res, `no admin endpoint at ${path}; try one of ${ENDPOINTS.join(', ')}`);
+  };
+}

@@ -1,0 +1,132 @@
+// The control plane as one object: loads the config, then serves the admin API and the
+// proxy stream on one HTTP server, while the health checker and the config watcher keep
+// the model current. `trellis control` and the local runner both start it from here.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { loadConfig } from '../config/load.js';
+import { formatProblem } from '../config/problems.js';
+import { TrellisError } from '../errors.js';
+import type { HostPort } from './protocol.js';
+import { MeshModel, type ConfigProblem } from './model.js';
+import { HealthChecker, type HealthCheckerOptions } from './health-checker.js';
+import { Distributor } from './distributor.js';
+import { ConfigWatcher, type ConfigLoader } from './config-watcher.js';
+import { createAdminHandler } from './admin-api.js';
+
+export interface ControlPlaneOptions {
+  /** Mesh and route files (or what `loadConfig` accepts). */
+  configPaths: string[];
+  /** Where the admin API and proxy stream listen; port 0 picks a free port. */
+  admin: HostPort;
+  /** Join token proxies must present (`Authorization: Bearer <token>`). */
+  token?: string;
+  /** One line per event; default: stderr. */
+  log?: (line: string) => void;
+  /** Replaces `loadConfig` (tests). */
+  load?: ConfigLoader;
+  /** Quiet time before a changed config file is reloaded (default 100 ms). */
+  watchDebounceMs?: number;
+  /** Coalescing window for snapshot pushes (default 20 ms). */
+  pushDebounceMs?: number;
+  /** Health checker tuning (tests). */
+  health?: Pick<HealthCheckerOptions, 'probe' | 'timers' | 'schedule' | 'startupIntervalMs' | 'startupWindowMs'>;
+}
+
+export interface ControlPlane {
+  /** Where the admin server actually listens. */
+  readonly address: HostPort;
+  /** `http://host:port`, the `--control` URL for proxies and the CLI. */
+  readonly url: string;
+  readonly model: MeshModel;
+  /** Reloads the config files now (the watcher also does this on change). */
+  reload(): Promise<void>;
+  /** Stops checks, watchers and streams, and closes the server. */
+  close(): Promise<void>;
+}
+
+const stderrLog = (line: string): void => void process.stderr.write(`${line}\n`);
+
+/** The problems of a config that could not be loaded, as one error. */
+export function configInvalid(problems: readonly ConfigProblem[]): TrellisError {
+  const lines = problems.map((p) => `  ${formatProblem(p)}`).join('\n');
+  return new TrellisError('TRELLIS_E_CONFIG_INVALID', {
+    file: problems[0]?.file ?? 'config',
+    details: `${problems.length} problem(s):\n${lines}`,
+    problems,
+  });
+}
+
+function listen(server: http.Server, admin: HostPort): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err);
+    server.once('error', onError);
+    server.listen(admin.port, admin.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/**
+ * Loads the config and starts the control plane. Rejects with TRELLIS_E_CONFIG_INVALID
+ * (its `params.problems` lists every problem) when the first load fails, and with the
+ * listen error (e.g. EADDRINUSE) when the admin address is taken.
+ */
+export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = opts.log ?? stderrLog;
+  const model = new MeshModel();
+  const watcher = new ConfigWatcher({
+    paths: opts.configPaths,
+    model,
+    load: opts.load ?? loadConfig,
+    formatProblem,
+    log,
+    ...(opts.watchDebounceMs !== undefined ? { debounceMs: opts.watchDebounceMs } : {}),
+  });
+  const problems = await watcher.load();
+  if (problems.length > 0) throw configInvalid(problems);
+
+  const checker = new HealthChecker({ model, log, ...opts.health });
+  const distributor = new Distributor({
+    model,
+    log,
+    ...(opts.token ? { token: opts.token } : {}),
+    ...(opts.pushDebounceMs !== undefined ? { debounceMs: opts.pushDebounceMs } : {}),
+  });
+  const server = http.createServer(createAdminHandler({ model, formatProblem }));
+  server.on('upgrade', (req, socket, head) => distributor.handleUpgrade(req, socket, head));
+  server.on('clientError', (_err, socket) => socket.destroy());
+  try {
+    await listen(server, opts.admin);
+  } catch (err) {
+    watcher.close();
+    throw err;
+  }
+  checker.start();
+  distributor.start();
+  watcher.watch();
+
+  const addr = server.address() as AddressInfo;
+  const address = { host: addr.address, port: addr.port };
+  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  const c = model.config;
+  log(`control: admin API and proxy stream on ${url} (${c.services.length} services, ${c.routes.length} routes${opts.token ? ', join token required' : ''})`);
+
+  let closing: Promise<void> | undefined;
+  return {
+    address,
+    url,
+    model,
+    reload: () => watcher.reload(),
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        watcher.close();
+        checker.stop();
+        distributor.stop();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}

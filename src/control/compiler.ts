@@ -1,0 +1,105 @@
+// Config + model state → the snapshot of one proxy. A pure function: the same inputs
+// give the same snapshot, key for key, so the distributor can tell a real change from a
+// recompile that changed nothing by comparing JSON.
+import type { BackendSnapshot, Endpoint, HostPort, ProxyInfo, Snapshot, UpstreamSnapshot } from './protocol.js';
+import type { ControlConfig, ServiceConfig } from './mesh-config.js';
+import type { HealthStatus } from './model.js';
+import { compileRoutes } from './routes.js';
+
+/** What the compiler needs to know about an instance. */
+export interface RoutableInstance {
+  readonly id: string;
+  readonly service: string;
+  readonly version: string;
+  readonly inbound?: HostPort;
+  readonly status: HealthStatus;
+}
+
+export interface CompileInput {
+  readonly config: ControlConfig;
+  readonly instances: readonly RoutableInstance[];
+  readonly proxy: ProxyInfo;
+}
+
+/** A snapshot before the distributor stamps its version on it. */
+export type SnapshotContent = Omit<Snapshot, 'version'>;
+
+/**
+ * The services a proxy may call: the upstreams its hello opened listeners for, plus
+ * those its service declares in the mesh file; a proxy with an HTTP proxy listener and
+ * no declared upstreams may call every HTTP service. Names not in the config are left out.
+ */
+export function upstreamsFor(config: ControlConfig, proxy: ProxyInfo): string[] {
+  const declared = proxy.kind === 'sidecar' ? (config.services.find((s) => s.name === proxy.service)?.upstreams ?? []) : [];
+  const names = new Set<string>([...proxy.upstreams.map((u) => u.service), ...declared.map((u) => u.service)]);
+  if (proxy.httpProxy && declared.length === 0) {
+    for (const s of config.services) if (s.protocol === 'http') names.add(s.name);
+  }
+  const known = new Set(config.services.map((s) => s.name));
+  return [...names].filter((n) => known.has(n)).sort();
+}
+
+function endpointsOf(instances: readonly RoutableInstance[], service: string, version?: string): Endpoint[] {
+  return instances
+    .filter((i) => i.service === service && i.status === 'healthy' && i.inbound && (version === undefined || i.version === version))
+    .map((i) => ({ id: i.id, host: i.inbound!.host, port: i.inbound!.port, version: i.version }))
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** Every version of a service: those the config names and those instances registered with. */
+function versionsOf(service: ServiceConfig, instances: readonly RoutableInstance[]): string[] {
+  const names = new Set(service.versions.map((v) => v.name));
+  for (const i of instances) if (i.service === service.name) names.add(i.version);
+  return [...names].sort();
+}
+
+/**
+ * Finds the service (and version) a backend name stands for: `<service>` or
+ * `<service>-<version>`; an exact service name wins over a version reading.
+ */
+function resolveBackend(config: ControlConfig, instances: readonly RoutableInstance[], name: string): BackendSnapshot | undefined {
+  const exact = config.services.find((s) => s.name === name);
+  if (exact) return { name, endpoints: endpointsOf(instances, exact.name) };
+  for (const s of config.services) {
+    if (!name.startsWith(`${s.name}-`)) continue;
+    const version = name.slice(s.name.length + 1);
+    if (versionsOf(s, instances).includes(version)) return { name, endpoints: endpointsOf(instances, s.name, version) };
+  }
+  return undefined;
+}
+
+function compileUpstream(config: ControlConfig, instances: readonly RoutableInstance[], service: ServiceConfig): UpstreamSnapshot {
+  const routes = compileRoutes(service.name, config.routes);
+  const backends: Record<string, BackendSnapshot> = {};
+  const add = (b: BackendSnapshot): void => {
+    backends[b.name] = b;
+  };
+  add({ name: service.name, endpoints: endpointsOf(instances, service.name) });
+  for (const v of versionsOf(service, instances)) {
+    const name = `${service.name}-${v}`;
+    if (!(name in backends)) add({ name, endpoints: endpointsOf(instances, service.name, v) });
+  }
+  // Routes may send traffic to another service (GAMMA); unresolvable names stay out of
+  // `backends` and in the route, so the proxy reports backend-not-found.
+  const referenced = [...new Set(routes.flatMap((r) => r.backends.map((b) => b.backend)))].sort();
+  for (const name of referenced) {
+    if (name in backends) continue;
+    const resolved = resolveBackend(config, instances, name);
+    if (resolved) add(resolved);
+  }
+  const sorted: Record<string, BackendSnapshot> = {};
+  for (const name of Object.keys(backends).sort()) sorted[name] = backends[name]!;
+  return { service: service.name, protocol: service.protocol, routes, backends: sorted };
+}
+
+/** Compiles the snapshot content of one proxy: only the upstreams it may call. */
+export function compileSnapshot(input: CompileInput): SnapshotContent {
+  const { config, instances, proxy } = input;
+  const upstreams: Record<string, UpstreamSnapshot> = {};
+  for (const name of upstreamsFor(config, proxy)) {
+    const service = config.services.find((s) => s.name === name)!;
+    upstreams[name] = compileUpstream(config, instances, service);
+  }
+  const own = proxy.kind === 'sidecar' ? config.services.find((s) => s.name === proxy.service) : undefined;
+  return { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams };
+}

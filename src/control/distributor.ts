@@ -1,0 +1,233 @@
+// The snapshot stream. Proxies upgrade `GET /v1/stream` on the admin server, say hello,
+// and from then on receive a fresh snapshot whenever what they need changes; they answer
+// each with ACK or NACK. A sidecar's connection is its instance's registration: when the
+// stream closes, the instance leaves the model and every other proxy is recompiled.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { ControlMessage, ProxyInfo } from './protocol.js';
+import type { MeshModel } from './model.js';
+import { compileSnapshot, type RoutableInstance } from './compiler.js';
+import { SnapshotVersions } from './snapshot-versions.js';
+import { LineReader, parseProxyMessage, writeMessage } from './wire.js';
+
+export const STREAM_PATH = '/v1/stream';
+export const STREAM_UPGRADE = 'trellis-stream';
+
+export interface DistributorOptions {
+  model: MeshModel;
+  /** When set, proxies must send `Authorization: Bearer <token>`. */
+  token?: string;
+  log?: (line: string) => void;
+  /** How long to gather model changes before recompiling (bursts become one push). */
+  debounceMs?: number;
+}
+
+interface Connection {
+  readonly socket: Duplex;
+  readonly reader: LineReader;
+  proxy?: ProxyInfo;
+}
+
+/** The instances of the model as the compiler sees them (with their health status). */
+export function routableInstances(model: MeshModel): RoutableInstance[] {
+  return model.instances().map((i) => ({
+    id: i.id,
+    service: i.service,
+    version: i.version,
+    ...(i.inbound ? { inbound: i.inbound } : {}),
+    status: model.health(i.id)?.status ?? 'unknown',
+  }));
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+function rejectUpgrade(socket: Duplex, status: number, reason: string, code: string, message: string): void {
+  const body = JSON.stringify({ code, message });
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+export class Distributor {
+  readonly #model: MeshModel;
+  readonly #token?: Buffer;
+  readonly #log: (line: string) => void;
+  readonly #debounceMs: number;
+  readonly #versions = new SnapshotVersions();
+  readonly #connections = new Set<Connection>();
+  /** The live connection of each registered proxy id. */
+  readonly #byProxy = new Map<string, Connection>();
+  #timer?: NodeJS.Timeout;
+  #unsubscribe?: () => void;
+  #stopped = false;
+
+  constructor(opts: DistributorOptions) {
+    this.#model = opts.model;
+    this.#token = opts.token ? digest(opts.token) : undefined;
+    this.#log = opts.log ?? (() => {});
+    this.#debounceMs = opts.debounceMs ?? 20;
+  }
+
+  start(): void {
+    this.#unsubscribe = this.#model.on('change', () => this.#schedule());
+  }
+
+  /** Closes every stream; proxies keep their last snapshot and reconnect later. */
+  stop(): void {
+    this.#stopped = true;
+    this.#unsubscribe?.();
+    if (this.#timer) clearTimeout(this.#timer);
+    for (const conn of this.#connections) conn.socket.destroy();
+    this.#connections.clear();
+  }
+
+  /** How many proxies are connected and registered. */
+  get connected(): number {
+    return this.#byProxy.size;
+  }
+
+  /** The `upgrade` handler of the admin server for `GET /v1/stream`. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {}); // a reset is handled as a close
+    const path = (req.url ?? '').split('?')[0];
+    if (this.#stopped) return void socket.destroy();
+    if (req.method !== 'GET' || path !== STREAM_PATH || (req.headers.upgrade ?? '').toLowerCase() !== STREAM_UPGRADE) {
+      return rejectUpgrade(socket, 400, 'Bad Request', 'TRELLIS_E_BAD_REQUEST', `the proxy stream is GET ${STREAM_PATH} with Upgrade: ${STREAM_UPGRADE}`);
+    }
+    if (this.#token && !this.#authorized(req.headers.authorization)) {
+      this.#log(`control: stream: refused a proxy from ${req.socket.remoteAddress ?? '?'}: missing or wrong join token`);
+      return rejectUpgrade(socket, 401, 'Unauthorized', 'TRELLIS_E_UNAUTHORIZED', 'this control plane requires a join token: send Authorization: Bearer <token> (trellis proxy --token)');
+    }
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${STREAM_UPGRADE}\r\nConnection: Upgrade\r\n\r\n`);
+    const raw = socket as Duplex & { setNoDelay?: (v: boolean) => void; setKeepAlive?: (on: boolean, delay: number) => void };
+    raw.setNoDelay?.(true);
+    raw.setKeepAlive?.(true, 10_000);
+    const conn: Connection = { socket, reader: new LineReader() };
+    this.#connections.add(conn);
+    socket.on('data', (chunk: Buffer) => this.#onData(conn, chunk));
+    // The HTTP server's sockets allow half-open connections: when the proxy hangs up,
+    // end our side too, or 'close' never comes and the instance would stay registered.
+    socket.on('end', () => socket.end());
+    socket.on('close', () => this.#onClose(conn));
+    if (head.length > 0) this.#onData(conn, head);
+  }
+
+  #authorized(header: string | undefined): boolean {
+    const m = /^Bearer\s+(.+)$/i.exec(header ?? '');
+    return m !== null && timingSafeEqual(digest(m[1]!.trim()), this.#token!);
+  }
+
+  #onData(conn: Connection, chunk: Buffer): void {
+    let lines: string[];
+    try {
+      lines = conn.reader.push(chunk);
+    } catch (err) {
+      return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', (err as Error).message);
+    }
+    for (const line of lines) {
+      if (conn.socket.destroyed) return;
+      this.#onLine(conn, line);
+    }
+  }
+
+  #onLine(conn: Connection, line: string): void {
+    const msg = parseProxyMessage(line);
+    if (typeof msg === 'string') return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', msg);
+    if (msg.type === 'ping') return writeMessage(conn.socket, { type: 'pong' });
+    if (msg.type === 'hello') {
+      if (conn.proxy) return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', 'hello sent twice on one stream');
+      return this.#onHello(conn, msg.proxy);
+    }
+    if (!conn.proxy) return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', `${msg.type} before hello`);
+    const id = conn.proxy.id;
+    if (msg.type === 'ack') {
+      this.#model.recordAck(id, msg.version);
+    } else {
+      this.#model.recordNack(id, msg.version, msg.error);
+      this.#log(`control: proxy ${id} rejected snapshot v${msg.version}: ${msg.error}`);
+    }
+  }
+
+  #onHello(conn: Connection, proxy: ProxyInfo): void {
+    if (proxy.kind === 'sidecar' && !this.#model.service(proxy.service)) {
+      const files = this.#model.configState.files;
+      this.#log(`control: refused proxy ${proxy.id}: service "${proxy.service}" is not in the mesh config`);
+      return this.#fail(
+        conn,
+        'TRELLIS_E_UNKNOWN_SERVICE',
+        `service "${proxy.service}" is not in the mesh config${files.length ? ` (${files[0]})` : ''}; add it to the mesh file or fix --service`,
+      );
+    }
+    const previous = this.#byProxy.get(proxy.id);
+    if (previous) {
+      // The same proxy reconnected before its old stream noticed it was dead.
+      this.#log(`control: proxy ${proxy.id} connected again; closing its previous stream`);
+      this.#byProxy.delete(proxy.id);
+      previous.proxy = undefined;
+      previous.socket.destroy();
+    }
+    conn.proxy = proxy;
+    this.#byProxy.set(proxy.id, conn);
+    this.#model.connectProxy(proxy);
+    if (proxy.kind === 'sidecar') {
+      this.#model.addInstance({
+        id: proxy.id,
+        service: proxy.service,
+        version: proxy.version,
+        ...(proxy.app ? { app: proxy.app } : {}),
+        ...(proxy.inbound ? { inbound: proxy.inbound } : {}),
+        admin: proxy.admin,
+        pid: proxy.pid,
+      });
+    }
+    const where = proxy.inbound ? ` inbound ${proxy.inbound.host}:${proxy.inbound.port}` : '';
+    this.#log(`control: ${proxy.kind} ${proxy.id} connected (service ${proxy.service}, version ${proxy.version}${where})`);
+    this.#push(conn, true);
+  }
+
+  #onClose(conn: Connection): void {
+    this.#connections.delete(conn);
+    const proxy = conn.proxy;
+    if (!proxy || this.#byProxy.get(proxy.id) !== conn) return;
+    this.#byProxy.delete(proxy.id);
+    this.#model.disconnectProxy(proxy.id);
+    if (proxy.kind === 'sidecar') this.#model.removeInstance(proxy.id);
+    if (!this.#stopped) this.#log(`control: ${proxy.kind} ${proxy.id} disconnected`);
+  }
+
+  #fail(conn: Connection, code: string, message: string): void {
+    const error: ControlMessage = { type: 'error', code, message };
+    writeMessage(conn.socket, error);
+    conn.socket.end();
+    // A peer that never reads must not hold the socket open.
+    setTimeout(() => conn.socket.destroy(), 1000).unref();
+  }
+
+  #schedule(): void {
+    if (this.#stopped || this.#timer) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.pushAll();
+    }, this.#debounceMs);
+    this.#timer.unref();
+  }
+
+  /** Recompiles every connected proxy and sends the snapshots that changed. */
+  pushAll(): void {
+    for (const conn of this.#byProxy.values()) this.#push(conn, false);
+  }
+
+  /** Compiles one proxy's snapshot; sends it when it changed, or always when `force`. */
+  #push(conn: Connection, force: boolean): void {
+    const proxy = conn.proxy;
+    if (!proxy) return;
+    const content = compileSnapshot({ config: this.#model.config, instances: routableInstances(this.#model), proxy });
+    const { snapshot, changed } = this.#versions.stamp(proxy.id, content);
+    if (!changed && !force) return;
+    writeMessage(conn.socket, { type: 'snapshot', version: snapshot.version, snapshot });
+    this.#model.recordSent(proxy.id, snapshot);
+  }
+}

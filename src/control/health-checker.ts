@@ -1,0 +1,214 @@
+// Active health checks: every registered instance's app address is probed (HTTP GET or
+// TCP connect) on its service's interval, and the consecutive results move it between
+// `unknown`, `healthy` and `unhealthy`. Only healthy instances are routable, so the first
+// check runs the moment an instance registers, and checks repeat quickly until it first
+// turns healthy (an app often starts listening a little after its sidecar says hello).
+import http from 'node:http';
+import net from 'node:net';
+import type { HostPort } from './protocol.js';
+import { DEFAULT_HEALTH, type HealthConfig } from './mesh-config.js';
+import type { HealthState, Instance, MeshModel } from './model.js';
+
+export interface CheckResult {
+  readonly ok: boolean;
+  readonly error?: string;
+}
+
+/** Probes one address once; never rejects. */
+export type Probe = (target: HostPort, health: HealthConfig) => Promise<CheckResult>;
+
+/** The timer functions the checker schedules with; tests may pass manual ones. */
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+const realTimers: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** `GET path` against the app; healthy on the expected status, or on any 2xx if none is set. */
+export function probeHttp(target: HostPort, path: string, expectedStatus: number | undefined, timeoutMs: number): Promise<CheckResult> {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (result: CheckResult): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve(result);
+    };
+    const req = http.request(
+      { host: target.host, port: target.port, path, method: 'GET', agent: false, headers: { 'user-agent': 'trellis-health-check', connection: 'close' } },
+      (res) => {
+        res.resume();
+        const status = res.statusCode ?? 0;
+        const ok = expectedStatus === undefined ? status >= 200 && status < 300 : status === expectedStatus;
+        finish(ok ? { ok } : { ok, error: `GET ${path} answered ${status}, expected ${expectedStatus ?? '2xx'}` });
+        req.destroy();
+      },
+    );
+    const timer = setTimeout(() => {
+      finish({ ok: false, error: `GET ${path}: no response within ${timeoutMs} ms` });
+      req.destroy();
+    }, timeoutMs);
+    req.on('error', (err) => finish({ ok: false, error: `GET ${path}: ${describe(err)}` }));
+    req.end();
+  });
+}
+
+/** Healthy when a TCP connection opens within the timeout. */
+export function probeTcp(target: HostPort, timeoutMs: number): Promise<CheckResult> {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (result: CheckResult): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(result);
+    };
+    const socket = net.connect({ host: target.host, port: target.port });
+    const timer = setTimeout(() => finish({ ok: false, error: `tcp connect: no answer within ${timeoutMs} ms` }), timeoutMs);
+    socket.once('connect', () => finish({ ok: true }));
+    socket.once('error', (err) => finish({ ok: false, error: `tcp ${describe(err)}` }));
+  });
+}
+
+/** The probe the service's health config asks for. */
+export const defaultProbe: Probe = (target, health) =>
+  health.type === 'http' ? probeHttp(target, health.path, health.status, health.timeoutMs) : probeTcp(target, health.timeoutMs);
+
+/**
+ * The health state after one more result. An `unknown` instance takes the first
+ * result's side at once; after that, `healthyThreshold` successes in a row make it
+ * healthy and `unhealthyThreshold` failures in a row make it unhealthy.
+ */
+export function nextHealth(
+  prev: HealthState,
+  result: CheckResult,
+  thresholds: Pick<HealthConfig, 'healthyThreshold' | 'unhealthyThreshold'>,
+  now: number,
+): HealthState {
+  const consecutiveSuccesses = result.ok ? prev.consecutiveSuccesses + 1 : 0;
+  const consecutiveFailures = result.ok ? 0 : prev.consecutiveFailures + 1;
+  let status = prev.status;
+  if (status === 'unknown') status = result.ok ? 'healthy' : 'unhealthy';
+  else if (result.ok && consecutiveSuccesses >= Math.max(1, thresholds.healthyThreshold)) status = 'healthy';
+  else if (!result.ok && consecutiveFailures >= Math.max(1, thresholds.unhealthyThreshold)) status = 'unhealthy';
+  return {
+    status,
+    lastCheck: now,
+    ...(result.ok ? {} : { lastError: result.error ?? 'check failed' }),
+    consecutiveSuccesses,
+    consecutiveFailures,
+    since: status === prev.status ? prev.since : now,
+  };
+}
+
+export interface HealthCheckerOptions {
+  model: MeshModel;
+  log?: (line: string) => void;
+  probe?: Probe;
+  timers?: Timers;
+  /** false: no timers at all; tests drive checks with {@link HealthChecker.checkNow}. */
+  schedule?: boolean;
+  /** Interval while an instance has never been healthy (capped by its service's interval). */
+  startupIntervalMs?: number;
+  /** How long after registration the startup interval applies. */
+  startupWindowMs?: number;
+}
+
+interface Tracked {
+  readonly instance: Instance;
+  timer?: unknown;
+  everHealthy: boolean;
+}
+
+export class HealthChecker {
+  readonly #model: MeshModel;
+  readonly #log: (line: string) => void;
+  readonly #probe: Probe;
+  readonly #timers: Timers;
+  readonly #schedule: boolean;
+  readonly #startupIntervalMs: number;
+  readonly #startupWindowMs: number;
+  readonly #tracked = new Map<string, Tracked>();
+  #unsubscribe: (() => void)[] = [];
+
+  constructor(opts: HealthCheckerOptions) {
+    this.#model = opts.model;
+    this.#log = opts.log ?? (() => {});
+    this.#probe = opts.probe ?? defaultProbe;
+    this.#timers = opts.timers ?? realTimers;
+    this.#schedule = opts.schedule ?? true;
+    this.#startupIntervalMs = opts.startupIntervalMs ?? 200;
+    this.#startupWindowMs = opts.startupWindowMs ?? 30_000;
+  }
+
+  /** Starts checking every instance in the model, now and as they register. */
+  start(): void {
+    this.#unsubscribe = [
+      this.#model.on('instance-added', (instance) => this.#track(instance)),
+      this.#model.on('instance-removed', (instance) => this.#untrack(instance)),
+    ];
+    for (const instance of this.#model.instances()) this.#track(instance);
+  }
+
+  stop(): void {
+    for (const off of this.#unsubscribe) off();
+    this.#unsubscribe = [];
+    for (const t of this.#tracked.values()) if (t.timer !== undefined) this.#timers.clearTimeout(t.timer);
+    this.#tracked.clear();
+  }
+
+  /** Runs one check of an instance now and returns its new health (undefined if it is gone). */
+  async checkNow(id: string): Promise<HealthState | undefined> {
+    const instance = this.#model.instance(id);
+    if (!instance) return undefined;
+    const health = this.#model.service(instance.service)?.health ?? DEFAULT_HEALTH;
+    const result: CheckResult = instance.app ? await this.#probe(instance.app, health) : { ok: true };
+    // The instance may have deregistered (or re-registered) while the probe ran.
+    if (this.#model.instance(id) !== instance) return undefined;
+    const prev = this.#model.health(id);
+    if (!prev) return undefined;
+    const next = nextHealth(prev, result, health, this.#model.now());
+    this.#model.setHealth(id, next);
+    if (next.status !== prev.status) {
+      this.#log(`control: health: ${id} (${instance.service}) ${prev.status} -> ${next.status}${next.lastError ? `: ${next.lastError}` : ''}`);
+    }
+    return next;
+  }
+
+  #track(instance: Instance): void {
+    this.#untrack(instance);
+    const tracked: Tracked = { instance, everHealthy: false };
+    this.#tracked.set(instance.id, tracked);
+    if (this.#schedule) void this.#run(tracked);
+  }
+
+  #untrack(instance: Instance): void {
+    const tracked = this.#tracked.get(instance.id);
+    if (!tracked) return;
+    if (tracked.timer !== undefined) this.#timers.clearTimeout(tracked.timer);
+    this.#tracked.delete(instance.id);
+  }
+
+  async #run(tracked: Tracked): Promise<void> {
+    tracked.timer = undefined;
+    const state = await this.checkNow(tracked.instance.id);
+    if (this.#tracked.get(tracked.instance.id) !== tracked || !state) return;
+    if (state.status === 'healthy') tracked.everHealthy = true;
+    tracked.timer = this.#timers.setTimeout(() => void this.#run(tracked), this.#intervalFor(tracked));
+  }
+
+  #intervalFor(tracked: Tracked): number {
+    const interval = (this.#model.service(tracked.instance.service)?.health ?? DEFAULT_HEALTH).intervalMs;
+    const starting = !tracked.everHealthy && this.#model.now() - tracked.instance.registeredAt < this.#startupWindowMs;
+    return starting ? Math.min(interval, this.#startupIntervalMs) : interval;
+  }
+}

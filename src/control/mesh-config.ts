@@ -1,0 +1,69 @@
+// The narrow view of the loaded mesh configuration that the control plane reads.
+// `MeshConfig` from src/config/ is structurally assignable to `ControlConfig`; the
+// control plane depends on these few fields only, so its compiler and tests can be fed
+// plain objects.
+import type { Protocol } from './protocol.js';
+
+/** Active health check settings of one service (durations already in milliseconds). */
+export type HealthConfig = {
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly healthyThreshold: number;
+  readonly unhealthyThreshold: number;
+} & (
+  | { readonly type: 'http'; readonly path: string; /** Absent: any 2xx is healthy. */ readonly status?: number }
+  | { readonly type: 'tcp' }
+);
+
+export interface VersionConfig {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly replicas: number;
+}
+
+export interface ServiceConfig {
+  readonly name: string;
+  readonly protocol: Protocol;
+  readonly public?: { readonly port?: number };
+  readonly upstreams: readonly { readonly service: string; readonly port?: number }[];
+  readonly health: HealthConfig;
+  readonly versions: readonly VersionConfig[];
+}
+
+export interface HTTPRouteMatchConfig {
+  readonly path?: { readonly type?: 'Exact' | 'PathPrefix'; readonly value?: string };
+  readonly method?: string;
+  readonly headers?: readonly { readonly type?: 'Exact' | 'RegularExpression'; readonly name: string; readonly value: string }[];
+}
+
+export interface HTTPRouteRuleConfig {
+  readonly matches?: readonly HTTPRouteMatchConfig[];
+  readonly backendRefs?: readonly { readonly name: string; readonly kind?: string; readonly group?: string; readonly port?: number; readonly weight?: number }[];
+}
+
+/** A Gateway API HTTPRoute, as far as the control plane reads it. */
+export interface HTTPRouteConfig {
+  readonly metadata: { readonly name: string; readonly namespace?: string; readonly creationTimestamp?: string };
+  readonly spec: {
+    readonly parentRefs: readonly { readonly group?: string; readonly kind?: string; readonly name: string; readonly port?: number }[];
+    readonly hostnames?: readonly string[];
+    readonly rules: readonly HTTPRouteRuleConfig[];
+  };
+}
+
+export interface ControlConfig {
+  readonly services: readonly ServiceConfig[];
+  /** In file order: the tie-breaker of route precedence when no creationTimestamp is set. */
+  readonly routes: readonly { readonly file: string; readonly resource: HTTPRouteConfig }[];
+}
+
+/** Health settings used for instances whose service is not (or no longer) in the config. */
+export const DEFAULT_HEALTH: HealthConfig = {
+  type: 'tcp',
+  intervalMs: 2000,
+  timeoutMs: 1000,
+  healthyThreshold: 1,
+  unhealthyThreshold: 2,
+};
+
+export const EMPTY_CONFIG: ControlConfig = { services: [], routes: [] };

@@ -1,0 +1,86 @@
+// The stream's wire format: newline-delimited JSON. Splits incoming bytes into lines,
+// turns a line into a checked ProxyMessage, and writes ControlMessages.
+import { StringDecoder } from 'node:string_decoder';
+import type { Duplex } from 'node:stream';
+import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from './protocol.js';
+
+/** Longest line accepted from a proxy; a hello is a few hundred bytes. */
+export const MAX_LINE_BYTES = 1024 * 1024;
+
+/** Buffers chunks and hands out complete lines (without the newline). */
+export class LineReader {
+  readonly #decoder = new StringDecoder('utf8');
+  readonly #max: number;
+  #partial = '';
+
+  constructor(maxLineBytes = MAX_LINE_BYTES) {
+    this.#max = maxLineBytes;
+  }
+
+  /** Returns the complete lines in `chunk`; throws when a line grows past the limit. */
+  push(chunk: Buffer): string[] {
+    const text = this.#partial + this.#decoder.write(chunk);
+    const parts = text.split('\n');
+    this.#partial = parts.pop() ?? '';
+    if (this.#partial.length > this.#max) throw new Error(`a message is longer than ${this.#max} bytes`);
+    return parts.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l)).filter((l) => l.trim() !== '');
+  }
+}
+
+export function writeMessage(socket: Duplex, message: ControlMessage): void {
+  if (!socket.destroyed && socket.writable) socket.write(`${JSON.stringify(message)}\n`);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isHostPort(v: unknown): v is HostPort {
+  return isObject(v) && typeof v.host === 'string' && typeof v.port === 'number' && Number.isInteger(v.port);
+}
+
+function checkProxyInfo(v: unknown): string | undefined {
+  if (!isObject(v)) return 'hello.proxy must be an object';
+  for (const key of ['id', 'service', 'version'] as const) {
+    if (typeof v[key] !== 'string' || v[key] === '') return `hello.proxy.${key} must be a non-empty string`;
+  }
+  if (v.kind !== 'sidecar' && v.kind !== 'gateway') return 'hello.proxy.kind must be "sidecar" or "gateway"';
+  if (!isHostPort(v.admin)) return 'hello.proxy.admin must be {host, port}';
+  for (const key of ['app', 'inbound', 'httpProxy'] as const) {
+    if (v[key] !== undefined && !isHostPort(v[key])) return `hello.proxy.${key} must be {host, port}`;
+  }
+  if (!Array.isArray(v.upstreams)) return 'hello.proxy.upstreams must be an array';
+  for (const [i, u] of v.upstreams.entries()) {
+    if (!isObject(u) || typeof u.service !== 'string' || !isHostPort(u.listen)) {
+      return `hello.proxy.upstreams[${i}] must be {service, listen: {host, port}}`;
+    }
+  }
+  if (typeof v.pid !== 'number') return 'hello.proxy.pid must be a number';
+  return undefined;
+}
+
+/** Parses one line from a proxy; a string result is what is wrong with it. */
+export function parseProxyMessage(line: string): ProxyMessage | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return 'a message is not valid JSON';
+  }
+  if (!isObject(value)) return 'a message must be a JSON object';
+  switch (value.type) {
+    case 'hello': {
+      const problem = checkProxyInfo(value.proxy);
+      return problem ?? { type: 'hello', proxy: value.proxy as unknown as ProxyInfo };
+    }
+    case 'ack':
+      return typeof value.version === 'number' ? { type: 'ack', version: value.version } : 'ack.version must be a number';
+    case 'nack':
+      if (typeof value.version !== 'number') return 'nack.version must be a number';
+      return { type: 'nack', version: value.version, error: typeof value.error === 'string' ? value.error : String(value.error) };
+    case 'ping':
+      return { type: 'ping' };
+    default:
+      return `unknown message type ${JSON.stringify(value.type)}`;
+  }
+}

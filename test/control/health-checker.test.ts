@@ -1,0 +1,173 @@
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { HealthChecker, nextHealth, probeHttp, probeTcp, type CheckResult } from '../../src/control/health-checker.js';
+import { MeshModel, type HealthState } from '../../src/control/model.js';
+import type { HealthConfig } from '../../src/control/mesh-config.js';
+import { config, eventually, service } from './helpers.js';
+
+const cleanups: (() => unknown)[] = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+async function httpApp(): Promise<{ port: number; setStatus: (s: number) => void; hits: () => number }> {
+  let status = 200;
+  let hits = 0;
+  const server = http.createServer((req, res) => {
+    hits++;
+    res.writeHead(req.url === '/healthz' ? status : 404);
+    res.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanups.push(() => new Promise((r) => server.close(r)));
+  return { port: (server.address() as AddressInfo).port, setStatus: (s) => (status = s), hits: () => hits };
+}
+
+async function tcpApp(): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const close = () =>
+    new Promise<void>((r) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => r());
+    });
+  cleanups.push(() => (server.listening ? close() : undefined));
+  return { port: (server.address() as AddressInfo).port, close };
+}
+
+function modelWith(health: HealthConfig, name = 'app'): MeshModel {
+  const model = new MeshModel();
+  model.setConfig(config([service(name, { health })]), []);
+  return model;
+}
+
+function register(model: MeshModel, id: string, appPort: number, svc = 'app'): void {
+  model.addInstance({ id, service: svc, version: 'default', app: { host: '127.0.0.1', port: appPort }, inbound: { host: '127.0.0.1', port: 1 }, admin: { host: '127.0.0.1', port: 2 }, pid: 1 });
+}
+
+const timing = { intervalMs: 10_000, timeoutMs: 300, healthyThreshold: 2, unhealthyThreshold: 2 };
+
+test('an HTTP instance turns healthy on its first good answer and unhealthy after the threshold of bad ones', async () => {
+  const app = await httpApp();
+  const model = modelWith({ type: 'http', path: '/healthz', ...timing });
+  const checker = new HealthChecker({ model, schedule: false });
+  checker.start();
+  cleanups.push(() => checker.stop());
+  register(model, 'app-0', app.port);
+  assert.equal(model.health('app-0')!.status, 'unknown');
+
+  assert.equal((await checker.checkNow('app-0'))!.status, 'healthy');
+  app.setStatus(503);
+  const once = (await checker.checkNow('app-0'))!;
+  assert.equal(once.status, 'healthy', 'one failure is below unhealthyThreshold 2');
+  assert.match(once.lastError ?? '', /answered 503, expected 2xx/);
+  assert.equal((await checker.checkNow('app-0'))!.status, 'unhealthy');
+  app.setStatus(204);
+  assert.equal((await checker.checkNow('app-0'))!.status, 'unhealthy', 'one success is below healthyThreshold 2');
+  const back = (await checker.checkNow('app-0'))!;
+  assert.equal(back.status, 'healthy');
+  assert.equal(back.lastError, undefined);
+});
+
+test('an HTTP check with an expected status wants exactly that status', async () => {
+  const app = await httpApp();
+  app.setStatus(200);
+  assert.equal((await probeHttp({ host: '127.0.0.1', port: app.port }, '/healthz', 200, 500)).ok, true);
+  assert.equal((await probeHttp({ host: '127.0.0.1', port: app.port }, '/healthz', 204, 500)).ok, false);
+  assert.equal((await probeHttp({ host: '127.0.0.1', port: app.port }, '/other', undefined, 500)).ok, false);
+});
+
+test('an HTTP check that gets no answer in time fails with a timeout', async () => {
+  const server = net.createServer(() => {}); // accepts and never answers
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanups.push(() => {
+    server.close();
+  });
+  const started = Date.now();
+  const result = await probeHttp({ host: '127.0.0.1', port: (server.address() as AddressInfo).port }, '/healthz', undefined, 100);
+  assert.equal(result.ok, false);
+  assert.match(result.error ?? '', /no response within 100 ms/);
+  assert.ok(Date.now() - started < 1000);
+});
+
+test('a TCP instance is healthy while its port accepts and unhealthy after the threshold once it stops', async () => {
+  const app = await tcpApp();
+  const model = modelWith({ type: 'tcp', ...timing });
+  const checker = new HealthChecker({ model, schedule: false });
+  checker.start();
+  cleanups.push(() => checker.stop());
+  register(model, 'tcp-0', app.port);
+  assert.equal((await checker.checkNow('tcp-0'))!.status, 'healthy');
+  await app.close();
+  assert.equal((await checker.checkNow('tcp-0'))!.status, 'healthy');
+  const down = (await checker.checkNow('tcp-0'))!;
+  assert.equal(down.status, 'unhealthy');
+  assert.match(down.lastError ?? '', /ECONNREFUSED/);
+  assert.equal((await probeTcp({ host: '127.0.0.1', port: app.port }, 200)).ok, false);
+});
+
+test('the first check runs on registration, so a live instance is healthy within milliseconds', async () => {
+  const app = await httpApp();
+  const model = modelWith({ type: 'http', path: '/healthz', ...timing, intervalMs: 60_000 });
+  const checker = new HealthChecker({ model });
+  checker.start();
+  cleanups.push(() => checker.stop());
+  const changes: string[] = [];
+  model.on('change', (reason) => changes.push(reason));
+  const started = Date.now();
+  register(model, 'app-0', app.port);
+  await eventually(() => model.health('app-0')?.status === 'healthy', 1000, 'healthy');
+  assert.ok(Date.now() - started < 500);
+  assert.deepEqual(changes, ['instance-added', 'health']);
+});
+
+test('until it is first healthy, an instance is retried at the short startup interval', async () => {
+  let calls = 0;
+  const probe = async (): Promise<CheckResult> => (++calls < 3 ? { ok: false, error: 'not yet' } : { ok: true });
+  const model = modelWith({ type: 'tcp', ...timing, healthyThreshold: 1, intervalMs: 60_000 });
+  const checker = new HealthChecker({ model, probe, startupIntervalMs: 10 });
+  checker.start();
+  cleanups.push(() => checker.stop());
+  register(model, 'slow-0', 1);
+  await eventually(() => model.health('slow-0')?.status === 'healthy', 1000, 'healthy');
+  assert.equal(calls, 3);
+});
+
+test('checks follow the service interval, and stop when the instance leaves or the checker stops', async () => {
+  let calls = 0;
+  const probe = async (): Promise<CheckResult> => {
+    calls++;
+    return { ok: true };
+  };
+  const model = modelWith({ type: 'tcp', ...timing, intervalMs: 15 });
+  const checker = new HealthChecker({ model, probe });
+  checker.start();
+  register(model, 'a-0', 1);
+  register(model, 'a-1', 1);
+  await eventually(() => calls >= 8, 2000, 'repeated checks');
+  model.removeInstance('a-0');
+  checker.stop();
+  const after = calls;
+  await new Promise((r) => setTimeout(r, 60));
+  assert.ok(calls <= after + 2, 'at most the checks already in flight finish');
+  assert.equal(model.health('a-0'), undefined);
+});
+
+test('nextHealth: unknown takes the first result at once; thresholds apply afterwards', () => {
+  const start: HealthState = { status: 'unknown', consecutiveSuccesses: 0, consecutiveFailures: 0, since: 0 };
+  const th = { healthyThreshold: 3, unhealthyThreshold: 3 };
+  const bad = nextHealth(start, { ok: false, error: 'refused' }, th, 1);
+  assert.deepEqual(bad, { status: 'unhealthy', lastCheck: 1, lastError: 'refused', consecutiveSuccesses: 0, consecutiveFailures: 1, since: 1 });
+  let s: HealthState = bad;
+  for (let i = 0; i < 2; i++) s = nextHealth(s, { ok: true }, th, 2 + i);
+  assert.equal(s.status, 'unhealthy');
+  s = nextHealth(s, { ok: true }, th, 5);
+  assert.deepEqual([s.status, s.since, s.consecutiveSuccesses], ['healthy', 5, 3]);
+});

@@ -1,0 +1,218 @@
+// `trellis up` on a test mesh with real processes: a `client` service calling `echo`
+// (v1 × 2, v2 × 1) through its sidecar. The test plays the client app, sending through
+// the client's sidecar listener exactly as the app would.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { alive, getJson, meshUp, REPO, request, sleep, type RunningMesh } from '../helpers/mesh-run.js';
+
+let dir: string;
+let mesh: RunningMesh;
+let port: number; // the client sidecar's listener for upstream `echo`
+
+const ECHO = join(REPO, 'test', 'fixtures', 'apps', 'echo-server.js');
+
+function routeYaml(v1: number, v2: number): string {
+  return `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: echo-split
+spec:
+  parentRefs:
+    - name: echo
+  rules:
+    - backendRefs:
+        - name: echo-v1
+          weight: ${v1}
+        - name: echo-v2
+          weight: ${v2}
+`;
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'trellis-e2e-'));
+  await writeFile(join(dir, 'mesh.yaml'), `apiVersion: trellis.dev/v1alpha1
+kind: Mesh
+metadata:
+  name: e2e
+spec:
+  include: [routes.yaml]
+  services:
+    - name: client
+      command: node ${ECHO}
+      upstreams: [echo]
+      health: { http: { path: /healthz }, interval: 300ms, timeout: 300ms }
+    - name: echo
+      command: node ${ECHO}
+      health: { http: { path: /healthz }, interval: 300ms, timeout: 300ms, unhealthyThreshold: 1 }
+      versions:
+        - name: v1
+          replicas: 2
+        - name: v2
+`);
+  await writeFile(join(dir, 'routes.yaml'), routeYaml(90, 10));
+  mesh = await meshUp(join(dir, 'mesh.yaml'), join(dir, '.trellis'));
+  const client = mesh.state.instances.find((i) => i.service === 'client')!;
+  port = client.upstreams.find((u) => u.service === 'echo')!.port;
+});
+
+after(async () => {
+  const pids = [mesh?.state.controlPid, ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid])];
+  const code = await mesh?.stop();
+  assert.equal(code, 0, 'trellis up exits 0 on SIGINT');
+  await sleep(200);
+  for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} is gone after stop`);
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function metrics(admin: { host: string; port: number }): Promise<string> {
+  return (await fetch(`http://${admin.host}:${admin.port}/metrics`)).text();
+}
+
+/** Sends `n` requests, `concurrency` at a time; returns versions answered and failures. */
+async function load(n: number, concurrency = 8): Promise<{ versions: Record<string, number>; instances: Record<string, number>; failures: string[] }> {
+  const versions: Record<string, number> = {};
+  const instances: Record<string, number> = {};
+  const failures: string[] = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < n) {
+      next++;
+      try {
+        const r = await request(port, '/work');
+        if (r.status !== 200) { failures.push(`${r.status} ${r.headers['trellis-error'] ?? ''} ${r.body}`); continue; }
+        const b = JSON.parse(r.body) as { version: string; instance: string };
+        versions[b.version] = (versions[b.version] ?? 0) + 1;
+        instances[b.instance] = (instances[b.instance] ?? 0) + 1;
+      } catch (err) {
+        failures.push(String(err));
+      }
+    }
+  }));
+  return { versions, instances, failures };
+}
+
+test('trellis up prints what runs where', () => {
+  const out = mesh.output();
+  for (const id of ['client-0', 'echo-v1-0', 'echo-v1-1', 'echo-v2-0']) assert.match(out, new RegExp(`${id}\\s+127\\.0\\.0\\.1:\\d+\\s+127\\.0\\.0\\.1:\\d+\\s+healthy`));
+});
+
+test('requests flow through both sidecars, visible in their metrics', async () => {
+  const r = await request(port, '/hello');
+  assert.equal(r.status, 200);
+  const client = mesh.state.instances.find((i) => i.service === 'client')!;
+  const answered = JSON.parse(r.body).instance as string;
+  const echo = mesh.state.instances.find((i) => i.id === answered)!;
+  assert.match(await metrics(client.admin), /trellis_http_requests_total\{direction="outbound",source="client",destination="echo",destination_version="v[12]",route="default\/echo-split\/rule\/0",status="200"/);
+  assert.match(await metrics(echo.admin), /trellis_http_requests_total\{direction="inbound",source="client",destination="echo",destination_version="v[12]",route="inbound",status="200"/);
+});
+
+test('a 90/10 split lands within tolerance over 1,000 requests', async () => {
+  const { versions, failures } = await load(1000);
+  assert.deepEqual(failures, []);
+  const v2 = (versions.v2 ?? 0) / 1000;
+  assert.ok(v2 > 0.06 && v2 < 0.14, `v2 share ${v2} (expected 0.10 ± 0.04)`);
+});
+
+test('killing the control plane leaves traffic flowing, and it comes back', async () => {
+  const controlPid = mesh.state.controlPid!;
+  process.kill(controlPid, 'SIGKILL');
+  await sleep(100);
+  const { failures } = await load(300);
+  assert.deepEqual(failures, [], 'no request fails while the control plane is down');
+  // The runner restarts it; proxies reconnect and the mesh is whole again.
+  const deadline = Date.now() + 20_000;
+  let proxies: { id: string; connected: boolean }[] = [];
+  while (Date.now() < deadline) {
+    try {
+      const body = await getJson<{ proxies?: typeof proxies } | typeof proxies>(`${mesh.state.control}/v1/proxies`);
+      proxies = Array.isArray(body) ? body : body.proxies ?? [];
+      if (proxies.filter((p) => p.connected).length >= 4) break;
+    } catch { /* still restarting */ }
+    await sleep(200);
+  }
+  assert.ok(proxies.filter((p) => p.connected).length >= 4, `proxies reconnected: ${JSON.stringify(proxies)}`);
+});
+
+test('killing an instance removes it from rotation until it is healthy again', async () => {
+  const victim = mesh.state.instances.find((i) => i.id === 'echo-v1-0')!;
+  const marker = join(mesh.state.stateDir, 'data', 'echo', 'echo-v1-0.down');
+  await writeFile(marker, 'down');
+  // The app runs in its own process group (the runner starts it detached).
+  process.kill(-victim.appPid!, 'SIGKILL');
+  const during = await load(400);
+  assert.deepEqual(during.failures, [], 'no request fails while the instance is down');
+  // The control plane sees it unhealthy and it is out of every snapshot.
+  let health = '';
+  for (let i = 0; i < 50 && health !== 'unhealthy'; i++) {
+    health = await instanceHealth('echo-v1-0');
+    await sleep(100);
+  }
+  assert.equal(health, 'unhealthy');
+  const out = await load(200);
+  assert.deepEqual(out.failures, []);
+  assert.equal(out.instances['echo-v1-0'] ?? 0, 0, 'the dead instance gets no traffic');
+  assert.ok((out.instances['echo-v1-1'] ?? 0) > 0);
+  assert.match(mesh.output(), /echo-v1-0 exited .*restarting in/);
+  // Let it start again: the runner's backoff restart brings it back into rotation.
+  await rm(marker);
+  for (let i = 0; i < 200 && health !== 'healthy'; i++) {
+    health = await instanceHealth('echo-v1-0');
+    await sleep(100);
+  }
+  assert.equal(health, 'healthy');
+  const back = await load(300);
+  assert.ok((back.instances['echo-v1-0'] ?? 0) > 0, 'it is back in rotation');
+});
+
+test('editing the route file live shifts traffic with no failed request', async () => {
+  let stop = false;
+  const failures: string[] = [];
+  const seen: string[] = [];
+  const loops = Array.from({ length: 4 }, async () => {
+    while (!stop) {
+      try {
+        const r = await request(port, '/live');
+        if (r.status !== 200) failures.push(`${r.status} ${r.body}`);
+        else seen.push(JSON.parse(r.body).version as string);
+      } catch (err) {
+        failures.push(String(err));
+      }
+    }
+  });
+  await sleep(300);
+  const changedAt = seen.length;
+  await writeFile(join(dir, 'routes.yaml'), routeYaml(0, 100));
+  // Wait until 100 answers in a row come from v2.
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const tail = seen.slice(-100);
+    if (seen.length - changedAt > 100 && tail.every((v) => v === 'v2')) break;
+    await sleep(50);
+  }
+  stop = true;
+  await Promise.all(loops);
+  assert.deepEqual(failures, []);
+  assert.ok(seen.slice(-100).every((v) => v === 'v2'), 'traffic moved to v2');
+  assert.ok(seen.slice(0, changedAt).some((v) => v === 'v1'), 'traffic was on v1 before');
+});
+
+test('a bad route file is refused and the last good config stays in force', async () => {
+  await writeFile(join(dir, 'routes.yaml'), routeYaml(0, 100).replace('echo-v2', 'echo-v9'));
+  await sleep(1000);
+  const config = await getJson<Record<string, unknown>>(`${mesh.state.control}/v1/config`);
+  assert.match(JSON.stringify(config), /routes\.yaml.*echo-v9/);
+  const { versions, failures } = await load(100);
+  assert.deepEqual(failures, []);
+  assert.equal(versions.v2, 100, 'still routed by the last good config');
+});
+
+async function instanceHealth(id: string): Promise<string> {
+  const body = await getJson<{ id: string; health?: { status?: string } | string }[] | { instances: { id: string; health?: { status?: string } | string }[] }>(`${mesh.state.control}/v1/instances`);
+  const list = Array.isArray(body) ? body : body.instances;
+  const i = list.find((x) => x.id === id);
+  if (!i) return 'absent';
+  return typeof i.health === 'string' ? i.health : i.health?.status ?? 'unknown';
+}

@@ -1,0 +1,73 @@
+// Test helper: runs `trellis up` as a real child process on a mesh file, waits until it
+// is up, reads its state.json, and stops it (checking nothing is left behind).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import http from 'node:http';
+import type { MeshState } from '../../src/runner/local-mesh.js';
+
+export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+export const TRELLIS = join(REPO, 'bin', 'trellis.js');
+
+export interface RunningMesh {
+  child: ChildProcess;
+  state: MeshState;
+  output: () => string;
+  stop(): Promise<number | null>;
+}
+
+export async function meshUp(meshFile: string, stateDir: string, extraArgs: string[] = [], timeoutMs = 90_000): Promise<RunningMesh> {
+  const child = spawn(process.execPath, [TRELLIS, 'up', meshFile, '--admin', '127.0.0.1:0', '--state-dir', stateDir, ...extraArgs], {
+    stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO,
+  });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`trellis up did not come up within ${timeoutMs} ms:\n${out}`)), timeoutMs);
+    const check = (): void => {
+      if (out.includes('Press Ctrl-C to stop.')) { clearTimeout(timer); resolve(); }
+    };
+    child.stdout!.on('data', check);
+    void exited.then((code) => { clearTimeout(timer); reject(new Error(`trellis up exited with ${code}:\n${out}`)); });
+  });
+  const state = JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8')) as MeshState;
+  return {
+    child, state, output: () => out,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGINT');
+      return exited;
+    },
+  };
+}
+
+export const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 16 });
+
+export function request(port: number, path = '/', headers: Record<string, string> = {}, agent: http.Agent | false = keepAlive): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }));
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export async function getJson<T>(url: string): Promise<T> {
+  const res = await fetch(url);
+  return (await res.json()) as T;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** True when a process with this pid still exists. */
+export function alive(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try { process.kill(pid, 0); return true; } catch { return false; }
+}
