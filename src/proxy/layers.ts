@@ -36,6 +36,7 @@ export function telemetry(o: TelemetryOptions): Layer {
     const route = outbound ? ex.route?.name ?? '' : 'inbound';
     const status = ex.status || 0;
     o.metrics.observeHttp({ direction: o.direction, source: ex.source, destination, destinationVersion: version, route }, status, seconds);
+    if (!o.accessLog.enabled) return;
     o.accessLog.write({
       ts: new Date().toISOString(),
       direction: o.direction,

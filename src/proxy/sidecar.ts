@@ -183,8 +183,8 @@ export class Sidecar {
   async #serveAdmin(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
-      res.setHeader('content-type', this.metrics.registry.contentType);
-      res.end(await this.metrics.registry.metrics());
+      res.setHeader('content-type', this.metrics.contentType);
+      res.end(await this.metrics.text());
     } else if (path === '/ready') {
       res.statusCode = this.#snapshot ? 200 : 503;
       res.end(this.#snapshot ? 'ready\n' : 'waiting for the first snapshot from the control plane\n');

@@ -74,21 +74,30 @@ export class UpstreamConnection {
     const s = this.socket;
     const req = ex.req;
     this.sentAt = performance.now();
-    s.cork();
+    // One buffer, one write: a single write() is markedly cheaper in Node than a corked writev.
+    let head: Buffer;
     if (req.rewrite) {
-      s.write(serializeRequestHead(req, ex.extraHead, req.upgrade), 'latin1');
+      head = Buffer.from(serializeRequestHead(req, ex.extraHead, req.upgrade), 'latin1');
     } else if (ex.extraHead) {
-      s.write(ex.head.subarray(0, ex.head.length - 2));
-      s.write(ex.extraHead + '\r\n', 'latin1');
+      const raw = ex.head;
+      head = Buffer.allocUnsafe(raw.length + ex.extraHead.length);
+      raw.copy(head, 0, 0, raw.length - 2);
+      head.write(ex.extraHead, raw.length - 2, 'latin1');
+      head[head.length - 2] = 13;
+      head[head.length - 1] = 10;
     } else {
-      s.write(ex.head);
+      head = ex.head;
     }
     const queue = ex.bodyQueue;
-    if (queue !== undefined) {
+    if (queue === undefined) {
+      s.write(head);
+    } else {
       ex.bodyQueue = undefined;
+      s.cork();
+      s.write(head);
       for (const chunk of queue) s.write(chunk);
+      s.uncork();
     }
-    s.uncork();
     if (!ex.requestBodyDone) ex.client.resumeBody();
   }
 
@@ -187,6 +196,11 @@ export class UpstreamConnection {
 
   #write(ex: Exchange, data: Buffer): void {
     const client = ex.client.socket;
+    if (client.destroyed) {
+      // The client is gone: nothing more of this response is wanted, nor this connection's state.
+      this.#reusable = false;
+      return;
+    }
     if (!client.write(data)) {
       this.socket.pause();
       client.once('drain', () => this.socket.resume());
@@ -200,7 +214,8 @@ export class UpstreamConnection {
     ex.upstreamConn = undefined;
     // A response that ends before its request body was fully sent leaves the upstream
     // mid-request; the connection can't be reused.
-    const reusable = this.#reusable && ex.requestBodyDone && !this.#closed;
+    // A connection paused for a slow client is not handed to another exchange.
+    const reusable = this.#reusable && ex.requestBodyDone && !this.#closed && !this.socket.isPaused();
     if (reusable) {
       this.idleSince = performance.now();
       this.#events.release(this);
@@ -263,6 +278,7 @@ export class UpstreamConnection {
     if (ex === undefined) return;
     this.ex = undefined;
     ex.upstreamConn = undefined;
+    if (ex.finished) return; // the client went away first
     if (!this.ready) {
       this.#events.retryable(ex, this, reason, false);
     } else if (this.uses > 1 && !ex.responseStarted && this.#buf === undefined && ex.req.contentLength <= 0 && !ex.req.chunked) {

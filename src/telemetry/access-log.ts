@@ -5,13 +5,15 @@ import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 
 export interface AccessLog {
+  /** False when logging is off: callers skip building entries. */
+  readonly enabled: boolean;
   write(entry: Record<string, unknown>): void;
   close(): Promise<void>;
 }
 
 /** `-` writes to stdout, `off` disables logging, anything else is a file path (appended). */
 export function openAccessLog(target: string): AccessLog {
-  if (target === 'off') return { write() {}, close: async () => {} };
+  if (target === 'off') return { enabled: false, write() {}, close: async () => {} };
   const out: Writable = target === '-' ? process.stdout : createWriteStream(target, { flags: 'a' });
   let pending: string[] = [];
   let scheduled = false;
@@ -23,6 +25,7 @@ export function openAccessLog(target: string): AccessLog {
     out.write(text);
   };
   return {
+    enabled: true,
     write(entry) {
       pending.push(JSON.stringify(entry) + '\n');
       if (!scheduled) {

@@ -73,5 +73,5 @@ export async function get(port: number, path = '/', headers: Record<string, stri
 }
 
 export async function metricsText(s: Sidecar): Promise<string> {
-  return s.metrics.registry.metrics();
+  return s.metrics.text();
 }

@@ -75,11 +75,11 @@ test('a GET flows through both sidecars and shows in both proxies\' metrics', as
   assert.equal(r.status, 200);
   assert.equal(r.body, 'hello GET /hello?x=1');
   assert.equal(r.headers['x-source'], 'web', 'the inbound side learns the calling service');
-  const out = await outbound.metrics.registry.getSingleMetricAsString('trellis_http_requests_total');
+  const out = await outbound.metrics.text();
   assert.match(out, /direction="outbound",source="web",destination="api",destination_version="v1",route="default\/api\/rule\/1",status="200"/);
-  const inb = await inbound.metrics.registry.getSingleMetricAsString('trellis_http_requests_total');
+  const inb = await inbound.metrics.text();
   assert.match(inb, /direction="inbound",source="web",destination="api",destination_version="v1",route="inbound",status="200"/);
-  const hist = await inbound.metrics.registry.getSingleMetricAsString('trellis_http_request_duration_seconds');
+  const hist = await inbound.metrics.text();
   assert.match(hist, /trellis_http_request_duration_seconds_count\{[^}]*status="200"[^}]*\} [1-9]/);
 });
 
