@@ -7,7 +7,11 @@ import { after, describe, it } from 'node:test';
 import { runFixedRate } from '../../bench/fixed-rate.js';
 
 const servers: net.Server[] = [];
-after(() => Promise.all(servers.map((s) => new Promise((r) => s.close(r)))));
+// A server that never answered some requests still holds their connections: end them too.
+after(() => Promise.all(servers.map((s) => new Promise((r) => {
+  s.close(r);
+  if (s instanceof http.Server) s.closeAllConnections();
+}))));
 
 async function listen(server: net.Server): Promise<string> {
   servers.push(server);

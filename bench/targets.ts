@@ -1,0 +1,435 @@
+// Starting and stopping what the bench measures: the upstream (one nginx answering a
+// fixed 1 KB body) and the three proxy pairs in front of it (Trellis, nginx, HAProxy).
+//
+// Every process is started in its own process group with config, pid and log files in a
+// temp folder, and is registered in one `Processes` set so that an error, SIGINT or
+// SIGTERM in the harness still ends all of them. Nothing here starts a system service.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import http from 'node:http';
+import path from 'node:path';
+
+/** The upstream's answer to `GET /`: exactly 1024 bytes. */
+export const BODY_1KB = makeBody(1024);
+
+function makeBody(n: number): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  let s = '';
+  for (let i = 0; i < n; i++) s += alphabet[i % alphabet.length];
+  return s;
+}
+
+/** A started process, with the tail of what it printed (for error messages). */
+export interface Managed {
+  readonly name: string;
+  readonly child: ChildProcess;
+  /** Resolves when the process has exited. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  hasExited(): boolean;
+  output(): string;
+}
+
+/** Every process the bench started; `stopAll()` ends them, `killAllSync()` is for exit paths. */
+export class Processes {
+  readonly #all = new Set<Managed>();
+  readonly #groups = new Set<number>();
+
+  /** Process-group ids of everything started (each child leads its own group). */
+  get groups(): ReadonlySet<number> {
+    return this.#groups;
+  }
+
+  start(name: string, command: string, args: readonly string[], cwd: string): Managed {
+    const child = spawn(command, args, { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (child.pid !== undefined) this.#groups.add(child.pid);
+    let tail = '';
+    const keep = (d: Buffer): void => {
+      tail = (tail + d.toString()).slice(-4000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    let done = false;
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.once('error', (e) => {
+        keep(Buffer.from(`\n${e.message}`));
+        done = true;
+        resolve({ code: -1, signal: null });
+      });
+      child.once('exit', (code, signal) => {
+        done = true;
+        resolve({ code, signal });
+      });
+    });
+    const m: Managed = { name, child, exited, hasExited: () => done, output: () => tail.trim() };
+    this.#all.add(m);
+    void exited.then(() => this.#all.delete(m));
+    return m;
+  }
+
+  /** SIGTERM to the process group, then SIGKILL after `graceMs`. */
+  async stop(m: Managed, graceMs = 3000): Promise<void> {
+    if (m.hasExited()) return;
+    signalGroup(m.child, 'SIGTERM');
+    const timer = new Promise<'late'>((r) => setTimeout(() => r('late'), graceMs).unref());
+    if ((await Promise.race([m.exited, timer])) === 'late') {
+      signalGroup(m.child, 'SIGKILL');
+      await Promise.race([m.exited, new Promise((r) => setTimeout(r, 1000).unref())]);
+    }
+    // nginx workers or node children left behind in the group go too.
+    signalGroup(m.child, 'SIGKILL');
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.#all].map((m) => this.stop(m)));
+  }
+
+  /** Synchronous last resort for `process.on('exit')`. */
+  killAllSync(): void {
+    for (const m of this.#all) signalGroup(m.child, 'SIGKILL');
+  }
+}
+
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    try {
+      child.kill(signal);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+/** A port the kernel says is free right now (bound to 0 and released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** One GET over a fresh connection; resolves with status and body length, never rejects. */
+export function probe(url: string, timeoutMs = 1000): Promise<{ status: number; bytes: number } | { error: string }> {
+  return new Promise((resolve) => {
+    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+      let bytes = 0;
+      res.on('data', (d: Buffer) => (bytes += d.length));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }));
+      res.on('error', (e) => resolve({ error: e.message }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+    req.on('error', (e) => resolve({ error: e.message }));
+  });
+}
+
+/**
+ * Polls `url` until it answers 200, every process in `watch` is still running, and at
+ * most `timeoutMs` has passed. Throws with the reason (and the output of a process that died).
+ */
+export async function waitFor200(url: string, watch: readonly Managed[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no attempt';
+  for (let attempt = 0; attempt < 1000 && Date.now() < deadline; attempt++) {
+    const dead = watch.find((m) => m.hasExited());
+    if (dead) {
+      const r = await dead.exited;
+      const out = dead.output().split('\n').slice(-3).join(' | ');
+      throw new Error(`${dead.name} exited (${r.signal ?? `code ${r.code}`})${out ? `: ${out}` : ''}`);
+    }
+    const r = await probe(url);
+    if ('status' in r && r.status === 200) return;
+    last = 'status' in r ? `HTTP ${r.status}` : r.error;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error(`no 200 from ${url} within ${Math.round(timeoutMs / 1000)} s (last: ${last})`);
+}
+
+/** Where the peer binaries are. */
+export interface Binaries {
+  readonly nginx: string;
+  readonly haproxy: string;
+  readonly wrk: string;
+}
+
+/** Finds a binary on PATH or in the sbin folders (nginx and haproxy live in /usr/sbin). */
+export function findBinary(name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin', '/sbin'];
+  for (const d of dirs) {
+    if (!d) continue;
+    const p = path.join(d, name);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/** Version line of a binary (nginx prints it on stderr, haproxy on stdout). */
+export function versionOf(bin: string, args: readonly string[]): string {
+  const r = spawnSync(bin, args, { encoding: 'utf8', timeout: 5000 });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').find((l) => l.trim())?.trim() ?? 'unknown';
+}
+
+/** A running target the load goes to; `stop()` ends its processes. */
+export interface Target {
+  readonly name: string;
+  /** What the load client calls. */
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------
+// nginx
+
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+function nginxMain(dir: string, name: string, http: string): string {
+  // Run as root when we are root so workers can use the 0700 temp folder.
+  return `${isRoot ? 'user root;\n' : ''}worker_processes 1;
+daemon off;
+master_process on;
+pid ${dir}/${name}.pid;
+error_log ${dir}/${name}.error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/${name}-client-body;
+  proxy_temp_path ${dir}/${name}-proxy;
+  fastcgi_temp_path ${dir}/${name}-fastcgi;
+  uwsgi_temp_path ${dir}/${name}-uwsgi;
+  scgi_temp_path ${dir}/${name}-scgi;
+  keepalive_timeout 65s;
+  keepalive_requests 1000000;
+  server_tokens off;
+${http}
+}
+`;
+}
+
+async function startNginx(procs: Processes, bin: string, dir: string, name: string, http: string, url: string): Promise<Managed> {
+  const conf = path.join(dir, `${name}.conf`);
+  writeFileSync(conf, nginxMain(dir, name, http));
+  const m = procs.start(name, bin, ['-p', dir, '-e', path.join(dir, `${name}.error.log`), '-c', conf], dir);
+  try {
+    await waitFor200(url, [m], 10_000);
+  } catch (e) {
+    await procs.stop(m);
+    throw e;
+  }
+  return m;
+}
+
+/** The upstream: one nginx worker answering `GET /` with 1 KB, as fast as anything here. */
+export async function startUpstream(procs: Processes, bins: Binaries, dir: string): Promise<Target & { port: number }> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}/`;
+  const m = await startNginx(
+    procs,
+    bins.nginx,
+    dir,
+    'upstream-nginx',
+    `  server {
+    listen 127.0.0.1:${port};
+    location / {
+      default_type text/plain;
+      return 200 "${BODY_1KB}";
+    }
+  }`,
+    url,
+  );
+  return { name: 'upstream', url, port, stop: () => procs.stop(m) };
+}
+
+function nginxProxyServer(listen: number, next: number): string {
+  return `  upstream next {
+    server 127.0.0.1:${next};
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:${listen};
+    location / {
+      proxy_pass http://next;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }`;
+}
+
+/** client → nginx → nginx → upstream, one worker each. */
+export async function startNginxPair(procs: Processes, bins: Binaries, dir: string, upstreamPort: number): Promise<Target> {
+  const inner = await freePort();
+  const outer = await freePort();
+  const innerUrl = `http://127.0.0.1:${inner}/`;
+  const url = `http://127.0.0.1:${outer}/`;
+  const a = await startNginx(procs, bins.nginx, dir, 'nginx-inbound', nginxProxyServer(inner, upstreamPort), innerUrl);
+  let b: Managed;
+  try {
+    b = await startNginx(procs, bins.nginx, dir, 'nginx-outbound', nginxProxyServer(outer, inner), url);
+  } catch (e) {
+    await procs.stop(a);
+    throw e;
+  }
+  return { name: 'nginx', url, stop: async () => void (await Promise.all([procs.stop(b), procs.stop(a)])) };
+}
+
+// ---------------------------------------------------------------------------
+// HAProxy
+
+function haproxyConfig(listen: number, next: number): string {
+  // No `log` lines: HAProxy logs nothing.
+  return `global
+  nbthread 1
+  maxconn 4096
+
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  timeout http-keep-alive 65s
+
+frontend fe
+  bind 127.0.0.1:${listen}
+  default_backend be
+
+backend be
+  server next 127.0.0.1:${next}
+`;
+}
+
+async function startHaproxy(procs: Processes, bin: string, dir: string, name: string, listen: number, next: number): Promise<Managed> {
+  const conf = path.join(dir, `${name}.cfg`);
+  writeFileSync(conf, haproxyConfig(listen, next));
+  // -db: stay in the foreground, no daemon.
+  const m = procs.start(name, bin, ['-db', '-f', conf], dir);
+  try {
+    await waitFor200(`http://127.0.0.1:${listen}/`, [m], 10_000);
+  } catch (e) {
+    await procs.stop(m);
+    throw e;
+  }
+  return m;
+}
+
+/** client → haproxy → haproxy → upstream, one thread each. */
+export async function startHaproxyPair(procs: Processes, bins: Binaries, dir: string, upstreamPort: number): Promise<Target> {
+  const inner = await freePort();
+  const outer = await freePort();
+  const a = await startHaproxy(procs, bins.haproxy, dir, 'haproxy-inbound', inner, upstreamPort);
+  let b: Managed;
+  try {
+    b = await startHaproxy(procs, bins.haproxy, dir, 'haproxy-outbound', outer, inner);
+  } catch (e) {
+    await procs.stop(a);
+    throw e;
+  }
+  return {
+    name: 'haproxy',
+    url: `http://127.0.0.1:${outer}/`,
+    stop: async () => void (await Promise.all([procs.stop(b), procs.stop(a)])),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Trellis
+
+/**
+ * client → trellis outbound sidecar → trellis inbound sidecar → upstream.
+ *
+ * This is the one place that knows how to start a Trellis pair: change it when the
+ * CLI flags or the mesh file change. It starts the control plane with a two-service
+ * mesh file, the inbound sidecar of `upstream` in front of the upstream nginx, and the
+ * outbound sidecar of `bench-client` whose local listener for `upstream` is what the
+ * load client calls; then waits (≤ 15 s) until a GET through that listener is a 200.
+ * Any failure throws with a reason, and everything started so far is stopped.
+ */
+export async function startTrellisPair(procs: Processes, repoRoot: string, dir: string, upstreamPort: number): Promise<Target> {
+  const trellis = path.join(repoRoot, 'bin', 'trellis.js');
+  if (!existsSync(path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'))) {
+    throw new Error('the Trellis CLI is not built (dist/src/cli/main.js missing)');
+  }
+  const [cpPort, inboundPort, outboundPort] = [await freePort(), await freePort(), await freePort()];
+  const tdir = path.join(dir, 'trellis');
+  mkdirSync(tdir, { recursive: true });
+  const meshFile = path.join(tdir, 'mesh.yaml');
+  writeFileSync(
+    meshFile,
+    `apiVersion: trellis.dev/v1alpha1
+kind: Mesh
+metadata:
+  name: bench
+spec:
+  services:
+    - name: upstream
+      protocol: http
+      health:
+        tcp: {}
+    - name: bench-client
+      upstreams: [upstream]
+`,
+  );
+  const control = `http://127.0.0.1:${cpPort}`;
+  const node = process.execPath;
+  const started: Managed[] = [];
+  const url = `http://127.0.0.1:${outboundPort}/`;
+  try {
+    const cp = procs.start('trellis control', node, [trellis, 'control', '--config', meshFile, '--admin', `127.0.0.1:${cpPort}`], tdir);
+    started.push(cp);
+    await waitForHealthz(`${control}/healthz`, cp, 10_000);
+    started.push(
+      procs.start(
+        'trellis proxy (inbound, upstream-0)',
+        node,
+        [
+          trellis, 'proxy',
+          '--service', 'upstream',
+          '--id', 'upstream-0',
+          '--app', `127.0.0.1:${upstreamPort}`,
+          '--inbound', `127.0.0.1:${inboundPort}`,
+          '--admin', '127.0.0.1:0',
+          '--control', control,
+          '--access-log', 'off',
+        ],
+        tdir,
+      ),
+    );
+    started.push(
+      procs.start(
+        'trellis proxy (outbound, bench-client-0)',
+        node,
+        [
+          trellis, 'proxy',
+          '--service', 'bench-client',
+          '--id', 'bench-client-0',
+          '--upstream', `upstream=127.0.0.1:${outboundPort}`,
+          '--admin', '127.0.0.1:0',
+          '--control', control,
+          '--access-log', 'off',
+        ],
+        tdir,
+      ),
+    );
+    await waitFor200(url, started, 15_000);
+  } catch (e) {
+    await Promise.all(started.map((m) => procs.stop(m)));
+    throw e;
+  }
+  return { name: 'trellis', url, stop: async () => void (await Promise.all(started.map((m) => procs.stop(m)))) };
+}
+
+async function waitForHealthz(url: string, m: Managed, timeoutMs: number): Promise<void> {
+  try {
+    await waitFor200(url, [m], timeoutMs);
+  } catch (e) {
+    throw new Error(`control plane not ready: ${(e as Error).message}`);
+  }
+}
