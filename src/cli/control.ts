@@ -14,7 +14,8 @@ change that has problems is reported and the last good config stays in force.
 Options:
   --config PATH          a mesh or route file (repeatable; positional paths work too)
   --admin [HOST:]PORT    admin API and proxy stream address (default: 127.0.0.1:15000)
-  --token T              join token proxies must present (Authorization: Bearer T)
+  --token T              join token proxies must present (Authorization: Bearer T);
+                         default: the TRELLIS_TOKEN environment variable, if set
 
 Example:
   trellis control --config examples/shop/mesh.yaml --admin 15000
@@ -43,7 +44,8 @@ export async function run(argv: string[]): Promise<number> {
 
   let plane;
   try {
-    plane = await startControlPlane({ configPaths, admin, ...(values.token ? { token: values.token } : {}) });
+    const token = values.token ?? process.env.TRELLIS_TOKEN;
+    plane = await startControlPlane({ configPaths, admin, ...(token ? { token } : {}) });
   } catch (err) {
     if (err instanceof TrellisError && err.code === 'TRELLIS_E_CONFIG_INVALID') {
       const problems = (err.params.problems ?? []) as ConfigProblem[];

@@ -13,7 +13,7 @@ Options:
   --version V               the instance's version (default: default)
   --id ID                   unique proxy id (default: SERVICE-PID)
   --control URL             control plane admin URL (default: http://127.0.0.1:15000)
-  --token T                 join token, when the control plane requires one
+  --token T                 join token, when the control plane requires one (default: $TRELLIS_TOKEN)
   --app HOST:PORT           where the app listens (sidecar)
   --inbound [HOST:]PORT     inbound listener other sidecars connect to (sidecar)
   --upstream SVC=[HOST:]PORT  a local listener for upstream service SVC (repeatable)

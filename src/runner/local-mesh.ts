@@ -3,6 +3,7 @@
 // services), waits for each sidecar's first snapshot, starts the apps, and waits for
 // them to be healthy. Every process is supervised: a crash is restarted with backoff
 // (and shows unhealthy meanwhile); stop() ends all of them, apps first.
+import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
@@ -96,11 +97,13 @@ export class LocalMesh {
 
     const state: MeshState = { meshFile: config.meshFile, control: controlUrl, stateDir, logDir, instances, publicUrls, skipped };
     this.state = state;
+    // Proxies join with a token made for this run, passed in the environment (not on command lines, which `ps` shows).
+    const meshEnv = { ...process.env, TRELLIS_TOKEN: randomBytes(18).toString('base64url') };
 
     // 1. The control plane, as its own process: it can die and restart without taking the mesh down.
     this.#control = this.#supervise({
       name: 'control', command: [process.execPath, TRELLIS_BIN, 'control', '--config', config.meshFile, '--admin', `${admin.host}:${admin.port}`],
-      cwd: process.cwd(), env: process.env, logFile: join(logDir, 'control.log'),
+      cwd: process.cwd(), env: meshEnv, logFile: join(logDir, 'control.log'),
     });
     await waitFor(`${controlUrl}/healthz`, 20_000, 'the control plane');
     state.controlPid = this.#control.pid;
@@ -114,7 +117,7 @@ export class LocalMesh {
       ...i.upstreams.flatMap((u) => ['--upstream', `${u.service}=${LOOPBACK}:${u.port}`]),
     ];
     for (const i of instances) {
-      this.#proxies.push(this.#supervise({ name: `${i.id} sidecar`, command: proxyArgs(i), cwd: process.cwd(), env: process.env, logFile: join(logDir, `${i.id}.sidecar.log`) }));
+      this.#proxies.push(this.#supervise({ name: `${i.id} sidecar`, command: proxyArgs(i), cwd: process.cwd(), env: meshEnv, logFile: join(logDir, `${i.id}.sidecar.log`) }));
     }
     const ready = instances.map((i) => waitFor(`http://${i.admin.host}:${i.admin.port}/ready`, 20_000, `the sidecar of ${i.id}`));
     if (Object.keys(publicPorts).length > 0) {
@@ -125,7 +128,7 @@ export class LocalMesh {
         command: [process.execPath, TRELLIS_BIN, 'proxy', '--gateway', '--service', INGRESS_NAME, '--id', INGRESS_NAME, '--control', controlUrl,
           '--admin', `${ingressAdmin.host}:${ingressAdmin.port}`, '--access-log', join(logDir, `${INGRESS_NAME}.access.log`),
           ...Object.entries(publicPorts).flatMap(([svc, port]) => ['--upstream', `${svc}=${LOOPBACK}:${port}`])],
-        cwd: process.cwd(), env: process.env, logFile: join(logDir, `${INGRESS_NAME}.log`),
+        cwd: process.cwd(), env: meshEnv, logFile: join(logDir, `${INGRESS_NAME}.log`),
       });
       this.#proxies.push(ingress);
       state.ingress.pid = ingress.pid;
