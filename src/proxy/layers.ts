@@ -55,10 +55,22 @@ export function telemetry(o: TelemetryOptions): Layer {
   };
   return (next) => (ex) => {
     ex.observer = observe;
-    ex.source = outbound ? o.service : headerValue(ex.req.lines, SOURCE_HEADER) ?? 'unknown';
+    ex.source = outbound ? o.service : sourceOf(ex);
     next(ex);
   };
 }
+
+/**
+ * The calling service, as the peer sidecar named it. Anything that is not a service
+ * name counts as `unknown`, so a client can't blow up the metrics' label cardinality.
+ * (mTLS identities replace this header in a later issue.)
+ */
+function sourceOf(ex: Exchange): string {
+  const v = headerValue(ex.req.lines, SOURCE_HEADER);
+  return v !== undefined && SERVICE_NAME.test(v) ? v : 'unknown';
+}
+
+const SERVICE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /**
  * Resolves the upstream service: fixed for a per-upstream listener, from the Host
