@@ -15,6 +15,8 @@ export interface ClientSide {
   /** Called when the request body can flow again (the upstream drained or connected). */
   resumeBody(): void;
   pauseBody(): void;
+  /** Hands the connection over to a byte tunnel (after 101): returns bytes read but not yet used. */
+  detach(): Buffer | undefined;
 }
 
 export type Handler = (ex: Exchange) => void;

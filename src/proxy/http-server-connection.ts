@@ -139,6 +139,15 @@ export class HttpServerConnection implements ClientSide {
     }
   }
 
+  detach(): Buffer | undefined {
+    const rest = this.#buf;
+    this.#buf = undefined;
+    this.#closing = true;
+    this.socket.removeAllListeners('data');
+    this.socket.setTimeout(0);
+    return rest;
+  }
+
   exchangeDone(ex: Exchange, keepAlive: boolean): void {
     if (this.#ex !== ex) return;
     if (this.#inBody) {

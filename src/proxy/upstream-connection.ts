@@ -234,7 +234,8 @@ export class UpstreamConnection {
     client.write(buf);
     this.socket.removeAllListeners('data');
     this.socket.removeAllListeners('drain');
-    client.removeAllListeners('data');
+    const early = ex.client.detach();
+    if (early !== undefined) this.socket.write(early);
     this.socket.pipe(client);
     client.pipe(this.socket);
     client.resume();

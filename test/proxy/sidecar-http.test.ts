@@ -47,6 +47,12 @@ before(async () => {
     res.setHeader('x-source', String(req.headers['trellis-source']));
     res.end(`hello ${req.method} ${req.url}`);
   });
+  // An upgrade (as WebSocket does): 101, then the connection echoes bytes.
+  app.server.on('upgrade', (_req, socket: net.Socket, head: Buffer) => {
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+    if (head.length) socket.write(head);
+    socket.pipe(socket);
+  });
   inbound = await startInbound('api', 'v1', app.port);
   const dead = net.createServer();
   await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
@@ -119,6 +125,23 @@ test('pipelined requests are answered in order', async () => {
   const out = await rawExchange(port, 'GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 3000);
   const bodies = [...out.matchAll(/hello GET (\/\w)/g)].map((m) => m[1]);
   assert.deepEqual(bodies, ['/a', '/b', '/c']);
+});
+
+test('an HTTP upgrade becomes a byte tunnel through both sidecars, early bytes included', async () => {
+  const out = await new Promise<string>((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let got = '';
+    sock.on('data', (c) => {
+      got += c.toString('latin1');
+      if (got.includes('ping-early') && got.includes('ping-late')) { sock.destroy(); resolve(got); }
+      else if (got.includes('\r\n\r\n') && !got.includes('ping-late')) sock.write('ping-late');
+    });
+    sock.setTimeout(3000, () => { sock.destroy(); resolve(got); });
+    sock.write('GET /ws HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nping-early');
+  });
+  assert.match(out, /^HTTP\/1\.1 101 /);
+  assert.match(out, /ping-early/);
+  assert.match(out, /ping-late/);
 });
 
 test('malformed requests get 400 and the connection closed', async () => {
