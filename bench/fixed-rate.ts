@@ -11,7 +11,9 @@
 // late on average and blur the very latencies we measure. So a small worker thread
 // keeps the schedule: it sleeps with Atomics.wait (sub-millisecond, no busy loop) and
 // posts "send up to request j" to the main thread, which owns the sockets. How late
-// the client still is gets reported as `sendLagUs`.
+// the client still is gets reported as `sendLagUs`, split into `schedulerLagUs` (the
+// client's own timers and CPU: a busy load machine) and `queueWaitUs` (every connection
+// was waiting on an answer: the target stalled).
 //
 // Runnable on its own:
 //   node dist/bench/fixed-rate.js --url http://127.0.0.1:8080/ --rate 1000 --duration 10
@@ -78,6 +80,12 @@ export interface FixedRateResult {
   readonly latencyUs: LatencySummary;
   /** Intended send time → actual write: how late the client itself was (timer slack, queueing). */
   readonly sendLagUs: LatencySummary;
+  /** Intended send time → handed to the connection pool: timer slack and CPU of the client. */
+  readonly schedulerLagUs: LatencySummary;
+  /** Handed to the pool → written: waiting because all connections had a request in flight. */
+  readonly queueWaitUs: LatencySummary;
+  /** Most requests ever waiting for a free connection at once. */
+  readonly peakQueued: number;
   /** The first few failed requests: intended send time (ms after the measured window began) and why. */
   readonly failures: readonly { readonly atMs: number; readonly kind: 'error' | 'timeout' }[];
 }
@@ -238,6 +246,10 @@ export async function runFixedRate(options: FixedRateOptions): Promise<FixedRate
   const total = warmupCount + measuredCount;
   const latency = newHistogram();
   const sendLag = newHistogram();
+  const schedulerLag = newHistogram();
+  const queueWait = newHistogram();
+  const dispatchedAt = new Float64Array(total);
+  let peakQueued = 0;
   let completed = 0;
   let non2xx = 0;
   let errors = 0;
@@ -281,7 +293,10 @@ export async function runFixedRate(options: FixedRateOptions): Promise<FixedRate
   const send = (c: Conn, i: number): void => {
     c.inflight = i;
     c.sentAt = now();
-    if (measured(i)) sendLag.recordValue(Math.max(1, Math.round((c.sentAt - intended(i)) * 1000)));
+    if (measured(i)) {
+      sendLag.recordValue(Math.max(1, Math.round((c.sentAt - intended(i)) * 1000)));
+      queueWait.recordValue(Math.max(1, Math.round((c.sentAt - dispatchedAt[i]!) * 1000)));
+    }
     c.socket!.write(request);
   };
 
@@ -299,9 +314,14 @@ export async function runFixedRate(options: FixedRateOptions): Promise<FixedRate
   };
 
   const dispatch = (i: number): void => {
+    dispatchedAt[i] = now();
+    if (measured(i)) schedulerLag.recordValue(Math.max(1, Math.round((dispatchedAt[i]! - intended(i)) * 1000)));
     const c = idle.pop();
     if (c) send(c, i);
-    else queue.push(i);
+    else {
+      queue.push(i);
+      peakQueued = Math.max(peakQueued, queue.length - queueHead);
+    }
   };
 
   const connect = (c: Conn): Promise<void> =>
@@ -449,10 +469,15 @@ export async function runFixedRate(options: FixedRateOptions): Promise<FixedRate
     achievedRps: completed / (options.durationMs / 1000),
     latencyUs: summarize(latency),
     sendLagUs: summarize(sendLag),
+    schedulerLagUs: summarize(schedulerLag),
+    queueWaitUs: summarize(queueWait),
+    peakQueued,
     failures,
   };
   latency.destroy();
   sendLag.destroy();
+  schedulerLag.destroy();
+  queueWait.destroy();
   return result;
 }
 

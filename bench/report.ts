@@ -112,8 +112,14 @@ export function evaluate(results: readonly TargetResult[], settings: Settings): 
       const bad = f.non2xx + f.errors + f.timeouts;
       if (bad > 0) warnings.push(`${r.name} fixed-rate: ${f.non2xx} non-2xx/3xx, ${f.errors} socket errors, ${f.timeouts} timeouts of ${f.scheduled}`);
       if (f.achievedRps < 0.97 * f.rate) warnings.push(`${r.name} fixed-rate: completed only ${f.achievedRps.toFixed(0)} of ${f.rate} rps`);
-      if (f.sendLagUs.p99 > 2000) {
-        warnings.push(`${r.name} fixed-rate: the client itself sent late (send-lag p99 ${ms(f.sendLagUs.p99)}): the load machine is saturated, latencies include that`);
+      if (f.queueWaitUs.max > 10_000) {
+        warnings.push(
+          `${r.name} fixed-rate: the target stalled: all ${f.connections} connections were waiting on answers, so up to ` +
+            `${f.peakQueued} requests queued for up to ${ms(f.queueWaitUs.max)} (queue-wait p99 ${ms(f.queueWaitUs.p99)}); latencies include that`,
+        );
+      }
+      if (f.schedulerLagUs.p99 > 2000) {
+        warnings.push(`${r.name} fixed-rate: the client's own timers ran late (scheduler-lag p99 ${ms(f.schedulerLagUs.p99)}): the load machine is saturated, latencies include that`);
       }
     }
     for (const [what, cpu] of [['max-rate', r.maxRateCpu], ['fixed-rate', r.fixedRateCpu]] as const) {
@@ -218,9 +224,9 @@ export function formatReport(report: BenchReport): string {
     ]);
   });
   out.push(table(['scenario', 'target', 'rps', 'p50', 'p99', 'p99.9', 'max', 'added p99', 'errors', 'others'], fixedRows));
-  const lag = byName(results, 'direct')?.fixedRate?.sendLagUs;
+  const lag = byName(results, 'direct')?.fixedRate?.schedulerLagUs;
   if (lag) {
-    out.push(`(fixed-rate latency is from each request's intended send time; the client's own send lag on direct: p50 ${ms(lag.p50)}, p99 ${ms(lag.p99)})`);
+    out.push(`(fixed-rate latency is from each request's intended send time; the client's own scheduler lag on direct: p50 ${ms(lag.p50)}, p99 ${ms(lag.p99)})`);
   }
   out.push(`("others" = cores of CPU used by processes that are not the bench's during the measurement; > ${NOISE_CORES} means a noisy run)`);
   out.push('');

@@ -36,6 +36,24 @@ describe('fixed-rate client', () => {
     assert.ok(r.latencyUs.p50 > 0 && r.latencyUs.p50 < 100_000);
   });
 
+  it('tells a stalled target (requests queued for a connection) from a late client', async () => {
+    let stalled = false;
+    const url = await listen(http.createServer((_req, res) => {
+      // The first request after 200 ms (warm-up 100 ms + 100 ms) takes every connection hostage for 300 ms.
+      if (!stalled) {
+        stalled = true;
+        setTimeout(() => res.end('late'), 300);
+        return;
+      }
+      res.end('ok');
+    }));
+    const r = await runFixedRate({ url, ...quick, connections: 1 });
+    assert.equal(r.completed, 100);
+    assert.ok(r.queueWaitUs.max > 200_000, `queue wait max ${r.queueWaitUs.max}`);
+    assert.ok(r.peakQueued >= 40, `peak queued ${r.peakQueued}`);
+    assert.ok(r.schedulerLagUs.p99 < r.queueWaitUs.max);
+  });
+
   it('reads chunked bodies and answers that close the connection', async () => {
     let n = 0;
     const url = await listen(http.createServer((_req, res) => {

@@ -16,7 +16,8 @@ function fixed(p99: number): FixedRateResult {
   return {
     url: 'http://127.0.0.1:1/', rate: 1000, connections: 20, durationMs: 10000, warmupMs: 2000,
     scheduled: 10000, completed: 10000, non2xx: 0, errors: 0, timeouts: 0, achievedRps: 1000,
-    latencyUs: lat, sendLagUs: { ...lat, p99: 300 }, failures: [],
+    latencyUs: lat, sendLagUs: { ...lat, p99: 300 }, schedulerLagUs: { ...lat, p99: 300 },
+    queueWaitUs: { ...lat, p99: 1, max: 1 }, peakQueued: 0, failures: [],
   };
 }
 
