@@ -164,7 +164,8 @@ export class HttpServerConnection implements ClientSide {
     }
     this.#bodyPaused = false;
     if (this.#buf !== undefined) this.#parseNext();
-    if (!this.#bodyPaused && !this.#closing) this.socket.resume();
+    // resume() on a flowing stream still schedules a tick: only call it when paused.
+    if (!this.#bodyPaused && !this.#closing && this.socket.isPaused()) this.socket.resume();
   }
 
   #closeAfterWrite(): void {
