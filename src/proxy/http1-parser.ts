@@ -111,8 +111,17 @@ function trimOws(s: string, from: number, to: number): string {
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authorization']);
 
+const KEEP_ALIVE = ['keep-alive'];
+const CLOSE = ['close'];
+
 /** Parses the comma-separated tokens of a Connection header into lower case. */
 function connectionTokens(value: string): string[] {
+  // The two values nearly every message carries, without split/map/filter.
+  if (value.length === 10 || value.length === 5) {
+    const lower = value.toLowerCase();
+    if (lower === 'keep-alive') return KEEP_ALIVE;
+    if (lower === 'close') return CLOSE;
+  }
   return value.toLowerCase().split(',').map((t) => t.trim()).filter(Boolean);
 }
 
@@ -294,7 +303,7 @@ export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | 
     } else if (status === 503 && len === 13 && nameIs(s, pos, colon, 'trellis-error')) {
       appUnavailable = trimOws(s, colon + 1, end) === 'app-unavailable';
     } else if (len === 10 && nameIs(s, pos, colon, 'connection')) {
-      for (const t of connectionTokens(s.slice(colon + 1, end))) {
+      for (const t of connectionTokens(trimOws(s, colon + 1, end))) {
         if (t === 'close') close = true;
         else if (t === 'keep-alive' && minor === 0) close = false;
       }
