@@ -13,6 +13,7 @@ const COMMANDS: Record<string, Command> = {
   proxy: { summary: 'run a sidecar proxy beside one service instance', load: () => import('./proxy.js') },
   validate: { summary: 'check config files and print every problem', load: () => import('./validate.js') },
   status: { summary: 'show services, instances, versions and health of a running mesh', load: () => import('./status.js') },
+  load: { summary: 'send constant-rate HTTP load to a URL or a mesh service and report latency', load: () => import('./load.js') },
 };
 
 function usage(): string {

@@ -45,6 +45,8 @@ export interface ProxyView {
   service: string;
   version: string;
   kind: 'sidecar' | 'gateway';
+  /** The proxy's admin server (`/metrics`, `/config`, `/ready`). */
+  admin: { host: string; port: number };
   connected: boolean;
   connectedAt: string | null;
   disconnectedAt: string | null;
@@ -105,6 +107,7 @@ export function proxyView(p: ProxyState): ProxyView {
     service: p.service,
     version: p.version,
     kind: p.kind,
+    admin: p.info.admin,
     connected: p.connected,
     connectedAt: iso(p.connectedAt),
     disconnectedAt: iso(p.disconnectedAt),

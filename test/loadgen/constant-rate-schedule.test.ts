@@ -1,0 +1,64 @@
+// The schedule: a run sends the asked number of requests, spread over the asked
+// duration, warm-up apart, and every one is accounted for.
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { runLoad } from '../../src/loadgen/run.js';
+import { Servers } from './helpers.js';
+
+const servers = new Servers();
+after(() => servers.close());
+
+describe('constant-rate schedule', () => {
+  it('sends rate × duration requests over the duration, and all of them complete', async () => {
+    const arrivals: number[] = [];
+    const { url } = await servers.http((_req, res) => {
+      arrivals.push(performance.now());
+      res.end('ok');
+    });
+    const r = await runLoad({ url, rate: 200, durationMs: 1000, warmupMs: 0, connections: 10, timeoutMs: 2000 });
+    assert.equal(r.scheduled, 200);
+    assert.ok(Math.abs(r.sent - 200) <= 2, `sent ${r.sent}`);
+    assert.equal(r.completed, 200);
+    assert.equal(r.errors.total, 0);
+    assert.deepEqual(r.statuses, { 200: 200 });
+    assert.equal(arrivals.length, 200);
+    // Spread over the second, not sent in a burst: 199 intervals of 5 ms.
+    const span = arrivals.at(-1)! - arrivals[0]!;
+    assert.ok(span > 900 && span < 1300, `requests arrived over ${span.toFixed(0)} ms`);
+    const firstHalf = arrivals.filter((t) => t - arrivals[0]! < 500).length;
+    assert.ok(firstHalf >= 90 && firstHalf <= 110, `${firstHalf} of 200 in the first half`);
+    assert.ok(Math.abs(r.achievedRps - 200) <= 2, `achieved ${r.achievedRps}`);
+    assert.equal(r.latencyUs.count, 200);
+  });
+
+  it('sends the warm-up at the same rate but does not record it', async () => {
+    let seen = 0;
+    const { url } = await servers.http((_req, res) => {
+      seen++;
+      res.end('ok');
+    });
+    const r = await runLoad({ url, rate: 100, durationMs: 500, warmupMs: 300, connections: 4, timeoutMs: 2000 });
+    assert.equal(seen, 80);
+    assert.equal(r.scheduled, 50);
+    assert.equal(r.completed, 50);
+    assert.equal(r.latencyUs.count, 50);
+  });
+
+  it('stops early when aborted and reports what was scheduled until then', async () => {
+    const { url } = await servers.http((_req, res) => res.end('ok'));
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 300);
+    const r = await runLoad({ url, rate: 100, durationMs: 5000, warmupMs: 0, connections: 4, timeoutMs: 2000, signal: ac.signal });
+    assert.equal(r.interrupted, true);
+    assert.ok(r.scheduled >= 20 && r.scheduled <= 40, `scheduled ${r.scheduled}`);
+    assert.equal(r.completed, r.scheduled);
+    assert.ok(r.elapsedMs < 1000);
+  });
+
+  it('refuses a rate, duration or connection count that is not above 0', async () => {
+    const base = { url: 'http://127.0.0.1:1/', rate: 10, durationMs: 1000, warmupMs: 0, connections: 1, timeoutMs: 1000 };
+    for (const bad of [{ rate: 0 }, { durationMs: -1 }, { connections: 0 }, { rate: Number.NaN }]) {
+      await assert.rejects(runLoad({ ...base, ...bad }), (e: Error & { code?: string }) => e.code === 'TRELLIS_E_USAGE');
+    }
+  });
+});
