@@ -14,6 +14,7 @@ const COMMANDS: Record<string, Command> = {
   validate: { summary: 'check config files and print every problem', load: () => import('./validate.js') },
   status: { summary: 'show services, instances, versions and health of a running mesh', load: () => import('./status.js') },
   load: { summary: 'send constant-rate HTTP load to a URL or a mesh service and report latency', load: () => import('./load.js') },
+  bench: { summary: 'sweep the request rate to find where a URL or a mesh service stops meeting its SLO', load: () => import('./bench.js') },
 };
 
 function usage(): string {
