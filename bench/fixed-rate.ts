@@ -32,6 +32,10 @@ export interface FixedRateOptions {
   readonly connections: number;
   /** A request with no complete response after this long counts as a timeout. */
   readonly timeoutMs: number;
+  /** Default GET. */
+  readonly method?: string;
+  /** Request body (sent with a Content-Length); default none. */
+  readonly body?: Buffer;
 }
 
 export const defaultFixedRateOptions = {
@@ -44,6 +48,10 @@ export const defaultFixedRateOptions = {
 
 export interface FixedRateResult {
   readonly url: string;
+  /** Set when not GET. */
+  readonly method?: string;
+  /** Request body bytes, when there was one. */
+  readonly requestBodyBytes?: number;
   readonly rate: number;
   readonly connections: number;
   readonly durationMs: number;
@@ -78,11 +86,15 @@ const BENCH_HEADERS: readonly (readonly [string, string])[] = [['User-Agent', 't
 
 /** Runs the fixed-rate load and resolves with its histogram summaries. Bounded in time. */
 export async function runFixedRate(options: FixedRateOptions): Promise<FixedRateResult> {
-  const r = await runLoad({ ...options, method: 'GET', headers: BENCH_HEADERS });
+  const method = options.method ?? 'GET';
+  const headers = options.body && options.body.length > 0 ? [...BENCH_HEADERS, ['Content-Type', 'application/octet-stream'] as const] : BENCH_HEADERS;
+  const r = await runLoad({ ...options, method, headers });
   let non2xx = 0;
   for (const [status, n] of Object.entries(r.statuses)) if (Number(status) < 200 || Number(status) > 399) non2xx += n;
   return {
     url: options.url,
+    ...(method !== 'GET' ? { method } : {}),
+    ...(options.body && options.body.length > 0 ? { requestBodyBytes: options.body.length } : {}),
     rate: r.rate,
     connections: r.connections,
     durationMs: r.durationMs,

@@ -2,9 +2,50 @@
 // targets we report against (reported only: the bench never fails on a target).
 import type { FixedRateResult } from './fixed-rate.js';
 import type { CpuUsage } from './machine.js';
+import type { EchoResult } from './tcp-echo.js';
 import type { WrkResult } from './wrk.js';
 
 export type TargetName = 'direct' | 'trellis' | 'nginx' | 'haproxy';
+
+/** The extra fixed-rate scenarios: bigger responses, and requests with a body. */
+export type LatencyScenario = 'get10k' | 'get100k' | 'post1k';
+export const LATENCY_SCENARIOS: readonly LatencyScenario[] = ['get10k', 'get100k', 'post1k'];
+
+/** What each extra scenario sends: method, path on the upstream, body sizes. */
+export const LATENCY_SCENARIO_SPECS: Record<LatencyScenario, { readonly method: 'GET' | 'POST'; readonly path: string; readonly requestBytes: number; readonly responseBytes: number }> = {
+  get10k: { method: 'GET', path: '/10k', requestBytes: 0, responseBytes: 10 * 1024 },
+  get100k: { method: 'GET', path: '/100k', requestBytes: 0, responseBytes: 100 * 1024 },
+  post1k: { method: 'POST', path: '/post', requestBytes: 1024, responseBytes: 1024 },
+};
+
+/** "10KB GET", "1KB POST" (the request body for POST, the response body for GET). */
+export function scenarioTitle(id: LatencyScenario): string {
+  const sp = LATENCY_SCENARIO_SPECS[id];
+  return `${(sp.method === 'POST' ? sp.requestBytes : sp.responseBytes) / 1024}KB ${sp.method}`;
+}
+
+/** Memory and CPU of one proxy process group (nginx: master + worker). */
+export interface ProxyResources {
+  readonly role: 'outbound' | 'inbound';
+  /** Processes in the group when sampled. */
+  readonly processes: number;
+  /** VmRSS summed over the group, after the max-rate run, in MB (1024 kB). */
+  readonly rssMb?: number;
+  /** utime + stime during the measured max-rate run, per 1,000 requests wrk completed. */
+  readonly cpuSecondsPer1kMaxRate?: number;
+  /** utime + stime during the 1 KB fixed-rate run (warm-up + measured), per 1,000 requests sent in it. */
+  readonly cpuSecondsPer1kFixedRate?: number;
+}
+
+/** One target of the TCP echo scenario (its own pair: nginx stream, haproxy mode tcp, Trellis protocol tcp). */
+export interface TcpResult {
+  readonly name: TargetName;
+  readonly path: string;
+  readonly unavailable?: string;
+  readonly echo?: EchoResult;
+  readonly error?: string;
+  readonly cpu?: CpuUsage;
+}
 
 /** What one target measured, or why it could not. */
 export interface TargetResult {
@@ -19,12 +60,22 @@ export interface TargetResult {
   /** CPU used during the measured max-rate run, by the bench and by everything else. */
   readonly maxRateCpu?: CpuUsage;
   readonly fixedRateCpu?: CpuUsage;
+  /** The extra fixed-rate scenarios (10 KB, 100 KB, 1 KB POST). */
+  readonly latency?: { readonly [K in LatencyScenario]?: FixedRateResult };
+  readonly latencyErrors?: { readonly [K in LatencyScenario]?: string };
+  readonly latencyCpu?: { readonly [K in LatencyScenario]?: CpuUsage };
+  /** The proxies' memory and CPU (none for direct), outbound first. */
+  readonly resources?: readonly ProxyResources[];
 }
 
 export interface Settings {
   readonly wrk: { readonly threads: number; readonly connections: number; readonly durationS: number; readonly warmupS: number };
   readonly fixedRate: { readonly rate: number; readonly connections: number; readonly durationS: number; readonly warmupS: number };
   readonly bodyBytes: number;
+  /** The extra fixed-rate scenarios (absent in runs from before they existed, or with --no-extra). */
+  readonly extra?: { readonly rate: number; readonly connections: number; readonly durationS: number; readonly warmupS: number; readonly scenarios: readonly LatencyScenario[] };
+  /** The TCP echo scenario. */
+  readonly tcp?: { readonly connections: number; readonly chunkBytes: number; readonly windowBytes: number; readonly durationS: number; readonly warmupS: number };
 }
 
 export interface Environment {
@@ -54,6 +105,8 @@ export interface BenchReport {
   readonly environment: Environment;
   readonly settings: Settings;
   readonly results: readonly TargetResult[];
+  /** The TCP echo scenario, per target. */
+  readonly tcp?: readonly TcpResult[];
   readonly goals: readonly Goal[];
   readonly warnings: readonly string[];
 }
@@ -62,13 +115,15 @@ export interface BenchReport {
 export const THROUGHPUT_RATIO_GOAL = 0.6;
 /** Maximum p99 the Trellis pair may add over direct at the fixed rate, in ms. */
 export const ADDED_P99_GOAL_MS = 2;
+/** Maximum resident memory of one Trellis sidecar, in MB. */
+export const SIDECAR_RSS_GOAL_MB = 60;
 /** Above this much foreign CPU (in cores) during a measurement, its numbers are suspect. */
 export const NOISE_CORES = 0.25;
 
 const byName = (rs: readonly TargetResult[], n: TargetName): TargetResult | undefined => rs.find((r) => r.name === n);
 
 /** The goals and warnings derived from the results. */
-export function evaluate(results: readonly TargetResult[], settings: Settings): { goals: Goal[]; warnings: string[] } {
+export function evaluate(results: readonly TargetResult[], settings: Settings, tcp: readonly TcpResult[] = []): { goals: Goal[]; warnings: string[] } {
   const goals: Goal[] = [];
   const warnings: string[] = [];
   const trellis = byName(results, 'trellis');
@@ -94,6 +149,15 @@ export function evaluate(results: readonly TargetResult[], settings: Settings): 
     met: added !== undefined ? added <= ADDED_P99_GOAL_MS : undefined,
   });
 
+  const rss = (trellis?.resources ?? []).map((p) => p.rssMb).filter((v): v is number => v !== undefined);
+  const worst = rss.length > 0 ? Math.max(...rss) : undefined;
+  goals.push({
+    name: 'trellis sidecar RSS',
+    limit: `≤ ${SIDECAR_RSS_GOAL_MB} MB`,
+    measured: worst !== undefined ? `${worst.toFixed(1)} MB (larger of the pair)` : notMeasured(['trellis', trellis]),
+    met: worst !== undefined ? worst <= SIDECAR_RSS_GOAL_MB : undefined,
+  });
+
   const directRps = direct?.maxRate?.rps;
   for (const r of results) {
     if (r.name === 'direct' || !r.maxRate || !directRps) continue;
@@ -107,30 +171,55 @@ export function evaluate(results: readonly TargetResult[], settings: Settings): 
       const se = m.socketErrors.connect + m.socketErrors.read + m.socketErrors.write + m.socketErrors.timeout;
       if (m.non2xx > 0 || se > 0) warnings.push(`${r.name} max-rate: ${m.non2xx} non-2xx/3xx answers, ${se} socket errors`);
     }
-    const f = r.fixedRate;
-    if (f) {
-      const bad = f.non2xx + f.errors + f.timeouts;
-      if (bad > 0) warnings.push(`${r.name} fixed-rate: ${f.non2xx} non-2xx/3xx, ${f.errors} socket errors, ${f.timeouts} timeouts of ${f.scheduled}`);
-      if (f.achievedRps < 0.97 * f.rate) warnings.push(`${r.name} fixed-rate: completed only ${f.achievedRps.toFixed(0)} of ${f.rate} rps`);
-      if (f.queueWaitUs.max > 10_000) {
-        warnings.push(
-          `${r.name} fixed-rate: the target stalled: all ${f.connections} connections were waiting on answers, so up to ` +
-            `${f.peakQueued} requests queued for up to ${ms(f.queueWaitUs.max)} (queue-wait p99 ${ms(f.queueWaitUs.p99)}); latencies include that`,
-        );
-      }
-      if (f.schedulerLagUs.p99 > 2000) {
-        warnings.push(`${r.name} fixed-rate: the client's own timers ran late (scheduler-lag p99 ${ms(f.schedulerLagUs.p99)}): the load machine is saturated, latencies include that`);
-      }
+    if (r.fixedRate) warnings.push(...fixedRateWarnings(`${r.name} fixed-rate`, r.fixedRate));
+    for (const id of LATENCY_SCENARIOS) {
+      const f = r.latency?.[id];
+      if (f) warnings.push(...fixedRateWarnings(`${r.name} fixed-rate ${scenarioTitle(id)}`, f));
     }
-    for (const [what, cpu] of [['max-rate', r.maxRateCpu], ['fixed-rate', r.fixedRateCpu]] as const) {
+    const cpus: [string, CpuUsage | undefined][] = [
+      ['max-rate', r.maxRateCpu],
+      ['fixed-rate', r.fixedRateCpu],
+      ...LATENCY_SCENARIOS.map((id): [string, CpuUsage | undefined] => [`fixed-rate ${scenarioTitle(id)}`, r.latencyCpu?.[id]]),
+    ];
+    for (const [what, cpu] of cpus) {
       if (cpu && cpu.foreignCores > NOISE_CORES) {
         warnings.push(`${r.name} ${what}: other processes used ${cpu.foreignCores.toFixed(2)} cores meanwhile: these numbers are low/noisy; re-run on a quiet machine`);
       }
     }
     if (r.maxRateError) warnings.push(`${r.name} max-rate failed: ${r.maxRateError}`);
     if (r.fixedRateError) warnings.push(`${r.name} fixed-rate failed: ${r.fixedRateError}`);
+    for (const id of LATENCY_SCENARIOS) {
+      const e = r.latencyErrors?.[id];
+      if (e) warnings.push(`${r.name} fixed-rate ${scenarioTitle(id)} failed: ${e}`);
+    }
+  }
+  for (const t of tcp) {
+    if (t.echo && (t.echo.errors > 0 || t.echo.mismatches > 0)) {
+      warnings.push(`${t.name} tcp echo: ${t.echo.errors} connections failed or closed early, ${t.echo.mismatches} reads with bytes that were not the ones sent`);
+    }
+    if (t.cpu && t.cpu.foreignCores > NOISE_CORES) {
+      warnings.push(`${t.name} tcp echo: other processes used ${t.cpu.foreignCores.toFixed(2)} cores meanwhile: these numbers are low/noisy; re-run on a quiet machine`);
+    }
+    if (t.error) warnings.push(`${t.name} tcp echo failed: ${t.error}`);
   }
   return { goals, warnings };
+}
+
+function fixedRateWarnings(what: string, f: FixedRateResult): string[] {
+  const warnings: string[] = [];
+  const bad = f.non2xx + f.errors + f.timeouts;
+  if (bad > 0) warnings.push(`${what}: ${f.non2xx} non-2xx/3xx, ${f.errors} socket errors, ${f.timeouts} timeouts of ${f.scheduled}`);
+  if (f.achievedRps < 0.97 * f.rate) warnings.push(`${what}: completed only ${f.achievedRps.toFixed(0)} of ${f.rate} rps`);
+  if (f.queueWaitUs.max > 10_000) {
+    warnings.push(
+      `${what}: the target stalled: all ${f.connections} connections were waiting on answers, so up to ` +
+        `${f.peakQueued} requests queued for up to ${ms(f.queueWaitUs.max)} (queue-wait p99 ${ms(f.queueWaitUs.p99)}); latencies include that`,
+    );
+  }
+  if (f.schedulerLagUs.p99 > 2000) {
+    warnings.push(`${what}: the client's own timers ran late (scheduler-lag p99 ${ms(f.schedulerLagUs.p99)}): the load machine is saturated, latencies include that`);
+  }
+  return warnings;
 }
 
 function notMeasured(...rs: [TargetName, TargetResult | undefined][]): string {
@@ -163,6 +252,92 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
   return [line(header), ...rows.map(line)].join('\n');
 }
 
+/** Latency at the fixed rate for one extra scenario, with the p99 as a ratio to nginx's. */
+function latencyTable(report: BenchReport, id: LatencyScenario): string {
+  const s = report.settings;
+  const x = s.extra!;
+  const results = report.results;
+  const directP99 = byName(results, 'direct')?.latency?.[id]?.latencyUs.p99;
+  const nginxP99 = byName(results, 'nginx')?.latency?.[id]?.latencyUs.p99;
+  const rows: string[][] = [];
+  const label = [`fixed ${int(x.rate)} rps ${scenarioTitle(id)}`, `(${x.connections} conns, ${x.durationS}s)`];
+  results.forEach((r, i) => {
+    const scen = label[i] ?? '';
+    if (r.unavailable) return rows.push([scen, r.name, `unavailable: ${r.unavailable}`]);
+    const f = r.latency?.[id];
+    if (!f) return rows.push([scen, r.name, `failed: ${r.latencyErrors?.[id] ?? 'no result'}`]);
+    const l = f.latencyUs;
+    rows.push([
+      scen,
+      r.name,
+      int(f.achievedRps),
+      ms(l.p50),
+      ms(l.p99),
+      ms(l.p999),
+      ms(l.max),
+      r.name === 'direct' ? '-' : directP99 !== undefined ? `${l.p99 >= directP99 ? '+' : '-'}${ms(Math.abs(l.p99 - directP99))}` : '-',
+      nginxP99 ? `${(l.p99 / nginxP99).toFixed(2)}x` : '-',
+      String(f.non2xx + f.errors + f.timeouts),
+      others(r.latencyCpu?.[id]),
+    ]);
+  });
+  return table(['scenario', 'target', 'rps', 'p50', 'p99', 'p99.9', 'max', 'added p99', 'p99 vs nginx', 'errors', 'others'], rows);
+}
+
+/** TCP echo throughput per target, with the ratio to nginx's stream pair. */
+function tcpTable(report: BenchReport): string {
+  const t = report.settings.tcp!;
+  const tcp = report.tcp ?? [];
+  const nginx = tcp.find((r) => r.name === 'nginx')?.echo?.mbPerS;
+  const rows: string[][] = [];
+  const label = ['tcp echo through a pair', `(${t.connections} conns, ${t.chunkBytes / 1024}KB writes, ${t.durationS}s)`];
+  tcp.forEach((r, i) => {
+    const scen = label[i] ?? '';
+    if (r.unavailable) return rows.push([scen, r.name, `unavailable: ${r.unavailable}`]);
+    if (!r.echo) return rows.push([scen, r.name, `failed: ${r.error ?? 'no result'}`]);
+    rows.push([scen, r.name, mbps(r.echo.mbPerS), nginx ? `${(r.echo.mbPerS / nginx).toFixed(2)}x` : '-', String(r.echo.errors + r.echo.mismatches), others(r.cpu)]);
+  });
+  return table(['scenario', 'target', 'MB/s', 'vs nginx', 'errors', 'others'], rows);
+}
+
+/** Memory and CPU per proxy process, with ratios to nginx's process in the same role. */
+function resourcesTable(report: BenchReport): string {
+  const { settings: s, results } = report;
+  const nginx = byName(results, 'nginx')?.resources ?? [];
+  const rows: string[][] = [];
+  const label = ['proxy cost', '(RSS after max-rate,', 'CPU s per 1,000 req)'];
+  let i = 0;
+  for (const r of results) {
+    if (r.name === 'direct') continue;
+    if (!r.resources) {
+      rows.push([label[i++] ?? '', r.name, r.unavailable ? `unavailable: ${r.unavailable}` : 'not measured']);
+      continue;
+    }
+    for (const p of r.resources) {
+      const ref = nginx.find((n) => n.role === p.role);
+      const ratio = (a: number | undefined, b: number | undefined): string => (a !== undefined && b ? `${(a / b).toFixed(2)}x` : '-');
+      rows.push([
+        label[i++] ?? '',
+        `${r.name} ${p.role}${p.processes > 1 ? ` (${p.processes} procs)` : ''}`,
+        p.rssMb !== undefined ? p.rssMb.toFixed(1) : '-',
+        cpuS(p.cpuSecondsPer1kMaxRate),
+        cpuS(p.cpuSecondsPer1kFixedRate),
+        r.name === 'nginx' ? '-' : ratio(p.rssMb, ref?.rssMb),
+        r.name === 'nginx' ? '-' : ratio(p.cpuSecondsPer1kMaxRate, ref?.cpuSecondsPer1kMaxRate),
+      ]);
+    }
+  }
+  return table(['scenario', 'process', 'RSS MB', 'CPU max-rate', `CPU ${int(s.fixedRate.rate)} rps`, 'RSS vs nginx', 'CPU vs nginx'], rows);
+}
+
+function cpuS(v: number | undefined): string {
+  return v === undefined ? '-' : `${v.toFixed(v < 0.1 ? 3 : 2)} s`;
+}
+
+function mbps(v: number): string {
+  return v >= 100 ? int(v) : v.toFixed(1);
+}
+
 /** The human-readable report. */
 export function formatReport(report: BenchReport): string {
   const { environment: env, settings: s, results } = report;
@@ -176,6 +351,17 @@ export function formatReport(report: BenchReport): string {
     `${s.bodyBytes}-byte body. All on loopback: the load client, both proxies and the upstream share the`,
     `machine's ${env.cores} cores, so absolute numbers are lower than on dedicated hosts; compare the rows.`,
   );
+  if (s.extra || s.tcp) {
+    const parts: string[] = [];
+    if (s.extra) parts.push(`${s.extra.scenarios.map(scenarioTitle).join(', ')} at ${int(s.extra.rate)} rps`);
+    if (s.tcp) parts.push('TCP echo');
+    const same = s.extra && s.tcp && s.extra.durationS === s.tcp.durationS && s.extra.warmupS === s.tcp.warmupS;
+    const dur = (d: { durationS: number; warmupS: number }): string => `${d.warmupS} s warm-up + ${d.durationS} s measured`;
+    out.push(
+      `Shorter runs for the extra scenarios (${parts.join('; ')}): ` +
+        (same || !s.tcp ? `${dur(s.extra ?? s.tcp!)} each.` : !s.extra ? `${dur(s.tcp)}.` : `${dur(s.extra)} each; TCP echo ${dur(s.tcp)}.`),
+    );
+  }
   if (env.backgroundCores !== undefined) out.push(`background load before the run: ${env.backgroundCores.toFixed(2)} cores`);
   out.push('');
 
@@ -230,6 +416,12 @@ export function formatReport(report: BenchReport): string {
   }
   out.push(`("others" = cores of CPU used by processes that are not the bench's during the measurement; > ${NOISE_CORES} means a noisy run)`);
   out.push('');
+
+  if (s.extra) {
+    for (const id of s.extra.scenarios) out.push(latencyTable(report, id), '');
+  }
+  if (report.tcp && s.tcp) out.push(tcpTable(report), '');
+  if (results.some((r) => r.resources)) out.push(resourcesTable(report), '');
 
   out.push('targets (reported, never enforced):');
   for (const g of report.goals) {

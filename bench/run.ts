@@ -2,28 +2,52 @@
 // sidecar pair, an nginx pair, an HAProxy pair), all on loopback, in one run; prints
 // throughput and latency per target with ratios to nginx, and writes the results as
 // JSON to bench/results/<time>.json. See bench/README.md for how to read it.
+//
+// Scenarios: max rate (wrk) and fixed 1,000 rps with 1 KB GETs; the same fixed rate
+// with 10 KB and 100 KB responses and 1 KB POST bodies; TCP echo throughput through a
+// pair; and each proxy's RSS and CPU seconds per 1,000 requests.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { runFixedRate } from './fixed-rate.js';
-import { cpuBetween, sampleCpu } from './machine.js';
-import { evaluate, formatReport, type BenchReport, type Settings, type TargetName, type TargetResult } from './report.js';
+import { runFixedRate, type FixedRateResult } from './fixed-rate.js';
+import { cpuBetween, sampleCpu, type CpuUsage } from './machine.js';
+import {
+  LATENCY_SCENARIOS,
+  LATENCY_SCENARIO_SPECS,
+  evaluate,
+  formatReport,
+  scenarioTitle,
+  type BenchReport,
+  type LatencyScenario,
+  type ProxyResources,
+  type Settings,
+  type TargetName,
+  type TargetResult,
+  type TcpResult,
+} from './report.js';
+import { cpuSecondsPer1k, rssMb, sampleGroups, type GroupSample } from './resources.js';
 import {
   BODY_1KB,
   Processes,
   findBinary,
+  makeBody,
   probe,
+  startEchoServer,
   startHaproxyPair,
+  startHaproxyTcpPair,
   startNginxPair,
+  startNginxTcpPair,
   startTrellisPair,
   startUpstream,
+  tcpPort,
   versionOf,
   type Binaries,
   type Target,
 } from './targets.js';
+import { defaultEchoOptions, runEcho } from './tcp-echo.js';
 import { runWrk } from './wrk.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -34,6 +58,12 @@ const PATHS: Record<TargetName, string> = {
   nginx: 'client → nginx → nginx → upstream',
   haproxy: 'client → haproxy → haproxy → upstream',
 };
+const TCP_PATHS: Record<TargetName, string> = {
+  direct: 'client → echo server',
+  trellis: 'client → trellis outbound → trellis inbound → echo server (protocol: tcp)',
+  nginx: 'client → nginx stream → nginx stream → echo server',
+  haproxy: 'client → haproxy → haproxy → echo server (mode tcp)',
+};
 const ORDER: readonly TargetName[] = ['direct', 'trellis', 'nginx', 'haproxy'];
 
 const USAGE = `usage: node dist/bench/run.js [options]
@@ -42,6 +72,11 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --connections N         wrk connections (default 50)
   --rate R                fixed-rate requests per second (default 1000)
   --fixed-connections N   fixed-rate keep-alive connections (default 20)
+  --extra-duration S      measured seconds of each extra scenario: 10KB/100KB/POST
+                          fixed rate and TCP echo (default 5)
+  --extra-warmup S        warm-up seconds of each extra scenario (default 1)
+  --tcp-connections N     parallel connections of the TCP echo (default 4)
+  --no-extra              only the max-rate and 1KB fixed-rate scenarios
   --targets LIST          comma-separated subset of ${ORDER.join(',')} (default all)
   --no-install            do not run scripts/install-bench-deps.sh when a binary is missing
   --no-save               do not write bench/results/<time>.json
@@ -64,6 +99,28 @@ function binaries(allowInstall: boolean): Binaries & { missing: string[] } {
   return { nginx: b.nginx ?? '', haproxy: b.haproxy ?? '', wrk: b.wrk ?? '', missing };
 }
 
+/** RSS after the max-rate run and CPU seconds per 1,000 requests, per proxy process group. */
+function proxyResources(
+  proxies: readonly { role: 'outbound' | 'inbound'; managed: { child: { pid?: number } } }[],
+  s: { maxBefore?: Map<number, GroupSample>; maxAfter?: Map<number, GroupSample>; fixedBefore?: Map<number, GroupSample>; fixedAfter?: Map<number, GroupSample> },
+  maxRateRequests: number | undefined,
+  fixed: FixedRateResult | undefined,
+): ProxyResources[] {
+  // The fixed-rate run's CPU covers its warm-up too, so its requests count the warm-up's.
+  const fixedRequests = fixed ? Math.round((fixed.warmupMs / 1000) * fixed.rate) + fixed.completed : undefined;
+  return proxies.map((p) => {
+    const pid = p.managed.child.pid ?? -1;
+    const after = s.maxAfter?.get(pid);
+    const out: { -readonly [K in keyof ProxyResources]: ProxyResources[K] } = { role: p.role, processes: after?.processes ?? 0 };
+    if (after && after.processes > 0) out.rssMb = rssMb(after.rssKb);
+    const maxCpu = cpuSecondsPer1k(s.maxBefore?.get(pid), after, maxRateRequests ?? 0);
+    if (maxCpu !== undefined) out.cpuSecondsPer1kMaxRate = maxCpu;
+    const fixedCpu = cpuSecondsPer1k(s.fixedBefore?.get(pid), s.fixedAfter?.get(pid), fixedRequests ?? 0);
+    if (fixedCpu !== undefined) out.cpuSecondsPer1kFixedRate = fixedCpu;
+    return out;
+  });
+}
+
 function isoBasic(d: Date): string {
   // ISO 8601 basic format (20250102T030405Z): sortable, and no ':' in file names.
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
@@ -77,6 +134,10 @@ async function main(): Promise<number> {
       connections: { type: 'string', default: '50' },
       rate: { type: 'string', default: '1000' },
       'fixed-connections': { type: 'string', default: '20' },
+      'extra-duration': { type: 'string', default: '5' },
+      'extra-warmup': { type: 'string', default: '1' },
+      'tcp-connections': { type: 'string', default: String(defaultEchoOptions.connections) },
+      'no-extra': { type: 'boolean', default: false },
       targets: { type: 'string', default: ORDER.join(',') },
       'no-install': { type: 'boolean', default: false },
       'no-save': { type: 'boolean', default: false },
@@ -107,6 +168,26 @@ async function main(): Promise<number> {
     },
     bodyBytes: Buffer.byteLength(BODY_1KB),
   };
+  if (!values['no-extra']) {
+    const extraDurationS = num('extra-duration', values['extra-duration'], 1, 120);
+    const extraWarmupS = num('extra-warmup', values['extra-warmup'], 0, 30);
+    Object.assign(settings, {
+      extra: {
+        rate: settings.fixedRate.rate,
+        connections: settings.fixedRate.connections,
+        durationS: extraDurationS,
+        warmupS: extraWarmupS,
+        scenarios: LATENCY_SCENARIOS,
+      },
+      tcp: {
+        connections: num('tcp-connections', values['tcp-connections'], 1, 256),
+        chunkBytes: defaultEchoOptions.chunkBytes,
+        windowBytes: defaultEchoOptions.windowBytes,
+        durationS: extraDurationS,
+        warmupS: extraWarmupS,
+      },
+    } satisfies Partial<Settings>);
+  }
   const wanted = values.targets.split(',').map((t) => t.trim()).filter(Boolean);
   for (const t of wanted) if (!ORDER.includes(t as TargetName)) throw new Error(`--targets: unknown target "${t}" (known: ${ORDER.join(', ')})`);
   const order = ORDER.filter((t) => wanted.includes(t));
@@ -140,12 +221,23 @@ async function main(): Promise<number> {
   if (backgroundCores !== undefined) log(`background load: ${backgroundCores.toFixed(2)} cores busy with other processes`);
 
   const results: TargetResult[] = [];
+  const tcpResults: TcpResult[] = [];
   try {
     log(`upstream: nginx on loopback, ${settings.bodyBytes}-byte body`);
     const upstream = await startUpstream(procs, bins, dir);
     const check = await probe(upstream.url);
     if (!('status' in check) || check.status !== 200 || check.bytes !== settings.bodyBytes) {
       throw new Error(`the upstream answers ${JSON.stringify(check)}, expected 200 with ${settings.bodyBytes} bytes`);
+    }
+    const postBody = Buffer.from(makeBody(LATENCY_SCENARIO_SPECS.post1k.requestBytes));
+    if (settings.extra) {
+      for (const id of settings.extra.scenarios) {
+        const sp = LATENCY_SCENARIO_SPECS[id];
+        const r = await probe(new URL(sp.path, upstream.url).href, 1000, sp.method === 'POST' ? { method: 'POST', body: postBody } : {});
+        if (!('status' in r) || r.status !== 200 || r.bytes !== sp.responseBytes) {
+          throw new Error(`the upstream answers ${sp.method} ${sp.path} with ${JSON.stringify(r)}, expected 200 with ${sp.responseBytes} bytes`);
+        }
+      }
     }
 
     const starters: Record<TargetName, () => Promise<Target>> = {
@@ -175,6 +267,14 @@ async function main(): Promise<number> {
         continue;
       }
       const result: { -readonly [K in keyof TargetResult]: TargetResult[K] } = { name, path: PATHS[name] };
+      // The proxies' process groups, for RSS and CPU per request (none for direct).
+      const proxies = target.processes ?? [];
+      const pgids = proxies.map((p) => p.managed.child.pid).filter((pid): pid is number => pid !== undefined);
+      const groupsNow = (): Map<number, GroupSample> | undefined => (pgids.length > 0 ? sampleGroups(pgids) : undefined);
+      let maxBefore: Map<number, GroupSample> | undefined;
+      let maxAfter: Map<number, GroupSample> | undefined;
+      let fixedBefore: Map<number, GroupSample> | undefined;
+      let fixedAfter: Map<number, GroupSample> | undefined;
       try {
         const w = settings.wrk;
         if (w.warmupS > 0) {
@@ -183,7 +283,9 @@ async function main(): Promise<number> {
         }
         log(`${name}: max-rate ${w.durationS}s (wrk -t${w.threads} -c${w.connections})`);
         const before = sampleCpu(procs.groups);
+        maxBefore = groupsNow();
         result.maxRate = await runWrk({ wrk: bins.wrk, url: target.url, threads: w.threads, connections: w.connections, durationS: w.durationS, timeoutS: 5 });
+        maxAfter = groupsNow();
         result.maxRateCpu = cpuBetween(before, sampleCpu(procs.groups));
       } catch (e) {
         result.maxRateError = (e as Error).message;
@@ -193,6 +295,7 @@ async function main(): Promise<number> {
         log(`${name}: fixed-rate ${f.rate} rps, ${f.warmupS}s warm-up + ${f.durationS}s`);
         // Sampled over warm-up and measurement both: close enough for a noise indicator.
         const before = sampleCpu(procs.groups);
+        fixedBefore = groupsNow();
         result.fixedRate = await runFixedRate({
           url: target.url,
           rate: f.rate,
@@ -201,14 +304,103 @@ async function main(): Promise<number> {
           connections: f.connections,
           timeoutMs: 5000,
         });
+        fixedAfter = groupsNow();
         result.fixedRateCpu = cpuBetween(before, sampleCpu(procs.groups));
       } catch (e) {
         result.fixedRateError = (e as Error).message;
+      }
+      if (pgids.length > 0) result.resources = proxyResources(proxies, { maxBefore, maxAfter, fixedBefore, fixedAfter }, result.maxRate?.requests, result.fixedRate);
+
+      if (settings.extra) {
+        const x = settings.extra;
+        const latency: Partial<Record<LatencyScenario, FixedRateResult>> = {};
+        const latencyErrors: Partial<Record<LatencyScenario, string>> = {};
+        const latencyCpu: Partial<Record<LatencyScenario, CpuUsage>> = {};
+        for (const id of x.scenarios) {
+          const sp = LATENCY_SCENARIO_SPECS[id];
+          try {
+            log(`${name}: fixed-rate ${scenarioTitle(id)} (${sp.method} ${sp.path}) ${x.rate} rps, ${x.warmupS}s warm-up + ${x.durationS}s`);
+            const before = sampleCpu(procs.groups);
+            latency[id] = await runFixedRate({
+              url: new URL(sp.path, target.url).href,
+              rate: x.rate,
+              durationMs: x.durationS * 1000,
+              warmupMs: x.warmupS * 1000,
+              connections: x.connections,
+              timeoutMs: 5000,
+              ...(sp.method === 'POST' ? { method: 'POST', body: postBody } : {}),
+            });
+            const cpu = cpuBetween(before, sampleCpu(procs.groups));
+            if (cpu) latencyCpu[id] = cpu;
+          } catch (e) {
+            latencyErrors[id] = (e as Error).message;
+          }
+        }
+        result.latency = latency;
+        if (Object.keys(latencyErrors).length > 0) result.latencyErrors = latencyErrors;
+        result.latencyCpu = latencyCpu;
       }
       results.push(result);
       await target.stop();
     }
     await upstream.stop();
+
+    if (settings.tcp) {
+      log(`tcp echo: echo server (node) on loopback`);
+      let echo: Awaited<ReturnType<typeof startEchoServer>> | undefined;
+      try {
+        echo = await startEchoServer(procs, repoRoot, dir);
+      } catch (e) {
+        const reason = `the echo server did not start: ${(e as Error).message.replace(/\s+/g, ' ').slice(0, 300)}`;
+        log(`tcp echo: ${reason}`);
+        for (const name of order) tcpResults.push({ name, path: TCP_PATHS[name], unavailable: reason });
+      }
+      if (echo) await runTcpScenario(echo);
+    }
+
+    async function runTcpScenario(echo: Target & { port: number }): Promise<void> {
+      const t = settings.tcp!;
+      const tcpStarters: Record<TargetName, () => Promise<Target>> = {
+        direct: async () => ({ name: 'direct', url: echo.url, stop: async () => {} }),
+        trellis: () => startTrellisPair(procs, repoRoot, dir, echo.port, 'tcp'),
+        nginx: () => startNginxTcpPair(procs, bins, dir, echo.port),
+        haproxy: async () => {
+          if (!bins.haproxy) throw new Error('haproxy not found');
+          return startHaproxyTcpPair(procs, bins, dir, echo.port);
+        },
+      };
+      for (const name of order) {
+        log(`${name}: tcp echo: starting (${TCP_PATHS[name]})`);
+        let target: Target;
+        try {
+          target = await tcpStarters[name]();
+        } catch (e) {
+          const reason = (e as Error).message.replace(/\s+/g, ' ').slice(0, 300);
+          log(`${name}: tcp echo unavailable: ${reason}`);
+          tcpResults.push({ name, path: TCP_PATHS[name], unavailable: reason });
+          continue;
+        }
+        const r: { -readonly [K in keyof TcpResult]: TcpResult[K] } = { name, path: TCP_PATHS[name] };
+        try {
+          log(`${name}: tcp echo, ${t.connections} connections × ${t.chunkBytes / 1024}KB writes, ${t.warmupS}s warm-up + ${t.durationS}s`);
+          const before = sampleCpu(procs.groups);
+          r.echo = await runEcho({
+            port: tcpPort(target.url),
+            connections: t.connections,
+            chunkBytes: t.chunkBytes,
+            windowBytes: t.windowBytes,
+            durationMs: t.durationS * 1000,
+            warmupMs: t.warmupS * 1000,
+          });
+          r.cpu = cpuBetween(before, sampleCpu(procs.groups));
+        } catch (e) {
+          r.error = (e as Error).message;
+        }
+        tcpResults.push(r);
+        await target.stop();
+      }
+      await echo.stop();
+    }
   } catch (e) {
     log(`failed: ${(e as Error).message}`);
     await cleanup();
@@ -217,7 +409,7 @@ async function main(): Promise<number> {
   await cleanup();
 
   const trellisVersion = (JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version?: string }).version ?? 'unknown';
-  const { goals, warnings } = evaluate(results, settings);
+  const { goals, warnings } = evaluate(results, settings, tcpResults);
   const now = new Date();
   const report: BenchReport = {
     time: now.toISOString(),
@@ -235,6 +427,7 @@ async function main(): Promise<number> {
     },
     settings,
     results,
+    ...(settings.tcp ? { tcp: tcpResults } : {}),
     goals,
     warnings,
   };

@@ -13,7 +13,17 @@ import path from 'node:path';
 /** The upstream's answer to `GET /`: exactly 1024 bytes. */
 export const BODY_1KB = makeBody(1024);
 
-function makeBody(n: number): string {
+/** Paths the upstream answers besides `GET /`, for the body-size scenarios. */
+export const UPSTREAM_PATHS = {
+  /** `GET /10k`: 10,240 bytes. */
+  get10k: { path: '/10k', bytes: 10 * 1024 },
+  /** `GET /100k`: 102,400 bytes. */
+  get100k: { path: '/100k', bytes: 100 * 1024 },
+  /** `POST /post`: reads and discards the request body, answers the 1 KB body. */
+  post: { path: '/post', bytes: 1024 },
+} as const;
+
+export function makeBody(n: number): string {
   const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
   let s = '';
   for (let i = 0; i < n; i++) s += alphabet[i % alphabet.length];
@@ -116,10 +126,15 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** One GET over a fresh connection; resolves with status and body length, never rejects. */
-export function probe(url: string, timeoutMs = 1000): Promise<{ status: number; bytes: number } | { error: string }> {
+/** One request (GET unless told) over a fresh connection; resolves with status and body length, never rejects. */
+export function probe(
+  url: string,
+  timeoutMs = 1000,
+  init: { method?: string; body?: Buffer } = {},
+): Promise<{ status: number; bytes: number } | { error: string }> {
   return new Promise((resolve) => {
-    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+    const headers = init.body ? { 'Content-Length': String(init.body.length), 'Content-Type': 'application/octet-stream' } : undefined;
+    const req = http.request(url, { method: init.method ?? 'GET', agent: false, timeout: timeoutMs, headers }, (res) => {
       let bytes = 0;
       res.on('data', (d: Buffer) => (bytes += d.length));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }));
@@ -127,6 +142,7 @@ export function probe(url: string, timeoutMs = 1000): Promise<{ status: number; 
     });
     req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
     req.on('error', (e) => resolve({ error: e.message }));
+    req.end(init.body);
   });
 }
 
@@ -176,12 +192,67 @@ export function versionOf(bin: string, args: readonly string[]): string {
   return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').find((l) => l.trim())?.trim() ?? 'unknown';
 }
 
+/** A proxy process of a target, for its RSS and CPU (`role`: outbound or inbound). */
+export interface TargetProcess {
+  readonly role: 'outbound' | 'inbound';
+  readonly managed: Managed;
+}
+
 /** A running target the load goes to; `stop()` ends its processes. */
 export interface Target {
   readonly name: string;
-  /** What the load client calls. */
+  /** What the load client calls (HTTP targets: a URL; TCP targets: `tcp://127.0.0.1:PORT`). */
   readonly url: string;
+  /** The proxies (none for direct), outbound first. */
+  readonly processes?: readonly TargetProcess[];
   stop(): Promise<void>;
+}
+
+/** `tcp://127.0.0.1:PORT` → the port. */
+export function tcpPort(url: string): number {
+  const m = /^tcp:\/\/127\.0\.0\.1:(\d+)$/.exec(url);
+  if (!m) throw new Error(`not a loopback tcp:// address: ${url}`);
+  return Number(m[1]);
+}
+
+/**
+ * One round trip through an echo path on a fresh connection: sends `payload`, resolves
+ * true when the same bytes came back within `timeoutMs`. Never rejects.
+ */
+export function echoProbe(port: number, timeoutMs = 1000, payload = Buffer.from('trellis-bench-echo-probe\n')): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let got = Buffer.alloc(0);
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    s.on('connect', () => s.write(payload));
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (got.length >= payload.length) done(got.subarray(0, payload.length).equals(payload));
+    });
+    s.on('error', () => done(false));
+    s.on('close', () => done(false));
+  });
+}
+
+/** Like waitFor200 for a TCP echo path: polls until a round trip succeeds. */
+export async function waitForEcho(port: number, watch: readonly Managed[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 0; attempt < 1000 && Date.now() < deadline; attempt++) {
+    const dead = watch.find((m) => m.hasExited());
+    if (dead) {
+      const r = await dead.exited;
+      const out = dead.output().split('\n').slice(-3).join(' | ');
+      throw new Error(`${dead.name} exited (${r.signal ?? `code ${r.code}`})${out ? `: ${out}` : ''}`);
+    }
+    if (await echoProbe(port)) return;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error(`no echo through 127.0.0.1:${port} within ${Math.round(timeoutMs / 1000)} s`);
 }
 
 // ---------------------------------------------------------------------------
@@ -189,15 +260,19 @@ export interface Target {
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
-function nginxMain(dir: string, name: string, http: string): string {
+function nginxHead(dir: string, name: string, loadModule?: string): string {
   // Run as root when we are root so workers can use the 0700 temp folder.
-  return `${isRoot ? 'user root;\n' : ''}worker_processes 1;
+  return `${loadModule ? `load_module ${loadModule};\n` : ''}${isRoot ? 'user root;\n' : ''}worker_processes 1;
 daemon off;
 master_process on;
 pid ${dir}/${name}.pid;
 error_log ${dir}/${name}.error.log warn;
 events { worker_connections 4096; }
-http {
+`;
+}
+
+function nginxMain(dir: string, name: string, http: string): string {
+  return `${nginxHead(dir, name)}http {
   access_log off;
   client_body_temp_path ${dir}/${name}-client-body;
   proxy_temp_path ${dir}/${name}-proxy;
@@ -225,19 +300,36 @@ async function startNginx(procs: Processes, bin: string, dir: string, name: stri
   return m;
 }
 
-/** The upstream: one nginx worker answering `GET /` with 1 KB, as fast as anything here. */
+/**
+ * The upstream: one nginx worker answering as fast as anything here:
+ * `GET /` with 1 KB (a `return`), `GET /10k` and `GET /100k` with fixed bodies (static
+ * files, kept open), and `POST /post`, which reads and discards the request body
+ * (nginx discards it before sending a `return` answer, keeping the connection) and
+ * answers 1 KB.
+ */
 export async function startUpstream(procs: Processes, bins: Binaries, dir: string): Promise<Target & { port: number }> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}/`;
+  const files = path.join(dir, 'upstream-files');
+  mkdirSync(files, { recursive: true });
+  writeFileSync(path.join(files, '10k'), makeBody(UPSTREAM_PATHS.get10k.bytes));
+  writeFileSync(path.join(files, '100k'), makeBody(UPSTREAM_PATHS.get100k.bytes));
   const m = await startNginx(
     procs,
     bins.nginx,
     dir,
     'upstream-nginx',
-    `  server {
+    `  open_file_cache max=16 inactive=600s;
+  open_file_cache_valid 600s;
+  server {
     listen 127.0.0.1:${port};
+    default_type text/plain;
+    client_max_body_size 1m;
+    client_body_buffer_size 128k;
+    location = ${UPSTREAM_PATHS.get10k.path} { root ${files}; try_files /10k =404; }
+    location = ${UPSTREAM_PATHS.get100k.path} { root ${files}; try_files /100k =404; }
+    location = ${UPSTREAM_PATHS.post.path} { return 200 "${BODY_1KB}"; }
     location / {
-      default_type text/plain;
       return 200 "${BODY_1KB}";
     }
   }`,
@@ -276,22 +368,88 @@ export async function startNginxPair(procs: Processes, bins: Binaries, dir: stri
     await procs.stop(a);
     throw e;
   }
-  return { name: 'nginx', url, stop: async () => void (await Promise.all([procs.stop(b), procs.stop(a)])) };
+  return {
+    name: 'nginx',
+    url,
+    processes: [{ role: 'outbound', managed: b }, { role: 'inbound', managed: a }],
+    stop: async () => void (await Promise.all([procs.stop(b), procs.stop(a)])),
+  };
+}
+
+/** Where nginx's dynamic stream module is, or undefined when nginx cannot proxy TCP. */
+export function nginxStreamModule(nginx: string): { load: string | undefined } | undefined {
+  const v = spawnSync(nginx, ['-V'], { encoding: 'utf8', timeout: 5000 });
+  const flags = `${v.stdout ?? ''}${v.stderr ?? ''}`;
+  if (/--with-stream(\s|$)/.test(flags)) return { load: undefined }; // built in
+  if (!/--with-stream=dynamic/.test(flags)) return undefined;
+  const modulesPath = /--modules-path=(\S+)/.exec(flags)?.[1] ?? '/usr/lib/nginx/modules';
+  for (const dir of [modulesPath, '/usr/lib/nginx/modules', '/usr/share/nginx/modules']) {
+    const so = path.join(dir, 'ngx_stream_module.so');
+    if (existsSync(so)) return { load: so };
+  }
+  return undefined;
+}
+
+async function startNginxStream(procs: Processes, bin: string, dir: string, name: string, module: string | undefined, listen: number, next: number): Promise<Managed> {
+  const conf = path.join(dir, `${name}.conf`);
+  writeFileSync(
+    conf,
+    `${nginxHead(dir, name, module)}stream {
+  server {
+    listen 127.0.0.1:${listen};
+    proxy_pass 127.0.0.1:${next};
+    proxy_connect_timeout 5s;
+    proxy_timeout 30s;
+  }
+}
+`,
+  );
+  const m = procs.start(name, bin, ['-p', dir, '-e', path.join(dir, `${name}.error.log`), '-c', conf], dir);
+  try {
+    await waitForEcho(listen, [m], 10_000);
+  } catch (e) {
+    await procs.stop(m);
+    throw e;
+  }
+  return m;
+}
+
+/** TCP: client → nginx stream → nginx stream → echo server, one worker each. Needs the stream module. */
+export async function startNginxTcpPair(procs: Processes, bins: Binaries, dir: string, echoPort: number): Promise<Target> {
+  const mod = nginxStreamModule(bins.nginx);
+  if (!mod) {
+    throw new Error('this nginx has no stream module (nginx-light builds it as a separate package, libnginx-mod-stream, which is not installed)');
+  }
+  const inner = await freePort();
+  const outer = await freePort();
+  const a = await startNginxStream(procs, bins.nginx, dir, 'nginx-tcp-inbound', mod.load, inner, echoPort);
+  let b: Managed;
+  try {
+    b = await startNginxStream(procs, bins.nginx, dir, 'nginx-tcp-outbound', mod.load, outer, inner);
+  } catch (e) {
+    await procs.stop(a);
+    throw e;
+  }
+  return {
+    name: 'nginx',
+    url: `tcp://127.0.0.1:${outer}`,
+    processes: [{ role: 'outbound', managed: b }, { role: 'inbound', managed: a }],
+    stop: async () => void (await Promise.all([procs.stop(b), procs.stop(a)])),
+  };
 }
 
 // ---------------------------------------------------------------------------
 // HAProxy
 
-function haproxyConfig(listen: number, next: number): string {
+function haproxyConfig(listen: number, next: number, mode: 'http' | 'tcp' = 'http'): string {
   // No `log` lines: HAProxy logs nothing.
+  const httpOptions = mode === 'http' ? '\n  option http-keep-alive\n  http-reuse always' : '';
   return `global
   nbthread 1
   maxconn 4096
 
 defaults
-  mode http
-  option http-keep-alive
-  http-reuse always
+  mode ${mode}${httpOptions}
   timeout connect 5s
   timeout client 30s
   timeout server 30s
@@ -306,13 +464,14 @@ backend be
 `;
 }
 
-async function startHaproxy(procs: Processes, bin: string, dir: string, name: string, listen: number, next: number): Promise<Managed> {
+async function startHaproxy(procs: Processes, bin: string, dir: string, name: string, listen: number, next: number, mode: 'http' | 'tcp' = 'http'): Promise<Managed> {
   const conf = path.join(dir, `${name}.cfg`);
-  writeFileSync(conf, haproxyConfig(listen, next));
+  writeFileSync(conf, haproxyConfig(listen, next, mode));
   // -db: stay in the foreground, no daemon.
   const m = procs.start(name, bin, ['-db', '-f', conf], dir);
   try {
-    await waitFor200(`http://127.0.0.1:${listen}/`, [m], 10_000);
+    if (mode === 'http') await waitFor200(`http://127.0.0.1:${listen}/`, [m], 10_000);
+    else await waitForEcho(listen, [m], 10_000);
   } catch (e) {
     await procs.stop(m);
     throw e;
@@ -335,8 +494,50 @@ export async function startHaproxyPair(procs: Processes, bins: Binaries, dir: st
   return {
     name: 'haproxy',
     url: `http://127.0.0.1:${outer}/`,
+    processes: [{ role: 'outbound', managed: b }, { role: 'inbound', managed: a }],
     stop: async () => void (await Promise.all([procs.stop(b), procs.stop(a)])),
   };
+}
+
+/** TCP: client → haproxy → haproxy → echo server (`mode tcp`), one thread each. */
+export async function startHaproxyTcpPair(procs: Processes, bins: Binaries, dir: string, echoPort: number): Promise<Target> {
+  const inner = await freePort();
+  const outer = await freePort();
+  const a = await startHaproxy(procs, bins.haproxy, dir, 'haproxy-tcp-inbound', inner, echoPort, 'tcp');
+  let b: Managed;
+  try {
+    b = await startHaproxy(procs, bins.haproxy, dir, 'haproxy-tcp-outbound', outer, inner, 'tcp');
+  } catch (e) {
+    await procs.stop(a);
+    throw e;
+  }
+  return {
+    name: 'haproxy',
+    url: `tcp://127.0.0.1:${outer}`,
+    processes: [{ role: 'outbound', managed: b }, { role: 'inbound', managed: a }],
+    stop: async () => void (await Promise.all([procs.stop(b), procs.stop(a)])),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// TCP echo server
+
+/**
+ * The TCP echo upstream: `dist/bench/echo-server.js` in its own Node process (so the
+ * load client's event loop does not share a thread with it), on a free loopback port.
+ */
+export async function startEchoServer(procs: Processes, repoRoot: string, dir: string): Promise<Target & { port: number }> {
+  const script = path.join(repoRoot, 'dist', 'bench', 'echo-server.js');
+  if (!existsSync(script)) throw new Error(`the echo server is not built (${script} missing)`);
+  const port = await freePort();
+  const m = procs.start('echo server', process.execPath, [script, '--port', String(port)], dir);
+  try {
+    await waitForEcho(port, [m], 10_000);
+  } catch (e) {
+    await procs.stop(m);
+    throw e;
+  }
+  return { name: 'echo', url: `tcp://127.0.0.1:${port}`, port, stop: () => procs.stop(m) };
 }
 
 // ---------------------------------------------------------------------------
@@ -347,18 +548,25 @@ export async function startHaproxyPair(procs: Processes, bins: Binaries, dir: st
  *
  * This is the one place that knows how to start a Trellis pair: change it when the
  * CLI flags or the mesh file change. It starts the control plane with a two-service
- * mesh file, the inbound sidecar of `upstream` in front of the upstream nginx, and the
- * outbound sidecar of `bench-client` whose local listener for `upstream` is what the
- * load client calls; then waits (≤ 15 s) until a GET through that listener is a 200.
+ * mesh file, the inbound sidecar of `upstream` in front of the upstream (nginx, or the
+ * echo server with `protocol: 'tcp'`), and the outbound sidecar of `bench-client` whose
+ * local listener for `upstream` is what the load client calls; then waits (≤ 15 s)
+ * until a GET through that listener is a 200 (TCP: an echo round trip succeeds).
  * Any failure throws with a reason, and everything started so far is stopped.
  */
-export async function startTrellisPair(procs: Processes, repoRoot: string, dir: string, upstreamPort: number): Promise<Target> {
+export async function startTrellisPair(
+  procs: Processes,
+  repoRoot: string,
+  dir: string,
+  upstreamPort: number,
+  protocol: 'http' | 'tcp' = 'http',
+): Promise<Target> {
   const trellis = path.join(repoRoot, 'bin', 'trellis.js');
   if (!existsSync(path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'))) {
     throw new Error('the Trellis CLI is not built (dist/src/cli/main.js missing)');
   }
   const [cpPort, inboundPort, outboundPort] = [await freePort(), await freePort(), await freePort()];
-  const tdir = path.join(dir, 'trellis');
+  const tdir = path.join(dir, protocol === 'tcp' ? 'trellis-tcp' : 'trellis');
   mkdirSync(tdir, { recursive: true });
   const meshFile = path.join(tdir, 'mesh.yaml');
   writeFileSync(
@@ -370,7 +578,7 @@ metadata:
 spec:
   services:
     - name: upstream
-      protocol: http
+      protocol: ${protocol}
       health:
         tcp: {}
     - name: bench-client
@@ -380,7 +588,7 @@ spec:
   const control = `http://127.0.0.1:${cpPort}`;
   const node = process.execPath;
   const started: Managed[] = [];
-  const url = `http://127.0.0.1:${outboundPort}/`;
+  const url = protocol === 'tcp' ? `tcp://127.0.0.1:${outboundPort}` : `http://127.0.0.1:${outboundPort}/`;
   try {
     const cp = procs.start('trellis control', node, [trellis, 'control', '--config', meshFile, '--admin', `127.0.0.1:${cpPort}`], tdir);
     started.push(cp);
@@ -418,12 +626,18 @@ spec:
         tdir,
       ),
     );
-    await waitFor200(url, started, 15_000);
+    if (protocol === 'tcp') await waitForEcho(outboundPort, started, 15_000);
+    else await waitFor200(url, started, 15_000);
   } catch (e) {
     await Promise.all(started.map((m) => procs.stop(m)));
     throw e;
   }
-  return { name: 'trellis', url, stop: async () => void (await Promise.all(started.map((m) => procs.stop(m)))) };
+  return {
+    name: 'trellis',
+    url,
+    processes: [{ role: 'outbound', managed: started[2]! }, { role: 'inbound', managed: started[1]! }],
+    stop: async () => void (await Promise.all(started.map((m) => procs.stop(m)))),
+  };
 }
 
 async function waitForHealthz(url: string, m: Managed, timeoutMs: number): Promise<void> {

@@ -86,3 +86,24 @@ describe('fixed-rate client', () => {
     await assert.rejects(runFixedRate({ url: 'http://10.0.0.1/', ...quick }), /loopback/);
   });
 });
+
+describe('fixed-rate client with a request body', () => {
+  it('sends the method and the body with its Content-Length on every request', async () => {
+    const seen: { method: string; bytes: number; length: string | undefined }[] = [];
+    const url = await listen(http.createServer((req, res) => {
+      let bytes = 0;
+      req.on('data', (d: Buffer) => (bytes += d.length));
+      req.on('end', () => {
+        seen.push({ method: req.method ?? '', bytes, length: req.headers['content-length'] });
+        res.end('ok');
+      });
+    }));
+    const r = await runFixedRate({ url, ...quick, method: 'POST', body: Buffer.alloc(1024, 'a') });
+    assert.equal(r.completed, 100);
+    assert.equal(r.errors + r.timeouts + r.non2xx, 0);
+    assert.equal(r.method, 'POST');
+    assert.equal(r.requestBodyBytes, 1024);
+    assert.equal(seen.length, 120);
+    assert.ok(seen.every((s) => s.method === 'POST' && s.bytes === 1024 && s.length === '1024'));
+  });
+});

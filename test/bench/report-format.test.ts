@@ -3,7 +3,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { FixedRateResult } from '../../bench/fixed-rate.js';
-import { evaluate, formatReport, type BenchReport, type Settings, type TargetResult } from '../../bench/report.js';
+import type { EchoResult } from '../../bench/tcp-echo.js';
+import {
+  evaluate,
+  formatReport,
+  scenarioTitle,
+  type BenchReport,
+  type ProxyResources,
+  type Settings,
+  type TargetResult,
+  type TcpResult,
+} from '../../bench/report.js';
 
 const settings: Settings = {
   wrk: { threads: 1, connections: 50, durationS: 10, warmupS: 2 },
@@ -26,13 +36,31 @@ function wrk(rps: number) {
     socketErrors: { connect: 0, read: 0, write: 0, timeout: 0 }, raw: '' };
 }
 
-function report(results: TargetResult[]): BenchReport {
-  const { goals, warnings } = evaluate(results, settings);
+function report(results: TargetResult[], tcp?: TcpResult[], s: Settings = settings): BenchReport {
+  const { goals, warnings } = evaluate(results, s, tcp);
   return {
     time: '2025-01-01T00:00:00.000Z',
     environment: { cores: 2, cpuModel: 'cpu', memoryGiB: 4, platform: 'linux', node: 'v20', nginx: 'nginx/1', haproxy: 'HAProxy 2', wrk: 'wrk 4', trellis: '0.1.0' },
-    settings, results, goals, warnings,
+    settings: s, results, ...(tcp ? { tcp } : {}), goals, warnings,
   };
+}
+
+const fullSettings: Settings = {
+  ...settings,
+  extra: { rate: 1000, connections: 20, durationS: 5, warmupS: 1, scenarios: ['get10k', 'get100k', 'post1k'] },
+  tcp: { connections: 4, chunkBytes: 65536, windowBytes: 262144, durationS: 5, warmupS: 1 },
+};
+
+function echo(mbPerS: number, errors = 0): EchoResult {
+  return { connections: 4, chunkBytes: 65536, windowBytes: 262144, durationMs: 5000, warmupMs: 1000,
+    bytesEchoed: mbPerS * 5e6, mbPerS, bytesSent: mbPerS * 6e6, errors, mismatches: 0 };
+}
+
+function resources(rssMb: number, cpu: number): ProxyResources[] {
+  return [
+    { role: 'outbound', processes: 1, rssMb, cpuSecondsPer1kMaxRate: cpu, cpuSecondsPer1kFixedRate: cpu * 2 },
+    { role: 'inbound', processes: 1, rssMb: rssMb - 1, cpuSecondsPer1kMaxRate: cpu, cpuSecondsPer1kFixedRate: cpu * 2 },
+  ];
 }
 
 describe('bench report', () => {
@@ -62,5 +90,55 @@ describe('bench report', () => {
     assert.match(text, /nginx\s+15,000 .* 1\.00x/);
     assert.equal(r.goals[0]!.met, undefined);
     assert.match(r.goals[0]!.measured, /trellis unavailable/);
+    assert.equal(r.goals[2]!.name, 'trellis sidecar RSS');
+    assert.equal(r.goals[2]!.met, undefined);
+  });
+
+  it('names the extra scenarios by body size and method', () => {
+    assert.equal(scenarioTitle('get10k'), '10KB GET');
+    assert.equal(scenarioTitle('get100k'), '100KB GET');
+    assert.equal(scenarioTitle('post1k'), '1KB POST');
+  });
+
+  it('prints the extra scenarios, TCP echo and proxy cost with ratios to nginx, and the RSS goal', () => {
+    const all = { get10k: fixed(1000), get100k: fixed(2000), post1k: fixed(1200) };
+    const r = report(
+      [
+        { name: 'direct', path: '', maxRate: wrk(60000), fixedRate: fixed(800), latency: { get10k: fixed(900), get100k: fixed(1500), post1k: fixed(850) } },
+        { name: 'trellis', path: '', maxRate: wrk(9000), fixedRate: fixed(2300), latency: { ...all, get100k: fixed(4000) }, resources: resources(64.5, 0.06) },
+        { name: 'nginx', path: '', maxRate: wrk(15000), fixedRate: fixed(1500), latency: all, resources: resources(12.9, 0.03) },
+        { name: 'haproxy', path: '', maxRate: wrk(15000), fixedRate: fixed(1500), latencyErrors: { get10k: 'boom' }, latency: { get100k: fixed(2000) }, resources: resources(15, 0.02) },
+      ],
+      [
+        { name: 'direct', path: '', echo: echo(800) },
+        { name: 'trellis', path: '', echo: echo(300, 1) },
+        { name: 'nginx', path: '', echo: echo(600) },
+        { name: 'haproxy', path: '', unavailable: 'haproxy not found' },
+      ],
+      fullSettings,
+    );
+    const text = formatReport(r);
+    assert.match(text, /1 s warm-up \+ 5 s measured each/);
+    assert.match(text, /fixed 1,000 rps 10KB GET\s+direct/);
+    // 100 KB: trellis p99 4.00 ms, nginx 2.00 ms → 2.00x; added over direct's 1.50 ms.
+    assert.match(text, /trellis\s+1,000\s+0\.20 ms\s+4\.00 ms .* \+2\.50 ms\s+2\.00x/);
+    assert.match(text, /fixed 1,000 rps 1KB POST/);
+    assert.match(text, /haproxy\s+failed: boom/);
+    assert.match(text, /tcp echo through a pair\s+direct\s+800\s+1\.33x/);
+    assert.match(text, /trellis\s+300\s+0\.50x\s+1/);
+    assert.match(text, /haproxy\s+unavailable: haproxy not found/);
+    assert.match(text, /trellis outbound\s+64\.5\s+0\.060 s\s+0\.12 s\s+5\.00x\s+2\.00x/);
+    assert.match(text, /nginx inbound\s+11\.9\s+0\.030 s\s+0\.060 s\s+-\s+-/);
+    const rss = r.goals.find((g) => g.name === 'trellis sidecar RSS')!;
+    assert.equal(rss.measured, '64.5 MB (larger of the pair)');
+    assert.equal(rss.met, false);
+    assert.match(text, /trellis sidecar RSS ≤ 60 MB\s+measured 64\.5 MB .*MISSED/);
+    assert.ok(r.warnings.some((w) => /haproxy fixed-rate 10KB GET failed: boom/.test(w)));
+    assert.ok(r.warnings.some((w) => /trellis tcp echo: 1 connections failed/.test(w)));
+  });
+
+  it('leaves the new sections out when they were not run', () => {
+    const text = formatReport(report([{ name: 'direct', path: '', maxRate: wrk(60000), fixedRate: fixed(800) }]));
+    assert.doesNotMatch(text, /tcp echo|proxy cost|10KB GET|extra scenarios/);
   });
 });

@@ -1,0 +1,53 @@
+// Reading a proxy's memory and CPU from /proc, and CPU seconds per 1,000 requests.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { cpuSecondsPer1k, parseStat, parseVmRssKb, rssMb, sampleGroups } from '../../bench/resources.js';
+
+const STATUS = `Name:\tnode
+Umask:\t0022
+State:\tS (sleeping)
+VmPeak:\t 1203456 kB
+VmHWM:\t   70000 kB
+VmRSS:\t   65432 kB
+RssAnon:\t   40000 kB
+Threads:\t7
+`;
+
+describe('proxy resources', () => {
+  it('reads VmRSS in kB, and nothing for a process without one', () => {
+    assert.equal(parseVmRssKb(STATUS), 65432);
+    assert.equal(parseVmRssKb('Name:\tkthreadd\nState:\tS (sleeping)\n'), undefined);
+  });
+
+  it('reads the process group and utime + stime, whatever the command name holds', () => {
+    // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime ...
+    const stat = '4242 (node (a) b) S 1 4200 4200 0 -1 4194560 100 0 0 0 1234 567 9 9 20 0 7 0 100 1000 200\n';
+    assert.deepEqual(parseStat(stat), { pgrp: 4200, cpuTicks: 1801 });
+    assert.throws(() => parseStat('garbage'), /unreadable/);
+  });
+
+  it('turns CPU ticks into seconds per 1,000 requests', () => {
+    const before = { processes: 2, rssKb: 10_000, cpuTicks: 1000 };
+    const after = { processes: 2, rssKb: 12_000, cpuTicks: 1250 }; // 2.5 s of CPU
+    assert.equal(cpuSecondsPer1k(before, after, 50_000), 0.05);
+    assert.equal(cpuSecondsPer1k(before, after, 0), undefined);
+    assert.equal(cpuSecondsPer1k(undefined, after, 10), undefined);
+    assert.equal(cpuSecondsPer1k(before, { processes: 0, rssKb: 0, cpuTicks: 0 }, 10), undefined, 'the group is gone');
+  });
+
+  it('shows kB as MB of 1024 kB, one decimal', () => {
+    assert.equal(rssMb(65432), 63.9);
+    assert.equal(rssMb(61440), 60);
+  });
+
+  it('samples a live process group (this test process)', { skip: !existsSync('/proc/self/stat') }, () => {
+    const { pgrp } = parseStat(readFileSync('/proc/self/stat', 'utf8'));
+    const s = sampleGroups([pgrp, 999_999_999]);
+    assert.ok(s);
+    const mine = s.get(pgrp)!;
+    assert.ok(mine.processes >= 1);
+    assert.ok(mine.rssKb > 1000, `rss ${mine.rssKb} kB`);
+    assert.deepEqual(s.get(999_999_999), { processes: 0, rssKb: 0, cpuTicks: 0 });
+  });
+});
