@@ -31,6 +31,8 @@ export interface ProxyResources {
   readonly processes: number;
   /** VmRSS summed over the group, after the max-rate run, in MB (1024 kB). */
   readonly rssMb?: number;
+  /** Pss summed over the group at the same moment, in MB: RSS with shared pages divided among their users. */
+  readonly pssMb?: number;
   /** utime + stime during the measured max-rate run, per 1,000 requests wrk completed. */
   readonly cpuSecondsPer1kMaxRate?: number;
   /** utime + stime during the 1 KB fixed-rate run (warm-up + measured), per 1,000 requests sent in it. */
@@ -305,7 +307,7 @@ function resourcesTable(report: BenchReport): string {
   const { settings: s, results } = report;
   const nginx = byName(results, 'nginx')?.resources ?? [];
   const rows: string[][] = [];
-  const label = ['proxy cost', '(RSS after max-rate,', 'CPU s per 1,000 req)'];
+  const label = ['proxy cost', '(RSS, PSS after max-rate,', 'CPU s per 1,000 req)'];
   let i = 0;
   for (const r of results) {
     if (r.name === 'direct') continue;
@@ -320,6 +322,7 @@ function resourcesTable(report: BenchReport): string {
         label[i++] ?? '',
         `${r.name} ${p.role}${p.processes > 1 ? ` (${p.processes} procs)` : ''}`,
         p.rssMb !== undefined ? p.rssMb.toFixed(1) : '-',
+        p.pssMb !== undefined ? p.pssMb.toFixed(1) : '-',
         cpuS(p.cpuSecondsPer1kMaxRate),
         cpuS(p.cpuSecondsPer1kFixedRate),
         r.name === 'nginx' ? '-' : ratio(p.rssMb, ref?.rssMb),
@@ -327,7 +330,7 @@ function resourcesTable(report: BenchReport): string {
       ]);
     }
   }
-  return table(['scenario', 'process', 'RSS MB', 'CPU max-rate', `CPU ${int(s.fixedRate.rate)} rps`, 'RSS vs nginx', 'CPU vs nginx'], rows);
+  return table(['scenario', 'process', 'RSS MB', 'PSS MB', 'CPU max-rate', `CPU ${int(s.fixedRate.rate)} rps`, 'RSS vs nginx', 'CPU vs nginx'], rows);
 }
 
 function cpuS(v: number | undefined): string {

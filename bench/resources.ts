@@ -29,14 +29,20 @@ export interface GroupSample {
   readonly processes: number;
   /** Sum of their VmRSS, kB. */
   readonly rssKb: number;
+  /**
+   * Sum of their Pss (/proc/<pid>/smaps_rollup), kB: resident memory with pages shared
+   * between processes (a runtime's binary, most of a Node process's RSS) divided among
+   * the processes that map them, so it is what one more such process costs.
+   */
+  readonly pssKb: number;
   /** Sum of their utime + stime, clock ticks. */
   readonly cpuTicks: number;
 }
 
 /** Samples the given process groups (each a child the bench started with `detached`). */
 export function sampleGroups(groups: readonly number[]): Map<number, GroupSample> | undefined {
-  const out = new Map<number, { processes: number; rssKb: number; cpuTicks: number }>();
-  for (const g of groups) out.set(g, { processes: 0, rssKb: 0, cpuTicks: 0 });
+  const out = new Map<number, { processes: number; rssKb: number; pssKb: number; cpuTicks: number }>();
+  for (const g of groups) out.set(g, { processes: 0, rssKb: 0, pssKb: 0, cpuTicks: 0 });
   let entries: string[];
   try {
     entries = readdirSync('/proc');
@@ -52,11 +58,26 @@ export function sampleGroups(groups: readonly number[]): Map<number, GroupSample
       acc.processes++;
       acc.cpuTicks += st.cpuTicks;
       acc.rssKb += parseVmRssKb(readFileSync(`/proc/${entry}/status`, 'utf8')) ?? 0;
+      acc.pssKb += readPssKb(entry) ?? 0;
     } catch {
       /* exited meanwhile */
     }
   }
   return out;
+}
+
+/** `Pss:  27153 kB` in /proc/<pid>/smaps_rollup → kB; undefined where the file is missing. */
+export function parsePssKb(smapsRollup: string): number | undefined {
+  const m = /^Pss:\s+(\d+)\s+kB\s*$/m.exec(smapsRollup);
+  return m ? Number(m[1]) : undefined;
+}
+
+function readPssKb(pid: string): number | undefined {
+  try {
+    return parsePssKb(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+  } catch {
+    return undefined;
+  }
 }
 
 /** CPU seconds per 1,000 requests between two samples of a group; undefined without requests or samples. */

@@ -112,7 +112,10 @@ function proxyResources(
     const pid = p.managed.child.pid ?? -1;
     const after = s.maxAfter?.get(pid);
     const out: { -readonly [K in keyof ProxyResources]: ProxyResources[K] } = { role: p.role, processes: after?.processes ?? 0 };
-    if (after && after.processes > 0) out.rssMb = rssMb(after.rssKb);
+    if (after && after.processes > 0) {
+      out.rssMb = rssMb(after.rssKb);
+      if (after.pssKb > 0) out.pssMb = rssMb(after.pssKb);
+    }
     const maxCpu = cpuSecondsPer1k(s.maxBefore?.get(pid), after, maxRateRequests ?? 0);
     if (maxCpu !== undefined) out.cpuSecondsPer1kMaxRate = maxCpu;
     const fixedCpu = cpuSecondsPer1k(s.fixedBefore?.get(pid), s.fixedAfter?.get(pid), fixedRequests ?? 0);

@@ -58,8 +58,8 @@ function echo(mbPerS: number, errors = 0): EchoResult {
 
 function resources(rssMb: number, cpu: number): ProxyResources[] {
   return [
-    { role: 'outbound', processes: 1, rssMb, cpuSecondsPer1kMaxRate: cpu, cpuSecondsPer1kFixedRate: cpu * 2 },
-    { role: 'inbound', processes: 1, rssMb: rssMb - 1, cpuSecondsPer1kMaxRate: cpu, cpuSecondsPer1kFixedRate: cpu * 2 },
+    { role: 'outbound', processes: 1, rssMb, pssMb: rssMb / 2, cpuSecondsPer1kMaxRate: cpu, cpuSecondsPer1kFixedRate: cpu * 2 },
+    { role: 'inbound', processes: 1, rssMb: rssMb - 1, pssMb: (rssMb - 1) / 2, cpuSecondsPer1kMaxRate: cpu, cpuSecondsPer1kFixedRate: cpu * 2 },
   ];
 }
 
@@ -127,8 +127,8 @@ describe('bench report', () => {
     assert.match(text, /tcp echo through a pair\s+direct\s+800\s+1\.33x/);
     assert.match(text, /trellis\s+300\s+0\.50x\s+1/);
     assert.match(text, /haproxy\s+unavailable: haproxy not found/);
-    assert.match(text, /trellis outbound\s+64\.5\s+0\.060 s\s+0\.12 s\s+5\.00x\s+2\.00x/);
-    assert.match(text, /nginx inbound\s+11\.9\s+0\.030 s\s+0\.060 s\s+-\s+-/);
+    assert.match(text, /trellis outbound\s+64\.5\s+32\.3\s+0\.060 s\s+0\.12 s\s+5\.00x\s+2\.00x/);
+    assert.match(text, /nginx inbound\s+11\.9\s+6\.0\s+0\.030 s\s+0\.060 s\s+-\s+-/);
     const rss = r.goals.find((g) => g.name === 'trellis sidecar RSS')!;
     assert.equal(rss.measured, '64.5 MB (larger of the pair)');
     assert.equal(rss.met, false);

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { cpuSecondsPer1k, parseStat, parseVmRssKb, rssMb, sampleGroups } from '../../bench/resources.js';
+import { cpuSecondsPer1k, parsePssKb, parseStat, parseVmRssKb, rssMb, sampleGroups } from '../../bench/resources.js';
 
 const STATUS = `Name:\tnode
 Umask:\t0022
@@ -28,12 +28,17 @@ describe('proxy resources', () => {
   });
 
   it('turns CPU ticks into seconds per 1,000 requests', () => {
-    const before = { processes: 2, rssKb: 10_000, cpuTicks: 1000 };
-    const after = { processes: 2, rssKb: 12_000, cpuTicks: 1250 }; // 2.5 s of CPU
+    const before = { processes: 2, rssKb: 10_000, pssKb: 5_000, cpuTicks: 1000 };
+    const after = { processes: 2, rssKb: 12_000, pssKb: 6_000, cpuTicks: 1250 }; // 2.5 s of CPU
     assert.equal(cpuSecondsPer1k(before, after, 50_000), 0.05);
     assert.equal(cpuSecondsPer1k(before, after, 0), undefined);
     assert.equal(cpuSecondsPer1k(undefined, after, 10), undefined);
-    assert.equal(cpuSecondsPer1k(before, { processes: 0, rssKb: 0, cpuTicks: 0 }, 10), undefined, 'the group is gone');
+    assert.equal(cpuSecondsPer1k(before, { processes: 0, rssKb: 0, pssKb: 0, cpuTicks: 0 }, 10), undefined, 'the group is gone');
+  });
+
+  it('reads Pss from smaps_rollup', () => {
+    assert.equal(parsePssKb('55d0c000-7ffd [rollup]\nRss:               66736 kB\nPss:               27153 kB\nPss_Anon:          24000 kB\n'), 27153);
+    assert.equal(parsePssKb('Rss: 1 kB\n'), undefined);
   });
 
   it('shows kB as MB of 1024 kB, one decimal', () => {
@@ -48,6 +53,6 @@ describe('proxy resources', () => {
     const mine = s.get(pgrp)!;
     assert.ok(mine.processes >= 1);
     assert.ok(mine.rssKb > 1000, `rss ${mine.rssKb} kB`);
-    assert.deepEqual(s.get(999_999_999), { processes: 0, rssKb: 0, cpuTicks: 0 });
+    assert.deepEqual(s.get(999_999_999), { processes: 0, rssKb: 0, pssKb: 0, cpuTicks: 0 });
   });
 });
