@@ -11,9 +11,12 @@ missing=()
 have nginx   || missing+=(nginx)
 have haproxy || missing+=(haproxy)
 have wrk     || missing+=(wrk)
+# The TCP echo scenario's nginx pair needs the stream module, a separate package on Debian.
+stream_module() { ls /usr/lib/nginx/modules/ngx_stream_module.so /usr/share/nginx/modules/ngx_stream_module.so >/dev/null 2>&1; }
+stream_module || missing+=(libnginx-mod-stream)
 
 if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install-bench-deps: nginx, haproxy and wrk are already installed"
+  echo "install-bench-deps: nginx (with its stream module), haproxy and wrk are already installed"
   exit 0
 fi
 
@@ -59,7 +62,9 @@ done
 $SUDO apt-get install -y --no-install-recommends "${pkgs[@]}"
 
 for b in "${missing[@]}"; do
-  if ! have "$b"; then
+  if [ "$b" = libnginx-mod-stream ]; then
+    stream_module || { echo "install-bench-deps: nginx's stream module is still missing after the install" >&2; exit 1; }
+  elif ! have "$b"; then
     echo "install-bench-deps: $b is still missing after the install" >&2
     exit 1
   fi
