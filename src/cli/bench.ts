@@ -3,11 +3,16 @@
 // (src/loadgen/run.ts); the search is src/loadgen/sweep.ts and the table, plot and
 // HTML report src/loadgen/sweep-report.ts. This file is flags and output.
 import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { resolve } from 'node:path';
 import { formatProgress } from '../loadgen/result.js';
 import { runLoad } from '../loadgen/run.js';
 import { runSweep, type Slo, type SweepOptions, type SweepResult } from '../loadgen/sweep.js';
-import { formatStepHeader, formatStepRow, formatSweepSummary, renderSweepHtml, renderSweepSvg, type SweepReportInfo } from '../loadgen/sweep-report.js';
+import { countersDelta, hopStep, nameBottleneck, type HopStep, type MeshCounters } from '../loadgen/hop-metrics.js';
+import { openMeshProbe, type MeshProbe } from '../loadgen/hop-scrape.js';
+import {
+  formatBottleneck, formatHopLine, formatStepHeader, formatStepRow, formatSweepSummary, renderSweepHtml, renderSweepSvg, type SweepHops, type SweepReportInfo,
+} from '../loadgen/sweep-report.js';
 import {
   durationFlag, joinNegativeValues, numberFlag, resolveTargetFlags, TARGET_FLAGS, TARGET_FLAGS_HELP, TARGET_NUMERIC_FLAGS, usageError,
 } from './target-flags.js';
@@ -25,6 +30,17 @@ good and the first bad rate until they are within --precision.
 TARGET and its flags are as for \`trellis load\`: an http:// URL on this machine, or a
 service of the running mesh (backend/api/products), with --from to load it through a
 calling service's sidecar.
+
+For a service target, every sidecar's /metrics is read before and after each step, and
+each HTTP service gets an account of the step: its time inside (inbound request time
+minus its own outbound calls, per request, and as a share of end-to-end), its error
+rate and its CPU (sidecar, and app where the sidecar can tell: Linux); so does the
+entry proxy (the --from sidecar or the ingress: end-to-end minus the target's inbound
+time), and the machine's CPU is noted. A line under each step names the slowest hop;
+the summary names the bottleneck, the hop that saturates first: the deepest to fail,
+or one whose process runs at ~1 core, or else the one whose time inside grows most
+from its least below the knee to the knee (the lowest rate missing the SLO). Each
+step's readings include its warm-up. --no-hops skips this.
 
 Sweep:
   --slo-p99 D        highest acceptable p99 (default 100ms)
@@ -44,6 +60,7 @@ Output:
   --report FILE      write the HTML report here (default trellis-bench-<time>.html)
   --no-report        write no HTML report
   --svg FILE         also write the plot alone as SVG
+  --no-hops          do not read the sidecars' metrics (no per-hop account, no bottleneck)
 
 With many fast answers per second the client's --connections can be the limit: raise
 it when the achieved rate stalls while latency stays low. Ctrl-C stops the sweep and
@@ -80,6 +97,38 @@ const SETTLE_MS = 250;
  */
 const MAX_COOLDOWN_MS = 3000;
 
+/** This machine's CPU times and the client's own, to tell a saturated machine from a saturated hop. */
+function cpuTimes(): { busyMs: number; totalMs: number; cores: number; clientUs: number } {
+  let busyMs = 0, totalMs = 0;
+  const all = cpus();
+  for (const c of all) {
+    const t = c.times;
+    busyMs += t.user + t.nice + t.sys + t.irq;
+    totalMs += t.user + t.nice + t.sys + t.irq + t.idle;
+  }
+  const u = process.cpuUsage();
+  return { busyMs, totalMs, cores: all.length, clientUs: u.user + u.system };
+}
+
+function controlUrl(v: string): string {
+  const c = v.replace(/\/+$/, '');
+  return /^https?:\/\//.test(c) ? c : `http://${c}`;
+}
+
+/** A step's hop account in --json: ms and cores rounded for reading, null where unknown. */
+function hopsJson(h: HopStep | undefined): unknown {
+  if (!h) return null;
+  const r = (n: number | undefined, d = 3): number | null => (n === undefined ? null : Number(n.toFixed(d)));
+  return {
+    seconds: r(h.seconds), e2eMs: r(h.e2eMs), e2eRequests: h.e2eRequests, clientMs: r(h.clientMs),
+    machine: h.machine ? { cores: h.machine.cores, busyCores: r(h.machine.busyCores), clientCores: r(h.machine.clientCores) } : null,
+    services: h.services.map((x) => ({
+      service: x.service, role: x.role, requests: x.requests, insideMs: r(x.insideMs), share: r(x.share, 4), errorRate: r(x.errorRate, 4),
+      sidecarCores: r(x.sidecarCores), appCores: r(x.appCores), peak: x.peak ? { ...x.peak, cores: r(x.peak.cores) } : null,
+    })),
+  };
+}
+
 function defaultReportName(d: Date): string {
   const p = (n: number): string => String(n).padStart(2, '0');
   return `trellis-bench-${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}.html`;
@@ -100,6 +149,7 @@ export async function run(argv: string[]): Promise<number> {
     report: { type: 'string' },
     'no-report': { type: 'boolean', default: false },
     svg: { type: 'string' },
+    'no-hops': { type: 'boolean', default: false },
   }, true, COMMAND);
 
   // Sweep flags first: they need no mesh.
@@ -133,6 +183,26 @@ export async function run(argv: string[]): Promise<number> {
     stepDurationMs: stepMs, warmupMs, slo, startedAt,
   };
 
+  // The per-hop account needs a mesh: service targets only.
+  const targetService = t.via !== undefined && !values['no-hops'] ? positionals[0]!.split('/')[0]! : undefined;
+  let probe: MeshProbe | undefined;
+  if (targetService !== undefined) {
+    try {
+      probe = await openMeshProbe(controlUrl(values.control), targetService, values.from);
+    } catch (err) {
+      process.stderr.write(`trellis bench: cannot read the mesh's services for the per-hop account (${(err as Error).message}); running without it\n`);
+    }
+  }
+  const hopSteps = new Map<number, HopStep>();
+  let lastHop: HopStep | undefined;
+  const readMesh = async (): Promise<MeshCounters | undefined> => {
+    try {
+      return await probe?.read();
+    } catch {
+      return undefined;
+    }
+  };
+
   const live = process.stderr.isTTY === true && !values.json;
   const ac = new AbortController();
   const onSigint = (): void => {
@@ -152,8 +222,11 @@ export async function run(argv: string[]): Promise<number> {
         const pause = previous.ok ? SETTLE_MS : Math.min(MAX_COOLDOWN_MS, Math.max(SETTLE_MS, previous.maxLatencyMs));
         await new Promise((r) => setTimeout(r, pause));
       }
+      const before = await readMesh();
+      const cpuBefore = cpuTimes();
+      let measure: Awaited<ReturnType<typeof runLoad>>;
       try {
-        return await runLoad({
+        measure = await runLoad({
           url: t.url, method: t.method, headers: t.headers, body: t.body, http2: t.http2, connections: t.connections, timeoutMs: t.timeoutMs,
           rate, durationMs: stepMs, warmupMs, signal: ac.signal,
           onProgress: live ? (p) => process.stderr.write(`\r\x1b[K  ${rate} req/s: ${formatProgress(p)}`) : undefined,
@@ -161,18 +234,46 @@ export async function run(argv: string[]): Promise<number> {
       } finally {
         if (live) process.stderr.write('\r\x1b[K');
       }
+      const cpuAfter = cpuTimes();
+      const after = before ? await readMesh() : undefined;
+      if (probe && before && after) {
+        const seconds = (after.at - before.at) / 1000;
+        const total = cpuAfter.totalMs - cpuBefore.totalMs;
+        lastHop = {
+          ...hopStep(probe.topology, countersDelta(before, after), seconds, { requests: measure.completed, meanMs: measure.latencyUs.mean / 1000 }),
+          ...(total > 0 && seconds > 0
+            ? { machine: { cores: cpuAfter.cores, busyCores: ((cpuAfter.busyMs - cpuBefore.busyMs) / total) * cpuAfter.cores, clientCores: (cpuAfter.clientUs - cpuBefore.clientUs) / 1e6 / seconds } }
+            : {}),
+        };
+      } else {
+        lastHop = undefined;
+      }
+      return measure;
     }, {
       signal: ac.signal,
       onStep: (s) => {
         previous = { ok: s.ok, maxLatencyMs: s.measure.latencyUs.max / 1000 };
-        if (!values.json) process.stdout.write(formatStepRow(s));
+        if (lastHop) hopSteps.set(s.step, lastHop);
+        if (!values.json) process.stdout.write(formatStepRow(s) + (lastHop ? formatHopLine(lastHop) : ''));
+        lastHop = undefined;
       },
     });
   } finally {
     process.off('SIGINT', onSigint);
   }
 
-  if (reportPath !== undefined) writeFileSync(reportPath, renderSweepHtml(result, info, maxRate));
+  const hops: SweepHops | undefined = probe
+    ? {
+      steps: hopSteps,
+      bottleneck: nameBottleneck(result.steps.flatMap((s) => {
+        const h = hopSteps.get(s.step);
+        return h ? [{ step: s.step, rate: s.rate, ok: s.ok, hops: h }] : [];
+      }), probe.topology),
+      appCpu: [...hopSteps.values()].some((h) => h.services.some((x) => x.appCores !== undefined)),
+    }
+    : undefined;
+
+  if (reportPath !== undefined) writeFileSync(reportPath, renderSweepHtml(result, info, maxRate, hops));
   if (svgPath !== undefined) writeFileSync(svgPath, renderSweepSvg(result, slo, `p50 / p99 / p99.9 against asked rate: ${t.url}`));
 
   if (values.json) {
@@ -191,12 +292,14 @@ export async function run(argv: string[]): Promise<number> {
         step: s.step, phase: s.phase, rate: s.rate, achievedRps: s.measure.achievedRps,
         scheduled: s.measure.scheduled, completed: s.measure.completed, success: s.success,
         latencyUs: s.measure.latencyUs, errors: s.measure.errors, ok: s.ok, reasons: s.reasons,
+        ...(hops ? { hops: hopsJson(hops.steps.get(s.step)) } : {}),
       })),
+      ...(hops ? { bottleneck: hops.bottleneck ?? null, appCpu: hops.appCpu } : {}),
       report: reportPath ?? null,
       svg: svgPath ?? null,
     })}\n`);
   } else {
-    process.stdout.write(`\n${formatSweepSummary(result, slo, maxRate)}`);
+    process.stdout.write(`\n${formatSweepSummary(result, slo, maxRate)}${hops ? formatBottleneck(hops) : ''}`);
     if (reportPath !== undefined) process.stdout.write(`report: ${reportPath}\n`);
     if (svgPath !== undefined) process.stdout.write(`plot: ${svgPath}\n`);
   }

@@ -2,6 +2,7 @@
 // line, an SVG plot of p50/p99/p99.9 against the asked rate (log-scale axes, the SLO
 // line, the knee marked), and a self-contained HTML report holding both. The SVG is
 // written by hand: a few dozen elements need no plotting library.
+import { coresText, cpuText, hopName, MACHINE_SATURATED, msText, type Bottleneck, type HopStep, type ServiceHop } from './hop-metrics.js';
 import { formatMs } from './result.js';
 import type { Slo, StopReason, SweepResult, SweepStep } from './sweep.js';
 
@@ -84,6 +85,70 @@ export function formatSweepSummary(r: SweepResult, slo: Slo, maxRate: number): s
   }
   const between = r.stoppedBy === 'precision' ? '' : `\n            ${STOPPED[r.stoppedBy]}: the knee lies between ${rateText(r.saturation)} and ${rateText(r.firstBad)} req/s`;
   return `saturation: ~${rateText(r.saturation)} req/s (${meeting})${between}\n`;
+}
+
+// ---- hops (the bottleneck account, for service targets) ----
+
+/** What the sweep learnt about the mesh's hops: each step's account and the bottleneck. */
+export interface SweepHops {
+  /** By step number; a step whose readings failed has none. */
+  readonly steps: ReadonlyMap<number, HopStep>;
+  readonly bottleneck: Bottleneck | undefined;
+  /** Whether the sidecars report their apps' CPU (Linux only). */
+  readonly appCpu: boolean;
+}
+
+function shareText(share: number | undefined): string {
+  return share === undefined ? '-' : `${(share * 100).toFixed(share < 0.1 ? 1 : 0)}%`;
+}
+
+/** The indented line under a step's row: the slowest hop, then the others, time inside per request. */
+export function formatHopLine(h: HopStep): string {
+  if (h.services.length === 0) return '        hops: no inbound requests seen at any sidecar\n';
+  const [slowest, ...rest] = h.services;
+  const one = (x: ServiceHop): string => `${hopName(x)} ${msText(x.insideMs)} (${shareText(x.share)}${x.errorRate > 0 ? `, ${(x.errorRate * 100).toFixed(1)}% errors` : ''}${cpuText(x) ? `, ${cpuText(x)}` : ''})`;
+  const waited = h.clientMs !== undefined && h.e2eMs !== undefined && h.clientMs - h.e2eMs >= 1
+    ? `; the client waited ${msText(h.clientMs - h.e2eMs)} per request before the mesh (every connection busy, or the client's own CPU)` : '';
+  const machine = h.machine ? `; machine ${coresText(h.machine.busyCores)} of ${h.machine.cores} cores busy (client ${coresText(h.machine.clientCores)})` : '';
+  return `        slowest hop: ${one(slowest!)}${rest.length > 0 ? `; then ${rest.map(one).join('; ')}` : ''}${waited}${machine}\n`;
+}
+
+/** `bottleneck: c (time inside ...)`, or why none was named. */
+export function formatBottleneck(hops: SweepHops): string {
+  if (!hops.bottleneck) return 'bottleneck: not named (no sidecar reported inbound requests during the steps)\n';
+  const b = hops.bottleneck;
+  const knee = hops.steps.get(b.step);
+  // Requests waiting in the client for a free connection never reach the mesh's counters.
+  const clientWait = knee?.clientMs !== undefined && knee.e2eMs !== undefined ? knee.clientMs - knee.e2eMs : 0;
+  const waitNote = knee && clientWait > knee.e2eMs! && clientWait >= 1
+    ? `\n            (at ${rateText(b.rate)} req/s the client waited ${msText(clientWait)} per request before the mesh, more than the mesh took (every connection busy, or the client's own CPU); raise --connections to tell the mesh's limit from the client's)`
+    : '';
+  const m = knee?.machine;
+  const machineNote = m && m.busyCores >= MACHINE_SATURATED * m.cores
+    ? `\n            (at ${rateText(b.rate)} req/s this machine was busy on ${coresText(m.busyCores)} of its ${m.cores} cores, ${coresText(m.clientCores)} of them the load client's: every hop and the client were short of CPU, so the knee is the machine's as much as any hop's)`
+    : '';
+  return `bottleneck: ${hopName(b)} (${b.reason})${machineNote || waitNote}${hops.appCpu ? '' : '\n            (CPU is the sidecars\' only: their apps\' CPU is not reported on this platform)'}\n`;
+}
+
+function renderHopTable(h: HopStep): string {
+  const rows = h.services.map((x) => `<tr><td>${escapeXml(hopName(x))}</td><td>${x.requests}</td><td>${escapeXml(msText(x.insideMs))}</td><td>${shareText(x.share)}</td>` +
+    `<td>${(x.errorRate * 100).toFixed(2)}%</td><td>${x.sidecarCores === undefined ? '-' : coresText(x.sidecarCores)}</td><td>${x.appCores === undefined ? '-' : coresText(x.appCores)}</td></tr>`);
+  return `<table class="hops"><thead><tr><th>service</th><th>requests</th><th>time inside / req</th><th>of end-to-end</th><th>errors</th><th>sidecar cores</th><th>app cores</th></tr></thead>
+<tbody>${rows.join('')}</tbody></table>`;
+}
+
+/** The HTML section of the hops: the bottleneck and a small table per step. */
+export function renderHopsHtml(r: SweepResult, hops: SweepHops): string {
+  const parts = [`<h2>Hops</h2>`, `<p class="bottleneck">${escapeXml(formatBottleneck(hops).trim())}</p>`,
+    '<p>Time inside a service: its sidecars\' inbound request time minus their outbound time for its own calls, per inbound request; end-to-end as the entry proxy measured it. Each step\'s readings span its warm-up too.</p>'];
+  for (const s of r.steps) {
+    const h = hops.steps.get(s.step);
+    if (!h) continue;
+    parts.push(`<h3>step ${s.step}: ${rateText(s.rate)} req/s asked${h.e2eMs !== undefined ? `, end-to-end ${escapeXml(msText(h.e2eMs))} per request` : ''}${h.clientMs !== undefined ? ` (${escapeXml(msText(h.clientMs))} at the client)` : ''}</h3>`);
+    if (h.machine) parts.push(`<p>machine: ${coresText(h.machine.busyCores)} of ${h.machine.cores} cores busy (load client ${coresText(h.machine.clientCores)})</p>`);
+    parts.push(renderHopTable(h));
+  }
+  return parts.join('\n');
 }
 
 // ---- SVG ----
@@ -197,8 +262,8 @@ function escapeHtml(s: string): string {
 }
 
 /** A self-contained HTML page: the result, the plot, the table and the settings. */
-export function renderSweepHtml(r: SweepResult, info: SweepReportInfo, maxRate: number): string {
-  const summary = formatSweepSummary(r, info.slo, maxRate).trim();
+export function renderSweepHtml(r: SweepResult, info: SweepReportInfo, maxRate: number, hops?: SweepHops): string {
+  const summary = (formatSweepSummary(r, info.slo, maxRate) + (hops ? formatBottleneck(hops) : '')).trim();
   const rows = r.steps.map((s) => {
     const m = s.measure;
     const cells = [
@@ -228,6 +293,9 @@ table { border-collapse: collapse; margin: 1rem 0; font-variant-numeric: tabular
 th, td { padding: .25rem .6rem; border-bottom: 1px solid #dee2e6; text-align: right; white-space: nowrap; }
 td:nth-child(2), td:last-child, th:nth-child(2), th:last-child { text-align: left; }
 td:last-child { white-space: normal; }
+table.hops td:first-child, table.hops th:first-child { text-align: left; }
+table.hops td:last-child { white-space: nowrap; }
+table.hops td:nth-child(2), table.hops th:nth-child(2), table.hops td:last-child, table.hops th:last-child { text-align: right; }
 tr.over td:last-child { color: #c92a2a; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
 dt { color: #495057; }
@@ -243,6 +311,7 @@ ${renderSweepSvg(r, info.slo, `p50 / p99 / p99.9 against asked rate: ${info.targ
 ${rows.join('\n')}
 </tbody>
 </table>
+${hops ? renderHopsHtml(r, hops) : ''}
 <dl>
 ${settings.map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('\n')}
 </dl>

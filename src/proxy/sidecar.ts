@@ -54,6 +54,7 @@ export class Sidecar {
   constructor(o: SidecarOptions) {
     this.#o = o;
     this.metrics = new ProxyMetrics({ service: o.service, id: o.id });
+    if (o.app) this.metrics.watchAppCpu(o.app.port);
     this.#accessLog = openAccessLog(o.accessLog);
   }
 

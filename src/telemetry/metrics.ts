@@ -6,6 +6,7 @@
 // several percent of a sidecar's CPU. Here a request costs one map lookup and a few
 // additions; the text is rendered only when /metrics is scraped. Everything else
 // (process metrics, TCP, gauges) uses prom-client's registry.
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import client from 'prom-client';
 
 export type Direction = 'inbound' | 'outbound';
@@ -113,6 +114,25 @@ export class ProxyMetrics {
     return this.registry.contentType;
   }
 
+  /**
+   * Adds `trellis_proxy_app_cpu_seconds_total{pid}`: the CPU seconds of the process
+   * listening on the app's port, so a bench can tell a busy app from a busy sidecar.
+   * Linux only (read from /proc); elsewhere, or while no process listens, no series.
+   */
+  watchAppCpu(appPort: number): void {
+    if (process.platform !== 'linux') return;
+    const owner = new PortOwner(appPort);
+    new client.Counter({
+      name: 'trellis_proxy_app_cpu_seconds_total', help: 'CPU seconds (user + system) of the app process listening on the app port (Linux).',
+      labelNames: ['pid'], registers: [this.registry],
+      collect(this: client.Counter<string>) {
+        this.reset();
+        const c = owner.cpu();
+        if (c) this.labels(String(c.pid)).inc(c.seconds);
+      },
+    });
+  }
+
   tcpOpened(direction: Direction, source: string, destination: string): void {
     this.#tcpConnections.labels(direction, source, destination).inc();
     this.#tcpActive.labels(direction, source, destination).inc();
@@ -122,5 +142,82 @@ export class ProxyMetrics {
     this.#tcpActive.labels(direction, source, destination).dec();
     this.#tcpBytes.labels(direction, source, destination, 'sent').inc(sent);
     this.#tcpBytes.labels(direction, source, destination, 'received').inc(received);
+  }
+}
+
+/** USER_HZ: the unit of /proc/<pid>/stat times, 100 on every Linux architecture Node runs on. */
+const CLOCK_TICKS = 100;
+
+/**
+ * The process listening on a TCP port, found through /proc: the listening socket's
+ * inode in /proc/net/tcp(6), then the process holding `socket:[inode]` among its fds.
+ * The fd scan runs only when the port's socket changes (the app restarted).
+ */
+class PortOwner {
+  readonly #portHex: string;
+  #inode = '';
+  #pid: number | undefined;
+
+  constructor(port: number) {
+    this.#portHex = port.toString(16).toUpperCase().padStart(4, '0');
+  }
+
+  #listeningInode(): string | undefined {
+    for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      let text: string;
+      try {
+        text = readFileSync(file, 'latin1');
+      } catch {
+        continue;
+      }
+      for (const line of text.split('\n')) {
+        const f = line.trim().split(/\s+/);
+        // sl local_address rem_address st ... inode; st 0A is LISTEN
+        if (f[3] === '0A' && f[1]?.endsWith(`:${this.#portHex}`) && f[9] && f[9] !== '0') return f[9];
+      }
+    }
+    return undefined;
+  }
+
+  #findPid(inode: string): number | undefined {
+    const link = `socket:[${inode}]`;
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      let fds: string[];
+      try {
+        fds = readdirSync(`/proc/${d}/fd`);
+      } catch {
+        continue; // gone, or not ours to read
+      }
+      for (const fd of fds) {
+        try {
+          if (readlinkSync(`/proc/${d}/fd/${fd}`) === link) return Number(d);
+        } catch {
+          // closed meanwhile
+        }
+      }
+    }
+    return undefined;
+  }
+
+  /** The owner's pid and CPU seconds, or undefined when it cannot be told. */
+  cpu(): { pid: number; seconds: number } | undefined {
+    try {
+      const inode = this.#listeningInode();
+      if (inode === undefined) return undefined;
+      if (inode !== this.#inode) {
+        this.#inode = inode;
+        this.#pid = this.#findPid(inode);
+      }
+      if (this.#pid === undefined) return undefined;
+      const stat = readFileSync(`/proc/${this.#pid}/stat`, 'latin1');
+      // Fields after the command (which may hold spaces): state is field 3, utime 14, stime 15.
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ticks = Number(f[11]) + Number(f[12]);
+      return Number.isFinite(ticks) ? { pid: this.#pid, seconds: ticks / CLOCK_TICKS } : undefined;
+    } catch {
+      this.#inode = '';
+      return undefined;
+    }
   }
 }
