@@ -36,3 +36,17 @@ export function parseDuration(value: string): number {
   const unit = m[2] ?? 'ms';
   return n * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000);
 }
+
+/**
+ * Ctrl-C as an AbortSignal for a long run: the first SIGINT asks the run to stop and
+ * report what it measured, a second one exits at once. Call `dispose()` when done.
+ */
+export function abortOnSigint(): { signal: AbortSignal; dispose: () => void } {
+  const ac = new AbortController();
+  const onSigint = (): void => {
+    if (ac.signal.aborted) process.exit(130);
+    ac.abort();
+  };
+  process.on('SIGINT', onSigint);
+  return { signal: ac.signal, dispose: () => void process.off('SIGINT', onSigint) };
+}

@@ -16,7 +16,7 @@ import {
 import {
   durationFlag, joinNegativeValues, numberFlag, resolveTargetFlags, TARGET_FLAGS, TARGET_FLAGS_HELP, TARGET_NUMERIC_FLAGS, usageError,
 } from './target-flags.js';
-import { parseFlags } from './args.js';
+import { abortOnSigint, parseFlags } from './args.js';
 
 export const help = `Usage: trellis bench TARGET [options]
 
@@ -204,12 +204,7 @@ export async function run(argv: string[]): Promise<number> {
   };
 
   const live = process.stderr.isTTY === true && !values.json;
-  const ac = new AbortController();
-  const onSigint = (): void => {
-    if (ac.signal.aborted) process.exit(130);
-    ac.abort();
-  };
-  process.on('SIGINT', onSigint);
+  const interrupt = abortOnSigint();
   if (!values.json) {
     process.stderr.write(`trellis bench: ${t.method} ${t.url}${t.via ? ` (${t.via})` : ''}; SLO p99 ≤ ${slo.p99Ms} ms, success ≥ ${Number((slo.minSuccess * 100).toFixed(3))}%; steps of ${(stepMs / 1000).toFixed(1)}s after ${(warmupMs / 1000).toFixed(1)}s warm-up\n`);
     process.stdout.write(formatStepHeader());
@@ -228,7 +223,7 @@ export async function run(argv: string[]): Promise<number> {
       try {
         measure = await runLoad({
           url: t.url, method: t.method, headers: t.headers, body: t.body, http2: t.http2, connections: t.connections, timeoutMs: t.timeoutMs,
-          rate, durationMs: stepMs, warmupMs, signal: ac.signal,
+          rate, durationMs: stepMs, warmupMs, signal: interrupt.signal,
           onProgress: live ? (p) => process.stderr.write(`\r\x1b[K  ${rate} req/s: ${formatProgress(p)}`) : undefined,
         });
       } finally {
@@ -250,7 +245,7 @@ export async function run(argv: string[]): Promise<number> {
       }
       return measure;
     }, {
-      signal: ac.signal,
+      signal: interrupt.signal,
       onStep: (s) => {
         previous = { ok: s.ok, maxLatencyMs: s.measure.latencyUs.max / 1000 };
         if (lastHop) hopSteps.set(s.step, lastHop);
@@ -259,7 +254,7 @@ export async function run(argv: string[]): Promise<number> {
       },
     });
   } finally {
-    process.off('SIGINT', onSigint);
+    interrupt.dispose();
   }
 
   const hops: SweepHops | undefined = probe

@@ -4,7 +4,7 @@
 // errors by kind. The engine is src/loadgen/run.ts; this file is flags and output.
 import { formatProgress, formatResult, type LoadResult } from '../loadgen/result.js';
 import { runLoad } from '../loadgen/run.js';
-import { parseFlags } from './args.js';
+import { abortOnSigint, parseFlags } from './args.js';
 import { durationFlag, joinNegativeValues, numberFlag, resolveTargetFlags, TARGET_FLAGS, TARGET_FLAGS_HELP, TARGET_NUMERIC_FLAGS } from './target-flags.js';
 
 export const help = `Usage: trellis load TARGET [options]
@@ -57,12 +57,7 @@ export async function run(argv: string[]): Promise<number> {
   const { url, via, method, headers, body, http2, connections, timeoutMs } = await resolveTargetFlags(COMMAND, positionals, values);
 
   const live = process.stderr.isTTY === true;
-  const ac = new AbortController();
-  const onSigint = (): void => {
-    if (ac.signal.aborted) process.exit(130);
-    ac.abort();
-  };
-  process.on('SIGINT', onSigint);
+  const interrupt = abortOnSigint();
   if (!values.json) {
     process.stderr.write(`trellis load: ${method} ${url}${via ? ` (${via})` : ''}, ${rate} req/s for ${(durationMs / 1000).toFixed(1)}s\n`);
   }
@@ -70,11 +65,11 @@ export async function run(argv: string[]): Promise<number> {
   try {
     result = await runLoad({
       url, method, headers, body, http2, rate, durationMs, warmupMs, connections, timeoutMs,
-      signal: ac.signal,
+      signal: interrupt.signal,
       onProgress: live ? (p) => process.stderr.write(`\r\x1b[K${formatProgress(p)}`) : undefined,
     });
   } finally {
-    process.off('SIGINT', onSigint);
+    interrupt.dispose();
     if (live) process.stderr.write('\r\x1b[K');
   }
   if (values.json) {
