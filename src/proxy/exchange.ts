@@ -79,6 +79,8 @@ export class Exchange {
   errorToken = '';
   responseStarted = false;
   requestBodyDone = false;
+  /** The client connection closes after this exchange (the response said `connection: close`). */
+  closeAfter = false;
   finished = false;
   upstreamConn: UpstreamConnection | undefined;
   /** Request body bytes received before an upstream connection was ready. */

@@ -80,12 +80,17 @@ export class HttpServerConnection implements ClientSide {
     } else {
       ex.requestBodyDone = true;
     }
-    this.#handler(ex);
-    if (end < buf.length) {
-      const rest = buf.subarray(end);
-      if (this.#inBody) this.#consumeBody(rest, 0);
-      else if (!ex.finished || this.#ex !== undefined) { this.#buf = rest; this.socket.pause(); }
-      else { this.#buf = rest; this.#parseNext(); }
+    // Body bytes that came with the head are queued before dispatch, so the head and a
+    // small body reach the upstream in one write (a server may answer a lone head early).
+    const rest = end < buf.length ? buf.subarray(end) : undefined;
+    const hasBody = this.#inBody;
+    if (rest !== undefined && hasBody) this.#consumeBody(rest, 0);
+    if (!ex.finished) this.#handler(ex); // a malformed chunked body may already have ended it
+    if (rest !== undefined && !hasBody) {
+      // A pipelined request: it waits until this exchange is done.
+      this.#buf = rest;
+      if (!ex.finished || this.#ex !== undefined) this.socket.pause();
+      else this.#parseNext();
     }
   }
 

@@ -119,7 +119,7 @@ export class UpstreamConnection {
 
   #readHead(ex: Exchange, buf: Buffer): void {
     for (;;) {
-      const end = findHeadEnd(buf, this.#scanFrom, buf.length);
+      let end = findHeadEnd(buf, this.#scanFrom, buf.length);
       if (end === -1) {
         if (buf.length > MAX_HEAD_BYTES) return this.#protocolError(ex, 'response head too large');
         this.#buf = buf;
@@ -155,6 +155,15 @@ export class UpstreamConnection {
       else if (head.chunked) { this.#body = Body.Chunked; this.#framer = new ChunkedFramer(); }
       else if (head.contentLength >= 0) { this.#body = Body.Length; this.#remaining = head.contentLength; }
       else { this.#body = Body.UntilClose; this.#reusable = false; }
+      if (!ex.requestBodyDone && !head.close) {
+        // An answer before the whole request body arrived (an early 413, or a server
+        // that does not read bodies): this client connection closes after it, so say
+        // so, or a proxy in front would pool a connection that is about to close.
+        ex.closeAfter = true;
+        const close = Buffer.from('connection: close\r\n\r\n', 'latin1');
+        buf = Buffer.concat([buf.subarray(0, end - 2), close, buf.subarray(end)]);
+        end += close.length - 2;
+      }
 
       if (this.#body === Body.None || (this.#body === Body.Length && this.#remaining === 0)) {
         ex.responseBytes += end;
@@ -222,7 +231,7 @@ export class UpstreamConnection {
     } else {
       this.close();
     }
-    ex.finish(ex.req.keepAlive && this.#body !== Body.UntilClose && ex.requestBodyDone);
+    ex.finish(ex.req.keepAlive && this.#body !== Body.UntilClose && ex.requestBodyDone && !ex.closeAfter);
   }
 
   /** After `101 Switching Protocols` the connection is a byte tunnel to the client. */

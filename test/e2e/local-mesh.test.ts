@@ -43,10 +43,12 @@ spec:
     - name: client
       command: node ${ECHO}
       upstreams: [echo]
-      health: { http: { path: /healthz }, interval: 300ms, timeout: 300ms }
+      health: { http: { path: /healthz }, interval: 300ms, timeout: 2s }
     - name: echo
       command: node ${ECHO}
-      health: { http: { path: /healthz }, interval: 300ms, timeout: 300ms, unhealthyThreshold: 1 }
+      # A killed instance refuses connections at once, so a long timeout does not slow detection
+      # and keeps a busy machine from marking live instances unhealthy.
+      health: { http: { path: /healthz }, interval: 300ms, timeout: 2s, unhealthyThreshold: 1 }
       versions:
         - name: v1
           replicas: 2

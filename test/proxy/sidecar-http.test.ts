@@ -35,6 +35,11 @@ before(async () => {
       });
       return;
     }
+    if (req.url === '/early') {
+      // Answers without reading the request body, as some servers (and early 413s) do.
+      res.end('early');
+      return;
+    }
     if (req.url === '/chunked') {
       res.write('part1-');
       setTimeout(() => res.end('part2'), 10);
@@ -109,6 +114,30 @@ test('request bodies are forwarded: Content-Length, chunked, and large', async (
   const r3 = await post(big, false);
   assert.equal(r3.received, String(big.length));
   assert.equal(r3.body.length, big.length);
+});
+
+test('an answer sent before the request body was read closes the connection, announced, and the next request works', async () => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const post = (path: string, body: Buffer): Promise<{ status: number; body: string; connection: string | undefined }> => new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'content-length': body.length } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => resolve({ status: res.statusCode!, body: text, connection: res.headers.connection }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+  const big = Buffer.alloc(4 * 1024 * 1024, 'p');
+  for (let i = 0; i < 5; i++) {
+    const early = await post('/early', big);
+    assert.equal(early.status, 200);
+    assert.equal(early.body, 'early');
+    const next = await post('/echo', Buffer.from('after'));
+    assert.equal(next.status, 200, `round ${i}: ${next.body}`);
+    assert.equal(next.body, 'after');
+  }
+  agent.destroy();
 });
 
 test('chunked and large responses arrive whole, and keep-alive connections carry many requests', async () => {
