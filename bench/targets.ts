@@ -354,26 +354,39 @@ function nginxProxyServer(listen: number, next: number): string {
   }`;
 }
 
-/** client → nginx → nginx → upstream, one worker each. */
-export async function startNginxPair(procs: Processes, bins: Binaries, dir: string, upstreamPort: number): Promise<Target> {
+/**
+ * Two proxies in a row: the inbound one (towards the backend) on `inner`, the outbound
+ * one (the client's) on `outer`; if the second cannot start, the first is stopped.
+ */
+async function startPair(
+  procs: Processes,
+  name: 'nginx' | 'haproxy',
+  scheme: 'http' | 'tcp',
+  start: (role: 'inbound' | 'outbound', listen: number, next: number) => Promise<Managed>,
+  backendPort: number,
+): Promise<Target> {
   const inner = await freePort();
   const outer = await freePort();
-  const innerUrl = `http://127.0.0.1:${inner}/`;
-  const url = `http://127.0.0.1:${outer}/`;
-  const a = await startNginx(procs, bins.nginx, dir, 'nginx-inbound', nginxProxyServer(inner, upstreamPort), innerUrl);
+  const a = await start('inbound', inner, backendPort);
   let b: Managed;
   try {
-    b = await startNginx(procs, bins.nginx, dir, 'nginx-outbound', nginxProxyServer(outer, inner), url);
+    b = await start('outbound', outer, inner);
   } catch (e) {
     await procs.stop(a);
     throw e;
   }
   return {
-    name: 'nginx',
-    url,
+    name,
+    url: scheme === 'http' ? `http://127.0.0.1:${outer}/` : `tcp://127.0.0.1:${outer}`,
     processes: [{ role: 'outbound', managed: b }, { role: 'inbound', managed: a }],
     stop: async () => void (await Promise.all([procs.stop(b), procs.stop(a)])),
   };
+}
+
+/** client → nginx → nginx → upstream, one worker each. */
+export async function startNginxPair(procs: Processes, bins: Binaries, dir: string, upstreamPort: number): Promise<Target> {
+  return startPair(procs, 'nginx', 'http', (role, listen, next) =>
+    startNginx(procs, bins.nginx, dir, `nginx-${role}`, nginxProxyServer(listen, next), `http://127.0.0.1:${listen}/`), upstreamPort);
 }
 
 /** Where nginx's dynamic stream module is, or undefined when nginx cannot proxy TCP. */
@@ -420,22 +433,8 @@ export async function startNginxTcpPair(procs: Processes, bins: Binaries, dir: s
   if (!mod) {
     throw new Error('this nginx has no stream module (nginx-light builds it as a separate package, libnginx-mod-stream, which is not installed)');
   }
-  const inner = await freePort();
-  const outer = await freePort();
-  const a = await startNginxStream(procs, bins.nginx, dir, 'nginx-tcp-inbound', mod.load, inner, echoPort);
-  let b: Managed;
-  try {
-    b = await startNginxStream(procs, bins.nginx, dir, 'nginx-tcp-outbound', mod.load, outer, inner);
-  } catch (e) {
-    await procs.stop(a);
-    throw e;
-  }
-  return {
-    name: 'nginx',
-    url: `tcp://127.0.0.1:${outer}`,
-    processes: [{ role: 'outbound', managed: b }, { role: 'inbound', managed: a }],
-    stop: async () => void (await Promise.all([procs.stop(b), procs.stop(a)])),
-  };
+  return startPair(procs, 'nginx', 'tcp', (role, listen, next) =>
+    startNginxStream(procs, bins.nginx, dir, `nginx-tcp-${role}`, mod.load, listen, next), echoPort);
 }
 
 // ---------------------------------------------------------------------------
@@ -481,42 +480,14 @@ async function startHaproxy(procs: Processes, bin: string, dir: string, name: st
 
 /** client → haproxy → haproxy → upstream, one thread each. */
 export async function startHaproxyPair(procs: Processes, bins: Binaries, dir: string, upstreamPort: number): Promise<Target> {
-  const inner = await freePort();
-  const outer = await freePort();
-  const a = await startHaproxy(procs, bins.haproxy, dir, 'haproxy-inbound', inner, upstreamPort);
-  let b: Managed;
-  try {
-    b = await startHaproxy(procs, bins.haproxy, dir, 'haproxy-outbound', outer, inner);
-  } catch (e) {
-    await procs.stop(a);
-    throw e;
-  }
-  return {
-    name: 'haproxy',
-    url: `http://127.0.0.1:${outer}/`,
-    processes: [{ role: 'outbound', managed: b }, { role: 'inbound', managed: a }],
-    stop: async () => void (await Promise.all([procs.stop(b), procs.stop(a)])),
-  };
+  return startPair(procs, 'haproxy', 'http', (role, listen, next) =>
+    startHaproxy(procs, bins.haproxy, dir, `haproxy-${role}`, listen, next), upstreamPort);
 }
 
 /** TCP: client → haproxy → haproxy → echo server (`mode tcp`), one thread each. */
 export async function startHaproxyTcpPair(procs: Processes, bins: Binaries, dir: string, echoPort: number): Promise<Target> {
-  const inner = await freePort();
-  const outer = await freePort();
-  const a = await startHaproxy(procs, bins.haproxy, dir, 'haproxy-tcp-inbound', inner, echoPort, 'tcp');
-  let b: Managed;
-  try {
-    b = await startHaproxy(procs, bins.haproxy, dir, 'haproxy-tcp-outbound', outer, inner, 'tcp');
-  } catch (e) {
-    await procs.stop(a);
-    throw e;
-  }
-  return {
-    name: 'haproxy',
-    url: `tcp://127.0.0.1:${outer}`,
-    processes: [{ role: 'outbound', managed: b }, { role: 'inbound', managed: a }],
-    stop: async () => void (await Promise.all([procs.stop(b), procs.stop(a)])),
-  };
+  return startPair(procs, 'haproxy', 'tcp', (role, listen, next) =>
+    startHaproxy(procs, bins.haproxy, dir, `haproxy-tcp-${role}`, listen, next, 'tcp'), echoPort);
 }
 
 // ---------------------------------------------------------------------------
