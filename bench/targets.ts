@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import http from 'node:http';
 import path from 'node:path';
+import { PROXY_NODE_FLAGS } from '../src/proxy/node-flags.js';
 
 /** The upstream's answer to `GET /`: exactly 1024 bytes. */
 export const BODY_1KB = makeBody(1024);
@@ -569,6 +570,7 @@ spec:
         'trellis proxy (inbound, upstream-0)',
         node,
         [
+          ...PROXY_NODE_FLAGS,
           trellis, 'proxy',
           '--service', 'upstream',
           '--id', 'upstream-0',
@@ -586,6 +588,7 @@ spec:
         'trellis proxy (outbound, bench-client-0)',
         node,
         [
+          ...PROXY_NODE_FLAGS,
           trellis, 'proxy',
           '--service', 'bench-client',
           '--id', 'bench-client-0',

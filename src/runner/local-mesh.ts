@@ -13,6 +13,7 @@ import type { HostPort } from '../control/protocol.js';
 import { TrellisError } from '../errors.js';
 import { PortAllocator } from './ports.js';
 import { Supervised, type ProcessSpec } from './supervisor.js';
+import { PROXY_NODE_FLAGS } from '../proxy/node-flags.js';
 
 const TRELLIS_BIN = fileURLToPath(new URL('../../../bin/trellis.js', import.meta.url));
 const LOOPBACK = '127.0.0.1';
@@ -110,7 +111,7 @@ export class LocalMesh {
 
     // 2. A sidecar per instance, and the ingress; each must have its first snapshot before its app starts.
     const proxyArgs = (i: InstancePlan): string[] => [
-      process.execPath, TRELLIS_BIN, 'proxy', '--service', i.service, '--version', i.version, '--id', i.id,
+      process.execPath, ...PROXY_NODE_FLAGS, TRELLIS_BIN, 'proxy', '--service', i.service, '--version', i.version, '--id', i.id,
       '--control', controlUrl, '--app', `${i.app.host}:${i.app.port}`, '--inbound', `${i.inbound.host}:${i.inbound.port}`,
       '--admin', `${i.admin.host}:${i.admin.port}`, '--http-proxy', `${i.httpProxy.host}:${i.httpProxy.port}`,
       '--access-log', join(logDir, `${i.id}.access.log`),
@@ -125,7 +126,7 @@ export class LocalMesh {
       state.ingress = { admin: ingressAdmin };
       const ingress = this.#supervise({
         name: INGRESS_NAME,
-        command: [process.execPath, TRELLIS_BIN, 'proxy', '--gateway', '--service', INGRESS_NAME, '--id', INGRESS_NAME, '--control', controlUrl,
+        command: [process.execPath, ...PROXY_NODE_FLAGS, TRELLIS_BIN, 'proxy', '--gateway', '--service', INGRESS_NAME, '--id', INGRESS_NAME, '--control', controlUrl,
           '--admin', `${ingressAdmin.host}:${ingressAdmin.port}`, '--access-log', join(logDir, `${INGRESS_NAME}.access.log`),
           ...Object.entries(publicPorts).flatMap(([svc, port]) => ['--upstream', `${svc}=${LOOPBACK}:${port}`])],
         cwd: process.cwd(), env: meshEnv, logFile: join(logDir, `${INGRESS_NAME}.log`),
