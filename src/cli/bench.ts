@@ -39,8 +39,8 @@ entry proxy (the --from sidecar or the ingress: end-to-end minus the target's in
 time), and the machine's CPU is noted. A line under each step names the slowest hop;
 the summary names the bottleneck, the hop that saturates first: the deepest to fail,
 or one whose process runs at ~1 core, or else the one whose time inside grows most
-from its least below the knee to the knee (the lowest rate missing the SLO). Each
-step's readings include its warm-up. --no-hops skips this.
+from its least below the knee to the knee (the lowest rate missing the SLO). Readings cover each step's measured window, not its warm-up.
+--no-hops skips this.
 
 Sweep:
   --slo-p99 D        highest acceptable p99 (default 100ms)
@@ -217,19 +217,26 @@ export async function run(argv: string[]): Promise<number> {
         const pause = previous.ok ? SETTLE_MS : Math.min(MAX_COOLDOWN_MS, Math.max(SETTLE_MS, previous.maxLatencyMs));
         await new Promise((r) => setTimeout(r, pause));
       }
-      const before = await readMesh();
-      const cpuBefore = cpuTimes();
+      // The readings start where the measured window does, so the warm-up (when pools
+      // fill and the JIT settles) is not counted in any hop's share.
+      let beforeRead: Promise<MeshCounters | undefined> | undefined;
+      let cpuBefore = cpuTimes();
       let measure: Awaited<ReturnType<typeof runLoad>>;
       try {
         measure = await runLoad({
           url: t.url, method: t.method, headers: t.headers, body: t.body, http2: t.http2, connections: t.connections, timeoutMs: t.timeoutMs,
           rate, durationMs: stepMs, warmupMs, signal: interrupt.signal,
+          onMeasureStart: () => {
+            cpuBefore = cpuTimes();
+            beforeRead = readMesh();
+          },
           onProgress: live ? (p) => process.stderr.write(`\r\x1b[K  ${rate} req/s: ${formatProgress(p)}`) : undefined,
         });
       } finally {
         if (live) process.stderr.write('\r\x1b[K');
       }
       const cpuAfter = cpuTimes();
+      const before = await beforeRead;
       const after = before ? await readMesh() : undefined;
       if (probe && before && after) {
         const seconds = (after.at - before.at) / 1000;

@@ -46,6 +46,8 @@ export interface LoadOptions {
   readonly progressIntervalMs?: number;
   /** Called once per measured request when it is settled (for traces and tests). */
   readonly onRequest?: (r: RequestRecord) => void;
+  /** Called once when the warm-up ends and the measured window starts (e.g. to read counters then). */
+  readonly onMeasureStart?: () => void;
 }
 
 /** One measured request, as `onRequest` sees it. */
@@ -240,9 +242,11 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
 
   let interrupted = false;
   let scheduleEnd = 0;
+  let measureStartTimer: ReturnType<typeof setTimeout> | undefined;
   try {
     start = clock.now() + 20;
     lastProgress = { at: start, completed: 0 };
+    if (o.onMeasureStart) measureStartTimer = setTimeout(o.onMeasureStart, Math.max(0, intended(warmupCount) - clock.now()));
     await runSchedule({ clock, startMs: start, intervalMs, total, signal: o.signal }, dispatchUpTo);
     scheduleEnd = Math.min(clock.now(), intended(total));
     interrupted = dueCount < total;
@@ -256,6 +260,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   } finally {
     clearInterval(watchdog);
     if (progress) clearInterval(progress);
+    clearTimeout(measureStartTimer);
     // Whatever is left never got an answer in time.
     expireQueue(true);
     for (const i of [...inflight.keys()]) {

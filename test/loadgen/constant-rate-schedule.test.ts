@@ -31,14 +31,39 @@ describe('constant-rate schedule', () => {
     assert.equal(r.latencyUs.count, 200);
   });
 
+  it('reports intended times on the performance clock that no request arrives before', async () => {
+    // Requests carry no index, so pair the n-th arrival with the n-th intended time: with
+    // arrivals sorted, a request sent early would make some pair arrive before it was due.
+    const arrivals: number[] = [];
+    const { url } = await servers.http((_req, res) => {
+      arrivals.push(performance.now());
+      res.end('ok');
+    });
+    const intended: number[] = [];
+    await runLoad({ url, rate: 500, durationMs: 600, warmupMs: 0, connections: 8, timeoutMs: 2000, onRequest: (x) => intended.push(x.intendedAt) });
+    arrivals.sort((a, b) => a - b);
+    intended.sort((a, b) => a - b);
+    assert.equal(arrivals.length, 300);
+    assert.equal(intended.length, 300);
+    const early = arrivals.filter((t, i) => t < intended[i]!).length;
+    assert.equal(early, 0, `${early} requests arrived before their intended time (first gap ${(arrivals[0]! - intended[0]!).toFixed(3)} ms)`);
+  });
+
   it('sends the warm-up at the same rate but does not record it', async () => {
     let seen = 0;
     const { url } = await servers.http((_req, res) => {
       seen++;
       res.end('ok');
     });
-    const r = await runLoad({ url, rate: 100, durationMs: 500, warmupMs: 300, connections: 4, timeoutMs: 2000 });
+    // Readers of counters (the bench's hop report) start where the measured window does.
+    const seenAtMeasureStart: number[] = [];
+    const r = await runLoad({
+      url, rate: 100, durationMs: 500, warmupMs: 300, connections: 4, timeoutMs: 2000,
+      onMeasureStart: () => seenAtMeasureStart.push(seen),
+    });
     assert.equal(seen, 80);
+    assert.equal(seenAtMeasureStart.length, 1, 'called once');
+    assert.ok(seenAtMeasureStart[0]! >= 20 && seenAtMeasureStart[0]! <= 31, `${seenAtMeasureStart[0]} of the 30 warm-up requests had arrived`);
     assert.equal(r.scheduled, 50);
     assert.equal(r.completed, 50);
     assert.equal(r.latencyUs.count, 50);
