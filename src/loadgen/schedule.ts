@@ -90,6 +90,8 @@ export async function runSchedule(o: ScheduleOptions, due: (upTo: number) => voi
   const flag = new Int32Array(new SharedArrayBuffer(4));
   const ticker = new Worker(TICKER_SOURCE, {
     eval: true,
+    // The source is CommonJS; a process started with --input-type=module would make it ESM.
+    execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')),
     workerData: { flag: flag.buffer, base: String(o.clock.base), startMs: o.startMs, intervalMs: o.intervalMs, total: o.total },
   });
   let next = 0;
