@@ -10,6 +10,11 @@
 // response out: the app and everything it waited for) minus what the same sidecars'
 // outbound listeners measured for the app's own calls. What is left is the app's own
 // work, its queueing, and its inbound sidecar's cost.
+//
+// A raw TCP service (Postgres, Redis) has no requests a proxy can time: its callers'
+// time inside includes waiting on it. It still appears as a hop while its sidecar has
+// connections, with its sidecar's and app's CPU, so a database running out of CPU can
+// be named as the bottleneck.
 
 /** One sample of the exposition: `name{labels} value`. */
 export interface PromSample {
@@ -74,6 +79,9 @@ export interface ProxyCounters {
   readonly appCpuSeconds?: number;
   /** HTTP exchanges by direction, destination and status: count and summed duration, seconds. */
   readonly http: readonly HttpCounter[];
+  /** Inbound TCP connections: opened in total, and open now (a gauge, never a delta). */
+  readonly tcpOpened?: number;
+  readonly tcpActive?: number;
 }
 
 export interface HttpCounter {
@@ -86,8 +94,11 @@ export interface HttpCounter {
 
 export const PROXY_CPU_METRIC = 'trellis_proxy_process_cpu_seconds_total';
 export const APP_CPU_METRIC = 'trellis_proxy_app_cpu_seconds_total';
+const TCP_OPENED_METRIC = 'trellis_tcp_connections_total';
+const TCP_ACTIVE_METRIC = 'trellis_tcp_connections_active';
 const WANTED = new Set([
   'trellis_http_request_duration_seconds_sum', 'trellis_http_request_duration_seconds_count', PROXY_CPU_METRIC, APP_CPU_METRIC,
+  TCP_OPENED_METRIC, TCP_ACTIVE_METRIC,
 ]);
 
 /** Reads one proxy's /metrics text into its counters. */
@@ -96,10 +107,16 @@ export function proxyCounters(proxyId: string, service: string, text: string): P
   const http = new Map<string, { direction: string; destination: string; status: string; count: number; sum: number }>();
   let cpuSeconds: number | undefined;
   let appCpuSeconds: number | undefined;
+  let tcpOpened: number | undefined;
+  let tcpActive: number | undefined;
   for (const s of samples) {
     if (s.name === PROXY_CPU_METRIC) cpuSeconds = (cpuSeconds ?? 0) + s.value;
     else if (s.name === APP_CPU_METRIC) appCpuSeconds = (appCpuSeconds ?? 0) + s.value;
-    else {
+    else if (s.name === TCP_OPENED_METRIC || s.name === TCP_ACTIVE_METRIC) {
+      if (s.labels.direction !== 'inbound') continue;
+      if (s.name === TCP_OPENED_METRIC) tcpOpened = (tcpOpened ?? 0) + s.value;
+      else tcpActive = (tcpActive ?? 0) + s.value;
+    } else {
       const direction = s.labels.direction ?? '';
       const destination = s.labels.destination ?? '';
       const status = s.labels.status ?? '';
@@ -113,7 +130,7 @@ export function proxyCounters(proxyId: string, service: string, text: string): P
       else c.sum += s.value;
     }
   }
-  return { proxyId, service, cpuSeconds, appCpuSeconds, http: [...http.values()] };
+  return { proxyId, service, cpuSeconds, appCpuSeconds, http: [...http.values()], tcpOpened, tcpActive };
 }
 
 /** Every proxy's counters at one moment. */
@@ -148,6 +165,8 @@ export function countersDelta(before: MeshCounters, after: MeshCounters): MeshCo
       proxyId: a.proxyId, service: a.service, http,
       cpuSeconds: increase(b?.cpuSeconds, a.cpuSeconds),
       appCpuSeconds: increase(b?.appCpuSeconds, a.appCpuSeconds),
+      tcpOpened: increase(b?.tcpOpened, a.tcpOpened),
+      tcpActive: a.tcpActive,
     };
   });
   return { at: after.at, proxies };
@@ -167,8 +186,8 @@ export const MACHINE_SATURATED = 0.85;
 
 /** The call graph the account needs: which services exist and whom each calls. */
 export interface HopTopology {
-  /** HTTP services of the mesh, with their declared upstreams. */
-  readonly services: readonly { readonly name: string; readonly upstreams: readonly string[] }[];
+  /** Services of the mesh, with their declared upstreams; `protocol` defaults to http. */
+  readonly services: readonly { readonly name: string; readonly upstreams: readonly string[]; readonly protocol?: 'http' | 'tcp' }[];
   /** The service the load asks for. */
   readonly target: string;
   /** The proxy service the load enters by: the --from service, or the ingress gateway. */
@@ -182,9 +201,11 @@ export interface ServiceHop {
    * `service`: time inside the service. `entry`: the proxy the load enters by (the
    * --from service's sidecar or the ingress gateway): its time is end-to-end minus the
    * target's inbound time, i.e. the entry proxy and the hop to the target's sidecar.
+   * `tcp`: a raw TCP service; `requests` counts connections (opened in the step, or
+   * open at its end), and there is no time inside or error rate to tell.
    */
-  readonly role: 'service' | 'entry';
-  /** Inbound requests its sidecars handled in the step. */
+  readonly role: 'service' | 'entry' | 'tcp';
+  /** Inbound requests its sidecars handled in the step (connections, for `tcp`). */
   readonly requests: number;
   /** Time inside the service per inbound request, ms (never below 0). */
   readonly insideMs: number;
@@ -257,6 +278,11 @@ export function hopStep(topo: HopTopology, delta: MeshCounters, seconds: number,
   let targetInboundMs: number | undefined;
   for (const svc of topo.services) {
     const proxies = delta.proxies.filter((p) => p.service === svc.name);
+    if (svc.protocol === 'tcp') {
+      const hop = tcpHop(svc.name, proxies, seconds);
+      if (hop) services.push(hop);
+      continue;
+    }
     let inSum = 0, inCount = 0, inErrors = 0, outSum = 0;
     let cpu: number | undefined, appCpu: number | undefined;
     let peak: ServiceHop['peak'];
@@ -305,6 +331,30 @@ export function hopStep(topo: HopTopology, delta: MeshCounters, seconds: number,
   return { seconds, e2eMs, e2eRequests: e2eCount, clientMs: client && client.requests > 0 ? client.meanMs : undefined, services };
 }
 
+/** The hop of a raw TCP service, when its sidecars had connections in the step. */
+function tcpHop(service: string, proxies: readonly ProxyCounters[], seconds: number): ServiceHop | undefined {
+  let opened = 0, active = 0;
+  let cpu: number | undefined, appCpu: number | undefined;
+  let peak: ServiceHop['peak'];
+  for (const p of proxies) {
+    opened += p.tcpOpened ?? 0;
+    active += p.tcpActive ?? 0;
+    for (const [process, c] of [['sidecar', p.cpuSeconds], ['app', p.appCpuSeconds]] as const) {
+      if (c === undefined || !(seconds > 0)) continue;
+      if (!peak || c / seconds > peak.cores) peak = { process, proxyId: p.proxyId, cores: c / seconds };
+    }
+    if (p.cpuSeconds !== undefined) cpu = (cpu ?? 0) + p.cpuSeconds;
+    if (p.appCpuSeconds !== undefined) appCpu = (appCpu ?? 0) + p.appCpuSeconds;
+  }
+  if (opened === 0 && active === 0) return undefined;
+  return {
+    service, role: 'tcp', requests: Math.max(opened, active), insideMs: 0, share: undefined, errorRate: 0,
+    sidecarCores: cpu !== undefined && seconds > 0 ? cpu / seconds : undefined,
+    appCores: appCpu !== undefined && seconds > 0 ? appCpu / seconds : undefined,
+    peak,
+  };
+}
+
 /** A step of the sweep as the bottleneck naming sees it. */
 export interface RatedHopStep {
   readonly step: number;
@@ -315,7 +365,7 @@ export interface RatedHopStep {
 
 export interface Bottleneck {
   readonly service: string;
-  readonly role: 'service' | 'entry';
+  readonly role: ServiceHop['role'];
   /** The step it was judged at (the first failing rate, or the highest rate run). */
   readonly step: number;
   readonly rate: number;
@@ -342,9 +392,9 @@ export function coresText(c: number): string {
   return c >= 0.1 ? c.toFixed(2) : c.toFixed(3);
 }
 
-/** A hop's name for people: the service, or "frontend's sidecar (entry)". */
-export function hopName(h: { service: string; role: 'service' | 'entry' }): string {
-  return h.role === 'entry' ? `${h.service} (entry proxy)` : h.service;
+/** A hop's name for people: the service, "frontend (entry proxy)" or "postgres (TCP)". */
+export function hopName(h: { service: string; role: ServiceHop['role'] }): string {
+  return h.role === 'entry' ? `${h.service} (entry proxy)` : h.role === 'tcp' ? `${h.service} (TCP)` : h.service;
 }
 
 /** "sidecar 0.05 cores, app 0.95 cores" (what is known). */
@@ -362,7 +412,8 @@ export function cpuText(h: ServiceHop): string {
  * 1. a service whose own inbound error rate at the knee is ≥ 1% while none of its
  *    upstreams' is (errors travel back up the chain; the deepest one is their source);
  * 2. a service whose app or sidecar runs at ≥ 0.9 cores at the knee (Node's one thread
- *    is full), when the time-inside growth does not point elsewhere by more;
+ *    is full), when the time-inside growth does not point elsewhere by more (a TCP
+ *    service's callers' growth points at it: they wait on it);
  * 3. the service whose time inside per request grew most from the lowest rate to the knee.
  */
 export function nameBottleneck(steps: readonly RatedHopStep[], topo: HopTopology): Bottleneck | undefined {
@@ -403,7 +454,7 @@ export function nameBottleneck(steps: readonly RatedHopStep[], topo: HopTopology
     }
     return best;
   };
-  const growth = knee.hops.services.map((h) => ({ h, base: baseline(h) }))
+  const growth = knee.hops.services.filter((h) => h.role !== 'tcp').map((h) => ({ h, base: baseline(h) }))
     .map((g) => ({ ...g, grew: g.h.insideMs - (g.base?.ms ?? 0) }))
     .sort((a, b) => b.grew - a.grew);
   const top = growth[0];
@@ -411,9 +462,15 @@ export function nameBottleneck(steps: readonly RatedHopStep[], topo: HopTopology
   // 2. a full CPU
   const busiest = knee.hops.services.filter((h) => h.peak !== undefined).sort((a, b) => b.peak!.cores - a.peak!.cores)[0];
   const grewBy = (h: ServiceHop): number => growth.find((g) => g.h === h)?.grew ?? 0;
-  if (busiest && busiest.peak!.cores >= SATURATED_CORES && (!top || top.h === busiest || top.grew < 2 * Math.max(0, grewBy(busiest)))) {
+  // A TCP service's wait shows as its callers' time inside, so a caller's growth is its.
+  const explains = (h: ServiceHop): boolean => !top || top.h === h || top.grew < 2 * Math.max(0, grewBy(h)) ||
+    (h.role === 'tcp' && (upstreamsOf.get(top.h.service) ?? []).includes(h.service));
+  if (busiest && busiest.peak!.cores >= SATURATED_CORES && explains(busiest)) {
     const p = busiest.peak!;
-    return result(busiest, `its ${p.process} (${p.proxyId}) ran at ${coresText(p.cores)} cores at ${rateText(knee.rate)} req/s (time inside ${msText(busiest.insideMs)}${shareText(busiest)})`);
+    const detail = busiest.role === 'tcp'
+      ? `${busiest.requests} connections; its callers' time inside includes waiting on it`
+      : `time inside ${msText(busiest.insideMs)}${shareText(busiest)}`;
+    return result(busiest, `its ${p.process} (${p.proxyId}) ran at ${coresText(p.cores)} cores at ${rateText(knee.rate)} req/s (${detail})`);
   }
 
   if (!top) return undefined;

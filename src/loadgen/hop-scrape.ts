@@ -49,7 +49,9 @@ export async function openMeshProbe(control: string, target: string, from: strin
   const base = control.replace(/\/+$/, '');
   const { services } = (await fetchJson(`${base}/v1/services`)) as { services: ServiceEntry[] };
   const topology: HopTopology = {
-    services: services.filter((s) => (s.protocol ?? 'http') === 'http').map((s) => ({ name: s.name, upstreams: (s.upstreams ?? []).map((u) => u.service) })),
+    services: services.map((s) => ({
+      name: s.name, upstreams: (s.upstreams ?? []).map((u) => u.service), protocol: s.protocol === 'tcp' ? 'tcp' as const : 'http' as const,
+    })),
     target,
     entry: from ?? INGRESS_PROXY,
   };

@@ -106,7 +106,9 @@ function shareText(share: number | undefined): string {
 export function formatHopLine(h: HopStep): string {
   if (h.services.length === 0) return '        hops: no inbound requests seen at any sidecar\n';
   const [slowest, ...rest] = h.services;
-  const one = (x: ServiceHop): string => `${hopName(x)} ${msText(x.insideMs)} (${shareText(x.share)}${x.errorRate > 0 ? `, ${(x.errorRate * 100).toFixed(1)}% errors` : ''}${cpuText(x) ? `, ${cpuText(x)}` : ''})`;
+  const one = (x: ServiceHop): string => x.role === 'tcp'
+    ? `${hopName(x)} (${x.requests} connections${cpuText(x) ? `, ${cpuText(x)}` : ''})`
+    : `${hopName(x)} ${msText(x.insideMs)} (${shareText(x.share)}${x.errorRate > 0 ? `, ${(x.errorRate * 100).toFixed(1)}% errors` : ''}${cpuText(x) ? `, ${cpuText(x)}` : ''})`;
   const waited = h.clientMs !== undefined && h.e2eMs !== undefined && h.clientMs - h.e2eMs >= 1
     ? `; the client waited ${msText(h.clientMs - h.e2eMs)} per request before the mesh (every connection busy, or the client's own CPU)` : '';
   const machine = h.machine ? `; machine ${coresText(h.machine.busyCores)} of ${h.machine.cores} cores busy (client ${coresText(h.machine.clientCores)})` : '';
@@ -131,8 +133,9 @@ export function formatBottleneck(hops: SweepHops): string {
 }
 
 function renderHopTable(h: HopStep): string {
-  const rows = h.services.map((x) => `<tr><td>${escapeXml(hopName(x))}</td><td>${x.requests}</td><td>${escapeXml(msText(x.insideMs))}</td><td>${shareText(x.share)}</td>` +
-    `<td>${(x.errorRate * 100).toFixed(2)}%</td><td>${x.sidecarCores === undefined ? '-' : coresText(x.sidecarCores)}</td><td>${x.appCores === undefined ? '-' : coresText(x.appCores)}</td></tr>`);
+  const rows = h.services.map((x) => `<tr><td>${escapeXml(hopName(x))}</td><td>${x.requests}${x.role === 'tcp' ? ' connections' : ''}</td>` +
+    `<td>${x.role === 'tcp' ? '-' : escapeXml(msText(x.insideMs))}</td><td>${shareText(x.share)}</td>` +
+    `<td>${x.role === 'tcp' ? '-' : `${(x.errorRate * 100).toFixed(2)}%`}</td><td>${x.sidecarCores === undefined ? '-' : coresText(x.sidecarCores)}</td><td>${x.appCores === undefined ? '-' : coresText(x.appCores)}</td></tr>`);
   return `<table class="hops"><thead><tr><th>service</th><th>requests</th><th>time inside / req</th><th>of end-to-end</th><th>errors</th><th>sidecar cores</th><th>app cores</th></tr></thead>
 <tbody>${rows.join('')}</tbody></table>`;
 }
@@ -140,7 +143,7 @@ function renderHopTable(h: HopStep): string {
 /** The HTML section of the hops: the bottleneck and a small table per step. */
 export function renderHopsHtml(r: SweepResult, hops: SweepHops): string {
   const parts = [`<h2>Hops</h2>`, `<p class="bottleneck">${escapeXml(formatBottleneck(hops).trim())}</p>`,
-    '<p>Time inside a service: its sidecars\' inbound request time minus their outbound time for its own calls, per inbound request; end-to-end as the entry proxy measured it. Each step\'s readings span its warm-up too.</p>'];
+    '<p>Time inside a service: its sidecars\' inbound request time minus their outbound time for its own calls, per inbound request; end-to-end as the entry proxy measured it. Readings cover each step\'s measured window (not its warm-up). A TCP service (a database) shows its connections and CPU; its callers\' time inside includes waiting on it.</p>'];
   for (const s of r.steps) {
     const h = hops.steps.get(s.step);
     if (!h) continue;

@@ -197,6 +197,40 @@ describe('naming the bottleneck', () => {
     assert.doesNotMatch(nameBottleneck([{ step: 1, rate: 10, ok: false, hops: hopStep(topo, twoInstances, 1) }], topo)!.reason, /ran at/);
   });
 
+  it('shows a TCP service (a database) with its connections and CPU, and names it when its app runs at a full core', () => {
+    const withDb: HopTopology = { services: [...topo.services.map((x) => (x.name === 'c' ? { ...x, upstreams: ['db'] } : x)), { name: 'db', upstreams: [], protocol: 'tcp' }], target: 'a', entry: 'trellis-ingress' };
+    const tcp = (opened: number, active: number): string =>
+      `trellis_tcp_connections_total{direction="inbound",source="c",destination="db",proxy_service="db",proxy_id="db-0"} ${opened}\n` +
+      `trellis_tcp_connections_active{direction="inbound",source="c",destination="db",proxy_service="db",proxy_id="db-0"} ${active}\n` +
+      `trellis_tcp_connections_total{direction="outbound",source="db",destination="x",proxy_service="db",proxy_id="db-0"} 99\n`;
+    const withDbAt = (at: number, dbApp: number, inside: { a: number; b: number; c: number }, n: number): MeshCounters => {
+      const m = chain(n, inside, { a: 0, b: 0, c: 0 }, at);
+      return { at, proxies: [...m.proxies, proxyCounters('db-0', 'db', tcp(4, 4) + cpu('db', 0.1 * at / 1000, dbApp))] };
+    };
+    const step = (k: number, rate: number, ok: boolean, dbCores: number, cInside: number): RatedHopStep => {
+      const before = withDbAt(0, 0, { a: 0.001, b: 0.001, c: cInside }, 0);
+      const after = withDbAt(1000, dbCores, { a: 0.001, b: 0.001, c: cInside }, rate);
+      return { step: k, rate, ok, hops: hopStep(withDb, countersDelta(before, after), 1) };
+    };
+    const low = step(1, 100, true, 0.3, 0.002);
+    const db = low.hops.services.find((h) => h.service === 'db')!;
+    assert.equal(db.role, 'tcp');
+    assert.equal(db.requests, 4, 'connections open (none opened during the step)');
+    assert.ok(Math.abs(db.appCores! - 0.3) < 1e-9);
+    assert.equal(db.share, undefined);
+    assert.match(formatHopLine(low.hops), /db \(TCP\) \(4 connections, app 0\.30 cores, sidecar 0\.10 cores\)/);
+    // At the knee the database's app is at a full core while c, its caller, waits on it.
+    const knee = step(2, 200, false, 0.97, 0.02);
+    const b = nameBottleneck([low, knee], withDb)!;
+    assert.equal(b.service, 'db');
+    assert.equal(b.role, 'tcp');
+    assert.match(b.reason, /its app \(db-0\) ran at 0\.97 cores at 200 req\/s \(4 connections; its callers' time inside includes waiting on it\)/);
+    assert.match(formatBottleneck({ steps: new Map([[1, low.hops], [2, knee.hops]]), bottleneck: b, appCpu: true }), /^bottleneck: db \(TCP\)/);
+    // A TCP service with no connections is no hop.
+    const idle = { at: 0, proxies: [proxyCounters('db-0', 'db', tcp(0, 0) + cpu('db', 0))] };
+    assert.equal(hopStep(withDb, idle, 1).services.some((h) => h.service === 'db'), false);
+  });
+
   it('names none without data, and says so in the summary and the report', () => {
     const empty: HopStep = { seconds: 1, e2eMs: undefined, e2eRequests: 0, clientMs: undefined, services: [] };
     assert.equal(nameBottleneck([{ step: 1, rate: 10, ok: true, hops: empty }], topo), undefined);
