@@ -87,6 +87,8 @@ export interface Endpoint {
   host: string;
   port: number;
   version: string;
+  /** Share of the backend's traffic relative to its other endpoints (default 1). */
+  weight?: number;
 }
 
 export interface BackendSnapshot {

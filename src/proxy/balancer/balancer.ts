@@ -1,7 +1,12 @@
 // The balancer contract: given the endpoints of one backend, pick one for a request.
 // The answer is a tagged union (as grpc-js's PickResultType) so callers handle every
-// outcome: a pick, or a failure with the code to answer with. (A later issue adds
+// outcome: a pick, or a failure with the code to answer with. (A later change adds
 // `queue` for a bounded wait when no endpoint is available.)
+//
+// Every balancer also hears how its picks went: `started` when a request goes to an
+// endpoint, `finished` with its round-trip time and whether it failed, and
+// `connectFailed` when the endpoint refused a connection. Load-aware balancers use
+// them; the others ignore all but connect failures.
 import type { Endpoint } from '../../control/protocol.js';
 import type { ErrorCode } from '../../errors.js';
 
@@ -11,9 +16,17 @@ export type PickResult =
 
 export interface Balancer {
   readonly endpoints: readonly Endpoint[];
-  /** Picks an endpoint, skipping those in `exclude` (already tried by this request) when it can. */
-  pick(exclude?: ReadonlySet<string>): PickResult;
-  /** Reports that connecting to an endpoint failed, so it is avoided for a short while. */
+  /**
+   * Picks an endpoint, skipping those in `exclude` (ids already tried by this request)
+   * when it can. `hashKey` is the request's affinity key (a header, a cookie, the
+   * source) for the hashing balancers; the others ignore it.
+   */
+  pick(exclude?: ReadonlySet<string>, hashKey?: string): PickResult;
+  /** A request was sent to `endpoint`: it is pending until `finished`. */
+  started(endpoint: Endpoint): void;
+  /** The request ended after `rttMs`; `failed` for a 5xx, a 429 or no answer. */
+  finished(endpoint: Endpoint, rttMs: number, failed: boolean): void;
+  /** Connecting to an endpoint failed, so it is avoided for a short while. */
   connectFailed(endpoint: Endpoint, now: number): void;
 }
 
@@ -22,4 +35,122 @@ export const CONNECT_FAILURE_BACKOFF_MS = 2000;
 
 export function endpointKey(e: { host: string; port: number }): string {
   return `${e.host}:${e.port}`;
+}
+
+/** An endpoint's weight (default 1; 0 takes no new requests while others can). */
+export function weightOf(e: Endpoint): number {
+  const w = e.weight;
+  return w === undefined ? 1 : w > 0 ? w : 0;
+}
+
+/**
+ * The part every balancer shares: which endpoints a request may go to. An endpoint is
+ * avoided for {@link CONNECT_FAILURE_BACKOFF_MS} after it refused a connection (the
+ * control plane's health checks take seconds to notice a dead instance; the data
+ * plane notices at once), and a request does not go back to one it already tried.
+ * When nothing else is left, a recently refused endpoint beats failing.
+ */
+export abstract class BaseBalancer implements Balancer {
+  readonly endpoints: readonly Endpoint[];
+  readonly #downUntil = new Map<string, number>();
+
+  constructor(endpoints: readonly Endpoint[]) {
+    this.endpoints = endpoints;
+  }
+
+  abstract pick(exclude?: ReadonlySet<string>, hashKey?: string): PickResult;
+
+  started(_endpoint: Endpoint): void {}
+
+  finished(_endpoint: Endpoint, _rttMs: number, _failed: boolean): void {}
+
+  connectFailed(endpoint: Endpoint, now: number): void {
+    this.#downUntil.set(endpointKey(endpoint), now + CONNECT_FAILURE_BACKOFF_MS);
+  }
+
+  /** The time to judge "recently down" at, or 0 when no endpoint is down (the common case: no clock read). */
+  protected downClock(): number {
+    return this.#downUntil.size > 0 ? Date.now() : 0;
+  }
+
+  /** Whether `e` may take this request: not tried by it, not recently refusing, not weighted 0. */
+  protected usable(e: Endpoint, exclude: ReadonlySet<string> | undefined, now: number): boolean {
+    if (exclude !== undefined && exclude.has(e.id)) return false;
+    if (now !== 0 && this.#isDown(e, now)) return false;
+    return weightOf(e) > 0;
+  }
+
+  /** When no endpoint is usable: the first not yet tried by this request, else a failure. */
+  protected fallback(exclude: ReadonlySet<string> | undefined): PickResult {
+    for (const e of this.endpoints) if (exclude === undefined || !exclude.has(e.id)) return { type: 'pick', endpoint: e };
+    return NO_ENDPOINTS;
+  }
+
+  #isDown(e: Endpoint, now: number): boolean {
+    const key = endpointKey(e);
+    const until = this.#downUntil.get(key);
+    if (until === undefined) return false;
+    if (until > now) return true;
+    this.#downUntil.delete(key);
+    return false;
+  }
+}
+
+export const NO_ENDPOINTS: PickResult = { type: 'fail', code: 'TRELLIS_E_NO_ENDPOINTS' };
+
+/**
+ * Pending requests per endpoint, for the balancers that weigh load. Keyed by endpoint
+ * id; an id that left the endpoint list is simply never read again.
+ */
+export class PendingCounts {
+  readonly #pending = new Map<string, number>();
+
+  of(e: Endpoint): number {
+    return this.#pending.get(e.id) ?? 0;
+  }
+
+  inc(e: Endpoint): void {
+    this.#pending.set(e.id, this.of(e) + 1);
+  }
+
+  dec(e: Endpoint): void {
+    const n = this.of(e);
+    if (n > 0) this.#pending.set(e.id, n - 1);
+  }
+}
+
+/**
+ * Power of two choices: two distinct usable endpoints drawn at random (in proportion to
+ * their weights), of which the one `better` prefers. With one usable endpoint, that one.
+ */
+export function pickTwo(
+  b: { readonly endpoints: readonly Endpoint[] },
+  isUsable: (e: Endpoint) => boolean,
+  better: (x: Endpoint, y: Endpoint) => Endpoint,
+  random: () => number,
+): Endpoint | undefined {
+  const eps = b.endpoints;
+  let total = 0;
+  let count = 0;
+  for (const e of eps) {
+    if (!isUsable(e)) continue;
+    total += weightOf(e);
+    count++;
+  }
+  if (count === 0) return undefined;
+  const draw = (skip: Endpoint | undefined, sum: number): Endpoint => {
+    let x = random() * sum;
+    let last: Endpoint | undefined;
+    for (const e of eps) {
+      if (e === skip || !isUsable(e)) continue;
+      last = e;
+      x -= weightOf(e);
+      if (x < 0) return e;
+    }
+    return last!;
+  };
+  const first = draw(undefined, total);
+  if (count === 1) return first;
+  const second = draw(first, total - weightOf(first));
+  return better(first, second);
 }

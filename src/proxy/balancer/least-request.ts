@@ -1,0 +1,34 @@
+// Least request with the power of two choices: two endpoints drawn at random, the one
+// with fewer requests in flight (per unit of weight) wins. Cheaper than scanning every
+// endpoint, and it avoids the herd that "always the least loaded" makes when many
+// proxies see the same counts.
+import type { Endpoint } from '../../control/protocol.js';
+import { BaseBalancer, PendingCounts, pickTwo, weightOf, type PickResult } from './balancer.js';
+
+export class LeastRequestBalancer extends BaseBalancer {
+  readonly pending = new PendingCounts();
+  readonly #random: () => number;
+
+  constructor(endpoints: readonly Endpoint[], random: () => number = Math.random) {
+    super(endpoints);
+    this.#random = random;
+  }
+
+  pick(exclude?: ReadonlySet<string>): PickResult {
+    const now = this.downClock();
+    const e = pickTwo(this, (x) => this.usable(x, exclude, now), (a, b) => (this.#load(b) < this.#load(a) ? b : a), this.#random);
+    return e ? { type: 'pick', endpoint: e } : this.fallback(exclude);
+  }
+
+  #load(e: Endpoint): number {
+    return (this.pending.of(e) + 1) / weightOf(e);
+  }
+
+  override started(e: Endpoint): void {
+    this.pending.inc(e);
+  }
+
+  override finished(e: Endpoint): void {
+    this.pending.dec(e);
+  }
+}
