@@ -139,6 +139,23 @@ function prefixMatches(path: string, p: string): boolean {
   return path.length === p.length || path.charCodeAt(p.length) === 47;
 }
 
+/**
+ * Whether the first header named `lower` has exactly the value `exact` (surrounding
+ * spaces and tabs aside), compared in place: Exact header matches allocate nothing.
+ */
+function headerIs(lines: readonly string[], lower: string, exact: string): boolean {
+  const n = lower.length;
+  for (const line of lines) {
+    if (line.charCodeAt(n) !== 58 || !equalsLower(line, 0, lower)) continue;
+    let from = n + 1;
+    let to = line.length;
+    while (from < to && (line.charCodeAt(from) === 32 || line.charCodeAt(from) === 9)) from++;
+    while (to > from && (line.charCodeAt(to - 1) === 32 || line.charCodeAt(to - 1) === 9)) to--;
+    return to - from === exact.length && line.startsWith(exact, from);
+  }
+  return false;
+}
+
 /** `s[from, from + lower.length)` equals `lower` ignoring ASCII case. */
 function equalsLower(s: string, from: number, lower: string): boolean {
   for (let i = 0; i < lower.length; i++) {
@@ -209,9 +226,12 @@ function matches(route: CompiledRoute, req: RequestHead): boolean {
     if (!route.pathRegex!.test(req.path)) return false;
   }
   for (const h of route.headers) {
+    if (h.exact !== undefined) {
+      if (!headerIs(req.lines, h.name, h.exact)) return false;
+      continue;
+    }
     const v = headerValue(req.lines, h.name);
-    if (v === undefined) return false;
-    if (h.exact !== undefined ? v !== h.exact : !h.regex!.test(v)) return false;
+    if (v === undefined || !h.regex!.test(v)) return false;
   }
   return route.query.length === 0 || queryMatches(route, req.target);
 }
