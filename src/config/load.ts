@@ -51,7 +51,8 @@ export interface LoadResult {
 const YAML_EXTENSIONS = new Set(['.yaml', '.yml']);
 const KNOWN_KINDS = Object.values(RESOURCE_KINDS)
   .map((k) => `${k.kind} (${k.apiVersion})`)
-  .join(' and ');
+  .join(', ')
+  .replace(/, ([^,]*)$/, ' and $1');
 
 /**
  * Loads every resource from `paths` (files, or directories whose *.yaml / *.yml

@@ -152,7 +152,7 @@ describe('loading files', () => {
     const file = await tmp.write('kinds.yaml', `${mesh(svc)}---\napiVersion: v1\nkind: ConfigMap\nmetadata: { name: settings }\n---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata: { name: old }\nspec: {}\n---\n[1, 2]\n`);
     const result = await loadConfig([file]);
     const kind = problemAt(result, 'kind', file);
-    assert.match(kind.message, /^document 2 \("settings"\): unknown kind "ConfigMap" \(apiVersion "v1"\); Trellis reads Mesh \(trellis\.dev\/v1alpha1\) and HTTPRoute/);
+    assert.match(kind.message, /^document 2 \("settings"\): unknown kind "ConfigMap" \(apiVersion "v1"\); Trellis reads Mesh \(trellis\.dev\/v1alpha1\), HTTPRoute/);
     assert.equal(kind.line, 11);
     const api = problemAt(result, 'apiVersion', file);
     assert.match(api.message, /^document 3 \("old"\): kind HTTPRoute needs apiVersion gateway\.networking\.k8s\.io\/v1 \(got "gateway\.networking\.k8s\.io\/v1beta1"\)/);
