@@ -154,3 +154,8 @@ test('the seed example: x-user matching .*@mycorp.com goes to v2, everyone else 
   assert.deepEqual(matchRoute(up, request('GET', '/api', { 'x-user': 'bob@example.com' }))?.backends, ['backend-v1']);
   assert.deepEqual(matchRoute(up, request('GET', '/api'))?.backends, ['backend-v1']);
 });
+
+test('an invalid path or query regex also makes the snapshot unusable (NACK, the last good one stays)', () => {
+  assert.throws(() => compileUpstream(upstream([entry('bad', { path: { type: 'RegularExpression', value: '/a(' } })])));
+  assert.throws(() => compileUpstream(upstream([entry('bad', { queryParams: [{ name: 'q', type: 'RegularExpression', value: '[' }] })])));
+});
