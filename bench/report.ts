@@ -1,5 +1,6 @@
 // The bench's results: their shape (also written as JSON), the printed tables, and the
 // targets we report against (reported only: the bench never fails on a target).
+import { formatRouteRules, type RouteRulesResult } from './route-rules.js';
 import type { FixedRateResult } from './fixed-rate.js';
 import type { CpuUsage } from './machine.js';
 import type { EchoResult } from './tcp-echo.js';
@@ -109,6 +110,8 @@ export interface BenchReport {
   readonly results: readonly TargetResult[];
   /** The TCP echo scenario, per target. */
   readonly tcp?: readonly TcpResult[];
+  /** The route-matching scenario: 50 rules against 1 (bench/route-rules.ts). */
+  readonly routeRules?: RouteRulesResult;
   readonly goals: readonly Goal[];
   readonly warnings: readonly string[];
 }
@@ -425,6 +428,7 @@ export function formatReport(report: BenchReport): string {
   }
   if (report.tcp && s.tcp) out.push(tcpTable(report), '');
   if (results.some((r) => r.resources)) out.push(resourcesTable(report), '');
+  if (report.routeRules) out.push(formatRouteRules(report.routeRules));
 
   out.push('targets (reported, never enforced):');
   for (const g of report.goals) {

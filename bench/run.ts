@@ -48,6 +48,7 @@ import {
   type Target,
 } from './targets.js';
 import { defaultEchoOptions, runEcho } from './tcp-echo.js';
+import { formatRouteRules, runRouteRules, type RouteRulesResult } from './route-rules.js';
 import { runWrk } from './wrk.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -77,6 +78,12 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --extra-warmup S        warm-up seconds of each extra scenario (default 1)
   --tcp-connections N     parallel connections of the TCP echo (default 4)
   --no-extra              only the max-rate and 1KB fixed-rate scenarios
+  --only route-rules      only the route-matching scenario: max throughput of a Trellis
+                          pair whose route has 50 rules (the request matching the last)
+                          against 1 rule, as a ratio (uses --duration, --warmup,
+                          --connections; the full run uses the extra durations)
+  --route-rounds N        alternating runs per variant in the route-matching scenario,
+                          the best of each counts (default 2)
   --targets LIST          comma-separated subset of ${ORDER.join(',')} (default all)
   --no-install            do not run scripts/install-bench-deps.sh (which installs what is missing)
   --no-save               do not write bench/results/<time>.json
@@ -141,6 +148,8 @@ async function main(): Promise<number> {
       'extra-warmup': { type: 'string', default: '1' },
       'tcp-connections': { type: 'string', default: String(defaultEchoOptions.connections) },
       'no-extra': { type: 'boolean', default: false },
+      only: { type: 'string' },
+      'route-rounds': { type: 'string', default: '2' },
       targets: { type: 'string', default: ORDER.join(',') },
       'no-install': { type: 'boolean', default: false },
       'no-save': { type: 'boolean', default: false },
@@ -218,6 +227,27 @@ async function main(): Promise<number> {
     });
   }
 
+  const routeRounds = num('route-rounds', values['route-rounds'], 1, 10);
+  if (values.only !== undefined) {
+    if (values.only !== 'route-rules') throw new Error(`--only: unknown scenario "${values.only}" (known: route-rules)`);
+    try {
+      const upstream = await startUpstream(procs, bins, dir);
+      const routeRules = await runRouteRules({
+        procs, repoRoot, dir, upstreamPort: upstream.port, wrk: bins.wrk, connections: settings.wrk.connections,
+        durationS: settings.wrk.durationS, warmupS: settings.wrk.warmupS, rounds: routeRounds, log,
+      });
+      await upstream.stop();
+      process.stdout.write(`\n${formatRouteRules(routeRules)}`);
+      if (!values['no-save']) saveResult({ time: new Date().toISOString(), environment: { cores: os.cpus().length, cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown', node: process.version }, settings: settings.wrk, routeRules });
+    } catch (e) {
+      log(`failed: ${(e as Error).message}`);
+      await cleanup();
+      return 1;
+    }
+    await cleanup();
+    return 0;
+  }
+
   const idleBefore = sampleCpu(procs.groups);
   await new Promise((r) => setTimeout(r, 1000));
   const backgroundCores = cpuBetween(idleBefore, sampleCpu(procs.groups))?.foreignCores;
@@ -225,6 +255,7 @@ async function main(): Promise<number> {
 
   const results: TargetResult[] = [];
   const tcpResults: TcpResult[] = [];
+  let routeRules: RouteRulesResult | undefined;
   try {
     log(`upstream: nginx on loopback, ${settings.bodyBytes}-byte body`);
     const upstream = await startUpstream(procs, bins, dir);
@@ -346,6 +377,16 @@ async function main(): Promise<number> {
       results.push(result);
       await target.stop();
     }
+    if (settings.extra && order.includes('trellis')) {
+      try {
+        routeRules = await runRouteRules({
+          procs, repoRoot, dir, upstreamPort: upstream.port, wrk: bins.wrk, connections: settings.wrk.connections,
+          durationS: settings.extra.durationS, warmupS: settings.extra.warmupS, rounds: routeRounds, log,
+        });
+      } catch (e) {
+        log(`route rules: unavailable: ${(e as Error).message}`);
+      }
+    }
     await upstream.stop();
 
     if (settings.tcp) {
@@ -431,18 +472,22 @@ async function main(): Promise<number> {
     settings,
     results,
     ...(settings.tcp ? { tcp: tcpResults } : {}),
+    ...(routeRules ? { routeRules } : {}),
     goals,
     warnings,
   };
   process.stdout.write(`\n${formatReport(report)}`);
-  if (!values['no-save']) {
-    const outDir = path.join(repoRoot, 'bench', 'results');
-    if (!existsSync(outDir)) mkdirSync(outDir, { recursive: true });
-    const file = path.join(outDir, `${isoBasic(now)}.json`);
-    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
-    process.stdout.write(`\nresults: ${path.relative(process.cwd(), file) || file}\n`);
-  }
+  if (!values['no-save']) saveResult(report);
   return 0;
+}
+
+/** Writes bench/results/<time>.json and says where. */
+function saveResult(report: { readonly time: string; readonly [key: string]: unknown } | BenchReport): void {
+  const outDir = path.join(repoRoot, 'bench', 'results');
+  if (!existsSync(outDir)) mkdirSync(outDir, { recursive: true });
+  const file = path.join(outDir, `${isoBasic(new Date(report.time))}.json`);
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  process.stdout.write(`\nresults: ${path.relative(process.cwd(), file) || file}\n`);
 }
 
 try {

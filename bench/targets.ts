@@ -532,13 +532,15 @@ export async function startTrellisPair(
   dir: string,
   upstreamPort: number,
   protocol: 'http' | 'tcp' = 'http',
+  /** A named variant with more config (routes) appended to the mesh file, in its own folder. */
+  variant?: { readonly name: string; readonly yaml: string },
 ): Promise<Target> {
   const trellis = path.join(repoRoot, 'bin', 'trellis.js');
   if (!existsSync(path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'))) {
     throw new Error('the Trellis CLI is not built (dist/src/cli/main.js missing)');
   }
   const [cpPort, inboundPort, outboundPort] = [await freePort(), await freePort(), await freePort()];
-  const tdir = path.join(dir, protocol === 'tcp' ? 'trellis-tcp' : 'trellis');
+  const tdir = path.join(dir, `${protocol === 'tcp' ? 'trellis-tcp' : 'trellis'}${variant ? `-${variant.name}` : ''}`);
   mkdirSync(tdir, { recursive: true });
   const meshFile = path.join(tdir, 'mesh.yaml');
   writeFileSync(
@@ -555,7 +557,7 @@ spec:
         tcp: {}
     - name: bench-client
       upstreams: [upstream]
-`,
+${variant ? `---\n${variant.yaml}` : ''}`,
   );
   const control = `http://127.0.0.1:${cpPort}`;
   const node = process.execPath;

@@ -10,6 +10,8 @@ export interface WrkOptions {
   readonly durationS: number;
   /** wrk's per-request timeout. */
   readonly timeoutS: number;
+  /** Extra request headers (`-H`). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export interface WrkResult {
@@ -68,6 +70,7 @@ export function runWrk(o: WrkOptions): Promise<WrkResult> {
     `--timeout`,
     `${o.timeoutS}s`,
     '--latency',
+    ...Object.entries(o.headers ?? {}).flatMap(([k, v]) => ['-H', `${k}: ${v}`]),
     o.url,
   ];
   return new Promise((resolve, reject) => {

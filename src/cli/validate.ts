@@ -8,9 +8,9 @@ import { parseFlags } from './args.js';
 /** Usage text of `trellis validate`. */
 export const help = `Usage: trellis validate FILE|DIR...
 
-Checks Trellis config files (Mesh, HTTPRoute) and prints every problem with its
-file, line, column and field path. Directories contribute their *.yaml and *.yml
-files; the Mesh's spec.include is followed.
+Checks Trellis config files (Mesh, HTTPRoute, GRPCRoute, TCPRoute) and prints
+every problem with its file, line, column and field path. Directories contribute
+their *.yaml and *.yml files; the Mesh's spec.include is followed.
 
 Exit status: 0 when the config is valid, 1 when it has problems, 2 on bad usage.
 

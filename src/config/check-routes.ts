@@ -1,15 +1,49 @@
-// Checks of HTTPRoutes against the mesh they route in: parents and backends must be
-// mesh services (or `<service>-<version>` backends), a rule must be able to send
-// traffic somewhere, and regular expressions must compile. Runs only on routes that
-// passed their schema (with defaults applied) and a Mesh that passed its own.
+// Checks of routes (HTTPRoute, GRPCRoute, TCPRoute) against the mesh they route in:
+// parents and backends must be mesh services (or `<service>-<version>` backends) of
+// the right protocol, a rule must be able to send traffic somewhere, regular
+// expressions must compile, and filters must be able to apply (the pairing of `type`
+// and config, and the combinations the Gateway API's CEL rules refuse). Runs only on
+// routes that passed their schema (with defaults applied) and a Mesh that passed its own.
 import { didYouMean, type Problem, type Segment } from './problems.js';
-import { MESH_DEFAULTS, type HTTPRouteResource, type MeshResource } from './schema.js';
+import { MESH_DEFAULTS, type MeshResource, type RouteResource } from './schema.js';
 import { problemAt, type SourceDocument } from './yaml-source.js';
 
-/** A schema-valid HTTPRoute and the document it came from. */
+/** A schema-valid route and the document it came from. */
 export interface RouteSource {
   doc: SourceDocument;
-  resource: HTTPRouteResource;
+  resource: RouteResource;
+}
+
+type Filter = {
+  type: string;
+  requestHeaderModifier?: HeaderModifier;
+  responseHeaderModifier?: HeaderModifier;
+  requestRedirect?: { path?: PathModifier };
+  urlRewrite?: { path?: PathModifier };
+  requestMirror?: { backendRef: { name: string; kind?: string; group?: string }; percent?: number; fraction?: { numerator: number; denominator?: number } };
+};
+type HeaderModifier = { set?: { name: string }[]; add?: { name: string }[]; remove?: string[] };
+type PathModifier = { type: string; replaceFullPath?: string; replacePrefixMatch?: string };
+
+/** The config field each filter type needs (the Gateway API's pairing). */
+const FILTER_FIELD: Record<string, keyof Filter> = {
+  RequestHeaderModifier: 'requestHeaderModifier',
+  ResponseHeaderModifier: 'responseHeaderModifier',
+  RequestRedirect: 'requestRedirect',
+  URLRewrite: 'urlRewrite',
+  RequestMirror: 'requestMirror',
+};
+
+// Framing and hop-by-hop headers: editing them would desynchronize the connection.
+const PROTECTED_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer']);
+
+function regexProblem(value: string): string | undefined {
+  try {
+    new RegExp(value);
+    return undefined;
+  } catch (err) {
+    return `is not a valid regular expression: ${(err as Error).message}`;
+  }
 }
 
 /** Every problem of the routes against the mesh, plus routes defined twice. */
@@ -30,18 +64,36 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
 
   const problems: Problem[] = [];
   const seen = new Map<string, RouteSource>();
+  /** tcp service → the TCPRoute that already claims it. */
+  const tcpParents = new Map<string, RouteSource>();
   for (const route of routes) {
     const { doc, resource } = route;
     const at = (path: Segment[], message: string) => problems.push(problemAt(doc, path, message));
+    const kind = resource.kind;
+    const wantProtocol = kind === 'TCPRoute' ? 'tcp' : 'http';
 
     const id = `${resource.metadata.namespace ?? 'default'}/${resource.metadata.name}`;
-    const first = seen.get(id);
+    const first = seen.get(`${kind}/${id}`);
     if (first) {
       const where = first.doc.locate(['metadata', 'name']);
-      at(['metadata', 'name'], `HTTPRoute "${id}" is defined twice (also ${first.doc.file}${where ? `:${where.line}` : ''}); route names must be unique`);
+      at(['metadata', 'name'], `${kind} "${id}" is defined twice (also ${first.doc.file}${where ? `:${where.line}` : ''}); route names must be unique`);
     } else {
-      seen.set(id, route);
+      seen.set(`${kind}/${id}`, route);
     }
+
+    const checkBackend = (b: { name: string; kind?: string; group?: string }, path: Segment[]): void => {
+      if ((b.kind ?? 'Service') !== 'Service') {
+        at([...path, 'kind'], `kind "${b.kind}" is not supported; a backend is a mesh Service (kind: Service)`);
+        return;
+      }
+      if ((b.group ?? '') !== '') {
+        at([...path, 'group'], `must be "" (the core group) for kind Service (got "${b.group}")`);
+        return;
+      }
+      if (!backendNames.has(b.name)) {
+        at([...path, 'name'], `names "${b.name}", which is neither a mesh service nor <service>-<version> of one (backends: ${backendList.join(', ') || 'none'})${didYouMean(b.name, backendList)}`);
+      }
+    };
 
     resource.spec.parentRefs.forEach((p, i) => {
       const path: Segment[] = ['spec', 'parentRefs', i];
@@ -55,36 +107,132 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
       if (!service) {
         return at([...path, 'name'], `names service "${p.name}", which is not in the mesh (services: ${serviceNames.join(', ') || 'none'})${didYouMean(p.name, serviceNames)}`);
       }
-      if ((service.protocol ?? MESH_DEFAULTS.protocol) === 'tcp') {
-        at([...path, 'name'], `names service "${p.name}", whose protocol is tcp; an HTTPRoute only applies to http services`);
+      const protocol = service.protocol ?? MESH_DEFAULTS.protocol;
+      if (protocol !== wantProtocol) {
+        return at([...path, 'name'], kind === 'TCPRoute'
+          ? `names service "${p.name}", whose protocol is http; a TCPRoute only applies to tcp services (use an HTTPRoute)`
+          : `names service "${p.name}", whose protocol is tcp; an ${kind} only applies to http services`);
+      }
+      if (kind === 'TCPRoute') {
+        const claimed = tcpParents.get(p.name);
+        if (claimed && claimed !== route) {
+          at([...path, 'name'], `service "${p.name}" already has a TCPRoute (${claimed.resource.metadata.name} in ${claimed.doc.file}); a tcp service takes one`);
+        } else {
+          tcpParents.set(p.name, route);
+        }
       }
     });
 
-    resource.spec.rules.forEach((rule, r) => {
-      const rulePath: Segment[] = ['spec', 'rules', r];
-      rule.backendRefs.forEach((b, k) => {
-        const path: Segment[] = [...rulePath, 'backendRefs', k];
-        if ((b.kind ?? 'Service') !== 'Service') {
-          return at([...path, 'kind'], `kind "${b.kind}" is not supported; a backend is a mesh Service (kind: Service)`);
+    /** Checks filters at `path`; `prefixOnly` is set when every match of the rule is a PathPrefix. */
+    const checkFilters = (filters: readonly Filter[] | undefined, path: Segment[], level: 'rule' | 'backendRef', prefixOnly: boolean): void => {
+      if (!filters) return;
+      const count = new Map<string, number>();
+      filters.forEach((f, i) => {
+        const fp: Segment[] = [...path, i];
+        const field = FILTER_FIELD[f.type]!;
+        for (const other of Object.values(FILTER_FIELD)) {
+          if (other !== field && f[other] !== undefined) at([...fp, other], `is set, but the filter's type is ${f.type}; set only ${field}`);
         }
-        if ((b.group ?? '') !== '') {
-          return at([...path, 'group'], `must be "" (the core group) for kind Service (got "${b.group}")`);
+        if (f[field] === undefined) return at([...fp, field], `is required for a filter of type ${f.type}`);
+        count.set(f.type, (count.get(f.type) ?? 0) + 1);
+        if (f.type !== 'RequestMirror' && count.get(f.type) === 2) {
+          at([...fp, 'type'], `a second ${f.type} filter; each filter type except RequestMirror may appear once`);
         }
-        if (!backendNames.has(b.name)) {
-          at([...path, 'name'], `names "${b.name}", which is neither a mesh service nor <service>-<version> of one (backends: ${backendList.join(', ') || 'none'})${didYouMean(b.name, backendList)}`);
+        if (f.type === 'RequestRedirect' && level === 'backendRef') {
+          at([...fp, 'type'], 'RequestRedirect answers the client and sends nothing to a backend; put it on the rule');
+        }
+        const modifier = f.requestHeaderModifier ?? f.responseHeaderModifier;
+        if (modifier) {
+          const mp: Segment[] = [...fp, field];
+          const names = new Set<string>();
+          const checkName = (name: string, p: Segment[]) => {
+            const lower = name.toLowerCase();
+            if (PROTECTED_HEADERS.has(lower)) at(p, `"${name}" frames the message or the connection and can't be edited by a filter`);
+            else if (names.has(lower)) at(p, `"${name}" is edited twice in one filter; name each header once across set, add and remove`);
+            names.add(lower);
+          };
+          modifier.set?.forEach((h, k) => checkName(h.name, [...mp, 'set', k, 'name']));
+          modifier.add?.forEach((h, k) => checkName(h.name, [...mp, 'add', k, 'name']));
+          modifier.remove?.forEach((n, k) => checkName(n, [...mp, 'remove', k]));
+        }
+        const pm = f.requestRedirect?.path ?? f.urlRewrite?.path;
+        if (pm) {
+          const pp: Segment[] = [...fp, field, 'path'];
+          const want = pm.type === 'ReplaceFullPath' ? 'replaceFullPath' : 'replacePrefixMatch';
+          const other = pm.type === 'ReplaceFullPath' ? 'replacePrefixMatch' : 'replaceFullPath';
+          if (pm[want] === undefined) at([...pp, want], `is required when path.type is ${pm.type}`);
+          if (pm[other] !== undefined) at([...pp, other], `is set, but path.type is ${pm.type}; set only ${want}`);
+          if (pm.type === 'ReplacePrefixMatch' && !prefixOnly) {
+            at([...pp, 'type'], 'ReplacePrefixMatch replaces the matched path prefix, so every match of the rule must be a PathPrefix path match');
+          }
+        }
+        const mirror = f.requestMirror;
+        if (mirror) {
+          const mp: Segment[] = [...fp, 'requestMirror'];
+          checkBackend(mirror.backendRef, [...mp, 'backendRef']);
+          if (mirror.percent !== undefined && mirror.fraction !== undefined) at([...mp, 'fraction'], 'set either percent or fraction, not both');
+          if (mirror.fraction && mirror.fraction.numerator > (mirror.fraction.denominator ?? 100)) {
+            at([...mp, 'fraction', 'numerator'], `must be at most the denominator (${mirror.fraction.denominator ?? 100})`);
+          }
         }
       });
-      if (rule.backendRefs.every((b) => (b.weight ?? 1) === 0)) {
+      if (count.has('RequestRedirect') && count.has('URLRewrite')) {
+        at(path, 'has both RequestRedirect and URLRewrite; a request is either redirected or rewritten, so keep one');
+      }
+    };
+
+    (resource.spec.rules as readonly {
+      matches?: readonly { path?: { type?: string; value?: string }; method?: { type?: string; service?: string; method?: string } | string; headers?: readonly { type?: string; value: string }[]; queryParams?: readonly { type?: string; value: string }[] }[];
+      filters?: readonly Filter[];
+      backendRefs?: readonly { name: string; kind?: string; group?: string; weight?: number; filters?: readonly Filter[] }[];
+    }[]).forEach((rule, r) => {
+      const rulePath: Segment[] = ['spec', 'rules', r];
+      const refs = rule.backendRefs ?? [];
+      const redirects = rule.filters?.some((f) => f.type === 'RequestRedirect') ?? false;
+      const prefixOnly = (rule.matches ?? [{}]).every((m) => (m.path?.type ?? 'PathPrefix') === 'PathPrefix');
+      refs.forEach((b, k) => {
+        checkBackend(b, [...rulePath, 'backendRefs', k]);
+        checkFilters(b.filters, [...rulePath, 'backendRefs', k, 'filters'], 'backendRef', prefixOnly);
+      });
+      if (refs.length === 0 && !redirects) {
+        at([...rulePath, 'backendRefs'], 'is required: give the rule at least one backendRef (or a RequestRedirect filter, which needs none)');
+      } else if (refs.length > 0 && refs.every((b) => (b.weight ?? 1) === 0)) {
         at([...rulePath, 'backendRefs'], 'every backendRef has weight 0, so the rule could send traffic nowhere; give at least one a weight above 0');
       }
+      checkFilters(rule.filters, [...rulePath, 'filters'], 'rule', prefixOnly);
       rule.matches?.forEach((m, i) => {
+        const mp: Segment[] = [...rulePath, 'matches', i];
+        if (kind === 'HTTPRoute' && m.path?.value !== undefined) {
+          if (m.path.type === 'RegularExpression') {
+            const bad = regexProblem(m.path.value);
+            if (bad) at([...mp, 'path', 'value'], bad);
+          } else if (!m.path.value.startsWith('/')) {
+            at([...mp, 'path', 'value'], `must be a path starting with / (got "${m.path.value}")`);
+          }
+        }
+        const gm = typeof m.method === 'object' ? m.method : undefined;
+        if (gm) {
+          if (gm.service === undefined && gm.method === undefined) at([...mp, 'method'], 'names neither service nor method; set at least one');
+          for (const part of ['service', 'method'] as const) {
+            const v = gm[part];
+            if (v === undefined) continue;
+            if (gm.type === 'RegularExpression') {
+              const bad = regexProblem(v);
+              if (bad) at([...mp, 'method', part], bad);
+            } else if (v.includes('/')) {
+              at([...mp, 'method', part], `must not contain "/" (got "${v}")`);
+            }
+          }
+        }
         m.headers?.forEach((h, k) => {
           if (h.type !== 'RegularExpression') return;
-          try {
-            new RegExp(h.value);
-          } catch (err) {
-            at([...rulePath, 'matches', i, 'headers', k, 'value'], `is not a valid regular expression: ${(err as Error).message}`);
-          }
+          const bad = regexProblem(h.value);
+          if (bad) at([...mp, 'headers', k, 'value'], bad);
+        });
+        m.queryParams?.forEach((q, k) => {
+          if (q.type !== 'RegularExpression') return;
+          const bad = regexProblem(q.value);
+          if (bad) at([...mp, 'queryParams', k, 'value'], bad);
         });
       });
     });

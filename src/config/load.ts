@@ -14,17 +14,17 @@ import { checkRoutes, type RouteSource } from './check-routes.js';
 import { normalizeServices, type NormalizedService } from './normalize.js';
 import type { Problem } from './problems.js';
 import { checkSchema } from './schema-errors.js';
-import { MeshSchema, RESOURCE_KINDS, type HTTPRouteResource, type MeshResource } from './schema.js';
+import { MeshSchema, RESOURCE_KINDS, type MeshResource, type RouteResource } from './schema.js';
 import { parseYamlFile, problemAt, type SourceDocument } from './yaml-source.js';
 
 export { formatProblem, type Problem } from './problems.js';
 export { parseDurationMs } from './duration.js';
 export type { NormalizedService, NormalizedVersion, NormalizedUpstream, NormalizedHealth } from './normalize.js';
 
-/** An HTTPRoute (defaults applied) and the file it came from. */
+/** A route (HTTPRoute, GRPCRoute or TCPRoute, defaults applied) and the file it came from. */
 export interface LoadedRoute {
   file: string;
-  resource: HTTPRouteResource;
+  resource: RouteResource;
 }
 
 /** A complete, valid mesh configuration. */
@@ -51,7 +51,8 @@ export interface LoadResult {
 const YAML_EXTENSIONS = new Set(['.yaml', '.yml']);
 const KNOWN_KINDS = Object.values(RESOURCE_KINDS)
   .map((k) => `${k.kind} (${k.apiVersion})`)
-  .join(' and ');
+  .join(', ')
+  .replace(/, ([^,]*)$/, ' and $1');
 
 /**
  * Loads every resource from `paths` (files, or directories whose *.yaml / *.yml

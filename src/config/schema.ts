@@ -242,12 +242,113 @@ const BackendRef = Type.Object(
   strict,
 );
 
+// ---------------------------------------------------------------------------
+// Route filters (Gateway API HTTPRouteFilter / GRPCRouteFilter). As in the Gateway
+// API, `type` says which one of the config fields must be set; check-routes.ts checks
+// that pairing (the CRD does it with CEL), so each mistake gets its own field path.
+// ---------------------------------------------------------------------------
+
+const HeaderName = Type.String({
+  pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$",
+  maxLength: 256,
+  description: 'an HTTP header name',
+});
+
+const HTTPHeader = Type.Object({ name: HeaderName, value: Type.String({ maxLength: 4096, pattern: '^[^\\r\\n\\u0000]*$', description: 'a header value without CR, LF or NUL' }) }, strict);
+
+const HeaderModifier = Type.Object(
+  {
+    set: Type.Optional(Type.Array(HTTPHeader, { maxItems: 16 })),
+    add: Type.Optional(Type.Array(HTTPHeader, { maxItems: 16 })),
+    remove: Type.Optional(Type.Array(HeaderName, { maxItems: 16 })),
+  },
+  strict,
+);
+
+const PathModifier = Type.Object(
+  {
+    type: Type.Union([Type.Literal('ReplaceFullPath'), Type.Literal('ReplacePrefixMatch')]),
+    replaceFullPath: Type.Optional(httpPath()),
+    replacePrefixMatch: Type.Optional(httpPath()),
+  },
+  strict,
+);
+
+const PreciseHostname = Type.String({
+  pattern: DNS_SUBDOMAIN,
+  maxLength: 253,
+  description: 'a host name such as shop.example.com (no wildcard)',
+});
+
+const RequestRedirect = Type.Object(
+  {
+    scheme: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('https')])),
+    hostname: Type.Optional(PreciseHostname),
+    path: Type.Optional(PathModifier),
+    port: Type.Optional(Port),
+    statusCode: Type.Optional(Type.Union([Type.Literal(301), Type.Literal(302)], { default: 302 })),
+  },
+  strict,
+);
+
+const URLRewrite = Type.Object({ hostname: Type.Optional(PreciseHostname), path: Type.Optional(PathModifier) }, strict);
+
+const RequestMirror = Type.Object(
+  {
+    backendRef: Type.Object(
+      { group: Type.Optional(group()), kind: Type.Optional(kind()), name: ObjectName, namespace: Type.Optional(DnsLabel), port: Type.Optional(Port) },
+      strict,
+    ),
+    percent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
+    fraction: Type.Optional(
+      Type.Object({ numerator: Type.Integer({ minimum: 0 }), denominator: Type.Optional(Type.Integer({ minimum: 1, default: 100 })) }, strict),
+    ),
+  },
+  strict,
+);
+
+const HTTPRouteFilter = Type.Object(
+  {
+    type: Type.Union([
+      Type.Literal('RequestHeaderModifier'), Type.Literal('ResponseHeaderModifier'), Type.Literal('RequestRedirect'),
+      Type.Literal('URLRewrite'), Type.Literal('RequestMirror'),
+    ]),
+    requestHeaderModifier: Type.Optional(HeaderModifier),
+    responseHeaderModifier: Type.Optional(HeaderModifier),
+    requestRedirect: Type.Optional(RequestRedirect),
+    urlRewrite: Type.Optional(URLRewrite),
+    requestMirror: Type.Optional(RequestMirror),
+  },
+  strict,
+);
+
+// GRPCRoute has no redirect or URL rewrite: a gRPC client follows neither.
+const GRPCRouteFilter = Type.Object(
+  {
+    type: Type.Union([Type.Literal('RequestHeaderModifier'), Type.Literal('ResponseHeaderModifier'), Type.Literal('RequestMirror')]),
+    requestHeaderModifier: Type.Optional(HeaderModifier),
+    responseHeaderModifier: Type.Optional(HeaderModifier),
+    requestMirror: Type.Optional(RequestMirror),
+  },
+  strict,
+);
+
+const HTTPBackendRef = Type.Object(
+  { ...BackendRef.properties, filters: Type.Optional(Type.Array(HTTPRouteFilter, { maxItems: 16 })) },
+  strict,
+);
+const GRPCBackendRef = Type.Object(
+  { ...BackendRef.properties, filters: Type.Optional(Type.Array(GRPCRouteFilter, { maxItems: 16 })) },
+  strict,
+);
+
 const PathMatch = Type.Object(
   {
     type: Type.Optional(
-      Type.Union([Type.Literal('Exact'), Type.Literal('PathPrefix')], { default: 'PathPrefix' }),
+      Type.Union([Type.Literal('Exact'), Type.Literal('PathPrefix'), Type.Literal('RegularExpression')], { default: 'PathPrefix' }),
     ),
-    value: Type.Optional(httpPath({ default: '/' })),
+    // A regular expression need not start with '/', so the value is checked by type in check-routes.ts.
+    value: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, default: '/' })),
   },
   { ...strict, default: { type: 'PathPrefix', value: '/' } },
 );
@@ -269,23 +370,37 @@ const HeaderMatch = Type.Object(
   strict,
 );
 
+const QueryParamMatch = Type.Object(
+  {
+    type: Type.Optional(
+      Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' }),
+    ),
+    name: Type.String({ minLength: 1, maxLength: 256, pattern: '^[^&=#\\s]+$', description: 'a query parameter name (no &, =, # or spaces)' }),
+    value: Type.String({ maxLength: 1024 }),
+  },
+  strict,
+);
+
 const HTTPRouteMatch = Type.Object(
   {
     path: Type.Optional(PathMatch),
     method: Type.Optional(Type.Union(HTTP_METHODS.map((m) => Type.Literal(m)))),
     headers: Type.Optional(Type.Array(HeaderMatch, { maxItems: 16 })),
+    queryParams: Type.Optional(Type.Array(QueryParamMatch, { maxItems: 16 })),
   },
   strict,
 );
 
 // A mesh route without parents or a rule without backends can only fail requests,
 // so Trellis asks for them where the Gateway API leaves them optional.
+// (A rule whose only job is a RequestRedirect needs none; check-routes.ts allows that.)
 const HTTPRouteRule = Type.Object(
   {
     matches: Type.Optional(
       Type.Array(HTTPRouteMatch, { maxItems: 64, default: [{ path: { type: 'PathPrefix', value: '/' } }] }),
     ),
-    backendRefs: Type.Array(BackendRef, { minItems: 1, maxItems: 16 }),
+    filters: Type.Optional(Type.Array(HTTPRouteFilter, { maxItems: 16 })),
+    backendRefs: Type.Optional(Type.Array(HTTPBackendRef, { maxItems: 16 })),
   },
   strict,
 );
@@ -317,10 +432,80 @@ export const HTTPRouteSchema = Type.Object(
   { ...strict, title: 'HTTPRoute', description: 'Gateway API HTTPRoute; in the mesh its parentRefs name a Service.' },
 );
 
+// ---------------------------------------------------------------------------
+// GRPCRoute (Gateway API v1) and TCPRoute (v1alpha2), the GAMMA way
+// ---------------------------------------------------------------------------
+
+/** apiVersion of the experimental Gateway API kinds (TCPRoute). */
+export const GATEWAY_API_ALPHA_VERSION = 'gateway.networking.k8s.io/v1alpha2';
+
+const GRPCMethodMatch = Type.Object(
+  {
+    type: Type.Optional(Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' })),
+    service: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+    method: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+  },
+  strict,
+);
+
+const GRPCRouteMatch = Type.Object(
+  { method: Type.Optional(GRPCMethodMatch), headers: Type.Optional(Type.Array(HeaderMatch, { maxItems: 16 })) },
+  strict,
+);
+
+const GRPCRouteRule = Type.Object(
+  {
+    matches: Type.Optional(Type.Array(GRPCRouteMatch, { maxItems: 64 })),
+    filters: Type.Optional(Type.Array(GRPCRouteFilter, { maxItems: 16 })),
+    backendRefs: Type.Array(GRPCBackendRef, { minItems: 1, maxItems: 16 }),
+  },
+  strict,
+);
+
+/** Schema of the Gateway API `GRPCRoute` kind. */
+export const GRPCRouteSchema = Type.Object(
+  {
+    apiVersion: Type.Literal(GATEWAY_API_VERSION),
+    kind: Type.Literal('GRPCRoute'),
+    metadata: Metadata,
+    spec: Type.Object(
+      {
+        parentRefs: Type.Array(ParentRef, { minItems: 1, maxItems: 32 }),
+        hostnames: HTTPRouteSchema.properties.spec.properties.hostnames,
+        rules: Type.Array(GRPCRouteRule, { minItems: 1, maxItems: 16 }),
+      },
+      strict,
+    ),
+  },
+  { ...strict, title: 'GRPCRoute', description: 'Gateway API GRPCRoute; in the mesh its parentRefs name an http Service.' },
+);
+
+// A TCP connection carries nothing to match on, so one rule is all a TCPRoute can use.
+const TCPRouteRule = Type.Object({ backendRefs: Type.Array(BackendRef, { minItems: 1, maxItems: 16 }) }, strict);
+
+/** Schema of the Gateway API `TCPRoute` kind (v1alpha2). */
+export const TCPRouteSchema = Type.Object(
+  {
+    apiVersion: Type.Literal(GATEWAY_API_ALPHA_VERSION),
+    kind: Type.Literal('TCPRoute'),
+    metadata: Metadata,
+    spec: Type.Object(
+      {
+        parentRefs: Type.Array(ParentRef, { minItems: 1, maxItems: 32 }),
+        rules: Type.Array(TCPRouteRule, { minItems: 1, maxItems: 1 }),
+      },
+      strict,
+    ),
+  },
+  { ...strict, title: 'TCPRoute', description: 'Gateway API TCPRoute; in the mesh its parentRefs name a tcp Service.' },
+);
+
 /** Every kind Trellis reads, keyed by `<apiVersion>/<kind>`. */
 export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion: string; schema: TSchema }>> = {
   [`${TRELLIS_API_VERSION}/Mesh`]: { kind: 'Mesh', apiVersion: TRELLIS_API_VERSION, schema: MeshSchema },
   [`${GATEWAY_API_VERSION}/HTTPRoute`]: { kind: 'HTTPRoute', apiVersion: GATEWAY_API_VERSION, schema: HTTPRouteSchema },
+  [`${GATEWAY_API_VERSION}/GRPCRoute`]: { kind: 'GRPCRoute', apiVersion: GATEWAY_API_VERSION, schema: GRPCRouteSchema },
+  [`${GATEWAY_API_ALPHA_VERSION}/TCPRoute`]: { kind: 'TCPRoute', apiVersion: GATEWAY_API_ALPHA_VERSION, schema: TCPRouteSchema },
 };
 
 // ---------------------------------------------------------------------------
@@ -355,6 +540,16 @@ export type PathMatch = Static<typeof PathMatch>;
 export type HeaderMatch = Static<typeof HeaderMatch>;
 /** The HTTP methods a match may name. */
 export type HTTPMethod = (typeof HTTP_METHODS)[number];
+/** A query parameter match (`Exact` or `RegularExpression`, default `Exact`). */
+export type QueryParamMatch = Static<typeof QueryParamMatch>;
+/** An HTTPRoute filter as written: `type` plus the one config field it names. */
+export type HTTPRouteFilter = Static<typeof HTTPRouteFilter>;
+/** A Gateway API `GRPCRoute`. */
+export type GRPCRouteResource = Static<typeof GRPCRouteSchema>;
+/** A Gateway API `TCPRoute` (v1alpha2). */
+export type TCPRouteResource = Static<typeof TCPRouteSchema>;
+/** Any route kind Trellis reads. */
+export type RouteResource = HTTPRouteResource | GRPCRouteResource | TCPRouteResource;
 /** A backend: a mesh service `S` or one version of it, `S-<version>`. */
 export type BackendRef = Static<typeof BackendRef>;
 /** A route's parent: in the mesh, a Service (GAMMA). */

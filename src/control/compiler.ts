@@ -1,7 +1,7 @@
 // Config + model state → the snapshot of one proxy. A pure function: the same inputs
 // give the same snapshot, key for key, so the distributor can tell a real change from a
 // recompile that changed nothing by comparing JSON.
-import type { BackendSnapshot, Endpoint, HostPort, ProxyInfo, Snapshot, UpstreamSnapshot } from './protocol.js';
+import type { BackendSnapshot, Endpoint, HostPort, ProxyInfo, RouteFilter, Snapshot, UpstreamSnapshot } from './protocol.js';
 import type { ControlConfig, ServiceConfig } from './mesh-config.js';
 import type { HealthStatus } from './model.js';
 import { compileRoutes } from './routes.js';
@@ -68,8 +68,13 @@ function resolveBackend(config: ControlConfig, instances: readonly RoutableInsta
   return undefined;
 }
 
+/** Backends a RequestMirror sends copies to: they need endpoints in the snapshot too. */
+function mirrorsOf(filters: readonly RouteFilter[] | undefined): string[] {
+  return (filters ?? []).flatMap((f) => (f.type === 'RequestMirror' ? [f.backend] : []));
+}
+
 function compileUpstream(config: ControlConfig, instances: readonly RoutableInstance[], service: ServiceConfig): UpstreamSnapshot {
-  const routes = compileRoutes(service.name, config.routes);
+  const routes = compileRoutes(service.name, config.routes, service.protocol);
   const backends: Record<string, BackendSnapshot> = {};
   const add = (b: BackendSnapshot): void => {
     backends[b.name] = b;
@@ -81,7 +86,11 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
   }
   // Routes may send traffic to another service (GAMMA); unresolvable names stay out of
   // `backends` and in the route, so the proxy reports backend-not-found.
-  const referenced = [...new Set(routes.flatMap((r) => r.backends.map((b) => b.backend)))].sort();
+  const referenced = [...new Set(routes.flatMap((r) => [
+    ...r.backends.map((b) => b.backend),
+    ...mirrorsOf(r.filters),
+    ...r.backends.flatMap((b) => mirrorsOf(b.filters)),
+  ]))].sort();
   for (const name of referenced) {
     if (name in backends) continue;
     const resolved = resolveBackend(config, instances, name);

@@ -31,30 +31,110 @@ export interface ServiceConfig {
 }
 
 export interface HTTPRouteMatchConfig {
-  readonly path?: { readonly type?: 'Exact' | 'PathPrefix'; readonly value?: string };
+  readonly path?: { readonly type?: 'Exact' | 'PathPrefix' | 'RegularExpression'; readonly value?: string };
   readonly method?: string;
   readonly headers?: readonly { readonly type?: 'Exact' | 'RegularExpression'; readonly name: string; readonly value: string }[];
+  readonly queryParams?: readonly { readonly type?: 'Exact' | 'RegularExpression'; readonly name: string; readonly value: string }[];
+}
+
+interface HeaderModifierConfig {
+  readonly set?: readonly { readonly name: string; readonly value: string }[];
+  readonly add?: readonly { readonly name: string; readonly value: string }[];
+  readonly remove?: readonly string[];
+}
+
+interface PathModifierConfig {
+  readonly type: 'ReplaceFullPath' | 'ReplacePrefixMatch';
+  readonly replaceFullPath?: string;
+  readonly replacePrefixMatch?: string;
+}
+
+/** A Gateway API route filter: `type` names which one of the other fields applies. */
+export interface RouteFilterConfig {
+  readonly type: 'RequestHeaderModifier' | 'ResponseHeaderModifier' | 'RequestRedirect' | 'URLRewrite' | 'RequestMirror';
+  readonly requestHeaderModifier?: HeaderModifierConfig;
+  readonly responseHeaderModifier?: HeaderModifierConfig;
+  readonly requestRedirect?: {
+    readonly scheme?: 'http' | 'https';
+    readonly hostname?: string;
+    readonly path?: PathModifierConfig;
+    readonly port?: number;
+    readonly statusCode?: 301 | 302;
+  };
+  readonly urlRewrite?: { readonly hostname?: string; readonly path?: PathModifierConfig };
+  readonly requestMirror?: {
+    readonly backendRef: { readonly name: string };
+    readonly percent?: number;
+    readonly fraction?: { readonly numerator: number; readonly denominator?: number };
+  };
+}
+
+export interface BackendRefConfig {
+  readonly name: string;
+  readonly kind?: string;
+  readonly group?: string;
+  readonly port?: number;
+  readonly weight?: number;
+  readonly filters?: readonly RouteFilterConfig[];
 }
 
 export interface HTTPRouteRuleConfig {
   readonly matches?: readonly HTTPRouteMatchConfig[];
-  readonly backendRefs?: readonly { readonly name: string; readonly kind?: string; readonly group?: string; readonly port?: number; readonly weight?: number }[];
+  readonly filters?: readonly RouteFilterConfig[];
+  readonly backendRefs?: readonly BackendRefConfig[];
 }
 
-/** A Gateway API HTTPRoute, as far as the control plane reads it. */
+type ParentRefConfig = { readonly group?: string; readonly kind?: string; readonly name: string; readonly port?: number };
+type RouteMetadata = { readonly name: string; readonly namespace?: string; readonly creationTimestamp?: string };
+
+/** A Gateway API HTTPRoute, as far as the control plane reads it (no `kind`: an HTTPRoute). */
 export interface HTTPRouteConfig {
-  readonly metadata: { readonly name: string; readonly namespace?: string; readonly creationTimestamp?: string };
+  readonly kind?: 'HTTPRoute';
+  readonly metadata: RouteMetadata;
   readonly spec: {
-    readonly parentRefs: readonly { readonly group?: string; readonly kind?: string; readonly name: string; readonly port?: number }[];
+    readonly parentRefs: readonly ParentRefConfig[];
     readonly hostnames?: readonly string[];
     readonly rules: readonly HTTPRouteRuleConfig[];
   };
 }
 
+export interface GRPCRouteMatchConfig {
+  readonly method?: { readonly type?: 'Exact' | 'RegularExpression'; readonly service?: string; readonly method?: string };
+  readonly headers?: HTTPRouteMatchConfig['headers'];
+}
+
+/** A Gateway API GRPCRoute. */
+export interface GRPCRouteConfig {
+  readonly kind: 'GRPCRoute';
+  readonly metadata: RouteMetadata;
+  readonly spec: {
+    readonly parentRefs: readonly ParentRefConfig[];
+    readonly hostnames?: readonly string[];
+    readonly rules: readonly {
+      readonly matches?: readonly GRPCRouteMatchConfig[];
+      readonly filters?: readonly RouteFilterConfig[];
+      readonly backendRefs?: readonly BackendRefConfig[];
+    }[];
+  };
+}
+
+/** A Gateway API TCPRoute (v1alpha2): weighted backends for every connection. */
+export interface TCPRouteConfig {
+  readonly kind: 'TCPRoute';
+  readonly metadata: RouteMetadata;
+  readonly spec: {
+    readonly parentRefs: readonly ParentRefConfig[];
+    readonly rules: readonly { readonly backendRefs?: readonly BackendRefConfig[] }[];
+  };
+}
+
+/** Any route kind. */
+export type RouteConfig = HTTPRouteConfig | GRPCRouteConfig | TCPRouteConfig;
+
 export interface ControlConfig {
   readonly services: readonly ServiceConfig[];
   /** In file order: the tie-breaker of route precedence when no creationTimestamp is set. */
-  readonly routes: readonly { readonly file: string; readonly resource: HTTPRouteConfig }[];
+  readonly routes: readonly { readonly file: string; readonly resource: RouteConfig }[];
 }
 
 /** Health settings used for instances whose service is not (or no longer) in the config. */

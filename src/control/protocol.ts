@@ -58,25 +58,57 @@ export type ControlMessage =
 
 /** A match on the request; all present parts must match (AND). */
 export interface RouteMatch {
-  path?: { type: 'Exact' | 'PathPrefix'; value: string };
+  /** Matched against the path as received, without the query string. */
+  path?: { type: 'Exact' | 'PathPrefix' | 'RegularExpression'; value: string };
   method?: string;
   headers?: { name: string; type: 'Exact' | 'RegularExpression'; value: string }[];
+  /** Names are case-sensitive; values are compared as sent (not percent-decoded). */
+  queryParams?: { name: string; type: 'Exact' | 'RegularExpression'; value: string }[];
 }
+
+/** Header edits of a RequestHeaderModifier / ResponseHeaderModifier; names lower case. */
+export interface HeaderEditsSpec {
+  set?: { name: string; value: string }[];
+  add?: { name: string; value: string }[];
+  remove?: string[];
+}
+
+/** A path change of a redirect or rewrite; ReplacePrefixMatch replaces the entry's PathPrefix. */
+export interface PathModifierSpec {
+  type: 'ReplaceFullPath' | 'ReplacePrefixMatch';
+  value: string;
+}
+
+/** A Gateway API filter, normalized by the control plane (defaults filled in). */
+export type RouteFilter =
+  | { type: 'RequestHeaderModifier'; edits: HeaderEditsSpec }
+  | { type: 'ResponseHeaderModifier'; edits: HeaderEditsSpec }
+  | { type: 'RequestRedirect'; scheme?: 'http' | 'https'; hostname?: string; path?: PathModifierSpec; port?: number; statusCode: 301 | 302 }
+  | { type: 'URLRewrite'; hostname?: string; path?: PathModifierSpec }
+  /** `percent` may be fractional (from a Gateway API `fraction`). */
+  | { type: 'RequestMirror'; backend: string; percent: number };
 
 export interface WeightedBackend {
   /** A key of {@link UpstreamSnapshot.backends}. */
   backend: string;
   weight: number;
+  /** Filters applied only to requests sent to this backend. */
+  filters?: RouteFilter[];
 }
 
 /**
- * One HTTPRoute rule with one of its matches, already placed in Gateway API
- * precedence order by the compiler: the proxy takes the first entry that matches.
+ * One HTTPRoute rule with one of its matches (and one of the route's hostnames),
+ * already placed in Gateway API precedence order by the compiler: the proxy takes the
+ * first entry that matches.
  */
 export interface RouteEntry {
   /** `<namespace>/<route name>/rule/<index>`; the `route` label in metrics. */
   name: string;
+  /** `host` or `*.suffix`, matched against the Host header (port ignored); absent: any host. */
+  hostname?: string;
   match: RouteMatch;
+  /** Filters of the rule, in the order written. */
+  filters?: RouteFilter[];
   backends: WeightedBackend[];
 }
 
@@ -101,7 +133,10 @@ export interface BackendSnapshot {
 export interface UpstreamSnapshot {
   service: string;
   protocol: Protocol;
-  /** Precedence-ordered; empty means "every request goes to backend `<service>`". */
+  /**
+   * Precedence-ordered; empty means "every request goes to backend `<service>`". For a
+   * tcp service, at most one entry (a TCPRoute): only its backends count.
+   */
   routes: RouteEntry[];
   backends: Record<string, BackendSnapshot>;
 }

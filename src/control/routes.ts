@@ -1,70 +1,207 @@
-// HTTPRoutes → the ordered route table of one service. Every (rule, match) pair becomes
-// one RouteEntry, and the entries are sorted by Gateway API precedence so that a proxy
-// can simply take the first entry that matches.
-import type { RouteEntry, RouteMatch } from './protocol.js';
-import type { ControlConfig, HTTPRouteConfig, HTTPRouteMatchConfig } from './mesh-config.js';
+// Routes → the ordered route table of one service. Every (hostname, rule, match) of an
+// HTTPRoute or GRPCRoute becomes one RouteEntry, and the entries are sorted by Gateway
+// API precedence so that a proxy can simply take the first entry that matches. A tcp
+// service gets at most one entry, from its TCPRoute: the weighted backends.
+import type { RouteEntry, RouteFilter, RouteMatch, HeaderEditsSpec } from './protocol.js';
+import type {
+  BackendRefConfig, ControlConfig, GRPCRouteMatchConfig, HTTPRouteMatchConfig, RouteConfig, RouteFilterConfig,
+} from './mesh-config.js';
 
 /** True when one of the route's parentRefs names the mesh Service `service` (GAMMA). */
-export function routeAttachesTo(route: HTTPRouteConfig, service: string): boolean {
+export function routeAttachesTo(route: RouteConfig, service: string): boolean {
   return route.spec.parentRefs.some(
     (ref) => ref.name === service && (ref.kind ?? 'Service') === 'Service' && (ref.group ?? '') === '',
   );
 }
 
 /** `<namespace>/<name>`, the route's identity in names and tie-breaks. */
-export function routeKey(route: HTTPRouteConfig): string {
+export function routeKey(route: RouteConfig): string {
   return `${route.metadata.namespace ?? 'default'}/${route.metadata.name}`;
 }
 
-/** Fills the Gateway API defaults so the proxy never has to: path `PathPrefix /`, header type `Exact`. */
+/** Fills the Gateway API defaults so the proxy never has to: path `PathPrefix /`, match types `Exact`. */
 export function normalizeMatch(match: HTTPRouteMatchConfig | undefined): RouteMatch {
   const out: RouteMatch = { path: { type: match?.path?.type ?? 'PathPrefix', value: match?.path?.value ?? '/' } };
   if (match?.method) out.method = match.method.toUpperCase();
   if (match?.headers && match.headers.length > 0) {
-    // Header names are case-insensitive; proxies compare against node's lower-cased names.
+    // Header names are case-insensitive; proxies compare against lower-cased names.
     out.headers = match.headers.map((h) => ({ name: h.name.toLowerCase(), type: h.type ?? 'Exact', value: h.value }));
+  }
+  if (match?.queryParams && match.queryParams.length > 0) {
+    out.queryParams = match.queryParams.map((q) => ({ name: q.name, type: q.type ?? 'Exact', value: q.value }));
   }
   return out;
 }
 
+const escapeRegex = (s: string): string => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
+/** Content types of gRPC (`application/grpc`, `application/grpc+proto`, ...). */
+export const GRPC_CONTENT_TYPE = 'application/grpc(?:[+;].*)?';
+
+/**
+ * A GRPCRoute match as an HTTP match: a gRPC call is `POST /<service>/<method>` with a
+ * gRPC content type, so the entry only takes gRPC traffic and can share the table
+ * with the service's HTTPRoutes.
+ */
+export function grpcMatch(match: GRPCRouteMatchConfig | undefined): RouteMatch {
+  const m = match?.method;
+  const service = m?.service;
+  const method = m?.method;
+  let path: RouteMatch['path'];
+  if ((m?.type ?? 'Exact') === 'Exact') {
+    if (service !== undefined && method !== undefined) path = { type: 'Exact', value: `/${service}/${method}` };
+    else if (service !== undefined) path = { type: 'PathPrefix', value: `/${service}` };
+    else if (method !== undefined) path = { type: 'RegularExpression', value: `/[^/]+/${escapeRegex(method)}` };
+  } else if (service !== undefined || method !== undefined) {
+    path = { type: 'RegularExpression', value: `/(?:${service ?? '[^/]+'})/(?:${method ?? '[^/]+'})` };
+  }
+  const headers = (match?.headers ?? []).map((h) => ({ name: h.name.toLowerCase(), type: h.type ?? 'Exact', value: h.value }));
+  headers.push({ name: 'content-type', type: 'RegularExpression', value: GRPC_CONTENT_TYPE });
+  return { path: path ?? { type: 'PathPrefix', value: '/' }, method: 'POST', headers };
+}
+
+function headerEdits(m: NonNullable<RouteFilterConfig['requestHeaderModifier']>): HeaderEditsSpec {
+  const out: HeaderEditsSpec = {};
+  if (m.set?.length) out.set = m.set.map((h) => ({ name: h.name.toLowerCase(), value: h.value }));
+  if (m.add?.length) out.add = m.add.map((h) => ({ name: h.name.toLowerCase(), value: h.value }));
+  if (m.remove?.length) out.remove = m.remove.map((n) => n.toLowerCase());
+  return out;
+}
+
+function pathModifier(p: { type: 'ReplaceFullPath' | 'ReplacePrefixMatch'; replaceFullPath?: string; replacePrefixMatch?: string } | undefined) {
+  if (p === undefined) return undefined;
+  return { type: p.type, value: (p.type === 'ReplaceFullPath' ? p.replaceFullPath : p.replacePrefixMatch) ?? '/' };
+}
+
+/** Gateway API filters → the snapshot's normalized form; a filter missing its config (refused by validation) is skipped. */
+export function normalizeFilters(filters: readonly RouteFilterConfig[] | undefined): RouteFilter[] | undefined {
+  if (filters === undefined || filters.length === 0) return undefined;
+  const out: RouteFilter[] = [];
+  for (const f of filters) {
+    switch (f.type) {
+      case 'RequestHeaderModifier':
+        if (f.requestHeaderModifier) out.push({ type: f.type, edits: headerEdits(f.requestHeaderModifier) });
+        break;
+      case 'ResponseHeaderModifier':
+        if (f.responseHeaderModifier) out.push({ type: f.type, edits: headerEdits(f.responseHeaderModifier) });
+        break;
+      case 'RequestRedirect': {
+        const r = f.requestRedirect;
+        if (!r) break;
+        const path = pathModifier(r.path);
+        out.push({
+          type: f.type, statusCode: r.statusCode ?? 302,
+          ...(r.scheme ? { scheme: r.scheme } : {}), ...(r.hostname ? { hostname: r.hostname } : {}),
+          ...(path ? { path } : {}), ...(r.port ? { port: r.port } : {}),
+        });
+        break;
+      }
+      case 'URLRewrite': {
+        const r = f.urlRewrite;
+        if (!r) break;
+        const path = pathModifier(r.path);
+        out.push({ type: f.type, ...(r.hostname ? { hostname: r.hostname } : {}), ...(path ? { path } : {}) });
+        break;
+      }
+      case 'RequestMirror': {
+        const m = f.requestMirror;
+        if (!m) break;
+        const percent = m.percent ?? (m.fraction ? (100 * m.fraction.numerator) / (m.fraction.denominator ?? 100) : 100);
+        out.push({ type: f.type, backend: m.backendRef.name, percent });
+        break;
+      }
+    }
+  }
+  return out.length > 0 ? out : undefined;
+}
+
+function backendsOf(refs: readonly BackendRefConfig[] | undefined): RouteEntry['backends'] {
+  return (refs ?? []).map((ref) => {
+    const filters = normalizeFilters(ref.filters);
+    return filters ? { backend: ref.name, weight: ref.weight ?? 1, filters } : { backend: ref.name, weight: ref.weight ?? 1 };
+  });
+}
+
 interface Candidate {
   readonly entry: RouteEntry;
+  readonly grpc: boolean;
   /** Position of the route in the config (file order). */
   readonly routeIndex: number;
   readonly created: number | undefined;
   readonly key: string;
   readonly ruleIndex: number;
   readonly matchIndex: number;
+  readonly hostIndex: number;
+  /** GRPCRoute only: characters of the service and method matched. */
+  readonly serviceChars: number;
+  readonly methodChars: number;
 }
 
-function creationTime(route: HTTPRouteConfig): number | undefined {
+function creationTime(route: RouteConfig): number | undefined {
   const t = route.metadata.creationTimestamp ? Date.parse(route.metadata.creationTimestamp) : NaN;
   return Number.isNaN(t) ? undefined : t;
 }
 
 /**
- * Gateway API HTTPRoute precedence: Exact path before PathPrefix; longer prefix first;
- * a method match before none; more header matches first; then the older route
- * (creationTimestamp; without one, file order), then `<namespace>/<name>`
- * alphabetically; then rule order and match order within a route.
+ * Hostname precedence (Gateway API: the most characters in a matching non-wildcard
+ * hostname, then in a matching hostname): exact names, longest first; then wildcards,
+ * longest first; then entries of routes with no hostnames (any host).
  */
-function comparePrecedence(a: Candidate, b: Candidate): number {
-  const pa = a.entry.match.path;
-  const pb = b.entry.match.path;
-  const exactA = pa?.type === 'Exact' ? 0 : 1;
-  const exactB = pb?.type === 'Exact' ? 0 : 1;
-  if (exactA !== exactB) return exactA - exactB;
-  if (exactA === 1) {
-    const lenA = pa?.value.length ?? 1;
-    const lenB = pb?.value.length ?? 1;
+function compareHostnames(a: string | undefined, b: string | undefined): number {
+  const rank = (h: string | undefined): number => (h === undefined ? 2 : h.startsWith('*.') ? 1 : 0);
+  const ra = rank(a);
+  const rb = rank(b);
+  if (ra !== rb) return ra - rb;
+  return (b?.length ?? 0) - (a?.length ?? 0);
+}
+
+// Exact, then RegularExpression, then PathPrefix: the Gateway API leaves regular
+// expressions' place to implementations; before prefixes (as Envoy Gateway does) so a
+// catch-all `PathPrefix /` can't hide them.
+const PATH_RANK = { Exact: 0, RegularExpression: 1, PathPrefix: 2 } as const;
+
+/** HTTPRoute precedence: path, method, header matches, query param matches. */
+function compareHttp(a: RouteMatch, b: RouteMatch): number {
+  const ta = PATH_RANK[a.path?.type ?? 'PathPrefix'];
+  const tb = PATH_RANK[b.path?.type ?? 'PathPrefix'];
+  if (ta !== tb) return ta - tb;
+  if (ta !== 0) {
+    const lenA = a.path?.value.length ?? 1;
+    const lenB = b.path?.value.length ?? 1;
     if (lenA !== lenB) return lenB - lenA;
   }
-  const methodA = a.entry.match.method ? 0 : 1;
-  const methodB = b.entry.match.method ? 0 : 1;
+  const methodA = a.method ? 0 : 1;
+  const methodB = b.method ? 0 : 1;
   if (methodA !== methodB) return methodA - methodB;
-  const headersA = a.entry.match.headers?.length ?? 0;
-  const headersB = b.entry.match.headers?.length ?? 0;
+  const headersA = a.headers?.length ?? 0;
+  const headersB = b.headers?.length ?? 0;
   if (headersA !== headersB) return headersB - headersA;
+  return (b.queryParams?.length ?? 0) - (a.queryParams?.length ?? 0);
+}
+
+/**
+ * Gateway API precedence. First the hostname the entry matched on; then GRPCRoute
+ * entries before HTTPRoute ones (they only take gRPC calls, which an HTTPRoute would
+ * otherwise swallow with a prefix); then each kind's own order: HTTPRoute by path
+ * (Exact, RegularExpression, longer PathPrefix), method, more header matches, more
+ * query param matches; GRPCRoute by characters of the matched service, of the matched
+ * method, more header matches. Then the older route (creationTimestamp; without one,
+ * file order), then `<namespace>/<name>` alphabetically; then rule, match and hostname order.
+ */
+function comparePrecedence(a: Candidate, b: Candidate): number {
+  const host = compareHostnames(a.entry.hostname, b.entry.hostname);
+  if (host !== 0) return host;
+  if (a.grpc !== b.grpc) return a.grpc ? -1 : 1;
+  if (a.grpc) {
+    if (a.serviceChars !== b.serviceChars) return b.serviceChars - a.serviceChars;
+    if (a.methodChars !== b.methodChars) return b.methodChars - a.methodChars;
+    const ha = a.entry.match.headers?.length ?? 0;
+    const hb = b.entry.match.headers?.length ?? 0;
+    if (ha !== hb) return hb - ha;
+  } else {
+    const c = compareHttp(a.entry.match, b.entry.match);
+    if (c !== 0) return c;
+  }
   if (a.routeIndex !== b.routeIndex) {
     // Age as the tuple (creationTimestamp, file order): routes with no timestamp count
     // as newest, and among themselves are ordered by where they appear in the files.
@@ -76,29 +213,55 @@ function comparePrecedence(a: Candidate, b: Candidate): number {
     return a.routeIndex - b.routeIndex;
   }
   if (a.ruleIndex !== b.ruleIndex) return a.ruleIndex - b.ruleIndex;
-  return a.matchIndex - b.matchIndex;
+  if (a.matchIndex !== b.matchIndex) return a.matchIndex - b.matchIndex;
+  return a.hostIndex - b.hostIndex;
 }
 
 /**
- * The route table of `service`: one entry per (rule, match) of every HTTPRoute whose
- * parentRefs name it, in precedence order. A rule without matches matches every request.
- * Backend names are kept as written even when they resolve to nothing, so the proxy can
- * answer `backend-not-found` instead of the route silently vanishing.
+ * The route table of `service`: for an http service, one entry per (hostname, rule,
+ * match) of every HTTPRoute and GRPCRoute whose parentRefs name it, in precedence
+ * order (a rule without matches matches every request); for a tcp service, the first
+ * TCPRoute's one rule. Backend names are kept as written even when they resolve to
+ * nothing, so the proxy can answer `backend-not-found` instead of the route silently vanishing.
  */
-export function compileRoutes(service: string, routes: ControlConfig['routes']): RouteEntry[] {
+export function compileRoutes(service: string, routes: ControlConfig['routes'], protocol: 'http' | 'tcp' = 'http'): RouteEntry[] {
   const candidates: Candidate[] = [];
   routes.forEach(({ resource }, routeIndex) => {
     if (!routeAttachesTo(resource, service)) return;
     const key = routeKey(resource);
     const created = creationTime(resource);
+    const base = { routeIndex, created, key };
+    if (resource.kind === 'TCPRoute') {
+      if (protocol !== 'tcp') return;
+      const rule = resource.spec.rules[0];
+      if (rule === undefined) return;
+      const entry: RouteEntry = { name: `${key}/rule/0`, match: {}, backends: backendsOf(rule.backendRefs) };
+      candidates.push({ ...base, entry, grpc: false, ruleIndex: 0, matchIndex: 0, hostIndex: 0, serviceChars: 0, methodChars: 0 });
+      return;
+    }
+    if (protocol !== 'http') return;
+    const hostnames: (string | undefined)[] = resource.spec.hostnames?.length ? resource.spec.hostnames.map((h) => h.toLowerCase()) : [undefined];
     resource.spec.rules.forEach((rule, ruleIndex) => {
-      const backends = (rule.backendRefs ?? []).map((ref) => ({ backend: ref.name, weight: ref.weight ?? 1 }));
-      const matches = rule.matches && rule.matches.length > 0 ? rule.matches : [undefined];
+      const backends = backendsOf(rule.backendRefs);
+      const filters = normalizeFilters(rule.filters);
+      const grpc = resource.kind === 'GRPCRoute';
+      const matches: readonly (HTTPRouteMatchConfig | GRPCRouteMatchConfig | undefined)[] = rule.matches && rule.matches.length > 0 ? rule.matches : [undefined];
       matches.forEach((match, matchIndex) => {
-        const entry: RouteEntry = { name: `${key}/rule/${ruleIndex}`, match: normalizeMatch(match), backends };
-        candidates.push({ entry, routeIndex, created, key, ruleIndex, matchIndex });
+        const m = grpc ? grpcMatch(match as GRPCRouteMatchConfig | undefined) : normalizeMatch(match as HTTPRouteMatchConfig | undefined);
+        const gm = grpc ? (match as GRPCRouteMatchConfig | undefined)?.method : undefined;
+        hostnames.forEach((hostname, hostIndex) => {
+          const entry: RouteEntry = { name: `${key}/rule/${ruleIndex}`, ...(hostname ? { hostname } : {}), match: m, ...(filters ? { filters } : {}), backends };
+          candidates.push({
+            ...base, entry, grpc, ruleIndex, matchIndex, hostIndex,
+            serviceChars: gm?.service?.length ?? 0, methodChars: gm?.method?.length ?? 0,
+          });
+        });
       });
     });
   });
-  return candidates.sort(comparePrecedence).map((c) => ({ ...c.entry, backends: c.entry.backends.map((b) => ({ ...b })) }));
+  const sorted = candidates.sort(comparePrecedence);
+  // A tcp service uses one TCPRoute: the oldest (validation refuses a second).
+  const picked = protocol === 'tcp' ? sorted.slice(0, 1) : sorted;
+  // Entries share objects while compiling; the snapshot gets its own copies.
+  return picked.map((c) => structuredClone(c.entry));
 }

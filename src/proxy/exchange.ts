@@ -5,6 +5,8 @@ import type { Endpoint } from '../control/protocol.js';
 import { ERRORS, errorMessage, type ErrorCode } from '../errors.js';
 import type { RequestHead } from './http1-parser.js';
 import type { CompiledBackend, CompiledRoute, CompiledUpstream } from './router.js';
+import type { HeadEdits } from './filters/head-edits.js';
+import type { HeaderModifier } from './filters/header-modifier.js';
 import type { UpstreamConnection } from './upstream-connection.js';
 
 /** The client side of an exchange: implemented by the HTTP/1.1 server connection. */
@@ -30,7 +32,7 @@ export function compose(layers: readonly Layer[], terminal: Handler): Handler {
 }
 
 const REASONS: Record<number, string> = {
-  400: 'Bad Request', 404: 'Not Found', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error',
+  301: 'Moved Permanently', 302: 'Found', 400: 'Bad Request', 404: 'Not Found', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error',
   502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 
@@ -67,6 +69,12 @@ export class Exchange {
   retryConnect: Handler | undefined;
   /** Header lines (each ending in CRLF) added when forwarding. */
   extraHead = '';
+  /** Index in `route.backends` of the backend split picked. */
+  backendIndex = 0;
+  /** Request head edits by route filters; when set, the forwarder re-serializes the head. */
+  headEdits: HeadEdits | undefined;
+  /** Response header edits by route filters, applied to the response head in order. */
+  responseEdits: HeaderModifier[] | undefined;
   /** Telemetry labels. */
   source = '';
   destinationVersion = '';
@@ -118,6 +126,20 @@ export class Exchange {
     this.status = spec.status;
     const close = !this.requestBodyDone || !this.req.keepAlive || spec.status === 400 || spec.status === 431;
     const res = errorResponse(code, params, close);
+    this.responseBytes = res.length;
+    this.client.socket.write(res);
+    this.finish(!close);
+  }
+
+  /** Ends the exchange with a body-less response the proxy makes itself (a redirect); `lines` end in CRLF. */
+  respond(status: number, lines: string): void {
+    if (this.finished || this.responseStarted) return;
+    this.status = status;
+    const close = !this.requestBodyDone || !this.req.keepAlive;
+    const res = Buffer.from(
+      `HTTP/1.1 ${status} ${REASONS[status] ?? ''}\r\n${lines}content-length: 0\r\n${close ? 'connection: close\r\n' : ''}\r\n`,
+      'latin1',
+    );
     this.responseBytes = res.length;
     this.client.socket.write(res);
     this.finish(!close);

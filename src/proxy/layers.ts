@@ -1,18 +1,22 @@
 // The layers of the HTTP pipelines. Outbound (the app calling another service):
 //
-//   telemetry → upstream → route → split → balance → forward
+//   telemetry → upstream → route → ruleFilters → split → backendFilters → balance → forward
 //
 // telemetry is outermost so it sees every outcome, errors included; the upstream layer
-// turns the listener (or the Host header) into a service; route picks the rule; split
-// picks a backend by weight; balance picks an endpoint and is where a refused
-// connection comes back to for another try. Inbound (another sidecar calling our app)
+// turns the listener (or the Host header) into a service; route picks the rule; the
+// rule's filters (src/proxy/filters/) may answer (a redirect) or edit the request
+// before any backend is chosen; split picks a backend by weight, whose own filters
+// come next; balance picks an endpoint and is where a refused connection comes back
+// to for another try. Inbound (another sidecar calling our app)
 // is telemetry → local app → forward.
 import type { Endpoint } from '../control/protocol.js';
 import type { AccessLog } from '../telemetry/access-log.js';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.js';
 import type { Exchange, Layer } from './exchange.js';
 import { headerValue } from './http1-parser.js';
-import { matchRoute, pickBackend, type CompiledUpstream } from './router.js';
+import { matchRoute, pickBackendIndex, type CompiledUpstream } from './router.js';
+
+export { backendFilters, ruleFilters } from './filters/index.js';
 
 /** Header carrying the calling service from an outbound sidecar to an inbound one. */
 export const SOURCE_HEADER = 'trellis-source';
@@ -109,8 +113,10 @@ export const route: Layer = (next) => (ex) => {
 
 export const split: Layer = (next) => (ex) => {
   const r = ex.route!;
-  const name = pickBackend(r);
-  if (name === undefined) return ex.fail('TRELLIS_E_BACKEND_NOT_FOUND', { route: r.name, backend: '(every weight is 0)' });
+  const i = pickBackendIndex(r);
+  if (i === -1) return ex.fail('TRELLIS_E_BACKEND_NOT_FOUND', { route: r.name, backend: '(every weight is 0)' });
+  const name = r.backends[i]!;
+  ex.backendIndex = i;
   const backend = ex.upstream!.backends.get(name);
   if (backend === undefined) return ex.fail('TRELLIS_E_BACKEND_NOT_FOUND', { route: r.name, backend: name });
   ex.backend = backend;

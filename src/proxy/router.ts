@@ -1,11 +1,13 @@
 // Route matching for one upstream service: the control plane sends route entries in
 // Gateway API precedence order, so the first entry that matches wins. Compiling a
 // snapshot turns them into closures-free records with pre-built regexes and weight
-// tables, so matching a request allocates nothing.
+// tables, so matching a request allocates nothing beyond header values and the
+// substrings a regular expression is run on.
 import type { RouteEntry, UpstreamSnapshot, Endpoint } from '../control/protocol.js';
 import { headerValue, type RequestHead } from './http1-parser.js';
 import type { Balancer } from './balancer/balancer.js';
 import { RoundRobinBalancer } from './balancer/round-robin.js';
+import { compileFilters, type CompiledFilters } from './filters/index.js';
 
 interface HeaderMatcher {
   readonly name: string;
@@ -18,12 +20,33 @@ export interface CompiledBackend {
   readonly balancer: Balancer;
 }
 
+interface QueryMatcher {
+  /** `name=` as it appears in a query string. */
+  readonly key: string;
+  readonly exact?: string;
+  readonly regex?: RegExp;
+}
+
 export interface CompiledRoute {
   readonly name: string;
-  readonly pathType: 'Exact' | 'PathPrefix' | undefined;
+  /** Exact host (lower case, no port), or undefined. */
+  readonly hostExact: string | undefined;
+  /** `.suffix` of a `*.suffix` hostname, or undefined. */
+  readonly hostSuffix: string | undefined;
+  readonly pathType: 'Exact' | 'PathPrefix' | 'RegularExpression' | undefined;
   readonly pathValue: string;
+  readonly pathRegex: RegExp | undefined;
+  /** A PathPrefix value without its trailing '/' ('' for '/'), as matching compares it. */
+  readonly pathPrefix: string;
+  /** The PathPrefix this entry matched on ('/' otherwise), for ReplacePrefixMatch. */
+  readonly matchedPrefix: string;
   readonly method: string | undefined;
   readonly headers: readonly HeaderMatcher[];
+  readonly query: readonly QueryMatcher[];
+  /** The rule's filters; undefined when it has none (the fast path). */
+  readonly filters: CompiledFilters | undefined;
+  /** Filters per backend (same index as `backends`); undefined when no backendRef has any. */
+  readonly backendFilters: readonly (CompiledFilters | undefined)[] | undefined;
   /** Backend names with cumulative weights, for a weighted random pick. */
   readonly backends: readonly string[];
   readonly cumulative: readonly number[];
@@ -40,32 +63,56 @@ export interface CompiledUpstream {
 /** The route used when a service has no HTTPRoute: every request to backend `<service>`. */
 function defaultRoute(service: string): CompiledRoute {
   return {
-    name: `default/${service}`, pathType: undefined, pathValue: '/', method: undefined, headers: [],
-    backends: [service], cumulative: [1], totalWeight: 1,
+    name: `default/${service}`, hostExact: undefined, hostSuffix: undefined, pathType: undefined, pathValue: '/',
+    pathRegex: undefined, pathPrefix: '', matchedPrefix: '/', method: undefined, headers: [], query: [], filters: undefined,
+    backendFilters: undefined, backends: [service], cumulative: [1], totalWeight: 1,
   };
 }
+
+/** Gateway API regular expressions match the whole value. */
+const anchored = (value: string): RegExp => new RegExp(`^(?:${value})$`);
 
 function compileRoute(entry: RouteEntry): CompiledRoute {
   const headers: HeaderMatcher[] = (entry.match.headers ?? []).map((h) =>
     h.type === 'RegularExpression'
-      ? { name: h.name.toLowerCase(), regex: new RegExp(`^(?:${h.value})$`) }
+      ? { name: h.name.toLowerCase(), regex: anchored(h.value) }
       : { name: h.name.toLowerCase(), exact: h.value },
   );
+  // Only the first match of a name counts (Gateway API).
+  const seen = new Set<string>();
+  const query: QueryMatcher[] = [];
+  for (const q of entry.match.queryParams ?? []) {
+    if (seen.has(q.name)) continue;
+    seen.add(q.name);
+    query.push(q.type === 'RegularExpression' ? { key: `${q.name}=`, regex: anchored(q.value) } : { key: `${q.name}=`, exact: q.value });
+  }
   const backends: string[] = [];
   const cumulative: number[] = [];
+  const backendFilters: (CompiledFilters | undefined)[] = [];
   let total = 0;
   for (const b of entry.backends) {
     if (!(b.weight > 0)) continue;
     total += b.weight;
     backends.push(b.backend);
     cumulative.push(total);
+    backendFilters.push(compileFilters(b.filters));
   }
+  const host = entry.hostname?.toLowerCase();
+  const path = entry.match.path;
   return {
     name: entry.name,
-    pathType: entry.match.path?.type,
-    pathValue: entry.match.path?.value ?? '/',
+    hostExact: host !== undefined && !host.startsWith('*.') ? host : undefined,
+    hostSuffix: host !== undefined && host.startsWith('*.') ? host.slice(1) : undefined,
+    pathType: path?.type,
+    pathValue: path?.value ?? '/',
+    pathRegex: path?.type === 'RegularExpression' ? anchored(path.value) : undefined,
+    pathPrefix: path?.type === 'PathPrefix' && path.value.endsWith('/') ? path.value.slice(0, -1) : path?.value ?? '',
+    matchedPrefix: path?.type === 'PathPrefix' ? path.value : '/',
     method: entry.match.method,
     headers,
+    query,
+    filters: compileFilters(entry.filters),
+    backendFilters: backendFilters.some((f) => f !== undefined) ? backendFilters : undefined,
     backends,
     cumulative,
     totalWeight: total,
@@ -86,24 +133,107 @@ export function compileUpstream(snap: UpstreamSnapshot, makeBalancer: (e: readon
 }
 
 /** PathPrefix matches whole path elements: `/api` matches `/api` and `/api/x`, not `/apix`. */
-function prefixMatches(path: string, prefix: string): boolean {
-  if (prefix === '/' || prefix === '') return true;
-  const p = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+function prefixMatches(path: string, p: string): boolean {
+  if (p === '') return true;
   if (!path.startsWith(p)) return false;
   return path.length === p.length || path.charCodeAt(p.length) === 47;
 }
 
-function matches(route: CompiledRoute, req: RequestHead): boolean {
-  if (route.pathType === 'Exact' ? req.path !== route.pathValue : route.pathType === 'PathPrefix' && !prefixMatches(req.path, route.pathValue)) {
-    return false;
+/**
+ * Whether the first header named `lower` has exactly the value `exact` (surrounding
+ * spaces and tabs aside), compared in place: Exact header matches allocate nothing.
+ */
+function headerIs(lines: readonly string[], lower: string, exact: string): boolean {
+  const n = lower.length;
+  for (const line of lines) {
+    if (line.charCodeAt(n) !== 58 || !equalsLower(line, 0, lower)) continue;
+    let from = n + 1;
+    let to = line.length;
+    while (from < to && (line.charCodeAt(from) === 32 || line.charCodeAt(from) === 9)) from++;
+    while (to > from && (line.charCodeAt(to - 1) === 32 || line.charCodeAt(to - 1) === 9)) to--;
+    return to - from === exact.length && line.startsWith(exact, from);
   }
-  if (route.method !== undefined && route.method !== req.method) return false;
-  for (const h of route.headers) {
-    const v = headerValue(req.lines, h.name);
-    if (v === undefined) return false;
-    if (h.exact !== undefined ? v !== h.exact : !h.regex!.test(v)) return false;
+  return false;
+}
+
+/** `s[from, from + lower.length)` equals `lower` ignoring ASCII case. */
+function equalsLower(s: string, from: number, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    let c = s.charCodeAt(from + i);
+    if (c >= 65 && c <= 90) c += 32;
+    if (c !== lower.charCodeAt(i)) return false;
   }
   return true;
+}
+
+/**
+ * The Host header against the entry's hostname, ignoring a port and a trailing dot.
+ * `*.example.com` matches any name ending in `.example.com` (one or more labels), not
+ * `example.com` itself (Gateway API).
+ */
+function hostMatches(route: CompiledRoute, host: string): boolean {
+  let end = host.length;
+  for (let i = end - 1; i >= 0; i--) {
+    const c = host.charCodeAt(i);
+    if (c === 58) { end = i; break; }
+    if (c < 48 || c > 57) break;
+  }
+  if (end > 0 && host.charCodeAt(end - 1) === 46) end--;
+  const exact = route.hostExact;
+  if (exact !== undefined) return end === exact.length && equalsLower(host, 0, exact);
+  const suffix = route.hostSuffix!;
+  return end > suffix.length && equalsLower(host, end - suffix.length, suffix);
+}
+
+/** Start of the first value of `key` (`name=`) in the query of `target`, or -1; `from` is just past `?`. */
+function queryValueStart(target: string, from: number, key: string): number {
+  let i = from;
+  while (i < target.length) {
+    if (target.startsWith(key, i)) return i + key.length;
+    const amp = target.indexOf('&', i);
+    if (amp === -1) return -1;
+    i = amp + 1;
+  }
+  return -1;
+}
+
+function queryMatches(route: CompiledRoute, target: string): boolean {
+  const q = target.indexOf('?');
+  if (q === -1) return false;
+  for (const m of route.query) {
+    const start = queryValueStart(target, q + 1, m.key);
+    if (start === -1) return false;
+    let end = target.indexOf('&', start);
+    if (end === -1) end = target.length;
+    if (m.exact !== undefined) {
+      if (end - start !== m.exact.length || !target.startsWith(m.exact, start)) return false;
+    } else if (!m.regex!.test(target.slice(start, end))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+function matches(route: CompiledRoute, req: RequestHead): boolean {
+  if (route.method !== undefined && route.method !== req.method) return false;
+  if ((route.hostExact !== undefined || route.hostSuffix !== undefined) && !hostMatches(route, req.host)) return false;
+  const type = route.pathType;
+  if (type === 'Exact') {
+    if (req.path !== route.pathValue) return false;
+  } else if (type === 'PathPrefix') {
+    if (!prefixMatches(req.path, route.pathPrefix)) return false;
+  } else if (type === 'RegularExpression') {
+    if (!route.pathRegex!.test(req.path)) return false;
+  }
+  for (const h of route.headers) {
+    if (h.exact !== undefined) {
+      if (!headerIs(req.lines, h.name, h.exact)) return false;
+      continue;
+    }
+    const v = headerValue(req.lines, h.name);
+    if (v === undefined || !h.regex!.test(v)) return false;
+  }
+  return route.query.length === 0 || queryMatches(route, req.target);
 }
 
 /** The first route that matches the request, or undefined (→ 404 no-route). */
@@ -112,12 +242,17 @@ export function matchRoute(upstream: CompiledUpstream, req: RequestHead): Compil
   return undefined;
 }
 
+/** Picks a backend by weight: its index in `route.backends`, or -1 when every weight is zero. */
+export function pickBackendIndex(route: CompiledRoute, random = Math.random): number {
+  const n = route.backends.length;
+  if (n <= 1) return n - 1;
+  const x = random() * route.totalWeight;
+  for (let i = 0; i < n; i++) if (x < route.cumulative[i]!) return i;
+  return n - 1;
+}
+
 /** Picks a backend name by weight; undefined when every weight is zero. */
 export function pickBackend(route: CompiledRoute, random = Math.random): string | undefined {
-  const n = route.backends.length;
-  if (n === 0) return undefined;
-  if (n === 1) return route.backends[0];
-  const x = random() * route.totalWeight;
-  for (let i = 0; i < n; i++) if (x < route.cumulative[i]!) return route.backends[i];
-  return route.backends[n - 1];
+  const i = pickBackendIndex(route, random);
+  return i === -1 ? undefined : route.backends[i];
 }

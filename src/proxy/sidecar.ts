@@ -9,9 +9,9 @@ import { ProxyMetrics } from '../telemetry/metrics.js';
 import { ControlClient } from './control-client.js';
 import { compose, type Handler } from './exchange.js';
 import { HttpServerConnection } from './http-server-connection.js';
-import { balance, localApp, route, split, telemetry, upstream } from './layers.js';
+import { backendFilters, balance, localApp, route, ruleFilters, split, telemetry, upstream } from './layers.js';
 import { ConnectionPool, forwarder } from './pool.js';
-import { compileUpstream, type CompiledUpstream } from './router.js';
+import { compileUpstream, pickBackend, type CompiledUpstream } from './router.js';
 import { proxyTcp } from './tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
 
@@ -68,7 +68,7 @@ export class Sidecar {
     const pool = this.#pool;
     const outTelemetry = telemetry({ direction: 'outbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
     const outbound = (fixed?: string): Handler =>
-      compose([outTelemetry, upstream(o.service, lookup, fixed), route, split, balance], forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'));
+      compose([outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, split, backendFilters, balance], forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'));
 
     for (const u of o.upstreams) {
       const pipeline = outbound(u.service);
@@ -160,8 +160,9 @@ export class Sidecar {
   }
 
   #outboundTcp(socket: net.Socket, up: CompiledUpstream): void {
-    // TCP has no request to route: every connection goes to backend `<service>`.
-    const backend = up.backends.get(up.service);
+    // TCP has no request to route: each connection picks a backend by the weights of
+    // the service's TCPRoute (without one, the whole service), then an endpoint.
+    const backend = up.backends.get(pickBackend(up.routes[0]!) ?? '');
     const balancer = backend?.balancer;
     proxyTcp(socket, (tried) => {
       if (!balancer) return undefined;

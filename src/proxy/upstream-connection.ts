@@ -6,6 +6,7 @@ import type { ErrorCode } from '../errors.js';
 import { ChunkedFramer } from './chunked.js';
 import type { Exchange } from './exchange.js';
 import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead } from './http1-parser.js';
+import { editResponseHead } from './filters/header-modifier.js';
 
 const enum Body { None, Length, Chunked, UntilClose }
 
@@ -76,7 +77,9 @@ export class UpstreamConnection {
     this.sentAt = performance.now();
     // One buffer, one write: a single write() is markedly cheaper in Node than a corked writev.
     let head: Buffer;
-    if (req.rewrite) {
+    if (ex.headEdits !== undefined) {
+      head = Buffer.from(ex.headEdits.serialize(req, ex.extraHead), 'latin1');
+    } else if (req.rewrite) {
       head = Buffer.from(serializeRequestHead(req, ex.extraHead, req.upgrade), 'latin1');
     } else if (ex.extraHead) {
       const raw = ex.head;
@@ -155,6 +158,7 @@ export class UpstreamConnection {
       else if (head.chunked) { this.#body = Body.Chunked; this.#framer = new ChunkedFramer(); }
       else if (head.contentLength >= 0) { this.#body = Body.Length; this.#remaining = head.contentLength; }
       else { this.#body = Body.UntilClose; this.#reusable = false; }
+      if (ex.responseEdits !== undefined) ({ buf, end } = editResponseHead(buf, end, ex.responseEdits));
       if (!ex.requestBodyDone && !head.close) {
         // An answer before the whole request body arrived (an early 413, or a server
         // that does not read bodies): this client connection closes after it, so say

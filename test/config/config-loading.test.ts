@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
+import type { HTTPRouteResource } from '../../src/config/schema.js';
 import { FIXTURES, mesh, problemAt, route, tempDir } from './helpers.js';
 
 describe('loading the example config', () => {
@@ -52,16 +53,16 @@ describe('loading the example config', () => {
 
   it('fills the Gateway API defaults of routes', async () => {
     const { config } = await loadConfig([join(FIXTURES, 'mesh.yaml')]);
-    const split = config!.routes[0]!.resource;
+    const split = config!.routes[0]!.resource as HTTPRouteResource;
     assert.deepEqual(split.spec.rules[0]!.matches, [{ path: { type: 'PathPrefix', value: '/' } }]);
-    assert.deepEqual(split.spec.rules[0]!.backendRefs.map((b) => [b.name, b.weight, b.kind, b.group]), [
+    assert.deepEqual(split.spec.rules[0]!.backendRefs!.map((b) => [b.name, b.weight, b.kind, b.group]), [
       ['backend-v1', 90, 'Service', ''],
       ['backend-v2', 10, 'Service', ''],
     ]);
-    const mycorp = config!.routes[1]!.resource;
+    const mycorp = config!.routes[1]!.resource as HTTPRouteResource;
     assert.deepEqual(mycorp.spec.parentRefs, [{ kind: 'Service', name: 'backend', group: '' }]);
     assert.deepEqual(mycorp.spec.rules[0]!.matches![0]!.headers, [{ type: 'RegularExpression', name: 'x-user', value: '.*@mycorp.com' }]);
-    assert.equal(mycorp.spec.rules[0]!.backendRefs[0]!.weight, 1);
+    assert.equal(mycorp.spec.rules[0]!.backendRefs![0]!.weight, 1);
   });
 
   it('loads a directory of YAML files', async () => {
@@ -151,7 +152,7 @@ describe('loading files', () => {
     const file = await tmp.write('kinds.yaml', `${mesh(svc)}---\napiVersion: v1\nkind: ConfigMap\nmetadata: { name: settings }\n---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata: { name: old }\nspec: {}\n---\n[1, 2]\n`);
     const result = await loadConfig([file]);
     const kind = problemAt(result, 'kind', file);
-    assert.match(kind.message, /^document 2 \("settings"\): unknown kind "ConfigMap" \(apiVersion "v1"\); Trellis reads Mesh \(trellis\.dev\/v1alpha1\) and HTTPRoute/);
+    assert.match(kind.message, /^document 2 \("settings"\): unknown kind "ConfigMap" \(apiVersion "v1"\); Trellis reads Mesh \(trellis\.dev\/v1alpha1\), HTTPRoute/);
     assert.equal(kind.line, 11);
     const api = problemAt(result, 'apiVersion', file);
     assert.match(api.message, /^document 3 \("old"\): kind HTTPRoute needs apiVersion gateway\.networking\.k8s\.io\/v1 \(got "gateway\.networking\.k8s\.io\/v1beta1"\)/);

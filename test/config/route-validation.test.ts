@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
+import type { HTTPRouteResource } from '../../src/config/schema.js';
 import { mesh, problemAt, route, tempDir } from './helpers.js';
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
@@ -31,17 +32,16 @@ describe('HTTPRoute schema', () => {
   it('accepts a route with group "" and every default left out', async () => {
     const { result } = await load('  parentRefs: [{ group: "", kind: Service, name: backend }]\n  hostnames: [backend.shop]\n  rules:\n    - matches: [{ path: { value: /api }, method: GET }]\n      backendRefs: [{ name: backend-v1 }, { name: backend, weight: 0 }]\n');
     assert.deepEqual(result.problems, []);
-    const rule = result.config!.routes[0]!.resource.spec.rules[0]!;
+    const rule = (result.config!.routes[0]!.resource as HTTPRouteResource).spec.rules[0]!;
     assert.deepEqual(rule.matches, [{ path: { type: 'PathPrefix', value: '/api' }, method: 'GET' }]);
   });
 
   it('refuses unknown match types, methods and fields', async () => {
-    const { file, result } = await load('  parentRefs: [{ name: backend }]\n  rules:\n    - matches: [{ path: { type: Regex, value: api }, method: FETCH, query: 1 }]\n      backendRefs: [{ name: backend }]\n      filters: []\n');
-    assert.equal(problemAt(result, 'spec.rules[0].matches[0].path.type', file).message, 'must be one of Exact, PathPrefix (got "Regex")');
-    assert.equal(problemAt(result, 'spec.rules[0].matches[0].path.value', file).message, 'must be a path starting with / (got "api")');
+    const { file, result } = await load('  parentRefs: [{ name: backend }]\n  rules:\n    - matches: [{ path: { type: Regex, value: api }, method: FETCH, query: 1 }]\n      backendRefs: [{ name: backend }]\n      filterz: []\n');
+    assert.equal(problemAt(result, 'spec.rules[0].matches[0].path.type', file).message, 'must be one of Exact, PathPrefix, RegularExpression (got "Regex")');
     assert.match(problemAt(result, 'spec.rules[0].matches[0].method', file).message, /^must be one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH \(got "FETCH"\)$/);
-    assert.match(problemAt(result, 'spec.rules[0].matches[0].query', file).message, /^unknown field "query"; allowed here: path, method, headers$/);
-    assert.match(problemAt(result, 'spec.rules[0].filters', file).message, /^unknown field "filters"/);
+    assert.match(problemAt(result, 'spec.rules[0].matches[0].query', file).message, /^unknown field "query"; allowed here: path, method, headers, queryParams$/);
+    assert.match(problemAt(result, 'spec.rules[0].filterz', file).message, /^unknown field "filterz"/);
   });
 
   it('checks header match types and weights', async () => {
@@ -53,7 +53,12 @@ describe('HTTPRoute schema', () => {
   it('requires parents, rules and backends', async () => {
     const { file, result } = await load('  parentRefs: []\n  rules:\n    - matches: []\n');
     assert.equal(problemAt(result, 'spec.parentRefs', file).message, 'must have at least 1 item');
-    assert.equal(problemAt(result, 'spec.rules[0].backendRefs', file).message, 'is required');
+  });
+
+  it('requires backends of a rule that does not redirect, and a path value starting with /', async () => {
+    const { file, result } = await load('  parentRefs: [{ name: backend }]\n  rules:\n    - matches: [{ path: { value: api } }]\n');
+    assert.match(problemAt(result, 'spec.rules[0].backendRefs', file).message, /^is required: give the rule at least one backendRef/);
+    assert.equal(problemAt(result, 'spec.rules[0].matches[0].path.value', file).message, 'must be a path starting with / (got "api")');
   });
 });
 

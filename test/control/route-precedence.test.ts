@@ -128,3 +128,100 @@ test('only routes whose parentRefs name the service (as a Service) apply', () =>
   assert.deepEqual(order(compileRoutes('svc', [other, gw, mine])), ['svc']);
   assert.deepEqual(compileRoutes('nobody', [other, gw, mine]), []);
 });
+
+test('with equal paths, methods and headers, more query param matches come first', () => {
+  const entries = compileRoutes('svc', [
+    route('r', 'svc', [
+      { matches: [{ queryParams: [{ name: 'a', value: '1' }] }], backendRefs: to('one') },
+      { matches: [{ queryParams: [{ name: 'a', value: '1' }, { name: 'b', value: '2' }] }], backendRefs: to('two') },
+      { matches: [{ headers: [{ name: 'x', value: '1' }] }], backendRefs: to('header') },
+    ]),
+  ]);
+  assert.deepEqual(order(entries), ['header', 'two', 'one']);
+});
+
+test('Exact, then RegularExpression, then PathPrefix paths; longer regexes first', () => {
+  const entries = compileRoutes('svc', [
+    route('r', 'svc', [
+      { matches: [{ path: { type: 'PathPrefix', value: '/items/long/prefix' } }], backendRefs: to('prefix') },
+      { matches: [{ path: { type: 'RegularExpression', value: '/i.*' } }], backendRefs: to('short-regex') },
+      { matches: [{ path: { type: 'RegularExpression', value: '/items/[0-9]+' } }], backendRefs: to('long-regex') },
+      { matches: [{ path: { type: 'Exact', value: '/x' } }], backendRefs: to('exact') },
+    ]),
+  ]);
+  assert.deepEqual(order(entries), ['exact', 'long-regex', 'short-regex', 'prefix']);
+});
+
+test('hostnames come first: exact names (longest first), then wildcards (longest first), then routes without hostnames', () => {
+  const withHosts = (name: string, hostnames: string[], rules: Parameters<typeof route>[2]) => {
+    const r = route(name, 'svc', rules);
+    return { ...r, resource: { ...r.resource, spec: { ...r.resource.spec, hostnames } } };
+  };
+  const entries = compileRoutes('svc', [
+    route('any', 'svc', [{ matches: [{ path: { type: 'Exact', value: '/a' } }], backendRefs: to('any-host') }]),
+    withHosts('wild', ['*.example.com', '*.b.example.com'], [{ backendRefs: to('wild') }]),
+    withHosts('exact', ['a.example.com', 'svc'], [{ backendRefs: to('exact') }]),
+  ]);
+  assert.deepEqual(entries.map((e) => [e.hostname, e.backends[0]!.backend]), [
+    ['a.example.com', 'exact'],
+    ['svc', 'exact'],
+    ['*.b.example.com', 'wild'],
+    ['*.example.com', 'wild'],
+    [undefined, 'any-host'],
+  ]);
+});
+
+test('GRPCRoute: entries before HTTPRoute ones, by service characters, method characters, then headers; matches become POST paths', () => {
+  const grpc = (name: string, rules: unknown[]) => ({
+    file: 'routes.yaml',
+    resource: { kind: 'GRPCRoute' as const, metadata: { name }, spec: { parentRefs: [{ name: 'svc' }], rules: rules as never } },
+  });
+  const entries = compileRoutes('svc', [
+    route('http', 'svc', [{ matches: [{ path: { type: 'Exact', value: '/shop.Cart/Get' } }], backendRefs: to('http') }]),
+    grpc('g', [
+      { matches: [{ method: { service: 'shop.Cart' } }], backendRefs: to('service') },
+      { matches: [{ method: { service: 'shop.Cart', method: 'Get' } }], backendRefs: to('both') },
+      { matches: [{ method: { method: 'Get' }, headers: [{ name: 'x', value: '1' }] }], backendRefs: to('method') },
+      { backendRefs: to('all-grpc') },
+    ]),
+  ]);
+  assert.deepEqual(order(entries), ['both', 'service', 'method', 'all-grpc', 'http']);
+  assert.deepEqual(entries[0]!.match, {
+    path: { type: 'Exact', value: '/shop.Cart/Get' }, method: 'POST',
+    headers: [{ name: 'content-type', type: 'RegularExpression', value: 'application/grpc(?:[+;].*)?' }],
+  });
+  assert.deepEqual(entries[2]!.match.path, { type: 'RegularExpression', value: '/[^/]+/Get' });
+});
+
+test('a tcp service takes the backends of its oldest TCPRoute and ignores HTTP routes', () => {
+  const tcp = (name: string, backends: { name: string; weight: number }[], creationTimestamp?: string) => ({
+    file: 'routes.yaml',
+    resource: { kind: 'TCPRoute' as const, metadata: { name, creationTimestamp }, spec: { parentRefs: [{ name: 'pg' }], rules: [{ backendRefs: backends }] } },
+  });
+  const entries = compileRoutes('pg', [
+    route('http', 'pg', [{ backendRefs: to('pg') }]),
+    tcp('new', [{ name: 'pg-v3', weight: 1 }], '2024-06-01T00:00:00Z'),
+    tcp('old', [{ name: 'pg-v1', weight: 90 }, { name: 'pg-v2', weight: 10 }], '2024-05-01T00:00:00Z'),
+  ], 'tcp');
+  assert.deepEqual(entries, [{ name: 'default/old/rule/0', match: {}, backends: [{ backend: 'pg-v1', weight: 90 }, { backend: 'pg-v2', weight: 10 }] }]);
+  assert.deepEqual(compileRoutes('pg', [tcp('t', [{ name: 'pg', weight: 1 }])], 'http'), []);
+});
+
+test('filters are normalized: header names lower case, mirror fractions as percent, redirect status 302 by default', () => {
+  const entries = compileRoutes('svc', [
+    route('r', 'svc', [{
+      filters: [
+        { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'X-A', value: '1' }], remove: ['X-B'] } },
+        { type: 'RequestMirror', requestMirror: { backendRef: { name: 'svc-v2' }, fraction: { numerator: 1, denominator: 8 } } },
+        { type: 'RequestRedirect', requestRedirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' } } },
+      ],
+      backendRefs: [{ name: 'svc', filters: [{ type: 'URLRewrite', urlRewrite: { hostname: 'h.example' } }] }],
+    }]),
+  ]);
+  assert.deepEqual(entries[0]!.filters, [
+    { type: 'RequestHeaderModifier', edits: { set: [{ name: 'x-a', value: '1' }], remove: ['x-b'] } },
+    { type: 'RequestMirror', backend: 'svc-v2', percent: 12.5 },
+    { type: 'RequestRedirect', statusCode: 302, path: { type: 'ReplacePrefixMatch', value: '/new' } },
+  ]);
+  assert.deepEqual(entries[0]!.backends, [{ backend: 'svc', weight: 1, filters: [{ type: 'URLRewrite', hostname: 'h.example' }] }]);
+});

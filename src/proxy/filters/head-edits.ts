@@ -1,0 +1,37 @@
+// The request head edits of one exchange. Requests on routes without request filters
+// never create one and keep the fast path (the raw head bytes forwarded as received);
+// once a filter edits the head, the forwarder re-serializes it from these lines.
+import type { RequestHead } from '../http1-parser.js';
+import { serializeRequestHead } from '../http1-parser.js';
+import { editLines, type HeaderModifier } from './header-modifier.js';
+import { queryOf } from './path-modifier.js';
+
+export class HeadEdits {
+  /** Header lines (`Name: value`) as they will be sent. */
+  lines: readonly string[];
+  /** Path of the target as it will be sent, without the query string. */
+  path: string;
+  readonly #query: string;
+
+  constructor(req: RequestHead) {
+    this.lines = req.lines;
+    this.path = req.path;
+    this.#query = queryOf(req.target);
+  }
+
+  headers(m: HeaderModifier): void {
+    this.lines = editLines(this.lines, m);
+  }
+
+  /** Replaces the Host header (URLRewrite hostname). */
+  host(name: string): void {
+    this.lines = editLines(this.lines, { drop: HOST, append: [`host: ${name}`] });
+  }
+
+  /** The head for the next hop: hop-by-hop headers dropped (as for any rewritten head), `extra` lines added. */
+  serialize(req: RequestHead, extra: string): string {
+    return serializeRequestHead({ ...req, lines: this.lines, target: this.path + this.#query }, extra, req.upgrade);
+  }
+}
+
+const HOST: ReadonlySet<string> = new Set(['host']);

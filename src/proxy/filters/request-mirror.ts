@@ -1,0 +1,59 @@
+// RequestMirror: a copy of the request goes to another backend, fire-and-forget. The
+// copy is sent on its own short-lived connection (never the pool the real request
+// uses), its response is read and discarded, and nothing about it (refused, slow,
+// reset) reaches the real request.
+//
+// Bodies: a request is mirrored only when all of it is already in hand when its
+// route is matched: no body, or a body that arrived with the head (small bodies, the
+// common case). A request whose body is still streaming is not mirrored, because
+// copying it would mean holding the real request back or buffering without bound.
+import net from 'node:net';
+import type { Exchange } from '../exchange.js';
+import type { CompiledBackend } from '../router.js';
+import { HeadEdits } from './head-edits.js';
+
+/** Mirrors in flight at once per process; beyond it copies are dropped, not queued. */
+const MAX_IN_FLIGHT = 256;
+/** A mirror target that hasn't answered by then is dropped. */
+const MIRROR_TIMEOUT_MS = 10_000;
+
+let inFlight = 0;
+
+/** What happened to one mirror decision (for tests and metrics). */
+export type MirrorOutcome = 'sent' | 'sampled-out' | 'body-streaming' | 'no-endpoint' | 'overloaded';
+
+/**
+ * Mirrors `ex` to `backend` with probability `percent`/100. `edits` are the request's
+ * head edits so far (the copy carries them), if any.
+ */
+export function mirror(ex: Exchange, backend: CompiledBackend | undefined, percent: number, edits: HeadEdits | undefined, random = Math.random): MirrorOutcome {
+  if (percent < 100 && random() * 100 >= percent) return 'sampled-out';
+  if (!ex.requestBodyDone || ex.req.upgrade) return 'body-streaming';
+  if (inFlight >= MAX_IN_FLIGHT) return 'overloaded';
+  const picked = backend?.balancer.pick();
+  if (picked === undefined || picked.type !== 'pick') return 'no-endpoint';
+  const body = ex.bodyQueue;
+  // `connection: close` makes the mirror target end the connection after its answer,
+  // so the copy's lifetime needs no response parsing here.
+  const bytes = Buffer.from((edits ?? new HeadEdits(ex.req)).serialize(ex.req, `${ex.extraHead}connection: close\r\n`), 'latin1');
+  inFlight++;
+  const socket = net.connect({ host: picked.endpoint.host, port: picked.endpoint.port, noDelay: true });
+  let done = false;
+  const end = (): void => {
+    if (done) return;
+    done = true;
+    inFlight--;
+    socket.destroy();
+  };
+  socket.setTimeout(MIRROR_TIMEOUT_MS, end);
+  socket.on('error', end);
+  socket.on('close', end);
+  socket.resume(); // the answer is read and discarded
+  socket.once('connect', () => {
+    socket.cork();
+    socket.write(bytes);
+    if (body !== undefined) for (const chunk of body) socket.write(chunk);
+    socket.uncork();
+  });
+  return 'sent';
+}
