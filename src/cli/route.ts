@@ -6,7 +6,7 @@ import { TrellisError } from '../errors.js';
 import { MAX_WEIGHT } from '../control/route-weights.js';
 import { parseDuration, parseFlags } from './args.js';
 import { table } from './status.js';
-import { ackText, adminBase, ADMIN_FLAGS, ADMIN_FLAGS_HELP, applyWeights, readWeights, share, type AppliedWeights, type Weights, type WeightsView } from './weights-client.js';
+import { ackText, adminBase, ADMIN_FLAGS, adminFlagsHelp, applyWeights, readWeights, share, type AppliedWeights, type Weights, type WeightsView } from './weights-client.js';
 
 export const help = `Usage: trellis route weights SERVICE [VERSION=WEIGHT...] [options]
 
@@ -23,7 +23,7 @@ once every proxy that calls SERVICE has acknowledged the change, and says how lo
 that took.
 
 Options:
-${ADMIN_FLAGS_HELP}
+${adminFlagsHelp(22)}
   --timeout D         how long to wait for the proxies' acknowledgements (default 10s)
   --json              print the control plane's answer as JSON
 
@@ -61,7 +61,7 @@ export function parseWeights(args: readonly string[]): Weights {
 
 function where(view: { rules: WeightsView['rules'] }, created: string | null): string {
   if (created) return `no rule split it, so ${created} was written and included from the mesh file`;
-  return view.rules.map((r) => `${r.file}, HTTPRoute ${r.route} rule ${r.rule}`).join('; ');
+  return `split by ${view.rules.map((r) => `${r.file} (HTTPRoute ${r.route}, rule ${r.rule})`).join(' and ')}`;
 }
 
 function weightCell(w: Weights | null, v: string): string {

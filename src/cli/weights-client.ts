@@ -17,9 +17,15 @@ export const ADMIN_FLAGS = {
   control: { type: 'string' },
 } as const;
 
-export const ADMIN_FLAGS_HELP = `  --admin HOST:PORT   the control plane's admin API (default 127.0.0.1:15000, where
-                      \`trellis up\` and \`trellis control\` put it)
-  --control URL       the same, as a URL (as \`trellis status\` takes it)`;
+/** The help lines of {@link ADMIN_FLAGS}, descriptions starting at column `column`. */
+export function adminFlagsHelp(column: number): string {
+  const row = (flag: string, text: string): string => `  ${flag.padEnd(column - 2)}${text}`;
+  return [
+    row('--admin HOST:PORT', "the control plane's admin API (default 127.0.0.1:15000, where"),
+    row('', '`trellis up` and `trellis control` put it)'),
+    row('--control URL', 'the same, as a URL (as `trellis status` takes it)'),
+  ].join('\n');
+}
 
 const DEFAULT_ADMIN = 'http://127.0.0.1:15000';
 const REQUEST_TIMEOUT_MS = 10_000;
