@@ -81,8 +81,39 @@ test('every proxy that calls the service acknowledges the change before the comm
   assert.match(await readFile(join(dir, 'shop-weights.yaml'), 'utf8'), /^# The traffic split between the versions of shop[\s\S]*- name: shop-v1\n {10}weight: 50\n/);
 });
 
+test('a hand edit of the route file reaches every proxy that calls the service, and no request of a steady load fails', async (t) => {
+  const file = join(dir, 'shop-weights.yaml');
+  const text = await readFile(file, 'utf8');
+  const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 3000, warmupMs: 0, connections: 8, timeoutMs: 5000 });
+  await sleep(1000);
+  const t0 = performance.now();
+  await writeFile(file, text.replace(/weight: 50\n([\s\S]*)weight: 50\n/, 'weight: 30\n$1weight: 70\n'));
+  let pending: string[] = ['(not read yet)'];
+  let callers = 0;
+  for (let i = 0; i < 400 && pending.length > 0; i++) {
+    const { proxies } = await getJson<{ proxies: ProxyView[] }>(`${mesh.state.control}/v1/proxies`);
+    pending = [];
+    callers = 0;
+    for (const p of proxies.filter((x) => x.connected)) {
+      const snapshot = await getJson<Snapshot>(`${mesh.state.control}/v1/snapshots/${p.id}`);
+      if (!snapshot.upstreams.shop) continue;
+      callers++;
+      const weights = snapshot.upstreams.shop.routes[0]?.backends.map((b) => b.weight);
+      if (JSON.stringify(weights) !== '[30,70]' || (p.ackedVersion ?? 0) < snapshot.version) pending.push(p.id);
+    }
+    if (pending.length > 0) await sleep(10);
+  }
+  t.diagnostic(`hand edit acknowledged by all ${callers} callers ${Math.round(performance.now() - t0)} ms after the file was written (the watcher waits 100 ms for quiet first)`);
+  assert.deepEqual(pending, [], 'every caller acknowledged a snapshot with the new weights');
+  assert.ok(callers >= 2);
+  const result = await load;
+  assert.equal(result.errors.total, 0, JSON.stringify(result.errors));
+  assert.ok(result.completed >= 290, `the load ran (${result.completed} requests)`);
+});
+
 test('bad arguments exit 2, a change the config cannot take exits 1, and nothing changes', async () => {
   const routes = await readFile(join(dir, 'shop-weights.yaml'), 'utf8');
+  assert.match(routes, /weight: 30\n[\s\S]*weight: 70\n/);
   const usage: [string[], RegExp][] = [
     [['nosuch', 'v1=1'], /no service named "nosuch" in the mesh; its services are: client, shop/],
     [['shop', 'v3=1'], /shop has no version "v3"; its versions are: v1, v2/],
