@@ -139,6 +139,11 @@ export async function run(argv: string[]): Promise<number> {
   }
   const start = view.weights ?? view.byInstances;
   const out = (line: string): void => void process.stdout.write(`${line}\n`);
+  if (view.weights && view.versions.every((v) => v === to || view.weights![v] === 0)) {
+    // Steps would start by moving traffic back to the stable version: surely not what was meant.
+    out(`${service} ${to} already takes every request (${weightsText(view.weights)}); nothing to do`);
+    return 0;
+  }
   out(`canary of ${service} ${to} (stable ${stable}), steps ${steps.map((s) => `${s}%`).join(' ')}, ${msText(intervalMs)} each; ` +
     `passes with error rate ≤ ${percent(limits.maxErrorRate)}, p99 ≤ ${msText(limits.maxP99Ms)}, at least ${limits.minRequests} requests`);
   out(`weights at the start: ${weightsText(start)}`);

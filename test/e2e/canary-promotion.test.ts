@@ -77,4 +77,8 @@ test('a healthy v2 passes every step and is promoted, and no request fails', asy
 
   assert.equal(result.errors.total, 0, JSON.stringify(result.errors));
   assert.ok(result.completed > 200, `the load ran (${result.completed} requests)`);
+
+  const again = await trellisCli(['canary', 'shop', '--to', 'v2', '--admin', admin]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /^shop v2 already takes every request \(v1=0 v2=100\); nothing to do$/m);
 });
