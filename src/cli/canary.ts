@@ -31,8 +31,8 @@ Ctrl-C puts the weights back where they were when the canary started.
 The weights are written into the route files by the control plane, as with
 \`trellis route weights\`. Errors are 5xx answers and requests that got no answer.
 The p99 is estimated from the sidecars' latency histograms, as Prometheus'
-histogram_quantile does, so it is as precise as their buckets (..., 50, 100, 250,
-500 ms, 1 s, ...).
+histogram_quantile does, so it is as precise as their buckets (..., 50, 100, 150,
+200, 250, 300, 400, 500, 750 ms, 1 s, ...): a limit on a bucket bound is exact.
 
 Options:
   --to VERSION          the new version (required)

@@ -58,10 +58,21 @@ test('p99 is interpolated within its bucket, as histogram_quantile does', () => 
 test('slow answers breach --max-p99 with the value and the limit', () => {
   const m = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
   const before = versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2');
-  observe(m, toV2, 200, 0.3, 40);
+  observe(m, toV2, 200, 0.35, 40);
   const s = windowStats(before, versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2'));
-  assert.deepEqual(judge(s, limits), { kind: 'breach', metric: 'p99', reason: "p99 latency 498 ms (in the 250 ms to 500 ms bucket of the sidecars' histograms, over 40 requests) is above --max-p99 200 ms" });
+  assert.deepEqual(judge(s, limits), { kind: 'breach', metric: 'p99', reason: "p99 latency 399 ms (in the 300 ms to 400 ms bucket of the sidecars' histograms, over 40 requests) is above --max-p99 200 ms" });
   assert.deepEqual(judge(s, { ...limits, maxP99Ms: 1000 }), { kind: 'pass' });
+});
+
+test('a limit on a bucket bound is judged exactly: 120 ms answers pass --max-p99 200ms, 210 ms ones do not', () => {
+  const m = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
+  const at = (): ReturnType<typeof versionReading> => versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2');
+  const start = at();
+  observe(m, toV2, 200, 0.12, 100);
+  assert.deepEqual(judge(windowStats(start, at()), limits), { kind: 'pass' });
+  const later = at();
+  observe(m, toV2, 200, 0.21, 100);
+  assert.equal(judge(windowStats(later, at()), limits).kind, 'breach');
 });
 
 test('fewer requests than --min-requests is not a pass, whatever they show', () => {
