@@ -35,6 +35,11 @@ export const ERRORS = {
   TRELLIS_E_UNAUTHORIZED: { token: 'unauthorized', status: 401, message: 'the control plane requires a join token: {reason}' },
   TRELLIS_E_NOT_FOUND: { token: 'not-found', status: 404, message: '{reason}' },
   TRELLIS_E_USAGE: { token: 'usage', status: 400, message: '{reason}' },
+  // traffic shifting (trellis route weights, trellis canary)
+  TRELLIS_E_WEIGHTS_INVALID: { token: 'weights-invalid', status: 400, message: 'cannot set the weights of {service}: {reason}' },
+  TRELLIS_E_WEIGHTS_REFUSED: { token: 'weights-refused', status: 409, message: 'the weights of {service} were not changed: {reason}' },
+  TRELLIS_E_ACK_TIMEOUT: { token: 'ack-timeout', status: 504, message: 'the new weights of {service} are in the config, but {proxies} did not acknowledge them within {ms} ms; see `trellis status`' },
+  TRELLIS_E_CANARY_ROLLED_BACK: { token: 'canary-rolled-back', status: 409, message: 'canary of {service} {version} rolled back at step {step}: {reason}; weights now {weights}' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -15,6 +15,8 @@ const COMMANDS: Record<string, Command> = {
   status: { summary: 'show services, instances, versions and health of a running mesh', load: () => import('./status.js') },
   load: { summary: 'send constant-rate HTTP load to a URL or a mesh service and report latency', load: () => import('./load.js') },
   bench: { summary: 'sweep the request rate to find where a URL or a mesh service stops meeting its SLO', load: () => import('./bench.js') },
+  route: { summary: 'shift traffic between the versions of a service live: route weights SERVICE v1=90 v2=10', load: () => import('./route.js') },
+  canary: { summary: 'move traffic to a new version step by step, watching its errors and p99; roll back on a breach', load: () => import('./canary.js') },
 };
 
 function usage(): string {

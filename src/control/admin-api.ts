@@ -1,10 +1,11 @@
-// The control plane's read-only JSON API: what the model holds, shaped for people and
-// for `trellis status`. Every view is a plain function of the model; the request
-// handler only picks the view by path.
+// The control plane's JSON API: what the model holds, shaped for people and for
+// `trellis status`. Every view is a plain function of the model; the request handler
+// only picks the view by path. The one write is a service's weights (weights-api.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HostPort } from './protocol.js';
 import type { ConfigProblem, HealthState, Instance, MeshModel, ProxyState } from './model.js';
 import { routeKey } from './routes.js';
+import type { Answer, WeightsApi } from './weights-api.js';
 
 function iso(ms: number | undefined): string | null {
   return ms === undefined ? null : new Date(ms).toISOString();
@@ -151,18 +152,64 @@ function notFound(res: ServerResponse, message: string): void {
 export interface AdminApiOptions {
   model: MeshModel;
   formatProblem: (p: ConfigProblem) => string;
+  /** Serves /v1/services/<name>/weights; without it that path is a 404. */
+  weights?: WeightsApi;
 }
 
-const ENDPOINTS = ['/healthz', '/v1/services', '/v1/instances', '/v1/proxies', '/v1/config', '/v1/snapshots/<proxyId>', '/v1/stream (Upgrade: trellis-stream)'];
+const ENDPOINTS = ['/healthz', '/v1/services', '/v1/services/<name>/weights (GET, PUT)', '/v1/instances', '/v1/proxies', '/v1/config', '/v1/snapshots/<proxyId>', '/v1/stream (Upgrade: trellis-stream)'];
+
+const WEIGHTS_PATH = /^\/v1\/services\/([^/]+)\/weights$/;
+const MAX_BODY = 64 * 1024;
+
+function reply(res: ServerResponse, answer: Answer): void {
+  send(res, answer.status, answer.body);
+}
+
+/**
+ * PUT of a service's weights. Browsers send an Origin header with every PUT, and a page
+ * must not steer the mesh (a cross-site request, or DNS rebinding to 127.0.0.1), so
+ * requests that carry one are refused; the CLI sends none.
+ */
+function putWeights(api: WeightsApi, service: string, req: IncomingMessage, res: ServerResponse): void {
+  if (req.headers.origin !== undefined) {
+    return send(res, 403, { code: 'TRELLIS_E_BAD_REQUEST', message: 'the admin API does not take changes from web pages (the request has an Origin header)' });
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  req.on('data', (c: Buffer) => {
+    size += c.length;
+    if (size <= MAX_BODY) chunks.push(c);
+  });
+  req.on('end', () => {
+    if (size > MAX_BODY) return send(res, 413, { code: 'TRELLIS_E_BAD_REQUEST', message: `the body is over ${MAX_BODY} bytes` });
+    let body: unknown;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      return send(res, 400, { code: 'TRELLIS_E_WEIGHTS_INVALID', message: `cannot set the weights of ${service}: the body is not JSON; send {"weights": {"v1": 90, "v2": 10}}` });
+    }
+    api.set(service, body).then((answer) => reply(res, answer), (err: unknown) => {
+      send(res, 500, { code: 'TRELLIS_E_WEIGHTS_REFUSED', message: `the weights of ${service} were not changed: ${err instanceof Error ? err.message : String(err)}` });
+    });
+  });
+}
 
 /** The `request` handler of the admin server. */
 export function createAdminHandler(opts: AdminApiOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { model } = opts;
   return (req, res) => {
     const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    const weights = opts.weights ? WEIGHTS_PATH.exec(path) : null;
+    if (weights && opts.weights) {
+      const service = safeDecode(weights[1]!);
+      if (req.method === 'PUT') return putWeights(opts.weights, service, req, res);
+      if (req.method === 'GET' || req.method === 'HEAD') return reply(res, opts.weights.view(service));
+      res.setHeader('allow', 'GET, HEAD, PUT');
+      return send(res, 405, { code: 'TRELLIS_E_BAD_REQUEST', message: `${path} takes GET or PUT, not ${req.method}` });
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
-      return send(res, 405, { code: 'TRELLIS_E_BAD_REQUEST', message: `the admin API is read-only: ${req.method} is not allowed` });
+      return send(res, 405, { code: 'TRELLIS_E_BAD_REQUEST', message: `${req.method} is not allowed here: the admin API is read-only except PUT /v1/services/<name>/weights` });
     }
     if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });

@@ -12,6 +12,7 @@ import { HealthChecker, type HealthCheckerOptions } from './health-checker.js';
 import { Distributor } from './distributor.js';
 import { ConfigWatcher, type ConfigLoader } from './config-watcher.js';
 import { createAdminHandler } from './admin-api.js';
+import { WeightsApi } from './weights-api.js';
 
 export interface ControlPlaneOptions {
   /** Mesh and route files (or what `loadConfig` accepts). */
@@ -93,7 +94,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ...(opts.token ? { token: opts.token } : {}),
     ...(opts.pushDebounceMs !== undefined ? { debounceMs: opts.pushDebounceMs } : {}),
   });
-  const server = http.createServer(createAdminHandler({ model, formatProblem }));
+  const weights = new WeightsApi({ model, log, reload: () => watcher.reload() });
+  const server = http.createServer(createAdminHandler({ model, formatProblem, weights }));
   server.on('upgrade', (req, socket, head) => distributor.handleUpgrade(req, socket, head));
   server.on('clientError', (_err, socket) => socket.destroy());
   try {

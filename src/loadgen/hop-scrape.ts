@@ -1,6 +1,7 @@
 // Reads the mesh for the bottleneck account (hop-metrics.ts): the call graph from the
 // control plane's /v1/services, the proxies from /v1/proxies, and every proxy's
-// /metrics, at the start and the end of each step of a sweep.
+// /metrics, at the start and the end of each step of a sweep. `trellis canary` reads
+// the proxies' metrics through here too.
 import { fetchJson, INGRESS_PROXY, type HostPort } from './mesh-target.js';
 import { proxyCounters, type HopTopology, type MeshCounters, type ProxyCounters } from './hop-metrics.js';
 import { isLoopbackHost } from './target.js';
@@ -39,11 +40,35 @@ async function fetchText(url: string): Promise<string> {
   return res.text();
 }
 
+/** One proxy's `/metrics` text. */
+export interface ProxyMetricsText {
+  readonly id: string;
+  readonly service: string;
+  readonly text: string;
+}
+
+/**
+ * Reads the `/metrics` of every proxy the control plane at `control` lists (listed
+ * again at every call, so a restarted proxy's new admin port is found). A proxy that
+ * does not answer, or is not on loopback, is left out.
+ */
+export async function readProxyMetrics(control: string): Promise<ProxyMetricsText[]> {
+  const { proxies } = (await fetchJson(`${control.replace(/\/+$/, '')}/v1/proxies`)) as { proxies: ProxyEntry[] };
+  const read = await Promise.all(proxies.map(async (p): Promise<ProxyMetricsText | undefined> => {
+    const url = p.admin ? adminUrl(p.admin) : undefined;
+    if (!url) return undefined;
+    try {
+      return { id: p.id, service: p.service, text: await fetchText(url) };
+    } catch {
+      return undefined;
+    }
+  }));
+  return read.filter((p): p is ProxyMetricsText => p !== undefined);
+}
+
 /**
  * The probe of the mesh behind `control`, for load on `target` entering by `from`'s
- * sidecar (or the ingress gateway). Proxies are listed again at every reading, so a
- * restarted proxy (new admin port) is found; a proxy that does not answer is left out
- * of that reading.
+ * sidecar (or the ingress gateway).
  */
 export async function openMeshProbe(control: string, target: string, from: string | undefined): Promise<MeshProbe> {
   const base = control.replace(/\/+$/, '');
@@ -58,17 +83,8 @@ export async function openMeshProbe(control: string, target: string, from: strin
   return {
     topology,
     async read(): Promise<MeshCounters> {
-      const { proxies } = (await fetchJson(`${base}/v1/proxies`)) as { proxies: ProxyEntry[] };
-      const read = await Promise.all(proxies.map(async (p): Promise<ProxyCounters | undefined> => {
-        const url = p.admin ? adminUrl(p.admin) : undefined;
-        if (!url) return undefined;
-        try {
-          return proxyCounters(p.id, p.service, await fetchText(url));
-        } catch {
-          return undefined;
-        }
-      }));
-      return { at: performance.now(), proxies: read.filter((p): p is ProxyCounters => p !== undefined) };
+      const texts = await readProxyMetrics(base);
+      return { at: performance.now(), proxies: texts.map((t): ProxyCounters => proxyCounters(t.id, t.service, t.text)) };
     },
   };
 }

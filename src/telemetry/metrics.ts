@@ -27,8 +27,12 @@ type Gauge = PromClient.Gauge<string>;
 
 export type Direction = 'inbound' | 'outbound';
 
-/** Latency buckets in seconds: fine-grained below 10 ms, where a proxy's own cost lives. */
-const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/**
+ * Latency buckets in seconds: fine-grained below 10 ms, where a proxy's own cost lives,
+ * and at the latency limits people give a canary (`--max-p99 200ms`): a limit on a
+ * bucket bound is judged exactly, one inside a bucket only by interpolation.
+ */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 10];
 
 interface HttpSeries {
   /** Rendered label pairs, e.g. `direction="outbound",source="web"`. */

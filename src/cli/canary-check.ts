@@ -1,0 +1,163 @@
+// The numbers a canary step is judged on: what the callers' sidecars counted for one
+// version of a service over one interval (outbound series with destination=SERVICE and
+// destination_version=VERSION, summed over every proxy), as deltas of the counters and
+// histogram buckets between two readings, never totals since the proxies started.
+//
+// Pure: Prometheus text in, verdicts out; the reading of the proxies is hop-scrape.ts.
+import { parsePrometheus } from '../loadgen/hop-metrics.js';
+
+const REQUESTS = 'trellis_http_requests_total';
+const BUCKETS = 'trellis_http_request_duration_seconds_bucket';
+const WANTED = new Set([REQUESTS, BUCKETS]);
+
+/** One series of the version at one moment. */
+interface Series {
+  readonly metric: 'requests' | 'bucket';
+  readonly status: string;
+  /** Upper bound of a bucket, seconds. */
+  readonly le: number;
+  readonly value: number;
+}
+
+/** One moment: per proxy, each series of the version by its full label set. */
+export type VersionReading = ReadonlyMap<string, ReadonlyMap<string, Series>>;
+
+/** Reads the version's series out of every proxy's /metrics text. */
+export function versionReading(texts: readonly { readonly id: string; readonly text: string }[], service: string, version: string): VersionReading {
+  const out = new Map<string, Map<string, Series>>();
+  for (const { id, text } of texts) {
+    const series = new Map<string, Series>();
+    for (const s of parsePrometheus(text, (n) => WANTED.has(n))) {
+      const l = s.labels;
+      if (l.direction !== 'outbound' || l.destination !== service || l.destination_version !== version) continue;
+      // Every label is in the key, so no two series of a proxy share one.
+      const key = `${s.name}${JSON.stringify(Object.entries(l).sort(([a], [b]) => (a < b ? -1 : 1)))}`;
+      const le = l.le === '+Inf' ? Infinity : Number(l.le);
+      series.set(key, { metric: s.name === REQUESTS ? 'requests' : 'bucket', status: l.status ?? '', le, value: s.value });
+    }
+    out.set(id, series);
+  }
+  return out;
+}
+
+/** What one version got over a window. */
+export interface WindowStats {
+  readonly requests: number;
+  /** Answered 5xx, or not answered at all (status 0). */
+  readonly errors: number;
+  /** Cumulative latency buckets: [upper bound in seconds, count], +Inf last. */
+  readonly buckets: readonly (readonly [number, number])[];
+}
+
+/** A request that failed for the canary: a 5xx, or no response at all (status 0). */
+export function isError(status: string): boolean {
+  const n = Number(status);
+  return n === 0 || n >= 500;
+}
+
+/**
+ * What was counted between two readings. A series lower than before (its proxy
+ * restarted) counts from zero; a proxy missing from `before` (started meanwhile) too.
+ */
+export function windowStats(before: VersionReading, after: VersionReading): WindowStats {
+  let requests = 0;
+  let errors = 0;
+  const buckets = new Map<number, number>();
+  for (const [id, series] of after) {
+    const prior = before.get(id);
+    for (const [key, s] of series) {
+      const old = prior?.get(key)?.value;
+      const delta = old !== undefined && s.value >= old ? s.value - old : s.value;
+      // Buckets that did not move still bound the ones that did, so they are kept.
+      if (s.metric === 'requests') {
+        requests += delta;
+        if (isError(s.status)) errors += delta;
+      } else if (!Number.isNaN(s.le)) {
+        buckets.set(s.le, (buckets.get(s.le) ?? 0) + delta);
+      }
+    }
+  }
+  return { requests, errors, buckets: [...buckets].sort((a, b) => a[0] - b[0]) };
+}
+
+/**
+ * The q-quantile of cumulative buckets, as Prometheus' histogram_quantile estimates it:
+ * linear within the bucket it falls in; in the +Inf bucket, the highest finite bound.
+ * Seconds; undefined with no observations.
+ */
+export function histogramQuantile(q: number, buckets: readonly (readonly [number, number])[]): number | undefined {
+  const total = buckets[buckets.length - 1]?.[1] ?? 0;
+  if (total === 0) return undefined;
+  const rank = q * total;
+  for (let i = 0; i < buckets.length; i++) {
+    const [le, count] = buckets[i]!;
+    if (count < rank) continue;
+    const [lowerLe, lowerCount] = i === 0 ? [0, 0] : buckets[i - 1]!;
+    if (le === Infinity) return lowerLe;
+    if (count === lowerCount) return le;
+    return lowerLe + (le - lowerLe) * ((rank - lowerCount) / (count - lowerCount));
+  }
+  return buckets[buckets.length - 2]?.[0];
+}
+
+/** The bounds of the bucket the q-quantile falls in, seconds: how precise the estimate is. */
+export function quantileBucket(q: number, buckets: readonly (readonly [number, number])[]): [number, number] | undefined {
+  const total = buckets[buckets.length - 1]?.[1] ?? 0;
+  if (total === 0) return undefined;
+  const i = buckets.findIndex(([, count]) => count >= q * total);
+  return i < 0 ? undefined : [i === 0 ? 0 : buckets[i - 1]![0], buckets[i]![0]];
+}
+
+/** The limits of a canary. */
+export interface CanaryLimits {
+  /** Largest error rate that passes, 0..1. */
+  readonly maxErrorRate: number;
+  readonly maxP99Ms: number;
+  /** Fewer requests in a window say nothing: the step waits or fails (see canary.ts). */
+  readonly minRequests: number;
+}
+
+/** The judgement of one window. */
+export type Verdict =
+  | { readonly kind: 'pass' }
+  | { readonly kind: 'too-little-traffic' }
+  | { readonly kind: 'breach'; readonly metric: 'error rate' | 'p99'; readonly reason: string };
+
+export function percent(f: number): string {
+  const p = f * 100;
+  return `${p === 0 || p >= 10 || Number.isInteger(p) ? Number(p.toFixed(1)) : Number(p.toFixed(2))}%`;
+}
+
+export function msText(ms: number): string {
+  return ms >= 100 ? `${Math.round(ms)} ms` : `${Number(ms.toFixed(1))} ms`;
+}
+
+/** p99 of a window, ms. */
+export function p99Ms(s: WindowStats): number | undefined {
+  const q = histogramQuantile(0.99, s.buckets);
+  return q === undefined ? undefined : q * 1000;
+}
+
+/** Error rate first (a failing version is the louder problem), then p99. */
+export function judge(s: WindowStats, l: CanaryLimits): Verdict {
+  if (s.requests < l.minRequests) return { kind: 'too-little-traffic' };
+  const rate = s.requests > 0 ? s.errors / s.requests : 0;
+  if (rate > l.maxErrorRate) {
+    return { kind: 'breach', metric: 'error rate', reason: `error rate ${percent(rate)} (${s.errors} of ${s.requests} requests failed) is above --max-error-rate ${percent(l.maxErrorRate)}` };
+  }
+  const p99 = p99Ms(s);
+  if (p99 !== undefined && p99 > l.maxP99Ms) {
+    const [lo, hi] = quantileBucket(0.99, s.buckets)!;
+    const bucket = hi === Infinity ? `above ${msText(lo * 1000)}` : `in the ${msText(lo * 1000)} to ${msText(hi * 1000)} bucket`;
+    return { kind: 'breach', metric: 'p99', reason: `p99 latency ${msText(p99)} (${bucket} of the sidecars' histograms, over ${s.requests} requests) is above --max-p99 ${msText(l.maxP99Ms)}` };
+  }
+  return { kind: 'pass' };
+}
+
+/** "150 requests in 30.0 s, error rate 0% (max 1%), p99 12.3 ms (max 200 ms)". */
+export function statsText(s: WindowStats, seconds: number, l: CanaryLimits): string {
+  const rate = s.requests > 0 ? s.errors / s.requests : 0;
+  const p99 = p99Ms(s);
+  return `${s.requests} requests in ${seconds.toFixed(1)} s, error rate ${percent(rate)} (max ${percent(l.maxErrorRate)}), ` +
+    `p99 ${p99 === undefined ? '-' : msText(p99)} (max ${msText(l.maxP99Ms)})`;
+}

@@ -1,0 +1,224 @@
+// `trellis canary SERVICE --to VERSION`: progressive delivery as Flagger does it, with
+// nothing else to install. Each step sets the weights (the new version at the step's
+// percent, the stable version the rest) through the control plane, waits an interval
+// while the callers' sidecars count the new version's requests, and judges the
+// interval's error rate and p99 (canary-check.ts). A breach sets the new version back
+// to 0% and says why; after the last step the new version takes 100%.
+//
+// Too little traffic in an interval proves nothing, so it never passes: the step waits
+// up to --max-waits more intervals (the window grows, so a trickle adds up), then the
+// canary fails and rolls back. Ctrl-C puts the weights back where they were at the start.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TrellisError } from '../errors.js';
+import { readProxyMetrics } from '../loadgen/hop-scrape.js';
+import { abortOnSigint, parseDuration, parseFlags } from './args.js';
+import { judge, msText, percent, statsText, versionReading, windowStats, type CanaryLimits, type VersionReading } from './canary-check.js';
+import { ackText, adminBase, ADMIN_FLAGS, adminFlagsHelp, applyWeights, readWeights, weightsText, type Weights, type WeightsView } from './weights-client.js';
+
+export const help = `Usage: trellis canary SERVICE --to VERSION [options]
+
+Moves the traffic of SERVICE to VERSION step by step, watching VERSION's error rate
+and p99 latency as the sidecars of the services that call it measure them. At each
+step VERSION gets the step's percent of the requests and the stable version the rest
+(other versions 0); after each interval the step is judged on what was counted in that
+interval only. On a breach VERSION goes back to 0% and the command exits 1 saying which
+limit, the value, and at which step. After the last step VERSION gets 100% (promoted).
+
+An interval with fewer than --min-requests requests to VERSION does not pass: the step
+waits up to --max-waits more intervals for traffic, then the canary rolls back.
+Ctrl-C puts the weights back where they were when the canary started.
+
+The weights are written into the route files by the control plane, as with
+\`trellis route weights\`. Errors are 5xx answers and requests that got no answer.
+The p99 is estimated from the sidecars' latency histograms, as Prometheus'
+histogram_quantile does, so it is as precise as their buckets (..., 50, 100, 150,
+200, 250, 300, 400, 500, 750 ms, 1 s, ...): a limit on a bucket bound is exact.
+
+Options:
+  --to VERSION          the new version (required)
+  --from VERSION        the stable version (default: the other version with the most
+                        weight now)
+  --steps LIST          percent of the requests for VERSION at each step (default 5,25,50,100)
+  --interval D          how long each step is watched (default 30s)
+  --max-error-rate P    highest error rate that passes, in percent (default 1%)
+  --max-p99 D           highest p99 latency that passes (default 500ms)
+  --min-requests N      fewest requests to VERSION an interval needs to be judged (default 20)
+  --max-waits N         more intervals a step waits for --min-requests (default 2)
+  --timeout D           how long to wait for the proxies to acknowledge each change (default 10s)
+${adminFlagsHelp(24)}
+
+Exit status: 0 when VERSION was promoted; 1 when the canary rolled back (or could not
+go on); 2 for bad arguments, an unknown service or version; 130 after Ctrl-C.
+
+Example:
+  trellis canary backend --to v2 --steps 5,25,50,100 --interval 30s --max-error-rate 1% --max-p99 200ms
+`;
+
+/** Parses `5,25,50,100`: whole percents from 1 to 100, rising. */
+export function parseSteps(text: string): number[] {
+  const steps = text.split(',').map((s) => s.trim().replace(/%$/, ''));
+  const out: number[] = [];
+  for (const s of steps) {
+    const n = /^\d+$/.test(s) ? Number(s) : NaN;
+    if (!(n >= 1 && n <= 100)) throw new TrellisError('TRELLIS_E_USAGE', { reason: `--steps: "${s}" is not a whole percent from 1 to 100 (example: --steps 5,25,50,100)` });
+    if (out.length > 0 && n <= out[out.length - 1]!) throw new TrellisError('TRELLIS_E_USAGE', { reason: `--steps must rise: ${n} comes after ${out[out.length - 1]}` });
+    out.push(n);
+  }
+  return out;
+}
+
+/** Parses `1%`, `0.5%` or `1` (percent) into a fraction. */
+export function parsePercent(text: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)%?$/.exec(text.trim());
+  const n = m ? Number(m[1]) : NaN;
+  if (!(n >= 0 && n <= 100)) throw new TrellisError('TRELLIS_E_USAGE', { reason: `${flag} expects a percent from 0 to 100, e.g. 1% or 0.5%, got "${text}"` });
+  return n / 100;
+}
+
+function wholeNumber(text: string, flag: string, min: number): number {
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!(n >= min)) throw new TrellisError('TRELLIS_E_USAGE', { reason: `${flag} expects a whole number of at least ${min}, got "${text}"` });
+  return n;
+}
+
+/** The stable version: the other version with the most weight now (mesh order breaks ties). */
+export function pickStable(view: WeightsView, to: string): string | undefined {
+  const weights = view.weights ?? view.byInstances;
+  let best: string | undefined;
+  for (const v of view.versions) {
+    if (v === to) continue;
+    if (best === undefined || (weights[v] ?? 0) > (weights[best] ?? 0)) best = v;
+  }
+  return best;
+}
+
+/** VERSION at `percent`, the stable version the rest, every other version 0. */
+export function stepWeights(versions: readonly string[], to: string, stable: string, pct: number): Weights {
+  return Object.fromEntries(versions.map((v) => [v, v === to ? pct : v === stable ? 100 - pct : 0]));
+}
+
+class Interrupted extends Error {}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(argv, {
+    ...ADMIN_FLAGS,
+    to: { type: 'string' },
+    from: { type: 'string' },
+    steps: { type: 'string', default: '5,25,50,100' },
+    interval: { type: 'string', default: '30s' },
+    'max-error-rate': { type: 'string', default: '1%' },
+    'max-p99': { type: 'string', default: '500ms' },
+    'min-requests': { type: 'string', default: '20' },
+    'max-waits': { type: 'string', default: '2' },
+    timeout: { type: 'string', default: '10s' },
+  }, true, 'canary');
+  if (positionals.length !== 1) throw new TrellisError('TRELLIS_E_USAGE', { reason: 'name one service, e.g. `trellis canary backend --to v2`' });
+  const service = positionals[0]!;
+  const to = values.to;
+  if (!to) throw new TrellisError('TRELLIS_E_USAGE', { reason: 'say which version to move to with --to VERSION' });
+  const steps = parseSteps(values.steps);
+  const intervalMs = parseDuration(values.interval);
+  if (intervalMs <= 0) throw new TrellisError('TRELLIS_E_USAGE', { reason: '--interval must be above 0' });
+  const limits: CanaryLimits = {
+    maxErrorRate: parsePercent(values['max-error-rate'], '--max-error-rate'),
+    maxP99Ms: parseDuration(values['max-p99']),
+    minRequests: wholeNumber(values['min-requests'], '--min-requests', 1),
+  };
+  const maxWaits = wholeNumber(values['max-waits'], '--max-waits', 0);
+  const timeoutMs = parseDuration(values.timeout);
+  const base = adminBase(values);
+
+  const view = await readWeights(base, service);
+  if (!view.versions.includes(to)) {
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `${service} has no version "${to}"; its versions are: ${view.versions.join(', ')}` });
+  }
+  const stable = values.from ?? pickStable(view, to);
+  if (stable === undefined) throw new TrellisError('TRELLIS_E_USAGE', { reason: `${service} has no version besides ${to} to keep the rest of the traffic` });
+  if (!view.versions.includes(stable) || stable === to) {
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `--from must be another version of ${service} (${view.versions.filter((v) => v !== to).join(', ')}), got "${stable}"` });
+  }
+  const start = view.weights ?? view.byInstances;
+  const out = (line: string): void => void process.stdout.write(`${line}\n`);
+  if (view.weights && view.versions.every((v) => v === to || view.weights![v] === 0)) {
+    // Steps would start by moving traffic back to the stable version: surely not what was meant.
+    out(`${service} ${to} already takes every request (${weightsText(view.weights)}); nothing to do`);
+    return 0;
+  }
+  out(`canary of ${service} ${to} (stable ${stable}), steps ${steps.map((s) => `${s}%`).join(' ')}, ${msText(intervalMs)} each; ` +
+    `passes with error rate ≤ ${percent(limits.maxErrorRate)}, p99 ≤ ${msText(limits.maxP99Ms)}, at least ${limits.minRequests} requests`);
+  out(`weights at the start: ${weightsText(start)}`);
+
+  const interrupt = abortOnSigint();
+  const { signal } = interrupt;
+  const setWeights = async (w: Weights): Promise<string> => ackText(service, await applyWeights(base, service, w, timeoutMs));
+  const read = async (): Promise<VersionReading> => {
+    try {
+      return versionReading(await readProxyMetrics(base), service, to);
+    } catch (err) {
+      throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: `reading the proxies' metrics: ${(err as Error).message}` });
+    }
+  };
+  const wait = async (ms: number): Promise<void> => {
+    try {
+      await sleep(ms, undefined, { signal });
+    } catch {
+      throw new Interrupted();
+    }
+  };
+  const rollBack = async (step: number, reason: string): Promise<never> => {
+    const back = stepWeights(view.versions, to, stable, 0);
+    let now = weightsText(back);
+    try {
+      out(`rolling back: ${to} 0%, ${stable} 100%; ${await setWeights(back)}`);
+    } catch (err) {
+      now = `unknown, because setting ${to} to 0% failed (${(err as Error).message}); run \`trellis route weights ${service} ${stable}=100\``;
+    }
+    throw new TrellisError('TRELLIS_E_CANARY_ROLLED_BACK', { service, version: to, step: `${step}%`, reason, weights: now });
+  };
+
+  let current = steps[0]!;
+  try {
+    for (const [i, step] of steps.entries()) {
+      current = step;
+      const label = `step ${i + 1}/${steps.length} (${to} ${step}%)`;
+      out(`${label}: ${to} ${step}%, ${stable} ${100 - step}%; ${await setWeights(stepWeights(view.versions, to, stable, step))}`);
+      if (signal.aborted) throw new Interrupted();
+      const before = await read();
+      const t0 = performance.now();
+      for (let waits = 0; ; waits++) {
+        await wait(intervalMs);
+        const stats = windowStats(before, await read());
+        const seconds = (performance.now() - t0) / 1000;
+        const verdict = judge(stats, limits);
+        const line = `${label}: ${statsText(stats, seconds, limits)}`;
+        if (verdict.kind === 'pass') {
+          out(`${line}: pass`);
+          break;
+        }
+        if (verdict.kind === 'breach') {
+          out(`${line}: ${verdict.metric} over the limit`);
+          await rollBack(step, verdict.reason);
+        }
+        if (waits < maxWaits) {
+          out(`${line}: too little traffic (fewer than --min-requests ${limits.minRequests}); waiting another ${msText(intervalMs)} (${waits + 1} of ${maxWaits})`);
+          continue;
+        }
+        out(`${line}: too little traffic`);
+        await rollBack(step, `too little traffic to judge: ${stats.requests} requests to ${to} in ${seconds.toFixed(1)} s, fewer than --min-requests ${limits.minRequests}`);
+      }
+    }
+    if (steps[steps.length - 1] !== 100) out(`promoting: ${await setWeights(stepWeights(view.versions, to, stable, 100))}`);
+    out(`promoted: ${service} ${to} takes 100% of the requests (${weightsText(stepWeights(view.versions, to, stable, 100))})`);
+    return 0;
+  } catch (err) {
+    if (err instanceof Interrupted || (signal.aborted && !(err instanceof TrellisError && err.code === 'TRELLIS_E_CANARY_ROLLED_BACK'))) {
+      out(`interrupted: putting ${service} back to ${weightsText(start)}; ${await setWeights(start)}`);
+      return 130;
+    }
+    if (err instanceof TrellisError && (err.code === 'TRELLIS_E_CANARY_ROLLED_BACK' || err.code === 'TRELLIS_E_USAGE')) throw err;
+    // The canary can't be watched any more (the metrics or the control plane are gone): not a pass.
+    return rollBack(current, `the canary could not go on: ${(err as Error).message}`);
+  } finally {
+    interrupt.dispose();
+  }
+}

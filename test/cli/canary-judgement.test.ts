@@ -1,0 +1,101 @@
+// How a canary step is judged: deltas of the callers' counters and histogram buckets
+// over the interval (never totals since start), the p99 estimated as Prometheus does,
+// and a verdict that names the metric, its value and the limit. The metrics text comes
+// from the proxies' own ProxyMetrics, so the parsing is checked against what they print.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { histogramQuantile, judge, versionReading, windowStats, type CanaryLimits } from '../../src/cli/canary-check.js';
+import { parsePercent, parseSteps, pickStable, stepWeights } from '../../src/cli/canary.js';
+import { TrellisError } from '../../src/errors.js';
+import { ProxyMetrics, type HttpLabels } from '../../src/telemetry/metrics.js';
+
+const toV2: HttpLabels = { direction: 'outbound', source: 'frontend', destination: 'backend', destinationVersion: 'v2', route: 'default/split/rule/0' };
+const limits: CanaryLimits = { maxErrorRate: 0.01, maxP99Ms: 200, minRequests: 20 };
+
+function observe(m: ProxyMetrics, labels: HttpLabels, status: number, seconds: number, times: number): void {
+  for (let i = 0; i < times; i++) m.observeHttp(labels, status, seconds);
+}
+
+test('a window counts only what happened between its two readings, for the version asked', () => {
+  const m = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
+  observe(m, toV2, 500, 0.01, 50); // before the window: must not count
+  const before = versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2');
+  observe(m, toV2, 200, 0.004, 95);
+  observe(m, toV2, 503, 0.004, 3);
+  observe(m, toV2, 0, 0.004, 2); // no answer at all
+  observe(m, { ...toV2, destinationVersion: 'v1' }, 500, 0.004, 40); // another version
+  observe(m, { ...toV2, direction: 'inbound' }, 500, 0.004, 40); // not a caller's view
+  const after = versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2');
+  const s = windowStats(before, after);
+  assert.equal(s.requests, 100);
+  assert.equal(s.errors, 5);
+  assert.equal(s.buckets[s.buckets.length - 1]![0], Infinity);
+  assert.equal(s.buckets[s.buckets.length - 1]![1], 100);
+  assert.deepEqual(judge(s, limits), { kind: 'breach', metric: 'error rate', reason: 'error rate 5% (5 of 100 requests failed) is above --max-error-rate 1%' });
+});
+
+test('callers add up; a proxy that restarted or appeared during the window counts from zero', () => {
+  const a = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
+  observe(a, toV2, 200, 0.004, 30);
+  const before = versionReading([{ id: 'frontend-0', text: a.httpText() }], 'backend', 'v2');
+  const restarted = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
+  observe(restarted, toV2, 200, 0.004, 10);
+  const gateway = new ProxyMetrics({ service: 'trellis-ingress', id: 'trellis-ingress' });
+  observe(gateway, toV2, 200, 0.004, 15);
+  const after = versionReading([{ id: 'frontend-0', text: restarted.httpText() }, { id: 'trellis-ingress', text: gateway.httpText() }], 'backend', 'v2');
+  assert.equal(windowStats(before, after).requests, 25);
+});
+
+test('p99 is interpolated within its bucket, as histogram_quantile does', () => {
+  assert.equal(histogramQuantile(0.99, []), undefined);
+  assert.equal(histogramQuantile(0.99, [[0.1, 0], [0.25, 0], [Infinity, 0]]), undefined);
+  // 100 observations, all in (0.1, 0.25]: the 99th is 99% of the way through that bucket.
+  assert.ok(Math.abs(histogramQuantile(0.99, [[0.05, 0], [0.1, 0], [0.25, 100], [Infinity, 100]])! - 0.2485) < 1e-9);
+  // Beyond the highest finite bound: that bound.
+  assert.equal(histogramQuantile(0.99, [[5, 10], [10, 10], [Infinity, 100]]), 10);
+});
+
+test('slow answers breach --max-p99 with the value and the limit', () => {
+  const m = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
+  const before = versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2');
+  observe(m, toV2, 200, 0.35, 40);
+  const s = windowStats(before, versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2'));
+  assert.deepEqual(judge(s, limits), { kind: 'breach', metric: 'p99', reason: "p99 latency 399 ms (in the 300 ms to 400 ms bucket of the sidecars' histograms, over 40 requests) is above --max-p99 200 ms" });
+  assert.deepEqual(judge(s, { ...limits, maxP99Ms: 1000 }), { kind: 'pass' });
+});
+
+test('a limit on a bucket bound is judged exactly: 120 ms answers pass --max-p99 200ms, 210 ms ones do not', () => {
+  const m = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
+  const at = (): ReturnType<typeof versionReading> => versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2');
+  const start = at();
+  observe(m, toV2, 200, 0.12, 100);
+  assert.deepEqual(judge(windowStats(start, at()), limits), { kind: 'pass' });
+  const later = at();
+  observe(m, toV2, 200, 0.21, 100);
+  assert.equal(judge(windowStats(later, at()), limits).kind, 'breach');
+});
+
+test('fewer requests than --min-requests is not a pass, whatever they show', () => {
+  const m = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
+  const before = versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2');
+  observe(m, toV2, 200, 0.001, 19);
+  const s = windowStats(before, versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2'));
+  assert.deepEqual(judge(s, limits), { kind: 'too-little-traffic' });
+  assert.deepEqual(judge(windowStats(before, before), limits), { kind: 'too-little-traffic' });
+  assert.deepEqual(judge(s, { ...limits, minRequests: 19 }), { kind: 'pass' });
+});
+
+test('steps, percents and the stable version', () => {
+  assert.deepEqual(parseSteps('5,25,50,100'), [5, 25, 50, 100]);
+  assert.deepEqual(parseSteps('10%, 100%'), [10, 100]);
+  for (const bad of ['0,50', '50,25', '5,,10', '101', 'half']) {
+    assert.throws(() => parseSteps(bad), (e: unknown) => e instanceof TrellisError && e.code === 'TRELLIS_E_USAGE', bad);
+  }
+  assert.equal(parsePercent('1%', '--max-error-rate'), 0.01);
+  assert.equal(parsePercent('0.5', '--max-error-rate'), 0.005);
+  assert.throws(() => parsePercent('150%', '--max-error-rate'), /expects a percent from 0 to 100/);
+  const view = { service: 'backend', versions: ['v1', 'v2', 'v3'], weights: { v1: 10, v2: 5, v3: 85 }, rules: [], byInstances: { v1: 1, v2: 1, v3: 1 } };
+  assert.equal(pickStable(view, 'v2'), 'v3');
+  assert.equal(pickStable({ ...view, weights: null }, 'v2'), 'v1');
+  assert.deepEqual(stepWeights(['v1', 'v2', 'v3'], 'v2', 'v3', 25), { v1: 0, v2: 25, v3: 75 });
+});

@@ -1,0 +1,145 @@
+// `trellis route weights` on a real `trellis up`: the change lands in the files, every
+// proxy that calls the service acknowledges it, traffic moves to the new proportions,
+// and no request of a steady load fails because of it. The mesh starts with no route
+// at all, so the first change also makes (and includes) the route file.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runLoad } from '../../src/loadgen/run.js';
+import type { ProxyView } from '../../src/control/admin-api.js';
+import type { Snapshot } from '../../src/control/protocol.js';
+import { alive, getJson, meshUp, sleep, type RunningMesh } from '../helpers/mesh-run.js';
+import { countVersions, trellisCli, writeShopMesh } from '../helpers/traffic.js';
+
+let dir: string;
+let mesh: RunningMesh;
+let port: number; // the client sidecar's listener for shop
+let admin: string;
+
+before(async () => {
+  const written = await writeShopMesh({});
+  dir = written.dir;
+  mesh = await meshUp(written.meshFile, join(dir, '.trellis'));
+  port = mesh.state.instances.find((i) => i.service === 'client')!.upstreams.find((u) => u.service === 'shop')!.port;
+  admin = mesh.state.control.replace(/^http:\/\//, '');
+});
+
+after(async () => {
+  const pids = [mesh?.state.controlPid, ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid]), mesh?.state.ingress?.pid];
+  const code = await mesh?.stop();
+  assert.equal(code, 0, 'trellis up exits 0 on SIGINT');
+  await sleep(200);
+  for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} is gone after stop`);
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('a weight change under steady load moves the traffic, and no request fails', async () => {
+  const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 4000, warmupMs: 0, connections: 8, timeoutMs: 5000 });
+  await sleep(1000);
+  const cli = await trellisCli(['route', 'weights', 'shop', 'v1=20', 'v2=80', '--admin', admin]);
+  const result = await load;
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.match(cli.stdout, /shop: no rule split it, so .*shop-weights\.yaml was written and included from the mesh file/);
+  assert.match(cli.stdout, /v2 +- +80 \(80%\)/);
+  assert.deepEqual(result.errors, { total: 0, connect: 0, reset: 0, timeout: 0, protocol: 0, status: {} });
+  assert.deepEqual(Object.keys(result.statuses), ['200'], `statuses: ${JSON.stringify(result.statuses)}`);
+  assert.ok(result.completed >= 390, `the load ran (${result.completed} requests)`);
+
+  assert.ok(existsSync(join(dir, 'shop-weights.yaml')));
+  assert.match(await readFile(join(dir, 'mesh.yaml'), 'utf8'), /^# client calls shop; shop runs v1 and v2\n[\s\S]*include: \[shop-weights\.yaml\]\n  services:\n    - name: client\n/);
+
+  const { versions, failures } = await countVersions(port, 1000);
+  assert.deepEqual(failures, []);
+  const v2 = (versions.v2 ?? 0) / 1000;
+  assert.ok(v2 > 0.74 && v2 < 0.86, `v2 share ${v2} (expected 0.80 ± 0.06)`);
+});
+
+test('every proxy that calls the service acknowledges the change before the command returns', async (t) => {
+  const cli = await trellisCli(['route', 'weights', 'shop', 'v1=50', 'v2=50', '--admin', admin]);
+  assert.equal(cli.code, 0, cli.stderr);
+  const acked = /acknowledged by (\d+) proxies that call shop \(([^)]*)\) in (\d+) ms/.exec(cli.stdout);
+  assert.ok(acked, cli.stdout);
+  t.diagnostic(`route change acknowledged by all ${acked[1]} callers in ${acked[3]} ms`);
+
+  // What the command waited for is what the control plane records.
+  const { proxies } = await getJson<{ proxies: ProxyView[] }>(`${mesh.state.control}/v1/proxies`);
+  const callers: string[] = [];
+  for (const p of proxies.filter((x) => x.connected)) {
+    const snapshot = await getJson<Snapshot>(`${mesh.state.control}/v1/snapshots/${p.id}`);
+    const shop = snapshot.upstreams.shop;
+    if (!shop) continue;
+    callers.push(p.id);
+    assert.equal(p.ackedVersion, p.sentVersion, `${p.id} acknowledged its latest snapshot`);
+    assert.deepEqual(shop.routes[0]!.backends, [{ backend: 'shop-v1', weight: 50 }, { backend: 'shop-v2', weight: 50 }], p.id);
+  }
+  // The client and the ingress call shop by their config; shop's own sidecars may too (their
+  // HTTP proxy listener reaches every HTTP service, as shop declares no upstreams).
+  assert.deepEqual(callers.sort(), acked[2]!.split(', ').sort(), 'the command waited for exactly the proxies that call shop');
+  assert.ok(callers.includes('client-0') && callers.includes('trellis-ingress'), callers.join(', '));
+  assert.match(await readFile(join(dir, 'shop-weights.yaml'), 'utf8'), /^# The traffic split between the versions of shop[\s\S]*- name: shop-v1\n {10}weight: 50\n/);
+});
+
+test('a hand edit of the route file reaches every proxy that calls the service, and no request of a steady load fails', async (t) => {
+  const file = join(dir, 'shop-weights.yaml');
+  const text = await readFile(file, 'utf8');
+  const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 3000, warmupMs: 0, connections: 8, timeoutMs: 5000 });
+  await sleep(1000);
+  const t0 = performance.now();
+  await writeFile(file, text.replace(/weight: 50\n([\s\S]*)weight: 50\n/, 'weight: 30\n$1weight: 70\n'));
+  let pending: string[] = ['(not read yet)'];
+  let callers = 0;
+  for (let i = 0; i < 400 && pending.length > 0; i++) {
+    const { proxies } = await getJson<{ proxies: ProxyView[] }>(`${mesh.state.control}/v1/proxies`);
+    pending = [];
+    callers = 0;
+    for (const p of proxies.filter((x) => x.connected)) {
+      const snapshot = await getJson<Snapshot>(`${mesh.state.control}/v1/snapshots/${p.id}`);
+      if (!snapshot.upstreams.shop) continue;
+      callers++;
+      const weights = snapshot.upstreams.shop.routes[0]?.backends.map((b) => b.weight);
+      if (JSON.stringify(weights) !== '[30,70]' || (p.ackedVersion ?? 0) < snapshot.version) pending.push(p.id);
+    }
+    if (pending.length > 0) await sleep(10);
+  }
+  t.diagnostic(`hand edit acknowledged by all ${callers} callers ${Math.round(performance.now() - t0)} ms after the file was written (the watcher waits 100 ms for quiet first)`);
+  assert.deepEqual(pending, [], 'every caller acknowledged a snapshot with the new weights');
+  assert.ok(callers >= 2);
+  const result = await load;
+  assert.equal(result.errors.total, 0, JSON.stringify(result.errors));
+  assert.ok(result.completed >= 290, `the load ran (${result.completed} requests)`);
+});
+
+test('bad arguments exit 2, a change the config cannot take exits 1, and nothing changes', async () => {
+  const routes = await readFile(join(dir, 'shop-weights.yaml'), 'utf8');
+  assert.match(routes, /weight: 30\n[\s\S]*weight: 70\n/);
+  const usage: [string[], RegExp][] = [
+    [['nosuch', 'v1=1'], /no service named "nosuch" in the mesh; its services are: client, shop/],
+    [['shop', 'v3=1'], /shop has no version "v3"; its versions are: v1, v2/],
+    [['shop', 'v1=ninety'], /"v1=ninety" is not VERSION=WEIGHT with a whole number/],
+    [['shop', 'v1=0', 'v2=0'], /every weight is 0/],
+  ];
+  for (const [args, message] of usage) {
+    const r = await trellisCli(['route', 'weights', ...args, '--admin', admin]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+  }
+
+  // A broken file on disk: the control plane keeps the last good config and refuses to edit on top.
+  const meshText = await readFile(join(dir, 'mesh.yaml'), 'utf8');
+  await writeFile(join(dir, 'mesh.yaml'), meshText.replace('- name: v2', '- name: v2\n          replicas: many'));
+  try {
+    for (let i = 0; i < 100; i++) {
+      const config = await getJson<{ reloadFailed: unknown }>(`${mesh.state.control}/v1/config`);
+      if (config.reloadFailed) break;
+      await sleep(50);
+    }
+    const r = await trellisCli(['route', 'weights', 'shop', 'v1=1', '--admin', admin]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /the weights of shop were not changed: the config files on disk do not load/);
+  } finally {
+    await writeFile(join(dir, 'mesh.yaml'), meshText);
+  }
+  assert.equal(await readFile(join(dir, 'shop-weights.yaml'), 'utf8'), routes);
+});
