@@ -142,6 +142,9 @@ export function splitRules(
   const out: SplitRule[] = [];
   for (const { file, resource } of routes) {
     const route = resource as RouteValue;
+    // Only HTTPRoutes carry a version split the weights command edits (GRPCRoute and
+    // TCPRoute splits are edited by hand for now).
+    if ((resource as { kind?: unknown }).kind !== 'HTTPRoute') continue;
     if (!attachesTo(route, service) || !Array.isArray(route.spec?.rules)) continue;
     route.spec.rules.forEach((rule, i) => {
       if (isObject(rule) && ruleRole(rule, service, versionOf) === 'split') out.push(splitOf(file, route, i, rule, service, versionOf));
