@@ -3,6 +3,7 @@
 // can simply take the first entry that matches.
 import type { RouteEntry, RouteMatch } from './protocol.js';
 import type { ControlConfig, HTTPRouteConfig, HTTPRouteMatchConfig } from './mesh-config.js';
+import { ruleResilience } from './resilience.js';
 
 /** True when one of the route's parentRefs names the mesh Service `service` (GAMMA). */
 export function routeAttachesTo(route: HTTPRouteConfig, service: string): boolean {
@@ -85,7 +86,7 @@ function comparePrecedence(a: Candidate, b: Candidate): number {
  * Backend names are kept as written even when they resolve to nothing, so the proxy can
  * answer `backend-not-found` instead of the route silently vanishing.
  */
-export function compileRoutes(service: string, routes: ControlConfig['routes']): RouteEntry[] {
+export function compileRoutes(service: string, routes: ControlConfig['routes'], policies?: ControlConfig['policies']): RouteEntry[] {
   const candidates: Candidate[] = [];
   routes.forEach(({ resource }, routeIndex) => {
     if (!routeAttachesTo(resource, service)) return;
@@ -93,9 +94,10 @@ export function compileRoutes(service: string, routes: ControlConfig['routes']):
     const created = creationTime(resource);
     resource.spec.rules.forEach((rule, ruleIndex) => {
       const backends = (rule.backendRefs ?? []).map((ref) => ({ backend: ref.name, weight: ref.weight ?? 1 }));
+      const resilience = ruleResilience(resource, rule, policies);
       const matches = rule.matches && rule.matches.length > 0 ? rule.matches : [undefined];
       matches.forEach((match, matchIndex) => {
-        const entry: RouteEntry = { name: `${key}/rule/${ruleIndex}`, match: normalizeMatch(match), backends };
+        const entry: RouteEntry = { name: `${key}/rule/${ruleIndex}`, match: normalizeMatch(match), backends, ...resilience };
         candidates.push({ entry, routeIndex, created, key, ruleIndex, matchIndex });
       });
     });
