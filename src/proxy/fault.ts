@@ -29,14 +29,16 @@ export function fault(observer: FaultObserver, random: () => number = Math.rando
       if (d === undefined || !(random() * 100 < d.percent)) return abortOrForward(ex, f);
       observer.injected(ex.service, ex.route!.name, 'delay');
       // A delay longer than the request timeout ends at the deadline, with its 504.
-      const ms = ex.deadline === 0 ? d.ms : Math.min(d.ms, Math.max(0, ex.deadline - performance.now()));
+      // (Decided now: timers measure from the event loop's cached time and may fire early.)
+      const left = ex.deadline === 0 ? Infinity : ex.deadline - performance.now();
+      const expires = d.ms >= left;
       setTimeout(() => {
         if (ex.finished) return;
-        if (ex.deadline !== 0 && performance.now() >= ex.deadline - 1) {
+        if (expires) {
           return ex.fail('TRELLIS_E_REQUEST_TIMEOUT', { route: ex.route!.name, ms: Math.round(ex.deadline - ex.startedAt) });
         }
         abortOrForward(ex, f);
-      }, ms);
+      }, expires ? Math.max(0, left) : d.ms);
     };
     return handler;
   };

@@ -85,7 +85,7 @@ export class RetryState {
       // No retry fits before the request's deadline: the request ends at it, as
       // timeouts.request promises, without spending budget on an attempt never sent.
       this.#left = 0;
-      this.#wait(ex, Math.max(0, ex.deadline - performance.now()), route);
+      this.#wait(ex, Math.max(0, ex.deadline - performance.now()), route, true);
       return true;
     }
     if (!this.#budget.withdraw()) {
@@ -102,16 +102,19 @@ export class RetryState {
     ex.status = 0;
     ex.upstreamConn = undefined;
     ex.bodyQueue = this.#body === undefined ? undefined : this.#body.slice();
-    this.#wait(ex, delay, route);
+    this.#wait(ex, delay, route, false);
     return true;
   }
 
-  /** Sends the next attempt after `ms`, unless the request's deadline passed meanwhile. */
-  #wait(ex: Exchange, ms: number, route: string): void {
+  /**
+   * Sends the next attempt after `ms`, or, when `expires` (decided up front: timers
+   * measure from the event loop's cached time and may fire early), ends the request
+   * at its deadline.
+   */
+  #wait(ex: Exchange, ms: number, route: string, expires: boolean): void {
     setTimeout(() => {
       if (ex.finished) return;
-      // Timers may fire a hair before performance.now() reaches the mark.
-      if (ex.deadline !== 0 && performance.now() >= ex.deadline - 1) {
+      if (expires || (ex.deadline !== 0 && performance.now() >= ex.deadline)) {
         return ex.fail('TRELLIS_E_REQUEST_TIMEOUT', { route, ms: Math.round(ex.deadline - ex.startedAt) });
       }
       this.#next(ex);
