@@ -130,8 +130,9 @@ export class RetryState {
 export function retry(observer: RetryObserver): Layer {
   return (next) => (ex) => {
     const policy = ex.route!.retry;
+    if (policy === undefined) return next(ex);
     const budget = ex.upstream!.budget;
-    if (policy === undefined || budget === undefined) return next(ex);
+    if (budget === undefined) return next(ex);
     // Every request under a retry policy earns budget, whether or not it can be retried.
     budget.deposit();
     if (!policy.nonIdempotent && !IDEMPOTENT.has(ex.req.method)) return next(ex);

@@ -166,6 +166,7 @@ export class Sidecar {
     this.#upstreams = compiled;
     this.#pool.retainOnly(keys);
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
+    for (const service of budgets.keys()) if (compiled.get(service)?.budget === undefined) budgets.delete(service);
     this.metrics.configVersion.set(s.version);
     const waiting = this.#waiting;
     this.#waiting = [];
