@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { alive, meshUp, REPO, request, sleep, type RunningMesh } from '../helpers/mesh-run.js';
+import { alive, getJson, meshUp, REPO, request, sleep, type RunningMesh } from '../helpers/mesh-run.js';
 
 let dir: string;
 let mesh: RunningMesh;
@@ -91,6 +91,8 @@ test('the fault on the named rule aborts its requests; the other rule is untouch
   assert.equal(chaos.status, 502);
   assert.equal(chaos.headers['trellis-error'], 'fault-abort');
   assert.match(chaos.body, /FaultInjection policy default\/chaos/);
+  const config = await getJson<{ policies: string[] }>(`${mesh.state.control}/v1/config`);
+  assert.deepEqual(config.policies, ['FaultInjection default/chaos']);
 });
 
 test('removing the policy from its file stops the fault without a restart', async () => {
