@@ -20,6 +20,16 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 /** Backoff grows to at most this many times the base. */
 const MAX_BACKOFF_FACTOR = 10;
 
+/**
+ * The wait before retry number `n` (0 for the first): the base doubled per retry, at
+ * most ten times the base, with "equal jitter" (half fixed, half random) so the
+ * retries of many failed requests spread out instead of arriving together.
+ */
+export function backoffDelay(baseMs: number, n: number, random: () => number = Math.random): number {
+  const cap = Math.min(baseMs * 2 ** n, baseMs * MAX_BACKOFF_FACTOR);
+  return cap / 2 + random() * (cap / 2);
+}
+
 /** What the retry layer reports, for metrics. */
 export interface RetryObserver {
   retried(destination: string, route: string, reason: string): void;
@@ -74,11 +84,7 @@ export class RetryState {
   again(ex: Exchange, reason: RetryReason): boolean {
     if (this.#left <= 0 || !this.#replayable || !ex.requestBodyDone || ex.responseStarted || ex.finished) return false;
     if (ex.client.socket.destroyed) return false;
-    const n = this.#policy.attempts - this.#left;
-    const base = this.#policy.backoffMs;
-    const cap = Math.min(base * 2 ** n, base * MAX_BACKOFF_FACTOR);
-    // "Equal jitter": half fixed, half random, so retries of many requests spread out.
-    const delay = cap / 2 + Math.random() * (cap / 2);
+    const delay = backoffDelay(this.#policy.backoffMs, this.#policy.attempts - this.#left);
     const destination = ex.service;
     const route = ex.route?.name ?? '';
     if (ex.deadline !== 0 && performance.now() + delay >= ex.deadline) {

@@ -61,15 +61,25 @@ before(async () => {
   sidecars.push(inGood, inBad);
   const ep = (s: Sidecar, id: string, version: string) => ({ id, host: '127.0.0.1', port: s.addresses.inbound!.port, version });
   const both = [ep(inGood, 'api-good', 'v1'), ep(inBad, 'api-bad', 'v2')];
+  // A port nobody listens on: connecting is refused before anything is sent.
+  const dead = net.createServer();
+  await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
+  const deadPort = (dead.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => dead.close(() => r()));
+  const refusedOrGood = [{ id: 'api-dead', host: '127.0.0.1', port: deadPort, version: 'v1' }, both[0]!];
   const api: UpstreamSnapshot = {
     service: 'api', protocol: 'http',
     routes: [
+      { name: 'default/api/refused', match: { path: { type: 'PathPrefix', value: '/refused' } }, backends: [{ backend: 'api-refused', weight: 1 }] },
       rule('api/spread', '/spread', 'api', policy({})),
       rule('api/post', '/post', 'api-bad', policy({})),
       rule('api/post-allowed', '/unsafe', 'api-bad', policy({ nonIdempotent: true })),
       rule('api/body', '/body', 'api-bad', policy({ maxBodyBytes: 1024 })),
     ],
-    backends: { api: { name: 'api', endpoints: both }, 'api-bad': { name: 'api-bad', endpoints: [both[1]!] } },
+    backends: {
+      api: { name: 'api', endpoints: both }, 'api-bad': { name: 'api-bad', endpoints: [both[1]!] },
+      'api-refused': { name: 'api-refused', endpoints: refusedOrGood },
+    },
   };
   // A destination that always fails, with a budget of 20% and no minimum rate.
   const budget: RetryBudgetConfig = { percent: 20, windowMs: 10_000, minRetries: 0, minIntervalMs: 1000 };
@@ -133,6 +143,15 @@ test('a 503 from one endpoint is retried on the other and never reaches the clie
   assert.match(text, new RegExp(`trellis_http_retries_total\\{destination="api",route="default/api/spread",reason="503",[^}]*\\} ${failed}\\n`));
   // The client saw only 200s: the outbound's request series has no 503 for this route.
   assert.doesNotMatch(text, /trellis_http_requests_total\{direction="outbound"[^}]*route="default\/api\/spread",status="503"/);
+});
+
+test('a POST whose connection was refused (nothing sent) goes to another endpoint, with no retry policy', async () => {
+  for (let i = 0; i < 4; i++) {
+    const r = await send(port, 'POST', '/refused', `n=${i}`);
+    assert.equal(r.status, 200);
+  }
+  assert.equal(count('good POST /refused'), 4, 'each POST reached the app exactly once');
+  assert.deepEqual(bodies.get('/refused'), ['n=0', 'n=1', 'n=2', 'n=3']);
 });
 
 test('a POST is not retried by default: the backend sees it exactly once', async () => {
