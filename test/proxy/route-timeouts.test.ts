@@ -25,6 +25,8 @@ before(async () => {
     hits.set(path, (hits.get(path) ?? 0) + 1);
     // /slow/* never answers: only a timeout (or the test's cleanup) ends it.
     if (path.startsWith('/slow')) return;
+    // /once-slow hangs the first time only.
+    if (path === '/once-slow' && hits.get(path) === 1) return;
     res.end('ok');
   });
   inbound = await startInbound('api', 'v1', app.port);
@@ -35,6 +37,10 @@ before(async () => {
       rule('whole', '/slow/whole', {
         timeouts: { requestMs: 250, backendRequestMs: 100 },
         retry: { codes: [], attempts: 5, backoffMs: 10, nonIdempotent: false, maxBodyBytes: 65536 },
+      }),
+      rule('once', '/once-slow', {
+        timeouts: { backendRequestMs: 150 },
+        retry: { codes: [], attempts: 1, backoffMs: 10, nonIdempotent: false, maxBodyBytes: 65536 },
       }),
       rule('fast', '/fast', { timeouts: { requestMs: 300, backendRequestMs: 200 } }),
       rule('none', '/', {}),
@@ -65,6 +71,14 @@ test('timeouts.request bounds the whole exchange, retries included', async () =>
   const attempts = hits.get('/slow/whole') ?? 0;
   // Five retries were allowed; the deadline ended the exchange before all six attempts.
   assert.ok(attempts >= 1 && attempts < 6, `attempts: ${attempts}`);
+});
+
+test('an attempt that timed out is retried under a retry policy, and the retry\'s answer is the response', async () => {
+  const r = await get(port, '/once-slow');
+  assert.equal(r.status, 200);
+  assert.equal(r.body, 'ok');
+  assert.equal(hits.get('/once-slow'), 2);
+  assert.match(await metricsText(outbound), /trellis_http_retries_total\{destination="api",route="default\/api\/once",reason="timeout",[^}]*\} 1\n/);
 });
 
 test('a request answered in time is not affected by the timeouts', async () => {
