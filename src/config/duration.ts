@@ -20,3 +20,18 @@ export function parseDurationMs(s: string): number {
   }
   return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
 }
+
+const GATEWAY_PART = /([0-9]{1,5})(ms|h|m|s)/g;
+
+/**
+ * Converts a Gateway API duration (GEP-2257: `1m30s`, `250ms`, `0s`) to milliseconds.
+ * Config that passed the schema always has this shape; anything else throws.
+ */
+export function parseGatewayDurationMs(s: string): number {
+  if (!/^([0-9]{1,5}(h|m|s|ms)){1,4}$/.test(s)) {
+    throw new TrellisError('TRELLIS_E_CONFIG_INVALID', { file: JSON.stringify(s), details: 'is not a Gateway API duration such as 250ms, 10s or 1m30s' });
+  }
+  let ms = 0;
+  for (const m of s.matchAll(GATEWAY_PART)) ms += Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
+  return ms;
+}

@@ -10,11 +10,12 @@ import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { checkMesh } from './check-mesh.js';
+import { checkPolicies, type PolicySource } from './check-policies.js';
 import { checkRoutes, type RouteSource } from './check-routes.js';
 import { normalizeServices, type NormalizedService } from './normalize.js';
 import type { Problem } from './problems.js';
 import { checkSchema } from './schema-errors.js';
-import { MeshSchema, RESOURCE_KINDS, type MeshResource, type RouteResource } from './schema.js';
+import { MeshSchema, POLICY_KINDS, RESOURCE_KINDS, type MeshResource, type PolicyResource, type RouteResource } from './schema.js';
 import { parseYamlFile, problemAt, type SourceDocument } from './yaml-source.js';
 
 export { formatProblem, type Problem } from './problems.js';
@@ -27,6 +28,12 @@ export interface LoadedRoute {
   resource: RouteResource;
 }
 
+/** A policy (FaultInjection, RetryPolicy, XBackendTrafficPolicy; defaults applied) and its file. */
+export interface LoadedPolicy {
+  file: string;
+  resource: PolicyResource;
+}
+
 /** A complete, valid mesh configuration. */
 export interface MeshConfig {
   /** The file holding the Mesh resource. */
@@ -37,6 +44,8 @@ export interface MeshConfig {
   mesh: MeshResource;
   services: NormalizedService[];
   routes: LoadedRoute[];
+  /** In file order. */
+  policies: LoadedPolicy[];
 }
 
 /** What loading found: the config when there is no problem, and every file read. */
@@ -73,6 +82,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const meshDocs: SourceDocument[] = [];
   const meshes: { doc: SourceDocument; resource: MeshResource }[] = [];
   const routes: RouteSource[] = [];
+  const policies: PolicySource[] = [];
   const read = new Set<string>();
   // The queue grows while we read it: a Mesh's includes are appended.
   for (let q = 0; q < queue.length; q++) {
@@ -104,6 +114,8 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
         // checked (and watched) too.
         problems.push(...(await queueIncludes(doc, queue)));
         if (schemaProblems.length === 0) meshes.push({ doc, resource: withDefaults(MeshSchema, doc.value) });
+      } else if (schemaProblems.length === 0 && POLICY_KINDS.has(RESOURCE_KINDS[kind]!.kind)) {
+        policies.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0) {
         routes.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       }
@@ -128,6 +140,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   if (mesh) {
     problems.push(...checkMesh(mesh.doc, mesh.resource));
     problems.push(...checkRoutes(mesh.resource, routes));
+    problems.push(...checkPolicies(mesh.resource, routes, policies));
   }
   if (problems.length > 0 || !mesh) return { files, problems: inFileOrder(problems, files) };
 
@@ -141,6 +154,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
       mesh: mesh.resource,
       services: normalizeServices(mesh.resource, meshDir),
       routes: routes.map((r) => ({ file: r.doc.file, resource: r.resource })),
+      policies: policies.map((p) => ({ file: p.doc.file, resource: p.resource })),
     },
   };
 }

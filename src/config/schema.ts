@@ -391,16 +391,52 @@ const HTTPRouteMatch = Type.Object(
   strict,
 );
 
+// Gateway API Duration (GEP-2257): up to four <number><unit> parts, e.g. 1m30s, 250ms.
+const gatewayDuration = (description: string) =>
+  Type.String({ pattern: '^([0-9]{1,5}(h|m|s|ms)){1,4}$', description: `a Gateway API duration such as 250ms, 10s or 1m30s (${description})` });
+
+// Gateway API HTTPRouteTimeouts: `request` bounds the whole exchange, retries included;
+// `backendRequest` bounds each attempt. "0s" disables a timeout.
+const HTTPRouteTimeouts = Type.Object(
+  {
+    request: Type.Optional(gatewayDuration('the whole request, retries included')),
+    backendRequest: Type.Optional(gatewayDuration('each attempt')),
+  },
+  strict,
+);
+
+// Gateway API HTTPRouteRetry (GEP-1731).
+const HTTPRouteRetry = Type.Object(
+  {
+    codes: Type.Optional(
+      Type.Array(Type.Integer({ minimum: 400, maximum: 599, description: 'an HTTP status code from 400 to 599' }), { maxItems: 32 }),
+    ),
+    attempts: Type.Optional(Type.Integer({ minimum: 0, maximum: 10, description: 'a number of retries from 0 to 10' })),
+    backoff: Type.Optional(gatewayDuration('the base of the exponential backoff')),
+  },
+  strict,
+);
+
+const SectionName = Type.String({
+  pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+  maxLength: 253,
+  description: "a section name: lower-case letters, digits and '-'",
+});
+
 // A mesh route without parents or a rule without backends can only fail requests,
 // so Trellis asks for them where the Gateway API leaves them optional.
 // (A rule whose only job is a RequestRedirect needs none; check-routes.ts allows that.)
 const HTTPRouteRule = Type.Object(
   {
+    // Named so that policies can target one rule (targetRefs[].sectionName).
+    name: Type.Optional(SectionName),
     matches: Type.Optional(
       Type.Array(HTTPRouteMatch, { maxItems: 64, default: [{ path: { type: 'PathPrefix', value: '/' } }] }),
     ),
     filters: Type.Optional(Type.Array(HTTPRouteFilter, { maxItems: 16 })),
     backendRefs: Type.Optional(Type.Array(HTTPBackendRef, { maxItems: 16 })),
+    timeouts: Type.Optional(HTTPRouteTimeouts),
+    retry: Type.Optional(HTTPRouteRetry),
   },
   strict,
 );
@@ -500,13 +536,146 @@ export const TCPRouteSchema = Type.Object(
   { ...strict, title: 'TCPRoute', description: 'Gateway API TCPRoute; in the mesh its parentRefs name a tcp Service.' },
 );
 
+// ---------------------------------------------------------------------------
+// Resilience policies: faults, retry safety, retry budgets
+// ---------------------------------------------------------------------------
+
+/** apiVersion of the experimental Gateway API kinds Trellis reads. */
+export const GATEWAY_X_API_VERSION = 'gateway.networking.x-k8s.io/v1alpha1';
+
+// Gateway API LocalPolicyTargetReferenceWithSectionName: a route (optionally one of
+// its rules by name) or a Service in the policy's namespace.
+const PolicyTargetRef = Type.Object(
+  {
+    group: Type.String({
+      pattern: '^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
+      maxLength: 253,
+      description: 'an API group: "" (core, for a Service) or gateway.networking.k8s.io (for an HTTPRoute)',
+    }),
+    kind: kind(),
+    name: ObjectName,
+    sectionName: Type.Optional(SectionName),
+  },
+  strict,
+);
+
+const percent = () => Type.Integer({ minimum: 0, maximum: 100, description: 'a percentage from 0 to 100' });
+
+const GRPC_CODES = [
+  'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE',
+  'DATA_LOSS', 'UNAUTHENTICATED',
+] as const;
+
+/** The gRPC status codes by name, in numeric order (`UNAVAILABLE` is 14). */
+export const GRPC_STATUS_CODES: readonly string[] = GRPC_CODES;
+
+/** Schema of the Trellis `FaultInjection` kind: delays and aborts on a route or a service. */
+export const FaultInjectionSchema = Type.Object(
+  {
+    apiVersion: Type.Literal(TRELLIS_API_VERSION),
+    kind: Type.Literal('FaultInjection'),
+    metadata: Metadata,
+    spec: Type.Object(
+      {
+        targetRefs: Type.Array(PolicyTargetRef, { minItems: 1, maxItems: 16 }),
+        delay: Type.Optional(Type.Object({ fixedDelay: gatewayDuration('how long to hold the request'), percent: percent() }, strict)),
+        // httpStatus and grpcStatus are both optional here so that "both given" is
+        // reported by the route checks with a message, not as a union mismatch.
+        abort: Type.Optional(
+          Type.Object(
+            {
+              httpStatus: Type.Optional(Type.Integer({ minimum: 200, maximum: 599, description: 'an HTTP status code from 200 to 599' })),
+              grpcStatus: Type.Optional(Type.Union(GRPC_CODES.map((c) => Type.Literal(c)), { description: `a gRPC status name (${GRPC_CODES.join(', ')})` })),
+              percent: percent(),
+            },
+            strict,
+          ),
+        ),
+      },
+      strict,
+    ),
+  },
+  { ...strict, title: 'FaultInjection', description: 'Trellis policy: delay or abort a share of the requests of an HTTPRoute (or one rule of it) or a Service.' },
+);
+
+/**
+ * Schema of the Trellis `RetryPolicy` kind: what the Gateway API's retry stanza has no
+ * word for, the safety limits of replaying a request.
+ */
+export const RetryPolicySchema = Type.Object(
+  {
+    apiVersion: Type.Literal(TRELLIS_API_VERSION),
+    kind: Type.Literal('RetryPolicy'),
+    metadata: Metadata,
+    spec: Type.Object(
+      {
+        targetRefs: Type.Array(PolicyTargetRef, { minItems: 1, maxItems: 16 }),
+        // Replaying a POST or PATCH can do its work twice; only the route's owner can say it is safe.
+        retryNonIdempotent: Type.Optional(Type.Boolean({ default: false })),
+        // Bodies up to this size are kept for a replay; bigger ones are streamed and not retried.
+        maxBufferedBodyBytes: Type.Optional(Type.Integer({ minimum: 0, maximum: 16 * 1024 * 1024, default: 65536 })),
+      },
+      strict,
+    ),
+  },
+  { ...strict, title: 'RetryPolicy', description: 'Trellis policy: whether the retries of an HTTPRoute (or one rule) may replay non-idempotent requests, and the body size kept for a replay.' },
+);
+
+/** Schema of the Gateway API `XBackendTrafficPolicy` kind (GEP-3388), its retryConstraint only. */
+export const BackendTrafficPolicySchema = Type.Object(
+  {
+    apiVersion: Type.Literal(GATEWAY_X_API_VERSION),
+    kind: Type.Literal('XBackendTrafficPolicy'),
+    metadata: Metadata,
+    spec: Type.Object(
+      {
+        targetRefs: Type.Array(PolicyTargetRef, { minItems: 1, maxItems: 16 }),
+        retryConstraint: Type.Optional(
+          Type.Object(
+            {
+              budget: Type.Optional(
+                Type.Object(
+                  {
+                    percent: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, default: 20, description: 'a percentage from 0 to 100' })),
+                    interval: Type.Optional(gatewayDuration('the window over which requests count, 1s to 1h; default 10s')),
+                  },
+                  strict,
+                ),
+              ),
+              minRetryRate: Type.Optional(
+                Type.Object(
+                  {
+                    count: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000, default: 10, description: 'a number of retries' })),
+                    interval: Type.Optional(gatewayDuration('the period of count; default 1s')),
+                  },
+                  strict,
+                ),
+              ),
+            },
+            strict,
+          ),
+        ),
+      },
+      strict,
+    ),
+  },
+  { ...strict, title: 'XBackendTrafficPolicy', description: 'Gateway API BackendTrafficPolicy (experimental): the retry budget of a Service.' },
+);
+
 /** Every kind Trellis reads, keyed by `<apiVersion>/<kind>`. */
 export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion: string; schema: TSchema }>> = {
   [`${TRELLIS_API_VERSION}/Mesh`]: { kind: 'Mesh', apiVersion: TRELLIS_API_VERSION, schema: MeshSchema },
   [`${GATEWAY_API_VERSION}/HTTPRoute`]: { kind: 'HTTPRoute', apiVersion: GATEWAY_API_VERSION, schema: HTTPRouteSchema },
   [`${GATEWAY_API_VERSION}/GRPCRoute`]: { kind: 'GRPCRoute', apiVersion: GATEWAY_API_VERSION, schema: GRPCRouteSchema },
   [`${GATEWAY_API_ALPHA_VERSION}/TCPRoute`]: { kind: 'TCPRoute', apiVersion: GATEWAY_API_ALPHA_VERSION, schema: TCPRouteSchema },
+  [`${TRELLIS_API_VERSION}/FaultInjection`]: { kind: 'FaultInjection', apiVersion: TRELLIS_API_VERSION, schema: FaultInjectionSchema },
+  [`${TRELLIS_API_VERSION}/RetryPolicy`]: { kind: 'RetryPolicy', apiVersion: TRELLIS_API_VERSION, schema: RetryPolicySchema },
+  [`${GATEWAY_X_API_VERSION}/XBackendTrafficPolicy`]: { kind: 'XBackendTrafficPolicy', apiVersion: GATEWAY_X_API_VERSION, schema: BackendTrafficPolicySchema },
 };
+
+/** The kinds that attach to routes or services through targetRefs. */
+export const POLICY_KINDS: ReadonlySet<string> = new Set(['FaultInjection', 'RetryPolicy', 'XBackendTrafficPolicy']);
 
 // ---------------------------------------------------------------------------
 // Types
@@ -554,3 +723,13 @@ export type RouteResource = HTTPRouteResource | GRPCRouteResource | TCPRouteReso
 export type BackendRef = Static<typeof BackendRef>;
 /** A route's parent: in the mesh, a Service (GAMMA). */
 export type ParentRef = Static<typeof ParentRef>;
+/** A `FaultInjection` policy as written. */
+export type FaultInjectionResource = Static<typeof FaultInjectionSchema>;
+/** A `RetryPolicy` as written (defaults applied). */
+export type RetryPolicyResource = Static<typeof RetryPolicySchema>;
+/** An `XBackendTrafficPolicy` as written. */
+export type BackendTrafficPolicyResource = Static<typeof BackendTrafficPolicySchema>;
+/** Any of the policy kinds. */
+export type PolicyResource = FaultInjectionResource | RetryPolicyResource | BackendTrafficPolicyResource;
+/** A policy's target: a route (optionally one rule, by name) or a Service. */
+export type PolicyTargetRef = Static<typeof PolicyTargetRef>;

@@ -61,6 +61,8 @@ export interface ConfigView {
   loadedAt: string | null;
   services: string[];
   routes: string[];
+  /** Resilience policies in force, as `<kind> <namespace>/<name>`. */
+  policies: string[];
   /** Present when the latest reload failed; the config above is still in force. */
   reloadFailed: { at: string | null; problems: (ConfigProblem & { text: string })[] } | null;
 }
@@ -125,6 +127,7 @@ export function configView(model: MeshModel, formatProblem: (p: ConfigProblem) =
     loadedAt: iso(state.loadedAt),
     services: state.config.services.map((s) => s.name),
     routes: state.config.routes.map((r) => routeKey(r.resource)),
+    policies: (state.config.policies ?? []).map((p) => `${p.resource.kind} ${p.resource.metadata.namespace ?? 'default'}/${p.resource.metadata.name}`),
     reloadFailed: state.failedReload
       ? { at: iso(state.failedReload.at), problems: state.failedReload.problems.map((p) => ({ ...p, text: formatProblem(p) })) }
       : null,

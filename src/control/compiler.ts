@@ -4,6 +4,7 @@
 import type { BackendSnapshot, Endpoint, HostPort, ProxyInfo, RouteFilter, Snapshot, UpstreamSnapshot } from './protocol.js';
 import type { ControlConfig, ServiceConfig } from './mesh-config.js';
 import type { HealthStatus } from './model.js';
+import { serviceFault, serviceRetryBudget } from './resilience.js';
 import { compileRoutes } from './routes.js';
 
 /** What the compiler needs to know about an instance. */
@@ -74,7 +75,7 @@ function mirrorsOf(filters: readonly RouteFilter[] | undefined): string[] {
 }
 
 function compileUpstream(config: ControlConfig, instances: readonly RoutableInstance[], service: ServiceConfig): UpstreamSnapshot {
-  const routes = compileRoutes(service.name, config.routes, service.protocol);
+  const routes = compileRoutes(service.name, config.routes, service.protocol, config.policies);
   const backends: Record<string, BackendSnapshot> = {};
   const add = (b: BackendSnapshot): void => {
     backends[b.name] = b;
@@ -98,7 +99,12 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
   }
   const sorted: Record<string, BackendSnapshot> = {};
   for (const name of Object.keys(backends).sort()) sorted[name] = backends[name]!;
-  return { service: service.name, protocol: service.protocol, routes, backends: sorted };
+  const out: UpstreamSnapshot = { service: service.name, protocol: service.protocol, routes, backends: sorted };
+  const fault = serviceFault(service.name, config.policies);
+  if (fault) out.fault = fault;
+  const budget = serviceRetryBudget(service.name, config.policies);
+  if (budget) out.retryBudget = budget;
+  return out;
 }
 
 /** Compiles the snapshot content of one proxy: only the upstreams it may call. */

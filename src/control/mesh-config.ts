@@ -79,6 +79,9 @@ export interface BackendRefConfig {
 }
 
 export interface HTTPRouteRuleConfig {
+  readonly name?: string;
+  readonly timeouts?: { readonly request?: string; readonly backendRequest?: string };
+  readonly retry?: { readonly codes?: readonly number[]; readonly attempts?: number; readonly backoff?: string };
   readonly matches?: readonly HTTPRouteMatchConfig[];
   readonly filters?: readonly RouteFilterConfig[];
   readonly backendRefs?: readonly BackendRefConfig[];
@@ -130,11 +133,48 @@ export interface TCPRouteConfig {
 
 /** Any route kind. */
 export type RouteConfig = HTTPRouteConfig | GRPCRouteConfig | TCPRouteConfig;
+/** A policy's target: an HTTPRoute (optionally one rule by name) or a Service. */
+export interface PolicyTargetConfig {
+  readonly group: string;
+  readonly kind: string;
+  readonly name: string;
+  readonly sectionName?: string;
+}
+
+/** The resilience policies, as far as the control plane reads them. */
+export type PolicyConfig = {
+  readonly metadata: { readonly name: string; readonly namespace?: string };
+} & (
+  | {
+      readonly kind: 'FaultInjection';
+      readonly spec: {
+        readonly targetRefs: readonly PolicyTargetConfig[];
+        readonly delay?: { readonly fixedDelay: string; readonly percent: number };
+        readonly abort?: { readonly httpStatus?: number; readonly grpcStatus?: string; readonly percent: number };
+      };
+    }
+  | {
+      readonly kind: 'RetryPolicy';
+      readonly spec: { readonly targetRefs: readonly PolicyTargetConfig[]; readonly retryNonIdempotent?: boolean; readonly maxBufferedBodyBytes?: number };
+    }
+  | {
+      readonly kind: 'XBackendTrafficPolicy';
+      readonly spec: {
+        readonly targetRefs: readonly PolicyTargetConfig[];
+        readonly retryConstraint?: {
+          readonly budget?: { readonly percent?: number; readonly interval?: string };
+          readonly minRetryRate?: { readonly count?: number; readonly interval?: string };
+        };
+      };
+    }
+);
 
 export interface ControlConfig {
   readonly services: readonly ServiceConfig[];
   /** In file order: the tie-breaker of route precedence when no creationTimestamp is set. */
   readonly routes: readonly { readonly file: string; readonly resource: RouteConfig }[];
+  /** FaultInjection, RetryPolicy and XBackendTrafficPolicy resources, in file order; absent: none. */
+  readonly policies?: readonly { readonly file: string; readonly resource: PolicyConfig }[];
 }
 
 /** Health settings used for instances whose service is not (or no longer) in the config. */

@@ -110,6 +110,55 @@ export interface RouteEntry {
   /** Filters of the rule, in the order written. */
   filters?: RouteFilter[];
   backends: WeightedBackend[];
+  /** The rule's timeouts; absent when it has none. */
+  timeouts?: RouteTimeouts;
+  /** The rule's retry policy; absent when it retries nothing (beyond refused connects). */
+  retry?: RetryConfig;
+  /** A FaultInjection policy on the rule or its route; absent when none. */
+  fault?: FaultConfig;
+}
+
+/** HTTPRoute rule timeouts in ms; an absent (or "0s") one does not apply. */
+export interface RouteTimeouts {
+  /** The whole exchange, retries and fault delays included. */
+  requestMs?: number;
+  /** Each attempt: from sending the request to the response head. */
+  backendRequestMs?: number;
+}
+
+/** A rule's retry stanza (GEP-1731) with the RetryPolicy safety fields and their defaults. */
+export interface RetryConfig {
+  /** Response statuses that are retried; connection failures and resets always are. */
+  codes: number[];
+  /** Retries after the first attempt. */
+  attempts: number;
+  /** Base of the exponential backoff with jitter. */
+  backoffMs: number;
+  /** Replay POST, PATCH, CONNECT too (RetryPolicy retryNonIdempotent). */
+  nonIdempotent: boolean;
+  /** Larger request bodies are streamed, not kept, so not retried. */
+  maxBodyBytes: number;
+}
+
+/** A FaultInjection policy, compiled: percentages are 0-100. */
+export interface FaultConfig {
+  /** `<namespace>/<name>` of the policy, for the error message. */
+  policy: string;
+  delay?: { ms: number; percent: number };
+  abort?: { httpStatus?: number; grpcStatus?: number; percent: number };
+}
+
+/** Linkerd's budget, used when a service has no XBackendTrafficPolicy: 20% + 10/s over 10 s. */
+export const DEFAULT_RETRY_BUDGET: RetryBudgetConfig = { percent: 20, windowMs: 10_000, minRetries: 10, minIntervalMs: 1000 };
+
+/** The retry budget of a destination (XBackendTrafficPolicy retryConstraint, or the defaults). */
+export interface RetryBudgetConfig {
+  /** Retries may be this share of the requests in the window (0-100). */
+  percent: number;
+  windowMs: number;
+  /** Plus this many retries per `minIntervalMs`, however few the requests. */
+  minRetries: number;
+  minIntervalMs: number;
 }
 
 export interface Endpoint {
@@ -139,6 +188,10 @@ export interface UpstreamSnapshot {
    */
   routes: RouteEntry[];
   backends: Record<string, BackendSnapshot>;
+  /** A FaultInjection that targets the Service: applies to routes without their own. */
+  fault?: FaultConfig;
+  /** An XBackendTrafficPolicy's budget; absent: the default (20% + 10/s over 10 s). */
+  retryBudget?: RetryBudgetConfig;
 }
 
 /** Everything one proxy needs, and nothing more. */

@@ -1,11 +1,13 @@
 // Routes → the ordered route table of one service. Every (hostname, rule, match) of an
 // HTTPRoute or GRPCRoute becomes one RouteEntry, and the entries are sorted by Gateway
 // API precedence so that a proxy can simply take the first entry that matches. A tcp
-// service gets at most one entry, from its TCPRoute: the weighted backends.
+// service gets at most one entry, from its TCPRoute: the weighted backends. An
+// HTTPRoute rule's timeouts, retry and the policies aimed at it ride on its entries.
 import type { RouteEntry, RouteFilter, RouteMatch, HeaderEditsSpec } from './protocol.js';
 import type {
-  BackendRefConfig, ControlConfig, GRPCRouteMatchConfig, HTTPRouteMatchConfig, RouteConfig, RouteFilterConfig,
+  BackendRefConfig, ControlConfig, GRPCRouteMatchConfig, HTTPRouteMatchConfig, HTTPRouteRuleConfig, RouteConfig, RouteFilterConfig,
 } from './mesh-config.js';
+import { ruleResilience } from './resilience.js';
 
 /** True when one of the route's parentRefs names the mesh Service `service` (GAMMA). */
 export function routeAttachesTo(route: RouteConfig, service: string): boolean {
@@ -224,7 +226,9 @@ function comparePrecedence(a: Candidate, b: Candidate): number {
  * TCPRoute's one rule. Backend names are kept as written even when they resolve to
  * nothing, so the proxy can answer `backend-not-found` instead of the route silently vanishing.
  */
-export function compileRoutes(service: string, routes: ControlConfig['routes'], protocol: 'http' | 'tcp' = 'http'): RouteEntry[] {
+export function compileRoutes(
+  service: string, routes: ControlConfig['routes'], protocol: 'http' | 'tcp' = 'http', policies?: ControlConfig['policies'],
+): RouteEntry[] {
   const candidates: Candidate[] = [];
   routes.forEach(({ resource }, routeIndex) => {
     if (!routeAttachesTo(resource, service)) return;
@@ -245,12 +249,16 @@ export function compileRoutes(service: string, routes: ControlConfig['routes'], 
       const backends = backendsOf(rule.backendRefs);
       const filters = normalizeFilters(rule.filters);
       const grpc = resource.kind === 'GRPCRoute';
+      // Timeouts, retries and faults are HTTPRoute's (GRPCRoute has no such fields yet).
+      const resilience = resource.kind === 'HTTPRoute' ? ruleResilience(resource, rule as HTTPRouteRuleConfig, policies) : {};
       const matches: readonly (HTTPRouteMatchConfig | GRPCRouteMatchConfig | undefined)[] = rule.matches && rule.matches.length > 0 ? rule.matches : [undefined];
       matches.forEach((match, matchIndex) => {
         const m = grpc ? grpcMatch(match as GRPCRouteMatchConfig | undefined) : normalizeMatch(match as HTTPRouteMatchConfig | undefined);
         const gm = grpc ? (match as GRPCRouteMatchConfig | undefined)?.method : undefined;
         hostnames.forEach((hostname, hostIndex) => {
-          const entry: RouteEntry = { name: `${key}/rule/${ruleIndex}`, ...(hostname ? { hostname } : {}), match: m, ...(filters ? { filters } : {}), backends };
+          const entry: RouteEntry = {
+            name: `${key}/rule/${ruleIndex}`, ...(hostname ? { hostname } : {}), match: m, ...(filters ? { filters } : {}), backends, ...resilience,
+          };
           candidates.push({
             ...base, entry, grpc, ruleIndex, matchIndex, hostIndex,
             serviceChars: gm?.service?.length ?? 0, methodChars: gm?.method?.length ?? 0,

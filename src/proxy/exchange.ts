@@ -1,9 +1,11 @@
 // One HTTP request and its response as it passes through a proxy. Layers fill in what
 // they decide (the upstream, the route, the backend, the endpoint); the forwarder
 // moves the bytes; `fail()` is the one place a Trellis error becomes a response.
+import { STATUS_CODES } from 'node:http';
 import type { Endpoint } from '../control/protocol.js';
 import { ERRORS, errorMessage, type ErrorCode } from '../errors.js';
 import type { RequestHead } from './http1-parser.js';
+import type { RetryState } from './retry.js';
 import type { CompiledBackend, CompiledRoute, CompiledUpstream } from './router.js';
 import type { HeadEdits } from './filters/head-edits.js';
 import type { HeaderModifier } from './filters/header-modifier.js';
@@ -36,14 +38,30 @@ const REASONS: Record<number, string> = {
   502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 
-/** Builds a complete error response; the body says what happened and what to do. */
-export function errorResponse(code: ErrorCode, params: Record<string, unknown>, close: boolean): Buffer {
+/**
+ * Builds a complete error response; the body says what happened and what to do.
+ * `status` overrides the table's (a fault abort answers the status its policy names).
+ */
+export function errorResponse(code: ErrorCode, params: Record<string, unknown>, close: boolean, status: number = ERRORS[code].status): Buffer {
   const spec = ERRORS[code];
   const body = JSON.stringify({ code, message: errorMessage(code, params) });
   return Buffer.from(
-    `HTTP/1.1 ${spec.status} ${REASONS[spec.status] ?? 'Error'}\r\ncontent-type: application/json\r\n` +
+    `HTTP/1.1 ${status} ${REASONS[status] ?? STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\ntrellis-error: ${spec.token}\r\n` +
       (close ? 'connection: close\r\n' : '') + `\r\n${body}`,
+    'latin1',
+  );
+}
+
+/**
+ * A gRPC error as a trailers-only response: HTTP 200, `content-type: application/grpc`
+ * and the status in the headers, as gRPC clients expect from a proxy.
+ */
+export function grpcErrorResponse(code: ErrorCode, params: Record<string, unknown>, grpcStatus: number, close: boolean): Buffer {
+  const message = encodeURIComponent(errorMessage(code, params));
+  return Buffer.from(
+    `HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: ${grpcStatus}\r\ngrpc-message: ${message}\r\n` +
+      `trellis-error: ${ERRORS[code].token}\r\ncontent-length: 0\r\n` + (close ? 'connection: close\r\n' : '') + '\r\n',
     'latin1',
   );
 }
@@ -75,11 +93,28 @@ export class Exchange {
   headEdits: HeadEdits | undefined;
   /** Response header edits by route filters, applied to the response head in order. */
   responseEdits: HeaderModifier[] | undefined;
+  /**
+   * The edits as the rule's filters left them, saved by the first backendRef filter
+   * pass: a retried attempt picks its backend again, and its filters must apply to
+   * these, not on top of the previous attempt's.
+   */
+  ruleEdits: { readonly lines: readonly string[] | undefined; readonly path: string | undefined; readonly responses: number } | undefined;
   /** Telemetry labels. */
   source = '';
   destinationVersion = '';
   /** Called once when the exchange ends, for metrics and the access log. */
   observer: ((ex: Exchange) => void) | undefined;
+
+  // Resilience (timeout.ts, retry.ts): zero or undefined on routes without it, so the
+  // pool's sweep and the upstream connection pay one comparison for them.
+  /** performance.now() after which the exchange answers 504 request-timeout; 0: none. */
+  deadline = 0;
+  /** Time allowed for each attempt's response head, in ms; 0: the pool's default. */
+  attemptTimeoutMs = 0;
+  /** Set by the retry layer while this request may be sent again. */
+  retry: RetryState | undefined;
+  /** Attempts made (more than 1 when retried), for the access log. */
+  attempts = 1;
 
   // Progress.
   status = 0;
@@ -102,6 +137,7 @@ export class Exchange {
 
   /** Forwards request body bytes, or holds them until the upstream connection is ready. */
   writeBody(chunk: Buffer): void {
+    if (this.retry !== undefined) this.retry.record(chunk);
     const up = this.upstreamConn;
     if (up !== undefined && up.ready) {
       if (!up.socket.write(chunk)) this.client.pauseBody();
@@ -111,11 +147,15 @@ export class Exchange {
     }
   }
 
-  /** Ends the exchange with a Trellis error: the one rescue point of the proxy. */
-  fail(code: ErrorCode, params: Record<string, unknown> = {}): void {
+  /**
+   * Ends the exchange with a Trellis error: the one rescue point of the proxy. A fault
+   * abort passes the status its policy names, or a gRPC status (answered trailers-only).
+   */
+  fail(code: ErrorCode, params: Record<string, unknown> = {}, status?: number, grpcStatus?: number): void {
     if (this.finished) return;
     const spec = ERRORS[code];
     this.errorToken = spec.token;
+    this.retry = undefined;
     if (this.responseStarted) {
       // Part of a response is already out: the only honest signal left is a reset.
       this.status = this.status || spec.status;
@@ -123,9 +163,9 @@ export class Exchange {
       this.finish(false);
       return;
     }
-    this.status = spec.status;
+    this.status = grpcStatus !== undefined ? 200 : status ?? spec.status;
     const close = !this.requestBodyDone || !this.req.keepAlive || spec.status === 400 || spec.status === 431;
-    const res = errorResponse(code, params, close);
+    const res = grpcStatus !== undefined ? grpcErrorResponse(code, params, grpcStatus, close) : errorResponse(code, params, close, this.status);
     this.responseBytes = res.length;
     this.client.socket.write(res);
     this.finish(!close);

@@ -1,6 +1,6 @@
 // The layers of the HTTP pipelines. Outbound (the app calling another service):
 //
-//   telemetry → upstream → route → ruleFilters → split → backendFilters → balance → forward
+//   telemetry → upstream → route → ruleFilters → timeouts → fault → retry → split → backendFilters → balance → forward
 //
 // telemetry is outermost so it sees every outcome, errors included; the upstream layer
 // turns the listener (or the Host header) into a service; route picks the rule; the
@@ -9,6 +9,14 @@
 // come next; balance picks an endpoint and is where a refused connection comes back
 // to for another try. Inbound (another sidecar calling our app)
 // is telemetry → local app → forward.
+//
+// The resilience layers sit between the rule's filters (they read the rule's config,
+// and a redirect never needs them) and split:
+// timeouts (timeout.ts) comes first so the request deadline covers fault delays and
+// every retry; fault (fault.ts) is outside retry, as Envoy's fault filter is before
+// its router, so an injected abort reaches the client instead of being retried away;
+// retry (retry.ts) wraps split and balance, so each attempt picks its backend and
+// endpoint anew (linkerd's retry sits above its distribute layer for the same reason).
 import type { Endpoint } from '../control/protocol.js';
 import type { AccessLog } from '../telemetry/access-log.js';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.js';
@@ -39,6 +47,9 @@ export function telemetry(o: TelemetryOptions): Layer {
     const version = outbound ? ex.destinationVersion || 'unknown' : o.version;
     const route = outbound ? ex.route?.name ?? '' : 'inbound';
     const status = ex.status || 0;
+    if (ex.errorToken === 'timeout' || ex.errorToken === 'request-timeout') {
+      o.metrics.timedOut(destination, route, ex.errorToken === 'timeout' ? 'attempt' : 'request');
+    }
     o.metrics.observeHttp({ direction: o.direction, source: ex.source, destination, destinationVersion: version, route }, status, seconds);
     if (!o.accessLog.enabled) return;
     o.accessLog.write({
@@ -54,6 +65,7 @@ export function telemetry(o: TelemetryOptions): Layer {
       duration_ms: Math.round(seconds * 100_000) / 100,
       bytes_sent: ex.responseBytes,
       upstream: ex.endpoint ? `${ex.endpoint.host}:${ex.endpoint.port}` : undefined,
+      attempts: ex.attempts,
       error: ex.errorToken || undefined,
     });
   };

@@ -19,12 +19,23 @@ export class ConnectionPool {
   readonly #idle = new Map<string, UpstreamConnection[]>();
   readonly #active = new Set<UpstreamConnection>();
   readonly #opts: PoolOptions;
-  readonly #sweep: NodeJS.Timeout;
+  #sweep: NodeJS.Timeout;
+  #sweepMs = 250;
 
   constructor(opts: Partial<PoolOptions> = {}) {
     this.#opts = { ...DEFAULT_POOL_OPTIONS, ...opts };
-    // One timer for every connection: response timeouts and idle expiry, checked coarsely.
-    this.#sweep = setInterval(() => this.#check(), 250);
+    // One timer for every connection: response timeouts (the default, and the routes'
+    // timeouts.request / backendRequest stamped on the exchange) and idle expiry.
+    this.#sweep = setInterval(() => this.#check(), this.#sweepMs);
+    this.#sweep.unref();
+  }
+
+  /** Sweeps every `ms` (routes with short timeouts need a finer sweep; see timeout.ts). */
+  setSweepInterval(ms: number): void {
+    if (ms === this.#sweepMs) return;
+    this.#sweepMs = ms;
+    clearInterval(this.#sweep);
+    this.#sweep = setInterval(() => this.#check(), ms);
     this.#sweep.unref();
   }
 
@@ -66,9 +77,14 @@ export class ConnectionPool {
   #check(): void {
     const now = performance.now();
     for (const c of this.#active) {
-      if (c.ex !== undefined && c.ready && !c.ex.responseStarted && now - c.sentAt > this.#opts.responseTimeoutMs) {
-        c.timeout(this.#opts.responseTimeoutMs);
+      const ex = c.ex;
+      if (ex === undefined || ex.responseStarted) continue;
+      if (ex.deadline !== 0 && now >= ex.deadline) {
+        c.timeout(Math.round(ex.deadline - ex.startedAt), true);
+        continue;
       }
+      const limit = ex.attemptTimeoutMs || this.#opts.responseTimeoutMs;
+      if (c.ready && now - c.sentAt > limit) c.timeout(limit, false);
     }
     for (const list of this.#idle.values()) {
       while (list.length > 0 && now - list[0]!.idleSince > this.#opts.idleTimeoutMs) list.shift()!.close();

@@ -3,7 +3,8 @@
 // snapshot turns them into closures-free records with pre-built regexes and weight
 // tables, so matching a request allocates nothing beyond header values and the
 // substrings a regular expression is run on.
-import type { RouteEntry, UpstreamSnapshot, Endpoint } from '../control/protocol.js';
+import { DEFAULT_RETRY_BUDGET, type Endpoint, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts, type UpstreamSnapshot } from '../control/protocol.js';
+import { RetryBudget } from './retry-budget.js';
 import { headerValue, type RequestHead } from './http1-parser.js';
 import type { Balancer } from './balancer/balancer.js';
 import { RoundRobinBalancer } from './balancer/round-robin.js';
@@ -51,6 +52,10 @@ export interface CompiledRoute {
   readonly backends: readonly string[];
   readonly cumulative: readonly number[];
   readonly totalWeight: number;
+  // Resilience: undefined when the rule has none, so the layers skip it with one test.
+  readonly timeouts: RouteTimeouts | undefined;
+  readonly retry: RetryConfig | undefined;
+  readonly fault: FaultConfig | undefined;
 }
 
 export interface CompiledUpstream {
@@ -58,21 +63,26 @@ export interface CompiledUpstream {
   readonly protocol: 'http' | 'tcp';
   readonly routes: readonly CompiledRoute[];
   readonly backends: ReadonlyMap<string, CompiledBackend>;
+  /** The destination's retry budget; undefined when no route of it retries. */
+  readonly budget: RetryBudget | undefined;
 }
 
+/** Gives the budget of a service: a sidecar keeps one per destination across snapshots. */
+export type BudgetSource = (service: string, config: RetryBudgetConfig) => RetryBudget;
+
 /** The route used when a service has no HTTPRoute: every request to backend `<service>`. */
-function defaultRoute(service: string): CompiledRoute {
+function defaultRoute(service: string, fault: FaultConfig | undefined): CompiledRoute {
   return {
     name: `default/${service}`, hostExact: undefined, hostSuffix: undefined, pathType: undefined, pathValue: '/',
     pathRegex: undefined, pathPrefix: '', matchedPrefix: '/', method: undefined, headers: [], query: [], filters: undefined,
-    backendFilters: undefined, backends: [service], cumulative: [1], totalWeight: 1,
+    backendFilters: undefined, backends: [service], cumulative: [1], totalWeight: 1, timeouts: undefined, retry: undefined, fault,
   };
 }
 
 /** Gateway API regular expressions match the whole value. */
 const anchored = (value: string): RegExp => new RegExp(`^(?:${value})$`);
 
-function compileRoute(entry: RouteEntry): CompiledRoute {
+function compileRoute(entry: RouteEntry, serviceFault: FaultConfig | undefined): CompiledRoute {
   const headers: HeaderMatcher[] = (entry.match.headers ?? []).map((h) =>
     h.type === 'RegularExpression'
       ? { name: h.name.toLowerCase(), regex: anchored(h.value) }
@@ -116,6 +126,9 @@ function compileRoute(entry: RouteEntry): CompiledRoute {
     backends,
     cumulative,
     totalWeight: total,
+    timeouts: entry.timeouts,
+    retry: entry.retry,
+    fault: entry.fault ?? serviceFault,
   };
 }
 
@@ -123,13 +136,18 @@ function compileRoute(entry: RouteEntry): CompiledRoute {
  * Builds the matcher and balancers for one upstream. Throws (with a reason the proxy
  * sends back as a NACK) when the snapshot cannot be used, e.g. an invalid regex.
  */
-export function compileUpstream(snap: UpstreamSnapshot, makeBalancer: (e: readonly Endpoint[]) => Balancer = (e) => new RoundRobinBalancer(e)): CompiledUpstream {
-  const routes = snap.routes.length > 0 ? snap.routes.map(compileRoute) : [defaultRoute(snap.service)];
+export function compileUpstream(
+  snap: UpstreamSnapshot,
+  makeBalancer: (e: readonly Endpoint[]) => Balancer = (e) => new RoundRobinBalancer(e),
+  budgetFor: BudgetSource = (_, c) => new RetryBudget(c),
+): CompiledUpstream {
+  const routes = snap.routes.length > 0 ? snap.routes.map((r) => compileRoute(r, snap.fault)) : [defaultRoute(snap.service, snap.fault)];
   const backends = new Map<string, CompiledBackend>();
   for (const [name, b] of Object.entries(snap.backends)) {
     backends.set(name, { name, balancer: makeBalancer(b.endpoints) });
   }
-  return { service: snap.service, protocol: snap.protocol, routes, backends };
+  const budget = routes.some((r) => r.retry !== undefined) ? budgetFor(snap.service, snap.retryBudget ?? DEFAULT_RETRY_BUDGET) : undefined;
+  return { service: snap.service, protocol: snap.protocol, routes, backends, budget };
 }
 
 /** PathPrefix matches whole path elements: `/api` matches `/api` and `/api/x`, not `/apix`. */

@@ -10,8 +10,12 @@ import { ControlClient } from './control-client.js';
 import { compose, type Handler } from './exchange.js';
 import { HttpServerConnection } from './http-server-connection.js';
 import { backendFilters, balance, localApp, route, ruleFilters, split, telemetry, upstream } from './layers.js';
+import { fault } from './fault.js';
 import { ConnectionPool, forwarder } from './pool.js';
-import { compileUpstream, pickBackend, type CompiledUpstream } from './router.js';
+import { retry } from './retry.js';
+import { RetryBudget } from './retry-budget.js';
+import { compileUpstream, pickBackend, type BudgetSource, type CompiledUpstream } from './router.js';
+import { sweepIntervalMs, timeouts } from './timeout.js';
 import { proxyTcp } from './tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
 
@@ -46,6 +50,8 @@ export class Sidecar {
   #control: ControlClient | undefined;
   #snapshot: Snapshot | null = null;
   #upstreams: Map<string, CompiledUpstream> | null = null;
+  /** Retry budgets per destination, kept across snapshots while their settings hold. */
+  readonly #budgets = new Map<string, RetryBudget>();
   #waiting: (() => void)[] = [];
   #controlState = 'connecting';
   /** Actual listening addresses (port 0 resolved). */
@@ -68,7 +74,10 @@ export class Sidecar {
     const pool = this.#pool;
     const outTelemetry = telemetry({ direction: 'outbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
     const outbound = (fixed?: string): Handler =>
-      compose([outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, split, backendFilters, balance], forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'));
+      compose(
+        [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
+        forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
+      );
 
     for (const u of o.upstreams) {
       const pipeline = outbound(u.service);
@@ -141,9 +150,15 @@ export class Sidecar {
     if (typeof s !== 'object' || s === null || typeof s.upstreams !== 'object') throw new Error('snapshot has no upstreams');
     const compiled = new Map<string, CompiledUpstream>();
     const keys = new Set<string>();
+    const budgets = this.#budgets;
+    const budgetFor: BudgetSource = (service, config) => {
+      let b = budgets.get(service);
+      if (b === undefined || !b.sameAs(config)) budgets.set(service, (b = new RetryBudget(config)));
+      return b;
+    };
     for (const [name, u] of Object.entries(s.upstreams)) {
       try {
-        compiled.set(name, compileUpstream(u));
+        compiled.set(name, compileUpstream(u, undefined, budgetFor));
       } catch (err) {
         throw new Error(`upstream "${name}": ${err instanceof Error ? err.message : String(err)}`);
       }
@@ -153,6 +168,8 @@ export class Sidecar {
     this.#snapshot = s;
     this.#upstreams = compiled;
     this.#pool.retainOnly(keys);
+    this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
+    for (const service of budgets.keys()) if (compiled.get(service)?.budget === undefined) budgets.delete(service);
     this.metrics.configVersion.set(s.version);
     const waiting = this.#waiting;
     this.#waiting = [];

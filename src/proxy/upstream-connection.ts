@@ -149,6 +149,12 @@ export class UpstreamConnection {
         this.#events.retryable(ex, this, 'its app is unavailable', false);
         return;
       }
+      if (ex.retry !== undefined && ex.retry.retriesStatus(head.status) && ex.retry.again(ex, head.status)) {
+        // A retry follows: this response must not reach the client, nor this connection
+        // (its body is unread) be reused.
+        this.#drop(ex);
+        return;
+      }
       ex.status = head.status;
       ex.responseStarted = true;
       if (head.status === 101) return this.#tunnel(ex, buf);
@@ -266,15 +272,25 @@ export class UpstreamConnection {
     ex.fail('TRELLIS_E_UPSTREAM_PROTOCOL', { address: this.address, reason });
   }
 
-  /** The response timeout fired: give up on this exchange and this connection. */
-  timeout(ms: number): void {
-    const ex = this.ex;
+  #drop(ex: Exchange): void {
+    this.#reusable = false;
     this.ex = undefined;
+    ex.upstreamConn = undefined;
     this.close();
-    if (ex) {
-      ex.upstreamConn = undefined;
-      ex.fail('TRELLIS_E_TIMEOUT', { address: this.address, ms });
-    }
+  }
+
+  /**
+   * A timeout fired: give up on this attempt and this connection. `request` is the
+   * route's whole-request deadline (504 request-timeout); otherwise the attempt's own
+   * limit (504 timeout), which a retry policy may retry.
+   */
+  timeout(ms: number, request: boolean): void {
+    const ex = this.ex;
+    if (ex === undefined) return this.close();
+    if (!request && ex.retry !== undefined && ex.retry.again(ex, 'timeout')) return this.#drop(ex);
+    this.#drop(ex);
+    if (request) ex.fail('TRELLIS_E_REQUEST_TIMEOUT', { route: ex.route?.name ?? '', ms });
+    else ex.fail('TRELLIS_E_TIMEOUT', { address: this.address, ms });
   }
 
   close(): void {
@@ -297,6 +313,8 @@ export class UpstreamConnection {
       this.#events.retryable(ex, this, reason, false);
     } else if (this.uses > 1 && !ex.responseStarted && this.#buf === undefined && ex.req.contentLength <= 0 && !ex.req.chunked) {
       this.#events.retryable(ex, this, reason, true);
+    } else if (!ex.responseStarted && ex.retry !== undefined && ex.retry.again(ex, 'reset')) {
+      // Reset before any response byte reached the client: the retry layer sends it again.
     } else if (this.#inBody && this.#body === Body.UntilClose) {
       this.#inBody = false;
       ex.finish(false);

@@ -63,6 +63,11 @@ export class ProxyMetrics {
   readonly configVersion: Gauge;
   readonly controlConnected: Gauge;
   readonly #http = new Map<string, HttpSeries>();
+  // Resilience events are rare next to requests, so prom-client's labelled counters do.
+  readonly #retries: Counter;
+  readonly #budgetExhausted: Counter;
+  readonly #timeouts: Counter;
+  readonly #faults: Counter;
 
   constructor(proxy: { service: string; id: string }) {
     this.registry.setDefaultLabels({ proxy_service: proxy.service, proxy_id: proxy.id });
@@ -85,6 +90,43 @@ export class ProxyMetrics {
     this.controlConnected = new client.Gauge({
       name: 'trellis_proxy_control_connected', help: '1 while the proxy is connected to the control plane.', registers: [this.registry],
     });
+    this.#retries = new client.Counter({
+      name: 'trellis_http_retries_total', help: 'Retries sent, by destination, route and reason (the status code retried, reset or timeout).',
+      labelNames: ['destination', 'route', 'reason'], registers: [this.registry],
+    });
+    this.#budgetExhausted = new client.Counter({
+      name: 'trellis_http_retry_budget_exhausted_total', help: 'Retries not sent because the destination\'s retry budget was spent.',
+      labelNames: ['destination', 'route'], registers: [this.registry],
+    });
+    this.#timeouts = new client.Counter({
+      name: 'trellis_http_timeouts_total',
+      help: 'Requests answered 504 by a timeout: timeout="request" (the route\'s timeouts.request) or "attempt" (timeouts.backendRequest, or the default response timeout).',
+      labelNames: ['destination', 'route', 'timeout'], registers: [this.registry],
+    });
+    this.#faults = new client.Counter({
+      name: 'trellis_http_faults_total', help: 'Faults injected by FaultInjection policies, by destination, route and fault (delay or abort).',
+      labelNames: ['destination', 'route', 'fault'], registers: [this.registry],
+    });
+  }
+
+  /** A retry was sent (retry.ts). */
+  retried(destination: string, route: string, reason: string): void {
+    this.#retries.labels(destination, route, reason).inc();
+  }
+
+  /** A retry was not sent: the budget was spent (retry.ts). */
+  budgetExhausted(destination: string, route: string): void {
+    this.#budgetExhausted.labels(destination, route).inc();
+  }
+
+  /** A request ended in a 504 timeout. */
+  timedOut(destination: string, route: string, timeout: 'request' | 'attempt'): void {
+    this.#timeouts.labels(destination, route, timeout).inc();
+  }
+
+  /** A fault was injected (fault.ts). */
+  injected(destination: string, route: string, fault: 'delay' | 'abort'): void {
+    this.#faults.labels(destination, route, fault).inc();
   }
 
   /** Records one finished HTTP exchange. */

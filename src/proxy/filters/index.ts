@@ -37,8 +37,8 @@ export function compileFilters(specs: readonly RouteFilter[] | undefined): Compi
   return { ...out, mirrors };
 }
 
-/** Applies `f` to the exchange; false when a filter answered it (a redirect). */
-export function applyFilters(ex: Exchange, f: CompiledFilters, matchedPrefix: string): boolean {
+/** Applies `f` to the exchange; false when a filter answered it (a redirect). `mirrors` false skips the copies. */
+export function applyFilters(ex: Exchange, f: CompiledFilters, matchedPrefix: string, mirrors = true): boolean {
   if (f.redirect !== undefined) {
     redirect(ex, f.redirect, matchedPrefix);
     return false;
@@ -46,7 +46,7 @@ export function applyFilters(ex: Exchange, f: CompiledFilters, matchedPrefix: st
   if (f.requestHeaders !== undefined) (ex.headEdits ??= new HeadEdits(ex.req)).headers(f.requestHeaders);
   if (f.rewrite !== undefined) rewrite((ex.headEdits ??= new HeadEdits(ex.req)), f.rewrite, matchedPrefix);
   if (f.responseHeaders !== undefined) (ex.responseEdits ??= []).push(f.responseHeaders);
-  for (const m of f.mirrors) mirror(ex, ex.upstream!.backends.get(m.backend), m.percent, ex.headEdits);
+  if (mirrors) for (const m of f.mirrors) mirror(ex, ex.upstream!.backends.get(m.backend), m.percent, ex.headEdits);
   return true;
 }
 
@@ -59,6 +59,21 @@ export const ruleFilters: Layer = (next) => (ex) => {
 /** The filters of the backendRef split picked; sits between split and balance. */
 export const backendFilters: Layer = (next) => (ex) => {
   const r = ex.route!;
-  const f = r.backendFilters === undefined ? undefined : r.backendFilters[ex.backendIndex];
-  if (f === undefined || applyFilters(ex, f, r.matchedPrefix)) next(ex);
+  if (r.backendFilters === undefined) return next(ex);
+  // A retry runs this layer again: start from the rule's edits each time, and mirror once.
+  const again = ex.ruleEdits !== undefined;
+  if (again) restoreRuleEdits(ex);
+  else ex.ruleEdits = { lines: ex.headEdits?.lines, path: ex.headEdits?.path, responses: ex.responseEdits?.length ?? 0 };
+  const f = r.backendFilters[ex.backendIndex];
+  if (f === undefined || applyFilters(ex, f, r.matchedPrefix, !again)) next(ex);
 };
+
+function restoreRuleEdits(ex: Exchange): void {
+  const saved = ex.ruleEdits!;
+  if (saved.lines === undefined || saved.path === undefined) ex.headEdits = undefined;
+  else if (ex.headEdits !== undefined) {
+    ex.headEdits.lines = saved.lines;
+    ex.headEdits.path = saved.path;
+  }
+  if (ex.responseEdits !== undefined) ex.responseEdits.length = saved.responses;
+}

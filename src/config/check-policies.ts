@@ -1,0 +1,103 @@
+// Checks of the resilience config against the routes and mesh it applies to: a rule's
+// timeouts (backendRequest within request), policies' targetRefs (a route, a rule by
+// name, or a Service that exists), a fault abort with exactly one of httpStatus /
+// grpcStatus, and rule names unique within a route. Runs on schema-valid resources.
+import { parseGatewayDurationMs } from './duration.js';
+import { didYouMean, type Problem, type Segment } from './problems.js';
+import type { RouteSource } from './check-routes.js';
+import { GATEWAY_API_VERSION, type HTTPRouteResource, type MeshResource, type PolicyResource } from './schema.js';
+import { problemAt, type SourceDocument } from './yaml-source.js';
+
+/** A schema-valid policy and the document it came from. */
+export interface PolicySource {
+  doc: SourceDocument;
+  resource: PolicyResource;
+}
+
+const GATEWAY_GROUP = GATEWAY_API_VERSION.split('/')[0]!;
+
+/** Every problem of the rules' timeouts and of the policies' targets and fields. */
+export function checkPolicies(mesh: MeshResource, routes: readonly RouteSource[], policies: readonly PolicySource[]): Problem[] {
+  const problems: Problem[] = [];
+  const routesByKey = new Map<string, { resource: HTTPRouteResource }>();
+  for (const route of routes) {
+    const { doc, resource } = route;
+    // Rule names, timeouts and policy targets are HTTPRoute's (GRPCRoute and TCPRoute have none here).
+    if (resource.kind !== 'HTTPRoute') continue;
+    const key = `${resource.metadata.namespace ?? 'default'}/${resource.metadata.name}`;
+    if (!routesByKey.has(key)) routesByKey.set(key, { resource });
+    const names = new Map<string, number>();
+    resource.spec.rules.forEach((rule, r) => {
+      const at = (path: Segment[], message: string) => problems.push(problemAt(doc, ['spec', 'rules', r, ...path], message));
+      if (rule.name !== undefined) {
+        const first = names.get(rule.name);
+        if (first !== undefined) at(['name'], `rule name "${rule.name}" is also the name of rules[${first}]; rule names must be unique within a route`);
+        else names.set(rule.name, r);
+      }
+      const request = rule.timeouts?.request;
+      const backend = rule.timeouts?.backendRequest;
+      if (request !== undefined && backend !== undefined) {
+        const req = parseGatewayDurationMs(request);
+        const be = parseGatewayDurationMs(backend);
+        if (req !== 0 && (be === 0 || be > req)) {
+          at(['timeouts', 'backendRequest'], `is ${backend}, longer than timeouts.request (${request}); one attempt can't take longer than the whole request`);
+        }
+      }
+    });
+  }
+
+  const services = mesh.spec.services.map((s) => s.name);
+  for (const { doc, resource } of policies) {
+    const ns = resource.metadata.namespace ?? 'default';
+    const at = (path: Segment[], message: string) => problems.push(problemAt(doc, path, message));
+    resource.spec.targetRefs.forEach((ref, i) => {
+      const path: Segment[] = ['spec', 'targetRefs', i];
+      if (ref.kind === 'Service' && ref.group === '') {
+        if (resource.kind === 'RetryPolicy') return at([...path, 'kind'], 'a RetryPolicy targets an HTTPRoute (kind: HTTPRoute, group: gateway.networking.k8s.io)');
+        if (ref.sectionName !== undefined) return at([...path, 'sectionName'], 'a Service target has no sections here; remove sectionName');
+        if (!services.includes(ref.name)) {
+          at([...path, 'name'], `names service "${ref.name}", which is not in the mesh (services: ${services.join(', ') || 'none'})${didYouMean(ref.name, services)}`);
+        }
+        return;
+      }
+      if (ref.kind === 'HTTPRoute' && ref.group === GATEWAY_GROUP) {
+        if (resource.kind === 'XBackendTrafficPolicy') return at([...path, 'kind'], 'an XBackendTrafficPolicy targets a Service (kind: Service, group: "")');
+        const keys = [...routesByKey.keys()].filter((k) => k.startsWith(`${ns}/`)).map((k) => k.slice(ns.length + 1));
+        const route = routesByKey.get(`${ns}/${ref.name}`);
+        if (route === undefined) {
+          return at([...path, 'name'], `names HTTPRoute "${ref.name}", which does not exist in namespace ${ns} (routes: ${keys.join(', ') || 'none'})${didYouMean(ref.name, keys)}`);
+        }
+        if (ref.sectionName !== undefined) {
+          const ruleNames = route.resource.spec.rules.flatMap((r) => (r.name === undefined ? [] : [r.name]));
+          if (!ruleNames.includes(ref.sectionName)) {
+            at([...path, 'sectionName'], `names rule "${ref.sectionName}", which HTTPRoute "${ref.name}" does not have (named rules: ${ruleNames.join(', ') || 'none'}; name a rule with rules[].name)${didYouMean(ref.sectionName, ruleNames)}`);
+          }
+        }
+        return;
+      }
+      at([...path, 'kind'], `kind "${ref.kind}" (group "${ref.group}") can't be targeted; name an HTTPRoute (group gateway.networking.k8s.io) or a Service (group "")`);
+    });
+
+    if (resource.kind === 'FaultInjection') {
+      const abort = resource.spec.abort;
+      if (abort !== undefined) {
+        if (abort.httpStatus !== undefined && abort.grpcStatus !== undefined) {
+          at(['spec', 'abort', 'grpcStatus'], 'give httpStatus or grpcStatus, not both: a request is aborted with one status');
+        } else if (abort.httpStatus === undefined && abort.grpcStatus === undefined) {
+          at(['spec', 'abort'], 'needs httpStatus (an HTTP status) or grpcStatus (a gRPC status name)');
+        }
+      }
+      if (resource.spec.delay === undefined && abort === undefined) at(['spec'], 'a FaultInjection needs delay, abort or both');
+    }
+    if (resource.kind === 'XBackendTrafficPolicy') {
+      const interval = resource.spec.retryConstraint?.budget?.interval;
+      if (interval !== undefined) {
+        const ms = parseGatewayDurationMs(interval);
+        if (ms < 1000 || ms > 3_600_000) at(['spec', 'retryConstraint', 'budget', 'interval'], `is ${interval}; a budget interval is from 1s to 1h`);
+      }
+      const rate = resource.spec.retryConstraint?.minRetryRate?.interval;
+      if (rate !== undefined && parseGatewayDurationMs(rate) === 0) at(['spec', 'retryConstraint', 'minRetryRate', 'interval'], 'must be longer than 0s');
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,118 @@
+// Timeouts, retries, faults and retry budgets → the fields of RouteEntry and
+// UpstreamSnapshot. Durations become milliseconds and defaults are filled here, so a
+// proxy never parses config. Which policy applies: one that names the rule
+// (sectionName) before one that names the whole route; among equals, the first in
+// file order. A FaultInjection on a Service goes on the upstream and covers the
+// routes that have none of their own.
+import { parseGatewayDurationMs } from '../config/duration.js';
+import type { HTTPRouteConfig, HTTPRouteRuleConfig, PolicyConfig, PolicyTargetConfig } from './mesh-config.js';
+import { DEFAULT_RETRY_BUDGET, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts } from './protocol.js';
+
+/** Defaults of a retry stanza and of the RetryPolicy fields. */
+export const RETRY_DEFAULTS = { attempts: 1, backoffMs: 25, maxBodyBytes: 64 * 1024 } as const;
+
+/** gRPC status names in numeric order (OK = 0 ... UNAUTHENTICATED = 16). */
+const GRPC_CODES = [
+  'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE',
+  'DATA_LOSS', 'UNAUTHENTICATED',
+];
+
+type Policies = readonly { readonly resource: PolicyConfig }[] | undefined;
+
+const GATEWAY_GROUP = 'gateway.networking.k8s.io';
+
+/** 1 when `ref` names the rule, 2 when it names the whole route, 0 when neither. */
+function routeTargetRank(ref: PolicyTargetConfig, route: HTTPRouteConfig, rule: HTTPRouteRuleConfig, policyNs: string): number {
+  if (ref.kind !== 'HTTPRoute' || ref.group !== GATEWAY_GROUP || ref.name !== route.metadata.name) return 0;
+  if (policyNs !== (route.metadata.namespace ?? 'default')) return 0;
+  if (ref.sectionName === undefined) return 2;
+  return ref.sectionName === rule.name ? 1 : 0;
+}
+
+function policyFor<K extends PolicyConfig['kind']>(policies: Policies, kind: K, route: HTTPRouteConfig, rule: HTTPRouteRuleConfig): Extract<PolicyConfig, { kind: K }> | undefined {
+  let best: PolicyConfig | undefined;
+  let bestRank = 3;
+  for (const { resource: p } of policies ?? []) {
+    if (p.kind !== kind) continue;
+    const ns = p.metadata.namespace ?? 'default';
+    for (const ref of p.spec.targetRefs) {
+      const rank = routeTargetRank(ref, route, rule, ns);
+      if (rank !== 0 && rank < bestRank) {
+        best = p;
+        bestRank = rank;
+      }
+    }
+  }
+  return best as Extract<PolicyConfig, { kind: K }> | undefined;
+}
+
+function servicePolicy<K extends PolicyConfig['kind']>(policies: Policies, kind: K, service: string): Extract<PolicyConfig, { kind: K }> | undefined {
+  return (policies ?? []).map((p) => p.resource).find(
+    (p) => p.kind === kind && p.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service),
+  ) as Extract<PolicyConfig, { kind: K }> | undefined;
+}
+
+function compileFault(p: Extract<PolicyConfig, { kind: 'FaultInjection' }>): FaultConfig {
+  const out: FaultConfig = { policy: `${p.metadata.namespace ?? 'default'}/${p.metadata.name}` };
+  if (p.spec.delay) out.delay = { ms: parseGatewayDurationMs(p.spec.delay.fixedDelay), percent: p.spec.delay.percent };
+  const a = p.spec.abort;
+  if (a) {
+    out.abort = a.grpcStatus !== undefined
+      ? { grpcStatus: Math.max(0, GRPC_CODES.indexOf(a.grpcStatus)), percent: a.percent }
+      : { httpStatus: a.httpStatus ?? 503, percent: a.percent };
+  }
+  return out;
+}
+
+function compileTimeouts(rule: HTTPRouteRuleConfig): RouteTimeouts | undefined {
+  const t = rule.timeouts;
+  if (t === undefined) return undefined;
+  const out: RouteTimeouts = {};
+  // "0s" disables a timeout (Gateway API), the same as leaving it out.
+  const request = t.request === undefined ? 0 : parseGatewayDurationMs(t.request);
+  const backend = t.backendRequest === undefined ? 0 : parseGatewayDurationMs(t.backendRequest);
+  if (request > 0) out.requestMs = request;
+  if (backend > 0) out.backendRequestMs = backend;
+  return request > 0 || backend > 0 ? out : undefined;
+}
+
+/** The timeouts, retry and fault fields of the entries of one rule. */
+export function ruleResilience(route: HTTPRouteConfig, rule: HTTPRouteRuleConfig, policies: Policies): Pick<RouteEntry, 'timeouts' | 'retry' | 'fault'> {
+  const out: Pick<RouteEntry, 'timeouts' | 'retry' | 'fault'> = {};
+  const timeouts = compileTimeouts(rule);
+  if (timeouts) out.timeouts = timeouts;
+  if (rule.retry !== undefined) {
+    const safety = policyFor(policies, 'RetryPolicy', route, rule);
+    const retry: RetryConfig = {
+      codes: [...(rule.retry.codes ?? [])].sort((a, b) => a - b),
+      attempts: rule.retry.attempts ?? RETRY_DEFAULTS.attempts,
+      backoffMs: rule.retry.backoff === undefined ? RETRY_DEFAULTS.backoffMs : parseGatewayDurationMs(rule.retry.backoff),
+      nonIdempotent: safety?.spec.retryNonIdempotent ?? false,
+      maxBodyBytes: safety?.spec.maxBufferedBodyBytes ?? RETRY_DEFAULTS.maxBodyBytes,
+    };
+    if (retry.attempts > 0) out.retry = retry;
+  }
+  const fault = policyFor(policies, 'FaultInjection', route, rule);
+  if (fault) out.fault = compileFault(fault);
+  return out;
+}
+
+/** The FaultInjection that targets a Service, compiled; undefined when none. */
+export function serviceFault(service: string, policies: Policies): FaultConfig | undefined {
+  const p = servicePolicy(policies, 'FaultInjection', service);
+  return p === undefined ? undefined : compileFault(p);
+}
+
+/** The retry budget of a Service from its XBackendTrafficPolicy; undefined: the default. */
+export function serviceRetryBudget(service: string, policies: Policies): RetryBudgetConfig | undefined {
+  const c = servicePolicy(policies, 'XBackendTrafficPolicy', service)?.spec.retryConstraint;
+  if (c === undefined) return undefined;
+  const d = DEFAULT_RETRY_BUDGET;
+  return {
+    percent: c.budget?.percent ?? d.percent,
+    windowMs: c.budget?.interval === undefined ? d.windowMs : parseGatewayDurationMs(c.budget.interval),
+    minRetries: c.minRetryRate?.count ?? d.minRetries,
+    minIntervalMs: c.minRetryRate?.interval === undefined ? d.minIntervalMs : parseGatewayDurationMs(c.minRetryRate.interval),
+  };
+}

@@ -1,0 +1,152 @@
+// Retries of an HTTPRoute rule (Gateway API GEP-1731), with the defaults that can't
+// make an outage worse:
+// - only idempotent methods are replayed unless a RetryPolicy says otherwise (a POST
+//   that reached the server may have done its work);
+// - a body is kept for a replay only up to maxBodyBytes; a bigger one streams through
+//   untouched and the request is not retried;
+// - every retry takes from the destination's budget (retry-budget.ts); a spent budget
+//   lets the failure through instead;
+// - a failed attempt's response never reaches the client when a retry follows: the
+//   upstream connection hands it to us at the response head, before writing a byte.
+// A refused connection (nothing sent) is not ours: the balance layer tries another
+// endpoint for it (ex.retryConnect), for every method.
+import type { RetryConfig } from '../control/protocol.js';
+import type { Exchange, Handler, Layer } from './exchange.js';
+import type { RetryBudget } from './retry-budget.js';
+
+/** Methods that can be sent twice with the effect of once (RFC 9110 9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+/** Backoff grows to at most this many times the base. */
+const MAX_BACKOFF_FACTOR = 10;
+
+/**
+ * The wait before retry number `n` (0 for the first): the base doubled per retry, at
+ * most ten times the base, with "equal jitter" (half fixed, half random) so the
+ * retries of many failed requests spread out instead of arriving together.
+ */
+export function backoffDelay(baseMs: number, n: number, random: () => number = Math.random): number {
+  const cap = Math.min(baseMs * 2 ** n, baseMs * MAX_BACKOFF_FACTOR);
+  return cap / 2 + random() * (cap / 2);
+}
+
+/** What the retry layer reports, for metrics. */
+export interface RetryObserver {
+  retried(destination: string, route: string, reason: string): void;
+  budgetExhausted(destination: string, route: string): void;
+}
+
+/** Why an attempt failed: a status code, or `reset` / `timeout` before any response byte. */
+export type RetryReason = number | 'reset' | 'timeout';
+
+/** The replay state of one exchange; present while it may still be sent again. */
+export class RetryState {
+  readonly #policy: RetryConfig;
+  readonly #budget: RetryBudget;
+  readonly #next: Handler;
+  readonly #observer: RetryObserver;
+  #left: number;
+  #body: Buffer[] | undefined;
+  #bodyBytes = 0;
+  #replayable = true;
+
+  constructor(policy: RetryConfig, budget: RetryBudget, next: Handler, observer: RetryObserver) {
+    this.#policy = policy;
+    this.#budget = budget;
+    this.#next = next;
+    this.#observer = observer;
+    this.#left = policy.attempts;
+  }
+
+  /** Keeps a request body chunk for a replay, until the body passes the limit. */
+  record(chunk: Buffer): void {
+    if (!this.#replayable) return;
+    this.#bodyBytes += chunk.length;
+    if (this.#bodyBytes > this.#policy.maxBodyBytes) {
+      this.#replayable = false;
+      this.#body = undefined;
+      return;
+    }
+    (this.#body ??= []).push(chunk);
+  }
+
+  /** True when a response with this status should be retried (if the rest allows). */
+  retriesStatus(status: number): boolean {
+    return this.#policy.codes.includes(status);
+  }
+
+  /**
+   * Decides on a retry after a failed attempt whose response has not reached the
+   * client. True: a retry is scheduled, and the caller must drop the attempt (its
+   * response and its connection) without touching the client. False: carry on as if
+   * there were no retry policy.
+   */
+  again(ex: Exchange, reason: RetryReason): boolean {
+    if (this.#left <= 0 || !this.#replayable || !ex.requestBodyDone || ex.responseStarted || ex.finished) return false;
+    if (ex.client.socket.destroyed) return false;
+    const delay = backoffDelay(this.#policy.backoffMs, this.#policy.attempts - this.#left);
+    const destination = ex.service;
+    const route = ex.route?.name ?? '';
+    if (ex.deadline !== 0 && performance.now() + delay >= ex.deadline) {
+      // No retry fits before the request's deadline: the request ends at it, as
+      // timeouts.request promises, without spending budget on an attempt never sent.
+      this.#left = 0;
+      this.#wait(ex, Math.max(0, ex.deadline - performance.now()), route, true);
+      return true;
+    }
+    if (!this.#budget.withdraw()) {
+      this.#observer.budgetExhausted(destination, route);
+      return false;
+    }
+    this.#left--;
+    this.#observer.retried(destination, route, String(reason));
+    ex.attempts++;
+    // A fresh connect-attempt count, avoiding the endpoint that just failed when the
+    // backend has another (the balancer never picks an excluded endpoint).
+    ex.tried = ex.endpoint !== undefined && ex.backend !== undefined && ex.backend.balancer.endpoints.length > 1 ? new Set([ex.endpoint.id]) : undefined;
+    ex.connectError = '';
+    ex.status = 0;
+    ex.upstreamConn = undefined;
+    ex.bodyQueue = this.#body === undefined ? undefined : this.#body.slice();
+    this.#wait(ex, delay, route, false);
+    return true;
+  }
+
+  /**
+   * Sends the next attempt after `ms`, or, when `expires` (decided up front: timers
+   * measure from the event loop's cached time and may fire early), ends the request
+   * at its deadline.
+   */
+  #wait(ex: Exchange, ms: number, route: string, expires: boolean): void {
+    setTimeout(() => {
+      if (ex.finished) return;
+      if (expires || (ex.deadline !== 0 && performance.now() >= ex.deadline)) {
+        return ex.fail('TRELLIS_E_REQUEST_TIMEOUT', { route, ms: Math.round(ex.deadline - ex.startedAt) });
+      }
+      this.#next(ex);
+    }, ms);
+  }
+}
+
+/**
+ * The retry layer: arms a {@link RetryState} on exchanges of a rule with a retry
+ * policy that may be replayed; everything else passes with one property test.
+ * It wraps split → balance → forward, so each retry picks its backend and endpoint anew.
+ */
+export function retry(observer: RetryObserver): Layer {
+  return (next) => (ex) => {
+    const policy = ex.route!.retry;
+    if (policy === undefined) return next(ex);
+    const budget = ex.upstream!.budget;
+    if (budget === undefined) return next(ex);
+    // Every request under a retry policy earns budget, whether or not it can be retried.
+    budget.deposit();
+    if (!policy.nonIdempotent && !IDEMPOTENT.has(ex.req.method)) return next(ex);
+    if (ex.req.contentLength > policy.maxBodyBytes) return next(ex);
+    const state = new RetryState(policy, budget, next, observer);
+    // Body bytes that came with the head (or arrived during a fault delay) are queued already.
+    if (ex.bodyQueue !== undefined) for (const c of ex.bodyQueue) state.record(c);
+    ex.retry = state;
+    next(ex);
+  };
+}
