@@ -29,6 +29,8 @@ export interface ControlPlaneOptions {
   watchDebounceMs?: number;
   /** Coalescing window for snapshot pushes (default 20 ms). */
   pushDebounceMs?: number;
+  /** How long resumed proxies may wait for their instances after a start (see Distributor). */
+  resumeWaitMs?: number;
   /** Health checker tuning (tests). */
   health?: Pick<HealthCheckerOptions, 'probe' | 'timers' | 'schedule' | 'startupIntervalMs' | 'startupWindowMs'>;
 }
@@ -93,6 +95,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     log,
     ...(opts.token ? { token: opts.token } : {}),
     ...(opts.pushDebounceMs !== undefined ? { debounceMs: opts.pushDebounceMs } : {}),
+    ...(opts.resumeWaitMs !== undefined ? { resumeWaitMs: opts.resumeWaitMs } : {}),
   });
   const weights = new WeightsApi({ model, log, reload: () => watcher.reload() });
   const server = http.createServer(createAdminHandler({ model, formatProblem, weights }));

@@ -14,6 +14,8 @@ export interface RoutableInstance {
   readonly version: string;
   readonly inbound?: HostPort;
   readonly status: HealthStatus;
+  /** Registered by a proxy that was already serving: routable while its health is still unknown. */
+  readonly resumed?: boolean;
 }
 
 export interface CompileInput {
@@ -40,9 +42,19 @@ export function upstreamsFor(config: ControlConfig, proxy: ProxyInfo): string[] 
   return [...names].filter((n) => known.has(n)).sort();
 }
 
+/**
+ * Healthy instances take traffic; so does one whose health is not known yet when its
+ * proxy resumed after a control-plane restart: it was in service a moment ago, and
+ * dropping every endpoint until the first checks pass would fail requests (a control
+ * plane that restarts must not cost one request).
+ */
+function routable(i: RoutableInstance): boolean {
+  return i.status === 'healthy' || (i.status === 'unknown' && i.resumed === true);
+}
+
 function endpointsOf(instances: readonly RoutableInstance[], service: string, version?: string): Endpoint[] {
   return instances
-    .filter((i) => i.service === service && i.status === 'healthy' && i.inbound && (version === undefined || i.version === version))
+    .filter((i) => i.service === service && routable(i) && i.inbound && (version === undefined || i.version === version))
     .map((i) => ({ id: i.id, host: i.inbound!.host, port: i.inbound!.port, version: i.version }))
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }

@@ -21,6 +21,11 @@ export interface DistributorOptions {
   log?: (line: string) => void;
   /** How long to gather model changes before recompiling (bursts become one push). */
   debounceMs?: number;
+  /**
+   * After this control plane starts, how long resumed proxies may wait for the
+   * instances their snapshots route to (default 10 s): see {@link ProxyInfo.resumed}.
+   */
+  resumeWaitMs?: number;
 }
 
 interface Connection {
@@ -37,6 +42,7 @@ export function routableInstances(model: MeshModel): RoutableInstance[] {
     version: i.version,
     ...(i.inbound ? { inbound: i.inbound } : {}),
     status: model.health(i.id)?.status ?? 'unknown',
+    ...(i.resumed ? { resumed: true } : {}),
   }));
 }
 
@@ -63,12 +69,21 @@ export class Distributor {
   #timer?: NodeJS.Timeout;
   #unsubscribe?: () => void;
   #stopped = false;
+  // A restarted control plane learns the mesh again as proxies reconnect one by one.
+  // Proxies that resume (they serve on a snapshot from before) are sent nothing until
+  // every instance their snapshots route to has registered again, or until the wait
+  // is over: a snapshot compiled in between would drop endpoints that are alive.
+  readonly #resumeUntil: number;
+  readonly #held = new Set<Connection>();
+  readonly #expected = new Set<string>();
+  #resumeTimer?: NodeJS.Timeout;
 
   constructor(opts: DistributorOptions) {
     this.#model = opts.model;
     this.#token = opts.token ? digest(opts.token) : undefined;
     this.#log = opts.log ?? (() => {});
     this.#debounceMs = opts.debounceMs ?? 20;
+    this.#resumeUntil = Date.now() + (opts.resumeWaitMs ?? 10_000);
   }
 
   start(): void {
@@ -80,6 +95,7 @@ export class Distributor {
     this.#stopped = true;
     this.#unsubscribe?.();
     if (this.#timer) clearTimeout(this.#timer);
+    if (this.#resumeTimer) clearTimeout(this.#resumeTimer);
     for (const conn of this.#connections) conn.socket.destroy();
     this.#connections.clear();
   }
@@ -181,15 +197,36 @@ export class Distributor {
         ...(proxy.inbound ? { inbound: proxy.inbound } : {}),
         admin: proxy.admin,
         pid: proxy.pid,
+        ...(proxy.resumed ? { resumed: true } : {}),
       });
     }
     const where = proxy.inbound ? ` inbound ${proxy.inbound.host}:${proxy.inbound.port}` : '';
     this.#log(`control: ${proxy.kind} ${proxy.id} connected (service ${proxy.service}, version ${proxy.version}${where})`);
+    if (proxy.resumed && Date.now() < this.#resumeUntil) {
+      this.#held.add(conn);
+      for (const id of proxy.resumed.endpoints) this.#expected.add(id);
+      this.#resumeTimer ??= setTimeout(() => this.#release(true), this.#resumeUntil - Date.now()).unref();
+      this.#release(false);
+      return;
+    }
     this.#push(conn, true);
+    this.#release(false); // the instance some held proxies waited for may be this one
+  }
+
+  /** Sends the held proxies their snapshots once every expected instance is back (or `force`). */
+  #release(force: boolean): void {
+    if (this.#held.size === 0) return;
+    if (!force && [...this.#expected].some((id) => this.#model.instance(id) === undefined)) return;
+    const held = [...this.#held];
+    this.#held.clear();
+    this.#expected.clear();
+    if (force) this.#log(`control: sending resumed proxies their snapshots without every instance they knew (waited until the resume window closed)`);
+    for (const conn of held) this.#push(conn, true);
   }
 
   #onClose(conn: Connection): void {
     this.#connections.delete(conn);
+    this.#held.delete(conn);
     const proxy = conn.proxy;
     if (!proxy || this.#byProxy.get(proxy.id) !== conn) return;
     this.#byProxy.delete(proxy.id);
@@ -223,7 +260,7 @@ export class Distributor {
   /** Compiles one proxy's snapshot; sends it when it changed, or always when `force`. */
   #push(conn: Connection, force: boolean): void {
     const proxy = conn.proxy;
-    if (!proxy) return;
+    if (!proxy || this.#held.has(conn)) return;
     const content = compileSnapshot({ config: this.#model.config, instances: routableInstances(this.#model), proxy });
     const { snapshot, changed } = this.#versions.stamp(proxy.id, content);
     if (!changed && !force) return;

@@ -29,6 +29,8 @@ export interface Instance {
   readonly admin: HostPort;
   readonly pid: number;
   readonly registeredAt: number;
+  /** Its proxy reconnected while already serving (see ProxyInfo.resumed). */
+  readonly resumed?: boolean;
 }
 
 export interface NackRecord {

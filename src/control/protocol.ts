@@ -41,6 +41,15 @@ export interface ProxyInfo {
   /** HTTP proxy listener: the Host header names the service. */
   httpProxy?: HostPort;
   pid: number;
+  /**
+   * Present when the proxy already runs on a snapshot from an earlier connection (the
+   * control plane restarted, or the link dropped). Its instance was in service, so it
+   * stays routable until its first health checks say otherwise; `endpoints` are the
+   * instance ids its snapshot routes to, which a restarted control plane waits for
+   * before it sends this proxy anything (so it never sends a snapshot that is missing
+   * instances only because their proxies have not reconnected yet).
+   */
+  resumed?: { endpoints: string[] };
 }
 
 /** Proxy → control plane. */

@@ -27,6 +27,10 @@ export class ControlClient {
   #attempt = 0;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  /** A snapshot was applied on some connection: a later hello says the proxy resumes. */
+  #applied = false;
+  /** The instance ids the applied snapshot routes to. */
+  #endpoints: string[] = [];
 
   constructor(o: ControlClientOptions) {
     this.#o = o;
@@ -62,7 +66,7 @@ export class ControlClient {
     this.#attempt = 0;
     socket.setNoDelay(true);
     this.#o.onState?.(true, 'connected');
-    this.#send({ type: 'hello', proxy: this.#o.info });
+    this.#send({ type: 'hello', proxy: this.#applied ? { ...this.#o.info, resumed: { endpoints: this.#endpoints } } : this.#o.info });
     let pending = head.length > 0 ? head.toString('utf8') : '';
     const onText = (text: string): void => {
       pending += text;
@@ -94,6 +98,8 @@ export class ControlClient {
     if (msg.type === 'snapshot') {
       try {
         this.#o.apply(msg.snapshot);
+        this.#applied = true;
+        this.#endpoints = endpointIds(msg.snapshot);
         this.#send({ type: 'ack', version: msg.version });
       } catch (err) {
         const error = err instanceof Error ? err.message : String(err);
@@ -119,4 +125,10 @@ export class ControlClient {
     }, delay);
     this.#timer.unref();
   }
+}
+
+function endpointIds(snapshot: Snapshot): string[] {
+  const ids = new Set<string>();
+  for (const u of Object.values(snapshot.upstreams)) for (const b of Object.values(u.backends)) for (const e of b.endpoints) ids.add(e.id);
+  return [...ids].sort();
 }

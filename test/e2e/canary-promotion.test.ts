@@ -5,11 +5,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runLoad } from '../../src/loadgen/run.js';
 import type { WeightsView } from '../../src/control/weights-api.js';
-import { alive, getJson, meshUp, REPO, sleep, TRELLIS, type RunningMesh } from '../helpers/mesh-run.js';
+import { getJson, meshUp, stopMesh, REPO, sleep, TRELLIS, type RunningMesh } from '../helpers/mesh-run.js';
 import { shopRoutes, trellisCli, writeShopMesh } from '../helpers/traffic.js';
 
 let dir: string;
@@ -25,14 +25,7 @@ before(async () => {
   admin = mesh.state.control.replace(/^http:\/\//, '');
 });
 
-after(async () => {
-  const pids = [mesh?.state.controlPid, ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid]), mesh?.state.ingress?.pid];
-  const code = await mesh?.stop();
-  assert.equal(code, 0, 'trellis up exits 0 on SIGINT');
-  await sleep(200);
-  for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} is gone after stop`);
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => stopMesh(mesh, dir));
 
 const weights = async (): Promise<WeightsView['weights']> => (await getJson<WeightsView>(`${mesh.state.control}/v1/services/shop/weights`)).weights;
 

@@ -3,11 +3,11 @@
 // to 0% and exits 1 naming the metric, its value, the limit and the step.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runLoad } from '../../src/loadgen/run.js';
 import type { WeightsView } from '../../src/control/weights-api.js';
-import { alive, getJson, meshUp, sleep, type RunningMesh } from '../helpers/mesh-run.js';
+import { getJson, meshUp, stopMesh, type RunningMesh } from '../helpers/mesh-run.js';
 import { shopRoutes, trellisCli, writeShopMesh } from '../helpers/traffic.js';
 
 let dir: string;
@@ -21,14 +21,7 @@ before(async () => {
   port = mesh.state.instances.find((i) => i.service === 'client')!.upstreams.find((u) => u.service === 'shop')!.port;
 });
 
-after(async () => {
-  const pids = [mesh?.state.controlPid, ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid]), mesh?.state.ingress?.pid];
-  const code = await mesh?.stop();
-  assert.equal(code, 0, 'trellis up exits 0 on SIGINT');
-  await sleep(200);
-  for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} is gone after stop`);
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => stopMesh(mesh, dir));
 
 test('v2 failing 20% of its requests is rolled back to 0% at the first step, and the command says why', async () => {
   const stopLoad = new AbortController();

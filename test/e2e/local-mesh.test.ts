@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { alive, getJson, meshUp, REPO, request, sleep, type RunningMesh } from '../helpers/mesh-run.js';
+import { getJson, meshUp, stopMesh, REPO, request, sleep, type RunningMesh } from '../helpers/mesh-run.js';
 
 let dir: string;
 let mesh: RunningMesh;
@@ -60,14 +60,7 @@ spec:
   port = client.upstreams.find((u) => u.service === 'echo')!.port;
 });
 
-after(async () => {
-  const pids = [mesh?.state.controlPid, ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid])];
-  const code = await mesh?.stop();
-  assert.equal(code, 0, 'trellis up exits 0 on SIGINT');
-  await sleep(200);
-  for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} is gone after stop`);
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => stopMesh(mesh, dir));
 
 async function metrics(admin: { host: string; port: number }): Promise<string> {
   return (await fetch(`http://${admin.host}:${admin.port}/metrics`)).text();
@@ -119,23 +112,46 @@ test('a 90/10 split lands within tolerance over 1,000 requests', async () => {
 });
 
 test('killing the control plane leaves traffic flowing, and it comes back', async () => {
-  const controlPid = mesh.state.controlPid!;
-  process.kill(controlPid, 'SIGKILL');
-  await sleep(100);
-  const { failures } = await load(300);
-  assert.deepEqual(failures, [], 'no request fails while the control plane is down');
-  // The runner restarts it; proxies reconnect and the mesh is whole again.
-  const deadline = Date.now() + 20_000;
-  let proxies: { id: string; connected: boolean }[] = [];
-  while (Date.now() < deadline) {
-    try {
-      const body = await getJson<{ proxies?: typeof proxies } | typeof proxies>(`${mesh.state.control}/v1/proxies`);
-      proxies = Array.isArray(body) ? body : body.proxies ?? [];
-      if (proxies.filter((p) => p.connected).length >= 4) break;
-    } catch { /* still restarting */ }
-    await sleep(200);
+  // Steady requests from before the kill until well after the proxies reconnected: the
+  // restart itself (instances registering again with unknown health) must not cost one.
+  let stop = false;
+  const failures: string[] = [];
+  let sent = 0;
+  const loops = Array.from({ length: 4 }, async () => {
+    while (!stop) {
+      sent++;
+      try {
+        const r = await request(port, '/restart');
+        if (r.status !== 200) failures.push(`${r.status} ${r.headers['trellis-error'] ?? ''} ${r.body}`);
+      } catch (e) {
+        failures.push((e as Error).message);
+      }
+      await sleep(5);
+    }
+  });
+  try {
+    const controlPid = mesh.state.controlPid!;
+    process.kill(controlPid, 'SIGKILL');
+    await sleep(300);
+    // The runner restarts it; proxies reconnect and the mesh is whole again.
+    const deadline = Date.now() + 20_000;
+    let proxies: { id: string; connected: boolean }[] = [];
+    while (Date.now() < deadline) {
+      try {
+        const body = await getJson<{ proxies?: typeof proxies } | typeof proxies>(`${mesh.state.control}/v1/proxies`);
+        proxies = Array.isArray(body) ? body : body.proxies ?? [];
+        if (proxies.filter((p) => p.connected).length >= 4) break;
+      } catch { /* still restarting */ }
+      await sleep(200);
+    }
+    assert.ok(proxies.filter((p) => p.connected).length >= 4, `proxies reconnected: ${JSON.stringify(proxies)}`);
+    await sleep(1500); // through the restarted control plane's first health checks
+  } finally {
+    stop = true;
+    await Promise.all(loops);
   }
-  assert.ok(proxies.filter((p) => p.connected).length >= 4, `proxies reconnected: ${JSON.stringify(proxies)}`);
+  assert.ok(sent > 100, `${sent} requests sent`);
+  assert.deepEqual(failures, [], 'no request fails while the control plane is down, restarts, or takes the proxies back');
 });
 
 test('killing an instance removes it from rotation until it is healthy again', async () => {

@@ -4,10 +4,10 @@
 // stops the fault without a restart.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { alive, getJson, meshUp, REPO, request, sleep, type RunningMesh } from '../helpers/mesh-run.js';
+import { getJson, meshUp, stopMesh, REPO, request, sleep, type RunningMesh } from '../helpers/mesh-run.js';
 
 let dir: string;
 let mesh: RunningMesh;
@@ -64,14 +64,7 @@ spec:
   port = client.upstreams.find((u) => u.service === 'echo')!.port;
 });
 
-after(async () => {
-  const pids = [mesh?.state.controlPid, ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid])];
-  const code = await mesh?.stop();
-  assert.equal(code, 0, 'trellis up exits 0 on SIGINT');
-  await sleep(200);
-  for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} is gone after stop`);
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => stopMesh(mesh, dir));
 
 /** Requests `path` until `ok` holds for the answer (bounded); the last answer. */
 async function until(path: string, ok: (r: { status: number; headers: Record<string, unknown> }) => boolean) {

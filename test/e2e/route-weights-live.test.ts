@@ -5,12 +5,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runLoad } from '../../src/loadgen/run.js';
 import type { ProxyView } from '../../src/control/admin-api.js';
 import type { Snapshot } from '../../src/control/protocol.js';
-import { alive, getJson, meshUp, sleep, type RunningMesh } from '../helpers/mesh-run.js';
+import { getJson, meshUp, stopMesh, sleep, type RunningMesh } from '../helpers/mesh-run.js';
 import { countVersions, trellisCli, writeShopMesh } from '../helpers/traffic.js';
 
 let dir: string;
@@ -26,14 +26,7 @@ before(async () => {
   admin = mesh.state.control.replace(/^http:\/\//, '');
 });
 
-after(async () => {
-  const pids = [mesh?.state.controlPid, ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid]), mesh?.state.ingress?.pid];
-  const code = await mesh?.stop();
-  assert.equal(code, 0, 'trellis up exits 0 on SIGINT');
-  await sleep(200);
-  for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} is gone after stop`);
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => stopMesh(mesh, dir));
 
 test('a weight change under steady load moves the traffic, and no request fails', async () => {
   const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 4000, warmupMs: 0, connections: 8, timeoutMs: 5000 });

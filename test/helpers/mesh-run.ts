@@ -1,7 +1,8 @@
 // Test helper: runs `trellis up` as a real child process on a mesh file, waits until it
 // is up, reads its state.json, and stops it (checking nothing is left behind).
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
@@ -70,4 +71,17 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 export function alive(pid: number | undefined): boolean {
   if (!pid) return false;
   try { process.kill(pid, 0); return true; } catch { return false; }
+}
+
+/**
+ * Stops a mesh as Ctrl-C does, checks that `trellis up` exited 0 and that none of its
+ * processes (control plane, apps, sidecars, ingress) is left, then removes `dir`.
+ */
+export async function stopMesh(mesh: RunningMesh | undefined, dir?: string): Promise<void> {
+  const pids = [mesh?.state.controlPid, ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid]), mesh?.state.ingress?.pid];
+  const code = await mesh?.stop();
+  if (mesh) assert.equal(code, 0, 'trellis up exits 0 on SIGINT');
+  await sleep(200);
+  for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} is gone after stop`);
+  if (dir) await rm(dir, { recursive: true, force: true });
 }
