@@ -8,7 +8,9 @@ import { openAccessLog, type AccessLog } from '../telemetry/access-log.js';
 import { ProxyMetrics } from '../telemetry/metrics.js';
 import { ControlClient } from './control-client.js';
 import { compose, type Handler } from './exchange.js';
-import { HttpServerConnection } from './http-server-connection.js';
+import { serveHttp } from './h2/detect.js';
+import { H2SessionPool, h2Forwarder } from './h2/forwarder.js';
+import { createH2Server } from './h2/stream-client.js';
 import { backendFilters, balance, localApp, route, ruleFilters, split, telemetry, upstream } from './layers.js';
 import { ConnectionPool, forwarder } from './pool.js';
 import { compileUpstream, pickBackend, type CompiledUpstream } from './router.js';
@@ -40,6 +42,7 @@ export class Sidecar {
   readonly metrics: ProxyMetrics;
   readonly #accessLog: AccessLog;
   readonly #pool = new ConnectionPool();
+  readonly #h2pool = new H2SessionPool();
   readonly #servers: net.Server[] = [];
   readonly #sockets = new Set<net.Socket>();
   #admin: http.Server | undefined;
@@ -67,11 +70,16 @@ export class Sidecar {
     const lookup = (service: string): CompiledUpstream | undefined | null => this.#upstreams === null ? null : this.#upstreams.get(service);
     const pool = this.#pool;
     const outTelemetry = telemetry({ direction: 'outbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
+    // The same layers end in the HTTP/1.1 forwarder or, for HTTP/2 streams, the HTTP/2 one.
+    const outboundLayers = (fixed?: string) => [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, split, backendFilters, balance];
     const outbound = (fixed?: string): Handler =>
-      compose([outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, split, backendFilters, balance], forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'));
+      compose(outboundLayers(fixed), forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'));
+    const outboundH2 = (fixed?: string) =>
+      createH2Server(compose(outboundLayers(fixed), h2Forwarder(this.#h2pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET')));
 
     for (const u of o.upstreams) {
       const pipeline = outbound(u.service);
+      const h2 = outboundH2(u.service);
       const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
         const up = this.#upstreams!.get(u.service);
         if (up === undefined) {
@@ -80,7 +88,7 @@ export class Sidecar {
         } else if (up.protocol === 'tcp') {
           this.#outboundTcp(socket, up);
         } else {
-          new HttpServerConnection(socket, pipeline);
+          serveHttp(socket, pipeline, h2);
         }
       }));
       this.addresses.upstreams[u.service] = await listen(server, u.listen, this.#sockets);
@@ -89,7 +97,8 @@ export class Sidecar {
 
     if (o.httpProxy) {
       const pipeline = outbound();
-      const server = net.createServer((socket) => new HttpServerConnection(socket, pipeline));
+      const h2 = outboundH2();
+      const server = net.createServer((socket) => serveHttp(socket, pipeline, h2));
       this.addresses.httpProxy = await listen(server, o.httpProxy, this.#sockets);
       this.#servers.push(server);
     }
@@ -98,13 +107,15 @@ export class Sidecar {
       const app: Endpoint = { id: `${o.id}/app`, host: o.app.host, port: o.app.port, version: o.version };
       const inTelemetry = telemetry({ direction: 'inbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
       const pipeline = compose([inTelemetry, localApp(app)], forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'));
+      // HTTP/2 in, HTTP/2 (h2c) to the app: a gRPC server speaks nothing else.
+      const h2 = createH2Server(compose([inTelemetry, localApp(app)], h2Forwarder(this.#h2pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET')));
       const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
         if (this.#snapshot!.inboundProtocol === 'tcp') {
           proxyTcp(socket, (tried) => (tried.size === 0 ? app : undefined), {
             direction: 'inbound', source: 'unknown', destination: o.service, metrics: this.metrics, accessLog: this.#accessLog,
           });
         } else {
-          new HttpServerConnection(socket, pipeline);
+          serveHttp(socket, pipeline, h2);
         }
       }));
       this.addresses.inbound = await listen(server, o.inbound, this.#sockets);
@@ -153,6 +164,7 @@ export class Sidecar {
     this.#snapshot = s;
     this.#upstreams = compiled;
     this.#pool.retainOnly(keys);
+    this.#h2pool.retainOnly(keys);
     this.metrics.configVersion.set(s.version);
     const waiting = this.#waiting;
     this.#waiting = [];
@@ -207,6 +219,7 @@ export class Sidecar {
     this.#admin?.close();
     this.#admin?.closeAllConnections();
     this.#pool.close();
+    this.#h2pool.close();
     await this.#accessLog.close();
   }
 }

@@ -1,0 +1,49 @@
+// Which HTTP a connection speaks, from its first bytes: a client with prior knowledge
+// of HTTP/2 opens with the connection preface (RFC 9113 §3.4), anything else is read
+// as HTTP/1.1. The first chunk is looked at once; an HTTP/1.1 connection is handed on
+// with that same chunk (no copy), so its path costs one byte compare.
+import type http2 from 'node:http2';
+import type net from 'node:net';
+import type { Handler } from '../exchange.js';
+import { HttpServerConnection } from '../http-server-connection.js';
+
+export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+/** 'h2' for the whole preface, 'h1' when the bytes can't be its start, 'more' for a prefix of it. */
+export function sniffPreface(buf: Buffer): 'h2' | 'h1' | 'more' {
+  if (buf[0] !== 0x50 /* P */) return 'h1';
+  const n = Math.min(buf.length, H2_PREFACE.length);
+  if (H2_PREFACE.compare(buf, 0, n, 0, n) !== 0) return 'h1';
+  return n === H2_PREFACE.length ? 'h2' : 'more';
+}
+
+/** A connection that sends nothing is closed after this long (as an idle HTTP/1.1 one). */
+const SILENT_TIMEOUT_MS = 120_000;
+
+/** Serves an accepted HTTP connection as HTTP/1.1 (through `h1`) or HTTP/2 (through `h2`). */
+export function serveHttp(socket: net.Socket, h1: Handler, h2: http2.Http2Server): void {
+  let seen: Buffer | undefined;
+  const silent = (): void => { socket.destroy(); };
+  socket.setTimeout(SILENT_TIMEOUT_MS, silent);
+  const onData = (chunk: Buffer): void => {
+    const buf = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
+    const kind = sniffPreface(buf);
+    if (kind === 'more') {
+      seen = buf;
+      socket.once('data', onData);
+      return;
+    }
+    socket.removeListener('timeout', silent);
+    if (kind === 'h1') {
+      new HttpServerConnection(socket, h1, buf);
+      return;
+    }
+    // Put the preface back: the HTTP/2 session reads what is buffered on the socket first.
+    socket.pause();
+    socket.unshift(buf);
+    h2.emit('connection', socket);
+  };
+  socket.once('data', onData);
+  // An error before the first byte (a reset) must not crash the process.
+  socket.once('error', () => socket.destroy());
+}
