@@ -39,7 +39,7 @@ export function telemetry(o: TelemetryOptions): Layer {
     const version = outbound ? ex.destinationVersion || 'unknown' : o.version;
     const route = outbound ? ex.route?.name ?? '' : 'inbound';
     const status = ex.status || 0;
-    o.metrics.observeHttp({ direction: o.direction, source: ex.source, destination, destinationVersion: version, route }, status, seconds);
+    o.metrics.observeHttp({ direction: o.direction, source: ex.source, destination, destinationVersion: version, route }, status, seconds, ex.grpcStatus);
     if (!o.accessLog.enabled) return;
     o.accessLog.write({
       ts: new Date().toISOString(),
@@ -51,6 +51,7 @@ export function telemetry(o: TelemetryOptions): Layer {
       method: ex.req.method,
       path: ex.req.target,
       status,
+      grpc_status: ex.grpcStatus || undefined,
       duration_ms: Math.round(seconds * 100_000) / 100,
       bytes_sent: ex.responseBytes,
       upstream: ex.endpoint ? `${ex.endpoint.host}:${ex.endpoint.port}` : undefined,
