@@ -2,7 +2,7 @@
 // HTTPRoute or GRPCRoute becomes one RouteEntry, and the entries are sorted by Gateway
 // API precedence so that a proxy can simply take the first entry that matches. A tcp
 // service gets at most one entry, from its TCPRoute: the weighted backends.
-import type { RouteEntry, RouteFilter, RouteMatch, HeaderEditsSpec } from './protocol.js';
+import type { Protocol, RouteEntry, RouteFilter, RouteMatch, HeaderEditsSpec } from './protocol.js';
 import type {
   BackendRefConfig, ControlConfig, GRPCRouteMatchConfig, HTTPRouteMatchConfig, RouteConfig, RouteFilterConfig,
 } from './mesh-config.js';
@@ -224,7 +224,7 @@ function comparePrecedence(a: Candidate, b: Candidate): number {
  * TCPRoute's one rule. Backend names are kept as written even when they resolve to
  * nothing, so the proxy can answer `backend-not-found` instead of the route silently vanishing.
  */
-export function compileRoutes(service: string, routes: ControlConfig['routes'], protocol: 'http' | 'tcp' = 'http'): RouteEntry[] {
+export function compileRoutes(service: string, routes: ControlConfig['routes'], protocol: Protocol = 'http'): RouteEntry[] {
   const candidates: Candidate[] = [];
   routes.forEach(({ resource }, routeIndex) => {
     if (!routeAttachesTo(resource, service)) return;
@@ -239,7 +239,8 @@ export function compileRoutes(service: string, routes: ControlConfig['routes'], 
       candidates.push({ ...base, entry, grpc: false, ruleIndex: 0, matchIndex: 0, hostIndex: 0, serviceChars: 0, methodChars: 0 });
       return;
     }
-    if (protocol !== 'http') return;
+    // HTTP routes apply to a detected service's HTTP traffic too.
+    if (protocol === 'tcp') return;
     const hostnames: (string | undefined)[] = resource.spec.hostnames?.length ? resource.spec.hostnames.map((h) => h.toLowerCase()) : [undefined];
     resource.spec.rules.forEach((rule, ruleIndex) => {
       const backends = backendsOf(rule.backendRefs);

@@ -88,7 +88,7 @@ export function upstream(source: string, lookup: (service: string) => CompiledUp
     ex.service = service;
     const up = lookup(service);
     if (up === null) return ex.fail('TRELLIS_E_NO_CONFIG');
-    if (up === undefined || up.protocol !== 'http') return ex.fail('TRELLIS_E_UNKNOWN_SERVICE', { service });
+    if (up === undefined || up.protocol === 'tcp') return ex.fail('TRELLIS_E_UNKNOWN_SERVICE', { service });
     ex.upstream = up;
     ex.extraHead = sourceLine;
     next(ex);

@@ -8,7 +8,7 @@ import { openAccessLog, type AccessLog } from '../telemetry/access-log.js';
 import { ProxyMetrics } from '../telemetry/metrics.js';
 import { ControlClient } from './control-client.js';
 import { compose, type Handler } from './exchange.js';
-import { serveHttp } from './h2/detect.js';
+import { detectProtocol, serveHttp } from './h2/detect.js';
 import { H2SessionPool, h2Forwarder } from './h2/forwarder.js';
 import { createH2Server } from './h2/stream-client.js';
 import { backendFilters, balance, localApp, route, ruleFilters, split, telemetry, upstream } from './layers.js';
@@ -32,7 +32,12 @@ export interface SidecarOptions {
   /** `-` (stdout), `off`, or a file path. */
   accessLog: string;
   log: (line: string) => void;
+  /** How long protocol detection waits for a client's first bytes (services with no declared protocol). */
+  detectTimeoutMs?: number;
 }
+
+/** As Linkerd's: a client that has said nothing by then is taken for a server-first protocol. */
+const DETECT_TIMEOUT_MS = 10_000;
 
 /** How long a connection accepted before the first snapshot waits for it. */
 const FIRST_SNAPSHOT_WAIT_MS = 10_000;
@@ -87,6 +92,8 @@ export class Sidecar {
           socket.destroy();
         } else if (up.protocol === 'tcp') {
           this.#outboundTcp(socket, up);
+        } else if (up.protocol === 'detect') {
+          detectProtocol(socket, pipeline, h2, (s) => this.#outboundTcp(s, up), o.detectTimeoutMs ?? DETECT_TIMEOUT_MS);
         } else {
           serveHttp(socket, pipeline, h2);
         }
@@ -110,10 +117,14 @@ export class Sidecar {
       // HTTP/2 in, HTTP/2 (h2c) to the app: a gRPC server speaks nothing else.
       const h2 = createH2Server(compose([inTelemetry, localApp(app)], h2Forwarder(this.#h2pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET')));
       const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
-        if (this.#snapshot!.inboundProtocol === 'tcp') {
-          proxyTcp(socket, (tried) => (tried.size === 0 ? app : undefined), {
-            direction: 'inbound', source: 'unknown', destination: o.service, metrics: this.metrics, accessLog: this.#accessLog,
-          });
+        const tcp = (s: net.Socket): void => proxyTcp(s, (tried) => (tried.size === 0 ? app : undefined), {
+          direction: 'inbound', source: 'unknown', destination: o.service, metrics: this.metrics, accessLog: this.#accessLog,
+        });
+        const protocol = this.#snapshot!.inboundProtocol;
+        if (protocol === 'tcp') {
+          tcp(socket);
+        } else if (protocol === 'detect') {
+          detectProtocol(socket, pipeline, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS);
         } else {
           serveHttp(socket, pipeline, h2);
         }
@@ -173,8 +184,9 @@ export class Sidecar {
 
   #outboundTcp(socket: net.Socket, up: CompiledUpstream): void {
     // TCP has no request to route: each connection picks a backend by the weights of
-    // the service's TCPRoute (without one, the whole service), then an endpoint.
-    const backend = up.backends.get(pickBackend(up.routes[0]!) ?? '');
+    // the service's TCPRoute (without one, the whole service), then an endpoint. The
+    // opaque connections of a detected service (whose routes are HTTP) go to the whole service.
+    const backend = up.backends.get(up.protocol === 'tcp' ? pickBackend(up.routes[0]!) ?? '' : up.service);
     const balancer = backend?.balancer;
     proxyTcp(socket, (tried) => {
       if (!balancer) return undefined;

@@ -47,3 +47,58 @@ export function serveHttp(socket: net.Socket, h1: Handler, h2: http2.Http2Server
   // An error before the first byte (a reset) must not crash the process.
   socket.once('error', () => socket.destroy());
 }
+
+/** Longest request line protocol detection waits for before calling the bytes opaque. */
+const MAX_REQUEST_LINE = 8 * 1024;
+const REQUEST_LINE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^ \r\n]+ HTTP\/1\.[01]\r\n/;
+const METHOD_START = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+ [^\r\n]*$/;
+
+/**
+ * What a connection of a service with no declared protocol speaks, from its first
+ * bytes: the HTTP/2 preface, an HTTP/1.x request line, or anything else (opaque);
+ * 'more' while the bytes so far could still be either HTTP.
+ */
+export function sniffProtocol(buf: Buffer): 'h2' | 'h1' | 'opaque' | 'more' {
+  const preface = sniffPreface(buf);
+  if (preface !== 'h1') return preface;
+  const s = buf.toString('latin1', 0, Math.min(buf.length, MAX_REQUEST_LINE));
+  if (s.indexOf('\r\n') !== -1) return REQUEST_LINE.test(s) ? 'h1' : 'opaque';
+  return buf.length < MAX_REQUEST_LINE && METHOD_START.test(s) ? 'more' : 'opaque';
+}
+
+/**
+ * Serves a connection whose protocol is not declared: HTTP/1.1 or HTTP/2 when its
+ * first bytes say so, else `opaque` (a TCP proxy) with the bytes read so far put back.
+ * A client that sends nothing within `timeoutMs` (a server-first protocol, such as
+ * MySQL or SMTP) is opaque too, after that wait: such services should declare tcp.
+ */
+export function detectProtocol(socket: net.Socket, h1: Handler, h2: http2.Http2Server, opaque: (socket: net.Socket) => void, timeoutMs: number): void {
+  let seen: Buffer | undefined;
+  const timer = setTimeout(() => {
+    socket.removeListener('data', onData);
+    socket.pause();
+    if (seen !== undefined) socket.unshift(seen);
+    opaque(socket);
+  }, timeoutMs);
+  const onData = (chunk: Buffer): void => {
+    const buf = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
+    const kind = sniffProtocol(buf);
+    if (kind === 'more') {
+      seen = buf;
+      return;
+    }
+    clearTimeout(timer);
+    socket.removeListener('data', onData);
+    if (kind === 'h1') {
+      new HttpServerConnection(socket, h1, buf);
+      return;
+    }
+    socket.pause();
+    socket.unshift(buf);
+    if (kind === 'h2') h2.emit('connection', socket);
+    else opaque(socket);
+  };
+  socket.on('data', onData);
+  socket.once('error', () => socket.destroy());
+  socket.once('close', () => clearTimeout(timer));
+}

@@ -194,6 +194,7 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     }
     let responseTrailers: http2.OutgoingHttpHeaders | undefined;
     let responded = false;
+    let trailersOnly = false;
 
     up.on('error', () => {});
     if (!bodyless) {
@@ -216,6 +217,7 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
       if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {
         // Trailers-only (a gRPC error) or an empty response.
         if (h['grpc-status'] !== undefined) ex.grpcStatus = String(h['grpc-status']);
+        trailersOnly = true;
         down.respond(out, { endStream: true });
         return;
       }
@@ -232,7 +234,9 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     up.on('close', () => {
       if (ex.finished || down.destroyed) return;
       const code = up.rstCode ?? NGHTTP2_NO_ERROR;
-      if (code === NGHTTP2_NO_ERROR && responded) return; // the response ends on its own
+      // A response that ended (trailers-only, or read to its end) finishes on its own;
+      // one whose session died mid-body must not leave the client waiting.
+      if (code === NGHTTP2_NO_ERROR && responded && (trailersOnly || up.readableEnded)) return;
       if (!responded && code === NGHTTP2_REFUSED_STREAM && bodyless) return send(ex); // GOAWAY'd before it was processed
       if (!responded) return ex.fail(resetCode, { address });
       ex.errorToken = 'upstream-reset';
