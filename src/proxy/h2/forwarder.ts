@@ -137,13 +137,14 @@ function responseHeaders(h: http2.IncomingHttpHeaders, edits: readonly HeaderMod
   const out: http2.OutgoingHttpHeaders = {};
   for (const name in h) if (!CONNECTION_SPECIFIC.has(name)) out[name] = h[name];
   if (edits === undefined) return out;
-  let lines: readonly string[] = [];
+  const original: string[] = [];
   const rest: http2.OutgoingHttpHeaders = {};
   for (const name in out) {
     if (name.charCodeAt(0) === 58) { rest[name] = out[name]; continue; }
     const v = out[name]!;
-    for (const x of Array.isArray(v) ? v : [v]) lines = [...lines, `${name}: ${x}`];
+    for (const x of Array.isArray(v) ? v : [v]) original.push(`${name}: ${x}`);
   }
+  let lines: readonly string[] = original;
   for (const m of edits) lines = editLines(lines, m);
   addLines(rest, lines);
   return rest;
@@ -195,6 +196,19 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     let responseTrailers: http2.OutgoingHttpHeaders | undefined;
     let responded = false;
     let trailersOnly = false;
+    /** This attempt was given up for another (a retry): none of its events concern the client any more. */
+    let abandoned = false;
+    const onDownClose = (): void => {
+      // The client cancelled (a gRPC deadline or cancel is a RST_STREAM): so does the next hop.
+      if (!up.closed) up.close(down.rstCode && down.rstCode !== NGHTTP2_NO_ERROR ? down.rstCode : NGHTTP2_CANCEL);
+    };
+    const retry = (again: () => void): void => {
+      abandoned = true;
+      down.off('close', onDownClose);
+      if (!up.closed) up.close(NGHTTP2_CANCEL);
+      again();
+    };
+    client.cancelUpstream = () => { if (!up.closed) up.close(NGHTTP2_CANCEL); };
 
     up.on('error', () => {});
     if (!bodyless) {
@@ -203,12 +217,11 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     }
 
     up.on('response', (h: http2.IncomingHttpHeaders, flags: number) => {
-      if (ex.finished || down.destroyed) return;
+      if (abandoned || ex.finished || down.destroyed) return;
       const status = Number(h[':status']);
       if (status === 503 && h['trellis-error'] === 'app-unavailable' && bodyless) {
         // The peer sidecar's app is down and nothing was delivered: another endpoint may do.
-        up.close(NGHTTP2_CANCEL);
-        return connectFailed(ex, 'its app is unavailable');
+        return retry(() => connectFailed(ex, 'its app is unavailable'));
       }
       responded = true;
       ex.status = status;
@@ -221,6 +234,7 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
         down.respond(out, { endStream: true });
         return;
       }
+      down.once('wantTrailers', () => down.sendTrailers(responseTrailers ?? {}));
       down.respond(out, { waitForTrailers: true });
       up.pipe(down);
     });
@@ -229,24 +243,19 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
       responseTrailers = trailersOf(t);
       if (t['grpc-status'] !== undefined) ex.grpcStatus = String(t['grpc-status']);
     });
-    down.on('wantTrailers', () => down.sendTrailers(responseTrailers ?? {}));
 
     up.on('close', () => {
-      if (ex.finished || down.destroyed) return;
+      if (abandoned || ex.finished || down.destroyed) return;
       const code = up.rstCode ?? NGHTTP2_NO_ERROR;
       // A response that ended (trailers-only, or read to its end) finishes on its own;
       // one whose session died mid-body must not leave the client waiting.
       if (code === NGHTTP2_NO_ERROR && responded && (trailersOnly || up.readableEnded)) return;
-      if (!responded && code === NGHTTP2_REFUSED_STREAM && bodyless) return send(ex); // GOAWAY'd before it was processed
+      if (!responded && code === NGHTTP2_REFUSED_STREAM && bodyless) return retry(() => send(ex)); // GOAWAY'd before it was processed
       if (!responded) return ex.fail(resetCode, { address });
       ex.errorToken = 'upstream-reset';
       down.close(code === NGHTTP2_NO_ERROR ? http2.constants.NGHTTP2_INTERNAL_ERROR : code);
     });
-
-    down.on('close', () => {
-      // The client cancelled (a gRPC deadline or cancel is a RST_STREAM): so does the next hop.
-      if (!up.closed) up.close(down.rstCode && down.rstCode !== NGHTTP2_NO_ERROR ? down.rstCode : NGHTTP2_CANCEL);
-    });
+    down.on('close', onDownClose);
   }
 
   return send;

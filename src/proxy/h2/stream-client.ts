@@ -25,6 +25,8 @@ export class H2StreamClient implements ClientSide {
    * (with the whole body, held by flow control) before the forwarder has a stream to send them on.
    */
   trailers: http2.IncomingHttpHeaders | undefined;
+  /** Set by the forwarder once a stream to the next hop is open: an error answered here cancels it. */
+  cancelUpstream: (() => void) | undefined;
 
   constructor(stream: http2.ServerHttp2Stream, bodyless: boolean, grpc: boolean) {
     this.stream = stream;
@@ -42,6 +44,7 @@ export class H2StreamClient implements ClientSide {
   }
 
   failStream(ex: Exchange, code: ErrorCode, params: Record<string, unknown>): void {
+    this.cancelUpstream?.();
     const s = this.stream;
     if (ex.responseStarted || s.headersSent) {
       // Part of the response is out: the honest signal left is a reset.
@@ -86,6 +89,9 @@ export function requestHeadOf(headers: http2.IncomingHttpHeaders): RequestHead {
     if (Array.isArray(v)) for (const x of v) lines.push(`${name}: ${x}`);
     else lines.push(`${name}: ${v}`);
   }
+  const host = (headers[':authority'] as string | undefined) ?? headers.host ?? '';
+  // As a Host line too, for what re-serializes the request as HTTP/1.1 (a RequestMirror copy).
+  if (headers.host === undefined && host !== '') lines.push(`host: ${host}`);
   const target = (headers[':path'] as string | undefined) ?? '/';
   const q = target.indexOf('?');
   const cl = headers['content-length'];
@@ -94,7 +100,7 @@ export function requestHeadOf(headers: http2.IncomingHttpHeaders): RequestHead {
     target,
     path: q === -1 ? target : target.slice(0, q),
     minor: 1,
-    host: (headers[':authority'] as string | undefined) ?? headers.host ?? '',
+    host,
     contentLength: cl === undefined ? -1 : Number(cl),
     chunked: false,
     keepAlive: true,
@@ -127,7 +133,8 @@ export function createH2Server(handler: Handler): http2.Http2Server {
     const client = new H2StreamClient(stream, (flags & END_STREAM) !== 0, grpc);
     stream.once('trailers', (t: http2.IncomingHttpHeaders) => { client.trailers = t; });
     const ex = new Exchange(client, requestHeadOf(headers), EMPTY);
-    ex.requestBodyDone = true;
+    // A body still to come keeps a RequestMirror from copying the request (as for HTTP/1.1).
+    ex.requestBodyDone = client.bodyless;
     stream.once('close', () => {
       if (ex.finished) return;
       // A reset before the response ended: the client cancelled (a gRPC deadline or cancel).
