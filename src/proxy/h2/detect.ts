@@ -41,6 +41,7 @@ export function serveHttp(socket: net.Socket, h1: Handler, h2: http2.Http2Server
     // Put the preface back: the HTTP/2 session reads what is buffered on the socket first.
     socket.pause();
     socket.unshift(buf);
+    socket.setNoDelay(true); // small frames (HEADERS, WINDOW_UPDATE) must not wait for Nagle
     h2.emit('connection', socket);
   };
   socket.once('data', onData);
@@ -95,8 +96,12 @@ export function detectProtocol(socket: net.Socket, h1: Handler, h2: http2.Http2S
     }
     socket.pause();
     socket.unshift(buf);
-    if (kind === 'h2') h2.emit('connection', socket);
-    else opaque(socket);
+    if (kind === 'h2') {
+      socket.setNoDelay(true);
+      h2.emit('connection', socket);
+    } else {
+      opaque(socket);
+    }
   };
   socket.on('data', onData);
   socket.once('error', () => socket.destroy());

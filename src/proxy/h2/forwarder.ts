@@ -8,6 +8,7 @@
 // endpoint (`ex.retryConnect`), as the HTTP/1.1 forwarder does. A session that sends
 // GOAWAY takes no new streams; its streams in flight finish.
 import http2 from 'node:http2';
+import net from 'node:net';
 import type { ErrorCode } from '../../errors.js';
 import type { Exchange, Handler } from '../exchange.js';
 import { editLines, type HeaderModifier } from '../filters/header-modifier.js';
@@ -46,7 +47,11 @@ export class H2SessionPool {
   }
 
   #open(key: string, host: string, port: number): SessionEntry {
-    const session = http2.connect(`http://${host}:${port}`, { settings: { initialWindowSize: 1024 * 1024 } });
+    const session = http2.connect(`http://${host}:${port}`, {
+      settings: { initialWindowSize: 1024 * 1024 },
+      // Small frames (HEADERS, WINDOW_UPDATE) must not wait for Nagle.
+      createConnection: () => net.connect({ host, port, noDelay: true }),
+    });
     const entry: SessionEntry = { session, connected: false, failure: undefined, waiting: [] };
     this.#sessions.set(key, entry);
     const drop = (): void => {
