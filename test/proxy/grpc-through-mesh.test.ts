@@ -292,3 +292,26 @@ test('a dead endpoint is skipped: the call is retried on another one', async () 
     await flaky.close();
   }
 });
+
+test('a server that dies mid-stream ends the call with an error instead of leaving it hanging', async () => {
+  const port = await startServer('v9');
+  const dying = servers.pop()!;
+  const inbound = await startInbound('cart', 'v9', port);
+  const pair = await startOutbound('web', {
+    cart: { service: 'cart', protocol: 'http', routes: [], backends: { cart: { name: 'cart', endpoints: [{ id: 'v9', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v9' }] } } },
+  });
+  const c = new CartClient(`127.0.0.1:${pair.addresses.upstreams.cart!.port}`, grpc.credentials.createInsecure());
+  try {
+    const call = c.List({ n: -1 }) as unknown as grpc.ClientReadableStream<unknown>;
+    const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+    call.on('error', () => {});
+    call.on('data', () => {});
+    await new Promise<void>((resolve) => call.once('data', () => resolve()));
+    dying.forceShutdown();
+    assert.notEqual((await status).code, grpc.status.OK);
+  } finally {
+    c.close();
+    await pair.close();
+    await inbound.close();
+  }
+});

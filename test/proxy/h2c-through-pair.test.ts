@@ -207,3 +207,33 @@ test('a body-less h2 request whose peer sidecar finds its app down is sent to an
     await deadApp.close();
   }
 });
+
+test('an app that closes its connection (GOAWAY) after every stream: the next requests open a fresh session', async () => {
+  const closing = http2.createServer();
+  closing.on('stream', (stream) => {
+    stream.respond({ ':status': 200 });
+    stream.end('bye');
+    stream.session?.close(); // GOAWAY, then close once the stream is done
+  });
+  await new Promise<void>((r) => closing.listen(0, '127.0.0.1', r));
+  const appInbound = await startInbound('closing', 'v1', (closing.address() as net.AddressInfo).port);
+  const pair = await startOutbound('web', {
+    closing: {
+      service: 'closing', protocol: 'http', routes: [],
+      backends: { closing: { name: 'closing', endpoints: [{ id: 'c-0', host: '127.0.0.1', port: appInbound.addresses.inbound!.port, version: 'v1' }] } },
+    },
+  });
+  const session = http2.connect(`http://127.0.0.1:${pair.addresses.upstreams.closing!.port}`);
+  try {
+    for (let i = 0; i < 5; i++) {
+      const res = await h2Request(session, { ':method': 'GET', ':path': `/g/${i}` });
+      assert.equal(res.status, 200);
+      assert.equal(res.body, 'bye');
+    }
+  } finally {
+    session.close();
+    await pair.close();
+    await appInbound.close();
+    await new Promise<void>((r) => closing.close(() => r()));
+  }
+});
