@@ -223,13 +223,15 @@ test('a deadline (grpc-timeout) reaches the server, and the caller gets DEADLINE
   await seen;
 });
 
-test('cancelling a streaming call reaches the server', async () => {
+test('cancelling a streaming call reaches the server, and counts as CANCELLED (not a success) in /metrics', async () => {
   const seen = waitCancelled('List');
   const call = client.List({ n: -1 }) as unknown as grpc.ClientReadableStream<unknown>;
   call.on('error', () => {}); // CANCELLED, expected
   await new Promise<void>((resolve) => call.once('data', () => resolve()));
   call.cancel();
   await seen;
+  // The response had started (HTTP 200) but no grpc-status came: the call did not succeed.
+  assert.match(await outbound.metrics.text(), /destination_version="v2",route="[^"]*",status="200",grpc_status="1",/);
 });
 
 test('errors the proxy makes for a gRPC call are gRPC statuses, with trellis-error', async () => {

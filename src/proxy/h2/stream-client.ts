@@ -8,7 +8,7 @@ import type net from 'node:net';
 import { ERRORS, errorMessage, type ErrorCode } from '../../errors.js';
 import { Exchange, type ClientSide, type Handler } from '../exchange.js';
 import type { RequestHead } from '../http1-parser.js';
-import { grpcErrorHeaders, grpcStatusOf, isGrpcContentType } from './grpc.js';
+import { GRPC_STATUS, grpcErrorHeaders, grpcStatusOf, isGrpcContentType } from './grpc.js';
 
 const END_STREAM = http2.constants.NGHTTP2_FLAG_END_STREAM;
 const EMPTY = Buffer.alloc(0);
@@ -137,8 +137,12 @@ export function createH2Server(handler: Handler): http2.Http2Server {
     ex.requestBodyDone = client.bodyless;
     stream.once('close', () => {
       if (ex.finished) return;
+      const reset = stream.rstCode !== undefined && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR;
       // A reset before the response ended: the client cancelled (a gRPC deadline or cancel).
-      if (stream.rstCode !== undefined && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) ex.errorToken ||= 'client-closed';
+      if (reset) ex.errorToken ||= 'client-closed';
+      // A gRPC call that ended without a grpc-status did not succeed, whatever its HTTP status:
+      // CANCELLED when reset (as the client sees it), else UNKNOWN.
+      if (grpc && ex.grpcStatus === '' && ex.status !== 0) ex.grpcStatus = String(reset ? GRPC_STATUS.CANCELLED : GRPC_STATUS.UNKNOWN);
       ex.finish(false);
     });
     handler(ex);
