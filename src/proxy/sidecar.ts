@@ -202,7 +202,11 @@ export class Sidecar {
     const timer = setTimeout(() => socket.destroy(), FIRST_SNAPSHOT_WAIT_MS);
     this.#waiting.push(() => {
       clearTimeout(timer);
-      if (!socket.destroyed) fn();
+      if (socket.destroyed) return;
+      // Adding a 'data' listener does not restart a paused socket; whoever needs it held
+      // (the TCP proxy, until it connects) pauses it again before any byte flows.
+      socket.resume();
+      fn();
     });
   }
 
