@@ -35,7 +35,8 @@ export interface NormalizedVersion {
 /** A mesh service with every default filled in. */
 export interface NormalizedService {
   name: string;
-  protocol: 'http' | 'tcp';
+  /** 'detect' when the mesh file does not declare one. */
+  protocol: 'http' | 'tcp' | 'detect';
   /** Undefined: an external process the runner does not start. */
   command?: string;
   /** Absolute; the mesh file's folder when not given. */

@@ -22,7 +22,8 @@ export const GATEWAY_API_VERSION = 'gateway.networking.k8s.io/v1';
  * the JSON Schema; the normalizer (src/config/normalize.ts) applies the same values.
  */
 export const MESH_DEFAULTS = {
-  protocol: 'http',
+  /** No protocol declared: each connection's first bytes decide (HTTP/1.1, HTTP/2 or opaque TCP). */
+  protocol: 'detect',
   replicas: 1,
   healthInterval: '2s',
   healthTimeout: '1s',
@@ -160,7 +161,9 @@ const MeshService = Type.Object(
   {
     name: DnsLabel,
     protocol: Type.Optional(
-      Type.Union([Type.Literal('http'), Type.Literal('tcp')], { default: MESH_DEFAULTS.protocol }),
+      Type.Union([Type.Literal('http'), Type.Literal('tcp')], {
+        description: 'http or tcp; when omitted the proxies detect it per connection (HTTP/1.1, HTTP/2, else opaque TCP). Server-first protocols (MySQL, SMTP) must be declared tcp.',
+      }),
     ),
     // No command: an external process that the runner does not start.
     command: Type.Optional(Type.String({ minLength: 1 })),

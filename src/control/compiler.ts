@@ -36,7 +36,7 @@ export function upstreamsFor(config: ControlConfig, proxy: ProxyInfo): string[] 
   const declared = proxy.kind === 'sidecar' ? (config.services.find((s) => s.name === proxy.service)?.upstreams ?? []) : [];
   const names = new Set<string>([...proxy.upstreams.map((u) => u.service), ...declared.map((u) => u.service)]);
   if (proxy.httpProxy && declared.length === 0) {
-    for (const s of config.services) if (s.protocol === 'http') names.add(s.name);
+    for (const s of config.services) if (s.protocol !== 'tcp') names.add(s.name);
   }
   const known = new Set(config.services.map((s) => s.name));
   return [...names].filter((n) => known.has(n)).sort();

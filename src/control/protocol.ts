@@ -7,7 +7,8 @@
 // when a join token is set). The control plane answers `101 Switching Protocols`; from
 // then on both sides write newline-delimited JSON messages on the raw socket.
 
-export type Protocol = 'http' | 'tcp';
+/** 'detect': not declared; each connection's first bytes decide (HTTP/1.1, HTTP/2, else opaque TCP). */
+export type Protocol = 'http' | 'tcp' | 'detect';
 
 export interface HostPort {
   host: string;

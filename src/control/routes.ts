@@ -3,7 +3,7 @@
 // API precedence so that a proxy can simply take the first entry that matches. A tcp
 // service gets at most one entry, from its TCPRoute: the weighted backends. An
 // HTTPRoute rule's timeouts, retry and the policies aimed at it ride on its entries.
-import type { RouteEntry, RouteFilter, RouteMatch, HeaderEditsSpec } from './protocol.js';
+import type { Protocol, RouteEntry, RouteFilter, RouteMatch, HeaderEditsSpec } from './protocol.js';
 import type {
   BackendRefConfig, ControlConfig, GRPCRouteMatchConfig, HTTPRouteMatchConfig, HTTPRouteRuleConfig, RouteConfig, RouteFilterConfig,
 } from './mesh-config.js';
@@ -227,7 +227,7 @@ function comparePrecedence(a: Candidate, b: Candidate): number {
  * nothing, so the proxy can answer `backend-not-found` instead of the route silently vanishing.
  */
 export function compileRoutes(
-  service: string, routes: ControlConfig['routes'], protocol: 'http' | 'tcp' = 'http', policies?: ControlConfig['policies'],
+  service: string, routes: ControlConfig['routes'], protocol: Protocol = 'http', policies?: ControlConfig['policies'],
 ): RouteEntry[] {
   const candidates: Candidate[] = [];
   routes.forEach(({ resource }, routeIndex) => {
@@ -243,7 +243,8 @@ export function compileRoutes(
       candidates.push({ ...base, entry, grpc: false, ruleIndex: 0, matchIndex: 0, hostIndex: 0, serviceChars: 0, methodChars: 0 });
       return;
     }
-    if (protocol !== 'http') return;
+    // HTTP routes apply to a detected service's HTTP traffic too.
+    if (protocol === 'tcp') return;
     const hostnames: (string | undefined)[] = resource.spec.hostnames?.length ? resource.spec.hostnames.map((h) => h.toLowerCase()) : [undefined];
     resource.spec.rules.forEach((rule, ruleIndex) => {
       const backends = backendsOf(rule.backendRefs);

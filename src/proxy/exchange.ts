@@ -21,6 +21,10 @@ export interface ClientSide {
   pauseBody(): void;
   /** Hands the connection over to a byte tunnel (after 101): returns bytes read but not yet used. */
   detach(): Buffer | undefined;
+  /** HTTP/2 only: answers a Trellis error on the stream (gRPC-shaped for a gRPC call); fail() calls it. */
+  failStream?(ex: Exchange, code: ErrorCode, params: Record<string, unknown>, status?: number, grpcStatus?: number): void;
+  /** HTTP/2 only: answers a body-less response the proxy makes (a redirect); `lines` end in CRLF. */
+  respondStream?(ex: Exchange, status: number, lines: string): void;
 }
 
 export type Handler = (ex: Exchange) => void;
@@ -118,6 +122,8 @@ export class Exchange {
 
   // Progress.
   status = 0;
+  /** The call's grpc-status (from trailers, or a trailers-only response); '' when not gRPC. */
+  grpcStatus = '';
   responseBytes = 0;
   errorToken = '';
   responseStarted = false;
@@ -156,6 +162,11 @@ export class Exchange {
     const spec = ERRORS[code];
     this.errorToken = spec.token;
     this.retry = undefined;
+    if (this.client.failStream !== undefined) {
+      this.client.failStream(this, code, params, status, grpcStatus);
+      this.finish(false);
+      return;
+    }
     if (this.responseStarted) {
       // Part of a response is already out: the only honest signal left is a reset.
       this.status = this.status || spec.status;
@@ -175,6 +186,11 @@ export class Exchange {
   respond(status: number, lines: string): void {
     if (this.finished || this.responseStarted) return;
     this.status = status;
+    if (this.client.respondStream !== undefined) {
+      this.client.respondStream(this, status, lines);
+      this.finish(false);
+      return;
+    }
     const close = !this.requestBodyDone || !this.req.keepAlive;
     const res = Buffer.from(
       `HTTP/1.1 ${status} ${REASONS[status] ?? ''}\r\n${lines}content-length: 0\r\n${close ? 'connection: close\r\n' : ''}\r\n`,

@@ -21,7 +21,8 @@ export class HttpServerConnection implements ClientSide {
   #bodyPaused = false;
   #closing = false;
 
-  constructor(socket: net.Socket, handler: Handler) {
+  /** `first`: bytes already read from the socket (by protocol detection), handled before any more. */
+  constructor(socket: net.Socket, handler: Handler, first?: Buffer) {
     this.socket = socket;
     this.#handler = handler;
     socket.setNoDelay(true);
@@ -38,6 +39,7 @@ export class HttpServerConnection implements ClientSide {
         ex.observer?.(ex);
       }
     });
+    if (first !== undefined) this.#onData(first);
   }
 
   #onData(chunk: Buffer): void {

@@ -50,7 +50,7 @@ export function telemetry(o: TelemetryOptions): Layer {
     if (ex.errorToken === 'timeout' || ex.errorToken === 'request-timeout') {
       o.metrics.timedOut(destination, route, ex.errorToken === 'timeout' ? 'attempt' : 'request');
     }
-    o.metrics.observeHttp({ direction: o.direction, source: ex.source, destination, destinationVersion: version, route }, status, seconds);
+    o.metrics.observeHttp({ direction: o.direction, source: ex.source, destination, destinationVersion: version, route }, status, seconds, ex.grpcStatus);
     if (!o.accessLog.enabled) return;
     o.accessLog.write({
       ts: new Date().toISOString(),
@@ -62,6 +62,7 @@ export function telemetry(o: TelemetryOptions): Layer {
       method: ex.req.method,
       path: ex.req.target,
       status,
+      grpc_status: ex.grpcStatus || undefined,
       duration_ms: Math.round(seconds * 100_000) / 100,
       bytes_sent: ex.responseBytes,
       upstream: ex.endpoint ? `${ex.endpoint.host}:${ex.endpoint.port}` : undefined,
@@ -99,7 +100,7 @@ export function upstream(source: string, lookup: (service: string) => CompiledUp
     ex.service = service;
     const up = lookup(service);
     if (up === null) return ex.fail('TRELLIS_E_NO_CONFIG');
-    if (up === undefined || up.protocol !== 'http') return ex.fail('TRELLIS_E_UNKNOWN_SERVICE', { service });
+    if (up === undefined || up.protocol === 'tcp') return ex.fail('TRELLIS_E_UNKNOWN_SERVICE', { service });
     ex.upstream = up;
     ex.extraHead = sourceLine;
     next(ex);

@@ -60,7 +60,7 @@ export interface CompiledRoute {
 
 export interface CompiledUpstream {
   readonly service: string;
-  readonly protocol: 'http' | 'tcp';
+  readonly protocol: 'http' | 'tcp' | 'detect';
   readonly routes: readonly CompiledRoute[];
   readonly backends: ReadonlyMap<string, CompiledBackend>;
   /** The destination's retry budget; undefined when no route of it retries. */

@@ -8,7 +8,9 @@ import { openAccessLog, type AccessLog } from '../telemetry/access-log.js';
 import { ProxyMetrics } from '../telemetry/metrics.js';
 import { ControlClient } from './control-client.js';
 import { compose, type Handler } from './exchange.js';
-import { HttpServerConnection } from './http-server-connection.js';
+import { detectProtocol, serveHttp } from './h2/detect.js';
+import { H2SessionPool, h2Forwarder } from './h2/forwarder.js';
+import { createH2Server } from './h2/stream-client.js';
 import { backendFilters, balance, localApp, route, ruleFilters, split, telemetry, upstream } from './layers.js';
 import { fault } from './fault.js';
 import { ConnectionPool, forwarder } from './pool.js';
@@ -34,7 +36,12 @@ export interface SidecarOptions {
   /** `-` (stdout), `off`, or a file path. */
   accessLog: string;
   log: (line: string) => void;
+  /** How long protocol detection waits for a client's first bytes (services with no declared protocol). */
+  detectTimeoutMs?: number;
 }
+
+/** As Linkerd's: a client that has said nothing by then is taken for a server-first protocol. */
+const DETECT_TIMEOUT_MS = 10_000;
 
 /** How long a connection accepted before the first snapshot waits for it. */
 const FIRST_SNAPSHOT_WAIT_MS = 10_000;
@@ -44,6 +51,7 @@ export class Sidecar {
   readonly metrics: ProxyMetrics;
   readonly #accessLog: AccessLog;
   readonly #pool = new ConnectionPool();
+  readonly #h2pool = new H2SessionPool();
   readonly #servers: net.Server[] = [];
   readonly #sockets = new Set<net.Socket>();
   #admin: http.Server | undefined;
@@ -78,9 +86,17 @@ export class Sidecar {
         [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
         forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
       );
+    // HTTP/2 streams take the same routing, filters and faults; timeouts and retries are
+    // enforced by the HTTP/1.1 forwarder and its pool, so they don't apply to HTTP/2 yet.
+    const outboundH2 = (fixed?: string) =>
+      createH2Server(compose(
+        [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, fault(this.metrics), split, backendFilters, balance],
+        h2Forwarder(this.#h2pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
+      ));
 
     for (const u of o.upstreams) {
       const pipeline = outbound(u.service);
+      const h2 = outboundH2(u.service);
       const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
         const up = this.#upstreams!.get(u.service);
         if (up === undefined) {
@@ -88,8 +104,10 @@ export class Sidecar {
           socket.destroy();
         } else if (up.protocol === 'tcp') {
           this.#outboundTcp(socket, up);
+        } else if (up.protocol === 'detect') {
+          detectProtocol(socket, pipeline, h2, (s) => this.#outboundTcp(s, up), o.detectTimeoutMs ?? DETECT_TIMEOUT_MS);
         } else {
-          new HttpServerConnection(socket, pipeline);
+          serveHttp(socket, pipeline, h2);
         }
       }));
       this.addresses.upstreams[u.service] = await listen(server, u.listen, this.#sockets);
@@ -98,7 +116,8 @@ export class Sidecar {
 
     if (o.httpProxy) {
       const pipeline = outbound();
-      const server = net.createServer((socket) => new HttpServerConnection(socket, pipeline));
+      const h2 = outboundH2();
+      const server = net.createServer((socket) => serveHttp(socket, pipeline, h2));
       this.addresses.httpProxy = await listen(server, o.httpProxy, this.#sockets);
       this.#servers.push(server);
     }
@@ -107,13 +126,19 @@ export class Sidecar {
       const app: Endpoint = { id: `${o.id}/app`, host: o.app.host, port: o.app.port, version: o.version };
       const inTelemetry = telemetry({ direction: 'inbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
       const pipeline = compose([inTelemetry, localApp(app)], forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'));
+      // HTTP/2 in, HTTP/2 (h2c) to the app: a gRPC server speaks nothing else.
+      const h2 = createH2Server(compose([inTelemetry, localApp(app)], h2Forwarder(this.#h2pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET')));
       const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
-        if (this.#snapshot!.inboundProtocol === 'tcp') {
-          proxyTcp(socket, (tried) => (tried.size === 0 ? app : undefined), {
-            direction: 'inbound', source: 'unknown', destination: o.service, metrics: this.metrics, accessLog: this.#accessLog,
-          });
+        const tcp = (s: net.Socket): void => proxyTcp(s, (tried) => (tried.size === 0 ? app : undefined), {
+          direction: 'inbound', source: 'unknown', destination: o.service, metrics: this.metrics, accessLog: this.#accessLog,
+        });
+        const protocol = this.#snapshot!.inboundProtocol;
+        if (protocol === 'tcp') {
+          tcp(socket);
+        } else if (protocol === 'detect') {
+          detectProtocol(socket, pipeline, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS);
         } else {
-          new HttpServerConnection(socket, pipeline);
+          serveHttp(socket, pipeline, h2);
         }
       }));
       this.addresses.inbound = await listen(server, o.inbound, this.#sockets);
@@ -170,6 +195,7 @@ export class Sidecar {
     this.#pool.retainOnly(keys);
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
     for (const service of budgets.keys()) if (compiled.get(service)?.budget === undefined) budgets.delete(service);
+    this.#h2pool.retainOnly(keys);
     this.metrics.configVersion.set(s.version);
     const waiting = this.#waiting;
     this.#waiting = [];
@@ -178,8 +204,9 @@ export class Sidecar {
 
   #outboundTcp(socket: net.Socket, up: CompiledUpstream): void {
     // TCP has no request to route: each connection picks a backend by the weights of
-    // the service's TCPRoute (without one, the whole service), then an endpoint.
-    const backend = up.backends.get(pickBackend(up.routes[0]!) ?? '');
+    // the service's TCPRoute (without one, the whole service), then an endpoint. The
+    // opaque connections of a detected service (whose routes are HTTP) go to the whole service.
+    const backend = up.backends.get(up.protocol === 'tcp' ? pickBackend(up.routes[0]!) ?? '' : up.service);
     const balancer = backend?.balancer;
     proxyTcp(socket, (tried) => {
       if (!balancer) return undefined;
@@ -195,7 +222,11 @@ export class Sidecar {
     const timer = setTimeout(() => socket.destroy(), FIRST_SNAPSHOT_WAIT_MS);
     this.#waiting.push(() => {
       clearTimeout(timer);
-      if (!socket.destroyed) fn();
+      if (socket.destroyed) return;
+      // Adding a 'data' listener does not restart a paused socket; whoever needs it held
+      // (the TCP proxy, until it connects) pauses it again before any byte flows.
+      socket.resume();
+      fn();
     });
   }
 
@@ -224,6 +255,7 @@ export class Sidecar {
     this.#admin?.close();
     this.#admin?.closeAllConnections();
     this.#pool.close();
+    this.#h2pool.close();
     await this.#accessLog.close();
   }
 }

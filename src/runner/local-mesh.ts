@@ -24,7 +24,7 @@ export interface InstancePlan {
   id: string;
   service: string;
   version: string;
-  protocol: 'http' | 'tcp';
+  protocol: 'http' | 'tcp' | 'detect';
   app: HostPort;
   inbound: HostPort;
   admin: HostPort;

@@ -54,6 +54,16 @@ export interface HttpLabels {
   readonly route: string;
 }
 
+/**
+ * The golden metrics' success rule: a request failed when it got no response (status
+ * 0), a 5xx, or, for a gRPC call, any grpc-status but 0 (OK) — gRPC answers errors
+ * with HTTP 200, as Linkerd classifies them. Anything reading `trellis_http_requests_total`
+ * for a success rate (canary, top) should use this rule on `status` and `grpc_status`.
+ */
+export function requestFailed(status: number, grpcStatus: string): boolean {
+  return status === 0 || status >= 500 || (grpcStatus !== '' && grpcStatus !== '0');
+}
+
 export class ProxyMetrics {
   readonly registry = new client.Registry();
   readonly #defaultLabels: string;
@@ -129,13 +139,18 @@ export class ProxyMetrics {
     this.#faults.labels(destination, route, fault).inc();
   }
 
-  /** Records one finished HTTP exchange. */
-  observeHttp(l: HttpLabels, status: number, seconds: number): void {
-    const key = `${l.direction}\0${l.source}\0${l.destination}\0${l.destinationVersion}\0${l.route}\0${status}`;
+  /**
+   * Records one finished HTTP exchange. `grpcStatus` is the call's grpc-status for a
+   * gRPC call ('' otherwise): such series carry a `grpc_status` label, so a gRPC error
+   * answered with HTTP 200 shows as the failure it is (see {@link requestFailed}).
+   */
+  observeHttp(l: HttpLabels, status: number, seconds: number, grpcStatus = ''): void {
+    const key = `${l.direction}\0${l.source}\0${l.destination}\0${l.destinationVersion}\0${l.route}\0${status}\0${grpcStatus}`;
     let s = this.#http.get(key);
     if (s === undefined) {
       const labels = `direction="${l.direction}",source="${escapeLabel(l.source)}",destination="${escapeLabel(l.destination)}",` +
-        `destination_version="${escapeLabel(l.destinationVersion)}",route="${escapeLabel(l.route)}",status="${status}",${this.#defaultLabels}`;
+        `destination_version="${escapeLabel(l.destinationVersion)}",route="${escapeLabel(l.route)}",status="${status}",` +
+        (grpcStatus === '' ? '' : `grpc_status="${escapeLabel(grpcStatus)}",`) + this.#defaultLabels;
       s = { labels, count: 0, sum: 0, buckets: new Float64Array(LATENCY_BUCKETS.length + 1) };
       this.#http.set(key, s);
     }
@@ -154,7 +169,7 @@ export class ProxyMetrics {
   /** Prometheus text of the HTTP request counter and latency histogram. */
   httpText(): string {
     const series = [...this.#http.values()];
-    let out = '# HELP trellis_http_requests_total HTTP requests handled, by direction, source, destination, route and response status.\n' +
+    let out = '# HELP trellis_http_requests_total HTTP requests handled, by direction, source, destination, route and response status (and grpc_status for gRPC calls).\n' +
       '# TYPE trellis_http_requests_total counter\n';
     for (const s of series) out += `trellis_http_requests_total{${s.labels}} ${s.count}\n`;
     out += '# HELP trellis_http_request_duration_seconds Time from the request head arriving to the response being fully sent.\n' +

@@ -27,7 +27,7 @@ describe('loading the example config', () => {
     const [frontend, backend, redis] = config!.services;
     assert.deepEqual(frontend, {
       name: 'frontend',
-      protocol: 'http',
+      protocol: 'detect', // not declared: detected per connection
       command: 'node frontend.js',
       cwd: FIXTURES,
       env: {},

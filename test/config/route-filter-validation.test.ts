@@ -115,12 +115,12 @@ describe('GRPCRoute and TCPRoute', () => {
     assert.match(problemAt(redirect.result, 'spec.rules[0].filters[0].type', redirect.file).message, /^must be one of RequestHeaderModifier, ResponseHeaderModifier, RequestMirror/);
   });
 
-  it('accepts a TCPRoute on a tcp service, refuses one on an http service, a second one, and a second rule', async () => {
+  it('accepts a TCPRoute on a tcp service, refuses one on a service without a declared protocol, a second one, and a second rule', async () => {
     const alpha = 'gateway.networking.k8s.io/v1alpha2';
     const ok = await load('  parentRefs: [{ name: postgres }]\n  rules: [{ backendRefs: [{ name: postgres-v1, weight: 90 }, { name: postgres-v2, weight: 10 }] }]\n', 'TCPRoute', alpha);
     assert.deepEqual(ok.result.problems, []);
     const http = await load('  parentRefs: [{ name: backend }]\n  rules: [{ backendRefs: [{ name: backend }] }]\n', 'TCPRoute', alpha);
-    assert.match(problemAt(http.result, 'spec.parentRefs[0].name', http.file).message, /whose protocol is http; a TCPRoute only applies to tcp services/);
+    assert.match(problemAt(http.result, 'spec.parentRefs[0].name', http.file).message, /whose protocol is not declared \(detected per connection\); declare protocol: tcp/);
     const two = await load('  parentRefs: [{ name: postgres }]\n  rules: [{ backendRefs: [{ name: postgres }] }, { backendRefs: [{ name: postgres }] }]\n', 'TCPRoute', alpha);
     assert.equal(problemAt(two.result, 'spec.rules', two.file).message, 'must have at most 1 items (got 2)');
     const second = await tmp.write('second-tcp.yaml', `${route('a', '  parentRefs: [{ name: postgres }]\n  rules: [{ backendRefs: [{ name: postgres }] }]\n')}---\n${route('b', '  parentRefs: [{ name: postgres }]\n  rules: [{ backendRefs: [{ name: postgres-v2 }] }]\n')}`.replaceAll('kind: HTTPRoute', 'kind: TCPRoute').replaceAll('gateway.networking.k8s.io/v1\n', `${alpha}\n`));

@@ -48,7 +48,7 @@ test('/v1/services lists every service with its versions and instances with heal
   assert.deepEqual(body.services.map((s) => s.name), ['frontend', 'backend']);
   const backend = body.services.find((s) => s.name === 'backend')!;
   assert.deepEqual(backend.versions.map((v) => v.name), ['v1', 'v2']);
-  assert.equal(backend.protocol, 'http');
+  assert.equal(backend.protocol, 'detect'); // not declared in the mesh file
   assert.equal(backend.instances.length, 1);
   const i = backend.instances[0]!;
   assert.equal(i.id, 'backend-v1-0');

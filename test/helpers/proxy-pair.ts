@@ -2,7 +2,7 @@
 // a snapshot, without a control plane, so data-plane tests exercise only the data plane.
 import http from 'node:http';
 import net from 'node:net';
-import type { Snapshot, UpstreamSnapshot } from '../../src/control/protocol.js';
+import type { Protocol, Snapshot, UpstreamSnapshot } from '../../src/control/protocol.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';
 
 export const quietLog = (): void => {};
@@ -21,9 +21,9 @@ export async function closeServer(server: net.Server | http.Server): Promise<voi
 /** Control URL that refuses connections: the proxy retries quietly in the background. */
 export const NO_CONTROL = 'http://127.0.0.1:1';
 
-export async function startInbound(service: string, version: string, appPort: number, protocol: 'http' | 'tcp' = 'http'): Promise<Sidecar> {
+export async function startInbound(service: string, version: string, appPort: number, protocol: Protocol = 'http', opts: { detectTimeoutMs?: number } = {}): Promise<Sidecar> {
   const s = new Sidecar({
-    service, version, id: `${service}-${version}-in`, kind: 'sidecar', control: NO_CONTROL,
+    service, version, id: `${service}-${version}-in`, kind: 'sidecar', control: NO_CONTROL, detectTimeoutMs: opts.detectTimeoutMs,
     app: { host: '127.0.0.1', port: appPort }, inbound: { host: '127.0.0.1', port: 0 },
     upstreams: [], admin: { host: '127.0.0.1', port: 0 }, accessLog: 'off', log: quietLog,
   });
@@ -32,9 +32,9 @@ export async function startInbound(service: string, version: string, appPort: nu
   return s;
 }
 
-export async function startOutbound(service: string, upstreams: Record<string, UpstreamSnapshot>, opts: { httpProxy?: boolean; accessLog?: string } = {}): Promise<Sidecar> {
+export async function startOutbound(service: string, upstreams: Record<string, UpstreamSnapshot>, opts: { httpProxy?: boolean; accessLog?: string; detectTimeoutMs?: number } = {}): Promise<Sidecar> {
   const s = new Sidecar({
-    service, version: 'default', id: `${service}-out`, kind: 'gateway', control: NO_CONTROL,
+    service, version: 'default', id: `${service}-out`, kind: 'gateway', control: NO_CONTROL, detectTimeoutMs: opts.detectTimeoutMs,
     upstreams: Object.keys(upstreams).map((u) => ({ service: u, listen: { host: '127.0.0.1', port: 0 } })),
     httpProxy: opts.httpProxy ? { host: '127.0.0.1', port: 0 } : undefined,
     admin: { host: '127.0.0.1', port: 0 }, accessLog: opts.accessLog ?? 'off', log: quietLog,

@@ -28,6 +28,11 @@ export class HeadEdits {
     this.lines = editLines(this.lines, { drop: HOST, append: [`host: ${name}`] });
   }
 
+  /** The request target as it will be sent (HTTP/2's `:path`). */
+  get target(): string {
+    return this.path + this.#query;
+  }
+
   /** The head for the next hop: hop-by-hop headers dropped (as for any rewritten head), `extra` lines added. */
   serialize(req: RequestHead, extra: string): string {
     return serializeRequestHead({ ...req, lines: this.lines, target: this.path + this.#query }, extra, req.upgrade);

@@ -1,0 +1,267 @@
+// The terminal layer for HTTP/2 exchanges: each request goes to the next hop as an
+// HTTP/2 stream over one pooled h2c session per endpoint (multiplexed), the bodies
+// piped both ways (HTTP/2 flow control is the backpressure), trailers passed through
+// both ways (gRPC's status is a trailer), and a reset on either side reset on the other.
+//
+// A stream is only opened once its session is connected, so a refused connection has
+// read nothing from the client and goes back to the balance layer for another
+// endpoint (`ex.retryConnect`), as the HTTP/1.1 forwarder does. A session that sends
+// GOAWAY takes no new streams; its streams in flight finish.
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { ErrorCode } from '../../errors.js';
+import type { Exchange, Handler } from '../exchange.js';
+import { editLines, type HeaderModifier } from '../filters/header-modifier.js';
+import { H2StreamClient } from './stream-client.js';
+
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+/** Request headers no HTTP/2 hop may forward (RFC 9113 §8.2.2), besides pseudo-headers. */
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
+
+interface SessionEntry {
+  readonly session: http2.ClientHttp2Session;
+  connected: boolean;
+  /** Why connecting failed, once it has. */
+  failure: string | undefined;
+  readonly waiting: ((failure: string | undefined) => void)[];
+}
+
+/** One h2c session per endpoint address, opened on first use and dropped when it closes or goes away. */
+export class H2SessionPool {
+  readonly #sessions = new Map<string, SessionEntry>();
+
+  /** The session to `host:port`; `ready` runs once it is connected, or with the reason it could not connect. */
+  session(host: string, port: number, ready: (entry: SessionEntry, failure: string | undefined) => void): void {
+    const key = `${host}:${port}`;
+    let entry = this.#sessions.get(key);
+    if (entry !== undefined && (entry.session.closed || entry.session.destroyed)) {
+      this.#sessions.delete(key);
+      entry = undefined;
+    }
+    if (entry === undefined) entry = this.#open(key, host, port);
+    const e = entry;
+    if (e.connected) ready(e, undefined);
+    else if (e.failure !== undefined) ready(e, e.failure);
+    else e.waiting.push((failure) => ready(e, failure));
+  }
+
+  #open(key: string, host: string, port: number): SessionEntry {
+    const session = http2.connect(`http://${host}:${port}`, {
+      settings: { initialWindowSize: 1024 * 1024 },
+      // Small frames (HEADERS, WINDOW_UPDATE) must not wait for Nagle.
+      createConnection: () => net.connect({ host, port, noDelay: true }),
+    });
+    const entry: SessionEntry = { session, connected: false, failure: undefined, waiting: [] };
+    this.#sessions.set(key, entry);
+    const drop = (): void => {
+      if (this.#sessions.get(key) === entry) this.#sessions.delete(key);
+    };
+    const settle = (failure: string | undefined): void => {
+      const waiting = entry.waiting.splice(0);
+      for (const w of waiting) w(failure);
+    };
+    session.once('connect', () => {
+      entry.connected = true;
+      session.setLocalWindowSize(8 * 1024 * 1024);
+      settle(undefined);
+    });
+    session.on('error', (err: Error) => {
+      drop();
+      if (!entry.connected && entry.failure === undefined) {
+        entry.failure = err.message;
+        settle(err.message);
+      }
+    });
+    session.on('goaway', drop);
+    session.on('close', () => {
+      drop();
+      if (!entry.connected && entry.failure === undefined) {
+        entry.failure = 'connection closed';
+        settle(entry.failure);
+      }
+    });
+    // An idle session is closed; a busy one never times out (streams keep it active).
+    session.setTimeout(60_000, () => session.close());
+    return entry;
+  }
+
+  /** Closes sessions to addresses no longer in use (their streams in flight finish). */
+  retainOnly(keys: ReadonlySet<string>): void {
+    for (const [key, e] of this.#sessions) {
+      if (keys.has(key)) continue;
+      this.#sessions.delete(key);
+      e.session.close();
+    }
+  }
+
+  close(): void {
+    for (const e of this.#sessions.values()) e.session.destroy();
+    this.#sessions.clear();
+  }
+}
+
+/** How many endpoints one request may try when connecting fails (as for HTTP/1.1). */
+const MAX_CONNECT_ATTEMPTS = 3;
+
+/** The request headers for the next hop: the client's, after route filters, plus `ex.extraHead`. */
+function requestHeaders(ex: Exchange, client: H2StreamClient, authority: string): http2.OutgoingHttpHeaders {
+  const edits = ex.headEdits;
+  const lines = edits === undefined ? ex.req.lines : edits.lines;
+  const headers: http2.OutgoingHttpHeaders = {
+    ':method': ex.req.method,
+    ':scheme': 'http',
+    ':path': edits === undefined ? ex.req.target : edits.target,
+    ':authority': authority,
+  };
+  addLines(headers, lines);
+  if (ex.extraHead) addLines(headers, ex.extraHead.split('\r\n'));
+  if (client.grpc) headers.te = 'trailers';
+  return headers;
+}
+
+function addLines(headers: http2.OutgoingHttpHeaders, lines: readonly string[]): void {
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (name === 'host') {
+      headers[':authority'] = value; // a URLRewrite hostname
+      continue;
+    }
+    if (CONNECTION_SPECIFIC.has(name) || name === 'te') continue;
+    const prev = headers[name];
+    if (prev === undefined) headers[name] = value;
+    else headers[name] = Array.isArray(prev) ? [...prev, value] : [String(prev), value];
+  }
+}
+
+/** Response headers for the client: the upstream's, after the route's response filters. */
+function responseHeaders(h: http2.IncomingHttpHeaders, edits: readonly HeaderModifier[] | undefined): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = {};
+  for (const name in h) if (!CONNECTION_SPECIFIC.has(name)) out[name] = h[name];
+  if (edits === undefined) return out;
+  const original: string[] = [];
+  const rest: http2.OutgoingHttpHeaders = {};
+  for (const name in out) {
+    if (name.charCodeAt(0) === 58) { rest[name] = out[name]; continue; }
+    const v = out[name]!;
+    for (const x of Array.isArray(v) ? v : [v]) original.push(`${name}: ${x}`);
+  }
+  let lines: readonly string[] = original;
+  for (const m of edits) lines = editLines(lines, m);
+  addLines(rest, lines);
+  return rest;
+}
+
+/** Trailers without pseudo-headers (Node hands them over with none, but a peer may try). */
+function trailersOf(t: http2.IncomingHttpHeaders): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = {};
+  for (const name in t) if (name.charCodeAt(0) !== 58) out[name] = t[name];
+  return out;
+}
+
+/**
+ * The HTTP/2 terminal layer: sends the exchange to `ex.endpoint` as a stream of a
+ * pooled session. A refused connection goes back to the balance layer, up to
+ * {@link MAX_CONNECT_ATTEMPTS} endpoints; without one (inbound) it fails with `connectError`.
+ */
+export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetCode: ErrorCode): Handler {
+  const connectFailed = (ex: Exchange, reason: string): void => {
+    const e = ex.endpoint!;
+    ex.backend?.balancer.connectFailed(e, Date.now());
+    (ex.tried ??= new Set()).add(e.id);
+    ex.connectError = reason;
+    if (ex.retryConnect !== undefined && ex.tried.size < MAX_CONNECT_ATTEMPTS) ex.retryConnect(ex);
+    else ex.fail(connectError, { address: `${e.host}:${e.port}`, reason });
+  };
+
+  function send(ex: Exchange): void {
+    const client = ex.client as H2StreamClient;
+    const e = ex.endpoint!;
+    ex.destinationVersion = e.version;
+    pool.session(e.host, e.port, (entry, failure) => {
+      if (ex.finished || client.stream.destroyed) return;
+      if (failure !== undefined) return connectFailed(ex, failure);
+      if (entry.session.closed || entry.session.destroyed) return send(ex); // went away meanwhile: a fresh session
+      forward(ex, client, entry.session, `${e.host}:${e.port}`);
+    });
+  }
+
+  function forward(ex: Exchange, client: H2StreamClient, session: http2.ClientHttp2Session, address: string): void {
+    const down = client.stream;
+    const bodyless = client.bodyless;
+    let up: http2.ClientHttp2Stream;
+    try {
+      up = session.request(requestHeaders(ex, client, ex.req.host || address), { endStream: bodyless, waitForTrailers: !bodyless });
+    } catch {
+      return send(ex); // the session closed between the check and the request
+    }
+    let responseTrailers: http2.OutgoingHttpHeaders | undefined;
+    let responded = false;
+    let trailersOnly = false;
+    /** This attempt was given up for another (a retry): none of its events concern the client any more. */
+    let abandoned = false;
+    const onDownClose = (): void => {
+      // The client cancelled (a gRPC deadline or cancel is a RST_STREAM): so does the next hop.
+      if (!up.closed) up.close(down.rstCode && down.rstCode !== NGHTTP2_NO_ERROR ? down.rstCode : NGHTTP2_CANCEL);
+    };
+    const retry = (again: () => void): void => {
+      abandoned = true;
+      down.off('close', onDownClose);
+      if (!up.closed) up.close(NGHTTP2_CANCEL);
+      again();
+    };
+    client.cancelUpstream = () => { if (!up.closed) up.close(NGHTTP2_CANCEL); };
+
+    up.on('error', () => {});
+    if (!bodyless) {
+      up.on('wantTrailers', () => up.sendTrailers(client.trailers === undefined ? {} : trailersOf(client.trailers)));
+      down.pipe(up);
+    }
+
+    up.on('response', (h: http2.IncomingHttpHeaders, flags: number) => {
+      if (abandoned || ex.finished || down.destroyed) return;
+      const status = Number(h[':status']);
+      if (status === 503 && h['trellis-error'] === 'app-unavailable' && bodyless) {
+        // The peer sidecar's app is down and nothing was delivered: another endpoint may do.
+        return retry(() => connectFailed(ex, 'its app is unavailable'));
+      }
+      responded = true;
+      ex.status = status;
+      ex.responseStarted = true;
+      const out = responseHeaders(h, ex.responseEdits);
+      if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {
+        // Trailers-only (a gRPC error) or an empty response.
+        if (h['grpc-status'] !== undefined) ex.grpcStatus = String(h['grpc-status']);
+        trailersOnly = true;
+        down.respond(out, { endStream: true });
+        return;
+      }
+      down.once('wantTrailers', () => down.sendTrailers(responseTrailers ?? {}));
+      down.respond(out, { waitForTrailers: true });
+      up.pipe(down);
+    });
+    up.on('data', (c: Buffer) => { ex.responseBytes += c.length; });
+    up.on('trailers', (t: http2.IncomingHttpHeaders) => {
+      responseTrailers = trailersOf(t);
+      if (t['grpc-status'] !== undefined) ex.grpcStatus = String(t['grpc-status']);
+    });
+
+    up.on('close', () => {
+      if (abandoned || ex.finished || down.destroyed) return;
+      const code = up.rstCode ?? NGHTTP2_NO_ERROR;
+      // A response that ended (trailers-only, or read to its end) finishes on its own;
+      // one whose session died mid-body must not leave the client waiting.
+      if (code === NGHTTP2_NO_ERROR && responded && (trailersOnly || up.readableEnded)) return;
+      if (!responded && code === NGHTTP2_REFUSED_STREAM && bodyless) return retry(() => send(ex)); // GOAWAY'd before it was processed
+      if (!responded) return ex.fail(resetCode, { address });
+      ex.errorToken = 'upstream-reset';
+      down.close(code === NGHTTP2_NO_ERROR ? http2.constants.NGHTTP2_INTERNAL_ERROR : code);
+    });
+    down.on('close', onDownClose);
+  }
+
+  return send;
+}

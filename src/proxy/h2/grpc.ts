@@ -1,0 +1,47 @@
+// gRPC over the proxy's HTTP/2 path: how a Trellis error is told to a gRPC client, and
+// which outcomes count as failures. gRPC calls answer HTTP 200 and carry their outcome
+// in the `grpc-status` trailer, so an HTTP status alone would call every error a success.
+import { ERRORS, errorMessage, type ErrorCode } from '../../errors.js';
+
+/** gRPC status codes the proxy itself answers with (grpc/doc/statuscodes.md). */
+export const GRPC_STATUS = { OK: 0, CANCELLED: 1, UNKNOWN: 2, DEADLINE_EXCEEDED: 4, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14 } as const;
+
+/** A request is gRPC when its content type is `application/grpc` or `application/grpc+<codec>`. */
+export function isGrpcContentType(ct: string | undefined): boolean {
+  return ct !== undefined && ct.startsWith('application/grpc') && (ct.length === 16 || ct.charCodeAt(16) === 43 /* + */ || ct.charCodeAt(16) === 59 /* ; */);
+}
+
+/**
+ * The gRPC status for a Trellis error, from its HTTP status as gRPC's own
+ * HTTP-to-gRPC mapping does (doc/http-grpc-status-mapping.md: 404 → UNIMPLEMENTED,
+ * 502/503 → UNAVAILABLE), except that a timeout is DEADLINE_EXCEEDED and anything
+ * else the proxy refuses (400, 431, 500) is INTERNAL.
+ */
+export function grpcStatusOf(code: ErrorCode): number {
+  if (code === 'TRELLIS_E_TIMEOUT') return GRPC_STATUS.DEADLINE_EXCEEDED;
+  switch (ERRORS[code].status as number) {
+    case 404: return GRPC_STATUS.UNIMPLEMENTED;
+    case 429: case 502: case 503: case 504: return GRPC_STATUS.UNAVAILABLE;
+    default: return GRPC_STATUS.INTERNAL;
+  }
+}
+
+/** The trailers-only response for a Trellis error on a gRPC call (plus `trellis-error`). */
+export function grpcErrorHeaders(code: ErrorCode, params: Record<string, unknown>, grpcStatus?: number): Record<string, string | number> {
+  return {
+    ':status': 200,
+    'content-type': 'application/grpc',
+    'grpc-status': String(grpcStatus ?? grpcStatusOf(code)),
+    'grpc-message': percentEncode(`${code}: ${errorMessage(code, params)}`),
+    'trellis-error': ERRORS[code].token,
+  };
+}
+
+/** grpc-message is percent-encoded: anything outside printable ASCII, and `%` itself. */
+function percentEncode(s: string): string {
+  let out = '';
+  for (const byte of Buffer.from(s, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}

@@ -1,0 +1,152 @@
+// The server side of HTTP/2 in a proxy listener: each stream of a session becomes an
+// Exchange that runs through the same pipeline layers as HTTP/1.1 (a RequestHead
+// built from the h2 headers, so routes, GRPCRoute and header filters match as for
+// HTTP/1.1), and the client side of that exchange answers on the stream: errors the
+// proxy makes are sent as HTTP/2 responses, gRPC-shaped for gRPC calls.
+import http2 from 'node:http2';
+import type net from 'node:net';
+import { ERRORS, errorMessage, type ErrorCode } from '../../errors.js';
+import { Exchange, type ClientSide, type Handler } from '../exchange.js';
+import type { RequestHead } from '../http1-parser.js';
+import { GRPC_STATUS, grpcErrorHeaders, grpcStatusOf, isGrpcContentType } from './grpc.js';
+
+const END_STREAM = http2.constants.NGHTTP2_FLAG_END_STREAM;
+const EMPTY = Buffer.alloc(0);
+
+/** The client side of one HTTP/2 stream. */
+export class H2StreamClient implements ClientSide {
+  readonly stream: http2.ServerHttp2Stream;
+  readonly socket: net.Socket;
+  /** The request ended with its headers (no body). */
+  readonly bodyless: boolean;
+  readonly grpc: boolean;
+  /**
+   * The request's trailers, once they came. Recorded from the start: they may arrive
+   * (with the whole body, held by flow control) before the forwarder has a stream to send them on.
+   */
+  trailers: http2.IncomingHttpHeaders | undefined;
+  /** Set by the forwarder once a stream to the next hop is open: an error answered here cancels it. */
+  cancelUpstream: (() => void) | undefined;
+
+  constructor(stream: http2.ServerHttp2Stream, bodyless: boolean, grpc: boolean) {
+    this.stream = stream;
+    this.socket = stream.session!.socket as net.Socket;
+    this.bodyless = bodyless;
+    this.grpc = grpc;
+  }
+
+  // Flow control is HTTP/2's own: the forwarder pipes the stream, so these have nothing to do.
+  exchangeDone(): void {}
+  resumeBody(): void {}
+  pauseBody(): void {}
+  detach(): Buffer | undefined {
+    return undefined;
+  }
+
+  /** `status` / `grpcStatus` override the code's own (a fault abort names them). */
+  failStream(ex: Exchange, code: ErrorCode, params: Record<string, unknown>, status?: number, grpcStatus?: number): void {
+    this.cancelUpstream?.();
+    const s = this.stream;
+    if (ex.responseStarted || s.headersSent) {
+      // Part of the response is out: the honest signal left is a reset.
+      ex.status ||= ERRORS[code].status;
+      if (!s.destroyed) s.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    if (s.destroyed) return;
+    if (this.grpc || grpcStatus !== undefined) {
+      // gRPC clients read errors from grpc-status, and expect HTTP 200 (a trailers-only response).
+      ex.status = 200;
+      ex.grpcStatus = String(grpcStatus ?? grpcStatusOf(code));
+      s.respond(grpcErrorHeaders(code, params, grpcStatus), { endStream: true });
+      return;
+    }
+    ex.status = status ?? ERRORS[code].status;
+    const body = JSON.stringify({ code, message: errorMessage(code, params) });
+    ex.responseBytes = Buffer.byteLength(body);
+    s.respond({ ':status': ex.status, 'content-type': 'application/json', 'content-length': ex.responseBytes, 'trellis-error': ERRORS[code].token });
+    s.end(body);
+  }
+
+  respondStream(_ex: Exchange, status: number, lines: string): void {
+    const s = this.stream;
+    if (s.destroyed || s.headersSent) return;
+    const headers: http2.OutgoingHttpHeaders = { ':status': status };
+    for (const line of lines.split('\r\n')) {
+      const colon = line.indexOf(':');
+      if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+    }
+    s.respond(headers, { endStream: true });
+  }
+}
+
+/** A RequestHead for an HTTP/2 request: what route matching and the filters read. */
+export function requestHeadOf(headers: http2.IncomingHttpHeaders): RequestHead {
+  const lines: string[] = [];
+  for (const name in headers) {
+    if (name.charCodeAt(0) === 58 /* : */) continue;
+    const v = headers[name];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) lines.push(`${name}: ${x}`);
+    else lines.push(`${name}: ${v}`);
+  }
+  const host = (headers[':authority'] as string | undefined) ?? headers.host ?? '';
+  // As a Host line too, for what re-serializes the request as HTTP/1.1 (a RequestMirror copy).
+  if (headers.host === undefined && host !== '') lines.push(`host: ${host}`);
+  const target = (headers[':path'] as string | undefined) ?? '/';
+  const q = target.indexOf('?');
+  const cl = headers['content-length'];
+  return {
+    method: (headers[':method'] as string | undefined) ?? 'GET',
+    target,
+    path: q === -1 ? target : target.slice(0, q),
+    minor: 1,
+    host,
+    contentLength: cl === undefined ? -1 : Number(cl),
+    chunked: false,
+    keepAlive: true,
+    upgrade: false,
+    rewrite: false,
+    lines,
+    headBytes: 0,
+  };
+}
+
+/**
+ * An HTTP/2 server that is never listened on: a listener hands it the connections
+ * that start with the HTTP/2 preface (`emit('connection', socket)`), and each stream
+ * runs through `handler`.
+ */
+export function createH2Server(handler: Handler): http2.Http2Server {
+  const server = http2.createServer({
+    // Larger windows than the 64 KiB default, so one stream's throughput is not bound
+    // by round trips on a fast local hop.
+    settings: { initialWindowSize: 1024 * 1024 },
+  });
+  server.on('session', (session) => {
+    session.on('error', () => session.destroy());
+    // A session window as large as the stream windows, so streams don't starve each other.
+    session.once('localSettings', () => session.setLocalWindowSize(8 * 1024 * 1024));
+  });
+  server.on('stream', (stream, headers, flags) => {
+    stream.on('error', () => {});
+    const grpc = isGrpcContentType(headers['content-type']);
+    const client = new H2StreamClient(stream, (flags & END_STREAM) !== 0, grpc);
+    stream.once('trailers', (t: http2.IncomingHttpHeaders) => { client.trailers = t; });
+    const ex = new Exchange(client, requestHeadOf(headers), EMPTY);
+    // A body still to come keeps a RequestMirror from copying the request (as for HTTP/1.1).
+    ex.requestBodyDone = client.bodyless;
+    stream.once('close', () => {
+      if (ex.finished) return;
+      const reset = stream.rstCode !== undefined && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR;
+      // A reset before the response ended: the client cancelled (a gRPC deadline or cancel).
+      if (reset) ex.errorToken ||= 'client-closed';
+      // A gRPC call that ended without a grpc-status did not succeed, whatever its HTTP status:
+      // CANCELLED when reset (as the client sees it), else UNKNOWN.
+      if (grpc && ex.grpcStatus === '' && ex.status !== 0) ex.grpcStatus = String(reset ? GRPC_STATUS.CANCELLED : GRPC_STATUS.UNKNOWN);
+      ex.finish(false);
+    });
+    handler(ex);
+  });
+  return server;
+}
