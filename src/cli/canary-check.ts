@@ -5,6 +5,7 @@
 //
 // Pure: Prometheus text in, verdicts out; the reading of the proxies is hop-scrape.ts.
 import { parsePrometheus } from '../loadgen/hop-metrics.js';
+import { requestFailed } from '../telemetry/metrics.js';
 
 const REQUESTS = 'trellis_http_requests_total';
 const BUCKETS = 'trellis_http_request_duration_seconds_bucket';
@@ -14,6 +15,8 @@ const WANTED = new Set([REQUESTS, BUCKETS]);
 interface Series {
   readonly metric: 'requests' | 'bucket';
   readonly status: string;
+  /** The gRPC status of a gRPC call ('' otherwise). */
+  readonly grpcStatus: string;
   /** Upper bound of a bucket, seconds. */
   readonly le: number;
   readonly value: number;
@@ -33,7 +36,7 @@ export function versionReading(texts: readonly { readonly id: string; readonly t
       // Every label is in the key, so no two series of a proxy share one.
       const key = `${s.name}${JSON.stringify(Object.entries(l).sort(([a], [b]) => (a < b ? -1 : 1)))}`;
       const le = l.le === '+Inf' ? Infinity : Number(l.le);
-      series.set(key, { metric: s.name === REQUESTS ? 'requests' : 'bucket', status: l.status ?? '', le, value: s.value });
+      series.set(key, { metric: s.name === REQUESTS ? 'requests' : 'bucket', status: l.status ?? '', grpcStatus: l.grpc_status ?? '', le, value: s.value });
     }
     out.set(id, series);
   }
@@ -43,16 +46,18 @@ export function versionReading(texts: readonly { readonly id: string; readonly t
 /** What one version got over a window. */
 export interface WindowStats {
   readonly requests: number;
-  /** Answered 5xx, or not answered at all (status 0). */
+  /** Answered 5xx, not answered at all (status 0), or a gRPC call that ended in an error status. */
   readonly errors: number;
   /** Cumulative latency buckets: [upper bound in seconds, count], +Inf last. */
   readonly buckets: readonly (readonly [number, number])[];
 }
 
-/** A request that failed for the canary: a 5xx, or no response at all (status 0). */
-export function isError(status: string): boolean {
-  const n = Number(status);
-  return n === 0 || n >= 500;
+/**
+ * A request that failed for the canary: the golden metrics' own rule (a 5xx, no
+ * response, or a gRPC error status, which gRPC answers with HTTP 200).
+ */
+export function isError(status: string, grpcStatus = ''): boolean {
+  return requestFailed(Number(status), grpcStatus);
 }
 
 /**
@@ -71,7 +76,7 @@ export function windowStats(before: VersionReading, after: VersionReading): Wind
       // Buckets that did not move still bound the ones that did, so they are kept.
       if (s.metric === 'requests') {
         requests += delta;
-        if (isError(s.status)) errors += delta;
+        if (isError(s.status, s.grpcStatus)) errors += delta;
       } else if (!Number.isNaN(s.le)) {
         buckets.set(s.le, (buckets.get(s.le) ?? 0) + delta);
       }

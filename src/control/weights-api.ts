@@ -100,7 +100,7 @@ export class WeightsApi {
       const names = this.#o.model.config.services.map((x) => x.name);
       return new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `no service named "${service}" in the mesh; its services are: ${names.join(', ') || '(none)'}` });
     }
-    if (s.protocol !== 'http') {
+    if (s.protocol === 'tcp') {
       return new TrellisError('TRELLIS_E_WEIGHTS_INVALID', { service, reason: `${service} is a ${s.protocol} service; HTTPRoute weights split HTTP services only` });
     }
     return s.versions.map((v) => v.name);

@@ -111,6 +111,7 @@ const MAX_CONNECT_ATTEMPTS = 3;
 export function forwarder(pool: ConnectionPool, connectError: ErrorCode, resetCode: ErrorCode): Handler {
   const events: UpstreamEvents = {
     resetCode,
+    resetIsUnavailable: connectError === 'TRELLIS_E_APP_UNAVAILABLE',
     release: (c) => pool.release(c),
     gone: (c) => pool.gone(c),
     retryable(ex, conn, reason, stale) {

@@ -15,7 +15,7 @@ import type { Exchange, Handler, Layer } from './exchange.js';
 import type { RetryBudget } from './retry-budget.js';
 
 /** Methods that can be sent twice with the effect of once (RFC 9110 9.2.2). */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 /** Backoff grows to at most this many times the base. */
 const MAX_BACKOFF_FACTOR = 10;

@@ -99,3 +99,14 @@ test('steps, percents and the stable version', () => {
   assert.equal(pickStable({ ...view, weights: null }, 'v2'), 'v1');
   assert.deepEqual(stepWeights(['v1', 'v2', 'v3'], 'v2', 'v3', 25), { v1: 0, v2: 25, v3: 75 });
 });
+
+test('a gRPC call that ends in an error status counts as an error, though it was answered with HTTP 200', () => {
+  const m = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
+  const before = versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2');
+  for (let i = 0; i < 90; i++) m.observeHttp(toV2, 200, 0.004, '0');
+  for (let i = 0; i < 10; i++) m.observeHttp(toV2, 200, 0.004, '14'); // UNAVAILABLE
+  const after = versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2');
+  const s = windowStats(before, after);
+  assert.equal(s.requests, 100);
+  assert.equal(s.errors, 10);
+});
