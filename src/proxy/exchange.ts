@@ -10,6 +10,7 @@ import type { CompiledBackend, CompiledRoute, CompiledUpstream } from './router.
 import type { HeadEdits } from './filters/head-edits.js';
 import type { HeaderModifier } from './filters/header-modifier.js';
 import type { UpstreamConnection } from './upstream-connection.js';
+import { ABANDONED, endAttempt } from './attempt.js';
 
 /** The client side of an exchange: implemented by the HTTP/1.1 server connection. */
 export interface ClientSide {
@@ -79,6 +80,8 @@ export class Exchange {
   route: CompiledRoute | undefined;
   backend: CompiledBackend | undefined;
   endpoint: Endpoint | undefined;
+  /** The backend whose balancer has this exchange's current attempt open (attempt.ts). */
+  attemptBackend: CompiledBackend | undefined;
   /** Endpoints this request already failed to connect to. */
   tried: Set<string> | undefined;
   /** Why the last connect attempt failed, when one did. */
@@ -189,6 +192,7 @@ export class Exchange {
   finish(keepAlive: boolean): void {
     if (this.finished) return;
     this.finished = true;
+    if (this.attemptBackend !== undefined) endAttempt(this, ABANDONED, this.upstreamConn?.sentAt ?? 0);
     this.observer?.(this);
     this.client.exchangeDone(this, keepAlive);
   }

@@ -14,7 +14,8 @@ import { fault } from './fault.js';
 import { ConnectionPool, forwarder } from './pool.js';
 import { retry } from './retry.js';
 import { RetryBudget } from './retry-budget.js';
-import { compileUpstream, pickBackend, type BudgetSource, type CompiledUpstream } from './router.js';
+import { compileUpstream, pickBackend, type BackendSource, type BudgetSource, type CompiledUpstream } from './router.js';
+import { BalancingState } from './balancing.js';
 import { sweepIntervalMs, timeouts } from './timeout.js';
 import { proxyTcp } from './tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
@@ -52,6 +53,8 @@ export class Sidecar {
   #upstreams: Map<string, CompiledUpstream> | null = null;
   /** Retry budgets per destination, kept across snapshots while their settings hold. */
   readonly #budgets = new Map<string, RetryBudget>();
+  /** Balancers and outlier detectors per destination, kept across snapshots (balancing.ts). */
+  readonly balancing: BalancingState;
   #waiting: (() => void)[] = [];
   #controlState = 'connecting';
   /** Actual listening addresses (port 0 resolved). */
@@ -62,6 +65,9 @@ export class Sidecar {
     this.metrics = new ProxyMetrics({ service: o.service, id: o.id });
     if (o.app) this.metrics.watchAppCpu(o.app.port);
     this.#accessLog = openAccessLog(o.accessLog);
+    this.balancing = new BalancingState((service, id, ejected, reason) => {
+      o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
+    });
   }
 
   get snapshot(): Snapshot | null {
@@ -156,9 +162,10 @@ export class Sidecar {
       if (b === undefined || !b.sameAs(config)) budgets.set(service, (b = new RetryBudget(config)));
       return b;
     };
+    const backendsFor: BackendSource = (u) => this.balancing.backendsFor(u);
     for (const [name, u] of Object.entries(s.upstreams)) {
       try {
-        compiled.set(name, compileUpstream(u, undefined, budgetFor));
+        compiled.set(name, compileUpstream(u, backendsFor, budgetFor));
       } catch (err) {
         throw new Error(`upstream "${name}": ${err instanceof Error ? err.message : String(err)}`);
       }
@@ -170,6 +177,7 @@ export class Sidecar {
     this.#pool.retainOnly(keys);
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
     for (const service of budgets.keys()) if (compiled.get(service)?.budget === undefined) budgets.delete(service);
+    this.balancing.retainOnly(new Set([...compiled.values()].map((u) => u.service)));
     this.metrics.configVersion.set(s.version);
     const waiting = this.#waiting;
     this.#waiting = [];

@@ -27,7 +27,7 @@ interface Estimate {
 }
 
 export class PeakEwmaBalancer extends BaseBalancer {
-  readonly pending = new PendingCounts();
+  pending = new PendingCounts();
   readonly #estimates = new Map<string, Estimate>();
   readonly #random: () => number;
   readonly #now: () => number;
@@ -40,6 +40,19 @@ export class PeakEwmaBalancer extends BaseBalancer {
     // never sampled is tried once the others' costs rise above its decayed default.
     const now = this.#now();
     for (const e of endpoints) this.#estimates.set(e.id, { rttMs: DEFAULT_RTT_MS, at: now });
+  }
+
+  /**
+   * Takes over the state of the balancer this one replaces (a new snapshot changed the
+   * endpoints): the estimates of endpoints that stay, and the pending counts, shared, so
+   * requests started on the old balancer still count here and end there without leaking.
+   */
+  adopt(prev: PeakEwmaBalancer): void {
+    this.pending = prev.pending;
+    for (const e of this.endpoints) {
+      const old = prev.#estimates.get(e.id);
+      if (old !== undefined) this.#estimates.set(e.id, { rttMs: old.rttMs, at: old.at });
+    }
   }
 
   pick(exclude?: ReadonlySet<string>): PickResult {
