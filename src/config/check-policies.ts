@@ -66,6 +66,8 @@ export function checkPolicies(mesh: MeshResource, routes: readonly RouteSource[]
             at([...path, 'sectionName'], `names version "${ref.sectionName}", which service "${ref.name}" does not have (versions: ${versions.join(', ') || 'none'})${didYouMean(ref.sectionName, versions)}`);
           } else if (resource.kind === 'BackendPolicy' && resource.spec.outlierDetection !== undefined) {
             at(['spec', 'outlierDetection'], 'outlier detection is per service (one detector watches every version); set it in a BackendPolicy on the whole Service');
+          } else if (resource.kind === 'BackendPolicy' && resource.spec.circuitBreaker !== undefined) {
+            at(['spec', 'circuitBreaker'], 'a circuit breaker is per service (it bounds every request to it); set it in a BackendPolicy on the whole Service');
           }
         }
         return;

@@ -720,6 +720,16 @@ export const BackendPolicySchema = Type.Object(
             strict,
           ),
         ),
+        // Envoy's circuit breakers that bound a request's work: over a limit, fail at once (503 overflow).
+        circuitBreaker: Type.Optional(
+          Type.Object(
+            {
+              maxRequests: Type.Optional(count('a number of requests in flight to the service; default 1024')),
+              maxRetries: Type.Optional(count('a number of retries outstanding to the service; default 3')),
+            },
+            strict,
+          ),
+        ),
         // Envoy's healthy_panic_threshold: below this share of usable endpoints, balance over all of them.
         panicThreshold: Type.Optional(percent()),
       },

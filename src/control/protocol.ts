@@ -204,6 +204,16 @@ export interface BalancingConfig {
   outlierDetection?: OutlierDetectionConfig;
   /** Below this percentage of usable endpoints, a backend is balanced over all of them (Envoy's panic). */
   panicThreshold: number;
+  /** Limits on the destination's concurrent requests and retries; absent: none. Service-wide policy only. */
+  circuitBreaker?: CircuitBreakerConfig;
+}
+
+/** A BackendPolicy's circuitBreaker, with Envoy's defaults (1024, 3) for the fields left out. */
+export interface CircuitBreakerConfig {
+  /** Attempts in flight to the service. */
+  maxRequests: number;
+  /** Retries outstanding to the service. */
+  maxRetries: number;
 }
 
 export interface Endpoint {

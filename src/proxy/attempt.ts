@@ -5,6 +5,7 @@
 // exchange ending with the attempt still open (the client went away). Closing tells
 // the balancer (pending count, round-trip sample) and the destination's outlier
 // detector (a status, or no answer). No closures and one clock read per attempt.
+import type { CircuitBreaker } from './circuit-breaker.js';
 import type { Exchange } from './exchange.js';
 import { outcomeOf } from './outlier-detector.js';
 
@@ -27,6 +28,24 @@ export function startAttempt(ex: Exchange): void {
   const b = ex.backend!;
   ex.attemptBackend = b;
   b.balancer.started(ex.endpoint!);
+  const br = b.breaker;
+  if (br !== undefined) {
+    br.requests++;
+    ex.attemptBreaker = br;
+  }
+}
+
+/**
+ * The exchange ended: closes an attempt still open as abandoned (the client went away,
+ * or the exchange failed around it) and gives back a retry it still held.
+ */
+export function settleAttempts(ex: Exchange): void {
+  if (ex.attemptBackend !== undefined) endAttempt(ex, ABANDONED, ex.upstreamConn?.sentAt ?? 0);
+  const held = ex.heldRetry;
+  if (held !== undefined) {
+    ex.heldRetry = undefined;
+    held.retries--;
+  }
 }
 
 /**
@@ -38,6 +57,17 @@ export function endAttempt(ex: Exchange, status: number, sentAt: number): void {
   const b = ex.attemptBackend;
   if (b === undefined) return;
   ex.attemptBackend = undefined;
+  const br = ex.attemptBreaker;
+  if (br !== undefined) {
+    ex.attemptBreaker = undefined;
+    br.requests--;
+  }
+  // The attempt a retry was held for is over: the retry is no longer outstanding.
+  const held = ex.heldRetry;
+  if (held !== undefined) {
+    ex.heldRetry = undefined;
+    held.retries--;
+  }
   const e = ex.endpoint!;
   const rtt = sentAt > 0 ? performance.now() - sentAt : 0;
   if (status === ABANDONED) {

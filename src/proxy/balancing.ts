@@ -13,6 +13,7 @@ import { PeakEwmaBalancer } from './balancer/peak-ewma.js';
 import { RandomBalancer } from './balancer/random.js';
 import { RingHashBalancer } from './balancer/ring-hash.js';
 import { RoundRobinBalancer } from './balancer/round-robin.js';
+import { CircuitBreaker } from './circuit-breaker.js';
 import { OutlierDetector, type EjectionReason } from './outlier-detector.js';
 import type { CompiledBackend } from './router.js';
 
@@ -43,6 +44,7 @@ interface KeptBackend {
 }
 
 interface ServiceState {
+  breaker: CircuitBreaker | undefined;
   detector: OutlierDetector | undefined;
   detectorKey: string;
   backends: Map<string, KeptBackend>;
@@ -63,7 +65,7 @@ export class BalancingState {
   backendsFor(snap: UpstreamSnapshot): Map<string, CompiledBackend> {
     const service = snap.service;
     let state = this.#services.get(service);
-    if (state === undefined) this.#services.set(service, (state = { detector: undefined, detectorKey: '', backends: new Map() }));
+    if (state === undefined) this.#services.set(service, (state = { breaker: undefined, detector: undefined, detectorKey: '', backends: new Map() }));
     const svc = snap.balancing ?? DEFAULT_BALANCING;
     const outlier = svc.outlierDetection;
     const detectorKey = outlier === undefined ? '' : JSON.stringify(outlier);
@@ -75,6 +77,11 @@ export class BalancingState {
       state.backends.clear();
     }
     const detector = state.detector;
+    // The breaker's counts survive a change of its limits: requests in flight still end on it.
+    if (svc.circuitBreaker === undefined) state.breaker = undefined;
+    else if (state.breaker === undefined) state.breaker = new CircuitBreaker(svc.circuitBreaker);
+    else state.breaker.limits = svc.circuitBreaker;
+    const breaker = state.breaker;
     const ids = new Set<string>();
     const out = new Map<string, CompiledBackend>();
     const kept = new Map<string, KeptBackend>();
@@ -89,7 +96,7 @@ export class BalancingState {
       } else {
         const balancer = makeBalancer(cfg.balancer, b.endpoints, prev?.compiled.balancer);
         balancer.setHealth(detector, cfg.panicThreshold);
-        k = { key, compiled: { name, balancer, outliers: detector, hashOn: hashOnOf(cfg), failover: undefined } };
+        k = { key, compiled: { name, balancer, outliers: detector, hashOn: hashOnOf(cfg), failover: undefined, breaker: undefined } };
       }
       kept.set(name, k);
       out.set(name, k.compiled);
@@ -99,6 +106,7 @@ export class BalancingState {
     for (const [name, b] of out) {
       const to = snap.backends[name]!.failover;
       b.failover = to === undefined || to === name ? undefined : out.get(to);
+      b.breaker = breaker;
     }
     detector?.setEndpoints([...ids]);
     return out;
@@ -107,6 +115,16 @@ export class BalancingState {
   /** Forgets the services no longer in the snapshot. */
   retainOnly(services: ReadonlySet<string>): void {
     for (const s of this.#services.keys()) if (!services.has(s)) this.#services.delete(s);
+  }
+
+  /** The circuit breakers, per service, for metrics, the admin server and `trellis status`. */
+  breakers(): BreakerView[] {
+    const out: BreakerView[] = [];
+    for (const [service, { breaker: b }] of this.#services) {
+      if (b === undefined) continue;
+      out.push({ service, open: b.open, requests: b.requests, retries: b.retries, ...b.limits, requestOverflows: b.requestOverflows, retryOverflows: b.retryOverflows });
+    }
+    return out;
   }
 
   /** Every endpoint of every backend with its load and health, for metrics, the admin server and `trellis status`. */
@@ -155,4 +173,17 @@ export type HashOn = { readonly header: string } | { readonly cookie: string } |
 
 function hashOnOf(cfg: BalancingConfig): HashOn | undefined {
   return cfg.balancer === 'RingHash' || cfg.balancer === 'Maglev' ? cfg.hashOn : undefined;
+}
+
+/** One destination's circuit breaker, as the admin server shows it. */
+export interface BreakerView {
+  readonly service: string;
+  /** A limit is reached now: new requests (or retries) overflow. */
+  readonly open: boolean;
+  readonly requests: number;
+  readonly retries: number;
+  readonly maxRequests: number;
+  readonly maxRetries: number;
+  readonly requestOverflows: number;
+  readonly retryOverflows: number;
 }

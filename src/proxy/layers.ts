@@ -142,6 +142,8 @@ export const balance: Layer = (next) => {
     let b = ex.backend!;
     // A version with no endpoint left to take the request (ejected, refusing, tried) fails over to the whole service.
     if (b.failover !== undefined && b.balancer.exhausted(ex.tried) && !b.failover.balancer.exhausted(ex.tried)) ex.backend = b = b.failover;
+    const br = b.breaker;
+    if (br !== undefined && !br.admitRequest()) return ex.fail('TRELLIS_E_OVERFLOW', { service: ex.service, limit: 'maxRequests', max: br.limits.maxRequests });
     const picked = b.balancer.pick(ex.tried, b.hashOn === undefined ? undefined : hashKey(ex, b.hashOn));
     if (picked.type === 'fail') {
       // After failed connects, the connect failure is the cause worth reporting.

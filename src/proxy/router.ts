@@ -9,6 +9,7 @@ import { headerValue, type RequestHead } from './http1-parser.js';
 import type { Balancer } from './balancer/balancer.js';
 import type { OutlierDetector } from './outlier-detector.js';
 import type { HashOn } from './balancing.js';
+import type { CircuitBreaker } from './circuit-breaker.js';
 import { RoundRobinBalancer } from './balancer/round-robin.js';
 import { compileFilters, type CompiledFilters } from './filters/index.js';
 
@@ -30,6 +31,8 @@ export interface CompiledBackend {
    * (`<service>-<version>`), the whole service; set anew with every snapshot.
    */
   failover: CompiledBackend | undefined;
+  /** The destination's circuit breaker (one per upstream service); undefined: no limits. Set anew with every snapshot. */
+  breaker: CircuitBreaker | undefined;
 }
 
 interface QueryMatcher {
@@ -152,7 +155,7 @@ function compileRoute(entry: RouteEntry, serviceFault: FaultConfig | undefined):
  */
 export function compileUpstream(
   snap: UpstreamSnapshot,
-  backendsFor: BackendSource = (s) => new Map(Object.entries(s.backends).map(([name, b]) => [name, { name, balancer: new RoundRobinBalancer(b.endpoints), outliers: undefined, hashOn: undefined, failover: undefined }])),
+  backendsFor: BackendSource = (s) => new Map(Object.entries(s.backends).map(([name, b]) => [name, { name, balancer: new RoundRobinBalancer(b.endpoints), outliers: undefined, hashOn: undefined, failover: undefined, breaker: undefined }])),
   budgetFor: BudgetSource = (_, c) => new RetryBudget(c),
 ): CompiledUpstream {
   const routes = snap.routes.length > 0 ? snap.routes.map((r) => compileRoute(r, snap.fault)) : [defaultRoute(snap.service, snap.fault)];

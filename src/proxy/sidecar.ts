@@ -68,6 +68,7 @@ export class Sidecar {
     this.balancing = new BalancingState((service, id, ejected, reason) => {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });
+    this.metrics.watchBalancing(this.balancing);
   }
 
   get snapshot(): Snapshot | null {
@@ -215,13 +216,17 @@ export class Sidecar {
     } else if (path === '/ready') {
       res.statusCode = this.#snapshot ? 200 : 503;
       res.end(this.#snapshot ? 'ready\n' : 'waiting for the first snapshot from the control plane\n');
+    } else if (path === '/balancing') {
+      // Endpoint load and health and circuit breakers, for `trellis status`.
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ id: this.#o.id, endpoints: this.balancing.view(), breakers: this.balancing.breakers() }, null, 2));
     } else if (path === '/config') {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ id: this.#o.id, service: this.#o.service, control: this.#controlState, addresses: this.addresses, snapshot: this.#snapshot }, null, 2));
     } else {
       res.statusCode = 404;
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ code: 'TRELLIS_E_NOT_FOUND', message: `no admin endpoint ${path}; try /metrics, /ready or /config` }));
+      res.end(JSON.stringify({ code: 'TRELLIS_E_NOT_FOUND', message: `no admin endpoint ${path}; try /metrics, /ready, /config or /balancing` }));
     }
   }
 

@@ -56,6 +56,8 @@ describe('BackendPolicy validation', () => {
     assert.match(problemAt(ghost.result, 'spec.targetRefs[0].sectionName', ghost.file).message, /names version "v3", which service "api" does not have \(versions: v1, v2\)/);
     const od = await load('  targetRefs: [{ group: "", kind: Service, name: api, sectionName: v1 }]\n  outlierDetection: { consecutive5xx: 3 }\n');
     assert.match(problemAt(od.result, 'spec.outlierDetection', od.file).message, /per service/);
+    const cb = await load('  targetRefs: [{ group: "", kind: Service, name: api, sectionName: v1 }]\n  circuitBreaker: { maxRequests: 3 }\n');
+    assert.match(problemAt(cb.result, 'spec.circuitBreaker', cb.file).message, /per service/);
   });
 
   it('refuses a route target and a base ejection time over the maximum', async () => {
@@ -84,10 +86,11 @@ describe('BackendPolicy compiled into the snapshot', () => {
   it('fills in Envoy\'s outlier defaults around the fields given, durations in ms', async () => {
     const api = await compile(`${toApi}  loadBalancer: { type: RingHash, hashOn: { header: X-User } }
   outlierDetection: { consecutive5xx: 3, baseEjectionTime: 1s }
+  circuitBreaker: { maxRequests: 100 }
   panicThreshold: 30
 `);
     assert.deepEqual(api.balancing, {
-      policy: 'default/p' + n, balancer: 'RingHash', panicThreshold: 30, hashOn: { header: 'x-user' },
+      policy: 'default/p' + n, balancer: 'RingHash', panicThreshold: 30, hashOn: { header: 'x-user' }, circuitBreaker: { maxRequests: 100, maxRetries: 3 },
       outlierDetection: { ...DEFAULT_OUTLIER_DETECTION, consecutive5xx: 3, baseEjectionTimeMs: 1000 },
     });
     // Each version fails over to the whole service.
