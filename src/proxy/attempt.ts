@@ -69,11 +69,12 @@ export function endAttempt(ex: Exchange, status: number, sentAt: number): void {
     held.retries--;
   }
   const e = ex.endpoint!;
-  const rtt = sentAt > 0 ? performance.now() - sentAt : 0;
+  const now = performance.now();
+  const rtt = sentAt > 0 ? now - sentAt : 0;
   if (status === ABANDONED) {
-    b.balancer.finished(e, rtt, false);
+    b.balancer.finished(e, rtt, false, now);
     return;
   }
-  b.balancer.finished(e, rtt, failedStatus(status));
-  b.outliers?.report(e.id, outcomeOf(status));
+  b.balancer.finished(e, rtt, failedStatus(status), now);
+  b.outliers?.report(e.id, outcomeOf(status), now);
 }

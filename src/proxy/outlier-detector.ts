@@ -117,10 +117,10 @@ export class OutlierDetector {
   }
 
   /** Counts one finished exchange with endpoint `id`. */
-  report(id: string, outcome: Outcome): void {
+  report(id: string, outcome: Outcome, now: number = this.#now()): void {
     const h = this.#hosts.get(id);
     if (h === undefined) return;
-    this.#maybeInterval();
+    this.#maybeInterval(now);
     h.requests++;
     if (outcome === 'success') {
       h.successes++;
@@ -131,7 +131,7 @@ export class OutlierDetector {
     h.consecutive5xx++;
     if (outcome === 'gateway-error') h.consecutiveGateway++;
     else h.consecutiveGateway = 0;
-    if (this.#isEjected(h, this.#now())) return;
+    if (this.#isEjected(h, now)) return;
     if (h.consecutive5xx >= this.config.consecutive5xx) this.#eject(id, h, 'consecutive-5xx');
     else if (h.consecutiveGateway >= this.config.consecutiveGatewayFailure) this.#eject(id, h, 'consecutive-gateway-failure');
   }
@@ -158,8 +158,7 @@ export class OutlierDetector {
   }
 
   /** Runs the interval's work if an interval has passed: returns, decays, success rate. */
-  #maybeInterval(): void {
-    const now = this.#now();
+  #maybeInterval(now: number = this.#now()): void {
     if (now - this.#lastInterval < this.config.intervalMs) return;
     this.#lastInterval = now;
     this.#interval(now);

@@ -24,8 +24,11 @@ export interface Balancer {
   pick(exclude?: ReadonlySet<string>, hashKey?: string): PickResult;
   /** A request was sent to `endpoint`: it is pending until `finished`. */
   started(endpoint: Endpoint): void;
-  /** The request ended after `rttMs`; `failed` for a 5xx, a 429 or no answer. */
-  finished(endpoint: Endpoint, rttMs: number, failed: boolean): void;
+  /**
+   * The request ended after `rttMs`; `failed` for a 5xx, a 429 or no answer. `now` is
+   * the caller's performance.now() when it has one (one clock read per attempt).
+   */
+  finished(endpoint: Endpoint, rttMs: number, failed: boolean, now?: number): void;
   /** Connecting to an endpoint failed, so it is avoided for a short while. */
   connectFailed(endpoint: Endpoint, now: number): void;
   /**
@@ -81,7 +84,7 @@ export abstract class BaseBalancer implements Balancer {
 
   started(_endpoint: Endpoint): void {}
 
-  finished(_endpoint: Endpoint, _rttMs: number, _failed: boolean): void {}
+  finished(_endpoint: Endpoint, _rttMs: number, _failed: boolean, _now?: number): void {}
 
   connectFailed(endpoint: Endpoint, now: number): void {
     this.#downUntil.set(endpointKey(endpoint), now + CONNECT_FAILURE_BACKOFF_MS);

@@ -55,15 +55,20 @@ export class PeakEwmaBalancer extends BaseBalancer {
     }
   }
 
+  // The current pick's inputs, read by the two callbacks made once below: a pick on the
+  // hot path allocates no closures.
+  #pickExclude: ReadonlySet<string> | undefined;
+  #pickDown = 0;
+  #pickNow = 0;
+  readonly #isUsable = (x: Endpoint): boolean => this.usable(x, this.#pickExclude, this.#pickDown);
+  readonly #cheaper = (a: Endpoint, b: Endpoint): Endpoint => (this.cost(b, this.#pickNow) < this.cost(a, this.#pickNow) ? b : a);
+
   pick(exclude?: ReadonlySet<string>): PickResult {
-    const down = this.downClock();
-    const now = this.#now();
-    const e = pickTwo(
-      this,
-      (x) => this.usable(x, exclude, down),
-      (a, b) => (this.cost(b, now) < this.cost(a, now) ? b : a),
-      this.#random,
-    );
+    this.#pickDown = this.downClock();
+    this.#pickNow = this.#now();
+    this.#pickExclude = exclude;
+    const e = pickTwo(this, this.#isUsable, this.#cheaper, this.#random);
+    this.#pickExclude = undefined;
     return e ? { type: 'pick', endpoint: e } : this.fallback(exclude);
   }
 
@@ -82,10 +87,9 @@ export class PeakEwmaBalancer extends BaseBalancer {
     this.pending.inc(e);
   }
 
-  override finished(e: Endpoint, rttMs: number, failed: boolean): void {
+  override finished(e: Endpoint, rttMs: number, failed: boolean, now: number = this.#now()): void {
     this.pending.dec(e);
     const sample = failed ? Math.max(rttMs, FAILURE_PENALTY_MS) : rttMs;
-    const now = this.#now();
     const est = this.#estimates.get(e.id);
     if (est !== undefined) update(est, Math.max(0, sample), now); // an endpoint no longer ours is ignored
   }
