@@ -61,11 +61,15 @@ export class PeakEwmaBalancer extends BaseBalancer {
   #pickDown = 0;
   #pickNow = 0;
   readonly #isUsable = (x: Endpoint): boolean => this.usable(x, this.#pickExclude, this.#pickDown);
-  readonly #cheaper = (a: Endpoint, b: Endpoint): Endpoint => (this.cost(b, this.#pickNow) < this.cost(a, this.#pickNow) ? b : a);
+  readonly #cheaper = (a: Endpoint, b: Endpoint): Endpoint => {
+    // The clock is read only when there is a choice to make (not for a single endpoint).
+    const now = this.#pickNow || (this.#pickNow = this.#now());
+    return this.cost(b, now) < this.cost(a, now) ? b : a;
+  };
 
   pick(exclude?: ReadonlySet<string>): PickResult {
     this.#pickDown = this.downClock();
-    this.#pickNow = this.#now();
+    this.#pickNow = 0;
     this.#pickExclude = exclude;
     const e = pickTwo(this, this.#isUsable, this.#cheaper, this.#random);
     this.#pickExclude = undefined;
