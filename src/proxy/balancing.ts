@@ -14,6 +14,7 @@ import { RandomBalancer } from './balancer/random.js';
 import { RingHashBalancer } from './balancer/ring-hash.js';
 import { RoundRobinBalancer } from './balancer/round-robin.js';
 import { CircuitBreaker } from './circuit-breaker.js';
+import { WaitQueue } from './wait-queue.js';
 import { OutlierDetector, type EjectionReason } from './outlier-detector.js';
 import type { CompiledBackend } from './router.js';
 
@@ -45,6 +46,8 @@ interface KeptBackend {
 
 interface ServiceState {
   breaker: CircuitBreaker | undefined;
+  /** Per backend name: requests waiting for the backend to have an endpoint. */
+  readonly queues: Map<string, WaitQueue>;
   detector: OutlierDetector | undefined;
   detectorKey: string;
   backends: Map<string, KeptBackend>;
@@ -65,7 +68,7 @@ export class BalancingState {
   backendsFor(snap: UpstreamSnapshot): Map<string, CompiledBackend> {
     const service = snap.service;
     let state = this.#services.get(service);
-    if (state === undefined) this.#services.set(service, (state = { breaker: undefined, detector: undefined, detectorKey: '', backends: new Map() }));
+    if (state === undefined) this.#services.set(service, (state = { breaker: undefined, queues: new Map(), detector: undefined, detectorKey: '', backends: new Map() }));
     const svc = snap.balancing ?? DEFAULT_BALANCING;
     const outlier = svc.outlierDetection;
     const detectorKey = outlier === undefined ? '' : JSON.stringify(outlier);
@@ -96,7 +99,7 @@ export class BalancingState {
       } else {
         const balancer = makeBalancer(cfg.balancer, b.endpoints, prev?.compiled.balancer);
         balancer.setHealth(detector, cfg.panicThreshold);
-        k = { key, compiled: { name, balancer, outliers: detector, hashOn: hashOnOf(cfg), failover: undefined, breaker: undefined } };
+        k = { key, compiled: { name, balancer, outliers: detector, hashOn: hashOnOf(cfg), failover: undefined, breaker: undefined, queue: undefined } };
       }
       kept.set(name, k);
       out.set(name, k.compiled);
@@ -107,6 +110,9 @@ export class BalancingState {
       const to = snap.backends[name]!.failover;
       b.failover = to === undefined || to === name ? undefined : out.get(to);
       b.breaker = breaker;
+      let q = state.queues.get(name);
+      if (q === undefined) state.queues.set(name, (q = new WaitQueue()));
+      b.queue = q;
     }
     detector?.setEndpoints([...ids]);
     return out;
@@ -115,6 +121,18 @@ export class BalancingState {
   /** Forgets the services no longer in the snapshot. */
   retainOnly(services: ReadonlySet<string>): void {
     for (const s of this.#services.keys()) if (!services.has(s)) this.#services.delete(s);
+  }
+
+  /** Requests waiting for backend `backend` of `service` to have an endpoint. */
+  queueSize(service: string, backend: string): number {
+    return this.#services.get(service)?.queues.get(backend)?.size ?? 0;
+  }
+
+  /** After a snapshot is in force: requests waiting for an endpoint try again where one appeared. */
+  drainQueues(): void {
+    for (const state of this.#services.values()) {
+      for (const [name, q] of state.queues) q.drain(state.backends.get(name)?.compiled);
+    }
   }
 
   /** The circuit breakers, per service, for metrics, the admin server and `trellis status`. */

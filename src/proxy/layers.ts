@@ -148,6 +148,8 @@ export const balance: Layer = (next) => {
     if (picked.type === 'fail') {
       // After failed connects, the connect failure is the cause worth reporting.
       if (ex.connectError) return ex.fail('TRELLIS_E_CONNECT', { address: `${ex.endpoint!.host}:${ex.endpoint!.port}`, reason: ex.connectError });
+      // A backend with no endpoint at all: wait (boundedly) for a snapshot that brings one.
+      if (b.balancer.endpoints.length === 0 && b.queue !== undefined && b.queue.add(ex, dispatch)) return;
       return ex.fail(picked.code, { backend: b.name });
     }
     ex.endpoint = picked.endpoint;

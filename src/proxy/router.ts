@@ -10,6 +10,7 @@ import type { Balancer } from './balancer/balancer.js';
 import type { OutlierDetector } from './outlier-detector.js';
 import type { HashOn } from './balancing.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
+import type { WaitQueue } from './wait-queue.js';
 import { RoundRobinBalancer } from './balancer/round-robin.js';
 import { compileFilters, type CompiledFilters } from './filters/index.js';
 
@@ -33,6 +34,8 @@ export interface CompiledBackend {
   failover: CompiledBackend | undefined;
   /** The destination's circuit breaker (one per upstream service); undefined: no limits. Set anew with every snapshot. */
   breaker: CircuitBreaker | undefined;
+  /** Where requests wait while the backend has no endpoint at all (wait-queue.ts); kept per backend name. */
+  queue: WaitQueue | undefined;
 }
 
 interface QueryMatcher {
@@ -155,7 +158,7 @@ function compileRoute(entry: RouteEntry, serviceFault: FaultConfig | undefined):
  */
 export function compileUpstream(
   snap: UpstreamSnapshot,
-  backendsFor: BackendSource = (s) => new Map(Object.entries(s.backends).map(([name, b]) => [name, { name, balancer: new RoundRobinBalancer(b.endpoints), outliers: undefined, hashOn: undefined, failover: undefined, breaker: undefined }])),
+  backendsFor: BackendSource = (s) => new Map(Object.entries(s.backends).map(([name, b]) => [name, { name, balancer: new RoundRobinBalancer(b.endpoints), outliers: undefined, hashOn: undefined, failover: undefined, breaker: undefined, queue: undefined }])),
   budgetFor: BudgetSource = (_, c) => new RetryBudget(c),
 ): CompiledUpstream {
   const routes = snap.routes.length > 0 ? snap.routes.map((r) => compileRoute(r, snap.fault)) : [defaultRoute(snap.service, snap.fault)];

@@ -179,6 +179,7 @@ export class Sidecar {
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
     for (const service of budgets.keys()) if (compiled.get(service)?.budget === undefined) budgets.delete(service);
     this.balancing.retainOnly(new Set([...compiled.values()].map((u) => u.service)));
+    this.balancing.drainQueues();
     this.metrics.configVersion.set(s.version);
     const waiting = this.#waiting;
     this.#waiting = [];

@@ -1,7 +1,7 @@
 // The balancer contract: given the endpoints of one backend, pick one for a request.
 // The answer is a tagged union (as grpc-js's PickResultType) so callers handle every
-// outcome: a pick, or a failure with the code to answer with. (A later change adds
-// `queue` for a bounded wait when no endpoint is available.)
+// outcome: a pick, or a failure with the code to answer with. (The bounded wait when a
+// backend has no endpoint at all is the balance layer's, wait-queue.ts, not a PickResult.)
 //
 // Every balancer also hears how its picks went: `started` when a request goes to an
 // endpoint, `finished` with its round-trip time and whether it failed, and
