@@ -112,6 +112,16 @@ export function checkPolicies(mesh: MeshResource, routes: readonly RouteSource[]
       if (hash !== undefined && lb?.type !== 'RingHash' && lb?.type !== 'Maglev') {
         at(['spec', 'loadBalancer', 'hashOn'], `is used by RingHash and Maglev only; type is ${lb?.type ?? 'PeakEWMA'}`);
       }
+      const to = resource.spec.failover?.version;
+      if (to !== undefined) {
+        for (const ref of resource.spec.targetRefs) {
+          if (ref.kind !== 'Service' || ref.group !== '') continue;
+          const versions = (mesh.spec.services.find((s) => s.name === ref.name)?.versions ?? []).map((v) => v.name);
+          if (versions.length > 0 && !versions.includes(to)) {
+            at(['spec', 'failover', 'version'], `names version "${to}", which service "${ref.name}" does not have (versions: ${versions.join(', ')})${didYouMean(to, versions)}`);
+          }
+        }
+      }
       const o = resource.spec.outlierDetection;
       if (o?.baseEjectionTime !== undefined && o.maxEjectionTime !== undefined && parseGatewayDurationMs(o.baseEjectionTime) > parseGatewayDurationMs(o.maxEjectionTime)) {
         at(['spec', 'outlierDetection', 'baseEjectionTime'], `is ${o.baseEjectionTime}, longer than maxEjectionTime (${o.maxEjectionTime})`);

@@ -730,6 +730,17 @@ export const BackendPolicySchema = Type.Object(
             strict,
           ),
         ),
+        // Where a version's requests go when none of its endpoints can take them: the
+        // service's other versions (default), one named version, or nowhere (enabled: false).
+        failover: Type.Optional(
+          Type.Object(
+            {
+              enabled: Type.Optional(Type.Boolean({ default: true })),
+              version: Type.Optional(Type.String({ pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 63, description: 'a version name of the service' })),
+            },
+            strict,
+          ),
+        ),
         // Envoy's healthy_panic_threshold: below this share of usable endpoints, balance over all of them.
         panicThreshold: Type.Optional(percent()),
       },

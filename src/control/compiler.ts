@@ -4,7 +4,7 @@
 import type { BackendSnapshot, Endpoint, HostPort, ProxyInfo, RouteFilter, Snapshot, UpstreamSnapshot } from './protocol.js';
 import type { ControlConfig, ServiceConfig } from './mesh-config.js';
 import type { HealthStatus } from './model.js';
-import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing } from './resilience.js';
+import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
 import { compileRoutes } from './routes.js';
 
 /** What the compiler needs to know about an instance. */
@@ -86,7 +86,9 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
     if (name in backends) continue;
     const balancing = versionBalancing(service.name, v, config.policies);
     // A version whose every instance is ejected or refusing fails over to the service's other versions.
-    const b: BackendSnapshot = { name, endpoints: endpointsOf(instances, service.name, v), failover: service.name };
+    const b: BackendSnapshot = { name, endpoints: endpointsOf(instances, service.name, v) };
+    const failover = versionFailover(service.name, v, config.policies);
+    if (failover !== undefined) b.failover = failover;
     if (balancing) b.balancing = balancing;
     add(b);
   }

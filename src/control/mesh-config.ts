@@ -172,6 +172,7 @@ export type PolicyConfig = {
         readonly outlierDetection?: { readonly enabled?: boolean } & { readonly [K in OutlierCountField]?: number } & { readonly [K in OutlierDurationField]?: string };
         readonly panicThreshold?: number;
         readonly circuitBreaker?: { readonly maxRequests?: number; readonly maxRetries?: number };
+        readonly failover?: { readonly enabled?: boolean; readonly version?: string };
       };
     }
   | {

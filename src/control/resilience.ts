@@ -168,3 +168,18 @@ export function versionBalancing(service: string, version: string, policies: Pol
   // Outlier detection is per service (one detector sees every version): a version's policy balances only.
   return p === undefined ? undefined : compileBalancing(p, false);
 }
+
+/**
+ * The backend a version's requests fail over to when none of its endpoints can take
+ * them: a BackendPolicy's `failover` on the version (or else on the Service) decides;
+ * by default the whole service (its other versions). Undefined: no failover.
+ */
+export function versionFailover(service: string, version: string, policies: Policies): string | undefined {
+  const onVersion = (policies ?? []).map((x) => x.resource).find(
+    (x) => x.kind === 'BackendPolicy' && x.spec.failover !== undefined && x.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service && r.sectionName === version),
+  ) as Extract<PolicyConfig, { kind: 'BackendPolicy' }> | undefined;
+  const f = onVersion?.spec.failover ?? servicePolicy(policies, 'BackendPolicy', service)?.spec.failover;
+  if (f?.enabled === false) return undefined;
+  if (f?.version !== undefined && f.version !== version) return `${service}-${f.version}`;
+  return service;
+}

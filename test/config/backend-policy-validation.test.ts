@@ -69,6 +69,13 @@ describe('BackendPolicy validation', () => {
   });
 });
 
+describe('BackendPolicy failover', () => {
+  it('refuses a failover version the service does not have', async () => {
+    const { file, result } = await load(`${toApi}  failover: { version: v9 }\n`);
+    assert.match(problemAt(result, 'spec.failover.version', file).message, /names version "v9", which service "api" does not have \(versions: v1, v2\)/);
+  });
+});
+
 describe('BackendPolicy compiled into the snapshot', () => {
   const compile = async (spec: string) => {
     const { result } = await load(spec);
@@ -111,5 +118,21 @@ spec:
     assert.deepEqual(api.balancing, { policy: `default/p${n}`, balancer: 'PeakEWMA', panicThreshold: 50 });
     assert.deepEqual(api.backends['api-v2']!.balancing, { policy: 'default/v2-only', balancer: 'RoundRobin', panicThreshold: 50 });
     assert.equal(api.backends['api-v1']!.balancing, undefined);
+  });
+
+  it('fails a version over to the version its policy names, or nowhere when turned off', async () => {
+    const api = await compile(`  targetRefs: [{ group: "", kind: Service, name: api, sectionName: v1 }]
+  failover: { version: v2 }
+---
+apiVersion: trellis.dev/v1alpha1
+kind: BackendPolicy
+metadata:
+  name: no-failover
+spec:
+  targetRefs: [{ group: "", kind: Service, name: api }]
+  failover: { enabled: false }
+`);
+    assert.equal(api.backends['api-v1']!.failover, 'api-v2');
+    assert.equal(api.backends['api-v2']!.failover, undefined);
   });
 });
