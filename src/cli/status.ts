@@ -130,13 +130,16 @@ export function renderBalancing(reports: readonly (BalancingReport | { id: strin
       ejected.push([r.id, e.service, e.id, e.address, `${e.reason ?? '?'}, back in ${Math.ceil(e.ejectedForMs / 1000)}s`, String(e.ejections)]);
     }
     for (const b of r.breakers) {
-      if (!b.open && b.requestOverflows === 0 && b.retryOverflows === 0) continue;
-      breakers.push([r.id, b.service, b.open ? 'open' : 'closed', `${b.requests}/${b.maxRequests}`, `${b.retries}/${b.maxRetries}`, `${b.requestOverflows}/${b.retryOverflows}`]);
+      if (!b.open && b.requestOverflows === 0 && b.retryOverflows === 0 && b.pendingOverflows === 0) continue;
+      breakers.push([
+        r.id, b.service, b.open ? 'open' : 'closed', `${b.connections}/${b.maxConnections}`, `${b.pending}/${b.maxPendingRequests}`,
+        `${b.requests}/${b.maxRequests}`, `${b.retries}/${b.maxRetries}`, `${b.pendingOverflows}/${b.requestOverflows}/${b.retryOverflows}`,
+      ]);
     }
   }
   let out = '';
   if (ejected.length > 0) out += `\nEjected endpoints (outlier detection, as each calling proxy sees them):\n${table(['PROXY', 'DESTINATION', 'ENDPOINT', 'ADDRESS', 'WHY', 'EJECTIONS'], ejected)}\n`;
-  if (breakers.length > 0) out += `\nCircuit breakers that are open or refused requests:\n${table(['PROXY', 'DESTINATION', 'STATE', 'REQUESTS', 'RETRIES', 'OVERFLOWS (requests/retries)'], breakers)}\n`;
+  if (breakers.length > 0) out += `\nCircuit breakers that are open or refused requests:\n${table(['PROXY', 'DESTINATION', 'STATE', 'CONNECTIONS', 'PENDING', 'REQUESTS', 'RETRIES', 'OVERFLOWS (pending/requests/retries)'], breakers)}\n`;
   if (unreachable.length > 0) out += `\nNo balancing state from: ${unreachable.join(', ')}\n`;
   return out;
 }

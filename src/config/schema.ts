@@ -724,6 +724,8 @@ export const BackendPolicySchema = Type.Object(
         circuitBreaker: Type.Optional(
           Type.Object(
             {
+              maxConnections: Type.Optional(count('a number of connections open to the service; default 1024')),
+              maxPendingRequests: Type.Optional(count('a number of requests waiting for a connection; default 1024')),
               maxRequests: Type.Optional(count('a number of requests in flight to the service; default 1024')),
               maxRetries: Type.Optional(count('a number of retries outstanding to the service; default 3')),
             },

@@ -171,7 +171,7 @@ export type PolicyConfig = {
         };
         readonly outlierDetection?: { readonly enabled?: boolean } & { readonly [K in OutlierCountField]?: number } & { readonly [K in OutlierDurationField]?: string };
         readonly panicThreshold?: number;
-        readonly circuitBreaker?: { readonly maxRequests?: number; readonly maxRetries?: number };
+        readonly circuitBreaker?: { readonly maxConnections?: number; readonly maxPendingRequests?: number; readonly maxRequests?: number; readonly maxRetries?: number };
         readonly failover?: { readonly enabled?: boolean; readonly version?: string };
       };
     }

@@ -208,8 +208,12 @@ export interface BalancingConfig {
   circuitBreaker?: CircuitBreakerConfig;
 }
 
-/** A BackendPolicy's circuitBreaker, with Envoy's defaults (1024, 3) for the fields left out. */
+/** A BackendPolicy's circuitBreaker, with Envoy's defaults (1024 and, for retries, 3) for the fields left out. */
 export interface CircuitBreakerConfig {
+  /** Connections open to the service's endpoints. */
+  maxConnections: number;
+  /** Requests waiting for a connection (beyond maxConnections). */
+  maxPendingRequests: number;
   /** Attempts in flight to the service. */
   maxRequests: number;
   /** Retries outstanding to the service. */

@@ -128,7 +128,9 @@ function compileBalancing(p: Extract<PolicyConfig, { kind: 'BackendPolicy' }>, w
   else if (h?.cookie !== undefined) out.hashOn = { cookie: h.cookie };
   else if (h?.source !== undefined) out.hashOn = { source: true };
   const cb = p.spec.circuitBreaker;
-  if (withOutliers && cb !== undefined) out.circuitBreaker = { maxRequests: cb.maxRequests ?? 1024, maxRetries: cb.maxRetries ?? 3 };
+  if (withOutliers && cb !== undefined) out.circuitBreaker = {
+    maxConnections: cb.maxConnections ?? 1024, maxPendingRequests: cb.maxPendingRequests ?? 1024, maxRequests: cb.maxRequests ?? 1024, maxRetries: cb.maxRetries ?? 3,
+  };
   const o = p.spec.outlierDetection;
   if (withOutliers && o?.enabled !== false) {
     const d = DEFAULT_OUTLIER_DETECTION;

@@ -140,7 +140,10 @@ export class BalancingState {
     const out: BreakerView[] = [];
     for (const [service, { breaker: b }] of this.#services) {
       if (b === undefined) continue;
-      out.push({ service, open: b.open, requests: b.requests, retries: b.retries, ...b.limits, requestOverflows: b.requestOverflows, retryOverflows: b.retryOverflows });
+      out.push({
+        service, open: b.open, connections: b.connections, pending: b.waiting.length, requests: b.requests, retries: b.retries, ...b.limits,
+        pendingOverflows: b.pendingOverflows, requestOverflows: b.requestOverflows, retryOverflows: b.retryOverflows,
+      });
     }
     return out;
   }
@@ -198,10 +201,16 @@ export interface BreakerView {
   readonly service: string;
   /** A limit is reached now: new requests (or retries) overflow. */
   readonly open: boolean;
+  readonly connections: number;
+  /** Requests waiting for a connection. */
+  readonly pending: number;
   readonly requests: number;
   readonly retries: number;
+  readonly maxConnections: number;
+  readonly maxPendingRequests: number;
   readonly maxRequests: number;
   readonly maxRetries: number;
+  readonly pendingOverflows: number;
   readonly requestOverflows: number;
   readonly retryOverflows: number;
 }

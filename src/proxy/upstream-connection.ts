@@ -5,6 +5,7 @@ import net from 'node:net';
 import type { ErrorCode } from '../errors.js';
 import { endAttempt, NO_ANSWER } from './attempt.js';
 import { ChunkedFramer } from './chunked.js';
+import type { CircuitBreaker } from './circuit-breaker.js';
 import type { Exchange } from './exchange.js';
 import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead } from './http1-parser.js';
 import { editResponseHead } from './filters/header-modifier.js';
@@ -38,6 +39,8 @@ export class UpstreamConnection {
   /** When the current request was sent (performance.now()), for the response timeout. */
   sentAt = 0;
   idleSince = 0;
+  /** The circuit breaker counting this connection against its destination's maxConnections (pool.ts). */
+  breaker: CircuitBreaker | undefined;
 
   #buf: Buffer | undefined;
   #scanFrom = 0;

@@ -234,8 +234,9 @@ export class ProxyMetrics {
     gauge('trellis_circuit_breaker_open', '1 while a limit of the destination\'s circuit breaker is reached.', ['destination'], (g) => {
       for (const b of state.breakers()) g.labels(b.service).set(b.open ? 1 : 0);
     });
-    counter('trellis_circuit_breaker_overflows_total', 'Requests (limit="maxRequests") refused with 503 overflow, and retries (limit="maxRetries") not made.', ['destination', 'limit'], (c) => {
+    counter('trellis_circuit_breaker_overflows_total', 'Requests refused with 503 overflow (limit="maxRequests" or "maxPendingRequests"), and retries not made (limit="maxRetries").', ['destination', 'limit'], (c) => {
       for (const b of state.breakers()) {
+        c.labels(b.service, 'maxPendingRequests').inc(b.pendingOverflows);
         c.labels(b.service, 'maxRequests').inc(b.requestOverflows);
         c.labels(b.service, 'maxRetries').inc(b.retryOverflows);
       }

@@ -32,7 +32,7 @@ before(async () => {
   });
   outbound = await startOutbound('web', {
     api: svc('api', { balancing: { policy: 't', balancer: 'RoundRobin', panicThreshold: 50, outlierDetection: { ...DEFAULT_OUTLIER_DETECTION, consecutive5xx: 2 } } }),
-    db: svc('db', { balancing: { policy: 't', balancer: 'RoundRobin', panicThreshold: 50, circuitBreaker: { maxRequests: 0, maxRetries: 3 } } }),
+    db: svc('db', { balancing: { policy: 't', balancer: 'RoundRobin', panicThreshold: 50, circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 0, maxRetries: 3 } } }),
   });
 });
 
@@ -57,7 +57,7 @@ test('status shows an ejected endpoint and a breaker that refused requests, read
   assert.match(text, /Ejected endpoints/);
   assert.match(text, /web-out\s+api\s+api-0\s+127\.0\.0\.1:\d+\s+consecutive-5xx, back in \d+s\s+1/);
   assert.match(text, /Circuit breakers/);
-  assert.match(text, /web-out\s+db\s+open\s+0\/0\s+0\/3\s+1\/0/);
+  assert.match(text, /web-out\s+db\s+open\s+0\/1024\s+0\/1024\s+0\/0\s+0\/3\s+0\/1\/0/);
   // A proxy that does not answer is named, not silently skipped.
   const gone = renderBalancing(await fetchBalancing([{ id: 'gone', connected: true, admin: { host: '127.0.0.1', port: await freePort() } } as unknown as ProxyView]));
   assert.match(gone, /No balancing state from: gone/);

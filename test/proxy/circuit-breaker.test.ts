@@ -34,9 +34,18 @@ before(async () => {
       { name: 'default/api', match: {}, backends: [{ backend: 'api', weight: 1 }] },
     ],
     backends: { api: { name: 'api', endpoints } },
-    balancing: { policy: 'test', balancer: 'PeakEWMA', panicThreshold: 50, circuitBreaker: { maxRequests: 3, maxRetries: 2 } },
+    balancing: { policy: 'test', balancer: 'PeakEWMA', panicThreshold: 50, circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 3, maxRetries: 2 } },
   };
-  outbound = await startOutbound('web', { api });
+  // The same app behind its own inbound sidecar (its own address: pooled connections are per
+  // address) as another service, whose breaker allows 2 connections and 1 request waiting for one.
+  const inbound2 = await startInbound('pooled', 'v1', port);
+  sidecars.push(inbound2);
+  const pool: UpstreamSnapshot = {
+    service: 'pooled', protocol: 'http', routes: [],
+    backends: { pooled: { name: 'pooled', endpoints: [{ id: 'pooled-0', host: '127.0.0.1', port: inbound2.addresses.inbound!.port, version: 'v1' }] } },
+    balancing: { policy: 'test', balancer: 'PeakEWMA', panicThreshold: 50, circuitBreaker: { maxConnections: 2, maxPendingRequests: 1, maxRequests: 1024, maxRetries: 3 } },
+  };
+  outbound = await startOutbound('web', { api, pooled: pool });
   sidecars.push(outbound);
 });
 
@@ -46,9 +55,9 @@ after(async () => {
   for (const s of servers) await closeServer(s);
 });
 
-function send(path: string): Promise<{ status: number; token: string | undefined }> {
+function send(path: string, service = 'api'): Promise<{ status: number; token: string | undefined }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: outbound.addresses.upstreams.api!.port, path, agent: false }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port: outbound.addresses.upstreams[service]!.port, path, agent: false }, (res) => {
       res.resume();
       res.on('end', () => resolve({ status: res.statusCode!, token: res.headers['trellis-error'] as string | undefined }));
     });
@@ -87,4 +96,27 @@ test('at maxRetries outstanding, a further retry is not made and the failed answ
   assert.equal(b.requestOverflows, 7, 'no request overflowed');
   assert.equal(arrived - before, 3 + 2, 'three first attempts and two retries');
   assert.equal(b.retries, 0, 'no retry is still held');
+});
+
+test('at maxConnections, one request waits for a connection (maxPendingRequests) and the next overflows', async () => {
+  const before = arrived;
+  const holding = [send('/hold', 'pooled'), send('/hold', 'pooled')];
+  for (let i = 0; i < 200 && held.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(held.length, 2);
+  const breaker = () => outbound.balancing.breakers().find((x) => x.service === 'pooled')!;
+  assert.equal(breaker().connections, 2);
+  const waiting = send('/other', 'pooled');
+  for (let i = 0; i < 200 && breaker().pending < 1; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(breaker().pending, 1);
+  const over = await send('/other', 'pooled');
+  assert.equal(`${over.status} ${over.token}`, '503 overflow');
+  assert.equal(breaker().pendingOverflows, 1);
+  assert.equal(arrived - before, 2, 'neither the waiting nor the refused request reached the app yet');
+  // A held response ends: its connection goes to the waiting request.
+  held.shift()!.end('done');
+  assert.equal((await waiting).status, 200);
+  held.shift()!.end('done');
+  for (const r of await Promise.all(holding)) assert.equal(r.status, 200);
+  assert.equal(breaker().pending, 0);
+  assert.ok(breaker().connections <= 2);
 });
