@@ -1,5 +1,6 @@
 // The bench's results: their shape (also written as JSON), the printed tables, and the
 // targets we report against (reported only: the bench never fails on a target).
+import type { BalancingResult } from './balancing.js';
 import { formatRouteRules, type RouteRulesResult } from './route-rules.js';
 import type { FixedRateResult } from './fixed-rate.js';
 import type { CpuUsage } from './machine.js';
@@ -112,6 +113,8 @@ export interface BenchReport {
   readonly tcp?: readonly TcpResult[];
   /** The route-matching scenario: 50 rules against 1 (bench/route-rules.ts). */
   readonly routeRules?: RouteRulesResult;
+  /** The balancing scenario: round robin against PeakEWMA with one slow instance (bench/balancing.ts). */
+  readonly balancing?: BalancingResult;
   readonly goals: readonly Goal[];
   readonly warnings: readonly string[];
 }

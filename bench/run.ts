@@ -49,6 +49,7 @@ import {
 } from './targets.js';
 import { defaultEchoOptions, runEcho } from './tcp-echo.js';
 import { formatRouteRules, runRouteRules, type RouteRulesResult } from './route-rules.js';
+import { formatBalancing, runBalancing, type BalancingResult } from './balancing.js';
 import { runWrk } from './wrk.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -82,6 +83,13 @@ const USAGE = `usage: node dist/bench/run.js [options]
                           pair whose route has 50 rules (the request matching the last)
                           against 1 rule, as a ratio (uses --duration, --warmup,
                           --connections; the full run uses the extra durations)
+  --only balancing        only the balancing scenario: three instances behind a Trellis
+                          pair, one 50 ms slower, at a fixed rate (--balancing-rate,
+                          --balancing-connections; --duration, --warmup), with the
+                          RoundRobin balancer and with PeakEWMA: p50, p99 and the slow
+                          instance's share (the full run uses the extra durations)
+  --balancing-rate R      requests per second of the balancing scenario (default 500)
+  --balancing-connections N  its keep-alive connections (default 50)
   --route-rounds N        alternating runs per variant in the route-matching scenario,
                           the best of each counts (default 2)
   --targets LIST          comma-separated subset of ${ORDER.join(',')} (default all)
@@ -150,6 +158,8 @@ async function main(): Promise<number> {
       'no-extra': { type: 'boolean', default: false },
       only: { type: 'string' },
       'route-rounds': { type: 'string', default: '2' },
+      'balancing-rate': { type: 'string', default: '500' },
+      'balancing-connections': { type: 'string', default: '50' },
       targets: { type: 'string', default: ORDER.join(',') },
       'no-install': { type: 'boolean', default: false },
       'no-save': { type: 'boolean', default: false },
@@ -228,8 +238,23 @@ async function main(): Promise<number> {
   }
 
   const routeRounds = num('route-rounds', values['route-rounds'], 1, 10);
+  const balancingLoad = { rate: num('balancing-rate', values['balancing-rate'], 1, 100_000), connections: num('balancing-connections', values['balancing-connections'], 1, 1000) };
+  const environment = (): Record<string, unknown> => ({ cores: os.cpus().length, cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown', node: process.version });
+  if (values.only === 'balancing') {
+    try {
+      const balancing = await runBalancing({ procs, repoRoot, dir, ...balancingLoad, durationS: settings.wrk.durationS, warmupS: settings.wrk.warmupS, log });
+      process.stdout.write(`\n${formatBalancing(balancing)}`);
+      if (!values['no-save']) saveResult({ time: new Date().toISOString(), environment: environment(), settings: { durationS: settings.wrk.durationS, warmupS: settings.wrk.warmupS, ...balancingLoad }, balancing });
+    } catch (e) {
+      log(`failed: ${(e as Error).message}`);
+      await cleanup();
+      return 1;
+    }
+    await cleanup();
+    return 0;
+  }
   if (values.only !== undefined) {
-    if (values.only !== 'route-rules') throw new Error(`--only: unknown scenario "${values.only}" (known: route-rules)`);
+    if (values.only !== 'route-rules') throw new Error(`--only: unknown scenario "${values.only}" (known: route-rules, balancing)`);
     try {
       const upstream = await startUpstream(procs, bins, dir);
       const routeRules = await runRouteRules({
@@ -256,6 +281,7 @@ async function main(): Promise<number> {
   const results: TargetResult[] = [];
   const tcpResults: TcpResult[] = [];
   let routeRules: RouteRulesResult | undefined;
+  let balancing: BalancingResult | undefined;
   try {
     log(`upstream: nginx on loopback, ${settings.bodyBytes}-byte body`);
     const upstream = await startUpstream(procs, bins, dir);
@@ -386,6 +412,11 @@ async function main(): Promise<number> {
       } catch (e) {
         log(`route rules: unavailable: ${(e as Error).message}`);
       }
+      try {
+        balancing = await runBalancing({ procs, repoRoot, dir, ...balancingLoad, durationS: settings.extra.durationS, warmupS: settings.extra.warmupS, log });
+      } catch (e) {
+        log(`balancing: unavailable: ${(e as Error).message}`);
+      }
     }
     await upstream.stop();
 
@@ -473,10 +504,12 @@ async function main(): Promise<number> {
     results,
     ...(settings.tcp ? { tcp: tcpResults } : {}),
     ...(routeRules ? { routeRules } : {}),
+    ...(balancing ? { balancing } : {}),
     goals,
     warnings,
   };
   process.stdout.write(`\n${formatReport(report)}`);
+  if (balancing) process.stdout.write(`\n${formatBalancing(balancing)}`);
   if (!values['no-save']) saveResult(report);
   return 0;
 }

@@ -512,6 +512,28 @@ export async function startEchoServer(procs: Processes, repoRoot: string, dir: s
   return { name: 'echo', url: `tcp://127.0.0.1:${port}`, port, stop: () => procs.stop(m) };
 }
 
+/**
+ * An HTTP upstream that answers after `delayMs` (`dist/bench/slow-server.js`, its own
+ * Node process), for the balancing scenario. `count()` asks it how many requests it answered.
+ */
+export async function startSlowServer(procs: Processes, repoRoot: string, dir: string, name: string, delayMs: number): Promise<Target & { port: number; count(): Promise<number> }> {
+  const script = path.join(repoRoot, 'dist', 'bench', 'slow-server.js');
+  if (!existsSync(script)) throw new Error(`the slow server is not built (${script} missing)`);
+  const port = await freePort();
+  const m = procs.start(name, process.execPath, [script, '--port', String(port), '--delay-ms', String(delayMs)], dir);
+  const url = `http://127.0.0.1:${port}/`;
+  try {
+    await waitFor200(url, [m], 10_000);
+  } catch (e) {
+    await procs.stop(m);
+    throw e;
+  }
+  return {
+    name, url, port, stop: () => procs.stop(m),
+    count: async () => Number(await (await fetch(`${url}__count`)).text()),
+  };
+}
+
 // ---------------------------------------------------------------------------
 // Trellis
 
@@ -532,8 +554,12 @@ export async function startTrellisPair(
   dir: string,
   upstreamPort: number,
   protocol: 'http' | 'tcp' = 'http',
-  /** A named variant with more config (routes) appended to the mesh file, in its own folder. */
-  variant?: { readonly name: string; readonly yaml: string },
+  /**
+   * A named variant with more config (routes, policies) appended to the mesh file, in its
+   * own folder, and optionally more instances of `upstream` (an inbound sidecar each, in
+   * front of its own app port).
+   */
+  variant?: { readonly name: string; readonly yaml: string; readonly moreInstances?: readonly number[] },
 ): Promise<Target> {
   const trellis = path.join(repoRoot, 'bin', 'trellis.js');
   if (!existsSync(path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'))) {
@@ -585,6 +611,13 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
         tdir,
       ),
     );
+    for (const [i, appPort] of (variant?.moreInstances ?? []).entries()) {
+      const id = `upstream-${i + 1}`;
+      started.push(procs.start(`trellis proxy (inbound, ${id})`, node, [
+        ...PROXY_NODE_FLAGS, trellis, 'proxy', '--service', 'upstream', '--id', id, '--app', `127.0.0.1:${appPort}`,
+        '--inbound', `127.0.0.1:${await freePort()}`, '--admin', '127.0.0.1:0', '--control', control, '--access-log', 'off',
+      ], tdir));
+    }
     started.push(
       procs.start(
         'trellis proxy (outbound, bench-client-0)',
@@ -611,7 +644,7 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
   return {
     name: 'trellis',
     url,
-    processes: [{ role: 'outbound', managed: started[2]! }, { role: 'inbound', managed: started[1]! }],
+    processes: [{ role: 'outbound', managed: started[started.length - 1]! }, { role: 'inbound', managed: started[1]! }],
     stop: async () => void (await Promise.all(started.map((m) => procs.stop(m)))),
   };
 }

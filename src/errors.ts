@@ -27,6 +27,7 @@ export const ERRORS = {
   TRELLIS_E_APP_UNAVAILABLE: { token: 'app-unavailable', status: 503, message: 'the local application at {address} refused the connection: {reason}' },
   TRELLIS_E_TIMEOUT: { token: 'timeout', status: 504, message: 'no response from {address} within {ms} ms' },
   TRELLIS_E_REQUEST_TIMEOUT: { token: 'request-timeout', status: 504, message: 'route {route} was not answered within its request timeout of {ms} ms (timeouts.request, retries included)' },
+  TRELLIS_E_OVERFLOW: { token: 'overflow', status: 503, message: 'the circuit breaker of {service} is open: {limit} ({max}) reached; the request was not sent (BackendPolicy circuitBreaker)' },
   TRELLIS_E_FAULT_ABORT: { token: 'fault-abort', status: 503, message: 'aborted by the FaultInjection policy {policy} (the status is the one the policy names)' },
   // configuration
   TRELLIS_E_CONFIG_INVALID: { token: 'config-invalid', status: 400, message: '{file}: {details}' },

@@ -1,12 +1,14 @@
 // `trellis status`: one table of a running mesh, read from the control plane's admin API.
 import { TrellisError } from '../errors.js';
 import type { ConfigView, ProxyView, ServiceView } from '../control/admin-api.js';
+import type { BreakerView, EndpointView } from '../proxy/balancing.js';
 import { parseFlags } from './args.js';
 
 export const help = `Usage: trellis status [--control URL] [--json]
 
 Shows every service of a running mesh: its versions and instances, where each listens,
-its health, and which config version its proxy has accepted.
+its health, and which config version its proxy has accepted; then the endpoints some
+proxy's outlier detection has ejected and the circuit breakers that are open.
 
 Options:
   --control URL   the control plane's admin URL (default: http://127.0.0.1:15000)
@@ -87,6 +89,61 @@ export function renderStatus(services: ServiceView[], proxies: ProxyView[], conf
   return `${out}\n`;
 }
 
+/** What one proxy's admin server says at /balancing. */
+export interface BalancingReport {
+  readonly id: string;
+  readonly endpoints: readonly EndpointView[];
+  readonly breakers: readonly BreakerView[];
+}
+
+/** Each proxy's /balancing; a proxy that does not answer in time is left out (its row says so). */
+export async function fetchBalancing(proxies: readonly ProxyView[]): Promise<(BalancingReport | { id: string; error: string })[]> {
+  return Promise.all(proxies.filter((p) => p.connected).map(async (p) => {
+    try {
+      const res = await fetch(`http://${p.admin.host}:${p.admin.port}/balancing`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
+      if (!res.ok) {
+        await res.body?.cancel();
+        return { id: p.id, error: `answered ${res.status}` };
+      }
+      return (await res.json()) as BalancingReport;
+    } catch (err) {
+      return { id: p.id, error: err instanceof Error ? err.message : String(err) };
+    }
+  }));
+}
+
+/**
+ * The passive-health section: endpoints some proxy has ejected, and circuit breakers
+ * that are open or have refused requests. Empty when everything is in rotation.
+ */
+export function renderBalancing(reports: readonly (BalancingReport | { id: string; error: string })[]): string {
+  const ejected: string[][] = [];
+  const breakers: string[][] = [];
+  const unreachable: string[] = [];
+  for (const r of reports) {
+    if ('error' in r) { unreachable.push(`${r.id} (${r.error})`); continue; }
+    const seen = new Set<string>();
+    for (const e of r.endpoints) {
+      const key = `${e.service}\0${e.id}`;
+      if (!e.ejected || seen.has(key)) continue;
+      seen.add(key);
+      ejected.push([r.id, e.service, e.id, e.address, `${e.reason ?? '?'}, back in ${Math.ceil(e.ejectedForMs / 1000)}s`, String(e.ejections)]);
+    }
+    for (const b of r.breakers) {
+      if (!b.open && b.requestOverflows === 0 && b.retryOverflows === 0 && b.pendingOverflows === 0) continue;
+      breakers.push([
+        r.id, b.service, b.open ? 'open' : 'closed', `${b.connections}/${b.maxConnections}`, `${b.pending}/${b.maxPendingRequests}`,
+        `${b.requests}/${b.maxRequests}`, `${b.retries}/${b.maxRetries}`, `${b.pendingOverflows}/${b.requestOverflows}/${b.retryOverflows}`,
+      ]);
+    }
+  }
+  let out = '';
+  if (ejected.length > 0) out += `\nEjected endpoints (outlier detection, as each calling proxy sees them):\n${table(['PROXY', 'DESTINATION', 'ENDPOINT', 'ADDRESS', 'WHY', 'EJECTIONS'], ejected)}\n`;
+  if (breakers.length > 0) out += `\nCircuit breakers that are open or refused requests:\n${table(['PROXY', 'DESTINATION', 'STATE', 'CONNECTIONS', 'PENDING', 'REQUESTS', 'RETRIES', 'OVERFLOWS (pending/requests/retries)'], breakers)}\n`;
+  if (unreachable.length > 0) out += `\nNo balancing state from: ${unreachable.join(', ')}\n`;
+  return out;
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseFlags(
     argv,
@@ -101,10 +158,11 @@ export async function run(argv: string[]): Promise<number> {
     getJson<{ proxies: ProxyView[] }>(base, '/v1/proxies'),
     getJson<ConfigView>(base, '/v1/config'),
   ]);
+  const balancing = await fetchBalancing(proxies.proxies);
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ services: services.services, proxies: proxies.proxies, config }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ services: services.services, proxies: proxies.proxies, config, balancing }, null, 2)}\n`);
   } else {
-    process.stdout.write(renderStatus(services.services, proxies.proxies, config));
+    process.stdout.write(renderStatus(services.services, proxies.proxies, config) + renderBalancing(balancing));
   }
   return 0;
 }

@@ -54,14 +54,27 @@ export function checkPolicies(mesh: MeshResource, routes: readonly RouteSource[]
       const path: Segment[] = ['spec', 'targetRefs', i];
       if (ref.kind === 'Service' && ref.group === '') {
         if (resource.kind === 'RetryPolicy') return at([...path, 'kind'], 'a RetryPolicy targets an HTTPRoute (kind: HTTPRoute, group: gateway.networking.k8s.io)');
-        if (ref.sectionName !== undefined) return at([...path, 'sectionName'], 'a Service target has no sections here; remove sectionName');
+        if (ref.sectionName !== undefined && resource.kind !== 'BackendPolicy') return at([...path, 'sectionName'], 'a Service target has no sections here; remove sectionName');
         if (!services.includes(ref.name)) {
           at([...path, 'name'], `names service "${ref.name}", which is not in the mesh (services: ${services.join(', ') || 'none'})${didYouMean(ref.name, services)}`);
+          return;
+        }
+        if (ref.sectionName !== undefined) {
+          // A BackendPolicy's section of a Service is one of its versions.
+          const versions = (mesh.spec.services.find((s) => s.name === ref.name)?.versions ?? []).map((v) => v.name);
+          if (!versions.includes(ref.sectionName)) {
+            at([...path, 'sectionName'], `names version "${ref.sectionName}", which service "${ref.name}" does not have (versions: ${versions.join(', ') || 'none'})${didYouMean(ref.sectionName, versions)}`);
+          } else if (resource.kind === 'BackendPolicy' && resource.spec.outlierDetection !== undefined) {
+            at(['spec', 'outlierDetection'], 'outlier detection is per service (one detector watches every version); set it in a BackendPolicy on the whole Service');
+          } else if (resource.kind === 'BackendPolicy' && resource.spec.circuitBreaker !== undefined) {
+            at(['spec', 'circuitBreaker'], 'a circuit breaker is per service (it bounds every request to it); set it in a BackendPolicy on the whole Service');
+          }
         }
         return;
       }
       if (ref.kind === 'HTTPRoute' && ref.group === GATEWAY_GROUP) {
         if (resource.kind === 'XBackendTrafficPolicy') return at([...path, 'kind'], 'an XBackendTrafficPolicy targets a Service (kind: Service, group: "")');
+        if (resource.kind === 'BackendPolicy') return at([...path, 'kind'], 'a BackendPolicy targets a Service (kind: Service, group: ""), or one version of it with sectionName');
         const keys = [...routesByKey.keys()].filter((k) => k.startsWith(`${ns}/`)).map((k) => k.slice(ns.length + 1));
         const route = routesByKey.get(`${ns}/${ref.name}`);
         if (route === undefined) {
@@ -88,6 +101,32 @@ export function checkPolicies(mesh: MeshResource, routes: readonly RouteSource[]
         }
       }
       if (resource.spec.delay === undefined && abort === undefined) at(['spec'], 'a FaultInjection needs delay, abort or both');
+    }
+    if (resource.kind === 'BackendPolicy') {
+      const lb = resource.spec.loadBalancer;
+      const hash = lb?.hashOn;
+      const keys = hash === undefined ? [] : Object.keys(hash);
+      if (hash !== undefined && keys.length !== 1) {
+        at(['spec', 'loadBalancer', 'hashOn'], `needs exactly one of header, cookie or source${keys.length > 1 ? ` (has ${keys.join(' and ')})` : ''}`);
+      }
+      if (hash !== undefined && lb?.type !== 'RingHash' && lb?.type !== 'Maglev') {
+        at(['spec', 'loadBalancer', 'hashOn'], `is used by RingHash and Maglev only; type is ${lb?.type ?? 'PeakEWMA'}`);
+      }
+      const to = resource.spec.failover?.version;
+      if (to !== undefined) {
+        for (const ref of resource.spec.targetRefs) {
+          if (ref.kind !== 'Service' || ref.group !== '') continue;
+          const versions = (mesh.spec.services.find((s) => s.name === ref.name)?.versions ?? []).map((v) => v.name);
+          if (versions.length > 0 && !versions.includes(to)) {
+            at(['spec', 'failover', 'version'], `names version "${to}", which service "${ref.name}" does not have (versions: ${versions.join(', ')})${didYouMean(to, versions)}`);
+          }
+        }
+      }
+      const o = resource.spec.outlierDetection;
+      if (o?.baseEjectionTime !== undefined && o.maxEjectionTime !== undefined && parseGatewayDurationMs(o.baseEjectionTime) > parseGatewayDurationMs(o.maxEjectionTime)) {
+        at(['spec', 'outlierDetection', 'baseEjectionTime'], `is ${o.baseEjectionTime}, longer than maxEjectionTime (${o.maxEjectionTime})`);
+      }
+      if (o?.interval !== undefined && parseGatewayDurationMs(o.interval) === 0) at(['spec', 'outlierDetection', 'interval'], 'must be longer than 0s');
     }
     if (resource.kind === 'XBackendTrafficPolicy') {
       const interval = resource.spec.retryConstraint?.budget?.interval;

@@ -4,7 +4,7 @@
 import type { BackendSnapshot, Endpoint, HostPort, ProxyInfo, RouteFilter, Snapshot, UpstreamSnapshot } from './protocol.js';
 import type { ControlConfig, ServiceConfig } from './mesh-config.js';
 import type { HealthStatus } from './model.js';
-import { serviceFault, serviceRetryBudget } from './resilience.js';
+import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
 import { compileRoutes } from './routes.js';
 
 /** What the compiler needs to know about an instance. */
@@ -95,7 +95,14 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
   add({ name: service.name, endpoints: endpointsOf(instances, service.name) });
   for (const v of versionsOf(service, instances)) {
     const name = `${service.name}-${v}`;
-    if (!(name in backends)) add({ name, endpoints: endpointsOf(instances, service.name, v) });
+    if (name in backends) continue;
+    const balancing = versionBalancing(service.name, v, config.policies);
+    // A version whose every instance is ejected or refusing fails over to the service's other versions.
+    const b: BackendSnapshot = { name, endpoints: endpointsOf(instances, service.name, v) };
+    const failover = versionFailover(service.name, v, config.policies);
+    if (failover !== undefined) b.failover = failover;
+    if (balancing) b.balancing = balancing;
+    add(b);
   }
   // Routes may send traffic to another service (GAMMA); unresolvable names stay out of
   // `backends` and in the route, so the proxy reports backend-not-found.
@@ -116,6 +123,8 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
   if (fault) out.fault = fault;
   const budget = serviceRetryBudget(service.name, config.policies);
   if (budget) out.retryBudget = budget;
+  const balancing = serviceBalancing(service.name, config.policies);
+  if (balancing) out.balancing = balancing;
   return out;
 }
 

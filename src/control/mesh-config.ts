@@ -2,7 +2,7 @@
 // `MeshConfig` from src/config/ is structurally assignable to `ControlConfig`; the
 // control plane depends on these few fields only, so its compiler and tests can be fed
 // plain objects.
-import type { Protocol } from './protocol.js';
+import type { BalancerType, Protocol } from './protocol.js';
 
 /** Active health check settings of one service (durations already in milliseconds). */
 export type HealthConfig = {
@@ -141,6 +141,10 @@ export interface PolicyTargetConfig {
   readonly sectionName?: string;
 }
 
+type OutlierCountField = 'consecutive5xx' | 'consecutiveGatewayFailure' | 'maxEjectionPercent' | 'successRateMinimumHosts' | 'successRateRequestVolume'
+  | 'successRateStdevFactor' | 'failurePercentageThreshold' | 'failurePercentageMinimumHosts' | 'failurePercentageRequestVolume';
+type OutlierDurationField = 'interval' | 'baseEjectionTime' | 'maxEjectionTime';
+
 /** The resilience policies, as far as the control plane reads them. */
 export type PolicyConfig = {
   readonly metadata: { readonly name: string; readonly namespace?: string };
@@ -156,6 +160,20 @@ export type PolicyConfig = {
   | {
       readonly kind: 'RetryPolicy';
       readonly spec: { readonly targetRefs: readonly PolicyTargetConfig[]; readonly retryNonIdempotent?: boolean; readonly maxBufferedBodyBytes?: number };
+    }
+  | {
+      readonly kind: 'BackendPolicy';
+      readonly spec: {
+        readonly targetRefs: readonly PolicyTargetConfig[];
+        readonly loadBalancer?: {
+          readonly type?: BalancerType;
+          readonly hashOn?: { readonly header?: string; readonly cookie?: string; readonly source?: Record<string, never> };
+        };
+        readonly outlierDetection?: { readonly enabled?: boolean } & { readonly [K in OutlierCountField]?: number } & { readonly [K in OutlierDurationField]?: string };
+        readonly panicThreshold?: number;
+        readonly circuitBreaker?: { readonly maxConnections?: number; readonly maxPendingRequests?: number; readonly maxRequests?: number; readonly maxRetries?: number };
+        readonly failover?: { readonly enabled?: boolean; readonly version?: string };
+      };
     }
   | {
       readonly kind: 'XBackendTrafficPolicy';

@@ -171,6 +171,65 @@ export interface RetryBudgetConfig {
   minIntervalMs: number;
 }
 
+export type BalancerType = 'PeakEWMA' | 'LeastRequest' | 'RoundRobin' | 'Random' | 'RingHash' | 'Maglev';
+
+/** Envoy's outlier detection settings, durations in ms. */
+export interface OutlierDetectionConfig {
+  consecutive5xx: number;
+  consecutiveGatewayFailure: number;
+  intervalMs: number;
+  baseEjectionTimeMs: number;
+  maxEjectionTimeMs: number;
+  maxEjectionPercent: number;
+  successRateMinimumHosts: number;
+  successRateRequestVolume: number;
+  successRateStdevFactor: number;
+  /** 0 turns the failure-percentage detector off. */
+  failurePercentageThreshold: number;
+  failurePercentageMinimumHosts: number;
+  failurePercentageRequestVolume: number;
+}
+
+/** Envoy's defaults. */
+export const DEFAULT_OUTLIER_DETECTION: OutlierDetectionConfig = {
+  consecutive5xx: 5, consecutiveGatewayFailure: 5, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionTimeMs: 300_000,
+  maxEjectionPercent: 10, successRateMinimumHosts: 5, successRateRequestVolume: 100, successRateStdevFactor: 1900,
+  failurePercentageThreshold: 0, failurePercentageMinimumHosts: 5, failurePercentageRequestVolume: 50,
+};
+
+/** What a service without a BackendPolicy gets. */
+export const DEFAULT_BALANCING: BalancingConfig = { policy: '', balancer: 'PeakEWMA', outlierDetection: DEFAULT_OUTLIER_DETECTION, panicThreshold: 50 };
+
+/**
+ * How a proxy balances a backend and watches its endpoints (a BackendPolicy, compiled).
+ * Absent from a snapshot: the defaults, PeakEWMA with Envoy's outlier detection.
+ */
+export interface BalancingConfig {
+  /** `<namespace>/<name>` of the policy. */
+  policy: string;
+  balancer: BalancerType;
+  /** The affinity key of RingHash and Maglev; absent: requests are spread at random. */
+  hashOn?: { header: string } | { cookie: string } | { source: true };
+  /** Absent: outlier detection off. Only a Service-wide policy's counts (one detector per service). */
+  outlierDetection?: OutlierDetectionConfig;
+  /** Below this percentage of usable endpoints, a backend is balanced over all of them (Envoy's panic). */
+  panicThreshold: number;
+  /** Limits on the destination's concurrent requests and retries; absent: none. Service-wide policy only. */
+  circuitBreaker?: CircuitBreakerConfig;
+}
+
+/** A BackendPolicy's circuitBreaker, with Envoy's defaults (1024 and, for retries, 3) for the fields left out. */
+export interface CircuitBreakerConfig {
+  /** Connections open to the service's endpoints. */
+  maxConnections: number;
+  /** Requests waiting for a connection (beyond maxConnections). */
+  maxPendingRequests: number;
+  /** Attempts in flight to the service. */
+  maxRequests: number;
+  /** Retries outstanding to the service. */
+  maxRetries: number;
+}
+
 export interface Endpoint {
   /** The instance id (the proxy id of its sidecar). */
   id: string;
@@ -187,6 +246,13 @@ export interface BackendSnapshot {
   name: string;
   /** Healthy endpoints only. */
   endpoints: Endpoint[];
+  /**
+   * The backend that takes this one's requests when none of its endpoints can (all
+   * ejected or refusing): for a version, the whole service. Absent: no failover.
+   */
+  failover?: string;
+  /** A BackendPolicy naming this version (sectionName): its balancer and panic threshold. */
+  balancing?: BalancingConfig;
 }
 
 export interface UpstreamSnapshot {
@@ -202,6 +268,8 @@ export interface UpstreamSnapshot {
   fault?: FaultConfig;
   /** An XBackendTrafficPolicy's budget; absent: the default (20% + 10/s over 10 s). */
   retryBudget?: RetryBudgetConfig;
+  /** A BackendPolicy on the Service; absent: the defaults. */
+  balancing?: BalancingConfig;
 }
 
 /** Everything one proxy needs, and nothing more. */

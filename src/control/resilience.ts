@@ -6,7 +6,7 @@
 // routes that have none of their own.
 import { parseGatewayDurationMs } from '../config/duration.js';
 import type { HTTPRouteConfig, HTTPRouteRuleConfig, PolicyConfig, PolicyTargetConfig } from './mesh-config.js';
-import { DEFAULT_RETRY_BUDGET, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts } from './protocol.js';
+import { DEFAULT_BALANCING, DEFAULT_OUTLIER_DETECTION, DEFAULT_RETRY_BUDGET, type BalancingConfig, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts } from './protocol.js';
 
 /** Defaults of a retry stanza and of the RetryPolicy fields. */
 export const RETRY_DEFAULTS = { attempts: 1, backoffMs: 25, maxBodyBytes: 64 * 1024 } as const;
@@ -49,7 +49,7 @@ function policyFor<K extends PolicyConfig['kind']>(policies: Policies, kind: K, 
 
 function servicePolicy<K extends PolicyConfig['kind']>(policies: Policies, kind: K, service: string): Extract<PolicyConfig, { kind: K }> | undefined {
   return (policies ?? []).map((p) => p.resource).find(
-    (p) => p.kind === kind && p.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service),
+    (p) => p.kind === kind && p.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service && r.sectionName === undefined),
   ) as Extract<PolicyConfig, { kind: K }> | undefined;
 }
 
@@ -115,4 +115,73 @@ export function serviceRetryBudget(service: string, policies: Policies): RetryBu
     minRetries: c.minRetryRate?.count ?? d.minRetries,
     minIntervalMs: c.minRetryRate?.interval === undefined ? d.minIntervalMs : parseGatewayDurationMs(c.minRetryRate.interval),
   };
+}
+
+function compileBalancing(p: Extract<PolicyConfig, { kind: 'BackendPolicy' }>, withOutliers: boolean): BalancingConfig {
+  const out: BalancingConfig = {
+    policy: `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`,
+    balancer: p.spec.loadBalancer?.type ?? DEFAULT_BALANCING.balancer,
+    panicThreshold: p.spec.panicThreshold ?? DEFAULT_BALANCING.panicThreshold,
+  };
+  const h = p.spec.loadBalancer?.hashOn;
+  if (h?.header !== undefined) out.hashOn = { header: h.header.toLowerCase() };
+  else if (h?.cookie !== undefined) out.hashOn = { cookie: h.cookie };
+  else if (h?.source !== undefined) out.hashOn = { source: true };
+  const cb = p.spec.circuitBreaker;
+  if (withOutliers && cb !== undefined) out.circuitBreaker = {
+    maxConnections: cb.maxConnections ?? 1024, maxPendingRequests: cb.maxPendingRequests ?? 1024, maxRequests: cb.maxRequests ?? 1024, maxRetries: cb.maxRetries ?? 3,
+  };
+  const o = p.spec.outlierDetection;
+  if (withOutliers && o?.enabled !== false) {
+    const d = DEFAULT_OUTLIER_DETECTION;
+    const ms = (v: string | undefined, def: number): number => (v === undefined ? def : parseGatewayDurationMs(v));
+    out.outlierDetection = {
+      consecutive5xx: o?.consecutive5xx ?? d.consecutive5xx,
+      consecutiveGatewayFailure: o?.consecutiveGatewayFailure ?? d.consecutiveGatewayFailure,
+      intervalMs: ms(o?.interval, d.intervalMs),
+      baseEjectionTimeMs: ms(o?.baseEjectionTime, d.baseEjectionTimeMs),
+      maxEjectionTimeMs: ms(o?.maxEjectionTime, d.maxEjectionTimeMs),
+      maxEjectionPercent: o?.maxEjectionPercent ?? d.maxEjectionPercent,
+      successRateMinimumHosts: o?.successRateMinimumHosts ?? d.successRateMinimumHosts,
+      successRateRequestVolume: o?.successRateRequestVolume ?? d.successRateRequestVolume,
+      successRateStdevFactor: o?.successRateStdevFactor ?? d.successRateStdevFactor,
+      failurePercentageThreshold: o?.failurePercentageThreshold ?? d.failurePercentageThreshold,
+      failurePercentageMinimumHosts: o?.failurePercentageMinimumHosts ?? d.failurePercentageMinimumHosts,
+      failurePercentageRequestVolume: o?.failurePercentageRequestVolume ?? d.failurePercentageRequestVolume,
+    };
+  }
+  return out;
+}
+
+/**
+ * The BackendPolicy of a Service (the first in file order), compiled; undefined when
+ * none, which the proxy reads as the defaults (PeakEWMA, Envoy's outlier detection).
+ */
+export function serviceBalancing(service: string, policies: Policies): BalancingConfig | undefined {
+  const p = servicePolicy(policies, 'BackendPolicy', service);
+  return p === undefined ? undefined : compileBalancing(p, true);
+}
+
+/** The BackendPolicy naming one version of a Service (sectionName), compiled; undefined when none. */
+export function versionBalancing(service: string, version: string, policies: Policies): BalancingConfig | undefined {
+  const p = (policies ?? []).map((x) => x.resource).find(
+    (x) => x.kind === 'BackendPolicy' && x.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service && r.sectionName === version),
+  ) as Extract<PolicyConfig, { kind: 'BackendPolicy' }> | undefined;
+  // Outlier detection is per service (one detector sees every version): a version's policy balances only.
+  return p === undefined ? undefined : compileBalancing(p, false);
+}
+
+/**
+ * The backend a version's requests fail over to when none of its endpoints can take
+ * them: a BackendPolicy's `failover` on the version (or else on the Service) decides;
+ * by default the whole service (its other versions). Undefined: no failover.
+ */
+export function versionFailover(service: string, version: string, policies: Policies): string | undefined {
+  const onVersion = (policies ?? []).map((x) => x.resource).find(
+    (x) => x.kind === 'BackendPolicy' && x.spec.failover !== undefined && x.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service && r.sectionName === version),
+  ) as Extract<PolicyConfig, { kind: 'BackendPolicy' }> | undefined;
+  const f = onVersion?.spec.failover ?? servicePolicy(policies, 'BackendPolicy', service)?.spec.failover;
+  if (f?.enabled === false) return undefined;
+  if (f?.version !== undefined && f.version !== version) return `${service}-${f.version}`;
+  return service;
 }

@@ -10,6 +10,8 @@ import type { CompiledBackend, CompiledRoute, CompiledUpstream } from './router.
 import type { HeadEdits } from './filters/head-edits.js';
 import type { HeaderModifier } from './filters/header-modifier.js';
 import type { UpstreamConnection } from './upstream-connection.js';
+import { settleAttempts } from './attempt.js';
+import type { CircuitBreaker } from './circuit-breaker.js';
 
 /** The client side of an exchange: implemented by the HTTP/1.1 server connection. */
 export interface ClientSide {
@@ -83,6 +85,11 @@ export class Exchange {
   route: CompiledRoute | undefined;
   backend: CompiledBackend | undefined;
   endpoint: Endpoint | undefined;
+  /** The backend whose balancer has this exchange's current attempt open (attempt.ts). */
+  attemptBackend: CompiledBackend | undefined;
+  /** The circuit breaker counting the open attempt, and the one holding a scheduled retry. */
+  attemptBreaker: CircuitBreaker | undefined;
+  heldRetry: CircuitBreaker | undefined;
   /** Endpoints this request already failed to connect to. */
   tried: Set<string> | undefined;
   /** Why the last connect attempt failed, when one did. */
@@ -205,6 +212,7 @@ export class Exchange {
   finish(keepAlive: boolean): void {
     if (this.finished) return;
     this.finished = true;
+    if (this.attemptBackend !== undefined || this.heldRetry !== undefined) settleAttempts(this);
     this.observer?.(this);
     this.client.exchangeDone(this, keepAlive);
   }

@@ -2,6 +2,7 @@
 // bodies (forwarding them as bytes), runs each request through the listener's pipeline,
 // and serves kept-alive and pipelined requests one at a time, in order.
 import type net from 'node:net';
+import { settleAttempts } from './attempt.js';
 import { ChunkedFramer } from './chunked.js';
 import { errorResponse, Exchange, type ClientSide, type Handler } from './exchange.js';
 import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseRequestHead } from './http1-parser.js';
@@ -34,6 +35,7 @@ export class HttpServerConnection implements ClientSide {
       if (ex !== undefined && !ex.finished) {
         // The client went away mid-exchange: drop the upstream connection too.
         ex.errorToken ||= 'client-closed';
+        if (ex.attemptBackend !== undefined || ex.heldRetry !== undefined) settleAttempts(ex);
         ex.upstreamConn?.close();
         ex.finished = true;
         ex.observer?.(ex);

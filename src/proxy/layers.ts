@@ -22,6 +22,8 @@ import type { AccessLog } from '../telemetry/access-log.js';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.js';
 import type { Exchange, Layer } from './exchange.js';
 import { headerValue } from './http1-parser.js';
+import { startAttempt } from './attempt.js';
+import type { HashOn } from './balancing.js';
 import { matchRoute, pickBackendIndex, type CompiledUpstream } from './router.js';
 
 export { backendFilters, ruleFilters } from './filters/index.js';
@@ -138,18 +140,43 @@ export const split: Layer = (next) => (ex) => {
 
 export const balance: Layer = (next) => {
   const dispatch = (ex: Exchange): void => {
-    const picked = ex.backend!.balancer.pick(ex.tried);
+    let b = ex.backend!;
+    // A version with no endpoint left to take the request (ejected, refusing, tried) fails over to the whole service.
+    if (b.failover !== undefined && b.balancer.exhausted(ex.tried) && !b.failover.balancer.exhausted(ex.tried)) ex.backend = b = b.failover;
+    const br = b.breaker;
+    if (br !== undefined && !br.admitRequest()) return ex.fail('TRELLIS_E_OVERFLOW', { service: ex.service, limit: 'maxRequests', max: br.limits.maxRequests });
+    const picked = b.balancer.pick(ex.tried, b.hashOn === undefined ? undefined : hashKey(ex, b.hashOn));
     if (picked.type === 'fail') {
       // After failed connects, the connect failure is the cause worth reporting.
       if (ex.connectError) return ex.fail('TRELLIS_E_CONNECT', { address: `${ex.endpoint!.host}:${ex.endpoint!.port}`, reason: ex.connectError });
-      return ex.fail(picked.code, { backend: ex.backend!.name });
+      // A backend with no endpoint at all: wait (boundedly) for a snapshot that brings one.
+      if (b.balancer.endpoints.length === 0 && b.queue !== undefined && b.queue.add(ex, dispatch)) return;
+      return ex.fail(picked.code, { backend: b.name });
     }
     ex.endpoint = picked.endpoint;
+    startAttempt(ex);
     ex.retryConnect = dispatch;
     next(ex);
   };
   return dispatch;
 };
+
+/** A request's affinity key for RingHash and Maglev: a header, a cookie or the client's address. */
+function hashKey(ex: Exchange, on: HashOn): string | undefined {
+  if ('header' in on) return headerValue(ex.req.lines, on.header);
+  if ('cookie' in on) return cookieValue(headerValue(ex.req.lines, 'cookie'), on.cookie);
+  return ex.client.socket.remoteAddress;
+}
+
+/** The value of cookie `name` in a Cookie header (`a=1; b=2`), or undefined. */
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (header === undefined) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
 
 /** Inbound: every request goes to the one local app. */
 export function localApp(app: Endpoint): Layer {

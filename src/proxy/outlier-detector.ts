@@ -90,6 +90,7 @@ export interface OutlierHostView {
 export class OutlierDetector {
   readonly config: OutlierConfig;
   readonly #hosts = new Map<string, HostState>();
+  #ejected = 0;
   readonly #now: () => number;
   #lastInterval: number;
   /** Called when an endpoint is ejected or returns (for logs). */
@@ -101,18 +102,25 @@ export class OutlierDetector {
     this.#lastInterval = now();
   }
 
+  /** Endpoints with an ejection not yet returned (some may have run out): 0 lets balancers skip every check. */
+  get ejectedCount(): number {
+    return this.#ejected;
+  }
+
   /** The endpoints to watch; state of those that left is dropped, of those that stay kept. */
   setEndpoints(ids: readonly string[]): void {
     const keep = new Set(ids);
     for (const id of this.#hosts.keys()) if (!keep.has(id)) this.#hosts.delete(id);
     for (const id of ids) if (!this.#hosts.has(id)) this.#hosts.set(id, newHost());
+    this.#ejected = 0;
+    for (const h of this.#hosts.values()) if (h.ejectedUntil !== 0) this.#ejected++;
   }
 
   /** Counts one finished exchange with endpoint `id`. */
-  report(id: string, outcome: Outcome): void {
+  report(id: string, outcome: Outcome, now: number = this.#now()): void {
     const h = this.#hosts.get(id);
     if (h === undefined) return;
-    this.#maybeInterval();
+    this.#maybeInterval(now);
     h.requests++;
     if (outcome === 'success') {
       h.successes++;
@@ -123,7 +131,7 @@ export class OutlierDetector {
     h.consecutive5xx++;
     if (outcome === 'gateway-error') h.consecutiveGateway++;
     else h.consecutiveGateway = 0;
-    if (this.#isEjected(h, this.#now())) return;
+    if (this.#isEjected(h, now)) return;
     if (h.consecutive5xx >= this.config.consecutive5xx) this.#eject(id, h, 'consecutive-5xx');
     else if (h.consecutiveGateway >= this.config.consecutiveGatewayFailure) this.#eject(id, h, 'consecutive-gateway-failure');
   }
@@ -142,6 +150,7 @@ export class OutlierDetector {
   #return(id: string, h: HostState): void {
     if (h.ejectedUntil === 0) return;
     h.ejectedUntil = 0;
+    this.#ejected--;
     h.reason = undefined;
     h.consecutive5xx = 0;
     h.consecutiveGateway = 0;
@@ -149,8 +158,7 @@ export class OutlierDetector {
   }
 
   /** Runs the interval's work if an interval has passed: returns, decays, success rate. */
-  #maybeInterval(): void {
-    const now = this.#now();
+  #maybeInterval(now: number = this.#now()): void {
     if (now - this.#lastInterval < this.config.intervalMs) return;
     this.#lastInterval = now;
     this.#interval(now);
@@ -195,6 +203,7 @@ export class OutlierDetector {
   #eject(id: string, h: HostState, reason: EjectionReason): void {
     const now = this.#now();
     if (!this.#mayEject(now)) return;
+    if (h.ejectedUntil === 0) this.#ejected++;
     h.ejections++;
     h.totalEjections++;
     h.ejectedUntil = now + Math.min(this.config.baseEjectionTimeMs * h.ejections, Math.max(this.config.baseEjectionTimeMs, this.config.maxEjectionTimeMs));

@@ -40,6 +40,14 @@ export class ConnectionPool {
   }
 
   /** An idle connection to `host:port`, or a new one (its writes wait for the connect). */
+  /** Whether an idle connection to `host:port` is ready to take a request. */
+  hasIdle(host: string, port: number): boolean {
+    const list = this.#idle.get(`${host}:${port}`);
+    if (list === undefined) return false;
+    for (const c of list) if (!c.socket.destroyed) return true;
+    return false;
+  }
+
   acquire(host: string, port: number, events: UpstreamEvents): UpstreamConnection {
     const list = this.#idle.get(`${host}:${port}`);
     let conn = list?.pop();
@@ -112,8 +120,31 @@ export function forwarder(pool: ConnectionPool, connectError: ErrorCode, resetCo
   const events: UpstreamEvents = {
     resetCode,
     resetIsUnavailable: connectError === 'TRELLIS_E_APP_UNAVAILABLE',
-    release: (c) => pool.release(c),
-    gone: (c) => pool.gone(c),
+    release(c) {
+      pool.release(c);
+      const br = c.breaker;
+      if (br === undefined || br.waiting.length === 0) return;
+      // A request waits for a connection to its destination: this one if it is to the
+      // same endpoint, else its slot (closing it lets the waiter open its own).
+      const ex = br.nextWaiting();
+      if (ex === undefined) return;
+      if (`${ex.endpoint!.host}:${ex.endpoint!.port}` === c.key) {
+        send(ex);
+      } else {
+        br.waiting.unshift(ex);
+        c.close();
+      }
+    },
+    gone(c) {
+      pool.gone(c);
+      const br = c.breaker;
+      if (br === undefined) return;
+      // Counted once: an upgraded connection reports gone twice.
+      c.breaker = undefined;
+      br.connections--;
+      const ex = br.nextWaiting();
+      if (ex !== undefined) send(ex);
+    },
     retryable(ex, conn, reason, stale) {
       if (stale) {
         // The server closed a pooled connection as we reused it: same endpoint, fresh connection.
@@ -134,7 +165,22 @@ export function forwarder(pool: ConnectionPool, connectError: ErrorCode, resetCo
   function send(ex: Exchange): void {
     const e = ex.endpoint!;
     ex.destinationVersion = e.version;
-    pool.acquire(e.host, e.port, events).send(ex);
+    const br = ex.backend?.breaker;
+    if (br === undefined) {
+      pool.acquire(e.host, e.port, events).send(ex);
+      return;
+    }
+    // maxConnections: with no idle connection to reuse and no slot for a new one, wait for one (maxPendingRequests).
+    if (br.connections >= br.limits.maxConnections && !pool.hasIdle(e.host, e.port)) {
+      if (!br.waitForConnection(ex)) ex.fail('TRELLIS_E_OVERFLOW', { service: ex.service, limit: 'maxPendingRequests', max: br.limits.maxPendingRequests });
+      return;
+    }
+    const conn = pool.acquire(e.host, e.port, events);
+    if (conn.uses === 0 && conn.breaker === undefined) {
+      conn.breaker = br;
+      br.connections++;
+    }
+    conn.send(ex);
   }
   return send;
 }

@@ -94,10 +94,15 @@ export class RetryState {
       this.#wait(ex, Math.max(0, ex.deadline - performance.now()), route, true);
       return true;
     }
+    // A destination with a circuit breaker allows only so many retries outstanding.
+    const breaker = ex.backend?.breaker;
+    if (breaker !== undefined && !breaker.takeRetry()) return false;
     if (!this.#budget.withdraw()) {
+      if (breaker !== undefined) breaker.retries--;
       this.#observer.budgetExhausted(destination, route);
       return false;
     }
+    if (breaker !== undefined) ex.heldRetry = breaker;
     this.#left--;
     this.#observer.retried(destination, route, String(reason));
     ex.attempts++;

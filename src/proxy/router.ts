@@ -7,6 +7,10 @@ import { DEFAULT_RETRY_BUDGET, type Endpoint, type FaultConfig, type RetryBudget
 import { RetryBudget } from './retry-budget.js';
 import { headerValue, type RequestHead } from './http1-parser.js';
 import type { Balancer } from './balancer/balancer.js';
+import type { OutlierDetector } from './outlier-detector.js';
+import type { HashOn } from './balancing.js';
+import type { CircuitBreaker } from './circuit-breaker.js';
+import type { WaitQueue } from './wait-queue.js';
 import { RoundRobinBalancer } from './balancer/round-robin.js';
 import { compileFilters, type CompiledFilters } from './filters/index.js';
 
@@ -19,6 +23,19 @@ interface HeaderMatcher {
 export interface CompiledBackend {
   readonly name: string;
   readonly balancer: Balancer;
+  /** The destination's passive health (one per upstream service); undefined: none. */
+  readonly outliers: OutlierDetector | undefined;
+  /** Where RingHash and Maglev read a request's affinity key; undefined: no key. */
+  readonly hashOn: HashOn | undefined;
+  /**
+   * Where requests go when no endpoint of this backend can take them: for a version
+   * (`<service>-<version>`), the whole service; set anew with every snapshot.
+   */
+  failover: CompiledBackend | undefined;
+  /** The destination's circuit breaker (one per upstream service); undefined: no limits. Set anew with every snapshot. */
+  breaker: CircuitBreaker | undefined;
+  /** Where requests wait while the backend has no endpoint at all (wait-queue.ts); kept per backend name. */
+  queue: WaitQueue | undefined;
 }
 
 interface QueryMatcher {
@@ -66,6 +83,9 @@ export interface CompiledUpstream {
   /** The destination's retry budget; undefined when no route of it retries. */
   readonly budget: RetryBudget | undefined;
 }
+
+/** Gives the backends of an upstream: a sidecar keeps their balancers and health across snapshots (balancing.ts). */
+export type BackendSource = (snap: UpstreamSnapshot) => Map<string, CompiledBackend>;
 
 /** Gives the budget of a service: a sidecar keeps one per destination across snapshots. */
 export type BudgetSource = (service: string, config: RetryBudgetConfig) => RetryBudget;
@@ -138,14 +158,11 @@ function compileRoute(entry: RouteEntry, serviceFault: FaultConfig | undefined):
  */
 export function compileUpstream(
   snap: UpstreamSnapshot,
-  makeBalancer: (e: readonly Endpoint[]) => Balancer = (e) => new RoundRobinBalancer(e),
+  backendsFor: BackendSource = (s) => new Map(Object.entries(s.backends).map(([name, b]) => [name, { name, balancer: new RoundRobinBalancer(b.endpoints), outliers: undefined, hashOn: undefined, failover: undefined, breaker: undefined, queue: undefined }])),
   budgetFor: BudgetSource = (_, c) => new RetryBudget(c),
 ): CompiledUpstream {
   const routes = snap.routes.length > 0 ? snap.routes.map((r) => compileRoute(r, snap.fault)) : [defaultRoute(snap.service, snap.fault)];
-  const backends = new Map<string, CompiledBackend>();
-  for (const [name, b] of Object.entries(snap.backends)) {
-    backends.set(name, { name, balancer: makeBalancer(b.endpoints) });
-  }
+  const backends = backendsFor(snap);
   const budget = routes.some((r) => r.retry !== undefined) ? budgetFor(snap.service, snap.retryBudget ?? DEFAULT_RETRY_BUDGET) : undefined;
   return { service: snap.service, protocol: snap.protocol, routes, backends, budget };
 }

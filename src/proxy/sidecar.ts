@@ -16,7 +16,8 @@ import { fault } from './fault.js';
 import { ConnectionPool, forwarder } from './pool.js';
 import { retry } from './retry.js';
 import { RetryBudget } from './retry-budget.js';
-import { compileUpstream, pickBackend, type BudgetSource, type CompiledUpstream } from './router.js';
+import { compileUpstream, pickBackend, type BackendSource, type BudgetSource, type CompiledUpstream } from './router.js';
+import { BalancingState } from './balancing.js';
 import { sweepIntervalMs, timeouts } from './timeout.js';
 import { proxyTcp } from './tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
@@ -60,6 +61,8 @@ export class Sidecar {
   #upstreams: Map<string, CompiledUpstream> | null = null;
   /** Retry budgets per destination, kept across snapshots while their settings hold. */
   readonly #budgets = new Map<string, RetryBudget>();
+  /** Balancers and outlier detectors per destination, kept across snapshots (balancing.ts). */
+  readonly balancing: BalancingState;
   #waiting: (() => void)[] = [];
   #controlState = 'connecting';
   /** Actual listening addresses (port 0 resolved). */
@@ -70,6 +73,10 @@ export class Sidecar {
     this.metrics = new ProxyMetrics({ service: o.service, id: o.id });
     if (o.app) this.metrics.watchAppCpu(o.app.port);
     this.#accessLog = openAccessLog(o.accessLog);
+    this.balancing = new BalancingState((service, id, ejected, reason) => {
+      o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
+    });
+    this.metrics.watchBalancing(this.balancing);
   }
 
   get snapshot(): Snapshot | null {
@@ -181,9 +188,10 @@ export class Sidecar {
       if (b === undefined || !b.sameAs(config)) budgets.set(service, (b = new RetryBudget(config)));
       return b;
     };
+    const backendsFor: BackendSource = (u) => this.balancing.backendsFor(u);
     for (const [name, u] of Object.entries(s.upstreams)) {
       try {
-        compiled.set(name, compileUpstream(u, undefined, budgetFor));
+        compiled.set(name, compileUpstream(u, backendsFor, budgetFor));
       } catch (err) {
         throw new Error(`upstream "${name}": ${err instanceof Error ? err.message : String(err)}`);
       }
@@ -196,6 +204,8 @@ export class Sidecar {
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
     for (const service of budgets.keys()) if (compiled.get(service)?.budget === undefined) budgets.delete(service);
     this.#h2pool.retainOnly(keys);
+    this.balancing.retainOnly(new Set([...compiled.values()].map((u) => u.service)));
+    this.balancing.drainQueues();
     this.metrics.configVersion.set(s.version);
     const waiting = this.#waiting;
     this.#waiting = [];
@@ -238,13 +248,17 @@ export class Sidecar {
     } else if (path === '/ready') {
       res.statusCode = this.#snapshot ? 200 : 503;
       res.end(this.#snapshot ? 'ready\n' : 'waiting for the first snapshot from the control plane\n');
+    } else if (path === '/balancing') {
+      // Endpoint load and health and circuit breakers, for `trellis status`.
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ id: this.#o.id, endpoints: this.balancing.view(), breakers: this.balancing.breakers() }, null, 2));
     } else if (path === '/config') {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ id: this.#o.id, service: this.#o.service, control: this.#controlState, addresses: this.addresses, snapshot: this.#snapshot }, null, 2));
     } else {
       res.statusCode = 404;
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ code: 'TRELLIS_E_NOT_FOUND', message: `no admin endpoint ${path}; try /metrics, /ready or /config` }));
+      res.end(JSON.stringify({ code: 'TRELLIS_E_NOT_FOUND', message: `no admin endpoint ${path}; try /metrics, /ready, /config or /balancing` }));
     }
   }
 

@@ -38,8 +38,12 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
       return;
     }
     tried.add(e.id);
+    // The connection is pending with its endpoint while it is open; the connect time is its round-trip sample.
+    balancer?.started(e);
+    const connectStart = performance.now();
     const upstream = net.connect({ host: e.host, port: e.port, noDelay: true });
     upstream.once('error', (err) => {
+      balancer?.finished(e, performance.now() - connectStart, true);
       balancer?.connectFailed(e, Date.now());
       if (tried.size < MAX_CONNECT_ATTEMPTS) attempt();
       else {
@@ -49,13 +53,20 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
     });
     upstream.once('connect', () => {
       upstream.removeAllListeners('error');
-      pipeBoth(client, upstream, e, t, startedAt);
+      const connectMs = performance.now() - connectStart;
+      if (clientClosed) {
+        // The client left while we connected: its close event is gone, so end here.
+        upstream.destroy();
+        balancer?.finished(e, connectMs, false);
+        return;
+      }
+      pipeBoth(client, upstream, e, t, startedAt, () => balancer?.finished(e, connectMs, false));
     });
   };
   attempt();
 }
 
-function pipeBoth(client: net.Socket, upstream: net.Socket, e: Endpoint, t: TcpTelemetry, startedAt: number): void {
+function pipeBoth(client: net.Socket, upstream: net.Socket, e: Endpoint, t: TcpTelemetry, startedAt: number, closed: () => void): void {
   t.metrics.tcpOpened(t.direction, t.source, t.destination);
   let sent = 0;
   let received = 0;
@@ -68,6 +79,7 @@ function pipeBoth(client: net.Socket, upstream: net.Socket, e: Endpoint, t: TcpT
   const finish = (error?: string): void => {
     if (done) return;
     done = true;
+    closed();
     client.destroy();
     upstream.destroy();
     t.metrics.tcpClosed(t.direction, t.source, t.destination, sent, received);

@@ -3,7 +3,9 @@
 // the client, and tells its pool whether it can be used again.
 import net from 'node:net';
 import type { ErrorCode } from '../errors.js';
+import { endAttempt, NO_ANSWER } from './attempt.js';
 import { ChunkedFramer } from './chunked.js';
+import type { CircuitBreaker } from './circuit-breaker.js';
 import type { Exchange } from './exchange.js';
 import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead } from './http1-parser.js';
 import { editResponseHead } from './filters/header-modifier.js';
@@ -45,6 +47,8 @@ export class UpstreamConnection {
   /** When the current request was sent (performance.now()), for the response timeout. */
   sentAt = 0;
   idleSince = 0;
+  /** The circuit breaker counting this connection against its destination's maxConnections (pool.ts). */
+  breaker: CircuitBreaker | undefined;
 
   #buf: Buffer | undefined;
   #scanFrom = 0;
@@ -149,6 +153,7 @@ export class UpstreamConnection {
         buf = buf.subarray(end);
         continue;
       }
+      endAttempt(ex, head.status, this.sentAt);
       if (head.appUnavailable && ex.req.contentLength <= 0 && !ex.req.chunked) {
         // The peer sidecar's app is down and nothing was delivered: try another endpoint.
         this.ex = undefined;
@@ -273,6 +278,7 @@ export class UpstreamConnection {
   }
 
   #protocolError(ex: Exchange, reason: string): void {
+    endAttempt(ex, NO_ANSWER, this.sentAt);
     this.#reusable = false;
     this.ex = undefined;
     ex.upstreamConn = undefined;
@@ -295,6 +301,7 @@ export class UpstreamConnection {
   timeout(ms: number, request: boolean): void {
     const ex = this.ex;
     if (ex === undefined) return this.close();
+    endAttempt(ex, NO_ANSWER, this.sentAt);
     if (!request && ex.retry !== undefined && ex.retry.again(ex, 'timeout')) return this.#drop(ex);
     this.#drop(ex);
     if (request) ex.fail('TRELLIS_E_REQUEST_TIMEOUT', { route: ex.route?.name ?? '', ms });
@@ -317,10 +324,15 @@ export class UpstreamConnection {
     this.ex = undefined;
     ex.upstreamConn = undefined;
     if (ex.finished) return; // the client went away first
+    if (this.ready && this.uses > 1 && !ex.responseStarted && this.#buf === undefined && ex.req.contentLength <= 0 && !ex.req.chunked) {
+      // Stale pooled connection: the same endpoint gets the request on a fresh one, the attempt goes on.
+      this.#events.retryable(ex, this, reason, true);
+      return;
+    }
+    // No answer (refused, or reset before the head); after the head the attempt is closed already.
+    endAttempt(ex, NO_ANSWER, this.ready ? this.sentAt : 0);
     if (!this.ready) {
       this.#events.retryable(ex, this, reason, false);
-    } else if (this.uses > 1 && !ex.responseStarted && this.#buf === undefined && ex.req.contentLength <= 0 && !ex.req.chunked) {
-      this.#events.retryable(ex, this, reason, true);
     } else if (!ex.responseStarted && ex.retry !== undefined && ex.retry.again(ex, 'reset')) {
       // Reset before any response byte reached the client: the retry layer sends it again.
     } else if (this.#events.resetIsUnavailable && !ex.responseStarted && this.#buf === undefined && ex.req.contentLength <= 0 && !ex.req.chunked && IDEMPOTENT.has(ex.req.method)) {

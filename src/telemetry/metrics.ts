@@ -12,6 +12,7 @@
 // API, which together cost a sidecar about 10 MB of resident memory (measured with
 // process.memoryUsage() after import: 42 MB → 52 MB) against a 60 MB budget. The few
 // process metrics a proxy needs are collected below instead.
+import type { BreakerView, EndpointView } from '../proxy/balancing.js';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as PromClient from 'prom-client';
@@ -207,6 +208,53 @@ export class ProxyMetrics {
         const c = owner.cpu();
         if (c) this.labels(String(c.pid)).inc(c.seconds);
       },
+    });
+  }
+
+  /**
+   * Adds the balancing series, read from `state` at each scrape: per endpoint of each
+   * backend its requests in flight and round-trip estimate, per endpoint its ejected
+   * state and ejections, per destination its circuit breaker and overflows.
+   */
+  watchBalancing(state: { view(): readonly EndpointView[]; breakers(): readonly BreakerView[] }): void {
+    const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge) => void): void => {
+      new client.Gauge({ name, help, labelNames, registers: [this.registry], collect(this: Gauge) { this.reset(); fill(this); } });
+    };
+    const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter) => void): void => {
+      new client.Counter({ name, help, labelNames, registers: [this.registry], collect(this: Counter) { this.reset(); fill(this); } });
+    };
+    const byBackend = ['destination', 'backend', 'endpoint'];
+    gauge('trellis_endpoint_pending_requests', 'Requests (or TCP connections) in flight to an endpoint, per backend (load-aware balancers).', byBackend, (g) => {
+      for (const v of state.view()) if (v.pending !== undefined) g.labels(v.service, v.backend, v.id).set(v.pending);
+    });
+    gauge('trellis_endpoint_ewma_seconds', 'PeakEWMA round-trip estimate of an endpoint, per backend.', byBackend, (g) => {
+      for (const v of state.view()) if (v.ewmaMs !== undefined) g.labels(v.service, v.backend, v.id).set(v.ewmaMs / 1000);
+    });
+    // Ejection is per service: one series per endpoint, not per backend.
+    const perEndpoint = (fill: (v: EndpointView) => void): void => {
+      const seen = new Set<string>();
+      for (const v of state.view()) {
+        const key = `${v.service}\0${v.id}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        fill(v);
+      }
+    };
+    gauge('trellis_endpoint_ejected', '1 while outlier detection keeps an endpoint out of rotation.', ['destination', 'endpoint'], (g) => {
+      perEndpoint((v) => g.labels(v.service, v.id).set(v.ejected ? 1 : 0));
+    });
+    counter('trellis_endpoint_ejections_total', 'Times outlier detection ejected an endpoint.', ['destination', 'endpoint'], (c) => {
+      perEndpoint((v) => c.labels(v.service, v.id).inc(v.ejections));
+    });
+    gauge('trellis_circuit_breaker_open', '1 while a limit of the destination\'s circuit breaker is reached.', ['destination'], (g) => {
+      for (const b of state.breakers()) g.labels(b.service).set(b.open ? 1 : 0);
+    });
+    counter('trellis_circuit_breaker_overflows_total', 'Requests refused with 503 overflow (limit="maxRequests" or "maxPendingRequests"), and retries not made (limit="maxRetries").', ['destination', 'limit'], (c) => {
+      for (const b of state.breakers()) {
+        c.labels(b.service, 'maxPendingRequests').inc(b.pendingOverflows);
+        c.labels(b.service, 'maxRequests').inc(b.requestOverflows);
+        c.labels(b.service, 'maxRetries').inc(b.retryOverflows);
+      }
     });
   }
 

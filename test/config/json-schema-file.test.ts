@@ -13,9 +13,10 @@ describe('schema/trellis.schema.json', () => {
     assert.equal(committed, jsonSchemaText());
   });
 
-  it('holds both kinds under $defs and accepts either through oneOf', () => {
+  it('holds each kind under $defs and accepts any of them through oneOf', () => {
     const schema = buildJsonSchema() as { oneOf: unknown; $defs: Record<string, { properties: { kind: { const: string } } }> };
-    assert.deepEqual(schema.oneOf, [{ $ref: '#/$defs/Mesh' }, { $ref: '#/$defs/HTTPRoute' }]);
+    assert.deepEqual(schema.oneOf, [{ $ref: '#/$defs/Mesh' }, { $ref: '#/$defs/HTTPRoute' }, { $ref: '#/$defs/BackendPolicy' }]);
+    assert.equal(schema.$defs.BackendPolicy!.properties.kind.const, 'BackendPolicy');
     assert.equal(schema.$defs.Mesh!.properties.kind.const, 'Mesh');
     assert.equal(schema.$defs.HTTPRoute!.properties.kind.const, 'HTTPRoute');
   });

@@ -67,7 +67,7 @@ test('backends hold only healthy endpoints: unknown and unhealthy instances are 
 
 test('an upstream carries its protocol and its compiled routes; no routes means an empty list', () => {
   const snap = compileSnapshot({ config: mesh, instances: [], proxy: sidecar('backend-v1-0', 'backend', 'v1') });
-  assert.deepEqual(snap.upstreams.postgres, { service: 'postgres', protocol: 'tcp', routes: [], backends: { postgres: { name: 'postgres', endpoints: [] }, 'postgres-default': { name: 'postgres-default', endpoints: [] } } });
+  assert.deepEqual(snap.upstreams.postgres, { service: 'postgres', protocol: 'tcp', routes: [], backends: { postgres: { name: 'postgres', endpoints: [] }, 'postgres-default': { name: 'postgres-default', endpoints: [], failover: 'postgres' } } });
   const front = compileSnapshot({ config: mesh, instances: [], proxy: sidecar('frontend-0', 'frontend') });
   assert.deepEqual(front.upstreams.backend!.routes, [
     { name: 'default/split/rule/0', match: { path: { type: 'PathPrefix', value: '/' } }, backends: [{ backend: 'backend-v1', weight: 3 }, { backend: 'backend-v2', weight: 1 }] },

@@ -1,7 +1,7 @@
 // The balancer contract: given the endpoints of one backend, pick one for a request.
 // The answer is a tagged union (as grpc-js's PickResultType) so callers handle every
-// outcome: a pick, or a failure with the code to answer with. (A later change adds
-// `queue` for a bounded wait when no endpoint is available.)
+// outcome: a pick, or a failure with the code to answer with. (The bounded wait when a
+// backend has no endpoint at all is the balance layer's, wait-queue.ts, not a PickResult.)
 //
 // Every balancer also hears how its picks went: `started` when a request goes to an
 // endpoint, `finished` with its round-trip time and whether it failed, and
@@ -24,11 +24,29 @@ export interface Balancer {
   pick(exclude?: ReadonlySet<string>, hashKey?: string): PickResult;
   /** A request was sent to `endpoint`: it is pending until `finished`. */
   started(endpoint: Endpoint): void;
-  /** The request ended after `rttMs`; `failed` for a 5xx, a 429 or no answer. */
-  finished(endpoint: Endpoint, rttMs: number, failed: boolean): void;
+  /**
+   * The request ended after `rttMs`; `failed` for a 5xx, a 429 or no answer. `now` is
+   * the caller's performance.now() when it has one (one clock read per attempt).
+   */
+  finished(endpoint: Endpoint, rttMs: number, failed: boolean, now?: number): void;
   /** Connecting to an endpoint failed, so it is avoided for a short while. */
   connectFailed(endpoint: Endpoint, now: number): void;
+  /**
+   * True when no endpoint can take a request (each ejected, recently refusing, weighted 0
+   * or in `exclude`): the caller fails over to another backend rather than panic here.
+   */
+  exhausted(exclude?: ReadonlySet<string>): boolean;
 }
+
+/** What a balancer asks the destination's outlier detector. */
+export interface EjectionView {
+  /** Endpoints ejected now (or whose ejection ran out but was not yet noticed): 0 is the fast path. */
+  readonly ejectedCount: number;
+  isEjected(id: string): boolean;
+}
+
+/** Envoy's healthy_panic_threshold default, percent. */
+export const DEFAULT_PANIC_THRESHOLD = 50;
 
 /** How long an endpoint that refused a connection is skipped, in ms. */
 export const CONNECT_FAILURE_BACKOFF_MS = 2000;
@@ -53,6 +71,10 @@ export function weightOf(e: Endpoint): number {
 export abstract class BaseBalancer implements Balancer {
   readonly endpoints: readonly Endpoint[];
   readonly #downUntil = new Map<string, number>();
+  #outliers: EjectionView | undefined;
+  #panicThreshold = DEFAULT_PANIC_THRESHOLD;
+  /** Decided once per pick: skip ejected endpoints (some are, and the backend is not in panic). */
+  #skipEjected = false;
 
   constructor(endpoints: readonly Endpoint[]) {
     this.endpoints = endpoints;
@@ -62,22 +84,64 @@ export abstract class BaseBalancer implements Balancer {
 
   started(_endpoint: Endpoint): void {}
 
-  finished(_endpoint: Endpoint, _rttMs: number, _failed: boolean): void {}
+  finished(_endpoint: Endpoint, _rttMs: number, _failed: boolean, _now?: number): void {}
 
   connectFailed(endpoint: Endpoint, now: number): void {
     this.#downUntil.set(endpointKey(endpoint), now + CONNECT_FAILURE_BACKOFF_MS);
   }
 
-  /** The time to judge "recently down" at, or 0 when no endpoint is down (the common case: no clock read). */
+  /**
+   * Passive health: ejected endpoints are skipped, unless fewer than `panicThreshold`
+   * percent of the backend's endpoints are left, when every endpoint is balanced over
+   * (Envoy's panic mode: better to spread load over sick hosts than crush the few left).
+   */
+  setHealth(outliers: EjectionView | undefined, panicThreshold: number): void {
+    this.#outliers = outliers;
+    this.#panicThreshold = panicThreshold;
+  }
+
+  exhausted(exclude?: ReadonlySet<string>): boolean {
+    const o = this.#outliers;
+    // The common case, nothing tried, down or ejected, costs three tests.
+    if (exclude === undefined && this.#downUntil.size === 0 && (o === undefined || o.ejectedCount === 0)) return this.endpoints.length === 0;
+    const now = this.#downUntil.size > 0 ? Date.now() : 0;
+    for (const e of this.endpoints) {
+      if (weightOf(e) === 0 || (exclude !== undefined && exclude.has(e.id))) continue;
+      if (now !== 0 && this.#isDown(e, now)) continue;
+      if (o !== undefined && o.ejectedCount > 0 && o.isEjected(e.id)) continue;
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Called once at the start of every pick: the time to judge "recently down" at, or 0
+   * when no endpoint is down (the common case: no clock read); also decides whether this
+   * pick skips ejected endpoints (with none ejected, one property read).
+   */
   protected downClock(): number {
+    const o = this.#outliers;
+    this.#skipEjected = o !== undefined && o.ejectedCount > 0 && !this.#panicking(o);
     return this.#downUntil.size > 0 ? Date.now() : 0;
   }
 
-  /** Whether `e` may take this request: not tried by it, not recently refusing, not weighted 0. */
+  /** Whether `e` may take this request: not tried by it, not recently refusing, not ejected, not weighted 0. */
   protected usable(e: Endpoint, exclude: ReadonlySet<string> | undefined, now: number): boolean {
     if (exclude !== undefined && exclude.has(e.id)) return false;
     if (now !== 0 && this.#isDown(e, now)) return false;
+    if (this.#skipEjected && this.#outliers!.isEjected(e.id)) return false;
     return weightOf(e) > 0;
+  }
+
+  #panicking(o: EjectionView): boolean {
+    let total = 0;
+    let healthy = 0;
+    for (const e of this.endpoints) {
+      if (weightOf(e) === 0) continue;
+      total++;
+      if (!o.isEjected(e.id)) healthy++;
+    }
+    return healthy * 100 < this.#panicThreshold * total;
   }
 
   /** When no endpoint is usable: the first not yet tried by this request, else a failure. */

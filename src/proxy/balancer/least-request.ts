@@ -6,12 +6,17 @@ import type { Endpoint } from '../../control/protocol.js';
 import { BaseBalancer, PendingCounts, pickTwo, weightOf, type PickResult } from './balancer.js';
 
 export class LeastRequestBalancer extends BaseBalancer {
-  readonly pending = new PendingCounts();
+  pending = new PendingCounts();
   readonly #random: () => number;
 
   constructor(endpoints: readonly Endpoint[], random: () => number = Math.random) {
     super(endpoints);
     this.#random = random;
+  }
+
+  /** Shares the pending counts of the balancer this one replaces (see PeakEwmaBalancer.adopt). */
+  adopt(prev: LeastRequestBalancer): void {
+    this.pending = prev.pending;
   }
 
   pick(exclude?: ReadonlySet<string>): PickResult {

@@ -11,7 +11,7 @@
 // A request without a key is spread at random. When the owner can't take the request,
 // the key is rehashed with the attempt number, so its second choice is stable too.
 import type { Endpoint } from '../../control/protocol.js';
-import { BaseBalancer, weightOf, type PickResult } from './balancer.js';
+import { BaseBalancer, weightOf, type EjectionView, type PickResult } from './balancer.js';
 import { hash32 } from './hash.js';
 import { RandomBalancer } from './random.js';
 
@@ -45,6 +45,11 @@ export class MaglevBalancer extends BaseBalancer {
     // Rehashing kept landing on unusable ones: any usable endpoint, in order.
     for (const e of this.endpoints) if (this.usable(e, exclude, now)) return { type: 'pick', endpoint: e };
     return this.fallback(exclude);
+  }
+
+  override setHealth(outliers: EjectionView | undefined, panicThreshold: number): void {
+    super.setHealth(outliers, panicThreshold);
+    this.#random.setHealth(outliers, panicThreshold);
   }
 
   override connectFailed(e: Endpoint, now: number): void {

@@ -27,7 +27,7 @@ interface Estimate {
 }
 
 export class PeakEwmaBalancer extends BaseBalancer {
-  readonly pending = new PendingCounts();
+  pending = new PendingCounts();
   readonly #estimates = new Map<string, Estimate>();
   readonly #random: () => number;
   readonly #now: () => number;
@@ -42,15 +42,37 @@ export class PeakEwmaBalancer extends BaseBalancer {
     for (const e of endpoints) this.#estimates.set(e.id, { rttMs: DEFAULT_RTT_MS, at: now });
   }
 
+  /**
+   * Takes over the state of the balancer this one replaces (a new snapshot changed the
+   * endpoints): the estimates of endpoints that stay, and the pending counts, shared, so
+   * requests started on the old balancer still count here and end there without leaking.
+   */
+  adopt(prev: PeakEwmaBalancer): void {
+    this.pending = prev.pending;
+    for (const e of this.endpoints) {
+      const old = prev.#estimates.get(e.id);
+      if (old !== undefined) this.#estimates.set(e.id, { rttMs: old.rttMs, at: old.at });
+    }
+  }
+
+  // The current pick's inputs, read by the two callbacks made once below: a pick on the
+  // hot path allocates no closures.
+  #pickExclude: ReadonlySet<string> | undefined;
+  #pickDown = 0;
+  #pickNow = 0;
+  readonly #isUsable = (x: Endpoint): boolean => this.usable(x, this.#pickExclude, this.#pickDown);
+  readonly #cheaper = (a: Endpoint, b: Endpoint): Endpoint => {
+    // The clock is read only when there is a choice to make (not for a single endpoint).
+    const now = this.#pickNow || (this.#pickNow = this.#now());
+    return this.cost(b, now) < this.cost(a, now) ? b : a;
+  };
+
   pick(exclude?: ReadonlySet<string>): PickResult {
-    const down = this.downClock();
-    const now = this.#now();
-    const e = pickTwo(
-      this,
-      (x) => this.usable(x, exclude, down),
-      (a, b) => (this.cost(b, now) < this.cost(a, now) ? b : a),
-      this.#random,
-    );
+    this.#pickDown = this.downClock();
+    this.#pickNow = 0;
+    this.#pickExclude = exclude;
+    const e = pickTwo(this, this.#isUsable, this.#cheaper, this.#random);
+    this.#pickExclude = undefined;
     return e ? { type: 'pick', endpoint: e } : this.fallback(exclude);
   }
 
@@ -69,10 +91,9 @@ export class PeakEwmaBalancer extends BaseBalancer {
     this.pending.inc(e);
   }
 
-  override finished(e: Endpoint, rttMs: number, failed: boolean): void {
+  override finished(e: Endpoint, rttMs: number, failed: boolean, now: number = this.#now()): void {
     this.pending.dec(e);
     const sample = failed ? Math.max(rttMs, FAILURE_PENALTY_MS) : rttMs;
-    const now = this.#now();
     const est = this.#estimates.get(e.id);
     if (est !== undefined) update(est, Math.max(0, sample), now); // an endpoint no longer ours is ignored
   }

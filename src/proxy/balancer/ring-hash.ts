@@ -7,7 +7,7 @@
 // (tried already, refusing connections), the walk goes on round the ring to the next
 // usable endpoint, so a key's second choice is stable too.
 import type { Endpoint } from '../../control/protocol.js';
-import { BaseBalancer, weightOf, type PickResult } from './balancer.js';
+import { BaseBalancer, weightOf, type EjectionView, type PickResult } from './balancer.js';
 import { hash32 } from './hash.js';
 import { RandomBalancer } from './random.js';
 
@@ -62,6 +62,11 @@ export class RingHashBalancer extends BaseBalancer {
       if (this.usable(e, exclude, now)) return { type: 'pick', endpoint: e };
     }
     return this.fallback(exclude);
+  }
+
+  override setHealth(outliers: EjectionView | undefined, panicThreshold: number): void {
+    super.setHealth(outliers, panicThreshold);
+    this.#random.setHealth(outliers, panicThreshold);
   }
 
   override connectFailed(e: Endpoint, now: number): void {

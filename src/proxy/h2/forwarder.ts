@@ -13,6 +13,7 @@ import type { ErrorCode } from '../../errors.js';
 import type { Exchange, Handler } from '../exchange.js';
 import { editLines, type HeaderModifier } from '../filters/header-modifier.js';
 import { H2StreamClient } from './stream-client.js';
+import { endAttempt, NO_ANSWER } from '../attempt.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -169,6 +170,7 @@ function trailersOf(t: http2.IncomingHttpHeaders): http2.OutgoingHttpHeaders {
  */
 export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetCode: ErrorCode): Handler {
   const connectFailed = (ex: Exchange, reason: string): void => {
+    endAttempt(ex, NO_ANSWER, 0);
     const e = ex.endpoint!;
     ex.backend?.balancer.connectFailed(e, Date.now());
     (ex.tried ??= new Set()).add(e.id);
@@ -198,6 +200,8 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     } catch {
       return send(ex); // the session closed between the check and the request
     }
+    // The attempt's round trip, for the balancer and the outlier detector (attempt.ts).
+    const sentAt = performance.now();
     let responseTrailers: http2.OutgoingHttpHeaders | undefined;
     let responded = false;
     let trailersOnly = false;
@@ -228,6 +232,7 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
         // The peer sidecar's app is down and nothing was delivered: another endpoint may do.
         return retry(() => connectFailed(ex, 'its app is unavailable'));
       }
+      endAttempt(ex, status, sentAt);
       responded = true;
       ex.status = status;
       ex.responseStarted = true;
@@ -255,6 +260,7 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
       // A response that ended (trailers-only, or read to its end) finishes on its own;
       // one whose session died mid-body must not leave the client waiting.
       if (code === NGHTTP2_NO_ERROR && responded && (trailersOnly || up.readableEnded)) return;
+      if (!responded) endAttempt(ex, NO_ANSWER, sentAt);
       if (!responded && code === NGHTTP2_REFUSED_STREAM && bodyless) return retry(() => send(ex)); // GOAWAY'd before it was processed
       if (!responded) return ex.fail(resetCode, { address });
       ex.errorToken = 'upstream-reset';

@@ -1,0 +1,216 @@
+// The balancing state a sidecar keeps per upstream service across snapshots: a balancer
+// per backend (of the type its BackendPolicy names, PeakEWMA by default) and one outlier
+// detector for the service. A new snapshot reuses what still fits: a backend whose
+// endpoints and settings did not change keeps its balancer as it is; one whose endpoints
+// changed gets a new balancer that adopts the old one's round-trip estimates and shares
+// its pending counts (requests in flight end on the balancer they started on); the
+// detector keeps the score and ejections of the endpoints that stay.
+import { DEFAULT_BALANCING, type BackendSnapshot, type BalancerType, type BalancingConfig, type UpstreamSnapshot } from '../control/protocol.js';
+import type { Balancer, BaseBalancer } from './balancer/balancer.js';
+import { LeastRequestBalancer } from './balancer/least-request.js';
+import { MaglevBalancer } from './balancer/maglev.js';
+import { PeakEwmaBalancer } from './balancer/peak-ewma.js';
+import { RandomBalancer } from './balancer/random.js';
+import { RingHashBalancer } from './balancer/ring-hash.js';
+import { RoundRobinBalancer } from './balancer/round-robin.js';
+import { CircuitBreaker } from './circuit-breaker.js';
+import { WaitQueue } from './wait-queue.js';
+import { OutlierDetector, type EjectionReason } from './outlier-detector.js';
+import type { CompiledBackend } from './router.js';
+
+/** Builds a balancer of `type`, taking over `prev`'s state when it is of the same kind. */
+export function makeBalancer(type: BalancerType, endpoints: BackendSnapshot['endpoints'], prev?: Balancer): BaseBalancer {
+  switch (type) {
+    case 'PeakEWMA': {
+      const b = new PeakEwmaBalancer(endpoints);
+      if (prev instanceof PeakEwmaBalancer) b.adopt(prev);
+      return b;
+    }
+    case 'LeastRequest': {
+      const b = new LeastRequestBalancer(endpoints);
+      if (prev instanceof LeastRequestBalancer) b.adopt(prev);
+      return b;
+    }
+    case 'RoundRobin': return new RoundRobinBalancer(endpoints);
+    case 'Random': return new RandomBalancer(endpoints);
+    case 'RingHash': return new RingHashBalancer(endpoints);
+    case 'Maglev': return new MaglevBalancer(endpoints);
+  }
+}
+
+interface KeptBackend {
+  /** Endpoints and settings, serialized: equal means the balancer can be kept as it is. */
+  readonly key: string;
+  readonly compiled: CompiledBackend;
+}
+
+interface ServiceState {
+  breaker: CircuitBreaker | undefined;
+  /** Per backend name: requests waiting for the backend to have an endpoint. */
+  readonly queues: Map<string, WaitQueue>;
+  detector: OutlierDetector | undefined;
+  detectorKey: string;
+  backends: Map<string, KeptBackend>;
+}
+
+/** Logs an ejection or a return: `service`, endpoint id, whether ejected, why. */
+export type EjectionLog = (service: string, id: string, ejected: boolean, reason: EjectionReason | undefined) => void;
+
+export class BalancingState {
+  readonly #services = new Map<string, ServiceState>();
+  readonly #log: EjectionLog;
+
+  constructor(log: EjectionLog = () => {}) {
+    this.#log = log;
+  }
+
+  /** The backends of one upstream of a new snapshot, reusing what fits. */
+  backendsFor(snap: UpstreamSnapshot): Map<string, CompiledBackend> {
+    const service = snap.service;
+    let state = this.#services.get(service);
+    if (state === undefined) this.#services.set(service, (state = { breaker: undefined, queues: new Map(), detector: undefined, detectorKey: '', backends: new Map() }));
+    const svc = snap.balancing ?? DEFAULT_BALANCING;
+    const outlier = svc.outlierDetection;
+    const detectorKey = outlier === undefined ? '' : JSON.stringify(outlier);
+    if (detectorKey !== state.detectorKey) {
+      state.detectorKey = detectorKey;
+      state.detector = outlier === undefined ? undefined : new OutlierDetector(outlier);
+      if (state.detector !== undefined) state.detector.onChange = (id, ejected, reason) => this.#log(service, id, ejected, reason);
+      // Balancers hold the detector: rebuild them all.
+      state.backends.clear();
+    }
+    const detector = state.detector;
+    // The breaker's counts survive a change of its limits: requests in flight still end on it.
+    if (svc.circuitBreaker === undefined) state.breaker = undefined;
+    else if (state.breaker === undefined) state.breaker = new CircuitBreaker(svc.circuitBreaker);
+    else state.breaker.limits = svc.circuitBreaker;
+    const breaker = state.breaker;
+    const ids = new Set<string>();
+    const out = new Map<string, CompiledBackend>();
+    const kept = new Map<string, KeptBackend>();
+    for (const [name, b] of Object.entries(snap.backends)) {
+      for (const e of b.endpoints) ids.add(e.id);
+      const cfg: BalancingConfig = b.balancing ?? svc;
+      const key = JSON.stringify([cfg.balancer, cfg.hashOn, cfg.panicThreshold, b.endpoints]);
+      const prev = state.backends.get(name);
+      let k: KeptBackend;
+      if (prev !== undefined && prev.key === key) {
+        k = prev;
+      } else {
+        const balancer = makeBalancer(cfg.balancer, b.endpoints, prev?.compiled.balancer);
+        balancer.setHealth(detector, cfg.panicThreshold);
+        k = { key, compiled: { name, balancer, outliers: detector, hashOn: hashOnOf(cfg), failover: undefined, breaker: undefined, queue: undefined } };
+      }
+      kept.set(name, k);
+      out.set(name, k.compiled);
+    }
+    state.backends = kept;
+    // A version fails over to the whole service (its other versions), as Envoy spills to the next priority.
+    for (const [name, b] of out) {
+      const to = snap.backends[name]!.failover;
+      b.failover = to === undefined || to === name ? undefined : out.get(to);
+      b.breaker = breaker;
+      let q = state.queues.get(name);
+      if (q === undefined) state.queues.set(name, (q = new WaitQueue()));
+      b.queue = q;
+    }
+    detector?.setEndpoints([...ids]);
+    return out;
+  }
+
+  /** Forgets the services no longer in the snapshot. */
+  retainOnly(services: ReadonlySet<string>): void {
+    for (const s of this.#services.keys()) if (!services.has(s)) this.#services.delete(s);
+  }
+
+  /** Requests waiting for backend `backend` of `service` to have an endpoint. */
+  queueSize(service: string, backend: string): number {
+    return this.#services.get(service)?.queues.get(backend)?.size ?? 0;
+  }
+
+  /** After a snapshot is in force: requests waiting for an endpoint try again where one appeared. */
+  drainQueues(): void {
+    for (const state of this.#services.values()) {
+      for (const [name, q] of state.queues) q.drain(state.backends.get(name)?.compiled);
+    }
+  }
+
+  /** The circuit breakers, per service, for metrics, the admin server and `trellis status`. */
+  breakers(): BreakerView[] {
+    const out: BreakerView[] = [];
+    for (const [service, { breaker: b }] of this.#services) {
+      if (b === undefined) continue;
+      out.push({
+        service, open: b.open, connections: b.connections, pending: b.waiting.length, requests: b.requests, retries: b.retries, ...b.limits,
+        pendingOverflows: b.pendingOverflows, requestOverflows: b.requestOverflows, retryOverflows: b.retryOverflows,
+      });
+    }
+    return out;
+  }
+
+  /** Every endpoint of every backend with its load and health, for metrics, the admin server and `trellis status`. */
+  view(): EndpointView[] {
+    const out: EndpointView[] = [];
+    for (const [service, state] of this.#services) {
+      const health = new Map((state.detector?.view() ?? []).map((h) => [h.id, h]));
+      for (const [backend, { compiled }] of state.backends) {
+        const b = compiled.balancer;
+        for (const e of b.endpoints) {
+          const h = health.get(e.id);
+          out.push({
+            service, backend, id: e.id, address: `${e.host}:${e.port}`, version: e.version, balancer: b.constructor.name.replace(/Balancer$/, ''),
+            pending: b instanceof PeakEwmaBalancer || b instanceof LeastRequestBalancer ? b.pending.of(e) : undefined,
+            ewmaMs: b instanceof PeakEwmaBalancer ? Math.round(b.estimate(e) * 1000) / 1000 : undefined,
+            ejected: h?.ejected ?? false, reason: h?.reason, ejectedForMs: Math.round(h?.ejectedForMs ?? 0), ejections: h?.totalEjections ?? 0,
+          });
+        }
+      }
+    }
+    return out;
+  }
+}
+
+/** One endpoint of one backend, as the admin server shows it. */
+export interface EndpointView {
+  readonly service: string;
+  readonly backend: string;
+  readonly id: string;
+  readonly address: string;
+  readonly version: string;
+  readonly balancer: string;
+  /** Requests in flight (load-aware balancers only). */
+  readonly pending: number | undefined;
+  /** The round-trip estimate, ms (PeakEWMA only). */
+  readonly ewmaMs: number | undefined;
+  readonly ejected: boolean;
+  readonly reason: EjectionReason | undefined;
+  readonly ejectedForMs: number;
+  /** Times ejected since the sidecar started watching it. */
+  readonly ejections: number;
+}
+
+/** How the balance layer reads a request's affinity key; undefined: none (most balancers). */
+export type HashOn = { readonly header: string } | { readonly cookie: string } | { readonly source: true };
+
+function hashOnOf(cfg: BalancingConfig): HashOn | undefined {
+  return cfg.balancer === 'RingHash' || cfg.balancer === 'Maglev' ? cfg.hashOn : undefined;
+}
+
+/** One destination's circuit breaker, as the admin server shows it. */
+export interface BreakerView {
+  readonly service: string;
+  /** A limit is reached now: new requests (or retries) overflow. */
+  readonly open: boolean;
+  readonly connections: number;
+  /** Requests waiting for a connection. */
+  readonly pending: number;
+  readonly requests: number;
+  readonly retries: number;
+  readonly maxConnections: number;
+  readonly maxPendingRequests: number;
+  readonly maxRequests: number;
+  readonly maxRetries: number;
+  readonly pendingOverflows: number;
+  readonly requestOverflows: number;
+  readonly retryOverflows: number;
+}
