@@ -93,11 +93,11 @@ export class Sidecar {
         [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
         forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
       );
-    // HTTP/2 streams take the same routing, filters and faults; timeouts and retries are
-    // enforced by the HTTP/1.1 forwarder and its pool, so they don't apply to HTTP/2 yet.
+    // HTTP/2 streams take the same routing, filters, timeouts and faults; retries are the
+    // HTTP/1.1 forwarder's (they replay a kept body at the response head), not HTTP/2's yet.
     const outboundH2 = (fixed?: string) =>
       createH2Server(compose(
-        [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, fault(this.metrics), split, backendFilters, balance],
+        [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), split, backendFilters, balance],
         h2Forwarder(this.#h2pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
       ));
 

@@ -202,6 +202,23 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     }
     // The attempt's round trip, for the balancer and the outlier detector (attempt.ts).
     const sentAt = performance.now();
+    // A rule's timeouts bound the wait for the response head, as for HTTP/1.1. HTTP/2
+    // streams have no pool sweep (a gRPC stream may rightly last for hours), so a timer
+    // is armed only when the rule has timeouts; without them nothing waits on a clock.
+    let timer: NodeJS.Timeout | undefined;
+    const attemptMs = ex.attemptTimeoutMs || Infinity;
+    const deadlineMs = ex.deadline !== 0 ? ex.deadline - sentAt : Infinity;
+    if (attemptMs !== Infinity || deadlineMs !== Infinity) {
+      timer = setTimeout(() => {
+        if (abandoned || responded || ex.finished) return;
+        abandoned = true;
+        down.off('close', onDownClose);
+        endAttempt(ex, NO_ANSWER, sentAt);
+        if (!up.closed) up.close(NGHTTP2_CANCEL);
+        if (deadlineMs <= attemptMs) ex.fail('TRELLIS_E_REQUEST_TIMEOUT', { route: ex.route?.name ?? '', ms: Math.round(ex.deadline - ex.startedAt) });
+        else ex.fail('TRELLIS_E_TIMEOUT', { address, ms: attemptMs });
+      }, Math.max(0, Math.min(attemptMs, deadlineMs)));
+    }
     let responseTrailers: http2.OutgoingHttpHeaders | undefined;
     let responded = false;
     let trailersOnly = false;
@@ -226,6 +243,7 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     }
 
     up.on('response', (h: http2.IncomingHttpHeaders, flags: number) => {
+      clearTimeout(timer);
       if (abandoned || ex.finished || down.destroyed) return;
       const status = Number(h[':status']);
       if (status === 503 && h['trellis-error'] === 'app-unavailable' && bodyless) {
@@ -255,6 +273,7 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     });
 
     up.on('close', () => {
+      clearTimeout(timer);
       if (abandoned || ex.finished || down.destroyed) return;
       const code = up.rstCode ?? NGHTTP2_NO_ERROR;
       // A response that ended (trailers-only, or read to its end) finishes on its own;

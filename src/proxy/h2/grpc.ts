@@ -18,7 +18,7 @@ export function isGrpcContentType(ct: string | undefined): boolean {
  * else the proxy refuses (400, 431, 500) is INTERNAL.
  */
 export function grpcStatusOf(code: ErrorCode): number {
-  if (code === 'TRELLIS_E_TIMEOUT') return GRPC_STATUS.DEADLINE_EXCEEDED;
+  if (code === 'TRELLIS_E_TIMEOUT' || code === 'TRELLIS_E_REQUEST_TIMEOUT') return GRPC_STATUS.DEADLINE_EXCEEDED;
   switch (ERRORS[code].status as number) {
     case 404: return GRPC_STATUS.UNIMPLEMENTED;
     case 429: case 502: case 503: case 504: return GRPC_STATUS.UNAVAILABLE;
