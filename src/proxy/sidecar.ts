@@ -93,11 +93,11 @@ export class Sidecar {
         [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
         forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
       );
-    // HTTP/2 streams take the same routing, filters, timeouts and faults; retries are the
-    // HTTP/1.1 forwarder's (they replay a kept body at the response head), not HTTP/2's yet.
+    // HTTP/2 streams take the same layers; the HTTP/2 forwarder applies the timeouts and
+    // hands failed attempts to the retry state as the HTTP/1.1 one does.
     const outboundH2 = (fixed?: string) =>
       createH2Server(compose(
-        [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), split, backendFilters, balance],
+        [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
         h2Forwarder(this.#h2pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
       ));
 

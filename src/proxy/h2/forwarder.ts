@@ -12,6 +12,7 @@ import net from 'node:net';
 import type { ErrorCode } from '../../errors.js';
 import type { Exchange, Handler } from '../exchange.js';
 import { editLines, type HeaderModifier } from '../filters/header-modifier.js';
+import { httpStatusOfGrpc } from './grpc.js';
 import { H2StreamClient } from './stream-client.js';
 import { endAttempt, NO_ANSWER } from '../attempt.js';
 
@@ -194,6 +195,9 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
   function forward(ex: Exchange, client: H2StreamClient, session: http2.ClientHttp2Session, address: string): void {
     const down = client.stream;
     const bodyless = client.bodyless;
+    // A retried attempt (retry.ts) replays the body the first attempt kept, once the
+    // client has sent all of it; the first attempt pipes the client's stream.
+    const replay = ex.attempts > 1 && !bodyless;
     let up: http2.ClientHttp2Stream;
     try {
       up = session.request(requestHeaders(ex, client, ex.req.host || address), { endStream: bodyless, waitForTrailers: !bodyless });
@@ -211,9 +215,10 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     if (attemptMs !== Infinity || deadlineMs !== Infinity) {
       timer = setTimeout(() => {
         if (abandoned || responded || ex.finished) return;
+        endAttempt(ex, NO_ANSWER, sentAt);
+        if (deadlineMs > attemptMs && retried('timeout')) return retry(() => {});
         abandoned = true;
         down.off('close', onDownClose);
-        endAttempt(ex, NO_ANSWER, sentAt);
         if (!up.closed) up.close(NGHTTP2_CANCEL);
         if (deadlineMs <= attemptMs) ex.fail('TRELLIS_E_REQUEST_TIMEOUT', { route: ex.route?.name ?? '', ms: Math.round(ex.deadline - ex.startedAt) });
         else ex.fail('TRELLIS_E_TIMEOUT', { address, ms: attemptMs });
@@ -230,16 +235,31 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     };
     const retry = (again: () => void): void => {
       abandoned = true;
+      clearTimeout(timer);
       down.off('close', onDownClose);
+      if (!replay && !bodyless) down.unpipe(up);
       if (!up.closed) up.close(NGHTTP2_CANCEL);
       again();
     };
+    /** The rule's retry policy takes this failed attempt (its response never reaches the client). */
+    const retried = (reason: number | 'reset' | 'timeout'): boolean => ex.retry !== undefined && !abandoned && ex.retry.again(ex, reason);
     client.cancelUpstream = () => { if (!up.closed) up.close(NGHTTP2_CANCEL); };
 
     up.on('error', () => {});
     if (!bodyless) {
       up.on('wantTrailers', () => up.sendTrailers(client.trailers === undefined ? {} : trailersOf(client.trailers)));
-      down.pipe(up);
+      if (replay) {
+        for (const c of ex.bodyQueue ?? []) up.write(c);
+        ex.bodyQueue = undefined;
+        up.end();
+      } else {
+        if (ex.retry !== undefined) {
+          // Keep the body for a replay (up to the policy's limit), and know when it is all here.
+          down.on('data', (c: Buffer) => ex.retry?.record(c));
+          down.once('end', () => { ex.requestBodyDone = true; });
+        }
+        down.pipe(up);
+      }
     }
 
     up.on('response', (h: http2.IncomingHttpHeaders, flags: number) => {
@@ -251,6 +271,11 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
         return retry(() => connectFailed(ex, 'its app is unavailable'));
       }
       endAttempt(ex, status, sentAt);
+      if (ex.retry !== undefined) {
+        const ended = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+        const code = ended && h['grpc-status'] !== undefined ? httpStatusOfGrpc(Number(h['grpc-status'])) ?? status : status;
+        if (ex.retry.retriesStatus(code) && retried(code)) return retry(() => {});
+      }
       responded = true;
       ex.status = status;
       ex.responseStarted = true;
@@ -280,6 +305,7 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
       // one whose session died mid-body must not leave the client waiting.
       if (code === NGHTTP2_NO_ERROR && responded && (trailersOnly || up.readableEnded)) return;
       if (!responded) endAttempt(ex, NO_ANSWER, sentAt);
+      if (!responded && code !== NGHTTP2_REFUSED_STREAM && retried('reset')) return retry(() => {});
       if (!responded && code === NGHTTP2_REFUSED_STREAM && bodyless) return retry(() => send(ex)); // GOAWAY'd before it was processed
       if (!responded) return ex.fail(resetCode, { address });
       ex.errorToken = 'upstream-reset';

@@ -26,6 +26,23 @@ export function grpcStatusOf(code: ErrorCode): number {
   }
 }
 
+/**
+ * The HTTP status a gRPC error stands for (gRPC's HTTP-to-status mapping, read
+ * backwards), so a route's retry `codes` decide on gRPC calls too: UNAVAILABLE is 503,
+ * RESOURCE_EXHAUSTED 429, DEADLINE_EXCEEDED 504, UNIMPLEMENTED 501, INTERNAL and
+ * UNKNOWN 500; other statuses (and OK) stand for none.
+ */
+export function httpStatusOfGrpc(status: number): number | undefined {
+  switch (status) {
+    case 14: return 503;
+    case 8: return 429;
+    case 4: return 504;
+    case 12: return 501;
+    case 13: case 2: return 500;
+    default: return undefined;
+  }
+}
+
 /** The trailers-only response for a Trellis error on a gRPC call (plus `trellis-error`). */
 export function grpcErrorHeaders(code: ErrorCode, params: Record<string, unknown>, grpcStatus?: number): Record<string, string | number> {
   return {

@@ -1,0 +1,118 @@
+// A rule's retry policy on HTTP/2 streams: a failed attempt (an HTTP 503, or a gRPC
+// UNAVAILABLE answered trailers-only) is sent again, body and all, and the client sees
+// only the good answer; a gRPC call (a POST) is replayed only when a RetryPolicy says
+// it may be, as for HTTP/1.1.
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import type net from 'node:net';
+import { after, before, test } from 'node:test';
+import type { RetryConfig, RouteEntry } from '../../src/control/protocol.js';
+import type { Sidecar } from '../../src/proxy/sidecar.js';
+import { startInbound, startOutbound } from '../helpers/proxy-pair.js';
+
+let app: http2.Http2Server;
+let inbound: Sidecar;
+let outbound: Sidecar;
+let port: number;
+/** Every other request the app gets fails; the bodies it got, in order. */
+let arrivals = 0;
+const bodies: string[] = [];
+
+before(async () => {
+  app = http2.createServer();
+  app.on('stream', (stream, headers) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => {
+      bodies.push(Buffer.concat(chunks).toString());
+      const fail = arrivals++ % 2 === 0;
+      const grpc = String(headers['content-type']).startsWith('application/grpc');
+      if (grpc && fail) return stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '14', 'grpc-message': 'try again' }, { endStream: true });
+      if (grpc) {
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        return stream.end(Buffer.concat(chunks));
+      }
+      stream.respond({ ':status': fail ? 503 : 200 });
+      stream.end(fail ? 'bad' : 'good');
+    });
+  });
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+  inbound = await startInbound('api', 'v1', (app.address() as net.AddressInfo).port);
+  const retry = (p: Partial<RetryConfig> = {}): RetryConfig => ({ codes: [503], attempts: 2, backoffMs: 1, nonIdempotent: false, maxBodyBytes: 65536, ...p });
+  const routes: RouteEntry[] = [
+    { name: 'default/api/unsafe', match: { path: { type: 'PathPrefix', value: '/unsafe.Svc' } }, backends: [{ backend: 'api', weight: 1 }], retry: retry({ nonIdempotent: true }) },
+    { name: 'default/api/all', match: {}, backends: [{ backend: 'api', weight: 1 }], retry: retry() },
+  ];
+  outbound = await startOutbound('web', {
+    api: { service: 'api', protocol: 'http', routes, backends: { api: { name: 'api', endpoints: [{ id: 'api-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } } },
+  });
+  port = outbound.addresses.upstreams.api!.port;
+});
+
+after(async () => {
+  await outbound.close();
+  await inbound.close();
+  await new Promise<void>((r) => app.close(() => r()));
+});
+
+function call(headers: http2.OutgoingHttpHeaders, body?: string): Promise<{ headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const req = session.request(headers, { endStream: body === undefined });
+    let head: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders = {};
+    let out = '';
+    req.on('response', (h) => { head = h; });
+    req.on('trailers', (t) => { trailers = t; });
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => { out += c; });
+    req.on('end', () => { session.close(); resolve({ headers: head, trailers, body: out }); });
+    req.on('error', reject);
+    if (body !== undefined) req.end(body);
+  });
+}
+
+const metrics = async (): Promise<string> => {
+  const a = outbound.addresses.admin!;
+  return (await fetch(`http://${a.host}:${a.port}/metrics`)).text();
+};
+
+test('a GET answered 503 is sent again and the client sees only the 200', async () => {
+  arrivals = 0;
+  for (let i = 0; i < 10; i++) {
+    const r = await call({ ':path': `/get/${i}` });
+    assert.equal(r.headers[':status'], 200);
+    assert.equal(r.body, 'good');
+  }
+  assert.equal(arrivals, 20, 'every request failed once and was retried once');
+  assert.match(await metrics(), /trellis_http_retries_total\{[^}]*reason="503"[^}]*\} 10/);
+});
+
+test('a gRPC call answered UNAVAILABLE is replayed with its whole body when a RetryPolicy allows it', async () => {
+  arrivals = 0;
+  bodies.length = 0;
+  for (let i = 0; i < 5; i++) {
+    const payload = `message-${i}-${'x'.repeat(3000)}`;
+    const r = await call({ ':method': 'POST', ':path': '/unsafe.Svc/Call', 'content-type': 'application/grpc' }, payload);
+    assert.equal(r.headers[':status'], 200);
+    assert.equal(r.trailers['grpc-status'], '0');
+    assert.equal(r.body, payload);
+  }
+  assert.equal(arrivals, 10);
+  for (let i = 0; i < 5; i++) {
+    assert.equal(bodies[2 * i], bodies[2 * i + 1], `call ${i}: the replay carried the same body`);
+  }
+});
+
+test('a gRPC call is not replayed without a RetryPolicy: the client gets the UNAVAILABLE', async () => {
+  arrivals = 0;
+  const statuses: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const r = await call({ ':method': 'POST', ':path': '/safe.Svc/Call', 'content-type': 'application/grpc' }, `m${i}`);
+    statuses.push(String(r.headers['grpc-status'] ?? r.trailers['grpc-status']));
+  }
+  assert.equal(arrivals, 6, 'each call reached the app exactly once');
+  assert.deepEqual(statuses, ['14', '0', '14', '0', '14', '0']);
+});
