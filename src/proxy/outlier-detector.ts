@@ -137,10 +137,10 @@ export class OutlierDetector {
   }
 
   isEjected(id: string): boolean {
-    this.#maybeInterval();
+    const now = this.#now();
+    this.#maybeInterval(now);
     const h = this.#hosts.get(id);
     if (h === undefined || h.ejectedUntil === 0) return false;
-    const now = this.#now();
     if (this.#isEjected(h, now)) return true;
     this.#return(id, h);
     return false;

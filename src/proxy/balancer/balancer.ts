@@ -144,6 +144,25 @@ export abstract class BaseBalancer implements Balancer {
     return healthy * 100 < this.#panicThreshold * total;
   }
 
+  /**
+   * A usable endpoint drawn in proportion to its weight (the random balancer, and the
+   * hashing balancers for a request without a key); `now` is {@link downClock}'s.
+   */
+  protected pickWeighted(exclude: ReadonlySet<string> | undefined, now: number, random: () => number): PickResult {
+    let total = 0;
+    for (const e of this.endpoints) if (this.usable(e, exclude, now)) total += weightOf(e);
+    if (total === 0) return this.fallback(exclude);
+    let x = random() * total;
+    let last: Endpoint | undefined;
+    for (const e of this.endpoints) {
+      if (!this.usable(e, exclude, now)) continue;
+      last = e;
+      x -= weightOf(e);
+      if (x < 0) return { type: 'pick', endpoint: e };
+    }
+    return { type: 'pick', endpoint: last! };
+  }
+
   /** When no endpoint is usable: the first not yet tried by this request, else a failure. */
   protected fallback(exclude: ReadonlySet<string> | undefined): PickResult {
     for (const e of this.endpoints) if (exclude === undefined || !exclude.has(e.id)) return { type: 'pick', endpoint: e };

@@ -11,19 +11,21 @@
 // A request without a key is spread at random. When the owner can't take the request,
 // the key is rehashed with the attempt number, so its second choice is stable too.
 import type { Endpoint } from '../../control/protocol.js';
-import { BaseBalancer, weightOf, type EjectionView, type PickResult } from './balancer.js';
+import { BaseBalancer, weightOf, type PickResult } from './balancer.js';
 import { hash32 } from './hash.js';
-import { RandomBalancer } from './random.js';
 
 const PRIMES = [307, 503, 1009, 2003, 4001, 8009, 16007, 32003, 65537];
 
 export class MaglevBalancer extends BaseBalancer {
   readonly #table: Uint16Array;
-  readonly #random: RandomBalancer;
+  /** False when every endpoint weighs 0: the table owns nothing and keys are spread at random. */
+  readonly #hashable: boolean;
+  readonly #random: () => number;
 
   constructor(endpoints: readonly Endpoint[], random: () => number = Math.random) {
     super(endpoints);
-    this.#random = new RandomBalancer(endpoints, random);
+    this.#random = random;
+    this.#hashable = endpoints.some((e) => weightOf(e) > 0);
     const size = PRIMES.find((p) => p >= 100 * endpoints.length) ?? PRIMES[PRIMES.length - 1]!;
     this.#table = buildTable(endpoints, size);
   }
@@ -34,8 +36,8 @@ export class MaglevBalancer extends BaseBalancer {
   }
 
   pick(exclude?: ReadonlySet<string>, hashKey?: string): PickResult {
-    if (hashKey === undefined || !this.endpoints.some((e) => weightOf(e) > 0)) return this.#random.pick(exclude);
     const now = this.downClock();
+    if (hashKey === undefined || !this.#hashable) return this.pickWeighted(exclude, now, this.#random);
     const m = this.#table.length;
     for (let attempt = 0; attempt < this.endpoints.length * 2; attempt++) {
       const h = attempt === 0 ? hash32(hashKey) : hash32(hashKey, attempt);
@@ -45,16 +47,6 @@ export class MaglevBalancer extends BaseBalancer {
     // Rehashing kept landing on unusable ones: any usable endpoint, in order.
     for (const e of this.endpoints) if (this.usable(e, exclude, now)) return { type: 'pick', endpoint: e };
     return this.fallback(exclude);
-  }
-
-  override setHealth(outliers: EjectionView | undefined, panicThreshold: number): void {
-    super.setHealth(outliers, panicThreshold);
-    this.#random.setHealth(outliers, panicThreshold);
-  }
-
-  override connectFailed(e: Endpoint, now: number): void {
-    super.connectFailed(e, now);
-    this.#random.connectFailed(e, now);
   }
 }
 

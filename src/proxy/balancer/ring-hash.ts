@@ -7,9 +7,8 @@
 // (tried already, refusing connections), the walk goes on round the ring to the next
 // usable endpoint, so a key's second choice is stable too.
 import type { Endpoint } from '../../control/protocol.js';
-import { BaseBalancer, weightOf, type EjectionView, type PickResult } from './balancer.js';
+import { BaseBalancer, weightOf, type PickResult } from './balancer.js';
 import { hash32 } from './hash.js';
-import { RandomBalancer } from './random.js';
 
 /**
  * Points per unit of weight, as Ketama's 160 per server. A fixed count per endpoint
@@ -24,11 +23,11 @@ export class RingHashBalancer extends BaseBalancer {
   /** Sorted point hashes, and the index into `endpoints` that owns each. */
   readonly #points: Uint32Array;
   readonly #owners: Uint16Array;
-  readonly #random: RandomBalancer;
+  readonly #random: () => number;
 
   constructor(endpoints: readonly Endpoint[], random: () => number = Math.random) {
     super(endpoints);
-    this.#random = new RandomBalancer(endpoints, random);
+    this.#random = random;
     const total = endpoints.reduce((t, e) => t + weightOf(e), 0) * POINTS_PER_WEIGHT;
     const scale = total > MAX_POINTS ? MAX_POINTS / total : 1;
     const pairs: [number, number][] = [];
@@ -45,8 +44,8 @@ export class RingHashBalancer extends BaseBalancer {
   }
 
   pick(exclude?: ReadonlySet<string>, hashKey?: string): PickResult {
-    if (hashKey === undefined || this.#points.length === 0) return this.#random.pick(exclude);
     const now = this.downClock();
+    if (hashKey === undefined || this.#points.length === 0) return this.pickWeighted(exclude, now, this.#random);
     const h = hash32(hashKey);
     // First point ≥ h (binary search), wrapping round.
     let lo = 0;
@@ -62,15 +61,5 @@ export class RingHashBalancer extends BaseBalancer {
       if (this.usable(e, exclude, now)) return { type: 'pick', endpoint: e };
     }
     return this.fallback(exclude);
-  }
-
-  override setHealth(outliers: EjectionView | undefined, panicThreshold: number): void {
-    super.setHealth(outliers, panicThreshold);
-    this.#random.setHealth(outliers, panicThreshold);
-  }
-
-  override connectFailed(e: Endpoint, now: number): void {
-    super.connectFailed(e, now);
-    this.#random.connectFailed(e, now);
   }
 }
