@@ -34,19 +34,27 @@ export function serveHttp(socket: net.Socket, h1: Handler, h2: http2.Http2Server
       return;
     }
     socket.removeListener('timeout', silent);
-    if (kind === 'h1') {
-      new HttpServerConnection(socket, h1, buf);
-      return;
-    }
-    // Put the preface back: the HTTP/2 session reads what is buffered on the socket first.
-    socket.pause();
-    socket.unshift(buf);
-    socket.setNoDelay(true); // small frames (HEADERS, WINDOW_UPDATE) must not wait for Nagle
-    h2.emit('connection', socket);
+    handOver(socket, kind, buf, h1, h2);
   };
   socket.once('data', onData);
   // An error before the first byte (a reset) must not crash the process.
   socket.once('error', () => socket.destroy());
+}
+
+/**
+ * Gives a connection whose first bytes (`buf`, already read) named its protocol to the
+ * HTTP/1.1 codec (which takes the bytes as they are), or back to the socket and on to
+ * the HTTP/2 server (whose session reads what is buffered on the socket first).
+ */
+function handOver(socket: net.Socket, kind: 'h1' | 'h2', buf: Buffer, h1: Handler, h2: http2.Http2Server): void {
+  if (kind === 'h1') {
+    new HttpServerConnection(socket, h1, buf);
+    return;
+  }
+  socket.pause();
+  socket.unshift(buf);
+  socket.setNoDelay(true); // small frames (HEADERS, WINDOW_UPDATE) must not wait for Nagle
+  h2.emit('connection', socket);
 }
 
 /** Longest request line protocol detection waits for before calling the bytes opaque. */
@@ -90,18 +98,10 @@ export function detectProtocol(socket: net.Socket, h1: Handler, h2: http2.Http2S
     }
     clearTimeout(timer);
     socket.removeListener('data', onData);
-    if (kind === 'h1') {
-      new HttpServerConnection(socket, h1, buf);
-      return;
-    }
+    if (kind !== 'opaque') return handOver(socket, kind, buf, h1, h2);
     socket.pause();
     socket.unshift(buf);
-    if (kind === 'h2') {
-      socket.setNoDelay(true);
-      h2.emit('connection', socket);
-    } else {
-      opaque(socket);
-    }
+    opaque(socket);
   };
   socket.on('data', onData);
   socket.once('error', () => socket.destroy());
