@@ -240,30 +240,29 @@ async function main(): Promise<number> {
   const routeRounds = num('route-rounds', values['route-rounds'], 1, 10);
   const balancingLoad = { rate: num('balancing-rate', values['balancing-rate'], 1, 100_000), connections: num('balancing-connections', values['balancing-connections'], 1, 1000) };
   const environment = (): Record<string, unknown> => ({ cores: os.cpus().length, cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown', node: process.version });
-  if (values.only === 'balancing') {
-    try {
+  // A single scenario on its own (`--only`): it runs, prints and saves just that.
+  const scenarios: Record<string, () => Promise<{ text: string; settings: Record<string, unknown>; result: Record<string, unknown> }>> = {
+    balancing: async () => {
       const balancing = await runBalancing({ procs, repoRoot, dir, ...balancingLoad, durationS: settings.wrk.durationS, warmupS: settings.wrk.warmupS, log });
-      process.stdout.write(`\n${formatBalancing(balancing)}`);
-      if (!values['no-save']) saveResult({ time: new Date().toISOString(), environment: environment(), settings: { durationS: settings.wrk.durationS, warmupS: settings.wrk.warmupS, ...balancingLoad }, balancing });
-    } catch (e) {
-      log(`failed: ${(e as Error).message}`);
-      await cleanup();
-      return 1;
-    }
-    await cleanup();
-    return 0;
-  }
-  if (values.only !== undefined) {
-    if (values.only !== 'route-rules') throw new Error(`--only: unknown scenario "${values.only}" (known: route-rules, balancing)`);
-    try {
+      return { text: formatBalancing(balancing), settings: { durationS: settings.wrk.durationS, warmupS: settings.wrk.warmupS, ...balancingLoad }, result: { balancing } };
+    },
+    'route-rules': async () => {
       const upstream = await startUpstream(procs, bins, dir);
       const routeRules = await runRouteRules({
         procs, repoRoot, dir, upstreamPort: upstream.port, wrk: bins.wrk, connections: settings.wrk.connections,
         durationS: settings.wrk.durationS, warmupS: settings.wrk.warmupS, rounds: routeRounds, log,
       });
       await upstream.stop();
-      process.stdout.write(`\n${formatRouteRules(routeRules)}`);
-      if (!values['no-save']) saveResult({ time: new Date().toISOString(), environment: { cores: os.cpus().length, cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown', node: process.version }, settings: settings.wrk, routeRules });
+      return { text: formatRouteRules(routeRules), settings: { ...settings.wrk }, result: { routeRules } };
+    },
+  };
+  if (values.only !== undefined) {
+    const scenario = scenarios[values.only];
+    if (!scenario) throw new Error(`--only: unknown scenario "${values.only}" (known: ${Object.keys(scenarios).join(', ')})`);
+    try {
+      const { text, settings: used, result } = await scenario();
+      process.stdout.write(`\n${text}`);
+      if (!values['no-save']) saveResult({ time: new Date().toISOString(), environment: environment(), settings: used, ...result });
     } catch (e) {
       log(`failed: ${(e as Error).message}`);
       await cleanup();

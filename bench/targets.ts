@@ -78,6 +78,18 @@ export class Processes {
     return m;
   }
 
+  /** Starts a process and waits until `ready` says it serves; one that never does is stopped and the error thrown. */
+  async startReady(name: string, bin: string, args: readonly string[], cwd: string, ready: (m: Managed) => Promise<void>): Promise<Managed> {
+    const m = this.start(name, bin, args, cwd);
+    try {
+      await ready(m);
+    } catch (e) {
+      await this.stop(m);
+      throw e;
+    }
+    return m;
+  }
+
   /** SIGTERM to the process group, then SIGKILL after `graceMs`. */
   async stop(m: Managed, graceMs = 3000): Promise<void> {
     if (m.hasExited()) return;
@@ -291,14 +303,7 @@ ${http}
 async function startNginx(procs: Processes, bin: string, dir: string, name: string, http: string, url: string): Promise<Managed> {
   const conf = path.join(dir, `${name}.conf`);
   writeFileSync(conf, nginxMain(dir, name, http));
-  const m = procs.start(name, bin, ['-p', dir, '-e', path.join(dir, `${name}.error.log`), '-c', conf], dir);
-  try {
-    await waitFor200(url, [m], 10_000);
-  } catch (e) {
-    await procs.stop(m);
-    throw e;
-  }
-  return m;
+  return procs.startReady(name, bin, ['-p', dir, '-e', path.join(dir, `${name}.error.log`), '-c', conf], dir, (m) => waitFor200(url, [m], 10_000));
 }
 
 /**
@@ -418,14 +423,7 @@ async function startNginxStream(procs: Processes, bin: string, dir: string, name
 }
 `,
   );
-  const m = procs.start(name, bin, ['-p', dir, '-e', path.join(dir, `${name}.error.log`), '-c', conf], dir);
-  try {
-    await waitForEcho(listen, [m], 10_000);
-  } catch (e) {
-    await procs.stop(m);
-    throw e;
-  }
-  return m;
+  return procs.startReady(name, bin, ['-p', dir, '-e', path.join(dir, `${name}.error.log`), '-c', conf], dir, (m) => waitForEcho(listen, [m], 10_000));
 }
 
 /** TCP: client → nginx stream → nginx stream → echo server, one worker each. Needs the stream module. */
@@ -468,15 +466,8 @@ async function startHaproxy(procs: Processes, bin: string, dir: string, name: st
   const conf = path.join(dir, `${name}.cfg`);
   writeFileSync(conf, haproxyConfig(listen, next, mode));
   // -db: stay in the foreground, no daemon.
-  const m = procs.start(name, bin, ['-db', '-f', conf], dir);
-  try {
-    if (mode === 'http') await waitFor200(`http://127.0.0.1:${listen}/`, [m], 10_000);
-    else await waitForEcho(listen, [m], 10_000);
-  } catch (e) {
-    await procs.stop(m);
-    throw e;
-  }
-  return m;
+  return procs.startReady(name, bin, ['-db', '-f', conf], dir, (m) =>
+    mode === 'http' ? waitFor200(`http://127.0.0.1:${listen}/`, [m], 10_000) : waitForEcho(listen, [m], 10_000));
 }
 
 /** client → haproxy → haproxy → upstream, one thread each. */
@@ -502,13 +493,7 @@ export async function startEchoServer(procs: Processes, repoRoot: string, dir: s
   const script = path.join(repoRoot, 'dist', 'bench', 'echo-server.js');
   if (!existsSync(script)) throw new Error(`the echo server is not built (${script} missing)`);
   const port = await freePort();
-  const m = procs.start('echo server', process.execPath, [script, '--port', String(port)], dir);
-  try {
-    await waitForEcho(port, [m], 10_000);
-  } catch (e) {
-    await procs.stop(m);
-    throw e;
-  }
+  const m = await procs.startReady('echo server', process.execPath, [script, '--port', String(port)], dir, (m) => waitForEcho(port, [m], 10_000));
   return { name: 'echo', url: `tcp://127.0.0.1:${port}`, port, stop: () => procs.stop(m) };
 }
 
@@ -520,14 +505,8 @@ export async function startSlowServer(procs: Processes, repoRoot: string, dir: s
   const script = path.join(repoRoot, 'dist', 'bench', 'slow-server.js');
   if (!existsSync(script)) throw new Error(`the slow server is not built (${script} missing)`);
   const port = await freePort();
-  const m = procs.start(name, process.execPath, [script, '--port', String(port), '--delay-ms', String(delayMs)], dir);
   const url = `http://127.0.0.1:${port}/`;
-  try {
-    await waitFor200(url, [m], 10_000);
-  } catch (e) {
-    await procs.stop(m);
-    throw e;
-  }
+  const m = await procs.startReady(name, process.execPath, [script, '--port', String(port), '--delay-ms', String(delayMs)], dir, (m) => waitFor200(url, [m], 10_000));
   return {
     name, url, port, stop: () => procs.stop(m),
     count: async () => Number(await (await fetch(`${url}__count`)).text()),
