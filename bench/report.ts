@@ -264,16 +264,30 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
 function latencyTable(report: BenchReport, id: LatencyScenario): string {
   const s = report.settings;
   const x = s.extra!;
-  const results = report.results;
-  const directP99 = byName(results, 'direct')?.latency?.[id]?.latencyUs.p99;
-  const nginxP99 = byName(results, 'nginx')?.latency?.[id]?.latencyUs.p99;
-  const rows: string[][] = [];
   const label = [`fixed ${int(x.rate)} rps ${scenarioTitle(id)}`, `(${x.connections} conns, ${x.durationS}s)`];
+  const rows = fixedRateRows(report.results, label, (r) => ({ f: r.latency?.[id], error: r.latencyErrors?.[id], cpu: r.latencyCpu?.[id] }), true);
+  return table(['scenario', 'target', 'rps', 'p50', 'p99', 'p99.9', 'max', 'added p99', 'p99 vs nginx', 'errors', 'others'], rows);
+}
+
+/**
+ * The rows of one fixed-rate latency scenario, a target each: percentiles, the p99
+ * added over the direct connection, optionally the p99's ratio to nginx's, errors and
+ * the CPU of other processes meanwhile. `pick` says where a target keeps the scenario.
+ */
+function fixedRateRows(
+  results: readonly TargetResult[],
+  label: readonly string[],
+  pick: (r: TargetResult) => { readonly f: FixedRateResult | undefined; readonly error: string | undefined; readonly cpu: CpuUsage | undefined },
+  vsNginx: boolean,
+): string[][] {
+  const directP99 = pickOf(results, 'direct', pick)?.latencyUs.p99;
+  const nginxP99 = pickOf(results, 'nginx', pick)?.latencyUs.p99;
+  const rows: string[][] = [];
   results.forEach((r, i) => {
     const scen = label[i] ?? '';
     if (r.unavailable) return rows.push([scen, r.name, `unavailable: ${r.unavailable}`]);
-    const f = r.latency?.[id];
-    if (!f) return rows.push([scen, r.name, `failed: ${r.latencyErrors?.[id] ?? 'no result'}`]);
+    const { f, error, cpu } = pick(r);
+    if (!f) return rows.push([scen, r.name, `failed: ${error ?? 'no result'}`]);
     const l = f.latencyUs;
     rows.push([
       scen,
@@ -284,12 +298,17 @@ function latencyTable(report: BenchReport, id: LatencyScenario): string {
       ms(l.p999),
       ms(l.max),
       r.name === 'direct' ? '-' : directP99 !== undefined ? `${l.p99 >= directP99 ? '+' : '-'}${ms(Math.abs(l.p99 - directP99))}` : '-',
-      nginxP99 ? `${(l.p99 / nginxP99).toFixed(2)}x` : '-',
+      ...(vsNginx ? [nginxP99 ? `${(l.p99 / nginxP99).toFixed(2)}x` : '-'] : []),
       String(f.non2xx + f.errors + f.timeouts),
-      others(r.latencyCpu?.[id]),
+      others(cpu),
     ]);
   });
-  return table(['scenario', 'target', 'rps', 'p50', 'p99', 'p99.9', 'max', 'added p99', 'p99 vs nginx', 'errors', 'others'], rows);
+  return rows;
+}
+
+function pickOf(results: readonly TargetResult[], name: TargetName, pick: (r: TargetResult) => { readonly f: FixedRateResult | undefined }): FixedRateResult | undefined {
+  const r = byName(results, name);
+  return r === undefined ? undefined : pick(r).f;
 }
 
 /** TCP echo throughput per target, with the ratio to nginx's stream pair. */
@@ -396,28 +415,8 @@ export function formatReport(report: BenchReport): string {
   });
   out.push(table(['scenario', 'target', 'rps', 'p50', 'p99', 'vs nginx', 'errors', 'others'], maxRows), '');
 
-  const directP99 = byName(results, 'direct')?.fixedRate?.latencyUs.p99;
-  const fixedRows: string[][] = [];
   const flabel = [`fixed ${int(s.fixedRate.rate)} rps ${s.bodyBytes / 1024}KB GET`, `(open model, ${s.fixedRate.connections} conns, ${s.fixedRate.durationS}s)`];
-  results.forEach((r, i) => {
-    const scen = flabel[i] ?? '';
-    if (r.unavailable) return fixedRows.push([scen, r.name, `unavailable: ${r.unavailable}`]);
-    if (!r.fixedRate) return fixedRows.push([scen, r.name, `failed: ${r.fixedRateError ?? 'no result'}`]);
-    const f = r.fixedRate;
-    const l = f.latencyUs;
-    fixedRows.push([
-      scen,
-      r.name,
-      int(f.achievedRps),
-      ms(l.p50),
-      ms(l.p99),
-      ms(l.p999),
-      ms(l.max),
-      r.name === 'direct' ? '-' : directP99 !== undefined ? `${l.p99 >= directP99 ? '+' : '-'}${ms(Math.abs(l.p99 - directP99))}` : '-',
-      String(f.non2xx + f.errors + f.timeouts),
-      others(r.fixedRateCpu),
-    ]);
-  });
+  const fixedRows = fixedRateRows(results, flabel, (r) => ({ f: r.fixedRate, error: r.fixedRateError, cpu: r.fixedRateCpu }), false);
   out.push(table(['scenario', 'target', 'rps', 'p50', 'p99', 'p99.9', 'max', 'added p99', 'errors', 'others'], fixedRows));
   const lag = byName(results, 'direct')?.fixedRate?.schedulerLagUs;
   if (lag) {
