@@ -8,6 +8,7 @@ import type net from 'node:net';
 import { after, before, test } from 'node:test';
 import type { RetryConfig, RouteEntry } from '../../src/control/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
+import { h2Request, type H2Result } from '../helpers/h2.js';
 import { startInbound, startOutbound } from '../helpers/proxy-pair.js';
 
 let app: http2.Http2Server;
@@ -56,22 +57,14 @@ after(async () => {
   await new Promise<void>((r) => app.close(() => r()));
 });
 
-function call(headers: http2.OutgoingHttpHeaders, body?: string): Promise<{ headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const session = http2.connect(`http://127.0.0.1:${port}`);
-    session.on('error', reject);
-    const req = session.request(headers, { endStream: body === undefined });
-    let head: http2.IncomingHttpHeaders = {};
-    let trailers: http2.IncomingHttpHeaders = {};
-    let out = '';
-    req.on('response', (h) => { head = h; });
-    req.on('trailers', (t) => { trailers = t; });
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => { out += c; });
-    req.on('end', () => { session.close(); resolve({ headers: head, trailers, body: out }); });
-    req.on('error', reject);
-    if (body !== undefined) req.end(body);
-  });
+/** One request on a fresh session (closed after). */
+async function call(headers: http2.OutgoingHttpHeaders, body?: string): Promise<H2Result> {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  try {
+    return await h2Request(session, headers, body);
+  } finally {
+    session.close();
+  }
 }
 
 const metrics = async (): Promise<string> => {

@@ -8,6 +8,7 @@ import type net from 'node:net';
 import { after, before, test } from 'node:test';
 import type { RouteEntry } from '../../src/control/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
+import { h2Request, type H2Result } from '../helpers/h2.js';
 import { startInbound, startOutbound } from '../helpers/proxy-pair.js';
 
 let app: http2.Http2Server;
@@ -42,19 +43,14 @@ after(async () => {
   await new Promise<void>((r) => app.close(() => r()));
 });
 
-function h2get(path: string, headers: http2.OutgoingHttpHeaders = {}): Promise<{ headers: http2.IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const session = http2.connect(`http://127.0.0.1:${port}`);
-    session.on('error', reject);
-    const req = session.request({ ':path': path, ...headers }, { endStream: true });
-    let body = '';
-    let head: http2.IncomingHttpHeaders = {};
-    req.on('response', (h) => { head = h; });
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => { body += c; });
-    req.on('end', () => { session.close(); resolve({ headers: head, body }); });
-    req.on('error', reject);
-  });
+/** One request on a fresh session (closed after): each test's stream stands alone. */
+async function h2get(path: string, headers: http2.OutgoingHttpHeaders = {}): Promise<H2Result> {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  try {
+    return await h2Request(session, { ':path': path, ...headers });
+  } finally {
+    session.close();
+  }
 }
 
 test('no response head within backendRequest: 504 timeout, and the app\'s stream is cancelled', async () => {

@@ -9,6 +9,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { sniffPreface } from '../../src/proxy/h2/detect.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
+import { h2Request } from '../helpers/h2.js';
 import { get, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 
 let app: net.Server;
@@ -79,26 +80,6 @@ after(async () => {
   appH1.closeAllConnections();
   await new Promise<void>((r) => app.close(() => r()));
 });
-
-interface H2Result { status: number; headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; body: string }
-
-function h2Request(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body?: string, trailers?: Record<string, string>): Promise<H2Result> {
-  return new Promise((resolve, reject) => {
-    const req = session.request(headers, { endStream: body === undefined, waitForTrailers: trailers !== undefined });
-    if (trailers !== undefined) req.on('wantTrailers', () => req.sendTrailers(trailers));
-    let status = 0;
-    let resHeaders: http2.IncomingHttpHeaders = {};
-    let resTrailers: http2.IncomingHttpHeaders = {};
-    let text = '';
-    req.on('response', (h) => { status = Number(h[':status']); resHeaders = h; });
-    req.on('trailers', (t) => { resTrailers = t; });
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => { text += c; });
-    req.on('end', () => resolve({ status, headers: resHeaders, trailers: resTrailers, body: text }));
-    req.on('error', reject);
-    if (body !== undefined) req.end(body);
-  });
-}
 
 test('an h2c request with a body reaches the app as HTTP/2, and the response and its trailers come back', async () => {
   const session = http2.connect(`http://127.0.0.1:${port}`);
