@@ -7,6 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getJson, meshUp, stopMesh, REPO, request, sleep, type RunningMesh } from '../helpers/mesh-run.js';
+import { countVersions } from '../helpers/traffic.js';
 
 let dir: string;
 let mesh: RunningMesh;
@@ -66,28 +67,8 @@ async function metrics(admin: { host: string; port: number }): Promise<string> {
   return (await fetch(`http://${admin.host}:${admin.port}/metrics`)).text();
 }
 
-/** Sends `n` requests, `concurrency` at a time; returns versions answered and failures. */
-async function load(n: number, concurrency = 8): Promise<{ versions: Record<string, number>; instances: Record<string, number>; failures: string[] }> {
-  const versions: Record<string, number> = {};
-  const instances: Record<string, number> = {};
-  const failures: string[] = [];
-  let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) {
-      next++;
-      try {
-        const r = await request(port, '/work');
-        if (r.status !== 200) { failures.push(`${r.status} ${r.headers['trellis-error'] ?? ''} ${r.body}`); continue; }
-        const b = JSON.parse(r.body) as { version: string; instance: string };
-        versions[b.version] = (versions[b.version] ?? 0) + 1;
-        instances[b.instance] = (instances[b.instance] ?? 0) + 1;
-      } catch (err) {
-        failures.push(String(err));
-      }
-    }
-  }));
-  return { versions, instances, failures };
-}
+/** Sends `n` requests through the client's listener for echo, `concurrency` at a time. */
+const load = (n: number, concurrency = 8) => countVersions(port, n, concurrency, '/work');
 
 test('trellis up prints what runs where', () => {
   const out = mesh.output();

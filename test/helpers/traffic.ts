@@ -74,26 +74,31 @@ export function trellisCli(args: string[], timeoutMs = 60_000): Promise<CliResul
   });
 }
 
-/** Sends `n` requests through the client's sidecar listener, `concurrency` at a time; counts versions and failures. */
-export async function countVersions(port: number, n: number, concurrency = 8): Promise<{ versions: Record<string, number>; failures: string[] }> {
+/**
+ * Sends `n` requests to `path` through the client's sidecar listener, `concurrency` at a
+ * time; counts the versions (and instances, when the app names them) that answered, and failures.
+ */
+export async function countVersions(port: number, n: number, concurrency = 8, path = '/'): Promise<{ versions: Record<string, number>; instances: Record<string, number>; failures: string[] }> {
   const versions: Record<string, number> = {};
+  const instances: Record<string, number> = {};
   const failures: string[] = [];
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (next < n) {
       next++;
       try {
-        const r = await request(port, '/');
+        const r = await request(port, path);
         if (r.status !== 200) {
           failures.push(`${r.status} ${r.headers['trellis-error'] ?? ''} ${r.body}`);
           continue;
         }
-        const v = (JSON.parse(r.body) as { version: string }).version;
-        versions[v] = (versions[v] ?? 0) + 1;
+        const b = JSON.parse(r.body) as { version: string; instance?: string };
+        versions[b.version] = (versions[b.version] ?? 0) + 1;
+        if (b.instance !== undefined) instances[b.instance] = (instances[b.instance] ?? 0) + 1;
       } catch (err) {
         failures.push(String(err));
       }
     }
   }));
-  return { versions, failures };
+  return { versions, instances, failures };
 }
