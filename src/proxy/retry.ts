@@ -17,6 +17,16 @@ import type { RetryBudget } from './retry-budget.js';
 /** Methods that can be sent twice with the effect of once (RFC 9110 9.2.2). */
 export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
+/**
+ * An app that died under this request (reset before any response byte) may be
+ * replaced by another instance without a retry policy: the request has no body and
+ * its method is idempotent, so sending it twice has the effect of once. The inbound
+ * sidecar then answers `app-unavailable`, which the caller's sidecar sends elsewhere.
+ */
+export function sendableElsewhere(method: string, bodyless: boolean): boolean {
+  return bodyless && IDEMPOTENT.has(method);
+}
+
 /** Backoff grows to at most this many times the base. */
 const MAX_BACKOFF_FACTOR = 10;
 

@@ -9,7 +9,7 @@ import type { CircuitBreaker } from './circuit-breaker.js';
 import type { Exchange } from './exchange.js';
 import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead } from './http1-parser.js';
 import { editResponseHead } from './filters/header-modifier.js';
-import { IDEMPOTENT } from './retry.js';
+import { sendableElsewhere } from './retry.js';
 
 const enum Body { None, Length, Chunked, UntilClose }
 
@@ -26,12 +26,7 @@ export interface UpstreamEvents {
   retryable(ex: Exchange, conn: UpstreamConnection, reason: string, stale: boolean): void;
   /** Code to answer with when the upstream resets mid-exchange. */
   readonly resetCode: ErrorCode;
-  /**
-   * Inbound only (the upstream is the local app): an app that resets an idempotent,
-   * body-less request before any response byte (it was killed, or crashed under it) is
-   * answered `app-unavailable`, which the caller's sidecar may send to another endpoint
-   * (RFC 9110: such a request can be sent twice with the effect of once).
-   */
+  /** Inbound only (the upstream is the local app): see `sendableElsewhere` in retry.ts. */
   readonly resetIsUnavailable?: boolean;
 }
 
@@ -335,7 +330,7 @@ export class UpstreamConnection {
       this.#events.retryable(ex, this, reason, false);
     } else if (!ex.responseStarted && ex.retry !== undefined && ex.retry.again(ex, 'reset')) {
       // Reset before any response byte reached the client: the retry layer sends it again.
-    } else if (this.#events.resetIsUnavailable && !ex.responseStarted && this.#buf === undefined && ex.req.contentLength <= 0 && !ex.req.chunked && IDEMPOTENT.has(ex.req.method)) {
+    } else if (this.#events.resetIsUnavailable && !ex.responseStarted && this.#buf === undefined && sendableElsewhere(ex.req.method, ex.req.contentLength <= 0 && !ex.req.chunked)) {
       ex.fail('TRELLIS_E_APP_UNAVAILABLE', { address: this.address, reason: `${reason} before answering` });
     } else if (this.#inBody && this.#body === Body.UntilClose) {
       this.#inBody = false;

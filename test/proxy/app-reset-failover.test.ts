@@ -1,11 +1,14 @@
 // An app that dies under a request (reset before any response byte): for an idempotent
 // request without a body its sidecar answers app-unavailable, and the caller's sidecar
-// sends the request to another instance, so the client never sees it. A POST is not
-// sent twice: its client gets 502 upstream-reset.
+// sends the request to another instance, so the client never sees it (HTTP/1.1 and
+// HTTP/2 alike). A POST is not sent twice: its client gets 502 upstream-reset.
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
+import type net from 'node:net';
 import { after, before, test } from 'node:test';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
+import { h2Request } from '../helpers/h2.js';
 import { closeServer, get, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 
 const servers: http.Server[] = [];
@@ -64,4 +67,40 @@ test('a GET whose app died under it is answered by another instance', async () =
   assert.deepEqual(statuses, Array(20).fill(200));
   assert.ok(crashes > 0, 'some requests went to the dying app first');
   // (It is then avoided for 2 s like an endpoint that refused a connection.)
+});
+
+test('the same over HTTP/2: a GET whose app reset its stream is answered by another instance', async () => {
+  let resets = 0;
+  const dying = http2.createServer();
+  dying.on('stream', (stream) => {
+    resets++;
+    stream.on('error', () => {}); // the reset it makes itself
+    stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  });
+  const good = http2.createServer();
+  good.on('stream', (stream) => {
+    stream.respond({ ':status': 200 });
+    stream.end('good');
+  });
+  const listen = async (s: http2.Http2Server): Promise<number> => {
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    return (s.address() as net.AddressInfo).port;
+  };
+  const inDying = await startInbound('h2api', 'v1', await listen(dying));
+  const inGood = await startInbound('h2api', 'v1', await listen(good));
+  const ep = (s: Sidecar, id: string) => ({ id, host: '127.0.0.1', port: s.addresses.inbound!.port, version: 'v1' });
+  const out = await startOutbound('web', {
+    h2api: { service: 'h2api', protocol: 'http', routes: [], backends: { h2api: { name: 'h2api', endpoints: [ep(inDying, 'h2-dying'), ep(inGood, 'h2-good')] } } },
+  });
+  const session = http2.connect(`http://127.0.0.1:${out.addresses.upstreams.h2api!.port}`);
+  try {
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) statuses.push((await h2Request(session, { ':path': `/h2/${i}` })).status);
+    assert.deepEqual(statuses, Array(10).fill(200));
+    assert.ok(resets > 0, 'some requests went to the dying app first');
+  } finally {
+    session.close();
+    for (const s of [out, inDying, inGood]) await s.close();
+    for (const s of [dying, good]) await new Promise<void>((r) => s.close(() => r()));
+  }
 });

@@ -15,6 +15,7 @@ import { editLines, type HeaderModifier } from '../filters/header-modifier.js';
 import { httpStatusOfGrpc } from './grpc.js';
 import { H2StreamClient } from './stream-client.js';
 import { endAttempt, NO_ANSWER } from '../attempt.js';
+import { sendableElsewhere } from '../retry.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -307,6 +308,9 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
       if (!responded) endAttempt(ex, NO_ANSWER, sentAt);
       if (!responded && code !== NGHTTP2_REFUSED_STREAM && retried('reset')) return retry(() => {});
       if (!responded && code === NGHTTP2_REFUSED_STREAM && bodyless) return retry(() => send(ex)); // GOAWAY'd before it was processed
+      if (!responded && connectError === 'TRELLIS_E_APP_UNAVAILABLE' && sendableElsewhere(ex.req.method, bodyless)) {
+        return ex.fail('TRELLIS_E_APP_UNAVAILABLE', { address, reason: 'the app reset the stream before answering' });
+      }
       if (!responded) return ex.fail(resetCode, { address });
       ex.errorToken = 'upstream-reset';
       down.close(code === NGHTTP2_NO_ERROR ? http2.constants.NGHTTP2_INTERNAL_ERROR : code);
