@@ -6,9 +6,42 @@ import { settleAttempts } from './attempt.js';
 import { ChunkedFramer } from './chunked.js';
 import { errorResponse, Exchange, type ClientSide, type Handler } from './exchange.js';
 import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseRequestHead } from './http1-parser.js';
+import { skipReadMore } from './socket-tuning.js';
 
 /** A client connection with no request in progress is closed after this long. */
 const IDLE_TIMEOUT_MS = 120_000;
+const IDLE_SWEEP_MS = 5_000;
+
+/**
+ * Idle client connections are found by one sweep over them all, rather than a timer
+ * per socket: Node re-arms a socket's timer on every read and write, and that was a
+ * few percent of a sidecar's CPU at the bench's max rate. A connection remembers the
+ * sweep's tick when its last exchange ended; one with no exchange in progress for
+ * IDLE_TIMEOUT_MS (a request head trickling in counts as idle) is closed.
+ */
+const idleSweep = {
+  tick: 0,
+  conns: new Set<HttpServerConnection>(),
+  timer: undefined as NodeJS.Timeout | undefined,
+  add(c: HttpServerConnection): void {
+    this.conns.add(c);
+    if (this.timer === undefined) {
+      this.timer = setInterval(() => this.sweep(), IDLE_SWEEP_MS);
+      this.timer.unref();
+    }
+  },
+  delete(c: HttpServerConnection): void {
+    this.conns.delete(c);
+    if (this.conns.size === 0 && this.timer !== undefined) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  },
+  sweep(): void {
+    this.tick++;
+    for (const c of this.conns) c.closeIfIdle(this.tick - IDLE_TIMEOUT_MS / IDLE_SWEEP_MS);
+  },
+};
 
 export class HttpServerConnection implements ClientSide {
   readonly socket: net.Socket;
@@ -21,16 +54,21 @@ export class HttpServerConnection implements ClientSide {
   #framer: ChunkedFramer | undefined;
   #bodyPaused = false;
   #closing = false;
+  /** The idle sweep's tick when this connection was last busy. */
+  #idleSince = idleSweep.tick;
 
   /** `first`: bytes already read from the socket (by protocol detection), handled before any more. */
   constructor(socket: net.Socket, handler: Handler, first?: Buffer) {
     this.socket = socket;
     this.#handler = handler;
     socket.setNoDelay(true);
-    socket.setTimeout(IDLE_TIMEOUT_MS, () => socket.destroy());
+    socket.setTimeout(0); // protocol detection's timer, if any: the idle sweep takes over
+    skipReadMore(socket);
+    idleSweep.add(this);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
+      idleSweep.delete(this);
       const ex = this.#ex;
       if (ex !== undefined && !ex.finished) {
         // The client went away mid-exchange: drop the upstream connection too.
@@ -153,8 +191,13 @@ export class HttpServerConnection implements ClientSide {
     this.#buf = undefined;
     this.#closing = true;
     this.socket.removeAllListeners('data');
-    this.socket.setTimeout(0);
+    idleSweep.delete(this);
     return rest;
+  }
+
+  /** Closes the connection when no exchange has been in progress since sweep tick `before`. */
+  closeIfIdle(before: number): void {
+    if (this.#ex === undefined && this.#idleSince <= before) this.socket.destroy();
   }
 
   exchangeDone(ex: Exchange, keepAlive: boolean): void {
@@ -167,6 +210,7 @@ export class HttpServerConnection implements ClientSide {
       return;
     }
     this.#ex = undefined;
+    this.#idleSince = idleSweep.tick;
     if (!keepAlive) {
       this.#closeAfterWrite();
       return;

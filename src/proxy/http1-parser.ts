@@ -265,50 +265,99 @@ export function serializeRequestHead(req: RequestHead, extra: string, keepUpgrad
   return out + extra + '\r\n';
 }
 
+/** Case-insensitive compare of bytes `buf[from, from+lower.length)` with a lower-case ASCII name. */
+function bytesAre(buf: Buffer, from: number, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    let c = buf[from + i]!;
+    if (c >= 65 && c <= 90) c += 32;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** The first index in `buf[from, to)` that is not a space or tab. */
+function skipOws(buf: Buffer, from: number, to: number): number {
+  while (from < to && (buf[from] === 32 || buf[from] === 9)) from++;
+  return from;
+}
+
+/** One past the last index in `buf[from, to)` that is not a space or tab. */
+function trimOwsEnd(buf: Buffer, from: number, to: number): number {
+  while (to > from && (buf[to - 1] === 32 || buf[to - 1] === 9)) to--;
+  return to;
+}
+
 /**
  * Parses a response head occupying `buf[0, headEnd)`. `headRequest` responses and
  * 1xx/204/304 have no body whatever their headers say; the caller handles that.
+ *
+ * It reads the bytes where they are, with no string made for the head: this runs once
+ * per response, and the string version (with a regular expression per Content-Length)
+ * cost about 0.8 µs a response, a few percent of a sidecar's CPU at max rate. Every
+ * line must end in CRLF; a bare CR or LF is refused.
  */
 export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | ParseFailure {
-  const s = buf.toString('latin1', 0, headEnd - 4);
-  let eol = s.indexOf('\r\n');
-  if (eol === -1) eol = s.length;
-  if (!s.startsWith('HTTP/1.', 0) || s.charCodeAt(8) !== 32) return bad('invalid status line');
-  const minor = s.charCodeAt(7) - 48;
+  const limit = headEnd - 2; // the blank line's CRLF
+  // Status line: `HTTP/1.x NNN[ reason]`.
+  if (limit < 12 || !bytesAre(buf, 0, 'http/1.') || buf[8] !== 32) return bad('invalid status line');
+  const minor = buf[7]! - 48;
   if (minor !== 0 && minor !== 1) return bad('unsupported HTTP version');
-  const status = Number(s.slice(9, 12));
-  if (!(status >= 100 && status <= 999) || (eol > 12 && s.charCodeAt(12) !== 32)) return bad('invalid status code');
+  const d0 = buf[9]! - 48, d1 = buf[10]! - 48, d2 = buf[11]! - 48;
+  if (d0 < 1 || d0 > 9 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9 || (buf[12] !== 32 && buf[12] !== 13)) return bad('invalid status code');
+  const status = d0 * 100 + d1 * 10 + d2;
 
   let contentLength = -1;
   let chunked = false;
   let teSeen = false;
   let close = minor === 0;
   let appUnavailable = false;
-  let pos = eol + 2;
-  while (pos < s.length) {
-    let end = s.indexOf('\r\n', pos);
-    if (end === -1) end = s.length;
-    const colon = s.indexOf(':', pos);
-    if (colon === -1 || colon > end) return bad('invalid header line');
+  let pos = 12;
+  while (pos < limit && buf[pos] !== 13) pos++;
+  for (;;) {
+    // `pos` is at the CR ending the previous line.
+    if (buf[pos + 1] !== 10) return bad('bare CR in the head');
+    pos += 2;
+    if (pos >= limit) break; // the blank line
+    let colon = -1;
+    let eol = pos;
+    for (; eol < limit; eol++) {
+      const c = buf[eol]!;
+      if (c === 13) break;
+      if (c === 10) return bad('bare LF in the head');
+      if (c === 58 && colon === -1) colon = eol;
+    }
+    if (colon === -1 || colon === pos) return bad('invalid header line');
     const len = colon - pos;
-    if (len === 14 && nameIs(s, pos, colon, 'content-length')) {
-      const v = trimOws(s, colon + 1, end);
-      if (!/^\d{1,15}$/.test(v)) return bad('invalid Content-Length');
-      const n = Number(v);
+    const from = skipOws(buf, colon + 1, eol);
+    const to = trimOwsEnd(buf, from, eol);
+    if (len === 14 && bytesAre(buf, pos, 'content-length')) {
+      if (to === from || to - from > 15) return bad('invalid Content-Length');
+      let n = 0;
+      for (let i = from; i < to; i++) {
+        const d = buf[i]! - 48;
+        if (d < 0 || d > 9) return bad('invalid Content-Length');
+        n = n * 10 + d;
+      }
       if (contentLength !== -1 && contentLength !== n) return bad('conflicting Content-Length');
       contentLength = n;
-    } else if (len === 17 && nameIs(s, pos, colon, 'transfer-encoding')) {
+    } else if (len === 17 && bytesAre(buf, pos, 'transfer-encoding')) {
       teSeen = true;
-      chunked = /(?:^|,)\s*chunked\s*$/i.test(trimOws(s, colon + 1, end));
-    } else if (status === 503 && len === 13 && nameIs(s, pos, colon, 'trellis-error')) {
-      appUnavailable = trimOws(s, colon + 1, end) === 'app-unavailable';
-    } else if (len === 10 && nameIs(s, pos, colon, 'connection')) {
-      for (const t of connectionTokens(trimOws(s, colon + 1, end))) {
-        if (t === 'close') close = true;
-        else if (t === 'keep-alive' && minor === 0) close = false;
+      chunked = /(?:^|,)\s*chunked\s*$/i.test(buf.toString('latin1', from, to));
+    } else if (status === 503 && len === 13 && bytesAre(buf, pos, 'trellis-error')) {
+      appUnavailable = to - from === 15 && bytesAre(buf, from, 'app-unavailable');
+    } else if (len === 10 && bytesAre(buf, pos, 'connection')) {
+      if (to - from === 10 && bytesAre(buf, from, 'keep-alive')) {
+        if (minor === 0) close = false;
+      } else if (to - from === 5 && bytesAre(buf, from, 'close')) {
+        close = true;
+      } else {
+        for (const t of connectionTokens(buf.toString('latin1', from, to))) {
+          if (t === 'close') close = true;
+          else if (t === 'keep-alive' && minor === 0) close = false;
+        }
       }
     }
-    pos = end + 2;
+    pos = eol;
   }
   if (teSeen) {
     // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); such a connection is not reused.

@@ -1,5 +1,6 @@
 // Keep-alive connections to upstreams, per address, and the forwarder: the terminal
 // layer of every HTTP pipeline, which sends an exchange over a pooled connection.
+import type { Endpoint } from '../control/protocol.js';
 import type { ErrorCode } from '../errors.js';
 import type { Exchange, Handler } from './exchange.js';
 import { UpstreamConnection, type UpstreamEvents } from './upstream-connection.js';
@@ -14,6 +15,15 @@ export interface PoolOptions {
 }
 
 export const DEFAULT_POOL_OPTIONS: PoolOptions = { maxIdlePerAddress: 256, idleTimeoutMs: 4000, responseTimeoutMs: 15_000 };
+
+const addresses = new WeakMap<Endpoint, string>();
+
+/** `host:port` of an endpoint, the pool's key: built once per endpoint object, not per request. */
+export function addressOf(e: Endpoint): string {
+  let a = addresses.get(e);
+  if (a === undefined) addresses.set(e, (a = `${e.host}:${e.port}`));
+  return a;
+}
 
 export class ConnectionPool {
   readonly #idle = new Map<string, UpstreamConnection[]>();
@@ -39,20 +49,21 @@ export class ConnectionPool {
     this.#sweep.unref();
   }
 
-  /** An idle connection to `host:port`, or a new one (its writes wait for the connect). */
-  /** Whether an idle connection to `host:port` is ready to take a request. */
-  hasIdle(host: string, port: number): boolean {
-    const list = this.#idle.get(`${host}:${port}`);
+  /** Whether an idle connection to the endpoint is ready to take a request. */
+  hasIdle(e: Endpoint): boolean {
+    const list = this.#idle.get(addressOf(e));
     if (list === undefined) return false;
     for (const c of list) if (!c.socket.destroyed) return true;
     return false;
   }
 
-  acquire(host: string, port: number, events: UpstreamEvents): UpstreamConnection {
-    const list = this.#idle.get(`${host}:${port}`);
+  /** An idle connection to the endpoint, or a new one (its writes wait for the connect). */
+  acquire(e: Endpoint, events: UpstreamEvents): UpstreamConnection {
+    const key = addressOf(e);
+    const list = this.#idle.get(key);
     let conn = list?.pop();
     while (conn !== undefined && conn.socket.destroyed) conn = list!.pop();
-    if (conn === undefined) conn = new UpstreamConnection(host, port, events);
+    if (conn === undefined) conn = new UpstreamConnection(e.host, e.port, key, events);
     this.#active.add(conn);
     return conn;
   }
@@ -128,7 +139,7 @@ export function forwarder(pool: ConnectionPool, connectError: ErrorCode, resetCo
       // same endpoint, else its slot (closing it lets the waiter open its own).
       const ex = br.nextWaiting();
       if (ex === undefined) return;
-      if (`${ex.endpoint!.host}:${ex.endpoint!.port}` === c.key) {
+      if (addressOf(ex.endpoint!) === c.key) {
         send(ex);
       } else {
         br.waiting.unshift(ex);
@@ -167,15 +178,15 @@ export function forwarder(pool: ConnectionPool, connectError: ErrorCode, resetCo
     ex.destinationVersion = e.version;
     const br = ex.backend?.breaker;
     if (br === undefined) {
-      pool.acquire(e.host, e.port, events).send(ex);
+      pool.acquire(e, events).send(ex);
       return;
     }
     // maxConnections: with no idle connection to reuse and no slot for a new one, wait for one (maxPendingRequests).
-    if (br.connections >= br.limits.maxConnections && !pool.hasIdle(e.host, e.port)) {
+    if (br.connections >= br.limits.maxConnections && !pool.hasIdle(e)) {
       if (!br.waitForConnection(ex)) ex.fail('TRELLIS_E_OVERFLOW', { service: ex.service, limit: 'maxPendingRequests', max: br.limits.maxPendingRequests });
       return;
     }
-    const conn = pool.acquire(e.host, e.port, events);
+    const conn = pool.acquire(e, events);
     if (conn.uses === 0 && conn.breaker === undefined) {
       conn.breaker = br;
       br.connections++;

@@ -6,6 +6,7 @@ import type { Endpoint } from '../control/protocol.js';
 import type { AccessLog } from '../telemetry/access-log.js';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.js';
 import type { Balancer } from './balancer/balancer.js';
+import { skipReadMore } from './socket-tuning.js';
 
 export interface TcpTelemetry {
   direction: Direction;
@@ -70,6 +71,8 @@ function pipeBoth(client: net.Socket, upstream: net.Socket, e: Endpoint, t: TcpT
   t.metrics.tcpOpened(t.direction, t.source, t.destination);
   let sent = 0;
   let received = 0;
+  skipReadMore(client);
+  skipReadMore(upstream);
   client.on('data', (c: Buffer) => { sent += c.length; });
   upstream.on('data', (c: Buffer) => { received += c.length; });
   client.pipe(upstream);

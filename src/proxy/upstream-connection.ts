@@ -10,6 +10,7 @@ import type { Exchange } from './exchange.js';
 import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead } from './http1-parser.js';
 import { editResponseHead } from './filters/header-modifier.js';
 import { sendableElsewhere } from './retry.js';
+import { skipReadMore } from './socket-tuning.js';
 
 const enum Body { None, Length, Chunked, UntilClose }
 
@@ -54,11 +55,13 @@ export class UpstreamConnection {
   #reusable = true;
   #closed = false;
 
-  constructor(host: string, port: number, events: UpstreamEvents) {
-    this.key = `${host}:${port}`;
-    this.address = this.key;
+  /** `key`: `host:port`, the pool's key for this connection's address. */
+  constructor(host: string, port: number, key: string, events: UpstreamEvents) {
+    this.key = key;
+    this.address = key;
     this.#events = events;
     this.socket = net.connect({ host, port, noDelay: true });
+    skipReadMore(this.socket);
     this.socket.on('connect', () => {
       this.ready = true;
       if (this.ex) this.#sendQueued(this.ex);

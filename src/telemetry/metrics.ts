@@ -65,6 +65,13 @@ export function requestFailed(status: number, grpcStatus: string): boolean {
   return status === 0 || status >= 500 || (grpcStatus !== '' && grpcStatus !== '0');
 }
 
+/** The next level of a nested index, made on first use. */
+function level(m: Map<unknown, unknown>, key: unknown): Map<unknown, unknown> {
+  let next = m.get(key) as Map<unknown, unknown> | undefined;
+  if (next === undefined) m.set(key, (next = new Map()));
+  return next;
+}
+
 export class ProxyMetrics {
   readonly registry = new client.Registry();
   readonly #defaultLabels: string;
@@ -73,7 +80,14 @@ export class ProxyMetrics {
   readonly #tcpBytes: Counter;
   readonly configVersion: Gauge;
   readonly controlConnected: Gauge;
-  readonly #http = new Map<string, HttpSeries>();
+  /** Every HTTP series, in the order first seen. */
+  readonly #http: HttpSeries[] = [];
+  /**
+   * The series by label value, one Map level per label (direction, source, destination,
+   * version, route, status, grpc_status). The values are mostly strings from the
+   * snapshot, whose hashes V8 keeps, so finding a series builds no string per request.
+   */
+  readonly #index = new Map<unknown, unknown>();
   // Resilience events are rare next to requests, so prom-client's labelled counters do.
   readonly #retries: Counter;
   readonly #budgetExhausted: Counter;
@@ -146,14 +160,21 @@ export class ProxyMetrics {
    * answered with HTTP 200 shows as the failure it is (see {@link requestFailed}).
    */
   observeHttp(l: HttpLabels, status: number, seconds: number, grpcStatus = ''): void {
-    const key = `${l.direction}\0${l.source}\0${l.destination}\0${l.destinationVersion}\0${l.route}\0${status}\0${grpcStatus}`;
-    let s = this.#http.get(key);
+    let m = this.#index;
+    m = level(m, l.direction);
+    m = level(m, l.source);
+    m = level(m, l.destination);
+    m = level(m, l.destinationVersion);
+    m = level(m, l.route);
+    m = level(m, status);
+    let s = m.get(grpcStatus) as HttpSeries | undefined;
     if (s === undefined) {
       const labels = `direction="${l.direction}",source="${escapeLabel(l.source)}",destination="${escapeLabel(l.destination)}",` +
         `destination_version="${escapeLabel(l.destinationVersion)}",route="${escapeLabel(l.route)}",status="${status}",` +
         (grpcStatus === '' ? '' : `grpc_status="${escapeLabel(grpcStatus)}",`) + this.#defaultLabels;
       s = { labels, count: 0, sum: 0, buckets: new Float64Array(LATENCY_BUCKETS.length + 1) };
-      this.#http.set(key, s);
+      m.set(grpcStatus, s);
+      this.#http.push(s);
     }
     s.count++;
     s.sum += seconds;
@@ -169,7 +190,7 @@ export class ProxyMetrics {
 
   /** Prometheus text of the HTTP request counter and latency histogram. */
   httpText(): string {
-    const series = [...this.#http.values()];
+    const series = this.#http;
     let out = '# HELP trellis_http_requests_total HTTP requests handled, by direction, source, destination, route and response status (and grpc_status for gRPC calls).\n' +
       '# TYPE trellis_http_requests_total counter\n';
     for (const s of series) out += `trellis_http_requests_total{${s.labels}} ${s.count}\n`;

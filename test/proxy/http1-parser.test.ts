@@ -105,4 +105,26 @@ test('response heads: framing and connection reuse', () => {
   assert.equal(both.close, true, 'a response with both framings is not reused');
   const b = Buffer.from('HTTP/1.1 2x0 OK\r\n\r\n');
   assert.ok(isFailure(parseResponseHead(b, b.length)));
+  // No reason phrase, spaces around values, mixed case names and values.
+  const bare = parse('HTTP/1.1 204\r\ncOnTeNt-LeNgTh:  0 \r\nCONNECTION: Close\r\n\r\n');
+  assert.deepEqual([bare.status, bare.contentLength, bare.close], [204, 0, true]);
+  assert.equal(parse('HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\n\r\n').close, false);
+  assert.equal(parse('HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\n\r\n').close, true);
+  assert.equal(parse('HTTP/1.1 503 Service Unavailable\r\ntrellis-error: app-unavailable\r\ncontent-length: 0\r\n\r\n').appUnavailable, true);
+  assert.equal(parse('HTTP/1.1 502 Bad Gateway\r\ntrellis-error: app-unavailable\r\ncontent-length: 0\r\n\r\n').appUnavailable, false);
+  assert.equal(parse('HTTP/1.1 200 OK\r\nContent-Length: 123456789012345\r\n\r\n').contentLength, 123456789012345);
+  const refused = (t: string, why: RegExp) => {
+    const r = parseResponseHead(Buffer.from(t, 'latin1'), Buffer.byteLength(t, 'latin1'));
+    assert.ok(isFailure(r) && why.test(r.reason), `${JSON.stringify(t)} → ${JSON.stringify(r)}`);
+  };
+  refused('HTTP/1.1 200 OK\r\nContent-Length: 1 2\r\n\r\n', /Content-Length/);
+  refused('HTTP/1.1 200 OK\r\nContent-Length: 1234567890123456\r\n\r\n', /Content-Length/);
+  refused('HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n', /Content-Length/);
+  refused('HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n', /conflicting/);
+  refused('HTTP/1.1 200 OK\r\nX-A: 1\nX-B: 2\r\n\r\n', /bare LF/);
+  refused('HTTP/1.1 200 OK\r\nX-A: 1\rX-B: 2\r\n\r\n', /bare CR/);
+  refused('HTTP/1.1 200 OK\r\nno colon here\r\n\r\n', /header line/);
+  refused('HTTP/2.0 200 OK\r\n\r\n', /status line/);
+  refused('HTTP/1.2 200 OK\r\n\r\n', /version/);
+  refused('HTTP/1.1 099 Low\r\n\r\n', /status code/);
 });
