@@ -71,3 +71,29 @@ export function cpuBetween(a: CpuSample | undefined, b: CpuSample | undefined): 
     stealCores: cores(b.steal - a.steal),
   };
 }
+
+/** The keys of T whose values are numbers. */
+type NumberKeys<T> = { [K in keyof T]: T[K] extends number ? K : never }[keyof T];
+
+/**
+ * Samples taken around separate spans (a target's max-rate rounds, with other targets'
+ * rounds between them), joined into one (before, after) pair as if the spans had run
+ * back to back: the first span's start, and an end whose `counters` have grown by the
+ * sum of every span's growth; its other fields are the last span's end (memory after
+ * the last round). Undefined when there are no spans or a sample is missing.
+ */
+export function joinSpans<T extends object>(spans: readonly (readonly [T | undefined, T | undefined])[], counters: readonly NumberKeys<T>[]): [T, T] | undefined {
+  const whole = spans.filter((s): s is readonly [T, T] => s[0] !== undefined && s[1] !== undefined);
+  if (whole.length === 0 || whole.length < spans.length) return undefined;
+  const start = whole[0]![0];
+  const end = { ...whole[whole.length - 1]![1] } as Record<NumberKeys<T>, number>;
+  const at = (t: T, k: NumberKeys<T>): number => (t as Record<NumberKeys<T>, number>)[k];
+  for (const k of counters) end[k] = at(start, k) + whole.reduce((sum, [a, b]) => sum + at(b, k) - at(a, k), 0);
+  return [start, end as T];
+}
+
+/** CPU use over several spans (joinSpans), in cores: the spans' jiffies over the spans' time. */
+export function cpuOverSpans(spans: readonly (readonly [CpuSample | undefined, CpuSample | undefined])[]): CpuUsage | undefined {
+  const joined = joinSpans(spans, ['machine', 'ours', 'steal', 'at']);
+  return joined && cpuBetween(...joined);
+}

@@ -31,11 +31,11 @@ export interface ProxyResources {
   readonly role: 'outbound' | 'inbound';
   /** Processes in the group when sampled. */
   readonly processes: number;
-  /** VmRSS summed over the group, after the max-rate run, in MB (1024 kB). */
+  /** VmRSS summed over the group, after the last max-rate round, in MB (1024 kB). */
   readonly rssMb?: number;
   /** Pss summed over the group at the same moment, in MB: RSS with shared pages divided among their users. */
   readonly pssMb?: number;
-  /** utime + stime during the measured max-rate run, per 1,000 requests wrk completed. */
+  /** utime + stime during the measured max-rate rounds, per 1,000 requests wrk completed in them. */
   readonly cpuSecondsPer1kMaxRate?: number;
   /** utime + stime during the 1 KB fixed-rate run (warm-up + measured), per 1,000 requests sent in it. */
   readonly cpuSecondsPer1kFixedRate?: number;
@@ -57,11 +57,14 @@ export interface TargetResult {
   readonly path: string;
   /** Set when the target could not be started; no numbers then. */
   readonly unavailable?: string;
+  /** The max-rate round with the median rps (the lower middle one of an even count), so its percentiles are a real run's. */
   readonly maxRate?: Omit<WrkResult, 'raw'> & { readonly raw: string };
+  /** Requests per second of every max-rate round, in order (absent in runs from before the rounds). */
+  readonly maxRateRounds?: readonly number[];
   readonly maxRateError?: string;
   readonly fixedRate?: FixedRateResult;
   readonly fixedRateError?: string;
-  /** CPU used during the measured max-rate run, by the bench and by everything else. */
+  /** CPU used during this target's measured max-rate rounds (not the other targets' rounds between them), by the bench and by everything else. */
   readonly maxRateCpu?: CpuUsage;
   readonly fixedRateCpu?: CpuUsage;
   /** The extra fixed-rate scenarios (10 KB, 100 KB, 1 KB POST). */
@@ -73,7 +76,11 @@ export interface TargetResult {
 }
 
 export interface Settings {
-  readonly wrk: { readonly threads: number; readonly connections: number; readonly durationS: number; readonly warmupS: number };
+  /**
+   * Max rate: every target warmed up for warmupS, then `rounds` rounds, each running wrk
+   * for durationS against every target in turn (rounds absent in runs from before them: one run).
+   */
+  readonly wrk: { readonly threads: number; readonly connections: number; readonly durationS: number; readonly warmupS: number; readonly rounds?: number };
   readonly fixedRate: { readonly rate: number; readonly connections: number; readonly durationS: number; readonly warmupS: number };
   readonly bodyBytes: number;
   /** The extra fixed-rate scenarios (absent in runs from before they existed, or with --no-extra). */
@@ -109,6 +116,8 @@ export interface BenchReport {
   readonly environment: Environment;
   readonly settings: Settings;
   readonly results: readonly TargetResult[];
+  /** Max throughput over nginx's, per target: per round and their median (maxRateRatios()). */
+  readonly maxRateVsNginx?: { readonly [K in TargetName]?: RoundRatios };
   /** The TCP echo scenario, per target. */
   readonly tcp?: readonly TcpResult[];
   /** The route-matching scenario: 50 rules against 1 (bench/route-rules.ts). */
@@ -130,6 +139,54 @@ export const NOISE_CORES = 0.25;
 
 const byName = (rs: readonly TargetResult[], n: TargetName): TargetResult | undefined => rs.find((r) => r.name === n);
 
+/** The median; the mean of the middle two of an even count. */
+export function median(xs: readonly number[]): number | undefined {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** The run with the median rps; of an even count the lower middle one, so it is a real run (its percentiles belong to it). */
+export function medianRun<T extends { readonly rps: number }>(runs: readonly T[]): T | undefined {
+  return [...runs].sort((a, b) => a.rps - b.rps)[Math.floor((runs.length - 1) / 2)];
+}
+
+/** A max-throughput ratio between two targets: one per round, and their median. */
+export interface RoundRatios {
+  readonly median: number;
+  readonly rounds: readonly number[];
+}
+
+/**
+ * `r`'s max throughput over `ref`'s, round by round: both ran in the same round, a few
+ * seconds apart, so the machine's drift between rounds cancels out of each ratio; the
+ * median then drops a round that one noisy burst spoiled. Rounds a target did not
+ * complete (it failed) have no ratio. Results from before the rounds count as one round.
+ */
+export function roundRatios(r: TargetResult | undefined, ref: TargetResult | undefined): RoundRatios | undefined {
+  const rounds = (t: TargetResult | undefined): readonly number[] => t?.maxRateRounds ?? (t?.maxRate ? [t.maxRate.rps] : []);
+  const a = rounds(r);
+  const b = rounds(ref);
+  const ratios = a.slice(0, b.length).flatMap((v, i) => (b[i]! > 0 ? [v / b[i]!] : []));
+  const m = median(ratios);
+  return m === undefined ? undefined : { median: m, rounds: ratios };
+}
+
+/** Every target's max throughput over nginx's (roundRatios), for the JSON. */
+export function maxRateRatios(results: readonly TargetResult[]): { [K in TargetName]?: RoundRatios } {
+  const nginx = byName(results, 'nginx');
+  return Object.fromEntries(results.flatMap((r) => {
+    const rr = roundRatios(r, nginx);
+    return rr ? [[r.name, rr]] : [];
+  }));
+}
+
+/** "0.64" or, over several rounds, "0.64 (rounds 0.61, 0.66, 0.64)". */
+function ratioText(rr: RoundRatios): string {
+  return `${rr.median.toFixed(2)}${rr.rounds.length > 1 ? ` (rounds ${rr.rounds.map((v) => v.toFixed(2)).join(', ')})` : ''}`;
+}
+
 /** The goals and warnings derived from the results. */
 export function evaluate(results: readonly TargetResult[], settings: Settings, tcp: readonly TcpResult[] = []): { goals: Goal[]; warnings: string[] } {
   const goals: Goal[] = [];
@@ -138,13 +195,12 @@ export function evaluate(results: readonly TargetResult[], settings: Settings, t
   const nginx = byName(results, 'nginx');
   const direct = byName(results, 'direct');
 
-  const tr = trellis?.maxRate?.rps;
-  const ng = nginx?.maxRate?.rps;
+  const throughput = roundRatios(trellis, nginx);
   goals.push({
     name: 'trellis/nginx max throughput',
     limit: `≥ ${THROUGHPUT_RATIO_GOAL.toFixed(2)}`,
-    measured: tr !== undefined && ng ? (tr / ng).toFixed(2) : notMeasured(['trellis', trellis], ['nginx', nginx]),
-    met: tr !== undefined && ng ? tr / ng >= THROUGHPUT_RATIO_GOAL : undefined,
+    measured: throughput ? ratioText(throughput) : notMeasured(['trellis', trellis], ['nginx', nginx]),
+    met: throughput ? throughput.median >= THROUGHPUT_RATIO_GOAL : undefined,
   });
 
   const tp99 = trellis?.fixedRate?.latencyUs.p99;
@@ -166,11 +222,10 @@ export function evaluate(results: readonly TargetResult[], settings: Settings, t
     met: worst !== undefined ? worst <= SIDECAR_RSS_GOAL_MB : undefined,
   });
 
-  const directRps = direct?.maxRate?.rps;
   for (const r of results) {
-    if (r.name === 'direct' || !r.maxRate || !directRps) continue;
-    if (r.maxRate.rps >= 0.9 * directRps) {
-      warnings.push(`${r.name} reached ${(100 * r.maxRate.rps / directRps).toFixed(0)}% of direct: the upstream may be the bottleneck, not the proxy`);
+    const vsDirect = r.name === 'direct' ? undefined : roundRatios(r, direct);
+    if (vsDirect && vsDirect.median >= 0.9) {
+      warnings.push(`${r.name} reached ${(100 * vsDirect.median).toFixed(0)}% of direct: the upstream may be the bottleneck, not the proxy`);
     }
   }
   for (const r of results) {
@@ -366,6 +421,35 @@ function mbps(v: number): string {
   return v >= 100 ? int(v) : v.toFixed(1);
 }
 
+/** Max throughput per target: the median round's numbers, and the ratios to nginx per round and their median. */
+function maxRateTable(s: Settings, results: readonly TargetResult[]): string {
+  const nginx = byName(results, 'nginx');
+  const rounds = s.wrk.rounds ?? 1;
+  const label = [`max-rate ${s.bodyBytes / 1024}KB GET`, `(wrk -t${s.wrk.threads} -c${s.wrk.connections} -d${s.wrk.durationS}s,`, `${rounds} round${rounds === 1 ? '' : 's'})`];
+  const rows: string[][] = [];
+  results.forEach((r, i) => {
+    const scen = label[i] ?? '';
+    if (r.unavailable) return rows.push([scen, r.name, `unavailable: ${r.unavailable}`]);
+    if (!r.maxRate) return rows.push([scen, r.name, `failed: ${r.maxRateError ?? 'no result'}`]);
+    const m = r.maxRate;
+    const errs = m.non2xx + m.socketErrors.connect + m.socketErrors.read + m.socketErrors.write + m.socketErrors.timeout;
+    const vsNginx = roundRatios(r, nginx);
+    rows.push([
+      scen,
+      r.name,
+      int(m.rps),
+      ms(m.latencyUs.p50),
+      ms(m.latencyUs.p99),
+      vsNginx ? `${vsNginx.median.toFixed(2)}x` : '-',
+      String(errs),
+      others(r.maxRateCpu),
+      vsNginx ? vsNginx.rounds.map((v) => v.toFixed(2)).join(' ') : '-',
+      (r.maxRateRounds ?? [m.rps]).map(int).join(' '),
+    ]);
+  });
+  return table(['scenario', 'target', 'rps', 'p50', 'p99', 'vs nginx', 'errors', 'others', 'vs nginx per round', 'rps per round'], rows);
+}
+
 /** The human-readable report. */
 export function formatReport(report: BenchReport): string {
   const { environment: env, settings: s, results } = report;
@@ -393,27 +477,12 @@ export function formatReport(report: BenchReport): string {
   if (env.backgroundCores !== undefined) out.push(`background load before the run: ${env.backgroundCores.toFixed(2)} cores`);
   out.push('');
 
-  const nginxRps = byName(results, 'nginx')?.maxRate?.rps;
-  const maxRows: string[][] = [];
-  const label = [`max-rate ${s.bodyBytes / 1024}KB GET`, `(wrk -t${s.wrk.threads} -c${s.wrk.connections} -d${s.wrk.durationS}s)`];
-  results.forEach((r, i) => {
-    const scen = label[i] ?? '';
-    if (r.unavailable) return maxRows.push([scen, r.name, `unavailable: ${r.unavailable}`]);
-    if (!r.maxRate) return maxRows.push([scen, r.name, `failed: ${r.maxRateError ?? 'no result'}`]);
-    const m = r.maxRate;
-    const errs = m.non2xx + m.socketErrors.connect + m.socketErrors.read + m.socketErrors.write + m.socketErrors.timeout;
-    maxRows.push([
-      scen,
-      r.name,
-      int(m.rps),
-      ms(m.latencyUs.p50),
-      ms(m.latencyUs.p99),
-      nginxRps ? `${(m.rps / nginxRps).toFixed(2)}x` : '-',
-      String(errs),
-      others(r.maxRateCpu),
-    ]);
-  });
-  out.push(table(['scenario', 'target', 'rps', 'p50', 'p99', 'vs nginx', 'errors', 'others'], maxRows), '');
+  out.push(maxRateTable(s, results));
+  out.push(
+    "(rps, p50, p99: the round with the median rps; vs nginx: the median of the per-round ratios, each against",
+    "nginx's run in the same round, a few seconds apart, so the machine's drift between rounds cancels out)",
+    '',
+  );
 
   const flabel = [`fixed ${int(s.fixedRate.rate)} rps ${s.bodyBytes / 1024}KB GET`, `(open model, ${s.fixedRate.connections} conns, ${s.fixedRate.durationS}s)`];
   const fixedRows = fixedRateRows(results, flabel, (r) => ({ f: r.fixedRate, error: r.fixedRateError, cpu: r.fixedRateCpu }), false);

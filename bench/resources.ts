@@ -3,6 +3,7 @@
 // (nginx: master + worker; HAProxy and a Trellis sidecar: one process). Linux only;
 // elsewhere the samples are undefined and the report says "-".
 import { readFileSync, readdirSync } from 'node:fs';
+import { joinSpans } from './machine.js';
 
 const HZ = 100; // USER_HZ; 100 on every mainstream Linux build
 
@@ -85,6 +86,27 @@ export function cpuSecondsPer1k(before: GroupSample | undefined, after: GroupSam
   if (!before || !after || after.processes === 0 || !(requests > 0)) return undefined;
   const seconds = Math.max(0, after.cpuTicks - before.cpuTicks) / HZ;
   return (seconds * 1000) / requests;
+}
+
+/**
+ * Group samples taken around separate spans, joined per group as if the spans had run
+ * back to back (joinSpans): CPU ticks summed over the spans, memory as after the last.
+ * A group missing from a sample is left out.
+ */
+export function joinGroupSpans(
+  spans: readonly (readonly [Map<number, GroupSample> | undefined, Map<number, GroupSample> | undefined])[],
+): { before: Map<number, GroupSample>; after: Map<number, GroupSample> } | undefined {
+  const last = spans[spans.length - 1]?.[1];
+  if (!last) return undefined;
+  const before = new Map<number, GroupSample>();
+  const after = new Map<number, GroupSample>();
+  for (const pgid of last.keys()) {
+    const joined = joinSpans(spans.map(([a, b]) => [a?.get(pgid), b?.get(pgid)] as const), ['cpuTicks']);
+    if (!joined) continue;
+    before.set(pgid, joined[0]);
+    after.set(pgid, joined[1]);
+  }
+  return { before, after };
 }
 
 /** kB (as /proc counts them, 1024 bytes) → MB as `top` shows them (1 MB = 1024 kB), one decimal. */

@@ -3,7 +3,8 @@
 // throughput and latency per target with ratios to nginx, and writes the results as
 // JSON to bench/results/<time>.json. See bench/README.md for how to read it.
 //
-// Scenarios: max rate (wrk) and fixed 1,000 rps with 1 KB GETs; the same fixed rate
+// Scenarios: max rate (wrk, in rounds that visit every target in turn) and fixed
+// 1,000 rps with 1 KB GETs; the same fixed rate
 // with 10 KB and 100 KB responses and 1 KB POST bodies; TCP echo throughput through a
 // pair; and each proxy's RSS and CPU seconds per 1,000 requests.
 import { spawnSync } from 'node:child_process';
@@ -13,12 +14,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runFixedRate, type FixedRateResult } from './fixed-rate.js';
-import { cpuBetween, sampleCpu, type CpuUsage } from './machine.js';
+import { cpuBetween, cpuOverSpans, sampleCpu, type CpuSample, type CpuUsage } from './machine.js';
 import {
   LATENCY_SCENARIOS,
   LATENCY_SCENARIO_SPECS,
   evaluate,
   formatReport,
+  maxRateRatios,
+  medianRun,
   scenarioTitle,
   type BenchReport,
   type LatencyScenario,
@@ -28,7 +31,7 @@ import {
   type TargetResult,
   type TcpResult,
 } from './report.js';
-import { cpuSecondsPer1k, rssMb, sampleGroups, type GroupSample } from './resources.js';
+import { cpuSecondsPer1k, joinGroupSpans, rssMb, sampleGroups, type GroupSample } from './resources.js';
 import {
   BODY_1KB,
   Processes,
@@ -50,7 +53,7 @@ import {
 import { defaultEchoOptions, runEcho } from './tcp-echo.js';
 import { formatRouteRules, runRouteRules, type RouteRulesResult } from './route-rules.js';
 import { formatBalancing, runBalancing, type BalancingResult } from './balancing.js';
-import { runWrk } from './wrk.js';
+import { runWrk, type WrkResult } from './wrk.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -69,11 +72,19 @@ const TCP_PATHS: Record<TargetName, string> = {
 const ORDER: readonly TargetName[] = ['direct', 'trellis', 'nginx', 'haproxy'];
 
 const USAGE = `usage: node dist/bench/run.js [options]
-  --duration S            measured seconds per load (default 10)
-  --warmup S              warm-up seconds before each load (default 2)
+  All targets are started first; the max rate is measured in rounds, each running wrk
+  against every target in turn (so drift of the machine's speed between rounds cancels
+  out of the ratios to nginx); then each target's fixed-rate scenarios, one at a time.
+  --rounds N              max-rate rounds (default 3, 1 to 20); the round with the median
+                          rps is the target's, the ratios are the median of the rounds'
+  --duration S            measured seconds of each max-rate round (default 5; with --only,
+                          of each run: default 10)
+  --warmup S              warm-up seconds before the max-rate rounds (per target) and
+                          before each fixed-rate load (default 2)
   --connections N         wrk connections (default 50)
   --rate R                fixed-rate requests per second (default 1000)
   --fixed-connections N   fixed-rate keep-alive connections (default 20)
+  --fixed-duration S      measured seconds of the 1KB fixed-rate load (default 10)
   --extra-duration S      measured seconds of each extra scenario: 10KB/100KB/POST
                           fixed rate and TCP echo (default 5)
   --extra-warmup S        warm-up seconds of each extra scenario (default 1)
@@ -114,7 +125,10 @@ function binaries(allowInstall: boolean): Binaries & { missing: string[] } {
   return { nginx: b.nginx ?? '', haproxy: b.haproxy ?? '', wrk: b.wrk ?? '', missing };
 }
 
-/** RSS after the max-rate run and CPU seconds per 1,000 requests, per proxy process group. */
+/**
+ * RSS after the last max-rate round and CPU seconds per 1,000 requests, per proxy
+ * process group. The max-rate samples are the rounds joined (joinGroupSpans).
+ */
 function proxyResources(
   proxies: readonly { role: 'outbound' | 'inbound'; managed: { child: { pid?: number } } }[],
   s: { maxBefore?: Map<number, GroupSample>; maxAfter?: Map<number, GroupSample>; fixedBefore?: Map<number, GroupSample>; fixedAfter?: Map<number, GroupSample> },
@@ -126,7 +140,7 @@ function proxyResources(
   return proxies.map((p) => {
     const pid = p.managed.child.pid ?? -1;
     const after = s.maxAfter?.get(pid);
-    const out: { -readonly [K in keyof ProxyResources]: ProxyResources[K] } = { role: p.role, processes: after?.processes ?? 0 };
+    const out: Mutable<ProxyResources> = { role: p.role, processes: after?.processes ?? 0 };
     if (after && after.processes > 0) {
       out.rssMb = rssMb(after.rssKb);
       if (after.pssKb > 0) out.pssMb = rssMb(after.pssKb);
@@ -139,6 +153,165 @@ function proxyResources(
   });
 }
 
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+/** Samples taken right before and right after a measured load. */
+type Span<T> = readonly [T | undefined, T | undefined];
+
+/** A target kept running through the max-rate rounds, and what is measured of it. */
+interface Running {
+  readonly target: Target;
+  readonly result: Mutable<TargetResult>;
+  /** Its proxies' process groups (none for direct), for RSS and CPU per request. */
+  readonly pgids: readonly number[];
+  /** Each completed max-rate round, in order. */
+  readonly rounds: Measured<WrkResult>[];
+}
+
+/** A load's result and the samples around it: the machine's CPU, and the target's proxies. */
+interface Measured<T> {
+  readonly value: T;
+  readonly cpu: Span<CpuSample>;
+  readonly groups: Span<Map<number, GroupSample>>;
+}
+
+/** Runs `load` between samples of the machine's CPU and of the target's proxy process groups. */
+async function measured<T>(procs: Processes, pgids: readonly number[], load: () => Promise<T>): Promise<Measured<T>> {
+  const groupsNow = (): Map<number, GroupSample> | undefined => (pgids.length > 0 ? sampleGroups(pgids) : undefined);
+  const cpuBefore = sampleCpu(procs.groups);
+  const groupsBefore = groupsNow();
+  const value = await load();
+  const groupsAfter = groupsNow();
+  return { value, cpu: [cpuBefore, sampleCpu(procs.groups)], groups: [groupsBefore, groupsAfter] };
+}
+
+/** Starts a target and checks GET / through it; on failure, the reason, on one line. */
+async function startChecked(name: TargetName, start: () => Promise<Target>, bodyBytes: number): Promise<Target | string> {
+  log(`${name}: starting (${PATHS[name]})`);
+  try {
+    const target = await start();
+    const r = await probe(target.url);
+    if (!('status' in r) || r.status !== 200 || r.bytes !== bodyBytes) {
+      await target.stop();
+      throw new Error(`GET / through it answered ${JSON.stringify(r)}, expected 200 with ${bodyBytes} bytes`);
+    }
+    return target;
+  } catch (e) {
+    const reason = (e as Error).message.replace(/\s+/g, ' ').slice(0, 300);
+    log(`${name}: unavailable: ${reason}`);
+    return reason;
+  }
+}
+
+/**
+ * The max-rate scenario in interleaved rounds: every target warmed up, then each round
+ * runs wrk against every target in turn, so that all targets meet the same machine (a
+ * shared host's speed drifts over minutes; nginx alone has measured 13.7k to 24.5k rps in
+ * one day). A target whose wrk fails sits out the later rounds and keeps those it
+ * completed. Idle targets wait between their turns; an idle pair costs no CPU.
+ */
+async function maxRateRounds(running: readonly Running[], w: Settings['wrk'], wrk: string, procs: Processes): Promise<void> {
+  const load = (t: Running, durationS: number): Promise<WrkResult> =>
+    runWrk({ wrk, url: t.target.url, threads: w.threads, connections: w.connections, durationS, timeoutS: 5 });
+  const attempt = async (t: Running, what: string, run: () => Promise<void>): Promise<void> => {
+    if (t.result.maxRateError !== undefined) return;
+    log(`${t.result.name}: ${what}`);
+    try {
+      await run();
+    } catch (e) {
+      t.result.maxRateError = (e as Error).message;
+    }
+  };
+  if (w.warmupS > 0) {
+    for (const t of running) await attempt(t, `max-rate warm-up ${w.warmupS}s`, () => load(t, w.warmupS).then(() => {}));
+  }
+  const rounds = w.rounds ?? 1;
+  for (let i = 1; i <= rounds; i++) {
+    for (const t of running) {
+      await attempt(t, `max-rate round ${i}/${rounds}, ${w.durationS}s (wrk -t${w.threads} -c${w.connections})`, async () => {
+        t.rounds.push(await measured(procs, t.pgids, () => load(t, w.durationS)));
+      });
+    }
+  }
+  for (const t of running) {
+    const runs = t.rounds.map((r) => r.value);
+    const median = medianRun(runs);
+    if (!median) continue;
+    t.result.maxRate = median;
+    t.result.maxRateRounds = runs.map((r) => r.rps);
+    t.result.maxRateCpu = cpuOverSpans(t.rounds.map((r) => r.cpu));
+  }
+}
+
+/** What the fixed-rate scenarios of one target need. */
+interface LatencyContext {
+  readonly procs: Processes;
+  readonly settings: Settings;
+  readonly postBody: Buffer;
+}
+
+/**
+ * One target's fixed-rate scenarios (1 KB GET, then the extra ones), and its proxies'
+ * cost over the max-rate rounds and the 1 KB fixed-rate run.
+ */
+async function latencyScenarios(t: Running, c: LatencyContext): Promise<void> {
+  const { result, pgids } = t;
+  const name = result.name;
+  let fixedGroups: Span<Map<number, GroupSample>> | undefined;
+  try {
+    const f = c.settings.fixedRate;
+    log(`${name}: fixed-rate ${f.rate} rps, ${f.warmupS}s warm-up + ${f.durationS}s`);
+    // Sampled over warm-up and measurement both: close enough for a noise indicator.
+    const m = await measured(c.procs, pgids, () =>
+      runFixedRate({ url: t.target.url, rate: f.rate, durationMs: f.durationS * 1000, warmupMs: f.warmupS * 1000, connections: f.connections, timeoutMs: 5000 }),
+    );
+    result.fixedRate = m.value;
+    result.fixedRateCpu = cpuBetween(...m.cpu);
+    fixedGroups = m.groups;
+  } catch (e) {
+    result.fixedRateError = (e as Error).message;
+  }
+  if (pgids.length > 0) {
+    const max = joinGroupSpans(t.rounds.map((r) => r.groups));
+    const maxRequests = t.rounds.reduce((sum, r) => sum + r.value.requests, 0);
+    result.resources = proxyResources(
+      t.target.processes ?? [],
+      { maxBefore: max?.before, maxAfter: max?.after, fixedBefore: fixedGroups?.[0], fixedAfter: fixedGroups?.[1] },
+      maxRequests,
+      result.fixedRate,
+    );
+  }
+  if (!c.settings.extra) return;
+  const x = c.settings.extra;
+  const latency: Partial<Record<LatencyScenario, FixedRateResult>> = {};
+  const latencyErrors: Partial<Record<LatencyScenario, string>> = {};
+  const latencyCpu: Partial<Record<LatencyScenario, CpuUsage>> = {};
+  for (const id of x.scenarios) {
+    const sp = LATENCY_SCENARIO_SPECS[id];
+    try {
+      log(`${name}: fixed-rate ${scenarioTitle(id)} (${sp.method} ${sp.path}) ${x.rate} rps, ${x.warmupS}s warm-up + ${x.durationS}s`);
+      const m = await measured(c.procs, [], () =>
+        runFixedRate({
+          url: new URL(sp.path, t.target.url).href,
+          rate: x.rate,
+          durationMs: x.durationS * 1000,
+          warmupMs: x.warmupS * 1000,
+          connections: x.connections,
+          timeoutMs: 5000,
+          ...(sp.method === 'POST' ? { method: 'POST', body: c.postBody } : {}),
+        }),
+      );
+      latency[id] = m.value;
+      const cpu = cpuBetween(...m.cpu);
+      if (cpu) latencyCpu[id] = cpu;
+    } catch (e) {
+      latencyErrors[id] = (e as Error).message;
+    }
+  }
+  result.latency = latency;
+  if (Object.keys(latencyErrors).length > 0) result.latencyErrors = latencyErrors;
+  result.latencyCpu = latencyCpu;
+}
+
 function isoBasic(d: Date): string {
   // ISO 8601 basic format (20250102T030405Z): sortable, and no ':' in file names.
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
@@ -147,7 +320,9 @@ function isoBasic(d: Date): string {
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
-      duration: { type: 'string', default: '10' },
+      duration: { type: 'string' }, // its default depends on --only
+      'fixed-duration': { type: 'string', default: '10' },
+      rounds: { type: 'string', default: '3' },
       warmup: { type: 'string', default: '2' },
       connections: { type: 'string', default: '50' },
       rate: { type: 'string', default: '1000' },
@@ -170,22 +345,26 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  const num = (name: string, v: string, min: number, max: number): number => {
+  const num = (name: string, v: string, min: number, max: number, integer = false): number => {
     const n = Number(v);
-    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be a number from ${min} to ${max}, got "${v}"`);
+    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
+      throw new Error(`--${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got "${v}"`);
+    }
     return n;
   };
   const settings: Settings = {
     wrk: {
       threads: 1,
       connections: num('connections', values.connections, 1, 10_000),
-      durationS: num('duration', values.duration, 1, 120),
+      // Rounds add up (3 × 4 targets), so a round is 5 s; a single --only scenario keeps 10 s runs.
+      durationS: num('duration', values.duration ?? (values.only === undefined ? '5' : '10'), 1, 120),
       warmupS: num('warmup', values.warmup, 0, 30),
+      rounds: num('rounds', values.rounds, 1, 20, true),
     },
     fixedRate: {
       rate: num('rate', values.rate, 1, 100_000),
       connections: num('fixed-connections', values['fixed-connections'], 1, 1000),
-      durationS: num('duration', values.duration, 1, 120),
+      durationS: num('fixed-duration', values['fixed-duration'], 1, 120),
       warmupS: num('warmup', values.warmup, 0, 30),
     },
     bodyBytes: Buffer.byteLength(BODY_1KB),
@@ -309,98 +488,18 @@ async function main(): Promise<number> {
       },
     };
 
+    // Every target is started first and kept running, so the max-rate rounds can visit them in turn.
+    const running: Running[] = [];
     for (const name of order) {
-      log(`${name}: starting (${PATHS[name]})`);
-      let target: Target;
-      try {
-        target = await starters[name]();
-        const r = await probe(target.url);
-        if (!('status' in r) || r.status !== 200 || r.bytes !== settings.bodyBytes) {
-          await target.stop();
-          throw new Error(`GET / through it answered ${JSON.stringify(r)}, expected 200 with ${settings.bodyBytes} bytes`);
-        }
-      } catch (e) {
-        const reason = (e as Error).message.replace(/\s+/g, ' ').slice(0, 300);
-        log(`${name}: unavailable: ${reason}`);
-        results.push({ name, path: PATHS[name], unavailable: reason });
-        continue;
-      }
-      const result: { -readonly [K in keyof TargetResult]: TargetResult[K] } = { name, path: PATHS[name] };
-      // The proxies' process groups, for RSS and CPU per request (none for direct).
-      const proxies = target.processes ?? [];
-      const pgids = proxies.map((p) => p.managed.child.pid).filter((pid): pid is number => pid !== undefined);
-      const groupsNow = (): Map<number, GroupSample> | undefined => (pgids.length > 0 ? sampleGroups(pgids) : undefined);
-      let maxBefore: Map<number, GroupSample> | undefined;
-      let maxAfter: Map<number, GroupSample> | undefined;
-      let fixedBefore: Map<number, GroupSample> | undefined;
-      let fixedAfter: Map<number, GroupSample> | undefined;
-      try {
-        const w = settings.wrk;
-        if (w.warmupS > 0) {
-          log(`${name}: max-rate warm-up ${w.warmupS}s`);
-          await runWrk({ wrk: bins.wrk, url: target.url, threads: w.threads, connections: w.connections, durationS: w.warmupS, timeoutS: 5 });
-        }
-        log(`${name}: max-rate ${w.durationS}s (wrk -t${w.threads} -c${w.connections})`);
-        const before = sampleCpu(procs.groups);
-        maxBefore = groupsNow();
-        result.maxRate = await runWrk({ wrk: bins.wrk, url: target.url, threads: w.threads, connections: w.connections, durationS: w.durationS, timeoutS: 5 });
-        maxAfter = groupsNow();
-        result.maxRateCpu = cpuBetween(before, sampleCpu(procs.groups));
-      } catch (e) {
-        result.maxRateError = (e as Error).message;
-      }
-      try {
-        const f = settings.fixedRate;
-        log(`${name}: fixed-rate ${f.rate} rps, ${f.warmupS}s warm-up + ${f.durationS}s`);
-        // Sampled over warm-up and measurement both: close enough for a noise indicator.
-        const before = sampleCpu(procs.groups);
-        fixedBefore = groupsNow();
-        result.fixedRate = await runFixedRate({
-          url: target.url,
-          rate: f.rate,
-          durationMs: f.durationS * 1000,
-          warmupMs: f.warmupS * 1000,
-          connections: f.connections,
-          timeoutMs: 5000,
-        });
-        fixedAfter = groupsNow();
-        result.fixedRateCpu = cpuBetween(before, sampleCpu(procs.groups));
-      } catch (e) {
-        result.fixedRateError = (e as Error).message;
-      }
-      if (pgids.length > 0) result.resources = proxyResources(proxies, { maxBefore, maxAfter, fixedBefore, fixedAfter }, result.maxRate?.requests, result.fixedRate);
-
-      if (settings.extra) {
-        const x = settings.extra;
-        const latency: Partial<Record<LatencyScenario, FixedRateResult>> = {};
-        const latencyErrors: Partial<Record<LatencyScenario, string>> = {};
-        const latencyCpu: Partial<Record<LatencyScenario, CpuUsage>> = {};
-        for (const id of x.scenarios) {
-          const sp = LATENCY_SCENARIO_SPECS[id];
-          try {
-            log(`${name}: fixed-rate ${scenarioTitle(id)} (${sp.method} ${sp.path}) ${x.rate} rps, ${x.warmupS}s warm-up + ${x.durationS}s`);
-            const before = sampleCpu(procs.groups);
-            latency[id] = await runFixedRate({
-              url: new URL(sp.path, target.url).href,
-              rate: x.rate,
-              durationMs: x.durationS * 1000,
-              warmupMs: x.warmupS * 1000,
-              connections: x.connections,
-              timeoutMs: 5000,
-              ...(sp.method === 'POST' ? { method: 'POST', body: postBody } : {}),
-            });
-            const cpu = cpuBetween(before, sampleCpu(procs.groups));
-            if (cpu) latencyCpu[id] = cpu;
-          } catch (e) {
-            latencyErrors[id] = (e as Error).message;
-          }
-        }
-        result.latency = latency;
-        if (Object.keys(latencyErrors).length > 0) result.latencyErrors = latencyErrors;
-        result.latencyCpu = latencyCpu;
-      }
+      const target = await startChecked(name, starters[name], settings.bodyBytes);
+      const result: Mutable<TargetResult> = typeof target === 'string' ? { name, path: PATHS[name], unavailable: target } : { name, path: PATHS[name] };
       results.push(result);
-      await target.stop();
+      if (typeof target !== 'string') running.push({ target, result, pgids: (target.processes ?? []).flatMap((p) => p.managed.child.pid ?? []), rounds: [] });
+    }
+    await maxRateRounds(running, settings.wrk, bins.wrk, procs);
+    for (const t of running) {
+      await latencyScenarios(t, { procs, settings, postBody });
+      await t.target.stop();
     }
     if (settings.extra && order.includes('trellis')) {
       try {
@@ -454,7 +553,7 @@ async function main(): Promise<number> {
           tcpResults.push({ name, path: TCP_PATHS[name], unavailable: reason });
           continue;
         }
-        const r: { -readonly [K in keyof TcpResult]: TcpResult[K] } = { name, path: TCP_PATHS[name] };
+        const r: Mutable<TcpResult> = { name, path: TCP_PATHS[name] };
         try {
           log(`${name}: tcp echo, ${t.connections} connections × ${t.chunkBytes / 1024}KB writes, ${t.warmupS}s warm-up + ${t.durationS}s`);
           const before = sampleCpu(procs.groups);
@@ -501,6 +600,7 @@ async function main(): Promise<number> {
     },
     settings,
     results,
+    maxRateVsNginx: maxRateRatios(results),
     ...(settings.tcp ? { tcp: tcpResults } : {}),
     ...(routeRules ? { routeRules } : {}),
     ...(balancing ? { balancing } : {}),

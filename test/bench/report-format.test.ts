@@ -1,5 +1,6 @@
-// The printed report: ratios to nginx, the added p99 against direct, an unavailable
-// target kept in the table with its reason, and the goals reported (never enforced).
+// The printed report: ratios to nginx (the median of per-round ratios), the added p99
+// against direct, an unavailable target kept in the table with its reason, and the
+// goals reported (never enforced).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { FixedRateResult } from '../../bench/fixed-rate.js';
@@ -7,6 +8,10 @@ import type { EchoResult } from '../../bench/tcp-echo.js';
 import {
   evaluate,
   formatReport,
+  maxRateRatios,
+  median,
+  medianRun,
+  roundRatios,
   scenarioTitle,
   type BenchReport,
   type ProxyResources,
@@ -34,6 +39,11 @@ function fixed(p99: number): FixedRateResult {
 function wrk(rps: number) {
   return { requests: rps * 10, rps, latencyUs: { p50: 300, p75: 400, p90: 500, p99: 900 }, non2xx: 0,
     socketErrors: { connect: 0, read: 0, write: 0, timeout: 0 }, raw: '' };
+}
+
+/** A target's max-rate rounds as run.ts keeps them: the median round's run, and every round's rps. */
+function rounds(...rps: number[]): Pick<TargetResult, 'maxRate' | 'maxRateRounds'> {
+  return { maxRate: medianRun(rps.map(wrk)), maxRateRounds: rps };
 }
 
 function report(results: TargetResult[], tcp?: TcpResult[], s: Settings = settings): BenchReport {
@@ -140,5 +150,69 @@ describe('bench report', () => {
   it('leaves the new sections out when they were not run', () => {
     const text = formatReport(report([{ name: 'direct', path: '', maxRate: wrk(60000), fixedRate: fixed(800) }]));
     assert.doesNotMatch(text, /tcp echo|proxy cost|10KB GET|extra scenarios/);
+  });
+
+  it('takes the median, and the median run (the lower middle one of an even count)', () => {
+    assert.equal(median([3, 1, 2]), 2);
+    assert.equal(median([4, 1, 3, 2]), 2.5);
+    assert.equal(median([]), undefined);
+    assert.equal(medianRun([wrk(300), wrk(100), wrk(200)])!.rps, 200);
+    assert.equal(medianRun([wrk(400), wrk(100), wrk(300), wrk(200)])!.rps, 200, 'a real run, not an average');
+    assert.equal(medianRun([]), undefined);
+  });
+
+  it('compares rounds with the same round of the reference, so drift between rounds cancels', () => {
+    // The machine drifts: nginx 20k, 14k, 24k; trellis keeps 0.61, 0.66, 0.64 of it.
+    const nginx: TargetResult = { name: 'nginx', path: '', ...rounds(20000, 14000, 24000) };
+    const trellis: TargetResult = { name: 'trellis', path: '', ...rounds(12200, 9240, 15360) };
+    const rr = roundRatios(trellis, nginx)!;
+    assert.deepEqual(rr.rounds.map((v) => v.toFixed(2)), ['0.61', '0.66', '0.64']);
+    assert.equal(rr.median.toFixed(2), '0.64');
+    // The median rounds' own ratio (12,200 / 20,000) would say 0.61.
+    assert.equal((trellis.maxRate!.rps / nginx.maxRate!.rps).toFixed(2), '0.61');
+    assert.equal(roundRatios(nginx, nginx)!.median, 1);
+    assert.equal(roundRatios(trellis, undefined), undefined);
+    assert.equal(roundRatios({ name: 'trellis', path: '', unavailable: 'x' }, nginx), undefined);
+  });
+
+  it('pairs only the rounds both completed, and reads a result from before the rounds as one round', () => {
+    const nginx: TargetResult = { name: 'nginx', path: '', ...rounds(20000, 10000), maxRateError: 'wrk exited with 1' };
+    assert.deepEqual(roundRatios({ name: 'trellis', path: '', ...rounds(12000, 7000, 9000) }, nginx)!.rounds, [0.6, 0.7]);
+    const old: TargetResult = { name: 'trellis', path: '', maxRate: wrk(9000) };
+    assert.deepEqual(roundRatios(old, { name: 'nginx', path: '', maxRate: wrk(15000) }), { median: 0.6, rounds: [0.6] });
+    assert.deepEqual(roundRatios({ name: 'trellis', path: '', ...rounds(6000, 9000) }, { name: 'nginx', path: '', ...rounds(0, 15000) }), { median: 0.6, rounds: [0.6] }, 'a zero round has no ratio');
+  });
+
+  it('reports the median of the per-round ratios in the table, the goal and the JSON', () => {
+    const s: Settings = { ...settings, wrk: { ...settings.wrk, durationS: 5, rounds: 3 } };
+    const results: TargetResult[] = [
+      { name: 'direct', path: '', ...rounds(60000, 42000, 72000), fixedRate: fixed(800) },
+      { name: 'trellis', path: '', ...rounds(12200, 9240, 15360), fixedRate: fixed(2300) },
+      { name: 'nginx', path: '', ...rounds(20000, 14000, 24000), fixedRate: fixed(1500) },
+    ];
+    const r = report(results, undefined, s);
+    const text = formatReport(r);
+    assert.match(text, /\(wrk -t1 -c50 -d5s,\s+trellis/);
+    assert.match(text, /3 rounds\)\s+nginx/);
+    assert.match(text, /vs nginx per round\s+rps per round/);
+    // rps, p50 and p99 of the median round (12,200); vs nginx the median ratio.
+    assert.match(text, /trellis\s+12,200\s+0\.30 ms\s+0\.90 ms\s+0\.64x\s+0\s+-\s+0\.61 0\.66 0\.64\s+12,200 9,240 15,360/);
+    assert.match(text, /direct\s+60,000 .* 3\.00x .* 3\.00 3\.00 3\.00\s+60,000 42,000 72,000/);
+    assert.match(text, /nginx\s+20,000 .* 1\.00x/);
+    assert.equal(r.goals[0]!.measured, '0.64 (rounds 0.61, 0.66, 0.64)');
+    assert.equal(r.goals[0]!.met, true);
+    assert.match(text, /trellis\/nginx max throughput ≥ 0\.60\s+measured 0\.64 \(rounds 0\.61, 0\.66, 0\.64\)  met/);
+    const json = maxRateRatios(results);
+    assert.deepEqual(Object.keys(json), ['direct', 'trellis', 'nginx']);
+    assert.equal(json.trellis!.median.toFixed(2), '0.64');
+    assert.equal(json.trellis!.rounds.length, 3);
+  });
+
+  it('warns when a proxy keeps up with direct in most rounds', () => {
+    const r = report([
+      { name: 'direct', path: '', ...rounds(20000, 30000, 25000) },
+      { name: 'nginx', path: '', ...rounds(19000, 28500, 15000) },
+    ]);
+    assert.ok(r.warnings.some((w) => /nginx reached 95% of direct/.test(w)), r.warnings.join('\n'));
   });
 });
