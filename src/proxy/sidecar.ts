@@ -8,9 +8,9 @@ import { openAccessLog, type AccessLog } from '../telemetry/access-log.js';
 import { ProxyMetrics } from '../telemetry/metrics.js';
 import { ControlClient } from './control-client.js';
 import { compose, type Handler } from './exchange.js';
-import { detectProtocol, serveHttp } from './h2/detect.js';
-import { H2SessionPool, h2Forwarder } from './h2/forwarder.js';
-import { createH2Server } from './h2/stream-client.js';
+import { detectProtocol, serveHttp, type H2Server } from './h2/detect.js';
+import type { H2SessionPool } from './h2/forwarder.js';
+import type { Http2Server } from 'node:http2';
 import { backendFilters, balance, localApp, route, ruleFilters, split, telemetry, upstream } from './layers.js';
 import { fault } from './fault.js';
 import { ConnectionPool, forwarder } from './pool.js';
@@ -21,6 +21,12 @@ import { BalancingState } from './balancing.js';
 import { sweepIntervalMs, timeouts } from './timeout.js';
 import { proxyTcp } from './tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
+
+/** HTTP/2 once loaded: the forwarder's and server's modules, and the upstream session pool. */
+interface LoadedH2 {
+  readonly pool: H2SessionPool;
+  readonly parts: typeof import('./h2/forwarder.js') & typeof import('./h2/stream-client.js');
+}
 
 export interface SidecarOptions {
   service: string;
@@ -52,7 +58,13 @@ export class Sidecar {
   readonly metrics: ProxyMetrics;
   readonly #accessLog: AccessLog;
   readonly #pool = new ConnectionPool();
-  readonly #h2pool = new H2SessionPool();
+  /**
+   * HTTP/2 is loaded on the first HTTP/2 connection or upstream session, not at start:
+   * node:http2 is about 3 MB of a sidecar's memory, which a mesh speaking only HTTP/1.1
+   * and TCP need not pay (the sidecar's RSS budget is 60 MB).
+   */
+  #h2: Promise<LoadedH2> | undefined;
+  #h2pool: H2SessionPool | undefined;
   readonly #servers: net.Server[] = [];
   readonly #sockets = new Set<net.Socket>();
   #admin: http.Server | undefined;
@@ -95,11 +107,10 @@ export class Sidecar {
       );
     // HTTP/2 streams take the same layers; the HTTP/2 forwarder applies the timeouts and
     // hands failed attempts to the retry state as the HTTP/1.1 one does.
-    const outboundH2 = (fixed?: string) =>
-      createH2Server(compose(
-        [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
-        h2Forwarder(this.#h2pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
-      ));
+    const outboundH2 = (fixed?: string): H2Server => this.#h2Server((h2, pool) => h2.createH2Server(compose(
+      [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
+      h2.h2Forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
+    )));
 
     for (const u of o.upstreams) {
       const pipeline = outbound(u.service);
@@ -134,7 +145,7 @@ export class Sidecar {
       const inTelemetry = telemetry({ direction: 'inbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
       const pipeline = compose([inTelemetry, localApp(app)], forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'));
       // HTTP/2 in, HTTP/2 (h2c) to the app: a gRPC server speaks nothing else.
-      const h2 = createH2Server(compose([inTelemetry, localApp(app)], h2Forwarder(this.#h2pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET')));
+      const h2 = this.#h2Server((h2, pool) => h2.createH2Server(compose([inTelemetry, localApp(app)], h2.h2Forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'))));
       const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
         const tcp = (s: net.Socket): void => proxyTcp(s, (tried) => (tried.size === 0 ? app : undefined), {
           direction: 'inbound', source: 'unknown', destination: o.service, metrics: this.metrics, accessLog: this.#accessLog,
@@ -203,13 +214,26 @@ export class Sidecar {
     this.#pool.retainOnly(keys);
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
     for (const service of budgets.keys()) if (compiled.get(service)?.budget === undefined) budgets.delete(service);
-    this.#h2pool.retainOnly(keys);
+    this.#h2pool?.retainOnly(keys);
     this.balancing.retainOnly(new Set([...compiled.values()].map((u) => u.service)));
     this.balancing.drainQueues();
     this.metrics.configVersion.set(s.version);
     const waiting = this.#waiting;
     this.#waiting = [];
     for (const w of waiting) w();
+  }
+
+  /** An HTTP/2 server made by `make` on first use, after HTTP/2 is loaded (see #h2). */
+  #h2Server(make: (h2: LoadedH2['parts'], pool: H2SessionPool) => Http2Server): H2Server {
+    let server: Promise<Http2Server> | undefined;
+    return () => (server ??= this.#loadH2().then(({ parts, pool }) => make(parts, pool)));
+  }
+
+  #loadH2(): Promise<LoadedH2> {
+    return (this.#h2 ??= Promise.all([import('./h2/forwarder.js'), import('./h2/stream-client.js')]).then(([f, c]) => {
+      this.#h2pool = new f.H2SessionPool();
+      return { pool: this.#h2pool, parts: { ...f, ...c } };
+    }));
   }
 
   #outboundTcp(socket: net.Socket, up: CompiledUpstream): void {
@@ -269,7 +293,7 @@ export class Sidecar {
     this.#admin?.close();
     this.#admin?.closeAllConnections();
     this.#pool.close();
-    this.#h2pool.close();
+    this.#h2pool?.close();
     await this.#accessLog.close();
   }
 }

@@ -21,7 +21,10 @@ export function sniffPreface(buf: Buffer): 'h2' | 'h1' | 'more' {
 const SILENT_TIMEOUT_MS = 120_000;
 
 /** Serves an accepted HTTP connection as HTTP/1.1 (through `h1`) or HTTP/2 (through `h2`). */
-export function serveHttp(socket: net.Socket, h1: Handler, h2: http2.Http2Server): void {
+/** The HTTP/2 server a connection is handed to, made (and node:http2 loaded) on first use. */
+export type H2Server = () => Promise<http2.Http2Server>;
+
+export function serveHttp(socket: net.Socket, h1: Handler, h2: H2Server): void {
   let seen: Buffer | undefined;
   const silent = (): void => { socket.destroy(); };
   socket.setTimeout(SILENT_TIMEOUT_MS, silent);
@@ -46,7 +49,7 @@ export function serveHttp(socket: net.Socket, h1: Handler, h2: http2.Http2Server
  * HTTP/1.1 codec (which takes the bytes as they are), or back to the socket and on to
  * the HTTP/2 server (whose session reads what is buffered on the socket first).
  */
-function handOver(socket: net.Socket, kind: 'h1' | 'h2', buf: Buffer, h1: Handler, h2: http2.Http2Server): void {
+function handOver(socket: net.Socket, kind: 'h1' | 'h2', buf: Buffer, h1: Handler, h2: H2Server): void {
   if (kind === 'h1') {
     new HttpServerConnection(socket, h1, buf);
     return;
@@ -54,7 +57,9 @@ function handOver(socket: net.Socket, kind: 'h1' | 'h2', buf: Buffer, h1: Handle
   socket.pause();
   socket.unshift(buf);
   socket.setNoDelay(true); // small frames (HEADERS, WINDOW_UPDATE) must not wait for Nagle
-  h2.emit('connection', socket);
+  h2().then((server) => {
+    if (!socket.destroyed) server.emit('connection', socket);
+  }, () => socket.destroy());
 }
 
 /** Longest request line protocol detection waits for before calling the bytes opaque. */
@@ -81,7 +86,7 @@ export function sniffProtocol(buf: Buffer): 'h2' | 'h1' | 'opaque' | 'more' {
  * A client that sends nothing within `timeoutMs` (a server-first protocol, such as
  * MySQL or SMTP) is opaque too, after that wait: such services should declare tcp.
  */
-export function detectProtocol(socket: net.Socket, h1: Handler, h2: http2.Http2Server, opaque: (socket: net.Socket) => void, timeoutMs: number): void {
+export function detectProtocol(socket: net.Socket, h1: Handler, h2: H2Server, opaque: (socket: net.Socket) => void, timeoutMs: number): void {
   let seen: Buffer | undefined;
   const timer = setTimeout(() => {
     socket.removeListener('data', onData);
