@@ -16,6 +16,16 @@ export interface PoolOptions {
 
 export const DEFAULT_POOL_OPTIONS: PoolOptions = { maxIdlePerAddress: 256, idleTimeoutMs: 4000, responseTimeoutMs: 15_000 };
 
+/**
+ * Idle timeout of connections to other sidecars, whose listeners keep an idle client
+ * connection for 2 minutes (http-server-connection.ts): the caller closes first, so a
+ * pooled connection is never reused just as the server drops it. Apps get the default
+ * 4 s, as Node's own HTTP server closes after 5 s. Bursty traffic then reuses its
+ * connections instead of opening new ones (a handshake per connection, and memory that
+ * waits for a major GC to be freed).
+ */
+export const PEER_IDLE_TIMEOUT_MS = 60_000;
+
 const addresses = new WeakMap<Endpoint, string>();
 
 /** `host:port` of an endpoint, the pool's key: built once per endpoint object, not per request. */

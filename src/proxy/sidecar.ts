@@ -13,7 +13,7 @@ import type { H2SessionPool } from './h2/forwarder.js';
 import type { Http2Server } from 'node:http2';
 import { backendFilters, balance, localApp, route, ruleFilters, split, telemetry, upstream } from './layers.js';
 import { fault } from './fault.js';
-import { ConnectionPool, forwarder } from './pool.js';
+import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS } from './pool.js';
 import { retry } from './retry.js';
 import { RetryBudget } from './retry-budget.js';
 import { compileUpstream, pickBackend, type BackendSource, type BudgetSource, type CompiledUpstream } from './router.js';
@@ -57,7 +57,9 @@ export class Sidecar {
   readonly #o: SidecarOptions;
   readonly metrics: ProxyMetrics;
   readonly #accessLog: AccessLog;
-  readonly #pool = new ConnectionPool();
+  /** Connections to other sidecars (outbound), and to this sidecar's app (inbound). */
+  readonly #pool = new ConnectionPool({ idleTimeoutMs: PEER_IDLE_TIMEOUT_MS });
+  readonly #appPool = new ConnectionPool();
   /**
    * HTTP/2 is loaded on the first HTTP/2 connection or upstream session, not at start:
    * node:http2 is about 3 MB of a sidecar's memory, which a mesh speaking only HTTP/1.1
@@ -143,7 +145,7 @@ export class Sidecar {
     if (o.inbound && o.app) {
       const app: Endpoint = { id: `${o.id}/app`, host: o.app.host, port: o.app.port, version: o.version };
       const inTelemetry = telemetry({ direction: 'inbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
-      const pipeline = compose([inTelemetry, localApp(app)], forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'));
+      const pipeline = compose([inTelemetry, localApp(app)], forwarder(this.#appPool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'));
       // HTTP/2 in, HTTP/2 (h2c) to the app: a gRPC server speaks nothing else.
       const h2 = this.#h2Server((h2, pool) => h2.createH2Server(compose([inTelemetry, localApp(app)], h2.h2Forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'))));
       const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
@@ -293,6 +295,7 @@ export class Sidecar {
     this.#admin?.close();
     this.#admin?.closeAllConnections();
     this.#pool.close();
+    this.#appPool.close();
     this.#h2pool?.close();
     await this.#accessLog.close();
   }

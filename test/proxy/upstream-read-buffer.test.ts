@@ -58,6 +58,14 @@ before(async () => {
       })();
       return;
     }
+    if (req.url!.startsWith('/close/')) {
+      // A body of its own per request, on a connection the app then closes: the sidecar's
+      // next connections take the read buffers of the closed ones.
+      const n = Number(req.url!.slice(7));
+      res.setHeader('connection', 'close');
+      res.end(pattern(2000 + n, n));
+      return;
+    }
     if (req.url === '/pieces') {
       // Chunked: each piece is its own write, a few of them after a pause.
       void (async () => {
@@ -148,6 +156,14 @@ test('4 MB in 1 KB reads to a client that stalls, then reads slowly, arrives who
   assert.equal(r.status, 200);
   assert.equal(r.body.length, SMALL.length);
   assert.equal(sha(r.body), sha(SMALL));
+});
+
+test('200 requests on connections the app closes, 10 at a time, each get their own body', async () => {
+  for (let batch = 0; batch < 20; batch++) {
+    const ns = Array.from({ length: 10 }, (_, i) => batch * 10 + i);
+    const rs = await Promise.all(ns.map((n) => fetchBytes('api', `/close/${n}`)));
+    rs.forEach((r, i) => assert.equal(sha(r.body), sha(pattern(2000 + ns[i]!, ns[i]!)), `request ${ns[i]}`));
+  }
 });
 
 test('a chunked body written in 200 small pieces arrives whole', async () => {
