@@ -6,7 +6,7 @@
 // its pending counts (requests in flight end on the balancer they started on); the
 // detector keeps the score and ejections of the endpoints that stay.
 import { DEFAULT_BALANCING, type BackendSnapshot, type BalancerType, type BalancingConfig, type UpstreamSnapshot } from '../control/protocol.js';
-import type { Balancer, BaseBalancer } from './balancer/balancer.js';
+import { endpointKey, type Balancer, type BaseBalancer } from './balancer/balancer.js';
 import { LeastRequestBalancer } from './balancer/least-request.js';
 import { MaglevBalancer } from './balancer/maglev.js';
 import { PeakEwmaBalancer } from './balancer/peak-ewma.js';
@@ -158,7 +158,7 @@ export class BalancingState {
         for (const e of b.endpoints) {
           const h = health.get(e.id);
           out.push({
-            service, backend, id: e.id, address: `${e.host}:${e.port}`, version: e.version, balancer: b.constructor.name.replace(/Balancer$/, ''),
+            service, backend, id: e.id, address: endpointKey(e), version: e.version, balancer: b.constructor.name.replace(/Balancer$/, ''),
             pending: b instanceof PeakEwmaBalancer || b instanceof LeastRequestBalancer ? b.pending.of(e) : undefined,
             ewmaMs: b instanceof PeakEwmaBalancer ? Math.round(b.estimate(e) * 1000) / 1000 : undefined,
             ejected: h?.ejected ?? false, reason: h?.reason, ejectedForMs: Math.round(h?.ejectedForMs ?? 0), ejections: h?.totalEjections ?? 0,

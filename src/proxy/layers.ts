@@ -23,6 +23,7 @@ import type { Direction, ProxyMetrics } from '../telemetry/metrics.js';
 import type { Exchange, Layer } from './exchange.js';
 import { headerValue } from './http1-parser.js';
 import { startAttempt } from './attempt.js';
+import { endpointKey } from './balancer/balancer.js';
 import type { HashOn } from './balancing.js';
 import { matchRoute, pickBackendIndex, type CompiledUpstream } from './router.js';
 
@@ -67,7 +68,7 @@ export function telemetry(o: TelemetryOptions): Layer {
       grpc_status: ex.grpcStatus || undefined,
       duration_ms: Math.round(seconds * 100_000) / 100,
       bytes_sent: ex.responseBytes,
-      upstream: ex.endpoint ? `${ex.endpoint.host}:${ex.endpoint.port}` : undefined,
+      upstream: ex.endpoint ? endpointKey(ex.endpoint) : undefined,
       attempts: ex.attempts,
       error: ex.errorToken || undefined,
     });
@@ -148,7 +149,7 @@ export const balance: Layer = (next) => {
     const picked = b.balancer.pick(ex.tried, b.hashOn === undefined ? undefined : hashKey(ex, b.hashOn));
     if (picked.type === 'fail') {
       // After failed connects, the connect failure is the cause worth reporting.
-      if (ex.connectError) return ex.fail('TRELLIS_E_CONNECT', { address: `${ex.endpoint!.host}:${ex.endpoint!.port}`, reason: ex.connectError });
+      if (ex.connectError) return ex.fail('TRELLIS_E_CONNECT', { address: endpointKey(ex.endpoint!), reason: ex.connectError });
       // A backend with no endpoint at all: wait (boundedly) for a snapshot that brings one.
       if (b.balancer.endpoints.length === 0 && b.queue !== undefined && b.queue.add(ex, dispatch)) return;
       return ex.fail(picked.code, { backend: b.name });

@@ -3,6 +3,7 @@
 import type { Endpoint } from '../control/protocol.js';
 import type { ErrorCode } from '../errors.js';
 import type { Exchange, Handler } from './exchange.js';
+import { endpointKey } from './balancer/balancer.js';
 import { UpstreamConnection, type UpstreamEvents } from './upstream-connection.js';
 
 export interface PoolOptions {
@@ -25,15 +26,6 @@ export const DEFAULT_POOL_OPTIONS: PoolOptions = { maxIdlePerAddress: 256, idleT
  * waits for a major GC to be freed).
  */
 export const PEER_IDLE_TIMEOUT_MS = 60_000;
-
-const addresses = new WeakMap<Endpoint, string>();
-
-/** `host:port` of an endpoint, the pool's key: built once per endpoint object, not per request. */
-export function addressOf(e: Endpoint): string {
-  let a = addresses.get(e);
-  if (a === undefined) addresses.set(e, (a = `${e.host}:${e.port}`));
-  return a;
-}
 
 export class ConnectionPool {
   readonly #idle = new Map<string, UpstreamConnection[]>();
@@ -61,7 +53,7 @@ export class ConnectionPool {
 
   /** Whether an idle connection to the endpoint is ready to take a request. */
   hasIdle(e: Endpoint): boolean {
-    const list = this.#idle.get(addressOf(e));
+    const list = this.#idle.get(endpointKey(e));
     if (list === undefined) return false;
     for (const c of list) if (!c.socket.destroyed) return true;
     return false;
@@ -69,7 +61,7 @@ export class ConnectionPool {
 
   /** An idle connection to the endpoint, or a new one (its writes wait for the connect). */
   acquire(e: Endpoint, events: UpstreamEvents): UpstreamConnection {
-    const key = addressOf(e);
+    const key = endpointKey(e);
     const list = this.#idle.get(key);
     let conn = list?.pop();
     while (conn !== undefined && conn.socket.destroyed) conn = list!.pop();
@@ -149,7 +141,7 @@ export function forwarder(pool: ConnectionPool, connectError: ErrorCode, resetCo
       // same endpoint, else its slot (closing it lets the waiter open its own).
       const ex = br.nextWaiting();
       if (ex === undefined) return;
-      if (addressOf(ex.endpoint!) === c.key) {
+      if (endpointKey(ex.endpoint!) === c.key) {
         send(ex);
       } else {
         br.waiting.unshift(ex);
@@ -179,7 +171,7 @@ export function forwarder(pool: ConnectionPool, connectError: ErrorCode, resetCo
       if (ex.retryConnect !== undefined && ex.tried.size < MAX_CONNECT_ATTEMPTS) {
         ex.retryConnect(ex);
       } else {
-        ex.fail(connectError, { address: conn.address, reason });
+        ex.fail(connectError, { address: conn.key, reason });
       }
     },
   };

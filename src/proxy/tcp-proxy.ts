@@ -5,7 +5,7 @@ import net from 'node:net';
 import type { Endpoint } from '../control/protocol.js';
 import type { AccessLog } from '../telemetry/access-log.js';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.js';
-import type { Balancer } from './balancer/balancer.js';
+import { endpointKey, type Balancer } from './balancer/balancer.js';
 import { skipReadMore } from './socket-tuning.js';
 
 export interface TcpTelemetry {
@@ -48,7 +48,7 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
       balancer?.connectFailed(e, Date.now());
       if (tried.size < MAX_CONNECT_ATTEMPTS) attempt();
       else {
-        t.accessLog.write({ ts: new Date().toISOString(), direction: t.direction, protocol: 'tcp', source: t.source, destination: t.destination, upstream: `${e.host}:${e.port}`, error: `connect-failed: ${err.message}` });
+        t.accessLog.write({ ts: new Date().toISOString(), direction: t.direction, protocol: 'tcp', source: t.source, destination: t.destination, upstream: endpointKey(e), error: `connect-failed: ${err.message}` });
         client.destroy();
       }
     });
@@ -88,7 +88,7 @@ function pipeBoth(client: net.Socket, upstream: net.Socket, e: Endpoint, t: TcpT
     t.metrics.tcpClosed(t.direction, t.source, t.destination, sent, received);
     t.accessLog.write({
       ts: new Date().toISOString(), direction: t.direction, protocol: 'tcp', source: t.source, destination: t.destination,
-      version: e.version, upstream: `${e.host}:${e.port}`, bytes_sent: sent, bytes_received: received,
+      version: e.version, upstream: endpointKey(e), bytes_sent: sent, bytes_received: received,
       duration_ms: Math.round(performance.now() - startedAt), error,
     });
   };

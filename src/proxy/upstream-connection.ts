@@ -45,8 +45,8 @@ export interface UpstreamEvents {
 
 export class UpstreamConnection {
   readonly socket: net.Socket;
+  /** `host:port`: the pool's key, and the address errors name. */
   readonly key: string;
-  readonly address: string;
   readonly #events: UpstreamEvents;
   ready = false;
   /** Requests this connection has carried; > 1 means it was reused from the pool. */
@@ -78,10 +78,8 @@ export class UpstreamConnection {
   /** The tunnel's client after `101 Switching Protocols`: reads go straight to it. */
   #tunnelTo: net.Socket | undefined;
 
-  /** `key`: `host:port`, the pool's key for this connection's address. */
   constructor(host: string, port: number, key: string, events: UpstreamEvents) {
     this.key = key;
-    this.address = key;
     this.#events = events;
     this.socket = net.connect({
       host, port, noDelay: true,
@@ -342,7 +340,7 @@ export class UpstreamConnection {
     this.ex = undefined;
     ex.upstreamConn = undefined;
     this.close();
-    ex.fail('TRELLIS_E_UPSTREAM_PROTOCOL', { address: this.address, reason });
+    ex.fail('TRELLIS_E_UPSTREAM_PROTOCOL', { address: this.key, reason });
   }
 
   #drop(ex: Exchange): void {
@@ -364,7 +362,7 @@ export class UpstreamConnection {
     if (!request && ex.retry !== undefined && ex.retry.again(ex, 'timeout')) return this.#drop(ex);
     this.#drop(ex);
     if (request) ex.fail('TRELLIS_E_REQUEST_TIMEOUT', { route: ex.route?.name ?? '', ms });
-    else ex.fail('TRELLIS_E_TIMEOUT', { address: this.address, ms });
+    else ex.fail('TRELLIS_E_TIMEOUT', { address: this.key, ms });
   }
 
   close(): void {
@@ -395,13 +393,13 @@ export class UpstreamConnection {
     } else if (!ex.responseStarted && ex.retry !== undefined && ex.retry.again(ex, 'reset')) {
       // Reset before any response byte reached the client: the retry layer sends it again.
     } else if (this.#events.resetIsUnavailable && !ex.responseStarted && this.#buf === undefined && sendableElsewhere(ex.req.method, ex.req.contentLength <= 0 && !ex.req.chunked)) {
-      ex.fail('TRELLIS_E_APP_UNAVAILABLE', { address: this.address, reason: `${reason} before answering` });
+      ex.fail('TRELLIS_E_APP_UNAVAILABLE', { address: this.key, reason: `${reason} before answering` });
     } else if (this.#inBody && this.#body === Body.UntilClose) {
       this.#inBody = false;
       ex.finish(false);
       ex.client.socket.end();
     } else {
-      ex.fail(this.#events.resetCode, { address: this.address });
+      ex.fail(this.#events.resetCode, { address: this.key });
     }
   }
 }

@@ -51,8 +51,16 @@ export const DEFAULT_PANIC_THRESHOLD = 50;
 /** How long an endpoint that refused a connection is skipped, in ms. */
 export const CONNECT_FAILURE_BACKOFF_MS = 2000;
 
+const endpointKeys = new WeakMap<{ host: string; port: number }, string>();
+
+/**
+ * `host:port` of an endpoint: the key of its connections, backoff and logs. Built once
+ * per endpoint object (the snapshot's, or the app's), not on every request.
+ */
 export function endpointKey(e: { host: string; port: number }): string {
-  return `${e.host}:${e.port}`;
+  let k = endpointKeys.get(e);
+  if (k === undefined) endpointKeys.set(e, (k = `${e.host}:${e.port}`));
+  return k;
 }
 
 /** An endpoint's weight (default 1; 0 takes no new requests while others can). */
@@ -170,6 +178,7 @@ export abstract class BaseBalancer implements Balancer {
   }
 
   #isDown(e: Endpoint, now: number): boolean {
+    if (this.#downUntil.size === 0) return false;
     const key = endpointKey(e);
     const until = this.#downUntil.get(key);
     if (until === undefined) return false;

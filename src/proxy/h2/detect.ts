@@ -20,10 +20,10 @@ export function sniffPreface(buf: Buffer): 'h2' | 'h1' | 'more' {
 /** A connection that sends nothing is closed after this long (as an idle HTTP/1.1 one). */
 const SILENT_TIMEOUT_MS = 120_000;
 
-/** Serves an accepted HTTP connection as HTTP/1.1 (through `h1`) or HTTP/2 (through `h2`). */
 /** The HTTP/2 server a connection is handed to, made (and node:http2 loaded) on first use. */
 export type H2Server = () => Promise<http2.Http2Server>;
 
+/** Serves an accepted HTTP connection as HTTP/1.1 (through `h1`) or HTTP/2 (through `h2`). */
 export function serveHttp(socket: net.Socket, h1: Handler, h2: H2Server): void {
   let seen: Buffer | undefined;
   const silent = (): void => { socket.destroy(); };

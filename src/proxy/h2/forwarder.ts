@@ -15,6 +15,7 @@ import { editLines, type HeaderModifier } from '../filters/header-modifier.js';
 import { httpStatusOfGrpc } from './grpc.js';
 import { H2StreamClient } from './stream-client.js';
 import { endAttempt, NO_ANSWER } from '../attempt.js';
+import { endpointKey } from '../balancer/balancer.js';
 import { sendableElsewhere } from '../retry.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
@@ -34,15 +35,15 @@ interface SessionEntry {
 export class H2SessionPool {
   readonly #sessions = new Map<string, SessionEntry>();
 
-  /** The session to `host:port`; `ready` runs once it is connected, or with the reason it could not connect. */
-  session(host: string, port: number, ready: (entry: SessionEntry, failure: string | undefined) => void): void {
-    const key = `${host}:${port}`;
+  /** The session to the endpoint; `ready` runs once it is connected, or with the reason it could not connect. */
+  session(to: { host: string; port: number }, ready: (entry: SessionEntry, failure: string | undefined) => void): void {
+    const key = endpointKey(to);
     let entry = this.#sessions.get(key);
     if (entry !== undefined && (entry.session.closed || entry.session.destroyed)) {
       this.#sessions.delete(key);
       entry = undefined;
     }
-    if (entry === undefined) entry = this.#open(key, host, port);
+    if (entry === undefined) entry = this.#open(key, to.host, to.port);
     const e = entry;
     if (e.connected) ready(e, undefined);
     else if (e.failure !== undefined) ready(e, e.failure);
@@ -178,18 +179,18 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     (ex.tried ??= new Set()).add(e.id);
     ex.connectError = reason;
     if (ex.retryConnect !== undefined && ex.tried.size < MAX_CONNECT_ATTEMPTS) ex.retryConnect(ex);
-    else ex.fail(connectError, { address: `${e.host}:${e.port}`, reason });
+    else ex.fail(connectError, { address: endpointKey(e), reason });
   };
 
   function send(ex: Exchange): void {
     const client = ex.client as H2StreamClient;
     const e = ex.endpoint!;
     ex.destinationVersion = e.version;
-    pool.session(e.host, e.port, (entry, failure) => {
+    pool.session(e, (entry, failure) => {
       if (ex.finished || client.stream.destroyed) return;
       if (failure !== undefined) return connectFailed(ex, failure);
       if (entry.session.closed || entry.session.destroyed) return send(ex); // went away meanwhile: a fresh session
-      forward(ex, client, entry.session, `${e.host}:${e.port}`);
+      forward(ex, client, entry.session, endpointKey(e));
     });
   }
 
