@@ -21,6 +21,7 @@ import { BalancingState } from './balancing.js';
 import { sweepIntervalMs, timeouts } from './timeout.js';
 import { proxyTcp } from './tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
+import { LimitsRef } from './limits.js';
 
 /** HTTP/2 once loaded: the forwarder's and server's modules, and the upstream session pool. */
 interface LoadedH2 {
@@ -77,6 +78,8 @@ export class Sidecar {
   readonly #budgets = new Map<string, RetryBudget>();
   /** Balancers and outlier detectors per destination, kept across snapshots (balancing.ts). */
   readonly balancing: BalancingState;
+  /** Sizes, counts and times every listener holds connections to (limits.ts); a snapshot may change them. */
+  readonly limits = new LimitsRef();
   #waiting: (() => void)[] = [];
   #controlState = 'connecting';
   /** Actual listening addresses (port 0 resolved). */

@@ -1,0 +1,52 @@
+// The limits a proxy holds every client and peer to: sizes, counts and times. Every
+// one exists, has a default chosen after Envoy's and nginx's (cited per field), and
+// can be changed in the Mesh file (`spec.proxyLimits`), which reaches each proxy in its
+// snapshot. A listener reads `limits.current` when a connection arrives, so a change
+// applies to new connections and never cuts one in progress.
+
+/** The limits in force on a proxy's listeners. */
+export interface ProxyLimits {
+  /** Largest HTTP/1.1 request head (request line and headers); over it, 431 and close. */
+  readonly maxRequestHeadBytes: number;
+  /**
+   * Longest wait from a request's first byte to the end of its head; then 408 and
+   * close. nginx's client_header_timeout is 60 s; Envoy's request_headers_timeout is off
+   * by default. 30 s: a human typing a request by hand still makes it, slow-header
+   * attacks hold a connection half as long as nginx lets them.
+   */
+  readonly requestHeaderTimeoutMs: number;
+  /** A connection with no request in progress is closed after this long (HTTP/1.1 and HTTP/2). */
+  readonly idleTimeoutMs: number;
+  /** Concurrent streams per HTTP/2 connection (Envoy's max_concurrent_streams for a listener is 2^31-1 but its "edge" guidance is 100). */
+  readonly h2MaxConcurrentStreams: number;
+  /** Largest HTTP/2 header list (uncompressed, as SETTINGS_MAX_HEADER_LIST_SIZE); over it, 431. */
+  readonly h2MaxHeaderListBytes: number;
+}
+
+/** Defaults (see each field for the reason). */
+export const DEFAULT_LIMITS: ProxyLimits = Object.freeze({
+  maxRequestHeadBytes: 16 * 1024,
+  requestHeaderTimeoutMs: 30_000,
+  idleTimeoutMs: 120_000,
+  h2MaxConcurrentStreams: 100,
+  h2MaxHeaderListBytes: 16 * 1024,
+});
+
+/**
+ * The limits in force, shared by a proxy's listeners and swapped in one assignment
+ * when a snapshot brings new ones.
+ */
+export class LimitsRef {
+  current: ProxyLimits;
+  constructor(initial: ProxyLimits = DEFAULT_LIMITS) {
+    this.current = initial;
+  }
+}
+
+/** Defaults with `overrides` applied (fields absent or undefined keep their default). */
+export function limitsWith(overrides: Partial<ProxyLimits> | undefined): ProxyLimits {
+  if (overrides === undefined) return DEFAULT_LIMITS;
+  const out: Record<string, number> = { ...DEFAULT_LIMITS };
+  for (const [k, v] of Object.entries(overrides)) if (typeof v === 'number' && k in DEFAULT_LIMITS) out[k] = v;
+  return Object.freeze(out as unknown as ProxyLimits);
+}
