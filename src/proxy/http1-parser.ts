@@ -111,6 +111,12 @@ function trimOws(s: string, from: number, to: number): string {
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authorization']);
 
+/** uri-host [":" port] (RFC 9110 §7.2: an IP literal or a reg-name), or empty. */
+const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::\d*)?$/;
+
+/** Headers a Connection header may name but never removes (see serializeRequestHead). */
+const NEVER_DROPPED = ['content-length', 'transfer-encoding', 'host'];
+
 const KEEP_ALIVE = ['keep-alive'];
 const CLOSE = ['close'];
 
@@ -176,6 +182,8 @@ export function parseRequestHead(buf: Buffer, headEnd: number): RequestHead | Pa
       if (hostSeen) return bad('duplicate Host header');
       hostSeen = true;
       host = trimOws(s, colon + 1, end);
+      // RFC 9112 §3.2: an invalid Host is refused; it names the service on the HTTP-proxy listener.
+      if (!HOST.test(host)) return bad('invalid Host header');
     } else if (len === 14 && nameIs(s, pos, colon, 'content-length')) {
       if (contentLength !== -1) return bad('duplicate Content-Length');
       const v = trimOws(s, colon + 1, end);
@@ -253,8 +261,15 @@ export function headerValue(lines: readonly string[], lower: string): string | u
  */
 export function serializeRequestHead(req: RequestHead, extra: string, keepUpgrade: boolean): string {
   const drop = new Set(HOP_BY_HOP);
-  const conn = headerValue(req.lines, 'connection');
-  if (conn) for (const t of connectionTokens(conn)) drop.add(t);
+  // Every Connection line, as the parser combined them: not only the first.
+  for (const line of req.lines) {
+    const colon = line.indexOf(':');
+    if (nameIs(line, 0, colon, 'connection')) for (const t of connectionTokens(trimOws(line, colon + 1, line.length))) drop.add(t);
+  }
+  // Never the framing or the Host, whatever Connection names: the body is forwarded as
+  // framed here, so without its Content-Length (or Transfer-Encoding) the next hop would
+  // read it as the next request (`Connection: content-length` smuggled requests past routing).
+  for (const keep of NEVER_DROPPED) drop.delete(keep);
   if (keepUpgrade) drop.delete('upgrade');
   let out = `${req.method} ${req.target} HTTP/1.${req.minor}\r\n`;
   for (const line of req.lines) {
@@ -310,9 +325,15 @@ export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | 
   let chunked = false;
   let teSeen = false;
   let close = minor === 0;
+  /** `close` named in any Connection line: a later `keep-alive` (HTTP/1.0) does not undo it. */
+  let closeNamed = false;
   let appUnavailable = false;
   let pos = 12;
-  while (pos < limit && buf[pos] !== 13) pos++;
+  for (; pos < limit && buf[pos] !== 13; pos++) {
+    // The reason phrase is forwarded as received: a control byte (a bare LF) in it would end the line for the client.
+    const c = buf[pos]!;
+    if ((c < 32 && c !== 9) || c === 127) return bad('invalid character in status line');
+  }
   for (;;) {
     // `pos` is at the CR ending the previous line.
     if (buf[pos + 1] !== 10) return bad('bare CR in the head');
@@ -324,7 +345,14 @@ export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | 
       const c = buf[eol]!;
       if (c === 13) break;
       if (c === 10) return bad('bare LF in the head');
-      if (c === 58 && colon === -1) colon = eol;
+      // As for requests: a name is a token (so no folded line, no whitespace before the
+      // colon) and a value holds no control byte; the head is forwarded as received.
+      if (colon === -1) {
+        if (c === 58) colon = eol;
+        else if (c > 127 || TCHAR[c] === 0) return bad('invalid header line');
+      } else if ((c < 32 && c !== 9) || c === 127) {
+        return bad('invalid character in header value');
+      }
     }
     if (colon === -1 || colon === pos) return bad('invalid header line');
     const len = colon - pos;
@@ -342,23 +370,30 @@ export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | 
       contentLength = n;
     } else if (len === 17 && bytesAre(buf, pos, 'transfer-encoding')) {
       teSeen = true;
-      chunked = /(?:^|,)\s*chunked\s*$/i.test(buf.toString('latin1', from, to));
+      // Several lines are one list (RFC 9110 §5.3) whose empty elements are ignored: the
+      // last coding named anywhere decides (`chunked` then an empty line stays chunked).
+      const codings = buf.toString('latin1', from, to).split(',');
+      for (let i = codings.length - 1; i >= 0; i--) {
+        const c = codings[i]!.trim();
+        if (c !== '') { chunked = c.toLowerCase() === 'chunked'; break; }
+      }
     } else if (status === 503 && len === 13 && bytesAre(buf, pos, 'trellis-error')) {
       appUnavailable = to - from === 15 && bytesAre(buf, from, 'app-unavailable');
     } else if (len === 10 && bytesAre(buf, pos, 'connection')) {
       if (to - from === 10 && bytesAre(buf, from, 'keep-alive')) {
         if (minor === 0) close = false;
       } else if (to - from === 5 && bytesAre(buf, from, 'close')) {
-        close = true;
+        closeNamed = true;
       } else {
         for (const t of connectionTokens(buf.toString('latin1', from, to))) {
-          if (t === 'close') close = true;
+          if (t === 'close') closeNamed = true;
           else if (t === 'keep-alive' && minor === 0) close = false;
         }
       }
     }
     pos = eol;
   }
+  if (closeNamed) close = true;
   if (teSeen) {
     // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); such a connection is not reused.
     if (contentLength !== -1) close = true;

@@ -128,3 +128,54 @@ test('response heads: framing and connection reuse', () => {
   refused('HTTP/1.2 200 OK\r\n\r\n', /version/);
   refused('HTTP/1.1 099 Low\r\n\r\n', /status code/);
 });
+
+// Found by the fuzzer (http1-parser-fuzz.test.ts), issue 10.
+test('a Connection header naming Content-Length, Transfer-Encoding or Host does not strip them from the forwarded head', () => {
+  for (const [name, line] of [['content-length', 'Content-Length: 5'], ['transfer-encoding', 'Transfer-Encoding: chunked'], ['host', 'Host: a']] as const) {
+    const r = ok(`POST / HTTP/1.1\r\nHost: a\r\n${name === 'host' ? '' : `${line}\r\n`}Connection: ${name}\r\n\r\n`);
+    const out = serializeRequestHead(r, '', false);
+    assert.ok(out.includes(`${line}\r\n`), `${name} kept: ${JSON.stringify(out)}`);
+    assert.doesNotMatch(out, /connection/i);
+  }
+});
+
+test('every Connection line names hop-by-hop headers, not only the first', () => {
+  const r = ok('GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nConnection: x-secret\r\nX-Secret: 1\r\n\r\n');
+  assert.doesNotMatch(serializeRequestHead(r, '', false), /x-secret/i);
+});
+
+test('an invalid Host is refused', () => {
+  for (const host of ['"', 'a/b', 'a b', 'echo:x', 'a@b', '[::1']) refused(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`, /invalid Host/);
+  for (const host of ['', 'echo', 'echo:8080', '127.0.0.1:1', '[::1]:80', 'xn--bcher-kva.example']) ok(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+});
+
+function res(text: string): ReturnType<typeof parseResponseHead> {
+  const buf = Buffer.from(text, 'latin1');
+  return parseResponseHead(buf, findHeadEnd(buf, 0, buf.length));
+}
+
+test('response heads: names that are not tokens, control bytes in values or the reason phrase are refused', () => {
+  for (const bad of [
+    'HTTP/1.1 200 OK\r\n,: x\r\n\r\n',
+    'HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\n\r\n',
+    'HTTP/1.1 200 OK\r\nX-A : 1\r\n\r\n',
+    'HTTP/1.1 200 OK\r\nX-A: 1\x002\r\n\r\n',
+    'HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n',
+    'HTTP/1.1 200 O\x00K\r\n\r\n',
+  ]) assert.ok(isFailure(res(bad)), `refused: ${JSON.stringify(bad)}`);
+  assert.ok(!isFailure(res('HTTP/1.1 200 OK\tfine \x80\r\nX-A: 1\t2 \xff\r\n\r\n')));
+});
+
+test('response heads: Transfer-Encoding lines are one list whose empty elements are ignored', () => {
+  const r = res('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: \r\n\r\n');
+  assert.ok(!isFailure(r) && r.chunked);
+  const g = res('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n');
+  assert.ok(!isFailure(g) && !g.chunked && g.close);
+});
+
+test('response heads: Connection: close wins over a later keep-alive', () => {
+  const r = res('HTTP/1.0 200 OK\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n');
+  assert.ok(!isFailure(r) && r.close);
+  const k = res('HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n');
+  assert.ok(!isFailure(k) && !k.close);
+});
