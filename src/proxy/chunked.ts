@@ -2,7 +2,14 @@
 // chunked bytes unchanged and only needs to know where the body ends, so the next
 // message on a kept-alive connection starts in the right place.
 
-const enum State { Size, SizeExt, SizeLf, Data, DataCr, DataLf, TrailerStart, Trailer, TrailerLf, EndLf, Done }
+const enum State { Size, SizeBws, SizeExt, SizeLf, Data, DataCr, DataLf, TrailerStart, TrailerName, Trailer, TrailerLf, EndLf, Done }
+
+/** RFC 9110 token characters (a trailer field's name). */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
+
+/** A control byte other than HTAB: never inside a chunk extension or a trailer value. */
+const isCtl = (c: number): boolean => (c < 32 && c !== 9) || c === 127;
 
 /** Largest chunk size accepted (hex digits beyond this are refused, as are overflows). */
 const MAX_SIZE_DIGITS = 12;
@@ -41,17 +48,27 @@ export class ChunkedFramer {
             return this.#fail('invalid chunk size');
           } else if (c === 13) {
             this.#state = State.SizeLf;
-          } else if (c === 59 /* ; */ || c === 32 || c === 9) {
+          } else if (c === 59 /* ; */) {
             this.#state = State.SizeExt;
+          } else if (c === 32 || c === 9) {
+            this.#state = State.SizeBws;
           } else {
             return this.#fail('invalid chunk size');
           }
           break;
         }
+        case State.SizeBws: {
+          // Only whitespace then `;` or the line end: `1 0` must not read as 1 here and 0x10 elsewhere.
+          const c = buf[i]!;
+          if (c === 59) this.#state = State.SizeExt;
+          else if (c === 13) this.#state = State.SizeLf;
+          else if (c !== 32 && c !== 9) return this.#fail('invalid chunk size');
+          break;
+        }
         case State.SizeExt: {
           const c = buf[i]!;
           if (c === 13) this.#state = State.SizeLf;
-          else if (c === 10 || c === 0) return this.#fail('invalid chunk extension');
+          else if (isCtl(c)) return this.#fail('invalid chunk extension');
           break;
         }
         case State.SizeLf:
@@ -67,13 +84,25 @@ export class ChunkedFramer {
           if (buf[i] !== 10) return this.#fail('missing LF after chunk data');
           this.#state = State.Size;
           break;
-        case State.TrailerStart:
-          this.#state = buf[i] === 13 ? State.EndLf : State.Trailer;
+        case State.TrailerStart: {
+          // A trailer line is a field line (`name: value`): a folded or nameless line could
+          // end the trailers for another parser (a whitespace-only line read as the blank one).
+          const c = buf[i]!;
+          if (c === 13) this.#state = State.EndLf;
+          else if (TCHAR[c] === 1) this.#state = State.TrailerName;
+          else return this.#fail('invalid trailer field');
           break;
+        }
+        case State.TrailerName: {
+          const c = buf[i]!;
+          if (c === 58 /* : */) this.#state = State.Trailer;
+          else if (TCHAR[c] !== 1) return this.#fail('invalid trailer field');
+          break;
+        }
         case State.Trailer: {
           const c = buf[i]!;
           if (c === 13) this.#state = State.TrailerLf;
-          else if (c === 10) return this.#fail('bare LF in trailer');
+          else if (isCtl(c)) return this.#fail('invalid character in trailer');
           break;
         }
         case State.TrailerLf:

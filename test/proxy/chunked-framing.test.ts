@@ -31,3 +31,20 @@ test('refuses invalid framing', () => {
     assert.ok(f.error, `expected an error for ${JSON.stringify(bad)}`);
   }
 });
+
+// Found by the fuzzer (chunked-framing-fuzz.test.ts), issue 10: bytes that other parsers
+// could frame differently were accepted.
+test('refuses anything but whitespace then ";" after a chunk size, control bytes in extensions, and trailer lines that are not fields', () => {
+  for (const bad of ['1 0\r\nx\r\n0\r\n\r\n', '5 x\r\nhello\r\n0\r\n\r\n', '0\t0\r\n\r\n', '5;a=\x01\r\nhello\r\n0\r\n\r\n', '0;\x7f\r\n\r\n',
+    '0\r\n \r\n\r\n', '0\r\n\tX: 1\r\n\r\n', '0\r\nno colon\r\n\r\n', '0\r\n: v\r\n\r\n', '0\r\nX: a\x00b\r\n\r\n', '0\r\n"\r\n\r\n']) {
+    const f = new ChunkedFramer();
+    const b = Buffer.from(bad, 'latin1');
+    assert.equal(f.feed(b, 0, b.length), -1, JSON.stringify(bad));
+    assert.ok(f.error, `expected an error for ${JSON.stringify(bad)}`);
+  }
+  for (const good of ['5 \r\nhello\r\n0\r\n\r\n', '5\t ;a=b\r\nhello\r\n0 ;x="y z"\r\n\r\n', '0\r\nX: a\tb \x80\r\nY:\r\n\r\n']) {
+    const f = new ChunkedFramer();
+    const b = Buffer.from(good, 'latin1');
+    assert.equal(f.feed(b, 0, b.length), b.length, JSON.stringify(good));
+  }
+});
