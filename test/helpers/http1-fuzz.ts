@@ -188,3 +188,26 @@ export function piecesOf(buf: Buffer, cuts: readonly number[]): Buffer[] {
 }
 
 export const cuts = fc.array(fc.nat(), { maxLength: 8 });
+
+/** Requests a proxy should forward: Host, maybe one framing header, maybe Connection; no mutation. */
+export const validRequestSpec: fc.Arbitrary<HeadSpec> = fc.record({
+  startLine: fc.tuple(fc.constantFrom('GET', 'POST', 'PUT', 'HEAD', 'OPTIONS', 'DELETE'), pathChars).map(([m, p]) => `${m} /${p} HTTP/1.1`),
+  headers: fc.tuple(
+    fc.constantFrom<[string, string][]>([], [['Content-Length', '0']], [['Content-Length', '7']], [['Transfer-Encoding', 'chunked']]),
+    fc.subarray<[string, string]>([['Connection', 'keep-alive'], ['X-Custom', 'v'], ['Accept', '*/*'], ['trellis-source', 'web']]),
+    fc.constantFrom('Host', 'host', 'HOST'),
+  ).map(([framing, extra, host]) => [[host, 'echo'] as [string, string], ...framing, ...extra]),
+  lineOps: fc.constant([]),
+  byteOps: fc.constant([]),
+});
+
+/** Responses a proxy should forward: a status, one framing (or none: read until close), maybe Connection. */
+export const validResponseSpec: fc.Arbitrary<HeadSpec> = fc.record({
+  startLine: fc.constantFrom('HTTP/1.1 200 OK', 'HTTP/1.1 404 Not Found', 'HTTP/1.1 204 No Content', 'HTTP/1.0 200 OK', 'HTTP/1.1 500 Oops', 'HTTP/1.1 200'),
+  headers: fc.tuple(
+    fc.constantFrom<[string, string][]>([], [['Content-Length', '0']], [['Content-Length', '7']], [['Transfer-Encoding', 'chunked']], [['content-length', '7'], ['Content-Length', '7']]),
+    fc.subarray<[string, string]>([['Connection', 'keep-alive'], ['Connection', 'close'], ['Content-Type', 'text/plain'], ['X-A', 'b']]),
+  ).map(([framing, extra]) => [...framing, ...extra]),
+  lineOps: fc.constant([]),
+  byteOps: fc.constant([]),
+});
