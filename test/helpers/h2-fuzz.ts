@@ -128,11 +128,14 @@ export interface H2Input {
   readonly frames: readonly (FrameSpec | { kind: 'junk'; bytes: readonly number[] })[];
 }
 
+/** The client's usual first frame: an empty SETTINGS. */
+export const SETTINGS: FrameSpec = { kind: 'SETTINGS', type: T.SETTINGS, flags: 0, stream: 0, payload: [], lengthDelta: 0 };
+
 export const h2Input: fc.Arbitrary<H2Input> = fc.record({
   preface: fc.oneof({ weight: 20, arbitrary: fc.constant('whole' as const) }, { weight: 1, arbitrary: fc.constantFrom('none' as const, 'truncated' as const) }),
   frames: fc.tuple(
     // A client's first frame is SETTINGS (RFC 9113 §3.4); usually the empty one.
-    fc.oneof({ weight: 6, arbitrary: fc.constant<FrameSpec>({ kind: 'SETTINGS', type: T.SETTINGS, flags: 0, stream: 0, payload: [], lengthDelta: 0 }) }, { weight: 1, arbitrary: frameSpec }),
+    fc.oneof({ weight: 6, arbitrary: fc.constant(SETTINGS) }, { weight: 1, arbitrary: frameSpec }),
     fc.array(fc.oneof({ weight: 20, arbitrary: frameSpec }, { weight: 1, arbitrary: bytes(12).map((b) => ({ kind: 'junk' as const, bytes: b })) }), { maxLength: 8 }),
   ).map(([first, rest]) => [first, ...rest]),
 });

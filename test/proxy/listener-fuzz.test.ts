@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { liveRuns, SEED, Tally } from '../helpers/fuzz.js';
-import { h2Bytes, h2Input, hasGoawayError } from '../helpers/h2-fuzz.js';
+import { F, h2Bytes, h2Input, hasGoawayError, hpackBlock, SETTINGS, T, type FrameSpec, type H2Input } from '../helpers/h2-fuzz.js';
 import { byteOps, chunkedBytes, chunkedSpec, cuts, headBytes, mutateBytes, piecesOf, requestHeadSpec, responseHeadSpec, validRequestSpec, validResponseSpec, type HeadSpec } from '../helpers/http1-fuzz.js';
 import { h1Get, h2Get, LISTENERS, LiveProxy, play, type ListenerName } from '../helpers/live-listener.js';
 
@@ -57,9 +57,32 @@ async function stillServes(): Promise<void> {
 
 test('the pair serves ordinary HTTP/1.1 and HTTP/2 on every listener before the fuzzing', stillServes);
 
+// Inputs that once ended the proxy, replayed on every listener on every run (a seed corpus).
+const HEADERS_GET = hpackBlock([[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'echo']]);
+const CRASHERS: Record<string, H2Input> = {
+  // Issue 10 defect 1: a connection error in the packet that opened a stream (here, HEADERS on the same stream again).
+  'HEADERS twice on one stream': { preface: 'whole', frames: [SETTINGS, headers(1, HEADERS_GET), headers(1, HEADERS_GET)] },
+  'HEADERS then GOAWAY': { preface: 'whole', frames: [SETTINGS, headers(1, HEADERS_GET), { kind: 'GOAWAY', type: T.GOAWAY, flags: 0, stream: 0, payload: [0, 0, 0, 0, 0, 0, 0, 1], lengthDelta: 0 }] },
+  // An HTTP/2 CONNECT: the forwarder resent what node's client refused until the stack overflowed.
+  'CONNECT': { preface: 'whole', frames: [SETTINGS, headers(1, hpackBlock([[':method', 'CONNECT'], [':authority', 'echo:80']]))] },
+};
+
+function headers(stream: number, block: number[]): FrameSpec {
+  return { kind: 'HEADERS', type: T.HEADERS, flags: F.END_HEADERS | F.END_STREAM, stream, payload: block, lengthDelta: 0 };
+}
+
+test('HTTP/2 inputs that once ended the proxy do not, on any listener', async () => {
+  const tally = new Tally();
+  for (const [what, input] of Object.entries(CRASHERS)) {
+    for (const name of LISTENERS) {
+      await assert.doesNotReject(playOn(name, h2Bytes(input), [], 'fin', tally, hasGoawayError), `${what} on ${name}`);
+    }
+  }
+});
+
 test('raw HTTP/2 frame sequences never end the proxy or hang a connection', async (t) => {
   const tally = new Tally();
-  const params = liveRuns<[Parameters<typeof h2Bytes>[0], ListenerName, number[], 'fin' | 'reset']>(120);
+  const params = liveRuns<[H2Input, ListenerName, number[], 'fin' | 'reset']>(120);
   await fc.assert(fc.asyncProperty(h2Input, listener, split, ending, async (input, name, at, end) => {
     await playOn(name, h2Bytes(input), at, end, tally, hasGoawayError);
   }), params);
