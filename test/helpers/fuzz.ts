@@ -62,6 +62,11 @@ export class Tally {
   get(what: string): number {
     return this.#counts.get(what) ?? 0;
   }
+  get total(): number {
+    let n = 0;
+    for (const v of this.#counts.values()) n += v;
+    return n;
+  }
   toString(): string {
     return [...this.#counts].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}=${v}`).join(' ');
   }

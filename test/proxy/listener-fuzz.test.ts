@@ -86,7 +86,7 @@ test('raw HTTP/2 frame sequences never end the proxy or hang a connection', asyn
   await fc.assert(fc.asyncProperty(h2Input, listener, split, ending, async (input, name, at, end) => {
     await playOn(name, h2Bytes(input), at, end, tally, hasGoawayError);
   }), params);
-  t.diagnostic(`h2: ${params.numRuns} inputs max, seed ${SEED}, proxy starts ${proxy.starts}: ${tally}`);
+  t.diagnostic(`h2: ${tally.total} inputs (at most ${params.numRuns}), seed ${SEED}, proxy starts ${proxy.starts}: ${tally}`);
   await stillServes();
 });
 
@@ -109,7 +109,7 @@ test('raw HTTP/1.1 byte sequences (mutated, pipelined) never end the proxy or ha
   await fc.assert(fc.asyncProperty(bytes, listener, split, ending, async (b, name, at, end) => {
     await playOn(name, b, at, end, tally);
   }), params);
-  t.diagnostic(`h1: ${params.numRuns} inputs max, seed ${SEED}, proxy starts ${proxy.starts}: ${tally}`);
+  t.diagnostic(`h1: ${tally.total} inputs (at most ${params.numRuns}), seed ${SEED}, proxy starts ${proxy.starts}: ${tally}`);
   await stillServes();
 });
 
@@ -127,6 +127,6 @@ test('raw HTTP/1.1 responses from the app (mutated, with bodies, pipelined) neve
     const req = `GET /raw/${raw.toString('base64url')} HTTP/1.1\r\nHost: echo\r\n${keepAlive ? '' : 'Connection: close\r\n'}\r\n`;
     await playOn(name, Buffer.from(req, 'latin1'), [], 'fin', tally);
   }), params);
-  t.diagnostic(`responses: ${params.numRuns} inputs max, seed ${SEED}, proxy starts ${proxy.starts}: ${tally}`);
+  t.diagnostic(`responses: ${tally.total} inputs (at most ${params.numRuns}), seed ${SEED}, proxy starts ${proxy.starts}: ${tally}`);
   await stillServes();
 });
