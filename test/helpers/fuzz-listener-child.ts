@@ -83,4 +83,5 @@ async function main(): Promise<void> {
   process.send!({ ports });
 }
 
-void main();
+// Only as a forked child: `node --test dist/test/` also loads every file under test/ as a test file.
+if (process.send !== undefined) void main();
