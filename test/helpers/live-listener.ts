@@ -113,7 +113,10 @@ export class LiveProxy {
 export interface Played {
   /** The proxy sent at least one byte. */
   readonly answered: boolean;
-  /** Who ended the connection: the proxy on its own, or after our FIN, or our reset. */
+  /**
+   * Who ended the connection: the proxy on its own, or after our FIN, or our reset; or
+   * we did, because the proxy had declared it dead (`declaredDead`) without closing it.
+   */
   readonly ended: 'by-proxy' | 'after-fin' | 'reset' | 'declared-dead';
   readonly received: Buffer;
 }
@@ -122,7 +125,8 @@ export interface Played {
  * Plays one input: connects, writes `pieces` one at a time (each waits for the
  * previous to be flushed, so they leave as separate segments), lets the proxy react
  * until it has been quiet for a moment, then ends with a FIN (the connection must then
- * close within HANG_MS, else this throws: a hang) or a reset.
+ * close within HANG_MS, else this throws: a hang) or a reset. A connection for which
+ * `declaredDead(received)` holds is reset at once instead of waited for.
  */
 export async function play(port: number, pieces: readonly Buffer[], end: 'fin' | 'reset', declaredDead?: (received: Buffer) => boolean): Promise<Played> {
   const socket = net.connect(port, '127.0.0.1');
