@@ -203,11 +203,7 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     let up: http2.ClientHttp2Stream;
     try {
       up = session.request(requestHeaders(ex, client, ex.req.host || address), { endStream: bodyless, waitForTrailers: !bodyless });
-    } catch (err) {
-      // TEMP guard (issue 10 fuzzing; drop for the HTTP/2 entry-path fix): node refuses
-      // some requests outright (an HTTP/2 CONNECT gets :scheme and :path here); sending
-      // them again on the same open session recursed until the stack overflowed.
-      if (!session.closed && !session.destroyed) return ex.fail('TRELLIS_E_BAD_REQUEST', { reason: (err as { code?: string }).code ?? 'request refused by the HTTP/2 client' });
+    } catch {
       return send(ex); // the session closed between the check and the request
     }
     // The attempt's round trip, for the balancer and the outlier detector (attempt.ts).
