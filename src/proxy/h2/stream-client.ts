@@ -130,9 +130,6 @@ export function createH2Server(handler: Handler): http2.Http2Server {
   });
   server.on('stream', (stream, headers, flags) => {
     stream.on('error', () => {});
-    // TEMP guard (issue 10 fuzzing; drop for the HTTP/2 entry-path fix of defect 1): a
-    // connection error in the same packet destroys the session before this runs.
-    if (stream.session === undefined) return void stream.destroy();
     const grpc = isGrpcContentType(headers['content-type']);
     const client = new H2StreamClient(stream, (flags & END_STREAM) !== 0, grpc);
     stream.once('trailers', (t: http2.IncomingHttpHeaders) => { client.trailers = t; });
