@@ -181,6 +181,19 @@ const MeshService = Type.Object(
   strict,
 );
 
+// The limits every proxy holds clients and peers to (src/proxy/limits.ts has the
+// defaults and why each was chosen). Bounds keep a typo from disabling a limit.
+const ProxyLimits = Type.Object(
+  {
+    maxRequestHeadBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1024 * 1024, description: 'the largest HTTP/1.1 request head in bytes (1 KiB to 1 MiB); default 16384' })),
+    requestHeaderTimeout: Type.Optional(duration({ description: 'a duration such as 30s (the longest a request head may take to arrive; default 30s)' })),
+    idleTimeout: Type.Optional(duration({ description: 'a duration such as 2m (how long a client connection with no request in progress stays open; default 120s)' })),
+    h2MaxConcurrentStreams: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, description: 'concurrent streams per HTTP/2 connection (1 to 10000); default 100' })),
+    h2MaxHeaderListBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1024 * 1024, description: 'the largest HTTP/2 header list in bytes (1 KiB to 1 MiB); default 16384' })),
+  },
+  { ...strict, description: 'limits every proxy holds connections to' },
+);
+
 /** Schema of the `Mesh` kind. */
 export const MeshSchema = Type.Object(
   {
@@ -191,6 +204,7 @@ export const MeshSchema = Type.Object(
       {
         include: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
         services: Type.Array(MeshService),
+        proxyLimits: Type.Optional(ProxyLimits),
       },
       strict,
     ),
@@ -780,6 +794,8 @@ export type Metadata = Static<typeof Metadata>;
 export type MeshResource = Static<typeof MeshSchema>;
 /** The spec of a Mesh: includes and services. */
 export type MeshSpec = MeshResource['spec'];
+
+export type ProxyLimitsSpec = Static<typeof ProxyLimits>;
 /** One service of a Mesh as written; see `NormalizedService` for the filled-in form. */
 export type MeshService = Static<typeof MeshService>;
 /** One version of a service as written. */

@@ -137,5 +137,7 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
     upstreams[name] = compileUpstream(config, instances, service);
   }
   const own = proxy.kind === 'sidecar' ? config.services.find((s) => s.name === proxy.service) : undefined;
-  return { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams };
+  const out: SnapshotContent = { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams };
+  if (config.proxyLimits !== undefined) out.limits = config.proxyLimits;
+  return out;
 }

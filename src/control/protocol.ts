@@ -280,4 +280,15 @@ export interface Snapshot {
   inboundProtocol: Protocol;
   /** The services this proxy may call, keyed by service name. */
   upstreams: Record<string, UpstreamSnapshot>;
+  /** Limits the mesh sets for its proxies' listeners; fields absent keep the proxy's defaults. */
+  limits?: ProxyLimitsSnapshot;
+}
+
+/** The mesh's overrides of a proxy's limits (src/proxy/limits.ts), in milliseconds and bytes. */
+export interface ProxyLimitsSnapshot {
+  maxRequestHeadBytes?: number;
+  requestHeaderTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  h2MaxConcurrentStreams?: number;
+  h2MaxHeaderListBytes?: number;
 }

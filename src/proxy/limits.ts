@@ -43,10 +43,18 @@ export class LimitsRef {
   }
 }
 
-/** Defaults with `overrides` applied (fields absent or undefined keep their default). */
+/**
+ * Defaults with `overrides` applied (fields absent or undefined keep their default).
+ * Throws on a value that is not a positive whole number, so a snapshot carrying one is
+ * refused (NACK) rather than turning a limit off.
+ */
 export function limitsWith(overrides: Partial<ProxyLimits> | undefined): ProxyLimits {
   if (overrides === undefined) return DEFAULT_LIMITS;
   const out: Record<string, number> = { ...DEFAULT_LIMITS };
-  for (const [k, v] of Object.entries(overrides)) if (typeof v === 'number' && k in DEFAULT_LIMITS) out[k] = v;
+  for (const [k, v] of Object.entries(overrides)) {
+    if (v === undefined || !(k in DEFAULT_LIMITS)) continue;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new Error(`limit ${k} must be a positive whole number, got ${JSON.stringify(v)}`);
+    out[k] = v;
+  }
   return Object.freeze(out as unknown as ProxyLimits);
 }

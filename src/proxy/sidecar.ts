@@ -21,7 +21,7 @@ import { BalancingState } from './balancing.js';
 import { sweepIntervalMs, timeouts } from './timeout.js';
 import { proxyTcp } from './tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
-import { LimitsRef } from './limits.js';
+import { LimitsRef, limitsWith } from './limits.js';
 
 /** HTTP/2 once loaded: the forwarder's and server's modules, and the upstream session pool. */
 interface LoadedH2 {
@@ -196,6 +196,7 @@ export class Sidecar {
   /** Applies a snapshot; throws (→ NACK) when it cannot be used, leaving the current one. */
   apply(s: Snapshot): void {
     if (typeof s !== 'object' || s === null || typeof s.upstreams !== 'object') throw new Error('snapshot has no upstreams');
+    const limits = limitsWith(s.limits);
     const compiled = new Map<string, CompiledUpstream>();
     const keys = new Set<string>();
     const budgets = this.#budgets;
@@ -216,6 +217,7 @@ export class Sidecar {
     if (this.#o.app) keys.add(endpointKey(this.#o.app));
     this.#snapshot = s;
     this.#upstreams = compiled;
+    this.limits.current = limits;
     this.#pool.retainOnly(keys);
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
     for (const service of budgets.keys()) if (compiled.get(service)?.budget === undefined) budgets.delete(service);
