@@ -70,6 +70,7 @@ export interface NormalizedProxyLimits {
   idleTimeoutMs?: number;
   h2MaxConcurrentStreams?: number;
   h2MaxHeaderListBytes?: number;
+  maxConnectionsPerListener?: number;
 }
 
 export function normalizeProxyLimits(spec: ProxyLimitsSpec | undefined): NormalizedProxyLimits | undefined {
@@ -80,6 +81,7 @@ export function normalizeProxyLimits(spec: ProxyLimitsSpec | undefined): Normali
   if (spec.idleTimeout !== undefined) out.idleTimeoutMs = parseDurationMs(spec.idleTimeout);
   if (spec.h2MaxConcurrentStreams !== undefined) out.h2MaxConcurrentStreams = spec.h2MaxConcurrentStreams;
   if (spec.h2MaxHeaderListBytes !== undefined) out.h2MaxHeaderListBytes = spec.h2MaxHeaderListBytes;
+  if (spec.maxConnectionsPerListener !== undefined) out.maxConnectionsPerListener = spec.maxConnectionsPerListener;
   return out;
 }
 

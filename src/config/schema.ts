@@ -190,6 +190,7 @@ const ProxyLimits = Type.Object(
     idleTimeout: Type.Optional(duration({ description: 'a duration such as 2m (how long a client connection with no request in progress stays open; default 120s)' })),
     h2MaxConcurrentStreams: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, description: 'concurrent streams per HTTP/2 connection (1 to 10000); default 100' })),
     h2MaxHeaderListBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1024 * 1024, description: 'the largest HTTP/2 header list in bytes (1 KiB to 1 MiB); default 16384' })),
+    maxConnectionsPerListener: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'open client connections per proxy listener (1 to 1000000); default 10000' })),
   },
   { ...strict, description: 'limits every proxy holds connections to' },
 );

@@ -291,4 +291,5 @@ export interface ProxyLimitsSnapshot {
   idleTimeoutMs?: number;
   h2MaxConcurrentStreams?: number;
   h2MaxHeaderListBytes?: number;
+  maxConnectionsPerListener?: number;
 }

@@ -21,6 +21,13 @@ export interface ProxyLimits {
   readonly h2MaxConcurrentStreams: number;
   /** Largest HTTP/2 header list (uncompressed, as SETTINGS_MAX_HEADER_LIST_SIZE); over it, 431. */
   readonly h2MaxHeaderListBytes: number;
+  /**
+   * Open client connections per listener; more are closed as they arrive (and counted).
+   * Envoy leaves this to its overload manager, nginx to worker_connections (512 by
+   * default, per worker). 10,000: ten times what a local mesh's busiest sidecar holds in
+   * the bench, and with an upstream connection each still far under the file limit.
+   */
+  readonly maxConnectionsPerListener: number;
 }
 
 /** Defaults (see each field for the reason). */
@@ -30,6 +37,7 @@ export const DEFAULT_LIMITS: ProxyLimits = Object.freeze({
   idleTimeoutMs: 120_000,
   h2MaxConcurrentStreams: 100,
   h2MaxHeaderListBytes: 16 * 1024,
+  maxConnectionsPerListener: 10_000,
 });
 
 /**

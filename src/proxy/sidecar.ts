@@ -134,7 +134,7 @@ export class Sidecar {
         }
       }));
       this.addresses.upstreams[u.service] = await listen(server, u.listen, this.#sockets);
-      this.#servers.push(server);
+      this.#guard(server, `outbound:${u.service}`);
     }
 
     if (o.httpProxy) {
@@ -142,7 +142,7 @@ export class Sidecar {
       const h2 = outboundH2();
       const server = net.createServer((socket) => serveHttp(socket, pipeline, h2));
       this.addresses.httpProxy = await listen(server, o.httpProxy, this.#sockets);
-      this.#servers.push(server);
+      this.#guard(server, 'http-proxy');
     }
 
     if (o.inbound && o.app) {
@@ -165,7 +165,7 @@ export class Sidecar {
         }
       }));
       this.addresses.inbound = await listen(server, o.inbound, this.#sockets);
-      this.#servers.push(server);
+      this.#guard(server, 'inbound');
     }
 
     this.#admin = http.createServer((req, res) => void this.#serveAdmin(req, res));
@@ -218,6 +218,7 @@ export class Sidecar {
     this.#snapshot = s;
     this.#upstreams = compiled;
     this.limits.current = limits;
+    for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
     this.#pool.retainOnly(keys);
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
     for (const service of budgets.keys()) if (compiled.get(service)?.budget === undefined) budgets.delete(service);
@@ -228,6 +229,28 @@ export class Sidecar {
     const waiting = this.#waiting;
     this.#waiting = [];
     for (const w of waiting) w();
+  }
+
+  /**
+   * Holds a listener to the connection limit and keeps it alive through accept errors:
+   * a server 'error' with no listener ends the process. (libuv absorbs EMFILE itself,
+   * by accepting and closing the excess, but passes other accept errors on.) Node closes
+   * connections over `maxConnections` itself and says so with 'drop'.
+   */
+  #guard(server: net.Server, name: string): void {
+    this.#servers.push(server);
+    server.maxConnections = this.limits.current.maxConnectionsPerListener;
+    server.on('drop', () => this.metrics.connectionRefused(name, 'max-connections'));
+    let lastLog = 0;
+    server.on('error', (err: NodeJS.ErrnoException) => {
+      this.metrics.connectionRefused(name, 'accept-error');
+      // Once a second at most: a listener out of file descriptors fails every accept.
+      const now = Date.now();
+      if (now - lastLog >= 1000) {
+        lastLog = now;
+        this.#o.log(`proxy ${this.#o.id}: listener ${name} could not accept a connection: ${err.code ?? err.message}`);
+      }
+    });
   }
 
   /** An HTTP/2 server made by `make` on first use, after HTTP/2 is loaded (see #h2). */

@@ -93,6 +93,7 @@ export class ProxyMetrics {
   readonly #budgetExhausted: Counter;
   readonly #timeouts: Counter;
   readonly #faults: Counter;
+  readonly #refused: Counter;
 
   constructor(proxy: { service: string; id: string }) {
     this.registry.setDefaultLabels({ proxy_service: proxy.service, proxy_id: proxy.id });
@@ -132,6 +133,16 @@ export class ProxyMetrics {
       name: 'trellis_http_faults_total', help: 'Faults injected by FaultInjection policies, by destination, route and fault (delay or abort).',
       labelNames: ['destination', 'route', 'fault'], registers: [this.registry],
     });
+    this.#refused = new client.Counter({
+      name: 'trellis_proxy_connections_refused_total',
+      help: 'Client connections a listener closed as they arrived: reason="max-connections" (proxyLimits.maxConnectionsPerListener) or "accept-error" (the system refused, e.g. out of file descriptors).',
+      labelNames: ['listener', 'reason'], registers: [this.registry],
+    });
+  }
+
+  /** A listener closed a connection as it arrived; `listener` is the proxy's own listener name. */
+  connectionRefused(listener: string, reason: 'max-connections' | 'accept-error'): void {
+    this.#refused.inc({ listener, reason });
   }
 
   /** A retry was sent (retry.ts). */
