@@ -135,5 +135,6 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
     upstreams[name] = compileUpstream(config, instances, service);
   }
   const own = proxy.kind === 'sidecar' ? config.services.find((s) => s.name === proxy.service) : undefined;
-  return { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams };
+  const meshServices = config.services.map((s) => s.name).sort();
+  return { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams, meshServices };
 }

@@ -44,6 +44,12 @@ test('an HTTP proxy listener reaches only the declared upstreams: none declared,
   assert.deepEqual(upstreamsFor(mesh, { ...gateway('edge', ['frontend']), httpProxy: { host: '127.0.0.1', port: 1 } }), ['frontend']);
 });
 
+test('every snapshot lists the mesh\'s services: the callers an inbound listener accepts', () => {
+  const snap = compileSnapshot({ config: mesh, instances: [], proxy: sidecar('postgres-0', 'postgres') });
+  assert.deepEqual(snap.meshServices, ['admin', 'backend', 'frontend', 'postgres', 'redis']);
+  assert.deepEqual(compileSnapshot({ config: mesh, instances: [], proxy: gateway('ingress', ['frontend']) }).meshServices, snap.meshServices);
+});
+
 test('a gateway gets the services named in its hello', () => {
   const snap = compileSnapshot({ config: mesh, instances: [], proxy: gateway('ingress', ['frontend', 'backend']) });
   assert.deepEqual(Object.keys(snap.upstreams), ['backend', 'frontend']);

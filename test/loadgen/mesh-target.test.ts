@@ -120,7 +120,7 @@ describe('trellis load --from through a real sidecar', () => {
       seen.push({ source: req.headers['trellis-source'] as string | undefined, path: req.url });
       res.end('from backend');
     });
-    inbound = await startInbound('backend', 'v1', app.port);
+    inbound = await startInbound('backend', 'v1', app.port, 'http', { meshServices: ['backend', 'frontend'] });
     const endpoints = [{ id: 'backend-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }];
     outbound = await startOutbound('frontend', {
       backend: { service: 'backend', protocol: 'http', routes: [], backends: { backend: { name: 'backend', endpoints } } },
