@@ -181,6 +181,17 @@ const MeshService = Type.Object(
   strict,
 );
 
+// How the proxies the local runner starts keep their access logs (src/telemetry/access-log.ts
+// has the defaults and why). Bounds keep a typo from turning rotation off or filling a disk.
+const AccessLog = Type.Object(
+  {
+    keepQuery: Type.Optional(Type.Boolean({ description: 'true to log query strings as sent; default false (values replaced by REDACTED)' })),
+    maxFileBytes: Type.Optional(Type.Integer({ minimum: 64 * 1024, maximum: 1024 * 1024 * 1024, description: 'the size in bytes at which a log file is rotated (64 KiB to 1 GiB); default 10485760' })),
+    maxFiles: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'how many rotated files are kept (1 to 100); default 5' })),
+  },
+  { ...strict, description: 'how proxies keep their access logs' },
+);
+
 /** Schema of the `Mesh` kind. */
 export const MeshSchema = Type.Object(
   {
@@ -191,6 +202,7 @@ export const MeshSchema = Type.Object(
       {
         include: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
         services: Type.Array(MeshService),
+        accessLog: Type.Optional(AccessLog),
       },
       strict,
     ),
@@ -780,6 +792,8 @@ export type Metadata = Static<typeof Metadata>;
 export type MeshResource = Static<typeof MeshSchema>;
 /** The spec of a Mesh: includes and services. */
 export type MeshSpec = MeshResource['spec'];
+/** The Mesh's `spec.accessLog`. */
+export type AccessLogSpec = Static<typeof AccessLog>;
 /** One service of a Mesh as written; see `NormalizedService` for the filled-in form. */
 export type MeshService = Static<typeof MeshService>;
 /** One version of a service as written. */

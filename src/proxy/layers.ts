@@ -62,7 +62,8 @@ export function telemetry(o: TelemetryOptions): Layer {
     }
     o.metrics.observeHttp({ direction: o.direction, source, destination, destinationVersion: version, route }, status, seconds, ex.grpcStatus);
     if (!o.accessLog.enabled) return;
-    // The request's own fields are bounded (JSON escapes any control character).
+    // The request's own fields (method, path) are bounded and, for the path, redacted
+    // by the log (access-log.ts); JSON escapes any control character.
     o.accessLog.write({
       ts: new Date().toISOString(),
       direction: o.direction,
@@ -71,7 +72,7 @@ export function telemetry(o: TelemetryOptions): Layer {
       version,
       route,
       method: boundedMethod(ex.req.method),
-      path: ex.req.target,
+      path: o.accessLog.target(ex.req.target),
       status,
       grpc_status: ex.grpcStatus === '' ? undefined : grpcStatusLabel(ex.grpcStatus),
       duration_ms: Math.round(seconds * 100_000) / 100,

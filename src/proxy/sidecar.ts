@@ -4,7 +4,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { Endpoint, HostPort, ProxyInfo, Snapshot } from '../control/protocol.js';
-import { openAccessLog, type AccessLog } from '../telemetry/access-log.js';
+import { openAccessLog, type AccessLog, type AccessLogOptions } from '../telemetry/access-log.js';
 import { ProxyMetrics } from '../telemetry/metrics.js';
 import { ControlClient } from './control-client.js';
 import { compose, type Handler } from './exchange.js';
@@ -44,6 +44,8 @@ export interface SidecarOptions {
   admin: HostPort;
   /** `-` (stdout), `off`, or a file path. */
   accessLog: string;
+  /** Query values, rotation (access-log.ts); absent: the defaults. */
+  accessLogOptions?: AccessLogOptions;
   log: (line: string) => void;
   /** How long protocol detection waits for a client's first bytes (services with no declared protocol). */
   detectTimeoutMs?: number;
@@ -92,7 +94,8 @@ export class Sidecar {
     this.#o = o;
     this.metrics = new ProxyMetrics({ service: o.service, id: o.id });
     if (o.app) this.metrics.watchAppCpu(o.app.port);
-    this.#accessLog = openAccessLog(o.accessLog);
+    this.#accessLog = openAccessLog(o.accessLog, { ...o.accessLogOptions, onError: (reason) => o.log(`proxy ${o.id}: access log ${o.accessLog}: ${reason}`) });
+    this.metrics.watchAccessLog(this.#accessLog);
     this.balancing = new BalancingState((service, id, ejected, reason) => {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });

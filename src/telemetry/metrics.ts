@@ -261,6 +261,18 @@ export class ProxyMetrics {
     });
   }
 
+  /** Adds `trellis_access_log_dropped_lines_total`: lines the access log could not write (access-log.ts), read at scrape time. */
+  watchAccessLog(log: { readonly dropped: number }): void {
+    new client.Counter({
+      name: 'trellis_access_log_dropped_lines_total', help: 'Access-log lines dropped because the log could not take them (a write error, or 16 MiB behind).',
+      registers: [this.registry],
+      collect(this: Counter) {
+        this.reset();
+        this.inc(log.dropped);
+      },
+    });
+  }
+
   /**
    * Adds the balancing series, read from `state` at each scrape: per endpoint of each
    * backend its requests in flight and round-trip estimate, per endpoint its ejected
