@@ -195,6 +195,17 @@ const ProxyLimits = Type.Object(
   { ...strict, description: 'limits every proxy holds connections to' },
 );
 
+// How the proxies the local runner starts keep their access logs (src/telemetry/access-log.ts
+// has the defaults and why). Bounds keep a typo from turning rotation off or filling a disk.
+const AccessLog = Type.Object(
+  {
+    keepQuery: Type.Optional(Type.Boolean({ description: 'true to log query strings as sent; default false (values replaced by REDACTED)' })),
+    maxFileBytes: Type.Optional(Type.Integer({ minimum: 64 * 1024, maximum: 1024 * 1024 * 1024, description: 'the size in bytes at which a log file is rotated (64 KiB to 1 GiB); default 10485760' })),
+    maxFiles: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'how many rotated files are kept (1 to 100); default 5' })),
+  },
+  { ...strict, description: 'how proxies keep their access logs' },
+);
+
 /** Schema of the `Mesh` kind. */
 export const MeshSchema = Type.Object(
   {
@@ -206,6 +217,7 @@ export const MeshSchema = Type.Object(
         include: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
         services: Type.Array(MeshService),
         proxyLimits: Type.Optional(ProxyLimits),
+        accessLog: Type.Optional(AccessLog),
       },
       strict,
     ),
@@ -797,6 +809,9 @@ export type MeshResource = Static<typeof MeshSchema>;
 export type MeshSpec = MeshResource['spec'];
 
 export type ProxyLimitsSpec = Static<typeof ProxyLimits>;
+
+/** The Mesh's `spec.accessLog`. */
+export type AccessLogSpec = Static<typeof AccessLog>;
 /** One service of a Mesh as written; see `NormalizedService` for the filled-in form. */
 export type MeshService = Static<typeof MeshService>;
 /** One version of a service as written. */

@@ -29,15 +29,13 @@ export type SnapshotContent = Omit<Snapshot, 'version'>;
 
 /**
  * The services a proxy may call: the upstreams its hello opened listeners for, plus
- * those its service declares in the mesh file; a proxy with an HTTP proxy listener and
- * no declared upstreams may call every HTTP service. Names not in the config are left out.
+ * those its service declares in the mesh file. Nothing else, whatever listeners it has:
+ * its HTTP proxy listener reaches these and no more (a service that declares no
+ * upstreams reaches no service). Names not in the config are left out.
  */
 export function upstreamsFor(config: ControlConfig, proxy: ProxyInfo): string[] {
   const declared = proxy.kind === 'sidecar' ? (config.services.find((s) => s.name === proxy.service)?.upstreams ?? []) : [];
   const names = new Set<string>([...proxy.upstreams.map((u) => u.service), ...declared.map((u) => u.service)]);
-  if (proxy.httpProxy && declared.length === 0) {
-    for (const s of config.services) if (s.protocol !== 'tcp') names.add(s.name);
-  }
   const known = new Set(config.services.map((s) => s.name));
   return [...names].filter((n) => known.has(n)).sort();
 }
@@ -137,7 +135,7 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
     upstreams[name] = compileUpstream(config, instances, service);
   }
   const own = proxy.kind === 'sidecar' ? config.services.find((s) => s.name === proxy.service) : undefined;
-  const out: SnapshotContent = { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams };
+  const out: SnapshotContent = { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams, meshServices: config.services.map((s) => s.name).sort() };
   if (config.proxyLimits !== undefined) out.limits = config.proxyLimits;
   return out;
 }

@@ -280,6 +280,12 @@ export interface Snapshot {
   inboundProtocol: Protocol;
   /** The services this proxy may call, keyed by service name. */
   upstreams: Record<string, UpstreamSnapshot>;
+  /**
+   * The name of every service in the mesh, sorted: the only callers an inbound listener
+   * accepts (src/proxy/identity.ts). Absent (a control plane from before it was added):
+   * no caller is accepted, and every inbound request counts as from `unknown`.
+   */
+  meshServices?: string[];
   /** Limits the mesh sets for its proxies' listeners; fields absent keep the proxy's defaults. */
   limits?: ProxyLimitsSnapshot;
 }

@@ -142,9 +142,9 @@ export async function resolveServiceTarget(o: ResolveOptions): Promise<ResolvedT
 
   if (o.from !== undefined) {
     const from = find(o.from, ' (--from)');
-    // A service that declares no upstreams reaches every HTTP service through its sidecar's HTTP proxy listener.
+    // A sidecar reaches only its service's declared upstreams, through any of its listeners.
     const declared = from.upstreams ?? [];
-    if (declared.length > 0 && !declared.some((u) => u.service === o.service)) {
+    if (!declared.some((u) => u.service === o.service)) {
       throw new TrellisError('TRELLIS_E_USAGE', {
         reason: `${o.from} does not call ${o.service} (it is not in ${o.from}'s upstreams), so ${o.from}'s sidecar has no route to it; ` +
           `pick a --from service that calls ${o.service}${callers(services, o.service)}, or add ${o.service} to ${o.from}'s upstreams in the mesh file`,

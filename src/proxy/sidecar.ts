@@ -4,7 +4,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { Endpoint, HostPort, ProxyInfo, Snapshot } from '../control/protocol.js';
-import { openAccessLog, type AccessLog } from '../telemetry/access-log.js';
+import { openAccessLog, type AccessLog, type AccessLogOptions } from '../telemetry/access-log.js';
 import { ProxyMetrics } from '../telemetry/metrics.js';
 import { ControlClient } from './control-client.js';
 import { compose, type Handler } from './exchange.js';
@@ -12,6 +12,7 @@ import { detectProtocol, serveHttp, type H2Server } from './h2/detect.js';
 import type { H2SessionPool } from './h2/forwarder.js';
 import type { Http2Server } from 'node:http2';
 import { backendFilters, balance, localApp, route, ruleFilters, split, telemetry, upstream } from './layers.js';
+import { inboundIdentity, outboundIdentity, sourceHeaderIdentity } from './identity.js';
 import { fault } from './fault.js';
 import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS } from './pool.js';
 import { retry } from './retry.js';
@@ -43,6 +44,8 @@ export interface SidecarOptions {
   admin: HostPort;
   /** `-` (stdout), `off`, or a file path. */
   accessLog: string;
+  /** Query values, rotation (access-log.ts); absent: the defaults. */
+  accessLogOptions?: AccessLogOptions;
   log: (line: string) => void;
   /** How long protocol detection waits for a client's first bytes (services with no declared protocol). */
   detectTimeoutMs?: number;
@@ -74,6 +77,8 @@ export class Sidecar {
   #control: ControlClient | undefined;
   #snapshot: Snapshot | null = null;
   #upstreams: Map<string, CompiledUpstream> | null = null;
+  /** The services of the mesh (from the snapshot): the only callers the inbound listener accepts. */
+  #meshServices: ReadonlySet<string> = new Set();
   /** Retry budgets per destination, kept across snapshots while their settings hold. */
   readonly #budgets = new Map<string, RetryBudget>();
   /** Balancers and outlier detectors per destination, kept across snapshots (balancing.ts). */
@@ -89,7 +94,8 @@ export class Sidecar {
     this.#o = o;
     this.metrics = new ProxyMetrics({ service: o.service, id: o.id });
     if (o.app) this.metrics.watchAppCpu(o.app.port);
-    this.#accessLog = openAccessLog(o.accessLog);
+    this.#accessLog = openAccessLog(o.accessLog, { ...o.accessLogOptions, onError: (reason) => o.log(`proxy ${o.id}: access log ${o.accessLog}: ${reason}`) });
+    this.metrics.watchAccessLog(this.#accessLog);
     this.balancing = new BalancingState((service, id, ejected, reason) => {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });
@@ -105,15 +111,17 @@ export class Sidecar {
     const lookup = (service: string): CompiledUpstream | undefined | null => this.#upstreams === null ? null : this.#upstreams.get(service);
     const pool = this.#pool;
     const outTelemetry = telemetry({ direction: 'outbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
+    // Every outbound listener (what the app, or at a gateway the outside, talks to) speaks for this proxy's service.
+    const outIdentity = outboundIdentity(o.service);
     const outbound = (fixed?: string): Handler =>
       compose(
-        [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
+        [outTelemetry, outIdentity, upstream(lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
         forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
       );
     // HTTP/2 streams take the same layers; the HTTP/2 forwarder applies the timeouts and
     // hands failed attempts to the retry state as the HTTP/1.1 one does.
     const outboundH2 = (fixed?: string): H2Server => this.#h2Server((h2, pool) => h2.createH2Server(compose(
-      [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
+      [outTelemetry, outIdentity, upstream(lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
       h2.h2Forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
     )));
 
@@ -148,9 +156,10 @@ export class Sidecar {
     if (o.inbound && o.app) {
       const app: Endpoint = { id: `${o.id}/app`, host: o.app.host, port: o.app.port, version: o.version };
       const inTelemetry = telemetry({ direction: 'inbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
-      const pipeline = compose([inTelemetry, localApp(app)], forwarder(this.#appPool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'));
+      const inIdentity = inboundIdentity(sourceHeaderIdentity(() => this.#meshServices));
+      const pipeline = compose([inTelemetry, inIdentity, localApp(app)], forwarder(this.#appPool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'));
       // HTTP/2 in, HTTP/2 (h2c) to the app: a gRPC server speaks nothing else.
-      const h2 = this.#h2Server((h2, pool) => h2.createH2Server(compose([inTelemetry, localApp(app)], h2.h2Forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'))));
+      const h2 = this.#h2Server((h2, pool) => h2.createH2Server(compose([inTelemetry, inIdentity, localApp(app)], h2.h2Forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'))));
       const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
         const tcp = (s: net.Socket): void => proxyTcp(s, (tried) => (tried.size === 0 ? app : undefined), {
           direction: 'inbound', source: 'unknown', destination: o.service, metrics: this.metrics, accessLog: this.#accessLog,
@@ -219,6 +228,7 @@ export class Sidecar {
     this.#upstreams = compiled;
     this.limits.current = limits;
     for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
+    this.#meshServices = new Set(Array.isArray(s.meshServices) ? s.meshServices.filter((n) => typeof n === 'string') : []);
     this.#pool.retainOnly(keys);
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
     for (const service of budgets.keys()) if (compiled.get(service)?.budget === undefined) budgets.delete(service);

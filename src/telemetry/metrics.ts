@@ -62,7 +62,32 @@ export interface HttpLabels {
  * for a success rate (canary, top) should use this rule on `status` and `grpc_status`.
  */
 export function requestFailed(status: number, grpcStatus: string): boolean {
-  return status === 0 || status >= 500 || (grpcStatus !== '' && grpcStatus !== '0');
+  // `!(status < 500)` also fails a status="other" series (NaN once parsed): an answer outside 100-599.
+  return status === 0 || !(status < 500) || (grpcStatus !== '' && grpcStatus !== '0');
+}
+
+/** The one label value of every out-of-range status and unknown grpc-status: bounded, whatever a peer sends. */
+export const OTHER_LABEL = 'other';
+
+/**
+ * The `status` label of a response status: 0 (no response) and 100-599 as themselves,
+ * anything else an app or peer answered (an HTTP/1.1 status may be 100-999) as
+ * {@link OTHER_LABEL}, so statuses add at most 501 series per destination and route.
+ */
+function statusKey(status: number): number | string {
+  return status === 0 || (status >= 100 && status <= 599 && Number.isInteger(status)) ? status : OTHER_LABEL;
+}
+
+/** gRPC's 17 status codes (grpc/doc/statuscodes.md), as they appear in a grpc-status header. */
+const GRPC_CODES: ReadonlySet<string> = new Set(Array.from({ length: 17 }, (_, i) => String(i)));
+
+/**
+ * The `grpc_status` label (and access-log field) of a call's grpc-status: one of gRPC's
+ * 17 codes, else {@link OTHER_LABEL}. The value is whatever the app put in a header or
+ * trailer; '' (not a gRPC call) stays ''.
+ */
+export function grpcStatusLabel(grpcStatus: string): string {
+  return grpcStatus === '' || GRPC_CODES.has(grpcStatus) ? grpcStatus : OTHER_LABEL;
 }
 
 /** The next level of a nested index, made on first use. */
@@ -169,8 +194,12 @@ export class ProxyMetrics {
    * Records one finished HTTP exchange. `grpcStatus` is the call's grpc-status for a
    * gRPC call ('' otherwise): such series carry a `grpc_status` label, so a gRPC error
    * answered with HTTP 200 shows as the failure it is (see {@link requestFailed}).
+   * Both statuses come from the app, so both are bounded here ({@link OTHER_LABEL});
+   * every other label is the caller's to bound (layers.ts takes them from the snapshot).
    */
-  observeHttp(l: HttpLabels, status: number, seconds: number, grpcStatus = ''): void {
+  observeHttp(l: HttpLabels, httpStatus: number, seconds: number, rawGrpcStatus = ''): void {
+    const status = statusKey(httpStatus);
+    const grpcStatus = grpcStatusLabel(rawGrpcStatus);
     let m = this.#index;
     m = level(m, l.direction);
     m = level(m, l.source);
@@ -239,6 +268,18 @@ export class ProxyMetrics {
         this.reset();
         const c = owner.cpu();
         if (c) this.labels(String(c.pid)).inc(c.seconds);
+      },
+    });
+  }
+
+  /** Adds `trellis_access_log_dropped_lines_total`: lines the access log could not write (access-log.ts), read at scrape time. */
+  watchAccessLog(log: { readonly dropped: number }): void {
+    new client.Counter({
+      name: 'trellis_access_log_dropped_lines_total', help: 'Access-log lines dropped because the log could not take them (a write error, or 16 MiB behind).',
+      registers: [this.registry],
+      collect(this: Counter) {
+        this.reset();
+        this.inc(log.dropped);
       },
     });
   }

@@ -35,11 +35,19 @@ test('hello upstreams that are not mesh services are left out', () => {
   assert.deepEqual(upstreamsFor(mesh, sidecar('p', 'postgres', 'default', { upstreams: listeners('ghost', 'redis') })), ['redis']);
 });
 
-test('an HTTP proxy listener without declared upstreams reaches every http service', () => {
+test('an HTTP proxy listener reaches only the declared upstreams: none declared, none reachable', () => {
   const proxy = sidecar('r', 'redis', 'default', { httpProxy: { host: '127.0.0.1', port: 1 } });
-  assert.deepEqual(upstreamsFor(mesh, proxy), ['admin', 'backend', 'frontend']);
-  // Declared upstreams limit the HTTP proxy listener too.
+  assert.deepEqual(upstreamsFor(mesh, proxy), []);
+  assert.deepEqual(compileSnapshot({ config: mesh, instances: [], proxy }).upstreams, {});
   assert.deepEqual(upstreamsFor(mesh, sidecar('f', 'frontend', 'default', { httpProxy: { host: '127.0.0.1', port: 1 } })), ['backend']);
+  // A gateway (or an outbound-only proxy) with an HTTP proxy listener: only what its hello names.
+  assert.deepEqual(upstreamsFor(mesh, { ...gateway('edge', ['frontend']), httpProxy: { host: '127.0.0.1', port: 1 } }), ['frontend']);
+});
+
+test('every snapshot lists the mesh\'s services: the callers an inbound listener accepts', () => {
+  const snap = compileSnapshot({ config: mesh, instances: [], proxy: sidecar('postgres-0', 'postgres') });
+  assert.deepEqual(snap.meshServices, ['admin', 'backend', 'frontend', 'postgres', 'redis']);
+  assert.deepEqual(compileSnapshot({ config: mesh, instances: [], proxy: gateway('ingress', ['frontend']) }).meshServices, snap.meshServices);
 });
 
 test('a gateway gets the services named in its hello', () => {

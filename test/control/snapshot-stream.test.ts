@@ -155,6 +155,24 @@ test('a malformed message gets an error and the stream closes', async () => {
   await q.closed;
 });
 
+test('a hello whose names could forge a log line or a label is refused; a NACK reason is logged escaped', async () => {
+  for (const [id, version] of [['frontend-x\ncontrol: forged', 'default'], ['frontend-y', 'v1"} 1\n'], ['f'.repeat(254), 'default']]) {
+    const p = await proxy();
+    p.send({ type: 'hello', proxy: sidecar(id!, 'frontend', version) });
+    const msg = await p.next();
+    assert.equal(msg.type === 'error' && msg.code, 'TRELLIS_E_BAD_REQUEST', JSON.stringify(msg));
+    await p.closed;
+  }
+  const p = await proxy();
+  p.send({ type: 'hello', proxy: sidecar('frontend-n', 'frontend') });
+  const snap = await p.snapshot();
+  p.send({ type: 'nack', version: snap.version, error: `bad\ncontrol: forged line${'x'.repeat(5000)}` });
+  const nacked = await eventually(async () => (await proxies()).find((x) => x.id === 'frontend-n' && x.lastNack), 2000, 'nack');
+  const error = (nacked.lastNack as { error: string }).error;
+  assert.ok(!error.includes('\n') && error.startsWith('bad\\x0acontrol') && error.length <= 1025, error.slice(0, 80));
+  await p.close();
+});
+
 test('a proxy that connects again with the same id replaces its old stream', async () => {
   const old = await proxy();
   old.send({ type: 'hello', proxy: sidecar('backend-v1-r', 'backend', 'v1') });

@@ -3,11 +3,12 @@
 // the client's sidecar listener exactly as the app would.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getJson, meshUp, stopMesh, REPO, request, sleep, type RunningMesh } from '../helpers/mesh-run.js';
 import { countVersions } from '../helpers/traffic.js';
+import { eventually } from '../control/helpers.js';
 
 let dir: string;
 let mesh: RunningMesh;
@@ -40,6 +41,8 @@ metadata:
   name: e2e
 spec:
   include: [routes.yaml]
+  # Small files, so the 1,000 requests below rotate the client's access log.
+  accessLog: { maxFileBytes: 65536, maxFiles: 1 }
   services:
     - name: client
       command: node ${ECHO}
@@ -90,6 +93,28 @@ test('a 90/10 split lands within tolerance over 1,000 requests', async () => {
   assert.deepEqual(failures, []);
   const v2 = (versions.v2 ?? 0) / 1000;
   assert.ok(v2 > 0.06 && v2 < 0.14, `v2 share ${v2} (expected 0.10 ± 0.04)`);
+});
+
+test('access logs are private files, rotated as the Mesh file says, with query values redacted', async () => {
+  for (let i = 0; i < 20; i++) assert.equal((await request(port, `/login?user=ann&password=hunter${i}`)).status, 200);
+  const logs = join(mesh.state.stateDir, 'logs');
+  const client = join(logs, 'client-0.access.log');
+  // The sidecar writes its log once per event-loop turn: wait for the last request's line.
+  const logins = async (): Promise<number> => {
+    let n = 0;
+    for (const f of [client, `${client}.1`]) n += (await readFile(f, 'utf8').catch(() => '')).split('"path":"/login?').length - 1;
+    return n;
+  };
+  await eventually(async () => (await logins()) >= 20, 10_000, 'the client sidecar to log the 20 requests');
+  assert.equal((await stat(client)).mode & 0o777, 0o600);
+  assert.equal((await stat(`${client}.1`)).mode & 0o777, 0o600, 'the 1,000 requests before rotated it (maxFileBytes 65536)');
+  await assert.rejects(stat(`${client}.2`), 'maxFiles: 1 keeps one rotated file');
+  const names = (await readdir(logs)).filter((f) => f.includes('.access.log'));
+  for (const f of names) {
+    const text = await readFile(join(logs, f), 'utf8');
+    assert.ok(!/hunter\d/.test(text), `${f} has no query value`);
+  }
+  assert.match(await readFile(client, 'utf8') + await readFile(`${client}.1`, 'utf8'), /"path":"\/login\?user=REDACTED&password=REDACTED"/);
 });
 
 test('killing the control plane leaves traffic flowing, and it comes back', async () => {

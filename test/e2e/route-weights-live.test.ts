@@ -67,8 +67,8 @@ test('every proxy that calls the service acknowledges the change before the comm
     assert.equal(p.ackedVersion, p.sentVersion, `${p.id} acknowledged its latest snapshot`);
     assert.deepEqual(shop.routes[0]!.backends, [{ backend: 'shop-v1', weight: 50 }, { backend: 'shop-v2', weight: 50 }], p.id);
   }
-  // The client and the ingress call shop by their config; shop's own sidecars may too (their
-  // HTTP proxy listener reaches every HTTP service, as shop declares no upstreams).
+  // The client and the ingress call shop by their config; nothing else does (a sidecar
+  // reaches only its service's declared upstreams).
   assert.deepEqual(callers.sort(), acked[2]!.split(', ').sort(), 'the command waited for exactly the proxies that call shop');
   assert.ok(callers.includes('client-0') && callers.includes('trellis-ingress'), callers.join(', '));
   assert.match(await readFile(join(dir, 'shop-weights.yaml'), 'utf8'), /^# The traffic split between the versions of shop[\s\S]*- name: shop-v1\n {10}weight: 50\n/);

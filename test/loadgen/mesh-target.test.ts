@@ -69,12 +69,10 @@ describe('resolving a service target', () => {
     assert.deepEqual(t.headers, [['Host', 'backend']]);
   });
 
-  it('--from: a service that declares no upstreams reaches any HTTP service through its HTTP proxy listener', async () => {
+  it('--from: a service that declares no upstreams reaches no service, not even through its HTTP proxy listener', async () => {
     const open = services.map((s) => (s.name === 'frontend' ? { ...s, upstreams: [] } : s));
     const f = fake({ ...base, [`${CONTROL}/v1/services`]: { services: open }, 'http://127.0.0.1:7000/config': { addresses: { upstreams: {}, httpProxy: { host: '127.0.0.1', port: 9002 } } } });
-    const t = await resolveServiceTarget({ control: CONTROL, service: 'backend', path: '/', from: 'frontend', getJson: f.getJson });
-    assert.equal(t.url, 'http://127.0.0.1:9002/');
-    assert.deepEqual(t.headers, [['Host', 'backend']]);
+    await usage(resolveServiceTarget({ control: CONTROL, service: 'backend', path: '/', from: 'frontend', getJson: f.getJson }), /frontend does not call backend/);
   });
 
   it('--from: takes the admin address from /v1/proxies when the control plane lists it there', async () => {
@@ -122,7 +120,7 @@ describe('trellis load --from through a real sidecar', () => {
       seen.push({ source: req.headers['trellis-source'] as string | undefined, path: req.url });
       res.end('from backend');
     });
-    inbound = await startInbound('backend', 'v1', app.port);
+    inbound = await startInbound('backend', 'v1', app.port, 'http', { meshServices: ['backend', 'frontend'] });
     const endpoints = [{ id: 'backend-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }];
     outbound = await startOutbound('frontend', {
       backend: { service: 'backend', protocol: 'http', routes: [], backends: { backend: { name: 'backend', endpoints } } },
