@@ -1,7 +1,7 @@
 // Config + model state → the snapshot of one proxy. A pure function: the same inputs
 // give the same snapshot, key for key, so the distributor can tell a real change from a
 // recompile that changed nothing by comparing JSON.
-import type { BackendSnapshot, Endpoint, HostPort, ProxyInfo, RouteFilter, Snapshot, UpstreamSnapshot } from './protocol.js';
+import { INGRESS_SERVICE, type BackendSnapshot, type Endpoint, type HostPort, type ProxyInfo, type RouteFilter, type Snapshot, type UpstreamSnapshot } from './protocol.js';
 import type { ControlConfig, ServiceConfig } from './mesh-config.js';
 import type { HealthStatus } from './model.js';
 import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
@@ -135,7 +135,7 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
     upstreams[name] = compileUpstream(config, instances, service);
   }
   const own = proxy.kind === 'sidecar' ? config.services.find((s) => s.name === proxy.service) : undefined;
-  const out: SnapshotContent = { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams, meshServices: config.services.map((s) => s.name).sort() };
+  const out: SnapshotContent = { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams, meshServices: [...config.services.map((s) => s.name), INGRESS_SERVICE].sort() };
   if (config.proxyLimits !== undefined) out.limits = config.proxyLimits;
   return out;
 }

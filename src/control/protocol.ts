@@ -8,6 +8,13 @@
 // then on both sides write newline-delimited JSON messages on the raw socket.
 
 /** 'detect': not declared; each connection's first bytes decide (HTTP/1.1, HTTP/2, else opaque TCP). */
+/**
+ * The service name of the ingress proxy the local runner starts for public services. It
+ * is a caller inbound listeners accept (it is no mesh service: nothing routes to it).
+ * The gateway issue replaces it with the mesh's Gateway resources.
+ */
+export const INGRESS_SERVICE = 'trellis-ingress';
+
 export type Protocol = 'http' | 'tcp' | 'detect';
 
 export interface HostPort {
@@ -281,9 +288,10 @@ export interface Snapshot {
   /** The services this proxy may call, keyed by service name. */
   upstreams: Record<string, UpstreamSnapshot>;
   /**
-   * The name of every service in the mesh, sorted: the only callers an inbound listener
-   * accepts (src/proxy/identity.ts). Absent (a control plane from before it was added):
-   * no caller is accepted, and every inbound request counts as from `unknown`.
+   * The callers an inbound listener accepts (src/proxy/identity.ts), sorted: every
+   * service of the mesh, and the local runner's ingress ({@link INGRESS_SERVICE}).
+   * Absent (a control plane from before it was added): no caller is accepted, and every
+   * inbound request counts as from `unknown`.
    */
   meshServices?: string[];
   /** Limits the mesh sets for its proxies' listeners; fields absent keep the proxy's defaults. */

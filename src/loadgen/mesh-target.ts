@@ -6,6 +6,7 @@
 //   so the load takes the same path the calling app's requests take (routes, splits,
 //   faults and policies apply);
 // - without: the service's public listener on the ingress gateway, for public services.
+import { INGRESS_SERVICE } from '../control/protocol.js';
 import { TrellisError } from '../errors.js';
 import { isLoopbackHost } from './target.js';
 
@@ -37,7 +38,7 @@ export interface ResolveOptions {
 }
 
 /** The gateway `trellis up` starts for public services (src/runner/local-mesh.ts). */
-export const INGRESS_PROXY = 'trellis-ingress';
+export const INGRESS_PROXY = INGRESS_SERVICE;
 
 const TIMEOUT_MS = 3000;
 

@@ -10,7 +10,7 @@ import { delimiter, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatProblem, loadConfig, type MeshConfig, type NormalizedService } from '../config/load.js';
 import type { AccessLogSpec } from '../config/schema.js';
-import type { HostPort } from '../control/protocol.js';
+import { INGRESS_SERVICE, type HostPort } from '../control/protocol.js';
 import { TrellisError } from '../errors.js';
 import { PortAllocator } from './ports.js';
 import { Supervised, type ProcessSpec } from './supervisor.js';
@@ -19,7 +19,7 @@ import { PROXY_NODE_FLAGS } from '../proxy/node-flags.js';
 const TRELLIS_BIN = fileURLToPath(new URL('../../../bin/trellis.js', import.meta.url));
 const LOOPBACK = '127.0.0.1';
 /** Name of the edge proxy that serves public services. */
-export const INGRESS_NAME = 'trellis-ingress';
+export const INGRESS_NAME = INGRESS_SERVICE;
 
 export interface InstancePlan {
   id: string;

@@ -46,7 +46,7 @@ test('an HTTP proxy listener reaches only the declared upstreams: none declared,
 
 test('every snapshot lists the mesh\'s services: the callers an inbound listener accepts', () => {
   const snap = compileSnapshot({ config: mesh, instances: [], proxy: sidecar('postgres-0', 'postgres') });
-  assert.deepEqual(snap.meshServices, ['admin', 'backend', 'frontend', 'postgres', 'redis']);
+  assert.deepEqual(snap.meshServices, ['admin', 'backend', 'frontend', 'postgres', 'redis', 'trellis-ingress']);
   assert.deepEqual(compileSnapshot({ config: mesh, instances: [], proxy: gateway('ingress', ['frontend']) }).meshServices, snap.meshServices);
 });
 
