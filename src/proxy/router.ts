@@ -82,8 +82,8 @@ export interface CompiledUpstream {
   readonly protocol: 'http' | 'tcp' | 'detect';
   readonly routes: readonly CompiledRoute[];
   readonly backends: ReadonlyMap<string, CompiledBackend>;
-  /** The destination's retry budget; undefined when no route of it retries. */
-  readonly budget: RetryBudget | undefined;
+  /** The destination's retry budget: its routes' retries and the default reset replay (retry.ts) take from it. */
+  readonly budget: RetryBudget;
   /**
    * Every header name the routes match on. A request's values for them are read in one
    * pass over its header lines before the routes are tried, into `headerValues` (reused:
@@ -176,7 +176,7 @@ export function compileUpstream(
   };
   const routes = snap.routes.length > 0 ? snap.routes.map((r) => compileRoute(r, snap.fault, slotOf)) : [defaultRoute(snap.service, snap.fault)];
   const backends = backendsFor(snap);
-  const budget = routes.some((r) => r.retry !== undefined) ? budgetFor(snap.service, snap.retryBudget ?? DEFAULT_RETRY_BUDGET) : undefined;
+  const budget = budgetFor(snap.service, snap.retryBudget ?? DEFAULT_RETRY_BUDGET);
   return { service: snap.service, protocol: snap.protocol, routes, backends, budget, headerNames, headerValues: headerNames.map(() => undefined) };
 }
 

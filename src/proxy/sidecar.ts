@@ -218,7 +218,7 @@ export class Sidecar {
     this.#upstreams = compiled;
     this.#pool.retainOnly(keys);
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
-    for (const service of budgets.keys()) if (compiled.get(service)?.budget === undefined) budgets.delete(service);
+    for (const service of budgets.keys()) if (!compiled.has(service)) budgets.delete(service);
     this.#h2pool?.retainOnly(keys);
     this.balancing.retainOnly(new Set([...compiled.values()].map((u) => u.service)));
     this.balancing.drainQueues();
