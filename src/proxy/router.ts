@@ -22,6 +22,13 @@ interface HeaderMatcher {
   readonly regex?: RegExp;
 }
 
+/** Requests one backend sent to its failover backend, since the sidecar started sending it any. */
+export interface FailoverCount {
+  readonly backend: string;
+  readonly to: string;
+  count: number;
+}
+
 export interface CompiledBackend {
   readonly name: string;
   readonly balancer: Balancer;
@@ -34,6 +41,8 @@ export interface CompiledBackend {
    * (`<service>-<version>`), the whole service; set anew with every snapshot.
    */
   failover: CompiledBackend | undefined;
+  /** Counts the requests sent to `failover` (balancing.ts keeps it across snapshots, for metrics); undefined: not counted. */
+  failovers: FailoverCount | undefined;
   /** The destination's circuit breaker (one per upstream service); undefined: no limits. Set anew with every snapshot. */
   breaker: CircuitBreaker | undefined;
   /** Where requests wait while the backend has no endpoint at all (wait-queue.ts); kept per backend name. */
@@ -166,7 +175,7 @@ function compileRoute(entry: RouteEntry, serviceFault: FaultConfig | undefined, 
  */
 export function compileUpstream(
   snap: UpstreamSnapshot,
-  backendsFor: BackendSource = (s) => new Map(Object.entries(s.backends).map(([name, b]) => [name, { name, balancer: new RoundRobinBalancer(b.endpoints), outliers: undefined, hashOn: undefined, failover: undefined, breaker: undefined, queue: undefined }])),
+  backendsFor: BackendSource = (s) => new Map(Object.entries(s.backends).map(([name, b]) => [name, { name, balancer: new RoundRobinBalancer(b.endpoints), outliers: undefined, hashOn: undefined, failover: undefined, failovers: undefined, breaker: undefined, queue: undefined }])),
   budgetFor: BudgetSource = (_, c) => new RetryBudget(c),
 ): CompiledUpstream {
   const headerNames: string[] = [];
