@@ -29,7 +29,10 @@ waits up to --max-waits more intervals for traffic, then the canary rolls back.
 Ctrl-C puts the weights back where they were when the canary started.
 
 The weights are written into the route files by the control plane, as with
-\`trellis route weights\`. Errors are 5xx answers and requests that got no answer.
+\`trellis route weights\`. Errors are 5xx answers and requests that got no answer,
+and requests for VERSION that its callers sent to another version because none of its
+instances could take them (failover). A step in which outlier detection ejects an
+instance of VERSION fails, whatever the traffic.
 The p99 is estimated from the sidecars' latency histograms, as Prometheus'
 histogram_quantile does, so it is as precise as their buckets (..., 50, 100, 150,
 200, 250, 300, 400, 500, 750 ms, 1 s, ...): a limit on a bucket bound is exact.
@@ -196,7 +199,7 @@ export async function run(argv: string[]): Promise<number> {
           break;
         }
         if (verdict.kind === 'breach') {
-          out(`${line}: ${verdict.metric} over the limit`);
+          out(`${line}: ${verdict.metric === 'ejection' ? `${to} ejected by outlier detection` : `${verdict.metric} over the limit`}`);
           await rollBack(step, verdict.reason);
         }
         if (waits < maxWaits) {

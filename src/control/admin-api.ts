@@ -65,6 +65,8 @@ export interface ConfigView {
   policies: string[];
   /** Present when the latest reload failed; the config above is still in force. */
   reloadFailed: { at: string | null; problems: (ConfigProblem & { text: string })[] } | null;
+  /** Present when the config in force is the last good one from the state folder, not the files (they do not load). */
+  restoredFrom: { file: string; savedAt: string | null } | null;
 }
 
 export function healthView(h: HealthState | undefined): HealthView {
@@ -131,6 +133,7 @@ export function configView(model: MeshModel, formatProblem: (p: ConfigProblem) =
     reloadFailed: state.failedReload
       ? { at: iso(state.failedReload.at), problems: state.failedReload.problems.map((p) => ({ ...p, text: formatProblem(p) })) }
       : null,
+    restoredFrom: state.restored ? { file: state.restored.from, savedAt: iso(state.restored.savedAt) } : null,
   };
 }
 

@@ -47,14 +47,16 @@ const REASONS: Record<number, string> = {
 /**
  * Builds a complete error response; the body says what happened and what to do.
  * `status` overrides the table's (a fault abort answers the status its policy names).
+ * The answer to a HEAD has the head only (RFC 9110 9.3.2): a client reads no body
+ * after it, so body bytes would be taken for the next response on the connection.
  */
-export function errorResponse(code: ErrorCode, params: Record<string, unknown>, close: boolean, status: number = ERRORS[code].status): Buffer {
+export function errorResponse(code: ErrorCode, params: Record<string, unknown>, close: boolean, status: number = ERRORS[code].status, head = false): Buffer {
   const spec = ERRORS[code];
   const body = JSON.stringify({ code, message: errorMessage(code, params) });
   return Buffer.from(
     `HTTP/1.1 ${status} ${REASONS[status] ?? STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\ntrellis-error: ${spec.token}\r\n` +
-      (close ? 'connection: close\r\n' : '') + `\r\n${body}`,
+      (close ? 'connection: close\r\n' : '') + `\r\n${head ? '' : body}`,
     'latin1',
   );
 }
@@ -183,7 +185,7 @@ export class Exchange {
     }
     this.status = grpcStatus !== undefined ? 200 : status ?? spec.status;
     const close = !this.requestBodyDone || !this.req.keepAlive || spec.status === 400 || spec.status === 431;
-    const res = grpcStatus !== undefined ? grpcErrorResponse(code, params, grpcStatus, close) : errorResponse(code, params, close, this.status);
+    const res = grpcStatus !== undefined ? grpcErrorResponse(code, params, grpcStatus, close) : errorResponse(code, params, close, this.status, this.req.method === 'HEAD');
     this.responseBytes = res.length;
     this.client.socket.write(res);
     this.finish(!close);

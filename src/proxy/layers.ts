@@ -150,7 +150,11 @@ export const balance: Layer = (next) => {
   const dispatch = (ex: Exchange): void => {
     let b = ex.backend!;
     // A version with no endpoint left to take the request (ejected, refusing, tried) fails over to the whole service.
-    if (b.failover !== undefined && b.balancer.exhausted(ex.tried) && !b.failover.balancer.exhausted(ex.tried)) ex.backend = b = b.failover;
+    if (b.failover !== undefined && b.balancer.exhausted(ex.tried) && !b.failover.balancer.exhausted(ex.tried)) {
+      // Counted: a canary judged on its own requests alone would not see the ones it could not take.
+      if (b.failovers !== undefined) b.failovers.count++;
+      ex.backend = b = b.failover;
+    }
     const br = b.breaker;
     if (br !== undefined && !br.admitRequest()) return ex.fail('TRELLIS_E_OVERFLOW', { service: ex.service, limit: 'maxRequests', max: br.limits.maxRequests });
     const picked = b.balancer.pick(ex.tried, b.hashOn === undefined ? undefined : hashKey(ex, b.hashOn));

@@ -22,6 +22,13 @@ interface HeaderMatcher {
   readonly regex?: RegExp;
 }
 
+/** Requests one backend sent to its failover backend, since the sidecar started sending it any. */
+export interface FailoverCount {
+  readonly backend: string;
+  readonly to: string;
+  count: number;
+}
+
 export interface CompiledBackend {
   readonly name: string;
   readonly balancer: Balancer;
@@ -34,6 +41,8 @@ export interface CompiledBackend {
    * (`<service>-<version>`), the whole service; set anew with every snapshot.
    */
   failover: CompiledBackend | undefined;
+  /** Counts the requests sent to `failover` (balancing.ts keeps it across snapshots, for metrics); undefined: not counted. */
+  failovers: FailoverCount | undefined;
   /** The destination's circuit breaker (one per upstream service); undefined: no limits. Set anew with every snapshot. */
   breaker: CircuitBreaker | undefined;
   /** Where requests wait while the backend has no endpoint at all (wait-queue.ts); kept per backend name. */
@@ -82,8 +91,8 @@ export interface CompiledUpstream {
   readonly protocol: 'http' | 'tcp' | 'detect';
   readonly routes: readonly CompiledRoute[];
   readonly backends: ReadonlyMap<string, CompiledBackend>;
-  /** The destination's retry budget; undefined when no route of it retries. */
-  readonly budget: RetryBudget | undefined;
+  /** The destination's retry budget: its routes' retries and the default reset replay (retry.ts) take from it. */
+  readonly budget: RetryBudget;
   /**
    * Every header name the routes match on. A request's values for them are read in one
    * pass over its header lines before the routes are tried, into `headerValues` (reused:
@@ -166,7 +175,7 @@ function compileRoute(entry: RouteEntry, serviceFault: FaultConfig | undefined, 
  */
 export function compileUpstream(
   snap: UpstreamSnapshot,
-  backendsFor: BackendSource = (s) => new Map(Object.entries(s.backends).map(([name, b]) => [name, { name, balancer: new RoundRobinBalancer(b.endpoints), outliers: undefined, hashOn: undefined, failover: undefined, breaker: undefined, queue: undefined }])),
+  backendsFor: BackendSource = (s) => new Map(Object.entries(s.backends).map(([name, b]) => [name, { name, balancer: new RoundRobinBalancer(b.endpoints), outliers: undefined, hashOn: undefined, failover: undefined, failovers: undefined, breaker: undefined, queue: undefined }])),
   budgetFor: BudgetSource = (_, c) => new RetryBudget(c),
 ): CompiledUpstream {
   const headerNames: string[] = [];
@@ -176,7 +185,7 @@ export function compileUpstream(
   };
   const routes = snap.routes.length > 0 ? snap.routes.map((r) => compileRoute(r, snap.fault, slotOf)) : [defaultRoute(snap.service, snap.fault)];
   const backends = backendsFor(snap);
-  const budget = routes.some((r) => r.retry !== undefined) ? budgetFor(snap.service, snap.retryBudget ?? DEFAULT_RETRY_BUDGET) : undefined;
+  const budget = budgetFor(snap.service, snap.retryBudget ?? DEFAULT_RETRY_BUDGET);
   return { service: snap.service, protocol: snap.protocol, routes, backends, budget, headerNames, headerValues: headerNames.map(() => undefined) };
 }
 

@@ -231,7 +231,7 @@ export class Sidecar {
     this.#meshServices = new Set(Array.isArray(s.meshServices) ? s.meshServices.filter((n) => typeof n === 'string') : []);
     this.#pool.retainOnly(keys);
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
-    for (const service of budgets.keys()) if (compiled.get(service)?.budget === undefined) budgets.delete(service);
+    for (const service of budgets.keys()) if (!compiled.has(service)) budgets.delete(service);
     this.#h2pool?.retainOnly(keys);
     this.balancing.retainOnly(new Set([...compiled.values()].map((u) => u.service)));
     this.balancing.drainQueues();

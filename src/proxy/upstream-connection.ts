@@ -9,7 +9,7 @@ import type { CircuitBreaker } from './circuit-breaker.js';
 import type { Exchange } from './exchange.js';
 import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead } from './http1-parser.js';
 import { editResponseHead } from './filters/header-modifier.js';
-import { sendableElsewhere } from './retry.js';
+import { IDEMPOTENT, sendableElsewhere } from './retry.js';
 
 const enum Body { None, Length, Chunked, UntilClose }
 
@@ -381,8 +381,9 @@ export class UpstreamConnection {
     this.ex = undefined;
     ex.upstreamConn = undefined;
     if (ex.finished) return; // the client went away first
-    if (this.ready && this.uses > 1 && !ex.responseStarted && this.#buf === undefined && ex.req.contentLength <= 0 && !ex.req.chunked) {
+    if (this.ready && this.uses > 1 && !ex.responseStarted && this.#buf === undefined && ex.req.contentLength <= 0 && !ex.req.chunked && IDEMPOTENT.has(ex.req.method)) {
       // Stale pooled connection: the same endpoint gets the request on a fresh one, the attempt goes on.
+      // Idempotent methods only: a proxy must not replay others on its own (RFC 9112 9.3.1.1).
       this.#events.retryable(ex, this, reason, true);
       return;
     }

@@ -104,7 +104,7 @@ export class LocalMesh {
 
     // 1. The control plane, as its own process: it can die and restart without taking the mesh down.
     this.#control = this.#supervise({
-      name: 'control', command: [process.execPath, TRELLIS_BIN, 'control', '--config', config.meshFile, '--admin', `${admin.host}:${admin.port}`],
+      name: 'control', command: [process.execPath, TRELLIS_BIN, 'control', '--config', config.meshFile, '--admin', `${admin.host}:${admin.port}`, '--state-dir', stateDir],
       cwd: process.cwd(), env: meshEnv, logFile: join(logDir, 'control.log'),
     });
     await waitFor(`${controlUrl}/healthz`, 20_000, 'the control plane');

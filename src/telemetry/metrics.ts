@@ -12,7 +12,7 @@
 // API, which together cost a sidecar about 10 MB of resident memory (measured with
 // process.memoryUsage() after import: 42 MB → 52 MB) against a 60 MB budget. The few
 // process metrics a proxy needs are collected below instead.
-import type { BreakerView, EndpointView } from '../proxy/balancing.js';
+import type { BreakerView, EjectionCountView, EndpointView, FailoverView } from '../proxy/balancing.js';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as PromClient from 'prom-client';
@@ -289,7 +289,12 @@ export class ProxyMetrics {
    * backend its requests in flight and round-trip estimate, per endpoint its ejected
    * state and ejections, per destination its circuit breaker and overflows.
    */
-  watchBalancing(state: { view(): readonly EndpointView[]; breakers(): readonly BreakerView[] }): void {
+  watchBalancing(state: {
+    view(): readonly EndpointView[];
+    breakers(): readonly BreakerView[];
+    ejections(): readonly EjectionCountView[];
+    failovers(): readonly FailoverView[];
+  }): void {
     const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge) => void): void => {
       new client.Gauge({ name, help, labelNames, registers: [this.registry], collect(this: Gauge) { this.reset(); fill(this); } });
     };
@@ -318,6 +323,14 @@ export class ProxyMetrics {
     });
     counter('trellis_endpoint_ejections_total', 'Times outlier detection ejected an endpoint.', ['destination', 'endpoint'], (c) => {
       perEndpoint((v) => c.labels(v.service, v.id).inc(v.ejections));
+    });
+    // Per version, not per endpoint: what a canary of a version is judged on (canary-check.ts).
+    // Every label comes from the snapshot (destination, version) or a fixed set (reason).
+    counter('trellis_outlier_ejections_total', 'Times outlier detection ejected an endpoint, by destination, the endpoint\'s version and the reason.', ['destination', 'destination_version', 'reason'], (c) => {
+      for (const e of state.ejections()) c.labels(e.service, e.version, e.reason).inc(e.count);
+    });
+    counter('trellis_http_failovers_total', 'Requests for a backend none of whose endpoints could take them (ejected, refusing or tried), sent to its failover backend (for a version: the whole service).', ['destination', 'backend', 'failover_backend'], (c) => {
+      for (const f of state.failovers()) c.labels(f.service, f.backend, f.to).inc(f.count);
     });
     gauge('trellis_circuit_breaker_open', '1 while a limit of the destination\'s circuit breaker is reached.', ['destination'], (g) => {
       for (const b of state.breakers()) g.labels(b.service).set(b.open ? 1 : 0);

@@ -8,6 +8,8 @@ import { histogramQuantile, judge, versionReading, windowStats, type CanaryLimit
 import { parsePercent, parseSteps, pickStable, stepWeights } from '../../src/cli/canary.js';
 import { TrellisError } from '../../src/errors.js';
 import { ProxyMetrics, type HttpLabels } from '../../src/telemetry/metrics.js';
+import { BalancingState } from '../../src/proxy/balancing.js';
+import type { CompiledBackend } from '../../src/proxy/router.js';
 
 const toV2: HttpLabels = { direction: 'outbound', source: 'frontend', destination: 'backend', destinationVersion: 'v2', route: 'default/split/rule/0' };
 const limits: CanaryLimits = { maxErrorRate: 0.01, maxP99Ms: 200, minRequests: 20 };
@@ -109,4 +111,63 @@ test('a gRPC call that ends in an error status counts as an error, though it was
   const s = windowStats(before, after);
   assert.equal(s.requests, 100);
   assert.equal(s.errors, 10);
+});
+
+// When outlier detection ejects the canary's only instance, its callers send its share to
+// the stable version (failover): those requests are never the canary's, and the canary
+// used to see "too little traffic to judge" where its instance was failing. The metrics
+// come from a real BalancingState, as a sidecar prints them.
+function shopBalancing(m: ProxyMetrics): { balancing: BalancingState; v2: CompiledBackend } {
+  const balancing = new BalancingState();
+  m.watchBalancing(balancing);
+  const ep = (id: string, version: string) => ({ id, host: '127.0.0.1', port: 1, version });
+  const backends = balancing.backendsFor({
+    service: 'backend', protocol: 'http', routes: [],
+    backends: {
+      backend: { name: 'backend', endpoints: [ep('backend-v1-0', 'v1'), ep('backend-v2-0', 'v2')] },
+      'backend-v1': { name: 'backend-v1', endpoints: [ep('backend-v1-0', 'v1')], failover: 'backend' },
+      'backend-v2': { name: 'backend-v2', endpoints: [ep('backend-v2-0', 'v2')], failover: 'backend' },
+    },
+  });
+  return { balancing, v2: backends.get('backend-v2')! };
+}
+
+const reading = async (m: ProxyMetrics): Promise<ReturnType<typeof versionReading>> => versionReading([{ id: 'frontend-0', text: await m.text() }], 'backend', 'v2');
+
+test('an ejection of the canary\'s instance fails the step, whatever the traffic, and the reason says so', async () => {
+  const m = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
+  const { v2 } = shopBalancing(m);
+  const before = await reading(m);
+  // Five 500s in a row: ejected (Envoy's consecutive5xx); every request for v2 after that goes to v1.
+  observe(m, toV2, 500, 0.004, 5);
+  for (let i = 0; i < 5; i++) v2.outliers!.report('backend-v2-0', 'server-error', performance.now());
+  v2.failovers!.count += 70;
+  const s = windowStats(before, await reading(m));
+  assert.deepEqual({ requests: s.requests, errors: s.errors, failovers: s.failovers, ejections: s.ejections }, { requests: 5, errors: 5, failovers: 70, ejections: { 'consecutive-5xx': 1 } });
+  assert.deepEqual(judge(s, limits), {
+    kind: 'breach', metric: 'ejection',
+    reason: "outlier detection in the callers' sidecars ejected the version's instances 1 time (consecutive-5xx); 75 of 75 requests failed: 5 answered with errors, 70 sent to other versions because no instance could take them",
+  });
+});
+
+test('requests for the canary sent to other versions count as its failed requests, not as missing traffic', async () => {
+  const m = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
+  const { v2 } = shopBalancing(m);
+  // Ejected before the window began: in the window, only failovers.
+  for (let i = 0; i < 5; i++) v2.outliers!.report('backend-v2-0', 'server-error', performance.now());
+  const before = await reading(m);
+  v2.failovers!.count += 40;
+  observe(m, { ...toV2, destinationVersion: 'v1' }, 200, 0.004, 40); // v1 answered them: not v2's
+  const s = windowStats(before, await reading(m));
+  assert.deepEqual({ requests: s.requests, failovers: s.failovers, ejections: s.ejections }, { requests: 0, failovers: 40, ejections: {} });
+  assert.deepEqual(judge(s, limits), {
+    kind: 'breach', metric: 'error rate',
+    reason: 'error rate 100% (40 of 40 requests failed: 0 answered with errors, 40 sent to other versions because no instance could take them) is above --max-error-rate 1%',
+  });
+  // Failovers of another version's backend are not the canary's.
+  const other = await reading(m);
+  observe(m, toV2, 200, 0.004, 30);
+  const s2 = windowStats(other, await reading(m));
+  assert.equal(s2.failovers, 0);
+  assert.deepEqual(judge(s2, limits), { kind: 'pass' });
 });

@@ -65,7 +65,13 @@ export class H2StreamClient implements ClientSide {
     const body = JSON.stringify({ code, message: errorMessage(code, params) });
     ex.responseBytes = Buffer.byteLength(body);
     s.respond({ ':status': ex.status, 'content-type': 'application/json', 'content-length': ex.responseBytes, 'trellis-error': ERRORS[code].token });
-    s.end(body);
+    // The answer to a HEAD has no content (RFC 9110 9.3.2; a DATA frame after it is a stream error, RFC 9113 8.1.1).
+    if (ex.req.method === 'HEAD') {
+      ex.responseBytes = 0;
+      s.end();
+    } else {
+      s.end(body);
+    }
   }
 
   respondStream(_ex: Exchange, status: number, lines: string): void {
