@@ -36,7 +36,7 @@ export interface NormalizedVersion {
 export interface NormalizedService {
   name: string;
   /** 'detect' when the mesh file does not declare one. */
-  protocol: 'http' | 'tcp' | 'detect';
+  protocol: 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
   /** Undefined: an external process the runner does not start. */
   command?: string;
   /** Absolute; the mesh file's folder when not given. */

@@ -161,8 +161,10 @@ const MeshService = Type.Object(
   {
     name: DnsLabel,
     protocol: Type.Optional(
-      Type.Union([Type.Literal('http'), Type.Literal('tcp')], {
-        description: 'http or tcp; when omitted the proxies detect it per connection (HTTP/1.1, HTTP/2, else opaque TCP). Server-first protocols (MySQL, SMTP) must be declared tcp.',
+      Type.Union([Type.Literal('http'), Type.Literal('http1'), Type.Literal('http2'), Type.Literal('grpc'), Type.Literal('tcp')], {
+        description: 'http, http1, http2, grpc or tcp; when omitted the proxies detect it per connection (HTTP/1.1, HTTP/2, else opaque TCP). '
+          + 'http1, http2 and grpc also say which HTTP the app speaks (http2 and grpc: HTTP/2 with prior knowledge only); with http or none, the inbound sidecar probes the app once. '
+          + 'Server-first protocols (MySQL, SMTP) must be declared tcp.',
       }),
     ),
     // No command: an external process that the runner does not start.

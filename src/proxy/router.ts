@@ -79,7 +79,7 @@ export interface CompiledRoute {
 
 export interface CompiledUpstream {
   readonly service: string;
-  readonly protocol: 'http' | 'tcp' | 'detect';
+  readonly protocol: 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
   readonly routes: readonly CompiledRoute[];
   readonly backends: ReadonlyMap<string, CompiledBackend>;
   /** The destination's retry budget; undefined when no route of it retries. */
