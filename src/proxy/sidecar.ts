@@ -171,8 +171,9 @@ export class Sidecar {
           direction: 'inbound', source: 'unknown', destination: o.service, metrics: this.metrics, accessLog: this.#accessLog,
         });
         const protocol = this.#snapshot!.inboundProtocol;
-        // Chosen per connection, so HTTP/1.1's per-request path is the same as ever.
-        const h1 = appVersion.declared === 'h2' ? refused : pipeline;
+        // Chosen per connection, so HTTP/1.1's per-request path is the same as ever. An app
+        // declared HTTP/2-only but found answering HTTP/1.1 gets HTTP/1.1 (the error would be false).
+        const h1 = appVersion.declared === 'h2' && !appVersion.declaredWrongly ? refused : pipeline;
         if (protocol === 'tcp') {
           tcp(socket);
         } else if (protocol === 'detect') {

@@ -126,3 +126,29 @@ test('a gRPC call re-checks an HTTP/1.1 answer only once it is 5 s old', async (
   v.declare('http1');
   assert.equal(v.staleForGrpc(), false, 'a declared answer is never re-checked');
 });
+
+test('a declared HTTP/2 that fails is checked by one probe per 5 s, and only an answer in HTTP/1.x contradicts it', async () => {
+  const m = manualProbe();
+  let now = 0;
+  const v = new AppHttpVersion(m.probe, undefined, () => now);
+  v.declare('http2');
+  v.checkDeclared();
+  v.checkDeclared(); // one in flight already
+  assert.equal(m.calls, 1);
+  await m.answer({ version: 'h1', evidence: 'it closed the connection on the HTTP/2 preface (connection closed)' });
+  assert.equal(v.declaredWrongly, false, 'a close may be an app still starting');
+  now += 4999;
+  v.checkDeclared();
+  assert.equal(m.calls, 1);
+  now += 1;
+  v.checkDeclared();
+  await m.answer({ version: 'h1', evidence: 'it answered the HTTP/2 preface in HTTP/1.x' });
+  assert.equal(v.declaredWrongly, true);
+  assert.equal(v.known, 'h2', 'the declaration stays in force');
+  // While it holds, it is checked again (at most once per 5 s); an app fixed to speak HTTP/2 clears it.
+  now += 5000;
+  assert.equal(v.declaredWrongly, true);
+  assert.equal(m.calls, 3);
+  await m.answer({ version: 'h2', evidence: 'it answered the HTTP/2 preface with SETTINGS' });
+  assert.equal(v.declaredWrongly, false);
+});

@@ -245,6 +245,28 @@ test('an app declared http1 is not probed', async () => {
   }
 });
 
+test('an HTTP/1.1 app declared http2: after the first failure, HTTP/2 requests are told the declaration is wrong, and HTTP/1.1 ones reach it', async () => {
+  const own = await startHttp1App();
+  const p = await startPair(own.port, 'http2');
+  const s = http2.connect(`http://127.0.0.1:${p.port}`);
+  try {
+    // The first request fails as any request to an app that won't speak HTTP/2 does; it makes the sidecar probe.
+    assert.notEqual((await h2Request(s, { ':method': 'GET', ':path': '/first' })).status, 200);
+    const told = await eventually(async () => {
+      const res = await h2Request(s, { ':method': 'GET', ':path': '/later' });
+      return res.headers['trellis-error'] === 'app-protocol' ? res : undefined;
+    }, 3000, 'the wrong declaration to be named');
+    assert.equal(told.status, 502);
+    assert.match((JSON.parse(told.body) as { message: string }).message, /speaks HTTP\/1\.1 only, and it is declared HTTP\/2-only/);
+    const h1 = await get(p.port, '/plain');
+    assert.equal(h1.status, 200);
+  } finally {
+    s.close();
+    await p.close();
+    await closeApp(own);
+  }
+});
+
 test('an app that restarts is probed again: refused while down, then served as what it now speaks', async () => {
   const own = await startHttp1App();
   const p = await startPair(own.port, 'http');

@@ -8,11 +8,13 @@
 // fails with app-protocol (gRPC status UNIMPLEMENTED), which names the cause.
 import type { Exchange, Handler } from '../exchange.js';
 import { endpointKey } from '../balancer/balancer.js';
-import { GRPC_TO_H1_APP, SPEAKS_H1, type AppHttp, type AppHttpVersion } from './app-version.js';
+import { DECLARED_H2_SPEAKS_H1, GRPC_TO_H1_APP, SPEAKS_H1, type AppHttp, type AppHttpVersion } from './app-version.js';
 import type { H2StreamClient } from './stream-client.js';
 
 /** Outcomes after which a probed answer may be stale: the app refused, or answered in another protocol (it restarted, maybe as another server). */
 const STALE = new Set(['app-unavailable', 'app-protocol', 'upstream-protocol']);
+/** Outcomes of an HTTP/2 request that an app speaking only HTTP/1.1 gives (its answer to the preface ends the session). */
+const NO_H2_ANSWER = new Set(['app-unavailable', 'upstream-reset']);
 
 export function appCodec(version: AppHttpVersion, codecs: { readonly h1: Handler; readonly h2: Handler }): Handler {
   const address = (ex: Exchange): string => (ex.endpoint === undefined ? '' : endpointKey(ex.endpoint));
@@ -26,6 +28,14 @@ export function appCodec(version: AppHttpVersion, codecs: { readonly h1: Handler
       const observe = ex.observer;
       ex.observer = (e) => {
         if (STALE.has(e.errorToken)) version.forget();
+        observe?.(e);
+      };
+    } else if (v === 'h2') {
+      if (version.declaredWrongly) return ex.fail('TRELLIS_E_APP_PROTOCOL', { address: address(ex), speaks: SPEAKS_H1, reason: DECLARED_H2_SPEAKS_H1 });
+      // A failure may be a wrong declaration (an HTTP/1.1 app declared http2 or grpc): a probe tells.
+      const observe = ex.observer;
+      ex.observer = (e) => {
+        if (NO_H2_ANSWER.has(e.errorToken)) version.checkDeclared();
         observe?.(e);
       };
     }

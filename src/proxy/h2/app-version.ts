@@ -28,8 +28,13 @@ export const SPEAKS_H2 = 'HTTP/2 (h2c, prior knowledge)';
 export const SPEAKS_H1 = 'HTTP/1.1';
 /** Why an HTTP/1.1 request can't reach an HTTP/2-only app (TRELLIS_E_APP_PROTOCOL's reason). */
 export const H1_REQUEST_TO_H2_APP = 'this request came as HTTP/1.1: call it over HTTP/2 (a gRPC client, or an HTTP/2 client with prior knowledge), or serve HTTP/1.1 too';
+/** Why an HTTP/2 request can't reach an app declared HTTP/2-only that answers in HTTP/1.1. */
+export const DECLARED_H2_SPEAKS_H1 = 'it is declared HTTP/2-only (protocol http2 or grpc) in the mesh file: declare http1, or http to have it probed';
 /** Why a gRPC call can't reach an HTTP/1.1-only app. */
 export const GRPC_TO_H1_APP = 'this gRPC call needs HTTP/2: serve gRPC over h2c (every gRPC server does), or correct the protocol of the service in the mesh file';
+
+const ANSWERED_H2 = 'it answered the HTTP/2 preface with SETTINGS';
+const ANSWERED_H1 = 'it answered the HTTP/2 preface in HTTP/1.x';
 
 /** Whether `b` starts with an HTTP/2 SETTINGS frame on stream 0 that is not an ACK: a server's preface. */
 export function isServerPreface(b: Buffer): boolean {
@@ -38,11 +43,11 @@ export function isServerPreface(b: Buffer): boolean {
 
 /** Reads an app's first bytes after the probe: its HTTP, or undefined while too few bytes came to tell. */
 export function classifyProbeAnswer(b: Buffer): ProbeResult | undefined {
-  if (isServerPreface(b)) return { version: 'h2', evidence: 'it answered the HTTP/2 preface with SETTINGS' };
+  if (isServerPreface(b)) return { version: 'h2', evidence: ANSWERED_H2 };
   // A frame's length starts with a 0 byte for any SETTINGS a server sends: wait for the whole frame header.
   if (b.length < 9 && b[0] === 0) return undefined;
   if (b.length < 5 && b.toString('latin1') === 'HTTP/'.slice(0, b.length)) return undefined;
-  return { version: 'h1', evidence: b.toString('latin1', 0, 5) === 'HTTP/' ? 'it answered the HTTP/2 preface in HTTP/1.x' : 'it did not answer the HTTP/2 preface in HTTP/2' };
+  return { version: 'h1', evidence: b.toString('latin1', 0, 5) === 'HTTP/' ? ANSWERED_H1 : 'it did not answer the HTTP/2 preface in HTTP/2' };
 }
 
 /** Probes the app at `to` once: connects, sends the preface, reads the first bytes (at most `timeoutMs`). */
@@ -79,10 +84,10 @@ export function probeAppHttp(to: HostPort, timeoutMs: number): Promise<ProbeResu
 }
 
 /**
- * The least time between two probes that a gRPC call makes when the app was last found
- * HTTP/1.1-only: the call can only fail on that answer, yet the app may have been
- * restarted as a gRPC server without a request failing in between. Bounds such probes
- * to one per 5 s however many calls come.
+ * The least time between two probes made to check an answer that requests can only
+ * fail on: a gRPC call meeting an app last found HTTP/1.1-only (which may have been
+ * restarted as a gRPC server without a request failing in between), or an app declared
+ * HTTP/2-only that failed HTTP/2 requests. Bounds such probes to one per 5 s however many requests come.
  */
 const REPROBE_FOR_GRPC_MS = 5_000;
 
@@ -98,6 +103,10 @@ export class AppHttpVersion {
   #waiting: ((r: ProbeResult) => void)[] | undefined;
   /** Bumped when the answer is dropped, so a probe started before does not bring a stale one back. */
   #generation = 0;
+  /** A declared HTTP/2 that a probe found answering in HTTP/1.x, and when that was last checked. */
+  #contradicted = false;
+  #checkedAt = -Infinity;
+  #checking = false;
 
   /** `found` hears each answer a probe gives (for a log line); `now` is the clock (tests pass their own). */
   constructor(probe: () => Promise<ProbeResult>, found: (r: { version: AppHttp; evidence: string }) => void = () => {}, now: () => number = () => performance.now()) {
@@ -111,7 +120,37 @@ export class AppHttpVersion {
     const declared = protocol === 'http1' ? 'h1' : protocol === 'http2' || protocol === 'grpc' ? 'h2' : undefined;
     if (declared === this.#declared) return;
     this.#declared = declared;
+    this.#contradicted = false;
+    this.#checkedAt = -Infinity;
     this.forget();
+  }
+
+  /**
+   * Whether the app, declared HTTP/2-only, was found answering in HTTP/1.x: its HTTP/2
+   * requests are answered with that cause instead of a connection failure. Checked
+   * again (in the background, at most once per REPROBE_FOR_GRPC_MS) while it holds.
+   */
+  get declaredWrongly(): boolean {
+    if (this.#contradicted) this.checkDeclared();
+    return this.#contradicted;
+  }
+
+  /**
+   * An HTTP/2 request to an app declared HTTP/2-only ended without an answer: a probe
+   * tells a down app (nothing learnt) from one that speaks HTTP/1.1 (a wrong declaration).
+   */
+  checkDeclared(): void {
+    if (this.#declared !== 'h2' || this.#checking || this.#now() - this.#checkedAt < REPROBE_FOR_GRPC_MS) return;
+    this.#checking = true;
+    void this.#probe().then((r) => {
+      this.#checking = false;
+      if (this.#declared !== 'h2' || !('version' in r)) return;
+      this.#checkedAt = this.#now();
+      // Only an answer in HTTP/1.x contradicts the declaration: silence or a close may be an app still starting.
+      const wrong = r.version === 'h1' && r.evidence === ANSWERED_H1;
+      if (wrong && !this.#contradicted) this.#found({ version: 'h1', evidence: `${r.evidence}, though declared HTTP/2-only (http2 or grpc)` });
+      this.#contradicted = wrong;
+    });
   }
 
   /** The declared answer; undefined when the app is probed. */
