@@ -25,6 +25,7 @@ export const ERRORS = {
   TRELLIS_E_UPSTREAM_RESET: { token: 'upstream-reset', status: 502, message: 'the connection to {address} closed before a complete response' },
   TRELLIS_E_UPSTREAM_PROTOCOL: { token: 'upstream-protocol', status: 502, message: 'malformed response from {address}: {reason}' },
   TRELLIS_E_APP_UNAVAILABLE: { token: 'app-unavailable', status: 503, message: 'the local application at {address} refused the connection: {reason}' },
+  TRELLIS_E_APP_PROTOCOL: { token: 'app-protocol', status: 502, message: 'the local application at {address} speaks {speaks} only, and {reason}' },
   TRELLIS_E_TIMEOUT: { token: 'timeout', status: 504, message: 'no response from {address} within {ms} ms' },
   TRELLIS_E_REQUEST_TIMEOUT: { token: 'request-timeout', status: 504, message: 'route {route} was not answered within its request timeout of {ms} ms (timeouts.request, retries included)' },
   TRELLIS_E_OVERFLOW: { token: 'overflow', status: 503, message: 'the circuit breaker of {service} is open: {limit} ({max}) reached; the request was not sent (BackendPolicy circuitBreaker)' },

@@ -114,7 +114,7 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
       // HTTP routes also apply to a service whose protocol is detected; a TCPRoute needs a declared tcp.
       if (wantProtocol === 'tcp' ? protocol !== 'tcp' : protocol === 'tcp') {
         return at([...path, 'name'], kind === 'TCPRoute'
-          ? `names service "${p.name}", whose protocol is ${protocol === 'detect' ? 'not declared (detected per connection); declare protocol: tcp to give it a TCPRoute' : 'http; a TCPRoute only applies to tcp services (use an HTTPRoute)'}`
+          ? `names service "${p.name}", whose protocol is ${protocol === 'detect' ? 'not declared (detected per connection); declare protocol: tcp to give it a TCPRoute' : `${protocol}; a TCPRoute only applies to tcp services (use an HTTPRoute)`}`
           : `names service "${p.name}", whose protocol is tcp; an ${kind} only applies to http services`);
       }
       if (kind === 'TCPRoute') {

@@ -36,7 +36,7 @@ export interface NormalizedVersion {
 export interface NormalizedService {
   name: string;
   /** 'detect' when the mesh file does not declare one. */
-  protocol: 'http' | 'tcp' | 'detect';
+  protocol: 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
   /** Undefined: an external process the runner does not start. */
   command?: string;
   /** Absolute; the mesh file's folder when not given. */
@@ -71,6 +71,7 @@ export interface NormalizedProxyLimits {
   h2MaxConcurrentStreams?: number;
   h2MaxHeaderListBytes?: number;
   maxConnectionsPerListener?: number;
+  appProbeTimeoutMs?: number;
 }
 
 export function normalizeProxyLimits(spec: ProxyLimitsSpec | undefined): NormalizedProxyLimits | undefined {
@@ -82,6 +83,7 @@ export function normalizeProxyLimits(spec: ProxyLimitsSpec | undefined): Normali
   if (spec.h2MaxConcurrentStreams !== undefined) out.h2MaxConcurrentStreams = spec.h2MaxConcurrentStreams;
   if (spec.h2MaxHeaderListBytes !== undefined) out.h2MaxHeaderListBytes = spec.h2MaxHeaderListBytes;
   if (spec.maxConnectionsPerListener !== undefined) out.maxConnectionsPerListener = spec.maxConnectionsPerListener;
+  if (spec.appProbeTimeout !== undefined) out.appProbeTimeoutMs = parseDurationMs(spec.appProbeTimeout);
   return out;
 }
 

@@ -161,8 +161,10 @@ const MeshService = Type.Object(
   {
     name: DnsLabel,
     protocol: Type.Optional(
-      Type.Union([Type.Literal('http'), Type.Literal('tcp')], {
-        description: 'http or tcp; when omitted the proxies detect it per connection (HTTP/1.1, HTTP/2, else opaque TCP). Server-first protocols (MySQL, SMTP) must be declared tcp.',
+      Type.Union([Type.Literal('http'), Type.Literal('http1'), Type.Literal('http2'), Type.Literal('grpc'), Type.Literal('tcp')], {
+        description: 'http, http1, http2, grpc or tcp; when omitted the proxies detect it per connection (HTTP/1.1, HTTP/2, else opaque TCP). '
+          + 'http1, http2 and grpc also say which HTTP the app speaks (http2 and grpc: HTTP/2 with prior knowledge only); with http or none, the inbound sidecar probes the app once. '
+          + 'Server-first protocols (MySQL, SMTP) must be declared tcp.',
       }),
     ),
     // No command: an external process that the runner does not start.
@@ -191,6 +193,7 @@ const ProxyLimits = Type.Object(
     h2MaxConcurrentStreams: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, description: 'concurrent streams per HTTP/2 connection (1 to 10000); default 100' })),
     h2MaxHeaderListBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1024 * 1024, description: 'the largest HTTP/2 header list in bytes (1 KiB to 1 MiB); default 16384' })),
     maxConnectionsPerListener: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'open client connections per proxy listener (1 to 1000000); default 10000' })),
+    appProbeTimeout: Type.Optional(duration({ description: 'a duration such as 1s (how long the inbound sidecar waits for its app to answer an HTTP/2 probe; default 1s)' })),
   },
   { ...strict, description: 'limits every proxy holds connections to' },
 );

@@ -7,7 +7,6 @@
 // when a join token is set). The control plane answers `101 Switching Protocols`; from
 // then on both sides write newline-delimited JSON messages on the raw socket.
 
-/** 'detect': not declared; each connection's first bytes decide (HTTP/1.1, HTTP/2, else opaque TCP). */
 /**
  * The service name of the ingress proxy the local runner starts for public services. It
  * is a caller inbound listeners accept (it is no mesh service: nothing routes to it).
@@ -15,7 +14,14 @@
  */
 export const INGRESS_SERVICE = 'trellis-ingress';
 
-export type Protocol = 'http' | 'tcp' | 'detect';
+/**
+ * How a service speaks. Its listeners serve HTTP/1.1 and HTTP/2 (h2c) alike for every
+ * HTTP value; the value also says which HTTP its app speaks, for the inbound sidecar:
+ * 'http1' (HTTP/1.1 only), 'http2' or 'grpc' (HTTP/2 with prior knowledge only), 'http'
+ * (probed once per app instance). 'tcp': opaque bytes. 'detect': not declared; each
+ * connection's first bytes decide (HTTP/1.1, HTTP/2, else opaque TCP), and the app is probed as for 'http'.
+ */
+export type Protocol = 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
 
 export interface HostPort {
   host: string;
@@ -306,4 +312,5 @@ export interface ProxyLimitsSnapshot {
   h2MaxConcurrentStreams?: number;
   h2MaxHeaderListBytes?: number;
   maxConnectionsPerListener?: number;
+  appProbeTimeoutMs?: number;
 }

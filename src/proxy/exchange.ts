@@ -13,9 +13,15 @@ import type { UpstreamConnection } from './upstream-connection.js';
 import { settleAttempts } from './attempt.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 
-/** The client side of an exchange: implemented by the HTTP/1.1 server connection. */
+/**
+ * Where the HTTP/1.1 forwarder writes a response's bytes: the client's socket, or an
+ * adapter that translates them for an HTTP/2 client (h2/to-http1.ts).
+ */
+export type ClientBytes = import('node:stream').Duplex & { readonly remoteAddress?: string | undefined };
+
+/** The client side of an exchange: implemented by the HTTP/1.1 server connection (and the HTTP/2 ones). */
 export interface ClientSide {
-  readonly socket: import('node:net').Socket;
+  readonly socket: ClientBytes;
   /** Called once when the response has been fully written (or the exchange failed). */
   exchangeDone(ex: Exchange, keepAlive: boolean): void;
   /** Called when the request body can flow again (the upstream drained or connected). */

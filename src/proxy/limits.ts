@@ -28,6 +28,15 @@ export interface ProxyLimits {
    * the bench, and with an upstream connection each still far under the file limit.
    */
   readonly maxConnectionsPerListener: number;
+  /**
+   * How long the inbound sidecar's probe of its app (an HTTP/2 preface: does a SETTINGS
+   * frame come back?) waits for the app's first bytes. An HTTP/2 server sends SETTINGS
+   * as its first frame as soon as it accepts (RFC 9113 §3.4), well under a millisecond
+   * on loopback; an HTTP/1.1 server answers the preface with 400 or waits for more. 1 s
+   * lets a busy app's event loop stall that long before its silence reads as HTTP/1.1
+   * (a wrong answer is re-probed after the first request it fails).
+   */
+  readonly appProbeTimeoutMs: number;
 }
 
 /** Defaults (see each field for the reason). */
@@ -38,6 +47,7 @@ export const DEFAULT_LIMITS: ProxyLimits = Object.freeze({
   h2MaxConcurrentStreams: 100,
   h2MaxHeaderListBytes: 16 * 1024,
   maxConnectionsPerListener: 10_000,
+  appProbeTimeoutMs: 1000,
 });
 
 /**

@@ -88,7 +88,7 @@ export interface CompiledRoute {
 
 export interface CompiledUpstream {
   readonly service: string;
-  readonly protocol: 'http' | 'tcp' | 'detect';
+  readonly protocol: 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
   readonly routes: readonly CompiledRoute[];
   readonly backends: ReadonlyMap<string, CompiledBackend>;
   /** The destination's retry budget: its routes' retries and the default reset replay (retry.ts) take from it. */

@@ -23,11 +23,12 @@ import { sweepIntervalMs, timeouts } from './timeout.js';
 import { proxyTcp } from './tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
 import { LimitsRef, limitsWith } from './limits.js';
+import { AppHttpVersion, probeAppHttp, refuseHttp1 } from './h2/app-version.js';
 
-/** HTTP/2 once loaded: the forwarder's and server's modules, and the upstream session pool. */
+/** HTTP/2 once loaded: the forwarder's and server's modules, the app codecs, and the upstream session pool. */
 interface LoadedH2 {
   readonly pool: H2SessionPool;
-  readonly parts: typeof import('./h2/forwarder.js') & typeof import('./h2/stream-client.js');
+  readonly parts: typeof import('./h2/forwarder.js') & typeof import('./h2/stream-client.js') & typeof import('./h2/app-codec.js') & typeof import('./h2/to-http1.js');
 }
 
 export interface SidecarOptions {
@@ -85,6 +86,8 @@ export class Sidecar {
   readonly balancing: BalancingState;
   /** Sizes, counts and times every listener holds connections to (limits.ts); a snapshot may change them. */
   readonly limits = new LimitsRef();
+  /** Which HTTP the app speaks (declared in the snapshot, or probed): how the inbound listener forwards HTTP/2 to it. */
+  #appVersion: AppHttpVersion | undefined;
   #waiting: (() => void)[] = [];
   #controlState = 'connecting';
   /** Actual listening addresses (port 0 resolved). */
@@ -156,21 +159,36 @@ export class Sidecar {
     if (o.inbound && o.app) {
       const app: Endpoint = { id: `${o.id}/app`, host: o.app.host, port: o.app.port, version: o.version };
       const inTelemetry = telemetry({ direction: 'inbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
+      const toApp = forwarder(this.#appPool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET');
       const inIdentity = inboundIdentity(sourceHeaderIdentity(() => this.#meshServices));
-      const pipeline = compose([inTelemetry, inIdentity, localApp(app)], forwarder(this.#appPool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'));
-      // HTTP/2 in, HTTP/2 (h2c) to the app: a gRPC server speaks nothing else.
-      const h2 = this.#h2Server((h2, pool) => h2.createH2Server(compose([inTelemetry, inIdentity, localApp(app)], h2.h2Forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'))));
+      const pipeline = compose([inTelemetry, inIdentity, localApp(app)], toApp);
+      const appVersion = (this.#appVersion = new AppHttpVersion(
+        () => probeAppHttp(app, this.limits.current.appProbeTimeoutMs),
+        (r) => o.log(`proxy ${o.id}: the app at ${endpointKey(app)} speaks ${r.version === 'h2' ? 'HTTP/2 (h2c)' : 'HTTP/1.1'} (${r.evidence})`),
+      ));
+      if (this.#snapshot !== null) appVersion.declare(this.#snapshot.inboundProtocol);
+      // An app declared HTTP/2-only can't take HTTP/1.1: such a request is answered with the cause, not sent.
+      const refused = compose([inTelemetry, inIdentity, localApp(app)], refuseHttp1(endpointKey(app)));
+      // HTTP/2 in: to the app in its own HTTP (h2/app-codec.ts), as HTTP/2 (h2c; a gRPC
+      // server speaks nothing else) or translated to HTTP/1.1 over the same app pool as above.
+      const h2 = this.#h2Server((h2, pool) => h2.createH2Server(compose([inTelemetry, inIdentity, localApp(app)], h2.appCodec(appVersion, {
+        h2: h2.h2Forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'),
+        h1: h2.toHttp1(toApp),
+      }))));
       const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
         const tcp = (s: net.Socket): void => proxyTcp(s, (tried) => (tried.size === 0 ? app : undefined), {
           direction: 'inbound', source: 'unknown', destination: o.service, metrics: this.metrics, accessLog: this.#accessLog,
         });
         const protocol = this.#snapshot!.inboundProtocol;
+        // Chosen per connection, so HTTP/1.1's per-request path is the same as ever. An app
+        // declared HTTP/2-only but found answering HTTP/1.1 gets HTTP/1.1 (the error would be false).
+        const h1 = appVersion.declared === 'h2' && !appVersion.declaredWrongly ? refused : pipeline;
         if (protocol === 'tcp') {
           tcp(socket);
         } else if (protocol === 'detect') {
-          detectProtocol(socket, pipeline, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS);
+          detectProtocol(socket, h1, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS);
         } else {
-          serveHttp(socket, pipeline, h2);
+          serveHttp(socket, h1, h2);
         }
       }));
       this.addresses.inbound = await listen(server, o.inbound, this.#sockets);
@@ -229,6 +247,7 @@ export class Sidecar {
     this.limits.current = limits;
     for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
     this.#meshServices = new Set(Array.isArray(s.meshServices) ? s.meshServices.filter((n) => typeof n === 'string') : []);
+    this.#appVersion?.declare(s.inboundProtocol);
     this.#pool.retainOnly(keys);
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
     for (const service of budgets.keys()) if (!compiled.has(service)) budgets.delete(service);
@@ -270,9 +289,9 @@ export class Sidecar {
   }
 
   #loadH2(): Promise<LoadedH2> {
-    return (this.#h2 ??= Promise.all([import('./h2/forwarder.js'), import('./h2/stream-client.js')]).then(([f, c]) => {
+    return (this.#h2 ??= Promise.all([import('./h2/forwarder.js'), import('./h2/stream-client.js'), import('./h2/app-codec.js'), import('./h2/to-http1.js')]).then(([f, c, a, t]) => {
       this.#h2pool = new f.H2SessionPool();
-      return { pool: this.#h2pool, parts: { ...f, ...c } };
+      return { pool: this.#h2pool, parts: { ...f, ...c, ...a, ...t } };
     }));
   }
 

@@ -6,10 +6,11 @@ import type { ErrorCode } from '../errors.js';
 import { endAttempt, NO_ANSWER } from './attempt.js';
 import { ChunkedFramer } from './chunked.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
-import type { Exchange } from './exchange.js';
+import type { ClientBytes, Exchange } from './exchange.js';
 import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead } from './http1-parser.js';
 import { editResponseHead } from './filters/header-modifier.js';
 import { IDEMPOTENT, sendableElsewhere } from './retry.js';
+import { H1_REQUEST_TO_H2_APP, isServerPreface, SPEAKS_H2 } from './h2/app-version.js';
 
 const enum Body { None, Length, Chunked, UntilClose }
 
@@ -76,7 +77,7 @@ export class UpstreamConnection {
   #readBuf: Buffer | undefined;
   #readTaken = false;
   /** The tunnel's client after `101 Switching Protocols`: reads go straight to it. */
-  #tunnelTo: net.Socket | undefined;
+  #tunnelTo: ClientBytes | undefined;
 
   constructor(host: string, port: number, key: string, events: UpstreamEvents) {
     this.key = key;
@@ -121,7 +122,7 @@ export class UpstreamConnection {
   }
 
   /** Writes bytes read from the upstream to the client, pausing the upstream while the client is backed up. */
-  #toClient(client: net.Socket, data: Buffer): void {
+  #toClient(client: ClientBytes, data: Buffer): void {
     const drained = client.write(data);
     // Not written through at once: the client's queue holds `data`, a view of the read buffer.
     if (client.writableLength > 0) this.#readTaken = true;
@@ -193,6 +194,9 @@ export class UpstreamConnection {
     for (;;) {
       let end = findHeadEnd(buf, this.#scanFrom, buf.length);
       if (end === -1) {
+        // Not the start of a status line: an HTTP/2-only server (a gRPC app) answers
+        // HTTP/1.1 with its SETTINGS frame and a GOAWAY, never a blank line to wait for.
+        if (buf[0] !== 0x48 /* H */ && buf[0] !== 0x68 /* h */ && buf.length >= 9) return this.#notHttp1(ex, buf);
         if (buf.length > MAX_HEAD_BYTES) return this.#protocolError(ex, 'response head too large');
         this.#buf = buf;
         this.#readTaken = true; // `buf` may be a view of the read buffer
@@ -334,13 +338,20 @@ export class UpstreamConnection {
     ex.finished = true;
   }
 
-  #protocolError(ex: Exchange, reason: string): void {
+  #protocolError(ex: Exchange, reason: string, code: ErrorCode = 'TRELLIS_E_UPSTREAM_PROTOCOL', params: Record<string, unknown> = {}): void {
     endAttempt(ex, NO_ANSWER, this.sentAt);
     this.#reusable = false;
     this.ex = undefined;
     ex.upstreamConn = undefined;
     this.close();
-    ex.fail('TRELLIS_E_UPSTREAM_PROTOCOL', { address: this.key, reason });
+    ex.fail(code, { address: this.key, reason, ...params });
+  }
+
+  /** A response that is not HTTP/1.x; from the local app in HTTP/2, the error names that cause (app-version.ts). */
+  #notHttp1(ex: Exchange, buf: Buffer): void {
+    if (!isServerPreface(buf)) return this.#protocolError(ex, 'the response does not start with an HTTP/1.x status line');
+    if (this.#events.resetIsUnavailable) return this.#protocolError(ex, H1_REQUEST_TO_H2_APP, 'TRELLIS_E_APP_PROTOCOL', { speaks: SPEAKS_H2 });
+    this.#protocolError(ex, 'it answered in HTTP/2 (a SETTINGS frame), not HTTP/1.1');
   }
 
   #drop(ex: Exchange): void {

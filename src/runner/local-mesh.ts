@@ -25,7 +25,7 @@ export interface InstancePlan {
   id: string;
   service: string;
   version: string;
-  protocol: 'http' | 'tcp' | 'detect';
+  protocol: 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
   app: HostPort;
   inbound: HostPort;
   admin: HostPort;

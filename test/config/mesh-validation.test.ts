@@ -49,7 +49,13 @@ describe('Mesh schema', () => {
 
   it('lists the allowed values of an enum', async () => {
     const { file, result } = await load('    - name: web\n      protocol: udp\n');
-    assert.equal(problemAt(result, 'spec.services[0].protocol', file).message, 'must be one of http, tcp (got "udp")');
+    assert.equal(problemAt(result, 'spec.services[0].protocol', file).message, 'must be one of http, http1, http2, grpc, tcp (got "udp")');
+  });
+
+  it('accepts the protocols that name the HTTP an app speaks, and keeps them', async () => {
+    const { result } = await load('    - name: a\n      protocol: http1\n    - name: b\n      protocol: http2\n    - name: c\n      protocol: grpc\n');
+    assert.deepEqual(result.problems, []);
+    assert.deepEqual(result.config!.services.map((s) => s.protocol), ['http1', 'http2', 'grpc']);
   });
 
   it('checks numbers: ports and replicas', async () => {

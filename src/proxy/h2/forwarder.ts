@@ -203,8 +203,12 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     let up: http2.ClientHttp2Stream;
     try {
       up = session.request(requestHeaders(ex, client, ex.req.host || address), { endStream: bodyless, waitForTrailers: !bodyless });
-    } catch {
-      return send(ex); // the session closed between the check and the request
+    } catch (err) {
+      if (session.closed || session.destroyed) return send(ex); // the session closed between the check and the request
+      // A request node:http2 refuses to send (a CONNECT, which this mesh does not tunnel): sending it
+      // again would refuse again, forever; the exchange fails, not the proxy (and not the endpoint:
+      // fail() closes the attempt as abandoned).
+      return ex.fail('TRELLIS_E_BAD_REQUEST', { reason: `it can't be sent as HTTP/2 (${err instanceof Error ? err.message : String(err)})` });
     }
     // The attempt's round trip, for the balancer and the outlier detector (attempt.ts).
     const sentAt = performance.now();
