@@ -125,6 +125,7 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
   if (budget) out.retryBudget = budget;
   const balancing = serviceBalancing(service.name, config.policies);
   if (balancing) out.balancing = balancing;
+  if (service.upgrades !== undefined) out.upgrades = [...service.upgrades];
   return out;
 }
 
@@ -137,5 +138,7 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
     upstreams[name] = compileUpstream(config, instances, service);
   }
   const own = proxy.kind === 'sidecar' ? config.services.find((s) => s.name === proxy.service) : undefined;
-  return { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams };
+  const out: SnapshotContent = { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams };
+  if (own?.upgrades !== undefined) out.inboundUpgrades = [...own.upgrades];
+  return out;
 }

@@ -16,12 +16,15 @@ import { fault } from './fault.js';
 import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS } from './pool.js';
 import { retry } from './retry.js';
 import { RetryBudget } from './retry-budget.js';
-import { compileUpstream, pickBackend, type BackendSource, type BudgetSource, type CompiledUpstream } from './router.js';
+import { compileUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './router.js';
 import { BalancingState } from './balancing.js';
 import { sweepIntervalMs, timeouts } from './timeout.js';
 import { proxyTcp } from './tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
 import { LimitsRef } from './limits.js';
+import type { Http1Options } from './http-server-connection.js';
+import { upgrades } from './upgrade.js';
+import { DEFAULT_UPGRADES } from '../control/protocol.js';
 
 /** HTTP/2 once loaded: the forwarder's and server's modules, and the upstream session pool. */
 interface LoadedH2 {
@@ -74,6 +77,8 @@ export class Sidecar {
   #control: ControlClient | undefined;
   #snapshot: Snapshot | null = null;
   #upstreams: Map<string, CompiledUpstream> | null = null;
+  /** The upgrade protocols this sidecar's own service accepts (its snapshot's inboundUpgrades). */
+  #inboundUpgrades: readonly string[] = DEFAULT_UPGRADES;
   /** Retry budgets per destination, kept across snapshots while their settings hold. */
   readonly #budgets = new Map<string, RetryBudget>();
   /** Balancers and outlier detectors per destination, kept across snapshots (balancing.ts). */
@@ -105,15 +110,20 @@ export class Sidecar {
     const lookup = (service: string): CompiledUpstream | undefined | null => this.#upstreams === null ? null : this.#upstreams.get(service);
     const pool = this.#pool;
     const outTelemetry = telemetry({ direction: 'outbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
+    // Upgrades are judged once the route is known (a request no route takes gets 404 first).
+    const outUpgrades = upgrades((ex) => ex.upstream!.upgrades);
+    // What each HTTP/1.1 connection is held to (limits.ts), and where its refusals are counted.
+    const h1 = (direction: 'inbound' | 'outbound'): Http1Options => ({ limits: this.limits, refused: (token) => this.metrics.connectionRefused(direction, token) });
+    const outH1 = h1('outbound');
     const outbound = (fixed?: string): Handler =>
       compose(
-        [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
+        [outTelemetry, upstream(o.service, lookup, fixed), route, outUpgrades, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
         forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
       );
     // HTTP/2 streams take the same layers; the HTTP/2 forwarder applies the timeouts and
     // hands failed attempts to the retry state as the HTTP/1.1 one does.
     const outboundH2 = (fixed?: string): H2Server => this.#h2Server((h2, pool) => h2.createH2Server(compose(
-      [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
+      [outTelemetry, upstream(o.service, lookup, fixed), route, outUpgrades, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
       h2.h2Forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
     )));
 
@@ -128,9 +138,9 @@ export class Sidecar {
         } else if (up.protocol === 'tcp') {
           this.#outboundTcp(socket, up);
         } else if (up.protocol === 'detect') {
-          detectProtocol(socket, pipeline, h2, (s) => this.#outboundTcp(s, up), o.detectTimeoutMs ?? DETECT_TIMEOUT_MS);
+          detectProtocol(socket, pipeline, h2, (s) => this.#outboundTcp(s, up), o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, outH1);
         } else {
-          serveHttp(socket, pipeline, h2);
+          serveHttp(socket, pipeline, h2, outH1);
         }
       }));
       this.addresses.upstreams[u.service] = await listen(server, u.listen, this.#sockets);
@@ -140,7 +150,7 @@ export class Sidecar {
     if (o.httpProxy) {
       const pipeline = outbound();
       const h2 = outboundH2();
-      const server = net.createServer((socket) => serveHttp(socket, pipeline, h2));
+      const server = net.createServer((socket) => serveHttp(socket, pipeline, h2, outH1));
       this.addresses.httpProxy = await listen(server, o.httpProxy, this.#sockets);
       this.#servers.push(server);
     }
@@ -148,9 +158,12 @@ export class Sidecar {
     if (o.inbound && o.app) {
       const app: Endpoint = { id: `${o.id}/app`, host: o.app.host, port: o.app.port, version: o.version };
       const inTelemetry = telemetry({ direction: 'inbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
-      const pipeline = compose([inTelemetry, localApp(app)], forwarder(this.#appPool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'));
+      // The app's own sidecar holds every caller to the service's upgrades too, whatever their outbound side did.
+      const inUpgrades = upgrades(() => this.#inboundUpgrades, o.service);
+      const inH1 = h1('inbound');
+      const pipeline = compose([inTelemetry, inUpgrades, localApp(app)], forwarder(this.#appPool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'));
       // HTTP/2 in, HTTP/2 (h2c) to the app: a gRPC server speaks nothing else.
-      const h2 = this.#h2Server((h2, pool) => h2.createH2Server(compose([inTelemetry, localApp(app)], h2.h2Forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'))));
+      const h2 = this.#h2Server((h2, pool) => h2.createH2Server(compose([inTelemetry, inUpgrades, localApp(app)], h2.h2Forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'))));
       const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
         const tcp = (s: net.Socket): void => proxyTcp(s, (tried) => (tried.size === 0 ? app : undefined), {
           direction: 'inbound', source: 'unknown', destination: o.service, metrics: this.metrics, accessLog: this.#accessLog,
@@ -159,9 +172,9 @@ export class Sidecar {
         if (protocol === 'tcp') {
           tcp(socket);
         } else if (protocol === 'detect') {
-          detectProtocol(socket, pipeline, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS);
+          detectProtocol(socket, pipeline, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, inH1);
         } else {
-          serveHttp(socket, pipeline, h2);
+          serveHttp(socket, pipeline, h2, inH1);
         }
       }));
       this.addresses.inbound = await listen(server, o.inbound, this.#sockets);
@@ -214,8 +227,10 @@ export class Sidecar {
       for (const b of Object.values(u.backends)) for (const e of b.endpoints) keys.add(endpointKey(e));
     }
     if (this.#o.app) keys.add(endpointKey(this.#o.app));
+    const inboundUpgrades = upgradeList(s.inboundUpgrades);
     this.#snapshot = s;
     this.#upstreams = compiled;
+    this.#inboundUpgrades = inboundUpgrades;
     this.#pool.retainOnly(keys);
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
     for (const service of budgets.keys()) if (compiled.get(service)?.budget === undefined) budgets.delete(service);

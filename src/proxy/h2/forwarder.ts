@@ -204,7 +204,10 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     try {
       up = session.request(requestHeaders(ex, client, ex.req.host || address), { endStream: bodyless, waitForTrailers: !bodyless });
     } catch {
-      return send(ex); // the session closed between the check and the request
+      // The session closed between the check and the request: a fresh one. Anything
+      // else (a request Node will not send) would only throw again, for ever.
+      if (session.closed || session.destroyed) return send(ex);
+      return ex.fail('TRELLIS_E_BAD_REQUEST', { reason: 'the request cannot be sent over HTTP/2' });
     }
     // The attempt's round trip, for the balancer and the outlier detector (attempt.ts).
     const sentAt = performance.now();
