@@ -16,6 +16,8 @@ export const ERRORS = {
   // data plane
   TRELLIS_E_BAD_REQUEST: { token: 'bad-request', status: 400, message: 'malformed HTTP request: {reason}' },
   TRELLIS_E_HEAD_TOO_LARGE: { token: 'head-too-large', status: 431, message: 'request head exceeds {limit} bytes' },
+  TRELLIS_E_HEADER_TIMEOUT: { token: 'header-timeout', status: 408, message: 'the request head did not arrive within {ms} ms of its first byte (the proxy\'s request header timeout); send it whole' },
+  TRELLIS_E_UPGRADE_REFUSED: { token: 'upgrade-refused', status: 403, message: 'service "{service}" does not accept "{protocol}" upgrades through the mesh; list the protocol in the service\'s upgrades in the mesh file (WebSocket is accepted by default, h2c never)' },
   TRELLIS_E_NO_CONFIG: { token: 'no-config', status: 503, message: 'the proxy has not received its configuration from the control plane yet; check that `trellis control` is running' },
   TRELLIS_E_UNKNOWN_SERVICE: { token: 'unknown-service', status: 503, message: 'no service named "{service}" is reachable from this proxy; check the name and the upstreams of the calling service' },
   TRELLIS_E_NO_ROUTE: { token: 'no-route', status: 404, message: 'no route of service "{service}" matches {method} {path}' },

@@ -51,6 +51,8 @@ export interface NormalizedService {
   optional: boolean;
   upstreams: NormalizedUpstream[];
   health: NormalizedHealth;
+  /** Upgrade protocols accepted through the mesh, lower case; absent: the default (WebSocket). */
+  upgrades?: string[];
   /** At least one; `default` (no labels) when the service lists none. */
   versions: NormalizedVersion[];
 }
@@ -116,6 +118,7 @@ function normalizeService(s: MeshService, meshDir: string): NormalizedService {
     optional: s.optional ?? false,
     upstreams: (s.upstreams ?? []).map((u) => (typeof u === 'string' ? { service: u } : { ...u })),
     health: normalizeHealth(s.health),
+    ...optional('upgrades', s.upgrades?.map((p) => p.toLowerCase())),
     versions,
   };
 }

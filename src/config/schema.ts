@@ -178,6 +178,20 @@ const MeshService = Type.Object(
     optional: Type.Optional(Type.Boolean()),
     upstreams: Type.Optional(Type.Array(Upstream)),
     health: Type.Optional(HealthCheck),
+    upgrades: Type.Optional(
+      Type.Array(
+        Type.String({
+          pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+(/[!#$%&'*+.^_`|~0-9A-Za-z-]+)?$",
+          maxLength: 64,
+          description: 'an HTTP Upgrade protocol such as websocket or SPDY/3.1',
+        }),
+        {
+          maxItems: 16,
+          description:
+            'the HTTP/1.1 upgrade protocols the service accepts through the mesh (byte tunnels after 101, which routes no longer see); default [websocket], [] for none; h2c is never tunnelled',
+        },
+      ),
+    ),
     versions: Type.Optional(Type.Array(ServiceVersion, { minItems: 1 })),
   },
   strict,

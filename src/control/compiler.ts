@@ -123,6 +123,7 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
   if (budget) out.retryBudget = budget;
   const balancing = serviceBalancing(service.name, config.policies);
   if (balancing) out.balancing = balancing;
+  if (service.upgrades !== undefined) out.upgrades = [...service.upgrades];
   return out;
 }
 
@@ -137,5 +138,6 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
   const own = proxy.kind === 'sidecar' ? config.services.find((s) => s.name === proxy.service) : undefined;
   const out: SnapshotContent = { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams, meshServices: [...config.services.map((s) => s.name), INGRESS_SERVICE].sort() };
   if (config.proxyLimits !== undefined) out.limits = config.proxyLimits;
+  if (own?.upgrades !== undefined) out.inboundUpgrades = [...own.upgrades];
   return out;
 }

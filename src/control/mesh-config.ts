@@ -28,6 +28,8 @@ export interface ServiceConfig {
   readonly upstreams: readonly { readonly service: string; readonly port?: number }[];
   readonly health: HealthConfig;
   readonly versions: readonly VersionConfig[];
+  /** HTTP/1.1 upgrade protocols the service accepts (lower case); absent: DEFAULT_UPGRADES. */
+  readonly upgrades?: readonly string[];
 }
 
 export interface HTTPRouteMatchConfig {

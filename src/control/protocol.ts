@@ -283,7 +283,18 @@ export interface UpstreamSnapshot {
   retryBudget?: RetryBudgetConfig;
   /** A BackendPolicy on the Service; absent: the defaults. */
   balancing?: BalancingConfig;
+  /**
+   * The HTTP/1.1 upgrade protocols (lower case) the service accepts through the mesh
+   * (the Mesh service's `upgrades`); absent: {@link DEFAULT_UPGRADES}.
+   */
+  upgrades?: string[];
 }
+
+/**
+ * The upgrade protocols a service accepts when its Mesh entry names none: WebSocket, as
+ * Istio enables it for every route. h2c is never tunnelled (see src/proxy/upgrade.ts).
+ */
+export const DEFAULT_UPGRADES: readonly string[] = Object.freeze(['websocket']);
 
 /** Everything one proxy needs, and nothing more. */
 export interface Snapshot {
@@ -291,6 +302,8 @@ export interface Snapshot {
   /** The proxy's own service and how its inbound listener speaks. */
   service: string;
   inboundProtocol: Protocol;
+  /** The upgrade protocols the proxy's own service accepts on its inbound listener; absent: {@link DEFAULT_UPGRADES}. */
+  inboundUpgrades?: string[];
   /** The services this proxy may call, keyed by service name. */
   upstreams: Record<string, UpstreamSnapshot>;
   /**

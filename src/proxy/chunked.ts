@@ -2,7 +2,7 @@
 // chunked bytes unchanged and only needs to know where the body ends, so the next
 // message on a kept-alive connection starts in the right place.
 
-const enum State { Size, SizeExt, SizeLf, Data, DataCr, DataLf, TrailerStart, Trailer, TrailerLf, EndLf, Done }
+const enum State { Size, SizeWs, SizeExt, SizeLf, Data, DataCr, DataLf, TrailerStart, Trailer, TrailerLf, EndLf, Done }
 
 /** Largest chunk size accepted (hex digits beyond this are refused, as are overflows). */
 const MAX_SIZE_DIGITS = 12;
@@ -41,17 +41,28 @@ export class ChunkedFramer {
             return this.#fail('invalid chunk size');
           } else if (c === 13) {
             this.#state = State.SizeLf;
-          } else if (c === 59 /* ; */ || c === 32 || c === 9) {
+          } else if (c === 59 /* ; */) {
             this.#state = State.SizeExt;
+          } else if (c === 32 || c === 9) {
+            this.#state = State.SizeWs;
           } else {
             return this.#fail('invalid chunk size');
           }
           break;
         }
+        case State.SizeWs: {
+          // Whitespace after the size may only lead to an extension (BWS ";"), never to
+          // more text another parser could take for part of the size (RFC 9112 §7.1.1).
+          const c = buf[i]!;
+          if (c === 59) this.#state = State.SizeExt;
+          else if (c === 13) this.#state = State.SizeLf;
+          else if (c !== 32 && c !== 9) return this.#fail('invalid chunk size');
+          break;
+        }
         case State.SizeExt: {
           const c = buf[i]!;
           if (c === 13) this.#state = State.SizeLf;
-          else if (c === 10 || c === 0) return this.#fail('invalid chunk extension');
+          else if ((c < 32 && c !== 9) || c === 127) return this.#fail('invalid chunk extension');
           break;
         }
         case State.SizeLf:

@@ -46,7 +46,7 @@ export function compose(layers: readonly Layer[], terminal: Handler): Handler {
 }
 
 const REASONS: Record<number, string> = {
-  301: 'Moved Permanently', 302: 'Found', 400: 'Bad Request', 404: 'Not Found', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error',
+  301: 'Moved Permanently', 302: 'Found', 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error',
   502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 
@@ -80,6 +80,19 @@ export function grpcErrorResponse(code: ErrorCode, params: Record<string, unknow
   );
 }
 
+/** A byte tunnel an exchange became after `101 Switching Protocols`, for telemetry. */
+export interface Tunnel {
+  /** The protocol switched to, lower case: one the destination service permits (upgrade.ts). */
+  readonly protocol: string;
+  /** performance.now() when the 101 arrived. */
+  readonly openedAt: number;
+  /** Bytes from the client to the upstream, and back, after the heads. */
+  sent: number;
+  received: number;
+  /** Set by telemetry when it observes the exchange; the codec calls it once, when the tunnel closes. */
+  onClose: ((t: Tunnel) => void) | undefined;
+}
+
 export class Exchange {
   readonly client: ClientSide;
   readonly req: RequestHead;
@@ -108,6 +121,13 @@ export class Exchange {
   extraHead = '';
   /** Index in `route.backends` of the backend split picked. */
   backendIndex = 0;
+  /**
+   * The upgrade protocols this request may ask the upstream for, as the upgrade layer
+   * (upgrade.ts) permitted them; '' forwards it as a plain request and refuses a 101.
+   */
+  upgradeTo = '';
+  /** Set when the exchange became a tunnel (101). */
+  tunnel: Tunnel | undefined;
   /** Request head edits by route filters; when set, the forwarder re-serializes the head. */
   headEdits: HeadEdits | undefined;
   /** Response header edits by route filters, applied to the response head in order. */

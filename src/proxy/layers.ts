@@ -22,7 +22,7 @@
 import type { Endpoint } from '../control/protocol.js';
 import type { AccessLog } from '../telemetry/access-log.js';
 import { grpcStatusLabel, type Direction, type ProxyMetrics } from '../telemetry/metrics.js';
-import type { Exchange, Layer } from './exchange.js';
+import type { Exchange, Layer, Tunnel } from './exchange.js';
 import { headerValue } from './http1-parser.js';
 import { UNKNOWN_SOURCE } from './identity.js';
 import { startAttempt } from './attempt.js';
@@ -61,6 +61,7 @@ export function telemetry(o: TelemetryOptions): Layer {
       o.metrics.timedOut(destination, route, ex.errorToken === 'timeout' ? 'attempt' : 'request');
     }
     o.metrics.observeHttp({ direction: o.direction, source, destination, destinationVersion: version, route }, status, seconds, ex.grpcStatus);
+    if (ex.tunnel !== undefined) watchTunnel(o, ex, ex.tunnel, destination, version, route);
     if (!o.accessLog.enabled) return;
     // The request's own fields (method, path) are bounded and, for the path, redacted
     // by the log (access-log.ts); JSON escapes any control character.
@@ -85,6 +86,36 @@ export function telemetry(o: TelemetryOptions): Layer {
   return (next) => (ex) => {
     ex.observer = observe;
     next(ex);
+  };
+}
+
+/**
+ * A tunnel (an upgrade answered 101): counted as it opens, and counted and logged with
+ * its bytes each way and how long it lasted when it closes. What passes through it is
+ * not HTTP the proxy reads, so this line is all the access log says of it.
+ */
+function watchTunnel(o: TelemetryOptions, ex: Exchange, t: Tunnel, destination: string, version: string, route: string): void {
+  const source = ex.source;
+  o.metrics.tunnelOpened(o.direction, source, destination, t.protocol);
+  t.onClose = () => {
+    const ms = performance.now() - t.openedAt;
+    o.metrics.tunnelClosed(o.direction, source, destination, t.protocol, t.sent, t.received, ms / 1000);
+    if (!o.accessLog.enabled) return;
+    o.accessLog.write({
+      ts: new Date().toISOString(),
+      direction: o.direction,
+      tunnel: t.protocol,
+      source,
+      destination,
+      version,
+      route,
+      method: ex.req.method,
+      path: ex.req.path,
+      upstream: ex.endpoint ? endpointKey(ex.endpoint) : undefined,
+      bytes_sent: t.sent,
+      bytes_received: t.received,
+      duration_ms: Math.round(ms * 100) / 100,
+    });
   };
 }
 

@@ -3,7 +3,7 @@
 // snapshot turns them into closures-free records with pre-built regexes and weight
 // tables, so matching a request allocates nothing beyond header values and the
 // substrings a regular expression is run on.
-import { DEFAULT_RETRY_BUDGET, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts, type UpstreamSnapshot } from '../control/protocol.js';
+import { DEFAULT_RETRY_BUDGET, DEFAULT_UPGRADES, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts, type UpstreamSnapshot } from '../control/protocol.js';
 import { RetryBudget } from './retry-budget.js';
 import type { RequestHead } from './http1-parser.js';
 import type { Balancer } from './balancer/balancer.js';
@@ -100,6 +100,8 @@ export interface CompiledUpstream {
    */
   readonly headerNames: readonly string[];
   readonly headerValues: (string | undefined)[];
+  /** The upgrade protocols the service accepts (lower case; upgrade.ts). */
+  readonly upgrades: readonly string[];
 }
 
 /** Gives the backends of an upstream: a sidecar keeps their balancers and health across snapshots (balancing.ts). */
@@ -186,7 +188,15 @@ export function compileUpstream(
   const routes = snap.routes.length > 0 ? snap.routes.map((r) => compileRoute(r, snap.fault, slotOf)) : [defaultRoute(snap.service, snap.fault)];
   const backends = backendsFor(snap);
   const budget = budgetFor(snap.service, snap.retryBudget ?? DEFAULT_RETRY_BUDGET);
-  return { service: snap.service, protocol: snap.protocol, routes, backends, budget, headerNames, headerValues: headerNames.map(() => undefined) };
+  return {
+    service: snap.service, protocol: snap.protocol, routes, backends, budget, headerNames, headerValues: headerNames.map(() => undefined),
+    upgrades: upgradeList(snap.upgrades),
+  };
+}
+
+/** A snapshot's upgrade protocols in lower case; absent: the default (WebSocket). */
+export function upgradeList(upgrades: readonly string[] | undefined): readonly string[] {
+  return upgrades === undefined ? DEFAULT_UPGRADES : upgrades.map((p) => p.toLowerCase());
 }
 
 /** PathPrefix matches whole path elements: `/api` matches `/api` and `/api/x`, not `/apix`. */

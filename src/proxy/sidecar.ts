@@ -17,13 +17,16 @@ import { fault } from './fault.js';
 import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS } from './pool.js';
 import { retry } from './retry.js';
 import { RetryBudget } from './retry-budget.js';
-import { compileUpstream, pickBackend, type BackendSource, type BudgetSource, type CompiledUpstream } from './router.js';
+import { compileUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './router.js';
 import { BalancingState } from './balancing.js';
 import { sweepIntervalMs, timeouts } from './timeout.js';
 import { proxyTcp } from './tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
 import { LimitsRef, limitsWith } from './limits.js';
 import { AppHttpVersion, probeAppHttp, refuseHttp1 } from './h2/app-version.js';
+import type { Http1Options } from './http-server-connection.js';
+import { upgrades } from './upgrade.js';
+import { DEFAULT_UPGRADES } from '../control/protocol.js';
 
 /** HTTP/2 once loaded: the forwarder's and server's modules, the app codecs, and the upstream session pool. */
 interface LoadedH2 {
@@ -80,6 +83,8 @@ export class Sidecar {
   #upstreams: Map<string, CompiledUpstream> | null = null;
   /** The services of the mesh (from the snapshot): the only callers the inbound listener accepts. */
   #meshServices: ReadonlySet<string> = new Set();
+  /** The upgrade protocols this sidecar's own service accepts (its snapshot's inboundUpgrades). */
+  #inboundUpgrades: readonly string[] = DEFAULT_UPGRADES;
   /** Retry budgets per destination, kept across snapshots while their settings hold. */
   readonly #budgets = new Map<string, RetryBudget>();
   /** Balancers and outlier detectors per destination, kept across snapshots (balancing.ts). */
@@ -116,15 +121,20 @@ export class Sidecar {
     const outTelemetry = telemetry({ direction: 'outbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
     // Every outbound listener (what the app, or at a gateway the outside, talks to) speaks for this proxy's service.
     const outIdentity = outboundIdentity(o.service);
+    // Upgrades are judged once the route is known (a request no route takes gets 404 first).
+    const outUpgrades = upgrades((ex) => ex.upstream!.upgrades);
+    // What each HTTP/1.1 connection is held to (limits.ts), and where its refusals are counted.
+    const h1Options = (direction: 'inbound' | 'outbound'): Http1Options => ({ limits: this.limits, refused: (token) => this.metrics.requestRefused(direction, token) });
+    const outH1 = h1Options('outbound');
     const outbound = (fixed?: string): Handler =>
       compose(
-        [outTelemetry, outIdentity, upstream(lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
+        [outTelemetry, outIdentity, upstream(lookup, fixed), route, outUpgrades, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
         forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
       );
     // HTTP/2 streams take the same layers; the HTTP/2 forwarder applies the timeouts and
     // hands failed attempts to the retry state as the HTTP/1.1 one does.
     const outboundH2 = (fixed?: string): H2Server => this.#h2Server((h2, pool) => h2.createH2Server(compose(
-      [outTelemetry, outIdentity, upstream(lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
+      [outTelemetry, outIdentity, upstream(lookup, fixed), route, outUpgrades, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
       h2.h2Forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
     )));
 
@@ -139,9 +149,9 @@ export class Sidecar {
         } else if (up.protocol === 'tcp') {
           this.#outboundTcp(socket, up);
         } else if (up.protocol === 'detect') {
-          detectProtocol(socket, pipeline, h2, (s) => this.#outboundTcp(s, up), o.detectTimeoutMs ?? DETECT_TIMEOUT_MS);
+          detectProtocol(socket, pipeline, h2, (s) => this.#outboundTcp(s, up), o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, outH1);
         } else {
-          serveHttp(socket, pipeline, h2);
+          serveHttp(socket, pipeline, h2, outH1);
         }
       }));
       this.addresses.upstreams[u.service] = await listen(server, u.listen, this.#sockets);
@@ -151,7 +161,7 @@ export class Sidecar {
     if (o.httpProxy) {
       const pipeline = outbound();
       const h2 = outboundH2();
-      const server = net.createServer((socket) => serveHttp(socket, pipeline, h2));
+      const server = net.createServer((socket) => serveHttp(socket, pipeline, h2, outH1));
       this.addresses.httpProxy = await listen(server, o.httpProxy, this.#sockets);
       this.#guard(server, 'http-proxy');
     }
@@ -161,17 +171,20 @@ export class Sidecar {
       const inTelemetry = telemetry({ direction: 'inbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
       const toApp = forwarder(this.#appPool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET');
       const inIdentity = inboundIdentity(sourceHeaderIdentity(() => this.#meshServices));
-      const pipeline = compose([inTelemetry, inIdentity, localApp(app)], toApp);
+      // The app's own sidecar holds every caller to the service's upgrades too, whatever their outbound side did.
+      const inUpgrades = upgrades(() => this.#inboundUpgrades, o.service);
+      const inH1 = h1Options('inbound');
+      const pipeline = compose([inTelemetry, inIdentity, inUpgrades, localApp(app)], toApp);
       const appVersion = (this.#appVersion = new AppHttpVersion(
         () => probeAppHttp(app, this.limits.current.appProbeTimeoutMs),
         (r) => o.log(`proxy ${o.id}: the app at ${endpointKey(app)} speaks ${r.version === 'h2' ? 'HTTP/2 (h2c)' : 'HTTP/1.1'} (${r.evidence})`),
       ));
       if (this.#snapshot !== null) appVersion.declare(this.#snapshot.inboundProtocol);
       // An app declared HTTP/2-only can't take HTTP/1.1: such a request is answered with the cause, not sent.
-      const refused = compose([inTelemetry, inIdentity, localApp(app)], refuseHttp1(endpointKey(app)));
+      const refused = compose([inTelemetry, inIdentity, inUpgrades, localApp(app)], refuseHttp1(endpointKey(app)));
       // HTTP/2 in: to the app in its own HTTP (h2/app-codec.ts), as HTTP/2 (h2c; a gRPC
       // server speaks nothing else) or translated to HTTP/1.1 over the same app pool as above.
-      const h2 = this.#h2Server((h2, pool) => h2.createH2Server(compose([inTelemetry, inIdentity, localApp(app)], h2.appCodec(appVersion, {
+      const h2 = this.#h2Server((h2, pool) => h2.createH2Server(compose([inTelemetry, inIdentity, inUpgrades, localApp(app)], h2.appCodec(appVersion, {
         h2: h2.h2Forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'),
         h1: h2.toHttp1(toApp),
       }))));
@@ -186,9 +199,9 @@ export class Sidecar {
         if (protocol === 'tcp') {
           tcp(socket);
         } else if (protocol === 'detect') {
-          detectProtocol(socket, h1, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS);
+          detectProtocol(socket, h1, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, inH1);
         } else {
-          serveHttp(socket, h1, h2);
+          serveHttp(socket, h1, h2, inH1);
         }
       }));
       this.addresses.inbound = await listen(server, o.inbound, this.#sockets);
@@ -242,12 +255,14 @@ export class Sidecar {
       for (const b of Object.values(u.backends)) for (const e of b.endpoints) keys.add(endpointKey(e));
     }
     if (this.#o.app) keys.add(endpointKey(this.#o.app));
+    const inboundUpgrades = upgradeList(s.inboundUpgrades);
     this.#snapshot = s;
     this.#upstreams = compiled;
     this.limits.current = limits;
     for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
     this.#meshServices = new Set(Array.isArray(s.meshServices) ? s.meshServices.filter((n) => typeof n === 'string') : []);
     this.#appVersion?.declare(s.inboundProtocol);
+    this.#inboundUpgrades = inboundUpgrades;
     this.#pool.retainOnly(keys);
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
     for (const service of budgets.keys()) if (!compiled.has(service)) budgets.delete(service);

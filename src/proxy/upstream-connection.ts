@@ -6,8 +6,8 @@ import type { ErrorCode } from '../errors.js';
 import { endAttempt, NO_ANSWER } from './attempt.js';
 import { ChunkedFramer } from './chunked.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
-import type { ClientBytes, Exchange } from './exchange.js';
-import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead } from './http1-parser.js';
+import type { ClientBytes, Exchange, Tunnel } from './exchange.js';
+import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead, switchedTo } from './http1-parser.js';
 import { editResponseHead } from './filters/header-modifier.js';
 import { IDEMPOTENT, sendableElsewhere } from './retry.js';
 import { H1_REQUEST_TO_H2_APP, isServerPreface, SPEAKS_H2 } from './h2/app-version.js';
@@ -78,6 +78,7 @@ export class UpstreamConnection {
   #readTaken = false;
   /** The tunnel's client after `101 Switching Protocols`: reads go straight to it. */
   #tunnelTo: ClientBytes | undefined;
+  #tunnel: Tunnel | undefined;
 
   constructor(host: string, port: number, key: string, events: UpstreamEvents) {
     this.key = key;
@@ -116,8 +117,12 @@ export class UpstreamConnection {
     if (n === buf.length && n < MAX_READ_BUFFER_BYTES) this.#readTaken = true; // grow: see #nextReadBuffer
     const chunk = buf.subarray(0, n);
     const tunnel = this.#tunnelTo;
-    if (tunnel !== undefined) this.#toClient(tunnel, chunk);
-    else this.#onData(chunk);
+    if (tunnel !== undefined) {
+      this.#tunnel!.received += n;
+      this.#toClient(tunnel, chunk);
+    } else {
+      this.#onData(chunk);
+    }
     return true;
   }
 
@@ -147,10 +152,12 @@ export class UpstreamConnection {
     this.sentAt = performance.now();
     // One buffer, one write: a single write() is markedly cheaper in Node than a corked writev.
     let head: Buffer;
+    // An Upgrade goes upstream only as the upgrade layer permitted it (ex.upgradeTo);
+    // any request that carries one is rewritten (req.rewrite), so none passes raw.
     if (ex.headEdits !== undefined) {
-      head = Buffer.from(ex.headEdits.serialize(req, ex.extraHead), 'latin1');
+      head = Buffer.from(ex.headEdits.serialize(req, ex.extraHead, ex.upgradeTo), 'latin1');
     } else if (req.rewrite) {
-      head = Buffer.from(serializeRequestHead(req, ex.extraHead, req.upgrade), 'latin1');
+      head = Buffer.from(serializeRequestHead(req, ex.extraHead, ex.upgradeTo), 'latin1');
     } else if (ex.extraHead) {
       const raw = ex.head;
       head = Buffer.allocUnsafe(raw.length + ex.extraHead.length);
@@ -209,11 +216,20 @@ export class UpstreamConnection {
       if (isFailure(head)) return this.#protocolError(ex, head.reason);
       const client = ex.client.socket;
       if (head.status < 200 && head.status !== 101) {
-        // 100 Continue and friends: pass on, then read the final response.
-        this.#toClient(client, buf.subarray(0, end));
+        // 100 Continue and friends: pass on (never to an HTTP/1.0 client, RFC 9110 §15.2), then read the final response.
+        if (ex.req.minor === 1) this.#toClient(client, buf.subarray(0, end));
         if (end === buf.length) return;
         buf = buf.subarray(end);
         continue;
+      }
+      let switched: string | undefined;
+      if (head.status === 101) {
+        // A tunnel only to a protocol the request offered, as the upgrade layer permitted
+        // it: a 101 to anything else would let the client's next bytes skip routing.
+        switched = switchedTo(ex.upgradeTo, head.upgrade);
+        if (switched === undefined) {
+          return this.#protocolError(ex, ex.upgradeTo === '' ? '101 Switching Protocols to a request that asked for no upgrade' : '101 Switching Protocols to a protocol the request did not offer');
+        }
       }
       endAttempt(ex, head.status, this.sentAt);
       if (head.appUnavailable && ex.req.contentLength <= 0 && !ex.req.chunked) {
@@ -232,7 +248,7 @@ export class UpstreamConnection {
       }
       ex.status = head.status;
       ex.responseStarted = true;
-      if (head.status === 101) return this.#tunnel(ex, buf);
+      if (switched !== undefined) return this.#openTunnel(ex, buf, end, switched);
       if (head.close) this.#reusable = false;
       const method = ex.req.method;
       if (method === 'HEAD' || head.status === 204 || head.status === 304) this.#body = Body.None;
@@ -276,7 +292,12 @@ export class UpstreamConnection {
       }
       case Body.Chunked:
         end = this.#framer!.feed(chunk, from, chunk.length);
-        if (this.#framer!.error) return this.#protocolError(ex, this.#framer!.error);
+        if (this.#framer!.error) {
+          // Bad framing in the read that brought the head: nothing reached the client
+          // yet, so it can still get a 502 rather than a reset.
+          if (from > 0) ex.responseStarted = false;
+          return this.#protocolError(ex, this.#framer!.error);
+        }
         break;
       default:
         end = -1;
@@ -316,9 +337,17 @@ export class UpstreamConnection {
     ex.finish(ex.req.keepAlive && this.#body !== Body.UntilClose && ex.requestBodyDone && !ex.closeAfter);
   }
 
-  /** After `101 Switching Protocols` the connection is a byte tunnel to the client. */
-  #tunnel(ex: Exchange, buf: Buffer): void {
+  /**
+   * After `101 Switching Protocols` the connection is a byte tunnel to the client.
+   * `buf` holds the 101's head (`[0, end)`) and any tunnel bytes after it. Its bytes
+   * each way are counted, and telemetry hears when it opens (the exchange's observer)
+   * and when it closes (`tunnel.onClose`).
+   */
+  #openTunnel(ex: Exchange, buf: Buffer, end: number, protocol: string): void {
     const client = ex.client.socket;
+    const tunnel: Tunnel = { protocol, openedAt: performance.now(), sent: 0, received: buf.length - end, onClose: undefined };
+    ex.tunnel = tunnel;
+    this.#tunnel = tunnel;
     this.#reusable = false;
     this.ex = undefined;
     this.#events.gone(this);
@@ -329,13 +358,25 @@ export class UpstreamConnection {
     this.#toClient(client, buf);
     this.socket.on('end', () => client.end());
     const early = ex.client.detach();
-    if (early !== undefined) this.socket.write(early);
+    if (early !== undefined) {
+      tunnel.sent += early.length;
+      this.socket.write(early);
+    }
+    client.on('data', (c: Buffer) => { tunnel.sent += c.length; });
     client.pipe(this.socket);
     client.resume();
-    this.socket.on('close', () => client.destroy());
-    client.on('close', () => this.socket.destroy());
+    let closed = false;
+    const ended = (): void => {
+      if (closed) return;
+      closed = true;
+      tunnel.onClose?.(tunnel);
+    };
+    this.socket.on('close', () => { client.destroy(); ended(); });
+    client.on('close', () => { this.socket.destroy(); ended(); });
     ex.observer?.(ex);
     ex.finished = true;
+    // A client gone before the listeners above: its close has fired already.
+    if (client.destroyed) this.socket.destroy();
   }
 
   #protocolError(ex: Exchange, reason: string, code: ErrorCode = 'TRELLIS_E_UPSTREAM_PROTOCOL', params: Record<string, unknown> = {}): void {

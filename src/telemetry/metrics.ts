@@ -118,6 +118,12 @@ export class ProxyMetrics {
   readonly #budgetExhausted: Counter;
   readonly #timeouts: Counter;
   readonly #faults: Counter;
+  // HTTP/1.1 upgrades that became byte tunnels, and requests refused before routing.
+  readonly #tunnels: Counter;
+  readonly #tunnelsActive: Gauge;
+  readonly #tunnelBytes: Counter;
+  readonly #tunnelSeconds: Counter;
+  readonly #requestsRefused: Counter;
   readonly #refused: Counter;
 
   constructor(proxy: { service: string; id: string }) {
@@ -158,11 +164,51 @@ export class ProxyMetrics {
       name: 'trellis_http_faults_total', help: 'Faults injected by FaultInjection policies, by destination, route and fault (delay or abort).',
       labelNames: ['destination', 'route', 'fault'], registers: [this.registry],
     });
+    // `protocol` is one the destination service accepts (its Mesh upgrades), never a client's spelling.
+    const tunnelLabels = ['direction', 'source', 'destination', 'protocol'];
+    this.#tunnels = new client.Counter({
+      name: 'trellis_http_tunnels_total', help: 'HTTP/1.1 upgrades that became byte tunnels (101 Switching Protocols), by the protocol switched to.',
+      labelNames: tunnelLabels, registers: [this.registry],
+    });
+    this.#tunnelsActive = new client.Gauge({
+      name: 'trellis_http_tunnels_active', help: 'Byte tunnels open now.', labelNames: tunnelLabels, registers: [this.registry],
+    });
+    this.#tunnelBytes = new client.Counter({
+      name: 'trellis_http_tunnel_bytes_total', help: 'Bytes through closed tunnels; flow is "sent" (towards the destination) or "received".',
+      labelNames: [...tunnelLabels, 'flow'], registers: [this.registry],
+    });
+    this.#tunnelSeconds = new client.Counter({
+      name: 'trellis_http_tunnel_seconds_total', help: 'Time closed tunnels were open, summed.', labelNames: tunnelLabels, registers: [this.registry],
+    });
+    this.#requestsRefused = new client.Counter({
+      name: 'trellis_http_requests_refused_total',
+      help: 'HTTP/1.1 requests answered and closed before they could be routed, by listener direction and error (bad-request, head-too-large, header-timeout).',
+      labelNames: ['direction', 'error'], registers: [this.registry],
+    });
     this.#refused = new client.Counter({
       name: 'trellis_proxy_connections_refused_total',
       help: 'Client connections a listener closed as they arrived: reason="max-connections" (proxyLimits.maxConnectionsPerListener) or "accept-error" (the system refused, e.g. out of file descriptors).',
       labelNames: ['listener', 'reason'], registers: [this.registry],
     });
+  }
+
+  /** An upgrade became a tunnel. */
+  tunnelOpened(direction: Direction, source: string, destination: string, protocol: string): void {
+    this.#tunnels.labels(direction, source, destination, protocol).inc();
+    this.#tunnelsActive.labels(direction, source, destination, protocol).inc();
+  }
+
+  /** A tunnel closed after `seconds`, with its bytes each way. */
+  tunnelClosed(direction: Direction, source: string, destination: string, protocol: string, sent: number, received: number, seconds: number): void {
+    this.#tunnelsActive.labels(direction, source, destination, protocol).dec();
+    this.#tunnelBytes.labels(direction, source, destination, protocol, 'sent').inc(sent);
+    this.#tunnelBytes.labels(direction, source, destination, protocol, 'received').inc(received);
+    this.#tunnelSeconds.labels(direction, source, destination, protocol).inc(seconds);
+  }
+
+  /** A request was refused before it became an exchange; `error` is an error-table token. */
+  requestRefused(direction: Direction, error: string): void {
+    this.#requestsRefused.labels(direction, error).inc();
   }
 
   /** A listener closed a connection as it arrived; `listener` is the proxy's own listener name. */

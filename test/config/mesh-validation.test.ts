@@ -160,4 +160,15 @@ describe('Mesh cross-field checks', () => {
     const { file, result } = await load('    - name: web\n      versions: [{ name: v1 }]\n    - name: web-v1\n');
     assert.match(problemAt(result, 'spec.services[1].name', file).message, /is also the backend name of version "v1" of service "web"/);
   });
+
+  it('takes upgrade protocols as tokens, in lower case, and refuses h2c and repeats', async () => {
+    const ok = await load('    - name: web\n      upgrades: [WebSocket, SPDY/3.1]\n');
+    assert.deepEqual(ok.result.problems, []);
+    assert.deepEqual(ok.result.config?.services[0]?.upgrades, ['websocket', 'spdy/3.1']);
+    const bad = await load('    - name: web\n      upgrades: [websocket, H2C, WebSocket]\n');
+    assert.match(problemAt(bad.result, 'spec.services[0].upgrades[1]', bad.file).message, /h2c is never tunnelled/);
+    assert.match(problemAt(bad.result, 'spec.services[0].upgrades[2]', bad.file).message, /lists "WebSocket" again/);
+    const notToken = await load('    - name: web\n      upgrades: ["web socket"]\n');
+    assert.match(problemAt(notToken.result, 'spec.services[0].upgrades[0]', notToken.file).message, /HTTP Upgrade protocol/);
+  });
 });

@@ -120,3 +120,12 @@ test('the snapshot version moves only when the content changes, separately per p
 test('stableStringify ignores key order', () => {
   assert.equal(stableStringify({ b: 1, a: { d: [1, { y: 1, x: 2 }], c: null } }), stableStringify({ a: { c: null, d: [1, { x: 2, y: 1 }] }, b: 1 }));
 });
+
+test('a service\'s upgrade protocols reach its callers\' upstream entry and its own inbound listener; absent, neither carries any', () => {
+  const m = config([service('web', { upstreams: ['chat'] }), service('chat', { upgrades: ['websocket', 'spdy/3.1'] })]);
+  const web = compileSnapshot({ config: m, instances: [], proxy: sidecar('web-0', 'web') });
+  assert.deepEqual(web.upstreams.chat!.upgrades, ['websocket', 'spdy/3.1']);
+  assert.equal(web.inboundUpgrades, undefined, 'web declares none: the proxy applies the default');
+  const chat = compileSnapshot({ config: m, instances: [], proxy: sidecar('chat-0', 'chat') });
+  assert.deepEqual(chat.inboundUpgrades, ['websocket', 'spdy/3.1']);
+});

@@ -358,11 +358,11 @@ test('a response HTTP/2 cannot carry is answered 502 with the reason, and the ne
   const p = await startPair(raw.port, 'http1');
   const s = http2.connect(`http://127.0.0.1:${p.port}`);
   try {
-    for (const [path, reason] of [['/nul', /invalid value of header "x-bad"/], ['/status', /status 700/], ['/switch', /switched protocols/], ['/coding', /transfer-coding/], ['/name', /invalid header name/]] as const) {
+    for (const [path, reason] of [['/nul', /invalid character in a header value/], ['/status', /invalid status code/], ['/switch', /switched protocols|Switching Protocols to a request that asked for no upgrade/], ['/coding', /transfer-coding/], ['/name', /invalid header name|the name is not a token/]] as const) {
       const res = await h2Request(s, { ':method': 'GET', ':path': path });
       assert.equal(res.status, 502, path);
       assert.equal(res.headers['trellis-error'], 'upstream-protocol', path);
-      assert.match((JSON.parse(res.body) as { message: string }).message, reason);
+      assert.match((JSON.parse(res.body) as { message: string }).message, reason, path);
     }
     const good = await h2Request(s, { ':method': 'GET', ':path': '/good' });
     assert.deepEqual({ status: good.status, kept: good.headers['x-kept'], hop: good.headers['x-hop'], body: good.body }, { status: 200, kept: 'Yes', hop: undefined, body: 'ok' });

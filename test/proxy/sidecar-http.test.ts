@@ -52,9 +52,9 @@ before(async () => {
     res.setHeader('x-source', String(req.headers['trellis-source']));
     res.end(`hello ${req.method} ${req.url}`);
   });
-  // An upgrade (as WebSocket does): 101, then the connection echoes bytes.
+  // A WebSocket upgrade (the protocol a service accepts by default): 101, then the connection echoes bytes.
   app.server.on('upgrade', (_req, socket: net.Socket, head: Buffer) => {
-    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
     if (head.length) socket.write(head);
     socket.pipe(socket);
   });
@@ -166,7 +166,7 @@ test('an HTTP upgrade becomes a byte tunnel through both sidecars, early bytes i
       else if (got.includes('\r\n\r\n') && !got.includes('ping-late')) sock.write('ping-late');
     });
     sock.setTimeout(3000, () => { sock.destroy(); resolve(got); });
-    sock.write('GET /ws HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nping-early');
+    sock.write('GET /ws HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nping-early');
   });
   assert.match(out, /^HTTP\/1\.1 101 /);
   assert.match(out, /ping-early/);

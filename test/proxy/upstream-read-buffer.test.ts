@@ -80,7 +80,7 @@ before(async () => {
     res.end('ok');
   });
   app.server.on('upgrade', (_req, socket: net.Socket) => {
-    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
     socket.pipe(socket);
   });
   // An app that writes its response head a few bytes at a time.
@@ -183,7 +183,7 @@ test('a 101 tunnel echoes 4 MB each way intact', async () => {
   const port = outbound.addresses.upstreams.api!.port;
   const sock = net.connect(port, '127.0.0.1');
   await new Promise<void>((r) => sock.once('connect', r));
-  sock.write('GET /ws HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n');
+  sock.write('GET /ws HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
   const payload = pattern(4 * 1024 * 1024, 5);
   const got = await new Promise<Buffer>((resolve, reject) => {
     let buf = Buffer.alloc(0);

@@ -5,7 +5,7 @@
 import type http2 from 'node:http2';
 import type net from 'node:net';
 import type { Handler } from '../exchange.js';
-import { HttpServerConnection } from '../http-server-connection.js';
+import { HttpServerConnection, type Http1Options } from '../http-server-connection.js';
 
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
@@ -17,17 +17,20 @@ export function sniffPreface(buf: Buffer): 'h2' | 'h1' | 'more' {
   return n === H2_PREFACE.length ? 'h2' : 'more';
 }
 
-/** A connection that sends nothing is closed after this long (as an idle HTTP/1.1 one). */
+/** A connection that sends nothing is closed after this long (as an idle HTTP/1.1 one): the idle timeout, when the listener gives its limits. */
 const SILENT_TIMEOUT_MS = 120_000;
 
 /** The HTTP/2 server a connection is handed to, made (and node:http2 loaded) on first use. */
 export type H2Server = () => Promise<http2.Http2Server>;
 
-/** Serves an accepted HTTP connection as HTTP/1.1 (through `h1`) or HTTP/2 (through `h2`). */
-export function serveHttp(socket: net.Socket, h1: Handler, h2: H2Server): void {
+/**
+ * Serves an accepted HTTP connection as HTTP/1.1 (through `h1`) or HTTP/2 (through `h2`).
+ * `opts`: the listener's limits (and refusal counter) for an HTTP/1.1 connection.
+ */
+export function serveHttp(socket: net.Socket, h1: Handler, h2: H2Server, opts?: Http1Options): void {
   let seen: Buffer | undefined;
   const silent = (): void => { socket.destroy(); };
-  socket.setTimeout(SILENT_TIMEOUT_MS, silent);
+  socket.setTimeout(opts?.limits.current.idleTimeoutMs ?? SILENT_TIMEOUT_MS, silent);
   const onData = (chunk: Buffer): void => {
     const buf = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
     const kind = sniffPreface(buf);
@@ -37,7 +40,7 @@ export function serveHttp(socket: net.Socket, h1: Handler, h2: H2Server): void {
       return;
     }
     socket.removeListener('timeout', silent);
-    handOver(socket, kind, buf, h1, h2);
+    handOver(socket, kind, buf, h1, h2, opts);
   };
   socket.once('data', onData);
   // An error before the first byte (a reset) must not crash the process.
@@ -49,9 +52,9 @@ export function serveHttp(socket: net.Socket, h1: Handler, h2: H2Server): void {
  * HTTP/1.1 codec (which takes the bytes as they are), or back to the socket and on to
  * the HTTP/2 server (whose session reads what is buffered on the socket first).
  */
-function handOver(socket: net.Socket, kind: 'h1' | 'h2', buf: Buffer, h1: Handler, h2: H2Server): void {
+function handOver(socket: net.Socket, kind: 'h1' | 'h2', buf: Buffer, h1: Handler, h2: H2Server, opts: Http1Options | undefined): void {
   if (kind === 'h1') {
-    new HttpServerConnection(socket, h1, buf);
+    new HttpServerConnection(socket, h1, buf, opts);
     return;
   }
   socket.pause();
@@ -86,7 +89,7 @@ export function sniffProtocol(buf: Buffer): 'h2' | 'h1' | 'opaque' | 'more' {
  * A client that sends nothing within `timeoutMs` (a server-first protocol, such as
  * MySQL or SMTP) is opaque too, after that wait: such services should declare tcp.
  */
-export function detectProtocol(socket: net.Socket, h1: Handler, h2: H2Server, opaque: (socket: net.Socket) => void, timeoutMs: number): void {
+export function detectProtocol(socket: net.Socket, h1: Handler, h2: H2Server, opaque: (socket: net.Socket) => void, timeoutMs: number, opts?: Http1Options): void {
   let seen: Buffer | undefined;
   const timer = setTimeout(() => {
     socket.removeListener('data', onData);
@@ -103,7 +106,7 @@ export function detectProtocol(socket: net.Socket, h1: Handler, h2: H2Server, op
     }
     clearTimeout(timer);
     socket.removeListener('data', onData);
-    if (kind !== 'opaque') return handOver(socket, kind, buf, h1, h2);
+    if (kind !== 'opaque') return handOver(socket, kind, buf, h1, h2, opts);
     socket.pause();
     socket.unshift(buf);
     opaque(socket);

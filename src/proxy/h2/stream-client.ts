@@ -7,7 +7,7 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import { ERRORS, errorMessage, type ErrorCode } from '../../errors.js';
 import { Exchange, type ClientSide, type Handler } from '../exchange.js';
-import type { RequestHead } from '../http1-parser.js';
+import { sameAuthority, type RequestHead } from '../http1-parser.js';
 import { GRPC_STATUS, grpcErrorHeaders, grpcStatusOf, isGrpcContentType } from './grpc.js';
 
 const END_STREAM = http2.constants.NGHTTP2_FLAG_END_STREAM;
@@ -119,6 +119,22 @@ export function requestHeadOf(headers: http2.IncomingHttpHeaders): RequestHead {
 }
 
 /**
+ * Why an HTTP/2 request is refused before it is routed, or undefined. CONNECT (RFC 9113
+ * §8.5; extended CONNECT is refused by Node itself, which does not enable it): a tunnel
+ * to any address is not a mesh's to open. A host header naming another authority than
+ * :authority (RFC 9113 §8.3.1): routing reads one, and the next hop would get the other.
+ */
+function refusal(headers: http2.IncomingHttpHeaders): string | undefined {
+  if (headers[':method'] === 'CONNECT') return 'CONNECT is not supported';
+  const authority = headers[':authority'];
+  const host = headers.host;
+  if (authority !== undefined && host !== undefined && !sameAuthority(host, authority, headers[':scheme'] === 'https' ? ':443' : ':80')) {
+    return 'the host header names another host than :authority';
+  }
+  return undefined;
+}
+
+/**
  * An HTTP/2 server that is never listened on: a listener hands it the connections
  * that start with the HTTP/2 preface (`emit('connection', socket)`), and each stream
  * runs through `handler`.
@@ -152,6 +168,8 @@ export function createH2Server(handler: Handler): http2.Http2Server {
       if (grpc && ex.grpcStatus === '' && ex.status !== 0) ex.grpcStatus = String(reset ? GRPC_STATUS.CANCELLED : GRPC_STATUS.UNKNOWN);
       ex.finish(false);
     });
+    const refused = refusal(headers);
+    if (refused !== undefined) return ex.fail('TRELLIS_E_BAD_REQUEST', { reason: refused });
     handler(ex);
   });
   return server;
