@@ -9,7 +9,7 @@
 // instance was failing.
 //
 // Pure: Prometheus text in, verdicts out; the reading of the proxies is hop-scrape.ts.
-import { parsePrometheus } from '../loadgen/hop-metrics.js';
+import { parsePrometheus } from '../telemetry/prometheus-text.js';
 import { requestFailed } from '../telemetry/metrics.js';
 
 const REQUESTS = 'trellis_http_requests_total';
