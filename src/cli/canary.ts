@@ -9,6 +9,7 @@ import { TrellisError } from '../errors.js';
 import { ejectionText, msText, p99Ms, percent, versionReading, type CanaryLimits, type VersionReading, type WindowStats } from '../canary/judge.js';
 import { pickStable, runCanary, stepWeights, type CanaryEvent, type CanaryPlan } from '../canary/step-runner.js';
 import { readProxyMetrics } from '../loadgen/hop-scrape.js';
+import { fetchFailure } from '../loadgen/mesh-target.js';
 import { abortOnSigint, parseDuration, parseFlags } from './args.js';
 import { ackText, adminBase, ADMIN_FLAGS, adminFlagsHelp, applyWeights, readWeights, weightsText, type Weights } from './weights-client.js';
 
@@ -178,7 +179,7 @@ export async function run(argv: string[]): Promise<number> {
         try {
           return versionReading(await readProxyMetrics(base), service, to);
         } catch (err) {
-          throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: `reading the proxies' metrics: ${(err as Error).message}` });
+          throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: `reading the proxies' metrics: ${fetchFailure(err)}` });
         }
       },
       sleep: (ms, signal) => sleep(ms, undefined, { signal }),
