@@ -2,6 +2,7 @@
 // turns a line into a checked ProxyMessage, and writes ControlMessages.
 import { StringDecoder } from 'node:string_decoder';
 import type { Duplex } from 'node:stream';
+import { TrellisError } from '../errors.js';
 import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from './protocol.js';
 
 /** Longest line accepted from a proxy; a hello is a few hundred bytes. */
@@ -17,12 +18,12 @@ export class LineReader {
     this.#max = maxLineBytes;
   }
 
-  /** Returns the complete lines in `chunk`; throws when a line grows past the limit. */
+  /** Returns the complete lines in `chunk`; throws TRELLIS_E_BAD_REQUEST when a line grows past the limit. */
   push(chunk: Buffer): string[] {
     const text = this.#partial + this.#decoder.write(chunk);
     const parts = text.split('\n');
     this.#partial = parts.pop() ?? '';
-    if (this.#partial.length > this.#max) throw new Error(`a message is longer than ${this.#max} bytes`);
+    if (this.#partial.length > this.#max) throw new TrellisError('TRELLIS_E_BAD_REQUEST', { reason: `a message is longer than ${this.#max} bytes` });
     return parts.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l)).filter((l) => l.trim() !== '');
   }
 }

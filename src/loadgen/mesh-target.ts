@@ -66,20 +66,29 @@ interface ProxyConfig {
   addresses?: { upstreams?: Record<string, HostPort>; httpProxy?: HostPort };
 }
 
-/** GETs JSON with a bounded wait; failures name the URL and the reason. */
+/** GETs JSON with a bounded wait; fails with TRELLIS_E_ADMIN_UNREACHABLE naming the URL and the reason. */
 export async function fetchJson(url: string): Promise<unknown> {
   let res: Response;
   try {
     res = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new Error(cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err)));
+    throw new TrellisError('TRELLIS_E_ADMIN_UNREACHABLE', { url, reason: cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err)) });
   }
   if (!res.ok) {
     await res.body?.cancel();
-    throw new Error(`answered ${res.status}`);
+    throw new TrellisError('TRELLIS_E_ADMIN_UNREACHABLE', { url, reason: `answered ${res.status}` });
   }
   return res.json();
+}
+
+/**
+ * Why a GET of an admin endpoint failed, without the URL, for messages that name the
+ * endpoint their own way ("GET /v1/services: ECONNREFUSED").
+ */
+export function fetchFailure(err: unknown): string {
+  if (err instanceof TrellisError && err.code === 'TRELLIS_E_ADMIN_UNREACHABLE') return String(err.params.reason);
+  return err instanceof Error ? err.message : String(err);
 }
 
 function hostPort(v: unknown): HostPort | undefined {
@@ -100,7 +109,7 @@ export async function resolveServiceTarget(o: ResolveOptions): Promise<ResolvedT
     try {
       return (await getJson(`${control}${path}`)) as T;
     } catch (err) {
-      throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: control, reason: `GET ${path}: ${(err as Error).message}` });
+      throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: control, reason: `GET ${path}: ${fetchFailure(err)}` });
     }
   };
 
@@ -137,7 +146,7 @@ export async function resolveServiceTarget(o: ResolveOptions): Promise<ResolvedT
     try {
       return (await getJson(url)) as ProxyConfig;
     } catch (err) {
-      throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `cannot read the config of proxy ${p.id} at ${url}: ${(err as Error).message}; is it running? (\`trellis status\`)` });
+      throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `cannot read the config of proxy ${p.id} at ${url}: ${fetchFailure(err)}; is it running? (\`trellis status\`)` });
     }
   };
 

@@ -6,6 +6,7 @@
 // keeps the schedule: it sleeps with Atomics.wait (sub-millisecond, no busy loop) and
 // posts "requests up to j are due" to the main thread, which owns the sockets.
 import { Worker } from 'node:worker_threads';
+import { TrellisError } from '../errors.js';
 
 /**
  * A monotonic millisecond clock the main thread and the ticker thread share
@@ -83,7 +84,8 @@ export interface ScheduleOptions {
 /**
  * Calls `due(j)` each time requests up to (excluding) index j have become due, in
  * order, and resolves once all `total` are due, or when `signal` aborts. Rejects only
- * if the ticker thread fails or overruns the schedule by 10 s.
+ * if the ticker thread fails, or with TRELLIS_E_LOAD_SCHEDULE when it stops early or
+ * overruns the schedule by 10 s.
  */
 export async function runSchedule(o: ScheduleOptions, due: (upTo: number) => void): Promise<void> {
   if (o.total <= 0 || o.signal?.aborted) return;
@@ -102,7 +104,7 @@ export async function runSchedule(o: ScheduleOptions, due: (upTo: number) => voi
   try {
     await new Promise<void>((resolve, reject) => {
       const lengthMs = o.startMs + o.total * o.intervalMs - o.clock.now();
-      const bound = setTimeout(() => reject(new Error('load: the schedule overran its time')), lengthMs + 10_000);
+      const bound = setTimeout(() => reject(new TrellisError('TRELLIS_E_LOAD_SCHEDULE', { reason: 'it overran its time by 10 s' })), lengthMs + 10_000);
       const done = (): void => {
         clearTimeout(bound);
         o.signal?.removeEventListener('abort', onAbort);
@@ -129,7 +131,7 @@ export async function runSchedule(o: ScheduleOptions, due: (upTo: number) => voi
         if (next >= o.total || o.signal?.aborted) done();
         else {
           clearTimeout(bound);
-          reject(new Error('load: the ticker thread stopped early'));
+          reject(new TrellisError('TRELLIS_E_LOAD_SCHEDULE', { reason: 'the ticker thread stopped early' }));
         }
       });
     });

@@ -370,7 +370,7 @@ export class ProxyMetrics {
     counter('trellis_endpoint_ejections_total', 'Times outlier detection ejected an endpoint.', ['destination', 'endpoint'], (c) => {
       perEndpoint((v) => c.labels(v.service, v.id).inc(v.ejections));
     });
-    // Per version, not per endpoint: what a canary of a version is judged on (canary-check.ts).
+    // Per version, not per endpoint: what a canary of a version is judged on (canary/judge.ts).
     // Every label comes from the snapshot (destination, version) or a fixed set (reason).
     counter('trellis_outlier_ejections_total', 'Times outlier detection ejected an endpoint, by destination, the endpoint\'s version and the reason.', ['destination', 'destination_version', 'reason'], (c) => {
       for (const e of state.ejections()) c.labels(e.service, e.version, e.reason).inc(e.count);

@@ -1,9 +1,11 @@
 // Service targets: resolved through the control plane's admin API and the sidecars'
 // admin /config, and load sent from inside the mesh through a real sidecar pair.
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { TrellisError } from '../../src/errors.js';
-import { resolveServiceTarget } from '../../src/loadgen/mesh-target.js';
+import { fetchJson, resolveServiceTarget } from '../../src/loadgen/mesh-target.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { startInbound, startOutbound } from '../helpers/proxy-pair.js';
 import { jsonApi, Servers, trellis } from './helpers.js';
@@ -105,6 +107,29 @@ describe('resolving a service target', () => {
       resolveServiceTarget({ control: CONTROL, service: 'backend', path: '/', getJson: fake({}).getJson }),
       (e: unknown) => e instanceof TrellisError && e.code === 'TRELLIS_E_CONTROL_UNREACHABLE',
     );
+  });
+});
+
+describe('reading an admin endpoint', () => {
+  it('fails with TRELLIS_E_ADMIN_UNREACHABLE naming the URL: an error answer or nothing listening', async () => {
+    const server = http.createServer((_req, res) => res.writeHead(500).end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/services`;
+      await assert.rejects(fetchJson(url), (e: unknown) => e instanceof TrellisError && e.code === 'TRELLIS_E_ADMIN_UNREACHABLE' && e.message === `GET ${url} failed: answered 500`);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+    // The port of a server that was just closed: nothing listens there.
+    const gone = http.createServer();
+    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', r));
+    const control = `http://127.0.0.1:${(gone.address() as AddressInfo).port}`;
+    await new Promise((r) => gone.close(r));
+    await assert.rejects(resolveServiceTarget({ control, service: 'backend', path: '/' }), (e: unknown) => {
+      assert.ok(e instanceof TrellisError && e.code === 'TRELLIS_E_CONTROL_UNREACHABLE');
+      assert.equal(e.message, `cannot reach the control plane at ${control}: GET /v1/services: ECONNREFUSED; is \`trellis control\` (or \`trellis up\`) running?`);
+      return true;
+    });
   });
 });
 

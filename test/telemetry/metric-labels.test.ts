@@ -3,7 +3,7 @@
 // collapse into "other", so an app (or a peer) can't grow /metrics without bound.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { isError } from '../../src/cli/canary-check.js';
+import { isError } from '../../src/canary/judge.js';
 import { ProxyMetrics, requestFailed, type HttpLabels } from '../../src/telemetry/metrics.js';
 
 const labels: HttpLabels = { direction: 'outbound', source: 'web', destination: 'api', destinationVersion: 'v1', route: 'r' };

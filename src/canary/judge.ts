@@ -1,15 +1,19 @@
-// The numbers a canary step is judged on: what the callers' sidecars counted for one
-// version of a service over one interval (outbound series with destination=SERVICE and
+// How a canary step is judged: what the callers' sidecars counted for one version of a
+// service over one interval (outbound series with destination=SERVICE and
 // destination_version=VERSION, summed over every proxy), as deltas of the counters and
-// histogram buckets between two readings, never totals since the proxies started.
+// histogram buckets between two readings, never totals since the proxies started; then
+// a verdict on that window against the canary's limits, naming the metric, its value
+// and the limit.
+//
 // Besides the version's own requests: the times outlier detection ejected one of its
 // instances, and the requests meant for it that went to other versions because none of
 // its instances could take them (failover). Those never show as the version's requests,
 // and a canary judged on its requests alone saw "too little traffic" where its only
 // instance was failing.
 //
-// Pure: Prometheus text in, verdicts out; the reading of the proxies is hop-scrape.ts.
-import { parsePrometheus } from '../loadgen/hop-metrics.js';
+// Pure: Prometheus text in, verdicts out. The steps are step-runner.ts; reading the
+// proxies is loadgen/hop-scrape.ts; the command and its printing are cli/canary.ts.
+import { parsePrometheus } from '../telemetry/prometheus-text.js';
 import { requestFailed } from '../telemetry/metrics.js';
 
 const REQUESTS = 'trellis_http_requests_total';
@@ -149,7 +153,7 @@ export interface CanaryLimits {
   /** Largest error rate that passes, 0..1. */
   readonly maxErrorRate: number;
   readonly maxP99Ms: number;
-  /** Fewer requests in a window say nothing: the step waits or fails (see canary.ts). */
+  /** Fewer requests in a window say nothing: the step waits or fails (see step-runner.ts). */
   readonly minRequests: number;
 }
 
@@ -174,8 +178,8 @@ export function p99Ms(s: WindowStats): number | undefined {
   return q === undefined ? undefined : q * 1000;
 }
 
-/** Ejections of the window, e.g. "2 (consecutive-5xx)". */
-function ejectionText(e: Readonly<Record<string, number>>): string {
+/** Ejections of the window, e.g. "2 times (consecutive-5xx)". */
+export function ejectionText(e: Readonly<Record<string, number>>): string {
   const n = Object.values(e).reduce((a, b) => a + b, 0);
   return `${n} time${n === 1 ? '' : 's'} (${Object.keys(e).sort().join(', ')})`;
 }
@@ -211,15 +215,4 @@ export function judge(s: WindowStats, l: CanaryLimits): Verdict {
     return { kind: 'breach', metric: 'p99', reason: `p99 latency ${msText(p99)} (${bucket} of the sidecars' histograms, over ${s.requests} requests) is above --max-p99 ${msText(l.maxP99Ms)}` };
   }
   return { kind: 'pass' };
-}
-
-/** "150 requests in 30.0 s, error rate 0% (max 1%), p99 12.3 ms (max 200 ms)". */
-export function statsText(s: WindowStats, seconds: number, l: CanaryLimits): string {
-  const requests = s.requests + s.failovers;
-  const rate = requests > 0 ? (s.errors + s.failovers) / requests : 0;
-  const p99 = p99Ms(s);
-  const elsewhere = s.failovers > 0 ? ` (${s.failovers} sent to other versions)` : '';
-  const ejected = Object.keys(s.ejections).length > 0 ? `, ejected ${ejectionText(s.ejections)}` : '';
-  return `${requests} requests${elsewhere} in ${seconds.toFixed(1)} s, error rate ${percent(rate)} (max ${percent(l.maxErrorRate)}), ` +
-    `p99 ${p99 === undefined ? '-' : msText(p99)} (max ${msText(l.maxP99Ms)})${ejected}`;
 }

@@ -4,9 +4,7 @@
 // from the proxies' own ProxyMetrics, so the parsing is checked against what they print.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { histogramQuantile, judge, versionReading, windowStats, type CanaryLimits } from '../../src/cli/canary-check.js';
-import { parsePercent, parseSteps, pickStable, stepWeights } from '../../src/cli/canary.js';
-import { TrellisError } from '../../src/errors.js';
+import { histogramQuantile, judge, versionReading, windowStats, type CanaryLimits } from '../../src/canary/judge.js';
 import { ProxyMetrics, type HttpLabels } from '../../src/telemetry/metrics.js';
 import { BalancingState } from '../../src/proxy/balancing.js';
 import type { CompiledBackend } from '../../src/proxy/router.js';
@@ -85,21 +83,6 @@ test('fewer requests than --min-requests is not a pass, whatever they show', () 
   assert.deepEqual(judge(s, limits), { kind: 'too-little-traffic' });
   assert.deepEqual(judge(windowStats(before, before), limits), { kind: 'too-little-traffic' });
   assert.deepEqual(judge(s, { ...limits, minRequests: 19 }), { kind: 'pass' });
-});
-
-test('steps, percents and the stable version', () => {
-  assert.deepEqual(parseSteps('5,25,50,100'), [5, 25, 50, 100]);
-  assert.deepEqual(parseSteps('10%, 100%'), [10, 100]);
-  for (const bad of ['0,50', '50,25', '5,,10', '101', 'half']) {
-    assert.throws(() => parseSteps(bad), (e: unknown) => e instanceof TrellisError && e.code === 'TRELLIS_E_USAGE', bad);
-  }
-  assert.equal(parsePercent('1%', '--max-error-rate'), 0.01);
-  assert.equal(parsePercent('0.5', '--max-error-rate'), 0.005);
-  assert.throws(() => parsePercent('150%', '--max-error-rate'), /expects a percent from 0 to 100/);
-  const view = { service: 'backend', versions: ['v1', 'v2', 'v3'], weights: { v1: 10, v2: 5, v3: 85 }, rules: [], byInstances: { v1: 1, v2: 1, v3: 1 } };
-  assert.equal(pickStable(view, 'v2'), 'v3');
-  assert.equal(pickStable({ ...view, weights: null }, 'v2'), 'v1');
-  assert.deepEqual(stepWeights(['v1', 'v2', 'v3'], 'v2', 'v3', 25), { v1: 0, v2: 25, v3: 75 });
 });
 
 test('a gRPC call that ends in an error status counts as an error, though it was answered with HTTP 200', () => {
