@@ -57,17 +57,25 @@ export class HttpServerConnection implements ClientSide {
   /** The idle sweep's tick when this connection was last busy. */
   #idleSince = idleSweep.tick;
 
-  /** `first`: bytes already read from the socket (by protocol detection), handled before any more. */
-  constructor(socket: net.Socket, handler: Handler, first?: Buffer) {
+  /** Reports an exception in handling this connection, and ends the connection (by default, just that). */
+  readonly #onFailure: (err: unknown) => void;
+
+  /**
+   * `first`: bytes already read from the socket (by protocol detection), handled before any more.
+   * `failed`: called when handling this connection's bytes or requests threw; it must
+   * end the connection (the sidecar also counts and logs it). The exception goes no further.
+   */
+  constructor(socket: net.Socket, handler: Handler, first?: Buffer, failed?: (err: unknown) => void) {
     this.socket = socket;
     this.#handler = handler;
+    this.#onFailure = failed ?? (() => socket.destroy());
     socket.setNoDelay(true);
     socket.setTimeout(0); // protocol detection's timer, if any: the idle sweep takes over
     skipReadMore(socket);
     idleSweep.add(this);
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('data', (chunk: Buffer) => this.#guarded(() => this.#onData(chunk)));
     socket.on('error', () => socket.destroy());
-    socket.on('close', () => {
+    socket.on('close', () => this.#guarded(() => {
       idleSweep.delete(this);
       const ex = this.#ex;
       if (ex !== undefined && !ex.finished) {
@@ -78,8 +86,27 @@ export class HttpServerConnection implements ClientSide {
         ex.finished = true;
         ex.observer?.(ex);
       }
-    });
-    if (first !== undefined) this.#onData(first);
+    }));
+    if (first !== undefined) this.#guarded(() => this.#onData(first));
+  }
+
+  /**
+   * Runs this connection's work (its pipeline runs synchronously within it): an
+   * exception ends this connection, never the process.
+   */
+  #guarded(work: () => void): void {
+    try {
+      work();
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  /** Ends this connection after an exception in handling it (here, or in its exchange's upstream). */
+  failed(err: unknown): void {
+    this.#closing = true;
+    this.#buf = undefined;
+    this.#onFailure(err);
   }
 
   #onData(chunk: Buffer): void {
@@ -216,7 +243,8 @@ export class HttpServerConnection implements ClientSide {
       return;
     }
     this.#bodyPaused = false;
-    if (this.#buf !== undefined) this.#parseNext();
+    // The next pipelined request runs from the end of this one (an upstream's event): guarded as data is.
+    if (this.#buf !== undefined) this.#guarded(() => this.#parseNext());
     // resume() on a flowing stream still schedules a tick: only call it when paused.
     if (!this.#bodyPaused && !this.#closing && this.socket.isPaused()) this.socket.resume();
   }
