@@ -73,32 +73,37 @@ export class HttpServerConnection implements ClientSide {
     socket.setTimeout(0); // protocol detection's timer, if any: the idle sweep takes over
     skipReadMore(socket);
     idleSweep.add(this);
-    socket.on('data', (chunk: Buffer) => this.#guarded(() => this.#onData(chunk)));
+    socket.on('data', (chunk: Buffer) => {
+      // The pipeline runs synchronously within: an exception ends this connection, never the process.
+      try {
+        this.#onData(chunk);
+      } catch (err) {
+        this.failed(err);
+      }
+    });
     socket.on('error', () => socket.destroy());
-    socket.on('close', () => this.#guarded(() => {
+    socket.on('close', () => {
       idleSweep.delete(this);
       const ex = this.#ex;
       if (ex !== undefined && !ex.finished) {
-        // The client went away mid-exchange: drop the upstream connection too.
-        ex.errorToken ||= 'client-closed';
-        if (ex.attemptBackend !== undefined || ex.heldRetry !== undefined) settleAttempts(ex);
-        ex.upstreamConn?.close();
-        ex.finished = true;
-        ex.observer?.(ex);
+        try {
+          // The client went away mid-exchange: drop the upstream connection too.
+          ex.errorToken ||= 'client-closed';
+          if (ex.attemptBackend !== undefined || ex.heldRetry !== undefined) settleAttempts(ex);
+          ex.upstreamConn?.close();
+          ex.finished = true;
+          ex.observer?.(ex);
+        } catch (err) {
+          this.failed(err);
+        }
       }
-    }));
-    if (first !== undefined) this.#guarded(() => this.#onData(first));
-  }
-
-  /**
-   * Runs this connection's work (its pipeline runs synchronously within it): an
-   * exception ends this connection, never the process.
-   */
-  #guarded(work: () => void): void {
-    try {
-      work();
-    } catch (err) {
-      this.failed(err);
+    });
+    if (first !== undefined) {
+      try {
+        this.#onData(first);
+      } catch (err) {
+        this.failed(err);
+      }
     }
   }
 
@@ -244,7 +249,13 @@ export class HttpServerConnection implements ClientSide {
     }
     this.#bodyPaused = false;
     // The next pipelined request runs from the end of this one (an upstream's event): guarded as data is.
-    if (this.#buf !== undefined) this.#guarded(() => this.#parseNext());
+    if (this.#buf !== undefined) {
+      try {
+        this.#parseNext();
+      } catch (err) {
+        this.failed(err);
+      }
+    }
     // resume() on a flowing stream still schedules a tick: only call it when paused.
     if (!this.#bodyPaused && !this.#closing && this.socket.isPaused()) this.socket.resume();
   }
