@@ -248,6 +248,39 @@ test('an exception while relaying an upstream\'s response ends that client only,
   }
 });
 
+test('an exception while connecting a TCP client ends that connection only', async () => {
+  const echo = net.createServer((socket) => { socket.on('error', () => {}); socket.pipe(socket); });
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  const s = await startOutbound('edge', {
+    db: { service: 'db', protocol: 'tcp', routes: [], backends: { db: { name: 'db', endpoints: [{ id: 'db-0', host: '127.0.0.1', port: (echo.address() as net.AddressInfo).port, version: 'v1' }] } } },
+  });
+  const port = s.addresses.upstreams.db!.port;
+  const roundTrip = async (): Promise<string> => {
+    const c = net.connect(port, '127.0.0.1');
+    c.on('error', () => {});
+    let got = '';
+    c.on('data', (d: Buffer) => { got += d.toString(); });
+    c.write('ping');
+    await eventually(() => got === 'ping' || c.destroyed || c.readableEnded, 3000, 'an echo or a close');
+    c.destroy();
+    return got;
+  };
+  // As a bug in counting the connection would: thrown once it is connected, from the upstream's event.
+  const original = s.metrics.tcpOpened.bind(s.metrics);
+  s.metrics.tcpOpened = () => { throw new TypeError('injected failure'); };
+  try {
+    assert.equal(await roundTrip(), '', 'that connection is closed');
+    s.metrics.tcpOpened = original;
+    assert.equal(await roundTrip(), 'ping', 'the next one is served');
+    assert.equal(connectionErrors(await metricsText(s), 'outbound', 'tcp'), 1);
+    assert.deepEqual(crashes, []);
+  } finally {
+    s.metrics.tcpOpened = original;
+    await s.close();
+    await new Promise<void>((r) => echo.close(() => r()));
+  }
+});
+
 test('an HTTP/2 upstream answering a status HTTP/2 cannot carry gets a 502, and the proxy serves on', async () => {
   // A raw h2c "app" that answers every request with `:status: 999`.
   const bad = net.createServer((socket) => {
