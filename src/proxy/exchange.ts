@@ -33,6 +33,11 @@ export interface ClientSide {
   failStream?(ex: Exchange, code: ErrorCode, params: Record<string, unknown>, status?: number, grpcStatus?: number): void;
   /** HTTP/2 only: answers a body-less response the proxy makes (a redirect); `lines` end in CRLF. */
   respondStream?(ex: Exchange, status: number, lines: string): void;
+  /**
+   * Ends this client's connection (HTTP/1.1) or stream (HTTP/2) after an exception in
+   * handling it, and reports it to the listener (counted and logged; listener-context.ts).
+   */
+  failed?(err: unknown): void;
 }
 
 export type Handler = (ex: Exchange) => void;

@@ -83,31 +83,64 @@ export class HttpServerConnection implements ClientSide {
   /** The sweep's clock when the head being read began to arrive; -1: none in progress. */
   #headSince = -1;
 
-  /** `first`: bytes already read from the socket (by protocol detection), handled before any more. */
-  constructor(socket: net.Socket, handler: Handler, first?: Buffer, opts: Http1Options = DEFAULT_OPTIONS) {
+  /** Reports an exception in handling this connection, and ends the connection (by default, just that). */
+  readonly #onFailure: (err: unknown) => void;
+
+  /**
+   * `first`: bytes already read from the socket (by protocol detection), handled before any more.
+   * `opts`: the listener's limits and refusal counter.
+   * `failed`: called when handling this connection's bytes or requests threw; it must
+   * end the connection (the sidecar also counts and logs it). The exception goes no further.
+   */
+  constructor(socket: net.Socket, handler: Handler, first?: Buffer, opts: Http1Options = DEFAULT_OPTIONS, failed?: (err: unknown) => void) {
     this.socket = socket;
     this.#handler = handler;
     this.#limits = opts.limits.current;
     this.#refused = opts.refused;
+    this.#onFailure = failed ?? (() => socket.destroy());
     socket.setNoDelay(true);
     socket.setTimeout(0); // protocol detection's timer, if any: the sweep takes over
     skipReadMore(socket);
     sweeper.add(this, this.#limits);
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      // The pipeline runs synchronously within: an exception ends this connection, never the process.
+      try {
+        this.#onData(chunk);
+      } catch (err) {
+        this.failed(err);
+      }
+    });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       sweeper.delete(this);
       const ex = this.#ex;
       if (ex !== undefined && !ex.finished) {
-        // The client went away mid-exchange: drop the upstream connection too.
-        ex.errorToken ||= 'client-closed';
-        if (ex.attemptBackend !== undefined || ex.heldRetry !== undefined) settleAttempts(ex);
-        ex.upstreamConn?.close();
-        ex.finished = true;
-        ex.observer?.(ex);
+        try {
+          // The client went away mid-exchange: drop the upstream connection too.
+          ex.errorToken ||= 'client-closed';
+          if (ex.attemptBackend !== undefined || ex.heldRetry !== undefined) settleAttempts(ex);
+          ex.upstreamConn?.close();
+          ex.finished = true;
+          ex.observer?.(ex);
+        } catch (err) {
+          this.failed(err);
+        }
       }
     });
-    if (first !== undefined) this.#onData(first);
+    if (first !== undefined) {
+      try {
+        this.#onData(first);
+      } catch (err) {
+        this.failed(err);
+      }
+    }
+  }
+
+  /** Ends this connection after an exception in handling it (here, or in its exchange's upstream). */
+  failed(err: unknown): void {
+    this.#closing = true;
+    this.#buf = undefined;
+    this.#onFailure(err);
   }
 
   #onData(chunk: Buffer): void {
@@ -266,7 +299,14 @@ export class HttpServerConnection implements ClientSide {
       return;
     }
     this.#bodyPaused = false;
-    if (this.#buf !== undefined) this.#parseNext();
+    // The next pipelined request runs from the end of this one (an upstream's event): guarded as data is.
+    if (this.#buf !== undefined) {
+      try {
+        this.#parseNext();
+      } catch (err) {
+        this.failed(err);
+      }
+    }
     // resume() on a flowing stream still schedules a tick: only call it when paused.
     if (!this.#bodyPaused && !this.#closing && this.socket.isPaused()) this.socket.resume();
   }

@@ -24,9 +24,9 @@ import { proxyTcp } from './tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
 import { LimitsRef, limitsWith } from './limits.js';
 import { AppHttpVersion, probeAppHttp, refuseHttp1 } from './h2/app-version.js';
-import type { Http1Options } from './http-server-connection.js';
 import { upgrades } from './upgrade.js';
 import { DEFAULT_UPGRADES } from '../control/protocol.js';
+import { errorSummary, type ConnectionErrorReason, type ListenerContext, type ListenerKind } from './listener-context.js';
 
 /** HTTP/2 once loaded: the forwarder's and server's modules, the app codecs, and the upstream session pool. */
 interface LoadedH2 {
@@ -60,6 +60,22 @@ const DETECT_TIMEOUT_MS = 10_000;
 
 /** How long a connection accepted before the first snapshot waits for it. */
 const FIRST_SNAPSHOT_WAIT_MS = 10_000;
+
+/**
+ * At most this many connection-error log lines per minute; the rest are counted (in
+ * the metric, and in the next line written). A client that finds a way to make every
+ * connection fail must not also fill the log.
+ */
+const CONNECTION_ERROR_LOG_PER_MINUTE = 20;
+
+const REASON_TEXT: Record<ConnectionErrorReason, string> = {
+  accept: 'setting up a connection threw',
+  http1: 'handling an HTTP/1.1 connection threw',
+  'h2-session': 'setting up an HTTP/2 session threw',
+  'h2-stream': 'handling an HTTP/2 stream threw; the stream was reset',
+  'h2-protocol': 'the client broke HTTP/2 (or went away with an error)',
+  tcp: 'connecting a TCP client threw',
+};
 
 export class Sidecar {
   readonly #o: SidecarOptions;
@@ -95,6 +111,8 @@ export class Sidecar {
   #appVersion: AppHttpVersion | undefined;
   #waiting: (() => void)[] = [];
   #controlState = 'connecting';
+  /** Connection-error log lines written in the current minute, and those left out. */
+  #errorLog = { minute: 0, written: 0, suppressed: 0 };
   /** Actual listening addresses (port 0 resolved). */
   readonly addresses: { inbound?: HostPort; admin?: HostPort; httpProxy?: HostPort; upstreams: Record<string, HostPort> } = { upstreams: {} };
 
@@ -123,9 +141,6 @@ export class Sidecar {
     const outIdentity = outboundIdentity(o.service);
     // Upgrades are judged once the route is known (a request no route takes gets 404 first).
     const outUpgrades = upgrades((ex) => ex.upstream!.upgrades);
-    // What each HTTP/1.1 connection is held to (limits.ts), and where its refusals are counted.
-    const h1Options = (direction: 'inbound' | 'outbound'): Http1Options => ({ limits: this.limits, refused: (token) => this.metrics.requestRefused(direction, token) });
-    const outH1 = h1Options('outbound');
     const outbound = (fixed?: string): Handler =>
       compose(
         [outTelemetry, outIdentity, upstream(lookup, fixed), route, outUpgrades, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
@@ -133,37 +148,40 @@ export class Sidecar {
       );
     // HTTP/2 streams take the same layers; the HTTP/2 forwarder applies the timeouts and
     // hands failed attempts to the retry state as the HTTP/1.1 one does.
-    const outboundH2 = (fixed?: string): H2Server => this.#h2Server((h2, pool) => h2.createH2Server(compose(
+    const outboundH2 = (ctx: ListenerContext, fixed?: string): H2Server => this.#h2Server((h2, pool) => h2.createH2Server(compose(
       [outTelemetry, outIdentity, upstream(lookup, fixed), route, outUpgrades, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
       h2.h2Forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
-    )));
+    ), ctx));
 
+    const outCtx = this.#context('outbound');
     for (const u of o.upstreams) {
       const pipeline = outbound(u.service);
-      const h2 = outboundH2(u.service);
-      const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
-        const up = this.#upstreams!.get(u.service);
+      const h2 = outboundH2(outCtx, u.service);
+      const server = net.createServer((socket) => this.#accept(outCtx, socket, () => {
+        const up = this.#upstreams?.get(u.service);
         if (up === undefined) {
           o.log(`proxy: connection to upstream listener "${u.service}" refused: the control plane does not list it for ${o.service}`);
           socket.destroy();
         } else if (up.protocol === 'tcp') {
-          this.#outboundTcp(socket, up);
+          this.#outboundTcp(socket, up, outCtx);
         } else if (up.protocol === 'detect') {
-          detectProtocol(socket, pipeline, h2, (s) => this.#outboundTcp(s, up), o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, outH1);
+          detectProtocol(socket, pipeline, h2, (s) => this.#outboundTcp(s, up, outCtx), o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, outCtx);
         } else {
-          serveHttp(socket, pipeline, h2, outH1);
+          serveHttp(socket, pipeline, h2, outCtx);
         }
       }));
       this.addresses.upstreams[u.service] = await listen(server, u.listen, this.#sockets);
-      this.#guard(server, `outbound:${u.service}`);
+      this.#holdListener(server, `outbound:${u.service}`);
     }
 
     if (o.httpProxy) {
+      const ctx = this.#context('http-proxy');
       const pipeline = outbound();
-      const h2 = outboundH2();
-      const server = net.createServer((socket) => serveHttp(socket, pipeline, h2, outH1));
+      const h2 = outboundH2(ctx);
+      // No wait for the first snapshot here: the pipeline answers 503 no-config until then.
+      const server = net.createServer((socket) => this.#guard(ctx, socket, () => serveHttp(socket, pipeline, h2, ctx)));
       this.addresses.httpProxy = await listen(server, o.httpProxy, this.#sockets);
-      this.#guard(server, 'http-proxy');
+      this.#holdListener(server, 'http-proxy');
     }
 
     if (o.inbound && o.app) {
@@ -173,7 +191,7 @@ export class Sidecar {
       const inIdentity = inboundIdentity(sourceHeaderIdentity(() => this.#meshServices));
       // The app's own sidecar holds every caller to the service's upgrades too, whatever their outbound side did.
       const inUpgrades = upgrades(() => this.#inboundUpgrades, o.service);
-      const inH1 = h1Options('inbound');
+      const ctx = this.#context('inbound');
       const pipeline = compose([inTelemetry, inIdentity, inUpgrades, localApp(app)], toApp);
       const appVersion = (this.#appVersion = new AppHttpVersion(
         () => probeAppHttp(app, this.limits.current.appProbeTimeoutMs),
@@ -187,28 +205,36 @@ export class Sidecar {
       const h2 = this.#h2Server((h2, pool) => h2.createH2Server(compose([inTelemetry, inIdentity, inUpgrades, localApp(app)], h2.appCodec(appVersion, {
         h2: h2.h2Forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'),
         h1: h2.toHttp1(toApp),
-      }))));
-      const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
+      })), ctx));
+      const server = net.createServer((socket) => this.#accept(ctx, socket, () => {
         const tcp = (s: net.Socket): void => proxyTcp(s, (tried) => (tried.size === 0 ? app : undefined), {
           direction: 'inbound', source: 'unknown', destination: o.service, metrics: this.metrics, accessLog: this.#accessLog,
+          failed: (err) => ctx.failed('tcp', err, s),
         });
-        const protocol = this.#snapshot!.inboundProtocol;
+        // #accept runs this once a snapshot is in force.
+        const protocol = this.#snapshot?.inboundProtocol ?? 'http';
         // Chosen per connection, so HTTP/1.1's per-request path is the same as ever. An app
         // declared HTTP/2-only but found answering HTTP/1.1 gets HTTP/1.1 (the error would be false).
         const h1 = appVersion.declared === 'h2' && !appVersion.declaredWrongly ? refused : pipeline;
         if (protocol === 'tcp') {
           tcp(socket);
         } else if (protocol === 'detect') {
-          detectProtocol(socket, h1, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, inH1);
+          detectProtocol(socket, h1, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, ctx);
         } else {
-          serveHttp(socket, h1, h2, inH1);
+          serveHttp(socket, h1, h2, ctx);
         }
       }));
       this.addresses.inbound = await listen(server, o.inbound, this.#sockets);
-      this.#guard(server, 'inbound');
+      this.#holdListener(server, 'inbound');
     }
 
-    this.#admin = http.createServer((req, res) => void this.#serveAdmin(req, res));
+    this.#admin = http.createServer((req, res) => {
+      this.#serveAdmin(req, res).catch((err: unknown) => {
+        this.#o.log(`proxy ${this.#o.id}: admin request failed: ${errorSummary(err)}`);
+        if (!res.headersSent) res.statusCode = 500;
+        res.end();
+      });
+    });
     this.addresses.admin = await listen(this.#admin, o.admin);
 
     const info: ProxyInfo = {
@@ -281,7 +307,7 @@ export class Sidecar {
    * by accepting and closing the excess, but passes other accept errors on.) Node closes
    * connections over `maxConnections` itself and says so with 'drop'.
    */
-  #guard(server: net.Server, name: string): void {
+  #holdListener(server: net.Server, name: string): void {
     this.#servers.push(server);
     server.maxConnections = this.limits.current.maxConnectionsPerListener;
     server.on('drop', () => this.metrics.connectionRefused(name, 'max-connections'));
@@ -310,17 +336,73 @@ export class Sidecar {
     }));
   }
 
-  #outboundTcp(socket: net.Socket, up: CompiledUpstream): void {
+  #outboundTcp(socket: net.Socket, up: CompiledUpstream, ctx: ListenerContext): void {
     // TCP has no request to route: each connection picks a backend by the weights of
     // the service's TCPRoute (without one, the whole service), then an endpoint. The
     // opaque connections of a detected service (whose routes are HTTP) go to the whole service.
-    const backend = up.backends.get(up.protocol === 'tcp' ? pickBackend(up.routes[0]!) ?? '' : up.service);
+    const tcpRoute = up.protocol === 'tcp' ? up.routes[0] : undefined;
+    const backend = up.backends.get(tcpRoute === undefined ? up.service : pickBackend(tcpRoute) ?? '');
     const balancer = backend?.balancer;
     proxyTcp(socket, (tried) => {
       if (!balancer) return undefined;
       const r = balancer.pick(tried);
       return r.type === 'pick' && !tried.has(r.endpoint.id) ? r.endpoint : undefined;
-    }, { direction: 'outbound', source: this.#o.service, destination: up.service, metrics: this.metrics, accessLog: this.#accessLog }, balancer);
+    }, {
+      direction: 'outbound', source: this.#o.service, destination: up.service, metrics: this.metrics, accessLog: this.#accessLog,
+      failed: (err) => ctx.failed('tcp', err, socket),
+    }, balancer);
+  }
+
+  /** What the entry code of `listener` is given: the limits, and where to report a failed connection. */
+  #context(listener: ListenerKind): ListenerContext {
+    return {
+      listener,
+      limits: this.limits,
+      failed: (reason, err, socket) => this.#connectionFailed(listener, reason, err, socket),
+      refused: (limit, n = 1) => this.metrics.limitRefused(listener, limit, n),
+      // What each HTTP/1.1 connection is held to (limits.ts), and where its refusals are counted.
+      http1: { limits: this.limits, refused: (token) => this.metrics.requestRefused(listener === 'inbound' ? 'inbound' : 'outbound', token) },
+    };
+  }
+
+  /**
+   * A connection (or HTTP/2 stream) whose handling failed: counted, logged (at most
+   * CONNECTION_ERROR_LOG_PER_MINUTE lines a minute), and `socket`, when given, destroyed.
+   * The log line names the client's address and where the error was thrown, never
+   * anything the client sent.
+   */
+  #connectionFailed(listener: ListenerKind, reason: ConnectionErrorReason, err: unknown, socket?: net.Socket): void {
+    const from = socket?.remoteAddress !== undefined ? ` from ${socket.remoteAddress}:${socket.remotePort}` : '';
+    socket?.destroy();
+    this.metrics.connectionError(listener, reason);
+    const log = this.#errorLog;
+    const minute = Math.floor(Date.now() / 60_000);
+    if (minute !== log.minute) {
+      log.minute = minute;
+      log.written = 0;
+    }
+    if (log.written >= CONNECTION_ERROR_LOG_PER_MINUTE) {
+      log.suppressed++;
+      return;
+    }
+    log.written++;
+    const more = log.suppressed > 0 ? ` (and ${log.suppressed} more not logged)` : '';
+    log.suppressed = 0;
+    this.#o.log(`proxy ${this.#o.id}: ${listener} listener: ${REASON_TEXT[reason]}${from}: ${errorSummary(err)}${more}`);
+  }
+
+  /** Runs the per-connection `fn`: an exception ends this connection only, reported to `ctx`. */
+  #guard(ctx: ListenerContext, socket: net.Socket, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      ctx.failed('accept', err, socket);
+    }
+  }
+
+  /** Runs `fn` (guarded) for an accepted connection once a snapshot is in force. */
+  #accept(ctx: ListenerContext, socket: net.Socket, fn: () => void): void {
+    this.#whenConfigured(socket, () => this.#guard(ctx, socket, fn));
   }
 
   /** Runs `fn` now if a snapshot is in force, else once the first one arrives. */

@@ -117,11 +117,21 @@ export class UpstreamConnection {
     if (n === buf.length && n < MAX_READ_BUFFER_BYTES) this.#readTaken = true; // grow: see #nextReadBuffer
     const chunk = buf.subarray(0, n);
     const tunnel = this.#tunnelTo;
-    if (tunnel !== undefined) {
-      this.#tunnel!.received += n;
-      this.#toClient(tunnel, chunk);
-    } else {
-      this.#onData(chunk);
+    const ex = this.ex; // before the read: the exchange may end (and be let go) within it
+    try {
+      if (tunnel !== undefined) {
+        this.#tunnel!.received += n;
+        this.#toClient(tunnel, chunk);
+      }
+      else this.#onData(chunk);
+    } catch (err) {
+      // An exception in relaying a response (its exchange ending runs the layers' callbacks)
+      // ends this connection and the exchange's client, which reports it; never the process.
+      if (this.ex === ex) this.ex = undefined;
+      if (ex !== undefined && ex.upstreamConn === this) ex.upstreamConn = undefined;
+      this.close();
+      if (ex?.client.failed !== undefined) ex.client.failed(err);
+      else (ex?.client.socket ?? tunnel)?.destroy();
     }
     return true;
   }

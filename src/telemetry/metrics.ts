@@ -13,6 +13,7 @@
 // process.memoryUsage() after import: 42 MB → 52 MB) against a 60 MB budget. The few
 // process metrics a proxy needs are collected below instead.
 import type { BreakerView, EjectionCountView, EndpointView, FailoverView } from '../proxy/balancing.js';
+import type { ConnectionErrorReason, LimitRefusal, ListenerKind } from '../proxy/listener-context.js';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as PromClient from 'prom-client';
@@ -125,6 +126,8 @@ export class ProxyMetrics {
   readonly #tunnelSeconds: Counter;
   readonly #requestsRefused: Counter;
   readonly #refused: Counter;
+  readonly #connectionErrors: Counter;
+  readonly #limitRefusals: Counter;
 
   constructor(proxy: { service: string; id: string }) {
     this.registry.setDefaultLabels({ proxy_service: proxy.service, proxy_id: proxy.id });
@@ -190,6 +193,26 @@ export class ProxyMetrics {
       help: 'Client connections a listener closed as they arrived: reason="max-connections" (proxyLimits.maxConnectionsPerListener) or "accept-error" (the system refused, e.g. out of file descriptors).',
       labelNames: ['listener', 'reason'], registers: [this.registry],
     });
+    this.#connectionErrors = new client.Counter({
+      name: 'trellis_proxy_connection_errors_total',
+      help: 'Client connections (or HTTP/2 streams) ended by an error in handling them, by listener and reason (accept, http1, h2-session, h2-stream, h2-protocol, tcp); the proxy serves on.',
+      labelNames: ['listener', 'reason'], registers: [this.registry],
+    });
+    this.#limitRefusals = new client.Counter({
+      name: 'trellis_proxy_limit_refusals_total',
+      help: 'Requests or streams refused by a proxy limit, by listener and limit (h2-streams: refused HTTP/2 streams, counted when a later stream of the connection arrives; h2-header-list: answered 431).',
+      labelNames: ['listener', 'limit'], registers: [this.registry],
+    });
+  }
+
+  /** A connection or stream was ended by an error in handling it (listener-context.ts). */
+  connectionError(listener: ListenerKind, reason: ConnectionErrorReason): void {
+    this.#connectionErrors.labels(listener, reason).inc();
+  }
+
+  /** `n` requests or streams were refused by a limit (listener-context.ts). */
+  limitRefused(listener: ListenerKind, limit: LimitRefusal, n = 1): void {
+    this.#limitRefusals.labels(listener, limit).inc(n);
   }
 
   /** An upgrade became a tunnel. */
