@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getJson, meshUp, stopMesh, REPO, request, sleep, type RunningMesh } from '../helpers/mesh-run.js';
 import { countVersions } from '../helpers/traffic.js';
-import { eventually } from '../control/helpers.js';
+import { eventually } from '../helpers/eventually.js';
 
 let dir: string;
 let mesh: RunningMesh;
@@ -105,7 +105,7 @@ test('access logs are private files, rotated as the Mesh file says, with query v
     for (const f of [client, `${client}.1`]) n += (await readFile(f, 'utf8').catch(() => '')).split('"path":"/login?').length - 1;
     return n;
   };
-  await eventually(async () => (await logins()) >= 20, 10_000, 'the client sidecar to log the 20 requests');
+  await eventually(async () => (await logins()) >= 20, { what: 'the client sidecar to log the 20 requests' });
   assert.equal((await stat(client)).mode & 0o777, 0o600);
   assert.equal((await stat(`${client}.1`)).mode & 0o777, 0o600, 'the 1,000 requests before rotated it (maxFileBytes 65536)');
   await assert.rejects(stat(`${client}.2`), 'maxFiles: 1 keeps one rotated file');
