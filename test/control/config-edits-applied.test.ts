@@ -12,7 +12,8 @@ import { Worker } from 'node:worker_threads';
 import { loadConfig } from '../../src/config/load.js';
 import { startControlPlane, type ControlPlane } from '../../src/control/admin-server.js';
 import type { ConfigLoader } from '../../src/control/config-watcher.js';
-import { eventually, MESH_YAML, routesYaml, tempDir } from './helpers.js';
+import { MESH_YAML, routesYaml, tempDir } from './helpers.js';
+import { eventually } from '../helpers/eventually.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -57,8 +58,8 @@ test('a write landing after a reload read the files, before it finished, is appl
   armed = true;
   const before = loads;
   await writeFile(routesFile, routesYaml('backend-v2'));
-  await eventually(() => loads > before, 5000, 'the reload of the first edit');
-  await eventually(() => backendOf(p) === 'backend', 5000, 'the edit that landed during the reload, applied');
+  await eventually(() => loads > before, { what: 'the reload of the first edit' });
+  await eventually(() => backendOf(p) === 'backend', { what: 'the edit that landed during the reload, applied' });
 });
 
 /** Writes A, waits `gapMs` (blocking, in another thread, so it may land mid-reload), writes B. */
@@ -114,12 +115,12 @@ test('a second write at any gap from 0 to 500 ms after the first is applied, in 
       const b = names[n++ % 3]!;
       await writeTwice(routesFile, routesYaml(a), routesYaml(b), gapMs, byRename);
       try {
-        await eventually(() => backendOf(p) === b, 5000, `${b} applied`);
+        await eventually(() => backendOf(p) === b, { what: `${b} applied` });
       } catch {
         lost.push(`${byRename ? 'rename' : 'in place'}, gap ${gapMs} ms: ${b} never applied (in force: ${backendOf(p)})`);
         // Start the next pair from what is on disk.
         await writeFile(routesFile, routesYaml(b));
-        await eventually(() => backendOf(p) === b, 5000, 'recovery');
+        await eventually(() => backendOf(p) === b, { what: 'recovery' });
       }
     }
   }
@@ -145,5 +146,5 @@ test('a change no event reports (a ConfigMap symlink swap) is applied by the per
   await writeFile(path.join(files.dir, 'data-2', 'routes.yaml'), routesYaml('backend-v2'));
   await symlink('data-2', path.join(files.dir, '..data_tmp'));
   await rename(path.join(files.dir, '..data_tmp'), path.join(files.dir, '..data'));
-  await eventually(() => backendOf(p) === 'backend-v2', 5000, 'the swapped file applied');
+  await eventually(() => backendOf(p) === 'backend-v2', { what: 'the swapped file applied' });
 });

@@ -13,7 +13,8 @@ import type { ConfigView } from '../../src/control/admin-api.js';
 import type { CheckResult } from '../../src/control/health-checker.js';
 import { TrellisError } from '../../src/errors.js';
 import { TRELLIS } from '../helpers/mesh-run.js';
-import { connect, eventually, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { eventually } from '../helpers/eventually.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -112,7 +113,7 @@ test('a restart with files that do not load serves the last good config, reports
 
   // Fixing the file applies it and clears the report.
   await writeFile(routesFile, routesYaml('backend-v1'));
-  await eventually(() => backendOf(second) === 'backend-v1', 5000, 'the fixed file applied');
+  await eventually(() => backendOf(second) === 'backend-v1', { what: 'the fixed file applied' });
   const fixed = (await getJson<ConfigView>(second.address, '/v1/config')).body;
   assert.equal(fixed.reloadFailed, null);
   assert.equal(fixed.restoredFrom, null);
@@ -157,8 +158,10 @@ test('`trellis control` restarted with a broken file stays up on the last good c
     });
     const url = await eventually(() => {
       if (child.exitCode !== null) throw new Error(`trellis control exited with ${child.exitCode}:\n${out}`);
-      return /listening on (http:\/\/\S+)/.exec(out)?.[1];
-    }, 20_000, 'trellis control listening');
+      const listening = /listening on (http:\/\/\S+)/.exec(out)?.[1];
+      assert.ok(listening, 'trellis control listening');
+      return listening;
+    }, { timeoutMs: 20_000 });
     return { url, child, output: () => out };
   };
 

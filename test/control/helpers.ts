@@ -204,8 +204,6 @@ spec:
 `;
 }
 
-export { eventually } from '../helpers/eventually.js';
-
 export async function getJson<T = unknown>(address: HostPort, p: string): Promise<{ status: number; body: T }> {
   const res = await fetch(`http://${address.host}:${address.port}${p}`);
   const text = await res.text();

@@ -101,7 +101,7 @@ export class RawH2 {
   }
 
   async until(what: string, pred: (c: RawH2) => boolean, timeoutMs = 5000): Promise<void> {
-    await eventually(() => pred(this), timeoutMs, what);
+    await eventually(() => pred(this), { timeoutMs, what });
   }
 
   close(): void {

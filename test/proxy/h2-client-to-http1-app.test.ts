@@ -254,8 +254,8 @@ test('an HTTP/1.1 app declared http2: after the first failure, HTTP/2 requests a
     assert.notEqual((await h2Request(s, { ':method': 'GET', ':path': '/first' })).status, 200);
     const told = await eventually(async () => {
       const res = await h2Request(s, { ':method': 'GET', ':path': '/later' });
-      return res.headers['trellis-error'] === 'app-protocol' ? res : undefined;
-    }, 3000, 'the wrong declaration to be named');
+      return res.headers['trellis-error'] === 'app-protocol' ? res : false;
+    }, { timeoutMs: 3000, what: 'the wrong declaration to be named' });
     assert.equal(told.status, 502);
     assert.match((JSON.parse(told.body) as { message: string }).message, /speaks HTTP\/1\.1 only, and it is declared HTTP\/2-only/);
     const h1 = await get(p.port, '/plain');
@@ -384,7 +384,7 @@ test('a client that cancels its stream mid-response: the app connection carrying
     await new Promise<void>((r) => req.once('data', () => r()));
     assert.equal(raw.open.size, 1);
     req.close(http2.constants.NGHTTP2_CANCEL);
-    await eventually(() => raw.open.size === 0, 3000, 'the app connection to close');
+    await eventually(() => raw.open.size === 0, { timeoutMs: 3000, what: 'the app connection to close' });
   } finally {
     s.close();
     await p.close();

@@ -95,7 +95,7 @@ test('streams over the limit are refused (REFUSED_STREAM) and counted; the first
     const extra = ids[limit]!;
     await c.until('the extra stream refused', (r) => r.resets().get(extra) === http2.constants.NGHTTP2_REFUSED_STREAM);
     assert.equal(advertised(c, http2.constants.NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS), limit, 'the limit is advertised');
-    await eventually(() => held.length === limit, 5000, `${limit} requests at the app`);
+    await eventually(() => held.length === limit, { timeoutMs: 5000, what: `${limit} requests at the app` });
     releaseAll();
     await c.until('the first 100 answered', (r) => ids.slice(0, limit).every((id) => r.ended().has(id)));
     assert.equal(c.resets().size, 1, 'only the extra stream was reset');
@@ -142,15 +142,15 @@ test('a session with no open stream for idleTimeoutMs is closed with GOAWAY; one
   for (const s of [busy, idle]) s.on('goaway', (code: number) => goaways.set(s, code));
   try {
     const slow = h2Request(busy, { ':path': '/hold' });
-    await eventually(() => held.length === 1, 3000, 'the busy session\'s request at the app');
+    await eventually(() => held.length === 1, { timeoutMs: 3000, what: 'the busy session\'s request at the app' });
     assert.equal((await h2Request(idle, { ':path': '/quick' })).status, 200);
-    await eventually(() => idle.closed || idle.destroyed, 5000, 'the idle session closed');
+    await eventually(() => idle.closed || idle.destroyed, { timeoutMs: 5000, what: 'the idle session closed' });
     assert.equal(goaways.get(idle), http2.constants.NGHTTP2_NO_ERROR, 'with GOAWAY (NO_ERROR)');
     // The idle one waited out the timeout after the busy one's stream opened: that one is still open.
     assert.equal(goaways.has(busy), false, 'a session with an open stream is kept');
     releaseAll();
     assert.equal((await slow).body, 'released');
-    await eventually(() => busy.closed || busy.destroyed, 5000, 'the busy session closed once idle');
+    await eventually(() => busy.closed || busy.destroyed, { timeoutMs: 5000, what: 'the busy session closed once idle' });
     // A client that broke the protocol before its first stream (nghttp2 answered GOAWAY, node
     // kept the socket) is closed by the same timeout.
     const broken = new RawH2(port);
@@ -182,16 +182,16 @@ test('the proxy\'s pooled sessions to HTTP/2 upstreams close when no stream has 
   try {
     const first = await open();
     const held1 = stream(first, '/hold');
-    await eventually(() => held.length === 1, 3000, 'the request at the app');
+    await eventually(() => held.length === 1, { timeoutMs: 3000, what: 'the request at the app' });
     const other = await open();
     assert.equal(other, first, 'one session per endpoint, kept while a stream is open');
     // An idle session to another address, opened after the stream: its closing shows the timeout has passed.
     const second = await new Promise<http2.ClientHttp2Session>((resolve) => pool.session({ host: '127.0.0.1', port: inbound.addresses.inbound!.port }, (e) => resolve(e.session)));
-    await eventually(() => second.closed || second.destroyed, 5000, 'the idle session closed');
+    await eventually(() => second.closed || second.destroyed, { timeoutMs: 5000, what: 'the idle session closed' });
     assert.equal(first.closed, false, 'the session with an open stream is kept');
     releaseAll();
     await held1;
-    await eventually(() => first.closed || first.destroyed, 5000, 'the session closed once idle');
+    await eventually(() => first.closed || first.destroyed, { timeoutMs: 5000, what: 'the session closed once idle' });
     assert.notEqual(await open(), first, 'a closed session is not handed out again');
   } finally {
     releaseAll();
@@ -225,7 +225,7 @@ test('finished streams are not kept: their exchanges and streams are collected w
       gc();
       await new Promise((r) => setImmediate(r));
       return refs.every((r) => r.deref() === undefined);
-    }, 5000, `every finished exchange and stream collected (${refs.filter((r) => r.deref() !== undefined).length} of ${refs.length} still held)`);
+    }, { timeoutMs: 5000, what: `every finished exchange and stream collected (${refs.filter((r) => r.deref() !== undefined).length} of ${refs.length} still held)` });
     assert.equal(session.closed, false);
   } finally {
     session.destroy();

@@ -11,7 +11,7 @@ import { after, test } from 'node:test';
 import type { BalancingConfig, UpstreamSnapshot } from '../../src/control/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, listenHttp, metricsText, startInbound, startOutbound } from '../helpers/proxy-pair.js';
-import { eventually } from '../control/helpers.js';
+import { eventually } from '../helpers/eventually.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -208,7 +208,7 @@ for (const protocol of ['HTTP/1.1', 'HTTP/2'] as const) {
     ]);
     const session = h2Session(protocol, port);
     const inFlight = Array.from({ length: 8 }, (_, i) => send(protocol, port, session, 'GET', `/f/${i}`));
-    await eventually(() => pending.doomed >= 2 && pending.doomed + pending.good === 8, 5000, 'requests in flight on both instances');
+    await eventually(() => pending.doomed >= 2 && pending.doomed + pending.good === 8, { what: 'requests in flight on both instances' });
     // The instance dies: its sidecar and its app together.
     await Promise.all([doomed.close(), doomedApp.close()]);
     release = true;

@@ -141,7 +141,7 @@ test('the trellis proxy process survives the one-packet HTTP/2 crash', async () 
   child.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
   child.on('exit', (code) => { exited = code; });
   try {
-    const m = await eventually(() => /http proxy 127\.0\.0\.1:(\d+)/.exec(stderr), 10_000, 'the proxy to start');
+    const m = await eventually(() => /http proxy 127\.0\.0\.1:(\d+)/.exec(stderr) ?? false, { timeoutMs: 10_000, what: 'the proxy to start' });
     const port = Number(m[1]);
     for (const [what, packet] of PACKETS) {
       const c = new RawH2(port);
@@ -263,7 +263,7 @@ test('an exception while connecting a TCP client ends that connection only', asy
     let got = '';
     c.on('data', (d: Buffer) => { got += d.toString(); });
     c.write('ping');
-    await eventually(() => got === 'ping' || c.destroyed || c.readableEnded, 3000, 'an echo or a close');
+    await eventually(() => got === 'ping' || c.destroyed || c.readableEnded, { timeoutMs: 3000, what: 'an echo or a close' });
     c.destroy();
     return got;
   };

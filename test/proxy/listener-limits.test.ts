@@ -30,7 +30,7 @@ test('connections over maxConnectionsPerListener are closed on arrival and count
     const port = inbound.addresses.inbound!.port;
     const held = [await connect(port), await connect(port)];
     const extra = await connect(port);
-    await eventually(() => extra.destroyed || extra.readableEnded, 3000, 'the third connection to be closed');
+    await eventually(() => extra.destroyed || extra.readableEnded, { timeoutMs: 3000, what: 'the third connection to be closed' });
     extra.destroy();
     assert.match(await metricsText(inbound), /trellis_proxy_connections_refused_total\{listener="inbound",reason="max-connections"[^}]*\} 1/);
     // The held ones still serve.
@@ -39,7 +39,7 @@ test('connections over maxConnectionsPerListener are closed on arrival and count
     assert.match(answer, /^HTTP\/1\.1 200/);
     for (const s of held) s.destroy();
     // With the held ones gone, new connections are served again.
-    await eventually(async () => (await get(port)).status === 200, 3000, 'a new connection to be served');
+    await eventually(async () => (await get(port)).status === 200, { timeoutMs: 3000, what: 'a new connection to be served' });
   } finally {
     await inbound?.close();
     await closeServer(app);

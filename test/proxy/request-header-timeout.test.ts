@@ -47,7 +47,7 @@ test('a request head that does not arrive in time is answered 408 and closed', a
   const c = open(outbound.addresses.upstreams.api!.port);
   try {
     c.sock.write('GET / HTTP/1.1\r\nHost: api\r\nX-Slow: ');
-    await eventually(c.closed, 5000, 'the connection to close');
+    await eventually(c.closed, { timeoutMs: 5000, what: 'the connection to close' });
     assert.match(c.got(), /^HTTP\/1\.1 408 /, c.got());
     assert.match(c.got(), /trellis-error: header-timeout/);
     assert.match(c.got(), /connection: close/);
@@ -63,9 +63,9 @@ test('a kept-alive connection with nothing more to say is closed by the idle tim
   const c = open(outbound.addresses.upstreams.api!.port);
   try {
     c.sock.write('GET / HTTP/1.1\r\nHost: api\r\n\r\n');
-    await eventually(() => c.got().endsWith('ok'), 3000, 'the response');
+    await eventually(() => c.got().endsWith('ok'), { timeoutMs: 3000, what: 'the response' });
     // Nothing more is sent: only the idle timeout may close this connection.
-    await eventually(c.closed, 5000, 'the idle connection to close');
+    await eventually(c.closed, { timeoutMs: 5000, what: 'the idle connection to close' });
     assert.doesNotMatch(c.got(), /408/);
     assert.equal((c.got().match(/HTTP\/1\.1 /g) ?? []).length, 1);
   } finally {
@@ -78,8 +78,8 @@ test('the idle timeout comes from the limits too: a connection that says nothing
   const c = open(outbound.addresses.upstreams.api!.port);
   try {
     c.sock.write('GET / HTTP/1.1\r\nHost: api\r\n\r\n');
-    await eventually(() => c.got().endsWith('ok'), 3000, 'the response');
-    await eventually(c.closed, 5000, 'the idle connection to close');
+    await eventually(() => c.got().endsWith('ok'), { timeoutMs: 3000, what: 'the response' });
+    await eventually(c.closed, { timeoutMs: 5000, what: 'the idle connection to close' });
     assert.equal((c.got().match(/HTTP\/1\.1 /g) ?? []).length, 1);
   } finally {
     c.sock.destroy();

@@ -42,7 +42,7 @@ before(async () => {
     }
     if (req.url === '/chunked') {
       res.write('part1-');
-      setTimeout(() => res.end('part2'), 10);
+      setTimeout(() => res.end('part2'), 10); // a gap between the writes: the body arrives in two chunks
       return;
     }
     if (req.url === '/big') {
@@ -102,6 +102,7 @@ test('request bodies are forwarded: Content-Length, chunked, and large', async (
       res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks), received: String(res.headers['x-received']) }));
     });
     req.on('error', reject);
+    // Chunked: a gap between the writes makes the body arrive in pieces (the case under test).
     if (chunked) { req.write(body.subarray(0, 10)); setTimeout(() => req.end(body.subarray(10)), 5); } else req.end(body);
   });
   const small = Buffer.from('{"name":"tea","price":3}');
@@ -205,12 +206,13 @@ test('an unknown upstream in HTTP proxy mode gets 503 naming the cause', async (
   assert.equal(ok.body, 'hello GET /via-proxy');
 });
 
-test('a dead upstream gets 502 at once, not a hang', async () => {
-  const started = Date.now();
+test('a dead upstream gets 502 at once, not a hang', { timeout: 30_000 }, async () => {
   const r = await get(outbound.addresses.upstreams.dead!.port, '/');
   assert.equal(r.status, 502);
   assert.equal(r.headers['trellis-error'], 'connect-failed');
-  assert.ok(Date.now() - started < 5000);
+  // At once: answered on the refusal itself (the reason names it), not after a timeout
+  // ran out; a hang fails the test by its timeout (a bound, not an expectation).
+  assert.match(JSON.parse(r.body).message, /ECONNREFUSED/);
 });
 
 test('no route, a missing backend and no endpoints each get their own error', async () => {

@@ -172,26 +172,26 @@ test('a permitted upgrade becomes a tunnel, counted and logged with its bytes wh
   let got = '';
   sock.on('data', (c: Buffer) => { got += c.toString('latin1'); });
   sock.write('GET /api/101-x-echo HTTP/1.1\r\nHost: echoer\r\nConnection: Upgrade\r\nUpgrade: x-echo\r\n\r\n');
-  await eventually(() => got.includes('\r\n\r\n'), 3000, 'the 101');
+  await eventually(() => got.includes('\r\n\r\n'), { timeoutMs: 3000, what: 'the 101' });
   assert.match(got, /^HTTP\/1\.1 101 /, got);
   sock.write('ping-1234');
-  await eventually(() => got.endsWith('ping-1234'), 3000, 'the echo');
+  await eventually(() => got.endsWith('ping-1234'), { timeoutMs: 3000, what: 'the echo' });
   const metrics = await outbound.metrics.text();
   assert.match(metrics, /trellis_http_tunnels_total\{[^}]*destination="echoer"[^}]*protocol="x-echo"[^}]*\} 1/);
   assert.match(metrics, /trellis_http_tunnels_active\{[^}]*destination="echoer"[^}]*\} 1/);
   sock.destroy();
   const line = await eventually(async () => {
     const text = await readFile(logFile, 'utf8').catch(() => '');
-    return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.tunnel === 'x-echo');
-  }, 3000, 'the tunnel\'s access-log line');
+    return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.tunnel === 'x-echo') ?? false;
+  }, { timeoutMs: 3000, what: 'the tunnel\'s access-log line' });
   assert.equal(line.destination, 'echoer');
   assert.equal(line.bytes_sent, 'ping-1234'.length);
   assert.equal(line.bytes_received, 'ping-1234'.length);
   assert.equal(typeof line.duration_ms, 'number');
   const after = await eventually(async () => {
     const m = await outbound.metrics.text();
-    return /trellis_http_tunnels_active\{[^}]*destination="echoer"[^}]*\} 0/.test(m) ? m : undefined;
-  }, 3000, 'the tunnel to close');
+    return /trellis_http_tunnels_active\{[^}]*destination="echoer"[^}]*\} 0/.test(m) ? m : false;
+  }, { timeoutMs: 3000, what: 'the tunnel to close' });
   assert.match(after, /trellis_http_tunnel_bytes_total\{[^}]*destination="echoer"[^}]*flow="sent"[^}]*\} 9/);
 });
 
@@ -247,7 +247,7 @@ test('extended CONNECT (RFC 8441, a WebSocket over HTTP/2) is refused with a str
     await eventually(() => {
       for (let i = 0; i + 9 <= got.length; i += 9 + got.readUIntBE(i, 3)) if (got[i + 3] === 3 && got.readUInt32BE(i + 5) === 1) return true;
       return false;
-    }, 3000, 'a RST_STREAM');
+    }, { timeoutMs: 3000, what: 'a RST_STREAM' });
     assert.equal(heads.length, 0, 'nothing reached the app');
   } finally {
     sock.destroy();

@@ -27,6 +27,7 @@ function pattern(n: number, seed: number): Buffer {
 }
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+/** Gaps between writes (and reads) are what these tests are about: bytes that arrive in separate reads. */
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const BIG = pattern(6 * 1024 * 1024, 1);

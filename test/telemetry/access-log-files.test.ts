@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { openAccessLog, redactQuery, type AccessLog } from '../../src/telemetry/access-log.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, get, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
-import { eventually } from '../control/helpers.js';
+import { eventually } from '../helpers/eventually.js';
 
 let dir: string;
 before(async () => { dir = await mkdtemp(join(tmpdir(), 'trellis-access-log-')); });
@@ -108,7 +108,7 @@ describe('access log files', () => {
     const reasons: string[] = [];
     const log = openAccessLog(join(dir, 'no-such-folder', 'x.log'), { onError: (r) => reasons.push(r) });
     log.write({ n: 1 });
-    await eventually(() => reasons.length > 0, 3000, 'the open to fail');
+    await eventually(() => reasons.length > 0, { what: 'the open to fail' });
     await writeLines(log, 0, 10, 5);
     await turn();
     assert.equal(reasons.length, 1);
