@@ -7,7 +7,17 @@ import type { CpuUsage } from './machine.js';
 import type { EchoResult } from './tcp-echo.js';
 import type { WrkResult } from './wrk.js';
 
-export type TargetName = 'direct' | 'trellis' | 'nginx' | 'haproxy';
+/** `baseline`: the Trellis pair of another build (`--baseline`), for an A/B of this checkout against it. */
+export type TargetName = 'direct' | 'trellis' | 'baseline' | 'nginx' | 'haproxy';
+
+/**
+ * Whether a target runs the extra scenarios (10 KB, 100 KB, POST; TCP echo, route
+ * matching, balancing). The baseline runs only what an A/B of the data plane reads (max
+ * rate and the 1 KB fixed rate): the rest would add minutes to every run.
+ */
+export function runsExtraScenarios(name: TargetName): boolean {
+  return name !== 'baseline';
+}
 
 /** The extra fixed-rate scenarios: bigger responses, and requests with a body. */
 export type LatencyScenario = 'get10k' | 'get100k' | 'post1k';
@@ -103,6 +113,21 @@ export interface Environment {
   readonly backgroundCores?: number;
 }
 
+/** Which build the `baseline` target ran, and this checkout's commit beside it. */
+export interface BaselineInfo {
+  /** Its checkout (with --baseline-ref, a temporary worktree, removed after the run). */
+  readonly dir: string;
+  /** The --baseline-ref it was built from. */
+  readonly ref?: string;
+  /** `git -C dir rev-parse HEAD`, when dir is a git checkout. */
+  readonly commit?: string;
+  /** Its tracked files differed from that commit. */
+  readonly dirty?: boolean;
+  /** This checkout's commit (the `trellis` target), and whether its tracked files differed from it. */
+  readonly trellisCommit?: string;
+  readonly trellisDirty?: boolean;
+}
+
 export interface Goal {
   readonly name: string;
   readonly limit: string;
@@ -118,6 +143,10 @@ export interface BenchReport {
   readonly results: readonly TargetResult[];
   /** Max throughput over nginx's, per target: per round and their median (maxRateRatios()). */
   readonly maxRateVsNginx?: { readonly [K in TargetName]?: RoundRatios };
+  /** With a baseline build (--baseline): which one. */
+  readonly baseline?: BaselineInfo;
+  /** With a baseline: this checkout's max throughput over the baseline's, per round and their median. */
+  readonly maxRateVsBaseline?: { readonly trellis?: RoundRatios };
   /** The TCP echo scenario, per target. */
   readonly tcp?: readonly TcpResult[];
   /** The route-matching scenario: 50 rules against 1 (bench/route-rules.ts). */
@@ -180,6 +209,42 @@ export function maxRateRatios(results: readonly TargetResult[]): { [K in TargetN
     const rr = roundRatios(r, nginx);
     return rr ? [[r.name, rr]] : [];
   }));
+}
+
+/** This checkout's max throughput over the baseline build's (roundRatios), for the JSON; empty without both. */
+export function maxRateVsBaseline(results: readonly TargetResult[]): { trellis?: RoundRatios } {
+  const rr = roundRatios(byName(results, 'trellis'), byName(results, 'baseline'));
+  return rr ? { trellis: rr } : {};
+}
+
+/**
+ * The A/B line: this checkout's throughput over the baseline's (median of the per-round
+ * ratios, each round's beside it) and each one's added p99 over direct at the fixed rate.
+ */
+export function baselineLine(results: readonly TargetResult[]): string {
+  const trellis = byName(results, 'trellis');
+  const baseline = byName(results, 'baseline');
+  const rr = roundRatios(trellis, baseline);
+  const throughput = rr
+    ? `${rr.median.toFixed(2)}× throughput (median of per-round ratios: ${rr.rounds.map((v) => v.toFixed(2)).join(', ')})`
+    : `throughput ${notMeasured(['trellis', trellis], ['baseline', baseline])}`;
+  const direct = byName(results, 'direct')?.fixedRate?.latencyUs.p99;
+  const added = (r: TargetResult | undefined): string => addedP99(r?.fixedRate?.latencyUs.p99, direct);
+  return `trellis vs baseline: ${throughput}, added p99 ${added(trellis)} vs ${added(baseline)}`;
+}
+
+/** A p99 over direct's as "+0.41 ms" (or "-0.05 ms"); "-" when either is missing. */
+function addedP99(p99: number | undefined, directP99: number | undefined): string {
+  if (p99 === undefined || directP99 === undefined) return '-';
+  return `${p99 >= directP99 ? '+' : '-'}${ms(Math.abs(p99 - directP99))}`;
+}
+
+/** "A/B: trellis = this checkout (826645fa1b2c); baseline = HEAD~3 (8397447c0d1e, built in a temporary worktree)" */
+function baselineHeader(b: BaselineInfo): string {
+  const commit = (c: string | undefined, dirty: boolean | undefined): string =>
+    c === undefined ? 'not a git checkout' : `${c.slice(0, 12)}${dirty ? ', with uncommitted changes' : ''}`;
+  const base = b.ref !== undefined ? `${b.ref} (${commit(b.commit, b.dirty)}, built in a temporary worktree)` : `${b.dir} (${commit(b.commit, b.dirty)})`;
+  return `A/B: trellis = this checkout (${commit(b.trellisCommit, b.trellisDirty)}); baseline = ${base}`;
 }
 
 /** "0.64" or, over several rounds, "0.64 (rounds 0.61, 0.66, 0.64)". */
@@ -320,7 +385,7 @@ function latencyTable(report: BenchReport, id: LatencyScenario): string {
   const s = report.settings;
   const x = s.extra!;
   const label = [`fixed ${int(x.rate)} rps ${scenarioTitle(id)}`, `(${x.connections} conns, ${x.durationS}s)`];
-  const rows = fixedRateRows(report.results, label, (r) => ({ f: r.latency?.[id], error: r.latencyErrors?.[id], cpu: r.latencyCpu?.[id] }), true);
+  const rows = fixedRateRows(report.results.filter((r) => runsExtraScenarios(r.name)), label, (r) => ({ f: r.latency?.[id], error: r.latencyErrors?.[id], cpu: r.latencyCpu?.[id] }), true);
   return table(['scenario', 'target', 'rps', 'p50', 'p99', 'p99.9', 'max', 'added p99', 'p99 vs nginx', 'errors', 'others'], rows);
 }
 
@@ -352,7 +417,7 @@ function fixedRateRows(
       ms(l.p99),
       ms(l.p999),
       ms(l.max),
-      r.name === 'direct' ? '-' : directP99 !== undefined ? `${l.p99 >= directP99 ? '+' : '-'}${ms(Math.abs(l.p99 - directP99))}` : '-',
+      r.name === 'direct' ? '-' : addedP99(l.p99, directP99),
       ...(vsNginx ? [nginxP99 ? `${(l.p99 / nginxP99).toFixed(2)}x` : '-'] : []),
       String(f.non2xx + f.errors + f.timeouts),
       others(cpu),
@@ -474,6 +539,7 @@ export function formatReport(report: BenchReport): string {
         (same || !s.tcp ? `${dur(s.extra ?? s.tcp!)} each.` : !s.extra ? `${dur(s.tcp)}.` : `${dur(s.extra)} each; TCP echo ${dur(s.tcp)}.`),
     );
   }
+  if (report.baseline) out.push(baselineHeader(report.baseline));
   if (env.backgroundCores !== undefined) out.push(`background load before the run: ${env.backgroundCores.toFixed(2)} cores`);
   out.push('');
 
@@ -493,6 +559,7 @@ export function formatReport(report: BenchReport): string {
   }
   out.push(`("others" = cores of CPU used by processes that are not the bench's during the measurement; > ${NOISE_CORES} means a noisy run)`);
   out.push('');
+  if (report.baseline) out.push(baselineLine(results), '');
 
   if (s.extra) {
     for (const id of s.extra.scenarios) out.push(latencyTable(report, id), '');

@@ -7,12 +7,17 @@
 // 1,000 rps with 1 KB GETs; the same fixed rate
 // with 10 KB and 100 KB responses and 1 KB POST bodies; TCP echo throughput through a
 // pair; and each proxy's RSS and CPU seconds per 1,000 requests.
+//
+// With --baseline DIR (or --baseline-ref REF, which builds one), a fifth target: the
+// Trellis pair of that other build, in the same max-rate rounds and the 1 KB fixed
+// rate, for an A/B of this checkout against it (bench/baseline.ts).
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { existingBaseline, makeBaseline, type Baseline } from './baseline.js';
 import { runFixedRate, type FixedRateResult } from './fixed-rate.js';
 import { cpuBetween, cpuOverSpans, sampleCpu, type CpuSample, type CpuUsage } from './machine.js';
 import {
@@ -21,7 +26,9 @@ import {
   evaluate,
   formatReport,
   maxRateRatios,
+  maxRateVsBaseline,
   medianRun,
+  runsExtraScenarios,
   scenarioTitle,
   type BenchReport,
   type LatencyScenario,
@@ -60,16 +67,22 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 const PATHS: Record<TargetName, string> = {
   direct: 'client → upstream',
   trellis: 'client → trellis outbound → trellis inbound → upstream',
+  baseline: 'client → trellis outbound → trellis inbound → upstream, of the baseline build',
   nginx: 'client → nginx → nginx → upstream',
   haproxy: 'client → haproxy → haproxy → upstream',
 };
-const TCP_PATHS: Record<TargetName, string> = {
+/** The targets of the TCP echo scenario: all but the baseline (runsExtraScenarios). */
+type TcpTargetName = Exclude<TargetName, 'baseline'>;
+const TCP_PATHS: Record<TcpTargetName, string> = {
   direct: 'client → echo server',
   trellis: 'client → trellis outbound → trellis inbound → echo server (protocol: tcp)',
   nginx: 'client → nginx stream → nginx stream → echo server',
   haproxy: 'client → haproxy → haproxy → echo server (mode tcp)',
 };
-const ORDER: readonly TargetName[] = ['direct', 'trellis', 'nginx', 'haproxy'];
+// The baseline beside trellis, so the two runs of a round that its A/B compares are seconds apart.
+const ORDER: readonly TargetName[] = ['direct', 'trellis', 'baseline', 'nginx', 'haproxy'];
+/** What runs without --targets: the baseline only when there is one (--baseline). */
+const DEFAULT_TARGETS: readonly TargetName[] = ORDER.filter((t) => t !== 'baseline');
 
 const USAGE = `usage: node dist/bench/run.js [options]
   All targets are started first; the max rate is measured in rounds, each running wrk
@@ -103,7 +116,18 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --balancing-connections N  its keep-alive connections (default 50)
   --route-rounds N        alternating runs per variant in the route-matching scenario,
                           the best of each counts (default 2)
-  --targets LIST          comma-separated subset of ${ORDER.join(',')} (default all)
+  --baseline DIR          A/B against another build: a fifth target, the Trellis pair of
+                          the checkout in DIR (built: bin/trellis.js and dist/), in every
+                          max-rate round (beside trellis: the two trade places every
+                          other round) and the 1KB fixed rate;
+                          prints trellis's throughput over it (median of per-round
+                          ratios) and both added p99s
+  --baseline-ref REF      the same, with DIR made by the bench: a git worktree of REF
+                          (e.g. HEAD~1, main) in its temp folder, npm ci (or this
+                          checkout's node_modules, when package-lock.json is the same),
+                          npm run build; removed at the end
+  --targets LIST          comma-separated subset of ${DEFAULT_TARGETS.join(',')} (default all;
+                          baseline is added by --baseline)
   --no-install            do not run scripts/install-bench-deps.sh (which installs what is missing)
   --no-save               do not write bench/results/<time>.json
 `;
@@ -226,7 +250,7 @@ async function maxRateRounds(running: readonly Running[], w: Settings['wrk'], wr
   }
   const rounds = w.rounds ?? 1;
   for (let i = 1; i <= rounds; i++) {
-    for (const t of running) {
+    for (const t of roundOrder(running, i)) {
       await attempt(t, `max-rate round ${i}/${rounds}, ${w.durationS}s (wrk -t${w.threads} -c${w.connections})`, async () => {
         t.rounds.push(await measured(procs, t.pgids, () => load(t, w.durationS)));
       });
@@ -240,6 +264,20 @@ async function maxRateRounds(running: readonly Running[], w: Settings['wrk'], wr
     t.result.maxRateRounds = runs.map((r) => r.rps);
     t.result.maxRateCpu = cpuOverSpans(t.rounds.map((r) => r.cpu));
   }
+}
+
+/**
+ * The targets in round `i`'s order: trellis and the baseline trade places every other
+ * round, so that neither always runs right after the other (whatever the one before
+ * leaves behind, such as sockets in TIME_WAIT or a warmer CPU, falls on both).
+ */
+function roundOrder(running: readonly Running[], i: number): readonly Running[] {
+  const a = running.findIndex((t) => t.result.name === 'trellis');
+  const b = running.findIndex((t) => t.result.name === 'baseline');
+  if (i % 2 === 1 || a < 0 || b < 0) return running;
+  const order = [...running];
+  [order[a], order[b]] = [order[b]!, order[a]!];
+  return order;
 }
 
 /** What the fixed-rate scenarios of one target need. */
@@ -280,7 +318,7 @@ async function latencyScenarios(t: Running, c: LatencyContext): Promise<void> {
       result.fixedRate,
     );
   }
-  if (!c.settings.extra) return;
+  if (!c.settings.extra || !runsExtraScenarios(name)) return;
   const x = c.settings.extra;
   const latency: Partial<Record<LatencyScenario, FixedRateResult>> = {};
   const latencyErrors: Partial<Record<LatencyScenario, string>> = {};
@@ -335,7 +373,9 @@ async function main(): Promise<number> {
       'route-rounds': { type: 'string', default: '2' },
       'balancing-rate': { type: 'string', default: '500' },
       'balancing-connections': { type: 'string', default: '50' },
-      targets: { type: 'string', default: ORDER.join(',') },
+      targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
+      baseline: { type: 'string' },
+      'baseline-ref': { type: 'string' },
       'no-install': { type: 'boolean', default: false },
       'no-save': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -391,7 +431,15 @@ async function main(): Promise<number> {
   }
   const wanted = values.targets.split(',').map((t) => t.trim()).filter(Boolean);
   for (const t of wanted) if (!ORDER.includes(t as TargetName)) throw new Error(`--targets: unknown target "${t}" (known: ${ORDER.join(', ')})`);
+  if (values.baseline !== undefined && values['baseline-ref'] !== undefined) throw new Error('--baseline and --baseline-ref: give one of them');
+  const withBaseline = values.baseline !== undefined || values['baseline-ref'] !== undefined;
+  if (withBaseline && values.only !== undefined) throw new Error('--baseline is for the full run (max rate and 1KB fixed rate), not --only');
+  if (wanted.includes('baseline') && !withBaseline) throw new Error('--targets baseline needs --baseline DIR or --baseline-ref REF');
+  if (withBaseline && !wanted.includes('baseline')) wanted.push('baseline');
   const order = ORDER.filter((t) => wanted.includes(t));
+  // Checked before anything is started: a DIR that is not built fails in a second, not after the setup.
+  let baseline: Baseline | undefined = values.baseline !== undefined ? existingBaseline(values.baseline, repoRoot) : undefined;
+  let removeBaseline = (): void => {}; // --baseline-ref's worktree, once it exists
 
   const bins = binaries(!values['no-install']);
   if (!bins.nginx || !bins.wrk) {
@@ -406,9 +454,13 @@ async function main(): Promise<number> {
     if (cleaned) return;
     cleaned = true;
     await procs.stopAll();
+    removeBaseline(); // before the folder it lives in goes
     rmSync(dir, { recursive: true, force: true });
   };
-  process.on('exit', () => procs.killAllSync());
+  process.on('exit', () => {
+    procs.killAllSync();
+    removeBaseline();
+  });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(sig, () => {
       log(`${sig}: stopping everything the bench started`);
@@ -451,6 +503,17 @@ async function main(): Promise<number> {
     return 0;
   }
 
+  if (values['baseline-ref'] !== undefined) {
+    try {
+      baseline = await makeBaseline({ procs, repoRoot, runDir: dir, ref: values['baseline-ref'], log, own: (remove) => (removeBaseline = remove) });
+    } catch (e) {
+      log(`failed: ${(e as Error).message}`);
+      await cleanup();
+      return 1;
+    }
+  }
+  if (baseline) log(`baseline: ${baseline.info.dir}${baseline.info.commit ? ` (commit ${baseline.info.commit.slice(0, 12)})` : ''}`);
+
   const idleBefore = sampleCpu(procs.groups);
   await new Promise((r) => setTimeout(r, 1000));
   const backgroundCores = cpuBetween(idleBefore, sampleCpu(procs.groups))?.foreignCores;
@@ -481,6 +544,13 @@ async function main(): Promise<number> {
     const starters: Record<TargetName, () => Promise<Target>> = {
       direct: async () => ({ name: 'direct', url: upstream.url, stop: async () => {} }),
       trellis: () => startTrellisPair(procs, repoRoot, dir, upstream.port),
+      baseline: async () => {
+        if (!baseline) throw new Error('no --baseline');
+        // Its own folder for its mesh file and logs, beside this checkout's pair's.
+        const bdir = path.join(dir, 'baseline');
+        mkdirSync(bdir, { recursive: true });
+        return startTrellisPair(procs, baseline.info.dir, bdir, upstream.port);
+      },
       nginx: () => startNginxPair(procs, bins, dir, upstream.port),
       haproxy: async () => {
         if (!bins.haproxy) throw new Error('haproxy not found');
@@ -518,6 +588,7 @@ async function main(): Promise<number> {
     }
     await upstream.stop();
 
+    const tcpOrder = order.filter((n): n is TcpTargetName => runsExtraScenarios(n));
     if (settings.tcp) {
       log(`tcp echo: echo server (node) on loopback`);
       let echo: Awaited<ReturnType<typeof startEchoServer>> | undefined;
@@ -526,14 +597,14 @@ async function main(): Promise<number> {
       } catch (e) {
         const reason = `the echo server did not start: ${(e as Error).message.replace(/\s+/g, ' ').slice(0, 300)}`;
         log(`tcp echo: ${reason}`);
-        for (const name of order) tcpResults.push({ name, path: TCP_PATHS[name], unavailable: reason });
+        for (const name of tcpOrder) tcpResults.push({ name, path: TCP_PATHS[name], unavailable: reason });
       }
       if (echo) await runTcpScenario(echo);
     }
 
     async function runTcpScenario(echo: Target & { port: number }): Promise<void> {
       const t = settings.tcp!;
-      const tcpStarters: Record<TargetName, () => Promise<Target>> = {
+      const tcpStarters: Record<TcpTargetName, () => Promise<Target>> = {
         direct: async () => ({ name: 'direct', url: echo.url, stop: async () => {} }),
         trellis: () => startTrellisPair(procs, repoRoot, dir, echo.port, 'tcp'),
         nginx: () => startNginxTcpPair(procs, bins, dir, echo.port),
@@ -542,7 +613,7 @@ async function main(): Promise<number> {
           return startHaproxyTcpPair(procs, bins, dir, echo.port);
         },
       };
-      for (const name of order) {
+      for (const name of tcpOrder) {
         log(`${name}: tcp echo: starting (${TCP_PATHS[name]})`);
         let target: Target;
         try {
@@ -601,6 +672,7 @@ async function main(): Promise<number> {
     settings,
     results,
     maxRateVsNginx: maxRateRatios(results),
+    ...(baseline ? { baseline: baseline.info, maxRateVsBaseline: maxRateVsBaseline(results) } : {}),
     ...(settings.tcp ? { tcp: tcpResults } : {}),
     ...(routeRules ? { routeRules } : {}),
     ...(balancing ? { balancing } : {}),

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import http from 'node:http';
 import path from 'node:path';
-import { PROXY_NODE_FLAGS } from '../src/proxy/node-flags.js';
+import { pathToFileURL } from 'node:url';
 
 /** The upstream's answer to `GET /`: exactly 1024 bytes. */
 export const BODY_1KB = makeBody(1024);
@@ -544,6 +544,7 @@ export async function startTrellisPair(
   if (!existsSync(path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'))) {
     throw new Error('the Trellis CLI is not built (dist/src/cli/main.js missing)');
   }
+  const nodeFlags = await proxyNodeFlags(repoRoot);
   const [cpPort, inboundPort, outboundPort] = [await freePort(), await freePort(), await freePort()];
   const tdir = path.join(dir, `${protocol === 'tcp' ? 'trellis-tcp' : 'trellis'}${variant ? `-${variant.name}` : ''}`);
   mkdirSync(tdir, { recursive: true });
@@ -577,7 +578,7 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
         'trellis proxy (inbound, upstream-0)',
         node,
         [
-          ...PROXY_NODE_FLAGS,
+          ...nodeFlags,
           trellis, 'proxy',
           '--service', 'upstream',
           '--id', 'upstream-0',
@@ -593,7 +594,7 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
     for (const [i, appPort] of (variant?.moreInstances ?? []).entries()) {
       const id = `upstream-${i + 1}`;
       started.push(procs.start(`trellis proxy (inbound, ${id})`, node, [
-        ...PROXY_NODE_FLAGS, trellis, 'proxy', '--service', 'upstream', '--id', id, '--app', `127.0.0.1:${appPort}`,
+        ...nodeFlags, trellis, 'proxy', '--service', 'upstream', '--id', id, '--app', `127.0.0.1:${appPort}`,
         '--inbound', `127.0.0.1:${await freePort()}`, '--admin', '127.0.0.1:0', '--control', control, '--access-log', 'off',
       ], tdir));
     }
@@ -602,7 +603,7 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
         'trellis proxy (outbound, bench-client-0)',
         node,
         [
-          ...PROXY_NODE_FLAGS,
+          ...nodeFlags,
           trellis, 'proxy',
           '--service', 'bench-client',
           '--id', 'bench-client-0',
@@ -626,6 +627,19 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
     processes: [{ role: 'outbound', managed: started[started.length - 1]! }, { role: 'inbound', managed: started[1]! }],
     stop: async () => void (await Promise.all(started.map((m) => procs.stop(m)))),
   };
+}
+
+/**
+ * The Node flags the checkout at `repoRoot` starts its proxies with, read from its own
+ * build: a baseline build (`--baseline`) runs with the flags it shipped with, since a
+ * change of flags is part of what an A/B compares. A build from before
+ * dist/src/proxy/node-flags.js existed started its proxies with none.
+ */
+async function proxyNodeFlags(repoRoot: string): Promise<readonly string[]> {
+  const file = path.join(repoRoot, 'dist', 'src', 'proxy', 'node-flags.js');
+  if (!existsSync(file)) return [];
+  const flags = ((await import(pathToFileURL(file).href)) as { PROXY_NODE_FLAGS?: unknown }).PROXY_NODE_FLAGS;
+  return Array.isArray(flags) ? flags.filter((f): f is string => typeof f === 'string') : [];
 }
 
 async function waitForHealthz(url: string, m: Managed, timeoutMs: number): Promise<void> {

@@ -28,6 +28,22 @@ export function parseHostPort(value: string, flag: string): { host: string; port
   return { host, port };
 }
 
+/** Parses a size in bytes: `1048576`, `512KiB`, `10MiB`, `1GiB` (binary units; K, M, G alone mean the same). */
+export function parseBytes(value: string, flag: string): number {
+  const m = /^(\d+)\s*(k|ki|kib|m|mi|mib|g|gi|gib)?$/i.exec(value.trim());
+  const unit = (m?.[2] ?? '').toLowerCase().charAt(0);
+  const n = m ? Number(m[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1) : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw new TrellisError('TRELLIS_E_USAGE', { reason: `${flag} expects a size such as 1048576 or 10MiB, got "${value}"` });
+  return n;
+}
+
+/** Parses a whole number of at least 1. */
+export function parseCount(value: string, flag: string): number {
+  const n = /^\d+$/.test(value.trim()) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new TrellisError('TRELLIS_E_USAGE', { reason: `${flag} expects a whole number of at least 1, got "${value}"` });
+  return n;
+}
+
 /** Parses durations such as `500ms`, `2s`, `1m`, or a bare number of milliseconds. */
 export function parseDuration(value: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());

@@ -1,19 +1,17 @@
 // `trellis canary SERVICE --to VERSION`: progressive delivery as Flagger does it, with
-// nothing else to install. Each step sets the weights (the new version at the step's
-// percent, the stable version the rest) through the control plane, waits an interval
-// while the callers' sidecars count the new version's requests, and judges the
-// interval's error rate and p99 (canary-check.ts). A breach sets the new version back
-// to 0% and says why; after the last step the new version takes 100%.
-//
-// Too little traffic in an interval proves nothing, so it never passes: the step waits
-// up to --max-waits more intervals (the window grows, so a trickle adds up), then the
-// canary fails and rolls back. Ctrl-C puts the weights back where they were at the start.
+// nothing else to install. This file reads the flags, checks them against the service's
+// versions, wires the step runner (canary/step-runner.ts) to the control plane's admin
+// API and the proxies' metrics, and prints what the runner reports; the steps and the
+// judgement of each interval (canary/judge.ts) are the library's. Ctrl-C puts the
+// weights back where they were at the start.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TrellisError } from '../errors.js';
+import { ejectionText, msText, p99Ms, percent, versionReading, type CanaryLimits, type VersionReading, type WindowStats } from '../canary/judge.js';
+import { pickStable, runCanary, stepWeights, type CanaryEvent, type CanaryPlan } from '../canary/step-runner.js';
 import { readProxyMetrics } from '../loadgen/hop-scrape.js';
+import { fetchFailure } from '../loadgen/mesh-target.js';
 import { abortOnSigint, parseDuration, parseFlags } from './args.js';
-import { judge, msText, percent, statsText, versionReading, windowStats, type CanaryLimits, type VersionReading } from './canary-check.js';
-import { ackText, adminBase, ADMIN_FLAGS, adminFlagsHelp, applyWeights, readWeights, weightsText, type Weights, type WeightsView } from './weights-client.js';
+import { ackText, adminBase, ADMIN_FLAGS, adminFlagsHelp, applyWeights, readWeights, weightsText, type Weights } from './weights-client.js';
 
 export const help = `Usage: trellis canary SERVICE --to VERSION [options]
 
@@ -29,7 +27,10 @@ waits up to --max-waits more intervals for traffic, then the canary rolls back.
 Ctrl-C puts the weights back where they were when the canary started.
 
 The weights are written into the route files by the control plane, as with
-\`trellis route weights\`. Errors are 5xx answers and requests that got no answer.
+\`trellis route weights\`. Errors are 5xx answers and requests that got no answer,
+and requests for VERSION that its callers sent to another version because none of its
+instances could take them (failover). A step in which outlier detection ejects an
+instance of VERSION fails, whatever the traffic.
 The p99 is estimated from the sidecars' latency histograms, as Prometheus'
 histogram_quantile does, so it is as precise as their buckets (..., 50, 100, 150,
 200, 250, 300, 400, 500, 750 ms, 1 s, ...): a limit on a bucket bound is exact.
@@ -81,23 +82,44 @@ function wholeNumber(text: string, flag: string, min: number): number {
   return n;
 }
 
-/** The stable version: the other version with the most weight now (mesh order breaks ties). */
-export function pickStable(view: WeightsView, to: string): string | undefined {
-  const weights = view.weights ?? view.byInstances;
-  let best: string | undefined;
-  for (const v of view.versions) {
-    if (v === to) continue;
-    if (best === undefined || (weights[v] ?? 0) > (weights[best] ?? 0)) best = v;
+/** "150 requests in 30.0 s, error rate 0% (max 1%), p99 12.3 ms (max 200 ms)". */
+export function statsText(s: WindowStats, seconds: number, l: CanaryLimits): string {
+  const requests = s.requests + s.failovers;
+  const rate = requests > 0 ? (s.errors + s.failovers) / requests : 0;
+  const p99 = p99Ms(s);
+  const elsewhere = s.failovers > 0 ? ` (${s.failovers} sent to other versions)` : '';
+  const ejected = Object.keys(s.ejections).length > 0 ? `, ejected ${ejectionText(s.ejections)}` : '';
+  return `${requests} requests${elsewhere} in ${seconds.toFixed(1)} s, error rate ${percent(rate)} (max ${percent(l.maxErrorRate)}), ` +
+    `p99 ${p99 === undefined ? '-' : msText(p99)} (max ${msText(l.maxP99Ms)})${ejected}`;
+}
+
+/** The line each runner event is shown as. */
+export function eventText(e: CanaryEvent, plan: CanaryPlan): string {
+  const { service, to, stable, steps, limits } = plan;
+  const label = (index: number, pct: number): string => `step ${index + 1}/${steps.length} (${to} ${pct}%)`;
+  switch (e.type) {
+    case 'step':
+      return `${label(e.index, e.percent)}: ${to} ${e.percent}%, ${stable} ${100 - e.percent}%; ${e.ack}`;
+    case 'judged': {
+      const line = `${label(e.index, e.percent)}: ${statsText(e.stats, e.seconds, limits)}`;
+      const v = e.verdict;
+      if (v.kind === 'pass') return `${line}: pass`;
+      if (v.kind === 'breach') return `${line}: ${v.metric === 'ejection' ? `${to} ejected by outlier detection` : `${v.metric} over the limit`}`;
+      if (e.waiting !== undefined) {
+        return `${line}: too little traffic (fewer than --min-requests ${limits.minRequests}); waiting another ${msText(plan.intervalMs)} (${e.waiting} of ${plan.maxWaits})`;
+      }
+      return `${line}: too little traffic`;
+    }
+    case 'rolled-back':
+      return `rolling back: ${to} 0%, ${stable} 100%; ${e.ack}`;
+    case 'promoting':
+      return `promoting: ${e.ack}`;
+    case 'promoted':
+      return `promoted: ${service} ${to} takes 100% of the requests (${weightsText(e.weights)})`;
+    case 'interrupted':
+      return `interrupted: putting ${service} back to ${weightsText(plan.start)}; ${e.ack}`;
   }
-  return best;
 }
-
-/** VERSION at `percent`, the stable version the rest, every other version 0. */
-export function stepWeights(versions: readonly string[], to: string, stable: string, pct: number): Weights {
-  return Object.fromEntries(versions.map((v) => [v, v === to ? pct : v === stable ? 100 - pct : 0]));
-}
-
-class Interrupted extends Error {}
 
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, {
@@ -149,75 +171,28 @@ export async function run(argv: string[]): Promise<number> {
   out(`weights at the start: ${weightsText(start)}`);
 
   const interrupt = abortOnSigint();
-  const { signal } = interrupt;
-  const setWeights = async (w: Weights): Promise<string> => ackText(service, await applyWeights(base, service, w, timeoutMs));
-  const read = async (): Promise<VersionReading> => {
-    try {
-      return versionReading(await readProxyMetrics(base), service, to);
-    } catch (err) {
-      throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: `reading the proxies' metrics: ${(err as Error).message}` });
-    }
-  };
-  const wait = async (ms: number): Promise<void> => {
-    try {
-      await sleep(ms, undefined, { signal });
-    } catch {
-      throw new Interrupted();
-    }
-  };
-  const rollBack = async (step: number, reason: string): Promise<never> => {
-    const back = stepWeights(view.versions, to, stable, 0);
-    let now = weightsText(back);
-    try {
-      out(`rolling back: ${to} 0%, ${stable} 100%; ${await setWeights(back)}`);
-    } catch (err) {
-      now = `unknown, because setting ${to} to 0% failed (${(err as Error).message}); run \`trellis route weights ${service} ${stable}=100\``;
-    }
-    throw new TrellisError('TRELLIS_E_CANARY_ROLLED_BACK', { service, version: to, step: `${step}%`, reason, weights: now });
-  };
-
-  let current = steps[0]!;
+  const plan: CanaryPlan = { service, to, stable, versions: view.versions, steps, intervalMs, limits, maxWaits, start };
   try {
-    for (const [i, step] of steps.entries()) {
-      current = step;
-      const label = `step ${i + 1}/${steps.length} (${to} ${step}%)`;
-      out(`${label}: ${to} ${step}%, ${stable} ${100 - step}%; ${await setWeights(stepWeights(view.versions, to, stable, step))}`);
-      if (signal.aborted) throw new Interrupted();
-      const before = await read();
-      const t0 = performance.now();
-      for (let waits = 0; ; waits++) {
-        await wait(intervalMs);
-        const stats = windowStats(before, await read());
-        const seconds = (performance.now() - t0) / 1000;
-        const verdict = judge(stats, limits);
-        const line = `${label}: ${statsText(stats, seconds, limits)}`;
-        if (verdict.kind === 'pass') {
-          out(`${line}: pass`);
-          break;
+    const outcome = await runCanary(plan, {
+      setWeights: async (w: Weights) => ackText(service, await applyWeights(base, service, w, timeoutMs)),
+      read: async (): Promise<VersionReading> => {
+        try {
+          return versionReading(await readProxyMetrics(base), service, to);
+        } catch (err) {
+          throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: `reading the proxies' metrics: ${fetchFailure(err)}` });
         }
-        if (verdict.kind === 'breach') {
-          out(`${line}: ${verdict.metric} over the limit`);
-          await rollBack(step, verdict.reason);
-        }
-        if (waits < maxWaits) {
-          out(`${line}: too little traffic (fewer than --min-requests ${limits.minRequests}); waiting another ${msText(intervalMs)} (${waits + 1} of ${maxWaits})`);
-          continue;
-        }
-        out(`${line}: too little traffic`);
-        await rollBack(step, `too little traffic to judge: ${stats.requests} requests to ${to} in ${seconds.toFixed(1)} s, fewer than --min-requests ${limits.minRequests}`);
-      }
-    }
-    if (steps[steps.length - 1] !== 100) out(`promoting: ${await setWeights(stepWeights(view.versions, to, stable, 100))}`);
-    out(`promoted: ${service} ${to} takes 100% of the requests (${weightsText(stepWeights(view.versions, to, stable, 100))})`);
-    return 0;
-  } catch (err) {
-    if (err instanceof Interrupted || (signal.aborted && !(err instanceof TrellisError && err.code === 'TRELLIS_E_CANARY_ROLLED_BACK'))) {
-      out(`interrupted: putting ${service} back to ${weightsText(start)}; ${await setWeights(start)}`);
-      return 130;
-    }
-    if (err instanceof TrellisError && (err.code === 'TRELLIS_E_CANARY_ROLLED_BACK' || err.code === 'TRELLIS_E_USAGE')) throw err;
-    // The canary can't be watched any more (the metrics or the control plane are gone): not a pass.
-    return rollBack(current, `the canary could not go on: ${(err as Error).message}`);
+      },
+      sleep: (ms, signal) => sleep(ms, undefined, { signal }),
+      now: () => performance.now(),
+      signal: interrupt.signal,
+      report: (e) => out(eventText(e, plan)),
+    });
+    if (outcome.kind === 'promoted') return 0;
+    if (outcome.kind === 'interrupted') return 130;
+    const now = outcome.restoreError === undefined
+      ? weightsText(outcome.weights)
+      : `unknown, because setting ${to} to 0% failed (${outcome.restoreError}); run \`trellis route weights ${service} ${stable}=100\``;
+    throw new TrellisError('TRELLIS_E_CANARY_ROLLED_BACK', { service, version: to, step: `${outcome.step}%`, reason: outcome.reason, weights: now });
   } finally {
     interrupt.dispose();
   }

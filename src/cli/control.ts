@@ -1,4 +1,6 @@
 // `trellis control`: runs the control plane until SIGINT or SIGTERM.
+import { statSync } from 'node:fs';
+import path from 'node:path';
 import { TrellisError } from '../errors.js';
 import { formatProblem } from '../config/problems.js';
 import { startControlPlane } from '../control/admin-server.js';
@@ -9,17 +11,33 @@ export const help = `Usage: trellis control [--config PATH]... [PATH...] [option
 
 Runs the control plane: loads the mesh config, health-checks every instance, streams
 one snapshot to each proxy, and serves the admin API. Config files are watched; a
-change that has problems is reported and the last good config stays in force.
+change that has problems is reported and the last good config stays in force. The
+last good config is also kept in the state folder: a start whose files have problems
+serves it and reports them (as a live edit does) until the files are fixed; with none
+kept (a first start), it exits with the problems listed.
 
 Options:
   --config PATH          a mesh or route file (repeatable; positional paths work too)
   --admin [HOST:]PORT    admin API and proxy stream address (default: 127.0.0.1:15000)
   --token T              join token proxies must present (Authorization: Bearer T);
                          default: the TRELLIS_TOKEN environment variable, if set
+  --state-dir DIR        where the last good config is kept (in DIR/control/);
+                         default: .trellis beside the first config path, as \`trellis up\`
 
 Example:
   trellis control --config examples/shop/mesh.yaml --admin 15000
 `;
+
+/** `.trellis` beside the mesh file (or in the folder given), where `trellis up` keeps its state too. */
+function defaultStateDir(configPath: string): string {
+  let dir = path.dirname(path.resolve(configPath));
+  try {
+    if (statSync(configPath).isDirectory()) dir = path.resolve(configPath);
+  } catch {
+    // Missing: the loader reports it; the folder it would be in is as good a place as any.
+  }
+  return path.join(dir, '.trellis');
+}
 
 function isErrnoException(err: unknown): err is NodeJS.ErrnoException {
   return err instanceof Error && 'code' in err;
@@ -32,6 +50,7 @@ export async function run(argv: string[]): Promise<number> {
       config: { type: 'string', multiple: true, default: [] },
       admin: { type: 'string', default: '127.0.0.1:15000' },
       token: { type: 'string' },
+      'state-dir': { type: 'string' },
     },
     true,
     'control',
@@ -41,15 +60,16 @@ export async function run(argv: string[]): Promise<number> {
     throw new TrellisError('TRELLIS_E_USAGE', { reason: 'no config given: pass the mesh file, e.g. `trellis control --config mesh.yaml`' });
   }
   const admin = parseHostPort(values.admin, '--admin');
+  const stateDir = values['state-dir'] ?? defaultStateDir(configPaths[0]!);
 
   let plane;
   try {
     const token = values.token ?? process.env.TRELLIS_TOKEN;
-    plane = await startControlPlane({ configPaths, admin, ...(token ? { token } : {}) });
+    plane = await startControlPlane({ configPaths, admin, stateDir, ...(token ? { token } : {}) });
   } catch (err) {
     if (err instanceof TrellisError && err.code === 'TRELLIS_E_CONFIG_INVALID') {
       const problems = (err.params.problems ?? []) as ConfigProblem[];
-      process.stderr.write(`trellis control: the config has ${problems.length} problem(s); nothing was started:\n`);
+      process.stderr.write(`trellis control: the config has ${problems.length} problem(s), and no last good config is kept in ${stateDir}; nothing was started:\n`);
       for (const p of problems) process.stderr.write(`  ${formatProblem(p)}\n`);
       return 1;
     }

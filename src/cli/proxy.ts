@@ -1,7 +1,7 @@
 // `trellis proxy`: runs one sidecar (or, with --gateway, an edge proxy with no app).
 import { TrellisError } from '../errors.js';
 import { Sidecar } from '../proxy/sidecar.js';
-import { parseFlags, parseHostPort } from './args.js';
+import { parseBytes, parseCount, parseFlags, parseHostPort } from './args.js';
 
 export const help = `Usage: trellis proxy --service NAME [options]
 
@@ -20,7 +20,12 @@ Options:
   --http-proxy [HOST:]PORT  HTTP proxy listener: the Host header names the service
   --admin [HOST:]PORT       admin server with /metrics, /ready, /config (default: 127.0.0.1:0)
   --gateway                 no app: only outbound listeners (an edge proxy)
-  --access-log PATH|-|off   JSON access log destination (default: - for stdout)
+  --access-log PATH|-|off   JSON access log destination (default: - for stdout); a file is
+                            created mode 0600
+  --access-log-keep-query   log query strings as sent (default: values replaced by REDACTED)
+  --access-log-max-bytes N  rotate the log file at N bytes (KiB/MiB/GiB suffixes allowed;
+                            default: 10MiB)
+  --access-log-max-files K  rotated files kept, PATH.1 newest (default: 5)
 
 Example:
   trellis proxy --service backend --version v1 --app 127.0.0.1:8081 --inbound 9081 \\
@@ -41,6 +46,9 @@ export async function run(argv: string[]): Promise<number> {
     admin: { type: 'string', default: '127.0.0.1:0' },
     gateway: { type: 'boolean', default: false },
     'access-log': { type: 'string', default: '-' },
+    'access-log-keep-query': { type: 'boolean', default: false },
+    'access-log-max-bytes': { type: 'string' },
+    'access-log-max-files': { type: 'string' },
   }, false, 'proxy');
   if (!values.service) throw new TrellisError('TRELLIS_E_USAGE', { reason: '--service is required; see `trellis proxy --help`' });
   if (!values.gateway && (!values.app) !== (!values.inbound)) {
@@ -52,6 +60,12 @@ export async function run(argv: string[]): Promise<number> {
     return { service: spec.slice(0, eq), listen: parseHostPort(spec.slice(eq + 1), '--upstream') };
   });
   const log = (line: string): void => void process.stderr.write(line + '\n');
+  // No process.on('uncaughtException') here, on purpose. node documents the process as
+  // in an unknown state after one: serving on would carry half-done work (pooled
+  // connections, open attempts, breaker counts) into every later request. Instead each
+  // listener's entry code ends the one connection or stream whose handling threw, with a
+  // metric and a log line (src/proxy/listener-context.ts); an exception that still
+  // reaches here is a bug, and ends the process for its runner to restart.
   const sidecar = new Sidecar({
     service: values.service,
     version: values.version,
@@ -65,6 +79,11 @@ export async function run(argv: string[]): Promise<number> {
     httpProxy: values['http-proxy'] ? parseHostPort(values['http-proxy'], '--http-proxy') : undefined,
     admin: parseHostPort(values.admin, '--admin'),
     accessLog: values['access-log'],
+    accessLogOptions: {
+      keepQuery: values['access-log-keep-query'],
+      maxFileBytes: values['access-log-max-bytes'] === undefined ? undefined : parseBytes(values['access-log-max-bytes'], '--access-log-max-bytes'),
+      maxFiles: values['access-log-max-files'] === undefined ? undefined : parseCount(values['access-log-max-files'], '--access-log-max-files'),
+    },
     log,
   });
   await sidecar.start();

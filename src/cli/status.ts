@@ -83,7 +83,10 @@ export function renderStatus(services: ServiceView[], proxies: ProxyView[], conf
   }
   let out = table(['SERVICE', 'VERSION', 'INSTANCE', 'APP', 'INBOUND', 'HEALTH', 'CONFIG (acked/sent)'], rows);
   if (config.reloadFailed) {
-    out += `\n\nThe latest config reload failed (${config.reloadFailed.at ?? '?'}); the config loaded at ${config.loadedAt ?? '?'} stays in force:`;
+    const inForce = config.restoredFrom
+      ? `the last good config (saved at ${config.restoredFrom.savedAt ?? '?'} in ${config.restoredFrom.file})`
+      : `the config loaded at ${config.loadedAt ?? '?'}`;
+    out += `\n\nThe latest config reload failed (${config.reloadFailed.at ?? '?'}); ${inForce} stays in force:`;
     for (const p of config.reloadFailed.problems) out += `\n  ${p.text}`;
   }
   return `${out}\n`;

@@ -45,6 +45,18 @@ export function checkMesh(doc: SourceDocument, mesh: MeshResource): Problem[] {
       if (!upstreamIndex.has(target)) upstreamIndex.set(target, k);
     });
 
+    const upgradeIndex = new Map<string, number>();
+    s.upgrades?.forEach((p, k) => {
+      const lower = p.toLowerCase();
+      const path = [...base, 'upgrades', k];
+      if (lower === 'h2c') {
+        at(path, 'h2c is never tunnelled through the mesh (after it, requests would skip the routes); an h2c upgrade is forwarded as a plain HTTP/1.1 request, and HTTP/2 reaches a service with prior knowledge');
+      } else if (upgradeIndex.has(lower)) {
+        at(path, `lists "${p}" again (also upgrades[${upgradeIndex.get(lower)}])`);
+      }
+      if (!upgradeIndex.has(lower)) upgradeIndex.set(lower, k);
+    });
+
     const instances = instanceCount(s);
     if (s.port !== undefined && instances !== 1) {
       at([...base, 'port'], `fixes port ${s.port}, but service "${s.name}" has ${instances} instances and only one can listen on a port; remove port (the runner then picks one per instance) or run exactly one instance`);

@@ -36,6 +36,9 @@ const FILTER_FIELD: Record<string, keyof Filter> = {
 
 // Framing and hop-by-hop headers: editing them would desynchronize the connection.
 const PROTECTED_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'te', 'trailer']);
+// Identity headers name the calling service, and only the proxy sets them
+// (src/proxy/identity.ts): a request filter that could would let a route forge a caller.
+const IDENTITY_HEADERS = new Set(['trellis-source']);
 
 function regexProblem(value: string): string | undefined {
   try {
@@ -111,7 +114,7 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
       // HTTP routes also apply to a service whose protocol is detected; a TCPRoute needs a declared tcp.
       if (wantProtocol === 'tcp' ? protocol !== 'tcp' : protocol === 'tcp') {
         return at([...path, 'name'], kind === 'TCPRoute'
-          ? `names service "${p.name}", whose protocol is ${protocol === 'detect' ? 'not declared (detected per connection); declare protocol: tcp to give it a TCPRoute' : 'http; a TCPRoute only applies to tcp services (use an HTTPRoute)'}`
+          ? `names service "${p.name}", whose protocol is ${protocol === 'detect' ? 'not declared (detected per connection); declare protocol: tcp to give it a TCPRoute' : `${protocol}; a TCPRoute only applies to tcp services (use an HTTPRoute)`}`
           : `names service "${p.name}", whose protocol is tcp; an ${kind} only applies to http services`);
       }
       if (kind === 'TCPRoute') {
@@ -145,10 +148,12 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
         const modifier = f.requestHeaderModifier ?? f.responseHeaderModifier;
         if (modifier) {
           const mp: Segment[] = [...fp, field];
+          const request = f.requestHeaderModifier !== undefined;
           const names = new Set<string>();
           const checkName = (name: string, p: Segment[]) => {
             const lower = name.toLowerCase();
             if (PROTECTED_HEADERS.has(lower)) at(p, `"${name}" frames the message or the connection and can't be edited by a filter`);
+            else if (request && IDENTITY_HEADERS.has(lower)) at(p, `"${name}" names the calling service; only the proxy sets it, a filter can't`);
             else if (names.has(lower)) at(p, `"${name}" is edited twice in one filter; name each header once across set, add and remove`);
             names.add(lower);
           };

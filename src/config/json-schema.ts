@@ -1,6 +1,6 @@
-// The JSON Schema of every Trellis resource, built from the TypeBox source in
-// schema.ts. Editors (yaml-language-server) and other tools validate with it; it is
-// committed as schema/trellis.schema.json and a test fails when that file is stale.
+// The JSON Schema of every Trellis resource, built from the TypeBox source (schema.ts,
+// the index of schema/). Editors (yaml-language-server) and other tools validate with
+// it; it is committed as schema/trellis.schema.json and a test fails when it is stale.
 import { BackendPolicySchema, HTTPRouteSchema, MeshSchema } from './schema.js';
 
 /** Path of the committed JSON Schema, relative to the project root. */

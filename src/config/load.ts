@@ -12,7 +12,7 @@ import { Value } from '@sinclair/typebox/value';
 import { checkMesh } from './check-mesh.js';
 import { checkPolicies, type PolicySource } from './check-policies.js';
 import { checkRoutes, type RouteSource } from './check-routes.js';
-import { normalizeServices, type NormalizedService } from './normalize.js';
+import { normalizeProxyLimits, normalizeServices, type NormalizedProxyLimits, type NormalizedService } from './normalize.js';
 import type { Problem } from './problems.js';
 import { checkSchema } from './schema-errors.js';
 import { MeshSchema, POLICY_KINDS, RESOURCE_KINDS, type MeshResource, type PolicyResource, type RouteResource } from './schema.js';
@@ -46,6 +46,8 @@ export interface MeshConfig {
   routes: LoadedRoute[];
   /** In file order. */
   policies: LoadedPolicy[];
+  /** `spec.proxyLimits`; undefined: every proxy keeps its defaults. */
+  proxyLimits?: NormalizedProxyLimits;
 }
 
 /** What loading found: the config when there is no problem, and every file read. */
@@ -155,6 +157,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
       services: normalizeServices(mesh.resource, meshDir),
       routes: routes.map((r) => ({ file: r.doc.file, resource: r.resource })),
       policies: policies.map((p) => ({ file: p.doc.file, resource: p.resource })),
+      ...(mesh.resource.spec.proxyLimits ? { proxyLimits: normalizeProxyLimits(mesh.resource.spec.proxyLimits) } : {}),
     },
   };
 }

@@ -4,7 +4,7 @@
 // never re-apply a default or parse a duration, and cannot disagree about them.
 import { resolve } from 'node:path';
 import { parseDurationMs } from './duration.js';
-import { MESH_DEFAULTS, type HealthCheck, type MeshResource, type MeshService } from './schema.js';
+import { MESH_DEFAULTS, type HealthCheck, type MeshResource, type MeshService, type ProxyLimitsSpec } from './schema.js';
 
 /** An upstream of a service: the service it calls and, optionally, a fixed local port. */
 export interface NormalizedUpstream {
@@ -36,7 +36,7 @@ export interface NormalizedVersion {
 export interface NormalizedService {
   name: string;
   /** 'detect' when the mesh file does not declare one. */
-  protocol: 'http' | 'tcp' | 'detect';
+  protocol: 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
   /** Undefined: an external process the runner does not start. */
   command?: string;
   /** Absolute; the mesh file's folder when not given. */
@@ -51,6 +51,8 @@ export interface NormalizedService {
   optional: boolean;
   upstreams: NormalizedUpstream[];
   health: NormalizedHealth;
+  /** Upgrade protocols accepted through the mesh, lower case; absent: the default (WebSocket). */
+  upgrades?: string[];
   /** At least one; `default` (no labels) when the service lists none. */
   versions: NormalizedVersion[];
 }
@@ -58,6 +60,33 @@ export interface NormalizedService {
 /** Normalizes every service of a mesh that passed its schema; `meshDir` anchors relative cwds. */
 export function normalizeServices(mesh: MeshResource, meshDir: string): NormalizedService[] {
   return mesh.spec.services.map((s) => normalizeService(s, meshDir));
+}
+
+/**
+ * The proxy limits a Mesh sets, in milliseconds and bytes; only the fields it names
+ * (each proxy applies its own defaults to the rest). Undefined when it sets none.
+ */
+export interface NormalizedProxyLimits {
+  maxRequestHeadBytes?: number;
+  requestHeaderTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  h2MaxConcurrentStreams?: number;
+  h2MaxHeaderListBytes?: number;
+  maxConnectionsPerListener?: number;
+  appProbeTimeoutMs?: number;
+}
+
+export function normalizeProxyLimits(spec: ProxyLimitsSpec | undefined): NormalizedProxyLimits | undefined {
+  if (spec === undefined) return undefined;
+  const out: NormalizedProxyLimits = {};
+  if (spec.maxRequestHeadBytes !== undefined) out.maxRequestHeadBytes = spec.maxRequestHeadBytes;
+  if (spec.requestHeaderTimeout !== undefined) out.requestHeaderTimeoutMs = parseDurationMs(spec.requestHeaderTimeout);
+  if (spec.idleTimeout !== undefined) out.idleTimeoutMs = parseDurationMs(spec.idleTimeout);
+  if (spec.h2MaxConcurrentStreams !== undefined) out.h2MaxConcurrentStreams = spec.h2MaxConcurrentStreams;
+  if (spec.h2MaxHeaderListBytes !== undefined) out.h2MaxHeaderListBytes = spec.h2MaxHeaderListBytes;
+  if (spec.maxConnectionsPerListener !== undefined) out.maxConnectionsPerListener = spec.maxConnectionsPerListener;
+  if (spec.appProbeTimeout !== undefined) out.appProbeTimeoutMs = parseDurationMs(spec.appProbeTimeout);
+  return out;
 }
 
 /** How many instances a service runs: the sum over its versions. */
@@ -89,6 +118,7 @@ function normalizeService(s: MeshService, meshDir: string): NormalizedService {
     optional: s.optional ?? false,
     upstreams: (s.upstreams ?? []).map((u) => (typeof u === 'string' ? { service: u } : { ...u })),
     health: normalizeHealth(s.health),
+    ...optional('upgrades', s.upgrades?.map((p) => p.toLowerCase())),
     versions,
   };
 }

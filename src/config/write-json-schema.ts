@@ -1,5 +1,5 @@
 // Script: writes schema/trellis.schema.json from the TypeBox source (`npm run schema`).
-// Run it after changing src/config/schema.ts; test/config/json-schema-file.test.ts
+// Run it after changing a kind in src/config/schema/; test/config/json-schema-file.test.ts
 // fails until the committed file matches.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';

@@ -2,6 +2,7 @@
 // `trellis status`. Every view is a plain function of the model; the request handler
 // only picks the view by path. The one write is a service's weights (weights-api.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { errorBody, TrellisError } from '../errors.js';
 import type { HostPort } from './protocol.js';
 import type { ConfigProblem, HealthState, Instance, MeshModel, ProxyState } from './model.js';
 import { routeKey } from './routes.js';
@@ -65,6 +66,8 @@ export interface ConfigView {
   policies: string[];
   /** Present when the latest reload failed; the config above is still in force. */
   reloadFailed: { at: string | null; problems: (ConfigProblem & { text: string })[] } | null;
+  /** Present when the config in force is the last good one from the state folder, not the files (they do not load). */
+  restoredFrom: { file: string; savedAt: string | null } | null;
 }
 
 export function healthView(h: HealthState | undefined): HealthView {
@@ -131,6 +134,7 @@ export function configView(model: MeshModel, formatProblem: (p: ConfigProblem) =
     reloadFailed: state.failedReload
       ? { at: iso(state.failedReload.at), problems: state.failedReload.problems.map((p) => ({ ...p, text: formatProblem(p) })) }
       : null,
+    restoredFrom: state.restored ? { file: state.restored.from, savedAt: iso(state.restored.savedAt) } : null,
   };
 }
 
@@ -148,8 +152,13 @@ function safeDecode(s: string): string {
   }
 }
 
-function notFound(res: ServerResponse, message: string): void {
-  send(res, 404, { code: 'TRELLIS_E_NOT_FOUND', message });
+/** Every error answer of the admin API: the status the error table gives its code. */
+function sendError(res: ServerResponse, err: TrellisError): void {
+  send(res, err.status, errorBody(err));
+}
+
+function notFound(res: ServerResponse, reason: string): void {
+  sendError(res, new TrellisError('TRELLIS_E_NOT_FOUND', { reason }));
 }
 
 export interface AdminApiOptions {
@@ -175,7 +184,7 @@ function reply(res: ServerResponse, answer: Answer): void {
  */
 function putWeights(api: WeightsApi, service: string, req: IncomingMessage, res: ServerResponse): void {
   if (req.headers.origin !== undefined) {
-    return send(res, 403, { code: 'TRELLIS_E_BAD_REQUEST', message: 'the admin API does not take changes from web pages (the request has an Origin header)' });
+    return sendError(res, new TrellisError('TRELLIS_E_ORIGIN_REFUSED'));
   }
   const chunks: Buffer[] = [];
   let size = 0;
@@ -184,15 +193,16 @@ function putWeights(api: WeightsApi, service: string, req: IncomingMessage, res:
     if (size <= MAX_BODY) chunks.push(c);
   });
   req.on('end', () => {
-    if (size > MAX_BODY) return send(res, 413, { code: 'TRELLIS_E_BAD_REQUEST', message: `the body is over ${MAX_BODY} bytes` });
+    if (size > MAX_BODY) return sendError(res, new TrellisError('TRELLIS_E_BODY_TOO_LARGE', { limit: MAX_BODY }));
     let body: unknown;
     try {
       body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     } catch {
-      return send(res, 400, { code: 'TRELLIS_E_WEIGHTS_INVALID', message: `cannot set the weights of ${service}: the body is not JSON; send {"weights": {"v1": 90, "v2": 10}}` });
+      return sendError(res, new TrellisError('TRELLIS_E_WEIGHTS_INVALID', { service, reason: 'the body is not JSON; send {"weights": {"v1": 90, "v2": 10}}' }));
     }
     api.set(service, body).then((answer) => reply(res, answer), (err: unknown) => {
-      send(res, 500, { code: 'TRELLIS_E_WEIGHTS_REFUSED', message: `the weights of ${service} were not changed: ${err instanceof Error ? err.message : String(err)}` });
+      // Not a refusal the weights API made (those come back as answers): the edit failed on the way, e.g. writing the file.
+      sendError(res, new TrellisError('TRELLIS_E_WEIGHTS_REFUSED', { service, reason: err instanceof Error ? err.message : String(err) }));
     });
   });
 }
@@ -208,11 +218,11 @@ export function createAdminHandler(opts: AdminApiOptions): (req: IncomingMessage
       if (req.method === 'PUT') return putWeights(opts.weights, service, req, res);
       if (req.method === 'GET' || req.method === 'HEAD') return reply(res, opts.weights.view(service));
       res.setHeader('allow', 'GET, HEAD, PUT');
-      return send(res, 405, { code: 'TRELLIS_E_BAD_REQUEST', message: `${path} takes GET or PUT, not ${req.method}` });
+      return sendError(res, new TrellisError('TRELLIS_E_METHOD_NOT_ALLOWED', { path, allowed: 'GET or PUT', method: req.method }));
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
-      return send(res, 405, { code: 'TRELLIS_E_BAD_REQUEST', message: `${req.method} is not allowed here: the admin API is read-only except PUT /v1/services/<name>/weights` });
+      return sendError(res, new TrellisError('TRELLIS_E_METHOD_NOT_ALLOWED', { path, allowed: 'GET only (the admin API is read-only except PUT /v1/services/<name>/weights)', method: req.method }));
     }
     if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
@@ -233,7 +243,7 @@ export function createAdminHandler(opts: AdminApiOptions): (req: IncomingMessage
       return send(res, 200, snapshot);
     }
     if (path === '/v1/stream') {
-      return send(res, 426, { code: 'TRELLIS_E_BAD_REQUEST', message: 'the proxy stream needs Connection: Upgrade and Upgrade: trellis-stream' });
+      return sendError(res, new TrellisError('TRELLIS_E_UPGRADE_REQUIRED', { protocol: 'trellis-stream' }));
     }
     return notFound(res, `no admin endpoint at ${path}; try one of ${ENDPOINTS.join(', ')}`);
   };

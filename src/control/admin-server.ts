@@ -2,6 +2,7 @@
 // proxy stream on one HTTP server, while the health checker and the config watcher keep
 // the model current. `trellis control` and the local runner both start it from here.
 import http from 'node:http';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { loadConfig } from '../config/load.js';
 import { formatProblem } from '../config/problems.js';
@@ -13,6 +14,7 @@ import { Distributor } from './distributor.js';
 import { ConfigWatcher, type ConfigLoader } from './config-watcher.js';
 import { createAdminHandler } from './admin-api.js';
 import { WeightsApi } from './weights-api.js';
+import { LastGoodConfig } from './last-good-config.js';
 
 export interface ControlPlaneOptions {
   /** Mesh and route files (or what `loadConfig` accepts). */
@@ -25,8 +27,16 @@ export interface ControlPlaneOptions {
   log?: (line: string) => void;
   /** Replaces `loadConfig` (tests). */
   load?: ConfigLoader;
+  /**
+   * The control plane's state folder: the last good config is kept in its `control/`
+   * folder, and a start whose files do not load serves it (and reports the files'
+   * problems) instead of failing. Absent: nothing is kept.
+   */
+  stateDir?: string;
   /** Quiet time before a changed config file is reloaded (default 100 ms). */
   watchDebounceMs?: number;
+  /** How often the config files are checked for changes no watch event reported (default 1000 ms; 0: never). */
+  watchPollMs?: number;
   /** Coalescing window for snapshot pushes (default 20 ms). */
   pushDebounceMs?: number;
   /** How long resumed proxies may wait for their instances after a start (see Distributor). */
@@ -71,13 +81,16 @@ function listen(server: http.Server, admin: HostPort): Promise<void> {
 }
 
 /**
- * Loads the config and starts the control plane. Rejects with TRELLIS_E_CONFIG_INVALID
- * (its `params.problems` lists every problem) when the first load fails, and with the
- * listen error (e.g. EADDRINUSE) when the admin address is taken.
+ * Loads the config and starts the control plane. When the files do not load, it starts
+ * with the last good config kept in `stateDir` (reporting the problems in the log and
+ * in /v1/config, as a failed live edit does); with none kept, it rejects with
+ * TRELLIS_E_CONFIG_INVALID (its `params.problems` lists every problem). Rejects with
+ * the listen error (e.g. EADDRINUSE) when the admin address is taken.
  */
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const log = opts.log ?? stderrLog;
   const model = new MeshModel();
+  const lastGood = opts.stateDir !== undefined ? new LastGoodConfig(path.join(opts.stateDir, 'control'), log) : undefined;
   const watcher = new ConfigWatcher({
     paths: opts.configPaths,
     model,
@@ -85,9 +98,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     formatProblem,
     log,
     ...(opts.watchDebounceMs !== undefined ? { debounceMs: opts.watchDebounceMs } : {}),
+    ...(opts.watchPollMs !== undefined ? { pollMs: opts.watchPollMs } : {}),
+    ...(lastGood ? { onAccept: (config, files) => void lastGood.save(config, files) } : {}),
   });
   const problems = await watcher.load();
-  if (problems.length > 0) throw configInvalid(problems);
+  if (problems.length > 0) {
+    const saved = await lastGood?.read();
+    if (!saved) throw configInvalid(problems);
+    watcher.restore(saved, problems);
+  }
 
   const checker = new HealthChecker({ model, log, ...opts.health });
   const distributor = new Distributor({
@@ -105,6 +124,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     await listen(server, opts.admin);
   } catch (err) {
     watcher.close();
+    await lastGood?.flush();
     throw err;
   }
   checker.start();
@@ -130,7 +150,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         distributor.stop();
         server.close(() => resolve());
         server.closeAllConnections();
-      });
+      }).then(() => lastGood?.flush());
       return closing;
     },
   };

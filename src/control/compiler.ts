@@ -1,7 +1,7 @@
 // Config + model state → the snapshot of one proxy. A pure function: the same inputs
 // give the same snapshot, key for key, so the distributor can tell a real change from a
 // recompile that changed nothing by comparing JSON.
-import type { BackendSnapshot, Endpoint, HostPort, ProxyInfo, RouteFilter, Snapshot, UpstreamSnapshot } from './protocol.js';
+import { INGRESS_SERVICE, type BackendSnapshot, type Endpoint, type HostPort, type ProxyInfo, type RouteFilter, type Snapshot, type UpstreamSnapshot } from './protocol.js';
 import type { ControlConfig, ServiceConfig } from './mesh-config.js';
 import type { HealthStatus } from './model.js';
 import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
@@ -29,15 +29,13 @@ export type SnapshotContent = Omit<Snapshot, 'version'>;
 
 /**
  * The services a proxy may call: the upstreams its hello opened listeners for, plus
- * those its service declares in the mesh file; a proxy with an HTTP proxy listener and
- * no declared upstreams may call every HTTP service. Names not in the config are left out.
+ * those its service declares in the mesh file. Nothing else, whatever listeners it has:
+ * its HTTP proxy listener reaches these and no more (a service that declares no
+ * upstreams reaches no service). Names not in the config are left out.
  */
 export function upstreamsFor(config: ControlConfig, proxy: ProxyInfo): string[] {
   const declared = proxy.kind === 'sidecar' ? (config.services.find((s) => s.name === proxy.service)?.upstreams ?? []) : [];
   const names = new Set<string>([...proxy.upstreams.map((u) => u.service), ...declared.map((u) => u.service)]);
-  if (proxy.httpProxy && declared.length === 0) {
-    for (const s of config.services) if (s.protocol !== 'tcp') names.add(s.name);
-  }
   const known = new Set(config.services.map((s) => s.name));
   return [...names].filter((n) => known.has(n)).sort();
 }
@@ -125,6 +123,7 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
   if (budget) out.retryBudget = budget;
   const balancing = serviceBalancing(service.name, config.policies);
   if (balancing) out.balancing = balancing;
+  if (service.upgrades !== undefined) out.upgrades = [...service.upgrades];
   return out;
 }
 
@@ -137,5 +136,8 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
     upstreams[name] = compileUpstream(config, instances, service);
   }
   const own = proxy.kind === 'sidecar' ? config.services.find((s) => s.name === proxy.service) : undefined;
-  return { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams };
+  const out: SnapshotContent = { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams, meshServices: [...config.services.map((s) => s.name), INGRESS_SERVICE].sort() };
+  if (config.proxyLimits !== undefined) out.limits = config.proxyLimits;
+  if (own?.upgrades !== undefined) out.inboundUpgrades = [...own.upgrades];
+  return out;
 }

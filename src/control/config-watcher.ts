@@ -2,10 +2,18 @@
 // (and its folder, because editors save by writing a new file and renaming it over the
 // old one), and reloads after a quiet moment. A reload with problems changes nothing but
 // the reported problems: the last good config stays in force.
+//
+// fs.watch is lossy by design (events coalesce, a closed watcher drops what was queued
+// for it, a swapped symlink fires nothing), so events only say "look soon". What makes
+// every write end up applied is the fingerprint check: the files are fingerprinted
+// before each load, and again once the load is in force and the watchers are armed (and
+// on a slow poll); any difference means something was written that the load may not
+// have seen, and the files are loaded again.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ControlConfig } from './mesh-config.js';
 import type { ConfigProblem, MeshModel } from './model.js';
+import { changedSince, fingerprint, type Fingerprints } from './file-fingerprint.js';
 
 /** What the config loader returns (src/config/load.ts `loadConfig`). */
 export interface LoadOutcome {
@@ -24,9 +32,34 @@ export interface ConfigWatcherOptions {
   formatProblem: (p: ConfigProblem) => string;
   log?: (line: string) => void;
   debounceMs?: number;
+  /**
+   * How often the files are fingerprinted for changes no event reported (default 1000
+   * ms; 0: never). A few small files stat'ed and hashed once a second cost nothing,
+   * and it is what catches a ConfigMap's `..data` symlink swap.
+   */
+  pollMs?: number;
+  /** Called with every config put in force from the files (the control plane saves it as the last good one). */
+  onAccept?: (config: ControlConfig, files: readonly string[]) => void;
+}
+
+/** A config restored from somewhere other than the files (the last good config saved in the state folder). */
+export interface RestoredConfig {
+  config: ControlConfig;
+  files: readonly string[];
+  /** Where it was kept, for the log and the admin API. */
+  from: string;
+  /** Epoch ms it was saved (when it was last loaded from the files). */
+  savedAt: number;
 }
 
 const CONFIG_FILE = /\.(ya?ml|json)$/i;
+const isConfigFile = (name: string): boolean => CONFIG_FILE.test(name);
+/**
+ * How many loads in a row one reload may make while the files change under it (or
+ * while it finds included files it had not fingerprinted) before it waits for a quiet
+ * moment instead.
+ */
+const MAX_PASSES = 4;
 
 function isDirectory(p: string): boolean {
   try {
@@ -36,15 +69,34 @@ function isDirectory(p: string): boolean {
   }
 }
 
+function inode(p: string): number | undefined {
+  try {
+    return fs.statSync(p).ino;
+  } catch {
+    return undefined;
+  }
+}
+
 export class ConfigWatcher {
   readonly #opts: ConfigWatcherOptions;
   readonly #log: (line: string) => void;
   readonly #debounceMs: number;
-  readonly #watchers = new Map<string, fs.FSWatcher>();
+  readonly #pollMs: number;
+  /** Per watched path: its watcher, and for a file the inode it watches (a rename-replace needs a new one). */
+  readonly #watchers = new Map<string, { watcher: fs.FSWatcher; ino?: number }>();
   /** Per folder, the names in it that are config files we read. */
   #names = new Map<string, Set<string>>();
   #goodFiles: string[] = [];
+  /** The files of the latest load, good or broken. */
+  #lastFiles: string[] = [];
+  /** Fingerprints taken just before the latest load: what it read is no older than these. */
+  #baseline: Fingerprints = new Map();
+  /** Counts loads, so a fingerprint check that raced a load drops its answer. */
+  #generation = 0;
   #timer?: NodeJS.Timeout;
+  #poll?: NodeJS.Timeout;
+  #checking = false;
+  #checkAgain = false;
   #loading?: Promise<void>;
   #again = false;
   #closed = false;
@@ -53,6 +105,7 @@ export class ConfigWatcher {
     this.#opts = opts;
     this.#log = opts.log ?? (() => {});
     this.#debounceMs = opts.debounceMs ?? 100;
+    this.#pollMs = opts.pollMs ?? 1000;
   }
 
   /**
@@ -60,15 +113,31 @@ export class ConfigWatcher {
    * otherwise the problems are returned and the model is untouched.
    */
   async load(): Promise<ConfigProblem[]> {
-    const result = await this.#opts.load(this.#opts.paths);
+    const { result } = await this.#loadSettled([]);
     if (!result.config || result.problems.length > 0) return result.problems;
     this.#accept(result.config, result.files);
     return [];
   }
 
+  /**
+   * Puts a config that did not come from the files in force (after {@link load} failed)
+   * and reports the files' problems exactly as a failed reload does.
+   */
+  restore(restored: RestoredConfig, problems: readonly ConfigProblem[]): void {
+    this.#goodFiles = [...restored.files];
+    this.#opts.model.setConfig(restored.config, restored.files, { from: restored.from, savedAt: restored.savedAt });
+    this.#reportProblems(problems, `control: the config files have ${problems.length} problem(s); serving the last good config, saved at ${new Date(restored.savedAt).toISOString()} in ${restored.from}, until they are fixed`);
+  }
+
   /** Starts watching the files of the last load (call after {@link load}). */
   watch(): void {
-    this.#rewatch(this.#goodFiles);
+    this.#rewatch([...this.#goodFiles, ...this.#lastFiles]);
+    if (this.#pollMs > 0) {
+      this.#poll = setInterval(() => void this.#recheck(), this.#pollMs);
+      this.#poll.unref();
+    }
+    // A write between the first load and now had no watcher to see it.
+    void this.#recheck();
   }
 
   /** Reloads now; resolves when this (and any reload queued behind it) is done. */
@@ -86,6 +155,7 @@ export class ConfigWatcher {
       } finally {
         this.#loading = undefined;
       }
+      await this.#recheck();
     })();
     return this.#loading;
   }
@@ -93,18 +163,30 @@ export class ConfigWatcher {
   close(): void {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
-    for (const w of this.#watchers.values()) w.close();
+    if (this.#poll) clearInterval(this.#poll);
+    for (const { watcher } of this.#watchers.values()) watcher.close();
     this.#watchers.clear();
   }
 
-  async #reloadOnce(): Promise<void> {
-    let result: LoadOutcome;
+  async #loadFiles(): Promise<LoadOutcome> {
+    this.#generation++;
     try {
-      result = await this.#opts.load(this.#opts.paths);
+      return await this.#opts.load(this.#opts.paths);
     } catch (err) {
-      result = { files: [], problems: [{ file: this.#opts.paths[0] ?? '', path: '', message: err instanceof Error ? err.message : String(err) }] };
+      return { files: [], problems: [{ file: this.#opts.paths[0] ?? '', path: '', message: err instanceof Error ? err.message : String(err) }] };
     }
+  }
+
+  async #reloadOnce(): Promise<void> {
+    const { result, settled } = await this.#loadSettled([...this.#goodFiles, ...this.#lastFiles]);
     if (this.#closed) return;
+    if (!settled) {
+      // Still being written: what was read may be half a file (an in-place write truncates first, and an empty
+      // route file is valid, with no routes). Nothing is applied; the files are read again once quiet.
+      this.#log('control: the config files changed while being read; reading them again once they are quiet');
+      this.#schedule();
+      return;
+    }
     if (result.config && result.problems.length === 0) {
       this.#accept(result.config, result.files);
       const c = result.config;
@@ -113,19 +195,90 @@ export class ConfigWatcher {
       return;
     }
     const since = this.#opts.model.configState.loadedAt;
-    this.#log(`control: config reload failed with ${result.problems.length} problem(s); keeping the config loaded at ${since ? new Date(since).toISOString() : '?'}`);
-    for (const p of result.problems) this.#log(`control: config: ${this.#opts.formatProblem(p)}`);
-    this.#opts.model.setReloadProblems(result.problems);
+    this.#reportProblems(result.problems, `control: config reload failed with ${result.problems.length} problem(s); keeping the config loaded at ${since ? new Date(since).toISOString() : '?'}`);
     // Watch the broken load's files too, so that fixing an included file reloads.
     this.#rewatch([...this.#goodFiles, ...result.files]);
+  }
+
+  /**
+   * Loads the files between two fingerprints of them, until both agree: then nothing
+   * was written while the loader read, and no file it read (an include found on the
+   * way) went unfingerprinted. `settled` is false when the files kept changing.
+   */
+  async #loadSettled(known: readonly string[]): Promise<{ result: LoadOutcome; settled: boolean }> {
+    let files = known;
+    let result: LoadOutcome | undefined;
+    for (let pass = 0; pass < MAX_PASSES; pass++) {
+      const before = await this.#fingerprintNow(files);
+      result = await this.#loadFiles();
+      this.#lastFiles = result.files;
+      this.#baseline = before;
+      if (this.#closed) break;
+      const after = await this.#fingerprintNow([...files, ...result.files]);
+      if (changedSince(before, after).length === 0) return { result, settled: true };
+      files = [...files, ...result.files];
+    }
+    return { result: result!, settled: false };
+  }
+
+  #reportProblems(problems: readonly ConfigProblem[], headline: string): void {
+    this.#log(headline);
+    for (const p of problems) this.#log(`control: config: ${this.#opts.formatProblem(p)}`);
+    this.#opts.model.setReloadProblems(problems);
   }
 
   #accept(config: ControlConfig, files: string[]): void {
     this.#goodFiles = files;
     this.#opts.model.setConfig(config, files);
+    this.#opts.onAccept?.(config, files);
   }
 
-  #onEvent(): void {
+  /** Fingerprints of the config paths, `files` and their folders, keyed by absolute path. */
+  #fingerprintNow(files: readonly string[]): Promise<Map<string, string>> {
+    const all = [...new Set([...this.#opts.paths, ...files].map((f) => path.resolve(f)))];
+    const folders: string[] = [];
+    const plain: string[] = [];
+    for (const f of all) {
+      if (isDirectory(f)) folders.push(f);
+      else {
+        plain.push(f);
+        folders.push(path.dirname(f));
+      }
+    }
+    return fingerprint(plain, folders, isConfigFile);
+  }
+
+  /**
+   * Loads again (after the usual quiet moment) when the files differ from what the
+   * latest load started from. Runs after each reload, once the watchers are armed, so a
+   * write that landed while loading is never left waiting for the next edit.
+   */
+  async #recheck(): Promise<void> {
+    if (this.#checking) {
+      // The check under way may have started before the latest load; it runs once more.
+      this.#checkAgain = true;
+      return;
+    }
+    this.#checking = true;
+    try {
+      do {
+        this.#checkAgain = false;
+        if (this.#closed || this.#timer) return;
+        const generation = this.#generation;
+        const now = await this.#fingerprintNow([...this.#goodFiles, ...this.#lastFiles]);
+        // A load that started meanwhile has a newer baseline and does its own check when done.
+        if (this.#closed || generation !== this.#generation || this.#loading) continue;
+        const changed = changedSince(this.#baseline, now);
+        if (changed.length === 0) continue;
+        this.#log(`control: ${changed.map((p) => path.relative(process.cwd(), p) || p).join(', ')} changed since the config was loaded; loading again`);
+        this.#schedule();
+      } while (this.#checkAgain);
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  #schedule(): void {
     if (this.#closed) return;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
@@ -135,7 +288,11 @@ export class ConfigWatcher {
     this.#timer.unref();
   }
 
-  /** Replaces the watchers: one per file (and per given path) and one per folder. */
+  /**
+   * Watches one watcher per file (and per given path) and one per folder. Watchers that
+   * are still wanted are kept: closing one drops the events queued for it, and a write
+   * landing just then would go unseen until the fingerprint check.
+   */
   #rewatch(files: readonly string[]): void {
     if (this.#closed) return;
     const targets = [...new Set([...files, ...this.#opts.paths].map((f) => path.resolve(f)))];
@@ -153,26 +310,33 @@ export class ConfigWatcher {
       names.get(dir)!.add(path.basename(f));
     }
     this.#names = names;
-    for (const w of this.#watchers.values()) w.close();
-    this.#watchers.clear();
-    for (const f of plainFiles) this.#watchOne(f, () => this.#onEvent());
+    const wanted = new Set([...plainFiles, ...names.keys()]);
+    for (const [target, { watcher, ino }] of this.#watchers) {
+      // A file replaced by rename is a new inode; its old watcher sees nothing of it.
+      const stale = !names.has(target) && ino !== inode(target);
+      if (wanted.has(target) && !stale) continue;
+      watcher.close();
+      this.#watchers.delete(target);
+    }
+    for (const f of plainFiles) this.#watchOne(f, false, () => this.#schedule());
     for (const dir of names.keys()) {
-      this.#watchOne(dir, (filename) => {
+      this.#watchOne(dir, true, (filename) => {
         // Editors write swap and backup files next to the config; only config files count.
-        if (filename === null || this.#names.get(dir)?.has(filename) || CONFIG_FILE.test(filename)) this.#onEvent();
+        if (filename === null || this.#names.get(dir)?.has(filename) || isConfigFile(filename)) this.#schedule();
       });
     }
   }
 
-  #watchOne(target: string, onChange: (filename: string | null) => void): void {
+  #watchOne(target: string, folder: boolean, onChange: (filename: string | null) => void): void {
     if (this.#watchers.has(target)) return;
     try {
-      const w = fs.watch(target, { persistent: false }, (_event, filename) => onChange(filename === null ? null : String(filename)));
-      w.on('error', () => {
-        w.close();
-        this.#watchers.delete(target);
+      const ino = folder ? undefined : inode(target);
+      const watcher = fs.watch(target, { persistent: false }, (_event, filename) => onChange(filename === null ? null : String(filename)));
+      watcher.on('error', () => {
+        watcher.close();
+        if (this.#watchers.get(target)?.watcher === watcher) this.#watchers.delete(target);
       });
-      this.#watchers.set(target, w);
+      this.#watchers.set(target, { watcher, ...(ino !== undefined ? { ino } : {}) });
     } catch {
       // Gone (a file deleted, a folder removed): its folder's watcher still sees it return.
     }

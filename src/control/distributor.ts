@@ -3,8 +3,9 @@
 // each with ACK or NACK. A sidecar's connection is its instance's registration: when the
 // stream closes, the instance leaves the model and every other proxy is recompiled.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { errorBody, TrellisError } from '../errors.js';
 import type { ControlMessage, ProxyInfo } from './protocol.js';
 import type { MeshModel } from './model.js';
 import { compileSnapshot, type RoutableInstance } from './compiler.js';
@@ -50,10 +51,11 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
-function rejectUpgrade(socket: Duplex, status: number, reason: string, code: string, message: string): void {
-  const body = JSON.stringify({ code, message });
+/** Answers a refused upgrade as the admin API answers errors: the table's status, the error's JSON body. */
+function rejectUpgrade(socket: Duplex, err: TrellisError): void {
+  const body = JSON.stringify(errorBody(err));
   socket.end(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
 
@@ -111,11 +113,11 @@ export class Distributor {
     const path = (req.url ?? '').split('?')[0];
     if (this.#stopped) return void socket.destroy();
     if (req.method !== 'GET' || path !== STREAM_PATH || (req.headers.upgrade ?? '').toLowerCase() !== STREAM_UPGRADE) {
-      return rejectUpgrade(socket, 400, 'Bad Request', 'TRELLIS_E_BAD_REQUEST', `the proxy stream is GET ${STREAM_PATH} with Upgrade: ${STREAM_UPGRADE}`);
+      return rejectUpgrade(socket, new TrellisError('TRELLIS_E_BAD_REQUEST', { reason: `the proxy stream is GET ${STREAM_PATH} with Upgrade: ${STREAM_UPGRADE}` }));
     }
     if (this.#token && !this.#authorized(req.headers.authorization)) {
       this.#log(`control: stream: refused a proxy from ${req.socket.remoteAddress ?? '?'}: missing or wrong join token`);
-      return rejectUpgrade(socket, 401, 'Unauthorized', 'TRELLIS_E_UNAUTHORIZED', 'this control plane requires a join token: send Authorization: Bearer <token> (trellis proxy --token)');
+      return rejectUpgrade(socket, new TrellisError('TRELLIS_E_UNAUTHORIZED', { reason: 'send Authorization: Bearer <token> (trellis proxy --token)' }));
     }
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${STREAM_UPGRADE}\r\nConnection: Upgrade\r\n\r\n`);
     const raw = socket as Duplex & { setNoDelay?: (v: boolean) => void; setKeepAlive?: (on: boolean, delay: number) => void };
@@ -141,7 +143,10 @@ export class Distributor {
     try {
       lines = conn.reader.push(chunk);
     } catch (err) {
-      return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', (err as Error).message);
+      // A line over the reader's limit. Like the stream's other protocol errors below, the
+      // proxy is sent the reason alone: the table's message for the code speaks of HTTP.
+      const e = err instanceof TrellisError ? err : new TrellisError('TRELLIS_E_BAD_REQUEST', { reason: (err as Error).message });
+      return this.#fail(conn, e.code, String(e.params.reason ?? e.message));
     }
     for (const line of lines) {
       if (conn.socket.destroyed) return;

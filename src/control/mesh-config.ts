@@ -2,7 +2,7 @@
 // `MeshConfig` from src/config/ is structurally assignable to `ControlConfig`; the
 // control plane depends on these few fields only, so its compiler and tests can be fed
 // plain objects.
-import type { BalancerType, Protocol } from './protocol.js';
+import type { BalancerType, Protocol, ProxyLimitsSnapshot } from './protocol.js';
 
 /** Active health check settings of one service (durations already in milliseconds). */
 export type HealthConfig = {
@@ -28,6 +28,8 @@ export interface ServiceConfig {
   readonly upstreams: readonly { readonly service: string; readonly port?: number }[];
   readonly health: HealthConfig;
   readonly versions: readonly VersionConfig[];
+  /** HTTP/1.1 upgrade protocols the service accepts (lower case); absent: DEFAULT_UPGRADES. */
+  readonly upgrades?: readonly string[];
 }
 
 export interface HTTPRouteMatchConfig {
@@ -193,6 +195,8 @@ export interface ControlConfig {
   readonly routes: readonly { readonly file: string; readonly resource: RouteConfig }[];
   /** FaultInjection, RetryPolicy and XBackendTrafficPolicy resources, in file order; absent: none. */
   readonly policies?: readonly { readonly file: string; readonly resource: PolicyConfig }[];
+  /** The Mesh's `spec.proxyLimits` (milliseconds and bytes); absent: proxy defaults. */
+  readonly proxyLimits?: ProxyLimitsSnapshot;
 }
 
 /** Health settings used for instances whose service is not (or no longer) in the config. */

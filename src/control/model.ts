@@ -71,6 +71,11 @@ export interface ConfigState {
   readonly loadedAt?: number;
   /** Set while the latest reload failed; the config above stays in force. */
   readonly failedReload?: { readonly at: number; readonly problems: readonly ConfigProblem[] };
+  /**
+   * Set when the config in force did not come from the files but from the last good
+   * config kept in the state folder (a start with files that do not load).
+   */
+  readonly restored?: { readonly from: string; readonly savedAt: number };
 }
 
 /** Why snapshots may need recompiling. */
@@ -133,9 +138,9 @@ export class MeshModel {
     return this.#config.config.services.find((s) => s.name === name);
   }
 
-  /** Puts a freshly loaded config in force and clears any failed-reload problems. */
-  setConfig(config: ControlConfig, files: readonly string[]): void {
-    this.#config = { config, files: [...files], loadedAt: this.#now() };
+  /** Puts a freshly loaded (or restored) config in force and clears any failed-reload problems. */
+  setConfig(config: ControlConfig, files: readonly string[], restored?: ConfigState['restored']): void {
+    this.#config = { config, files: [...files], loadedAt: this.#now(), ...(restored ? { restored } : {}) };
     this.#emit('change', 'config');
   }
 

@@ -7,8 +7,21 @@
 // when a join token is set). The control plane answers `101 Switching Protocols`; from
 // then on both sides write newline-delimited JSON messages on the raw socket.
 
-/** 'detect': not declared; each connection's first bytes decide (HTTP/1.1, HTTP/2, else opaque TCP). */
-export type Protocol = 'http' | 'tcp' | 'detect';
+/**
+ * The service name of the ingress proxy the local runner starts for public services. It
+ * is a caller inbound listeners accept (it is no mesh service: nothing routes to it).
+ * The gateway issue replaces it with the mesh's Gateway resources.
+ */
+export const INGRESS_SERVICE = 'trellis-ingress';
+
+/**
+ * How a service speaks. Its listeners serve HTTP/1.1 and HTTP/2 (h2c) alike for every
+ * HTTP value; the value also says which HTTP its app speaks, for the inbound sidecar:
+ * 'http1' (HTTP/1.1 only), 'http2' or 'grpc' (HTTP/2 with prior knowledge only), 'http'
+ * (probed once per app instance). 'tcp': opaque bytes. 'detect': not declared; each
+ * connection's first bytes decide (HTTP/1.1, HTTP/2, else opaque TCP), and the app is probed as for 'http'.
+ */
+export type Protocol = 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
 
 export interface HostPort {
   host: string;
@@ -270,7 +283,18 @@ export interface UpstreamSnapshot {
   retryBudget?: RetryBudgetConfig;
   /** A BackendPolicy on the Service; absent: the defaults. */
   balancing?: BalancingConfig;
+  /**
+   * The HTTP/1.1 upgrade protocols (lower case) the service accepts through the mesh
+   * (the Mesh service's `upgrades`); absent: {@link DEFAULT_UPGRADES}.
+   */
+  upgrades?: string[];
 }
+
+/**
+ * The upgrade protocols a service accepts when its Mesh entry names none: WebSocket, as
+ * Istio enables it for every route. h2c is never tunnelled (see src/proxy/upgrade.ts).
+ */
+export const DEFAULT_UPGRADES: readonly string[] = Object.freeze(['websocket']);
 
 /** Everything one proxy needs, and nothing more. */
 export interface Snapshot {
@@ -278,6 +302,28 @@ export interface Snapshot {
   /** The proxy's own service and how its inbound listener speaks. */
   service: string;
   inboundProtocol: Protocol;
+  /** The upgrade protocols the proxy's own service accepts on its inbound listener; absent: {@link DEFAULT_UPGRADES}. */
+  inboundUpgrades?: string[];
   /** The services this proxy may call, keyed by service name. */
   upstreams: Record<string, UpstreamSnapshot>;
+  /**
+   * The callers an inbound listener accepts (src/proxy/identity.ts), sorted: every
+   * service of the mesh, and the local runner's ingress ({@link INGRESS_SERVICE}).
+   * Absent (a control plane from before it was added): no caller is accepted, and every
+   * inbound request counts as from `unknown`.
+   */
+  meshServices?: string[];
+  /** Limits the mesh sets for its proxies' listeners; fields absent keep the proxy's defaults. */
+  limits?: ProxyLimitsSnapshot;
+}
+
+/** The mesh's overrides of a proxy's limits (src/proxy/limits.ts), in milliseconds and bytes. */
+export interface ProxyLimitsSnapshot {
+  maxRequestHeadBytes?: number;
+  requestHeaderTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  h2MaxConcurrentStreams?: number;
+  h2MaxHeaderListBytes?: number;
+  maxConnectionsPerListener?: number;
+  appProbeTimeoutMs?: number;
 }

@@ -7,7 +7,7 @@
 import { chmod, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { TrellisError } from '../errors.js';
+import { errorBody, TrellisError } from '../errors.js';
 import { compileSnapshot } from './compiler.js';
 import { routableInstances } from './distributor.js';
 import type { MeshModel } from './model.js';
@@ -68,7 +68,7 @@ export interface Answer {
 }
 
 function errorAnswer(err: TrellisError): Answer {
-  return { status: err.status, body: { code: err.code, message: err.message, params: err.params } };
+  return { status: err.status, body: errorBody(err) };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

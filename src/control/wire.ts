@@ -2,6 +2,7 @@
 // turns a line into a checked ProxyMessage, and writes ControlMessages.
 import { StringDecoder } from 'node:string_decoder';
 import type { Duplex } from 'node:stream';
+import { TrellisError } from '../errors.js';
 import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from './protocol.js';
 
 /** Longest line accepted from a proxy; a hello is a few hundred bytes. */
@@ -17,12 +18,12 @@ export class LineReader {
     this.#max = maxLineBytes;
   }
 
-  /** Returns the complete lines in `chunk`; throws when a line grows past the limit. */
+  /** Returns the complete lines in `chunk`; throws TRELLIS_E_BAD_REQUEST when a line grows past the limit. */
   push(chunk: Buffer): string[] {
     const text = this.#partial + this.#decoder.write(chunk);
     const parts = text.split('\n');
     this.#partial = parts.pop() ?? '';
-    if (this.#partial.length > this.#max) throw new Error(`a message is longer than ${this.#max} bytes`);
+    if (this.#partial.length > this.#max) throw new TrellisError('TRELLIS_E_BAD_REQUEST', { reason: `a message is longer than ${this.#max} bytes` });
     return parts.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l)).filter((l) => l.trim() !== '');
   }
 }
@@ -39,10 +40,24 @@ function isHostPort(v: unknown): v is HostPort {
   return isObject(v) && typeof v.host === 'string' && typeof v.port === 'number' && Number.isInteger(v.port);
 }
 
+/**
+ * What a proxy calls itself ends up in the control plane's log lines, in other proxies'
+ * snapshots (an endpoint's version) and so in their metric labels: printable ASCII
+ * without spaces, at most 253 characters (a DNS name's length).
+ */
+const PROXY_NAME = /^[\x21-\x7e]{1,253}$/;
+
+/** A NACK's reason is logged and shown by the admin API: control characters escaped, at most 1,024 characters. */
+function loggable(s: string): string {
+  const escaped = s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return escaped.length <= 1024 ? escaped : `${escaped.slice(0, 1024)}…`;
+}
+
 function checkProxyInfo(v: unknown): string | undefined {
   if (!isObject(v)) return 'hello.proxy must be an object';
   for (const key of ['id', 'service', 'version'] as const) {
     if (typeof v[key] !== 'string' || v[key] === '') return `hello.proxy.${key} must be a non-empty string`;
+    if (!PROXY_NAME.test(v[key])) return `hello.proxy.${key} must be printable ASCII without spaces, at most 253 characters`;
   }
   if (v.kind !== 'sidecar' && v.kind !== 'gateway') return 'hello.proxy.kind must be "sidecar" or "gateway"';
   if (!isHostPort(v.admin)) return 'hello.proxy.admin must be {host, port}';
@@ -77,7 +92,7 @@ export function parseProxyMessage(line: string): ProxyMessage | string {
       return typeof value.version === 'number' ? { type: 'ack', version: value.version } : 'ack.version must be a number';
     case 'nack':
       if (typeof value.version !== 'number') return 'nack.version must be a number';
-      return { type: 'nack', version: value.version, error: typeof value.error === 'string' ? value.error : String(value.error) };
+      return { type: 'nack', version: value.version, error: loggable(typeof value.error === 'string' ? value.error : String(value.error)) };
     case 'ping':
       return { type: 'ping' };
     default:

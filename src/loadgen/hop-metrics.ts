@@ -4,7 +4,8 @@
 // the sweep, the name of the service that saturates first.
 //
 // Everything here is pure (text in, numbers out) so it is tested on fixed inputs; the
-// reading of the mesh (control plane, each proxy's /metrics) is hop-scrape.ts.
+// reading of the mesh (control plane, each proxy's /metrics) is hop-scrape.ts, the
+// parsing of the text telemetry/prometheus-text.ts.
 //
 // Time inside a service is what its sidecars' inbound listeners measured (head in →
 // response out: the app and everything it waited for) minus what the same sidecars'
@@ -15,58 +16,7 @@
 // time inside includes waiting on it. It still appears as a hop while its sidecar has
 // connections, with its sidecar's and app's CPU, so a database running out of CPU can
 // be named as the bottleneck.
-
-/** One sample of the exposition: `name{labels} value`. */
-export interface PromSample {
-  readonly name: string;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly value: number;
-}
-
-const SAMPLE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$/;
-const LABEL = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?\s*/gy;
-
-function unescapeLabel(v: string): string {
-  return v.replace(/\\(.)/g, (_m, c: string) => (c === 'n' ? '\n' : c));
-}
-
-function parseValue(v: string): number {
-  if (v === '+Inf') return Infinity;
-  if (v === '-Inf') return -Infinity;
-  return Number(v);
-}
-
-/**
- * Parses Prometheus text exposition (version 0.0.4). Comments and blank lines are
- * skipped, so are lines that do not parse. `keep` filters by metric name before the
- * labels are parsed (a sidecar's histogram buckets are most of its text).
- */
-export function parsePrometheus(text: string, keep?: (name: string) => boolean): PromSample[] {
-  const out: PromSample[] = [];
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    const m = SAMPLE.exec(line);
-    if (!m) continue;
-    const name = m[1]!;
-    if (keep && !keep(name)) continue;
-    const labels: Record<string, string> = {};
-    const body = m[2] ?? '';
-    LABEL.lastIndex = 0;
-    let ok = true;
-    while (LABEL.lastIndex < body.length) {
-      const l = LABEL.exec(body);
-      if (!l) {
-        ok = false;
-        break;
-      }
-      labels[l[1]!] = unescapeLabel(l[2]!);
-    }
-    const value = parseValue(m[3]!);
-    if (ok && !Number.isNaN(value)) out.push({ name, labels, value });
-  }
-  return out;
-}
+import { parsePrometheus } from '../telemetry/prometheus-text.js';
 
 /** The counters of one proxy that the hop account uses. */
 export interface ProxyCounters {

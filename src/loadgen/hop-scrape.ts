@@ -2,6 +2,7 @@
 // control plane's /v1/services, the proxies from /v1/proxies, and every proxy's
 // /metrics, at the start and the end of each step of a sweep. `trellis canary` reads
 // the proxies' metrics through here too.
+import { TrellisError } from '../errors.js';
 import { fetchJson, INGRESS_PROXY, type HostPort } from './mesh-target.js';
 import { proxyCounters, type HopTopology, type MeshCounters, type ProxyCounters } from './hop-metrics.js';
 import { isLoopbackHost } from './target.js';
@@ -35,7 +36,7 @@ async function fetchText(url: string): Promise<string> {
   const res = await fetch(url, { signal: AbortSignal.timeout(SCRAPE_TIMEOUT_MS) });
   if (!res.ok) {
     await res.body?.cancel();
-    throw new Error(`answered ${res.status}`);
+    throw new TrellisError('TRELLIS_E_ADMIN_UNREACHABLE', { url, reason: `answered ${res.status}` });
   }
   return res.text();
 }

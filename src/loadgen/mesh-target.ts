@@ -6,6 +6,7 @@
 //   so the load takes the same path the calling app's requests take (routes, splits,
 //   faults and policies apply);
 // - without: the service's public listener on the ingress gateway, for public services.
+import { INGRESS_SERVICE } from '../control/protocol.js';
 import { TrellisError } from '../errors.js';
 import { isLoopbackHost } from './target.js';
 
@@ -37,7 +38,7 @@ export interface ResolveOptions {
 }
 
 /** The gateway `trellis up` starts for public services (src/runner/local-mesh.ts). */
-export const INGRESS_PROXY = 'trellis-ingress';
+export const INGRESS_PROXY = INGRESS_SERVICE;
 
 const TIMEOUT_MS = 3000;
 
@@ -65,20 +66,29 @@ interface ProxyConfig {
   addresses?: { upstreams?: Record<string, HostPort>; httpProxy?: HostPort };
 }
 
-/** GETs JSON with a bounded wait; failures name the URL and the reason. */
+/** GETs JSON with a bounded wait; fails with TRELLIS_E_ADMIN_UNREACHABLE naming the URL and the reason. */
 export async function fetchJson(url: string): Promise<unknown> {
   let res: Response;
   try {
     res = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new Error(cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err)));
+    throw new TrellisError('TRELLIS_E_ADMIN_UNREACHABLE', { url, reason: cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err)) });
   }
   if (!res.ok) {
     await res.body?.cancel();
-    throw new Error(`answered ${res.status}`);
+    throw new TrellisError('TRELLIS_E_ADMIN_UNREACHABLE', { url, reason: `answered ${res.status}` });
   }
   return res.json();
+}
+
+/**
+ * Why a GET of an admin endpoint failed, without the URL, for messages that name the
+ * endpoint their own way ("GET /v1/services: ECONNREFUSED").
+ */
+export function fetchFailure(err: unknown): string {
+  if (err instanceof TrellisError && err.code === 'TRELLIS_E_ADMIN_UNREACHABLE') return String(err.params.reason);
+  return err instanceof Error ? err.message : String(err);
 }
 
 function hostPort(v: unknown): HostPort | undefined {
@@ -99,7 +109,7 @@ export async function resolveServiceTarget(o: ResolveOptions): Promise<ResolvedT
     try {
       return (await getJson(`${control}${path}`)) as T;
     } catch (err) {
-      throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: control, reason: `GET ${path}: ${(err as Error).message}` });
+      throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: control, reason: `GET ${path}: ${fetchFailure(err)}` });
     }
   };
 
@@ -136,15 +146,15 @@ export async function resolveServiceTarget(o: ResolveOptions): Promise<ResolvedT
     try {
       return (await getJson(url)) as ProxyConfig;
     } catch (err) {
-      throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `cannot read the config of proxy ${p.id} at ${url}: ${(err as Error).message}; is it running? (\`trellis status\`)` });
+      throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `cannot read the config of proxy ${p.id} at ${url}: ${fetchFailure(err)}; is it running? (\`trellis status\`)` });
     }
   };
 
   if (o.from !== undefined) {
     const from = find(o.from, ' (--from)');
-    // A service that declares no upstreams reaches every HTTP service through its sidecar's HTTP proxy listener.
+    // A sidecar reaches only its service's declared upstreams, through any of its listeners.
     const declared = from.upstreams ?? [];
-    if (declared.length > 0 && !declared.some((u) => u.service === o.service)) {
+    if (!declared.some((u) => u.service === o.service)) {
       throw new TrellisError('TRELLIS_E_USAGE', {
         reason: `${o.from} does not call ${o.service} (it is not in ${o.from}'s upstreams), so ${o.from}'s sidecar has no route to it; ` +
           `pick a --from service that calls ${o.service}${callers(services, o.service)}, or add ${o.service} to ${o.from}'s upstreams in the mesh file`,

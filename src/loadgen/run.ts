@@ -15,7 +15,7 @@ import { newHistogram, recordMs, summarize } from './histogram.js';
 import { Http1Transport } from './http1-client.js';
 import { Http2Transport } from './http2-client.js';
 import type { LoadProgress, LoadResult } from './result.js';
-import { Clock, runSchedule } from './schedule.js';
+import { Clock, runSchedule, type ScheduleClock } from './schedule.js';
 import { checkRequestSpec, http1RequestBytes, parseLoopbackUrl, type RequestSpec } from './target.js';
 import type { FailureKind, Transport, TransportEvents } from './transport.js';
 
@@ -48,6 +48,8 @@ export interface LoadOptions {
   readonly onRequest?: (r: RequestRecord) => void;
   /** Called once when the warm-up ends and the measured window starts (e.g. to read counters then). */
   readonly onMeasureStart?: () => void;
+  /** The time the schedule, timeouts and latencies are kept in; default the real clock (tests move one by hand). */
+  readonly clock?: ScheduleClock;
 }
 
 /** One measured request, as `onRequest` sees it. */
@@ -81,7 +83,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const spec: RequestSpec = { method: o.method ?? 'GET', headers: o.headers ?? [], body: o.body ?? Buffer.alloc(0) };
   checkRequestSpec(spec);
 
-  const clock = new Clock();
+  const clock = o.clock ?? new Clock();
   const intervalMs = 1000 / o.rate;
   const warmupCount = Math.round((o.warmupMs / 1000) * o.rate);
   const measuredCount = Math.round((o.durationMs / 1000) * o.rate);
@@ -193,6 +195,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const dispatchUpTo = (j: number): void => {
     const t = clock.now();
     const unavailable = transport.unavailable;
+    // The measured window starts when its first request falls due, on the schedule's clock.
+    const measureStarts = dueCount <= warmupCount && j > warmupCount;
     for (; dueCount < j; dueCount++) {
       if (measured(dueCount)) recordMs(schedulerLag, t - intended(dueCount));
       if (unavailable !== undefined) {
@@ -204,6 +208,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     }
     pump();
     peakQueued = Math.max(peakQueued, queue.length - queueHead);
+    if (measureStarts) o.onMeasureStart?.();
   };
 
   await transport.open();
@@ -242,11 +247,9 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
 
   let interrupted = false;
   let scheduleEnd = 0;
-  let measureStartTimer: ReturnType<typeof setTimeout> | undefined;
   try {
     start = clock.now() + 20;
     lastProgress = { at: start, completed: 0 };
-    if (o.onMeasureStart) measureStartTimer = setTimeout(o.onMeasureStart, Math.max(0, intended(warmupCount) - clock.now()));
     await runSchedule({ clock, startMs: start, intervalMs, total, signal: o.signal }, dispatchUpTo);
     scheduleEnd = Math.min(clock.now(), intended(total));
     interrupted = dueCount < total;
@@ -260,7 +263,6 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   } finally {
     clearInterval(watchdog);
     if (progress) clearInterval(progress);
-    clearTimeout(measureStartTimer);
     // Whatever is left never got an answer in time.
     expireQueue(true);
     for (const i of [...inflight.keys()]) {

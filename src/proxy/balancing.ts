@@ -16,7 +16,7 @@ import { RoundRobinBalancer } from './balancer/round-robin.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { WaitQueue } from './wait-queue.js';
 import { OutlierDetector, type EjectionReason } from './outlier-detector.js';
-import type { CompiledBackend } from './router.js';
+import type { CompiledBackend, FailoverCount } from './router.js';
 
 /** Builds a balancer of `type`, taking over `prev`'s state when it is of the same kind. */
 export function makeBalancer(type: BalancerType, endpoints: BackendSnapshot['endpoints'], prev?: Balancer): BaseBalancer {
@@ -51,6 +51,15 @@ interface ServiceState {
   detector: OutlierDetector | undefined;
   detectorKey: string;
   backends: Map<string, KeptBackend>;
+  /** Endpoint id → its version, from the latest snapshot: ejections are counted per version. */
+  versions: Map<string, string>;
+  /**
+   * Counters for metrics, kept across snapshots (and detectors) while the service is in
+   * them, so they only grow: ejections by `version\0reason`, failovers by `backend\0to`.
+   * What a canary of a version is judged on besides its requests (canary-check.ts).
+   */
+  readonly ejections: Map<string, { readonly version: string; readonly reason: EjectionReason; count: number }>;
+  readonly failovers: Map<string, FailoverCount>;
 }
 
 /** Logs an ejection or a return: `service`, endpoint id, whether ejected, why. */
@@ -68,14 +77,29 @@ export class BalancingState {
   backendsFor(snap: UpstreamSnapshot): Map<string, CompiledBackend> {
     const service = snap.service;
     let state = this.#services.get(service);
-    if (state === undefined) this.#services.set(service, (state = { breaker: undefined, queues: new Map(), detector: undefined, detectorKey: '', backends: new Map() }));
+    if (state === undefined) {
+      state = { breaker: undefined, queues: new Map(), detector: undefined, detectorKey: '', backends: new Map(), versions: new Map(), ejections: new Map(), failovers: new Map() };
+      this.#services.set(service, state);
+    }
+    const st = state;
     const svc = snap.balancing ?? DEFAULT_BALANCING;
     const outlier = svc.outlierDetection;
     const detectorKey = outlier === undefined ? '' : JSON.stringify(outlier);
     if (detectorKey !== state.detectorKey) {
       state.detectorKey = detectorKey;
       state.detector = outlier === undefined ? undefined : new OutlierDetector(outlier);
-      if (state.detector !== undefined) state.detector.onChange = (id, ejected, reason) => this.#log(service, id, ejected, reason);
+      if (state.detector !== undefined) {
+        state.detector.onChange = (id, ejected, reason) => {
+          if (ejected && reason !== undefined) {
+            const version = st.versions.get(id) ?? 'unknown';
+            const key = `${version}\0${reason}`;
+            const c = st.ejections.get(key);
+            if (c === undefined) st.ejections.set(key, { version, reason, count: 1 });
+            else c.count++;
+          }
+          this.#log(service, id, ejected, reason);
+        };
+      }
       // Balancers hold the detector: rebuild them all.
       state.backends.clear();
     }
@@ -86,10 +110,14 @@ export class BalancingState {
     else state.breaker.limits = svc.circuitBreaker;
     const breaker = state.breaker;
     const ids = new Set<string>();
+    const versions = new Map<string, string>();
     const out = new Map<string, CompiledBackend>();
     const kept = new Map<string, KeptBackend>();
     for (const [name, b] of Object.entries(snap.backends)) {
-      for (const e of b.endpoints) ids.add(e.id);
+      for (const e of b.endpoints) {
+        ids.add(e.id);
+        versions.set(e.id, e.version);
+      }
       const cfg: BalancingConfig = b.balancing ?? svc;
       const key = JSON.stringify([cfg.balancer, cfg.hashOn, cfg.panicThreshold, b.endpoints]);
       const prev = state.backends.get(name);
@@ -99,7 +127,7 @@ export class BalancingState {
       } else {
         const balancer = makeBalancer(cfg.balancer, b.endpoints, prev?.compiled.balancer);
         balancer.setHealth(detector, cfg.panicThreshold);
-        k = { key, compiled: { name, balancer, outliers: detector, hashOn: hashOnOf(cfg), failover: undefined, breaker: undefined, queue: undefined } };
+        k = { key, compiled: { name, balancer, outliers: detector, hashOn: hashOnOf(cfg), failover: undefined, failovers: undefined, breaker: undefined, queue: undefined } };
       }
       kept.set(name, k);
       out.set(name, k.compiled);
@@ -109,12 +137,28 @@ export class BalancingState {
     for (const [name, b] of out) {
       const to = snap.backends[name]!.failover;
       b.failover = to === undefined || to === name ? undefined : out.get(to);
+      b.failovers = b.failover === undefined ? undefined : failoverCount(state.failovers, name, b.failover.name);
       b.breaker = breaker;
       let q = state.queues.get(name);
       if (q === undefined) state.queues.set(name, (q = new WaitQueue()));
       b.queue = q;
     }
     detector?.setEndpoints([...ids]);
+    state.versions = versions;
+    return out;
+  }
+
+  /** Ejections by outlier detection, per destination, version and reason, since the sidecar started watching the destination. */
+  ejections(): EjectionCountView[] {
+    const out: EjectionCountView[] = [];
+    for (const [service, state] of this.#services) for (const c of state.ejections.values()) out.push({ service, version: c.version, reason: c.reason, count: c.count });
+    return out;
+  }
+
+  /** Requests sent from a backend to its failover backend, per destination. */
+  failovers(): FailoverView[] {
+    const out: FailoverView[] = [];
+    for (const [service, state] of this.#services) for (const c of state.failovers.values()) out.push({ service, backend: c.backend, to: c.to, count: c.count });
     return out;
   }
 
@@ -187,6 +231,30 @@ export interface EndpointView {
   readonly ejectedForMs: number;
   /** Times ejected since the sidecar started watching it. */
   readonly ejections: number;
+}
+
+/** The counter of requests `backend` sends to `to`, made on first use and kept. */
+function failoverCount(counts: Map<string, FailoverCount>, backend: string, to: string): FailoverCount {
+  const key = `${backend}\0${to}`;
+  let c = counts.get(key);
+  if (c === undefined) counts.set(key, (c = { backend, to, count: 0 }));
+  return c;
+}
+
+/** Ejections of one version's endpoints for one reason, as metrics show them. */
+export interface EjectionCountView {
+  readonly service: string;
+  readonly version: string;
+  readonly reason: EjectionReason;
+  readonly count: number;
+}
+
+/** Requests one backend of a destination sent to its failover backend. */
+export interface FailoverView {
+  readonly service: string;
+  readonly backend: string;
+  readonly to: string;
+  readonly count: number;
 }
 
 /** How the balance layer reads a request's affinity key; undefined: none (most balancers). */

@@ -13,9 +13,15 @@ import type { UpstreamConnection } from './upstream-connection.js';
 import { settleAttempts } from './attempt.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 
-/** The client side of an exchange: implemented by the HTTP/1.1 server connection. */
+/**
+ * Where the HTTP/1.1 forwarder writes a response's bytes: the client's socket, or an
+ * adapter that translates them for an HTTP/2 client (h2/to-http1.ts).
+ */
+export type ClientBytes = import('node:stream').Duplex & { readonly remoteAddress?: string | undefined };
+
+/** The client side of an exchange: implemented by the HTTP/1.1 server connection (and the HTTP/2 ones). */
 export interface ClientSide {
-  readonly socket: import('node:net').Socket;
+  readonly socket: ClientBytes;
   /** Called once when the response has been fully written (or the exchange failed). */
   exchangeDone(ex: Exchange, keepAlive: boolean): void;
   /** Called when the request body can flow again (the upstream drained or connected). */
@@ -27,6 +33,11 @@ export interface ClientSide {
   failStream?(ex: Exchange, code: ErrorCode, params: Record<string, unknown>, status?: number, grpcStatus?: number): void;
   /** HTTP/2 only: answers a body-less response the proxy makes (a redirect); `lines` end in CRLF. */
   respondStream?(ex: Exchange, status: number, lines: string): void;
+  /**
+   * Ends this client's connection (HTTP/1.1) or stream (HTTP/2) after an exception in
+   * handling it, and reports it to the listener (counted and logged; listener-context.ts).
+   */
+  failed?(err: unknown): void;
 }
 
 export type Handler = (ex: Exchange) => void;
@@ -40,21 +51,23 @@ export function compose(layers: readonly Layer[], terminal: Handler): Handler {
 }
 
 const REASONS: Record<number, string> = {
-  301: 'Moved Permanently', 302: 'Found', 400: 'Bad Request', 404: 'Not Found', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error',
+  301: 'Moved Permanently', 302: 'Found', 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error',
   502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 
 /**
  * Builds a complete error response; the body says what happened and what to do.
  * `status` overrides the table's (a fault abort answers the status its policy names).
+ * The answer to a HEAD has the head only (RFC 9110 9.3.2): a client reads no body
+ * after it, so body bytes would be taken for the next response on the connection.
  */
-export function errorResponse(code: ErrorCode, params: Record<string, unknown>, close: boolean, status: number = ERRORS[code].status): Buffer {
+export function errorResponse(code: ErrorCode, params: Record<string, unknown>, close: boolean, status: number = ERRORS[code].status, head = false): Buffer {
   const spec = ERRORS[code];
   const body = JSON.stringify({ code, message: errorMessage(code, params) });
   return Buffer.from(
     `HTTP/1.1 ${status} ${REASONS[status] ?? STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\ntrellis-error: ${spec.token}\r\n` +
-      (close ? 'connection: close\r\n' : '') + `\r\n${body}`,
+      (close ? 'connection: close\r\n' : '') + `\r\n${head ? '' : body}`,
     'latin1',
   );
 }
@@ -70,6 +83,19 @@ export function grpcErrorResponse(code: ErrorCode, params: Record<string, unknow
       `trellis-error: ${ERRORS[code].token}\r\ncontent-length: 0\r\n` + (close ? 'connection: close\r\n' : '') + '\r\n',
     'latin1',
   );
+}
+
+/** A byte tunnel an exchange became after `101 Switching Protocols`, for telemetry. */
+export interface Tunnel {
+  /** The protocol switched to, lower case: one the destination service permits (upgrade.ts). */
+  readonly protocol: string;
+  /** performance.now() when the 101 arrived. */
+  readonly openedAt: number;
+  /** Bytes from the client to the upstream, and back, after the heads. */
+  sent: number;
+  received: number;
+  /** Set by telemetry when it observes the exchange; the codec calls it once, when the tunnel closes. */
+  onClose: ((t: Tunnel) => void) | undefined;
 }
 
 export class Exchange {
@@ -100,6 +126,13 @@ export class Exchange {
   extraHead = '';
   /** Index in `route.backends` of the backend split picked. */
   backendIndex = 0;
+  /**
+   * The upgrade protocols this request may ask the upstream for, as the upgrade layer
+   * (upgrade.ts) permitted them; '' forwards it as a plain request and refuses a 101.
+   */
+  upgradeTo = '';
+  /** Set when the exchange became a tunnel (101). */
+  tunnel: Tunnel | undefined;
   /** Request head edits by route filters; when set, the forwarder re-serializes the head. */
   headEdits: HeadEdits | undefined;
   /** Response header edits by route filters, applied to the response head in order. */
@@ -183,7 +216,7 @@ export class Exchange {
     }
     this.status = grpcStatus !== undefined ? 200 : status ?? spec.status;
     const close = !this.requestBodyDone || !this.req.keepAlive || spec.status === 400 || spec.status === 431;
-    const res = grpcStatus !== undefined ? grpcErrorResponse(code, params, grpcStatus, close) : errorResponse(code, params, close, this.status);
+    const res = grpcStatus !== undefined ? grpcErrorResponse(code, params, grpcStatus, close) : errorResponse(code, params, close, this.status, this.req.method === 'HEAD');
     this.responseBytes = res.length;
     this.client.socket.write(res);
     this.finish(!close);

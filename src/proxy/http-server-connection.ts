@@ -4,31 +4,53 @@
 import type net from 'node:net';
 import { settleAttempts } from './attempt.js';
 import { ChunkedFramer } from './chunked.js';
+import { ERRORS, type ErrorCode } from '../errors.js';
 import { errorResponse, Exchange, type ClientSide, type Handler } from './exchange.js';
-import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseRequestHead } from './http1-parser.js';
+import { findHeadEnd, isFailure, parseRequestHead } from './http1-parser.js';
+import { LimitsRef, type ProxyLimits } from './limits.js';
 import { skipReadMore } from './socket-tuning.js';
 
-/** A client connection with no request in progress is closed after this long. */
-const IDLE_TIMEOUT_MS = 120_000;
-const IDLE_SWEEP_MS = 5_000;
+/** What a listener gives each of its HTTP/1.1 connections. */
+export interface Http1Options {
+  /** The listener's limits (limits.ts), read once when a connection arrives. */
+  readonly limits: LimitsRef;
+  /** Told the error token of each request refused before it became an exchange (400, 431, 408), for a metric. */
+  readonly refused?: (token: string) => void;
+}
+
+const DEFAULT_OPTIONS: Http1Options = { limits: new LimitsRef() };
+
+/** The sweep runs at least this often, and more often for short timeouts (see `add`). */
+const MAX_SWEEP_MS = 5_000;
+const MIN_SWEEP_MS = 10;
+/** A timeout is enforced to within this fraction of itself (late, never early). */
+const SWEEPS_PER_TIMEOUT = 6;
 
 /**
- * Idle client connections are found by one sweep over them all, rather than a timer
- * per socket: Node re-arms a socket's timer on every read and write, and that was a
- * few percent of a sidecar's CPU at the bench's max rate. A connection remembers the
- * sweep's tick when its last exchange ended; one with no exchange in progress for
- * IDLE_TIMEOUT_MS (a request head trickling in counts as idle) is closed.
+ * Idle connections and slow request heads are found by one sweep over every
+ * connection, rather than a timer per socket: Node re-arms a socket's timer on every
+ * read and write, and that was a few percent of a sidecar's CPU at the bench's max
+ * rate. The sweep keeps a coarse clock (`now`, the time of the last sweep) that
+ * connections stamp themselves with for free: when their last exchange ended, and when
+ * the first byte of a head arrived. A stamp is up to one period before the event, so a
+ * deadline counts from the stamp plus a period: a timeout fires up to two periods late,
+ * never early. The period is a sixth of the shortest timeout of any connection (at most
+ * 5 s: with the default limits, 30 s and 120 s, one sweep every 5 s).
  */
-const idleSweep = {
-  tick: 0,
+const sweeper = {
+  now: performance.now(),
+  periodMs: MAX_SWEEP_MS,
   conns: new Set<HttpServerConnection>(),
   timer: undefined as NodeJS.Timeout | undefined,
-  add(c: HttpServerConnection): void {
+  add(c: HttpServerConnection, limits: ProxyLimits): void {
     this.conns.add(c);
-    if (this.timer === undefined) {
-      this.timer = setInterval(() => this.sweep(), IDLE_SWEEP_MS);
-      this.timer.unref();
-    }
+    const want = Math.max(MIN_SWEEP_MS, Math.min(MAX_SWEEP_MS, Math.floor(Math.min(limits.requestHeaderTimeoutMs, limits.idleTimeoutMs) / SWEEPS_PER_TIMEOUT)));
+    if (this.timer !== undefined && want >= this.periodMs) return;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.periodMs = this.timer === undefined ? want : Math.min(want, this.periodMs);
+    this.now = performance.now();
+    this.timer = setInterval(() => this.sweep(), this.periodMs);
+    this.timer.unref();
   },
   delete(c: HttpServerConnection): void {
     this.conns.delete(c);
@@ -38,14 +60,16 @@ const idleSweep = {
     }
   },
   sweep(): void {
-    this.tick++;
-    for (const c of this.conns) c.closeIfIdle(this.tick - IDLE_TIMEOUT_MS / IDLE_SWEEP_MS);
+    this.now = performance.now();
+    for (const c of this.conns) c.closeIfIdle(this.now, this.periodMs);
   },
 };
 
 export class HttpServerConnection implements ClientSide {
   readonly socket: net.Socket;
   readonly #handler: Handler;
+  readonly #limits: ProxyLimits;
+  readonly #refused: ((token: string) => void) | undefined;
   #buf: Buffer | undefined;
   #scanFrom = 0;
   #ex: Exchange | undefined;
@@ -54,32 +78,69 @@ export class HttpServerConnection implements ClientSide {
   #framer: ChunkedFramer | undefined;
   #bodyPaused = false;
   #closing = false;
-  /** The idle sweep's tick when this connection was last busy. */
-  #idleSince = idleSweep.tick;
+  /** The sweep's clock when this connection was last busy. */
+  #idleSince = sweeper.now;
+  /** The sweep's clock when the head being read began to arrive; -1: none in progress. */
+  #headSince = -1;
 
-  /** `first`: bytes already read from the socket (by protocol detection), handled before any more. */
-  constructor(socket: net.Socket, handler: Handler, first?: Buffer) {
+  /** Reports an exception in handling this connection, and ends the connection (by default, just that). */
+  readonly #onFailure: (err: unknown) => void;
+
+  /**
+   * `first`: bytes already read from the socket (by protocol detection), handled before any more.
+   * `opts`: the listener's limits and refusal counter.
+   * `failed`: called when handling this connection's bytes or requests threw; it must
+   * end the connection (the sidecar also counts and logs it). The exception goes no further.
+   */
+  constructor(socket: net.Socket, handler: Handler, first?: Buffer, opts: Http1Options = DEFAULT_OPTIONS, failed?: (err: unknown) => void) {
     this.socket = socket;
     this.#handler = handler;
+    this.#limits = opts.limits.current;
+    this.#refused = opts.refused;
+    this.#onFailure = failed ?? (() => socket.destroy());
     socket.setNoDelay(true);
-    socket.setTimeout(0); // protocol detection's timer, if any: the idle sweep takes over
+    socket.setTimeout(0); // protocol detection's timer, if any: the sweep takes over
     skipReadMore(socket);
-    idleSweep.add(this);
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('error', () => socket.destroy());
-    socket.on('close', () => {
-      idleSweep.delete(this);
-      const ex = this.#ex;
-      if (ex !== undefined && !ex.finished) {
-        // The client went away mid-exchange: drop the upstream connection too.
-        ex.errorToken ||= 'client-closed';
-        if (ex.attemptBackend !== undefined || ex.heldRetry !== undefined) settleAttempts(ex);
-        ex.upstreamConn?.close();
-        ex.finished = true;
-        ex.observer?.(ex);
+    sweeper.add(this, this.#limits);
+    socket.on('data', (chunk: Buffer) => {
+      // The pipeline runs synchronously within: an exception ends this connection, never the process.
+      try {
+        this.#onData(chunk);
+      } catch (err) {
+        this.failed(err);
       }
     });
-    if (first !== undefined) this.#onData(first);
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      sweeper.delete(this);
+      const ex = this.#ex;
+      if (ex !== undefined && !ex.finished) {
+        try {
+          // The client went away mid-exchange: drop the upstream connection too.
+          ex.errorToken ||= 'client-closed';
+          if (ex.attemptBackend !== undefined || ex.heldRetry !== undefined) settleAttempts(ex);
+          ex.upstreamConn?.close();
+          ex.finished = true;
+          ex.observer?.(ex);
+        } catch (err) {
+          this.failed(err);
+        }
+      }
+    });
+    if (first !== undefined) {
+      try {
+        this.#onData(first);
+      } catch (err) {
+        this.failed(err);
+      }
+    }
+  }
+
+  /** Ends this connection after an exception in handling it (here, or in its exchange's upstream). */
+  failed(err: unknown): void {
+    this.#closing = true;
+    this.#buf = undefined;
+    this.#onFailure(err);
   }
 
   #onData(chunk: Buffer): void {
@@ -87,6 +148,8 @@ export class HttpServerConnection implements ClientSide {
       this.#consumeBody(chunk, 0);
       return;
     }
+    // Closing (refused, or ending after a response): no more heads are read, nor kept.
+    if (this.#closing) return;
     this.#buf = this.#buf === undefined ? chunk : Buffer.concat([this.#buf, chunk]);
     if (this.#ex !== undefined) {
       // A pipelined request: it waits until the current response is done.
@@ -100,12 +163,16 @@ export class HttpServerConnection implements ClientSide {
     const buf = this.#buf;
     if (buf === undefined || this.#closing) return;
     const end = findHeadEnd(buf, this.#scanFrom, buf.length);
+    const max = this.#limits.maxRequestHeadBytes;
     if (end === -1) {
-      if (buf.length > MAX_HEAD_BYTES) return this.#reject('TRELLIS_E_HEAD_TOO_LARGE', { limit: MAX_HEAD_BYTES });
+      if (buf.length > max) return this.#reject('TRELLIS_E_HEAD_TOO_LARGE', { limit: max });
       this.#scanFrom = buf.length - 3;
+      // The header timeout runs from the first byte of a head that did not come whole.
+      if (this.#headSince === -1) this.#headSince = sweeper.now;
       return;
     }
-    if (end > MAX_HEAD_BYTES) return this.#reject('TRELLIS_E_HEAD_TOO_LARGE', { limit: MAX_HEAD_BYTES });
+    if (end > max) return this.#reject('TRELLIS_E_HEAD_TOO_LARGE', { limit: max });
+    this.#headSince = -1;
     this.#scanFrom = 0;
     this.#buf = undefined;
     const req = parseRequestHead(buf, end);
@@ -165,9 +232,15 @@ export class HttpServerConnection implements ClientSide {
     if (ex.finished) this.exchangeDone(ex, ex.req.keepAlive);
   }
 
-  /** Answers a request that could not be parsed, then closes: the stream can't be trusted. */
-  #reject(code: 'TRELLIS_E_BAD_REQUEST' | 'TRELLIS_E_HEAD_TOO_LARGE', params: Record<string, unknown>): void {
+  /**
+   * Answers a request that could not be parsed (or whose head came too slowly), then
+   * closes: the stream can't be trusted.
+   */
+  #reject(code: 'TRELLIS_E_BAD_REQUEST' | 'TRELLIS_E_HEAD_TOO_LARGE' | 'TRELLIS_E_HEADER_TIMEOUT', params: Record<string, unknown>): void {
     this.#buf = undefined;
+    this.#closing = true;
+    this.#headSince = -1;
+    this.#refused?.(ERRORS[code satisfies ErrorCode].token);
     this.socket.end(errorResponse(code, params, true));
     this.socket.destroySoon?.();
   }
@@ -191,13 +264,23 @@ export class HttpServerConnection implements ClientSide {
     this.#buf = undefined;
     this.#closing = true;
     this.socket.removeAllListeners('data');
-    idleSweep.delete(this);
+    sweeper.delete(this);
     return rest;
   }
 
-  /** Closes the connection when no exchange has been in progress since sweep tick `before`. */
-  closeIfIdle(before: number): void {
-    if (this.#ex === undefined && this.#idleSince <= before) this.socket.destroy();
+  /**
+   * The sweep's checks at time `now` (its coarse clock; `slack`: how stale a stamp may
+   * be). With no exchange in progress: a head arriving for longer than the header
+   * timeout is answered 408 and closed; a connection idle for longer than the idle
+   * timeout (a head trickling in counts as idle) is closed without an answer.
+   */
+  closeIfIdle(now: number, slack = 0): void {
+    if (this.#ex !== undefined) return;
+    const limits = this.#limits;
+    if (this.#headSince !== -1 && !this.#closing && now - this.#headSince - slack >= limits.requestHeaderTimeoutMs) {
+      return this.#reject('TRELLIS_E_HEADER_TIMEOUT', { ms: limits.requestHeaderTimeoutMs });
+    }
+    if (now - this.#idleSince - slack >= limits.idleTimeoutMs) this.socket.destroy();
   }
 
   exchangeDone(ex: Exchange, keepAlive: boolean): void {
@@ -210,13 +293,20 @@ export class HttpServerConnection implements ClientSide {
       return;
     }
     this.#ex = undefined;
-    this.#idleSince = idleSweep.tick;
+    this.#idleSince = sweeper.now;
     if (!keepAlive) {
       this.#closeAfterWrite();
       return;
     }
     this.#bodyPaused = false;
-    if (this.#buf !== undefined) this.#parseNext();
+    // The next pipelined request runs from the end of this one (an upstream's event): guarded as data is.
+    if (this.#buf !== undefined) {
+      try {
+        this.#parseNext();
+      } catch (err) {
+        this.failed(err);
+      }
+    }
     // resume() on a flowing stream still schedules a tick: only call it when paused.
     if (!this.#bodyPaused && !this.#closing && this.socket.isPaused()) this.socket.resume();
   }

@@ -5,15 +5,17 @@
 //
 // Strict by design: whatever two parsers could read differently (both Content-Length
 // and Transfer-Encoding, two Content-Lengths, whitespace before a colon, folded lines,
-// bare CR or LF) is refused, so nothing is smuggled past routing.
+// bare CR or LF, control characters, a Host that contradicts an absolute-form target)
+// is refused, in requests and in responses alike (RFC 9112 §6), so nothing is smuggled
+// past routing nor passed on for the next parser to read another way.
 
 /** Largest request or response head accepted, in bytes. */
 export const MAX_HEAD_BYTES = 16 * 1024;
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
-// RFC 9110 token characters, as a lookup table.
-const TCHAR = new Uint8Array(128);
+// RFC 9110 token characters, as a lookup table over every byte value.
+const TCHAR = new Uint8Array(256);
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
 
 function isToken(s: string, from: number, to: number): boolean {
@@ -49,8 +51,13 @@ export interface RequestHead {
   readonly chunked: boolean;
   /** Whether the client wants the connection kept after this exchange. */
   readonly keepAlive: boolean;
-  /** `Connection: upgrade` with an Upgrade header. */
+  /** `Connection: upgrade` with an Upgrade header naming a protocol other than h2c, in HTTP/1.1. */
   readonly upgrade: boolean;
+  /**
+   * The protocols an upgrade request offers (`upgrade` true), as sent, without h2c
+   * (never tunnelled; see upgrade.ts); '' otherwise. Absent on HTTP/2 requests.
+   */
+  readonly upgradeTo?: string;
   /** True when the head carries hop-by-hop headers (or an absolute-form target) and must be rewritten before forwarding. */
   readonly rewrite: boolean;
   /** The header lines, unparsed (`Name: value`). */
@@ -71,6 +78,8 @@ export interface ResponseHead {
    * reached an app, so it can go to another endpoint.
    */
   readonly appUnavailable: boolean;
+  /** A 101's Upgrade header: the protocol the server switched to; '' for any other status. */
+  readonly upgrade: string;
   readonly headBytes: number;
 }
 
@@ -109,7 +118,8 @@ function trimOws(s: string, from: number, to: number): string {
   return s.slice(from, to);
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authorization']);
+// HTTP2-Settings belongs to an h2c upgrade, which is never forwarded (RFC 9113 §3.2.1 makes it connection-specific).
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'http2-settings']);
 
 /** uri-host [":" port] (RFC 9110 §7.2: an IP literal or a reg-name), or empty. */
 const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::\d*)?$/;
@@ -150,6 +160,9 @@ export function parseRequestHead(buf: Buffer, headEnd: number): RequestHead | Pa
   if (minorCode !== 48 && minorCode !== 49) return bad('unsupported HTTP version');
   const minor = minorCode - 48;
   const method = s.slice(pos, sp1);
+  // A tunnel to any address the client names is not a mesh's to open (an upgrade to a
+  // permitted protocol is the way through); refused in every target form.
+  if (sp1 - pos === 7 && method === 'CONNECT') return bad('CONNECT is not supported');
   const target = s.slice(sp1 + 1, sp2);
   for (let i = 0; i < target.length; i++) {
     const c = target.charCodeAt(i);
@@ -162,7 +175,7 @@ export function parseRequestHead(buf: Buffer, headEnd: number): RequestHead | Pa
   let chunked = false;
   let teSeen = false;
   let connection = '';
-  let hasUpgradeHeader = false;
+  let upgradeValue: string | undefined;
   let rewrite = false;
   const lines: string[] = [];
 
@@ -198,7 +211,10 @@ export function parseRequestHead(buf: Buffer, headEnd: number): RequestHead | Pa
     } else if (len === 10 && nameIs(s, pos, colon, 'connection')) {
       connection = connection ? `${connection},${trimOws(s, colon + 1, end)}` : trimOws(s, colon + 1, end);
     } else if (len === 7 && nameIs(s, pos, colon, 'upgrade')) {
-      hasUpgradeHeader = true;
+      const v = trimOws(s, colon + 1, end);
+      upgradeValue = upgradeValue === undefined ? v : `${upgradeValue}, ${v}`;
+    } else if (len === 14 && nameIs(s, pos, colon, 'http2-settings')) {
+      rewrite = true;
     } else if ((len === 10 || len === 16 || len === 2 || len === 7 || len === 19) && HOP_BY_HOP.has(s.slice(pos, colon).toLowerCase())) {
       rewrite = true;
     }
@@ -210,26 +226,44 @@ export function parseRequestHead(buf: Buffer, headEnd: number): RequestHead | Pa
   if (minor === 1 && !hostSeen) return bad('missing Host header');
 
   let keepAlive = minor === 1;
-  let upgrade = false;
+  let upgradeAsked = false;
   if (connection) {
     const tokens = connectionTokens(connection);
     for (const t of tokens) {
       if (t === 'close') keepAlive = false;
       else if (t === 'keep-alive') keepAlive = keepAlive || minor === 0;
-      else if (t === 'upgrade') upgrade = hasUpgradeHeader;
+      else if (t === 'upgrade') upgradeAsked = true;
     }
     // `Connection: keep-alive` alone is harmless upstream; anything else names hop-by-hop headers.
     if (!(tokens.length === 1 && tokens[0] === 'keep-alive')) rewrite = true;
   }
-  if (hasUpgradeHeader) rewrite = true;
+  let upgradeTo = '';
+  if (upgradeValue !== undefined) {
+    // Dropped when forwarding unless an upgrade layer permits it (serializeRequestHead).
+    rewrite = true;
+    // An Upgrade in HTTP/1.0 is ignored (RFC 9110 §7.8), as is one without `Connection: upgrade`.
+    if (upgradeAsked && minor === 1) {
+      const offered = upgradeProtocols(upgradeValue);
+      if (offered === undefined) return bad('invalid Upgrade header');
+      upgradeTo = offered;
+    }
+  }
 
   let path = target;
   if (target.charCodeAt(0) !== 47 /* / */) {
     // absolute-form (a client using us as an HTTP proxy) or asterisk-form.
-    const m = /^https?:\/\/([^/?#]*)([^#]*)$/i.exec(target);
+    const m = /^(https?):\/\/([^/?#]*)([^#]*)$/i.exec(target);
     if (m) {
-      if (!hostSeen || m[1]) host = m[1]!;
-      path = m[2] || '/';
+      // The target's authority is the request's host (RFC 9112 §3.2.2). A Host header
+      // naming another is refused rather than one of them silently dropped: routing and
+      // the app would read different hosts. Without one (HTTP/1.0), it is added.
+      const authority = m[2]!;
+      if (authority === '') return bad('absolute-form target with an empty host');
+      if (authority.includes('@')) return bad('userinfo in the request target');
+      if (!hostSeen) lines.push(`Host: ${authority}`);
+      else if (!sameAuthority(host, authority, m[1]!.length === 5 ? ':443' : ':80')) return bad('the Host header names another host than the absolute-form target');
+      host = authority;
+      path = m[3] || '/';
       rewrite = true;
     } else if (target !== '*' || method !== 'OPTIONS') {
       return bad('invalid request target');
@@ -240,9 +274,58 @@ export function parseRequestHead(buf: Buffer, headEnd: number): RequestHead | Pa
   if (q !== -1) path = path.slice(0, q);
 
   return {
-    method, target: originForm, path, minor, host, contentLength, chunked, keepAlive, upgrade,
+    method, target: originForm, path, minor, host, contentLength, chunked, keepAlive, upgrade: upgradeTo !== '', upgradeTo,
     rewrite, lines, headBytes: headEnd,
   };
+}
+
+/**
+ * The protocols of an Upgrade header value (`name[/version]` tokens, comma-separated),
+ * as sent, without h2c; undefined when the value is not such a list.
+ */
+function upgradeProtocols(value: string): string | undefined {
+  if (value.indexOf(',') === -1) {
+    if (!isProtocol(value)) return undefined;
+    return value.toLowerCase() === 'h2c' ? '' : value;
+  }
+  const kept: string[] = [];
+  for (const part of value.split(',')) {
+    const p = trimOws(part, 0, part.length);
+    if (p === '') continue;
+    if (!isProtocol(p)) return undefined;
+    if (p.toLowerCase() !== 'h2c') kept.push(p);
+  }
+  return kept.join(', ');
+}
+
+/** The protocols of an offer as {@link RequestHead.upgradeTo} holds it (`a, b/1`). */
+export function offeredProtocols(offer: string): string[] {
+  return offer.indexOf(',') === -1 ? [offer] : offer.split(',').map((p) => p.trim()).filter((p) => p !== '');
+}
+
+/**
+ * The protocol a 101 switched to (its Upgrade header), lower case, when it is exactly
+ * one the request offered (RFC 9110 §7.8); undefined otherwise (no upgrade was offered,
+ * or the server chose another, or several).
+ */
+export function switchedTo(offer: string, upgrade: string): string | undefined {
+  if (offer === '' || upgrade === '' || upgrade.includes(',')) return undefined;
+  const chosen = upgrade.toLowerCase();
+  for (const p of offeredProtocols(offer)) if (p.toLowerCase() === chosen) return chosen;
+  return undefined;
+}
+
+/** `protocol-name ["/" protocol-version]`, both tokens (RFC 9110 §7.8). */
+function isProtocol(p: string): boolean {
+  const slash = p.indexOf('/');
+  return slash === -1 ? isToken(p, 0, p.length) : isToken(p, 0, slash) && isToken(p, slash + 1, p.length);
+}
+
+/** Whether a Host value and a target's authority name the same host and port, ignoring case and the scheme's default port (`:80`). */
+export function sameAuthority(host: string, authority: string, defaultPort: string): boolean {
+  const a = host.toLowerCase();
+  const b = authority.toLowerCase();
+  return a === b || (a.endsWith(defaultPort) ? a.slice(0, -defaultPort.length) : a) === (b.endsWith(defaultPort) ? b.slice(0, -defaultPort.length) : b);
 }
 
 /** Value of the first header named `lower` (lower case), or undefined. */
@@ -258,8 +341,10 @@ export function headerValue(lines: readonly string[], lower: string): string | u
  * Serializes a request head for the next hop: origin-form target, without hop-by-hop
  * headers (those named in Connection too), plus `extra` lines. Used only when
  * {@link RequestHead.rewrite} is set; otherwise the raw bytes are forwarded.
+ * `upgradeTo`: the upgrade protocols the request may ask for (an upgrade layer's
+ * decision); '' forwards the request without its Upgrade, as a plain one.
  */
-export function serializeRequestHead(req: RequestHead, extra: string, keepUpgrade: boolean): string {
+export function serializeRequestHead(req: RequestHead, extra: string, upgradeTo = ''): string {
   const drop = new Set(HOP_BY_HOP);
   // Every Connection line, as the parser combined them: not only the first.
   for (const line of req.lines) {
@@ -270,13 +355,12 @@ export function serializeRequestHead(req: RequestHead, extra: string, keepUpgrad
   // framed here, so without its Content-Length (or Transfer-Encoding) the next hop would
   // read it as the next request (`Connection: content-length` smuggled requests past routing).
   for (const keep of NEVER_DROPPED) drop.delete(keep);
-  if (keepUpgrade) drop.delete('upgrade');
   let out = `${req.method} ${req.target} HTTP/1.${req.minor}\r\n`;
   for (const line of req.lines) {
     const name = line.slice(0, line.indexOf(':')).toLowerCase();
     if (!drop.has(name)) out += line + '\r\n';
   }
-  if (keepUpgrade) out += 'connection: upgrade\r\n';
+  if (upgradeTo !== '') out += `upgrade: ${upgradeTo}\r\nconnection: upgrade\r\n`;
   return out + extra + '\r\n';
 }
 
@@ -302,6 +386,9 @@ function trimOwsEnd(buf: Buffer, from: number, to: number): number {
   return to;
 }
 
+/** `HTTP/1.` as bytes: the protocol name is case-sensitive (RFC 9112 §2.3). */
+const HTTP_1 = Buffer.from('HTTP/1.', 'latin1');
+
 /**
  * Parses a response head occupying `buf[0, headEnd)`. `headRequest` responses and
  * 1xx/204/304 have no body whatever their headers say; the caller handles that.
@@ -310,15 +397,24 @@ function trimOwsEnd(buf: Buffer, from: number, to: number): number {
  * per response, and the string version (with a regular expression per Content-Length)
  * cost about 0.8 µs a response, a few percent of a sidecar's CPU at max rate. Every
  * line must end in CRLF; a bare CR or LF is refused.
+ *
+ * As strict as the request side, after RFC 9112 §6: a response is refused (the caller
+ * answers 502) when its framing could be read two ways — both Content-Length and
+ * Transfer-Encoding, either of them twice, chunked not the last coding,
+ * Transfer-Encoding in HTTP/1.0, framing headers on a 1xx or a 204 with a length — or
+ * when a line could: a header name that is not a token (whitespace before the colon),
+ * folded lines, control characters in a value or the reason phrase. Nothing the next
+ * parser might read differently is passed on.
  */
 export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | ParseFailure {
   const limit = headEnd - 2; // the blank line's CRLF
   // Status line: `HTTP/1.x NNN[ reason]`.
-  if (limit < 12 || !bytesAre(buf, 0, 'http/1.') || buf[8] !== 32) return bad('invalid status line');
+  if (limit < 12 || HTTP_1.compare(buf, 0, 7) !== 0 || buf[8] !== 32) return bad('invalid status line');
   const minor = buf[7]! - 48;
   if (minor !== 0 && minor !== 1) return bad('unsupported HTTP version');
   const d0 = buf[9]! - 48, d1 = buf[10]! - 48, d2 = buf[11]! - 48;
-  if (d0 < 1 || d0 > 9 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9 || (buf[12] !== 32 && buf[12] !== 13)) return bad('invalid status code');
+  // 100-599: anything else is not an HTTP status (RFC 9110 §15).
+  if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9 || (buf[12] !== 32 && buf[12] !== 13)) return bad('invalid status code');
   const status = d0 * 100 + d1 * 10 + d2;
 
   let contentLength = -1;
@@ -328,37 +424,39 @@ export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | 
   /** `close` named in any Connection line: a later `keep-alive` (HTTP/1.0) does not undo it. */
   let closeNamed = false;
   let appUnavailable = false;
+  let upgrade = '';
   let pos = 12;
-  for (; pos < limit && buf[pos] !== 13; pos++) {
-    // The reason phrase is forwarded as received: a control byte (a bare LF) in it would end the line for the client.
+  // The reason phrase: HTAB, SP, visible characters and obs-text.
+  for (; pos < limit; pos++) {
     const c = buf[pos]!;
-    if ((c < 32 && c !== 9) || c === 127) return bad('invalid character in status line');
+    if (c === 13) break;
+    if ((c < 32 && c !== 9) || c === 127) return bad(c === 10 ? 'bare LF in the head' : 'invalid character in the reason phrase');
   }
   for (;;) {
     // `pos` is at the CR ending the previous line.
     if (buf[pos + 1] !== 10) return bad('bare CR in the head');
     pos += 2;
     if (pos >= limit) break; // the blank line
-    let colon = -1;
-    let eol = pos;
+    let colon = pos;
+    while (TCHAR[buf[colon]!] === 1) colon++;
+    if (colon === pos || buf[colon] !== 58) {
+      const first = buf[pos];
+      return bad(first === 32 || first === 9 ? 'obsolete line folding' : 'invalid header line: the name is not a token');
+    }
+    let eol = colon + 1;
     for (; eol < limit; eol++) {
       const c = buf[eol]!;
-      if (c === 13) break;
-      if (c === 10) return bad('bare LF in the head');
-      // As for requests: a name is a token (so no folded line, no whitespace before the
-      // colon) and a value holds no control byte; the head is forwarded as received.
-      if (colon === -1) {
-        if (c === 58) colon = eol;
-        else if (c > 127 || TCHAR[c] === 0) return bad('invalid header line');
-      } else if ((c < 32 && c !== 9) || c === 127) {
-        return bad('invalid character in header value');
+      if (c < 32 || c === 127) {
+        if (c === 9) continue;
+        if (c === 13) break;
+        return bad(c === 10 ? 'bare LF in the head' : 'invalid character in a header value');
       }
     }
-    if (colon === -1 || colon === pos) return bad('invalid header line');
     const len = colon - pos;
     const from = skipOws(buf, colon + 1, eol);
     const to = trimOwsEnd(buf, from, eol);
     if (len === 14 && bytesAre(buf, pos, 'content-length')) {
+      if (contentLength !== -1) return bad('duplicate Content-Length');
       if (to === from || to - from > 15) return bad('invalid Content-Length');
       let n = 0;
       for (let i = from; i < to; i++) {
@@ -366,17 +464,13 @@ export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | 
         if (d < 0 || d > 9) return bad('invalid Content-Length');
         n = n * 10 + d;
       }
-      if (contentLength !== -1 && contentLength !== n) return bad('conflicting Content-Length');
       contentLength = n;
     } else if (len === 17 && bytesAre(buf, pos, 'transfer-encoding')) {
+      if (teSeen) return bad('duplicate Transfer-Encoding');
       teSeen = true;
-      // Several lines are one list (RFC 9110 §5.3) whose empty elements are ignored: the
-      // last coding named anywhere decides (`chunked` then an empty line stays chunked).
-      const codings = buf.toString('latin1', from, to).split(',');
-      for (let i = codings.length - 1; i >= 0; i--) {
-        const c = codings[i]!.trim();
-        if (c !== '') { chunked = c.toLowerCase() === 'chunked'; break; }
-      }
+      const codings = to - from === 7 && bytesAre(buf, from, 'chunked') ? 1 : transferCodings(buf.toString('latin1', from, to));
+      if (codings === -1) return bad('invalid Transfer-Encoding');
+      chunked = codings === 1;
     } else if (status === 503 && len === 13 && bytesAre(buf, pos, 'trellis-error')) {
       appUnavailable = to - from === 15 && bytesAre(buf, from, 'app-unavailable');
     } else if (len === 10 && bytesAre(buf, pos, 'connection')) {
@@ -390,15 +484,48 @@ export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | 
           else if (t === 'keep-alive' && minor === 0) close = false;
         }
       }
+    } else if (status === 101 && len === 7 && bytesAre(buf, pos, 'upgrade')) {
+      upgrade = buf.toString('latin1', from, to);
     }
     pos = eol;
   }
   if (closeNamed) close = true;
   if (teSeen) {
-    // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); such a connection is not reused.
-    if (contentLength !== -1) close = true;
-    contentLength = -1;
-    if (!chunked) close = true; // read until close
+    // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing; §6.3: with a
+    // Content-Length, "ought to be handled as an error".
+    if (minor === 0) return bad('Transfer-Encoding in an HTTP/1.0 response');
+    if (contentLength !== -1) return bad('both Content-Length and Transfer-Encoding');
+    if (!chunked) close = true; // read until close (§6.3)
   }
-  return { status, minor, contentLength, chunked, close, appUnavailable, headBytes: headEnd };
+  // A 1xx or a 204 has no content; a length on one is a server that frames it anyway (RFC 9110 §8.6).
+  if (status < 200 && (teSeen || contentLength !== -1)) return bad(`Content-Length or Transfer-Encoding in a ${status} response`);
+  if (status === 204 && (teSeen || contentLength > 0)) return bad('a 204 response with a body length');
+  return { status, minor, contentLength, chunked, close, appUnavailable, upgrade, headBytes: headEnd };
+}
+
+/**
+ * Reads a response's Transfer-Encoding list: 1 when chunked is the last coding, 0 when
+ * chunked is absent (the body runs until close), -1 when the list is invalid or chunked
+ * is not last or not alone (RFC 9112 §6.1, §7).
+ */
+function transferCodings(value: string): number {
+  let chunkedAt = -1;
+  let n = 0;
+  for (const part of value.split(',')) {
+    const semi = part.indexOf(';'); // transfer-parameters are allowed and ignored
+    const name = trimOws(part, 0, semi === -1 ? part.length : semi);
+    if (name === '') {
+      if (semi !== -1) return -1;
+      continue; // empty list elements are allowed (RFC 9110 §5.6.1)
+    }
+    if (!isToken(name, 0, name.length)) return -1;
+    if (name.toLowerCase() === 'chunked') {
+      if (chunkedAt !== -1) return -1;
+      chunkedAt = n;
+    }
+    n++;
+  }
+  if (n === 0) return -1;
+  if (chunkedAt === -1) return 0;
+  return chunkedAt === n - 1 ? 1 : -1;
 }

@@ -1,14 +1,16 @@
 // The layers of the HTTP pipelines. Outbound (the app calling another service):
 //
-//   telemetry → upstream → route → ruleFilters → timeouts → fault → retry → split → backendFilters → balance → forward
+//   telemetry → identity → upstream → route → ruleFilters → timeouts → fault → retry → split → backendFilters → balance → forward
 //
-// telemetry is outermost so it sees every outcome, errors included; the upstream layer
+// telemetry is outermost so it sees every outcome, errors included; identity
+// (identity.ts) drops what the client claims about itself and names the calling
+// service; the upstream layer
 // turns the listener (or the Host header) into a service; route picks the rule; the
 // rule's filters (src/proxy/filters/) may answer (a redirect) or edit the request
 // before any backend is chosen; split picks a backend by weight, whose own filters
 // come next; balance picks an endpoint and is where a refused connection comes back
 // to for another try. Inbound (another sidecar calling our app)
-// is telemetry → local app → forward.
+// is telemetry → identity (the caller, checked against the mesh's services) → local app → forward.
 //
 // The resilience layers sit between the rule's filters (they read the rule's config,
 // and a redirect never needs them) and split:
@@ -19,18 +21,16 @@
 // endpoint anew (linkerd's retry sits above its distribute layer for the same reason).
 import type { Endpoint } from '../control/protocol.js';
 import type { AccessLog } from '../telemetry/access-log.js';
-import type { Direction, ProxyMetrics } from '../telemetry/metrics.js';
-import type { Exchange, Layer } from './exchange.js';
+import { grpcStatusLabel, type Direction, type ProxyMetrics } from '../telemetry/metrics.js';
+import type { Exchange, Layer, Tunnel } from './exchange.js';
 import { headerValue } from './http1-parser.js';
+import { UNKNOWN_SOURCE } from './identity.js';
 import { startAttempt } from './attempt.js';
 import { endpointKey } from './balancer/balancer.js';
 import type { HashOn } from './balancing.js';
 import { matchRoute, pickBackendIndex, type CompiledUpstream } from './router.js';
 
 export { backendFilters, ruleFilters } from './filters/index.js';
-
-/** Header carrying the calling service from an outbound sidecar to an inbound one. */
-export const SOURCE_HEADER = 'trellis-source';
 
 export interface TelemetryOptions {
   direction: Direction;
@@ -41,11 +41,18 @@ export interface TelemetryOptions {
   accessLog: AccessLog;
 }
 
-/** Records metrics and an access-log line for every exchange, however it ends. */
+/**
+ * Records metrics and an access-log line for every exchange, however it ends. Every
+ * label comes from this proxy's config or snapshot, never from the request as sent:
+ * the source from the identity layer (a mesh service or `unknown`), the destination
+ * from the upstream layer (a service of the snapshot or `unknown`), the version from
+ * the endpoint, the route from the matched rule; statuses are bounded in metrics.ts.
+ */
 export function telemetry(o: TelemetryOptions): Layer {
   const outbound = o.direction === 'outbound';
   const observe = (ex: Exchange): void => {
     const seconds = (performance.now() - ex.startedAt) / 1000;
+    const source = ex.source || UNKNOWN_SOURCE;
     const destination = outbound ? ex.service || 'unknown' : o.service;
     const version = outbound ? ex.destinationVersion || 'unknown' : o.version;
     const route = outbound ? ex.route?.name ?? '' : 'inbound';
@@ -53,19 +60,22 @@ export function telemetry(o: TelemetryOptions): Layer {
     if (ex.errorToken === 'timeout' || ex.errorToken === 'request-timeout') {
       o.metrics.timedOut(destination, route, ex.errorToken === 'timeout' ? 'attempt' : 'request');
     }
-    o.metrics.observeHttp({ direction: o.direction, source: ex.source, destination, destinationVersion: version, route }, status, seconds, ex.grpcStatus);
+    o.metrics.observeHttp({ direction: o.direction, source, destination, destinationVersion: version, route }, status, seconds, ex.grpcStatus);
+    if (ex.tunnel !== undefined) watchTunnel(o, ex, ex.tunnel, destination, version, route);
     if (!o.accessLog.enabled) return;
+    // The request's own fields (method, path) are bounded and, for the path, redacted
+    // by the log (access-log.ts); JSON escapes any control character.
     o.accessLog.write({
       ts: new Date().toISOString(),
       direction: o.direction,
-      source: ex.source,
+      source,
       destination,
       version,
       route,
-      method: ex.req.method,
-      path: ex.req.target,
+      method: boundedMethod(ex.req.method),
+      path: o.accessLog.target(ex.req.target),
       status,
-      grpc_status: ex.grpcStatus || undefined,
+      grpc_status: ex.grpcStatus === '' ? undefined : grpcStatusLabel(ex.grpcStatus),
       duration_ms: Math.round(seconds * 100_000) / 100,
       bytes_sent: ex.responseBytes,
       upstream: ex.endpoint ? endpointKey(ex.endpoint) : undefined,
@@ -75,39 +85,67 @@ export function telemetry(o: TelemetryOptions): Layer {
   };
   return (next) => (ex) => {
     ex.observer = observe;
-    ex.source = outbound ? o.service : sourceOf(ex);
     next(ex);
   };
 }
 
 /**
- * The calling service, as the peer sidecar named it. Anything that is not a service
- * name counts as `unknown`, so a client can't blow up the metrics' label cardinality.
- * (mTLS identities replace this header in a later issue.)
+ * A tunnel (an upgrade answered 101): counted as it opens, and counted and logged with
+ * its bytes each way and how long it lasted when it closes. What passes through it is
+ * not HTTP the proxy reads, so this line is all the access log says of it.
  */
-function sourceOf(ex: Exchange): string {
-  const v = headerValue(ex.req.lines, SOURCE_HEADER);
-  return v !== undefined && SERVICE_NAME.test(v) ? v : 'unknown';
+function watchTunnel(o: TelemetryOptions, ex: Exchange, t: Tunnel, destination: string, version: string, route: string): void {
+  const source = ex.source;
+  o.metrics.tunnelOpened(o.direction, source, destination, t.protocol);
+  t.onClose = () => {
+    const ms = performance.now() - t.openedAt;
+    o.metrics.tunnelClosed(o.direction, source, destination, t.protocol, t.sent, t.received, ms / 1000);
+    if (!o.accessLog.enabled) return;
+    o.accessLog.write({
+      ts: new Date().toISOString(),
+      direction: o.direction,
+      tunnel: t.protocol,
+      source,
+      destination,
+      version,
+      route,
+      method: ex.req.method,
+      path: ex.req.path,
+      upstream: ex.endpoint ? endpointKey(ex.endpoint) : undefined,
+      bytes_sent: t.sent,
+      bytes_received: t.received,
+      duration_ms: Math.round(ms * 100) / 100,
+    });
+  };
 }
 
-const SERVICE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+/** Methods are tokens of any length in HTTP/1.1; a log line keeps the first 32 characters (the longest registered method is 17). */
+function boundedMethod(m: string): string {
+  return m.length <= 32 ? m : `${m.slice(0, 32)}…`;
+}
 
 /**
  * Resolves the upstream service: fixed for a per-upstream listener, from the Host
- * header (or absolute-form target) for the HTTP proxy listener.
+ * header (or absolute-form target) for the HTTP proxy listener. `ex.service` (the
+ * destination label) is set only to a service of the snapshot: a Host naming anything
+ * else is refused and counted as destination `unknown`.
  */
-export function upstream(source: string, lookup: (service: string) => CompiledUpstream | undefined | null, fixedService?: string): Layer {
-  const sourceLine = `${SOURCE_HEADER}: ${source}\r\n`;
+export function upstream(lookup: (service: string) => CompiledUpstream | undefined | null, fixedService?: string): Layer {
   return (next) => (ex) => {
     const service = fixedService ?? hostToService(ex.req.host);
-    ex.service = service;
+    if (fixedService !== undefined) ex.service = fixedService;
     const up = lookup(service);
     if (up === null) return ex.fail('TRELLIS_E_NO_CONFIG');
-    if (up === undefined || up.protocol === 'tcp') return ex.fail('TRELLIS_E_UNKNOWN_SERVICE', { service });
+    if (up === undefined || up.protocol === 'tcp') return ex.fail('TRELLIS_E_UNKNOWN_SERVICE', { service: boundedName(service) });
+    ex.service = up.service;
     ex.upstream = up;
-    ex.extraHead = sourceLine;
     next(ex);
   };
+}
+
+/** A name from a Host header, as an error message repeats it: at most a DNS label's 63 characters. */
+function boundedName(s: string): string {
+  return s.length <= 63 ? s : `${s.slice(0, 63)}…`;
 }
 
 /** `backend`, `backend:8080`, `backend.default.svc` → `backend`. */
@@ -143,7 +181,11 @@ export const balance: Layer = (next) => {
   const dispatch = (ex: Exchange): void => {
     let b = ex.backend!;
     // A version with no endpoint left to take the request (ejected, refusing, tried) fails over to the whole service.
-    if (b.failover !== undefined && b.balancer.exhausted(ex.tried) && !b.failover.balancer.exhausted(ex.tried)) ex.backend = b = b.failover;
+    if (b.failover !== undefined && b.balancer.exhausted(ex.tried) && !b.failover.balancer.exhausted(ex.tried)) {
+      // Counted: a canary judged on its own requests alone would not see the ones it could not take.
+      if (b.failovers !== undefined) b.failovers.count++;
+      ex.backend = b = b.failover;
+    }
     const br = b.breaker;
     if (br !== undefined && !br.admitRequest()) return ex.fail('TRELLIS_E_OVERFLOW', { service: ex.service, limit: 'maxRequests', max: br.limits.maxRequests });
     const picked = b.balancer.pick(ex.tried, b.hashOn === undefined ? undefined : hashKey(ex, b.hashOn));

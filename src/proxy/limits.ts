@@ -21,6 +21,22 @@ export interface ProxyLimits {
   readonly h2MaxConcurrentStreams: number;
   /** Largest HTTP/2 header list (uncompressed, as SETTINGS_MAX_HEADER_LIST_SIZE); over it, 431. */
   readonly h2MaxHeaderListBytes: number;
+  /**
+   * Open client connections per listener; more are closed as they arrive (and counted).
+   * Envoy leaves this to its overload manager, nginx to worker_connections (512 by
+   * default, per worker). 10,000: ten times what a local mesh's busiest sidecar holds in
+   * the bench, and with an upstream connection each still far under the file limit.
+   */
+  readonly maxConnectionsPerListener: number;
+  /**
+   * How long the inbound sidecar's probe of its app (an HTTP/2 preface: does a SETTINGS
+   * frame come back?) waits for the app's first bytes. An HTTP/2 server sends SETTINGS
+   * as its first frame as soon as it accepts (RFC 9113 §3.4), well under a millisecond
+   * on loopback; an HTTP/1.1 server answers the preface with 400 or waits for more. 1 s
+   * lets a busy app's event loop stall that long before its silence reads as HTTP/1.1
+   * (a wrong answer is re-probed after the first request it fails).
+   */
+  readonly appProbeTimeoutMs: number;
 }
 
 /** Defaults (see each field for the reason). */
@@ -30,6 +46,8 @@ export const DEFAULT_LIMITS: ProxyLimits = Object.freeze({
   idleTimeoutMs: 120_000,
   h2MaxConcurrentStreams: 100,
   h2MaxHeaderListBytes: 16 * 1024,
+  maxConnectionsPerListener: 10_000,
+  appProbeTimeoutMs: 1000,
 });
 
 /**
@@ -43,10 +61,18 @@ export class LimitsRef {
   }
 }
 
-/** Defaults with `overrides` applied (fields absent or undefined keep their default). */
+/**
+ * Defaults with `overrides` applied (fields absent or undefined keep their default).
+ * Throws on a value that is not a positive whole number, so a snapshot carrying one is
+ * refused (NACK) rather than turning a limit off.
+ */
 export function limitsWith(overrides: Partial<ProxyLimits> | undefined): ProxyLimits {
   if (overrides === undefined) return DEFAULT_LIMITS;
   const out: Record<string, number> = { ...DEFAULT_LIMITS };
-  for (const [k, v] of Object.entries(overrides)) if (typeof v === 'number' && k in DEFAULT_LIMITS) out[k] = v;
+  for (const [k, v] of Object.entries(overrides)) {
+    if (v === undefined || !(k in DEFAULT_LIMITS)) continue;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new Error(`limit ${k} must be a positive whole number, got ${JSON.stringify(v)}`);
+    out[k] = v;
+  }
   return Object.freeze(out as unknown as ProxyLimits);
 }

@@ -10,6 +10,12 @@
 //   upstream connection hands it to us at the response head, before writing a byte.
 // A refused connection (nothing sent) is not ours: the balance layer tries another
 // endpoint for it (ex.retryConnect), for every method.
+//
+// Without a retry policy, one replay is still made, of a request that is safe to send
+// twice by any reading: a safe method (GET, HEAD, OPTIONS, TRACE) with no body, reset
+// before any response byte reached the client, sent to another endpoint, within the
+// destination's budget. That is what a whole instance lost (app and sidecar together)
+// costs otherwise: every GET in flight on it answered 502.
 import type { RetryConfig } from '../control/protocol.js';
 import type { Exchange, Handler, Layer } from './exchange.js';
 import type { RetryBudget } from './retry-budget.js';
@@ -18,14 +24,37 @@ import type { RetryBudget } from './retry-budget.js';
 export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 /**
- * An app that died under this request (reset before any response byte) may be
- * replaced by another instance without a retry policy: the request has no body and
- * its method is idempotent, so sending it twice has the effect of once. The inbound
- * sidecar then answers `app-unavailable`, which the caller's sidecar sends elsewhere.
+ * Methods that are safe (RFC 9110 9.2.1): read-only by definition, so a copy that
+ * reached a dying server did nothing a second copy could repeat. PUT and DELETE are
+ * idempotent by the RFC but are left out of what is replayed without being asked, as
+ * Go's http.Transport leaves them out of its own replays (`isReplayable`): apps often
+ * give them effects a second copy shows (a DELETE answered 404 the second time, an
+ * audit entry, a counter), and Envoy and Linkerd replay nothing without a policy at
+ * all. A route that knows its PUTs and DELETEs are idempotent says so with `retry`.
+ */
+export const SAFE: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+
+/**
+ * A request that may be sent elsewhere without a retry policy when what it was sent to
+ * died before answering: the inbound sidecar answers `app-unavailable` for it when its
+ * app resets, and the caller's sidecar replays it on another endpoint when the peer
+ * sidecar itself resets (see {@link retry}).
  */
 export function sendableElsewhere(method: string, bodyless: boolean): boolean {
-  return bodyless && IDEMPOTENT.has(method);
+  return bodyless && SAFE.has(method);
 }
+
+/** No body: none announced, and (HTTP/2, where a body needs no length) none to come. */
+export function bodylessRequest(ex: Exchange): boolean {
+  return ex.requestBodyDone && ex.req.contentLength <= 0 && !ex.req.chunked;
+}
+
+/**
+ * The replay every request gets that its route's policy does not cover: one retry (as
+ * Envoy's default num_retries), for a reset only (a slow answer or an error status is
+ * not retried unasked), without backoff (the next endpoint is another instance).
+ */
+const RESET_REPLAY: RetryConfig = { codes: [], attempts: 1, backoffMs: 0, nonIdempotent: false, maxBodyBytes: 0 };
 
 /** Backoff grows to at most this many times the base. */
 const MAX_BACKOFF_FACTOR = 10;
@@ -59,13 +88,16 @@ export class RetryState {
   #body: Buffer[] | undefined;
   #bodyBytes = 0;
   #replayable = true;
+  /** The default replay ({@link RESET_REPLAY}): resets only, and only to another endpoint. */
+  readonly #resetsElsewhere: boolean;
 
-  constructor(policy: RetryConfig, budget: RetryBudget, next: Handler, observer: RetryObserver) {
+  constructor(policy: RetryConfig, budget: RetryBudget, next: Handler, observer: RetryObserver, resetsElsewhere = false) {
     this.#policy = policy;
     this.#budget = budget;
     this.#next = next;
     this.#observer = observer;
     this.#left = policy.attempts;
+    this.#resetsElsewhere = resetsElsewhere;
   }
 
   /** Keeps a request body chunk for a replay, until the body passes the limit. */
@@ -94,6 +126,7 @@ export class RetryState {
   again(ex: Exchange, reason: RetryReason): boolean {
     if (this.#left <= 0 || !this.#replayable || !ex.requestBodyDone || ex.responseStarted || ex.finished) return false;
     if (ex.client.socket.destroyed) return false;
+    if (this.#resetsElsewhere && (reason !== 'reset' || !elsewhere(ex))) return false;
     const delay = backoffDelay(this.#policy.backoffMs, this.#policy.attempts - this.#left);
     const destination = ex.service;
     const route = ex.route?.name ?? '';
@@ -118,7 +151,7 @@ export class RetryState {
     ex.attempts++;
     // A fresh connect-attempt count, avoiding the endpoint that just failed when the
     // backend has another (the balancer never picks an excluded endpoint).
-    ex.tried = ex.endpoint !== undefined && ex.backend !== undefined && ex.backend.balancer.endpoints.length > 1 ? new Set([ex.endpoint.id]) : undefined;
+    ex.tried = ex.endpoint !== undefined && ex.backend !== undefined && (ex.backend.balancer.endpoints.length > 1 || this.#resetsElsewhere) ? new Set([ex.endpoint.id]) : undefined;
     ex.connectError = '';
     ex.status = 0;
     ex.upstreamConn = undefined;
@@ -144,18 +177,35 @@ export class RetryState {
 }
 
 /**
+ * Whether the endpoint that just failed has another to replace it: in its backend, or
+ * in the backend it fails over to (the replay picks its backend anew, so this is the
+ * likely place, not a promise). The default replay goes nowhere else: a lone instance
+ * that reset is left to report its reset.
+ */
+function elsewhere(ex: Exchange): boolean {
+  const b = ex.backend;
+  const e = ex.endpoint;
+  if (b === undefined || e === undefined) return false;
+  const tried = new Set(ex.tried ?? []).add(e.id);
+  return !b.balancer.exhausted(tried) || (b.failover !== undefined && !b.failover.balancer.exhausted(tried));
+}
+
+/**
  * The retry layer: arms a {@link RetryState} on exchanges of a rule with a retry
- * policy that may be replayed; everything else passes with one property test.
- * It wraps split → balance → forward, so each retry picks its backend and endpoint anew.
+ * policy that may be replayed, and the default reset replay on safe body-less requests
+ * of rules without one. It wraps split → balance → forward, so each retry picks its
+ * backend and endpoint anew.
  */
 export function retry(observer: RetryObserver): Layer {
   return (next) => (ex) => {
-    const policy = ex.route!.retry;
-    if (policy === undefined) return next(ex);
     const budget = ex.upstream!.budget;
-    if (budget === undefined) return next(ex);
-    // Every request under a retry policy earns budget, whether or not it can be retried.
+    // Every request earns budget, whether or not it can be retried.
     budget.deposit();
+    const policy = ex.route!.retry;
+    if (policy === undefined) {
+      if (sendableElsewhere(ex.req.method, bodylessRequest(ex))) ex.retry = new RetryState(RESET_REPLAY, budget, next, observer, true);
+      return next(ex);
+    }
     if (!policy.nonIdempotent && !IDEMPOTENT.has(ex.req.method)) return next(ex);
     if (ex.req.contentLength > policy.maxBodyBytes) return next(ex);
     const state = new RetryState(policy, budget, next, observer);

@@ -3,7 +3,7 @@
 // snapshot turns them into closures-free records with pre-built regexes and weight
 // tables, so matching a request allocates nothing beyond header values and the
 // substrings a regular expression is run on.
-import { DEFAULT_RETRY_BUDGET, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts, type UpstreamSnapshot } from '../control/protocol.js';
+import { DEFAULT_RETRY_BUDGET, DEFAULT_UPGRADES, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts, type UpstreamSnapshot } from '../control/protocol.js';
 import { RetryBudget } from './retry-budget.js';
 import type { RequestHead } from './http1-parser.js';
 import type { Balancer } from './balancer/balancer.js';
@@ -22,6 +22,13 @@ interface HeaderMatcher {
   readonly regex?: RegExp;
 }
 
+/** Requests one backend sent to its failover backend, since the sidecar started sending it any. */
+export interface FailoverCount {
+  readonly backend: string;
+  readonly to: string;
+  count: number;
+}
+
 export interface CompiledBackend {
   readonly name: string;
   readonly balancer: Balancer;
@@ -34,6 +41,8 @@ export interface CompiledBackend {
    * (`<service>-<version>`), the whole service; set anew with every snapshot.
    */
   failover: CompiledBackend | undefined;
+  /** Counts the requests sent to `failover` (balancing.ts keeps it across snapshots, for metrics); undefined: not counted. */
+  failovers: FailoverCount | undefined;
   /** The destination's circuit breaker (one per upstream service); undefined: no limits. Set anew with every snapshot. */
   breaker: CircuitBreaker | undefined;
   /** Where requests wait while the backend has no endpoint at all (wait-queue.ts); kept per backend name. */
@@ -79,11 +88,11 @@ export interface CompiledRoute {
 
 export interface CompiledUpstream {
   readonly service: string;
-  readonly protocol: 'http' | 'tcp' | 'detect';
+  readonly protocol: 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
   readonly routes: readonly CompiledRoute[];
   readonly backends: ReadonlyMap<string, CompiledBackend>;
-  /** The destination's retry budget; undefined when no route of it retries. */
-  readonly budget: RetryBudget | undefined;
+  /** The destination's retry budget: its routes' retries and the default reset replay (retry.ts) take from it. */
+  readonly budget: RetryBudget;
   /**
    * Every header name the routes match on. A request's values for them are read in one
    * pass over its header lines before the routes are tried, into `headerValues` (reused:
@@ -91,6 +100,8 @@ export interface CompiledUpstream {
    */
   readonly headerNames: readonly string[];
   readonly headerValues: (string | undefined)[];
+  /** The upgrade protocols the service accepts (lower case; upgrade.ts). */
+  readonly upgrades: readonly string[];
 }
 
 /** Gives the backends of an upstream: a sidecar keeps their balancers and health across snapshots (balancing.ts). */
@@ -166,7 +177,7 @@ function compileRoute(entry: RouteEntry, serviceFault: FaultConfig | undefined, 
  */
 export function compileUpstream(
   snap: UpstreamSnapshot,
-  backendsFor: BackendSource = (s) => new Map(Object.entries(s.backends).map(([name, b]) => [name, { name, balancer: new RoundRobinBalancer(b.endpoints), outliers: undefined, hashOn: undefined, failover: undefined, breaker: undefined, queue: undefined }])),
+  backendsFor: BackendSource = (s) => new Map(Object.entries(s.backends).map(([name, b]) => [name, { name, balancer: new RoundRobinBalancer(b.endpoints), outliers: undefined, hashOn: undefined, failover: undefined, failovers: undefined, breaker: undefined, queue: undefined }])),
   budgetFor: BudgetSource = (_, c) => new RetryBudget(c),
 ): CompiledUpstream {
   const headerNames: string[] = [];
@@ -176,8 +187,16 @@ export function compileUpstream(
   };
   const routes = snap.routes.length > 0 ? snap.routes.map((r) => compileRoute(r, snap.fault, slotOf)) : [defaultRoute(snap.service, snap.fault)];
   const backends = backendsFor(snap);
-  const budget = routes.some((r) => r.retry !== undefined) ? budgetFor(snap.service, snap.retryBudget ?? DEFAULT_RETRY_BUDGET) : undefined;
-  return { service: snap.service, protocol: snap.protocol, routes, backends, budget, headerNames, headerValues: headerNames.map(() => undefined) };
+  const budget = budgetFor(snap.service, snap.retryBudget ?? DEFAULT_RETRY_BUDGET);
+  return {
+    service: snap.service, protocol: snap.protocol, routes, backends, budget, headerNames, headerValues: headerNames.map(() => undefined),
+    upgrades: upgradeList(snap.upgrades),
+  };
+}
+
+/** A snapshot's upgrade protocols in lower case; absent: the default (WebSocket). */
+export function upgradeList(upgrades: readonly string[] | undefined): readonly string[] {
+  return upgrades === undefined ? DEFAULT_UPGRADES : upgrades.map((p) => p.toLowerCase());
 }
 
 /** PathPrefix matches whole path elements: `/api` matches `/api` and `/api/x`, not `/apix`. */

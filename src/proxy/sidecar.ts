@@ -4,7 +4,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { Endpoint, HostPort, ProxyInfo, Snapshot } from '../control/protocol.js';
-import { openAccessLog, type AccessLog } from '../telemetry/access-log.js';
+import { openAccessLog, type AccessLog, type AccessLogOptions } from '../telemetry/access-log.js';
 import { ProxyMetrics } from '../telemetry/metrics.js';
 import { ControlClient } from './control-client.js';
 import { compose, type Handler } from './exchange.js';
@@ -12,21 +12,26 @@ import { detectProtocol, serveHttp, type H2Server } from './h2/detect.js';
 import type { H2SessionPool } from './h2/forwarder.js';
 import type { Http2Server } from 'node:http2';
 import { backendFilters, balance, localApp, route, ruleFilters, split, telemetry, upstream } from './layers.js';
+import { inboundIdentity, outboundIdentity, sourceHeaderIdentity } from './identity.js';
 import { fault } from './fault.js';
 import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS } from './pool.js';
 import { retry } from './retry.js';
 import { RetryBudget } from './retry-budget.js';
-import { compileUpstream, pickBackend, type BackendSource, type BudgetSource, type CompiledUpstream } from './router.js';
+import { compileUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './router.js';
 import { BalancingState } from './balancing.js';
 import { sweepIntervalMs, timeouts } from './timeout.js';
 import { proxyTcp } from './tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
-import { LimitsRef } from './limits.js';
+import { LimitsRef, limitsWith } from './limits.js';
+import { AppHttpVersion, probeAppHttp, refuseHttp1 } from './h2/app-version.js';
+import { upgrades } from './upgrade.js';
+import { DEFAULT_UPGRADES } from '../control/protocol.js';
+import { errorSummary, type ConnectionErrorReason, type ListenerContext, type ListenerKind } from './listener-context.js';
 
-/** HTTP/2 once loaded: the forwarder's and server's modules, and the upstream session pool. */
+/** HTTP/2 once loaded: the forwarder's and server's modules, the app codecs, and the upstream session pool. */
 interface LoadedH2 {
   readonly pool: H2SessionPool;
-  readonly parts: typeof import('./h2/forwarder.js') & typeof import('./h2/stream-client.js');
+  readonly parts: typeof import('./h2/forwarder.js') & typeof import('./h2/stream-client.js') & typeof import('./h2/app-codec.js') & typeof import('./h2/to-http1.js');
 }
 
 export interface SidecarOptions {
@@ -43,6 +48,8 @@ export interface SidecarOptions {
   admin: HostPort;
   /** `-` (stdout), `off`, or a file path. */
   accessLog: string;
+  /** Query values, rotation (access-log.ts); absent: the defaults. */
+  accessLogOptions?: AccessLogOptions;
   log: (line: string) => void;
   /** How long protocol detection waits for a client's first bytes (services with no declared protocol). */
   detectTimeoutMs?: number;
@@ -53,6 +60,22 @@ const DETECT_TIMEOUT_MS = 10_000;
 
 /** How long a connection accepted before the first snapshot waits for it. */
 const FIRST_SNAPSHOT_WAIT_MS = 10_000;
+
+/**
+ * At most this many connection-error log lines per minute; the rest are counted (in
+ * the metric, and in the next line written). A client that finds a way to make every
+ * connection fail must not also fill the log.
+ */
+const CONNECTION_ERROR_LOG_PER_MINUTE = 20;
+
+const REASON_TEXT: Record<ConnectionErrorReason, string> = {
+  accept: 'setting up a connection threw',
+  http1: 'handling an HTTP/1.1 connection threw',
+  'h2-session': 'setting up an HTTP/2 session threw',
+  'h2-stream': 'handling an HTTP/2 stream threw; the stream was reset',
+  'h2-protocol': 'the client broke HTTP/2 (or went away with an error)',
+  tcp: 'connecting a TCP client threw',
+};
 
 export class Sidecar {
   readonly #o: SidecarOptions;
@@ -74,14 +97,22 @@ export class Sidecar {
   #control: ControlClient | undefined;
   #snapshot: Snapshot | null = null;
   #upstreams: Map<string, CompiledUpstream> | null = null;
+  /** The services of the mesh (from the snapshot): the only callers the inbound listener accepts. */
+  #meshServices: ReadonlySet<string> = new Set();
+  /** The upgrade protocols this sidecar's own service accepts (its snapshot's inboundUpgrades). */
+  #inboundUpgrades: readonly string[] = DEFAULT_UPGRADES;
   /** Retry budgets per destination, kept across snapshots while their settings hold. */
   readonly #budgets = new Map<string, RetryBudget>();
   /** Balancers and outlier detectors per destination, kept across snapshots (balancing.ts). */
   readonly balancing: BalancingState;
   /** Sizes, counts and times every listener holds connections to (limits.ts); a snapshot may change them. */
   readonly limits = new LimitsRef();
+  /** Which HTTP the app speaks (declared in the snapshot, or probed): how the inbound listener forwards HTTP/2 to it. */
+  #appVersion: AppHttpVersion | undefined;
   #waiting: (() => void)[] = [];
   #controlState = 'connecting';
+  /** Connection-error log lines written in the current minute, and those left out. */
+  #errorLog = { minute: 0, written: 0, suppressed: 0 };
   /** Actual listening addresses (port 0 resolved). */
   readonly addresses: { inbound?: HostPort; admin?: HostPort; httpProxy?: HostPort; upstreams: Record<string, HostPort> } = { upstreams: {} };
 
@@ -89,7 +120,8 @@ export class Sidecar {
     this.#o = o;
     this.metrics = new ProxyMetrics({ service: o.service, id: o.id });
     if (o.app) this.metrics.watchAppCpu(o.app.port);
-    this.#accessLog = openAccessLog(o.accessLog);
+    this.#accessLog = openAccessLog(o.accessLog, { ...o.accessLogOptions, onError: (reason) => o.log(`proxy ${o.id}: access log ${o.accessLog}: ${reason}`) });
+    this.metrics.watchAccessLog(this.#accessLog);
     this.balancing = new BalancingState((service, id, ejected, reason) => {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });
@@ -105,70 +137,104 @@ export class Sidecar {
     const lookup = (service: string): CompiledUpstream | undefined | null => this.#upstreams === null ? null : this.#upstreams.get(service);
     const pool = this.#pool;
     const outTelemetry = telemetry({ direction: 'outbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
+    // Every outbound listener (what the app, or at a gateway the outside, talks to) speaks for this proxy's service.
+    const outIdentity = outboundIdentity(o.service);
+    // Upgrades are judged once the route is known (a request no route takes gets 404 first).
+    const outUpgrades = upgrades((ex) => ex.upstream!.upgrades);
     const outbound = (fixed?: string): Handler =>
       compose(
-        [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
+        [outTelemetry, outIdentity, upstream(lookup, fixed), route, outUpgrades, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
         forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
       );
     // HTTP/2 streams take the same layers; the HTTP/2 forwarder applies the timeouts and
     // hands failed attempts to the retry state as the HTTP/1.1 one does.
-    const outboundH2 = (fixed?: string): H2Server => this.#h2Server((h2, pool) => h2.createH2Server(compose(
-      [outTelemetry, upstream(o.service, lookup, fixed), route, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
+    const outboundH2 = (ctx: ListenerContext, fixed?: string): H2Server => this.#h2Server((h2, pool) => h2.createH2Server(compose(
+      [outTelemetry, outIdentity, upstream(lookup, fixed), route, outUpgrades, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
       h2.h2Forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
-    )));
+    ), ctx));
 
+    const outCtx = this.#context('outbound');
     for (const u of o.upstreams) {
       const pipeline = outbound(u.service);
-      const h2 = outboundH2(u.service);
-      const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
-        const up = this.#upstreams!.get(u.service);
+      const h2 = outboundH2(outCtx, u.service);
+      const server = net.createServer((socket) => this.#accept(outCtx, socket, () => {
+        const up = this.#upstreams?.get(u.service);
         if (up === undefined) {
           o.log(`proxy: connection to upstream listener "${u.service}" refused: the control plane does not list it for ${o.service}`);
           socket.destroy();
         } else if (up.protocol === 'tcp') {
-          this.#outboundTcp(socket, up);
+          this.#outboundTcp(socket, up, outCtx);
         } else if (up.protocol === 'detect') {
-          detectProtocol(socket, pipeline, h2, (s) => this.#outboundTcp(s, up), o.detectTimeoutMs ?? DETECT_TIMEOUT_MS);
+          detectProtocol(socket, pipeline, h2, (s) => this.#outboundTcp(s, up, outCtx), o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, outCtx);
         } else {
-          serveHttp(socket, pipeline, h2);
+          serveHttp(socket, pipeline, h2, outCtx);
         }
       }));
       this.addresses.upstreams[u.service] = await listen(server, u.listen, this.#sockets);
-      this.#servers.push(server);
+      this.#holdListener(server, `outbound:${u.service}`);
     }
 
     if (o.httpProxy) {
+      const ctx = this.#context('http-proxy');
       const pipeline = outbound();
-      const h2 = outboundH2();
-      const server = net.createServer((socket) => serveHttp(socket, pipeline, h2));
+      const h2 = outboundH2(ctx);
+      // No wait for the first snapshot here: the pipeline answers 503 no-config until then.
+      const server = net.createServer((socket) => this.#guard(ctx, socket, () => serveHttp(socket, pipeline, h2, ctx)));
       this.addresses.httpProxy = await listen(server, o.httpProxy, this.#sockets);
-      this.#servers.push(server);
+      this.#holdListener(server, 'http-proxy');
     }
 
     if (o.inbound && o.app) {
       const app: Endpoint = { id: `${o.id}/app`, host: o.app.host, port: o.app.port, version: o.version };
       const inTelemetry = telemetry({ direction: 'inbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
-      const pipeline = compose([inTelemetry, localApp(app)], forwarder(this.#appPool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'));
-      // HTTP/2 in, HTTP/2 (h2c) to the app: a gRPC server speaks nothing else.
-      const h2 = this.#h2Server((h2, pool) => h2.createH2Server(compose([inTelemetry, localApp(app)], h2.h2Forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'))));
-      const server = net.createServer((socket) => this.#whenConfigured(socket, () => {
+      const toApp = forwarder(this.#appPool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET');
+      const inIdentity = inboundIdentity(sourceHeaderIdentity(() => this.#meshServices));
+      // The app's own sidecar holds every caller to the service's upgrades too, whatever their outbound side did.
+      const inUpgrades = upgrades(() => this.#inboundUpgrades, o.service);
+      const ctx = this.#context('inbound');
+      const pipeline = compose([inTelemetry, inIdentity, inUpgrades, localApp(app)], toApp);
+      const appVersion = (this.#appVersion = new AppHttpVersion(
+        () => probeAppHttp(app, this.limits.current.appProbeTimeoutMs),
+        (r) => o.log(`proxy ${o.id}: the app at ${endpointKey(app)} speaks ${r.version === 'h2' ? 'HTTP/2 (h2c)' : 'HTTP/1.1'} (${r.evidence})`),
+      ));
+      if (this.#snapshot !== null) appVersion.declare(this.#snapshot.inboundProtocol);
+      // An app declared HTTP/2-only can't take HTTP/1.1: such a request is answered with the cause, not sent.
+      const refused = compose([inTelemetry, inIdentity, inUpgrades, localApp(app)], refuseHttp1(endpointKey(app)));
+      // HTTP/2 in: to the app in its own HTTP (h2/app-codec.ts), as HTTP/2 (h2c; a gRPC
+      // server speaks nothing else) or translated to HTTP/1.1 over the same app pool as above.
+      const h2 = this.#h2Server((h2, pool) => h2.createH2Server(compose([inTelemetry, inIdentity, inUpgrades, localApp(app)], h2.appCodec(appVersion, {
+        h2: h2.h2Forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'),
+        h1: h2.toHttp1(toApp),
+      })), ctx));
+      const server = net.createServer((socket) => this.#accept(ctx, socket, () => {
         const tcp = (s: net.Socket): void => proxyTcp(s, (tried) => (tried.size === 0 ? app : undefined), {
           direction: 'inbound', source: 'unknown', destination: o.service, metrics: this.metrics, accessLog: this.#accessLog,
+          failed: (err) => ctx.failed('tcp', err, s),
         });
-        const protocol = this.#snapshot!.inboundProtocol;
+        // #accept runs this once a snapshot is in force.
+        const protocol = this.#snapshot?.inboundProtocol ?? 'http';
+        // Chosen per connection, so HTTP/1.1's per-request path is the same as ever. An app
+        // declared HTTP/2-only but found answering HTTP/1.1 gets HTTP/1.1 (the error would be false).
+        const h1 = appVersion.declared === 'h2' && !appVersion.declaredWrongly ? refused : pipeline;
         if (protocol === 'tcp') {
           tcp(socket);
         } else if (protocol === 'detect') {
-          detectProtocol(socket, pipeline, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS);
+          detectProtocol(socket, h1, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, ctx);
         } else {
-          serveHttp(socket, pipeline, h2);
+          serveHttp(socket, h1, h2, ctx);
         }
       }));
       this.addresses.inbound = await listen(server, o.inbound, this.#sockets);
-      this.#servers.push(server);
+      this.#holdListener(server, 'inbound');
     }
 
-    this.#admin = http.createServer((req, res) => void this.#serveAdmin(req, res));
+    this.#admin = http.createServer((req, res) => {
+      this.#serveAdmin(req, res).catch((err: unknown) => {
+        this.#o.log(`proxy ${this.#o.id}: admin request failed: ${errorSummary(err)}`);
+        if (!res.headersSent) res.statusCode = 500;
+        res.end();
+      });
+    });
     this.addresses.admin = await listen(this.#admin, o.admin);
 
     const info: ProxyInfo = {
@@ -196,6 +262,7 @@ export class Sidecar {
   /** Applies a snapshot; throws (→ NACK) when it cannot be used, leaving the current one. */
   apply(s: Snapshot): void {
     if (typeof s !== 'object' || s === null || typeof s.upstreams !== 'object') throw new Error('snapshot has no upstreams');
+    const limits = limitsWith(s.limits);
     const compiled = new Map<string, CompiledUpstream>();
     const keys = new Set<string>();
     const budgets = this.#budgets;
@@ -214,11 +281,17 @@ export class Sidecar {
       for (const b of Object.values(u.backends)) for (const e of b.endpoints) keys.add(endpointKey(e));
     }
     if (this.#o.app) keys.add(endpointKey(this.#o.app));
+    const inboundUpgrades = upgradeList(s.inboundUpgrades);
     this.#snapshot = s;
     this.#upstreams = compiled;
+    this.limits.current = limits;
+    for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
+    this.#meshServices = new Set(Array.isArray(s.meshServices) ? s.meshServices.filter((n) => typeof n === 'string') : []);
+    this.#appVersion?.declare(s.inboundProtocol);
+    this.#inboundUpgrades = inboundUpgrades;
     this.#pool.retainOnly(keys);
     this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
-    for (const service of budgets.keys()) if (compiled.get(service)?.budget === undefined) budgets.delete(service);
+    for (const service of budgets.keys()) if (!compiled.has(service)) budgets.delete(service);
     this.#h2pool?.retainOnly(keys);
     this.balancing.retainOnly(new Set([...compiled.values()].map((u) => u.service)));
     this.balancing.drainQueues();
@@ -228,6 +301,28 @@ export class Sidecar {
     for (const w of waiting) w();
   }
 
+  /**
+   * Holds a listener to the connection limit and keeps it alive through accept errors:
+   * a server 'error' with no listener ends the process. (libuv absorbs EMFILE itself,
+   * by accepting and closing the excess, but passes other accept errors on.) Node closes
+   * connections over `maxConnections` itself and says so with 'drop'.
+   */
+  #holdListener(server: net.Server, name: string): void {
+    this.#servers.push(server);
+    server.maxConnections = this.limits.current.maxConnectionsPerListener;
+    server.on('drop', () => this.metrics.connectionRefused(name, 'max-connections'));
+    let lastLog = 0;
+    server.on('error', (err: NodeJS.ErrnoException) => {
+      this.metrics.connectionRefused(name, 'accept-error');
+      // Once a second at most: a listener out of file descriptors fails every accept.
+      const now = Date.now();
+      if (now - lastLog >= 1000) {
+        lastLog = now;
+        this.#o.log(`proxy ${this.#o.id}: listener ${name} could not accept a connection: ${err.code ?? err.message}`);
+      }
+    });
+  }
+
   /** An HTTP/2 server made by `make` on first use, after HTTP/2 is loaded (see #h2). */
   #h2Server(make: (h2: LoadedH2['parts'], pool: H2SessionPool) => Http2Server): H2Server {
     let server: Promise<Http2Server> | undefined;
@@ -235,23 +330,79 @@ export class Sidecar {
   }
 
   #loadH2(): Promise<LoadedH2> {
-    return (this.#h2 ??= Promise.all([import('./h2/forwarder.js'), import('./h2/stream-client.js')]).then(([f, c]) => {
+    return (this.#h2 ??= Promise.all([import('./h2/forwarder.js'), import('./h2/stream-client.js'), import('./h2/app-codec.js'), import('./h2/to-http1.js')]).then(([f, c, a, t]) => {
       this.#h2pool = new f.H2SessionPool();
-      return { pool: this.#h2pool, parts: { ...f, ...c } };
+      return { pool: this.#h2pool, parts: { ...f, ...c, ...a, ...t } };
     }));
   }
 
-  #outboundTcp(socket: net.Socket, up: CompiledUpstream): void {
+  #outboundTcp(socket: net.Socket, up: CompiledUpstream, ctx: ListenerContext): void {
     // TCP has no request to route: each connection picks a backend by the weights of
     // the service's TCPRoute (without one, the whole service), then an endpoint. The
     // opaque connections of a detected service (whose routes are HTTP) go to the whole service.
-    const backend = up.backends.get(up.protocol === 'tcp' ? pickBackend(up.routes[0]!) ?? '' : up.service);
+    const tcpRoute = up.protocol === 'tcp' ? up.routes[0] : undefined;
+    const backend = up.backends.get(tcpRoute === undefined ? up.service : pickBackend(tcpRoute) ?? '');
     const balancer = backend?.balancer;
     proxyTcp(socket, (tried) => {
       if (!balancer) return undefined;
       const r = balancer.pick(tried);
       return r.type === 'pick' && !tried.has(r.endpoint.id) ? r.endpoint : undefined;
-    }, { direction: 'outbound', source: this.#o.service, destination: up.service, metrics: this.metrics, accessLog: this.#accessLog }, balancer);
+    }, {
+      direction: 'outbound', source: this.#o.service, destination: up.service, metrics: this.metrics, accessLog: this.#accessLog,
+      failed: (err) => ctx.failed('tcp', err, socket),
+    }, balancer);
+  }
+
+  /** What the entry code of `listener` is given: the limits, and where to report a failed connection. */
+  #context(listener: ListenerKind): ListenerContext {
+    return {
+      listener,
+      limits: this.limits,
+      failed: (reason, err, socket) => this.#connectionFailed(listener, reason, err, socket),
+      refused: (limit, n = 1) => this.metrics.limitRefused(listener, limit, n),
+      // What each HTTP/1.1 connection is held to (limits.ts), and where its refusals are counted.
+      http1: { limits: this.limits, refused: (token) => this.metrics.requestRefused(listener === 'inbound' ? 'inbound' : 'outbound', token) },
+    };
+  }
+
+  /**
+   * A connection (or HTTP/2 stream) whose handling failed: counted, logged (at most
+   * CONNECTION_ERROR_LOG_PER_MINUTE lines a minute), and `socket`, when given, destroyed.
+   * The log line names the client's address and where the error was thrown, never
+   * anything the client sent.
+   */
+  #connectionFailed(listener: ListenerKind, reason: ConnectionErrorReason, err: unknown, socket?: net.Socket): void {
+    const from = socket?.remoteAddress !== undefined ? ` from ${socket.remoteAddress}:${socket.remotePort}` : '';
+    socket?.destroy();
+    this.metrics.connectionError(listener, reason);
+    const log = this.#errorLog;
+    const minute = Math.floor(Date.now() / 60_000);
+    if (minute !== log.minute) {
+      log.minute = minute;
+      log.written = 0;
+    }
+    if (log.written >= CONNECTION_ERROR_LOG_PER_MINUTE) {
+      log.suppressed++;
+      return;
+    }
+    log.written++;
+    const more = log.suppressed > 0 ? ` (and ${log.suppressed} more not logged)` : '';
+    log.suppressed = 0;
+    this.#o.log(`proxy ${this.#o.id}: ${listener} listener: ${REASON_TEXT[reason]}${from}: ${errorSummary(err)}${more}`);
+  }
+
+  /** Runs the per-connection `fn`: an exception ends this connection only, reported to `ctx`. */
+  #guard(ctx: ListenerContext, socket: net.Socket, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      ctx.failed('accept', err, socket);
+    }
+  }
+
+  /** Runs `fn` (guarded) for an accepted connection once a snapshot is in force. */
+  #accept(ctx: ListenerContext, socket: net.Socket, fn: () => void): void {
+    this.#whenConfigured(socket, () => this.#guard(ctx, socket, fn));
   }
 
   /** Runs `fn` now if a snapshot is in force, else once the first one arrives. */

@@ -14,6 +14,8 @@ export interface TcpTelemetry {
   destination: string;
   metrics: ProxyMetrics;
   accessLog: AccessLog;
+  /** Called when connecting a client threw; it must end the client (the sidecar also counts and logs it). */
+  failed?: (err: unknown) => void;
 }
 
 const MAX_CONNECT_ATTEMPTS = 3;
@@ -32,6 +34,15 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
   client.once('close', () => { clientClosed = true; });
 
   const attempt = (): void => {
+    try {
+      tryNext();
+    } catch (err) {
+      // A throw here (choosing, connecting) would otherwise reach the process from an upstream's 'error' event.
+      if (t.failed !== undefined) t.failed(err);
+      else client.destroy();
+    }
+  };
+  const tryNext = (): void => {
     const e = choose(tried);
     if (e === undefined || clientClosed) {
       t.accessLog.write({ ts: new Date().toISOString(), direction: t.direction, protocol: 'tcp', source: t.source, destination: t.destination, error: clientClosed ? 'client-closed' : 'no-endpoints' });
@@ -61,7 +72,13 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
         balancer?.finished(e, connectMs, false);
         return;
       }
-      pipeBoth(client, upstream, e, t, startedAt, () => balancer?.finished(e, connectMs, false));
+      try {
+        pipeBoth(client, upstream, e, t, startedAt, () => balancer?.finished(e, connectMs, false));
+      } catch (err) {
+        upstream.destroy();
+        if (t.failed !== undefined) t.failed(err);
+        else client.destroy();
+      }
     });
   };
   attempt();

@@ -6,10 +6,11 @@ import type { ErrorCode } from '../errors.js';
 import { endAttempt, NO_ANSWER } from './attempt.js';
 import { ChunkedFramer } from './chunked.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
-import type { Exchange } from './exchange.js';
-import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead } from './http1-parser.js';
+import type { ClientBytes, Exchange, Tunnel } from './exchange.js';
+import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead, switchedTo } from './http1-parser.js';
 import { editResponseHead } from './filters/header-modifier.js';
-import { sendableElsewhere } from './retry.js';
+import { IDEMPOTENT, sendableElsewhere } from './retry.js';
+import { H1_REQUEST_TO_H2_APP, isServerPreface, SPEAKS_H2 } from './h2/app-version.js';
 
 const enum Body { None, Length, Chunked, UntilClose }
 
@@ -76,7 +77,8 @@ export class UpstreamConnection {
   #readBuf: Buffer | undefined;
   #readTaken = false;
   /** The tunnel's client after `101 Switching Protocols`: reads go straight to it. */
-  #tunnelTo: net.Socket | undefined;
+  #tunnelTo: ClientBytes | undefined;
+  #tunnel: Tunnel | undefined;
 
   constructor(host: string, port: number, key: string, events: UpstreamEvents) {
     this.key = key;
@@ -115,13 +117,27 @@ export class UpstreamConnection {
     if (n === buf.length && n < MAX_READ_BUFFER_BYTES) this.#readTaken = true; // grow: see #nextReadBuffer
     const chunk = buf.subarray(0, n);
     const tunnel = this.#tunnelTo;
-    if (tunnel !== undefined) this.#toClient(tunnel, chunk);
-    else this.#onData(chunk);
+    const ex = this.ex; // before the read: the exchange may end (and be let go) within it
+    try {
+      if (tunnel !== undefined) {
+        this.#tunnel!.received += n;
+        this.#toClient(tunnel, chunk);
+      }
+      else this.#onData(chunk);
+    } catch (err) {
+      // An exception in relaying a response (its exchange ending runs the layers' callbacks)
+      // ends this connection and the exchange's client, which reports it; never the process.
+      if (this.ex === ex) this.ex = undefined;
+      if (ex !== undefined && ex.upstreamConn === this) ex.upstreamConn = undefined;
+      this.close();
+      if (ex?.client.failed !== undefined) ex.client.failed(err);
+      else (ex?.client.socket ?? tunnel)?.destroy();
+    }
     return true;
   }
 
   /** Writes bytes read from the upstream to the client, pausing the upstream while the client is backed up. */
-  #toClient(client: net.Socket, data: Buffer): void {
+  #toClient(client: ClientBytes, data: Buffer): void {
     const drained = client.write(data);
     // Not written through at once: the client's queue holds `data`, a view of the read buffer.
     if (client.writableLength > 0) this.#readTaken = true;
@@ -146,10 +162,12 @@ export class UpstreamConnection {
     this.sentAt = performance.now();
     // One buffer, one write: a single write() is markedly cheaper in Node than a corked writev.
     let head: Buffer;
+    // An Upgrade goes upstream only as the upgrade layer permitted it (ex.upgradeTo);
+    // any request that carries one is rewritten (req.rewrite), so none passes raw.
     if (ex.headEdits !== undefined) {
-      head = Buffer.from(ex.headEdits.serialize(req, ex.extraHead), 'latin1');
+      head = Buffer.from(ex.headEdits.serialize(req, ex.extraHead, ex.upgradeTo), 'latin1');
     } else if (req.rewrite) {
-      head = Buffer.from(serializeRequestHead(req, ex.extraHead, req.upgrade), 'latin1');
+      head = Buffer.from(serializeRequestHead(req, ex.extraHead, ex.upgradeTo), 'latin1');
     } else if (ex.extraHead) {
       const raw = ex.head;
       head = Buffer.allocUnsafe(raw.length + ex.extraHead.length);
@@ -193,6 +211,9 @@ export class UpstreamConnection {
     for (;;) {
       let end = findHeadEnd(buf, this.#scanFrom, buf.length);
       if (end === -1) {
+        // Not the start of a status line: an HTTP/2-only server (a gRPC app) answers
+        // HTTP/1.1 with its SETTINGS frame and a GOAWAY, never a blank line to wait for.
+        if (buf[0] !== 0x48 /* H */ && buf[0] !== 0x68 /* h */ && buf.length >= 9) return this.#notHttp1(ex, buf);
         if (buf.length > MAX_HEAD_BYTES) return this.#protocolError(ex, 'response head too large');
         this.#buf = buf;
         this.#readTaken = true; // `buf` may be a view of the read buffer
@@ -205,11 +226,20 @@ export class UpstreamConnection {
       if (isFailure(head)) return this.#protocolError(ex, head.reason);
       const client = ex.client.socket;
       if (head.status < 200 && head.status !== 101) {
-        // 100 Continue and friends: pass on, then read the final response.
-        this.#toClient(client, buf.subarray(0, end));
+        // 100 Continue and friends: pass on (never to an HTTP/1.0 client, RFC 9110 §15.2), then read the final response.
+        if (ex.req.minor === 1) this.#toClient(client, buf.subarray(0, end));
         if (end === buf.length) return;
         buf = buf.subarray(end);
         continue;
+      }
+      let switched: string | undefined;
+      if (head.status === 101) {
+        // A tunnel only to a protocol the request offered, as the upgrade layer permitted
+        // it: a 101 to anything else would let the client's next bytes skip routing.
+        switched = switchedTo(ex.upgradeTo, head.upgrade);
+        if (switched === undefined) {
+          return this.#protocolError(ex, ex.upgradeTo === '' ? '101 Switching Protocols to a request that asked for no upgrade' : '101 Switching Protocols to a protocol the request did not offer');
+        }
       }
       endAttempt(ex, head.status, this.sentAt);
       if (head.appUnavailable && ex.req.contentLength <= 0 && !ex.req.chunked) {
@@ -228,7 +258,7 @@ export class UpstreamConnection {
       }
       ex.status = head.status;
       ex.responseStarted = true;
-      if (head.status === 101) return this.#tunnel(ex, buf);
+      if (switched !== undefined) return this.#openTunnel(ex, buf, end, switched);
       if (head.close) this.#reusable = false;
       const method = ex.req.method;
       if (method === 'HEAD' || head.status === 204 || head.status === 304) this.#body = Body.None;
@@ -272,7 +302,12 @@ export class UpstreamConnection {
       }
       case Body.Chunked:
         end = this.#framer!.feed(chunk, from, chunk.length);
-        if (this.#framer!.error) return this.#protocolError(ex, this.#framer!.error);
+        if (this.#framer!.error) {
+          // Bad framing in the read that brought the head: nothing reached the client
+          // yet, so it can still get a 502 rather than a reset.
+          if (from > 0) ex.responseStarted = false;
+          return this.#protocolError(ex, this.#framer!.error);
+        }
         break;
       default:
         end = -1;
@@ -312,9 +347,17 @@ export class UpstreamConnection {
     ex.finish(ex.req.keepAlive && this.#body !== Body.UntilClose && ex.requestBodyDone && !ex.closeAfter);
   }
 
-  /** After `101 Switching Protocols` the connection is a byte tunnel to the client. */
-  #tunnel(ex: Exchange, buf: Buffer): void {
+  /**
+   * After `101 Switching Protocols` the connection is a byte tunnel to the client.
+   * `buf` holds the 101's head (`[0, end)`) and any tunnel bytes after it. Its bytes
+   * each way are counted, and telemetry hears when it opens (the exchange's observer)
+   * and when it closes (`tunnel.onClose`).
+   */
+  #openTunnel(ex: Exchange, buf: Buffer, end: number, protocol: string): void {
     const client = ex.client.socket;
+    const tunnel: Tunnel = { protocol, openedAt: performance.now(), sent: 0, received: buf.length - end, onClose: undefined };
+    ex.tunnel = tunnel;
+    this.#tunnel = tunnel;
     this.#reusable = false;
     this.ex = undefined;
     this.#events.gone(this);
@@ -325,22 +368,41 @@ export class UpstreamConnection {
     this.#toClient(client, buf);
     this.socket.on('end', () => client.end());
     const early = ex.client.detach();
-    if (early !== undefined) this.socket.write(early);
+    if (early !== undefined) {
+      tunnel.sent += early.length;
+      this.socket.write(early);
+    }
+    client.on('data', (c: Buffer) => { tunnel.sent += c.length; });
     client.pipe(this.socket);
     client.resume();
-    this.socket.on('close', () => client.destroy());
-    client.on('close', () => this.socket.destroy());
+    let closed = false;
+    const ended = (): void => {
+      if (closed) return;
+      closed = true;
+      tunnel.onClose?.(tunnel);
+    };
+    this.socket.on('close', () => { client.destroy(); ended(); });
+    client.on('close', () => { this.socket.destroy(); ended(); });
     ex.observer?.(ex);
     ex.finished = true;
+    // A client gone before the listeners above: its close has fired already.
+    if (client.destroyed) this.socket.destroy();
   }
 
-  #protocolError(ex: Exchange, reason: string): void {
+  #protocolError(ex: Exchange, reason: string, code: ErrorCode = 'TRELLIS_E_UPSTREAM_PROTOCOL', params: Record<string, unknown> = {}): void {
     endAttempt(ex, NO_ANSWER, this.sentAt);
     this.#reusable = false;
     this.ex = undefined;
     ex.upstreamConn = undefined;
     this.close();
-    ex.fail('TRELLIS_E_UPSTREAM_PROTOCOL', { address: this.key, reason });
+    ex.fail(code, { address: this.key, reason, ...params });
+  }
+
+  /** A response that is not HTTP/1.x; from the local app in HTTP/2, the error names that cause (app-version.ts). */
+  #notHttp1(ex: Exchange, buf: Buffer): void {
+    if (!isServerPreface(buf)) return this.#protocolError(ex, 'the response does not start with an HTTP/1.x status line');
+    if (this.#events.resetIsUnavailable) return this.#protocolError(ex, H1_REQUEST_TO_H2_APP, 'TRELLIS_E_APP_PROTOCOL', { speaks: SPEAKS_H2 });
+    this.#protocolError(ex, 'it answered in HTTP/2 (a SETTINGS frame), not HTTP/1.1');
   }
 
   #drop(ex: Exchange): void {
@@ -381,8 +443,9 @@ export class UpstreamConnection {
     this.ex = undefined;
     ex.upstreamConn = undefined;
     if (ex.finished) return; // the client went away first
-    if (this.ready && this.uses > 1 && !ex.responseStarted && this.#buf === undefined && ex.req.contentLength <= 0 && !ex.req.chunked) {
+    if (this.ready && this.uses > 1 && !ex.responseStarted && this.#buf === undefined && ex.req.contentLength <= 0 && !ex.req.chunked && IDEMPOTENT.has(ex.req.method)) {
       // Stale pooled connection: the same endpoint gets the request on a fresh one, the attempt goes on.
+      // Idempotent methods only: a proxy must not replay others on its own (RFC 9112 9.3.1.1).
       this.#events.retryable(ex, this, reason, true);
       return;
     }

@@ -9,7 +9,8 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatProblem, loadConfig, type MeshConfig, type NormalizedService } from '../config/load.js';
-import type { HostPort } from '../control/protocol.js';
+import type { AccessLogSpec } from '../config/schema.js';
+import { INGRESS_SERVICE, type HostPort } from '../control/protocol.js';
 import { TrellisError } from '../errors.js';
 import { PortAllocator } from './ports.js';
 import { Supervised, type ProcessSpec } from './supervisor.js';
@@ -18,13 +19,13 @@ import { PROXY_NODE_FLAGS } from '../proxy/node-flags.js';
 const TRELLIS_BIN = fileURLToPath(new URL('../../../bin/trellis.js', import.meta.url));
 const LOOPBACK = '127.0.0.1';
 /** Name of the edge proxy that serves public services. */
-export const INGRESS_NAME = 'trellis-ingress';
+export const INGRESS_NAME = INGRESS_SERVICE;
 
 export interface InstancePlan {
   id: string;
   service: string;
   version: string;
-  protocol: 'http' | 'tcp' | 'detect';
+  protocol: 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
   app: HostPort;
   inbound: HostPort;
   admin: HostPort;
@@ -103,18 +104,19 @@ export class LocalMesh {
 
     // 1. The control plane, as its own process: it can die and restart without taking the mesh down.
     this.#control = this.#supervise({
-      name: 'control', command: [process.execPath, TRELLIS_BIN, 'control', '--config', config.meshFile, '--admin', `${admin.host}:${admin.port}`],
+      name: 'control', command: [process.execPath, TRELLIS_BIN, 'control', '--config', config.meshFile, '--admin', `${admin.host}:${admin.port}`, '--state-dir', stateDir],
       cwd: process.cwd(), env: meshEnv, logFile: join(logDir, 'control.log'),
     });
     await waitFor(`${controlUrl}/healthz`, 20_000, 'the control plane');
     state.controlPid = this.#control.pid;
 
     // 2. A sidecar per instance, and the ingress; each must have its first snapshot before its app starts.
+    const logFlags = accessLogFlags(config.mesh.spec.accessLog);
     const proxyArgs = (i: InstancePlan): string[] => [
       process.execPath, ...PROXY_NODE_FLAGS, TRELLIS_BIN, 'proxy', '--service', i.service, '--version', i.version, '--id', i.id,
       '--control', controlUrl, '--app', `${i.app.host}:${i.app.port}`, '--inbound', `${i.inbound.host}:${i.inbound.port}`,
       '--admin', `${i.admin.host}:${i.admin.port}`, '--http-proxy', `${i.httpProxy.host}:${i.httpProxy.port}`,
-      '--access-log', join(logDir, `${i.id}.access.log`),
+      '--access-log', join(logDir, `${i.id}.access.log`), ...logFlags,
       ...i.upstreams.flatMap((u) => ['--upstream', `${u.service}=${LOOPBACK}:${u.port}`]),
     ];
     for (const i of instances) {
@@ -127,7 +129,7 @@ export class LocalMesh {
       const ingress = this.#supervise({
         name: INGRESS_NAME,
         command: [process.execPath, ...PROXY_NODE_FLAGS, TRELLIS_BIN, 'proxy', '--gateway', '--service', INGRESS_NAME, '--id', INGRESS_NAME, '--control', controlUrl,
-          '--admin', `${ingressAdmin.host}:${ingressAdmin.port}`, '--access-log', join(logDir, `${INGRESS_NAME}.access.log`),
+          '--admin', `${ingressAdmin.host}:${ingressAdmin.port}`, '--access-log', join(logDir, `${INGRESS_NAME}.access.log`), ...logFlags,
           ...Object.entries(publicPorts).flatMap(([svc, port]) => ['--upstream', `${svc}=${LOOPBACK}:${port}`])],
         cwd: process.cwd(), env: meshEnv, logFile: join(logDir, `${INGRESS_NAME}.log`),
       });
@@ -299,6 +301,16 @@ function onPath(exe: string): boolean {
     } catch { /* next */ }
   }
   return false;
+}
+
+/** The `trellis proxy` flags for the Mesh's `spec.accessLog` (none when it has none: the proxies' defaults). */
+export function accessLogFlags(spec: AccessLogSpec | undefined): string[] {
+  if (spec === undefined) return [];
+  return [
+    ...(spec.keepQuery === true ? ['--access-log-keep-query'] : []),
+    ...(spec.maxFileBytes !== undefined ? ['--access-log-max-bytes', String(spec.maxFileBytes)] : []),
+    ...(spec.maxFiles !== undefined ? ['--access-log-max-files', String(spec.maxFiles)] : []),
+  ];
 }
 
 /** `postgres-main` → `POSTGRES_MAIN`. */

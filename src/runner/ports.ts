@@ -1,13 +1,17 @@
 // Loopback ports for a local mesh: fixed ones from the mesh file are checked, the rest
 // are picked by the kernel (bind to port 0) and never handed out twice in one run.
 import net from 'node:net';
+import { TrellisError } from '../errors.js';
+
+/** The kernel hands out ports in turn, so a few taken ones in a row are already unusual. */
+const MAX_TRIES = 50;
 
 export class PortAllocator {
   readonly #taken = new Set<number>();
 
   /** A free port on 127.0.0.1 not yet handed out by this allocator. */
   async free(): Promise<number> {
-    for (let i = 0; i < 50; i++) {
+    for (let i = 0; i < MAX_TRIES; i++) {
       const port = await new Promise<number>((resolve, reject) => {
         const s = net.createServer();
         s.once('error', reject);
@@ -21,7 +25,7 @@ export class PortAllocator {
         return port;
       }
     }
-    throw new Error('could not find a free loopback port');
+    throw new TrellisError('TRELLIS_E_NO_FREE_PORT', { tries: MAX_TRIES });
   }
 
   /** Reserves a fixed port; resolves false when something already listens there. */

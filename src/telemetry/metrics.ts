@@ -12,7 +12,8 @@
 // API, which together cost a sidecar about 10 MB of resident memory (measured with
 // process.memoryUsage() after import: 42 MB → 52 MB) against a 60 MB budget. The few
 // process metrics a proxy needs are collected below instead.
-import type { BreakerView, EndpointView } from '../proxy/balancing.js';
+import type { BreakerView, EjectionCountView, EndpointView, FailoverView } from '../proxy/balancing.js';
+import type { ConnectionErrorReason, LimitRefusal, ListenerKind } from '../proxy/listener-context.js';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as PromClient from 'prom-client';
@@ -62,7 +63,32 @@ export interface HttpLabels {
  * for a success rate (canary, top) should use this rule on `status` and `grpc_status`.
  */
 export function requestFailed(status: number, grpcStatus: string): boolean {
-  return status === 0 || status >= 500 || (grpcStatus !== '' && grpcStatus !== '0');
+  // `!(status < 500)` also fails a status="other" series (NaN once parsed): an answer outside 100-599.
+  return status === 0 || !(status < 500) || (grpcStatus !== '' && grpcStatus !== '0');
+}
+
+/** The one label value of every out-of-range status and unknown grpc-status: bounded, whatever a peer sends. */
+export const OTHER_LABEL = 'other';
+
+/**
+ * The `status` label of a response status: 0 (no response) and 100-599 as themselves,
+ * anything else an app or peer answered (an HTTP/1.1 status may be 100-999) as
+ * {@link OTHER_LABEL}, so statuses add at most 501 series per destination and route.
+ */
+function statusKey(status: number): number | string {
+  return status === 0 || (status >= 100 && status <= 599 && Number.isInteger(status)) ? status : OTHER_LABEL;
+}
+
+/** gRPC's 17 status codes (grpc/doc/statuscodes.md), as they appear in a grpc-status header. */
+const GRPC_CODES: ReadonlySet<string> = new Set(Array.from({ length: 17 }, (_, i) => String(i)));
+
+/**
+ * The `grpc_status` label (and access-log field) of a call's grpc-status: one of gRPC's
+ * 17 codes, else {@link OTHER_LABEL}. The value is whatever the app put in a header or
+ * trailer; '' (not a gRPC call) stays ''.
+ */
+export function grpcStatusLabel(grpcStatus: string): string {
+  return grpcStatus === '' || GRPC_CODES.has(grpcStatus) ? grpcStatus : OTHER_LABEL;
 }
 
 /** The next level of a nested index, made on first use. */
@@ -93,6 +119,15 @@ export class ProxyMetrics {
   readonly #budgetExhausted: Counter;
   readonly #timeouts: Counter;
   readonly #faults: Counter;
+  // HTTP/1.1 upgrades that became byte tunnels, and requests refused before routing.
+  readonly #tunnels: Counter;
+  readonly #tunnelsActive: Gauge;
+  readonly #tunnelBytes: Counter;
+  readonly #tunnelSeconds: Counter;
+  readonly #requestsRefused: Counter;
+  readonly #refused: Counter;
+  readonly #connectionErrors: Counter;
+  readonly #limitRefusals: Counter;
 
   constructor(proxy: { service: string; id: string }) {
     this.registry.setDefaultLabels({ proxy_service: proxy.service, proxy_id: proxy.id });
@@ -132,6 +167,76 @@ export class ProxyMetrics {
       name: 'trellis_http_faults_total', help: 'Faults injected by FaultInjection policies, by destination, route and fault (delay or abort).',
       labelNames: ['destination', 'route', 'fault'], registers: [this.registry],
     });
+    // `protocol` is one the destination service accepts (its Mesh upgrades), never a client's spelling.
+    const tunnelLabels = ['direction', 'source', 'destination', 'protocol'];
+    this.#tunnels = new client.Counter({
+      name: 'trellis_http_tunnels_total', help: 'HTTP/1.1 upgrades that became byte tunnels (101 Switching Protocols), by the protocol switched to.',
+      labelNames: tunnelLabels, registers: [this.registry],
+    });
+    this.#tunnelsActive = new client.Gauge({
+      name: 'trellis_http_tunnels_active', help: 'Byte tunnels open now.', labelNames: tunnelLabels, registers: [this.registry],
+    });
+    this.#tunnelBytes = new client.Counter({
+      name: 'trellis_http_tunnel_bytes_total', help: 'Bytes through closed tunnels; flow is "sent" (towards the destination) or "received".',
+      labelNames: [...tunnelLabels, 'flow'], registers: [this.registry],
+    });
+    this.#tunnelSeconds = new client.Counter({
+      name: 'trellis_http_tunnel_seconds_total', help: 'Time closed tunnels were open, summed.', labelNames: tunnelLabels, registers: [this.registry],
+    });
+    this.#requestsRefused = new client.Counter({
+      name: 'trellis_http_requests_refused_total',
+      help: 'HTTP/1.1 requests answered and closed before they could be routed, by listener direction and error (bad-request, head-too-large, header-timeout).',
+      labelNames: ['direction', 'error'], registers: [this.registry],
+    });
+    this.#refused = new client.Counter({
+      name: 'trellis_proxy_connections_refused_total',
+      help: 'Client connections a listener closed as they arrived: reason="max-connections" (proxyLimits.maxConnectionsPerListener) or "accept-error" (the system refused, e.g. out of file descriptors).',
+      labelNames: ['listener', 'reason'], registers: [this.registry],
+    });
+    this.#connectionErrors = new client.Counter({
+      name: 'trellis_proxy_connection_errors_total',
+      help: 'Client connections (or HTTP/2 streams) ended by an error in handling them, by listener and reason (accept, http1, h2-session, h2-stream, h2-protocol, tcp); the proxy serves on.',
+      labelNames: ['listener', 'reason'], registers: [this.registry],
+    });
+    this.#limitRefusals = new client.Counter({
+      name: 'trellis_proxy_limit_refusals_total',
+      help: 'Requests or streams refused by a proxy limit, by listener and limit (h2-streams: refused HTTP/2 streams, counted when a later stream of the connection arrives; h2-header-list: answered 431).',
+      labelNames: ['listener', 'limit'], registers: [this.registry],
+    });
+  }
+
+  /** A connection or stream was ended by an error in handling it (listener-context.ts). */
+  connectionError(listener: ListenerKind, reason: ConnectionErrorReason): void {
+    this.#connectionErrors.labels(listener, reason).inc();
+  }
+
+  /** `n` requests or streams were refused by a limit (listener-context.ts). */
+  limitRefused(listener: ListenerKind, limit: LimitRefusal, n = 1): void {
+    this.#limitRefusals.labels(listener, limit).inc(n);
+  }
+
+  /** An upgrade became a tunnel. */
+  tunnelOpened(direction: Direction, source: string, destination: string, protocol: string): void {
+    this.#tunnels.labels(direction, source, destination, protocol).inc();
+    this.#tunnelsActive.labels(direction, source, destination, protocol).inc();
+  }
+
+  /** A tunnel closed after `seconds`, with its bytes each way. */
+  tunnelClosed(direction: Direction, source: string, destination: string, protocol: string, sent: number, received: number, seconds: number): void {
+    this.#tunnelsActive.labels(direction, source, destination, protocol).dec();
+    this.#tunnelBytes.labels(direction, source, destination, protocol, 'sent').inc(sent);
+    this.#tunnelBytes.labels(direction, source, destination, protocol, 'received').inc(received);
+    this.#tunnelSeconds.labels(direction, source, destination, protocol).inc(seconds);
+  }
+
+  /** A request was refused before it became an exchange; `error` is an error-table token. */
+  requestRefused(direction: Direction, error: string): void {
+    this.#requestsRefused.labels(direction, error).inc();
+  }
+
+  /** A listener closed a connection as it arrived; `listener` is the proxy's own listener name. */
+  connectionRefused(listener: string, reason: 'max-connections' | 'accept-error'): void {
+    this.#refused.inc({ listener, reason });
   }
 
   /** A retry was sent (retry.ts). */
@@ -158,8 +263,12 @@ export class ProxyMetrics {
    * Records one finished HTTP exchange. `grpcStatus` is the call's grpc-status for a
    * gRPC call ('' otherwise): such series carry a `grpc_status` label, so a gRPC error
    * answered with HTTP 200 shows as the failure it is (see {@link requestFailed}).
+   * Both statuses come from the app, so both are bounded here ({@link OTHER_LABEL});
+   * every other label is the caller's to bound (layers.ts takes them from the snapshot).
    */
-  observeHttp(l: HttpLabels, status: number, seconds: number, grpcStatus = ''): void {
+  observeHttp(l: HttpLabels, httpStatus: number, seconds: number, rawGrpcStatus = ''): void {
+    const status = statusKey(httpStatus);
+    const grpcStatus = grpcStatusLabel(rawGrpcStatus);
     let m = this.#index;
     m = level(m, l.direction);
     m = level(m, l.source);
@@ -232,12 +341,29 @@ export class ProxyMetrics {
     });
   }
 
+  /** Adds `trellis_access_log_dropped_lines_total`: lines the access log could not write (access-log.ts), read at scrape time. */
+  watchAccessLog(log: { readonly dropped: number }): void {
+    new client.Counter({
+      name: 'trellis_access_log_dropped_lines_total', help: 'Access-log lines dropped because the log could not take them (a write error, or 16 MiB behind).',
+      registers: [this.registry],
+      collect(this: Counter) {
+        this.reset();
+        this.inc(log.dropped);
+      },
+    });
+  }
+
   /**
    * Adds the balancing series, read from `state` at each scrape: per endpoint of each
    * backend its requests in flight and round-trip estimate, per endpoint its ejected
    * state and ejections, per destination its circuit breaker and overflows.
    */
-  watchBalancing(state: { view(): readonly EndpointView[]; breakers(): readonly BreakerView[] }): void {
+  watchBalancing(state: {
+    view(): readonly EndpointView[];
+    breakers(): readonly BreakerView[];
+    ejections(): readonly EjectionCountView[];
+    failovers(): readonly FailoverView[];
+  }): void {
     const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge) => void): void => {
       new client.Gauge({ name, help, labelNames, registers: [this.registry], collect(this: Gauge) { this.reset(); fill(this); } });
     };
@@ -266,6 +392,14 @@ export class ProxyMetrics {
     });
     counter('trellis_endpoint_ejections_total', 'Times outlier detection ejected an endpoint.', ['destination', 'endpoint'], (c) => {
       perEndpoint((v) => c.labels(v.service, v.id).inc(v.ejections));
+    });
+    // Per version, not per endpoint: what a canary of a version is judged on (canary/judge.ts).
+    // Every label comes from the snapshot (destination, version) or a fixed set (reason).
+    counter('trellis_outlier_ejections_total', 'Times outlier detection ejected an endpoint, by destination, the endpoint\'s version and the reason.', ['destination', 'destination_version', 'reason'], (c) => {
+      for (const e of state.ejections()) c.labels(e.service, e.version, e.reason).inc(e.count);
+    });
+    counter('trellis_http_failovers_total', 'Requests for a backend none of whose endpoints could take them (ejected, refusing or tried), sent to its failover backend (for a version: the whole service).', ['destination', 'backend', 'failover_backend'], (c) => {
+      for (const f of state.failovers()) c.labels(f.service, f.backend, f.to).inc(f.count);
     });
     gauge('trellis_circuit_breaker_open', '1 while a limit of the destination\'s circuit breaker is reached.', ['destination'], (g) => {
       for (const b of state.breakers()) g.labels(b.service).set(b.open ? 1 : 0);

@@ -42,7 +42,7 @@ describe('fixed-rate client', () => {
       // The first request after 200 ms (warm-up 100 ms + 100 ms) takes every connection hostage for 300 ms.
       if (!stalled) {
         stalled = true;
-        setTimeout(() => res.end('late'), 300);
+        setTimeout(() => res.end('late'), 300); // the stall under test
         return;
       }
       res.end('ok');

@@ -1,6 +1,6 @@
 // The printed report: ratios to nginx (the median of per-round ratios), the added p99
-// against direct, an unavailable target kept in the table with its reason, and the
-// goals reported (never enforced).
+// against direct, an unavailable target kept in the table with its reason, the goals
+// reported (never enforced), and the A/B against a baseline build (--baseline).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { FixedRateResult } from '../../bench/fixed-rate.js';
@@ -8,11 +8,14 @@ import type { EchoResult } from '../../bench/tcp-echo.js';
 import {
   evaluate,
   formatReport,
+  baselineLine,
   maxRateRatios,
+  maxRateVsBaseline,
   median,
   medianRun,
   roundRatios,
   scenarioTitle,
+  type BaselineInfo,
   type BenchReport,
   type ProxyResources,
   type Settings,
@@ -214,5 +217,67 @@ describe('bench report', () => {
       { name: 'nginx', path: '', ...rounds(19000, 28500, 15000) },
     ]);
     assert.ok(r.warnings.some((w) => /nginx reached 95% of direct/.test(w)), r.warnings.join('\n'));
+  });
+});
+
+describe('bench report with a baseline build (--baseline)', () => {
+  const info: BaselineInfo = { dir: '/tmp/trellis-bench-x/baseline-checkout', ref: 'HEAD~3', commit: '8397447c0d1e2f3a', trellisCommit: '826645fa1b2c3d4e', trellisDirty: true };
+  const s: Settings = { ...fullSettings, wrk: { ...settings.wrk, durationS: 5, rounds: 3 } };
+  // The machine drifts (nginx 20k, 14k, 24k); trellis keeps 1.05, 1.10, 1.00 of the baseline.
+  const results: TargetResult[] = [
+    { name: 'direct', path: '', ...rounds(60000, 42000, 72000), fixedRate: fixed(800), latency: { get10k: fixed(900) } },
+    { name: 'trellis', path: '', ...rounds(12600, 9240, 15000), fixedRate: fixed(2300), latency: { get10k: fixed(1900) }, resources: resources(58, 0.06) },
+    { name: 'baseline', path: '', ...rounds(12000, 8400, 15000), fixedRate: fixed(2500), resources: resources(57, 0.07) },
+    { name: 'nginx', path: '', ...rounds(20000, 14000, 24000), fixedRate: fixed(1500), latency: { get10k: fixed(1000) }, resources: resources(12.9, 0.03) },
+  ];
+  const withBaseline = (rs: TargetResult[]): BenchReport => ({ ...report(rs, undefined, s), baseline: info, maxRateVsBaseline: maxRateVsBaseline(rs) });
+
+  it('prints the baseline row with its ratio to nginx, and the A/B line', () => {
+    const text = formatReport(withBaseline(results));
+    // 12,000 of 20,000 in its median round; against nginx per round 0.60 0.60 0.63.
+    assert.match(text, /baseline\s+12,000\s+0\.30 ms\s+0\.90 ms\s+0\.60x\s+0\s+-\s+0\.60 0\.60 0\.63\s+12,000 8,400 15,000/);
+    assert.match(text, /trellis\s+12,600 .* 0\.63x/);
+    assert.match(text, /\ntrellis vs baseline: 1\.05× throughput \(median of per-round ratios: 1\.05, 1\.10, 1\.00\), added p99 \+1\.50 ms vs \+1\.70 ms\n/);
+    assert.match(text, /A\/B: trellis = this checkout \(826645fa1b2c, with uncommitted changes\); baseline = HEAD~3 \(8397447c0d1e, built in a temporary worktree\)/);
+    // The 1 KB fixed rate has its row; its added p99 is over direct's like trellis's.
+    assert.match(text, /baseline\s+1,000\s+0\.20 ms\s+2\.50 ms\s+5\.00 ms\s+7\.50 ms\s+\+1\.70 ms/);
+  });
+
+  it('prints its RSS and CPU per 1,000 requests with ratios to nginx, and leaves it out of the extra scenarios', () => {
+    const text = formatReport(withBaseline(results));
+    assert.match(text, /baseline outbound\s+57\.0\s+28\.5\s+0\.070 s\s+0\.14 s\s+4\.42x\s+2\.33x/);
+    assert.match(text, /baseline inbound\s+56\.0/);
+    const get10k = text.slice(text.indexOf('fixed 1,000 rps 10KB GET'));
+    assert.doesNotMatch(get10k.slice(0, get10k.indexOf('\n\n')), /baseline/);
+  });
+
+  it('names a --baseline DIR by its folder and commit', () => {
+    const text = formatReport({ ...withBaseline(results), baseline: { dir: '/tmp/base', commit: '8397447c0d1e2f3a', trellisCommit: '826645fa1b2c3d4e' } });
+    assert.match(text, /A\/B: trellis = this checkout \(826645fa1b2c\); baseline = \/tmp\/base \(8397447c0d1e\)/);
+    assert.match(formatReport({ ...withBaseline(results), baseline: { dir: '/tmp/base' } }), /baseline = \/tmp\/base \(not a git checkout\)/);
+  });
+
+  it('saves the per-round ratios to the baseline and their median', () => {
+    const r = withBaseline(results);
+    assert.deepEqual(r.maxRateVsBaseline!.trellis!.rounds.map((v) => v.toFixed(2)), ['1.05', '1.10', '1.00']);
+    assert.equal(r.maxRateVsBaseline!.trellis!.median.toFixed(2), '1.05');
+    assert.equal(maxRateRatios(results).baseline!.median.toFixed(2), '0.60');
+    const json = JSON.parse(JSON.stringify(r)) as BenchReport;
+    assert.deepEqual(json.baseline, info);
+    assert.deepEqual(json.results.map((t) => t.name), ['direct', 'trellis', 'baseline', 'nginx']);
+  });
+
+  it('says why the A/B could not be measured when the baseline did not start', () => {
+    const rs: TargetResult[] = [...results.filter((t) => t.name !== 'baseline'), { name: 'baseline', path: '', unavailable: 'trellis control exited (code 1)' }];
+    assert.equal(baselineLine(rs), 'trellis vs baseline: throughput not measured (baseline unavailable), added p99 +1.50 ms vs -');
+    assert.deepEqual(maxRateVsBaseline(rs), {});
+    assert.match(formatReport(withBaseline(rs)), /baseline\s+unavailable: trellis control exited \(code 1\)/);
+  });
+
+  it('prints nothing of it without a baseline', () => {
+    const rs = results.filter((t) => t.name !== 'baseline');
+    const text = formatReport(report(rs, undefined, s));
+    assert.doesNotMatch(text, /baseline|A\/B/);
+    assert.deepEqual(maxRateVsBaseline(rs), {});
   });
 });

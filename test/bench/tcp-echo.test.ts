@@ -58,8 +58,8 @@ describe('tcp echo client', () => {
     assert.equal(r.bytesEchoed, 0);
 
     const closed = await listen(() => {});
-    servers.pop()!.close();
-    await new Promise((res) => setTimeout(res, 50));
+    // Closed (the callback): nothing listens on that port any more.
+    await new Promise((res) => servers.pop()!.close(res));
     const refused = await runEcho({ port: closed, ...quick, connections: 2, durationMs: 100, warmupMs: 0 });
     assert.equal(refused.errors, 2);
   });

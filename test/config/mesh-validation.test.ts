@@ -49,7 +49,13 @@ describe('Mesh schema', () => {
 
   it('lists the allowed values of an enum', async () => {
     const { file, result } = await load('    - name: web\n      protocol: udp\n');
-    assert.equal(problemAt(result, 'spec.services[0].protocol', file).message, 'must be one of http, tcp (got "udp")');
+    assert.equal(problemAt(result, 'spec.services[0].protocol', file).message, 'must be one of http, http1, http2, grpc, tcp (got "udp")');
+  });
+
+  it('accepts the protocols that name the HTTP an app speaks, and keeps them', async () => {
+    const { result } = await load('    - name: a\n      protocol: http1\n    - name: b\n      protocol: http2\n    - name: c\n      protocol: grpc\n');
+    assert.deepEqual(result.problems, []);
+    assert.deepEqual(result.config!.services.map((s) => s.protocol), ['http1', 'http2', 'grpc']);
   });
 
   it('checks numbers: ports and replicas', async () => {
@@ -153,5 +159,16 @@ describe('Mesh cross-field checks', () => {
   it('refuses a service named like another service\'s version backend', async () => {
     const { file, result } = await load('    - name: web\n      versions: [{ name: v1 }]\n    - name: web-v1\n');
     assert.match(problemAt(result, 'spec.services[1].name', file).message, /is also the backend name of version "v1" of service "web"/);
+  });
+
+  it('takes upgrade protocols as tokens, in lower case, and refuses h2c and repeats', async () => {
+    const ok = await load('    - name: web\n      upgrades: [WebSocket, SPDY/3.1]\n');
+    assert.deepEqual(ok.result.problems, []);
+    assert.deepEqual(ok.result.config?.services[0]?.upgrades, ['websocket', 'spdy/3.1']);
+    const bad = await load('    - name: web\n      upgrades: [websocket, H2C, WebSocket]\n');
+    assert.match(problemAt(bad.result, 'spec.services[0].upgrades[1]', bad.file).message, /h2c is never tunnelled/);
+    assert.match(problemAt(bad.result, 'spec.services[0].upgrades[2]', bad.file).message, /lists "WebSocket" again/);
+    const notToken = await load('    - name: web\n      upgrades: ["web socket"]\n');
+    assert.match(problemAt(notToken.result, 'spec.services[0].upgrades[0]', notToken.file).message, /HTTP Upgrade protocol/);
   });
 });

@@ -83,6 +83,16 @@ describe('HTTPRoute matches and filters', () => {
     assert.match(problemAt(result, 'spec.rules[0].filters[0].urlRewrite.path.type', file).message, /^ReplacePrefixMatch replaces the matched path prefix/);
   });
 
+  it('refuses a request filter that sets or removes trellis-source: only the proxy names the caller', async () => {
+    const { file, result } = await load(rule(`filters:
+        - { type: RequestHeaderModifier, requestHeaderModifier: { set: [{ name: Trellis-Source, value: admin }], remove: [trellis-source] } }
+        - { type: ResponseHeaderModifier, responseHeaderModifier: { remove: [trellis-source] } }
+      backendRefs: [{ name: backend }]`));
+    assert.match(problemAt(result, 'spec.rules[0].filters[0].requestHeaderModifier.set[0].name', file).message, /^"Trellis-Source" names the calling service; only the proxy sets it/);
+    assert.match(problemAt(result, 'spec.rules[0].filters[0].requestHeaderModifier.remove[0]', file).message, /names the calling service/);
+    assert.ok(!result.problems.some((p) => p.path.includes('responseHeaderModifier')), 'a response header of that name is the app\'s business');
+  });
+
   it('refuses a filter without its config, with another config, or editing framing headers', async () => {
     const { file, result } = await load(rule(`filters:
         - { type: RequestHeaderModifier, responseHeaderModifier: { remove: [x] } }

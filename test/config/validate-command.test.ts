@@ -36,7 +36,7 @@ describe('trellis validate', () => {
     assert.equal(r.code, 1);
     assert.equal(r.stdout, '');
     assert.deepEqual(r.stderr.trimEnd().split('\n'), [
-      `${meshFile}:9:17: spec.services[0].protocol: must be one of http, tcp (got "udp")`,
+      `${meshFile}:9:17: spec.services[0].protocol: must be one of http, http1, http2, grpc, tcp (got "udp")`,
     ]);
     // Once the mesh is valid the cross-resource problems show up too.
     await tmp.write('mesh.yaml', mesh('    - name: web\n      upstreams: [api]\n'));

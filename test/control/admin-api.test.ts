@@ -7,7 +7,8 @@ import type { ConfigView, ServiceView } from '../../src/control/admin-api.js';
 import { renderStatus, run as status } from '../../src/cli/status.js';
 import type { ProxyView } from '../../src/control/admin-api.js';
 import { TrellisError } from '../../src/errors.js';
-import { connect, eventually, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { eventually } from '../helpers/eventually.js';
 
 let plane: ControlPlane;
 let files: Awaited<ReturnType<typeof tempDir>>;
@@ -25,8 +26,8 @@ before(async () => {
   back.send({ type: 'hello', proxy: sidecar('backend-v1-0', 'backend', 'v1', { app: { host: '127.0.0.1', port: (app.address() as AddressInfo).port } }) });
   const snap = await back.snapshot();
   back.send({ type: 'ack', version: snap.version });
-  await eventually(() => plane.model.health('backend-v1-0')?.status === 'healthy', 3000, 'healthy');
-  await eventually(() => plane.model.proxy('backend-v1-0')?.ackedVersion === snap.version, 3000, 'ack');
+  await eventually(() => plane.model.health('backend-v1-0')?.status === 'healthy', { what: 'healthy' });
+  await eventually(() => plane.model.proxy('backend-v1-0')?.ackedVersion === snap.version, { what: 'ack' });
 });
 
 after(async () => {

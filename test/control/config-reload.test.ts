@@ -4,7 +4,8 @@ import { rename, writeFile } from 'node:fs/promises';
 import { startControlPlane, type ControlPlane } from '../../src/control/admin-server.js';
 import type { ConfigView } from '../../src/control/admin-api.js';
 import { TrellisError } from '../../src/errors.js';
-import { connect, eventually, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { eventually } from '../helpers/eventually.js';
 
 let plane: ControlPlane;
 let files: Awaited<ReturnType<typeof tempDir>>;
@@ -61,22 +62,24 @@ test('a broken file keeps the last good config in force and shows the problem in
   await writeFile(routesFile, routesYaml('backend-v9'));
   const view = await eventually(async () => {
     const v = (await getJson<ConfigView>(plane.address, '/v1/config')).body;
-    return v.reloadFailed ? v : undefined;
-  }, 5000, 'the failed reload');
+    assert.ok(v.reloadFailed, 'the failed reload');
+    return v;
+  });
   const problem = view.reloadFailed!.problems[0]!;
   assert.match(problem.file, /routes\.yaml$/);
   assert.equal(problem.path, 'spec.rules[0].backendRefs[0].name');
   assert.match(problem.text, /backend-v9/);
   assert.equal(view.loadedAt, before.loadedAt, 'the config in force did not change');
   assert.ok(logs.some((l) => l.startsWith('control: config: ') && l.includes('backend-v9')));
-  await new Promise((r) => setTimeout(r, 50));
   assert.deepEqual(front.pending().filter((m) => m.type === 'snapshot'), [], 'proxies keep their snapshot');
   assert.deepEqual(plane.model.config.routes[0]!.resource.spec.rules[0]!.backendRefs!.map((b) => b.name), ['backend']);
 
-  // Fixing the file clears the problem and pushes again.
+  // Fixing the file clears the problem and pushes again. The stream is ordered, so a
+  // snapshot pushed for the failed reload would have come before this one: the first
+  // snapshot after the failure being the fix's shows none was (no sleep needed to see it).
   await writeFile(routesFile, routesYaml('backend-v1'));
   const pushed = await front.snapshot(5000);
-  assert.deepEqual(routeBackends(pushed), [['backend-v1']]);
+  assert.deepEqual(routeBackends(pushed), [['backend-v1']], 'proxies kept their snapshot until the fix');
   const fixed = (await getJson<ConfigView>(plane.address, '/v1/config')).body;
   assert.equal(fixed.reloadFailed, null);
 });
@@ -85,11 +88,12 @@ test('invalid YAML is a problem with a line number, not a crash', async () => {
   await writeFile(routesFile, 'apiVersion: [unclosed\n');
   const view = await eventually(async () => {
     const v = (await getJson<ConfigView>(plane.address, '/v1/config')).body;
-    return v.reloadFailed ? v : undefined;
-  }, 5000, 'the failed reload');
+    assert.ok(v.reloadFailed, 'the failed reload');
+    return v;
+  });
   assert.ok(view.reloadFailed!.problems.some((p) => p.line !== undefined));
   await writeFile(routesFile, routesYaml('backend-v1'));
-  await eventually(async () => (await getJson<ConfigView>(plane.address, '/v1/config')).body.reloadFailed === null, 5000, 'recovery');
+  await eventually(async () => (await getJson<ConfigView>(plane.address, '/v1/config')).body.reloadFailed === null, { what: 'recovery' });
 });
 
 test('a config with problems at start-up is refused with every problem listed', async () => {

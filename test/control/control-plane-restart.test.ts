@@ -5,10 +5,16 @@
 // whose proxy resumed stays routable while its health is still unknown; and an
 // instance that never comes back holds nobody past the resume window.
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { stat, writeFile } from 'node:fs/promises';
 import { after, test } from 'node:test';
 import { startControlPlane, type ControlPlane } from '../../src/control/admin-server.js';
+import type { ConfigView } from '../../src/control/admin-api.js';
 import type { CheckResult } from '../../src/control/health-checker.js';
-import { connect, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { TrellisError } from '../../src/errors.js';
+import { TRELLIS } from '../helpers/mesh-run.js';
+import { connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { eventually } from '../helpers/eventually.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 after(async () => {
@@ -60,4 +66,114 @@ test('an instance that never comes back holds the resumed proxies only until the
   const first = await front.snapshot(5000);
   assert.deepEqual(first.snapshot.upstreams.backend!.backends['backend-v1']!.endpoints, []);
   assert.ok(logs.some((l) => /without every instance they knew/.test(l)), logs.join('\n'));
+});
+
+// A control plane restarted (by the runner, after a crash or a kill) while the files on
+// disk do not load used to exit 1, and the runner restarted it with a growing backoff,
+// the admin API down, until the files were fixed. It now serves the last good config,
+// kept in its state folder, and reports the files exactly as a refused live edit is.
+test('a restart with files that do not load serves the last good config, reports the problems, and applies the files once fixed', async () => {
+  const files = await tempDir();
+  cleanup.push(() => files.remove());
+  const stateDir = `${files.dir}/state`;
+  const mesh = await files.write('mesh.yaml', MESH_YAML);
+  const routesFile = await files.write('routes.yaml', routesYaml('backend-v2'));
+  const start = (logs: string[]): Promise<ControlPlane> => startControlPlane({
+    configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, stateDir, log: (l) => logs.push(l),
+    watchDebounceMs: 20, pushDebounceMs: 5, health: { schedule: false },
+  });
+  const backendOf = (p: ControlPlane): string | undefined => p.model.config.routes[0]?.resource.spec.rules[0]?.backendRefs?.[0]?.name;
+
+  const first = await start([]);
+  assert.equal(backendOf(first), 'backend-v2');
+  await first.close();
+
+  await writeFile(routesFile, routesYaml('backend-v9'));
+  const logs: string[] = [];
+  const second = await start(logs);
+  cleanup.push(() => second.close());
+  assert.equal(backendOf(second), 'backend-v2', 'the last good config is in force');
+  const view = (await getJson<ConfigView>(second.address, '/v1/config')).body;
+  assert.ok(view.reloadFailed, 'the problems are reported in /v1/config, as a refused live edit is');
+  const problem = view.reloadFailed.problems[0]!;
+  assert.match(problem.file, /routes\.yaml$/);
+  assert.equal(problem.path, 'spec.rules[0].backendRefs[0].name');
+  assert.match(problem.text, /backend-v9/);
+  assert.match(view.restoredFrom?.file ?? '', /last-good-config\.json$/);
+  assert.deepEqual(view.routes, ['default/backend-split']);
+  assert.ok(logs.some((l) => /serving the last good config/.test(l)), logs.join('\n'));
+  assert.ok(logs.some((l) => l.startsWith('control: config: ') && l.includes('routes.yaml') && l.includes('spec.rules[0].backendRefs[0].name') && l.includes('backend-v9')), logs.join('\n'));
+
+  // A proxy gets the last good config.
+  const front = await connect(second.address);
+  cleanup.push(() => void front.socket.destroy());
+  front.send({ type: 'hello', proxy: sidecar('frontend-0', 'frontend') });
+  const snap = await front.snapshot();
+  assert.deepEqual(snap.snapshot.upstreams.backend!.routes.map((r) => r.backends.map((b) => b.backend)), [['backend-v2']]);
+
+  // Fixing the file applies it and clears the report.
+  await writeFile(routesFile, routesYaml('backend-v1'));
+  await eventually(() => backendOf(second) === 'backend-v1', { what: 'the fixed file applied' });
+  const fixed = (await getJson<ConfigView>(second.address, '/v1/config')).body;
+  assert.equal(fixed.reloadFailed, null);
+  assert.equal(fixed.restoredFrom, null);
+  const pushed = await front.snapshot(5000);
+  assert.deepEqual(pushed.snapshot.upstreams.backend!.routes.map((r) => r.backends.map((b) => b.backend)), [['backend-v1']]);
+});
+
+test('the last good config is kept 0600, and a first start with files that do not load is still refused', async () => {
+  const files = await tempDir();
+  cleanup.push(() => files.remove());
+  const stateDir = `${files.dir}/state`;
+  const mesh = await files.write('mesh.yaml', MESH_YAML);
+  await files.write('routes.yaml', routesYaml('nope'));
+  await assert.rejects(
+    startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, stateDir, log: () => {} }),
+    (err: unknown) => err instanceof TrellisError && err.code === 'TRELLIS_E_CONFIG_INVALID',
+  );
+  await files.write('routes.yaml', routesYaml('backend-v1'));
+  const p = await startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, stateDir, log: () => {}, health: { schedule: false } });
+  await p.close();
+  const saved = await stat(`${stateDir}/control/last-good-config.json`);
+  assert.equal(saved.mode & 0o777, 0o600);
+  assert.equal((await stat(`${stateDir}/control`)).mode & 0o777, 0o700);
+});
+
+// The same through the command the runner supervises: `trellis control` keeps the last
+// good config beside the mesh file by default and comes back up on it.
+test('`trellis control` restarted with a broken file stays up on the last good config', async () => {
+  const files = await tempDir();
+  cleanup.push(() => files.remove());
+  const mesh = await files.write('mesh.yaml', MESH_YAML);
+  const routesFile = await files.write('routes.yaml', routesYaml('backend-v2'));
+  const runControl = async (): Promise<{ url: string; child: ChildProcess; output: () => string }> => {
+    const child = spawn(process.execPath, [TRELLIS, 'control', '--config', mesh, '--admin', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
+    child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    cleanup.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    });
+    const url = await eventually(() => {
+      if (child.exitCode !== null) throw new Error(`trellis control exited with ${child.exitCode}:\n${out}`);
+      const listening = /listening on (http:\/\/\S+)/.exec(out)?.[1];
+      assert.ok(listening, 'trellis control listening');
+      return listening;
+    }, { timeoutMs: 20_000 });
+    return { url, child, output: () => out };
+  };
+
+  const first = await runControl();
+  first.child.kill('SIGTERM');
+  await new Promise((resolve) => first.child.once('exit', resolve));
+  await writeFile(routesFile, routesYaml('backend-v9'));
+
+  const second = await runControl();
+  const view = (await (await fetch(`${second.url}/v1/config`)).json()) as ConfigView;
+  assert.deepEqual(view.routes, ['default/backend-split']);
+  assert.ok(view.reloadFailed?.problems.some((p) => /backend-v9/.test(p.text)), JSON.stringify(view));
+  assert.match(view.restoredFrom?.file ?? '', /\.trellis\/control\/last-good-config\.json$/);
+  assert.match(second.output(), /spec\.rules\[0\]\.backendRefs\[0\]\.name/);
 });

@@ -6,7 +6,8 @@ import type { AddressInfo } from 'node:net';
 import { HealthChecker, nextHealth, probeHttp, probeTcp, type CheckResult } from '../../src/control/health-checker.js';
 import { MeshModel, type HealthState } from '../../src/control/model.js';
 import type { HealthConfig } from '../../src/control/mesh-config.js';
-import { config, eventually, service } from './helpers.js';
+import { config, service } from './helpers.js';
+import { eventually } from '../helpers/eventually.js';
 
 const cleanups: (() => unknown)[] = [];
 after(async () => {
@@ -52,6 +53,9 @@ function register(model: MeshModel, id: string, appPort: number, svc = 'app'): v
   model.addInstance({ id, service: svc, version: 'default', app: { host: '127.0.0.1', port: appPort }, inbound: { host: '127.0.0.1', port: 1 }, admin: { host: '127.0.0.1', port: 2 }, pid: 1 });
 }
 
+/** Lets what a fired timer started (a probe, its result, the next timer) run to its end. */
+const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 const timing = { intervalMs: 10_000, timeoutMs: 300, healthyThreshold: 2, unhealthyThreshold: 2 };
 
 test('an HTTP instance turns healthy on its first good answer and unhealthy after the threshold of bad ones', async () => {
@@ -84,17 +88,26 @@ test('an HTTP check with an expected status wants exactly that status', async ()
   assert.equal((await probeHttp({ host: '127.0.0.1', port: app.port }, '/other', undefined, 500)).ok, false);
 });
 
-test('an HTTP check that gets no answer in time fails with a timeout', async () => {
+test('an HTTP check that gets no answer in time fails with a timeout', async (t) => {
   const server = net.createServer(() => {}); // accepts and never answers
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   cleanups.push(() => {
     server.close();
   });
-  const started = Date.now();
-  const result = await probeHttp({ host: '127.0.0.1', port: (server.address() as AddressInfo).port }, '/healthz', undefined, 100);
+  const accepted = new Promise((r) => server.once('connection', r));
+  // The probe's timeout on a mock clock: it fires when 100 ms have passed, not before,
+  // however slow the machine (the sockets stay real).
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  let settled: CheckResult | undefined;
+  const probe = probeHttp({ host: '127.0.0.1', port: (server.address() as AddressInfo).port }, '/healthz', undefined, 100).then((r) => (settled = r));
+  await accepted;
+  t.mock.timers.tick(99);
+  await flush();
+  assert.equal(settled, undefined, 'still waiting 1 ms before the timeout');
+  t.mock.timers.tick(1);
+  const result = await probe;
   assert.equal(result.ok, false);
   assert.match(result.error ?? '', /no response within 100 ms/);
-  assert.ok(Date.now() - started < 1000);
 });
 
 test('a TCP instance is healthy while its port accepts and unhealthy after the threshold once it stops', async () => {
@@ -113,50 +126,93 @@ test('a TCP instance is healthy while its port accepts and unhealthy after the t
   assert.equal((await probeTcp({ host: '127.0.0.1', port: app.port }, 200)).ok, false);
 });
 
-test('the first check runs on registration, so a live instance is healthy within milliseconds', async () => {
+test('the first check runs on registration, so a live instance is healthy within milliseconds', async (t) => {
   const app = await httpApp();
   const model = modelWith({ type: 'http', path: '/healthz', ...timing, intervalMs: 60_000 });
+  // The checker's timers on a mock clock that never moves: whatever makes the instance
+  // healthy here is the check on registration, not one that waited for a timer.
+  t.mock.timers.enable({ apis: ['setTimeout'] });
   const checker = new HealthChecker({ model });
   checker.start();
-  cleanups.push(() => checker.stop());
-  const changes: string[] = [];
-  model.on('change', (reason) => changes.push(reason));
-  const started = Date.now();
-  register(model, 'app-0', app.port);
-  await eventually(() => model.health('app-0')?.status === 'healthy', 1000, 'healthy');
-  assert.ok(Date.now() - started < 500);
-  assert.deepEqual(changes, ['instance-added', 'health']);
+  try {
+    const changes: string[] = [];
+    model.on('change', (reason) => changes.push(reason));
+    register(model, 'app-0', app.port);
+    await eventually(() => model.health('app-0')?.status === 'healthy', { what: 'healthy' });
+    assert.equal(app.hits(), 1, 'one check, with no time passed on the checker\'s clock');
+    assert.deepEqual(changes, ['instance-added', 'health']);
+  } finally {
+    checker.stop();
+  }
 });
 
-test('until it is first healthy, an instance is retried at the short startup interval', async () => {
+test('until it is first healthy, an instance is retried at the short startup interval', async (t) => {
   let calls = 0;
   const probe = async (): Promise<CheckResult> => (++calls < 3 ? { ok: false, error: 'not yet' } : { ok: true });
   const model = modelWith({ type: 'tcp', ...timing, healthyThreshold: 1, intervalMs: 60_000 });
+  t.mock.timers.enable({ apis: ['setTimeout'] });
   const checker = new HealthChecker({ model, probe, startupIntervalMs: 10 });
   checker.start();
-  cleanups.push(() => checker.stop());
-  register(model, 'slow-0', 1);
-  await eventually(() => model.health('slow-0')?.status === 'healthy', 1000, 'healthy');
-  assert.equal(calls, 3);
+  const advance = async (ms: number): Promise<void> => {
+    t.mock.timers.tick(ms);
+    await flush();
+  };
+  try {
+    register(model, 'slow-0', 1);
+    await flush();
+    assert.equal(calls, 1, 'checked on registration');
+    await advance(9);
+    assert.equal(calls, 1);
+    await advance(1);
+    assert.equal(calls, 2, 'again after the 10 ms startup interval');
+    await advance(10);
+    assert.equal(calls, 3);
+    assert.equal(model.health('slow-0')?.status, 'healthy');
+    // Once healthy, the service's own interval applies.
+    await advance(59_999);
+    assert.equal(calls, 3);
+    await advance(1);
+    assert.equal(calls, 4);
+  } finally {
+    checker.stop();
+  }
 });
 
-test('checks follow the service interval, and stop when the instance leaves or the checker stops', async () => {
+test('checks follow the service interval, and stop when the instance leaves or the checker stops', async (t) => {
   let calls = 0;
   const probe = async (): Promise<CheckResult> => {
     calls++;
     return { ok: true };
   };
   const model = modelWith({ type: 'tcp', ...timing, intervalMs: 15 });
+  t.mock.timers.enable({ apis: ['setTimeout'] });
   const checker = new HealthChecker({ model, probe });
   checker.start();
-  register(model, 'a-0', 1);
-  register(model, 'a-1', 1);
-  await eventually(() => calls >= 8, 2000, 'repeated checks');
-  model.removeInstance('a-0');
-  checker.stop();
+  const advance = async (ms: number): Promise<void> => {
+    t.mock.timers.tick(ms);
+    await flush();
+  };
+  try {
+    register(model, 'a-0', 1);
+    register(model, 'a-1', 1);
+    await flush();
+    assert.equal(calls, 2, 'each checked on registration');
+    for (let i = 1; i <= 3; i++) {
+      await advance(14);
+      assert.equal(calls, 2 * i, 'not before the 15 ms interval');
+      await advance(1);
+      assert.equal(calls, 2 * (i + 1), `both checked again at ${15 * i} ms`);
+    }
+    model.removeInstance('a-0');
+    await advance(15);
+    assert.equal(calls, 8 + 1, 'only the instance still there is checked');
+  } finally {
+    checker.stop();
+  }
   const after = calls;
-  await new Promise((r) => setTimeout(r, 60));
-  assert.ok(calls <= after + 2, 'at most the checks already in flight finish');
+  // However long the clock runs now, no check follows: the checker left no timer behind.
+  await advance(60_000);
+  assert.equal(calls, after, 'no check after stop');
   assert.equal(model.health('a-0'), undefined);
 });
 

@@ -204,17 +204,6 @@ spec:
 `;
 }
 
-/** Polls `fn` until it returns a truthy value. */
-export async function eventually<T>(fn: () => T | Promise<T>, timeoutMs = 3000, what = 'condition'): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 export async function getJson<T = unknown>(address: HostPort, p: string): Promise<{ status: number; body: T }> {
   const res = await fetch(`http://${address.host}:${address.port}${p}`);
   const text = await res.text();

@@ -35,11 +35,19 @@ test('hello upstreams that are not mesh services are left out', () => {
   assert.deepEqual(upstreamsFor(mesh, sidecar('p', 'postgres', 'default', { upstreams: listeners('ghost', 'redis') })), ['redis']);
 });
 
-test('an HTTP proxy listener without declared upstreams reaches every http service', () => {
+test('an HTTP proxy listener reaches only the declared upstreams: none declared, none reachable', () => {
   const proxy = sidecar('r', 'redis', 'default', { httpProxy: { host: '127.0.0.1', port: 1 } });
-  assert.deepEqual(upstreamsFor(mesh, proxy), ['admin', 'backend', 'frontend']);
-  // Declared upstreams limit the HTTP proxy listener too.
+  assert.deepEqual(upstreamsFor(mesh, proxy), []);
+  assert.deepEqual(compileSnapshot({ config: mesh, instances: [], proxy }).upstreams, {});
   assert.deepEqual(upstreamsFor(mesh, sidecar('f', 'frontend', 'default', { httpProxy: { host: '127.0.0.1', port: 1 } })), ['backend']);
+  // A gateway (or an outbound-only proxy) with an HTTP proxy listener: only what its hello names.
+  assert.deepEqual(upstreamsFor(mesh, { ...gateway('edge', ['frontend']), httpProxy: { host: '127.0.0.1', port: 1 } }), ['frontend']);
+});
+
+test('every snapshot lists the mesh\'s services: the callers an inbound listener accepts', () => {
+  const snap = compileSnapshot({ config: mesh, instances: [], proxy: sidecar('postgres-0', 'postgres') });
+  assert.deepEqual(snap.meshServices, ['admin', 'backend', 'frontend', 'postgres', 'redis', 'trellis-ingress']);
+  assert.deepEqual(compileSnapshot({ config: mesh, instances: [], proxy: gateway('ingress', ['frontend']) }).meshServices, snap.meshServices);
 });
 
 test('a gateway gets the services named in its hello', () => {
@@ -111,4 +119,13 @@ test('the snapshot version moves only when the content changes, separately per p
 
 test('stableStringify ignores key order', () => {
   assert.equal(stableStringify({ b: 1, a: { d: [1, { y: 1, x: 2 }], c: null } }), stableStringify({ a: { c: null, d: [1, { x: 2, y: 1 }] }, b: 1 }));
+});
+
+test('a service\'s upgrade protocols reach its callers\' upstream entry and its own inbound listener; absent, neither carries any', () => {
+  const m = config([service('web', { upstreams: ['chat'] }), service('chat', { upgrades: ['websocket', 'spdy/3.1'] })]);
+  const web = compileSnapshot({ config: m, instances: [], proxy: sidecar('web-0', 'web') });
+  assert.deepEqual(web.upstreams.chat!.upgrades, ['websocket', 'spdy/3.1']);
+  assert.equal(web.inboundUpgrades, undefined, 'web declares none: the proxy applies the default');
+  const chat = compileSnapshot({ config: m, instances: [], proxy: sidecar('chat-0', 'chat') });
+  assert.deepEqual(chat.inboundUpgrades, ['websocket', 'spdy/3.1']);
 });

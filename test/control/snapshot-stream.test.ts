@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { startControlPlane, type ControlPlane } from '../../src/control/admin-server.js';
 import type { ProxyView } from '../../src/control/admin-api.js';
 import type { CheckResult } from '../../src/control/health-checker.js';
-import { connect, eventually, gateway, getJson, MESH_YAML, openStream, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { connect, gateway, getJson, MESH_YAML, openStream, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { eventually } from '../helpers/eventually.js';
 
 let plane: ControlPlane;
 let files: Awaited<ReturnType<typeof tempDir>>;
@@ -52,7 +53,11 @@ test('a proxy that says hello gets its snapshot, and its ACK is recorded', async
   assert.equal(msg.snapshot.service, 'frontend');
   assert.deepEqual(Object.keys(msg.snapshot.upstreams), ['backend']);
   front.send({ type: 'ack', version: 1 });
-  const p = await eventually(async () => (await proxies()).find((x) => x.id === 'frontend-a' && x.ackedVersion === 1), 2000, 'ack');
+  const p = await eventually(async () => {
+    const found = (await proxies()).find((x) => x.id === 'frontend-a' && x.ackedVersion === 1);
+    assert.ok(found, 'ack');
+    return found;
+  });
   assert.deepEqual([p.kind, p.service, p.connected, p.sentVersion, p.lastNack], ['sidecar', 'frontend', true, 1, null]);
   const sent = await getJson<{ version: number }>(plane.address, '/v1/snapshots/frontend-a');
   assert.equal(sent.body.version, 1);
@@ -78,7 +83,11 @@ test('a new healthy instance is pushed to the proxies that call it; a NACK keeps
   assert.deepEqual(endpoints, [{ id: 'backend-v1-b', host: info.inbound!.host, port: info.inbound!.port, version: 'v1' }]);
 
   front.send({ type: 'nack', version: pushed.version, error: 'route regex does not compile' });
-  const p = await eventually(async () => (await proxies()).find((x) => x.id === 'frontend-b' && x.lastNack), 2000, 'nack');
+  const p = await eventually(async () => {
+    const found = (await proxies()).find((x) => x.id === 'frontend-b' && x.lastNack);
+    assert.ok(found, 'nack');
+    return found;
+  });
   assert.equal(p.ackedVersion, first.version);
   assert.equal(p.sentVersion, pushed.version);
   assert.equal(p.lastNack!.version, pushed.version);
@@ -107,10 +116,18 @@ test('an instance whose health check fails is not pushed as an endpoint', async 
   const back = await proxy();
   back.send({ type: 'hello', proxy: info });
   await back.snapshot();
-  await eventually(() => plane.model.health('backend-v2-c')?.status === 'unhealthy', 2000, 'unhealthy');
-  await new Promise((r) => setTimeout(r, 50));
+  await eventually(() => plane.model.health('backend-v2-c')?.status === 'unhealthy', { what: 'unhealthy' });
   assert.deepEqual(front.pending().filter((m) => m.type === 'snapshot'), [], 'nothing changed for the caller');
   assert.deepEqual(first.snapshot.upstreams.backend!.backends['backend-v2']!.endpoints, []);
+  // A later change the caller must see (a healthy v1 instance) is a barrier on the
+  // ordered stream: had the unhealthy instance caused a push, that snapshot would come
+  // before this one. So the next snapshot is the barrier's, with still no v2 endpoint.
+  const barrier = await proxy();
+  barrier.send({ type: 'hello', proxy: sidecar('backend-v1-c', 'backend', 'v1') });
+  const next = await front.snapshot();
+  assert.deepEqual(next.snapshot.upstreams.backend!.backends['backend-v1']!.endpoints.map((e) => e.id), ['backend-v1-c'], 'the barrier\'s snapshot is the first since');
+  assert.deepEqual(next.snapshot.upstreams.backend!.backends['backend-v2']!.endpoints, [], 'nothing changed for the caller');
+  await barrier.close();
   await back.close();
   await front.close();
 });
@@ -155,6 +172,28 @@ test('a malformed message gets an error and the stream closes', async () => {
   await q.closed;
 });
 
+test('a hello whose names could forge a log line or a label is refused; a NACK reason is logged escaped', async () => {
+  for (const [id, version] of [['frontend-x\ncontrol: forged', 'default'], ['frontend-y', 'v1"} 1\n'], ['f'.repeat(254), 'default']]) {
+    const p = await proxy();
+    p.send({ type: 'hello', proxy: sidecar(id!, 'frontend', version) });
+    const msg = await p.next();
+    assert.equal(msg.type === 'error' && msg.code, 'TRELLIS_E_BAD_REQUEST', JSON.stringify(msg));
+    await p.closed;
+  }
+  const p = await proxy();
+  p.send({ type: 'hello', proxy: sidecar('frontend-n', 'frontend') });
+  const snap = await p.snapshot();
+  p.send({ type: 'nack', version: snap.version, error: `bad\ncontrol: forged line${'x'.repeat(5000)}` });
+  const nacked = await eventually(async () => {
+    const found = (await proxies()).find((x) => x.id === 'frontend-n' && x.lastNack);
+    assert.ok(found, 'nack');
+    return found;
+  });
+  const error = (nacked.lastNack as { error: string }).error;
+  assert.ok(!error.includes('\n') && error.startsWith('bad\\x0acontrol') && error.length <= 1025, error.slice(0, 80));
+  await p.close();
+});
+
 test('a proxy that connects again with the same id replaces its old stream', async () => {
   const old = await proxy();
   old.send({ type: 'hello', proxy: sidecar('backend-v1-r', 'backend', 'v1') });
@@ -162,11 +201,22 @@ test('a proxy that connects again with the same id replaces its old stream', asy
   const fresh = await proxy();
   fresh.send({ type: 'hello', proxy: sidecar('backend-v1-r', 'backend', 'v1') });
   await fresh.snapshot();
-  await old.closed;
-  await new Promise((r) => setTimeout(r, 20));
-  assert.ok(plane.model.instance('backend-v1-r'), 'the old stream closing does not remove the new registration');
-  await fresh.close();
-  await eventually(() => !plane.model.instance('backend-v1-r'), 2000, 'removal');
+  // From the new registration on, every removal of the instance is recorded with whether
+  // the new stream was still open, so one caused by the old stream's close counts
+  // whenever it lands (one before this point leaves no instance for the check below).
+  let freshOpen = true;
+  const removals: string[] = [];
+  const off = plane.model.on('instance-removed', (i) => { if (i.id === 'backend-v1-r') removals.push(freshOpen ? 'while the new stream was open' : 'after'); });
+  try {
+    await old.closed;
+    assert.ok(plane.model.instance('backend-v1-r'), 'the old stream closing does not remove the new registration');
+    freshOpen = false;
+    await fresh.close();
+    await eventually(() => !plane.model.instance('backend-v1-r'), { what: 'removal' });
+  } finally {
+    off();
+  }
+  assert.deepEqual(removals, ['after'], 'the old stream closing does not remove the new registration');
 });
 
 test('a plain GET of the stream path is told to upgrade', async () => {

@@ -7,7 +7,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startControlPlane, type ControlPlane } from '../../src/control/admin-server.js';
 import type { WeightsChange, WeightsView } from '../../src/control/weights-api.js';
-import { connect, eventually, getJson, listeners, MESH_YAML, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { connect, getJson, listeners, MESH_YAML, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { eventually } from '../helpers/eventually.js';
 
 const ROUTES = `# the split of the backend
 apiVersion: gateway.networking.k8s.io/v1
@@ -56,7 +57,7 @@ before(async () => {
   back = await connect(plane.address);
   autoAck(back);
   back.send({ type: 'hello', proxy: sidecar('backend-v1-0', 'backend', 'v1') });
-  await eventually(() => plane.model.proxy('frontend-0')?.ackedVersion && plane.model.proxy('backend-v1-0')?.ackedVersion, 3000, 'first ACKs');
+  await eventually(() => plane.model.proxy('frontend-0')?.ackedVersion !== undefined && plane.model.proxy('backend-v1-0')?.ackedVersion !== undefined, { what: 'first ACKs' });
 });
 
 after(async () => {
@@ -89,7 +90,7 @@ test('PUT edits the route file in place, and answers once the callers were sent 
   const sent = plane.model.proxy('frontend-0')!.lastSnapshot!;
   assert.equal(change.callers[0]!.version, sent.version);
   assert.deepEqual(sent.upstreams.backend!.routes[0]!.backends, [{ backend: 'backend-v1', weight: 40 }, { backend: 'backend-v2', weight: 60 }]);
-  await eventually(() => plane.model.proxy('frontend-0')!.ackedVersion === sent.version, 3000, 'the ACK');
+  await eventually(() => plane.model.proxy('frontend-0')!.ackedVersion === sent.version, { what: 'the ACK' });
 });
 
 test('PUT with the weights already in force writes nothing', async () => {

@@ -9,7 +9,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runLoad } from '../../src/loadgen/run.js';
 import type { WeightsView } from '../../src/control/weights-api.js';
-import { getJson, meshUp, stopMesh, REPO, sleep, TRELLIS, type RunningMesh } from '../helpers/mesh-run.js';
+import { getJson, meshUp, stopMesh, REPO, TRELLIS, type RunningMesh } from '../helpers/mesh-run.js';
+import { eventually } from '../helpers/eventually.js';
 import { shopRoutes, trellisCli, writeShopMesh } from '../helpers/traffic.js';
 
 let dir: string;
@@ -36,8 +37,7 @@ test('Ctrl-C during a canary puts the weights back where they started', async ()
   child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   try {
-    for (let i = 0; i < 200 && !/step 1\/2 \(v2 10%\): v2 10%, v1 90%; acknowledged/.test(out); i++) await sleep(50);
-    assert.match(out, /step 1\/2 \(v2 10%\): v2 10%, v1 90%; acknowledged/);
+    await eventually(() => assert.match(out, /step 1\/2 \(v2 10%\): v2 10%, v1 90%; acknowledged/));
     assert.deepEqual(await weights(), { v1: 90, v2: 10 });
     child.kill('SIGINT');
     assert.equal(await exited, 130, out);

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { alive, meshUp, REPO, sleep, type RunningMesh } from '../helpers/mesh-run.js';
+import { allGone, meshUp, REPO, type RunningMesh } from '../helpers/mesh-run.js';
 
 const GRPC_SERVER = join(REPO, 'test', 'fixtures', 'apps', 'grpc-server.js');
 const ECHO = join(REPO, 'test', 'fixtures', 'apps', 'echo-server.js');
@@ -62,8 +62,7 @@ after(async () => {
   const pids = [mesh?.state.controlPid, ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid])];
   const code = await mesh?.stop();
   assert.equal(code, 0, 'trellis up exits 0 on SIGINT');
-  await sleep(200);
-  for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} is gone after stop`);
+  await allGone(pids);
   await rm(dir, { recursive: true, force: true });
 });
 

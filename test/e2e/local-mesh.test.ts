@@ -3,11 +3,14 @@
 // the client's sidecar listener exactly as the app would.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getJson, meshUp, stopMesh, REPO, request, sleep, type RunningMesh } from '../helpers/mesh-run.js';
+import { alive, getJson, meshUp, stopMesh, REPO, request, type RunningMesh } from '../helpers/mesh-run.js';
+import type { Snapshot } from '../../src/control/protocol.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { countVersions } from '../helpers/traffic.js';
+import { eventually } from '../helpers/eventually.js';
 
 let dir: string;
 let mesh: RunningMesh;
@@ -40,6 +43,8 @@ metadata:
   name: e2e
 spec:
   include: [routes.yaml]
+  # Small files, so the 1,000 requests below rotate the client's access log.
+  accessLog: { maxFileBytes: 65536, maxFiles: 1 }
   services:
     - name: client
       command: node ${ECHO}
@@ -92,6 +97,28 @@ test('a 90/10 split lands within tolerance over 1,000 requests', async () => {
   assert.ok(v2 > 0.06 && v2 < 0.14, `v2 share ${v2} (expected 0.10 ± 0.04)`);
 });
 
+test('access logs are private files, rotated as the Mesh file says, with query values redacted', async () => {
+  for (let i = 0; i < 20; i++) assert.equal((await request(port, `/login?user=ann&password=hunter${i}`)).status, 200);
+  const logs = join(mesh.state.stateDir, 'logs');
+  const client = join(logs, 'client-0.access.log');
+  // The sidecar writes its log once per event-loop turn: wait for the last request's line.
+  const logins = async (): Promise<number> => {
+    let n = 0;
+    for (const f of [client, `${client}.1`]) n += (await readFile(f, 'utf8').catch(() => '')).split('"path":"/login?').length - 1;
+    return n;
+  };
+  await eventually(async () => (await logins()) >= 20, { what: 'the client sidecar to log the 20 requests' });
+  assert.equal((await stat(client)).mode & 0o777, 0o600);
+  assert.equal((await stat(`${client}.1`)).mode & 0o777, 0o600, 'the 1,000 requests before rotated it (maxFileBytes 65536)');
+  await assert.rejects(stat(`${client}.2`), 'maxFiles: 1 keeps one rotated file');
+  const names = (await readdir(logs)).filter((f) => f.includes('.access.log'));
+  for (const f of names) {
+    const text = await readFile(join(logs, f), 'utf8');
+    assert.ok(!/hunter\d/.test(text), `${f} has no query value`);
+  }
+  assert.match(await readFile(client, 'utf8') + await readFile(`${client}.1`, 'utf8'), /"path":"\/login\?user=REDACTED&password=REDACTED"/);
+});
+
 test('killing the control plane leaves traffic flowing, and it comes back', async () => {
   // Steady requests from before the kill until well after the proxies reconnected: the
   // restart itself (instances registering again with unknown health) must not cost one.
@@ -107,26 +134,33 @@ test('killing the control plane leaves traffic flowing, and it comes back', asyn
       } catch (e) {
         failures.push((e as Error).message);
       }
+      // Pacing, not waiting for anything: a steady trickle of requests, not a flood.
       await sleep(5);
     }
   });
   try {
     const controlPid = mesh.state.controlPid!;
     process.kill(controlPid, 'SIGKILL');
-    await sleep(300);
+    // Once the killed process is gone, whatever answers on the admin address is the restarted one.
+    await eventually(() => assert.equal(alive(controlPid), false, 'the killed control plane is gone'));
     // The runner restarts it; proxies reconnect and the mesh is whole again.
-    const deadline = Date.now() + 20_000;
-    let proxies: { id: string; connected: boolean }[] = [];
-    while (Date.now() < deadline) {
-      try {
-        const body = await getJson<{ proxies?: typeof proxies } | typeof proxies>(`${mesh.state.control}/v1/proxies`);
-        proxies = Array.isArray(body) ? body : body.proxies ?? [];
-        if (proxies.filter((p) => p.connected).length >= 4) break;
-      } catch { /* still restarting */ }
-      await sleep(200);
-    }
-    assert.ok(proxies.filter((p) => p.connected).length >= 4, `proxies reconnected: ${JSON.stringify(proxies)}`);
-    await sleep(1500); // through the restarted control plane's first health checks
+    await eventually(async () => {
+      const body = await getJson<{ proxies?: { id: string; connected: boolean }[] }>(`${mesh.state.control}/v1/proxies`);
+      const proxies = body.proxies ?? [];
+      assert.ok(proxies.filter((p) => p.connected).length >= 4, `proxies reconnected: ${JSON.stringify(proxies)}`);
+    }, { timeoutMs: 20_000 });
+    // Through the restarted control plane's first health checks: traffic keeps flowing
+    // until every instance is healthy again and the client's sidecar has acknowledged a
+    // snapshot with all three echo endpoints (the end of what the restart could disturb).
+    await eventually(async () => {
+      const { instances } = await getJson<{ instances: { id: string; health: { status: string } }[] }>(`${mesh.state.control}/v1/instances`);
+      assert.deepEqual(instances.filter((i) => i.health.status !== 'healthy').map((i) => i.id), [], 'every instance healthy');
+      const { proxies } = await getJson<{ proxies: { id: string; ackedVersion: number | null }[] }>(`${mesh.state.control}/v1/proxies`);
+      const snapshot = await getJson<Snapshot>(`${mesh.state.control}/v1/snapshots/client-0`);
+      assert.equal(proxies.find((p) => p.id === 'client-0')?.ackedVersion, snapshot.version, 'the client acknowledged its latest snapshot');
+      const endpoints = [...new Set(Object.values(snapshot.upstreams.echo!.backends).flatMap((b) => b.endpoints.map((e) => e.id)))].sort();
+      assert.deepEqual(endpoints, ['echo-v1-0', 'echo-v1-1', 'echo-v2-0']);
+    }, { timeoutMs: 20_000 });
   } finally {
     stop = true;
     await Promise.all(loops);
@@ -144,12 +178,7 @@ test('killing an instance removes it from rotation until it is healthy again', a
   const during = await load(400);
   assert.deepEqual(during.failures, [], 'no request fails while the instance is down');
   // The control plane sees it unhealthy and it is out of every snapshot.
-  let health = '';
-  for (let i = 0; i < 50 && health !== 'unhealthy'; i++) {
-    health = await instanceHealth('echo-v1-0');
-    await sleep(100);
-  }
-  assert.equal(health, 'unhealthy');
+  await eventually(async () => assert.equal(await instanceHealth('echo-v1-0'), 'unhealthy'));
   const out = await load(200);
   assert.deepEqual(out.failures, []);
   assert.equal(out.instances['echo-v1-0'] ?? 0, 0, 'the dead instance gets no traffic');
@@ -157,11 +186,7 @@ test('killing an instance removes it from rotation until it is healthy again', a
   assert.match(mesh.output(), /echo-v1-0 exited .*restarting in/);
   // Let it start again: the runner's backoff restart brings it back into rotation.
   await rm(marker);
-  for (let i = 0; i < 200 && health !== 'healthy'; i++) {
-    health = await instanceHealth('echo-v1-0');
-    await sleep(100);
-  }
-  assert.equal(health, 'healthy');
+  await eventually(async () => assert.equal(await instanceHealth('echo-v1-0'), 'healthy'), { timeoutMs: 30_000 });
   const back = await load(300);
   assert.ok((back.instances['echo-v1-0'] ?? 0) > 0, 'it is back in rotation');
 });
@@ -181,18 +206,18 @@ test('editing the route file live shifts traffic with no failed request', async 
       }
     }
   });
-  await sleep(300);
-  const changedAt = seen.length;
-  await writeFile(join(dir, 'routes.yaml'), routeYaml(0, 100));
-  // Wait until 100 answers in a row come from v2.
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const tail = seen.slice(-100);
-    if (seen.length - changedAt > 100 && tail.every((v) => v === 'v2')) break;
-    await sleep(50);
+  let changedAt = 0;
+  try {
+    // Traffic is flowing on v1 (the 90/10 split) before the edit.
+    await eventually(() => assert.ok(seen.includes('v1'), 'traffic was on v1 before'));
+    changedAt = seen.length;
+    await writeFile(join(dir, 'routes.yaml'), routeYaml(0, 100));
+    // Wait until 100 answers in a row come from v2.
+    await eventually(() => seen.length - changedAt > 100 && seen.slice(-100).every((v) => v === 'v2'), { what: '100 answers in a row from v2' });
+  } finally {
+    stop = true;
+    await Promise.all(loops);
   }
-  stop = true;
-  await Promise.all(loops);
   assert.deepEqual(failures, []);
   assert.ok(seen.slice(-100).every((v) => v === 'v2'), 'traffic moved to v2');
   assert.ok(seen.slice(0, changedAt).some((v) => v === 'v1'), 'traffic was on v1 before');
@@ -200,9 +225,11 @@ test('editing the route file live shifts traffic with no failed request', async 
 
 test('a bad route file is refused and the last good config stays in force', async () => {
   await writeFile(join(dir, 'routes.yaml'), routeYaml(0, 100).replace('echo-v2', 'echo-v9'));
-  await sleep(1000);
-  const config = await getJson<Record<string, unknown>>(`${mesh.state.control}/v1/config`);
-  assert.match(JSON.stringify(config), /routes\.yaml.*echo-v9/);
+  // The control plane read the bad file and refused it (not merely: has not read it yet).
+  await eventually(async () => {
+    const config = await getJson<Record<string, unknown>>(`${mesh.state.control}/v1/config`);
+    assert.match(JSON.stringify(config), /routes\.yaml.*echo-v9/);
+  });
   const { versions, failures } = await load(100);
   assert.deepEqual(failures, []);
   assert.equal(versions.v2, 100, 'still routed by the last good config');

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getJson, meshUp, stopMesh, REPO, request, sleep, type RunningMesh } from '../helpers/mesh-run.js';
+import { getJson, meshUp, stopMesh, REPO, request, type RunningMesh } from '../helpers/mesh-run.js';
+import { eventually } from '../helpers/eventually.js';
 
 let dir: string;
 let mesh: RunningMesh;
@@ -66,14 +67,13 @@ spec:
 
 after(() => stopMesh(mesh, dir));
 
-/** Requests `path` until `ok` holds for the answer (bounded); the last answer. */
+/** Requests `path` until `ok` holds for the answer (bounded); that answer. */
 async function until(path: string, ok: (r: { status: number; headers: Record<string, unknown> }) => boolean) {
-  let last = await request(port, path);
-  for (let i = 0; i < 100 && !ok(last); i++) {
-    await sleep(100);
-    last = await request(port, path);
-  }
-  return last;
+  return eventually(async () => {
+    const r = await request(port, path);
+    assert.ok(ok(r), `${path} answered ${r.status} ${String(r.headers['trellis-error'] ?? '')}`);
+    return r;
+  });
 }
 
 test('the fault on the named rule aborts its requests; the other rule is untouched', async () => {

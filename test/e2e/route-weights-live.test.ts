@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { runLoad } from '../../src/loadgen/run.js';
 import type { ProxyView } from '../../src/control/admin-api.js';
 import type { Snapshot } from '../../src/control/protocol.js';
-import { getJson, meshUp, stopMesh, sleep, type RunningMesh } from '../helpers/mesh-run.js';
+import { getJson, meshUp, stopMesh, type RunningMesh } from '../helpers/mesh-run.js';
+import { eventually } from '../helpers/eventually.js';
 import { countVersions, trellisCli, writeShopMesh } from '../helpers/traffic.js';
 
 let dir: string;
@@ -29,8 +30,10 @@ before(async () => {
 after(() => stopMesh(mesh, dir));
 
 test('a weight change under steady load moves the traffic, and no request fails', async () => {
-  const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 4000, warmupMs: 0, connections: 8, timeoutMs: 5000 });
-  await sleep(1000);
+  let answered = 0;
+  const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 4000, warmupMs: 0, connections: 8, timeoutMs: 5000, onRequest: () => answered++ });
+  // The change lands under way: once a second's worth of the load has been answered.
+  await eventually(() => answered >= 100, { what: 'the load under way' });
   const cli = await trellisCli(['route', 'weights', 'shop', 'v1=20', 'v2=80', '--admin', admin]);
   const result = await load;
   assert.equal(cli.code, 0, cli.stderr);
@@ -67,8 +70,8 @@ test('every proxy that calls the service acknowledges the change before the comm
     assert.equal(p.ackedVersion, p.sentVersion, `${p.id} acknowledged its latest snapshot`);
     assert.deepEqual(shop.routes[0]!.backends, [{ backend: 'shop-v1', weight: 50 }, { backend: 'shop-v2', weight: 50 }], p.id);
   }
-  // The client and the ingress call shop by their config; shop's own sidecars may too (their
-  // HTTP proxy listener reaches every HTTP service, as shop declares no upstreams).
+  // The client and the ingress call shop by their config; nothing else does (a sidecar
+  // reaches only its service's declared upstreams).
   assert.deepEqual(callers.sort(), acked[2]!.split(', ').sort(), 'the command waited for exactly the proxies that call shop');
   assert.ok(callers.includes('client-0') && callers.includes('trellis-ingress'), callers.join(', '));
   assert.match(await readFile(join(dir, 'shop-weights.yaml'), 'utf8'), /^# The traffic split between the versions of shop[\s\S]*- name: shop-v1\n {10}weight: 50\n/);
@@ -77,16 +80,16 @@ test('every proxy that calls the service acknowledges the change before the comm
 test('a hand edit of the route file reaches every proxy that calls the service, and no request of a steady load fails', async (t) => {
   const file = join(dir, 'shop-weights.yaml');
   const text = await readFile(file, 'utf8');
-  const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 3000, warmupMs: 0, connections: 8, timeoutMs: 5000 });
-  await sleep(1000);
+  let answered = 0;
+  const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 3000, warmupMs: 0, connections: 8, timeoutMs: 5000, onRequest: () => answered++ });
+  // The edit lands under way: once a second's worth of the load has been answered.
+  await eventually(() => answered >= 100, { what: 'the load under way' });
   const t0 = performance.now();
   await writeFile(file, text.replace(/weight: 50\n([\s\S]*)weight: 50\n/, 'weight: 30\n$1weight: 70\n'));
-  let pending: string[] = ['(not read yet)'];
-  let callers = 0;
-  for (let i = 0; i < 400 && pending.length > 0; i++) {
+  const callers = await eventually(async () => {
     const { proxies } = await getJson<{ proxies: ProxyView[] }>(`${mesh.state.control}/v1/proxies`);
-    pending = [];
-    callers = 0;
+    const pending: string[] = [];
+    let callers = 0;
     for (const p of proxies.filter((x) => x.connected)) {
       const snapshot = await getJson<Snapshot>(`${mesh.state.control}/v1/snapshots/${p.id}`);
       if (!snapshot.upstreams.shop) continue;
@@ -94,10 +97,10 @@ test('a hand edit of the route file reaches every proxy that calls the service, 
       const weights = snapshot.upstreams.shop.routes[0]?.backends.map((b) => b.weight);
       if (JSON.stringify(weights) !== '[30,70]' || (p.ackedVersion ?? 0) < snapshot.version) pending.push(p.id);
     }
-    if (pending.length > 0) await sleep(10);
-  }
+    assert.deepEqual(pending, [], 'every caller acknowledged a snapshot with the new weights');
+    return callers;
+  });
   t.diagnostic(`hand edit acknowledged by all ${callers} callers ${Math.round(performance.now() - t0)} ms after the file was written (the watcher waits 100 ms for quiet first)`);
-  assert.deepEqual(pending, [], 'every caller acknowledged a snapshot with the new weights');
   assert.ok(callers >= 2);
   const result = await load;
   assert.equal(result.errors.total, 0, JSON.stringify(result.errors));
@@ -123,11 +126,10 @@ test('bad arguments exit 2, a change the config cannot take exits 1, and nothing
   const meshText = await readFile(join(dir, 'mesh.yaml'), 'utf8');
   await writeFile(join(dir, 'mesh.yaml'), meshText.replace('- name: v2', '- name: v2\n          replicas: many'));
   try {
-    for (let i = 0; i < 100; i++) {
+    await eventually(async () => {
       const config = await getJson<{ reloadFailed: unknown }>(`${mesh.state.control}/v1/config`);
-      if (config.reloadFailed) break;
-      await sleep(50);
-    }
+      assert.ok(config.reloadFailed, 'the broken file was read and refused');
+    });
     const r = await trellisCli(['route', 'weights', 'shop', 'v1=1', '--admin', admin]);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /the weights of shop were not changed: the config files on disk do not load/);

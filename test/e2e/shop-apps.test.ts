@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { eventually } from '../helpers/eventually.js';
 
 // dist/test/e2e/ → the repository root
 const SHOP = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../examples/shop');
@@ -115,19 +116,11 @@ async function get(url: string, init: RequestInit = {}): Promise<Answer> {
 
 /** Polls `url` until `ok(answer)` holds, for at most `ms`. */
 async function waitUntil(url: string, ok: (answer: Answer) => boolean, ms: number): Promise<Answer> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const answer = await get(url);
-      if (ok(answer)) return answer;
-      last = `${answer.status} ${answer.text.slice(0, 200)}`;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${url} did not become ready within ${ms}ms (last: ${String(last)})`);
+  return eventually(async () => {
+    const answer = await get(url);
+    assert.ok(ok(answer), `${url} is not ready yet: ${answer.status} ${answer.text.slice(0, 200)}`);
+    return answer;
+  }, { timeoutMs: ms, intervalMs: 100 });
 }
 
 /** Pids of live processes whose command line mentions `text` (how we look for a leftover postgres). */
@@ -236,11 +229,11 @@ describe('shop apps (examples/shop) without the mesh', { timeout: 240_000 }, () 
   it('backend answers 503 with a JSON error, quickly, when Postgres is unreachable', async () => {
     const port = await freePort(); // nothing listens there
     const base = await startBackend('v1', { TRELLIS_UPSTREAM_POSTGRES: `127.0.0.1:${port}` });
-    const started = Date.now();
     const answer = await get(`${base}/api/products`);
     assert.equal(answer.status, 503, answer.text);
     assert.equal(answer.body.error, 'postgres unreachable');
-    assert.ok(Date.now() - started < 3000, 'answered within the connect timeout');
+    // Quickly: on the refusal itself, not after waiting out the 2 s connect timeout.
+    assert.match(answer.body.detail, /ECONNREFUSED/, 'answered on the refusal, not after the connect timeout');
     assert.equal((await get(`${base}/healthz`)).status, 200, 'still healthy: it can serve once Postgres is back');
   });
 
@@ -258,12 +251,14 @@ describe('shop apps (examples/shop) without the mesh', { timeout: 240_000 }, () 
     assert.deepEqual(second.body.products, first.body.products);
 
     assert.equal(await stop(redis), 0);
+    // Once the backend has seen Redis go, a request costs Redis nothing: it sends no
+    // command at all (the cache is used only while its connection is ready).
+    await waitUntil(`${base}/healthz`, (answer) => answer.body?.cache === 'unavailable', 10_000);
     for (let i = 0; i < 3; i++) {
-      const started = Date.now();
       const answer = await get(`${base}/api/products`);
       assert.equal(answer.status, 200, answer.text);
       assert.equal(answer.body.source, 'postgres');
-      assert.ok(Date.now() - started < 2000, `answered in ${Date.now() - started}ms without Redis`);
+      assert.equal(answer.body.cache, 'unavailable', 'served without Redis');
     }
   });
 
@@ -304,7 +299,8 @@ describe('shop apps (examples/shop) without the mesh', { timeout: 240_000 }, () 
     // The first backup runs at start.
     await waitUntil(`${base}/healthz`, (answer) => answer.status === 200 && answer.body.lastBackup !== null, 15_000);
     for (let i = 0; i < 2; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 5)); // distinct timestamps
+      // Kept: backups are named by their millisecond; the gap gives each its own name.
+      await new Promise((resolve) => setTimeout(resolve, 5));
       assert.equal((await get(`${base}/backups`, { method: 'POST' })).status, 201);
     }
     const files = (await fs.readdir(path.join(dataDir, 'backups'))).sort();

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { alive, meshUp, REPO, request, sleep, type RunningMesh } from '../helpers/mesh-run.js';
+import { allGone, meshUp, REPO, request, type RunningMesh } from '../helpers/mesh-run.js';
+import { eventually } from '../helpers/eventually.js';
 
 interface Products { version: string; instance: string; source: string; products: { name: string }[] }
 
@@ -32,20 +33,18 @@ for (const topology of ['mesh.yaml', 'topology-2.yaml']) {
     after(async () => {
       const pids = [mesh?.state.controlPid, ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid])];
       assert.equal(await mesh?.stop(), 0);
-      await sleep(200);
-      for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} is gone after stop`);
+      await allGone(pids);
       await rm(dir, { recursive: true, force: true });
     });
 
     test('products come from Postgres, through the mesh', async () => {
       const api = topology === 'mesh.yaml' ? portOf(mesh.state.publicUrls.backend!) : portOf(mesh.state.publicUrls.frontend!);
-      let body: Products | undefined;
-      for (let i = 0; i < 50; i++) {
+      // Postgres may still be creating its database: ask until the API answers.
+      const body = await eventually(async () => {
         const r = await request(api, '/api/products');
-        if (r.status === 200) { body = JSON.parse(r.body) as Products; break; }
-        await sleep(200); // Postgres may still be creating its database
-      }
-      assert.ok(body, 'the API answered');
+        assert.equal(r.status, 200, 'the API answered');
+        return JSON.parse(r.body) as Products;
+      }, { timeoutMs: 20_000 });
       assert.ok(body.products.length >= 5, 'seeded products are listed');
       assert.match(body.source, /^(postgres|cache)$/);
       // The backend reached Postgres through its sidecar's TCP listener, and Postgres's sidecar saw it arrive.

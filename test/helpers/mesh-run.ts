@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import type { MeshState } from '../../src/runner/local-mesh.js';
+import { eventually } from './eventually.js';
 
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 export const TRELLIS = join(REPO, 'bin', 'trellis.js');
@@ -65,12 +66,20 @@ export async function getJson<T>(url: string): Promise<T> {
   return (await res.json()) as T;
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 /** True when a process with this pid still exists. */
 export function alive(pid: number | undefined): boolean {
   if (!pid) return false;
   try { process.kill(pid, 0); return true; } catch { return false; }
+}
+
+/**
+ * Waits (boundedly) until none of `pids` exists: a process its parent has just been
+ * told to end may take a moment to be reaped, one left behind never goes.
+ */
+export async function allGone(pids: (number | undefined)[]): Promise<void> {
+  await eventually(() => {
+    for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} is gone after stop`);
+  });
 }
 
 /**
@@ -81,7 +90,6 @@ export async function stopMesh(mesh: RunningMesh | undefined, dir?: string): Pro
   const pids = [mesh?.state.controlPid, ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid]), mesh?.state.ingress?.pid];
   const code = await mesh?.stop();
   if (mesh) assert.equal(code, 0, 'trellis up exits 0 on SIGINT');
-  await sleep(200);
-  for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} is gone after stop`);
+  await allGone(pids);
   if (dir) await rm(dir, { recursive: true, force: true });
 }

@@ -21,14 +21,18 @@ export async function closeServer(server: net.Server | http.Server): Promise<voi
 /** Control URL that refuses connections: the proxy retries quietly in the background. */
 export const NO_CONTROL = 'http://127.0.0.1:1';
 
-export async function startInbound(service: string, version: string, appPort: number, protocol: Protocol = 'http', opts: { detectTimeoutMs?: number } = {}): Promise<Sidecar> {
+/**
+ * An inbound sidecar for `service`. `meshServices` are the callers it accepts as a
+ * request's source (the snapshot's list); by default `web`, the calling service of most tests.
+ */
+export async function startInbound(service: string, version: string, appPort: number, protocol: Protocol = 'http', opts: { detectTimeoutMs?: number; meshServices?: string[] } = {}): Promise<Sidecar> {
   const s = new Sidecar({
     service, version, id: `${service}-${version}-in`, kind: 'sidecar', control: NO_CONTROL, detectTimeoutMs: opts.detectTimeoutMs,
     app: { host: '127.0.0.1', port: appPort }, inbound: { host: '127.0.0.1', port: 0 },
     upstreams: [], admin: { host: '127.0.0.1', port: 0 }, accessLog: 'off', log: quietLog,
   });
   await s.start();
-  s.apply({ version: 1, service, inboundProtocol: protocol, upstreams: {} });
+  s.apply({ version: 1, service, inboundProtocol: protocol, upstreams: {}, meshServices: opts.meshServices ?? [service, 'web'] });
   return s;
 }
 
@@ -40,7 +44,7 @@ export async function startOutbound(service: string, upstreams: Record<string, U
     admin: { host: '127.0.0.1', port: 0 }, accessLog: opts.accessLog ?? 'off', log: quietLog,
   });
   await s.start();
-  const snap: Snapshot = { version: 1, service, inboundProtocol: 'http', upstreams };
+  const snap: Snapshot = { version: 1, service, inboundProtocol: 'http', upstreams, meshServices: [service, ...Object.keys(upstreams)].sort() };
   s.apply(snap);
   return s;
 }

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { ProxyMetrics } from '../../src/telemetry/metrics.js';
-import { parsePrometheus } from '../../src/loadgen/hop-metrics.js';
+import { parsePrometheus } from '../../src/telemetry/prometheus-text.js';
 import { Servers } from './helpers.js';
 
 const servers = new Servers();

@@ -1,34 +1,44 @@
 // The schedule: a run sends the asked number of requests, spread over the asked
-// duration, warm-up apart, and every one is accounted for.
+// duration, warm-up apart, and every one is accounted for. Spread, warm-up and abort are
+// checked on a clock the test moves by hand (exact, and blind to how busy the machine
+// is); the real clock's ticker thread is checked for never sending a request early.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import { runLoad } from '../../src/loadgen/run.js';
-import { Servers } from './helpers.js';
+import { drive, ManualClock, Servers, started } from './helpers.js';
 
 const servers = new Servers();
 after(() => servers.close());
 
 describe('constant-rate schedule', () => {
   it('sends rate × duration requests over the duration, and all of them complete', async () => {
+    const clock = new ManualClock();
     const arrivals: number[] = [];
     const { url } = await servers.http((_req, res) => {
-      arrivals.push(performance.now());
+      arrivals.push(clock.now());
       res.end('ok');
     });
-    const r = await runLoad({ url, rate: 200, durationMs: 1000, warmupMs: 0, connections: 10, timeoutMs: 2000 });
+    const run = runLoad({ url, rate: 200, durationMs: 1000, warmupMs: 0, connections: 10, timeoutMs: 2000, clock });
+    const plan = await started(clock);
+    // Each step waits for the requests it made due to arrive: a request sent early shows
+    // as an arrival before its time, one not sent as a step that never settles.
+    await drive(clock, plan.startMs + 1000, () => arrivals.length === clock.due);
+    const r = await run;
     assert.equal(r.scheduled, 200);
-    assert.ok(Math.abs(r.sent - 200) <= 2, `sent ${r.sent}`);
+    assert.equal(r.sent, 200);
     assert.equal(r.completed, 200);
     assert.equal(r.errors.total, 0);
     assert.deepEqual(r.statuses, { 200: 200 });
     assert.equal(arrivals.length, 200);
-    // Spread over the second, not sent in a burst: 199 intervals of 5 ms.
+    // Spread over the second, not sent in a burst: 199 intervals of 5 ms, each request
+    // arriving at the instant it fell due.
+    assert.deepEqual(arrivals, Array.from({ length: 200 }, (_, i) => plan.startMs + 5 * i));
     const span = arrivals.at(-1)! - arrivals[0]!;
-    assert.ok(span > 900 && span < 1300, `requests arrived over ${span.toFixed(0)} ms`);
+    assert.equal(span, 995, `requests arrived over ${span} ms`);
     const firstHalf = arrivals.filter((t) => t - arrivals[0]! < 500).length;
-    assert.ok(firstHalf >= 90 && firstHalf <= 110, `${firstHalf} of 200 in the first half`);
-    assert.ok(Math.abs(r.achievedRps - 200) <= 2, `achieved ${r.achievedRps}`);
+    assert.equal(firstHalf, 100, `${firstHalf} of 200 in the first half`);
+    assert.equal(r.achievedRps, 200, `achieved ${r.achievedRps}`);
     assert.equal(r.latencyUs.count, 200);
   });
 
@@ -60,6 +70,7 @@ describe('constant-rate schedule', () => {
   });
 
   it('sends the warm-up at the same rate but does not record it', async () => {
+    const clock = new ManualClock();
     let seen = 0;
     const { url } = await servers.http((_req, res) => {
       seen++;
@@ -67,27 +78,39 @@ describe('constant-rate schedule', () => {
     });
     // Readers of counters (the bench's hop report) start where the measured window does.
     const seenAtMeasureStart: number[] = [];
-    const r = await runLoad({
-      url, rate: 100, durationMs: 500, warmupMs: 300, connections: 4, timeoutMs: 2000,
+    const run = runLoad({
+      url, rate: 100, durationMs: 500, warmupMs: 300, connections: 4, timeoutMs: 2000, clock,
       onMeasureStart: () => seenAtMeasureStart.push(seen),
     });
+    const plan = await started(clock);
+    await drive(clock, plan.startMs + 800, () => seen === clock.due);
+    const r = await run;
     assert.equal(seen, 80);
     assert.equal(seenAtMeasureStart.length, 1, 'called once');
-    assert.ok(seenAtMeasureStart[0]! >= 20 && seenAtMeasureStart[0]! <= 31, `${seenAtMeasureStart[0]} of the 30 warm-up requests had arrived`);
+    assert.equal(seenAtMeasureStart[0], 30, `${seenAtMeasureStart[0]} of the 30 warm-up requests had arrived (and no measured one)`);
     assert.equal(r.scheduled, 50);
     assert.equal(r.completed, 50);
     assert.equal(r.latencyUs.count, 50);
   });
 
   it('stops early when aborted and reports what was scheduled until then', async () => {
-    const { url } = await servers.http((_req, res) => res.end('ok'));
+    const clock = new ManualClock();
+    let answered = 0;
+    const { url } = await servers.http((_req, res) => {
+      answered++;
+      res.end('ok');
+    });
     const ac = new AbortController();
-    setTimeout(() => ac.abort(), 300);
-    const r = await runLoad({ url, rate: 100, durationMs: 5000, warmupMs: 0, connections: 4, timeoutMs: 2000, signal: ac.signal });
+    const run = runLoad({ url, rate: 100, durationMs: 5000, warmupMs: 0, connections: 4, timeoutMs: 2000, signal: ac.signal, clock });
+    const plan = await started(clock);
+    // Aborted 295 ms into the schedule: requests 0-29 (due at 0, 10, ... 290 ms) were due.
+    await drive(clock, plan.startMs + 295, () => answered === clock.due);
+    ac.abort();
+    const r = await run;
     assert.equal(r.interrupted, true);
-    assert.ok(r.scheduled >= 20 && r.scheduled <= 40, `scheduled ${r.scheduled}`);
+    assert.equal(r.scheduled, 30, `scheduled ${r.scheduled}`);
     assert.equal(r.completed, r.scheduled);
-    assert.ok(r.elapsedMs < 1000);
+    assert.equal(r.elapsedMs, 295);
   });
 
   it('refuses a rate, duration or connection count that is not above 0', async () => {

@@ -1,10 +1,10 @@
-// The bottleneck account on fixed inputs: Prometheus text parsed, counters' deltas
-// (restarts included), time inside / error rate / CPU per service, and the naming of
-// the hop that saturates first.
+// The bottleneck account on fixed inputs: a proxy's counters read from its /metrics
+// text, counters' deltas (restarts included), time inside / error rate / CPU per
+// service, and the naming of the hop that saturates first.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  countersDelta, hopStep, nameBottleneck, parsePrometheus, proxyCounters, type HopStep, type HopTopology, type MeshCounters, type RatedHopStep,
+  countersDelta, hopStep, nameBottleneck, proxyCounters, type HopStep, type HopTopology, type MeshCounters, type RatedHopStep,
 } from '../../src/loadgen/hop-metrics.js';
 import { formatBottleneck, formatHopLine, renderSweepHtml } from '../../src/loadgen/sweep-report.js';
 import type { SweepResult } from '../../src/loadgen/sweep.js';
@@ -46,21 +46,7 @@ function chain(n: number, inside: { a: number; b: number; c: number }, cpuS: { a
   return { at, proxies: Object.entries(text).map(([svc, t]) => proxyCounters(`${svc}-0`, svc, t)) };
 }
 
-describe('Prometheus text', () => {
-  it('parses names, labels (with escapes), values, and skips comments and bad lines', () => {
-    const s = parsePrometheus([
-      '# HELP x a counter', '# TYPE x counter', '',
-      'x_total{a="1",b="say \\"hi\\"\\\\n",c="line\\nbreak"} 42', 'up 1 1700000000000', 'inf_gauge{} +Inf',
-      'not a sample line', 'broken{a=1} 3',
-    ].join('\n'));
-    assert.deepEqual(s, [
-      { name: 'x_total', labels: { a: '1', b: 'say "hi"\\n', c: 'line\nbreak' }, value: 42 },
-      { name: 'up', labels: {}, value: 1 },
-      { name: 'inf_gauge', labels: {}, value: Infinity },
-    ]);
-    assert.deepEqual(parsePrometheus('x 1\ny 2\n', (n) => n === 'y').map((p) => p.name), ['y']);
-  });
-
+describe('a proxy\'s counters', () => {
   it('reads a proxy\'s counters: HTTP count and sum by direction, destination and status; CPU', () => {
     const p = proxyCounters('b-0', 'b', series('b', 'inbound', 'b', 200, 10, 0.5) + series('b', 'inbound', 'b', 503, 2, 0.1) + cpu('b', 1.5, 0.25));
     assert.equal(p.cpuSeconds, 1.5);

@@ -1,9 +1,11 @@
 // Service targets: resolved through the control plane's admin API and the sidecars'
 // admin /config, and load sent from inside the mesh through a real sidecar pair.
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { TrellisError } from '../../src/errors.js';
-import { resolveServiceTarget } from '../../src/loadgen/mesh-target.js';
+import { fetchJson, resolveServiceTarget } from '../../src/loadgen/mesh-target.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { startInbound, startOutbound } from '../helpers/proxy-pair.js';
 import { jsonApi, Servers, trellis } from './helpers.js';
@@ -69,12 +71,10 @@ describe('resolving a service target', () => {
     assert.deepEqual(t.headers, [['Host', 'backend']]);
   });
 
-  it('--from: a service that declares no upstreams reaches any HTTP service through its HTTP proxy listener', async () => {
+  it('--from: a service that declares no upstreams reaches no service, not even through its HTTP proxy listener', async () => {
     const open = services.map((s) => (s.name === 'frontend' ? { ...s, upstreams: [] } : s));
     const f = fake({ ...base, [`${CONTROL}/v1/services`]: { services: open }, 'http://127.0.0.1:7000/config': { addresses: { upstreams: {}, httpProxy: { host: '127.0.0.1', port: 9002 } } } });
-    const t = await resolveServiceTarget({ control: CONTROL, service: 'backend', path: '/', from: 'frontend', getJson: f.getJson });
-    assert.equal(t.url, 'http://127.0.0.1:9002/');
-    assert.deepEqual(t.headers, [['Host', 'backend']]);
+    await usage(resolveServiceTarget({ control: CONTROL, service: 'backend', path: '/', from: 'frontend', getJson: f.getJson }), /frontend does not call backend/);
   });
 
   it('--from: takes the admin address from /v1/proxies when the control plane lists it there', async () => {
@@ -110,6 +110,29 @@ describe('resolving a service target', () => {
   });
 });
 
+describe('reading an admin endpoint', () => {
+  it('fails with TRELLIS_E_ADMIN_UNREACHABLE naming the URL: an error answer or nothing listening', async () => {
+    const server = http.createServer((_req, res) => res.writeHead(500).end());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/services`;
+      await assert.rejects(fetchJson(url), (e: unknown) => e instanceof TrellisError && e.code === 'TRELLIS_E_ADMIN_UNREACHABLE' && e.message === `GET ${url} failed: answered 500`);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+    // The port of a server that was just closed: nothing listens there.
+    const gone = http.createServer();
+    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', r));
+    const control = `http://127.0.0.1:${(gone.address() as AddressInfo).port}`;
+    await new Promise((r) => gone.close(r));
+    await assert.rejects(resolveServiceTarget({ control, service: 'backend', path: '/' }), (e: unknown) => {
+      assert.ok(e instanceof TrellisError && e.code === 'TRELLIS_E_CONTROL_UNREACHABLE');
+      assert.equal(e.message, `cannot reach the control plane at ${control}: GET /v1/services: ECONNREFUSED; is \`trellis control\` (or \`trellis up\`) running?`);
+      return true;
+    });
+  });
+});
+
 describe('trellis load --from through a real sidecar', () => {
   const servers = new Servers();
   let inbound: Sidecar;
@@ -122,7 +145,7 @@ describe('trellis load --from through a real sidecar', () => {
       seen.push({ source: req.headers['trellis-source'] as string | undefined, path: req.url });
       res.end('from backend');
     });
-    inbound = await startInbound('backend', 'v1', app.port);
+    inbound = await startInbound('backend', 'v1', app.port, 'http', { meshServices: ['backend', 'frontend'] });
     const endpoints = [{ id: 'backend-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }];
     outbound = await startOutbound('frontend', {
       backend: { service: 'backend', protocol: 'http', routes: [], backends: { backend: { name: 'backend', endpoints } } },

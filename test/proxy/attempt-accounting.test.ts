@@ -10,6 +10,7 @@ import net from 'node:net';
 import type { Endpoint, RetryConfig, UpstreamSnapshot } from '../../src/control/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
+import { eventually } from '../helpers/eventually.js';
 
 const servers: net.Server[] = [];
 const sidecars: Sidecar[] = [];
@@ -33,7 +34,7 @@ before(async () => {
   const { server, port } = await listenHttp((req, res) => {
     const path = req.url!.split('?')[0]!;
     const status = path.startsWith('/err') ? 500 : path.startsWith('/busy') ? 429 : 200;
-    const delay = path.startsWith('/slow') ? 30 : 0;
+    const delay = path.startsWith('/slow') ? 30 : 0; // a slow answer is one of the outcomes under test
     setTimeout(() => { res.statusCode = status; res.end('x'); }, delay);
   });
   servers.push(server);
@@ -93,19 +94,18 @@ function send(path: string, abortMs = 0): Promise<number> {
       res.on('error', () => resolve(0));
     });
     req.on('error', () => resolve(0));
+    // A client that gives up mid-request is one of the outcomes under test.
     if (abortMs > 0) setTimeout(() => { req.destroy(); resolve(0); }, abortMs);
     req.end();
   });
 }
 
 async function pendingSettles(s: Sidecar, service: string): Promise<{ id: string; pending: number | undefined }[]> {
-  // Closes travel through sockets: give them a bounded moment to land.
-  let view = s.balancing.view().filter((v) => v.service === service);
-  for (let i = 0; i < 100 && view.some((v) => v.pending !== 0); i++) {
-    await new Promise((r) => setTimeout(r, 20));
-    view = s.balancing.view().filter((v) => v.service === service);
-  }
-  return view.map((v) => ({ id: v.id, pending: v.pending }));
+  // Closes travel through sockets: wait until they landed (or the bound passes, and the
+  // caller's assertion shows what leaked).
+  const view = () => s.balancing.view().filter((v) => v.service === service);
+  await eventually(() => !view().some((v) => v.pending !== 0)).catch(() => {});
+  return view().map((v) => ({ id: v.id, pending: v.pending }));
 }
 
 test('after many mixed outcomes (ok, 500, 429, retries, resets, refusals, timeouts, client aborts) no pending count leaks', async () => {

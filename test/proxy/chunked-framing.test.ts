@@ -48,3 +48,17 @@ test('refuses anything but whitespace then ";" after a chunk size, control bytes
     assert.equal(f.feed(b, 0, b.length), b.length, JSON.stringify(good));
   }
 });
+
+test('whitespace after a chunk size may only lead to an extension, and extensions hold no control characters', () => {
+  for (const good of ['5 \t;a=b\r\nhello\r\n0\r\n\r\n', '5 \r\nhello\r\n0\r\n\r\n', '5;a="b c"\r\nhello\r\n0\r\n\r\n']) {
+    const f = new ChunkedFramer();
+    const b = Buffer.from(good);
+    assert.equal(f.feed(b, 0, b.length), b.length, JSON.stringify(good));
+  }
+  for (const bad of ['5 junk\r\n', '5 5\r\n', '5;a\x01\r\n', '5;a\0\r\n']) {
+    const f = new ChunkedFramer();
+    const b = Buffer.from(bad);
+    assert.equal(f.feed(b, 0, b.length), -1);
+    assert.ok(f.error, `expected an error for ${JSON.stringify(bad)}`);
+  }
+});

@@ -8,6 +8,7 @@ import http from 'node:http';
 import type { UpstreamSnapshot } from '../../src/control/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, listenHttp, metricsText, startInbound, startOutbound } from '../helpers/proxy-pair.js';
+import { eventually } from '../helpers/eventually.js';
 
 const servers: http.Server[] = [];
 const sidecars: Sidecar[] = [];
@@ -68,8 +69,7 @@ function send(path: string, service = 'api'): Promise<{ status: number; token: s
 
 test('at maxRequests in flight, every further request overflows at once with 503 overflow, counted exactly', async () => {
   const holding = [send('/hold'), send('/hold'), send('/hold')];
-  for (let i = 0; i < 200 && held.length < 3; i++) await new Promise((r) => setTimeout(r, 10));
-  assert.equal(held.length, 3);
+  await eventually(() => assert.equal(held.length, 3));
   const refused = await Promise.all(Array.from({ length: 7 }, () => send('/other')));
   assert.deepEqual(refused.map((r) => `${r.status} ${r.token}`), Array(7).fill('503 overflow'));
   assert.equal(arrived, 3, 'no overflowed request reached the app');
@@ -101,13 +101,11 @@ test('at maxRetries outstanding, a further retry is not made and the failed answ
 test('at maxConnections, one request waits for a connection (maxPendingRequests) and the next overflows', async () => {
   const before = arrived;
   const holding = [send('/hold', 'pooled'), send('/hold', 'pooled')];
-  for (let i = 0; i < 200 && held.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
-  assert.equal(held.length, 2);
+  await eventually(() => assert.equal(held.length, 2));
   const breaker = () => outbound.balancing.breakers().find((x) => x.service === 'pooled')!;
   assert.equal(breaker().connections, 2);
   const waiting = send('/other', 'pooled');
-  for (let i = 0; i < 200 && breaker().pending < 1; i++) await new Promise((r) => setTimeout(r, 10));
-  assert.equal(breaker().pending, 1);
+  await eventually(() => assert.equal(breaker().pending, 1));
   const over = await send('/other', 'pooled');
   assert.equal(`${over.status} ${over.token}`, '503 overflow');
   assert.equal(breaker().pendingOverflows, 1);

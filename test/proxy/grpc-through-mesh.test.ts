@@ -85,7 +85,7 @@ async function startServer(version: string): Promise<number> {
         if (call.cancelled) return;
         if (n >= 0 && i >= n) return void call.end();
         call.write({ i: i++, version });
-        setTimeout(next, n >= 0 ? 0 : 10);
+        setTimeout(next, n >= 0 ? 0 : 10); // the app's pace of messages, not a wait
       };
       next();
     },

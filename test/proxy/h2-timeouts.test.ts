@@ -10,6 +10,7 @@ import type { RouteEntry } from '../../src/control/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { h2Request, type H2Result } from '../helpers/h2.js';
 import { startInbound, startOutbound } from '../helpers/proxy-pair.js';
+import { eventually } from '../helpers/eventually.js';
 
 let app: http2.Http2Server;
 let inbound: Sidecar;
@@ -58,8 +59,7 @@ test('no response head within backendRequest: 504 timeout, and the app\'s stream
   const r = await h2get('/hang/attempt');
   assert.equal(r.headers[':status'], 504);
   assert.equal(r.headers['trellis-error'], 'timeout');
-  for (let i = 0; i < 50 && cancelled === before; i++) await new Promise((res) => setTimeout(res, 20));
-  assert.equal(cancelled, before + 1);
+  await eventually(() => assert.equal(cancelled, before + 1));
 });
 
 test('past timeouts.request: 504 request-timeout', async () => {
@@ -79,7 +79,9 @@ test('a response in time is untouched, and nothing fires after it', async () => 
   const r = await h2get('/fast');
   assert.equal(r.headers[':status'], 200);
   assert.equal(r.body, 'ok');
-  await new Promise((res) => setTimeout(res, 250)); // past the 150 ms limit: a leftover timer would throw or log here
+  // Kept: time running past the 150 ms limit is the scenario (a leftover timer would
+  // fire, throw or answer in this window); there is no event to wait for instead.
+  await new Promise((res) => setTimeout(res, 250));
   const again = await h2get('/fast');
   assert.equal(again.body, 'ok');
 });

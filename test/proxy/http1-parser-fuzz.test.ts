@@ -44,6 +44,8 @@ function refRequest(head: string): RefRequest | string {
   if (rl === null || !TOKEN.test(rl[1]!)) return 'request line';
   const [, method, rawTarget] = rl as unknown as [string, string, string];
   const minor = Number(rl[3]);
+  // Stricter than RFC 9112, by policy: the mesh opens no tunnel to an address a client names.
+  if (method === 'CONNECT') return 'CONNECT';
   const cl = fields.get('content-length') ?? [];
   const te = fields.get('transfer-encoding') ?? [];
   const hosts = fields.get('host') ?? [];
@@ -82,16 +84,32 @@ function refResponse(head: string): RefResponse | string {
   const parsed = refLines(head);
   if (typeof parsed === 'string') return parsed;
   const { start, fields } = parsed;
-  // The HTTP name is matched case-insensitively, as the parser always has: harmless, as the client reads the head.
-  const sl = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: [\t\x20-\x7e\x80-\xff]*)?$/i.exec(start);
+  // RFC 9112 §2.3: the HTTP name is case-sensitive.
+  const sl = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: [\t\x20-\x7e\x80-\xff]*)?$/.exec(start);
   if (sl === null) return 'status line';
   const minor = Number(sl[1]);
   const cl = fields.get('content-length') ?? [];
   const te = fields.get('transfer-encoding') ?? [];
   if (cl.some((v) => !/^\d{1,15}$/.test(v))) return 'invalid Content-Length';
-  if (new Set(cl.map(Number)).size > 1) return 'conflicting Content-Length';
+  // Stricter than RFC 9112 §6.3 (which lets a recipient take equal repeats as one): any repeat, as the request side.
+  if (cl.length > 1) return 'more than one Content-Length';
   if (cl.length > 0 && te.length > 0) return CL_AND_TE;
+  // Stricter than RFC 9112 (which reads several lines as one list), as the request side is:
+  // one Transfer-Encoding line, so no two readers can disagree on the list.
+  if (te.length > 1) return 'more than one Transfer-Encoding line';
+  // RFC 9110 §8.6, RFC 9112 §6.1: a server MUST NOT send either on a 1xx or 204; a proxy refuses, as it can't tell what follows.
+  const status = Number(sl[2]);
+  if ((status < 200 || status === 204) && (cl.length > 0 || te.length > 0)) return 'length headers on a 1xx or 204 response';
+  // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing; a proxy refuses it.
+  if (te.length > 0 && minor === 0) return 'Transfer-Encoding in HTTP/1.0';
   const codings = te.join(',').split(',').map((t) => t.trim().toLowerCase()).filter(Boolean);
+  // RFC 9112 §6.1: chunked is applied once, last; the parser refuses any other use of it, and an empty or non-token list.
+  if (te.length > 0) {
+    const names = codings.map((c) => c.split(';')[0]!.trim());
+    if (names.length === 0 || names.some((n) => !TOKEN.test(n))) return 'invalid Transfer-Encoding';
+    const at = names.indexOf('chunked');
+    if (at !== -1 && (at !== names.length - 1 || names.lastIndexOf('chunked') !== at)) return 'chunked not once and last';
+  }
   const chunked = te.length > 0 && codings[codings.length - 1] === 'chunked';
   const tokens = (fields.get('connection') ?? []).join(',').split(',').map((t) => t.trim().toLowerCase());
   const close = tokens.includes('close') || (minor === 0 && !tokens.includes('keep-alive')) || (te.length > 0 && !chunked);
@@ -136,7 +154,7 @@ function checkRequest(buf: Buffer, tally: Tally, absoluteForm = false): void {
 
 /** What the proxy sends upstream for a rewritten head must parse to the same request and framing. */
 function roundTrip(r: RequestHead, buf: Buffer): void {
-  const out = Buffer.from(serializeRequestHead(r, '', false), 'latin1');
+  const out = Buffer.from(serializeRequestHead(r, ''), 'latin1');
   const end = findHeadEnd(out, 0, out.length);
   assert.equal(end, out.length, `serialized head has one blank line, at its end: ${show(out)} from ${show(buf)}`);
   const again = parseRequestHead(out, end);

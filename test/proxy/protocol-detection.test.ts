@@ -27,7 +27,7 @@ function startApp(): Promise<number> {
   appH2 = http2.createServer(handler);
   app = net.createServer((socket) => {
     let said = false;
-    // A server-first greeting when the client stays quiet.
+    // A server-first greeting when the client stays quiet (the app's behaviour under test, not a wait).
     const greet = setTimeout(() => { if (!said) socket.write('220 hello, this server speaks first\r\n'); }, 50);
     socket.on('error', () => socket.destroy());
     socket.once('data', (first: Buffer) => {

@@ -4,11 +4,13 @@
 // failing never fails or holds back the real request.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import type { Endpoint, RouteEntry, UpstreamSnapshot } from '../../src/control/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, get, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
+import { eventually } from '../helpers/eventually.js';
 
 interface Copy { url: string; method: string; body: string; headers: http.IncomingHttpHeaders }
 
@@ -21,6 +23,8 @@ let port: number;
 let stalled: net.Server;
 const hung: net.Socket[] = [];
 const copies: Copy[] = [];
+/** Emits each request's URL when its head reaches the primary app (its route was matched before). */
+const primaryHeads = new EventEmitter();
 
 function deadEndpoint(): Promise<Endpoint> {
   return new Promise((resolve) => {
@@ -33,6 +37,7 @@ function deadEndpoint(): Promise<Endpoint> {
 
 before(async () => {
   primary = await listenHttp((req, res) => {
+    primaryHeads.emit(req.url!);
     let body = '';
     req.on('data', (c) => { body += c; });
     req.on('end', () => res.end(`primary ${req.method} ${req.url} ${body}`));
@@ -89,14 +94,20 @@ after(async () => {
   await closeServer(stalled);
 });
 
-/** Waits until `copies` stops growing (mirrors are fire-and-forget), bounded. */
-async function settled(): Promise<number> {
-  let last = -1;
-  for (let i = 0; i < 100 && copies.length !== last; i++) {
-    last = copies.length;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return copies.length;
+let barriers = 0;
+
+/**
+ * The copies that arrived, once those of the requests sent so far have: mirrors are
+ * fire-and-forget, so a mirrored request (100%) is sent after them and its copy awaited
+ * as a barrier. A copy is sent when its request's route matches, before the request is
+ * forwarded, so every earlier copy was on its way before the barrier request was made.
+ * The barrier's own copy is left out.
+ */
+async function settled(): Promise<Copy[]> {
+  const url = `/all/barrier-${++barriers}`;
+  assert.equal((await get(port, url)).status, 200);
+  await eventually(() => copies.some((c) => c.url === url), { what: 'the barrier request\'s copy' });
+  return copies.filter((c) => c.url !== url && !c.url.startsWith('/all/barrier-'));
 }
 
 function post(path: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
@@ -118,7 +129,8 @@ test('a mirrored request reaches the mirror backend with its edits and body; the
   assert.equal(res.body, 'primary GET /all/x?q=1 ');
   const posted = await post('/all/items', '{"n":1}');
   assert.equal(posted.body, 'primary POST /all/items {"n":1}');
-  assert.equal(await settled(), 2);
+  await eventually(() => copies.length >= 2, { what: 'the two copies' });
+  assert.equal((await settled()).length, 2);
   const [g, p] = [copies.find((c) => c.method === 'GET')!, copies.find((c) => c.method === 'POST')!];
   assert.equal(g.url, '/all/x?q=1');
   assert.equal(g.headers['x-user'], 'ann');
@@ -136,11 +148,13 @@ test('a request whose body is still streaming is not mirrored, and is not held b
       r.on('end', () => resolve({ status: r.statusCode!, body: text }));
     });
     req.on('error', reject);
+    // The body follows once the head has reached the app: the route was matched (and the
+    // mirror decided) with none of the body in hand, and the head was not held back for it.
+    once(primaryHeads, '/all/stream').then(() => { req.write('part1-'); req.end('part2'); }, reject);
     req.flushHeaders();
-    setTimeout(() => { req.write('part1-'); req.end('part2'); }, 50);
   });
   assert.equal(res.body, 'primary POST /all/stream part1-part2');
-  assert.equal(await settled(), 0);
+  assert.deepEqual(await settled(), []);
 });
 
 test('percent: about 30% of requests are mirrored', async () => {
@@ -155,7 +169,7 @@ test('percent: about 30% of requests are mirrored', async () => {
   } finally {
     agent.destroy();
   }
-  const n = await settled();
+  const n = (await settled()).filter((c) => c.url === '/some').length;
   // 120 expected; sd ≈ 9, so ±40 is over 4 sd.
   assert.ok(Math.abs(n - 120) <= 40, `mirrored ${n} of ${N}`);
 });

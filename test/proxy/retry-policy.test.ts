@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { RetryBudgetConfig, RetryConfig, RouteEntry, UpstreamSnapshot } from '../../src/control/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, get, listenHttp, metricsText, startInbound, startOutbound } from '../helpers/proxy-pair.js';
+import { eventually } from '../helpers/eventually.js';
 
 const servers: (http.Server | net.Server)[] = [];
 const sidecars: Sidecar[] = [];
@@ -186,15 +187,15 @@ test('a reset before any response byte is retried', async () => {
   assert.equal(resets, 2);
   assert.match(await metricsText(outbound), /trellis_http_retries_total\{destination="reset",route="default\/reset\/all",reason="reset",[^}]*\} 1\n/);
   // The access log line of the exchange says how many attempts it took (lines are
-  // written once per event-loop turn: wait for it, boundedly).
-  let line: { attempts?: number; status?: number } | undefined;
-  for (let i = 0; i < 50 && line === undefined; i++) {
-    await new Promise((r) => setTimeout(r, 20));
+  // written once per event-loop turn: wait for it).
+  const line = await eventually(async () => {
     const text = await readFile(join(logDir, 'access.log'), 'utf8').catch(() => '');
-    line = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { destination: string; attempts?: number; status?: number }).find((l) => l.destination === 'reset');
-  }
-  assert.equal(line?.attempts, 2);
-  assert.equal(line?.status, 200);
+    const found = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { destination: string; attempts?: number; status?: number }).find((l) => l.destination === 'reset');
+    assert.ok(found, 'the exchange\'s access log line');
+    return found;
+  });
+  assert.equal(line.attempts, 2);
+  assert.equal(line.status, 200);
 });
 
 test('retries to a destination that always fails stay within its budget', async () => {

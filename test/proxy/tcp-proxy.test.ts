@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, startInbound, startOutbound } from '../helpers/proxy-pair.js';
+import { eventually } from '../helpers/eventually.js';
 
 let echo: net.Server;
 let inbound: Sidecar;
@@ -61,9 +62,11 @@ test('bytes flow both ways through both sidecars, past a dead endpoint', async (
     const payload = Buffer.alloc(256 * 1024 + i, i);
     assert.deepEqual(await roundTrip(port, payload), payload);
   }
-  await new Promise((r) => setTimeout(r, 50));
-  const conns = await outbound.metrics.registry.getSingleMetricAsString('trellis_tcp_connections_total');
-  assert.match(conns, /direction="outbound",source="backend",destination="redis"[^}]*\} 4/);
-  const bytes = await inbound.metrics.registry.getSingleMetricAsString('trellis_tcp_bytes_total');
-  assert.match(bytes, /direction="inbound"[^}]*flow="sent"[^}]*\} 1048582/);
+  // Connections are counted as they close, which reaches the sidecars after the echo.
+  await eventually(async () => {
+    const conns = await outbound.metrics.registry.getSingleMetricAsString('trellis_tcp_connections_total');
+    assert.match(conns, /direction="outbound",source="backend",destination="redis"[^}]*\} 4/);
+    const bytes = await inbound.metrics.registry.getSingleMetricAsString('trellis_tcp_bytes_total');
+    assert.match(bytes, /direction="inbound"[^}]*flow="sent"[^}]*\} 1048582/);
+  });
 });

@@ -27,6 +27,7 @@ function pattern(n: number, seed: number): Buffer {
 }
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+/** Gaps between writes (and reads) are what these tests are about: bytes that arrive in separate reads. */
 const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const BIG = pattern(6 * 1024 * 1024, 1);
@@ -80,7 +81,7 @@ before(async () => {
     res.end('ok');
   });
   app.server.on('upgrade', (_req, socket: net.Socket) => {
-    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
     socket.pipe(socket);
   });
   // An app that writes its response head a few bytes at a time.
@@ -183,7 +184,7 @@ test('a 101 tunnel echoes 4 MB each way intact', async () => {
   const port = outbound.addresses.upstreams.api!.port;
   const sock = net.connect(port, '127.0.0.1');
   await new Promise<void>((r) => sock.once('connect', r));
-  sock.write('GET /ws HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n');
+  sock.write('GET /ws HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n');
   const payload = pattern(4 * 1024 * 1024, 5);
   const got = await new Promise<Buffer>((resolve, reject) => {
     let buf = Buffer.alloc(0);

@@ -8,6 +8,7 @@ import type { Endpoint, Snapshot, UpstreamSnapshot } from '../../src/control/pro
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { QUEUE_CAPACITY } from '../../src/proxy/wait-queue.js';
 import { closeServer, get, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
+import { eventually } from '../helpers/eventually.js';
 
 let app: http.Server;
 let inbound: Sidecar;
@@ -37,9 +38,8 @@ test('requests to a backend with no endpoint wait for the snapshot that brings o
   try {
     const port = outbound.addresses.upstreams.api!.port;
     const waiting = Array.from({ length: QUEUE_CAPACITY }, () => get(port, '/', {}, a));
-    // Bounded wait until the queue is full (requests arrive over their own connections).
-    for (let i = 0; i < 200 && queueSize() < QUEUE_CAPACITY; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.equal(queueSize(), QUEUE_CAPACITY);
+    // Until the queue is full (requests arrive over their own connections).
+    await eventually(() => assert.equal(queueSize(), QUEUE_CAPACITY));
     const over = await get(port, '/', {}, a);
     assert.equal(over.status, 503);
     assert.equal(over.headers['trellis-error'], 'no-endpoints');

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ProxyMetrics } from '../../src/telemetry/metrics.js';
-import { parsePrometheus, PROXY_CPU_METRIC } from '../../src/loadgen/hop-metrics.js';
+import { PROXY_CPU_METRIC } from '../../src/loadgen/hop-metrics.js';
+import { parsePrometheus } from '../../src/telemetry/prometheus-text.js';
 
 describe('proxy process metrics', () => {
   it('exports CPU seconds, resident memory and heap of this process, labelled with the proxy', async () => {

@@ -33,9 +33,12 @@ export class HeadEdits {
     return this.path + this.#query;
   }
 
-  /** The head for the next hop: hop-by-hop headers dropped (as for any rewritten head), `extra` lines added. */
-  serialize(req: RequestHead, extra: string): string {
-    return serializeRequestHead({ ...req, lines: this.lines, target: this.path + this.#query }, extra, req.upgrade);
+  /**
+   * The head for the next hop: hop-by-hop headers dropped (as for any rewritten head),
+   * `extra` lines added, and an Upgrade only for `upgradeTo` (see serializeRequestHead).
+   */
+  serialize(req: RequestHead, extra: string, upgradeTo = ''): string {
+    return serializeRequestHead({ ...req, lines: this.lines, target: this.path + this.#query }, extra, upgradeTo);
   }
 }
 

@@ -6,6 +6,7 @@ import type http2 from 'node:http2';
 import type net from 'node:net';
 import type { Handler } from '../exchange.js';
 import { HttpServerConnection } from '../http-server-connection.js';
+import type { ListenerContext } from '../listener-context.js';
 
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
@@ -17,27 +18,33 @@ export function sniffPreface(buf: Buffer): 'h2' | 'h1' | 'more' {
   return n === H2_PREFACE.length ? 'h2' : 'more';
 }
 
-/** A connection that sends nothing is closed after this long (as an idle HTTP/1.1 one). */
-const SILENT_TIMEOUT_MS = 120_000;
-
 /** The HTTP/2 server a connection is handed to, made (and node:http2 loaded) on first use. */
 export type H2Server = () => Promise<http2.Http2Server>;
 
-/** Serves an accepted HTTP connection as HTTP/1.1 (through `h1`) or HTTP/2 (through `h2`). */
-export function serveHttp(socket: net.Socket, h1: Handler, h2: H2Server): void {
+/**
+ * Serves an accepted HTTP connection as HTTP/1.1 (through `h1`) or HTTP/2 (through `h2`).
+ * A connection that sends nothing is closed after the idle timeout, as an idle
+ * HTTP/1.1 one is. Anything thrown while reading its first bytes ends this connection
+ * only, reported to `ctx`.
+ */
+export function serveHttp(socket: net.Socket, h1: Handler, h2: H2Server, ctx: ListenerContext): void {
   let seen: Buffer | undefined;
   const silent = (): void => { socket.destroy(); };
-  socket.setTimeout(SILENT_TIMEOUT_MS, silent);
+  socket.setTimeout(ctx.limits.current.idleTimeoutMs, silent);
   const onData = (chunk: Buffer): void => {
-    const buf = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
-    const kind = sniffPreface(buf);
-    if (kind === 'more') {
-      seen = buf;
-      socket.once('data', onData);
-      return;
+    try {
+      const buf = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
+      const kind = sniffPreface(buf);
+      if (kind === 'more') {
+        seen = buf;
+        socket.once('data', onData);
+        return;
+      }
+      socket.removeListener('timeout', silent);
+      handOver(socket, kind, buf, h1, h2, ctx);
+    } catch (err) {
+      ctx.failed('accept', err, socket);
     }
-    socket.removeListener('timeout', silent);
-    handOver(socket, kind, buf, h1, h2);
   };
   socket.once('data', onData);
   // An error before the first byte (a reset) must not crash the process.
@@ -49,17 +56,23 @@ export function serveHttp(socket: net.Socket, h1: Handler, h2: H2Server): void {
  * HTTP/1.1 codec (which takes the bytes as they are), or back to the socket and on to
  * the HTTP/2 server (whose session reads what is buffered on the socket first).
  */
-function handOver(socket: net.Socket, kind: 'h1' | 'h2', buf: Buffer, h1: Handler, h2: H2Server): void {
+function handOver(socket: net.Socket, kind: 'h1' | 'h2', buf: Buffer, h1: Handler, h2: H2Server, ctx: ListenerContext): void {
   if (kind === 'h1') {
-    new HttpServerConnection(socket, h1, buf);
+    new HttpServerConnection(socket, h1, buf, ctx.http1, (err) => ctx.failed('http1', err, socket));
     return;
   }
   socket.pause();
   socket.unshift(buf);
   socket.setNoDelay(true); // small frames (HEADERS, WINDOW_UPDATE) must not wait for Nagle
+  socket.setTimeout(0); // detection's timer: the session's idle timeout takes over
   h2().then((server) => {
-    if (!socket.destroyed) server.emit('connection', socket);
-  }, () => socket.destroy());
+    if (socket.destroyed) return;
+    try {
+      server.emit('connection', socket);
+    } catch (err) {
+      ctx.failed('h2-session', err, socket);
+    }
+  }, (err: unknown) => ctx.failed('h2-session', err, socket));
 }
 
 /** Longest request line protocol detection waits for before calling the bytes opaque. */
@@ -86,27 +99,40 @@ export function sniffProtocol(buf: Buffer): 'h2' | 'h1' | 'opaque' | 'more' {
  * A client that sends nothing within `timeoutMs` (a server-first protocol, such as
  * MySQL or SMTP) is opaque too, after that wait: such services should declare tcp.
  */
-export function detectProtocol(socket: net.Socket, h1: Handler, h2: H2Server, opaque: (socket: net.Socket) => void, timeoutMs: number): void {
+export function detectProtocol(socket: net.Socket, h1: Handler, h2: H2Server, opaque: (socket: net.Socket) => void, timeoutMs: number, ctx: ListenerContext): void {
   let seen: Buffer | undefined;
+  const asOpaque = (): void => {
+    try {
+      opaque(socket);
+    } catch (err) {
+      ctx.failed('tcp', err, socket);
+    }
+  };
   const timer = setTimeout(() => {
     socket.removeListener('data', onData);
     socket.pause();
     if (seen !== undefined) socket.unshift(seen);
-    opaque(socket);
+    asOpaque();
   }, timeoutMs);
   const onData = (chunk: Buffer): void => {
-    const buf = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
-    const kind = sniffProtocol(buf);
-    if (kind === 'more') {
-      seen = buf;
+    try {
+      const buf = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
+      const kind = sniffProtocol(buf);
+      if (kind === 'more') {
+        seen = buf;
+        return;
+      }
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      if (kind !== 'opaque') return handOver(socket, kind, buf, h1, h2, ctx);
+      socket.pause();
+      socket.unshift(buf);
+    } catch (err) {
+      clearTimeout(timer);
+      ctx.failed('accept', err, socket);
       return;
     }
-    clearTimeout(timer);
-    socket.removeListener('data', onData);
-    if (kind !== 'opaque') return handOver(socket, kind, buf, h1, h2);
-    socket.pause();
-    socket.unshift(buf);
-    opaque(socket);
+    asOpaque();
   };
   socket.on('data', onData);
   socket.once('error', () => socket.destroy());

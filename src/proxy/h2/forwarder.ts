@@ -17,6 +17,8 @@ import { H2StreamClient } from './stream-client.js';
 import { endAttempt, NO_ANSWER } from '../attempt.js';
 import { endpointKey } from '../balancer/balancer.js';
 import { sendableElsewhere } from '../retry.js';
+import { PEER_IDLE_TIMEOUT_MS } from '../pool.js';
+import { SessionIdle } from './session-idle.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -25,6 +27,8 @@ const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connecti
 
 interface SessionEntry {
   readonly session: http2.ClientHttp2Session;
+  /** Closes the session once it has had no open stream for the pool's idle timeout. */
+  readonly idle: SessionIdle;
   connected: boolean;
   /** Why connecting failed, once it has. */
   failure: string | undefined;
@@ -34,6 +38,12 @@ interface SessionEntry {
 /** One h2c session per endpoint address, opened on first use and dropped when it closes or goes away. */
 export class H2SessionPool {
   readonly #sessions = new Map<string, SessionEntry>();
+  readonly #idleTimeoutMs: number;
+
+  /** `idleTimeoutMs`: a session with no open stream for this long is closed (as pooled HTTP/1.1 connections to peers are). */
+  constructor(o: { idleTimeoutMs?: number } = {}) {
+    this.#idleTimeoutMs = o.idleTimeoutMs ?? PEER_IDLE_TIMEOUT_MS;
+  }
 
   /** The session to the endpoint; `ready` runs once it is connected, or with the reason it could not connect. */
   session(to: { host: string; port: number }, ready: (entry: SessionEntry, failure: string | undefined) => void): void {
@@ -56,7 +66,7 @@ export class H2SessionPool {
       // Small frames (HEADERS, WINDOW_UPDATE) must not wait for Nagle.
       createConnection: () => net.connect({ host, port, noDelay: true }),
     });
-    const entry: SessionEntry = { session, connected: false, failure: undefined, waiting: [] };
+    const entry: SessionEntry = { session, idle: new SessionIdle(session, this.#idleTimeoutMs), connected: false, failure: undefined, waiting: [] };
     this.#sessions.set(key, entry);
     const drop = (): void => {
       if (this.#sessions.get(key) === entry) this.#sessions.delete(key);
@@ -85,8 +95,6 @@ export class H2SessionPool {
         settle(entry.failure);
       }
     });
-    // An idle session is closed; a busy one never times out (streams keep it active).
-    session.setTimeout(60_000, () => session.close());
     return entry;
   }
 
@@ -188,13 +196,19 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     ex.destinationVersion = e.version;
     pool.session(e, (entry, failure) => {
       if (ex.finished || client.stream.destroyed) return;
-      if (failure !== undefined) return connectFailed(ex, failure);
-      if (entry.session.closed || entry.session.destroyed) return send(ex); // went away meanwhile: a fresh session
-      forward(ex, client, entry.session, endpointKey(e));
+      // This may run from the upstream session's 'connect' event: an exception must not reach the process.
+      try {
+        if (failure !== undefined) return connectFailed(ex, failure);
+        if (entry.session.closed || entry.session.destroyed) return send(ex); // went away meanwhile: a fresh session
+        forward(ex, client, entry, endpointKey(e));
+      } catch (err) {
+        client.failed(err);
+      }
     });
   }
 
-  function forward(ex: Exchange, client: H2StreamClient, session: http2.ClientHttp2Session, address: string): void {
+  function forward(ex: Exchange, client: H2StreamClient, entry: SessionEntry, address: string): void {
+    const session = entry.session;
     const down = client.stream;
     const bodyless = client.bodyless;
     // A retried attempt (retry.ts) replays the body the first attempt kept, once the
@@ -203,19 +217,39 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     let up: http2.ClientHttp2Stream;
     try {
       up = session.request(requestHeaders(ex, client, ex.req.host || address), { endStream: bodyless, waitForTrailers: !bodyless });
-    } catch {
-      return send(ex); // the session closed between the check and the request
+    } catch (err) {
+      if (session.closed || session.destroyed) return send(ex); // the session closed between the check and the request
+      // A request node:http2 refuses to send (a CONNECT, which this mesh does not tunnel): sending it
+      // again would refuse again, forever; the exchange fails, not the proxy (and not the endpoint:
+      // fail() closes the attempt as abandoned).
+      return ex.fail('TRELLIS_E_BAD_REQUEST', { reason: `it can't be sent as HTTP/2 (${err instanceof Error ? err.message : String(err)})` });
     }
+    entry.idle.streamOpened(up);
     // The attempt's round trip, for the balancer and the outlier detector (attempt.ts).
     const sentAt = performance.now();
     // A rule's timeouts bound the wait for the response head, as for HTTP/1.1. HTTP/2
     // streams have no pool sweep (a gRPC stream may rightly last for hours), so a timer
     // is armed only when the rule has timeouts; without them nothing waits on a clock.
     let timer: NodeJS.Timeout | undefined;
+    /**
+     * These handlers write what the upstream sent onto the client's stream, from the
+     * upstream session's events: an exception there (node refusing a header, say) resets
+     * both streams and is reported as the client stream's, never reaching the process.
+     */
+    const guarded = <A extends unknown[]>(fn: (...a: A) => void) => (...a: A): void => {
+      try {
+        fn(...a);
+      } catch (err) {
+        abandoned = true;
+        clearTimeout(timer);
+        if (!up.closed) up.close(NGHTTP2_CANCEL);
+        client.failed(err);
+      }
+    };
     const attemptMs = ex.attemptTimeoutMs || Infinity;
     const deadlineMs = ex.deadline !== 0 ? ex.deadline - sentAt : Infinity;
     if (attemptMs !== Infinity || deadlineMs !== Infinity) {
-      timer = setTimeout(() => {
+      timer = setTimeout(guarded(() => {
         if (abandoned || responded || ex.finished) return;
         endAttempt(ex, NO_ANSWER, sentAt);
         if (deadlineMs > attemptMs && retried('timeout')) return retry(() => {});
@@ -224,7 +258,7 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
         if (!up.closed) up.close(NGHTTP2_CANCEL);
         if (deadlineMs <= attemptMs) ex.fail('TRELLIS_E_REQUEST_TIMEOUT', { route: ex.route?.name ?? '', ms: Math.round(ex.deadline - ex.startedAt) });
         else ex.fail('TRELLIS_E_TIMEOUT', { address, ms: attemptMs });
-      }, Math.max(0, Math.min(attemptMs, deadlineMs)));
+      }), Math.max(0, Math.min(attemptMs, deadlineMs)));
     }
     let responseTrailers: http2.OutgoingHttpHeaders | undefined;
     let responded = false;
@@ -249,7 +283,7 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
 
     up.on('error', () => {});
     if (!bodyless) {
-      up.on('wantTrailers', () => up.sendTrailers(client.trailers === undefined ? {} : trailersOf(client.trailers)));
+      up.on('wantTrailers', guarded(() => up.sendTrailers(client.trailers === undefined ? {} : trailersOf(client.trailers))));
       if (replay) {
         for (const c of ex.bodyQueue ?? []) up.write(c);
         ex.bodyQueue = undefined;
@@ -264,10 +298,15 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
       }
     }
 
-    up.on('response', (h: http2.IncomingHttpHeaders, flags: number) => {
+    up.on('response', guarded((h: http2.IncomingHttpHeaders, flags: number) => {
       clearTimeout(timer);
       if (abandoned || ex.finished || down.destroyed) return;
       const status = Number(h[':status']);
+      if (!(status >= 200 && status <= 599)) {
+        // nghttp2 lets any three digits through; an HTTP/2 response can't carry them on (node throws).
+        endAttempt(ex, NO_ANSWER, sentAt);
+        return retry(() => ex.fail('TRELLIS_E_UPSTREAM_PROTOCOL', { address, reason: 'its response status is outside 200-599' }));
+      }
       if (status === 503 && h['trellis-error'] === 'app-unavailable' && bodyless) {
         // The peer sidecar's app is down and nothing was delivered: another endpoint may do.
         return retry(() => connectFailed(ex, 'its app is unavailable'));
@@ -289,17 +328,17 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
         down.respond(out, { endStream: true });
         return;
       }
-      down.once('wantTrailers', () => down.sendTrailers(responseTrailers ?? {}));
+      down.once('wantTrailers', guarded(() => down.sendTrailers(responseTrailers ?? {})));
       down.respond(out, { waitForTrailers: true });
       up.pipe(down);
-    });
+    }));
     up.on('data', (c: Buffer) => { ex.responseBytes += c.length; });
     up.on('trailers', (t: http2.IncomingHttpHeaders) => {
       responseTrailers = trailersOf(t);
       if (t['grpc-status'] !== undefined) ex.grpcStatus = String(t['grpc-status']);
     });
 
-    up.on('close', () => {
+    up.on('close', guarded(() => {
       clearTimeout(timer);
       if (abandoned || ex.finished || down.destroyed) return;
       const code = up.rstCode ?? NGHTTP2_NO_ERROR;
@@ -315,7 +354,7 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
       if (!responded) return ex.fail(resetCode, { address });
       ex.errorToken = 'upstream-reset';
       down.close(code === NGHTTP2_NO_ERROR ? http2.constants.NGHTTP2_INTERNAL_ERROR : code);
-    });
+    }));
     down.on('close', onDownClose);
   }
 

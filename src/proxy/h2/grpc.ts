@@ -14,11 +14,14 @@ export function isGrpcContentType(ct: string | undefined): boolean {
 /**
  * The gRPC status for a Trellis error, from its HTTP status as gRPC's own
  * HTTP-to-gRPC mapping does (doc/http-grpc-status-mapping.md: 404 → UNIMPLEMENTED,
- * 502/503 → UNAVAILABLE), except that a timeout is DEADLINE_EXCEEDED and anything
- * else the proxy refuses (400, 431, 500) is INTERNAL.
+ * 502/503 → UNAVAILABLE), except that a timeout is DEADLINE_EXCEEDED, an app that
+ * cannot speak gRPC's HTTP/2 at all is UNIMPLEMENTED (UNAVAILABLE would have the
+ * client retry what can never work), and anything else the proxy refuses (400, 431,
+ * 500) is INTERNAL.
  */
 export function grpcStatusOf(code: ErrorCode): number {
   if (code === 'TRELLIS_E_TIMEOUT' || code === 'TRELLIS_E_REQUEST_TIMEOUT') return GRPC_STATUS.DEADLINE_EXCEEDED;
+  if (code === 'TRELLIS_E_APP_PROTOCOL') return GRPC_STATUS.UNIMPLEMENTED;
   switch (ERRORS[code].status as number) {
     case 404: return GRPC_STATUS.UNIMPLEMENTED;
     case 429: case 502: case 503: case 504: return GRPC_STATUS.UNAVAILABLE;

@@ -7,11 +7,15 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import { ERRORS, errorMessage, type ErrorCode } from '../../errors.js';
 import { Exchange, type ClientSide, type Handler } from '../exchange.js';
-import type { RequestHead } from '../http1-parser.js';
+import { sameAuthority, type RequestHead } from '../http1-parser.js';
+import type { ProxyLimits } from '../limits.js';
+import type { ListenerContext } from '../listener-context.js';
 import { GRPC_STATUS, grpcErrorHeaders, grpcStatusOf, isGrpcContentType } from './grpc.js';
+import { SessionIdle } from './session-idle.js';
 
 const END_STREAM = http2.constants.NGHTTP2_FLAG_END_STREAM;
 const EMPTY = Buffer.alloc(0);
+const ignore = (): void => {};
 
 /** The client side of one HTTP/2 stream. */
 export class H2StreamClient implements ClientSide {
@@ -27,12 +31,21 @@ export class H2StreamClient implements ClientSide {
   trailers: http2.IncomingHttpHeaders | undefined;
   /** Set by the forwarder once a stream to the next hop is open: an error answered here cancels it. */
   cancelUpstream: (() => void) | undefined;
+  /** Reports an exception in handling this stream (the listener counts and logs it); set by the server. */
+  onFailure: (err: unknown) => void = ignore;
 
-  constructor(stream: http2.ServerHttp2Stream, bodyless: boolean, grpc: boolean) {
+  /** `socket`: the session's (a stream's own `session` is gone once the session is destroyed). */
+  constructor(stream: http2.ServerHttp2Stream, socket: net.Socket, bodyless: boolean, grpc: boolean) {
     this.stream = stream;
-    this.socket = stream.session!.socket as net.Socket;
+    this.socket = socket;
     this.bodyless = bodyless;
     this.grpc = grpc;
+  }
+
+  /** Resets this stream after an exception in handling it, and reports it. */
+  failed(err: unknown): void {
+    if (!this.stream.destroyed) this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    this.onFailure(err);
   }
 
   // Flow control is HTTP/2's own: the forwarder pipes the stream, so these have nothing to do.
@@ -65,7 +78,13 @@ export class H2StreamClient implements ClientSide {
     const body = JSON.stringify({ code, message: errorMessage(code, params) });
     ex.responseBytes = Buffer.byteLength(body);
     s.respond({ ':status': ex.status, 'content-type': 'application/json', 'content-length': ex.responseBytes, 'trellis-error': ERRORS[code].token });
-    s.end(body);
+    // The answer to a HEAD has no content (RFC 9110 9.3.2; a DATA frame after it is a stream error, RFC 9113 8.1.1).
+    if (ex.req.method === 'HEAD') {
+      ex.responseBytes = 0;
+      s.end();
+    } else {
+      s.end(body);
+    }
   }
 
   respondStream(_ex: Exchange, status: number, lines: string): void {
@@ -112,41 +131,161 @@ export function requestHeadOf(headers: http2.IncomingHttpHeaders): RequestHead {
   };
 }
 
+/** The settings a server advertises for `l` (see {@link createH2Server}). */
+function settingsFor(l: ProxyLimits): http2.Settings {
+  return {
+    // Larger windows than the 64 KiB default, so one stream's throughput is not bound
+    // by round trips on a fast local hop.
+    initialWindowSize: 1024 * 1024,
+    // Envoy's guidance for edge proxies: 100 streams per connection. nghttp2 enforces
+    // it: a stream over it is refused (REFUSED_STREAM) before the client has
+    // acknowledged these settings, and a client that exceeds it after is a protocol
+    // error (GOAWAY). Every client we know of waits for a free stream instead.
+    maxConcurrentStreams: l.h2MaxConcurrentStreams,
+    // A list over h2MaxHeaderListBytes is answered 431 here, as HTTP/1.1's over-size
+    // head is. node resets (ENHANCE_YOUR_CALM) a list over what is advertised before
+    // the stream reaches us: twice the limit, so a list over it still gets its 431 and
+    // one stream's headers are bounded in memory all the same.
+    maxHeaderListSize: Math.min(2 * l.h2MaxHeaderListBytes, 0xffffffff),
+  };
+}
+
+/** A header list's size as SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 §6.5.2): name + value + 32 per field. */
+export function headerListSize(headers: http2.IncomingHttpHeaders): number {
+  let n = 0;
+  for (const name in headers) {
+    const v = headers[name];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) n += name.length + Buffer.byteLength(x, 'latin1') + 32;
+    else n += name.length + Buffer.byteLength(String(v), 'latin1') + 32;
+  }
+  return n;
+}
+
 /**
  * An HTTP/2 server that is never listened on: a listener hands it the connections
  * that start with the HTTP/2 preface (`emit('connection', socket)`), and each stream
- * runs through `handler`.
+ * runs through `handler`. Everything a client sends is handled inside a guard: an
+ * exception while setting up a session ends that session, one while handling a stream
+ * resets that stream, each reported to `ctx` (counted and logged); neither reaches the
+ * process. The limits are read from `ctx.limits` as each connection arrives.
  */
-export function createH2Server(handler: Handler): http2.Http2Server {
-  const server = http2.createServer({
-    // Larger windows than the 64 KiB default, so one stream's throughput is not bound
-    // by round trips on a fast local hop.
-    settings: { initialWindowSize: 1024 * 1024 },
+export function createH2Server(handler: Handler, ctx: ListenerContext): http2.Http2Server {
+  let applied = ctx.limits.current;
+  const server = http2.createServer({ settings: settingsFor(applied) });
+  // Before node makes the session: new limits apply from the next connection on.
+  server.prependListener('connection', () => {
+    const l = ctx.limits.current;
+    if (l === applied) return;
+    applied = l;
+    server.updateSettings(settingsFor(l));
   });
   server.on('session', (session) => {
-    session.on('error', () => session.destroy());
-    // A session window as large as the stream windows, so streams don't starve each other.
-    session.once('localSettings', () => session.setLocalWindowSize(8 * 1024 * 1024));
-  });
-  server.on('stream', (stream, headers, flags) => {
-    stream.on('error', () => {});
-    const grpc = isGrpcContentType(headers['content-type']);
-    const client = new H2StreamClient(stream, (flags & END_STREAM) !== 0, grpc);
-    stream.once('trailers', (t: http2.IncomingHttpHeaders) => { client.trailers = t; });
-    const ex = new Exchange(client, requestHeadOf(headers), EMPTY);
-    // A body still to come keeps a RequestMirror from copying the request (as for HTTP/1.1).
-    ex.requestBodyDone = client.bodyless;
-    stream.once('close', () => {
-      if (ex.finished) return;
-      const reset = stream.rstCode !== undefined && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR;
-      // A reset before the response ended: the client cancelled (a gRPC deadline or cancel).
-      if (reset) ex.errorToken ||= 'client-closed';
-      // A gRPC call that ended without a grpc-status did not succeed, whatever its HTTP status:
-      // CANCELLED when reset (as the client sees it), else UNKNOWN.
-      if (grpc && ex.grpcStatus === '' && ex.status !== 0) ex.grpcStatus = String(reset ? GRPC_STATUS.CANCELLED : GRPC_STATUS.UNKNOWN);
-      ex.finish(false);
-    });
-    handler(ex);
+    try {
+      serveSession(session, handler, ctx);
+    } catch (err) {
+      session.destroy();
+      ctx.failed('h2-session', err);
+    }
   });
   return server;
+}
+
+function serveSession(session: http2.ServerHttp2Session, handler: Handler, ctx: ListenerContext): void {
+  const socket = session.socket as net.Socket;
+  const limits = ctx.limits.current;
+  session.on('error', (err: Error) => {
+    // A reset or a write to a closed socket is a client gone, not an error; node's
+    // ERR_HTTP2_* codes are HTTP/2 broken (by the client) or a GOAWAY with an error.
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('ERR_HTTP2_')) ctx.failed('h2-protocol', err);
+    session.destroy();
+  });
+  // A session window as large as the stream windows, so streams don't starve each other.
+  session.once('localSettings', () => {
+    if (!session.destroyed) session.setLocalWindowSize(8 * 1024 * 1024);
+  });
+  const idle = new SessionIdle(session, limits.idleTimeoutMs);
+  /**
+   * The highest stream id that reached us. Client streams are numbered 1, 3, 5…, so a
+   * gap before the next one is streams refused before they reached us (node tells
+   * nothing of those): counted then.
+   */
+  let lastId = -1;
+  session.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number) => {
+    const id = stream.id ?? lastId;
+    const gap = (id - lastId) / 2 - 1;
+    if (id > lastId) lastId = id;
+    if (gap >= 1) ctx.refused('h2-streams', gap);
+    // First: a stream destroyed with its session emits its error next, and an 'error'
+    // with no listener ends the process. The client sees the reset; nothing to do here.
+    stream.on('error', ignore);
+    // The session may be gone by the time its first stream's event runs: a HEADERS
+    // frame and a GOAWAY (or any connection error) in one packet. Nothing to answer.
+    if (stream.destroyed || session.destroyed) return;
+    try {
+      idle.streamOpened(stream);
+      serveStream(stream, headers, flags, socket, handler, ctx, limits);
+    } catch (err) {
+      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      ctx.failed('h2-stream', err);
+    }
+  });
+}
+
+function serveStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, socket: net.Socket,
+  handler: Handler, ctx: ListenerContext, limits: ProxyLimits): void {
+  if (headerListSize(headers) > limits.h2MaxHeaderListBytes) {
+    // As HTTP/1.1 answers an over-size head (431, then close): the stream, not the session.
+    ctx.refused('h2-header-list');
+    const body = JSON.stringify({ code: 'TRELLIS_E_HEAD_TOO_LARGE', message: errorMessage('TRELLIS_E_HEAD_TOO_LARGE', { limit: limits.h2MaxHeaderListBytes }) });
+    stream.respond({ ':status': 431, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'trellis-error': ERRORS.TRELLIS_E_HEAD_TOO_LARGE.token });
+    stream.end(body);
+    // A request body still coming is not read: the stream is reset once the answer is out.
+    if ((flags & END_STREAM) === 0) stream.once('finish', () => { if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR); });
+    return;
+  }
+  const grpc = isGrpcContentType(headers['content-type']);
+  const client = new H2StreamClient(stream, socket, (flags & END_STREAM) !== 0, grpc);
+  client.onFailure = (err) => ctx.failed('h2-stream', err);
+  stream.once('trailers', (t: http2.IncomingHttpHeaders) => { client.trailers = t; });
+  const ex = new Exchange(client, requestHeadOf(headers), EMPTY);
+  // A body still to come keeps a RequestMirror from copying the request (as for HTTP/1.1).
+  ex.requestBodyDone = client.bodyless;
+  stream.once('close', () => {
+    if (ex.finished) return;
+    try {
+      closed();
+    } catch (err) {
+      ctx.failed('h2-stream', err);
+    }
+  });
+  const closed = (): void => {
+    const reset = stream.rstCode !== undefined && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR;
+    // A reset before the response ended: the client cancelled (a gRPC deadline or cancel).
+    if (reset) ex.errorToken ||= 'client-closed';
+    // A gRPC call that ended without a grpc-status did not succeed, whatever its HTTP status:
+    // CANCELLED when reset (as the client sees it), else UNKNOWN.
+    if (grpc && ex.grpcStatus === '' && ex.status !== 0) ex.grpcStatus = String(reset ? GRPC_STATUS.CANCELLED : GRPC_STATUS.UNKNOWN);
+    ex.finish(false);
+  };
+  const refused = refusal(headers);
+  if (refused !== undefined) return ex.fail('TRELLIS_E_BAD_REQUEST', { reason: refused });
+  handler(ex);
+}
+
+/**
+ * Why an HTTP/2 request is refused before it is routed, or undefined. CONNECT (RFC 9113
+ * §8.5; extended CONNECT is refused by Node itself, which does not enable it): a tunnel
+ * to any address is not a mesh's to open. A host header naming another authority than
+ * :authority (RFC 9113 §8.3.1): routing reads one, and the next hop would get the other.
+ */
+function refusal(headers: http2.IncomingHttpHeaders): string | undefined {
+  if (headers[':method'] === 'CONNECT') return 'CONNECT is not supported';
+  const authority = headers[':authority'];
+  const host = headers.host;
+  if (authority !== undefined && host !== undefined && !sameAuthority(host, authority, headers[':scheme'] === 'https' ? ':443' : ':80')) {
+    return 'the host header names another host than :authority';
+  }
+  return undefined;
 }

@@ -4,10 +4,10 @@
 // from the proxies' own ProxyMetrics, so the parsing is checked against what they print.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { histogramQuantile, judge, versionReading, windowStats, type CanaryLimits } from '../../src/cli/canary-check.js';
-import { parsePercent, parseSteps, pickStable, stepWeights } from '../../src/cli/canary.js';
-import { TrellisError } from '../../src/errors.js';
+import { histogramQuantile, judge, versionReading, windowStats, type CanaryLimits } from '../../src/canary/judge.js';
 import { ProxyMetrics, type HttpLabels } from '../../src/telemetry/metrics.js';
+import { BalancingState } from '../../src/proxy/balancing.js';
+import type { CompiledBackend } from '../../src/proxy/router.js';
 
 const toV2: HttpLabels = { direction: 'outbound', source: 'frontend', destination: 'backend', destinationVersion: 'v2', route: 'default/split/rule/0' };
 const limits: CanaryLimits = { maxErrorRate: 0.01, maxP99Ms: 200, minRequests: 20 };
@@ -85,21 +85,6 @@ test('fewer requests than --min-requests is not a pass, whatever they show', () 
   assert.deepEqual(judge(s, { ...limits, minRequests: 19 }), { kind: 'pass' });
 });
 
-test('steps, percents and the stable version', () => {
-  assert.deepEqual(parseSteps('5,25,50,100'), [5, 25, 50, 100]);
-  assert.deepEqual(parseSteps('10%, 100%'), [10, 100]);
-  for (const bad of ['0,50', '50,25', '5,,10', '101', 'half']) {
-    assert.throws(() => parseSteps(bad), (e: unknown) => e instanceof TrellisError && e.code === 'TRELLIS_E_USAGE', bad);
-  }
-  assert.equal(parsePercent('1%', '--max-error-rate'), 0.01);
-  assert.equal(parsePercent('0.5', '--max-error-rate'), 0.005);
-  assert.throws(() => parsePercent('150%', '--max-error-rate'), /expects a percent from 0 to 100/);
-  const view = { service: 'backend', versions: ['v1', 'v2', 'v3'], weights: { v1: 10, v2: 5, v3: 85 }, rules: [], byInstances: { v1: 1, v2: 1, v3: 1 } };
-  assert.equal(pickStable(view, 'v2'), 'v3');
-  assert.equal(pickStable({ ...view, weights: null }, 'v2'), 'v1');
-  assert.deepEqual(stepWeights(['v1', 'v2', 'v3'], 'v2', 'v3', 25), { v1: 0, v2: 25, v3: 75 });
-});
-
 test('a gRPC call that ends in an error status counts as an error, though it was answered with HTTP 200', () => {
   const m = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
   const before = versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2');
@@ -109,4 +94,63 @@ test('a gRPC call that ends in an error status counts as an error, though it was
   const s = windowStats(before, after);
   assert.equal(s.requests, 100);
   assert.equal(s.errors, 10);
+});
+
+// When outlier detection ejects the canary's only instance, its callers send its share to
+// the stable version (failover): those requests are never the canary's, and the canary
+// used to see "too little traffic to judge" where its instance was failing. The metrics
+// come from a real BalancingState, as a sidecar prints them.
+function shopBalancing(m: ProxyMetrics): { balancing: BalancingState; v2: CompiledBackend } {
+  const balancing = new BalancingState();
+  m.watchBalancing(balancing);
+  const ep = (id: string, version: string) => ({ id, host: '127.0.0.1', port: 1, version });
+  const backends = balancing.backendsFor({
+    service: 'backend', protocol: 'http', routes: [],
+    backends: {
+      backend: { name: 'backend', endpoints: [ep('backend-v1-0', 'v1'), ep('backend-v2-0', 'v2')] },
+      'backend-v1': { name: 'backend-v1', endpoints: [ep('backend-v1-0', 'v1')], failover: 'backend' },
+      'backend-v2': { name: 'backend-v2', endpoints: [ep('backend-v2-0', 'v2')], failover: 'backend' },
+    },
+  });
+  return { balancing, v2: backends.get('backend-v2')! };
+}
+
+const reading = async (m: ProxyMetrics): Promise<ReturnType<typeof versionReading>> => versionReading([{ id: 'frontend-0', text: await m.text() }], 'backend', 'v2');
+
+test('an ejection of the canary\'s instance fails the step, whatever the traffic, and the reason says so', async () => {
+  const m = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
+  const { v2 } = shopBalancing(m);
+  const before = await reading(m);
+  // Five 500s in a row: ejected (Envoy's consecutive5xx); every request for v2 after that goes to v1.
+  observe(m, toV2, 500, 0.004, 5);
+  for (let i = 0; i < 5; i++) v2.outliers!.report('backend-v2-0', 'server-error', performance.now());
+  v2.failovers!.count += 70;
+  const s = windowStats(before, await reading(m));
+  assert.deepEqual({ requests: s.requests, errors: s.errors, failovers: s.failovers, ejections: s.ejections }, { requests: 5, errors: 5, failovers: 70, ejections: { 'consecutive-5xx': 1 } });
+  assert.deepEqual(judge(s, limits), {
+    kind: 'breach', metric: 'ejection',
+    reason: "outlier detection in the callers' sidecars ejected the version's instances 1 time (consecutive-5xx); 75 of 75 requests failed: 5 answered with errors, 70 sent to other versions because no instance could take them",
+  });
+});
+
+test('requests for the canary sent to other versions count as its failed requests, not as missing traffic', async () => {
+  const m = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
+  const { v2 } = shopBalancing(m);
+  // Ejected before the window began: in the window, only failovers.
+  for (let i = 0; i < 5; i++) v2.outliers!.report('backend-v2-0', 'server-error', performance.now());
+  const before = await reading(m);
+  v2.failovers!.count += 40;
+  observe(m, { ...toV2, destinationVersion: 'v1' }, 200, 0.004, 40); // v1 answered them: not v2's
+  const s = windowStats(before, await reading(m));
+  assert.deepEqual({ requests: s.requests, failovers: s.failovers, ejections: s.ejections }, { requests: 0, failovers: 40, ejections: {} });
+  assert.deepEqual(judge(s, limits), {
+    kind: 'breach', metric: 'error rate',
+    reason: 'error rate 100% (40 of 40 requests failed: 0 answered with errors, 40 sent to other versions because no instance could take them) is above --max-error-rate 1%',
+  });
+  // Failovers of another version's backend are not the canary's.
+  const other = await reading(m);
+  observe(m, toV2, 200, 0.004, 30);
+  const s2 = windowStats(other, await reading(m));
+  assert.equal(s2.failovers, 0);
+  assert.deepEqual(judge(s2, limits), { kind: 'pass' });
 });

@@ -1,0 +1,194 @@
+// The `Mesh` kind (trellis.dev/v1alpha1): the services of one mesh, their versions,
+// health checks and upstreams, and the limits and access logs of its proxies.
+import { Type, type Static } from '@sinclair/typebox';
+import { DnsLabel, duration, httpPath, Metadata, Port, strict, StringMap, TRELLIS_API_VERSION } from './common.js';
+
+/**
+ * Defaults of the Mesh kind. The schema annotates them (`default`) for editors and
+ * the JSON Schema; the normalizer (src/config/normalize.ts) applies the same values.
+ */
+export const MESH_DEFAULTS = {
+  /** No protocol declared: each connection's first bytes decide (HTTP/1.1, HTTP/2 or opaque TCP). */
+  protocol: 'detect',
+  replicas: 1,
+  healthInterval: '2s',
+  healthTimeout: '1s',
+  healthyThreshold: 1,
+  unhealthyThreshold: 2,
+  versionName: 'default',
+} as const;
+
+// Numbers and booleans are accepted because `DEBUG: true` in YAML is not a string,
+// and refusing it would only teach people to quote; the normalizer stringifies them.
+const EnvMap = Type.Record(
+  Type.String(),
+  Type.Union([Type.String(), Type.Number(), Type.Boolean()], { description: 'a string, number or boolean' }),
+  { description: 'a mapping of environment variable names to values' },
+);
+
+const Upstream = Type.Union(
+  [
+    DnsLabel,
+    Type.Object(
+      {
+        service: DnsLabel,
+        // The sidecar's local listener for this upstream; otherwise one is picked.
+        port: Type.Optional(Port),
+      },
+      strict,
+    ),
+  ],
+  { description: 'a service name, or { service, port? }' },
+);
+
+const healthTiming = {
+  interval: Type.Optional(duration({ default: MESH_DEFAULTS.healthInterval })),
+  timeout: Type.Optional(duration({ default: MESH_DEFAULTS.healthTimeout })),
+  healthyThreshold: Type.Optional(Type.Integer({ minimum: 1, default: MESH_DEFAULTS.healthyThreshold })),
+  unhealthyThreshold: Type.Optional(Type.Integer({ minimum: 1, default: MESH_DEFAULTS.unhealthyThreshold })),
+};
+
+// Two closed shapes rather than one object with two optional probes: "exactly one
+// of http / tcp" is then part of the schema (and of the JSON Schema) instead of a
+// hand-written check.
+const HealthCheck = Type.Union(
+  [
+    Type.Object(
+      {
+        http: Type.Object(
+          {
+            path: httpPath(),
+            // Absent: any 2xx is healthy.
+            status: Type.Optional(Type.Integer({ minimum: 100, maximum: 599 })),
+          },
+          strict,
+        ),
+        ...healthTiming,
+      },
+      strict,
+    ),
+    Type.Object({ tcp: Type.Object({}, strict), ...healthTiming }, strict),
+  ],
+  {
+    description:
+      'a health check with exactly one probe, http: { path, status? } or tcp: {}, plus optional interval, timeout, healthyThreshold, unhealthyThreshold',
+    // No `default` here: TypeBox merges object defaults into given values, which
+    // would add `tcp` to every http check. A missing health check means a tcp one
+    // with default timing (see normalize.ts).
+  },
+);
+
+const ServiceVersion = Type.Object(
+  {
+    name: DnsLabel,
+    labels: Type.Optional(StringMap),
+    // Defaults to the service's replicas.
+    replicas: Type.Optional(Type.Integer({ minimum: 0 })),
+    command: Type.Optional(Type.String({ minLength: 1 })),
+    env: Type.Optional(EnvMap),
+  },
+  strict,
+);
+
+const MeshService = Type.Object(
+  {
+    name: DnsLabel,
+    protocol: Type.Optional(
+      Type.Union([Type.Literal('http'), Type.Literal('http1'), Type.Literal('http2'), Type.Literal('grpc'), Type.Literal('tcp')], {
+        description: 'http, http1, http2, grpc or tcp; when omitted the proxies detect it per connection (HTTP/1.1, HTTP/2, else opaque TCP). '
+          + 'http1, http2 and grpc also say which HTTP the app speaks (http2 and grpc: HTTP/2 with prior knowledge only); with http or none, the inbound sidecar probes the app once. '
+          + 'Server-first protocols (MySQL, SMTP) must be declared tcp.',
+      }),
+    ),
+    // No command: an external process that the runner does not start.
+    command: Type.Optional(Type.String({ minLength: 1 })),
+    cwd: Type.Optional(Type.String({ minLength: 1 })),
+    env: Type.Optional(EnvMap),
+    port: Type.Optional(Port),
+    replicas: Type.Optional(Type.Integer({ minimum: 0, default: MESH_DEFAULTS.replicas })),
+    public: Type.Optional(Type.Object({ port: Type.Optional(Port) }, strict)),
+    requires: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+    optional: Type.Optional(Type.Boolean()),
+    upstreams: Type.Optional(Type.Array(Upstream)),
+    health: Type.Optional(HealthCheck),
+    upgrades: Type.Optional(
+      Type.Array(
+        Type.String({
+          pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+(/[!#$%&'*+.^_`|~0-9A-Za-z-]+)?$",
+          maxLength: 64,
+          description: 'an HTTP Upgrade protocol such as websocket or SPDY/3.1',
+        }),
+        {
+          maxItems: 16,
+          description:
+            'the HTTP/1.1 upgrade protocols the service accepts through the mesh (byte tunnels after 101, which routes no longer see); default [websocket], [] for none; h2c is never tunnelled',
+        },
+      ),
+    ),
+    versions: Type.Optional(Type.Array(ServiceVersion, { minItems: 1 })),
+  },
+  strict,
+);
+
+// The limits every proxy holds clients and peers to (src/proxy/limits.ts has the
+// defaults and why each was chosen). Bounds keep a typo from disabling a limit.
+const ProxyLimits = Type.Object(
+  {
+    maxRequestHeadBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1024 * 1024, description: 'the largest HTTP/1.1 request head in bytes (1 KiB to 1 MiB); default 16384' })),
+    requestHeaderTimeout: Type.Optional(duration({ description: 'a duration such as 30s (the longest a request head may take to arrive; default 30s)' })),
+    idleTimeout: Type.Optional(duration({ description: 'a duration such as 2m (how long a client connection with no request in progress stays open; default 120s)' })),
+    h2MaxConcurrentStreams: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, description: 'concurrent streams per HTTP/2 connection (1 to 10000); default 100' })),
+    h2MaxHeaderListBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1024 * 1024, description: 'the largest HTTP/2 header list in bytes (1 KiB to 1 MiB); default 16384' })),
+    maxConnectionsPerListener: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'open client connections per proxy listener (1 to 1000000); default 10000' })),
+    appProbeTimeout: Type.Optional(duration({ description: 'a duration such as 1s (how long the inbound sidecar waits for its app to answer an HTTP/2 probe; default 1s)' })),
+  },
+  { ...strict, description: 'limits every proxy holds connections to' },
+);
+
+// How the proxies the local runner starts keep their access logs (src/telemetry/access-log.ts
+// has the defaults and why). Bounds keep a typo from turning rotation off or filling a disk.
+const AccessLog = Type.Object(
+  {
+    keepQuery: Type.Optional(Type.Boolean({ description: 'true to log query strings as sent; default false (values replaced by REDACTED)' })),
+    maxFileBytes: Type.Optional(Type.Integer({ minimum: 64 * 1024, maximum: 1024 * 1024 * 1024, description: 'the size in bytes at which a log file is rotated (64 KiB to 1 GiB); default 10485760' })),
+    maxFiles: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'how many rotated files are kept (1 to 100); default 5' })),
+  },
+  { ...strict, description: 'how proxies keep their access logs' },
+);
+
+/** Schema of the `Mesh` kind. */
+export const MeshSchema = Type.Object(
+  {
+    apiVersion: Type.Literal(TRELLIS_API_VERSION),
+    kind: Type.Literal('Mesh'),
+    metadata: Metadata,
+    spec: Type.Object(
+      {
+        include: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+        services: Type.Array(MeshService),
+        proxyLimits: Type.Optional(ProxyLimits),
+        accessLog: Type.Optional(AccessLog),
+      },
+      strict,
+    ),
+  },
+  { ...strict, title: 'Mesh', description: 'The services of one Trellis mesh.' },
+);
+
+/** A `Mesh` resource as written (after `Value.Default`, schema defaults are present). */
+export type MeshResource = Static<typeof MeshSchema>;
+/** The spec of a Mesh: includes and services. */
+export type MeshSpec = MeshResource['spec'];
+
+export type ProxyLimitsSpec = Static<typeof ProxyLimits>;
+
+/** The Mesh's `spec.accessLog`. */
+export type AccessLogSpec = Static<typeof AccessLog>;
+/** One service of a Mesh as written; see `NormalizedService` for the filled-in form. */
+export type MeshService = Static<typeof MeshService>;
+/** One version of a service as written. */
+export type ServiceVersion = Static<typeof ServiceVersion>;
+/** A health check as written: exactly one of `http` / `tcp`, plus timing. */
+export type HealthCheck = Static<typeof HealthCheck>;
+/** An upstream as written: a service name or `{ service, port? }`. */
+export type Upstream = Static<typeof Upstream>;
