@@ -263,7 +263,8 @@ export function parseRequestHead(buf: Buffer, headEnd: number): RequestHead | Pa
       if (!hostSeen) lines.push(`Host: ${authority}`);
       else if (!sameAuthority(host, authority, m[1]!.length === 5 ? ':443' : ':80')) return bad('the Host header names another host than the absolute-form target');
       host = authority;
-      path = m[3] || '/';
+      // An empty path is "/" (RFC 9112 §3.2.1), a query included: `http://a?q=1` is `/?q=1`.
+      path = m[3] === '' || m[3] === undefined ? '/' : m[3].charCodeAt(0) === 63 /* ? */ ? `/${m[3]}` : m[3];
       rewrite = true;
     } else if (target !== '*' || method !== 'OPTIONS') {
       return bad('invalid request target');

@@ -224,3 +224,11 @@ test('an absolute-form target and a Host header must name the same host', () => 
   const old = ok('GET http://backend/x HTTP/1.0\r\n\r\n');
   assert.match(serializeRequestHead(old, ''), /^GET \/x HTTP\/1\.0\r\nHost: backend\r\n\r\n$/);
 });
+
+// Found by the parser fuzzer once absolute-form targets were checked (issue 10).
+test('an absolute-form target with an empty path and a query becomes /?query, not ?query', () => {
+  const r = ok('GET http://echo?q=1 HTTP/1.1\r\nHost: echo\r\n\r\n');
+  assert.equal(r.target, '/?q=1');
+  assert.equal(r.path, '/');
+  assert.match(serializeRequestHead(r, ''), /^GET \/\?q=1 HTTP\/1\.1\r\n/);
+});
