@@ -20,6 +20,11 @@ export interface ControlClientOptions {
 
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5000;
+/**
+ * The longest message the control plane may send, in characters: a snapshot with every
+ * endpoint of a thousand services is a few MB; 64 Mi leaves room and still bounds memory.
+ */
+const MAX_MESSAGE_CHARS = 64 * 1024 * 1024;
 
 export class ControlClient {
   readonly #o: ControlClientOptions;
@@ -76,6 +81,11 @@ export class ControlClient {
         pending = pending.slice(nl + 1);
         if (line.trim()) this.#onMessage(line);
       }
+      // A message that never ends would hold memory without bound: the stream is dropped (and retried).
+      if (pending.length > MAX_MESSAGE_CHARS) {
+        pending = '';
+        socket.destroy();
+      }
     };
     socket.setEncoding('utf8');
     socket.on('data', onText);
@@ -95,6 +105,8 @@ export class ControlClient {
     } catch {
       return;
     }
+    // Valid JSON that is no message (`null`, a number) is ignored as unparsable text is.
+    if (typeof msg !== 'object' || msg === null) return;
     if (msg.type === 'snapshot') {
       try {
         this.#o.apply(msg.snapshot);
