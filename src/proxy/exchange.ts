@@ -5,7 +5,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Endpoint } from '../control/protocol.js';
 import { ERRORS, errorMessage, type ErrorCode } from '../errors.js';
 import type { RequestHead } from './http1-parser.js';
-import type { RetryState } from './retry.js';
+import type { Replayer } from './retry.js';
 import type { CompiledBackend, CompiledRoute, CompiledUpstream } from './router.js';
 import type { HeadEdits } from './filters/head-edits.js';
 import type { HeaderModifier } from './filters/header-modifier.js';
@@ -156,7 +156,7 @@ export class Exchange {
   /** Time allowed for each attempt's response head, in ms; 0: the pool's default. */
   attemptTimeoutMs = 0;
   /** Set by the retry layer while this request may be sent again. */
-  retry: RetryState | undefined;
+  retry: Replayer | undefined;
   /** Attempts made (more than 1 when retried), for the access log. */
   attempts = 1;
 

@@ -78,8 +78,18 @@ export interface RetryObserver {
 /** Why an attempt failed: a status code, or `reset` / `timeout` before any response byte. */
 export type RetryReason = number | 'reset' | 'timeout';
 
+/** What the codecs and the exchange ask of the replay armed on an exchange (`ex.retry`). */
+export interface Replayer {
+  /** Keeps a request body chunk for a replay. */
+  record(chunk: Buffer): void;
+  /** Whether a response with this status is one to retry. */
+  retriesStatus(status: number): boolean;
+  /** Sends the exchange again if it may be; false when not (the caller reports the failure). */
+  again(ex: Exchange, reason: RetryReason): boolean;
+}
+
 /** The replay state of one exchange; present while it may still be sent again. */
-export class RetryState {
+export class RetryState implements Replayer {
   readonly #policy: RetryConfig;
   readonly #budget: RetryBudget;
   readonly #next: Handler;
@@ -196,22 +206,50 @@ function elsewhere(ex: Exchange): boolean {
  * of rules without one. It wraps split → balance → forward, so each retry picks its
  * backend and endpoint anew.
  */
-export function retry(observer: RetryObserver): Layer {
-  return (next) => (ex) => {
-    const budget = ex.upstream!.budget;
-    // Every request earns budget, whether or not it can be retried.
-    budget.deposit();
-    const policy = ex.route!.retry;
-    if (policy === undefined) {
-      if (sendableElsewhere(ex.req.method, bodylessRequest(ex))) ex.retry = new RetryState(RESET_REPLAY, budget, next, observer, true);
-      return next(ex);
-    }
-    if (!policy.nonIdempotent && !IDEMPOTENT.has(ex.req.method)) return next(ex);
-    if (ex.req.contentLength > policy.maxBodyBytes) return next(ex);
-    const state = new RetryState(policy, budget, next, observer);
-    // Body bytes that came with the head (or arrived during a fault delay) are queued already.
-    if (ex.bodyQueue !== undefined) for (const c of ex.bodyQueue) state.record(c);
+/**
+ * The default reset replay of one retry layer, shared by its exchanges: a safe body-less
+ * request is the hot path (every GET), and its state is only needed once a reset
+ * happens; then a {@link RetryState} is made and takes the exchange's `retry`, so one
+ * replay at most is made.
+ */
+class ResetReplay implements Replayer {
+  readonly #next: Handler;
+  readonly #observer: RetryObserver;
+  constructor(next: Handler, observer: RetryObserver) {
+    this.#next = next;
+    this.#observer = observer;
+  }
+  record(): void {}
+  retriesStatus(): boolean {
+    return false;
+  }
+  again(ex: Exchange, reason: RetryReason): boolean {
+    if (reason !== 'reset' || ex.upstream === undefined) return false;
+    const state = new RetryState(RESET_REPLAY, ex.upstream.budget, this.#next, this.#observer, true);
     ex.retry = state;
-    next(ex);
+    return state.again(ex, reason);
+  }
+}
+
+export function retry(observer: RetryObserver): Layer {
+  return (next) => {
+    const resetReplay = new ResetReplay(next, observer);
+    return (ex) => {
+      const budget = ex.upstream!.budget;
+      // Every request earns budget, whether or not it can be retried.
+      budget.deposit();
+      const policy = ex.route!.retry;
+      if (policy === undefined) {
+        if (sendableElsewhere(ex.req.method, bodylessRequest(ex))) ex.retry = resetReplay;
+        return next(ex);
+      }
+      if (!policy.nonIdempotent && !IDEMPOTENT.has(ex.req.method)) return next(ex);
+      if (ex.req.contentLength > policy.maxBodyBytes) return next(ex);
+      const state = new RetryState(policy, budget, next, observer);
+      // Body bytes that came with the head (or arrived during a fault delay) are queued already.
+      if (ex.bodyQueue !== undefined) for (const c of ex.bodyQueue) state.record(c);
+      ex.retry = state;
+      next(ex);
+    };
   };
 }

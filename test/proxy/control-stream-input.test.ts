@@ -20,8 +20,7 @@ async function fakeControl(write: (socket: net.Socket, connection: number) => vo
     sockets.add(socket);
     connections++;
     socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: trellis-stream\r\nConnection: Upgrade\r\n\r\n');
-    socket.setEncoding('utf8');
-    socket.on('data', (t: string) => received.push(...t.split('\n').filter(Boolean)));
+    socket.on('data', (t: Buffer) => received.push(...t.toString('utf8').split('\n').filter(Boolean)));
     socket.on('error', () => {});
     write(socket, connections);
   });
