@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { loadConfig } from '../config/load.js';
 import { formatProblem } from '../config/problems.js';
 import { TrellisError } from '../errors.js';
-import type { HostPort } from './protocol.js';
+import type { HostPort } from '../api/protocol.js';
 import { MeshModel, type ConfigProblem } from './model.js';
 import { HealthChecker, type HealthCheckerOptions } from './health-checker.js';
 import { Distributor } from './distributor.js';

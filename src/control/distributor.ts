@@ -6,7 +6,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errorBody, TrellisError } from '../errors.js';
-import type { ControlMessage, ProxyInfo } from './protocol.js';
+import type { ControlMessage, ProxyInfo } from '../api/protocol.js';
 import type { MeshModel } from './model.js';
 import { compileSnapshot, type RoutableInstance } from './compiler.js';
 import { SnapshotVersions } from './snapshot-versions.js';

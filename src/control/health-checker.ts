@@ -5,7 +5,7 @@
 // turns healthy (an app often starts listening a little after its sidecar says hello).
 import http from 'node:http';
 import net from 'node:net';
-import type { HostPort } from './protocol.js';
+import type { HostPort } from '../api/protocol.js';
 import { DEFAULT_HEALTH, type HealthConfig } from './mesh-config.js';
 import type { HealthState, Instance, MeshModel } from './model.js';
 

@@ -2,7 +2,7 @@
 // sidecars registered, each instance's health, and each connected proxy's snapshot
 // versions. It only holds state and tells listeners what changed; the health checker,
 // compiler and distributor act on it.
-import type { HostPort, ProxyInfo, Snapshot } from './protocol.js';
+import type { HostPort, ProxyInfo, Snapshot } from '../api/protocol.js';
 import { EMPTY_CONFIG, type ControlConfig, type ServiceConfig } from './mesh-config.js';
 
 export type HealthStatus = 'unknown' | 'healthy' | 'unhealthy';

@@ -3,7 +3,7 @@
 // API precedence so that a proxy can simply take the first entry that matches. A tcp
 // service gets at most one entry, from its TCPRoute: the weighted backends. An
 // HTTPRoute rule's timeouts, retry and the policies aimed at it ride on its entries.
-import type { Protocol, RouteEntry, RouteFilter, RouteMatch, HeaderEditsSpec } from './protocol.js';
+import type { Protocol, RouteEntry, RouteFilter, RouteMatch, HeaderEditsSpec } from '../api/protocol.js';
 import type {
   BackendRefConfig, ControlConfig, GRPCRouteMatchConfig, HTTPRouteMatchConfig, HTTPRouteRuleConfig, RouteConfig, RouteFilterConfig,
 } from './mesh-config.js';

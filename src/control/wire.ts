@@ -3,7 +3,7 @@
 import { StringDecoder } from 'node:string_decoder';
 import type { Duplex } from 'node:stream';
 import { TrellisError } from '../errors.js';
-import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from './protocol.js';
+import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from '../api/protocol.js';
 
 /** Longest line accepted from a proxy; a hello is a few hundred bytes. */
 export const MAX_LINE_BYTES = 1024 * 1024;

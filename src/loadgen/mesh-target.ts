@@ -6,7 +6,7 @@
 //   so the load takes the same path the calling app's requests take (routes, splits,
 //   faults and policies apply);
 // - without: the service's public listener on the ingress gateway, for public services.
-import { INGRESS_SERVICE } from '../control/protocol.js';
+import { INGRESS_SERVICE } from '../api/protocol.js';
 import { TrellisError } from '../errors.js';
 import { isLoopbackHost } from './target.js';
 

@@ -5,7 +5,7 @@
 // changed gets a new balancer that adopts the old one's round-trip estimates and shares
 // its pending counts (requests in flight end on the balancer they started on); the
 // detector keeps the score and ejections of the endpoints that stay.
-import { DEFAULT_BALANCING, type BackendSnapshot, type BalancerType, type BalancingConfig, type UpstreamSnapshot } from '../control/protocol.js';
+import { DEFAULT_BALANCING, type BackendSnapshot, type BalancerType, type BalancingConfig, type UpstreamSnapshot } from '../api/protocol.js';
 import { endpointKey, type Balancer, type BaseBalancer } from './balancer/balancer.js';
 import { LeastRequestBalancer } from './balancer/least-request.js';
 import { MaglevBalancer } from './balancer/maglev.js';

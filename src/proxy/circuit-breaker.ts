@@ -6,7 +6,7 @@
 // up its callers' requests (and their memory) behind it. A retry over its limit is not
 // made: the failed attempt's answer goes to the client. Counts are kept per sidecar,
 // across snapshots, while the limits may change.
-import type { CircuitBreakerConfig } from '../control/protocol.js';
+import type { CircuitBreakerConfig } from '../api/protocol.js';
 import type { Exchange } from './exchange.js';
 
 export class CircuitBreaker {

@@ -4,7 +4,7 @@
 // good snapshot the whole time: the control plane is never on the request path.
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import type { ControlMessage, ProxyInfo, ProxyMessage, Snapshot } from '../control/protocol.js';
+import type { ControlMessage, ProxyInfo, ProxyMessage, Snapshot } from '../api/protocol.js';
 
 export interface ControlClientOptions {
   url: string;

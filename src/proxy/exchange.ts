@@ -2,7 +2,7 @@
 // they decide (the upstream, the route, the backend, the endpoint); the forwarder
 // moves the bytes; `fail()` is the one place a Trellis error becomes a response.
 import { STATUS_CODES } from 'node:http';
-import type { Endpoint } from '../control/protocol.js';
+import type { Endpoint } from '../api/protocol.js';
 import { ERRORS, errorMessage, type ErrorCode } from '../errors.js';
 import type { RequestHead } from './http1-parser.js';
 import type { Replayer } from './retry.js';

@@ -3,7 +3,7 @@
 // them, as Envoy's fault filter does (delay first, then abort, each drawn on its own).
 // An abort is a Trellis error (fault-abort) answered with the policy's HTTP status, or
 // for gRPC with HTTP 200 and the grpc-status in the headers (a trailers-only response).
-import type { FaultConfig } from '../control/protocol.js';
+import type { FaultConfig } from '../api/protocol.js';
 import type { Exchange, Handler, Layer } from './exchange.js';
 
 /** What the fault layer reports, for metrics. */

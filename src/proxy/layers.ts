@@ -19,7 +19,7 @@
 // its router, so an injected abort reaches the client instead of being retried away;
 // retry (retry.ts) wraps split and balance, so each attempt picks its backend and
 // endpoint anew (linkerd's retry sits above its distribute layer for the same reason).
-import type { Endpoint } from '../control/protocol.js';
+import type { Endpoint } from '../api/protocol.js';
 import type { AccessLog } from '../telemetry/access-log.js';
 import { grpcStatusLabel, type Direction, type ProxyMetrics } from '../telemetry/metrics.js';
 import type { Exchange, Layer, Tunnel } from './exchange.js';

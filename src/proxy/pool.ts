@@ -1,6 +1,6 @@
 // Keep-alive connections to upstreams, per address, and the forwarder: the terminal
 // layer of every HTTP pipeline, which sends an exchange over a pooled connection.
-import type { Endpoint } from '../control/protocol.js';
+import type { Endpoint } from '../api/protocol.js';
 import type { ErrorCode } from '../errors.js';
 import type { Exchange, Handler } from './exchange.js';
 import { endpointKey } from './balancer/balancer.js';

@@ -16,7 +16,7 @@
 // before any response byte reached the client, sent to another endpoint, within the
 // destination's budget. That is what a whole instance lost (app and sidecar together)
 // costs otherwise: every GET in flight on it answered 502.
-import type { RetryConfig } from '../control/protocol.js';
+import type { RetryConfig } from '../api/protocol.js';
 import type { Exchange, Handler, Layer } from './exchange.js';
 import type { RetryBudget } from './retry-budget.js';
 

@@ -3,7 +3,7 @@
 // snapshot turns them into closures-free records with pre-built regexes and weight
 // tables, so matching a request allocates nothing beyond header values and the
 // substrings a regular expression is run on.
-import { DEFAULT_RETRY_BUDGET, DEFAULT_UPGRADES, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts, type UpstreamSnapshot } from '../control/protocol.js';
+import { DEFAULT_RETRY_BUDGET, DEFAULT_UPGRADES, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts, type UpstreamSnapshot } from '../api/protocol.js';
 import { RetryBudget } from './retry-budget.js';
 import type { RequestHead } from './http1-parser.js';
 import type { Balancer } from './balancer/balancer.js';

@@ -3,7 +3,7 @@
 // does comes from the latest good snapshot, swapped in one assignment.
 import http from 'node:http';
 import net from 'node:net';
-import type { Endpoint, HostPort, ProxyInfo, Snapshot } from '../control/protocol.js';
+import type { Endpoint, HostPort, ProxyInfo, Snapshot } from '../api/protocol.js';
 import { openAccessLog, type AccessLog, type AccessLogOptions } from '../telemetry/access-log.js';
 import { ProxyMetrics } from '../telemetry/metrics.js';
 import { ControlClient } from './control-client.js';
@@ -25,7 +25,7 @@ import { endpointKey } from './balancer/balancer.js';
 import { LimitsRef, limitsWith } from './limits.js';
 import { AppHttpVersion, probeAppHttp, refuseHttp1 } from './h2/app-version.js';
 import { upgrades } from './upgrade.js';
-import { DEFAULT_UPGRADES } from '../control/protocol.js';
+import { DEFAULT_UPGRADES } from '../api/protocol.js';
 import { errorSummary, type ConnectionErrorReason, type ListenerContext, type ListenerKind } from './listener-context.js';
 
 /** HTTP/2 once loaded: the forwarder's and server's modules, the app codecs, and the upstream session pool. */

@@ -10,7 +10,7 @@ import { delimiter, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatProblem, loadConfig, type MeshConfig, type NormalizedService } from '../config/load.js';
 import type { AccessLogSpec } from '../config/schema.js';
-import { INGRESS_SERVICE, type HostPort } from '../control/protocol.js';
+import { INGRESS_SERVICE, type HostPort } from '../api/protocol.js';
 import { TrellisError } from '../errors.js';
 import { PortAllocator } from './ports.js';
 import { Supervised, type ProcessSpec } from './supervisor.js';

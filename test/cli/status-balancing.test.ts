@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import type { ProxyView } from '../../src/control/admin-api.js';
-import { DEFAULT_OUTLIER_DETECTION, type UpstreamSnapshot } from '../../src/control/protocol.js';
+import { DEFAULT_OUTLIER_DETECTION, type UpstreamSnapshot } from '../../src/api/protocol.js';
 import { fetchBalancing, renderBalancing } from '../../src/cli/status.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { startOutbound } from '../helpers/proxy-pair.js';

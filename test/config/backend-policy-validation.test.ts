@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { compileSnapshot } from '../../src/control/compiler.js';
-import { DEFAULT_OUTLIER_DETECTION } from '../../src/control/protocol.js';
+import { DEFAULT_OUTLIER_DETECTION } from '../../src/api/protocol.js';
 import { loadConfig } from '../../src/config/load.js';
 import { formatProblem } from '../../src/config/problems.js';
 import { mesh, problemAt, tempDir } from './helpers.js';

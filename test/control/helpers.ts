@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from '../../src/control/protocol.js';
+import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from '../../src/api/protocol.js';
 import type { ControlConfig, HTTPRouteConfig, ServiceConfig } from '../../src/control/mesh-config.js';
 
 /** A proxy's side of the stream, driven by the test. */

@@ -7,7 +7,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { alive, getJson, meshUp, stopMesh, REPO, request, type RunningMesh } from '../helpers/mesh-run.js';
-import type { Snapshot } from '../../src/control/protocol.js';
+import type { Snapshot } from '../../src/api/protocol.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { countVersions } from '../helpers/traffic.js';
 import { eventually } from '../helpers/eventually.js';

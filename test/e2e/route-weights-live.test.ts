@@ -9,7 +9,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runLoad } from '../../src/loadgen/run.js';
 import type { ProxyView } from '../../src/control/admin-api.js';
-import type { Snapshot } from '../../src/control/protocol.js';
+import type { Snapshot } from '../../src/api/protocol.js';
 import { getJson, meshUp, stopMesh, type RunningMesh } from '../helpers/mesh-run.js';
 import { eventually } from '../helpers/eventually.js';
 import { countVersions, trellisCli, writeShopMesh } from '../helpers/traffic.js';

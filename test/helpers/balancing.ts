@@ -1,5 +1,5 @@
 // Test helpers for balancers: endpoints and a seeded random source.
-import type { Endpoint } from '../../src/control/protocol.js';
+import type { Endpoint } from '../../src/api/protocol.js';
 
 export const ep = (id: string, port: number, weight?: number): Endpoint => ({ id, host: '127.0.0.1', port, version: 'v1', ...(weight === undefined ? {} : { weight }) });
 

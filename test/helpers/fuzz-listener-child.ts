@@ -15,7 +15,7 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import type { UpstreamSnapshot } from '../../src/control/protocol.js';
+import type { UpstreamSnapshot } from '../../src/api/protocol.js';
 import { sniffPreface } from '../../src/proxy/h2/detect.js';
 import { startInbound, startOutbound } from './proxy-pair.js';
 

@@ -2,7 +2,7 @@
 // a snapshot, without a control plane, so data-plane tests exercise only the data plane.
 import http from 'node:http';
 import net from 'node:net';
-import type { Protocol, Snapshot, UpstreamSnapshot } from '../../src/control/protocol.js';
+import type { Protocol, Snapshot, UpstreamSnapshot } from '../../src/api/protocol.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';
 
 export const quietLog = (): void => {};

@@ -4,7 +4,7 @@
 // choice.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Endpoint } from '../../src/control/protocol.js';
+import type { Endpoint } from '../../src/api/protocol.js';
 import type { Balancer } from '../../src/proxy/balancer/balancer.js';
 import { hash32 } from '../../src/proxy/balancer/hash.js';
 import { MaglevBalancer } from '../../src/proxy/balancer/maglev.js';

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import type { Endpoint, RetryConfig, UpstreamSnapshot } from '../../src/control/protocol.js';
+import type { Endpoint, RetryConfig, UpstreamSnapshot } from '../../src/api/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 import { eventually } from '../helpers/eventually.js';

@@ -5,7 +5,7 @@
 // traffic; weight 0 takes none while others can; the load callbacks are safe to call.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Endpoint } from '../../src/control/protocol.js';
+import type { Endpoint } from '../../src/api/protocol.js';
 import type { Balancer } from '../../src/proxy/balancer/balancer.js';
 import { LeastRequestBalancer } from '../../src/proxy/balancer/least-request.js';
 import { MaglevBalancer } from '../../src/proxy/balancer/maglev.js';

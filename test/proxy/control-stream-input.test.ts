@@ -7,7 +7,7 @@ import http from 'node:http';
 import type net from 'node:net';
 import { test } from 'node:test';
 import { ControlClient } from '../../src/proxy/control-client.js';
-import type { Snapshot } from '../../src/control/protocol.js';
+import type { Snapshot } from '../../src/api/protocol.js';
 import { eventually } from '../helpers/eventually.js';
 
 /** A control plane that answers the stream upgrade and writes `lines`, and records what the proxy sends. */

@@ -4,7 +4,7 @@
 // them. Every label comes from the snapshot or a fixed set, never from a request.
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import type { UpstreamSnapshot } from '../../src/control/protocol.js';
+import type { UpstreamSnapshot } from '../../src/api/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, get, listenHttp, metricsText, startOutbound } from '../helpers/proxy-pair.js';
 

@@ -12,7 +12,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import type { Protocol } from '../../src/control/protocol.js';
+import type { Protocol } from '../../src/api/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { eventually } from '../helpers/eventually.js';
 import { h2Request } from '../helpers/h2.js';

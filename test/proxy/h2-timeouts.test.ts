@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { after, before, test } from 'node:test';
-import type { RouteEntry } from '../../src/control/protocol.js';
+import type { RouteEntry } from '../../src/api/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { h2Request, type H2Result } from '../helpers/h2.js';
 import { startInbound, startOutbound } from '../helpers/proxy-pair.js';

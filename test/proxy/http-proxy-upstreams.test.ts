@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type http from 'node:http';
 import { compileSnapshot } from '../../src/control/compiler.js';
-import type { ProxyInfo } from '../../src/control/protocol.js';
+import type { ProxyInfo } from '../../src/api/protocol.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';
 import { config, service } from '../control/helpers.js';
 import { closeServer, get, listenHttp, NO_CONTROL, quietLog } from '../helpers/proxy-pair.js';

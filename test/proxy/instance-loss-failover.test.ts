@@ -8,7 +8,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { after, test } from 'node:test';
-import type { BalancingConfig, UpstreamSnapshot } from '../../src/control/protocol.js';
+import type { BalancingConfig, UpstreamSnapshot } from '../../src/api/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, listenHttp, metricsText, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 import { eventually } from '../helpers/eventually.js';

@@ -11,7 +11,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import type { UpstreamSnapshot } from '../../src/control/protocol.js';
+import type { UpstreamSnapshot } from '../../src/api/protocol.js';
 import { sniffPreface } from '../../src/proxy/h2/detect.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';
 import { eventually } from '../helpers/eventually.js';

@@ -4,7 +4,7 @@
 // slow endpoint that recovers wins its share back as its estimate decays.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Endpoint } from '../../src/control/protocol.js';
+import type { Endpoint } from '../../src/api/protocol.js';
 import type { Balancer } from '../../src/proxy/balancer/balancer.js';
 import { DEFAULT_RTT_MS, PeakEwmaBalancer } from '../../src/proxy/balancer/peak-ewma.js';
 import { RoundRobinBalancer } from '../../src/proxy/balancer/round-robin.js';

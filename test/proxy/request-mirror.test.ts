@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter, once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
-import type { Endpoint, RouteEntry, UpstreamSnapshot } from '../../src/control/protocol.js';
+import type { Endpoint, RouteEntry, UpstreamSnapshot } from '../../src/api/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, get, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 import { eventually } from '../helpers/eventually.js';

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RetryBudgetConfig, RetryConfig, RouteEntry, UpstreamSnapshot } from '../../src/control/protocol.js';
+import type { RetryBudgetConfig, RetryConfig, RouteEntry, UpstreamSnapshot } from '../../src/api/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, get, listenHttp, metricsText, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 import { eventually } from '../helpers/eventually.js';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { RouteEntry, UpstreamSnapshot } from '../../src/control/protocol.js';
+import type { RouteEntry, UpstreamSnapshot } from '../../src/api/protocol.js';
 import { findHeadEnd, isFailure, parseRequestHead } from '../../src/proxy/http1-parser.js';
 import { compileUpstream, matchRoute, pickBackend } from '../../src/proxy/router.js';
 

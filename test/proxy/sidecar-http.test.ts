@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import type { UpstreamSnapshot } from '../../src/control/protocol.js';
+import type { UpstreamSnapshot } from '../../src/api/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, get, listenHttp, rawExchange, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 

@@ -7,7 +7,7 @@
 // endpoint, `finished` with its round-trip time and whether it failed, and
 // `connectFailed` when the endpoint refused a connection. Load-aware balancers use
 // them; the others ignore all but connect failures.
-import type { Endpoint } from '../../control/protocol.js';
+import type { Endpoint } from '../../api/protocol.js';
 import type { ErrorCode } from '../../errors.js';
 
 export type PickResult =

@@ -2,7 +2,7 @@
 // with fewer requests in flight (per unit of weight) wins. Cheaper than scanning every
 // endpoint, and it avoids the herd that "always the least loaded" makes when many
 // proxies see the same counts.
-import type { Endpoint } from '../../control/protocol.js';
+import type { Endpoint } from '../../api/protocol.js';
 import { BaseBalancer, PendingCounts, pickTwo, weightOf, type PickResult } from './balancer.js';
 
 export class LeastRequestBalancer extends BaseBalancer {

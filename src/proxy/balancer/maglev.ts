@@ -10,7 +10,7 @@
 //
 // A request without a key is spread at random. When the owner can't take the request,
 // the key is rehashed with the attempt number, so its second choice is stable too.
-import type { Endpoint } from '../../control/protocol.js';
+import type { Endpoint } from '../../api/protocol.js';
 import { BaseBalancer, weightOf, type PickResult } from './balancer.js';
 import { hash32 } from './hash.js';
 

@@ -13,7 +13,7 @@
 // round trip): a failed request counts as a sample of at least FAILURE_PENALTY_MS, so
 // a failing endpoint costs more than a slow healthy one and loses nearly every draw
 // until the penalty decays.
-import type { Endpoint } from '../../control/protocol.js';
+import type { Endpoint } from '../../api/protocol.js';
 import { BaseBalancer, PendingCounts, pickTwo, weightOf, type PickResult } from './balancer.js';
 
 export const DEFAULT_RTT_MS = 30;

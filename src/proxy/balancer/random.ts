@@ -1,6 +1,6 @@
 // Random choice in proportion to endpoint weights: no state shared between requests,
 // so many proxies spread evenly without coordinating.
-import type { Endpoint } from '../../control/protocol.js';
+import type { Endpoint } from '../../api/protocol.js';
 import { BaseBalancer, type PickResult } from './balancer.js';
 
 export class RandomBalancer extends BaseBalancer {

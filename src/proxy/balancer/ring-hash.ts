@@ -6,7 +6,7 @@
 // A request without a key is spread at random. When the owner can't take the request
 // (tried already, refusing connections), the walk goes on round the ring to the next
 // usable endpoint, so a key's second choice is stable too.
-import type { Endpoint } from '../../control/protocol.js';
+import type { Endpoint } from '../../api/protocol.js';
 import { BaseBalancer, weightOf, type PickResult } from './balancer.js';
 import { hash32 } from './hash.js';
 

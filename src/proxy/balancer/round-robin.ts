@@ -1,6 +1,6 @@
 // Round robin over a backend's usable endpoints (weights ignored: use random or a
 // load-aware balancer to weight endpoints).
-import type { Endpoint } from '../../control/protocol.js';
+import type { Endpoint } from '../../api/protocol.js';
 import { BaseBalancer, type PickResult } from './balancer.js';
 
 export class RoundRobinBalancer extends BaseBalancer {

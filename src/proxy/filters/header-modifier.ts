@@ -1,7 +1,7 @@
 // RequestHeaderModifier and ResponseHeaderModifier: set, add and remove header lines.
 // Compiled once per snapshot into the set of names to drop (removed or overwritten)
 // and the lines to append, so applying one is a single pass over the head's lines.
-import type { HeaderEditsSpec } from '../../control/protocol.js';
+import type { HeaderEditsSpec } from '../../api/protocol.js';
 
 export interface HeaderModifier {
   /** Lower-case names whose existing lines go: `remove` and `set` names. */

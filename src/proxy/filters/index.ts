@@ -4,7 +4,7 @@
 // own module; this one only orders them: a redirect answers at once; header edits,
 // then the URL rewrite, change the head the forwarder sends; response header edits
 // are kept for when the response head comes back; mirrors copy the edited request.
-import type { RouteFilter } from '../../control/protocol.js';
+import type { RouteFilter } from '../../api/protocol.js';
 import type { Exchange, Layer } from '../exchange.js';
 import { HeadEdits } from './head-edits.js';
 import { compileHeaderModifier, type HeaderModifier } from './header-modifier.js';

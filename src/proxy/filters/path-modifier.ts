@@ -2,7 +2,7 @@
 // ReplacePrefixMatch, which swaps the PathPrefix the route matched for another,
 // keeping whole path elements as the Gateway API's table of examples says
 // (/foo + /foo/bar → /xyz/bar; /foo + /foo → /xyz; replacement / + /foo/bar → /bar).
-import type { PathModifierSpec } from '../../control/protocol.js';
+import type { PathModifierSpec } from '../../api/protocol.js';
 
 /** The new path of `path`, given the PathPrefix value the route matched (`/` when none). */
 export function modifyPath(path: string, spec: PathModifierSpec, matchedPrefix: string): string {

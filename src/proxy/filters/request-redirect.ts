@@ -2,7 +2,7 @@
 // request and the filter. The port follows the Gateway API: the filter's port; else
 // the well-known port of a scheme the filter sets; else the port the request came to
 // (from its Host header). Port 80 on http and 443 on https are left out of Location.
-import type { RouteFilter } from '../../control/protocol.js';
+import type { RouteFilter } from '../../api/protocol.js';
 import type { Exchange } from '../exchange.js';
 import { modifyPath, queryOf } from './path-modifier.js';
 

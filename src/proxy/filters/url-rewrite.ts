@@ -1,6 +1,6 @@
 // URLRewrite: the request goes on with another Host header and/or path; the client
 // never sees it. ReplacePrefixMatch swaps the PathPrefix the route matched.
-import type { RouteFilter } from '../../control/protocol.js';
+import type { RouteFilter } from '../../api/protocol.js';
 import type { HeadEdits } from './head-edits.js';
 import { modifyPath } from './path-modifier.js';
 

@@ -11,7 +11,7 @@
 // apps have no ALPN, hence the probe. This module loads no node:http2: a mesh that
 // never sees HTTP/2 never probes and never pays for it.
 import net from 'node:net';
-import type { HostPort, Protocol } from '../../control/protocol.js';
+import type { HostPort, Protocol } from '../../api/protocol.js';
 import type { Handler } from '../exchange.js';
 import { H2_PREFACE } from './detect.js';
 

@@ -1,6 +1,7 @@
 // The contract between the control plane and its proxies: what a proxy says when it
 // connects, and the snapshot it is sent. Both sides import these types; nothing else
-// crosses the wire.
+// crosses the wire. It lives in src/api/, a neutral folder both sides import, so the
+// proxy never imports the control plane (nor the control plane the proxy).
 //
 // Transport: the proxy sends `GET /v1/stream` to the control plane's admin port with
 // `Connection: Upgrade`, `Upgrade: trellis-stream` (and `Authorization: Bearer <token>`
