@@ -2,6 +2,7 @@
 // (runner, control plane, compiler) works with: defaults filled, versions spelled
 // out, upstreams as objects, durations in milliseconds, cwd absolute. Consumers then
 // never re-apply a default or parse a duration, and cannot disagree about them.
+import type { ProxyLimitsSnapshot } from '../api/protocol.js';
 import { resolve } from 'node:path';
 import { parseDurationMs } from './duration.js';
 import { MESH_DEFAULTS, type HealthCheck, type MeshResource, type MeshService, type ProxyLimitsSpec } from './schema.js';
@@ -64,17 +65,10 @@ export function normalizeServices(mesh: MeshResource, meshDir: string): Normaliz
 
 /**
  * The proxy limits a Mesh sets, in milliseconds and bytes; only the fields it names
- * (each proxy applies its own defaults to the rest). Undefined when it sets none.
+ * (each proxy applies its own defaults to the rest). Undefined when it sets none. The
+ * same shape the snapshot carries them in.
  */
-export interface NormalizedProxyLimits {
-  maxRequestHeadBytes?: number;
-  requestHeaderTimeoutMs?: number;
-  idleTimeoutMs?: number;
-  h2MaxConcurrentStreams?: number;
-  h2MaxHeaderListBytes?: number;
-  maxConnectionsPerListener?: number;
-  appProbeTimeoutMs?: number;
-}
+export type NormalizedProxyLimits = ProxyLimitsSnapshot;
 
 export function normalizeProxyLimits(spec: ProxyLimitsSpec | undefined): NormalizedProxyLimits | undefined {
   if (spec === undefined) return undefined;
