@@ -1,6 +1,8 @@
 // The server side of HTTP/1.1 in a proxy listener: reads request heads, frames request
 // bodies (forwarding them as bytes), runs each request through the listener's pipeline,
 // and serves kept-alive and pipelined requests one at a time, in order.
+import type { Http1Options } from './listener-context.js';
+export type { Http1Options } from './listener-context.js';
 import type net from 'node:net';
 import { settleAttempts } from './attempt.js';
 import { ChunkedFramer } from './chunked.js';
@@ -11,12 +13,6 @@ import { LimitsRef, type ProxyLimits } from './limits.js';
 import { skipReadMore } from './socket-tuning.js';
 
 /** What a listener gives each of its HTTP/1.1 connections. */
-export interface Http1Options {
-  /** The listener's limits (limits.ts), read once when a connection arrives. */
-  readonly limits: LimitsRef;
-  /** Told the error token of each request refused before it became an exchange (400, 431, 408), for a metric. */
-  readonly refused?: (token: string) => void;
-}
 
 const DEFAULT_OPTIONS: Http1Options = { limits: new LimitsRef() };
 

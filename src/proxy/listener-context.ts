@@ -5,7 +5,6 @@
 // stream) only, is counted and logged there, and never reaches the process: no byte a
 // client sends may end the proxy.
 import type net from 'node:net';
-import type { Http1Options } from './http-server-connection.js';
 import type { LimitsRef } from './limits.js';
 
 /** Which listener a connection came in on (a metric label). */
@@ -69,4 +68,12 @@ export function errorSummary(err: unknown): string {
     out += ` ${frames.slice(at + 5, end === -1 ? undefined : end).trim().slice(0, 200)}`;
   }
   return out;
+}
+
+/** What an HTTP/1.1 connection on a listener is held to (http-server-connection.ts). */
+export interface Http1Options {
+  /** The listener's limits (limits.ts), read once when a connection arrives. */
+  readonly limits: LimitsRef;
+  /** Told the error token of each request refused before it became an exchange (400, 431, 408), for a metric. */
+  readonly refused?: (token: string) => void;
 }
