@@ -14,9 +14,8 @@
 // received, and closes (the response side of the fuzzing).
 import http from 'node:http';
 import http2 from 'node:http2';
-import net from 'node:net';
 import type { UpstreamSnapshot } from '../../src/api/protocol.js';
-import { sniffPreface } from '../../src/proxy/h2/detect.js';
+import { listenH1AndH2 } from './h2.js';
 import { startInbound, startOutbound } from './proxy-pair.js';
 
 export interface ChildPorts {
@@ -46,25 +45,7 @@ const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http
 };
 
 async function main(): Promise<void> {
-  const appH1 = http.createServer(handler);
-  const appH2 = http2.createServer(handler);
-  appH2.on('session', (s) => s.on('error', () => {}));
-  const app = net.createServer((socket) => {
-    socket.on('error', () => {});
-    socket.once('data', (first: Buffer) => {
-      if (sniffPreface(first) === 'h1') {
-        // node's HTTP/1 server reads the socket's handle directly: hand it the first bytes as an event.
-        appH1.emit('connection', socket);
-        socket.emit('data', first);
-      } else {
-        socket.pause();
-        socket.unshift(first);
-        appH2.emit('connection', socket);
-      }
-    });
-  });
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  const appPort = (app.address() as net.AddressInfo).port;
+  const { port: appPort } = await listenH1AndH2(handler);
   const inbound = await startInbound('echo', 'v1', appPort);
   const endpoints = [{ id: 'echo-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }];
   const up = (service: string, protocol: UpstreamSnapshot['protocol']): UpstreamSnapshot => ({ service, protocol, routes: [], backends: { [service]: { name: service, endpoints } } });

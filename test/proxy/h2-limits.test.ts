@@ -12,12 +12,12 @@ import net from 'node:net';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { compose, type Exchange } from '../../src/proxy/exchange.js';
-import { sniffPreface } from '../../src/proxy/h2/detect.js';
 import { H2SessionPool, h2Forwarder } from '../../src/proxy/h2/forwarder.js';
 import { createH2Server } from '../../src/proxy/h2/stream-client.js';
 import { DEFAULT_LIMITS, LimitsRef, limitsWith } from '../../src/proxy/limits.js';
 import type { ListenerContext } from '../../src/proxy/listener-context.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
+import { listenH1AndH2 } from '../helpers/h2.js';
 import { eventually } from '../helpers/eventually.js';
 import { h2Request } from '../helpers/h2.js';
 import { F, frame, PREFACE, RawH2, request, T } from '../helpers/h2-frames.js';
@@ -36,22 +36,10 @@ function startApp(): Promise<number> {
     if (req.url === '/hold') held.push(() => res.end('released'));
     else res.end(`app ${req.url}`);
   };
-  const h1 = http.createServer(handler);
-  const h2 = http2.createServer(handler);
-  app = net.createServer((socket) => {
-    socket.on('error', () => socket.destroy());
-    socket.once('data', (first: Buffer) => {
-      if (sniffPreface(first) === 'h1') {
-        h1.emit('connection', socket);
-        socket.emit('data', first);
-      } else {
-        socket.pause();
-        socket.unshift(first);
-        h2.emit('connection', socket);
-      }
-    });
+  return listenH1AndH2(handler).then((a) => {
+    app = a.server;
+    return a.port;
   });
-  return new Promise((resolve) => app.listen(0, '127.0.0.1', () => resolve((app.address() as net.AddressInfo).port)));
 }
 
 before(async () => {

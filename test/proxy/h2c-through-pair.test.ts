@@ -7,9 +7,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { sniffPreface } from '../../src/proxy/h2/detect.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
-import { h2Request } from '../helpers/h2.js';
+import { h2Request, listenH1AndH2 } from '../helpers/h2.js';
 import { get, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 
 let app: net.Server;
@@ -34,23 +33,9 @@ before(async () => {
       }));
     });
   };
-  appH1 = http.createServer(handler);
-  appH2 = http2.createServer(handler);
-  app = net.createServer((socket) => {
-    socket.once('data', (first: Buffer) => {
-      if (sniffPreface(first) === 'h1') {
-        // node's HTTP/1 server reads the socket's handle directly: hand it the first bytes as an event.
-        appH1.emit('connection', socket);
-        socket.emit('data', first);
-      } else {
-        socket.pause();
-        socket.unshift(first);
-        appH2.emit('connection', socket);
-      }
-    });
-  });
-  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  const appPort = (app.address() as net.AddressInfo).port;
+  const a = await listenH1AndH2(handler);
+  ({ server: app, h1: appH1 } = a);
+  const appPort = a.port;
   inbound = await startInbound('echo', 'v1', appPort);
   const backends = { echo: { name: 'echo', endpoints: [{ id: 'echo-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } };
   outbound = await startOutbound('web', {

@@ -12,10 +12,9 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { UpstreamSnapshot } from '../../src/api/protocol.js';
-import { sniffPreface } from '../../src/proxy/h2/detect.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';
 import { eventually } from '../helpers/eventually.js';
-import { h2Request } from '../helpers/h2.js';
+import { h2Request, listenH1AndH2 } from '../helpers/h2.js';
 import { F, frame, goaway, PREFACE, RawH2, request, T } from '../helpers/h2-frames.js';
 import { get, metricsText, NO_CONTROL, quietLog, rawExchange, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 
@@ -37,22 +36,10 @@ function startApp(): Promise<number> {
   const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): void => {
     res.end(`app ${req.url}`);
   };
-  const h1 = http.createServer(handler);
-  const h2 = http2.createServer(handler);
-  app = net.createServer((socket) => {
-    socket.on('error', () => socket.destroy());
-    socket.once('data', (first: Buffer) => {
-      if (sniffPreface(first) === 'h1') {
-        h1.emit('connection', socket);
-        socket.emit('data', first);
-      } else {
-        socket.pause();
-        socket.unshift(first);
-        h2.emit('connection', socket);
-      }
-    });
+  return listenH1AndH2(handler).then((a) => {
+    app = a.server;
+    return a.port;
   });
-  return new Promise((resolve) => app.listen(0, '127.0.0.1', () => resolve((app.address() as net.AddressInfo).port)));
 }
 
 const upstreamTo = (service: string, port: number, protocol: 'http' | 'detect'): UpstreamSnapshot => ({
