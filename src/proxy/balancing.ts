@@ -15,8 +15,11 @@ import { RingHashBalancer } from './balancer/ring-hash.js';
 import { RoundRobinBalancer } from './balancer/round-robin.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import { WaitQueue } from './wait-queue.js';
-import { OutlierDetector, type EjectionReason } from './outlier-detector.js';
-import type { CompiledBackend, FailoverCount } from './router.js';
+import { OutlierDetector } from './outlier-detector.js';
+import type { BreakerView, EjectionCountView, EjectionReason, EndpointView, FailoverView } from '../api/views.js';
+export type { BreakerView, EjectionCountView, EndpointView, FailoverView } from '../api/views.js';
+import type { CompiledBackend, FailoverCount, HashOn } from './router.js';
+export type { HashOn } from './router.js';
 
 /** Builds a balancer of `type`, taking over `prev`'s state when it is of the same kind. */
 export function makeBalancer(type: BalancerType, endpoints: BackendSnapshot['endpoints'], prev?: Balancer): BaseBalancer {
@@ -47,7 +50,7 @@ interface KeptBackend {
 interface ServiceState {
   breaker: CircuitBreaker | undefined;
   /** Per backend name: requests waiting for the backend to have an endpoint. */
-  readonly queues: Map<string, WaitQueue>;
+  readonly queues: Map<string, WaitQueue<CompiledBackend>>;
   detector: OutlierDetector | undefined;
   detectorKey: string;
   backends: Map<string, KeptBackend>;
@@ -140,7 +143,7 @@ export class BalancingState {
       b.failovers = b.failover === undefined ? undefined : failoverCount(state.failovers, name, b.failover.name);
       b.breaker = breaker;
       let q = state.queues.get(name);
-      if (q === undefined) state.queues.set(name, (q = new WaitQueue()));
+      if (q === undefined) state.queues.set(name, (q = new WaitQueue<CompiledBackend>()));
       b.queue = q;
     }
     detector?.setEndpoints([...ids]);
@@ -214,24 +217,6 @@ export class BalancingState {
   }
 }
 
-/** One endpoint of one backend, as the admin server shows it. */
-export interface EndpointView {
-  readonly service: string;
-  readonly backend: string;
-  readonly id: string;
-  readonly address: string;
-  readonly version: string;
-  readonly balancer: string;
-  /** Requests in flight (load-aware balancers only). */
-  readonly pending: number | undefined;
-  /** The round-trip estimate, ms (PeakEWMA only). */
-  readonly ewmaMs: number | undefined;
-  readonly ejected: boolean;
-  readonly reason: EjectionReason | undefined;
-  readonly ejectedForMs: number;
-  /** Times ejected since the sidecar started watching it. */
-  readonly ejections: number;
-}
 
 /** The counter of requests `backend` sends to `to`, made on first use and kept. */
 function failoverCount(counts: Map<string, FailoverCount>, backend: string, to: string): FailoverCount {
@@ -241,44 +226,11 @@ function failoverCount(counts: Map<string, FailoverCount>, backend: string, to: 
   return c;
 }
 
-/** Ejections of one version's endpoints for one reason, as metrics show them. */
-export interface EjectionCountView {
-  readonly service: string;
-  readonly version: string;
-  readonly reason: EjectionReason;
-  readonly count: number;
-}
 
-/** Requests one backend of a destination sent to its failover backend. */
-export interface FailoverView {
-  readonly service: string;
-  readonly backend: string;
-  readonly to: string;
-  readonly count: number;
-}
 
 /** How the balance layer reads a request's affinity key; undefined: none (most balancers). */
-export type HashOn = { readonly header: string } | { readonly cookie: string } | { readonly source: true };
 
 function hashOnOf(cfg: BalancingConfig): HashOn | undefined {
   return cfg.balancer === 'RingHash' || cfg.balancer === 'Maglev' ? cfg.hashOn : undefined;
 }
 
-/** One destination's circuit breaker, as the admin server shows it. */
-export interface BreakerView {
-  readonly service: string;
-  /** A limit is reached now: new requests (or retries) overflow. */
-  readonly open: boolean;
-  readonly connections: number;
-  /** Requests waiting for a connection. */
-  readonly pending: number;
-  readonly requests: number;
-  readonly retries: number;
-  readonly maxConnections: number;
-  readonly maxPendingRequests: number;
-  readonly maxRequests: number;
-  readonly maxRetries: number;
-  readonly pendingOverflows: number;
-  readonly requestOverflows: number;
-  readonly retryOverflows: number;
-}

@@ -7,7 +7,14 @@
 // made: the failed attempt's answer goes to the client. Counts are kept per sidecar,
 // across snapshots, while the limits may change.
 import type { CircuitBreakerConfig } from '../api/protocol.js';
-import type { Exchange } from './exchange.js';
+
+/** A request waiting for a connection (pool.ts): resumed when one frees up, unless it ended meanwhile. */
+export interface ConnectionWaiter {
+  readonly finished: boolean;
+  /** The address it waits to reach (`host:port`). */
+  readonly key: string;
+  resume(): void;
+}
 
 export class CircuitBreaker {
   limits: CircuitBreakerConfig;
@@ -18,7 +25,7 @@ export class CircuitBreaker {
   /** Connections open to the destination's endpoints (pool.ts counts them). */
   connections = 0;
   /** Requests waiting for a connection, oldest first. */
-  readonly waiting: Exchange[] = [];
+  readonly waiting: ConnectionWaiter[] = [];
   /** Requests refused because `maxPendingRequests` were waiting. */
   pendingOverflows = 0;
   /** Requests refused because `maxRequests` were in flight, since the sidecar started. */
@@ -48,20 +55,20 @@ export class CircuitBreaker {
   }
 
   /** Queues a request for a connection; false (an overflow, counted) when maxPendingRequests wait already. */
-  waitForConnection(ex: Exchange): boolean {
+  waitForConnection(w: ConnectionWaiter): boolean {
     if (this.waiting.length >= this.limits.maxPendingRequests) {
       this.pendingOverflows++;
       return false;
     }
-    this.waiting.push(ex);
+    this.waiting.push(w);
     return true;
   }
 
   /** The oldest waiting request whose client is still there, removed from the queue. */
-  nextWaiting(): Exchange | undefined {
-    let ex = this.waiting.shift();
-    while (ex !== undefined && ex.finished) ex = this.waiting.shift();
-    return ex;
+  nextWaiting(): ConnectionWaiter | undefined {
+    let w = this.waiting.shift();
+    while (w !== undefined && w.finished) w = this.waiting.shift();
+    return w;
   }
 
   /** Whether a limit is reached now (for `trellis status`). */

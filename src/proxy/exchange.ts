@@ -1,17 +1,17 @@
-// One HTTP request and its response as it passes through a proxy. Layers fill in what
-// they decide (the upstream, the route, the backend, the endpoint); the forwarder
-// moves the bytes; `fail()` is the one place a Trellis error becomes a response.
+// One HTTP request and its response as it passes through a proxy's stack: the request,
+// the decisions the layers made so far (each set by the one layer that makes it, and
+// typed for the layers after it: stack/decisions.ts), and the progress of its answer.
+// `fail()` is the one place a Trellis error becomes a response; `report()` sends an
+// attempt's outcome back up through the layers the exchange passed (stack/layer.ts).
 import { STATUS_CODES } from 'node:http';
 import type { Endpoint } from '../api/protocol.js';
 import { ERRORS, errorMessage, type ErrorCode } from '../errors.js';
 import type { RequestHead } from './http1-parser.js';
-import type { Replayer } from './retry.js';
 import type { CompiledBackend, CompiledRoute, CompiledUpstream } from './router.js';
 import type { HeadEdits } from './filters/head-edits.js';
 import type { HeaderModifier } from './filters/header-modifier.js';
-import type { UpstreamConnection } from './upstream-connection.js';
-import { settleAttempts } from './attempt.js';
-import type { CircuitBreaker } from './circuit-breaker.js';
+import { END, type Outcome } from './stack/outcome.js';
+import type { Attempts } from './attempt.js';
 
 /**
  * Where the HTTP/1.1 forwarder writes a response's bytes: the client's socket, or an
@@ -40,14 +40,61 @@ export interface ClientSide {
   failed?(err: unknown): void;
 }
 
-export type Handler = (ex: Exchange) => void;
-export type Layer = (next: Handler) => Handler;
+/** Runs an exchange through what remains of a stack. */
+export type Handler<E extends Exchange = Exchange> = (ex: E) => void;
 
-/** Composes layers outermost first: `compose([a, b], end)` runs a, then b, then end. */
-export function compose(layers: readonly Layer[], terminal: Handler): Handler {
-  let h = terminal;
-  for (let i = layers.length - 1; i >= 0; i--) h = layers[i]!(h);
-  return h;
+/**
+ * The way back: what a stack's layers do with an outcome, innermost first. For a
+ * response head, true means deliver it (no layer took it); for a failure, false once a
+ * layer took it (another attempt) or the edge answered it.
+ */
+export type Back = (ex: Exchange, o: Outcome) => boolean;
+
+/**
+ * Outside every layer: a response head is delivered, a failure no layer took is the
+ * client's answer, an end is nothing more to do. (linkerd maps errors to responses in
+ * one place at the server's edge; this is that place for attempt outcomes.)
+ */
+export const edge: Back = (ex, o) => {
+  if (o.kind === 'head' || o.kind === 'end') return true;
+  ex.fail(o.code, o.params);
+  return false;
+};
+
+/**
+ * The attempt in flight, as the codec sending it shows it to the layers: when the
+ * request went out, and how to give it up. The HTTP/1.1 upstream connection is one;
+ * an HTTP/2 stream and the HTTP/1.1 leg of an HTTP/2 exchange have their own.
+ */
+export interface AttemptLink {
+  /** Whether request body bytes can be written now (HTTP/1.1: connected). */
+  readonly ready: boolean;
+  /** performance.now() when the request head went out; 0 while connecting. */
+  readonly sentAt: number;
+  /**
+   * How long this kind of connection waits for a response head when the route sets no
+   * limit; 0: none (an HTTP/2 stream: a gRPC server may rightly hold its headers).
+   */
+  readonly headTimeoutMs: number;
+  /** Writes request body bytes; false when the upstream is backed up. */
+  write(chunk: Buffer): boolean;
+  /** Gives the attempt up: closes its connection or stream and reports nothing. */
+  cancel(): void;
+}
+
+/** What the retry layer keeps on an exchange it may send again (retry.ts implements it). */
+export interface RetryHold {
+  /** An attempt (or the exchange) ended: gives back what the retry held for it (a circuit breaker's retry slot). */
+  settle(): void;
+  /** Whether a response with this status is one to retry. */
+  retriesStatus(status: number): boolean;
+  /** Takes a failed attempt (a status, or no answer) and sends the exchange again if it may be; false when not. */
+  again(ex: Exchange, reason: number | 'reset' | 'timeout'): boolean;
+}
+
+/** Keeps request body bytes as they pass (the retry layer, for a replay). */
+export interface BodyRecorder {
+  record(chunk: Buffer): void;
 }
 
 const REASONS: Record<number, string> = {
@@ -103,39 +150,32 @@ export class Exchange {
   readonly req: RequestHead;
   /** The raw request head, as received. */
   readonly head: Buffer;
+  /** The request has no body: none announced (HTTP/1.1), or its headers ended the stream (HTTP/2). */
+  readonly bodyless: boolean;
   readonly startedAt = performance.now();
 
-  // Decided by layers.
+  // Decisions, each set by the one layer that makes it (stack/decisions.ts types them
+  // for the layers after it).
+  /** The destination service (the upstream layer), or this proxy's own (inbound). */
   service = '';
+  /** The calling service (the identity layer). */
+  source = '';
   upstream: CompiledUpstream | undefined;
   route: CompiledRoute | undefined;
-  backend: CompiledBackend | undefined;
-  endpoint: Endpoint | undefined;
-  /** The backend whose balancer has this exchange's current attempt open (attempt.ts). */
-  attemptBackend: CompiledBackend | undefined;
-  /** The circuit breaker counting the open attempt, and the one holding a scheduled retry. */
-  attemptBreaker: CircuitBreaker | undefined;
-  heldRetry: CircuitBreaker | undefined;
-  /** Endpoints this request already failed to connect to. */
-  tried: Set<string> | undefined;
-  /** Why the last connect attempt failed, when one did. */
-  connectError = '';
-  /** Set by the balance layer: picks another endpoint and forwards again. */
-  retryConnect: Handler | undefined;
-  /** Header lines (each ending in CRLF) added when forwarding. */
-  extraHead = '';
   /** Index in `route.backends` of the backend split picked. */
   backendIndex = 0;
+  backend: CompiledBackend | undefined;
+  endpoint: Endpoint | undefined;
   /**
    * The upgrade protocols this request may ask the upstream for, as the upgrade layer
    * (upgrade.ts) permitted them; '' forwards it as a plain request and refuses a 101.
    */
   upgradeTo = '';
-  /** Set when the exchange became a tunnel (101). */
-  tunnel: Tunnel | undefined;
-  /** Request head edits by route filters; when set, the forwarder re-serializes the head. */
+  /** Header lines (each ending in CRLF) added when forwarding. */
+  extraHead = '';
+  /** Request head edits by route filters; when set, the codec re-serializes the head. */
   headEdits: HeadEdits | undefined;
-  /** Response header edits by route filters, applied to the response head in order. */
+  /** Response header edits by route filters, handed to the response head on the way back. */
   responseEdits: HeaderModifier[] | undefined;
   /**
    * The edits as the rule's filters left them, saved by the first backendRef filter
@@ -143,22 +183,27 @@ export class Exchange {
    * these, not on top of the previous attempt's.
    */
   ruleEdits: { readonly lines: readonly string[] | undefined; readonly path: string | undefined; readonly responses: number } | undefined;
-  /** Telemetry labels. */
-  source = '';
-  destinationVersion = '';
-  /** Called once when the exchange ends, for metrics and the access log. */
-  observer: ((ex: Exchange) => void) | undefined;
-
-  // Resilience (timeout.ts, retry.ts): zero or undefined on routes without it, so the
-  // pool's sweep and the upstream connection pay one comparison for them.
-  /** performance.now() after which the exchange answers 504 request-timeout; 0: none. */
+  /** performance.now() after which the exchange answers 504 request-timeout; 0: none (timeout.ts). */
   deadline = 0;
-  /** Time allowed for each attempt's response head, in ms; 0: the pool's default. */
+  /** Time allowed for each attempt's response head, in ms; 0: the connection's default (timeout.ts). */
   attemptTimeoutMs = 0;
-  /** Set by the retry layer while this request may be sent again. */
-  retry: Replayer | undefined;
   /** Attempts made (more than 1 when retried), for the access log. */
   attempts = 1;
+  /** Set by the retry layer while the request body may be needed for a replay. */
+  recorder: BodyRecorder | undefined;
+  /** The retry layer's state for this exchange, while it may be sent again (retry.ts). */
+  retry: RetryHold | undefined;
+  /** The balance layer's bookkeeping of this exchange's attempts (attempt.ts). */
+  tries: Attempts | undefined;
+
+  // The attempt in flight (set by the codec).
+  link: AttemptLink | undefined;
+  /** Request body bytes to send before any more the client sends (held until connected, or kept for a replay). */
+  bodyQueue: Buffer[] | undefined;
+  /** Set when the exchange became a tunnel (101). */
+  tunnel: Tunnel | undefined;
+  /** The outcome handlers of the layers this exchange passed, innermost first (stack/layer.ts). */
+  back: Back = edge;
 
   // Progress.
   status = 0;
@@ -171,22 +216,25 @@ export class Exchange {
   /** The client connection closes after this exchange (the response said `connection: close`). */
   closeAfter = false;
   finished = false;
-  upstreamConn: UpstreamConnection | undefined;
-  /** Request body bytes received before an upstream connection was ready. */
-  bodyQueue: Buffer[] | undefined;
 
-  constructor(client: ClientSide, req: RequestHead, head: Buffer) {
+  constructor(client: ClientSide, req: RequestHead, head: Buffer, bodyless = req.contentLength <= 0 && !req.chunked) {
     this.client = client;
     this.req = req;
     this.head = head;
+    this.bodyless = bodyless;
+  }
+
+  /** Sends an outcome of the attempt back up through the layers; for a head, true: deliver it. */
+  report(o: Outcome): boolean {
+    return this.back(this, o);
   }
 
   /** Forwards request body bytes, or holds them until the upstream connection is ready. */
   writeBody(chunk: Buffer): void {
-    if (this.retry !== undefined) this.retry.record(chunk);
-    const up = this.upstreamConn;
+    if (this.recorder !== undefined) this.recorder.record(chunk);
+    const up = this.link;
     if (up !== undefined && up.ready) {
-      if (!up.socket.write(chunk)) this.client.pauseBody();
+      if (!up.write(chunk)) this.client.pauseBody();
     } else {
       (this.bodyQueue ??= []).push(chunk);
       this.client.pauseBody();
@@ -201,7 +249,7 @@ export class Exchange {
     if (this.finished) return;
     const spec = ERRORS[code];
     this.errorToken = spec.token;
-    this.retry = undefined;
+    this.recorder = undefined;
     if (this.client.failStream !== undefined) {
       this.client.failStream(this, code, params, status, grpcStatus);
       this.finish(false);
@@ -245,8 +293,22 @@ export class Exchange {
   finish(keepAlive: boolean): void {
     if (this.finished) return;
     this.finished = true;
-    if (this.attemptBackend !== undefined || this.heldRetry !== undefined) settleAttempts(this);
-    this.observer?.(this);
+    this.back(this, END);
     this.client.exchangeDone(this, keepAlive);
+  }
+
+  /**
+   * The client went away (or the exchange became a tunnel) before it was answered: the
+   * attempt in flight is given up and the layers settle, without a word to the client.
+   */
+  abandon(token: string): void {
+    if (this.finished) return;
+    if (token !== '') this.errorToken ||= token;
+    this.finished = true;
+    // The layers settle first: the attempt's send time is still on its link.
+    this.back(this, END);
+    const link = this.link;
+    this.link = undefined;
+    link?.cancel();
   }
 }

@@ -4,42 +4,39 @@
 // An abort is a Trellis error (fault-abort) answered with the policy's HTTP status, or
 // for gRPC with HTTP 200 and the grpc-status in the headers (a trailers-only response).
 import type { FaultConfig } from '../api/protocol.js';
-import type { Exchange, Handler, Layer } from './exchange.js';
+import type { Layer } from './stack/layer.js';
+import type { Routed } from './stack/decisions.js';
 
 /** What the fault layer reports, for metrics. */
 export interface FaultObserver {
   injected(destination: string, route: string, fault: 'delay' | 'abort'): void;
 }
 
-/** The fault layer; `random` is injectable so tests can decide the draws. */
-export function fault(observer: FaultObserver, random: () => number = Math.random): Layer {
+/**
+ * The fault layer; `random` is injectable so tests can decide the draws. A delay that
+ * outlasts the request's deadline is ended by the timeouts layer outside, at the deadline.
+ */
+export function fault(observer: FaultObserver, random: () => number = Math.random): Layer<Routed> {
   return (next) => {
-    const abortOrForward = (ex: Exchange, f: FaultConfig): void => {
+    const abortOrForward = (ex: Routed, f: FaultConfig): void => {
       const a = f.abort;
       if (a !== undefined && random() * 100 < a.percent) {
-        observer.injected(ex.service, ex.route!.name, 'abort');
+        observer.injected(ex.service, ex.route.name, 'abort');
         return ex.fail('TRELLIS_E_FAULT_ABORT', { policy: f.policy }, a.httpStatus, a.grpcStatus);
       }
       next(ex);
     };
-    const handler: Handler = (ex) => {
-      const f = ex.route!.fault;
-      if (f === undefined) return next(ex);
-      const d = f.delay;
-      if (d === undefined || !(random() * 100 < d.percent)) return abortOrForward(ex, f);
-      observer.injected(ex.service, ex.route!.name, 'delay');
-      // A delay longer than the request timeout ends at the deadline, with its 504.
-      // (Decided now: timers measure from the event loop's cached time and may fire early.)
-      const left = ex.deadline === 0 ? Infinity : ex.deadline - performance.now();
-      const expires = d.ms >= left;
-      setTimeout(() => {
-        if (ex.finished) return;
-        if (expires) {
-          return ex.fail('TRELLIS_E_REQUEST_TIMEOUT', { route: ex.route!.name, ms: Math.round(ex.deadline - ex.startedAt) });
-        }
-        abortOrForward(ex, f);
-      }, expires ? Math.max(0, left) : d.ms);
+    return {
+      request(ex) {
+        const f = ex.route.fault;
+        if (f === undefined) return next(ex);
+        const d = f.delay;
+        if (d === undefined || !(random() * 100 < d.percent)) return abortOrForward(ex, f);
+        observer.injected(ex.service, ex.route.name, 'delay');
+        setTimeout(() => {
+          if (!ex.finished) abortOrForward(ex, f);
+        }, d.ms);
+      },
     };
-    return handler;
   };
 }

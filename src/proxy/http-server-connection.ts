@@ -4,7 +4,6 @@
 import type { Http1Options } from './listener-context.js';
 export type { Http1Options } from './listener-context.js';
 import type net from 'node:net';
-import { settleAttempts } from './attempt.js';
 import { ChunkedFramer } from './chunked.js';
 import { ERRORS, type ErrorCode } from '../errors.js';
 import { errorResponse, Exchange, type ClientSide, type Handler } from './exchange.js';
@@ -113,11 +112,7 @@ export class HttpServerConnection implements ClientSide {
       if (ex !== undefined && !ex.finished) {
         try {
           // The client went away mid-exchange: drop the upstream connection too.
-          ex.errorToken ||= 'client-closed';
-          if (ex.attemptBackend !== undefined || ex.heldRetry !== undefined) settleAttempts(ex);
-          ex.upstreamConn?.close();
-          ex.finished = true;
-          ex.observer?.(ex);
+          ex.abandon('client-closed');
         } catch (err) {
           this.failed(err);
         }

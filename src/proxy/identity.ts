@@ -8,7 +8,8 @@
 // issue swaps `sourceHeaderIdentity` for the peer certificate's SPIFFE identity and
 // keeps the rest (DESIGN.md: "the caller's identity comes from its certificate, never
 // from a header; identity headers arriving from outside are stripped").
-import type { Exchange, Layer } from './exchange.js';
+import type { Exchange } from './exchange.js';
+import type { Layer } from './stack/layer.js';
 import { HeadEdits } from './filters/head-edits.js';
 import type { HeaderModifier } from './filters/header-modifier.js';
 
@@ -83,12 +84,14 @@ export function sourceHeaderIdentity(meshServices: () => ReadonlySet<string>): C
  */
 export function outboundIdentity(service: string): Layer {
   const line = `${SOURCE_HEADER}: ${service}\r\n`;
-  return (next) => (ex) => {
-    ex.source = service;
-    if (hasIdentity(ex.req.lines)) stripIdentity(ex);
-    ex.extraHead = line;
-    next(ex);
-  };
+  return (next) => ({
+    request(ex) {
+      ex.source = service;
+      if (hasIdentity(ex.req.lines)) stripIdentity(ex);
+      ex.extraHead = line;
+      next(ex);
+    },
+  });
 }
 
 /**
@@ -96,10 +99,12 @@ export function outboundIdentity(service: string): Layer {
  * stripped, so the app never sees an identity the mesh does not vouch for.
  */
 export function inboundIdentity(identify: CallerIdentity): Layer {
-  return (next) => (ex) => {
-    const source = identify(ex);
-    ex.source = source;
-    if (source === UNKNOWN_SOURCE && hasIdentity(ex.req.lines)) stripIdentity(ex);
-    next(ex);
-  };
+  return (next) => ({
+    request(ex) {
+      const source = identify(ex);
+      ex.source = source;
+      if (source === UNKNOWN_SOURCE && hasIdentity(ex.req.lines)) stripIdentity(ex);
+      next(ex);
+    },
+  });
 }

@@ -1,36 +1,20 @@
-// The layers of the HTTP pipelines. Outbound (the app calling another service):
-//
-//   telemetry → identity → upstream → route → ruleFilters → timeouts → fault → retry → split → backendFilters → balance → forward
-//
-// telemetry is outermost so it sees every outcome, errors included; identity
-// (identity.ts) drops what the client claims about itself and names the calling
-// service; the upstream layer
-// turns the listener (or the Host header) into a service; route picks the rule; the
-// rule's filters (src/proxy/filters/) may answer (a redirect) or edit the request
-// before any backend is chosen; split picks a backend by weight, whose own filters
-// come next; balance picks an endpoint and is where a refused connection comes back
-// to for another try. Inbound (another sidecar calling our app)
-// is telemetry → identity (the caller, checked against the mesh's services) → local app → forward.
-//
-// The resilience layers sit between the rule's filters (they read the rule's config,
-// and a redirect never needs them) and split:
-// timeouts (timeout.ts) comes first so the request deadline covers fault delays and
-// every retry; fault (fault.ts) is outside retry, as Envoy's fault filter is before
-// its router, so an injected abort reaches the client instead of being retried away;
-// retry (retry.ts) wraps split and balance, so each attempt picks its backend and
-// endpoint anew (linkerd's retry sits above its distribute layer for the same reason).
+// The layers that decide where a request goes and record what happened to it:
+// telemetry (every outcome, however the exchange ends), upstream (the destination
+// service), route (the rule), split (a backend by weight), balance (an endpoint, and
+// the attempt's bookkeeping on the way back), and the inbound stack's local app. Their
+// order, with why each sits where it does, is written once: stack/stacks.ts.
 import type { Endpoint } from '../api/protocol.js';
 import type { AccessLog } from '../telemetry/access-log.js';
 import { grpcStatusLabel, type Direction, type ProxyMetrics } from '../telemetry/metrics.js';
-import type { Exchange, Layer, Tunnel } from './exchange.js';
+import type { Exchange, Handler, Tunnel } from './exchange.js';
 import { headerValue } from './http1-parser.js';
 import { UNKNOWN_SOURCE } from './identity.js';
-import { startAttempt } from './attempt.js';
+import { ABANDONED, Attempts, NO_ANSWER } from './attempt.js';
+import { QUEUE_WAIT_MS } from './wait-queue.js';
 import { endpointKey } from './balancer/balancer.js';
-import type { HashOn } from './balancing.js';
-import { matchRoute, pickBackendIndex, type CompiledUpstream } from './router.js';
-
-export { backendFilters, ruleFilters } from './filters/index.js';
+import { matchRoute, pickBackendIndex, type CompiledUpstream, type HashOn } from './router.js';
+import type { Layer } from './stack/layer.js';
+import { withBackend, withEndpoint, withRoute, withUpstream, type Picked, type Routed, type Split, type Upstreamed } from './stack/decisions.js';
 
 export interface TelemetryOptions {
   direction: Direction;
@@ -54,7 +38,7 @@ export function telemetry(o: TelemetryOptions): Layer {
     const seconds = (performance.now() - ex.startedAt) / 1000;
     const source = ex.source || UNKNOWN_SOURCE;
     const destination = outbound ? ex.service || 'unknown' : o.service;
-    const version = outbound ? ex.destinationVersion || 'unknown' : o.version;
+    const version = outbound ? ex.endpoint?.version || 'unknown' : o.version;
     const route = outbound ? ex.route?.name ?? '' : 'inbound';
     const status = ex.status || 0;
     if (ex.errorToken === 'timeout' || ex.errorToken === 'request-timeout') {
@@ -83,10 +67,15 @@ export function telemetry(o: TelemetryOptions): Layer {
       error: ex.errorToken || undefined,
     });
   };
-  return (next) => (ex) => {
-    ex.observer = observe;
-    next(ex);
-  };
+  return (next) => ({
+    request: next,
+    back(ex, outcome, outer) {
+      const r = outer(ex, outcome);
+      // Outermost: by now the layers inside have settled, and the status is final.
+      if (outcome.kind === 'end') observe(ex);
+      return r;
+    },
+  });
 }
 
 /**
@@ -130,17 +119,17 @@ function boundedMethod(m: string): string {
  * destination label) is set only to a service of the snapshot: a Host naming anything
  * else is refused and counted as destination `unknown`.
  */
-export function upstream(lookup: (service: string) => CompiledUpstream | undefined | null, fixedService?: string): Layer {
-  return (next) => (ex) => {
-    const service = fixedService ?? hostToService(ex.req.host);
-    if (fixedService !== undefined) ex.service = fixedService;
-    const up = lookup(service);
-    if (up === null) return ex.fail('TRELLIS_E_NO_CONFIG');
-    if (up === undefined || up.protocol === 'tcp') return ex.fail('TRELLIS_E_UNKNOWN_SERVICE', { service: boundedName(service) });
-    ex.service = up.service;
-    ex.upstream = up;
-    next(ex);
-  };
+export function upstream(lookup: (service: string) => CompiledUpstream | undefined | null, fixedService?: string): Layer<Exchange, Upstreamed> {
+  return (next) => ({
+    request(ex) {
+      const service = fixedService ?? hostToService(ex.req.host);
+      if (fixedService !== undefined) ex.service = fixedService;
+      const up = lookup(service);
+      if (up === null) return ex.fail('TRELLIS_E_NO_CONFIG');
+      if (up === undefined || up.protocol === 'tcp') return ex.fail('TRELLIS_E_UNKNOWN_SERVICE', { service: boundedName(service) });
+      next(withUpstream(ex, up));
+    },
+  });
 }
 
 /** A name from a Host header, as an error message repeats it: at most a DNS label's 63 characters. */
@@ -157,52 +146,105 @@ export function hostToService(host: string): string {
   return (dot === -1 ? h : h.slice(0, dot)).toLowerCase();
 }
 
-export const route: Layer = (next) => (ex) => {
-  const up = ex.upstream!;
-  const r = matchRoute(up, ex.req);
-  if (r === undefined) return ex.fail('TRELLIS_E_NO_ROUTE', { service: up.service, method: ex.req.method, path: ex.req.path });
-  ex.route = r;
-  next(ex);
-};
+/** Picks the first rule of the destination's routes that matches the request (404 when none). */
+export const route: Layer<Upstreamed, Routed> = (next) => ({
+  request(ex) {
+    const up = ex.upstream;
+    const r = matchRoute(up, ex.req);
+    if (r === undefined) return ex.fail('TRELLIS_E_NO_ROUTE', { service: up.service, method: ex.req.method, path: ex.req.path });
+    next(withRoute(ex, r));
+  },
+});
 
-export const split: Layer = (next) => (ex) => {
-  const r = ex.route!;
-  const i = pickBackendIndex(r);
-  if (i === -1) return ex.fail('TRELLIS_E_BACKEND_NOT_FOUND', { route: r.name, backend: '(every weight is 0)' });
-  const name = r.backends[i]!;
-  ex.backendIndex = i;
-  const backend = ex.upstream!.backends.get(name);
-  if (backend === undefined) return ex.fail('TRELLIS_E_BACKEND_NOT_FOUND', { route: r.name, backend: name });
-  ex.backend = backend;
-  next(ex);
-};
+/** Picks one of the rule's backends by weight. */
+export const split: Layer<Routed, Split> = (next) => ({
+  request(ex) {
+    const r = ex.route;
+    const i = pickBackendIndex(r);
+    if (i === -1) return ex.fail('TRELLIS_E_BACKEND_NOT_FOUND', { route: r.name, backend: '(every weight is 0)' });
+    const name = r.backends[i]!;
+    const backend = ex.upstream.backends.get(name);
+    if (backend === undefined) return ex.fail('TRELLIS_E_BACKEND_NOT_FOUND', { route: r.name, backend: name });
+    next(withBackend(ex, i, backend));
+  },
+});
 
-export const balance: Layer = (next) => {
-  const dispatch = (ex: Exchange): void => {
-    let b = ex.backend!;
+/** How many endpoints one request may try when connecting fails. */
+const MAX_CONNECT_ATTEMPTS = 3;
+
+/**
+ * Picks an endpoint of the backend and opens the attempt on it; on the way back closes
+ * the attempt with what became of it (the balancer's load and latency, the outlier
+ * detector's health), and sends a request nothing of which reached an app (a refused
+ * connect, a peer whose app is unavailable) to another endpoint, up to
+ * {@link MAX_CONNECT_ATTEMPTS}. It sits right above the codec: every attempt, retries
+ * included, passes it.
+ */
+export const balance: Layer<Split, Picked<Split>> = (next) => {
+  const dispatch = (ex: Split): void => {
+    let b = ex.backend;
+    const tries = (ex.tries ??= new Attempts());
     // A version with no endpoint left to take the request (ejected, refusing, tried) fails over to the whole service.
-    if (b.failover !== undefined && b.balancer.exhausted(ex.tried) && !b.failover.balancer.exhausted(ex.tried)) {
+    if (b.failover !== undefined && b.balancer.exhausted(tries.tried) && !b.failover.balancer.exhausted(tries.tried)) {
       // Counted: a canary judged on its own requests alone would not see the ones it could not take.
       if (b.failovers !== undefined) b.failovers.count++;
       ex.backend = b = b.failover;
     }
     const br = b.breaker;
     if (br !== undefined && !br.admitRequest()) return ex.fail('TRELLIS_E_OVERFLOW', { service: ex.service, limit: 'maxRequests', max: br.limits.maxRequests });
-    const picked = b.balancer.pick(ex.tried, b.hashOn === undefined ? undefined : hashKey(ex, b.hashOn));
+    const picked = b.balancer.pick(tries.tried, b.hashOn === undefined ? undefined : hashKey(ex, b.hashOn));
     if (picked.type === 'fail') {
       // After failed connects, the connect failure is the cause worth reporting.
-      if (ex.connectError) return ex.fail('TRELLIS_E_CONNECT', { address: endpointKey(ex.endpoint!), reason: ex.connectError });
+      if (tries.connectError !== '' && ex.endpoint !== undefined) return ex.fail('TRELLIS_E_CONNECT', { address: endpointKey(ex.endpoint), reason: tries.connectError });
       // A backend with no endpoint at all: wait (boundedly) for a snapshot that brings one.
-      if (b.balancer.endpoints.length === 0 && b.queue !== undefined && b.queue.add(ex, dispatch)) return;
+      if (b.balancer.endpoints.length === 0 && b.queue !== undefined && b.queue.add(ex, (backend) => { ex.backend = backend; dispatch(ex); }, () => queueExpired(ex))) return;
       return ex.fail(picked.code, { backend: b.name });
     }
-    ex.endpoint = picked.endpoint;
-    startAttempt(ex);
-    ex.retryConnect = dispatch;
-    next(ex);
+    tries.start(b, picked.endpoint);
+    next(withEndpoint(ex, picked.endpoint));
   };
-  return dispatch;
+  return {
+    request: dispatch,
+    back(ex, o, outer) {
+      const tries = ex.tries;
+      const e = ex.endpoint;
+      // An exchange that failed in this layer (nothing picked) has no attempt to settle.
+      if (tries === undefined || !tries.open || e === undefined) return outer(ex, o);
+      switch (o.kind) {
+        case 'head':
+          tries.end(o.status, o.sentAt);
+          // The peer sidecar's app is down and nothing was delivered: another endpoint may take it.
+          if (o.appUnavailable && ex.bodyless) {
+            // No endpoint left to try: the client hears why, as for a refused connect.
+            if (connectAgain(ex, e, tries, 'its app is unavailable')) ex.fail('TRELLIS_E_CONNECT', { address: endpointKey(e), reason: 'its app is unavailable' });
+            return false;
+          }
+          return outer(ex, o);
+        case 'refused':
+          tries.end(NO_ANSWER, 0);
+          return connectAgain(ex, e, tries, String(o.params.reason ?? '')) && outer(ex, o);
+        case 'end':
+          // Still open: the client went away, or the exchange failed around the attempt.
+          tries.end(ABANDONED, ex.link?.sentAt ?? 0);
+          return outer(ex, o);
+        default:
+          tries.end(NO_ANSWER, o.sentAt);
+          return outer(ex, o);
+      }
+    },
+  };
+
+  /** True when the failure goes on up (no other endpoint to try); false when another attempt was dispatched. */
+  function connectAgain(ex: Split, e: Endpoint, tries: Attempts, reason: string): boolean {
+    if (tries.refused(ex.backend, e, reason) >= MAX_CONNECT_ATTEMPTS) return true;
+    dispatch(ex);
+    return false;
+  }
 };
+
+function queueExpired(ex: Split): void {
+  ex.fail('TRELLIS_E_NO_ENDPOINTS', { backend: `${ex.backend.name} (waited ${QUEUE_WAIT_MS} ms for an endpoint)` });
+}
 
 /** A request's affinity key for RingHash and Maglev: a header, a cookie or the client's address. */
 function hashKey(ex: Exchange, on: HashOn): string | undefined {
@@ -222,9 +264,10 @@ export function cookieValue(header: string | undefined, name: string): string | 
 }
 
 /** Inbound: every request goes to the one local app. */
-export function localApp(app: Endpoint): Layer {
-  return (next) => (ex) => {
-    ex.endpoint = app;
-    next(ex);
-  };
+export function localApp(app: Endpoint): Layer<Exchange, Picked> {
+  return (next) => ({
+    request(ex) {
+      next(withEndpoint(ex, app));
+    },
+  });
 }

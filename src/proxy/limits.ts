@@ -3,6 +3,7 @@
 // can be changed in the Mesh file (`spec.proxyLimits`), which reaches each proxy in its
 // snapshot. A listener reads `limits.current` when a connection arrives, so a change
 // applies to new connections and never cuts one in progress.
+import { TrellisError } from '../errors.js';
 
 /** The limits in force on a proxy's listeners. */
 export interface ProxyLimits {
@@ -71,7 +72,7 @@ export function limitsWith(overrides: Partial<ProxyLimits> | undefined): ProxyLi
   const out: Record<string, number> = { ...DEFAULT_LIMITS };
   for (const [k, v] of Object.entries(overrides)) {
     if (v === undefined || !(k in DEFAULT_LIMITS)) continue;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new Error(`limit ${k} must be a positive whole number, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: '(proxyLimits)', reason: `limit ${k} must be a positive whole number, got ${JSON.stringify(v)}` });
     out[k] = v;
   }
   return Object.freeze(out as unknown as ProxyLimits);

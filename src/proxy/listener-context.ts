@@ -7,28 +7,11 @@
 import type net from 'node:net';
 import type { LimitsRef } from './limits.js';
 
-/** Which listener a connection came in on (a metric label). */
-export type ListenerKind = 'inbound' | 'outbound' | 'http-proxy';
 
-/**
- * Why a connection or stream was ended (a metric label, from this fixed set; never from
- * an error's message):
- * - `accept`: setting up the connection threw (the listener callback, protocol detection);
- * - `http1`: handling an HTTP/1.1 connection's bytes or requests threw;
- * - `h2-session`: setting up an HTTP/2 session threw;
- * - `h2-stream`: handling one HTTP/2 stream threw (that stream is reset; the session lives on);
- * - `h2-protocol`: the client broke HTTP/2 (a connection error from nghttp2, or its GOAWAY with an error);
- * - `tcp`: the TCP proxy threw while connecting a client.
- */
-export type ConnectionErrorReason = 'accept' | 'http1' | 'h2-session' | 'h2-stream' | 'h2-protocol' | 'tcp';
 
-/**
- * A request or stream refused by a limit (a metric label):
- * - `h2-streams`: an HTTP/2 stream refused before it reached the proxy's code, by
- *   SETTINGS_MAX_CONCURRENT_STREAMS (REFUSED_STREAM) or node's hard caps (see stream-client.ts);
- * - `h2-header-list`: an HTTP/2 request whose header list is over h2MaxHeaderListBytes (answered 431).
- */
-export type LimitRefusal = 'h2-streams' | 'h2-header-list';
+
+import type { ConnectionErrorReason, LimitRefusal, ListenerKind } from '../api/views.js';
+export type { ConnectionErrorReason, LimitRefusal, ListenerKind } from '../api/views.js';
 
 export interface ListenerContext {
   readonly listener: ListenerKind;

@@ -62,7 +62,8 @@ export function outcomeOf(status: number): Outcome {
   return 'success';
 }
 
-export type EjectionReason = 'consecutive-5xx' | 'consecutive-gateway-failure' | 'success-rate' | 'failure-percentage';
+import type { EjectionReason } from '../api/views.js';
+export type { EjectionReason } from '../api/views.js';
 
 interface HostState {
   consecutive5xx: number;

@@ -1,9 +1,11 @@
-// Keep-alive connections to upstreams, per address, and the forwarder: the terminal
-// layer of every HTTP pipeline, which sends an exchange over a pooled connection.
+// Keep-alive connections to upstreams, per address, and the HTTP/1.1 forwarder: the
+// codec at the bottom of a stack, which sends an exchange over a pooled connection and
+// reports what became of it (stack/outcome.ts).
 import type { Endpoint } from '../api/protocol.js';
 import type { ErrorCode } from '../errors.js';
-import type { Exchange, Handler } from './exchange.js';
+import type { Handler } from './exchange.js';
 import { endpointKey } from './balancer/balancer.js';
+import type { Picked } from './stack/decisions.js';
 import { UpstreamConnection, type UpstreamEvents } from './upstream-connection.js';
 
 export interface PoolOptions {
@@ -11,7 +13,7 @@ export interface PoolOptions {
   maxIdlePerAddress: number;
   /** Idle connections are closed after this long, a little under Node's 5 s server keep-alive. */
   idleTimeoutMs: number;
-  /** No response head within this long → 504. */
+  /** A response head not come within this long times out (the timeouts layer enforces it: timeout.ts), unless the route sets its own. */
   responseTimeoutMs: number;
 }
 
@@ -32,23 +34,18 @@ export class ConnectionPool {
   readonly #active = new Set<UpstreamConnection>();
   readonly #opts: PoolOptions;
   #sweep: NodeJS.Timeout;
-  #sweepMs = 250;
+  readonly #sweepMs = 250;
 
   constructor(opts: Partial<PoolOptions> = {}) {
     this.#opts = { ...DEFAULT_POOL_OPTIONS, ...opts };
-    // One timer for every connection: response timeouts (the default, and the routes'
-    // timeouts.request / backendRequest stamped on the exchange) and idle expiry.
+    // One timer for every idle connection's expiry.
     this.#sweep = setInterval(() => this.#check(), this.#sweepMs);
     this.#sweep.unref();
   }
 
-  /** Sweeps every `ms` (routes with short timeouts need a finer sweep; see timeout.ts). */
-  setSweepInterval(ms: number): void {
-    if (ms === this.#sweepMs) return;
-    this.#sweepMs = ms;
-    clearInterval(this.#sweep);
-    this.#sweep = setInterval(() => this.#check(), ms);
-    this.#sweep.unref();
+  /** How long a connection of this pool waits for a response head by default. */
+  get responseTimeoutMs(): number {
+    return this.#opts.responseTimeoutMs;
   }
 
   /** Whether an idle connection to the endpoint is ready to take a request. */
@@ -65,7 +62,7 @@ export class ConnectionPool {
     const list = this.#idle.get(key);
     let conn = list?.pop();
     while (conn !== undefined && conn.socket.destroyed) conn = list!.pop();
-    if (conn === undefined) conn = new UpstreamConnection(e.host, e.port, key, events);
+    if (conn === undefined) conn = new UpstreamConnection(e.host, e.port, key, events, this.#opts.responseTimeoutMs);
     this.#active.add(conn);
     return conn;
   }
@@ -97,16 +94,6 @@ export class ConnectionPool {
 
   #check(): void {
     const now = performance.now();
-    for (const c of this.#active) {
-      const ex = c.ex;
-      if (ex === undefined || ex.responseStarted) continue;
-      if (ex.deadline !== 0 && now >= ex.deadline) {
-        c.timeout(Math.round(ex.deadline - ex.startedAt), true);
-        continue;
-      }
-      const limit = ex.attemptTimeoutMs || this.#opts.responseTimeoutMs;
-      if (c.ready && now - c.sentAt > limit) c.timeout(limit, false);
-    }
     for (const list of this.#idle.values()) {
       while (list.length > 0 && now - list[0]!.idleSince > this.#opts.idleTimeoutMs) list.shift()!.close();
     }
@@ -120,31 +107,29 @@ export class ConnectionPool {
   }
 }
 
-/** How many endpoints one request may try when connecting fails. */
-const MAX_CONNECT_ATTEMPTS = 3;
-
 /**
- * The terminal layer: sends the exchange to `ex.endpoint` over a pooled connection.
- * A refused connection (nothing sent yet) goes back to the balance layer for another
- * endpoint, up to {@link MAX_CONNECT_ATTEMPTS}; without one (inbound: a single local
- * app) it fails with `connectError`.
+ * The HTTP/1.1 codec at the bottom of a stack: sends the exchange to `ex.endpoint` over
+ * a pooled connection. What becomes of it goes back up the stack as an outcome; a
+ * refused connect (nothing sent) is reported with `codes.connect`, a reset with
+ * `codes.reset`. A pooled connection found closed by the server as it was reused is
+ * this codec's own business: the request goes to the same endpoint on a fresh one.
  */
-export function forwarder(pool: ConnectionPool, connectError: ErrorCode, resetCode: ErrorCode): Handler {
+export function forwarder(pool: ConnectionPool, codes: { readonly connect: ErrorCode; readonly reset: ErrorCode; readonly toApp: boolean }): Handler<Picked> {
   const events: UpstreamEvents = {
-    resetCode,
-    resetIsUnavailable: connectError === 'TRELLIS_E_APP_UNAVAILABLE',
+    resetCode: codes.reset,
+    toApp: codes.toApp,
     release(c) {
       pool.release(c);
       const br = c.breaker;
       if (br === undefined || br.waiting.length === 0) return;
       // A request waits for a connection to its destination: this one if it is to the
       // same endpoint, else its slot (closing it lets the waiter open its own).
-      const ex = br.nextWaiting();
-      if (ex === undefined) return;
-      if (endpointKey(ex.endpoint!) === c.key) {
-        send(ex);
+      const w = br.nextWaiting();
+      if (w === undefined) return;
+      if (w.key === c.key) {
+        w.resume();
       } else {
-        br.waiting.unshift(ex);
+        br.waiting.unshift(w);
         c.close();
       }
     },
@@ -155,29 +140,19 @@ export function forwarder(pool: ConnectionPool, connectError: ErrorCode, resetCo
       // Counted once: an upgraded connection reports gone twice.
       c.breaker = undefined;
       br.connections--;
-      const ex = br.nextWaiting();
-      if (ex !== undefined) send(ex);
+      br.nextWaiting()?.resume();
     },
-    retryable(ex, conn, reason, stale) {
+    unsent(ex, conn, reason, stale) {
       if (stale) {
         // The server closed a pooled connection as we reused it: same endpoint, fresh connection.
         send(ex);
         return;
       }
-      const e = ex.endpoint!;
-      ex.backend?.balancer.connectFailed(e, Date.now());
-      (ex.tried ??= new Set()).add(e.id);
-      ex.connectError = reason;
-      if (ex.retryConnect !== undefined && ex.tried.size < MAX_CONNECT_ATTEMPTS) {
-        ex.retryConnect(ex);
-      } else {
-        ex.fail(connectError, { address: conn.key, reason });
-      }
+      ex.report({ kind: 'refused', code: codes.connect, params: { address: conn.key, reason }, sentAt: 0 });
     },
   };
-  function send(ex: Exchange): void {
-    const e = ex.endpoint!;
-    ex.destinationVersion = e.version;
+  function send(ex: Picked): void {
+    const e = ex.endpoint;
     const br = ex.backend?.breaker;
     if (br === undefined) {
       pool.acquire(e, events).send(ex);
@@ -185,7 +160,8 @@ export function forwarder(pool: ConnectionPool, connectError: ErrorCode, resetCo
     }
     // maxConnections: with no idle connection to reuse and no slot for a new one, wait for one (maxPendingRequests).
     if (br.connections >= br.limits.maxConnections && !pool.hasIdle(e)) {
-      if (!br.waitForConnection(ex)) ex.fail('TRELLIS_E_OVERFLOW', { service: ex.service, limit: 'maxPendingRequests', max: br.limits.maxPendingRequests });
+      const waiter = { get finished() { return ex.finished; }, key: endpointKey(e), resume: () => send(ex) };
+      if (!br.waitForConnection(waiter)) ex.fail('TRELLIS_E_OVERFLOW', { service: ex.service, limit: 'maxPendingRequests', max: br.limits.maxPendingRequests });
       return;
     }
     const conn = pool.acquire(e, events);

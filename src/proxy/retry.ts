@@ -7,9 +7,10 @@
 // - every retry takes from the destination's budget (retry-budget.ts); a spent budget
 //   lets the failure through instead;
 // - a failed attempt's response never reaches the client when a retry follows: the
-//   upstream connection hands it to us at the response head, before writing a byte.
-// A refused connection (nothing sent) is not ours: the balance layer tries another
-// endpoint for it (ex.retryConnect), for every method.
+//   codec reports the response head up through the layers before writing a byte, and
+//   this layer's answer (take it) makes the codec drop it.
+// A refused connection (nothing sent) is not ours: the balance layer below tries
+// another endpoint for it, for every method.
 //
 // Without a retry policy, one replay is still made, of a request that is safe to send
 // twice by any reading: a safe method (GET, HEAD, OPTIONS, TRACE) with no body, reset
@@ -17,37 +18,17 @@
 // destination's budget. That is what a whole instance lost (app and sidecar together)
 // costs otherwise: every GET in flight on it answered 502.
 import type { RetryConfig } from '../api/protocol.js';
-import type { Exchange, Handler, Layer } from './exchange.js';
+import type { Exchange, Handler, RetryHold } from './exchange.js';
+import type { CircuitBreaker } from './circuit-breaker.js';
 import type { RetryBudget } from './retry-budget.js';
+import { httpStatusOfGrpc } from './h2/grpc.js';
+import type { Layer } from './stack/layer.js';
+import type { Routed } from './stack/decisions.js';
+import type { Outcome } from './stack/outcome.js';
 
-/** Methods that can be sent twice with the effect of once (RFC 9110 9.2.2). */
-export const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+import { IDEMPOTENT, sendableElsewhere } from './methods.js';
 
-/**
- * Methods that are safe (RFC 9110 9.2.1): read-only by definition, so a copy that
- * reached a dying server did nothing a second copy could repeat. PUT and DELETE are
- * idempotent by the RFC but are left out of what is replayed without being asked, as
- * Go's http.Transport leaves them out of its own replays (`isReplayable`): apps often
- * give them effects a second copy shows (a DELETE answered 404 the second time, an
- * audit entry, a counter), and Envoy and Linkerd replay nothing without a policy at
- * all. A route that knows its PUTs and DELETEs are idempotent says so with `retry`.
- */
-export const SAFE: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
-
-/**
- * A request that may be sent elsewhere without a retry policy when what it was sent to
- * died before answering: the inbound sidecar answers `app-unavailable` for it when its
- * app resets, and the caller's sidecar replays it on another endpoint when the peer
- * sidecar itself resets (see {@link retry}).
- */
-export function sendableElsewhere(method: string, bodyless: boolean): boolean {
-  return bodyless && SAFE.has(method);
-}
-
-/** No body: none announced, and (HTTP/2, where a body needs no length) none to come. */
-export function bodylessRequest(ex: Exchange): boolean {
-  return ex.requestBodyDone && ex.req.contentLength <= 0 && !ex.req.chunked;
-}
+export { IDEMPOTENT, SAFE, sendableElsewhere } from './methods.js';
 
 /**
  * The replay every request gets that its route's policy does not cover: one retry (as
@@ -78,21 +59,14 @@ export interface RetryObserver {
 /** Why an attempt failed: a status code, or `reset` / `timeout` before any response byte. */
 export type RetryReason = number | 'reset' | 'timeout';
 
-/** What the codecs and the exchange ask of the replay armed on an exchange (`ex.retry`). */
-export interface Replayer {
-  /** Keeps a request body chunk for a replay. */
-  record(chunk: Buffer): void;
-  /** Whether a response with this status is one to retry. */
-  retriesStatus(status: number): boolean;
-  /** Sends the exchange again if it may be; false when not (the caller reports the failure). */
-  again(ex: Exchange, reason: RetryReason): boolean;
-}
+/** What the retry layer keeps on an exchange it may send again (`ex.retry`). */
+type Replayer = RetryHold;
 
 /** The replay state of one exchange; present while it may still be sent again. */
 export class RetryState implements Replayer {
   readonly #policy: RetryConfig;
   readonly #budget: RetryBudget;
-  readonly #next: Handler;
+  readonly #next: Handler<Routed>;
   readonly #observer: RetryObserver;
   #left: number;
   #body: Buffer[] | undefined;
@@ -100,8 +74,10 @@ export class RetryState implements Replayer {
   #replayable = true;
   /** The default replay ({@link RESET_REPLAY}): resets only, and only to another endpoint. */
   readonly #resetsElsewhere: boolean;
+  /** The circuit breaker holding a retry of this exchange, until the attempt it was for is over. */
+  #held: CircuitBreaker | undefined;
 
-  constructor(policy: RetryConfig, budget: RetryBudget, next: Handler, observer: RetryObserver, resetsElsewhere = false) {
+  constructor(policy: RetryConfig, budget: RetryBudget, next: Handler<Routed>, observer: RetryObserver, resetsElsewhere = false) {
     this.#policy = policy;
     this.#budget = budget;
     this.#next = next;
@@ -127,24 +103,31 @@ export class RetryState implements Replayer {
     return this.#policy.codes.includes(status);
   }
 
+  /** Gives back the retry slot held for the attempt that just ended (or the exchange). */
+  settle(): void {
+    const held = this.#held;
+    if (held === undefined) return;
+    this.#held = undefined;
+    held.retries--;
+  }
+
   /**
    * Decides on a retry after a failed attempt whose response has not reached the
-   * client. True: a retry is scheduled, and the caller must drop the attempt (its
-   * response and its connection) without touching the client. False: carry on as if
-   * there were no retry policy.
+   * client. True: a retry is scheduled (or the request's deadline will end it first),
+   * and the failure goes no further. False: carry on as if there were no retry policy.
    */
-  again(ex: Exchange, reason: RetryReason): boolean {
+  again(ex: Routed, reason: RetryReason): boolean {
     if (this.#left <= 0 || !this.#replayable || !ex.requestBodyDone || ex.responseStarted || ex.finished) return false;
     if (ex.client.socket.destroyed) return false;
     if (this.#resetsElsewhere && (reason !== 'reset' || !elsewhere(ex))) return false;
     const delay = backoffDelay(this.#policy.backoffMs, this.#policy.attempts - this.#left);
     const destination = ex.service;
-    const route = ex.route?.name ?? '';
+    const route = ex.route.name;
     if (ex.deadline !== 0 && performance.now() + delay >= ex.deadline) {
-      // No retry fits before the request's deadline: the request ends at it, as
-      // timeouts.request promises, without spending budget on an attempt never sent.
+      // No retry fits before the request's deadline: the request ends at it (the
+      // timeouts layer answers 504 request-timeout then), as timeouts.request promises,
+      // without spending budget on an attempt never sent.
       this.#left = 0;
-      this.#wait(ex, Math.max(0, ex.deadline - performance.now()), route, true);
       return true;
     }
     // A destination with a circuit breaker allows only so many retries outstanding.
@@ -155,34 +138,23 @@ export class RetryState implements Replayer {
       this.#observer.budgetExhausted(destination, route);
       return false;
     }
-    if (breaker !== undefined) ex.heldRetry = breaker;
+    this.#held = breaker;
     this.#left--;
     this.#observer.retried(destination, route, String(reason));
     ex.attempts++;
     // A fresh connect-attempt count, avoiding the endpoint that just failed when the
     // backend has another (the balancer never picks an excluded endpoint).
-    ex.tried = ex.endpoint !== undefined && ex.backend !== undefined && (ex.backend.balancer.endpoints.length > 1 || this.#resetsElsewhere) ? new Set([ex.endpoint.id]) : undefined;
-    ex.connectError = '';
+    const tries = ex.tries;
+    if (tries !== undefined) {
+      tries.tried = ex.endpoint !== undefined && ex.backend !== undefined && (ex.backend.balancer.endpoints.length > 1 || this.#resetsElsewhere) ? new Set([ex.endpoint.id]) : undefined;
+      tries.connectError = '';
+    }
     ex.status = 0;
-    ex.upstreamConn = undefined;
     ex.bodyQueue = this.#body === undefined ? undefined : this.#body.slice();
-    this.#wait(ex, delay, route, false);
-    return true;
-  }
-
-  /**
-   * Sends the next attempt after `ms`, or, when `expires` (decided up front: timers
-   * measure from the event loop's cached time and may fire early), ends the request
-   * at its deadline.
-   */
-  #wait(ex: Exchange, ms: number, route: string, expires: boolean): void {
     setTimeout(() => {
-      if (ex.finished) return;
-      if (expires || (ex.deadline !== 0 && performance.now() >= ex.deadline)) {
-        return ex.fail('TRELLIS_E_REQUEST_TIMEOUT', { route, ms: Math.round(ex.deadline - ex.startedAt) });
-      }
-      this.#next(ex);
-    }, ms);
+      if (!ex.finished) this.#next(ex);
+    }, delay);
+    return true;
   }
 }
 
@@ -196,16 +168,10 @@ function elsewhere(ex: Exchange): boolean {
   const b = ex.backend;
   const e = ex.endpoint;
   if (b === undefined || e === undefined) return false;
-  const tried = new Set(ex.tried ?? []).add(e.id);
+  const tried = new Set(ex.tries?.tried ?? []).add(e.id);
   return !b.balancer.exhausted(tried) || (b.failover !== undefined && !b.failover.balancer.exhausted(tried));
 }
 
-/**
- * The retry layer: arms a {@link RetryState} on exchanges of a rule with a retry
- * policy that may be replayed, and the default reset replay on safe body-less requests
- * of rules without one. It wraps split → balance → forward, so each retry picks its
- * backend and endpoint anew.
- */
 /**
  * The default reset replay of one retry layer, shared by its exchanges: a safe body-less
  * request is the hot path (every GET), and its state is only needed once a reset
@@ -213,43 +179,79 @@ function elsewhere(ex: Exchange): boolean {
  * replay at most is made.
  */
 class ResetReplay implements Replayer {
-  readonly #next: Handler;
+  readonly #next: Handler<Routed>;
   readonly #observer: RetryObserver;
-  constructor(next: Handler, observer: RetryObserver) {
+  constructor(next: Handler<Routed>, observer: RetryObserver) {
     this.#next = next;
     this.#observer = observer;
   }
-  record(): void {}
+  settle(): void {}
   retriesStatus(): boolean {
     return false;
   }
-  again(ex: Exchange, reason: RetryReason): boolean {
-    if (reason !== 'reset' || ex.upstream === undefined) return false;
+  again(ex: Routed, reason: RetryReason): boolean {
+    if (reason !== 'reset') return false;
     const state = new RetryState(RESET_REPLAY, ex.upstream.budget, this.#next, this.#observer, true);
     ex.retry = state;
     return state.again(ex, reason);
   }
 }
 
-export function retry(observer: RetryObserver): Layer {
+/** The reason to retry a failed attempt's outcome for, or undefined when it is not one a retry may take. */
+function reasonOf(o: Outcome): RetryReason | undefined {
+  switch (o.kind) {
+    case 'head':
+      // A trailers-only gRPC answer is judged by its grpc-status, as the HTTP status it stands for.
+      return o.grpcStatus === '' ? o.status : httpStatusOfGrpc(Number(o.grpcStatus)) ?? o.status;
+    case 'reset':
+      return 'reset';
+    case 'timeout':
+      return o.request === true ? undefined : 'timeout';
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The retry layer: arms a {@link RetryState} on exchanges of a rule with a retry
+ * policy that may be replayed, and the default reset replay on safe body-less requests
+ * of rules without one. On the way back it takes the failed attempts it may retry (a
+ * listed status, a reset, an attempt timeout) before they reach the client. It wraps
+ * split → balance → codec, so each retry picks its backend and endpoint anew.
+ */
+export function retry(observer: RetryObserver): Layer<Routed> {
   return (next) => {
     const resetReplay = new ResetReplay(next, observer);
-    return (ex) => {
-      const budget = ex.upstream!.budget;
-      // Every request earns budget, whether or not it can be retried.
-      budget.deposit();
-      const policy = ex.route!.retry;
-      if (policy === undefined) {
-        if (sendableElsewhere(ex.req.method, bodylessRequest(ex))) ex.retry = resetReplay;
-        return next(ex);
-      }
-      if (!policy.nonIdempotent && !IDEMPOTENT.has(ex.req.method)) return next(ex);
-      if (ex.req.contentLength > policy.maxBodyBytes) return next(ex);
-      const state = new RetryState(policy, budget, next, observer);
-      // Body bytes that came with the head (or arrived during a fault delay) are queued already.
-      if (ex.bodyQueue !== undefined) for (const c of ex.bodyQueue) state.record(c);
-      ex.retry = state;
-      next(ex);
+    return {
+      request(ex) {
+        const budget = ex.upstream.budget;
+        // Every request earns budget, whether or not it can be retried.
+        budget.deposit();
+        const policy = ex.route.retry;
+        if (policy === undefined) {
+          if (ex.bodyless && ex.requestBodyDone && sendableElsewhere(ex.req.method, true)) ex.retry = resetReplay;
+          return next(ex);
+        }
+        if (!policy.nonIdempotent && !IDEMPOTENT.has(ex.req.method)) return next(ex);
+        if (ex.req.contentLength > policy.maxBodyBytes) return next(ex);
+        const state = new RetryState(policy, budget, next, observer);
+        // Body bytes that came with the head (or arrived during a fault delay) are queued already.
+        if (ex.bodyQueue !== undefined) for (const c of ex.bodyQueue) state.record(c);
+        ex.retry = state;
+        ex.recorder = state;
+        next(ex);
+      },
+      back(ex, o, outer) {
+        const r = ex.retry;
+        if (r === undefined) return outer(ex, o);
+        // The attempt a held retry was for is over, however it ended.
+        r.settle();
+        if (o.kind === 'end') return outer(ex, o);
+        const reason = reasonOf(o);
+        if (reason === undefined || (typeof reason === 'number' && !r.retriesStatus(reason))) return outer(ex, o);
+        if (r.again(ex, reason)) return false;
+        return outer(ex, o);
+      },
     };
   };
 }

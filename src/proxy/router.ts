@@ -8,11 +8,10 @@ import { RetryBudget } from './retry-budget.js';
 import type { RequestHead } from './http1-parser.js';
 import type { Balancer } from './balancer/balancer.js';
 import type { OutlierDetector } from './outlier-detector.js';
-import type { HashOn } from './balancing.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 import type { WaitQueue } from './wait-queue.js';
 import { RoundRobinBalancer } from './balancer/round-robin.js';
-import { compileFilters, type CompiledFilters } from './filters/index.js';
+import { compileFilters, type CompiledFilters } from './filters/compile.js';
 
 interface HeaderMatcher {
   readonly name: string;
@@ -21,6 +20,9 @@ interface HeaderMatcher {
   readonly exact?: string;
   readonly regex?: RegExp;
 }
+
+/** Where RingHash and Maglev read a request's affinity key. */
+export type HashOn = { readonly header: string } | { readonly cookie: string } | { readonly source: true };
 
 /** Requests one backend sent to its failover backend, since the sidecar started sending it any. */
 export interface FailoverCount {
@@ -46,7 +48,7 @@ export interface CompiledBackend {
   /** The destination's circuit breaker (one per upstream service); undefined: no limits. Set anew with every snapshot. */
   breaker: CircuitBreaker | undefined;
   /** Where requests wait while the backend has no endpoint at all (wait-queue.ts); kept per backend name. */
-  queue: WaitQueue | undefined;
+  queue: WaitQueue<CompiledBackend> | undefined;
 }
 
 interface QueryMatcher {

@@ -4,27 +4,24 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { Endpoint, HostPort, ProxyInfo, Snapshot } from '../api/protocol.js';
+import { errorBody, TrellisError } from '../errors.js';
 import { openAccessLog, type AccessLog, type AccessLogOptions } from '../telemetry/access-log.js';
 import { ProxyMetrics } from '../telemetry/metrics.js';
 import { ControlClient } from './control-client.js';
-import { compose, type Handler } from './exchange.js';
 import { detectProtocol, serveHttp, type H2Server } from './h2/detect.js';
 import type { H2SessionPool } from './h2/forwarder.js';
 import type { Http2Server } from 'node:http2';
-import { backendFilters, balance, localApp, route, ruleFilters, split, telemetry, upstream } from './layers.js';
-import { inboundIdentity, outboundIdentity, sourceHeaderIdentity } from './identity.js';
-import { fault } from './fault.js';
+import { sourceHeaderIdentity } from './identity.js';
 import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS } from './pool.js';
-import { retry } from './retry.js';
 import { RetryBudget } from './retry-budget.js';
 import { compileUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './router.js';
 import { BalancingState } from './balancing.js';
-import { sweepIntervalMs, timeouts } from './timeout.js';
+import { Deadlines, sweepIntervalMs } from './timeout.js';
+import { inboundStack, outboundStack, type OutboundParts } from './stack/stacks.js';
 import { proxyTcp } from './tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
 import { LimitsRef, limitsWith } from './limits.js';
 import { AppHttpVersion, probeAppHttp, refuseHttp1 } from './h2/app-version.js';
-import { upgrades } from './upgrade.js';
 import { DEFAULT_UPGRADES } from '../api/protocol.js';
 import { errorSummary, type ConnectionErrorReason, type ListenerContext, type ListenerKind } from './listener-context.js';
 
@@ -84,6 +81,8 @@ export class Sidecar {
   /** Connections to other sidecars (outbound), and to this sidecar's app (inbound). */
   readonly #pool = new ConnectionPool({ idleTimeoutMs: PEER_IDLE_TIMEOUT_MS });
   readonly #appPool = new ConnectionPool();
+  /** Every exchange's timeouts, enforced by one sweep (timeout.ts). */
+  readonly #deadlines = new Deadlines();
   /**
    * HTTP/2 is loaded on the first HTTP/2 connection or upstream session, not at start:
    * node:http2 is about 3 MB of a sidecar's memory, which a mesh speaking only HTTP/1.1
@@ -136,22 +135,13 @@ export class Sidecar {
     const o = this.#o;
     const lookup = (service: string): CompiledUpstream | undefined | null => this.#upstreams === null ? null : this.#upstreams.get(service);
     const pool = this.#pool;
-    const outTelemetry = telemetry({ direction: 'outbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
-    // Every outbound listener (what the app, or at a gateway the outside, talks to) speaks for this proxy's service.
-    const outIdentity = outboundIdentity(o.service);
-    // Upgrades are judged once the route is known (a request no route takes gets 404 first).
-    const outUpgrades = upgrades((ex) => ex.upstream!.upgrades);
-    const outbound = (fixed?: string): Handler =>
-      compose(
-        [outTelemetry, outIdentity, upstream(lookup, fixed), route, outUpgrades, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
-        forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
-      );
-    // HTTP/2 streams take the same layers; the HTTP/2 forwarder applies the timeouts and
-    // hands failed attempts to the retry state as the HTTP/1.1 one does.
-    const outboundH2 = (ctx: ListenerContext, fixed?: string): H2Server => this.#h2Server((h2, pool) => h2.createH2Server(compose(
-      [outTelemetry, outIdentity, upstream(lookup, fixed), route, outUpgrades, ruleFilters, timeouts, fault(this.metrics), retry(this.metrics), split, backendFilters, balance],
-      h2.h2Forwarder(pool, 'TRELLIS_E_CONNECT', 'TRELLIS_E_UPSTREAM_RESET'),
-    ), ctx));
+    const parts: OutboundParts = { service: o.service, version: o.version, lookup, metrics: this.metrics, accessLog: this.#accessLog, deadlines: this.#deadlines };
+    const codes = { connect: 'TRELLIS_E_CONNECT', reset: 'TRELLIS_E_UPSTREAM_RESET' } as const;
+    // One stack per listener (stack/stacks.ts), over the HTTP/1.1 codec here and the
+    // HTTP/2 one once HTTP/2 is loaded.
+    const outbound = (fixed?: string) => outboundStack(parts, fixed).build(forwarder(pool, { ...codes, toApp: false }));
+    const outboundH2 = (ctx: ListenerContext, fixed?: string): H2Server => this.#h2Server((h2, pool) => h2.createH2Server(
+      outboundStack(parts, fixed).build(h2.h2Forwarder(pool, codes)), ctx));
 
     const outCtx = this.#context('outbound');
     for (const u of o.upstreams) {
@@ -186,24 +176,25 @@ export class Sidecar {
 
     if (o.inbound && o.app) {
       const app: Endpoint = { id: `${o.id}/app`, host: o.app.host, port: o.app.port, version: o.version };
-      const inTelemetry = telemetry({ direction: 'inbound', service: o.service, version: o.version, metrics: this.metrics, accessLog: this.#accessLog });
-      const toApp = forwarder(this.#appPool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET');
-      const inIdentity = inboundIdentity(sourceHeaderIdentity(() => this.#meshServices));
-      // The app's own sidecar holds every caller to the service's upgrades too, whatever their outbound side did.
-      const inUpgrades = upgrades(() => this.#inboundUpgrades, o.service);
+      const toApp = forwarder(this.#appPool, { connect: 'TRELLIS_E_APP_UNAVAILABLE', reset: 'TRELLIS_E_UPSTREAM_RESET', toApp: true });
+      const inbound = inboundStack({
+        service: o.service, version: o.version, app, metrics: this.metrics, accessLog: this.#accessLog, deadlines: this.#deadlines,
+        identify: sourceHeaderIdentity(() => this.#meshServices),
+        upgrades: () => this.#inboundUpgrades,
+      });
       const ctx = this.#context('inbound');
-      const pipeline = compose([inTelemetry, inIdentity, inUpgrades, localApp(app)], toApp);
+      const pipeline = inbound.build(toApp);
       const appVersion = (this.#appVersion = new AppHttpVersion(
         () => probeAppHttp(app, this.limits.current.appProbeTimeoutMs),
         (r) => o.log(`proxy ${o.id}: the app at ${endpointKey(app)} speaks ${r.version === 'h2' ? 'HTTP/2 (h2c)' : 'HTTP/1.1'} (${r.evidence})`),
       ));
       if (this.#snapshot !== null) appVersion.declare(this.#snapshot.inboundProtocol);
       // An app declared HTTP/2-only can't take HTTP/1.1: such a request is answered with the cause, not sent.
-      const refused = compose([inTelemetry, inIdentity, inUpgrades, localApp(app)], refuseHttp1(endpointKey(app)));
+      const refused = inbound.build(refuseHttp1(endpointKey(app)));
       // HTTP/2 in: to the app in its own HTTP (h2/app-codec.ts), as HTTP/2 (h2c; a gRPC
       // server speaks nothing else) or translated to HTTP/1.1 over the same app pool as above.
-      const h2 = this.#h2Server((h2, pool) => h2.createH2Server(compose([inTelemetry, inIdentity, inUpgrades, localApp(app)], h2.appCodec(appVersion, {
-        h2: h2.h2Forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET'),
+      const h2 = this.#h2Server((h2, pool) => h2.createH2Server(inbound.build(h2.appCodec(appVersion, {
+        h2: h2.h2Forwarder(pool, { connect: 'TRELLIS_E_APP_UNAVAILABLE', reset: 'TRELLIS_E_UPSTREAM_RESET' }),
         h1: h2.toHttp1(toApp),
       })), ctx));
       const server = net.createServer((socket) => this.#accept(ctx, socket, () => {
@@ -261,8 +252,13 @@ export class Sidecar {
 
   /** Applies a snapshot; throws (→ NACK) when it cannot be used, leaving the current one. */
   apply(s: Snapshot): void {
-    if (typeof s !== 'object' || s === null || typeof s.upstreams !== 'object') throw new Error('snapshot has no upstreams');
-    const limits = limitsWith(s.limits);
+    if (typeof s !== 'object' || s === null || typeof s.upstreams !== 'object') throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: '?', reason: 'it has no upstreams' });
+    let limits;
+    try {
+      limits = limitsWith(s.limits);
+    } catch (err) {
+      throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: s.version, reason: err instanceof TrellisError ? String(err.params.reason) : String(err) });
+    }
     const compiled = new Map<string, CompiledUpstream>();
     const keys = new Set<string>();
     const budgets = this.#budgets;
@@ -276,7 +272,7 @@ export class Sidecar {
       try {
         compiled.set(name, compileUpstream(u, backendsFor, budgetFor));
       } catch (err) {
-        throw new Error(`upstream "${name}": ${err instanceof Error ? err.message : String(err)}`);
+        throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: s.version, reason: `upstream "${name}": ${err instanceof Error ? err.message : String(err)}` });
       }
       for (const b of Object.values(u.backends)) for (const e of b.endpoints) keys.add(endpointKey(e));
     }
@@ -290,7 +286,7 @@ export class Sidecar {
     this.#appVersion?.declare(s.inboundProtocol);
     this.#inboundUpgrades = inboundUpgrades;
     this.#pool.retainOnly(keys);
-    this.#pool.setSweepInterval(sweepIntervalMs(compiled.values()));
+    this.#deadlines.setSweepInterval(sweepIntervalMs(compiled.values()));
     for (const service of budgets.keys()) if (!compiled.has(service)) budgets.delete(service);
     this.#h2pool?.retainOnly(keys);
     this.balancing.retainOnly(new Set([...compiled.values()].map((u) => u.service)));
@@ -436,9 +432,11 @@ export class Sidecar {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ id: this.#o.id, service: this.#o.service, control: this.#controlState, addresses: this.addresses, snapshot: this.#snapshot }, null, 2));
     } else {
-      res.statusCode = 404;
+      const err = new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `no admin endpoint ${path}; try /metrics, /ready, /config or /balancing` });
+      res.statusCode = err.status;
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ code: 'TRELLIS_E_NOT_FOUND', message: `no admin endpoint ${path}; try /metrics, /ready, /config or /balancing` }));
+      res.setHeader('trellis-error', err.token);
+      res.end(JSON.stringify(errorBody(err)));
     }
   }
 

@@ -10,7 +10,8 @@
 // HTTP2-Settings as hop-by-hop): a server may always ignore an Upgrade, so every client
 // that offers h2c (curl --http2) carries on in HTTP/1.1. Refusing it would fail those
 // clients for nothing; HTTP/2 reaches the mesh with prior knowledge instead.
-import type { Exchange, Layer } from './exchange.js';
+import type { Exchange } from './exchange.js';
+import type { Layer } from './stack/layer.js';
 import { offeredProtocols } from './http1-parser.js';
 
 /**
@@ -20,16 +21,18 @@ import { offeredProtocols } from './http1-parser.js';
  * one test. `accepted` gives the destination's list (lower case); `service` names the
  * destination on an inbound listener (outbound, the upstream layer has set `ex.service`).
  */
-export function upgrades(accepted: (ex: Exchange) => readonly string[], service?: string): Layer {
-  return (next) => (ex) => {
-    const req = ex.req;
-    if (req.upgrade && req.upgradeTo !== undefined) {
-      const refused = firstRefused(req.upgradeTo, accepted(ex));
-      if (refused !== undefined) return ex.fail('TRELLIS_E_UPGRADE_REFUSED', { service: service ?? ex.service, protocol: refused });
-      ex.upgradeTo = req.upgradeTo;
-    }
-    next(ex);
-  };
+export function upgrades<E extends Exchange>(accepted: (ex: E) => readonly string[], service?: string): Layer<E> {
+  return (next) => ({
+    request(ex) {
+      const req = ex.req;
+      if (req.upgrade && req.upgradeTo !== undefined) {
+        const refused = firstRefused(req.upgradeTo, accepted(ex));
+        if (refused !== undefined) return ex.fail('TRELLIS_E_UPGRADE_REFUSED', { service: service ?? ex.service, protocol: refused });
+        ex.upgradeTo = req.upgradeTo;
+      }
+      next(ex);
+    },
+  });
 }
 
 /** The first protocol of an offer (`a, b/1`) not in `accepted`, or undefined when all are. */

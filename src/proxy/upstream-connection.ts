@@ -1,16 +1,19 @@
 // One keep-alive connection to an upstream (another sidecar, or the local app). It
 // sends one exchange's request at a time, frames the response as it streams back to
-// the client, and tells its pool whether it can be used again.
+// the client, and tells its pool whether it can be used again. What becomes of each
+// attempt (a response head, a refused connect, a reset, a broken answer) it reports up
+// the stack (stack/outcome.ts); the layers decide what to do about it.
 import net from 'node:net';
 import type { ErrorCode } from '../errors.js';
-import { endAttempt, NO_ANSWER } from './attempt.js';
 import { ChunkedFramer } from './chunked.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
-import type { ClientBytes, Exchange, Tunnel } from './exchange.js';
+import type { AttemptLink, ClientBytes, Tunnel } from './exchange.js';
 import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead, switchedTo } from './http1-parser.js';
 import { editResponseHead } from './filters/header-modifier.js';
-import { IDEMPOTENT, sendableElsewhere } from './retry.js';
+import { IDEMPOTENT } from './methods.js';
 import { H1_REQUEST_TO_H2_APP, isServerPreface, SPEAKS_H2 } from './h2/app-version.js';
+import type { Picked } from './stack/decisions.js';
+import { END, type HeadOutcome } from './stack/outcome.js';
 
 const enum Body { None, Length, Chunked, UntilClose }
 
@@ -33,18 +36,19 @@ export interface UpstreamEvents {
   /** The connection is gone (closed, failed or not reusable). */
   gone(conn: UpstreamConnection): void;
   /**
-   * Nothing of the response came back and the request can be sent again: connecting
-   * failed (`stale` false), or a pooled connection turned out closed by the server
-   * before it answered a body-less request (`stale` true).
+   * The request never reached the upstream: connecting failed (`stale` false: reported
+   * up the stack as refused), or a pooled connection turned out closed by the server as
+   * it was reused, before it answered an idempotent body-less request (`stale` true:
+   * the pool sends it again on a fresh connection).
    */
-  retryable(ex: Exchange, conn: UpstreamConnection, reason: string, stale: boolean): void;
+  unsent(ex: Picked, conn: UpstreamConnection, reason: string, stale: boolean): void;
   /** Code to answer with when the upstream resets mid-exchange. */
   readonly resetCode: ErrorCode;
-  /** Inbound only (the upstream is the local app): see `sendableElsewhere` in retry.ts. */
-  readonly resetIsUnavailable?: boolean;
+  /** The upstream is the local app (inbound): an HTTP/2 answer is named as the app's protocol. */
+  readonly toApp?: boolean;
 }
 
-export class UpstreamConnection {
+export class UpstreamConnection implements AttemptLink {
   readonly socket: net.Socket;
   /** `host:port`: the pool's key, and the address errors name. */
   readonly key: string;
@@ -52,9 +56,11 @@ export class UpstreamConnection {
   ready = false;
   /** Requests this connection has carried; > 1 means it was reused from the pool. */
   uses = 0;
-  ex: Exchange | undefined;
+  ex: Picked | undefined;
   /** When the current request was sent (performance.now()), for the response timeout. */
   sentAt = 0;
+  /** How long a request on this connection waits for its response head by default (timeout.ts enforces it). */
+  readonly headTimeoutMs: number;
   idleSince = 0;
   /** The circuit breaker counting this connection against its destination's maxConnections (pool.ts). */
   breaker: CircuitBreaker | undefined;
@@ -80,9 +86,10 @@ export class UpstreamConnection {
   #tunnelTo: ClientBytes | undefined;
   #tunnel: Tunnel | undefined;
 
-  constructor(host: string, port: number, key: string, events: UpstreamEvents) {
+  constructor(host: string, port: number, key: string, events: UpstreamEvents, headTimeoutMs = 15_000) {
     this.key = key;
     this.#events = events;
+    this.headTimeoutMs = headTimeoutMs;
     this.socket = net.connect({
       host, port, noDelay: true,
       onread: { buffer: () => this.#nextReadBuffer(), callback: (n: number, buf: Uint8Array) => this.#onRead(n, buf as Buffer) },
@@ -128,7 +135,7 @@ export class UpstreamConnection {
       // An exception in relaying a response (its exchange ending runs the layers' callbacks)
       // ends this connection and the exchange's client, which reports it; never the process.
       if (this.ex === ex) this.ex = undefined;
-      if (ex !== undefined && ex.upstreamConn === this) ex.upstreamConn = undefined;
+      if (ex !== undefined && ex.link === this) ex.link = undefined;
       this.close();
       if (ex?.client.failed !== undefined) ex.client.failed(err);
       else (ex?.client.socket ?? tunnel)?.destroy();
@@ -148,15 +155,28 @@ export class UpstreamConnection {
   }
 
   /** Starts an exchange on this connection. */
-  send(ex: Exchange): void {
+  send(ex: Picked): void {
     this.ex = ex;
     this.uses++;
     this.#reusable = true;
-    ex.upstreamConn = this;
+    this.sentAt = 0;
+    ex.link = this;
     if (this.ready) this.#sendQueued(ex);
   }
 
-  #sendQueued(ex: Exchange): void {
+  /** Request body bytes, once connected (Exchange.writeBody queues them before). */
+  write(chunk: Buffer): boolean {
+    return this.socket.write(chunk);
+  }
+
+  /** The layers gave this attempt up (a timeout): the connection goes, its response unread; nothing is reported. */
+  cancel(): void {
+    const ex = this.ex;
+    if (ex !== undefined) this.#drop(ex);
+    else this.close();
+  }
+
+  #sendQueued(ex: Picked): void {
     const s = this.socket;
     const req = ex.req;
     this.sentAt = performance.now();
@@ -207,7 +227,7 @@ export class UpstreamConnection {
     this.#readHead(ex, buf);
   }
 
-  #readHead(ex: Exchange, buf: Buffer): void {
+  #readHead(ex: Picked, buf: Buffer): void {
     for (;;) {
       let end = findHeadEnd(buf, this.#scanFrom, buf.length);
       if (end === -1) {
@@ -241,18 +261,11 @@ export class UpstreamConnection {
           return this.#protocolError(ex, ex.upgradeTo === '' ? '101 Switching Protocols to a request that asked for no upgrade' : '101 Switching Protocols to a protocol the request did not offer');
         }
       }
-      endAttempt(ex, head.status, this.sentAt);
-      if (head.appUnavailable && ex.req.contentLength <= 0 && !ex.req.chunked) {
-        // The peer sidecar's app is down and nothing was delivered: try another endpoint.
-        this.ex = undefined;
-        ex.upstreamConn = undefined;
-        this.close();
-        this.#events.retryable(ex, this, 'its app is unavailable', false);
-        return;
-      }
-      if (ex.retry !== undefined && ex.retry.retriesStatus(head.status) && ex.retry.again(ex, head.status)) {
-        // A retry follows: this response must not reach the client, nor this connection
-        // (its body is unread) be reused.
+      // Up the stack before a byte reaches the client: a layer may take it (a retry, or
+      // another endpoint for a peer whose app is down), and then neither this response
+      // nor this connection (its body unread) is used.
+      const outcome: HeadOutcome = { kind: 'head', status: head.status, grpcStatus: '', appUnavailable: head.appUnavailable, sentAt: this.sentAt, edits: undefined };
+      if (!ex.report(outcome)) {
         this.#drop(ex);
         return;
       }
@@ -265,7 +278,7 @@ export class UpstreamConnection {
       else if (head.chunked) { this.#body = Body.Chunked; this.#framer = new ChunkedFramer(); }
       else if (head.contentLength >= 0) { this.#body = Body.Length; this.#remaining = head.contentLength; }
       else { this.#body = Body.UntilClose; this.#reusable = false; }
-      if (ex.responseEdits !== undefined) ({ buf, end } = editResponseHead(buf, end, ex.responseEdits));
+      if (outcome.edits !== undefined) ({ buf, end } = editResponseHead(buf, end, outcome.edits));
       if (!ex.requestBodyDone && !head.close) {
         // An answer before the whole request body arrived (an early 413, or a server
         // that does not read bodies): this client connection closes after it, so say
@@ -291,7 +304,7 @@ export class UpstreamConnection {
   }
 
   /** Forwards `chunk[from..]` of the response body (and, when from > 0, the head before it). */
-  #forwardBody(ex: Exchange, chunk: Buffer, from: number): void {
+  #forwardBody(ex: Picked, chunk: Buffer, from: number): void {
     let end: number;
     switch (this.#body) {
       case Body.Length: {
@@ -319,7 +332,7 @@ export class UpstreamConnection {
     if (end !== -1) this.#complete(ex);
   }
 
-  #write(ex: Exchange, data: Buffer): void {
+  #write(ex: Picked, data: Buffer): void {
     const client = ex.client.socket;
     if (client.destroyed) {
       // The client is gone: nothing more of this response is wanted, nor this connection's state.
@@ -329,11 +342,11 @@ export class UpstreamConnection {
     this.#toClient(client, data);
   }
 
-  #complete(ex: Exchange): void {
+  #complete(ex: Picked): void {
     this.#inBody = false;
     this.#framer = undefined;
     this.ex = undefined;
-    ex.upstreamConn = undefined;
+    ex.link = undefined;
     // A response that ends before its request body was fully sent leaves the upstream
     // mid-request; the connection can't be reused.
     // A connection paused for a slow client is not handed to another exchange.
@@ -353,7 +366,7 @@ export class UpstreamConnection {
    * each way are counted, and telemetry hears when it opens (the exchange's observer)
    * and when it closes (`tunnel.onClose`).
    */
-  #openTunnel(ex: Exchange, buf: Buffer, end: number, protocol: string): void {
+  #openTunnel(ex: Picked, buf: Buffer, end: number, protocol: string): void {
     const client = ex.client.socket;
     const tunnel: Tunnel = { protocol, openedAt: performance.now(), sent: 0, received: buf.length - end, onClose: undefined };
     ex.tunnel = tunnel;
@@ -383,48 +396,32 @@ export class UpstreamConnection {
     };
     this.socket.on('close', () => { client.destroy(); ended(); });
     client.on('close', () => { this.socket.destroy(); ended(); });
-    ex.observer?.(ex);
+    // The exchange is over as HTTP: the layers settle (telemetry counts the tunnel open).
+    ex.link = undefined;
     ex.finished = true;
+    ex.report(END);
     // A client gone before the listeners above: its close has fired already.
     if (client.destroyed) this.socket.destroy();
   }
 
-  #protocolError(ex: Exchange, reason: string, code: ErrorCode = 'TRELLIS_E_UPSTREAM_PROTOCOL', params: Record<string, unknown> = {}): void {
-    endAttempt(ex, NO_ANSWER, this.sentAt);
-    this.#reusable = false;
-    this.ex = undefined;
-    ex.upstreamConn = undefined;
-    this.close();
-    ex.fail(code, { address: this.key, reason, ...params });
+  #protocolError(ex: Picked, reason: string, code: ErrorCode = 'TRELLIS_E_UPSTREAM_PROTOCOL', params: Record<string, unknown> = {}): void {
+    this.#drop(ex);
+    ex.report({ kind: 'broken', code, params: { address: this.key, reason, ...params }, sentAt: this.sentAt });
   }
 
   /** A response that is not HTTP/1.x; from the local app in HTTP/2, the error names that cause (app-version.ts). */
-  #notHttp1(ex: Exchange, buf: Buffer): void {
+  #notHttp1(ex: Picked, buf: Buffer): void {
     if (!isServerPreface(buf)) return this.#protocolError(ex, 'the response does not start with an HTTP/1.x status line');
-    if (this.#events.resetIsUnavailable) return this.#protocolError(ex, H1_REQUEST_TO_H2_APP, 'TRELLIS_E_APP_PROTOCOL', { speaks: SPEAKS_H2 });
+    if (this.#events.toApp === true) return this.#protocolError(ex, H1_REQUEST_TO_H2_APP, 'TRELLIS_E_APP_PROTOCOL', { speaks: SPEAKS_H2 });
     this.#protocolError(ex, 'it answered in HTTP/2 (a SETTINGS frame), not HTTP/1.1');
   }
 
-  #drop(ex: Exchange): void {
+  /** Lets the exchange go and closes the connection, its response (if any) unread. */
+  #drop(ex: Picked): void {
     this.#reusable = false;
     this.ex = undefined;
-    ex.upstreamConn = undefined;
+    if (ex.link === this) ex.link = undefined;
     this.close();
-  }
-
-  /**
-   * A timeout fired: give up on this attempt and this connection. `request` is the
-   * route's whole-request deadline (504 request-timeout); otherwise the attempt's own
-   * limit (504 timeout), which a retry policy may retry.
-   */
-  timeout(ms: number, request: boolean): void {
-    const ex = this.ex;
-    if (ex === undefined) return this.close();
-    endAttempt(ex, NO_ANSWER, this.sentAt);
-    if (!request && ex.retry !== undefined && ex.retry.again(ex, 'timeout')) return this.#drop(ex);
-    this.#drop(ex);
-    if (request) ex.fail('TRELLIS_E_REQUEST_TIMEOUT', { route: ex.route?.name ?? '', ms });
-    else ex.fail('TRELLIS_E_TIMEOUT', { address: this.key, ms });
   }
 
   close(): void {
@@ -441,28 +438,26 @@ export class UpstreamConnection {
     const ex = this.ex;
     if (ex === undefined) return;
     this.ex = undefined;
-    ex.upstreamConn = undefined;
+    if (ex.link === this) ex.link = undefined;
     if (ex.finished) return; // the client went away first
-    if (this.ready && this.uses > 1 && !ex.responseStarted && this.#buf === undefined && ex.req.contentLength <= 0 && !ex.req.chunked && IDEMPOTENT.has(ex.req.method)) {
+    if (this.ready && this.uses > 1 && !ex.responseStarted && this.#buf === undefined && ex.bodyless && IDEMPOTENT.has(ex.req.method)) {
       // Stale pooled connection: the same endpoint gets the request on a fresh one, the attempt goes on.
       // Idempotent methods only: a proxy must not replay others on its own (RFC 9112 9.3.1.1).
-      this.#events.retryable(ex, this, reason, true);
+      this.#events.unsent(ex, this, reason, true);
       return;
     }
-    // No answer (refused, or reset before the head); after the head the attempt is closed already.
-    endAttempt(ex, NO_ANSWER, this.ready ? this.sentAt : 0);
     if (!this.ready) {
-      this.#events.retryable(ex, this, reason, false);
-    } else if (!ex.responseStarted && ex.retry !== undefined && ex.retry.again(ex, 'reset')) {
-      // Reset before any response byte reached the client: the retry layer sends it again.
-    } else if (this.#events.resetIsUnavailable && !ex.responseStarted && this.#buf === undefined && sendableElsewhere(ex.req.method, ex.req.contentLength <= 0 && !ex.req.chunked)) {
-      ex.fail('TRELLIS_E_APP_UNAVAILABLE', { address: this.key, reason: `${reason} before answering` });
+      this.#events.unsent(ex, this, reason, false);
     } else if (this.#inBody && this.#body === Body.UntilClose) {
+      // The close is this response's end.
       this.#inBody = false;
       ex.finish(false);
       ex.client.socket.end();
-    } else {
+    } else if (ex.responseStarted) {
+      // Cut off mid-response: the client's connection is reset (Exchange.fail).
       ex.fail(this.#events.resetCode, { address: this.key });
+    } else {
+      ex.report({ kind: 'reset', code: this.#events.resetCode, params: { address: this.key, reason }, sentAt: this.sentAt, partial: this.#buf !== undefined });
     }
   }
 }

@@ -12,8 +12,7 @@
 // API, which together cost a sidecar about 10 MB of resident memory (measured with
 // process.memoryUsage() after import: 42 MB → 52 MB) against a 60 MB budget. The few
 // process metrics a proxy needs are collected below instead.
-import type { BreakerView, EjectionCountView, EndpointView, FailoverView } from '../proxy/balancing.js';
-import type { ConnectionErrorReason, LimitRefusal, ListenerKind } from '../proxy/listener-context.js';
+import type { BreakerView, ConnectionErrorReason, EjectionCountView, EndpointView, FailoverView, LimitRefusal, ListenerKind } from '../api/views.js';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as PromClient from 'prom-client';

@@ -11,7 +11,9 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { compose, type Exchange } from '../../src/proxy/exchange.js';
+import type { Exchange, Handler } from '../../src/proxy/exchange.js';
+import { Stack } from '../../src/proxy/stack/layer.js';
+import { withEndpoint, type Picked } from '../../src/proxy/stack/decisions.js';
 import { H2SessionPool, h2Forwarder } from '../../src/proxy/h2/forwarder.js';
 import { createH2Server } from '../../src/proxy/h2/stream-client.js';
 import { DEFAULT_LIMITS, LimitsRef, limitsWith } from '../../src/proxy/limits.js';
@@ -195,11 +197,12 @@ test('finished streams are not kept: their exchanges and streams are collected w
   const ctx: ListenerContext = { listener: 'inbound', limits, failed: () => {}, refused: () => {}, http1: { limits, refused: () => {} } };
   const pool = new H2SessionPool();
   const endpoint = { id: 'app-0', host: '127.0.0.1', port: appPort, version: 'v1' };
-  const server = createH2Server(compose([(next) => (ex: Exchange) => {
-    refs.push(new WeakRef(ex), new WeakRef((ex.client as unknown as { stream: object }).stream));
-    ex.endpoint = endpoint;
-    next(ex);
-  }], h2Forwarder(pool, 'TRELLIS_E_APP_UNAVAILABLE', 'TRELLIS_E_UPSTREAM_RESET')), ctx);
+  const server = createH2Server(Stack.start().push((next: Handler<Picked>) => ({
+    request(ex: Exchange) {
+      refs.push(new WeakRef(ex), new WeakRef((ex.client as unknown as { stream: object }).stream));
+      next(withEndpoint(ex, endpoint));
+    },
+  })).build(h2Forwarder(pool, { connect: 'TRELLIS_E_APP_UNAVAILABLE', reset: 'TRELLIS_E_UPSTREAM_RESET' })), ctx);
   const listener = net.createServer((socket) => server.emit('connection', socket));
   await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
   const session = connect((listener.address() as net.AddressInfo).port);

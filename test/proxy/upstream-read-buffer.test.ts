@@ -11,6 +11,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { Exchange, type ClientSide } from '../../src/proxy/exchange.js';
+import { withEndpoint } from '../../src/proxy/stack/decisions.js';
 import { isFailure, parseRequestHead } from '../../src/proxy/http1-parser.js';
 import { UpstreamConnection } from '../../src/proxy/upstream-connection.js';
 import { closeServer, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
@@ -245,13 +246,13 @@ test('bytes still queued for the client are never overwritten by the next read',
   const head = Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n', 'latin1');
   const req = parseRequestHead(head, head.length);
   if (isFailure(req)) assert.fail(req.reason);
-  const ex = new Exchange(client, req, head);
+  const ex = withEndpoint(new Exchange(client, req, head), { id: 'up', host: '127.0.0.1', port, version: 'v1' });
   ex.requestBodyDone = true;
   const conn = new UpstreamConnection('127.0.0.1', port, `127.0.0.1:${port}`, {
     resetCode: 'TRELLIS_E_UPSTREAM_RESET',
     release: (c) => c.close(),
     gone: () => {},
-    retryable: () => assert.fail('not retryable'),
+    unsent: () => assert.fail('nothing is refused here'),
   });
   conn.send(ex);
   await finished;

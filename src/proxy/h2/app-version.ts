@@ -13,6 +13,7 @@
 import net from 'node:net';
 import type { HostPort, Protocol } from '../../api/protocol.js';
 import type { Handler } from '../exchange.js';
+import type { Picked } from '../stack/decisions.js';
 import { H2_PREFACE } from './detect.js';
 
 export type AppHttp = 'h1' | 'h2';
@@ -201,6 +202,6 @@ export class AppHttpVersion {
  * (`http2`, `grpc`): such a request is answered with the cause instead of being sent
  * to an app that can only answer it with a GOAWAY.
  */
-export function refuseHttp1(address: string): Handler {
+export function refuseHttp1(address: string): Handler<Picked> {
   return (ex) => ex.fail('TRELLIS_E_APP_PROTOCOL', { address, speaks: SPEAKS_H2, reason: H1_REQUEST_TO_H2_APP });
 }

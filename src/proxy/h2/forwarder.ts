@@ -4,21 +4,22 @@
 // both ways (gRPC's status is a trailer), and a reset on either side reset on the other.
 //
 // A stream is only opened once its session is connected, so a refused connection has
-// read nothing from the client and goes back to the balance layer for another
-// endpoint (`ex.retryConnect`), as the HTTP/1.1 forwarder does. A session that sends
-// GOAWAY takes no new streams; its streams in flight finish.
+// read nothing from the client, and is reported up the stack as such (the balance
+// layer tries another endpoint), as the HTTP/1.1 forwarder does. A session that sends
+// GOAWAY takes no new streams; its streams in flight finish. What becomes of each
+// stream goes up the stack as an outcome (stack/outcome.ts): retries, timeouts and
+// the attempt's bookkeeping are the layers', not this codec's.
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { ErrorCode } from '../../errors.js';
-import type { Exchange, Handler } from '../exchange.js';
+import type { AttemptLink, Exchange, Handler } from '../exchange.js';
 import { editLines, type HeaderModifier } from '../filters/header-modifier.js';
-import { httpStatusOfGrpc } from './grpc.js';
-import { H2StreamClient } from './stream-client.js';
-import { endAttempt, NO_ANSWER } from '../attempt.js';
+import type { H2StreamClient } from './stream-client.js';
 import { endpointKey } from '../balancer/balancer.js';
-import { sendableElsewhere } from '../retry.js';
 import { PEER_IDLE_TIMEOUT_MS } from '../pool.js';
 import { SessionIdle } from './session-idle.js';
+import type { Picked } from '../stack/decisions.js';
+import type { HeadOutcome } from '../stack/outcome.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -113,9 +114,6 @@ export class H2SessionPool {
   }
 }
 
-/** How many endpoints one request may try when connecting fails (as for HTTP/1.1). */
-const MAX_CONNECT_ATTEMPTS = 3;
-
 /** The request headers for the next hop: the client's, after route filters, plus `ex.extraHead`. */
 function requestHeaders(ex: Exchange, client: H2StreamClient, authority: string): http2.OutgoingHttpHeaders {
   const edits = ex.headEdits;
@@ -174,31 +172,37 @@ function trailersOf(t: http2.IncomingHttpHeaders): http2.OutgoingHttpHeaders {
   return out;
 }
 
-/**
- * The HTTP/2 terminal layer: sends the exchange to `ex.endpoint` as a stream of a
- * pooled session. A refused connection goes back to the balance layer, up to
- * {@link MAX_CONNECT_ATTEMPTS} endpoints; without one (inbound) it fails with `connectError`.
- */
-export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetCode: ErrorCode): Handler {
-  const connectFailed = (ex: Exchange, reason: string): void => {
-    endAttempt(ex, NO_ANSWER, 0);
-    const e = ex.endpoint!;
-    ex.backend?.balancer.connectFailed(e, Date.now());
-    (ex.tried ??= new Set()).add(e.id);
-    ex.connectError = reason;
-    if (ex.retryConnect !== undefined && ex.tried.size < MAX_CONNECT_ATTEMPTS) ex.retryConnect(ex);
-    else ex.fail(connectError, { address: endpointKey(e), reason });
-  };
+/** The stream of an attempt, as the layers see it (timeout.ts gives it up). */
+class StreamLink implements AttemptLink {
+  readonly ready = false;
+  readonly headTimeoutMs = 0;
+  sentAt = 0;
+  #cancel: () => void;
+  constructor(cancel: () => void) {
+    this.#cancel = cancel;
+  }
+  write(): boolean {
+    return true; // the client's stream is piped to the upstream's: nothing is written through here
+  }
+  cancel(): void {
+    this.#cancel();
+  }
+}
 
-  function send(ex: Exchange): void {
+/**
+ * The HTTP/2 codec at the bottom of a stack: sends the exchange to `ex.endpoint` as a
+ * stream of a pooled session, and reports what became of it: a refused connect with
+ * `codes.connect`, a reset before the response head with `codes.reset`.
+ */
+export function h2Forwarder(pool: H2SessionPool, codes: { readonly connect: ErrorCode; readonly reset: ErrorCode }): Handler<Picked> {
+  function send(ex: Picked): void {
     const client = ex.client as H2StreamClient;
-    const e = ex.endpoint!;
-    ex.destinationVersion = e.version;
+    const e = ex.endpoint;
     pool.session(e, (entry, failure) => {
       if (ex.finished || client.stream.destroyed) return;
       // This may run from the upstream session's 'connect' event: an exception must not reach the process.
       try {
-        if (failure !== undefined) return connectFailed(ex, failure);
+        if (failure !== undefined) return void ex.report({ kind: 'refused', code: codes.connect, params: { address: endpointKey(e), reason: failure }, sentAt: 0 });
         if (entry.session.closed || entry.session.destroyed) return send(ex); // went away meanwhile: a fresh session
         forward(ex, client, entry, endpointKey(e));
       } catch (err) {
@@ -207,13 +211,13 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     });
   }
 
-  function forward(ex: Exchange, client: H2StreamClient, entry: SessionEntry, address: string): void {
+  function forward(ex: Picked, client: H2StreamClient, entry: SessionEntry, address: string): void {
     const session = entry.session;
     const down = client.stream;
     const bodyless = client.bodyless;
-    // A retried attempt (retry.ts) replays the body the first attempt kept, once the
-    // client has sent all of it; the first attempt pipes the client's stream.
-    const replay = ex.attempts > 1 && !bodyless;
+    // A second attempt (a retry) sends the body the first one kept (`ex.bodyQueue`),
+    // once the client has sent all of it; the first attempt pipes the client's stream.
+    const replay = client.piped && !bodyless;
     let up: http2.ClientHttp2Stream;
     try {
       up = session.request(requestHeaders(ex, client, ex.req.host || address), { endStream: bodyless, waitForTrailers: !bodyless });
@@ -225,12 +229,18 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
       return ex.fail('TRELLIS_E_BAD_REQUEST', { reason: `it can't be sent as HTTP/2 (${err instanceof Error ? err.message : String(err)})` });
     }
     entry.idle.streamOpened(up);
-    // The attempt's round trip, for the balancer and the outlier detector (attempt.ts).
-    const sentAt = performance.now();
-    // A rule's timeouts bound the wait for the response head, as for HTTP/1.1. HTTP/2
-    // streams have no pool sweep (a gRPC stream may rightly last for hours), so a timer
-    // is armed only when the rule has timeouts; without them nothing waits on a clock.
-    let timer: NodeJS.Timeout | undefined;
+    /** These events concern the client no more: the layers gave the attempt up, or took its answer for another. */
+    let abandoned = false;
+    const giveUp = (): void => {
+      abandoned = true;
+      if (ex.link === link) ex.link = undefined;
+      down.off('close', onDownClose);
+      if (!replay && !bodyless) down.unpipe(up);
+      if (!up.closed) up.close(NGHTTP2_CANCEL);
+    };
+    const link = new StreamLink(giveUp);
+    link.sentAt = performance.now();
+    ex.link = link;
     /**
      * These handlers write what the upstream sent onto the client's stream, from the
      * upstream session's events: an exception there (node refusing a header, say) resets
@@ -241,44 +251,17 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
         fn(...a);
       } catch (err) {
         abandoned = true;
-        clearTimeout(timer);
         if (!up.closed) up.close(NGHTTP2_CANCEL);
         client.failed(err);
       }
     };
-    const attemptMs = ex.attemptTimeoutMs || Infinity;
-    const deadlineMs = ex.deadline !== 0 ? ex.deadline - sentAt : Infinity;
-    if (attemptMs !== Infinity || deadlineMs !== Infinity) {
-      timer = setTimeout(guarded(() => {
-        if (abandoned || responded || ex.finished) return;
-        endAttempt(ex, NO_ANSWER, sentAt);
-        if (deadlineMs > attemptMs && retried('timeout')) return retry(() => {});
-        abandoned = true;
-        down.off('close', onDownClose);
-        if (!up.closed) up.close(NGHTTP2_CANCEL);
-        if (deadlineMs <= attemptMs) ex.fail('TRELLIS_E_REQUEST_TIMEOUT', { route: ex.route?.name ?? '', ms: Math.round(ex.deadline - ex.startedAt) });
-        else ex.fail('TRELLIS_E_TIMEOUT', { address, ms: attemptMs });
-      }), Math.max(0, Math.min(attemptMs, deadlineMs)));
-    }
     let responseTrailers: http2.OutgoingHttpHeaders | undefined;
     let responded = false;
     let trailersOnly = false;
-    /** This attempt was given up for another (a retry): none of its events concern the client any more. */
-    let abandoned = false;
     const onDownClose = (): void => {
       // The client cancelled (a gRPC deadline or cancel is a RST_STREAM): so does the next hop.
       if (!up.closed) up.close(down.rstCode && down.rstCode !== NGHTTP2_NO_ERROR ? down.rstCode : NGHTTP2_CANCEL);
     };
-    const retry = (again: () => void): void => {
-      abandoned = true;
-      clearTimeout(timer);
-      down.off('close', onDownClose);
-      if (!replay && !bodyless) down.unpipe(up);
-      if (!up.closed) up.close(NGHTTP2_CANCEL);
-      again();
-    };
-    /** The rule's retry policy takes this failed attempt (its response never reaches the client). */
-    const retried = (reason: number | 'reset' | 'timeout'): boolean => ex.retry !== undefined && !abandoned && ex.retry.again(ex, reason);
     client.cancelUpstream = () => { if (!up.closed) up.close(NGHTTP2_CANCEL); };
 
     up.on('error', () => {});
@@ -289,41 +272,41 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
         ex.bodyQueue = undefined;
         up.end();
       } else {
-        if (ex.retry !== undefined) {
-          // Keep the body for a replay (up to the policy's limit), and know when it is all here.
-          down.on('data', (c: Buffer) => ex.retry?.record(c));
-          down.once('end', () => { ex.requestBodyDone = true; });
-        }
+        client.piped = true;
+        // What keeps the body for a replay (the retry layer's recorder), if anything does.
+        const recorder = ex.recorder;
+        if (recorder !== undefined) down.on('data', (c: Buffer) => recorder.record(c));
+        down.once('end', () => { ex.requestBodyDone = true; });
         down.pipe(up);
       }
     }
 
     up.on('response', guarded((h: http2.IncomingHttpHeaders, flags: number) => {
-      clearTimeout(timer);
       if (abandoned || ex.finished || down.destroyed) return;
       const status = Number(h[':status']);
       if (!(status >= 200 && status <= 599)) {
         // nghttp2 lets any three digits through; an HTTP/2 response can't carry them on (node throws).
-        endAttempt(ex, NO_ANSWER, sentAt);
-        return retry(() => ex.fail('TRELLIS_E_UPSTREAM_PROTOCOL', { address, reason: 'its response status is outside 200-599' }));
+        giveUp();
+        return void ex.report({ kind: 'broken', code: 'TRELLIS_E_UPSTREAM_PROTOCOL', params: { address, reason: 'its response status is outside 200-599' }, sentAt: link.sentAt });
       }
-      if (status === 503 && h['trellis-error'] === 'app-unavailable' && bodyless) {
-        // The peer sidecar's app is down and nothing was delivered: another endpoint may do.
-        return retry(() => connectFailed(ex, 'its app is unavailable'));
+      const ended = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+      const grpcStatus = ended && h['grpc-status'] !== undefined ? String(h['grpc-status']) : '';
+      const outcome: HeadOutcome = {
+        kind: 'head', status, grpcStatus, appUnavailable: status === 503 && h['trellis-error'] === 'app-unavailable', sentAt: link.sentAt, edits: undefined,
+      };
+      if (!ex.report(outcome)) {
+        // A layer took it (a retry, another endpoint): it never reaches the client.
+        if (!abandoned) giveUp();
+        return;
       }
-      endAttempt(ex, status, sentAt);
-      if (ex.retry !== undefined) {
-        const ended = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
-        const code = ended && h['grpc-status'] !== undefined ? httpStatusOfGrpc(Number(h['grpc-status'])) ?? status : status;
-        if (ex.retry.retriesStatus(code) && retried(code)) return retry(() => {});
-      }
+      if (ex.link === link) ex.link = undefined;
       responded = true;
       ex.status = status;
       ex.responseStarted = true;
-      const out = responseHeaders(h, ex.responseEdits);
-      if ((flags & NGHTTP2_FLAG_END_STREAM) !== 0) {
+      const out = responseHeaders(h, outcome.edits);
+      if (ended) {
         // Trailers-only (a gRPC error) or an empty response.
-        if (h['grpc-status'] !== undefined) ex.grpcStatus = String(h['grpc-status']);
+        if (grpcStatus !== '') ex.grpcStatus = grpcStatus;
         trailersOnly = true;
         down.respond(out, { endStream: true });
         return;
@@ -339,21 +322,21 @@ export function h2Forwarder(pool: H2SessionPool, connectError: ErrorCode, resetC
     });
 
     up.on('close', guarded(() => {
-      clearTimeout(timer);
       if (abandoned || ex.finished || down.destroyed) return;
       const code = up.rstCode ?? NGHTTP2_NO_ERROR;
       // A response that ended (trailers-only, or read to its end) finishes on its own;
       // one whose session died mid-body must not leave the client waiting.
       if (code === NGHTTP2_NO_ERROR && responded && (trailersOnly || up.readableEnded)) return;
-      if (!responded) endAttempt(ex, NO_ANSWER, sentAt);
-      if (!responded && code !== NGHTTP2_REFUSED_STREAM && retried('reset')) return retry(() => {});
-      if (!responded && code === NGHTTP2_REFUSED_STREAM && bodyless) return retry(() => send(ex)); // GOAWAY'd before it was processed
-      if (!responded && connectError === 'TRELLIS_E_APP_UNAVAILABLE' && sendableElsewhere(ex.req.method, bodyless)) {
-        return ex.fail('TRELLIS_E_APP_UNAVAILABLE', { address, reason: 'the app reset the stream before answering' });
+      if (responded) {
+        ex.errorToken = 'upstream-reset';
+        down.close(code === NGHTTP2_NO_ERROR ? http2.constants.NGHTTP2_INTERNAL_ERROR : code);
+        return;
       }
-      if (!responded) return ex.fail(resetCode, { address });
-      ex.errorToken = 'upstream-reset';
-      down.close(code === NGHTTP2_NO_ERROR ? http2.constants.NGHTTP2_INTERNAL_ERROR : code);
+      giveUp();
+      // Refused before it was processed (the session went away): nothing reached the app, so the
+      // same endpoint takes it on a fresh session, as HTTP/1.1 resends on a stale pooled connection.
+      if (code === NGHTTP2_REFUSED_STREAM && bodyless) return send(ex);
+      ex.report({ kind: 'reset', code: codes.reset, params: { address, reason: 'the stream was reset before a response' }, sentAt: link.sentAt });
     }));
     down.on('close', onDownClose);
   }

@@ -29,6 +29,8 @@ export class H2StreamClient implements ClientSide {
    * (with the whole body, held by flow control) before the forwarder has a stream to send them on.
    */
   trailers: http2.IncomingHttpHeaders | undefined;
+  /** The request body was piped to an attempt: another attempt sends the copy the retry layer kept. */
+  piped = false;
   /** Set by the forwarder once a stream to the next hop is open: an error answered here cancels it. */
   cancelUpstream: (() => void) | undefined;
   /** Reports an exception in handling this stream (the listener counts and logs it); set by the server. */
@@ -249,7 +251,7 @@ function serveStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHtt
   const client = new H2StreamClient(stream, socket, (flags & END_STREAM) !== 0, grpc);
   client.onFailure = (err) => ctx.failed('h2-stream', err);
   stream.once('trailers', (t: http2.IncomingHttpHeaders) => { client.trailers = t; });
-  const ex = new Exchange(client, requestHeadOf(headers), EMPTY);
+  const ex = new Exchange(client, requestHeadOf(headers), EMPTY, client.bodyless);
   // A body still to come keeps a RequestMirror from copying the request (as for HTTP/1.1).
   ex.requestBodyDone = client.bodyless;
   stream.once('close', () => {

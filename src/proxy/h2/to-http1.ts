@@ -17,7 +17,8 @@
 // so the client sees them as it sees every other.
 import http2 from 'node:http2';
 import { Duplex } from 'node:stream';
-import { Exchange, type ClientSide, type Handler } from '../exchange.js';
+import { Exchange, type AttemptLink, type ClientSide, type Handler } from '../exchange.js';
+import { withEndpoint, type Picked } from '../stack/decisions.js';
 import { findHeadEnd, MAX_HEAD_BYTES, type RequestHead } from '../http1-parser.js';
 import type { ErrorCode } from '../../errors.js';
 import { endpointKey } from '../balancer/balancer.js';
@@ -44,19 +45,24 @@ const CRLF = Buffer.from('\r\n', 'latin1');
  * The terminal for an HTTP/2 exchange whose app speaks HTTP/1.1: builds the HTTP/1.1
  * leg and hands it to `forward`, the HTTP/1.1 forwarder.
  */
-export function toHttp1(forward: Handler): Handler {
+export function toHttp1(forward: Handler<Picked>): Handler<Picked> {
   return (ex) => {
     const client = ex.client as H2StreamClient;
-    const request = http1Request(ex.req, client.bodyless, ex.endpoint === undefined ? '' : endpointKey(ex.endpoint));
+    const request = http1Request(ex.req, client.bodyless, endpointKey(ex.endpoint));
     if (typeof request === 'string') return ex.fail('TRELLIS_E_BAD_REQUEST', { reason: request });
     const leg = new Http1Leg(ex, client);
-    const inner = new Exchange(leg, request.req, request.head);
+    const inner = withEndpoint(new Exchange(leg, request.req, request.head, client.bodyless), ex.endpoint);
     inner.service = ex.service;
-    inner.endpoint = ex.endpoint;
     inner.source = ex.source;
-    inner.deadline = ex.deadline;
-    inner.attemptTimeoutMs = ex.attemptTimeoutMs;
     inner.requestBodyDone = client.bodyless;
+    // The leg's outcomes are the HTTP/2 exchange's: its layers decide on them.
+    inner.back = (_inner, o) => {
+      if (o.kind === 'end') return true;
+      const deliver = ex.report(o);
+      if (o.kind !== 'head' && ex.finished) leg.ended();
+      return deliver;
+    };
+    ex.link = leg.link;
     leg.start(inner);
     forward(inner);
   };
@@ -121,18 +127,35 @@ class Http1Leg implements ClientSide {
     this.socket = new ResponseToH2(outer, client, (code, reason) => this.#abort(code, reason));
   }
 
+  /** The HTTP/2 exchange's view of the attempt: the HTTP/1.1 connection's, given up with the leg. */
+  readonly link: AttemptLink = new LegLink(this);
+
+  /** The HTTP/1.1 connection's attempt, while one is in flight. */
+  get innerLink(): AttemptLink | undefined {
+    return this.#inner?.link;
+  }
+
+
+  /** The exchange was answered (or given up) above the leg: the leg and its app connection end. */
+  ended(): void {
+    const inner = this.#inner;
+    if (inner !== undefined && !inner.finished) {
+      inner.finished = true;
+      const link = inner.link;
+      inner.link = undefined;
+      link?.cancel();
+    }
+    this.socket.destroy();
+  }
+
   /** Pipes the request body (if any) into the leg, and ties the leg to the stream's life. */
   start(inner: Exchange): void {
     this.#inner = inner;
     const stream = this.#client.stream;
     stream.once('close', () => {
       // The client reset the stream (or it ended): nothing more of the leg is wanted.
-      if (!inner.finished) {
-        inner.errorToken ||= 'client-closed';
-        inner.finished = true;
-        inner.upstreamConn?.close();
-      }
-      this.socket.destroy();
+      if (!inner.finished) inner.errorToken ||= 'client-closed';
+      this.ended();
     });
     if (this.#client.bodyless) return;
     const chunked = inner.req.chunked;
@@ -179,13 +202,29 @@ class Http1Leg implements ClientSide {
 
   /** A response that can't be told in HTTP/2: the leg and its app connection end, the client hears why. */
   #abort(code: ErrorCode, reason: string): void {
-    const inner = this.#inner;
-    if (inner !== undefined && !inner.finished) {
-      inner.finished = true;
-      inner.upstreamConn?.close();
-    }
-    this.socket.destroy();
+    this.ended();
     this.#outer.fail(code, { address: this.#outer.endpoint === undefined ? '' : endpointKey(this.#outer.endpoint), reason });
+  }
+}
+
+/** The leg's HTTP/1.1 attempt as the HTTP/2 exchange's layers see it: its times, and giving it up with the leg. */
+class LegLink implements AttemptLink {
+  readonly ready = false;
+  readonly #leg: Http1Leg;
+  constructor(leg: Http1Leg) {
+    this.#leg = leg;
+  }
+  get sentAt(): number {
+    return this.#leg.innerLink?.sentAt ?? 0;
+  }
+  get headTimeoutMs(): number {
+    return this.#leg.innerLink?.headTimeoutMs ?? 0;
+  }
+  write(): boolean {
+    return true; // the body goes through the leg's own exchange
+  }
+  cancel(): void {
+    this.#leg.ended();
   }
 }
 

@@ -1,0 +1,127 @@
+// The request path of every proxy role, written once. Read top to bottom: each `push`
+// is a layer, outermost first, with why it sits where it does. HTTP/1.1 and HTTP/2
+// (and, later, TLS-terminated connections) run the same stacks; only the listener that
+// makes the exchange (above) and the codec that sends it (below: `build(codec)`) differ.
+// Requests go down; outcomes (stack/outcome.ts) come back up through the same layers,
+// innermost first. Where planned capabilities go is marked; docs/architecture.md draws it.
+import type { Endpoint } from '../../api/protocol.js';
+import type { AccessLog } from '../../telemetry/access-log.js';
+import type { ProxyMetrics } from '../../telemetry/metrics.js';
+import { fault } from '../fault.js';
+import { backendFilters, ruleFilters } from '../filters/index.js';
+import { inboundIdentity, outboundIdentity, type CallerIdentity } from '../identity.js';
+import { balance, localApp, route, split, telemetry, upstream } from '../layers.js';
+import { sendableElsewhere } from '../methods.js';
+import { retry } from '../retry.js';
+import type { CompiledUpstream } from '../router.js';
+import { headTimeout, timeouts, type Deadlines } from '../timeout.js';
+import { upgrades } from '../upgrade.js';
+import type { Picked, Split } from './decisions.js';
+import { Stack, type Layer } from './layer.js';
+
+/** What the outbound stack needs of its proxy. */
+export interface OutboundParts {
+  /** This proxy's service and version (the source of its calls). */
+  readonly service: string;
+  readonly version: string;
+  /** The snapshot's compiled upstreams; null before the first snapshot. */
+  readonly lookup: (service: string) => CompiledUpstream | undefined | null;
+  readonly metrics: ProxyMetrics;
+  readonly accessLog: AccessLog;
+  readonly deadlines: Deadlines;
+}
+
+/**
+ * The outbound stack: the app (or, at a gateway, the outside) calling a service of the
+ * mesh. `fixedService` is the destination of a per-upstream listener; without it the
+ * Host header names it (the HTTP-proxy listener).
+ */
+export function outboundStack(p: OutboundParts, fixedService?: string): Stack<Picked<Split>> {
+  return Stack.start()
+    // Outermost, so it sees every outcome, errors included, and records each exchange once, when it ends.
+    // (A trace span layer goes right inside it: the span covers everything below.)
+    .push(telemetry({ direction: 'outbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog }))
+    // The caller is this proxy's app: what it claims about itself is dropped before anything reads it.
+    .push(outboundIdentity(p.service))
+    // The destination service, from the listener or the Host header: nothing below runs without one.
+    .push(upstream(p.lookup, fixedService))
+    // The destination's routes pick the rule; every layer below reads the rule's policies.
+    .push(route)
+    // Judged once the route is known, so a request no route takes gets its 404 first.
+    .push(upgrades((ex) => ex.upstream.upgrades))
+    // The rule's filters may answer (a redirect) or edit the request before any backend is
+    // chosen, and edit the response head on the way back; they need no resilience below.
+    .push(ruleFilters)
+    // The request deadline covers fault delays and every retry, so it sits outside both;
+    // it also watches each attempt's wait for its response head.
+    .push(timeouts(p.deadlines))
+    // Outside retry, as Envoy's fault filter sits before its router: an injected abort
+    // reaches the client instead of being retried away.
+    .push(fault(p.metrics))
+    // Wraps split and balance, so each retry picks its backend and endpoint anew
+    // (linkerd's retry sits above its distribute layer for the same reason).
+    .push(retry(p.metrics))
+    // A backend of the rule by weight: the canary and blue/green split.
+    .push(split)
+    // The picked backendRef's own filters, after split because they belong to it.
+    .push(backendFilters)
+    // Innermost: picks the endpoint and keeps the attempt's books from its outcome, and
+    // sends a request nothing of which reached an app to another endpoint.
+    .push(balance);
+}
+
+/**
+ * The gateway's slot. Today an edge proxy (the ingress) runs the outbound stack: its
+ * clients are outside the mesh, so the outbound identity layer already treats them as
+ * untrusted. TLS termination, authorization and rate limits are pushed here by the
+ * gateway work, above `upstream`.
+ */
+export function gatewayStack(p: OutboundParts, fixedService?: string): Stack<Picked<Split>> {
+  return outboundStack(p, fixedService);
+}
+
+/** What the inbound stack needs of its proxy. */
+export interface InboundParts {
+  readonly service: string;
+  readonly version: string;
+  readonly app: Endpoint;
+  /** Who the caller is (identity.ts); with mTLS, its certificate. */
+  readonly identify: CallerIdentity;
+  /** The upgrade protocols this service accepts (its snapshot's). */
+  readonly upgrades: () => readonly string[];
+  readonly metrics: ProxyMetrics;
+  readonly accessLog: AccessLog;
+  readonly deadlines: Deadlines;
+}
+
+/** The inbound stack: another sidecar (or the ingress) calling this proxy's app. */
+export function inboundStack(p: InboundParts): Stack<Picked> {
+  return Stack.start()
+    // Outermost, as outbound: every exchange recorded once, however it ends.
+    .push(telemetry({ direction: 'inbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog }))
+    // The caller, checked against the mesh's services; a claim it can't back is stripped.
+    // (Authorization and rate limits go right inside it: they judge a known caller.)
+    .push(inboundIdentity(p.identify))
+    // The app's own sidecar holds every caller to the service's upgrades, whatever their outbound side did.
+    .push(upgrades(() => p.upgrades(), p.service))
+    // Every request goes to the one local app.
+    .push(localApp(p.app))
+    // The app's wait for a response head is bounded by the connection's default.
+    .push(headTimeout(p.deadlines))
+    // Innermost: the app's reset of a request nothing of which it answered becomes an answer the caller can act on.
+    .push(appUnavailable);
+}
+
+/**
+ * An app that reset a safe body-less request before answering it is answered
+ * 503 app-unavailable, which the caller's sidecar sends to another endpoint (its
+ * balance layer): the request did nothing a second copy could repeat.
+ */
+const appUnavailable: Layer<Picked> = (next) => ({
+  request: next,
+  back(ex, o, outer) {
+    if (o.kind !== 'reset' || o.partial === true || ex.responseStarted || !sendableElsewhere(ex.req.method, ex.bodyless)) return outer(ex, o);
+    ex.fail('TRELLIS_E_APP_UNAVAILABLE', { address: o.params.address, reason: `${String(o.params.reason ?? 'reset')} before answering` });
+    return false;
+  },
+});
