@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import { TrellisError } from '../errors.js';
 import { formatProblem } from '../config/problems.js';
-import { startControlPlane } from '../control/admin-server.js';
+import { startControlPlane } from '../control/control-plane.js';
 import type { ConfigProblem } from '../control/model.js';
 import { parseFlags, parseHostPort } from './args.js';
 

@@ -1,8 +1,8 @@
 // Per-proxy snapshot versions: a counter that moves only when what the proxy would
 // receive actually changed, so proxies (and the ACK/NACK record) are not churned by
 // recompiles that came out the same.
-import type { Snapshot } from '../api/protocol.js';
-import type { SnapshotContent } from './compiler.js';
+import type { Snapshot } from '../../api/protocol.js';
+import type { SnapshotContent } from '../compile/compiler.js';
 
 /** JSON with object keys sorted, so equal values always give equal strings. */
 export function stableStringify(value: unknown): string {

@@ -2,10 +2,10 @@
 // `trellis status`. Every view is a plain function of the model; the request handler
 // only picks the view by path. The one write is a service's weights (weights-api.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { errorBody, TrellisError } from '../errors.js';
-import type { HostPort } from '../api/protocol.js';
-import type { ConfigProblem, HealthState, Instance, MeshModel, ProxyState } from './model.js';
-import { routeKey } from './routes.js';
+import { errorBody, TrellisError } from '../../errors.js';
+import type { HostPort } from '../../api/protocol.js';
+import type { ConfigProblem, HealthState, Instance, MeshModel, ProxyState } from '../model.js';
+import { routeKey } from '../compile/routes.js';
 import type { Answer, WeightsApi } from './weights-api.js';
 
 function iso(ms: number | undefined): string | null {

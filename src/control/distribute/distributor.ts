@@ -5,10 +5,10 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { errorBody, TrellisError } from '../errors.js';
-import type { ControlMessage, ProxyInfo } from '../api/protocol.js';
-import type { MeshModel } from './model.js';
-import { compileSnapshot, type RoutableInstance } from './compiler.js';
+import { errorBody, TrellisError } from '../../errors.js';
+import type { ControlMessage, ProxyInfo } from '../../api/protocol.js';
+import type { MeshModel } from '../model.js';
+import { compileSnapshot, type RoutableInstance } from '../compile/compiler.js';
 import { SnapshotVersions } from './snapshot-versions.js';
 import { LineReader, parseProxyMessage, writeMessage } from './wire.js';
 
