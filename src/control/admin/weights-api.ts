@@ -12,7 +12,7 @@ import { compileSnapshot } from '../compile/compiler.js';
 import { routableInstances } from '../distribute/distributor.js';
 import type { MeshModel } from '../model.js';
 import { currentWeights, MAX_WEIGHT, planWeights, splitRules, type SourceFile, type SplitRule, type Weights } from '../sources/route-weights.js';
-import { stableStringify } from '../distribute/snapshot-versions.js';
+import { stableStringify } from '../stable-json.js';
 
 /** `GET /v1/services/<name>/weights`. */
 export interface WeightsView {
