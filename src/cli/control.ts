@@ -25,7 +25,7 @@ Options:
                          default: .trellis beside the first config path, as \`trellis up\`
 
 Example:
-  trellis control --config examples/shop/mesh.yaml --admin 15000
+  trellis control --config examples/shop/topology-1.yaml --admin 15000
 `;
 
 /** `.trellis` beside the mesh file (or in the folder given), where `trellis up` keeps its state too. */
