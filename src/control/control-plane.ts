@@ -49,7 +49,7 @@ export interface ControlPlaneOptions {
 }
 
 export interface ControlPlane {
-  /** Where the admin server actually listens. */
+  /** Where the HTTP server (admin API and proxy stream) actually listens. */
   readonly address: HostPort;
   /** `http://host:port`, the `--control` URL for proxies and the CLI. */
   readonly url: string;

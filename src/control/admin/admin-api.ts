@@ -207,7 +207,7 @@ function putWeights(api: WeightsApi, service: string, req: IncomingMessage, res:
   });
 }
 
-/** The `request` handler of the admin server. */
+/** The `request` handler of the control plane's HTTP server (the admin API). */
 export function createAdminHandler(opts: AdminApiOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { model } = opts;
   return (req, res) => {
