@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import { TrellisError } from '../errors.js';
 import { formatProblem } from '../config/problems.js';
-import { startControlPlane } from '../control/admin-server.js';
+import { startControlPlane } from '../control/control-plane.js';
 import type { ConfigProblem } from '../control/model.js';
 import { parseFlags, parseHostPort } from './args.js';
 
@@ -25,7 +25,7 @@ Options:
                          default: .trellis beside the first config path, as \`trellis up\`
 
 Example:
-  trellis control --config examples/shop/mesh.yaml --admin 15000
+  trellis control --config examples/shop/topology-1.yaml --admin 15000
 `;
 
 /** `.trellis` beside the mesh file (or in the folder given), where `trellis up` keeps its state too. */

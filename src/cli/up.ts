@@ -20,7 +20,7 @@ Options:
   --free-ports             ignore the fixed ports of the mesh file and pick free ones
 
 Example:
-  trellis up examples/shop/mesh.yaml
+  trellis up examples/shop/topology-1.yaml
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -31,7 +31,7 @@ export async function run(argv: string[]): Promise<number> {
   }, true, 'up');
   if (positionals.length > 1) throw new TrellisError('TRELLIS_E_USAGE', { reason: 'give one mesh file; see `trellis up --help`' });
   const file = positionals[0] ?? 'mesh.yaml';
-  if (!existsSync(file)) throw new TrellisError('TRELLIS_E_USAGE', { reason: `no mesh file at ${file}; give its path, e.g. \`trellis up examples/shop/mesh.yaml\`` });
+  if (!existsSync(file)) throw new TrellisError('TRELLIS_E_USAGE', { reason: `no mesh file at ${file}; give its path, e.g. \`trellis up examples/shop/topology-1.yaml\`` });
 
   const log = (line: string): void => void process.stdout.write(`${line}\n`);
   const mesh = new LocalMesh({ meshFile: file, admin: parseHostPort(values.admin, '--admin'), stateDir: values['state-dir'], freePorts: values['free-ports'], log });

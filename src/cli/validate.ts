@@ -15,7 +15,7 @@ their *.yaml and *.yml files; the Mesh's spec.include is followed.
 Exit status: 0 when the config is valid, 1 when it has problems, 2 on bad usage.
 
 Example:
-  trellis validate examples/shop/mesh.yaml
+  trellis validate examples/shop/topology-1.yaml
   trellis validate config/
 `;
 

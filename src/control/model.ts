@@ -3,7 +3,7 @@
 // versions. It only holds state and tells listeners what changed; the health checker,
 // compiler and distributor act on it.
 import type { HostPort, ProxyInfo, Snapshot } from '../api/protocol.js';
-import { EMPTY_CONFIG, type ControlConfig, type ServiceConfig } from './mesh-config.js';
+import { EMPTY_CONFIG, type ControlConfig, type ServiceConfig } from './sources/mesh-config.js';
 
 export type HealthStatus = 'unknown' | 'healthy' | 'unhealthy';
 

@@ -4,7 +4,7 @@
 // snapshot with durations in ms and Envoy's defaults filled in.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { compileSnapshot } from '../../src/control/compiler.js';
+import { compileSnapshot } from '../../src/control/compile/compiler.js';
 import { DEFAULT_OUTLIER_DETECTION } from '../../src/api/protocol.js';
 import { loadConfig } from '../../src/config/load.js';
 import { formatProblem } from '../../src/config/problems.js';

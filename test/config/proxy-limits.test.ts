@@ -3,7 +3,7 @@
 // does not name keep their defaults; a bad value is refused and the last good limits stay).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { compileSnapshot } from '../../src/control/compiler.js';
+import { compileSnapshot } from '../../src/control/compile/compiler.js';
 import { loadConfig } from '../../src/config/load.js';
 import { DEFAULT_LIMITS, limitsWith } from '../../src/proxy/limits.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';

@@ -3,7 +3,7 @@
 // with the file, line, column and field path; good ones reach the proxies' snapshot.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { compileSnapshot } from '../../src/control/compiler.js';
+import { compileSnapshot } from '../../src/control/compile/compiler.js';
 import { loadConfig } from '../../src/config/load.js';
 import { formatProblem } from '../../src/config/problems.js';
 import { mesh, problemAt, route, tempDir } from './helpers.js';

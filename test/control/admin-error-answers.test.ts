@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startControlPlane, type ControlPlane } from '../../src/control/admin-server.js';
+import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import { ERRORS, TrellisError, type ErrorCode } from '../../src/errors.js';
 import { applyWeights } from '../../src/cli/weights-client.js';
 import { MESH_YAML, tempDir } from './helpers.js';

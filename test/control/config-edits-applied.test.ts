@@ -10,8 +10,8 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { loadConfig } from '../../src/config/load.js';
-import { startControlPlane, type ControlPlane } from '../../src/control/admin-server.js';
-import type { ConfigLoader } from '../../src/control/config-watcher.js';
+import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
+import type { ConfigLoader } from '../../src/control/sources/config-watcher.js';
 import { MESH_YAML, routesYaml, tempDir } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { HealthChecker, nextHealth, probeHttp, probeTcp, type CheckResult } from '../../src/control/health-checker.js';
+import { HealthChecker, nextHealth, probeHttp, probeTcp, type CheckResult } from '../../src/control/sources/health-checker.js';
 import { MeshModel, type HealthState } from '../../src/control/model.js';
-import type { HealthConfig } from '../../src/control/mesh-config.js';
+import type { HealthConfig } from '../../src/control/sources/mesh-config.js';
 import { config, service } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from '../../src/api/protocol.js';
-import type { ControlConfig, HTTPRouteConfig, ServiceConfig } from '../../src/control/mesh-config.js';
+import type { ControlConfig, HTTPRouteConfig, ServiceConfig } from '../../src/control/sources/mesh-config.js';
 
 /** A proxy's side of the stream, driven by the test. */
 export class FakeProxy {

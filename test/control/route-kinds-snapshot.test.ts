@@ -3,7 +3,7 @@
 // names still come with their endpoints.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileSnapshot, type RoutableInstance } from '../../src/control/compiler.js';
+import { compileSnapshot, type RoutableInstance } from '../../src/control/compile/compiler.js';
 import { config, route, service, sidecar } from './helpers.js';
 
 const instances: RoutableInstance[] = [

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileRoutes } from '../../src/control/routes.js';
+import { compileRoutes } from '../../src/control/compile/routes.js';
 import { route } from './helpers.js';
 
 const to = (name: string) => [{ name }];

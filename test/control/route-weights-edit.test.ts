@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parse } from 'yaml';
 import { TrellisError } from '../../src/errors.js';
-import { currentWeights, planWeights, splitRules, type SourceFile } from '../../src/control/route-weights.js';
+import { currentWeights, planWeights, splitRules, type SourceFile } from '../../src/control/sources/route-weights.js';
 
 const MESH = `# the mesh
 apiVersion: trellis.dev/v1alpha1

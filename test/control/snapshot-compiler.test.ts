@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compileSnapshot, upstreamsFor, type RoutableInstance } from '../../src/control/compiler.js';
-import { SnapshotVersions, stableStringify } from '../../src/control/snapshot-versions.js';
+import { compileSnapshot, upstreamsFor, type RoutableInstance } from '../../src/control/compile/compiler.js';
+import { SnapshotVersions } from '../../src/control/distribute/snapshot-versions.js';
+import { stableStringify } from '../../src/control/stable-json.js';
 import type { HealthStatus } from '../../src/control/model.js';
 import { config, gateway, listeners, route, service, sidecar } from './helpers.js';
 

@@ -5,8 +5,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startControlPlane, type ControlPlane } from '../../src/control/admin-server.js';
-import type { WeightsChange, WeightsView } from '../../src/control/weights-api.js';
+import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
+import type { WeightsChange, WeightsView } from '../../src/control/admin/weights-api.js';
 import { connect, getJson, listeners, MESH_YAML, sidecar, tempDir, type FakeProxy } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 

@@ -18,7 +18,7 @@ function portOf(url: string): number {
   return Number(new URL(url).port);
 }
 
-for (const topology of ['mesh.yaml', 'topology-2.yaml']) {
+for (const topology of ['topology-1.yaml', 'topology-2.yaml']) {
   describe(`the shop, ${topology}`, () => {
     let dir: string;
     let mesh: RunningMesh;
@@ -38,7 +38,7 @@ for (const topology of ['mesh.yaml', 'topology-2.yaml']) {
     });
 
     test('products come from Postgres, through the mesh', async () => {
-      const api = topology === 'mesh.yaml' ? portOf(mesh.state.publicUrls.backend!) : portOf(mesh.state.publicUrls.frontend!);
+      const api = topology === 'topology-1.yaml' ? portOf(mesh.state.publicUrls.backend!) : portOf(mesh.state.publicUrls.frontend!);
       // Postgres may still be creating its database: ask until the API answers.
       const body = await eventually(async () => {
         const r = await request(api, '/api/products');
@@ -60,12 +60,12 @@ for (const topology of ['mesh.yaml', 'topology-2.yaml']) {
       assert.equal(page.status, 200);
       assert.match(page.body, /<html/i);
       const config = await request(front, '/config.js');
-      if (topology === 'mesh.yaml') assert.ok(config.body.includes(mesh.state.publicUrls.backend!), 'topology 1: the browser calls the backend');
+      if (topology === 'topology-1.yaml') assert.ok(config.body.includes(mesh.state.publicUrls.backend!), 'topology 1: the browser calls the backend');
       else assert.match(config.body, /"mode":"forward"/);
     });
 
     test('both versions answer, most often v1', async () => {
-      const api = topology === 'mesh.yaml' ? portOf(mesh.state.publicUrls.backend!) : portOf(mesh.state.publicUrls.frontend!);
+      const api = topology === 'topology-1.yaml' ? portOf(mesh.state.publicUrls.backend!) : portOf(mesh.state.publicUrls.frontend!);
       const seen: Record<string, number> = {};
       for (let i = 0; i < 200; i++) {
         const r = await request(api, '/api/products');

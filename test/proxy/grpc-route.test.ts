@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load.js';
-import { compileRoutes } from '../../src/control/routes.js';
+import { compileRoutes } from '../../src/control/compile/routes.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 

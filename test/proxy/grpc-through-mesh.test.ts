@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadConfig } from '../../src/config/load.js';
-import { compileRoutes } from '../../src/control/routes.js';
+import { compileRoutes } from '../../src/control/compile/routes.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { startInbound, startOutbound } from '../helpers/proxy-pair.js';
 

@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type http from 'node:http';
-import { compileSnapshot } from '../../src/control/compiler.js';
+import { compileSnapshot } from '../../src/control/compile/compiler.js';
 import type { ProxyInfo } from '../../src/api/protocol.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';
 import { config, service } from '../control/helpers.js';

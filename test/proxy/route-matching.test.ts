@@ -121,7 +121,7 @@ test('hostnames: exact names ignore case, port and a trailing dot; wildcards mat
 });
 
 test('GRPCRoute entries match gRPC POSTs to /<service>/<method> only', async () => {
-  const { compileRoutes } = await import('../../src/control/routes.js');
+  const { compileRoutes } = await import('../../src/control/compile/routes.js');
   const entries = compileRoutes('backend', [{
     file: 'r.yaml',
     resource: {

@@ -7,7 +7,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/load.js';
-import { compileSnapshot } from '../../src/control/compiler.js';
+import { compileSnapshot } from '../../src/control/compile/compiler.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, get, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 

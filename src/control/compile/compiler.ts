@@ -1,9 +1,9 @@
 // Config + model state → the snapshot of one proxy. A pure function: the same inputs
 // give the same snapshot, key for key, so the distributor can tell a real change from a
 // recompile that changed nothing by comparing JSON.
-import { INGRESS_SERVICE, type BackendSnapshot, type Endpoint, type HostPort, type ProxyInfo, type RouteFilter, type Snapshot, type UpstreamSnapshot } from '../api/protocol.js';
-import type { ControlConfig, ServiceConfig } from './mesh-config.js';
-import type { HealthStatus } from './model.js';
+import { INGRESS_SERVICE, type BackendSnapshot, type Endpoint, type HostPort, type ProxyInfo, type RouteFilter, type Snapshot, type UpstreamSnapshot } from '../../api/protocol.js';
+import type { ControlConfig, ServiceConfig } from '../sources/mesh-config.js';
+import type { HealthStatus } from '../model.js';
 import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
 import { compileRoutes } from './routes.js';
 

@@ -1,14 +1,14 @@
-// The snapshot stream. Proxies upgrade `GET /v1/stream` on the admin server, say hello,
-// and from then on receive a fresh snapshot whenever what they need changes; they answer
-// each with ACK or NACK. A sidecar's connection is its instance's registration: when the
+// The snapshot stream. Proxies upgrade `GET /v1/stream` on the control plane's HTTP
+// server (the admin API's), say hello, and from then on receive a fresh snapshot whenever
+// what they need changes; they answer each with ACK or NACK. A sidecar's connection is its instance's registration: when the
 // stream closes, the instance leaves the model and every other proxy is recompiled.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { errorBody, TrellisError } from '../errors.js';
-import type { ControlMessage, ProxyInfo } from '../api/protocol.js';
-import type { MeshModel } from './model.js';
-import { compileSnapshot, type RoutableInstance } from './compiler.js';
+import { errorBody, TrellisError } from '../../errors.js';
+import type { ControlMessage, ProxyInfo } from '../../api/protocol.js';
+import type { MeshModel } from '../model.js';
+import { compileSnapshot, type RoutableInstance } from '../compile/compiler.js';
 import { SnapshotVersions } from './snapshot-versions.js';
 import { LineReader, parseProxyMessage, writeMessage } from './wire.js';
 
@@ -107,7 +107,7 @@ export class Distributor {
     return this.#byProxy.size;
   }
 
-  /** The `upgrade` handler of the admin server for `GET /v1/stream`. */
+  /** The `upgrade` handler of the control plane's HTTP server for `GET /v1/stream`. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => {}); // a reset is handled as a close
     const path = (req.url ?? '').split('?')[0];

@@ -2,8 +2,8 @@
 // turns a line into a checked ProxyMessage, and writes ControlMessages.
 import { StringDecoder } from 'node:string_decoder';
 import type { Duplex } from 'node:stream';
-import { TrellisError } from '../errors.js';
-import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from '../api/protocol.js';
+import { TrellisError } from '../../errors.js';
+import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from '../../api/protocol.js';
 
 /** Longest line accepted from a proxy; a hello is a few hundred bytes. */
 export const MAX_LINE_BYTES = 1024 * 1024;

@@ -3,10 +3,10 @@
 // API precedence so that a proxy can simply take the first entry that matches. A tcp
 // service gets at most one entry, from its TCPRoute: the weighted backends. An
 // HTTPRoute rule's timeouts, retry and the policies aimed at it ride on its entries.
-import type { Protocol, RouteEntry, RouteFilter, RouteMatch, HeaderEditsSpec } from '../api/protocol.js';
+import type { Protocol, RouteEntry, RouteFilter, RouteMatch, HeaderEditsSpec } from '../../api/protocol.js';
 import type {
   BackendRefConfig, ControlConfig, GRPCRouteMatchConfig, HTTPRouteMatchConfig, HTTPRouteRuleConfig, RouteConfig, RouteFilterConfig,
-} from './mesh-config.js';
+} from '../sources/mesh-config.js';
 import { ruleResilience } from './resilience.js';
 
 /** True when one of the route's parentRefs names the mesh Service `service` (GAMMA). */

@@ -3,11 +3,13 @@
 // `unknown`, `healthy` and `unhealthy`. Only healthy instances are routable, so the first
 // check runs the moment an instance registers, and checks repeat quickly until it first
 // turns healthy (an app often starts listening a little after its sidecar says hello).
+// It sits in sources/ because, like the config watcher, it feeds the model (each
+// instance's health) and compiles nothing; the compiler reads what it wrote.
 import http from 'node:http';
 import net from 'node:net';
-import type { HostPort } from '../api/protocol.js';
+import type { HostPort } from '../../api/protocol.js';
 import { DEFAULT_HEALTH, type HealthConfig } from './mesh-config.js';
-import type { HealthState, Instance, MeshModel } from './model.js';
+import type { HealthState, Instance, MeshModel } from '../model.js';
 
 export interface CheckResult {
   readonly ok: boolean;

@@ -4,9 +4,9 @@
 // (sectionName) before one that names the whole route; among equals, the first in
 // file order. A FaultInjection on a Service goes on the upstream and covers the
 // routes that have none of their own.
-import { parseGatewayDurationMs } from '../config/duration.js';
-import type { HTTPRouteConfig, HTTPRouteRuleConfig, PolicyConfig, PolicyTargetConfig } from './mesh-config.js';
-import { DEFAULT_BALANCING, DEFAULT_OUTLIER_DETECTION, DEFAULT_RETRY_BUDGET, type BalancingConfig, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts } from '../api/protocol.js';
+import { parseGatewayDurationMs } from '../../config/duration.js';
+import type { HTTPRouteConfig, HTTPRouteRuleConfig, PolicyConfig, PolicyTargetConfig } from '../sources/mesh-config.js';
+import { DEFAULT_BALANCING, DEFAULT_OUTLIER_DETECTION, DEFAULT_RETRY_BUDGET, type BalancingConfig, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts } from '../../api/protocol.js';
 
 /** Defaults of a retry stanza and of the RetryPolicy fields. */
 export const RETRY_DEFAULTS = { attempts: 1, backoffMs: 25, maxBodyBytes: 64 * 1024 } as const;

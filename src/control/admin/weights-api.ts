@@ -1,18 +1,18 @@
 // `GET` and `PUT /v1/services/<name>/weights` of the admin API: the traffic split of a
 // service's versions, read from the routes in force and changed by editing the route
-// files (route-weights.ts), never by a second copy of the config in memory. A change is
+// files (sources/route-weights.ts), never by a second copy of the config in memory. A change is
 // written, reloaded at once (not after the watcher's debounce), and answered only once
 // the distributor has sent it to every proxy that calls the service, with the snapshot
 // version each got, so the caller can wait for their ACKs on /v1/proxies.
 import { chmod, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { errorBody, TrellisError } from '../errors.js';
-import { compileSnapshot } from './compiler.js';
-import { routableInstances } from './distributor.js';
-import type { MeshModel } from './model.js';
-import { currentWeights, MAX_WEIGHT, planWeights, splitRules, type SourceFile, type SplitRule, type Weights } from './route-weights.js';
-import { stableStringify } from './snapshot-versions.js';
+import { errorBody, TrellisError } from '../../errors.js';
+import { compileSnapshot } from '../compile/compiler.js';
+import { routableInstances } from '../distribute/distributor.js';
+import type { MeshModel } from '../model.js';
+import { currentWeights, MAX_WEIGHT, planWeights, splitRules, type SourceFile, type SplitRule, type Weights } from '../sources/route-weights.js';
+import { stableStringify } from '../stable-json.js';
 
 /** `GET /v1/services/<name>/weights`. */
 export interface WeightsView {

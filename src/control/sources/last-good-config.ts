@@ -11,7 +11,7 @@
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ControlConfig } from './mesh-config.js';
-import { stableStringify } from './snapshot-versions.js';
+import { stableStringify } from '../stable-json.js';
 import type { RestoredConfig } from './config-watcher.js';
 
 /** Bump when `ControlConfig`'s shape changes in a way an older record would not fit. */

@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ControlConfig } from './mesh-config.js';
-import type { ConfigProblem, MeshModel } from './model.js';
+import type { ConfigProblem, MeshModel } from '../model.js';
 import { changedSince, fingerprint, type Fingerprints } from './file-fingerprint.js';
 
 /** What the config loader returns (src/config/load.ts `loadConfig`). */

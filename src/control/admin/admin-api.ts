@@ -2,10 +2,10 @@
 // `trellis status`. Every view is a plain function of the model; the request handler
 // only picks the view by path. The one write is a service's weights (weights-api.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { errorBody, TrellisError } from '../errors.js';
-import type { HostPort } from '../api/protocol.js';
-import type { ConfigProblem, HealthState, Instance, MeshModel, ProxyState } from './model.js';
-import { routeKey } from './routes.js';
+import { errorBody, TrellisError } from '../../errors.js';
+import type { HostPort } from '../../api/protocol.js';
+import type { ConfigProblem, HealthState, Instance, MeshModel, ProxyState } from '../model.js';
+import { routeKey } from '../compile/routes.js';
 import type { Answer, WeightsApi } from './weights-api.js';
 
 function iso(ms: number | undefined): string | null {
@@ -207,7 +207,7 @@ function putWeights(api: WeightsApi, service: string, req: IncomingMessage, res:
   });
 }
 
-/** The `request` handler of the admin server. */
+/** The `request` handler of the control plane's HTTP server (the admin API). */
 export function createAdminHandler(opts: AdminApiOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { model } = opts;
   return (req, res) => {

@@ -1,6 +1,9 @@
-// The control plane as one object: loads the config, then serves the admin API and the
-// proxy stream on one HTTP server, while the health checker and the config watcher keep
-// the model current. `trellis control` and the local runner both start it from here.
+// The whole control plane, assembled: the one place its stages are wired together.
+// sources/ (config watcher, last good config, health checker) keep the model current;
+// compile/ turns the model into one snapshot per proxy; distribute/ streams snapshots to
+// proxies over the proxy stream; admin/ answers the admin API. The admin API and the
+// proxy stream share one HTTP server. `trellis control` starts it from here (the local
+// runner runs `trellis control` as a child process); tests start it in-process.
 import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -9,12 +12,12 @@ import { formatProblem } from '../config/problems.js';
 import { TrellisError } from '../errors.js';
 import type { HostPort } from '../api/protocol.js';
 import { MeshModel, type ConfigProblem } from './model.js';
-import { HealthChecker, type HealthCheckerOptions } from './health-checker.js';
-import { Distributor } from './distributor.js';
-import { ConfigWatcher, type ConfigLoader } from './config-watcher.js';
-import { createAdminHandler } from './admin-api.js';
-import { WeightsApi } from './weights-api.js';
-import { LastGoodConfig } from './last-good-config.js';
+import { HealthChecker, type HealthCheckerOptions } from './sources/health-checker.js';
+import { Distributor } from './distribute/distributor.js';
+import { ConfigWatcher, type ConfigLoader } from './sources/config-watcher.js';
+import { createAdminHandler } from './admin/admin-api.js';
+import { WeightsApi } from './admin/weights-api.js';
+import { LastGoodConfig } from './sources/last-good-config.js';
 
 export interface ControlPlaneOptions {
   /** Mesh and route files (or what `loadConfig` accepts). */
@@ -46,7 +49,7 @@ export interface ControlPlaneOptions {
 }
 
 export interface ControlPlane {
-  /** Where the admin server actually listens. */
+  /** Where the HTTP server (admin API and proxy stream) actually listens. */
   readonly address: HostPort;
   /** `http://host:port`, the `--control` URL for proxies and the CLI. */
   readonly url: string;

@@ -13,9 +13,12 @@
 // included from it.
 //
 // Everything here works on text in, text out, so it is tested without files.
+// It sits in sources/, not compile/: it knows the file source's layout (YAML documents,
+// includes, the Mesh resource) and edits it; another source (the Kubernetes API) would
+// write weights its own way, and nothing here builds a snapshot.
 import { basename, dirname, join, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, parseAllDocuments, type Document, type Node, type YAMLMap, type YAMLSeq } from 'yaml';
-import { TrellisError } from '../errors.js';
+import { TrellisError } from '../../errors.js';
 
 /** Weight per version name. */
 export type Weights = Record<string, number>;

@@ -1,18 +1,9 @@
 // Per-proxy snapshot versions: a counter that moves only when what the proxy would
 // receive actually changed, so proxies (and the ACK/NACK record) are not churned by
 // recompiles that came out the same.
-import type { Snapshot } from '../api/protocol.js';
-import type { SnapshotContent } from './compiler.js';
-
-/** JSON with object keys sorted, so equal values always give equal strings. */
-export function stableStringify(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) => {
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
-    const sorted: Record<string, unknown> = {};
-    for (const k of Object.keys(v).sort()) sorted[k] = (v as Record<string, unknown>)[k];
-    return sorted;
-  });
-}
+import type { Snapshot } from '../../api/protocol.js';
+import type { SnapshotContent } from '../compile/compiler.js';
+import { stableStringify } from '../stable-json.js';
 
 export class SnapshotVersions {
   readonly #byProxy = new Map<string, { key: string; version: number }>();
