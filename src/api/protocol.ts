@@ -293,7 +293,7 @@ export interface UpstreamSnapshot {
 
 /**
  * The upgrade protocols a service accepts when its Mesh entry names none: WebSocket, as
- * Istio enables it for every route. h2c is never tunnelled (see src/proxy/upgrade.ts).
+ * Istio enables it for every route. h2c is never tunnelled (see src/proxy/routing/upgrade.ts).
  */
 export const DEFAULT_UPGRADES: readonly string[] = Object.freeze(['websocket']);
 
@@ -318,7 +318,7 @@ export interface Snapshot {
   limits?: ProxyLimitsSnapshot;
 }
 
-/** The mesh's overrides of a proxy's limits (src/proxy/limits.ts), in milliseconds and bytes. */
+/** The mesh's overrides of a proxy's limits (src/proxy/listeners/limits.ts), in milliseconds and bytes. */
 export interface ProxyLimitsSnapshot {
   maxRequestHeadBytes?: number;
   requestHeaderTimeoutMs?: number;

@@ -23,7 +23,7 @@ export type ConnectionErrorReason = 'accept' | 'http1' | 'h2-session' | 'h2-stre
 /**
  * A request or stream refused by a limit (a metric label):
  * - `h2-streams`: an HTTP/2 stream refused before it reached the proxy's code, by
- *   SETTINGS_MAX_CONCURRENT_STREAMS (REFUSED_STREAM) or node's hard caps (see stream-client.ts);
+ *   SETTINGS_MAX_CONCURRENT_STREAMS (REFUSED_STREAM) or node's hard caps (see h2/server-stream.ts);
  * - `h2-header-list`: an HTTP/2 request whose header list is over h2MaxHeaderListBytes (answered 431).
  */
 export type LimitRefusal = 'h2-streams' | 'h2-header-list';

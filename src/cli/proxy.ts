@@ -64,7 +64,7 @@ export async function run(argv: string[]): Promise<number> {
   // in an unknown state after one: serving on would carry half-done work (pooled
   // connections, open attempts, breaker counts) into every later request. Instead each
   // listener's entry code ends the one connection or stream whose handling threw, with a
-  // metric and a log line (src/proxy/listener-context.ts); an exception that still
+  // metric and a log line (src/proxy/listeners/listener-context.ts); an exception that still
   // reaches here is a bug, and ends the process for its runner to restart.
   const sidecar = new Sidecar({
     service: values.service,

@@ -8,7 +8,7 @@
 // issue swaps `sourceHeaderIdentity` for the peer certificate's SPIFFE identity and
 // keeps the rest (DESIGN.md: "the caller's identity comes from its certificate, never
 // from a header; identity headers arriving from outside are stripped").
-import type { Exchange } from './exchange.js';
+import type { Exchange } from './stack/exchange.js';
 import type { Layer } from './stack/layer.js';
 import { HeadEdits } from './filters/head-edits.js';
 import type { HeaderModifier } from './filters/header-modifier.js';

@@ -8,27 +8,27 @@ import { errorBody, TrellisError } from '../errors.js';
 import { openAccessLog, type AccessLog, type AccessLogOptions } from '../telemetry/access-log.js';
 import { ProxyMetrics } from '../telemetry/metrics.js';
 import { ControlClient } from './control-client.js';
-import { detectProtocol, serveHttp, type H2Server } from './h2/detect.js';
+import { detectProtocol, serveHttp, type H2Server } from './listeners/detect.js';
 import type { H2SessionPool } from './h2/forwarder.js';
 import type { Http2Server } from 'node:http2';
 import { sourceHeaderIdentity } from './identity.js';
-import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS } from './pool.js';
-import { RetryBudget } from './retry-budget.js';
-import { compileUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './router.js';
-import { BalancingState } from './balancing.js';
-import { Deadlines, sweepIntervalMs } from './timeout.js';
+import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS } from './http1/pool.js';
+import { RetryBudget } from './resilience/retry-budget.js';
+import { compileUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './routing/router.js';
+import { BalancingState } from './balancer/balancing.js';
+import { Deadlines, sweepIntervalMs } from './resilience/timeout.js';
 import { inboundStack, outboundStack, type OutboundParts } from './stack/stacks.js';
-import { proxyTcp } from './tcp-proxy.js';
+import { proxyTcp } from './tcp/tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
-import { LimitsRef, limitsWith } from './limits.js';
+import { LimitsRef, limitsWith } from './listeners/limits.js';
 import { AppHttpVersion, probeAppHttp, refuseHttp1 } from './h2/app-version.js';
 import { DEFAULT_UPGRADES } from '../api/protocol.js';
-import { errorSummary, type ConnectionErrorReason, type ListenerContext, type ListenerKind } from './listener-context.js';
+import { errorSummary, type ConnectionErrorReason, type ListenerContext, type ListenerKind } from './listeners/listener-context.js';
 
 /** HTTP/2 once loaded: the forwarder's and server's modules, the app codecs, and the upstream session pool. */
 interface LoadedH2 {
   readonly pool: H2SessionPool;
-  readonly parts: typeof import('./h2/forwarder.js') & typeof import('./h2/stream-client.js') & typeof import('./h2/app-codec.js') & typeof import('./h2/to-http1.js');
+  readonly parts: typeof import('./h2/forwarder.js') & typeof import('./h2/server-stream.js') & typeof import('./h2/app-codec.js') & typeof import('./h2/to-http1.js');
 }
 
 export interface SidecarOptions {
@@ -326,7 +326,7 @@ export class Sidecar {
   }
 
   #loadH2(): Promise<LoadedH2> {
-    return (this.#h2 ??= Promise.all([import('./h2/forwarder.js'), import('./h2/stream-client.js'), import('./h2/app-codec.js'), import('./h2/to-http1.js')]).then(([f, c, a, t]) => {
+    return (this.#h2 ??= Promise.all([import('./h2/forwarder.js'), import('./h2/server-stream.js'), import('./h2/app-codec.js'), import('./h2/to-http1.js')]).then(([f, c, a, t]) => {
       this.#h2pool = new f.H2SessionPool();
       return { pool: this.#h2pool, parts: { ...f, ...c, ...a, ...t } };
     }));

@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { histogramQuantile, judge, versionReading, windowStats, type CanaryLimits } from '../../src/canary/judge.js';
 import { ProxyMetrics, type HttpLabels } from '../../src/telemetry/metrics.js';
-import { BalancingState } from '../../src/proxy/balancing.js';
-import type { CompiledBackend } from '../../src/proxy/router.js';
+import { BalancingState } from '../../src/proxy/balancer/balancing.js';
+import type { CompiledBackend } from '../../src/proxy/routing/router.js';
 
 const toV2: HttpLabels = { direction: 'outbound', source: 'frontend', destination: 'backend', destinationVersion: 'v2', route: 'default/split/rule/0' };
 const limits: CanaryLimits = { maxErrorRate: 0.01, maxP99Ms: 200, minRequests: 20 };

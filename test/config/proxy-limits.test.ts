@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { compileSnapshot } from '../../src/control/compile/compiler.js';
 import { loadConfig } from '../../src/config/load.js';
-import { DEFAULT_LIMITS, limitsWith } from '../../src/proxy/limits.js';
+import { DEFAULT_LIMITS, limitsWith } from '../../src/proxy/listeners/limits.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';
 import { mesh, problemAt, tempDir } from './helpers.js';
 

@@ -3,7 +3,7 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { sniffPreface } from '../../src/proxy/h2/detect.js';
+import { sniffPreface } from '../../src/proxy/listeners/detect.js';
 
 export interface H2Result { status: number; headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; body: string }
 

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { http1Request } from '../../src/proxy/h2/to-http1.js';
-import { requestHeadOf } from '../../src/proxy/h2/stream-client.js';
+import { requestHeadOf } from '../../src/proxy/h2/server-stream.js';
 
 const head = (h: Record<string, string>) => requestHeadOf({ ':method': 'GET', ':path': '/', ':authority': 'app', ...h });
 

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { findHeadEnd, isFailure, parseRequestHead, parseResponseHead, sameAuthority, serializeRequestHead, type RequestHead } from '../../src/proxy/http1-parser.js';
+import { findHeadEnd, isFailure, parseRequestHead, parseResponseHead, sameAuthority, serializeRequestHead, type RequestHead } from '../../src/proxy/http1/http1-parser.js';
 import { parserRuns, SEED, Tally } from '../helpers/fuzz.js';
 import { cuts, headBytes, piecesOf, randomHead, requestHeadSpec, responseHeadSpec } from '../helpers/http1-fuzz.js';
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { findHeadEnd, headerValue, isFailure, parseRequestHead, parseResponseHead, serializeRequestHead, type RequestHead } from '../../src/proxy/http1-parser.js';
+import { findHeadEnd, headerValue, isFailure, parseRequestHead, parseResponseHead, serializeRequestHead, type RequestHead } from '../../src/proxy/http1/http1-parser.js';
 
 function req(text: string): RequestHead | { error: string; reason: string } {
   const buf = Buffer.from(text, 'latin1');

@@ -4,7 +4,7 @@
 // endpoints are out at once, but always at least one may be.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { OutlierDetector, outcomeOf, type OutlierConfig } from '../../src/proxy/outlier-detector.js';
+import { OutlierDetector, outcomeOf, type OutlierConfig } from '../../src/proxy/resilience/outlier-detector.js';
 
 function detector(ids: string[], config: Partial<OutlierConfig> = {}): { d: OutlierDetector; clock: { now: number }; log: string[] } {
   const clock = { now: 0 };

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { sniffProtocol } from '../../src/proxy/h2/detect.js';
+import { sniffProtocol } from '../../src/proxy/listeners/detect.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { get, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 

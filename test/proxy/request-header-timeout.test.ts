@@ -1,4 +1,4 @@
-// The HTTP/1.1 listener's limits come from the sidecar's LimitsRef (src/proxy/limits.ts),
+// The HTTP/1.1 listener's limits come from the sidecar's LimitsRef (src/proxy/listeners/limits.ts),
 // read when a connection arrives: a request head that trickles in for longer than
 // requestHeaderTimeoutMs is answered 408 and closed; a connection with nothing in
 // progress is closed after idleTimeoutMs, without an answer; a head over
@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
-import { limitsWith } from '../../src/proxy/limits.js';
+import { limitsWith } from '../../src/proxy/listeners/limits.js';
 import { eventually } from '../helpers/eventually.js';
 import { closeServer, listenHttp, rawExchange, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 

@@ -2,9 +2,9 @@
 // sweep interval that enforces route timeouts, both as pure functions.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay } from '../../src/proxy/retry.js';
-import { sweepIntervalMs } from '../../src/proxy/timeout.js';
-import type { CompiledUpstream } from '../../src/proxy/router.js';
+import { backoffDelay } from '../../src/proxy/resilience/retry.js';
+import { sweepIntervalMs } from '../../src/proxy/resilience/timeout.js';
+import type { CompiledUpstream } from '../../src/proxy/routing/router.js';
 
 test('the backoff doubles per retry from the base, jittered between half and all of it', () => {
   assert.equal(backoffDelay(100, 0, () => 0), 50);

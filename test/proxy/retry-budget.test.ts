@@ -3,7 +3,7 @@
 // idle destination still gets its minimum.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RetryBudget } from '../../src/proxy/retry-budget.js';
+import { RetryBudget } from '../../src/proxy/resilience/retry-budget.js';
 
 function clock(start = 1_000_000): { now: () => number; advance(ms: number): void } {
   let t = start;

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RouteEntry, UpstreamSnapshot } from '../../src/api/protocol.js';
-import { findHeadEnd, isFailure, parseRequestHead } from '../../src/proxy/http1-parser.js';
-import { compileUpstream, matchRoute, pickBackend } from '../../src/proxy/router.js';
+import { findHeadEnd, isFailure, parseRequestHead } from '../../src/proxy/http1/http1-parser.js';
+import { compileUpstream, matchRoute, pickBackend } from '../../src/proxy/routing/router.js';
 
 function request(method: string, path: string, headers: Record<string, string> = {}) {
   const text = `${method} ${path} HTTP/1.1\r\nHost: backend\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;

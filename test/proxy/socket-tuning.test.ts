@@ -1,4 +1,4 @@
-// The socket tuning in src/proxy/socket-tuning.ts and the idle sweep of HTTP/1.1 client
+// The socket tuning in src/proxy/listeners/socket-tuning.ts and the idle sweep of HTTP/1.1 client
 // connections: a socket that skips Readable's read-more pass still delivers every byte,
 // through pause/resume backpressure, to its end; and an idle client connection is closed
 // by the sweep while one with a request in flight is not.
@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import { test } from 'node:test';
-import { HttpServerConnection } from '../../src/proxy/http-server-connection.js';
-import { skipReadMore } from '../../src/proxy/socket-tuning.js';
-import type { Exchange } from '../../src/proxy/exchange.js';
+import { HttpServerConnection } from '../../src/proxy/http1/http-server-connection.js';
+import { skipReadMore } from '../../src/proxy/listeners/socket-tuning.js';
+import type { Exchange } from '../../src/proxy/stack/exchange.js';
 
 /** A server on loopback and a connected client; `onServer` gets the accepted socket. */
 async function socketPair(onServer: (s: net.Socket) => void): Promise<{ client: net.Socket; close(): Promise<void> }> {

@@ -1,5 +1,5 @@
 // Upstream connections read into a buffer of their own that is reused read after read
-// (src/proxy/upstream-connection.ts). These send responses through a real sidecar pair
+// (src/proxy/http1/upstream-connection.ts). These send responses through a real sidecar pair
 // in the ways that keep bytes of that buffer alive past a read, and check every byte
 // arrives as sent: a client too slow to take a large body (writes queue up), a response
 // head that arrives in pieces, a chunked body written in many small pieces, and a 101
@@ -10,10 +10,10 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
-import { Exchange, type ClientSide } from '../../src/proxy/exchange.js';
+import { Exchange, type ClientSide } from '../../src/proxy/stack/exchange.js';
 import { withEndpoint } from '../../src/proxy/stack/decisions.js';
-import { isFailure, parseRequestHead } from '../../src/proxy/http1-parser.js';
-import { UpstreamConnection } from '../../src/proxy/upstream-connection.js';
+import { isFailure, parseRequestHead } from '../../src/proxy/http1/http1-parser.js';
+import { UpstreamConnection } from '../../src/proxy/http1/upstream-connection.js';
 import { closeServer, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 
 /** Deterministic bytes that differ at every offset, so a reused buffer shows. */

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { Endpoint, Snapshot, UpstreamSnapshot } from '../../src/api/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
-import { QUEUE_CAPACITY } from '../../src/proxy/wait-queue.js';
+import { QUEUE_CAPACITY } from '../../src/proxy/resilience/wait-queue.js';
 import { closeServer, get, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 import { eventually } from '../helpers/eventually.js';
 

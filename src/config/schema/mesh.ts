@@ -130,7 +130,7 @@ const MeshService = Type.Object(
   strict,
 );
 
-// The limits every proxy holds clients and peers to (src/proxy/limits.ts has the
+// The limits every proxy holds clients and peers to (src/proxy/listeners/limits.ts has the
 // defaults and why each was chosen). Bounds keep a typo from disabling a limit.
 const ProxyLimits = Type.Object(
   {

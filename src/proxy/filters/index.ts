@@ -4,7 +4,7 @@
 // own module; this one only orders them: a redirect answers at once; header edits,
 // then the URL rewrite, change the head the codec sends; response header edits are
 // kept for when the response head comes back up the stack; mirrors copy the edited request.
-import type { Exchange } from '../exchange.js';
+import type { Exchange } from '../stack/exchange.js';
 import type { Layer } from '../stack/layer.js';
 import type { Routed, Split } from '../stack/decisions.js';
 import type { CompiledFilters } from './compile.js';

@@ -8,8 +8,8 @@
 // common case). A request whose body is still streaming is not mirrored, because
 // copying it would mean holding the real request back or buffering without bound.
 import net from 'node:net';
-import type { Exchange } from '../exchange.js';
-import type { CompiledBackend } from '../router.js';
+import type { Exchange } from '../stack/exchange.js';
+import type { CompiledBackend } from '../routing/router.js';
 import { HeadEdits } from './head-edits.js';
 
 /** Mirrors in flight at once per process; beyond it copies are dropped, not queued. */

@@ -3,7 +3,7 @@
 // the well-known port of a scheme the filter sets; else the port the request came to
 // (from its Host header). Port 80 on http and 443 on https are left out of Location.
 import type { RouteFilter } from '../../api/protocol.js';
-import type { Exchange } from '../exchange.js';
+import type { Exchange } from '../stack/exchange.js';
 import { modifyPath, queryOf } from './path-modifier.js';
 
 type RedirectSpec = Extract<RouteFilter, { type: 'RequestRedirect' }>;

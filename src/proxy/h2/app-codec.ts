@@ -6,11 +6,11 @@
 //
 // gRPC is HTTP/2 only: a gRPC call never goes to an app that speaks only HTTP/1.1; it
 // fails with app-protocol (gRPC status UNIMPLEMENTED), which names the cause.
-import type { Exchange, Handler } from '../exchange.js';
+import type { Exchange, Handler } from '../stack/exchange.js';
 import type { Picked } from '../stack/decisions.js';
 import { endpointKey } from '../balancer/balancer.js';
 import { DECLARED_H2_SPEAKS_H1, GRPC_TO_H1_APP, SPEAKS_H1, type AppHttp, type AppHttpVersion } from './app-version.js';
-import type { H2StreamClient } from './stream-client.js';
+import type { H2ServerStream } from './server-stream.js';
 
 /** Outcomes after which a probed answer may be stale: the app refused, or answered in another protocol (it restarted, maybe as another server). */
 const STALE = new Set(['app-unavailable', 'app-protocol', 'upstream-protocol']);
@@ -34,7 +34,7 @@ export function appCodec(version: AppHttpVersion, codecs: { readonly h1: Handler
   const address = (ex: Picked): string => endpointKey(ex.endpoint);
 
   const dispatch = (ex: Picked, v: AppHttp): void => {
-    if (v === 'h1' && (ex.client as H2StreamClient).grpc) {
+    if (v === 'h1' && (ex.client as H2ServerStream).grpc) {
       return ex.fail('TRELLIS_E_APP_PROTOCOL', { address: address(ex), speaks: SPEAKS_H1, reason: GRPC_TO_H1_APP });
     }
     if (version.declared === undefined) {
@@ -64,7 +64,7 @@ export function appCodec(version: AppHttpVersion, codecs: { readonly h1: Handler
     const v = version.known;
     if (v === undefined) return probeThen(ex);
     // An app last found HTTP/1.1-only may have come back as a gRPC server: a gRPC call checks (at most one probe per few seconds).
-    if (v === 'h1' && (ex.client as H2StreamClient).grpc && version.staleForGrpc()) {
+    if (v === 'h1' && (ex.client as H2ServerStream).grpc && version.staleForGrpc()) {
       version.forget();
       return probeThen(ex);
     }

@@ -12,9 +12,9 @@
 // never sees HTTP/2 never probes and never pays for it.
 import net from 'node:net';
 import type { HostPort, Protocol } from '../../api/protocol.js';
-import type { Handler } from '../exchange.js';
+import type { Handler } from '../stack/exchange.js';
 import type { Picked } from '../stack/decisions.js';
-import { H2_PREFACE } from './detect.js';
+import { H2_PREFACE } from '../listeners/detect.js';
 
 export type AppHttp = 'h1' | 'h2';
 

@@ -12,11 +12,11 @@
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { ErrorCode } from '../../errors.js';
-import type { AttemptLink, Exchange, Handler } from '../exchange.js';
+import type { AttemptLink, Exchange, Handler } from '../stack/exchange.js';
 import { editLines, type HeaderModifier } from '../filters/header-modifier.js';
-import type { H2StreamClient } from './stream-client.js';
+import type { H2ServerStream } from './server-stream.js';
 import { endpointKey } from '../balancer/balancer.js';
-import { PEER_IDLE_TIMEOUT_MS } from '../pool.js';
+import { PEER_IDLE_TIMEOUT_MS } from '../http1/pool.js';
 import { SessionIdle } from './session-idle.js';
 import type { Picked } from '../stack/decisions.js';
 import type { HeadOutcome } from '../stack/outcome.js';
@@ -115,7 +115,7 @@ export class H2SessionPool {
 }
 
 /** The request headers for the next hop: the client's, after route filters, plus `ex.extraHead`. */
-function requestHeaders(ex: Exchange, client: H2StreamClient, authority: string): http2.OutgoingHttpHeaders {
+function requestHeaders(ex: Exchange, client: H2ServerStream, authority: string): http2.OutgoingHttpHeaders {
   const edits = ex.headEdits;
   const lines = edits === undefined ? ex.req.lines : edits.lines;
   const headers: http2.OutgoingHttpHeaders = {
@@ -196,7 +196,7 @@ class StreamLink implements AttemptLink {
  */
 export function h2Forwarder(pool: H2SessionPool, codes: { readonly connect: ErrorCode; readonly reset: ErrorCode }): Handler<Picked> {
   function send(ex: Picked): void {
-    const client = ex.client as H2StreamClient;
+    const client = ex.client as H2ServerStream;
     const e = ex.endpoint;
     pool.session(e, (entry, failure) => {
       if (ex.finished || client.stream.destroyed) return;
@@ -211,7 +211,7 @@ export function h2Forwarder(pool: H2SessionPool, codes: { readonly connect: Erro
     });
   }
 
-  function forward(ex: Picked, client: H2StreamClient, entry: SessionEntry, address: string): void {
+  function forward(ex: Picked, client: H2ServerStream, entry: SessionEntry, address: string): void {
     const session = entry.session;
     const down = client.stream;
     const bodyless = client.bodyless;

@@ -17,12 +17,12 @@
 // so the client sees them as it sees every other.
 import http2 from 'node:http2';
 import { Duplex } from 'node:stream';
-import { Exchange, type AttemptLink, type ClientSide, type Handler } from '../exchange.js';
+import { Exchange, type AttemptLink, type ClientSide, type Handler } from '../stack/exchange.js';
 import { withEndpoint, type Picked } from '../stack/decisions.js';
-import { findHeadEnd, MAX_HEAD_BYTES, type RequestHead } from '../http1-parser.js';
+import { findHeadEnd, MAX_HEAD_BYTES, type RequestHead } from '../http1/http1-parser.js';
 import type { ErrorCode } from '../../errors.js';
 import { endpointKey } from '../balancer/balancer.js';
-import type { H2StreamClient } from './stream-client.js';
+import type { H2ServerStream } from './server-stream.js';
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /**
@@ -47,7 +47,7 @@ const CRLF = Buffer.from('\r\n', 'latin1');
  */
 export function toHttp1(forward: Handler<Picked>): Handler<Picked> {
   return (ex) => {
-    const client = ex.client as H2StreamClient;
+    const client = ex.client as H2ServerStream;
     const request = http1Request(ex.req, client.bodyless, endpointKey(ex.endpoint));
     if (typeof request === 'string') return ex.fail('TRELLIS_E_BAD_REQUEST', { reason: request });
     const leg = new Http1Leg(ex, client);
@@ -118,10 +118,10 @@ function lastChunk(trailers: http2.IncomingHttpHeaders | undefined): Buffer {
 class Http1Leg implements ClientSide {
   readonly socket: ResponseToH2;
   readonly #outer: Exchange;
-  readonly #client: H2StreamClient;
+  readonly #client: H2ServerStream;
   #inner: Exchange | undefined;
 
-  constructor(outer: Exchange, client: H2StreamClient) {
+  constructor(outer: Exchange, client: H2ServerStream) {
     this.#outer = outer;
     this.#client = client;
     this.socket = new ResponseToH2(outer, client, (code, reason) => this.#abort(code, reason));
@@ -238,7 +238,7 @@ const enum Body { None, Length, Chunked, UntilClose }
  */
 class ResponseToH2 extends Duplex {
   readonly #outer: Exchange;
-  readonly #client: H2StreamClient;
+  readonly #client: H2ServerStream;
   readonly #abort: (code: ErrorCode, reason: string) => void;
   /** Bytes of a head not yet complete (copied: the forwarder reuses its buffer). */
   #partial: Buffer | undefined;
@@ -247,7 +247,7 @@ class ResponseToH2 extends Duplex {
   #decoder: ChunkedDecoder | undefined;
   #responded = false;
 
-  constructor(outer: Exchange, client: H2StreamClient, abort: (code: ErrorCode, reason: string) => void) {
+  constructor(outer: Exchange, client: H2ServerStream, abort: (code: ErrorCode, reason: string) => void) {
     super();
     this.#outer = outer;
     this.#client = client;

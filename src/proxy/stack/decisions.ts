@@ -3,8 +3,8 @@
 // is called by the one layer that makes that decision, and is the one place its field
 // is set and its type narrowed.
 import type { Endpoint } from '../../api/protocol.js';
-import type { Exchange } from '../exchange.js';
-import type { CompiledBackend, CompiledRoute, CompiledUpstream } from '../router.js';
+import type { Exchange } from './exchange.js';
+import type { CompiledBackend, CompiledRoute, CompiledUpstream } from '../routing/router.js';
 
 /** The destination service is known (the upstream layer). */
 export type Upstreamed = Exchange & { upstream: CompiledUpstream };

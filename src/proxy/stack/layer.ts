@@ -8,7 +8,7 @@
 // decisions `In` has and passing on ones with `Out` (the route, the backend: see
 // decisions.ts). `Stack.push` accepts only a layer whose `In` the stack so far gives,
 // so "this ran before me" is checked by the compiler, not asserted at run time.
-import { edge, type Back, type Exchange, type Handler } from '../exchange.js';
+import { edge, type Back, type Exchange, type Handler } from './exchange.js';
 import type { Outcome } from './outcome.js';
 
 export interface Stage<In extends Exchange> {

@@ -7,15 +7,17 @@
 import type { Endpoint } from '../../api/protocol.js';
 import type { AccessLog } from '../../telemetry/access-log.js';
 import type { ProxyMetrics } from '../../telemetry/metrics.js';
-import { fault } from '../fault.js';
+import { fault } from '../resilience/fault.js';
 import { backendFilters, ruleFilters } from '../filters/index.js';
 import { inboundIdentity, outboundIdentity, type CallerIdentity } from '../identity.js';
-import { balance, localApp, route, split, telemetry, upstream } from '../layers.js';
-import { sendableElsewhere } from '../methods.js';
-import { retry } from '../retry.js';
-import type { CompiledUpstream } from '../router.js';
-import { headTimeout, timeouts, type Deadlines } from '../timeout.js';
-import { upgrades } from '../upgrade.js';
+import { localApp, route, split, upstream } from '../routing/layers.js';
+import { balance } from '../balancer/balance-layer.js';
+import { telemetry } from './telemetry.js';
+import { sendableElsewhere } from '../resilience/methods.js';
+import { retry } from '../resilience/retry.js';
+import type { CompiledUpstream } from '../routing/router.js';
+import { headTimeout, timeouts, type Deadlines } from '../resilience/timeout.js';
+import { upgrades } from '../routing/upgrade.js';
 import type { Picked, Split } from './decisions.js';
 import { Stack, type Layer } from './layer.js';
 

@@ -17,14 +17,14 @@
 // before any response byte reached the client, sent to another endpoint, within the
 // destination's budget. That is what a whole instance lost (app and sidecar together)
 // costs otherwise: every GET in flight on it answered 502.
-import type { RetryConfig } from '../api/protocol.js';
-import type { Exchange, Handler, RetryHold } from './exchange.js';
+import type { RetryConfig } from '../../api/protocol.js';
+import type { Exchange, Handler, RetryHold } from '../stack/exchange.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 import type { RetryBudget } from './retry-budget.js';
-import { httpStatusOfGrpc } from './h2/grpc.js';
-import type { Layer } from './stack/layer.js';
-import type { Routed } from './stack/decisions.js';
-import type { Outcome } from './stack/outcome.js';
+import { httpStatusOfGrpc } from '../h2/grpc.js';
+import type { Layer } from '../stack/layer.js';
+import type { Routed } from '../stack/decisions.js';
+import type { Outcome } from '../stack/outcome.js';
 
 import { IDEMPOTENT, sendableElsewhere } from './methods.js';
 

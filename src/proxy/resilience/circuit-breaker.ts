@@ -6,7 +6,7 @@
 // up its callers' requests (and their memory) behind it. A retry over its limit is not
 // made: the failed attempt's answer goes to the client. Counts are kept per sidecar,
 // across snapshots, while the limits may change.
-import type { CircuitBreakerConfig } from '../api/protocol.js';
+import type { CircuitBreakerConfig } from '../../api/protocol.js';
 
 /** A request waiting for a connection (pool.ts): resumed when one frees up, unless it ended meanwhile. */
 export interface ConnectionWaiter {

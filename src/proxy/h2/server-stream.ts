@@ -6,10 +6,10 @@
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { ERRORS, errorMessage, type ErrorCode } from '../../errors.js';
-import { Exchange, type ClientSide, type Handler } from '../exchange.js';
-import { sameAuthority, type RequestHead } from '../http1-parser.js';
-import type { ProxyLimits } from '../limits.js';
-import type { ListenerContext } from '../listener-context.js';
+import { Exchange, type ClientSide, type Handler } from '../stack/exchange.js';
+import { sameAuthority, type RequestHead } from '../http1/http1-parser.js';
+import type { ProxyLimits } from '../listeners/limits.js';
+import type { ListenerContext } from '../listeners/listener-context.js';
 import { GRPC_STATUS, grpcErrorHeaders, grpcStatusOf, isGrpcContentType } from './grpc.js';
 import { SessionIdle } from './session-idle.js';
 
@@ -17,8 +17,8 @@ const END_STREAM = http2.constants.NGHTTP2_FLAG_END_STREAM;
 const EMPTY = Buffer.alloc(0);
 const ignore = (): void => {};
 
-/** The client side of one HTTP/2 stream. */
-export class H2StreamClient implements ClientSide {
+/** The client side of an exchange that came in as one stream of the proxy's HTTP/2 server. */
+export class H2ServerStream implements ClientSide {
   readonly stream: http2.ServerHttp2Stream;
   readonly socket: net.Socket;
   /** The request ended with its headers (no body). */
@@ -248,7 +248,7 @@ function serveStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHtt
     return;
   }
   const grpc = isGrpcContentType(headers['content-type']);
-  const client = new H2StreamClient(stream, socket, (flags & END_STREAM) !== 0, grpc);
+  const client = new H2ServerStream(stream, socket, (flags & END_STREAM) !== 0, grpc);
   client.onFailure = (err) => ctx.failed('h2-stream', err);
   stream.once('trailers', (t: http2.IncomingHttpHeaders) => { client.trailers = t; });
   const ex = new Exchange(client, requestHeadOf(headers), EMPTY, client.bodyless);

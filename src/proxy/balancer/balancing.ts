@@ -5,21 +5,21 @@
 // changed gets a new balancer that adopts the old one's round-trip estimates and shares
 // its pending counts (requests in flight end on the balancer they started on); the
 // detector keeps the score and ejections of the endpoints that stay.
-import { DEFAULT_BALANCING, type BackendSnapshot, type BalancerType, type BalancingConfig, type UpstreamSnapshot } from '../api/protocol.js';
-import { endpointKey, type Balancer, type BaseBalancer } from './balancer/balancer.js';
-import { LeastRequestBalancer } from './balancer/least-request.js';
-import { MaglevBalancer } from './balancer/maglev.js';
-import { PeakEwmaBalancer } from './balancer/peak-ewma.js';
-import { RandomBalancer } from './balancer/random.js';
-import { RingHashBalancer } from './balancer/ring-hash.js';
-import { RoundRobinBalancer } from './balancer/round-robin.js';
-import { CircuitBreaker } from './circuit-breaker.js';
-import { WaitQueue } from './wait-queue.js';
-import { OutlierDetector } from './outlier-detector.js';
-import type { BreakerView, EjectionCountView, EjectionReason, EndpointView, FailoverView } from '../api/views.js';
-export type { BreakerView, EjectionCountView, EndpointView, FailoverView } from '../api/views.js';
-import type { CompiledBackend, FailoverCount, HashOn } from './router.js';
-export type { HashOn } from './router.js';
+import { DEFAULT_BALANCING, type BackendSnapshot, type BalancerType, type BalancingConfig, type UpstreamSnapshot } from '../../api/protocol.js';
+import { endpointKey, type Balancer, type BaseBalancer } from './balancer.js';
+import { LeastRequestBalancer } from './least-request.js';
+import { MaglevBalancer } from './maglev.js';
+import { PeakEwmaBalancer } from './peak-ewma.js';
+import { RandomBalancer } from './random.js';
+import { RingHashBalancer } from './ring-hash.js';
+import { RoundRobinBalancer } from './round-robin.js';
+import { CircuitBreaker } from '../resilience/circuit-breaker.js';
+import { WaitQueue } from '../resilience/wait-queue.js';
+import { OutlierDetector } from '../resilience/outlier-detector.js';
+import type { BreakerView, EjectionCountView, EjectionReason, EndpointView, FailoverView } from '../../api/views.js';
+export type { BreakerView, EjectionCountView, EndpointView, FailoverView } from '../../api/views.js';
+import type { CompiledBackend, FailoverCount, HashOn } from '../routing/router.js';
+export type { HashOn } from '../routing/router.js';
 
 /** Builds a balancer of `type`, taking over `prev`'s state when it is of the same kind. */
 export function makeBalancer(type: BalancerType, endpoints: BackendSnapshot['endpoints'], prev?: Balancer): BaseBalancer {

@@ -5,10 +5,10 @@
 // exchange ending with the attempt still open (the client went away). Closing tells
 // the balancer (pending count, round-trip sample) and the destination's outlier
 // detector (a status, or no answer).
-import type { Endpoint } from '../api/protocol.js';
-import type { CircuitBreaker } from './circuit-breaker.js';
-import { outcomeOf } from './outlier-detector.js';
-import type { CompiledBackend } from './router.js';
+import type { Endpoint } from '../../api/protocol.js';
+import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
+import { outcomeOf } from '../resilience/outlier-detector.js';
+import type { CompiledBackend } from '../routing/router.js';
 
 /** `status` of an attempt that ended with no answer: refused, reset, timed out. */
 export const NO_ANSWER = 0;

@@ -4,9 +4,9 @@
 // with that same chunk (no copy), so its path costs one byte compare.
 import type http2 from 'node:http2';
 import type net from 'node:net';
-import type { Handler } from '../exchange.js';
-import { HttpServerConnection } from '../http-server-connection.js';
-import type { ListenerContext } from '../listener-context.js';
+import type { Handler } from '../stack/exchange.js';
+import { HttpServerConnection } from '../http1/http-server-connection.js';
+import type { ListenerContext } from './listener-context.js';
 
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 

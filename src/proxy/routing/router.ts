@@ -3,15 +3,15 @@
 // snapshot turns them into closures-free records with pre-built regexes and weight
 // tables, so matching a request allocates nothing beyond header values and the
 // substrings a regular expression is run on.
-import { DEFAULT_RETRY_BUDGET, DEFAULT_UPGRADES, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts, type UpstreamSnapshot } from '../api/protocol.js';
-import { RetryBudget } from './retry-budget.js';
-import type { RequestHead } from './http1-parser.js';
-import type { Balancer } from './balancer/balancer.js';
-import type { OutlierDetector } from './outlier-detector.js';
-import type { CircuitBreaker } from './circuit-breaker.js';
-import type { WaitQueue } from './wait-queue.js';
-import { RoundRobinBalancer } from './balancer/round-robin.js';
-import { compileFilters, type CompiledFilters } from './filters/compile.js';
+import { DEFAULT_RETRY_BUDGET, DEFAULT_UPGRADES, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts, type UpstreamSnapshot } from '../../api/protocol.js';
+import { RetryBudget } from '../resilience/retry-budget.js';
+import type { RequestHead } from '../http1/http1-parser.js';
+import type { Balancer } from '../balancer/balancer.js';
+import type { OutlierDetector } from '../resilience/outlier-detector.js';
+import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
+import type { WaitQueue } from '../resilience/wait-queue.js';
+import { RoundRobinBalancer } from '../balancer/round-robin.js';
+import { compileFilters, type CompiledFilters } from '../filters/compile.js';
 
 interface HeaderMatcher {
   readonly name: string;

@@ -3,7 +3,7 @@
 // can be changed in the Mesh file (`spec.proxyLimits`), which reaches each proxy in its
 // snapshot. A listener reads `limits.current` when a connection arrives, so a change
 // applies to new connections and never cuts one in progress.
-import { TrellisError } from '../errors.js';
+import { TrellisError } from '../../errors.js';
 
 /** The limits in force on a proxy's listeners. */
 export interface ProxyLimits {

@@ -10,9 +10,9 @@
 // HTTP2-Settings as hop-by-hop): a server may always ignore an Upgrade, so every client
 // that offers h2c (curl --http2) carries on in HTTP/1.1. Refusing it would fail those
 // clients for nothing; HTTP/2 reaches the mesh with prior knowledge instead.
-import type { Exchange } from './exchange.js';
-import type { Layer } from './stack/layer.js';
-import { offeredProtocols } from './http1-parser.js';
+import type { Exchange } from '../stack/exchange.js';
+import type { Layer } from '../stack/layer.js';
+import { offeredProtocols } from '../http1/http1-parser.js';
 
 /**
  * The upgrade layer: a request offering protocols its destination does not accept

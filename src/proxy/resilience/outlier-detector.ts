@@ -62,8 +62,8 @@ export function outcomeOf(status: number): Outcome {
   return 'success';
 }
 
-import type { EjectionReason } from '../api/views.js';
-export type { EjectionReason } from '../api/views.js';
+import type { EjectionReason } from '../../api/views.js';
+export type { EjectionReason } from '../../api/views.js';
 
 interface HostState {
   consecutive5xx: number;

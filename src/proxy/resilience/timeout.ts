@@ -12,11 +12,11 @@
 // the retry layer may try again; a request past its deadline is reported the same way
 // with `request` set, which no layer retries, and answered 504 request-timeout. Once a
 // response has started, it streams on: the timeouts bound the wait for its head.
-import type { Back, Exchange } from './exchange.js';
-import type { Outcome } from './stack/outcome.js';
-import type { CompiledUpstream } from './router.js';
-import type { Layer } from './stack/layer.js';
-import type { Routed } from './stack/decisions.js';
+import type { Back, Exchange } from '../stack/exchange.js';
+import type { Outcome } from '../stack/outcome.js';
+import type { CompiledUpstream } from '../routing/router.js';
+import type { Layer } from '../stack/layer.js';
+import type { Routed } from '../stack/decisions.js';
 
 /** The default sweep period, and the slowest (a timeout is enforced within a quarter of itself). */
 const SLOWEST_SWEEP_MS = 250;

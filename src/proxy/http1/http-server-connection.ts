@@ -1,15 +1,15 @@
 // The server side of HTTP/1.1 in a proxy listener: reads request heads, frames request
 // bodies (forwarding them as bytes), runs each request through the listener's pipeline,
 // and serves kept-alive and pipelined requests one at a time, in order.
-import type { Http1Options } from './listener-context.js';
-export type { Http1Options } from './listener-context.js';
+import type { Http1Options } from '../listeners/listener-context.js';
+export type { Http1Options } from '../listeners/listener-context.js';
 import type net from 'node:net';
 import { ChunkedFramer } from './chunked.js';
-import { ERRORS, type ErrorCode } from '../errors.js';
-import { errorResponse, Exchange, type ClientSide, type Handler } from './exchange.js';
+import { ERRORS, type ErrorCode } from '../../errors.js';
+import { errorResponse, Exchange, type ClientSide, type Handler } from '../stack/exchange.js';
 import { findHeadEnd, isFailure, parseRequestHead } from './http1-parser.js';
-import { LimitsRef, type ProxyLimits } from './limits.js';
-import { skipReadMore } from './socket-tuning.js';
+import { LimitsRef, type ProxyLimits } from '../listeners/limits.js';
+import { skipReadMore } from '../listeners/socket-tuning.js';
 
 /** What a listener gives each of its HTTP/1.1 connections. */
 

@@ -2,11 +2,11 @@
 // connect, and pipe bytes both ways with backpressure. A refused connection tries the
 // next endpoint before any byte has been read from the client.
 import net from 'node:net';
-import type { Endpoint } from '../api/protocol.js';
-import type { AccessLog } from '../telemetry/access-log.js';
-import type { Direction, ProxyMetrics } from '../telemetry/metrics.js';
-import { endpointKey, type Balancer } from './balancer/balancer.js';
-import { skipReadMore } from './socket-tuning.js';
+import type { Endpoint } from '../../api/protocol.js';
+import type { AccessLog } from '../../telemetry/access-log.js';
+import type { Direction, ProxyMetrics } from '../../telemetry/metrics.js';
+import { endpointKey, type Balancer } from '../balancer/balancer.js';
+import { skipReadMore } from '../listeners/socket-tuning.js';
 
 export interface TcpTelemetry {
   direction: Direction;

@@ -3,9 +3,9 @@
 // them, as Envoy's fault filter does (delay first, then abort, each drawn on its own).
 // An abort is a Trellis error (fault-abort) answered with the policy's HTTP status, or
 // for gRPC with HTTP 200 and the grpc-status in the headers (a trailers-only response).
-import type { FaultConfig } from '../api/protocol.js';
-import type { Layer } from './stack/layer.js';
-import type { Routed } from './stack/decisions.js';
+import type { FaultConfig } from '../../api/protocol.js';
+import type { Layer } from '../stack/layer.js';
+import type { Routed } from '../stack/decisions.js';
 
 /** What the fault layer reports, for metrics. */
 export interface FaultObserver {

@@ -10,8 +10,8 @@ import type { LimitsRef } from './limits.js';
 
 
 
-import type { ConnectionErrorReason, LimitRefusal, ListenerKind } from '../api/views.js';
-export type { ConnectionErrorReason, LimitRefusal, ListenerKind } from '../api/views.js';
+import type { ConnectionErrorReason, LimitRefusal, ListenerKind } from '../../api/views.js';
+export type { ConnectionErrorReason, LimitRefusal, ListenerKind } from '../../api/views.js';
 
 export interface ListenerContext {
   readonly listener: ListenerKind;

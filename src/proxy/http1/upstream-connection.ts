@@ -4,16 +4,16 @@
 // attempt (a response head, a refused connect, a reset, a broken answer) it reports up
 // the stack (stack/outcome.ts); the layers decide what to do about it.
 import net from 'node:net';
-import type { ErrorCode } from '../errors.js';
+import type { ErrorCode } from '../../errors.js';
 import { ChunkedFramer } from './chunked.js';
-import type { CircuitBreaker } from './circuit-breaker.js';
-import type { AttemptLink, ClientBytes, Tunnel } from './exchange.js';
+import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
+import type { AttemptLink, ClientBytes, Tunnel } from '../stack/exchange.js';
 import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead, switchedTo } from './http1-parser.js';
-import { editResponseHead } from './filters/header-modifier.js';
-import { IDEMPOTENT } from './methods.js';
-import { H1_REQUEST_TO_H2_APP, isServerPreface, SPEAKS_H2 } from './h2/app-version.js';
-import type { Picked } from './stack/decisions.js';
-import { END, type HeadOutcome } from './stack/outcome.js';
+import { editResponseHead } from '../filters/header-modifier.js';
+import { IDEMPOTENT } from '../resilience/methods.js';
+import { H1_REQUEST_TO_H2_APP, isServerPreface, SPEAKS_H2 } from '../h2/app-version.js';
+import type { Picked } from '../stack/decisions.js';
+import { END, type HeadOutcome } from '../stack/outcome.js';
 
 const enum Body { None, Length, Chunked, UntilClose }
 

@@ -6,7 +6,7 @@
 //
 // The window is a ring of ten slots, so recording costs an index and an increment and
 // old requests fall out a slot at a time. The clock is injected so tests can move time.
-import type { RetryBudgetConfig } from '../api/protocol.js';
+import type { RetryBudgetConfig } from '../../api/protocol.js';
 
 const SLOTS = 10;
 

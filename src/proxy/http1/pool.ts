@@ -1,11 +1,11 @@
 // Keep-alive connections to upstreams, per address, and the HTTP/1.1 forwarder: the
 // codec at the bottom of a stack, which sends an exchange over a pooled connection and
 // reports what became of it (stack/outcome.ts).
-import type { Endpoint } from '../api/protocol.js';
-import type { ErrorCode } from '../errors.js';
-import type { Handler } from './exchange.js';
-import { endpointKey } from './balancer/balancer.js';
-import type { Picked } from './stack/decisions.js';
+import type { Endpoint } from '../../api/protocol.js';
+import type { ErrorCode } from '../../errors.js';
+import type { Handler } from '../stack/exchange.js';
+import { endpointKey } from '../balancer/balancer.js';
+import type { Picked } from '../stack/decisions.js';
 import { UpstreamConnection, type UpstreamEvents } from './upstream-connection.js';
 
 export interface PoolOptions {

@@ -4,14 +4,14 @@
 // `fail()` is the one place a Trellis error becomes a response; `report()` sends an
 // attempt's outcome back up through the layers the exchange passed (stack/layer.ts).
 import { STATUS_CODES } from 'node:http';
-import type { Endpoint } from '../api/protocol.js';
-import { ERRORS, errorMessage, type ErrorCode } from '../errors.js';
-import type { RequestHead } from './http1-parser.js';
-import type { CompiledBackend, CompiledRoute, CompiledUpstream } from './router.js';
-import type { HeadEdits } from './filters/head-edits.js';
-import type { HeaderModifier } from './filters/header-modifier.js';
-import { END, type Outcome } from './stack/outcome.js';
-import type { Attempts } from './attempt.js';
+import type { Endpoint } from '../../api/protocol.js';
+import { ERRORS, errorMessage, type ErrorCode } from '../../errors.js';
+import type { RequestHead } from '../http1/http1-parser.js';
+import type { CompiledBackend, CompiledRoute, CompiledUpstream } from '../routing/router.js';
+import type { HeadEdits } from '../filters/head-edits.js';
+import type { HeaderModifier } from '../filters/header-modifier.js';
+import { END, type Outcome } from './outcome.js';
+import type { Attempts } from '../balancer/attempt.js';
 
 /**
  * Where the HTTP/1.1 forwarder writes a response's bytes: the client's socket, or an
