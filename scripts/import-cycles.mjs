@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Fails when a TypeScript tree has an import cycle, type-only imports included: a
 // cycle of `import type` tangles the data model as much as a value cycle does (the
-// src/proxy knot of issue 11 was made of them).
+// src/proxy knot of issue 11 is made of them).
 //
 // Why a script of our own, not dpdm or madge: both find cycles, but dpdm adds 42
 // packages (34 MB: a spinner, a CLI parser, chalk, glob, fs-extra) and prints one knot as
