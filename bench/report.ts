@@ -403,11 +403,17 @@ function fixedRateRows(
   const directP99 = pickOf(results, 'direct', pick)?.latencyUs.p99;
   const nginxP99 = pickOf(results, 'nginx', pick)?.latencyUs.p99;
   const rows: string[][] = [];
-  results.forEach((r, i) => {
+  for (const [i, r] of results.entries()) {
     const scen = label[i] ?? '';
-    if (r.unavailable) return rows.push([scen, r.name, `unavailable: ${r.unavailable}`]);
+    if (r.unavailable) {
+      rows.push([scen, r.name, `unavailable: ${r.unavailable}`]);
+      continue;
+    }
     const { f, error, cpu } = pick(r);
-    if (!f) return rows.push([scen, r.name, `failed: ${error ?? 'no result'}`]);
+    if (!f) {
+      rows.push([scen, r.name, `failed: ${error ?? 'no result'}`]);
+      continue;
+    }
     const l = f.latencyUs;
     rows.push([
       scen,
@@ -422,7 +428,7 @@ function fixedRateRows(
       String(f.non2xx + f.errors + f.timeouts),
       others(cpu),
     ]);
-  });
+  }
   return rows;
 }
 
@@ -438,12 +444,18 @@ function tcpTable(report: BenchReport): string {
   const nginx = tcp.find((r) => r.name === 'nginx')?.echo?.mbPerS;
   const rows: string[][] = [];
   const label = ['tcp echo through a pair', `(${t.connections} conns, ${t.chunkBytes / 1024}KB writes, ${t.durationS}s)`];
-  tcp.forEach((r, i) => {
+  for (const [i, r] of tcp.entries()) {
     const scen = label[i] ?? '';
-    if (r.unavailable) return rows.push([scen, r.name, `unavailable: ${r.unavailable}`]);
-    if (!r.echo) return rows.push([scen, r.name, `failed: ${r.error ?? 'no result'}`]);
+    if (r.unavailable) {
+      rows.push([scen, r.name, `unavailable: ${r.unavailable}`]);
+      continue;
+    }
+    if (!r.echo) {
+      rows.push([scen, r.name, `failed: ${r.error ?? 'no result'}`]);
+      continue;
+    }
     rows.push([scen, r.name, mbps(r.echo.mbPerS), nginx ? `${(r.echo.mbPerS / nginx).toFixed(2)}x` : '-', String(r.echo.errors + r.echo.mismatches), others(r.cpu)]);
-  });
+  }
   return table(['scenario', 'target', 'MB/s', 'vs nginx', 'errors', 'others'], rows);
 }
 
@@ -492,10 +504,16 @@ function maxRateTable(s: Settings, results: readonly TargetResult[]): string {
   const rounds = s.wrk.rounds ?? 1;
   const label = [`max-rate ${s.bodyBytes / 1024}KB GET`, `(wrk -t${s.wrk.threads} -c${s.wrk.connections} -d${s.wrk.durationS}s,`, `${rounds} round${rounds === 1 ? '' : 's'})`];
   const rows: string[][] = [];
-  results.forEach((r, i) => {
+  for (const [i, r] of results.entries()) {
     const scen = label[i] ?? '';
-    if (r.unavailable) return rows.push([scen, r.name, `unavailable: ${r.unavailable}`]);
-    if (!r.maxRate) return rows.push([scen, r.name, `failed: ${r.maxRateError ?? 'no result'}`]);
+    if (r.unavailable) {
+      rows.push([scen, r.name, `unavailable: ${r.unavailable}`]);
+      continue;
+    }
+    if (!r.maxRate) {
+      rows.push([scen, r.name, `failed: ${r.maxRateError ?? 'no result'}`]);
+      continue;
+    }
     const m = r.maxRate;
     const errs = m.non2xx + m.socketErrors.connect + m.socketErrors.read + m.socketErrors.write + m.socketErrors.timeout;
     const vsNginx = roundRatios(r, nginx);
@@ -511,7 +529,7 @@ function maxRateTable(s: Settings, results: readonly TargetResult[]): string {
       vsNginx ? vsNginx.rounds.map((v) => v.toFixed(2)).join(' ') : '-',
       (r.maxRateRounds ?? [m.rps]).map(int).join(' '),
     ]);
-  });
+  }
   return table(['scenario', 'target', 'rps', 'p50', 'p99', 'vs nginx', 'errors', 'others', 'vs nginx per round', 'rps per round'], rows);
 }
 

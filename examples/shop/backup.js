@@ -98,7 +98,7 @@ async function takeBackup() {
 
   status.backups++;
   status.lastBackup = { at: takenAt, file, rows: rows.length, bytes: Buffer.byteLength(text) };
-  log(`backup ${file}: ${rows.length} rows, ${Buffer.byteLength(text)} bytes` + (removed ? `, removed ${removed} old` : ''));
+  log(`backup ${file}: ${rows.length} rows, ${Buffer.byteLength(text)} bytes${removed ? `, removed ${removed} old` : ''}`);
   return status.lastBackup;
 }
 

@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TrellisError } from '../errors.js';
 import { ejectionText, msText, p99Ms, percent, versionReading, type CanaryLimits, type VersionReading, type WindowStats } from '../canary/judge.js';
-import { pickStable, runCanary, stepWeights, type CanaryEvent, type CanaryPlan } from '../canary/step-runner.js';
+import { pickStable, runCanary, type CanaryEvent, type CanaryPlan } from '../canary/step-runner.js';
 import { readProxyMetrics } from '../loadgen/hop-scrape.js';
 import { fetchFailure } from '../loadgen/mesh-target.js';
 import { abortOnSigint, parseDuration, parseFlags } from './args.js';

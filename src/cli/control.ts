@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import { TrellisError } from '../errors.js';
 import { formatProblem } from '../config/problems.js';
-import { startControlPlane } from '../control/control-plane.js';
+import { startControlPlane, type ControlPlane } from '../control/control-plane.js';
 import type { ConfigProblem } from '../control/model.js';
 import { parseFlags, parseHostPort } from './args.js';
 
@@ -62,7 +62,7 @@ export async function run(argv: string[]): Promise<number> {
   const admin = parseHostPort(values.admin, '--admin');
   const stateDir = values['state-dir'] ?? defaultStateDir(configPaths[0]!);
 
-  let plane;
+  let plane: ControlPlane;
   try {
     const token = values.token ?? process.env.TRELLIS_TOKEN;
     plane = await startControlPlane({ configPaths, admin, stateDir, ...(token ? { token } : {}) });

@@ -59,7 +59,7 @@ export async function run(argv: string[]): Promise<number> {
     if (eq <= 0) throw new TrellisError('TRELLIS_E_USAGE', { reason: `--upstream expects SERVICE=[HOST:]PORT, got "${spec}"` });
     return { service: spec.slice(0, eq), listen: parseHostPort(spec.slice(eq + 1), '--upstream') };
   });
-  const log = (line: string): void => void process.stderr.write(line + '\n');
+  const log = (line: string): void => void process.stderr.write(`${line}\n`);
   // No process.on('uncaughtException') here, on purpose. node documents the process as
   // in an unknown state after one: serving on would carry half-done work (pooled
   // connections, open attempts, breaker counts) into every later request. Instead each

@@ -103,7 +103,7 @@ export async function applyWeights(base: string, service: string, weights: Weigh
       const { proxies } = await call<{ proxies: ProxyView[] }>(base, 'GET', '/v1/proxies');
       for (const [id, c] of waiting) {
         const p = proxies.find((x) => x.id === id);
-        if (!p || !p.connected) {
+        if (!p?.connected) {
           disconnected.push(id);
           waiting.delete(id);
         } else if ((p.ackedVersion ?? 0) >= c.version) {

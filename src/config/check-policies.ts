@@ -50,14 +50,20 @@ export function checkPolicies(mesh: MeshResource, routes: readonly RouteSource[]
   for (const { doc, resource } of policies) {
     const ns = resource.metadata.namespace ?? 'default';
     const at = (path: Segment[], message: string) => problems.push(problemAt(doc, path, message));
-    resource.spec.targetRefs.forEach((ref, i) => {
+    for (const [i, ref] of resource.spec.targetRefs.entries()) {
       const path: Segment[] = ['spec', 'targetRefs', i];
       if (ref.kind === 'Service' && ref.group === '') {
-        if (resource.kind === 'RetryPolicy') return at([...path, 'kind'], 'a RetryPolicy targets an HTTPRoute (kind: HTTPRoute, group: gateway.networking.k8s.io)');
-        if (ref.sectionName !== undefined && resource.kind !== 'BackendPolicy') return at([...path, 'sectionName'], 'a Service target has no sections here; remove sectionName');
+        if (resource.kind === 'RetryPolicy') {
+          at([...path, 'kind'], 'a RetryPolicy targets an HTTPRoute (kind: HTTPRoute, group: gateway.networking.k8s.io)');
+          continue;
+        }
+        if (ref.sectionName !== undefined && resource.kind !== 'BackendPolicy') {
+          at([...path, 'sectionName'], 'a Service target has no sections here; remove sectionName');
+          continue;
+        }
         if (!services.includes(ref.name)) {
           at([...path, 'name'], `names service "${ref.name}", which is not in the mesh (services: ${services.join(', ') || 'none'})${didYouMean(ref.name, services)}`);
-          return;
+          continue;
         }
         if (ref.sectionName !== undefined) {
           // A BackendPolicy's section of a Service is one of its versions.
@@ -70,15 +76,22 @@ export function checkPolicies(mesh: MeshResource, routes: readonly RouteSource[]
             at(['spec', 'circuitBreaker'], 'a circuit breaker is per service (it bounds every request to it); set it in a BackendPolicy on the whole Service');
           }
         }
-        return;
+        continue;
       }
       if (ref.kind === 'HTTPRoute' && ref.group === GATEWAY_GROUP) {
-        if (resource.kind === 'XBackendTrafficPolicy') return at([...path, 'kind'], 'an XBackendTrafficPolicy targets a Service (kind: Service, group: "")');
-        if (resource.kind === 'BackendPolicy') return at([...path, 'kind'], 'a BackendPolicy targets a Service (kind: Service, group: ""), or one version of it with sectionName');
+        if (resource.kind === 'XBackendTrafficPolicy') {
+          at([...path, 'kind'], 'an XBackendTrafficPolicy targets a Service (kind: Service, group: "")');
+          continue;
+        }
+        if (resource.kind === 'BackendPolicy') {
+          at([...path, 'kind'], 'a BackendPolicy targets a Service (kind: Service, group: ""), or one version of it with sectionName');
+          continue;
+        }
         const keys = [...routesByKey.keys()].filter((k) => k.startsWith(`${ns}/`)).map((k) => k.slice(ns.length + 1));
         const route = routesByKey.get(`${ns}/${ref.name}`);
         if (route === undefined) {
-          return at([...path, 'name'], `names HTTPRoute "${ref.name}", which does not exist in namespace ${ns} (routes: ${keys.join(', ') || 'none'})${didYouMean(ref.name, keys)}`);
+          at([...path, 'name'], `names HTTPRoute "${ref.name}", which does not exist in namespace ${ns} (routes: ${keys.join(', ') || 'none'})${didYouMean(ref.name, keys)}`);
+          continue;
         }
         if (ref.sectionName !== undefined) {
           const ruleNames = route.resource.spec.rules.flatMap((r) => (r.name === undefined ? [] : [r.name]));
@@ -86,10 +99,10 @@ export function checkPolicies(mesh: MeshResource, routes: readonly RouteSource[]
             at([...path, 'sectionName'], `names rule "${ref.sectionName}", which HTTPRoute "${ref.name}" does not have (named rules: ${ruleNames.join(', ') || 'none'}; name a rule with rules[].name)${didYouMean(ref.sectionName, ruleNames)}`);
           }
         }
-        return;
+        continue;
       }
       at([...path, 'kind'], `kind "${ref.kind}" (group "${ref.group}") can't be targeted; name an HTTPRoute (group gateway.networking.k8s.io) or a Service (group "")`);
-    });
+    }
 
     if (resource.kind === 'FaultInjection') {
       const abort = resource.spec.abort;

@@ -98,24 +98,28 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
       }
     };
 
-    resource.spec.parentRefs.forEach((p, i) => {
+    for (const [i, p] of resource.spec.parentRefs.entries()) {
       const path: Segment[] = ['spec', 'parentRefs', i];
       if ((p.kind ?? 'Service') !== 'Service') {
-        return at([...path, 'kind'], `kind "${p.kind}" is not supported yet; in the mesh a route's parent is a Service (kind: Service)`);
+        at([...path, 'kind'], `kind "${p.kind}" is not supported yet; in the mesh a route's parent is a Service (kind: Service)`);
+        continue;
       }
       if ((p.group ?? '') !== '') {
-        return at([...path, 'group'], `must be "" (the core group) for kind Service (got "${p.group}")`);
+        at([...path, 'group'], `must be "" (the core group) for kind Service (got "${p.group}")`);
+        continue;
       }
       const service = services.get(p.name);
       if (!service) {
-        return at([...path, 'name'], `names service "${p.name}", which is not in the mesh (services: ${serviceNames.join(', ') || 'none'})${didYouMean(p.name, serviceNames)}`);
+        at([...path, 'name'], `names service "${p.name}", which is not in the mesh (services: ${serviceNames.join(', ') || 'none'})${didYouMean(p.name, serviceNames)}`);
+        continue;
       }
       const protocol = service.protocol ?? MESH_DEFAULTS.protocol;
       // HTTP routes also apply to a service whose protocol is detected; a TCPRoute needs a declared tcp.
       if (wantProtocol === 'tcp' ? protocol !== 'tcp' : protocol === 'tcp') {
-        return at([...path, 'name'], kind === 'TCPRoute'
+        at([...path, 'name'], kind === 'TCPRoute'
           ? `names service "${p.name}", whose protocol is ${protocol === 'detect' ? 'not declared (detected per connection); declare protocol: tcp to give it a TCPRoute' : `${protocol}; a TCPRoute only applies to tcp services (use an HTTPRoute)`}`
           : `names service "${p.name}", whose protocol is tcp; an ${kind} only applies to http services`);
+        continue;
       }
       if (kind === 'TCPRoute') {
         const claimed = tcpParents.get(p.name);
@@ -125,19 +129,22 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
           tcpParents.set(p.name, route);
         }
       }
-    });
+    }
 
     /** Checks filters at `path`; `prefixOnly` is set when every match of the rule is a PathPrefix. */
     const checkFilters = (filters: readonly Filter[] | undefined, path: Segment[], level: 'rule' | 'backendRef', prefixOnly: boolean): void => {
       if (!filters) return;
       const count = new Map<string, number>();
-      filters.forEach((f, i) => {
+      for (const [i, f] of filters.entries()) {
         const fp: Segment[] = [...path, i];
         const field = FILTER_FIELD[f.type]!;
         for (const other of Object.values(FILTER_FIELD)) {
           if (other !== field && f[other] !== undefined) at([...fp, other], `is set, but the filter's type is ${f.type}; set only ${field}`);
         }
-        if (f[field] === undefined) return at([...fp, field], `is required for a filter of type ${f.type}`);
+        if (f[field] === undefined) {
+          at([...fp, field], `is required for a filter of type ${f.type}`);
+          continue;
+        }
         count.set(f.type, (count.get(f.type) ?? 0) + 1);
         if (f.type !== 'RequestMirror' && count.get(f.type) === 2) {
           at([...fp, 'type'], `a second ${f.type} filter; each filter type except RequestMirror may appear once`);
@@ -157,9 +164,9 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
             else if (names.has(lower)) at(p, `"${name}" is edited twice in one filter; name each header once across set, add and remove`);
             names.add(lower);
           };
-          modifier.set?.forEach((h, k) => checkName(h.name, [...mp, 'set', k, 'name']));
-          modifier.add?.forEach((h, k) => checkName(h.name, [...mp, 'add', k, 'name']));
-          modifier.remove?.forEach((n, k) => checkName(n, [...mp, 'remove', k]));
+          for (const [k, h] of modifier.set?.entries() ?? []) checkName(h.name, [...mp, 'set', k, 'name']);
+          for (const [k, h] of modifier.add?.entries() ?? []) checkName(h.name, [...mp, 'add', k, 'name']);
+          for (const [k, n] of modifier.remove?.entries() ?? []) checkName(n, [...mp, 'remove', k]);
         }
         const pm = f.requestRedirect?.path ?? f.urlRewrite?.path;
         if (pm) {
@@ -181,7 +188,7 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
             at([...mp, 'fraction', 'numerator'], `must be at most the denominator (${mirror.fraction.denominator ?? 100})`);
           }
         }
-      });
+      }
       if (count.has('RequestRedirect') && count.has('URLRewrite')) {
         at(path, 'has both RequestRedirect and URLRewrite; a request is either redirected or rewritten, so keep one');
       }

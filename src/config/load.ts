@@ -5,6 +5,7 @@
 // It never throws for bad config: every problem comes back with its file, field path
 // and position, all at once, so `trellis validate` can list them and the control
 // plane can refuse a bad change while keeping the last good config.
+import type { Stats } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import type { TSchema } from '@sinclair/typebox';
@@ -183,7 +184,7 @@ function classify(doc: SourceDocument): string | Problem {
 
 /** Appends a Mesh's includes (relative to its file) to the queue; problems for the missing ones. */
 async function queueIncludes(doc: SourceDocument, queue: string[]): Promise<Problem[]> {
-  const include = ((doc.value as { spec?: { include?: unknown } }).spec ?? {}).include;
+  const include = (doc.value as { spec?: { include?: unknown } }).spec?.include;
   if (include === undefined || !Value.Check(MeshSchema.properties.spec.properties.include, include)) return [];
   const problems: Problem[] = [];
   for (const [i, entry] of include.entries()) {
@@ -196,7 +197,7 @@ async function queueIncludes(doc: SourceDocument, queue: string[]): Promise<Prob
 
 /** A file as itself, a directory as its YAML files in name order; a string says why neither. */
 async function expand(path: string): Promise<string[] | string> {
-  let info;
+  let info: Stats;
   try {
     info = await stat(path);
   } catch (err) {

@@ -228,7 +228,7 @@ export class MeshModel {
 
   disconnectProxy(id: string): void {
     const state = this.#proxies.get(id);
-    if (!state || !state.connected) return;
+    if (!state?.connected) return;
     state.connected = false;
     state.disconnectedAt = this.#now();
   }

@@ -233,7 +233,7 @@ export class Http1Transport implements Transport {
       });
       socket.on('data', (chunk: Buffer) => {
         if (c.inflight < 0) return; // unsolicited bytes (or an answer to a cancelled request): ignore
-        let res;
+        let res: ReturnType<ResponseReader['push']>;
         try {
           res = c.reader.push(chunk);
         } catch (err) {

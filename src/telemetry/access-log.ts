@@ -100,7 +100,7 @@ export function openAccessLog(target: string, options: AccessLogOptions = {}): A
     enabled: true,
     target: loggedTarget,
     write(entry) {
-      pending.push(JSON.stringify(entry) + '\n');
+      pending.push(`${JSON.stringify(entry)}\n`);
       if (!scheduled) {
         scheduled = true;
         setImmediate(flush);

@@ -2,7 +2,7 @@
 // Connection: close answers, and counts failures instead of hanging.
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import net from 'node:net';
+import type net from 'node:net';
 import { after, describe, it } from 'node:test';
 import { runFixedRate } from '../../bench/fixed-rate.js';
 

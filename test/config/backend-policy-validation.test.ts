@@ -97,7 +97,7 @@ describe('BackendPolicy compiled into the snapshot', () => {
   panicThreshold: 30
 `);
     assert.deepEqual(api.balancing, {
-      policy: 'default/p' + n, balancer: 'RingHash', panicThreshold: 30, hashOn: { header: 'x-user' }, circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 100, maxRetries: 3 },
+      policy: `default/p${n}`, balancer: 'RingHash', panicThreshold: 30, hashOn: { header: 'x-user' }, circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 100, maxRetries: 3 },
       outlierDetection: { ...DEFAULT_OUTLIER_DETECTION, consecutive5xx: 3, baseEjectionTimeMs: 1000 },
     });
     // Each version fails over to the whole service.

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { runLoad } from '../../src/loadgen/run.js';
 import type { WeightsView } from '../../src/control/admin/weights-api.js';
 import { getJson, meshUp, stopMesh, type RunningMesh } from '../helpers/mesh-run.js';
-import { shopRoutes, trellisCli, writeShopMesh } from '../helpers/traffic.js';
+import { shopRoutes, trellisCli, writeShopMesh, type CliResult } from '../helpers/traffic.js';
 
 let dir: string;
 let mesh: RunningMesh;
@@ -27,7 +27,7 @@ after(() => stopMesh(mesh, dir));
 test('a canary whose only instance is ejected by outlier detection is rolled back for its errors, not for too little traffic', async () => {
   const stopLoad = new AbortController();
   const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 30_000, warmupMs: 0, connections: 8, timeoutMs: 5000, signal: stopLoad.signal });
-  let cli;
+  let cli: CliResult;
   try {
     cli = await trellisCli(['canary', 'shop', '--to', 'v2', '--steps', '50,100', '--interval', '1500ms',
       '--max-error-rate', '1%', '--max-p99', '2s', '--min-requests', '20', '--max-waits', '2', '--control', mesh.state.control]);

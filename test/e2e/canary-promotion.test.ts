@@ -11,7 +11,7 @@ import { runLoad } from '../../src/loadgen/run.js';
 import type { WeightsView } from '../../src/control/admin/weights-api.js';
 import { getJson, meshUp, stopMesh, REPO, TRELLIS, type RunningMesh } from '../helpers/mesh-run.js';
 import { eventually } from '../helpers/eventually.js';
-import { shopRoutes, trellisCli, writeShopMesh } from '../helpers/traffic.js';
+import { shopRoutes, trellisCli, writeShopMesh, type CliResult } from '../helpers/traffic.js';
 
 let dir: string;
 let mesh: RunningMesh;
@@ -51,7 +51,7 @@ test('Ctrl-C during a canary puts the weights back where they started', async ()
 test('a healthy v2 passes every step and is promoted, and no request fails', async () => {
   const stopLoad = new AbortController();
   const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 40_000, warmupMs: 0, connections: 8, timeoutMs: 5000, signal: stopLoad.signal });
-  let cli;
+  let cli: CliResult;
   try {
     cli = await trellisCli(['canary', 'shop', '--to', 'v2', '--steps', '50,100', '--interval', '1500ms',
       '--max-error-rate', '1%', '--max-p99', '2s', '--min-requests', '20', '--max-waits', '3', '--admin', admin]);

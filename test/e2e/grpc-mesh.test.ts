@@ -68,7 +68,7 @@ after(async () => {
 
 function call(name: 'Get' | 'Fail', req: unknown): Promise<{ error: grpc.ServiceError | null; value: unknown }> {
   return new Promise((resolve) => {
-    (client as unknown as Record<string, Function>)[name]!.call(client, req, { deadline: Date.now() + 10_000 }, (error: grpc.ServiceError | null, value: unknown) => resolve({ error, value }));
+    (client as unknown as Record<string, (...args: unknown[]) => unknown>)[name]!.call(client, req, { deadline: Date.now() + 10_000 }, (error: grpc.ServiceError | null, value: unknown) => resolve({ error, value }));
   });
 }
 

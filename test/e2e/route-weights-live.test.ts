@@ -44,7 +44,7 @@ test('a weight change under steady load moves the traffic, and no request fails'
   assert.ok(result.completed >= 390, `the load ran (${result.completed} requests)`);
 
   assert.ok(existsSync(join(dir, 'shop-weights.yaml')));
-  assert.match(await readFile(join(dir, 'mesh.yaml'), 'utf8'), /^# client calls shop; shop runs v1 and v2\n[\s\S]*include: \[shop-weights\.yaml\]\n  services:\n    - name: client\n/);
+  assert.match(await readFile(join(dir, 'mesh.yaml'), 'utf8'), /^# client calls shop; shop runs v1 and v2\n[\s\S]*include: \[shop-weights\.yaml\]\n {2}services:\n {4}- name: client\n/);
 
   const { versions, failures } = await countVersions(port, 1000);
   assert.deepEqual(failures, []);

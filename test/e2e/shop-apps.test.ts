@@ -98,7 +98,8 @@ async function freePort(): Promise<number> {
 interface Answer {
   readonly status: number;
   readonly headers: Headers;
-  readonly body: any; // the JSON the app under test sent: the assertions check its shape
+  // biome-ignore lint/suspicious/noExplicitAny: the JSON the app under test sent; the assertions check its shape
+  readonly body: any;
   readonly text: string;
 }
 

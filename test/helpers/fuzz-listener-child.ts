@@ -12,7 +12,7 @@
 // The app answers `ok <method> <path>` after reading the body, except for paths
 // starting /raw/: it writes the base64url bytes that follow as its whole response, as
 // received, and closes (the response side of the fuzzing).
-import http from 'node:http';
+import type http from 'node:http';
 import http2 from 'node:http2';
 import type { UpstreamSnapshot } from '../../src/api/protocol.js';
 import { listenH1AndH2 } from './h2.js';

@@ -9,7 +9,7 @@
 //   FUZZ_LIVE_MS=N      time bound per live-listener property
 //   FUZZ_SEED=N         seed to replay;  FUZZ_PATH=a:b:c  the shrink path to replay
 //   FUZZ_TRACE=1        print each live-listener input and what came back, to stderr
-import fc from 'fast-check';
+import type fc from 'fast-check';
 
 /** Set by `npm run fuzz`. */
 export const LONG = process.env.FUZZ_LONG === '1';

@@ -65,7 +65,7 @@ describe('sweep report', () => {
     }, 100_000);
     assert.match(html, /^<!doctype html>/);
     assert.match(html, /saturation: ~300 req\/s/);
-    assert.match(html, /<svg [^]*<line class="slo"[^]*<\/svg>/);
+    assert.match(html, /<svg [\s\S]*<line class="slo"[\s\S]*<\/svg>/);
     assert.equal(html.match(/<tr class="(ok|over)">/g)?.length, 5);
     assert.match(html, /<tr class="over"><td>3<\/td><td>exponential<\/td><td>400<\/td><td>400<\/td><td>1\.50 ms<\/td><td>250 ms<\/td><td>375 ms<\/td><td>1\.20%<\/td><td>over SLO \(p99 250 ms &gt; 100 ms\)<\/td><\/tr>/);
     assert.ok(html.includes('http://127.0.0.1:1/a?b=&lt;c&gt;&amp;d'));

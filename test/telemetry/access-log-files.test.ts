@@ -2,7 +2,7 @@
 // unless kept on purpose, request fields length-bounded, and rotated by size with
 // every line whole and none lost.
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import type http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

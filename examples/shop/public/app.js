@@ -70,7 +70,7 @@ function showAnswer(result) {
   $('version').textContent = body.version ?? '?';
   $('source').textContent = body.source ?? (result.ok ? '?' : 'error');
   $('source').dataset.source = body.source ?? 'error';
-  $('meta').textContent = `instance ${body.instance ?? '?'} · ${result.ms} ms` + (body.cache === 'off' ? ' · no cache in this topology' : '');
+  $('meta').textContent = `instance ${body.instance ?? '?'} · ${result.ms} ms${body.cache === 'off' ? ' · no cache in this topology' : ''}`;
   if (result.ok) drawProducts(body.products ?? []);
 }
 

@@ -116,7 +116,7 @@ function weightOf(ref: BackendRefValue): number {
   return typeof ref.weight === 'number' ? ref.weight : 1;
 }
 
-function splitOf(file: string, route: RouteValue, index: number, rule: RuleValue, service: string, versionOf: ReadonlyMap<string, string>): SplitRule {
+function splitOf(file: string, route: RouteValue, index: number, rule: RuleValue, versionOf: ReadonlyMap<string, string>): SplitRule {
   const weights: Weights = {};
   let unversioned = 0;
   for (const ref of (rule.backendRefs as unknown[]).filter(isObject) as BackendRefValue[]) {
@@ -150,7 +150,7 @@ export function splitRules(
     if ((resource as { kind?: unknown }).kind !== 'HTTPRoute') continue;
     if (!attachesTo(route, service) || !Array.isArray(route.spec?.rules)) continue;
     route.spec.rules.forEach((rule, i) => {
-      if (isObject(rule) && ruleRole(rule, service, versionOf) === 'split') out.push(splitOf(file, route, i, rule, service, versionOf));
+      if (isObject(rule) && ruleRole(rule, service, versionOf) === 'split') out.push(splitOf(file, route, i, rule, versionOf));
     });
   }
   return out;
@@ -371,7 +371,7 @@ export function planWeights(o: { files: readonly SourceFile[]; service: string; 
         const role = ruleRole(rule, service, versionOf);
         if (role === 'catch-all') blockers.push(`${file}: HTTPRoute ${routeId(resource)} rule ${i}`);
         if (role !== 'split') return;
-        rules.push(splitOf(file, resource, i, rule, service, versionOf));
+        rules.push(splitOf(file, resource, i, rule, versionOf));
         const seq = doc.getIn(['spec', 'rules', i, 'backendRefs'], true);
         if (isSeq(seq)) editRule(f, doc, seq, service, weights);
       });
