@@ -129,7 +129,7 @@ export class ControlClient {
   }
 
   #send(msg: ProxyMessage): void {
-    this.#socket?.write(JSON.stringify(msg) + '\n');
+    this.#socket?.write(`${JSON.stringify(msg)}\n`);
   }
 
   #retry(reason: string): void {

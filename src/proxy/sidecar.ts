@@ -253,7 +253,7 @@ export class Sidecar {
   /** Applies a snapshot; throws (→ NACK) when it cannot be used, leaving the current one. */
   apply(s: Snapshot): void {
     if (typeof s !== 'object' || s === null || typeof s.upstreams !== 'object') throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: '?', reason: 'it has no upstreams' });
-    let limits;
+    let limits: ReturnType<typeof limitsWith>;
     try {
       limits = limitsWith(s.limits);
     } catch (err) {

@@ -66,7 +66,7 @@ export function endpointKey(e: { host: string; port: number }): string {
 /** An endpoint's weight (default 1; 0 takes no new requests while others can). */
 export function weightOf(e: Endpoint): number {
   const w = e.weight;
-  return w === undefined ? 1 : w > 0 ? w : 0;
+  return w === undefined ? 1 : Math.max(w, 0);
 }
 
 /**
@@ -114,7 +114,7 @@ export abstract class BaseBalancer implements Balancer {
     if (exclude === undefined && this.#downUntil.size === 0 && (o === undefined || o.ejectedCount === 0)) return this.endpoints.length === 0;
     const now = this.#downUntil.size > 0 ? Date.now() : 0;
     for (const e of this.endpoints) {
-      if (weightOf(e) === 0 || (exclude !== undefined && exclude.has(e.id))) continue;
+      if (weightOf(e) === 0 || (exclude?.has(e.id))) continue;
       if (now !== 0 && this.#isDown(e, now)) continue;
       if (o !== undefined && o.ejectedCount > 0 && o.isEjected(e.id)) continue;
       return false;
@@ -135,7 +135,7 @@ export abstract class BaseBalancer implements Balancer {
 
   /** Whether `e` may take this request: not tried by it, not recently refusing, not ejected, not weighted 0. */
   protected usable(e: Endpoint, exclude: ReadonlySet<string> | undefined, now: number): boolean {
-    if (exclude !== undefined && exclude.has(e.id)) return false;
+    if (exclude?.has(e.id)) return false;
     if (now !== 0 && this.#isDown(e, now)) return false;
     if (this.#skipEjected && this.#outliers!.isEjected(e.id)) return false;
     return weightOf(e) > 0;

@@ -8,7 +8,7 @@ export const GRPC_STATUS = { OK: 0, CANCELLED: 1, UNKNOWN: 2, DEADLINE_EXCEEDED:
 
 /** A request is gRPC when its content type is `application/grpc` or `application/grpc+<codec>`. */
 export function isGrpcContentType(ct: string | undefined): boolean {
-  return ct !== undefined && ct.startsWith('application/grpc') && (ct.length === 16 || ct.charCodeAt(16) === 43 /* + */ || ct.charCodeAt(16) === 59 /* ; */);
+  return ct?.startsWith('application/grpc') === true && (ct.length === 16 || ct.charCodeAt(16) === 43 /* + */ || ct.charCodeAt(16) === 59 /* ; */);
 }
 
 /**

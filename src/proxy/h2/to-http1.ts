@@ -84,7 +84,7 @@ export function http1Request(h2: RequestHead, bodyless: boolean, address: string
     const name = line.slice(0, colon);
     if (NOT_FORWARDED.has(name)) continue;
     if (!TOKEN.test(name) || UNSAFE_VALUE.test(line)) return `invalid header ${TOKEN.test(name) ? name : ''}`.trimEnd();
-    head += line + '\r\n';
+    head += `${line}\r\n`;
   }
   if (chunked) head += 'transfer-encoding: chunked\r\n';
   head += '\r\n';
@@ -111,7 +111,7 @@ function lastChunk(trailers: http2.IncomingHttpHeaders | undefined): Buffer {
       for (const x of Array.isArray(v) ? v : [v]) if (x !== undefined && !UNSAFE_VALUE.test(x)) s += `${name}: ${x}\r\n`;
     }
   }
-  return Buffer.from(s + '\r\n', 'latin1');
+  return Buffer.from(`${s}\r\n`, 'latin1');
 }
 
 /** The client side of the HTTP/1.1 leg: the HTTP/2 stream, as the HTTP/1.1 forwarder sees a client. */

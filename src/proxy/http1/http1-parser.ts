@@ -359,10 +359,10 @@ export function serializeRequestHead(req: RequestHead, extra: string, upgradeTo 
   let out = `${req.method} ${req.target} HTTP/1.${req.minor}\r\n`;
   for (const line of req.lines) {
     const name = line.slice(0, line.indexOf(':')).toLowerCase();
-    if (!drop.has(name)) out += line + '\r\n';
+    if (!drop.has(name)) out += `${line}\r\n`;
   }
   if (upgradeTo !== '') out += `upgrade: ${upgradeTo}\r\nconnection: upgrade\r\n`;
-  return out + extra + '\r\n';
+  return `${out + extra}\r\n`;
 }
 
 /** Case-insensitive compare of bytes `buf[from, from+lower.length)` with a lower-case ASCII name. */

@@ -61,7 +61,7 @@ export class ConnectionPool {
     const key = endpointKey(e);
     const list = this.#idle.get(key);
     let conn = list?.pop();
-    while (conn !== undefined && conn.socket.destroyed) conn = list!.pop();
+    while (conn?.socket.destroyed) conn = list!.pop();
     if (conn === undefined) conn = new UpstreamConnection(e.host, e.port, key, events, this.#opts.responseTimeoutMs);
     this.#active.add(conn);
     return conn;

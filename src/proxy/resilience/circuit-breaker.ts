@@ -67,7 +67,7 @@ export class CircuitBreaker {
   /** The oldest waiting request whose client is still there, removed from the queue. */
   nextWaiting(): ConnectionWaiter | undefined {
     let w = this.waiting.shift();
-    while (w !== undefined && w.finished) w = this.waiting.shift();
+    while (w?.finished) w = this.waiting.shift();
     return w;
   }
 

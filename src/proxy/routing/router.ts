@@ -153,7 +153,7 @@ function compileRoute(entry: RouteEntry, serviceFault: FaultConfig | undefined, 
   return {
     name: entry.name,
     hostExact: host !== undefined && !host.startsWith('*.') ? host : undefined,
-    hostSuffix: host !== undefined && host.startsWith('*.') ? host.slice(1) : undefined,
+    hostSuffix: host?.startsWith('*.') ? host.slice(1) : undefined,
     pathType: path?.type,
     pathValue: path?.value ?? '/',
     pathRegex: path?.type === 'RegularExpression' ? anchored(path.value) : undefined,

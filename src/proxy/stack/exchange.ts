@@ -233,7 +233,7 @@ export class Exchange {
   writeBody(chunk: Buffer): void {
     if (this.recorder !== undefined) this.recorder.record(chunk);
     const up = this.link;
-    if (up !== undefined && up.ready) {
+    if (up?.ready) {
       if (!up.write(chunk)) this.client.pauseBody();
     } else {
       (this.bodyQueue ??= []).push(chunk);
