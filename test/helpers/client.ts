@@ -26,7 +26,7 @@ export interface TestClient {
    * HTTP/1.1, and with none (the stream's end ends it) on HTTP/2.
    */
   request(method: string, path: string, headers?: Record<string, string>, body?: string): Promise<Reply>;
-  /** Closes the client's connections. */
+  /** Closes the client's connections, ending any request still open on them. */
   close(): Promise<void>;
 }
 
@@ -108,8 +108,8 @@ class Http2Client implements TestClient {
   async close(): Promise<void> {
     const s = this.#session;
     this.#session = undefined;
-    if (s === undefined || s.destroyed) return;
-    await new Promise<void>((r) => s.close(() => r()));
+    // Destroyed, not closed: a close would wait for streams a failed case left open.
+    s?.destroy();
   }
 }
 

@@ -393,6 +393,8 @@ export const CASES: readonly BehaviourCase[] = [
   },
 ];
 
+const CASE_TIMEOUT_MS = 15_000;
+
 /** Registers the suite for one wire protocol: one mesh, every case in order. */
 export function behaviourSuite(protocol: WireProtocol): void {
   describe(`behaviour over ${protocol}`, () => {
@@ -403,6 +405,8 @@ export function behaviourSuite(protocol: WireProtocol): void {
     after(async () => {
       await mesh?.close();
     });
-    for (const c of CASES) test(c.name, () => c.run(mesh!));
+    // A bound per case, so a hang (a timeout no longer enforced) fails its own case and
+    // the rest still run; generous, as a busy machine only makes a case slower.
+    for (const c of CASES) test(c.name, { timeout: CASE_TIMEOUT_MS }, () => c.run(mesh!));
   });
 }
