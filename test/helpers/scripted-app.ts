@@ -40,6 +40,8 @@ export class ScriptedApp {
   readonly seen: Seen[] = [];
   /** Requests whose response was closed before the app answered (the proxy gave up on them). */
   abandoned = 0;
+  /** The RST_STREAM code of each abandoned HTTP/2 request, in order. */
+  readonly abandonedCodes: number[] = [];
   readonly #scripts = new Map<string, { answers: Answer[]; next: number }>();
   readonly #held: Res[] = [];
   readonly #open = new Set<Res>();
@@ -136,7 +138,9 @@ export class ScriptedApp {
     this.#open.add(res);
     res.on('close', () => {
       this.#open.delete(res);
-      if (!res.writableEnded) this.abandoned++;
+      if (res.writableEnded) return;
+      this.abandoned++;
+      if (req.httpVersion === '2.0') this.abandonedCodes.push((req as http2.Http2ServerRequest).stream.rstCode ?? 0);
     });
     if (a === 'hang') return;
     if (a === 'hold') return void this.#held.push(res);

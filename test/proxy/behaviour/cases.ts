@@ -6,6 +6,7 @@
 // counted, never how long anything took: time-bound cases use short limits and wait
 // for events, so a slow machine only makes them slower.
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
 import { after, before, describe, test } from 'node:test';
 import type { WireProtocol } from '../../helpers/client.js';
 import { eventually } from '../../helpers/eventually.js';
@@ -56,6 +57,7 @@ export const CASES: readonly BehaviourCase[] = [
       assert.ok(failed > 0, 'round robin sent some first attempts to the failing endpoint');
       assert.equal(m.b.saw('/retry/other').length, 10);
       assert.equal(await m.metric('trellis_http_retries_total', { destination: 'api', route: 'default/retry/other', reason: '503' }), failed);
+      assert.equal(await m.metric('trellis_http_requests_total', { direction: 'outbound', route: 'default/retry/other', status: '503' }), 0, 'the client saw only 200s');
     },
   },
   {
@@ -92,20 +94,20 @@ export const CASES: readonly BehaviourCase[] = [
     },
   },
   {
-    name: 'retry: a reset before any response byte is retried, and the access log counts the attempts',
+    name: 'retry: a reset before any response byte (a closed connection or stream, or an RST) is retried, and the access log counts the attempts',
     async run(m) {
-      m.peer.script('/retry/reset', ['die', 200]);
+      m.peer.script('/retry/reset', ['reset', 'die', 200]);
       const r = await m.client.api.request('GET', '/retry/reset');
       assert.deepEqual({ status: r.status, body: r.body }, { status: 200, body: 'peer 200' });
-      assert.equal(m.peer.saw('/retry/reset').length, 2);
-      assert.equal(await m.metric('trellis_http_retries_total', { destination: 'api', route: 'default/retry/reset', reason: 'reset' }), 1);
+      assert.equal(m.peer.saw('/retry/reset').length, 3);
+      assert.equal(await m.metric('trellis_http_retries_total', { destination: 'api', route: 'default/retry/reset', reason: 'reset' }), 2);
       // Lines are written once per event-loop turn: wait for it.
       const line = await eventually(async () => {
         const found = (await m.accessLog()).find((l) => l.route === 'default/retry/reset');
         assert.ok(found, 'the exchange\'s access log line');
         return found;
       });
-      assert.deepEqual({ attempts: line.attempts, status: line.status }, { attempts: 2, status: 200 });
+      assert.deepEqual({ attempts: line.attempts, status: line.status }, { attempts: 3, status: 200 });
     },
   },
   {
@@ -148,6 +150,8 @@ export const CASES: readonly BehaviourCase[] = [
       assert.deepEqual({ status: r.status, error: r.error }, { status: 504, error: 'timeout' });
       assert.equal(m.a.saw('/timeout/attempt').length, 1, 'no retry policy: one attempt');
       await eventually(() => assert.equal(m.a.abandoned, before + 1));
+      // On HTTP/2 the app's stream is cancelled (RST_STREAM CANCEL), not merely closed.
+      if (m.protocol === 'HTTP/2') assert.equal(m.a.abandonedCodes.at(-1), http2.constants.NGHTTP2_CANCEL);
       assert.equal(await m.metric('trellis_http_timeouts_total', { destination: 'api', route: 'default/timeout/attempt', timeout: 'attempt' }), 1);
     },
   },
@@ -260,6 +264,8 @@ export const CASES: readonly BehaviourCase[] = [
       assert.deepEqual({ status: https.status, location: https.headers.location }, { status: 302, location: 'https://shop.example.com/filters/secure/login' }, 'port 443 is left out for https');
       const moved = await m.client.api.request('GET', '/filters/moved/a?b=c', { host: 'api' });
       assert.deepEqual({ status: moved.status, location: moved.headers.location, body: moved.body }, { status: 302, location: 'http://api:8443/elsewhere?b=c', body: '' });
+      // HTTP/1.1 frames the empty body with a length (HTTP/2 ends the stream instead).
+      if (m.protocol === 'HTTP/1.1') assert.equal(moved.headers['content-length'], '0');
       assert.equal(m.a.seen.filter((s) => /^\/(filters\/(old|new|secure|moved)|elsewhere)/.test(s.url)).length, 0);
       // The connection is still usable after a redirect.
       assert.equal((await m.client.api.request('GET', '/plain/after-redirect')).status, 200);

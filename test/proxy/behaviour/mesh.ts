@@ -58,7 +58,7 @@ function apiRoutes(): RouteEntry[] {
     rule('retry/unsafe', '/retry/unsafe', 'a', { retry: retryPolicy({ nonIdempotent: true }) }),
     rule('retry/body', '/retry/body', 'a', { retry: retryPolicy({ maxBodyBytes: 1024 }) }),
     rule('retry/other', '/retry/other', 'ab', { retry: retryPolicy() }),
-    rule('retry/reset', '/retry/reset', 'peer', { retry: retryPolicy({ codes: [], attempts: 1 }) }),
+    rule('retry/reset', '/retry/reset', 'peer', { retry: retryPolicy({ codes: [] }) }),
     {
       name: 'default/retry/backend-filters', match: { path: { type: 'PathPrefix', value: '/retry/backend-filters' } },
       filters: [{ type: 'RequestHeaderModifier', edits: { add: [header('x-rule', 'yes')] } }],
