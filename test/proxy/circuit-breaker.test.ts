@@ -2,7 +2,10 @@
 // every further request fails at once with 503 `overflow` and is counted exactly; the
 // breaker closes when the held requests finish. maxRetries bounds the retries
 // outstanding: a retry over it is not made and the failed answer goes to the client.
-import { after, before, test } from 'node:test';
+// The sidecars' one-shot timers run on node:test's fake clock (from before they start),
+// so retries wait in their backoff until the test moves the clock: "outstanding" is a
+// state the test holds, not a race against real time.
+import { after, before, mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { UpstreamSnapshot } from '../../src/api/protocol.js';
@@ -17,21 +20,26 @@ const held: http.ServerResponse[] = [];
 let arrived = 0;
 let outbound: Sidecar;
 
+/** Protocol detection never ends on the fake clock: a connection is always detected by its first bytes. */
+const NO_DETECT_TIMEOUT_MS = 24 * 3600_000;
+const BACKOFF_MS = 60_000;
+
 before(async () => {
+  mock.timers.enable({ apis: ['setTimeout'] });
   const { server, port } = await listenHttp((req, res) => {
     arrived++;
     if (req.url === '/hold') held.push(res);
     else { res.statusCode = req.url === '/fail' ? 503 : 200; res.end('ok'); }
   });
   servers.push(server);
-  const inbound = await startInbound('api', 'v1', port);
+  const inbound = await startInbound('api', 'v1', port, 'http', { detectTimeoutMs: NO_DETECT_TIMEOUT_MS });
   sidecars.push(inbound);
   const endpoints = [{ id: 'api-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }];
   const api: UpstreamSnapshot = {
     service: 'api', protocol: 'http',
     routes: [
       { name: 'default/api/fail', match: { path: { type: 'Exact', value: '/fail' } }, backends: [{ backend: 'api', weight: 1 }],
-        retry: { codes: [503], attempts: 1, backoffMs: 200, nonIdempotent: false, maxBodyBytes: 65536 } },
+        retry: { codes: [503], attempts: 1, backoffMs: BACKOFF_MS, nonIdempotent: false, maxBodyBytes: 65536 } },
       { name: 'default/api', match: {}, backends: [{ backend: 'api', weight: 1 }] },
     ],
     backends: { api: { name: 'api', endpoints } },
@@ -39,14 +47,14 @@ before(async () => {
   };
   // The same app behind its own inbound sidecar (its own address: pooled connections are per
   // address) as another service, whose breaker allows 2 connections and 1 request waiting for one.
-  const inbound2 = await startInbound('pooled', 'v1', port);
+  const inbound2 = await startInbound('pooled', 'v1', port, 'http', { detectTimeoutMs: NO_DETECT_TIMEOUT_MS });
   sidecars.push(inbound2);
   const pool: UpstreamSnapshot = {
     service: 'pooled', protocol: 'http', routes: [],
     backends: { pooled: { name: 'pooled', endpoints: [{ id: 'pooled-0', host: '127.0.0.1', port: inbound2.addresses.inbound!.port, version: 'v1' }] } },
     balancing: { policy: 'test', balancer: 'PeakEWMA', panicThreshold: 50, circuitBreaker: { maxConnections: 2, maxPendingRequests: 1, maxRequests: 1024, maxRetries: 3 } },
   };
-  outbound = await startOutbound('web', { api, pooled: pool });
+  outbound = await startOutbound('web', { api, pooled: pool }, { detectTimeoutMs: NO_DETECT_TIMEOUT_MS });
   sidecars.push(outbound);
 });
 
@@ -54,6 +62,7 @@ after(async () => {
   for (const r of held) r.end();
   for (const s of sidecars) await s.close();
   for (const s of servers) await closeServer(s);
+  mock.timers.reset();
 });
 
 function send(path: string, service = 'api'): Promise<{ status: number; token: string | undefined }> {
@@ -86,16 +95,23 @@ test('at maxRequests in flight, every further request overflows at once with 503
 });
 
 test('at maxRetries outstanding, a further retry is not made and the failed answer reaches the client', async () => {
-  // Three failing requests at once (maxRequests): two retries are held (each waits
-  // 100-200 ms of backoff), the third overflows and its client gets the app's 503.
+  // Three failing requests at once (maxRequests): two retries are held in their backoff
+  // (the clock stands still), the third overflows and its client gets the app's 503.
   const before = arrived;
-  const results = await Promise.all(Array.from({ length: 3 }, () => send('/fail')));
+  const b = () => outbound.balancing.breakers().find((x) => x.service === 'api')!;
+  const sent = Array.from({ length: 3 }, () => send('/fail'));
+  const overflowed = await Promise.race(sent);
+  assert.equal(`${overflowed.status} ${overflowed.token}`, '503 undefined');
+  assert.deepEqual({ retries: b().retries, retryOverflows: b().retryOverflows }, { retries: 2, retryOverflows: 1 });
+  assert.equal(arrived - before, 3, 'the held retries were not sent');
+  // The clock passes the backoff: the two retries go, fail again, and their clients get the 503.
+  mock.timers.tick(BACKOFF_MS);
+  const results = await Promise.all(sent);
   assert.deepEqual(results.map((r) => `${r.status} ${r.token}`), Array(3).fill('503 undefined'));
-  const b = outbound.balancing.breakers().find((x) => x.service === 'api')!;
-  assert.equal(b.retryOverflows, 1);
-  assert.equal(b.requestOverflows, 7, 'no request overflowed');
+  assert.equal(b().retryOverflows, 1);
+  assert.equal(b().requestOverflows, 7, 'no request overflowed');
   assert.equal(arrived - before, 3 + 2, 'three first attempts and two retries');
-  assert.equal(b.retries, 0, 'no retry is still held');
+  assert.equal(b().retries, 0, 'no retry is still held');
 });
 
 test('at maxConnections, one request waits for a connection (maxPendingRequests) and the next overflows', async () => {
