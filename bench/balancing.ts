@@ -65,19 +65,33 @@ export async function runBalancing(o: BalancingOptions): Promise<BalancingResult
       let pair: Target | undefined;
       try {
         pair = await startTrellisPair(o.procs, o.repoRoot, o.dir, apps[0]!.port, 'http', {
-          name: `lb-${balancer}`, yaml: policyYaml(balancer), moreInstances: [apps[1]!.port, apps[2]!.port],
+          name: `lb-${balancer}`,
+          yaml: policyYaml(balancer),
+          moreInstances: [apps[1]!.port, apps[2]!.port],
         });
         await untilAllServe(pair.url, apps);
         const before = await Promise.all(apps.map((a) => a.count()));
         o.log(`balancing: ${balancer}, 3 instances (one ${SLOW_MS} ms slower), ${o.rate} rps over ${o.connections} connections, ${o.durationS}s`);
-        const f = await runFixedRate({ url: pair.url, rate: o.rate, durationMs: o.durationS * 1000, warmupMs: o.warmupS * 1000, connections: o.connections, timeoutMs: 5000 });
+        const f = await runFixedRate({
+          url: pair.url,
+          rate: o.rate,
+          durationMs: o.durationS * 1000,
+          warmupMs: o.warmupS * 1000,
+          connections: o.connections,
+          timeoutMs: 5000,
+        });
         const after = await Promise.all(apps.map((a) => a.count()));
         const delta = after.map((n, i) => n - before[i]!);
         const total = delta.reduce((a, b) => a + b, 0);
         runs.push({
-          balancer, slowShare: total > 0 ? Math.round((delta[2]! / total) * 1000) / 1000 : 0,
-          p50Us: f.latencyUs.p50, p99Us: f.latencyUs.p99, p999Us: f.latencyUs.p999,
-          completed: f.completed, failed: f.errors + f.timeouts + f.non2xx, fixedRate: f,
+          balancer,
+          slowShare: total > 0 ? Math.round((delta[2]! / total) * 1000) / 1000 : 0,
+          p50Us: f.latencyUs.p50,
+          p99Us: f.latencyUs.p99,
+          p999Us: f.latencyUs.p999,
+          completed: f.completed,
+          failed: f.errors + f.timeouts + f.non2xx,
+          fixedRate: f,
         });
       } finally {
         await pair?.stop();
@@ -93,7 +107,13 @@ export async function runBalancing(o: BalancingOptions): Promise<BalancingResult
 async function untilAllServe(url: string, apps: readonly { count(): Promise<number> }[]): Promise<void> {
   const start = await Promise.all(apps.map((a) => a.count()));
   for (let i = 0; i < 300; i++) {
-    await Promise.all(Array.from({ length: 6 }, () => fetch(url).then((r) => r.arrayBuffer()).catch(() => undefined)));
+    await Promise.all(
+      Array.from({ length: 6 }, () =>
+        fetch(url)
+          .then((r) => r.arrayBuffer())
+          .catch(() => undefined),
+      ),
+    );
     const now = await Promise.all(apps.map((a) => a.count()));
     if (now.every((n, k) => n > start[k]!)) return;
     await new Promise((r) => setTimeout(r, 50));
@@ -106,7 +126,9 @@ export function formatBalancing(r: BalancingResult): string {
   const ms = (us: number): string => (us / 1000).toFixed(2);
   const lines = [`balancing: 3 instances, one ${r.slowMs} ms slower; fixed rate ${r.rate} rps over ${r.connections} connections`];
   for (const x of r.runs) {
-    lines.push(`  ${x.balancer.padEnd(10)} p50 ${ms(x.p50Us)} ms  p99 ${ms(x.p99Us)} ms  p99.9 ${ms(x.p999Us)} ms  slow instance got ${(x.slowShare * 100).toFixed(1)}%  (${x.completed} completed, ${x.failed} failed)`);
+    lines.push(
+      `  ${x.balancer.padEnd(10)} p50 ${ms(x.p50Us)} ms  p99 ${ms(x.p99Us)} ms  p99.9 ${ms(x.p999Us)} ms  slow instance got ${(x.slowShare * 100).toFixed(1)}%  (${x.completed} completed, ${x.failed} failed)`,
+    );
   }
   return `${lines.join('\n')}\n`;
 }

@@ -104,7 +104,7 @@ export async function makeBaseline(o: {
     if (sameLock && existsSync(path.join(o.repoRoot, 'node_modules'))) {
       // The same lock file installs the same packages: this checkout's, linked in, saves
       // the registry and a minute or more of npm ci.
-      o.log('baseline: package-lock.json is the same as this checkout\'s: linking its node_modules');
+      o.log("baseline: package-lock.json is the same as this checkout's: linking its node_modules");
       symlinkSync(path.join(o.repoRoot, 'node_modules'), modules, 'dir');
     } else {
       await run(o, dir, ['ci', '--no-audit', '--no-fund']);

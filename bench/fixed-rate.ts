@@ -82,7 +82,10 @@ export interface FixedRateResult {
   readonly failures: readonly { readonly atMs: number; readonly kind: 'error' | 'timeout' }[];
 }
 
-const BENCH_HEADERS: readonly (readonly [string, string])[] = [['User-Agent', 'trellis-bench'], ['Accept', '*/*']];
+const BENCH_HEADERS: readonly (readonly [string, string])[] = [
+  ['User-Agent', 'trellis-bench'],
+  ['Accept', '*/*'],
+];
 
 /** Runs the fixed-rate load and resolves with its histogram summaries. Bounded in time. */
 export async function runFixedRate(options: FixedRateOptions): Promise<FixedRateResult> {

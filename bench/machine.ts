@@ -82,7 +82,10 @@ type NumberKeys<T> = { [K in keyof T]: T[K] extends number ? K : never }[keyof T
  * sum of every span's growth; its other fields are the last span's end (memory after
  * the last round). Undefined when there are no spans or a sample is missing.
  */
-export function joinSpans<T extends object>(spans: readonly (readonly [T | undefined, T | undefined])[], counters: readonly NumberKeys<T>[]): [T, T] | undefined {
+export function joinSpans<T extends object>(
+  spans: readonly (readonly [T | undefined, T | undefined])[],
+  counters: readonly NumberKeys<T>[],
+): [T, T] | undefined {
   const whole = spans.filter((s): s is readonly [T, T] => s[0] !== undefined && s[1] !== undefined);
   if (whole.length === 0 || whole.length < spans.length) return undefined;
   const start = whole[0]![0];

@@ -24,7 +24,10 @@ export type LatencyScenario = 'get10k' | 'get100k' | 'post1k';
 export const LATENCY_SCENARIOS: readonly LatencyScenario[] = ['get10k', 'get100k', 'post1k'];
 
 /** What each extra scenario sends: method, path on the upstream, body sizes. */
-export const LATENCY_SCENARIO_SPECS: Record<LatencyScenario, { readonly method: 'GET' | 'POST'; readonly path: string; readonly requestBytes: number; readonly responseBytes: number }> = {
+export const LATENCY_SCENARIO_SPECS: Record<
+  LatencyScenario,
+  { readonly method: 'GET' | 'POST'; readonly path: string; readonly requestBytes: number; readonly responseBytes: number }
+> = {
   get10k: { method: 'GET', path: '/10k', requestBytes: 0, responseBytes: 10 * 1024 },
   get100k: { method: 'GET', path: '/100k', requestBytes: 0, responseBytes: 100 * 1024 },
   post1k: { method: 'POST', path: '/post', requestBytes: 1024, responseBytes: 1024 },
@@ -94,9 +97,21 @@ export interface Settings {
   readonly fixedRate: { readonly rate: number; readonly connections: number; readonly durationS: number; readonly warmupS: number };
   readonly bodyBytes: number;
   /** The extra fixed-rate scenarios (absent in runs from before they existed, or with --no-extra). */
-  readonly extra?: { readonly rate: number; readonly connections: number; readonly durationS: number; readonly warmupS: number; readonly scenarios: readonly LatencyScenario[] };
+  readonly extra?: {
+    readonly rate: number;
+    readonly connections: number;
+    readonly durationS: number;
+    readonly warmupS: number;
+    readonly scenarios: readonly LatencyScenario[];
+  };
   /** The TCP echo scenario. */
-  readonly tcp?: { readonly connections: number; readonly chunkBytes: number; readonly windowBytes: number; readonly durationS: number; readonly warmupS: number };
+  readonly tcp?: {
+    readonly connections: number;
+    readonly chunkBytes: number;
+    readonly windowBytes: number;
+    readonly durationS: number;
+    readonly warmupS: number;
+  };
 }
 
 export interface Environment {
@@ -205,10 +220,12 @@ export function roundRatios(r: TargetResult | undefined, ref: TargetResult | und
 /** Every target's max throughput over nginx's (roundRatios), for the JSON. */
 export function maxRateRatios(results: readonly TargetResult[]): { [K in TargetName]?: RoundRatios } {
   const nginx = byName(results, 'nginx');
-  return Object.fromEntries(results.flatMap((r) => {
-    const rr = roundRatios(r, nginx);
-    return rr ? [[r.name, rr]] : [];
-  }));
+  return Object.fromEntries(
+    results.flatMap((r) => {
+      const rr = roundRatios(r, nginx);
+      return rr ? [[r.name, rr]] : [];
+    }),
+  );
 }
 
 /** This checkout's max throughput over the baseline build's (roundRatios), for the JSON; empty without both. */
@@ -311,7 +328,9 @@ export function evaluate(results: readonly TargetResult[], settings: Settings, t
     ];
     for (const [what, cpu] of cpus) {
       if (cpu && cpu.foreignCores > NOISE_CORES) {
-        warnings.push(`${r.name} ${what}: other processes used ${cpu.foreignCores.toFixed(2)} cores meanwhile: these numbers are low/noisy; re-run on a quiet machine`);
+        warnings.push(
+          `${r.name} ${what}: other processes used ${cpu.foreignCores.toFixed(2)} cores meanwhile: these numbers are low/noisy; re-run on a quiet machine`,
+        );
       }
     }
     if (r.maxRateError) warnings.push(`${r.name} max-rate failed: ${r.maxRateError}`);
@@ -323,10 +342,14 @@ export function evaluate(results: readonly TargetResult[], settings: Settings, t
   }
   for (const t of tcp) {
     if (t.echo && (t.echo.errors > 0 || t.echo.mismatches > 0)) {
-      warnings.push(`${t.name} tcp echo: ${t.echo.errors} connections failed or closed early, ${t.echo.mismatches} reads with bytes that were not the ones sent`);
+      warnings.push(
+        `${t.name} tcp echo: ${t.echo.errors} connections failed or closed early, ${t.echo.mismatches} reads with bytes that were not the ones sent`,
+      );
     }
     if (t.cpu && t.cpu.foreignCores > NOISE_CORES) {
-      warnings.push(`${t.name} tcp echo: other processes used ${t.cpu.foreignCores.toFixed(2)} cores meanwhile: these numbers are low/noisy; re-run on a quiet machine`);
+      warnings.push(
+        `${t.name} tcp echo: other processes used ${t.cpu.foreignCores.toFixed(2)} cores meanwhile: these numbers are low/noisy; re-run on a quiet machine`,
+      );
     }
     if (t.error) warnings.push(`${t.name} tcp echo failed: ${t.error}`);
   }
@@ -345,7 +368,9 @@ function fixedRateWarnings(what: string, f: FixedRateResult): string[] {
     );
   }
   if (f.schedulerLagUs.p99 > 2000) {
-    warnings.push(`${what}: the client's own timers ran late (scheduler-lag p99 ${ms(f.schedulerLagUs.p99)}): the load machine is saturated, latencies include that`);
+    warnings.push(
+      `${what}: the client's own timers ran late (scheduler-lag p99 ${ms(f.schedulerLagUs.p99)}): the load machine is saturated, latencies include that`,
+    );
   }
   return warnings;
 }
@@ -375,7 +400,10 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (spans(r) && i >= 2 ? 0 : (r[i] ?? '').length))));
   const line = (cells: readonly string[]): string => {
     if (spans(cells)) return `${cells[0]!.padEnd(widths[0]!)}  ${cells[1]!.padEnd(widths[1]!)}  ${cells[2]}`;
-    return cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+    return cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   };
   return [line(header), ...rows.map(line)].join('\n');
 }
@@ -385,7 +413,12 @@ function latencyTable(report: BenchReport, id: LatencyScenario): string {
   const s = report.settings;
   const x = s.extra!;
   const label = [`fixed ${int(x.rate)} rps ${scenarioTitle(id)}`, `(${x.connections} conns, ${x.durationS}s)`];
-  const rows = fixedRateRows(report.results.filter((r) => runsExtraScenarios(r.name)), label, (r) => ({ f: r.latency?.[id], error: r.latencyErrors?.[id], cpu: r.latencyCpu?.[id] }), true);
+  const rows = fixedRateRows(
+    report.results.filter((r) => runsExtraScenarios(r.name)),
+    label,
+    (r) => ({ f: r.latency?.[id], error: r.latencyErrors?.[id], cpu: r.latencyCpu?.[id] }),
+    true,
+  );
   return table(['scenario', 'target', 'rps', 'p50', 'p99', 'p99.9', 'max', 'added p99', 'p99 vs nginx', 'errors', 'others'], rows);
 }
 
@@ -432,7 +465,11 @@ function fixedRateRows(
   return rows;
 }
 
-function pickOf(results: readonly TargetResult[], name: TargetName, pick: (r: TargetResult) => { readonly f: FixedRateResult | undefined }): FixedRateResult | undefined {
+function pickOf(
+  results: readonly TargetResult[],
+  name: TargetName,
+  pick: (r: TargetResult) => { readonly f: FixedRateResult | undefined },
+): FixedRateResult | undefined {
   const r = byName(results, name);
   return r === undefined ? undefined : pick(r).f;
 }
@@ -454,7 +491,14 @@ function tcpTable(report: BenchReport): string {
       rows.push([scen, r.name, `failed: ${r.error ?? 'no result'}`]);
       continue;
     }
-    rows.push([scen, r.name, mbps(r.echo.mbPerS), nginx ? `${(r.echo.mbPerS / nginx).toFixed(2)}x` : '-', String(r.echo.errors + r.echo.mismatches), others(r.cpu)]);
+    rows.push([
+      scen,
+      r.name,
+      mbps(r.echo.mbPerS),
+      nginx ? `${(r.echo.mbPerS / nginx).toFixed(2)}x` : '-',
+      String(r.echo.errors + r.echo.mismatches),
+      others(r.cpu),
+    ]);
   }
   return table(['scenario', 'target', 'MB/s', 'vs nginx', 'errors', 'others'], rows);
 }
@@ -502,7 +546,11 @@ function mbps(v: number): string {
 function maxRateTable(s: Settings, results: readonly TargetResult[]): string {
   const nginx = byName(results, 'nginx');
   const rounds = s.wrk.rounds ?? 1;
-  const label = [`max-rate ${s.bodyBytes / 1024}KB GET`, `(wrk -t${s.wrk.threads} -c${s.wrk.connections} -d${s.wrk.durationS}s,`, `${rounds} round${rounds === 1 ? '' : 's'})`];
+  const label = [
+    `max-rate ${s.bodyBytes / 1024}KB GET`,
+    `(wrk -t${s.wrk.threads} -c${s.wrk.connections} -d${s.wrk.durationS}s,`,
+    `${rounds} round${rounds === 1 ? '' : 's'})`,
+  ];
   const rows: string[][] = [];
   for (const [i, r] of results.entries()) {
     const scen = label[i] ?? '';
@@ -563,17 +611,22 @@ export function formatReport(report: BenchReport): string {
 
   out.push(maxRateTable(s, results));
   out.push(
-    "(rps, p50, p99: the round with the median rps; vs nginx: the median of the per-round ratios, each against",
+    '(rps, p50, p99: the round with the median rps; vs nginx: the median of the per-round ratios, each against',
     "nginx's run in the same round, a few seconds apart, so the machine's drift between rounds cancels out)",
     '',
   );
 
-  const flabel = [`fixed ${int(s.fixedRate.rate)} rps ${s.bodyBytes / 1024}KB GET`, `(open model, ${s.fixedRate.connections} conns, ${s.fixedRate.durationS}s)`];
+  const flabel = [
+    `fixed ${int(s.fixedRate.rate)} rps ${s.bodyBytes / 1024}KB GET`,
+    `(open model, ${s.fixedRate.connections} conns, ${s.fixedRate.durationS}s)`,
+  ];
   const fixedRows = fixedRateRows(results, flabel, (r) => ({ f: r.fixedRate, error: r.fixedRateError, cpu: r.fixedRateCpu }), false);
   out.push(table(['scenario', 'target', 'rps', 'p50', 'p99', 'p99.9', 'max', 'added p99', 'errors', 'others'], fixedRows));
   const lag = byName(results, 'direct')?.fixedRate?.schedulerLagUs;
   if (lag) {
-    out.push(`(fixed-rate latency is from each request's intended send time; the client's own scheduler lag on direct: p50 ${ms(lag.p50)}, p99 ${ms(lag.p99)})`);
+    out.push(
+      `(fixed-rate latency is from each request's intended send time; the client's own scheduler lag on direct: p50 ${ms(lag.p50)}, p99 ${ms(lag.p99)})`,
+    );
   }
   out.push(`("others" = cores of CPU used by processes that are not the bench's during the measurement; > ${NOISE_CORES} means a noisy run)`);
   out.push('');

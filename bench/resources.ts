@@ -17,7 +17,10 @@ export function parseVmRssKb(statusText: string): number | undefined {
 export function parseStat(statText: string): { pgrp: number; cpuTicks: number } {
   // Fields after "(comm)", which may itself contain spaces or parentheses:
   // state(0) ppid(1) pgrp(2) ... utime(11) stime(12)
-  const f = statText.slice(statText.lastIndexOf(')') + 2).trim().split(' ');
+  const f = statText
+    .slice(statText.lastIndexOf(')') + 2)
+    .trim()
+    .split(' ');
   const pgrp = Number(f[2]);
   const cpuTicks = Number(f[11]) + Number(f[12]);
   if (!Number.isFinite(pgrp) || !Number.isFinite(cpuTicks)) throw new Error('unreadable /proc/<pid>/stat');
@@ -101,7 +104,10 @@ export function joinGroupSpans(
   const before = new Map<number, GroupSample>();
   const after = new Map<number, GroupSample>();
   for (const pgid of last.keys()) {
-    const joined = joinSpans(spans.map(([a, b]) => [a?.get(pgid), b?.get(pgid)] as const), ['cpuTicks']);
+    const joined = joinSpans(
+      spans.map(([a, b]) => [a?.get(pgid), b?.get(pgid)] as const),
+      ['cpuTicks'],
+    );
     if (!joined) continue;
     before.set(pgid, joined[0]);
     after.set(pgid, joined[1]);

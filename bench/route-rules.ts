@@ -38,7 +38,9 @@ export function routeRulesYaml(n: number): string {
   const rules: string[] = [];
   for (let i = ROUTE_RULES - n; i < ROUTE_RULES; i++) {
     const id = `r${String(i).padStart(2, '0')}`;
-    rules.push(`    - matches: [{ path: { type: PathPrefix, value: /api }, headers: [{ name: ${HEADER}, value: ${id} }] }]\n      backendRefs: [{ name: upstream }]`);
+    rules.push(
+      `    - matches: [{ path: { type: PathPrefix, value: /api }, headers: [{ name: ${HEADER}, value: ${id} }] }]\n      backendRefs: [{ name: upstream }]`,
+    );
   }
   rules.push('    - matches: [{ path: { type: PathPrefix, value: / } }]\n      backendRefs: [{ name: upstream }]');
   const docs: string[] = [];
@@ -73,7 +75,10 @@ export async function runRouteRules(o: RouteRulesOptions): Promise<RouteRulesRes
   const pairs: Record<'single' | 'many', Target | undefined> = { single: undefined, many: undefined };
   try {
     pairs.single = await startTrellisPair(o.procs, o.repoRoot, o.dir, o.upstreamPort, 'http', { name: 'rules-1', yaml: routeRulesYaml(1) });
-    pairs.many = await startTrellisPair(o.procs, o.repoRoot, o.dir, o.upstreamPort, 'http', { name: `rules-${ROUTE_RULES}`, yaml: routeRulesYaml(ROUTE_RULES) });
+    pairs.many = await startTrellisPair(o.procs, o.repoRoot, o.dir, o.upstreamPort, 'http', {
+      name: `rules-${ROUTE_RULES}`,
+      yaml: routeRulesYaml(ROUTE_RULES),
+    });
     const headers = { [HEADER]: `r${ROUTE_RULES - 1}` };
     const run = (t: Target, durationS: number): Promise<WrkResult> =>
       runWrk({ wrk: o.wrk, url: new URL(PATH, t.url).href, threads: 1, connections: o.connections, durationS, timeoutS: 5, headers });

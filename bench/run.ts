@@ -155,7 +155,12 @@ function binaries(allowInstall: boolean): Binaries & { missing: string[] } {
  */
 function proxyResources(
   proxies: readonly { role: 'outbound' | 'inbound'; managed: { child: { pid?: number } } }[],
-  s: { maxBefore?: Map<number, GroupSample>; maxAfter?: Map<number, GroupSample>; fixedBefore?: Map<number, GroupSample>; fixedAfter?: Map<number, GroupSample> },
+  s: {
+    maxBefore?: Map<number, GroupSample>;
+    maxAfter?: Map<number, GroupSample>;
+    fixedBefore?: Map<number, GroupSample>;
+    fixedAfter?: Map<number, GroupSample>;
+  },
   maxRateRequests: number | undefined,
   fixed: FixedRateResult | undefined,
 ): ProxyResources[] {
@@ -300,7 +305,14 @@ async function latencyScenarios(t: Running, c: LatencyContext): Promise<void> {
     log(`${name}: fixed-rate ${f.rate} rps, ${f.warmupS}s warm-up + ${f.durationS}s`);
     // Sampled over warm-up and measurement both: close enough for a noise indicator.
     const m = await measured(c.procs, pgids, () =>
-      runFixedRate({ url: t.target.url, rate: f.rate, durationMs: f.durationS * 1000, warmupMs: f.warmupS * 1000, connections: f.connections, timeoutMs: 5000 }),
+      runFixedRate({
+        url: t.target.url,
+        rate: f.rate,
+        durationMs: f.durationS * 1000,
+        warmupMs: f.warmupS * 1000,
+        connections: f.connections,
+        timeoutMs: 5000,
+      }),
     );
     result.fixedRate = m.value;
     result.fixedRateCpu = cpuBetween(...m.cpu);
@@ -352,7 +364,10 @@ async function latencyScenarios(t: Running, c: LatencyContext): Promise<void> {
 
 function isoBasic(d: Date): string {
   // ISO 8601 basic format (20250102T030405Z): sortable, and no ':' in file names.
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 async function main(): Promise<number> {
@@ -429,7 +444,10 @@ async function main(): Promise<number> {
       },
     } satisfies Partial<Settings>);
   }
-  const wanted = values.targets.split(',').map((t) => t.trim()).filter(Boolean);
+  const wanted = values.targets
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
   for (const t of wanted) if (!ORDER.includes(t as TargetName)) throw new Error(`--targets: unknown target "${t}" (known: ${ORDER.join(', ')})`);
   if (values.baseline !== undefined && values['baseline-ref'] !== undefined) throw new Error('--baseline and --baseline-ref: give one of them');
   const withBaseline = values.baseline !== undefined || values['baseline-ref'] !== undefined;
@@ -469,19 +487,34 @@ async function main(): Promise<number> {
   }
 
   const routeRounds = num('route-rounds', values['route-rounds'], 1, 10);
-  const balancingLoad = { rate: num('balancing-rate', values['balancing-rate'], 1, 100_000), connections: num('balancing-connections', values['balancing-connections'], 1, 1000) };
+  const balancingLoad = {
+    rate: num('balancing-rate', values['balancing-rate'], 1, 100_000),
+    connections: num('balancing-connections', values['balancing-connections'], 1, 1000),
+  };
   const environment = (): Record<string, unknown> => ({ cores: os.cpus().length, cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown', node: process.version });
   // A single scenario on its own (`--only`): it runs, prints and saves just that.
   const scenarios: Record<string, () => Promise<{ text: string; settings: Record<string, unknown>; result: Record<string, unknown> }>> = {
     balancing: async () => {
       const balancing = await runBalancing({ procs, repoRoot, dir, ...balancingLoad, durationS: settings.wrk.durationS, warmupS: settings.wrk.warmupS, log });
-      return { text: formatBalancing(balancing), settings: { durationS: settings.wrk.durationS, warmupS: settings.wrk.warmupS, ...balancingLoad }, result: { balancing } };
+      return {
+        text: formatBalancing(balancing),
+        settings: { durationS: settings.wrk.durationS, warmupS: settings.wrk.warmupS, ...balancingLoad },
+        result: { balancing },
+      };
     },
     'route-rules': async () => {
       const upstream = await startUpstream(procs, bins, dir);
       const routeRules = await runRouteRules({
-        procs, repoRoot, dir, upstreamPort: upstream.port, wrk: bins.wrk, connections: settings.wrk.connections,
-        durationS: settings.wrk.durationS, warmupS: settings.wrk.warmupS, rounds: routeRounds, log,
+        procs,
+        repoRoot,
+        dir,
+        upstreamPort: upstream.port,
+        wrk: bins.wrk,
+        connections: settings.wrk.connections,
+        durationS: settings.wrk.durationS,
+        warmupS: settings.wrk.warmupS,
+        rounds: routeRounds,
+        log,
       });
       await upstream.stop();
       return { text: formatRouteRules(routeRules), settings: { ...settings.wrk }, result: { routeRules } };
@@ -574,8 +607,16 @@ async function main(): Promise<number> {
     if (settings.extra && order.includes('trellis')) {
       try {
         routeRules = await runRouteRules({
-          procs, repoRoot, dir, upstreamPort: upstream.port, wrk: bins.wrk, connections: settings.wrk.connections,
-          durationS: settings.extra.durationS, warmupS: settings.extra.warmupS, rounds: routeRounds, log,
+          procs,
+          repoRoot,
+          dir,
+          upstreamPort: upstream.port,
+          wrk: bins.wrk,
+          connections: settings.wrk.connections,
+          durationS: settings.extra.durationS,
+          warmupS: settings.extra.warmupS,
+          rounds: routeRounds,
+          log,
         });
       } catch (e) {
         log(`route rules: unavailable: ${(e as Error).message}`);
@@ -665,7 +706,9 @@ async function main(): Promise<number> {
       node: process.version,
       nginx: versionOf(bins.nginx, ['-v']).replace(/^nginx version:\s*/, ''),
       haproxy: bins.haproxy ? versionOf(bins.haproxy, ['-v']).replace(/\s+-\s+https?:.*$/, '') : 'not installed',
-      wrk: versionOf(bins.wrk, ['-v']).replace(/\s+\[.*$/, '').replace(/^wrk\s+/, 'wrk '),
+      wrk: versionOf(bins.wrk, ['-v'])
+        .replace(/\s+\[.*$/, '')
+        .replace(/^wrk\s+/, 'wrk '),
       trellis: trellisVersion,
       ...(backgroundCores !== undefined ? { backgroundCores } : {}),
     },

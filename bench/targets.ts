@@ -202,7 +202,12 @@ export function findBinary(name: string): string | undefined {
 /** Version line of a binary (nginx prints it on stderr, haproxy on stdout). */
 export function versionOf(bin: string, args: readonly string[]): string {
   const r = spawnSync(bin, args, { encoding: 'utf8', timeout: 5000 });
-  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').find((l) => l.trim())?.trim() ?? 'unknown';
+  return (
+    `${r.stdout ?? ''}${r.stderr ?? ''}`
+      .split('\n')
+      .find((l) => l.trim())
+      ?.trim() ?? 'unknown'
+  );
 }
 
 /** A proxy process of a target, for its RSS and CPU (`role`: outbound or inbound). */
@@ -384,15 +389,23 @@ async function startPair(
   return {
     name,
     url: scheme === 'http' ? `http://127.0.0.1:${outer}/` : `tcp://127.0.0.1:${outer}`,
-    processes: [{ role: 'outbound', managed: b }, { role: 'inbound', managed: a }],
+    processes: [
+      { role: 'outbound', managed: b },
+      { role: 'inbound', managed: a },
+    ],
     stop: async () => void (await Promise.all([procs.stop(b), procs.stop(a)])),
   };
 }
 
 /** client → nginx → nginx → upstream, one worker each. */
 export async function startNginxPair(procs: Processes, bins: Binaries, dir: string, upstreamPort: number): Promise<Target> {
-  return startPair(procs, 'nginx', 'http', (role, listen, next) =>
-    startNginx(procs, bins.nginx, dir, `nginx-${role}`, nginxProxyServer(listen, next), `http://127.0.0.1:${listen}/`), upstreamPort);
+  return startPair(
+    procs,
+    'nginx',
+    'http',
+    (role, listen, next) => startNginx(procs, bins.nginx, dir, `nginx-${role}`, nginxProxyServer(listen, next), `http://127.0.0.1:${listen}/`),
+    upstreamPort,
+  );
 }
 
 /** Where nginx's dynamic stream module is, or undefined when nginx cannot proxy TCP. */
@@ -409,7 +422,15 @@ export function nginxStreamModule(nginx: string): { load: string | undefined } |
   return undefined;
 }
 
-async function startNginxStream(procs: Processes, bin: string, dir: string, name: string, module: string | undefined, listen: number, next: number): Promise<Managed> {
+async function startNginxStream(
+  procs: Processes,
+  bin: string,
+  dir: string,
+  name: string,
+  module: string | undefined,
+  listen: number,
+  next: number,
+): Promise<Managed> {
   const conf = path.join(dir, `${name}.conf`);
   writeFileSync(
     conf,
@@ -432,8 +453,13 @@ export async function startNginxTcpPair(procs: Processes, bins: Binaries, dir: s
   if (!mod) {
     throw new Error('this nginx has no stream module (nginx-light builds it as a separate package, libnginx-mod-stream, which is not installed)');
   }
-  return startPair(procs, 'nginx', 'tcp', (role, listen, next) =>
-    startNginxStream(procs, bins.nginx, dir, `nginx-tcp-${role}`, mod.load, listen, next), echoPort);
+  return startPair(
+    procs,
+    'nginx',
+    'tcp',
+    (role, listen, next) => startNginxStream(procs, bins.nginx, dir, `nginx-tcp-${role}`, mod.load, listen, next),
+    echoPort,
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -462,24 +488,37 @@ backend be
 `;
 }
 
-async function startHaproxy(procs: Processes, bin: string, dir: string, name: string, listen: number, next: number, mode: 'http' | 'tcp' = 'http'): Promise<Managed> {
+async function startHaproxy(
+  procs: Processes,
+  bin: string,
+  dir: string,
+  name: string,
+  listen: number,
+  next: number,
+  mode: 'http' | 'tcp' = 'http',
+): Promise<Managed> {
   const conf = path.join(dir, `${name}.cfg`);
   writeFileSync(conf, haproxyConfig(listen, next, mode));
   // -db: stay in the foreground, no daemon.
   return procs.startReady(name, bin, ['-db', '-f', conf], dir, (m) =>
-    mode === 'http' ? waitFor200(`http://127.0.0.1:${listen}/`, [m], 10_000) : waitForEcho(listen, [m], 10_000));
+    mode === 'http' ? waitFor200(`http://127.0.0.1:${listen}/`, [m], 10_000) : waitForEcho(listen, [m], 10_000),
+  );
 }
 
 /** client → haproxy → haproxy → upstream, one thread each. */
 export async function startHaproxyPair(procs: Processes, bins: Binaries, dir: string, upstreamPort: number): Promise<Target> {
-  return startPair(procs, 'haproxy', 'http', (role, listen, next) =>
-    startHaproxy(procs, bins.haproxy, dir, `haproxy-${role}`, listen, next), upstreamPort);
+  return startPair(procs, 'haproxy', 'http', (role, listen, next) => startHaproxy(procs, bins.haproxy, dir, `haproxy-${role}`, listen, next), upstreamPort);
 }
 
 /** TCP: client → haproxy → haproxy → echo server (`mode tcp`), one thread each. */
 export async function startHaproxyTcpPair(procs: Processes, bins: Binaries, dir: string, echoPort: number): Promise<Target> {
-  return startPair(procs, 'haproxy', 'tcp', (role, listen, next) =>
-    startHaproxy(procs, bins.haproxy, dir, `haproxy-tcp-${role}`, listen, next, 'tcp'), echoPort);
+  return startPair(
+    procs,
+    'haproxy',
+    'tcp',
+    (role, listen, next) => startHaproxy(procs, bins.haproxy, dir, `haproxy-tcp-${role}`, listen, next, 'tcp'),
+    echoPort,
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -501,14 +540,25 @@ export async function startEchoServer(procs: Processes, repoRoot: string, dir: s
  * An HTTP upstream that answers after `delayMs` (`dist/bench/slow-server.js`, its own
  * Node process), for the balancing scenario. `count()` asks it how many requests it answered.
  */
-export async function startSlowServer(procs: Processes, repoRoot: string, dir: string, name: string, delayMs: number): Promise<Target & { port: number; count(): Promise<number> }> {
+export async function startSlowServer(
+  procs: Processes,
+  repoRoot: string,
+  dir: string,
+  name: string,
+  delayMs: number,
+): Promise<Target & { port: number; count(): Promise<number> }> {
   const script = path.join(repoRoot, 'dist', 'bench', 'slow-server.js');
   if (!existsSync(script)) throw new Error(`the slow server is not built (${script} missing)`);
   const port = await freePort();
   const url = `http://127.0.0.1:${port}/`;
-  const m = await procs.startReady(name, process.execPath, [script, '--port', String(port), '--delay-ms', String(delayMs)], dir, (m) => waitFor200(url, [m], 10_000));
+  const m = await procs.startReady(name, process.execPath, [script, '--port', String(port), '--delay-ms', String(delayMs)], dir, (m) =>
+    waitFor200(url, [m], 10_000),
+  );
   return {
-    name, url, port, stop: () => procs.stop(m),
+    name,
+    url,
+    port,
+    stop: () => procs.stop(m),
     count: async () => Number(await (await fetch(`${url}__count`)).text()),
   };
 }
@@ -579,24 +629,54 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
         node,
         [
           ...nodeFlags,
-          trellis, 'proxy',
-          '--service', 'upstream',
-          '--id', 'upstream-0',
-          '--app', `127.0.0.1:${upstreamPort}`,
-          '--inbound', `127.0.0.1:${inboundPort}`,
-          '--admin', '127.0.0.1:0',
-          '--control', control,
-          '--access-log', 'off',
+          trellis,
+          'proxy',
+          '--service',
+          'upstream',
+          '--id',
+          'upstream-0',
+          '--app',
+          `127.0.0.1:${upstreamPort}`,
+          '--inbound',
+          `127.0.0.1:${inboundPort}`,
+          '--admin',
+          '127.0.0.1:0',
+          '--control',
+          control,
+          '--access-log',
+          'off',
         ],
         tdir,
       ),
     );
     for (const [i, appPort] of (variant?.moreInstances ?? []).entries()) {
       const id = `upstream-${i + 1}`;
-      started.push(procs.start(`trellis proxy (inbound, ${id})`, node, [
-        ...nodeFlags, trellis, 'proxy', '--service', 'upstream', '--id', id, '--app', `127.0.0.1:${appPort}`,
-        '--inbound', `127.0.0.1:${await freePort()}`, '--admin', '127.0.0.1:0', '--control', control, '--access-log', 'off',
-      ], tdir));
+      started.push(
+        procs.start(
+          `trellis proxy (inbound, ${id})`,
+          node,
+          [
+            ...nodeFlags,
+            trellis,
+            'proxy',
+            '--service',
+            'upstream',
+            '--id',
+            id,
+            '--app',
+            `127.0.0.1:${appPort}`,
+            '--inbound',
+            `127.0.0.1:${await freePort()}`,
+            '--admin',
+            '127.0.0.1:0',
+            '--control',
+            control,
+            '--access-log',
+            'off',
+          ],
+          tdir,
+        ),
+      );
     }
     started.push(
       procs.start(
@@ -604,13 +684,20 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
         node,
         [
           ...nodeFlags,
-          trellis, 'proxy',
-          '--service', 'bench-client',
-          '--id', 'bench-client-0',
-          '--upstream', `upstream=127.0.0.1:${outboundPort}`,
-          '--admin', '127.0.0.1:0',
-          '--control', control,
-          '--access-log', 'off',
+          trellis,
+          'proxy',
+          '--service',
+          'bench-client',
+          '--id',
+          'bench-client-0',
+          '--upstream',
+          `upstream=127.0.0.1:${outboundPort}`,
+          '--admin',
+          '127.0.0.1:0',
+          '--control',
+          control,
+          '--access-log',
+          'off',
         ],
         tdir,
       ),
@@ -624,7 +711,10 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
   return {
     name: 'trellis',
     url,
-    processes: [{ role: 'outbound', managed: started[started.length - 1]! }, { role: 'inbound', managed: started[1]! }],
+    processes: [
+      { role: 'outbound', managed: started[started.length - 1]! },
+      { role: 'inbound', managed: started[1]! },
+    ],
     stop: async () => void (await Promise.all(started.map((m) => procs.stop(m)))),
   };
 }

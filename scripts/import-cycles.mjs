@@ -87,10 +87,15 @@ function walk(dir) {
  */
 function importsOf(file) {
   const host = ts.sys;
-  const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), {
-    languageVersion: ts.ScriptTarget.Latest,
-    impliedNodeFormat: ts.getImpliedNodeFormatForFile(file, resolutionCache.getPackageJsonInfoCache(), host, options),
-  }, true); // parent links: the resolution mode of a specifier depends on the statement around it
+  const source = ts.createSourceFile(
+    file,
+    readFileSync(file, 'utf8'),
+    {
+      languageVersion: ts.ScriptTarget.Latest,
+      impliedNodeFormat: ts.getImpliedNodeFormatForFile(file, resolutionCache.getPackageJsonInfoCache(), host, options),
+    },
+    true,
+  ); // parent links: the resolution mode of a specifier depends on the statement around it
   const deps = new Map();
   const add = (lit, typeOnly) => {
     if (!lit || !ts.isStringLiteralLike(lit)) return;
@@ -102,10 +107,13 @@ function importsOf(file) {
     deps.set(dep, (deps.get(dep) ?? true) && typeOnly);
   };
   const visit = (node) => {
-    if (ts.isImportDeclaration(node)) add(node.moduleSpecifier, isTypeOnlyImport(node)); // incl. `import type`, side-effect imports
-    else if (ts.isExportDeclaration(node)) add(node.moduleSpecifier, isTypeOnlyExport(node)); // `export ... from`, `export * from`
+    if (ts.isImportDeclaration(node))
+      add(node.moduleSpecifier, isTypeOnlyImport(node)); // incl. `import type`, side-effect imports
+    else if (ts.isExportDeclaration(node))
+      add(node.moduleSpecifier, isTypeOnlyExport(node)); // `export ... from`, `export * from`
     else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) add(node.moduleReference.expression, node.isTypeOnly);
-    else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) add(node.argument.literal, true); // `typeof import('./x.js')`
+    else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument))
+      add(node.argument.literal, true); // `typeof import('./x.js')`
     else if (ts.isCallExpression(node) && isImportOrRequire(node.expression)) add(node.arguments[0], false); // `import('./x.js')`, `require('./x')`
     ts.forEachChild(node, visit);
   };

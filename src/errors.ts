@@ -16,10 +16,27 @@ export const ERRORS = {
   // data plane
   TRELLIS_E_BAD_REQUEST: { token: 'bad-request', status: 400, message: 'malformed HTTP request: {reason}' },
   TRELLIS_E_HEAD_TOO_LARGE: { token: 'head-too-large', status: 431, message: 'request head exceeds {limit} bytes' },
-  TRELLIS_E_HEADER_TIMEOUT: { token: 'header-timeout', status: 408, message: 'the request head did not arrive within {ms} ms of its first byte (the proxy\'s request header timeout); send it whole' },
-  TRELLIS_E_UPGRADE_REFUSED: { token: 'upgrade-refused', status: 403, message: 'service "{service}" does not accept "{protocol}" upgrades through the mesh; list the protocol in the service\'s upgrades in the mesh file (WebSocket is accepted by default, h2c never)' },
-  TRELLIS_E_NO_CONFIG: { token: 'no-config', status: 503, message: 'the proxy has not received its configuration from the control plane yet; check that `trellis control` is running' },
-  TRELLIS_E_UNKNOWN_SERVICE: { token: 'unknown-service', status: 503, message: 'no service named "{service}" is reachable from this proxy; check the name and the upstreams of the calling service' },
+  TRELLIS_E_HEADER_TIMEOUT: {
+    token: 'header-timeout',
+    status: 408,
+    message: "the request head did not arrive within {ms} ms of its first byte (the proxy's request header timeout); send it whole",
+  },
+  TRELLIS_E_UPGRADE_REFUSED: {
+    token: 'upgrade-refused',
+    status: 403,
+    message:
+      'service "{service}" does not accept "{protocol}" upgrades through the mesh; list the protocol in the service\'s upgrades in the mesh file (WebSocket is accepted by default, h2c never)',
+  },
+  TRELLIS_E_NO_CONFIG: {
+    token: 'no-config',
+    status: 503,
+    message: 'the proxy has not received its configuration from the control plane yet; check that `trellis control` is running',
+  },
+  TRELLIS_E_UNKNOWN_SERVICE: {
+    token: 'unknown-service',
+    status: 503,
+    message: 'no service named "{service}" is reachable from this proxy; check the name and the upstreams of the calling service',
+  },
   TRELLIS_E_NO_ROUTE: { token: 'no-route', status: 404, message: 'no route of service "{service}" matches {method} {path}' },
   TRELLIS_E_BACKEND_NOT_FOUND: { token: 'backend-not-found', status: 500, message: 'route {route} names backend "{backend}", which does not exist' },
   TRELLIS_E_NO_ENDPOINTS: { token: 'no-endpoints', status: 503, message: 'backend "{backend}" has no healthy endpoint' },
@@ -29,14 +46,30 @@ export const ERRORS = {
   TRELLIS_E_APP_UNAVAILABLE: { token: 'app-unavailable', status: 503, message: 'the local application at {address} refused the connection: {reason}' },
   TRELLIS_E_APP_PROTOCOL: { token: 'app-protocol', status: 502, message: 'the local application at {address} speaks {speaks} only, and {reason}' },
   TRELLIS_E_TIMEOUT: { token: 'timeout', status: 504, message: 'no response from {address} within {ms} ms' },
-  TRELLIS_E_REQUEST_TIMEOUT: { token: 'request-timeout', status: 504, message: 'route {route} was not answered within its request timeout of {ms} ms (timeouts.request, retries included)' },
-  TRELLIS_E_OVERFLOW: { token: 'overflow', status: 503, message: 'the circuit breaker of {service} is open: {limit} ({max}) reached; the request was not sent (BackendPolicy circuitBreaker)' },
-  TRELLIS_E_FAULT_ABORT: { token: 'fault-abort', status: 503, message: 'aborted by the FaultInjection policy {policy} (the status is the one the policy names)' },
+  TRELLIS_E_REQUEST_TIMEOUT: {
+    token: 'request-timeout',
+    status: 504,
+    message: 'route {route} was not answered within its request timeout of {ms} ms (timeouts.request, retries included)',
+  },
+  TRELLIS_E_OVERFLOW: {
+    token: 'overflow',
+    status: 503,
+    message: 'the circuit breaker of {service} is open: {limit} ({max}) reached; the request was not sent (BackendPolicy circuitBreaker)',
+  },
+  TRELLIS_E_FAULT_ABORT: {
+    token: 'fault-abort',
+    status: 503,
+    message: 'aborted by the FaultInjection policy {policy} (the status is the one the policy names)',
+  },
   // configuration
   TRELLIS_E_CONFIG_INVALID: { token: 'config-invalid', status: 400, message: '{file}: {details}' },
   // control plane and CLI
   TRELLIS_E_SNAPSHOT_REJECTED: { token: 'snapshot-rejected', status: 500, message: 'snapshot {version} rejected: {reason}' },
-  TRELLIS_E_CONTROL_UNREACHABLE: { token: 'control-unreachable', status: 503, message: 'cannot reach the control plane at {url}: {reason}; is `trellis control` (or `trellis up`) running?' },
+  TRELLIS_E_CONTROL_UNREACHABLE: {
+    token: 'control-unreachable',
+    status: 503,
+    message: 'cannot reach the control plane at {url}: {reason}; is `trellis control` (or `trellis up`) running?',
+  },
   TRELLIS_E_UNAUTHORIZED: { token: 'unauthorized', status: 401, message: 'the control plane requires a join token: {reason}' },
   TRELLIS_E_ADMIN_UNREACHABLE: { token: 'admin-unreachable', status: 502, message: 'GET {url} failed: {reason}' },
   TRELLIS_E_NOT_FOUND: { token: 'not-found', status: 404, message: '{reason}' },
@@ -46,14 +79,26 @@ export const ERRORS = {
   TRELLIS_E_LOAD_SCHEDULE: { token: 'load-schedule', status: 500, message: 'the load schedule broke off: {reason}' },
   // the control plane's HTTP API (admin API and the proxy stream's upgrade)
   TRELLIS_E_METHOD_NOT_ALLOWED: { token: 'method-not-allowed', status: 405, message: '{path} takes {allowed}, not {method}' },
-  TRELLIS_E_ORIGIN_REFUSED: { token: 'origin-refused', status: 403, message: 'the admin API does not take changes from web pages (the request has an Origin header)' },
+  TRELLIS_E_ORIGIN_REFUSED: {
+    token: 'origin-refused',
+    status: 403,
+    message: 'the admin API does not take changes from web pages (the request has an Origin header)',
+  },
   TRELLIS_E_BODY_TOO_LARGE: { token: 'body-too-large', status: 413, message: 'the request body is over {limit} bytes' },
   TRELLIS_E_UPGRADE_REQUIRED: { token: 'upgrade-required', status: 426, message: 'the proxy stream needs Connection: Upgrade and Upgrade: {protocol}' },
   // traffic shifting (trellis route weights, trellis canary)
   TRELLIS_E_WEIGHTS_INVALID: { token: 'weights-invalid', status: 400, message: 'cannot set the weights of {service}: {reason}' },
   TRELLIS_E_WEIGHTS_REFUSED: { token: 'weights-refused', status: 409, message: 'the weights of {service} were not changed: {reason}' },
-  TRELLIS_E_ACK_TIMEOUT: { token: 'ack-timeout', status: 504, message: 'the new weights of {service} are in the config, but {proxies} did not acknowledge them within {ms} ms; see `trellis status`' },
-  TRELLIS_E_CANARY_ROLLED_BACK: { token: 'canary-rolled-back', status: 409, message: 'canary of {service} {version} rolled back at step {step}: {reason}; weights now {weights}' },
+  TRELLIS_E_ACK_TIMEOUT: {
+    token: 'ack-timeout',
+    status: 504,
+    message: 'the new weights of {service} are in the config, but {proxies} did not acknowledge them within {ms} ms; see `trellis status`',
+  },
+  TRELLIS_E_CANARY_ROLLED_BACK: {
+    token: 'canary-rolled-back',
+    status: 409,
+    message: 'canary of {service} {version} rolled back at step {step}: {reason}; weights now {weights}',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -72,8 +117,12 @@ export class TrellisError extends Error {
     this.code = code;
     this.params = params;
   }
-  get status(): number { return ERRORS[this.code].status; }
-  get token(): string { return ERRORS[this.code].token; }
+  get status(): number {
+    return ERRORS[this.code].status;
+  }
+  get token(): string {
+    return ERRORS[this.code].token;
+  }
 }
 
 /** The JSON body of an error answer: enough for a client to rebuild the same TrellisError (cli/weights-client.ts does). */

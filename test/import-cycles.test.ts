@@ -72,7 +72,8 @@ test('a tree without a cycle passes, shared imports and re-exports included', as
     'src/types.ts': 'export interface Route { readonly name: string }\n',
     'src/router.ts': "import type { Route } from './types.js';\nexport const pick = (r: Route[]): Route | undefined => r[0];\n",
     'src/index.ts': "export * from './types.js';\nexport { pick } from './router.js';\nexport const later = () => import('./router.js');\n",
-    'src/main.ts': "import { pick } from './index.js';\nimport type { Route } from './types.js';\nimport 'node:fs';\nexport const first = (r: Route[]) => pick(r);\n",
+    'src/main.ts':
+      "import { pick } from './index.js';\nimport type { Route } from './types.js';\nimport 'node:fs';\nexport const first = (r: Route[]) => pick(r);\n",
   });
   assert.equal(run.code, 0, run.stdout + run.stderr);
   assert.doesNotMatch(run.stdout, /^cycle/m);

@@ -46,7 +46,9 @@ function upstream(name) {
 
 const postgres = upstream('POSTGRES');
 if (!postgres) {
-  process.stderr.write('backend: TRELLIS_UPSTREAM_POSTGRES is not set. The mesh sets it; by hand, point it at postgres.js, e.g. TRELLIS_UPSTREAM_POSTGRES=127.0.0.1:5432\n');
+  process.stderr.write(
+    'backend: TRELLIS_UPSTREAM_POSTGRES is not set. The mesh sets it; by hand, point it at postgres.js, e.g. TRELLIS_UPSTREAM_POSTGRES=127.0.0.1:5432\n',
+  );
   process.exit(2);
 }
 
@@ -264,8 +266,10 @@ server.keepAliveTimeout = 65_000;
 server.headersTimeout = 66_000;
 server.listen(PORT, HOST, () => {
   const redis = upstream('REDIS');
-  log(`listening on http://${HOST}:${PORT}; postgres via ${postgres.host}:${postgres.port}; ` +
-    (redis ? `redis via ${redis.host}:${redis.port}` : 'no redis (cache off)'));
+  log(
+    `listening on http://${HOST}:${PORT}; postgres via ${postgres.host}:${postgres.port}; ` +
+      (redis ? `redis via ${redis.host}:${redis.port}` : 'no redis (cache off)'),
+  );
   cache.start();
 });
 

@@ -42,7 +42,9 @@ function parseDuration(text) {
 
 const postgresAddress = process.env.TRELLIS_UPSTREAM_POSTGRES;
 if (!postgresAddress) {
-  process.stderr.write('backup: TRELLIS_UPSTREAM_POSTGRES is not set. The mesh sets it; by hand, point it at postgres.js, e.g. TRELLIS_UPSTREAM_POSTGRES=127.0.0.1:5432\n');
+  process.stderr.write(
+    'backup: TRELLIS_UPSTREAM_POSTGRES is not set. The mesh sets it; by hand, point it at postgres.js, e.g. TRELLIS_UPSTREAM_POSTGRES=127.0.0.1:5432\n',
+  );
   process.exit(2);
 }
 const colon = postgresAddress.lastIndexOf(':');
@@ -113,7 +115,10 @@ async function prune() {
 /** Backup file names, newest first (ISO times sort as text). */
 async function listFiles() {
   const names = await fs.readdir(BACKUP_DIR).catch(() => []);
-  return names.filter((name) => FILE_PATTERN.test(name)).sort().reverse();
+  return names
+    .filter((name) => FILE_PATTERN.test(name))
+    .sort()
+    .reverse();
 }
 
 // A timer chain rather than setInterval: runs never overlap, and after a failure (say
@@ -144,10 +149,12 @@ async function handle(req, res) {
   }
   if (pathname === '/backups' && req.method === 'GET') {
     const files = await listFiles();
-    const backups = await Promise.all(files.map(async (file) => {
-      const stat = await fs.stat(path.join(BACKUP_DIR, file)).catch(() => null);
-      return { file, bytes: stat?.size ?? 0, modified: stat?.mtime.toISOString() ?? null };
-    }));
+    const backups = await Promise.all(
+      files.map(async (file) => {
+        const stat = await fs.stat(path.join(BACKUP_DIR, file)).catch(() => null);
+        return { file, bytes: stat?.size ?? 0, modified: stat?.mtime.toISOString() ?? null };
+      }),
+    );
     return sendJson(res, 200, { dir: BACKUP_DIR, backups });
   }
   if (pathname === '/backups' && req.method === 'POST') {
@@ -165,7 +172,10 @@ async function handle(req, res) {
     res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': text.length });
     return res.end(text);
   }
-  return sendJson(res, 404, { error: `no such path: ${req.method} ${pathname}`, paths: ['GET /healthz', 'GET /backups', 'GET /backups/<file>', 'POST /backups'] });
+  return sendJson(res, 404, {
+    error: `no such path: ${req.method} ${pathname}`,
+    paths: ['GET /healthz', 'GET /backups', 'GET /backups/<file>', 'POST /backups'],
+  });
 }
 
 const server = http.createServer((req, res) => {
@@ -177,7 +187,9 @@ const server = http.createServer((req, res) => {
 });
 server.listen(PORT, HOST);
 await once(server, 'listening');
-log(`listening on http://${HOST}:${PORT}; backing up products via ${postgres.host}:${postgres.port} every ${INTERVAL_MS / 1000}s into ${BACKUP_DIR} (keeping ${KEEP})`);
+log(
+  `listening on http://${HOST}:${PORT}; backing up products via ${postgres.host}:${postgres.port} every ${INTERVAL_MS / 1000}s into ${BACKUP_DIR} (keeping ${KEEP})`,
+);
 schedule(0);
 
 async function shutdown(signal) {

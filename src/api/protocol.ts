@@ -75,10 +75,7 @@ export type ProxyMessage =
   | { type: 'ping' };
 
 /** Control plane → proxy. */
-export type ControlMessage =
-  | { type: 'snapshot'; version: number; snapshot: Snapshot }
-  | { type: 'error'; code: string; message: string }
-  | { type: 'pong' };
+export type ControlMessage = { type: 'snapshot'; version: number; snapshot: Snapshot } | { type: 'error'; code: string; message: string } | { type: 'pong' };
 
 /** A match on the request; all present parts must match (AND). */
 export interface RouteMatch {
@@ -206,9 +203,18 @@ export interface OutlierDetectionConfig {
 
 /** Envoy's defaults. */
 export const DEFAULT_OUTLIER_DETECTION: OutlierDetectionConfig = {
-  consecutive5xx: 5, consecutiveGatewayFailure: 5, intervalMs: 10_000, baseEjectionTimeMs: 30_000, maxEjectionTimeMs: 300_000,
-  maxEjectionPercent: 10, successRateMinimumHosts: 5, successRateRequestVolume: 100, successRateStdevFactor: 1900,
-  failurePercentageThreshold: 0, failurePercentageMinimumHosts: 5, failurePercentageRequestVolume: 50,
+  consecutive5xx: 5,
+  consecutiveGatewayFailure: 5,
+  intervalMs: 10_000,
+  baseEjectionTimeMs: 30_000,
+  maxEjectionTimeMs: 300_000,
+  maxEjectionPercent: 10,
+  successRateMinimumHosts: 5,
+  successRateRequestVolume: 100,
+  successRateStdevFactor: 1900,
+  failurePercentageThreshold: 0,
+  failurePercentageMinimumHosts: 5,
+  failurePercentageRequestVolume: 50,
 };
 
 /** What a service without a BackendPolicy gets. */

@@ -200,19 +200,31 @@ function failedText(s: WindowStats): string {
  */
 export function judge(s: WindowStats, l: CanaryLimits): Verdict {
   if (Object.keys(s.ejections).length > 0) {
-    return { kind: 'breach', metric: 'ejection', reason: `outlier detection in the callers' sidecars ejected the version's instances ${ejectionText(s.ejections)}; ${failedText(s)}` };
+    return {
+      kind: 'breach',
+      metric: 'ejection',
+      reason: `outlier detection in the callers' sidecars ejected the version's instances ${ejectionText(s.ejections)}; ${failedText(s)}`,
+    };
   }
   const requests = s.requests + s.failovers;
   if (requests < l.minRequests) return { kind: 'too-little-traffic' };
   const rate = requests > 0 ? (s.errors + s.failovers) / requests : 0;
   if (rate > l.maxErrorRate) {
-    return { kind: 'breach', metric: 'error rate', reason: `error rate ${percent(rate)} (${failedText(s)}) is above --max-error-rate ${percent(l.maxErrorRate)}` };
+    return {
+      kind: 'breach',
+      metric: 'error rate',
+      reason: `error rate ${percent(rate)} (${failedText(s)}) is above --max-error-rate ${percent(l.maxErrorRate)}`,
+    };
   }
   const p99 = p99Ms(s);
   if (p99 !== undefined && p99 > l.maxP99Ms) {
     const [lo, hi] = quantileBucket(0.99, s.buckets)!;
     const bucket = hi === Infinity ? `above ${msText(lo * 1000)}` : `in the ${msText(lo * 1000)} to ${msText(hi * 1000)} bucket`;
-    return { kind: 'breach', metric: 'p99', reason: `p99 latency ${msText(p99)} (${bucket} of the sidecars' histograms, over ${s.requests} requests) is above --max-p99 ${msText(l.maxP99Ms)}` };
+    return {
+      kind: 'breach',
+      metric: 'p99',
+      reason: `p99 latency ${msText(p99)} (${bucket} of the sidecars' histograms, over ${s.requests} requests) is above --max-p99 ${msText(l.maxP99Ms)}`,
+    };
   }
   return { kind: 'pass' };
 }

@@ -55,11 +55,15 @@ export interface CanaryIo {
 export type CanaryEvent =
   | { readonly type: 'step'; readonly index: number; readonly percent: number; readonly ack: string }
   | {
-    readonly type: 'judged'; readonly index: number; readonly percent: number;
-    readonly stats: WindowStats; readonly seconds: number; readonly verdict: Verdict;
-    /** For too little traffic: the wait this is (1-based) when the step waits another interval, else undefined. */
-    readonly waiting: number | undefined;
-  }
+      readonly type: 'judged';
+      readonly index: number;
+      readonly percent: number;
+      readonly stats: WindowStats;
+      readonly seconds: number;
+      readonly verdict: Verdict;
+      /** For too little traffic: the wait this is (1-based) when the step waits another interval, else undefined. */
+      readonly waiting: number | undefined;
+    }
   | { readonly type: 'rolled-back'; readonly ack: string }
   | { readonly type: 'promoting'; readonly ack: string }
   | { readonly type: 'promoted'; readonly weights: Weights }
@@ -70,18 +74,21 @@ export type CanaryOutcome =
   | { readonly kind: 'promoted' }
   | { readonly kind: 'interrupted' }
   | {
-    readonly kind: 'rolled-back';
-    /** The step's percent when it was judged a failure. */
-    readonly step: number;
-    readonly reason: string;
-    /** The weights set for the rollback (`to` at 0%). */
-    readonly weights: Weights;
-    /** Why setting them failed, when it did: the weights in force are then unknown. */
-    readonly restoreError?: string;
-  };
+      readonly kind: 'rolled-back';
+      /** The step's percent when it was judged a failure. */
+      readonly step: number;
+      readonly reason: string;
+      /** The weights set for the rollback (`to` at 0%). */
+      readonly weights: Weights;
+      /** Why setting them failed, when it did: the weights in force are then unknown. */
+      readonly restoreError?: string;
+    };
 
 /** The stable version: the other version with the most weight now (mesh order breaks ties). */
-export function pickStable(view: { readonly versions: readonly string[]; readonly weights: Weights | null; readonly byInstances: Weights }, to: string): string | undefined {
+export function pickStable(
+  view: { readonly versions: readonly string[]; readonly weights: Weights | null; readonly byInstances: Weights },
+  to: string,
+): string | undefined {
   const weights = view.weights ?? view.byInstances;
   let best: string | undefined;
   for (const v of view.versions) {
@@ -144,7 +151,10 @@ export async function runCanary(plan: CanaryPlan, io: CanaryIo): Promise<CanaryO
         if (verdict.kind === 'pass') break;
         if (verdict.kind === 'breach') return await rollBack(step, verdict.reason);
         if (waiting !== undefined) continue;
-        return await rollBack(step, `too little traffic to judge: ${stats.requests} requests to ${to} in ${seconds.toFixed(1)} s, fewer than --min-requests ${limits.minRequests}`);
+        return await rollBack(
+          step,
+          `too little traffic to judge: ${stats.requests} requests to ${to} in ${seconds.toFixed(1)} s, fewer than --min-requests ${limits.minRequests}`,
+        );
       }
     }
     const all = stepWeights(versions, to, stable, 100);

@@ -3,12 +3,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { TrellisError } from '../errors.js';
 
-export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(
-  argv: string[],
-  options: T,
-  allowPositionals = false,
-  command = '',
-) {
+export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, allowPositionals = false, command = '') {
   try {
     return parseArgs({ args: argv, options, allowPositionals, strict: true });
   } catch (err) {
@@ -33,7 +28,8 @@ export function parseBytes(value: string, flag: string): number {
   const m = /^(\d+)\s*(k|ki|kib|m|mi|mib|g|gi|gib)?$/i.exec(value.trim());
   const unit = (m?.[2] ?? '').toLowerCase().charAt(0);
   const n = m ? Number(m[1]) * (unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1) : NaN;
-  if (!Number.isSafeInteger(n) || n <= 0) throw new TrellisError('TRELLIS_E_USAGE', { reason: `${flag} expects a size such as 1048576 or 10MiB, got "${value}"` });
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `${flag} expects a size such as 1048576 or 10MiB, got "${value}"` });
   return n;
 }
 

@@ -11,10 +11,25 @@ import { runSweep, type Slo, type SweepOptions, type SweepResult } from '../load
 import { countersDelta, hopStep, nameBottleneck, type HopStep, type MeshCounters } from '../loadgen/hop-metrics.js';
 import { openMeshProbe, type MeshProbe } from '../loadgen/hop-scrape.js';
 import {
-  formatBottleneck, formatHopLine, formatStepHeader, formatStepRow, formatSweepSummary, renderSweepHtml, renderSweepSvg, type SweepHops, type SweepReportInfo,
+  formatBottleneck,
+  formatHopLine,
+  formatStepHeader,
+  formatStepRow,
+  formatSweepSummary,
+  renderSweepHtml,
+  renderSweepSvg,
+  type SweepHops,
+  type SweepReportInfo,
 } from '../loadgen/sweep-report.js';
 import {
-  durationFlag, joinNegativeValues, numberFlag, resolveTargetFlags, TARGET_FLAGS, TARGET_FLAGS_HELP, TARGET_NUMERIC_FLAGS, usageError,
+  durationFlag,
+  joinNegativeValues,
+  numberFlag,
+  resolveTargetFlags,
+  TARGET_FLAGS,
+  TARGET_FLAGS_HELP,
+  TARGET_NUMERIC_FLAGS,
+  usageError,
 } from './target-flags.js';
 import { abortOnSigint, parseFlags } from './args.js';
 
@@ -86,7 +101,17 @@ function percentFlag(flag: string, value: string, max: number, inclusive: boolea
   return n / 100;
 }
 
-const BENCH_NUMERIC_FLAGS = new Set([...TARGET_NUMERIC_FLAGS, '--slo-p99', '--min-success', '--start-rate', '--max-rate', '--precision', '--max-steps', '--step-duration', '--warmup']);
+const BENCH_NUMERIC_FLAGS = new Set([
+  ...TARGET_NUMERIC_FLAGS,
+  '--slo-p99',
+  '--min-success',
+  '--start-rate',
+  '--max-rate',
+  '--precision',
+  '--max-steps',
+  '--step-duration',
+  '--warmup',
+]);
 
 /** Pause between steps. */
 const SETTLE_MS = 250;
@@ -99,7 +124,8 @@ const MAX_COOLDOWN_MS = 3000;
 
 /** This machine's CPU times and the client's own, to tell a saturated machine from a saturated hop. */
 function cpuTimes(): { busyMs: number; totalMs: number; cores: number; clientUs: number } {
-  let busyMs = 0, totalMs = 0;
+  let busyMs = 0,
+    totalMs = 0;
   const all = cpus();
   for (const c of all) {
     const t = c.times;
@@ -120,11 +146,21 @@ function hopsJson(h: HopStep | undefined): unknown {
   if (!h) return null;
   const r = (n: number | undefined, d = 3): number | null => (n === undefined ? null : Number(n.toFixed(d)));
   return {
-    seconds: r(h.seconds), e2eMs: r(h.e2eMs), e2eRequests: h.e2eRequests, clientMs: r(h.clientMs),
+    seconds: r(h.seconds),
+    e2eMs: r(h.e2eMs),
+    e2eRequests: h.e2eRequests,
+    clientMs: r(h.clientMs),
     machine: h.machine ? { cores: h.machine.cores, busyCores: r(h.machine.busyCores), clientCores: r(h.machine.clientCores) } : null,
     services: h.services.map((x) => ({
-      service: x.service, role: x.role, requests: x.requests, insideMs: r(x.insideMs), share: r(x.share, 4), errorRate: r(x.errorRate, 4),
-      sidecarCores: r(x.sidecarCores), appCores: r(x.appCores), peak: x.peak ? { ...x.peak, cores: r(x.peak.cores) } : null,
+      service: x.service,
+      role: x.role,
+      requests: x.requests,
+      insideMs: r(x.insideMs),
+      share: r(x.share, 4),
+      errorRate: r(x.errorRate, 4),
+      sidecarCores: r(x.sidecarCores),
+      appCores: r(x.appCores),
+      peak: x.peak ? { ...x.peak, cores: r(x.peak.cores) } : null,
     })),
   };
 }
@@ -135,22 +171,27 @@ function defaultReportName(d: Date): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(joinNegativeValues(argv, BENCH_NUMERIC_FLAGS), {
-    ...TARGET_FLAGS,
-    'slo-p99': { type: 'string', default: '100ms' },
-    'min-success': { type: 'string', default: '99.9' },
-    'start-rate': { type: 'string', default: '100' },
-    'max-rate': { type: 'string', default: '100000' },
-    precision: { type: 'string', default: '10' },
-    'max-steps': { type: 'string', default: '12' },
-    'step-duration': { type: 'string', default: '5s' },
-    warmup: { type: 'string', default: '1s' },
-    json: { type: 'boolean', default: false },
-    report: { type: 'string' },
-    'no-report': { type: 'boolean', default: false },
-    svg: { type: 'string' },
-    'no-hops': { type: 'boolean', default: false },
-  }, true, COMMAND);
+  const { values, positionals } = parseFlags(
+    joinNegativeValues(argv, BENCH_NUMERIC_FLAGS),
+    {
+      ...TARGET_FLAGS,
+      'slo-p99': { type: 'string', default: '100ms' },
+      'min-success': { type: 'string', default: '99.9' },
+      'start-rate': { type: 'string', default: '100' },
+      'max-rate': { type: 'string', default: '100000' },
+      precision: { type: 'string', default: '10' },
+      'max-steps': { type: 'string', default: '12' },
+      'step-duration': { type: 'string', default: '5s' },
+      warmup: { type: 'string', default: '1s' },
+      json: { type: 'boolean', default: false },
+      report: { type: 'string' },
+      'no-report': { type: 'boolean', default: false },
+      svg: { type: 'string' },
+      'no-hops': { type: 'boolean', default: false },
+    },
+    true,
+    COMMAND,
+  );
 
   // Sweep flags first: they need no mesh.
   const slo: Slo = {
@@ -168,7 +209,11 @@ export async function run(argv: string[]): Promise<number> {
   const warmupMs = durationFlag(COMMAND, '--warmup', values.warmup, true);
   // A step must schedule enough requests for its success rate to mean something.
   const minRate = Math.max(1, 10 / (stepMs / 1000));
-  if (startRate < minRate) throw usageError(COMMAND, `--start-rate ${startRate} sends fewer than 10 requests in a ${values['step-duration']} step; raise --start-rate or --step-duration`);
+  if (startRate < minRate)
+    throw usageError(
+      COMMAND,
+      `--start-rate ${startRate} sends fewer than 10 requests in a ${values['step-duration']} step; raise --start-rate or --step-duration`,
+    );
   if (values.report !== undefined && values['no-report']) throw usageError(COMMAND, 'give --report FILE or --no-report, not both');
   if (values.report === '' || values.svg === '') throw usageError(COMMAND, '--report and --svg need a file name');
 
@@ -179,8 +224,15 @@ export async function run(argv: string[]): Promise<number> {
 
   const opts: SweepOptions = { startRate, maxRate, precision, maxSteps, minRate, slo };
   const info: SweepReportInfo = {
-    target: t.url, via: t.via, method: t.method, protocol: t.http2 ? 'h2' : 'http/1.1', connections: t.connections,
-    stepDurationMs: stepMs, warmupMs, slo, startedAt,
+    target: t.url,
+    via: t.via,
+    method: t.method,
+    protocol: t.http2 ? 'h2' : 'http/1.1',
+    connections: t.connections,
+    stepDurationMs: stepMs,
+    warmupMs,
+    slo,
+    startedAt,
   };
 
   // The per-hop account needs a mesh: service targets only.
@@ -206,100 +258,134 @@ export async function run(argv: string[]): Promise<number> {
   const live = process.stderr.isTTY === true && !values.json;
   const interrupt = abortOnSigint();
   if (!values.json) {
-    process.stderr.write(`trellis bench: ${t.method} ${t.url}${t.via ? ` (${t.via})` : ''}; SLO p99 ≤ ${slo.p99Ms} ms, success ≥ ${Number((slo.minSuccess * 100).toFixed(3))}%; steps of ${(stepMs / 1000).toFixed(1)}s after ${(warmupMs / 1000).toFixed(1)}s warm-up\n`);
+    process.stderr.write(
+      `trellis bench: ${t.method} ${t.url}${t.via ? ` (${t.via})` : ''}; SLO p99 ≤ ${slo.p99Ms} ms, success ≥ ${Number((slo.minSuccess * 100).toFixed(3))}%; steps of ${(stepMs / 1000).toFixed(1)}s after ${(warmupMs / 1000).toFixed(1)}s warm-up\n`,
+    );
     process.stdout.write(formatStepHeader());
   }
   let result: SweepResult;
   let previous: { ok: boolean; maxLatencyMs: number } | undefined;
   try {
-    result = await runSweep(opts, async (rate) => {
-      if (previous !== undefined) {
-        const pause = previous.ok ? SETTLE_MS : Math.min(MAX_COOLDOWN_MS, Math.max(SETTLE_MS, previous.maxLatencyMs));
-        await new Promise((r) => setTimeout(r, pause));
-      }
-      // The readings start where the measured window does, so the warm-up (when pools
-      // fill and the JIT settles) is not counted in any hop's share.
-      let beforeRead: Promise<MeshCounters | undefined> | undefined;
-      let cpuBefore = cpuTimes();
-      let measure: Awaited<ReturnType<typeof runLoad>>;
-      try {
-        measure = await runLoad({
-          url: t.url, method: t.method, headers: t.headers, body: t.body, http2: t.http2, connections: t.connections, timeoutMs: t.timeoutMs,
-          rate, durationMs: stepMs, warmupMs, signal: interrupt.signal,
-          onMeasureStart: () => {
-            cpuBefore = cpuTimes();
-            beforeRead = readMesh();
-          },
-          onProgress: live ? (p) => process.stderr.write(`\r\x1b[K  ${rate} req/s: ${formatProgress(p)}`) : undefined,
-        });
-      } finally {
-        if (live) process.stderr.write('\r\x1b[K');
-      }
-      const cpuAfter = cpuTimes();
-      const before = await beforeRead;
-      const after = before ? await readMesh() : undefined;
-      if (probe && before && after) {
-        const seconds = (after.at - before.at) / 1000;
-        const total = cpuAfter.totalMs - cpuBefore.totalMs;
-        lastHop = {
-          ...hopStep(probe.topology, countersDelta(before, after), seconds, { requests: measure.completed, meanMs: measure.latencyUs.mean / 1000 }),
-          ...(total > 0 && seconds > 0
-            ? { machine: { cores: cpuAfter.cores, busyCores: ((cpuAfter.busyMs - cpuBefore.busyMs) / total) * cpuAfter.cores, clientCores: (cpuAfter.clientUs - cpuBefore.clientUs) / 1e6 / seconds } }
-            : {}),
-        };
-      } else {
-        lastHop = undefined;
-      }
-      return measure;
-    }, {
-      signal: interrupt.signal,
-      onStep: (s) => {
-        previous = { ok: s.ok, maxLatencyMs: s.measure.latencyUs.max / 1000 };
-        if (lastHop) hopSteps.set(s.step, lastHop);
-        if (!values.json) process.stdout.write(formatStepRow(s) + (lastHop ? formatHopLine(lastHop) : ''));
-        lastHop = undefined;
+    result = await runSweep(
+      opts,
+      async (rate) => {
+        if (previous !== undefined) {
+          const pause = previous.ok ? SETTLE_MS : Math.min(MAX_COOLDOWN_MS, Math.max(SETTLE_MS, previous.maxLatencyMs));
+          await new Promise((r) => setTimeout(r, pause));
+        }
+        // The readings start where the measured window does, so the warm-up (when pools
+        // fill and the JIT settles) is not counted in any hop's share.
+        let beforeRead: Promise<MeshCounters | undefined> | undefined;
+        let cpuBefore = cpuTimes();
+        let measure: Awaited<ReturnType<typeof runLoad>>;
+        try {
+          measure = await runLoad({
+            url: t.url,
+            method: t.method,
+            headers: t.headers,
+            body: t.body,
+            http2: t.http2,
+            connections: t.connections,
+            timeoutMs: t.timeoutMs,
+            rate,
+            durationMs: stepMs,
+            warmupMs,
+            signal: interrupt.signal,
+            onMeasureStart: () => {
+              cpuBefore = cpuTimes();
+              beforeRead = readMesh();
+            },
+            onProgress: live ? (p) => process.stderr.write(`\r\x1b[K  ${rate} req/s: ${formatProgress(p)}`) : undefined,
+          });
+        } finally {
+          if (live) process.stderr.write('\r\x1b[K');
+        }
+        const cpuAfter = cpuTimes();
+        const before = await beforeRead;
+        const after = before ? await readMesh() : undefined;
+        if (probe && before && after) {
+          const seconds = (after.at - before.at) / 1000;
+          const total = cpuAfter.totalMs - cpuBefore.totalMs;
+          lastHop = {
+            ...hopStep(probe.topology, countersDelta(before, after), seconds, { requests: measure.completed, meanMs: measure.latencyUs.mean / 1000 }),
+            ...(total > 0 && seconds > 0
+              ? {
+                  machine: {
+                    cores: cpuAfter.cores,
+                    busyCores: ((cpuAfter.busyMs - cpuBefore.busyMs) / total) * cpuAfter.cores,
+                    clientCores: (cpuAfter.clientUs - cpuBefore.clientUs) / 1e6 / seconds,
+                  },
+                }
+              : {}),
+          };
+        } else {
+          lastHop = undefined;
+        }
+        return measure;
       },
-    });
+      {
+        signal: interrupt.signal,
+        onStep: (s) => {
+          previous = { ok: s.ok, maxLatencyMs: s.measure.latencyUs.max / 1000 };
+          if (lastHop) hopSteps.set(s.step, lastHop);
+          if (!values.json) process.stdout.write(formatStepRow(s) + (lastHop ? formatHopLine(lastHop) : ''));
+          lastHop = undefined;
+        },
+      },
+    );
   } finally {
     interrupt.dispose();
   }
 
   const hops: SweepHops | undefined = probe
     ? {
-      steps: hopSteps,
-      bottleneck: nameBottleneck(result.steps.flatMap((s) => {
-        const h = hopSteps.get(s.step);
-        return h ? [{ step: s.step, rate: s.rate, ok: s.ok, hops: h }] : [];
-      }), probe.topology),
-      appCpu: [...hopSteps.values()].some((h) => h.services.some((x) => x.appCores !== undefined)),
-    }
+        steps: hopSteps,
+        bottleneck: nameBottleneck(
+          result.steps.flatMap((s) => {
+            const h = hopSteps.get(s.step);
+            return h ? [{ step: s.step, rate: s.rate, ok: s.ok, hops: h }] : [];
+          }),
+          probe.topology,
+        ),
+        appCpu: [...hopSteps.values()].some((h) => h.services.some((x) => x.appCores !== undefined)),
+      }
     : undefined;
 
   if (reportPath !== undefined) writeFileSync(reportPath, renderSweepHtml(result, info, maxRate, hops));
   if (svgPath !== undefined) writeFileSync(svgPath, renderSweepSvg(result, slo, `p50 / p99 / p99.9 against asked rate: ${t.url}`));
 
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({
-      target: t.url,
-      ...(t.via ? { via: t.via } : {}),
-      method: t.method,
-      protocol: info.protocol,
-      connections: t.connections,
-      slo: { p99Ms: slo.p99Ms, minSuccess: slo.minSuccess, minAchieved: slo.minAchieved },
-      search: { startRate, maxRate, precision, maxSteps, stepDurationMs: stepMs, warmupMs },
-      saturationRps: result.saturation ?? null,
-      firstBadRps: result.firstBad ?? null,
-      stoppedBy: result.stoppedBy,
-      steps: result.steps.map((s) => ({
-        step: s.step, phase: s.phase, rate: s.rate, achievedRps: s.measure.achievedRps,
-        scheduled: s.measure.scheduled, completed: s.measure.completed, success: s.success,
-        latencyUs: s.measure.latencyUs, errors: s.measure.errors, ok: s.ok, reasons: s.reasons,
-        ...(hops ? { hops: hopsJson(hops.steps.get(s.step)) } : {}),
-      })),
-      ...(hops ? { bottleneck: hops.bottleneck ?? null, appCpu: hops.appCpu } : {}),
-      report: reportPath ?? null,
-      svg: svgPath ?? null,
-    })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({
+        target: t.url,
+        ...(t.via ? { via: t.via } : {}),
+        method: t.method,
+        protocol: info.protocol,
+        connections: t.connections,
+        slo: { p99Ms: slo.p99Ms, minSuccess: slo.minSuccess, minAchieved: slo.minAchieved },
+        search: { startRate, maxRate, precision, maxSteps, stepDurationMs: stepMs, warmupMs },
+        saturationRps: result.saturation ?? null,
+        firstBadRps: result.firstBad ?? null,
+        stoppedBy: result.stoppedBy,
+        steps: result.steps.map((s) => ({
+          step: s.step,
+          phase: s.phase,
+          rate: s.rate,
+          achievedRps: s.measure.achievedRps,
+          scheduled: s.measure.scheduled,
+          completed: s.measure.completed,
+          success: s.success,
+          latencyUs: s.measure.latencyUs,
+          errors: s.measure.errors,
+          ok: s.ok,
+          reasons: s.reasons,
+          ...(hops ? { hops: hopsJson(hops.steps.get(s.step)) } : {}),
+        })),
+        ...(hops ? { bottleneck: hops.bottleneck ?? null, appCpu: hops.appCpu } : {}),
+        report: reportPath ?? null,
+        svg: svgPath ?? null,
+      })}\n`,
+    );
   } else {
     process.stdout.write(`\n${formatSweepSummary(result, slo, maxRate)}${hops ? formatBottleneck(hops) : ''}`);
     if (reportPath !== undefined) process.stdout.write(`report: ${reportPath}\n`);

@@ -61,8 +61,10 @@ export function parseSteps(text: string): number[] {
   const out: number[] = [];
   for (const s of steps) {
     const n = /^\d+$/.test(s) ? Number(s) : NaN;
-    if (!(n >= 1 && n <= 100)) throw new TrellisError('TRELLIS_E_USAGE', { reason: `--steps: "${s}" is not a whole percent from 1 to 100 (example: --steps 5,25,50,100)` });
-    if (out.length > 0 && n <= out[out.length - 1]!) throw new TrellisError('TRELLIS_E_USAGE', { reason: `--steps must rise: ${n} comes after ${out[out.length - 1]}` });
+    if (!(n >= 1 && n <= 100))
+      throw new TrellisError('TRELLIS_E_USAGE', { reason: `--steps: "${s}" is not a whole percent from 1 to 100 (example: --steps 5,25,50,100)` });
+    if (out.length > 0 && n <= out[out.length - 1]!)
+      throw new TrellisError('TRELLIS_E_USAGE', { reason: `--steps must rise: ${n} comes after ${out[out.length - 1]}` });
     out.push(n);
   }
   return out;
@@ -89,8 +91,10 @@ export function statsText(s: WindowStats, seconds: number, l: CanaryLimits): str
   const p99 = p99Ms(s);
   const elsewhere = s.failovers > 0 ? ` (${s.failovers} sent to other versions)` : '';
   const ejected = Object.keys(s.ejections).length > 0 ? `, ejected ${ejectionText(s.ejections)}` : '';
-  return `${requests} requests${elsewhere} in ${seconds.toFixed(1)} s, error rate ${percent(rate)} (max ${percent(l.maxErrorRate)}), ` +
-    `p99 ${p99 === undefined ? '-' : msText(p99)} (max ${msText(l.maxP99Ms)})${ejected}`;
+  return (
+    `${requests} requests${elsewhere} in ${seconds.toFixed(1)} s, error rate ${percent(rate)} (max ${percent(l.maxErrorRate)}), ` +
+    `p99 ${p99 === undefined ? '-' : msText(p99)} (max ${msText(l.maxP99Ms)})${ejected}`
+  );
 }
 
 /** The line each runner event is shown as. */
@@ -122,18 +126,23 @@ export function eventText(e: CanaryEvent, plan: CanaryPlan): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    ...ADMIN_FLAGS,
-    to: { type: 'string' },
-    from: { type: 'string' },
-    steps: { type: 'string', default: '5,25,50,100' },
-    interval: { type: 'string', default: '30s' },
-    'max-error-rate': { type: 'string', default: '1%' },
-    'max-p99': { type: 'string', default: '500ms' },
-    'min-requests': { type: 'string', default: '20' },
-    'max-waits': { type: 'string', default: '2' },
-    timeout: { type: 'string', default: '10s' },
-  }, true, 'canary');
+  const { values, positionals } = parseFlags(
+    argv,
+    {
+      ...ADMIN_FLAGS,
+      to: { type: 'string' },
+      from: { type: 'string' },
+      steps: { type: 'string', default: '5,25,50,100' },
+      interval: { type: 'string', default: '30s' },
+      'max-error-rate': { type: 'string', default: '1%' },
+      'max-p99': { type: 'string', default: '500ms' },
+      'min-requests': { type: 'string', default: '20' },
+      'max-waits': { type: 'string', default: '2' },
+      timeout: { type: 'string', default: '10s' },
+    },
+    true,
+    'canary',
+  );
   if (positionals.length !== 1) throw new TrellisError('TRELLIS_E_USAGE', { reason: 'name one service, e.g. `trellis canary backend --to v2`' });
   const service = positionals[0]!;
   const to = values.to;
@@ -157,7 +166,9 @@ export async function run(argv: string[]): Promise<number> {
   const stable = values.from ?? pickStable(view, to);
   if (stable === undefined) throw new TrellisError('TRELLIS_E_USAGE', { reason: `${service} has no version besides ${to} to keep the rest of the traffic` });
   if (!view.versions.includes(stable) || stable === to) {
-    throw new TrellisError('TRELLIS_E_USAGE', { reason: `--from must be another version of ${service} (${view.versions.filter((v) => v !== to).join(', ')}), got "${stable}"` });
+    throw new TrellisError('TRELLIS_E_USAGE', {
+      reason: `--from must be another version of ${service} (${view.versions.filter((v) => v !== to).join(', ')}), got "${stable}"`,
+    });
   }
   const start = view.weights ?? view.byInstances;
   const out = (line: string): void => void process.stdout.write(`${line}\n`);
@@ -166,8 +177,10 @@ export async function run(argv: string[]): Promise<number> {
     out(`${service} ${to} already takes every request (${weightsText(view.weights)}); nothing to do`);
     return 0;
   }
-  out(`canary of ${service} ${to} (stable ${stable}), steps ${steps.map((s) => `${s}%`).join(' ')}, ${msText(intervalMs)} each; ` +
-    `passes with error rate ≤ ${percent(limits.maxErrorRate)}, p99 ≤ ${msText(limits.maxP99Ms)}, at least ${limits.minRequests} requests`);
+  out(
+    `canary of ${service} ${to} (stable ${stable}), steps ${steps.map((s) => `${s}%`).join(' ')}, ${msText(intervalMs)} each; ` +
+      `passes with error rate ≤ ${percent(limits.maxErrorRate)}, p99 ≤ ${msText(limits.maxP99Ms)}, at least ${limits.minRequests} requests`,
+  );
   out(`weights at the start: ${weightsText(start)}`);
 
   const interrupt = abortOnSigint();
@@ -189,9 +202,10 @@ export async function run(argv: string[]): Promise<number> {
     });
     if (outcome.kind === 'promoted') return 0;
     if (outcome.kind === 'interrupted') return 130;
-    const now = outcome.restoreError === undefined
-      ? weightsText(outcome.weights)
-      : `unknown, because setting ${to} to 0% failed (${outcome.restoreError}); run \`trellis route weights ${service} ${stable}=100\``;
+    const now =
+      outcome.restoreError === undefined
+        ? weightsText(outcome.weights)
+        : `unknown, because setting ${to} to 0% failed (${outcome.restoreError}); run \`trellis route weights ${service} ${stable}=100\``;
     throw new TrellisError('TRELLIS_E_CANARY_ROLLED_BACK', { service, version: to, step: `${outcome.step}%`, reason: outcome.reason, weights: now });
   } finally {
     interrupt.dispose();

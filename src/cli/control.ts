@@ -69,7 +69,9 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof TrellisError && err.code === 'TRELLIS_E_CONFIG_INVALID') {
       const problems = (err.params.problems ?? []) as ConfigProblem[];
-      process.stderr.write(`trellis control: the config has ${problems.length} problem(s), and no last good config is kept in ${stateDir}; nothing was started:\n`);
+      process.stderr.write(
+        `trellis control: the config has ${problems.length} problem(s), and no last good config is kept in ${stateDir}; nothing was started:\n`,
+      );
       for (const p of problems) process.stderr.write(`  ${formatProblem(p)}\n`);
       return 1;
     }

@@ -44,13 +44,18 @@ const COMMAND = 'load';
 const LOAD_NUMERIC_FLAGS = new Set([...TARGET_NUMERIC_FLAGS, '--rate', '--duration', '--warmup']);
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(joinNegativeValues(argv, LOAD_NUMERIC_FLAGS), {
-    ...TARGET_FLAGS,
-    rate: { type: 'string', default: '100' },
-    duration: { type: 'string', default: '10s' },
-    warmup: { type: 'string', default: '0s' },
-    json: { type: 'boolean', default: false },
-  }, true, COMMAND);
+  const { values, positionals } = parseFlags(
+    joinNegativeValues(argv, LOAD_NUMERIC_FLAGS),
+    {
+      ...TARGET_FLAGS,
+      rate: { type: 'string', default: '100' },
+      duration: { type: 'string', default: '10s' },
+      warmup: { type: 'string', default: '0s' },
+      json: { type: 'boolean', default: false },
+    },
+    true,
+    COMMAND,
+  );
   const rate = numberFlag(COMMAND, '--rate', values.rate, false, 'requests per second');
   const durationMs = durationFlag(COMMAND, '--duration', values.duration, false);
   const warmupMs = durationFlag(COMMAND, '--warmup', values.warmup, true);
@@ -64,7 +69,16 @@ export async function run(argv: string[]): Promise<number> {
   let result: LoadResult;
   try {
     result = await runLoad({
-      url, method, headers, body, http2, rate, durationMs, warmupMs, connections, timeoutMs,
+      url,
+      method,
+      headers,
+      body,
+      http2,
+      rate,
+      durationMs,
+      warmupMs,
+      connections,
+      timeoutMs,
       signal: interrupt.signal,
       onProgress: live ? (p) => process.stderr.write(`\r\x1b[K${formatProgress(p)}`) : undefined,
     });

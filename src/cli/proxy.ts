@@ -33,25 +33,30 @@ Example:
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, {
-    service: { type: 'string' },
-    version: { type: 'string', default: 'default' },
-    id: { type: 'string' },
-    control: { type: 'string', default: 'http://127.0.0.1:15000' },
-    token: { type: 'string' },
-    app: { type: 'string' },
-    inbound: { type: 'string' },
-    upstream: { type: 'string', multiple: true, default: [] },
-    'http-proxy': { type: 'string' },
-    admin: { type: 'string', default: '127.0.0.1:0' },
-    gateway: { type: 'boolean', default: false },
-    'access-log': { type: 'string', default: '-' },
-    'access-log-keep-query': { type: 'boolean', default: false },
-    'access-log-max-bytes': { type: 'string' },
-    'access-log-max-files': { type: 'string' },
-  }, false, 'proxy');
+  const { values } = parseFlags(
+    argv,
+    {
+      service: { type: 'string' },
+      version: { type: 'string', default: 'default' },
+      id: { type: 'string' },
+      control: { type: 'string', default: 'http://127.0.0.1:15000' },
+      token: { type: 'string' },
+      app: { type: 'string' },
+      inbound: { type: 'string' },
+      upstream: { type: 'string', multiple: true, default: [] },
+      'http-proxy': { type: 'string' },
+      admin: { type: 'string', default: '127.0.0.1:0' },
+      gateway: { type: 'boolean', default: false },
+      'access-log': { type: 'string', default: '-' },
+      'access-log-keep-query': { type: 'boolean', default: false },
+      'access-log-max-bytes': { type: 'string' },
+      'access-log-max-files': { type: 'string' },
+    },
+    false,
+    'proxy',
+  );
   if (!values.service) throw new TrellisError('TRELLIS_E_USAGE', { reason: '--service is required; see `trellis proxy --help`' });
-  if (!values.gateway && (!values.app) !== (!values.inbound)) {
+  if (!values.gateway && !values.app !== !values.inbound) {
     throw new TrellisError('TRELLIS_E_USAGE', { reason: 'a sidecar needs both --app and --inbound (or neither, with only outbound listeners)' });
   }
   const upstreams = values.upstream.map((spec) => {
@@ -88,10 +93,14 @@ export async function run(argv: string[]): Promise<number> {
   });
   await sidecar.start();
   const a = sidecar.addresses;
-  log(`proxy ${values.service}: admin http://${a.admin!.host}:${a.admin!.port}` +
-    (a.inbound ? `, inbound ${a.inbound.host}:${a.inbound.port}` : '') +
-    Object.entries(a.upstreams).map(([s, l]) => `, ${s} at ${l.host}:${l.port}`).join('') +
-    (a.httpProxy ? `, http proxy ${a.httpProxy.host}:${a.httpProxy.port}` : ''));
+  log(
+    `proxy ${values.service}: admin http://${a.admin!.host}:${a.admin!.port}` +
+      (a.inbound ? `, inbound ${a.inbound.host}:${a.inbound.port}` : '') +
+      Object.entries(a.upstreams)
+        .map(([s, l]) => `, ${s} at ${l.host}:${l.port}`)
+        .join('') +
+      (a.httpProxy ? `, http proxy ${a.httpProxy.host}:${a.httpProxy.port}` : ''),
+  );
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once('SIGINT', stop);

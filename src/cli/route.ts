@@ -6,7 +6,18 @@ import { TrellisError } from '../errors.js';
 import { MAX_WEIGHT } from '../control/sources/route-weights.js';
 import { parseDuration, parseFlags } from './args.js';
 import { table } from './status.js';
-import { ackText, adminBase, ADMIN_FLAGS, adminFlagsHelp, applyWeights, readWeights, share, type AppliedWeights, type Weights, type WeightsView } from './weights-client.js';
+import {
+  ackText,
+  adminBase,
+  ADMIN_FLAGS,
+  adminFlagsHelp,
+  applyWeights,
+  readWeights,
+  share,
+  type AppliedWeights,
+  type Weights,
+  type WeightsView,
+} from './weights-client.js';
 
 export const help = `Usage: trellis route weights SERVICE [VERSION=WEIGHT...] [options]
 
@@ -50,11 +61,14 @@ export function parseWeights(args: readonly string[]): Weights {
     const version = m[1]!;
     const weight = Number(m[3]);
     if (version in weights) throw new TrellisError('TRELLIS_E_USAGE', { reason: `version ${version} is given twice` });
-    if (weight > MAX_WEIGHT) throw new TrellisError('TRELLIS_E_USAGE', { reason: `the weight of ${version} is over ${MAX_WEIGHT}; weights are proportions, e.g. v1=90 v2=10` });
+    if (weight > MAX_WEIGHT)
+      throw new TrellisError('TRELLIS_E_USAGE', { reason: `the weight of ${version} is over ${MAX_WEIGHT}; weights are proportions, e.g. v1=90 v2=10` });
     weights[version] = weight;
   }
   if (Object.values(weights).every((w) => w === 0)) {
-    throw new TrellisError('TRELLIS_E_USAGE', { reason: 'every weight is 0, so requests would have nowhere to go; give at least one version a weight above 0' });
+    throw new TrellisError('TRELLIS_E_USAGE', {
+      reason: 'every weight is 0, so requests would have nowhere to go; give at least one version a weight above 0',
+    });
   }
   return weights;
 }
@@ -82,20 +96,30 @@ export function renderChange(service: string, applied: AppliedWeights): string {
 }
 
 function renderView(view: WeightsView): string {
-  if (!view.weights) return `${view.service}: no HTTPRoute rule splits it between its versions (${view.versions.join(', ')}); requests go to every instance in turn\n`;
+  if (!view.weights)
+    return `${view.service}: no HTTPRoute rule splits it between its versions (${view.versions.join(', ')}); requests go to every instance in turn\n`;
   const rows = view.versions.map((v) => [`  ${v}`, weightCell(view.weights, v)]);
   return `${view.service}: ${where(view, null)}\n${table(['  VERSION', 'WEIGHT'], rows)}\n`;
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    ...ADMIN_FLAGS,
-    timeout: { type: 'string', default: '10s' },
-    json: { type: 'boolean', default: false },
-  }, true, 'route');
+  const { values, positionals } = parseFlags(
+    argv,
+    {
+      ...ADMIN_FLAGS,
+      timeout: { type: 'string', default: '10s' },
+      json: { type: 'boolean', default: false },
+    },
+    true,
+    'route',
+  );
   const [sub, service, ...rest] = positionals;
   if (sub !== 'weights') {
-    throw new TrellisError('TRELLIS_E_USAGE', { reason: sub ? `unknown route command "${sub}"; try \`trellis route weights SERVICE v1=90 v2=10\`` : 'say what to do, e.g. `trellis route weights SERVICE v1=90 v2=10`' });
+    throw new TrellisError('TRELLIS_E_USAGE', {
+      reason: sub
+        ? `unknown route command "${sub}"; try \`trellis route weights SERVICE v1=90 v2=10\``
+        : 'say what to do, e.g. `trellis route weights SERVICE v1=90 v2=10`',
+    });
   }
   if (!service) throw new TrellisError('TRELLIS_E_USAGE', { reason: 'name the service, e.g. `trellis route weights backend v1=90 v2=10`' });
   const base = adminBase(values);
@@ -106,6 +130,8 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const applied = await applyWeights(base, service, parseWeights(rest), timeoutMs);
-  process.stdout.write(values.json ? `${JSON.stringify({ ...applied.change, elapsedMs: Math.round(applied.elapsedMs) }, null, 2)}\n` : renderChange(service, applied));
+  process.stdout.write(
+    values.json ? `${JSON.stringify({ ...applied.change, elapsedMs: Math.round(applied.elapsedMs) }, null, 2)}\n` : renderChange(service, applied),
+  );
   return 0;
 }

@@ -62,7 +62,11 @@ function healthColumn(h: ServiceView['instances'][number]['health']): string {
 /** Renders rows as left-aligned columns. */
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(header), ...rows.map(line)].join('\n');
 }
 
@@ -101,18 +105,22 @@ export interface BalancingReport {
 
 /** Each proxy's /balancing; a proxy that does not answer in time is left out (its row says so). */
 export async function fetchBalancing(proxies: readonly ProxyView[]): Promise<(BalancingReport | { id: string; error: string })[]> {
-  return Promise.all(proxies.filter((p) => p.connected).map(async (p) => {
-    try {
-      const res = await fetch(`http://${p.admin.host}:${p.admin.port}/balancing`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
-      if (!res.ok) {
-        await res.body?.cancel();
-        return { id: p.id, error: `answered ${res.status}` };
-      }
-      return (await res.json()) as BalancingReport;
-    } catch (err) {
-      return { id: p.id, error: err instanceof Error ? err.message : String(err) };
-    }
-  }));
+  return Promise.all(
+    proxies
+      .filter((p) => p.connected)
+      .map(async (p) => {
+        try {
+          const res = await fetch(`http://${p.admin.host}:${p.admin.port}/balancing`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
+          if (!res.ok) {
+            await res.body?.cancel();
+            return { id: p.id, error: `answered ${res.status}` };
+          }
+          return (await res.json()) as BalancingReport;
+        } catch (err) {
+          return { id: p.id, error: err instanceof Error ? err.message : String(err) };
+        }
+      }),
+  );
 }
 
 /**
@@ -124,7 +132,10 @@ export function renderBalancing(reports: readonly (BalancingReport | { id: strin
   const breakers: string[][] = [];
   const unreachable: string[] = [];
   for (const r of reports) {
-    if ('error' in r) { unreachable.push(`${r.id} (${r.error})`); continue; }
+    if ('error' in r) {
+      unreachable.push(`${r.id} (${r.error})`);
+      continue;
+    }
     const seen = new Set<string>();
     for (const e of r.endpoints) {
       const key = `${e.service}\0${e.id}`;
@@ -135,14 +146,22 @@ export function renderBalancing(reports: readonly (BalancingReport | { id: strin
     for (const b of r.breakers) {
       if (!b.open && b.requestOverflows === 0 && b.retryOverflows === 0 && b.pendingOverflows === 0) continue;
       breakers.push([
-        r.id, b.service, b.open ? 'open' : 'closed', `${b.connections}/${b.maxConnections}`, `${b.pending}/${b.maxPendingRequests}`,
-        `${b.requests}/${b.maxRequests}`, `${b.retries}/${b.maxRetries}`, `${b.pendingOverflows}/${b.requestOverflows}/${b.retryOverflows}`,
+        r.id,
+        b.service,
+        b.open ? 'open' : 'closed',
+        `${b.connections}/${b.maxConnections}`,
+        `${b.pending}/${b.maxPendingRequests}`,
+        `${b.requests}/${b.maxRequests}`,
+        `${b.retries}/${b.maxRetries}`,
+        `${b.pendingOverflows}/${b.requestOverflows}/${b.retryOverflows}`,
       ]);
     }
   }
   let out = '';
-  if (ejected.length > 0) out += `\nEjected endpoints (outlier detection, as each calling proxy sees them):\n${table(['PROXY', 'DESTINATION', 'ENDPOINT', 'ADDRESS', 'WHY', 'EJECTIONS'], ejected)}\n`;
-  if (breakers.length > 0) out += `\nCircuit breakers that are open or refused requests:\n${table(['PROXY', 'DESTINATION', 'STATE', 'CONNECTIONS', 'PENDING', 'REQUESTS', 'RETRIES', 'OVERFLOWS (pending/requests/retries)'], breakers)}\n`;
+  if (ejected.length > 0)
+    out += `\nEjected endpoints (outlier detection, as each calling proxy sees them):\n${table(['PROXY', 'DESTINATION', 'ENDPOINT', 'ADDRESS', 'WHY', 'EJECTIONS'], ejected)}\n`;
+  if (breakers.length > 0)
+    out += `\nCircuit breakers that are open or refused requests:\n${table(['PROXY', 'DESTINATION', 'STATE', 'CONNECTIONS', 'PENDING', 'REQUESTS', 'RETRIES', 'OVERFLOWS (pending/requests/retries)'], breakers)}\n`;
   if (unreachable.length > 0) out += `\nNo balancing state from: ${unreachable.join(', ')}\n`;
   return out;
 }

@@ -114,16 +114,23 @@ const SERVICE_TARGET = /^([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)(\/.*)?$/;
  */
 export async function resolveTargetFlags(command: string, positionals: readonly string[], values: TargetFlagValues): Promise<ResolvedLoadTarget> {
   if (positionals.length !== 1) {
-    throw usageError(command, positionals.length === 0 ? 'name a TARGET: an http:// URL on loopback or a service name' : `expected one TARGET, got ${positionals.length}: ${positionals.join(' ')}`);
+    throw usageError(
+      command,
+      positionals.length === 0
+        ? 'name a TARGET: an http:// URL on loopback or a service name'
+        : `expected one TARGET, got ${positionals.length}: ${positionals.join(' ')}`,
+    );
   }
   const timeoutMs = durationFlag(command, '--timeout', values.timeout, false);
-  const connections = values.connections === undefined ? (values.http2 ? 100 : 20) : numberFlag(command, '--connections', values.connections, true, 'connections');
+  const connections =
+    values.connections === undefined ? (values.http2 ? 100 : 20) : numberFlag(command, '--connections', values.connections, true, 'connections');
   if (values.body !== undefined && values['body-size'] !== undefined) throw usageError(command, 'give --body or --body-size, not both');
   let body = Buffer.alloc(0);
   if (values.body !== undefined) body = Buffer.from(values.body, 'utf8');
   if (values['body-size'] !== undefined) {
     const size = Number(values['body-size']);
-    if (!Number.isInteger(size) || size < 0 || size > 64 * 1024 * 1024) throw usageError(command, `--body-size must be a whole number of bytes from 0 to 67108864; got "${values['body-size']}"`);
+    if (!Number.isInteger(size) || size < 0 || size > 64 * 1024 * 1024)
+      throw usageError(command, `--body-size must be a whole number of bytes from 0 to 67108864; got "${values['body-size']}"`);
     body = Buffer.alloc(size, 'x');
   }
   const method = (values.method ?? (body.length > 0 ? 'POST' : 'GET')).toUpperCase();
@@ -136,11 +143,16 @@ export async function resolveTargetFlags(command: string, positionals: readonly 
   const target = positionals[0]!;
   const base = { method, body, http2: values.http2, connections, timeoutMs };
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(target)) {
-    if (values.from !== undefined) throw usageError(command, `--from needs a service name as TARGET, not a URL (e.g. trellis ${command} backend --from ${values.from})`);
+    if (values.from !== undefined)
+      throw usageError(command, `--from needs a service name as TARGET, not a URL (e.g. trellis ${command} backend --from ${values.from})`);
     return { ...base, url: parseLoopbackUrl(target).url, via: undefined, headers };
   }
   const m = SERVICE_TARGET.exec(target);
-  if (!m) throw usageError(command, `"${target}" is neither an http:// URL nor a service name (a DNS label such as backend, optionally followed by a path: backend/api)`);
+  if (!m)
+    throw usageError(
+      command,
+      `"${target}" is neither an http:// URL nor a service name (a DNS label such as backend, optionally followed by a path: backend/api)`,
+    );
   let control = values.control.replace(/\/+$/, '');
   if (!/^https?:\/\//.test(control)) control = `http://${control}`;
   const resolved = await resolveServiceTarget({ control, service: m[1]!, path: m[2] ?? '/', from: values.from });

@@ -24,30 +24,48 @@ Example:
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, {
-    admin: { type: 'string', default: '127.0.0.1:15000' },
-    'state-dir': { type: 'string' },
-    'free-ports': { type: 'boolean', default: false },
-  }, true, 'up');
+  const { values, positionals } = parseFlags(
+    argv,
+    {
+      admin: { type: 'string', default: '127.0.0.1:15000' },
+      'state-dir': { type: 'string' },
+      'free-ports': { type: 'boolean', default: false },
+    },
+    true,
+    'up',
+  );
   if (positionals.length > 1) throw new TrellisError('TRELLIS_E_USAGE', { reason: 'give one mesh file; see `trellis up --help`' });
   const file = positionals[0] ?? 'mesh.yaml';
-  if (!existsSync(file)) throw new TrellisError('TRELLIS_E_USAGE', { reason: `no mesh file at ${file}; give its path, e.g. \`trellis up examples/shop/topology-1.yaml\`` });
+  if (!existsSync(file))
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `no mesh file at ${file}; give its path, e.g. \`trellis up examples/shop/topology-1.yaml\`` });
 
   const log = (line: string): void => void process.stdout.write(`${line}\n`);
-  const mesh = new LocalMesh({ meshFile: file, admin: parseHostPort(values.admin, '--admin'), stateDir: values['state-dir'], freePorts: values['free-ports'], log });
+  const mesh = new LocalMesh({
+    meshFile: file,
+    admin: parseHostPort(values.admin, '--admin'),
+    stateDir: values['state-dir'],
+    freePorts: values['free-ports'],
+    log,
+  });
   let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> => (stopping ??= (async () => {
-    log('stopping the mesh…');
-    await mesh.stop();
-    log('stopped.');
-  })());
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      log('stopping the mesh…');
+      await mesh.stop();
+      log('stopped.');
+    })());
   const signalled = new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
   log(`starting the mesh from ${file}…`);
   try {
-    await Promise.race([mesh.start(), signalled.then(() => { throw new Interrupted(); })]);
+    await Promise.race([
+      mesh.start(),
+      signalled.then(() => {
+        throw new Interrupted();
+      }),
+    ]);
   } catch (err) {
     await stop();
     if (err instanceof Interrupted) return 0;
@@ -64,10 +82,22 @@ class Interrupted extends Error {}
 function table(s: MeshState, health: ReadonlyMap<string, string>): string {
   const rows = [['SERVICE', 'VERSION', 'INSTANCE', 'APP', 'SIDECAR', 'HEALTH']];
   for (const i of s.instances) {
-    rows.push([i.service, i.version, i.id, `${i.app.host}:${i.app.port}`, `${i.inbound.host}:${i.inbound.port}`, i.command ? health.get(i.id) ?? 'unknown' : 'external']);
+    rows.push([
+      i.service,
+      i.version,
+      i.id,
+      `${i.app.host}:${i.app.port}`,
+      `${i.inbound.host}:${i.inbound.port}`,
+      i.command ? (health.get(i.id) ?? 'unknown') : 'external',
+    ]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const lines = rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd());
+  const lines = rows.map((r) =>
+    r
+      .map((cell, c) => cell.padEnd(widths[c]!))
+      .join('  ')
+      .trimEnd(),
+  );
   const urls = Object.entries(s.publicUrls).map(([svc, url]) => `  ${svc.padEnd(12)} ${url}`);
   return [
     '',

@@ -63,7 +63,10 @@ async function call<T>(base: string, method: string, path: string, body?: unknow
   try {
     answer = await res.json();
   } catch {
-    throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: `${method} ${path} answered ${res.status} without JSON; is this a Trellis control plane?` });
+    throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', {
+      url: base,
+      reason: `${method} ${path} answered ${res.status} without JSON; is this a Trellis control plane?`,
+    });
   }
   if (res.ok) return answer as T;
   const { code, message, params } = answer as { code?: string; message?: string; params?: Record<string, unknown> };
@@ -110,7 +113,10 @@ export async function applyWeights(base: string, service: string, weights: Weigh
           acked.push(c);
           waiting.delete(id);
         } else if (p.lastNack && p.lastNack.version >= c.version) {
-          throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: p.lastNack.version, reason: `proxy ${id} rejected the change (it stays on its last good snapshot): ${p.lastNack.error}` });
+          throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', {
+            version: p.lastNack.version,
+            reason: `proxy ${id} rejected the change (it stays on its last good snapshot): ${p.lastNack.error}`,
+          });
         }
       }
     }
@@ -126,7 +132,9 @@ export async function applyWeights(base: string, service: string, weights: Weigh
 
 /** `v1=90 v2=10`. */
 export function weightsText(w: Weights): string {
-  return Object.entries(w).map(([v, n]) => `${v}=${n}`).join(' ');
+  return Object.entries(w)
+    .map(([v, n]) => `${v}=${n}`)
+    .join(' ');
 }
 
 /** A weight as a share of the total: `90%`, `33.3%`. */

@@ -50,7 +50,10 @@ export function checkMesh(doc: SourceDocument, mesh: MeshResource): Problem[] {
       const lower = p.toLowerCase();
       const path = [...base, 'upgrades', k];
       if (lower === 'h2c') {
-        at(path, 'h2c is never tunnelled through the mesh (after it, requests would skip the routes); an h2c upgrade is forwarded as a plain HTTP/1.1 request, and HTTP/2 reaches a service with prior knowledge');
+        at(
+          path,
+          'h2c is never tunnelled through the mesh (after it, requests would skip the routes); an h2c upgrade is forwarded as a plain HTTP/1.1 request, and HTTP/2 reaches a service with prior knowledge',
+        );
       } else if (upgradeIndex.has(lower)) {
         at(path, `lists "${p}" again (also upgrades[${upgradeIndex.get(lower)}])`);
       }
@@ -59,7 +62,10 @@ export function checkMesh(doc: SourceDocument, mesh: MeshResource): Problem[] {
 
     const instances = instanceCount(s);
     if (s.port !== undefined && instances !== 1) {
-      at([...base, 'port'], `fixes port ${s.port}, but service "${s.name}" has ${instances} instances and only one can listen on a port; remove port (the runner then picks one per instance) or run exactly one instance`);
+      at(
+        [...base, 'port'],
+        `fixes port ${s.port}, but service "${s.name}" has ${instances} instances and only one can listen on a port; remove port (the runner then picks one per instance) or run exactly one instance`,
+      );
     }
   });
 
@@ -79,7 +85,13 @@ function checkBackendNames(doc: SourceDocument, mesh: MeshResource): Problem[] {
   mesh.spec.services.forEach((s, i) => {
     const clash = versionBackends.get(s.name);
     if (clash) {
-      problems.push(problemAt(doc, ['spec', 'services', i, 'name'], `service name "${s.name}" is also the backend name of ${clash}, so routes could not tell them apart; rename one`));
+      problems.push(
+        problemAt(
+          doc,
+          ['spec', 'services', i, 'name'],
+          `service name "${s.name}" is also the backend name of ${clash}, so routes could not tell them apart; rename one`,
+        ),
+      );
     }
   });
   return problems;

@@ -62,16 +62,25 @@ export function checkPolicies(mesh: MeshResource, routes: readonly RouteSource[]
           continue;
         }
         if (!services.includes(ref.name)) {
-          at([...path, 'name'], `names service "${ref.name}", which is not in the mesh (services: ${services.join(', ') || 'none'})${didYouMean(ref.name, services)}`);
+          at(
+            [...path, 'name'],
+            `names service "${ref.name}", which is not in the mesh (services: ${services.join(', ') || 'none'})${didYouMean(ref.name, services)}`,
+          );
           continue;
         }
         if (ref.sectionName !== undefined) {
           // A BackendPolicy's section of a Service is one of its versions.
           const versions = (mesh.spec.services.find((s) => s.name === ref.name)?.versions ?? []).map((v) => v.name);
           if (!versions.includes(ref.sectionName)) {
-            at([...path, 'sectionName'], `names version "${ref.sectionName}", which service "${ref.name}" does not have (versions: ${versions.join(', ') || 'none'})${didYouMean(ref.sectionName, versions)}`);
+            at(
+              [...path, 'sectionName'],
+              `names version "${ref.sectionName}", which service "${ref.name}" does not have (versions: ${versions.join(', ') || 'none'})${didYouMean(ref.sectionName, versions)}`,
+            );
           } else if (resource.kind === 'BackendPolicy' && resource.spec.outlierDetection !== undefined) {
-            at(['spec', 'outlierDetection'], 'outlier detection is per service (one detector watches every version); set it in a BackendPolicy on the whole Service');
+            at(
+              ['spec', 'outlierDetection'],
+              'outlier detection is per service (one detector watches every version); set it in a BackendPolicy on the whole Service',
+            );
           } else if (resource.kind === 'BackendPolicy' && resource.spec.circuitBreaker !== undefined) {
             at(['spec', 'circuitBreaker'], 'a circuit breaker is per service (it bounds every request to it); set it in a BackendPolicy on the whole Service');
           }
@@ -90,18 +99,27 @@ export function checkPolicies(mesh: MeshResource, routes: readonly RouteSource[]
         const keys = [...routesByKey.keys()].filter((k) => k.startsWith(`${ns}/`)).map((k) => k.slice(ns.length + 1));
         const route = routesByKey.get(`${ns}/${ref.name}`);
         if (route === undefined) {
-          at([...path, 'name'], `names HTTPRoute "${ref.name}", which does not exist in namespace ${ns} (routes: ${keys.join(', ') || 'none'})${didYouMean(ref.name, keys)}`);
+          at(
+            [...path, 'name'],
+            `names HTTPRoute "${ref.name}", which does not exist in namespace ${ns} (routes: ${keys.join(', ') || 'none'})${didYouMean(ref.name, keys)}`,
+          );
           continue;
         }
         if (ref.sectionName !== undefined) {
           const ruleNames = route.resource.spec.rules.flatMap((r) => (r.name === undefined ? [] : [r.name]));
           if (!ruleNames.includes(ref.sectionName)) {
-            at([...path, 'sectionName'], `names rule "${ref.sectionName}", which HTTPRoute "${ref.name}" does not have (named rules: ${ruleNames.join(', ') || 'none'}; name a rule with rules[].name)${didYouMean(ref.sectionName, ruleNames)}`);
+            at(
+              [...path, 'sectionName'],
+              `names rule "${ref.sectionName}", which HTTPRoute "${ref.name}" does not have (named rules: ${ruleNames.join(', ') || 'none'}; name a rule with rules[].name)${didYouMean(ref.sectionName, ruleNames)}`,
+            );
           }
         }
         continue;
       }
-      at([...path, 'kind'], `kind "${ref.kind}" (group "${ref.group}") can't be targeted; name an HTTPRoute (group gateway.networking.k8s.io) or a Service (group "")`);
+      at(
+        [...path, 'kind'],
+        `kind "${ref.kind}" (group "${ref.group}") can't be targeted; name an HTTPRoute (group gateway.networking.k8s.io) or a Service (group "")`,
+      );
     }
 
     if (resource.kind === 'FaultInjection') {
@@ -131,12 +149,19 @@ export function checkPolicies(mesh: MeshResource, routes: readonly RouteSource[]
           if (ref.kind !== 'Service' || ref.group !== '') continue;
           const versions = (mesh.spec.services.find((s) => s.name === ref.name)?.versions ?? []).map((v) => v.name);
           if (versions.length > 0 && !versions.includes(to)) {
-            at(['spec', 'failover', 'version'], `names version "${to}", which service "${ref.name}" does not have (versions: ${versions.join(', ')})${didYouMean(to, versions)}`);
+            at(
+              ['spec', 'failover', 'version'],
+              `names version "${to}", which service "${ref.name}" does not have (versions: ${versions.join(', ')})${didYouMean(to, versions)}`,
+            );
           }
         }
       }
       const o = resource.spec.outlierDetection;
-      if (o?.baseEjectionTime !== undefined && o.maxEjectionTime !== undefined && parseGatewayDurationMs(o.baseEjectionTime) > parseGatewayDurationMs(o.maxEjectionTime)) {
+      if (
+        o?.baseEjectionTime !== undefined &&
+        o.maxEjectionTime !== undefined &&
+        parseGatewayDurationMs(o.baseEjectionTime) > parseGatewayDurationMs(o.maxEjectionTime)
+      ) {
         at(['spec', 'outlierDetection', 'baseEjectionTime'], `is ${o.baseEjectionTime}, longer than maxEjectionTime (${o.maxEjectionTime})`);
       }
       if (o?.interval !== undefined && parseGatewayDurationMs(o.interval) === 0) at(['spec', 'outlierDetection', 'interval'], 'must be longer than 0s');

@@ -94,7 +94,10 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
         return;
       }
       if (!backendNames.has(b.name)) {
-        at([...path, 'name'], `names "${b.name}", which is neither a mesh service nor <service>-<version> of one (backends: ${backendList.join(', ') || 'none'})${didYouMean(b.name, backendList)}`);
+        at(
+          [...path, 'name'],
+          `names "${b.name}", which is neither a mesh service nor <service>-<version> of one (backends: ${backendList.join(', ') || 'none'})${didYouMean(b.name, backendList)}`,
+        );
       }
     };
 
@@ -110,21 +113,30 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
       }
       const service = services.get(p.name);
       if (!service) {
-        at([...path, 'name'], `names service "${p.name}", which is not in the mesh (services: ${serviceNames.join(', ') || 'none'})${didYouMean(p.name, serviceNames)}`);
+        at(
+          [...path, 'name'],
+          `names service "${p.name}", which is not in the mesh (services: ${serviceNames.join(', ') || 'none'})${didYouMean(p.name, serviceNames)}`,
+        );
         continue;
       }
       const protocol = service.protocol ?? MESH_DEFAULTS.protocol;
       // HTTP routes also apply to a service whose protocol is detected; a TCPRoute needs a declared tcp.
       if (wantProtocol === 'tcp' ? protocol !== 'tcp' : protocol === 'tcp') {
-        at([...path, 'name'], kind === 'TCPRoute'
-          ? `names service "${p.name}", whose protocol is ${protocol === 'detect' ? 'not declared (detected per connection); declare protocol: tcp to give it a TCPRoute' : `${protocol}; a TCPRoute only applies to tcp services (use an HTTPRoute)`}`
-          : `names service "${p.name}", whose protocol is tcp; an ${kind} only applies to http services`);
+        at(
+          [...path, 'name'],
+          kind === 'TCPRoute'
+            ? `names service "${p.name}", whose protocol is ${protocol === 'detect' ? 'not declared (detected per connection); declare protocol: tcp to give it a TCPRoute' : `${protocol}; a TCPRoute only applies to tcp services (use an HTTPRoute)`}`
+            : `names service "${p.name}", whose protocol is tcp; an ${kind} only applies to http services`,
+        );
         continue;
       }
       if (kind === 'TCPRoute') {
         const claimed = tcpParents.get(p.name);
         if (claimed && claimed !== route) {
-          at([...path, 'name'], `service "${p.name}" already has a TCPRoute (${claimed.resource.metadata.name} in ${claimed.doc.file}); a tcp service takes one`);
+          at(
+            [...path, 'name'],
+            `service "${p.name}" already has a TCPRoute (${claimed.resource.metadata.name} in ${claimed.doc.file}); a tcp service takes one`,
+          );
         } else {
           tcpParents.set(p.name, route);
         }
@@ -194,11 +206,18 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
       }
     };
 
-    (resource.spec.rules as readonly {
-      matches?: readonly { path?: { type?: string; value?: string }; method?: { type?: string; service?: string; method?: string } | string; headers?: readonly { type?: string; value: string }[]; queryParams?: readonly { type?: string; value: string }[] }[];
-      filters?: readonly Filter[];
-      backendRefs?: readonly { name: string; kind?: string; group?: string; weight?: number; filters?: readonly Filter[] }[];
-    }[]).forEach((rule, r) => {
+    (
+      resource.spec.rules as readonly {
+        matches?: readonly {
+          path?: { type?: string; value?: string };
+          method?: { type?: string; service?: string; method?: string } | string;
+          headers?: readonly { type?: string; value: string }[];
+          queryParams?: readonly { type?: string; value: string }[];
+        }[];
+        filters?: readonly Filter[];
+        backendRefs?: readonly { name: string; kind?: string; group?: string; weight?: number; filters?: readonly Filter[] }[];
+      }[]
+    ).forEach((rule, r) => {
       const rulePath: Segment[] = ['spec', 'rules', r];
       const refs = rule.backendRefs ?? [];
       const redirects = rule.filters?.some((f) => f.type === 'RequestRedirect') ?? false;

@@ -129,7 +129,9 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
     const first = meshDocs[0]!;
     const where = first.locate(['kind']);
     for (const doc of meshDocs.slice(1)) {
-      problems.push(problemAt(doc, ['kind'], `a second Mesh resource; there must be exactly one, and the first is in ${first.file}${where ? `:${where.line}` : ''}`));
+      problems.push(
+        problemAt(doc, ['kind'], `a second Mesh resource; there must be exactly one, and the first is in ${first.file}${where ? `:${where.line}` : ''}`),
+      );
     }
   } else if (meshDocs.length === 0 && problems.length === 0) {
     problems.push({
@@ -177,9 +179,17 @@ function classify(doc: SourceDocument): string | Problem {
   }
   const known = Object.values(RESOURCE_KINDS).find((k) => k.kind === kind);
   if (known) {
-    return problemAt(doc, ['apiVersion'], `${label}${name}: kind ${known.kind} needs apiVersion ${known.apiVersion} (got ${JSON.stringify(apiVersion ?? null)})`);
+    return problemAt(
+      doc,
+      ['apiVersion'],
+      `${label}${name}: kind ${known.kind} needs apiVersion ${known.apiVersion} (got ${JSON.stringify(apiVersion ?? null)})`,
+    );
   }
-  return problemAt(doc, ['kind'], `${label}${name}: unknown kind ${JSON.stringify(kind ?? null)} (apiVersion ${JSON.stringify(apiVersion ?? null)}); Trellis reads ${KNOWN_KINDS}`);
+  return problemAt(
+    doc,
+    ['kind'],
+    `${label}${name}: unknown kind ${JSON.stringify(kind ?? null)} (apiVersion ${JSON.stringify(apiVersion ?? null)}); Trellis reads ${KNOWN_KINDS}`,
+  );
 }
 
 /** Appends a Mesh's includes (relative to its file) to the queue; problems for the missing ones. */

@@ -19,10 +19,7 @@ export type NormalizedHealth = {
   timeoutMs: number;
   healthyThreshold: number;
   unhealthyThreshold: number;
-} & (
-  | { type: 'http'; path: string; /** Undefined: any 2xx is healthy. */ status?: number }
-  | { type: 'tcp' }
-);
+} & ({ type: 'http'; path: string /** Undefined: any 2xx is healthy. */; status?: number } | { type: 'tcp' });
 
 /** One version of a service; command and env already merged over the service's. */
 export interface NormalizedVersion {
@@ -112,7 +109,10 @@ function normalizeService(s: MeshService, meshDir: string): NormalizedService {
     optional: s.optional ?? false,
     upstreams: (s.upstreams ?? []).map((u) => (typeof u === 'string' ? { service: u } : { ...u })),
     health: normalizeHealth(s.health),
-    ...optional('upgrades', s.upgrades?.map((p) => p.toLowerCase())),
+    ...optional(
+      'upgrades',
+      s.upgrades?.map((p) => p.toLowerCase()),
+    ),
     versions,
   };
 }

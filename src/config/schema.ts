@@ -16,13 +16,28 @@
 // ("must be <description>"), so write them as noun phrases.
 export { DnsLabel, GATEWAY_API_ALPHA_VERSION, GATEWAY_API_VERSION, GATEWAY_X_API_VERSION, TRELLIS_API_VERSION, type Metadata } from './schema/common.js';
 export {
-  MESH_DEFAULTS, MeshSchema,
-  type AccessLogSpec, type HealthCheck, type MeshResource, type MeshService, type MeshSpec, type ProxyLimitsSpec, type ServiceVersion, type Upstream,
+  MESH_DEFAULTS,
+  MeshSchema,
+  type AccessLogSpec,
+  type HealthCheck,
+  type MeshResource,
+  type MeshService,
+  type MeshSpec,
+  type ProxyLimitsSpec,
+  type ServiceVersion,
+  type Upstream,
 } from './schema/mesh.js';
 export type { BackendRef, HeaderMatch, ParentRef } from './schema/route-common.js';
 export {
   HTTPRouteSchema,
-  type HTTPMethod, type HTTPRouteFilter, type HTTPRouteMatch, type HTTPRouteResource, type HTTPRouteRule, type HTTPRouteSpec, type PathMatch, type QueryParamMatch,
+  type HTTPMethod,
+  type HTTPRouteFilter,
+  type HTTPRouteMatch,
+  type HTTPRouteResource,
+  type HTTPRouteRule,
+  type HTTPRouteSpec,
+  type PathMatch,
+  type QueryParamMatch,
 } from './schema/http-route.js';
 export { GRPCRouteSchema, type GRPCRouteResource } from './schema/grpc-route.js';
 export { TCPRouteSchema, type TCPRouteResource } from './schema/tcp-route.js';

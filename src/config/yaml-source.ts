@@ -79,12 +79,7 @@ export function parseYamlFile(file: string, text: string): ParsedFile {
 }
 
 /** A problem at a field path of a document, with its line and column when known. */
-export function problemAt(
-  doc: SourceDocument,
-  path: readonly Segment[],
-  message: string,
-  at: 'key' | 'value' = 'value',
-): Problem {
+export function problemAt(doc: SourceDocument, path: readonly Segment[], message: string, at: 'key' | 'value' = 'value'): Problem {
   return { file: doc.file, path: fieldPath(path), message, ...doc.locate(path, at) };
 }
 
@@ -97,9 +92,9 @@ function findRange(root: Node | null, path: readonly Segment[], at: 'key' | 'val
     if (isMap(node)) {
       const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
       if (!pair) break;
-      const keyRange = isScalar(pair.key) ? pair.key.range ?? undefined : undefined;
+      const keyRange = isScalar(pair.key) ? (pair.key.range ?? undefined) : undefined;
       const valueRange = (pair.value as Node | null)?.range ?? undefined;
-      best = last && at === 'key' ? keyRange ?? valueRange : valueRange ?? keyRange ?? best;
+      best = last && at === 'key' ? (keyRange ?? valueRange) : (valueRange ?? keyRange ?? best);
       node = pair.value;
     } else if (isSeq(node) && typeof segment === 'number') {
       const item = node.items[segment] as Node | undefined;

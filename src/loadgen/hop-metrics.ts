@@ -47,8 +47,12 @@ export const APP_CPU_METRIC = 'trellis_proxy_app_cpu_seconds_total';
 const TCP_OPENED_METRIC = 'trellis_tcp_connections_total';
 const TCP_ACTIVE_METRIC = 'trellis_tcp_connections_active';
 const WANTED = new Set([
-  'trellis_http_request_duration_seconds_sum', 'trellis_http_request_duration_seconds_count', PROXY_CPU_METRIC, APP_CPU_METRIC,
-  TCP_OPENED_METRIC, TCP_ACTIVE_METRIC,
+  'trellis_http_request_duration_seconds_sum',
+  'trellis_http_request_duration_seconds_count',
+  PROXY_CPU_METRIC,
+  APP_CPU_METRIC,
+  TCP_OPENED_METRIC,
+  TCP_ACTIVE_METRIC,
 ]);
 
 /** Reads one proxy's /metrics text into its counters. */
@@ -106,13 +110,17 @@ export function countersDelta(before: MeshCounters, after: MeshCounters): MeshCo
   const proxies = after.proxies.map((a): ProxyCounters => {
     const b = prior.get(a.proxyId);
     const bHttp = new Map((b?.http ?? []).map((h) => [`${h.direction}\0${h.destination}\0${h.status}`, h]));
-    const http = a.http.map((h) => {
-      const o = bHttp.get(`${h.direction}\0${h.destination}\0${h.status}`);
-      const reset = o !== undefined && h.count < o.count;
-      return { ...h, count: o && !reset ? h.count - o.count : h.count, sum: o && !reset ? Math.max(0, h.sum - o.sum) : h.sum };
-    }).filter((h) => h.count > 0);
+    const http = a.http
+      .map((h) => {
+        const o = bHttp.get(`${h.direction}\0${h.destination}\0${h.status}`);
+        const reset = o !== undefined && h.count < o.count;
+        return { ...h, count: o && !reset ? h.count - o.count : h.count, sum: o && !reset ? Math.max(0, h.sum - o.sum) : h.sum };
+      })
+      .filter((h) => h.count > 0);
     return {
-      proxyId: a.proxyId, service: a.service, http,
+      proxyId: a.proxyId,
+      service: a.service,
+      http,
       cpuSeconds: increase(b?.cpuSeconds, a.cpuSeconds),
       appCpuSeconds: increase(b?.appCpuSeconds, a.appCpuSeconds),
       tcpOpened: increase(b?.tcpOpened, a.tcpOpened),
@@ -233,7 +241,10 @@ export function hopStep(topo: HopTopology, delta: MeshCounters, seconds: number,
       if (hop) services.push(hop);
       continue;
     }
-    let inSum = 0, inCount = 0, inErrors = 0, outSum = 0;
+    let inSum = 0,
+      inCount = 0,
+      inErrors = 0,
+      outSum = 0;
     let cpu: number | undefined, appCpu: number | undefined;
     let peak: ServiceHop['peak'];
     const consider = (process: 'app' | 'sidecar', proxyId: string, cpuSeconds: number | undefined): void => {
@@ -273,8 +284,15 @@ export function hopStep(topo: HopTopology, delta: MeshCounters, seconds: number,
   if (fromEntry && e2eMs !== undefined && targetInboundMs !== undefined) {
     const insideMs = Math.max(0, e2eMs - targetInboundMs);
     services.push({
-      service: topo.entry, role: 'entry', requests: e2eCount, insideMs, share: e2eMs > 0 ? insideMs / e2eMs : undefined,
-      errorRate: e2eErrors / e2eCount, sidecarCores: entryCpu !== undefined ? entryCpu / seconds : undefined, appCores: undefined, peak: entryPeak,
+      service: topo.entry,
+      role: 'entry',
+      requests: e2eCount,
+      insideMs,
+      share: e2eMs > 0 ? insideMs / e2eMs : undefined,
+      errorRate: e2eErrors / e2eCount,
+      sidecarCores: entryCpu !== undefined ? entryCpu / seconds : undefined,
+      appCores: undefined,
+      peak: entryPeak,
     });
   }
   services.sort((a, b) => b.insideMs - a.insideMs || (a.service < b.service ? -1 : 1));
@@ -283,13 +301,17 @@ export function hopStep(topo: HopTopology, delta: MeshCounters, seconds: number,
 
 /** The hop of a raw TCP service, when its sidecars had connections in the step. */
 function tcpHop(service: string, proxies: readonly ProxyCounters[], seconds: number): ServiceHop | undefined {
-  let opened = 0, active = 0;
+  let opened = 0,
+    active = 0;
   let cpu: number | undefined, appCpu: number | undefined;
   let peak: ServiceHop['peak'];
   for (const p of proxies) {
     opened += p.tcpOpened ?? 0;
     active += p.tcpActive ?? 0;
-    for (const [process, c] of [['sidecar', p.cpuSeconds], ['app', p.appCpuSeconds]] as const) {
+    for (const [process, c] of [
+      ['sidecar', p.cpuSeconds],
+      ['app', p.appCpuSeconds],
+    ] as const) {
       if (c === undefined || !(seconds > 0)) continue;
       if (!peak || c / seconds > peak.cores) peak = { process, proxyId: p.proxyId, cores: c / seconds };
     }
@@ -298,7 +320,12 @@ function tcpHop(service: string, proxies: readonly ProxyCounters[], seconds: num
   }
   if (opened === 0 && active === 0) return undefined;
   return {
-    service, role: 'tcp', requests: Math.max(opened, active), insideMs: 0, share: undefined, errorRate: 0,
+    service,
+    role: 'tcp',
+    requests: Math.max(opened, active),
+    insideMs: 0,
+    share: undefined,
+    errorRate: 0,
     sidecarCores: cpu !== undefined && seconds > 0 ? cpu / seconds : undefined,
     appCores: appCpu !== undefined && seconds > 0 ? appCpu / seconds : undefined,
     peak,
@@ -386,12 +413,16 @@ export function nameBottleneck(steps: readonly RatedHopStep[], topo: HopTopology
 
   // 1. errors, deepest first
   const upstreamsOf = new Map(topo.services.map((s) => [s.name, s.upstreams]));
-  const callees = (h: ServiceHop): readonly string[] => (h.role === 'entry' ? [topo.target] : upstreamsOf.get(h.service) ?? []);
+  const callees = (h: ServiceHop): readonly string[] => (h.role === 'entry' ? [topo.target] : (upstreamsOf.get(h.service) ?? []));
   const erring = knee.hops.services.filter((h) => h.errorRate >= ERROR_MARK);
-  const deepest = erring.filter((h) => !callees(h).some((u) => erring.some((e) => e.role === 'service' && e.service === u)))
+  const deepest = erring
+    .filter((h) => !callees(h).some((u) => erring.some((e) => e.role === 'service' && e.service === u)))
     .sort((a, b) => b.errorRate - a.errorRate)[0];
   if (deepest) {
-    return result(deepest, `${pct(deepest.errorRate)} of its requests failed at ${rateText(knee.rate)} req/s (time inside ${msText(deepest.insideMs)}${shareText(deepest)}${tail(deepest)})`);
+    return result(
+      deepest,
+      `${pct(deepest.errorRate)} of its requests failed at ${rateText(knee.rate)} req/s (time inside ${msText(deepest.insideMs)}${shareText(deepest)}${tail(deepest)})`,
+    );
   }
 
   // 3. growth of time inside, computed first so 2 can defer to it
@@ -404,7 +435,9 @@ export function nameBottleneck(steps: readonly RatedHopStep[], topo: HopTopology
     }
     return best;
   };
-  const growth = knee.hops.services.filter((h) => h.role !== 'tcp').map((h) => ({ h, base: baseline(h) }))
+  const growth = knee.hops.services
+    .filter((h) => h.role !== 'tcp')
+    .map((h) => ({ h, base: baseline(h) }))
     .map((g) => ({ ...g, grew: g.h.insideMs - (g.base?.ms ?? 0) }))
     .sort((a, b) => b.grew - a.grew);
   const top = growth[0];
@@ -413,19 +446,22 @@ export function nameBottleneck(steps: readonly RatedHopStep[], topo: HopTopology
   const busiest = knee.hops.services.filter((h) => h.peak !== undefined).sort((a, b) => b.peak!.cores - a.peak!.cores)[0];
   const grewBy = (h: ServiceHop): number => growth.find((g) => g.h === h)?.grew ?? 0;
   // A TCP service's wait shows as its callers' time inside, so a caller's growth is its.
-  const explains = (h: ServiceHop): boolean => !top || top.h === h || top.grew < 2 * Math.max(0, grewBy(h)) ||
-    (h.role === 'tcp' && (upstreamsOf.get(top.h.service) ?? []).includes(h.service));
+  const explains = (h: ServiceHop): boolean =>
+    !top || top.h === h || top.grew < 2 * Math.max(0, grewBy(h)) || (h.role === 'tcp' && (upstreamsOf.get(top.h.service) ?? []).includes(h.service));
   if (busiest && busiest.peak!.cores >= SATURATED_CORES && explains(busiest)) {
     const p = busiest.peak!;
-    const detail = busiest.role === 'tcp'
-      ? `${busiest.requests} connections; its callers' time inside includes waiting on it`
-      : `time inside ${msText(busiest.insideMs)}${shareText(busiest)}`;
+    const detail =
+      busiest.role === 'tcp'
+        ? `${busiest.requests} connections; its callers' time inside includes waiting on it`
+        : `time inside ${msText(busiest.insideMs)}${shareText(busiest)}`;
     return result(busiest, `its ${p.process} (${p.proxyId}) ran at ${coresText(p.cores)} cores at ${rateText(knee.rate)} req/s (${detail})`);
   }
 
   if (!top) return undefined;
-  const from = !top.base ? '' : top.grew > 0
-    ? `, up from ${msText(top.base.ms)} at ${rateText(top.base.rate)} req/s`
-    : `, no more than the ${msText(top.base.ms)} at ${rateText(top.base.rate)} req/s: the knee shows in no service's own time`;
+  const from = !top.base
+    ? ''
+    : top.grew > 0
+      ? `, up from ${msText(top.base.ms)} at ${rateText(top.base.rate)} req/s`
+      : `, no more than the ${msText(top.base.ms)} at ${rateText(top.base.rate)} req/s: the knee shows in no service's own time`;
   return result(top.h, `time inside ${msText(top.h.insideMs)} per request at ${rateText(knee.rate)} req/s${shareText(top.h)}${from}${tail(top.h)}`);
 }

@@ -55,15 +55,17 @@ export interface ProxyMetricsText {
  */
 export async function readProxyMetrics(control: string): Promise<ProxyMetricsText[]> {
   const { proxies } = (await fetchJson(`${control.replace(/\/+$/, '')}/v1/proxies`)) as { proxies: ProxyEntry[] };
-  const read = await Promise.all(proxies.map(async (p): Promise<ProxyMetricsText | undefined> => {
-    const url = p.admin ? adminUrl(p.admin) : undefined;
-    if (!url) return undefined;
-    try {
-      return { id: p.id, service: p.service, text: await fetchText(url) };
-    } catch {
-      return undefined;
-    }
-  }));
+  const read = await Promise.all(
+    proxies.map(async (p): Promise<ProxyMetricsText | undefined> => {
+      const url = p.admin ? adminUrl(p.admin) : undefined;
+      if (!url) return undefined;
+      try {
+        return { id: p.id, service: p.service, text: await fetchText(url) };
+      } catch {
+        return undefined;
+      }
+    }),
+  );
   return read.filter((p): p is ProxyMetricsText => p !== undefined);
 }
 
@@ -76,7 +78,9 @@ export async function openMeshProbe(control: string, target: string, from: strin
   const { services } = (await fetchJson(`${base}/v1/services`)) as { services: ServiceEntry[] };
   const topology: HopTopology = {
     services: services.map((s) => ({
-      name: s.name, upstreams: (s.upstreams ?? []).map((u) => u.service), protocol: s.protocol === 'tcp' ? 'tcp' as const : 'http' as const,
+      name: s.name,
+      upstreams: (s.upstreams ?? []).map((u) => u.service),
+      protocol: s.protocol === 'tcp' ? ('tcp' as const) : ('http' as const),
     })),
     target,
     entry: from ?? INGRESS_PROXY,

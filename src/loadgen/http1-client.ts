@@ -67,7 +67,10 @@ export class ResponseReader {
         const colon = line.indexOf(':');
         if (colon < 0) continue;
         const name = line.slice(0, colon).trim().toLowerCase();
-        const value = line.slice(colon + 1).trim().toLowerCase();
+        const value = line
+          .slice(colon + 1)
+          .trim()
+          .toLowerCase();
         if (name === 'content-length') {
           if (!/^\d+$/.test(value)) throw new ResponseProtocolError(`bad Content-Length "${value}"`);
           if (length !== 'chunked') length = Number(value);
@@ -166,10 +169,7 @@ export class Http1Transport implements Transport {
   }
 
   async open(): Promise<void> {
-    await Promise.race([
-      Promise.all(this.#conns.map((c) => this.#connect(c))),
-      new Promise((r) => setTimeout(r, this.#timeoutMs).unref()),
-    ]);
+    await Promise.race([Promise.all(this.#conns.map((c) => this.#connect(c))), new Promise((r) => setTimeout(r, this.#timeoutMs).unref())]);
   }
 
   get unavailable(): 'connect' | 'reset' | 'protocol' | undefined {

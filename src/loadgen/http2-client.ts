@@ -82,10 +82,12 @@ export class Http2Transport implements Transport {
     stream.on('response', (h) => {
       status = Number(h[':status']);
     });
-    stream.on('end', () => settle(() => {
-      this.#served++;
-      this.#events.response(i, status);
-    }));
+    stream.on('end', () =>
+      settle(() => {
+        this.#served++;
+        this.#events.response(i, status);
+      }),
+    );
     let protocolError = false;
     stream.on('error', (err: Error & { code?: string }) => {
       if (err.code === 'ERR_HTTP2_ERROR') protocolError = true; // e.g. the peer does not speak HTTP/2

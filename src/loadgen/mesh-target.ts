@@ -140,13 +140,17 @@ export async function resolveServiceTarget(o: ResolveOptions): Promise<ResolvedT
   };
   const configOf = async (p: ProxyEntry, admin: HostPort): Promise<ProxyConfig> => {
     if (!isLoopbackHost(admin.host) && admin.host !== '0.0.0.0' && admin.host !== '::') {
-      throw new TrellisError('TRELLIS_E_USAGE', { reason: `the proxy ${p.id} is not on this machine (admin ${admin.host}:${admin.port}); trellis load only sends load on loopback` });
+      throw new TrellisError('TRELLIS_E_USAGE', {
+        reason: `the proxy ${p.id} is not on this machine (admin ${admin.host}:${admin.port}); trellis load only sends load on loopback`,
+      });
     }
     const url = urlOf(admin, '/config');
     try {
       return (await getJson(url)) as ProxyConfig;
     } catch (err) {
-      throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `cannot read the config of proxy ${p.id} at ${url}: ${fetchFailure(err)}; is it running? (\`trellis status\`)` });
+      throw new TrellisError('TRELLIS_E_NOT_FOUND', {
+        reason: `cannot read the config of proxy ${p.id} at ${url}: ${fetchFailure(err)}; is it running? (\`trellis status\`)`,
+      });
     }
   };
 
@@ -156,7 +160,8 @@ export async function resolveServiceTarget(o: ResolveOptions): Promise<ResolvedT
     const declared = from.upstreams ?? [];
     if (!declared.some((u) => u.service === o.service)) {
       throw new TrellisError('TRELLIS_E_USAGE', {
-        reason: `${o.from} does not call ${o.service} (it is not in ${o.from}'s upstreams), so ${o.from}'s sidecar has no route to it; ` +
+        reason:
+          `${o.from} does not call ${o.service} (it is not in ${o.from}'s upstreams), so ${o.from}'s sidecar has no route to it; ` +
           `pick a --from service that calls ${o.service}${callers(services, o.service)}, or add ${o.service} to ${o.from}'s upstreams in the mesh file`,
       });
     }
@@ -174,11 +179,19 @@ export async function resolveServiceTarget(o: ResolveOptions): Promise<ResolvedT
     const cfg = await configOf(sidecar, admin);
     const listener = hostPort(cfg.addresses?.upstreams?.[o.service]);
     if (listener) {
-      return { url: urlOf(listener, o.path), headers: [], via: `${o.service} via ${o.from}'s sidecar ${sidecar.id}, outbound listener ${listener.host}:${listener.port}` };
+      return {
+        url: urlOf(listener, o.path),
+        headers: [],
+        via: `${o.service} via ${o.from}'s sidecar ${sidecar.id}, outbound listener ${listener.host}:${listener.port}`,
+      };
     }
     const httpProxy = hostPort(cfg.addresses?.httpProxy);
     if (httpProxy) {
-      return { url: urlOf(httpProxy, o.path), headers: [['Host', o.service]], via: `${o.service} via ${o.from}'s sidecar ${sidecar.id}, HTTP proxy listener ${httpProxy.host}:${httpProxy.port}` };
+      return {
+        url: urlOf(httpProxy, o.path),
+        headers: [['Host', o.service]],
+        via: `${o.service} via ${o.from}'s sidecar ${sidecar.id}, HTTP proxy listener ${httpProxy.host}:${httpProxy.port}`,
+      };
     }
     throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `${sidecar.id} has no listener for ${o.service} (no upstream listener, no HTTP proxy listener)` });
   }
@@ -190,7 +203,9 @@ export async function resolveServiceTarget(o: ResolveOptions): Promise<ResolvedT
   }
   const ingress = proxies.find((p) => p.id === INGRESS_PROXY || (p.kind === 'gateway' && p.service === INGRESS_PROXY));
   if (!ingress) {
-    throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `${o.service} is public but no ingress proxy (${INGRESS_PROXY}) is connected to ${control}; is the mesh up? (\`trellis status\`)` });
+    throw new TrellisError('TRELLIS_E_NOT_FOUND', {
+      reason: `${o.service} is public but no ingress proxy (${INGRESS_PROXY}) is connected to ${control}; is the mesh up? (\`trellis status\`)`,
+    });
   }
   const admin = await adminOf(ingress);
   if (!admin) {

@@ -92,17 +92,23 @@ export function formatResult(r: LoadResult, via?: string): string {
   const lat = r.latencyUs;
   const lines: string[] = [];
   lines.push(`${r.method} ${r.url}${via ? ` (${via})` : ''}`);
-  lines.push(`${r.protocol === 'h2' ? 'HTTP/2 (h2c)' : 'HTTP/1.1'}, ${r.connections} ${r.protocol === 'h2' ? 'streams' : 'connections'}, ${(r.elapsedMs / 1000).toFixed(1)}s measured${r.warmupMs > 0 ? ` after ${(r.warmupMs / 1000).toFixed(1)}s warm-up` : ''}${r.interrupted ? ' (interrupted)' : ''}`);
+  lines.push(
+    `${r.protocol === 'h2' ? 'HTTP/2 (h2c)' : 'HTTP/1.1'}, ${r.connections} ${r.protocol === 'h2' ? 'streams' : 'connections'}, ${(r.elapsedMs / 1000).toFixed(1)}s measured${r.warmupMs > 0 ? ` after ${(r.warmupMs / 1000).toFixed(1)}s warm-up` : ''}${r.interrupted ? ' (interrupted)' : ''}`,
+  );
   lines.push('');
   lines.push(`  rate      ${rate(r.rate)} req/s asked, ${rate(r.achievedRps)} req/s achieved`);
   lines.push(`  requests  ${r.scheduled} scheduled, ${r.sent} sent, ${r.completed} completed`);
   if (lat.count > 0) {
-    lines.push(`  latency   p50 ${formatMs(lat.p50)}  p90 ${formatMs(lat.p90)}  p99 ${formatMs(lat.p99)}  p99.9 ${formatMs(lat.p999)}  max ${formatMs(lat.max)}`);
+    lines.push(
+      `  latency   p50 ${formatMs(lat.p50)}  p90 ${formatMs(lat.p90)}  p99 ${formatMs(lat.p99)}  p99.9 ${formatMs(lat.p999)}  max ${formatMs(lat.max)}`,
+    );
     lines.push(`            (from each request's intended send time; the client's own send lag p99 ${formatMs(r.sendLagUs.p99)})`);
   } else {
     lines.push('  latency   - (no request completed)');
   }
-  const statuses = Object.entries(r.statuses).map(([s, n]) => `${s}: ${n}`).join(', ');
+  const statuses = Object.entries(r.statuses)
+    .map(([s, n]) => `${s}: ${n}`)
+    .join(', ');
   if (statuses) lines.push(`  statuses  ${statuses}`);
   const e = r.errors;
   if (e.total === 0) {
@@ -114,10 +120,14 @@ export function formatResult(r: LoadResult, via?: string): string {
     lines.push(`  errors    ${e.total} (${parts.join(', ')})`);
   }
   if (r.queueWaitUs.max > 10_000) {
-    lines.push(`  note      every ${r.protocol === 'h2' ? 'stream slot' : 'connection'} was busy at times: up to ${r.peakQueued} requests waited for one, for up to ${formatMs(r.queueWaitUs.max)}; that wait is in the latencies (the target stalled, or --connections is too low for this rate)`);
+    lines.push(
+      `  note      every ${r.protocol === 'h2' ? 'stream slot' : 'connection'} was busy at times: up to ${r.peakQueued} requests waited for one, for up to ${formatMs(r.queueWaitUs.max)}; that wait is in the latencies (the target stalled, or --connections is too low for this rate)`,
+    );
   }
   if (r.schedulerLagUs.count > 0 && r.schedulerLagUs.p99 > 2_000) {
-    lines.push(`  warning   the client's own timers ran late (scheduler lag p99 ${formatMs(r.schedulerLagUs.p99)}): this machine is saturated, and latencies include that`);
+    lines.push(
+      `  warning   the client's own timers ran late (scheduler lag p99 ${formatMs(r.schedulerLagUs.p99)}): this machine is saturated, and latencies include that`,
+    );
   }
   if (r.completed > 0 && r.achievedRps < 0.95 * r.rate && !r.interrupted) {
     lines.push(`  warning   achieved ${rate(r.achievedRps)} of ${rate(r.rate)} req/s asked: the target (or the client) could not keep up`);

@@ -79,7 +79,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   positive('duration', o.durationMs);
   positive('connections', o.connections, true);
   positive('timeout', o.timeoutMs);
-  if (!Number.isFinite(o.warmupMs) || o.warmupMs < 0) throw new TrellisError('TRELLIS_E_USAGE', { reason: `load: warm-up must be 0 or more, got ${o.warmupMs}` });
+  if (!Number.isFinite(o.warmupMs) || o.warmupMs < 0)
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `load: warm-up must be 0 or more, got ${o.warmupMs}` });
   const spec: RequestSpec = { method: o.method ?? 'GET', headers: o.headers ?? [], body: o.body ?? Buffer.alloc(0) };
   checkRequestSpec(spec);
 
@@ -215,16 +216,19 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
 
   // Timeouts: a request in flight too long is given up (HTTP/1.1: with its connection,
   // which is replaced), and so is one that waited in the queue too long.
-  const watchdog = setInterval(() => {
-    const limit = clock.now() - o.timeoutMs;
-    for (const [i, sentAt] of inflight) {
-      if (sentAt > limit) break; // send order: the rest are younger
-      inflight.delete(i);
-      transport.cancel(i);
-      settle(i, undefined, 'timeout');
-    }
-    expireQueue(false);
-  }, Math.min(100, Math.max(10, o.timeoutMs / 10)));
+  const watchdog = setInterval(
+    () => {
+      const limit = clock.now() - o.timeoutMs;
+      for (const [i, sentAt] of inflight) {
+        if (sentAt > limit) break; // send order: the rest are younger
+        inflight.delete(i);
+        transport.cancel(i);
+        settle(i, undefined, 'timeout');
+      }
+      expireQueue(false);
+    },
+    Math.min(100, Math.max(10, o.timeoutMs / 10)),
+  );
 
   let phase: LoadProgress['phase'] = 'warmup';
   let lastProgress = { at: 0, completed: 0 };

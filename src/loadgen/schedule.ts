@@ -113,7 +113,9 @@ export class Clock implements ScheduleClock {
         if (j >= plan.total) finish();
       });
       ticker.once('error', finish);
-      ticker.once('exit', () => finish(posted >= plan.total || stopped ? undefined : new TrellisError('TRELLIS_E_LOAD_SCHEDULE', { reason: 'the ticker thread stopped early' })));
+      ticker.once('exit', () =>
+        finish(posted >= plan.total || stopped ? undefined : new TrellisError('TRELLIS_E_LOAD_SCHEDULE', { reason: 'the ticker thread stopped early' })),
+      );
     });
     return {
       done,

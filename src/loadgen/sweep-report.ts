@@ -40,7 +40,16 @@ export function verdictText(s: SweepStep): string {
   return s.ok ? 'ok' : `over SLO (${s.reasons.join(', ')})`;
 }
 
-const COLUMNS: readonly [string, number][] = [['step', 4], ['phase', 11], ['asked/s', 8], ['achieved/s', 10], ['p50', 9], ['p99', 9], ['p99.9', 9], ['errors', 7]];
+const COLUMNS: readonly [string, number][] = [
+  ['step', 4],
+  ['phase', 11],
+  ['asked/s', 8],
+  ['achieved/s', 10],
+  ['p50', 9],
+  ['p99', 9],
+  ['p99.9', 9],
+  ['errors', 7],
+];
 
 /** The table's header line. */
 export function formatStepHeader(): string {
@@ -51,8 +60,13 @@ export function formatStepHeader(): string {
 export function formatStepRow(s: SweepStep): string {
   const m = s.measure;
   const cells = [
-    String(s.step), s.phase, rateText(s.rate), rateText(m.achievedRps),
-    latencyText(m.latencyUs.p50, m.latencyUs.count), latencyText(m.latencyUs.p99, m.latencyUs.count), latencyText(m.latencyUs.p999, m.latencyUs.count),
+    String(s.step),
+    s.phase,
+    rateText(s.rate),
+    rateText(m.achievedRps),
+    latencyText(m.latencyUs.p50, m.latencyUs.count),
+    latencyText(m.latencyUs.p99, m.latencyUs.count),
+    latencyText(m.latencyUs.p999, m.latencyUs.count),
     pctText(errorShare(s), 2),
   ];
   return `${cells.map((c, i) => (i === 1 ? c.padEnd(COLUMNS[i]![1]) : c.padStart(COLUMNS[i]![1]))).join('  ')}  ${verdictText(s)}\n`;
@@ -83,7 +97,10 @@ export function formatSweepSummary(r: SweepResult, slo: Slo, maxRate: number): s
     const capped = r.stoppedBy === 'max-rate' && r.saturation >= maxRate;
     return `saturation: ${capped ? `not reached up to --max-rate ${rateText(maxRate)} req/s` : `not reached; ≥ ${rateText(r.saturation)} req/s`} (${meeting}${capped ? '' : `; ${STOPPED[r.stoppedBy]}`})\n`;
   }
-  const between = r.stoppedBy === 'precision' ? '' : `\n            ${STOPPED[r.stoppedBy]}: the knee lies between ${rateText(r.saturation)} and ${rateText(r.firstBad)} req/s`;
+  const between =
+    r.stoppedBy === 'precision'
+      ? ''
+      : `\n            ${STOPPED[r.stoppedBy]}: the knee lies between ${rateText(r.saturation)} and ${rateText(r.firstBad)} req/s`;
   return `saturation: ~${rateText(r.saturation)} req/s (${meeting})${between}\n`;
 }
 
@@ -106,11 +123,14 @@ function shareText(share: number | undefined): string {
 export function formatHopLine(h: HopStep): string {
   if (h.services.length === 0) return '        hops: no inbound requests seen at any sidecar\n';
   const [slowest, ...rest] = h.services;
-  const one = (x: ServiceHop): string => x.role === 'tcp'
-    ? `${hopName(x)} (${x.requests} connections${cpuText(x) ? `, ${cpuText(x)}` : ''})`
-    : `${hopName(x)} ${msText(x.insideMs)} (${shareText(x.share)}${x.errorRate > 0 ? `, ${(x.errorRate * 100).toFixed(1)}% errors` : ''}${cpuText(x) ? `, ${cpuText(x)}` : ''})`;
-  const waited = h.clientMs !== undefined && h.e2eMs !== undefined && h.clientMs - h.e2eMs >= 1
-    ? `; the client waited ${msText(h.clientMs - h.e2eMs)} per request before the mesh (every connection busy, or the client's own CPU)` : '';
+  const one = (x: ServiceHop): string =>
+    x.role === 'tcp'
+      ? `${hopName(x)} (${x.requests} connections${cpuText(x) ? `, ${cpuText(x)}` : ''})`
+      : `${hopName(x)} ${msText(x.insideMs)} (${shareText(x.share)}${x.errorRate > 0 ? `, ${(x.errorRate * 100).toFixed(1)}% errors` : ''}${cpuText(x) ? `, ${cpuText(x)}` : ''})`;
+  const waited =
+    h.clientMs !== undefined && h.e2eMs !== undefined && h.clientMs - h.e2eMs >= 1
+      ? `; the client waited ${msText(h.clientMs - h.e2eMs)} per request before the mesh (every connection busy, or the client's own CPU)`
+      : '';
   const machine = h.machine ? `; machine ${coresText(h.machine.busyCores)} of ${h.machine.cores} cores busy (client ${coresText(h.machine.clientCores)})` : '';
   return `        slowest hop: ${one(slowest!)}${rest.length > 0 ? `; then ${rest.map(one).join('; ')}` : ''}${waited}${machine}\n`;
 }
@@ -122,33 +142,44 @@ export function formatBottleneck(hops: SweepHops): string {
   const knee = hops.steps.get(b.step);
   // Requests waiting in the client for a free connection never reach the mesh's counters.
   const clientWait = knee?.clientMs !== undefined && knee.e2eMs !== undefined ? knee.clientMs - knee.e2eMs : 0;
-  const waitNote = knee && clientWait > knee.e2eMs! && clientWait >= 1
-    ? `\n            (at ${rateText(b.rate)} req/s the client waited ${msText(clientWait)} per request before the mesh, more than the mesh took (every connection busy, or the client's own CPU); raise --connections to tell the mesh's limit from the client's)`
-    : '';
+  const waitNote =
+    knee && clientWait > knee.e2eMs! && clientWait >= 1
+      ? `\n            (at ${rateText(b.rate)} req/s the client waited ${msText(clientWait)} per request before the mesh, more than the mesh took (every connection busy, or the client's own CPU); raise --connections to tell the mesh's limit from the client's)`
+      : '';
   const m = knee?.machine;
-  const machineNote = m && m.busyCores >= MACHINE_SATURATED * m.cores
-    ? `\n            (at ${rateText(b.rate)} req/s this machine was busy on ${coresText(m.busyCores)} of its ${m.cores} cores, ${coresText(m.clientCores)} of them the load client's: every hop and the client were short of CPU, so the knee is the machine's as much as any hop's)`
-    : '';
-  return `bottleneck: ${hopName(b)} (${b.reason})${machineNote || waitNote}${hops.appCpu ? '' : '\n            (CPU is the sidecars\' only: their apps\' CPU is not reported on this platform)'}\n`;
+  const machineNote =
+    m && m.busyCores >= MACHINE_SATURATED * m.cores
+      ? `\n            (at ${rateText(b.rate)} req/s this machine was busy on ${coresText(m.busyCores)} of its ${m.cores} cores, ${coresText(m.clientCores)} of them the load client's: every hop and the client were short of CPU, so the knee is the machine's as much as any hop's)`
+      : '';
+  return `bottleneck: ${hopName(b)} (${b.reason})${machineNote || waitNote}${hops.appCpu ? '' : "\n            (CPU is the sidecars' only: their apps' CPU is not reported on this platform)"}\n`;
 }
 
 function renderHopTable(h: HopStep): string {
-  const rows = h.services.map((x) => `<tr><td>${escapeXml(hopName(x))}</td><td>${x.requests}${x.role === 'tcp' ? ' connections' : ''}</td>` +
-    `<td>${x.role === 'tcp' ? '-' : escapeXml(msText(x.insideMs))}</td><td>${shareText(x.share)}</td>` +
-    `<td>${x.role === 'tcp' ? '-' : `${(x.errorRate * 100).toFixed(2)}%`}</td><td>${x.sidecarCores === undefined ? '-' : coresText(x.sidecarCores)}</td><td>${x.appCores === undefined ? '-' : coresText(x.appCores)}</td></tr>`);
+  const rows = h.services.map(
+    (x) =>
+      `<tr><td>${escapeXml(hopName(x))}</td><td>${x.requests}${x.role === 'tcp' ? ' connections' : ''}</td>` +
+      `<td>${x.role === 'tcp' ? '-' : escapeXml(msText(x.insideMs))}</td><td>${shareText(x.share)}</td>` +
+      `<td>${x.role === 'tcp' ? '-' : `${(x.errorRate * 100).toFixed(2)}%`}</td><td>${x.sidecarCores === undefined ? '-' : coresText(x.sidecarCores)}</td><td>${x.appCores === undefined ? '-' : coresText(x.appCores)}</td></tr>`,
+  );
   return `<table class="hops"><thead><tr><th>service</th><th>requests</th><th>time inside / req</th><th>of end-to-end</th><th>errors</th><th>sidecar cores</th><th>app cores</th></tr></thead>
 <tbody>${rows.join('')}</tbody></table>`;
 }
 
 /** The HTML section of the hops: the bottleneck and a small table per step. */
 export function renderHopsHtml(r: SweepResult, hops: SweepHops): string {
-  const parts = [`<h2>Hops</h2>`, `<p class="bottleneck">${escapeXml(formatBottleneck(hops).trim())}</p>`,
-    '<p>Time inside a service: its sidecars\' inbound request time minus their outbound time for its own calls, per inbound request; end-to-end as the entry proxy measured it. Readings cover each step\'s measured window (not its warm-up). A TCP service (a database) shows its connections and CPU; its callers\' time inside includes waiting on it.</p>'];
+  const parts = [
+    `<h2>Hops</h2>`,
+    `<p class="bottleneck">${escapeXml(formatBottleneck(hops).trim())}</p>`,
+    "<p>Time inside a service: its sidecars' inbound request time minus their outbound time for its own calls, per inbound request; end-to-end as the entry proxy measured it. Readings cover each step's measured window (not its warm-up). A TCP service (a database) shows its connections and CPU; its callers' time inside includes waiting on it.</p>",
+  ];
   for (const s of r.steps) {
     const h = hops.steps.get(s.step);
     if (!h) continue;
-    parts.push(`<h3>step ${s.step}: ${rateText(s.rate)} req/s asked${h.e2eMs !== undefined ? `, end-to-end ${escapeXml(msText(h.e2eMs))} per request` : ''}${h.clientMs !== undefined ? ` (${escapeXml(msText(h.clientMs))} at the client)` : ''}</h3>`);
-    if (h.machine) parts.push(`<p>machine: ${coresText(h.machine.busyCores)} of ${h.machine.cores} cores busy (load client ${coresText(h.machine.clientCores)})</p>`);
+    parts.push(
+      `<h3>step ${s.step}: ${rateText(s.rate)} req/s asked${h.e2eMs !== undefined ? `, end-to-end ${escapeXml(msText(h.e2eMs))} per request` : ''}${h.clientMs !== undefined ? ` (${escapeXml(msText(h.clientMs))} at the client)` : ''}</h3>`,
+    );
+    if (h.machine)
+      parts.push(`<p>machine: ${coresText(h.machine.busyCores)} of ${h.machine.cores} cores busy (load client ${coresText(h.machine.clientCores)})</p>`);
     parts.push(renderHopTable(h));
   }
   return parts.join('\n');
@@ -194,8 +225,14 @@ const SERIES = [
  * hollow. Elements carry data-* attributes so tools and tests can read the values back.
  */
 export function renderSweepSvg(r: SweepResult, slo: Slo, title = 'Latency against asked rate'): string {
-  const W = 760, H = 440, L = 70, R = 110, T = 36, B = 76;
-  const pw = W - L - R, ph = H - T - B;
+  const W = 760,
+    H = 440,
+    L = 70,
+    R = 110,
+    T = 36,
+    B = 76;
+  const pw = W - L - R,
+    ph = H - T - B;
   const steps = [...r.steps].sort((a, b) => a.rate - b.rate);
   const answered = steps.filter((s) => s.measure.latencyUs.count > 0);
   const rates = steps.map((s) => s.rate);
@@ -231,29 +268,42 @@ export function renderSweepSvg(r: SweepResult, slo: Slo, title = 'Latency agains
   out.push(`<text transform="translate(16 ${T + ph / 2}) rotate(-90)" text-anchor="middle" fill="#212529">latency (log scale)</text>`);
   // the SLO
   const sy = f(y(slo.p99Ms));
-  out.push(`<line class="slo" data-p99-ms="${slo.p99Ms}" x1="${L}" x2="${L + pw}" y1="${sy}" y2="${sy}" stroke="#e03131" stroke-width="1.5" stroke-dasharray="6 4"/>`);
+  out.push(
+    `<line class="slo" data-p99-ms="${slo.p99Ms}" x1="${L}" x2="${L + pw}" y1="${sy}" y2="${sy}" stroke="#e03131" stroke-width="1.5" stroke-dasharray="6 4"/>`,
+  );
   out.push(`<text x="${L + pw + 6}" y="${f(y(slo.p99Ms) + 4)}" fill="#e03131">SLO p99 ${escapeXml(msLabel(slo.p99Ms))}</text>`);
   // the knee
   if (r.saturation !== undefined) {
     const kx = f(x(r.saturation));
-    out.push(`<line class="knee" data-rate="${r.saturation}" x1="${kx}" x2="${kx}" y1="${T}" y2="${T + ph}" stroke="#f08c00" stroke-width="1.5" stroke-dasharray="3 3"/>`);
+    out.push(
+      `<line class="knee" data-rate="${r.saturation}" x1="${kx}" x2="${kx}" y1="${T}" y2="${T + ph}" stroke="#f08c00" stroke-width="1.5" stroke-dasharray="3 3"/>`,
+    );
     out.push(`<text x="${kx}" y="${T - 4}" text-anchor="middle" fill="#e8590c">knee ~${escapeXml(rateText(r.saturation))} req/s</text>`);
   }
   // the series
   for (const [i, s] of SERIES.entries()) {
     const pts = answered.map((st) => [x(st.rate), y(st.measure.latencyUs[s.key] / 1000)] as const);
-    if (pts.length > 1) out.push(`<polyline class="series-${s.key}" fill="none" stroke="${s.color}" stroke-width="2" points="${pts.map(([a, b]) => `${f(a)},${f(b)}`).join(' ')}"/>`);
+    if (pts.length > 1)
+      out.push(
+        `<polyline class="series-${s.key}" fill="none" stroke="${s.color}" stroke-width="2" points="${pts.map(([a, b]) => `${f(a)},${f(b)}`).join(' ')}"/>`,
+      );
     out.push(`<g class="points-${s.key}" stroke="${s.color}" stroke-width="1.5">`);
     for (const st of answered) {
       const ms = st.measure.latencyUs[s.key] / 1000;
-      out.push(`<circle class="point" data-series="${s.key}" data-rate="${st.rate}" data-ms="${Number(ms.toPrecision(4))}" data-ok="${st.ok}" cx="${f(x(st.rate))}" cy="${f(y(ms))}" r="3.5" fill="${st.ok ? s.color : '#fff'}"><title>${escapeXml(`${s.label} ${msLabel(ms)} at ${rateText(st.rate)} req/s asked${st.ok ? '' : ` (over SLO: ${st.reasons.join(', ')})`}`)}</title></circle>`);
+      out.push(
+        `<circle class="point" data-series="${s.key}" data-rate="${st.rate}" data-ms="${Number(ms.toPrecision(4))}" data-ok="${st.ok}" cx="${f(x(st.rate))}" cy="${f(y(ms))}" r="3.5" fill="${st.ok ? s.color : '#fff'}"><title>${escapeXml(`${s.label} ${msLabel(ms)} at ${rateText(st.rate)} req/s asked${st.ok ? '' : ` (over SLO: ${st.reasons.join(', ')})`}`)}</title></circle>`,
+      );
     }
     out.push('</g>');
     // legend, in a row under the axis
     const lx = L + i * 80;
-    out.push(`<line x1="${lx}" x2="${lx + 20}" y1="${H - 14}" y2="${H - 14}" stroke="${s.color}" stroke-width="2"/><text x="${lx + 26}" y="${H - 10}">${s.label}</text>`);
+    out.push(
+      `<line x1="${lx}" x2="${lx + 20}" y1="${H - 14}" y2="${H - 14}" stroke="${s.color}" stroke-width="2"/><text x="${lx + 26}" y="${H - 10}">${s.label}</text>`,
+    );
   }
-  out.push(`<circle cx="${L + 248}" cy="${H - 14}" r="3.5" fill="#fff" stroke="#495057" stroke-width="1.5"/><text x="${L + 256}" y="${H - 10}" fill="#495057">over SLO</text>`);
+  out.push(
+    `<circle cx="${L + 248}" cy="${H - 14}" r="3.5" fill="#fff" stroke="#495057" stroke-width="1.5"/><text x="${L + 256}" y="${H - 10}" fill="#495057">over SLO</text>`,
+  );
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }
@@ -270,16 +320,25 @@ export function renderSweepHtml(r: SweepResult, info: SweepReportInfo, maxRate: 
   const rows = r.steps.map((s) => {
     const m = s.measure;
     const cells = [
-      String(s.step), s.phase, rateText(s.rate), rateText(m.achievedRps),
-      latencyText(m.latencyUs.p50, m.latencyUs.count), latencyText(m.latencyUs.p99, m.latencyUs.count), latencyText(m.latencyUs.p999, m.latencyUs.count),
-      pctText(errorShare(s), 2), verdictText(s),
+      String(s.step),
+      s.phase,
+      rateText(s.rate),
+      rateText(m.achievedRps),
+      latencyText(m.latencyUs.p50, m.latencyUs.count),
+      latencyText(m.latencyUs.p99, m.latencyUs.count),
+      latencyText(m.latencyUs.p999, m.latencyUs.count),
+      pctText(errorShare(s), 2),
+      verdictText(s),
     ];
     return `<tr class="${s.ok ? 'ok' : 'over'}">${cells.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`;
   });
   const settings: [string, string][] = [
     ['target', `${info.method} ${info.target}${info.via ? ` (${info.via})` : ''}`],
     ['protocol', `${info.protocol === 'h2' ? 'HTTP/2 (h2c)' : 'HTTP/1.1'}, ${info.connections} ${info.protocol === 'h2' ? 'streams' : 'connections'}`],
-    ['steps', `${(info.stepDurationMs / 1000).toFixed(1)}s measured after ${(info.warmupMs / 1000).toFixed(1)}s warm-up, constant rate, open model (latency from each request's intended send time)`],
+    [
+      'steps',
+      `${(info.stepDurationMs / 1000).toFixed(1)}s measured after ${(info.warmupMs / 1000).toFixed(1)}s warm-up, constant rate, open model (latency from each request's intended send time)`,
+    ],
     ['SLO', sloText(info.slo)],
     ['started', info.startedAt.toISOString()],
   ];

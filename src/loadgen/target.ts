@@ -31,7 +31,9 @@ export function parseLoopbackUrl(url: string): LoopbackTarget {
   try {
     u = new URL(url);
   } catch {
-    throw new TrellisError('TRELLIS_E_USAGE', { reason: `"${url}" is not a URL; give an http:// URL on loopback (e.g. http://127.0.0.1:8080/) or a service name` });
+    throw new TrellisError('TRELLIS_E_USAGE', {
+      reason: `"${url}" is not a URL; give an http:// URL on loopback (e.g. http://127.0.0.1:8080/) or a service name`,
+    });
   }
   if (u.protocol !== 'http:') {
     throw new TrellisError('TRELLIS_E_USAGE', { reason: `only http:// URLs can be loaded (plain HTTP/1.1, or h2c with --http2), got ${u.protocol}//` });

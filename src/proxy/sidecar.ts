@@ -28,7 +28,10 @@ import { errorSummary, type ConnectionErrorReason, type ListenerContext, type Li
 /** HTTP/2 once loaded: the forwarder's and server's modules, the app codecs, and the upstream session pool. */
 interface LoadedH2 {
   readonly pool: H2SessionPool;
-  readonly parts: typeof import('./h2/forwarder.js') & typeof import('./h2/server-stream.js') & typeof import('./h2/app-codec.js') & typeof import('./h2/to-http1.js');
+  readonly parts: typeof import('./h2/forwarder.js') &
+    typeof import('./h2/server-stream.js') &
+    typeof import('./h2/app-codec.js') &
+    typeof import('./h2/to-http1.js');
 }
 
 export interface SidecarOptions {
@@ -133,33 +136,42 @@ export class Sidecar {
 
   async start(): Promise<void> {
     const o = this.#o;
-    const lookup = (service: string): CompiledUpstream | undefined | null => this.#upstreams === null ? null : this.#upstreams.get(service);
+    const lookup = (service: string): CompiledUpstream | undefined | null => (this.#upstreams === null ? null : this.#upstreams.get(service));
     const pool = this.#pool;
-    const parts: OutboundParts = { service: o.service, version: o.version, lookup, metrics: this.metrics, accessLog: this.#accessLog, deadlines: this.#deadlines };
+    const parts: OutboundParts = {
+      service: o.service,
+      version: o.version,
+      lookup,
+      metrics: this.metrics,
+      accessLog: this.#accessLog,
+      deadlines: this.#deadlines,
+    };
     const codes = { connect: 'TRELLIS_E_CONNECT', reset: 'TRELLIS_E_UPSTREAM_RESET' } as const;
     // One stack per listener (stack/stacks.ts), over the HTTP/1.1 codec here and the
     // HTTP/2 one once HTTP/2 is loaded.
     const outbound = (fixed?: string) => outboundStack(parts, fixed).build(forwarder(pool, { ...codes, toApp: false }));
-    const outboundH2 = (ctx: ListenerContext, fixed?: string): H2Server => this.#h2Server((h2, pool) => h2.createH2Server(
-      outboundStack(parts, fixed).build(h2.h2Forwarder(pool, codes)), ctx));
+    const outboundH2 = (ctx: ListenerContext, fixed?: string): H2Server =>
+      this.#h2Server((h2, pool) => h2.createH2Server(outboundStack(parts, fixed).build(h2.h2Forwarder(pool, codes)), ctx));
 
     const outCtx = this.#context('outbound');
     for (const u of o.upstreams) {
       const pipeline = outbound(u.service);
       const h2 = outboundH2(outCtx, u.service);
-      const server = net.createServer((socket) => this.#accept(outCtx, socket, () => {
-        const up = this.#upstreams?.get(u.service);
-        if (up === undefined) {
-          o.log(`proxy: connection to upstream listener "${u.service}" refused: the control plane does not list it for ${o.service}`);
-          socket.destroy();
-        } else if (up.protocol === 'tcp') {
-          this.#outboundTcp(socket, up, outCtx);
-        } else if (up.protocol === 'detect') {
-          detectProtocol(socket, pipeline, h2, (s) => this.#outboundTcp(s, up, outCtx), o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, outCtx);
-        } else {
-          serveHttp(socket, pipeline, h2, outCtx);
-        }
-      }));
+      const server = net.createServer((socket) =>
+        this.#accept(outCtx, socket, () => {
+          const up = this.#upstreams?.get(u.service);
+          if (up === undefined) {
+            o.log(`proxy: connection to upstream listener "${u.service}" refused: the control plane does not list it for ${o.service}`);
+            socket.destroy();
+          } else if (up.protocol === 'tcp') {
+            this.#outboundTcp(socket, up, outCtx);
+          } else if (up.protocol === 'detect') {
+            detectProtocol(socket, pipeline, h2, (s) => this.#outboundTcp(s, up, outCtx), o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, outCtx);
+          } else {
+            serveHttp(socket, pipeline, h2, outCtx);
+          }
+        }),
+      );
       this.addresses.upstreams[u.service] = await listen(server, u.listen, this.#sockets);
       this.#holdListener(server, `outbound:${u.service}`);
     }
@@ -178,7 +190,12 @@ export class Sidecar {
       const app: Endpoint = { id: `${o.id}/app`, host: o.app.host, port: o.app.port, version: o.version };
       const toApp = forwarder(this.#appPool, { connect: 'TRELLIS_E_APP_UNAVAILABLE', reset: 'TRELLIS_E_UPSTREAM_RESET', toApp: true });
       const inbound = inboundStack({
-        service: o.service, version: o.version, app, metrics: this.metrics, accessLog: this.#accessLog, deadlines: this.#deadlines,
+        service: o.service,
+        version: o.version,
+        app,
+        metrics: this.metrics,
+        accessLog: this.#accessLog,
+        deadlines: this.#deadlines,
         identify: sourceHeaderIdentity(() => this.#meshServices),
         upgrades: () => this.#inboundUpgrades,
       });
@@ -193,28 +210,42 @@ export class Sidecar {
       const refused = inbound.build(refuseHttp1(endpointKey(app)));
       // HTTP/2 in: to the app in its own HTTP (h2/app-codec.ts), as HTTP/2 (h2c; a gRPC
       // server speaks nothing else) or translated to HTTP/1.1 over the same app pool as above.
-      const h2 = this.#h2Server((h2, pool) => h2.createH2Server(inbound.build(h2.appCodec(appVersion, {
-        h2: h2.h2Forwarder(pool, { connect: 'TRELLIS_E_APP_UNAVAILABLE', reset: 'TRELLIS_E_UPSTREAM_RESET' }),
-        h1: h2.toHttp1(toApp),
-      })), ctx));
-      const server = net.createServer((socket) => this.#accept(ctx, socket, () => {
-        const tcp = (s: net.Socket): void => proxyTcp(s, (tried) => (tried.size === 0 ? app : undefined), {
-          direction: 'inbound', source: 'unknown', destination: o.service, metrics: this.metrics, accessLog: this.#accessLog,
-          failed: (err) => ctx.failed('tcp', err, s),
-        });
-        // #accept runs this once a snapshot is in force.
-        const protocol = this.#snapshot?.inboundProtocol ?? 'http';
-        // Chosen per connection, so HTTP/1.1's per-request path is the same as ever. An app
-        // declared HTTP/2-only but found answering HTTP/1.1 gets HTTP/1.1 (the error would be false).
-        const h1 = appVersion.declared === 'h2' && !appVersion.declaredWrongly ? refused : pipeline;
-        if (protocol === 'tcp') {
-          tcp(socket);
-        } else if (protocol === 'detect') {
-          detectProtocol(socket, h1, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, ctx);
-        } else {
-          serveHttp(socket, h1, h2, ctx);
-        }
-      }));
+      const h2 = this.#h2Server((h2, pool) =>
+        h2.createH2Server(
+          inbound.build(
+            h2.appCodec(appVersion, {
+              h2: h2.h2Forwarder(pool, { connect: 'TRELLIS_E_APP_UNAVAILABLE', reset: 'TRELLIS_E_UPSTREAM_RESET' }),
+              h1: h2.toHttp1(toApp),
+            }),
+          ),
+          ctx,
+        ),
+      );
+      const server = net.createServer((socket) =>
+        this.#accept(ctx, socket, () => {
+          const tcp = (s: net.Socket): void =>
+            proxyTcp(s, (tried) => (tried.size === 0 ? app : undefined), {
+              direction: 'inbound',
+              source: 'unknown',
+              destination: o.service,
+              metrics: this.metrics,
+              accessLog: this.#accessLog,
+              failed: (err) => ctx.failed('tcp', err, s),
+            });
+          // #accept runs this once a snapshot is in force.
+          const protocol = this.#snapshot?.inboundProtocol ?? 'http';
+          // Chosen per connection, so HTTP/1.1's per-request path is the same as ever. An app
+          // declared HTTP/2-only but found answering HTTP/1.1 gets HTTP/1.1 (the error would be false).
+          const h1 = appVersion.declared === 'h2' && !appVersion.declaredWrongly ? refused : pipeline;
+          if (protocol === 'tcp') {
+            tcp(socket);
+          } else if (protocol === 'detect') {
+            detectProtocol(socket, h1, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, ctx);
+          } else {
+            serveHttp(socket, h1, h2, ctx);
+          }
+        }),
+      );
       this.addresses.inbound = await listen(server, o.inbound, this.#sockets);
       this.#holdListener(server, 'inbound');
     }
@@ -229,8 +260,15 @@ export class Sidecar {
     this.addresses.admin = await listen(this.#admin, o.admin);
 
     const info: ProxyInfo = {
-      id: o.id, service: o.service, version: o.version, kind: o.kind, app: o.app, inbound: this.addresses.inbound,
-      admin: this.addresses.admin, httpProxy: this.addresses.httpProxy, pid: process.pid,
+      id: o.id,
+      service: o.service,
+      version: o.version,
+      kind: o.kind,
+      app: o.app,
+      inbound: this.addresses.inbound,
+      admin: this.addresses.admin,
+      httpProxy: this.addresses.httpProxy,
+      pid: process.pid,
       upstreams: Object.entries(this.addresses.upstreams).map(([service, listen]) => ({ service, listen })),
     };
     this.#control = new ControlClient({
@@ -252,12 +290,16 @@ export class Sidecar {
 
   /** Applies a snapshot; throws (→ NACK) when it cannot be used, leaving the current one. */
   apply(s: Snapshot): void {
-    if (typeof s !== 'object' || s === null || typeof s.upstreams !== 'object') throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: '?', reason: 'it has no upstreams' });
+    if (typeof s !== 'object' || s === null || typeof s.upstreams !== 'object')
+      throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: '?', reason: 'it has no upstreams' });
     let limits: ReturnType<typeof limitsWith>;
     try {
       limits = limitsWith(s.limits);
     } catch (err) {
-      throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: s.version, reason: err instanceof TrellisError ? String(err.params.reason) : String(err) });
+      throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', {
+        version: s.version,
+        reason: err instanceof TrellisError ? String(err.params.reason) : String(err),
+      });
     }
     const compiled = new Map<string, CompiledUpstream>();
     const keys = new Set<string>();
@@ -272,7 +314,10 @@ export class Sidecar {
       try {
         compiled.set(name, compileUpstream(u, backendsFor, budgetFor));
       } catch (err) {
-        throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: s.version, reason: `upstream "${name}": ${err instanceof Error ? err.message : String(err)}` });
+        throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', {
+          version: s.version,
+          reason: `upstream "${name}": ${err instanceof Error ? err.message : String(err)}`,
+        });
       }
       for (const b of Object.values(u.backends)) for (const e of b.endpoints) keys.add(endpointKey(e));
     }
@@ -326,7 +371,12 @@ export class Sidecar {
   }
 
   #loadH2(): Promise<LoadedH2> {
-    return (this.#h2 ??= Promise.all([import('./h2/forwarder.js'), import('./h2/server-stream.js'), import('./h2/app-codec.js'), import('./h2/to-http1.js')]).then(([f, c, a, t]) => {
+    return (this.#h2 ??= Promise.all([
+      import('./h2/forwarder.js'),
+      import('./h2/server-stream.js'),
+      import('./h2/app-codec.js'),
+      import('./h2/to-http1.js'),
+    ]).then(([f, c, a, t]) => {
       this.#h2pool = new f.H2SessionPool();
       return { pool: this.#h2pool, parts: { ...f, ...c, ...a, ...t } };
     }));
@@ -337,16 +387,25 @@ export class Sidecar {
     // the service's TCPRoute (without one, the whole service), then an endpoint. The
     // opaque connections of a detected service (whose routes are HTTP) go to the whole service.
     const tcpRoute = up.protocol === 'tcp' ? up.routes[0] : undefined;
-    const backend = up.backends.get(tcpRoute === undefined ? up.service : pickBackend(tcpRoute) ?? '');
+    const backend = up.backends.get(tcpRoute === undefined ? up.service : (pickBackend(tcpRoute) ?? ''));
     const balancer = backend?.balancer;
-    proxyTcp(socket, (tried) => {
-      if (!balancer) return undefined;
-      const r = balancer.pick(tried);
-      return r.type === 'pick' && !tried.has(r.endpoint.id) ? r.endpoint : undefined;
-    }, {
-      direction: 'outbound', source: this.#o.service, destination: up.service, metrics: this.metrics, accessLog: this.#accessLog,
-      failed: (err) => ctx.failed('tcp', err, socket),
-    }, balancer);
+    proxyTcp(
+      socket,
+      (tried) => {
+        if (!balancer) return undefined;
+        const r = balancer.pick(tried);
+        return r.type === 'pick' && !tried.has(r.endpoint.id) ? r.endpoint : undefined;
+      },
+      {
+        direction: 'outbound',
+        source: this.#o.service,
+        destination: up.service,
+        metrics: this.metrics,
+        accessLog: this.#accessLog,
+        failed: (err) => ctx.failed('tcp', err, socket),
+      },
+      balancer,
+    );
   }
 
   /** What the entry code of `listener` is given: the limits, and where to report a failed connection. */
@@ -430,7 +489,9 @@ export class Sidecar {
       res.end(JSON.stringify({ id: this.#o.id, endpoints: this.balancing.view(), breakers: this.balancing.breakers() }, null, 2));
     } else if (path === '/config') {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ id: this.#o.id, service: this.#o.service, control: this.#controlState, addresses: this.addresses, snapshot: this.#snapshot }, null, 2));
+      res.end(
+        JSON.stringify({ id: this.#o.id, service: this.#o.service, control: this.#controlState, addresses: this.addresses, snapshot: this.#snapshot }, null, 2),
+      );
     } else {
       const err = new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `no admin endpoint ${path}; try /metrics, /ready, /config or /balancing` });
       res.statusCode = err.status;

@@ -104,8 +104,11 @@ export class LocalMesh {
 
     // 1. The control plane, as its own process: it can die and restart without taking the mesh down.
     this.#control = this.#supervise({
-      name: 'control', command: [process.execPath, TRELLIS_BIN, 'control', '--config', config.meshFile, '--admin', `${admin.host}:${admin.port}`, '--state-dir', stateDir],
-      cwd: process.cwd(), env: meshEnv, logFile: join(logDir, 'control.log'),
+      name: 'control',
+      command: [process.execPath, TRELLIS_BIN, 'control', '--config', config.meshFile, '--admin', `${admin.host}:${admin.port}`, '--state-dir', stateDir],
+      cwd: process.cwd(),
+      env: meshEnv,
+      logFile: join(logDir, 'control.log'),
     });
     await waitFor(`${controlUrl}/healthz`, 20_000, 'the control plane');
     state.controlPid = this.#control.pid;
@@ -113,14 +116,35 @@ export class LocalMesh {
     // 2. A sidecar per instance, and the ingress; each must have its first snapshot before its app starts.
     const logFlags = accessLogFlags(config.mesh.spec.accessLog);
     const proxyArgs = (i: InstancePlan): string[] => [
-      process.execPath, ...PROXY_NODE_FLAGS, TRELLIS_BIN, 'proxy', '--service', i.service, '--version', i.version, '--id', i.id,
-      '--control', controlUrl, '--app', `${i.app.host}:${i.app.port}`, '--inbound', `${i.inbound.host}:${i.inbound.port}`,
-      '--admin', `${i.admin.host}:${i.admin.port}`, '--http-proxy', `${i.httpProxy.host}:${i.httpProxy.port}`,
-      '--access-log', join(logDir, `${i.id}.access.log`), ...logFlags,
+      process.execPath,
+      ...PROXY_NODE_FLAGS,
+      TRELLIS_BIN,
+      'proxy',
+      '--service',
+      i.service,
+      '--version',
+      i.version,
+      '--id',
+      i.id,
+      '--control',
+      controlUrl,
+      '--app',
+      `${i.app.host}:${i.app.port}`,
+      '--inbound',
+      `${i.inbound.host}:${i.inbound.port}`,
+      '--admin',
+      `${i.admin.host}:${i.admin.port}`,
+      '--http-proxy',
+      `${i.httpProxy.host}:${i.httpProxy.port}`,
+      '--access-log',
+      join(logDir, `${i.id}.access.log`),
+      ...logFlags,
       ...i.upstreams.flatMap((u) => ['--upstream', `${u.service}=${LOOPBACK}:${u.port}`]),
     ];
     for (const i of instances) {
-      this.#proxies.push(this.#supervise({ name: `${i.id} sidecar`, command: proxyArgs(i), cwd: process.cwd(), env: meshEnv, logFile: join(logDir, `${i.id}.sidecar.log`) }));
+      this.#proxies.push(
+        this.#supervise({ name: `${i.id} sidecar`, command: proxyArgs(i), cwd: process.cwd(), env: meshEnv, logFile: join(logDir, `${i.id}.sidecar.log`) }),
+      );
     }
     const ready = instances.map((i) => waitFor(`http://${i.admin.host}:${i.admin.port}/ready`, 20_000, `the sidecar of ${i.id}`));
     if (Object.keys(publicPorts).length > 0) {
@@ -128,17 +152,37 @@ export class LocalMesh {
       state.ingress = { admin: ingressAdmin };
       const ingress = this.#supervise({
         name: INGRESS_NAME,
-        command: [process.execPath, ...PROXY_NODE_FLAGS, TRELLIS_BIN, 'proxy', '--gateway', '--service', INGRESS_NAME, '--id', INGRESS_NAME, '--control', controlUrl,
-          '--admin', `${ingressAdmin.host}:${ingressAdmin.port}`, '--access-log', join(logDir, `${INGRESS_NAME}.access.log`), ...logFlags,
-          ...Object.entries(publicPorts).flatMap(([svc, port]) => ['--upstream', `${svc}=${LOOPBACK}:${port}`])],
-        cwd: process.cwd(), env: meshEnv, logFile: join(logDir, `${INGRESS_NAME}.log`),
+        command: [
+          process.execPath,
+          ...PROXY_NODE_FLAGS,
+          TRELLIS_BIN,
+          'proxy',
+          '--gateway',
+          '--service',
+          INGRESS_NAME,
+          '--id',
+          INGRESS_NAME,
+          '--control',
+          controlUrl,
+          '--admin',
+          `${ingressAdmin.host}:${ingressAdmin.port}`,
+          '--access-log',
+          join(logDir, `${INGRESS_NAME}.access.log`),
+          ...logFlags,
+          ...Object.entries(publicPorts).flatMap(([svc, port]) => ['--upstream', `${svc}=${LOOPBACK}:${port}`]),
+        ],
+        cwd: process.cwd(),
+        env: meshEnv,
+        logFile: join(logDir, `${INGRESS_NAME}.log`),
       });
       this.#proxies.push(ingress);
       state.ingress.pid = ingress.pid;
       ready.push(waitFor(`http://${ingressAdmin.host}:${ingressAdmin.port}/ready`, 20_000, 'the ingress proxy'));
     }
     await Promise.all(ready);
-    instances.forEach((i, n) => { (i as MeshState['instances'][number]).sidecarPid = this.#proxies[n]!.pid; });
+    instances.forEach((i, n) => {
+      (i as MeshState['instances'][number]).sidecarPid = this.#proxies[n]!.pid;
+    });
 
     // 3. The apps.
     for (const i of instances) {
@@ -172,7 +216,10 @@ export class LocalMesh {
           const upstreams: { service: string; port: number }[] = [];
           for (const u of s.upstreams) {
             if (!runningNames.has(u.service)) continue;
-            upstreams.push({ service: u.service, port: u.port !== undefined && count === 1 ? await this.#port(u.port, `upstream port of ${s.name}`) : await this.#ports.free() });
+            upstreams.push({
+              service: u.service,
+              port: u.port !== undefined && count === 1 ? await this.#port(u.port, `upstream port of ${s.name}`) : await this.#ports.free(),
+            });
           }
           const inbound = { host: LOOPBACK, port: await this.#ports.free() };
           const admin = { host: LOOPBACK, port: await this.#ports.free() };
@@ -192,8 +239,18 @@ export class LocalMesh {
             ...Object.fromEntries(upstreams.map((u) => [`TRELLIS_UPSTREAM_${envName(u.service)}`, `${LOOPBACK}:${u.port}`])),
           };
           plans.push({
-            id, service: s.name, version: v.name, protocol: s.protocol, app: { host: LOOPBACK, port: appPort }, inbound, admin, httpProxy,
-            upstreams, command: v.command, cwd: s.cwd, env,
+            id,
+            service: s.name,
+            version: v.name,
+            protocol: s.protocol,
+            app: { host: LOOPBACK, port: appPort },
+            inbound,
+            admin,
+            httpProxy,
+            upstreams,
+            command: v.command,
+            cwd: s.cwd,
+            env,
           });
         }
       }
@@ -204,7 +261,9 @@ export class LocalMesh {
   async #port(port: number, what: string): Promise<number> {
     if (port === 0 || (this.#o.freePorts && what !== '--admin')) return this.#ports.free();
     if (await this.#ports.fixed(port)) return port;
-    throw new TrellisError('TRELLIS_E_USAGE', { reason: `port ${port} (${what}) is already in use on ${LOOPBACK}: stop what uses it (another \`trellis up\`?) or choose another port (\`trellis up --free-ports\` ignores the fixed ports of the mesh file)` });
+    throw new TrellisError('TRELLIS_E_USAGE', {
+      reason: `port ${port} (${what}) is already in use on ${LOOPBACK}: stop what uses it (another \`trellis up\`?) or choose another port (\`trellis up --free-ports\` ignores the fixed ports of the mesh file)`,
+    });
   }
 
   #supervise(spec: ProcessSpec): Supervised {
@@ -231,7 +290,9 @@ export class LocalMesh {
     }
     const bad = expected.filter((i) => this.#health.get(i.id) !== 'healthy');
     if (bad.length > 0) {
-      this.#o.log(`not healthy after ${timeoutMs / 1000} s: ${bad.map((i) => `${i.id} (${this.#health.get(i.id) ?? 'not registered'}; log: ${join(this.state!.logDir, `${i.id}.log`)})`).join(', ')}`);
+      this.#o.log(
+        `not healthy after ${timeoutMs / 1000} s: ${bad.map((i) => `${i.id} (${this.#health.get(i.id) ?? 'not registered'}; log: ${join(this.state!.logDir, `${i.id}.log`)})`).join(', ')}`,
+      );
     }
   }
 
@@ -243,10 +304,10 @@ export class LocalMesh {
     } catch {
       return;
     }
-    const list = Array.isArray(body) ? body : body.instances ?? [];
+    const list = Array.isArray(body) ? body : (body.instances ?? []);
     const seen = new Set<string>();
     for (const raw of list as { id: string; health?: { status?: string; lastError?: string } | string }[]) {
-      const status = typeof raw.health === 'string' ? raw.health : raw.health?.status ?? 'unknown';
+      const status = typeof raw.health === 'string' ? raw.health : (raw.health?.status ?? 'unknown');
       seen.add(raw.id);
       const before = this.#health.get(raw.id);
       if (before !== status) {
@@ -298,7 +359,9 @@ function onPath(exe: string): boolean {
     try {
       accessSync(join(dir, exe), constants.X_OK);
       return true;
-    } catch { /* next */ }
+    } catch {
+      /* next */
+    }
   }
   return false;
 }

@@ -128,7 +128,9 @@ class StdoutSink implements Sink {
 
   constructor() {
     // A closed stdout (the runner that read it is gone: EPIPE) must not end the proxy.
-    process.stdout.on('error', () => { this.#broken = true; });
+    process.stdout.on('error', () => {
+      this.#broken = true;
+    });
   }
 
   write(text: string): void {

@@ -134,73 +134,106 @@ export class ProxyMetrics {
     this.#defaultLabels = `proxy_service="${escapeLabel(proxy.service)}",proxy_id="${escapeLabel(proxy.id)}"`;
     const tcpLabels = ['direction', 'source', 'destination'];
     this.#tcpConnections = new client.Counter({
-      name: 'trellis_tcp_connections_total', help: 'TCP connections proxied.', labelNames: tcpLabels, registers: [this.registry],
+      name: 'trellis_tcp_connections_total',
+      help: 'TCP connections proxied.',
+      labelNames: tcpLabels,
+      registers: [this.registry],
     });
     this.#tcpActive = new client.Gauge({
-      name: 'trellis_tcp_connections_active', help: 'TCP connections open now.', labelNames: tcpLabels, registers: [this.registry],
+      name: 'trellis_tcp_connections_active',
+      help: 'TCP connections open now.',
+      labelNames: tcpLabels,
+      registers: [this.registry],
     });
     this.#tcpBytes = new client.Counter({
-      name: 'trellis_tcp_bytes_total', help: 'Bytes proxied over TCP; flow is "sent" (towards the destination) or "received".',
-      labelNames: [...tcpLabels, 'flow'], registers: [this.registry],
+      name: 'trellis_tcp_bytes_total',
+      help: 'Bytes proxied over TCP; flow is "sent" (towards the destination) or "received".',
+      labelNames: [...tcpLabels, 'flow'],
+      registers: [this.registry],
     });
     this.configVersion = new client.Gauge({
-      name: 'trellis_proxy_config_version', help: 'Version of the snapshot in force (0 before the first).', registers: [this.registry],
+      name: 'trellis_proxy_config_version',
+      help: 'Version of the snapshot in force (0 before the first).',
+      registers: [this.registry],
     });
     this.controlConnected = new client.Gauge({
-      name: 'trellis_proxy_control_connected', help: '1 while the proxy is connected to the control plane.', registers: [this.registry],
+      name: 'trellis_proxy_control_connected',
+      help: '1 while the proxy is connected to the control plane.',
+      registers: [this.registry],
     });
     this.#retries = new client.Counter({
-      name: 'trellis_http_retries_total', help: 'Retries sent, by destination, route and reason (the status code retried, reset or timeout).',
-      labelNames: ['destination', 'route', 'reason'], registers: [this.registry],
+      name: 'trellis_http_retries_total',
+      help: 'Retries sent, by destination, route and reason (the status code retried, reset or timeout).',
+      labelNames: ['destination', 'route', 'reason'],
+      registers: [this.registry],
     });
     this.#budgetExhausted = new client.Counter({
-      name: 'trellis_http_retry_budget_exhausted_total', help: 'Retries not sent because the destination\'s retry budget was spent.',
-      labelNames: ['destination', 'route'], registers: [this.registry],
+      name: 'trellis_http_retry_budget_exhausted_total',
+      help: "Retries not sent because the destination's retry budget was spent.",
+      labelNames: ['destination', 'route'],
+      registers: [this.registry],
     });
     this.#timeouts = new client.Counter({
       name: 'trellis_http_timeouts_total',
       help: 'Requests answered 504 by a timeout: timeout="request" (the route\'s timeouts.request) or "attempt" (timeouts.backendRequest, or the default response timeout).',
-      labelNames: ['destination', 'route', 'timeout'], registers: [this.registry],
+      labelNames: ['destination', 'route', 'timeout'],
+      registers: [this.registry],
     });
     this.#faults = new client.Counter({
-      name: 'trellis_http_faults_total', help: 'Faults injected by FaultInjection policies, by destination, route and fault (delay or abort).',
-      labelNames: ['destination', 'route', 'fault'], registers: [this.registry],
+      name: 'trellis_http_faults_total',
+      help: 'Faults injected by FaultInjection policies, by destination, route and fault (delay or abort).',
+      labelNames: ['destination', 'route', 'fault'],
+      registers: [this.registry],
     });
     // `protocol` is one the destination service accepts (its Mesh upgrades), never a client's spelling.
     const tunnelLabels = ['direction', 'source', 'destination', 'protocol'];
     this.#tunnels = new client.Counter({
-      name: 'trellis_http_tunnels_total', help: 'HTTP/1.1 upgrades that became byte tunnels (101 Switching Protocols), by the protocol switched to.',
-      labelNames: tunnelLabels, registers: [this.registry],
+      name: 'trellis_http_tunnels_total',
+      help: 'HTTP/1.1 upgrades that became byte tunnels (101 Switching Protocols), by the protocol switched to.',
+      labelNames: tunnelLabels,
+      registers: [this.registry],
     });
     this.#tunnelsActive = new client.Gauge({
-      name: 'trellis_http_tunnels_active', help: 'Byte tunnels open now.', labelNames: tunnelLabels, registers: [this.registry],
+      name: 'trellis_http_tunnels_active',
+      help: 'Byte tunnels open now.',
+      labelNames: tunnelLabels,
+      registers: [this.registry],
     });
     this.#tunnelBytes = new client.Counter({
-      name: 'trellis_http_tunnel_bytes_total', help: 'Bytes through closed tunnels; flow is "sent" (towards the destination) or "received".',
-      labelNames: [...tunnelLabels, 'flow'], registers: [this.registry],
+      name: 'trellis_http_tunnel_bytes_total',
+      help: 'Bytes through closed tunnels; flow is "sent" (towards the destination) or "received".',
+      labelNames: [...tunnelLabels, 'flow'],
+      registers: [this.registry],
     });
     this.#tunnelSeconds = new client.Counter({
-      name: 'trellis_http_tunnel_seconds_total', help: 'Time closed tunnels were open, summed.', labelNames: tunnelLabels, registers: [this.registry],
+      name: 'trellis_http_tunnel_seconds_total',
+      help: 'Time closed tunnels were open, summed.',
+      labelNames: tunnelLabels,
+      registers: [this.registry],
     });
     this.#requestsRefused = new client.Counter({
       name: 'trellis_http_requests_refused_total',
       help: 'HTTP/1.1 requests answered and closed before they could be routed, by listener direction and error (bad-request, head-too-large, header-timeout).',
-      labelNames: ['direction', 'error'], registers: [this.registry],
+      labelNames: ['direction', 'error'],
+      registers: [this.registry],
     });
     this.#refused = new client.Counter({
       name: 'trellis_proxy_connections_refused_total',
       help: 'Client connections a listener closed as they arrived: reason="max-connections" (proxyLimits.maxConnectionsPerListener) or "accept-error" (the system refused, e.g. out of file descriptors).',
-      labelNames: ['listener', 'reason'], registers: [this.registry],
+      labelNames: ['listener', 'reason'],
+      registers: [this.registry],
     });
     this.#connectionErrors = new client.Counter({
       name: 'trellis_proxy_connection_errors_total',
       help: 'Client connections (or HTTP/2 streams) ended by an error in handling them, by listener and reason (accept, http1, h2-session, h2-stream, h2-protocol, tcp); the proxy serves on.',
-      labelNames: ['listener', 'reason'], registers: [this.registry],
+      labelNames: ['listener', 'reason'],
+      registers: [this.registry],
     });
     this.#limitRefusals = new client.Counter({
       name: 'trellis_proxy_limit_refusals_total',
       help: 'Requests or streams refused by a proxy limit, by listener and limit (h2-streams: refused HTTP/2 streams, counted when a later stream of the connection arrives; h2-header-list: answered 431).',
-      labelNames: ['listener', 'limit'], registers: [this.registry],
+      labelNames: ['listener', 'limit'],
+      registers: [this.registry],
     });
   }
 
@@ -277,9 +310,11 @@ export class ProxyMetrics {
     m = level(m, status);
     let s = m.get(grpcStatus) as HttpSeries | undefined;
     if (s === undefined) {
-      const labels = `direction="${l.direction}",source="${escapeLabel(l.source)}",destination="${escapeLabel(l.destination)}",` +
+      const labels =
+        `direction="${l.direction}",source="${escapeLabel(l.source)}",destination="${escapeLabel(l.destination)}",` +
         `destination_version="${escapeLabel(l.destinationVersion)}",route="${escapeLabel(l.route)}",status="${status}",` +
-        (grpcStatus === '' ? '' : `grpc_status="${escapeLabel(grpcStatus)}",`) + this.#defaultLabels;
+        (grpcStatus === '' ? '' : `grpc_status="${escapeLabel(grpcStatus)}",`) +
+        this.#defaultLabels;
       s = { labels, count: 0, sum: 0, buckets: new Float64Array(LATENCY_BUCKETS.length + 1) };
       m.set(grpcStatus, s);
       this.#http.push(s);
@@ -299,10 +334,12 @@ export class ProxyMetrics {
   /** Prometheus text of the HTTP request counter and latency histogram. */
   httpText(): string {
     const series = this.#http;
-    let out = '# HELP trellis_http_requests_total HTTP requests handled, by direction, source, destination, route and response status (and grpc_status for gRPC calls).\n' +
+    let out =
+      '# HELP trellis_http_requests_total HTTP requests handled, by direction, source, destination, route and response status (and grpc_status for gRPC calls).\n' +
       '# TYPE trellis_http_requests_total counter\n';
     for (const s of series) out += `trellis_http_requests_total{${s.labels}} ${s.count}\n`;
-    out += '# HELP trellis_http_request_duration_seconds Time from the request head arriving to the response being fully sent.\n' +
+    out +=
+      '# HELP trellis_http_request_duration_seconds Time from the request head arriving to the response being fully sent.\n' +
       '# TYPE trellis_http_request_duration_seconds histogram\n';
     for (const s of series) {
       let cumulative = 0;
@@ -330,8 +367,10 @@ export class ProxyMetrics {
     if (process.platform !== 'linux') return;
     const owner = new PortOwner(appPort);
     new client.Counter({
-      name: 'trellis_proxy_app_cpu_seconds_total', help: 'CPU seconds (user + system) of the app process listening on the app port (Linux).',
-      labelNames: ['pid'], registers: [this.registry],
+      name: 'trellis_proxy_app_cpu_seconds_total',
+      help: 'CPU seconds (user + system) of the app process listening on the app port (Linux).',
+      labelNames: ['pid'],
+      registers: [this.registry],
       collect(this: Counter) {
         this.reset();
         const c = owner.cpu();
@@ -343,7 +382,8 @@ export class ProxyMetrics {
   /** Adds `trellis_access_log_dropped_lines_total`: lines the access log could not write (access-log.ts), read at scrape time. */
   watchAccessLog(log: { readonly dropped: number }): void {
     new client.Counter({
-      name: 'trellis_access_log_dropped_lines_total', help: 'Access-log lines dropped because the log could not take them (a write error, or 16 MiB behind).',
+      name: 'trellis_access_log_dropped_lines_total',
+      help: 'Access-log lines dropped because the log could not take them (a write error, or 16 MiB behind).',
       registers: [this.registry],
       collect(this: Counter) {
         this.reset();
@@ -364,15 +404,38 @@ export class ProxyMetrics {
     failovers(): readonly FailoverView[];
   }): void {
     const gauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge) => void): void => {
-      new client.Gauge({ name, help, labelNames, registers: [this.registry], collect(this: Gauge) { this.reset(); fill(this); } });
+      new client.Gauge({
+        name,
+        help,
+        labelNames,
+        registers: [this.registry],
+        collect(this: Gauge) {
+          this.reset();
+          fill(this);
+        },
+      });
     };
     const counter = (name: string, help: string, labelNames: string[], fill: (c: Counter) => void): void => {
-      new client.Counter({ name, help, labelNames, registers: [this.registry], collect(this: Counter) { this.reset(); fill(this); } });
+      new client.Counter({
+        name,
+        help,
+        labelNames,
+        registers: [this.registry],
+        collect(this: Counter) {
+          this.reset();
+          fill(this);
+        },
+      });
     };
     const byBackend = ['destination', 'backend', 'endpoint'];
-    gauge('trellis_endpoint_pending_requests', 'Requests (or TCP connections) in flight to an endpoint, per backend (load-aware balancers).', byBackend, (g) => {
-      for (const v of state.view()) if (v.pending !== undefined) g.labels(v.service, v.backend, v.id).set(v.pending);
-    });
+    gauge(
+      'trellis_endpoint_pending_requests',
+      'Requests (or TCP connections) in flight to an endpoint, per backend (load-aware balancers).',
+      byBackend,
+      (g) => {
+        for (const v of state.view()) if (v.pending !== undefined) g.labels(v.service, v.backend, v.id).set(v.pending);
+      },
+    );
     gauge('trellis_endpoint_ewma_seconds', 'PeakEWMA round-trip estimate of an endpoint, per backend.', byBackend, (g) => {
       for (const v of state.view()) if (v.ewmaMs !== undefined) g.labels(v.service, v.backend, v.id).set(v.ewmaMs / 1000);
     });
@@ -394,22 +457,37 @@ export class ProxyMetrics {
     });
     // Per version, not per endpoint: what a canary of a version is judged on (canary/judge.ts).
     // Every label comes from the snapshot (destination, version) or a fixed set (reason).
-    counter('trellis_outlier_ejections_total', 'Times outlier detection ejected an endpoint, by destination, the endpoint\'s version and the reason.', ['destination', 'destination_version', 'reason'], (c) => {
-      for (const e of state.ejections()) c.labels(e.service, e.version, e.reason).inc(e.count);
-    });
-    counter('trellis_http_failovers_total', 'Requests for a backend none of whose endpoints could take them (ejected, refusing or tried), sent to its failover backend (for a version: the whole service).', ['destination', 'backend', 'failover_backend'], (c) => {
-      for (const f of state.failovers()) c.labels(f.service, f.backend, f.to).inc(f.count);
-    });
-    gauge('trellis_circuit_breaker_open', '1 while a limit of the destination\'s circuit breaker is reached.', ['destination'], (g) => {
+    counter(
+      'trellis_outlier_ejections_total',
+      "Times outlier detection ejected an endpoint, by destination, the endpoint's version and the reason.",
+      ['destination', 'destination_version', 'reason'],
+      (c) => {
+        for (const e of state.ejections()) c.labels(e.service, e.version, e.reason).inc(e.count);
+      },
+    );
+    counter(
+      'trellis_http_failovers_total',
+      'Requests for a backend none of whose endpoints could take them (ejected, refusing or tried), sent to its failover backend (for a version: the whole service).',
+      ['destination', 'backend', 'failover_backend'],
+      (c) => {
+        for (const f of state.failovers()) c.labels(f.service, f.backend, f.to).inc(f.count);
+      },
+    );
+    gauge('trellis_circuit_breaker_open', "1 while a limit of the destination's circuit breaker is reached.", ['destination'], (g) => {
       for (const b of state.breakers()) g.labels(b.service).set(b.open ? 1 : 0);
     });
-    counter('trellis_circuit_breaker_overflows_total', 'Requests refused with 503 overflow (limit="maxRequests" or "maxPendingRequests"), and retries not made (limit="maxRetries").', ['destination', 'limit'], (c) => {
-      for (const b of state.breakers()) {
-        c.labels(b.service, 'maxPendingRequests').inc(b.pendingOverflows);
-        c.labels(b.service, 'maxRequests').inc(b.requestOverflows);
-        c.labels(b.service, 'maxRetries').inc(b.retryOverflows);
-      }
-    });
+    counter(
+      'trellis_circuit_breaker_overflows_total',
+      'Requests refused with 503 overflow (limit="maxRequests" or "maxPendingRequests"), and retries not made (limit="maxRetries").',
+      ['destination', 'limit'],
+      (c) => {
+        for (const b of state.breakers()) {
+          c.labels(b.service, 'maxPendingRequests').inc(b.pendingOverflows);
+          c.labels(b.service, 'maxRequests').inc(b.requestOverflows);
+          c.labels(b.service, 'maxRetries').inc(b.retryOverflows);
+        }
+      },
+    );
   }
 
   tcpOpened(direction: Direction, source: string, destination: string): void {
@@ -433,7 +511,9 @@ function registerProcessMetrics(registry: PromClient.Registry): void {
   const registers = [registry];
   const gauge = (name: string, help: string, read: () => number | undefined): void => {
     new client.Gauge({
-      name: `trellis_proxy_${name}`, help, registers,
+      name: `trellis_proxy_${name}`,
+      help,
+      registers,
       collect(this: Gauge) {
         const v = read();
         if (v !== undefined) this.set(v);
@@ -441,7 +521,9 @@ function registerProcessMetrics(registry: PromClient.Registry): void {
     });
   };
   new client.Counter({
-    name: 'trellis_proxy_process_cpu_seconds_total', help: 'Total user and system CPU time spent in seconds.', registers,
+    name: 'trellis_proxy_process_cpu_seconds_total',
+    help: 'Total user and system CPU time spent in seconds.',
+    registers,
     collect(this: Counter) {
       const u = process.cpuUsage();
       this.reset();
@@ -452,7 +534,8 @@ function registerProcessMetrics(registry: PromClient.Registry): void {
   gauge('nodejs_heap_size_used_bytes', 'Process heap size used from Node.js in bytes.', () => process.memoryUsage().heapUsed);
   gauge('nodejs_heap_size_total_bytes', 'Process heap size from Node.js in bytes.', () => process.memoryUsage().heapTotal);
   gauge('process_start_time_seconds', 'Start time of the process since unix epoch in seconds.', () =>
-    Math.round((Date.now() - process.uptime() * 1000) / 1000));
+    Math.round((Date.now() - process.uptime() * 1000) / 1000),
+  );
   if (process.platform === 'linux') {
     gauge('process_open_fds', 'Number of open file descriptors.', () => {
       try {

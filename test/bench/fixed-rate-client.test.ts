@@ -8,10 +8,17 @@ import { runFixedRate } from '../../bench/fixed-rate.js';
 
 const servers: net.Server[] = [];
 // A server that never answered some requests still holds their connections: end them too.
-after(() => Promise.all(servers.map((s) => new Promise((r) => {
-  s.close(r);
-  if (s instanceof http.Server) s.closeAllConnections();
-}))));
+after(() =>
+  Promise.all(
+    servers.map(
+      (s) =>
+        new Promise((r) => {
+          s.close(r);
+          if (s instanceof http.Server) s.closeAllConnections();
+        }),
+    ),
+  ),
+);
 
 async function listen(server: net.Server): Promise<string> {
   servers.push(server);
@@ -24,10 +31,12 @@ const quick = { rate: 200, durationMs: 500, warmupMs: 100, connections: 4, timeo
 describe('fixed-rate client', () => {
   it('sends the scheduled requests and records their latency (Content-Length bodies)', async () => {
     let seen = 0;
-    const url = await listen(http.createServer((_req, res) => {
-      seen++;
-      res.end('x'.repeat(1024));
-    }));
+    const url = await listen(
+      http.createServer((_req, res) => {
+        seen++;
+        res.end('x'.repeat(1024));
+      }),
+    );
     const r = await runFixedRate({ url, ...quick });
     assert.equal(r.scheduled, 100);
     assert.equal(r.completed, 100);
@@ -38,15 +47,17 @@ describe('fixed-rate client', () => {
 
   it('tells a stalled target (requests queued for a connection) from a late client', async () => {
     let stalled = false;
-    const url = await listen(http.createServer((_req, res) => {
-      // The first request after 200 ms (warm-up 100 ms + 100 ms) takes every connection hostage for 300 ms.
-      if (!stalled) {
-        stalled = true;
-        setTimeout(() => res.end('late'), 300); // the stall under test
-        return;
-      }
-      res.end('ok');
-    }));
+    const url = await listen(
+      http.createServer((_req, res) => {
+        // The first request after 200 ms (warm-up 100 ms + 100 ms) takes every connection hostage for 300 ms.
+        if (!stalled) {
+          stalled = true;
+          setTimeout(() => res.end('late'), 300); // the stall under test
+          return;
+        }
+        res.end('ok');
+      }),
+    );
     const r = await runFixedRate({ url, ...quick, connections: 1 });
     assert.equal(r.completed, 100);
     assert.ok(r.queueWaitUs.max > 200_000, `queue wait max ${r.queueWaitUs.max}`);
@@ -56,12 +67,14 @@ describe('fixed-rate client', () => {
 
   it('reads chunked bodies and answers that close the connection', async () => {
     let n = 0;
-    const url = await listen(http.createServer((_req, res) => {
-      n++;
-      if (n % 3 === 0) res.setHeader('Connection', 'close');
-      res.write('abc');
-      res.end('def');
-    }));
+    const url = await listen(
+      http.createServer((_req, res) => {
+        n++;
+        if (n % 3 === 0) res.setHeader('Connection', 'close');
+        res.write('abc');
+        res.end('def');
+      }),
+    );
     const r = await runFixedRate({ url, ...quick });
     assert.equal(r.completed, 100);
     assert.equal(r.errors + r.timeouts, 0);
@@ -69,12 +82,14 @@ describe('fixed-rate client', () => {
 
   it('counts 5xx answers and requests that never get an answer', async () => {
     let n = 0;
-    const url = await listen(http.createServer((_req, res) => {
-      n++;
-      if (n % 10 === 0) return; // never answers
-      res.statusCode = n % 10 === 5 ? 503 : 200;
-      res.end('ok');
-    }));
+    const url = await listen(
+      http.createServer((_req, res) => {
+        n++;
+        if (n % 10 === 0) return; // never answers
+        res.statusCode = n % 10 === 5 ? 503 : 200;
+        res.end('ok');
+      }),
+    );
     const r = await runFixedRate({ url, ...quick, connections: 20 });
     assert.ok(r.non2xx > 0, 'some 503s');
     assert.ok(r.timeouts > 0, 'some timeouts');
@@ -90,14 +105,16 @@ describe('fixed-rate client', () => {
 describe('fixed-rate client with a request body', () => {
   it('sends the method and the body with its Content-Length on every request', async () => {
     const seen: { method: string; bytes: number; length: string | undefined }[] = [];
-    const url = await listen(http.createServer((req, res) => {
-      let bytes = 0;
-      req.on('data', (d: Buffer) => (bytes += d.length));
-      req.on('end', () => {
-        seen.push({ method: req.method ?? '', bytes, length: req.headers['content-length'] });
-        res.end('ok');
-      });
-    }));
+    const url = await listen(
+      http.createServer((req, res) => {
+        let bytes = 0;
+        req.on('data', (d: Buffer) => (bytes += d.length));
+        req.on('end', () => {
+          seen.push({ method: req.method ?? '', bytes, length: req.headers['content-length'] });
+          res.end('ok');
+        });
+      }),
+    );
     const r = await runFixedRate({ url, ...quick, method: 'POST', body: Buffer.alloc(1024, 'a') });
     assert.equal(r.completed, 100);
     assert.equal(r.errors + r.timeouts + r.non2xx, 0);

@@ -32,16 +32,35 @@ const settings: Settings = {
 function fixed(p99: number): FixedRateResult {
   const lat = { count: 10000, p50: 200, p90: 400, p99, p999: p99 * 2, max: p99 * 3, mean: 250 };
   return {
-    url: 'http://127.0.0.1:1/', rate: 1000, connections: 20, durationMs: 10000, warmupMs: 2000,
-    scheduled: 10000, completed: 10000, non2xx: 0, errors: 0, timeouts: 0, achievedRps: 1000,
-    latencyUs: lat, sendLagUs: { ...lat, p99: 300 }, schedulerLagUs: { ...lat, p99: 300 },
-    queueWaitUs: { ...lat, p99: 1, max: 1 }, peakQueued: 0, failures: [],
+    url: 'http://127.0.0.1:1/',
+    rate: 1000,
+    connections: 20,
+    durationMs: 10000,
+    warmupMs: 2000,
+    scheduled: 10000,
+    completed: 10000,
+    non2xx: 0,
+    errors: 0,
+    timeouts: 0,
+    achievedRps: 1000,
+    latencyUs: lat,
+    sendLagUs: { ...lat, p99: 300 },
+    schedulerLagUs: { ...lat, p99: 300 },
+    queueWaitUs: { ...lat, p99: 1, max: 1 },
+    peakQueued: 0,
+    failures: [],
   };
 }
 
 function wrk(rps: number) {
-  return { requests: rps * 10, rps, latencyUs: { p50: 300, p75: 400, p90: 500, p99: 900 }, non2xx: 0,
-    socketErrors: { connect: 0, read: 0, write: 0, timeout: 0 }, raw: '' };
+  return {
+    requests: rps * 10,
+    rps,
+    latencyUs: { p50: 300, p75: 400, p90: 500, p99: 900 },
+    non2xx: 0,
+    socketErrors: { connect: 0, read: 0, write: 0, timeout: 0 },
+    raw: '',
+  };
 }
 
 /** A target's max-rate rounds as run.ts keeps them: the median round's run, and every round's rps. */
@@ -53,8 +72,22 @@ function report(results: TargetResult[], tcp?: TcpResult[], s: Settings = settin
   const { goals, warnings } = evaluate(results, s, tcp);
   return {
     time: '2025-01-01T00:00:00.000Z',
-    environment: { cores: 2, cpuModel: 'cpu', memoryGiB: 4, platform: 'linux', node: 'v20', nginx: 'nginx/1', haproxy: 'HAProxy 2', wrk: 'wrk 4', trellis: '0.1.0' },
-    settings: s, results, ...(tcp ? { tcp } : {}), goals, warnings,
+    environment: {
+      cores: 2,
+      cpuModel: 'cpu',
+      memoryGiB: 4,
+      platform: 'linux',
+      node: 'v20',
+      nginx: 'nginx/1',
+      haproxy: 'HAProxy 2',
+      wrk: 'wrk 4',
+      trellis: '0.1.0',
+    },
+    settings: s,
+    results,
+    ...(tcp ? { tcp } : {}),
+    goals,
+    warnings,
   };
 }
 
@@ -65,8 +98,18 @@ const fullSettings: Settings = {
 };
 
 function echo(mbPerS: number, errors = 0): EchoResult {
-  return { connections: 4, chunkBytes: 65536, windowBytes: 262144, durationMs: 5000, warmupMs: 1000,
-    bytesEchoed: mbPerS * 5e6, mbPerS, bytesSent: mbPerS * 6e6, errors, mismatches: 0 };
+  return {
+    connections: 4,
+    chunkBytes: 65536,
+    windowBytes: 262144,
+    durationMs: 5000,
+    warmupMs: 1000,
+    bytesEchoed: mbPerS * 5e6,
+    mbPerS,
+    bytesSent: mbPerS * 6e6,
+    errors,
+    mismatches: 0,
+  };
 }
 
 function resources(rssMb: number, cpu: number): ProxyResources[] {
@@ -120,7 +163,15 @@ describe('bench report', () => {
         { name: 'direct', path: '', maxRate: wrk(60000), fixedRate: fixed(800), latency: { get10k: fixed(900), get100k: fixed(1500), post1k: fixed(850) } },
         { name: 'trellis', path: '', maxRate: wrk(9000), fixedRate: fixed(2300), latency: { ...all, get100k: fixed(4000) }, resources: resources(64.5, 0.06) },
         { name: 'nginx', path: '', maxRate: wrk(15000), fixedRate: fixed(1500), latency: all, resources: resources(12.9, 0.03) },
-        { name: 'haproxy', path: '', maxRate: wrk(15000), fixedRate: fixed(1500), latencyErrors: { get10k: 'boom' }, latency: { get100k: fixed(2000) }, resources: resources(15, 0.02) },
+        {
+          name: 'haproxy',
+          path: '',
+          maxRate: wrk(15000),
+          fixedRate: fixed(1500),
+          latencyErrors: { get10k: 'boom' },
+          latency: { get100k: fixed(2000) },
+          resources: resources(15, 0.02),
+        },
       ],
       [
         { name: 'direct', path: '', echo: echo(800) },
@@ -169,7 +220,10 @@ describe('bench report', () => {
     const nginx: TargetResult = { name: 'nginx', path: '', ...rounds(20000, 14000, 24000) };
     const trellis: TargetResult = { name: 'trellis', path: '', ...rounds(12200, 9240, 15360) };
     const rr = roundRatios(trellis, nginx)!;
-    assert.deepEqual(rr.rounds.map((v) => v.toFixed(2)), ['0.61', '0.66', '0.64']);
+    assert.deepEqual(
+      rr.rounds.map((v) => v.toFixed(2)),
+      ['0.61', '0.66', '0.64'],
+    );
     assert.equal(rr.median.toFixed(2), '0.64');
     // The median rounds' own ratio (12,200 / 20,000) would say 0.61.
     assert.equal((trellis.maxRate!.rps / nginx.maxRate!.rps).toFixed(2), '0.61');
@@ -183,7 +237,11 @@ describe('bench report', () => {
     assert.deepEqual(roundRatios({ name: 'trellis', path: '', ...rounds(12000, 7000, 9000) }, nginx)!.rounds, [0.6, 0.7]);
     const old: TargetResult = { name: 'trellis', path: '', maxRate: wrk(9000) };
     assert.deepEqual(roundRatios(old, { name: 'nginx', path: '', maxRate: wrk(15000) }), { median: 0.6, rounds: [0.6] });
-    assert.deepEqual(roundRatios({ name: 'trellis', path: '', ...rounds(6000, 9000) }, { name: 'nginx', path: '', ...rounds(0, 15000) }), { median: 0.6, rounds: [0.6] }, 'a zero round has no ratio');
+    assert.deepEqual(
+      roundRatios({ name: 'trellis', path: '', ...rounds(6000, 9000) }, { name: 'nginx', path: '', ...rounds(0, 15000) }),
+      { median: 0.6, rounds: [0.6] },
+      'a zero round has no ratio',
+    );
   });
 
   it('reports the median of the per-round ratios in the table, the goal and the JSON', () => {
@@ -216,12 +274,21 @@ describe('bench report', () => {
       { name: 'direct', path: '', ...rounds(20000, 30000, 25000) },
       { name: 'nginx', path: '', ...rounds(19000, 28500, 15000) },
     ]);
-    assert.ok(r.warnings.some((w) => /nginx reached 95% of direct/.test(w)), r.warnings.join('\n'));
+    assert.ok(
+      r.warnings.some((w) => /nginx reached 95% of direct/.test(w)),
+      r.warnings.join('\n'),
+    );
   });
 });
 
 describe('bench report with a baseline build (--baseline)', () => {
-  const info: BaselineInfo = { dir: '/tmp/trellis-bench-x/baseline-checkout', ref: 'HEAD~3', commit: '8397447c0d1e2f3a', trellisCommit: '826645fa1b2c3d4e', trellisDirty: true };
+  const info: BaselineInfo = {
+    dir: '/tmp/trellis-bench-x/baseline-checkout',
+    ref: 'HEAD~3',
+    commit: '8397447c0d1e2f3a',
+    trellisCommit: '826645fa1b2c3d4e',
+    trellisDirty: true,
+  };
   const s: Settings = { ...fullSettings, wrk: { ...settings.wrk, durationS: 5, rounds: 3 } };
   // The machine drifts (nginx 20k, 14k, 24k); trellis keeps 1.05, 1.10, 1.00 of the baseline.
   const results: TargetResult[] = [
@@ -238,7 +305,10 @@ describe('bench report with a baseline build (--baseline)', () => {
     assert.match(text, /baseline\s+12,000\s+0\.30 ms\s+0\.90 ms\s+0\.60x\s+0\s+-\s+0\.60 0\.60 0\.63\s+12,000 8,400 15,000/);
     assert.match(text, /trellis\s+12,600 .* 0\.63x/);
     assert.match(text, /\ntrellis vs baseline: 1\.05× throughput \(median of per-round ratios: 1\.05, 1\.10, 1\.00\), added p99 \+1\.50 ms vs \+1\.70 ms\n/);
-    assert.match(text, /A\/B: trellis = this checkout \(826645fa1b2c, with uncommitted changes\); baseline = HEAD~3 \(8397447c0d1e, built in a temporary worktree\)/);
+    assert.match(
+      text,
+      /A\/B: trellis = this checkout \(826645fa1b2c, with uncommitted changes\); baseline = HEAD~3 \(8397447c0d1e, built in a temporary worktree\)/,
+    );
     // The 1 KB fixed rate has its row; its added p99 is over direct's like trellis's.
     assert.match(text, /baseline\s+1,000\s+0\.20 ms\s+2\.50 ms\s+5\.00 ms\s+7\.50 ms\s+\+1\.70 ms/);
   });
@@ -259,16 +329,25 @@ describe('bench report with a baseline build (--baseline)', () => {
 
   it('saves the per-round ratios to the baseline and their median', () => {
     const r = withBaseline(results);
-    assert.deepEqual(r.maxRateVsBaseline!.trellis!.rounds.map((v) => v.toFixed(2)), ['1.05', '1.10', '1.00']);
+    assert.deepEqual(
+      r.maxRateVsBaseline!.trellis!.rounds.map((v) => v.toFixed(2)),
+      ['1.05', '1.10', '1.00'],
+    );
     assert.equal(r.maxRateVsBaseline!.trellis!.median.toFixed(2), '1.05');
     assert.equal(maxRateRatios(results).baseline!.median.toFixed(2), '0.60');
     const json = JSON.parse(JSON.stringify(r)) as BenchReport;
     assert.deepEqual(json.baseline, info);
-    assert.deepEqual(json.results.map((t) => t.name), ['direct', 'trellis', 'baseline', 'nginx']);
+    assert.deepEqual(
+      json.results.map((t) => t.name),
+      ['direct', 'trellis', 'baseline', 'nginx'],
+    );
   });
 
   it('says why the A/B could not be measured when the baseline did not start', () => {
-    const rs: TargetResult[] = [...results.filter((t) => t.name !== 'baseline'), { name: 'baseline', path: '', unavailable: 'trellis control exited (code 1)' }];
+    const rs: TargetResult[] = [
+      ...results.filter((t) => t.name !== 'baseline'),
+      { name: 'baseline', path: '', unavailable: 'trellis control exited (code 1)' },
+    ];
     assert.equal(baselineLine(rs), 'trellis vs baseline: throughput not measured (baseline unavailable), added p99 +1.50 ms vs -');
     assert.deepEqual(maxRateVsBaseline(rs), {});
     assert.match(formatReport(withBaseline(rs)), /baseline\s+unavailable: trellis control exited \(code 1\)/);

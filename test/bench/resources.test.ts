@@ -40,9 +40,12 @@ describe('proxy resources', () => {
   it('joins the samples around separate rounds as if they had run back to back', () => {
     const g = (cpuTicks: number, rssKb: number) => ({ processes: 1, rssKb, pssKb: rssKb / 2, cpuTicks });
     // Two rounds of 100 and 300 ticks; 5,000 ticks of other targets' rounds between them are not counted.
-    const spans = [[g(1000, 10_000), g(1100, 11_000)], [g(6100, 11_000), g(6400, 12_000)]] as const;
+    const spans = [
+      [g(1000, 10_000), g(1100, 11_000)],
+      [g(6100, 11_000), g(6400, 12_000)],
+    ] as const;
     assert.deepEqual(joinSpans(spans, ['cpuTicks']), [g(1000, 10_000), g(1400, 12_000)], 'memory as after the last round');
-    assert.equal(cpuSecondsPer1k(...joinSpans(spans, ['cpuTicks'])!, 80_000), 0.05, '4 s over both rounds\' 80,000 requests');
+    assert.equal(cpuSecondsPer1k(...joinSpans(spans, ['cpuTicks'])!, 80_000), 0.05, "4 s over both rounds' 80,000 requests");
     assert.equal(joinSpans([[g(1, 1), undefined]], ['cpuTicks']), undefined, 'a missing sample');
     assert.equal(joinSpans([], ['cpuTicks']), undefined);
   });
@@ -50,19 +53,46 @@ describe('proxy resources', () => {
   it('joins group samples per process group, leaving out a group that vanished', () => {
     const g = (cpuTicks: number) => ({ processes: 1, rssKb: 100, pssKb: 50, cpuTicks });
     const joined = joinGroupSpans([
-      [new Map([[1, g(0)], [2, g(0)]]), new Map([[1, g(10)], [2, g(20)]])],
-      [new Map([[1, g(50)], [2, g(70)]]), new Map([[1, g(60)], [2, g(75)]])],
-      [new Map([[1, g(90)]]), new Map([[1, g(95)], [2, g(80)]])],
+      [
+        new Map([
+          [1, g(0)],
+          [2, g(0)],
+        ]),
+        new Map([
+          [1, g(10)],
+          [2, g(20)],
+        ]),
+      ],
+      [
+        new Map([
+          [1, g(50)],
+          [2, g(70)],
+        ]),
+        new Map([
+          [1, g(60)],
+          [2, g(75)],
+        ]),
+      ],
+      [
+        new Map([[1, g(90)]]),
+        new Map([
+          [1, g(95)],
+          [2, g(80)],
+        ]),
+      ],
     ])!;
     assert.deepEqual(joined.after.get(1), g(25));
     assert.equal(joined.after.has(2), false, 'group 2 was not sampled before the last round');
     assert.equal(joinGroupSpans([]), undefined);
   });
 
-  it('gives CPU use in cores over the rounds\' time only', () => {
+  it("gives CPU use in cores over the rounds' time only", () => {
     const c = (machine: number, ours: number, at: number) => ({ machine, ours, steal: 0, at });
     // 1 s each, 150 jiffies of the machine's of which 100 the bench's, per round; 10 s between the rounds.
-    const usage = cpuOverSpans([[c(0, 0, 0), c(150, 100, 1000)], [c(5000, 1000, 11_000), c(5150, 1100, 12_000)]]);
+    const usage = cpuOverSpans([
+      [c(0, 0, 0), c(150, 100, 1000)],
+      [c(5000, 1000, 11_000), c(5150, 1100, 12_000)],
+    ]);
     assert.deepEqual(usage, { foreignCores: 0.5, benchCores: 1, stealCores: 0 });
   });
 

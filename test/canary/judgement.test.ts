@@ -42,17 +42,47 @@ test('callers add up; a proxy that restarted or appeared during the window count
   observe(restarted, toV2, 200, 0.004, 10);
   const gateway = new ProxyMetrics({ service: 'trellis-ingress', id: 'trellis-ingress' });
   observe(gateway, toV2, 200, 0.004, 15);
-  const after = versionReading([{ id: 'frontend-0', text: restarted.httpText() }, { id: 'trellis-ingress', text: gateway.httpText() }], 'backend', 'v2');
+  const after = versionReading(
+    [
+      { id: 'frontend-0', text: restarted.httpText() },
+      { id: 'trellis-ingress', text: gateway.httpText() },
+    ],
+    'backend',
+    'v2',
+  );
   assert.equal(windowStats(before, after).requests, 25);
 });
 
 test('p99 is interpolated within its bucket, as histogram_quantile does', () => {
   assert.equal(histogramQuantile(0.99, []), undefined);
-  assert.equal(histogramQuantile(0.99, [[0.1, 0], [0.25, 0], [Infinity, 0]]), undefined);
+  assert.equal(
+    histogramQuantile(0.99, [
+      [0.1, 0],
+      [0.25, 0],
+      [Infinity, 0],
+    ]),
+    undefined,
+  );
   // 100 observations, all in (0.1, 0.25]: the 99th is 99% of the way through that bucket.
-  assert.ok(Math.abs(histogramQuantile(0.99, [[0.05, 0], [0.1, 0], [0.25, 100], [Infinity, 100]])! - 0.2485) < 1e-9);
+  assert.ok(
+    Math.abs(
+      histogramQuantile(0.99, [
+        [0.05, 0],
+        [0.1, 0],
+        [0.25, 100],
+        [Infinity, 100],
+      ])! - 0.2485,
+    ) < 1e-9,
+  );
   // Beyond the highest finite bound: that bound.
-  assert.equal(histogramQuantile(0.99, [[5, 10], [10, 10], [Infinity, 100]]), 10);
+  assert.equal(
+    histogramQuantile(0.99, [
+      [5, 10],
+      [10, 10],
+      [Infinity, 100],
+    ]),
+    10,
+  );
 });
 
 test('slow answers breach --max-p99 with the value and the limit', () => {
@@ -60,7 +90,11 @@ test('slow answers breach --max-p99 with the value and the limit', () => {
   const before = versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2');
   observe(m, toV2, 200, 0.35, 40);
   const s = windowStats(before, versionReading([{ id: 'frontend-0', text: m.httpText() }], 'backend', 'v2'));
-  assert.deepEqual(judge(s, limits), { kind: 'breach', metric: 'p99', reason: "p99 latency 399 ms (in the 300 ms to 400 ms bucket of the sidecars' histograms, over 40 requests) is above --max-p99 200 ms" });
+  assert.deepEqual(judge(s, limits), {
+    kind: 'breach',
+    metric: 'p99',
+    reason: "p99 latency 399 ms (in the 300 ms to 400 ms bucket of the sidecars' histograms, over 40 requests) is above --max-p99 200 ms",
+  });
   assert.deepEqual(judge(s, { ...limits, maxP99Ms: 1000 }), { kind: 'pass' });
 });
 
@@ -105,7 +139,9 @@ function shopBalancing(m: ProxyMetrics): { balancing: BalancingState; v2: Compil
   m.watchBalancing(balancing);
   const ep = (id: string, version: string) => ({ id, host: '127.0.0.1', port: 1, version });
   const backends = balancing.backendsFor({
-    service: 'backend', protocol: 'http', routes: [],
+    service: 'backend',
+    protocol: 'http',
+    routes: [],
     backends: {
       backend: { name: 'backend', endpoints: [ep('backend-v1-0', 'v1'), ep('backend-v2-0', 'v2')] },
       'backend-v1': { name: 'backend-v1', endpoints: [ep('backend-v1-0', 'v1')], failover: 'backend' },
@@ -115,9 +151,10 @@ function shopBalancing(m: ProxyMetrics): { balancing: BalancingState; v2: Compil
   return { balancing, v2: backends.get('backend-v2')! };
 }
 
-const reading = async (m: ProxyMetrics): Promise<ReturnType<typeof versionReading>> => versionReading([{ id: 'frontend-0', text: await m.text() }], 'backend', 'v2');
+const reading = async (m: ProxyMetrics): Promise<ReturnType<typeof versionReading>> =>
+  versionReading([{ id: 'frontend-0', text: await m.text() }], 'backend', 'v2');
 
-test('an ejection of the canary\'s instance fails the step, whatever the traffic, and the reason says so', async () => {
+test("an ejection of the canary's instance fails the step, whatever the traffic, and the reason says so", async () => {
   const m = new ProxyMetrics({ service: 'frontend', id: 'frontend-0' });
   const { v2 } = shopBalancing(m);
   const before = await reading(m);
@@ -126,10 +163,15 @@ test('an ejection of the canary\'s instance fails the step, whatever the traffic
   for (let i = 0; i < 5; i++) v2.outliers!.report('backend-v2-0', 'server-error', performance.now());
   v2.failovers!.count += 70;
   const s = windowStats(before, await reading(m));
-  assert.deepEqual({ requests: s.requests, errors: s.errors, failovers: s.failovers, ejections: s.ejections }, { requests: 5, errors: 5, failovers: 70, ejections: { 'consecutive-5xx': 1 } });
+  assert.deepEqual(
+    { requests: s.requests, errors: s.errors, failovers: s.failovers, ejections: s.ejections },
+    { requests: 5, errors: 5, failovers: 70, ejections: { 'consecutive-5xx': 1 } },
+  );
   assert.deepEqual(judge(s, limits), {
-    kind: 'breach', metric: 'ejection',
-    reason: "outlier detection in the callers' sidecars ejected the version's instances 1 time (consecutive-5xx); 75 of 75 requests failed: 5 answered with errors, 70 sent to other versions because no instance could take them",
+    kind: 'breach',
+    metric: 'ejection',
+    reason:
+      "outlier detection in the callers' sidecars ejected the version's instances 1 time (consecutive-5xx); 75 of 75 requests failed: 5 answered with errors, 70 sent to other versions because no instance could take them",
   });
 });
 
@@ -144,8 +186,10 @@ test('requests for the canary sent to other versions count as its failed request
   const s = windowStats(before, await reading(m));
   assert.deepEqual({ requests: s.requests, failovers: s.failovers, ejections: s.ejections }, { requests: 0, failovers: 40, ejections: {} });
   assert.deepEqual(judge(s, limits), {
-    kind: 'breach', metric: 'error rate',
-    reason: 'error rate 100% (40 of 40 requests failed: 0 answered with errors, 40 sent to other versions because no instance could take them) is above --max-error-rate 1%',
+    kind: 'breach',
+    metric: 'error rate',
+    reason:
+      'error rate 100% (40 of 40 requests failed: 0 answered with errors, 40 sent to other versions because no instance could take them) is above --max-error-rate 1%',
   });
   // Failovers of another version's backend are not the canary's.
   const other = await reading(m);

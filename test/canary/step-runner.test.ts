@@ -12,8 +12,15 @@ import { ProxyMetrics, type HttpLabels } from '../../src/telemetry/metrics.js';
 const toV2: HttpLabels = { direction: 'outbound', source: 'frontend', destination: 'backend', destinationVersion: 'v2', route: 'default/split/rule/0' };
 
 const plan: CanaryPlan = {
-  service: 'backend', to: 'v2', stable: 'v1', versions: ['v1', 'v2'], steps: [10, 50], intervalMs: 1000,
-  limits: { maxErrorRate: 0.01, maxP99Ms: 200, minRequests: 20 }, maxWaits: 1, start: { v1: 100, v2: 0 },
+  service: 'backend',
+  to: 'v2',
+  stable: 'v1',
+  versions: ['v1', 'v2'],
+  steps: [10, 50],
+  intervalMs: 1000,
+  limits: { maxErrorRate: 0.01, maxP99Ms: 200, minRequests: 20 },
+  maxWaits: 1,
+  start: { v1: 100, v2: 0 },
 };
 
 /**
@@ -60,7 +67,11 @@ test('the stable version and the weights of a step', () => {
 test('every step passing promotes the version to 100%', async () => {
   const w = world(() => [[200, 50]]);
   assert.deepEqual(await runCanary(plan, w.io), { kind: 'promoted' } satisfies CanaryOutcome);
-  assert.deepEqual(w.set, [{ v1: 90, v2: 10 }, { v1: 50, v2: 50 }, { v1: 0, v2: 100 }]);
+  assert.deepEqual(w.set, [
+    { v1: 90, v2: 10 },
+    { v1: 50, v2: 50 },
+    { v1: 0, v2: 100 },
+  ]);
   assert.deepEqual(w.lines(), [
     'step 1/2 (v2 10%): v2 10%, v1 90%; acknowledged',
     'step 1/2 (v2 10%): 50 requests in 1.0 s, error rate 0% (max 1%), p99 5 ms (max 200 ms): pass',
@@ -72,9 +83,21 @@ test('every step passing promotes the version to 100%', async () => {
 });
 
 test('a breach sets the version back to 0% and says which limit, at which step', async () => {
-  const w = world((i) => (i === 0 ? [[200, 50]] : [[200, 45], [503, 5]]));
+  const w = world((i) =>
+    i === 0
+      ? [[200, 50]]
+      : [
+          [200, 45],
+          [503, 5],
+        ],
+  );
   const outcome = await runCanary(plan, w.io);
-  assert.deepEqual(outcome, { kind: 'rolled-back', step: 50, reason: 'error rate 10% (5 of 50 requests failed) is above --max-error-rate 1%', weights: { v1: 100, v2: 0 } });
+  assert.deepEqual(outcome, {
+    kind: 'rolled-back',
+    step: 50,
+    reason: 'error rate 10% (5 of 50 requests failed) is above --max-error-rate 1%',
+    weights: { v1: 100, v2: 0 },
+  });
   assert.deepEqual(w.set.at(-1), { v1: 100, v2: 0 });
   assert.deepEqual(w.lines().slice(-2), [
     'step 2/2 (v2 50%): 50 requests in 1.0 s, error rate 10% (max 1%), p99 5 ms (max 200 ms): error rate over the limit',
@@ -113,8 +136,14 @@ test('a canary that can no longer be watched rolls back; when even that fails, t
   };
   const outcome = await runCanary(plan, w.io);
   assert.equal(outcome.kind === 'rolled-back' && outcome.step, 50);
-  assert.match(outcome.kind === 'rolled-back' ? outcome.reason : '', /^the canary could not go on: cannot reach the control plane at http:\/\/127\.0\.0\.1:1: ECONNREFUSED/);
+  assert.match(
+    outcome.kind === 'rolled-back' ? outcome.reason : '',
+    /^the canary could not go on: cannot reach the control plane at http:\/\/127\.0\.0\.1:1: ECONNREFUSED/,
+  );
   const stuck = world((i) => (i === 0 ? [[500, 50]] : []), { failSet: (x) => x.v2 === 0 });
   const failed = await runCanary(plan, stuck.io);
-  assert.equal(failed.kind === 'rolled-back' && failed.restoreError, 'cannot reach the control plane at http://127.0.0.1:1: ECONNREFUSED; is `trellis control` (or `trellis up`) running?');
+  assert.equal(
+    failed.kind === 'rolled-back' && failed.restoreError,
+    'cannot reach the control plane at http://127.0.0.1:1: ECONNREFUSED; is `trellis control` (or `trellis up`) running?',
+  );
 });

@@ -9,7 +9,11 @@ test('steps and percents', () => {
   assert.deepEqual(parseSteps('5,25,50,100'), [5, 25, 50, 100]);
   assert.deepEqual(parseSteps('10%, 100%'), [10, 100]);
   for (const bad of ['0,50', '50,25', '5,,10', '101', 'half']) {
-    assert.throws(() => parseSteps(bad), (e: unknown) => e instanceof TrellisError && e.code === 'TRELLIS_E_USAGE', bad);
+    assert.throws(
+      () => parseSteps(bad),
+      (e: unknown) => e instanceof TrellisError && e.code === 'TRELLIS_E_USAGE',
+      bad,
+    );
   }
   assert.equal(parsePercent('1%', '--max-error-rate'), 0.01);
   assert.equal(parsePercent('0.5', '--max-error-rate'), 0.005);

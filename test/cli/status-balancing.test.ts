@@ -26,13 +26,24 @@ before(async () => {
   const dead = await freePort();
   const other = await freePort();
   const svc = (name: string, extra: Partial<UpstreamSnapshot>): UpstreamSnapshot => ({
-    service: name, protocol: 'http', routes: [],
+    service: name,
+    protocol: 'http',
+    routes: [],
     backends: { [name]: { name, endpoints: [{ id: `${name}-0`, host: '127.0.0.1', port: name === 'api' ? dead : other, version: 'v1' }] } },
     ...extra,
   });
   outbound = await startOutbound('web', {
-    api: svc('api', { balancing: { policy: 't', balancer: 'RoundRobin', panicThreshold: 50, outlierDetection: { ...DEFAULT_OUTLIER_DETECTION, consecutive5xx: 2 } } }),
-    db: svc('db', { balancing: { policy: 't', balancer: 'RoundRobin', panicThreshold: 50, circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 0, maxRetries: 3 } } }),
+    api: svc('api', {
+      balancing: { policy: 't', balancer: 'RoundRobin', panicThreshold: 50, outlierDetection: { ...DEFAULT_OUTLIER_DETECTION, consecutive5xx: 2 } },
+    }),
+    db: svc('db', {
+      balancing: {
+        policy: 't',
+        balancer: 'RoundRobin',
+        panicThreshold: 50,
+        circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 0, maxRetries: 3 },
+      },
+    }),
   });
 });
 
@@ -40,14 +51,16 @@ after(() => outbound.close());
 
 function send(service: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port: outbound.addresses.upstreams[service]!.port, path: '/', agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode!));
-    }).on('error', reject);
+    http
+      .get({ host: '127.0.0.1', port: outbound.addresses.upstreams[service]!.port, path: '/', agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      })
+      .on('error', reject);
   });
 }
 
-test('status shows an ejected endpoint and a breaker that refused requests, read from the proxy\'s admin server', async () => {
+test("status shows an ejected endpoint and a breaker that refused requests, read from the proxy's admin server", async () => {
   assert.equal(await send('api'), 502);
   assert.equal(await send('api'), 502);
   assert.equal(await send('db'), 503);
@@ -59,7 +72,9 @@ test('status shows an ejected endpoint and a breaker that refused requests, read
   assert.match(text, /Circuit breakers/);
   assert.match(text, /web-out\s+db\s+open\s+0\/1024\s+0\/1024\s+0\/0\s+0\/3\s+0\/1\/0/);
   // A proxy that does not answer is named, not silently skipped.
-  const gone = renderBalancing(await fetchBalancing([{ id: 'gone', connected: true, admin: { host: '127.0.0.1', port: await freePort() } } as unknown as ProxyView]));
+  const gone = renderBalancing(
+    await fetchBalancing([{ id: 'gone', connected: true, admin: { host: '127.0.0.1', port: await freePort() } } as unknown as ProxyView]),
+  );
   assert.match(gone, /No balancing state from: gone/);
 });
 

@@ -10,7 +10,9 @@ import { TrellisError } from '../../src/errors.js';
 import { mesh, problemAt, tempDir } from './helpers.js';
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
-before(async () => { tmp = await tempDir(); });
+before(async () => {
+  tmp = await tempDir();
+});
 after(() => tmp.cleanup());
 
 const services = '    - name: web\n';
@@ -22,7 +24,13 @@ describe('Mesh spec.accessLog', () => {
     assert.deepEqual(accessLogFlags(none.config.mesh.spec.accessLog), []);
     const some = await loadConfig([await tmp.write('some.yaml', mesh(services, '  accessLog: { keepQuery: true, maxFileBytes: 1048576, maxFiles: 3 }\n'))]);
     assert.ok(some.config, JSON.stringify(some.problems));
-    assert.deepEqual(accessLogFlags(some.config.mesh.spec.accessLog), ['--access-log-keep-query', '--access-log-max-bytes', '1048576', '--access-log-max-files', '3']);
+    assert.deepEqual(accessLogFlags(some.config.mesh.spec.accessLog), [
+      '--access-log-keep-query',
+      '--access-log-max-bytes',
+      '1048576',
+      '--access-log-max-files',
+      '3',
+    ]);
   });
 
   it('refuses sizes and counts that would turn rotation off or fill a disk, and unknown fields', async () => {
@@ -41,8 +49,15 @@ describe('Mesh spec.accessLog', () => {
     assert.equal(parseBytes('1g', '--x'), 1024 ** 3);
     assert.equal(parseCount('5', '--y'), 5);
     for (const bad of ['', '0', '10MB', '-1', '1.5MiB', 'lots']) {
-      assert.throws(() => parseBytes(bad, '--x'), (e: unknown) => e instanceof TrellisError && e.code === 'TRELLIS_E_USAGE', bad);
+      assert.throws(
+        () => parseBytes(bad, '--x'),
+        (e: unknown) => e instanceof TrellisError && e.code === 'TRELLIS_E_USAGE',
+        bad,
+      );
     }
-    assert.throws(() => parseCount('0', '--y'), (e: unknown) => e instanceof TrellisError && e.code === 'TRELLIS_E_USAGE');
+    assert.throws(
+      () => parseCount('0', '--y'),
+      (e: unknown) => e instanceof TrellisError && e.code === 'TRELLIS_E_USAGE',
+    );
   });
 });

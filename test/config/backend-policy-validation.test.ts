@@ -14,11 +14,14 @@ let tmp: Awaited<ReturnType<typeof tempDir>>;
 let meshFile: string;
 before(async () => {
   tmp = await tempDir();
-  meshFile = await tmp.write('mesh.yaml', mesh(`    - name: web
+  meshFile = await tmp.write(
+    'mesh.yaml',
+    mesh(`    - name: web
       upstreams: [api]
     - name: api
       versions: [{ name: v1 }, { name: v2 }]
-`));
+`),
+  );
 });
 after(() => tmp.cleanup());
 
@@ -53,7 +56,10 @@ describe('BackendPolicy validation', () => {
 
   it('refuses a version the service does not have, and outlier detection on one version', async () => {
     const ghost = await load('  targetRefs: [{ group: "", kind: Service, name: api, sectionName: v3 }]\n');
-    assert.match(problemAt(ghost.result, 'spec.targetRefs[0].sectionName', ghost.file).message, /names version "v3", which service "api" does not have \(versions: v1, v2\)/);
+    assert.match(
+      problemAt(ghost.result, 'spec.targetRefs[0].sectionName', ghost.file).message,
+      /names version "v3", which service "api" does not have \(versions: v1, v2\)/,
+    );
     const od = await load('  targetRefs: [{ group: "", kind: Service, name: api, sectionName: v1 }]\n  outlierDetection: { consecutive5xx: 3 }\n');
     assert.match(problemAt(od.result, 'spec.outlierDetection', od.file).message, /per service/);
     const cb = await load('  targetRefs: [{ group: "", kind: Service, name: api, sectionName: v1 }]\n  circuitBreaker: { maxRequests: 3 }\n');
@@ -90,21 +96,25 @@ describe('BackendPolicy compiled into the snapshot', () => {
     }).upstreams.api!;
   };
 
-  it('fills in Envoy\'s outlier defaults around the fields given, durations in ms', async () => {
+  it("fills in Envoy's outlier defaults around the fields given, durations in ms", async () => {
     const api = await compile(`${toApi}  loadBalancer: { type: RingHash, hashOn: { header: X-User } }
   outlierDetection: { consecutive5xx: 3, baseEjectionTime: 1s }
   circuitBreaker: { maxRequests: 100 }
   panicThreshold: 30
 `);
     assert.deepEqual(api.balancing, {
-      policy: `default/p${n}`, balancer: 'RingHash', panicThreshold: 30, hashOn: { header: 'x-user' }, circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 100, maxRetries: 3 },
+      policy: `default/p${n}`,
+      balancer: 'RingHash',
+      panicThreshold: 30,
+      hashOn: { header: 'x-user' },
+      circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 100, maxRetries: 3 },
       outlierDetection: { ...DEFAULT_OUTLIER_DETECTION, consecutive5xx: 3, baseEjectionTimeMs: 1000 },
     });
     // Each version fails over to the whole service.
     assert.equal(api.backends['api-v1']!.failover, 'api');
   });
 
-  it('turns outlier detection off when asked, and puts a version\'s policy on that version only', async () => {
+  it("turns outlier detection off when asked, and puts a version's policy on that version only", async () => {
     const api = await compile(`${toApi}  outlierDetection: { enabled: false }
 ---
 apiVersion: trellis.dev/v1alpha1

@@ -15,11 +15,17 @@ describe('loading the example config', () => {
     const config = result.config!;
     assert.equal(config.meshFile, join(FIXTURES, 'mesh.yaml'));
     assert.equal(config.meshDir, FIXTURES);
-    assert.deepEqual(config.services.map((s) => s.name), ['frontend', 'backend', 'redis']);
-    assert.deepEqual(config.routes.map((r) => [r.resource.metadata.name, r.file]), [
-      ['backend-split', join(FIXTURES, 'mesh.yaml')],
-      ['backend-mycorp', join(FIXTURES, 'header-route.yaml')],
-    ]);
+    assert.deepEqual(
+      config.services.map((s) => s.name),
+      ['frontend', 'backend', 'redis'],
+    );
+    assert.deepEqual(
+      config.routes.map((r) => [r.resource.metadata.name, r.file]),
+      [
+        ['backend-split', join(FIXTURES, 'mesh.yaml')],
+        ['backend-mycorp', join(FIXTURES, 'header-route.yaml')],
+      ],
+    );
   });
 
   it('normalizes services: defaults, versions, upstreams, health in milliseconds', async () => {
@@ -40,7 +46,15 @@ describe('loading the example config', () => {
       versions: [{ name: 'default', labels: {}, replicas: 1, command: 'node frontend.js', env: {} }],
     });
     assert.deepEqual(backend!.upstreams, [{ service: 'redis', port: 7002 }]);
-    assert.deepEqual(backend!.health, { type: 'http', path: '/healthz', status: 200, intervalMs: 500, timeoutMs: 250, healthyThreshold: 1, unhealthyThreshold: 2 });
+    assert.deepEqual(backend!.health, {
+      type: 'http',
+      path: '/healthz',
+      status: 200,
+      intervalMs: 500,
+      timeoutMs: 250,
+      healthyThreshold: 1,
+      unhealthyThreshold: 2,
+    });
     assert.deepEqual(backend!.versions, [
       { name: 'v1', labels: { track: 'stable' }, replicas: 2, command: 'node backend.js', env: { LOG_LEVEL: 'info', SHOP_VERSION: 'v1' } },
       { name: 'v2', labels: { track: 'canary' }, replicas: 1, command: 'node backend.js', env: { LOG_LEVEL: 'info', SHOP_VERSION: 'v2' } },
@@ -55,10 +69,13 @@ describe('loading the example config', () => {
     const { config } = await loadConfig([join(FIXTURES, 'mesh.yaml')]);
     const split = config!.routes[0]!.resource as HTTPRouteResource;
     assert.deepEqual(split.spec.rules[0]!.matches, [{ path: { type: 'PathPrefix', value: '/' } }]);
-    assert.deepEqual(split.spec.rules[0]!.backendRefs!.map((b) => [b.name, b.weight, b.kind, b.group]), [
-      ['backend-v1', 90, 'Service', ''],
-      ['backend-v2', 10, 'Service', ''],
-    ]);
+    assert.deepEqual(
+      split.spec.rules[0]!.backendRefs!.map((b) => [b.name, b.weight, b.kind, b.group]),
+      [
+        ['backend-v1', 90, 'Service', ''],
+        ['backend-v2', 10, 'Service', ''],
+      ],
+    );
     const mycorp = config!.routes[1]!.resource as HTTPRouteResource;
     assert.deepEqual(mycorp.spec.parentRefs, [{ kind: 'Service', name: 'backend', group: '' }]);
     assert.deepEqual(mycorp.spec.rules[0]!.matches![0]!.headers, [{ type: 'RegularExpression', name: 'x-user', value: '.*@mycorp.com' }]);
@@ -76,16 +93,24 @@ describe('loading the example config', () => {
 
 describe('loading files', () => {
   let tmp: Awaited<ReturnType<typeof tempDir>>;
-  before(async () => { tmp = await tempDir(); });
+  before(async () => {
+    tmp = await tempDir();
+  });
   after(() => tmp.cleanup());
 
   const svc = '    - name: web\n    - name: api\n';
 
   it('reads every document of a multi-document file', async () => {
-    const file = await tmp.write('multi/all.yaml', `${mesh(svc)}---\n${route('r1', '  parentRefs: [{ name: web }]\n  rules: [{ backendRefs: [{ name: api }] }]\n')}\n---\n# only a comment\n---\n${route('r2', '  parentRefs: [{ name: api }]\n  rules: [{ backendRefs: [{ name: web }] }]\n')}`);
+    const file = await tmp.write(
+      'multi/all.yaml',
+      `${mesh(svc)}---\n${route('r1', '  parentRefs: [{ name: web }]\n  rules: [{ backendRefs: [{ name: api }] }]\n')}\n---\n# only a comment\n---\n${route('r2', '  parentRefs: [{ name: api }]\n  rules: [{ backendRefs: [{ name: web }] }]\n')}`,
+    );
     const result = await loadConfig([file]);
     assert.deepEqual(result.problems, []);
-    assert.deepEqual(result.config!.routes.map((r) => r.resource.metadata.name), ['r1', 'r2']);
+    assert.deepEqual(
+      result.config!.routes.map((r) => r.resource.metadata.name),
+      ['r1', 'r2'],
+    );
   });
 
   it('follows include entries relative to the mesh file, files and directories alike', async () => {
@@ -97,7 +122,10 @@ describe('loading files', () => {
     const result = await loadConfig([meshFile]);
     assert.deepEqual(result.problems, []);
     assert.deepEqual(result.files, [meshFile, join(tmp.dir, 'inc/routes/a.yml'), join(tmp.dir, 'inc/routes/b.yaml'), join(tmp.dir, 'inc/conf/extra.yml')]);
-    assert.deepEqual(result.config!.routes.map((r) => r.resource.metadata.name), ['a', 'b', 'c']);
+    assert.deepEqual(
+      result.config!.routes.map((r) => r.resource.metadata.name),
+      ['a', 'b', 'c'],
+    );
   });
 
   it('reports an include that does not exist at its entry in the mesh file', async () => {
@@ -149,13 +177,22 @@ describe('loading files', () => {
   });
 
   it('names the document of an unknown kind or apiVersion', async () => {
-    const file = await tmp.write('kinds.yaml', `${mesh(svc)}---\napiVersion: v1\nkind: ConfigMap\nmetadata: { name: settings }\n---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata: { name: old }\nspec: {}\n---\n[1, 2]\n`);
+    const file = await tmp.write(
+      'kinds.yaml',
+      `${mesh(svc)}---\napiVersion: v1\nkind: ConfigMap\nmetadata: { name: settings }\n---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: HTTPRoute\nmetadata: { name: old }\nspec: {}\n---\n[1, 2]\n`,
+    );
     const result = await loadConfig([file]);
     const kind = problemAt(result, 'kind', file);
-    assert.match(kind.message, /^document 2 \("settings"\): unknown kind "ConfigMap" \(apiVersion "v1"\); Trellis reads Mesh \(trellis\.dev\/v1alpha1\), HTTPRoute/);
+    assert.match(
+      kind.message,
+      /^document 2 \("settings"\): unknown kind "ConfigMap" \(apiVersion "v1"\); Trellis reads Mesh \(trellis\.dev\/v1alpha1\), HTTPRoute/,
+    );
     assert.equal(kind.line, 11);
     const api = problemAt(result, 'apiVersion', file);
-    assert.match(api.message, /^document 3 \("old"\): kind HTTPRoute needs apiVersion gateway\.networking\.k8s\.io\/v1 \(got "gateway\.networking\.k8s\.io\/v1beta1"\)/);
+    assert.match(
+      api.message,
+      /^document 3 \("old"\): kind HTTPRoute needs apiVersion gateway\.networking\.k8s\.io\/v1 \(got "gateway\.networking\.k8s\.io\/v1beta1"\)/,
+    );
     assert.equal(api.line, 14);
     const notResource = problemAt(result, '', file);
     assert.match(notResource.message, /^document 4 is not a resource/);
@@ -166,15 +203,20 @@ describe('loading files', () => {
     const empty = join(tmp.dir, 'empty');
     await tmp.write('empty/readme.txt', 'no yaml here');
     const result = await loadConfig([missing, empty]);
-    assert.deepEqual(result.problems.map((p) => [p.file, p.message]), [
-      [missing, 'cannot be read: no such file or directory'],
-      [empty, 'is a directory with no .yaml or .yml files'],
-    ]);
+    assert.deepEqual(
+      result.problems.map((p) => [p.file, p.message]),
+      [
+        [missing, 'cannot be read: no such file or directory'],
+        [empty, 'is a directory with no .yaml or .yml files'],
+      ],
+    );
     assert.deepEqual(result.files, []);
   });
 
   it('resolves cwd against the mesh folder and merges version env over service env', async () => {
-    const file = await tmp.write('cwd/mesh.yaml', mesh(`    - name: api
+    const file = await tmp.write(
+      'cwd/mesh.yaml',
+      mesh(`    - name: api
       cwd: app
       command: node a.js
       env: { A: 1, B: "x", DEBUG: true }
@@ -185,15 +227,19 @@ describe('loading files', () => {
         - name: v2
           replicas: 0
       replicas: 3
-`));
+`),
+    );
     const result = await loadConfig([file]);
     assert.deepEqual(result.problems, []);
     const api = result.config!.services[0]!;
     assert.equal(api.cwd, join(tmp.dir, 'cwd/app'));
     assert.deepEqual(api.env, { A: '1', B: 'x', DEBUG: 'true' });
-    assert.deepEqual(api.versions.map((v) => [v.name, v.replicas, v.command, v.env]), [
-      ['v1', 3, 'node b.js', { A: '1', B: 'y', DEBUG: 'true' }],
-      ['v2', 0, 'node a.js', { A: '1', B: 'x', DEBUG: 'true' }],
-    ]);
+    assert.deepEqual(
+      api.versions.map((v) => [v.name, v.replicas, v.command, v.env]),
+      [
+        ['v1', 3, 'node b.js', { A: '1', B: 'y', DEBUG: 'true' }],
+        ['v2', 0, 'node a.js', { A: '1', B: 'x', DEBUG: 'true' }],
+      ],
+    );
   });
 });

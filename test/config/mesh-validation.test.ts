@@ -7,7 +7,9 @@ import { loadConfig } from '../../src/config/load.js';
 import { mesh, problemAt, tempDir } from './helpers.js';
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
-before(async () => { tmp = await tempDir(); });
+before(async () => {
+  tmp = await tempDir();
+});
 after(() => tmp.cleanup());
 
 let n = 0;
@@ -27,7 +29,10 @@ describe('Mesh schema', () => {
   });
 
   it('refuses unknown fields in metadata and at the top level', async () => {
-    const file = await tmp.write('meta.yaml', 'apiVersion: trellis.dev/v1alpha1\nkind: Mesh\nmetadata:\n  name: x\n  uid: abc\nspec:\n  services: []\nstatus: {}\n');
+    const file = await tmp.write(
+      'meta.yaml',
+      'apiVersion: trellis.dev/v1alpha1\nkind: Mesh\nmetadata:\n  name: x\n  uid: abc\nspec:\n  services: []\nstatus: {}\n',
+    );
     const result = await loadConfig([file]);
     assert.match(problemAt(result, 'metadata.uid', file).message, /^unknown field "uid"; allowed here: name, namespace, labels, annotations$/);
     assert.match(problemAt(result, 'status', file).message, /^unknown field "status"/);
@@ -55,7 +60,10 @@ describe('Mesh schema', () => {
   it('accepts the protocols that name the HTTP an app speaks, and keeps them', async () => {
     const { result } = await load('    - name: a\n      protocol: http1\n    - name: b\n      protocol: http2\n    - name: c\n      protocol: grpc\n');
     assert.deepEqual(result.problems, []);
-    assert.deepEqual(result.config!.services.map((s) => s.protocol), ['http1', 'http2', 'grpc']);
+    assert.deepEqual(
+      result.config!.services.map((s) => s.protocol),
+      ['http1', 'http2', 'grpc'],
+    );
   });
 
   it('checks numbers: ports and replicas', async () => {
@@ -74,7 +82,10 @@ describe('Mesh schema', () => {
   it('requires exactly one health probe', async () => {
     for (const health of ['{ http: { path: /h }, tcp: {} }', '{ interval: 1s }']) {
       const { file, result } = await load(`    - name: web\n      health: ${health}\n`);
-      assert.match(problemAt(result, 'spec.services[0].health', file).message, /^must be a health check with exactly one probe, http: \{ path, status\? \} or tcp: \{\}/);
+      assert.match(
+        problemAt(result, 'spec.services[0].health', file).message,
+        /^must be a health check with exactly one probe, http: \{ path, status\? \} or tcp: \{\}/,
+      );
     }
   });
 
@@ -125,8 +136,10 @@ describe('Mesh cross-field checks', () => {
 
   it('refuses the same fixed port twice: app and public ports across services', async () => {
     const { file, result } = await load('    - name: web\n      public: { port: 8080 }\n    - name: api\n      port: 8080\n');
-    assert.equal(problemAt(result, 'spec.services[1].port', file).message,
-      'port 8080 is already used by spec.services[0].public.port (public port of "web"); every fixed port must be different');
+    assert.equal(
+      problemAt(result, 'spec.services[1].port', file).message,
+      'port 8080 is already used by spec.services[0].public.port (public port of "web"); every fixed port must be different',
+    );
   });
 
   it('refuses the same upstream port twice within one service, or on an app port', async () => {
@@ -137,7 +150,10 @@ describe('Mesh cross-field checks', () => {
       upstreams: [{ service: db, port: 7000 }]
     - name: db
 `);
-    assert.match(problemAt(result, 'spec.services[0].upstreams[1].port', file).message, /^port 7001 is already used by spec\.services\[0\]\.upstreams\[0\]\.port/);
+    assert.match(
+      problemAt(result, 'spec.services[0].upstreams[1].port', file).message,
+      /^port 7001 is already used by spec\.services\[0\]\.upstreams\[0\]\.port/,
+    );
     assert.match(problemAt(result, 'spec.services[1].upstreams[0].port', file).message, /^port 7000 is already used by spec\.services\[0\]\.port/);
   });
 
@@ -156,7 +172,7 @@ describe('Mesh cross-field checks', () => {
     assert.equal(problemAt(result, 'spec.services[0].versions[2].name', file).message, 'duplicate version name "v1" in service "web" (also versions[0])');
   });
 
-  it('refuses a service named like another service\'s version backend', async () => {
+  it("refuses a service named like another service's version backend", async () => {
     const { file, result } = await load('    - name: web\n      versions: [{ name: v1 }]\n    - name: web-v1\n');
     assert.match(problemAt(result, 'spec.services[1].name', file).message, /is also the backend name of version "v1" of service "web"/);
   });

@@ -7,7 +7,10 @@ import { TrellisError } from '../../src/errors.js';
 
 describe('formatProblem', () => {
   it('writes file:line:col: path: message', () => {
-    assert.equal(formatProblem({ file: 'm.yaml', line: 3, column: 7, path: 'spec.services[0].port', message: 'must be a port' }), 'm.yaml:3:7: spec.services[0].port: must be a port');
+    assert.equal(
+      formatProblem({ file: 'm.yaml', line: 3, column: 7, path: 'spec.services[0].port', message: 'must be a port' }),
+      'm.yaml:3:7: spec.services[0].port: must be a port',
+    );
   });
   it('leaves out missing parts', () => {
     assert.equal(formatProblem({ file: 'm.yaml', path: '', message: 'cannot be read' }), 'm.yaml: cannot be read');
@@ -33,7 +36,10 @@ describe('parseDurationMs', () => {
   });
   it('refuses anything else with TRELLIS_E_CONFIG_INVALID', () => {
     for (const bad of ['2', '2 s', 's', '-1s', '1d']) {
-      assert.throws(() => parseDurationMs(bad), (err: unknown) => err instanceof TrellisError && err.code === 'TRELLIS_E_CONFIG_INVALID');
+      assert.throws(
+        () => parseDurationMs(bad),
+        (err: unknown) => err instanceof TrellisError && err.code === 'TRELLIS_E_CONFIG_INVALID',
+      );
     }
   });
 });

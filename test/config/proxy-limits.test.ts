@@ -10,7 +10,9 @@ import { Sidecar } from '../../src/proxy/sidecar.js';
 import { mesh, problemAt, tempDir } from './helpers.js';
 
 let tmp: Awaited<ReturnType<typeof tempDir>>;
-before(async () => { tmp = await tempDir(); });
+before(async () => {
+  tmp = await tempDir();
+});
 after(() => tmp.cleanup());
 
 let n = 0;
@@ -25,10 +27,13 @@ async function load(limits: string) {
 
 describe('spec.proxyLimits', () => {
   it('reaches every proxy snapshot in milliseconds and bytes', async () => {
-    const { result } = await load('  proxyLimits:\n    requestHeaderTimeout: 5s\n    idleTimeout: 1m\n    h2MaxConcurrentStreams: 50\n    maxRequestHeadBytes: 32768\n');
+    const { result } = await load(
+      '  proxyLimits:\n    requestHeaderTimeout: 5s\n    idleTimeout: 1m\n    h2MaxConcurrentStreams: 50\n    maxRequestHeadBytes: 32768\n',
+    );
     assert.deepEqual(result.problems, []);
     const snap = compileSnapshot({
-      config: result.config!, instances: [],
+      config: result.config!,
+      instances: [],
       proxy: { id: 'web-1', service: 'web', version: 'default', kind: 'sidecar', upstreams: [], pid: 1, admin: { host: '127.0.0.1', port: 1 } },
     });
     assert.deepEqual(snap.limits, { requestHeaderTimeoutMs: 5000, idleTimeoutMs: 60_000, h2MaxConcurrentStreams: 50, maxRequestHeadBytes: 32768 });
@@ -37,7 +42,8 @@ describe('spec.proxyLimits', () => {
   it('is absent from snapshots when the mesh sets none', async () => {
     const { result } = await load('');
     const snap = compileSnapshot({
-      config: result.config!, instances: [],
+      config: result.config!,
+      instances: [],
       proxy: { id: 'web-1', service: 'web', version: 'default', kind: 'sidecar', upstreams: [], pid: 1, admin: { host: '127.0.0.1', port: 1 } },
     });
     assert.equal(snap.limits, undefined);
@@ -55,15 +61,25 @@ describe('spec.proxyLimits', () => {
 describe('a sidecar applying limits', () => {
   it('takes the snapshot limits over its defaults, and keeps the last good ones when refused', async () => {
     const s = new Sidecar({
-      service: 'web', version: 'default', id: 'web-limits', kind: 'gateway', control: 'http://127.0.0.1:1',
-      upstreams: [], admin: { host: '127.0.0.1', port: 0 }, accessLog: 'off', log: () => {},
+      service: 'web',
+      version: 'default',
+      id: 'web-limits',
+      kind: 'gateway',
+      control: 'http://127.0.0.1:1',
+      upstreams: [],
+      admin: { host: '127.0.0.1', port: 0 },
+      accessLog: 'off',
+      log: () => {},
     });
     try {
       assert.equal(s.limits.current, DEFAULT_LIMITS);
       s.apply({ version: 1, service: 'web', inboundProtocol: 'http', upstreams: {}, limits: { idleTimeoutMs: 5000 } });
       assert.equal(s.limits.current.idleTimeoutMs, 5000);
       assert.equal(s.limits.current.h2MaxConcurrentStreams, DEFAULT_LIMITS.h2MaxConcurrentStreams);
-      assert.throws(() => s.apply({ version: 2, service: 'web', inboundProtocol: 'http', upstreams: {}, limits: { idleTimeoutMs: -1 } }), /positive whole number/);
+      assert.throws(
+        () => s.apply({ version: 2, service: 'web', inboundProtocol: 'http', upstreams: {}, limits: { idleTimeoutMs: -1 } }),
+        /positive whole number/,
+      );
       assert.equal(s.limits.current.idleTimeoutMs, 5000);
       assert.equal(s.snapshot?.version, 1);
     } finally {

@@ -12,14 +12,17 @@ let tmp: Awaited<ReturnType<typeof tempDir>>;
 let meshFile: string;
 before(async () => {
   tmp = await tempDir();
-  meshFile = await tmp.write('mesh.yaml', mesh(`    - name: frontend
+  meshFile = await tmp.write(
+    'mesh.yaml',
+    mesh(`    - name: frontend
       upstreams: [backend, postgres]
     - name: backend
       versions: [{ name: v1 }, { name: v2 }]
     - name: postgres
       protocol: tcp
       versions: [{ name: v1 }, { name: v2 }]
-`));
+`),
+  );
 });
 after(() => tmp.cleanup());
 
@@ -34,7 +37,8 @@ const rule = (body: string) => `  parentRefs: [{ name: backend }]\n  rules:\n   
 
 describe('HTTPRoute matches and filters', () => {
   it('accepts every match type and filter the Gateway API defines', async () => {
-    const { result } = await load(rule(`matches:
+    const { result } = await load(
+      rule(`matches:
         - path: { type: RegularExpression, value: "/items/[0-9]+" }
           queryParams: [{ name: page, value: "1" }, { type: RegularExpression, name: sort, value: "asc|desc" }]
         - path: { type: PathPrefix, value: /api }
@@ -47,12 +51,20 @@ describe('HTTPRoute matches and filters', () => {
           requestMirror: { backendRef: { name: backend-v2 }, percent: 10 }
       backendRefs:
         - name: backend-v1
-          filters: [{ type: URLRewrite, urlRewrite: { hostname: v1.internal, path: { type: ReplaceFullPath, replaceFullPath: /x } } }]`).replace('    - matches:\n        - path: { type: RegularExpression', '    - matches:\n        - path: { type: RegularExpression'));
+          filters: [{ type: URLRewrite, urlRewrite: { hostname: v1.internal, path: { type: ReplaceFullPath, replaceFullPath: /x } } }]`).replace(
+        '    - matches:\n        - path: { type: RegularExpression',
+        '    - matches:\n        - path: { type: RegularExpression',
+      ),
+    );
     assert.deepEqual(result.problems, []);
   });
 
   it('refuses an invalid regular expression in a path or query param match', async () => {
-    const { file, result } = await load(rule('matches: [{ path: { type: RegularExpression, value: "/a(" }, queryParams: [{ type: RegularExpression, name: q, value: "[" }] }]\n      backendRefs: [{ name: backend }]'));
+    const { file, result } = await load(
+      rule(
+        'matches: [{ path: { type: RegularExpression, value: "/a(" }, queryParams: [{ type: RegularExpression, name: q, value: "[" }] }]\n      backendRefs: [{ name: backend }]',
+      ),
+    );
     assert.match(problemAt(result, 'spec.rules[0].matches[0].path.value', file).message, /^is not a valid regular expression/);
     const q = problemAt(result, 'spec.rules[0].matches[0].queryParams[0].value', file);
     assert.match(q.message, /^is not a valid regular expression/);
@@ -66,10 +78,12 @@ describe('HTTPRoute matches and filters', () => {
   });
 
   it('refuses two RequestRedirect filters, and a redirect with a rewrite', async () => {
-    const { file, result } = await load(rule(`filters:
+    const { file, result } = await load(
+      rule(`filters:
         - { type: RequestRedirect, requestRedirect: { scheme: https } }
         - { type: RequestRedirect, requestRedirect: { statusCode: 301 } }
-        - { type: URLRewrite, urlRewrite: { hostname: a.b } }`));
+        - { type: URLRewrite, urlRewrite: { hostname: a.b } }`),
+    );
     const twice = problemAt(result, 'spec.rules[0].filters[1].type', file);
     assert.match(twice.message, /^a second RequestRedirect filter/);
     assert.equal(twice.line, 10);
@@ -77,29 +91,38 @@ describe('HTTPRoute matches and filters', () => {
   });
 
   it('refuses ReplacePrefixMatch on a rule whose match is not a PathPrefix', async () => {
-    const { file, result } = await load(rule(`matches: [{ path: { type: Exact, value: /a } }]
+    const { file, result } = await load(
+      rule(`matches: [{ path: { type: Exact, value: /a } }]
       filters: [{ type: URLRewrite, urlRewrite: { path: { type: ReplacePrefixMatch, replacePrefixMatch: /b } } }]
-      backendRefs: [{ name: backend }]`));
+      backendRefs: [{ name: backend }]`),
+    );
     assert.match(problemAt(result, 'spec.rules[0].filters[0].urlRewrite.path.type', file).message, /^ReplacePrefixMatch replaces the matched path prefix/);
   });
 
   it('refuses a request filter that sets or removes trellis-source: only the proxy names the caller', async () => {
-    const { file, result } = await load(rule(`filters:
+    const { file, result } = await load(
+      rule(`filters:
         - { type: RequestHeaderModifier, requestHeaderModifier: { set: [{ name: Trellis-Source, value: admin }], remove: [trellis-source] } }
         - { type: ResponseHeaderModifier, responseHeaderModifier: { remove: [trellis-source] } }
-      backendRefs: [{ name: backend }]`));
-    assert.match(problemAt(result, 'spec.rules[0].filters[0].requestHeaderModifier.set[0].name', file).message, /^"Trellis-Source" names the calling service; only the proxy sets it/);
+      backendRefs: [{ name: backend }]`),
+    );
+    assert.match(
+      problemAt(result, 'spec.rules[0].filters[0].requestHeaderModifier.set[0].name', file).message,
+      /^"Trellis-Source" names the calling service; only the proxy sets it/,
+    );
     assert.match(problemAt(result, 'spec.rules[0].filters[0].requestHeaderModifier.remove[0]', file).message, /names the calling service/);
-    assert.ok(!result.problems.some((p) => p.path.includes('responseHeaderModifier')), 'a response header of that name is the app\'s business');
+    assert.ok(!result.problems.some((p) => p.path.includes('responseHeaderModifier')), "a response header of that name is the app's business");
   });
 
   it('refuses a filter without its config, with another config, or editing framing headers', async () => {
-    const { file, result } = await load(rule(`filters:
+    const { file, result } = await load(
+      rule(`filters:
         - { type: RequestHeaderModifier, responseHeaderModifier: { remove: [x] } }
         - { type: ResponseHeaderModifier, responseHeaderModifier: { set: [{ name: Content-Length, value: "0" }] } }
         - { type: URLRewrite, urlRewrite: { path: { type: ReplaceFullPath } } }
         - { type: RequestMirror, requestMirror: { backendRef: { name: nobody }, percent: 5, fraction: { numerator: 1 } } }
-      backendRefs: [{ name: backend, filters: [{ type: RequestRedirect, requestRedirect: { hostname: x.y } }] }]`));
+      backendRefs: [{ name: backend, filters: [{ type: RequestRedirect, requestRedirect: { hostname: x.y } }] }]`),
+    );
     assert.match(problemAt(result, 'spec.rules[0].filters[0].requestHeaderModifier', file).message, /^is required for a filter of type RequestHeaderModifier/);
     assert.match(problemAt(result, 'spec.rules[0].filters[0].responseHeaderModifier', file).message, /^is set, but the filter's type is RequestHeaderModifier/);
     assert.match(problemAt(result, 'spec.rules[0].filters[1].responseHeaderModifier.set[0].name', file).message, /frames the message/);
@@ -117,34 +140,67 @@ describe('HTTPRoute matches and filters', () => {
 
 describe('GRPCRoute and TCPRoute', () => {
   it('accepts a GRPCRoute and refuses an invalid method regex and a redirect filter', async () => {
-    const ok = await load(rule('matches: [{ method: { service: shop.Cart, method: Get }, headers: [{ name: x-user, value: a }] }]\n      backendRefs: [{ name: backend-v2 }]'), 'GRPCRoute');
+    const ok = await load(
+      rule('matches: [{ method: { service: shop.Cart, method: Get }, headers: [{ name: x-user, value: a }] }]\n      backendRefs: [{ name: backend-v2 }]'),
+      'GRPCRoute',
+    );
     assert.deepEqual(ok.result.problems, []);
-    const { file, result } = await load(rule('matches: [{ method: { type: RegularExpression, service: "shop.(" } }]\n      backendRefs: [{ name: backend }]'), 'GRPCRoute');
+    const { file, result } = await load(
+      rule('matches: [{ method: { type: RegularExpression, service: "shop.(" } }]\n      backendRefs: [{ name: backend }]'),
+      'GRPCRoute',
+    );
     assert.match(problemAt(result, 'spec.rules[0].matches[0].method.service', file).message, /^is not a valid regular expression/);
     const redirect = await load(rule('filters: [{ type: RequestRedirect }]\n      backendRefs: [{ name: backend }]'), 'GRPCRoute');
-    assert.match(problemAt(redirect.result, 'spec.rules[0].filters[0].type', redirect.file).message, /^must be one of RequestHeaderModifier, ResponseHeaderModifier, RequestMirror/);
+    assert.match(
+      problemAt(redirect.result, 'spec.rules[0].filters[0].type', redirect.file).message,
+      /^must be one of RequestHeaderModifier, ResponseHeaderModifier, RequestMirror/,
+    );
   });
 
   it('accepts a TCPRoute on a tcp service, refuses one on a service without a declared protocol, a second one, and a second rule', async () => {
     const alpha = 'gateway.networking.k8s.io/v1alpha2';
-    const ok = await load('  parentRefs: [{ name: postgres }]\n  rules: [{ backendRefs: [{ name: postgres-v1, weight: 90 }, { name: postgres-v2, weight: 10 }] }]\n', 'TCPRoute', alpha);
+    const ok = await load(
+      '  parentRefs: [{ name: postgres }]\n  rules: [{ backendRefs: [{ name: postgres-v1, weight: 90 }, { name: postgres-v2, weight: 10 }] }]\n',
+      'TCPRoute',
+      alpha,
+    );
     assert.deepEqual(ok.result.problems, []);
     const http = await load('  parentRefs: [{ name: backend }]\n  rules: [{ backendRefs: [{ name: backend }] }]\n', 'TCPRoute', alpha);
-    assert.match(problemAt(http.result, 'spec.parentRefs[0].name', http.file).message, /whose protocol is not declared \(detected per connection\); declare protocol: tcp/);
-    const two = await load('  parentRefs: [{ name: postgres }]\n  rules: [{ backendRefs: [{ name: postgres }] }, { backendRefs: [{ name: postgres }] }]\n', 'TCPRoute', alpha);
+    assert.match(
+      problemAt(http.result, 'spec.parentRefs[0].name', http.file).message,
+      /whose protocol is not declared \(detected per connection\); declare protocol: tcp/,
+    );
+    const two = await load(
+      '  parentRefs: [{ name: postgres }]\n  rules: [{ backendRefs: [{ name: postgres }] }, { backendRefs: [{ name: postgres }] }]\n',
+      'TCPRoute',
+      alpha,
+    );
     assert.equal(problemAt(two.result, 'spec.rules', two.file).message, 'must have at most 1 items (got 2)');
-    const second = await tmp.write('second-tcp.yaml', `${route('a', '  parentRefs: [{ name: postgres }]\n  rules: [{ backendRefs: [{ name: postgres }] }]\n')}---\n${route('b', '  parentRefs: [{ name: postgres }]\n  rules: [{ backendRefs: [{ name: postgres-v2 }] }]\n')}`.replaceAll('kind: HTTPRoute', 'kind: TCPRoute').replaceAll('gateway.networking.k8s.io/v1\n', `${alpha}\n`));
+    const second = await tmp.write(
+      'second-tcp.yaml',
+      `${route('a', '  parentRefs: [{ name: postgres }]\n  rules: [{ backendRefs: [{ name: postgres }] }]\n')}---\n${route('b', '  parentRefs: [{ name: postgres }]\n  rules: [{ backendRefs: [{ name: postgres-v2 }] }]\n')}`
+        .replaceAll('kind: HTTPRoute', 'kind: TCPRoute')
+        .replaceAll('gateway.networking.k8s.io/v1\n', `${alpha}\n`),
+    );
     const both = await loadConfig([meshFile, second]);
     assert.match(problemAt(both, 'spec.parentRefs[0].name', second).message, /^service "postgres" already has a TCPRoute \(a in /);
   });
 
   it('trellis validate prints file:line:col: path: message and exits 1', async () => {
-    const file = await tmp.write('bad-cli.yaml', route('bad', rule('matches: [{ headers: [{ type: RegularExpression, name: x-user, value: "(" }] }]\n      backendRefs: [{ name: backend-v9 }]')));
+    const file = await tmp.write(
+      'bad-cli.yaml',
+      route('bad', rule('matches: [{ headers: [{ type: RegularExpression, name: x-user, value: "(" }] }]\n      backendRefs: [{ name: backend-v9 }]')),
+    );
     const r = spawnSync(process.execPath, [join(ROOT, 'bin/trellis.js'), 'validate', meshFile, file], { encoding: 'utf8' });
     assert.equal(r.status, 1);
     const lines = r.stderr.trimEnd().split('\n');
     assert.equal(lines.length, 2);
-    assert.match(lines[0]!, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:8:\\d+: spec\\.rules\\[0\\]\\.matches\\[0\\]\\.headers\\[0\\]\\.value: is not a valid regular expression`));
+    assert.match(
+      lines[0]!,
+      new RegExp(
+        `^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:8:\\d+: spec\\.rules\\[0\\]\\.matches\\[0\\]\\.headers\\[0\\]\\.value: is not a valid regular expression`,
+      ),
+    );
     assert.match(lines[1]!, /:9:\d+: spec\.rules\[0\]\.backendRefs\[0\]\.name: names "backend-v9"/);
   });
 });

@@ -11,13 +11,16 @@ let tmp: Awaited<ReturnType<typeof tempDir>>;
 let meshFile: string;
 before(async () => {
   tmp = await tempDir();
-  meshFile = await tmp.write('mesh.yaml', mesh(`    - name: frontend
+  meshFile = await tmp.write(
+    'mesh.yaml',
+    mesh(`    - name: frontend
       upstreams: [backend]
     - name: backend
       versions: [{ name: v1 }, { name: v2 }]
     - name: db
       protocol: tcp
-`));
+`),
+  );
 });
 after(() => tmp.cleanup());
 
@@ -30,22 +33,34 @@ async function load(spec: string) {
 
 describe('HTTPRoute schema', () => {
   it('accepts a route with group "" and every default left out', async () => {
-    const { result } = await load('  parentRefs: [{ group: "", kind: Service, name: backend }]\n  hostnames: [backend.shop]\n  rules:\n    - matches: [{ path: { value: /api }, method: GET }]\n      backendRefs: [{ name: backend-v1 }, { name: backend, weight: 0 }]\n');
+    const { result } = await load(
+      '  parentRefs: [{ group: "", kind: Service, name: backend }]\n  hostnames: [backend.shop]\n  rules:\n    - matches: [{ path: { value: /api }, method: GET }]\n      backendRefs: [{ name: backend-v1 }, { name: backend, weight: 0 }]\n',
+    );
     assert.deepEqual(result.problems, []);
     const rule = (result.config!.routes[0]!.resource as HTTPRouteResource).spec.rules[0]!;
     assert.deepEqual(rule.matches, [{ path: { type: 'PathPrefix', value: '/api' }, method: 'GET' }]);
   });
 
   it('refuses unknown match types, methods and fields', async () => {
-    const { file, result } = await load('  parentRefs: [{ name: backend }]\n  rules:\n    - matches: [{ path: { type: Regex, value: api }, method: FETCH, query: 1 }]\n      backendRefs: [{ name: backend }]\n      filterz: []\n');
+    const { file, result } = await load(
+      '  parentRefs: [{ name: backend }]\n  rules:\n    - matches: [{ path: { type: Regex, value: api }, method: FETCH, query: 1 }]\n      backendRefs: [{ name: backend }]\n      filterz: []\n',
+    );
     assert.equal(problemAt(result, 'spec.rules[0].matches[0].path.type', file).message, 'must be one of Exact, PathPrefix, RegularExpression (got "Regex")');
-    assert.match(problemAt(result, 'spec.rules[0].matches[0].method', file).message, /^must be one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH \(got "FETCH"\)$/);
-    assert.match(problemAt(result, 'spec.rules[0].matches[0].query', file).message, /^unknown field "query"; allowed here: path, method, headers, queryParams$/);
+    assert.match(
+      problemAt(result, 'spec.rules[0].matches[0].method', file).message,
+      /^must be one of GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH \(got "FETCH"\)$/,
+    );
+    assert.match(
+      problemAt(result, 'spec.rules[0].matches[0].query', file).message,
+      /^unknown field "query"; allowed here: path, method, headers, queryParams$/,
+    );
     assert.match(problemAt(result, 'spec.rules[0].filterz', file).message, /^unknown field "filterz"/);
   });
 
   it('checks header match types and weights', async () => {
-    const { file, result } = await load('  parentRefs: [{ name: backend }]\n  rules:\n    - matches: [{ headers: [{ type: Prefix, name: x-user, value: a }] }]\n      backendRefs: [{ name: backend, weight: 1000001 }]\n');
+    const { file, result } = await load(
+      '  parentRefs: [{ name: backend }]\n  rules:\n    - matches: [{ headers: [{ type: Prefix, name: x-user, value: a }] }]\n      backendRefs: [{ name: backend, weight: 1000001 }]\n',
+    );
     assert.equal(problemAt(result, 'spec.rules[0].matches[0].headers[0].type', file).message, 'must be one of Exact, RegularExpression (got "Prefix")');
     assert.equal(problemAt(result, 'spec.rules[0].backendRefs[0].weight', file).message, 'must be between 0 and 1000000 (got 1000001)');
   });
@@ -71,33 +86,47 @@ describe('HTTPRoute against the mesh', () => {
   });
 
   it('refuses a parent of another kind or group', async () => {
-    const { file, result } = await load('  parentRefs: [{ kind: Gateway, name: edge }, { group: apps, name: backend }]\n  rules: [{ backendRefs: [{ name: backend }] }]\n');
+    const { file, result } = await load(
+      '  parentRefs: [{ kind: Gateway, name: edge }, { group: apps, name: backend }]\n  rules: [{ backendRefs: [{ name: backend }] }]\n',
+    );
     assert.match(problemAt(result, 'spec.parentRefs[0].kind', file).message, /^kind "Gateway" is not supported yet/);
     assert.match(problemAt(result, 'spec.parentRefs[1].group', file).message, /^must be "" \(the core group\) for kind Service/);
   });
 
   it('refuses a tcp parent', async () => {
     const { file, result } = await load('  parentRefs: [{ name: db }]\n  rules: [{ backendRefs: [{ name: db }] }]\n');
-    assert.match(problemAt(result, 'spec.parentRefs[0].name', file).message, /^names service "db", whose protocol is tcp; an HTTPRoute only applies to http services$/);
+    assert.match(
+      problemAt(result, 'spec.parentRefs[0].name', file).message,
+      /^names service "db", whose protocol is tcp; an HTTPRoute only applies to http services$/,
+    );
   });
 
   it('accepts backends S and S-<version>, refuses anything else', async () => {
-    const { file, result } = await load('  parentRefs: [{ name: backend }]\n  rules:\n    - backendRefs: [{ name: backend }, { name: backend-v2 }, { name: backend-v3 }, { name: frontend-default }, { name: frontend-v1 }]\n');
+    const { file, result } = await load(
+      '  parentRefs: [{ name: backend }]\n  rules:\n    - backendRefs: [{ name: backend }, { name: backend-v2 }, { name: backend-v3 }, { name: frontend-default }, { name: frontend-v1 }]\n',
+    );
     assert.equal(result.problems.length, 2, JSON.stringify(result.problems));
     const p = problemAt(result, 'spec.rules[0].backendRefs[2].name', file);
-    assert.equal(p.message, 'names "backend-v3", which is neither a mesh service nor <service>-<version> of one (backends: backend, backend-v1, backend-v2, db, frontend); did you mean "backend-v1"?');
+    assert.equal(
+      p.message,
+      'names "backend-v3", which is neither a mesh service nor <service>-<version> of one (backends: backend, backend-v1, backend-v2, db, frontend); did you mean "backend-v1"?',
+    );
     assert.equal(p.line, 8);
     problemAt(result, 'spec.rules[0].backendRefs[4].name', file);
   });
 
   it('refuses a rule whose weights are all zero', async () => {
-    const { file, result } = await load('  parentRefs: [{ name: backend }]\n  rules:\n    - backendRefs: [{ name: backend-v1 }]\n    - backendRefs: [{ name: backend-v1, weight: 0 }, { name: backend-v2, weight: 0 }]\n');
+    const { file, result } = await load(
+      '  parentRefs: [{ name: backend }]\n  rules:\n    - backendRefs: [{ name: backend-v1 }]\n    - backendRefs: [{ name: backend-v1, weight: 0 }, { name: backend-v2, weight: 0 }]\n',
+    );
     assert.match(problemAt(result, 'spec.rules[1].backendRefs', file).message, /^every backendRef has weight 0/);
     assert.equal(result.problems.length, 1);
   });
 
   it('refuses an invalid regular expression in a header match', async () => {
-    const { file, result } = await load('  parentRefs: [{ name: backend }]\n  rules:\n    - matches: [{ headers: [{ name: x-user, type: RegularExpression, value: "(" }, { name: x-b, value: "(" }] }]\n      backendRefs: [{ name: backend }]\n');
+    const { file, result } = await load(
+      '  parentRefs: [{ name: backend }]\n  rules:\n    - matches: [{ headers: [{ name: x-user, type: RegularExpression, value: "(" }, { name: x-b, value: "(" }] }]\n      backendRefs: [{ name: backend }]\n',
+    );
     const p = problemAt(result, 'spec.rules[0].matches[0].headers[0].value', file);
     assert.match(p.message, /^is not a valid regular expression: /);
     assert.equal(p.line, 8);

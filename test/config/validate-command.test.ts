@@ -13,7 +13,9 @@ function trellis(...args: string[]) {
 
 describe('trellis validate', () => {
   let tmp: Awaited<ReturnType<typeof tempDir>>;
-  before(async () => { tmp = await tempDir(); });
+  before(async () => {
+    tmp = await tempDir();
+  });
   after(() => tmp.cleanup());
 
   it('prints a summary and exits 0 for valid config', () => {
@@ -35,9 +37,7 @@ describe('trellis validate', () => {
     const r = trellis(meshFile, routeFile);
     assert.equal(r.code, 1);
     assert.equal(r.stdout, '');
-    assert.deepEqual(r.stderr.trimEnd().split('\n'), [
-      `${meshFile}:9:17: spec.services[0].protocol: must be one of http, http1, http2, grpc, tcp (got "udp")`,
-    ]);
+    assert.deepEqual(r.stderr.trimEnd().split('\n'), [`${meshFile}:9:17: spec.services[0].protocol: must be one of http, http1, http2, grpc, tcp (got "udp")`]);
     // Once the mesh is valid the cross-resource problems show up too.
     await tmp.write('mesh.yaml', mesh('    - name: web\n      upstreams: [api]\n'));
     const again = trellis(meshFile, routeFile);

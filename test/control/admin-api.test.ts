@@ -46,9 +46,15 @@ test('GET /healthz answers ok', async () => {
 test('/v1/services lists every service with its versions and instances with health', async () => {
   const { status, body } = await getJson<{ services: ServiceView[] }>(plane.address, '/v1/services');
   assert.equal(status, 200);
-  assert.deepEqual(body.services.map((s) => s.name), ['frontend', 'backend']);
+  assert.deepEqual(
+    body.services.map((s) => s.name),
+    ['frontend', 'backend'],
+  );
   const backend = body.services.find((s) => s.name === 'backend')!;
-  assert.deepEqual(backend.versions.map((v) => v.name), ['v1', 'v2']);
+  assert.deepEqual(
+    backend.versions.map((v) => v.name),
+    ['v1', 'v2'],
+  );
   assert.equal(backend.protocol, 'detect'); // not declared in the mesh file
   assert.equal(backend.instances.length, 1);
   const i = backend.instances[0]!;
@@ -60,7 +66,10 @@ test('/v1/services lists every service with its versions and instances with heal
 
 test('/v1/instances and /v1/config describe the running mesh', async () => {
   const inst = await getJson<{ instances: { id: string; service: string }[] }>(plane.address, '/v1/instances');
-  assert.deepEqual(inst.body.instances.map((i) => [i.id, i.service]), [['backend-v1-0', 'backend']]);
+  assert.deepEqual(
+    inst.body.instances.map((i) => [i.id, i.service]),
+    [['backend-v1-0', 'backend']],
+  );
   const cfg = await getJson<ConfigView>(plane.address, '/v1/config');
   assert.equal(cfg.body.files.length, 2);
   assert.deepEqual(cfg.body.routes, ['default/backend-split']);
@@ -94,7 +103,11 @@ test('trellis status renders one row per instance with health and acked/sent ver
   assert.match(lines[0]!, /^SERVICE\s+VERSION\s+INSTANCE\s+APP\s+INBOUND\s+HEALTH\s+CONFIG/);
   assert.match(text, /frontend\s+default\s+-\s+-\s+-\s+no instances/);
   assert.match(text, /backend\s+v1\s+backend-v1-0\s+127\.0\.0\.1:\d+\s+127\.0\.0\.1:\d+\s+healthy\s+v1\/v1/);
-  const nacked = renderStatus(services, proxies.map((p) => ({ ...p, sentVersion: 2, lastNack: { version: 2, error: 'bad regex', at: null } })), config);
+  const nacked = renderStatus(
+    services,
+    proxies.map((p) => ({ ...p, sentVersion: 2, lastNack: { version: 2, error: 'bad regex', at: null } })),
+    config,
+  );
   assert.match(nacked, /v1\/v2 NACK v2: bad regex/);
 });
 

@@ -46,7 +46,10 @@ after(async () => {
   await files?.remove();
 });
 
-interface Answer { status: number; body: { code?: string; message?: string; params?: Record<string, unknown> } }
+interface Answer {
+  status: number;
+  body: { code?: string; message?: string; params?: Record<string, unknown> };
+}
 
 /** One request on a fresh connection; the body is read whole. */
 function request(port: number, method: string, path: string, headers: Record<string, string> = {}, body?: string | Buffer): Promise<Answer> {
@@ -82,10 +85,20 @@ function fromTable(a: Answer, code: ErrorCode, status: number, what: string): vo
 test('admin API error answers carry the status their code has in the error table', async () => {
   const port = plane.address.port;
   const weights = '/v1/services/backend/weights';
-  fromTable(await request(port, 'PUT', weights, { origin: 'http://evil.example', 'content-type': 'application/json' }, '{"weights":{"v1":1}}'), 'TRELLIS_E_ORIGIN_REFUSED', 403, 'a PUT from a web page');
+  fromTable(
+    await request(port, 'PUT', weights, { origin: 'http://evil.example', 'content-type': 'application/json' }, '{"weights":{"v1":1}}'),
+    'TRELLIS_E_ORIGIN_REFUSED',
+    403,
+    'a PUT from a web page',
+  );
   fromTable(await request(port, 'DELETE', weights), 'TRELLIS_E_METHOD_NOT_ALLOWED', 405, 'DELETE of the weights');
   fromTable(await request(port, 'POST', '/v1/services'), 'TRELLIS_E_METHOD_NOT_ALLOWED', 405, 'POST to the read-only API');
-  fromTable(await request(port, 'PUT', weights, { 'content-type': 'application/json' }, Buffer.alloc(70 * 1024, 0x20)), 'TRELLIS_E_BODY_TOO_LARGE', 413, 'a 70 KiB body');
+  fromTable(
+    await request(port, 'PUT', weights, { 'content-type': 'application/json' }, Buffer.alloc(70 * 1024, 0x20)),
+    'TRELLIS_E_BODY_TOO_LARGE',
+    413,
+    'a 70 KiB body',
+  );
   fromTable(await request(port, 'GET', '/v1/stream'), 'TRELLIS_E_UPGRADE_REQUIRED', 426, 'a plain GET of the stream');
   fromTable(await request(port, 'PUT', weights, { 'content-type': 'application/json' }, 'v1=90'), 'TRELLIS_E_WEIGHTS_INVALID', 400, 'a body that is not JSON');
   fromTable(await request(port, 'GET', '/v2/what'), 'TRELLIS_E_NOT_FOUND', 404, 'an unknown path');
@@ -93,8 +106,18 @@ test('admin API error answers carry the status their code has in the error table
 });
 
 test('a refused proxy stream answers from the table too', async () => {
-  fromTable(await request(plane.address.port, 'GET', '/v1/streams', { connection: 'Upgrade', upgrade: 'trellis-stream' }), 'TRELLIS_E_BAD_REQUEST', 400, 'an upgrade to the wrong path');
-  fromTable(await request(guarded.address.port, 'GET', '/v1/stream', { connection: 'Upgrade', upgrade: 'trellis-stream' }), 'TRELLIS_E_UNAUTHORIZED', 401, 'no join token');
+  fromTable(
+    await request(plane.address.port, 'GET', '/v1/streams', { connection: 'Upgrade', upgrade: 'trellis-stream' }),
+    'TRELLIS_E_BAD_REQUEST',
+    400,
+    'an upgrade to the wrong path',
+  );
+  fromTable(
+    await request(guarded.address.port, 'GET', '/v1/stream', { connection: 'Upgrade', upgrade: 'trellis-stream' }),
+    'TRELLIS_E_UNAUTHORIZED',
+    401,
+    'no join token',
+  );
 });
 
 test('a weights change that fails on disk is TRELLIS_E_WEIGHTS_REFUSED with its reason, for the API and for the CLI', async () => {
@@ -102,7 +125,13 @@ test('a weights change that fails on disk is TRELLIS_E_WEIGHTS_REFUSED with its 
   // this process (the control plane runs in it): a directory there makes the write fail.
   await mkdir(join(files.dir, `.routes.yaml.${process.pid}.tmp`));
   const base = `http://127.0.0.1:${plane.address.port}`;
-  const answer = await request(plane.address.port, 'PUT', '/v1/services/backend/weights', { 'content-type': 'application/json' }, '{"weights":{"v1":50,"v2":50}}');
+  const answer = await request(
+    plane.address.port,
+    'PUT',
+    '/v1/services/backend/weights',
+    { 'content-type': 'application/json' },
+    '{"weights":{"v1":50,"v2":50}}',
+  );
   fromTable(answer, 'TRELLIS_E_WEIGHTS_REFUSED', 409, 'a write that fails');
   assert.match(String(answer.body.message), /^the weights of backend were not changed: EISDIR/);
   await assert.rejects(applyWeights(base, 'backend', { v1: 50, v2: 50 }, 1000), (e: unknown) => {

@@ -25,14 +25,22 @@ const backendOf = (p: ControlPlane): string | undefined => p.model.config.routes
 /** Blocks the thread, as compiling snapshots for many proxies does after the files are read. */
 function busy(ms: number): void {
   const end = performance.now() + ms;
-  while (performance.now() < end) { /* the reload's synchronous part */ }
+  while (performance.now() < end) {
+    /* the reload's synchronous part */
+  }
 }
 
 async function plane(dir: string, load: ConfigLoader, opts: { pollMs?: number; debounceMs?: number } = {}): Promise<ControlPlane> {
   const p = await startControlPlane({
-    configPaths: [path.join(dir, 'mesh.yaml')], admin: { host: '127.0.0.1', port: 0 }, log: () => {}, load,
+    configPaths: [path.join(dir, 'mesh.yaml')],
+    admin: { host: '127.0.0.1', port: 0 },
+    log: () => {},
+    load,
     // No poll unless asked: these tests show that events and the after-reload check alone lose nothing.
-    watchPollMs: opts.pollMs ?? 0, watchDebounceMs: opts.debounceMs ?? 100, pushDebounceMs: 5, health: { schedule: false },
+    watchPollMs: opts.pollMs ?? 0,
+    watchDebounceMs: opts.debounceMs ?? 100,
+    pushDebounceMs: 5,
+    health: { schedule: false },
   });
   cleanup.push(() => p.close());
   return p;
@@ -45,16 +53,20 @@ test('a write landing after a reload read the files, before it finished, is appl
   const routesFile = await files.write('routes.yaml', routesYaml('backend-v1'));
   let loads = 0;
   let armed = false;
-  const p = await plane(files.dir, async (paths) => {
-    const result = await loadConfig(paths);
-    loads++;
-    // The first reload after the start: the next edit lands now, after this load read the file.
-    if (armed) {
-      armed = false;
-      writeFileSync(routesFile, routesYaml('backend'));
-    }
-    return result;
-  }, { debounceMs: 20 });
+  const p = await plane(
+    files.dir,
+    async (paths) => {
+      const result = await loadConfig(paths);
+      loads++;
+      // The first reload after the start: the next edit lands now, after this load read the file.
+      if (armed) {
+        armed = false;
+        writeFileSync(routesFile, routesYaml('backend'));
+      }
+      return result;
+    },
+    { debounceMs: 20 },
+  );
   armed = true;
   const before = loads;
   await writeFile(routesFile, routesYaml('backend-v2'));

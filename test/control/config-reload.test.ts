@@ -71,8 +71,15 @@ test('a broken file keeps the last good config in force and shows the problem in
   assert.match(problem.text, /backend-v9/);
   assert.equal(view.loadedAt, before.loadedAt, 'the config in force did not change');
   assert.ok(logs.some((l) => l.startsWith('control: config: ') && l.includes('backend-v9')));
-  assert.deepEqual(front.pending().filter((m) => m.type === 'snapshot'), [], 'proxies keep their snapshot');
-  assert.deepEqual(plane.model.config.routes[0]!.resource.spec.rules[0]!.backendRefs!.map((b) => b.name), ['backend']);
+  assert.deepEqual(
+    front.pending().filter((m) => m.type === 'snapshot'),
+    [],
+    'proxies keep their snapshot',
+  );
+  assert.deepEqual(
+    plane.model.config.routes[0]!.resource.spec.rules[0]!.backendRefs!.map((b) => b.name),
+    ['backend'],
+  );
 
   // Fixing the file clears the problem and pushes again. The stream is ordered, so a
   // snapshot pushed for the failed reload would have come before this one: the first
@@ -101,17 +108,14 @@ test('a config with problems at start-up is refused with every problem listed', 
   try {
     const mesh = await dir.write('mesh.yaml', MESH_YAML);
     await dir.write('routes.yaml', routesYaml('nope'));
-    await assert.rejects(
-      startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} }),
-      (err: unknown) => {
-        assert.ok(err instanceof TrellisError);
-        assert.equal(err.code, 'TRELLIS_E_CONFIG_INVALID');
-        const problems = err.params.problems as { message: string }[];
-        assert.equal(problems.length, 1);
-        assert.match(problems[0]!.message, /"nope"/);
-        return true;
-      },
-    );
+    await assert.rejects(startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} }), (err: unknown) => {
+      assert.ok(err instanceof TrellisError);
+      assert.equal(err.code, 'TRELLIS_E_CONFIG_INVALID');
+      const problems = err.params.problems as { message: string }[];
+      assert.equal(problems.length, 1);
+      assert.match(problems[0]!.message, /"nope"/);
+      return true;
+    });
   } finally {
     await dir.remove();
   }

@@ -27,10 +27,17 @@ async function plane(resumeWaitMs: number, logs: string[]): Promise<ControlPlane
   await files.write('routes.yaml', routesYaml('backend-v1'));
   // Checks never finish: every instance's health stays unknown for the whole test.
   const p = await startControlPlane({
-    configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: (l) => logs.push(l), pushDebounceMs: 5, resumeWaitMs,
+    configPaths: [mesh],
+    admin: { host: '127.0.0.1', port: 0 },
+    log: (l) => logs.push(l),
+    pushDebounceMs: 5,
+    resumeWaitMs,
     health: { probe: () => new Promise<CheckResult>(() => {}) },
   });
-  cleanup.push(() => files.remove(), () => p.close());
+  cleanup.push(
+    () => files.remove(),
+    () => p.close(),
+  );
   return p;
 }
 
@@ -54,8 +61,11 @@ test('a resumed proxy waits for the instances it knew, which stay routable while
   const back = await proxy(p);
   back.send({ type: 'hello', proxy: { ...sidecar('backend-v1-r', 'backend', 'v1'), resumed: { endpoints: [] } } });
   const first = await front.snapshot();
-  assert.deepEqual(first.snapshot.upstreams.backend!.backends['backend-v1']!.endpoints.map((e) => e.id), ['backend-v1-r'],
-    'its first snapshot keeps the resumed instance, whose health is not known yet');
+  assert.deepEqual(
+    first.snapshot.upstreams.backend!.backends['backend-v1']!.endpoints.map((e) => e.id),
+    ['backend-v1-r'],
+    'its first snapshot keeps the resumed instance, whose health is not known yet',
+  );
 });
 
 test('an instance that never comes back holds the resumed proxies only until the window closes', async () => {
@@ -65,7 +75,10 @@ test('an instance that never comes back holds the resumed proxies only until the
   front.send({ type: 'hello', proxy: { ...sidecar('frontend-r', 'frontend'), resumed: { endpoints: ['backend-v1-gone'] } } });
   const first = await front.snapshot(5000);
   assert.deepEqual(first.snapshot.upstreams.backend!.backends['backend-v1']!.endpoints, []);
-  assert.ok(logs.some((l) => /without every instance they knew/.test(l)), logs.join('\n'));
+  assert.ok(
+    logs.some((l) => /without every instance they knew/.test(l)),
+    logs.join('\n'),
+  );
 });
 
 // A control plane restarted (by the runner, after a crash or a kill) while the files on
@@ -78,10 +91,16 @@ test('a restart with files that do not load serves the last good config, reports
   const stateDir = `${files.dir}/state`;
   const mesh = await files.write('mesh.yaml', MESH_YAML);
   const routesFile = await files.write('routes.yaml', routesYaml('backend-v2'));
-  const start = (logs: string[]): Promise<ControlPlane> => startControlPlane({
-    configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, stateDir, log: (l) => logs.push(l),
-    watchDebounceMs: 20, pushDebounceMs: 5, health: { schedule: false },
-  });
+  const start = (logs: string[]): Promise<ControlPlane> =>
+    startControlPlane({
+      configPaths: [mesh],
+      admin: { host: '127.0.0.1', port: 0 },
+      stateDir,
+      log: (l) => logs.push(l),
+      watchDebounceMs: 20,
+      pushDebounceMs: 5,
+      health: { schedule: false },
+    });
   const backendOf = (p: ControlPlane): string | undefined => p.model.config.routes[0]?.resource.spec.rules[0]?.backendRefs?.[0]?.name;
 
   const first = await start([]);
@@ -101,15 +120,26 @@ test('a restart with files that do not load serves the last good config, reports
   assert.match(problem.text, /backend-v9/);
   assert.match(view.restoredFrom?.file ?? '', /last-good-config\.json$/);
   assert.deepEqual(view.routes, ['default/backend-split']);
-  assert.ok(logs.some((l) => /serving the last good config/.test(l)), logs.join('\n'));
-  assert.ok(logs.some((l) => l.startsWith('control: config: ') && l.includes('routes.yaml') && l.includes('spec.rules[0].backendRefs[0].name') && l.includes('backend-v9')), logs.join('\n'));
+  assert.ok(
+    logs.some((l) => /serving the last good config/.test(l)),
+    logs.join('\n'),
+  );
+  assert.ok(
+    logs.some(
+      (l) => l.startsWith('control: config: ') && l.includes('routes.yaml') && l.includes('spec.rules[0].backendRefs[0].name') && l.includes('backend-v9'),
+    ),
+    logs.join('\n'),
+  );
 
   // A proxy gets the last good config.
   const front = await connect(second.address);
   cleanup.push(() => void front.socket.destroy());
   front.send({ type: 'hello', proxy: sidecar('frontend-0', 'frontend') });
   const snap = await front.snapshot();
-  assert.deepEqual(snap.snapshot.upstreams.backend!.routes.map((r) => r.backends.map((b) => b.backend)), [['backend-v2']]);
+  assert.deepEqual(
+    snap.snapshot.upstreams.backend!.routes.map((r) => r.backends.map((b) => b.backend)),
+    [['backend-v2']],
+  );
 
   // Fixing the file applies it and clears the report.
   await writeFile(routesFile, routesYaml('backend-v1'));
@@ -118,7 +148,10 @@ test('a restart with files that do not load serves the last good config, reports
   assert.equal(fixed.reloadFailed, null);
   assert.equal(fixed.restoredFrom, null);
   const pushed = await front.snapshot(5000);
-  assert.deepEqual(pushed.snapshot.upstreams.backend!.routes.map((r) => r.backends.map((b) => b.backend)), [['backend-v1']]);
+  assert.deepEqual(
+    pushed.snapshot.upstreams.backend!.routes.map((r) => r.backends.map((b) => b.backend)),
+    [['backend-v1']],
+  );
 });
 
 test('the last good config is kept 0600, and a first start with files that do not load is still refused', async () => {
@@ -149,19 +182,26 @@ test('`trellis control` restarted with a broken file stays up on the last good c
   const runControl = async (): Promise<{ url: string; child: ChildProcess; output: () => string }> => {
     const child = spawn(process.execPath, [TRELLIS, 'control', '--config', mesh, '--admin', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
-    child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
-    child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
+    child.stderr!.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     cleanup.push(async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;
     });
-    const url = await eventually(() => {
-      if (child.exitCode !== null) throw new Error(`trellis control exited with ${child.exitCode}:\n${out}`);
-      const listening = /listening on (http:\/\/\S+)/.exec(out)?.[1];
-      assert.ok(listening, 'trellis control listening');
-      return listening;
-    }, { timeoutMs: 20_000 });
+    const url = await eventually(
+      () => {
+        if (child.exitCode !== null) throw new Error(`trellis control exited with ${child.exitCode}:\n${out}`);
+        const listening = /listening on (http:\/\/\S+)/.exec(out)?.[1];
+        assert.ok(listening, 'trellis control listening');
+        return listening;
+      },
+      { timeoutMs: 20_000 },
+    );
     return { url, child, output: () => out };
   };
 
@@ -173,7 +213,10 @@ test('`trellis control` restarted with a broken file stays up on the last good c
   const second = await runControl();
   const view = (await (await fetch(`${second.url}/v1/config`)).json()) as ConfigView;
   assert.deepEqual(view.routes, ['default/backend-split']);
-  assert.ok(view.reloadFailed?.problems.some((p) => /backend-v9/.test(p.text)), JSON.stringify(view));
+  assert.ok(
+    view.reloadFailed?.problems.some((p) => /backend-v9/.test(p.text)),
+    JSON.stringify(view),
+  );
   assert.match(view.restoredFrom?.file ?? '', /\.trellis\/control\/last-good-config\.json$/);
   assert.match(second.output(), /spec\.rules\[0\]\.backendRefs\[0\]\.name/);
 });

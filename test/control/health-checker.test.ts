@@ -50,7 +50,15 @@ function modelWith(health: HealthConfig, name = 'app'): MeshModel {
 }
 
 function register(model: MeshModel, id: string, appPort: number, svc = 'app'): void {
-  model.addInstance({ id, service: svc, version: 'default', app: { host: '127.0.0.1', port: appPort }, inbound: { host: '127.0.0.1', port: 1 }, admin: { host: '127.0.0.1', port: 2 }, pid: 1 });
+  model.addInstance({
+    id,
+    service: svc,
+    version: 'default',
+    app: { host: '127.0.0.1', port: appPort },
+    inbound: { host: '127.0.0.1', port: 1 },
+    admin: { host: '127.0.0.1', port: 2 },
+    pid: 1,
+  });
 }
 
 /** Lets what a fired timer started (a probe, its result, the next timer) run to its end. */
@@ -139,7 +147,7 @@ test('the first check runs on registration, so a live instance is healthy within
     model.on('change', (reason) => changes.push(reason));
     register(model, 'app-0', app.port);
     await eventually(() => model.health('app-0')?.status === 'healthy', { what: 'healthy' });
-    assert.equal(app.hits(), 1, 'one check, with no time passed on the checker\'s clock');
+    assert.equal(app.hits(), 1, "one check, with no time passed on the checker's clock");
     assert.deepEqual(changes, ['instance-added', 'health']);
   } finally {
     checker.stop();

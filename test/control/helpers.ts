@@ -140,7 +140,10 @@ export function listeners(...services: string[]): ProxyInfo['upstreams'] {
 
 // ---- config builders for the pure tests
 
-export function service(name: string, opts: Partial<Omit<ServiceConfig, 'upstreams' | 'versions'>> & { upstreams?: string[]; versions?: string[] } = {}): ServiceConfig {
+export function service(
+  name: string,
+  opts: Partial<Omit<ServiceConfig, 'upstreams' | 'versions'>> & { upstreams?: string[]; versions?: string[] } = {},
+): ServiceConfig {
   const { upstreams, versions, ...rest } = opts;
   return {
     name,
@@ -152,7 +155,12 @@ export function service(name: string, opts: Partial<Omit<ServiceConfig, 'upstrea
   };
 }
 
-export function route(name: string, parent: string, rules: HTTPRouteConfig['spec']['rules'], metadata: Partial<HTTPRouteConfig['metadata']> = {}): { file: string; resource: HTTPRouteConfig } {
+export function route(
+  name: string,
+  parent: string,
+  rules: HTTPRouteConfig['spec']['rules'],
+  metadata: Partial<HTTPRouteConfig['metadata']> = {},
+): { file: string; resource: HTTPRouteConfig } {
   return { file: 'routes.yaml', resource: { metadata: { name, ...metadata }, spec: { parentRefs: [{ name: parent }], rules } } };
 }
 

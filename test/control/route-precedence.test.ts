@@ -41,7 +41,17 @@ test('with equal paths and methods, more header matches come first', () => {
   const entries = compileRoutes('svc', [
     route('r', 'svc', [
       { matches: [{ headers: [{ name: 'x-a', value: '1' }] }], backendRefs: to('one') },
-      { matches: [{ headers: [{ name: 'x-a', value: '1' }, { name: 'x-b', value: '2' }] }], backendRefs: to('two') },
+      {
+        matches: [
+          {
+            headers: [
+              { name: 'x-a', value: '1' },
+              { name: 'x-b', value: '2' },
+            ],
+          },
+        ],
+        backendRefs: to('two'),
+      },
       { matches: [{}], backendRefs: to('none') },
     ]),
   ]);
@@ -68,10 +78,7 @@ test('between equal matches of different routes, the older creationTimestamp win
 });
 
 test('without timestamps, the route earlier in the files wins', () => {
-  const entries = compileRoutes('svc', [
-    route('zeta', 'svc', [{ backendRefs: to('first') }]),
-    route('alpha', 'svc', [{ backendRefs: to('second') }]),
-  ]);
+  const entries = compileRoutes('svc', [route('zeta', 'svc', [{ backendRefs: to('first') }]), route('alpha', 'svc', [{ backendRefs: to('second') }])]);
   assert.deepEqual(order(entries), ['first', 'second']);
 });
 
@@ -92,19 +99,27 @@ test('within a route, rule order and then match order break the remaining ties',
       { matches: [{ path: { type: 'PathPrefix', value: '/z' } }], backendRefs: to('rule1') },
     ]),
   ]);
-  assert.deepEqual(entries.map((e) => [e.name, e.match.path?.value]), [
-    ['default/r/rule/0', '/x'],
-    ['default/r/rule/0', '/y'],
-    ['default/r/rule/1', '/z'],
-  ]);
+  assert.deepEqual(
+    entries.map((e) => [e.name, e.match.path?.value]),
+    [
+      ['default/r/rule/0', '/x'],
+      ['default/r/rule/0', '/y'],
+      ['default/r/rule/1', '/z'],
+    ],
+  );
 });
 
 test('a rule without matches matches every path; defaults are filled in', () => {
   const entries = compileRoutes('svc', [
-    route('r', 'svc', [
-      { backendRefs: [{ name: 'svc-v1', weight: 90 }, { name: 'svc-v2' }] },
-      { matches: [{ method: 'get', headers: [{ name: 'X-Canary', value: 'yes' }] }], backendRefs: to('svc-v2') },
-    ], { namespace: 'shop' }),
+    route(
+      'r',
+      'svc',
+      [
+        { backendRefs: [{ name: 'svc-v1', weight: 90 }, { name: 'svc-v2' }] },
+        { matches: [{ method: 'get', headers: [{ name: 'X-Canary', value: 'yes' }] }], backendRefs: to('svc-v2') },
+      ],
+      { namespace: 'shop' },
+    ),
   ]);
   assert.deepEqual(entries, [
     {
@@ -115,7 +130,10 @@ test('a rule without matches matches every path; defaults are filled in', () => 
     {
       name: 'shop/r/rule/0',
       match: { path: { type: 'PathPrefix', value: '/' } },
-      backends: [{ backend: 'svc-v1', weight: 90 }, { backend: 'svc-v2', weight: 1 }],
+      backends: [
+        { backend: 'svc-v1', weight: 90 },
+        { backend: 'svc-v2', weight: 1 },
+      ],
     },
   ]);
 });
@@ -123,7 +141,13 @@ test('a rule without matches matches every path; defaults are filled in', () => 
 test('only routes whose parentRefs name the service (as a Service) apply', () => {
   const other = route('other', 'elsewhere', [{ backendRefs: to('elsewhere') }]);
   const gatewayParent = route('gw', 'svc', [{ backendRefs: to('gw') }]);
-  const gw = { ...gatewayParent, resource: { ...gatewayParent.resource, spec: { ...gatewayParent.resource.spec, parentRefs: [{ name: 'svc', kind: 'Gateway', group: 'gateway.networking.k8s.io' }] } } };
+  const gw = {
+    ...gatewayParent,
+    resource: {
+      ...gatewayParent.resource,
+      spec: { ...gatewayParent.resource.spec, parentRefs: [{ name: 'svc', kind: 'Gateway', group: 'gateway.networking.k8s.io' }] },
+    },
+  };
   const mine = route('mine', 'svc', [{ backendRefs: to('svc') }]);
   assert.deepEqual(order(compileRoutes('svc', [other, gw, mine])), ['svc']);
   assert.deepEqual(compileRoutes('nobody', [other, gw, mine]), []);
@@ -133,7 +157,17 @@ test('with equal paths, methods and headers, more query param matches come first
   const entries = compileRoutes('svc', [
     route('r', 'svc', [
       { matches: [{ queryParams: [{ name: 'a', value: '1' }] }], backendRefs: to('one') },
-      { matches: [{ queryParams: [{ name: 'a', value: '1' }, { name: 'b', value: '2' }] }], backendRefs: to('two') },
+      {
+        matches: [
+          {
+            queryParams: [
+              { name: 'a', value: '1' },
+              { name: 'b', value: '2' },
+            ],
+          },
+        ],
+        backendRefs: to('two'),
+      },
       { matches: [{ headers: [{ name: 'x', value: '1' }] }], backendRefs: to('header') },
     ]),
   ]);
@@ -162,13 +196,16 @@ test('hostnames come first: exact names (longest first), then wildcards (longest
     withHosts('wild', ['*.example.com', '*.b.example.com'], [{ backendRefs: to('wild') }]),
     withHosts('exact', ['a.example.com', 'svc'], [{ backendRefs: to('exact') }]),
   ]);
-  assert.deepEqual(entries.map((e) => [e.hostname, e.backends[0]!.backend]), [
-    ['a.example.com', 'exact'],
-    ['svc', 'exact'],
-    ['*.b.example.com', 'wild'],
-    ['*.example.com', 'wild'],
-    [undefined, 'any-host'],
-  ]);
+  assert.deepEqual(
+    entries.map((e) => [e.hostname, e.backends[0]!.backend]),
+    [
+      ['a.example.com', 'exact'],
+      ['svc', 'exact'],
+      ['*.b.example.com', 'wild'],
+      ['*.example.com', 'wild'],
+      [undefined, 'any-host'],
+    ],
+  );
 });
 
 test('GRPCRoute: entries before HTTPRoute ones, by service characters, method characters, then headers; matches become POST paths', () => {
@@ -187,7 +224,8 @@ test('GRPCRoute: entries before HTTPRoute ones, by service characters, method ch
   ]);
   assert.deepEqual(order(entries), ['both', 'service', 'method', 'all-grpc', 'http']);
   assert.deepEqual(entries[0]!.match, {
-    path: { type: 'Exact', value: '/shop.Cart/Get' }, method: 'POST',
+    path: { type: 'Exact', value: '/shop.Cart/Get' },
+    method: 'POST',
     headers: [{ name: 'content-type', type: 'RegularExpression', value: 'application/grpc(?:[+;].*)?' }],
   });
   assert.deepEqual(entries[2]!.match.path, { type: 'RegularExpression', value: '/[^/]+/Get' });
@@ -198,25 +236,47 @@ test('a tcp service takes the backends of its oldest TCPRoute and ignores HTTP r
     file: 'routes.yaml',
     resource: { kind: 'TCPRoute' as const, metadata: { name, creationTimestamp }, spec: { parentRefs: [{ name: 'pg' }], rules: [{ backendRefs: backends }] } },
   });
-  const entries = compileRoutes('pg', [
-    route('http', 'pg', [{ backendRefs: to('pg') }]),
-    tcp('new', [{ name: 'pg-v3', weight: 1 }], '2024-06-01T00:00:00Z'),
-    tcp('old', [{ name: 'pg-v1', weight: 90 }, { name: 'pg-v2', weight: 10 }], '2024-05-01T00:00:00Z'),
-  ], 'tcp');
-  assert.deepEqual(entries, [{ name: 'default/old/rule/0', match: {}, backends: [{ backend: 'pg-v1', weight: 90 }, { backend: 'pg-v2', weight: 10 }] }]);
+  const entries = compileRoutes(
+    'pg',
+    [
+      route('http', 'pg', [{ backendRefs: to('pg') }]),
+      tcp('new', [{ name: 'pg-v3', weight: 1 }], '2024-06-01T00:00:00Z'),
+      tcp(
+        'old',
+        [
+          { name: 'pg-v1', weight: 90 },
+          { name: 'pg-v2', weight: 10 },
+        ],
+        '2024-05-01T00:00:00Z',
+      ),
+    ],
+    'tcp',
+  );
+  assert.deepEqual(entries, [
+    {
+      name: 'default/old/rule/0',
+      match: {},
+      backends: [
+        { backend: 'pg-v1', weight: 90 },
+        { backend: 'pg-v2', weight: 10 },
+      ],
+    },
+  ]);
   assert.deepEqual(compileRoutes('pg', [tcp('t', [{ name: 'pg', weight: 1 }])], 'http'), []);
 });
 
 test('filters are normalized: header names lower case, mirror fractions as percent, redirect status 302 by default', () => {
   const entries = compileRoutes('svc', [
-    route('r', 'svc', [{
-      filters: [
-        { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'X-A', value: '1' }], remove: ['X-B'] } },
-        { type: 'RequestMirror', requestMirror: { backendRef: { name: 'svc-v2' }, fraction: { numerator: 1, denominator: 8 } } },
-        { type: 'RequestRedirect', requestRedirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' } } },
-      ],
-      backendRefs: [{ name: 'svc', filters: [{ type: 'URLRewrite', urlRewrite: { hostname: 'h.example' } }] }],
-    }]),
+    route('r', 'svc', [
+      {
+        filters: [
+          { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'X-A', value: '1' }], remove: ['X-B'] } },
+          { type: 'RequestMirror', requestMirror: { backendRef: { name: 'svc-v2' }, fraction: { numerator: 1, denominator: 8 } } },
+          { type: 'RequestRedirect', requestRedirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' } } },
+        ],
+        backendRefs: [{ name: 'svc', filters: [{ type: 'URLRewrite', urlRewrite: { hostname: 'h.example' } }] }],
+      },
+    ]),
   ]);
   assert.deepEqual(entries[0]!.filters, [
     { type: 'RequestHeaderModifier', edits: { set: [{ name: 'x-a', value: '1' }], remove: ['x-b'] } },

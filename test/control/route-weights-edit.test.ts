@@ -55,7 +55,13 @@ function refused(fn: () => unknown, message: RegExp): void {
 }
 
 test('the split rule gets the new weights; comments, layout and the pinned header rule stay as written', () => {
-  const edit = plan([{ file: 'mesh.yaml', text: MESH }, { file: 'routes.yaml', text: ROUTES }], { v1: 50, v2: 50 });
+  const edit = plan(
+    [
+      { file: 'mesh.yaml', text: MESH },
+      { file: 'routes.yaml', text: ROUTES },
+    ],
+    { v1: 50, v2: 50 },
+  );
   assert.equal(edit.created, undefined);
   assert.deepEqual(edit.rules, [{ file: 'routes.yaml', route: 'default/backend-canary', rule: 1, weights: { v1: 90, v2: 10 }, unversioned: 0 }]);
   assert.equal(edit.writes.length, 1);
@@ -67,18 +73,37 @@ test('the split rule gets the new weights; comments, layout and the pinned heade
 test('the rules in force read back as the split: the first split rule, every version listed', () => {
   const resource = parse(ROUTES) as unknown;
   const rules = splitRules([{ file: 'routes.yaml', resource }], 'backend', ['v1', 'v2', 'v3']);
-  assert.deepEqual(rules.map((r) => r.rule), [1]);
+  assert.deepEqual(
+    rules.map((r) => r.rule),
+    [1],
+  );
   assert.deepEqual(currentWeights(rules, ['v1', 'v2', 'v3']), { v1: 90, v2: 10, v3: 0 });
   assert.equal(currentWeights([], versions), undefined);
 });
 
 test('a version the rule does not name yet is added; a weight of 0 stays written as 0', () => {
-  const edit = plan([{ file: 'routes.yaml', text: ROUTES }, { file: 'mesh.yaml', text: MESH }], { v1: 0, v2: 80, v3: 20 }, 'backend', ['v1', 'v2', 'v3']);
+  const edit = plan(
+    [
+      { file: 'routes.yaml', text: ROUTES },
+      { file: 'mesh.yaml', text: MESH },
+    ],
+    { v1: 0, v2: 80, v3: 20 },
+    'backend',
+    ['v1', 'v2', 'v3'],
+  );
   const route = parse(edit.writes[0]!.text) as { spec: { rules: { backendRefs: { name: string; weight?: number }[] }[] } };
-  assert.deepEqual(route.spec.rules[1]!.backendRefs, [{ name: 'backend-v1', weight: 0 }, { name: 'backend-v2', weight: 80 }, { name: 'backend-v3', weight: 20 }]);
+  assert.deepEqual(route.spec.rules[1]!.backendRefs, [
+    { name: 'backend-v1', weight: 0 },
+    { name: 'backend-v2', weight: 80 },
+    { name: 'backend-v3', weight: 20 },
+  ]);
   assert.deepEqual(route.spec.rules[0]!.backendRefs, [{ name: 'backend-v2' }], 'the pinned rule is untouched');
-  assert.equal(edit.writes[0]!.text, ROUTES.replace('weight: 90', 'weight: 0').replace('weight: 10', 'weight: 80')
-    .replace('# canary\n          weight: 80\n', '# canary\n          weight: 80\n        - name: backend-v3\n          weight: 20\n'));
+  assert.equal(
+    edit.writes[0]!.text,
+    ROUTES.replace('weight: 90', 'weight: 0')
+      .replace('weight: 10', 'weight: 80')
+      .replace('# canary\n          weight: 80\n', '# canary\n          weight: 80\n        - name: backend-v3\n          weight: 20\n'),
+  );
 });
 
 test('a backendRef without a weight (1) gets one, on its own line in block style, inline in flow style', () => {
@@ -93,14 +118,32 @@ spec:
         - name: backend-v1   # stable
         - { name: backend-v2 }
 `;
-  const edit = plan([{ file: 'mesh.yaml', text: MESH }, { file: 'r.yaml', text }], { v1: 3, v2: 1 });
+  const edit = plan(
+    [
+      { file: 'mesh.yaml', text: MESH },
+      { file: 'r.yaml', text },
+    ],
+    { v1: 3, v2: 1 },
+  );
   assert.equal(edit.writes[0]!.text, text.replace('# stable\n', '# stable\n          weight: 3\n'), 'v2 keeps its default weight 1');
-  const again = plan([{ file: 'mesh.yaml', text: MESH }, { file: 'r.yaml', text }], { v1: 1, v2: 4 });
+  const again = plan(
+    [
+      { file: 'mesh.yaml', text: MESH },
+      { file: 'r.yaml', text },
+    ],
+    { v1: 1, v2: 4 },
+  );
   assert.equal(again.writes[0]!.text, text.replace('{ name: backend-v2 }', '{ name: backend-v2, weight: 4 }'));
 });
 
 test('weights that are already in the files write nothing', () => {
-  const edit = plan([{ file: 'mesh.yaml', text: MESH }, { file: 'routes.yaml', text: ROUTES }], { v1: 90, v2: 10 });
+  const edit = plan(
+    [
+      { file: 'mesh.yaml', text: MESH },
+      { file: 'routes.yaml', text: ROUTES },
+    ],
+    { v1: 90, v2: 10 },
+  );
   assert.deepEqual(edit.writes, []);
   assert.equal(edit.rules.length, 1);
 });
@@ -136,16 +179,34 @@ spec:
       backendRefs:
         - name: backend
 `;
-  const edit = plan([{ file: 'mesh.yaml', text: MESH }, { file: 'r.yaml', text: `# every request\n${text}` }], { v1: 90, v2: 10 });
-  assert.deepEqual(edit.rules.map((r) => [r.rule, r.unversioned]), [[0, 1]]);
+  const edit = plan(
+    [
+      { file: 'mesh.yaml', text: MESH },
+      { file: 'r.yaml', text: `# every request\n${text}` },
+    ],
+    { v1: 90, v2: 10 },
+  );
+  assert.deepEqual(
+    edit.rules.map((r) => [r.rule, r.unversioned]),
+    [[0, 1]],
+  );
   assert.match(edit.writes[0]!.text, /^# every request\n/, 'the file is re-rendered from the Document, comments included');
   const route = parse(edit.writes[0]!.text) as { spec: { rules: { backendRefs: unknown[] }[] } };
-  assert.deepEqual(route.spec.rules[0]!.backendRefs, [{ name: 'backend-v1', weight: 90 }, { name: 'backend-v2', weight: 10 }]);
+  assert.deepEqual(route.spec.rules[0]!.backendRefs, [
+    { name: 'backend-v1', weight: 90 },
+    { name: 'backend-v2', weight: 10 },
+  ]);
 });
 
 test('with no split rule, a new route file beside the mesh file is written and included', () => {
   const pinned = ROUTES.replace(/ {4}# everyone else[\s\S]*$/, '');
-  const edit = plan([{ file: 'conf/mesh.yaml', text: MESH }, { file: 'conf/routes.yaml', text: pinned }], { v1: 70, v2: 30 });
+  const edit = plan(
+    [
+      { file: 'conf/mesh.yaml', text: MESH },
+      { file: 'conf/routes.yaml', text: pinned },
+    ],
+    { v1: 70, v2: 30 },
+  );
   assert.equal(edit.created, 'conf/backend-weights.yaml');
   assert.deepEqual(edit.rules, []);
   const mesh = edit.writes.find((w) => w.file === 'conf/mesh.yaml')!;
@@ -155,7 +216,10 @@ test('with no split rule, a new route file beside the mesh file is written and i
   const route = parse(created.text) as { metadata: { name: string }; spec: { parentRefs: unknown[]; rules: { backendRefs: unknown[] }[] } };
   assert.equal(route.metadata.name, 'backend-weights');
   assert.deepEqual(route.spec.parentRefs, [{ group: '', kind: 'Service', name: 'backend' }]);
-  assert.deepEqual(route.spec.rules[0]!.backendRefs, [{ name: 'backend-v1', weight: 70 }, { name: 'backend-v2', weight: 30 }]);
+  assert.deepEqual(route.spec.rules[0]!.backendRefs, [
+    { name: 'backend-v1', weight: 70 },
+    { name: 'backend-v2', weight: 30 },
+  ]);
 });
 
 test('a mesh file without include gets one, first in its spec', () => {
@@ -177,15 +241,45 @@ spec:
   rules:
     - backendRefs: [{ name: legacy }]
 `;
-  refused(() => plan([{ file: 'mesh.yaml', text: MESH }, { file: 'r.yaml', text }], { v1: 1, v2: 1 }), /r\.yaml: HTTPRoute default\/to-legacy rule 0 takes every request to backend elsewhere/);
+  refused(
+    () =>
+      plan(
+        [
+          { file: 'mesh.yaml', text: MESH },
+          { file: 'r.yaml', text },
+        ],
+        { v1: 1, v2: 1 },
+      ),
+    /r\.yaml: HTTPRoute default\/to-legacy rule 0 takes every request to backend elsewhere/,
+  );
 });
 
 test('refused: a file with a YAML syntax error is not rewritten', () => {
-  refused(() => plan([{ file: 'mesh.yaml', text: MESH }, { file: 'routes.yaml', text: 'a: [1, 2\n' }], { v1: 1, v2: 1 }), /routes\.yaml has a YAML syntax error/);
+  refused(
+    () =>
+      plan(
+        [
+          { file: 'mesh.yaml', text: MESH },
+          { file: 'routes.yaml', text: 'a: [1, 2\n' },
+        ],
+        { v1: 1, v2: 1 },
+      ),
+    /routes\.yaml has a YAML syntax error/,
+  );
 });
 
 test('routes of other services are never touched', () => {
   const other = ROUTES.replaceAll('backend', 'shop');
-  const edit = plan([{ file: 'mesh.yaml', text: MESH }, { file: 'routes.yaml', text: ROUTES }, { file: 'other.yaml', text: other }], { v1: 1, v2: 1 });
-  assert.deepEqual(edit.writes.map((w) => w.file), ['routes.yaml']);
+  const edit = plan(
+    [
+      { file: 'mesh.yaml', text: MESH },
+      { file: 'routes.yaml', text: ROUTES },
+      { file: 'other.yaml', text: other },
+    ],
+    { v1: 1, v2: 1 },
+  );
+  assert.deepEqual(
+    edit.writes.map((w) => w.file),
+    ['routes.yaml'],
+  );
 });

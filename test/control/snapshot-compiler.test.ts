@@ -45,7 +45,7 @@ test('an HTTP proxy listener reaches only the declared upstreams: none declared,
   assert.deepEqual(upstreamsFor(mesh, { ...gateway('edge', ['frontend']), httpProxy: { host: '127.0.0.1', port: 1 } }), ['frontend']);
 });
 
-test('every snapshot lists the mesh\'s services: the callers an inbound listener accepts', () => {
+test("every snapshot lists the mesh's services: the callers an inbound listener accepts", () => {
   const snap = compileSnapshot({ config: mesh, instances: [], proxy: sidecar('postgres-0', 'postgres') });
   assert.deepEqual(snap.meshServices, ['admin', 'backend', 'frontend', 'postgres', 'redis', 'trellis-ingress']);
   assert.deepEqual(compileSnapshot({ config: mesh, instances: [], proxy: gateway('ingress', ['frontend']) }).meshServices, snap.meshServices);
@@ -67,19 +67,40 @@ test('backends hold only healthy endpoints: unknown and unhealthy instances are 
   const snap = compileSnapshot({ config: mesh, instances, proxy: sidecar('frontend-0', 'frontend') });
   const b = snap.upstreams.backend!;
   assert.deepEqual(Object.keys(b.backends), ['backend', 'backend-v1', 'backend-v2']);
-  assert.deepEqual(b.backends.backend!.endpoints.map((e) => e.id), ['backend-v1-0', 'backend-v2-1']);
-  assert.deepEqual(b.backends['backend-v1']!.endpoints.map((e) => e.id), ['backend-v1-0']);
-  assert.deepEqual(b.backends['backend-v2']!.endpoints.map((e) => e.id), ['backend-v2-1']);
+  assert.deepEqual(
+    b.backends.backend!.endpoints.map((e) => e.id),
+    ['backend-v1-0', 'backend-v2-1'],
+  );
+  assert.deepEqual(
+    b.backends['backend-v1']!.endpoints.map((e) => e.id),
+    ['backend-v1-0'],
+  );
+  assert.deepEqual(
+    b.backends['backend-v2']!.endpoints.map((e) => e.id),
+    ['backend-v2-1'],
+  );
   const ep = b.backends['backend-v1']!.endpoints[0]!;
   assert.deepEqual(ep, { id: 'backend-v1-0', host: '127.0.0.1', port: instances[0]!.inbound!.port, version: 'v1' });
 });
 
 test('an upstream carries its protocol and its compiled routes; no routes means an empty list', () => {
   const snap = compileSnapshot({ config: mesh, instances: [], proxy: sidecar('backend-v1-0', 'backend', 'v1') });
-  assert.deepEqual(snap.upstreams.postgres, { service: 'postgres', protocol: 'tcp', routes: [], backends: { postgres: { name: 'postgres', endpoints: [] }, 'postgres-default': { name: 'postgres-default', endpoints: [], failover: 'postgres' } } });
+  assert.deepEqual(snap.upstreams.postgres, {
+    service: 'postgres',
+    protocol: 'tcp',
+    routes: [],
+    backends: { postgres: { name: 'postgres', endpoints: [] }, 'postgres-default': { name: 'postgres-default', endpoints: [], failover: 'postgres' } },
+  });
   const front = compileSnapshot({ config: mesh, instances: [], proxy: sidecar('frontend-0', 'frontend') });
   assert.deepEqual(front.upstreams.backend!.routes, [
-    { name: 'default/split/rule/0', match: { path: { type: 'PathPrefix', value: '/' } }, backends: [{ backend: 'backend-v1', weight: 3 }, { backend: 'backend-v2', weight: 1 }] },
+    {
+      name: 'default/split/rule/0',
+      match: { path: { type: 'PathPrefix', value: '/' } },
+      backends: [
+        { backend: 'backend-v1', weight: 3 },
+        { backend: 'backend-v2', weight: 1 },
+      ],
+    },
   ]);
 });
 
@@ -87,8 +108,14 @@ test('a route may send to another service; unresolvable backends stay in the rou
   const cfg = config([...mesh.services], [route('r', 'backend', [{ backendRefs: [{ name: 'admin' }, { name: 'nowhere' }] }])]);
   const snap = compileSnapshot({ config: cfg, instances: [inst('admin-0', 'admin', 'default', 'healthy')], proxy: sidecar('frontend-0', 'frontend') });
   const b = snap.upstreams.backend!;
-  assert.deepEqual(b.routes[0]!.backends.map((x) => x.backend), ['admin', 'nowhere']);
-  assert.deepEqual(b.backends.admin!.endpoints.map((e) => e.id), ['admin-0']);
+  assert.deepEqual(
+    b.routes[0]!.backends.map((x) => x.backend),
+    ['admin', 'nowhere'],
+  );
+  assert.deepEqual(
+    b.backends.admin!.endpoints.map((e) => e.id),
+    ['admin-0'],
+  );
   assert.equal(b.backends.nowhere, undefined);
 });
 
@@ -122,7 +149,7 @@ test('stableStringify ignores key order', () => {
   assert.equal(stableStringify({ b: 1, a: { d: [1, { y: 1, x: 2 }], c: null } }), stableStringify({ a: { c: null, d: [1, { x: 2, y: 1 }] }, b: 1 }));
 });
 
-test('a service\'s upgrade protocols reach its callers\' upstream entry and its own inbound listener; absent, neither carries any', () => {
+test("a service's upgrade protocols reach its callers' upstream entry and its own inbound listener; absent, neither carries any", () => {
   const m = config([service('web', { upstreams: ['chat'] }), service('chat', { upgrades: ['websocket', 'spdy/3.1'] })]);
   const web = compileSnapshot({ config: m, instances: [], proxy: sidecar('web-0', 'web') });
   assert.deepEqual(web.upstreams.chat!.upgrades, ['websocket', 'spdy/3.1']);

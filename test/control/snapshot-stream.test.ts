@@ -101,7 +101,10 @@ test('a new healthy instance is pushed to the proxies that call it; a NACK keeps
   assert.equal(without.version, pushed.version + 1);
   assert.deepEqual(without.snapshot.upstreams.backend!.backends['backend-v1']!.endpoints, []);
   const instances = (await getJson<{ instances: { id: string }[] }>(plane.address, '/v1/instances')).body.instances;
-  assert.equal(instances.find((i) => i.id === 'backend-v1-b'), undefined);
+  assert.equal(
+    instances.find((i) => i.id === 'backend-v1-b'),
+    undefined,
+  );
   const gone = (await proxies()).find((x) => x.id === 'backend-v1-b')!;
   assert.equal(gone.connected, false);
   await front.close();
@@ -117,7 +120,11 @@ test('an instance whose health check fails is not pushed as an endpoint', async 
   back.send({ type: 'hello', proxy: info });
   await back.snapshot();
   await eventually(() => plane.model.health('backend-v2-c')?.status === 'unhealthy', { what: 'unhealthy' });
-  assert.deepEqual(front.pending().filter((m) => m.type === 'snapshot'), [], 'nothing changed for the caller');
+  assert.deepEqual(
+    front.pending().filter((m) => m.type === 'snapshot'),
+    [],
+    'nothing changed for the caller',
+  );
   assert.deepEqual(first.snapshot.upstreams.backend!.backends['backend-v2']!.endpoints, []);
   // A later change the caller must see (a healthy v1 instance) is a barrier on the
   // ordered stream: had the unhealthy instance caused a push, that snapshot would come
@@ -125,7 +132,11 @@ test('an instance whose health check fails is not pushed as an endpoint', async 
   const barrier = await proxy();
   barrier.send({ type: 'hello', proxy: sidecar('backend-v1-c', 'backend', 'v1') });
   const next = await front.snapshot();
-  assert.deepEqual(next.snapshot.upstreams.backend!.backends['backend-v1']!.endpoints.map((e) => e.id), ['backend-v1-c'], 'the barrier\'s snapshot is the first since');
+  assert.deepEqual(
+    next.snapshot.upstreams.backend!.backends['backend-v1']!.endpoints.map((e) => e.id),
+    ['backend-v1-c'],
+    "the barrier's snapshot is the first since",
+  );
   assert.deepEqual(next.snapshot.upstreams.backend!.backends['backend-v2']!.endpoints, [], 'nothing changed for the caller');
   await barrier.close();
   await back.close();
@@ -173,7 +184,11 @@ test('a malformed message gets an error and the stream closes', async () => {
 });
 
 test('a hello whose names could forge a log line or a label is refused; a NACK reason is logged escaped', async () => {
-  for (const [id, version] of [['frontend-x\ncontrol: forged', 'default'], ['frontend-y', 'v1"} 1\n'], ['f'.repeat(254), 'default']]) {
+  for (const [id, version] of [
+    ['frontend-x\ncontrol: forged', 'default'],
+    ['frontend-y', 'v1"} 1\n'],
+    ['f'.repeat(254), 'default'],
+  ]) {
     const p = await proxy();
     p.send({ type: 'hello', proxy: sidecar(id!, 'frontend', version) });
     const msg = await p.next();
@@ -206,7 +221,9 @@ test('a proxy that connects again with the same id replaces its old stream', asy
   // whenever it lands (one before this point leaves no instance for the check below).
   let freshOpen = true;
   const removals: string[] = [];
-  const off = plane.model.on('instance-removed', (i) => { if (i.id === 'backend-v1-r') removals.push(freshOpen ? 'while the new stream was open' : 'after'); });
+  const off = plane.model.on('instance-removed', (i) => {
+    if (i.id === 'backend-v1-r') removals.push(freshOpen ? 'while the new stream was open' : 'after');
+  });
   try {
     await old.closed;
     assert.ok(plane.model.instance('backend-v1-r'), 'the old stream closing does not remove the new registration');

@@ -32,7 +32,9 @@ let back: FakeProxy;
 
 async function put(service: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${plane.address.port}/v1/services/${service}/weights`, {
-    method: 'PUT', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body),
+    method: 'PUT',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
@@ -57,7 +59,9 @@ before(async () => {
   back = await connect(plane.address);
   autoAck(back);
   back.send({ type: 'hello', proxy: sidecar('backend-v1-0', 'backend', 'v1') });
-  await eventually(() => plane.model.proxy('frontend-0')?.ackedVersion !== undefined && plane.model.proxy('backend-v1-0')?.ackedVersion !== undefined, { what: 'first ACKs' });
+  await eventually(() => plane.model.proxy('frontend-0')?.ackedVersion !== undefined && plane.model.proxy('backend-v1-0')?.ackedVersion !== undefined, {
+    what: 'first ACKs',
+  });
 });
 
 after(async () => {
@@ -72,7 +76,10 @@ test('GET shows the split in force and the rule that carries it', async () => {
   assert.equal(status, 200);
   assert.deepEqual(body.versions, ['v1', 'v2']);
   assert.deepEqual(body.weights, { v1: 90, v2: 10 });
-  assert.deepEqual(body.rules.map((r) => [r.route, r.rule]), [['default/backend-split', 0]]);
+  assert.deepEqual(
+    body.rules.map((r) => [r.route, r.rule]),
+    [['default/backend-split', 0]],
+  );
 });
 
 test('PUT edits the route file in place, and answers once the callers were sent the new routes', async () => {
@@ -86,10 +93,16 @@ test('PUT edits the route file in place, and answers once the callers were sent 
   assert.equal(change.created, null);
   assert.equal(await readFile(join(files.dir, 'routes.yaml'), 'utf8'), ROUTES.replace('weight: 90', 'weight: 40').replace('weight: 10', 'weight: 60'));
   // Only frontend calls backend; the backend's own sidecar is not a caller.
-  assert.deepEqual(change.callers.map((c) => c.id), ['frontend-0']);
+  assert.deepEqual(
+    change.callers.map((c) => c.id),
+    ['frontend-0'],
+  );
   const sent = plane.model.proxy('frontend-0')!.lastSnapshot!;
   assert.equal(change.callers[0]!.version, sent.version);
-  assert.deepEqual(sent.upstreams.backend!.routes[0]!.backends, [{ backend: 'backend-v1', weight: 40 }, { backend: 'backend-v2', weight: 60 }]);
+  assert.deepEqual(sent.upstreams.backend!.routes[0]!.backends, [
+    { backend: 'backend-v1', weight: 40 },
+    { backend: 'backend-v2', weight: 60 },
+  ]);
   await eventually(() => plane.model.proxy('frontend-0')!.ackedVersion === sent.version, { what: 'the ACK' });
 });
 

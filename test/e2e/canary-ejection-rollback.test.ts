@@ -26,11 +26,37 @@ after(() => stopMesh(mesh, dir));
 
 test('a canary whose only instance is ejected by outlier detection is rolled back for its errors, not for too little traffic', async () => {
   const stopLoad = new AbortController();
-  const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 30_000, warmupMs: 0, connections: 8, timeoutMs: 5000, signal: stopLoad.signal });
+  const load = runLoad({
+    url: `http://127.0.0.1:${port}/`,
+    rate: 100,
+    durationMs: 30_000,
+    warmupMs: 0,
+    connections: 8,
+    timeoutMs: 5000,
+    signal: stopLoad.signal,
+  });
   let cli: CliResult;
   try {
-    cli = await trellisCli(['canary', 'shop', '--to', 'v2', '--steps', '50,100', '--interval', '1500ms',
-      '--max-error-rate', '1%', '--max-p99', '2s', '--min-requests', '20', '--max-waits', '2', '--control', mesh.state.control]);
+    cli = await trellisCli([
+      'canary',
+      'shop',
+      '--to',
+      'v2',
+      '--steps',
+      '50,100',
+      '--interval',
+      '1500ms',
+      '--max-error-rate',
+      '1%',
+      '--max-p99',
+      '2s',
+      '--min-requests',
+      '20',
+      '--max-waits',
+      '2',
+      '--control',
+      mesh.state.control,
+    ]);
   } finally {
     stopLoad.abort();
   }
@@ -38,9 +64,11 @@ test('a canary whose only instance is ejected by outlier detection is rolled bac
   assert.equal(cli.code, 1, `${cli.stdout}\n${cli.stderr}`);
   assert.doesNotMatch(cli.stderr, /too little traffic/, cli.stdout);
   // The ejection, when it fell in the step's window; else the failovers that followed it.
-  assert.match(cli.stderr,
+  assert.match(
+    cli.stderr,
     /^trellis canary: canary of shop v2 rolled back at step 50%: (outlier detection in the callers' sidecars ejected the version's instances \d+ times? \(consecutive-5xx\)|error rate 100% \(\d+ of \d+ requests failed: \d+ answered with errors, \d+ sent to other versions because no instance could take them\) is above --max-error-rate 1%); .*weights now v1=100 v2=0$/m,
-    `${cli.stdout}\n${cli.stderr}`);
+    `${cli.stdout}\n${cli.stderr}`,
+  );
   assert.match(cli.stdout, /step 1\/2 \(v2 50%\): \d+ requests \(\d+ sent to other versions\) in/);
   const view = await getJson<WeightsView>(`${mesh.state.control}/v1/services/shop/weights`);
   assert.deepEqual(view.weights, { v1: 100, v2: 0 });

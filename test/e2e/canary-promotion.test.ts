@@ -31,10 +31,17 @@ after(() => stopMesh(mesh, dir));
 const weights = async (): Promise<WeightsView['weights']> => (await getJson<WeightsView>(`${mesh.state.control}/v1/services/shop/weights`)).weights;
 
 test('Ctrl-C during a canary puts the weights back where they started', async () => {
-  const child = spawn(process.execPath, [TRELLIS, 'canary', 'shop', '--to', 'v2', '--steps', '10,100', '--interval', '60s', '--admin', admin], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [TRELLIS, 'canary', 'shop', '--to', 'v2', '--steps', '10,100', '--interval', '60s', '--admin', admin], {
+    cwd: REPO,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
-  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-  child.stderr.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stdout.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  child.stderr.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   try {
     await eventually(() => assert.match(out, /step 1\/2 \(v2 10%\): v2 10%, v1 90%; acknowledged/));
@@ -50,11 +57,37 @@ test('Ctrl-C during a canary puts the weights back where they started', async ()
 
 test('a healthy v2 passes every step and is promoted, and no request fails', async () => {
   const stopLoad = new AbortController();
-  const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 40_000, warmupMs: 0, connections: 8, timeoutMs: 5000, signal: stopLoad.signal });
+  const load = runLoad({
+    url: `http://127.0.0.1:${port}/`,
+    rate: 100,
+    durationMs: 40_000,
+    warmupMs: 0,
+    connections: 8,
+    timeoutMs: 5000,
+    signal: stopLoad.signal,
+  });
   let cli: CliResult;
   try {
-    cli = await trellisCli(['canary', 'shop', '--to', 'v2', '--steps', '50,100', '--interval', '1500ms',
-      '--max-error-rate', '1%', '--max-p99', '2s', '--min-requests', '20', '--max-waits', '3', '--admin', admin]);
+    cli = await trellisCli([
+      'canary',
+      'shop',
+      '--to',
+      'v2',
+      '--steps',
+      '50,100',
+      '--interval',
+      '1500ms',
+      '--max-error-rate',
+      '1%',
+      '--max-p99',
+      '2s',
+      '--min-requests',
+      '20',
+      '--max-waits',
+      '3',
+      '--admin',
+      admin,
+    ]);
   } finally {
     stopLoad.abort();
   }

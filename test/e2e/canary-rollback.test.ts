@@ -25,17 +25,46 @@ after(() => stopMesh(mesh, dir));
 
 test('v2 failing 20% of its requests is rolled back to 0% at the first step, and the command says why', async () => {
   const stopLoad = new AbortController();
-  const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 40_000, warmupMs: 0, connections: 8, timeoutMs: 5000, signal: stopLoad.signal });
+  const load = runLoad({
+    url: `http://127.0.0.1:${port}/`,
+    rate: 100,
+    durationMs: 40_000,
+    warmupMs: 0,
+    connections: 8,
+    timeoutMs: 5000,
+    signal: stopLoad.signal,
+  });
   let cli: CliResult;
   try {
-    cli = await trellisCli(['canary', 'shop', '--to', 'v2', '--steps', '50,100', '--interval', '1500ms',
-      '--max-error-rate', '1%', '--max-p99', '2s', '--min-requests', '20', '--max-waits', '3', '--control', mesh.state.control]);
+    cli = await trellisCli([
+      'canary',
+      'shop',
+      '--to',
+      'v2',
+      '--steps',
+      '50,100',
+      '--interval',
+      '1500ms',
+      '--max-error-rate',
+      '1%',
+      '--max-p99',
+      '2s',
+      '--min-requests',
+      '20',
+      '--max-waits',
+      '3',
+      '--control',
+      mesh.state.control,
+    ]);
   } finally {
     stopLoad.abort();
   }
   const result = await load;
   assert.equal(cli.code, 1, `${cli.stdout}\n${cli.stderr}`);
-  const why = /^trellis canary: canary of shop v2 rolled back at step 50%: error rate ([\d.]+)% \((\d+) of (\d+) requests failed\) is above --max-error-rate 1%; weights now v1=100 v2=0$/m.exec(cli.stderr);
+  const why =
+    /^trellis canary: canary of shop v2 rolled back at step 50%: error rate ([\d.]+)% \((\d+) of (\d+) requests failed\) is above --max-error-rate 1%; weights now v1=100 v2=0$/m.exec(
+      cli.stderr,
+    );
   assert.ok(why, cli.stderr);
   const rate = Number(why[1]);
   assert.ok(rate > 10 && rate < 30, `the error rate measured (${rate}%) is about v2's 20%`);

@@ -16,8 +16,13 @@ const ECHO = join(REPO, 'test', 'fixtures', 'apps', 'echo-server.js');
 const serialize = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
 const deserialize = (b: Buffer): unknown => JSON.parse(b.toString());
 const method = (name: string): grpc.MethodDefinition<unknown, unknown> => ({
-  path: `/shop.Cart/${name}`, requestStream: false, responseStream: false,
-  requestSerialize: serialize, requestDeserialize: deserialize, responseSerialize: serialize, responseDeserialize: deserialize,
+  path: `/shop.Cart/${name}`,
+  requestStream: false,
+  responseStream: false,
+  requestSerialize: serialize,
+  requestDeserialize: deserialize,
+  responseSerialize: serialize,
+  responseDeserialize: deserialize,
 });
 const Cart = grpc.makeGenericClientConstructor({ Get: method('Get'), Fail: method('Fail') }, 'Cart');
 
@@ -27,7 +32,9 @@ let client: InstanceType<typeof Cart>;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'trellis-grpc-e2e-'));
-  await writeFile(join(dir, 'mesh.yaml'), `apiVersion: trellis.dev/v1alpha1
+  await writeFile(
+    join(dir, 'mesh.yaml'),
+    `apiVersion: trellis.dev/v1alpha1
 kind: Mesh
 metadata:
   name: grpc-e2e
@@ -40,8 +47,11 @@ spec:
     - name: cart
       command: node ${GRPC_SERVER}
       versions: [{ name: v1 }, { name: v2 }]
-`);
-  await writeFile(join(dir, 'routes.yaml'), `apiVersion: gateway.networking.k8s.io/v1
+`,
+  );
+  await writeFile(
+    join(dir, 'routes.yaml'),
+    `apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: { name: cart }
 spec:
@@ -50,7 +60,8 @@ spec:
     - matches: [{ method: { service: shop.Cart, method: Fail } }]
       backendRefs: [{ name: cart-v2 }]
     - backendRefs: [{ name: cart-v1 }]
-`);
+`,
+  );
   mesh = await meshUp(join(dir, 'mesh.yaml'), join(dir, '.trellis'));
   const web = mesh.state.instances.find((i) => i.service === 'web')!;
   const port = web.upstreams.find((u) => u.service === 'cart')!.port;
@@ -68,7 +79,12 @@ after(async () => {
 
 function call(name: 'Get' | 'Fail', req: unknown): Promise<{ error: grpc.ServiceError | null; value: unknown }> {
   return new Promise((resolve) => {
-    (client as unknown as Record<string, (...args: unknown[]) => unknown>)[name]!.call(client, req, { deadline: Date.now() + 10_000 }, (error: grpc.ServiceError | null, value: unknown) => resolve({ error, value }));
+    (client as unknown as Record<string, (...args: unknown[]) => unknown>)[name]!.call(
+      client,
+      req,
+      { deadline: Date.now() + 10_000 },
+      (error: grpc.ServiceError | null, value: unknown) => resolve({ error, value }),
+    );
   });
 }
 
@@ -78,11 +94,14 @@ test('a unary gRPC call reaches the undeclared (detected) service, routed by the
   assert.deepEqual(r.value, { id: 'a', service: 'cart', version: 'v1' });
 });
 
-test('a gRPC error passes through and counts as grpc_status 5 in the caller sidecar\'s metrics', async () => {
+test("a gRPC error passes through and counts as grpc_status 5 in the caller sidecar's metrics", async () => {
   const r = await call('Fail', {});
   assert.equal(r.error?.code, grpc.status.NOT_FOUND);
   assert.equal(r.error?.details, 'no such item');
   const web = mesh.state.instances.find((i) => i.service === 'web')!;
   const text = await (await fetch(`http://${web.admin.host}:${web.admin.port}/metrics`)).text();
-  assert.match(text, /trellis_http_requests_total\{direction="outbound",source="web",destination="cart",destination_version="v2",route="[^"]*",status="200",grpc_status="5",/);
+  assert.match(
+    text,
+    /trellis_http_requests_total\{direction="outbound",source="web",destination="cart",destination_version="v2",route="[^"]*",status="200",grpc_status="5",/,
+  );
 });

@@ -37,7 +37,9 @@ spec:
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'trellis-e2e-'));
-  await writeFile(join(dir, 'mesh.yaml'), `apiVersion: trellis.dev/v1alpha1
+  await writeFile(
+    join(dir, 'mesh.yaml'),
+    `apiVersion: trellis.dev/v1alpha1
 kind: Mesh
 metadata:
   name: e2e
@@ -59,7 +61,8 @@ spec:
         - name: v1
           replicas: 2
         - name: v2
-`);
+`,
+  );
   await writeFile(join(dir, 'routes.yaml'), routeYaml(90, 10));
   mesh = await meshUp(join(dir, 'mesh.yaml'), join(dir, '.trellis'));
   const client = mesh.state.instances.find((i) => i.service === 'client')!;
@@ -77,7 +80,8 @@ const load = (n: number, concurrency = 8) => countVersions(port, n, concurrency,
 
 test('trellis up prints what runs where', () => {
   const out = mesh.output();
-  for (const id of ['client-0', 'echo-v1-0', 'echo-v1-1', 'echo-v2-0']) assert.match(out, new RegExp(`${id}\\s+127\\.0\\.0\\.1:\\d+\\s+127\\.0\\.0\\.1:\\d+\\s+healthy`));
+  for (const id of ['client-0', 'echo-v1-0', 'echo-v1-1', 'echo-v2-0'])
+    assert.match(out, new RegExp(`${id}\\s+127\\.0\\.0\\.1:\\d+\\s+127\\.0\\.0\\.1:\\d+\\s+healthy`));
 });
 
 test('requests flow through both sidecars, visible in their metrics', async () => {
@@ -86,8 +90,14 @@ test('requests flow through both sidecars, visible in their metrics', async () =
   const client = mesh.state.instances.find((i) => i.service === 'client')!;
   const answered = JSON.parse(r.body).instance as string;
   const echo = mesh.state.instances.find((i) => i.id === answered)!;
-  assert.match(await metrics(client.admin), /trellis_http_requests_total\{direction="outbound",source="client",destination="echo",destination_version="v[12]",route="default\/echo-split\/rule\/0",status="200"/);
-  assert.match(await metrics(echo.admin), /trellis_http_requests_total\{direction="inbound",source="client",destination="echo",destination_version="v[12]",route="inbound",status="200"/);
+  assert.match(
+    await metrics(client.admin),
+    /trellis_http_requests_total\{direction="outbound",source="client",destination="echo",destination_version="v[12]",route="default\/echo-split\/rule\/0",status="200"/,
+  );
+  assert.match(
+    await metrics(echo.admin),
+    /trellis_http_requests_total\{direction="inbound",source="client",destination="echo",destination_version="v[12]",route="inbound",status="200"/,
+  );
 });
 
 test('a 90/10 split lands within tolerance over 1,000 requests', async () => {
@@ -116,7 +126,7 @@ test('access logs are private files, rotated as the Mesh file says, with query v
     const text = await readFile(join(logs, f), 'utf8');
     assert.ok(!/hunter\d/.test(text), `${f} has no query value`);
   }
-  assert.match(await readFile(client, 'utf8') + await readFile(`${client}.1`, 'utf8'), /"path":"\/login\?user=REDACTED&password=REDACTED"/);
+  assert.match((await readFile(client, 'utf8')) + (await readFile(`${client}.1`, 'utf8')), /"path":"\/login\?user=REDACTED&password=REDACTED"/);
 });
 
 test('killing the control plane leaves traffic flowing, and it comes back', async () => {
@@ -144,23 +154,33 @@ test('killing the control plane leaves traffic flowing, and it comes back', asyn
     // Once the killed process is gone, whatever answers on the admin address is the restarted one.
     await eventually(() => assert.equal(alive(controlPid), false, 'the killed control plane is gone'));
     // The runner restarts it; proxies reconnect and the mesh is whole again.
-    await eventually(async () => {
-      const body = await getJson<{ proxies?: { id: string; connected: boolean }[] }>(`${mesh.state.control}/v1/proxies`);
-      const proxies = body.proxies ?? [];
-      assert.ok(proxies.filter((p) => p.connected).length >= 4, `proxies reconnected: ${JSON.stringify(proxies)}`);
-    }, { timeoutMs: 20_000 });
+    await eventually(
+      async () => {
+        const body = await getJson<{ proxies?: { id: string; connected: boolean }[] }>(`${mesh.state.control}/v1/proxies`);
+        const proxies = body.proxies ?? [];
+        assert.ok(proxies.filter((p) => p.connected).length >= 4, `proxies reconnected: ${JSON.stringify(proxies)}`);
+      },
+      { timeoutMs: 20_000 },
+    );
     // Through the restarted control plane's first health checks: traffic keeps flowing
     // until every instance is healthy again and the client's sidecar has acknowledged a
     // snapshot with all three echo endpoints (the end of what the restart could disturb).
-    await eventually(async () => {
-      const { instances } = await getJson<{ instances: { id: string; health: { status: string } }[] }>(`${mesh.state.control}/v1/instances`);
-      assert.deepEqual(instances.filter((i) => i.health.status !== 'healthy').map((i) => i.id), [], 'every instance healthy');
-      const { proxies } = await getJson<{ proxies: { id: string; ackedVersion: number | null }[] }>(`${mesh.state.control}/v1/proxies`);
-      const snapshot = await getJson<Snapshot>(`${mesh.state.control}/v1/snapshots/client-0`);
-      assert.equal(proxies.find((p) => p.id === 'client-0')?.ackedVersion, snapshot.version, 'the client acknowledged its latest snapshot');
-      const endpoints = [...new Set(Object.values(snapshot.upstreams.echo!.backends).flatMap((b) => b.endpoints.map((e) => e.id)))].sort();
-      assert.deepEqual(endpoints, ['echo-v1-0', 'echo-v1-1', 'echo-v2-0']);
-    }, { timeoutMs: 20_000 });
+    await eventually(
+      async () => {
+        const { instances } = await getJson<{ instances: { id: string; health: { status: string } }[] }>(`${mesh.state.control}/v1/instances`);
+        assert.deepEqual(
+          instances.filter((i) => i.health.status !== 'healthy').map((i) => i.id),
+          [],
+          'every instance healthy',
+        );
+        const { proxies } = await getJson<{ proxies: { id: string; ackedVersion: number | null }[] }>(`${mesh.state.control}/v1/proxies`);
+        const snapshot = await getJson<Snapshot>(`${mesh.state.control}/v1/snapshots/client-0`);
+        assert.equal(proxies.find((p) => p.id === 'client-0')?.ackedVersion, snapshot.version, 'the client acknowledged its latest snapshot');
+        const endpoints = [...new Set(Object.values(snapshot.upstreams.echo!.backends).flatMap((b) => b.endpoints.map((e) => e.id)))].sort();
+        assert.deepEqual(endpoints, ['echo-v1-0', 'echo-v1-1', 'echo-v2-0']);
+      },
+      { timeoutMs: 20_000 },
+    );
   } finally {
     stop = true;
     await Promise.all(loops);
@@ -219,8 +239,14 @@ test('editing the route file live shifts traffic with no failed request', async 
     await Promise.all(loops);
   }
   assert.deepEqual(failures, []);
-  assert.ok(seen.slice(-100).every((v) => v === 'v2'), 'traffic moved to v2');
-  assert.ok(seen.slice(0, changedAt).some((v) => v === 'v1'), 'traffic was on v1 before');
+  assert.ok(
+    seen.slice(-100).every((v) => v === 'v2'),
+    'traffic moved to v2',
+  );
+  assert.ok(
+    seen.slice(0, changedAt).some((v) => v === 'v1'),
+    'traffic was on v1 before',
+  );
 });
 
 test('a bad route file is refused and the last good config stays in force', async () => {
@@ -236,9 +262,11 @@ test('a bad route file is refused and the last good config stays in force', asyn
 });
 
 async function instanceHealth(id: string): Promise<string> {
-  const body = await getJson<{ id: string; health?: { status?: string } | string }[] | { instances: { id: string; health?: { status?: string } | string }[] }>(`${mesh.state.control}/v1/instances`);
+  const body = await getJson<{ id: string; health?: { status?: string } | string }[] | { instances: { id: string; health?: { status?: string } | string }[] }>(
+    `${mesh.state.control}/v1/instances`,
+  );
   const list = Array.isArray(body) ? body : body.instances;
   const i = list.find((x) => x.id === id);
   if (!i) return 'absent';
-  return typeof i.health === 'string' ? i.health : i.health?.status ?? 'unknown';
+  return typeof i.health === 'string' ? i.health : (i.health?.status ?? 'unknown');
 }

@@ -43,7 +43,9 @@ spec:
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'trellis-e2e-resilience-'));
-  await writeFile(join(dir, 'mesh.yaml'), `apiVersion: trellis.dev/v1alpha1
+  await writeFile(
+    join(dir, 'mesh.yaml'),
+    `apiVersion: trellis.dev/v1alpha1
 kind: Mesh
 metadata:
   name: resilience
@@ -57,7 +59,8 @@ spec:
     - name: echo
       command: node ${ECHO}
       health: { http: { path: /healthz }, interval: 300ms, timeout: 2s }
-`);
+`,
+  );
   await writeFile(join(dir, 'route.yaml'), ROUTE);
   await writeFile(join(dir, 'fault.yaml'), FAULT);
   mesh = await meshUp(join(dir, 'mesh.yaml'), join(dir, '.trellis'));

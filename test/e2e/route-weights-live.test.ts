@@ -31,7 +31,15 @@ after(() => stopMesh(mesh, dir));
 
 test('a weight change under steady load moves the traffic, and no request fails', async () => {
   let answered = 0;
-  const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 4000, warmupMs: 0, connections: 8, timeoutMs: 5000, onRequest: () => answered++ });
+  const load = runLoad({
+    url: `http://127.0.0.1:${port}/`,
+    rate: 100,
+    durationMs: 4000,
+    warmupMs: 0,
+    connections: 8,
+    timeoutMs: 5000,
+    onRequest: () => answered++,
+  });
   // The change lands under way: once a second's worth of the load has been answered.
   await eventually(() => answered >= 100, { what: 'the load under way' });
   const cli = await trellisCli(['route', 'weights', 'shop', 'v1=20', 'v2=80', '--admin', admin]);
@@ -44,7 +52,10 @@ test('a weight change under steady load moves the traffic, and no request fails'
   assert.ok(result.completed >= 390, `the load ran (${result.completed} requests)`);
 
   assert.ok(existsSync(join(dir, 'shop-weights.yaml')));
-  assert.match(await readFile(join(dir, 'mesh.yaml'), 'utf8'), /^# client calls shop; shop runs v1 and v2\n[\s\S]*include: \[shop-weights\.yaml\]\n {2}services:\n {4}- name: client\n/);
+  assert.match(
+    await readFile(join(dir, 'mesh.yaml'), 'utf8'),
+    /^# client calls shop; shop runs v1 and v2\n[\s\S]*include: \[shop-weights\.yaml\]\n {2}services:\n {4}- name: client\n/,
+  );
 
   const { versions, failures } = await countVersions(port, 1000);
   assert.deepEqual(failures, []);
@@ -68,20 +79,38 @@ test('every proxy that calls the service acknowledges the change before the comm
     if (!shop) continue;
     callers.push(p.id);
     assert.equal(p.ackedVersion, p.sentVersion, `${p.id} acknowledged its latest snapshot`);
-    assert.deepEqual(shop.routes[0]!.backends, [{ backend: 'shop-v1', weight: 50 }, { backend: 'shop-v2', weight: 50 }], p.id);
+    assert.deepEqual(
+      shop.routes[0]!.backends,
+      [
+        { backend: 'shop-v1', weight: 50 },
+        { backend: 'shop-v2', weight: 50 },
+      ],
+      p.id,
+    );
   }
   // The client and the ingress call shop by their config; nothing else does (a sidecar
   // reaches only its service's declared upstreams).
   assert.deepEqual(callers.sort(), acked[2]!.split(', ').sort(), 'the command waited for exactly the proxies that call shop');
   assert.ok(callers.includes('client-0') && callers.includes('trellis-ingress'), callers.join(', '));
-  assert.match(await readFile(join(dir, 'shop-weights.yaml'), 'utf8'), /^# The traffic split between the versions of shop[\s\S]*- name: shop-v1\n {10}weight: 50\n/);
+  assert.match(
+    await readFile(join(dir, 'shop-weights.yaml'), 'utf8'),
+    /^# The traffic split between the versions of shop[\s\S]*- name: shop-v1\n {10}weight: 50\n/,
+  );
 });
 
 test('a hand edit of the route file reaches every proxy that calls the service, and no request of a steady load fails', async (t) => {
   const file = join(dir, 'shop-weights.yaml');
   const text = await readFile(file, 'utf8');
   let answered = 0;
-  const load = runLoad({ url: `http://127.0.0.1:${port}/`, rate: 100, durationMs: 3000, warmupMs: 0, connections: 8, timeoutMs: 5000, onRequest: () => answered++ });
+  const load = runLoad({
+    url: `http://127.0.0.1:${port}/`,
+    rate: 100,
+    durationMs: 3000,
+    warmupMs: 0,
+    connections: 8,
+    timeoutMs: 5000,
+    onRequest: () => answered++,
+  });
   // The edit lands under way: once a second's worth of the load has been answered.
   await eventually(() => answered >= 100, { what: 'the load under way' });
   const t0 = performance.now();
@@ -100,7 +129,9 @@ test('a hand edit of the route file reaches every proxy that calls the service, 
     assert.deepEqual(pending, [], 'every caller acknowledged a snapshot with the new weights');
     return callers;
   });
-  t.diagnostic(`hand edit acknowledged by all ${callers} callers ${Math.round(performance.now() - t0)} ms after the file was written (the watcher waits 100 ms for quiet first)`);
+  t.diagnostic(
+    `hand edit acknowledged by all ${callers} callers ${Math.round(performance.now() - t0)} ms after the file was written (the watcher waits 100 ms for quiet first)`,
+  );
   assert.ok(callers >= 2);
   const result = await load;
   assert.equal(result.errors.total, 0, JSON.stringify(result.errors));

@@ -37,7 +37,9 @@ const apps: App[] = [];
 
 /** Starts `command` in examples/shop with only the environment a runner would give it. */
 function start(name: string, command: string, args: string[], env: Record<string, string>): App {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('TRELLIS_') && !key.startsWith('SHOP_') && !key.startsWith('PG') && key !== 'DATABASE_URL'));
+  const base = Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !key.startsWith('TRELLIS_') && !key.startsWith('SHOP_') && !key.startsWith('PG') && key !== 'DATABASE_URL'),
+  );
   const child = spawn(command, args, { cwd: SHOP, env: { ...base, HOST: '127.0.0.1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let text = '';
   const listeners = new Set<() => void>();
@@ -51,23 +53,24 @@ function start(name: string, command: string, args: string[], env: Record<string
     name,
     child,
     output: () => text,
-    waitFor: (pattern, ms) => new Promise<void>((resolve, reject) => {
-      const finish = (error?: Error): void => {
-        clearTimeout(timer);
-        listeners.delete(check);
-        child.off('exit', onExit);
-        if (error) reject(error);
-        else resolve();
-      };
-      const check = (): void => {
-        if (pattern.test(text)) finish();
-      };
-      const onExit = (code: number | null): void => finish(new Error(`${name} exited (${code}) before printing ${pattern}:\n${text}`));
-      const timer = setTimeout(() => finish(new Error(`${name} did not print ${pattern} within ${ms}ms:\n${text}`)), ms);
-      listeners.add(check);
-      child.once('exit', onExit);
-      check();
-    }),
+    waitFor: (pattern, ms) =>
+      new Promise<void>((resolve, reject) => {
+        const finish = (error?: Error): void => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          child.off('exit', onExit);
+          if (error) reject(error);
+          else resolve();
+        };
+        const check = (): void => {
+          if (pattern.test(text)) finish();
+        };
+        const onExit = (code: number | null): void => finish(new Error(`${name} exited (${code}) before printing ${pattern}:\n${text}`));
+        const timer = setTimeout(() => finish(new Error(`${name} did not print ${pattern} within ${ms}ms:\n${text}`)), ms);
+        listeners.add(check);
+        child.once('exit', onExit);
+        check();
+      }),
   };
   apps.push(app);
   return app;
@@ -117,11 +120,14 @@ async function get(url: string, init: RequestInit = {}): Promise<Answer> {
 
 /** Polls `url` until `ok(answer)` holds, for at most `ms`. */
 async function waitUntil(url: string, ok: (answer: Answer) => boolean, ms: number): Promise<Answer> {
-  return eventually(async () => {
-    const answer = await get(url);
-    assert.ok(ok(answer), `${url} is not ready yet: ${answer.status} ${answer.text.slice(0, 200)}`);
-    return answer;
-  }, { timeoutMs: ms, intervalMs: 100 });
+  return eventually(
+    async () => {
+      const answer = await get(url);
+      assert.ok(ok(answer), `${url} is not ready yet: ${answer.status} ${answer.text.slice(0, 200)}`);
+      return answer;
+    },
+    { timeoutMs: ms, intervalMs: 100 },
+  );
 }
 
 /** Pids of live processes whose command line mentions `text` (how we look for a leftover postgres). */
@@ -206,7 +212,10 @@ describe('shop apps (examples/shop) without the mesh', { timeout: 240_000 }, () 
 
     const health = await get(`${base}/healthz`);
     assert.equal(health.status, 200);
-    const preflight = await get(`${base}/api/products`, { method: 'OPTIONS', headers: { origin: 'http://127.0.0.1:8080', 'access-control-request-method': 'GET' } });
+    const preflight = await get(`${base}/api/products`, {
+      method: 'OPTIONS',
+      headers: { origin: 'http://127.0.0.1:8080', 'access-control-request-method': 'GET' },
+    });
     assert.equal(preflight.status, 204);
     assert.equal(preflight.headers.get('access-control-allow-origin'), '*');
     assert.equal((await get(`${base}/nope`)).status, 404);
@@ -295,7 +304,13 @@ describe('shop apps (examples/shop) without the mesh', { timeout: 240_000 }, () 
   it('backup.js writes the products table to its data folder', async () => {
     const port = await freePort();
     const dataDir = path.join(tmp, 'backup');
-    node('backup', 'backup.js', { PORT: String(port), TRELLIS_DATA_DIR: dataDir, TRELLIS_UPSTREAM_POSTGRES: postgresAddress, BACKUP_INTERVAL: '1h', BACKUP_KEEP: '2' });
+    node('backup', 'backup.js', {
+      PORT: String(port),
+      TRELLIS_DATA_DIR: dataDir,
+      TRELLIS_UPSTREAM_POSTGRES: postgresAddress,
+      BACKUP_INTERVAL: '1h',
+      BACKUP_KEEP: '2',
+    });
     const base = `http://127.0.0.1:${port}`;
     // The first backup runs at start.
     await waitUntil(`${base}/healthz`, (answer) => answer.status === 200 && answer.body.lastBackup !== null, 15_000);
@@ -311,7 +326,10 @@ describe('shop apps (examples/shop) without the mesh', { timeout: 240_000 }, () 
     assert.equal(backup.count, 8);
     assert.equal(backup.rows[0].name, 'Cedar trellis panel');
     const listed = await get(`${base}/backups`);
-    assert.deepEqual(listed.body.backups.map((b: { file: string }) => b.file), [...files].reverse());
+    assert.deepEqual(
+      listed.body.backups.map((b: { file: string }) => b.file),
+      [...files].reverse(),
+    );
   });
 
   it('postgres.js stops Postgres on SIGTERM, exits 0, and keeps the data for the next start', async () => {

@@ -8,7 +8,12 @@ import { join } from 'node:path';
 import { allGone, meshUp, REPO, request, type RunningMesh } from '../helpers/mesh-run.js';
 import { eventually } from '../helpers/eventually.js';
 
-interface Products { version: string; instance: string; source: string; products: { name: string }[] }
+interface Products {
+  version: string;
+  instance: string;
+  source: string;
+  products: { name: string }[];
+}
 
 async function metrics(admin: { host: string; port: number }): Promise<string> {
   return (await fetch(`http://${admin.host}:${admin.port}/metrics`)).text();
@@ -40,11 +45,14 @@ for (const topology of ['topology-1.yaml', 'topology-2.yaml']) {
     test('products come from Postgres, through the mesh', async () => {
       const api = topology === 'topology-1.yaml' ? portOf(mesh.state.publicUrls.backend!) : portOf(mesh.state.publicUrls.frontend!);
       // Postgres may still be creating its database: ask until the API answers.
-      const body = await eventually(async () => {
-        const r = await request(api, '/api/products');
-        assert.equal(r.status, 200, 'the API answered');
-        return JSON.parse(r.body) as Products;
-      }, { timeoutMs: 20_000 });
+      const body = await eventually(
+        async () => {
+          const r = await request(api, '/api/products');
+          assert.equal(r.status, 200, 'the API answered');
+          return JSON.parse(r.body) as Products;
+        },
+        { timeoutMs: 20_000 },
+      );
       assert.ok(body.products.length >= 5, 'seeded products are listed');
       assert.match(body.source, /^(postgres|cache)$/);
       // The backend reached Postgres through its sidecar's TCP listener, and Postgres's sidecar saw it arrive.

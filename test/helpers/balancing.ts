@@ -1,7 +1,13 @@
 // Test helpers for balancers: endpoints and a seeded random source.
 import type { Endpoint } from '../../src/api/protocol.js';
 
-export const ep = (id: string, port: number, weight?: number): Endpoint => ({ id, host: '127.0.0.1', port, version: 'v1', ...(weight === undefined ? {} : { weight }) });
+export const ep = (id: string, port: number, weight?: number): Endpoint => ({
+  id,
+  host: '127.0.0.1',
+  port,
+  version: 'v1',
+  ...(weight === undefined ? {} : { weight }),
+});
 
 /** A seeded random source (mulberry32), so every run draws the same. */
 export function seeded(seed: number): () => number {

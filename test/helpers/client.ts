@@ -50,7 +50,9 @@ class Http1Client implements TestClient {
       const req = http.request({ host: '127.0.0.1', port: this.#port, method, path, headers, agent: this.#agent }, (res) => {
         let text = '';
         res.setEncoding('utf8');
-        res.on('data', (c: string) => { text += c; });
+        res.on('data', (c: string) => {
+          text += c;
+        });
         res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text, trailers: res.trailers, error: errorOf(res.headers) }));
         res.on('error', reject);
       });
@@ -96,9 +98,13 @@ class Http2Client implements TestClient {
         status = Number(h[':status']);
         resHeaders = withoutPseudo(h);
       });
-      stream.on('trailers', (t) => { trailers = withoutPseudo(t); });
+      stream.on('trailers', (t) => {
+        trailers = withoutPseudo(t);
+      });
       stream.setEncoding('utf8');
-      stream.on('data', (c: string) => { text += c; });
+      stream.on('data', (c: string) => {
+        text += c;
+      });
       stream.on('end', () => resolve({ status, headers: resHeaders, body: text, trailers, error: errorOf(resHeaders) }));
       stream.on('error', reject);
       if (body !== undefined) stream.end(body);

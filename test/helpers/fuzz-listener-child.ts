@@ -48,8 +48,17 @@ async function main(): Promise<void> {
   const { port: appPort } = await listenH1AndH2(handler);
   const inbound = await startInbound('echo', 'v1', appPort);
   const endpoints = [{ id: 'echo-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }];
-  const up = (service: string, protocol: UpstreamSnapshot['protocol']): UpstreamSnapshot => ({ service, protocol, routes: [], backends: { [service]: { name: service, endpoints } } });
-  const outbound = await startOutbound('web', { echo: up('echo', 'http'), 'echo-detect': up('echo-detect', 'detect') }, { httpProxy: true, detectTimeoutMs: 200 });
+  const up = (service: string, protocol: UpstreamSnapshot['protocol']): UpstreamSnapshot => ({
+    service,
+    protocol,
+    routes: [],
+    backends: { [service]: { name: service, endpoints } },
+  });
+  const outbound = await startOutbound(
+    'web',
+    { echo: up('echo', 'http'), 'echo-detect': up('echo-detect', 'detect') },
+    { httpProxy: true, detectTimeoutMs: 200 },
+  );
   const ports: ChildPorts = {
     outbound: outbound.addresses.upstreams.echo!.port,
     detect: outbound.addresses.upstreams['echo-detect']!.port,

@@ -15,9 +15,12 @@ import type fc from 'fast-check';
 export const LONG = process.env.FUZZ_LONG === '1';
 
 /** The seed of this process's runs: fixed for `npm test`, fresh for a long run, or FUZZ_SEED. */
-export const SEED = process.env.FUZZ_SEED !== undefined && process.env.FUZZ_SEED !== ''
-  ? Number(process.env.FUZZ_SEED)
-  : LONG ? (Date.now() ^ (Math.random() * 0x7fffffff)) | 0 : 0x7e11;
+export const SEED =
+  process.env.FUZZ_SEED !== undefined && process.env.FUZZ_SEED !== ''
+    ? Number(process.env.FUZZ_SEED)
+    : LONG
+      ? (Date.now() ^ (Math.random() * 0x7fffffff)) | 0
+      : 0x7e11;
 
 function intEnv(name: string): number | undefined {
   const v = process.env[name];
@@ -68,6 +71,9 @@ export class Tally {
     return n;
   }
   toString(): string {
-    return [...this.#counts].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k}=${v}`).join(' ');
+    return [...this.#counts]
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
   }
 }

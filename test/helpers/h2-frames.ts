@@ -24,7 +24,10 @@ function hpackInt(value: number, prefix: number): number[] {
   if (value < max) return [value];
   const out = [max];
   let v = value - max;
-  while (v >= 128) { out.push((v % 128) + 128); v = Math.floor(v / 128); }
+  while (v >= 128) {
+    out.push((v % 128) + 128);
+    v = Math.floor(v / 128);
+  }
   out.push(v);
   return out;
 }
@@ -51,7 +54,12 @@ export function goaway(lastStream: number, code: number): Buffer {
   return frame(T.GOAWAY, 0, 0, p);
 }
 
-export interface Frame { readonly type: number; readonly flags: number; readonly stream: number; readonly payload: Buffer }
+export interface Frame {
+  readonly type: number;
+  readonly flags: number;
+  readonly stream: number;
+  readonly payload: Buffer;
+}
 
 /** A raw connection: writes bytes, and reads the server's frames as they come. */
 export class RawH2 {
@@ -63,13 +71,20 @@ export class RawH2 {
   constructor(port: number) {
     this.socket = net.connect(port, '127.0.0.1');
     this.socket.on('error', () => {});
-    this.socket.on('close', () => { this.closed = true; });
+    this.socket.on('close', () => {
+      this.closed = true;
+    });
     this.socket.on('data', (c: Buffer) => {
       this.#buf = Buffer.concat([this.#buf, c]);
       while (this.#buf.length >= 9) {
         const len = this.#buf.readUIntBE(0, 3);
         if (this.#buf.length < 9 + len) break;
-        this.frames.push({ type: this.#buf[3]!, flags: this.#buf[4]!, stream: this.#buf.readUInt32BE(5) & 0x7fffffff, payload: this.#buf.subarray(9, 9 + len) });
+        this.frames.push({
+          type: this.#buf[3]!,
+          flags: this.#buf[4]!,
+          stream: this.#buf.readUInt32BE(5) & 0x7fffffff,
+          payload: this.#buf.subarray(9, 9 + len),
+        });
         this.#buf = this.#buf.subarray(9 + len);
       }
     });

@@ -9,7 +9,18 @@ import fc from 'fast-check';
 
 export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
-export const T = { DATA: 0, HEADERS: 1, PRIORITY: 2, RST_STREAM: 3, SETTINGS: 4, PUSH_PROMISE: 5, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8, CONTINUATION: 9 } as const;
+export const T = {
+  DATA: 0,
+  HEADERS: 1,
+  PRIORITY: 2,
+  RST_STREAM: 3,
+  SETTINGS: 4,
+  PUSH_PROMISE: 5,
+  PING: 6,
+  GOAWAY: 7,
+  WINDOW_UPDATE: 8,
+  CONTINUATION: 9,
+} as const;
 export const F = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4, PADDED: 0x8, PRIORITY: 0x20 } as const;
 
 export interface FrameSpec {
@@ -39,7 +50,10 @@ function hpackInt(value: number, prefix: number, first: number): number[] {
   if (value < max) return [first | value];
   const out = [first | max];
   let v = value - max;
-  while (v >= 128) { out.push((v % 128) + 128); v = Math.floor(v / 128); }
+  while (v >= 128) {
+    out.push((v % 128) + 128);
+    v = Math.floor(v / 128);
+  }
   out.push(v);
   return out;
 }
@@ -64,28 +78,53 @@ const interesting32 = fc.constantFrom(0, 1, 2, 100, 16383, 16384, 65535, 65536, 
 const lengthDelta = fc.oneof({ weight: 12, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.constantFrom(-9, -1, 1, 3, 100, 16384, 0xffffff) });
 const bytes = (max: number): fc.Arbitrary<number[]> => fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: max });
 
-const requestHeaders: fc.Arbitrary<[string, string][]> = fc.tuple(
-  fc.oneof({ weight: 6, arbitrary: fc.constant('valid') }, { weight: 1, arbitrary: fc.constantFrom('no-path', 'no-method', 'dup-method', 'empty-path', 'pseudo-after', 'connect', 'bad-scheme') }),
-  fc.constantFrom('GET', 'POST', 'HEAD', 'PUT', 'OPTIONS', 'get', ''),
-  fc.constantFrom('/', '/x', '/raw/', '*', 'x', '/a?b=c', '//'),
-  fc.constantFrom('echo', 'echo:80', 'other', '', 'a b', 'echo-detect'),
-  fc.array(fc.constantFrom<[string, string]>(
-    ['content-type', 'application/grpc'], ['content-length', '5'], ['content-length', 'abc'], ['te', 'trailers'], ['te', 'gzip'],
-    ['connection', 'close'], ['Upper-Case', 'x'], ['x-custom', 'v'], ['trellis-source', 'evil'], ['host', 'other'], ['cookie', 'a=b'],
-    [':unknown', 'x'], ['upgrade', 'h2c'], ['x-bad', 'a\r\nb'], ['', 'empty-name'],
-  ), { maxLength: 3 }),
-).map(([shape, method, path, authority, extra]) => {
-  const h: [string, string][] = [[':method', method], [':scheme', 'http'], [':path', path], [':authority', authority]];
-  if (shape === 'no-path') h.splice(2, 1);
-  if (shape === 'no-method') h.splice(0, 1);
-  if (shape === 'dup-method') h.push([':method', 'POST']);
-  if (shape === 'empty-path') h[2] = [':path', ''];
-  if (shape === 'connect') h.splice(0, 4, [':method', 'CONNECT'], [':authority', 'echo:80']);
-  if (shape === 'bad-scheme') h[1] = [':scheme', 'gopher'];
-  h.push(...extra);
-  if (shape === 'pseudo-after') h.push([':path', '/late']);
-  return h;
-});
+const requestHeaders: fc.Arbitrary<[string, string][]> = fc
+  .tuple(
+    fc.oneof(
+      { weight: 6, arbitrary: fc.constant('valid') },
+      { weight: 1, arbitrary: fc.constantFrom('no-path', 'no-method', 'dup-method', 'empty-path', 'pseudo-after', 'connect', 'bad-scheme') },
+    ),
+    fc.constantFrom('GET', 'POST', 'HEAD', 'PUT', 'OPTIONS', 'get', ''),
+    fc.constantFrom('/', '/x', '/raw/', '*', 'x', '/a?b=c', '//'),
+    fc.constantFrom('echo', 'echo:80', 'other', '', 'a b', 'echo-detect'),
+    fc.array(
+      fc.constantFrom<[string, string]>(
+        ['content-type', 'application/grpc'],
+        ['content-length', '5'],
+        ['content-length', 'abc'],
+        ['te', 'trailers'],
+        ['te', 'gzip'],
+        ['connection', 'close'],
+        ['Upper-Case', 'x'],
+        ['x-custom', 'v'],
+        ['trellis-source', 'evil'],
+        ['host', 'other'],
+        ['cookie', 'a=b'],
+        [':unknown', 'x'],
+        ['upgrade', 'h2c'],
+        ['x-bad', 'a\r\nb'],
+        ['', 'empty-name'],
+      ),
+      { maxLength: 3 },
+    ),
+  )
+  .map(([shape, method, path, authority, extra]) => {
+    const h: [string, string][] = [
+      [':method', method],
+      [':scheme', 'http'],
+      [':path', path],
+      [':authority', authority],
+    ];
+    if (shape === 'no-path') h.splice(2, 1);
+    if (shape === 'no-method') h.splice(0, 1);
+    if (shape === 'dup-method') h.push([':method', 'POST']);
+    if (shape === 'empty-path') h[2] = [':path', ''];
+    if (shape === 'connect') h.splice(0, 4, [':method', 'CONNECT'], [':authority', 'echo:80']);
+    if (shape === 'bad-scheme') h[1] = [':scheme', 'gopher'];
+    h.push(...extra);
+    if (shape === 'pseudo-after') h.push([':path', '/late']);
+    return h;
+  });
 
 /** A header block: mostly a hand-encoded request, sometimes junk that is not HPACK at all. */
 const headerBlock = fc.oneof(
@@ -94,31 +133,132 @@ const headerBlock = fc.oneof(
   { weight: 1, arbitrary: bytes(16) },
 );
 
-const frame = <K extends string>(kind: K, type: number, flags: fc.Arbitrary<number>, stream: fc.Arbitrary<number>, payload: fc.Arbitrary<number[]>): fc.Arbitrary<FrameSpec> =>
-  fc.record({ kind: fc.constant(kind), type: fc.constant(type), flags, stream, payload, lengthDelta });
+const frame = <K extends string>(
+  kind: K,
+  type: number,
+  flags: fc.Arbitrary<number>,
+  stream: fc.Arbitrary<number>,
+  payload: fc.Arbitrary<number[]>,
+): fc.Arbitrary<FrameSpec> => fc.record({ kind: fc.constant(kind), type: fc.constant(type), flags, stream, payload, lengthDelta });
 
 const padded = (flags: number, body: number[], pad: number): number[] => ((flags & F.PADDED) !== 0 ? [pad, ...body, ...new Array<number>(pad).fill(0)] : body);
 
 export const frameSpec: fc.Arbitrary<FrameSpec> = fc.oneof(
-  { weight: 3, arbitrary: frame('SETTINGS', T.SETTINGS, fc.constantFrom(0, 0, 0, F.ACK), fc.oneof({ weight: 9, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: streamId }),
-    fc.array(fc.tuple(fc.oneof(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 0, max: 0xffff })), interesting32), { maxLength: 4 })
-      .map((ps) => ps.flatMap(([id, v]) => [id >> 8, id & 0xff, ...u32(v)]))) },
-  { weight: 6, arbitrary: fc.tuple(fc.constantFrom(F.END_HEADERS | F.END_STREAM, F.END_HEADERS | F.END_STREAM, F.END_HEADERS, F.END_STREAM, 0, F.END_HEADERS | F.PADDED, F.END_HEADERS | F.PRIORITY | F.END_STREAM), streamId, headerBlock, fc.integer({ min: 0, max: 20 }), lengthDelta)
-    .map(([flags, stream, block, pad, delta]): FrameSpec => {
-      let body = block;
-      if ((flags & F.PRIORITY) !== 0) body = [...u32(stream), 16, ...body]; // depends on itself: a stream error
-      return { kind: 'HEADERS', type: T.HEADERS, flags, stream, payload: padded(flags, body, pad), lengthDelta: delta };
-    }) },
+  {
+    weight: 3,
+    arbitrary: frame(
+      'SETTINGS',
+      T.SETTINGS,
+      fc.constantFrom(0, 0, 0, F.ACK),
+      fc.oneof({ weight: 9, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: streamId }),
+      fc
+        .array(fc.tuple(fc.oneof(fc.integer({ min: 1, max: 8 }), fc.integer({ min: 0, max: 0xffff })), interesting32), { maxLength: 4 })
+        .map((ps) => ps.flatMap(([id, v]) => [id >> 8, id & 0xff, ...u32(v)])),
+    ),
+  },
+  {
+    weight: 6,
+    arbitrary: fc
+      .tuple(
+        fc.constantFrom(
+          F.END_HEADERS | F.END_STREAM,
+          F.END_HEADERS | F.END_STREAM,
+          F.END_HEADERS,
+          F.END_STREAM,
+          0,
+          F.END_HEADERS | F.PADDED,
+          F.END_HEADERS | F.PRIORITY | F.END_STREAM,
+        ),
+        streamId,
+        headerBlock,
+        fc.integer({ min: 0, max: 20 }),
+        lengthDelta,
+      )
+      .map(([flags, stream, block, pad, delta]): FrameSpec => {
+        let body = block;
+        if ((flags & F.PRIORITY) !== 0) body = [...u32(stream), 16, ...body]; // depends on itself: a stream error
+        return { kind: 'HEADERS', type: T.HEADERS, flags, stream, payload: padded(flags, body, pad), lengthDelta: delta };
+      }),
+  },
   { weight: 2, arbitrary: frame('CONTINUATION', T.CONTINUATION, fc.constantFrom(F.END_HEADERS, 0), streamId, headerBlock) },
-  { weight: 3, arbitrary: fc.tuple(fc.constantFrom(0, F.END_STREAM, F.PADDED | F.END_STREAM), streamId, bytes(64), fc.integer({ min: 0, max: 300 }), lengthDelta)
-    .map(([flags, stream, body, pad, delta]): FrameSpec => ({ kind: 'DATA', type: T.DATA, flags, stream, payload: padded(flags, body, pad), lengthDelta: delta })) },
-  { weight: 2, arbitrary: frame('RST_STREAM', T.RST_STREAM, fc.constant(0), streamId, fc.oneof({ weight: 5, arbitrary: fc.constantFrom(0, 1, 2, 5, 8, 0xff).map(u32) }, { weight: 1, arbitrary: bytes(6) })) },
-  { weight: 2, arbitrary: frame('PING', T.PING, fc.constantFrom(0, F.ACK), fc.oneof({ weight: 9, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: streamId }), fc.oneof({ weight: 5, arbitrary: fc.constant<number[]>([1, 2, 3, 4, 5, 6, 7, 8]) }, { weight: 1, arbitrary: bytes(10) })) },
-  { weight: 4, arbitrary: frame('GOAWAY', T.GOAWAY, fc.constant(0), fc.oneof({ weight: 9, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: streamId }),
-    fc.tuple(fc.constantFrom(0, 1, 3, 0x7fffffff), fc.constantFrom(0, 1, 2, 0xb), bytes(4)).map(([last, code, debug]) => [...u32(last), ...u32(code), ...debug])) },
-  { weight: 2, arbitrary: frame('WINDOW_UPDATE', T.WINDOW_UPDATE, fc.constant(0), fc.oneof(fc.constant(0), streamId), fc.oneof({ weight: 5, arbitrary: fc.constantFrom(0, 1, 65535, 2 ** 31 - 1, 2 ** 31).map(u32) }, { weight: 1, arbitrary: bytes(6) })) },
-  { weight: 1, arbitrary: frame('PRIORITY', T.PRIORITY, fc.constant(0), streamId, fc.oneof(fc.tuple(fc.constantFrom(0, 1, 3, 0x80000001), fc.nat(255)).map(([dep, w]) => [...u32(dep), w]), bytes(6))) },
-  { weight: 1, arbitrary: frame('PUSH_PROMISE', T.PUSH_PROMISE, fc.constantFrom(F.END_HEADERS, 0), streamId, fc.tuple(fc.constantFrom(2, 4), headerBlock).map(([p, b]) => [...u32(p), ...b])) },
+  {
+    weight: 3,
+    arbitrary: fc.tuple(fc.constantFrom(0, F.END_STREAM, F.PADDED | F.END_STREAM), streamId, bytes(64), fc.integer({ min: 0, max: 300 }), lengthDelta).map(
+      ([flags, stream, body, pad, delta]): FrameSpec => ({
+        kind: 'DATA',
+        type: T.DATA,
+        flags,
+        stream,
+        payload: padded(flags, body, pad),
+        lengthDelta: delta,
+      }),
+    ),
+  },
+  {
+    weight: 2,
+    arbitrary: frame(
+      'RST_STREAM',
+      T.RST_STREAM,
+      fc.constant(0),
+      streamId,
+      fc.oneof({ weight: 5, arbitrary: fc.constantFrom(0, 1, 2, 5, 8, 0xff).map(u32) }, { weight: 1, arbitrary: bytes(6) }),
+    ),
+  },
+  {
+    weight: 2,
+    arbitrary: frame(
+      'PING',
+      T.PING,
+      fc.constantFrom(0, F.ACK),
+      fc.oneof({ weight: 9, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: streamId }),
+      fc.oneof({ weight: 5, arbitrary: fc.constant<number[]>([1, 2, 3, 4, 5, 6, 7, 8]) }, { weight: 1, arbitrary: bytes(10) }),
+    ),
+  },
+  {
+    weight: 4,
+    arbitrary: frame(
+      'GOAWAY',
+      T.GOAWAY,
+      fc.constant(0),
+      fc.oneof({ weight: 9, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: streamId }),
+      fc
+        .tuple(fc.constantFrom(0, 1, 3, 0x7fffffff), fc.constantFrom(0, 1, 2, 0xb), bytes(4))
+        .map(([last, code, debug]) => [...u32(last), ...u32(code), ...debug]),
+    ),
+  },
+  {
+    weight: 2,
+    arbitrary: frame(
+      'WINDOW_UPDATE',
+      T.WINDOW_UPDATE,
+      fc.constant(0),
+      fc.oneof(fc.constant(0), streamId),
+      fc.oneof({ weight: 5, arbitrary: fc.constantFrom(0, 1, 65535, 2 ** 31 - 1, 2 ** 31).map(u32) }, { weight: 1, arbitrary: bytes(6) }),
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: frame(
+      'PRIORITY',
+      T.PRIORITY,
+      fc.constant(0),
+      streamId,
+      fc.oneof(
+        fc.tuple(fc.constantFrom(0, 1, 3, 0x80000001), fc.nat(255)).map(([dep, w]) => [...u32(dep), w]),
+        bytes(6),
+      ),
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: frame(
+      'PUSH_PROMISE',
+      T.PUSH_PROMISE,
+      fc.constantFrom(F.END_HEADERS, 0),
+      streamId,
+      fc.tuple(fc.constantFrom(2, 4), headerBlock).map(([p, b]) => [...u32(p), ...b]),
+    ),
+  },
   { weight: 1, arbitrary: fc.integer({ min: 10, max: 255 }).chain((type) => frame('unknown', type, fc.nat(255), streamId, bytes(16))) },
 );
 
@@ -133,11 +273,15 @@ export const SETTINGS: FrameSpec = { kind: 'SETTINGS', type: T.SETTINGS, flags: 
 
 export const h2Input: fc.Arbitrary<H2Input> = fc.record({
   preface: fc.oneof({ weight: 20, arbitrary: fc.constant('whole' as const) }, { weight: 1, arbitrary: fc.constantFrom('none' as const, 'truncated' as const) }),
-  frames: fc.tuple(
-    // A client's first frame is SETTINGS (RFC 9113 §3.4); usually the empty one.
-    fc.oneof({ weight: 6, arbitrary: fc.constant(SETTINGS) }, { weight: 1, arbitrary: frameSpec }),
-    fc.array(fc.oneof({ weight: 20, arbitrary: frameSpec }, { weight: 1, arbitrary: bytes(12).map((b) => ({ kind: 'junk' as const, bytes: b })) }), { maxLength: 8 }),
-  ).map(([first, rest]) => [first, ...rest]),
+  frames: fc
+    .tuple(
+      // A client's first frame is SETTINGS (RFC 9113 §3.4); usually the empty one.
+      fc.oneof({ weight: 6, arbitrary: fc.constant(SETTINGS) }, { weight: 1, arbitrary: frameSpec }),
+      fc.array(fc.oneof({ weight: 20, arbitrary: frameSpec }, { weight: 1, arbitrary: bytes(12).map((b) => ({ kind: 'junk' as const, bytes: b })) }), {
+        maxLength: 8,
+      }),
+    )
+    .map(([first, rest]) => [first, ...rest]),
 });
 
 export function h2Bytes(input: H2Input): Buffer {

@@ -5,9 +5,19 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { sniffPreface } from '../../src/proxy/listeners/detect.js';
 
-export interface H2Result { status: number; headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; body: string }
+export interface H2Result {
+  status: number;
+  headers: http2.IncomingHttpHeaders;
+  trailers: http2.IncomingHttpHeaders;
+  body: string;
+}
 
-export function h2Request(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body?: string, trailers?: Record<string, string>): Promise<H2Result> {
+export function h2Request(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body?: string,
+  trailers?: Record<string, string>,
+): Promise<H2Result> {
   return new Promise((resolve, reject) => {
     const req = session.request(headers, { endStream: body === undefined, waitForTrailers: trailers !== undefined });
     if (trailers !== undefined) req.on('wantTrailers', () => req.sendTrailers(trailers));
@@ -15,10 +25,17 @@ export function h2Request(session: http2.ClientHttp2Session, headers: http2.Outg
     let resHeaders: http2.IncomingHttpHeaders = {};
     let resTrailers: http2.IncomingHttpHeaders = {};
     let text = '';
-    req.on('response', (h) => { status = Number(h[':status']); resHeaders = h; });
-    req.on('trailers', (t) => { resTrailers = t; });
+    req.on('response', (h) => {
+      status = Number(h[':status']);
+      resHeaders = h;
+    });
+    req.on('trailers', (t) => {
+      resTrailers = t;
+    });
     req.setEncoding('utf8');
-    req.on('data', (c: string) => { text += c; });
+    req.on('data', (c: string) => {
+      text += c;
+    });
     req.on('end', () => resolve({ status, headers: resHeaders, trailers: resTrailers, body: text }));
     req.on('error', reject);
     if (body !== undefined) req.end(body);

@@ -13,19 +13,57 @@ const INTERESTING = [13, 10, 0, 32, 9, 58, 44, 59, 0x7f, 0xff, 0x80, 34, 92, 47,
 const token = fc.string({ unit: fc.constantFrom(...TCHARS), minLength: 1, maxLength: 10 });
 const printable = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 16 });
 /** Any latin1 byte as a one-character string, weighted toward the interesting ones. */
-const anyByte = fc.oneof(
-  { weight: 3, arbitrary: fc.constantFrom(...INTERESTING) },
-  { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) },
-);
+const anyByte = fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...INTERESTING) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) });
 
-const NAMES = ['Host', 'Content-Length', 'Transfer-Encoding', 'Connection', 'Upgrade', 'Keep-Alive', 'TE', 'Trailer',
-  'Proxy-Connection', 'Proxy-Authorization', 'Accept', 'X-Custom', 'trellis-source', 'Expect', 'trellis-error', 'Content-Type'];
+const NAMES = [
+  'Host',
+  'Content-Length',
+  'Transfer-Encoding',
+  'Connection',
+  'Upgrade',
+  'Keep-Alive',
+  'TE',
+  'Trailer',
+  'Proxy-Connection',
+  'Proxy-Authorization',
+  'Accept',
+  'X-Custom',
+  'trellis-source',
+  'Expect',
+  'trellis-error',
+  'Content-Type',
+];
 
 const VALUES: Record<string, string[]> = {
   host: ['echo', 'echo:80', 'echo-detect', 'other', '', '127.0.0.1:1', '[::1]:80', 'a b', 'a/b', 'a@b', 'echo:x'],
   'content-length': ['0', '5', '12', '00012', '-1', '1,1', '5, 5', ' 7 ', '99999999999999999999', '0x10', '1e3', '', '+5', '4294967296'],
-  'transfer-encoding': ['chunked', 'Chunked', 'gzip, chunked', 'chunked, gzip', 'identity', 'chunked ', ' chunked', 'chunked;q=1', 'xchunked', '', 'gzip', 'chunked, chunked'],
-  connection: ['close', 'keep-alive', 'Upgrade', 'upgrade, close', 'content-length', 'transfer-encoding', 'host', 'x-custom', 'keep-alive, te', 'Keep-Alive', ''],
+  'transfer-encoding': [
+    'chunked',
+    'Chunked',
+    'gzip, chunked',
+    'chunked, gzip',
+    'identity',
+    'chunked ',
+    ' chunked',
+    'chunked;q=1',
+    'xchunked',
+    '',
+    'gzip',
+    'chunked, chunked',
+  ],
+  connection: [
+    'close',
+    'keep-alive',
+    'Upgrade',
+    'upgrade, close',
+    'content-length',
+    'transfer-encoding',
+    'host',
+    'x-custom',
+    'keep-alive, te',
+    'Keep-Alive',
+    '',
+  ],
   upgrade: ['websocket', 'h2c', 'HTTP/2.0', ''],
   'trellis-error': ['app-unavailable', 'x'],
 };
@@ -61,10 +99,7 @@ const lineOp: fc.Arbitrary<LineOp> = fc.oneof(
 );
 
 /** A byte-level mutation; positions are taken modulo the length (so they shrink toward the start). */
-export type ByteOp =
-  | { op: 'insert'; at: number; bytes: number[] }
-  | { op: 'delete'; at: number; n: number }
-  | { op: 'replace'; at: number; byte: number };
+export type ByteOp = { op: 'insert'; at: number; bytes: number[] } | { op: 'delete'; at: number; n: number } | { op: 'replace'; at: number; byte: number };
 
 const byteOp: fc.Arbitrary<ByteOp> = fc.oneof(
   fc.record({ op: fc.constant('insert' as const), at: fc.nat(), bytes: fc.array(anyByte, { minLength: 1, maxLength: 4 }) }),
@@ -79,21 +114,44 @@ export interface HeadSpec {
   readonly byteOps: readonly ByteOp[];
 }
 
-const method = fc.oneof({ weight: 6, arbitrary: fc.constantFrom('GET', 'POST', 'PUT', 'HEAD', 'OPTIONS', 'DELETE', 'CONNECT', 'get') }, { weight: 1, arbitrary: token });
+const method = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom('GET', 'POST', 'PUT', 'HEAD', 'OPTIONS', 'DELETE', 'CONNECT', 'get') },
+  { weight: 1, arbitrary: token },
+);
 const pathChars = fc.string({ unit: fc.constantFrom(...'abcxyz019-._~%/?=&;,+!$'.split('')), maxLength: 12 });
 const target = fc.oneof(
   { weight: 6, arbitrary: pathChars.map((p) => `/${p}`) },
-  { weight: 2, arbitrary: fc.tuple(fc.constantFrom('http://', 'https://', 'HTTP://', 'ftp://', '//'), fc.constantFrom('echo', 'other', 'echo:80', '', 'a@b'), fc.constantFrom('', '/', '/x', '?q=1', '/x?y#z', '#f')).map(([s, h, p]) => s + h + p) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(
+        fc.constantFrom('http://', 'https://', 'HTTP://', 'ftp://', '//'),
+        fc.constantFrom('echo', 'other', 'echo:80', '', 'a@b'),
+        fc.constantFrom('', '/', '/x', '?q=1', '/x?y#z', '#f'),
+      )
+      .map(([s, h, p]) => s + h + p),
+  },
   { weight: 1, arbitrary: fc.constantFrom('*', 'echo:443', 'x', '/a b', '/\x7f') },
 );
-const version = fc.oneof({ weight: 8, arbitrary: fc.constantFrom('HTTP/1.1', 'HTTP/1.0') }, { weight: 1, arbitrary: fc.constantFrom('HTTP/1.2', 'HTTP/2.0', 'http/1.1', 'HTTP/1.1 ', 'HTTP/1.', 'HTTP/11.1', 'HTTP/1.1x') });
+const version = fc.oneof(
+  { weight: 8, arbitrary: fc.constantFrom('HTTP/1.1', 'HTTP/1.0') },
+  { weight: 1, arbitrary: fc.constantFrom('HTTP/1.2', 'HTTP/2.0', 'http/1.1', 'HTTP/1.1 ', 'HTTP/1.', 'HTTP/11.1', 'HTTP/1.1x') },
+);
 
 const requestLine = fc.tuple(method, target, version).map(([m, t, v]) => `${m} ${t} ${v}`);
-const statusLine = fc.tuple(
-  fc.oneof({ weight: 8, arbitrary: fc.constantFrom('HTTP/1.1', 'HTTP/1.0') }, { weight: 1, arbitrary: fc.constantFrom('HTTP/1.2', 'http/1.1', 'HTTP/2', 'HTTP/1.1 ') }),
-  fc.oneof({ weight: 8, arbitrary: fc.constantFrom('200', '204', '304', '101', '100', '404', '503', '599') }, { weight: 1, arbitrary: fc.constantFrom('099', '20', '2000', '20x', '-20', '') }),
-  fc.oneof({ weight: 4, arbitrary: fc.constantFrom(' OK', '', ' ', ' Service Unavailable') }, { weight: 1, arbitrary: printable.map((r) => ` ${r}`) }),
-).map(([v, s, r]) => `${v} ${s}${r}`);
+const statusLine = fc
+  .tuple(
+    fc.oneof(
+      { weight: 8, arbitrary: fc.constantFrom('HTTP/1.1', 'HTTP/1.0') },
+      { weight: 1, arbitrary: fc.constantFrom('HTTP/1.2', 'http/1.1', 'HTTP/2', 'HTTP/1.1 ') },
+    ),
+    fc.oneof(
+      { weight: 8, arbitrary: fc.constantFrom('200', '204', '304', '101', '100', '404', '503', '599') },
+      { weight: 1, arbitrary: fc.constantFrom('099', '20', '2000', '20x', '-20', '') },
+    ),
+    fc.oneof({ weight: 4, arbitrary: fc.constantFrom(' OK', '', ' ', ' Service Unavailable') }, { weight: 1, arbitrary: printable.map((r) => ` ${r}`) }),
+  )
+  .map(([v, s, r]) => `${v} ${s}${r}`);
 
 /** Heads that are valid most of the time before their mutations, for `startLine`. */
 function headSpec(startLine: fc.Arbitrary<string>, usual: readonly (readonly [string, string])[]): fc.Arbitrary<HeadSpec> {
@@ -105,8 +163,18 @@ function headSpec(startLine: fc.Arbitrary<string>, usual: readonly (readonly [st
   });
 }
 
-export const requestHeadSpec = headSpec(requestLine, [['Host', 'echo'], ['Content-Length', '5'], ['Transfer-Encoding', 'chunked'], ['Connection', 'keep-alive']]);
-export const responseHeadSpec = headSpec(statusLine, [['Content-Length', '5'], ['Transfer-Encoding', 'chunked'], ['Connection', 'keep-alive'], ['Content-Type', 'text/plain']]);
+export const requestHeadSpec = headSpec(requestLine, [
+  ['Host', 'echo'],
+  ['Content-Length', '5'],
+  ['Transfer-Encoding', 'chunked'],
+  ['Connection', 'keep-alive'],
+]);
+export const responseHeadSpec = headSpec(statusLine, [
+  ['Content-Length', '5'],
+  ['Transfer-Encoding', 'chunked'],
+  ['Connection', 'keep-alive'],
+  ['Content-Type', 'text/plain'],
+]);
 
 /** The head's bytes up to (not including) the blank line's final CRLF: lines, each ended by its line end. */
 export function renderHead(spec: HeadSpec): Buffer {
@@ -116,14 +184,34 @@ export function renderHead(spec: HeadSpec): Buffer {
     const i = o.i % lines.length;
     const l = lines[i]!;
     switch (o.op) {
-      case 'dup': lines.splice(i, 0, { ...l }); break;
-      case 'case': l.name = o.upper ? l.name.toUpperCase() : l.name.toLowerCase(); break;
-      case 'wsBeforeColon': l.mid = o.ws; break;
-      case 'fold': { const cut = Math.floor(l.value.length / 2); l.value = `${l.value.slice(0, cut)}\r\n${o.ws}${l.value.slice(cut)}`; break; }
-      case 'leadingWs': l.pre = o.ws; break;
-      case 'eol': l.eol = o.eol; break;
-      case 'ctl': { const at = o.at % (l.value.length + 1); l.value = l.value.slice(0, at) + String.fromCharCode(o.byte) + l.value.slice(at); break; }
-      case 'drop': lines.splice(i, 1); break;
+      case 'dup':
+        lines.splice(i, 0, { ...l });
+        break;
+      case 'case':
+        l.name = o.upper ? l.name.toUpperCase() : l.name.toLowerCase();
+        break;
+      case 'wsBeforeColon':
+        l.mid = o.ws;
+        break;
+      case 'fold': {
+        const cut = Math.floor(l.value.length / 2);
+        l.value = `${l.value.slice(0, cut)}\r\n${o.ws}${l.value.slice(cut)}`;
+        break;
+      }
+      case 'leadingWs':
+        l.pre = o.ws;
+        break;
+      case 'eol':
+        l.eol = o.eol;
+        break;
+      case 'ctl': {
+        const at = o.at % (l.value.length + 1);
+        l.value = l.value.slice(0, at) + String.fromCharCode(o.byte) + l.value.slice(at);
+        break;
+      }
+      case 'drop':
+        lines.splice(i, 1);
+        break;
     }
   }
   let text = `${spec.startLine}\r\n`;
@@ -150,7 +238,9 @@ export function mutateBytes(buf: Buffer, ops: readonly ByteOp[]): Buffer {
 export const byteOps = fc.array(byteOp, { minLength: 1, maxLength: 4 });
 
 /** Random bytes, biased toward the bytes an HTTP/1.1 parser cares about, sometimes with a blank line at the end. */
-export const randomHead = fc.tuple(fc.array(anyByte, { maxLength: 64 }), fc.boolean()).map(([b, end]) => Buffer.concat([Buffer.from(b), Buffer.from(end ? '\r\n\r\n' : '')]));
+export const randomHead = fc
+  .tuple(fc.array(anyByte, { maxLength: 64 }), fc.boolean())
+  .map(([b, end]) => Buffer.concat([Buffer.from(b), Buffer.from(end ? '\r\n\r\n' : '')]));
 
 /** A chunked body: chunk sizes (hex in either case, zero-padded sometimes), extensions and trailers, valid. */
 export interface ChunkedSpec {
@@ -159,9 +249,21 @@ export interface ChunkedSpec {
   readonly trailers: readonly string[];
 }
 
-const ext = fc.oneof({ weight: 4, arbitrary: fc.constant('') }, { weight: 1, arbitrary: fc.constantFrom(';a', ';a=b', ';a="q;\\"x"', ' ;a=1', '\t; a = 1', ';a;b=c') });
+const ext = fc.oneof(
+  { weight: 4, arbitrary: fc.constant('') },
+  { weight: 1, arbitrary: fc.constantFrom(';a', ';a=b', ';a="q;\\"x"', ' ;a=1', '\t; a = 1', ';a;b=c') },
+);
 export const chunkedSpec: fc.Arbitrary<ChunkedSpec> = fc.record({
-  chunks: fc.array(fc.record({ size: fc.integer({ min: 1, max: 300 }), upper: fc.boolean(), pad: fc.integer({ min: 0, max: 3 }), ext, bws: fc.constantFrom('', '', '', ' ', '\t ') }), { maxLength: 5 }),
+  chunks: fc.array(
+    fc.record({
+      size: fc.integer({ min: 1, max: 300 }),
+      upper: fc.boolean(),
+      pad: fc.integer({ min: 0, max: 3 }),
+      ext,
+      bws: fc.constantFrom('', '', '', ' ', '\t '),
+    }),
+    { maxLength: 5 },
+  ),
   last: fc.record({ pad: fc.integer({ min: 0, max: 3 }), ext }),
   trailers: fc.array(fc.constantFrom('X-Sum: 1', 'grpc-status: 0', 'A:', 'B: \tc d'), { maxLength: 2 }),
 });
@@ -182,7 +284,10 @@ export function piecesOf(buf: Buffer, cuts: readonly number[]): Buffer[] {
   const at = [...new Set(cuts.map((c) => (buf.length === 0 ? 0 : c % buf.length)).filter((c) => c > 0))].sort((a, b) => a - b);
   const out: Buffer[] = [];
   let from = 0;
-  for (const c of at) { out.push(buf.subarray(from, c)); from = c; }
+  for (const c of at) {
+    out.push(buf.subarray(from, c));
+    from = c;
+  }
   out.push(buf.subarray(from));
   return out;
 }
@@ -192,11 +297,18 @@ export const cuts = fc.array(fc.nat(), { maxLength: 8 });
 /** Requests a proxy should forward: Host, maybe one framing header, maybe Connection; no mutation. */
 export const validRequestSpec: fc.Arbitrary<HeadSpec> = fc.record({
   startLine: fc.tuple(fc.constantFrom('GET', 'POST', 'PUT', 'HEAD', 'OPTIONS', 'DELETE'), pathChars).map(([m, p]) => `${m} /${p} HTTP/1.1`),
-  headers: fc.tuple(
-    fc.constantFrom<[string, string][]>([], [['Content-Length', '0']], [['Content-Length', '7']], [['Transfer-Encoding', 'chunked']]),
-    fc.subarray<[string, string]>([['Connection', 'keep-alive'], ['X-Custom', 'v'], ['Accept', '*/*'], ['trellis-source', 'web']]),
-    fc.constantFrom('Host', 'host', 'HOST'),
-  ).map(([framing, extra, host]) => [[host, 'echo'] as [string, string], ...framing, ...extra]),
+  headers: fc
+    .tuple(
+      fc.constantFrom<[string, string][]>([], [['Content-Length', '0']], [['Content-Length', '7']], [['Transfer-Encoding', 'chunked']]),
+      fc.subarray<[string, string]>([
+        ['Connection', 'keep-alive'],
+        ['X-Custom', 'v'],
+        ['Accept', '*/*'],
+        ['trellis-source', 'web'],
+      ]),
+      fc.constantFrom('Host', 'host', 'HOST'),
+    )
+    .map(([framing, extra, host]) => [[host, 'echo'] as [string, string], ...framing, ...extra]),
   lineOps: fc.constant([]),
   byteOps: fc.constant([]),
 });
@@ -204,10 +316,26 @@ export const validRequestSpec: fc.Arbitrary<HeadSpec> = fc.record({
 /** Responses a proxy should forward: a status, one framing (or none: read until close), maybe Connection. */
 export const validResponseSpec: fc.Arbitrary<HeadSpec> = fc.record({
   startLine: fc.constantFrom('HTTP/1.1 200 OK', 'HTTP/1.1 404 Not Found', 'HTTP/1.1 204 No Content', 'HTTP/1.0 200 OK', 'HTTP/1.1 500 Oops', 'HTTP/1.1 200'),
-  headers: fc.tuple(
-    fc.constantFrom<[string, string][]>([], [['Content-Length', '0']], [['Content-Length', '7']], [['Transfer-Encoding', 'chunked']], [['content-length', '7'], ['Content-Length', '7']]),
-    fc.subarray<[string, string]>([['Connection', 'keep-alive'], ['Connection', 'close'], ['Content-Type', 'text/plain'], ['X-A', 'b']]),
-  ).map(([framing, extra]) => [...framing, ...extra]),
+  headers: fc
+    .tuple(
+      fc.constantFrom<[string, string][]>(
+        [],
+        [['Content-Length', '0']],
+        [['Content-Length', '7']],
+        [['Transfer-Encoding', 'chunked']],
+        [
+          ['content-length', '7'],
+          ['Content-Length', '7'],
+        ],
+      ),
+      fc.subarray<[string, string]>([
+        ['Connection', 'keep-alive'],
+        ['Connection', 'close'],
+        ['Content-Type', 'text/plain'],
+        ['X-A', 'b'],
+      ]),
+    )
+    .map(([framing, extra]) => [...framing, ...extra]),
   lineOps: fc.constant([]),
   byteOps: fc.constant([]),
 });

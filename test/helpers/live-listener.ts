@@ -49,8 +49,12 @@ export class LiveProxy {
     const child = fork(CHILD, [], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     this.#child = child;
     child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (s: string) => { if (this.#stderr.length < 20_000) this.#stderr += s; });
-    child.once('exit', (code, signal) => { this.#exit = `exit code ${code}, signal ${signal}`; });
+    child.stderr!.on('data', (s: string) => {
+      if (this.#stderr.length < 20_000) this.#stderr += s;
+    });
+    child.once('exit', (code, signal) => {
+      this.#exit = `exit code ${code}, signal ${signal}`;
+    });
     child.on('error', () => {}); // a send on a closing channel; the exit event tells the story
     this.#ports = await new Promise<ChildPorts>((resolve, reject) => {
       const onMessage = (m: unknown): void => {
@@ -81,7 +85,9 @@ export class LiveProxy {
         if (err) reject(err);
         else resolve();
       };
-      const onMessage = (m: unknown): void => { if (m === 'pong') done(); };
+      const onMessage = (m: unknown): void => {
+        if (m === 'pong') done();
+      };
       // The exit event can come a moment after the IPC channel closes: wait for it, to report the stderr.
       const onExit = (): void => done(crashed());
       const timer = setTimeout(() => {
@@ -135,8 +141,17 @@ export async function play(port: number, pieces: readonly Buffer[], end: 'fin' |
   let lastActivity = 0;
   let closed = false;
   let onChunk: (() => void) | undefined;
-  const closedP = new Promise<void>((resolve) => socket.once('close', () => { closed = true; resolve(); }));
-  socket.on('data', (c: Buffer) => { chunks.push(c); lastActivity = Date.now(); onChunk?.(); });
+  const closedP = new Promise<void>((resolve) =>
+    socket.once('close', () => {
+      closed = true;
+      resolve();
+    }),
+  );
+  socket.on('data', (c: Buffer) => {
+    chunks.push(c);
+    lastActivity = Date.now();
+    onChunk?.();
+  });
   socket.on('error', () => {}); // a reset by the proxy is an answer too
   await new Promise<void>((resolve) => {
     socket.once('connect', resolve);
@@ -173,8 +188,18 @@ export async function play(port: number, pieces: readonly Buffer[], end: 'fin' |
   socket.end();
   let timer: NodeJS.Timeout | undefined;
   // The proxy's GOAWAY may come after the FIN (a slow machine): that is the known defect too, not a hang.
-  const dead = new Promise<'dead'>((r) => { onChunk = () => { if (declaredDead?.(received())) r('dead'); }; });
-  const outcome = await Promise.race([closedP.then(() => 'closed' as const), dead, new Promise<'hung'>((r) => { timer = setTimeout(() => r('hung'), HANG_MS); })]);
+  const dead = new Promise<'dead'>((r) => {
+    onChunk = () => {
+      if (declaredDead?.(received())) r('dead');
+    };
+  });
+  const outcome = await Promise.race([
+    closedP.then(() => 'closed' as const),
+    dead,
+    new Promise<'hung'>((r) => {
+      timer = setTimeout(() => r('hung'), HANG_MS);
+    }),
+  ]);
   clearTimeout(timer);
   if (outcome === 'dead') {
     socket.resetAndDestroy();
@@ -183,7 +208,9 @@ export async function play(port: number, pieces: readonly Buffer[], end: 'fin' |
   }
   if (outcome === 'hung') {
     socket.destroy();
-    throw new Error(`the connection was neither closed nor answered within ${HANG_MS} ms of the client's FIN; received ${JSON.stringify(received().toString('latin1').slice(0, 300))}`);
+    throw new Error(
+      `the connection was neither closed nor answered within ${HANG_MS} ms of the client's FIN; received ${JSON.stringify(received().toString('latin1').slice(0, 300))}`,
+    );
   }
   return { answered: chunks.length > 0, ended: 'after-fin', received: received() };
 }
@@ -194,7 +221,9 @@ export function h1Get(port: number, path: string, host = 'echo'): Promise<{ stat
     const req = http.request({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (c: string) => { body += c; });
+      res.on('data', (c: string) => {
+        body += c;
+      });
       res.on('end', () => resolve({ status: res.statusCode!, body }));
       res.on('error', reject);
     });
@@ -208,16 +237,27 @@ export function h1Get(port: number, path: string, host = 'echo'): Promise<{ stat
 export function h2Get(port: number, path: string, authority = 'echo'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const session = http2.connect(`http://127.0.0.1:${port}`);
-    const fail = (err: Error): void => { session.destroy(); reject(err); };
+    const fail = (err: Error): void => {
+      session.destroy();
+      reject(err);
+    };
     session.on('error', fail);
     const timer = setTimeout(() => fail(new Error(`no answer within ${HANG_MS} ms`)), HANG_MS);
     const req = session.request({ ':path': path, ':authority': authority });
     let status = 0;
     let body = '';
-    req.on('response', (h) => { status = Number(h[':status']); });
+    req.on('response', (h) => {
+      status = Number(h[':status']);
+    });
     req.setEncoding('utf8');
-    req.on('data', (c: string) => { body += c; });
-    req.on('end', () => { clearTimeout(timer); session.close(); resolve({ status, body }); });
+    req.on('data', (c: string) => {
+      body += c;
+    });
+    req.on('end', () => {
+      clearTimeout(timer);
+      session.close();
+      resolve({ status, body });
+    });
     req.on('error', fail);
     req.end();
   });

@@ -21,23 +21,36 @@ export interface RunningMesh {
 
 export async function meshUp(meshFile: string, stateDir: string, extraArgs: string[] = [], timeoutMs = 90_000): Promise<RunningMesh> {
   const child = spawn(process.execPath, [TRELLIS, 'up', meshFile, '--admin', '127.0.0.1:0', '--state-dir', stateDir, ...extraArgs], {
-    stdio: ['ignore', 'pipe', 'pipe'], cwd: REPO,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: REPO,
   });
   let out = '';
-  child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
-  child.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stdout!.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
+  child.stderr!.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`trellis up did not come up within ${timeoutMs} ms:\n${out}`)), timeoutMs);
     const check = (): void => {
-      if (out.includes('Press Ctrl-C to stop.')) { clearTimeout(timer); resolve(); }
+      if (out.includes('Press Ctrl-C to stop.')) {
+        clearTimeout(timer);
+        resolve();
+      }
     };
     child.stdout!.on('data', check);
-    void exited.then((code) => { clearTimeout(timer); reject(new Error(`trellis up exited with ${code}:\n${out}`)); });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`trellis up exited with ${code}:\n${out}`));
+    });
   });
   const state = JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8')) as MeshState;
   return {
-    child, state, output: () => out,
+    child,
+    state,
+    output: () => out,
     async stop() {
       if (child.exitCode === null) child.kill('SIGINT');
       return exited;
@@ -47,12 +60,19 @@ export async function meshUp(meshFile: string, stateDir: string, extraArgs: stri
 
 export const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
-export function request(port: number, path = '/', headers: Record<string, string> = {}, agent: http.Agent | false = keepAlive): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+export function request(
+  port: number,
+  path = '/',
+  headers: Record<string, string> = {},
+  agent: http.Agent | false = keepAlive,
+): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (c) => { body += c; });
+      res.on('data', (c) => {
+        body += c;
+      });
       res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }));
     });
     req.setTimeout(10_000, () => req.destroy(new Error('request timed out')));
@@ -69,7 +89,12 @@ export async function getJson<T>(url: string): Promise<T> {
 /** True when a process with this pid still exists. */
 export function alive(pid: number | undefined): boolean {
   if (!pid) return false;
-  try { process.kill(pid, 0); return true; } catch { return false; }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -25,23 +25,49 @@ export const NO_CONTROL = 'http://127.0.0.1:1';
  * An inbound sidecar for `service`. `meshServices` are the callers it accepts as a
  * request's source (the snapshot's list); by default `web`, the calling service of most tests.
  */
-export async function startInbound(service: string, version: string, appPort: number, protocol: Protocol = 'http', opts: { detectTimeoutMs?: number; meshServices?: string[] } = {}): Promise<Sidecar> {
+export async function startInbound(
+  service: string,
+  version: string,
+  appPort: number,
+  protocol: Protocol = 'http',
+  opts: { detectTimeoutMs?: number; meshServices?: string[] } = {},
+): Promise<Sidecar> {
   const s = new Sidecar({
-    service, version, id: `${service}-${version}-in`, kind: 'sidecar', control: NO_CONTROL, detectTimeoutMs: opts.detectTimeoutMs,
-    app: { host: '127.0.0.1', port: appPort }, inbound: { host: '127.0.0.1', port: 0 },
-    upstreams: [], admin: { host: '127.0.0.1', port: 0 }, accessLog: 'off', log: quietLog,
+    service,
+    version,
+    id: `${service}-${version}-in`,
+    kind: 'sidecar',
+    control: NO_CONTROL,
+    detectTimeoutMs: opts.detectTimeoutMs,
+    app: { host: '127.0.0.1', port: appPort },
+    inbound: { host: '127.0.0.1', port: 0 },
+    upstreams: [],
+    admin: { host: '127.0.0.1', port: 0 },
+    accessLog: 'off',
+    log: quietLog,
   });
   await s.start();
   s.apply({ version: 1, service, inboundProtocol: protocol, upstreams: {}, meshServices: opts.meshServices ?? [service, 'web'] });
   return s;
 }
 
-export async function startOutbound(service: string, upstreams: Record<string, UpstreamSnapshot>, opts: { httpProxy?: boolean; accessLog?: string; detectTimeoutMs?: number } = {}): Promise<Sidecar> {
+export async function startOutbound(
+  service: string,
+  upstreams: Record<string, UpstreamSnapshot>,
+  opts: { httpProxy?: boolean; accessLog?: string; detectTimeoutMs?: number } = {},
+): Promise<Sidecar> {
   const s = new Sidecar({
-    service, version: 'default', id: `${service}-out`, kind: 'gateway', control: NO_CONTROL, detectTimeoutMs: opts.detectTimeoutMs,
+    service,
+    version: 'default',
+    id: `${service}-out`,
+    kind: 'gateway',
+    control: NO_CONTROL,
+    detectTimeoutMs: opts.detectTimeoutMs,
     upstreams: Object.keys(upstreams).map((u) => ({ service: u, listen: { host: '127.0.0.1', port: 0 } })),
     httpProxy: opts.httpProxy ? { host: '127.0.0.1', port: 0 } : undefined,
-    admin: { host: '127.0.0.1', port: 0 }, accessLog: opts.accessLog ?? 'off', log: quietLog,
+    admin: { host: '127.0.0.1', port: 0 },
+    accessLog: opts.accessLog ?? 'off',
+    log: quietLog,
   });
   await s.start();
   const snap: Snapshot = { version: 1, service, inboundProtocol: 'http', upstreams, meshServices: [service, ...Object.keys(upstreams)].sort() };
@@ -54,21 +80,34 @@ export function rawExchange(port: number, data: string | Buffer, ms = 1000): Pro
   return new Promise((resolve) => {
     const sock = net.connect(port, '127.0.0.1');
     let out = '';
-    const done = (): void => { clearTimeout(t); sock.destroy(); resolve(out); };
+    const done = (): void => {
+      clearTimeout(t);
+      sock.destroy();
+      resolve(out);
+    };
     const t = setTimeout(done, ms);
-    sock.on('data', (c) => { out += c.toString('latin1'); });
+    sock.on('data', (c) => {
+      out += c.toString('latin1');
+    });
     sock.on('close', done);
     sock.on('error', done);
     sock.write(data);
   });
 }
 
-export async function get(port: number, path = '/', headers: Record<string, string> = {}, agent?: http.Agent): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+export async function get(
+  port: number,
+  path = '/',
+  headers: Record<string, string> = {},
+  agent?: http.Agent,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (c) => { body += c; });
+      res.on('data', (c) => {
+        body += c;
+      });
       res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
     });
     req.on('error', reject);

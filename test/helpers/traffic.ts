@@ -14,9 +14,13 @@ const VERSIONED = join(REPO, 'test', 'fixtures', 'apps', 'version-server.js');
 /** Writes the mesh file (and a route file when `routes` is given) into a new temp folder. */
 export async function writeShopMesh(o: { v2Env?: Record<string, string>; routes?: string }): Promise<{ dir: string; meshFile: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'trellis-traffic-'));
-  const env = Object.entries(o.v2Env ?? {}).map(([k, v]) => `${k}: "${v}"`).join(', ');
+  const env = Object.entries(o.v2Env ?? {})
+    .map(([k, v]) => `${k}: "${v}"`)
+    .join(', ');
   const meshFile = join(dir, 'mesh.yaml');
-  await writeFile(meshFile, `# client calls shop; shop runs v1 and v2
+  await writeFile(
+    meshFile,
+    `# client calls shop; shop runs v1 and v2
 apiVersion: trellis.dev/v1alpha1
 kind: Mesh
 metadata:
@@ -35,7 +39,8 @@ ${o.routes ? '  include: [routes.yaml]\n' : ''}  services:
         - name: v1
         - name: v2
           env: { ${env} }
-`);
+`,
+  );
   if (o.routes) await writeFile(join(dir, 'routes.yaml'), o.routes);
   return { dir, meshFile };
 }
@@ -78,27 +83,34 @@ export function trellisCli(args: string[], timeoutMs = 60_000): Promise<CliResul
  * Sends `n` requests to `path` through the client's sidecar listener, `concurrency` at a
  * time; counts the versions (and instances, when the app names them) that answered, and failures.
  */
-export async function countVersions(port: number, n: number, concurrency = 8, path = '/'): Promise<{ versions: Record<string, number>; instances: Record<string, number>; failures: string[] }> {
+export async function countVersions(
+  port: number,
+  n: number,
+  concurrency = 8,
+  path = '/',
+): Promise<{ versions: Record<string, number>; instances: Record<string, number>; failures: string[] }> {
   const versions: Record<string, number> = {};
   const instances: Record<string, number> = {};
   const failures: string[] = [];
   let next = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) {
-      next++;
-      try {
-        const r = await request(port, path);
-        if (r.status !== 200) {
-          failures.push(`${r.status} ${r.headers['trellis-error'] ?? ''} ${r.body}`);
-          continue;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < n) {
+        next++;
+        try {
+          const r = await request(port, path);
+          if (r.status !== 200) {
+            failures.push(`${r.status} ${r.headers['trellis-error'] ?? ''} ${r.body}`);
+            continue;
+          }
+          const b = JSON.parse(r.body) as { version: string; instance?: string };
+          versions[b.version] = (versions[b.version] ?? 0) + 1;
+          if (b.instance !== undefined) instances[b.instance] = (instances[b.instance] ?? 0) + 1;
+        } catch (err) {
+          failures.push(String(err));
         }
-        const b = JSON.parse(r.body) as { version: string; instance?: string };
-        versions[b.version] = (versions[b.version] ?? 0) + 1;
-        if (b.instance !== undefined) instances[b.instance] = (instances[b.instance] ?? 0) + 1;
-      } catch (err) {
-        failures.push(String(err));
       }
-    }
-  }));
+    }),
+  );
   return { versions, instances, failures };
 }

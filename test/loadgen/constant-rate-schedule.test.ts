@@ -33,7 +33,10 @@ describe('constant-rate schedule', () => {
     assert.equal(arrivals.length, 200);
     // Spread over the second, not sent in a burst: 199 intervals of 5 ms, each request
     // arriving at the instant it fell due.
-    assert.deepEqual(arrivals, Array.from({ length: 200 }, (_, i) => plan.startMs + 5 * i));
+    assert.deepEqual(
+      arrivals,
+      Array.from({ length: 200 }, (_, i) => plan.startMs + 5 * i),
+    );
     const span = arrivals.at(-1)! - arrivals[0]!;
     assert.equal(span, 995, `requests arrived over ${span} ms`);
     const firstHalf = arrivals.filter((t) => t - arrivals[0]! < 500).length;
@@ -59,7 +62,8 @@ describe('constant-rate schedule', () => {
       server.close();
       process.stdout.write(JSON.stringify({ arrivals, intended }));`;
     const out = await new Promise<string>((resolve, reject) =>
-      execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 20_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout))));
+      execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 20_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+    );
     const { arrivals, intended } = JSON.parse(out) as { arrivals: number[]; intended: number[] };
     arrivals.sort((a, b) => a - b);
     intended.sort((a, b) => a - b);
@@ -79,7 +83,13 @@ describe('constant-rate schedule', () => {
     // Readers of counters (the bench's hop report) start where the measured window does.
     const seenAtMeasureStart: number[] = [];
     const run = runLoad({
-      url, rate: 100, durationMs: 500, warmupMs: 300, connections: 4, timeoutMs: 2000, clock,
+      url,
+      rate: 100,
+      durationMs: 500,
+      warmupMs: 300,
+      connections: 4,
+      timeoutMs: 2000,
+      clock,
       onMeasureStart: () => seenAtMeasureStart.push(seen),
     });
     const plan = await started(clock);

@@ -17,7 +17,9 @@ after(() => servers.close());
  * Answers at once, except that from 1 s after its first request and for 1 s (on `clock`)
  * it holds every answer; `release` answers them once the clock has reached the end.
  */
-async function stallingServer(clock: ManualClock): Promise<{ url: string; stall: () => { start: number; end: number }; held: http.ServerResponse[]; release: () => void }> {
+async function stallingServer(
+  clock: ManualClock,
+): Promise<{ url: string; stall: () => { start: number; end: number }; held: http.ServerResponse[]; release: () => void }> {
   let start = Infinity;
   let end = Infinity;
   const held: http.ServerResponse[] = [];
@@ -59,10 +61,12 @@ function closedLoop(clock: ManualClock, url: string, rate: number, durationMs: n
         waiting = false;
         const sentAt = clock.now();
         await new Promise<void>((resolve, reject) => {
-          http.get(url, { agent }, (res) => {
-            res.resume();
-            res.on('end', () => resolve());
-          }).on('error', reject);
+          http
+            .get(url, { agent }, (res) => {
+              res.resume();
+              res.on('end', () => resolve());
+            })
+            .on('error', reject);
         });
         latencies.push(clock.now() - sentAt);
         // The slots that passed while it waited are skipped: those requests are never sent.
@@ -81,7 +85,16 @@ describe('coordinated omission', () => {
     const clock = new ManualClock();
     const server = await stallingServer(clock);
     const records: RequestRecord[] = [];
-    const run = runLoad({ url: server.url, rate: 100, durationMs: 3000, warmupMs: 0, connections: 10, timeoutMs: 5000, onRequest: (x) => records.push(x), clock });
+    const run = runLoad({
+      url: server.url,
+      rate: 100,
+      durationMs: 3000,
+      warmupMs: 0,
+      connections: 10,
+      timeoutMs: 5000,
+      onRequest: (x) => records.push(x),
+      clock,
+    });
     const plan = await started(clock);
     // At each instant the client does all it can: every due request is answered, or held
     // by the stalled server, or queued behind the 10 connections the server holds.
@@ -99,7 +112,7 @@ describe('coordinated omission', () => {
       const owed = end - x.intendedAt;
       assert.equal(x.latencyMs, owed, `request ${x.index}, due ${x.intendedAt - start} ms into the stall: ${x.latencyMs} ms, not ${owed} ms`);
     }
-    assert.ok(records.filter((x) => x.latencyMs >= 100).length >= 85, 'the requests due in the stall\'s first 900 ms waited ≥ 100 ms');
+    assert.ok(records.filter((x) => x.latencyMs >= 100).length >= 85, "the requests due in the stall's first 900 ms waited ≥ 100 ms");
     assert.ok(records.filter((x) => x.latencyMs >= 500).length >= 45, 'those due in its first half waited ≥ 500 ms');
     assert.ok(r.latencyUs.p99 >= 900_000, `p99 ${r.latencyUs.p99} µs`);
     assert.ok(r.latencyUs.max >= 980_000 && r.latencyUs.max < 1_100_000, `max ${r.latencyUs.max} µs`);
@@ -117,7 +130,11 @@ describe('coordinated omission', () => {
     assert.ok(latencies.length < 250, `${latencies.length} requests: the stalled slots were never sent`);
     assert.equal(latencies.length, 201, 'the 99 slots after the stalled one were skipped');
     assert.ok(latencies.filter((ms) => ms >= 500).length <= 1, 'one request saw the stall');
-    assert.deepEqual(latencies.filter((ms) => ms > 0), [1000], 'one request saw the stall, all of it');
+    assert.deepEqual(
+      latencies.filter((ms) => ms > 0),
+      [1000],
+      'one request saw the stall, all of it',
+    );
     assert.ok(percentile(latencies, 99) < 100, `naive p99 ${percentile(latencies, 99).toFixed(1)} ms`);
   });
 });

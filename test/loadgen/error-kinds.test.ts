@@ -37,10 +37,14 @@ describe('errors by kind', () => {
     let settled = 0;
     let ended = false;
     const run = runLoad({ url: probe.url, ...quick, clock, onRequest: () => settled++ });
-    run.finally(() => { ended = true; }).catch(() => {});
+    run
+      .finally(() => {
+        ended = true;
+      })
+      .catch(() => {});
     const plan = await started(clock);
     await drive(clock, plan.startMs + quick.durationMs, () => settled === clock.due);
-    await eventually(() => assert.ok(ended, 'no request waited for its timeout: the run ended with the clock at the schedule\'s end'));
+    await eventually(() => assert.ok(ended, "no request waited for its timeout: the run ended with the clock at the schedule's end"));
     const r = await run;
     assert.equal(r.errors.connect, 50);
     assert.equal(r.completed, 0);
@@ -58,10 +62,12 @@ describe('errors by kind', () => {
   });
 
   it('counts malformed answers as protocol errors', async () => {
-    const { url } = await servers.listen(net.createServer((socket) => {
-      socket.on('data', () => socket.write('NOT HTTP AT ALL\r\n\r\n'));
-      socket.on('error', () => {});
-    }));
+    const { url } = await servers.listen(
+      net.createServer((socket) => {
+        socket.on('data', () => socket.write('NOT HTTP AT ALL\r\n\r\n'));
+        socket.on('error', () => {});
+      }),
+    );
     const r = await runLoad({ url, ...quick });
     assert.equal(r.errors.protocol, 50, JSON.stringify(r.errors));
   });
@@ -78,17 +84,19 @@ describe('errors by kind', () => {
 
   it('reads chunked, Content-Length and close-delimited answers, and HEAD answers without a body', async () => {
     let n = 0;
-    const { url } = await servers.listen(net.createServer((socket) => {
-      socket.on('error', () => {});
-      socket.on('data', (d) => {
-        const head = d.toString('latin1').startsWith('HEAD');
-        const k = n++ % 3;
-        if (head) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n');
-        else if (k === 0) socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
-        else if (k === 1) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
-        else socket.end('HTTP/1.1 200 OK\r\n\r\nuntil close');
-      });
-    }));
+    const { url } = await servers.listen(
+      net.createServer((socket) => {
+        socket.on('error', () => {});
+        socket.on('data', (d) => {
+          const head = d.toString('latin1').startsWith('HEAD');
+          const k = n++ % 3;
+          if (head) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n');
+          else if (k === 0) socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
+          else if (k === 1) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+          else socket.end('HTTP/1.1 200 OK\r\n\r\nuntil close');
+        });
+      }),
+    );
     const get = await runLoad({ url, ...quick });
     assert.equal(get.completed, 50, JSON.stringify(get.errors));
     const head = await runLoad({ url, ...quick, method: 'HEAD' });
@@ -99,7 +107,9 @@ describe('errors by kind', () => {
     const seen: { method?: string; auth?: string; length: number }[] = [];
     const { url } = await servers.http((req, res) => {
       let length = 0;
-      req.on('data', (c: Buffer) => { length += c.length; });
+      req.on('data', (c: Buffer) => {
+        length += c.length;
+      });
       req.on('end', () => {
         seen.push({ method: req.method, auth: req.headers['x-token'] as string | undefined, length });
         res.end('ok');

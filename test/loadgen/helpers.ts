@@ -29,10 +29,15 @@ export class Servers {
 
   /** Closes every server, ending connections a stalled server still holds. */
   async close(): Promise<void> {
-    await Promise.all(this.#all.map((s) => new Promise<void>((r) => {
-      s.close(() => r());
-      if ('closeAllConnections' in s && typeof s.closeAllConnections === 'function') s.closeAllConnections();
-    })));
+    await Promise.all(
+      this.#all.map(
+        (s) =>
+          new Promise<void>((r) => {
+            s.close(() => r());
+            if ('closeAllConnections' in s && typeof s.closeAllConnections === 'function') s.closeAllConnections();
+          }),
+      ),
+    );
   }
 }
 
@@ -81,7 +86,9 @@ export class ManualClock implements ScheduleClock {
 
   tick(plan: SchedulePlan, due: (upTo: number) => void): Ticking {
     let resolve!: () => void;
-    const done = new Promise<void>((r) => { resolve = r; });
+    const done = new Promise<void>((r) => {
+      resolve = r;
+    });
     const ticking = { plan, due, resolve };
     this.#ticking = ticking;
     this.plan = plan;

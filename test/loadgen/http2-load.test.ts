@@ -47,19 +47,30 @@ describe('HTTP/2 load', () => {
     const received: number[] = [];
     const srv = await h2c((req, res) => {
       let length = 0;
-      req.on('data', (c: Buffer) => { length += c.length; });
+      req.on('data', (c: Buffer) => {
+        length += c.length;
+      });
       req.on('end', () => {
         received.push(length);
         n++;
         if (req.headers['x-case'] !== 'yes') res.statusCode = 400;
-        else if (n % 10 === 0) return; // never answered
+        else if (n % 10 === 0)
+          return; // never answered
         else if (n % 10 === 5) res.statusCode = 503;
         res.end('ok');
       });
     });
     const r = await runLoad({
-      url: srv.url, http2: true, method: 'POST', headers: [['X-Case', 'yes']], body: Buffer.alloc(2048, 'p'),
-      rate: 100, durationMs: 500, warmupMs: 0, connections: 20, timeoutMs: 500,
+      url: srv.url,
+      http2: true,
+      method: 'POST',
+      headers: [['X-Case', 'yes']],
+      body: Buffer.alloc(2048, 'p'),
+      rate: 100,
+      durationMs: 500,
+      warmupMs: 0,
+      connections: 20,
+      timeoutMs: 500,
     });
     assert.equal(r.completed + r.errors.timeout, 50);
     assert.equal(r.errors.timeout, 5);

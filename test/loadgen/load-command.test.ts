@@ -10,10 +10,14 @@ let url: string;
 let control: string;
 before(async () => {
   url = (await servers.http((_req, res) => res.end('ok'))).url;
-  control = (await servers.http(jsonApi({
-    '/v1/services': { services: [{ name: 'backend', protocol: 'http', public: null, upstreams: [], versions: [], instances: [] }] },
-    '/v1/proxies': { proxies: [] },
-  }))).url;
+  control = (
+    await servers.http(
+      jsonApi({
+        '/v1/services': { services: [{ name: 'backend', protocol: 'http', public: null, upstreams: [], versions: [], instances: [] }] },
+        '/v1/proxies': { proxies: [] },
+      }),
+    )
+  ).url;
 });
 after(() => servers.close());
 
@@ -73,7 +77,20 @@ describe('trellis load', () => {
     const r = await trellis('load', url, '--rate', '100', '--duration', '500ms', '--json');
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout) as Record<string, unknown> & { latencyUs: Record<string, number>; errors: Record<string, unknown> };
-    for (const field of ['url', 'protocol', 'method', 'rate', 'achievedRps', 'scheduled', 'sent', 'completed', 'statuses', 'errors', 'latencyUs', 'sendLagUs']) {
+    for (const field of [
+      'url',
+      'protocol',
+      'method',
+      'rate',
+      'achievedRps',
+      'scheduled',
+      'sent',
+      'completed',
+      'statuses',
+      'errors',
+      'latencyUs',
+      'sendLagUs',
+    ]) {
       assert.ok(field in j, `field ${field}`);
     }
     for (const p of ['p50', 'p90', 'p99', 'p999', 'max']) assert.equal(typeof j.latencyUs[p], 'number', p);
@@ -87,10 +104,12 @@ describe('trellis load', () => {
 
   it('prints a report with percentiles, asked vs achieved rate and errors, and exits 0 even when requests fail', async () => {
     let n = 0;
-    const flaky = (await servers.http((_req, res) => {
-      res.statusCode = ++n % 2 === 0 ? 500 : 200;
-      res.end('x');
-    })).url;
+    const flaky = (
+      await servers.http((_req, res) => {
+        res.statusCode = ++n % 2 === 0 ? 500 : 200;
+        res.end('x');
+      })
+    ).url;
     const r = await trellis('load', flaky, '--rate', '100', '--duration', '500ms');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /rate +100 req\/s asked, [\d.]+ req\/s achieved/);

@@ -56,7 +56,7 @@ async function usage(p: Promise<unknown>, message: RegExp): Promise<void> {
 }
 
 describe('resolving a service target', () => {
-  it('--from: the connected sidecar\'s outbound listener for the service', async () => {
+  it("--from: the connected sidecar's outbound listener for the service", async () => {
     const f = fake(base);
     const t = await resolveServiceTarget({ control: CONTROL, service: 'backend', path: '/api?x=1', from: 'frontend', getJson: f.getJson });
     assert.equal(t.url, 'http://127.0.0.1:9001/api?x=1');
@@ -73,14 +73,23 @@ describe('resolving a service target', () => {
 
   it('--from: a service that declares no upstreams reaches no service, not even through its HTTP proxy listener', async () => {
     const open = services.map((s) => (s.name === 'frontend' ? { ...s, upstreams: [] } : s));
-    const f = fake({ ...base, [`${CONTROL}/v1/services`]: { services: open }, 'http://127.0.0.1:7000/config': { addresses: { upstreams: {}, httpProxy: { host: '127.0.0.1', port: 9002 } } } });
-    await usage(resolveServiceTarget({ control: CONTROL, service: 'backend', path: '/', from: 'frontend', getJson: f.getJson }), /frontend does not call backend/);
+    const f = fake({
+      ...base,
+      [`${CONTROL}/v1/services`]: { services: open },
+      'http://127.0.0.1:7000/config': { addresses: { upstreams: {}, httpProxy: { host: '127.0.0.1', port: 9002 } } },
+    });
+    await usage(
+      resolveServiceTarget({ control: CONTROL, service: 'backend', path: '/', from: 'frontend', getJson: f.getJson }),
+      /frontend does not call backend/,
+    );
   });
 
   it('--from: takes the admin address from /v1/proxies when the control plane lists it there', async () => {
     const f = fake({
       ...base,
-      [`${CONTROL}/v1/proxies`]: { proxies: [{ id: 'frontend-0', service: 'frontend', kind: 'sidecar', connected: true, admin: { host: '127.0.0.1', port: 7000 } }] },
+      [`${CONTROL}/v1/proxies`]: {
+        proxies: [{ id: 'frontend-0', service: 'frontend', kind: 'sidecar', connected: true, admin: { host: '127.0.0.1', port: 7000 } }],
+      },
       [`${CONTROL}/v1/instances`]: undefined,
     });
     const t = await resolveServiceTarget({ control: CONTROL, service: 'backend', path: '/', from: 'frontend', getJson: f.getJson });
@@ -96,9 +105,18 @@ describe('resolving a service target', () => {
 
   it('refuses unknown services, non-public ones without --from, callers that do not call the service, and TCP services', async () => {
     const getJson = fake(base).getJson;
-    await usage(resolveServiceTarget({ control: CONTROL, service: 'nosuch', path: '/', getJson }), /no service named "nosuch" .*its services are: frontend, backend, admin, postgres/);
-    await usage(resolveServiceTarget({ control: CONTROL, service: 'backend', path: '/', getJson }), /backend is not public.*--from SERVICE.*services that call backend: frontend/);
-    await usage(resolveServiceTarget({ control: CONTROL, service: 'backend', path: '/', from: 'admin', getJson }), /admin does not call backend.*services that call backend: frontend/);
+    await usage(
+      resolveServiceTarget({ control: CONTROL, service: 'nosuch', path: '/', getJson }),
+      /no service named "nosuch" .*its services are: frontend, backend, admin, postgres/,
+    );
+    await usage(
+      resolveServiceTarget({ control: CONTROL, service: 'backend', path: '/', getJson }),
+      /backend is not public.*--from SERVICE.*services that call backend: frontend/,
+    );
+    await usage(
+      resolveServiceTarget({ control: CONTROL, service: 'backend', path: '/', from: 'admin', getJson }),
+      /admin does not call backend.*services that call backend: frontend/,
+    );
     await usage(resolveServiceTarget({ control: CONTROL, service: 'postgres', path: '/', from: 'backend', getJson }), /postgres is a TCP service/);
   });
 
@@ -116,7 +134,10 @@ describe('reading an admin endpoint', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/services`;
-      await assert.rejects(fetchJson(url), (e: unknown) => e instanceof TrellisError && e.code === 'TRELLIS_E_ADMIN_UNREACHABLE' && e.message === `GET ${url} failed: answered 500`);
+      await assert.rejects(
+        fetchJson(url),
+        (e: unknown) => e instanceof TrellisError && e.code === 'TRELLIS_E_ADMIN_UNREACHABLE' && e.message === `GET ${url} failed: answered 500`,
+      );
     } finally {
       await new Promise((r) => server.close(r));
     }
@@ -127,7 +148,10 @@ describe('reading an admin endpoint', () => {
     await new Promise((r) => gone.close(r));
     await assert.rejects(resolveServiceTarget({ control, service: 'backend', path: '/' }), (e: unknown) => {
       assert.ok(e instanceof TrellisError && e.code === 'TRELLIS_E_CONTROL_UNREACHABLE');
-      assert.equal(e.message, `cannot reach the control plane at ${control}: GET /v1/services: ECONNREFUSED; is \`trellis control\` (or \`trellis up\`) running?`);
+      assert.equal(
+        e.message,
+        `cannot reach the control plane at ${control}: GET /v1/services: ECONNREFUSED; is \`trellis control\` (or \`trellis up\`) running?`,
+      );
       return true;
     });
   });
@@ -147,16 +171,24 @@ describe('trellis load --from through a real sidecar', () => {
     });
     inbound = await startInbound('backend', 'v1', app.port, 'http', { meshServices: ['backend', 'frontend'] });
     const endpoints = [{ id: 'backend-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }];
-    outbound = await startOutbound('frontend', {
-      backend: { service: 'backend', protocol: 'http', routes: [], backends: { backend: { name: 'backend', endpoints } } },
-    }, { httpProxy: true });
+    outbound = await startOutbound(
+      'frontend',
+      {
+        backend: { service: 'backend', protocol: 'http', routes: [], backends: { backend: { name: 'backend', endpoints } } },
+      },
+      { httpProxy: true },
+    );
     // The control plane's admin API as it answers today: proxies without their admin
     // address, which /v1/instances gives.
-    control = (await servers.http(jsonApi({
-      '/v1/services': { services: services.slice(0, 2) },
-      '/v1/proxies': { proxies: [{ id: 'frontend-0', service: 'frontend', version: 'default', kind: 'sidecar', connected: true }] },
-      '/v1/instances': { instances: [{ id: 'frontend-0', service: 'frontend', version: 'default', admin: outbound.addresses.admin }] },
-    }))).url.replace(/\/$/, '');
+    control = (
+      await servers.http(
+        jsonApi({
+          '/v1/services': { services: services.slice(0, 2) },
+          '/v1/proxies': { proxies: [{ id: 'frontend-0', service: 'frontend', version: 'default', kind: 'sidecar', connected: true }] },
+          '/v1/instances': { instances: [{ id: 'frontend-0', service: 'frontend', version: 'default', admin: outbound.addresses.admin }] },
+        }),
+      )
+    ).url.replace(/\/$/, '');
   });
 
   after(async () => {
@@ -165,7 +197,7 @@ describe('trellis load --from through a real sidecar', () => {
     await servers.close();
   });
 
-  it('sends the load through the calling service\'s sidecar, which names it to the target', async () => {
+  it("sends the load through the calling service's sidecar, which names it to the target", async () => {
     const r = await trellis('load', 'backend/products', '--from', 'frontend', '--control', control, '--rate', '50', '--duration', '1s', '--json');
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout) as { url: string; via: string; completed: number; statuses: Record<string, number> };
@@ -174,6 +206,9 @@ describe('trellis load --from through a real sidecar', () => {
     assert.equal(j.completed, 50);
     assert.deepEqual(j.statuses, { 200: 50 });
     assert.equal(seen.length, 50);
-    assert.ok(seen.every((s) => s.source === 'frontend' && s.path === '/products'), JSON.stringify(seen[0]));
+    assert.ok(
+      seen.every((s) => s.source === 'frontend' && s.path === '/products'),
+      JSON.stringify(seen[0]),
+    );
   });
 });

@@ -19,16 +19,22 @@ let control: string;
 before(async () => {
   // The handler holds the (only) thread for the service time, so requests are served
   // strictly one after another: a capacity of 400 req/s, whatever the connections.
-  slowUrl = (await servers.http((_req, res) => {
-    const until = performance.now() + SERVICE_MS;
-    while (performance.now() < until);
-    res.end('ok');
-  })).url;
+  slowUrl = (
+    await servers.http((_req, res) => {
+      const until = performance.now() + SERVICE_MS;
+      while (performance.now() < until);
+      res.end('ok');
+    })
+  ).url;
   okUrl = (await servers.http((_req, res) => res.end('ok'))).url;
-  control = (await servers.http(jsonApi({
-    '/v1/services': { services: [{ name: 'backend', protocol: 'http', public: null, upstreams: [], versions: [], instances: [] }] },
-    '/v1/proxies': { proxies: [] },
-  }))).url;
+  control = (
+    await servers.http(
+      jsonApi({
+        '/v1/services': { services: [{ name: 'backend', protocol: 'http', public: null, upstreams: [], versions: [], instances: [] }] },
+        '/v1/proxies': { proxies: [] },
+      }),
+    )
+  ).url;
 });
 after(async () => {
   await servers.close();
@@ -55,14 +61,37 @@ describe('trellis bench', () => {
   it('finds the knee of a server limited to 400 req/s, and writes the report and the plot', async () => {
     const report = join(dir, 'report.html');
     const svg = join(dir, 'plot.svg');
-    const r = await trellis('bench', slowUrl, '--json', '--step-duration', '700ms', '--warmup', '200ms', '--timeout', '1s',
-      '--precision', '25', '--max-steps', '8', '--report', report, '--svg', svg);
+    const r = await trellis(
+      'bench',
+      slowUrl,
+      '--json',
+      '--step-duration',
+      '700ms',
+      '--warmup',
+      '200ms',
+      '--timeout',
+      '1s',
+      '--precision',
+      '25',
+      '--max-steps',
+      '8',
+      '--report',
+      report,
+      '--svg',
+      svg,
+    );
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout) as BenchJson;
     const trace = j.steps.map((s) => `${s.rate}${s.ok ? ' ok' : ' over'}`).join(', ');
     assert.ok(j.saturationRps !== null && j.saturationRps >= 0.5 * CAPACITY && j.saturationRps <= 1.5 * CAPACITY, `saturation ${j.saturationRps} (${trace})`);
     assert.ok(j.firstBadRps !== null && j.firstBadRps > j.saturationRps!, trace);
-    assert.deepEqual(j.steps.slice(0, 2).map((s) => [s.rate, s.phase]), [[100, 'exponential'], [200, 'exponential']]);
+    assert.deepEqual(
+      j.steps.slice(0, 2).map((s) => [s.rate, s.phase]),
+      [
+        [100, 'exponential'],
+        [200, 'exponential'],
+      ],
+    );
     assert.equal(j.report, report);
     const html = readFileSync(report, 'utf8');
     assert.match(html, new RegExp(`saturation: ~${j.saturationRps} req/s`));

@@ -9,10 +9,18 @@ const slo = { p99Ms: 100, minSuccess: 0.999, minAchieved: 0.95 };
 
 function step(n: number, rate: number, p99Ms: number, ok: boolean, errors = 0): SweepStep {
   return {
-    step: n, phase: n <= 3 ? 'exponential' : 'bisect', rate, ok, success: 1 - errors / 1000,
+    step: n,
+    phase: n <= 3 ? 'exponential' : 'bisect',
+    rate,
+    ok,
+    success: 1 - errors / 1000,
     reasons: ok ? [] : [`p99 ${p99Ms} ms > 100 ms`],
     measure: {
-      rate, achievedRps: rate, scheduled: 1000, completed: 1000, interrupted: false,
+      rate,
+      achievedRps: rate,
+      scheduled: 1000,
+      completed: 1000,
+      interrupted: false,
       errors: { total: errors, connect: 0, reset: 0, timeout: 0, protocol: 0, status: errors ? { 503: errors } : {} },
       latencyUs: { count: 1000, p50: 1500, p90: 2000, p99: p99Ms * 1000, p999: p99Ms * 1500, max: p99Ms * 2000, mean: 1600 },
     },
@@ -32,8 +40,14 @@ describe('sweep report', () => {
     assert.match(row, /^ +3 +exponential +400 +400 +1\.50 ms +250 ms +375 ms +1\.20% +over SLO \(p99 250 ms > 100 ms\)\n$/);
     assert.match(formatStepRow(result.steps[0]!), / ok\n$/);
     assert.equal(formatSweepSummary(result, slo, 100_000), 'saturation: ~300 req/s (highest rate meeting p99 ≤ 100 ms and success ≥ 99.9%)\n');
-    assert.match(formatSweepSummary({ ...result, stoppedBy: 'max-steps' }, slo, 100_000), /stopped after --max-steps steps: the knee lies between 300 and 350 req\/s/);
-    assert.match(formatSweepSummary({ steps: result.steps.slice(0, 2), saturation: 200, firstBad: undefined, stoppedBy: 'max-rate' }, slo, 200), /not reached up to --max-rate 200 req\/s/);
+    assert.match(
+      formatSweepSummary({ ...result, stoppedBy: 'max-steps' }, slo, 100_000),
+      /stopped after --max-steps steps: the knee lies between 300 and 350 req\/s/,
+    );
+    assert.match(
+      formatSweepSummary({ steps: result.steps.slice(0, 2), saturation: 200, firstBad: undefined, stoppedBy: 'max-rate' }, slo, 200),
+      /not reached up to --max-rate 200 req\/s/,
+    );
     assert.match(formatSweepSummary({ steps: [], saturation: undefined, firstBad: undefined, stoppedBy: 'min-rate' }, slo, 200), /saturation: not found/);
   });
 
@@ -42,7 +56,11 @@ describe('sweep report', () => {
     assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
     assert.match(svg, /<\/svg>\n$/);
     for (const s of result.steps) {
-      for (const [series, us] of [['p50', s.measure.latencyUs.p50], ['p99', s.measure.latencyUs.p99], ['p999', s.measure.latencyUs.p999]] as const) {
+      for (const [series, us] of [
+        ['p50', s.measure.latencyUs.p50],
+        ['p99', s.measure.latencyUs.p99],
+        ['p999', s.measure.latencyUs.p999],
+      ] as const) {
         assert.ok(svg.includes(`data-series="${series}" data-rate="${s.rate}" data-ms="${us / 1000}" data-ok="${s.ok}"`), `${series} point at ${s.rate}`);
       }
     }
@@ -59,15 +77,28 @@ describe('sweep report', () => {
   });
 
   it('writes one HTML page with the result, the plot and the table, escaped', () => {
-    const html = renderSweepHtml(result, {
-      target: 'http://127.0.0.1:1/a?b=<c>&d', method: 'GET', protocol: 'http/1.1', connections: 20,
-      stepDurationMs: 5000, warmupMs: 1000, slo, startedAt: new Date('2026-01-02T03:04:05Z'),
-    }, 100_000);
+    const html = renderSweepHtml(
+      result,
+      {
+        target: 'http://127.0.0.1:1/a?b=<c>&d',
+        method: 'GET',
+        protocol: 'http/1.1',
+        connections: 20,
+        stepDurationMs: 5000,
+        warmupMs: 1000,
+        slo,
+        startedAt: new Date('2026-01-02T03:04:05Z'),
+      },
+      100_000,
+    );
     assert.match(html, /^<!doctype html>/);
     assert.match(html, /saturation: ~300 req\/s/);
     assert.match(html, /<svg [\s\S]*<line class="slo"[\s\S]*<\/svg>/);
     assert.equal(html.match(/<tr class="(ok|over)">/g)?.length, 5);
-    assert.match(html, /<tr class="over"><td>3<\/td><td>exponential<\/td><td>400<\/td><td>400<\/td><td>1\.50 ms<\/td><td>250 ms<\/td><td>375 ms<\/td><td>1\.20%<\/td><td>over SLO \(p99 250 ms &gt; 100 ms\)<\/td><\/tr>/);
+    assert.match(
+      html,
+      /<tr class="over"><td>3<\/td><td>exponential<\/td><td>400<\/td><td>400<\/td><td>1\.50 ms<\/td><td>250 ms<\/td><td>375 ms<\/td><td>1\.20%<\/td><td>over SLO \(p99 250 ms &gt; 100 ms\)<\/td><\/tr>/,
+    );
     assert.ok(html.includes('http://127.0.0.1:1/a?b=&lt;c&gt;&amp;d'));
     assert.ok(!html.includes('<c>'));
     assert.match(html, /2026-01-02T03:04:05\.000Z/);

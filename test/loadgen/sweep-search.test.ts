@@ -15,7 +15,10 @@ function measure(rate: number, o: { capacity: number; errorsAbove?: boolean; ach
   const errors = over && o.errorsAbove ? 100 : 0;
   const p99 = over && !o.errorsAbove && o.achievedAbove === undefined ? 1_000_000 : 5_000;
   return {
-    rate, scheduled, completed: scheduled - errors, interrupted: false,
+    rate,
+    scheduled,
+    completed: scheduled - errors,
+    interrupted: false,
     achievedRps: over && o.achievedAbove !== undefined ? rate * o.achievedAbove : rate,
     errors: { total: errors, connect: 0, reset: 0, timeout: errors, protocol: 0, status: {} },
     latencyUs: { count: scheduled - errors, p50: 1000, p90: 2000, p99, p999: p99, max: p99, mean: 1000 },
@@ -40,7 +43,10 @@ describe('rate sweep search', () => {
     assert.equal(r.saturation, 1000);
     assert.equal(r.firstBad, 1100);
     assert.ok(r.firstBad! <= r.saturation! * 1.1);
-    assert.deepEqual(r.steps.map((s) => s.phase), ['exponential', 'exponential', 'exponential', 'exponential', 'exponential', 'bisect', 'bisect', 'bisect']);
+    assert.deepEqual(
+      r.steps.map((s) => s.phase),
+      ['exponential', 'exponential', 'exponential', 'exponential', 'exponential', 'bisect', 'bisect', 'bisect'],
+    );
   });
 
   it('brackets the capacity ever closer as the precision tightens', async () => {
@@ -83,14 +89,20 @@ describe('rate sweep search', () => {
   it('halves down when the start rate already fails, then bisects', async () => {
     const { r, asked } = await sweep({}, { capacity: 30 });
     assert.deepEqual(asked.slice(0, 3), [100, 50, 25]);
-    assert.deepEqual(r.steps.slice(0, 3).map((s) => s.phase), ['exponential', 'descent', 'descent']);
+    assert.deepEqual(
+      r.steps.slice(0, 3).map((s) => s.phase),
+      ['exponential', 'descent', 'descent'],
+    );
     assert.equal(r.stoppedBy, 'precision');
     assert.ok(r.saturation! <= 30 && r.firstBad! > 30);
   });
 
   it('gives up below the lowest rate when nothing meets the SLO', async () => {
     const { r, asked } = await sweep({ minRate: 10 }, { capacity: 0 });
-    assert.deepEqual(asked, [100, 50, 25, 12.5].map((x) => (x >= 10 ? Math.round(x) : x)));
+    assert.deepEqual(
+      asked,
+      [100, 50, 25, 12.5].map((x) => (x >= 10 ? Math.round(x) : x)),
+    );
     assert.equal(r.stoppedBy, 'min-rate');
     assert.equal(r.saturation, undefined);
   });
@@ -106,11 +118,18 @@ describe('rate sweep search', () => {
 
   it('stops when interrupted, keeping the steps done', async () => {
     const ac = new AbortController();
-    const r = await runSweep(base, async (rate) => {
-      if (rate >= 400) ac.abort();
-      return { ...measure(rate, { capacity: Infinity }), interrupted: rate >= 400 };
-    }, { signal: ac.signal });
+    const r = await runSweep(
+      base,
+      async (rate) => {
+        if (rate >= 400) ac.abort();
+        return { ...measure(rate, { capacity: Infinity }), interrupted: rate >= 400 };
+      },
+      { signal: ac.signal },
+    );
     assert.equal(r.stoppedBy, 'interrupted');
-    assert.deepEqual(r.steps.map((s) => s.rate), [100, 200]);
+    assert.deepEqual(
+      r.steps.map((s) => s.rate),
+      [100, 200],
+    );
   });
 });

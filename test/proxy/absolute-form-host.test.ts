@@ -4,7 +4,7 @@
 // two different hosts. The same holds for HTTP/2's :authority against a host header.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import type http from 'node:http';
 import http2 from 'node:http2';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { h2Request } from '../helpers/h2.js';
@@ -23,10 +23,14 @@ before(async () => {
   });
   inbound = await startInbound('api', 'v1', app.port);
   const endpoints = [{ id: 'api-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }];
-  outbound = await startOutbound('web', {
-    api: { service: 'api', protocol: 'http', routes: [], backends: { api: { name: 'api', endpoints } } },
-    other: { service: 'other', protocol: 'http', routes: [], backends: { other: { name: 'other', endpoints } } },
-  }, { httpProxy: true });
+  outbound = await startOutbound(
+    'web',
+    {
+      api: { service: 'api', protocol: 'http', routes: [], backends: { api: { name: 'api', endpoints } } },
+      other: { service: 'other', protocol: 'http', routes: [], backends: { other: { name: 'other', endpoints } } },
+    },
+    { httpProxy: true },
+  );
 });
 
 after(async () => {
@@ -39,7 +43,11 @@ const send = (port: number, head: string): Promise<string> => rawExchange(port, 
 
 test('an absolute-form target naming another host than Host is refused on every listener', async () => {
   seen.length = 0;
-  const listeners = { upstream: outbound.addresses.upstreams.api!.port, httpProxy: outbound.addresses.httpProxy!.port, inbound: inbound.addresses.inbound!.port };
+  const listeners = {
+    upstream: outbound.addresses.upstreams.api!.port,
+    httpProxy: outbound.addresses.httpProxy!.port,
+    inbound: inbound.addresses.inbound!.port,
+  };
   for (const [name, port] of Object.entries(listeners)) {
     for (const head of ['GET http://other-host/x HTTP/1.1\r\nHost: api', 'GET http://api/x HTTP/1.1\r\nHost: other']) {
       const out = await send(port, head);

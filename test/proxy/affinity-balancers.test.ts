@@ -49,7 +49,7 @@ for (const [name, make] of Object.entries(KINDS)) {
       }
     });
 
-    it('moves only about the leaving endpoint\'s share of keys when one leaves, and none between the others', () => {
+    it("moves only about the leaving endpoint's share of keys when one leaves, and none between the others", () => {
       const before = owners(make(five));
       const after = owners(make(five.filter((e) => e.id !== 'c')));
       let moved = 0;

@@ -35,7 +35,10 @@ before(async () => {
     const path = req.url!.split('?')[0]!;
     const status = path.startsWith('/err') ? 500 : path.startsWith('/busy') ? 429 : 200;
     const delay = path.startsWith('/slow') ? 30 : 0; // a slow answer is one of the outcomes under test
-    setTimeout(() => { res.statusCode = status; res.end('x'); }, delay);
+    setTimeout(() => {
+      res.statusCode = status;
+      res.end('x');
+    }, delay);
   });
   servers.push(server);
   const inbound = await startInbound('api', 'v1', port);
@@ -43,7 +46,10 @@ before(async () => {
   // An endpoint that resets every connection once it has read the request.
   const resetter = net.createServer((s) => s.once('data', () => s.destroy()));
   // An endpoint that accepts and never answers.
-  const black = net.createServer((s) => { hanging.add(s); s.on('close', () => hanging.delete(s)); });
+  const black = net.createServer((s) => {
+    hanging.add(s);
+    s.on('close', () => hanging.delete(s));
+  });
   for (const s of [resetter, black]) await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
   servers.push(resetter, black);
   const at = (s: net.Server) => (s.address() as net.AddressInfo).port;
@@ -55,10 +61,22 @@ before(async () => {
   ];
   const retry: RetryConfig = { codes: [500, 429], attempts: 2, backoffMs: 1, nonIdempotent: false, maxBodyBytes: 65536 };
   const api: UpstreamSnapshot = {
-    service: 'api', protocol: 'http',
+    service: 'api',
+    protocol: 'http',
     routes: [
-      { name: 'default/api/retried', match: { path: { type: 'PathPrefix', value: '/r' } }, backends: [{ backend: 'api', weight: 1 }], retry, timeouts: { backendRequestMs: 150 } },
-      { name: 'default/api/plain', match: { path: { type: 'PathPrefix', value: '/' } }, backends: [{ backend: 'api', weight: 1 }], timeouts: { requestMs: 300 } },
+      {
+        name: 'default/api/retried',
+        match: { path: { type: 'PathPrefix', value: '/r' } },
+        backends: [{ backend: 'api', weight: 1 }],
+        retry,
+        timeouts: { backendRequestMs: 150 },
+      },
+      {
+        name: 'default/api/plain',
+        match: { path: { type: 'PathPrefix', value: '/' } },
+        backends: [{ backend: 'api', weight: 1 }],
+        timeouts: { requestMs: 300 },
+      },
     ],
     backends: { api: { name: 'api', endpoints } },
     // Outlier detection off: every endpoint keeps taking its share of the mixed outcomes.
@@ -95,7 +113,11 @@ function send(path: string, abortMs = 0): Promise<number> {
     });
     req.on('error', () => resolve(0));
     // A client that gives up mid-request is one of the outcomes under test.
-    if (abortMs > 0) setTimeout(() => { req.destroy(); resolve(0); }, abortMs);
+    if (abortMs > 0)
+      setTimeout(() => {
+        req.destroy();
+        resolve(0);
+      }, abortMs);
     req.end();
   });
 }
@@ -120,11 +142,17 @@ test('after many mixed outcomes (ok, 500, 429, retries, resets, refusals, timeou
   }
   // The mix really happened: answers, failures the client saw, and abandoned requests.
   assert.ok((statuses.get(200) ?? 0) > 0, 'some requests succeeded');
-  assert.ok([...statuses.keys()].some((s) => s >= 500), 'some failed');
+  assert.ok(
+    [...statuses.keys()].some((s) => s >= 500),
+    'some failed',
+  );
   assert.ok((statuses.get(0) ?? 0) > 0, 'some were abandoned by their client');
   const view = await pendingSettles(outbound, 'api');
   assert.deepEqual(view, [
-    { id: 'good', pending: 0 }, { id: 'reset', pending: 0 }, { id: 'black', pending: 0 }, { id: 'refused', pending: 0 },
+    { id: 'good', pending: 0 },
+    { id: 'reset', pending: 0 },
+    { id: 'black', pending: 0 },
+    { id: 'refused', pending: 0 },
   ]);
 });
 
@@ -134,11 +162,17 @@ test('a TCP connection is pending with its endpoint while open, and not after it
     const s = net.connect(tcpPort, '127.0.0.1');
     socks.push(s);
     // An echo proves the connection reached the live endpoint.
-    await new Promise<void>((r) => { s.once('data', () => r()); s.write('ping'); });
+    await new Promise<void>((r) => {
+      s.once('data', () => r());
+      s.write('ping');
+    });
   }
   const open = outbound.balancing.view().filter((v) => v.service === 'db');
   assert.equal(open.find((v) => v.id === 'tcp-echo')?.pending, 4);
   for (const s of socks) s.destroy();
   const view = await pendingSettles(outbound, 'db');
-  assert.deepEqual(view, [{ id: 'tcp-echo', pending: 0 }, { id: 'tcp-refused', pending: 0 }]);
+  assert.deepEqual(view, [
+    { id: 'tcp-echo', pending: 0 },
+    { id: 'tcp-refused', pending: 0 },
+  ]);
 });

@@ -15,7 +15,6 @@ import { RingHashBalancer } from '../../src/proxy/balancer/ring-hash.js';
 import { RoundRobinBalancer } from '../../src/proxy/balancer/round-robin.js';
 import { ep } from '../helpers/balancing.js';
 
-
 const KINDS: Record<string, { make: (e: readonly Endpoint[]) => Balancer; hashed: boolean }> = {
   'round robin': { make: (e) => new RoundRobinBalancer(e), hashed: false },
   random: { make: (e) => new RandomBalancer(e), hashed: false },

@@ -25,10 +25,13 @@ async function instance(name: string): Promise<Endpoint> {
     const path = req.url!.split('?')[0]!;
     const bad = name === 'c';
     // The delay makes the instance slow: the behaviour under test, not a wait.
-    setTimeout(() => {
-      res.statusCode = bad && path === '/flaky' ? 500 : 200;
-      res.end(name);
-    }, bad && path === '/slow' ? 50 : 0);
+    setTimeout(
+      () => {
+        res.statusCode = bad && path === '/flaky' ? 500 : 200;
+        res.end(name);
+      },
+      bad && path === '/slow' ? 50 : 0,
+    );
   });
   servers.push(server);
   const s = await startInbound('api', 'v2', port);
@@ -45,16 +48,30 @@ function freePort(): Promise<number> {
   });
 }
 
-const policy = (balancer: BalancingConfig['balancer'], extra: Partial<BalancingConfig> = {}): BalancingConfig => ({ policy: 'test', balancer, panicThreshold: 50, ...extra });
+const policy = (balancer: BalancingConfig['balancer'], extra: Partial<BalancingConfig> = {}): BalancingConfig => ({
+  policy: 'test',
+  balancer,
+  panicThreshold: 50,
+  ...extra,
+});
 const service = (name: string, endpoints: Endpoint[], balancing: BalancingConfig, extra: Partial<UpstreamSnapshot> = {}): UpstreamSnapshot => ({
-  service: name, protocol: 'http', routes: [], backends: { [name]: { name, endpoints } }, balancing, ...extra,
+  service: name,
+  protocol: 'http',
+  routes: [],
+  backends: { [name]: { name, endpoints } },
+  balancing,
+  ...extra,
 });
 
 let abc: Endpoint[];
 
 before(async () => {
   abc = [await instance('a'), await instance('b'), await instance('c')];
-  const black = net.createServer((s) => { blackConnections++; hanging.add(s); s.on('close', () => hanging.delete(s)); });
+  const black = net.createServer((s) => {
+    blackConnections++;
+    hanging.add(s);
+    s.on('close', () => hanging.delete(s));
+  });
   await new Promise<void>((r) => black.listen(0, '127.0.0.1', r));
   servers.push(black);
   const blackHole: Endpoint = { id: 'half-dead', host: '127.0.0.1', port: (black.address() as net.AddressInfo).port, version: 'v2' };
@@ -73,11 +90,17 @@ before(async () => {
       routes: [{ name: 'default/hang', match: {}, backends: [{ backend: 'hang', weight: 1 }], timeouts: { backendRequestMs: 100 } }],
     },
     shop: {
-      service: 'shop', protocol: 'http', balancing: policy('PeakEWMA', { outlierDetection: DEFAULT_OUTLIER_DETECTION }),
-      routes: [{
-        name: 'default/shop', match: {}, backends: [{ backend: 'shop-v1', weight: 1 }],
-        retry: { codes: [503], attempts: 2, backoffMs: 1, nonIdempotent: false, maxBodyBytes: 65536 },
-      }],
+      service: 'shop',
+      protocol: 'http',
+      balancing: policy('PeakEWMA', { outlierDetection: DEFAULT_OUTLIER_DETECTION }),
+      routes: [
+        {
+          name: 'default/shop',
+          match: {},
+          backends: [{ backend: 'shop-v1', weight: 1 }],
+          retry: { codes: [503], attempts: 2, backoffMs: 1, nonIdempotent: false, maxBodyBytes: 65536 },
+        },
+      ],
       backends: {
         shop: { name: 'shop', endpoints: [...v1Down, abc[0]!, abc[1]!] },
         'shop-v1': { name: 'shop-v1', endpoints: v1Down, failover: 'shop' },
@@ -101,7 +124,9 @@ function send(svc: string, path: string, headers: Record<string, string> = {}): 
     const req = http.request({ host: '127.0.0.1', port: outbound.addresses.upstreams[svc]!.port, path, headers, agent }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (c) => { body += c; });
+      res.on('data', (c) => {
+        body += c;
+      });
       res.on('end', () => resolve({ status: res.statusCode!, body }));
     });
     req.on('error', reject);
@@ -128,7 +153,10 @@ test('with one of three instances 50 ms slower, PeakEWMA sends it under 10% of r
   const total = 240;
   const ewma = await spread('ewma', '/slow', total, 4);
   const rr = await spread('rr', '/slow', total, 4);
-  assert.equal([...ewma.values()].reduce((a, b) => a + b, 0), total);
+  assert.equal(
+    [...ewma.values()].reduce((a, b) => a + b, 0),
+    total,
+  );
   assert.ok((ewma.get('c') ?? 0) < total * 0.1, `PeakEWMA sent ${ewma.get('c') ?? 0} of ${total} to the slow instance`);
   const rrShare = (rr.get('c') ?? 0) / total;
   assert.ok(rrShare > 0.25 && rrShare < 0.42, `round robin sent ${rr.get('c')} of ${total} to the slow instance`);
@@ -149,7 +177,7 @@ test('an instance answering 500s is ejected after 5 in a row and comes back afte
   assert.ok(seen(after) > 0, 'the returned instance is picked again');
 });
 
-test('RingHash on a header keeps each value on one instance, and only the leaving instance\'s keys move', async () => {
+test("RingHash on a header keeps each value on one instance, and only the leaving instance's keys move", async () => {
   const owner = new Map<string, string>();
   for (let u = 0; u < 30; u++) {
     for (let k = 0; k < 3; k++) {
@@ -161,7 +189,12 @@ test('RingHash on a header keeps each value on one instance, and only the leavin
   }
   assert.equal(new Set(owner.values()).size, 3, 'the keys spread over all three instances');
   // Instance c leaves: the keys of a and b stay put.
-  outbound.apply({ version: 2, service: 'web', inboundProtocol: 'http', upstreams: { ...upstreams, sticky: service('sticky', abc.slice(0, 2), policy('RingHash', { hashOn: { header: 'x-user' } })) } });
+  outbound.apply({
+    version: 2,
+    service: 'web',
+    inboundProtocol: 'http',
+    upstreams: { ...upstreams, sticky: service('sticky', abc.slice(0, 2), policy('RingHash', { hashOn: { header: 'x-user' } })) },
+  });
   let moved = 0;
   for (const [user, was] of owner) {
     const r = await send('sticky', '/', { 'x-user': user });

@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
-import net from 'node:net';
+import type net from 'node:net';
 import type { UpstreamSnapshot } from '../../src/api/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { h2Request } from '../helpers/h2.js';
@@ -40,10 +40,14 @@ before(async () => {
   await new Promise<void>((r) => h2app.listen(0, '127.0.0.1', r));
   inbound = await startInbound('api', 'v1', app.port, 'http', { meshServices: ['api', 'web'] });
   h2inbound = await startInbound('grpcish', 'v1', (h2app.address() as net.AddressInfo).port, 'http', { meshServices: ['grpcish', 'web'] });
-  outbound = await startOutbound('web', {
-    api: api('api', inbound.addresses.inbound!.port),
-    grpcish: api('grpcish', h2inbound.addresses.inbound!.port),
-  }, { httpProxy: true });
+  outbound = await startOutbound(
+    'web',
+    {
+      api: api('api', inbound.addresses.inbound!.port),
+      grpcish: api('grpcish', h2inbound.addresses.inbound!.port),
+    },
+    { httpProxy: true },
+  );
 });
 
 after(async () => {
@@ -78,14 +82,17 @@ test('a trellis-source sent by a client is replaced by the calling service on th
   seen.length = 0;
   const r = await get(outbound.addresses.upstreams.api!.port, '/', { 'trellis-source': 'evil' });
   assert.equal(r.status, 200);
-  assert.deepEqual(seen, [['web']], 'the app sees one trellis-source, the calling sidecar\'s');
+  assert.deepEqual(seen, [['web']], "the app sees one trellis-source, the calling sidecar's");
   // Through the HTTP proxy listener too, and in any letter case.
   seen.length = 0;
   const p = await get(outbound.addresses.httpProxy!.port, '/', { host: 'api', 'Trellis-Source': 'api' });
   assert.equal(p.status, 200);
   assert.deepEqual(seen, [['web']]);
   const out = await series(inbound);
-  assert.ok(out.every((l) => !/source="(evil|api)"/.test(l)), out.join('\n'));
+  assert.ok(
+    out.every((l) => !/source="(evil|api)"/.test(l)),
+    out.join('\n'),
+  );
 });
 
 test('a trellis-source sent over HTTP/2 is replaced too', async () => {
@@ -118,7 +125,10 @@ test('1,000 distinct trellis-source values sent straight to an inbound listener 
   assert.equal(after.length, before, after.slice(0, 5).join('\n'));
   assert.ok(after.some((l) => l.includes('source="unknown"')));
   // A source it does not accept never reaches the app either.
-  assert.ok(seen.every((s) => s.length === 0), 'unaccepted identity headers are stripped before the app');
+  assert.ok(
+    seen.every((s) => s.length === 0),
+    'unaccepted identity headers are stripped before the app',
+  );
   // A mesh service's name is accepted (until certificates replace the header).
   seen.length = 0;
   await get(port, '/', { 'trellis-source': 'web' });

@@ -10,7 +10,10 @@ const body = '5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 11\r\nContent-Lengt
 function decode(chunks: Buffer[]): { data: string; decoder: ChunkedDecoder } {
   const decoder = new ChunkedDecoder();
   let data = '';
-  for (const c of chunks) decoder.feed(c, 0, (part) => { data += part.toString('latin1'); });
+  for (const c of chunks)
+    decoder.feed(c, 0, (part) => {
+      data += part.toString('latin1');
+    });
   return { data, decoder };
 }
 

@@ -113,18 +113,24 @@ function check(body: Buffer, at: readonly number[], tally: Tally): void {
 
 test('valid chunked bodies end where they end, fed whole or in any pieces, with the next message after them', (t) => {
   const tally = new Tally();
-  fc.assert(fc.property(chunkedSpec, cuts, fc.constantFrom('', 'GET / HTTP/1.1\r\n', '0\r\n\r\n'), (spec, at, next) => {
-    const body = chunkedBytes(spec);
-    const withNext = Buffer.concat([body, Buffer.from(next)]);
-    assert.deepEqual(feed([withNext]).outcome, { end: body.length }, show(withNext));
-    check(withNext, at, tally);
-  }), parserRuns(2000));
+  fc.assert(
+    fc.property(chunkedSpec, cuts, fc.constantFrom('', 'GET / HTTP/1.1\r\n', '0\r\n\r\n'), (spec, at, next) => {
+      const body = chunkedBytes(spec);
+      const withNext = Buffer.concat([body, Buffer.from(next)]);
+      assert.deepEqual(feed([withNext]).outcome, { end: body.length }, show(withNext));
+      check(withNext, at, tally);
+    }),
+    parserRuns(2000),
+  );
   t.diagnostic(`valid: seed ${SEED}: ${tally}`);
 });
 
 test('mutated chunked bodies are refused or framed as RFC 9112 says, the same in any pieces', (t) => {
   const tally = new Tally();
-  fc.assert(fc.property(chunkedSpec, byteOps, cuts, (spec, ops, at) => check(mutateBytes(chunkedBytes(spec, 0x0d), ops), at, tally)), parserRuns(3000));
+  fc.assert(
+    fc.property(chunkedSpec, byteOps, cuts, (spec, ops, at) => check(mutateBytes(chunkedBytes(spec, 0x0d), ops), at, tally)),
+    parserRuns(3000),
+  );
   t.diagnostic(`mutated: seed ${SEED}: ${tally}`);
   assert.ok(tally.get('error') > 0 && tally.get('end') > 0, `the generator reaches both outcomes: ${tally}`);
 });
@@ -133,6 +139,9 @@ test('random bytes are refused or framed as RFC 9112 says, the same in any piece
   const tally = new Tally();
   const bytes = fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a));
   const hexish = fc.array(fc.constantFrom(...'0123456789aAfF;= \t\r\n:xX'.split('')), { maxLength: 40 }).map((a) => Buffer.from(a.join(''), 'latin1'));
-  fc.assert(fc.property(fc.oneof(bytes, hexish), cuts, (b, at) => check(b, at, tally)), parserRuns(3000));
+  fc.assert(
+    fc.property(fc.oneof(bytes, hexish), cuts, (b, at) => check(b, at, tally)),
+    parserRuns(3000),
+  );
   t.diagnostic(`random: seed ${SEED}: ${tally}`);
 });

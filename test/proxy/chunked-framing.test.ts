@@ -6,7 +6,7 @@ const body = '5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n';
 
 test('finds the end of a chunked body fed whole', () => {
   const f = new ChunkedFramer();
-  const buf = Buffer.from(body + 'NEXT');
+  const buf = Buffer.from(`${body}NEXT`);
   assert.equal(f.feed(buf, 0, buf.length), body.length);
   assert.equal(f.done, true);
 });
@@ -35,8 +35,19 @@ test('refuses invalid framing', () => {
 // Found by the fuzzer (chunked-framing-fuzz.test.ts), issue 10: bytes that other parsers
 // could frame differently were accepted.
 test('refuses anything but whitespace then ";" after a chunk size, control bytes in extensions, and trailer lines that are not fields', () => {
-  for (const bad of ['1 0\r\nx\r\n0\r\n\r\n', '5 x\r\nhello\r\n0\r\n\r\n', '0\t0\r\n\r\n', '5;a=\x01\r\nhello\r\n0\r\n\r\n', '0;\x7f\r\n\r\n',
-    '0\r\n \r\n\r\n', '0\r\n\tX: 1\r\n\r\n', '0\r\nno colon\r\n\r\n', '0\r\n: v\r\n\r\n', '0\r\nX: a\x00b\r\n\r\n', '0\r\n"\r\n\r\n']) {
+  for (const bad of [
+    '1 0\r\nx\r\n0\r\n\r\n',
+    '5 x\r\nhello\r\n0\r\n\r\n',
+    '0\t0\r\n\r\n',
+    '5;a=\x01\r\nhello\r\n0\r\n\r\n',
+    '0;\x7f\r\n\r\n',
+    '0\r\n \r\n\r\n',
+    '0\r\n\tX: 1\r\n\r\n',
+    '0\r\nno colon\r\n\r\n',
+    '0\r\n: v\r\n\r\n',
+    '0\r\nX: a\x00b\r\n\r\n',
+    '0\r\n"\r\n\r\n',
+  ]) {
     const f = new ChunkedFramer();
     const b = Buffer.from(bad, 'latin1');
     assert.equal(f.feed(b, 0, b.length), -1, JSON.stringify(bad));

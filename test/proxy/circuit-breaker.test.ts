@@ -29,30 +29,50 @@ before(async () => {
   const { server, port } = await listenHttp((req, res) => {
     arrived++;
     if (req.url === '/hold') held.push(res);
-    else { res.statusCode = req.url === '/fail' ? 503 : 200; res.end('ok'); }
+    else {
+      res.statusCode = req.url === '/fail' ? 503 : 200;
+      res.end('ok');
+    }
   });
   servers.push(server);
   const inbound = await startInbound('api', 'v1', port, 'http', { detectTimeoutMs: NO_DETECT_TIMEOUT_MS });
   sidecars.push(inbound);
   const endpoints = [{ id: 'api-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }];
   const api: UpstreamSnapshot = {
-    service: 'api', protocol: 'http',
+    service: 'api',
+    protocol: 'http',
     routes: [
-      { name: 'default/api/fail', match: { path: { type: 'Exact', value: '/fail' } }, backends: [{ backend: 'api', weight: 1 }],
-        retry: { codes: [503], attempts: 1, backoffMs: BACKOFF_MS, nonIdempotent: false, maxBodyBytes: 65536 } },
+      {
+        name: 'default/api/fail',
+        match: { path: { type: 'Exact', value: '/fail' } },
+        backends: [{ backend: 'api', weight: 1 }],
+        retry: { codes: [503], attempts: 1, backoffMs: BACKOFF_MS, nonIdempotent: false, maxBodyBytes: 65536 },
+      },
       { name: 'default/api', match: {}, backends: [{ backend: 'api', weight: 1 }] },
     ],
     backends: { api: { name: 'api', endpoints } },
-    balancing: { policy: 'test', balancer: 'PeakEWMA', panicThreshold: 50, circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 3, maxRetries: 2 } },
+    balancing: {
+      policy: 'test',
+      balancer: 'PeakEWMA',
+      panicThreshold: 50,
+      circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 3, maxRetries: 2 },
+    },
   };
   // The same app behind its own inbound sidecar (its own address: pooled connections are per
   // address) as another service, whose breaker allows 2 connections and 1 request waiting for one.
   const inbound2 = await startInbound('pooled', 'v1', port, 'http', { detectTimeoutMs: NO_DETECT_TIMEOUT_MS });
   sidecars.push(inbound2);
   const pool: UpstreamSnapshot = {
-    service: 'pooled', protocol: 'http', routes: [],
+    service: 'pooled',
+    protocol: 'http',
+    routes: [],
     backends: { pooled: { name: 'pooled', endpoints: [{ id: 'pooled-0', host: '127.0.0.1', port: inbound2.addresses.inbound!.port, version: 'v1' }] } },
-    balancing: { policy: 'test', balancer: 'PeakEWMA', panicThreshold: 50, circuitBreaker: { maxConnections: 2, maxPendingRequests: 1, maxRequests: 1024, maxRetries: 3 } },
+    balancing: {
+      policy: 'test',
+      balancer: 'PeakEWMA',
+      panicThreshold: 50,
+      circuitBreaker: { maxConnections: 2, maxPendingRequests: 1, maxRequests: 1024, maxRetries: 3 },
+    },
   };
   outbound = await startOutbound('web', { api, pooled: pool }, { detectTimeoutMs: NO_DETECT_TIMEOUT_MS });
   sidecars.push(outbound);
@@ -80,7 +100,10 @@ test('at maxRequests in flight, every further request overflows at once with 503
   const holding = [send('/hold'), send('/hold'), send('/hold')];
   await eventually(() => assert.equal(held.length, 3));
   const refused = await Promise.all(Array.from({ length: 7 }, () => send('/other')));
-  assert.deepEqual(refused.map((r) => `${r.status} ${r.token}`), Array(7).fill('503 overflow'));
+  assert.deepEqual(
+    refused.map((r) => `${r.status} ${r.token}`),
+    Array(7).fill('503 overflow'),
+  );
   assert.equal(arrived, 3, 'no overflowed request reached the app');
   const b = outbound.balancing.breakers().find((x) => x.service === 'api')!;
   assert.equal(b.open, true);
@@ -107,7 +130,10 @@ test('at maxRetries outstanding, a further retry is not made and the failed answ
   // The clock passes the backoff: the two retries go, fail again, and their clients get the 503.
   mock.timers.tick(BACKOFF_MS);
   const results = await Promise.all(sent);
-  assert.deepEqual(results.map((r) => `${r.status} ${r.token}`), Array(3).fill('503 undefined'));
+  assert.deepEqual(
+    results.map((r) => `${r.status} ${r.token}`),
+    Array(3).fill('503 undefined'),
+  );
   assert.equal(b().retryOverflows, 1);
   assert.equal(b().requestOverflows, 7, 'no request overflowed');
   assert.equal(arrived - before, 3 + 2, 'three first attempts and two retries');

@@ -24,7 +24,12 @@ before(async () => {
   });
   inbound = await startInbound('echo', 'v1', app.port);
   outbound = await startOutbound('web', {
-    echo: { service: 'echo', protocol: 'http', routes: [], backends: { echo: { name: 'echo', endpoints: [{ id: 'echo-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } } },
+    echo: {
+      service: 'echo',
+      protocol: 'http',
+      routes: [],
+      backends: { echo: { name: 'echo', endpoints: [{ id: 'echo-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } },
+    },
   });
 });
 
@@ -37,10 +42,16 @@ after(async () => {
 test('a body framed by a header that Connection names reaches the app as that one request', async () => {
   const smuggled = 'GET /admin HTTP/1.1\r\nHost: echo\r\n\r\n';
   const chunkedBody = `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
-  for (const [framing, body] of [[`Content-Length: ${smuggled.length}`, smuggled], ['Transfer-Encoding: chunked', chunkedBody]] as const) {
+  for (const [framing, body] of [
+    [`Content-Length: ${smuggled.length}`, smuggled],
+    ['Transfer-Encoding: chunked', chunkedBody],
+  ] as const) {
     seen.length = 0;
     const name = framing.slice(0, framing.indexOf(':')).toLowerCase();
-    const reply = await rawExchange(outbound.addresses.upstreams.echo!.port, `POST /api HTTP/1.1\r\nHost: echo\r\nConnection: close, ${name}\r\n${framing}\r\n\r\n${body}`);
+    const reply = await rawExchange(
+      outbound.addresses.upstreams.echo!.port,
+      `POST /api HTTP/1.1\r\nHost: echo\r\nConnection: close, ${name}\r\n${framing}\r\n\r\n${body}`,
+    );
     assert.match(reply, /^HTTP\/1\.1 200 /);
     assert.deepEqual(seen, [`POST /api ${smuggled.length}`], `the app saw one request, with its body (${framing})`);
   }

@@ -11,7 +11,9 @@ import type { Snapshot } from '../../src/api/protocol.js';
 import { eventually } from '../helpers/eventually.js';
 
 /** A control plane that answers the stream upgrade and writes `lines`, and records what the proxy sends. */
-async function fakeControl(write: (socket: net.Socket, connection: number) => void): Promise<{ url: string; received: string[]; connections: () => number; close(): Promise<void> }> {
+async function fakeControl(
+  write: (socket: net.Socket, connection: number) => void,
+): Promise<{ url: string; received: string[]; connections: () => number; close(): Promise<void> }> {
   const received: string[] = [];
   let connections = 0;
   const sockets = new Set<net.Socket>();
@@ -27,7 +29,9 @@ async function fakeControl(write: (socket: net.Socket, connection: number) => vo
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as net.AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`, received, connections: () => connections,
+    url: `http://127.0.0.1:${port}`,
+    received,
+    connections: () => connections,
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise((r) => server.close(r));

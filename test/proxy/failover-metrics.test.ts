@@ -15,11 +15,18 @@ after(async () => {
 
 test('an ejected version is counted per version, and its requests sent to the whole service as failovers', async () => {
   const v1 = await listenHttp((_req, res) => res.end('v1'));
-  const v2 = await listenHttp((_req, res) => { res.statusCode = 500; res.end('v2 is broken'); });
-  cleanup.push(() => closeServer(v1.server), () => closeServer(v2.server));
+  const v2 = await listenHttp((_req, res) => {
+    res.statusCode = 500;
+    res.end('v2 is broken');
+  });
+  cleanup.push(
+    () => closeServer(v1.server),
+    () => closeServer(v2.server),
+  );
   const ep = (id: string, port: number, version: string) => ({ id, host: '127.0.0.1', port, version });
   const api: UpstreamSnapshot = {
-    service: 'api', protocol: 'http',
+    service: 'api',
+    protocol: 'http',
     // Every request to v2, as a canary step at 100% would send them.
     routes: [{ name: 'default/api-split/rule/0', match: {}, backends: [{ backend: 'api-v2', weight: 1 }] }],
     backends: {

@@ -19,7 +19,10 @@ const hits = new Map<string, number>();
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
 const rule = (name: string, prefix: string, extra: Partial<RouteEntry>): RouteEntry => ({
-  name: `default/api/${name}`, match: { path: { type: 'PathPrefix', value: prefix } }, backends: [{ backend: 'api', weight: 1 }], ...extra,
+  name: `default/api/${name}`,
+  match: { path: { type: 'PathPrefix', value: prefix } },
+  backends: [{ backend: 'api', weight: 1 }],
+  ...extra,
 });
 
 const fault = (f: Omit<FaultConfig, 'policy'>): FaultConfig => ({ policy: 'default/chaos', ...f });
@@ -33,7 +36,8 @@ before(async () => {
   inbound = await startInbound('api', 'v1', app.port);
   const endpoints = [{ id: 'api-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }];
   const api: UpstreamSnapshot = {
-    service: 'api', protocol: 'http',
+    service: 'api',
+    protocol: 'http',
     routes: [
       rule('abort', '/abort', { fault: fault({ abort: { httpStatus: 503, percent: 30 } }) }),
       rule('delay', '/delay', { timeouts: { requestMs: 100 }, fault: fault({ delay: { ms: 5000, percent: 40 } }) }),
@@ -44,7 +48,10 @@ before(async () => {
   };
   // A service with no routes and a FaultInjection on the Service itself.
   const other: UpstreamSnapshot = {
-    service: 'other', protocol: 'http', routes: [], fault: fault({ abort: { httpStatus: 418, percent: 100 } }),
+    service: 'other',
+    protocol: 'http',
+    routes: [],
+    fault: fault({ abort: { httpStatus: 418, percent: 100 } }),
     backends: { other: { name: 'other', endpoints } },
   };
   outbound = await startOutbound('web', { api, other });

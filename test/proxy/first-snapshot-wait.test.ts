@@ -22,9 +22,17 @@ after(async () => {
 
 async function unconfigured(): Promise<Sidecar> {
   const s = new Sidecar({
-    service: 'svc', version: 'v1', id: 'svc-v1-early', kind: 'sidecar', control: NO_CONTROL,
-    app: { host: '127.0.0.1', port: appPort }, inbound: { host: '127.0.0.1', port: 0 },
-    upstreams: [], admin: { host: '127.0.0.1', port: 0 }, accessLog: 'off', log: quietLog,
+    service: 'svc',
+    version: 'v1',
+    id: 'svc-v1-early',
+    kind: 'sidecar',
+    control: NO_CONTROL,
+    app: { host: '127.0.0.1', port: appPort },
+    inbound: { host: '127.0.0.1', port: 0 },
+    upstreams: [],
+    admin: { host: '127.0.0.1', port: 0 },
+    accessLog: 'off',
+    log: quietLog,
   });
   await s.start();
   return s;
@@ -39,7 +47,9 @@ test('an HTTP/2 request sent before the first snapshot is answered once it arriv
       const req = session.request({ ':path': '/early' });
       let text = '';
       req.setEncoding('utf8');
-      req.on('data', (c: string) => { text += c; });
+      req.on('data', (c: string) => {
+        text += c;
+      });
       req.on('end', () => resolve(text));
       req.on('error', reject);
     });

@@ -26,7 +26,8 @@ before(async () => {
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('end', () => {
       bodies.push(Buffer.concat(chunks).toString());
-      if (arrivals++ % 2 === 0) return stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '14', 'grpc-message': 'try again' }, { endStream: true });
+      if (arrivals++ % 2 === 0)
+        return stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '14', 'grpc-message': 'try again' }, { endStream: true });
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
       stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
       stream.end(Buffer.concat(chunks));
@@ -36,11 +37,21 @@ before(async () => {
   inbound = await startInbound('api', 'v1', (app.address() as net.AddressInfo).port);
   const retry = (p: Partial<RetryConfig> = {}): RetryConfig => ({ codes: [503], attempts: 2, backoffMs: 1, nonIdempotent: false, maxBodyBytes: 65536, ...p });
   const routes: RouteEntry[] = [
-    { name: 'default/api/unsafe', match: { path: { type: 'PathPrefix', value: '/unsafe.Svc' } }, backends: [{ backend: 'api', weight: 1 }], retry: retry({ nonIdempotent: true }) },
+    {
+      name: 'default/api/unsafe',
+      match: { path: { type: 'PathPrefix', value: '/unsafe.Svc' } },
+      backends: [{ backend: 'api', weight: 1 }],
+      retry: retry({ nonIdempotent: true }),
+    },
     { name: 'default/api/all', match: {}, backends: [{ backend: 'api', weight: 1 }], retry: retry() },
   ];
   outbound = await startOutbound('web', {
-    api: { service: 'api', protocol: 'http', routes, backends: { api: { name: 'api', endpoints: [{ id: 'api-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } } },
+    api: {
+      service: 'api',
+      protocol: 'http',
+      routes,
+      backends: { api: { name: 'api', endpoints: [{ id: 'api-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } },
+    },
   });
   port = outbound.addresses.upstreams.api!.port;
 });

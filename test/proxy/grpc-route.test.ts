@@ -67,7 +67,9 @@ before(async () => {
   }
   outbound = await startOutbound('web', {
     cart: {
-      service: 'cart', protocol: 'http', routes,
+      service: 'cart',
+      protocol: 'http',
+      routes,
       backends: {
         cart: { name: 'cart', endpoints },
         'cart-v1': { name: 'cart-v1', endpoints: [endpoints[0]!] },
@@ -87,12 +89,18 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function call(path: string, headers: Record<string, string> = {}, contentType = 'application/grpc'): Promise<{ status: number; body: { version: string; path: string; canary: string | null } }> {
+function call(
+  path: string,
+  headers: Record<string, string> = {},
+  contentType = 'application/grpc',
+): Promise<{ status: number; body: { version: string; path: string; canary: string | null } }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, path, method: 'POST', headers: { 'content-type': contentType, te: 'trailers', ...headers } }, (res) => {
       let text = '';
       res.setEncoding('utf8');
-      res.on('data', (c) => { text += c; });
+      res.on('data', (c) => {
+        text += c;
+      });
       res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
     });
     req.on('error', reject);
@@ -116,7 +124,10 @@ test('a RegularExpression method match, and the catch-all rule', async () => {
 
 test('a POST that is not gRPC matches no GRPCRoute rule (404 no-route: the service has no HTTPRoute)', async () => {
   const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: '/shop.Cart/ListItems', method: 'POST', headers: { 'content-type': 'application/json' } }, resolve);
+    const req = http.request(
+      { host: '127.0.0.1', port, path: '/shop.Cart/ListItems', method: 'POST', headers: { 'content-type': 'application/json' } },
+      resolve,
+    );
     req.on('error', reject);
     req.end('{}');
   });

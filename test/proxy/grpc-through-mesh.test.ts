@@ -18,8 +18,13 @@ import { startInbound, startOutbound } from '../helpers/proxy-pair.js';
 const serialize = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
 const deserialize = (b: Buffer): unknown => JSON.parse(b.toString());
 const method = (name: string, requestStream: boolean, responseStream: boolean): grpc.MethodDefinition<unknown, unknown> => ({
-  path: `/shop.Cart/${name}`, requestStream, responseStream,
-  requestSerialize: serialize, requestDeserialize: deserialize, responseSerialize: serialize, responseDeserialize: deserialize,
+  path: `/shop.Cart/${name}`,
+  requestStream,
+  responseStream,
+  requestSerialize: serialize,
+  requestDeserialize: deserialize,
+  responseSerialize: serialize,
+  responseDeserialize: deserialize,
 });
 const CART = {
   Get: method('Get', false, false),
@@ -77,7 +82,9 @@ async function startServer(version: string): Promise<number> {
       cb(null, { id: call.request.id, version, user: call.metadata.get('x-user')[0] ?? null, source: call.metadata.get('trellis-source')[0] ?? null }, trailer);
     },
     List(call: grpc.ServerWritableStream<{ n: number }, unknown>) {
-      call.on('cancelled', () => cancelled.List!.splice(0).forEach((r) => r()));
+      call.on('cancelled', () => {
+        for (const r of cancelled.List!.splice(0)) r();
+      });
       const n = call.request.n;
       // n < 0: stream until cancelled.
       let i = 0;
@@ -100,10 +107,14 @@ async function startServer(version: string): Promise<number> {
     },
     Slow(call: grpc.ServerUnaryCall<unknown, unknown>) {
       // Never answers: the caller's deadline or cancel must reach here.
-      call.on('cancelled', () => cancelled.Slow!.splice(0).forEach((r) => r()));
+      call.on('cancelled', () => {
+        for (const r of cancelled.Slow!.splice(0)) r();
+      });
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
   servers.push(server);
   return port;
 }
@@ -122,7 +133,9 @@ before(async () => {
   }
   outbound = await startOutbound('web', {
     cart: {
-      service: 'cart', protocol: 'http', routes: compileRoutes('cart', loaded.config!.routes),
+      service: 'cart',
+      protocol: 'http',
+      routes: compileRoutes('cart', loaded.config!.routes),
       backends: {
         cart: { name: 'cart', endpoints },
         'cart-v1': { name: 'cart-v1', endpoints: [endpoints[0]!] },
@@ -141,7 +154,12 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-interface UnaryResult { error: grpc.ServiceError | null; value: unknown; metadata: grpc.Metadata | undefined; status: grpc.StatusObject | undefined }
+interface UnaryResult {
+  error: grpc.ServiceError | null;
+  value: unknown;
+  metadata: grpc.Metadata | undefined;
+  status: grpc.StatusObject | undefined;
+}
 
 function unary(c: Client, name: string, req: unknown, md = new grpc.Metadata(), options: grpc.CallOptions = {}): Promise<UnaryResult> {
   return new Promise((resolve) => {
@@ -150,14 +168,27 @@ function unary(c: Client, name: string, req: unknown, md = new grpc.Metadata(), 
     let error: grpc.ServiceError | null = null;
     let value: unknown;
     let pending = 2;
-    const done = (): void => { if (--pending === 0) resolve({ error, value, metadata, status }); };
-    const call = (c as unknown as Record<string, Function>)[name]!.call(c, req, md, options, (err: grpc.ServiceError | null, v: unknown) => {
-      error = err;
-      value = v;
+    const done = (): void => {
+      if (--pending === 0) resolve({ error, value, metadata, status });
+    };
+    const call = (c as unknown as Record<string, (...args: unknown[]) => grpc.ClientUnaryCall>)[name]!.call(
+      c,
+      req,
+      md,
+      options,
+      (err: grpc.ServiceError | null, v: unknown) => {
+        error = err;
+        value = v;
+        done();
+      },
+    ) as grpc.ClientUnaryCall;
+    call.on('metadata', (m: grpc.Metadata) => {
+      metadata = m;
+    });
+    call.on('status', (s: grpc.StatusObject) => {
+      status = s;
       done();
-    }) as grpc.ClientUnaryCall;
-    call.on('metadata', (m: grpc.Metadata) => { metadata = m; });
-    call.on('status', (s: grpc.StatusObject) => { status = s; done(); });
+    });
   });
 }
 
@@ -176,7 +207,10 @@ test('a server-streaming call delivers every message, in order (and the GRPCRout
   const call = client.List({ n: 50 }) as unknown as grpc.ClientReadableStream<{ i: number; version: string }>;
   const got: { i: number; version: string }[] = [];
   for await (const m of call) got.push(m as { i: number; version: string });
-  assert.deepEqual(got.map((m) => m.i), Array.from({ length: 50 }, (_, i) => i));
+  assert.deepEqual(
+    got.map((m) => m.i),
+    Array.from({ length: 50 }, (_, i) => i),
+  );
   assert.ok(got.every((m) => m.version === 'v2'));
 });
 
@@ -210,9 +244,15 @@ test('a gRPC error status passes through with its message and trailers, and coun
   assert.equal(r.error?.details, 'no such item');
   assert.deepEqual(r.status?.metadata.get('x-why'), ['out-of-stock']);
   const text = await outbound.metrics.text();
-  assert.match(text, /trellis_http_requests_total\{direction="outbound",source="web",destination="cart",destination_version="v1",route="[^"]*",status="200",grpc_status="5",[^}]*\} 1/);
+  assert.match(
+    text,
+    /trellis_http_requests_total\{direction="outbound",source="web",destination="cart",destination_version="v1",route="[^"]*",status="200",grpc_status="5",[^}]*\} 1/,
+  );
   const inText = await inbounds[0]!.metrics.text();
-  assert.match(inText, /trellis_http_requests_total\{direction="inbound",source="web",destination="cart",destination_version="v1",route="inbound",status="200",grpc_status="5",/);
+  assert.match(
+    inText,
+    /trellis_http_requests_total\{direction="inbound",source="web",destination="cart",destination_version="v1",route="inbound",status="200",grpc_status="5",/,
+  );
   assert.match(text, /status="200",grpc_status="0",/);
 });
 
@@ -249,7 +289,12 @@ test('errors the proxy makes for a gRPC call are gRPC statuses, with trellis-err
 
   // A service whose only endpoint refuses connections → UNAVAILABLE, connect-failed.
   const dead = await startOutbound('web', {
-    cart: { service: 'cart', protocol: 'http', routes: [], backends: { cart: { name: 'cart', endpoints: [{ id: 'gone', host: '127.0.0.1', port: 1, version: 'v1' }] } } },
+    cart: {
+      service: 'cart',
+      protocol: 'http',
+      routes: [],
+      backends: { cart: { name: 'cart', endpoints: [{ id: 'gone', host: '127.0.0.1', port: 1, version: 'v1' }] } },
+    },
   });
   const c = new CartClient(`127.0.0.1:${dead.addresses.upstreams.cart!.port}`, grpc.credentials.createInsecure());
   try {
@@ -279,8 +324,18 @@ test('a dead endpoint is skipped: the call is retried on another one', async () 
   const good = inbounds[0]!.addresses.inbound!.port;
   const flaky = await startOutbound('web', {
     cart: {
-      service: 'cart', protocol: 'http', routes: [],
-      backends: { cart: { name: 'cart', endpoints: [{ id: 'gone', host: '127.0.0.1', port: 1, version: 'v0' }, { id: 'ok', host: '127.0.0.1', port: good, version: 'v1' }] } },
+      service: 'cart',
+      protocol: 'http',
+      routes: [],
+      backends: {
+        cart: {
+          name: 'cart',
+          endpoints: [
+            { id: 'gone', host: '127.0.0.1', port: 1, version: 'v0' },
+            { id: 'ok', host: '127.0.0.1', port: good, version: 'v1' },
+          ],
+        },
+      },
     },
   });
   const c = new CartClient(`127.0.0.1:${flaky.addresses.upstreams.cart!.port}`, grpc.credentials.createInsecure());
@@ -300,7 +355,12 @@ test('a server that dies mid-stream ends the call with an error instead of leavi
   const dying = servers.pop()!;
   const inbound = await startInbound('cart', 'v9', port);
   const pair = await startOutbound('web', {
-    cart: { service: 'cart', protocol: 'http', routes: [], backends: { cart: { name: 'cart', endpoints: [{ id: 'v9', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v9' }] } } },
+    cart: {
+      service: 'cart',
+      protocol: 'http',
+      routes: [],
+      backends: { cart: { name: 'cart', endpoints: [{ id: 'v9', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v9' }] } },
+    },
   });
   const c = new CartClient(`127.0.0.1:${pair.addresses.upstreams.cart!.port}`, grpc.credentials.createInsecure());
   try {

@@ -24,11 +24,14 @@ before(async () => {
   });
   await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
   inbound = await startInbound('api', 'v1', (app.address() as net.AddressInfo).port);
-  const routes: RouteEntry[] = [
-    { name: 'default/api/rule/0', match: {}, backends: [{ backend: 'api', weight: 1 }], timeouts: { backendRequestMs: 150 } },
-  ];
+  const routes: RouteEntry[] = [{ name: 'default/api/rule/0', match: {}, backends: [{ backend: 'api', weight: 1 }], timeouts: { backendRequestMs: 150 } }];
   outbound = await startOutbound('web', {
-    api: { service: 'api', protocol: 'http', routes, backends: { api: { name: 'api', endpoints: [{ id: 'api-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } } },
+    api: {
+      service: 'api',
+      protocol: 'http',
+      routes,
+      backends: { api: { name: 'api', endpoints: [{ id: 'api-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } },
+    },
   });
   port = outbound.addresses.upstreams.api!.port;
 });

@@ -22,7 +22,11 @@ const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).di
 /** 1 MiB that is not one byte repeated, so a misplaced or dropped slice changes the digest. */
 const MIB = Buffer.from(Array.from({ length: 1024 * 1024 }, (_, i) => (i * 7 + (i >> 10)) & 0xff));
 
-interface App { server: http.Server; port: number; probes: number }
+interface App {
+  server: http.Server;
+  port: number;
+  probes: number;
+}
 
 /** A plain HTTP/1.1 app; `probes` counts connections that opened with the HTTP/2 preface. */
 async function startHttp1App(): Promise<App> {
@@ -58,12 +62,21 @@ async function startHttp1App(): Promise<App> {
         res.setHeader('content-type', 'application/json');
         res.setHeader('set-cookie', ['a=1', 'b=2']);
         res.setHeader('x-app', 'http1');
-        res.end(JSON.stringify({
-          version: req.httpVersion, method: req.method, url: req.url, host: req.headers.host,
-          custom: req.headers['x-custom'] ?? null, source: req.headers['trellis-source'] ?? null,
-          te: req.headers['transfer-encoding'] ?? null, length: req.headers['content-length'] ?? null,
-          trailer: req.trailers['x-req-trailer'] ?? null, size: body.length, sha256: sha256(body),
-        }));
+        res.end(
+          JSON.stringify({
+            version: req.httpVersion,
+            method: req.method,
+            url: req.url,
+            host: req.headers.host,
+            custom: req.headers['x-custom'] ?? null,
+            source: req.headers['trellis-source'] ?? null,
+            te: req.headers['transfer-encoding'] ?? null,
+            length: req.headers['content-length'] ?? null,
+            trailer: req.trailers['x-req-trailer'] ?? null,
+            size: body.length,
+            sha256: sha256(body),
+          }),
+        );
       }
     });
   });
@@ -87,24 +100,38 @@ async function startPair(appPort: number, protocol: Protocol): Promise<{ inbound
   const inbound = await startInbound('shop', 'v1', appPort, protocol);
   const outbound = await startOutbound('web', {
     shop: {
-      service: 'shop', protocol, routes: [],
+      service: 'shop',
+      protocol,
+      routes: [],
       backends: { shop: { name: 'shop', endpoints: [{ id: 'shop-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } },
     },
   });
   return {
-    inbound, outbound, port: outbound.addresses.upstreams.shop!.port,
-    close: async () => { await outbound.close(); await inbound.close(); },
+    inbound,
+    outbound,
+    port: outbound.addresses.upstreams.shop!.port,
+    close: async () => {
+      await outbound.close();
+      await inbound.close();
+    },
   };
 }
 
 /** Sends `body` (or nothing) on one stream and reads the whole response as bytes. */
-function h2Bytes(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body?: Buffer): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer }> {
+function h2Bytes(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body?: Buffer,
+): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: Buffer }> {
   return new Promise((resolve, reject) => {
     const req = session.request(headers, { endStream: body === undefined });
     let status = 0;
     let resHeaders: http2.IncomingHttpHeaders = {};
     const chunks: Buffer[] = [];
-    req.on('response', (h) => { status = Number(h[':status']); resHeaders = h; });
+    req.on('response', (h) => {
+      status = Number(h[':status']);
+      resHeaders = h;
+    });
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => resolve({ status, headers: resHeaders, body: Buffer.concat(chunks) }));
     req.on('error', reject);
@@ -149,9 +176,14 @@ test('a 1 MiB request body without a length goes to the app chunked, with its tr
   req.on('wantTrailers', () => req.sendTrailers({ 'x-req-trailer': 'sent-last' }));
   const chunks: Buffer[] = [];
   let status = 0;
-  req.on('response', (h) => { status = Number(h[':status']); });
+  req.on('response', (h) => {
+    status = Number(h[':status']);
+  });
   req.on('data', (c: Buffer) => chunks.push(c));
-  const done = new Promise<void>((resolve, reject) => { req.on('end', resolve); req.on('error', reject); });
+  const done = new Promise<void>((resolve, reject) => {
+    req.on('end', resolve);
+    req.on('error', reject);
+  });
   // In slices, so the body flows under flow control rather than in one write.
   for (let i = 0; i < MIB.length; i += 64 * 1024) req.write(MIB.subarray(i, i + 64 * 1024));
   req.end();
@@ -167,7 +199,10 @@ test('a 1 MiB request body without a length goes to the app chunked, with its tr
 test('a 1 MiB request body with a content-length keeps it, and a 1 MiB response comes back intact', async () => {
   const up = await h2Bytes(session, { ':method': 'PUT', ':path': '/upload', 'content-length': String(MIB.length) }, MIB);
   const seen = JSON.parse(up.body.toString()) as Record<string, unknown>;
-  assert.deepEqual({ size: seen.size, sha256: seen.sha256, te: seen.te, length: seen.length }, { size: MIB.length, sha256: sha256(MIB), te: null, length: String(MIB.length) });
+  assert.deepEqual(
+    { size: seen.size, sha256: seen.sha256, te: seen.te, length: seen.length },
+    { size: MIB.length, sha256: sha256(MIB), te: null, length: String(MIB.length) },
+  );
   const down = await h2Bytes(session, { ':method': 'GET', ':path': '/big' });
   assert.equal(down.status, 200);
   assert.equal(down.headers['content-length'], String(MIB.length));
@@ -192,7 +227,10 @@ test('status codes pass through, body-less ones (204, 304, HEAD) without a body'
     assert.deepEqual({ status: res.status, body: res.body }, { status: code, body: '' });
   }
   const head = await h2Bytes(session, { ':method': 'HEAD', ':path': '/big' });
-  assert.deepEqual({ status: head.status, length: head.headers['content-length'], body: head.body.length }, { status: 200, length: String(MIB.length), body: 0 });
+  assert.deepEqual(
+    { status: head.status, length: head.headers['content-length'], body: head.body.length },
+    { status: 200, length: String(MIB.length), body: 0 },
+  );
 });
 
 test('a chunked response streams back as HTTP/2 data, and its trailer as an HTTP/2 trailer', async () => {
@@ -252,10 +290,13 @@ test('an HTTP/1.1 app declared http2: after the first failure, HTTP/2 requests a
   try {
     // The first request fails as any request to an app that won't speak HTTP/2 does; it makes the sidecar probe.
     assert.notEqual((await h2Request(s, { ':method': 'GET', ':path': '/first' })).status, 200);
-    const told = await eventually(async () => {
-      const res = await h2Request(s, { ':method': 'GET', ':path': '/later' });
-      return res.headers['trellis-error'] === 'app-protocol' ? res : false;
-    }, { timeoutMs: 3000, what: 'the wrong declaration to be named' });
+    const told = await eventually(
+      async () => {
+        const res = await h2Request(s, { ':method': 'GET', ':path': '/later' });
+        return res.headers['trellis-error'] === 'app-protocol' ? res : false;
+      },
+      { timeoutMs: 3000, what: 'the wrong declaration to be named' },
+    );
     assert.equal(told.status, 502);
     assert.match((JSON.parse(told.body) as { message: string }).message, /speaks HTTP\/1\.1 only, and it is declared HTTP\/2-only/);
     const h1 = await get(p.port, '/plain');
@@ -330,7 +371,7 @@ async function startRawApp(answers: Record<string, string>): Promise<{ server: n
     sock.on('data', (c: Buffer) => {
       seen += c.toString('latin1');
       if (seen.startsWith('PRI ')) return void sock.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
-      const m = /^\S+ (\S+) HTTP\/1\.1\r\n[^]*?\r\n\r\n/.exec(seen);
+      const m = /^\S+ (\S+) HTTP\/1\.1\r\n[\s\S]*?\r\n\r\n/.exec(seen);
       if (m === null) return;
       seen = '';
       if (m[1] === '/forever') {
@@ -358,14 +399,23 @@ test('a response HTTP/2 cannot carry is answered 502 with the reason, and the ne
   const p = await startPair(raw.port, 'http1');
   const s = http2.connect(`http://127.0.0.1:${p.port}`);
   try {
-    for (const [path, reason] of [['/nul', /invalid character in a header value/], ['/status', /invalid status code/], ['/switch', /switched protocols|Switching Protocols to a request that asked for no upgrade/], ['/coding', /transfer-coding/], ['/name', /invalid header name|the name is not a token/]] as const) {
+    for (const [path, reason] of [
+      ['/nul', /invalid character in a header value/],
+      ['/status', /invalid status code/],
+      ['/switch', /switched protocols|Switching Protocols to a request that asked for no upgrade/],
+      ['/coding', /transfer-coding/],
+      ['/name', /invalid header name|the name is not a token/],
+    ] as const) {
       const res = await h2Request(s, { ':method': 'GET', ':path': path });
       assert.equal(res.status, 502, path);
       assert.equal(res.headers['trellis-error'], 'upstream-protocol', path);
       assert.match((JSON.parse(res.body) as { message: string }).message, reason, path);
     }
     const good = await h2Request(s, { ':method': 'GET', ':path': '/good' });
-    assert.deepEqual({ status: good.status, kept: good.headers['x-kept'], hop: good.headers['x-hop'], body: good.body }, { status: 200, kept: 'Yes', hop: undefined, body: 'ok' });
+    assert.deepEqual(
+      { status: good.status, kept: good.headers['x-kept'], hop: good.headers['x-hop'], body: good.body },
+      { status: 200, kept: 'Yes', hop: undefined, body: 'ok' },
+    );
   } finally {
     s.close();
     await p.close();
@@ -398,7 +448,15 @@ test('a client that cancels its stream mid-response: the app connection carrying
 const serialize = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
 const deserialize = (b: Buffer): unknown => JSON.parse(b.toString());
 const ECHO = {
-  Echo: { path: '/test.Echo/Echo', requestStream: false, responseStream: false, requestSerialize: serialize, requestDeserialize: deserialize, responseSerialize: serialize, responseDeserialize: deserialize },
+  Echo: {
+    path: '/test.Echo/Echo',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: serialize,
+    requestDeserialize: deserialize,
+    responseSerialize: serialize,
+    responseDeserialize: deserialize,
+  },
 } satisfies grpc.ServiceDefinition;
 const EchoClient = grpc.makeGenericClientConstructor(ECHO, 'Echo');
 
@@ -419,7 +477,9 @@ async function startGrpcApp(): Promise<{ server: grpc.Server; port: number }> {
       cb(null, { text: call.request.text.toUpperCase() });
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
   return { server, port };
 }
 

@@ -20,7 +20,12 @@ before(async () => {
   app = a.server;
   inbound = await startInbound('shop', 'v1', a.port);
   outbound = await startOutbound('web', {
-    shop: { service: 'shop', protocol: 'http', routes: [], backends: { shop: { name: 'shop', endpoints: [{ id: 's-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } } },
+    shop: {
+      service: 'shop',
+      protocol: 'http',
+      routes: [],
+      backends: { shop: { name: 'shop', endpoints: [{ id: 's-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } },
+    },
   });
 });
 

@@ -6,7 +6,7 @@
 // proxy's own pooled sessions to HTTP/2 upstreams. Finished streams are not kept.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import type http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import v8 from 'node:v8';
@@ -30,7 +30,9 @@ let appPort: number;
 let inbound: Sidecar;
 /** Requests to /hold wait here until released. */
 const held: (() => void)[] = [];
-const releaseAll = (): void => { for (const r of held.splice(0)) r(); };
+const releaseAll = (): void => {
+  for (const r of held.splice(0)) r();
+};
 
 /** An app that answers HTTP/1.1 and h2c on one port, holding /hold until released. */
 function startApp(): Promise<number> {
@@ -111,7 +113,10 @@ test('a header list over the limit is answered 431 head-too-large, as HTTP/1.1 a
     assert.equal(JSON.parse(over.body).code, 'TRELLIS_E_HEAD_TOO_LARGE');
     assert.equal((await h2Request(session, { ':path': '/small', 'x-small': 'a'.repeat(3000) })).status, 200, 'the session serves on');
     // Twice the limit and more: node resets the stream before it reaches the proxy (counted with the refused streams).
-    const huge = await h2Request(session, { ':path': '/huge', 'x-big': 'a'.repeat(9000) }).then(() => 0, (err: { code?: string }) => err.code);
+    const huge = await h2Request(session, { ':path': '/huge', 'x-big': 'a'.repeat(9000) }).then(
+      () => 0,
+      (err: { code?: string }) => err.code,
+    );
     assert.equal(huge, 'ERR_HTTP2_STREAM_ERROR');
     assert.equal((await h2Request(session, { ':path': '/after' })).status, 200);
     const text = await metricsText(inbound);
@@ -132,7 +137,7 @@ test('a session with no open stream for idleTimeoutMs is closed with GOAWAY; one
   for (const s of [busy, idle]) s.on('goaway', (code: number) => goaways.set(s, code));
   try {
     const slow = h2Request(busy, { ':path': '/hold' });
-    await eventually(() => held.length === 1, { timeoutMs: 3000, what: 'the busy session\'s request at the app' });
+    await eventually(() => held.length === 1, { timeoutMs: 3000, what: "the busy session's request at the app" });
     assert.equal((await h2Request(idle, { ':path': '/quick' })).status, 200);
     await eventually(() => idle.closed || idle.destroyed, { timeoutMs: 5000, what: 'the idle session closed' });
     assert.equal(goaways.get(idle), http2.constants.NGHTTP2_NO_ERROR, 'with GOAWAY (NO_ERROR)');
@@ -154,21 +159,23 @@ test('a session with no open stream for idleTimeoutMs is closed with GOAWAY; one
   }
 });
 
-test('the proxy\'s pooled sessions to HTTP/2 upstreams close when no stream has been open for their idle timeout', async () => {
+test("the proxy's pooled sessions to HTTP/2 upstreams close when no stream has been open for their idle timeout", async () => {
   const pool = new H2SessionPool({ idleTimeoutMs: 100 });
   const to = { host: '127.0.0.1', port: appPort };
-  const open = (): Promise<http2.ClientHttp2Session> => new Promise((resolve, reject) => {
-    pool.session(to, (entry, failure) => (failure === undefined ? resolve(entry.session) : reject(new Error(failure))));
-  });
-  const stream = (session: http2.ClientHttp2Session, path: string): Promise<void> => new Promise((resolve) => {
-    pool.session(to, (entry) => {
-      const req = session.request({ ':path': path });
-      entry.idle.streamOpened(req); // as the forwarder does for each stream
-      req.resume();
-      req.on('close', () => resolve());
-      req.end();
+  const open = (): Promise<http2.ClientHttp2Session> =>
+    new Promise((resolve, reject) => {
+      pool.session(to, (entry, failure) => (failure === undefined ? resolve(entry.session) : reject(new Error(failure))));
     });
-  });
+  const stream = (session: http2.ClientHttp2Session, path: string): Promise<void> =>
+    new Promise((resolve) => {
+      pool.session(to, (entry) => {
+        const req = session.request({ ':path': path });
+        entry.idle.streamOpened(req); // as the forwarder does for each stream
+        req.resume();
+        req.on('close', () => resolve());
+        req.end();
+      });
+    });
   try {
     const first = await open();
     const held1 = stream(first, '/hold');
@@ -176,7 +183,9 @@ test('the proxy\'s pooled sessions to HTTP/2 upstreams close when no stream has 
     const other = await open();
     assert.equal(other, first, 'one session per endpoint, kept while a stream is open');
     // An idle session to another address, opened after the stream: its closing shows the timeout has passed.
-    const second = await new Promise<http2.ClientHttp2Session>((resolve) => pool.session({ host: '127.0.0.1', port: inbound.addresses.inbound!.port }, (e) => resolve(e.session)));
+    const second = await new Promise<http2.ClientHttp2Session>((resolve) =>
+      pool.session({ host: '127.0.0.1', port: inbound.addresses.inbound!.port }, (e) => resolve(e.session)),
+    );
     await eventually(() => second.closed || second.destroyed, { timeoutMs: 5000, what: 'the idle session closed' });
     assert.equal(first.closed, false, 'the session with an open stream is kept');
     releaseAll();
@@ -197,12 +206,17 @@ test('finished streams are not kept: their exchanges and streams are collected w
   const ctx: ListenerContext = { listener: 'inbound', limits, failed: () => {}, refused: () => {}, http1: { limits, refused: () => {} } };
   const pool = new H2SessionPool();
   const endpoint = { id: 'app-0', host: '127.0.0.1', port: appPort, version: 'v1' };
-  const server = createH2Server(Stack.start().push((next: Handler<Picked>) => ({
-    request(ex: Exchange) {
-      refs.push(new WeakRef(ex), new WeakRef((ex.client as unknown as { stream: object }).stream));
-      next(withEndpoint(ex, endpoint));
-    },
-  })).build(h2Forwarder(pool, { connect: 'TRELLIS_E_APP_UNAVAILABLE', reset: 'TRELLIS_E_UPSTREAM_RESET' })), ctx);
+  const server = createH2Server(
+    Stack.start()
+      .push((next: Handler<Picked>) => ({
+        request(ex: Exchange) {
+          refs.push(new WeakRef(ex), new WeakRef((ex.client as unknown as { stream: object }).stream));
+          next(withEndpoint(ex, endpoint));
+        },
+      }))
+      .build(h2Forwarder(pool, { connect: 'TRELLIS_E_APP_UNAVAILABLE', reset: 'TRELLIS_E_UPSTREAM_RESET' })),
+    ctx,
+  );
   const listener = net.createServer((socket) => server.emit('connection', socket));
   await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
   const session = connect((listener.address() as net.AddressInfo).port);
@@ -212,11 +226,17 @@ test('finished streams are not kept: their exchanges and streams are collected w
       assert.ok(answers.every((a) => a.status === 200));
     }
     assert.equal(refs.length, 500);
-    await eventually(async () => {
-      gc();
-      await new Promise((r) => setImmediate(r));
-      return refs.every((r) => r.deref() === undefined);
-    }, { timeoutMs: 5000, what: `every finished exchange and stream collected (${refs.filter((r) => r.deref() !== undefined).length} of ${refs.length} still held)` });
+    await eventually(
+      async () => {
+        gc();
+        await new Promise((r) => setImmediate(r));
+        return refs.every((r) => r.deref() === undefined);
+      },
+      {
+        timeoutMs: 5000,
+        what: `every finished exchange and stream collected (${refs.filter((r) => r.deref() !== undefined).length} of ${refs.length} still held)`,
+      },
+    );
     assert.equal(session.closed, false);
   } finally {
     session.destroy();

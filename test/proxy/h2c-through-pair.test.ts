@@ -4,16 +4,16 @@
 // and to the app, bodies and trailers included.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import type http from 'node:http';
 import http2 from 'node:http2';
-import net from 'node:net';
+import type net from 'node:net';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { h2Request, listenH1AndH2 } from '../helpers/h2.js';
 import { get, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 
 let app: net.Server;
 let appH1: http.Server;
-let appH2: http2.Http2Server;
+let _appH2: http2.Http2Server;
 let inbound: Sidecar;
 let outbound: Sidecar;
 let port: number;
@@ -27,10 +27,17 @@ before(async () => {
       const body = Buffer.concat(chunks).toString();
       res.setHeader('content-type', 'application/json');
       if (req.httpVersion === '2.0') res.addTrailers({ 'x-checksum': String(body.length) });
-      res.end(JSON.stringify({
-        version: req.httpVersion, method: req.method, path: req.url, body,
-        source: req.headers['trellis-source'] ?? null, custom: req.headers['x-custom'] ?? null, trailer: req.trailers['x-req-trailer'] ?? null,
-      }));
+      res.end(
+        JSON.stringify({
+          version: req.httpVersion,
+          method: req.method,
+          path: req.url,
+          body,
+          source: req.headers['trellis-source'] ?? null,
+          custom: req.headers['x-custom'] ?? null,
+          trailer: req.trailers['x-req-trailer'] ?? null,
+        }),
+      );
     });
   };
   const a = await listenH1AndH2(handler);
@@ -57,7 +64,13 @@ test('an h2c request with a body reaches the app as HTTP/2, and the response and
     const res = await h2Request(session, { ':method': 'POST', ':path': '/things?x=1', 'x-custom': 'yes' }, 'hello over h2', { 'x-req-trailer': 'sent-last' });
     assert.equal(res.status, 200);
     assert.deepEqual(JSON.parse(res.body), {
-      version: '2.0', method: 'POST', path: '/things?x=1', body: 'hello over h2', source: 'web', custom: 'yes', trailer: 'sent-last',
+      version: '2.0',
+      method: 'POST',
+      path: '/things?x=1',
+      body: 'hello over h2',
+      source: 'web',
+      custom: 'yes',
+      trailer: 'sent-last',
     });
     assert.equal(res.trailers['x-checksum'], String('hello over h2'.length));
   } finally {
@@ -68,7 +81,9 @@ test('an h2c request with a body reaches the app as HTTP/2, and the response and
 test('many streams share one client connection, each answered in full', async () => {
   const session = http2.connect(`http://127.0.0.1:${port}`);
   try {
-    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => h2Request(session, { ':method': 'POST', ':path': `/n/${i}` }, 'x'.repeat(i * 1000))));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => h2Request(session, { ':method': 'POST', ':path': `/n/${i}` }, 'x'.repeat(i * 1000))),
+    );
     results.forEach((r, i) => {
       const body = JSON.parse(r.body) as { path: string; body: string };
       assert.equal(body.path, `/n/${i}`);
@@ -122,7 +137,9 @@ test('an app that closes its connection (GOAWAY) after every stream: the next re
   const appInbound = await startInbound('closing', 'v1', (closing.address() as net.AddressInfo).port);
   const pair = await startOutbound('web', {
     closing: {
-      service: 'closing', protocol: 'http', routes: [],
+      service: 'closing',
+      protocol: 'http',
+      routes: [],
       backends: { closing: { name: 'closing', endpoints: [{ id: 'c-0', host: '127.0.0.1', port: appInbound.addresses.inbound!.port, version: 'v1' }] } },
     },
   });

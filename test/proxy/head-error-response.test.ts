@@ -16,7 +16,9 @@ async function outbound(): Promise<number> {
   // A route for /api only: every other path is answered 404 no-route by the proxy itself.
   out ??= await startOutbound('web', {
     empty: {
-      service: 'empty', protocol: 'http', backends: { empty: { name: 'empty', endpoints: [] } },
+      service: 'empty',
+      protocol: 'http',
+      backends: { empty: { name: 'empty', endpoints: [] } },
       routes: [{ name: 'default/api/rule/0', match: { path: { type: 'PathPrefix', value: '/api' } }, backends: [{ backend: 'empty', weight: 1 }] }],
     },
   });
@@ -41,8 +43,12 @@ test('HTTP/2: a HEAD answered with an error has no DATA', async () => {
       const s = session.request({ ':method': 'HEAD', ':path': '/x' });
       let status = 0;
       let bytes = 0;
-      s.on('response', (h) => { status = Number(h[':status']); });
-      s.on('data', (c: Buffer) => { bytes += c.length; });
+      s.on('response', (h) => {
+        status = Number(h[':status']);
+      });
+      s.on('data', (c: Buffer) => {
+        bytes += c.length;
+      });
       s.on('end', () => resolve({ status, bytes }));
       s.on('error', reject);
     });

@@ -23,24 +23,35 @@ after(async () => {
   await closeServer(app.server);
 });
 
-const mesh = () => config([
-  service('api'),
-  service('caller', { upstreams: ['api'] }),
-  service('loner'),
-  service('db', { protocol: 'tcp' }),
-]);
+const mesh = () => config([service('api'), service('caller', { upstreams: ['api'] }), service('loner'), service('db', { protocol: 'tcp' })]);
 
 /** A sidecar of `svc` with only an HTTP proxy listener, on the snapshot the compiler makes for it. */
 async function sidecarOf(svc: string): Promise<Sidecar> {
   const s = new Sidecar({
-    service: svc, version: 'default', id: `${svc}-0`, kind: 'sidecar', control: NO_CONTROL,
-    upstreams: [], httpProxy: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, accessLog: 'off', log: quietLog,
+    service: svc,
+    version: 'default',
+    id: `${svc}-0`,
+    kind: 'sidecar',
+    control: NO_CONTROL,
+    upstreams: [],
+    httpProxy: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    accessLog: 'off',
+    log: quietLog,
   });
   sidecars.push(s);
   await s.start();
   const info: ProxyInfo = {
-    id: `${svc}-0`, service: svc, version: 'default', kind: 'sidecar', app: { host: '127.0.0.1', port: 1 }, inbound: { host: '127.0.0.1', port: 2 },
-    admin: s.addresses.admin!, httpProxy: s.addresses.httpProxy, upstreams: [], pid: process.pid,
+    id: `${svc}-0`,
+    service: svc,
+    version: 'default',
+    kind: 'sidecar',
+    app: { host: '127.0.0.1', port: 1 },
+    inbound: { host: '127.0.0.1', port: 2 },
+    admin: s.addresses.admin!,
+    httpProxy: s.addresses.httpProxy,
+    upstreams: [],
+    pid: process.pid,
   };
   const instances = [{ id: 'api-0', service: 'api', version: 'default', inbound: { host: '127.0.0.1', port: app.port }, status: 'healthy' as const }];
   s.apply({ version: 1, ...compileSnapshot({ config: mesh(), instances, proxy: info }) });

@@ -6,7 +6,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { findHeadEnd, isFailure, parseRequestHead, parseResponseHead, sameAuthority, serializeRequestHead, type RequestHead } from '../../src/proxy/http1/http1-parser.js';
+import {
+  findHeadEnd,
+  isFailure,
+  parseRequestHead,
+  parseResponseHead,
+  sameAuthority,
+  serializeRequestHead,
+  type RequestHead,
+} from '../../src/proxy/http1/http1-parser.js';
 import { parserRuns, SEED, Tally } from '../helpers/fuzz.js';
 import { cuts, headBytes, piecesOf, randomHead, requestHeadSpec, responseHeadSpec } from '../helpers/http1-fuzz.js';
 
@@ -32,7 +40,15 @@ function refLines(head: string): { start: string; fields: Fields } | string {
   return { start: lines[0]!, fields };
 }
 
-interface RefRequest { method: string; target: string; minor: number; contentLength: number; chunked: boolean; host: string; absolute: boolean }
+interface RefRequest {
+  method: string;
+  target: string;
+  minor: number;
+  contentLength: number;
+  chunked: boolean;
+  host: string;
+  absolute: boolean;
+}
 
 /** What RFC 9112 makes of a request head (bytes before the blank line), strictly: anything two parsers could read differently is refused. */
 function refRequest(head: string): RefRequest | string {
@@ -80,7 +96,13 @@ function refRequest(head: string): RefRequest | string {
 
 const CL_AND_TE = 'both Content-Length and Transfer-Encoding';
 
-interface RefResponse { status: number; minor: number; contentLength: number; chunked: boolean; close: boolean }
+interface RefResponse {
+  status: number;
+  minor: number;
+  contentLength: number;
+  chunked: boolean;
+  close: boolean;
+}
 
 /** What RFC 9112 makes of a response head, as a proxy reading it must (bytes before the blank line). */
 function refResponse(head: string): RefResponse | string {
@@ -105,7 +127,11 @@ function refResponse(head: string): RefResponse | string {
   if ((status < 200 || status === 204) && (cl.length > 0 || te.length > 0)) return 'length headers on a 1xx or 204 response';
   // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing; a proxy refuses it.
   if (te.length > 0 && minor === 0) return 'Transfer-Encoding in HTTP/1.0';
-  const codings = te.join(',').split(',').map((t) => t.trim().toLowerCase()).filter(Boolean);
+  const codings = te
+    .join(',')
+    .split(',')
+    .map((t) => t.trim().toLowerCase())
+    .filter(Boolean);
   // RFC 9112 §6.1: chunked is applied once, last; the parser refuses any other use of it, and an empty or non-token list.
   if (te.length > 0) {
     const names = codings.map((c) => c.split(';')[0]!.trim());
@@ -114,7 +140,10 @@ function refResponse(head: string): RefResponse | string {
     if (at !== -1 && (at !== names.length - 1 || names.lastIndexOf('chunked') !== at)) return 'chunked not once and last';
   }
   const chunked = te.length > 0 && codings[codings.length - 1] === 'chunked';
-  const tokens = (fields.get('connection') ?? []).join(',').split(',').map((t) => t.trim().toLowerCase());
+  const tokens = (fields.get('connection') ?? [])
+    .join(',')
+    .split(',')
+    .map((t) => t.trim().toLowerCase());
   const close = tokens.includes('close') || (minor === 0 && !tokens.includes('keep-alive')) || (te.length > 0 && !chunked);
   return { status: Number(sl[2]), minor, contentLength: te.length > 0 || cl.length === 0 ? -1 : Number(cl[0]), chunked, close };
 }
@@ -203,12 +232,24 @@ function run(name: string, prop: fc.IProperty<[Buffer]>, params: fc.Parameters<[
 
 test('request heads: random bytes never throw and are refused unless RFC 9112 accepts them', (t) => {
   const tally = new Tally();
-  run('random', fc.property(randomHead, (b) => checkRequest(b, tally)), parserRuns(3000), tally, t);
+  run(
+    'random',
+    fc.property(randomHead, (b) => checkRequest(b, tally)),
+    parserRuns(3000),
+    tally,
+    t,
+  );
 });
 
 test('request heads: mutated valid heads are parsed as RFC 9112 says and round-trip through serialize', (t) => {
   const tally = new Tally();
-  run('mutated', fc.property(requestHeadSpec.map(headBytes), (b) => checkRequest(b, tally)), parserRuns(3000), tally, t);
+  run(
+    'mutated',
+    fc.property(requestHeadSpec.map(headBytes), (b) => checkRequest(b, tally)),
+    parserRuns(3000),
+    tally,
+    t,
+  );
   assert.ok(tally.get('accepted') > 0 && tally.get('refused') > 0, `the generator reaches both outcomes: ${tally}`);
 });
 
@@ -224,40 +265,61 @@ test('request heads: each smuggling feature added to a valid head is refused', (
     'Content-Length : 5\r\n',
     'Content-Length\t: 5\r\n',
   ];
-  fc.assert(fc.property(fc.constantFrom(...bad), fc.constantFrom('', 'Accept: */*\r\n'), (feature, other) => {
-    const buf = Buffer.from(`${base}${other}${feature}\r\n`, 'latin1');
-    const r = parseRequestHead(buf, findHeadEnd(buf, 0, buf.length));
-    assert.ok(isFailure(r), `accepted ${show(buf)}`);
-  }), parserRuns(100, 1000));
+  fc.assert(
+    fc.property(fc.constantFrom(...bad), fc.constantFrom('', 'Accept: */*\r\n'), (feature, other) => {
+      const buf = Buffer.from(`${base}${other}${feature}\r\n`, 'latin1');
+      const r = parseRequestHead(buf, findHeadEnd(buf, 0, buf.length));
+      assert.ok(isFailure(r), `accepted ${show(buf)}`);
+    }),
+    parserRuns(100, 1000),
+  );
 });
 
 test('response heads: random bytes never throw and are refused unless RFC 9112 accepts them', (t) => {
   const tally = new Tally();
-  run('random', fc.property(randomHead.map((b) => Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\n'), b])), (b) => checkResponse(b, tally)), parserRuns(3000), tally, t);
+  run(
+    'random',
+    fc.property(
+      randomHead.map((b) => Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\n'), b])),
+      (b) => checkResponse(b, tally),
+    ),
+    parserRuns(3000),
+    tally,
+    t,
+  );
 });
 
 test('response heads: mutated valid heads are parsed as RFC 9112 says', (t) => {
   const tally = new Tally();
-  run('mutated', fc.property(responseHeadSpec.map(headBytes), (b) => checkResponse(b, tally)), parserRuns(3000), tally, t);
+  run(
+    'mutated',
+    fc.property(responseHeadSpec.map(headBytes), (b) => checkResponse(b, tally)),
+    parserRuns(3000),
+    tally,
+    t,
+  );
   assert.ok(tally.get('accepted') > 0 && tally.get('refused') > 0, `the generator reaches both outcomes: ${tally}`);
 });
 
 test('findHeadEnd finds the same end whether the head arrives whole or in pieces', () => {
-  fc.assert(fc.property(fc.oneof(requestHeadSpec.map(headBytes), randomHead), cuts, (whole, at) => {
-    const expected = whole.indexOf('\r\n\r\n', 0, 'latin1');
-    assert.equal(findHeadEnd(whole, 0, whole.length), expected === -1 ? -1 : expected + 4);
-    // As the connection does: the buffer grows, and each search starts 3 bytes before its old end.
-    let buf = Buffer.alloc(0);
-    let from = 0;
-    let found = -1;
-    for (const piece of piecesOf(whole, at)) {
-      buf = Buffer.concat([buf, piece]);
-      found = findHeadEnd(buf, from, buf.length);
-      if (found !== -1) break;
-      from = buf.length - 3;
-    }
-    assert.equal(found, expected === -1 ? -1 : expected + 4, `split ${JSON.stringify(at)} of ${show(whole)}`);
-  }), parserRuns(2000));
+  fc.assert(
+    fc.property(fc.oneof(requestHeadSpec.map(headBytes), randomHead), cuts, (whole, at) => {
+      const expected = whole.indexOf('\r\n\r\n', 0, 'latin1');
+      assert.equal(findHeadEnd(whole, 0, whole.length), expected === -1 ? -1 : expected + 4);
+      // As the connection does: the buffer grows, and each search starts 3 bytes before its old end.
+      let buf = Buffer.alloc(0);
+      let from = 0;
+      let found = -1;
+      for (const piece of piecesOf(whole, at)) {
+        buf = Buffer.concat([buf, piece]);
+        found = findHeadEnd(buf, from, buf.length);
+        if (found !== -1) break;
+        from = buf.length - 3;
+      }
+      assert.equal(found, expected === -1 ? -1 : expected + 4, `split ${JSON.stringify(at)} of ${show(whole)}`);
+    }),
+    parserRuns(2000),
+  );
 });
 
 // Found by this fuzzer (issue 10): an absolute-form request kept the client's Host line
@@ -266,10 +328,16 @@ test('findHeadEnd finds the same end whether the head arrives whole or in pieces
 // Transfer-Encoding was accepted (defect 9).
 test('request heads: absolute-form targets name their host, and it reaches the next hop', () => {
   const tally = new Tally();
-  fc.assert(fc.property(requestHeadSpec.map(headBytes), (b) => checkRequest(b, tally, true)), parserRuns(3000));
+  fc.assert(
+    fc.property(requestHeadSpec.map(headBytes), (b) => checkRequest(b, tally, true)),
+    parserRuns(3000),
+  );
 });
 
 test('response heads: both Content-Length and Transfer-Encoding are refused', () => {
   const tally = new Tally();
-  fc.assert(fc.property(responseHeadSpec.map(headBytes), (b) => checkResponse(b, tally, true)), parserRuns(3000));
+  fc.assert(
+    fc.property(responseHeadSpec.map(headBytes), (b) => checkResponse(b, tally, true)),
+    parserRuns(3000),
+  );
 });

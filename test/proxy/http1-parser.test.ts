@@ -1,6 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { findHeadEnd, headerValue, isFailure, parseRequestHead, parseResponseHead, serializeRequestHead, type RequestHead } from '../../src/proxy/http1/http1-parser.js';
+import {
+  findHeadEnd,
+  headerValue,
+  isFailure,
+  parseRequestHead,
+  parseResponseHead,
+  serializeRequestHead,
+  type RequestHead,
+} from '../../src/proxy/http1/http1-parser.js';
 
 function req(text: string): RequestHead | { error: string; reason: string } {
   const buf = Buffer.from(text, 'latin1');
@@ -145,7 +153,11 @@ test('response heads: framing and connection reuse', () => {
 
 // Found by the fuzzer (http1-parser-fuzz.test.ts), issue 10.
 test('a Connection header naming Content-Length, Transfer-Encoding or Host does not strip them from the forwarded head', () => {
-  for (const [name, line] of [['content-length', 'Content-Length: 5'], ['transfer-encoding', 'Transfer-Encoding: chunked'], ['host', 'Host: a']] as const) {
+  for (const [name, line] of [
+    ['content-length', 'Content-Length: 5'],
+    ['transfer-encoding', 'Transfer-Encoding: chunked'],
+    ['host', 'Host: a'],
+  ] as const) {
     const r = ok(`POST / HTTP/1.1\r\nHost: a\r\n${name === 'host' ? '' : `${line}\r\n`}Connection: ${name}\r\n\r\n`);
     const out = serializeRequestHead(r, '');
     assert.ok(out.includes(`${line}\r\n`), `${name} kept: ${JSON.stringify(out)}`);
@@ -176,12 +188,14 @@ test('response heads: names that are not tokens, control bytes in values or the 
     'HTTP/1.1 200 OK\r\nX-A: 1\x002\r\n\r\n',
     'HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n',
     'HTTP/1.1 200 O\x00K\r\n\r\n',
-  ]) assert.ok(isFailure(res(bad)), `refused: ${JSON.stringify(bad)}`);
+  ])
+    assert.ok(isFailure(res(bad)), `refused: ${JSON.stringify(bad)}`);
   assert.ok(!isFailure(res('HTTP/1.1 200 OK\tfine \x80\r\nX-A: 1\t2 \xff\r\n\r\n')));
 });
 
 test('response heads: more than one Transfer-Encoding line is refused (as on the request side), and so is chunked before another coding', () => {
-  for (const second of ['', 'gzip', 'chunked']) assert.ok(isFailure(res(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: ${second}\r\n\r\n`)), second);
+  for (const second of ['', 'gzip', 'chunked'])
+    assert.ok(isFailure(res(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: ${second}\r\n\r\n`)), second);
   assert.ok(isFailure(res('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n')));
   const g = res('HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n');
   assert.ok(!isFailure(g) && g.chunked);

@@ -23,13 +23,20 @@ const ROUND_ROBIN: BalancingConfig = { policy: 'test/round-robin', balancer: 'Ro
 
 function upstreamOf(service: string, ports: { id: string; port: number }[]): UpstreamSnapshot {
   return {
-    service, protocol: 'http', routes: [], balancing: ROUND_ROBIN,
+    service,
+    protocol: 'http',
+    routes: [],
+    balancing: ROUND_ROBIN,
     backends: { [service]: { name: service, endpoints: ports.map((p) => ({ id: p.id, host: '127.0.0.1', port: p.port, version: 'v1' })) } },
   };
 }
 
 type Protocol = 'HTTP/1.1' | 'HTTP/2';
-interface Answer { status: number; error: string; body: string }
+interface Answer {
+  status: number;
+  error: string;
+  body: string;
+}
 
 /** One request through the outbound listener at `port`, over a fresh HTTP/1.1 connection or the given HTTP/2 session. */
 function send(protocol: Protocol, port: number, session: http2.ClientHttp2Session | undefined, method: string, path: string, body?: string): Promise<Answer> {
@@ -39,9 +46,14 @@ function send(protocol: Protocol, port: number, session: http2.ClientHttp2Sessio
       let text = '';
       let status = 0;
       let error = '';
-      s.on('response', (h) => { status = Number(h[':status']); error = String(h['trellis-error'] ?? ''); });
+      s.on('response', (h) => {
+        status = Number(h[':status']);
+        error = String(h['trellis-error'] ?? '');
+      });
       s.setEncoding('utf8');
-      s.on('data', (c: string) => { text += c; });
+      s.on('data', (c: string) => {
+        text += c;
+      });
       s.on('end', () => resolve({ status, error, body: text }));
       s.on('error', reject);
       if (body !== undefined) s.end(body);
@@ -52,7 +64,9 @@ function send(protocol: Protocol, port: number, session: http2.ClientHttp2Sessio
     const req = http.request({ host: '127.0.0.1', port, path, method, headers, agent: false }, (res) => {
       let text = '';
       res.setEncoding('utf8');
-      res.on('data', (c: string) => { text += c; });
+      res.on('data', (c: string) => {
+        text += c;
+      });
       res.on('end', () => resolve({ status: res.statusCode!, error: String(res.headers['trellis-error'] ?? ''), body: text }));
     });
     req.on('error', reject);
@@ -60,7 +74,9 @@ function send(protocol: Protocol, port: number, session: http2.ClientHttp2Sessio
   });
 }
 
-async function listenH2(onStream: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void): Promise<{ server: http2.Http2Server; port: number }> {
+async function listenH2(
+  onStream: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void,
+): Promise<{ server: http2.Http2Server; port: number }> {
   const server = http2.createServer();
   server.on('session', (s) => s.on('error', () => {}));
   server.on('stream', (stream, headers) => {
@@ -68,7 +84,12 @@ async function listenH2(onStream: (stream: http2.ServerHttp2Stream, headers: htt
     onStream(stream, headers);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  cleanup.push(() => new Promise<void>((r) => { server.close(() => r()); }));
+  cleanup.push(
+    () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+      }),
+  );
   return { server, port: (server.address() as net.AddressInfo).port };
 }
 
@@ -103,10 +124,12 @@ async function dyingPeer(protocol: Protocol): Promise<{ port: number; hits: () =
 
 async function goodPeer(protocol: Protocol): Promise<number> {
   if (protocol === 'HTTP/2') {
-    return (await listenH2((stream, headers) => {
-      stream.respond({ ':status': 200 });
-      stream.end(headers[':method'] === 'HEAD' ? undefined : 'good');
-    })).port;
+    return (
+      await listenH2((stream, headers) => {
+        stream.respond({ ':status': 200 });
+        stream.end(headers[':method'] === 'HEAD' ? undefined : 'good');
+      })
+    ).port;
   }
   const { server, port } = await listenHttp((req, res) => {
     req.resume();
@@ -134,30 +157,45 @@ for (const protocol of ['HTTP/1.1', 'HTTP/2'] as const) {
   test(`${protocol}: safe requests reset by a dying peer before any answer go to another endpoint, with no route retry`, async () => {
     const dying = await dyingPeer(protocol);
     const good = await goodPeer(protocol);
-    const { out, port } = await outboundTo('api', [{ id: 'api-dying', port: dying.port }, { id: 'api-good', port: good }]);
+    const { out, port } = await outboundTo('api', [
+      { id: 'api-dying', port: dying.port },
+      { id: 'api-good', port: good },
+    ]);
     const session = h2Session(protocol, port);
     const answers: string[] = [];
     // Concurrent and one at a time, so some are in flight together when the peer dies.
-    await Promise.all(Array.from({ length: 12 }, async (_, i) => {
-      const method = ['GET', 'HEAD', 'OPTIONS'][i % 3]!;
-      const r = await send(protocol, port, session, method, `/c/${i}`);
-      answers.push(`${method} ${r.status} ${r.error}`.trim());
-    }));
+    await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => {
+        const method = ['GET', 'HEAD', 'OPTIONS'][i % 3]!;
+        const r = await send(protocol, port, session, method, `/c/${i}`);
+        answers.push(`${method} ${r.status} ${r.error}`.trim());
+      }),
+    );
     for (let i = 0; i < 8; i++) {
       const r = await send(protocol, port, session, 'GET', `/s/${i}`);
       answers.push(`GET ${r.status} ${r.error}`.trim());
     }
     assert.ok(dying.hits() > 0, 'some requests went to the dying peer first');
-    assert.deepEqual(answers.filter((a) => !/ 200$/.test(a)), [], 'every safe request was answered');
+    assert.deepEqual(
+      answers.filter((a) => !/ 200$/.test(a)),
+      [],
+      'every safe request was answered',
+    );
     assert.match(await metricsText(out), /trellis_http_retries_total\{[^}]*destination="api"[^}]*reason="reset"[^}]*\} [1-9]/);
   });
 
   test(`${protocol}: a POST, or a DELETE, reset by a dying peer is not sent again`, async () => {
     const dying = await dyingPeer(protocol);
     const good = await goodPeer(protocol);
-    const { port } = await outboundTo('orders', [{ id: 'orders-dying', port: dying.port }, { id: 'orders-good', port: good }]);
+    const { port } = await outboundTo('orders', [
+      { id: 'orders-dying', port: dying.port },
+      { id: 'orders-good', port: good },
+    ]);
     const session = h2Session(protocol, port);
-    for (const [method, body] of [['POST', 'order'], ['DELETE', undefined]] as const) {
+    for (const [method, body] of [
+      ['POST', 'order'],
+      ['DELETE', undefined],
+    ] as const) {
       const before = dying.hits();
       let last: Answer | undefined;
       for (let i = 0; i < 10 && dying.hits() === before; i++) last = await send(protocol, port, session, method, `/o/${i}`, body);
@@ -178,19 +216,29 @@ for (const protocol of ['HTTP/1.1', 'HTTP/2'] as const) {
         server.on('session', (s) => s.on('error', () => {}));
         server.on('stream', (stream) => {
           stream.on('error', () => {});
-          const answer = (): void => { if (!stream.destroyed) { stream.respond({ ':status': 200 }); stream.end(name); } };
+          const answer = (): void => {
+            if (!stream.destroyed) {
+              stream.respond({ ':status': 200 });
+              stream.end(name);
+            }
+          };
           pending[name]++;
           if (release && name === 'good') answer();
           else held.push(answer);
         });
         await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-        const close = (): Promise<void> => new Promise<void>((r) => { server.close(() => r()); });
+        const close = (): Promise<void> =>
+          new Promise<void>((r) => {
+            server.close(() => r());
+          });
         cleanup.push(close);
         return { port: (server.address() as net.AddressInfo).port, close };
       }
       const { server, port } = await listenHttp((req, res) => {
         req.resume();
-        const answer = (): void => { if (!res.destroyed) res.end(name); };
+        const answer = (): void => {
+          if (!res.destroyed) res.end(name);
+        };
         pending[name]++;
         if (release && name === 'good') answer();
         else held.push(answer);
@@ -202,9 +250,13 @@ for (const protocol of ['HTTP/1.1', 'HTTP/2'] as const) {
     const goodApp = await app('good');
     const doomed = await startInbound('shop', 'v1', doomedApp.port);
     const good = await startInbound('shop', 'v1', goodApp.port);
-    cleanup.push(() => doomed.close(), () => good.close());
+    cleanup.push(
+      () => doomed.close(),
+      () => good.close(),
+    );
     const { port } = await outboundTo('shop', [
-      { id: 'shop-doomed', port: doomed.addresses.inbound!.port }, { id: 'shop-good', port: good.addresses.inbound!.port },
+      { id: 'shop-doomed', port: doomed.addresses.inbound!.port },
+      { id: 'shop-good', port: good.addresses.inbound!.port },
     ]);
     const session = h2Session(protocol, port);
     const inFlight = Array.from({ length: 8 }, (_, i) => send(protocol, port, session, 'GET', `/f/${i}`));
@@ -214,7 +266,10 @@ for (const protocol of ['HTTP/1.1', 'HTTP/2'] as const) {
     release = true;
     for (const answer of held.splice(0)) answer();
     const answers = await Promise.all(inFlight);
-    assert.deepEqual(answers.map((a) => `${a.status} ${a.error}`.trim()), Array(8).fill('200'));
+    assert.deepEqual(
+      answers.map((a) => `${a.status} ${a.error}`.trim()),
+      Array(8).fill('200'),
+    );
     assert.ok(answers.every((a) => a.body === 'good'));
   });
 }

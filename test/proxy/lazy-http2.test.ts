@@ -58,10 +58,15 @@ app.close();
 
 test('node:http2 is loaded on the first HTTP/2 request, not before', async () => {
   const out = await new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, ['--input-type=module', '-e', child], { cwd: fileURLToPath(new URL('.', import.meta.url)), timeout: 20_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${err.message}\n${stderr}`));
-      else resolve(stdout);
-    });
+    execFile(
+      process.execPath,
+      ['--input-type=module', '-e', child],
+      { cwd: fileURLToPath(new URL('.', import.meta.url)), timeout: 20_000 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`${err.message}\n${stderr}`));
+        else resolve(stdout);
+      },
+    );
   });
   const r = JSON.parse(out.trim().split('\n').pop()!) as { h1: string; before: boolean; h2: string };
   assert.equal(r.h1, '200 app /one');

@@ -16,7 +16,7 @@ import { Sidecar } from '../../src/proxy/sidecar.js';
 import { eventually } from '../helpers/eventually.js';
 import { h2Request, listenH1AndH2 } from '../helpers/h2.js';
 import { F, frame, goaway, PREFACE, RawH2, request, T } from '../helpers/h2-frames.js';
-import { get, metricsText, NO_CONTROL, quietLog, rawExchange, startInbound, startOutbound } from '../helpers/proxy-pair.js';
+import { get, metricsText, NO_CONTROL, rawExchange, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 
 let app: net.Server;
 let appPort: number;
@@ -29,7 +29,9 @@ const logged: string[] = [];
  * file), where a proxy would have died: each test checks none did.
  */
 const crashes: string[] = [];
-process.on('uncaughtExceptionMonitor', (err) => { crashes.push(String(err)); });
+process.on('uncaughtExceptionMonitor', (err) => {
+  crashes.push(String(err));
+});
 
 /** An app that answers HTTP/1.1 and h2c on one port with `app <path>`. */
 function startApp(): Promise<number> {
@@ -43,7 +45,9 @@ function startApp(): Promise<number> {
 }
 
 const upstreamTo = (service: string, port: number, protocol: 'http' | 'detect'): UpstreamSnapshot => ({
-  service, protocol, routes: [],
+  service,
+  protocol,
+  routes: [],
   backends: { [service]: { name: service, endpoints: [{ id: `${service}-0`, host: '127.0.0.1', port, version: 'v1' }] } },
 });
 
@@ -52,14 +56,27 @@ before(async () => {
   inbound = await startInbound('api', 'v1', appPort);
   inboundDetect = await startInbound('apid', 'v1', appPort, 'detect', { detectTimeoutMs: 500 });
   outbound = new Sidecar({
-    service: 'web', version: 'default', id: 'web-out', kind: 'gateway', control: NO_CONTROL,
-    upstreams: [{ service: 'api', listen: { host: '127.0.0.1', port: 0 } }, { service: 'apid', listen: { host: '127.0.0.1', port: 0 } }],
-    httpProxy: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, accessLog: 'off',
-    log: (line) => { logged.push(line); },
+    service: 'web',
+    version: 'default',
+    id: 'web-out',
+    kind: 'gateway',
+    control: NO_CONTROL,
+    upstreams: [
+      { service: 'api', listen: { host: '127.0.0.1', port: 0 } },
+      { service: 'apid', listen: { host: '127.0.0.1', port: 0 } },
+    ],
+    httpProxy: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    accessLog: 'off',
+    log: (line) => {
+      logged.push(line);
+    },
   });
   await outbound.start();
   outbound.apply({
-    version: 1, service: 'web', inboundProtocol: 'http',
+    version: 1,
+    service: 'web',
+    inboundProtocol: 'http',
     upstreams: { api: upstreamTo('api', inbound.addresses.inbound!.port, 'http'), apid: upstreamTo('apid', inboundDetect.addresses.inbound!.port, 'detect') },
   });
 });
@@ -122,11 +139,19 @@ test('a request and a connection error in one packet end that connection only, o
 
 test('the trellis proxy process survives the one-packet HTTP/2 crash', async () => {
   const bin = fileURLToPath(new URL('../../../bin/trellis.js', import.meta.url));
-  const child: ChildProcess = spawn(process.execPath, [bin, 'proxy', '--service', 'edge', '--gateway', '--http-proxy', '127.0.0.1:0', '--control', NO_CONTROL, '--access-log', 'off'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [bin, 'proxy', '--service', 'edge', '--gateway', '--http-proxy', '127.0.0.1:0', '--control', NO_CONTROL, '--access-log', 'off'],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let stderr = '';
   let exited: number | null | undefined;
-  child.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
-  child.on('exit', (code) => { exited = code; });
+  child.stderr!.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  child.on('exit', (code) => {
+    exited = code;
+  });
   try {
     const m = await eventually(() => /http proxy 127\.0\.0\.1:(\d+)/.exec(stderr) ?? false, { timeoutMs: 10_000, what: 'the proxy to start' });
     const port = Number(m[1]);
@@ -157,7 +182,9 @@ function throwOnObserve(s: Sidecar, destination: string): () => void {
     if (l.destination === destination) throw new TypeError('injected failure');
     original(l, ...rest);
   };
-  return () => { s.metrics.observeHttp = original; };
+  return () => {
+    s.metrics.observeHttp = original;
+  };
 }
 
 function connectionErrors(text: string, listener: string, reason: string): number {
@@ -173,15 +200,20 @@ test('an exception while handling one HTTP/2 stream resets that stream only: the
   const session = http2.connect(`http://127.0.0.1:${port}`);
   session.on('error', () => {});
   try {
-    const failed = h2Request(session, { ':path': '/x', ':authority': 'boom' }).then(() => 'answered', () => 'reset');
+    const failed = h2Request(session, { ':path': '/x', ':authority': 'boom' }).then(
+      () => 'answered',
+      () => 'reset',
+    );
     const ok = h2Request(session, { ':path': '/y', ':authority': 'api' });
     assert.equal((await ok).status, 200, 'the other stream on the same session is served');
     await failed;
     assert.equal((await h2Request(session, { ':path': '/z', ':authority': 'api' })).status, 200, 'the session takes new streams');
     assert.equal(await h2Get(port, '/other'), 200, 'another client is served');
     assert.equal(connectionErrors(await metricsText(outbound), 'http-proxy', 'h2-stream'), before + 1);
-    assert.ok(logged.some((l) => /http-proxy listener: handling an HTTP\/2 stream threw.*TypeError/.test(l) && !l.includes('injected failure')),
-      `one log line naming the error's class, not its message: ${logged.join('\n')}`);
+    assert.ok(
+      logged.some((l) => /http-proxy listener: handling an HTTP\/2 stream threw.*TypeError/.test(l) && !l.includes('injected failure')),
+      `one log line naming the error's class, not its message: ${logged.join('\n')}`,
+    );
     assert.deepEqual(crashes, []);
   } finally {
     session.destroy();
@@ -200,10 +232,13 @@ test('an exception while handling one HTTP/1.1 connection ends that connection o
     assert.equal((await get(port, '/a', { host: 'api' }, keep)).status, 200);
     const out = await rawExchange(port, 'GET /x HTTP/1.1\r\nhost: boom\r\n\r\n', 5000);
     assert.ok(!/^HTTP\/1\.1 200/.test(out));
-    assert.equal((await get(port, '/b', { host: 'api' }, keep)).status, 200, 'the other client\'s connection is served');
+    assert.equal((await get(port, '/b', { host: 'api' }, keep)).status, 200, "the other client's connection is served");
     assert.equal((await get(port, '/c', { host: 'api' })).status, 200, 'a new connection is served');
     assert.equal(connectionErrors(await metricsText(outbound), 'http-proxy', 'http1'), before + 1);
-    assert.ok(logged.some((l) => /http-proxy listener: handling an HTTP\/1\.1 connection threw/.test(l)), logged.join('\n'));
+    assert.ok(
+      logged.some((l) => /http-proxy listener: handling an HTTP\/1\.1 connection threw/.test(l)),
+      logged.join('\n'),
+    );
     assert.deepEqual(crashes, []);
   } finally {
     keep.destroy();
@@ -211,7 +246,7 @@ test('an exception while handling one HTTP/1.1 connection ends that connection o
   }
 });
 
-test('an exception while relaying an upstream\'s response ends that client only, HTTP/1.1 and HTTP/2', async () => {
+test("an exception while relaying an upstream's response ends that client only, HTTP/1.1 and HTTP/2", async () => {
   // Telemetry runs when the response has been relayed: from the upstream's events, not the client's.
   const restore = throwOnObserve(outbound, 'apid');
   const port = outbound.addresses.httpProxy!.port;
@@ -238,17 +273,27 @@ test('an exception while relaying an upstream\'s response ends that client only,
 });
 
 test('an exception while connecting a TCP client ends that connection only', async () => {
-  const echo = net.createServer((socket) => { socket.on('error', () => {}); socket.pipe(socket); });
+  const echo = net.createServer((socket) => {
+    socket.on('error', () => {});
+    socket.pipe(socket);
+  });
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
   const s = await startOutbound('edge', {
-    db: { service: 'db', protocol: 'tcp', routes: [], backends: { db: { name: 'db', endpoints: [{ id: 'db-0', host: '127.0.0.1', port: (echo.address() as net.AddressInfo).port, version: 'v1' }] } } },
+    db: {
+      service: 'db',
+      protocol: 'tcp',
+      routes: [],
+      backends: { db: { name: 'db', endpoints: [{ id: 'db-0', host: '127.0.0.1', port: (echo.address() as net.AddressInfo).port, version: 'v1' }] } },
+    },
   });
   const port = s.addresses.upstreams.db!.port;
   const roundTrip = async (): Promise<string> => {
     const c = net.connect(port, '127.0.0.1');
     c.on('error', () => {});
     let got = '';
-    c.on('data', (d: Buffer) => { got += d.toString(); });
+    c.on('data', (d: Buffer) => {
+      got += d.toString();
+    });
     c.write('ping');
     await eventually(() => got === 'ping' || c.destroyed || c.readableEnded, { timeoutMs: 3000, what: 'an echo or a close' });
     c.destroy();
@@ -256,7 +301,9 @@ test('an exception while connecting a TCP client ends that connection only', asy
   };
   // As a bug in counting the connection would: thrown once it is connected, from the upstream's event.
   const original = s.metrics.tcpOpened.bind(s.metrics);
-  s.metrics.tcpOpened = () => { throw new TypeError('injected failure'); };
+  s.metrics.tcpOpened = () => {
+    throw new TypeError('injected failure');
+  };
   try {
     assert.equal(await roundTrip(), '', 'that connection is closed');
     s.metrics.tcpOpened = original;

@@ -11,7 +11,9 @@ import { eventually } from '../helpers/eventually.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 
 const open: net.Socket[] = [];
-after(() => { for (const s of open) s.destroy(); });
+after(() => {
+  for (const s of open) s.destroy();
+});
 
 function connect(port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {

@@ -17,8 +17,17 @@ function detector(ids: string[], config: Partial<OutlierConfig> = {}): { d: Outl
 
 describe('outlier detection', () => {
   it('classifies answers: 502/503/504 and no answer are gateway errors, other 5xx server errors', () => {
-    assert.deepEqual([200, 404, 429, 500, 501, 502, 503, 504, 0].map(outcomeOf),
-      ['success', 'success', 'success', 'server-error', 'server-error', 'gateway-error', 'gateway-error', 'gateway-error', 'gateway-error']);
+    assert.deepEqual([200, 404, 429, 500, 501, 502, 503, 504, 0].map(outcomeOf), [
+      'success',
+      'success',
+      'success',
+      'server-error',
+      'server-error',
+      'gateway-error',
+      'gateway-error',
+      'gateway-error',
+      'gateway-error',
+    ]);
   });
 
   it('ejects after 5 consecutive 5xx, not 4, and brings the endpoint back after the 30 s base time', () => {
@@ -94,7 +103,13 @@ describe('outlier detection', () => {
 
   it('ejects by failure percentage when turned on', () => {
     const ids = ['a', 'b', 'c', 'd', 'e'];
-    const { d, clock } = detector(ids, { consecutive5xx: 1000, consecutiveGatewayFailure: 1000, failurePercentageThreshold: 85, maxEjectionPercent: 100, successRateMinimumHosts: 100 });
+    const { d, clock } = detector(ids, {
+      consecutive5xx: 1000,
+      consecutiveGatewayFailure: 1000,
+      failurePercentageThreshold: 85,
+      maxEjectionPercent: 100,
+      successRateMinimumHosts: 100,
+    });
     for (const id of ids) for (let i = 0; i < 60; i++) d.report(id, id === 'e' && i % 10 !== 0 ? 'server-error' : 'success');
     clock.now = 10_000;
     assert.equal(d.isEjected('e'), true);
@@ -116,7 +131,13 @@ describe('outlier detection', () => {
     for (let i = 0; i < 5; i++) d.report('a', 'server-error');
     d.setEndpoints(['b', 'c']);
     assert.equal(d.isEjected('a'), false);
-    assert.deepEqual(d.view().map((h) => h.id).sort(), ['b', 'c']);
+    assert.deepEqual(
+      d
+        .view()
+        .map((h) => h.id)
+        .sort(),
+      ['b', 'c'],
+    );
     d.report('unknown', 'server-error'); // ignored
   });
 });

@@ -28,7 +28,9 @@ function startApp(): Promise<number> {
   app = net.createServer((socket) => {
     let said = false;
     // A server-first greeting when the client stays quiet (the app's behaviour under test, not a wait).
-    const greet = setTimeout(() => { if (!said) socket.write('220 hello, this server speaks first\r\n'); }, 50);
+    const greet = setTimeout(() => {
+      if (!said) socket.write('220 hello, this server speaks first\r\n');
+    }, 50);
     socket.on('error', () => socket.destroy());
     socket.once('data', (first: Buffer) => {
       said = true;
@@ -54,12 +56,18 @@ function startApp(): Promise<number> {
 before(async () => {
   const appPort = await startApp();
   inbound = await startInbound('svc', 'v1', appPort, 'detect', { detectTimeoutMs: 200 });
-  outbound = await startOutbound('web', {
-    svc: {
-      service: 'svc', protocol: 'detect', routes: [],
-      backends: { svc: { name: 'svc', endpoints: [{ id: 'svc-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } },
+  outbound = await startOutbound(
+    'web',
+    {
+      svc: {
+        service: 'svc',
+        protocol: 'detect',
+        routes: [],
+        backends: { svc: { name: 'svc', endpoints: [{ id: 'svc-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } },
+      },
     },
-  }, { detectTimeoutMs: 200 });
+    { detectTimeoutMs: 200 },
+  );
   port = outbound.addresses.upstreams.svc!.port;
 });
 
@@ -111,7 +119,9 @@ test('h2c to an undeclared service is proxied as HTTP/2', async () => {
       const req = session.request({ ':path': '/two' });
       let text = '';
       req.setEncoding('utf8');
-      req.on('data', (c: string) => { text += c; });
+      req.on('data', (c: string) => {
+        text += c;
+      });
       req.on('end', () => resolve(text));
       req.on('error', reject);
     });

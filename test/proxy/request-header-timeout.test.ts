@@ -6,7 +6,7 @@
 // sweep shortens itself to suit them, and the tests poll, never sleep a fixed time.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import type http from 'node:http';
 import net from 'node:net';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { limitsWith } from '../../src/proxy/listeners/limits.js';
@@ -21,7 +21,12 @@ before(async () => {
   app = await listenHttp((_req, res) => res.end('ok'));
   inbound = await startInbound('api', 'v1', app.port);
   outbound = await startOutbound('web', {
-    api: { service: 'api', protocol: 'http', routes: [], backends: { api: { name: 'api', endpoints: [{ id: 'a', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } } },
+    api: {
+      service: 'api',
+      protocol: 'http',
+      routes: [],
+      backends: { api: { name: 'api', endpoints: [{ id: 'a', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } },
+    },
   });
 });
 
@@ -36,9 +41,13 @@ function open(port: number): { sock: net.Socket; got: () => string; closed: () =
   const sock = net.connect(port, '127.0.0.1');
   let got = '';
   let closed = false;
-  sock.on('data', (c: Buffer) => { got += c.toString('latin1'); });
+  sock.on('data', (c: Buffer) => {
+    got += c.toString('latin1');
+  });
   sock.on('error', () => {});
-  sock.on('close', () => { closed = true; });
+  sock.on('close', () => {
+    closed = true;
+  });
   return { sock, got: () => got, closed: () => closed };
 }
 

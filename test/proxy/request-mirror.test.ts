@@ -12,7 +12,12 @@ import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, get, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 import { eventually } from '../helpers/eventually.js';
 
-interface Copy { url: string; method: string; body: string; headers: http.IncomingHttpHeaders }
+interface Copy {
+  url: string;
+  method: string;
+  body: string;
+  headers: http.IncomingHttpHeaders;
+}
 
 let primary: { server: http.Server; port: number };
 let shadow: { server: http.Server; port: number };
@@ -39,12 +44,16 @@ before(async () => {
   primary = await listenHttp((req, res) => {
     primaryHeads.emit(req.url!);
     let body = '';
-    req.on('data', (c) => { body += c; });
+    req.on('data', (c) => {
+      body += c;
+    });
     req.on('end', () => res.end(`primary ${req.method} ${req.url} ${body}`));
   });
   shadow = await listenHttp((req, res) => {
     let body = '';
-    req.on('data', (c) => { body += c; });
+    req.on('data', (c) => {
+      body += c;
+    });
     req.on('end', () => {
       copies.push({ url: req.url!, method: req.method!, body, headers: req.headers });
       // A failing mirror must not matter to the real request.
@@ -53,7 +62,9 @@ before(async () => {
     });
   });
   // Accepts connections and never answers: a mirror target that hangs.
-  stalled = net.createServer((c) => { hung.push(c); });
+  stalled = net.createServer((c) => {
+    hung.push(c);
+  });
   await new Promise<void>((r) => stalled.listen(0, '127.0.0.1', r));
   inPrimary = await startInbound('api', 'v1', primary.port);
   inShadow = await startInbound('api', 'v2', shadow.port);
@@ -61,11 +72,14 @@ before(async () => {
   const s: Endpoint = { id: 'api-v2-0', host: '127.0.0.1', port: inShadow.addresses.inbound!.port, version: 'v2' };
   const hang: Endpoint = { id: 'hang-0', host: '127.0.0.1', port: (stalled.address() as net.AddressInfo).port, version: 'v1' };
   const mirror = (path: string, backend: string, percent: number, extra: RouteEntry['filters'] = []): RouteEntry => ({
-    name: path, match: { path: { type: 'PathPrefix', value: path } },
-    filters: [...extra!, { type: 'RequestMirror', backend, percent }], backends: [{ backend: 'api-v1', weight: 1 }],
+    name: path,
+    match: { path: { type: 'PathPrefix', value: path } },
+    filters: [...extra!, { type: 'RequestMirror', backend, percent }],
+    backends: [{ backend: 'api-v1', weight: 1 }],
   });
   const snapshot: UpstreamSnapshot = {
-    service: 'api', protocol: 'http',
+    service: 'api',
+    protocol: 'http',
     routes: [
       mirror('/all', 'api-v2', 100, [{ type: 'RequestHeaderModifier', edits: { set: [{ name: 'x-edited', value: 'yes' }] } }]),
       mirror('/some', 'api-v2', 30),
@@ -106,17 +120,22 @@ let barriers = 0;
 async function settled(): Promise<Copy[]> {
   const url = `/all/barrier-${++barriers}`;
   assert.equal((await get(port, url)).status, 200);
-  await eventually(() => copies.some((c) => c.url === url), { what: 'the barrier request\'s copy' });
+  await eventually(() => copies.some((c) => c.url === url), { what: "the barrier request's copy" });
   return copies.filter((c) => c.url !== url && !c.url.startsWith('/all/barrier-'));
 }
 
 function post(path: string, body: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, method: 'POST', headers: { 'content-length': String(Buffer.byteLength(body)), ...headers } }, (res) => {
-      let text = '';
-      res.on('data', (c) => { text += c; });
-      res.on('end', () => resolve({ status: res.statusCode!, body: text }));
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, path, method: 'POST', headers: { 'content-length': String(Buffer.byteLength(body)), ...headers } },
+      (res) => {
+        let text = '';
+        res.on('data', (c) => {
+          text += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -144,13 +163,18 @@ test('a request whose body is still streaming is not mirrored, and is not held b
   const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, path: '/all/stream', method: 'POST', headers: { 'transfer-encoding': 'chunked' } }, (r) => {
       let text = '';
-      r.on('data', (c) => { text += c; });
+      r.on('data', (c) => {
+        text += c;
+      });
       r.on('end', () => resolve({ status: r.statusCode!, body: text }));
     });
     req.on('error', reject);
     // The body follows once the head has reached the app: the route was matched (and the
     // mirror decided) with none of the body in hand, and the head was not held back for it.
-    once(primaryHeads, '/all/stream').then(() => { req.write('part1-'); req.end('part2'); }, reject);
+    once(primaryHeads, '/all/stream').then(() => {
+      req.write('part1-');
+      req.end('part2');
+    }, reject);
     req.flushHeaders();
   });
   assert.equal(res.body, 'primary POST /all/stream part1-part2');

@@ -7,17 +7,41 @@ import { sweepIntervalMs } from '../../src/proxy/resilience/timeout.js';
 import type { CompiledUpstream } from '../../src/proxy/routing/router.js';
 
 test('the backoff doubles per retry from the base, jittered between half and all of it', () => {
-  assert.equal(backoffDelay(100, 0, () => 0), 50);
-  assert.equal(backoffDelay(100, 0, () => 1), 100);
-  assert.equal(backoffDelay(100, 1, () => 0), 100);
-  assert.equal(backoffDelay(100, 1, () => 1), 200);
-  assert.equal(backoffDelay(100, 2, () => 0.5), 300);
+  assert.equal(
+    backoffDelay(100, 0, () => 0),
+    50,
+  );
+  assert.equal(
+    backoffDelay(100, 0, () => 1),
+    100,
+  );
+  assert.equal(
+    backoffDelay(100, 1, () => 0),
+    100,
+  );
+  assert.equal(
+    backoffDelay(100, 1, () => 1),
+    200,
+  );
+  assert.equal(
+    backoffDelay(100, 2, () => 0.5),
+    300,
+  );
 });
 
 test('the backoff stops growing at ten times the base', () => {
-  assert.equal(backoffDelay(25, 4, () => 1), 250);
-  assert.equal(backoffDelay(25, 9, () => 1), 250);
-  assert.equal(backoffDelay(25, 9, () => 0), 125);
+  assert.equal(
+    backoffDelay(25, 4, () => 1),
+    250,
+  );
+  assert.equal(
+    backoffDelay(25, 9, () => 1),
+    250,
+  );
+  assert.equal(
+    backoffDelay(25, 9, () => 0),
+    125,
+  );
 });
 
 function upstream(timeouts: ({ requestMs?: number; backendRequestMs?: number } | undefined)[]): CompiledUpstream {

@@ -7,7 +7,12 @@ import { RetryBudget } from '../../src/proxy/resilience/retry-budget.js';
 
 function clock(start = 1_000_000): { now: () => number; advance(ms: number): void } {
   let t = start;
-  return { now: () => t, advance: (ms) => { t += ms; } };
+  return {
+    now: () => t,
+    advance: (ms) => {
+      t += ms;
+    },
+  };
 }
 
 /** Withdraws until refused (bounded); the number granted. */

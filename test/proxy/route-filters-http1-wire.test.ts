@@ -24,9 +24,15 @@ before(async () => {
   });
   inbound = await startInbound('api', 'v1', app.port);
   const snapshot: UpstreamSnapshot = {
-    service: 'api', protocol: 'http',
+    service: 'api',
+    protocol: 'http',
     routes: [
-      { name: 'redirect-prefix', match: prefix('/old'), filters: [{ type: 'RequestRedirect', statusCode: 301, path: { type: 'ReplacePrefixMatch', value: '/new' } }], backends: [{ backend: 'api', weight: 1 }] },
+      {
+        name: 'redirect-prefix',
+        match: prefix('/old'),
+        filters: [{ type: 'RequestRedirect', statusCode: 301, path: { type: 'ReplacePrefixMatch', value: '/new' } }],
+        backends: [{ backend: 'api', weight: 1 }],
+      },
       { name: 'plain', match: prefix('/'), backends: [{ backend: 'api', weight: 1 }] },
     ],
     backends: { api: { name: 'api', endpoints: [{ id: 'api-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } },

@@ -5,7 +5,9 @@ import { findHeadEnd, isFailure, parseRequestHead } from '../../src/proxy/http1/
 import { compileUpstream, matchRoute, pickBackend } from '../../src/proxy/routing/router.js';
 
 function request(method: string, path: string, headers: Record<string, string> = {}) {
-  const text = `${method} ${path} HTTP/1.1\r\nHost: backend\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+  const text = `${method} ${path} HTTP/1.1\r\nHost: backend\r\n${Object.entries(headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('')}\r\n`;
   const buf = Buffer.from(text);
   const r = parseRequestHead(buf, findHeadEnd(buf, 0, buf.length));
   if (isFailure(r)) throw new Error(r.reason);
@@ -25,10 +27,9 @@ test('no routes: everything goes to the whole service', () => {
 });
 
 test('Exact and PathPrefix match as the Gateway API says', () => {
-  const up = compileUpstream(upstream([
-    entry('exact', { path: { type: 'Exact', value: '/api' } }),
-    entry('prefix', { path: { type: 'PathPrefix', value: '/api' } }),
-  ]));
+  const up = compileUpstream(
+    upstream([entry('exact', { path: { type: 'Exact', value: '/api' } }), entry('prefix', { path: { type: 'PathPrefix', value: '/api' } })]),
+  );
   assert.equal(matchRoute(up, request('GET', '/api'))?.name, 'exact');
   assert.equal(matchRoute(up, request('GET', '/api/x?y=1'))?.name, 'prefix');
   assert.equal(matchRoute(up, request('GET', '/api/'))?.name, 'prefix');
@@ -38,11 +39,13 @@ test('Exact and PathPrefix match as the Gateway API says', () => {
 });
 
 test('method and header matches (Exact and RegularExpression) must all hold', () => {
-  const up = compileUpstream(upstream([
-    entry('v2', { headers: [{ name: 'X-User', type: 'RegularExpression', value: '.*@mycorp.com' }] }),
-    entry('post', { method: 'POST', headers: [{ name: 'x-env', type: 'Exact', value: 'test' }] }),
-    entry('rest', { path: { type: 'PathPrefix', value: '/' } }),
-  ]));
+  const up = compileUpstream(
+    upstream([
+      entry('v2', { headers: [{ name: 'X-User', type: 'RegularExpression', value: '.*@mycorp.com' }] }),
+      entry('post', { method: 'POST', headers: [{ name: 'x-env', type: 'Exact', value: 'test' }] }),
+      entry('rest', { path: { type: 'PathPrefix', value: '/' } }),
+    ]),
+  );
   assert.equal(matchRoute(up, request('GET', '/', { 'x-user': 'ann@mycorp.com' }))?.name, 'v2');
   assert.equal(matchRoute(up, request('GET', '/', { 'x-user': 'ann@othercorp.com' }))?.name, 'rest');
   assert.equal(matchRoute(up, request('GET', '/', { 'x-user': 'ann@mycorp.com.evil' }))?.name, 'rest', 'regex is anchored');
@@ -56,14 +59,41 @@ test('an invalid regex makes the snapshot unusable (the proxy NACKs it)', () => 
 });
 
 test('weighted pick follows the weights', () => {
-  const up = compileUpstream(upstream([{ name: 'split', match: {}, backends: [{ backend: 'v1', weight: 90 }, { backend: 'v2', weight: 10 }, { backend: 'v3', weight: 0 }] }]));
+  const up = compileUpstream(
+    upstream([
+      {
+        name: 'split',
+        match: {},
+        backends: [
+          { backend: 'v1', weight: 90 },
+          { backend: 'v2', weight: 10 },
+          { backend: 'v3', weight: 0 },
+        ],
+      },
+    ]),
+  );
   const r = matchRoute(up, request('GET', '/'))!;
-  assert.equal(pickBackend(r, () => 0), 'v1');
-  assert.equal(pickBackend(r, () => 0.8999), 'v1');
-  assert.equal(pickBackend(r, () => 0.9), 'v2');
-  assert.equal(pickBackend(r, () => 0.99999), 'v2');
+  assert.equal(
+    pickBackend(r, () => 0),
+    'v1',
+  );
+  assert.equal(
+    pickBackend(r, () => 0.8999),
+    'v1',
+  );
+  assert.equal(
+    pickBackend(r, () => 0.9),
+    'v2',
+  );
+  assert.equal(
+    pickBackend(r, () => 0.99999),
+    'v2',
+  );
   const counts: Record<string, number> = {};
-  for (let i = 0; i < 10_000; i++) { const b = pickBackend(r)!; counts[b] = (counts[b] ?? 0) + 1; }
+  for (let i = 0; i < 10_000; i++) {
+    const b = pickBackend(r)!;
+    counts[b] = (counts[b] ?? 0) + 1;
+  }
   assert.equal(counts.v3, undefined, 'weight 0 gets nothing');
   assert.ok(counts.v2! > 800 && counts.v2! < 1200, `v2 got ${counts.v2}`);
   const zero = compileUpstream(upstream([{ name: 'z', match: {}, backends: [{ backend: 'v1', weight: 0 }] }]));
@@ -71,10 +101,9 @@ test('weighted pick follows the weights', () => {
 });
 
 test('a RegularExpression path matches the whole path, without the query string', () => {
-  const up = compileUpstream(upstream([
-    entry('item', { path: { type: 'RegularExpression', value: '/items/[0-9]+' } }),
-    entry('rest', { path: { type: 'PathPrefix', value: '/' } }),
-  ]));
+  const up = compileUpstream(
+    upstream([entry('item', { path: { type: 'RegularExpression', value: '/items/[0-9]+' } }), entry('rest', { path: { type: 'PathPrefix', value: '/' } })]),
+  );
   assert.equal(matchRoute(up, request('GET', '/items/42'))?.name, 'item');
   assert.equal(matchRoute(up, request('GET', '/items/42?x=/items/a'))?.name, 'item');
   assert.equal(matchRoute(up, request('GET', '/items/42/more'))?.name, 'rest', 'anchored at the end');
@@ -82,11 +111,18 @@ test('a RegularExpression path matches the whole path, without the query string'
 });
 
 test('query param matches: Exact and RegularExpression, names case-sensitive, the first occurrence counts', () => {
-  const up = compileUpstream(upstream([
-    entry('both', { queryParams: [{ name: 'page', type: 'Exact', value: '2' }, { name: 'sort', type: 'RegularExpression', value: 'asc|desc' }] }),
-    entry('page', { queryParams: [{ name: 'page', type: 'Exact', value: '2' }] }),
-    entry('rest', { path: { type: 'PathPrefix', value: '/' } }),
-  ]));
+  const up = compileUpstream(
+    upstream([
+      entry('both', {
+        queryParams: [
+          { name: 'page', type: 'Exact', value: '2' },
+          { name: 'sort', type: 'RegularExpression', value: 'asc|desc' },
+        ],
+      }),
+      entry('page', { queryParams: [{ name: 'page', type: 'Exact', value: '2' }] }),
+      entry('rest', { path: { type: 'PathPrefix', value: '/' } }),
+    ]),
+  );
   assert.equal(matchRoute(up, request('GET', '/list?page=2&sort=desc'))?.name, 'both');
   assert.equal(matchRoute(up, request('GET', '/list?sort=asc&page=2'))?.name, 'both', 'order in the query does not matter');
   assert.equal(matchRoute(up, request('GET', '/list?page=2&sort=up'))?.name, 'page');
@@ -98,11 +134,9 @@ test('query param matches: Exact and RegularExpression, names case-sensitive, th
 });
 
 test('hostnames: exact names ignore case, port and a trailing dot; wildcards match one or more labels, not the bare domain', () => {
-  const up = compileUpstream(upstream([
-    { ...entry('exact', {}), hostname: 'shop.example.com' },
-    { ...entry('wild', {}), hostname: '*.example.com' },
-    entry('any', {}),
-  ]));
+  const up = compileUpstream(
+    upstream([{ ...entry('exact', {}), hostname: 'shop.example.com' }, { ...entry('wild', {}), hostname: '*.example.com' }, entry('any', {})]),
+  );
   const at = (host: string) => {
     const text = `GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`;
     const buf = Buffer.from(text);
@@ -122,19 +156,22 @@ test('hostnames: exact names ignore case, port and a trailing dot; wildcards mat
 
 test('GRPCRoute entries match gRPC POSTs to /<service>/<method> only', async () => {
   const { compileRoutes } = await import('../../src/control/compile/routes.js');
-  const entries = compileRoutes('backend', [{
-    file: 'r.yaml',
-    resource: {
-      kind: 'GRPCRoute', metadata: { name: 'g' },
-      spec: {
-        parentRefs: [{ name: 'backend' }],
-        rules: [
-          { matches: [{ method: { service: 'shop.Cart', method: 'Get' } }], backendRefs: [{ name: 'get' }] },
-          { matches: [{ method: { type: 'RegularExpression', service: 'shop\\..*', method: 'List.*' } }], backendRefs: [{ name: 'list' }] },
-        ],
+  const entries = compileRoutes('backend', [
+    {
+      file: 'r.yaml',
+      resource: {
+        kind: 'GRPCRoute',
+        metadata: { name: 'g' },
+        spec: {
+          parentRefs: [{ name: 'backend' }],
+          rules: [
+            { matches: [{ method: { service: 'shop.Cart', method: 'Get' } }], backendRefs: [{ name: 'get' }] },
+            { matches: [{ method: { type: 'RegularExpression', service: 'shop\\..*', method: 'List.*' } }], backendRefs: [{ name: 'list' }] },
+          ],
+        },
       },
     },
-  }]);
+  ]);
   const up = compileUpstream(upstream([...entries, entry('http', {})]));
   const grpc = { 'content-type': 'application/grpc' };
   assert.equal(matchRoute(up, request('POST', '/shop.Cart/Get', grpc))?.name, 'default/g/rule/0');
@@ -146,10 +183,16 @@ test('GRPCRoute entries match gRPC POSTs to /<service>/<method> only', async () 
 });
 
 test('the seed example: x-user matching .*@mycorp.com goes to v2, everyone else to v1', () => {
-  const up = compileUpstream(upstream([
-    { name: 'mycorp', match: { headers: [{ name: 'x-user', type: 'RegularExpression', value: '.*@mycorp.com' }] }, backends: [{ backend: 'backend-v2', weight: 1 }] },
-    { name: 'rest', match: { path: { type: 'PathPrefix', value: '/' } }, backends: [{ backend: 'backend-v1', weight: 1 }] },
-  ]));
+  const up = compileUpstream(
+    upstream([
+      {
+        name: 'mycorp',
+        match: { headers: [{ name: 'x-user', type: 'RegularExpression', value: '.*@mycorp.com' }] },
+        backends: [{ backend: 'backend-v2', weight: 1 }],
+      },
+      { name: 'rest', match: { path: { type: 'PathPrefix', value: '/' } }, backends: [{ backend: 'backend-v1', weight: 1 }] },
+    ]),
+  );
   assert.deepEqual(matchRoute(up, request('GET', '/api', { 'x-user': 'ann@mycorp.com' }))?.backends, ['backend-v2']);
   assert.deepEqual(matchRoute(up, request('GET', '/api', { 'x-user': 'bob@example.com' }))?.backends, ['backend-v1']);
   assert.deepEqual(matchRoute(up, request('GET', '/api'))?.backends, ['backend-v1']);

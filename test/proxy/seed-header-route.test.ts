@@ -4,7 +4,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/load.js';
 import { compileSnapshot } from '../../src/control/compile/compiler.js';
@@ -29,7 +28,15 @@ before(async () => {
     inbounds.push(inbound);
     instances.push({ id: `backend-${v}-0`, service: 'backend', version: v, status: 'healthy' as const, inbound: inbound.addresses.inbound! });
   }
-  const proxy = { id: 'frontend-0', service: 'frontend', version: 'default', kind: 'sidecar' as const, admin: { host: '127.0.0.1', port: 1 }, upstreams: [], pid: process.pid };
+  const proxy = {
+    id: 'frontend-0',
+    service: 'frontend',
+    version: 'default',
+    kind: 'sidecar' as const,
+    admin: { host: '127.0.0.1', port: 1 },
+    upstreams: [],
+    pid: process.pid,
+  };
   const snap = compileSnapshot({ config: loaded.config!, instances, proxy });
   outbound = await startOutbound('frontend', { backend: snap.upstreams.backend! });
   port = outbound.addresses.upstreams.backend!.port;

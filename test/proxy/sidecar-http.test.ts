@@ -18,7 +18,9 @@ let deadPort: number;
 function api(endpoints: { id: string; port: number; version: string }[], routes: UpstreamSnapshot['routes'] = []): UpstreamSnapshot {
   const eps = endpoints.map((e) => ({ ...e, host: '127.0.0.1' }));
   return {
-    service: 'api', protocol: 'http', routes,
+    service: 'api',
+    protocol: 'http',
+    routes,
     backends: { api: { name: 'api', endpoints: eps }, 'api-v1': { name: 'api-v1', endpoints: eps.filter((e) => e.version === 'v1') } },
   };
 }
@@ -63,14 +65,31 @@ before(async () => {
   await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
   deadPort = (dead.address() as net.AddressInfo).port;
   await new Promise<void>((r) => dead.close(() => r()));
-  outbound = await startOutbound('web', {
-    api: api([{ id: 'api-v1-0', port: inbound.addresses.inbound!.port, version: 'v1' }], [
-      { name: 'default/api/rule/0', match: { path: { type: 'PathPrefix', value: '/missing-backend' } }, backends: [{ backend: 'api-v9', weight: 1 }] },
-      { name: 'default/api/rule/1', match: { path: { type: 'PathPrefix', value: '/' } }, backends: [{ backend: 'api-v1', weight: 1 }] },
-    ]),
-    dead: { service: 'dead', protocol: 'http', routes: [], backends: { dead: { name: 'dead', endpoints: [{ id: 'd', host: '127.0.0.1', port: deadPort, version: 'v1' }] } } },
-    empty: { service: 'empty', protocol: 'http', routes: [{ name: 'only-exact', match: { path: { type: 'Exact', value: '/x' } }, backends: [{ backend: 'empty', weight: 1 }] }], backends: { empty: { name: 'empty', endpoints: [] } } },
-  }, { httpProxy: true });
+  outbound = await startOutbound(
+    'web',
+    {
+      api: api(
+        [{ id: 'api-v1-0', port: inbound.addresses.inbound!.port, version: 'v1' }],
+        [
+          { name: 'default/api/rule/0', match: { path: { type: 'PathPrefix', value: '/missing-backend' } }, backends: [{ backend: 'api-v9', weight: 1 }] },
+          { name: 'default/api/rule/1', match: { path: { type: 'PathPrefix', value: '/' } }, backends: [{ backend: 'api-v1', weight: 1 }] },
+        ],
+      ),
+      dead: {
+        service: 'dead',
+        protocol: 'http',
+        routes: [],
+        backends: { dead: { name: 'dead', endpoints: [{ id: 'd', host: '127.0.0.1', port: deadPort, version: 'v1' }] } },
+      },
+      empty: {
+        service: 'empty',
+        protocol: 'http',
+        routes: [{ name: 'only-exact', match: { path: { type: 'Exact', value: '/x' } }, backends: [{ backend: 'empty', weight: 1 }] }],
+        backends: { empty: { name: 'empty', endpoints: [] } },
+      },
+    },
+    { httpProxy: true },
+  );
   port = outbound.addresses.upstreams.api!.port;
   proxyPort = outbound.addresses.httpProxy!.port;
 });
@@ -81,7 +100,7 @@ after(async () => {
   await closeServer(app.server);
 });
 
-test('a GET flows through both sidecars and shows in both proxies\' metrics', async () => {
+test("a GET flows through both sidecars and shows in both proxies' metrics", async () => {
   const r = await get(port, '/hello?x=1');
   assert.equal(r.status, 200);
   assert.equal(r.body, 'hello GET /hello?x=1');
@@ -95,16 +114,20 @@ test('a GET flows through both sidecars and shows in both proxies\' metrics', as
 });
 
 test('request bodies are forwarded: Content-Length, chunked, and large', async () => {
-  const post = (body: Buffer, chunked: boolean): Promise<{ status: number; body: Buffer; received: string }> => new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: '/echo', method: 'POST', headers: chunked ? {} : { 'content-length': body.length } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks), received: String(res.headers['x-received']) }));
+  const post = (body: Buffer, chunked: boolean): Promise<{ status: number; body: Buffer; received: string }> =>
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path: '/echo', method: 'POST', headers: chunked ? {} : { 'content-length': body.length } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks), received: String(res.headers['x-received']) }));
+      });
+      req.on('error', reject);
+      // Chunked: a gap between the writes makes the body arrive in pieces (the case under test).
+      if (chunked) {
+        req.write(body.subarray(0, 10));
+        setTimeout(() => req.end(body.subarray(10)), 5);
+      } else req.end(body);
     });
-    req.on('error', reject);
-    // Chunked: a gap between the writes makes the body arrive in pieces (the case under test).
-    if (chunked) { req.write(body.subarray(0, 10)); setTimeout(() => req.end(body.subarray(10)), 5); } else req.end(body);
-  });
   const small = Buffer.from('{"name":"tea","price":3}');
   const r1 = await post(small, false);
   assert.equal(r1.status, 200);
@@ -119,16 +142,19 @@ test('request bodies are forwarded: Content-Length, chunked, and large', async (
 
 test('an answer sent before the request body was read closes the connection, announced, and the next request works', async () => {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const post = (path: string, body: Buffer): Promise<{ status: number; body: string; connection: string | undefined }> => new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'content-length': body.length } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => { text += c; });
-      res.on('end', () => resolve({ status: res.statusCode!, body: text, connection: res.headers.connection }));
+  const post = (path: string, body: Buffer): Promise<{ status: number; body: string; connection: string | undefined }> =>
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'content-length': body.length } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => {
+          text += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode!, body: text, connection: res.headers.connection }));
+      });
+      req.on('error', reject);
+      req.end(body);
     });
-    req.on('error', reject);
-    req.end(body);
-  });
   const big = Buffer.alloc(4 * 1024 * 1024, 'p');
   for (let i = 0; i < 5; i++) {
     const early = await post('/early', big);
@@ -152,7 +178,11 @@ test('chunked and large responses arrive whole, and keep-alive connections carry
 });
 
 test('pipelined requests are answered in order', async () => {
-  const out = await rawExchange(port, 'GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 3000);
+  const out = await rawExchange(
+    port,
+    'GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    3000,
+  );
   const bodies = [...out.matchAll(/hello GET (\/\w)/g)].map((m) => m[1]);
   assert.deepEqual(bodies, ['/a', '/b', '/c']);
 });
@@ -163,10 +193,15 @@ test('an HTTP upgrade becomes a byte tunnel through both sidecars, early bytes i
     let got = '';
     sock.on('data', (c) => {
       got += c.toString('latin1');
-      if (got.includes('ping-early') && got.includes('ping-late')) { sock.destroy(); resolve(got); }
-      else if (got.includes('\r\n\r\n') && !got.includes('ping-late')) sock.write('ping-late');
+      if (got.includes('ping-early') && got.includes('ping-late')) {
+        sock.destroy();
+        resolve(got);
+      } else if (got.includes('\r\n\r\n') && !got.includes('ping-late')) sock.write('ping-late');
     });
-    sock.setTimeout(3000, () => { sock.destroy(); resolve(got); });
+    sock.setTimeout(3000, () => {
+      sock.destroy();
+      resolve(got);
+    });
     sock.write('GET /ws HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nping-early');
   });
   assert.match(out, /^HTTP\/1\.1 101 /);
@@ -237,9 +272,18 @@ test('the local app being down gets 503 app-unavailable at the inbound side', as
 
 test('a snapshot with an invalid regex is refused and the last good one stays', async () => {
   const before = outbound.snapshot;
-  assert.throws(() => outbound.apply({ version: 99, service: 'web', inboundProtocol: 'http', upstreams: {
-    api: api([], [{ name: 'bad', match: { headers: [{ name: 'x', type: 'RegularExpression', value: '(' }] }, backends: [] }]),
-  } }), /upstream "api"/);
+  assert.throws(
+    () =>
+      outbound.apply({
+        version: 99,
+        service: 'web',
+        inboundProtocol: 'http',
+        upstreams: {
+          api: api([], [{ name: 'bad', match: { headers: [{ name: 'x', type: 'RegularExpression', value: '(' }] }, backends: [] }]),
+        },
+      }),
+    /upstream "api"/,
+  );
   assert.equal(outbound.snapshot, before);
   assert.equal((await get(port, '/still')).status, 200);
 });

@@ -18,12 +18,15 @@ async function socketPair(onServer: (s: net.Socket) => void): Promise<{ client: 
   await new Promise<void>((r) => client.once('connect', r));
   return {
     client,
-    close: () => new Promise<void>((r) => { client.destroy(); server.close(() => r()); }),
+    close: () =>
+      new Promise<void>((r) => {
+        client.destroy();
+        server.close(() => r());
+      }),
   };
 }
 
-const readingMore = (s: net.Socket): boolean | undefined =>
-  (s as unknown as { _readableState: { readingMore?: boolean } })._readableState.readingMore;
+const readingMore = (s: net.Socket): boolean | undefined => (s as unknown as { _readableState: { readingMore?: boolean } })._readableState.readingMore;
 
 test('a tuned socket receives 8 MB whole through pause/resume backpressure, then its end', async () => {
   const payload = Buffer.alloc(8 * 1024 * 1024);
@@ -63,7 +66,9 @@ test('on this Node, a stock socket runs the read-more pass that a tuned one skip
   let stockFlag: boolean | undefined;
   const pair = await socketPair((s) => {
     s.once('data', () => {
-      setImmediate(() => { stockFlag = readingMore(s); });
+      setImmediate(() => {
+        stockFlag = readingMore(s);
+      });
     });
   });
   pair.client.write('x');
@@ -75,7 +80,13 @@ test('on this Node, a stock socket runs the read-more pass that a tuned one skip
 test('the idle sweep closes a client connection with no request in flight, and spares a busy one', async () => {
   const conns: HttpServerConnection[] = [];
   let handled: Exchange | undefined;
-  const pair = await socketPair((s) => conns.push(new HttpServerConnection(s, (ex) => { handled = ex; })));
+  const pair = await socketPair((s) =>
+    conns.push(
+      new HttpServerConnection(s, (ex) => {
+        handled = ex;
+      }),
+    ),
+  );
   const idlePair = await socketPair((s) => conns.push(new HttpServerConnection(s, () => {})));
   while (conns.length < 2) await new Promise((r) => setImmediate(r));
   const [busy, idle] = conns as [HttpServerConnection, HttpServerConnection];

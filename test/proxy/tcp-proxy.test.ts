@@ -26,11 +26,18 @@ before(async () => {
   const dead = await freePort();
   outbound = await startOutbound('backend', {
     redis: {
-      service: 'redis', protocol: 'tcp', routes: [],
-      backends: { redis: { name: 'redis', endpoints: [
-        { id: 'dead', host: '127.0.0.1', port: dead, version: 'default' },
-        { id: 'live', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'default' },
-      ] } },
+      service: 'redis',
+      protocol: 'tcp',
+      routes: [],
+      backends: {
+        redis: {
+          name: 'redis',
+          endpoints: [
+            { id: 'dead', host: '127.0.0.1', port: dead, version: 'default' },
+            { id: 'live', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'default' },
+          ],
+        },
+      },
     },
   });
 });
@@ -49,7 +56,10 @@ function roundTrip(port: number, payload: Buffer): Promise<Buffer> {
     s.on('data', (c: Buffer) => {
       chunks.push(c);
       got += c.length;
-      if (got >= payload.length) { s.end(); resolve(Buffer.concat(chunks)); }
+      if (got >= payload.length) {
+        s.end();
+        resolve(Buffer.concat(chunks));
+      }
     });
     s.on('error', reject);
     s.write(payload);

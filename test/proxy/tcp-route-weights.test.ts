@@ -27,8 +27,18 @@ before(async () => {
   }
   outbound = await startOutbound('backend', {
     postgres: {
-      service: 'postgres', protocol: 'tcp',
-      routes: [{ name: 'default/pg-split/rule/0', match: {}, backends: [{ backend: 'postgres-v1', weight: 80 }, { backend: 'postgres-v2', weight: 20 }] }],
+      service: 'postgres',
+      protocol: 'tcp',
+      routes: [
+        {
+          name: 'default/pg-split/rule/0',
+          match: {},
+          backends: [
+            { backend: 'postgres-v1', weight: 80 },
+            { backend: 'postgres-v2', weight: 20 },
+          ],
+        },
+      ],
       backends: {
         postgres: { name: 'postgres', endpoints: eps },
         'postgres-v1': { name: 'postgres-v1', endpoints: [eps[0]!] },
@@ -50,7 +60,9 @@ function readAll(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = net.connect(port, '127.0.0.1');
     let out = '';
-    s.on('data', (c: Buffer) => { out += c.toString(); });
+    s.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
     s.on('end', () => resolve(out));
     s.on('error', reject);
   });

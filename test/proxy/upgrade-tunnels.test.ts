@@ -65,7 +65,8 @@ function rawApp(): net.Server {
 
 function upstream(service: string, port: number, upgrades?: string[]): UpstreamSnapshot {
   return {
-    service, protocol: 'http',
+    service,
+    protocol: 'http',
     routes: [{ name: `${service}/only-api`, match: { path: { type: 'PathPrefix', value: '/api' } }, backends: [{ backend: service, weight: 1 }] }],
     backends: { [service]: { name: service, endpoints: [{ id: `${service}-0`, host: '127.0.0.1', port, version: 'v1' }] } },
     ...(upgrades ? { upgrades } : {}),
@@ -84,7 +85,11 @@ before(async () => {
   // `api` permits the default (WebSocket); `echoer` is the same app, declared with a protocol of its own.
   // `open` has no route of its own: every path goes to the app.
   const open: UpstreamSnapshot = { ...upstream('open', port), routes: [] };
-  outbound = await startOutbound('web', { api: upstream('api', port), echoer: upstream('echoer', port, ['x-echo', 'websocket']), open }, { accessLog: logFile });
+  outbound = await startOutbound(
+    'web',
+    { api: upstream('api', port), echoer: upstream('echoer', port, ['x-echo', 'websocket']), open },
+    { accessLog: logFile },
+  );
 });
 
 after(async () => {
@@ -100,7 +105,11 @@ function twoStep(port: number, first: string, second: string, ms = 1500): Promis
     const sock = net.connect(port, '127.0.0.1');
     let got = '';
     let firstPart: string | undefined;
-    const done = (): void => { clearTimeout(t); sock.destroy(); resolve({ first: firstPart ?? got, rest: firstPart === undefined ? '' : got.slice(firstPart.length) }); };
+    const done = (): void => {
+      clearTimeout(t);
+      sock.destroy();
+      resolve({ first: firstPart ?? got, rest: firstPart === undefined ? '' : got.slice(firstPart.length) });
+    };
     const t = setTimeout(done, ms);
     sock.on('data', (c: Buffer) => {
       got += c.toString('latin1');
@@ -124,9 +133,11 @@ const apiPort = (): number => outbound.addresses.upstreams.api!.port;
 test('an h2c upgrade is forwarded as a plain request, and a 101 to it is refused: later bytes are routed, never tunnelled', async () => {
   heads.length = 0;
   tunnelled.length = 0;
-  const r = await twoStep(apiPort(),
+  const r = await twoStep(
+    apiPort(),
     'GET /api/101-h2c HTTP/1.1\r\nHost: api\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
-    'GET /admin HTTP/1.1\r\nHost: api\r\n\r\n');
+    'GET /admin HTTP/1.1\r\nHost: api\r\n\r\n',
+  );
   assert.match(r.first, /^HTTP\/1\.1 502 /, r.first);
   assert.match(r.first, /trellis-error: upstream-protocol/);
   // The second request is read as a request, and the route (only /api) refuses it.
@@ -162,7 +173,11 @@ test('a protocol the service does not permit is refused with 403 before anything
   assert.match(out, /trellis-error: upgrade-refused/);
   assert.equal(heads.length, 0, 'nothing reached the app');
   // The app's own sidecar holds callers to its list too.
-  const direct = await rawExchange(inbound.addresses.inbound!.port, 'GET /api/101-x-rude HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: x-rude\r\n\r\n', 1500);
+  const direct = await rawExchange(
+    inbound.addresses.inbound!.port,
+    'GET /api/101-x-rude HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: x-rude\r\n\r\n',
+    1500,
+  );
   assert.match(direct, /^HTTP\/1\.1 403 /, direct);
 });
 
@@ -170,7 +185,9 @@ test('a permitted upgrade becomes a tunnel, counted and logged with its bytes wh
   const port = outbound.addresses.upstreams.echoer!.port;
   const sock = net.connect(port, '127.0.0.1');
   let got = '';
-  sock.on('data', (c: Buffer) => { got += c.toString('latin1'); });
+  sock.on('data', (c: Buffer) => {
+    got += c.toString('latin1');
+  });
   sock.write('GET /api/101-x-echo HTTP/1.1\r\nHost: echoer\r\nConnection: Upgrade\r\nUpgrade: x-echo\r\n\r\n');
   await eventually(() => got.includes('\r\n\r\n'), { timeoutMs: 3000, what: 'the 101' });
   assert.match(got, /^HTTP\/1\.1 101 /, got);
@@ -180,18 +197,30 @@ test('a permitted upgrade becomes a tunnel, counted and logged with its bytes wh
   assert.match(metrics, /trellis_http_tunnels_total\{[^}]*destination="echoer"[^}]*protocol="x-echo"[^}]*\} 1/);
   assert.match(metrics, /trellis_http_tunnels_active\{[^}]*destination="echoer"[^}]*\} 1/);
   sock.destroy();
-  const line = await eventually(async () => {
-    const text = await readFile(logFile, 'utf8').catch(() => '');
-    return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.tunnel === 'x-echo') ?? false;
-  }, { timeoutMs: 3000, what: 'the tunnel\'s access-log line' });
+  const line = await eventually(
+    async () => {
+      const text = await readFile(logFile, 'utf8').catch(() => '');
+      return (
+        text
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Record<string, unknown>)
+          .find((e) => e.tunnel === 'x-echo') ?? false
+      );
+    },
+    { timeoutMs: 3000, what: "the tunnel's access-log line" },
+  );
   assert.equal(line.destination, 'echoer');
   assert.equal(line.bytes_sent, 'ping-1234'.length);
   assert.equal(line.bytes_received, 'ping-1234'.length);
   assert.equal(typeof line.duration_ms, 'number');
-  const after = await eventually(async () => {
-    const m = await outbound.metrics.text();
-    return /trellis_http_tunnels_active\{[^}]*destination="echoer"[^}]*\} 0/.test(m) ? m : false;
-  }, { timeoutMs: 3000, what: 'the tunnel to close' });
+  const after = await eventually(
+    async () => {
+      const m = await outbound.metrics.text();
+      return /trellis_http_tunnels_active\{[^}]*destination="echoer"[^}]*\} 0/.test(m) ? m : false;
+    },
+    { timeoutMs: 3000, what: 'the tunnel to close' },
+  );
   assert.match(after, /trellis_http_tunnel_bytes_total\{[^}]*destination="echoer"[^}]*flow="sent"[^}]*\} 9/);
 });
 
@@ -238,16 +267,27 @@ test('extended CONNECT (RFC 8441, a WebSocket over HTTP/2) is refused with a str
   heads.length = 0;
   const sock = net.connect(outbound.addresses.upstreams.open!.port, '127.0.0.1');
   let got = Buffer.alloc(0);
-  sock.on('data', (c: Buffer) => { got = Buffer.concat([got, c]); });
+  sock.on('data', (c: Buffer) => {
+    got = Buffer.concat([got, c]);
+  });
   sock.on('error', () => {});
   try {
-    const headers = hpack([[':method', 'CONNECT'], [':protocol', 'websocket'], [':scheme', 'http'], [':path', '/api/101-websocket'], [':authority', 'open']]);
+    const headers = hpack([
+      [':method', 'CONNECT'],
+      [':protocol', 'websocket'],
+      [':scheme', 'http'],
+      [':path', '/api/101-websocket'],
+      [':authority', 'open'],
+    ]);
     sock.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0)), frame(1, 0x5, 1, headers)]));
     // RST_STREAM (type 3) on stream 1.
-    await eventually(() => {
-      for (let i = 0; i + 9 <= got.length; i += 9 + got.readUIntBE(i, 3)) if (got[i + 3] === 3 && got.readUInt32BE(i + 5) === 1) return true;
-      return false;
-    }, { timeoutMs: 3000, what: 'a RST_STREAM' });
+    await eventually(
+      () => {
+        for (let i = 0; i + 9 <= got.length; i += 9 + got.readUIntBE(i, 3)) if (got[i + 3] === 3 && got.readUInt32BE(i + 5) === 1) return true;
+        return false;
+      },
+      { timeoutMs: 3000, what: 'a RST_STREAM' },
+    );
     assert.equal(heads.length, 0, 'nothing reached the app');
   } finally {
     sock.destroy();

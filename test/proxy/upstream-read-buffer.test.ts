@@ -105,7 +105,9 @@ before(async () => {
   inbound = await startInbound('api', 'v1', app.port);
   rawInbound = await startInbound('slow', 'v1', (rawApp.address() as net.AddressInfo).port);
   const one = (service: string, port: number) => ({
-    service, protocol: 'http' as const, routes: [],
+    service,
+    protocol: 'http' as const,
+    routes: [],
     backends: { [service]: { name: service, endpoints: [{ id: `${service}-0`, host: '127.0.0.1', port, version: 'v1' }] } },
   });
   outbound = await startOutbound('web', { api: one('api', inbound.addresses.inbound!.port), slow: one('slow', rawInbound.addresses.inbound!.port) });
@@ -164,7 +166,7 @@ test('200 requests on connections the app closes, 10 at a time, each get their o
   for (let batch = 0; batch < 20; batch++) {
     const ns = Array.from({ length: 10 }, (_, i) => batch * 10 + i);
     const rs = await Promise.all(ns.map((n) => fetchBytes('api', `/close/${n}`)));
-    rs.forEach((r, i) => assert.equal(sha(r.body), sha(pattern(2000 + ns[i]!, ns[i]!)), `request ${ns[i]}`));
+    for (const [i, r] of rs.entries()) assert.equal(sha(r.body), sha(pattern(2000 + ns[i]!, ns[i]!)), `request ${ns[i]}`);
   }
 });
 
@@ -214,11 +216,18 @@ test('bytes still queued for the client are never overwritten by the next read',
   // holding the very buffer it was given (as Node's queue does), and says it has room.
   const queued: Buffer[] = [];
   let done!: () => void;
-  const finished = new Promise<void>((r) => { done = r; });
+  const finished = new Promise<void>((r) => {
+    done = r;
+  });
   const socket = {
     destroyed: false,
-    write(b: Buffer): boolean { queued.push(b); return true; },
-    get writableLength(): number { return queued.reduce((n, b) => n + b.length, 0); },
+    write(b: Buffer): boolean {
+      queued.push(b);
+      return true;
+    },
+    get writableLength(): number {
+      return queued.reduce((n, b) => n + b.length, 0);
+    },
     once(): void {},
   };
   const client: ClientSide = {

@@ -54,7 +54,12 @@ before(async () => {
   });
   await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
   outbound = await startOutbound('web', {
-    raw: { service: 'raw', protocol: 'http', routes: [], backends: { raw: { name: 'raw', endpoints: [{ id: 'raw-0', host: '127.0.0.1', port: (raw.address() as net.AddressInfo).port, version: 'v1' }] } } },
+    raw: {
+      service: 'raw',
+      protocol: 'http',
+      routes: [],
+      backends: { raw: { name: 'raw', endpoints: [{ id: 'raw-0', host: '127.0.0.1', port: (raw.address() as net.AddressInfo).port, version: 'v1' }] } },
+    },
   });
   port = outbound.addresses.upstreams.raw!.port;
 });
@@ -64,14 +69,15 @@ after(async () => {
   await new Promise<void>((r) => raw.close(() => r()));
 });
 
-const get = (path: string, version = '1.1'): Promise<string> => rawExchange(port, `GET ${path} HTTP/${version}\r\nHost: raw\r\nConnection: close\r\n\r\n`, 2000);
+const get = (path: string, version = '1.1'): Promise<string> =>
+  rawExchange(port, `GET ${path} HTTP/${version}\r\nHost: raw\r\nConnection: close\r\n\r\n`, 2000);
 
 for (const path of Object.keys(ANSWERS).filter((p) => !p.startsWith('/ok-'))) {
   test(`a response with ${path.slice(1).replace(/-/g, ' ')} is refused with 502, never forwarded`, async () => {
     const out = await get(path);
     assert.match(out, /^HTTP\/1\.1 502 /, JSON.stringify(out));
     assert.match(out, /trellis-error: upstream-protocol/);
-    assert.equal((out.match(/HTTP\/1\.1 /gi) ?? []).length, 1, 'only the proxy\'s own answer');
+    assert.equal((out.match(/HTTP\/1\.1 /gi) ?? []).length, 1, "only the proxy's own answer");
   });
 }
 

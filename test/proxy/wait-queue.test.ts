@@ -15,7 +15,12 @@ let inbound: Sidecar;
 let outbound: Sidecar;
 let live: Endpoint;
 const api = (endpoints: Endpoint[]): UpstreamSnapshot => ({ service: 'api', protocol: 'http', routes: [], backends: { api: { name: 'api', endpoints } } });
-const snapshot = (version: number, endpoints: Endpoint[]): Snapshot => ({ version, service: 'web', inboundProtocol: 'http', upstreams: { api: api(endpoints) } });
+const snapshot = (version: number, endpoints: Endpoint[]): Snapshot => ({
+  version,
+  service: 'web',
+  inboundProtocol: 'http',
+  upstreams: { api: api(endpoints) },
+});
 
 before(async () => {
   const a = await listenHttp((_req, res) => res.end('ok'));

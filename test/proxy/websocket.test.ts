@@ -36,7 +36,9 @@ before(async () => {
   inbound = await startInbound('chat', 'v1', (app.address() as net.AddressInfo).port);
   outbound = await startOutbound('web', {
     chat: {
-      service: 'chat', protocol: 'http', routes: [],
+      service: 'chat',
+      protocol: 'http',
+      routes: [],
       backends: { chat: { name: 'chat', endpoints: [{ id: 'chat-v1-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } },
     },
   });
@@ -101,8 +103,11 @@ test('large messages in both directions arrive whole, in order', async () => {
     const echoed = next(ws, payloads.length);
     for (const p of payloads) ws.send(p, { binary: true });
     const got = await echoed;
-    assert.deepEqual(got.map(([d]) => d.length), sizes);
-    got.forEach(([d], i) => assert.ok(d.equals(payloads[i]!), `message ${i} intact`));
+    assert.deepEqual(
+      got.map(([d]) => d.length),
+      sizes,
+    );
+    for (const [i, [d]] of got.entries()) assert.ok(d.equals(payloads[i]!), `message ${i} intact`);
   } finally {
     ws.terminate();
   }
@@ -112,7 +117,10 @@ test('the server can push unprompted, and its close code and reason reach the cl
   const ws = await open('/push');
   const pushed = next(ws, 3);
   ws.send('push 3');
-  assert.deepEqual((await pushed).map(([d]) => d.toString()), ['push 1', 'push 2', 'push 3']);
+  assert.deepEqual(
+    (await pushed).map(([d]) => d.toString()),
+    ['push 1', 'push 2', 'push 3'],
+  );
   const closed = new Promise<[number, string]>((r) => ws.once('close', (code, reason) => r([code, reason.toString()])));
   ws.send('bye');
   assert.deepEqual(await closed, [4001, 'done here']);
@@ -121,12 +129,17 @@ test('the server can push unprompted, and its close code and reason reach the cl
 test('many connections at once each keep their own stream', async () => {
   const sockets = await Promise.all(Array.from({ length: 20 }, (_, i) => open(`/many/${i}`)));
   try {
-    const replies = await Promise.all(sockets.map(async (ws, i) => {
-      const r = next(ws, 1);
-      ws.send(`from ${i}`);
-      return (await r)[0]![0].toString();
-    }));
-    assert.deepEqual(replies, sockets.map((_, i) => `from ${i}`));
+    const replies = await Promise.all(
+      sockets.map(async (ws, i) => {
+        const r = next(ws, 1);
+        ws.send(`from ${i}`);
+        return (await r)[0]![0].toString();
+      }),
+    );
+    assert.deepEqual(
+      replies,
+      sockets.map((_, i) => `from ${i}`),
+    );
   } finally {
     for (const ws of sockets) ws.terminate();
   }

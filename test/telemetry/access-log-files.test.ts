@@ -13,7 +13,9 @@ import { closeServer, get, listenHttp, startInbound, startOutbound } from '../he
 import { eventually } from '../helpers/eventually.js';
 
 let dir: string;
-before(async () => { dir = await mkdtemp(join(tmpdir(), 'trellis-access-log-')); });
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'trellis-access-log-'));
+});
 after(() => rm(dir, { recursive: true, force: true }));
 
 const modeOf = async (file: string): Promise<number> => (await stat(file)).mode & 0o777;
@@ -30,7 +32,9 @@ async function writeLines(log: AccessLog, from: number, to: number, perTurn: num
 /** The lines of `file` and its rotated copies, oldest first, each parsed. */
 async function allLines(file: string): Promise<{ files: string[]; lines: { n: number }[] }> {
   const base = file.slice(file.lastIndexOf('/') + 1);
-  const rotated = (await readdir(dir)).filter((f) => f.startsWith(`${base}.`)).sort((a, b) => Number(b.slice(base.length + 1)) - Number(a.slice(base.length + 1)));
+  const rotated = (await readdir(dir))
+    .filter((f) => f.startsWith(`${base}.`))
+    .sort((a, b) => Number(b.slice(base.length + 1)) - Number(a.slice(base.length + 1)));
   const files = [...rotated.map((f) => join(dir, f)), file];
   const lines: { n: number }[] = [];
   for (const f of files) {
@@ -85,7 +89,11 @@ describe('access log files', () => {
     await log.close();
     const { files, lines } = await allLines(file);
     assert.ok(files.length >= 3, `${files.length} files`);
-    assert.deepEqual(lines.map((l) => l.n), Array.from({ length: 600 }, (_, i) => i), 'no line lost, split or reordered');
+    assert.deepEqual(
+      lines.map((l) => l.n),
+      Array.from({ length: 600 }, (_, i) => i),
+      'no line lost, split or reordered',
+    );
     for (const f of files) assert.equal(await modeOf(f), 0o600, f);
     // A file is rotated once a write takes it to the limit (lines that come during a
     // rotation wait and go to the next file), so every rotated file reached it.
@@ -98,10 +106,17 @@ describe('access log files', () => {
     await writeLines(log, 0, 500, 5);
     await log.close();
     const { files, lines } = await allLines(file);
-    assert.deepEqual(files.map((f) => f.slice(dir.length + 1)), ['few.log.2', 'few.log.1', 'few.log']);
+    assert.deepEqual(
+      files.map((f) => f.slice(dir.length + 1)),
+      ['few.log.2', 'few.log.1', 'few.log'],
+    );
     const ns = lines.map((l) => l.n);
     assert.equal(ns.at(-1), 499);
-    assert.deepEqual(ns, Array.from({ length: ns.length }, (_, i) => 500 - ns.length + i), 'a contiguous run of the newest lines');
+    assert.deepEqual(
+      ns,
+      Array.from({ length: ns.length }, (_, i) => 500 - ns.length + i),
+      'a contiguous run of the newest lines',
+    );
   });
 
   it('that cannot be written cost lines (counted, told once), never the proxy', async () => {
@@ -137,9 +152,18 @@ describe('access log lines of a sidecar', () => {
   before(async () => {
     app = await listenHttp((_req, res) => res.end('ok'));
     inbound = await startInbound('api', 'v1', app.port);
-    outbound = await startOutbound('web', {
-      api: { service: 'api', protocol: 'http', routes: [], backends: { api: { name: 'api', endpoints: [{ id: 'api-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } } },
-    }, { accessLog: file() });
+    outbound = await startOutbound(
+      'web',
+      {
+        api: {
+          service: 'api',
+          protocol: 'http',
+          routes: [],
+          backends: { api: { name: 'api', endpoints: [{ id: 'api-0', host: '127.0.0.1', port: inbound.addresses.inbound!.port, version: 'v1' }] } },
+        },
+      },
+      { accessLog: file() },
+    );
   });
   after(async () => {
     await outbound.close();
@@ -154,7 +178,10 @@ describe('access log lines of a sidecar', () => {
     await outbound.close(); // flushes the log
     const text = await readFile(file(), 'utf8');
     assert.ok(!text.includes('hunter2') && !text.includes('ann'), text.slice(0, 500));
-    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as { path: string });
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { path: string });
     assert.equal(lines[0]!.path, '/login?user=REDACTED&password=REDACTED');
     assert.ok(lines[1]!.path.length <= 1100, `${lines[1]!.path.length} characters logged`);
     assert.equal(await modeOf(file()), 0o600);

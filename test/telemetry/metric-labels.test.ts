@@ -7,7 +7,11 @@ import { isError } from '../../src/canary/judge.js';
 import { ProxyMetrics, requestFailed, type HttpLabels } from '../../src/telemetry/metrics.js';
 
 const labels: HttpLabels = { direction: 'outbound', source: 'web', destination: 'api', destinationVersion: 'v1', route: 'r' };
-const requestSeries = (m: ProxyMetrics): string[] => m.httpText().split('\n').filter((l) => l.startsWith('trellis_http_requests_total{'));
+const requestSeries = (m: ProxyMetrics): string[] =>
+  m
+    .httpText()
+    .split('\n')
+    .filter((l) => l.startsWith('trellis_http_requests_total{'));
 
 describe('bounded HTTP metric labels', () => {
   it('HTTP statuses outside 100-599 share one series, status="other"', () => {

@@ -8,17 +8,27 @@ import { ProxyMetrics } from '../../src/telemetry/metrics.js';
 
 describe('Prometheus text', () => {
   it('parses names, labels (with escapes), values, and skips comments and bad lines', () => {
-    const s = parsePrometheus([
-      '# HELP x a counter', '# TYPE x counter', '',
-      'x_total{a="1",b="say \\"hi\\"\\\\n",c="line\\nbreak"} 42', 'up 1 1700000000000', 'inf_gauge{} +Inf',
-      'not a sample line', 'broken{a=1} 3',
-    ].join('\n'));
+    const s = parsePrometheus(
+      [
+        '# HELP x a counter',
+        '# TYPE x counter',
+        '',
+        'x_total{a="1",b="say \\"hi\\"\\\\n",c="line\\nbreak"} 42',
+        'up 1 1700000000000',
+        'inf_gauge{} +Inf',
+        'not a sample line',
+        'broken{a=1} 3',
+      ].join('\n'),
+    );
     assert.deepEqual(s, [
       { name: 'x_total', labels: { a: '1', b: 'say "hi"\\n', c: 'line\nbreak' }, value: 42 },
       { name: 'up', labels: {}, value: 1 },
       { name: 'inf_gauge', labels: {}, value: Infinity },
     ]);
-    assert.deepEqual(parsePrometheus('x 1\ny 2\n', (n) => n === 'y').map((p) => p.name), ['y']);
+    assert.deepEqual(
+      parsePrometheus('x 1\ny 2\n', (n) => n === 'y').map((p) => p.name),
+      ['y'],
+    );
   });
 
   it('takes a trailing comma, braces and commas inside label values, exponents, -Inf and CRLF line ends', () => {
@@ -41,8 +51,14 @@ describe('Prometheus text', () => {
     m.observeHttp(labels, 503, 0.2);
     const samples = parsePrometheus(m.httpText());
     const requests = samples.filter((s) => s.name === 'trellis_http_requests_total');
-    assert.deepEqual(requests.map((s) => [s.labels.status, s.labels.destination_version, s.value]).sort(), [['200', 'v2', 3], ['503', 'v2', 1]]);
+    assert.deepEqual(requests.map((s) => [s.labels.status, s.labels.destination_version, s.value]).sort(), [
+      ['200', 'v2', 3],
+      ['503', 'v2', 1],
+    ]);
     const inf = samples.filter((s) => s.name === 'trellis_http_request_duration_seconds_bucket' && s.labels.le === '+Inf');
-    assert.equal(inf.reduce((n, s) => n + s.value, 0), 4);
+    assert.equal(
+      inf.reduce((n, s) => n + s.value, 0),
+      4,
+    );
   });
 });

@@ -48,11 +48,12 @@ function showTally() {
   const share = (n) => (answered ? Math.round((100 * n) / answered) : 0);
   $('bar-v1').style.width = `${share(tally.v1)}%`;
   $('bar-v2').style.width = `${answered ? 100 - share(tally.v1) : 0}%`;
-  $('tally-text').textContent = answered || tally.errors
-    ? `${answered} answers: v1 ${tally.v1} (${share(tally.v1)}%) · v2 ${tally.v2} (${share(tally.v2)}%)` +
-      ` · from cache ${tally.cache}, from postgres ${tally.postgres}` +
-      (tally.errors ? ` · ${tally.errors} errors` : '')
-    : 'No answers yet.';
+  $('tally-text').textContent =
+    answered || tally.errors
+      ? `${answered} answers: v1 ${tally.v1} (${share(tally.v1)}%) · v2 ${tally.v2} (${share(tally.v2)}%)` +
+        ` · from cache ${tally.cache}, from postgres ${tally.postgres}` +
+        (tally.errors ? ` · ${tally.errors} errors` : '')
+      : 'No answers yet.';
 }
 
 function showAnswer(result) {
@@ -76,44 +77,46 @@ function showAnswer(result) {
 
 function drawProducts(products) {
   const grid = $('products');
-  grid.replaceChildren(...products.map((product) => {
-    const card = document.createElement('article');
-    card.className = 'card';
-    card.style.setProperty('--hue', String((product.id * 47) % 360));
+  grid.replaceChildren(
+    ...products.map((product) => {
+      const card = document.createElement('article');
+      card.className = 'card';
+      card.style.setProperty('--hue', String((product.id * 47) % 360));
 
-    const tile = document.createElement('div');
-    tile.className = 'tile';
-    tile.textContent = product.name.replace(/[^A-Za-z]/g, '').slice(0, 1);
-    card.append(tile);
+      const tile = document.createElement('div');
+      tile.className = 'tile';
+      tile.textContent = product.name.replace(/[^A-Za-z]/g, '').slice(0, 1);
+      card.append(tile);
 
-    if (product.badge) {
-      const badge = document.createElement('span');
-      badge.className = 'badge';
-      badge.textContent = product.badge;
-      card.append(badge);
-    }
+      if (product.badge) {
+        const badge = document.createElement('span');
+        badge.className = 'badge';
+        badge.textContent = product.badge;
+        card.append(badge);
+      }
 
-    const name = document.createElement('h2');
-    name.textContent = product.name;
-    const description = document.createElement('p');
-    description.className = 'description';
-    description.textContent = product.description ?? '';
+      const name = document.createElement('h2');
+      name.textContent = product.name;
+      const description = document.createElement('p');
+      description.className = 'description';
+      description.textContent = product.description ?? '';
 
-    const cost = document.createElement('p');
-    cost.className = 'price';
-    if (product.original_price_cents) {
-      const was = document.createElement('s');
-      was.textContent = price(product.original_price_cents);
-      const off = document.createElement('span');
-      off.className = 'off';
-      off.textContent = `−${product.discount_percent}%`;
-      cost.append(was, ' ', price(product.price_cents), ' ', off);
-    } else {
-      cost.textContent = price(product.price_cents);
-    }
-    card.append(name, description, cost);
-    return card;
-  }));
+      const cost = document.createElement('p');
+      cost.className = 'price';
+      if (product.original_price_cents) {
+        const was = document.createElement('s');
+        was.textContent = price(product.original_price_cents);
+        const off = document.createElement('span');
+        off.className = 'off';
+        off.textContent = `−${product.discount_percent}%`;
+        cost.append(was, ' ', price(product.price_cents), ' ', off);
+      } else {
+        cost.textContent = price(product.price_cents);
+      }
+      card.append(name, description, cost);
+      return card;
+    }),
+  );
 }
 
 async function refresh(times = 1) {
@@ -136,9 +139,10 @@ async function refresh(times = 1) {
   }
 }
 
-$('route').textContent = config.mode === 'direct'
-  ? `topology 1: this page calls the backend directly at ${config.apiBase || '(no public URL)'}`
-  : 'topology 2: this page calls /api on the frontend, which forwards to the backend through its sidecar';
+$('route').textContent =
+  config.mode === 'direct'
+    ? `topology 1: this page calls the backend directly at ${config.apiBase || '(no public URL)'}`
+    : 'topology 2: this page calls /api on the frontend, which forwards to the backend through its sidecar';
 $('refresh').addEventListener('click', () => refresh(1));
 $('burst').addEventListener('click', () => refresh(20));
 $('reset').addEventListener('click', () => {

@@ -24,13 +24,18 @@ export const BackendPolicySchema = Type.Object(
         loadBalancer: Type.Optional(
           Type.Object(
             {
-              type: Type.Optional(Type.Union(BALANCER_TYPES.map((t) => Type.Literal(t)), { default: 'PeakEWMA', description: `a balancer (${BALANCER_TYPES.join(', ')})` })),
+              type: Type.Optional(
+                Type.Union(
+                  BALANCER_TYPES.map((t) => Type.Literal(t)),
+                  { default: 'PeakEWMA', description: `a balancer (${BALANCER_TYPES.join(', ')})` },
+                ),
+              ),
               // The affinity key of RingHash and Maglev; exactly one of the three.
               hashOn: Type.Optional(
                 Type.Object(
                   {
-                    header: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', maxLength: 256, description: 'a header name' })),
-                    cookie: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', maxLength: 256, description: 'a cookie name' })),
+                    header: Type.Optional(Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", maxLength: 256, description: 'a header name' })),
+                    cookie: Type.Optional(Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", maxLength: 256, description: 'a cookie name' })),
                     source: Type.Optional(Type.Object({}, strict)),
                   },
                   strict,
@@ -48,12 +53,12 @@ export const BackendPolicySchema = Type.Object(
               consecutive5xx: Type.Optional(count('a number of responses in a row; 0 turns the detector off', 10_000)),
               consecutiveGatewayFailure: Type.Optional(count('a number of responses in a row; 0 turns the detector off', 10_000)),
               interval: Type.Optional(gatewayDuration('how often success rates are judged; default 10s')),
-              baseEjectionTime: Type.Optional(gatewayDuration('the first ejection\'s length, multiplied by the times ejected; default 30s')),
+              baseEjectionTime: Type.Optional(gatewayDuration("the first ejection's length, multiplied by the times ejected; default 30s")),
               maxEjectionTime: Type.Optional(gatewayDuration('the longest ejection; default 300s')),
               maxEjectionPercent: Type.Optional(percent()),
               successRateMinimumHosts: Type.Optional(count('a number of endpoints')),
               successRateRequestVolume: Type.Optional(count('a number of requests per interval')),
-              successRateStdevFactor: Type.Optional(count('Envoy\'s stdev_factor: the threshold is mean - factor/1000 x stdev')),
+              successRateStdevFactor: Type.Optional(count("Envoy's stdev_factor: the threshold is mean - factor/1000 x stdev")),
               failurePercentageThreshold: Type.Optional(percent()),
               failurePercentageMinimumHosts: Type.Optional(count('a number of endpoints')),
               failurePercentageRequestVolume: Type.Optional(count('a number of requests per interval')),
@@ -90,7 +95,11 @@ export const BackendPolicySchema = Type.Object(
       strict,
     ),
   },
-  { ...strict, title: 'BackendPolicy', description: 'Trellis policy: the balancer and the passive health checks (outlier detection) of a Service, or of one version of it (sectionName).' },
+  {
+    ...strict,
+    title: 'BackendPolicy',
+    description: 'Trellis policy: the balancer and the passive health checks (outlier detection) of a Service, or of one version of it (sectionName).',
+  },
 );
 
 /** A `BackendPolicy` as written (defaults applied). */

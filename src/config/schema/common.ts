@@ -47,8 +47,7 @@ export const StringMap = Type.Record(Type.String(), Type.String(), {
   description: 'a mapping of names to strings',
 });
 
-export const httpPath = (options: StringOptions = {}) =>
-  Type.String({ pattern: '^/', maxLength: 1024, description: 'a path starting with /', ...options });
+export const httpPath = (options: StringOptions = {}) => Type.String({ pattern: '^/', maxLength: 1024, description: 'a path starting with /', ...options });
 
 // Gateway API Duration (GEP-2257): up to four <number><unit> parts, e.g. 1m30s, 250ms.
 export const gatewayDuration = (description: string) =>

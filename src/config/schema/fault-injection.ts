@@ -4,9 +4,23 @@ import { gatewayDuration, Metadata, strict, TRELLIS_API_VERSION } from './common
 import { percent, PolicyTargetRef } from './policy-target.js';
 
 const GRPC_CODES = [
-  'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE',
-  'DATA_LOSS', 'UNAUTHENTICATED',
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
 ] as const;
 
 /** The gRPC status codes by name, in numeric order (`UNAVAILABLE` is 14). */
@@ -28,7 +42,12 @@ export const FaultInjectionSchema = Type.Object(
           Type.Object(
             {
               httpStatus: Type.Optional(Type.Integer({ minimum: 200, maximum: 599, description: 'an HTTP status code from 200 to 599' })),
-              grpcStatus: Type.Optional(Type.Union(GRPC_CODES.map((c) => Type.Literal(c)), { description: `a gRPC status name (${GRPC_CODES.join(', ')})` })),
+              grpcStatus: Type.Optional(
+                Type.Union(
+                  GRPC_CODES.map((c) => Type.Literal(c)),
+                  { description: `a gRPC status name (${GRPC_CODES.join(', ')})` },
+                ),
+              ),
               percent: percent(),
             },
             strict,
@@ -38,7 +57,11 @@ export const FaultInjectionSchema = Type.Object(
       strict,
     ),
   },
-  { ...strict, title: 'FaultInjection', description: 'Trellis policy: delay or abort a share of the requests of an HTTPRoute (or one rule of it) or a Service.' },
+  {
+    ...strict,
+    title: 'FaultInjection',
+    description: 'Trellis policy: delay or abort a share of the requests of an HTTPRoute (or one rule of it) or a Service.',
+  },
 );
 
 /** A `FaultInjection` policy as written. */

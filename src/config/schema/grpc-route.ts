@@ -15,10 +15,7 @@ const GRPCRouteFilter = Type.Object(
   strict,
 );
 
-const GRPCBackendRef = Type.Object(
-  { ...BackendRef.properties, filters: Type.Optional(Type.Array(GRPCRouteFilter, { maxItems: 16 })) },
-  strict,
-);
+const GRPCBackendRef = Type.Object({ ...BackendRef.properties, filters: Type.Optional(Type.Array(GRPCRouteFilter, { maxItems: 16 })) }, strict);
 
 const GRPCMethodMatch = Type.Object(
   {
@@ -29,10 +26,7 @@ const GRPCMethodMatch = Type.Object(
   strict,
 );
 
-const GRPCRouteMatch = Type.Object(
-  { method: Type.Optional(GRPCMethodMatch), headers: Type.Optional(Type.Array(HeaderMatch, { maxItems: 16 })) },
-  strict,
-);
+const GRPCRouteMatch = Type.Object({ method: Type.Optional(GRPCMethodMatch), headers: Type.Optional(Type.Array(HeaderMatch, { maxItems: 16 })) }, strict);
 
 const GRPCRouteRule = Type.Object(
   {

@@ -35,8 +35,11 @@ const URLRewrite = Type.Object({ hostname: Type.Optional(PreciseHostname), path:
 const HTTPRouteFilter = Type.Object(
   {
     type: Type.Union([
-      Type.Literal('RequestHeaderModifier'), Type.Literal('ResponseHeaderModifier'), Type.Literal('RequestRedirect'),
-      Type.Literal('URLRewrite'), Type.Literal('RequestMirror'),
+      Type.Literal('RequestHeaderModifier'),
+      Type.Literal('ResponseHeaderModifier'),
+      Type.Literal('RequestRedirect'),
+      Type.Literal('URLRewrite'),
+      Type.Literal('RequestMirror'),
     ]),
     requestHeaderModifier: Type.Optional(HeaderModifier),
     responseHeaderModifier: Type.Optional(HeaderModifier),
@@ -47,16 +50,11 @@ const HTTPRouteFilter = Type.Object(
   strict,
 );
 
-const HTTPBackendRef = Type.Object(
-  { ...BackendRef.properties, filters: Type.Optional(Type.Array(HTTPRouteFilter, { maxItems: 16 })) },
-  strict,
-);
+const HTTPBackendRef = Type.Object({ ...BackendRef.properties, filters: Type.Optional(Type.Array(HTTPRouteFilter, { maxItems: 16 })) }, strict);
 
 const PathMatch = Type.Object(
   {
-    type: Type.Optional(
-      Type.Union([Type.Literal('Exact'), Type.Literal('PathPrefix'), Type.Literal('RegularExpression')], { default: 'PathPrefix' }),
-    ),
+    type: Type.Optional(Type.Union([Type.Literal('Exact'), Type.Literal('PathPrefix'), Type.Literal('RegularExpression')], { default: 'PathPrefix' })),
     // A regular expression need not start with '/', so the value is checked by type in check-routes.ts.
     value: Type.Optional(Type.String({ minLength: 1, maxLength: 1024, default: '/' })),
   },
@@ -67,9 +65,7 @@ const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTION
 
 const QueryParamMatch = Type.Object(
   {
-    type: Type.Optional(
-      Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' }),
-    ),
+    type: Type.Optional(Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' })),
     name: Type.String({ minLength: 1, maxLength: 256, pattern: '^[^&=#\\s]+$', description: 'a query parameter name (no &, =, # or spaces)' }),
     value: Type.String({ maxLength: 1024 }),
   },
@@ -99,9 +95,7 @@ const HTTPRouteTimeouts = Type.Object(
 // Gateway API HTTPRouteRetry (GEP-1731).
 const HTTPRouteRetry = Type.Object(
   {
-    codes: Type.Optional(
-      Type.Array(Type.Integer({ minimum: 400, maximum: 599, description: 'an HTTP status code from 400 to 599' }), { maxItems: 32 }),
-    ),
+    codes: Type.Optional(Type.Array(Type.Integer({ minimum: 400, maximum: 599, description: 'an HTTP status code from 400 to 599' }), { maxItems: 32 })),
     attempts: Type.Optional(Type.Integer({ minimum: 0, maximum: 10, description: 'a number of retries from 0 to 10' })),
     backoff: Type.Optional(gatewayDuration('the base of the exponential backoff')),
   },
@@ -115,9 +109,7 @@ const HTTPRouteRule = Type.Object(
   {
     // Named so that policies can target one rule (targetRefs[].sectionName).
     name: Type.Optional(SectionName),
-    matches: Type.Optional(
-      Type.Array(HTTPRouteMatch, { maxItems: 64, default: [{ path: { type: 'PathPrefix', value: '/' } }] }),
-    ),
+    matches: Type.Optional(Type.Array(HTTPRouteMatch, { maxItems: 64, default: [{ path: { type: 'PathPrefix', value: '/' } }] })),
     filters: Type.Optional(Type.Array(HTTPRouteFilter, { maxItems: 16 })),
     backendRefs: Type.Optional(Type.Array(HTTPBackendRef, { maxItems: 16 })),
     timeouts: Type.Optional(HTTPRouteTimeouts),

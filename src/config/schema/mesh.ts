@@ -20,11 +20,9 @@ export const MESH_DEFAULTS = {
 
 // Numbers and booleans are accepted because `DEBUG: true` in YAML is not a string,
 // and refusing it would only teach people to quote; the normalizer stringifies them.
-const EnvMap = Type.Record(
-  Type.String(),
-  Type.Union([Type.String(), Type.Number(), Type.Boolean()], { description: 'a string, number or boolean' }),
-  { description: 'a mapping of environment variable names to values' },
-);
+const EnvMap = Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()], { description: 'a string, number or boolean' }), {
+  description: 'a mapping of environment variable names to values',
+});
 
 const Upstream = Type.Union(
   [
@@ -95,9 +93,10 @@ const MeshService = Type.Object(
     name: DnsLabel,
     protocol: Type.Optional(
       Type.Union([Type.Literal('http'), Type.Literal('http1'), Type.Literal('http2'), Type.Literal('grpc'), Type.Literal('tcp')], {
-        description: 'http, http1, http2, grpc or tcp; when omitted the proxies detect it per connection (HTTP/1.1, HTTP/2, else opaque TCP). '
-          + 'http1, http2 and grpc also say which HTTP the app speaks (http2 and grpc: HTTP/2 with prior knowledge only); with http or none, the inbound sidecar probes the app once. '
-          + 'Server-first protocols (MySQL, SMTP) must be declared tcp.',
+        description:
+          'http, http1, http2, grpc or tcp; when omitted the proxies detect it per connection (HTTP/1.1, HTTP/2, else opaque TCP). ' +
+          'http1, http2 and grpc also say which HTTP the app speaks (http2 and grpc: HTTP/2 with prior knowledge only); with http or none, the inbound sidecar probes the app once. ' +
+          'Server-first protocols (MySQL, SMTP) must be declared tcp.',
       }),
     ),
     // No command: an external process that the runner does not start.
@@ -134,13 +133,25 @@ const MeshService = Type.Object(
 // defaults and why each was chosen). Bounds keep a typo from disabling a limit.
 const ProxyLimits = Type.Object(
   {
-    maxRequestHeadBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1024 * 1024, description: 'the largest HTTP/1.1 request head in bytes (1 KiB to 1 MiB); default 16384' })),
+    maxRequestHeadBytes: Type.Optional(
+      Type.Integer({ minimum: 1024, maximum: 1024 * 1024, description: 'the largest HTTP/1.1 request head in bytes (1 KiB to 1 MiB); default 16384' }),
+    ),
     requestHeaderTimeout: Type.Optional(duration({ description: 'a duration such as 30s (the longest a request head may take to arrive; default 30s)' })),
-    idleTimeout: Type.Optional(duration({ description: 'a duration such as 2m (how long a client connection with no request in progress stays open; default 120s)' })),
-    h2MaxConcurrentStreams: Type.Optional(Type.Integer({ minimum: 1, maximum: 10000, description: 'concurrent streams per HTTP/2 connection (1 to 10000); default 100' })),
-    h2MaxHeaderListBytes: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1024 * 1024, description: 'the largest HTTP/2 header list in bytes (1 KiB to 1 MiB); default 16384' })),
-    maxConnectionsPerListener: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'open client connections per proxy listener (1 to 1000000); default 10000' })),
-    appProbeTimeout: Type.Optional(duration({ description: 'a duration such as 1s (how long the inbound sidecar waits for its app to answer an HTTP/2 probe; default 1s)' })),
+    idleTimeout: Type.Optional(
+      duration({ description: 'a duration such as 2m (how long a client connection with no request in progress stays open; default 120s)' }),
+    ),
+    h2MaxConcurrentStreams: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 10000, description: 'concurrent streams per HTTP/2 connection (1 to 10000); default 100' }),
+    ),
+    h2MaxHeaderListBytes: Type.Optional(
+      Type.Integer({ minimum: 1024, maximum: 1024 * 1024, description: 'the largest HTTP/2 header list in bytes (1 KiB to 1 MiB); default 16384' }),
+    ),
+    maxConnectionsPerListener: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'open client connections per proxy listener (1 to 1000000); default 10000' }),
+    ),
+    appProbeTimeout: Type.Optional(
+      duration({ description: 'a duration such as 1s (how long the inbound sidecar waits for its app to answer an HTTP/2 probe; default 1s)' }),
+    ),
   },
   { ...strict, description: 'limits every proxy holds connections to' },
 );
@@ -150,7 +161,13 @@ const ProxyLimits = Type.Object(
 const AccessLog = Type.Object(
   {
     keepQuery: Type.Optional(Type.Boolean({ description: 'true to log query strings as sent; default false (values replaced by REDACTED)' })),
-    maxFileBytes: Type.Optional(Type.Integer({ minimum: 64 * 1024, maximum: 1024 * 1024 * 1024, description: 'the size in bytes at which a log file is rotated (64 KiB to 1 GiB); default 10485760' })),
+    maxFileBytes: Type.Optional(
+      Type.Integer({
+        minimum: 64 * 1024,
+        maximum: 1024 * 1024 * 1024,
+        description: 'the size in bytes at which a log file is rotated (64 KiB to 1 GiB); default 10485760',
+      }),
+    ),
     maxFiles: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'how many rotated files are kept (1 to 100); default 5' })),
   },
   { ...strict, description: 'how proxies keep their access logs' },

@@ -24,7 +24,11 @@ export const RetryPolicySchema = Type.Object(
       strict,
     ),
   },
-  { ...strict, title: 'RetryPolicy', description: 'Trellis policy: whether the retries of an HTTPRoute (or one rule) may replay non-idempotent requests, and the body size kept for a replay.' },
+  {
+    ...strict,
+    title: 'RetryPolicy',
+    description: 'Trellis policy: whether the retries of an HTTPRoute (or one rule) may replay non-idempotent requests, and the body size kept for a replay.',
+  },
 );
 
 /** A `RetryPolicy` as written (defaults applied). */

@@ -41,9 +41,7 @@ export const RouteHostnames = Type.Optional(
 
 export const HeaderMatch = Type.Object(
   {
-    type: Type.Optional(
-      Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' }),
-    ),
+    type: Type.Optional(Type.Union([Type.Literal('Exact'), Type.Literal('RegularExpression')], { default: 'Exact' })),
     name: Type.String({
       pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_`|~]+$",
       maxLength: 256,
@@ -66,7 +64,10 @@ const HeaderName = Type.String({
   description: 'an HTTP header name',
 });
 
-const HTTPHeader = Type.Object({ name: HeaderName, value: Type.String({ maxLength: 4096, pattern: '^[^\\r\\n\\u0000]*$', description: 'a header value without CR, LF or NUL' }) }, strict);
+const HTTPHeader = Type.Object(
+  { name: HeaderName, value: Type.String({ maxLength: 4096, pattern: '^[^\\r\\n\\u0000]*$', description: 'a header value without CR, LF or NUL' }) },
+  strict,
+);
 
 export const HeaderModifier = Type.Object(
   {

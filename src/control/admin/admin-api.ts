@@ -168,7 +168,16 @@ export interface AdminApiOptions {
   weights?: WeightsApi;
 }
 
-const ENDPOINTS = ['/healthz', '/v1/services', '/v1/services/<name>/weights (GET, PUT)', '/v1/instances', '/v1/proxies', '/v1/config', '/v1/snapshots/<proxyId>', '/v1/stream (Upgrade: trellis-stream)'];
+const ENDPOINTS = [
+  '/healthz',
+  '/v1/services',
+  '/v1/services/<name>/weights (GET, PUT)',
+  '/v1/instances',
+  '/v1/proxies',
+  '/v1/config',
+  '/v1/snapshots/<proxyId>',
+  '/v1/stream (Upgrade: trellis-stream)',
+];
 
 const WEIGHTS_PATH = /^\/v1\/services\/([^/]+)\/weights$/;
 const MAX_BODY = 64 * 1024;
@@ -200,10 +209,13 @@ function putWeights(api: WeightsApi, service: string, req: IncomingMessage, res:
     } catch {
       return sendError(res, new TrellisError('TRELLIS_E_WEIGHTS_INVALID', { service, reason: 'the body is not JSON; send {"weights": {"v1": 90, "v2": 10}}' }));
     }
-    api.set(service, body).then((answer) => reply(res, answer), (err: unknown) => {
-      // Not a refusal the weights API made (those come back as answers): the edit failed on the way, e.g. writing the file.
-      sendError(res, new TrellisError('TRELLIS_E_WEIGHTS_REFUSED', { service, reason: err instanceof Error ? err.message : String(err) }));
-    });
+    api.set(service, body).then(
+      (answer) => reply(res, answer),
+      (err: unknown) => {
+        // Not a refusal the weights API made (those come back as answers): the edit failed on the way, e.g. writing the file.
+        sendError(res, new TrellisError('TRELLIS_E_WEIGHTS_REFUSED', { service, reason: err instanceof Error ? err.message : String(err) }));
+      },
+    );
   });
 }
 
@@ -222,7 +234,14 @@ export function createAdminHandler(opts: AdminApiOptions): (req: IncomingMessage
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
-      return sendError(res, new TrellisError('TRELLIS_E_METHOD_NOT_ALLOWED', { path, allowed: 'GET only (the admin API is read-only except PUT /v1/services/<name>/weights)', method: req.method }));
+      return sendError(
+        res,
+        new TrellisError('TRELLIS_E_METHOD_NOT_ALLOWED', {
+          path,
+          allowed: 'GET only (the admin API is read-only except PUT /v1/services/<name>/weights)',
+          method: req.method,
+        }),
+      );
     }
     if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });

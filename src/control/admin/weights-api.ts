@@ -76,7 +76,10 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 /** Writes through a temporary file and a rename, so the watcher never reads half a file. */
 async function writeAtomic(file: string, text: string): Promise<void> {
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-  const mode = await stat(file).then((s) => s.mode & 0o777, () => undefined);
+  const mode = await stat(file).then(
+    (s) => s.mode & 0o777,
+    () => undefined,
+  );
   await writeFile(tmp, text);
   if (mode !== undefined) await chmod(tmp, mode);
   await rename(tmp, file);
@@ -98,10 +101,15 @@ export class WeightsApi {
     const s = this.#o.model.service(service);
     if (!s) {
       const names = this.#o.model.config.services.map((x) => x.name);
-      return new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `no service named "${service}" in the mesh; its services are: ${names.join(', ') || '(none)'}` });
+      return new TrellisError('TRELLIS_E_NOT_FOUND', {
+        reason: `no service named "${service}" in the mesh; its services are: ${names.join(', ') || '(none)'}`,
+      });
     }
     if (s.protocol === 'tcp') {
-      return new TrellisError('TRELLIS_E_WEIGHTS_INVALID', { service, reason: `${service} is a ${s.protocol} service; HTTPRoute weights split HTTP services only` });
+      return new TrellisError('TRELLIS_E_WEIGHTS_INVALID', {
+        service,
+        reason: `${service} is a ${s.protocol} service; HTTPRoute weights split HTTP services only`,
+      });
     }
     return s.versions.map((v) => v.name);
   }
@@ -142,7 +150,8 @@ export class WeightsApi {
       }
       weights[version] = w;
     }
-    if (Object.values(weights).every((w) => w === 0)) throw invalid('every weight is 0, so requests would have nowhere to go; give at least one version a weight above 0');
+    if (Object.values(weights).every((w) => w === 0))
+      throw invalid('every weight is 0, so requests would have nowhere to go; give at least one version a weight above 0');
     return weights;
   }
 
@@ -162,7 +171,10 @@ export class WeightsApi {
     const files: SourceFile[] = await Promise.all(state.files.map(async (file) => ({ file, text: await readFile(file, 'utf8') })));
     const edit = planWeights({ files, service, versions, weights });
     if (edit.created && existsSync(edit.created)) {
-      throw new TrellisError('TRELLIS_E_WEIGHTS_REFUSED', { service, reason: `no HTTPRoute rule splits ${service}, and ${edit.created}, where a new one would go, exists but is not part of the config; include it from the mesh file or remove it` });
+      throw new TrellisError('TRELLIS_E_WEIGHTS_REFUSED', {
+        service,
+        reason: `no HTTPRoute rule splits ${service}, and ${edit.created}, where a new one would go, exists but is not part of the config; include it from the mesh file or remove it`,
+      });
     }
     const callersBefore = this.#callers(service);
     if (edit.writes.length > 0) await this.#write(service, edit.writes, edit.created, files);
@@ -170,7 +182,16 @@ export class WeightsApi {
     const text = versions.map((v) => `${v}=${weights[v]}`).join(' ');
     this.#log(`control: weights of ${service} ${edit.writes.length > 0 ? 'set to' : 'already'} ${text} (${where})`);
     const { callers, sent } = await this.#waitSent(service, callersBefore);
-    const change: WeightsChange = { service, before, after: weights, changed: edit.writes.length > 0, rules: edit.rules, created: edit.created ?? null, callers, sent };
+    const change: WeightsChange = {
+      service,
+      before,
+      after: weights,
+      changed: edit.writes.length > 0,
+      rules: edit.rules,
+      created: edit.created ?? null,
+      callers,
+      sent,
+    };
     return { status: 200, body: change };
   }
 

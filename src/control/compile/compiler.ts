@@ -1,7 +1,16 @@
 // Config + model state → the snapshot of one proxy. A pure function: the same inputs
 // give the same snapshot, key for key, so the distributor can tell a real change from a
 // recompile that changed nothing by comparing JSON.
-import { INGRESS_SERVICE, type BackendSnapshot, type Endpoint, type HostPort, type ProxyInfo, type RouteFilter, type Snapshot, type UpstreamSnapshot } from '../../api/protocol.js';
+import {
+  INGRESS_SERVICE,
+  type BackendSnapshot,
+  type Endpoint,
+  type HostPort,
+  type ProxyInfo,
+  type RouteFilter,
+  type Snapshot,
+  type UpstreamSnapshot,
+} from '../../api/protocol.js';
 import type { ControlConfig, ServiceConfig } from '../sources/mesh-config.js';
 import type { HealthStatus } from '../model.js';
 import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
@@ -104,11 +113,9 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
   }
   // Routes may send traffic to another service (GAMMA); unresolvable names stay out of
   // `backends` and in the route, so the proxy reports backend-not-found.
-  const referenced = [...new Set(routes.flatMap((r) => [
-    ...r.backends.map((b) => b.backend),
-    ...mirrorsOf(r.filters),
-    ...r.backends.flatMap((b) => mirrorsOf(b.filters)),
-  ]))].sort();
+  const referenced = [
+    ...new Set(routes.flatMap((r) => [...r.backends.map((b) => b.backend), ...mirrorsOf(r.filters), ...r.backends.flatMap((b) => mirrorsOf(b.filters))])),
+  ].sort();
   for (const name of referenced) {
     if (name in backends) continue;
     const resolved = resolveBackend(config, instances, name);
@@ -136,7 +143,12 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
     upstreams[name] = compileUpstream(config, instances, service);
   }
   const own = proxy.kind === 'sidecar' ? config.services.find((s) => s.name === proxy.service) : undefined;
-  const out: SnapshotContent = { service: proxy.service, inboundProtocol: own?.protocol ?? 'http', upstreams, meshServices: [...config.services.map((s) => s.name), INGRESS_SERVICE].sort() };
+  const out: SnapshotContent = {
+    service: proxy.service,
+    inboundProtocol: own?.protocol ?? 'http',
+    upstreams,
+    meshServices: [...config.services.map((s) => s.name), INGRESS_SERVICE].sort(),
+  };
   if (config.proxyLimits !== undefined) out.limits = config.proxyLimits;
   if (own?.upgrades !== undefined) out.inboundUpgrades = [...own.upgrades];
   return out;

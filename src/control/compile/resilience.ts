@@ -6,16 +6,40 @@
 // routes that have none of their own.
 import { parseGatewayDurationMs } from '../../config/duration.js';
 import type { HTTPRouteConfig, HTTPRouteRuleConfig, PolicyConfig, PolicyTargetConfig } from '../sources/mesh-config.js';
-import { DEFAULT_BALANCING, DEFAULT_OUTLIER_DETECTION, DEFAULT_RETRY_BUDGET, type BalancingConfig, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts } from '../../api/protocol.js';
+import {
+  DEFAULT_BALANCING,
+  DEFAULT_OUTLIER_DETECTION,
+  DEFAULT_RETRY_BUDGET,
+  type BalancingConfig,
+  type FaultConfig,
+  type RetryBudgetConfig,
+  type RetryConfig,
+  type RouteEntry,
+  type RouteTimeouts,
+} from '../../api/protocol.js';
 
 /** Defaults of a retry stanza and of the RetryPolicy fields. */
 export const RETRY_DEFAULTS = { attempts: 1, backoffMs: 25, maxBodyBytes: 64 * 1024 } as const;
 
 /** gRPC status names in numeric order (OK = 0 ... UNAUTHENTICATED = 16). */
 const GRPC_CODES = [
-  'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
-  'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE',
-  'DATA_LOSS', 'UNAUTHENTICATED',
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
 ];
 
 type Policies = readonly { readonly resource: PolicyConfig }[] | undefined;
@@ -30,7 +54,12 @@ function routeTargetRank(ref: PolicyTargetConfig, route: HTTPRouteConfig, rule: 
   return ref.sectionName === rule.name ? 1 : 0;
 }
 
-function policyFor<K extends PolicyConfig['kind']>(policies: Policies, kind: K, route: HTTPRouteConfig, rule: HTTPRouteRuleConfig): Extract<PolicyConfig, { kind: K }> | undefined {
+function policyFor<K extends PolicyConfig['kind']>(
+  policies: Policies,
+  kind: K,
+  route: HTTPRouteConfig,
+  rule: HTTPRouteRuleConfig,
+): Extract<PolicyConfig, { kind: K }> | undefined {
   let best: PolicyConfig | undefined;
   let bestRank = 3;
   for (const { resource: p } of policies ?? []) {
@@ -48,9 +77,11 @@ function policyFor<K extends PolicyConfig['kind']>(policies: Policies, kind: K, 
 }
 
 function servicePolicy<K extends PolicyConfig['kind']>(policies: Policies, kind: K, service: string): Extract<PolicyConfig, { kind: K }> | undefined {
-  return (policies ?? []).map((p) => p.resource).find(
-    (p) => p.kind === kind && p.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service && r.sectionName === undefined),
-  ) as Extract<PolicyConfig, { kind: K }> | undefined;
+  return (policies ?? [])
+    .map((p) => p.resource)
+    .find(
+      (p) => p.kind === kind && p.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service && r.sectionName === undefined),
+    ) as Extract<PolicyConfig, { kind: K }> | undefined;
 }
 
 function compileFault(p: Extract<PolicyConfig, { kind: 'FaultInjection' }>): FaultConfig {
@@ -58,9 +89,10 @@ function compileFault(p: Extract<PolicyConfig, { kind: 'FaultInjection' }>): Fau
   if (p.spec.delay) out.delay = { ms: parseGatewayDurationMs(p.spec.delay.fixedDelay), percent: p.spec.delay.percent };
   const a = p.spec.abort;
   if (a) {
-    out.abort = a.grpcStatus !== undefined
-      ? { grpcStatus: Math.max(0, GRPC_CODES.indexOf(a.grpcStatus)), percent: a.percent }
-      : { httpStatus: a.httpStatus ?? 503, percent: a.percent };
+    out.abort =
+      a.grpcStatus !== undefined
+        ? { grpcStatus: Math.max(0, GRPC_CODES.indexOf(a.grpcStatus)), percent: a.percent }
+        : { httpStatus: a.httpStatus ?? 503, percent: a.percent };
   }
   return out;
 }
@@ -128,9 +160,13 @@ function compileBalancing(p: Extract<PolicyConfig, { kind: 'BackendPolicy' }>, w
   else if (h?.cookie !== undefined) out.hashOn = { cookie: h.cookie };
   else if (h?.source !== undefined) out.hashOn = { source: true };
   const cb = p.spec.circuitBreaker;
-  if (withOutliers && cb !== undefined) out.circuitBreaker = {
-    maxConnections: cb.maxConnections ?? 1024, maxPendingRequests: cb.maxPendingRequests ?? 1024, maxRequests: cb.maxRequests ?? 1024, maxRetries: cb.maxRetries ?? 3,
-  };
+  if (withOutliers && cb !== undefined)
+    out.circuitBreaker = {
+      maxConnections: cb.maxConnections ?? 1024,
+      maxPendingRequests: cb.maxPendingRequests ?? 1024,
+      maxRequests: cb.maxRequests ?? 1024,
+      maxRetries: cb.maxRetries ?? 3,
+    };
   const o = p.spec.outlierDetection;
   if (withOutliers && o?.enabled !== false) {
     const d = DEFAULT_OUTLIER_DETECTION;
@@ -164,9 +200,12 @@ export function serviceBalancing(service: string, policies: Policies): Balancing
 
 /** The BackendPolicy naming one version of a Service (sectionName), compiled; undefined when none. */
 export function versionBalancing(service: string, version: string, policies: Policies): BalancingConfig | undefined {
-  const p = (policies ?? []).map((x) => x.resource).find(
-    (x) => x.kind === 'BackendPolicy' && x.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service && r.sectionName === version),
-  ) as Extract<PolicyConfig, { kind: 'BackendPolicy' }> | undefined;
+  const p = (policies ?? [])
+    .map((x) => x.resource)
+    .find(
+      (x) =>
+        x.kind === 'BackendPolicy' && x.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service && r.sectionName === version),
+    ) as Extract<PolicyConfig, { kind: 'BackendPolicy' }> | undefined;
   // Outlier detection is per service (one detector sees every version): a version's policy balances only.
   return p === undefined ? undefined : compileBalancing(p, false);
 }
@@ -177,9 +216,14 @@ export function versionBalancing(service: string, version: string, policies: Pol
  * by default the whole service (its other versions). Undefined: no failover.
  */
 export function versionFailover(service: string, version: string, policies: Policies): string | undefined {
-  const onVersion = (policies ?? []).map((x) => x.resource).find(
-    (x) => x.kind === 'BackendPolicy' && x.spec.failover !== undefined && x.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service && r.sectionName === version),
-  ) as Extract<PolicyConfig, { kind: 'BackendPolicy' }> | undefined;
+  const onVersion = (policies ?? [])
+    .map((x) => x.resource)
+    .find(
+      (x) =>
+        x.kind === 'BackendPolicy' &&
+        x.spec.failover !== undefined &&
+        x.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service && r.sectionName === version),
+    ) as Extract<PolicyConfig, { kind: 'BackendPolicy' }> | undefined;
   const f = onVersion?.spec.failover ?? servicePolicy(policies, 'BackendPolicy', service)?.spec.failover;
   if (f?.enabled === false) return undefined;
   if (f?.version !== undefined && f.version !== version) return `${service}-${f.version}`;

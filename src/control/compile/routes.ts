@@ -5,15 +5,19 @@
 // HTTPRoute rule's timeouts, retry and the policies aimed at it ride on its entries.
 import type { Protocol, RouteEntry, RouteFilter, RouteMatch, HeaderEditsSpec } from '../../api/protocol.js';
 import type {
-  BackendRefConfig, ControlConfig, GRPCRouteMatchConfig, HTTPRouteMatchConfig, HTTPRouteRuleConfig, RouteConfig, RouteFilterConfig,
+  BackendRefConfig,
+  ControlConfig,
+  GRPCRouteMatchConfig,
+  HTTPRouteMatchConfig,
+  HTTPRouteRuleConfig,
+  RouteConfig,
+  RouteFilterConfig,
 } from '../sources/mesh-config.js';
 import { ruleResilience } from './resilience.js';
 
 /** True when one of the route's parentRefs names the mesh Service `service` (GAMMA). */
 export function routeAttachesTo(route: RouteConfig, service: string): boolean {
-  return route.spec.parentRefs.some(
-    (ref) => ref.name === service && (ref.kind ?? 'Service') === 'Service' && (ref.group ?? '') === '',
-  );
+  return route.spec.parentRefs.some((ref) => ref.name === service && (ref.kind ?? 'Service') === 'Service' && (ref.group ?? '') === '');
 }
 
 /** `<namespace>/<name>`, the route's identity in names and tie-breaks. */
@@ -92,9 +96,12 @@ export function normalizeFilters(filters: readonly RouteFilterConfig[] | undefin
         if (!r) break;
         const path = pathModifier(r.path);
         out.push({
-          type: f.type, statusCode: r.statusCode ?? 302,
-          ...(r.scheme ? { scheme: r.scheme } : {}), ...(r.hostname ? { hostname: r.hostname } : {}),
-          ...(path ? { path } : {}), ...(r.port ? { port: r.port } : {}),
+          type: f.type,
+          statusCode: r.statusCode ?? 302,
+          ...(r.scheme ? { scheme: r.scheme } : {}),
+          ...(r.hostname ? { hostname: r.hostname } : {}),
+          ...(path ? { path } : {}),
+          ...(r.port ? { port: r.port } : {}),
         });
         break;
       }
@@ -227,7 +234,10 @@ function comparePrecedence(a: Candidate, b: Candidate): number {
  * nothing, so the proxy can answer `backend-not-found` instead of the route silently vanishing.
  */
 export function compileRoutes(
-  service: string, routes: ControlConfig['routes'], protocol: Protocol = 'http', policies?: ControlConfig['policies'],
+  service: string,
+  routes: ControlConfig['routes'],
+  protocol: Protocol = 'http',
+  policies?: ControlConfig['policies'],
 ): RouteEntry[] {
   const candidates: Candidate[] = [];
   routes.forEach(({ resource }, routeIndex) => {
@@ -252,17 +262,29 @@ export function compileRoutes(
       const grpc = resource.kind === 'GRPCRoute';
       // Timeouts, retries and faults are HTTPRoute's (GRPCRoute has no such fields yet).
       const resilience = resource.kind === 'HTTPRoute' ? ruleResilience(resource, rule as HTTPRouteRuleConfig, policies) : {};
-      const matches: readonly (HTTPRouteMatchConfig | GRPCRouteMatchConfig | undefined)[] = rule.matches && rule.matches.length > 0 ? rule.matches : [undefined];
+      const matches: readonly (HTTPRouteMatchConfig | GRPCRouteMatchConfig | undefined)[] =
+        rule.matches && rule.matches.length > 0 ? rule.matches : [undefined];
       matches.forEach((match, matchIndex) => {
         const m = grpc ? grpcMatch(match as GRPCRouteMatchConfig | undefined) : normalizeMatch(match as HTTPRouteMatchConfig | undefined);
         const gm = grpc ? (match as GRPCRouteMatchConfig | undefined)?.method : undefined;
         hostnames.forEach((hostname, hostIndex) => {
           const entry: RouteEntry = {
-            name: `${key}/rule/${ruleIndex}`, ...(hostname ? { hostname } : {}), match: m, ...(filters ? { filters } : {}), backends, ...resilience,
+            name: `${key}/rule/${ruleIndex}`,
+            ...(hostname ? { hostname } : {}),
+            match: m,
+            ...(filters ? { filters } : {}),
+            backends,
+            ...resilience,
           };
           candidates.push({
-            ...base, entry, grpc, ruleIndex, matchIndex, hostIndex,
-            serviceChars: gm?.service?.length ?? 0, methodChars: gm?.method?.length ?? 0,
+            ...base,
+            entry,
+            grpc,
+            ruleIndex,
+            matchIndex,
+            hostIndex,
+            serviceChars: gm?.service?.length ?? 0,
+            methodChars: gm?.method?.length ?? 0,
           });
         });
       });

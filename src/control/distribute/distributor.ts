@@ -113,7 +113,10 @@ export class Distributor {
     const path = (req.url ?? '').split('?')[0];
     if (this.#stopped) return void socket.destroy();
     if (req.method !== 'GET' || path !== STREAM_PATH || (req.headers.upgrade ?? '').toLowerCase() !== STREAM_UPGRADE) {
-      return rejectUpgrade(socket, new TrellisError('TRELLIS_E_BAD_REQUEST', { reason: `the proxy stream is GET ${STREAM_PATH} with Upgrade: ${STREAM_UPGRADE}` }));
+      return rejectUpgrade(
+        socket,
+        new TrellisError('TRELLIS_E_BAD_REQUEST', { reason: `the proxy stream is GET ${STREAM_PATH} with Upgrade: ${STREAM_UPGRADE}` }),
+      );
     }
     if (this.#token && !this.#authorized(req.headers.authorization)) {
       this.#log(`control: stream: refused a proxy from ${req.socket.remoteAddress ?? '?'}: missing or wrong join token`);

@@ -126,7 +126,10 @@ export class ConfigWatcher {
   restore(restored: RestoredConfig, problems: readonly ConfigProblem[]): void {
     this.#goodFiles = [...restored.files];
     this.#opts.model.setConfig(restored.config, restored.files, { from: restored.from, savedAt: restored.savedAt });
-    this.#reportProblems(problems, `control: the config files have ${problems.length} problem(s); serving the last good config, saved at ${new Date(restored.savedAt).toISOString()} in ${restored.from}, until they are fixed`);
+    this.#reportProblems(
+      problems,
+      `control: the config files have ${problems.length} problem(s); serving the last good config, saved at ${new Date(restored.savedAt).toISOString()} in ${restored.from}, until they are fixed`,
+    );
   }
 
   /** Starts watching the files of the last load (call after {@link load}). */
@@ -195,7 +198,10 @@ export class ConfigWatcher {
       return;
     }
     const since = this.#opts.model.configState.loadedAt;
-    this.#reportProblems(result.problems, `control: config reload failed with ${result.problems.length} problem(s); keeping the config loaded at ${since ? new Date(since).toISOString() : '?'}`);
+    this.#reportProblems(
+      result.problems,
+      `control: config reload failed with ${result.problems.length} problem(s); keeping the config loaded at ${since ? new Date(since).toISOString() : '?'}`,
+    );
     // Watch the broken load's files too, so that fixing an included file reloads.
     this.#rewatch([...this.#goodFiles, ...result.files]);
   }

@@ -19,7 +19,9 @@ async function fileFingerprint(file: string): Promise<string> {
   try {
     const s = await stat(file, { bigint: true });
     if (s.isDirectory()) return 'directory';
-    const hash = createHash('sha256').update(await readFile(file)).digest('base64url');
+    const hash = createHash('sha256')
+      .update(await readFile(file))
+      .digest('base64url');
     return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}:${hash}`;
   } catch {
     return 'missing';

@@ -29,10 +29,18 @@ function isRecord(v: unknown): v is Record1 {
   if (typeof v !== 'object' || v === null) return false;
   const r = v as Partial<Record1>;
   const c = r.config as Partial<ControlConfig> | undefined;
-  return r.format === FORMAT && typeof r.savedAt === 'number' && Array.isArray(r.files) && r.files.every((f) => typeof f === 'string')
-    && typeof c === 'object' && c !== null && Array.isArray(c.services) && Array.isArray(c.routes)
-    && c.services.every((s) => typeof s === 'object' && s !== null && typeof s.name === 'string' && Array.isArray(s.versions))
-    && (c.policies === undefined || Array.isArray(c.policies));
+  return (
+    r.format === FORMAT &&
+    typeof r.savedAt === 'number' &&
+    Array.isArray(r.files) &&
+    r.files.every((f) => typeof f === 'string') &&
+    typeof c === 'object' &&
+    c !== null &&
+    Array.isArray(c.services) &&
+    Array.isArray(c.routes) &&
+    c.services.every((s) => typeof s === 'object' && s !== null && typeof s.name === 'string' && Array.isArray(s.versions)) &&
+    (c.policies === undefined || Array.isArray(c.policies))
+  );
 }
 
 export class LastGoodConfig {
@@ -69,7 +77,9 @@ export class LastGoodConfig {
         await rename(tmp, this.file);
       } catch (err) {
         this.#lastSaved = undefined;
-        this.#log(`control: could not keep the last good config in ${this.file}: ${err instanceof Error ? err.message : String(err)}; a restart with broken files will not be able to fall back to it`);
+        this.#log(
+          `control: could not keep the last good config in ${this.file}: ${err instanceof Error ? err.message : String(err)}; a restart with broken files will not be able to fall back to it`,
+        );
       }
     });
     return this.#writing;

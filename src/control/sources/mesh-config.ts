@@ -10,10 +10,7 @@ export type HealthConfig = {
   readonly timeoutMs: number;
   readonly healthyThreshold: number;
   readonly unhealthyThreshold: number;
-} & (
-  | { readonly type: 'http'; readonly path: string; /** Absent: any 2xx is healthy. */ readonly status?: number }
-  | { readonly type: 'tcp' }
-);
+} & ({ readonly type: 'http'; readonly path: string /** Absent: any 2xx is healthy. */; readonly status?: number } | { readonly type: 'tcp' });
 
 export interface VersionConfig {
   readonly name: string;
@@ -143,8 +140,16 @@ export interface PolicyTargetConfig {
   readonly sectionName?: string;
 }
 
-type OutlierCountField = 'consecutive5xx' | 'consecutiveGatewayFailure' | 'maxEjectionPercent' | 'successRateMinimumHosts' | 'successRateRequestVolume'
-  | 'successRateStdevFactor' | 'failurePercentageThreshold' | 'failurePercentageMinimumHosts' | 'failurePercentageRequestVolume';
+type OutlierCountField =
+  | 'consecutive5xx'
+  | 'consecutiveGatewayFailure'
+  | 'maxEjectionPercent'
+  | 'successRateMinimumHosts'
+  | 'successRateRequestVolume'
+  | 'successRateStdevFactor'
+  | 'failurePercentageThreshold'
+  | 'failurePercentageMinimumHosts'
+  | 'failurePercentageRequestVolume';
 type OutlierDurationField = 'interval' | 'baseEjectionTime' | 'maxEjectionTime';
 
 /** The resilience policies, as far as the control plane reads them. */
@@ -171,9 +176,16 @@ export type PolicyConfig = {
           readonly type?: BalancerType;
           readonly hashOn?: { readonly header?: string; readonly cookie?: string; readonly source?: Record<string, never> };
         };
-        readonly outlierDetection?: { readonly enabled?: boolean } & { readonly [K in OutlierCountField]?: number } & { readonly [K in OutlierDurationField]?: string };
+        readonly outlierDetection?: { readonly enabled?: boolean } & { readonly [K in OutlierCountField]?: number } & {
+          readonly [K in OutlierDurationField]?: string;
+        };
         readonly panicThreshold?: number;
-        readonly circuitBreaker?: { readonly maxConnections?: number; readonly maxPendingRequests?: number; readonly maxRequests?: number; readonly maxRetries?: number };
+        readonly circuitBreaker?: {
+          readonly maxConnections?: number;
+          readonly maxPendingRequests?: number;
+          readonly maxRequests?: number;
+          readonly maxRetries?: number;
+        };
         readonly failover?: { readonly enabled?: boolean; readonly version?: string };
       };
     }

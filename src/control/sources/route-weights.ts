@@ -58,8 +58,16 @@ export const MAX_WEIGHT = 1_000_000;
 const GATEWAY_API = 'gateway.networking.k8s.io/v1';
 const TRELLIS_API = 'trellis.dev/v1alpha1';
 
-interface BackendRefValue { name?: unknown; kind?: unknown; group?: unknown; weight?: unknown }
-interface RuleValue { matches?: unknown; backendRefs?: unknown }
+interface BackendRefValue {
+  name?: unknown;
+  kind?: unknown;
+  group?: unknown;
+  weight?: unknown;
+}
+interface RuleValue {
+  matches?: unknown;
+  backendRefs?: unknown;
+}
 interface RouteValue {
   apiVersion?: unknown;
   kind?: unknown;
@@ -104,7 +112,7 @@ type RuleRole = 'split' | 'catch-all' | 'other';
  * every request somewhere else: a new split route would never be reached), `other`.
  */
 function ruleRole(rule: RuleValue, service: string, versionOf: ReadonlyMap<string, string>): RuleRole {
-  const refs = Array.isArray(rule.backendRefs) ? rule.backendRefs.filter(isObject) as BackendRefValue[] : [];
+  const refs = Array.isArray(rule.backendRefs) ? (rule.backendRefs.filter(isObject) as BackendRefValue[]) : [];
   const everything = matchesEverything(rule.matches);
   const ours = refs.length > 0 && refs.every((r) => isService(r) && (r.name === service || versionOf.has(String(r.name))));
   const versions = new Set(refs.map((r) => versionOf.get(String(r.name))).filter((v) => v !== undefined));
@@ -381,10 +389,14 @@ export function planWeights(o: { files: readonly SourceFile[]; service: string; 
   if (rules.length > 0) return { writes, rules };
 
   if (blockers.length > 0) {
-    throw refused(service, `no HTTPRoute rule splits ${service} between its versions, and ${blockers.join(', ')} takes every request to ${service} elsewhere, ` +
-      `so a new split would never be reached; give that rule ${service}-<version> backendRefs and run the command again`);
+    throw refused(
+      service,
+      `no HTTPRoute rule splits ${service} between its versions, and ${blockers.join(', ')} takes every request to ${service} elsewhere, ` +
+        `so a new split would never be reached; give that rule ${service}-<version> backendRefs and run the command again`,
+    );
   }
-  if (!mesh) throw refused(service, `none of the config files (${o.files.map((f) => f.file).join(', ')}) holds the Mesh resource to include a new route file from`);
+  if (!mesh)
+    throw refused(service, `none of the config files (${o.files.map((f) => f.file).join(', ')}) holds the Mesh resource to include a new route file from`);
   const name = `${service}-weights`;
   if (routeNames.has(`default/${name}`)) {
     throw refused(service, `an HTTPRoute named ${name} exists but does not split ${service}; rename it, or give it ${service}-<version> backendRefs`);

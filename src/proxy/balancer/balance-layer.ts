@@ -37,9 +37,22 @@ export const balance: Layer<Split, Picked<Split>> = (next) => {
     const picked = b.balancer.pick(tries.tried, b.hashOn === undefined ? undefined : hashKey(ex, b.hashOn));
     if (picked.type === 'fail') {
       // After failed connects, the connect failure is the cause worth reporting.
-      if (tries.connectError !== '' && ex.endpoint !== undefined) return ex.fail('TRELLIS_E_CONNECT', { address: endpointKey(ex.endpoint), reason: tries.connectError });
+      if (tries.connectError !== '' && ex.endpoint !== undefined)
+        return ex.fail('TRELLIS_E_CONNECT', { address: endpointKey(ex.endpoint), reason: tries.connectError });
       // A backend with no endpoint at all: wait (boundedly) for a snapshot that brings one.
-      if (b.balancer.endpoints.length === 0 && b.queue !== undefined && b.queue.add(ex, (backend) => { ex.backend = backend; dispatch(ex); }, () => queueExpired(ex))) return;
+      if (
+        b.balancer.endpoints.length === 0 &&
+        b.queue !== undefined &&
+        b.queue.add(
+          ex,
+          (backend) => {
+            ex.backend = backend;
+            dispatch(ex);
+          },
+          () => queueExpired(ex),
+        )
+      )
+        return;
       return ex.fail(picked.code, { backend: b.name });
     }
     tries.start(b, picked.endpoint);
@@ -58,7 +71,8 @@ export const balance: Layer<Split, Picked<Split>> = (next) => {
           // The peer sidecar's app is down and nothing was delivered: another endpoint may take it.
           if (o.appUnavailable && ex.bodyless) {
             // No endpoint left to try: the client hears why, as for a refused connect.
-            if (connectAgain(ex, e, tries, 'its app is unavailable')) ex.fail('TRELLIS_E_CONNECT', { address: endpointKey(e), reason: 'its app is unavailable' });
+            if (connectAgain(ex, e, tries, 'its app is unavailable'))
+              ex.fail('TRELLIS_E_CONNECT', { address: endpointKey(e), reason: 'its app is unavailable' });
             return false;
           }
           return outer(ex, o);

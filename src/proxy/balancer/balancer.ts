@@ -10,9 +10,7 @@
 import type { Endpoint } from '../../api/protocol.js';
 import type { ErrorCode } from '../../errors.js';
 
-export type PickResult =
-  | { readonly type: 'pick'; readonly endpoint: Endpoint }
-  | { readonly type: 'fail'; readonly code: ErrorCode };
+export type PickResult = { readonly type: 'pick'; readonly endpoint: Endpoint } | { readonly type: 'fail'; readonly code: ErrorCode };
 
 export interface Balancer {
   readonly endpoints: readonly Endpoint[];
@@ -114,7 +112,7 @@ export abstract class BaseBalancer implements Balancer {
     if (exclude === undefined && this.#downUntil.size === 0 && (o === undefined || o.ejectedCount === 0)) return this.endpoints.length === 0;
     const now = this.#downUntil.size > 0 ? Date.now() : 0;
     for (const e of this.endpoints) {
-      if (weightOf(e) === 0 || (exclude?.has(e.id))) continue;
+      if (weightOf(e) === 0 || exclude?.has(e.id)) continue;
       if (now !== 0 && this.#isDown(e, now)) continue;
       if (o !== undefined && o.ejectedCount > 0 && o.isEjected(e.id)) continue;
       return false;

@@ -34,10 +34,14 @@ export function makeBalancer(type: BalancerType, endpoints: BackendSnapshot['end
       if (prev instanceof LeastRequestBalancer) b.adopt(prev);
       return b;
     }
-    case 'RoundRobin': return new RoundRobinBalancer(endpoints);
-    case 'Random': return new RandomBalancer(endpoints);
-    case 'RingHash': return new RingHashBalancer(endpoints);
-    case 'Maglev': return new MaglevBalancer(endpoints);
+    case 'RoundRobin':
+      return new RoundRobinBalancer(endpoints);
+    case 'Random':
+      return new RandomBalancer(endpoints);
+    case 'RingHash':
+      return new RingHashBalancer(endpoints);
+    case 'Maglev':
+      return new MaglevBalancer(endpoints);
   }
 }
 
@@ -81,7 +85,16 @@ export class BalancingState {
     const service = snap.service;
     let state = this.#services.get(service);
     if (state === undefined) {
-      state = { breaker: undefined, queues: new Map(), detector: undefined, detectorKey: '', backends: new Map(), versions: new Map(), ejections: new Map(), failovers: new Map() };
+      state = {
+        breaker: undefined,
+        queues: new Map(),
+        detector: undefined,
+        detectorKey: '',
+        backends: new Map(),
+        versions: new Map(),
+        ejections: new Map(),
+        failovers: new Map(),
+      };
       this.#services.set(service, state);
     }
     const st = state;
@@ -130,7 +143,19 @@ export class BalancingState {
       } else {
         const balancer = makeBalancer(cfg.balancer, b.endpoints, prev?.compiled.balancer);
         balancer.setHealth(detector, cfg.panicThreshold);
-        k = { key, compiled: { name, balancer, outliers: detector, hashOn: hashOnOf(cfg), failover: undefined, failovers: undefined, breaker: undefined, queue: undefined } };
+        k = {
+          key,
+          compiled: {
+            name,
+            balancer,
+            outliers: detector,
+            hashOn: hashOnOf(cfg),
+            failover: undefined,
+            failovers: undefined,
+            breaker: undefined,
+            queue: undefined,
+          },
+        };
       }
       kept.set(name, k);
       out.set(name, k.compiled);
@@ -154,14 +179,16 @@ export class BalancingState {
   /** Ejections by outlier detection, per destination, version and reason, since the sidecar started watching the destination. */
   ejections(): EjectionCountView[] {
     const out: EjectionCountView[] = [];
-    for (const [service, state] of this.#services) for (const c of state.ejections.values()) out.push({ service, version: c.version, reason: c.reason, count: c.count });
+    for (const [service, state] of this.#services)
+      for (const c of state.ejections.values()) out.push({ service, version: c.version, reason: c.reason, count: c.count });
     return out;
   }
 
   /** Requests sent from a backend to its failover backend, per destination. */
   failovers(): FailoverView[] {
     const out: FailoverView[] = [];
-    for (const [service, state] of this.#services) for (const c of state.failovers.values()) out.push({ service, backend: c.backend, to: c.to, count: c.count });
+    for (const [service, state] of this.#services)
+      for (const c of state.failovers.values()) out.push({ service, backend: c.backend, to: c.to, count: c.count });
     return out;
   }
 
@@ -188,8 +215,16 @@ export class BalancingState {
     for (const [service, { breaker: b }] of this.#services) {
       if (b === undefined) continue;
       out.push({
-        service, open: b.open, connections: b.connections, pending: b.waiting.length, requests: b.requests, retries: b.retries, ...b.limits,
-        pendingOverflows: b.pendingOverflows, requestOverflows: b.requestOverflows, retryOverflows: b.retryOverflows,
+        service,
+        open: b.open,
+        connections: b.connections,
+        pending: b.waiting.length,
+        requests: b.requests,
+        retries: b.retries,
+        ...b.limits,
+        pendingOverflows: b.pendingOverflows,
+        requestOverflows: b.requestOverflows,
+        retryOverflows: b.retryOverflows,
       });
     }
     return out;
@@ -205,10 +240,18 @@ export class BalancingState {
         for (const e of b.endpoints) {
           const h = health.get(e.id);
           out.push({
-            service, backend, id: e.id, address: endpointKey(e), version: e.version, balancer: b.constructor.name.replace(/Balancer$/, ''),
+            service,
+            backend,
+            id: e.id,
+            address: endpointKey(e),
+            version: e.version,
+            balancer: b.constructor.name.replace(/Balancer$/, ''),
             pending: b instanceof PeakEwmaBalancer || b instanceof LeastRequestBalancer ? b.pending.of(e) : undefined,
             ewmaMs: b instanceof PeakEwmaBalancer ? Math.round(b.estimate(e) * 1000) / 1000 : undefined,
-            ejected: h?.ejected ?? false, reason: h?.reason, ejectedForMs: Math.round(h?.ejectedForMs ?? 0), ejections: h?.totalEjections ?? 0,
+            ejected: h?.ejected ?? false,
+            reason: h?.reason,
+            ejectedForMs: Math.round(h?.ejectedForMs ?? 0),
+            ejections: h?.totalEjections ?? 0,
           });
         }
       }
@@ -216,7 +259,6 @@ export class BalancingState {
     return out;
   }
 }
-
 
 /** The counter of requests `backend` sends to `to`, made on first use and kept. */
 function failoverCount(counts: Map<string, FailoverCount>, backend: string, to: string): FailoverCount {
@@ -226,11 +268,8 @@ function failoverCount(counts: Map<string, FailoverCount>, backend: string, to: 
   return c;
 }
 
-
-
 /** How the balance layer reads a request's affinity key; undefined: none (most balancers). */
 
 function hashOnOf(cfg: BalancingConfig): HashOn | undefined {
   return cfg.balancer === 'RingHash' || cfg.balancer === 'Maglev' ? cfg.hashOn : undefined;
 }
-

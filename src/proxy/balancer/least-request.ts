@@ -21,7 +21,12 @@ export class LeastRequestBalancer extends BaseBalancer {
 
   pick(exclude?: ReadonlySet<string>): PickResult {
     const now = this.downClock();
-    const e = pickTwo(this, (x) => this.usable(x, exclude, now), (a, b) => (this.#load(b) < this.#load(a) ? b : a), this.#random);
+    const e = pickTwo(
+      this,
+      (x) => this.usable(x, exclude, now),
+      (a, b) => (this.#load(b) < this.#load(a) ? b : a),
+      this.#random,
+    );
     return e ? { type: 'pick', endpoint: e } : this.fallback(exclude);
   }
 

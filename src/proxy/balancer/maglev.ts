@@ -58,7 +58,9 @@ export class MaglevBalancer extends BaseBalancer {
 function buildTable(endpoints: readonly Endpoint[], m: number): Uint16Array {
   const table = new Uint16Array(m);
   // Turns are taken in id order, not list order, so every proxy builds the same table.
-  const live = endpoints.map((e, i) => ({ i, w: weightOf(e) })).filter((x) => x.w > 0)
+  const live = endpoints
+    .map((e, i) => ({ i, w: weightOf(e) }))
+    .filter((x) => x.w > 0)
     .sort((a, b) => (endpoints[a.i]!.id < endpoints[b.i]!.id ? -1 : 1));
   if (live.length === 0) return table;
   const maxW = Math.max(...live.map((x) => x.w));

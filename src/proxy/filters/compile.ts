@@ -18,11 +18,21 @@ export function compileFilters(specs: readonly RouteFilter[] | undefined): Compi
   const mirrors: { backend: string; percent: number }[] = [];
   for (const f of specs) {
     switch (f.type) {
-      case 'RequestRedirect': out = { ...out, redirect: f }; break;
-      case 'URLRewrite': out = { ...out, rewrite: f }; break;
-      case 'RequestHeaderModifier': out = { ...out, requestHeaders: compileHeaderModifier(f.edits) }; break;
-      case 'ResponseHeaderModifier': out = { ...out, responseHeaders: compileHeaderModifier(f.edits) }; break;
-      case 'RequestMirror': if (f.percent > 0) mirrors.push({ backend: f.backend, percent: f.percent }); break;
+      case 'RequestRedirect':
+        out = { ...out, redirect: f };
+        break;
+      case 'URLRewrite':
+        out = { ...out, rewrite: f };
+        break;
+      case 'RequestHeaderModifier':
+        out = { ...out, requestHeaders: compileHeaderModifier(f.edits) };
+        break;
+      case 'ResponseHeaderModifier':
+        out = { ...out, responseHeaders: compileHeaderModifier(f.edits) };
+        break;
+      case 'RequestMirror':
+        if (f.percent > 0) mirrors.push({ backend: f.backend, percent: f.percent });
+        break;
     }
   }
   return { ...out, mirrors };

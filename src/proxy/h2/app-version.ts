@@ -28,11 +28,13 @@ const PROBE = Buffer.concat([H2_PREFACE, Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]
 export const SPEAKS_H2 = 'HTTP/2 (h2c, prior knowledge)';
 export const SPEAKS_H1 = 'HTTP/1.1';
 /** Why an HTTP/1.1 request can't reach an HTTP/2-only app (TRELLIS_E_APP_PROTOCOL's reason). */
-export const H1_REQUEST_TO_H2_APP = 'this request came as HTTP/1.1: call it over HTTP/2 (a gRPC client, or an HTTP/2 client with prior knowledge), or serve HTTP/1.1 too';
+export const H1_REQUEST_TO_H2_APP =
+  'this request came as HTTP/1.1: call it over HTTP/2 (a gRPC client, or an HTTP/2 client with prior knowledge), or serve HTTP/1.1 too';
 /** Why an HTTP/2 request can't reach an app declared HTTP/2-only that answers in HTTP/1.1. */
 export const DECLARED_H2_SPEAKS_H1 = 'it is declared HTTP/2-only (protocol http2 or grpc) in the mesh file: declare http1, or http to have it probed';
 /** Why a gRPC call can't reach an HTTP/1.1-only app. */
-export const GRPC_TO_H1_APP = 'this gRPC call needs HTTP/2: serve gRPC over h2c (every gRPC server does), or correct the protocol of the service in the mesh file';
+export const GRPC_TO_H1_APP =
+  'this gRPC call needs HTTP/2: serve gRPC over h2c (every gRPC server does), or correct the protocol of the service in the mesh file';
 
 const ANSWERED_H2 = 'it answered the HTTP/2 preface with SETTINGS';
 const ANSWERED_H1 = 'it answered the HTTP/2 preface in HTTP/1.x';
@@ -65,9 +67,15 @@ export function probeAppHttp(to: HostPort, timeoutMs: number): Promise<ProbeResu
       socket.destroy();
       resolve(r);
     };
-    const timer = setTimeout(() => done(connected
-      ? { version: 'h1', evidence: `it said nothing to the HTTP/2 preface within ${timeoutMs} ms` }
-      : { failure: `no connection within ${timeoutMs} ms` }), timeoutMs);
+    const timer = setTimeout(
+      () =>
+        done(
+          connected
+            ? { version: 'h1', evidence: `it said nothing to the HTTP/2 preface within ${timeoutMs} ms` }
+            : { failure: `no connection within ${timeoutMs} ms` },
+        ),
+      timeoutMs,
+    );
     socket.once('connect', () => {
       connected = true;
       socket.write(PROBE);
@@ -78,7 +86,8 @@ export function probeAppHttp(to: HostPort, timeoutMs: number): Promise<ProbeResu
       if (r !== undefined) done(r);
     });
     // Closed (or reset) on the preface without a word: not an HTTP/2 server, which would have sent SETTINGS first.
-    const closed = (reason: string): void => done(connected ? { version: 'h1', evidence: `it closed the connection on the HTTP/2 preface (${reason})` } : { failure: reason });
+    const closed = (reason: string): void =>
+      done(connected ? { version: 'h1', evidence: `it closed the connection on the HTTP/2 preface (${reason})` } : { failure: reason });
     socket.on('error', (err) => closed(err.message));
     socket.on('close', () => closed('connection closed'));
   });
@@ -110,7 +119,11 @@ export class AppHttpVersion {
   #checking = false;
 
   /** `found` hears each answer a probe gives (for a log line); `now` is the clock (tests pass their own). */
-  constructor(probe: () => Promise<ProbeResult>, found: (r: { version: AppHttp; evidence: string }) => void = () => {}, now: () => number = () => performance.now()) {
+  constructor(
+    probe: () => Promise<ProbeResult>,
+    found: (r: { version: AppHttp; evidence: string }) => void = () => {},
+    now: () => number = () => performance.now(),
+  ) {
     this.#probe = probe;
     this.#found = found;
     this.#now = now;

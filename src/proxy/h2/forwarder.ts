@@ -155,7 +155,10 @@ function responseHeaders(h: http2.IncomingHttpHeaders, edits: readonly HeaderMod
   const original: string[] = [];
   const rest: http2.OutgoingHttpHeaders = {};
   for (const name in out) {
-    if (name.charCodeAt(0) === 58) { rest[name] = out[name]; continue; }
+    if (name.charCodeAt(0) === 58) {
+      rest[name] = out[name];
+      continue;
+    }
     const v = out[name]!;
     for (const x of Array.isArray(v) ? v : [v]) original.push(`${name}: ${x}`);
   }
@@ -202,7 +205,8 @@ export function h2Forwarder(pool: H2SessionPool, codes: { readonly connect: Erro
       if (ex.finished || client.stream.destroyed) return;
       // This may run from the upstream session's 'connect' event: an exception must not reach the process.
       try {
-        if (failure !== undefined) return void ex.report({ kind: 'refused', code: codes.connect, params: { address: endpointKey(e), reason: failure }, sentAt: 0 });
+        if (failure !== undefined)
+          return void ex.report({ kind: 'refused', code: codes.connect, params: { address: endpointKey(e), reason: failure }, sentAt: 0 });
         if (entry.session.closed || entry.session.destroyed) return send(ex); // went away meanwhile: a fresh session
         forward(ex, client, entry, endpointKey(e));
       } catch (err) {
@@ -246,15 +250,17 @@ export function h2Forwarder(pool: H2SessionPool, codes: { readonly connect: Erro
      * upstream session's events: an exception there (node refusing a header, say) resets
      * both streams and is reported as the client stream's, never reaching the process.
      */
-    const guarded = <A extends unknown[]>(fn: (...a: A) => void) => (...a: A): void => {
-      try {
-        fn(...a);
-      } catch (err) {
-        abandoned = true;
-        if (!up.closed) up.close(NGHTTP2_CANCEL);
-        client.failed(err);
-      }
-    };
+    const guarded =
+      <A extends unknown[]>(fn: (...a: A) => void) =>
+      (...a: A): void => {
+        try {
+          fn(...a);
+        } catch (err) {
+          abandoned = true;
+          if (!up.closed) up.close(NGHTTP2_CANCEL);
+          client.failed(err);
+        }
+      };
     let responseTrailers: http2.OutgoingHttpHeaders | undefined;
     let responded = false;
     let trailersOnly = false;
@@ -262,11 +268,16 @@ export function h2Forwarder(pool: H2SessionPool, codes: { readonly connect: Erro
       // The client cancelled (a gRPC deadline or cancel is a RST_STREAM): so does the next hop.
       if (!up.closed) up.close(down.rstCode && down.rstCode !== NGHTTP2_NO_ERROR ? down.rstCode : NGHTTP2_CANCEL);
     };
-    client.cancelUpstream = () => { if (!up.closed) up.close(NGHTTP2_CANCEL); };
+    client.cancelUpstream = () => {
+      if (!up.closed) up.close(NGHTTP2_CANCEL);
+    };
 
     up.on('error', () => {});
     if (!bodyless) {
-      up.on('wantTrailers', guarded(() => up.sendTrailers(client.trailers === undefined ? {} : trailersOf(client.trailers))));
+      up.on(
+        'wantTrailers',
+        guarded(() => up.sendTrailers(client.trailers === undefined ? {} : trailersOf(client.trailers))),
+      );
       if (replay) {
         for (const c of ex.bodyQueue ?? []) up.write(c);
         ex.bodyQueue = undefined;
@@ -276,68 +287,91 @@ export function h2Forwarder(pool: H2SessionPool, codes: { readonly connect: Erro
         // What keeps the body for a replay (the retry layer's recorder), if anything does.
         const recorder = ex.recorder;
         if (recorder !== undefined) down.on('data', (c: Buffer) => recorder.record(c));
-        down.once('end', () => { ex.requestBodyDone = true; });
+        down.once('end', () => {
+          ex.requestBodyDone = true;
+        });
         down.pipe(up);
       }
     }
 
-    up.on('response', guarded((h: http2.IncomingHttpHeaders, flags: number) => {
-      if (abandoned || ex.finished || down.destroyed) return;
-      const status = Number(h[':status']);
-      if (!(status >= 200 && status <= 599)) {
-        // nghttp2 lets any three digits through; an HTTP/2 response can't carry them on (node throws).
-        giveUp();
-        return void ex.report({ kind: 'broken', code: 'TRELLIS_E_UPSTREAM_PROTOCOL', params: { address, reason: 'its response status is outside 200-599' }, sentAt: link.sentAt });
-      }
-      const ended = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
-      const grpcStatus = ended && h['grpc-status'] !== undefined ? String(h['grpc-status']) : '';
-      const outcome: HeadOutcome = {
-        kind: 'head', status, grpcStatus, appUnavailable: status === 503 && h['trellis-error'] === 'app-unavailable', sentAt: link.sentAt, edits: undefined,
-      };
-      if (!ex.report(outcome)) {
-        // A layer took it (a retry, another endpoint): it never reaches the client.
-        if (!abandoned) giveUp();
-        return;
-      }
-      if (ex.link === link) ex.link = undefined;
-      responded = true;
-      ex.status = status;
-      ex.responseStarted = true;
-      const out = responseHeaders(h, outcome.edits);
-      if (ended) {
-        // Trailers-only (a gRPC error) or an empty response.
-        if (grpcStatus !== '') ex.grpcStatus = grpcStatus;
-        trailersOnly = true;
-        down.respond(out, { endStream: true });
-        return;
-      }
-      down.once('wantTrailers', guarded(() => down.sendTrailers(responseTrailers ?? {})));
-      down.respond(out, { waitForTrailers: true });
-      up.pipe(down);
-    }));
-    up.on('data', (c: Buffer) => { ex.responseBytes += c.length; });
+    up.on(
+      'response',
+      guarded((h: http2.IncomingHttpHeaders, flags: number) => {
+        if (abandoned || ex.finished || down.destroyed) return;
+        const status = Number(h[':status']);
+        if (!(status >= 200 && status <= 599)) {
+          // nghttp2 lets any three digits through; an HTTP/2 response can't carry them on (node throws).
+          giveUp();
+          return void ex.report({
+            kind: 'broken',
+            code: 'TRELLIS_E_UPSTREAM_PROTOCOL',
+            params: { address, reason: 'its response status is outside 200-599' },
+            sentAt: link.sentAt,
+          });
+        }
+        const ended = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+        const grpcStatus = ended && h['grpc-status'] !== undefined ? String(h['grpc-status']) : '';
+        const outcome: HeadOutcome = {
+          kind: 'head',
+          status,
+          grpcStatus,
+          appUnavailable: status === 503 && h['trellis-error'] === 'app-unavailable',
+          sentAt: link.sentAt,
+          edits: undefined,
+        };
+        if (!ex.report(outcome)) {
+          // A layer took it (a retry, another endpoint): it never reaches the client.
+          if (!abandoned) giveUp();
+          return;
+        }
+        if (ex.link === link) ex.link = undefined;
+        responded = true;
+        ex.status = status;
+        ex.responseStarted = true;
+        const out = responseHeaders(h, outcome.edits);
+        if (ended) {
+          // Trailers-only (a gRPC error) or an empty response.
+          if (grpcStatus !== '') ex.grpcStatus = grpcStatus;
+          trailersOnly = true;
+          down.respond(out, { endStream: true });
+          return;
+        }
+        down.once(
+          'wantTrailers',
+          guarded(() => down.sendTrailers(responseTrailers ?? {})),
+        );
+        down.respond(out, { waitForTrailers: true });
+        up.pipe(down);
+      }),
+    );
+    up.on('data', (c: Buffer) => {
+      ex.responseBytes += c.length;
+    });
     up.on('trailers', (t: http2.IncomingHttpHeaders) => {
       responseTrailers = trailersOf(t);
       if (t['grpc-status'] !== undefined) ex.grpcStatus = String(t['grpc-status']);
     });
 
-    up.on('close', guarded(() => {
-      if (abandoned || ex.finished || down.destroyed) return;
-      const code = up.rstCode ?? NGHTTP2_NO_ERROR;
-      // A response that ended (trailers-only, or read to its end) finishes on its own;
-      // one whose session died mid-body must not leave the client waiting.
-      if (code === NGHTTP2_NO_ERROR && responded && (trailersOnly || up.readableEnded)) return;
-      if (responded) {
-        ex.errorToken = 'upstream-reset';
-        down.close(code === NGHTTP2_NO_ERROR ? http2.constants.NGHTTP2_INTERNAL_ERROR : code);
-        return;
-      }
-      giveUp();
-      // Refused before it was processed (the session went away): nothing reached the app, so the
-      // same endpoint takes it on a fresh session, as HTTP/1.1 resends on a stale pooled connection.
-      if (code === NGHTTP2_REFUSED_STREAM && bodyless) return send(ex);
-      ex.report({ kind: 'reset', code: codes.reset, params: { address, reason: 'the stream was reset before a response' }, sentAt: link.sentAt });
-    }));
+    up.on(
+      'close',
+      guarded(() => {
+        if (abandoned || ex.finished || down.destroyed) return;
+        const code = up.rstCode ?? NGHTTP2_NO_ERROR;
+        // A response that ended (trailers-only, or read to its end) finishes on its own;
+        // one whose session died mid-body must not leave the client waiting.
+        if (code === NGHTTP2_NO_ERROR && responded && (trailersOnly || up.readableEnded)) return;
+        if (responded) {
+          ex.errorToken = 'upstream-reset';
+          down.close(code === NGHTTP2_NO_ERROR ? http2.constants.NGHTTP2_INTERNAL_ERROR : code);
+          return;
+        }
+        giveUp();
+        // Refused before it was processed (the session went away): nothing reached the app, so the
+        // same endpoint takes it on a fresh session, as HTTP/1.1 resends on a stale pooled connection.
+        if (code === NGHTTP2_REFUSED_STREAM && bodyless) return send(ex);
+        ex.report({ kind: 'reset', code: codes.reset, params: { address, reason: 'the stream was reset before a response' }, sentAt: link.sentAt });
+      }),
+    );
     down.on('close', onDownClose);
   }
 

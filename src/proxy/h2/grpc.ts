@@ -8,7 +8,7 @@ export const GRPC_STATUS = { OK: 0, CANCELLED: 1, UNKNOWN: 2, DEADLINE_EXCEEDED:
 
 /** A request is gRPC when its content type is `application/grpc` or `application/grpc+<codec>`. */
 export function isGrpcContentType(ct: string | undefined): boolean {
-  return ct?.startsWith('application/grpc') === true && (ct.length === 16 || ct.charCodeAt(16) === 43 /* + */ || ct.charCodeAt(16) === 59 /* ; */);
+  return ct?.startsWith('application/grpc') === true && (ct.length === 16 || ct.charCodeAt(16) === 43 /* + */ || ct.charCodeAt(16) === 59) /* ; */;
 }
 
 /**
@@ -23,9 +23,15 @@ export function grpcStatusOf(code: ErrorCode): number {
   if (code === 'TRELLIS_E_TIMEOUT' || code === 'TRELLIS_E_REQUEST_TIMEOUT') return GRPC_STATUS.DEADLINE_EXCEEDED;
   if (code === 'TRELLIS_E_APP_PROTOCOL') return GRPC_STATUS.UNIMPLEMENTED;
   switch (ERRORS[code].status as number) {
-    case 404: return GRPC_STATUS.UNIMPLEMENTED;
-    case 429: case 502: case 503: case 504: return GRPC_STATUS.UNAVAILABLE;
-    default: return GRPC_STATUS.INTERNAL;
+    case 404:
+      return GRPC_STATUS.UNIMPLEMENTED;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return GRPC_STATUS.UNAVAILABLE;
+    default:
+      return GRPC_STATUS.INTERNAL;
   }
 }
 
@@ -37,12 +43,19 @@ export function grpcStatusOf(code: ErrorCode): number {
  */
 export function httpStatusOfGrpc(status: number): number | undefined {
   switch (status) {
-    case 14: return 503;
-    case 8: return 429;
-    case 4: return 504;
-    case 12: return 501;
-    case 13: case 2: return 500;
-    default: return undefined;
+    case 14:
+      return 503;
+    case 8:
+      return 429;
+    case 4:
+      return 504;
+    case 12:
+      return 501;
+    case 13:
+    case 2:
+      return 500;
+    default:
+      return undefined;
   }
 }
 

@@ -235,22 +235,42 @@ function serveSession(session: http2.ServerHttp2Session, handler: Handler, ctx: 
   });
 }
 
-function serveStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, socket: net.Socket,
-  handler: Handler, ctx: ListenerContext, limits: ProxyLimits): void {
+function serveStream(
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  flags: number,
+  socket: net.Socket,
+  handler: Handler,
+  ctx: ListenerContext,
+  limits: ProxyLimits,
+): void {
   if (headerListSize(headers) > limits.h2MaxHeaderListBytes) {
     // As HTTP/1.1 answers an over-size head (431, then close): the stream, not the session.
     ctx.refused('h2-header-list');
-    const body = JSON.stringify({ code: 'TRELLIS_E_HEAD_TOO_LARGE', message: errorMessage('TRELLIS_E_HEAD_TOO_LARGE', { limit: limits.h2MaxHeaderListBytes }) });
-    stream.respond({ ':status': 431, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'trellis-error': ERRORS.TRELLIS_E_HEAD_TOO_LARGE.token });
+    const body = JSON.stringify({
+      code: 'TRELLIS_E_HEAD_TOO_LARGE',
+      message: errorMessage('TRELLIS_E_HEAD_TOO_LARGE', { limit: limits.h2MaxHeaderListBytes }),
+    });
+    stream.respond({
+      ':status': 431,
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      'trellis-error': ERRORS.TRELLIS_E_HEAD_TOO_LARGE.token,
+    });
     stream.end(body);
     // A request body still coming is not read: the stream is reset once the answer is out.
-    if ((flags & END_STREAM) === 0) stream.once('finish', () => { if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR); });
+    if ((flags & END_STREAM) === 0)
+      stream.once('finish', () => {
+        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      });
     return;
   }
   const grpc = isGrpcContentType(headers['content-type']);
   const client = new H2ServerStream(stream, socket, (flags & END_STREAM) !== 0, grpc);
   client.onFailure = (err) => ctx.failed('h2-stream', err);
-  stream.once('trailers', (t: http2.IncomingHttpHeaders) => { client.trailers = t; });
+  stream.once('trailers', (t: http2.IncomingHttpHeaders) => {
+    client.trailers = t;
+  });
   const ex = new Exchange(client, requestHeadOf(headers), EMPTY, client.bodyless);
   // A body still to come keeps a RequestMirror from copying the request (as for HTTP/1.1).
   ex.requestBodyDone = client.bodyless;

@@ -90,8 +90,18 @@ export function http1Request(h2: RequestHead, bodyless: boolean, address: string
   head += '\r\n';
   const bytes = Buffer.from(head, 'latin1');
   const req: RequestHead = {
-    method, target, path: h2.path, minor: 1, host, contentLength: h2.contentLength, chunked,
-    keepAlive: true, upgrade: false, rewrite: false, lines: h2.lines, headBytes: bytes.length,
+    method,
+    target,
+    path: h2.path,
+    minor: 1,
+    host,
+    contentLength: h2.contentLength,
+    chunked,
+    keepAlive: true,
+    upgrade: false,
+    rewrite: false,
+    lines: h2.lines,
+    headBytes: bytes.length,
   };
   return { req, head: bytes };
 }
@@ -134,7 +144,6 @@ class Http1Leg implements ClientSide {
   get innerLink(): AttemptLink | undefined {
     return this.#inner?.link;
   }
-
 
   /** The exchange was answered (or given up) above the leg: the leg and its app connection end. */
   ended(): void {
@@ -228,7 +237,12 @@ class LegLink implements AttemptLink {
   }
 }
 
-const enum Body { None, Length, Chunked, UntilClose }
+const enum Body {
+  None,
+  Length,
+  Chunked,
+  UntilClose,
+}
 
 /**
  * Where the HTTP/1.1 forwarder writes the app's response: reads it back as HTTP/2 on
@@ -407,7 +421,17 @@ function headOf(buf: Buffer, end: number, method: string): ResponseHead | undefi
   return { status, headers, body };
 }
 
-const enum Chunk { Size, Ext, SizeLf, Data, DataCr, DataLf, Trailer, TrailerLf, Done }
+const enum Chunk {
+  Size,
+  Ext,
+  SizeLf,
+  Data,
+  DataCr,
+  DataLf,
+  Trailer,
+  TrailerLf,
+  Done,
+}
 
 /** Largest chunk-size line digits, and the largest trailer section, accepted. */
 const MAX_SIZE_DIGITS = 12;
@@ -460,7 +484,10 @@ export class ChunkedDecoder {
           else if (buf[i] === 10 || buf[i] === 0) this.error = 'invalid chunk extension';
           break;
         case Chunk.SizeLf:
-          if (buf[i] !== 10) { this.error = 'bare CR in chunk size line'; break; }
+          if (buf[i] !== 10) {
+            this.error = 'bare CR in chunk size line';
+            break;
+          }
           this.#digits = 0;
           this.#state = this.#remaining === 0 ? Chunk.Trailer : Chunk.Data;
           break;
@@ -481,10 +508,16 @@ export class ChunkedDecoder {
           break;
         }
         case Chunk.TrailerLf: {
-          if (buf[i] !== 10) { this.error = 'bare CR in trailer'; break; }
+          if (buf[i] !== 10) {
+            this.error = 'bare CR in trailer';
+            break;
+          }
           const line = this.#line;
           this.#line = '';
-          if (line === '') { this.#state = Chunk.Done; break; }
+          if (line === '') {
+            this.#state = Chunk.Done;
+            break;
+          }
           const colon = line.indexOf(':');
           const name = line.slice(0, colon).toLowerCase();
           // A field that is no field (a pseudo-header, a bad name) is dropped: the body before it is whole.

@@ -2,7 +2,21 @@
 // chunked bytes unchanged and only needs to know where the body ends, so the next
 // message on a kept-alive connection starts in the right place.
 
-const enum State { Size, SizeBws, SizeExt, SizeLf, Data, DataCr, DataLf, TrailerStart, TrailerName, Trailer, TrailerLf, EndLf, Done }
+const enum State {
+  Size,
+  SizeBws,
+  SizeExt,
+  SizeLf,
+  Data,
+  DataCr,
+  DataLf,
+  TrailerStart,
+  TrailerName,
+  Trailer,
+  TrailerLf,
+  EndLf,
+  Done,
+}
 
 /** RFC 9110 token characters (a trailer field's name). */
 const TCHAR = new Uint8Array(256);
@@ -21,7 +35,9 @@ export class ChunkedFramer {
   /** Set when the framing is invalid; the connection must be closed. */
   error: string | null = null;
 
-  get done(): boolean { return this.#state === State.Done; }
+  get done(): boolean {
+    return this.#state === State.Done;
+  }
 
   /**
    * Consumes `buf[from, to)`. Returns the index just past the end of the body when the

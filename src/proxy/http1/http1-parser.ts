@@ -138,7 +138,11 @@ function connectionTokens(value: string): string[] {
     if (lower === 'keep-alive') return KEEP_ALIVE;
     if (lower === 'close') return CLOSE;
   }
-  return value.toLowerCase().split(',').map((t) => t.trim()).filter(Boolean);
+  return value
+    .toLowerCase()
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
 }
 
 /**
@@ -261,7 +265,8 @@ export function parseRequestHead(buf: Buffer, headEnd: number): RequestHead | Pa
       if (authority === '') return bad('absolute-form target with an empty host');
       if (authority.includes('@')) return bad('userinfo in the request target');
       if (!hostSeen) lines.push(`Host: ${authority}`);
-      else if (!sameAuthority(host, authority, m[1]!.length === 5 ? ':443' : ':80')) return bad('the Host header names another host than the absolute-form target');
+      else if (!sameAuthority(host, authority, m[1]!.length === 5 ? ':443' : ':80'))
+        return bad('the Host header names another host than the absolute-form target');
       host = authority;
       // An empty path is "/" (RFC 9112 §3.2.1), a query included: `http://a?q=1` is `/?q=1`.
       path = m[3] === '' || m[3] === undefined ? '/' : m[3].charCodeAt(0) === 63 /* ? */ ? `/${m[3]}` : m[3];
@@ -275,8 +280,19 @@ export function parseRequestHead(buf: Buffer, headEnd: number): RequestHead | Pa
   if (q !== -1) path = path.slice(0, q);
 
   return {
-    method, target: originForm, path, minor, host, contentLength, chunked, keepAlive, upgrade: upgradeTo !== '', upgradeTo,
-    rewrite, lines, headBytes: headEnd,
+    method,
+    target: originForm,
+    path,
+    minor,
+    host,
+    contentLength,
+    chunked,
+    keepAlive,
+    upgrade: upgradeTo !== '',
+    upgradeTo,
+    rewrite,
+    lines,
+    headBytes: headEnd,
   };
 }
 
@@ -301,7 +317,12 @@ function upgradeProtocols(value: string): string | undefined {
 
 /** The protocols of an offer as {@link RequestHead.upgradeTo} holds it (`a, b/1`). */
 export function offeredProtocols(offer: string): string[] {
-  return offer.indexOf(',') === -1 ? [offer] : offer.split(',').map((p) => p.trim()).filter((p) => p !== '');
+  return offer.indexOf(',') === -1
+    ? [offer]
+    : offer
+        .split(',')
+        .map((p) => p.trim())
+        .filter((p) => p !== '');
 }
 
 /**
@@ -413,7 +434,9 @@ export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | 
   if (limit < 12 || HTTP_1.compare(buf, 0, 7) !== 0 || buf[8] !== 32) return bad('invalid status line');
   const minor = buf[7]! - 48;
   if (minor !== 0 && minor !== 1) return bad('unsupported HTTP version');
-  const d0 = buf[9]! - 48, d1 = buf[10]! - 48, d2 = buf[11]! - 48;
+  const d0 = buf[9]! - 48,
+    d1 = buf[10]! - 48,
+    d2 = buf[11]! - 48;
   // 100-599: anything else is not an HTTP status (RFC 9110 §15).
   if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9 || (buf[12] !== 32 && buf[12] !== 13)) return bad('invalid status code');
   const status = d0 * 100 + d1 * 10 + d2;

@@ -160,7 +160,13 @@ export function forwarder(pool: ConnectionPool, codes: { readonly connect: Error
     }
     // maxConnections: with no idle connection to reuse and no slot for a new one, wait for one (maxPendingRequests).
     if (br.connections >= br.limits.maxConnections && !pool.hasIdle(e)) {
-      const waiter = { get finished() { return ex.finished; }, key: endpointKey(e), resume: () => send(ex) };
+      const waiter = {
+        get finished() {
+          return ex.finished;
+        },
+        key: endpointKey(e),
+        resume: () => send(ex),
+      };
       if (!br.waitForConnection(waiter)) ex.fail('TRELLIS_E_OVERFLOW', { service: ex.service, limit: 'maxPendingRequests', max: br.limits.maxPendingRequests });
       return;
     }

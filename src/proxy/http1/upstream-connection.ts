@@ -15,7 +15,12 @@ import { H1_REQUEST_TO_H2_APP, isServerPreface, SPEAKS_H2 } from '../h2/app-vers
 import type { Picked } from '../stack/decisions.js';
 import { END, type HeadOutcome } from '../stack/outcome.js';
 
-const enum Body { None, Length, Chunked, UntilClose }
+const enum Body {
+  None,
+  Length,
+  Chunked,
+  UntilClose,
+}
 
 /** First read buffer of a connection; one that a read fills is replaced by the largest. */
 const READ_BUFFER_BYTES = 16 * 1024;
@@ -91,7 +96,9 @@ export class UpstreamConnection implements AttemptLink {
     this.#events = events;
     this.headTimeoutMs = headTimeoutMs;
     this.socket = net.connect({
-      host, port, noDelay: true,
+      host,
+      port,
+      noDelay: true,
       onread: { buffer: () => this.#nextReadBuffer(), callback: (n: number, buf: Uint8Array) => this.#onRead(n, buf as Buffer) },
     });
     this.socket.on('connect', () => {
@@ -129,8 +136,7 @@ export class UpstreamConnection implements AttemptLink {
       if (tunnel !== undefined) {
         this.#tunnel!.received += n;
         this.#toClient(tunnel, chunk);
-      }
-      else this.#onData(chunk);
+      } else this.#onData(chunk);
     } catch (err) {
       // An exception in relaying a response (its exchange ending runs the layers' callbacks)
       // ends this connection and the exchange's client, which reports it; never the process.
@@ -258,13 +264,25 @@ export class UpstreamConnection implements AttemptLink {
         // it: a 101 to anything else would let the client's next bytes skip routing.
         switched = switchedTo(ex.upgradeTo, head.upgrade);
         if (switched === undefined) {
-          return this.#protocolError(ex, ex.upgradeTo === '' ? '101 Switching Protocols to a request that asked for no upgrade' : '101 Switching Protocols to a protocol the request did not offer');
+          return this.#protocolError(
+            ex,
+            ex.upgradeTo === ''
+              ? '101 Switching Protocols to a request that asked for no upgrade'
+              : '101 Switching Protocols to a protocol the request did not offer',
+          );
         }
       }
       // Up the stack before a byte reaches the client: a layer may take it (a retry, or
       // another endpoint for a peer whose app is down), and then neither this response
       // nor this connection (its body unread) is used.
-      const outcome: HeadOutcome = { kind: 'head', status: head.status, grpcStatus: '', appUnavailable: head.appUnavailable, sentAt: this.sentAt, edits: undefined };
+      const outcome: HeadOutcome = {
+        kind: 'head',
+        status: head.status,
+        grpcStatus: '',
+        appUnavailable: head.appUnavailable,
+        sentAt: this.sentAt,
+        edits: undefined,
+      };
       if (!ex.report(outcome)) {
         this.#drop(ex);
         return;
@@ -275,9 +293,16 @@ export class UpstreamConnection implements AttemptLink {
       if (head.close) this.#reusable = false;
       const method = ex.req.method;
       if (method === 'HEAD' || head.status === 204 || head.status === 304) this.#body = Body.None;
-      else if (head.chunked) { this.#body = Body.Chunked; this.#framer = new ChunkedFramer(); }
-      else if (head.contentLength >= 0) { this.#body = Body.Length; this.#remaining = head.contentLength; }
-      else { this.#body = Body.UntilClose; this.#reusable = false; }
+      else if (head.chunked) {
+        this.#body = Body.Chunked;
+        this.#framer = new ChunkedFramer();
+      } else if (head.contentLength >= 0) {
+        this.#body = Body.Length;
+        this.#remaining = head.contentLength;
+      } else {
+        this.#body = Body.UntilClose;
+        this.#reusable = false;
+      }
       if (outcome.edits !== undefined) ({ buf, end } = editResponseHead(buf, end, outcome.edits));
       if (!ex.requestBodyDone && !head.close) {
         // An answer before the whole request body arrived (an early 413, or a server
@@ -385,7 +410,9 @@ export class UpstreamConnection implements AttemptLink {
       tunnel.sent += early.length;
       this.socket.write(early);
     }
-    client.on('data', (c: Buffer) => { tunnel.sent += c.length; });
+    client.on('data', (c: Buffer) => {
+      tunnel.sent += c.length;
+    });
     client.pipe(this.socket);
     client.resume();
     let closed = false;
@@ -394,8 +421,14 @@ export class UpstreamConnection implements AttemptLink {
       closed = true;
       tunnel.onClose?.(tunnel);
     };
-    this.socket.on('close', () => { client.destroy(); ended(); });
-    client.on('close', () => { this.socket.destroy(); ended(); });
+    this.socket.on('close', () => {
+      client.destroy();
+      ended();
+    });
+    client.on('close', () => {
+      this.socket.destroy();
+      ended();
+    });
     // The exchange is over as HTTP: the layers settle (telemetry counts the tunnel open).
     ex.link = undefined;
     ex.finished = true;

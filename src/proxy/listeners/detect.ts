@@ -29,7 +29,9 @@ export type H2Server = () => Promise<http2.Http2Server>;
  */
 export function serveHttp(socket: net.Socket, h1: Handler, h2: H2Server, ctx: ListenerContext): void {
   let seen: Buffer | undefined;
-  const silent = (): void => { socket.destroy(); };
+  const silent = (): void => {
+    socket.destroy();
+  };
   socket.setTimeout(ctx.limits.current.idleTimeoutMs, silent);
   const onData = (chunk: Buffer): void => {
     try {
@@ -65,14 +67,17 @@ function handOver(socket: net.Socket, kind: 'h1' | 'h2', buf: Buffer, h1: Handle
   socket.unshift(buf);
   socket.setNoDelay(true); // small frames (HEADERS, WINDOW_UPDATE) must not wait for Nagle
   socket.setTimeout(0); // detection's timer: the session's idle timeout takes over
-  h2().then((server) => {
-    if (socket.destroyed) return;
-    try {
-      server.emit('connection', socket);
-    } catch (err) {
-      ctx.failed('h2-session', err, socket);
-    }
-  }, (err: unknown) => ctx.failed('h2-session', err, socket));
+  h2().then(
+    (server) => {
+      if (socket.destroyed) return;
+      try {
+        server.emit('connection', socket);
+      } catch (err) {
+        ctx.failed('h2-session', err, socket);
+      }
+    },
+    (err: unknown) => ctx.failed('h2-session', err, socket),
+  );
 }
 
 /** Longest request line protocol detection waits for before calling the bytes opaque. */
@@ -99,7 +104,14 @@ export function sniffProtocol(buf: Buffer): 'h2' | 'h1' | 'opaque' | 'more' {
  * A client that sends nothing within `timeoutMs` (a server-first protocol, such as
  * MySQL or SMTP) is opaque too, after that wait: such services should declare tcp.
  */
-export function detectProtocol(socket: net.Socket, h1: Handler, h2: H2Server, opaque: (socket: net.Socket) => void, timeoutMs: number, ctx: ListenerContext): void {
+export function detectProtocol(
+  socket: net.Socket,
+  h1: Handler,
+  h2: H2Server,
+  opaque: (socket: net.Socket) => void,
+  timeoutMs: number,
+  ctx: ListenerContext,
+): void {
   let seen: Buffer | undefined;
   const asOpaque = (): void => {
     try {

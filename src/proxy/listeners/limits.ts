@@ -72,7 +72,11 @@ export function limitsWith(overrides: Partial<ProxyLimits> | undefined): ProxyLi
   const out: Record<string, number> = { ...DEFAULT_LIMITS };
   for (const [k, v] of Object.entries(overrides)) {
     if (v === undefined || !(k in DEFAULT_LIMITS)) continue;
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: '(proxyLimits)', reason: `limit ${k} must be a positive whole number, got ${JSON.stringify(v)}` });
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0)
+      throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', {
+        version: '(proxyLimits)',
+        reason: `limit ${k} must be a positive whole number, got ${JSON.stringify(v)}`,
+      });
     out[k] = v;
   }
   return Object.freeze(out as unknown as ProxyLimits);

@@ -7,9 +7,6 @@
 import type net from 'node:net';
 import type { LimitsRef } from './limits.js';
 
-
-
-
 import type { ConnectionErrorReason, LimitRefusal, ListenerKind } from '../../api/views.js';
 export type { ConnectionErrorReason, LimitRefusal, ListenerKind } from '../../api/views.js';
 
@@ -48,7 +45,10 @@ export function errorSummary(err: unknown): string {
   const at = frames.indexOf('\n    at ');
   if (at !== -1) {
     const end = frames.indexOf('\n', at + 1);
-    out += ` ${frames.slice(at + 5, end === -1 ? undefined : end).trim().slice(0, 200)}`;
+    out += ` ${frames
+      .slice(at + 5, end === -1 ? undefined : end)
+      .trim()
+      .slice(0, 200)}`;
   }
   return out;
 }

@@ -73,7 +73,10 @@ export class CircuitBreaker {
 
   /** Whether a limit is reached now (for `trellis status`). */
   get open(): boolean {
-    return this.requests >= this.limits.maxRequests || this.retries >= this.limits.maxRetries ||
-      (this.connections >= this.limits.maxConnections && this.waiting.length >= this.limits.maxPendingRequests);
+    return (
+      this.requests >= this.limits.maxRequests ||
+      this.retries >= this.limits.maxRetries ||
+      (this.connections >= this.limits.maxConnections && this.waiting.length >= this.limits.maxPendingRequests)
+    );
   }
 }

@@ -227,8 +227,11 @@ export class OutlierDetector {
   view(): OutlierHostView[] {
     const now = this.#now();
     return [...this.#hosts].map(([id, h]) => ({
-      id, ejected: this.#isEjected(h, now), reason: this.#isEjected(h, now) ? h.reason : undefined,
-      ejectedForMs: this.#isEjected(h, now) ? h.ejectedUntil - now : 0, totalEjections: h.totalEjections,
+      id,
+      ejected: this.#isEjected(h, now),
+      reason: this.#isEjected(h, now) ? h.reason : undefined,
+      ejectedForMs: this.#isEjected(h, now) ? h.ejectedUntil - now : 0,
+      totalEjections: h.totalEjections,
     }));
   }
 }

@@ -146,7 +146,10 @@ export class RetryState implements Replayer {
     // backend has another (the balancer never picks an excluded endpoint).
     const tries = ex.tries;
     if (tries !== undefined) {
-      tries.tried = ex.endpoint !== undefined && ex.backend !== undefined && (ex.backend.balancer.endpoints.length > 1 || this.#resetsElsewhere) ? new Set([ex.endpoint.id]) : undefined;
+      tries.tried =
+        ex.endpoint !== undefined && ex.backend !== undefined && (ex.backend.balancer.endpoints.length > 1 || this.#resetsElsewhere)
+          ? new Set([ex.endpoint.id])
+          : undefined;
       tries.connectError = '';
     }
     ex.status = 0;
@@ -202,7 +205,7 @@ function reasonOf(o: Outcome): RetryReason | undefined {
   switch (o.kind) {
     case 'head':
       // A trailers-only gRPC answer is judged by its grpc-status, as the HTTP status it stands for.
-      return o.grpcStatus === '' ? o.status : httpStatusOfGrpc(Number(o.grpcStatus)) ?? o.status;
+      return o.grpcStatus === '' ? o.status : (httpStatusOfGrpc(Number(o.grpcStatus)) ?? o.status);
     case 'reset':
       return 'reset';
     case 'timeout':

@@ -70,7 +70,12 @@ export class Deadlines {
       }
       if (ex.deadline !== 0 && now >= ex.deadline) {
         this.#watched.delete(ex);
-        expire(ex, { kind: 'timeout', code: 'TRELLIS_E_REQUEST_TIMEOUT', params: { route: ex.route?.name ?? '', ms: Math.round(ex.deadline - ex.startedAt) }, request: true });
+        expire(ex, {
+          kind: 'timeout',
+          code: 'TRELLIS_E_REQUEST_TIMEOUT',
+          params: { route: ex.route?.name ?? '', ms: Math.round(ex.deadline - ex.startedAt) },
+          request: true,
+        });
         continue;
       }
       const link = ex.link;
@@ -86,7 +91,10 @@ export class Deadlines {
 }
 
 /** Gives up the attempt in flight (if any) and reports the timeout through the layers the exchange passed. */
-function expire(ex: Exchange, o: { kind: 'timeout'; code: 'TRELLIS_E_TIMEOUT' | 'TRELLIS_E_REQUEST_TIMEOUT'; params: Record<string, unknown>; request: boolean }): void {
+function expire(
+  ex: Exchange,
+  o: { kind: 'timeout'; code: 'TRELLIS_E_TIMEOUT' | 'TRELLIS_E_REQUEST_TIMEOUT'; params: Record<string, unknown>; request: boolean },
+): void {
   const link = ex.link;
   ex.link = undefined;
   link?.cancel();

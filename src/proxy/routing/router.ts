@@ -3,7 +3,16 @@
 // snapshot turns them into closures-free records with pre-built regexes and weight
 // tables, so matching a request allocates nothing beyond header values and the
 // substrings a regular expression is run on.
-import { DEFAULT_RETRY_BUDGET, DEFAULT_UPGRADES, type FaultConfig, type RetryBudgetConfig, type RetryConfig, type RouteEntry, type RouteTimeouts, type UpstreamSnapshot } from '../../api/protocol.js';
+import {
+  DEFAULT_RETRY_BUDGET,
+  DEFAULT_UPGRADES,
+  type FaultConfig,
+  type RetryBudgetConfig,
+  type RetryConfig,
+  type RouteEntry,
+  type RouteTimeouts,
+  type UpstreamSnapshot,
+} from '../../api/protocol.js';
 import { RetryBudget } from '../resilience/retry-budget.js';
 import type { RequestHead } from '../http1/http1-parser.js';
 import type { Balancer } from '../balancer/balancer.js';
@@ -115,9 +124,25 @@ export type BudgetSource = (service: string, config: RetryBudgetConfig) => Retry
 /** The route used when a service has no HTTPRoute: every request to backend `<service>`. */
 function defaultRoute(service: string, fault: FaultConfig | undefined): CompiledRoute {
   return {
-    name: `default/${service}`, hostExact: undefined, hostSuffix: undefined, pathType: undefined, pathValue: '/',
-    pathRegex: undefined, pathPrefix: '', matchedPrefix: '/', method: undefined, headers: [], query: [], filters: undefined,
-    backendFilters: undefined, backends: [service], cumulative: [1], totalWeight: 1, timeouts: undefined, retry: undefined, fault,
+    name: `default/${service}`,
+    hostExact: undefined,
+    hostSuffix: undefined,
+    pathType: undefined,
+    pathValue: '/',
+    pathRegex: undefined,
+    pathPrefix: '',
+    matchedPrefix: '/',
+    method: undefined,
+    headers: [],
+    query: [],
+    filters: undefined,
+    backendFilters: undefined,
+    backends: [service],
+    cumulative: [1],
+    totalWeight: 1,
+    timeouts: undefined,
+    retry: undefined,
+    fault,
   };
 }
 
@@ -157,7 +182,7 @@ function compileRoute(entry: RouteEntry, serviceFault: FaultConfig | undefined, 
     pathType: path?.type,
     pathValue: path?.value ?? '/',
     pathRegex: path?.type === 'RegularExpression' ? anchored(path.value) : undefined,
-    pathPrefix: path?.type === 'PathPrefix' && path.value.endsWith('/') ? path.value.slice(0, -1) : path?.value ?? '',
+    pathPrefix: path?.type === 'PathPrefix' && path.value.endsWith('/') ? path.value.slice(0, -1) : (path?.value ?? ''),
     matchedPrefix: path?.type === 'PathPrefix' ? path.value : '/',
     method: entry.match.method,
     headers,
@@ -179,7 +204,22 @@ function compileRoute(entry: RouteEntry, serviceFault: FaultConfig | undefined, 
  */
 export function compileUpstream(
   snap: UpstreamSnapshot,
-  backendsFor: BackendSource = (s) => new Map(Object.entries(s.backends).map(([name, b]) => [name, { name, balancer: new RoundRobinBalancer(b.endpoints), outliers: undefined, hashOn: undefined, failover: undefined, failovers: undefined, breaker: undefined, queue: undefined }])),
+  backendsFor: BackendSource = (s) =>
+    new Map(
+      Object.entries(s.backends).map(([name, b]) => [
+        name,
+        {
+          name,
+          balancer: new RoundRobinBalancer(b.endpoints),
+          outliers: undefined,
+          hashOn: undefined,
+          failover: undefined,
+          failovers: undefined,
+          breaker: undefined,
+          queue: undefined,
+        },
+      ]),
+    ),
   budgetFor: BudgetSource = (_, c) => new RetryBudget(c),
 ): CompiledUpstream {
   const headerNames: string[] = [];
@@ -191,7 +231,13 @@ export function compileUpstream(
   const backends = backendsFor(snap);
   const budget = budgetFor(snap.service, snap.retryBudget ?? DEFAULT_RETRY_BUDGET);
   return {
-    service: snap.service, protocol: snap.protocol, routes, backends, budget, headerNames, headerValues: headerNames.map(() => undefined),
+    service: snap.service,
+    protocol: snap.protocol,
+    routes,
+    backends,
+    budget,
+    headerNames,
+    headerValues: headerNames.map(() => undefined),
     upgrades: upgradeList(snap.upgrades),
   };
 }
@@ -227,7 +273,10 @@ function hostMatches(route: CompiledRoute, host: string): boolean {
   let end = host.length;
   for (let i = end - 1; i >= 0; i--) {
     const c = host.charCodeAt(i);
-    if (c === 58) { end = i; break; }
+    if (c === 58) {
+      end = i;
+      break;
+    }
     if (c < 48 || c > 57) break;
   }
   if (end > 0 && host.charCodeAt(end - 1) === 46) end--;

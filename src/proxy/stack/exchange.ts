@@ -98,8 +98,17 @@ export interface BodyRecorder {
 }
 
 const REASONS: Record<number, string> = {
-  301: 'Moved Permanently', 302: 'Found', 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error',
-  502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+  301: 'Moved Permanently',
+  302: 'Found',
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
 };
 
 /**
@@ -114,7 +123,8 @@ export function errorResponse(code: ErrorCode, params: Record<string, unknown>, 
   return Buffer.from(
     `HTTP/1.1 ${status} ${REASONS[status] ?? STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\ntrellis-error: ${spec.token}\r\n` +
-      (close ? 'connection: close\r\n' : '') + `\r\n${head ? '' : body}`,
+      (close ? 'connection: close\r\n' : '') +
+      `\r\n${head ? '' : body}`,
     'latin1',
   );
 }
@@ -127,7 +137,9 @@ export function grpcErrorResponse(code: ErrorCode, params: Record<string, unknow
   const message = encodeURIComponent(errorMessage(code, params));
   return Buffer.from(
     `HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: ${grpcStatus}\r\ngrpc-message: ${message}\r\n` +
-      `trellis-error: ${ERRORS[code].token}\r\ncontent-length: 0\r\n` + (close ? 'connection: close\r\n' : '') + '\r\n',
+      `trellis-error: ${ERRORS[code].token}\r\ncontent-length: 0\r\n` +
+      (close ? 'connection: close\r\n' : '') +
+      '\r\n',
     'latin1',
   );
 }
@@ -262,9 +274,12 @@ export class Exchange {
       this.finish(false);
       return;
     }
-    this.status = grpcStatus !== undefined ? 200 : status ?? spec.status;
+    this.status = grpcStatus !== undefined ? 200 : (status ?? spec.status);
     const close = !this.requestBodyDone || !this.req.keepAlive || spec.status === 400 || spec.status === 431;
-    const res = grpcStatus !== undefined ? grpcErrorResponse(code, params, grpcStatus, close) : errorResponse(code, params, close, this.status, this.req.method === 'HEAD');
+    const res =
+      grpcStatus !== undefined
+        ? grpcErrorResponse(code, params, grpcStatus, close)
+        : errorResponse(code, params, close, this.status, this.req.method === 'HEAD');
     this.responseBytes = res.length;
     this.client.socket.write(res);
     this.finish(!close);

@@ -39,37 +39,39 @@ export interface OutboundParts {
  * Host header names it (the HTTP-proxy listener).
  */
 export function outboundStack(p: OutboundParts, fixedService?: string): Stack<Picked<Split>> {
-  return Stack.start()
-    // Outermost, so it sees every outcome, errors included, and records each exchange once, when it ends.
-    // (A trace span layer goes right inside it: the span covers everything below.)
-    .push(telemetry({ direction: 'outbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog }))
-    // The caller is this proxy's app: what it claims about itself is dropped before anything reads it.
-    .push(outboundIdentity(p.service))
-    // The destination service, from the listener or the Host header: nothing below runs without one.
-    .push(upstream(p.lookup, fixedService))
-    // The destination's routes pick the rule; every layer below reads the rule's policies.
-    .push(route)
-    // Judged once the route is known, so a request no route takes gets its 404 first.
-    .push(upgrades((ex) => ex.upstream.upgrades))
-    // The rule's filters may answer (a redirect) or edit the request before any backend is
-    // chosen, and edit the response head on the way back; they need no resilience below.
-    .push(ruleFilters)
-    // The request deadline covers fault delays and every retry, so it sits outside both;
-    // it also watches each attempt's wait for its response head.
-    .push(timeouts(p.deadlines))
-    // Outside retry, as Envoy's fault filter sits before its router: an injected abort
-    // reaches the client instead of being retried away.
-    .push(fault(p.metrics))
-    // Wraps split and balance, so each retry picks its backend and endpoint anew
-    // (linkerd's retry sits above its distribute layer for the same reason).
-    .push(retry(p.metrics))
-    // A backend of the rule by weight: the canary and blue/green split.
-    .push(split)
-    // The picked backendRef's own filters, after split because they belong to it.
-    .push(backendFilters)
-    // Innermost: picks the endpoint and keeps the attempt's books from its outcome, and
-    // sends a request nothing of which reached an app to another endpoint.
-    .push(balance);
+  return (
+    Stack.start()
+      // Outermost, so it sees every outcome, errors included, and records each exchange once, when it ends.
+      // (A trace span layer goes right inside it: the span covers everything below.)
+      .push(telemetry({ direction: 'outbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog }))
+      // The caller is this proxy's app: what it claims about itself is dropped before anything reads it.
+      .push(outboundIdentity(p.service))
+      // The destination service, from the listener or the Host header: nothing below runs without one.
+      .push(upstream(p.lookup, fixedService))
+      // The destination's routes pick the rule; every layer below reads the rule's policies.
+      .push(route)
+      // Judged once the route is known, so a request no route takes gets its 404 first.
+      .push(upgrades((ex) => ex.upstream.upgrades))
+      // The rule's filters may answer (a redirect) or edit the request before any backend is
+      // chosen, and edit the response head on the way back; they need no resilience below.
+      .push(ruleFilters)
+      // The request deadline covers fault delays and every retry, so it sits outside both;
+      // it also watches each attempt's wait for its response head.
+      .push(timeouts(p.deadlines))
+      // Outside retry, as Envoy's fault filter sits before its router: an injected abort
+      // reaches the client instead of being retried away.
+      .push(fault(p.metrics))
+      // Wraps split and balance, so each retry picks its backend and endpoint anew
+      // (linkerd's retry sits above its distribute layer for the same reason).
+      .push(retry(p.metrics))
+      // A backend of the rule by weight: the canary and blue/green split.
+      .push(split)
+      // The picked backendRef's own filters, after split because they belong to it.
+      .push(backendFilters)
+      // Innermost: picks the endpoint and keeps the attempt's books from its outcome, and
+      // sends a request nothing of which reached an app to another endpoint.
+      .push(balance)
+  );
 }
 
 /**
@@ -98,20 +100,22 @@ export interface InboundParts {
 
 /** The inbound stack: another sidecar (or the ingress) calling this proxy's app. */
 export function inboundStack(p: InboundParts): Stack<Picked> {
-  return Stack.start()
-    // Outermost, as outbound: every exchange recorded once, however it ends.
-    .push(telemetry({ direction: 'inbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog }))
-    // The caller, checked against the mesh's services; a claim it can't back is stripped.
-    // (Authorization and rate limits go right inside it: they judge a known caller.)
-    .push(inboundIdentity(p.identify))
-    // The app's own sidecar holds every caller to the service's upgrades, whatever their outbound side did.
-    .push(upgrades(() => p.upgrades(), p.service))
-    // Every request goes to the one local app.
-    .push(localApp(p.app))
-    // The app's wait for a response head is bounded by the connection's default.
-    .push(headTimeout(p.deadlines))
-    // Innermost: the app's reset of a request nothing of which it answered becomes an answer the caller can act on.
-    .push(appUnavailable);
+  return (
+    Stack.start()
+      // Outermost, as outbound: every exchange recorded once, however it ends.
+      .push(telemetry({ direction: 'inbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog }))
+      // The caller, checked against the mesh's services; a claim it can't back is stripped.
+      // (Authorization and rate limits go right inside it: they judge a known caller.)
+      .push(inboundIdentity(p.identify))
+      // The app's own sidecar holds every caller to the service's upgrades, whatever their outbound side did.
+      .push(upgrades(() => p.upgrades(), p.service))
+      // Every request goes to the one local app.
+      .push(localApp(p.app))
+      // The app's wait for a response head is bounded by the connection's default.
+      .push(headTimeout(p.deadlines))
+      // Innermost: the app's reset of a request nothing of which it answered becomes an answer the caller can act on.
+      .push(appUnavailable)
+  );
 }
 
 /**

@@ -31,7 +31,7 @@ export function telemetry(o: TelemetryOptions): Layer {
     const source = ex.source || UNKNOWN_SOURCE;
     const destination = outbound ? ex.service || 'unknown' : o.service;
     const version = outbound ? ex.endpoint?.version || 'unknown' : o.version;
-    const route = outbound ? ex.route?.name ?? '' : 'inbound';
+    const route = outbound ? (ex.route?.name ?? '') : 'inbound';
     const status = ex.status || 0;
     if (ex.errorToken === 'timeout' || ex.errorToken === 'request-timeout') {
       o.metrics.timedOut(destination, route, ex.errorToken === 'timeout' ? 'attempt' : 'request');

@@ -31,7 +31,9 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
   const tried = new Set<string>();
   let clientClosed = false;
   client.on('error', () => client.destroy());
-  client.once('close', () => { clientClosed = true; });
+  client.once('close', () => {
+    clientClosed = true;
+  });
 
   const attempt = (): void => {
     try {
@@ -45,7 +47,14 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
   const tryNext = (): void => {
     const e = choose(tried);
     if (e === undefined || clientClosed) {
-      t.accessLog.write({ ts: new Date().toISOString(), direction: t.direction, protocol: 'tcp', source: t.source, destination: t.destination, error: clientClosed ? 'client-closed' : 'no-endpoints' });
+      t.accessLog.write({
+        ts: new Date().toISOString(),
+        direction: t.direction,
+        protocol: 'tcp',
+        source: t.source,
+        destination: t.destination,
+        error: clientClosed ? 'client-closed' : 'no-endpoints',
+      });
       client.destroy();
       return;
     }
@@ -59,7 +68,15 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
       balancer?.connectFailed(e, Date.now());
       if (tried.size < MAX_CONNECT_ATTEMPTS) attempt();
       else {
-        t.accessLog.write({ ts: new Date().toISOString(), direction: t.direction, protocol: 'tcp', source: t.source, destination: t.destination, upstream: endpointKey(e), error: `connect-failed: ${err.message}` });
+        t.accessLog.write({
+          ts: new Date().toISOString(),
+          direction: t.direction,
+          protocol: 'tcp',
+          source: t.source,
+          destination: t.destination,
+          upstream: endpointKey(e),
+          error: `connect-failed: ${err.message}`,
+        });
         client.destroy();
       }
     });
@@ -90,8 +107,12 @@ function pipeBoth(client: net.Socket, upstream: net.Socket, e: Endpoint, t: TcpT
   let received = 0;
   skipReadMore(client);
   skipReadMore(upstream);
-  client.on('data', (c: Buffer) => { sent += c.length; });
-  upstream.on('data', (c: Buffer) => { received += c.length; });
+  client.on('data', (c: Buffer) => {
+    sent += c.length;
+  });
+  upstream.on('data', (c: Buffer) => {
+    received += c.length;
+  });
   client.pipe(upstream);
   upstream.pipe(client);
   client.resume();
@@ -104,9 +125,17 @@ function pipeBoth(client: net.Socket, upstream: net.Socket, e: Endpoint, t: TcpT
     upstream.destroy();
     t.metrics.tcpClosed(t.direction, t.source, t.destination, sent, received);
     t.accessLog.write({
-      ts: new Date().toISOString(), direction: t.direction, protocol: 'tcp', source: t.source, destination: t.destination,
-      version: e.version, upstream: endpointKey(e), bytes_sent: sent, bytes_received: received,
-      duration_ms: Math.round(performance.now() - startedAt), error,
+      ts: new Date().toISOString(),
+      direction: t.direction,
+      protocol: 'tcp',
+      source: t.source,
+      destination: t.destination,
+      version: e.version,
+      upstream: endpointKey(e),
+      bytes_sent: sent,
+      bytes_received: received,
+      duration_ms: Math.round(performance.now() - startedAt),
+      error,
     });
   };
   upstream.on('error', (err) => finish(err.message));

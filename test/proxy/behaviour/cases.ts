@@ -22,19 +22,21 @@ const appVersion = (m: Mesh): string => (m.protocol === 'HTTP/2' ? '2.0' : '1.1'
 
 export const CASES: readonly BehaviourCase[] = [
   {
-    name: 'a request reaches the app in the client\'s protocol, and its answer comes back',
+    name: "a request reaches the app in the client's protocol, and its answer comes back",
     async run(m) {
       const r = await m.client.api.request('GET', '/plain/hello?q=1', { 'x-custom': 'yes' });
       assert.deepEqual({ status: r.status, body: r.body, error: r.error }, { status: 200, body: 'a 200', error: '' });
       const [seen] = m.a.saw('/plain/hello');
-      assert.deepEqual({ version: seen?.version, method: seen?.method, url: seen?.url, custom: seen?.headers['x-custom'], source: seen?.headers['trellis-source'] },
-        { version: appVersion(m), method: 'GET', url: '/plain/hello?q=1', custom: 'yes', source: 'web' });
+      assert.deepEqual(
+        { version: seen?.version, method: seen?.method, url: seen?.url, custom: seen?.headers['x-custom'], source: seen?.headers['trellis-source'] },
+        { version: appVersion(m), method: 'GET', url: '/plain/hello?q=1', custom: 'yes', source: 'web' },
+      );
     },
   },
 
   // Retries.
   {
-    name: 'retry: a GET answered with a listed status is sent again, and the client gets only the retry\'s answer',
+    name: "retry: a GET answered with a listed status is sent again, and the client gets only the retry's answer",
     async run(m) {
       m.a.script('/retry/status/get', [503, 200]);
       const r = await m.client.api.request('GET', '/retry/status/get');
@@ -57,7 +59,11 @@ export const CASES: readonly BehaviourCase[] = [
       assert.ok(failed > 0, 'round robin sent some first attempts to the failing endpoint');
       assert.equal(m.b.saw('/retry/other').length, 10);
       assert.equal(await m.metric('trellis_http_retries_total', { destination: 'api', route: 'default/retry/other', reason: '503' }), failed);
-      assert.equal(await m.metric('trellis_http_requests_total', { direction: 'outbound', route: 'default/retry/other', status: '503' }), 0, 'the client saw only 200s');
+      assert.equal(
+        await m.metric('trellis_http_requests_total', { direction: 'outbound', route: 'default/retry/other', status: '503' }),
+        0,
+        'the client saw only 200s',
+      );
     },
   },
   {
@@ -66,21 +72,30 @@ export const CASES: readonly BehaviourCase[] = [
       m.a.script('/retry/status/post', [503, 200]);
       const r = await m.client.api.request('POST', '/retry/status/post', {}, 'order=1');
       assert.deepEqual({ status: r.status, body: r.body }, { status: 503, body: 'a 503' });
-      assert.deepEqual(m.a.saw('/retry/status/post').map((s) => `${s.method} ${s.body}`), ['POST order=1']);
+      assert.deepEqual(
+        m.a.saw('/retry/status/post').map((s) => `${s.method} ${s.body}`),
+        ['POST order=1'],
+      );
     },
   },
   {
-    name: 'retry: with nonIdempotent a POST is replayed with its body each time, and the last attempt\'s answer reaches the client',
+    name: "retry: with nonIdempotent a POST is replayed with its body each time, and the last attempt's answer reaches the client",
     async run(m) {
       m.a.script('/retry/unsafe', [503]);
       const r = await m.client.api.request('POST', '/retry/unsafe', {}, 'order=2');
       assert.deepEqual({ status: r.status, body: r.body }, { status: 503, body: 'a 503' });
-      assert.deepEqual(m.a.saw('/retry/unsafe').map((s) => s.body), ['order=2', 'order=2', 'order=2']);
+      assert.deepEqual(
+        m.a.saw('/retry/unsafe').map((s) => s.body),
+        ['order=2', 'order=2', 'order=2'],
+      );
       // A body of several KiB, replayed whole.
       m.a.script('/retry/unsafe/big', [503, 200]);
       const big = `message-${'x'.repeat(3000)}`;
       assert.equal((await m.client.api.request('POST', '/retry/unsafe/big', {}, big)).status, 200);
-      assert.deepEqual(m.a.saw('/retry/unsafe/big').map((s) => s.body), [big, big]);
+      assert.deepEqual(
+        m.a.saw('/retry/unsafe/big').map((s) => s.body),
+        [big, big],
+      );
     },
   },
   {
@@ -90,7 +105,10 @@ export const CASES: readonly BehaviourCase[] = [
       assert.equal((await m.client.api.request('PUT', '/retry/body/big', {}, 'x'.repeat(4096))).status, 503);
       assert.equal(m.a.saw('/retry/body/big').length, 1);
       assert.equal((await m.client.api.request('PUT', '/retry/body/small', {}, 'small')).status, 503);
-      assert.deepEqual(m.a.saw('/retry/body/small').map((s) => s.body), ['small', 'small', 'small']);
+      assert.deepEqual(
+        m.a.saw('/retry/body/small').map((s) => s.body),
+        ['small', 'small', 'small'],
+      );
     },
   },
   {
@@ -104,14 +122,14 @@ export const CASES: readonly BehaviourCase[] = [
       // Lines are written once per event-loop turn: wait for it.
       const line = await eventually(async () => {
         const found = (await m.accessLog()).find((l) => l.route === 'default/retry/reset');
-        assert.ok(found, 'the exchange\'s access log line');
+        assert.ok(found, "the exchange's access log line");
         return found;
       });
       assert.deepEqual({ attempts: line.attempts, status: line.status }, { attempts: 3, status: 200 });
     },
   },
   {
-    name: 'retry: each attempt carries only its own backendRef\'s header edits, and the rule\'s once',
+    name: "retry: each attempt carries only its own backendRef's header edits, and the rule's once",
     async run(m) {
       m.a.script('/retry/backend-filters', [503]);
       let ok = 0;
@@ -136,13 +154,13 @@ export const CASES: readonly BehaviourCase[] = [
       const attempts = m.a.saw('/budget').length;
       // Without a budget 4 attempts each (80); with 20% of the requests and no minimum rate, at most 24.
       assert.ok(attempts > n && attempts <= n * 1.2, `attempts: ${attempts}`);
-      assert.ok(await m.metric('trellis_http_retry_budget_exhausted_total', { destination: 'budget' }) > 0, 'the spent budget is counted');
+      assert.ok((await m.metric('trellis_http_retry_budget_exhausted_total', { destination: 'budget' })) > 0, 'the spent budget is counted');
     },
   },
 
   // Timeouts.
   {
-    name: 'timeout: no response head within backendRequest answers 504 timeout, and the app\'s request is abandoned',
+    name: "timeout: no response head within backendRequest answers 504 timeout, and the app's request is abandoned",
     async run(m) {
       m.a.script('/timeout/attempt', ['hang']);
       const before = m.a.abandoned;
@@ -156,7 +174,7 @@ export const CASES: readonly BehaviourCase[] = [
     },
   },
   {
-    name: 'timeout: an attempt that timed out is retried under a retry policy, and the retry\'s answer is the response',
+    name: "timeout: an attempt that timed out is retried under a retry policy, and the retry's answer is the response",
     async run(m) {
       m.a.script('/timeout/retried', ['hang', 200]);
       const r = await m.client.api.request('GET', '/timeout/retried');
@@ -196,7 +214,7 @@ export const CASES: readonly BehaviourCase[] = [
 
   // Faults.
   {
-    name: 'fault: an abort answers the policy\'s status with fault-abort, and the request never reaches the app',
+    name: "fault: an abort answers the policy's status with fault-abort, and the request never reaches the app",
     async run(m) {
       for (let i = 0; i < 3; i++) {
         const r = await m.client.api.request('GET', `/fault/abort/${i}`);
@@ -221,7 +239,10 @@ export const CASES: readonly BehaviourCase[] = [
     async run(m) {
       const r = await m.client.api.request('POST', '/fault/delay', {}, 'held');
       assert.deepEqual({ status: r.status, body: r.body }, { status: 200, body: 'a 200' });
-      assert.deepEqual(m.a.saw('/fault/delay').map((s) => s.body), ['held']);
+      assert.deepEqual(
+        m.a.saw('/fault/delay').map((s) => s.body),
+        ['held'],
+      );
       assert.equal(await m.metric('trellis_http_faults_total', { destination: 'api', route: 'default/fault/delay', fault: 'delay' }), 1);
     },
   },
@@ -239,7 +260,7 @@ export const CASES: readonly BehaviourCase[] = [
       assert.equal(s.headers['x-add'], 'one, two', 'add keeps the value sent and adds one');
       assert.equal(s.headers['x-remove'], undefined);
       assert.equal(s.headers['x-keep'], 'kept');
-      assert.equal(s.headers['trellis-source'], 'web', 'the sidecar\'s own header still goes along');
+      assert.equal(s.headers['trellis-source'], 'web', "the sidecar's own header still goes along");
     },
   },
   {
@@ -249,7 +270,14 @@ export const CASES: readonly BehaviourCase[] = [
       for (let i = 0; i < 3; i++) {
         const r = await m.client.api.request('GET', '/filters/res-headers');
         assert.deepEqual(
-          { status: r.status, multi: r.headers['x-multi'], added: r.headers['x-added'], internal: r.headers['x-internal'], app: r.headers['x-app'], body: r.body },
+          {
+            status: r.status,
+            multi: r.headers['x-multi'],
+            added: r.headers['x-added'],
+            internal: r.headers['x-internal'],
+            app: r.headers['x-app'],
+            body: r.body,
+          },
           { status: 200, multi: 'from-filter', added: 'yes', internal: undefined, app: 'a', body: 'from a' },
         );
       }
@@ -259,11 +287,22 @@ export const CASES: readonly BehaviourCase[] = [
     name: 'filters: RequestRedirect answers its status and Location, keeping the query string; nothing reaches a backend',
     async run(m) {
       const prefix = await m.client.api.request('GET', '/filters/old/items/7?page=2', { host: 'api:9000' });
-      assert.deepEqual({ status: prefix.status, location: prefix.headers.location }, { status: 301, location: 'http://api:9000/filters/new/items/7?page=2' }, 'the port the request came to stays');
+      assert.deepEqual(
+        { status: prefix.status, location: prefix.headers.location },
+        { status: 301, location: 'http://api:9000/filters/new/items/7?page=2' },
+        'the port the request came to stays',
+      );
       const https = await m.client.api.request('GET', '/filters/secure/login', { host: 'api' });
-      assert.deepEqual({ status: https.status, location: https.headers.location }, { status: 302, location: 'https://shop.example.com/filters/secure/login' }, 'port 443 is left out for https');
+      assert.deepEqual(
+        { status: https.status, location: https.headers.location },
+        { status: 302, location: 'https://shop.example.com/filters/secure/login' },
+        'port 443 is left out for https',
+      );
       const moved = await m.client.api.request('GET', '/filters/moved/a?b=c', { host: 'api' });
-      assert.deepEqual({ status: moved.status, location: moved.headers.location, body: moved.body }, { status: 302, location: 'http://api:8443/elsewhere?b=c', body: '' });
+      assert.deepEqual(
+        { status: moved.status, location: moved.headers.location, body: moved.body },
+        { status: 302, location: 'http://api:8443/elsewhere?b=c', body: '' },
+      );
       // HTTP/1.1 frames the empty body with a length (HTTP/2 ends the stream instead).
       if (m.protocol === 'HTTP/1.1') assert.equal(moved.headers['content-length'], '0');
       assert.equal(m.a.seen.filter((s) => /^\/(filters\/(old|new|secure|moved)|elsewhere)/.test(s.url)).length, 0);
@@ -278,11 +317,14 @@ export const CASES: readonly BehaviourCase[] = [
       const [s] = m.a.saw('/api/items');
       assert.deepEqual({ url: s?.url, host: s?.host }, { url: '/api/items?x=1', host: 'internal.example' });
       assert.equal((await m.client.api.request('GET', '/filters/full?k=v')).status, 200);
-      assert.deepEqual(m.a.saw('/replaced').map((x) => x.url), ['/replaced?k=v']);
+      assert.deepEqual(
+        m.a.saw('/replaced').map((x) => x.url),
+        ['/replaced?k=v'],
+      );
     },
   },
   {
-    name: 'filters: a weighted split uses both backends, and a backendRef\'s filters apply only to requests sent to it',
+    name: "filters: a weighted split uses both backends, and a backendRef's filters apply only to requests sent to it",
     async run(m) {
       for (let i = 0; i < 40; i++) {
         const r = await m.client.api.request('GET', `/filters/per-backend/${i}`);
@@ -306,7 +348,11 @@ export const CASES: readonly BehaviourCase[] = [
         const r = await m.client.failover.request('POST', `/failover/refused/${i}`, {}, `n=${i}`);
         assert.deepEqual({ status: r.status, body: r.body }, { status: 200, body: 'a 200' });
       }
-      assert.deepEqual(m.a.saw('/failover/refused').map((s) => s.body), ['n=0', 'n=1', 'n=2', 'n=3'], 'each POST reached the app exactly once');
+      assert.deepEqual(
+        m.a.saw('/failover/refused').map((s) => s.body),
+        ['n=0', 'n=1', 'n=2', 'n=3'],
+        'each POST reached the app exactly once',
+      );
     },
   },
   {
@@ -324,7 +370,7 @@ export const CASES: readonly BehaviourCase[] = [
     name: 'failover: a POST whose app died under it is not sent again: 502 upstream-reset',
     async run(m) {
       m.b.script('/failover/app-reset', ['reset']);
-      let last;
+      let last: Awaited<ReturnType<typeof m.client.failover.request>> | undefined;
       for (let i = 0; i < 10 && m.b.saw('/failover/app-reset/post').length === 0; i++) {
         last = await m.client.failover.request('POST', `/failover/app-reset/post/${i}`, {}, 'hi');
       }
@@ -350,7 +396,7 @@ export const CASES: readonly BehaviourCase[] = [
     name: 'failover: a POST reset by a dying peer is not sent again: 502 upstream-reset',
     async run(m) {
       m.peer.script('/failover/peer-dies', ['die']);
-      let last;
+      let last: Awaited<ReturnType<typeof m.client.failover.request>> | undefined;
       for (let i = 0; i < 10 && m.peer.saw('/failover/peer-dies/post').length === 0; i++) {
         last = await m.client.failover.request('POST', `/failover/peer-dies/post/${i}`, {}, 'order');
       }
@@ -366,18 +412,27 @@ export const CASES: readonly BehaviourCase[] = [
       m.peer.script('/failover/peer-dies', ['die']);
       const answers: string[] = [];
       // Concurrent, so some are in flight together when the peer dies, then one at a time.
-      await Promise.all(Array.from({ length: 6 }, async (_, i) => {
-        const method = ['GET', 'OPTIONS'][i % 2]!;
-        const r = await m.client.failover.request(method, `/failover/peer-dies/c/${i}`);
-        answers.push(`${method} ${r.status} ${r.error}`.trim());
-      }));
+      await Promise.all(
+        Array.from({ length: 6 }, async (_, i) => {
+          const method = ['GET', 'OPTIONS'][i % 2]!;
+          const r = await m.client.failover.request(method, `/failover/peer-dies/c/${i}`);
+          answers.push(`${method} ${r.status} ${r.error}`.trim());
+        }),
+      );
       for (let i = 0; i < 4; i++) {
         const r = await m.client.failover.request('GET', `/failover/peer-dies/s/${i}`);
         answers.push(`GET ${r.status} ${r.error}`.trim());
       }
-      assert.deepEqual(answers.filter((a) => !/ 200$/.test(a)), [], 'every safe request was answered');
-      assert.ok(m.peer.saw('/failover/peer-dies').some((s) => s.method !== 'POST'), 'some went to the dying peer first');
-      assert.ok(await m.metric('trellis_http_retries_total', { destination: 'failover', reason: 'reset' }) > 0);
+      assert.deepEqual(
+        answers.filter((a) => !/ 200$/.test(a)),
+        [],
+        'every safe request was answered',
+      );
+      assert.ok(
+        m.peer.saw('/failover/peer-dies').some((s) => s.method !== 'POST'),
+        'some went to the dying peer first',
+      );
+      assert.ok((await m.metric('trellis_http_retries_total', { destination: 'failover', reason: 'reset' })) > 0);
     },
   },
 
@@ -389,7 +444,10 @@ export const CASES: readonly BehaviourCase[] = [
       const holding = [m.client.breaker.request('GET', '/breaker/hold/1'), m.client.breaker.request('GET', '/breaker/hold/2')];
       await eventually(() => assert.equal(m.a.holding, 2));
       const refused = await Promise.all(Array.from({ length: 3 }, (_, i) => m.client.breaker.request('GET', `/breaker/over/${i}`)));
-      assert.deepEqual(refused.map((r) => `${r.status} ${r.error}`), Array(3).fill('503 overflow'));
+      assert.deepEqual(
+        refused.map((r) => `${r.status} ${r.error}`),
+        Array(3).fill('503 overflow'),
+      );
       assert.equal(m.a.saw('/breaker/over').length, 0, 'no overflowed request reached the app');
       assert.equal(await m.metric('trellis_circuit_breaker_overflows_total', { destination: 'breaker', limit: 'maxRequests' }), 3);
       m.a.release();

@@ -27,18 +27,24 @@ const NO_DETECT_TIMEOUT_MS = 24 * 3600_000;
 /** Moves the fake clock a step at a time until `seen()` holds; the fake time moved. */
 async function advanceUntil(seen: () => boolean, what: string): Promise<number> {
   let moved = 0;
-  await eventually(() => {
-    if (seen()) return true;
-    mock.timers.tick(STEP_MS);
-    moved += STEP_MS;
-    return false;
-  }, { what, intervalMs: 2 });
+  await eventually(
+    () => {
+      if (seen()) return true;
+      mock.timers.tick(STEP_MS);
+      moved += STEP_MS;
+      return false;
+    },
+    { what, intervalMs: 2 },
+  );
   return moved;
 }
 
 const retry: RetryConfig = { codes: [503], attempts: 1, backoffMs: BACKOFF_MS, nonIdempotent: false, maxBodyBytes: 65536 };
 const rule = (name: string, prefix: string, extra: Partial<RouteEntry>): RouteEntry => ({
-  name: `default/${name}`, match: { path: { type: 'PathPrefix', value: prefix } }, backends: [{ backend: 'api', weight: 1 }], ...extra,
+  name: `default/${name}`,
+  match: { path: { type: 'PathPrefix', value: prefix } },
+  backends: [{ backend: 'api', weight: 1 }],
+  ...extra,
 });
 
 for (const protocol of WIRE_PROTOCOLS) {
@@ -53,7 +59,8 @@ for (const protocol of WIRE_PROTOCOLS) {
       app = await scriptedApp('a');
       inbound = await startInbound('api', 'v1', app.port, 'http', { detectTimeoutMs: NO_DETECT_TIMEOUT_MS });
       const api: UpstreamSnapshot = {
-        service: 'api', protocol: 'http',
+        service: 'api',
+        protocol: 'http',
         routes: [
           rule('backoff', '/backoff', { retry }),
           rule('delay', '/delay', { fault: { policy: 'default/slow', delay: { ms: DELAY_MS, percent: 100 } } }),
@@ -92,7 +99,10 @@ for (const protocol of WIRE_PROTOCOLS) {
       assert.ok(moved >= DELAY_MS - STEP_MS, `the request came after ${moved} ms of fake time`);
       const r = await reply;
       assert.deepEqual({ status: r.status, body: r.body }, { status: 200, body: 'a 200' });
-      assert.deepEqual(app.saw('/delay').map((s) => s.body), ['held']);
+      assert.deepEqual(
+        app.saw('/delay').map((s) => s.body),
+        ['held'],
+      );
     });
   });
 }

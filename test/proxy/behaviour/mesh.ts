@@ -39,10 +39,20 @@ export interface Mesh {
 }
 
 /** A rule's retry stanza: 503s, 2 retries, 1 ms backoff base, unless told otherwise. */
-export const retryPolicy = (p: Partial<RetryConfig> = {}): RetryConfig => ({ codes: [503], attempts: 2, backoffMs: 1, nonIdempotent: false, maxBodyBytes: 65536, ...p });
+export const retryPolicy = (p: Partial<RetryConfig> = {}): RetryConfig => ({
+  codes: [503],
+  attempts: 2,
+  backoffMs: 1,
+  nonIdempotent: false,
+  maxBodyBytes: 65536,
+  ...p,
+});
 
 const rule = (name: string, prefix: string, backend: string, extra: Partial<RouteEntry> = {}): RouteEntry => ({
-  name: `default/${name}`, match: { path: { type: 'PathPrefix', value: prefix } }, backends: [{ backend, weight: 1 }], ...extra,
+  name: `default/${name}`,
+  match: { path: { type: 'PathPrefix', value: prefix } },
+  backends: [{ backend, weight: 1 }],
+  ...extra,
 });
 
 // Round robin, so a two-endpoint backend surely sends some first attempts to each; no
@@ -60,7 +70,8 @@ function apiRoutes(): RouteEntry[] {
     rule('retry/other', '/retry/other', 'ab', { retry: retryPolicy() }),
     rule('retry/reset', '/retry/reset', 'peer', { retry: retryPolicy({ codes: [] }) }),
     {
-      name: 'default/retry/backend-filters', match: { path: { type: 'PathPrefix', value: '/retry/backend-filters' } },
+      name: 'default/retry/backend-filters',
+      match: { path: { type: 'PathPrefix', value: '/retry/backend-filters' } },
       filters: [{ type: 'RequestHeaderModifier', edits: { add: [header('x-rule', 'yes')] } }],
       backends: [
         { backend: 'a', weight: 1, filters: [{ type: 'RequestHeaderModifier', edits: { add: [header('x-attempt-of', 'a')] } }] },
@@ -76,24 +87,53 @@ function apiRoutes(): RouteEntry[] {
     rule('timeout/request', '/timeout/request', 'a', { timeouts: { requestMs: 1000, backendRequestMs: 50 }, retry: retryPolicy({ codes: [], attempts: 100 }) }),
     rule('timeout/in-time', '/timeout/in-time', 'a', { timeouts: { requestMs: 1500, backendRequestMs: 1000 } }),
     rule('fault/abort', '/fault/abort', 'a', { fault: { policy: 'default/chaos', abort: { httpStatus: 503, percent: 100 } } }),
-    rule('fault/delay-timeout', '/fault/delay-timeout', 'a', { timeouts: { requestMs: 100 }, fault: { policy: 'default/chaos', delay: { ms: 60_000, percent: 100 } } }),
+    rule('fault/delay-timeout', '/fault/delay-timeout', 'a', {
+      timeouts: { requestMs: 100 },
+      fault: { policy: 'default/chaos', delay: { ms: 60_000, percent: 100 } },
+    }),
     rule('fault/delay', '/fault/delay', 'a', { fault: { policy: 'default/chaos', delay: { ms: 1, percent: 100 } } }),
     rule('filters/req-headers', '/filters/req-headers', 'a', {
       filters: [{ type: 'RequestHeaderModifier', edits: { set: [header('x-set', 'new')], add: [header('x-add', 'two')], remove: ['x-remove'] } }],
     }),
     rule('filters/res-headers', '/filters/res-headers', 'a', {
-      filters: [{ type: 'ResponseHeaderModifier', edits: { set: [header('x-multi', 'from-filter')], add: [header('x-added', 'yes')], remove: ['x-internal'] } }],
+      filters: [
+        { type: 'ResponseHeaderModifier', edits: { set: [header('x-multi', 'from-filter')], add: [header('x-added', 'yes')], remove: ['x-internal'] } },
+      ],
     }),
-    rule('filters/redirect-prefix', '/filters/old', 'a', { filters: [{ type: 'RequestRedirect', statusCode: 301, path: { type: 'ReplacePrefixMatch', value: '/filters/new' } }] }),
-    rule('filters/redirect-https', '/filters/secure', 'a', { filters: [{ type: 'RequestRedirect', statusCode: 302, scheme: 'https', hostname: 'shop.example.com' }] }),
-    { ...rule('filters/redirect-port', '/filters/moved', 'a', { filters: [{ type: 'RequestRedirect', statusCode: 302, port: 8443, path: { type: 'ReplaceFullPath', value: '/elsewhere' } }] }), backends: [] },
-    rule('filters/rewrite', '/filters/v1/api', 'a', { filters: [{ type: 'URLRewrite', hostname: 'internal.example', path: { type: 'ReplacePrefixMatch', value: '/api' } }] }),
-    { name: 'default/filters/rewrite-full', match: { path: { type: 'Exact', value: '/filters/full' } }, filters: [{ type: 'URLRewrite', path: { type: 'ReplaceFullPath', value: '/replaced' } }], backends: [{ backend: 'a', weight: 1 }] },
+    rule('filters/redirect-prefix', '/filters/old', 'a', {
+      filters: [{ type: 'RequestRedirect', statusCode: 301, path: { type: 'ReplacePrefixMatch', value: '/filters/new' } }],
+    }),
+    rule('filters/redirect-https', '/filters/secure', 'a', {
+      filters: [{ type: 'RequestRedirect', statusCode: 302, scheme: 'https', hostname: 'shop.example.com' }],
+    }),
     {
-      name: 'default/filters/per-backend', match: { path: { type: 'PathPrefix', value: '/filters/per-backend' } },
+      ...rule('filters/redirect-port', '/filters/moved', 'a', {
+        filters: [{ type: 'RequestRedirect', statusCode: 302, port: 8443, path: { type: 'ReplaceFullPath', value: '/elsewhere' } }],
+      }),
+      backends: [],
+    },
+    rule('filters/rewrite', '/filters/v1/api', 'a', {
+      filters: [{ type: 'URLRewrite', hostname: 'internal.example', path: { type: 'ReplacePrefixMatch', value: '/api' } }],
+    }),
+    {
+      name: 'default/filters/rewrite-full',
+      match: { path: { type: 'Exact', value: '/filters/full' } },
+      filters: [{ type: 'URLRewrite', path: { type: 'ReplaceFullPath', value: '/replaced' } }],
+      backends: [{ backend: 'a', weight: 1 }],
+    },
+    {
+      name: 'default/filters/per-backend',
+      match: { path: { type: 'PathPrefix', value: '/filters/per-backend' } },
       backends: [
         { backend: 'a', weight: 1 },
-        { backend: 'b', weight: 1, filters: [{ type: 'RequestHeaderModifier', edits: { add: [header('x-backend', 'b')] } }, { type: 'ResponseHeaderModifier', edits: { add: [header('x-via', 'b-filter')] } }] },
+        {
+          backend: 'b',
+          weight: 1,
+          filters: [
+            { type: 'RequestHeaderModifier', edits: { add: [header('x-backend', 'b')] } },
+            { type: 'ResponseHeaderModifier', edits: { add: [header('x-via', 'b-filter')] } },
+          ],
+        },
       ],
     },
     rule('plain', '/', 'a'),
@@ -118,7 +158,11 @@ export async function startMesh(protocol: WireProtocol): Promise<Mesh> {
     const a = await scriptedApp('a');
     const b = await scriptedApp('b');
     const peer = await scriptedApp('peer');
-    cleanup.push(() => a.close(), () => b.close(), () => peer.close());
+    cleanup.push(
+      () => a.close(),
+      () => b.close(),
+      () => peer.close(),
+    );
     const inA = await startInbound('api', 'v1', a.port);
     cleanup.push(() => inA.close());
     const inB = await startInbound('api', 'v2', b.port);
@@ -132,14 +176,21 @@ export async function startMesh(protocol: WireProtocol): Promise<Mesh> {
     const epB = ep('b', inB.addresses.inbound!.port, 'v2');
     const epPeer = ep('peer', peer.port);
     const api: UpstreamSnapshot = {
-      service: 'api', protocol: 'http', balancing: ROUND_ROBIN, routes: apiRoutes(),
+      service: 'api',
+      protocol: 'http',
+      balancing: ROUND_ROBIN,
+      routes: apiRoutes(),
       backends: {
-        a: { name: 'a', endpoints: [epA] }, b: { name: 'b', endpoints: [epB] }, ab: { name: 'ab', endpoints: [epA, epB] },
+        a: { name: 'a', endpoints: [epA] },
+        b: { name: 'b', endpoints: [epB] },
+        ab: { name: 'ab', endpoints: [epA, epB] },
         peer: { name: 'peer', endpoints: [epPeer] },
       },
     };
     const failover: UpstreamSnapshot = {
-      service: 'failover', protocol: 'http', balancing: ROUND_ROBIN,
+      service: 'failover',
+      protocol: 'http',
+      balancing: ROUND_ROBIN,
       routes: [
         rule('failover/refused', '/failover/refused', 'refused-a'),
         rule('failover/app-down', '/failover/app-down', 'appdown-a'),
@@ -160,12 +211,16 @@ export async function startMesh(protocol: WireProtocol): Promise<Mesh> {
       },
     };
     const breaker: UpstreamSnapshot = {
-      service: 'breaker', protocol: 'http', routes: [],
+      service: 'breaker',
+      protocol: 'http',
+      routes: [],
       backends: { breaker: { name: 'breaker', endpoints: [epA] } },
       balancing: { ...ROUND_ROBIN, circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 2, maxRetries: 3 } },
     };
     const budget: UpstreamSnapshot = {
-      service: 'budget', protocol: 'http', balancing: ROUND_ROBIN,
+      service: 'budget',
+      protocol: 'http',
+      balancing: ROUND_ROBIN,
       retryBudget: { percent: 20, windowMs: 60_000, minRetries: 0, minIntervalMs: 1000 },
       routes: [rule('budget', '/', 'budget', { retry: retryPolicy({ attempts: 3 }) })],
       backends: { budget: { name: 'budget', endpoints: [epA] } },
@@ -181,14 +236,23 @@ export async function startMesh(protocol: WireProtocol): Promise<Mesh> {
       cleanup.push(() => client[d].close());
     }
     return {
-      protocol, a, b, peer, outbound, client, close,
+      protocol,
+      a,
+      b,
+      peer,
+      outbound,
+      client,
+      close,
       async metric(name, labels) {
         const samples = parsePrometheus(await outbound.metrics.text(), (n) => n === name);
         return samples.filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((sum, s) => sum + s.value, 0);
       },
       async accessLog() {
         const text = await readFile(logFile, 'utf8').catch(() => '');
-        return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+        return text
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
       },
     };
   } catch (err) {
