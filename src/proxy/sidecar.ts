@@ -134,6 +134,11 @@ export class Sidecar {
     return this.#snapshot;
   }
 
+  /** Connections accepted before the first snapshot, held until it comes. */
+  get waitingForSnapshot(): number {
+    return this.#waiting.length;
+  }
+
   async start(): Promise<void> {
     const o = this.#o;
     const lookup = (service: string): CompiledUpstream | undefined | null => (this.#upstreams === null ? null : this.#upstreams.get(service));

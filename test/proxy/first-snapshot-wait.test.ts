@@ -6,6 +6,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { Sidecar } from '../../src/proxy/sidecar.js';
 import { NO_CONTROL, quietLog } from '../helpers/proxy-pair.js';
+import { eventually } from '../helpers/eventually.js';
 
 let app: http2.Http2Server;
 let appPort: number;
@@ -53,10 +54,8 @@ test('an HTTP/2 request sent before the first snapshot is answered once it arriv
       req.on('end', () => resolve(text));
       req.on('error', reject);
     });
-    // Kept: the scenario needs the preface and request at the sidecar, unread, before the
-    // snapshot, and nothing outside the sidecar shows they got there. Too short a pause on
-    // a busy machine only makes this the ordinary case (served at once), never a failure.
-    await new Promise((r) => setTimeout(r, 100));
+    // The connection is held, its preface and request unread in its socket, until the snapshot.
+    await eventually(() => s.waitingForSnapshot === 1, { what: 'the sidecar to hold the connection' });
     s.apply({ version: 1, service: 'svc', inboundProtocol: 'http', upstreams: {} });
     assert.equal(await answer, 'h2 /early');
   } finally {
@@ -77,8 +76,8 @@ test('an HTTP/1.1 request sent before the first snapshot gets a response once it
       });
     });
     sock.write('GET /early HTTP/1.1\r\nHost: svc\r\n\r\n');
-    // Kept, as above: the request must be at the sidecar before the snapshot.
-    await new Promise((r) => setTimeout(r, 100));
+    // As above: the request is at the sidecar, unread, before the snapshot.
+    await eventually(() => s.waitingForSnapshot === 1, { what: 'the sidecar to hold the connection' });
     s.apply({ version: 1, service: 'svc', inboundProtocol: 'http', upstreams: {} });
     // The app speaks only HTTP/2, so this HTTP/1.1 request ends in the proxy's own answer: what
     // matters here is that it comes at all.
