@@ -199,6 +199,8 @@ export class Exchange {
   deadline = 0;
   /** Time allowed for each attempt's response head, in ms; 0: the connection's default (timeout.ts). */
   attemptTimeoutMs = 0;
+  /** This exchange's slot among the exchanges the timeouts sweep watches; -1: not watched (timeout.ts). */
+  watchSlot = -1;
   /** Attempts made (more than 1 when retried), for the access log. */
   attempts = 1;
   /** Set by the retry layer while the request body may be needed for a replay. */
