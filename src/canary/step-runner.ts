@@ -13,7 +13,7 @@
 // sleeping and the clock come in through CanaryIo, and what happens goes out as events,
 // so `trellis canary` (cli/canary.ts) prints them and tests drive it with a fake clock.
 import { TrellisError } from '../errors.js';
-import type { Weights } from '../control/sources/route-weights.js';
+import type { Weights } from '../api/admin.js';
 import { judge, type CanaryLimits, type Verdict, type VersionReading, type WindowStats, windowStats } from './judge.js';
 
 /** What a canary is asked to do. */

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { TrellisError } from '../errors.js';
 import { formatProblem } from '../config/problems.js';
 import { startControlPlane, type ControlPlane } from '../control/control-plane.js';
-import type { ConfigProblem } from '../control/model.js';
+import type { ConfigProblem } from '../api/admin.js';
 import { parseFlags, parseHostPort } from './args.js';
 
 export const help = `Usage: trellis control [--config PATH]... [PATH...] [options]

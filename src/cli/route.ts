@@ -3,7 +3,7 @@
 // (they stay the source of truth) and the command waits for every proxy that calls
 // the service to acknowledge the change.
 import { TrellisError } from '../errors.js';
-import { MAX_WEIGHT } from '../control/sources/route-weights.js';
+import { MAX_WEIGHT } from '../api/admin.js';
 import { parseDuration, parseFlags } from './args.js';
 import { table } from './status.js';
 import {

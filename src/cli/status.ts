@@ -1,6 +1,6 @@
 // `trellis status`: one table of a running mesh, read from the control plane's admin API.
 import { TrellisError } from '../errors.js';
-import type { ConfigView, ProxyView, ServiceView } from '../control/admin/admin-api.js';
+import type { ConfigView, ProxyView, ServiceView } from '../api/admin.js';
 import type { BreakerView, EndpointView } from '../api/views.js';
 import { parseFlags } from './args.js';
 

@@ -3,13 +3,13 @@
 // that calls the service has acknowledged a snapshot with the change (the control
 // plane names the version to wait for; /v1/proxies tells each proxy's acked version).
 import { ERRORS, TrellisError, type ErrorCode } from '../errors.js';
-import type { ProxyView } from '../control/admin/admin-api.js';
-import type { CallerVersion, WeightsChange, WeightsView } from '../control/admin/weights-api.js';
-import type { Weights } from '../control/sources/route-weights.js';
+import type { ProxyView } from '../api/admin.js';
+import type { CallerVersion, WeightsChange, WeightsView } from '../api/admin.js';
+import type { Weights } from '../api/admin.js';
 import { parseHostPort } from './args.js';
 
 export type { Weights } from '../control/sources/route-weights.js';
-export type { WeightsView, WeightsChange } from '../control/admin/weights-api.js';
+export type { WeightsView, WeightsChange } from '../api/admin.js';
 
 /** The flags that say where the control plane is. */
 export const ADMIN_FLAGS = {

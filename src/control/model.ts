@@ -5,7 +5,8 @@
 import type { HostPort, ProxyInfo, Snapshot } from '../api/protocol.js';
 import { EMPTY_CONFIG, type ControlConfig, type ServiceConfig } from './sources/mesh-config.js';
 
-export type HealthStatus = 'unknown' | 'healthy' | 'unhealthy';
+import type { ConfigProblem, HealthStatus } from '../api/admin.js';
+export type { ConfigProblem, HealthStatus } from '../api/admin.js';
 
 export interface HealthState {
   readonly status: HealthStatus;
@@ -53,15 +54,6 @@ export interface ProxyState {
   lastNack?: NackRecord;
   /** The snapshot last sent to this proxy. */
   lastSnapshot?: Snapshot;
-}
-
-/** A config problem as the loader reports it. */
-export interface ConfigProblem {
-  readonly file: string;
-  readonly path: string;
-  readonly message: string;
-  readonly line?: number;
-  readonly column?: number;
 }
 
 export interface ConfigState {

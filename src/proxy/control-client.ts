@@ -2,6 +2,7 @@
 // it is sent (ACK) or refuses it (NACK, keeping the last good one), and reconnects with
 // jittered exponential backoff whenever the link drops. The proxy serves on its last
 // good snapshot the whole time: the control plane is never on the request path.
+import { LineReader, writeMessage } from '../api/wire.js';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { ControlMessage, ProxyInfo, ProxyMessage, Snapshot } from '../api/protocol.js';
@@ -72,29 +73,22 @@ export class ControlClient {
     socket.setNoDelay(true);
     this.#o.onState?.(true, 'connected');
     this.#send({ type: 'hello', proxy: this.#applied ? { ...this.#o.info, resumed: { endpoints: this.#endpoints } } : this.#o.info });
-    let pending = head.length > 0 ? head.toString('utf8') : '';
-    const onText = (text: string): void => {
-      pending += text;
-      // Only a read that brought a newline is searched for the end of a message: searching
-      // all that is pending, read after read, made a long message cost its length squared
-      // (a 64 MiB one took tens of seconds of CPU on a busy machine).
-      if (text.indexOf('\n') !== -1 || text === '') {
-        let nl: number;
-        while ((nl = pending.indexOf('\n')) !== -1) {
-          const line = pending.slice(0, nl);
-          pending = pending.slice(nl + 1);
-          if (line.trim()) this.#onMessage(line);
-        }
-      }
-      // A message that never ends would hold memory without bound: the stream is dropped (and retried).
-      if (pending.length > MAX_MESSAGE_CHARS) {
-        pending = '';
+    // The stream's framing is the control plane's (src/api/wire.ts), with a bound of its
+    // own: a message that never ends would hold memory without bound, so the stream is
+    // dropped (and made again).
+    const reader = new LineReader(MAX_MESSAGE_CHARS);
+    const onBytes = (chunk: Buffer): void => {
+      let lines: string[];
+      try {
+        lines = reader.push(chunk);
+      } catch {
         socket.destroy();
+        return;
       }
+      for (const line of lines) this.#onMessage(line);
     };
-    socket.setEncoding('utf8');
-    socket.on('data', onText);
-    if (pending) onText('');
+    socket.on('data', onBytes);
+    if (head.length > 0) onBytes(head);
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       if (this.#socket === socket) this.#socket = undefined;
@@ -129,7 +123,7 @@ export class ControlClient {
   }
 
   #send(msg: ProxyMessage): void {
-    this.#socket?.write(`${JSON.stringify(msg)}\n`);
+    if (this.#socket !== undefined) writeMessage(this.#socket, msg);
   }
 
   #retry(reason: string): void {

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import type { ProxyView } from '../../src/control/admin/admin-api.js';
+import type { ProxyView } from '../../src/api/admin.js';
 import { DEFAULT_OUTLIER_DETECTION, type UpstreamSnapshot } from '../../src/api/protocol.js';
 import { fetchBalancing, renderBalancing } from '../../src/cli/status.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';

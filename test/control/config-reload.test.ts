@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rename, writeFile } from 'node:fs/promises';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import type { ConfigView } from '../../src/control/admin/admin-api.js';
+import type { ConfigView } from '../../src/api/admin.js';
 import { TrellisError } from '../../src/errors.js';
 import { connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';

@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { stat, writeFile } from 'node:fs/promises';
 import { after, test } from 'node:test';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import type { ConfigView } from '../../src/control/admin/admin-api.js';
+import type { ConfigView } from '../../src/api/admin.js';
 import type { CheckResult } from '../../src/control/sources/health-checker.js';
 import { TrellisError } from '../../src/errors.js';
 import { TRELLIS } from '../helpers/mesh-run.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { compileSnapshot, upstreamsFor, type RoutableInstance } from '../../src/control/compile/compiler.js';
 import { SnapshotVersions } from '../../src/control/distribute/snapshot-versions.js';
 import { stableStringify } from '../../src/control/stable-json.js';
-import type { HealthStatus } from '../../src/control/model.js';
+import type { HealthStatus } from '../../src/api/admin.js';
 import { config, gateway, listeners, route, service, sidecar } from './helpers.js';
 
 const mesh = config(

@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import type { ProxyView } from '../../src/control/admin/admin-api.js';
+import type { ProxyView } from '../../src/api/admin.js';
 import type { CheckResult } from '../../src/control/sources/health-checker.js';
 import { connect, gateway, getJson, MESH_YAML, openStream, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';

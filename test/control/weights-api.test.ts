@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import type { WeightsChange, WeightsView } from '../../src/control/admin/weights-api.js';
+import type { WeightsChange, WeightsView } from '../../src/api/admin.js';
 import { connect, getJson, listeners, MESH_YAML, sidecar, tempDir, type FakeProxy } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 

@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { runLoad } from '../../src/loadgen/run.js';
-import type { WeightsView } from '../../src/control/admin/weights-api.js';
+import type { WeightsView } from '../../src/api/admin.js';
 import { getJson, meshUp, stopMesh, type RunningMesh } from '../helpers/mesh-run.js';
 import { shopRoutes, trellisCli, writeShopMesh, type CliResult } from '../helpers/traffic.js';
 

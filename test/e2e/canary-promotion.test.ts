@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runLoad } from '../../src/loadgen/run.js';
-import type { WeightsView } from '../../src/control/admin/weights-api.js';
+import type { WeightsView } from '../../src/api/admin.js';
 import { getJson, meshUp, stopMesh, REPO, TRELLIS, type RunningMesh } from '../helpers/mesh-run.js';
 import { eventually } from '../helpers/eventually.js';
 import { shopRoutes, trellisCli, writeShopMesh, type CliResult } from '../helpers/traffic.js';

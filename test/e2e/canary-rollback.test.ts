@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runLoad } from '../../src/loadgen/run.js';
-import type { WeightsView } from '../../src/control/admin/weights-api.js';
+import type { WeightsView } from '../../src/api/admin.js';
 import { getJson, meshUp, stopMesh, type RunningMesh } from '../helpers/mesh-run.js';
 import { shopRoutes, trellisCli, writeShopMesh, type CliResult } from '../helpers/traffic.js';
 

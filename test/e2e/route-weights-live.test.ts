@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runLoad } from '../../src/loadgen/run.js';
-import type { ProxyView } from '../../src/control/admin/admin-api.js';
+import type { ProxyView } from '../../src/api/admin.js';
 import type { Snapshot } from '../../src/api/protocol.js';
 import { getJson, meshUp, stopMesh, type RunningMesh } from '../helpers/mesh-run.js';
 import { eventually } from '../helpers/eventually.js';

@@ -3,71 +3,14 @@
 // only picks the view by path. The one write is a service's weights (weights-api.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorBody, TrellisError } from '../../errors.js';
-import type { HostPort } from '../../api/protocol.js';
 import type { ConfigProblem, HealthState, Instance, MeshModel, ProxyState } from '../model.js';
 import { routeKey } from '../compile/routes.js';
 import type { Answer, WeightsApi } from './weights-api.js';
+import type { ConfigView, HealthView, InstanceView, ProxyView, ServiceView } from '../../api/admin.js';
+export type { ConfigView, HealthView, InstanceView, ProxyView, ServiceView } from '../../api/admin.js';
 
 function iso(ms: number | undefined): string | null {
   return ms === undefined ? null : new Date(ms).toISOString();
-}
-
-export interface HealthView {
-  status: HealthState['status'];
-  since: string | null;
-  lastCheck: string | null;
-  lastError: string | null;
-  consecutiveSuccesses: number;
-  consecutiveFailures: number;
-}
-
-export interface InstanceView {
-  id: string;
-  service: string;
-  version: string;
-  app: HostPort | null;
-  inbound: HostPort | null;
-  admin: HostPort;
-  pid: number;
-  registeredAt: string | null;
-  health: HealthView;
-}
-
-export interface ServiceView {
-  name: string;
-  protocol: string;
-  public: { port?: number } | null;
-  upstreams: { service: string; port?: number }[];
-  versions: { name: string; labels: Record<string, string>; replicas: number }[];
-  instances: InstanceView[];
-}
-
-export interface ProxyView {
-  id: string;
-  service: string;
-  version: string;
-  kind: 'sidecar' | 'gateway';
-  /** The proxy's admin server (`/metrics`, `/config`, `/ready`). */
-  admin: { host: string; port: number };
-  connected: boolean;
-  connectedAt: string | null;
-  disconnectedAt: string | null;
-  sentVersion: number | null;
-  ackedVersion: number | null;
-  lastNack: { version: number; error: string; at: string | null } | null;
-}
-
-export interface ConfigView {
-  files: string[];
-  loadedAt: string | null;
-  services: string[];
-  routes: string[];
-  /** Resilience policies in force, as `<kind> <namespace>/<name>`. */
-  policies: string[];
-  /** Present when the latest reload failed; the config above is still in force. */
-  reloadFailed: { at: string | null; problems: (ConfigProblem & { text: string })[] } | null;
-  /** Present when the config in force is the last good one from the state folder, not the files (they do not load). */
-  restoredFrom: { file: string; savedAt: string | null } | null;
 }
 
 export function healthView(h: HealthState | undefined): HealthView {

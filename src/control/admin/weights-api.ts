@@ -11,46 +11,11 @@ import { errorBody, TrellisError } from '../../errors.js';
 import { compileSnapshot } from '../compile/compiler.js';
 import { routableInstances } from '../distribute/distributor.js';
 import type { MeshModel } from '../model.js';
-import { currentWeights, MAX_WEIGHT, planWeights, splitRules, type SourceFile, type SplitRule, type Weights } from '../sources/route-weights.js';
+import { currentWeights, planWeights, splitRules, type SourceFile, type Weights } from '../sources/route-weights.js';
 import { stableStringify } from '../stable-json.js';
-
-/** `GET /v1/services/<name>/weights`. */
-export interface WeightsView {
-  service: string;
-  /** The service's versions, in mesh file order. */
-  versions: string[];
-  /** The split in force (the first rule that carries it); null when no rule splits the service. */
-  weights: Weights | null;
-  /** Every rule that carries the split. */
-  rules: SplitRule[];
-  /** What no split amounts to (every instance in turn): each version's replica count. */
-  byInstances: Weights;
-}
-
-/** A proxy that calls the service, and the snapshot version that carries the change. */
-export interface CallerVersion {
-  id: string;
-  service: string;
-  kind: 'sidecar' | 'gateway';
-  /** The version to wait for (ACK of it or a later one). */
-  version: number;
-}
-
-/** The answer to `PUT /v1/services/<name>/weights`. */
-export interface WeightsChange {
-  service: string;
-  before: Weights | null;
-  after: Weights;
-  /** False when the files already said this: nothing was written. */
-  changed: boolean;
-  /** The rules edited (with their weights before), or the route file created. */
-  rules: SplitRule[];
-  created: string | null;
-  /** Every connected proxy that calls the service. */
-  callers: CallerVersion[];
-  /** False when the distributor had not sent the change to every caller within the wait. */
-  sent: boolean;
-}
+import { MAX_WEIGHT } from '../../api/admin.js';
+import type { CallerVersion, WeightsChange, WeightsView } from '../../api/admin.js';
+export type { CallerVersion, WeightsChange, WeightsView } from '../../api/admin.js';
 
 export interface WeightsApiOptions {
   model: MeshModel;

@@ -10,7 +10,7 @@ import type { ControlMessage, ProxyInfo } from '../../api/protocol.js';
 import type { MeshModel } from '../model.js';
 import { compileSnapshot, type RoutableInstance } from '../compile/compiler.js';
 import { SnapshotVersions } from './snapshot-versions.js';
-import { LineReader, parseProxyMessage, writeMessage } from './wire.js';
+import { LineReader, parseProxyMessage, writeMessage } from '../../api/wire.js';
 
 export const STREAM_PATH = '/v1/stream';
 export const STREAM_UPGRADE = 'trellis-stream';

@@ -20,21 +20,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, parseAllDocuments, type Document, type Node, type YAMLMap, type YAMLSeq } from 'yaml';
 import { TrellisError } from '../../errors.js';
 
-/** Weight per version name. */
-export type Weights = Record<string, number>;
-
-/** One rule that carries a service's split, and its weights. */
-export interface SplitRule {
-  file: string;
-  /** `<namespace>/<name>` of the HTTPRoute. */
-  route: string;
-  /** Index of the rule in `spec.rules`. */
-  rule: number;
-  /** Weight per version (versions the rule does not name are left out). */
-  weights: Weights;
-  /** Weight of backendRefs naming the whole service (every version, by instance). */
-  unversioned: number;
-}
+import type { SplitRule, Weights } from '../../api/admin.js';
+export type { SplitRule, Weights } from '../../api/admin.js';
 
 /** A config file's path and text. */
 export interface SourceFile {
@@ -52,8 +39,7 @@ export interface WeightsEdit {
   rules: SplitRule[];
 }
 
-/** The largest weight the HTTPRoute schema allows. */
-export const MAX_WEIGHT = 1_000_000;
+export { MAX_WEIGHT } from '../../api/admin.js';
 
 const GATEWAY_API = 'gateway.networking.k8s.io/v1';
 const TRELLIS_API = 'trellis.dev/v1alpha1';

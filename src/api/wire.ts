@@ -1,9 +1,11 @@
-// The stream's wire format: newline-delimited JSON. Splits incoming bytes into lines,
-// turns a line into a checked ProxyMessage, and writes ControlMessages.
+// The control stream's wire format, shared by both ends: newline-delimited JSON. Splits
+// incoming bytes into lines (each end with its own bound), writes messages, and turns
+// a proxy's line into a checked ProxyMessage (the control plane trusts nothing a proxy
+// sends).
 import { StringDecoder } from 'node:string_decoder';
 import type { Duplex } from 'node:stream';
-import { TrellisError } from '../../errors.js';
-import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from '../../api/protocol.js';
+import { TrellisError } from '../errors.js';
+import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from './protocol.js';
 
 /** Longest line accepted from a proxy; a hello is a few hundred bytes. */
 export const MAX_LINE_BYTES = 1024 * 1024;
@@ -18,17 +20,27 @@ export class LineReader {
     this.#max = maxLineBytes;
   }
 
-  /** Returns the complete lines in `chunk`; throws TRELLIS_E_BAD_REQUEST when a line grows past the limit. */
+  /**
+   * Returns the complete lines in `chunk`; throws TRELLIS_E_BAD_REQUEST when a line grows
+   * past the limit. Only a chunk that brings a newline is split: splitting all that is
+   * pending on every chunk made a long line cost its length squared.
+   */
   push(chunk: Buffer): string[] {
-    const text = this.#partial + this.#decoder.write(chunk);
-    const parts = text.split('\n');
+    const text = this.#decoder.write(chunk);
+    if (text.indexOf('\n') === -1) {
+      this.#partial += text;
+      if (this.#partial.length > this.#max) throw new TrellisError('TRELLIS_E_BAD_REQUEST', { reason: `a message is longer than ${this.#max} bytes` });
+      return [];
+    }
+    const parts = (this.#partial + text).split('\n');
     this.#partial = parts.pop() ?? '';
     if (this.#partial.length > this.#max) throw new TrellisError('TRELLIS_E_BAD_REQUEST', { reason: `a message is longer than ${this.#max} bytes` });
     return parts.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l)).filter((l) => l.trim() !== '');
   }
 }
 
-export function writeMessage(socket: Duplex, message: ControlMessage): void {
+/** Writes one message (either end's) as a line. */
+export function writeMessage(socket: Duplex, message: ControlMessage | ProxyMessage): void {
   if (!socket.destroyed && socket.writable) socket.write(`${JSON.stringify(message)}\n`);
 }
 
