@@ -37,6 +37,11 @@ export const ERRORS = {
     status: 503,
     message: 'no service named "{service}" is reachable from this proxy; check the name and the upstreams of the calling service',
   },
+  TRELLIS_E_UNKNOWN_ADDRESS: {
+    token: 'unknown-address',
+    status: 403,
+    message: 'no instance of the mesh listens at {address}; this proxy forwards only to the services of the mesh and their instances',
+  },
   TRELLIS_E_NO_ROUTE: { token: 'no-route', status: 404, message: 'no route of service "{service}" matches {method} {path}' },
   TRELLIS_E_BACKEND_NOT_FOUND: { token: 'backend-not-found', status: 500, message: 'route {route} names backend "{backend}", which does not exist' },
   TRELLIS_E_NO_ENDPOINTS: { token: 'no-endpoints', status: 503, message: 'backend "{backend}" has no healthy endpoint' },

@@ -259,6 +259,11 @@ export interface Endpoint {
   version: string;
   /** Share of the backend's traffic relative to its other endpoints (default 1). */
   weight?: number;
+  /**
+   * The instance's app, where it listens itself: a request addressed to it (the "pod IP"
+   * of a Kubernetes mesh) goes to this instance through the mesh, by its sidecar.
+   */
+  app?: HostPort;
 }
 
 export interface BackendSnapshot {

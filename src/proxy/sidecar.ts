@@ -17,6 +17,7 @@ import { RetryBudget } from './resilience/retry-budget.js';
 import { compileUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './routing/router.js';
 import { BalancingState } from './balancer/balancing.js';
 import { Deadlines, sweepIntervalMs } from './resilience/timeout.js';
+import type { AddressedInstance } from './routing/layers.js';
 import { inboundStack, outboundStack, type OutboundParts } from './stack/stacks.js';
 import { proxyTcp } from './tcp/tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
@@ -99,6 +100,8 @@ export class Sidecar {
   #control: ControlClient | undefined;
   #snapshot: Snapshot | null = null;
   #upstreams: Map<string, CompiledUpstream> | null = null;
+  /** The instances of the snapshot's services by the addresses they listen at (`host:port`: sidecar inbound, app). */
+  #addresses: Map<string, AddressedInstance> | null = null;
   /** The services of the mesh (from the snapshot): the only callers the inbound listener accepts. */
   #meshServices: ReadonlySet<string> = new Set();
   /** The upgrade protocols this sidecar's own service accepts (its snapshot's inboundUpgrades). */
@@ -143,10 +146,12 @@ export class Sidecar {
     const o = this.#o;
     const lookup = (service: string): CompiledUpstream | undefined | null => (this.#upstreams === null ? null : this.#upstreams.get(service));
     const pool = this.#pool;
+    const lookupAddress = (address: string): AddressedInstance | undefined | null => (this.#addresses === null ? null : this.#addresses.get(address));
     const parts: OutboundParts = {
       service: o.service,
       version: o.version,
       lookup,
+      lookupAddress,
       metrics: this.metrics,
       accessLog: this.#accessLog,
       deadlines: this.#deadlines,
@@ -330,6 +335,7 @@ export class Sidecar {
     const inboundUpgrades = upgradeList(s.inboundUpgrades);
     this.#snapshot = s;
     this.#upstreams = compiled;
+    this.#addresses = addressIndex(s, compiled);
     this.limits.current = limits;
     for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
     this.#meshServices = new Set(Array.isArray(s.meshServices) ? s.meshServices.filter((n) => typeof n === 'string') : []);
@@ -534,4 +540,24 @@ function listen(server: net.Server, at: HostPort, sockets?: Set<net.Socket>): Pr
       resolve({ host: at.host, port: a.port });
     });
   });
+}
+
+/** The instances of every upstream service by the addresses they listen at: their sidecar's inbound, and their app. */
+function addressIndex(s: Snapshot, compiled: ReadonlyMap<string, CompiledUpstream>): Map<string, AddressedInstance> {
+  const index = new Map<string, AddressedInstance>();
+  for (const [name, u] of Object.entries(s.upstreams)) {
+    const upstream = compiled.get(name);
+    const whole = u.backends[u.service];
+    if (upstream === undefined || whole === undefined || upstream.protocol === 'tcp') continue;
+    for (const endpoint of whole.endpoints) {
+      index.set(addressKey(endpoint.host, endpoint.port), { upstream, endpoint });
+      if (endpoint.app !== undefined) index.set(addressKey(endpoint.app.host, endpoint.app.port), { upstream, endpoint });
+    }
+  }
+  return index;
+}
+
+/** `host:port` as `addressOf` (routing/layers.ts) writes it: IPv6 in brackets, lower case. */
+function addressKey(host: string, port: number): string {
+  return host.includes(':') ? `[${host.toLowerCase()}]:${port}` : `${host}:${port}`;
 }

@@ -80,7 +80,7 @@ test('a new healthy instance is pushed to the proxies that call it; a NACK keeps
   const pushed = await front.snapshot();
   assert.equal(pushed.version, first.version + 1);
   const endpoints = pushed.snapshot.upstreams.backend!.backends['backend-v1']!.endpoints;
-  assert.deepEqual(endpoints, [{ id: 'backend-v1-b', host: info.inbound!.host, port: info.inbound!.port, version: 'v1' }]);
+  assert.deepEqual(endpoints, [{ id: 'backend-v1-b', host: info.inbound!.host, port: info.inbound!.port, version: 'v1', app: info.app }]);
 
   front.send({ type: 'nack', version: pushed.version, error: 'route regex does not compile' });
   const p = await eventually(async () => {

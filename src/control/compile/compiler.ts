@@ -22,6 +22,8 @@ export interface RoutableInstance {
   readonly service: string;
   readonly version: string;
   readonly inbound?: HostPort;
+  /** Where the instance's app listens (a request may address the instance by it). */
+  readonly app?: HostPort;
   readonly status: HealthStatus;
   /** Registered by a proxy that was already serving: routable while its health is still unknown. */
   readonly resumed?: boolean;
@@ -62,7 +64,13 @@ function routable(i: RoutableInstance): boolean {
 function endpointsOf(instances: readonly RoutableInstance[], service: string, version?: string): Endpoint[] {
   return instances
     .filter((i) => i.service === service && routable(i) && i.inbound && (version === undefined || i.version === version))
-    .map((i) => ({ id: i.id, host: i.inbound!.host, port: i.inbound!.port, version: i.version }))
+    .map((i) => ({
+      id: i.id,
+      host: i.inbound!.host,
+      port: i.inbound!.port,
+      version: i.version,
+      ...(i.app ? { app: { host: i.app.host, port: i.app.port } } : {}),
+    }))
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 

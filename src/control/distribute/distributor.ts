@@ -42,6 +42,7 @@ export function routableInstances(model: MeshModel): RoutableInstance[] {
     service: i.service,
     version: i.version,
     ...(i.inbound ? { inbound: i.inbound } : {}),
+    ...(i.app ? { app: i.app } : {}),
     status: model.health(i.id)?.status ?? 'unknown',
     ...(i.resumed ? { resumed: true } : {}),
   }));

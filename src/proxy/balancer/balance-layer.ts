@@ -23,6 +23,7 @@ const MAX_CONNECT_ATTEMPTS = 3;
  * included, passes it.
  */
 export const balance: Layer<Split, Picked<Split>> = (next) => {
+  const pinned = (ex: Split, b: Split['backend'], tries: Attempts, e: Endpoint): void => pinnedDispatch(next, ex, b, tries, e);
   const dispatch = (ex: Split): void => {
     let b = ex.backend;
     const tries = (ex.tries ??= new Attempts());
@@ -34,6 +35,7 @@ export const balance: Layer<Split, Picked<Split>> = (next) => {
     }
     const br = b.breaker;
     if (br !== undefined && !br.admitRequest()) return ex.fail('TRELLIS_E_OVERFLOW', { service: ex.service, limit: 'maxRequests', max: br.limits.maxRequests });
+    if (ex.pinned !== undefined) return pinned(ex, b, tries, ex.pinned);
     const picked = b.balancer.pick(tries.tried, b.hashOn === undefined ? undefined : hashKey(ex, b.hashOn));
     if (picked.type === 'fail') {
       // After failed connects, the connect failure is the cause worth reporting.
@@ -97,6 +99,18 @@ export const balance: Layer<Split, Picked<Split>> = (next) => {
     return false;
   }
 };
+
+/**
+ * A request addressed to one instance goes to that instance while the snapshot lists it
+ * as healthy, and nowhere else: not another endpoint after a refusal, nor a queue.
+ */
+function pinnedDispatch(next: (ex: Picked<Split>) => void, ex: Split, b: Split['backend'], tries: Attempts, e: Endpoint): void {
+  if (tries.tried?.has(e.id)) return ex.fail('TRELLIS_E_CONNECT', { address: endpointKey(e), reason: tries.connectError });
+  const current = b.balancer.endpoints.find((x) => x.id === e.id);
+  if (current === undefined) return ex.fail('TRELLIS_E_NO_ENDPOINTS', { backend: `${b.name} (instance ${e.id} is not healthy)` });
+  tries.start(b, current);
+  next(withEndpoint(ex, current));
+}
 
 function queueExpired(ex: Split): void {
   ex.fail('TRELLIS_E_NO_ENDPOINTS', { backend: `${ex.backend.name} (waited ${QUEUE_WAIT_MS} ms for an endpoint)` });

@@ -2,6 +2,7 @@
 // service), route (the rule), split (a backend by weight), and the inbound stack's
 // local app. Their order, with why each sits where it does, is written once:
 // stack/stacks.ts. (Which endpoint: balancer/balance-layer.ts.)
+import { isIP } from 'node:net';
 import type { Endpoint } from '../../api/protocol.js';
 import type { Exchange } from '../stack/exchange.js';
 import type { CompiledUpstream } from './router.js';
@@ -15,9 +16,24 @@ import { withBackend, withEndpoint, withRoute, withUpstream, type Picked, type R
  * destination label) is set only to a service of the snapshot: a Host naming anything
  * else is refused and counted as destination `unknown`.
  */
-export function upstream(lookup: (service: string) => CompiledUpstream | undefined | null, fixedService?: string): Layer<Exchange, Upstreamed> {
+export function upstream(
+  lookup: (service: string) => CompiledUpstream | undefined | null,
+  fixedService?: string,
+  lookupAddress: (address: string) => AddressedInstance | undefined | null = () => undefined,
+): Layer<Exchange, Upstreamed> {
   return (next) => ({
     request(ex) {
+      if (fixedService === undefined) {
+        const address = addressOf(ex.req.host);
+        if (address !== undefined) {
+          // Addressed to an instance, not a service: that instance or nothing (never an open relay).
+          const found = lookupAddress(address);
+          if (found === null) return ex.fail('TRELLIS_E_NO_CONFIG');
+          if (found === undefined) return ex.fail('TRELLIS_E_UNKNOWN_ADDRESS', { address: boundedName(address) });
+          ex.pinned = found.endpoint;
+          return next(withUpstream(ex, found.upstream));
+        }
+      }
       const service = fixedService ?? hostToService(ex.req.host);
       if (fixedService !== undefined) ex.service = fixedService;
       const up = lookup(service);
@@ -26,6 +42,34 @@ export function upstream(lookup: (service: string) => CompiledUpstream | undefin
       next(withUpstream(ex, up));
     },
   });
+}
+
+/** An instance of the snapshot, found by an address it listens at (its app's or its sidecar's). */
+export interface AddressedInstance {
+  readonly upstream: CompiledUpstream;
+  readonly endpoint: Endpoint;
+}
+
+/**
+ * `host:port` when a Host header names an IP address rather than a name (`127.0.0.1:8080`,
+ * `[::1]:8080`; port 80 when absent), else undefined.
+ */
+export function addressOf(host: string): string | undefined {
+  let h = host;
+  let port = '80';
+  if (h.startsWith('[')) {
+    const close = h.indexOf(']');
+    if (close === -1) return undefined;
+    if (h.charCodeAt(close + 1) === 58 /* : */) port = h.slice(close + 2);
+    h = h.slice(1, close);
+    return isIP(h) === 6 && /^\d{1,5}$/.test(port) ? `[${h.toLowerCase()}]:${Number(port)}` : undefined;
+  }
+  const colon = h.lastIndexOf(':');
+  if (colon !== -1) {
+    port = h.slice(colon + 1);
+    h = h.slice(0, colon);
+  }
+  return isIP(h) === 4 && /^\d{1,5}$/.test(port) ? `${h}:${Number(port)}` : undefined;
 }
 
 /** A name from a Host header, as an error message repeats it: at most a DNS label's 63 characters. */
@@ -46,6 +90,8 @@ export function hostToService(host: string): string {
 export const route: Layer<Upstreamed, Routed> = (next) => ({
   request(ex) {
     const up = ex.upstream;
+    // A request addressed to one instance is not one the service's routes take (MeshFrontend).
+    if (ex.pinned !== undefined) return next(withRoute(ex, up.direct));
     const r = matchRoute(up, ex.req);
     if (r === undefined) return ex.fail('TRELLIS_E_NO_ROUTE', { service: up.service, method: ex.req.method, path: ex.req.path });
     next(withRoute(ex, r));

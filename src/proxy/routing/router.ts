@@ -101,6 +101,12 @@ export interface CompiledUpstream {
   readonly service: string;
   readonly protocol: 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
   readonly routes: readonly CompiledRoute[];
+  /**
+   * What a request addressed to one instance of the service takes instead of its routes
+   * (the Gateway API applies a Service's routes to its name, not to its pods' addresses):
+   * the whole service as its backend, no filters or policies.
+   */
+  readonly direct: CompiledRoute;
   readonly backends: ReadonlyMap<string, CompiledBackend>;
   /** The destination's retry budget: its routes' retries and the default reset replay (retry.ts) take from it. */
   readonly budget: RetryBudget;
@@ -234,6 +240,7 @@ export function compileUpstream(
     service: snap.service,
     protocol: snap.protocol,
     routes,
+    direct: { ...defaultRoute(snap.service, undefined), name: `direct/${snap.service}` },
     backends,
     budget,
     headerNames,

@@ -178,6 +178,8 @@ export class Exchange {
   backendIndex = 0;
   backend: CompiledBackend | undefined;
   endpoint: Endpoint | undefined;
+  /** The instance the request addressed itself (its app's or sidecar's address), when it did (the upstream layer). */
+  pinned: Endpoint | undefined;
   /**
    * The upgrade protocols this request may ask the upstream for, as the upgrade layer
    * (upgrade.ts) permitted them; '' forwards it as a plain request and refuses a 101.

@@ -10,7 +10,7 @@ import type { ProxyMetrics } from '../../telemetry/metrics.js';
 import { fault } from '../resilience/fault.js';
 import { backendFilters, ruleFilters } from '../filters/index.js';
 import { inboundIdentity, outboundIdentity, type CallerIdentity } from '../identity.js';
-import { localApp, route, split, upstream } from '../routing/layers.js';
+import { localApp, route, split, upstream, type AddressedInstance } from '../routing/layers.js';
 import { balance } from '../balancer/balance-layer.js';
 import { telemetry } from './telemetry.js';
 import { sendableElsewhere } from '../resilience/methods.js';
@@ -28,6 +28,8 @@ export interface OutboundParts {
   readonly version: string;
   /** The snapshot's compiled upstreams; null before the first snapshot. */
   readonly lookup: (service: string) => CompiledUpstream | undefined | null;
+  /** The instance of the snapshot listening at `host:port` (a request may address one); null before the first snapshot. */
+  readonly lookupAddress: (address: string) => AddressedInstance | undefined | null;
   readonly metrics: ProxyMetrics;
   readonly accessLog: AccessLog;
   readonly deadlines: Deadlines;
@@ -47,7 +49,7 @@ export function outboundStack(p: OutboundParts, fixedService?: string): Stack<Pi
       // The caller is this proxy's app: what it claims about itself is dropped before anything reads it.
       .push(outboundIdentity(p.service))
       // The destination service, from the listener or the Host header: nothing below runs without one.
-      .push(upstream(p.lookup, fixedService))
+      .push(upstream(p.lookup, fixedService, p.lookupAddress))
       // The destination's routes pick the rule; every layer below reads the rule's policies.
       .push(route)
       // Judged once the route is known, so a request no route takes gets its 404 first.
