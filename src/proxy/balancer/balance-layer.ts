@@ -2,7 +2,7 @@
 // balancer, its failover, its circuit breaker and its wait queue) and keeps the
 // attempt's books on the way back (attempt.ts).
 import type { Endpoint } from '../../api/protocol.js';
-import type { Exchange } from '../stack/exchange.js';
+import { runGuarded, type Exchange } from '../stack/exchange.js';
 import { headerValue } from '../http1/http1-parser.js';
 import { ABANDONED, Attempts, NO_ANSWER } from './attempt.js';
 import { endpointKey } from './balancer.js';
@@ -47,11 +47,13 @@ export const balance: Layer<Split, Picked<Split>> = (next) => {
         b.queue !== undefined &&
         b.queue.add(
           ex,
-          (backend) => {
-            ex.backend = backend;
-            dispatch(ex);
-          },
-          () => queueExpired(ex),
+          // Both run later (a snapshot's drain, the queue's timer): guarded, as a listener's events are.
+          (backend) =>
+            runGuarded(ex, () => {
+              ex.backend = backend;
+              dispatch(ex);
+            }),
+          () => runGuarded(ex, () => queueExpired(ex)),
         )
       )
         return;

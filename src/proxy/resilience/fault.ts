@@ -4,6 +4,7 @@
 // An abort is a Trellis error (fault-abort) answered with the policy's HTTP status, or
 // for gRPC with HTTP 200 and the grpc-status in the headers (a trailers-only response).
 import type { FaultConfig } from '../../api/protocol.js';
+import { runGuarded } from '../stack/exchange.js';
 import type { Layer } from '../stack/layer.js';
 import type { Routed } from '../stack/decisions.js';
 
@@ -34,7 +35,7 @@ export function fault(observer: FaultObserver, random: () => number = Math.rando
         if (d === undefined || !(random() * 100 < d.percent)) return abortOrForward(ex, f);
         observer.injected(ex.service, ex.route.name, 'delay');
         setTimeout(() => {
-          if (!ex.finished) abortOrForward(ex, f);
+          if (!ex.finished) runGuarded(ex, () => abortOrForward(ex, f));
         }, d.ms);
       },
     };

@@ -18,7 +18,7 @@
 // destination's budget. That is what a whole instance lost (app and sidecar together)
 // costs otherwise: every GET in flight on it answered 502.
 import type { RetryConfig } from '../../api/protocol.js';
-import type { Exchange, Handler, RetryHold } from '../stack/exchange.js';
+import { runGuarded, type Exchange, type Handler, type RetryHold } from '../stack/exchange.js';
 import type { CircuitBreaker } from './circuit-breaker.js';
 import type { RetryBudget } from './retry-budget.js';
 import { httpStatusOfGrpc } from '../h2/grpc.js';
@@ -155,7 +155,7 @@ export class RetryState implements Replayer {
     ex.status = 0;
     ex.bodyQueue = this.#body === undefined ? undefined : this.#body.slice();
     setTimeout(() => {
-      if (!ex.finished) this.#next(ex);
+      if (!ex.finished) runGuarded(ex, () => this.#next(ex));
     }, delay);
     return true;
   }

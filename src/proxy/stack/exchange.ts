@@ -331,3 +331,17 @@ export class Exchange {
     link?.cancel();
   }
 }
+
+/**
+ * Runs `fn` for `ex` from a timer or another event outside its listener's guard (a
+ * retry's backoff, a fault delay, a queued request resumed): an exception ends this
+ * exchange's client (reported as the listener's connection errors are), never the process.
+ */
+export function runGuarded(ex: Exchange, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    if (ex.client.failed !== undefined) ex.client.failed(err);
+    else ex.client.socket.destroy();
+  }
+}
