@@ -35,9 +35,9 @@ export function checkMesh(doc: SourceDocument, mesh: MeshResource): Problem[] {
     s.upstreams?.forEach((u, k) => {
       const target = typeof u === 'string' ? u : u.service;
       const path = [...base, 'upstreams', k];
-      if (target === s.name) {
-        at(path, `names service "${target}" itself; a service cannot be its own upstream`);
-      } else if (!firstIndex.has(target)) {
+      // A service may call itself through the mesh (an instance calling its own Service, as
+      // on Kubernetes): its requests go to its instances, this one included, by their sidecars.
+      if (!firstIndex.has(target)) {
         at(path, `names service "${target}", which is not in the mesh (${listed})${didYouMean(target, names)}`);
       } else if (upstreamIndex.has(target)) {
         at(path, `lists service "${target}" again (also upstreams[${upstreamIndex.get(target)}])`);
