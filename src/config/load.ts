@@ -57,6 +57,11 @@ export interface LoadResult {
   config?: MeshConfig;
   /** Every file actually read, in reading order (the control plane watches them). */
   files: string[];
+  /**
+   * Every folder whose YAML files were read (given, or included), even one with none:
+   * the control plane watches them too, so a file added to an empty include folder is loaded.
+   */
+  folders: string[];
   problems: Problem[];
 }
 
@@ -75,9 +80,10 @@ const KNOWN_KINDS = Object.values(RESOURCE_KINDS)
 export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const problems: Problem[] = [];
   const files: string[] = [];
+  const folders: string[] = [];
   const queue: string[] = [];
   for (const p of paths) {
-    const found = await expand(p);
+    const found = await expand(p, folders);
     if (typeof found === 'string') problems.push({ file: p, path: '', message: found });
     else queue.push(...found);
   }
@@ -115,7 +121,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
         meshDocs.push(doc);
         // Follow includes even when the Mesh has other problems, so their files are
         // checked (and watched) too.
-        problems.push(...(await queueIncludes(doc, queue)));
+        problems.push(...(await queueIncludes(doc, queue, folders)));
         if (schemaProblems.length === 0) meshes.push({ doc, resource: withDefaults(MeshSchema, doc.value) });
       } else if (schemaProblems.length === 0 && POLICY_KINDS.has(RESOURCE_KINDS[kind]!.kind)) {
         policies.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
@@ -147,11 +153,12 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
     problems.push(...checkRoutes(mesh.resource, routes));
     problems.push(...checkPolicies(mesh.resource, routes, policies));
   }
-  if (problems.length > 0 || !mesh) return { files, problems: inFileOrder(problems, files) };
+  if (problems.length > 0 || !mesh) return { files, folders, problems: inFileOrder(problems, files) };
 
   const meshDir = resolve(dirname(mesh.doc.file));
   return {
     files,
+    folders,
     problems,
     config: {
       meshFile: mesh.doc.file,
@@ -193,20 +200,25 @@ function classify(doc: SourceDocument): string | Problem {
 }
 
 /** Appends a Mesh's includes (relative to its file) to the queue; problems for the missing ones. */
-async function queueIncludes(doc: SourceDocument, queue: string[]): Promise<Problem[]> {
+async function queueIncludes(doc: SourceDocument, queue: string[], folders: string[]): Promise<Problem[]> {
   const include = (doc.value as { spec?: { include?: unknown } }).spec?.include;
   if (include === undefined || !Value.Check(MeshSchema.properties.spec.properties.include, include)) return [];
   const problems: Problem[] = [];
   for (const [i, entry] of include.entries()) {
-    const found = await expand(isAbsolute(entry) ? entry : join(dirname(doc.file), entry));
+    const found = await expand(isAbsolute(entry) ? entry : join(dirname(doc.file), entry), folders);
     if (typeof found === 'string') problems.push(problemAt(doc, ['spec', 'include', i], `"${entry}" ${found} (includes are relative to ${dirname(doc.file)})`));
     else queue.push(...found);
   }
   return problems;
 }
 
-/** A file as itself, a directory as its YAML files in name order; a string says why neither. */
-async function expand(path: string): Promise<string[] | string> {
+/**
+ * A file as itself, a directory as its YAML files in name order (recorded in `folders`);
+ * a string says why neither. A directory with no YAML files holds no resources, as an
+ * empty Kubernetes manifest folder does: an include of one is not a problem (a route
+ * folder kept empty until the first route is written).
+ */
+async function expand(path: string, folders: string[]): Promise<string[] | string> {
   let info: Stats;
   try {
     info = await stat(path);
@@ -214,13 +226,14 @@ async function expand(path: string): Promise<string[] | string> {
     return `cannot be read: ${reason(err)}`;
   }
   if (!info.isDirectory()) return [path];
+  folders.push(path);
   const entries = await readdir(path, { withFileTypes: true });
   const found = entries
     .filter((e) => !e.isDirectory() && YAML_EXTENSIONS.has(extname(e.name).toLowerCase()))
     .map((e) => e.name)
     .sort()
     .map((name) => join(path, name));
-  return found.length > 0 ? found : 'is a directory with no .yaml or .yml files';
+  return found;
 }
 
 /** Problems grouped by file (in reading order), then by position, so output reads top to bottom. */

@@ -198,19 +198,32 @@ describe('loading files', () => {
     assert.match(notResource.message, /^document 4 is not a resource/);
   });
 
-  it('reports paths that cannot be read, and empty directories', async () => {
+  it('reports paths that cannot be read; an empty directory is no problem of its own', async () => {
     const missing = join(tmp.dir, 'nope.yaml');
     const empty = join(tmp.dir, 'empty');
     await tmp.write('empty/readme.txt', 'no yaml here');
     const result = await loadConfig([missing, empty]);
     assert.deepEqual(
       result.problems.map((p) => [p.file, p.message]),
-      [
-        [missing, 'cannot be read: no such file or directory'],
-        [empty, 'is a directory with no .yaml or .yml files'],
-      ],
+      [[missing, 'cannot be read: no such file or directory']],
     );
     assert.deepEqual(result.files, []);
+    assert.deepEqual(result.folders, [empty]);
+  });
+
+  it('an include folder with no YAML files holds no routes, and is no config error', async () => {
+    const meshFile = await tmp.write('emptyinc/mesh.yaml', mesh(svc, '  include: [routes, extra.yaml]\n'));
+    await tmp.write('emptyinc/routes/README.md', 'routes go here');
+    await tmp.write('emptyinc/extra.yaml', route('c', '  parentRefs: [{ name: api }]\n  rules: [{ backendRefs: [{ name: web }] }]\n'));
+    const result = await loadConfig([meshFile]);
+    assert.deepEqual(result.problems, []);
+    assert.deepEqual(
+      result.config?.routes.map((r) => r.resource.metadata.name),
+      ['c'],
+    );
+    assert.deepEqual(result.files, [meshFile, join(tmp.dir, 'emptyinc/extra.yaml')]);
+    // Read as a folder, so the control plane watches it for the first route file.
+    assert.deepEqual(result.folders, [join(tmp.dir, 'emptyinc/routes')]);
   });
 
   it('resolves cwd against the mesh folder and merges version env over service env', async () => {

@@ -1,6 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import type { ConfigView } from '../../src/api/admin.js';
 import { TrellisError } from '../../src/errors.js';
@@ -117,6 +118,37 @@ test('a config with problems at start-up is refused with every problem listed', 
       return true;
     });
   } finally {
+    await dir.remove();
+  }
+});
+
+test('a route file written into an include folder that held none is loaded and pushed', async () => {
+  const dir = await tempDir();
+  let plane2: ControlPlane | undefined;
+  let proxy: FakeProxy | undefined;
+  try {
+    const mesh = await dir.write('mesh.yaml', MESH_YAML.replace('include: [routes.yaml]', 'include: [routes]'));
+    await mkdir(join(dir.dir, 'routes'));
+    await dir.write('routes/README.md', 'routes go here');
+    plane2 = await startControlPlane({
+      configPaths: [mesh],
+      admin: { host: '127.0.0.1', port: 0 },
+      log: () => {},
+      watchDebounceMs: 30,
+      pushDebounceMs: 5,
+      health: { schedule: false },
+    });
+    proxy = await connect(plane2.address);
+    proxy.send({ type: 'hello', proxy: sidecar('frontend-0', 'frontend') });
+    const first = await proxy.snapshot();
+    proxy.send({ type: 'ack', version: first.version });
+    assert.deepEqual(routeBackends(first), []);
+    await dir.write('routes/split.yaml', routesYaml('backend-v2'));
+    const pushed = await proxy.snapshot(5000);
+    assert.deepEqual(routeBackends(pushed), [['backend-v2']]);
+  } finally {
+    proxy?.socket.destroy();
+    await plane2?.close();
     await dir.remove();
   }
 });

@@ -19,6 +19,8 @@ import { changedSince, fingerprint, type Fingerprints } from './file-fingerprint
 export interface LoadOutcome {
   config?: ControlConfig;
   files: string[];
+  /** Folders the loader read (an include folder, even an empty one): watched for files added to them. */
+  folders?: string[];
   problems: ConfigProblem[];
 }
 
@@ -87,7 +89,7 @@ export class ConfigWatcher {
   /** Per folder, the names in it that are config files we read. */
   #names = new Map<string, Set<string>>();
   #goodFiles: string[] = [];
-  /** The files of the latest load, good or broken. */
+  /** The files of the latest load, good or broken, and the folders it read (watched, never read as files). */
   #lastFiles: string[] = [];
   /** Fingerprints taken just before the latest load: what it read is no older than these. */
   #baseline: Fingerprints = new Map();
@@ -194,7 +196,7 @@ export class ConfigWatcher {
       this.#accept(result.config, result.files);
       const c = result.config;
       this.#log(`control: config reloaded (${result.files.length} files, ${c.services.length} services, ${c.routes.length} routes)`);
-      this.#rewatch(result.files);
+      this.#rewatch(this.#lastFiles);
       return;
     }
     const since = this.#opts.model.configState.loadedAt;
@@ -203,7 +205,7 @@ export class ConfigWatcher {
       `control: config reload failed with ${result.problems.length} problem(s); keeping the config loaded at ${since ? new Date(since).toISOString() : '?'}`,
     );
     // Watch the broken load's files too, so that fixing an included file reloads.
-    this.#rewatch([...this.#goodFiles, ...result.files]);
+    this.#rewatch([...this.#goodFiles, ...this.#lastFiles]);
   }
 
   /**
@@ -217,12 +219,13 @@ export class ConfigWatcher {
     for (let pass = 0; pass < MAX_PASSES; pass++) {
       const before = await this.#fingerprintNow(files);
       result = await this.#loadFiles();
-      this.#lastFiles = result.files;
+      const read = [...result.files, ...(result.folders ?? [])];
+      this.#lastFiles = read;
       this.#baseline = before;
       if (this.#closed) break;
-      const after = await this.#fingerprintNow([...files, ...result.files]);
+      const after = await this.#fingerprintNow([...files, ...read]);
       if (changedSince(before, after).length === 0) return { result, settled: true };
-      files = [...files, ...result.files];
+      files = [...files, ...read];
     }
     return { result: result!, settled: false };
   }
