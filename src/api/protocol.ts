@@ -100,11 +100,14 @@ export interface PathModifierSpec {
   value: string;
 }
 
+/** The statuses a RequestRedirect may answer (Gateway API: 301 and 302 core, 303, 307 and 308 extended). */
+export type RedirectStatus = 301 | 302 | 303 | 307 | 308;
+
 /** A Gateway API filter, normalized by the control plane (defaults filled in). */
 export type RouteFilter =
   | { type: 'RequestHeaderModifier'; edits: HeaderEditsSpec }
   | { type: 'ResponseHeaderModifier'; edits: HeaderEditsSpec }
-  | { type: 'RequestRedirect'; scheme?: 'http' | 'https'; hostname?: string; path?: PathModifierSpec; port?: number; statusCode: 301 | 302 }
+  | { type: 'RequestRedirect'; scheme?: 'http' | 'https'; hostname?: string; path?: PathModifierSpec; port?: number; statusCode: RedirectStatus }
   | { type: 'URLRewrite'; hostname?: string; path?: PathModifierSpec }
   /** `percent` may be fractional (from a Gateway API `fraction`). */
   | { type: 'RequestMirror'; backend: string; percent: number };

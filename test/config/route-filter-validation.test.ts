@@ -136,6 +136,23 @@ describe('HTTPRoute matches and filters', () => {
     const { result } = await load(rule('filters: [{ type: RequestRedirect, requestRedirect: { scheme: https, statusCode: 301 } }]'));
     assert.deepEqual(result.problems, []);
   });
+
+  it("takes every redirect status of the Gateway API (301, 302, 303, 307, 308), 302 by default, and no other", async () => {
+    for (const code of [301, 302, 303, 307, 308]) {
+      const { result } = await load(rule(`filters: [{ type: RequestRedirect, requestRedirect: { hostname: example.org, statusCode: ${code} } }]`));
+      assert.deepEqual(result.problems, [], `statusCode ${code}`);
+      const filter = (result.config?.routes[0]?.resource.spec.rules[0] as { filters?: { requestRedirect?: { statusCode?: number } }[] } | undefined)?.filters?.[0];
+      assert.equal(filter?.requestRedirect?.statusCode, code);
+    }
+    const byDefault = await load(rule('filters: [{ type: RequestRedirect, requestRedirect: { hostname: example.org } }]'));
+    const filter = (byDefault.result.config?.routes[0]?.resource.spec.rules[0] as { filters?: { requestRedirect?: { statusCode?: number } }[] } | undefined)
+      ?.filters?.[0];
+    assert.equal(filter?.requestRedirect?.statusCode, 302);
+    for (const code of [300, 304, 305, 306]) {
+      const { result, file } = await load(rule(`filters: [{ type: RequestRedirect, requestRedirect: { statusCode: ${code} } }]`));
+      assert.ok(problemAt(result, 'spec.rules[0].filters[0].requestRedirect.statusCode', file), `statusCode ${code} refused`);
+    }
+  });
 });
 
 describe('GRPCRoute and TCPRoute', () => {

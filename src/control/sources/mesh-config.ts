@@ -2,7 +2,7 @@
 // `MeshConfig` from src/config/ is structurally assignable to `ControlConfig`; the
 // control plane depends on these few fields only, so its compiler and tests can be fed
 // plain objects.
-import type { BalancerType, Protocol, ProxyLimitsSnapshot } from '../../api/protocol.js';
+import type { BalancerType, Protocol, ProxyLimitsSnapshot, RedirectStatus } from '../../api/protocol.js';
 
 /** Active health check settings of one service (durations already in milliseconds). */
 export type HealthConfig = {
@@ -58,7 +58,7 @@ export interface RouteFilterConfig {
     readonly hostname?: string;
     readonly path?: PathModifierConfig;
     readonly port?: number;
-    readonly statusCode?: 301 | 302;
+    readonly statusCode?: RedirectStatus;
   };
   readonly urlRewrite?: { readonly hostname?: string; readonly path?: PathModifierConfig };
   readonly requestMirror?: {

@@ -1,4 +1,4 @@
-// RequestRedirect: answers the client with 301/302 and a Location built from the
+// RequestRedirect: answers the client with its status (301, 302, 303, 307 or 308) and a Location built from the
 // request and the filter. The port follows the Gateway API: the filter's port; else
 // the well-known port of a scheme the filter sets; else the port the request came to
 // (from its Host header). Port 80 on http and 443 on https are left out of Location.

@@ -100,6 +100,9 @@ export interface BodyRecorder {
 const REASONS: Record<number, string> = {
   301: 'Moved Permanently',
   302: 'Found',
+  303: 'See Other',
+  307: 'Temporary Redirect',
+  308: 'Permanent Redirect',
   400: 'Bad Request',
   403: 'Forbidden',
   404: 'Not Found',

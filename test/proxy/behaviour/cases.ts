@@ -311,6 +311,32 @@ export const CASES: readonly BehaviourCase[] = [
     },
   },
   {
+    name: 'filters: RequestRedirect answers 303, 307 and 308 as written, with the Gateway API defaults for the Location',
+    async run(m) {
+      const seeOther = await m.client.api.request('POST', '/filters/see-other/form?x=1', { host: 'api:9000' }, 'a=b');
+      assert.deepEqual(
+        { status: seeOther.status, location: seeOther.headers.location, error: seeOther.error },
+        { status: 303, location: 'http://example.org:9000/filters/see-other/form?x=1', error: '' },
+        'a new hostname keeps the port the request came to (no scheme set)',
+      );
+      const temporary = await m.client.api.request('PUT', '/filters/temporary/doc', { host: 'api' }, 'body');
+      assert.deepEqual(
+        { status: temporary.status, location: temporary.headers.location, body: temporary.body },
+        { status: 307, location: 'http://api/filters/temporary/doc', body: '' },
+        'port 80 is left out for http',
+      );
+      const permanent = await m.client.api.request('GET', '/filters/permanent', { host: 'api:8080' });
+      assert.deepEqual(
+        { status: permanent.status, location: permanent.headers.location },
+        { status: 308, location: 'https://example.org/filters/permanent' },
+        "a scheme set takes the scheme's well-known port, left out",
+      );
+      if (m.protocol === 'HTTP/1.1') assert.equal(permanent.headers['content-length'], '0');
+      assert.equal(m.a.seen.filter((s) => /^\/filters\/(see-other|temporary|permanent)/.test(s.url)).length, 0, 'nothing reached a backend');
+      assert.equal((await m.client.api.request('GET', '/plain/after-redirect-codes')).status, 200);
+    },
+  },
+  {
     name: 'filters: URLRewrite changes the authority and path the app sees',
     async run(m) {
       assert.equal((await m.client.api.request('GET', '/filters/v1/api/items?x=1', { host: 'api' })).status, 200);

@@ -112,6 +112,12 @@ function apiRoutes(): RouteEntry[] {
       }),
       backends: [],
     },
+    // The Gateway API's extended redirect statuses; 307 and 308 tell the client to keep its method and body.
+    rule('filters/redirect-303', '/filters/see-other', 'a', { filters: [{ type: 'RequestRedirect', statusCode: 303, hostname: 'example.org' }] }),
+    rule('filters/redirect-307', '/filters/temporary', 'a', { filters: [{ type: 'RequestRedirect', statusCode: 307 }] }),
+    rule('filters/redirect-308', '/filters/permanent', 'a', {
+      filters: [{ type: 'RequestRedirect', statusCode: 308, scheme: 'https', hostname: 'example.org' }],
+    }),
     rule('filters/rewrite', '/filters/v1/api', 'a', {
       filters: [{ type: 'URLRewrite', hostname: 'internal.example', path: { type: 'ReplacePrefixMatch', value: '/api' } }],
     }),
