@@ -44,6 +44,11 @@ export const ERRORS = {
   },
   TRELLIS_E_NO_ROUTE: { token: 'no-route', status: 404, message: 'no route of service "{service}" matches {method} {path}' },
   TRELLIS_E_BACKEND_NOT_FOUND: { token: 'backend-not-found', status: 500, message: 'route {route} names backend "{backend}", which does not exist' },
+  TRELLIS_E_INVALID_BACKEND: {
+    token: 'invalid-backend',
+    status: 500,
+    message: 'route {route} sent this request to backendRef "{backend}", which is invalid ({reason}): {detail}',
+  },
   TRELLIS_E_NO_ENDPOINTS: { token: 'no-endpoints', status: 503, message: 'backend "{backend}" has no healthy endpoint' },
   TRELLIS_E_CONNECT: { token: 'connect-failed', status: 502, message: 'could not connect to {address}: {reason}' },
   TRELLIS_E_UPSTREAM_RESET: { token: 'upstream-reset', status: 502, message: 'the connection to {address} closed before a complete response' },

@@ -113,11 +113,30 @@ export type RouteFilter =
   | { type: 'RequestMirror'; backend: string; percent: number };
 
 export interface WeightedBackend {
-  /** A key of {@link UpstreamSnapshot.backends}. */
+  /** A key of {@link UpstreamSnapshot.backends}; for an invalid backendRef, its name as written. */
   backend: string;
   weight: number;
   /** Filters applied only to requests sent to this backend. */
   filters?: RouteFilter[];
+  /**
+   * Present when the backendRef can take no traffic: the route still works, and the
+   * requests its weight would send here are answered 500 invalid-backend (Gateway API
+   * HTTPBackendRef). Absent: valid.
+   */
+  invalid?: InvalidBackend;
+}
+
+/**
+ * Why a backendRef is invalid, by the Gateway API's ResolvedRefs reasons: `BackendNotFound`
+ * (no such Service), `RefNotPermitted` (another namespace's Service, with no ReferenceGrant
+ * allowing it), `InvalidKind` (not a kind the mesh routes to).
+ */
+export type InvalidBackendReason = 'BackendNotFound' | 'RefNotPermitted' | 'InvalidKind';
+
+/** An invalid backendRef's reason, and a message saying what is wrong and what would fix it. */
+export interface InvalidBackend {
+  reason: InvalidBackendReason;
+  message: string;
 }
 
 /**

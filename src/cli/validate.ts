@@ -26,11 +26,15 @@ export async function run(argv: string[]): Promise<number> {
     throw new TrellisError('TRELLIS_E_USAGE', { reason: 'name at least one config file or directory; see `trellis validate --help`' });
   }
   const result = await loadConfig(positionals);
+  // Warnings go to stderr after the problems, each line marked; they do not fail the check.
+  const warnings = result.warnings.map((p) => `warning: ${formatProblem(p)}\n`).join('');
   if (result.problems.length > 0 || !result.config) {
-    process.stderr.write(result.problems.map((p) => `${formatProblem(p)}\n`).join(''));
+    process.stderr.write(result.problems.map((p) => `${formatProblem(p)}\n`).join('') + warnings);
     return 1;
   }
+  process.stderr.write(warnings);
   const { services, routes } = result.config;
-  process.stdout.write(`ok: ${result.files.length} files, ${services.length} services, ${routes.length} routes\n`);
+  const warned = result.warnings.length > 0 ? `, ${result.warnings.length} warning${result.warnings.length === 1 ? '' : 's'}` : '';
+  process.stdout.write(`ok: ${result.files.length} files, ${services.length} services, ${routes.length} routes${warned}\n`);
   return 0;
 }

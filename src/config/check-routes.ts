@@ -49,8 +49,12 @@ function regexProblem(value: string): string | undefined {
   }
 }
 
-/** Every problem of the routes against the mesh, plus routes defined twice. */
-export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]): Problem[] {
+/**
+ * Every problem of the routes against the mesh, plus routes defined twice. What is no
+ * error but worth telling goes to `warnings`: a backendRef naming no service (the route
+ * works; its share of requests is answered 500, as the Gateway API has it).
+ */
+export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[], warnings: Problem[] = []): Problem[] {
   const services = new Map(mesh.spec.services.map((s) => [s.name, s]));
   const serviceNames = [...services.keys()];
   const backendNames = new Set<string>();
@@ -84,7 +88,8 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
       seen.set(`${kind}/${id}`, route);
     }
 
-    const checkBackend = (b: { name: string; kind?: string; group?: string }, path: Segment[]): void => {
+    /** `mirror`: a RequestMirror's backendRef, which must exist (a weighted backendRef that does not is only invalid). */
+    const checkBackend = (b: { name: string; kind?: string; group?: string }, path: Segment[], mirror = false): void => {
       if ((b.kind ?? 'Service') !== 'Service') {
         at([...path, 'kind'], `kind "${b.kind}" is not supported; a backend is a mesh Service (kind: Service)`);
         return;
@@ -94,10 +99,9 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
         return;
       }
       if (!backendNames.has(b.name)) {
-        at(
-          [...path, 'name'],
-          `names "${b.name}", which is neither a mesh service nor <service>-<version> of one (backends: ${backendList.join(', ') || 'none'})${didYouMean(b.name, backendList)}`,
-        );
+        const what = `names "${b.name}", which is neither a mesh service nor <service>-<version> of one (backends: ${backendList.join(', ') || 'none'})${didYouMean(b.name, backendList)}`;
+        if (mirror) at([...path, 'name'], what);
+        else warnings.push(problemAt(doc, [...path, 'name'], `${what}; the backendRef is invalid, and the requests its weight would take are answered 500`));
       }
     };
 
@@ -194,7 +198,7 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
         const mirror = f.requestMirror;
         if (mirror) {
           const mp: Segment[] = [...fp, 'requestMirror'];
-          checkBackend(mirror.backendRef, [...mp, 'backendRef']);
+          checkBackend(mirror.backendRef, [...mp, 'backendRef'], true);
           if (mirror.percent !== undefined && mirror.fraction !== undefined) at([...mp, 'fraction'], 'set either percent or fraction, not both');
           if (mirror.fraction && mirror.fraction.numerator > (mirror.fraction.denominator ?? 100)) {
             at([...mp, 'fraction', 'numerator'], `must be at most the denominator (${mirror.fraction.denominator ?? 100})`);

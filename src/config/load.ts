@@ -58,6 +58,11 @@ export interface LoadResult {
   /** Every file actually read, in reading order (the control plane watches them). */
   files: string[];
   /**
+   * What is valid but likely a mistake (a backendRef to a service that does not exist):
+   * `trellis validate` prints them, and the config loads all the same.
+   */
+  warnings: Problem[];
+  /**
    * Every folder whose YAML files were read (given, or included), even one with none:
    * the control plane watches them too, so a file added to an empty include folder is loaded.
    */
@@ -79,6 +84,7 @@ const KNOWN_KINDS = Object.values(RESOURCE_KINDS)
  */
 export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const problems: Problem[] = [];
+  const warnings: Problem[] = [];
   const files: string[] = [];
   const folders: string[] = [];
   const queue: string[] = [];
@@ -150,16 +156,17 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const mesh = meshDocs.length === 1 ? meshes[0] : undefined;
   if (mesh) {
     problems.push(...checkMesh(mesh.doc, mesh.resource));
-    problems.push(...checkRoutes(mesh.resource, routes));
+    problems.push(...checkRoutes(mesh.resource, routes, warnings));
     problems.push(...checkPolicies(mesh.resource, routes, policies));
   }
-  if (problems.length > 0 || !mesh) return { files, folders, problems: inFileOrder(problems, files) };
+  if (problems.length > 0 || !mesh) return { files, folders, problems: inFileOrder(problems, files), warnings: inFileOrder(warnings, files) };
 
   const meshDir = resolve(dirname(mesh.doc.file));
   return {
     files,
     folders,
     problems,
+    warnings: inFileOrder(warnings, files),
     config: {
       meshFile: mesh.doc.file,
       meshDir,

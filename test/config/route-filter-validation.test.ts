@@ -71,10 +71,14 @@ describe('HTTPRoute matches and filters', () => {
     assert.equal(q.line, 8);
   });
 
-  it('refuses a backendRef to an unknown service and all-zero weights', async () => {
+  it('refuses all-zero weights, and warns of a backendRef to an unknown service', async () => {
     const { file, result } = await load(rule('backendRefs: [{ name: backend-v3, weight: 0 }, { name: backend-v1, weight: 0 }]'));
-    assert.match(problemAt(result, 'spec.rules[0].backendRefs[0].name', file).message, /^names "backend-v3", which is neither/);
+    assert.deepEqual(
+      result.warnings.map((w) => [w.path, w.message.slice(0, 51)]),
+      [['spec.rules[0].backendRefs[0].name', 'names "backend-v3", which is neither a mesh service']],
+    );
     assert.match(problemAt(result, 'spec.rules[0].backendRefs', file).message, /^every backendRef has weight 0/);
+    assert.equal(result.problems.length, 1);
   });
 
   it('refuses two RequestRedirect filters, and a redirect with a rewrite', async () => {
@@ -137,11 +141,12 @@ describe('HTTPRoute matches and filters', () => {
     assert.deepEqual(result.problems, []);
   });
 
-  it("takes every redirect status of the Gateway API (301, 302, 303, 307, 308), 302 by default, and no other", async () => {
+  it('takes every redirect status of the Gateway API (301, 302, 303, 307, 308), 302 by default, and no other', async () => {
     for (const code of [301, 302, 303, 307, 308]) {
       const { result } = await load(rule(`filters: [{ type: RequestRedirect, requestRedirect: { hostname: example.org, statusCode: ${code} } }]`));
       assert.deepEqual(result.problems, [], `statusCode ${code}`);
-      const filter = (result.config?.routes[0]?.resource.spec.rules[0] as { filters?: { requestRedirect?: { statusCode?: number } }[] } | undefined)?.filters?.[0];
+      const filter = (result.config?.routes[0]?.resource.spec.rules[0] as { filters?: { requestRedirect?: { statusCode?: number } }[] } | undefined)
+        ?.filters?.[0];
       assert.equal(filter?.requestRedirect?.statusCode, code);
     }
     const byDefault = await load(rule('filters: [{ type: RequestRedirect, requestRedirect: { hostname: example.org } }]'));
@@ -218,6 +223,6 @@ describe('GRPCRoute and TCPRoute', () => {
         `^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:8:\\d+: spec\\.rules\\[0\\]\\.matches\\[0\\]\\.headers\\[0\\]\\.value: is not a valid regular expression`,
       ),
     );
-    assert.match(lines[1]!, /:9:\d+: spec\.rules\[0\]\.backendRefs\[0\]\.name: names "backend-v9"/);
+    assert.match(lines[1]!, /^warning: .*:9:\d+: spec\.rules\[0\]\.backendRefs\[0\]\.name: names "backend-v9"/);
   });
 });

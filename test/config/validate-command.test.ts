@@ -44,8 +44,20 @@ describe('trellis validate', () => {
     assert.equal(again.code, 1);
     assert.deepEqual(again.stderr.trimEnd().split('\n'), [
       `${meshFile}:8:19: spec.services[0].upstreams[0]: names service "api", which is not in the mesh (services: web)`,
-      `${routeFile}:7:35: spec.rules[0].backendRefs[0].name: names "web-v9", which is neither a mesh service nor <service>-<version> of one (backends: web)`,
+      `warning: ${routeFile}:7:35: spec.rules[0].backendRefs[0].name: names "web-v9", which is neither a mesh service nor <service>-<version> of one (backends: web); the backendRef is invalid, and the requests its weight would take are answered 500`,
     ]);
+  });
+
+  it('prints a backendRef to a missing service as a warning and exits 0: the route works, that share gets 500', async () => {
+    const meshFile = await tmp.write('warn/mesh.yaml', mesh('    - name: web\n'));
+    const routeFile = await tmp.write(
+      'warn/route.yaml',
+      route('r', '  parentRefs: [{ name: web }]\n  rules: [{ backendRefs: [{ name: web, weight: 9 }, { name: gone, weight: 1 }] }]\n'),
+    );
+    const r = trellis(meshFile, routeFile);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'ok: 2 files, 1 services, 1 routes, 1 warning\n');
+    assert.match(r.stderr, /^warning: .*route\.yaml:7:\d+: spec\.rules\[0\]\.backendRefs\[1\]\.name: names "gone", which is neither a mesh service/);
   });
 
   it('reports a YAML syntax error with its line and exits 1', async () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import type { ConfigView } from '../../src/api/admin.js';
 import { TrellisError } from '../../src/errors.js';
-import { connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { brokenRoutesYaml, connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 
 let plane: ControlPlane;
@@ -60,7 +60,7 @@ test('a broken file keeps the last good config in force and shows the problem in
   assert.equal(before.reloadFailed, null);
   assert.deepEqual(before.routes, ['default/backend-split']);
 
-  await writeFile(routesFile, routesYaml('backend-v9'));
+  await writeFile(routesFile, brokenRoutesYaml('backend-v9'));
   const view = await eventually(async () => {
     const v = (await getJson<ConfigView>(plane.address, '/v1/config')).body;
     assert.ok(v.reloadFailed, 'the failed reload');
@@ -68,7 +68,7 @@ test('a broken file keeps the last good config in force and shows the problem in
   });
   const problem = view.reloadFailed!.problems[0]!;
   assert.match(problem.file, /routes\.yaml$/);
-  assert.equal(problem.path, 'spec.rules[0].backendRefs[0].name');
+  assert.equal(problem.path, 'spec.parentRefs[0].name');
   assert.match(problem.text, /backend-v9/);
   assert.equal(view.loadedAt, before.loadedAt, 'the config in force did not change');
   assert.ok(logs.some((l) => l.startsWith('control: config: ') && l.includes('backend-v9')));
@@ -108,7 +108,7 @@ test('a config with problems at start-up is refused with every problem listed', 
   const dir = await tempDir();
   try {
     const mesh = await dir.write('mesh.yaml', MESH_YAML);
-    await dir.write('routes.yaml', routesYaml('nope'));
+    await dir.write('routes.yaml', brokenRoutesYaml('nope'));
     await assert.rejects(startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} }), (err: unknown) => {
       assert.ok(err instanceof TrellisError);
       assert.equal(err.code, 'TRELLIS_E_CONFIG_INVALID');

@@ -13,7 +13,7 @@ import type { ConfigView } from '../../src/api/admin.js';
 import type { CheckResult } from '../../src/control/sources/health-checker.js';
 import { TrellisError } from '../../src/errors.js';
 import { TRELLIS } from '../helpers/mesh-run.js';
-import { connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { brokenRoutesYaml, connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -107,7 +107,7 @@ test('a restart with files that do not load serves the last good config, reports
   assert.equal(backendOf(first), 'backend-v2');
   await first.close();
 
-  await writeFile(routesFile, routesYaml('backend-v9'));
+  await writeFile(routesFile, brokenRoutesYaml('backend-v9'));
   const logs: string[] = [];
   const second = await start(logs);
   cleanup.push(() => second.close());
@@ -116,7 +116,7 @@ test('a restart with files that do not load serves the last good config, reports
   assert.ok(view.reloadFailed, 'the problems are reported in /v1/config, as a refused live edit is');
   const problem = view.reloadFailed.problems[0]!;
   assert.match(problem.file, /routes\.yaml$/);
-  assert.equal(problem.path, 'spec.rules[0].backendRefs[0].name');
+  assert.equal(problem.path, 'spec.parentRefs[0].name');
   assert.match(problem.text, /backend-v9/);
   assert.match(view.restoredFrom?.file ?? '', /last-good-config\.json$/);
   assert.deepEqual(view.routes, ['default/backend-split']);
@@ -125,9 +125,7 @@ test('a restart with files that do not load serves the last good config, reports
     logs.join('\n'),
   );
   assert.ok(
-    logs.some(
-      (l) => l.startsWith('control: config: ') && l.includes('routes.yaml') && l.includes('spec.rules[0].backendRefs[0].name') && l.includes('backend-v9'),
-    ),
+    logs.some((l) => l.startsWith('control: config: ') && l.includes('routes.yaml') && l.includes('spec.parentRefs[0].name') && l.includes('backend-v9')),
     logs.join('\n'),
   );
 
@@ -159,7 +157,7 @@ test('the last good config is kept 0600, and a first start with files that do no
   cleanup.push(() => files.remove());
   const stateDir = `${files.dir}/state`;
   const mesh = await files.write('mesh.yaml', MESH_YAML);
-  await files.write('routes.yaml', routesYaml('nope'));
+  await files.write('routes.yaml', brokenRoutesYaml('nope'));
   await assert.rejects(
     startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, stateDir, log: () => {} }),
     (err: unknown) => err instanceof TrellisError && err.code === 'TRELLIS_E_CONFIG_INVALID',
@@ -208,7 +206,7 @@ test('`trellis control` restarted with a broken file stays up on the last good c
   const first = await runControl();
   first.child.kill('SIGTERM');
   await new Promise((resolve) => first.child.once('exit', resolve));
-  await writeFile(routesFile, routesYaml('backend-v9'));
+  await writeFile(routesFile, brokenRoutesYaml('backend-v9'));
 
   const second = await runControl();
   const view = (await (await fetch(`${second.url}/v1/config`)).json()) as ConfigView;
@@ -218,5 +216,5 @@ test('`trellis control` restarted with a broken file stays up on the last good c
     JSON.stringify(view),
   );
   assert.match(view.restoredFrom?.file ?? '', /\.trellis\/control\/last-good-config\.json$/);
-  assert.match(second.output(), /spec\.rules\[0\]\.backendRefs\[0\]\.name/);
+  assert.match(second.output(), /spec\.parentRefs\[0\]\.name/);
 });

@@ -212,6 +212,14 @@ spec:
 `;
 }
 
+/**
+ * A route file the config refuses: its parent is no service of the mesh. (A backendRef
+ * to a missing service is no config error, only an invalid backendRef.)
+ */
+export function brokenRoutesYaml(parent = 'backend-v9'): string {
+  return routesYaml('backend-v1').replace('parentRefs: [{ name: backend }]', `parentRefs: [{ name: ${parent} }]`);
+}
+
 export async function getJson<T = unknown>(address: HostPort, p: string): Promise<{ status: number; body: T }> {
   const res = await fetch(`http://${address.host}:${address.port}${p}`);
   const text = await res.text();

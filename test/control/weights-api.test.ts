@@ -136,7 +136,7 @@ test('bad requests are refused with the reason, and change nothing', async () =>
 
 test('a config that does not load on disk is not edited on top', async () => {
   const good = await readFile(join(files.dir, 'routes.yaml'), 'utf8');
-  await writeFile(join(files.dir, 'routes.yaml'), good.replace('backend-v2', 'backend-v9'));
+  await writeFile(join(files.dir, 'routes.yaml'), good.replace('parentRefs: [{ name: backend }]', 'parentRefs: [{ name: backend-v9 }]'));
   try {
     await plane.reload();
     const { status, body } = await put('backend', { weights: { v1: 1, v2: 1 } });

@@ -250,7 +250,7 @@ test('editing the route file live shifts traffic with no failed request', async 
 });
 
 test('a bad route file is refused and the last good config stays in force', async () => {
-  await writeFile(join(dir, 'routes.yaml'), routeYaml(0, 100).replace('echo-v2', 'echo-v9'));
+  await writeFile(join(dir, 'routes.yaml'), routeYaml(0, 100).replace('- name: echo\n', '- name: echo-v9\n'));
   // The control plane read the bad file and refused it (not merely: has not read it yet).
   await eventually(async () => {
     const config = await getJson<Record<string, unknown>>(`${mesh.state.control}/v1/config`);

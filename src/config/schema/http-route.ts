@@ -26,9 +26,7 @@ const RequestRedirect = Type.Object(
     path: Type.Optional(PathModifier),
     port: Type.Optional(Port),
     // The Gateway API's codes: 301 and 302 (core), 303, 307 and 308 (extended; 307 and 308 keep the method and body).
-    statusCode: Type.Optional(
-      Type.Union([Type.Literal(301), Type.Literal(302), Type.Literal(303), Type.Literal(307), Type.Literal(308)], { default: 302 }),
-    ),
+    statusCode: Type.Optional(Type.Union([Type.Literal(301), Type.Literal(302), Type.Literal(303), Type.Literal(307), Type.Literal(308)], { default: 302 })),
   },
   strict,
 );

@@ -14,7 +14,7 @@ import {
 import type { ControlConfig, ServiceConfig } from '../sources/mesh-config.js';
 import type { HealthStatus } from '../model.js';
 import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
-import { compileRoutes } from './routes.js';
+import { compileRoutes, type BackendCheck } from './routes.js';
 
 /** What the compiler needs to know about an instance. */
 export interface RoutableInstance {
@@ -101,8 +101,23 @@ function mirrorsOf(filters: readonly RouteFilter[] | undefined): string[] {
   return (filters ?? []).flatMap((f) => (f.type === 'RequestMirror' ? [f.backend] : []));
 }
 
+/**
+ * A backendRef naming no Service of the mesh (nor `<service>-<version>` of one) is invalid,
+ * not an error of the whole route (Gateway API: BackendNotFound). Only Services count
+ * here; kinds and groups other than a core Service are refused by validation.
+ */
+function backendExists(config: ControlConfig, instances: readonly RoutableInstance[]): BackendCheck {
+  return (ref) => {
+    if (resolveBackend(config, instances, ref.name) !== undefined) return undefined;
+    return {
+      reason: 'BackendNotFound',
+      message: `no Service "${ref.name}" in the mesh, nor <service>-<version> of one; add the service, or remove the backendRef`,
+    };
+  };
+}
+
 function compileUpstream(config: ControlConfig, instances: readonly RoutableInstance[], service: ServiceConfig): UpstreamSnapshot {
-  const routes = compileRoutes(service.name, config.routes, service.protocol, config.policies);
+  const routes = compileRoutes(service.name, config.routes, service.protocol, config.policies, backendExists(config, instances));
   const backends: Record<string, BackendSnapshot> = {};
   const add = (b: BackendSnapshot): void => {
     backends[b.name] = b;
@@ -119,10 +134,16 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
     if (balancing) b.balancing = balancing;
     add(b);
   }
-  // Routes may send traffic to another service (GAMMA); unresolvable names stay out of
-  // `backends` and in the route, so the proxy reports backend-not-found.
+  // Routes may send traffic to another service (GAMMA); invalid backendRefs stay out of
+  // `backends` and in the route, marked, so the proxy answers their share 500 invalid-backend.
   const referenced = [
-    ...new Set(routes.flatMap((r) => [...r.backends.map((b) => b.backend), ...mirrorsOf(r.filters), ...r.backends.flatMap((b) => mirrorsOf(b.filters))])),
+    ...new Set(
+      routes.flatMap((r) => [
+        ...r.backends.flatMap((b) => (b.invalid === undefined ? [b.backend] : [])),
+        ...mirrorsOf(r.filters),
+        ...r.backends.flatMap((b) => mirrorsOf(b.filters)),
+      ]),
+    ),
   ].sort();
   for (const name of referenced) {
     if (name in backends) continue;

@@ -3,7 +3,7 @@
 // API precedence so that a proxy can simply take the first entry that matches. A tcp
 // service gets at most one entry, from its TCPRoute: the weighted backends. An
 // HTTPRoute rule's timeouts, retry and the policies aimed at it ride on its entries.
-import type { Protocol, RouteEntry, RouteFilter, RouteMatch, HeaderEditsSpec } from '../../api/protocol.js';
+import type { InvalidBackend, Protocol, RouteEntry, RouteFilter, RouteMatch, HeaderEditsSpec } from '../../api/protocol.js';
 import type {
   BackendRefConfig,
   ControlConfig,
@@ -124,10 +124,24 @@ export function normalizeFilters(filters: readonly RouteFilterConfig[] | undefin
   return out.length > 0 ? out : undefined;
 }
 
-function backendsOf(refs: readonly BackendRefConfig[] | undefined): RouteEntry['backends'] {
+/**
+ * Judges one backendRef of `route`: undefined when it is valid, else why not. The
+ * compiler's says whether the Service exists; namespaces add whether a ReferenceGrant
+ * permits it. Every reason is handled the same way: the ref keeps its weight, and the
+ * proxy answers its share of the requests 500 (Gateway API HTTPBackendRef).
+ */
+export type BackendCheck = (ref: BackendRefConfig, route: RouteConfig) => InvalidBackend | undefined;
+
+const allValid: BackendCheck = () => undefined;
+
+function backendsOf(refs: readonly BackendRefConfig[] | undefined, route: RouteConfig, check: BackendCheck): RouteEntry['backends'] {
   return (refs ?? []).map((ref) => {
+    const out: RouteEntry['backends'][number] = { backend: ref.name, weight: ref.weight ?? 1 };
     const filters = normalizeFilters(ref.filters);
-    return filters ? { backend: ref.name, weight: ref.weight ?? 1, filters } : { backend: ref.name, weight: ref.weight ?? 1 };
+    if (filters) out.filters = filters;
+    const invalid = check(ref, route);
+    if (invalid) out.invalid = invalid;
+    return out;
   });
 }
 
@@ -230,14 +244,16 @@ function comparePrecedence(a: Candidate, b: Candidate): number {
  * The route table of `service`: for an http service, one entry per (hostname, rule,
  * match) of every HTTPRoute and GRPCRoute whose parentRefs name it, in precedence
  * order (a rule without matches matches every request); for a tcp service, the first
- * TCPRoute's one rule. Backend names are kept as written even when they resolve to
- * nothing, so the proxy can answer `backend-not-found` instead of the route silently vanishing.
+ * TCPRoute's one rule. A backendRef `check` finds invalid (a Service that does not exist)
+ * stays in its rule with its weight and the reason, so the route still works and only
+ * that share of its requests is answered 500 (`invalid-backend`).
  */
 export function compileRoutes(
   service: string,
   routes: ControlConfig['routes'],
   protocol: Protocol = 'http',
   policies?: ControlConfig['policies'],
+  check: BackendCheck = allValid,
 ): RouteEntry[] {
   const candidates: Candidate[] = [];
   routes.forEach(({ resource }, routeIndex) => {
@@ -249,7 +265,7 @@ export function compileRoutes(
       if (protocol !== 'tcp') return;
       const rule = resource.spec.rules[0];
       if (rule === undefined) return;
-      const entry: RouteEntry = { name: `${key}/rule/0`, match: {}, backends: backendsOf(rule.backendRefs) };
+      const entry: RouteEntry = { name: `${key}/rule/0`, match: {}, backends: backendsOf(rule.backendRefs, resource, check) };
       candidates.push({ ...base, entry, grpc: false, ruleIndex: 0, matchIndex: 0, hostIndex: 0, serviceChars: 0, methodChars: 0 });
       return;
     }
@@ -257,7 +273,7 @@ export function compileRoutes(
     if (protocol === 'tcp') return;
     const hostnames: (string | undefined)[] = resource.spec.hostnames?.length ? resource.spec.hostnames.map((h) => h.toLowerCase()) : [undefined];
     resource.spec.rules.forEach((rule, ruleIndex) => {
-      const backends = backendsOf(rule.backendRefs);
+      const backends = backendsOf(rule.backendRefs, resource, check);
       const filters = normalizeFilters(rule.filters);
       const grpc = resource.kind === 'GRPCRoute';
       // Timeouts, retries and faults are HTTPRoute's (GRPCRoute has no such fields yet).

@@ -22,6 +22,8 @@ export interface LoadOutcome {
   /** Folders the loader read (an include folder, even an empty one): watched for files added to them. */
   folders?: string[];
   problems: ConfigProblem[];
+  /** Valid but likely mistakes (a backendRef to a missing service): logged, and the config is applied. */
+  warnings?: ConfigProblem[];
 }
 
 export type ConfigLoader = (paths: string[]) => Promise<LoadOutcome>;
@@ -118,6 +120,7 @@ export class ConfigWatcher {
     const { result } = await this.#loadSettled([]);
     if (!result.config || result.problems.length > 0) return result.problems;
     this.#accept(result.config, result.files);
+    this.#logWarnings(result);
     return [];
   }
 
@@ -196,6 +199,7 @@ export class ConfigWatcher {
       this.#accept(result.config, result.files);
       const c = result.config;
       this.#log(`control: config reloaded (${result.files.length} files, ${c.services.length} services, ${c.routes.length} routes)`);
+      this.#logWarnings(result);
       this.#rewatch(this.#lastFiles);
       return;
     }
@@ -228,6 +232,10 @@ export class ConfigWatcher {
       files = [...files, ...read];
     }
     return { result: result!, settled: false };
+  }
+
+  #logWarnings(result: LoadOutcome): void {
+    for (const w of result.warnings ?? []) this.#log(`control: config: warning: ${this.#opts.formatProblem(w)}`);
   }
 
   #reportProblems(problems: readonly ConfigProblem[], headline: string): void {

@@ -98,13 +98,19 @@ export const route: Layer<Upstreamed, Routed> = (next) => ({
   },
 });
 
-/** Picks one of the rule's backends by weight. */
+/**
+ * Picks one of the rule's backends by weight. The share of an invalid backendRef (a
+ * Service that does not exist, or that a ReferenceGrant does not permit) is answered
+ * 500 invalid-backend, the other backends keep theirs (Gateway API HTTPBackendRef).
+ */
 export const split: Layer<Routed, Split> = (next) => ({
   request(ex) {
     const r = ex.route;
     const i = pickBackendIndex(r);
     if (i === -1) return ex.fail('TRELLIS_E_BACKEND_NOT_FOUND', { route: r.name, backend: '(every weight is 0)' });
     const name = r.backends[i]!;
+    const invalid = r.invalid?.[i];
+    if (invalid !== undefined) return ex.fail('TRELLIS_E_INVALID_BACKEND', { route: r.name, backend: name, reason: invalid.reason, detail: invalid.message });
     const backend = ex.upstream.backends.get(name);
     if (backend === undefined) return ex.fail('TRELLIS_E_BACKEND_NOT_FOUND', { route: r.name, backend: name });
     next(withBackend(ex, i, backend));

@@ -7,6 +7,7 @@ import {
   DEFAULT_RETRY_BUDGET,
   DEFAULT_UPGRADES,
   type FaultConfig,
+  type InvalidBackend,
   type RetryBudgetConfig,
   type RetryConfig,
   type RouteEntry,
@@ -89,6 +90,11 @@ export interface CompiledRoute {
   readonly backendFilters: readonly (CompiledFilters | undefined)[] | undefined;
   /** Backend names with cumulative weights, for a weighted random pick. */
   readonly backends: readonly string[];
+  /**
+   * Why a backend is invalid (same index as `backends`), its share answered 500;
+   * undefined when every backend is valid (the fast path: one test per request).
+   */
+  readonly invalid: readonly (InvalidBackend | undefined)[] | undefined;
   readonly cumulative: readonly number[];
   readonly totalWeight: number;
   // Resilience: undefined when the rule has none, so the layers skip it with one test.
@@ -144,6 +150,7 @@ function defaultRoute(service: string, fault: FaultConfig | undefined): Compiled
     filters: undefined,
     backendFilters: undefined,
     backends: [service],
+    invalid: undefined,
     cumulative: [1],
     totalWeight: 1,
     timeouts: undefined,
@@ -171,13 +178,16 @@ function compileRoute(entry: RouteEntry, serviceFault: FaultConfig | undefined, 
   const backends: string[] = [];
   const cumulative: number[] = [];
   const backendFilters: (CompiledFilters | undefined)[] = [];
+  const invalid: (InvalidBackend | undefined)[] = [];
   let total = 0;
   for (const b of entry.backends) {
+    // A weight of 0 is never picked, valid or not.
     if (!(b.weight > 0)) continue;
     total += b.weight;
     backends.push(b.backend);
     cumulative.push(total);
     backendFilters.push(compileFilters(b.filters));
+    invalid.push(b.invalid);
   }
   const host = entry.hostname?.toLowerCase();
   const path = entry.match.path;
@@ -196,6 +206,7 @@ function compileRoute(entry: RouteEntry, serviceFault: FaultConfig | undefined, 
     filters: compileFilters(entry.filters),
     backendFilters: backendFilters.some((f) => f !== undefined) ? backendFilters : undefined,
     backends,
+    invalid: invalid.some((b) => b !== undefined) ? invalid : undefined,
     cumulative,
     totalWeight: total,
     timeouts: entry.timeouts,
