@@ -18,6 +18,7 @@ import type { H2ServerStream } from './server-stream.js';
 import { endpointKey } from '../balancer/balancer.js';
 import { PEER_IDLE_TIMEOUT_MS } from '../http1/pool.js';
 import { SessionIdle } from './session-idle.js';
+import { addField } from './header-fields.js';
 import type { Picked } from '../stack/decisions.js';
 import type { HeadOutcome } from '../stack/outcome.js';
 
@@ -141,16 +142,30 @@ function addLines(headers: http2.OutgoingHttpHeaders, lines: readonly string[]):
       continue;
     }
     if (CONNECTION_SPECIFIC.has(name) || name === 'te') continue;
-    const prev = headers[name];
-    if (prev === undefined) headers[name] = value;
-    else headers[name] = Array.isArray(prev) ? [...prev, value] : [String(prev), value];
+    addField(headers, name, value);
   }
 }
 
-/** Response headers for the client: the upstream's, after the route's response filters. */
-function responseHeaders(h: http2.IncomingHttpHeaders, edits: readonly HeaderModifier[] | undefined): http2.OutgoingHttpHeaders {
+/**
+ * Response headers for the client: the upstream's fields as received (`raw`: a repeated
+ * field stays repeated, set-cookie included), after the route's response filters.
+ * Without `raw`, node's merged object.
+ */
+function responseHeaders(
+  h: http2.IncomingHttpHeaders,
+  raw: readonly string[] | undefined,
+  edits: readonly HeaderModifier[] | undefined,
+): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = {};
-  for (const name in h) if (!CONNECTION_SPECIFIC.has(name)) out[name] = h[name];
+  if (raw === undefined) {
+    for (const name in h) if (!CONNECTION_SPECIFIC.has(name)) out[name] = h[name];
+  } else {
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (name.charCodeAt(0) === 58 /* : */) out[name] = raw[i + 1];
+      else if (!CONNECTION_SPECIFIC.has(name)) addField(out, name, raw[i + 1]!);
+    }
+  }
   if (edits === undefined) return out;
   const original: string[] = [];
   const rest: http2.OutgoingHttpHeaders = {};
@@ -296,7 +311,8 @@ export function h2Forwarder(pool: H2SessionPool, codes: { readonly connect: Erro
 
     up.on(
       'response',
-      guarded((h: http2.IncomingHttpHeaders, flags: number) => {
+      // `raw`: the fields as received (node passes it; its types leave it out).
+      guarded((h: http2.IncomingHttpHeaders, flags: number, raw?: readonly string[]) => {
         if (abandoned || ex.finished || down.destroyed) return;
         const status = Number(h[':status']);
         if (!(status >= 200 && status <= 599)) {
@@ -328,7 +344,7 @@ export function h2Forwarder(pool: H2SessionPool, codes: { readonly connect: Erro
         responded = true;
         ex.status = status;
         ex.responseStarted = true;
-        const out = responseHeaders(h, outcome.edits);
+        const out = responseHeaders(h, raw, outcome.edits);
         if (ended) {
           // Trailers-only (a gRPC error) or an empty response.
           if (grpcStatus !== '') ex.grpcStatus = grpcStatus;

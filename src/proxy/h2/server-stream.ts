@@ -101,15 +101,36 @@ export class H2ServerStream implements ClientSide {
   }
 }
 
-/** A RequestHead for an HTTP/2 request: what route matching and the filters read. */
-export function requestHeadOf(headers: http2.IncomingHttpHeaders): RequestHead {
+/**
+ * A RequestHead for an HTTP/2 request: what route matching and the filters read, and
+ * what the next hop is sent. Its lines come from `raw`, the fields as received (node's
+ * `headers` object merges a repeated field into one), so each field goes on as itself,
+ * in order; only cookies are joined into one line with `; `, as RFC 9113 §8.2.3 asks of
+ * cookie fields that leave HTTP/2 (the lines may become an HTTP/1.1 request). Without
+ * `raw`, the lines come from the object.
+ */
+export function requestHeadOf(headers: http2.IncomingHttpHeaders, raw?: readonly string[]): RequestHead {
   const lines: string[] = [];
-  for (const name in headers) {
-    if (name.charCodeAt(0) === 58 /* : */) continue;
-    const v = headers[name];
-    if (v === undefined) continue;
-    if (Array.isArray(v)) for (const x of v) lines.push(`${name}: ${x}`);
-    else lines.push(`${name}: ${v}`);
+  if (raw !== undefined) {
+    let cookie = false;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (name.charCodeAt(0) === 58 /* : */) continue;
+      if (name === 'cookie') {
+        if (!cookie && headers.cookie !== undefined) lines.push(`cookie: ${headers.cookie}`);
+        cookie = true;
+        continue;
+      }
+      lines.push(`${name}: ${raw[i + 1]}`);
+    }
+  } else {
+    for (const name in headers) {
+      if (name.charCodeAt(0) === 58 /* : */) continue;
+      const v = headers[name];
+      if (v === undefined) continue;
+      if (Array.isArray(v)) for (const x of v) lines.push(`${name}: ${x}`);
+      else lines.push(`${name}: ${v}`);
+    }
   }
   const host = (headers[':authority'] as string | undefined) ?? headers.host ?? '';
   // As a Host line too, for what re-serializes the request as HTTP/1.1 (a RequestMirror copy).
@@ -153,8 +174,12 @@ function settingsFor(l: ProxyLimits): http2.Settings {
 }
 
 /** A header list's size as SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 §6.5.2): name + value + 32 per field. */
-export function headerListSize(headers: http2.IncomingHttpHeaders): number {
+export function headerListSize(headers: http2.IncomingHttpHeaders, raw?: readonly string[]): number {
   let n = 0;
+  if (raw !== undefined) {
+    for (let i = 0; i + 1 < raw.length; i += 2) n += raw[i]!.length + Buffer.byteLength(raw[i + 1]!, 'latin1') + 32;
+    return n;
+  }
   for (const name in headers) {
     const v = headers[name];
     if (v === undefined) continue;
@@ -214,7 +239,8 @@ function serveSession(session: http2.ServerHttp2Session, handler: Handler, ctx: 
    * nothing of those): counted then.
    */
   let lastId = -1;
-  session.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number) => {
+  // `raw`: the fields as received, name and value in turn (node passes it; its types leave it out).
+  session.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, raw?: readonly string[]) => {
     const id = stream.id ?? lastId;
     const gap = (id - lastId) / 2 - 1;
     if (id > lastId) lastId = id;
@@ -227,7 +253,7 @@ function serveSession(session: http2.ServerHttp2Session, handler: Handler, ctx: 
     if (stream.destroyed || session.destroyed) return;
     try {
       idle.streamOpened(stream);
-      serveStream(stream, headers, flags, socket, handler, ctx, limits);
+      serveStream(stream, headers, raw, flags, socket, handler, ctx, limits);
     } catch (err) {
       if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       ctx.failed('h2-stream', err);
@@ -238,13 +264,14 @@ function serveSession(session: http2.ServerHttp2Session, handler: Handler, ctx: 
 function serveStream(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
+  raw: readonly string[] | undefined,
   flags: number,
   socket: net.Socket,
   handler: Handler,
   ctx: ListenerContext,
   limits: ProxyLimits,
 ): void {
-  if (headerListSize(headers) > limits.h2MaxHeaderListBytes) {
+  if (headerListSize(headers, raw) > limits.h2MaxHeaderListBytes) {
     // As HTTP/1.1 answers an over-size head (431, then close): the stream, not the session.
     ctx.refused('h2-header-list');
     const body = JSON.stringify({
@@ -271,7 +298,7 @@ function serveStream(
   stream.once('trailers', (t: http2.IncomingHttpHeaders) => {
     client.trailers = t;
   });
-  const ex = new Exchange(client, requestHeadOf(headers), EMPTY, client.bodyless);
+  const ex = new Exchange(client, requestHeadOf(headers, raw), EMPTY, client.bodyless);
   // A body still to come keeps a RequestMirror from copying the request (as for HTTP/1.1).
   ex.requestBodyDone = client.bodyless;
   stream.once('close', () => {

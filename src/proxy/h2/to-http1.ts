@@ -23,6 +23,7 @@ import { findHeadEnd, MAX_HEAD_BYTES, type RequestHead } from '../http1/http1-pa
 import type { ErrorCode } from '../../errors.js';
 import { endpointKey } from '../balancer/balancer.js';
 import type { H2ServerStream } from './server-stream.js';
+import { addField } from './header-fields.js';
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /**
@@ -412,11 +413,9 @@ function headOf(buf: Buffer, end: number, method: string): ResponseHead | undefi
     if (drop.has(name)) continue;
     // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); a 204 has none (RFC 9110 §8.6).
     if (name === 'content-length' && (body === Body.Chunked || status === 204 || headers['content-length'] !== undefined)) continue;
-    const prev = headers[name];
-    if (prev === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
-    else if (Array.isArray(prev)) prev.push(value);
-    // Repeated fields combine into one (RFC 9110 §5.3); HTTP/2 refuses a repeated singleton.
-    else headers[name] = `${String(prev)}, ${value}`;
+    // A repeated field stays repeated (set-cookie above all: it can't be combined); a
+    // repeated singleton, which node:http2 refuses to send twice, is combined (RFC 9110 §5.3).
+    addField(headers, name, value);
   }
   return { status, headers, body };
 }
