@@ -4,7 +4,7 @@ import { rename, writeFile } from 'node:fs/promises';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import type { ConfigView } from '../../src/api/admin.js';
 import { TrellisError } from '../../src/errors.js';
-import { connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 
 let plane: ControlPlane;
@@ -17,7 +17,7 @@ before(async () => {
   files = await tempDir();
   const mesh = await files.write('mesh.yaml', MESH_YAML);
   routesFile = await files.write('routes.yaml', routesYaml('backend-v1'));
-  plane = await startControlPlane({
+  plane = await startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET,
     configPaths: [mesh],
     admin: { host: '127.0.0.1', port: 0 },
     log: (l) => logs.push(l),
@@ -108,7 +108,7 @@ test('a config with problems at start-up is refused with every problem listed', 
   try {
     const mesh = await dir.write('mesh.yaml', MESH_YAML);
     await dir.write('routes.yaml', routesYaml('nope'));
-    await assert.rejects(startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} }), (err: unknown) => {
+    await assert.rejects(startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET, configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} }), (err: unknown) => {
       assert.ok(err instanceof TrellisError);
       assert.equal(err.code, 'TRELLIS_E_CONFIG_INVALID');
       const problems = err.params.problems as { message: string }[];
