@@ -88,10 +88,12 @@ function formatCa(ca: CaView, certificates: IssuedView[], now = Date.now()): str
   ];
   for (const r of ca.roots) {
     const state = r.active ? 'active' : 'trusted';
-    lines.push(`root         "${r.subject}" serial ${r.serial}, ${state}, expires ${expiresIn(r.notAfter, now)}${r.retireAt ? `, leaves the bundle ${r.retireAt}` : ''}`);
+    lines.push(
+      `root         "${r.subject}" serial ${r.serial}, ${state}, expires ${expiresIn(r.notAfter, now)}${r.retireAt ? `, leaves the bundle ${r.retireAt}` : ''}`,
+    );
   }
-  lines.push('', 'INSTANCE'.padEnd(28) + 'IDENTITY'.padEnd(52) + 'EXPIRES');
-  for (const c of certificates) lines.push(c.proxy.padEnd(28) + c.spiffeId.padEnd(52) + expiresIn(c.notAfter, now));
+  lines.push('', `${'INSTANCE'.padEnd(28)}${'IDENTITY'.padEnd(52)}EXPIRES`);
+  for (const c of certificates) lines.push(`${c.proxy.padEnd(28)}${c.spiffeId.padEnd(52)}${expiresIn(c.notAfter, now)}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -119,7 +121,8 @@ export async function run(argv: string[]): Promise<number> {
   const instance = positionals[0];
   if (instance !== undefined) {
     const issued = await getJson<IssuedView>(base, `/v1/identity/${encodeURIComponent(instance)}`);
-    if (!issued) throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `no certificate was issued to a proxy "${instance}"; \`trellis identity\` lists them` });
+    if (!issued)
+      throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `no certificate was issued to a proxy "${instance}"; \`trellis identity\` lists them` });
     process.stdout.write(values.json ? `${JSON.stringify(issued, null, 2)}\n` : formatIssued(issued));
     return 0;
   }

@@ -140,7 +140,10 @@ export class Sidecar {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });
     this.metrics.watchBalancing(this.balancing);
-    this.metrics.watchCertificate(() => this.identity.notAfter, () => (o.identityClock ?? Date).now());
+    this.metrics.watchCertificate(
+      () => this.identity.notAfter,
+      () => (o.identityClock ?? Date).now(),
+    );
   }
 
   get snapshot(): Snapshot | null {

@@ -37,7 +37,13 @@ before(async () => {
   const mesh = await files.write('mesh.yaml', MESH_YAML);
   await files.write('routes.yaml', ROUTES);
   plane = await startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET, configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} });
-  guarded = await startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET, configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, token: 's3cret', log: () => {} });
+  guarded = await startControlPlane({
+    bootstrapSecret: TEST_BOOTSTRAP_SECRET,
+    configPaths: [mesh],
+    admin: { host: '127.0.0.1', port: 0 },
+    token: 's3cret',
+    log: () => {},
+  });
 });
 
 after(async () => {

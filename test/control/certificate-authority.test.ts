@@ -50,7 +50,10 @@ test('the CA issues a 24 h certificate naming the SPIFFE ID, whose chain ends at
   const leaf = new x509.X509Certificate(c.chain[0] as string);
   const san = leaf.getExtension(x509.SubjectAlternativeNameExtension);
   assert.ok(san?.critical);
-  assert.deepEqual(san?.names.items.map((n) => n.value), ['spiffe://cluster.local/ns/default/sa/backend']);
+  assert.deepEqual(
+    san?.names.items.map((n) => n.value),
+    ['spiffe://cluster.local/ns/default/sa/backend'],
+  );
   assert.equal(leaf.subject, '');
   assert.equal(leaf.getExtension(x509.BasicConstraintsExtension)?.ca, false);
   assert.equal(Date.parse(c.notAfter) - T0, 24 * HOUR);
@@ -159,18 +162,24 @@ test("the user's CA: an issuer under their root signs, the chain carries the iss
 
     // A key that is not the issuer's, and an issuer whose root is not in the bundle, are refused with the reason.
     const otherKey = await tmp.write('other.key', await privateKeyPem((await generateKeyPair()).privateKey));
-    await assert.rejects(CertificateAuthority.open({ trustDomain: 'cluster.local', now: fakeClock().now, files: { certificate, key: otherKey, trustBundle } }), {
-      code: 'TRELLIS_E_CA_INVALID',
-      message: /is not the key of the first certificate/,
-    });
+    await assert.rejects(
+      CertificateAuthority.open({ trustDomain: 'cluster.local', now: fakeClock().now, files: { certificate, key: otherKey, trustBundle } }),
+      {
+        code: 'TRELLIS_E_CA_INVALID',
+        message: /is not the key of the first certificate/,
+      },
+    );
     await assert.rejects(CertificateAuthority.open({ trustDomain: 'cluster.local', now: fakeClock().now, files: { certificate, key } }), {
       code: 'TRELLIS_E_CA_INVALID',
       message: /not a root/,
     });
     await writeFile(path.join(tmp.dir, 'garbage.pem'), 'not a certificate');
-    await assert.rejects(CertificateAuthority.open({ trustDomain: 'cluster.local', now: fakeClock().now, files: { certificate: path.join(tmp.dir, 'garbage.pem'), key } }), {
-      code: 'TRELLIS_E_CA_INVALID',
-    });
+    await assert.rejects(
+      CertificateAuthority.open({ trustDomain: 'cluster.local', now: fakeClock().now, files: { certificate: path.join(tmp.dir, 'garbage.pem'), key } }),
+      {
+        code: 'TRELLIS_E_CA_INVALID',
+      },
+    );
     // Expired: refused at start rather than issuing certificates nobody accepts (linkerd2 #3676).
     await assert.rejects(CertificateAuthority.open({ trustDomain: 'cluster.local', now: () => T0 + 600 * HOUR, files: { certificate, key, trustBundle } }), {
       code: 'TRELLIS_E_CA_INVALID',
@@ -192,9 +201,7 @@ test('bad CSRs are refused with a reason, never signed and never thrown', async 
   tampered.set(new Uint8Array(der));
   // The signature is the DER's tail; flip a byte in it.
   tampered[tampered.length - 5] = ((tampered[tampered.length - 5] as number) ^ 0xff) & 0xff;
-  const named = (
-    await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=postgres', keys, signingAlgorithm: ECDSA_SHA256 })
-  ).toString('pem');
+  const named = (await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=postgres', keys, signingAlgorithm: ECDSA_SHA256 })).toString('pem');
   const withSan = (
     await x509.Pkcs10CertificateRequestGenerator.create({
       keys,
@@ -203,7 +210,9 @@ test('bad CSRs are refused with a reason, never signed and never thrown', async 
     })
   ).toString('pem');
   const p384 = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-384' }, true, ['sign', 'verify'])) as CryptoKeyPair;
-  const wrongCurve = (await x509.Pkcs10CertificateRequestGenerator.create({ keys: p384, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-384' } })).toString('pem');
+  const wrongCurve = (await x509.Pkcs10CertificateRequestGenerator.create({ keys: p384, signingAlgorithm: { name: 'ECDSA', hash: 'SHA-384' } })).toString(
+    'pem',
+  );
   const cases: [string, string, RegExp][] = [
     ['empty', '', /one PEM block/],
     ['not PEM', 'hello', /one PEM block/],

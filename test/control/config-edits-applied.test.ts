@@ -31,7 +31,8 @@ function busy(ms: number): void {
 }
 
 async function plane(dir: string, load: ConfigLoader, opts: { pollMs?: number; debounceMs?: number } = {}): Promise<ControlPlane> {
-  const p = await startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET,
+  const p = await startControlPlane({
+    bootstrapSecret: TEST_BOOTSTRAP_SECRET,
     configPaths: [path.join(dir, 'mesh.yaml')],
     admin: { host: '127.0.0.1', port: 0 },
     log: () => {},

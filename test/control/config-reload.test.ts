@@ -17,7 +17,8 @@ before(async () => {
   files = await tempDir();
   const mesh = await files.write('mesh.yaml', MESH_YAML);
   routesFile = await files.write('routes.yaml', routesYaml('backend-v1'));
-  plane = await startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET,
+  plane = await startControlPlane({
+    bootstrapSecret: TEST_BOOTSTRAP_SECRET,
     configPaths: [mesh],
     admin: { host: '127.0.0.1', port: 0 },
     log: (l) => logs.push(l),
@@ -108,14 +109,17 @@ test('a config with problems at start-up is refused with every problem listed', 
   try {
     const mesh = await dir.write('mesh.yaml', MESH_YAML);
     await dir.write('routes.yaml', routesYaml('nope'));
-    await assert.rejects(startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET, configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} }), (err: unknown) => {
-      assert.ok(err instanceof TrellisError);
-      assert.equal(err.code, 'TRELLIS_E_CONFIG_INVALID');
-      const problems = err.params.problems as { message: string }[];
-      assert.equal(problems.length, 1);
-      assert.match(problems[0]!.message, /"nope"/);
-      return true;
-    });
+    await assert.rejects(
+      startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET, configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} }),
+      (err: unknown) => {
+        assert.ok(err instanceof TrellisError);
+        assert.equal(err.code, 'TRELLIS_E_CONFIG_INVALID');
+        const problems = err.params.problems as { message: string }[];
+        assert.equal(problems.length, 1);
+        assert.match(problems[0]!.message, /"nope"/);
+        return true;
+      },
+    );
   } finally {
     await dir.remove();
   }

@@ -26,7 +26,8 @@ async function plane(resumeWaitMs: number, logs: string[]): Promise<ControlPlane
   const mesh = await files.write('mesh.yaml', MESH_YAML);
   await files.write('routes.yaml', routesYaml('backend-v1'));
   // Checks never finish: every instance's health stays unknown for the whole test.
-  const p = await startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET,
+  const p = await startControlPlane({
+    bootstrapSecret: TEST_BOOTSTRAP_SECRET,
     configPaths: [mesh],
     admin: { host: '127.0.0.1', port: 0 },
     log: (l) => logs.push(l),
@@ -92,7 +93,8 @@ test('a restart with files that do not load serves the last good config, reports
   const mesh = await files.write('mesh.yaml', MESH_YAML);
   const routesFile = await files.write('routes.yaml', routesYaml('backend-v2'));
   const start = (logs: string[]): Promise<ControlPlane> =>
-    startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET,
+    startControlPlane({
+      bootstrapSecret: TEST_BOOTSTRAP_SECRET,
       configPaths: [mesh],
       admin: { host: '127.0.0.1', port: 0 },
       stateDir,
@@ -165,7 +167,14 @@ test('the last good config is kept 0600, and a first start with files that do no
     (err: unknown) => err instanceof TrellisError && err.code === 'TRELLIS_E_CONFIG_INVALID',
   );
   await files.write('routes.yaml', routesYaml('backend-v1'));
-  const p = await startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET, configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, stateDir, log: () => {}, health: { schedule: false } });
+  const p = await startControlPlane({
+    bootstrapSecret: TEST_BOOTSTRAP_SECRET,
+    configPaths: [mesh],
+    admin: { host: '127.0.0.1', port: 0 },
+    stateDir,
+    log: () => {},
+    health: { schedule: false },
+  });
   await p.close();
   const saved = await stat(`${stateDir}/control/last-good-config.json`);
   assert.equal(saved.mode & 0o777, 0o600);

@@ -17,7 +17,8 @@ before(async () => {
   files = await tempDir();
   const mesh = await files.write('mesh.yaml', MESH_YAML);
   await files.write('routes.yaml', routesYaml('backend-v1'));
-  plane = await startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET,
+  plane = await startControlPlane({
+    bootstrapSecret: TEST_BOOTSTRAP_SECRET,
     configPaths: [mesh],
     admin: { host: '127.0.0.1', port: 0 },
     log: (l) => logs.push(l),
@@ -245,7 +246,13 @@ test('with a join token, a proxy without the right bearer token is refused with 
   const dir = await tempDir();
   const mesh = await dir.write('mesh.yaml', MESH_YAML);
   await dir.write('routes.yaml', routesYaml('backend'));
-  const guarded = await startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET, configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, token: 's3cret', log: () => {} });
+  const guarded = await startControlPlane({
+    bootstrapSecret: TEST_BOOTSTRAP_SECRET,
+    configPaths: [mesh],
+    admin: { host: '127.0.0.1', port: 0 },
+    token: 's3cret',
+    log: () => {},
+  });
   try {
     assert.equal(await openStream(guarded.address), 401);
     assert.equal(await openStream(guarded.address, { authorization: 'Bearer wrong' }), 401);

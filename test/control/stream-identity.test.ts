@@ -58,7 +58,10 @@ async function proxy(): Promise<FakeProxy> {
 async function metric(name: string): Promise<string> {
   const res = await fetch(`http://${plane.address.host}:${plane.address.port}/metrics`);
   const text = await res.text();
-  return text.split('\n').filter((l) => l.startsWith(name)).join('\n');
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(name))
+    .join('\n');
 }
 
 function refusal(m: ControlMessage): { code: string; message: string } {
@@ -80,7 +83,12 @@ test('a hello without a credential is refused: an error, the stream closed, a me
 
 test("another instance's credential (or a gateway's) does not register a postgres", async () => {
   const backendCredential = mintCredential(TEST_BOOTSTRAP_SECRET, { kind: 'sidecar', service: 'backend', id: 'backend-0' });
-  for (const credential of [backendCredential, mintCredential(TEST_BOOTSTRAP_SECRET, { kind: 'gateway', service: 'postgres', id: 'postgres-0' }), 'tbc1.AAAA', 'x'.repeat(100)]) {
+  for (const credential of [
+    backendCredential,
+    mintCredential(TEST_BOOTSTRAP_SECRET, { kind: 'gateway', service: 'postgres', id: 'postgres-0' }),
+    'tbc1.AAAA',
+    'x'.repeat(100),
+  ]) {
     const p = await proxy();
     p.sendAsIs({ type: 'hello', proxy: sidecar('postgres-0', 'postgres'), credential });
     const err = refusal(await p.next());
@@ -97,7 +105,11 @@ test("a wrong credential for a live instance's id leaves that instance's stream 
   real.send({ type: 'hello', proxy: sidecar('postgres-1', 'postgres') });
   await real.snapshot();
   const impostor = await proxy();
-  impostor.sendAsIs({ type: 'hello', proxy: sidecar('postgres-1', 'postgres', 'default', { inbound: { host: '127.0.0.1', port: 1 } }), credential: 'tbc1.forged' });
+  impostor.sendAsIs({
+    type: 'hello',
+    proxy: sidecar('postgres-1', 'postgres', 'default', { inbound: { host: '127.0.0.1', port: 1 } }),
+    credential: 'tbc1.forged',
+  });
   assert.equal(refusal(await impostor.next()).code, 'TRELLIS_E_CREDENTIAL_REFUSED');
   await impostor.closed;
   assert.equal(real.socket.destroyed, false);
@@ -145,7 +157,9 @@ test('the CA is kept in the state folder with its key file 0600', async () => {
 
 test('no log line carries the bootstrap secret, a credential or a key', async () => {
   await eventually(() => assert.ok(logs.length > 5));
-  const credentials = ['backend-0', 'postgres-0', 'postgres-1'].map((id) => mintCredential(TEST_BOOTSTRAP_SECRET, { kind: 'sidecar', service: id.split('-')[0] as string, id }));
+  const credentials = ['backend-0', 'postgres-0', 'postgres-1'].map((id) =>
+    mintCredential(TEST_BOOTSTRAP_SECRET, { kind: 'sidecar', service: id.split('-')[0] as string, id }),
+  );
   for (const line of logs) {
     assert.ok(!line.includes(TEST_BOOTSTRAP_SECRET), line);
     assert.ok(!line.includes('tbc1.'), line);

@@ -108,7 +108,10 @@ test('a failed request is retried with growing backoff, and the next success sch
     clock.advanceTo(at);
     await eventually(() => assert.equal(requests(), i + 2));
   }
-  assert.ok(delays.every((d, i) => i === 0 || d >= (delays[i - 1] as number) * 0.9), `backoff grows: ${delays}`);
+  assert.ok(
+    delays.every((d, i) => i === 0 || d >= (delays[i - 1] as number) * 0.9),
+    `backoff grows: ${delays}`,
+  );
   failing = false;
   clock.advanceTo(clock.pending[0] as number);
   await eventually(() => assert.ok(identity.ready));

@@ -17,7 +17,8 @@ const ProvidedCa = Type.Object(
     key: { ...File, description: "PEM: the issuer's ECDSA P-256 private key (PKCS#8); keep the file mode 0600" },
     trustBundle: Type.Optional({
       ...File,
-      description: 'PEM: the roots proxies trust (old and new during a rotation); default: the last certificate of `certificate`, which must then be self-signed',
+      description:
+        'PEM: the roots proxies trust (old and new during a rotation); default: the last certificate of `certificate`, which must then be self-signed',
     }),
   },
   { ...strict, description: 'a CA the user provides: issuer certificate and key, and the trust bundle' },

@@ -18,7 +18,17 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { TrellisError } from '../../errors.js';
-import { certificatesOf, ECDSA_SHA256, generateKeyPair, importPrivateKeyPem, keyMatchesCertificate, pemOf, privateKeyPem, serialOf, x509 } from '../../security/x509.js';
+import {
+  certificatesOf,
+  ECDSA_SHA256,
+  generateKeyPair,
+  importPrivateKeyPem,
+  keyMatchesCertificate,
+  pemOf,
+  privateKeyPem,
+  serialOf,
+  x509,
+} from '../../security/x509.js';
 import { spiffeId, type WorkloadName } from '../../security/spiffe.js';
 import type { IssuedCertificate } from '../../api/protocol.js';
 import { checkCsr } from './csr.js';
@@ -198,7 +208,9 @@ export class CertificateAuthority extends EventEmitter<{ bundle: [string[]] }> {
     const retireAt = activeFrom + this.certificateLifetimeMs + BACKDATE_MS;
     for (const r of this.#roots) r.retireAt = Math.min(r.retireAt ?? retireAt, retireAt);
     this.#roots.push(await this.#newRoot(now, activeFrom));
-    this.#log(`control: ca: root rotation started: the new root signs from ${new Date(activeFrom).toISOString()}, the old leaves the trust bundle at ${new Date(retireAt).toISOString()}`);
+    this.#log(
+      `control: ca: root rotation started: the new root signs from ${new Date(activeFrom).toISOString()}, the old leaves the trust bundle at ${new Date(retireAt).toISOString()}`,
+    );
     await this.#save();
     this.#announce();
   }
@@ -230,7 +242,9 @@ export class CertificateAuthority extends EventEmitter<{ bundle: [string[]] }> {
     for (const r of this.#roots) {
       if (r.issuer.cert.notAfter.getTime() - now < issuerLifetime / 3 && r.root.cert.notAfter.getTime() > now) {
         r.issuer = await this.#newIssuer(r.root, now);
-        this.#log(`control: ca: new issuer ${serialOf(r.issuer.cert)} under root ${serialOf(r.root.cert)} (valid until ${r.issuer.cert.notAfter.toISOString()})`);
+        this.#log(
+          `control: ca: new issuer ${serialOf(r.issuer.cert)} under root ${serialOf(r.root.cert)} (valid until ${r.issuer.cert.notAfter.toISOString()})`,
+        );
         changed = true;
       }
     }
@@ -412,7 +426,8 @@ export class CertificateAuthority extends EventEmitter<{ bundle: [string[]] }> {
       if (bundle.length === 0) throw invalid(`${files.trustBundle} holds no PEM certificate`);
     } else {
       const last = certs.at(-1) as x509.X509Certificate;
-      if (!(await last.isSelfSigned())) throw invalid(`name the roots in spec.identity.ca.trustBundle: the last certificate in ${files.certificate} is not a root`);
+      if (!(await last.isSelfSigned()))
+        throw invalid(`name the roots in spec.identity.ca.trustBundle: the last certificate in ${files.certificate} is not a root`);
       bundle = [last];
     }
     const now = this.#now();
@@ -442,7 +457,8 @@ function randomSerial(): string {
 }
 
 async function parseStored(text: string, file: string): Promise<Root[]> {
-  const invalid = (reason: string): TrellisError => new TrellisError('TRELLIS_E_CA_INVALID', { reason: `${file}: ${reason}; move it away to make a new CA (proxies then need new certificates)` });
+  const invalid = (reason: string): TrellisError =>
+    new TrellisError('TRELLIS_E_CA_INVALID', { reason: `${file}: ${reason}; move it away to make a new CA (proxies then need new certificates)` });
   let stored: StoredCa;
   try {
     stored = JSON.parse(text) as StoredCa;

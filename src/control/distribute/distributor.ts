@@ -201,7 +201,9 @@ export class Distributor {
     if (msg.type === 'csr') {
       const proxy = conn.proxy;
       // certify() answers every failure itself; anything still thrown is a bug, logged, and the stream stays.
-      this.#onCsr(conn, proxy, msg.id, msg.csr).catch((err: unknown) => this.#log(`control: ca: CSR of ${proxy.id} failed: ${err instanceof Error ? err.message : String(err)}`));
+      this.#onCsr(conn, proxy, msg.id, msg.csr).catch((err: unknown) =>
+        this.#log(`control: ca: CSR of ${proxy.id} failed: ${err instanceof Error ? err.message : String(err)}`),
+      );
       return;
     }
     if (msg.type === 'ack') {

@@ -81,7 +81,9 @@ export class CertificateRenewer {
       this.#o.identity.setCertificate(await privateKeyPem(keys.privateKey), certificate);
       this.#failures = 0;
       const at = this.#dueAt() ?? this.#clock.now();
-      this.#o.log?.(`identity: certificate for ${certificate.spiffeId} (serial ${certificate.serial}) valid until ${certificate.notAfter}; renewing at ${new Date(at).toISOString()}`);
+      this.#o.log?.(
+        `identity: certificate for ${certificate.spiffeId} (serial ${certificate.serial}) valid until ${certificate.notAfter}; renewing at ${new Date(at).toISOString()}`,
+      );
       this.#schedule(at);
     } catch (err) {
       if (this.#stopped) return;
@@ -112,10 +114,13 @@ export class CertificateRenewer {
   #schedule(at: number): void {
     this.#cancel();
     this.#o.identity.renewAt = at;
-    this.#timer = this.#clock.setTimeout(() => {
-      this.#timer = undefined;
-      void this.renewNow();
-    }, Math.max(0, at - this.#clock.now()));
+    this.#timer = this.#clock.setTimeout(
+      () => {
+        this.#timer = undefined;
+        void this.renewNow();
+      },
+      Math.max(0, at - this.#clock.now()),
+    );
   }
 
   #cancel(): void {
