@@ -81,6 +81,15 @@ export const ERRORS = {
     message: 'cannot reach the control plane at {url}: {reason}; is `trellis control` (or `trellis up`) running?',
   },
   TRELLIS_E_UNAUTHORIZED: { token: 'unauthorized', status: 401, message: 'the control plane requires a join token: {reason}' },
+  TRELLIS_E_CREDENTIAL_REFUSED: {
+    token: 'credential-refused',
+    status: 401,
+    message:
+      'the control plane refused {kind} {id} of service "{service}": {reason}; a proxy needs the bootstrap credential the runner gives its instance ($TRELLIS_CREDENTIAL, or `trellis identity credential`)',
+  },
+  TRELLIS_E_CSR_INVALID: { token: 'csr-invalid', status: 400, message: 'certificate signing request refused: {reason}' },
+  TRELLIS_E_CA_INVALID: { token: 'ca-invalid', status: 500, message: 'the mesh CA cannot be used: {reason}' },
+  TRELLIS_E_CA_UNAVAILABLE: { token: 'ca-unavailable', status: 503, message: 'the CA cannot issue certificates: {reason}' },
   TRELLIS_E_ADMIN_UNREACHABLE: { token: 'admin-unreachable', status: 502, message: 'GET {url} failed: {reason}' },
   TRELLIS_E_NOT_FOUND: { token: 'not-found', status: 404, message: '{reason}' },
   TRELLIS_E_USAGE: { token: 'usage', status: 400, message: '{reason}' },

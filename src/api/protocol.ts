@@ -6,7 +6,9 @@
 // Transport: the proxy sends `GET /v1/stream` to the control plane's admin port with
 // `Connection: Upgrade`, `Upgrade: trellis-stream` (and `Authorization: Bearer <token>`
 // when a join token is set). The control plane answers `101 Switching Protocols`; from
-// then on both sides write newline-delimited JSON messages on the raw socket.
+// then on both sides write newline-delimited JSON messages on the raw socket. The first
+// message is the proxy's hello with its bootstrap credential; nothing is sent to a proxy
+// whose credential does not name the instance it says it is.
 
 /**
  * The service name of the ingress proxy the local runner starts for public services. It
@@ -67,15 +69,49 @@ export interface ProxyInfo {
   resumed?: { endpoints: string[] };
 }
 
-/** Proxy → control plane. */
+/**
+ * Proxy → control plane. `hello.credential` is the proxy's bootstrap credential
+ * (src/security/bootstrap-credential.ts): it is checked and dropped, never kept with the
+ * ProxyInfo (which the admin API shows). `csr` asks for a workload certificate: a
+ * PKCS#10 request in PEM over a key the proxy made and keeps; `id` pairs the answer.
+ */
 export type ProxyMessage =
-  | { type: 'hello'; proxy: ProxyInfo }
+  | { type: 'hello'; proxy: ProxyInfo; credential?: string }
   | { type: 'ack'; version: number }
   | { type: 'nack'; version: number; error: string }
+  | { type: 'csr'; id: number; csr: string }
   | { type: 'ping' };
 
-/** Control plane → proxy. */
-export type ControlMessage = { type: 'snapshot'; version: number; snapshot: Snapshot } | { type: 'error'; code: string; message: string } | { type: 'pong' };
+/**
+ * A workload certificate the CA signed for a proxy, and the roots to trust. The
+ * identity in it comes from the proxy's bootstrap credential, never from its CSR.
+ */
+export interface IssuedCertificate {
+  /** `spiffe://<trust-domain>/ns/<namespace>/sa/<service>`, the certificate's one URI SAN. */
+  spiffeId: string;
+  /** PEM certificates, the proxy's first, then its issuer and any intermediates (no root). */
+  chain: string[];
+  /** PEM roots a peer's chain must end at; during a root rotation, old and new. */
+  trustBundle: string[];
+  /** The certificate's serial, lower-case hex. */
+  serial: string;
+  /** ISO 8601. */
+  notBefore: string;
+  notAfter: string;
+}
+
+/**
+ * Control plane → proxy. `certificate` answers the `csr` of the same id; `csr-refused`
+ * says why the CA did not sign (the stream stays up: the proxy retries with backoff);
+ * `trust-bundle` is sent to every proxy whenever the CA's roots change (a rotation).
+ */
+export type ControlMessage =
+  | { type: 'snapshot'; version: number; snapshot: Snapshot }
+  | { type: 'error'; code: string; message: string }
+  | { type: 'pong' }
+  | { type: 'certificate'; id: number; certificate: IssuedCertificate }
+  | { type: 'csr-refused'; id: number; code: string; message: string }
+  | { type: 'trust-bundle'; trustBundle: string[] };
 
 /** A match on the request; all present parts must match (AND). */
 export interface RouteMatch {

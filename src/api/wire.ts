@@ -7,6 +7,9 @@ import type { Duplex } from 'node:stream';
 import { TrellisError } from '../errors.js';
 import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from './protocol.js';
 
+/** Longest bootstrap credential accepted in a hello (Trellis's are 48 characters; a Kubernetes token is a few KiB). */
+export const MAX_CREDENTIAL_CHARS = 8192;
+
 /** Longest line accepted from a proxy; a hello is a few hundred bytes. */
 export const MAX_LINE_BYTES = 1024 * 1024;
 
@@ -98,8 +101,18 @@ export function parseProxyMessage(line: string): ProxyMessage | string {
   switch (value.type) {
     case 'hello': {
       const problem = checkProxyInfo(value.proxy);
-      return problem ?? { type: 'hello', proxy: value.proxy as unknown as ProxyInfo };
+      if (problem) return problem;
+      if (value.credential !== undefined && (typeof value.credential !== 'string' || value.credential.length > MAX_CREDENTIAL_CHARS)) {
+        return `hello.credential must be a string of at most ${MAX_CREDENTIAL_CHARS} characters`;
+      }
+      const proxy = value.proxy as unknown as ProxyInfo;
+      return typeof value.credential === 'string' ? { type: 'hello', proxy, credential: value.credential } : { type: 'hello', proxy };
     }
+    case 'csr':
+      if (typeof value.id !== 'number' || !Number.isSafeInteger(value.id) || value.id < 0) return 'csr.id must be a non-negative integer';
+      // The CA checks the CSR itself (src/control/ca/csr.ts) and answers with a reason; here only its type.
+      if (typeof value.csr !== 'string') return 'csr.csr must be a PEM string';
+      return { type: 'csr', id: value.id, csr: value.csr };
     case 'ack':
       return typeof value.version === 'number' ? { type: 'ack', version: value.version } : 'ack.version must be a number';
     case 'nack':

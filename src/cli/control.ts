@@ -6,6 +6,7 @@ import { formatProblem } from '../config/problems.js';
 import { startControlPlane, type ControlPlane } from '../control/control-plane.js';
 import type { ConfigProblem } from '../api/admin.js';
 import { parseFlags, parseHostPort } from './args.js';
+import { loadBootstrapSecret } from '../control/ca/bootstrap-secret.js';
 
 export const help = `Usage: trellis control [--config PATH]... [PATH...] [options]
 
@@ -21,8 +22,14 @@ Options:
   --admin [HOST:]PORT    admin API and proxy stream address (default: 127.0.0.1:15000)
   --token T              join token proxies must present (Authorization: Bearer T);
                          default: the TRELLIS_TOKEN environment variable, if set
-  --state-dir DIR        where the last good config is kept (in DIR/control/);
+  --state-dir DIR        where the last good config (DIR/control/), the mesh CA (DIR/ca/,
+                         key files mode 0600) and the bootstrap secret are kept;
                          default: .trellis beside the first config path, as \`trellis up\`
+
+Proxies must say which instance they are with a bootstrap credential minted from the
+bootstrap secret ($TRELLIS_BOOTSTRAP_SECRET, else DIR/control/bootstrap-secret, made on
+first start). \`trellis up\` does this for every instance; for a proxy you start yourself,
+mint one with \`trellis identity credential\` and give it as $TRELLIS_CREDENTIAL.
 
 Example:
   trellis control --config examples/shop/topology-1.yaml --admin 15000
@@ -65,7 +72,8 @@ export async function run(argv: string[]): Promise<number> {
   let plane: ControlPlane;
   try {
     const token = values.token ?? process.env.TRELLIS_TOKEN;
-    plane = await startControlPlane({ configPaths, admin, stateDir, ...(token ? { token } : {}) });
+    const bootstrapSecret = await loadBootstrapSecret(stateDir);
+    plane = await startControlPlane({ configPaths, admin, stateDir, bootstrapSecret, ...(token ? { token } : {}) });
   } catch (err) {
     if (err instanceof TrellisError && err.code === 'TRELLIS_E_CONFIG_INVALID') {
       const problems = (err.params.problems ?? []) as ConfigProblem[];
@@ -73,6 +81,10 @@ export async function run(argv: string[]): Promise<number> {
         `trellis control: the config has ${problems.length} problem(s), and no last good config is kept in ${stateDir}; nothing was started:\n`,
       );
       for (const p of problems) process.stderr.write(`  ${formatProblem(p)}\n`);
+      return 1;
+    }
+    if (err instanceof TrellisError && err.code === 'TRELLIS_E_CA_INVALID') {
+      process.stderr.write(`trellis control: ${err.message}; nothing was started\n`);
       return 1;
     }
     if (isErrnoException(err) && (err.code === 'EADDRINUSE' || err.code === 'EACCES' || err.code === 'EADDRNOTAVAIL')) {

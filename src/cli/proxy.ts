@@ -1,6 +1,7 @@
 // `trellis proxy`: runs one sidecar (or, with --gateway, an edge proxy with no app).
 import { TrellisError } from '../errors.js';
 import { Sidecar } from '../proxy/sidecar.js';
+import { CREDENTIAL_ENV } from '../security/bootstrap-credential.js';
 import { parseBytes, parseCount, parseFlags, parseHostPort } from './args.js';
 
 export const help = `Usage: trellis proxy --service NAME [options]
@@ -18,7 +19,7 @@ Options:
   --inbound [HOST:]PORT     inbound listener other sidecars connect to (sidecar)
   --upstream SVC=[HOST:]PORT  a local listener for upstream service SVC (repeatable)
   --http-proxy [HOST:]PORT  HTTP proxy listener: the Host header names the service
-  --admin [HOST:]PORT       admin server with /metrics, /ready, /config (default: 127.0.0.1:0)
+  --admin [HOST:]PORT       admin server with /metrics, /ready, /config, /identity (default: 127.0.0.1:0)
   --gateway                 no app: only outbound listeners (an edge proxy)
   --access-log PATH|-|off   JSON access log destination (default: - for stdout); a file is
                             created mode 0600
@@ -26,6 +27,11 @@ Options:
   --access-log-max-bytes N  rotate the log file at N bytes (KiB/MiB/GiB suffixes allowed;
                             default: 10MiB)
   --access-log-max-files K  rotated files kept, PATH.1 newest (default: 5)
+
+The proxy proves which instance it is with the bootstrap credential in $TRELLIS_CREDENTIAL
+(\`trellis up\` sets it; otherwise mint one with \`trellis identity credential\`). It makes
+its private key in memory, sends the control plane a CSR, and renews its certificate at
+about two thirds of its life; /identity on the admin server shows it.
 
 Example:
   trellis proxy --service backend --version v1 --app 127.0.0.1:8081 --inbound 9081 \\
@@ -78,6 +84,8 @@ export async function run(argv: string[]): Promise<number> {
     kind: values.gateway || !values.app ? 'gateway' : 'sidecar',
     control: values.control,
     token: values.token ?? process.env.TRELLIS_TOKEN,
+    // From the environment only: a flag would show the credential to anyone running `ps`.
+    credential: process.env[CREDENTIAL_ENV],
     app: values.app ? parseHostPort(values.app, '--app') : undefined,
     inbound: values.inbound ? parseHostPort(values.inbound, '--inbound') : undefined,
     upstreams,

@@ -11,6 +11,7 @@ import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { checkMesh } from './check-mesh.js';
+import { checkIdentity, normalizeIdentity, type IdentityConfig } from './identity.js';
 import { checkPolicies, type PolicySource } from './check-policies.js';
 import { checkRoutes, type RouteSource } from './check-routes.js';
 import { normalizeProxyLimits, normalizeServices, type NormalizedProxyLimits, type NormalizedService } from './normalize.js';
@@ -49,6 +50,8 @@ export interface MeshConfig {
   policies: LoadedPolicy[];
   /** `spec.proxyLimits`; undefined: every proxy keeps its defaults. */
   proxyLimits?: NormalizedProxyLimits;
+  /** `spec.identity` with its defaults; the control plane's CA reads it at start. */
+  identity: IdentityConfig;
 }
 
 /** What loading found: the config when there is no problem, and every file read. */
@@ -156,6 +159,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const mesh = meshDocs.length === 1 ? meshes[0] : undefined;
   if (mesh) {
     problems.push(...checkMesh(mesh.doc, mesh.resource));
+    problems.push(...checkIdentity(mesh.doc, mesh.resource));
     problems.push(...checkRoutes(mesh.resource, routes, warnings));
     problems.push(...checkPolicies(mesh.resource, routes, policies));
   }
@@ -175,6 +179,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
       routes: routes.map((r) => ({ file: r.doc.file, resource: r.resource })),
       policies: policies.map((p) => ({ file: p.doc.file, resource: p.resource })),
       ...(mesh.resource.spec.proxyLimits ? { proxyLimits: normalizeProxyLimits(mesh.resource.spec.proxyLimits) } : {}),
+      identity: normalizeIdentity(mesh.resource, meshDir),
     },
   };
 }

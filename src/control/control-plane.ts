@@ -18,6 +18,11 @@ import { ConfigWatcher, type ConfigLoader } from './sources/config-watcher.js';
 import { createAdminHandler } from './admin/admin-api.js';
 import { WeightsApi } from './admin/weights-api.js';
 import { LastGoodConfig } from './sources/last-good-config.js';
+import { CertificateAuthority, type CertificateAuthorityOptions } from './ca/certificate-authority.js';
+import { IdentityService } from './ca/identity-service.js';
+import { ControlMetrics } from './control-metrics.js';
+import { mintCredential, newBootstrapSecret, type CredentialSubject } from '../security/bootstrap-credential.js';
+import { DEFAULT_TRUST_DOMAIN } from '../security/spiffe.js';
 
 export interface ControlPlaneOptions {
   /** Mesh and route files (or what `loadConfig` accepts). */
@@ -44,6 +49,14 @@ export interface ControlPlaneOptions {
   pushDebounceMs?: number;
   /** How long resumed proxies may wait for their instances after a start (see Distributor). */
   resumeWaitMs?: number;
+  /**
+   * The secret proxies' bootstrap credentials are minted from (the local runner makes one
+   * per run and mints each instance's). Absent: one is made in memory, and only
+   * {@link ControlPlane.credentialFor} can mint credentials for it.
+   */
+  bootstrapSecret?: string;
+  /** The CA's clock and rotation timing (tests); the trust domain and lifetime come from the mesh file. */
+  ca?: Pick<CertificateAuthorityOptions, 'now' | 'rootLifetimeMs' | 'issuerLifetimeMs' | 'propagationMs'>;
   /** Health checker tuning (tests). */
   health?: Pick<HealthCheckerOptions, 'probe' | 'timers' | 'schedule' | 'startupIntervalMs' | 'startupWindowMs'>;
 }
@@ -54,6 +67,10 @@ export interface ControlPlane {
   /** `http://host:port`, the `--control` URL for proxies and the CLI. */
   readonly url: string;
   readonly model: MeshModel;
+  readonly identity: IdentityService;
+  readonly metrics: ControlMetrics;
+  /** The bootstrap credential of one proxy (for tests and `trellis identity credential`). */
+  credentialFor(subject: CredentialSubject): string;
   /** Reloads the config files now (the watcher also does this on change). */
   reload(): Promise<void>;
   /** Stops checks, watchers and streams, and closes the server. */
@@ -111,21 +128,57 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     watcher.restore(saved, problems);
   }
 
+  // The CA reads the identity settings once, at start: a changed trust domain or CA
+  // means new certificates for every proxy, which a restart makes explicit.
+  const identityConfig = model.config.identity;
+  let ca: CertificateAuthority;
+  try {
+    ca = await CertificateAuthority.open({
+      trustDomain: identityConfig?.trustDomain ?? DEFAULT_TRUST_DOMAIN,
+      ...(identityConfig ? { certificateLifetimeMs: identityConfig.certificateLifetimeMs } : {}),
+      ...(identityConfig?.ca ? { files: identityConfig.ca } : {}),
+      ...(opts.stateDir !== undefined ? { dir: path.join(opts.stateDir, 'ca') } : {}),
+      log,
+      ...opts.ca,
+    });
+  } catch (err) {
+    watcher.close();
+    await lastGood?.flush();
+    throw err;
+  }
+  const metrics = new ControlMetrics();
+  const identity = new IdentityService({ ca, model, metrics, log, ...(opts.ca?.now ? { now: opts.ca.now } : {}) });
+  const bootstrapSecret = opts.bootstrapSecret ?? newBootstrapSecret();
+  const caExpiry = (): void => {
+    const v = ca.view();
+    const soonest = Math.min(Date.parse(v.issuer.notAfter), ...v.roots.map((r) => Date.parse(r.notAfter)));
+    metrics.caExpiry.set(Math.round((soonest - (opts.ca?.now ?? Date.now)()) / 1000));
+  };
+  caExpiry();
+  // Issuer renewal, root rotation and retirement happen on issue too; the timer covers a quiet mesh.
+  const caTimer = setInterval(() => {
+    ca.maintain().then(caExpiry, (err: unknown) => log(`control: ca: maintenance failed: ${err instanceof Error ? err.message : String(err)}`));
+  }, 10 * 60_000).unref();
+
   const checker = new HealthChecker({ model, log, ...opts.health });
   const distributor = new Distributor({
     model,
     log,
+    bootstrapSecret,
+    identity,
+    metrics,
     ...(opts.token ? { token: opts.token } : {}),
     ...(opts.pushDebounceMs !== undefined ? { debounceMs: opts.pushDebounceMs } : {}),
     ...(opts.resumeWaitMs !== undefined ? { resumeWaitMs: opts.resumeWaitMs } : {}),
   });
   const weights = new WeightsApi({ model, log, reload: () => watcher.reload() });
-  const server = http.createServer(createAdminHandler({ model, formatProblem, weights }));
+  const server = http.createServer(createAdminHandler({ model, formatProblem, weights, identity, metrics }));
   server.on('upgrade', (req, socket, head) => distributor.handleUpgrade(req, socket, head));
   server.on('clientError', (_err, socket) => socket.destroy());
   try {
     await listen(server, opts.admin);
   } catch (err) {
+    clearInterval(caTimer);
     watcher.close();
     await lastGood?.flush();
     throw err;
@@ -145,9 +198,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     address,
     url,
     model,
+    identity,
+    metrics,
+    credentialFor: (subject) => mintCredential(bootstrapSecret, subject),
     reload: () => watcher.reload(),
     close() {
       closing ??= new Promise<void>((resolve) => {
+        clearInterval(caTimer);
         watcher.close();
         checker.stop();
         distributor.stop();

@@ -5,11 +5,13 @@
 import { LineReader, writeMessage } from '../api/wire.js';
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import type { ControlMessage, ProxyInfo, ProxyMessage, Snapshot } from '../api/protocol.js';
+import type { ControlMessage, IssuedCertificate, ProxyInfo, ProxyMessage, Snapshot } from '../api/protocol.js';
 
 export interface ControlClientOptions {
   url: string;
   token?: string;
+  /** The instance's bootstrap credential, sent in the hello (and nowhere else). */
+  credential?: string;
   info: ProxyInfo;
   /** Applies a snapshot; throws with the reason to refuse it. */
   apply(snapshot: Snapshot): void;
@@ -17,6 +19,14 @@ export interface ControlClientOptions {
   onState?(connected: boolean, detail: string): void;
   /** A fatal answer from the control plane (e.g. unknown service). */
   onFatal?(code: string, message: string): void;
+  /** The CA's roots changed (a rotation). */
+  onTrustBundle?(trustBundle: string[]): void;
+}
+
+/** A certificate request the control plane has not answered yet. */
+interface PendingCsr {
+  resolve(certificate: IssuedCertificate): void;
+  reject(err: Error): void;
 }
 
 const BACKOFF_MIN_MS = 100;
@@ -37,6 +47,8 @@ export class ControlClient {
   #applied = false;
   /** The instance ids the applied snapshot routes to. */
   #endpoints: string[] = [];
+  #csrId = 0;
+  readonly #pending = new Map<number, PendingCsr>();
 
   constructor(o: ControlClientOptions) {
     this.#o = o;
@@ -50,6 +62,25 @@ export class ControlClient {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#socket?.destroy();
+    this.#failPending('the proxy is stopping');
+  }
+
+  /**
+   * Sends a CSR on the stream; resolves with the certificate, rejects with the control
+   * plane's reason, or at once when the stream is down (the renewer retries).
+   */
+  requestCertificate(csr: string): Promise<IssuedCertificate> {
+    if (this.#socket === undefined) return Promise.reject(new Error('not connected to the control plane'));
+    const id = ++this.#csrId;
+    return new Promise<IssuedCertificate>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#send({ type: 'csr', id, csr });
+    });
+  }
+
+  #failPending(reason: string): void {
+    for (const p of this.#pending.values()) p.reject(new Error(reason));
+    this.#pending.clear();
   }
 
   #connect(): void {
@@ -72,7 +103,8 @@ export class ControlClient {
     this.#attempt = 0;
     socket.setNoDelay(true);
     this.#o.onState?.(true, 'connected');
-    this.#send({ type: 'hello', proxy: this.#applied ? { ...this.#o.info, resumed: { endpoints: this.#endpoints } } : this.#o.info });
+    const proxy = this.#applied ? { ...this.#o.info, resumed: { endpoints: this.#endpoints } } : this.#o.info;
+    this.#send(this.#o.credential !== undefined ? { type: 'hello', proxy, credential: this.#o.credential } : { type: 'hello', proxy });
     // The stream's framing is the control plane's (src/api/wire.ts), with a bound of its
     // own: a message that never ends would hold memory without bound, so the stream is
     // dropped (and made again).
@@ -92,6 +124,7 @@ export class ControlClient {
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       if (this.#socket === socket) this.#socket = undefined;
+      this.#failPending('the control stream closed');
       this.#o.onState?.(false, 'disconnected');
       this.#retry('connection closed');
     });
@@ -119,6 +152,15 @@ export class ControlClient {
       }
     } else if (msg.type === 'error') {
       this.#o.onFatal?.(msg.code, msg.message);
+    } else if (msg.type === 'certificate' || msg.type === 'csr-refused') {
+      const pending = this.#pending.get(msg.id);
+      if (!pending) return;
+      this.#pending.delete(msg.id);
+      if (msg.type === 'certificate' && isIssuedCertificate(msg.certificate)) pending.resolve(msg.certificate);
+      else if (msg.type === 'certificate') pending.reject(new Error('the control plane sent a malformed certificate message'));
+      else pending.reject(new Error(`${msg.code}: ${msg.message}`));
+    } else if (msg.type === 'trust-bundle' && Array.isArray(msg.trustBundle)) {
+      this.#o.onTrustBundle?.(msg.trustBundle.filter((p): p is string => typeof p === 'string'));
     }
   }
 
@@ -142,4 +184,21 @@ function endpointIds(snapshot: Snapshot): string[] {
   const ids = new Set<string>();
   for (const u of Object.values(snapshot.upstreams)) for (const b of Object.values(u.backends)) for (const e of b.endpoints) ids.add(e.id);
   return [...ids].sort();
+}
+
+/** A certificate message's payload has the shape the proxy relies on (the TLS layer parses the PEM itself). */
+function isIssuedCertificate(v: unknown): v is IssuedCertificate {
+  if (typeof v !== 'object' || v === null) return false;
+  const c = v as Record<string, unknown>;
+  const pems = (a: unknown): boolean => Array.isArray(a) && a.length > 0 && a.every((p) => typeof p === 'string');
+  return (
+    typeof c.spiffeId === 'string' &&
+    typeof c.serial === 'string' &&
+    pems(c.chain) &&
+    pems(c.trustBundle) &&
+    typeof c.notBefore === 'string' &&
+    typeof c.notAfter === 'string' &&
+    Number.isFinite(Date.parse(c.notBefore)) &&
+    Number.isFinite(Date.parse(c.notAfter))
+  );
 }

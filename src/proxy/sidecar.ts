@@ -12,6 +12,8 @@ import { detectProtocol, serveHttp, type H2Server } from './listeners/detect.js'
 import type { H2SessionPool } from './h2/forwarder.js';
 import type { Http2Server } from 'node:http2';
 import { sourceHeaderIdentity } from './identity.js';
+import { WorkloadIdentity } from './tls/workload-identity.js';
+import { CertificateRenewer, type RenewalClock } from './tls/certificate-renewer.js';
 import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS } from './http1/pool.js';
 import { RetryBudget } from './resilience/retry-budget.js';
 import { compileUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './routing/router.js';
@@ -42,6 +44,10 @@ export interface SidecarOptions {
   kind: 'sidecar' | 'gateway';
   control: string;
   token?: string;
+  /** The instance's bootstrap credential (`$TRELLIS_CREDENTIAL`): without the right one the control plane refuses the proxy. */
+  credential?: string;
+  /** The certificate renewer's clock (tests). */
+  identityClock?: RenewalClock;
   app?: HostPort;
   inbound?: HostPort;
   upstreams: { service: string; listen: HostPort }[];
@@ -98,6 +104,9 @@ export class Sidecar {
   readonly #sockets = new Set<net.Socket>();
   #admin: http.Server | undefined;
   #control: ControlClient | undefined;
+  /** This proxy's key, certificate and trust bundle: what the TLS listeners and connectors take (tls/workload-identity.ts). */
+  readonly identity = new WorkloadIdentity();
+  #renewer: CertificateRenewer | undefined;
   #snapshot: Snapshot | null = null;
   #upstreams: Map<string, CompiledUpstream> | null = null;
   /** The instances of the snapshot's services by the addresses they listen at (`host:port`: sidecar inbound, app). */
@@ -131,6 +140,10 @@ export class Sidecar {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });
     this.metrics.watchBalancing(this.balancing);
+    this.metrics.watchCertificate(
+      () => this.identity.notAfter,
+      () => (o.identityClock ?? Date).now(),
+    );
   }
 
   get snapshot(): Snapshot | null {
@@ -281,13 +294,19 @@ export class Sidecar {
       pid: process.pid,
       upstreams: Object.entries(this.addresses.upstreams).map(([service, listen]) => ({ service, listen })),
     };
-    this.#control = new ControlClient({
+    const control = new ControlClient({
       url: o.control,
       token: o.token,
+      ...(o.credential !== undefined ? { credential: o.credential } : {}),
       info,
       apply: (s) => this.apply(s),
+      onTrustBundle: (bundle) => {
+        this.identity.setTrustBundle(bundle);
+        o.log(`proxy ${o.id}: the trust bundle changed (${bundle.length} root(s))`);
+      },
       onState: (connected, detail) => {
         this.metrics.controlConnected.set(connected ? 1 : 0);
+        if (connected) this.#renewer?.nudge();
         if (detail !== this.#controlState) o.log(`proxy ${o.id}: control plane ${detail}`);
         this.#controlState = detail;
       },
@@ -295,7 +314,14 @@ export class Sidecar {
         o.log(`proxy ${o.id}: the control plane refused this proxy: ${code}: ${message}`);
       },
     });
-    this.#control.start();
+    this.#control = control;
+    this.#renewer = new CertificateRenewer({
+      identity: this.identity,
+      request: (csr) => control.requestCertificate(csr),
+      ...(o.identityClock ? { clock: o.identityClock } : {}),
+      log: (line) => o.log(`proxy ${o.id}: ${line}`),
+    });
+    control.start();
   }
 
   /** Applies a snapshot; throws (→ NACK) when it cannot be used, leaving the current one. */
@@ -498,13 +524,19 @@ export class Sidecar {
       // Endpoint load and health and circuit breakers, for `trellis status`.
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ id: this.#o.id, endpoints: this.balancing.view(), breakers: this.balancing.breakers() }, null, 2));
+    } else if (path === '/identity') {
+      // The certificate and roots are public; the key never leaves WorkloadIdentity but for a TLS context.
+      const view = this.identity.view();
+      res.statusCode = view ? 200 : 503;
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(view ? { id: this.#o.id, ...view } : { id: this.#o.id, status: 'waiting for a certificate from the control plane' }, null, 2));
     } else if (path === '/config') {
       res.setHeader('content-type', 'application/json');
       res.end(
         JSON.stringify({ id: this.#o.id, service: this.#o.service, control: this.#controlState, addresses: this.addresses, snapshot: this.#snapshot }, null, 2),
       );
     } else {
-      const err = new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `no admin endpoint ${path}; try /metrics, /ready, /config or /balancing` });
+      const err = new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `no admin endpoint ${path}; try /metrics, /ready, /config, /identity or /balancing` });
       res.statusCode = err.status;
       res.setHeader('content-type', 'application/json');
       res.setHeader('trellis-error', err.token);
@@ -513,6 +545,7 @@ export class Sidecar {
   }
 
   async close(): Promise<void> {
+    this.#renewer?.stop();
     this.#control?.stop();
     for (const s of this.#servers) s.close();
     for (const s of this.#sockets) s.destroy();

@@ -3,7 +3,6 @@
 // services), waits for each sidecar's first snapshot, starts the apps, and waits for
 // them to be healthy. Every process is supervised: a crash is restarted with backoff
 // (and shows unhealthy meanwhile); stop() ends all of them, apps first.
-import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
@@ -15,6 +14,7 @@ import { TrellisError } from '../errors.js';
 import { PortAllocator } from './ports.js';
 import { Supervised, type ProcessSpec } from './supervisor.js';
 import { PROXY_NODE_FLAGS } from '../proxy/node-flags.js';
+import { BOOTSTRAP_SECRET_ENV, CREDENTIAL_ENV, mintCredential, newBootstrapSecret, type CredentialSubject } from '../security/bootstrap-credential.js';
 
 const TRELLIS_BIN = fileURLToPath(new URL('../../../bin/trellis.js', import.meta.url));
 const LOOPBACK = '127.0.0.1';
@@ -99,15 +99,21 @@ export class LocalMesh {
 
     const state: MeshState = { meshFile: config.meshFile, control: controlUrl, stateDir, logDir, instances, publicUrls, skipped };
     this.state = state;
-    // Proxies join with a token made for this run, passed in the environment (not on command lines, which `ps` shows).
-    const meshEnv = { ...process.env, TRELLIS_TOKEN: randomBytes(18).toString('base64url') };
+    // A bootstrap secret made for this run goes to the control plane alone; each proxy gets
+    // only its own instance's credential minted from it (src/security/bootstrap-credential.ts),
+    // both in the environment (not on command lines, which `ps` shows). A process that reads
+    // one sidecar's environment can act as that one instance, no other.
+    const bootstrapSecret = newBootstrapSecret();
+    const baseEnv = withoutSecrets(process.env);
+    const controlEnv = { ...baseEnv, [BOOTSTRAP_SECRET_ENV]: bootstrapSecret };
+    const proxyEnv = (subject: CredentialSubject): NodeJS.ProcessEnv => ({ ...baseEnv, [CREDENTIAL_ENV]: mintCredential(bootstrapSecret, subject) });
 
     // 1. The control plane, as its own process: it can die and restart without taking the mesh down.
     this.#control = this.#supervise({
       name: 'control',
       command: [process.execPath, TRELLIS_BIN, 'control', '--config', config.meshFile, '--admin', `${admin.host}:${admin.port}`, '--state-dir', stateDir],
       cwd: process.cwd(),
-      env: meshEnv,
+      env: controlEnv,
       logFile: join(logDir, 'control.log'),
     });
     await waitFor(`${controlUrl}/healthz`, 20_000, 'the control plane');
@@ -143,7 +149,13 @@ export class LocalMesh {
     ];
     for (const i of instances) {
       this.#proxies.push(
-        this.#supervise({ name: `${i.id} sidecar`, command: proxyArgs(i), cwd: process.cwd(), env: meshEnv, logFile: join(logDir, `${i.id}.sidecar.log`) }),
+        this.#supervise({
+          name: `${i.id} sidecar`,
+          command: proxyArgs(i),
+          cwd: process.cwd(),
+          env: proxyEnv({ kind: 'sidecar', service: i.service, id: i.id }),
+          logFile: join(logDir, `${i.id}.sidecar.log`),
+        }),
       );
     }
     const ready = instances.map((i) => waitFor(`http://${i.admin.host}:${i.admin.port}/ready`, 20_000, `the sidecar of ${i.id}`));
@@ -172,7 +184,7 @@ export class LocalMesh {
           ...Object.entries(publicPorts).flatMap(([svc, port]) => ['--upstream', `${svc}=${LOOPBACK}:${port}`]),
         ],
         cwd: process.cwd(),
-        env: meshEnv,
+        env: proxyEnv({ kind: 'gateway', service: INGRESS_NAME, id: INGRESS_NAME }),
         logFile: join(logDir, `${INGRESS_NAME}.log`),
       });
       this.#proxies.push(ingress);
@@ -187,7 +199,7 @@ export class LocalMesh {
     // 3. The apps.
     for (const i of instances) {
       if (!i.command) continue;
-      const app = this.#supervise({ name: i.id, command: i.command, cwd: i.cwd, env: { ...process.env, ...i.env }, logFile: join(logDir, `${i.id}.log`) });
+      const app = this.#supervise({ name: i.id, command: i.command, cwd: i.cwd, env: { ...baseEnv, ...i.env }, logFile: join(logDir, `${i.id}.log`) });
       this.#apps.push(app);
       (i as MeshState['instances'][number]).appPid = app.pid;
     }
@@ -374,6 +386,12 @@ export function accessLogFlags(spec: AccessLogSpec | undefined): string[] {
     ...(spec.maxFileBytes !== undefined ? ['--access-log-max-bytes', String(spec.maxFileBytes)] : []),
     ...(spec.maxFiles !== undefined ? ['--access-log-max-files', String(spec.maxFiles)] : []),
   ];
+}
+
+/** The runner's environment without any bootstrap secret or credential it may itself have been given. */
+function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { [BOOTSTRAP_SECRET_ENV]: _secret, [CREDENTIAL_ENV]: _credential, TRELLIS_TOKEN: _token, ...rest } = env;
+  return rest;
 }
 
 /** `postgres-main` → `POSTGRES_MAIN`. */

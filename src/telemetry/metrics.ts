@@ -380,6 +380,23 @@ export class ProxyMetrics {
   }
 
   /** Adds `trellis_access_log_dropped_lines_total`: lines the access log could not write (access-log.ts), read at scrape time. */
+  /**
+   * `trellis_proxy_certificate_expiry_seconds`: seconds until the proxy's workload
+   * certificate expires (negative once it has), read at each scrape; absent before the first.
+   */
+  watchCertificate(notAfter: () => number | undefined, now: () => number): void {
+    new client.Gauge({
+      name: 'trellis_proxy_certificate_expiry_seconds',
+      help: "Seconds until this proxy's workload certificate expires (renewed at about two thirds of its life); absent before the first certificate.",
+      registers: [this.registry],
+      collect(this: Gauge) {
+        this.reset();
+        const at = notAfter();
+        if (at !== undefined) this.set(Math.round((at - now()) / 1000));
+      },
+    });
+  }
+
   watchAccessLog(log: { readonly dropped: number }): void {
     new client.Counter({
       name: 'trellis_access_log_dropped_lines_total',

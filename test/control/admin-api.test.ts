@@ -7,7 +7,7 @@ import type { ConfigView, ServiceView } from '../../src/api/admin.js';
 import { renderStatus, run as status } from '../../src/cli/status.js';
 import type { ProxyView } from '../../src/api/admin.js';
 import { TrellisError } from '../../src/errors.js';
-import { connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 
 let plane: ControlPlane;
@@ -21,7 +21,7 @@ before(async () => {
   await files.write('routes.yaml', routesYaml('backend'));
   app = http.createServer((_req, res) => res.end('ok'));
   await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
-  plane = await startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} });
+  plane = await startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET, configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} });
   back = await connect(plane.address);
   back.send({ type: 'hello', proxy: sidecar('backend-v1-0', 'backend', 'v1', { app: { host: '127.0.0.1', port: (app.address() as AddressInfo).port } }) });
   const snap = await back.snapshot();

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import { ERRORS, TrellisError, type ErrorCode } from '../../src/errors.js';
 import { applyWeights } from '../../src/cli/weights-client.js';
-import { MESH_YAML, tempDir } from './helpers.js';
+import { MESH_YAML, tempDir, TEST_BOOTSTRAP_SECRET } from './helpers.js';
 
 const ROUTES = `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -36,8 +36,14 @@ before(async () => {
   files = await tempDir();
   const mesh = await files.write('mesh.yaml', MESH_YAML);
   await files.write('routes.yaml', ROUTES);
-  plane = await startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} });
-  guarded = await startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, token: 's3cret', log: () => {} });
+  plane = await startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET, configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} });
+  guarded = await startControlPlane({
+    bootstrapSecret: TEST_BOOTSTRAP_SECRET,
+    configPaths: [mesh],
+    admin: { host: '127.0.0.1', port: 0 },
+    token: 's3cret',
+    log: () => {},
+  });
 });
 
 after(async () => {

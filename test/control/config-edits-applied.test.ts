@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { loadConfig } from '../../src/config/load.js';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import type { ConfigLoader } from '../../src/control/sources/config-watcher.js';
-import { MESH_YAML, routesYaml, tempDir } from './helpers.js';
+import { MESH_YAML, routesYaml, tempDir, TEST_BOOTSTRAP_SECRET } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -32,6 +32,7 @@ function busy(ms: number): void {
 
 async function plane(dir: string, load: ConfigLoader, opts: { pollMs?: number; debounceMs?: number } = {}): Promise<ControlPlane> {
   const p = await startControlPlane({
+    bootstrapSecret: TEST_BOOTSTRAP_SECRET,
     configPaths: [path.join(dir, 'mesh.yaml')],
     admin: { host: '127.0.0.1', port: 0 },
     log: () => {},

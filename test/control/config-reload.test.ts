@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import type { ConfigView } from '../../src/api/admin.js';
 import { TrellisError } from '../../src/errors.js';
-import { brokenRoutesYaml, connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { brokenRoutesYaml, connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 
 let plane: ControlPlane;
@@ -19,6 +19,7 @@ before(async () => {
   const mesh = await files.write('mesh.yaml', MESH_YAML);
   routesFile = await files.write('routes.yaml', routesYaml('backend-v1'));
   plane = await startControlPlane({
+    bootstrapSecret: TEST_BOOTSTRAP_SECRET,
     configPaths: [mesh],
     admin: { host: '127.0.0.1', port: 0 },
     log: (l) => logs.push(l),
@@ -109,14 +110,17 @@ test('a config with problems at start-up is refused with every problem listed', 
   try {
     const mesh = await dir.write('mesh.yaml', MESH_YAML);
     await dir.write('routes.yaml', brokenRoutesYaml('nope'));
-    await assert.rejects(startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} }), (err: unknown) => {
-      assert.ok(err instanceof TrellisError);
-      assert.equal(err.code, 'TRELLIS_E_CONFIG_INVALID');
-      const problems = err.params.problems as { message: string }[];
-      assert.equal(problems.length, 1);
-      assert.match(problems[0]!.message, /"nope"/);
-      return true;
-    });
+    await assert.rejects(
+      startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET, configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} }),
+      (err: unknown) => {
+        assert.ok(err instanceof TrellisError);
+        assert.equal(err.code, 'TRELLIS_E_CONFIG_INVALID');
+        const problems = err.params.problems as { message: string }[];
+        assert.equal(problems.length, 1);
+        assert.match(problems[0]!.message, /"nope"/);
+        return true;
+      },
+    );
   } finally {
     await dir.remove();
   }

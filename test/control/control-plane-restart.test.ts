@@ -13,7 +13,7 @@ import type { ConfigView } from '../../src/api/admin.js';
 import type { CheckResult } from '../../src/control/sources/health-checker.js';
 import { TrellisError } from '../../src/errors.js';
 import { TRELLIS } from '../helpers/mesh-run.js';
-import { brokenRoutesYaml, connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { brokenRoutesYaml, connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -27,6 +27,7 @@ async function plane(resumeWaitMs: number, logs: string[]): Promise<ControlPlane
   await files.write('routes.yaml', routesYaml('backend-v1'));
   // Checks never finish: every instance's health stays unknown for the whole test.
   const p = await startControlPlane({
+    bootstrapSecret: TEST_BOOTSTRAP_SECRET,
     configPaths: [mesh],
     admin: { host: '127.0.0.1', port: 0 },
     log: (l) => logs.push(l),
@@ -93,6 +94,7 @@ test('a restart with files that do not load serves the last good config, reports
   const routesFile = await files.write('routes.yaml', routesYaml('backend-v2'));
   const start = (logs: string[]): Promise<ControlPlane> =>
     startControlPlane({
+      bootstrapSecret: TEST_BOOTSTRAP_SECRET,
       configPaths: [mesh],
       admin: { host: '127.0.0.1', port: 0 },
       stateDir,
@@ -159,11 +161,18 @@ test('the last good config is kept 0600, and a first start with files that do no
   const mesh = await files.write('mesh.yaml', MESH_YAML);
   await files.write('routes.yaml', brokenRoutesYaml('nope'));
   await assert.rejects(
-    startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, stateDir, log: () => {} }),
+    startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET, configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, stateDir, log: () => {} }),
     (err: unknown) => err instanceof TrellisError && err.code === 'TRELLIS_E_CONFIG_INVALID',
   );
   await files.write('routes.yaml', routesYaml('backend-v1'));
-  const p = await startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, stateDir, log: () => {}, health: { schedule: false } });
+  const p = await startControlPlane({
+    bootstrapSecret: TEST_BOOTSTRAP_SECRET,
+    configPaths: [mesh],
+    admin: { host: '127.0.0.1', port: 0 },
+    stateDir,
+    log: () => {},
+    health: { schedule: false },
+  });
   await p.close();
   const saved = await stat(`${stateDir}/control/last-good-config.json`);
   assert.equal(saved.mode & 0o777, 0o600);

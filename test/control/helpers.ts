@@ -1,6 +1,7 @@
 // Shared pieces of the control-plane tests: a fake proxy that speaks the stream
 // protocol, config fixtures written to a temp folder, and small config builders.
 import http from 'node:http';
+import { mintCredential } from '../../src/security/bootstrap-credential.js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,6 +10,9 @@ import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from '../../sr
 import type { ControlConfig, HTTPRouteConfig, ServiceConfig } from '../../src/control/sources/mesh-config.js';
 
 /** A proxy's side of the stream, driven by the test. */
+/** The bootstrap secret the control planes of the tests run with (`bootstrapSecret`). */
+export const TEST_BOOTSTRAP_SECRET = 'test-bootstrap-secret';
+
 export class FakeProxy {
   readonly socket: Duplex;
   readonly #buffer: ControlMessage[] = [];
@@ -36,7 +40,21 @@ export class FakeProxy {
     }
   }
 
+  /**
+   * Sends a message; a hello without a credential gets the one minted for its proxy from
+   * {@link TEST_BOOTSTRAP_SECRET} (the control planes of these tests run with it). `sendAsIs` sends as given.
+   */
   send(msg: ProxyMessage | Record<string, unknown>): void {
+    const m = msg as { type?: unknown; proxy?: ProxyInfo; credential?: unknown };
+    if (m.type === 'hello' && m.credential === undefined && m.proxy) {
+      const { kind, service, id } = m.proxy;
+      return this.sendAsIs({ ...msg, credential: mintCredential(TEST_BOOTSTRAP_SECRET, { kind, service, id }) });
+    }
+    this.sendAsIs(msg);
+  }
+
+  /** Sends a message as given (a hello without its credential stays without). */
+  sendAsIs(msg: ProxyMessage | Record<string, unknown>): void {
     this.socket.write(`${JSON.stringify(msg)}\n`);
   }
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import type { ProxyView } from '../../src/api/admin.js';
 import type { CheckResult } from '../../src/control/sources/health-checker.js';
-import { connect, gateway, getJson, MESH_YAML, openStream, routesYaml, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { connect, gateway, getJson, MESH_YAML, openStream, routesYaml, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 
 let plane: ControlPlane;
@@ -18,6 +18,7 @@ before(async () => {
   const mesh = await files.write('mesh.yaml', MESH_YAML);
   await files.write('routes.yaml', routesYaml('backend-v1'));
   plane = await startControlPlane({
+    bootstrapSecret: TEST_BOOTSTRAP_SECRET,
     configPaths: [mesh],
     admin: { host: '127.0.0.1', port: 0 },
     log: (l) => logs.push(l),
@@ -245,7 +246,13 @@ test('with a join token, a proxy without the right bearer token is refused with 
   const dir = await tempDir();
   const mesh = await dir.write('mesh.yaml', MESH_YAML);
   await dir.write('routes.yaml', routesYaml('backend'));
-  const guarded = await startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, token: 's3cret', log: () => {} });
+  const guarded = await startControlPlane({
+    bootstrapSecret: TEST_BOOTSTRAP_SECRET,
+    configPaths: [mesh],
+    admin: { host: '127.0.0.1', port: 0 },
+    token: 's3cret',
+    log: () => {},
+  });
   try {
     assert.equal(await openStream(guarded.address), 401);
     assert.equal(await openStream(guarded.address, { authorization: 'Bearer wrong' }), 401);

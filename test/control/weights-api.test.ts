@@ -7,7 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import type { WeightsChange, WeightsView } from '../../src/api/admin.js';
-import { connect, getJson, listeners, MESH_YAML, sidecar, tempDir, type FakeProxy } from './helpers.js';
+import { connect, getJson, listeners, MESH_YAML, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 
 const ROUTES = `# the split of the backend
@@ -52,7 +52,7 @@ before(async () => {
   files = await tempDir();
   const mesh = await files.write('mesh.yaml', MESH_YAML);
   await files.write('routes.yaml', ROUTES);
-  plane = await startControlPlane({ configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} });
+  plane = await startControlPlane({ bootstrapSecret: TEST_BOOTSTRAP_SECRET, configPaths: [mesh], admin: { host: '127.0.0.1', port: 0 }, log: () => {} });
   front = await connect(plane.address);
   autoAck(front);
   front.send({ type: 'hello', proxy: sidecar('frontend-0', 'frontend', 'default', { upstreams: listeners('backend') }) });

@@ -2,6 +2,7 @@
 // health checks and upstreams, and the limits and access logs of its proxies.
 import { Type, type Static } from '@sinclair/typebox';
 import { DnsLabel, duration, httpPath, Metadata, Port, strict, StringMap, TRELLIS_API_VERSION } from './common.js';
+import { Identity } from './identity.js';
 
 /**
  * Defaults of the Mesh kind. The schema annotates them (`default`) for editors and
@@ -185,6 +186,7 @@ export const MeshSchema = Type.Object(
         services: Type.Array(MeshService),
         proxyLimits: Type.Optional(ProxyLimits),
         accessLog: Type.Optional(AccessLog),
+        identity: Type.Optional(Identity),
       },
       strict,
     ),

@@ -1,6 +1,8 @@
 // The control plane's JSON API: what the model holds, shaped for people and for
 // `trellis status`. Every view is a plain function of the model; the request handler
 // only picks the view by path. The one write is a service's weights (weights-api.ts).
+import type { IdentityService } from '../ca/identity-service.js';
+import type { ControlMetrics } from '../control-metrics.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorBody, TrellisError } from '../../errors.js';
 import type { ConfigProblem, HealthState, Instance, MeshModel, ProxyState } from '../model.js';
@@ -109,6 +111,10 @@ export interface AdminApiOptions {
   formatProblem: (p: ConfigProblem) => string;
   /** Serves /v1/services/<name>/weights; without it that path is a 404. */
   weights?: WeightsApi;
+  /** Serves /v1/identity (the CA and every proxy's certificate) and /v1/identity/<proxyId>. */
+  identity?: IdentityService;
+  /** Serves /metrics. */
+  metrics?: ControlMetrics;
 }
 
 const ENDPOINTS = [
@@ -119,6 +125,9 @@ const ENDPOINTS = [
   '/v1/proxies',
   '/v1/config',
   '/v1/snapshots/<proxyId>',
+  '/v1/identity',
+  '/v1/identity/<proxyId>',
+  '/metrics',
   '/v1/stream (Upgrade: trellis-stream)',
 ];
 
@@ -203,6 +212,25 @@ export function createAdminHandler(opts: AdminApiOptions): (req: IncomingMessage
       const snapshot = model.proxy(id)?.lastSnapshot;
       if (!snapshot) return notFound(res, `no snapshot was sent to a proxy with id "${id}"; see /v1/proxies`);
       return send(res, 200, snapshot);
+    }
+    if (path === '/metrics' && opts.metrics) {
+      const m = opts.metrics;
+      m.text().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': m.contentType });
+          res.end(text);
+        },
+        (err: unknown) => sendError(res, new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `metrics unavailable: ${String(err)}` })),
+      );
+      return;
+    }
+    // Certificates and roots are public; no key is ever held where these views are made.
+    if (path === '/v1/identity' && opts.identity) return send(res, 200, { ca: opts.identity.ca.view(), certificates: opts.identity.allIssued() });
+    if (path.startsWith('/v1/identity/') && opts.identity) {
+      const id = safeDecode(path.slice('/v1/identity/'.length));
+      const issued = opts.identity.issued(id);
+      if (!issued) return notFound(res, `no certificate was issued to a proxy with id "${id}"; see /v1/identity`);
+      return send(res, 200, issued);
     }
     if (path === '/v1/stream') {
       return sendError(res, new TrellisError('TRELLIS_E_UPGRADE_REQUIRED', { protocol: 'trellis-stream' }));

@@ -11,6 +11,9 @@ import type { MeshModel } from '../model.js';
 import { compileSnapshot, type RoutableInstance } from '../compile/compiler.js';
 import { SnapshotVersions } from './snapshot-versions.js';
 import { LineReader, parseProxyMessage, writeMessage } from '../../api/wire.js';
+import { verifyCredential } from '../../security/bootstrap-credential.js';
+import type { ControlMetrics } from '../control-metrics.js';
+import type { IdentityService } from '../ca/identity-service.js';
 
 export const STREAM_PATH = '/v1/stream';
 export const STREAM_UPGRADE = 'trellis-stream';
@@ -19,6 +22,15 @@ export interface DistributorOptions {
   model: MeshModel;
   /** When set, proxies must send `Authorization: Bearer <token>`. */
   token?: string;
+  /**
+   * When set, a hello must carry the proxy's bootstrap credential, minted from this
+   * secret for its kind, service and id (src/security/bootstrap-credential.ts); a hello
+   * without it is refused before it touches the model.
+   */
+  bootstrapSecret?: string;
+  /** Signs proxies' CSRs; absent: a CSR is answered `csr-refused`. */
+  identity?: IdentityService;
+  metrics?: ControlMetrics;
   log?: (line: string) => void;
   /** How long to gather model changes before recompiling (bursts become one push). */
   debounceMs?: number;
@@ -33,6 +45,8 @@ interface Connection {
   readonly socket: Duplex;
   readonly reader: LineReader;
   proxy?: ProxyInfo;
+  /** A CSR of this stream is being signed. */
+  certifying?: boolean;
 }
 
 /** The instances of the model as the compiler sees them (with their health status). */
@@ -63,6 +77,9 @@ function rejectUpgrade(socket: Duplex, err: TrellisError): void {
 export class Distributor {
   readonly #model: MeshModel;
   readonly #token?: Buffer;
+  readonly #bootstrapSecret?: string;
+  readonly #identity?: IdentityService;
+  readonly #metrics?: ControlMetrics;
   readonly #log: (line: string) => void;
   readonly #debounceMs: number;
   readonly #versions = new SnapshotVersions();
@@ -84,13 +101,25 @@ export class Distributor {
   constructor(opts: DistributorOptions) {
     this.#model = opts.model;
     this.#token = opts.token ? digest(opts.token) : undefined;
+    this.#bootstrapSecret = opts.bootstrapSecret;
+    this.#identity = opts.identity;
+    this.#metrics = opts.metrics;
     this.#log = opts.log ?? (() => {});
     this.#debounceMs = opts.debounceMs ?? 20;
     this.#resumeUntil = Date.now() + (opts.resumeWaitMs ?? 10_000);
   }
 
   start(): void {
-    this.#unsubscribe = this.#model.on('change', () => this.#schedule());
+    const unsubscribe = this.#model.on('change', () => this.#schedule());
+    const ca = this.#identity?.ca;
+    const onBundle = (trustBundle: string[]): void => {
+      for (const conn of this.#byProxy.values()) writeMessage(conn.socket, { type: 'trust-bundle', trustBundle });
+    };
+    ca?.on('bundle', onBundle);
+    this.#unsubscribe = () => {
+      unsubscribe();
+      ca?.off('bundle', onBundle);
+    };
   }
 
   /** Closes every stream; proxies keep their last snapshot and reconnect later. */
@@ -164,15 +193,63 @@ export class Distributor {
     if (msg.type === 'ping') return writeMessage(conn.socket, { type: 'pong' });
     if (msg.type === 'hello') {
       if (conn.proxy) return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', 'hello sent twice on one stream');
+      if (!this.#credentialValid(conn, msg.proxy, msg.credential)) return;
       return this.#onHello(conn, msg.proxy);
     }
     if (!conn.proxy) return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', `${msg.type} before hello`);
     const id = conn.proxy.id;
+    if (msg.type === 'csr') {
+      const proxy = conn.proxy;
+      // certify() answers every failure itself; anything still thrown is a bug, logged, and the stream stays.
+      this.#onCsr(conn, proxy, msg.id, msg.csr).catch((err: unknown) =>
+        this.#log(`control: ca: CSR of ${proxy.id} failed: ${err instanceof Error ? err.message : String(err)}`),
+      );
+      return;
+    }
     if (msg.type === 'ack') {
       this.#model.recordAck(id, msg.version);
     } else {
       this.#model.recordNack(id, msg.version, msg.error);
       this.#log(`control: proxy ${id} rejected snapshot v${msg.version}: ${msg.error}`);
+    }
+  }
+
+  /**
+   * Checks a hello's bootstrap credential (when the control plane requires them); a
+   * refusal answers an error, closes the stream, counts and logs, naming the instance
+   * the proxy claimed and never the credential. It runs before the hello touches the
+   * model, so a wrong credential for a live instance's id leaves that instance's stream alone.
+   */
+  #credentialValid(conn: Connection, proxy: ProxyInfo, credential: string | undefined): boolean {
+    const secret = this.#bootstrapSecret;
+    if (secret === undefined) return true;
+    const subject = { kind: proxy.kind, service: proxy.service, id: proxy.id };
+    if (credential !== undefined && verifyCredential(secret, subject, credential)) return true;
+    const reason = credential === undefined ? 'missing' : 'wrong';
+    const why = credential === undefined ? 'the hello carries no bootstrap credential' : 'its bootstrap credential is not the one of this instance';
+    this.#metrics?.helloRefused(reason);
+    const from = (conn.socket as Duplex & { remoteAddress?: string }).remoteAddress ?? '?';
+    this.#log(`control: refused ${proxy.kind} ${proxy.id} (service ${proxy.service}) from ${from}: ${why}`);
+    const err = new TrellisError('TRELLIS_E_CREDENTIAL_REFUSED', { kind: proxy.kind, id: proxy.id, service: proxy.service, reason: why });
+    this.#fail(conn, err.code, err.message);
+    return false;
+  }
+
+  async #onCsr(conn: Connection, proxy: ProxyInfo, id: number, csr: string): Promise<void> {
+    const identity = this.#identity;
+    if (!identity) {
+      const e = new TrellisError('TRELLIS_E_CA_UNAVAILABLE', { reason: 'this control plane runs without a CA' });
+      return writeMessage(conn.socket, { type: 'csr-refused', id, code: e.code, message: e.message });
+    }
+    // One at a time per stream: signing costs the control plane CPU, and a proxy never
+    // needs two certificates at once.
+    if (conn.certifying) return writeMessage(conn.socket, identity.busy(proxy, id));
+    conn.certifying = true;
+    try {
+      const answer = await identity.certify(proxy, id, csr);
+      if (conn.proxy === proxy) writeMessage(conn.socket, answer);
+    } finally {
+      conn.certifying = false;
     }
   }
 

@@ -2,6 +2,7 @@
 // `MeshConfig` from src/config/ is structurally assignable to `ControlConfig`; the
 // control plane depends on these few fields only, so its compiler and tests can be fed
 // plain objects.
+import type { IdentityConfig } from '../../config/identity.js';
 import type { BalancerType, Protocol, ProxyLimitsSnapshot, RedirectStatus } from '../../api/protocol.js';
 
 /** Active health check settings of one service (durations already in milliseconds). */
@@ -209,6 +210,8 @@ export interface ControlConfig {
   readonly policies?: readonly { readonly file: string; readonly resource: PolicyConfig }[];
   /** The Mesh's `spec.proxyLimits` (milliseconds and bytes); absent: proxy defaults. */
   readonly proxyLimits?: ProxyLimitsSnapshot;
+  /** The Mesh's `spec.identity` with defaults; absent (a config from before it): the defaults. The CA reads it at start. */
+  readonly identity?: IdentityConfig;
 }
 
 /** Health settings used for instances whose service is not (or no longer) in the config. */

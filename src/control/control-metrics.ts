@@ -1,0 +1,69 @@
+// The control plane's own metrics (its admin server's /metrics): who was refused at
+// the stream's door, and what the CA signed or refused. Labels are fixed words chosen
+// here, never values a proxy sent.
+import { createRequire } from 'node:module';
+import type * as PromClient from 'prom-client';
+
+const requireCjs = createRequire(import.meta.url);
+const client = {
+  Registry: requireCjs('prom-client/lib/registry') as typeof PromClient.Registry,
+  Counter: requireCjs('prom-client/lib/counter') as typeof PromClient.Counter,
+  Gauge: requireCjs('prom-client/lib/gauge') as typeof PromClient.Gauge,
+};
+
+/** Why a hello was refused for its credential. */
+export type CredentialRefusal = 'missing' | 'wrong';
+/** Why a CSR was not signed. */
+export type CsrRefusal = 'invalid' | 'ca-unavailable' | 'busy';
+
+export class ControlMetrics {
+  readonly #registry = new client.Registry();
+  readonly #helloRefused = new client.Counter({
+    name: 'trellis_control_hello_refused_total',
+    help: 'Proxies refused at hello for their bootstrap credential: reason="missing" or "wrong" (not the one of the instance they named).',
+    labelNames: ['reason'],
+    registers: [this.#registry],
+  });
+  readonly #issued = new client.Counter({
+    name: 'trellis_control_certificates_issued_total',
+    help: 'Workload certificates the CA signed.',
+    registers: [this.#registry],
+  });
+  readonly #csrRefused = new client.Counter({
+    name: 'trellis_control_csr_refused_total',
+    help: 'Certificate signing requests not signed: reason="invalid" (malformed, oversize, bad signature, asks for a name), "ca-unavailable" or "busy" (one already in progress on the stream).',
+    labelNames: ['reason'],
+    registers: [this.#registry],
+  });
+  /** Seconds until the earliest of the CA's issuer and roots expires (set by the control plane). */
+  readonly caExpiry = new client.Gauge({
+    name: 'trellis_control_ca_expiry_seconds',
+    help: "Seconds until the CA's issuer or a trust-bundle root expires, whichever is first.",
+    registers: [this.#registry],
+  });
+
+  constructor() {
+    for (const reason of ['missing', 'wrong']) this.#helloRefused.inc({ reason }, 0);
+    for (const reason of ['invalid', 'ca-unavailable', 'busy']) this.#csrRefused.inc({ reason }, 0);
+  }
+
+  helloRefused(reason: CredentialRefusal): void {
+    this.#helloRefused.inc({ reason });
+  }
+
+  issued(): void {
+    this.#issued.inc();
+  }
+
+  csrRefused(reason: CsrRefusal): void {
+    this.#csrRefused.inc({ reason });
+  }
+
+  get contentType(): string {
+    return this.#registry.contentType;
+  }
+
+  text(): Promise<string> {
+    return this.#registry.metrics();
+  }
+}
