@@ -95,6 +95,8 @@ export class Sidecar {
   #h2: Promise<LoadedH2> | undefined;
   #h2pool: H2SessionPool | undefined;
   readonly #servers: net.Server[] = [];
+  /** Client connections per listener, counted as they open and close (not per request). */
+  readonly #listenerConnections: { listener: string; accepted: number; active: number }[] = [];
   readonly #sockets = new Set<net.Socket>();
   #admin: http.Server | undefined;
   #control: ControlClient | undefined;
@@ -131,6 +133,13 @@ export class Sidecar {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });
     this.metrics.watchBalancing(this.balancing);
+    this.metrics.watchConnections({
+      listeners: () => this.#listenerConnections,
+      pools: () => [
+        { pool: 'peers', ...this.#pool.counts() },
+        { pool: 'app', ...this.#appPool.counts() },
+      ],
+    });
   }
 
   get snapshot(): Snapshot | null {
@@ -285,7 +294,14 @@ export class Sidecar {
       url: o.control,
       token: o.token,
       info,
-      apply: (s) => this.apply(s),
+      apply: (s) => {
+        try {
+          this.apply(s);
+        } catch (err) {
+          this.metrics.configRejected();
+          throw err;
+        }
+      },
       onState: (connected, detail) => {
         this.metrics.controlConnected.set(connected ? 1 : 0);
         if (detail !== this.#controlState) o.log(`proxy ${o.id}: control plane ${detail}`);
@@ -347,7 +363,7 @@ export class Sidecar {
     this.#h2pool?.retainOnly(keys);
     this.balancing.retainOnly(new Set([...compiled.values()].map((u) => u.service)));
     this.balancing.drainQueues();
-    this.metrics.configVersion.set(s.version);
+    this.metrics.configApplied(s.version, Date.now());
     const waiting = this.#waiting;
     this.#waiting = [];
     for (const w of waiting) w();
@@ -363,6 +379,13 @@ export class Sidecar {
     this.#servers.push(server);
     server.maxConnections = this.limits.current.maxConnectionsPerListener;
     server.on('drop', () => this.metrics.connectionRefused(name, 'max-connections'));
+    const count = { listener: name, accepted: 0, active: 0 };
+    this.#listenerConnections.push(count);
+    server.on('connection', (socket: net.Socket) => {
+      count.accepted++;
+      count.active++;
+      socket.once('close', () => count.active--);
+    });
     let lastLog = 0;
     server.on('error', (err: NodeJS.ErrnoException) => {
       this.metrics.connectionRefused(name, 'accept-error');
