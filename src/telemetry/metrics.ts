@@ -119,7 +119,6 @@ export class ProxyMetrics {
   readonly #tcpActive: Gauge;
   readonly #tcpBytes: Counter;
   readonly #configVersion: Gauge;
-  readonly #configApplied: Gauge;
   readonly #configRejected: Counter;
   /** When the snapshot in force was applied (ms since the epoch), for its age at scrape time. */
   #configAppliedAt: number | undefined;
@@ -177,24 +176,6 @@ export class ProxyMetrics {
       registers: [this.registry],
     });
     this.#configVersion.set(0);
-    // A timestamp, as Prometheus advises (`time() - x` is the age), and the age itself for
-    // readers without a clock of their own (trellis top, the dashboard).
-    this.#configApplied = new client.Gauge({
-      name: 'trellis_proxy_config_last_applied_timestamp_seconds',
-      help: 'When the snapshot in force was applied, in seconds since the epoch (absent before the first).',
-      registers: [this.registry],
-    });
-    const applied = (): number | undefined => this.#configAppliedAt;
-    new client.Gauge({
-      name: 'trellis_proxy_config_age_seconds',
-      help: 'Seconds since the snapshot in force was applied (absent before the first).',
-      registers: [this.registry],
-      collect(this: Gauge) {
-        const at = applied();
-        this.reset();
-        if (at !== undefined) this.set(Math.max(0, (Date.now() - at) / 1000));
-      },
-    });
     this.#configRejected = new client.Counter({
       name: 'trellis_proxy_config_rejected_total',
       help: 'Snapshots this proxy refused (NACK), keeping the one in force.',
@@ -284,7 +265,6 @@ export class ProxyMetrics {
   /** A snapshot was applied at `atMs` (ms since the epoch). */
   configApplied(version: number, atMs: number): void {
     this.#configVersion.set(version);
-    this.#configApplied.set(atMs / 1000);
     this.#configAppliedAt = atMs;
   }
 
@@ -425,9 +405,28 @@ export class ProxyMetrics {
     s.buckets[b]!++;
   }
 
-  /** The whole exposition: the HTTP series, then prom-client's registry. */
+  /** The whole exposition: the HTTP series, the snapshot's time, then prom-client's registry. */
   async text(): Promise<string> {
-    return this.httpText() + (await this.registry.metrics());
+    return this.httpText() + this.#configText() + (await this.registry.metrics());
+  }
+
+  /**
+   * When the snapshot in force was applied: a timestamp, as Prometheus advises (`time() - x`
+   * is the age), and the age itself for readers without a clock of their own. Written
+   * here, not with prom-client, because before the first snapshot there is no value, and
+   * a label-less prom-client gauge always shows one (0: a time long past).
+   */
+  #configText(): string {
+    const at = this.#configAppliedAt;
+    const samples = (name: string, value: number): string => (at === undefined ? '' : `${name}{${this.#defaultLabels}} ${value}\n`);
+    return (
+      '# HELP trellis_proxy_config_last_applied_timestamp_seconds When the snapshot in force was applied, in seconds since the epoch (absent before the first).\n' +
+      '# TYPE trellis_proxy_config_last_applied_timestamp_seconds gauge\n' +
+      samples('trellis_proxy_config_last_applied_timestamp_seconds', (at ?? 0) / 1000) +
+      '# HELP trellis_proxy_config_age_seconds Seconds since the snapshot in force was applied (absent before the first).\n' +
+      '# TYPE trellis_proxy_config_age_seconds gauge\n' +
+      samples('trellis_proxy_config_age_seconds', Math.max(0, (Date.now() - (at ?? 0)) / 1000))
+    );
   }
 
   /** Prometheus text of the HTTP request counter and latency histogram. */
