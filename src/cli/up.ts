@@ -93,7 +93,8 @@ function prometheusOption(listen: string, interval: string): MeshPrometheusOptio
   if (listen === 'off') return false;
   const m = /^(\d+)(s|m)$/.exec(interval);
   const seconds = m ? Number(m[1]) * (m[2] === 'm' ? 60 : 1) : 0;
-  if (seconds < 1) throw new TrellisError('TRELLIS_E_USAGE', { reason: `--scrape-interval expects whole seconds or minutes such as 1s, 5s or 1m, got "${interval}"` });
+  if (seconds < 1)
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `--scrape-interval expects whole seconds or minutes such as 1s, 5s or 1m, got "${interval}"` });
   return { listen: parseHostPort(listen, '--prometheus'), scrapeIntervalS: seconds };
 }
 

@@ -15,7 +15,8 @@ import { meshUp, stopMesh, REPO, type RunningMesh } from '../helpers/mesh-run.js
 import { eventually } from '../helpers/eventually.js';
 
 const PROMETHEUS = findOnPath('prometheus');
-const SKIP = PROMETHEUS === undefined ? 'the prometheus binary is not installed (on Debian: apt-get install prometheus, or scripts/install-test-deps.sh)' : false;
+const SKIP =
+  PROMETHEUS === undefined ? 'the prometheus binary is not installed (on Debian: apt-get install prometheus, or scripts/install-test-deps.sh)' : false;
 
 const ECHO = join(REPO, 'test', 'fixtures', 'apps', 'echo-server.js');
 const LATENCY = join(REPO, 'test', 'fixtures', 'apps', 'latency-server.js');

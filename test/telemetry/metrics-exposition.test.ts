@@ -49,8 +49,8 @@ function filled(): ProxyMetrics {
   return m;
 }
 
-describe('a proxy\'s /metrics', () => {
-  it('gives every family # HELP and # TYPE, named by Prometheus\'s conventions', async () => {
+describe("a proxy's /metrics", () => {
+  it("gives every family # HELP and # TYPE, named by Prometheus's conventions", async () => {
     const text = await filled().text();
     const help = new Map<string, string>();
     const type = new Map<string, string>();
@@ -102,9 +102,18 @@ describe('a proxy\'s /metrics', () => {
     );
   });
 
-  it('counts connections per listener and the pools\' connections by state', async () => {
+  it("counts connections per listener and the pools' connections by state", async () => {
     const samples = parsePrometheus(await filled().text());
-    const pick = (name: string) => samples.filter((s) => s.name === name).map((s) => `${Object.values({ ...s.labels, proxy_service: undefined, proxy_id: undefined }).filter(Boolean).join(',')}=${s.value}`).sort();
+    const pick = (name: string) =>
+      samples
+        .filter((s) => s.name === name)
+        .map(
+          (s) =>
+            `${Object.values({ ...s.labels, proxy_service: undefined, proxy_id: undefined })
+              .filter(Boolean)
+              .join(',')}=${s.value}`,
+        )
+        .sort();
     assert.deepEqual(pick('trellis_proxy_connections_accepted_total'), ['inbound=5', 'outbound:api=3']);
     assert.deepEqual(pick('trellis_proxy_connections_active'), ['inbound=2', 'outbound:api=1']);
     assert.deepEqual(pick('trellis_proxy_pool_connections'), ['app,active=0', 'app,idle=2', 'peers,active=1', 'peers,idle=4']);
