@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { findOnPath } from '../../src/runner/on-path.js';
 import { meshUp, stopMesh, REPO, type RunningMesh } from '../helpers/mesh-run.js';
 import { eventually } from '../helpers/eventually.js';
+import { panelQueries, promqlErrors, substitute } from '../helpers/dashboards.js';
 
 const PROMETHEUS = findOnPath('prometheus');
 const SKIP =
@@ -46,6 +47,8 @@ let prometheus: string;
 let port: number;
 const sent: Sent[] = [];
 let loadEnd = 0;
+/** A moment inside the load, where the queries are evaluated (s since the epoch). */
+let inLoad = 0;
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
 
@@ -223,6 +226,7 @@ spec:
     // Evaluated inside the load, a second before its end: the rate over the window
     // against the answers the test counted in the same window.
     const at = (loadEnd - 1000) / 1000;
+    inLoad = at;
     const rates = await byRoute(`sum by (route) (rate(trellis_http_requests_total{${CLIENT_OUT}}[${WINDOW_S}s]))`, at);
     for (const route of [SLOW_ROUTE, FAST_ROUTE]) {
       const inWindow = sentOn(route).filter((s) => s.at > (at - WINDOW_S) * 1000 && s.at <= at * 1000);
@@ -271,5 +275,17 @@ spec:
     assert.ok(accepted.length === 1 && Number(accepted[0]?.value[1]) >= 1, JSON.stringify(accepted));
     const pool = await query('sum(trellis_proxy_pool_connections{proxy_service="client",pool="peers"})');
     assert.ok(pool.length === 1 && Number(pool[0]?.value[1]) >= 1, JSON.stringify(pool));
+  });
+
+  test('every Grafana panel query (deploy/grafana) parses and returns series for the loaded mesh', async () => {
+    assert.ok(inLoad > 0, 'the load ran');
+    const empty: string[] = [];
+    for (const q of panelQueries()) {
+      const expr = substitute(q.expr, { service: 'api', route: SLOW_ROUTE, instance: 'client-0' }, `${WINDOW_S}s`);
+      assert.deepEqual(promqlErrors(expr), [], `${q.dashboard}: ${q.panel}: ${expr}`);
+      const result = await query(expr, inLoad);
+      if (result.length === 0) empty.push(`${q.dashboard}: ${q.panel}: ${expr}`);
+    }
+    assert.deepEqual(empty, [], 'no dashboard panel is dead');
   });
 });
