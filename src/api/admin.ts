@@ -128,3 +128,18 @@ export interface WeightsChange {
   /** False when the distributor had not sent the change to every caller within the wait. */
   sent: boolean;
 }
+
+/**
+ * One target group of `GET /v1/prometheus/targets`, in Prometheus's HTTP service
+ * discovery format (`http_sd_configs`): the targets' `host:port` and their labels.
+ */
+export interface PrometheusTargetGroup {
+  targets: string[];
+  labels: {
+    __metrics_path__: string;
+    service: string;
+    version: string;
+    instance_id: string;
+    kind: 'sidecar' | 'gateway';
+  };
+}

@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { relative } from 'node:path';
 import { TrellisError } from '../errors.js';
-import { LocalMesh, type MeshState } from '../runner/local-mesh.js';
+import { LocalMesh, type MeshPrometheusOptions, type MeshState } from '../runner/local-mesh.js';
 import { parseFlags, parseHostPort } from './args.js';
 
 export const help = `Usage: trellis up [FILE] [options]
@@ -18,6 +18,12 @@ Options:
   --admin [HOST:]PORT      control plane admin API (default: 127.0.0.1:15000; 0 picks a free port)
   --state-dir DIR          logs, data and state.json (default: .trellis beside the mesh file)
   --free-ports             ignore the fixed ports of the mesh file and pick free ones
+  --prometheus [HOST:]PORT|off
+                           start Prometheus (Debian's prometheus package, when installed)
+                           scraping every proxy, listening here (default: a free port
+                           on 127.0.0.1); off: don't
+  --scrape-interval DURATION
+                           its scrape interval, whole seconds (default: 5s)
 
 Example:
   trellis up examples/shop/topology-1.yaml
@@ -30,6 +36,8 @@ export async function run(argv: string[]): Promise<number> {
       admin: { type: 'string', default: '127.0.0.1:15000' },
       'state-dir': { type: 'string' },
       'free-ports': { type: 'boolean', default: false },
+      prometheus: { type: 'string', default: '127.0.0.1:0' },
+      'scrape-interval': { type: 'string', default: '5s' },
     },
     true,
     'up',
@@ -45,6 +53,7 @@ export async function run(argv: string[]): Promise<number> {
     admin: parseHostPort(values.admin, '--admin'),
     stateDir: values['state-dir'],
     freePorts: values['free-ports'],
+    prometheus: prometheusOption(values.prometheus, values['scrape-interval']),
     log,
   });
   let stopping: Promise<void> | undefined;
@@ -79,6 +88,16 @@ export async function run(argv: string[]): Promise<number> {
 
 class Interrupted extends Error {}
 
+/** `--prometheus` and `--scrape-interval`: where Prometheus listens and how often it scrapes, or false (off). */
+function prometheusOption(listen: string, interval: string): MeshPrometheusOptions | false {
+  if (listen === 'off') return false;
+  const m = /^(\d+)(s|m)$/.exec(interval);
+  const seconds = m ? Number(m[1]) * (m[2] === 'm' ? 60 : 1) : 0;
+  if (seconds < 1)
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `--scrape-interval expects whole seconds or minutes such as 1s, 5s or 1m, got "${interval}"` });
+  return { listen: parseHostPort(listen, '--prometheus'), scrapeIntervalS: seconds };
+}
+
 function table(s: MeshState, health: ReadonlyMap<string, string>): string {
   const rows = [['SERVICE', 'VERSION', 'INSTANCE', 'APP', 'SIDECAR', 'HEALTH']];
   for (const i of s.instances) {
@@ -106,6 +125,7 @@ function table(s: MeshState, health: ReadonlyMap<string, string>): string {
     ...(urls.length ? ['Open:', ...urls, ''] : []),
     ...s.skipped.map((k) => `Not running: ${k.service}: ${k.reason}`),
     `Control plane: ${s.control}   (try: npx trellis status${s.control === 'http://127.0.0.1:15000' ? '' : ` --control ${s.control}`})`,
+    ...(s.prometheus ? [`Prometheus: ${s.prometheus.url}   (scraping every proxy; targets: ${s.control}/v1/prometheus/targets)`] : []),
     `Logs: ${relative(process.cwd(), s.logDir) || '.'}`,
     'Press Ctrl-C to stop.',
     '',

@@ -101,6 +101,8 @@ export class Sidecar {
   #h2: Promise<LoadedH2> | undefined;
   #h2pool: H2SessionPool | undefined;
   readonly #servers: net.Server[] = [];
+  /** Client connections per listener, counted as they open and close (not per request). */
+  readonly #listenerConnections: { listener: string; accepted: number; active: number }[] = [];
   readonly #sockets = new Set<net.Socket>();
   #admin: http.Server | undefined;
   #control: ControlClient | undefined;
@@ -144,6 +146,13 @@ export class Sidecar {
       () => this.identity.notAfter,
       () => (o.identityClock ?? Date).now(),
     );
+    this.metrics.watchConnections({
+      listeners: () => this.#listenerConnections,
+      pools: () => [
+        { pool: 'peers', ...this.#pool.counts() },
+        { pool: 'app', ...this.#appPool.counts() },
+      ],
+    });
   }
 
   get snapshot(): Snapshot | null {
@@ -299,7 +308,14 @@ export class Sidecar {
       token: o.token,
       ...(o.credential !== undefined ? { credential: o.credential } : {}),
       info,
-      apply: (s) => this.apply(s),
+      apply: (s) => {
+        try {
+          this.apply(s);
+        } catch (err) {
+          this.metrics.configRejected();
+          throw err;
+        }
+      },
       onTrustBundle: (bundle) => {
         this.identity.setTrustBundle(bundle);
         o.log(`proxy ${o.id}: the trust bundle changed (${bundle.length} root(s))`);
@@ -373,7 +389,7 @@ export class Sidecar {
     this.#h2pool?.retainOnly(keys);
     this.balancing.retainOnly(new Set([...compiled.values()].map((u) => u.service)));
     this.balancing.drainQueues();
-    this.metrics.configVersion.set(s.version);
+    this.metrics.configApplied(s.version, Date.now());
     const waiting = this.#waiting;
     this.#waiting = [];
     for (const w of waiting) w();
@@ -389,6 +405,13 @@ export class Sidecar {
     this.#servers.push(server);
     server.maxConnections = this.limits.current.maxConnectionsPerListener;
     server.on('drop', () => this.metrics.connectionRefused(name, 'max-connections'));
+    const count = { listener: name, accepted: 0, active: 0 };
+    this.#listenerConnections.push(count);
+    server.on('connection', (socket: net.Socket) => {
+      count.accepted++;
+      count.active++;
+      socket.once('close', () => count.active--);
+    });
     let lastLog = 0;
     server.on('error', (err: NodeJS.ErrnoException) => {
       this.metrics.connectionRefused(name, 'accept-error');

@@ -4,8 +4,8 @@
 // them to be healthy. Every process is supervised: a crash is restarted with backoff
 // (and shows unhealthy meanwhile); stop() ends all of them, apps first.
 import { mkdir, writeFile } from 'node:fs/promises';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { findOnPath } from './on-path.js';
 import { fileURLToPath } from 'node:url';
 import { formatProblem, loadConfig, type MeshConfig, type NormalizedService } from '../config/load.js';
 import type { AccessLogSpec } from '../config/schema.js';
@@ -15,6 +15,7 @@ import { PortAllocator } from './ports.js';
 import { Supervised, type ProcessSpec } from './supervisor.js';
 import { PROXY_NODE_FLAGS } from '../proxy/node-flags.js';
 import { BOOTSTRAP_SECRET_ENV, CREDENTIAL_ENV, mintCredential, newBootstrapSecret, type CredentialSubject } from '../security/bootstrap-credential.js';
+import { startPrometheus, type RunningPrometheus } from './prometheus.js';
 
 const TRELLIS_BIN = fileURLToPath(new URL('../../../bin/trellis.js', import.meta.url));
 const LOOPBACK = '127.0.0.1';
@@ -46,6 +47,16 @@ export interface MeshState {
   publicUrls: Record<string, string>;
   skipped: { service: string; reason: string }[];
   controlPid?: number;
+  /** The Prometheus the runner started (absent: none runs). */
+  prometheus?: { url: string; pid?: number; configFile: string; storageDir: string };
+}
+
+/** The Prometheus `trellis up` starts beside the mesh (prometheus.ts). */
+export interface MeshPrometheusOptions {
+  /** Where it listens; port 0 picks a free one. */
+  listen: HostPort;
+  /** Scrape interval in whole seconds. */
+  scrapeIntervalS: number;
 }
 
 export interface LocalMeshOptions {
@@ -58,6 +69,8 @@ export interface LocalMeshOptions {
   freePorts?: boolean;
   /** How long start() waits for every instance to be healthy. */
   healthyTimeoutMs?: number;
+  /** Start Prometheus (when installed) scraping the mesh; false or absent: don't. */
+  prometheus?: MeshPrometheusOptions | false;
 }
 
 export class LocalMesh {
@@ -66,6 +79,7 @@ export class LocalMesh {
   #apps: Supervised[] = [];
   #proxies: Supervised[] = [];
   #control: Supervised | undefined;
+  #prometheus: RunningPrometheus | undefined;
   #watch: NodeJS.Timeout | undefined;
   #health = new Map<string, string>();
   #stopped = false;
@@ -118,6 +132,8 @@ export class LocalMesh {
     });
     await waitFor(`${controlUrl}/healthz`, 20_000, 'the control plane');
     state.controlPid = this.#control.pid;
+    // Prometheus needs only the control plane's discovery URL: it starts while the proxies do.
+    const prometheus = this.#startPrometheus(controlUrl, stateDir, logDir);
 
     // 2. A sidecar per instance, and the ingress; each must have its first snapshot before its app starts.
     const logFlags = accessLogFlags(config.mesh.spec.accessLog);
@@ -203,12 +219,43 @@ export class LocalMesh {
       this.#apps.push(app);
       (i as MeshState['instances'][number]).appPid = app.pid;
     }
+    await prometheus;
     await writeFile(join(stateDir, 'state.json'), JSON.stringify(state, null, 2));
 
     // 4. Healthy, or say who is not.
     await this.#waitHealthy(this.#o.healthyTimeoutMs ?? 60_000);
     this.#watch = setInterval(() => void this.#pollHealth(true), 1000);
     return state;
+  }
+
+  /** Starts Prometheus when asked and installed; otherwise (or when it fails) one line says why and the mesh runs on. */
+  async #startPrometheus(controlUrl: string, stateDir: string, logDir: string): Promise<void> {
+    const o = this.#o.prometheus;
+    if (o === undefined || o === false) return;
+    try {
+      await this.#runPrometheus(o, controlUrl, stateDir, logDir);
+    } catch (err) {
+      // A folder it could not write, say: the mesh needs none of it.
+      this.#o.log(`prometheus: not started: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  async #runPrometheus(o: MeshPrometheusOptions, controlUrl: string, stateDir: string, logDir: string): Promise<void> {
+    const port = o.listen.port === 0 ? await this.#ports.free() : await this.#port(o.listen.port, '--prometheus');
+    const p = await startPrometheus({
+      targetsUrl: `${controlUrl}/v1/prometheus/targets`,
+      scrapeIntervalS: o.scrapeIntervalS,
+      listen: { host: o.listen.host, port },
+      configDir: join(stateDir, 'prometheus'),
+      logFile: join(logDir, 'prometheus.log'),
+    });
+    if (!p.started) {
+      this.#o.log(`prometheus: not started: ${p.reason}`);
+      return;
+    }
+    if (this.#stopped) return void (await p.stop());
+    this.#prometheus = p;
+    this.state!.prometheus = { url: p.url, pid: p.pid, configFile: p.configFile, storageDir: p.storageDir };
   }
 
   /** Health of every instance as the control plane sees it. */
@@ -344,7 +391,7 @@ export class LocalMesh {
     this.#stopped = true;
     clearInterval(this.#watch);
     await Promise.all(this.#apps.map((p) => p.stop()));
-    await Promise.all(this.#proxies.map((p) => p.stop()));
+    await Promise.all([...this.#proxies.map((p) => p.stop()), this.#prometheus?.stop()]);
     await this.#control?.stop();
   }
 }
@@ -367,15 +414,7 @@ function chooseServices(config: MeshConfig): { running: NormalizedService[]; ski
 }
 
 function onPath(exe: string): boolean {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    try {
-      accessSync(join(dir, exe), constants.X_OK);
-      return true;
-    } catch {
-      /* next */
-    }
-  }
-  return false;
+  return findOnPath(exe) !== undefined;
 }
 
 /** The `trellis proxy` flags for the Mesh's `spec.accessLog` (none when it has none: the proxies' defaults). */

@@ -28,6 +28,21 @@ type Gauge = PromClient.Gauge<string>;
 
 export type Direction = 'inbound' | 'outbound';
 
+/** Client connections of one listener, for {@link ProxyMetrics.watchConnections}. */
+export interface ListenerConnections {
+  /** The proxy's own name of the listener (`inbound`, `outbound:<service>`, `http-proxy`). */
+  readonly listener: string;
+  readonly accepted: number;
+  readonly active: number;
+}
+
+/** Connections of one upstream pool, for {@link ProxyMetrics.watchConnections}. */
+export interface PoolConnections {
+  readonly pool: 'peers' | 'app';
+  readonly active: number;
+  readonly idle: number;
+}
+
 /**
  * Latency buckets in seconds: fine-grained below 10 ms, where a proxy's own cost lives,
  * and at the latency limits people give a canary (`--max-p99 200ms`): a limit on a
@@ -103,7 +118,10 @@ export class ProxyMetrics {
   readonly #tcpConnections: Counter;
   readonly #tcpActive: Gauge;
   readonly #tcpBytes: Counter;
-  readonly configVersion: Gauge;
+  readonly #configVersion: Gauge;
+  readonly #configRejected: Counter;
+  /** When the snapshot in force was applied (ms since the epoch), for its age at scrape time. */
+  #configAppliedAt: number | undefined;
   readonly controlConnected: Gauge;
   /** Every HTTP series, in the order first seen. */
   readonly #http: HttpSeries[] = [];
@@ -132,7 +150,8 @@ export class ProxyMetrics {
     this.registry.setDefaultLabels({ proxy_service: proxy.service, proxy_id: proxy.id });
     registerProcessMetrics(this.registry);
     this.#defaultLabels = `proxy_service="${escapeLabel(proxy.service)}",proxy_id="${escapeLabel(proxy.id)}"`;
-    const tcpLabels = ['direction', 'source', 'destination'];
+    // destination_version is the endpoint's, from the snapshot (inbound: this proxy's own).
+    const tcpLabels = ['direction', 'source', 'destination', 'destination_version'];
     this.#tcpConnections = new client.Counter({
       name: 'trellis_tcp_connections_total',
       help: 'TCP connections proxied.',
@@ -151,9 +170,15 @@ export class ProxyMetrics {
       labelNames: [...tcpLabels, 'flow'],
       registers: [this.registry],
     });
-    this.configVersion = new client.Gauge({
+    this.#configVersion = new client.Gauge({
       name: 'trellis_proxy_config_version',
       help: 'Version of the snapshot in force (0 before the first).',
+      registers: [this.registry],
+    });
+    this.#configVersion.set(0);
+    this.#configRejected = new client.Counter({
+      name: 'trellis_proxy_config_rejected_total',
+      help: 'Snapshots this proxy refused (NACK), keeping the one in force.',
       registers: [this.registry],
     });
     this.controlConnected = new client.Gauge({
@@ -237,6 +262,58 @@ export class ProxyMetrics {
     });
   }
 
+  /** A snapshot was applied at `atMs` (ms since the epoch). */
+  configApplied(version: number, atMs: number): void {
+    this.#configVersion.set(version);
+    this.#configAppliedAt = atMs;
+  }
+
+  /** A snapshot was refused (NACK). */
+  configRejected(): void {
+    this.#configRejected.inc();
+  }
+
+  /**
+   * Adds the proxy's own connection series, read from `state` at each scrape: client
+   * connections per listener (accepted, open now), and the connection pools' open
+   * connections, busy or idle (pool "peers": to other sidecars; "app": to this proxy's app).
+   */
+  watchConnections(state: { listeners(): readonly ListenerConnections[]; pools(): readonly PoolConnections[] }): void {
+    new client.Counter({
+      name: 'trellis_proxy_connections_accepted_total',
+      help: 'Client connections a listener accepted (those refused as they arrived are in trellis_proxy_connections_refused_total).',
+      labelNames: ['listener'],
+      registers: [this.registry],
+      collect(this: Counter) {
+        this.reset();
+        for (const l of state.listeners()) this.labels(l.listener).inc(l.accepted);
+      },
+    });
+    new client.Gauge({
+      name: 'trellis_proxy_connections_active',
+      help: 'Client connections open now, per listener.',
+      labelNames: ['listener'],
+      registers: [this.registry],
+      collect(this: Gauge) {
+        this.reset();
+        for (const l of state.listeners()) this.labels(l.listener).set(l.active);
+      },
+    });
+    new client.Gauge({
+      name: 'trellis_proxy_pool_connections',
+      help: 'Upstream connections a pool holds now, by pool (peers: to other sidecars; app: to the local app) and state (active: carrying a request; idle: kept for reuse).',
+      labelNames: ['pool', 'state'],
+      registers: [this.registry],
+      collect(this: Gauge) {
+        this.reset();
+        for (const p of state.pools()) {
+          this.labels(p.pool, 'active').set(p.active);
+          this.labels(p.pool, 'idle').set(p.idle);
+        }
+      },
+    });
+  }
+
   /** A connection or stream was ended by an error in handling it (listener-context.ts). */
   connectionError(listener: ListenerKind, reason: ConnectionErrorReason): void {
     this.#connectionErrors.labels(listener, reason).inc();
@@ -299,6 +376,7 @@ export class ProxyMetrics {
    * every other label is the caller's to bound (layers.ts takes them from the snapshot).
    */
   observeHttp(l: HttpLabels, httpStatus: number, seconds: number, rawGrpcStatus = ''): void {
+    // status and grpc_status decide `classification`, so it needs no index level of its own.
     const status = statusKey(httpStatus);
     const grpcStatus = grpcStatusLabel(rawGrpcStatus);
     let m = this.#index;
@@ -314,6 +392,7 @@ export class ProxyMetrics {
         `direction="${l.direction}",source="${escapeLabel(l.source)}",destination="${escapeLabel(l.destination)}",` +
         `destination_version="${escapeLabel(l.destinationVersion)}",route="${escapeLabel(l.route)}",status="${status}",` +
         (grpcStatus === '' ? '' : `grpc_status="${escapeLabel(grpcStatus)}",`) +
+        `classification="${requestFailed(httpStatus, grpcStatus) ? 'failure' : 'success'}",` +
         this.#defaultLabels;
       s = { labels, count: 0, sum: 0, buckets: new Float64Array(LATENCY_BUCKETS.length + 1) };
       m.set(grpcStatus, s);
@@ -326,16 +405,35 @@ export class ProxyMetrics {
     s.buckets[b]!++;
   }
 
-  /** The whole exposition: the HTTP series, then prom-client's registry. */
+  /** The whole exposition: the HTTP series, the snapshot's time, then prom-client's registry. */
   async text(): Promise<string> {
-    return this.httpText() + (await this.registry.metrics());
+    return this.httpText() + this.#configText() + (await this.registry.metrics());
+  }
+
+  /**
+   * When the snapshot in force was applied: a timestamp, as Prometheus advises (`time() - x`
+   * is the age), and the age itself for readers without a clock of their own. Written
+   * here, not with prom-client, because before the first snapshot there is no value, and
+   * a label-less prom-client gauge always shows one (0: a time long past).
+   */
+  #configText(): string {
+    const at = this.#configAppliedAt;
+    const samples = (name: string, value: number): string => (at === undefined ? '' : `${name}{${this.#defaultLabels}} ${value}\n`);
+    return (
+      '# HELP trellis_proxy_config_last_applied_timestamp_seconds When the snapshot in force was applied, in seconds since the epoch (absent before the first).\n' +
+      '# TYPE trellis_proxy_config_last_applied_timestamp_seconds gauge\n' +
+      samples('trellis_proxy_config_last_applied_timestamp_seconds', (at ?? 0) / 1000) +
+      '# HELP trellis_proxy_config_age_seconds Seconds since the snapshot in force was applied (absent before the first).\n' +
+      '# TYPE trellis_proxy_config_age_seconds gauge\n' +
+      samples('trellis_proxy_config_age_seconds', Math.max(0, (Date.now() - (at ?? 0)) / 1000))
+    );
   }
 
   /** Prometheus text of the HTTP request counter and latency histogram. */
   httpText(): string {
     const series = this.#http;
     let out =
-      '# HELP trellis_http_requests_total HTTP requests handled, by direction, source, destination, route and response status (and grpc_status for gRPC calls).\n' +
+      '# HELP trellis_http_requests_total HTTP requests handled, by direction, source, destination, destination version, route and response status (and grpc_status for gRPC calls); classification is "failure" for no response, a 5xx or a gRPC status other than 0.\n' +
       '# TYPE trellis_http_requests_total counter\n';
     for (const s of series) out += `trellis_http_requests_total{${s.labels}} ${s.count}\n`;
     out +=
@@ -507,15 +605,15 @@ export class ProxyMetrics {
     );
   }
 
-  tcpOpened(direction: Direction, source: string, destination: string): void {
-    this.#tcpConnections.labels(direction, source, destination).inc();
-    this.#tcpActive.labels(direction, source, destination).inc();
+  tcpOpened(direction: Direction, source: string, destination: string, version: string): void {
+    this.#tcpConnections.labels(direction, source, destination, version).inc();
+    this.#tcpActive.labels(direction, source, destination, version).inc();
   }
 
-  tcpClosed(direction: Direction, source: string, destination: string, sent: number, received: number): void {
-    this.#tcpActive.labels(direction, source, destination).dec();
-    this.#tcpBytes.labels(direction, source, destination, 'sent').inc(sent);
-    this.#tcpBytes.labels(direction, source, destination, 'received').inc(received);
+  tcpClosed(direction: Direction, source: string, destination: string, version: string, sent: number, received: number): void {
+    this.#tcpActive.labels(direction, source, destination, version).dec();
+    this.#tcpBytes.labels(direction, source, destination, version, 'sent').inc(sent);
+    this.#tcpBytes.labels(direction, source, destination, version, 'received').inc(received);
   }
 }
 

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
@@ -20,7 +21,9 @@ export interface RunningMesh {
 }
 
 export async function meshUp(meshFile: string, stateDir: string, extraArgs: string[] = [], timeoutMs = 90_000): Promise<RunningMesh> {
-  const child = spawn(process.execPath, [TRELLIS, 'up', meshFile, '--admin', '127.0.0.1:0', '--state-dir', stateDir, ...extraArgs], {
+  // Prometheus only for the tests that ask for it (`--prometheus`): it costs a busy machine memory and CPU.
+  const prometheus = extraArgs.includes('--prometheus') ? [] : ['--prometheus', 'off'];
+  const child = spawn(process.execPath, [TRELLIS, 'up', meshFile, '--admin', '127.0.0.1:0', '--state-dir', stateDir, ...prometheus, ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: REPO,
   });
@@ -112,9 +115,16 @@ export async function allGone(pids: (number | undefined)[]): Promise<void> {
  * processes (control plane, apps, sidecars, ingress) is left, then removes `dir`.
  */
 export async function stopMesh(mesh: RunningMesh | undefined, dir?: string): Promise<void> {
-  const pids = [mesh?.state.controlPid, ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid]), mesh?.state.ingress?.pid];
+  const pids = [
+    mesh?.state.controlPid,
+    ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid]),
+    mesh?.state.ingress?.pid,
+    mesh?.state.prometheus?.pid,
+  ];
   const code = await mesh?.stop();
   if (mesh) assert.equal(code, 0, 'trellis up exits 0 on SIGINT');
   await allGone(pids);
+  const storage = mesh?.state.prometheus?.storageDir;
+  if (storage !== undefined) assert.equal(existsSync(storage), false, "Prometheus's storage is removed with the mesh");
   if (dir) await rm(dir, { recursive: true, force: true });
 }

@@ -8,6 +8,7 @@ import { errorBody, TrellisError } from '../../errors.js';
 import type { ConfigProblem, HealthState, Instance, MeshModel, ProxyState } from '../model.js';
 import { routeKey } from '../compile/routes.js';
 import type { Answer, WeightsApi } from './weights-api.js';
+import { prometheusTargets } from './prometheus-sd.js';
 import type { ConfigView, HealthView, InstanceView, ProxyView, ServiceView } from '../../api/admin.js';
 export type { ConfigView, HealthView, InstanceView, ProxyView, ServiceView } from '../../api/admin.js';
 
@@ -128,6 +129,7 @@ const ENDPOINTS = [
   '/v1/identity',
   '/v1/identity/<proxyId>',
   '/metrics',
+  '/v1/prometheus/targets (Prometheus http_sd_configs)',
   '/v1/stream (Upgrade: trellis-stream)',
 ];
 
@@ -207,6 +209,7 @@ export function createAdminHandler(opts: AdminApiOptions): (req: IncomingMessage
     }
     if (path === '/v1/proxies') return send(res, 200, { proxies: model.proxies().map(proxyView) });
     if (path === '/v1/config') return send(res, 200, configView(model, opts.formatProblem));
+    if (path === '/v1/prometheus/targets') return send(res, 200, prometheusTargets(model));
     if (path.startsWith('/v1/snapshots/')) {
       const id = safeDecode(path.slice('/v1/snapshots/'.length));
       const snapshot = model.proxy(id)?.lastSnapshot;

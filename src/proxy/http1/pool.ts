@@ -83,6 +83,13 @@ export class ConnectionPool {
     if (i !== -1) list.splice(i, 1);
   }
 
+  /** Connections carrying a request now, and those kept idle (metrics, read at scrape time). */
+  counts(): { active: number; idle: number } {
+    let idle = 0;
+    for (const list of this.#idle.values()) idle += list.length;
+    return { active: this.#active.size, idle };
+  }
+
   /** Closes idle connections to addresses no longer in use. */
   retainOnly(keys: ReadonlySet<string>): void {
     for (const [key, list] of this.#idle) {

@@ -102,7 +102,7 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
 }
 
 function pipeBoth(client: net.Socket, upstream: net.Socket, e: Endpoint, t: TcpTelemetry, startedAt: number, closed: () => void): void {
-  t.metrics.tcpOpened(t.direction, t.source, t.destination);
+  t.metrics.tcpOpened(t.direction, t.source, t.destination, e.version);
   let sent = 0;
   let received = 0;
   skipReadMore(client);
@@ -123,7 +123,7 @@ function pipeBoth(client: net.Socket, upstream: net.Socket, e: Endpoint, t: TcpT
     closed();
     client.destroy();
     upstream.destroy();
-    t.metrics.tcpClosed(t.direction, t.source, t.destination, sent, received);
+    t.metrics.tcpClosed(t.direction, t.source, t.destination, e.version, sent, received);
     t.accessLog.write({
       ts: new Date().toISOString(),
       direction: t.direction,
