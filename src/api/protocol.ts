@@ -39,8 +39,16 @@ export interface UpstreamListener {
 export interface ProxyInfo {
   /** Unique per proxy process, e.g. `backend-v1-0`. */
   id: string;
-  /** The mesh service this proxy serves (for a gateway, its own name). */
+  /**
+   * The key of the mesh service this proxy serves (for a gateway, its own name): `name`,
+   * or `name.namespace` outside the default namespace (src/api/names.ts).
+   */
   service: string;
+  /**
+   * The namespace of that service (the key's second part, spelled out for identities such
+   * as `spiffe://<td>/ns/<namespace>/sa/<name>`); absent from an older proxy: read the key.
+   */
+  namespace?: string;
   /** The version of the instance (`default` when the service has none). */
   version: string;
   /** `sidecar` sits beside one instance; `gateway` has no app and only outbound listeners. */
@@ -110,9 +118,18 @@ export type RouteFilter =
   | { type: 'RequestMirror'; backend: string; percent: number };
 
 export interface WeightedBackend {
-  /** A key of {@link UpstreamSnapshot.backends}. */
+  /**
+   * A key of {@link UpstreamSnapshot.backends}: `<service>` or `<service>-<version>`, with
+   * `.<namespace>` outside default (src/api/names.ts).
+   */
   backend: string;
   weight: number;
+  /**
+   * Why this backendRef is invalid (the Gateway API's ResolvedRefs false: another
+   * namespace with no ReferenceGrant); its share of requests is answered 500
+   * `backend-invalid`, and the route's other backends work. Absent: valid.
+   */
+  invalid?: string;
   /** Filters applied only to requests sent to this backend. */
   filters?: RouteFilter[];
 }
@@ -311,12 +328,19 @@ export const DEFAULT_UPGRADES: readonly string[] = Object.freeze(['websocket']);
 /** Everything one proxy needs, and nothing more. */
 export interface Snapshot {
   version: number;
-  /** The proxy's own service and how its inbound listener speaks. */
+  /** The proxy's own service (its key) and how its inbound listener speaks. */
   service: string;
+  /**
+   * The proxy's own namespace: where a bare host name (`svc`) resolves, and which
+   * consumer routes applied when this snapshot was compiled. Absent: `default`.
+   */
+  namespace?: string;
+  /** The domain of `svc.ns.svc.<domain>` host names; absent: `cluster.local`. */
+  clusterDomain?: string;
   inboundProtocol: Protocol;
   /** The upgrade protocols the proxy's own service accepts on its inbound listener; absent: {@link DEFAULT_UPGRADES}. */
   inboundUpgrades?: string[];
-  /** The services this proxy may call, keyed by service name. */
+  /** The services this proxy may call, keyed by service key (`name`, or `name.namespace` outside default). */
   upstreams: Record<string, UpstreamSnapshot>;
   /**
    * The callers an inbound listener accepts (src/proxy/identity.ts), sorted: every

@@ -14,10 +14,67 @@ import type {
   RouteFilterConfig,
 } from '../sources/mesh-config.js';
 import { ruleResilience } from './resilience.js';
+import { DEFAULT_NAMESPACE, serviceKey, splitServiceKey } from '../../api/names.js';
+import { backendGranted, type BackendResolver, type Grants } from './reference-grants.js';
 
-/** True when one of the route's parentRefs names the mesh Service `service` (GAMMA). */
+/** The namespace of a route (`default` when it names none). */
+export function routeNamespace(route: RouteConfig): string {
+  return route.metadata.namespace ?? DEFAULT_NAMESPACE;
+}
+
+/**
+ * True when one of the route's parentRefs names the mesh Service whose key is `service`
+ * (GAMMA); a parentRef without a namespace is in the route's.
+ */
 export function routeAttachesTo(route: RouteConfig, service: string): boolean {
-  return route.spec.parentRefs.some((ref) => ref.name === service && (ref.kind ?? 'Service') === 'Service' && (ref.group ?? '') === '');
+  const { name, namespace } = splitServiceKey(service);
+  const own = routeNamespace(route);
+  return route.spec.parentRefs.some(
+    (ref) => ref.name === name && (ref.namespace ?? own) === namespace && (ref.kind ?? 'Service') === 'Service' && (ref.group ?? '') === '',
+  );
+}
+
+/**
+ * The routes of `service` that apply to a caller in namespace `caller` (GEP-1294): a
+ * producer route (in the Service's namespace) applies to every caller; a consumer route
+ * (in another namespace) only to callers in its own namespace, and for them it replaces
+ * the producer routes. Returned as indexes into `routes` (file order is a tie-breaker).
+ */
+export function routesForCaller(service: string, routes: ControlConfig['routes'], caller: string): number[] {
+  const { namespace } = splitServiceKey(service);
+  const producer: number[] = [];
+  const consumer: number[] = [];
+  routes.forEach(({ resource }, i) => {
+    if (!routeAttachesTo(resource, service)) return;
+    const ns = routeNamespace(resource);
+    if (ns === namespace) producer.push(i);
+    else if (ns === caller) consumer.push(i);
+  });
+  return consumer.length > 0 ? consumer : producer;
+}
+
+/** What compiling a route table needs to know beyond the routes: who calls, and which cross-namespace references are granted. */
+export interface RouteContext {
+  /** The caller's namespace; absent: the Service's own (producer routes only). */
+  readonly caller?: string;
+  readonly grants?: Grants;
+  /** The Service a backend name stands for in a namespace (for ReferenceGrant `to.name`). */
+  readonly resolve?: BackendResolver;
+}
+
+/** Where a route's backendRef or mirror points: the backend key, or why it is invalid. */
+function backendTarget(
+  ref: { readonly name: string; readonly namespace?: string },
+  from: { kind: string; namespace: string },
+  ctx: RouteContext,
+): { key: string; invalid?: string } {
+  const namespace = ref.namespace ?? from.namespace;
+  const key = serviceKey(ref.name, namespace);
+  if (namespace === from.namespace || backendGranted(ctx.grants, from, namespace, ref.name, ctx.resolve)) return { key };
+  return {
+    key,
+    invalid: `it is in namespace ${namespace}, and no ReferenceGrant there lets ${from.kind}s of namespace ${from.namespace} reach it`,
+  };
 }
 
 /** `<namespace>/<name>`, the route's identity in names and tie-breaks. */
@@ -79,8 +136,16 @@ function pathModifier(p: { type: 'ReplaceFullPath' | 'ReplacePrefixMatch'; repla
   return { type: p.type, value: (p.type === 'ReplaceFullPath' ? p.replaceFullPath : p.replacePrefixMatch) ?? '/' };
 }
 
-/** Gateway API filters → the snapshot's normalized form; a filter missing its config (refused by validation) is skipped. */
-export function normalizeFilters(filters: readonly RouteFilterConfig[] | undefined): RouteFilter[] | undefined {
+/**
+ * Gateway API filters → the snapshot's normalized form; a filter missing its config
+ * (refused by validation) is skipped, and so is a mirror into another namespace that no
+ * ReferenceGrant allows (a mirror never fails the request, so it just copies nothing).
+ */
+export function normalizeFilters(
+  filters: readonly RouteFilterConfig[] | undefined,
+  from: { kind: string; namespace: string } = { kind: 'HTTPRoute', namespace: DEFAULT_NAMESPACE },
+  ctx: RouteContext = {},
+): RouteFilter[] | undefined {
   if (filters === undefined || filters.length === 0) return undefined;
   const out: RouteFilter[] = [];
   for (const f of filters) {
@@ -116,7 +181,8 @@ export function normalizeFilters(filters: readonly RouteFilterConfig[] | undefin
         const m = f.requestMirror;
         if (!m) break;
         const percent = m.percent ?? (m.fraction ? (100 * m.fraction.numerator) / (m.fraction.denominator ?? 100) : 100);
-        out.push({ type: f.type, backend: m.backendRef.name, percent });
+        const target = backendTarget(m.backendRef, from, ctx);
+        if (target.invalid === undefined) out.push({ type: f.type, backend: target.key, percent });
         break;
       }
     }
@@ -124,10 +190,17 @@ export function normalizeFilters(filters: readonly RouteFilterConfig[] | undefin
   return out.length > 0 ? out : undefined;
 }
 
-function backendsOf(refs: readonly BackendRefConfig[] | undefined): RouteEntry['backends'] {
+function backendsOf(refs: readonly BackendRefConfig[] | undefined, from: { kind: string; namespace: string }, ctx: RouteContext): RouteEntry['backends'] {
   return (refs ?? []).map((ref) => {
-    const filters = normalizeFilters(ref.filters);
-    return filters ? { backend: ref.name, weight: ref.weight ?? 1, filters } : { backend: ref.name, weight: ref.weight ?? 1 };
+    const filters = normalizeFilters(ref.filters, from, ctx);
+    const target = backendTarget(ref, from, ctx);
+    return {
+      backend: target.key,
+      weight: ref.weight ?? 1,
+      ...(filters ? { filters } : {}),
+      // An invalid backendRef keeps its weight: its share of requests gets 500 (Gateway API).
+      ...(target.invalid !== undefined ? { invalid: target.invalid } : {}),
+    };
   });
 }
 
@@ -238,27 +311,30 @@ export function compileRoutes(
   routes: ControlConfig['routes'],
   protocol: Protocol = 'http',
   policies?: ControlConfig['policies'],
+  ctx: RouteContext = {},
 ): RouteEntry[] {
   const candidates: Candidate[] = [];
-  routes.forEach(({ resource }, routeIndex) => {
-    if (!routeAttachesTo(resource, service)) return;
+  const caller = ctx.caller ?? splitServiceKey(service).namespace;
+  for (const routeIndex of routesForCaller(service, routes, caller)) {
+    const resource = routes[routeIndex]!.resource;
     const key = routeKey(resource);
+    const from = { kind: resource.kind ?? 'HTTPRoute', namespace: routeNamespace(resource) };
     const created = creationTime(resource);
     const base = { routeIndex, created, key };
     if (resource.kind === 'TCPRoute') {
-      if (protocol !== 'tcp') return;
+      if (protocol !== 'tcp') continue;
       const rule = resource.spec.rules[0];
-      if (rule === undefined) return;
-      const entry: RouteEntry = { name: `${key}/rule/0`, match: {}, backends: backendsOf(rule.backendRefs) };
+      if (rule === undefined) continue;
+      const entry: RouteEntry = { name: `${key}/rule/0`, match: {}, backends: backendsOf(rule.backendRefs, from, ctx) };
       candidates.push({ ...base, entry, grpc: false, ruleIndex: 0, matchIndex: 0, hostIndex: 0, serviceChars: 0, methodChars: 0 });
-      return;
+      continue;
     }
     // HTTP routes apply to a detected service's HTTP traffic too.
-    if (protocol === 'tcp') return;
+    if (protocol === 'tcp') continue;
     const hostnames: (string | undefined)[] = resource.spec.hostnames?.length ? resource.spec.hostnames.map((h) => h.toLowerCase()) : [undefined];
     resource.spec.rules.forEach((rule, ruleIndex) => {
-      const backends = backendsOf(rule.backendRefs);
-      const filters = normalizeFilters(rule.filters);
+      const backends = backendsOf(rule.backendRefs, from, ctx);
+      const filters = normalizeFilters(rule.filters, from, ctx);
       const grpc = resource.kind === 'GRPCRoute';
       // Timeouts, retries and faults are HTTPRoute's (GRPCRoute has no such fields yet).
       const resilience = resource.kind === 'HTTPRoute' ? ruleResilience(resource, rule as HTTPRouteRuleConfig, policies) : {};
@@ -289,7 +365,7 @@ export function compileRoutes(
         });
       });
     });
-  });
+  }
   const sorted = candidates.sort(comparePrecedence);
   // A tcp service uses one TCPRoute: the oldest (validation refuses a second).
   const picked = protocol === 'tcp' ? sorted.slice(0, 1) : sorted;

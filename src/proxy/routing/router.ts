@@ -87,8 +87,10 @@ export interface CompiledRoute {
   readonly filters: CompiledFilters | undefined;
   /** Filters per backend (same index as `backends`); undefined when no backendRef has any. */
   readonly backendFilters: readonly (CompiledFilters | undefined)[] | undefined;
-  /** Backend names with cumulative weights, for a weighted random pick. */
+  /** Backend names with cumulative weights, for a weighted random pick ('' for an invalid backendRef: no backend has that name). */
   readonly backends: readonly string[];
+  /** Per backend (same index): the invalid backendRef's name and why, for its 500; undefined when every backendRef is valid. */
+  readonly invalid: readonly ({ readonly backend: string; readonly reason: string } | undefined)[] | undefined;
   readonly cumulative: readonly number[];
   readonly totalWeight: number;
   // Resilience: undefined when the rule has none, so the layers skip it with one test.
@@ -144,6 +146,7 @@ function defaultRoute(service: string, fault: FaultConfig | undefined): Compiled
     filters: undefined,
     backendFilters: undefined,
     backends: [service],
+    invalid: undefined,
     cumulative: [1],
     totalWeight: 1,
     timeouts: undefined,
@@ -171,11 +174,15 @@ function compileRoute(entry: RouteEntry, serviceFault: FaultConfig | undefined, 
   const backends: string[] = [];
   const cumulative: number[] = [];
   const backendFilters: (CompiledFilters | undefined)[] = [];
+  const invalid: ({ backend: string; reason: string } | undefined)[] = [];
   let total = 0;
   for (const b of entry.backends) {
     if (!(b.weight > 0)) continue;
     total += b.weight;
-    backends.push(b.backend);
+    // An invalid backendRef keeps its share of the picks, under a name no backend has, so
+    // the split layer's one lookup misses and answers its 500 (the hot path is unchanged).
+    backends.push(typeof b.invalid === 'string' ? '' : b.backend);
+    invalid.push(typeof b.invalid === 'string' ? { backend: b.backend, reason: b.invalid } : undefined);
     cumulative.push(total);
     backendFilters.push(compileFilters(b.filters));
   }
@@ -196,6 +203,7 @@ function compileRoute(entry: RouteEntry, serviceFault: FaultConfig | undefined, 
     filters: compileFilters(entry.filters),
     backendFilters: backendFilters.some((f) => f !== undefined) ? backendFilters : undefined,
     backends,
+    invalid: invalid.some((x) => x !== undefined) ? invalid : undefined,
     cumulative,
     totalWeight: total,
     timeouts: entry.timeouts,
