@@ -44,7 +44,11 @@ export const ERRORS = {
   },
   TRELLIS_E_NO_ROUTE: { token: 'no-route', status: 404, message: 'no route of service "{service}" matches {method} {path}' },
   TRELLIS_E_BACKEND_NOT_FOUND: { token: 'backend-not-found', status: 500, message: 'route {route} names backend "{backend}", which does not exist' },
-  TRELLIS_E_BACKEND_INVALID: { token: 'backend-invalid', status: 500, message: 'route {route} sends this share of its requests to backend "{backend}", which it may not use: {reason}' },
+  TRELLIS_E_BACKEND_INVALID: {
+    token: 'backend-invalid',
+    status: 500,
+    message: 'route {route} sends this share of its requests to backend "{backend}", which it may not use: {reason}',
+  },
   TRELLIS_E_NO_ENDPOINTS: { token: 'no-endpoints', status: 503, message: 'backend "{backend}" has no healthy endpoint' },
   TRELLIS_E_CONNECT: { token: 'connect-failed', status: 502, message: 'could not connect to {address}: {reason}' },
   TRELLIS_E_UPSTREAM_RESET: { token: 'upstream-reset', status: 502, message: 'the connection to {address} closed before a complete response' },

@@ -46,7 +46,7 @@ export interface ProxyInfo {
   service: string;
   /**
    * The namespace of that service (the key's second part, spelled out for identities such
-   * as `spiffe://<td>/ns/<namespace>/sa/<name>`); absent from an older proxy: read the key.
+   * as `spiffe://<td>/ns/<namespace>/sa/<name>`); absent: `default`.
    */
   namespace?: string;
   /** The version of the instance (`default` when the service has none). */

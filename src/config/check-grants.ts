@@ -53,7 +53,10 @@ export function checkReferenceGrants(mesh: MeshResource, grants: readonly GrantS
       }
       if (t.name !== undefined && index.hasNamespace(ns) && !index.get(ns, t.name)) {
         const names = index.names(ns);
-        at([...path, 'name'], `names service "${t.name}"${ServiceIndex.where(ns)}, which is not in the mesh (${index.listing(ns)})${didYouMean(t.name, names)}`);
+        at(
+          [...path, 'name'],
+          `names service "${t.name}"${ServiceIndex.where(ns)}, which is not in the mesh (${index.listing(ns)})${didYouMean(t.name, names)}`,
+        );
       }
     });
   }

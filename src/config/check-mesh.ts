@@ -47,7 +47,10 @@ export function checkMesh(doc: SourceDocument, mesh: MeshResource): Problem[] {
       // on Kubernetes): its requests go to its instances, this one included, by their sidecars.
       if (!index.get(ref.namespace, ref.name)) {
         const names = index.names(ref.namespace);
-        at(path, `names service "${ref.name}"${ServiceIndex.where(ref.namespace)}, which is not in the mesh (${index.listing(ref.namespace)})${didYouMean(ref.name, names)}`);
+        at(
+          path,
+          `names service "${ref.name}"${ServiceIndex.where(ref.namespace)}, which is not in the mesh (${index.listing(ref.namespace)})${didYouMean(ref.name, names)}`,
+        );
       } else if (upstreamIndex.has(key)) {
         at(path, `lists service "${ref.name}"${ServiceIndex.where(ref.namespace)} again (also upstreams[${upstreamIndex.get(key)}])`);
       }

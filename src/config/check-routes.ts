@@ -21,7 +21,11 @@ type Filter = {
   responseHeaderModifier?: HeaderModifier;
   requestRedirect?: { path?: PathModifier };
   urlRewrite?: { path?: PathModifier };
-  requestMirror?: { backendRef: { name: string; kind?: string; group?: string; namespace?: string }; percent?: number; fraction?: { numerator: number; denominator?: number } };
+  requestMirror?: {
+    backendRef: { name: string; kind?: string; group?: string; namespace?: string };
+    percent?: number;
+    fraction?: { numerator: number; denominator?: number };
+  };
 };
 type HeaderModifier = { set?: { name: string }[]; add?: { name: string }[]; remove?: string[] };
 type PathModifier = { type: string; replaceFullPath?: string; replacePrefixMatch?: string };
@@ -86,7 +90,10 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
       }
       const ns = b.namespace ?? routeNs;
       if (!index.hasNamespace(ns) && (b.namespace !== undefined || ns !== MESH_DEFAULTS.namespace)) {
-        at([...path, b.namespace !== undefined ? 'namespace' : 'name'], `names namespace ${ns}, which no service of the mesh is in (namespaces: ${index.namespaces().join(', ') || 'none'})`);
+        at(
+          [...path, b.namespace !== undefined ? 'namespace' : 'name'],
+          `names namespace ${ns}, which no service of the mesh is in (namespaces: ${index.namespaces().join(', ') || 'none'})`,
+        );
         return;
       }
       const { known, listed } = index.backends(ns);
@@ -112,7 +119,10 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[]):
       const service = index.get(parentNs, p.name);
       if (!service) {
         if (!index.hasNamespace(parentNs) && p.namespace !== undefined) {
-          at([...path, 'namespace'], `names namespace ${parentNs}, which no service of the mesh is in (namespaces: ${index.namespaces().join(', ') || 'none'})`);
+          at(
+            [...path, 'namespace'],
+            `names namespace ${parentNs}, which no service of the mesh is in (namespaces: ${index.namespaces().join(', ') || 'none'})`,
+          );
           continue;
         }
         at(

@@ -17,7 +17,16 @@ import { normalizeProxyLimits, normalizeServices, type NormalizedProxyLimits, ty
 import type { Problem } from './problems.js';
 import { checkSchema } from './schema-errors.js';
 import { checkReferenceGrants, type GrantSource } from './check-grants.js';
-import { MESH_DEFAULTS, MeshSchema, POLICY_KINDS, RESOURCE_KINDS, type MeshResource, type PolicyResource, type ReferenceGrantResource, type RouteResource } from './schema.js';
+import {
+  MESH_DEFAULTS,
+  MeshSchema,
+  POLICY_KINDS,
+  RESOURCE_KINDS,
+  type MeshResource,
+  type PolicyResource,
+  type ReferenceGrantResource,
+  type RouteResource,
+} from './schema.js';
 import { parseYamlFile, problemAt, type SourceDocument } from './yaml-source.js';
 
 export { formatProblem, type Problem } from './problems.js';

@@ -14,7 +14,15 @@
 //
 // `description` strings double as the "what would be right" half of error messages
 // ("must be <description>"), so write them as noun phrases.
-export { DnsLabel, GATEWAY_API_ALPHA_VERSION, GATEWAY_API_BETA_VERSION, GATEWAY_API_VERSION, GATEWAY_X_API_VERSION, TRELLIS_API_VERSION, type Metadata } from './schema/common.js';
+export {
+  DnsLabel,
+  GATEWAY_API_ALPHA_VERSION,
+  GATEWAY_API_BETA_VERSION,
+  GATEWAY_API_VERSION,
+  GATEWAY_X_API_VERSION,
+  TRELLIS_API_VERSION,
+  type Metadata,
+} from './schema/common.js';
 export {
   MESH_DEFAULTS,
   MeshSchema,

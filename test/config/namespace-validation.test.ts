@@ -32,15 +32,23 @@ describe('namespaces in the mesh file', () => {
   });
 
   it('reads upstreams in the caller namespace, svc.ns and { service, namespace } in ns', async () => {
-    const ok = await load(`${TWO}    - name: client\n      namespace: ns-a\n      upstreams: [echo, echo.default, { service: echo, namespace: ns-a, port: 7001 }]\n`);
+    const ok = await load(
+      `${TWO}    - name: client\n      namespace: ns-a\n      upstreams: [echo, echo.default, { service: echo, namespace: ns-a, port: 7001 }]\n`,
+    );
     // echo and { service: echo, namespace: ns-a } are one service from ns-a.
-    assert.match(problemAt(ok.result, 'spec.services[2].upstreams[2]', ok.file).message, /^lists service "echo" in namespace ns-a again \(also upstreams\[0\]\)$/);
+    assert.match(
+      problemAt(ok.result, 'spec.services[2].upstreams[2]', ok.file).message,
+      /^lists service "echo" in namespace ns-a again \(also upstreams\[0\]\)$/,
+    );
     const { file, result } = await load(`${TWO}    - name: client\n      upstreams: [echo.ns-b, { service: client, namespace: ns-a }]\n`);
     assert.equal(
       problemAt(result, 'spec.services[2].upstreams[0]', file).message,
       'names service "echo" in namespace ns-b, which is not in the mesh (no service of the mesh is in namespace ns-b; namespaces: default, ns-a)',
     );
-    assert.match(problemAt(result, 'spec.services[2].upstreams[1]', file).message, /^names service "client" in namespace ns-a, which is not in the mesh \(services in namespace ns-a: echo\)/);
+    assert.match(
+      problemAt(result, 'spec.services[2].upstreams[1]', file).message,
+      /^names service "client" in namespace ns-a, which is not in the mesh \(services in namespace ns-a: echo\)/,
+    );
   });
 
   it("resolves a route's parentRefs and backendRefs in its own namespace unless they name one", async () => {

@@ -97,7 +97,10 @@ describe('namespaces in snapshots', () => {
     it('wins the name in backendRefs, and the version keeps its own backends elsewhere', async () => {
       const file = await tmp.write(
         'mesh.yaml',
-        mesh('    - name: echo\n      versions: [{ name: v1 }, { name: v2 }]\n    - name: echo-v1\n    - name: client\n      upstreams: [echo]\n', '  include: [r.yaml]\n'),
+        mesh(
+          '    - name: echo\n      versions: [{ name: v1 }, { name: v2 }]\n    - name: echo-v1\n    - name: client\n      upstreams: [echo]\n',
+          '  include: [r.yaml]\n',
+        ),
       );
       await tmp.write(
         'r.yaml',
@@ -106,7 +109,11 @@ describe('namespaces in snapshots', () => {
       const cfg = await load([file]);
       const s = compileSnapshot({
         config: cfg,
-        instances: [instance('echo-v1-0', 'echo', 'v1', 9001), instance('echo-v2-0', 'echo', 'v2', 9002), instance('echo-v1-svc-0', 'echo-v1', 'default', 9003)],
+        instances: [
+          instance('echo-v1-0', 'echo', 'v1', 9001),
+          instance('echo-v2-0', 'echo', 'v2', 9002),
+          instance('echo-v1-svc-0', 'echo-v1', 'default', 9003),
+        ],
         proxy: proxy('client'),
       });
       const echo = s.upstreams.echo!;

@@ -31,7 +31,7 @@ const EnvMap = Type.Record(Type.String(), Type.Union([Type.String(), Type.Number
 const UpstreamName = Type.String({
   pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)?$',
   maxLength: 127,
-  description: 'a service name (in the calling service\'s namespace) or name.namespace',
+  description: "a service name (in the calling service's namespace) or name.namespace",
 });
 
 const Upstream = Type.Union(
@@ -199,7 +199,10 @@ export const MeshSchema = Type.Object(
         include: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
         services: Type.Array(MeshService),
         // The domain of `svc.ns.svc.<clusterDomain>` host names.
-        clusterDomain: Type.Optional({ ...DnsSubdomain, description: `${DnsSubdomain.description} (the cluster domain of svc.ns.svc.<domain> host names; default ${MESH_DEFAULTS.clusterDomain})` }),
+        clusterDomain: Type.Optional({
+          ...DnsSubdomain,
+          description: `${DnsSubdomain.description} (the cluster domain of svc.ns.svc.<domain> host names; default ${MESH_DEFAULTS.clusterDomain})`,
+        }),
         proxyLimits: Type.Optional(ProxyLimits),
         accessLog: Type.Optional(AccessLog),
       },

@@ -153,7 +153,13 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
   // Routes may send traffic to another service (GAMMA); unresolvable names stay out of
   // `backends` and in the route, so the proxy reports backend-not-found.
   const referenced = [
-    ...new Set(routes.flatMap((r) => [...r.backends.flatMap((b) => (b.invalid === undefined ? [b.backend] : [])), ...mirrorsOf(r.filters), ...r.backends.flatMap((b) => mirrorsOf(b.filters))])),
+    ...new Set(
+      routes.flatMap((r) => [
+        ...r.backends.flatMap((b) => (b.invalid === undefined ? [b.backend] : [])),
+        ...mirrorsOf(r.filters),
+        ...r.backends.flatMap((b) => mirrorsOf(b.filters)),
+      ]),
+    ),
   ].sort();
   for (const name of referenced) {
     if (name in backends) continue;

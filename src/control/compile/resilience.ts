@@ -232,9 +232,7 @@ export function versionFailover(service: string, version: string, policies: Poli
     .map((x) => x.resource)
     .find(
       (x) =>
-        x.kind === 'BackendPolicy' &&
-        x.spec.failover !== undefined &&
-        x.spec.targetRefs.some((r) => targetsService(r, x.metadata.namespace, service, version)),
+        x.kind === 'BackendPolicy' && x.spec.failover !== undefined && x.spec.targetRefs.some((r) => targetsService(r, x.metadata.namespace, service, version)),
     ) as Extract<PolicyConfig, { kind: 'BackendPolicy' }> | undefined;
   const f = onVersion?.spec.failover ?? servicePolicy(policies, 'BackendPolicy', service)?.spec.failover;
   if (f?.enabled === false) return undefined;
