@@ -55,7 +55,10 @@ export interface InstanceView {
 }
 
 export interface ServiceView {
+  /** The service's key: `name`, or `name.namespace` outside default (src/api/names.ts); what the CLI and API paths take. */
   name: string;
+  /** Its namespace, when not `default`. */
+  namespace?: string;
   protocol: string;
   public: { port?: number } | null;
   upstreams: { service: string; port?: number }[];

@@ -41,8 +41,16 @@ export interface UpstreamListener {
 export interface ProxyInfo {
   /** Unique per proxy process, e.g. `backend-v1-0`. */
   id: string;
-  /** The mesh service this proxy serves (for a gateway, its own name). */
+  /**
+   * The key of the mesh service this proxy serves (for a gateway, its own name): `name`,
+   * or `name.namespace` outside the default namespace (src/api/names.ts).
+   */
   service: string;
+  /**
+   * The namespace of that service (the key's second part, spelled out for identities such
+   * as `spiffe://<td>/ns/<namespace>/sa/<name>`); absent: `default`.
+   */
+  namespace?: string;
   /** The version of the instance (`default` when the service has none). */
   version: string;
   /** `sidecar` sits beside one instance; `gateway` has no app and only outbound listeners. */
@@ -149,7 +157,10 @@ export type RouteFilter =
   | { type: 'RequestMirror'; backend: string; percent: number };
 
 export interface WeightedBackend {
-  /** A key of {@link UpstreamSnapshot.backends}; for an invalid backendRef, its name as written. */
+  /**
+   * A key of {@link UpstreamSnapshot.backends}: `<service>` or `<service>-<version>`, with
+   * `.<namespace>` outside default (src/api/names.ts).
+   */
   backend: string;
   weight: number;
   /** Filters applied only to requests sent to this backend. */
@@ -369,12 +380,19 @@ export const DEFAULT_UPGRADES: readonly string[] = Object.freeze(['websocket']);
 /** Everything one proxy needs, and nothing more. */
 export interface Snapshot {
   version: number;
-  /** The proxy's own service and how its inbound listener speaks. */
+  /** The proxy's own service (its key) and how its inbound listener speaks. */
   service: string;
+  /**
+   * The proxy's own namespace: where a bare host name (`svc`) resolves, and which
+   * consumer routes applied when this snapshot was compiled. Absent: `default`.
+   */
+  namespace?: string;
+  /** The domain of `svc.ns.svc.<domain>` host names; absent: `cluster.local`. */
+  clusterDomain?: string;
   inboundProtocol: Protocol;
   /** The upgrade protocols the proxy's own service accepts on its inbound listener; absent: {@link DEFAULT_UPGRADES}. */
   inboundUpgrades?: string[];
-  /** The services this proxy may call, keyed by service name. */
+  /** The services this proxy may call, keyed by service key (`name`, or `name.namespace` outside default). */
   upstreams: Record<string, UpstreamSnapshot>;
   /**
    * The callers an inbound listener accepts (src/proxy/identity.ts), sorted: every

@@ -1,6 +1,7 @@
 // `trellis status`: one table of a running mesh, read from the control plane's admin API.
 import { TrellisError } from '../errors.js';
 import type { ConfigView, ProxyView, ServiceView } from '../api/admin.js';
+import { DEFAULT_NAMESPACE, splitServiceKey } from '../api/names.js';
 import type { BreakerView, EndpointView } from '../api/views.js';
 import { parseFlags } from './args.js';
 
@@ -72,20 +73,24 @@ export function table(header: string[], rows: string[][]): string {
 
 export function renderStatus(services: ServiceView[], proxies: ProxyView[], config: ConfigView): string {
   const byId = new Map(proxies.map((p) => [p.id, p]));
+  // A NAMESPACE column only when some service is outside default, so a mesh without
+  // namespaces reads as it always did.
+  const namespaced = services.some((s) => s.namespace !== undefined);
+  const lead = (s: ServiceView): string[] => (namespaced ? [s.namespace ?? DEFAULT_NAMESPACE, splitServiceKey(s.name).name] : [s.name]);
   const rows: string[][] = [];
   for (const s of services) {
     if (s.instances.length === 0) {
-      rows.push([s.name, s.versions.map((v) => v.name).join(','), '-', '-', '-', 'no instances', '-']);
+      rows.push([...lead(s), s.versions.map((v) => v.name).join(','), '-', '-', '-', 'no instances', '-']);
       continue;
     }
     for (const i of s.instances) {
-      rows.push([s.name, i.version, i.id, addr(i.app), addr(i.inbound), healthColumn(i.health), configColumn(byId.get(i.id))]);
+      rows.push([...lead(s), i.version, i.id, addr(i.app), addr(i.inbound), healthColumn(i.health), configColumn(byId.get(i.id))]);
     }
   }
   for (const p of proxies.filter((p) => p.kind === 'gateway')) {
-    rows.push([`${p.service} (gateway)`, p.version, p.id, '-', '-', '-', configColumn(p)]);
+    rows.push([...(namespaced ? [DEFAULT_NAMESPACE] : []), `${p.service} (gateway)`, p.version, p.id, '-', '-', '-', configColumn(p)]);
   }
-  let out = table(['SERVICE', 'VERSION', 'INSTANCE', 'APP', 'INBOUND', 'HEALTH', 'CONFIG (acked/sent)'], rows);
+  let out = table([...(namespaced ? ['NAMESPACE'] : []), 'SERVICE', 'VERSION', 'INSTANCE', 'APP', 'INBOUND', 'HEALTH', 'CONFIG (acked/sent)'], rows);
   if (config.reloadFailed) {
     const inForce = config.restoredFrom
       ? `the last good config (saved at ${config.restoredFrom.savedAt ?? '?'} in ${config.restoredFrom.file})`

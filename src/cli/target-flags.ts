@@ -105,7 +105,8 @@ export function joinNegativeValues(argv: readonly string[], flags: ReadonlySet<s
 /** Numeric flags of TARGET_FLAGS, for joinNegativeValues. */
 export const TARGET_NUMERIC_FLAGS: readonly string[] = ['--timeout', '--connections', '--body-size'];
 
-const SERVICE_TARGET = /^([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)(\/.*)?$/;
+// A service's key: `name`, or `name.namespace` outside default (src/api/names.ts).
+const SERVICE_TARGET = /^([a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?)?)(\/.*)?$/;
 
 /**
  * Checks the request flags, then resolves TARGET (a loopback URL, or a service of the
@@ -151,7 +152,7 @@ export async function resolveTargetFlags(command: string, positionals: readonly 
   if (!m)
     throw usageError(
       command,
-      `"${target}" is neither an http:// URL nor a service name (a DNS label such as backend, optionally followed by a path: backend/api)`,
+      `"${target}" is neither an http:// URL nor a service name (a DNS label such as backend, or backend.namespace outside the default namespace, optionally followed by a path: backend/api)`,
     );
   let control = values.control.replace(/\/+$/, '');
   if (!/^https?:\/\//.test(control)) control = `http://${control}`;

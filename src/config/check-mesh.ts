@@ -1,7 +1,8 @@
 // Checks of a Mesh resource that a schema cannot express because they relate one
 // field to another: names that must be unique, upstreams that must exist, fixed
 // ports that would collide on one machine. Runs only on a Mesh that passed its schema.
-import { instanceCount } from './normalize.js';
+import { instanceCount, upstreamRef } from './normalize.js';
+import { namespaceOf, ServiceIndex } from './service-index.js';
 import { didYouMean, fieldPath, type Problem, type Segment } from './problems.js';
 import type { MeshResource } from './schema.js';
 import { problemAt, type SourceDocument } from './yaml-source.js';
@@ -11,18 +12,24 @@ export function checkMesh(doc: SourceDocument, mesh: MeshResource): Problem[] {
   const problems: Problem[] = [];
   const at = (path: Segment[], message: string) => problems.push(problemAt(doc, path, message));
   const services = mesh.spec.services;
-  const names = [...new Set(services.map((s) => s.name))];
-  const listed = `services: ${names.join(', ') || 'none'}`;
+  const index = new ServiceIndex(mesh);
 
+  // A service is (namespace, name): names repeat freely across namespaces.
   const firstIndex = new Map<string, number>();
   services.forEach((s, i) => {
-    const first = firstIndex.get(s.name);
-    if (first === undefined) firstIndex.set(s.name, i);
-    else at(['spec', 'services', i, 'name'], `duplicate service name "${s.name}" (also spec.services[${first}]); service names must be unique`);
+    const key = `${namespaceOf(s)}/${s.name}`;
+    const first = firstIndex.get(key);
+    if (first === undefined) firstIndex.set(key, i);
+    else
+      at(
+        ['spec', 'services', i, 'name'],
+        `duplicate service name "${s.name}"${ServiceIndex.where(namespaceOf(s))} (also spec.services[${first}]); service names must be unique`,
+      );
   });
 
   services.forEach((s, i) => {
     const base: Segment[] = ['spec', 'services', i];
+    const ns = namespaceOf(s);
 
     const versionIndex = new Map<string, number>();
     s.versions?.forEach((v, k) => {
@@ -33,16 +40,21 @@ export function checkMesh(doc: SourceDocument, mesh: MeshResource): Problem[] {
 
     const upstreamIndex = new Map<string, number>();
     s.upstreams?.forEach((u, k) => {
-      const target = typeof u === 'string' ? u : u.service;
+      const ref = upstreamRef(u, ns);
+      const key = `${ref.namespace}/${ref.name}`;
       const path = [...base, 'upstreams', k];
       // A service may call itself through the mesh (an instance calling its own Service, as
       // on Kubernetes): its requests go to its instances, this one included, by their sidecars.
-      if (!firstIndex.has(target)) {
-        at(path, `names service "${target}", which is not in the mesh (${listed})${didYouMean(target, names)}`);
-      } else if (upstreamIndex.has(target)) {
-        at(path, `lists service "${target}" again (also upstreams[${upstreamIndex.get(target)}])`);
+      if (!index.get(ref.namespace, ref.name)) {
+        const names = index.names(ref.namespace);
+        at(
+          path,
+          `names service "${ref.name}"${ServiceIndex.where(ref.namespace)}, which is not in the mesh (${index.listing(ref.namespace)})${didYouMean(ref.name, names)}`,
+        );
+      } else if (upstreamIndex.has(key)) {
+        at(path, `lists service "${ref.name}"${ServiceIndex.where(ref.namespace)} again (also upstreams[${upstreamIndex.get(key)}])`);
       }
-      if (!upstreamIndex.has(target)) upstreamIndex.set(target, k);
+      if (!upstreamIndex.has(key)) upstreamIndex.set(key, k);
     });
 
     const upgradeIndex = new Map<string, number>();
@@ -69,31 +81,7 @@ export function checkMesh(doc: SourceDocument, mesh: MeshResource): Problem[] {
     }
   });
 
-  problems.push(...checkBackendNames(doc, mesh));
   problems.push(...checkPorts(doc, mesh));
-  return problems;
-}
-
-// A backendRef `a-b` means version b of service a; a service literally named `a-b`
-// would make that ambiguous, so the two may not coexist.
-function checkBackendNames(doc: SourceDocument, mesh: MeshResource): Problem[] {
-  const problems: Problem[] = [];
-  const versionBackends = new Map<string, string>();
-  for (const s of mesh.spec.services) {
-    for (const v of s.versions ?? []) versionBackends.set(`${s.name}-${v.name}`, `version "${v.name}" of service "${s.name}"`);
-  }
-  mesh.spec.services.forEach((s, i) => {
-    const clash = versionBackends.get(s.name);
-    if (clash) {
-      problems.push(
-        problemAt(
-          doc,
-          ['spec', 'services', i, 'name'],
-          `service name "${s.name}" is also the backend name of ${clash}, so routes could not tell them apart; rename one`,
-        ),
-      );
-    }
-  });
   return problems;
 }
 

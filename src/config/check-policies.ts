@@ -7,6 +7,7 @@ import { didYouMean, type Problem, type Segment } from './problems.js';
 import type { RouteSource } from './check-routes.js';
 import { GATEWAY_API_VERSION, type HTTPRouteResource, type MeshResource, type PolicyResource } from './schema.js';
 import { problemAt, type SourceDocument } from './yaml-source.js';
+import { ServiceIndex } from './service-index.js';
 
 /** A schema-valid policy and the document it came from. */
 export interface PolicySource {
@@ -46,9 +47,11 @@ export function checkPolicies(mesh: MeshResource, routes: readonly RouteSource[]
     });
   }
 
-  const services = mesh.spec.services.map((s) => s.name);
+  const index = new ServiceIndex(mesh);
   for (const { doc, resource } of policies) {
+    // A policy targets objects of its own namespace (LocalPolicyTargetReference).
     const ns = resource.metadata.namespace ?? 'default';
+    const services = index.names(ns);
     const at = (path: Segment[], message: string) => problems.push(problemAt(doc, path, message));
     for (const [i, ref] of resource.spec.targetRefs.entries()) {
       const path: Segment[] = ['spec', 'targetRefs', i];
@@ -64,13 +67,13 @@ export function checkPolicies(mesh: MeshResource, routes: readonly RouteSource[]
         if (!services.includes(ref.name)) {
           at(
             [...path, 'name'],
-            `names service "${ref.name}", which is not in the mesh (services: ${services.join(', ') || 'none'})${didYouMean(ref.name, services)}`,
+            `names service "${ref.name}"${ServiceIndex.where(ns)}, which is not in the mesh (${index.listing(ns)}; a policy targets services of its own namespace)${didYouMean(ref.name, services)}`,
           );
           continue;
         }
         if (ref.sectionName !== undefined) {
           // A BackendPolicy's section of a Service is one of its versions.
-          const versions = (mesh.spec.services.find((s) => s.name === ref.name)?.versions ?? []).map((v) => v.name);
+          const versions = (index.get(ns, ref.name)?.versions ?? []).map((v) => v.name);
           if (!versions.includes(ref.sectionName)) {
             at(
               [...path, 'sectionName'],
@@ -147,7 +150,7 @@ export function checkPolicies(mesh: MeshResource, routes: readonly RouteSource[]
       if (to !== undefined) {
         for (const ref of resource.spec.targetRefs) {
           if (ref.kind !== 'Service' || ref.group !== '') continue;
-          const versions = (mesh.spec.services.find((s) => s.name === ref.name)?.versions ?? []).map((v) => v.name);
+          const versions = (index.get(resource.metadata.namespace ?? 'default', ref.name)?.versions ?? []).map((v) => v.name);
           if (versions.length > 0 && !versions.includes(to)) {
             at(
               ['spec', 'failover', 'version'],

@@ -6,6 +6,7 @@
 // routes that passed their schema (with defaults applied) and a Mesh that passed its own.
 import { didYouMean, type Problem, type Segment } from './problems.js';
 import { MESH_DEFAULTS, type MeshResource, type RouteResource } from './schema.js';
+import { namespaceOf, ServiceIndex } from './service-index.js';
 import { problemAt, type SourceDocument } from './yaml-source.js';
 
 /** A schema-valid route and the document it came from. */
@@ -20,7 +21,11 @@ type Filter = {
   responseHeaderModifier?: HeaderModifier;
   requestRedirect?: { path?: PathModifier };
   urlRewrite?: { path?: PathModifier };
-  requestMirror?: { backendRef: { name: string; kind?: string; group?: string }; percent?: number; fraction?: { numerator: number; denominator?: number } };
+  requestMirror?: {
+    backendRef: { name: string; kind?: string; group?: string; namespace?: string };
+    percent?: number;
+    fraction?: { numerator: number; denominator?: number };
+  };
 };
 type HeaderModifier = { set?: { name: string }[]; add?: { name: string }[]; remove?: string[] };
 type PathModifier = { type: string; replaceFullPath?: string; replacePrefixMatch?: string };
@@ -55,19 +60,7 @@ function regexProblem(value: string): string | undefined {
  * works; its share of requests is answered 500, as the Gateway API has it).
  */
 export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[], warnings: Problem[] = []): Problem[] {
-  const services = new Map(mesh.spec.services.map((s) => [s.name, s]));
-  const serviceNames = [...services.keys()];
-  const backendNames = new Set<string>();
-  for (const s of mesh.spec.services) {
-    backendNames.add(s.name);
-    for (const v of s.versions ?? []) backendNames.add(`${s.name}-${v.name}`);
-  }
-  // Messages list the names people write; `<service>-default` (a service without
-  // versions) stays valid but would only clutter the list.
-  const backendList = [...backendNames].sort();
-  for (const s of mesh.spec.services) {
-    if (!s.versions) backendNames.add(`${s.name}-${MESH_DEFAULTS.versionName}`);
-  }
+  const index = new ServiceIndex(mesh);
 
   const problems: Problem[] = [];
   const seen = new Map<string, RouteSource>();
@@ -79,7 +72,8 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[], 
     const kind = resource.kind;
     const wantProtocol = kind === 'TCPRoute' ? 'tcp' : 'http';
 
-    const id = `${resource.metadata.namespace ?? 'default'}/${resource.metadata.name}`;
+    const routeNs = namespaceOf(resource);
+    const id = `${routeNs}/${resource.metadata.name}`;
     const first = seen.get(`${kind}/${id}`);
     if (first) {
       const where = first.doc.locate(['metadata', 'name']);
@@ -88,8 +82,9 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[], 
       seen.set(`${kind}/${id}`, route);
     }
 
+    // backendRefs and parentRefs without a namespace are in the route's (Gateway API).
     /** `mirror`: a RequestMirror's backendRef, which must exist (a weighted backendRef that does not is only invalid). */
-    const checkBackend = (b: { name: string; kind?: string; group?: string }, path: Segment[], mirror = false): void => {
+    const checkBackend = (b: { name: string; kind?: string; group?: string; namespace?: string }, path: Segment[], mirror = false): void => {
       if ((b.kind ?? 'Service') !== 'Service') {
         at([...path, 'kind'], `kind "${b.kind}" is not supported; a backend is a mesh Service (kind: Service)`);
         return;
@@ -98,8 +93,17 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[], 
         at([...path, 'group'], `must be "" (the core group) for kind Service (got "${b.group}")`);
         return;
       }
-      if (!backendNames.has(b.name)) {
-        const what = `names "${b.name}", which is neither a mesh service nor <service>-<version> of one (backends: ${backendList.join(', ') || 'none'})${didYouMean(b.name, backendList)}`;
+      const ns = b.namespace ?? routeNs;
+      if (!index.hasNamespace(ns) && (b.namespace !== undefined || ns !== MESH_DEFAULTS.namespace)) {
+        at(
+          [...path, b.namespace !== undefined ? 'namespace' : 'name'],
+          `names namespace ${ns}, which no service of the mesh is in (namespaces: ${index.namespaces().join(', ') || 'none'})`,
+        );
+        return;
+      }
+      const { known, listed } = index.backends(ns);
+      if (!known.has(b.name)) {
+        const what = `names "${b.name}", which is neither a mesh service${ServiceIndex.where(ns)} nor <service>-<version> of one (backends${ServiceIndex.where(ns)}: ${listed.join(', ') || 'none'})${didYouMean(b.name, listed)}`;
         if (mirror) at([...path, 'name'], what);
         else warnings.push(problemAt(doc, [...path, 'name'], `${what}; the backendRef is invalid, and the requests its weight would take are answered 500`));
       }
@@ -115,11 +119,19 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[], 
         at([...path, 'group'], `must be "" (the core group) for kind Service (got "${p.group}")`);
         continue;
       }
-      const service = services.get(p.name);
+      const parentNs = p.namespace ?? routeNs;
+      const service = index.get(parentNs, p.name);
       if (!service) {
+        if (!index.hasNamespace(parentNs) && p.namespace !== undefined) {
+          at(
+            [...path, 'namespace'],
+            `names namespace ${parentNs}, which no service of the mesh is in (namespaces: ${index.namespaces().join(', ') || 'none'})`,
+          );
+          continue;
+        }
         at(
           [...path, 'name'],
-          `names service "${p.name}", which is not in the mesh (services: ${serviceNames.join(', ') || 'none'})${didYouMean(p.name, serviceNames)}`,
+          `names service "${p.name}"${ServiceIndex.where(parentNs)}, which is not in the mesh (${index.listing(parentNs)})${didYouMean(p.name, index.names(parentNs))}`,
         );
         continue;
       }
@@ -135,14 +147,14 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[], 
         continue;
       }
       if (kind === 'TCPRoute') {
-        const claimed = tcpParents.get(p.name);
+        const claimed = tcpParents.get(`${parentNs}/${p.name}`);
         if (claimed && claimed !== route) {
           at(
             [...path, 'name'],
             `service "${p.name}" already has a TCPRoute (${claimed.resource.metadata.name} in ${claimed.doc.file}); a tcp service takes one`,
           );
         } else {
-          tcpParents.set(p.name, route);
+          tcpParents.set(`${parentNs}/${p.name}`, route);
         }
       }
     }

@@ -17,7 +17,17 @@ import { checkRoutes, type RouteSource } from './check-routes.js';
 import { normalizeProxyLimits, normalizeServices, type NormalizedProxyLimits, type NormalizedService } from './normalize.js';
 import type { Problem } from './problems.js';
 import { checkSchema } from './schema-errors.js';
-import { MeshSchema, POLICY_KINDS, RESOURCE_KINDS, type MeshResource, type PolicyResource, type RouteResource } from './schema.js';
+import { checkReferenceGrants, type GrantSource } from './check-grants.js';
+import {
+  MESH_DEFAULTS,
+  MeshSchema,
+  POLICY_KINDS,
+  RESOURCE_KINDS,
+  type MeshResource,
+  type PolicyResource,
+  type ReferenceGrantResource,
+  type RouteResource,
+} from './schema.js';
 import { parseYamlFile, problemAt, type SourceDocument } from './yaml-source.js';
 
 export { formatProblem, type Problem } from './problems.js';
@@ -36,6 +46,12 @@ export interface LoadedPolicy {
   resource: PolicyResource;
 }
 
+/** A ReferenceGrant (defaults applied) and its file. */
+export interface LoadedGrant {
+  file: string;
+  resource: ReferenceGrantResource;
+}
+
 /** A complete, valid mesh configuration. */
 export interface MeshConfig {
   /** The file holding the Mesh resource. */
@@ -48,6 +64,10 @@ export interface MeshConfig {
   routes: LoadedRoute[];
   /** In file order. */
   policies: LoadedPolicy[];
+  /** The ReferenceGrants that let routes send traffic into another namespace. */
+  referenceGrants: LoadedGrant[];
+  /** The domain of `svc.ns.svc.<clusterDomain>` host names (default cluster.local). */
+  clusterDomain: string;
   /** `spec.proxyLimits`; undefined: every proxy keeps its defaults. */
   proxyLimits?: NormalizedProxyLimits;
   /** `spec.identity` with its defaults; the control plane's CA reads it at start. */
@@ -101,6 +121,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const meshes: { doc: SourceDocument; resource: MeshResource }[] = [];
   const routes: RouteSource[] = [];
   const policies: PolicySource[] = [];
+  const grants: GrantSource[] = [];
   const read = new Set<string>();
   // The queue grows while we read it: a Mesh's includes are appended.
   for (let q = 0; q < queue.length; q++) {
@@ -132,6 +153,8 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
         // checked (and watched) too.
         problems.push(...(await queueIncludes(doc, queue, folders)));
         if (schemaProblems.length === 0) meshes.push({ doc, resource: withDefaults(MeshSchema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'ReferenceGrant') {
+        grants.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && POLICY_KINDS.has(RESOURCE_KINDS[kind]!.kind)) {
         policies.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0) {
@@ -162,6 +185,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
     problems.push(...checkIdentity(mesh.doc, mesh.resource));
     problems.push(...checkRoutes(mesh.resource, routes, warnings));
     problems.push(...checkPolicies(mesh.resource, routes, policies));
+    problems.push(...checkReferenceGrants(mesh.resource, grants));
   }
   if (problems.length > 0 || !mesh) return { files, folders, problems: inFileOrder(problems, files), warnings: inFileOrder(warnings, files) };
 
@@ -178,6 +202,8 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
       services: normalizeServices(mesh.resource, meshDir),
       routes: routes.map((r) => ({ file: r.doc.file, resource: r.resource })),
       policies: policies.map((p) => ({ file: p.doc.file, resource: p.resource })),
+      referenceGrants: grants.map((g) => ({ file: g.doc.file, resource: g.resource })),
+      clusterDomain: mesh.resource.spec.clusterDomain ?? MESH_DEFAULTS.clusterDomain,
       ...(mesh.resource.spec.proxyLimits ? { proxyLimits: normalizeProxyLimits(mesh.resource.spec.proxyLimits) } : {}),
       identity: normalizeIdentity(mesh.resource, meshDir),
     },

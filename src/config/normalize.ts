@@ -3,12 +3,14 @@
 // out, upstreams as objects, durations in milliseconds, cwd absolute. Consumers then
 // never re-apply a default or parse a duration, and cannot disagree about them.
 import type { ProxyLimitsSnapshot } from '../api/protocol.js';
+import { serviceKey } from '../api/names.js';
 import { resolve } from 'node:path';
 import { parseDurationMs } from './duration.js';
-import { MESH_DEFAULTS, type HealthCheck, type MeshResource, type MeshService, type ProxyLimitsSpec } from './schema.js';
+import { MESH_DEFAULTS, type HealthCheck, type MeshResource, type MeshService, type ProxyLimitsSpec, type Upstream } from './schema.js';
 
 /** An upstream of a service: the service it calls and, optionally, a fixed local port. */
 export interface NormalizedUpstream {
+  /** The called service's mesh-wide key (`name`, or `name.namespace` outside default; src/api/names.ts). */
   service: string;
   port?: number;
 }
@@ -33,6 +35,8 @@ export interface NormalizedVersion {
 /** A mesh service with every default filled in. */
 export interface NormalizedService {
   name: string;
+  /** Absent: `default` (so a mesh without namespaces normalizes as before). The service's key is `serviceKey(name, namespace)`. */
+  namespace?: string;
   /** 'detect' when the mesh file does not declare one. */
   protocol: 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
   /** Undefined: an external process the runner does not start. */
@@ -96,8 +100,10 @@ function normalizeService(s: MeshService, meshDir: string): NormalizedService {
     ...optional('command', v.command ?? s.command),
     env: { ...env, ...stringifyEnv(v.env) },
   }));
+  const namespace = s.namespace ?? MESH_DEFAULTS.namespace;
   return {
     name: s.name,
+    ...optional('namespace', namespace === MESH_DEFAULTS.namespace ? undefined : namespace),
     protocol: s.protocol ?? MESH_DEFAULTS.protocol,
     ...optional('command', s.command),
     cwd: resolve(meshDir, s.cwd ?? '.'),
@@ -107,7 +113,7 @@ function normalizeService(s: MeshService, meshDir: string): NormalizedService {
     ...optional('public', s.public && { ...s.public }),
     requires: [...(s.requires ?? [])],
     optional: s.optional ?? false,
-    upstreams: (s.upstreams ?? []).map((u) => (typeof u === 'string' ? { service: u } : { ...u })),
+    upstreams: (s.upstreams ?? []).map((u) => normalizeUpstream(u, namespace)),
     health: normalizeHealth(s.health),
     ...optional(
       'upgrades',
@@ -115,6 +121,22 @@ function normalizeService(s: MeshService, meshDir: string): NormalizedService {
     ),
     versions,
   };
+}
+
+/**
+ * An upstream as the key of the service it names: `svc` and `{ service }` are in the
+ * calling service's namespace, `svc.ns` and `{ service, namespace }` in ns.
+ */
+export function upstreamRef(u: Upstream, callerNamespace: string): { name: string; namespace: string } {
+  if (typeof u !== 'string') return { name: u.service, namespace: u.namespace ?? callerNamespace };
+  const dot = u.indexOf('.');
+  return dot === -1 ? { name: u, namespace: callerNamespace } : { name: u.slice(0, dot), namespace: u.slice(dot + 1) };
+}
+
+function normalizeUpstream(u: Upstream, callerNamespace: string): NormalizedUpstream {
+  const ref = upstreamRef(u, callerNamespace);
+  const service = serviceKey(ref.name, ref.namespace);
+  return typeof u !== 'string' && u.port !== undefined ? { service, port: u.port } : { service };
 }
 
 function normalizeHealth(h: HealthCheck | undefined): NormalizedHealth {

@@ -14,7 +14,15 @@
 //
 // `description` strings double as the "what would be right" half of error messages
 // ("must be <description>"), so write them as noun phrases.
-export { DnsLabel, GATEWAY_API_ALPHA_VERSION, GATEWAY_API_VERSION, GATEWAY_X_API_VERSION, TRELLIS_API_VERSION, type Metadata } from './schema/common.js';
+export {
+  DnsLabel,
+  GATEWAY_API_ALPHA_VERSION,
+  GATEWAY_API_BETA_VERSION,
+  GATEWAY_API_VERSION,
+  GATEWAY_X_API_VERSION,
+  TRELLIS_API_VERSION,
+  type Metadata,
+} from './schema/common.js';
 export {
   MESH_DEFAULTS,
   MeshSchema,
@@ -46,4 +54,5 @@ export { FaultInjectionSchema, GRPC_STATUS_CODES, type FaultInjectionResource } 
 export { RetryPolicySchema, type RetryPolicyResource } from './schema/retry-policy.js';
 export { BackendTrafficPolicySchema, type BackendTrafficPolicyResource } from './schema/backend-traffic-policy.js';
 export { BALANCER_TYPES, BackendPolicySchema, type BackendPolicyResource } from './schema/backend-policy.js';
+export { ReferenceGrantSchema, type ReferenceGrantResource } from './schema/reference-grant.js';
 export { POLICY_KINDS, RESOURCE_KINDS, type PolicyResource, type RouteResource } from './schema/kinds.js';

@@ -3,7 +3,7 @@
 // versions. It only holds state and tells listeners what changed; the health checker,
 // compiler and distributor act on it.
 import type { HostPort, ProxyInfo, Snapshot } from '../api/protocol.js';
-import { EMPTY_CONFIG, type ControlConfig, type ServiceConfig } from './sources/mesh-config.js';
+import { EMPTY_CONFIG, keyOf, type ControlConfig, type ServiceConfig } from './sources/mesh-config.js';
 
 import type { ConfigProblem, HealthStatus } from '../api/admin.js';
 export type { ConfigProblem, HealthStatus } from '../api/admin.js';
@@ -23,6 +23,7 @@ export interface HealthState {
 /** One running copy of a service, as its sidecar described it in its hello. */
 export interface Instance {
   readonly id: string;
+  /** The key of its service (`name`, or `name.namespace` outside default). */
   readonly service: string;
   readonly version: string;
   readonly app?: HostPort;
@@ -126,8 +127,9 @@ export class MeshModel {
     return this.#config.config;
   }
 
-  service(name: string): ServiceConfig | undefined {
-    return this.#config.config.services.find((s) => s.name === name);
+  /** The service whose key is `key`: `name`, or `name.namespace` outside default (src/api/names.ts). */
+  service(key: string): ServiceConfig | undefined {
+    return this.#config.config.services.find((s) => keyOf(s) === key);
   }
 
   /** Puts a freshly loaded (or restored) config in force and clears any failed-reload problems. */

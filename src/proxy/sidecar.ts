@@ -26,6 +26,7 @@ import { endpointKey } from './balancer/balancer.js';
 import { LimitsRef, limitsWith } from './listeners/limits.js';
 import { AppHttpVersion, probeAppHttp, refuseHttp1 } from './h2/app-version.js';
 import { DEFAULT_UPGRADES } from '../api/protocol.js';
+import { DEFAULT_CLUSTER_DOMAIN, DEFAULT_NAMESPACE, serviceHostNames, splitServiceKey } from '../api/names.js';
 import { errorSummary, type ConnectionErrorReason, type ListenerContext, type ListenerKind } from './listeners/listener-context.js';
 
 /** HTTP/2 once loaded: the forwarder's and server's modules, the app codecs, and the upstream session pool. */
@@ -111,6 +112,8 @@ export class Sidecar {
   #renewer: CertificateRenewer | undefined;
   #snapshot: Snapshot | null = null;
   #upstreams: Map<string, CompiledUpstream> | null = null;
+  /** The same upstreams by every host name that reaches them from this proxy's namespace (src/api/names.ts). */
+  #hosts: Map<string, CompiledUpstream> | null = null;
   /** The instances of the snapshot's services by the addresses they listen at (`host:port`: sidecar inbound, app). */
   #addresses: Map<string, AddressedInstance> | null = null;
   /** The services of the mesh (from the snapshot): the only callers the inbound listener accepts. */
@@ -167,12 +170,14 @@ export class Sidecar {
   async start(): Promise<void> {
     const o = this.#o;
     const lookup = (service: string): CompiledUpstream | undefined | null => (this.#upstreams === null ? null : this.#upstreams.get(service));
+    const lookupHost = (host: string): CompiledUpstream | undefined | null => (this.#hosts === null ? null : this.#hosts.get(host));
     const pool = this.#pool;
     const lookupAddress = (address: string): AddressedInstance | undefined | null => (this.#addresses === null ? null : this.#addresses.get(address));
     const parts: OutboundParts = {
       service: o.service,
       version: o.version,
       lookup,
+      lookupHost,
       lookupAddress,
       metrics: this.metrics,
       accessLog: this.#accessLog,
@@ -291,9 +296,11 @@ export class Sidecar {
     });
     this.addresses.admin = await listen(this.#admin, o.admin);
 
+    const namespace = splitServiceKey(o.service).namespace;
     const info: ProxyInfo = {
       id: o.id,
       service: o.service,
+      ...(namespace !== DEFAULT_NAMESPACE ? { namespace } : {}),
       version: o.version,
       kind: o.kind,
       app: o.app,
@@ -377,6 +384,7 @@ export class Sidecar {
     const inboundUpgrades = upgradeList(s.inboundUpgrades);
     this.#snapshot = s;
     this.#upstreams = compiled;
+    this.#hosts = hostIndex(s, compiled);
     this.#addresses = addressIndex(s, compiled);
     this.limits.current = limits;
     for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
@@ -609,6 +617,22 @@ function addressIndex(s: Snapshot, compiled: ReadonlyMap<string, CompiledUpstrea
       index.set(addressKey(endpoint.host, endpoint.port), { upstream, endpoint });
       if (endpoint.app !== undefined) index.set(addressKey(endpoint.app.host, endpoint.app.port), { upstream, endpoint });
     }
+  }
+  return index;
+}
+
+/**
+ * The snapshot's upstreams by host name, as Kubernetes DNS resolves names for a caller in
+ * the snapshot's namespace: `svc` (its own namespace), `svc.ns`, `svc.ns.svc`,
+ * `svc.ns.svc.<cluster domain>`. Built once per snapshot, so a request costs one lookup.
+ */
+function hostIndex(s: Snapshot, compiled: ReadonlyMap<string, CompiledUpstream>): Map<string, CompiledUpstream> {
+  const caller = typeof s.namespace === 'string' ? s.namespace : DEFAULT_NAMESPACE;
+  const domain = typeof s.clusterDomain === 'string' ? s.clusterDomain : DEFAULT_CLUSTER_DOMAIN;
+  const index = new Map<string, CompiledUpstream>();
+  for (const [key, upstream] of compiled) {
+    const { name, namespace } = splitServiceKey(key);
+    for (const host of serviceHostNames(name, namespace, caller, domain)) index.set(host, upstream);
   }
   return index;
 }

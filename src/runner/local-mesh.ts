@@ -8,6 +8,10 @@ import { join, resolve } from 'node:path';
 import { findOnPath } from './on-path.js';
 import { fileURLToPath } from 'node:url';
 import { formatProblem, loadConfig, type MeshConfig, type NormalizedService } from '../config/load.js';
+import { DEFAULT_NAMESPACE, serviceKey, splitServiceKey } from '../api/names.js';
+
+/** A service's mesh-wide key (src/api/names.ts). */
+const keyOf = (s: NormalizedService): string => serviceKey(s.name, s.namespace);
 import type { AccessLogSpec } from '../config/schema.js';
 import { INGRESS_SERVICE, type HostPort } from '../api/protocol.js';
 import { TrellisError } from '../errors.js';
@@ -106,9 +110,9 @@ export class LocalMesh {
     const admin = { host: this.#o.admin.host, port: await this.#port(this.#o.admin.port, '--admin') };
     const controlUrl = `http://${admin.host}:${admin.port}`;
     const publicPorts: Record<string, number> = {};
-    for (const s of running) if (s.public) publicPorts[s.name] = await this.#port(s.public.port ?? 0, `public.port of service ${s.name}`);
+    for (const s of running) if (s.public) publicPorts[keyOf(s)] = await this.#port(s.public.port ?? 0, `public.port of service ${keyOf(s)}`);
     const publicUrls = Object.fromEntries(Object.entries(publicPorts).map(([n, p]) => [n, `http://${LOOPBACK}:${p}`]));
-    const runningNames = new Set(running.map((s) => s.name));
+    const runningNames = new Set(running.map(keyOf));
     const instances = await this.#plan(running, runningNames, publicUrls, stateDir);
 
     const state: MeshState = { meshFile: config.meshFile, control: controlUrl, stateDir, logDir, instances, publicUrls, skipped };
@@ -268,9 +272,11 @@ export class LocalMesh {
     const publicEnv = Object.fromEntries(Object.entries(publicUrls).map(([n, u]) => [`TRELLIS_PUBLIC_${envName(n)}`, u]));
     for (const s of running) {
       const count = s.versions.reduce((n, v) => n + v.replicas, 0);
+      // The service's key (`name`, or `name.namespace` outside default) names it to the mesh.
+      const key = keyOf(s);
       for (const v of s.versions) {
         for (let r = 0; r < v.replicas; r++) {
-          const id = v.name === 'default' ? `${s.name}-${r}` : `${s.name}-${v.name}-${r}`;
+          const id = v.name === 'default' ? `${key}-${r}` : `${key}-${v.name}-${r}`;
           const appPort = s.port !== undefined && count === 1 ? await this.#port(s.port, `port of service ${s.name}`) : await this.#ports.free();
           const upstreams: { service: string; port: number }[] = [];
           for (const u of s.upstreams) {
@@ -283,7 +289,7 @@ export class LocalMesh {
           const inbound = { host: LOOPBACK, port: await this.#ports.free() };
           const admin = { host: LOOPBACK, port: await this.#ports.free() };
           const httpProxy = { host: LOOPBACK, port: await this.#ports.free() };
-          const dataDir = join(stateDir, 'data', s.name);
+          const dataDir = join(stateDir, 'data', key);
           await mkdir(dataDir, { recursive: true });
           const env: Record<string, string> = {
             ...v.env,
@@ -291,15 +297,16 @@ export class LocalMesh {
             PORT: String(appPort),
             HOST: LOOPBACK,
             TRELLIS_SERVICE: s.name,
+            TRELLIS_NAMESPACE: s.namespace ?? DEFAULT_NAMESPACE,
             TRELLIS_VERSION: v.name,
             TRELLIS_INSTANCE: id,
             TRELLIS_HTTP_PROXY: `http://${LOOPBACK}:${httpProxy.port}`,
             TRELLIS_DATA_DIR: dataDir,
-            ...Object.fromEntries(upstreams.map((u) => [`TRELLIS_UPSTREAM_${envName(u.service)}`, `${LOOPBACK}:${u.port}`])),
+            ...Object.fromEntries(upstreams.flatMap((u) => upstreamEnv(u, s.namespace ?? DEFAULT_NAMESPACE))),
           };
           plans.push({
             id,
-            service: s.name,
+            service: key,
             version: v.name,
             protocol: s.protocol,
             app: { host: LOOPBACK, port: appPort },
@@ -397,6 +404,19 @@ export class LocalMesh {
 }
 
 /** Services whose `requires` are met; optional ones that aren't are skipped with the reason. */
+/**
+ * The env entries that tell an app where an upstream's listener is: by the upstream's key
+ * (`TRELLIS_UPSTREAM_ECHO_NS_A` for `echo.ns-a`), and, for a service in the app's own
+ * namespace, by its bare name too (`TRELLIS_UPSTREAM_ECHO`), as `echo` resolves there.
+ */
+function upstreamEnv(u: { service: string; port: number }, namespace: string): [string, string][] {
+  const address = `${LOOPBACK}:${u.port}`;
+  const out: [string, string][] = [[`TRELLIS_UPSTREAM_${envName(u.service)}`, address]];
+  const { name, namespace: ns } = splitServiceKey(u.service);
+  if (ns === namespace && name !== u.service) out.push([`TRELLIS_UPSTREAM_${envName(name)}`, address]);
+  return out;
+}
+
 function chooseServices(config: MeshConfig): { running: NormalizedService[]; skipped: { service: string; reason: string }[] } {
   const running: NormalizedService[] = [];
   const skipped: { service: string; reason: string }[] = [];
@@ -435,7 +455,7 @@ function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 
 /** `postgres-main` → `POSTGRES_MAIN`. */
 export function envName(service: string): string {
-  return service.toUpperCase().replace(/-/g, '_');
+  return service.toUpperCase().replace(/[-.]/g, '_');
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -97,8 +97,11 @@ describe('Mesh schema', () => {
 
   it('accepts upstreams as names or { service, port } and reports typos inside the object form', async () => {
     const { file, result } = await load('    - name: web\n      upstreams: [api, { service: api, prot: 1 }, 5]\n    - name: api\n');
-    assert.match(problemAt(result, 'spec.services[0].upstreams[1].prot', file).message, /^unknown field "prot"; allowed here: service, port$/);
-    assert.equal(problemAt(result, 'spec.services[0].upstreams[2]', file).message, 'must be a service name, or { service, port? } (got 5)');
+    assert.match(problemAt(result, 'spec.services[0].upstreams[1].prot', file).message, /^unknown field "prot"; allowed here: service, port, namespace$/);
+    assert.equal(
+      problemAt(result, 'spec.services[0].upstreams[2]', file).message,
+      'must be a service name or name.namespace, or { service, namespace?, port? } (got 5)',
+    );
   });
 
   it('renders odd keys in field paths with brackets', async () => {
@@ -172,9 +175,11 @@ describe('Mesh cross-field checks', () => {
     assert.equal(problemAt(result, 'spec.services[0].versions[2].name', file).message, 'duplicate version name "v1" in service "web" (also versions[0])');
   });
 
-  it("refuses a service named like another service's version backend", async () => {
-    const { file, result } = await load('    - name: web\n      versions: [{ name: v1 }]\n    - name: web-v1\n');
-    assert.match(problemAt(result, 'spec.services[1].name', file).message, /is also the backend name of version "v1" of service "web"/);
+  // As on Kubernetes, where Services echo and echo-v1 are simply distinct: the real service
+  // wins the name echo-v1 in backendRefs (issue 12; the compiler's test shows who gets it).
+  it("accepts a service named like another service's version backend", async () => {
+    const { result } = await load('    - name: web\n      versions: [{ name: v1 }]\n    - name: web-v1\n');
+    assert.deepEqual(result.problems, []);
   });
 
   it('takes upgrade protocols as tokens, in lower case, and refuses h2c and repeats', async () => {

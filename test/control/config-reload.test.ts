@@ -135,6 +135,7 @@ test('a route file written into an include folder that held none is loaded and p
     await mkdir(join(dir.dir, 'routes'));
     await dir.write('routes/README.md', 'routes go here');
     plane2 = await startControlPlane({
+      bootstrapSecret: TEST_BOOTSTRAP_SECRET,
       configPaths: [mesh],
       admin: { host: '127.0.0.1', port: 0 },
       log: () => {},

@@ -82,14 +82,17 @@ test('without timestamps, the route earlier in the files wins', () => {
   assert.deepEqual(order(entries), ['first', 'second']);
 });
 
+// Routes of two namespaces never share one table since namespaces (a caller gets the
+// producer routes, in the Service's namespace, or its own consumer routes: GEP-1294), so
+// the tie-break reads the names of one namespace.
 test('with equal timestamps, the route name decides alphabetically (namespace first)', () => {
   const at = { creationTimestamp: '2024-05-01T00:00:00Z' };
-  const entries = compileRoutes('svc', [
-    route('b', 'svc', [{ backendRefs: to('default/b') }], at),
-    route('a', 'svc', [{ backendRefs: to('other/a') }], { ...at, namespace: 'other' }),
-    route('a', 'svc', [{ backendRefs: to('default/a') }], at),
+  const entries = compileRoutes('svc.other', [
+    route('b', 'svc', [{ backendRefs: to('b') }], { ...at, namespace: 'other' }),
+    route('c', 'svc', [{ backendRefs: to('c') }], { ...at, namespace: 'other' }),
+    route('a', 'svc', [{ backendRefs: to('a') }], { ...at, namespace: 'other' }),
   ]);
-  assert.deepEqual(order(entries), ['default/a', 'default/b', 'other/a']);
+  assert.deepEqual(order(entries), ['a.other', 'b.other', 'c.other']);
 });
 
 test('within a route, rule order and then match order break the remaining ties', () => {
@@ -110,7 +113,7 @@ test('within a route, rule order and then match order break the remaining ties',
 });
 
 test('a rule without matches matches every path; defaults are filled in', () => {
-  const entries = compileRoutes('svc', [
+  const entries = compileRoutes('svc.shop', [
     route(
       'r',
       'svc',
@@ -121,18 +124,21 @@ test('a rule without matches matches every path; defaults are filled in', () => 
       { namespace: 'shop' },
     ),
   ]);
+  // The route is in namespace shop, so its parentRef and backendRefs are too: it routes
+  // service svc.shop, and its backends are keyed in that namespace (src/api/names.ts).
+  assert.deepEqual(compileRoutes('svc', [route('r', 'svc', [{ backendRefs: to('x') }], { namespace: 'shop' })]), []);
   assert.deepEqual(entries, [
     {
       name: 'shop/r/rule/1',
       match: { path: { type: 'PathPrefix', value: '/' }, method: 'GET', headers: [{ name: 'x-canary', type: 'Exact', value: 'yes' }] },
-      backends: [{ backend: 'svc-v2', weight: 1 }],
+      backends: [{ backend: 'svc-v2.shop', weight: 1 }],
     },
     {
       name: 'shop/r/rule/0',
       match: { path: { type: 'PathPrefix', value: '/' } },
       backends: [
-        { backend: 'svc-v1', weight: 90 },
-        { backend: 'svc-v2', weight: 1 },
+        { backend: 'svc-v1.shop', weight: 90 },
+        { backend: 'svc-v2.shop', weight: 1 },
       ],
     },
   ]);

@@ -8,6 +8,9 @@ export const TRELLIS_API_VERSION = 'trellis.dev/v1alpha1';
 /** apiVersion of the Gateway API kinds Trellis reads. */
 export const GATEWAY_API_VERSION = 'gateway.networking.k8s.io/v1';
 
+/** apiVersion of the Gateway API kinds still in beta (ReferenceGrant). */
+export const GATEWAY_API_BETA_VERSION = 'gateway.networking.k8s.io/v1beta1';
+
 /** apiVersion of the experimental Gateway API kinds (TCPRoute). */
 export const GATEWAY_API_ALPHA_VERSION = 'gateway.networking.k8s.io/v1alpha2';
 
@@ -31,7 +34,7 @@ export const DnsLabel = Type.String({
   description: "a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters",
 });
 
-const DnsSubdomain = Type.String({
+export const DnsSubdomain = Type.String({
   pattern: DNS_SUBDOMAIN,
   maxLength: 253,
   description: "a DNS name: dot-separated DNS labels of lower-case letters, digits and '-'",

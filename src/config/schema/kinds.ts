@@ -1,7 +1,7 @@
 // Every kind Trellis reads, by apiVersion and kind: what the loader validates each
 // resource of a config file against.
 import type { TSchema } from '@sinclair/typebox';
-import { GATEWAY_API_ALPHA_VERSION, GATEWAY_API_VERSION, GATEWAY_X_API_VERSION, TRELLIS_API_VERSION } from './common.js';
+import { GATEWAY_API_ALPHA_VERSION, GATEWAY_API_BETA_VERSION, GATEWAY_API_VERSION, GATEWAY_X_API_VERSION, TRELLIS_API_VERSION } from './common.js';
 import { MeshSchema } from './mesh.js';
 import { HTTPRouteSchema, type HTTPRouteResource } from './http-route.js';
 import { GRPCRouteSchema, type GRPCRouteResource } from './grpc-route.js';
@@ -10,6 +10,7 @@ import { FaultInjectionSchema, type FaultInjectionResource } from './fault-injec
 import { RetryPolicySchema, type RetryPolicyResource } from './retry-policy.js';
 import { BackendTrafficPolicySchema, type BackendTrafficPolicyResource } from './backend-traffic-policy.js';
 import { BackendPolicySchema, type BackendPolicyResource } from './backend-policy.js';
+import { ReferenceGrantSchema } from './reference-grant.js';
 
 /** Every kind Trellis reads, keyed by `<apiVersion>/<kind>`. */
 export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion: string; schema: TSchema }>> = {
@@ -21,6 +22,7 @@ export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion:
   [`${TRELLIS_API_VERSION}/RetryPolicy`]: { kind: 'RetryPolicy', apiVersion: TRELLIS_API_VERSION, schema: RetryPolicySchema },
   [`${GATEWAY_X_API_VERSION}/XBackendTrafficPolicy`]: { kind: 'XBackendTrafficPolicy', apiVersion: GATEWAY_X_API_VERSION, schema: BackendTrafficPolicySchema },
   [`${TRELLIS_API_VERSION}/BackendPolicy`]: { kind: 'BackendPolicy', apiVersion: TRELLIS_API_VERSION, schema: BackendPolicySchema },
+  [`${GATEWAY_API_BETA_VERSION}/ReferenceGrant`]: { kind: 'ReferenceGrant', apiVersion: GATEWAY_API_BETA_VERSION, schema: ReferenceGrantSchema },
 };
 
 /** The kinds that attach to routes or services through targetRefs. */

@@ -1,7 +1,7 @@
 // The `Mesh` kind (trellis.dev/v1alpha1): the services of one mesh, their versions,
 // health checks and upstreams, and the limits and access logs of its proxies.
 import { Type, type Static } from '@sinclair/typebox';
-import { DnsLabel, duration, httpPath, Metadata, Port, strict, StringMap, TRELLIS_API_VERSION } from './common.js';
+import { DnsLabel, DnsSubdomain, duration, httpPath, Metadata, Port, strict, StringMap, TRELLIS_API_VERSION } from './common.js';
 import { Identity } from './identity.js';
 
 /**
@@ -17,6 +17,9 @@ export const MESH_DEFAULTS = {
   healthyThreshold: 1,
   unhealthyThreshold: 2,
   versionName: 'default',
+  /** As on Kubernetes: a service that names no namespace is in `default`. */
+  namespace: 'default',
+  clusterDomain: 'cluster.local',
 } as const;
 
 // Numbers and booleans are accepted because `DEBUG: true` in YAML is not a string,
@@ -25,19 +28,28 @@ const EnvMap = Type.Record(Type.String(), Type.Union([Type.String(), Type.Number
   description: 'a mapping of environment variable names to values',
 });
 
+// `svc` is a service in the caller's own namespace, `svc.ns` one in namespace ns.
+const UpstreamName = Type.String({
+  pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)?$',
+  maxLength: 127,
+  description: "a service name (in the calling service's namespace) or name.namespace",
+});
+
 const Upstream = Type.Union(
   [
-    DnsLabel,
+    UpstreamName,
     Type.Object(
       {
         service: DnsLabel,
         // The sidecar's local listener for this upstream; otherwise one is picked.
         port: Type.Optional(Port),
+        // Absent: the calling service's own namespace.
+        namespace: Type.Optional(DnsLabel),
       },
       strict,
     ),
   ],
-  { description: 'a service name, or { service, port? }' },
+  { description: 'a service name or name.namespace, or { service, namespace?, port? }' },
 );
 
 const healthTiming = {
@@ -126,6 +138,9 @@ const MeshService = Type.Object(
       ),
     ),
     versions: Type.Optional(Type.Array(ServiceVersion, { minItems: 1 })),
+    // Last, so the fields people use most are listed first in "allowed here" messages.
+    // No schema default: an absent namespace stays absent in the resource as written.
+    namespace: Type.Optional({ ...DnsLabel, description: `${DnsLabel.description} (the service's namespace; default ${MESH_DEFAULTS.namespace})` }),
   },
   strict,
 );
@@ -184,6 +199,11 @@ export const MeshSchema = Type.Object(
       {
         include: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
         services: Type.Array(MeshService),
+        // The domain of `svc.ns.svc.<clusterDomain>` host names.
+        clusterDomain: Type.Optional({
+          ...DnsSubdomain,
+          description: `${DnsSubdomain.description} (the cluster domain of svc.ns.svc.<domain> host names; default ${MESH_DEFAULTS.clusterDomain})`,
+        }),
         proxyLimits: Type.Optional(ProxyLimits),
         accessLog: Type.Optional(AccessLog),
         identity: Type.Optional(Identity),
@@ -209,5 +229,5 @@ export type MeshService = Static<typeof MeshService>;
 export type ServiceVersion = Static<typeof ServiceVersion>;
 /** A health check as written: exactly one of `http` / `tcp`, plus timing. */
 export type HealthCheck = Static<typeof HealthCheck>;
-/** An upstream as written: a service name or `{ service, port? }`. */
+/** An upstream as written: a service name, `name.namespace`, or `{ service, namespace?, port? }`. */
 export type Upstream = Static<typeof Upstream>;

@@ -7,6 +7,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorBody, TrellisError } from '../../errors.js';
 import type { ConfigProblem, HealthState, Instance, MeshModel, ProxyState } from '../model.js';
 import { routeKey } from '../compile/routes.js';
+import { keyOf } from '../sources/mesh-config.js';
+import { DEFAULT_NAMESPACE } from '../../api/names.js';
 import type { Answer, WeightsApi } from './weights-api.js';
 import { prometheusTargets } from './prometheus-sd.js';
 import type { ConfigView, HealthView, InstanceView, ProxyView, ServiceView } from '../../api/admin.js';
@@ -44,12 +46,13 @@ export function instanceView(model: MeshModel, i: Instance): InstanceView {
 export function servicesView(model: MeshModel): ServiceView[] {
   const instances = model.instances().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return model.config.services.map((s) => ({
-    name: s.name,
+    name: keyOf(s),
+    ...(s.namespace !== undefined && s.namespace !== DEFAULT_NAMESPACE ? { namespace: s.namespace } : {}),
     protocol: s.protocol,
     public: s.public ? { ...s.public } : null,
     upstreams: s.upstreams.map((u) => ({ ...u })),
     versions: s.versions.map((v) => ({ name: v.name, labels: { ...v.labels }, replicas: v.replicas })),
-    instances: instances.filter((i) => i.service === s.name).map((i) => instanceView(model, i)),
+    instances: instances.filter((i) => i.service === keyOf(s)).map((i) => instanceView(model, i)),
   }));
 }
 
@@ -74,7 +77,7 @@ export function configView(model: MeshModel, formatProblem: (p: ConfigProblem) =
   return {
     files: [...state.files],
     loadedAt: iso(state.loadedAt),
-    services: state.config.services.map((s) => s.name),
+    services: state.config.services.map(keyOf),
     routes: state.config.routes.map((r) => routeKey(r.resource)),
     policies: (state.config.policies ?? []).map((p) => `${p.resource.kind} ${p.resource.metadata.namespace ?? 'default'}/${p.resource.metadata.name}`),
     reloadFailed: state.failedReload

@@ -13,6 +13,7 @@ import { routableInstances } from '../distribute/distributor.js';
 import type { MeshModel } from '../model.js';
 import { currentWeights, planWeights, splitRules, type SourceFile, type Weights } from '../sources/route-weights.js';
 import { stableStringify } from '../stable-json.js';
+import { keyOf } from '../sources/mesh-config.js';
 import { MAX_WEIGHT } from '../../api/admin.js';
 import type { CallerVersion, WeightsChange, WeightsView } from '../../api/admin.js';
 export type { CallerVersion, WeightsChange, WeightsView } from '../../api/admin.js';
@@ -65,7 +66,7 @@ export class WeightsApi {
   #versions(service: string): string[] | TrellisError {
     const s = this.#o.model.service(service);
     if (!s) {
-      const names = this.#o.model.config.services.map((x) => x.name);
+      const names = this.#o.model.config.services.map(keyOf);
       return new TrellisError('TRELLIS_E_NOT_FOUND', {
         reason: `no service named "${service}" in the mesh; its services are: ${names.join(', ') || '(none)'}`,
       });

@@ -11,10 +11,11 @@ import {
   type Snapshot,
   type UpstreamSnapshot,
 } from '../../api/protocol.js';
-import type { ControlConfig, ServiceConfig } from '../sources/mesh-config.js';
+import { keyOf, type ControlConfig, type ServiceConfig } from '../sources/mesh-config.js';
+import { DEFAULT_CLUSTER_DOMAIN, DEFAULT_NAMESPACE, serviceKey, splitServiceKey } from '../../api/names.js';
 import type { HealthStatus } from '../model.js';
 import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
-import { compileRoutes, type BackendCheck } from './routes.js';
+import { compileRoutes, type RouteContext } from './routes.js';
 
 /** What the compiler needs to know about an instance. */
 export interface RoutableInstance {
@@ -45,10 +46,15 @@ export type SnapshotContent = Omit<Snapshot, 'version'>;
  * upstreams reaches no service). Names not in the config are left out.
  */
 export function upstreamsFor(config: ControlConfig, proxy: ProxyInfo): string[] {
-  const declared = proxy.kind === 'sidecar' ? (config.services.find((s) => s.name === proxy.service)?.upstreams ?? []) : [];
+  const declared = proxy.kind === 'sidecar' ? (serviceByKey(config, proxy.service)?.upstreams ?? []) : [];
   const names = new Set<string>([...proxy.upstreams.map((u) => u.service), ...declared.map((u) => u.service)]);
-  const known = new Set(config.services.map((s) => s.name));
+  const known = new Set(config.services.map(keyOf));
   return [...names].filter((n) => known.has(n)).sort();
+}
+
+/** The service whose key (src/api/names.ts) is `key`. */
+function serviceByKey(config: ControlConfig, key: string): ServiceConfig | undefined {
+  return config.services.find((s) => keyOf(s) === key);
 }
 
 /**
@@ -77,23 +83,38 @@ function endpointsOf(instances: readonly RoutableInstance[], service: string, ve
 /** Every version of a service: those the config names and those instances registered with. */
 function versionsOf(service: ServiceConfig, instances: readonly RoutableInstance[]): string[] {
   const names = new Set(service.versions.map((v) => v.name));
-  for (const i of instances) if (i.service === service.name) names.add(i.version);
+  const key = keyOf(service);
+  for (const i of instances) if (i.service === key) names.add(i.version);
   return [...names].sort();
 }
 
 /**
- * Finds the service (and version) a backend name stands for: `<service>` or
- * `<service>-<version>`; an exact service name wins over a version reading.
+ * What a backend name stands for in a namespace: a service there (`<service>`), or one
+ * version of one (`<service>-<version>`). A real service wins the name over a version
+ * reading, as two Kubernetes Services named `echo-v1` and `echo` are simply distinct.
  */
-function resolveBackend(config: ControlConfig, instances: readonly RoutableInstance[], name: string): BackendSnapshot | undefined {
-  const exact = config.services.find((s) => s.name === name);
-  if (exact) return { name, endpoints: endpointsOf(instances, exact.name) };
-  for (const s of config.services) {
+function backendTarget(
+  config: ControlConfig,
+  instances: readonly RoutableInstance[],
+  namespace: string,
+  name: string,
+): { service: ServiceConfig; version?: string } | undefined {
+  const inNs = config.services.filter((s) => (s.namespace ?? DEFAULT_NAMESPACE) === namespace);
+  const exact = inNs.find((s) => s.name === name);
+  if (exact) return { service: exact };
+  for (const s of inNs) {
     if (!name.startsWith(`${s.name}-`)) continue;
     const version = name.slice(s.name.length + 1);
-    if (versionsOf(s, instances).includes(version)) return { name, endpoints: endpointsOf(instances, s.name, version) };
+    if (versionsOf(s, instances).includes(version)) return { service: s, version };
   }
   return undefined;
+}
+
+/** The backend whose key is `key` (`<backend name>[.<namespace>]`), with its endpoints; undefined when it names nothing. */
+function resolveBackend(config: ControlConfig, instances: readonly RoutableInstance[], key: string): BackendSnapshot | undefined {
+  const { name, namespace } = splitServiceKey(key);
+  const target = backendTarget(config, instances, namespace, name);
+  return target && { name: key, endpoints: endpointsOf(instances, keyOf(target.service), target.version) };
 }
 
 /** Backends a RequestMirror sends copies to: they need endpoints in the snapshot too. */
@@ -101,41 +122,36 @@ function mirrorsOf(filters: readonly RouteFilter[] | undefined): string[] {
   return (filters ?? []).flatMap((f) => (f.type === 'RequestMirror' ? [f.backend] : []));
 }
 
-/**
- * A backendRef naming no Service of the mesh (nor `<service>-<version>` of one) is invalid,
- * not an error of the whole route (Gateway API: BackendNotFound). Only Services count
- * here; kinds and groups other than a core Service are refused by validation.
- */
-function backendExists(config: ControlConfig, instances: readonly RoutableInstance[]): BackendCheck {
-  return (ref) => {
-    if (resolveBackend(config, instances, ref.name) !== undefined) return undefined;
-    return {
-      reason: 'BackendNotFound',
-      message: `no Service "${ref.name}" in the mesh, nor <service>-<version> of one; add the service, or remove the backendRef`,
-    };
+function compileUpstream(config: ControlConfig, instances: readonly RoutableInstance[], service: ServiceConfig, caller: string): UpstreamSnapshot {
+  const key = keyOf(service);
+  const namespace = service.namespace ?? DEFAULT_NAMESPACE;
+  const ctx: RouteContext = {
+    caller,
+    grants: config.referenceGrants,
+    resolve: (ns, name) => backendTarget(config, instances, ns, name)?.service.name,
   };
-}
-
-function compileUpstream(config: ControlConfig, instances: readonly RoutableInstance[], service: ServiceConfig): UpstreamSnapshot {
-  const routes = compileRoutes(service.name, config.routes, service.protocol, config.policies, backendExists(config, instances));
+  const routes = compileRoutes(key, config.routes, service.protocol, config.policies, ctx);
   const backends: Record<string, BackendSnapshot> = {};
   const add = (b: BackendSnapshot): void => {
     backends[b.name] = b;
   };
-  add({ name: service.name, endpoints: endpointsOf(instances, service.name) });
+  add({ name: key, endpoints: endpointsOf(instances, key) });
   for (const v of versionsOf(service, instances)) {
-    const name = `${service.name}-${v}`;
+    const versionName = `${service.name}-${v}`;
+    // A real service of that name wins it (it is resolved below, when a route names it).
+    if (config.services.some((s) => s.name === versionName && (s.namespace ?? DEFAULT_NAMESPACE) === namespace)) continue;
+    const name = serviceKey(versionName, namespace);
     if (name in backends) continue;
-    const balancing = versionBalancing(service.name, v, config.policies);
+    const balancing = versionBalancing(key, v, config.policies);
     // A version whose every instance is ejected or refusing fails over to the service's other versions.
-    const b: BackendSnapshot = { name, endpoints: endpointsOf(instances, service.name, v) };
-    const failover = versionFailover(service.name, v, config.policies);
+    const b: BackendSnapshot = { name, endpoints: endpointsOf(instances, key, v) };
+    const failover = versionFailover(key, v, config.policies);
     if (failover !== undefined) b.failover = failover;
     if (balancing) b.balancing = balancing;
     add(b);
   }
-  // Routes may send traffic to another service (GAMMA); invalid backendRefs stay out of
-  // `backends` and in the route, marked, so the proxy answers their share 500 invalid-backend.
+  // Routes may send traffic to another service (GAMMA); unresolvable names stay out of
+  // `backends` and in the route, so the proxy reports backend-not-found.
   const referenced = [
     ...new Set(
       routes.flatMap((r) => [
@@ -152,12 +168,12 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
   }
   const sorted: Record<string, BackendSnapshot> = {};
   for (const name of Object.keys(backends).sort()) sorted[name] = backends[name]!;
-  const out: UpstreamSnapshot = { service: service.name, protocol: service.protocol, routes, backends: sorted };
-  const fault = serviceFault(service.name, config.policies);
+  const out: UpstreamSnapshot = { service: key, protocol: service.protocol, routes, backends: sorted };
+  const fault = serviceFault(key, config.policies);
   if (fault) out.fault = fault;
-  const budget = serviceRetryBudget(service.name, config.policies);
+  const budget = serviceRetryBudget(key, config.policies);
   if (budget) out.retryBudget = budget;
-  const balancing = serviceBalancing(service.name, config.policies);
+  const balancing = serviceBalancing(key, config.policies);
   if (balancing) out.balancing = balancing;
   if (service.upgrades !== undefined) out.upgrades = [...service.upgrades];
   return out;
@@ -167,17 +183,23 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
 export function compileSnapshot(input: CompileInput): SnapshotContent {
   const { config, instances, proxy } = input;
   const upstreams: Record<string, UpstreamSnapshot> = {};
+  // The caller's namespace decides which routes apply (consumer routes, GEP-1294) and
+  // what a bare host name means; a gateway's name carries none, so it is in default.
+  const caller = splitServiceKey(proxy.service).namespace;
   for (const name of upstreamsFor(config, proxy)) {
-    const service = config.services.find((s) => s.name === name)!;
-    upstreams[name] = compileUpstream(config, instances, service);
+    const service = serviceByKey(config, name);
+    if (service !== undefined) upstreams[name] = compileUpstream(config, instances, service, caller);
   }
-  const own = proxy.kind === 'sidecar' ? config.services.find((s) => s.name === proxy.service) : undefined;
+  const own = proxy.kind === 'sidecar' ? serviceByKey(config, proxy.service) : undefined;
   const out: SnapshotContent = {
     service: proxy.service,
     inboundProtocol: own?.protocol ?? 'http',
     upstreams,
-    meshServices: [...config.services.map((s) => s.name), INGRESS_SERVICE].sort(),
+    meshServices: [...config.services.map(keyOf), INGRESS_SERVICE].sort(),
   };
+  // Absent for default and cluster.local, so snapshots of a mesh without namespaces are as before.
+  if (caller !== DEFAULT_NAMESPACE) out.namespace = caller;
+  if (config.clusterDomain !== undefined && config.clusterDomain !== DEFAULT_CLUSTER_DOMAIN) out.clusterDomain = config.clusterDomain;
   if (config.proxyLimits !== undefined) out.limits = config.proxyLimits;
   if (own?.upgrades !== undefined) out.inboundUpgrades = [...own.upgrades];
   return out;

@@ -5,6 +5,7 @@
 // file order. A FaultInjection on a Service goes on the upstream and covers the
 // routes that have none of their own.
 import { parseGatewayDurationMs } from '../../config/duration.js';
+import { DEFAULT_NAMESPACE, serviceKey, splitServiceKey } from '../../api/names.js';
 import type { HTTPRouteConfig, HTTPRouteRuleConfig, PolicyConfig, PolicyTargetConfig } from '../sources/mesh-config.js';
 import {
   DEFAULT_BALANCING,
@@ -76,12 +77,22 @@ function policyFor<K extends PolicyConfig['kind']>(
   return best as Extract<PolicyConfig, { kind: K }> | undefined;
 }
 
+/**
+ * True when `ref` of a policy in namespace `policyNs` names the Service whose key is
+ * `service`, and the version `section` (undefined: the whole Service). A policy targets
+ * Services of its own namespace only (LocalPolicyTargetReference).
+ */
+function targetsService(ref: PolicyTargetConfig, policyNs: string | undefined, service: string, section: string | undefined): boolean {
+  const { name, namespace } = splitServiceKey(service);
+  return ref.kind === 'Service' && ref.group === '' && ref.name === name && ref.sectionName === section && (policyNs ?? DEFAULT_NAMESPACE) === namespace;
+}
+
 function servicePolicy<K extends PolicyConfig['kind']>(policies: Policies, kind: K, service: string): Extract<PolicyConfig, { kind: K }> | undefined {
   return (policies ?? [])
     .map((p) => p.resource)
-    .find(
-      (p) => p.kind === kind && p.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service && r.sectionName === undefined),
-    ) as Extract<PolicyConfig, { kind: K }> | undefined;
+    .find((p) => p.kind === kind && p.spec.targetRefs.some((r) => targetsService(r, p.metadata.namespace, service, undefined))) as
+    | Extract<PolicyConfig, { kind: K }>
+    | undefined;
 }
 
 function compileFault(p: Extract<PolicyConfig, { kind: 'FaultInjection' }>): FaultConfig {
@@ -129,6 +140,8 @@ export function ruleResilience(route: HTTPRouteConfig, rule: HTTPRouteRuleConfig
   if (fault) out.fault = compileFault(fault);
   return out;
 }
+
+// The service functions below take the Service's key (src/api/names.ts).
 
 /** The FaultInjection that targets a Service, compiled; undefined when none. */
 export function serviceFault(service: string, policies: Policies): FaultConfig | undefined {
@@ -202,10 +215,9 @@ export function serviceBalancing(service: string, policies: Policies): Balancing
 export function versionBalancing(service: string, version: string, policies: Policies): BalancingConfig | undefined {
   const p = (policies ?? [])
     .map((x) => x.resource)
-    .find(
-      (x) =>
-        x.kind === 'BackendPolicy' && x.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service && r.sectionName === version),
-    ) as Extract<PolicyConfig, { kind: 'BackendPolicy' }> | undefined;
+    .find((x) => x.kind === 'BackendPolicy' && x.spec.targetRefs.some((r) => targetsService(r, x.metadata.namespace, service, version))) as
+    | Extract<PolicyConfig, { kind: 'BackendPolicy' }>
+    | undefined;
   // Outlier detection is per service (one detector sees every version): a version's policy balances only.
   return p === undefined ? undefined : compileBalancing(p, false);
 }
@@ -220,12 +232,13 @@ export function versionFailover(service: string, version: string, policies: Poli
     .map((x) => x.resource)
     .find(
       (x) =>
-        x.kind === 'BackendPolicy' &&
-        x.spec.failover !== undefined &&
-        x.spec.targetRefs.some((r) => r.kind === 'Service' && r.group === '' && r.name === service && r.sectionName === version),
+        x.kind === 'BackendPolicy' && x.spec.failover !== undefined && x.spec.targetRefs.some((r) => targetsService(r, x.metadata.namespace, service, version)),
     ) as Extract<PolicyConfig, { kind: 'BackendPolicy' }> | undefined;
   const f = onVersion?.spec.failover ?? servicePolicy(policies, 'BackendPolicy', service)?.spec.failover;
   if (f?.enabled === false) return undefined;
-  if (f?.version !== undefined && f.version !== version) return `${service}-${f.version}`;
+  if (f?.version !== undefined && f.version !== version) {
+    const { name, namespace } = splitServiceKey(service);
+    return serviceKey(`${name}-${f.version}`, namespace);
+  }
   return service;
 }

@@ -14,10 +14,93 @@ import type {
   RouteFilterConfig,
 } from '../sources/mesh-config.js';
 import { ruleResilience } from './resilience.js';
+import { DEFAULT_NAMESPACE, serviceKey, splitServiceKey } from '../../api/names.js';
+import { backendGranted, type BackendResolver, type Grants } from './reference-grants.js';
 
-/** True when one of the route's parentRefs names the mesh Service `service` (GAMMA). */
+/** The namespace of a route (`default` when it names none). */
+export function routeNamespace(route: RouteConfig): string {
+  return route.metadata.namespace ?? DEFAULT_NAMESPACE;
+}
+
+/**
+ * True when one of the route's parentRefs names the mesh Service whose key is `service`
+ * (GAMMA); a parentRef without a namespace is in the route's.
+ */
 export function routeAttachesTo(route: RouteConfig, service: string): boolean {
-  return route.spec.parentRefs.some((ref) => ref.name === service && (ref.kind ?? 'Service') === 'Service' && (ref.group ?? '') === '');
+  const { name, namespace } = splitServiceKey(service);
+  const own = routeNamespace(route);
+  return route.spec.parentRefs.some(
+    (ref) => ref.name === name && (ref.namespace ?? own) === namespace && (ref.kind ?? 'Service') === 'Service' && (ref.group ?? '') === '',
+  );
+}
+
+/**
+ * The routes of `service` that apply to a caller in namespace `caller` (GEP-1294): a
+ * producer route (in the Service's namespace) applies to every caller; a consumer route
+ * (in another namespace) only to callers in its own namespace, and for them it replaces
+ * the producer routes. Returned as indexes into `routes` (file order is a tie-breaker).
+ */
+export function routesForCaller(service: string, routes: ControlConfig['routes'], caller: string): number[] {
+  const { namespace } = splitServiceKey(service);
+  const producer: number[] = [];
+  const consumer: number[] = [];
+  routes.forEach(({ resource }, i) => {
+    if (!routeAttachesTo(resource, service)) return;
+    const ns = routeNamespace(resource);
+    if (ns === namespace) producer.push(i);
+    else if (ns === caller) consumer.push(i);
+  });
+  return consumer.length > 0 ? consumer : producer;
+}
+
+/** What compiling a route table needs to know beyond the routes: who calls, and which cross-namespace references are granted. */
+export interface RouteContext {
+  /** The caller's namespace; absent: the Service's own (producer routes only). */
+  readonly caller?: string;
+  readonly grants?: Grants;
+  /** The Service a backend name stands for in a namespace (for ReferenceGrant `to.name`). */
+  readonly resolve?: BackendResolver;
+}
+
+/** Who refers to a backend: the route's kind and namespace, and the Services it is attached to. */
+export interface RefSource {
+  readonly kind: string;
+  readonly namespace: string;
+  /** The route's parentRefs, resolved to (namespace, name); absent: none counted. */
+  readonly parents?: readonly { readonly namespace: string; readonly name: string }[];
+}
+
+/**
+ * Where a route's backendRef or mirror points: the backend key, or why it is invalid
+ * (Gateway API ResolvedRefs). A backendRef into another namespace needs a ReferenceGrant
+ * there, except to the Service the route is attached to: a consumer route (GEP-1294)
+ * only shapes traffic already addressed to that Service, so sending it there grants
+ * nothing new (the upstream MeshConsumerRoute case has no grant, for this reason).
+ */
+function backendTarget(ref: { readonly name: string; readonly namespace?: string }, from: RefSource, ctx: RouteContext): { key: string; invalid?: InvalidBackend } {
+  const namespace = ref.namespace ?? from.namespace;
+  const key = serviceKey(ref.name, namespace);
+  const service = ctx.resolve?.(namespace, ref.name);
+  if (ctx.resolve !== undefined && service === undefined) {
+    const where = namespace === DEFAULT_NAMESPACE ? ' in the mesh' : ` in namespace ${namespace}`;
+    return {
+      key,
+      invalid: {
+        reason: 'BackendNotFound',
+        message: `no Service "${ref.name}"${where}, nor <service>-<version> of one; add the service, or remove the backendRef`,
+      },
+    };
+  }
+  if (namespace === from.namespace) return { key };
+  if (service !== undefined && from.parents?.some((p) => p.namespace === namespace && p.name === service)) return { key };
+  if (backendGranted(ctx.grants, from, namespace, ref.name, ctx.resolve)) return { key };
+  return {
+    key,
+    invalid: {
+      reason: 'RefNotPermitted',
+      message: `it is in namespace ${namespace}, and no ReferenceGrant there lets ${from.kind}s of namespace ${from.namespace} reach it`,
+    },
+  };
 }
 
 /** `<namespace>/<name>`, the route's identity in names and tie-breaks. */
@@ -79,8 +162,16 @@ function pathModifier(p: { type: 'ReplaceFullPath' | 'ReplacePrefixMatch'; repla
   return { type: p.type, value: (p.type === 'ReplaceFullPath' ? p.replaceFullPath : p.replacePrefixMatch) ?? '/' };
 }
 
-/** Gateway API filters → the snapshot's normalized form; a filter missing its config (refused by validation) is skipped. */
-export function normalizeFilters(filters: readonly RouteFilterConfig[] | undefined): RouteFilter[] | undefined {
+/**
+ * Gateway API filters → the snapshot's normalized form; a filter missing its config
+ * (refused by validation) is skipped, and so is a mirror into another namespace that no
+ * ReferenceGrant allows (a mirror never fails the request, so it just copies nothing).
+ */
+export function normalizeFilters(
+  filters: readonly RouteFilterConfig[] | undefined,
+  from: RefSource = { kind: 'HTTPRoute', namespace: DEFAULT_NAMESPACE },
+  ctx: RouteContext = {},
+): RouteFilter[] | undefined {
   if (filters === undefined || filters.length === 0) return undefined;
   const out: RouteFilter[] = [];
   for (const f of filters) {
@@ -116,7 +207,8 @@ export function normalizeFilters(filters: readonly RouteFilterConfig[] | undefin
         const m = f.requestMirror;
         if (!m) break;
         const percent = m.percent ?? (m.fraction ? (100 * m.fraction.numerator) / (m.fraction.denominator ?? 100) : 100);
-        out.push({ type: f.type, backend: m.backendRef.name, percent });
+        const target = backendTarget(m.backendRef, from, ctx);
+        if (target.invalid === undefined) out.push({ type: f.type, backend: target.key, percent });
         break;
       }
     }
@@ -124,24 +216,17 @@ export function normalizeFilters(filters: readonly RouteFilterConfig[] | undefin
   return out.length > 0 ? out : undefined;
 }
 
-/**
- * Judges one backendRef of `route`: undefined when it is valid, else why not. The
- * compiler's says whether the Service exists; namespaces add whether a ReferenceGrant
- * permits it. Every reason is handled the same way: the ref keeps its weight, and the
- * proxy answers its share of the requests 500 (Gateway API HTTPBackendRef).
- */
-export type BackendCheck = (ref: BackendRefConfig, route: RouteConfig) => InvalidBackend | undefined;
-
-const allValid: BackendCheck = () => undefined;
-
-function backendsOf(refs: readonly BackendRefConfig[] | undefined, route: RouteConfig, check: BackendCheck): RouteEntry['backends'] {
+function backendsOf(refs: readonly BackendRefConfig[] | undefined, from: RefSource, ctx: RouteContext): RouteEntry['backends'] {
   return (refs ?? []).map((ref) => {
-    const out: RouteEntry['backends'][number] = { backend: ref.name, weight: ref.weight ?? 1 };
-    const filters = normalizeFilters(ref.filters);
-    if (filters) out.filters = filters;
-    const invalid = check(ref, route);
-    if (invalid) out.invalid = invalid;
-    return out;
+    const filters = normalizeFilters(ref.filters, from, ctx);
+    const target = backendTarget(ref, from, ctx);
+    return {
+      backend: target.key,
+      weight: ref.weight ?? 1,
+      ...(filters ? { filters } : {}),
+      // An invalid backendRef keeps its weight: its share of requests gets 500 (Gateway API).
+      ...(target.invalid !== undefined ? { invalid: target.invalid } : {}),
+    };
   });
 }
 
@@ -244,37 +329,40 @@ function comparePrecedence(a: Candidate, b: Candidate): number {
  * The route table of `service`: for an http service, one entry per (hostname, rule,
  * match) of every HTTPRoute and GRPCRoute whose parentRefs name it, in precedence
  * order (a rule without matches matches every request); for a tcp service, the first
- * TCPRoute's one rule. A backendRef `check` finds invalid (a Service that does not exist)
- * stays in its rule with its weight and the reason, so the route still works and only
- * that share of its requests is answered 500 (`invalid-backend`).
+ * TCPRoute's one rule. Backend names are kept as written even when they resolve to
+ * nothing, so the proxy can answer `backend-not-found` instead of the route silently vanishing.
  */
 export function compileRoutes(
   service: string,
   routes: ControlConfig['routes'],
   protocol: Protocol = 'http',
   policies?: ControlConfig['policies'],
-  check: BackendCheck = allValid,
+  ctx: RouteContext = {},
 ): RouteEntry[] {
   const candidates: Candidate[] = [];
-  routes.forEach(({ resource }, routeIndex) => {
-    if (!routeAttachesTo(resource, service)) return;
+  const caller = ctx.caller ?? splitServiceKey(service).namespace;
+  for (const routeIndex of routesForCaller(service, routes, caller)) {
+    const resource = routes[routeIndex]!.resource;
     const key = routeKey(resource);
+    const namespace = routeNamespace(resource);
+    const parents = (resource.spec.parentRefs ?? []).map((p) => ({ namespace: p.namespace ?? namespace, name: p.name }));
+    const from: RefSource = { kind: resource.kind ?? 'HTTPRoute', namespace, parents };
     const created = creationTime(resource);
     const base = { routeIndex, created, key };
     if (resource.kind === 'TCPRoute') {
-      if (protocol !== 'tcp') return;
+      if (protocol !== 'tcp') continue;
       const rule = resource.spec.rules[0];
-      if (rule === undefined) return;
-      const entry: RouteEntry = { name: `${key}/rule/0`, match: {}, backends: backendsOf(rule.backendRefs, resource, check) };
+      if (rule === undefined) continue;
+      const entry: RouteEntry = { name: `${key}/rule/0`, match: {}, backends: backendsOf(rule.backendRefs, from, ctx) };
       candidates.push({ ...base, entry, grpc: false, ruleIndex: 0, matchIndex: 0, hostIndex: 0, serviceChars: 0, methodChars: 0 });
-      return;
+      continue;
     }
     // HTTP routes apply to a detected service's HTTP traffic too.
-    if (protocol === 'tcp') return;
+    if (protocol === 'tcp') continue;
     const hostnames: (string | undefined)[] = resource.spec.hostnames?.length ? resource.spec.hostnames.map((h) => h.toLowerCase()) : [undefined];
     resource.spec.rules.forEach((rule, ruleIndex) => {
-      const backends = backendsOf(rule.backendRefs, resource, check);
-      const filters = normalizeFilters(rule.filters);
+      const backends = backendsOf(rule.backendRefs, from, ctx);
+      const filters = normalizeFilters(rule.filters, from, ctx);
       const grpc = resource.kind === 'GRPCRoute';
       // Timeouts, retries and faults are HTTPRoute's (GRPCRoute has no such fields yet).
       const resilience = resource.kind === 'HTTPRoute' ? ruleResilience(resource, rule as HTTPRouteRuleConfig, policies) : {};
@@ -305,7 +393,7 @@ export function compileRoutes(
         });
       });
     });
-  });
+  }
   const sorted = candidates.sort(comparePrecedence);
   // A tcp service uses one TCPRoute: the oldest (validation refuses a second).
   const picked = protocol === 'tcp' ? sorted.slice(0, 1) : sorted;

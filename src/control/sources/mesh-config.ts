@@ -4,6 +4,7 @@
 // plain objects.
 import type { IdentityConfig } from '../../config/identity.js';
 import type { BalancerType, Protocol, ProxyLimitsSnapshot, RedirectStatus } from '../../api/protocol.js';
+import { serviceKey } from '../../api/names.js';
 
 /** Active health check settings of one service (durations already in milliseconds). */
 export type HealthConfig = {
@@ -21,13 +22,21 @@ export interface VersionConfig {
 
 export interface ServiceConfig {
   readonly name: string;
+  /** Absent: `default`. The service's mesh-wide key is {@link keyOf}. */
+  readonly namespace?: string;
   readonly protocol: Protocol;
   readonly public?: { readonly port?: number };
+  /** `service` is the called service's key (src/api/names.ts). */
   readonly upstreams: readonly { readonly service: string; readonly port?: number }[];
   readonly health: HealthConfig;
   readonly versions: readonly VersionConfig[];
   /** HTTP/1.1 upgrade protocols the service accepts (lower case); absent: DEFAULT_UPGRADES. */
   readonly upgrades?: readonly string[];
+}
+
+/** A service's mesh-wide key: `name`, or `name.namespace` outside default (src/api/names.ts). */
+export function keyOf(service: { readonly name: string; readonly namespace?: string }): string {
+  return serviceKey(service.name, service.namespace);
 }
 
 export interface HTTPRouteMatchConfig {
@@ -63,7 +72,7 @@ export interface RouteFilterConfig {
   };
   readonly urlRewrite?: { readonly hostname?: string; readonly path?: PathModifierConfig };
   readonly requestMirror?: {
-    readonly backendRef: { readonly name: string };
+    readonly backendRef: { readonly name: string; readonly namespace?: string };
     readonly percent?: number;
     readonly fraction?: { readonly numerator: number; readonly denominator?: number };
   };
@@ -71,6 +80,8 @@ export interface RouteFilterConfig {
 
 export interface BackendRefConfig {
   readonly name: string;
+  /** Absent: the route's namespace. */
+  readonly namespace?: string;
   readonly kind?: string;
   readonly group?: string;
   readonly port?: number;
@@ -87,7 +98,7 @@ export interface HTTPRouteRuleConfig {
   readonly backendRefs?: readonly BackendRefConfig[];
 }
 
-type ParentRefConfig = { readonly group?: string; readonly kind?: string; readonly name: string; readonly port?: number };
+type ParentRefConfig = { readonly group?: string; readonly kind?: string; readonly name: string; readonly namespace?: string; readonly port?: number };
 type RouteMetadata = { readonly name: string; readonly namespace?: string; readonly creationTimestamp?: string };
 
 /** A Gateway API HTTPRoute, as far as the control plane reads it (no `kind`: an HTTPRoute). */
@@ -202,12 +213,25 @@ export type PolicyConfig = {
     }
 );
 
+/** A Gateway API ReferenceGrant: routes of the `from` namespaces may send traffic to the `to` Services of its namespace. */
+export interface ReferenceGrantConfig {
+  readonly metadata: { readonly name: string; readonly namespace?: string };
+  readonly spec: {
+    readonly from: readonly { readonly group: string; readonly kind: string; readonly namespace: string }[];
+    readonly to: readonly { readonly group: string; readonly kind: string; readonly name?: string }[];
+  };
+}
+
 export interface ControlConfig {
   readonly services: readonly ServiceConfig[];
   /** In file order: the tie-breaker of route precedence when no creationTimestamp is set. */
   readonly routes: readonly { readonly file: string; readonly resource: RouteConfig }[];
   /** FaultInjection, RetryPolicy and XBackendTrafficPolicy resources, in file order; absent: none. */
   readonly policies?: readonly { readonly file: string; readonly resource: PolicyConfig }[];
+  /** ReferenceGrants; absent: none (a backendRef into another namespace is then invalid). */
+  readonly referenceGrants?: readonly { readonly file: string; readonly resource: ReferenceGrantConfig }[];
+  /** The domain of `svc.ns.svc.<domain>` host names; absent: cluster.local. */
+  readonly clusterDomain?: string;
   /** The Mesh's `spec.proxyLimits` (milliseconds and bytes); absent: proxy defaults. */
   readonly proxyLimits?: ProxyLimitsSnapshot;
   /** The Mesh's `spec.identity` with defaults; absent (a config from before it): the defaults. The CA reads it at start. */

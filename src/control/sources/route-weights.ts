@@ -17,6 +17,7 @@
 // includes, the Mesh resource) and edits it; another source (the Kubernetes API) would
 // write weights its own way, and nothing here builds a snapshot.
 import { basename, dirname, join, resolve } from 'node:path';
+import { DEFAULT_NAMESPACE, splitServiceKey } from '../../api/names.js';
 import { isMap, isScalar, isSeq, parseAllDocuments, type Document, type Node, type YAMLMap, type YAMLSeq } from 'yaml';
 import { TrellisError } from '../../errors.js';
 
@@ -46,6 +47,7 @@ const TRELLIS_API = 'trellis.dev/v1alpha1';
 
 interface BackendRefValue {
   name?: unknown;
+  namespace?: unknown;
   kind?: unknown;
   group?: unknown;
   weight?: unknown;
@@ -65,18 +67,28 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+function routeNs(route: RouteValue): string {
+  return typeof route.metadata?.namespace === 'string' ? route.metadata.namespace : DEFAULT_NAMESPACE;
+}
+
 function routeId(route: RouteValue): string {
-  const ns = typeof route.metadata?.namespace === 'string' ? route.metadata.namespace : 'default';
-  return `${ns}/${String(route.metadata?.name ?? '')}`;
+  return `${routeNs(route)}/${String(route.metadata?.name ?? '')}`;
 }
 
 function isService(ref: { kind?: unknown; group?: unknown }): boolean {
   return (ref.kind ?? 'Service') === 'Service' && (ref.group ?? '') === '';
 }
 
+/**
+ * True when `route` is a producer route of the service whose key is `service` (in its
+ * namespace, attached to it): the split every caller sees. Consumer routes (GEP-1294)
+ * belong to their callers' namespaces and are edited by hand.
+ */
 function attachesTo(route: RouteValue, service: string): boolean {
+  const { name, namespace } = splitServiceKey(service);
   const parents = route.spec?.parentRefs;
-  return Array.isArray(parents) && parents.some((p) => isObject(p) && p.name === service && isService(p));
+  const ns = routeNs(route);
+  return ns === namespace && Array.isArray(parents) && parents.some((p) => isObject(p) && p.name === name && (p.namespace ?? ns) === namespace && isService(p));
 }
 
 /** True when one of the matches takes every request (no matches at all counts too). */
@@ -98,9 +110,12 @@ type RuleRole = 'split' | 'catch-all' | 'other';
  * every request somewhere else: a new split route would never be reached), `other`.
  */
 function ruleRole(rule: RuleValue, service: string, versionOf: ReadonlyMap<string, string>): RuleRole {
+  const { name, namespace } = splitServiceKey(service);
   const refs = Array.isArray(rule.backendRefs) ? (rule.backendRefs.filter(isObject) as BackendRefValue[]) : [];
   const everything = matchesEverything(rule.matches);
-  const ours = refs.length > 0 && refs.every((r) => isService(r) && (r.name === service || versionOf.has(String(r.name))));
+  // Rules of producer routes only (attachesTo), so a ref without a namespace is in the service's.
+  const ours =
+    refs.length > 0 && refs.every((r) => isService(r) && (r.namespace ?? namespace) === namespace && (r.name === name || versionOf.has(String(r.name))));
   const versions = new Set(refs.map((r) => versionOf.get(String(r.name))).filter((v) => v !== undefined));
   if (ours && (everything || versions.size >= 2)) return 'split';
   return everything ? 'catch-all' : 'other';
@@ -123,7 +138,8 @@ function splitOf(file: string, route: RouteValue, index: number, rule: RuleValue
 
 /** Backend name → version, for the versions of `service`. */
 function versionBackends(service: string, versions: readonly string[]): Map<string, string> {
-  return new Map(versions.map((v) => [`${service}-${v}`, v]));
+  const { name } = splitServiceKey(service);
+  return new Map(versions.map((v) => [`${name}-${v}`, v]));
 }
 
 /**
@@ -271,7 +287,9 @@ function setWeight(f: FileEdit, item: YAMLMap, weight: number): void {
 }
 
 /** Sets the weights of one rule's backendRefs. */
-function editRule(f: FileEdit, doc: Document.Parsed, seq: YAMLSeq, service: string, weights: Weights): void {
+function editRule(f: FileEdit, doc: Document.Parsed, seq: YAMLSeq, key: string, weights: Weights): void {
+  // Backend names as the route writes them: in the service's namespace, without it.
+  const service = splitServiceKey(key).name;
   const seen = new Set<string>();
   for (const item of [...seq.items]) {
     if (!isMap(item)) continue;
@@ -312,18 +330,20 @@ function addInclude(f: FileEdit, doc: Document.Parsed, spec: YAMLMap, entry: str
   return true;
 }
 
-function newRouteText(service: string, name: string, weights: Weights): string {
+function newRouteText(key: string, name: string, weights: Weights): string {
+  const { name: service, namespace } = splitServiceKey(key);
   const refs = Object.entries(weights)
     .filter(([, w]) => w > 0)
     .map(([v, w]) => `        - name: ${service}-${v}\n          weight: ${w}\n`)
     .join('');
+  const ns = namespace === DEFAULT_NAMESPACE ? '' : `\n  namespace: ${namespace}`;
   return `# The traffic split between the versions of ${service}, written by \`trellis route weights\`
 # (or \`trellis canary\`) because no HTTPRoute rule of ${service} carried one. Edit it by
 # hand or with the command; the control plane reloads it either way.
 apiVersion: ${GATEWAY_API}
 kind: HTTPRoute
 metadata:
-  name: ${name}
+  name: ${name}${ns}
 spec:
   parentRefs:
     - { group: "", kind: Service, name: ${service} }
@@ -383,11 +403,12 @@ export function planWeights(o: { files: readonly SourceFile[]; service: string; 
   }
   if (!mesh)
     throw refused(service, `none of the config files (${o.files.map((f) => f.file).join(', ')}) holds the Mesh resource to include a new route file from`);
-  const name = `${service}-weights`;
-  if (routeNames.has(`default/${name}`)) {
+  const { name: serviceName, namespace } = splitServiceKey(service);
+  const name = `${serviceName}-weights`;
+  if (routeNames.has(`${namespace}/${name}`)) {
     throw refused(service, `an HTTPRoute named ${name} exists but does not split ${service}; rename it, or give it ${service}-<version> backendRefs`);
   }
-  const created = join(dirname(mesh.file), `${name}.yaml`);
+  const created = join(dirname(mesh.file), `${name}${namespace === DEFAULT_NAMESPACE ? '' : `.${namespace}`}.yaml`);
   if (o.files.some((f) => resolve(f.file) === resolve(created))) {
     throw refused(service, `${created} is already part of the config but holds no split of ${service}; edit it by hand`);
   }

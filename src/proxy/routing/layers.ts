@@ -77,13 +77,18 @@ function boundedName(s: string): string {
   return s.length <= 63 ? s : `${s.slice(0, 63)}…`;
 }
 
-/** `backend`, `backend:8080`, `backend.default.svc` → `backend`. */
+/**
+ * The host name a Host header names, as the sidecar's host table keys it: without its
+ * port or a trailing dot, lower case (`Backend.NS:8080` → `backend.ns`). Which service
+ * that is depends on the caller's namespace (`svc` is in the caller's own), so the
+ * sidecar's table, built from the snapshot (src/api/names.ts), resolves it.
+ */
 export function hostToService(host: string): string {
   let h = host;
   const colon = h.lastIndexOf(':');
   if (colon !== -1 && !h.endsWith(']')) h = h.slice(0, colon);
-  const dot = h.indexOf('.');
-  return (dot === -1 ? h : h.slice(0, dot)).toLowerCase();
+  if (h.charCodeAt(h.length - 1) === 46 /* . */) h = h.slice(0, -1);
+  return h.toLowerCase();
 }
 
 /** Picks the first rule of the destination's routes that matches the request (404 when none). */

@@ -26,8 +26,13 @@ export interface OutboundParts {
   /** This proxy's service and version (the source of its calls). */
   readonly service: string;
   readonly version: string;
-  /** The snapshot's compiled upstreams; null before the first snapshot. */
+  /** The snapshot's compiled upstreams by service key; null before the first snapshot. */
   readonly lookup: (service: string) => CompiledUpstream | undefined | null;
+  /**
+   * The same upstreams by every host name that reaches them from this proxy's namespace
+   * (`svc`, `svc.ns`, `svc.ns.svc[.<cluster domain>]`); absent: by key, as `lookup`.
+   */
+  readonly lookupHost?: (host: string) => CompiledUpstream | undefined | null;
   /** The instance of the snapshot listening at `host:port` (a request may address one); null before the first snapshot. */
   readonly lookupAddress: (address: string) => AddressedInstance | undefined | null;
   readonly metrics: ProxyMetrics;
@@ -49,7 +54,7 @@ export function outboundStack(p: OutboundParts, fixedService?: string): Stack<Pi
       // The caller is this proxy's app: what it claims about itself is dropped before anything reads it.
       .push(outboundIdentity(p.service))
       // The destination service, from the listener or the Host header: nothing below runs without one.
-      .push(upstream(p.lookup, fixedService, p.lookupAddress))
+      .push(upstream(fixedService === undefined ? (p.lookupHost ?? p.lookup) : p.lookup, fixedService, p.lookupAddress))
       // The destination's routes pick the rule; every layer below reads the rule's policies.
       .push(route)
       // Judged once the route is known, so a request no route takes gets its 404 first.
