@@ -102,7 +102,12 @@ const headerModifierChecks = [
   {
     name: 'case-insensitivity: canonical names in the filter, lower case in the request',
     path: '/case-insensitivity',
-    headers: { 'x-header-set': 'original-val-set', 'x-header-add': 'original-val-add', 'x-header-remove': 'original-val-remove', 'Another-Header': 'another-header-val' },
+    headers: {
+      'x-header-set': 'original-val-set',
+      'x-header-add': 'original-val-add',
+      'x-header-remove': 'original-val-remove',
+      'Another-Header': 'another-header-val',
+    },
     expect: {
       path: '/case-insensitivity',
       requestHeaders: { 'X-Header-Set': 'header-set', 'X-Header-Add': 'original-val-add,header-add', 'Another-Header': 'another-header-val' },
@@ -151,12 +156,12 @@ spec:
     name: echo
   rules:
 ${rule('/set', 'set:\n- name: X-Header-Set\n  value: set-overwrites-values')}${rule('/add', 'add:\n- name: X-Header-Add\n  value: add-appends-values')}${rule(
-    '/remove',
-    'remove:\n- X-Header-Remove',
-  )}${rule(
-    '/multiple',
-    'set:\n- name: X-Header-Set-1\n  value: header-set-1\n- name: X-Header-Set-2\n  value: header-set-2\nadd:\n- name: X-Header-Add-1\n  value: header-add-1\n- name: X-Header-Add-2\n  value: header-add-2\n- name: X-Header-Add-3\n  value: header-add-3\nremove:\n- X-Header-Remove-1\n- X-Header-Remove-2',
-  )}${rule('/case-insensitivity', 'set:\n- name: X-Header-Set\n  value: header-set\nadd:\n- name: X-Header-Add\n  value: header-add\nremove:\n- X-Header-Remove')}`;
+  '/remove',
+  'remove:\n- X-Header-Remove',
+)}${rule(
+  '/multiple',
+  'set:\n- name: X-Header-Set-1\n  value: header-set-1\n- name: X-Header-Set-2\n  value: header-set-2\nadd:\n- name: X-Header-Add-1\n  value: header-add-1\n- name: X-Header-Add-2\n  value: header-add-2\n- name: X-Header-Add-3\n  value: header-add-3\nremove:\n- X-Header-Remove-1\n- X-Header-Remove-2',
+)}${rule('/case-insensitivity', 'set:\n- name: X-Header-Set\n  value: header-set\nadd:\n- name: X-Header-Add\n  value: header-add\nremove:\n- X-Header-Remove')}`;
 }
 
 const frontendRoute = `${ROUTE}
@@ -256,8 +261,20 @@ spec:
     routes: frontendRoute,
     deviations: ["the pod IP is the echo-v2 instance's app address (127.0.0.1:<its app port>), upstream's <pod IP>:8080"],
     checks: [
-      { kind: 'request', name: 'Send to service', host: 'echo-v2', method: 'GET', expect: { status: 200, responseHeaders: { 'X-Header-Set': 'set' }, backend: 'echo-v2' } },
-      { kind: 'request', name: 'Send to pod IP', host: { podOf: 'echo-v2' }, method: 'GET', expect: { status: 200, absentResponseHeaders: ['X-Header-Set'], backend: 'echo-v2' } },
+      {
+        kind: 'request',
+        name: 'Send to service',
+        host: 'echo-v2',
+        method: 'GET',
+        expect: { status: 200, responseHeaders: { 'X-Header-Set': 'set' }, backend: 'echo-v2' },
+      },
+      {
+        kind: 'request',
+        name: 'Send to pod IP',
+        host: { podOf: 'echo-v2' },
+        method: 'GET',
+        expect: { status: 200, absentResponseHeaders: ['X-Header-Set'], backend: 'echo-v2' },
+      },
     ],
     outcome: { status: 'pass' },
   },
@@ -347,7 +364,13 @@ spec:
         method: 'GET',
         expect: { status: 200, absentResponseHeaders: ['X-Header-Set'], backend: 'echo-v1' },
       },
-      { kind: 'request', name: 'No port set', host: 'echo-v2', method: 'GET', expect: { status: 200, responseHeaders: { 'X-Header-Set': 'v2' }, backend: 'echo-v2' } },
+      {
+        kind: 'request',
+        name: 'No port set',
+        host: 'echo-v2',
+        method: 'GET',
+        expect: { status: 200, responseHeaders: { 'X-Header-Set': 'v2' }, backend: 'echo-v2' },
+      },
       {
         kind: 'request',
         name: 'No port set, other port',
@@ -583,9 +606,23 @@ spec:
       notFound('/?animal=whaledolphin'),
       notFound('/'),
       path('/path1?animal=whale', 'echo-v1'),
-      { kind: 'request', name: '/?animal=whale with version: one goes to echo-v2', host: 'echo', path: '/?animal=whale', headers: { version: 'one' }, expect: { backend: 'echo-v2' } },
+      {
+        kind: 'request',
+        name: '/?animal=whale with version: one goes to echo-v2',
+        host: 'echo',
+        path: '/?animal=whale',
+        headers: { version: 'one' },
+        expect: { backend: 'echo-v2' },
+      },
       path('/path3?animal=shark', 'echo-v1'),
-      { kind: 'request', name: '/path4?animal=kraken with version: three goes to echo-v1', host: 'echo', path: '/path4?animal=kraken', headers: { version: 'three' }, expect: { backend: 'echo-v1' } },
+      {
+        kind: 'request',
+        name: '/path4?animal=kraken with version: three goes to echo-v1',
+        host: 'echo',
+        path: '/path4?animal=kraken',
+        headers: { version: 'three' },
+        expect: { backend: 'echo-v1' },
+      },
       notFound('/?animal=shark'),
       notFound('/path4?animal=kraken'),
       path('/path5?animal=hydra', 'echo-v1'),
@@ -625,8 +662,20 @@ spec:
 `,
     deviations: [NO_PARENT_PORT],
     checks: [
-      { kind: 'request', name: '/hostname-redirect: 302 to example.org', host: 'echo', path: '/hostname-redirect', expect: { status: 302, redirect: { host: 'example.org' } } },
-      { kind: 'request', name: '/host-and-status: 301 to example.org', host: 'echo', path: '/host-and-status', expect: { status: 301, redirect: { host: 'example.org' } } },
+      {
+        kind: 'request',
+        name: '/hostname-redirect: 302 to example.org',
+        host: 'echo',
+        path: '/hostname-redirect',
+        expect: { status: 302, redirect: { host: 'example.org' } },
+      },
+      {
+        kind: 'request',
+        name: '/host-and-status: 301 to example.org',
+        host: 'echo',
+        path: '/host-and-status',
+        expect: { status: 301, redirect: { host: 'example.org' } },
+      },
     ],
     outcome: { status: 'pass' },
   },
@@ -710,8 +759,20 @@ spec:
 `,
     deviations: [NO_PARENT_PORT],
     checks: [
-      { kind: 'request', name: '/original-prefix/lemon: prefix replaced', host: 'echo', path: '/original-prefix/lemon', expect: { status: 302, redirect: { path: '/replacement-prefix/lemon' } } },
-      { kind: 'request', name: '/full/path/original: full path replaced', host: 'echo', path: '/full/path/original', expect: { status: 302, redirect: { path: '/full-path-replacement' } } },
+      {
+        kind: 'request',
+        name: '/original-prefix/lemon: prefix replaced',
+        host: 'echo',
+        path: '/original-prefix/lemon',
+        expect: { status: 302, redirect: { path: '/replacement-prefix/lemon' } },
+      },
+      {
+        kind: 'request',
+        name: '/full/path/original: full path replaced',
+        host: 'echo',
+        path: '/full/path/original',
+        expect: { status: 302, redirect: { path: '/full-path-replacement' } },
+      },
       {
         kind: 'request',
         name: '/path-and-host: prefix and host',
@@ -719,7 +780,13 @@ spec:
         path: '/path-and-host',
         expect: { status: 302, redirect: { host: 'example.org', path: '/replacement-prefix' } },
       },
-      { kind: 'request', name: '/path-and-status: prefix and 301', host: 'echo', path: '/path-and-status', expect: { status: 301, redirect: { path: '/replacement-prefix' } } },
+      {
+        kind: 'request',
+        name: '/path-and-status: prefix and 301',
+        host: 'echo',
+        path: '/path-and-status',
+        expect: { status: 301, redirect: { path: '/replacement-prefix' } },
+      },
       {
         kind: 'request',
         name: '/full-path-and-host: full path and host',
@@ -727,7 +794,13 @@ spec:
         path: '/full-path-and-host',
         expect: { status: 302, redirect: { host: 'example.org', path: '/replacement-full' } },
       },
-      { kind: 'request', name: '/full-path-and-status: full path and 301', host: 'echo', path: '/full-path-and-status', expect: { status: 301, redirect: { path: '/replacement-full' } } },
+      {
+        kind: 'request',
+        name: '/full-path-and-status: full path and 301',
+        host: 'echo',
+        path: '/full-path-and-status',
+        expect: { status: 301, redirect: { path: '/replacement-full' } },
+      },
     ],
     outcome: { status: 'pass' },
   },
@@ -784,7 +857,13 @@ spec:
     deviations: [NO_PARENT_PORT],
     checks: [
       { kind: 'request', name: '/port: port 8083', host: 'echo', path: '/port', expect: { status: 302, redirect: { port: '8083' } } },
-      { kind: 'request', name: '/port-and-host: host and port', host: 'echo', path: '/port-and-host', expect: { status: 302, redirect: { host: 'example.org', port: '8083' } } },
+      {
+        kind: 'request',
+        name: '/port-and-host: host and port',
+        host: 'echo',
+        path: '/port-and-host',
+        expect: { status: 302, redirect: { host: 'example.org', port: '8083' } },
+      },
       { kind: 'request', name: '/port-and-status: port and 301', host: 'echo', path: '/port-and-status', expect: { status: 301, redirect: { port: '8083' } } },
       {
         kind: 'request',
@@ -849,8 +928,20 @@ spec:
     deviations: [NO_PARENT_PORT],
     checks: [
       { kind: 'request', name: '/scheme: https', host: 'echo', path: '/scheme', expect: { status: 302, redirect: { scheme: 'https' } } },
-      { kind: 'request', name: '/scheme-and-host: https and host', host: 'echo', path: '/scheme-and-host', expect: { status: 302, redirect: { host: 'example.org', scheme: 'https' } } },
-      { kind: 'request', name: '/scheme-and-status: https and 301', host: 'echo', path: '/scheme-and-status', expect: { status: 301, redirect: { scheme: 'https' } } },
+      {
+        kind: 'request',
+        name: '/scheme-and-host: https and host',
+        host: 'echo',
+        path: '/scheme-and-host',
+        expect: { status: 302, redirect: { host: 'example.org', scheme: 'https' } },
+      },
+      {
+        kind: 'request',
+        name: '/scheme-and-status: https and 301',
+        host: 'echo',
+        path: '/scheme-and-status',
+        expect: { status: 301, redirect: { scheme: 'https' } },
+      },
       {
         kind: 'request',
         name: '/scheme-and-host-and-status: https, host and 302',
@@ -1064,7 +1155,13 @@ spec:
     deviations: [NO_PARENT_PORT],
     checks: [
       { kind: 'request', name: 'a request succeeds', host: 'echo', path: '/', expect: { status: 200 } },
-      { kind: 'weights', name: 'Requests should have a distribution that matches the weight', protocol: 'http', host: 'echo', weights: { 'echo-v1': 0.7, 'echo-v2': 0.3 } },
+      {
+        kind: 'weights',
+        name: 'Requests should have a distribution that matches the weight',
+        protocol: 'http',
+        host: 'echo',
+        weights: { 'echo-v1': 0.7, 'echo-v2': 0.3 },
+      },
     ],
     outcome: { status: 'pass' },
   },
@@ -1163,7 +1260,11 @@ spec:
         protocol: 'grpc',
         host: 'echo:7070',
         headers: { 'x-test-case': 'add', 'x-header-add': 'this-value-should-be-appended' },
-        expect: { status: 200, requestHeaders: { 'x-test-case': 'add', 'x-header-add': 'this-value-should-be-appended,add-appends-values' }, backend: 'echo-v1' },
+        expect: {
+          status: 200,
+          requestHeaders: { 'x-test-case': 'add', 'x-header-add': 'this-value-should-be-appended,add-appends-values' },
+          backend: 'echo-v1',
+        },
       },
       {
         kind: 'request',
@@ -1226,9 +1327,18 @@ spec:
     deviations: ['parentRefs[].port: 7070 left out (the echo service has one port on main)'],
     checks: [
       { kind: 'request', name: 'a call succeeds', protocol: 'grpc', host: 'echo:7070', expect: { status: 200 } },
-      { kind: 'weights', name: 'Requests should have a distribution that matches the weight', protocol: 'grpc', host: 'echo:7070', weights: { 'echo-v1': 0.7, 'echo-v2': 0.3 } },
+      {
+        kind: 'weights',
+        name: 'Requests should have a distribution that matches the weight',
+        protocol: 'grpc',
+        host: 'echo:7070',
+        weights: { 'echo-v1': 0.7, 'echo-v2': 0.3 },
+      },
     ],
-    outcome: { status: 'todo', reason: 'the backendRef echo-v3 (weight 0) names no service, and such a route is refused whole on main (wt/fixes makes it an invalid backend of its own)' },
+    outcome: {
+      status: 'todo',
+      reason: 'the backendRef echo-v3 (weight 0) names no service, and such a route is refused whole on main (wt/fixes makes it an invalid backend of its own)',
+    },
   },
 ];
 

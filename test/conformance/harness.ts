@@ -134,7 +134,10 @@ export class ConformanceMesh {
 
   async #send(mesh: RunningMesh, check: RequestCheck): Promise<Answer> {
     const client = this.#client(mesh, check.from);
-    const host = typeof check.host === 'string' ? check.host : addressOf(this.#instance(mesh, { service: check.host.podOf, namespace: this.#def.clients.default?.namespace ?? 'default' }));
+    const host =
+      typeof check.host === 'string'
+        ? check.host
+        : addressOf(this.#instance(mesh, { service: check.host.podOf, namespace: this.#def.clients.default?.namespace ?? 'default' }));
     let port = client.httpProxy.port;
     if (check.via?.listener === 'upstream') {
       const service = check.via.service;
