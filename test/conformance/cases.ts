@@ -1297,7 +1297,7 @@ spec:
     outcome: {
       status: 'todo',
       reason:
-        'over HTTP/2 the sidecars merge a repeated request header into one value joined with ", " (the echo gets "add-header-2, header-add-2", upstream wants the values "add-header-2,header-add-2"); the h2 repeated-header fix (wt/fixes) keeps them apart',
+        'over HTTP/2 the sidecars merge a repeated request header into one value joined with ", " (the echo gets "add-header-2, header-add-2", upstream wants the values "add-header-2,header-add-2"); the h2 repeated-header fix being built by another helper keeps them apart',
     },
   },
   {
