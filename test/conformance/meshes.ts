@@ -8,21 +8,15 @@
 //   v2, whose instances echo-v1-0 and echo-v2-0 are the pods echo-v1-… and echo-v2-…
 //   (the upstream checks name the backend by the pod name's prefix). A backendRef
 //   `echo-v1` is then version v1 of `echo`: the same pods the upstream Service selects.
-// - Services `echo-v1` and `echo-v2` beside `echo` (a Service named like another's
-//   version) need wt/ns; the cases that address them as hosts run on meshes where they
-//   are plain services (`frontends`, `ports`, `consumer`).
+// - The cases that address Services `echo-v1` and `echo-v2` as hosts run on meshes where
+//   they are plain services (`frontends`, `ports`, `consumer`).
 // - The client is the pod `app=echo,version=v1` calling out through its own sidecar, as
 //   the upstream suite execs its echo client inside that pod.
 import { join } from 'node:path';
 import { REPO } from '../helpers/mesh-run.js';
 
-/**
- * The namespace standing for upstream's `gateway-conformance-mesh`. `default` until
- * namespaces (wt/ns) are on main: the mesh file refuses `namespace:` on services until
- * then, and with every case's services and routes in one namespace the cases do not
- * depend on its name. With namespaces merged this becomes 'gateway-conformance-mesh'.
- */
-export const MESH_NS = 'default';
+/** Upstream's `gateway-conformance-mesh`, where the echo services and the case routes live. */
+export const MESH_NS = 'gateway-conformance-mesh';
 /** Upstream's second namespace, where MeshConsumerRoute's consumer runs. */
 export const CONSUMER_NS = 'gateway-conformance-mesh-consumer';
 /** The producer namespace of MeshConsumerRoute: always the upstream's name (that case needs namespaces anyway). */

@@ -77,7 +77,11 @@ export interface RefSource {
  * only shapes traffic already addressed to that Service, so sending it there grants
  * nothing new (the upstream MeshConsumerRoute case has no grant, for this reason).
  */
-function backendTarget(ref: { readonly name: string; readonly namespace?: string }, from: RefSource, ctx: RouteContext): { key: string; invalid?: InvalidBackend } {
+function backendTarget(
+  ref: { readonly name: string; readonly namespace?: string },
+  from: RefSource,
+  ctx: RouteContext,
+): { key: string; invalid?: InvalidBackend } {
   const namespace = ref.namespace ?? from.namespace;
   const key = serviceKey(ref.name, namespace);
   const service = ctx.resolve?.(namespace, ref.name);
