@@ -4,6 +4,7 @@
 // Every process is started in its own process group with config, pid and log files in a
 // temp folder, and is registered in one `Processes` set so that an error, SIGINT or
 // SIGTERM in the harness still ends all of them. Nothing here starts a system service.
+import { BOOTSTRAP_SECRET_ENV, CREDENTIAL_ENV, mintCredential, newBootstrapSecret } from '../src/security/bootstrap-credential.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -51,8 +52,9 @@ export class Processes {
     return this.#groups;
   }
 
-  start(name: string, command: string, args: readonly string[], cwd: string): Managed {
-    const child = spawn(command, args, { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `env`: variables added to this process's environment (a secret or credential, never a flag: `ps` shows flags). */
+  start(name: string, command: string, args: readonly string[], cwd: string, env?: Readonly<Record<string, string>>): Managed {
+    const child = spawn(command, args, { cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env: { ...process.env, ...env } } : {}) });
     if (child.pid !== undefined) this.#groups.add(child.pid);
     let tail = '';
     const keep = (d: Buffer): void => {
@@ -620,7 +622,16 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
   const started: Managed[] = [];
   const url = protocol === 'tcp' ? `tcp://127.0.0.1:${outboundPort}` : `http://127.0.0.1:${outboundPort}/`;
   try {
-    const cp = procs.start('trellis control', node, [trellis, 'control', '--config', meshFile, '--admin', `127.0.0.1:${cpPort}`], tdir);
+    // Proxies prove which instance they are with a credential minted from the control
+    // plane's bootstrap secret (src/security/bootstrap-credential.ts), as `trellis up`
+    // does; a baseline build from before credentials ignores both variables.
+    const secret = newBootstrapSecret();
+    const credential = (service: string, id: string): Record<string, string> => ({
+      [CREDENTIAL_ENV]: mintCredential(secret, { kind: 'sidecar', service, id }),
+    });
+    const cp = procs.start('trellis control', node, [trellis, 'control', '--config', meshFile, '--admin', `127.0.0.1:${cpPort}`], tdir, {
+      [BOOTSTRAP_SECRET_ENV]: secret,
+    });
     started.push(cp);
     await waitForHealthz(`${control}/healthz`, cp, 10_000);
     started.push(
@@ -647,6 +658,7 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
           'off',
         ],
         tdir,
+        credential('upstream', 'upstream-0'),
       ),
     );
     for (const [i, appPort] of (variant?.moreInstances ?? []).entries()) {
@@ -675,6 +687,7 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
             'off',
           ],
           tdir,
+          credential('upstream', id),
         ),
       );
     }
@@ -700,6 +713,7 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
           'off',
         ],
         tdir,
+        credential('bench-client', 'bench-client-0'),
       ),
     );
     if (protocol === 'tcp') await waitForEcho(outboundPort, started, 15_000);
