@@ -626,8 +626,8 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
     // plane's bootstrap secret (src/security/bootstrap-credential.ts), as `trellis up`
     // does; a baseline build from before credentials ignores both variables.
     const secret = newBootstrapSecret();
-    const credential = (service: string, id: string): Record<string, string> => ({
-      [CREDENTIAL_ENV]: mintCredential(secret, { kind: 'sidecar', service, id }),
+    const credential = (service: string, id: string, kind: 'sidecar' | 'gateway' = 'sidecar'): Record<string, string> => ({
+      [CREDENTIAL_ENV]: mintCredential(secret, { kind, service, id }),
     });
     const cp = procs.start('trellis control', node, [trellis, 'control', '--config', meshFile, '--admin', `127.0.0.1:${cpPort}`], tdir, {
       [BOOTSTRAP_SECRET_ENV]: secret,
@@ -713,7 +713,8 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
           'off',
         ],
         tdir,
-        credential('bench-client', 'bench-client-0'),
+        // No app beside it: the client's proxy is a gateway.
+        credential('bench-client', 'bench-client-0', 'gateway'),
       ),
     );
     if (protocol === 'tcp') await waitForEcho(outboundPort, started, 15_000);
