@@ -6,12 +6,15 @@ import {
   type BackendSnapshot,
   type Endpoint,
   type HostPort,
+  type InstancePort,
   type ProxyInfo,
+  type RouteEntry,
   type RouteFilter,
+  type ServicePortSnapshot,
   type Snapshot,
   type UpstreamSnapshot,
 } from '../../api/protocol.js';
-import type { ControlConfig, ServiceConfig } from '../sources/mesh-config.js';
+import type { ControlConfig, ServiceConfig, ServicePortConfig } from '../sources/mesh-config.js';
 import type { HealthStatus } from '../model.js';
 import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
 import { compileRoutes } from './routes.js';
@@ -24,6 +27,8 @@ export interface RoutableInstance {
   readonly inbound?: HostPort;
   /** Where the instance's app listens (a request may address the instance by it). */
   readonly app?: HostPort;
+  /** A multi-port service's instance: each port's app and inbound listener. */
+  readonly ports?: readonly InstancePort[];
   readonly status: HealthStatus;
   /** Registered by a proxy that was already serving: routable while its health is still unknown. */
   readonly resumed?: boolean;
@@ -61,17 +66,51 @@ function routable(i: RoutableInstance): boolean {
   return i.status === 'healthy' || (i.status === 'unknown' && i.resumed === true);
 }
 
-function endpointsOf(instances: readonly RoutableInstance[], service: string, version?: string): Endpoint[] {
-  return instances
-    .filter((i) => i.service === service && routable(i) && i.inbound && (version === undefined || i.version === version))
-    .map((i) => ({
+/** Which port of a multi-port service endpoints are wanted at; `first` marks its first port. */
+interface PortChoice {
+  readonly port: number;
+  readonly first: boolean;
+}
+
+/**
+ * Where an instance takes traffic for `at`: its inbound listener (one-port services), or
+ * the one in front of that port. An instance whose sidecar reported no ports (one from
+ * before the service listed them) is reached at its one inbound listener for the first port only.
+ */
+function addressAt(i: RoutableInstance, at: PortChoice | undefined): { inbound: HostPort; app?: HostPort } | undefined {
+  if (at === undefined || i.ports === undefined) return at === undefined || at.first ? i.inbound && { inbound: i.inbound, ...(i.app ? { app: i.app } : {}) } : undefined;
+  const p = i.ports.find((x) => x.port === at.port);
+  return p && { inbound: p.inbound, app: p.app };
+}
+
+function endpointsOf(instances: readonly RoutableInstance[], service: string, version?: string, at?: PortChoice): Endpoint[] {
+  const out: Endpoint[] = [];
+  for (const i of instances) {
+    if (i.service !== service || !routable(i) || (version !== undefined && i.version !== version)) continue;
+    const a = addressAt(i, at);
+    if (a === undefined) continue;
+    out.push({
       id: i.id,
-      host: i.inbound!.host,
-      port: i.inbound!.port,
+      host: a.inbound.host,
+      port: a.inbound.port,
       version: i.version,
-      ...(i.app ? { app: { host: i.app.host, port: i.app.port } } : {}),
-    }))
-    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      ...(a.app ? { app: { host: a.app.host, port: a.app.port } } : {}),
+    });
+  }
+  return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/**
+ * The port of `service` a backend reference made while compiling port `port` of another
+ * service lands on: the one with the same number, else its first. (A backendRef's own
+ * `port` is not read yet: backends are named, not numbered, in route entries.)
+ */
+function portFor(service: ServiceConfig, port: number | undefined): PortChoice | undefined {
+  const ports = service.ports;
+  if (ports === undefined || ports.length === 0) return undefined;
+  const same = port === undefined ? -1 : ports.findIndex((p) => p.port === port);
+  const chosen = ports[same === -1 ? 0 : same]!;
+  return { port: chosen.port, first: chosen === ports[0] };
 }
 
 /** Every version of a service: those the config names and those instances registered with. */
@@ -85,13 +124,13 @@ function versionsOf(service: ServiceConfig, instances: readonly RoutableInstance
  * Finds the service (and version) a backend name stands for: `<service>` or
  * `<service>-<version>`; an exact service name wins over a version reading.
  */
-function resolveBackend(config: ControlConfig, instances: readonly RoutableInstance[], name: string): BackendSnapshot | undefined {
+function resolveBackend(config: ControlConfig, instances: readonly RoutableInstance[], name: string, port: number | undefined): BackendSnapshot | undefined {
   const exact = config.services.find((s) => s.name === name);
-  if (exact) return { name, endpoints: endpointsOf(instances, exact.name) };
+  if (exact) return { name, endpoints: endpointsOf(instances, exact.name, undefined, portFor(exact, port)) };
   for (const s of config.services) {
     if (!name.startsWith(`${s.name}-`)) continue;
     const version = name.slice(s.name.length + 1);
-    if (versionsOf(s, instances).includes(version)) return { name, endpoints: endpointsOf(instances, s.name, version) };
+    if (versionsOf(s, instances).includes(version)) return { name, endpoints: endpointsOf(instances, s.name, version, portFor(s, port)) };
   }
   return undefined;
 }
@@ -101,19 +140,29 @@ function mirrorsOf(filters: readonly RouteFilter[] | undefined): string[] {
   return (filters ?? []).flatMap((f) => (f.type === 'RequestMirror' ? [f.backend] : []));
 }
 
-function compileUpstream(config: ControlConfig, instances: readonly RoutableInstance[], service: ServiceConfig): UpstreamSnapshot {
-  const routes = compileRoutes(service.name, config.routes, service.protocol, config.policies);
+/**
+ * The backends the routes of `service` (at one of its ports, when it lists them) send to:
+ * the whole service, each version, and every other service or version a route names,
+ * with the endpoints at the port traffic for `at` goes to.
+ */
+function compileBackends(
+  config: ControlConfig,
+  instances: readonly RoutableInstance[],
+  service: ServiceConfig,
+  routes: readonly RouteEntry[],
+  at: PortChoice | undefined,
+): Record<string, BackendSnapshot> {
   const backends: Record<string, BackendSnapshot> = {};
   const add = (b: BackendSnapshot): void => {
     backends[b.name] = b;
   };
-  add({ name: service.name, endpoints: endpointsOf(instances, service.name) });
+  add({ name: service.name, endpoints: endpointsOf(instances, service.name, undefined, at) });
   for (const v of versionsOf(service, instances)) {
     const name = `${service.name}-${v}`;
     if (name in backends) continue;
     const balancing = versionBalancing(service.name, v, config.policies);
     // A version whose every instance is ejected or refusing fails over to the service's other versions.
-    const b: BackendSnapshot = { name, endpoints: endpointsOf(instances, service.name, v) };
+    const b: BackendSnapshot = { name, endpoints: endpointsOf(instances, service.name, v, at) };
     const failover = versionFailover(service.name, v, config.policies);
     if (failover !== undefined) b.failover = failover;
     if (balancing) b.balancing = balancing;
@@ -126,12 +175,28 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
   ].sort();
   for (const name of referenced) {
     if (name in backends) continue;
-    const resolved = resolveBackend(config, instances, name);
+    const resolved = resolveBackend(config, instances, name, at?.port);
     if (resolved) add(resolved);
   }
   const sorted: Record<string, BackendSnapshot> = {};
   for (const name of Object.keys(backends).sort()) sorted[name] = backends[name]!;
-  const out: UpstreamSnapshot = { service: service.name, protocol: service.protocol, routes, backends: sorted };
+  return sorted;
+}
+
+/** One port of a multi-port service: the routes bound to it (or to every port), and backends at it. */
+function compilePort(config: ControlConfig, instances: readonly RoutableInstance[], service: ServiceConfig, p: ServicePortConfig, first: boolean): ServicePortSnapshot {
+  const routes = compileRoutes(service.name, config.routes, p.protocol, config.policies, p.port);
+  const backends = compileBackends(config, instances, service, routes, { port: p.port, first });
+  return { port: p.port, ...(p.name !== undefined ? { name: p.name } : {}), protocol: p.protocol, routes, backends };
+}
+
+function compileUpstream(config: ControlConfig, instances: readonly RoutableInstance[], service: ServiceConfig): UpstreamSnapshot {
+  const ports = service.ports?.map((p, i) => compilePort(config, instances, service, p, i === 0));
+  const first = ports?.[0];
+  const routes = first?.routes ?? compileRoutes(service.name, config.routes, service.protocol, config.policies);
+  const backends = first?.backends ?? compileBackends(config, instances, service, routes, undefined);
+  const out: UpstreamSnapshot = { service: service.name, protocol: first?.protocol ?? service.protocol, routes, backends };
+  if (ports !== undefined) out.ports = ports;
   const fault = serviceFault(service.name, config.policies);
   if (fault) out.fault = fault;
   const budget = serviceRetryBudget(service.name, config.policies);
@@ -153,7 +218,8 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
   const own = proxy.kind === 'sidecar' ? config.services.find((s) => s.name === proxy.service) : undefined;
   const out: SnapshotContent = {
     service: proxy.service,
-    inboundProtocol: own?.protocol ?? 'http',
+    inboundProtocol: own?.ports?.[0]?.protocol ?? own?.protocol ?? 'http',
+    ...(own?.ports !== undefined ? { inboundPorts: own.ports.map((p) => ({ port: p.port, protocol: p.protocol })) } : {}),
     upstreams,
     meshServices: [...config.services.map((s) => s.name), INGRESS_SERVICE].sort(),
   };

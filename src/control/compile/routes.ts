@@ -15,9 +15,16 @@ import type {
 } from '../sources/mesh-config.js';
 import { ruleResilience } from './resilience.js';
 
-/** True when one of the route's parentRefs names the mesh Service `service` (GAMMA). */
-export function routeAttachesTo(route: RouteConfig, service: string): boolean {
-  return route.spec.parentRefs.some((ref) => ref.name === service && (ref.kind ?? 'Service') === 'Service' && (ref.group ?? '') === '');
+/**
+ * True when one of the route's parentRefs names the mesh Service `service` (GAMMA) and,
+ * for one port of a multi-port service, that port or none (a parentRef without a port
+ * binds to every port of the Service; the Gateway API's MeshPorts).
+ */
+export function routeAttachesTo(route: RouteConfig, service: string, port?: number): boolean {
+  return route.spec.parentRefs.some(
+    (ref) =>
+      ref.name === service && (ref.kind ?? 'Service') === 'Service' && (ref.group ?? '') === '' && (port === undefined || ref.port === undefined || ref.port === port),
+  );
 }
 
 /** `<namespace>/<name>`, the route's identity in names and tie-breaks. */
@@ -227,7 +234,8 @@ function comparePrecedence(a: Candidate, b: Candidate): number {
 }
 
 /**
- * The route table of `service`: for an http service, one entry per (hostname, rule,
+ * The route table of `service` (at service port `port` of a multi-port service: the
+ * routes bound to that port or to every port): for an http service, one entry per (hostname, rule,
  * match) of every HTTPRoute and GRPCRoute whose parentRefs name it, in precedence
  * order (a rule without matches matches every request); for a tcp service, the first
  * TCPRoute's one rule. Backend names are kept as written even when they resolve to
@@ -238,10 +246,11 @@ export function compileRoutes(
   routes: ControlConfig['routes'],
   protocol: Protocol = 'http',
   policies?: ControlConfig['policies'],
+  port?: number,
 ): RouteEntry[] {
   const candidates: Candidate[] = [];
   routes.forEach(({ resource }, routeIndex) => {
-    if (!routeAttachesTo(resource, service)) return;
+    if (!routeAttachesTo(resource, service, port)) return;
     const key = routeKey(resource);
     const created = creationTime(resource);
     const base = { routeIndex, created, key };
