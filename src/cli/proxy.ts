@@ -140,7 +140,8 @@ function portNumber(text: string, flag: string): number {
 function parsePortFlag(spec: string): { port: number; app: HostPort; inbound: HostPort } {
   const eq = spec.indexOf('=');
   const comma = spec.indexOf(',', eq);
-  if (eq <= 0 || comma === -1) throw new TrellisError('TRELLIS_E_USAGE', { reason: `--port expects SERVICEPORT=APPHOST:APPPORT,[HOST:]INBOUNDPORT, got "${spec}"` });
+  if (eq <= 0 || comma === -1)
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `--port expects SERVICEPORT=APPHOST:APPPORT,[HOST:]INBOUNDPORT, got "${spec}"` });
   return {
     port: portNumber(spec.slice(0, eq), '--port'),
     app: parseHostPort(spec.slice(eq + 1, comma), '--port'),

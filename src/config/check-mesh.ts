@@ -52,7 +52,10 @@ export function checkMesh(doc: SourceDocument, mesh: MeshResource): Problem[] {
             `names port ${servicePort} of service "${target}", which lists no ports (it has one port; remove servicePort, or give "${target}" a ports: list)`,
           );
         } else if (!ports.some((p) => p.port === servicePort)) {
-          at([...path, 'servicePort'], `names port ${servicePort}, which service "${target}" does not have (its ports: ${ports.map((p) => p.port).join(', ')})`);
+          at(
+            [...path, 'servicePort'],
+            `names port ${servicePort}, which service "${target}" does not have (its ports: ${ports.map((p) => p.port).join(', ')})`,
+          );
         }
       }
       if (!upstreamIndex.has(key)) upstreamIndex.set(key, k);
@@ -105,7 +108,10 @@ function checkServicePorts(doc: SourceDocument, s: MeshResource['spec']['service
   if (ports === undefined) return problems;
   const at = (path: Segment[], message: string) => problems.push(problemAt(doc, path, message));
   if (s.port !== undefined) {
-    at([...base, 'port'], `fixes the app port of a one-port service, but service "${s.name}" lists its ports; set appPort on a port of its ports: list instead`);
+    at(
+      [...base, 'port'],
+      `fixes the app port of a one-port service, but service "${s.name}" lists its ports; set appPort on a port of its ports: list instead`,
+    );
   }
   const byNumber = new Map<number, number>();
   const byName = new Map<string, number>();

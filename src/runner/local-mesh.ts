@@ -218,7 +218,8 @@ export class LocalMesh {
         for (let r = 0; r < v.replicas; r++) {
           const id = v.name === 'default' ? `${s.name}-${r}` : `${s.name}-${v.name}-${r}`;
           const ports = s.ports === undefined ? undefined : await this.#planPorts(s, count);
-          const appPort = ports?.[0]?.app.port ?? (s.port !== undefined && count === 1 ? await this.#port(s.port, `port of service ${s.name}`) : await this.#ports.free());
+          const appPort =
+            ports?.[0]?.app.port ?? (s.port !== undefined && count === 1 ? await this.#port(s.port, `port of service ${s.name}`) : await this.#ports.free());
           const upstreams: InstancePlan['upstreams'] = [];
           for (const u of s.upstreams) {
             if (!runningNames.has(u.service)) continue;
@@ -246,7 +247,10 @@ export class LocalMesh {
             TRELLIS_HTTP_PROXY: `http://${LOOPBACK}:${httpProxy.port}`,
             TRELLIS_DATA_DIR: dataDir,
             ...Object.fromEntries(
-              upstreams.map((u) => [`TRELLIS_UPSTREAM_${envName(u.service)}${u.servicePort === undefined ? '' : `_${u.servicePort}`}`, `${LOOPBACK}:${u.port}`]),
+              upstreams.map((u) => [
+                `TRELLIS_UPSTREAM_${envName(u.service)}${u.servicePort === undefined ? '' : `_${u.servicePort}`}`,
+                `${LOOPBACK}:${u.port}`,
+              ]),
             ),
           };
           plans.push({

@@ -96,7 +96,10 @@ describe('Mesh ports:', () => {
     const { file, result } = await load('    - name: echo\n      ports: [{ port: 0, protocol: udp, targetPort: 1 }]\n');
     assert.match(problemAt(result, 'spec.services[0].ports[0].port', file).message, /1-65535/);
     assert.match(problemAt(result, 'spec.services[0].ports[0].protocol', file).message, /^must be one of http, http1, http2, grpc, tcp/);
-    assert.match(problemAt(result, 'spec.services[0].ports[0].targetPort', file).message, /^unknown field "targetPort"; allowed here: name, port, appPort, protocol/);
+    assert.match(
+      problemAt(result, 'spec.services[0].ports[0].targetPort', file).message,
+      /^unknown field "targetPort"; allowed here: name, port, appPort, protocol/,
+    );
   });
 
   it('takes an upstream servicePort that the service has, and one listener per port', async () => {
@@ -106,14 +109,20 @@ describe('Mesh ports:', () => {
     const { file, result } = await load(
       `${ECHO.replace('upstreams: [echo]', 'upstreams: [{ service: echo, servicePort: 81 }, { service: web, servicePort: 80 }]')}    - name: web\n`,
     );
-    assert.match(problemAt(result, 'spec.services[1].upstreams[0].servicePort', file).message, /^names port 81, which service "echo" does not have \(its ports: 80, 8080, 9090\)/);
+    assert.match(
+      problemAt(result, 'spec.services[1].upstreams[0].servicePort', file).message,
+      /^names port 81, which service "echo" does not have \(its ports: 80, 8080, 9090\)/,
+    );
     assert.match(problemAt(result, 'spec.services[1].upstreams[1].servicePort', file).message, /^names port 80 of service "web", which lists no ports/);
   });
 });
 
 describe('parentRefs[].port', () => {
   it('binds an HTTPRoute to a port the service has', async () => {
-    const { result } = await load(ECHO, '  parentRefs: [{ group: "", kind: Service, name: echo, port: 80 }]\n  rules: [{ backendRefs: [{ name: echo, port: 80 }] }]\n');
+    const { result } = await load(
+      ECHO,
+      '  parentRefs: [{ group: "", kind: Service, name: echo, port: 80 }]\n  rules: [{ backendRefs: [{ name: echo, port: 80 }] }]\n',
+    );
     assert.deepEqual(result.problems, []);
   });
 

@@ -20,7 +20,10 @@ const client: ProxyInfo = sidecar('client-0', 'client');
 /** A route bound to `port` of `parent` (absent: every port). */
 function bound(name: string, parent: string, port: number | undefined, header: string): RouteConfig {
   const r = route(name, parent, [
-    { filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-header-set', value: header }] } }], backendRefs: [{ name: parent }] },
+    {
+      filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-header-set', value: header }] } }],
+      backendRefs: [{ name: parent }],
+    },
   ]);
   return { ...r.resource, spec: { ...r.resource.spec, parentRefs: [{ name: parent, ...(port === undefined ? {} : { port }) }] } };
 }
@@ -82,7 +85,11 @@ describe('multi-port services in snapshots', () => {
   });
 
   it('binds a TCPRoute to its tcp port', () => {
-    const tcp: TCPRouteConfig = { kind: 'TCPRoute', metadata: { name: 'raw' }, spec: { parentRefs: [{ name: 'echo', port: 9090 }], rules: [{ backendRefs: [{ name: 'echo' }] }] } };
+    const tcp: TCPRouteConfig = {
+      kind: 'TCPRoute',
+      metadata: { name: 'raw' },
+      spec: { parentRefs: [{ name: 'echo', port: 9090 }], rules: [{ backendRefs: [{ name: 'echo' }] }] },
+    };
     const echo = compile([tcp]).upstreams.echo!;
     assert.deepEqual(names(port(echo.ports, 9090)!.routes), ['default/raw/rule/0']);
     assert.deepEqual(port(echo.ports, 80)!.routes, []);

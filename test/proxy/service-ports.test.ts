@@ -32,7 +32,7 @@ function headerRoute(name: string, parent: string, port: number | undefined, val
       parentRefs: [{ group: '', kind: 'Service', name: parent, ...(port === undefined ? {} : { port }) }],
       rules: [
         {
-          filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'X-Header-Set', value } ] } }],
+          filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'X-Header-Set', value }] } }],
           backendRefs: [{ name: parent, port: 80 }],
         },
       ],
@@ -85,7 +85,15 @@ before(async () => {
     await s.start();
     const listening = s.addresses.ports!;
     assert.equal(listening.length, 2, 'an inbound listener per service port');
-    instances.push({ id: `${name}-0`, service: name, version: 'default', inbound: listening[0]!.inbound, app: listening[0]!.app, ports: listening, status: 'healthy' });
+    instances.push({
+      id: `${name}-0`,
+      service: name,
+      version: 'default',
+      inbound: listening[0]!.inbound,
+      app: listening[0]!.app,
+      ports: listening,
+      status: 'healthy',
+    });
   }
   caller = new Sidecar({
     service: 'client',

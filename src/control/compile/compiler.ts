@@ -78,7 +78,8 @@ interface PortChoice {
  * before the service listed them) is reached at its one inbound listener for the first port only.
  */
 function addressAt(i: RoutableInstance, at: PortChoice | undefined): { inbound: HostPort; app?: HostPort } | undefined {
-  if (at === undefined || i.ports === undefined) return at === undefined || at.first ? i.inbound && { inbound: i.inbound, ...(i.app ? { app: i.app } : {}) } : undefined;
+  if (at === undefined || i.ports === undefined)
+    return at === undefined || at.first ? i.inbound && { inbound: i.inbound, ...(i.app ? { app: i.app } : {}) } : undefined;
   const p = i.ports.find((x) => x.port === at.port);
   return p && { inbound: p.inbound, app: p.app };
 }
@@ -184,7 +185,13 @@ function compileBackends(
 }
 
 /** One port of a multi-port service: the routes bound to it (or to every port), and backends at it. */
-function compilePort(config: ControlConfig, instances: readonly RoutableInstance[], service: ServiceConfig, p: ServicePortConfig, first: boolean): ServicePortSnapshot {
+function compilePort(
+  config: ControlConfig,
+  instances: readonly RoutableInstance[],
+  service: ServiceConfig,
+  p: ServicePortConfig,
+  first: boolean,
+): ServicePortSnapshot {
   const routes = compileRoutes(service.name, config.routes, p.protocol, config.policies, p.port);
   const backends = compileBackends(config, instances, service, routes, { port: p.port, first });
   return { port: p.port, ...(p.name !== undefined ? { name: p.name } : {}), protocol: p.protocol, routes, backends };

@@ -23,7 +23,10 @@ import { ruleResilience } from './resilience.js';
 export function routeAttachesTo(route: RouteConfig, service: string, port?: number): boolean {
   return route.spec.parentRefs.some(
     (ref) =>
-      ref.name === service && (ref.kind ?? 'Service') === 'Service' && (ref.group ?? '') === '' && (port === undefined || ref.port === undefined || ref.port === port),
+      ref.name === service &&
+      (ref.kind ?? 'Service') === 'Service' &&
+      (ref.group ?? '') === '' &&
+      (port === undefined || ref.port === undefined || ref.port === port),
   );
 }
 
