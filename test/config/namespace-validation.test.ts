@@ -68,7 +68,9 @@ spec:
     // A backendRef to no Service is only invalid (its share answered 500): a warning, not a problem.
     assert.deepEqual(
       result.warnings.filter((w) => w.path === 'spec.rules[0].backendRefs[1].name').map((w) => w.message),
-      ['names "echo-v1", which is neither a mesh service nor <service>-<version> of one (backends: echo); the backendRef is invalid, and the requests its weight would take are answered 500'],
+      [
+        'names "echo-v1", which is neither a mesh service nor <service>-<version> of one (backends: echo); the backendRef is invalid, and the requests its weight would take are answered 500',
+      ],
     );
     assert.match(problemAt(result, 'spec.rules[0].backendRefs[2].namespace', extra).message, /^names namespace ghost, which no service/);
     assert.equal(result.problems.length, 2, 'echo and echo-v1 in ns-a resolve');
