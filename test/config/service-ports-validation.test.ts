@@ -115,6 +115,42 @@ describe('Mesh ports:', () => {
     );
     assert.match(problemAt(result, 'spec.services[1].upstreams[1].servicePort', file).message, /^names port 80 of service "web", which lists no ports/);
   });
+
+  it('resolves an upstream servicePort in the upstream namespace, and keys duplicates by namespace and port', async () => {
+    const SHOP = `    - name: echo
+      namespace: shop
+      ports:
+        - { name: http, port: 80 }
+        - { name: http-alt, port: 8080 }
+    - name: echo
+    - name: client
+      upstreams: [echo, echo.shop, { service: echo, namespace: shop, servicePort: 8080 }, { service: echo, namespace: shop, servicePort: 80 }]
+`;
+    const ok = await load(SHOP);
+    assert.deepEqual(ok.result.problems, []);
+    assert.deepEqual(ok.result.config!.services[2]!.upstreams, [
+      { service: 'echo' },
+      { service: 'echo.shop' },
+      { service: 'echo.shop', servicePort: 8080 },
+      { service: 'echo.shop', servicePort: 80 },
+    ]);
+    const { file, result } = await load(
+      SHOP.replace(
+        'upstreams: [echo, echo.shop, { service: echo, namespace: shop, servicePort: 8080 }, { service: echo, namespace: shop, servicePort: 80 }]',
+        'upstreams: [{ service: echo, namespace: shop, servicePort: 8080 }, { service: echo, namespace: shop, servicePort: 8080 }, { service: echo, namespace: shop, servicePort: 81 }, { service: echo, servicePort: 80 }]',
+      ),
+    );
+    assert.match(
+      problemAt(result, 'spec.services[2].upstreams[1]', file).message,
+      /^lists service "echo" in namespace shop port 8080 again \(also upstreams\[0\]\)/,
+    );
+    assert.match(
+      problemAt(result, 'spec.services[2].upstreams[2].servicePort', file).message,
+      /^names port 81, which service "echo" in namespace shop does not have \(its ports: 80, 8080\)/,
+    );
+    // `echo` without a namespace is default's one-port echo, not shop's.
+    assert.match(problemAt(result, 'spec.services[2].upstreams[3].servicePort', file).message, /^names port 80 of service "echo", which lists no ports/);
+  });
 });
 
 describe('parentRefs[].port', () => {
