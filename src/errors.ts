@@ -37,6 +37,11 @@ export const ERRORS = {
     status: 503,
     message: 'no service named "{service}" is reachable from this proxy; check the name and the upstreams of the calling service',
   },
+  TRELLIS_E_UNKNOWN_PORT: {
+    token: 'unknown-port',
+    status: 503,
+    message: 'service "{service}" has no port {port} (its ports: {ports}); address one of them as Host: {service}:PORT (no port means 80)',
+  },
   TRELLIS_E_UNKNOWN_ADDRESS: {
     token: 'unknown-address',
     status: 403,

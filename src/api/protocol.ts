@@ -35,6 +35,16 @@ export interface HostPort {
 export interface UpstreamListener {
   service: string;
   listen: HostPort;
+  /** The port of a multi-port service this listener reaches; absent: its first. */
+  servicePort?: number;
+}
+
+/** One port of a multi-port service at one instance: its app's address, and the sidecar's inbound listener in front of it. */
+export interface InstancePort {
+  /** The service port (what callers address, `Host: svc:PORT`). */
+  port: number;
+  app: HostPort;
+  inbound: HostPort;
 }
 
 /** What a proxy tells the control plane about itself. */
@@ -57,8 +67,10 @@ export interface ProxyInfo {
   kind: 'sidecar' | 'gateway';
   /** Where the app listens (sidecars only). */
   app?: HostPort;
-  /** The inbound listener other sidecars connect to (sidecars only). */
+  /** The inbound listener other sidecars connect to (sidecars only); a multi-port service's first port's. */
   inbound?: HostPort;
+  /** A multi-port service: every port's app and inbound listener, in the service's order (the first is `app`, `inbound`). */
+  ports?: InstancePort[];
   /** The proxy's admin server (`/metrics`, `/config`, `/ready`). */
   admin: HostPort;
   /** One local port per upstream (Consul Connect style). */
@@ -349,9 +361,29 @@ export interface BackendSnapshot {
   balancing?: BalancingConfig;
 }
 
+/**
+ * One port of a multi-port service, compiled as an upstream of its own (Envoy and Istio
+ * give each service port its own cluster): the routes bound to it (parentRefs[].port, or
+ * none), its protocol, and backends whose endpoints are the instances' inbound listeners
+ * for this port.
+ */
+export interface ServicePortSnapshot {
+  port: number;
+  name?: string;
+  protocol: Protocol;
+  routes: RouteEntry[];
+  backends: Record<string, BackendSnapshot>;
+}
+
 export interface UpstreamSnapshot {
   service: string;
   protocol: Protocol;
+  /**
+   * A service with a `ports:` list: every port (callers pick one with `Host: svc:PORT`, no
+   * port = 80). `protocol`, `routes` and `backends` above are then its first port's (what a
+   * per-upstream listener without a servicePort reaches). Absent: one port, any port in Host.
+   */
+  ports?: ServicePortSnapshot[];
   /**
    * Precedence-ordered; empty means "every request goes to backend `<service>`". For a
    * tcp service, at most one entry (a TCPRoute): only its backends count.
@@ -390,6 +422,8 @@ export interface Snapshot {
   /** The domain of `svc.ns.svc.<domain>` host names; absent: `cluster.local`. */
   clusterDomain?: string;
   inboundProtocol: Protocol;
+  /** A multi-port service: how each port's inbound listener speaks (`inboundProtocol` is the first's). */
+  inboundPorts?: { port: number; protocol: Protocol }[];
   /** The upgrade protocols the proxy's own service accepts on its inbound listener; absent: {@link DEFAULT_UPGRADES}. */
   inboundUpgrades?: string[];
   /** The services this proxy may call, keyed by service key (`name`, or `name.namespace` outside default). */

@@ -68,6 +68,9 @@ function loggable(s: string): string {
   return escaped.length <= 1024 ? escaped : `${escaped.slice(0, 1024)}…`;
 }
 
+/** The most ports a hello may list (the Mesh kind's limit per service, src/config/schema/mesh.ts). */
+const MAX_PORTS = 32;
+
 function checkProxyInfo(v: unknown): string | undefined {
   if (!isObject(v)) return 'hello.proxy must be an object';
   for (const key of ['id', 'service', 'version'] as const) {
@@ -83,6 +86,15 @@ function checkProxyInfo(v: unknown): string | undefined {
   for (const [i, u] of v.upstreams.entries()) {
     if (!isObject(u) || typeof u.service !== 'string' || !isHostPort(u.listen)) {
       return `hello.proxy.upstreams[${i}] must be {service, listen: {host, port}}`;
+    }
+  }
+  if (v.ports !== undefined) {
+    // A proxy's ports become endpoints in other proxies' snapshots: bounded, and each a real port number.
+    if (!Array.isArray(v.ports) || v.ports.length === 0 || v.ports.length > MAX_PORTS) return `hello.proxy.ports must be an array of 1 to ${MAX_PORTS} ports`;
+    for (const [i, p] of v.ports.entries()) {
+      if (!isObject(p) || !Number.isInteger(p.port) || (p.port as number) < 1 || (p.port as number) > 65535 || !isHostPort(p.app) || !isHostPort(p.inbound)) {
+        return `hello.proxy.ports[${i}] must be {port (1-65535), app: {host, port}, inbound: {host, port}}`;
+      }
     }
   }
   if (typeof v.pid !== 'number') return 'hello.proxy.pid must be a number';

@@ -2,6 +2,7 @@
 import { TrellisError } from '../errors.js';
 import { Sidecar } from '../proxy/sidecar.js';
 import { CREDENTIAL_ENV } from '../security/bootstrap-credential.js';
+import type { HostPort } from '../api/protocol.js';
 import { parseBytes, parseCount, parseFlags, parseHostPort } from './args.js';
 
 export const help = `Usage: trellis proxy --service NAME [options]
@@ -17,7 +18,13 @@ Options:
   --token T                 join token, when the control plane requires one (default: $TRELLIS_TOKEN)
   --app HOST:PORT           where the app listens (sidecar)
   --inbound [HOST:]PORT     inbound listener other sidecars connect to (sidecar)
-  --upstream SVC=[HOST:]PORT  a local listener for upstream service SVC (repeatable)
+  --port SVCPORT=APPHOST:APPPORT,[HOST:]INBOUND
+                            one port of a multi-port service: its app port and the inbound
+                            listener in front of it (repeatable, in the service's order; the
+                            first replaces --app and --inbound)
+  --upstream SVC[:SVCPORT]=[HOST:]PORT
+                            a local listener for upstream service SVC (repeatable); SVCPORT
+                            picks a port of a multi-port service (default: its first)
   --http-proxy [HOST:]PORT  HTTP proxy listener: the Host header names the service
   --admin [HOST:]PORT       admin server with /metrics, /ready, /config, /identity (default: 127.0.0.1:0)
   --gateway                 no app: only outbound listeners (an edge proxy)
@@ -49,6 +56,7 @@ export async function run(argv: string[]): Promise<number> {
       token: { type: 'string' },
       app: { type: 'string' },
       inbound: { type: 'string' },
+      port: { type: 'string', multiple: true, default: [] },
       upstream: { type: 'string', multiple: true, default: [] },
       'http-proxy': { type: 'string' },
       admin: { type: 'string', default: '127.0.0.1:0' },
@@ -62,13 +70,23 @@ export async function run(argv: string[]): Promise<number> {
     'proxy',
   );
   if (!values.service) throw new TrellisError('TRELLIS_E_USAGE', { reason: '--service is required; see `trellis proxy --help`' });
+  const ports = values.port.map((spec) => parsePortFlag(spec));
+  // The first port is the app and inbound listener the rest of the proxy knows (metrics, the hello's app and inbound).
+  if (ports[0] !== undefined) {
+    values.app ??= `${ports[0].app.host}:${ports[0].app.port}`;
+    values.inbound ??= `${ports[0].inbound.host}:${ports[0].inbound.port}`;
+  }
   if (!values.gateway && !values.app !== !values.inbound) {
     throw new TrellisError('TRELLIS_E_USAGE', { reason: 'a sidecar needs both --app and --inbound (or neither, with only outbound listeners)' });
   }
   const upstreams = values.upstream.map((spec) => {
     const eq = spec.indexOf('=');
-    if (eq <= 0) throw new TrellisError('TRELLIS_E_USAGE', { reason: `--upstream expects SERVICE=[HOST:]PORT, got "${spec}"` });
-    return { service: spec.slice(0, eq), listen: parseHostPort(spec.slice(eq + 1), '--upstream') };
+    if (eq <= 0) throw new TrellisError('TRELLIS_E_USAGE', { reason: `--upstream expects SERVICE[:SERVICEPORT]=[HOST:]PORT, got "${spec}"` });
+    const target = spec.slice(0, eq);
+    const colon = target.indexOf(':');
+    const listen = parseHostPort(spec.slice(eq + 1), '--upstream');
+    if (colon === -1) return { service: target, listen };
+    return { service: target.slice(0, colon), listen, servicePort: portNumber(target.slice(colon + 1), `--upstream ${spec}`) };
   });
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
   // No process.on('uncaughtException') here, on purpose. node documents the process as
@@ -88,6 +106,7 @@ export async function run(argv: string[]): Promise<number> {
     credential: process.env[CREDENTIAL_ENV],
     app: values.app ? parseHostPort(values.app, '--app') : undefined,
     inbound: values.inbound ? parseHostPort(values.inbound, '--inbound') : undefined,
+    ...(ports.length > 0 ? { ports } : {}),
     upstreams,
     httpProxy: values['http-proxy'] ? parseHostPort(values['http-proxy'], '--http-proxy') : undefined,
     admin: parseHostPort(values.admin, '--admin'),
@@ -116,4 +135,24 @@ export async function run(argv: string[]): Promise<number> {
   });
   await sidecar.close();
   return 0;
+}
+
+/** A service port number (1-65535) from a flag, or a usage error naming the flag. */
+function portNumber(text: string, flag: string): number {
+  const n = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= 65535)) throw new TrellisError('TRELLIS_E_USAGE', { reason: `${flag}: "${text}" is not a port number (1-65535)` });
+  return n;
+}
+
+/** `--port 8080=127.0.0.1:9001,127.0.0.1:9101` → service port 8080, its app and its inbound listener. */
+function parsePortFlag(spec: string): { port: number; app: HostPort; inbound: HostPort } {
+  const eq = spec.indexOf('=');
+  const comma = spec.indexOf(',', eq);
+  if (eq <= 0 || comma === -1)
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `--port expects SERVICEPORT=APPHOST:APPPORT,[HOST:]INBOUNDPORT, got "${spec}"` });
+  return {
+    port: portNumber(spec.slice(0, eq), '--port'),
+    app: parseHostPort(spec.slice(eq + 1, comma), '--port'),
+    inbound: parseHostPort(spec.slice(comma + 1), '--port'),
+  };
 }

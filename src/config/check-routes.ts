@@ -135,7 +135,35 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[], 
         );
         continue;
       }
-      const protocol = service.protocol ?? MESH_DEFAULTS.protocol;
+      let protocol = service.protocol ?? MESH_DEFAULTS.protocol;
+      /** The service ports the route binds to: one, every one, or none listed (a one-port service). */
+      let bound: number[] = [];
+      if (p.port !== undefined) {
+        const ports = service.ports;
+        if (ports === undefined) {
+          at(
+            [...path, 'port'],
+            `binds to port ${p.port} of service "${p.name}"${ServiceIndex.where(parentNs)}, which lists no ports (it has one port); remove port, or give "${p.name}" a ports: list`,
+          );
+          continue;
+        }
+        const port = ports.find((x) => x.port === p.port);
+        if (port === undefined) {
+          at(
+            [...path, 'port'],
+            `binds to port ${p.port}, which service "${p.name}"${ServiceIndex.where(parentNs)} does not have (its ports: ${ports.map((x) => x.port).join(', ')})`,
+          );
+          continue;
+        }
+        protocol = port.protocol ?? protocol;
+        bound = [port.port];
+      } else if (service.ports !== undefined) {
+        // Without a port the route binds to every port it can apply to: it is refused only when there is none.
+        const fit = service.ports.filter((x) => ((x.protocol ?? protocol) === 'tcp') === (wantProtocol === 'tcp'));
+        if (fit.length > 0) protocol = fit[0]?.protocol ?? protocol;
+        else protocol = service.ports[0]?.protocol ?? protocol;
+        bound = fit.map((x) => x.port);
+      }
       // HTTP routes also apply to a service whose protocol is detected; a TCPRoute needs a declared tcp.
       if (wantProtocol === 'tcp' ? protocol !== 'tcp' : protocol === 'tcp') {
         at(
@@ -147,14 +175,17 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[], 
         continue;
       }
       if (kind === 'TCPRoute') {
-        const claimed = tcpParents.get(`${parentNs}/${p.name}`);
-        if (claimed && claimed !== route) {
+        // One TCPRoute per tcp port (a one-port service: per service).
+        const parentKey = `${parentNs}/${p.name}`;
+        const keys = bound.length === 0 ? [parentKey] : bound.map((n) => `${parentKey}:${n}`);
+        const clash = keys.map((k) => tcpParents.get(k)).find((c) => c !== undefined && c !== route);
+        if (clash) {
           at(
             [...path, 'name'],
-            `service "${p.name}" already has a TCPRoute (${claimed.resource.metadata.name} in ${claimed.doc.file}); a tcp service takes one`,
+            `service "${p.name}"${ServiceIndex.where(parentNs)}${bound.length === 1 ? ` port ${bound[0]}` : ''} already has a TCPRoute (${clash.resource.metadata.name} in ${clash.doc.file}); a tcp port takes one`,
           );
         } else {
-          tcpParents.set(`${parentNs}/${p.name}`, route);
+          for (const k of keys) tcpParents.set(k, route);
         }
       }
     }

@@ -13,6 +13,18 @@ export interface NormalizedUpstream {
   /** The called service's mesh-wide key (`name`, or `name.namespace` outside default; src/api/names.ts). */
   service: string;
   port?: number;
+  /** The port of a multi-port service the listener reaches; absent: its first. */
+  servicePort?: number;
+}
+
+/** One port of a multi-port service, its protocol filled in (the service's, else detect). */
+export interface NormalizedPort {
+  name?: string;
+  /** The service port callers address. */
+  port: number;
+  /** A fixed app port (one instance only); absent: the runner picks one per instance. */
+  appPort?: number;
+  protocol: 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
 }
 
 /** A health check with every default applied; durations in milliseconds. */
@@ -46,6 +58,12 @@ export interface NormalizedService {
   env: Record<string, string>;
   /** Fixed app port (only allowed with exactly one instance). */
   port?: number;
+  /**
+   * The service's ports when it lists them (`ports:`), in the order written: the first is
+   * the app's `PORT`, and the one a caller without a port choice reaches. Absent: one
+   * port (`port`, `protocol`), reached at any port a Host names.
+   */
+  ports?: NormalizedPort[];
   /** The service-level replicas: the default of each version. */
   replicas: number;
   public?: { port?: number };
@@ -104,11 +122,21 @@ function normalizeService(s: MeshService, meshDir: string): NormalizedService {
   return {
     name: s.name,
     ...optional('namespace', namespace === MESH_DEFAULTS.namespace ? undefined : namespace),
-    protocol: s.protocol ?? MESH_DEFAULTS.protocol,
+    // A multi-port service's own protocol is its first port's: what a caller without a port choice speaks.
+    protocol: s.ports?.[0]?.protocol ?? s.protocol ?? MESH_DEFAULTS.protocol,
     ...optional('command', s.command),
     cwd: resolve(meshDir, s.cwd ?? '.'),
     env,
     ...optional('port', s.port),
+    ...optional(
+      'ports',
+      s.ports?.map((p) => ({
+        ...optional('name', p.name),
+        port: p.port,
+        ...optional('appPort', p.appPort),
+        protocol: p.protocol ?? s.protocol ?? MESH_DEFAULTS.protocol,
+      })),
+    ),
     replicas,
     ...optional('public', s.public && { ...s.public }),
     requires: [...(s.requires ?? [])],
@@ -136,7 +164,8 @@ export function upstreamRef(u: Upstream, callerNamespace: string): { name: strin
 function normalizeUpstream(u: Upstream, callerNamespace: string): NormalizedUpstream {
   const ref = upstreamRef(u, callerNamespace);
   const service = serviceKey(ref.name, ref.namespace);
-  return typeof u !== 'string' && u.port !== undefined ? { service, port: u.port } : { service };
+  if (typeof u === 'string') return { service };
+  return { service, ...optional('port', u.port), ...optional('servicePort', u.servicePort) };
 }
 
 function normalizeHealth(h: HealthCheck | undefined): NormalizedHealth {

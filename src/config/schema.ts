@@ -32,6 +32,7 @@ export {
   type MeshService,
   type MeshSpec,
   type ProxyLimitsSpec,
+  type ServicePort,
   type ServiceVersion,
   type Upstream,
 } from './schema/mesh.js';

@@ -2,7 +2,7 @@
 // sidecars registered, each instance's health, and each connected proxy's snapshot
 // versions. It only holds state and tells listeners what changed; the health checker,
 // compiler and distributor act on it.
-import type { HostPort, ProxyInfo, Snapshot } from '../api/protocol.js';
+import type { HostPort, InstancePort, ProxyInfo, Snapshot } from '../api/protocol.js';
 import { EMPTY_CONFIG, keyOf, type ControlConfig, type ServiceConfig } from './sources/mesh-config.js';
 
 import type { ConfigProblem, HealthStatus } from '../api/admin.js';
@@ -28,6 +28,8 @@ export interface Instance {
   readonly version: string;
   readonly app?: HostPort;
   readonly inbound?: HostPort;
+  /** A multi-port service's instance: each port's app and inbound listener (the first is `app`, `inbound`). */
+  readonly ports?: readonly InstancePort[];
   readonly admin: HostPort;
   readonly pid: number;
   readonly registeredAt: number;

@@ -3,7 +3,7 @@
 // does comes from the latest good snapshot, swapped in one assignment.
 import http from 'node:http';
 import net from 'node:net';
-import type { Endpoint, HostPort, ProxyInfo, Snapshot } from '../api/protocol.js';
+import type { Endpoint, HostPort, InstancePort, Protocol, ProxyInfo, Snapshot } from '../api/protocol.js';
 import { errorBody, TrellisError } from '../errors.js';
 import { openAccessLog, type AccessLog, type AccessLogOptions } from '../telemetry/access-log.js';
 import { ProxyMetrics } from '../telemetry/metrics.js';
@@ -16,7 +16,7 @@ import { WorkloadIdentity } from './tls/workload-identity.js';
 import { CertificateRenewer, type RenewalClock } from './tls/certificate-renewer.js';
 import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS } from './http1/pool.js';
 import { RetryBudget } from './resilience/retry-budget.js';
-import { compileUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './routing/router.js';
+import { compileUpstream, eachUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './routing/router.js';
 import { BalancingState } from './balancer/balancing.js';
 import { Deadlines, sweepIntervalMs } from './resilience/timeout.js';
 import type { AddressedInstance } from './routing/layers.js';
@@ -51,7 +51,13 @@ export interface SidecarOptions {
   identityClock?: RenewalClock;
   app?: HostPort;
   inbound?: HostPort;
-  upstreams: { service: string; listen: HostPort }[];
+  /**
+   * A multi-port service: an inbound listener per service port, each in front of its app
+   * port, in the service's order; the first is `app` and `inbound` (which may then be left out).
+   */
+  ports?: InstancePort[];
+  /** `servicePort`: the port of a multi-port service the listener reaches; absent: its first. */
+  upstreams: { service: string; listen: HostPort; servicePort?: number }[];
   httpProxy?: HostPort;
   admin: HostPort;
   /** `-` (stdout), `off`, or a file path. */
@@ -126,16 +132,29 @@ export class Sidecar {
   readonly balancing: BalancingState;
   /** Sizes, counts and times every listener holds connections to (limits.ts); a snapshot may change them. */
   readonly limits = new LimitsRef();
-  /** Which HTTP the app speaks (declared in the snapshot, or probed): how the inbound listener forwards HTTP/2 to it. */
-  #appVersion: AppHttpVersion | undefined;
+  /** Which HTTP the app speaks at each port (declared in the snapshot, or probed): how the inbound listeners forward HTTP/2 to it. */
+  readonly #appVersions: { readonly port: number | undefined; readonly version: AppHttpVersion }[] = [];
+  /** How each inbound port speaks (a multi-port service's snapshot's inboundPorts); absent ones speak inboundProtocol. */
+  #inboundProtocols: ReadonlyMap<number, Protocol> = new Map();
   #waiting: (() => void)[] = [];
   #controlState = 'connecting';
   /** Connection-error log lines written in the current minute, and those left out. */
   #errorLog = { minute: 0, written: 0, suppressed: 0 };
   /** Actual listening addresses (port 0 resolved). */
-  readonly addresses: { inbound?: HostPort; admin?: HostPort; httpProxy?: HostPort; upstreams: Record<string, HostPort> } = { upstreams: {} };
+  readonly addresses: {
+    inbound?: HostPort;
+    /** A multi-port service's inbound listeners, by service port. */
+    ports?: InstancePort[];
+    admin?: HostPort;
+    httpProxy?: HostPort;
+    /** By service, or `service:port` for a listener reaching one port of a multi-port service. */
+    upstreams: Record<string, HostPort>;
+  } = { upstreams: {} };
 
-  constructor(o: SidecarOptions) {
+  constructor(options: SidecarOptions) {
+    // With ports, the first one is the app and inbound every other part (metrics, hello) knows.
+    const first = options.ports?.[0];
+    const o: SidecarOptions = first === undefined ? options : { ...options, app: options.app ?? first.app, inbound: options.inbound ?? first.inbound };
     this.#o = o;
     this.metrics = new ProxyMetrics({ service: o.service, id: o.id });
     if (o.app) this.metrics.watchAppCpu(o.app.port);
@@ -186,19 +205,22 @@ export class Sidecar {
     const codes = { connect: 'TRELLIS_E_CONNECT', reset: 'TRELLIS_E_UPSTREAM_RESET' } as const;
     // One stack per listener (stack/stacks.ts), over the HTTP/1.1 codec here and the
     // HTTP/2 one once HTTP/2 is loaded.
-    const outbound = (fixed?: string) => outboundStack(parts, fixed).build(forwarder(pool, { ...codes, toApp: false }));
-    const outboundH2 = (ctx: ListenerContext, fixed?: string): H2Server =>
-      this.#h2Server((h2, pool) => h2.createH2Server(outboundStack(parts, fixed).build(h2.h2Forwarder(pool, codes)), ctx));
+    const outbound = (fixed?: string, port?: number) => outboundStack(parts, fixed, port).build(forwarder(pool, { ...codes, toApp: false }));
+    const outboundH2 = (ctx: ListenerContext, fixed?: string, port?: number): H2Server =>
+      this.#h2Server((h2, pool) => h2.createH2Server(outboundStack(parts, fixed, port).build(h2.h2Forwarder(pool, codes)), ctx));
 
     const outCtx = this.#context('outbound');
     for (const u of o.upstreams) {
-      const pipeline = outbound(u.service);
-      const h2 = outboundH2(outCtx, u.service);
+      const pipeline = outbound(u.service, u.servicePort);
+      const h2 = outboundH2(outCtx, u.service, u.servicePort);
+      const name = u.servicePort === undefined ? u.service : `${u.service}:${u.servicePort}`;
       const server = net.createServer((socket) =>
         this.#accept(outCtx, socket, () => {
-          const up = this.#upstreams?.get(u.service);
+          const service = this.#upstreams?.get(u.service);
+          // The port the listener names, or the first (the service itself, for a one-port service).
+          const up = u.servicePort === undefined || service?.ports === undefined ? service : service.ports.get(u.servicePort);
           if (up === undefined) {
-            o.log(`proxy: connection to upstream listener "${u.service}" refused: the control plane does not list it for ${o.service}`);
+            o.log(`proxy: connection to upstream listener "${name}" refused: the control plane does not list it for ${o.service}`);
             socket.destroy();
           } else if (up.protocol === 'tcp') {
             this.#outboundTcp(socket, up, outCtx);
@@ -209,8 +231,8 @@ export class Sidecar {
           }
         }),
       );
-      this.addresses.upstreams[u.service] = await listen(server, u.listen, this.#sockets);
-      this.#holdListener(server, `outbound:${u.service}`);
+      this.addresses.upstreams[name] = await listen(server, u.listen, this.#sockets);
+      this.#holdListener(server, `outbound:${name}`);
     }
 
     if (o.httpProxy) {
@@ -223,68 +245,15 @@ export class Sidecar {
       this.#holdListener(server, 'http-proxy');
     }
 
-    if (o.inbound && o.app) {
-      const app: Endpoint = { id: `${o.id}/app`, host: o.app.host, port: o.app.port, version: o.version };
-      const toApp = forwarder(this.#appPool, { connect: 'TRELLIS_E_APP_UNAVAILABLE', reset: 'TRELLIS_E_UPSTREAM_RESET', toApp: true });
-      const inbound = inboundStack({
-        service: o.service,
-        version: o.version,
-        app,
-        metrics: this.metrics,
-        accessLog: this.#accessLog,
-        deadlines: this.#deadlines,
-        identify: sourceHeaderIdentity(() => this.#meshServices),
-        upgrades: () => this.#inboundUpgrades,
-      });
-      const ctx = this.#context('inbound');
-      const pipeline = inbound.build(toApp);
-      const appVersion = (this.#appVersion = new AppHttpVersion(
-        () => probeAppHttp(app, this.limits.current.appProbeTimeoutMs),
-        (r) => o.log(`proxy ${o.id}: the app at ${endpointKey(app)} speaks ${r.version === 'h2' ? 'HTTP/2 (h2c)' : 'HTTP/1.1'} (${r.evidence})`),
-      ));
-      if (this.#snapshot !== null) appVersion.declare(this.#snapshot.inboundProtocol);
-      // An app declared HTTP/2-only can't take HTTP/1.1: such a request is answered with the cause, not sent.
-      const refused = inbound.build(refuseHttp1(endpointKey(app)));
-      // HTTP/2 in: to the app in its own HTTP (h2/app-codec.ts), as HTTP/2 (h2c; a gRPC
-      // server speaks nothing else) or translated to HTTP/1.1 over the same app pool as above.
-      const h2 = this.#h2Server((h2, pool) =>
-        h2.createH2Server(
-          inbound.build(
-            h2.appCodec(appVersion, {
-              h2: h2.h2Forwarder(pool, { connect: 'TRELLIS_E_APP_UNAVAILABLE', reset: 'TRELLIS_E_UPSTREAM_RESET' }),
-              h1: h2.toHttp1(toApp),
-            }),
-          ),
-          ctx,
-        ),
-      );
-      const server = net.createServer((socket) =>
-        this.#accept(ctx, socket, () => {
-          const tcp = (s: net.Socket): void =>
-            proxyTcp(s, (tried) => (tried.size === 0 ? app : undefined), {
-              direction: 'inbound',
-              source: 'unknown',
-              destination: o.service,
-              metrics: this.metrics,
-              accessLog: this.#accessLog,
-              failed: (err) => ctx.failed('tcp', err, s),
-            });
-          // #accept runs this once a snapshot is in force.
-          const protocol = this.#snapshot?.inboundProtocol ?? 'http';
-          // Chosen per connection, so HTTP/1.1's per-request path is the same as ever. An app
-          // declared HTTP/2-only but found answering HTTP/1.1 gets HTTP/1.1 (the error would be false).
-          const h1 = appVersion.declared === 'h2' && !appVersion.declaredWrongly ? refused : pipeline;
-          if (protocol === 'tcp') {
-            tcp(socket);
-          } else if (protocol === 'detect') {
-            detectProtocol(socket, h1, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, ctx);
-          } else {
-            serveHttp(socket, h1, h2, ctx);
-          }
-        }),
-      );
-      this.addresses.inbound = await listen(server, o.inbound, this.#sockets);
-      this.#holdListener(server, 'inbound');
+    if (o.ports !== undefined && o.ports.length > 0) {
+      this.addresses.ports = [];
+      for (const p of o.ports) {
+        const inbound = await this.#openInbound(p.app, p.inbound, p.port);
+        this.addresses.ports.push({ port: p.port, app: p.app, inbound });
+      }
+      this.addresses.inbound = this.addresses.ports[0]?.inbound;
+    } else if (o.inbound && o.app) {
+      this.addresses.inbound = await this.#openInbound(o.app, o.inbound, undefined);
     }
 
     this.#admin = http.createServer((req, res) => {
@@ -306,9 +275,13 @@ export class Sidecar {
       app: o.app,
       inbound: this.addresses.inbound,
       admin: this.addresses.admin,
+      ...(this.addresses.ports !== undefined ? { ports: this.addresses.ports } : {}),
       httpProxy: this.addresses.httpProxy,
       pid: process.pid,
-      upstreams: Object.entries(this.addresses.upstreams).map(([service, listen]) => ({ service, listen })),
+      upstreams: o.upstreams.map((u) => {
+        const listen = this.addresses.upstreams[u.servicePort === undefined ? u.service : `${u.service}:${u.servicePort}`]!;
+        return u.servicePort === undefined ? { service: u.service, listen } : { service: u.service, listen, servicePort: u.servicePort };
+      }),
     };
     const control = new ControlClient({
       url: o.control,
@@ -347,6 +320,82 @@ export class Sidecar {
     control.start();
   }
 
+  /**
+   * Opens an inbound listener in front of the app at `appAt`: for a multi-port service one
+   * per service port (`port`), each speaking that port's protocol; returns where it listens.
+   */
+  async #openInbound(appAt: HostPort, inboundAt: HostPort, port: number | undefined): Promise<HostPort> {
+    const o = this.#o;
+    const app: Endpoint = { id: port === undefined ? `${o.id}/app` : `${o.id}/app:${port}`, host: appAt.host, port: appAt.port, version: o.version };
+    const toApp = forwarder(this.#appPool, { connect: 'TRELLIS_E_APP_UNAVAILABLE', reset: 'TRELLIS_E_UPSTREAM_RESET', toApp: true });
+    const inbound = inboundStack({
+      service: o.service,
+      version: o.version,
+      app,
+      metrics: this.metrics,
+      accessLog: this.#accessLog,
+      deadlines: this.#deadlines,
+      identify: sourceHeaderIdentity(() => this.#meshServices),
+      upgrades: () => this.#inboundUpgrades,
+    });
+    const ctx = this.#context('inbound');
+    const pipeline = inbound.build(toApp);
+    const appVersion = new AppHttpVersion(
+      () => probeAppHttp(app, this.limits.current.appProbeTimeoutMs),
+      (r) => o.log(`proxy ${o.id}: the app at ${endpointKey(app)} speaks ${r.version === 'h2' ? 'HTTP/2 (h2c)' : 'HTTP/1.1'} (${r.evidence})`),
+    );
+    this.#appVersions.push({ port, version: appVersion });
+    if (this.#snapshot !== null) appVersion.declare(this.#inboundProtocol(port));
+    // An app declared HTTP/2-only can't take HTTP/1.1: such a request is answered with the cause, not sent.
+    const refused = inbound.build(refuseHttp1(endpointKey(app)));
+    // HTTP/2 in: to the app in its own HTTP (h2/app-codec.ts), as HTTP/2 (h2c; a gRPC
+    // server speaks nothing else) or translated to HTTP/1.1 over the same app pool as above.
+    const h2 = this.#h2Server((h2, pool) =>
+      h2.createH2Server(
+        inbound.build(
+          h2.appCodec(appVersion, {
+            h2: h2.h2Forwarder(pool, { connect: 'TRELLIS_E_APP_UNAVAILABLE', reset: 'TRELLIS_E_UPSTREAM_RESET' }),
+            h1: h2.toHttp1(toApp),
+          }),
+        ),
+        ctx,
+      ),
+    );
+    const server = net.createServer((socket) =>
+      this.#accept(ctx, socket, () => {
+        const tcp = (s: net.Socket): void =>
+          proxyTcp(s, (tried) => (tried.size === 0 ? app : undefined), {
+            direction: 'inbound',
+            source: 'unknown',
+            destination: o.service,
+            metrics: this.metrics,
+            accessLog: this.#accessLog,
+            failed: (err) => ctx.failed('tcp', err, s),
+          });
+        // #accept runs this once a snapshot is in force.
+        const protocol = this.#inboundProtocol(port);
+        // Chosen per connection, so HTTP/1.1's per-request path is the same as ever. An app
+        // declared HTTP/2-only but found answering HTTP/1.1 gets HTTP/1.1 (the error would be false).
+        const h1 = appVersion.declared === 'h2' && !appVersion.declaredWrongly ? refused : pipeline;
+        if (protocol === 'tcp') {
+          tcp(socket);
+        } else if (protocol === 'detect') {
+          detectProtocol(socket, h1, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, ctx);
+        } else {
+          serveHttp(socket, h1, h2, ctx);
+        }
+      }),
+    );
+    const at = await listen(server, inboundAt, this.#sockets);
+    this.#holdListener(server, port === undefined ? 'inbound' : `inbound:${port}`);
+    return at;
+  }
+
+  /** How the inbound listener of `port` (undefined: the one port) speaks, from the snapshot in force. */
+  #inboundProtocol(port: number | undefined): Protocol {
+    return (port === undefined ? undefined : this.#inboundProtocols.get(port)) ?? this.#snapshot?.inboundProtocol ?? 'http';
+  }
+
   /** Applies a snapshot; throws (→ NACK) when it cannot be used, leaving the current one. */
   apply(s: Snapshot): void {
     if (typeof s !== 'object' || s === null || typeof s.upstreams !== 'object')
@@ -368,7 +417,7 @@ export class Sidecar {
       if (b === undefined || !b.sameAs(config)) budgets.set(service, (b = new RetryBudget(config)));
       return b;
     };
-    const backendsFor: BackendSource = (u) => this.balancing.backendsFor(u);
+    const backendsFor: BackendSource = (u, key) => this.balancing.backendsFor(u, key);
     for (const [name, u] of Object.entries(s.upstreams)) {
       try {
         compiled.set(name, compileUpstream(u, backendsFor, budgetFor));
@@ -378,10 +427,15 @@ export class Sidecar {
           reason: `upstream "${name}": ${err instanceof Error ? err.message : String(err)}`,
         });
       }
-      for (const b of Object.values(u.backends)) for (const e of b.endpoints) keys.add(endpointKey(e));
+      for (const one of u.ports ?? [u]) for (const b of Object.values(one.backends)) for (const e of b.endpoints) keys.add(endpointKey(e));
     }
     if (this.#o.app) keys.add(endpointKey(this.#o.app));
+    for (const p of this.#o.ports ?? []) keys.add(endpointKey(p.app));
     const inboundUpgrades = upgradeList(s.inboundUpgrades);
+    const inboundProtocols = new Map<number, Protocol>();
+    for (const p of Array.isArray(s.inboundPorts) ? s.inboundPorts : []) {
+      if (typeof p === 'object' && p !== null && typeof p.port === 'number' && typeof p.protocol === 'string') inboundProtocols.set(p.port, p.protocol);
+    }
     this.#snapshot = s;
     this.#upstreams = compiled;
     this.#hosts = hostIndex(s, compiled);
@@ -389,13 +443,14 @@ export class Sidecar {
     this.limits.current = limits;
     for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
     this.#meshServices = new Set(Array.isArray(s.meshServices) ? s.meshServices.filter((n) => typeof n === 'string') : []);
-    this.#appVersion?.declare(s.inboundProtocol);
+    this.#inboundProtocols = inboundProtocols;
+    for (const a of this.#appVersions) a.version.declare(this.#inboundProtocol(a.port));
     this.#inboundUpgrades = inboundUpgrades;
     this.#pool.retainOnly(keys);
-    this.#deadlines.setSweepInterval(sweepIntervalMs(compiled.values()));
+    this.#deadlines.setSweepInterval(sweepIntervalMs(eachUpstream(compiled.values())));
     for (const service of budgets.keys()) if (!compiled.has(service)) budgets.delete(service);
     this.#h2pool?.retainOnly(keys);
-    this.balancing.retainOnly(new Set([...compiled.values()].map((u) => u.service)));
+    this.balancing.retainOnly(new Set([...eachUpstream(compiled.values())].map((u) => u.key)));
     this.balancing.drainQueues();
     this.metrics.configApplied(s.version, Date.now());
     const waiting = this.#waiting;
@@ -610,12 +665,16 @@ function listen(server: net.Server, at: HostPort, sockets?: Set<net.Socket>): Pr
 function addressIndex(s: Snapshot, compiled: ReadonlyMap<string, CompiledUpstream>): Map<string, AddressedInstance> {
   const index = new Map<string, AddressedInstance>();
   for (const [name, u] of Object.entries(s.upstreams)) {
-    const upstream = compiled.get(name);
-    const whole = u.backends[u.service];
-    if (upstream === undefined || whole === undefined || upstream.protocol === 'tcp') continue;
-    for (const endpoint of whole.endpoints) {
-      index.set(addressKey(endpoint.host, endpoint.port), { upstream, endpoint });
-      if (endpoint.app !== undefined) index.set(addressKey(endpoint.app.host, endpoint.app.port), { upstream, endpoint });
+    const service = compiled.get(name);
+    // Each port of a multi-port service is addressed at its own listeners (its app port, its inbound).
+    for (const one of u.ports ?? [u]) {
+      const upstream = 'port' in one ? service?.ports?.get(one.port) : service;
+      const whole = one.backends[u.service];
+      if (upstream === undefined || whole === undefined || upstream.protocol === 'tcp') continue;
+      for (const endpoint of whole.endpoints) {
+        index.set(addressKey(endpoint.host, endpoint.port), { upstream, endpoint });
+        if (endpoint.app !== undefined) index.set(addressKey(endpoint.app.host, endpoint.app.port), { upstream, endpoint });
+      }
     }
   }
   return index;

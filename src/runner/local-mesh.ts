@@ -31,11 +31,15 @@ export interface InstancePlan {
   service: string;
   version: string;
   protocol: 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
+  /** The app's (first) port and the sidecar's inbound listener in front of it. */
   app: HostPort;
   inbound: HostPort;
+  /** A multi-port service: every port's app port and inbound listener, the first being `app`, `inbound`. */
+  ports?: { name?: string; port: number; app: HostPort; inbound: HostPort }[];
   admin: HostPort;
   httpProxy: HostPort;
-  upstreams: { service: string; port: number }[];
+  /** `servicePort`: the port of a multi-port service the listener reaches (absent: its first). */
+  upstreams: { service: string; port: number; servicePort?: number }[];
   command?: string;
   cwd: string;
   env: Record<string, string>;
@@ -158,6 +162,7 @@ export class LocalMesh {
       `${i.app.host}:${i.app.port}`,
       '--inbound',
       `${i.inbound.host}:${i.inbound.port}`,
+      ...(i.ports ?? []).flatMap((p) => ['--port', `${p.port}=${p.app.host}:${p.app.port},${p.inbound.host}:${p.inbound.port}`]),
       '--admin',
       `${i.admin.host}:${i.admin.port}`,
       '--http-proxy',
@@ -165,7 +170,7 @@ export class LocalMesh {
       '--access-log',
       join(logDir, `${i.id}.access.log`),
       ...logFlags,
-      ...i.upstreams.flatMap((u) => ['--upstream', `${u.service}=${LOOPBACK}:${u.port}`]),
+      ...i.upstreams.flatMap((u) => ['--upstream', `${u.service}${u.servicePort === undefined ? '' : `:${u.servicePort}`}=${LOOPBACK}:${u.port}`]),
     ];
     for (const i of instances) {
       this.#proxies.push(
@@ -277,16 +282,19 @@ export class LocalMesh {
       for (const v of s.versions) {
         for (let r = 0; r < v.replicas; r++) {
           const id = v.name === 'default' ? `${key}-${r}` : `${key}-${v.name}-${r}`;
-          const appPort = s.port !== undefined && count === 1 ? await this.#port(s.port, `port of service ${s.name}`) : await this.#ports.free();
-          const upstreams: { service: string; port: number }[] = [];
+          const ports = s.ports === undefined ? undefined : await this.#planPorts(s, count);
+          const appPort =
+            ports?.[0]?.app.port ?? (s.port !== undefined && count === 1 ? await this.#port(s.port, `port of service ${s.name}`) : await this.#ports.free());
+          const upstreams: InstancePlan['upstreams'] = [];
           for (const u of s.upstreams) {
             if (!runningNames.has(u.service)) continue;
             upstreams.push({
               service: u.service,
               port: u.port !== undefined && count === 1 ? await this.#port(u.port, `upstream port of ${s.name}`) : await this.#ports.free(),
+              ...(u.servicePort !== undefined ? { servicePort: u.servicePort } : {}),
             });
           }
-          const inbound = { host: LOOPBACK, port: await this.#ports.free() };
+          const inbound = ports?.[0]?.inbound ?? { host: LOOPBACK, port: await this.#ports.free() };
           const admin = { host: LOOPBACK, port: await this.#ports.free() };
           const httpProxy = { host: LOOPBACK, port: await this.#ports.free() };
           const dataDir = join(stateDir, 'data', key);
@@ -295,6 +303,8 @@ export class LocalMesh {
             ...v.env,
             ...publicEnv,
             PORT: String(appPort),
+            // A multi-port app learns each port by name (PORT is its first), as the contract says: PORT_<NAME>.
+            ...Object.fromEntries((ports ?? []).flatMap((p) => (p.name === undefined ? [] : [[`PORT_${envName(p.name)}`, String(p.app.port)]]))),
             HOST: LOOPBACK,
             TRELLIS_SERVICE: s.name,
             TRELLIS_NAMESPACE: s.namespace ?? DEFAULT_NAMESPACE,
@@ -311,6 +321,7 @@ export class LocalMesh {
             protocol: s.protocol,
             app: { host: LOOPBACK, port: appPort },
             inbound,
+            ...(ports !== undefined ? { ports } : {}),
             admin,
             httpProxy,
             upstreams,
@@ -322,6 +333,28 @@ export class LocalMesh {
       }
     }
     return plans;
+  }
+
+  /**
+   * An app port and an inbound listener per port of a multi-port service: the fixed
+   * appPort when there is one instance, else a free one. Two ports that fix the same app
+   * port share it (as two Kubernetes Service ports may share a targetPort).
+   */
+  async #planPorts(s: NormalizedService, count: number): Promise<NonNullable<InstancePlan['ports']>> {
+    const fixed = new Map<number, number>();
+    const out: NonNullable<InstancePlan['ports']> = [];
+    for (const p of s.ports ?? []) {
+      let app: number;
+      if (p.appPort !== undefined && count === 1) {
+        app = fixed.get(p.appPort) ?? (await this.#port(p.appPort, `appPort of port ${p.port} of service ${s.name}`));
+        fixed.set(p.appPort, app);
+      } else {
+        app = await this.#ports.free();
+      }
+      const inbound = { host: LOOPBACK, port: await this.#ports.free() };
+      out.push({ ...(p.name !== undefined ? { name: p.name } : {}), port: p.port, app: { host: LOOPBACK, port: app }, inbound });
+    }
+    return out;
   }
 
   async #port(port: number, what: string): Promise<number> {
@@ -409,11 +442,13 @@ export class LocalMesh {
  * (`TRELLIS_UPSTREAM_ECHO_NS_A` for `echo.ns-a`), and, for a service in the app's own
  * namespace, by its bare name too (`TRELLIS_UPSTREAM_ECHO`), as `echo` resolves there.
  */
-function upstreamEnv(u: { service: string; port: number }, namespace: string): [string, string][] {
+function upstreamEnv(u: { service: string; port: number; servicePort?: number }, namespace: string): [string, string][] {
   const address = `${LOOPBACK}:${u.port}`;
-  const out: [string, string][] = [[`TRELLIS_UPSTREAM_${envName(u.service)}`, address]];
+  // A listener for one port of a multi-port service: TRELLIS_UPSTREAM_<SVC>_<PORT>.
+  const suffix = u.servicePort === undefined ? '' : `_${u.servicePort}`;
+  const out: [string, string][] = [[`TRELLIS_UPSTREAM_${envName(u.service)}${suffix}`, address]];
   const { name, namespace: ns } = splitServiceKey(u.service);
-  if (ns === namespace && name !== u.service) out.push([`TRELLIS_UPSTREAM_${envName(name)}`, address]);
+  if (ns === namespace && name !== u.service) out.push([`TRELLIS_UPSTREAM_${envName(name)}${suffix}`, address]);
   return out;
 }
 

@@ -97,10 +97,13 @@ describe('Mesh schema', () => {
 
   it('accepts upstreams as names or { service, port } and reports typos inside the object form', async () => {
     const { file, result } = await load('    - name: web\n      upstreams: [api, { service: api, prot: 1 }, 5]\n    - name: api\n');
-    assert.match(problemAt(result, 'spec.services[0].upstreams[1].prot', file).message, /^unknown field "prot"; allowed here: service, port, namespace$/);
+    assert.match(
+      problemAt(result, 'spec.services[0].upstreams[1].prot', file).message,
+      /^unknown field "prot"; allowed here: service, port, namespace, servicePort$/,
+    );
     assert.equal(
       problemAt(result, 'spec.services[0].upstreams[2]', file).message,
-      'must be a service name or name.namespace, or { service, namespace?, port? } (got 5)',
+      'must be a service name or name.namespace, or { service, namespace?, port?, servicePort? } (got 5)',
     );
   });
 

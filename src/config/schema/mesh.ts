@@ -45,11 +45,14 @@ const Upstream = Type.Union(
         port: Type.Optional(Port),
         // Absent: the calling service's own namespace.
         namespace: Type.Optional(DnsLabel),
+        // Which port of a service with a `ports:` list the listener reaches; absent: its first.
+        // (`port` already meant the local listener when services got ports.)
+        servicePort: Type.Optional(Port),
       },
       strict,
     ),
   ],
-  { description: 'a service name or name.namespace, or { service, namespace?, port? }' },
+  { description: 'a service name or name.namespace, or { service, namespace?, port?, servicePort? }' },
 );
 
 const healthTiming = {
@@ -101,22 +104,46 @@ const ServiceVersion = Type.Object(
   strict,
 );
 
+const ServiceProtocol = Type.Union([Type.Literal('http'), Type.Literal('http1'), Type.Literal('http2'), Type.Literal('grpc'), Type.Literal('tcp')], {
+  description:
+    'http, http1, http2, grpc or tcp; when omitted the proxies detect it per connection (HTTP/1.1, HTTP/2, else opaque TCP). ' +
+    'http1, http2 and grpc also say which HTTP the app speaks (http2 and grpc: HTTP/2 with prior knowledge only); with http or none, the inbound sidecar probes the app once. ' +
+    'Server-first protocols (MySQL, SMTP) must be declared tcp.',
+});
+
+/** The most ports one service may list: a Kubernetes Service rarely has more than a handful. */
+export const MAX_SERVICE_PORTS = 32;
+
+// One port of a multi-port service, as a Kubernetes Service port: the number callers
+// address (`Host: svc:PORT`), the app port behind it, and how it speaks.
+const ServicePort = Type.Object(
+  {
+    // Required once a service lists more than one port (check-mesh.ts), as Kubernetes requires.
+    name: Type.Optional(DnsLabel),
+    port: Port,
+    appPort: Type.Optional(Port),
+    protocol: Type.Optional(ServiceProtocol),
+  },
+  strict,
+);
+
 const MeshService = Type.Object(
   {
     name: DnsLabel,
-    protocol: Type.Optional(
-      Type.Union([Type.Literal('http'), Type.Literal('http1'), Type.Literal('http2'), Type.Literal('grpc'), Type.Literal('tcp')], {
-        description:
-          'http, http1, http2, grpc or tcp; when omitted the proxies detect it per connection (HTTP/1.1, HTTP/2, else opaque TCP). ' +
-          'http1, http2 and grpc also say which HTTP the app speaks (http2 and grpc: HTTP/2 with prior knowledge only); with http or none, the inbound sidecar probes the app once. ' +
-          'Server-first protocols (MySQL, SMTP) must be declared tcp.',
-      }),
-    ),
+    protocol: Type.Optional(ServiceProtocol),
     // No command: an external process that the runner does not start.
     command: Type.Optional(Type.String({ minLength: 1 })),
     cwd: Type.Optional(Type.String({ minLength: 1 })),
     env: Type.Optional(EnvMap),
     port: Type.Optional(Port),
+    ports: Type.Optional(
+      Type.Array(ServicePort, {
+        minItems: 1,
+        maxItems: MAX_SERVICE_PORTS,
+        description:
+          'the service ports callers address (Host: svc:PORT; no port = 80), each { name?, port, appPort?, protocol? }; without it the service has one port (port and protocol above) and any port in Host reaches it',
+      }),
+    ),
     replicas: Type.Optional(Type.Integer({ minimum: 0, default: MESH_DEFAULTS.replicas })),
     public: Type.Optional(Type.Object({ port: Type.Optional(Port) }, strict)),
     requires: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
@@ -225,9 +252,11 @@ export type ProxyLimitsSpec = Static<typeof ProxyLimits>;
 export type AccessLogSpec = Static<typeof AccessLog>;
 /** One service of a Mesh as written; see `NormalizedService` for the filled-in form. */
 export type MeshService = Static<typeof MeshService>;
+/** One port of a service's `ports:` list as written. */
+export type ServicePort = Static<typeof ServicePort>;
 /** One version of a service as written. */
 export type ServiceVersion = Static<typeof ServiceVersion>;
 /** A health check as written: exactly one of `http` / `tcp`, plus timing. */
 export type HealthCheck = Static<typeof HealthCheck>;
-/** An upstream as written: a service name, `name.namespace`, or `{ service, namespace?, port? }`. */
+/** An upstream as written: a service name, `name.namespace`, or `{ service, namespace?, port?, servicePort? }`. */
 export type Upstream = Static<typeof Upstream>;

@@ -11,6 +11,8 @@ export const ParentRef = Type.Object(
     kind: Type.Optional(kind()),
     namespace: Type.Optional(DnsLabel),
     name: ObjectName,
+    // The Service port the route binds to (a port of its `ports:` list); absent: every port.
+    port: Type.Optional(Port),
   },
   strict,
 );

@@ -6,12 +6,15 @@ import {
   type BackendSnapshot,
   type Endpoint,
   type HostPort,
+  type InstancePort,
   type ProxyInfo,
+  type RouteEntry,
   type RouteFilter,
+  type ServicePortSnapshot,
   type Snapshot,
   type UpstreamSnapshot,
 } from '../../api/protocol.js';
-import { keyOf, type ControlConfig, type ServiceConfig } from '../sources/mesh-config.js';
+import { keyOf, type ControlConfig, type ServiceConfig, type ServicePortConfig } from '../sources/mesh-config.js';
 import { DEFAULT_CLUSTER_DOMAIN, DEFAULT_NAMESPACE, serviceKey, splitServiceKey } from '../../api/names.js';
 import type { HealthStatus } from '../model.js';
 import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
@@ -25,6 +28,8 @@ export interface RoutableInstance {
   readonly inbound?: HostPort;
   /** Where the instance's app listens (a request may address the instance by it). */
   readonly app?: HostPort;
+  /** A multi-port service's instance: each port's app and inbound listener. */
+  readonly ports?: readonly InstancePort[];
   readonly status: HealthStatus;
   /** Registered by a proxy that was already serving: routable while its health is still unknown. */
   readonly resumed?: boolean;
@@ -67,17 +72,52 @@ function routable(i: RoutableInstance): boolean {
   return i.status === 'healthy' || (i.status === 'unknown' && i.resumed === true);
 }
 
-function endpointsOf(instances: readonly RoutableInstance[], service: string, version?: string): Endpoint[] {
-  return instances
-    .filter((i) => i.service === service && routable(i) && i.inbound && (version === undefined || i.version === version))
-    .map((i) => ({
+/** Which port of a multi-port service endpoints are wanted at; `first` marks its first port. */
+interface PortChoice {
+  readonly port: number;
+  readonly first: boolean;
+}
+
+/**
+ * Where an instance takes traffic for `at`: its inbound listener (one-port services), or
+ * the one in front of that port. An instance whose sidecar reported no ports (one from
+ * before the service listed them) is reached at its one inbound listener for the first port only.
+ */
+function addressAt(i: RoutableInstance, at: PortChoice | undefined): { inbound: HostPort; app?: HostPort } | undefined {
+  if (at === undefined || i.ports === undefined)
+    return at === undefined || at.first ? i.inbound && { inbound: i.inbound, ...(i.app ? { app: i.app } : {}) } : undefined;
+  const p = i.ports.find((x) => x.port === at.port);
+  return p && { inbound: p.inbound, app: p.app };
+}
+
+function endpointsOf(instances: readonly RoutableInstance[], service: string, version?: string, at?: PortChoice): Endpoint[] {
+  const out: Endpoint[] = [];
+  for (const i of instances) {
+    if (i.service !== service || !routable(i) || (version !== undefined && i.version !== version)) continue;
+    const a = addressAt(i, at);
+    if (a === undefined) continue;
+    out.push({
       id: i.id,
-      host: i.inbound!.host,
-      port: i.inbound!.port,
+      host: a.inbound.host,
+      port: a.inbound.port,
       version: i.version,
-      ...(i.app ? { app: { host: i.app.host, port: i.app.port } } : {}),
-    }))
-    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      ...(a.app ? { app: { host: a.app.host, port: a.app.port } } : {}),
+    });
+  }
+  return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/**
+ * The port of `service` a backend reference made while compiling port `port` of another
+ * service lands on: the one with the same number, else its first. (A backendRef's own
+ * `port` is not read yet: backends are named, not numbered, in route entries.)
+ */
+function portFor(service: ServiceConfig, port: number | undefined): PortChoice | undefined {
+  const ports = service.ports;
+  if (ports === undefined || ports.length === 0) return undefined;
+  const same = port === undefined ? -1 : ports.findIndex((p) => p.port === port);
+  const chosen = ports[same === -1 ? 0 : same]!;
+  return { port: chosen.port, first: chosen === ports[0] };
 }
 
 /** Every version of a service: those the config names and those instances registered with. */
@@ -110,11 +150,14 @@ function backendTarget(
   return undefined;
 }
 
-/** The backend whose key is `key` (`<backend name>[.<namespace>]`), with its endpoints; undefined when it names nothing. */
-function resolveBackend(config: ControlConfig, instances: readonly RoutableInstance[], key: string): BackendSnapshot | undefined {
+/**
+ * The backend whose key is `key` (`<backend name>[.<namespace>]`), with its endpoints at
+ * the port traffic for service port `port` lands on; undefined when it names nothing.
+ */
+function resolveBackend(config: ControlConfig, instances: readonly RoutableInstance[], key: string, port: number | undefined): BackendSnapshot | undefined {
   const { name, namespace } = splitServiceKey(key);
   const target = backendTarget(config, instances, namespace, name);
-  return target && { name: key, endpoints: endpointsOf(instances, keyOf(target.service), target.version) };
+  return target && { name: key, endpoints: endpointsOf(instances, keyOf(target.service), target.version, portFor(target.service, port)) };
 }
 
 /** Backends a RequestMirror sends copies to: they need endpoints in the snapshot too. */
@@ -122,20 +165,25 @@ function mirrorsOf(filters: readonly RouteFilter[] | undefined): string[] {
   return (filters ?? []).flatMap((f) => (f.type === 'RequestMirror' ? [f.backend] : []));
 }
 
-function compileUpstream(config: ControlConfig, instances: readonly RoutableInstance[], service: ServiceConfig, caller: string): UpstreamSnapshot {
+/**
+ * The backends the routes of `service` (at one of its ports, when it lists them) send to:
+ * the whole service, each version, and every other service or version a route names,
+ * with the endpoints at the port traffic for `at` goes to.
+ */
+function compileBackends(
+  config: ControlConfig,
+  instances: readonly RoutableInstance[],
+  service: ServiceConfig,
+  routes: readonly RouteEntry[],
+  at: PortChoice | undefined,
+): Record<string, BackendSnapshot> {
   const key = keyOf(service);
   const namespace = service.namespace ?? DEFAULT_NAMESPACE;
-  const ctx: RouteContext = {
-    caller,
-    grants: config.referenceGrants,
-    resolve: (ns, name) => backendTarget(config, instances, ns, name)?.service.name,
-  };
-  const routes = compileRoutes(key, config.routes, service.protocol, config.policies, ctx);
   const backends: Record<string, BackendSnapshot> = {};
   const add = (b: BackendSnapshot): void => {
     backends[b.name] = b;
   };
-  add({ name: key, endpoints: endpointsOf(instances, key) });
+  add({ name: key, endpoints: endpointsOf(instances, key, undefined, at) });
   for (const v of versionsOf(service, instances)) {
     const versionName = `${service.name}-${v}`;
     // A real service of that name wins it (it is resolved below, when a route names it).
@@ -144,7 +192,7 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
     if (name in backends) continue;
     const balancing = versionBalancing(key, v, config.policies);
     // A version whose every instance is ejected or refusing fails over to the service's other versions.
-    const b: BackendSnapshot = { name, endpoints: endpointsOf(instances, key, v) };
+    const b: BackendSnapshot = { name, endpoints: endpointsOf(instances, key, v, at) };
     const failover = versionFailover(key, v, config.policies);
     if (failover !== undefined) b.failover = failover;
     if (balancing) b.balancing = balancing;
@@ -163,12 +211,45 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
   ].sort();
   for (const name of referenced) {
     if (name in backends) continue;
-    const resolved = resolveBackend(config, instances, name);
+    const resolved = resolveBackend(config, instances, name, at?.port);
     if (resolved) add(resolved);
   }
   const sorted: Record<string, BackendSnapshot> = {};
   for (const name of Object.keys(backends).sort()) sorted[name] = backends[name]!;
-  const out: UpstreamSnapshot = { service: key, protocol: service.protocol, routes, backends: sorted };
+  return sorted;
+}
+
+/**
+ * One port of a multi-port service: the routes bound to it (or to every port) that apply
+ * to the caller's namespace, and backends at it.
+ */
+function compilePort(
+  config: ControlConfig,
+  instances: readonly RoutableInstance[],
+  service: ServiceConfig,
+  ctx: RouteContext,
+  p: ServicePortConfig,
+  first: boolean,
+): ServicePortSnapshot {
+  const routes = compileRoutes(keyOf(service), config.routes, p.protocol, config.policies, { ...ctx, port: p.port });
+  const backends = compileBackends(config, instances, service, routes, { port: p.port, first });
+  return { port: p.port, ...(p.name !== undefined ? { name: p.name } : {}), protocol: p.protocol, routes, backends };
+}
+
+function compileUpstream(config: ControlConfig, instances: readonly RoutableInstance[], service: ServiceConfig, caller: string): UpstreamSnapshot {
+  const key = keyOf(service);
+  const ctx: RouteContext = {
+    caller,
+    grants: config.referenceGrants,
+    resolve: (ns, name) => backendTarget(config, instances, ns, name)?.service.name,
+  };
+  // Per port and per caller namespace: a route table is what one caller sees at one port.
+  const ports = service.ports?.map((p, i) => compilePort(config, instances, service, ctx, p, i === 0));
+  const first = ports?.[0];
+  const routes = first?.routes ?? compileRoutes(key, config.routes, service.protocol, config.policies, ctx);
+  const backends = first?.backends ?? compileBackends(config, instances, service, routes, undefined);
+  const out: UpstreamSnapshot = { service: key, protocol: first?.protocol ?? service.protocol, routes, backends };
+  if (ports !== undefined) out.ports = ports;
   const fault = serviceFault(key, config.policies);
   if (fault) out.fault = fault;
   const budget = serviceRetryBudget(key, config.policies);
@@ -193,7 +274,8 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
   const own = proxy.kind === 'sidecar' ? serviceByKey(config, proxy.service) : undefined;
   const out: SnapshotContent = {
     service: proxy.service,
-    inboundProtocol: own?.protocol ?? 'http',
+    inboundProtocol: own?.ports?.[0]?.protocol ?? own?.protocol ?? 'http',
+    ...(own?.ports !== undefined ? { inboundPorts: own.ports.map((p) => ({ port: p.port, protocol: p.protocol })) } : {}),
     upstreams,
     meshServices: [...config.services.map(keyOf), INGRESS_SERVICE].sort(),
   };

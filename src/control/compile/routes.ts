@@ -24,13 +24,20 @@ export function routeNamespace(route: RouteConfig): string {
 
 /**
  * True when one of the route's parentRefs names the mesh Service whose key is `service`
- * (GAMMA); a parentRef without a namespace is in the route's.
+ * (GAMMA; a parentRef without a namespace is in the route's) and, for one port of a
+ * multi-port service, that port or none (a parentRef without a port binds to every port
+ * of the Service; the Gateway API's MeshPorts).
  */
-export function routeAttachesTo(route: RouteConfig, service: string): boolean {
+export function routeAttachesTo(route: RouteConfig, service: string, port?: number): boolean {
   const { name, namespace } = splitServiceKey(service);
   const own = routeNamespace(route);
   return route.spec.parentRefs.some(
-    (ref) => ref.name === name && (ref.namespace ?? own) === namespace && (ref.kind ?? 'Service') === 'Service' && (ref.group ?? '') === '',
+    (ref) =>
+      ref.name === name &&
+      (ref.namespace ?? own) === namespace &&
+      (ref.kind ?? 'Service') === 'Service' &&
+      (ref.group ?? '') === '' &&
+      (port === undefined || ref.port === undefined || ref.port === port),
   );
 }
 
@@ -38,14 +45,16 @@ export function routeAttachesTo(route: RouteConfig, service: string): boolean {
  * The routes of `service` that apply to a caller in namespace `caller` (GEP-1294): a
  * producer route (in the Service's namespace) applies to every caller; a consumer route
  * (in another namespace) only to callers in its own namespace, and for them it replaces
- * the producer routes. Returned as indexes into `routes` (file order is a tie-breaker).
+ * the producer routes. At one port of a multi-port service only the routes bound to it
+ * count, so a consumer route bound to one port replaces the producer routes of that port
+ * alone. Returned as indexes into `routes` (file order is a tie-breaker).
  */
-export function routesForCaller(service: string, routes: ControlConfig['routes'], caller: string): number[] {
+export function routesForCaller(service: string, routes: ControlConfig['routes'], caller: string, port?: number): number[] {
   const { namespace } = splitServiceKey(service);
   const producer: number[] = [];
   const consumer: number[] = [];
   routes.forEach(({ resource }, i) => {
-    if (!routeAttachesTo(resource, service)) return;
+    if (!routeAttachesTo(resource, service, port)) return;
     const ns = routeNamespace(resource);
     if (ns === namespace) producer.push(i);
     else if (ns === caller) consumer.push(i);
@@ -60,6 +69,8 @@ export interface RouteContext {
   readonly grants?: Grants;
   /** The Service a backend name stands for in a namespace (for ReferenceGrant `to.name`). */
   readonly resolve?: BackendResolver;
+  /** One port of a multi-port service: only the routes bound to it or to every port; absent: every route. */
+  readonly port?: number;
 }
 
 /** Who refers to a backend: the route's kind and namespace, and the Services it is attached to. */
@@ -330,7 +341,8 @@ function comparePrecedence(a: Candidate, b: Candidate): number {
 }
 
 /**
- * The route table of `service`: for an http service, one entry per (hostname, rule,
+ * The route table of `service` (at service port `port` of a multi-port service: the
+ * routes bound to that port or to every port): for an http service, one entry per (hostname, rule,
  * match) of every HTTPRoute and GRPCRoute whose parentRefs name it, in precedence
  * order (a rule without matches matches every request); for a tcp service, the first
  * TCPRoute's one rule. Backend names are kept as written even when they resolve to
@@ -345,7 +357,7 @@ export function compileRoutes(
 ): RouteEntry[] {
   const candidates: Candidate[] = [];
   const caller = ctx.caller ?? splitServiceKey(service).namespace;
-  for (const routeIndex of routesForCaller(service, routes, caller)) {
+  for (const routeIndex of routesForCaller(service, routes, caller, ctx.port)) {
     const resource = routes[routeIndex]!.resource;
     const key = routeKey(resource);
     const namespace = routeNamespace(resource);

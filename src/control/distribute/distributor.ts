@@ -57,6 +57,7 @@ export function routableInstances(model: MeshModel): RoutableInstance[] {
     version: i.version,
     ...(i.inbound ? { inbound: i.inbound } : {}),
     ...(i.app ? { app: i.app } : {}),
+    ...(i.ports ? { ports: i.ports } : {}),
     status: model.health(i.id)?.status ?? 'unknown',
     ...(i.resumed ? { resumed: true } : {}),
   }));
@@ -281,6 +282,7 @@ export class Distributor {
         version: proxy.version,
         ...(proxy.app ? { app: proxy.app } : {}),
         ...(proxy.inbound ? { inbound: proxy.inbound } : {}),
+        ...(proxy.ports ? { ports: proxy.ports.map((p) => ({ port: p.port, app: { ...p.app }, inbound: { ...p.inbound } })) } : {}),
         admin: proxy.admin,
         pid: proxy.pid,
         ...(proxy.resumed ? { resumed: true } : {}),

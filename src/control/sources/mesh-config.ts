@@ -14,6 +14,13 @@ export type HealthConfig = {
   readonly unhealthyThreshold: number;
 } & ({ readonly type: 'http'; readonly path: string /** Absent: any 2xx is healthy. */; readonly status?: number } | { readonly type: 'tcp' });
 
+/** One port of a multi-port service: the number callers address, and how it speaks. */
+export interface ServicePortConfig {
+  readonly name?: string;
+  readonly port: number;
+  readonly protocol: Protocol;
+}
+
 export interface VersionConfig {
   readonly name: string;
   readonly labels: Readonly<Record<string, string>>;
@@ -26,8 +33,10 @@ export interface ServiceConfig {
   readonly namespace?: string;
   readonly protocol: Protocol;
   readonly public?: { readonly port?: number };
-  /** `service` is the called service's key (src/api/names.ts). */
-  readonly upstreams: readonly { readonly service: string; readonly port?: number }[];
+  /** `service` is the called service's key (src/api/names.ts); `servicePort` a port of a multi-port service (absent: its first). */
+  readonly upstreams: readonly { readonly service: string; readonly port?: number; readonly servicePort?: number }[];
+  /** A multi-port service's ports, in the order written (the first is its default); absent: one port. */
+  readonly ports?: readonly ServicePortConfig[];
   readonly health: HealthConfig;
   readonly versions: readonly VersionConfig[];
   /** HTTP/1.1 upgrade protocols the service accepts (lower case); absent: DEFAULT_UPGRADES. */

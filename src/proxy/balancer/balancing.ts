@@ -81,8 +81,9 @@ export class BalancingState {
   }
 
   /** The backends of one upstream of a new snapshot, reusing what fits. */
-  backendsFor(snap: UpstreamSnapshot): Map<string, CompiledBackend> {
-    const service = snap.service;
+  backendsFor(snap: UpstreamSnapshot, key: string = snap.service): Map<string, CompiledBackend> {
+    // One state per key: a multi-port service's ports are balanced apart (`service:port`), as Envoy's clusters per port.
+    const service = key;
     let state = this.#services.get(service);
     if (state === undefined) {
       state = {

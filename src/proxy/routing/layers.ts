@@ -20,6 +20,7 @@ export function upstream(
   lookup: (service: string) => CompiledUpstream | undefined | null,
   fixedService?: string,
   lookupAddress: (address: string) => AddressedInstance | undefined | null = () => undefined,
+  fixedPort?: number,
 ): Layer<Exchange, Upstreamed> {
   return (next) => ({
     request(ex) {
@@ -36,12 +37,42 @@ export function upstream(
       }
       const service = fixedService ?? hostToService(ex.req.host);
       if (fixedService !== undefined) ex.service = fixedService;
-      const up = lookup(service);
-      if (up === null) return ex.fail('TRELLIS_E_NO_CONFIG');
-      if (up === undefined || up.protocol === 'tcp') return ex.fail('TRELLIS_E_UNKNOWN_SERVICE', { service: boundedName(service) });
+      const found = lookup(service);
+      if (found === null) return ex.fail('TRELLIS_E_NO_CONFIG');
+      if (found === undefined) return ex.fail('TRELLIS_E_UNKNOWN_SERVICE', { service: boundedName(service) });
+      // A multi-port service: the port the listener names, or the Host's (80 when it names
+      // none); a listener without one reaches the first port, which `found` already is.
+      let up: CompiledUpstream | undefined = found;
+      if (found.ports !== undefined && (fixedService === undefined || fixedPort !== undefined)) {
+        const port = fixedService === undefined ? hostPort(ex.req.host) : (fixedPort ?? -1);
+        up = found.ports.get(port);
+        if (up === undefined) {
+          return ex.fail('TRELLIS_E_UNKNOWN_PORT', { service: found.service, port: port === -1 ? '(not a port number)' : port, ports: found.portList });
+        }
+      }
+      if (up.protocol === 'tcp') return ex.fail('TRELLIS_E_UNKNOWN_SERVICE', { service: boundedName(service) });
       next(withUpstream(ex, up));
     },
   });
+}
+
+/**
+ * The port a Host header names (`svc:8080` → 8080; `[::1]:8080` too): 80 when it names
+ * none, as a client writes no port for 80; -1 when what follows the colon is no port
+ * number. Reads characters, allocates nothing.
+ */
+export function hostPort(host: string): number {
+  const colon = host.lastIndexOf(':');
+  if (colon === -1 || host.charCodeAt(host.length - 1) === 93 /* ] */ || host.indexOf(']', colon) !== -1) return 80;
+  const digits = host.length - colon - 1;
+  if (digits < 1 || digits > 5) return -1;
+  let port = 0;
+  for (let i = colon + 1; i < host.length; i++) {
+    const c = host.charCodeAt(i);
+    if (c < 48 || c > 57) return -1;
+    port = port * 10 + (c - 48);
+  }
+  return port >= 1 && port <= 65535 ? port : -1;
 }
 
 /** An instance of the snapshot, found by an address it listens at (its app's or its sidecar's). */

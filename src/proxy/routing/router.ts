@@ -105,7 +105,17 @@ export interface CompiledRoute {
 
 export interface CompiledUpstream {
   readonly service: string;
+  /** Where the sidecar keeps this upstream's balancers (balancing.ts): the service, or `service:port` for one port of a multi-port service. */
+  readonly key: string;
   readonly protocol: 'http' | 'http1' | 'http2' | 'grpc' | 'tcp' | 'detect';
+  /**
+   * A multi-port service: each of its ports compiled as an upstream of its own (its
+   * routes, protocol, and endpoints at that port), by service port; this upstream is then
+   * its first port's. Undefined: one port, whatever port a Host names.
+   */
+  readonly ports: ReadonlyMap<number, CompiledUpstream> | undefined;
+  /** The service ports, for the unknown-port error (`80, 8080`); '' for a one-port service. */
+  readonly portList: string;
   readonly routes: readonly CompiledRoute[];
   /**
    * What a request addressed to one instance of the service takes instead of its routes
@@ -127,8 +137,11 @@ export interface CompiledUpstream {
   readonly upgrades: readonly string[];
 }
 
-/** Gives the backends of an upstream: a sidecar keeps their balancers and health across snapshots (balancing.ts). */
-export type BackendSource = (snap: UpstreamSnapshot) => Map<string, CompiledBackend>;
+/**
+ * Gives the backends of an upstream: a sidecar keeps their balancers and health across
+ * snapshots (balancing.ts), under `key` (the service, or `service:port` for one port of a multi-port service).
+ */
+export type BackendSource = (snap: UpstreamSnapshot, key: string) => Map<string, CompiledBackend>;
 
 /** Gives the budget of a service: a sidecar keeps one per destination across snapshots. */
 export type BudgetSource = (service: string, config: RetryBudgetConfig) => RetryBudget;
@@ -239,17 +252,51 @@ export function compileUpstream(
     ),
   budgetFor: BudgetSource = (_, c) => new RetryBudget(c),
 ): CompiledUpstream {
+  const ports = snap.ports;
+  if (ports === undefined || ports.length === 0) return compileOne(snap, snap.service, undefined, '', backendsFor, budgetFor);
+  // Every port is an upstream of its own, as Envoy and Istio give each service port its own cluster:
+  // routes, balancers and outlier detection per port; the retry budget stays the service's.
+  const portList = ports.map((p) => p.port).join(', ');
+  const byPort = new Map<number, CompiledUpstream>();
+  for (const p of ports) {
+    const one: UpstreamSnapshot = { ...snap, protocol: p.protocol, routes: p.routes, backends: p.backends };
+    delete one.ports;
+    byPort.set(p.port, compileOne(one, `${snap.service}:${p.port}`, undefined, portList, backendsFor, budgetFor));
+  }
+  const first = byPort.get(ports[0]!.port)!;
+  return { ...first, ports: byPort };
+}
+
+/** The upstream itself and, for a multi-port service, each of its ports. */
+export function* eachUpstream(upstreams: Iterable<CompiledUpstream>): Generator<CompiledUpstream> {
+  for (const u of upstreams) {
+    if (u.ports === undefined) yield u;
+    else yield* u.ports.values();
+  }
+}
+
+function compileOne(
+  snap: UpstreamSnapshot,
+  key: string,
+  ports: ReadonlyMap<number, CompiledUpstream> | undefined,
+  portList: string,
+  backendsFor: BackendSource,
+  budgetFor: BudgetSource,
+): CompiledUpstream {
   const headerNames: string[] = [];
   const slotOf = (name: string): number => {
     const i = headerNames.indexOf(name);
     return i !== -1 ? i : headerNames.push(name) - 1;
   };
   const routes = snap.routes.length > 0 ? snap.routes.map((r) => compileRoute(r, snap.fault, slotOf)) : [defaultRoute(snap.service, snap.fault)];
-  const backends = backendsFor(snap);
+  const backends = backendsFor(snap, key);
   const budget = budgetFor(snap.service, snap.retryBudget ?? DEFAULT_RETRY_BUDGET);
   return {
     service: snap.service,
+    key,
     protocol: snap.protocol,
+    ports,
+    portList,
     routes,
     direct: { ...defaultRoute(snap.service, undefined), name: `direct/${snap.service}` },
     backends,

@@ -42,10 +42,11 @@ export interface OutboundParts {
 
 /**
  * The outbound stack: the app (or, at a gateway, the outside) calling a service of the
- * mesh. `fixedService` is the destination of a per-upstream listener; without it the
- * Host header names it (the HTTP-proxy listener).
+ * mesh. `fixedService` is the destination of a per-upstream listener (`fixedPort` the
+ * port of a multi-port service it reaches; absent: its first); without it the Host header
+ * names both (the HTTP-proxy listener).
  */
-export function outboundStack(p: OutboundParts, fixedService?: string): Stack<Picked<Split>> {
+export function outboundStack(p: OutboundParts, fixedService?: string, fixedPort?: number): Stack<Picked<Split>> {
   return (
     Stack.start()
       // Outermost, so it sees every outcome, errors included, and records each exchange once, when it ends.
@@ -54,7 +55,8 @@ export function outboundStack(p: OutboundParts, fixedService?: string): Stack<Pi
       // The caller is this proxy's app: what it claims about itself is dropped before anything reads it.
       .push(outboundIdentity(p.service))
       // The destination service, from the listener or the Host header: nothing below runs without one.
-      .push(upstream(fixedService === undefined ? (p.lookupHost ?? p.lookup) : p.lookup, fixedService, p.lookupAddress))
+      // (The port of a multi-port service too: the listener's, or the Host's.)
+      .push(upstream(fixedService === undefined ? (p.lookupHost ?? p.lookup) : p.lookup, fixedService, p.lookupAddress, fixedPort))
       // The destination's routes pick the rule; every layer below reads the rule's policies.
       .push(route)
       // Judged once the route is known, so a request no route takes gets its 404 first.
