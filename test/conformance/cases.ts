@@ -379,7 +379,7 @@ spec:
         expect: { status: 200, responseHeaders: { 'X-Header-Set': 'v2' }, backend: 'echo-v2' },
       },
     ],
-    outcome: { status: 'todo', reason: 'needs multi-port services (wt/ports): `ports:` on mesh services, `parentRefs[].port` binding a route to one port' },
+    outcome: { status: 'pass' },
   },
   {
     name: 'MeshTrafficSplit',
