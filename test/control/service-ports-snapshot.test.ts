@@ -56,6 +56,35 @@ const names = (routes: RouteEntry[]) => routes.map((r) => r.name);
 const port = (ports: ServicePortSnapshot[] | undefined, n: number) => ports?.find((p) => p.port === n);
 
 describe('multi-port services in snapshots', () => {
+  it("sends a backendRef's share to the port it names (another port than the routed one gets its own backend), and marks a port the service lacks invalid", () => {
+    const r = route('to-alt', 'echo', [
+      {
+        backendRefs: [
+          { name: 'echo', port: 8080, weight: 1 },
+          { name: 'echo', port: 81, weight: 1 },
+          { name: 'echo', port: 80, weight: 1 },
+        ],
+      },
+    ]);
+    const withPort = { ...r.resource, spec: { ...r.resource.spec, parentRefs: [{ name: 'echo', port: 80 }] } };
+    const p80 = port(compile([withPort]).upstreams.echo!.ports, 80)!;
+    const [alt, missing, same] = p80.routes[0]!.backends;
+    // Routed at port 80, a backendRef to port 8080 is backend `echo:8080`, at the instances' 8080 listener.
+    assert.equal(alt!.backend, 'echo:8080');
+    assert.deepEqual(
+      p80.backends['echo:8080']!.endpoints.map((e) => e.port),
+      [1808],
+    );
+    assert.equal(missing!.invalid?.reason, 'BackendNotFound');
+    assert.match(missing!.invalid?.message ?? '', /has no port 81 \(ports: 80, 8080, 9090\)/);
+    // Its own port: the port's usual backend.
+    assert.equal(same!.backend, 'echo');
+    assert.deepEqual(
+      p80.backends.echo!.endpoints.map((e) => e.port),
+      [1080],
+    );
+  });
+
   it('keeps a route table per port: a bound route in its port only, a portless one in every HTTP port', () => {
     const snap = compile([bound('only-80', 'echo', 80, 'v1'), bound('every', 'echo', undefined, 'all')]);
     const echo = snap.upstreams.echo!;

@@ -108,9 +108,8 @@ function endpointsOf(instances: readonly RoutableInstance[], service: string, ve
 }
 
 /**
- * The port of `service` a backend reference made while compiling port `port` of another
- * service lands on: the one with the same number, else its first. (A backendRef's own
- * `port` is not read yet: backends are named, not numbered, in route entries.)
+ * The port of `service` a backend reference lands on: `port` (the backendRef's own, or
+ * the port being routed when it names none) if the service has it, else its first.
  */
 function portFor(service: ServiceConfig, port: number | undefined): PortChoice | undefined {
   const ports = service.ports;
@@ -155,9 +154,12 @@ function backendTarget(
  * the port traffic for service port `port` lands on; undefined when it names nothing.
  */
 function resolveBackend(config: ControlConfig, instances: readonly RoutableInstance[], key: string, port: number | undefined): BackendSnapshot | undefined {
-  const { name, namespace } = splitServiceKey(key);
+  // `<key>:<port>`: a backendRef that names another port of a multi-port Service (routes.ts).
+  const named = /^(.+):(\d{1,5})$/.exec(key);
+  const { name, namespace } = splitServiceKey(named ? named[1]! : key);
   const target = backendTarget(config, instances, namespace, name);
-  return target && { name: key, endpoints: endpointsOf(instances, keyOf(target.service), target.version, portFor(target.service, port)) };
+  const at = named ? Number(named[2]) : port;
+  return target && { name: key, endpoints: endpointsOf(instances, keyOf(target.service), target.version, portFor(target.service, at)) };
 }
 
 /** Backends a RequestMirror sends copies to: they need endpoints in the snapshot too. */
@@ -242,6 +244,7 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
     caller,
     grants: config.referenceGrants,
     resolve: (ns, name) => backendTarget(config, instances, ns, name)?.service.name,
+    portsOf: (ns, name) => backendTarget(config, instances, ns, name)?.service.ports?.map((p) => p.port),
   };
   // Per port and per caller namespace: a route table is what one caller sees at one port.
   const ports = service.ports?.map((p, i) => compilePort(config, instances, service, ctx, p, i === 0));

@@ -71,6 +71,8 @@ export interface RouteContext {
   readonly resolve?: BackendResolver;
   /** One port of a multi-port service: only the routes bound to it or to every port; absent: every route. */
   readonly port?: number;
+  /** The service ports of the Service a backend name stands for, when it lists them; undefined: a one-port service. */
+  readonly portsOf?: (namespace: string, name: string) => readonly number[] | undefined;
 }
 
 /** Who refers to a backend: the route's kind and namespace, and the Services it is attached to. */
@@ -89,12 +91,24 @@ export interface RefSource {
  * nothing new (the upstream MeshConsumerRoute case has no grant, for this reason).
  */
 function backendTarget(
-  ref: { readonly name: string; readonly namespace?: string },
+  ref: { readonly name: string; readonly namespace?: string; readonly port?: number },
   from: RefSource,
   ctx: RouteContext,
 ): { key: string; invalid?: InvalidBackend } {
   const namespace = ref.namespace ?? from.namespace;
-  const key = serviceKey(ref.name, namespace);
+  let key = serviceKey(ref.name, namespace);
+  // A backendRef's port picks the port of a multi-port Service the requests go to: the
+  // backend key names it (`<key>:<port>`) unless it is the port being routed.
+  const ports = ref.port === undefined ? undefined : ctx.portsOf?.(namespace, ref.name);
+  if (ports !== undefined && ref.port !== undefined) {
+    if (!ports.includes(ref.port)) {
+      return {
+        key,
+        invalid: { reason: 'BackendNotFound', message: `Service "${ref.name}" has no port ${ref.port} (ports: ${ports.join(', ')}); name one of them` },
+      };
+    }
+    if (ref.port !== ctx.port) key = `${key}:${ref.port}`;
+  }
   const service = ctx.resolve?.(namespace, ref.name);
   if (ctx.resolve !== undefined && service === undefined) {
     const where = namespace === DEFAULT_NAMESPACE ? ' in the mesh' : ` in namespace ${namespace}`;
