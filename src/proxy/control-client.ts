@@ -31,6 +31,8 @@ interface PendingCsr {
 
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5000;
+/** After a refusal at hello, retries wait up to this long: the refusal will not go away by itself. */
+const REFUSED_BACKOFF_MAX_MS = 30_000;
 /**
  * The longest message the control plane may send, in characters: a snapshot with every
  * endpoint of a thousand services is a few MB; 64 Mi leaves room and still bounds memory.
@@ -41,6 +43,8 @@ export class ControlClient {
   readonly #o: ControlClientOptions;
   #socket: Socket | undefined;
   #attempt = 0;
+  /** The control plane refused this proxy at hello (until it sends a snapshot). */
+  #refused = false;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   /** A snapshot was applied on some connection: a later hello says the proxy resumes. */
@@ -100,7 +104,9 @@ export class ControlClient {
 
   #onStream(socket: Socket, head: Buffer): void {
     this.#socket = socket;
-    this.#attempt = 0;
+    // The backoff starts over only once the control plane sends a snapshot (below): a
+    // stream it refuses at hello (a wrong credential) is made again ever more slowly,
+    // not every 100 ms.
     socket.setNoDelay(true);
     this.#o.onState?.(true, 'connected');
     const proxy = this.#applied ? { ...this.#o.info, resumed: { endpoints: this.#endpoints } } : this.#o.info;
@@ -143,6 +149,8 @@ export class ControlClient {
       try {
         this.#o.apply(msg.snapshot);
         this.#applied = true;
+        this.#attempt = 0;
+        this.#refused = false;
         this.#endpoints = endpointIds(msg.snapshot);
         this.#send({ type: 'ack', version: msg.version });
       } catch (err) {
@@ -151,6 +159,7 @@ export class ControlClient {
         this.#send({ type: 'nack', version: msg.version, error });
       }
     } else if (msg.type === 'error') {
+      this.#refused = true;
       this.#o.onFatal?.(msg.code, msg.message);
     } else if (msg.type === 'certificate' || msg.type === 'csr-refused') {
       const pending = this.#pending.get(msg.id);
@@ -170,7 +179,8 @@ export class ControlClient {
 
   #retry(reason: string): void {
     if (this.#stopped || this.#timer !== undefined) return;
-    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.#attempt++) * (0.5 + Math.random() / 2);
+    const max = this.#refused ? REFUSED_BACKOFF_MAX_MS : BACKOFF_MAX_MS;
+    const delay = Math.min(max, BACKOFF_MIN_MS * 2 ** this.#attempt++) * (0.5 + Math.random() / 2);
     this.#o.onState?.(false, `${reason}; retrying in ${Math.round(delay)} ms`);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;

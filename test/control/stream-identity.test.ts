@@ -11,6 +11,7 @@ import { mintCredential } from '../../src/security/bootstrap-credential.js';
 import { generateKeyPair, makeCsr } from '../../src/security/x509.js';
 import { connect, type FakeProxy, getJson, sidecar, TEST_BOOTSTRAP_SECRET, tempDir } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
+import { ControlClient } from '../../src/proxy/control-client.js';
 
 const MESH = `apiVersion: trellis.dev/v1alpha1
 kind: Mesh
@@ -153,6 +154,46 @@ test('a registered proxy sends a CSR and gets a certificate naming its service (
 test('the CA is kept in the state folder with its key file 0600', async () => {
   const { stat } = await import('node:fs/promises');
   assert.equal((await stat(`${files.dir}/ca/ca.json`)).mode & 0o777, 0o600);
+});
+
+test('a flood of refused hellos is counted in full but logged at most 20 lines a minute', async () => {
+  // The cap is per clock minute: start well inside one, so the flood cannot straddle two.
+  await eventually(() => Date.now() % 60_000 < 45_000, { timeoutMs: 20_000, intervalMs: 250, what: 'the start of a minute' });
+  const before = logs.filter((l) => l.includes('refused sidecar flood-')).length;
+  for (let i = 0; i < 30; i++) {
+    const p = await proxy();
+    p.sendAsIs({ type: 'hello', proxy: sidecar(`flood-${i}`, 'postgres') });
+    refusal(await p.next());
+    await p.closed;
+  }
+  const lines = logs.filter((l) => l.includes('refused sidecar flood-')).length - before;
+  // The other tests' refusals share the minute's 20 lines.
+  assert.ok(lines <= 20, `${lines} refusal lines logged`);
+  assert.match(await metric('trellis_control_hello_refused_total{reason="missing"}'), / 3\d$/);
+});
+
+test('a proxy the control plane refuses at hello retries ever more slowly, not every 100 ms', async () => {
+  // Before, the backoff started over at every stream made, so a refused proxy came back
+  // every 100-ms-or-so without end (and each time, a log line of the control plane's).
+  const delays: number[] = [];
+  const client = new ControlClient({
+    url: `http://${plane.address.host}:${plane.address.port}`,
+    credential: 'trellis-bootstrap-v1.wrong',
+    info: sidecar('retrier-0', 'backend'),
+    apply: () => {},
+    onState: (_connected, detail) => {
+      const m = /retrying in (\d+) ms/.exec(detail);
+      if (m) delays.push(Number(m[1]));
+    },
+  });
+  client.start();
+  try {
+    await eventually(() => assert.ok(delays.length >= 4, `retries so far: ${delays.join(', ')}`), { timeoutMs: 10_000 });
+  } finally {
+    client.stop();
+  }
+  // Jittered exponential backoff (100 ms * 2^n, times 0.5-1): the fourth wait is at least 400 ms.
+  assert.ok(delays[3]! >= 400, `waits: ${delays.join(', ')} ms`);
 });
 
 test('no log line carries the bootstrap secret, a credential or a key', async () => {

@@ -75,7 +75,11 @@ function rejectUpgrade(socket: Duplex, err: TrellisError): void {
   );
 }
 
+/** Hello refusals logged per minute at most (the rest are counted in one line, and every one in the metric). */
+const REFUSAL_LOG_PER_MINUTE = 20;
+
 export class Distributor {
+  #refusalLog = { minute: 0, lines: 0, suppressed: 0 };
   readonly #model: MeshModel;
   readonly #token?: Buffer;
   readonly #bootstrapSecret?: string;
@@ -230,7 +234,17 @@ export class Distributor {
     const why = credential === undefined ? 'the hello carries no bootstrap credential' : 'its bootstrap credential is not the one of this instance';
     this.#metrics?.helloRefused(reason);
     const from = (conn.socket as Duplex & { remoteAddress?: string }).remoteAddress ?? '?';
-    this.#log(`control: refused ${proxy.kind} ${proxy.id} (service ${proxy.service}) from ${from}: ${why}`);
+    // At most REFUSAL_LOG_PER_MINUTE lines a minute: anyone who can reach the stream can
+    // send hellos, and the metric counts every one.
+    const minute = Math.floor(Date.now() / 60_000);
+    if (minute !== this.#refusalLog.minute) {
+      if (this.#refusalLog.suppressed > 0) this.#log(`control: ${this.#refusalLog.suppressed} more hello refusals not logged in the last minute`);
+      this.#refusalLog = { minute, lines: 0, suppressed: 0 };
+    }
+    if (this.#refusalLog.lines < REFUSAL_LOG_PER_MINUTE) {
+      this.#refusalLog.lines++;
+      this.#log(`control: refused ${proxy.kind} ${proxy.id} (service ${proxy.service}) from ${from}: ${why}`);
+    } else this.#refusalLog.suppressed++;
     const err = new TrellisError('TRELLIS_E_CREDENTIAL_REFUSED', { kind: proxy.kind, id: proxy.id, service: proxy.service, reason: why });
     this.#fail(conn, err.code, err.message);
     return false;
