@@ -118,3 +118,24 @@ export async function get(
 export async function metricsText(s: Sidecar): Promise<string> {
   return s.metrics.text();
 }
+
+/**
+ * A started sidecar of `service` (instance `<service>-0`) with only an HTTP-proxy
+ * listener and no control plane: tests apply the compiler's snapshot to it themselves.
+ */
+export async function startHttpProxySidecar(service: string): Promise<Sidecar> {
+  const s = new Sidecar({
+    service,
+    version: 'default',
+    id: `${service}-0`,
+    kind: 'sidecar',
+    control: NO_CONTROL,
+    upstreams: [],
+    httpProxy: { host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    accessLog: 'off',
+    log: quietLog,
+  });
+  await s.start();
+  return s;
+}

@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import type http from 'node:http';
 import { compileSnapshot } from '../../src/control/compile/compiler.js';
 import type { ProxyInfo } from '../../src/api/protocol.js';
-import { Sidecar } from '../../src/proxy/sidecar.js';
+import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { config, service } from '../control/helpers.js';
-import { closeServer, get, listenHttp, NO_CONTROL, quietLog } from '../helpers/proxy-pair.js';
+import { closeServer, get, listenHttp, startHttpProxySidecar } from '../helpers/proxy-pair.js';
 
 let app: { server: http.Server; port: number };
 const sidecars: Sidecar[] = [];
@@ -27,20 +27,8 @@ const mesh = () => config([service('api'), service('caller', { upstreams: ['api'
 
 /** A sidecar of `svc` with only an HTTP proxy listener, on the snapshot the compiler makes for it. */
 async function sidecarOf(svc: string): Promise<Sidecar> {
-  const s = new Sidecar({
-    service: svc,
-    version: 'default',
-    id: `${svc}-0`,
-    kind: 'sidecar',
-    control: NO_CONTROL,
-    upstreams: [],
-    httpProxy: { host: '127.0.0.1', port: 0 },
-    admin: { host: '127.0.0.1', port: 0 },
-    accessLog: 'off',
-    log: quietLog,
-  });
+  const s = await startHttpProxySidecar(svc);
   sidecars.push(s);
-  await s.start();
   const info: ProxyInfo = {
     id: `${svc}-0`,
     service: svc,

@@ -9,9 +9,9 @@ import type http from 'node:http';
 import { after, before, test } from 'node:test';
 import type { ProxyInfo } from '../../src/api/protocol.js';
 import { compileSnapshot } from '../../src/control/compile/compiler.js';
-import { Sidecar } from '../../src/proxy/sidecar.js';
+import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { config, route, service } from '../control/helpers.js';
-import { closeServer, get, listenHttp, NO_CONTROL, quietLog } from '../helpers/proxy-pair.js';
+import { closeServer, get, listenHttp, startHttpProxySidecar } from '../helpers/proxy-pair.js';
 
 let v1: { server: http.Server; port: number };
 let v2: { server: http.Server; port: number };
@@ -22,19 +22,7 @@ const V2_APP = { host: '127.0.0.1', port: 45_002 };
 before(async () => {
   v1 = await listenHttp((_req, res) => res.end('v1'));
   v2 = await listenHttp((_req, res) => res.end('v2'));
-  s = new Sidecar({
-    service: 'caller',
-    version: 'default',
-    id: 'caller-0',
-    kind: 'sidecar',
-    control: NO_CONTROL,
-    upstreams: [],
-    httpProxy: { host: '127.0.0.1', port: 0 },
-    admin: { host: '127.0.0.1', port: 0 },
-    accessLog: 'off',
-    log: quietLog,
-  });
-  await s.start();
+  s = await startHttpProxySidecar('caller');
   const info: ProxyInfo = {
     id: 'caller-0',
     service: 'caller',

@@ -10,29 +10,17 @@ import { after, before, describe, it } from 'node:test';
 import type { ProxyInfo } from '../../src/api/protocol.js';
 import { compileSnapshot, type RoutableInstance } from '../../src/control/compile/compiler.js';
 import { loadConfig } from '../../src/config/load.js';
-import { Sidecar } from '../../src/proxy/sidecar.js';
+import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { FIXTURES } from '../config/helpers.js';
-import { closeServer, get, listenHttp, NO_CONTROL, quietLog } from '../helpers/proxy-pair.js';
+import { closeServer, get, listenHttp, startHttpProxySidecar } from '../helpers/proxy-pair.js';
 
 const apps: { server: http.Server; port: number }[] = [];
 const sidecars: Sidecar[] = [];
 const proxies: Record<string, Sidecar> = {};
 
 async function sidecar(service: string): Promise<Sidecar> {
-  const s = new Sidecar({
-    service,
-    version: 'default',
-    id: `${service}-0`,
-    kind: 'sidecar',
-    control: NO_CONTROL,
-    upstreams: [],
-    httpProxy: { host: '127.0.0.1', port: 0 },
-    admin: { host: '127.0.0.1', port: 0 },
-    accessLog: 'off',
-    log: quietLog,
-  });
+  const s = await startHttpProxySidecar(service);
   sidecars.push(s);
-  await s.start();
   return s;
 }
 

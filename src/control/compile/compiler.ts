@@ -240,11 +240,19 @@ function compilePort(
 
 function compileUpstream(config: ControlConfig, instances: readonly RoutableInstance[], service: ServiceConfig, caller: string): UpstreamSnapshot {
   const key = keyOf(service);
+  // What a backend name stands for, found once per name for this upstream's route tables:
+  // each backendRef asks for its Service, its ports and (across namespaces) its grant, per port.
+  const targets = new Map<string, ReturnType<typeof backendTarget>>();
+  const target = (ns: string, name: string): ReturnType<typeof backendTarget> => {
+    const k = `${ns}/${name}`;
+    if (!targets.has(k)) targets.set(k, backendTarget(config, instances, ns, name));
+    return targets.get(k);
+  };
   const ctx: RouteContext = {
     caller,
     grants: config.referenceGrants,
-    resolve: (ns, name) => backendTarget(config, instances, ns, name)?.service.name,
-    portsOf: (ns, name) => backendTarget(config, instances, ns, name)?.service.ports?.map((p) => p.port),
+    resolve: (ns, name) => target(ns, name)?.service.name,
+    portsOf: (ns, name) => target(ns, name)?.service.ports?.map((p) => p.port),
   };
   // Per port and per caller namespace: a route table is what one caller sees at one port.
   const ports = service.ports?.map((p, i) => compilePort(config, instances, service, ctx, p, i === 0));
