@@ -5,18 +5,39 @@ import { formatRouteRules, type RouteRulesResult } from './route-rules.js';
 import type { FixedRateResult } from './fixed-rate.js';
 import type { CpuUsage } from './machine.js';
 import type { EchoResult } from './tcp-echo.js';
+import type { NewConnectionResult } from './new-connections.js';
 import type { WrkResult } from './wrk.js';
 
-/** `baseline`: the Trellis pair of another build (`--baseline`), for an A/B of this checkout against it. */
-export type TargetName = 'direct' | 'trellis' | 'baseline' | 'nginx' | 'haproxy';
+/**
+ * `trellis`: the Trellis pair as users run it, mTLS between the sidecars (the default);
+ * `trellis-plain`: the same pair with mTLS off (a PeerAuthentication DISABLE), to compare
+ * with the plaintext peers and with builds from before mTLS; `baseline`: the Trellis pair
+ * of another build (`--baseline`), for an A/B of this checkout against it; `nginx-tls`,
+ * `haproxy-tls`: the peers with mutual TLS between their two proxies (tls-peers.ts).
+ */
+export type TargetName = 'direct' | 'trellis' | 'trellis-plain' | 'baseline' | 'nginx' | 'nginx-tls' | 'haproxy' | 'haproxy-tls';
+
+/** The targets with TLS between the two proxies of the pair. */
+export const TLS_TARGETS: ReadonlySet<TargetName> = new Set(['trellis', 'nginx-tls', 'haproxy-tls']);
 
 /**
  * Whether a target runs the extra scenarios (10 KB, 100 KB, POST; TCP echo, route
- * matching, balancing). The baseline runs only what an A/B of the data plane reads (max
- * rate and the 1 KB fixed rate): the rest would add minutes to every run.
+ * matching, balancing). The baseline and the TLS/plaintext variants run only the max rate
+ * and the 1 KB fixed rate (and the new-connection rate): the rest would add minutes to
+ * every run.
  */
 export function runsExtraScenarios(name: TargetName): boolean {
-  return name !== 'baseline';
+  return name === 'direct' || name === 'trellis' || name === 'nginx' || name === 'haproxy';
+}
+
+/** One target of the new-connection (handshake) rate scenario: its own TCP pair. */
+export interface NewConnectionTargetResult {
+  readonly name: TargetName;
+  readonly path: string;
+  readonly unavailable?: string;
+  readonly result?: NewConnectionResult;
+  readonly error?: string;
+  readonly cpu?: CpuUsage;
 }
 
 /** The extra fixed-rate scenarios: bigger responses, and requests with a body. */
@@ -104,6 +125,8 @@ export interface Settings {
     readonly warmupS: number;
     readonly scenarios: readonly LatencyScenario[];
   };
+  /** The new-connection (handshake) rate scenario. */
+  readonly newConnections?: { readonly concurrency: number; readonly durationS: number; readonly warmupS: number };
   /** The TCP echo scenario. */
   readonly tcp?: {
     readonly connections: number;
@@ -164,6 +187,8 @@ export interface BenchReport {
   readonly maxRateVsBaseline?: { readonly trellis?: RoundRatios };
   /** The TCP echo scenario, per target. */
   readonly tcp?: readonly TcpResult[];
+  /** The new-connection (handshake) rate scenario, per target. */
+  readonly newConnections?: readonly NewConnectionTargetResult[];
   /** The route-matching scenario: 50 rules against 1 (bench/route-rules.ts). */
   readonly routeRules?: RouteRulesResult;
   /** The balancing scenario: round robin against PeakEWMA with one slow instance (bench/balancing.ts). */
@@ -174,8 +199,12 @@ export interface BenchReport {
 
 /** Minimum trellis/nginx max-throughput ratio we aim for. */
 export const THROUGHPUT_RATIO_GOAL = 0.6;
-/** Maximum p99 the Trellis pair may add over direct at the fixed rate, in ms. */
+/** Maximum p99 the plaintext Trellis pair may add over direct at the fixed rate, in ms. */
 export const ADDED_P99_GOAL_MS = 2;
+/** Minimum mTLS-pair/TLS-nginx-pair max-throughput ratio (issue 13). */
+export const MTLS_THROUGHPUT_RATIO_GOAL = 0.6;
+/** Maximum p99 the mTLS Trellis pair may add over direct at the fixed rate, in ms (issue 13). */
+export const MTLS_ADDED_P99_GOAL_MS = 1;
 /** Maximum resident memory of one Trellis sidecar, in MB. */
 export const SIDECAR_RSS_GOAL_MB = 60;
 /** Above this much foreign CPU (in cores) during a measurement, its numbers are suspect. */
@@ -238,16 +267,16 @@ export function maxRateVsBaseline(results: readonly TargetResult[]): { trellis?:
  * The A/B line: this checkout's throughput over the baseline's (median of the per-round
  * ratios, each round's beside it) and each one's added p99 over direct at the fixed rate.
  */
-export function baselineLine(results: readonly TargetResult[]): string {
-  const trellis = byName(results, 'trellis');
+export function baselineLine(results: readonly TargetResult[], name: 'trellis' | 'trellis-plain' = 'trellis'): string {
+  const trellis = byName(results, name);
   const baseline = byName(results, 'baseline');
   const rr = roundRatios(trellis, baseline);
   const throughput = rr
     ? `${rr.median.toFixed(2)}× throughput (median of per-round ratios: ${rr.rounds.map((v) => v.toFixed(2)).join(', ')})`
-    : `throughput ${notMeasured(['trellis', trellis], ['baseline', baseline])}`;
+    : `throughput ${notMeasured([name, trellis], ['baseline', baseline])}`;
   const direct = byName(results, 'direct')?.fixedRate?.latencyUs.p99;
   const added = (r: TargetResult | undefined): string => addedP99(r?.fixedRate?.latencyUs.p99, direct);
-  return `trellis vs baseline: ${throughput}, added p99 ${added(trellis)} vs ${added(baseline)}`;
+  return `${name} vs baseline: ${throughput}, added p99 ${added(trellis)} vs ${added(baseline)}`;
 }
 
 /** A p99 over direct's as "+0.41 ms" (or "-0.05 ms"); "-" when either is missing. */
@@ -270,30 +299,60 @@ function ratioText(rr: RoundRatios): string {
 }
 
 /** The goals and warnings derived from the results. */
-export function evaluate(results: readonly TargetResult[], settings: Settings, tcp: readonly TcpResult[] = []): { goals: Goal[]; warnings: string[] } {
+export function evaluate(
+  results: readonly TargetResult[],
+  settings: Settings,
+  tcp: readonly TcpResult[] = [],
+  newConnections: readonly NewConnectionTargetResult[] = [],
+): { goals: Goal[]; warnings: string[] } {
   const goals: Goal[] = [];
   const warnings: string[] = [];
   const trellis = byName(results, 'trellis');
   const nginx = byName(results, 'nginx');
   const direct = byName(results, 'direct');
 
-  const throughput = roundRatios(trellis, nginx);
+  // Plaintext against plaintext: the pair with mTLS off, or (a run without it) the default pair.
+  const plainName: TargetName = byName(results, 'trellis-plain') ? 'trellis-plain' : 'trellis';
+  const plain = byName(results, plainName);
+  const throughput = roundRatios(plain, nginx);
   goals.push({
-    name: 'trellis/nginx max throughput',
+    name: `${plainName}/nginx max throughput`,
     limit: `≥ ${THROUGHPUT_RATIO_GOAL.toFixed(2)}`,
-    measured: throughput ? ratioText(throughput) : notMeasured(['trellis', trellis], ['nginx', nginx]),
+    measured: throughput ? ratioText(throughput) : notMeasured([plainName, plain], ['nginx', nginx]),
     met: throughput ? throughput.median >= THROUGHPUT_RATIO_GOAL : undefined,
   });
+  const nginxTls = byName(results, 'nginx-tls');
+  if (nginxTls) {
+    const mtls = roundRatios(trellis, nginxTls);
+    goals.push({
+      name: 'trellis (mTLS)/nginx-tls max throughput',
+      limit: `≥ ${MTLS_THROUGHPUT_RATIO_GOAL.toFixed(2)}`,
+      measured: mtls ? ratioText(mtls) : notMeasured(['trellis', trellis], ['nginx-tls', nginxTls]),
+      met: mtls ? mtls.median >= MTLS_THROUGHPUT_RATIO_GOAL : undefined,
+    });
+  }
 
-  const tp99 = trellis?.fixedRate?.latencyUs.p99;
   const dp99 = direct?.fixedRate?.latencyUs.p99;
-  const added = tp99 !== undefined && dp99 !== undefined ? (tp99 - dp99) / 1000 : undefined;
+  const addedOf = (r: TargetResult | undefined): number | undefined => {
+    const p99 = r?.fixedRate?.latencyUs.p99;
+    return p99 !== undefined && dp99 !== undefined ? (p99 - dp99) / 1000 : undefined;
+  };
+  const added = addedOf(plain);
   goals.push({
-    name: `added p99 at ${settings.fixedRate.rate} rps`,
+    name: `added p99 at ${settings.fixedRate.rate} rps (${plainName})`,
     limit: `≤ ${ADDED_P99_GOAL_MS} ms`,
-    measured: added !== undefined ? `${added.toFixed(2)} ms` : notMeasured(['trellis', trellis], ['direct', direct]),
+    measured: added !== undefined ? `${added.toFixed(2)} ms` : notMeasured([plainName, plain], ['direct', direct]),
     met: added !== undefined ? added <= ADDED_P99_GOAL_MS : undefined,
   });
+  if (plainName === 'trellis-plain') {
+    const addedMtls = addedOf(trellis);
+    goals.push({
+      name: `added p99 at ${settings.fixedRate.rate} rps (trellis, mTLS)`,
+      limit: `≤ ${MTLS_ADDED_P99_GOAL_MS} ms`,
+      measured: addedMtls !== undefined ? `${addedMtls.toFixed(2)} ms` : notMeasured(['trellis', trellis], ['direct', direct]),
+      met: addedMtls !== undefined ? addedMtls <= MTLS_ADDED_P99_GOAL_MS : undefined,
+    });
+  }
 
   const rss = (trellis?.resources ?? []).map((p) => p.rssMb).filter((v): v is number => v !== undefined);
   const worst = rss.length > 0 ? Math.max(...rss) : undefined;
@@ -352,6 +411,15 @@ export function evaluate(results: readonly TargetResult[], settings: Settings, t
       );
     }
     if (t.error) warnings.push(`${t.name} tcp echo failed: ${t.error}`);
+  }
+  for (const t of newConnections) {
+    if (t.result && t.result.errors > 0) warnings.push(`${t.name} new connections: ${t.result.errors} failed, timed out or echoed other bytes`);
+    if (t.cpu && t.cpu.foreignCores > NOISE_CORES) {
+      warnings.push(
+        `${t.name} new connections: other processes used ${t.cpu.foreignCores.toFixed(2)} cores meanwhile: these numbers are low/noisy; re-run on a quiet machine`,
+      );
+    }
+    if (t.error) warnings.push(`${t.name} new connections failed: ${t.error}`);
   }
   return { goals, warnings };
 }
@@ -503,6 +571,60 @@ function tcpTable(report: BenchReport): string {
   return table(['scenario', 'target', 'MB/s', 'vs nginx', 'errors', 'others'], rows);
 }
 
+/** The new-connection rate per target, with the ratio to the TLS nginx pair's. */
+function newConnectionsTable(report: BenchReport): string {
+  const n = report.settings.newConnections!;
+  const all = report.newConnections ?? [];
+  const ref = all.find((r) => r.name === 'nginx-tls')?.result?.perSecond;
+  const label = ['new connections through a TCP pair', `(connect, 32 B echoed, close; ${n.concurrency} at once, ${n.durationS}s)`];
+  const rows: string[][] = [];
+  for (const [i, r] of all.entries()) {
+    const scen = label[i] ?? '';
+    if (r.unavailable) {
+      rows.push([scen, r.name, `unavailable: ${r.unavailable}`]);
+      continue;
+    }
+    if (!r.result) {
+      rows.push([scen, r.name, `failed: ${r.error ?? 'no result'}`]);
+      continue;
+    }
+    const x = r.result;
+    rows.push([
+      scen,
+      r.name,
+      int(x.perSecond),
+      ms(x.latencyUs.p50),
+      ms(x.latencyUs.p99),
+      ref ? `${(x.perSecond / ref).toFixed(2)}x` : '-',
+      String(x.errors),
+      others(r.cpu),
+    ]);
+  }
+  return table(['scenario', 'target', 'conns/s', 'p50', 'p99', 'vs nginx-tls', 'errors', 'others'], rows);
+}
+
+/** The TLS pairs against each other, and plaintext against plaintext: max throughput ratios. */
+function pairRatioLines(results: readonly TargetResult[]): string[] {
+  const pairs: [TargetName, TargetName][] = [
+    ['trellis', 'nginx-tls'],
+    ['trellis', 'haproxy-tls'],
+    ['trellis-plain', 'nginx'],
+    ['trellis-plain', 'haproxy'],
+    ['trellis', 'trellis-plain'],
+    ['nginx-tls', 'nginx'],
+    ['haproxy-tls', 'haproxy'],
+  ];
+  const out: string[] = [];
+  for (const [a, b] of pairs) {
+    const ra = byName(results, a);
+    const rb = byName(results, b);
+    if (!ra || !rb) continue;
+    const rr = roundRatios(ra, rb);
+    out.push(`  ${`${a}/${b}`.padEnd(26)} ${rr ? ratioText(rr) : notMeasured([a, ra], [b, rb])}`);
+  }
+  return out.length > 0 ? ['max throughput, pair against pair (TLS against TLS, plaintext against plaintext; median of per-round ratios):', ...out] : [];
+}
+
 /** Memory and CPU per proxy process, with ratios to nginx's process in the same role. */
 function resourcesTable(report: BenchReport): string {
   const { settings: s, results } = report;
@@ -630,12 +752,19 @@ export function formatReport(report: BenchReport): string {
   }
   out.push(`("others" = cores of CPU used by processes that are not the bench's during the measurement; > ${NOISE_CORES} means a noisy run)`);
   out.push('');
-  if (report.baseline) out.push(baselineLine(results), '');
+  const ratios = pairRatioLines(results);
+  if (ratios.length > 0) out.push(...ratios, '');
+  if (report.baseline) {
+    out.push(baselineLine(results));
+    if (byName(results, 'trellis-plain')) out.push(baselineLine(results, 'trellis-plain'));
+    out.push('');
+  }
 
   if (s.extra) {
     for (const id of s.extra.scenarios) out.push(latencyTable(report, id), '');
   }
   if (report.tcp && s.tcp) out.push(tcpTable(report), '');
+  if (report.newConnections && s.newConnections) out.push(newConnectionsTable(report), '');
   if (results.some((r) => r.resources)) out.push(resourcesTable(report), '');
   if (report.routeRules) out.push(formatRouteRules(report.routeRules));
 

@@ -32,6 +32,7 @@ import {
   scenarioTitle,
   type BenchReport,
   type LatencyScenario,
+  type NewConnectionTargetResult,
   type ProxyResources,
   type Settings,
   type TargetName,
@@ -58,6 +59,8 @@ import {
   type Target,
 } from './targets.js';
 import { defaultEchoOptions, runEcho } from './tcp-echo.js';
+import { defaultNewConnectionOptions, runNewConnections } from './new-connections.js';
+import { makeTlsMaterial, startHaproxyTlsPair, startHaproxyTlsTcpPair, startNginxTlsPair, startNginxTlsTcpPair, type TlsMaterial } from './tls-peers.js';
 import { formatRouteRules, runRouteRules, type RouteRulesResult } from './route-rules.js';
 import { formatBalancing, runBalancing, type BalancingResult } from './balancing.js';
 import { runWrk, type WrkResult } from './wrk.js';
@@ -66,13 +69,37 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 
 const PATHS: Record<TargetName, string> = {
   direct: 'client → upstream',
-  trellis: 'client → trellis outbound → trellis inbound → upstream',
+  trellis: 'client → trellis outbound ═mTLS═► trellis inbound → upstream (the default)',
+  'trellis-plain': 'client → trellis outbound → trellis inbound → upstream, mTLS off (PeerAuthentication DISABLE)',
   baseline: 'client → trellis outbound → trellis inbound → upstream, of the baseline build',
   nginx: 'client → nginx → nginx → upstream',
+  'nginx-tls': 'client → nginx ═mutual TLS═► nginx → upstream',
   haproxy: 'client → haproxy → haproxy → upstream',
+  'haproxy-tls': 'client → haproxy ═mutual TLS═► haproxy → upstream',
 };
+/** The targets of the new-connection (handshake) rate scenario, each its own TCP pair. */
+type NewConnectionTarget = 'direct' | 'trellis' | 'trellis-plain' | 'nginx-tls' | 'haproxy-tls';
+const NEW_CONNECTION_PATHS: Record<NewConnectionTarget, string> = {
+  direct: 'client → echo server',
+  trellis: 'client → trellis outbound ═mTLS═► trellis inbound → echo server (protocol: tcp)',
+  'trellis-plain': 'client → trellis outbound → trellis inbound → echo server (protocol: tcp, mTLS off)',
+  'nginx-tls': 'client → nginx stream ═mutual TLS═► nginx stream → echo server',
+  'haproxy-tls': 'client → haproxy ═mutual TLS═► haproxy → echo server (mode tcp)',
+};
+/** What the plaintext Trellis pair adds to its mesh file: mTLS off for the whole (default) namespace. */
+const PLAINTEXT_VARIANT = {
+  name: 'plain',
+  yaml: `apiVersion: trellis.dev/v1alpha1
+kind: PeerAuthentication
+metadata:
+  name: plaintext
+spec:
+  mtls:
+    mode: DISABLE
+`,
+} as const;
 /** The targets of the TCP echo scenario: all but the baseline (runsExtraScenarios). */
-type TcpTargetName = Exclude<TargetName, 'baseline'>;
+type TcpTargetName = 'direct' | 'trellis' | 'nginx' | 'haproxy';
 const TCP_PATHS: Record<TcpTargetName, string> = {
   direct: 'client → echo server',
   trellis: 'client → trellis outbound → trellis inbound → echo server (protocol: tcp)',
@@ -80,7 +107,7 @@ const TCP_PATHS: Record<TcpTargetName, string> = {
   haproxy: 'client → haproxy → haproxy → echo server (mode tcp)',
 };
 // The baseline beside trellis, so the two runs of a round that its A/B compares are seconds apart.
-const ORDER: readonly TargetName[] = ['direct', 'trellis', 'baseline', 'nginx', 'haproxy'];
+const ORDER: readonly TargetName[] = ['direct', 'trellis', 'baseline', 'trellis-plain', 'nginx', 'nginx-tls', 'haproxy', 'haproxy-tls'];
 /** What runs without --targets: the baseline only when there is one (--baseline). */
 const DEFAULT_TARGETS: readonly TargetName[] = ORDER.filter((t) => t !== 'baseline');
 
@@ -102,6 +129,9 @@ const USAGE = `usage: node dist/bench/run.js [options]
                           fixed rate and TCP echo (default 5)
   --extra-warmup S        warm-up seconds of each extra scenario (default 1)
   --tcp-connections N     parallel connections of the TCP echo (default 4)
+  --new-connections N     connections at once in the new-connection (handshake) rate
+                          scenario (default 8): connect, 32 bytes echoed, close, through
+                          TCP pairs with TLS between the proxies (uses the extra durations)
   --no-extra              only the max-rate and 1KB fixed-rate scenarios
   --only route-rules      only the route-matching scenario: max throughput of a Trellis
                           pair whose route has 50 rules (the request matching the last)
@@ -383,6 +413,7 @@ async function main(): Promise<number> {
       'extra-duration': { type: 'string', default: '5' },
       'extra-warmup': { type: 'string', default: '1' },
       'tcp-connections': { type: 'string', default: String(defaultEchoOptions.connections) },
+      'new-connections': { type: 'string', default: String(defaultNewConnectionOptions.concurrency) },
       'no-extra': { type: 'boolean', default: false },
       only: { type: 'string' },
       'route-rounds': { type: 'string', default: '2' },
@@ -439,6 +470,11 @@ async function main(): Promise<number> {
         connections: num('tcp-connections', values['tcp-connections'], 1, 256),
         chunkBytes: defaultEchoOptions.chunkBytes,
         windowBytes: defaultEchoOptions.windowBytes,
+        durationS: extraDurationS,
+        warmupS: extraWarmupS,
+      },
+      newConnections: {
+        concurrency: num('new-connections', values['new-connections'], 1, 256, true),
         durationS: extraDurationS,
         warmupS: extraWarmupS,
       },
@@ -554,6 +590,7 @@ async function main(): Promise<number> {
 
   const results: TargetResult[] = [];
   const tcpResults: TcpResult[] = [];
+  const newConnectionResults: NewConnectionTargetResult[] = [];
   let routeRules: RouteRulesResult | undefined;
   let balancing: BalancingResult | undefined;
   try {
@@ -574,9 +611,25 @@ async function main(): Promise<number> {
       }
     }
 
+    // One PKI for the TLS peers, made when the first of them starts.
+    let material: TlsMaterial | undefined;
+    const tls = (): TlsMaterial => {
+      if (!material) {
+        const tdir = path.join(dir, 'tls');
+        mkdirSync(tdir, { recursive: true });
+        material = makeTlsMaterial(tdir);
+      }
+      return material;
+    };
     const starters: Record<TargetName, () => Promise<Target>> = {
       direct: async () => ({ name: 'direct', url: upstream.url, stop: async () => {} }),
       trellis: () => startTrellisPair(procs, repoRoot, dir, upstream.port),
+      'trellis-plain': () => startTrellisPair(procs, repoRoot, dir, upstream.port, 'http', PLAINTEXT_VARIANT),
+      'nginx-tls': () => startNginxTlsPair(procs, bins, dir, upstream.port, tls()),
+      'haproxy-tls': async () => {
+        if (!bins.haproxy) throw new Error('haproxy not found');
+        return startHaproxyTlsPair(procs, bins, dir, upstream.port, tls());
+      },
       baseline: async () => {
         if (!baseline) throw new Error('no --baseline');
         // Its own folder for its mesh file and logs, beside this checkout's pair's.
@@ -684,7 +737,55 @@ async function main(): Promise<number> {
         tcpResults.push(r);
         await target.stop();
       }
+      if (settings.newConnections) await runNewConnectionScenario(echo, settings.newConnections);
       await echo.stop();
+    }
+
+    /**
+     * The new-connection (handshake) rate: each target its own TCP pair in front of the
+     * echo server, one at a time; every client connection is a new connection between
+     * the two proxies, so with TLS between them every one is a handshake.
+     */
+    async function runNewConnectionScenario(echo: Target & { port: number }, n: NonNullable<Settings['newConnections']>): Promise<void> {
+      const names = (Object.keys(NEW_CONNECTION_PATHS) as NewConnectionTarget[]).filter((name) => order.includes(name) || name === 'direct');
+      const starters: Record<NewConnectionTarget, () => Promise<Target>> = {
+        direct: async () => ({ name: 'direct', url: echo.url, stop: async () => {} }),
+        trellis: () => startTrellisPair(procs, repoRoot, dir, echo.port, 'tcp'),
+        'trellis-plain': () => startTrellisPair(procs, repoRoot, dir, echo.port, 'tcp', PLAINTEXT_VARIANT),
+        'nginx-tls': () => startNginxTlsTcpPair(procs, bins, dir, echo.port, tls()),
+        'haproxy-tls': async () => {
+          if (!bins.haproxy) throw new Error('haproxy not found');
+          return startHaproxyTlsTcpPair(procs, bins, dir, echo.port, tls());
+        },
+      };
+      for (const name of names) {
+        log(`${name}: new connections: starting (${NEW_CONNECTION_PATHS[name]})`);
+        let target: Target;
+        try {
+          target = await starters[name]();
+        } catch (e) {
+          const reason = (e as Error).message.replace(/\s+/g, ' ').slice(0, 300);
+          log(`${name}: new connections unavailable: ${reason}`);
+          newConnectionResults.push({ name, path: NEW_CONNECTION_PATHS[name], unavailable: reason });
+          continue;
+        }
+        const r: Mutable<NewConnectionTargetResult> = { name, path: NEW_CONNECTION_PATHS[name] };
+        try {
+          log(`${name}: new connections, ${n.concurrency} at once, ${n.warmupS}s warm-up + ${n.durationS}s`);
+          const before = sampleCpu(procs.groups);
+          r.result = await runNewConnections({
+            port: tcpPort(target.url),
+            concurrency: n.concurrency,
+            durationMs: n.durationS * 1000,
+            warmupMs: n.warmupS * 1000,
+          });
+          r.cpu = cpuBetween(before, sampleCpu(procs.groups));
+        } catch (e) {
+          r.error = (e as Error).message;
+        }
+        newConnectionResults.push(r);
+        await target.stop();
+      }
     }
   } catch (e) {
     log(`failed: ${(e as Error).message}`);
@@ -694,7 +795,7 @@ async function main(): Promise<number> {
   await cleanup();
 
   const trellisVersion = (JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version?: string }).version ?? 'unknown';
-  const { goals, warnings } = evaluate(results, settings, tcpResults);
+  const { goals, warnings } = evaluate(results, settings, tcpResults, newConnectionResults);
   const now = new Date();
   const report: BenchReport = {
     time: now.toISOString(),
@@ -717,6 +818,7 @@ async function main(): Promise<number> {
     maxRateVsNginx: maxRateRatios(results),
     ...(baseline ? { baseline: baseline.info, maxRateVsBaseline: maxRateVsBaseline(results) } : {}),
     ...(settings.tcp ? { tcp: tcpResults } : {}),
+    ...(settings.newConnections ? { newConnections: newConnectionResults } : {}),
     ...(routeRules ? { routeRules } : {}),
     ...(balancing ? { balancing } : {}),
     goals,

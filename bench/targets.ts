@@ -280,7 +280,7 @@ export async function waitForEcho(port: number, watch: readonly Managed[], timeo
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
-function nginxHead(dir: string, name: string, loadModule?: string): string {
+export function nginxHead(dir: string, name: string, loadModule?: string): string {
   // Run as root when we are root so workers can use the 0700 temp folder.
   return `${loadModule ? `load_module ${loadModule};\n` : ''}${isRoot ? 'user root;\n' : ''}worker_processes 1;
 daemon off;
@@ -291,7 +291,7 @@ events { worker_connections 4096; }
 `;
 }
 
-function nginxMain(dir: string, name: string, http: string): string {
+export function nginxMain(dir: string, name: string, http: string): string {
   return `${nginxHead(dir, name)}http {
   access_log off;
   client_body_temp_path ${dir}/${name}-client-body;
@@ -371,7 +371,7 @@ function nginxProxyServer(listen: number, next: number): string {
  * Two proxies in a row: the inbound one (towards the backend) on `inner`, the outbound
  * one (the client's) on `outer`; if the second cannot start, the first is stopped.
  */
-async function startPair(
+export async function startPair(
   procs: Processes,
   name: 'nginx' | 'haproxy',
   scheme: 'http' | 'tcp',

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { FixedRateResult } from '../../bench/fixed-rate.js';
 import type { EchoResult } from '../../bench/tcp-echo.js';
+import type { NewConnectionResult } from '../../bench/new-connections.js';
 import {
   evaluate,
   formatReport,
@@ -17,6 +18,7 @@ import {
   scenarioTitle,
   type BaselineInfo,
   type BenchReport,
+  type NewConnectionTargetResult,
   type ProxyResources,
   type Settings,
   type TargetResult,
@@ -359,4 +361,52 @@ describe('bench report with a baseline build (--baseline)', () => {
     assert.doesNotMatch(text, /baseline|A\/B/);
     assert.deepEqual(maxRateVsBaseline(rs), {});
   });
+
+  it('compares the mTLS pair with the TLS peers and the plaintext pair with the plaintext ones, with goals for each', () => {
+    const rs: TargetResult[] = [
+      { name: 'direct', path: '', ...rounds(60000, 60000, 60000), fixedRate: fixed(800) },
+      { name: 'trellis', path: '', ...rounds(7000, 7200, 6800), fixedRate: fixed(1500) },
+      { name: 'trellis-plain', path: '', ...rounds(9000, 9000, 9000), fixedRate: fixed(1200) },
+      { name: 'nginx', path: '', ...rounds(15000, 15000, 15000), fixedRate: fixed(1000) },
+      { name: 'nginx-tls', path: '', ...rounds(10000, 10000, 10000), fixedRate: fixed(1100) },
+      { name: 'haproxy-tls', path: '', ...rounds(14000, 14400, 13600), fixedRate: fixed(1100) },
+    ];
+    const newConnections: NewConnectionTargetResult[] = [
+      { name: 'direct', path: '', result: conns(20000) },
+      { name: 'trellis', path: '', result: conns(1500) },
+      { name: 'nginx-tls', path: '', result: conns(3000) },
+      { name: 'haproxy-tls', path: '', unavailable: 'haproxy not found' },
+    ];
+    const s2: Settings = { ...settings, newConnections: { concurrency: 8, durationS: 5, warmupS: 1 } };
+    const { goals, warnings } = evaluate(rs, s2, [], newConnections);
+    const byGoal = new Map(goals.map((g) => [g.name, g]));
+    assert.equal(byGoal.get('trellis-plain/nginx max throughput')?.measured, '0.60 (rounds 0.60, 0.60, 0.60)');
+    assert.equal(byGoal.get('trellis (mTLS)/nginx-tls max throughput')?.measured, '0.70 (rounds 0.70, 0.72, 0.68)');
+    assert.equal(byGoal.get('trellis (mTLS)/nginx-tls max throughput')?.met, true);
+    assert.equal(byGoal.get('added p99 at 1000 rps (trellis-plain)')?.measured, '0.40 ms');
+    assert.equal(byGoal.get('added p99 at 1000 rps (trellis, mTLS)')?.measured, '0.70 ms');
+    assert.equal(byGoal.get('added p99 at 1000 rps (trellis, mTLS)')?.met, true);
+    const text = formatReport({ ...report(rs, undefined, s2), newConnections, goals, warnings });
+    assert.match(text, /trellis\/nginx-tls\s+0\.70 \(rounds 0\.70, 0\.72, 0\.68\)/);
+    assert.match(text, /trellis\/haproxy-tls\s+0\.50/);
+    assert.match(text, /trellis\/trellis-plain\s+0\.78/);
+    assert.match(text, /new connections through a TCP pair\s+direct\s+20,000/);
+    assert.match(text, /trellis\s+1,500 .* 0\.50x/);
+    assert.match(text, /haproxy-tls\s+unavailable: haproxy not found/);
+  });
+
+  it('keeps the old goals when there is no plaintext pair', () => {
+    const rs: TargetResult[] = [
+      { name: 'direct', path: '', ...rounds(60000), fixedRate: fixed(800) },
+      { name: 'trellis', path: '', ...rounds(9000), fixedRate: fixed(2300) },
+      { name: 'nginx', path: '', ...rounds(15000), fixedRate: fixed(1500) },
+    ];
+    const names = evaluate(rs, settings).goals.map((g) => g.name);
+    assert.deepEqual(names, ['trellis/nginx max throughput', 'added p99 at 1000 rps (trellis)', 'trellis sidecar RSS']);
+  });
 });
+
+function conns(perSecond: number): NewConnectionResult {
+  const lat = { count: perSecond * 5, p50: 400, p90: 600, p99: 900, p999: 1200, max: 2000, mean: 450 };
+  return { concurrency: 8, durationMs: 5000, completed: perSecond * 5, perSecond, latencyUs: lat, errors: 0 };
+}
