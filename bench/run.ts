@@ -64,6 +64,7 @@ import { makeTlsMaterial, startHaproxyTlsPair, startHaproxyTlsTcpPair, startNgin
 import { formatRouteRules, runRouteRules, type RouteRulesResult } from './route-rules.js';
 import { formatBalancing, runBalancing, type BalancingResult } from './balancing.js';
 import { runWrk, type WrkResult } from './wrk.js';
+import { formatScale, runScale, type ScaleResult } from './scale.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -142,6 +143,15 @@ const USAGE = `usage: node dist/bench/run.js [options]
                           --balancing-connections; --duration, --warmup), with the
                           RoundRobin balancer and with PeakEWMA: p50, p99 and the slow
                           instance's share (the full run uses the extra durations)
+  --only scale            only the control plane at scale: N simulated proxies on the real
+                          stream protocol against a real \`trellis control\`: registration
+                          time, snapshots per proxy, bytes sent, a route change's fan-out
+                          (p50 and until every caller has it), the control plane's RSS,
+                          CPU and worst /healthz answer time (bench/scale.ts)
+  --scale-proxies LIST    the sizes, comma-separated (default 100,500,1000)
+  --scale-services N      services the proxies are spread over (default 10)
+  --scale-calls N         upstreams each service calls (default 5)
+  --scale-timeout S       a phase that has not settled by then is reported so (default 120)
   --balancing-rate R      requests per second of the balancing scenario (default 500)
   --balancing-connections N  its keep-alive connections (default 50)
   --route-rounds N        alternating runs per variant in the route-matching scenario,
@@ -419,6 +429,10 @@ async function main(): Promise<number> {
       'route-rounds': { type: 'string', default: '2' },
       'balancing-rate': { type: 'string', default: '500' },
       'balancing-connections': { type: 'string', default: '50' },
+      'scale-proxies': { type: 'string', default: '100,500,1000' },
+      'scale-services': { type: 'string', default: '10' },
+      'scale-calls': { type: 'string', default: '5' },
+      'scale-timeout': { type: 'string', default: '120' },
       targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
       baseline: { type: 'string' },
       'baseline-ref': { type: 'string' },
@@ -537,6 +551,18 @@ async function main(): Promise<number> {
         settings: { durationS: settings.wrk.durationS, warmupS: settings.wrk.warmupS, ...balancingLoad },
         result: { balancing },
       };
+    },
+    scale: async () => {
+      const sizes = values['scale-proxies'].split(',').map((v) => num('scale-proxies', v.trim(), 1, 5000, true));
+      const scaleSettings = {
+        services: num('scale-services', values['scale-services'], 2, 1000, true),
+        calls: num('scale-calls', values['scale-calls'], 1, 100, true),
+        quietMs: 3000,
+        phaseTimeoutMs: num('scale-timeout', values['scale-timeout'], 10, 3600) * 1000,
+      };
+      const results: ScaleResult[] = [];
+      for (const proxies of sizes) results.push(await runScale({ repoRoot, dir, proxies, ...scaleSettings, log }));
+      return { text: `${formatScale(results)}\n`, settings: { sizes, ...scaleSettings }, result: { scale: results } };
     },
     'route-rules': async () => {
       const upstream = await startUpstream(procs, bins, dir);
