@@ -20,7 +20,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
+import type net from 'node:net';
 import path from 'node:path';
 import { BOOTSTRAP_SECRET_ENV, mintCredential, newBootstrapSecret } from '../src/security/bootstrap-credential.js';
 import { freePort } from './targets.js';
@@ -269,7 +269,10 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     for (let i = 0; ; i++) {
       const ok = await new Promise<boolean>((r) => {
         http
-          .get({ host: '127.0.0.1', port: cpPort, path: '/healthz', agent: false }, (res) => r((res.resume(), res.statusCode === 200)))
+          .get({ host: '127.0.0.1', port: cpPort, path: '/healthz', agent: false }, (res) => {
+            res.resume();
+            r(res.statusCode === 200);
+          })
           .on('error', () => r(false));
       });
       if (ok) break;
