@@ -2,6 +2,7 @@
 // the stream's door, and what the CA signed or refused. Labels are fixed words chosen
 // here, never values a proxy sent.
 import { createRequire } from 'node:module';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type * as PromClient from 'prom-client';
 
 const requireCjs = createRequire(import.meta.url);
@@ -42,7 +43,22 @@ export class ControlMetrics {
     registers: [this.#registry],
   });
 
+  /**
+   * How long the event loop was blocked (issue 17: a control plane that stalls delays
+   * every ACK, admin answer and health check). Sampled every 10 ms by Node's own
+   * monitor; each scrape reads the p50, p99 and max since the scrape before, and resets.
+   */
+  readonly #loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  readonly #loopDelayGauge = new client.Gauge({
+    name: 'trellis_control_event_loop_delay_seconds',
+    help: "The control plane's event-loop delay since the previous scrape: quantile 0.5, 0.99 and 1 (the longest block).",
+    labelNames: ['quantile'],
+    registers: [this.#registry],
+    collect: () => this.#collectLoopDelay(),
+  });
+
   constructor() {
+    this.#loopDelay.enable();
     for (const reason of ['missing', 'wrong']) this.#helloRefused.inc({ reason }, 0);
     for (const reason of ['invalid', 'ca-unavailable', 'busy']) this.#csrRefused.inc({ reason }, 0);
   }
@@ -57,6 +73,21 @@ export class ControlMetrics {
 
   csrRefused(reason: CsrRefusal): void {
     this.#csrRefused.inc({ reason });
+  }
+
+  #collectLoopDelay(): void {
+    const h = this.#loopDelay;
+    // Before the first sample the histogram reads a huge min/max; report 0 then.
+    const seconds = (ns: number): number => (h.count > 0 && Number.isFinite(ns) ? ns / 1e9 : 0);
+    this.#loopDelayGauge.set({ quantile: '0.5' }, seconds(h.percentile(50)));
+    this.#loopDelayGauge.set({ quantile: '0.99' }, seconds(h.percentile(99)));
+    this.#loopDelayGauge.set({ quantile: '1' }, seconds(h.max));
+    h.reset();
+  }
+
+  /** Stops the event-loop monitor (the control plane is closing). */
+  close(): void {
+    this.#loopDelay.disable();
   }
 
   get contentType(): string {

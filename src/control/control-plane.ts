@@ -180,6 +180,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   } catch (err) {
     clearInterval(caTimer);
     watcher.close();
+    metrics.close();
     await lastGood?.flush();
     throw err;
   }
@@ -208,6 +209,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         watcher.close();
         checker.stop();
         distributor.stop();
+        metrics.close();
         server.close(() => resolve());
         server.closeAllConnections();
       }).then(() => lastGood?.flush());

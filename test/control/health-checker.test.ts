@@ -103,12 +103,14 @@ test('an HTTP check that gets no answer in time fails with a timeout', async (t)
     server.close();
   });
   const accepted = new Promise((r) => server.once('connection', r));
-  // The probe's timeout on a mock clock: it fires when 100 ms have passed, not before,
+  // The probe's timeout on a mock clock: it fires when 100 ms have passed since the request went out, not before,
   // however slow the machine (the sockets stay real).
   t.mock.timers.enable({ apis: ['setTimeout'] });
   let settled: CheckResult | undefined;
   const probe = probeHttp({ host: '127.0.0.1', port: (server.address() as AddressInfo).port }, '/healthz', undefined, 100).then((r) => (settled = r));
   await accepted;
+  // The deadline runs from the connection's open (when the request is written): let the client see it.
+  await flush();
   t.mock.timers.tick(99);
   await flush();
   assert.equal(settled, undefined, 'still waiting 1 ms before the timeout');

@@ -14,6 +14,12 @@ import type { HealthState, Instance, MeshModel } from '../model.js';
 export interface CheckResult {
   readonly ok: boolean;
   readonly error?: string;
+  /**
+   * The probe timed out only as far as a checker that was not watching can tell: its
+   * own event loop was blocked past the deadline (a long compile, a GC pause), so the
+   * app may well have answered in time. Such a result moves no health state.
+   */
+  readonly inconclusive?: boolean;
 }
 
 /** Probes one address once; never rejects. */
@@ -34,6 +40,55 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * How late a probe's timer may fire before the checker counts itself as stalled: a
+ * timer runs late only when this thread's event loop was blocked, and a timeout it was
+ * not watching for proves nothing about the app.
+ */
+const STALL_MS = 100;
+
+/**
+ * A probe's deadline that the checker's own stalls cannot fake (issue 17: thousands of
+ * healthy apps were marked unhealthy while the control plane's event loop was blocked).
+ * When the timer fires, the verdict waits for `setImmediate`: after a blocked stretch,
+ * Node runs expired timers before it polls the sockets, so an answer that arrived
+ * meanwhile is read first and wins. A timer that fired more than {@link STALL_MS} late
+ * makes the timeout inconclusive. `restart()` starts the deadline anew (when the
+ * connection opens: the timeout runs from the request's write, not the probe's start).
+ */
+class ProbeDeadline {
+  readonly #ms: number;
+  readonly #onTimeout: (inconclusive: boolean) => void;
+  #timer: NodeJS.Timeout | undefined;
+  #due = 0;
+  /** Bumped by restart() and clear(), so a verdict pending from an earlier timer is dropped. */
+  #generation = 0;
+
+  constructor(ms: number, onTimeout: (inconclusive: boolean) => void) {
+    this.#ms = ms;
+    this.#onTimeout = onTimeout;
+    this.restart();
+  }
+
+  restart(): void {
+    this.clear();
+    const generation = this.#generation;
+    this.#due = performance.now() + this.#ms;
+    this.#timer = setTimeout(() => {
+      const late = performance.now() - this.#due;
+      setImmediate(() => {
+        if (generation === this.#generation) this.#onTimeout(late > STALL_MS);
+      });
+    }, this.#ms);
+  }
+
+  clear(): void {
+    this.#generation++;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}
+
 /** `GET path` against the app; healthy on the expected status, or on any 2xx if none is set. */
 export function probeHttp(target: HostPort, path: string, expectedStatus: number | undefined, timeoutMs: number): Promise<CheckResult> {
   return new Promise((resolve) => {
@@ -41,7 +96,7 @@ export function probeHttp(target: HostPort, path: string, expectedStatus: number
     const finish = (result: CheckResult): void => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
+      deadline.clear();
       resolve(result);
     };
     const req = http.request(
@@ -54,10 +109,12 @@ export function probeHttp(target: HostPort, path: string, expectedStatus: number
         req.destroy();
       },
     );
-    const timer = setTimeout(() => {
-      finish({ ok: false, error: `GET ${path}: no response within ${timeoutMs} ms` });
+    const deadline = new ProbeDeadline(timeoutMs, (inconclusive) => {
+      finish({ ok: false, error: `GET ${path}: no response within ${timeoutMs} ms`, ...(inconclusive ? { inconclusive } : {}) });
       req.destroy();
-    }, timeoutMs);
+    });
+    // The request is written once the connection opens: from then on the app has timeoutMs to answer.
+    req.once('socket', (socket) => socket.once('connect', () => !done && deadline.restart()));
     req.on('error', (err) => finish({ ok: false, error: `GET ${path}: ${describe(err)}` }));
     req.end();
   });
@@ -70,12 +127,14 @@ export function probeTcp(target: HostPort, timeoutMs: number): Promise<CheckResu
     const finish = (result: CheckResult): void => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
+      deadline.clear();
       socket.destroy();
       resolve(result);
     };
     const socket = net.connect({ host: target.host, port: target.port });
-    const timer = setTimeout(() => finish({ ok: false, error: `tcp connect: no answer within ${timeoutMs} ms` }), timeoutMs);
+    const deadline = new ProbeDeadline(timeoutMs, (inconclusive) =>
+      finish({ ok: false, error: `tcp connect: no answer within ${timeoutMs} ms`, ...(inconclusive ? { inconclusive } : {}) }),
+    );
     socket.once('connect', () => finish({ ok: true }));
     socket.once('error', (err) => finish({ ok: false, error: `tcp ${describe(err)}` }));
   });
@@ -178,6 +237,8 @@ export class HealthChecker {
     if (this.#model.instance(id) !== instance) return undefined;
     const prev = this.#model.health(id);
     if (!prev) return undefined;
+    // The checker stalled past the deadline: it cannot tell a slow app from its own pause.
+    if (result.inconclusive === true) return prev;
     const next = nextHealth(prev, result, health, this.#model.now());
     this.#model.setHealth(id, next);
     if (next.status !== prev.status) {
