@@ -120,6 +120,11 @@ export const ERRORS = {
     message:
       "the control plane refused the admin credential ({reason}); use the token in the state folder of the control plane at this address (<state>/control/admin-token), or its --admin-token-file",
   },
+  TRELLIS_E_ADMIN_LOOPBACK_ONLY: {
+    token: 'admin-loopback-only',
+    status: 403,
+    message: "a proxy's admin server shows {path} only on this machine (loopback); /metrics and /ready are open to any address",
+  },
   TRELLIS_E_BODY_TOO_LARGE: { token: 'body-too-large', status: 413, message: 'the request body is over {limit} bytes' },
   TRELLIS_E_UPGRADE_REQUIRED: { token: 'upgrade-required', status: 426, message: 'the proxy stream needs Connection: Upgrade and Upgrade: {protocol}' },
   // traffic shifting (trellis route weights, trellis canary)
