@@ -118,7 +118,7 @@ export const ERRORS = {
     token: 'admin-credential-refused',
     status: 403,
     message:
-      "the control plane refused the admin credential ({reason}); use the token in the state folder of the control plane at this address (<state>/control/admin-token), or its --admin-token-file",
+      'the control plane refused the admin credential ({reason}); use the token in the state folder of the control plane at this address (<state>/control/admin-token), or its --admin-token-file',
   },
   TRELLIS_E_ADMIN_LOOPBACK_ONLY: {
     token: 'admin-loopback-only',

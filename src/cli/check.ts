@@ -48,7 +48,14 @@ async function get<T>(target: AdminTarget, path: string): Promise<T> {
 /** Every check of the mesh behind `target`, in order; stops early when the control plane is unreachable or refuses the token. */
 export async function checkMesh(target: AdminTarget, now: () => number = Date.now, settleMs = SETTLE_MS): Promise<CheckResult[]> {
   const down = await reachable(target);
-  if (down !== undefined) return [{ level: 'fail', what: `the control plane does not answer at ${target.url}: ${down}`, details: ['is `trellis up` or `trellis control` running? (--control URL)'] }];
+  if (down !== undefined)
+    return [
+      {
+        level: 'fail',
+        what: `the control plane does not answer at ${target.url}: ${down}`,
+        details: ['is `trellis up` or `trellis control` running? (--control URL)'],
+      },
+    ];
   const results: CheckResult[] = [{ level: 'ok', what: `control plane answers at ${target.url}`, details: [] }];
   let proxies: ProxyView[];
   try {

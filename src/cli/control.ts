@@ -7,14 +7,7 @@ import { startControlPlane, type ControlPlane } from '../control/control-plane.j
 import type { ConfigProblem } from '../api/admin.js';
 import { parseFlags, parseHostPort } from './args.js';
 import { loadBootstrapSecret } from '../control/ca/bootstrap-secret.js';
-import {
-  ADMIN_TOKEN_ENV,
-  adminTokenFile,
-  loadOrCreateAdminToken,
-  readAdminTokenFile,
-  registerControl,
-  unregisterControl,
-} from '../security/admin-token.js';
+import { ADMIN_TOKEN_ENV, adminTokenFile, loadOrCreateAdminToken, readAdminTokenFile, registerControl, unregisterControl } from '../security/admin-token.js';
 
 export const help = `Usage: trellis control [--config PATH]... [PATH...] [options]
 
@@ -129,12 +122,12 @@ export async function run(argv: string[]): Promise<number> {
 
   if (tokenFile !== undefined) {
     await registerControl(plane.url, tokenFile).catch((err: unknown) =>
-      process.stderr.write(`trellis control: could not leave the admin token's location for the CLI (${err instanceof Error ? err.message : String(err)}); give it --admin-token-file ${tokenFile}\n`),
+      process.stderr.write(
+        `trellis control: could not leave the admin token's location for the CLI (${err instanceof Error ? err.message : String(err)}); give it --admin-token-file ${tokenFile}\n`,
+      ),
     );
   }
-  process.stdout.write(
-    `trellis control: listening on ${plane.url} (proxies: --control ${plane.url}; admin token: ${tokenFile ?? `$${ADMIN_TOKEN_ENV}`})\n`,
-  );
+  process.stdout.write(`trellis control: listening on ${plane.url} (proxies: --control ${plane.url}; admin token: ${tokenFile ?? `$${ADMIN_TOKEN_ENV}`})\n`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

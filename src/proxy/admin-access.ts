@@ -31,7 +31,7 @@ export function isLoopbackAddress(address: string | undefined): boolean {
 /** Undefined when the request may be answered; else the error to answer it with. */
 export function adminRefusal(req: IncomingMessage, path: string): TrellisError | undefined {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
-    return new TrellisError('TRELLIS_E_METHOD_NOT_ALLOWED', { path, allowed: 'GET or HEAD (a proxy\'s admin server is read-only)', method: req.method });
+    return new TrellisError('TRELLIS_E_METHOD_NOT_ALLOWED', { path, allowed: "GET or HEAD (a proxy's admin server is read-only)", method: req.method });
   }
   if (PUBLIC_ADMIN_PATHS.has(path) || isLoopbackAddress(req.socket.remoteAddress)) return undefined;
   return new TrellisError('TRELLIS_E_ADMIN_LOOPBACK_ONLY', { path });

@@ -72,7 +72,10 @@ test('`trellis control` keeps the admin token 0600 and `trellis status` finds it
   const elsewhere = await cli(['route', 'weights', 'backend', '--control', url], { ...env, [TRELLIS_HOME_ENV]: join(files.dir, 'other-home') });
   assert.equal(elsewhere.code, 1);
   assert.match(elsewhere.stderr, /needs its token \(the request has no Authorization header\)/);
-  const byFile = await cli(['route', 'weights', 'backend', '--control', url, '--admin-token-file', tokenFile], { ...env, [TRELLIS_HOME_ENV]: join(files.dir, 'other-home') });
+  const byFile = await cli(['route', 'weights', 'backend', '--control', url, '--admin-token-file', tokenFile], {
+    ...env,
+    [TRELLIS_HOME_ENV]: join(files.dir, 'other-home'),
+  });
   assert.equal(byFile.code, 0, byFile.stderr);
   const noFile = await cli(['status', '--control', url, '--admin-token-file', join(files.dir, 'nope')], env);
   assert.equal(noFile.code, 2);

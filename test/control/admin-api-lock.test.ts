@@ -52,7 +52,12 @@ after(async () => {
   await files?.remove();
 });
 
-async function call(method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<{ status: number; headers: Headers; body: string }> {
+async function call(
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<{ status: number; headers: Headers; body: string }> {
   const res = await fetch(`${plane.url}${path}`, { method, headers, ...(body !== undefined ? { body } : {}) });
   return { status: res.status, headers: res.headers, body: await res.text() };
 }
@@ -72,7 +77,7 @@ test('an anonymous PUT of the weights is 401 and changes nothing; a wrong token 
   const wrongBody = JSON.parse(wrong.body) as { code: 'TRELLIS_E_ADMIN_CREDENTIAL_REFUSED'; message: string; params: Record<string, unknown> };
   assert.equal(wrongBody.code, 'TRELLIS_E_ADMIN_CREDENTIAL_REFUSED');
   assert.equal(ERRORS[wrongBody.code].status, 403);
-  assert.equal(wrongBody.message, new TrellisError(wrongBody.code, wrongBody.params).message, 'the message is the table\'s');
+  assert.equal(wrongBody.message, new TrellisError(wrongBody.code, wrongBody.params).message, "the message is the table's");
 
   const basic = await call('GET', '/v1/services', { authorization: `Basic ${Buffer.from(`admin:${TOKEN}`).toString('base64')}` });
   assert.equal(basic.status, 403, 'another scheme is a wrong credential');
@@ -154,7 +159,11 @@ test('refusal log lines are limited to 20 a minute, the rest counted in one line
   now += 60_000;
   assert.equal(auth.check(req(), '/v1/services\u001b[31m')?.status, 401);
   assert.equal(lines[REFUSAL_LOG_PER_MINUTE], 'control: admin API: 30 more refusals not logged in the last minute');
-  assert.equal(lines.at(-1), 'control: admin API: refused GET /v1/services?[31m from 127.0.0.1: no credential (401)', 'control characters of the path are not logged');
+  assert.equal(
+    lines.at(-1),
+    'control: admin API: refused GET /v1/services?[31m from 127.0.0.1: no credential (401)',
+    'control characters of the path are not logged',
+  );
   assert.equal(auth.check(req(`Bearer ${TOKEN}`), '/v1/services'), undefined);
   assert.equal(auth.check(req(`bearer   ${TOKEN}  `), '/v1/services'), undefined, 'the scheme is case-insensitive');
   assert.equal(auth.check(req(), '/healthz'), undefined);

@@ -62,7 +62,12 @@ export class AdminAuth {
     }
     const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
     if (m === null) {
-      return this.#refuse(req, path, 'wrong', new TrellisError('TRELLIS_E_ADMIN_CREDENTIAL_REFUSED', { reason: 'the Authorization header is not a Bearer token' }));
+      return this.#refuse(
+        req,
+        path,
+        'wrong',
+        new TrellisError('TRELLIS_E_ADMIN_CREDENTIAL_REFUSED', { reason: 'the Authorization header is not a Bearer token' }),
+      );
     }
     if (!this.#check.matches(m[1]!)) {
       return this.#refuse(req, path, 'wrong', new TrellisError('TRELLIS_E_ADMIN_CREDENTIAL_REFUSED', { reason: 'the bearer token is not the admin token' }));
