@@ -183,6 +183,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const weights = new WeightsApi({ model, log, reload: () => watcher.reload() });
   const adminToken = opts.adminToken ?? newAdminToken();
   const auth = new AdminAuth({ token: adminToken, metrics, log });
+  // Requests proxies make (not the admin API's users) go before the admin handler, checked by
+  // their bootstrap credential, not the admin token (admin-auth.ts says why): the stream's upgrade below.
   const server = http.createServer(createAdminHandler({ model, formatProblem, weights, identity, metrics, auth }));
   server.on('upgrade', (req, socket, head) => distributor.handleUpgrade(req, socket, head));
   server.on('clientError', (_err, socket) => socket.destroy());

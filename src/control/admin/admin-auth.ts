@@ -16,7 +16,13 @@ import { TrellisError } from '../../errors.js';
 import { AdminTokenCheck } from '../../security/admin-token.js';
 import type { AdminRefusal, ControlMetrics } from '../control-metrics.js';
 
-/** Paths anyone may read: liveness only (the runner and supervisors poll it before any credential is at hand). */
+/**
+ * Paths anyone may read: liveness only (the runner and supervisors poll it before any
+ * credential is at hand). Paths the proxies call (an OTLP receiver for their spans, say)
+ * do not belong here nor behind the admin token, which proxies never hold: serve them
+ * before the admin handler (control-plane.ts, where the stream's upgrade is routed) and
+ * check the caller's bootstrap credential there (src/security/bootstrap-credential.ts).
+ */
 export const OPEN_PATHS: ReadonlySet<string> = new Set(['/healthz']);
 
 /** Refusals logged per minute at most; the rest are counted in one line, and every one in the metric. */
