@@ -631,6 +631,8 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
     });
     const cp = procs.start('trellis control', node, [trellis, 'control', '--config', meshFile, '--admin', `127.0.0.1:${cpPort}`], tdir, {
       [BOOTSTRAP_SECRET_ENV]: secret,
+      // The pointer to its admin token (for the CLI) goes in the run's folder, not the user's ~/.trellis.
+      TRELLIS_HOME: path.join(tdir, 'home'),
     });
     started.push(cp);
     await waitForHealthz(`${control}/healthz`, cp, 10_000);

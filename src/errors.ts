@@ -108,6 +108,23 @@ export const ERRORS = {
     status: 403,
     message: 'the admin API does not take changes from web pages (the request has an Origin header)',
   },
+  TRELLIS_E_ADMIN_CREDENTIAL_MISSING: {
+    token: 'admin-credential-missing',
+    status: 401,
+    message:
+      "the control plane's admin API needs its token ({reason}): send Authorization: Bearer <token>; the CLI reads it from the control plane's state folder (<state>/control/admin-token), --admin-token-file or $TRELLIS_ADMIN_TOKEN",
+  },
+  TRELLIS_E_ADMIN_CREDENTIAL_REFUSED: {
+    token: 'admin-credential-refused',
+    status: 403,
+    message:
+      'the control plane refused the admin credential ({reason}); use the token in the state folder of the control plane at this address (<state>/control/admin-token), or its --admin-token-file',
+  },
+  TRELLIS_E_ADMIN_LOOPBACK_ONLY: {
+    token: 'admin-loopback-only',
+    status: 403,
+    message: "a proxy's admin server shows {path} only on this machine (loopback); /metrics and /ready are open to any address",
+  },
   TRELLIS_E_BODY_TOO_LARGE: { token: 'body-too-large', status: 413, message: 'the request body is over {limit} bytes' },
   TRELLIS_E_UPGRADE_REQUIRED: { token: 'upgrade-required', status: 426, message: 'the proxy stream needs Connection: Upgrade and Upgrade: {protocol}' },
   // traffic shifting (trellis route weights, trellis canary)

@@ -26,6 +26,7 @@ import {
   joinNegativeValues,
   numberFlag,
   resolveTargetFlags,
+  controlTarget,
   TARGET_FLAGS,
   TARGET_FLAGS_HELP,
   TARGET_NUMERIC_FLAGS,
@@ -136,11 +137,6 @@ function cpuTimes(): { busyMs: number; totalMs: number; cores: number; clientUs:
   return { busyMs, totalMs, cores: all.length, clientUs: u.user + u.system };
 }
 
-function controlUrl(v: string): string {
-  const c = v.replace(/\/+$/, '');
-  return /^https?:\/\//.test(c) ? c : `http://${c}`;
-}
-
 /** A step's hop account in --json: ms and cores rounded for reading, null where unknown. */
 function hopsJson(h: HopStep | undefined): unknown {
   if (!h) return null;
@@ -240,7 +236,7 @@ export async function run(argv: string[]): Promise<number> {
   let probe: MeshProbe | undefined;
   if (targetService !== undefined) {
     try {
-      probe = await openMeshProbe(controlUrl(values.control), targetService, values.from);
+      probe = await openMeshProbe(await controlTarget(values), targetService, values.from);
     } catch (err) {
       process.stderr.write(`trellis bench: cannot read the mesh's services for the per-hop account (${(err as Error).message}); running without it\n`);
     }

@@ -11,7 +11,7 @@ import { pickStable, runCanary, type CanaryEvent, type CanaryPlan } from '../can
 import { readProxyMetrics } from '../loadgen/hop-scrape.js';
 import { fetchFailure } from '../loadgen/mesh-target.js';
 import { abortOnSigint, parseDuration, parseFlags } from './args.js';
-import { ackText, adminBase, ADMIN_FLAGS, adminFlagsHelp, applyWeights, readWeights, weightsText, type Weights } from './weights-client.js';
+import { ackText, adminApi, ADMIN_FLAGS, adminFlagsHelp, applyWeights, readWeights, weightsText, type Weights } from './weights-client.js';
 
 export const help = `Usage: trellis canary SERVICE --to VERSION [options]
 
@@ -157,7 +157,7 @@ export async function run(argv: string[]): Promise<number> {
   };
   const maxWaits = wholeNumber(values['max-waits'], '--max-waits', 0);
   const timeoutMs = parseDuration(values.timeout);
-  const base = adminBase(values);
+  const base = await adminApi(values);
 
   const view = await readWeights(base, service);
   if (!view.versions.includes(to)) {
@@ -192,7 +192,7 @@ export async function run(argv: string[]): Promise<number> {
         try {
           return versionReading(await readProxyMetrics(base), service, to);
         } catch (err) {
-          throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: `reading the proxies' metrics: ${fetchFailure(err)}` });
+          throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base.url, reason: `reading the proxies' metrics: ${fetchFailure(err)}` });
         }
       },
       sleep: (ms, signal) => sleep(ms, undefined, { signal }),

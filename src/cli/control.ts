@@ -7,6 +7,7 @@ import { startControlPlane, type ControlPlane } from '../control/control-plane.j
 import type { ConfigProblem } from '../api/admin.js';
 import { parseFlags, parseHostPort } from './args.js';
 import { loadBootstrapSecret } from '../control/ca/bootstrap-secret.js';
+import { ADMIN_TOKEN_ENV, adminTokenFile, loadOrCreateAdminToken, readAdminTokenFile, registerControl, unregisterControl } from '../security/admin-token.js';
 
 export const help = `Usage: trellis control [--config PATH]... [PATH...] [options]
 
@@ -22,9 +23,16 @@ Options:
   --admin [HOST:]PORT    admin API and proxy stream address (default: 127.0.0.1:15000)
   --token T              join token proxies must present (Authorization: Bearer T);
                          default: the TRELLIS_TOKEN environment variable, if set
+  --admin-token-file F   the admin API's token, from this file (see below)
   --state-dir DIR        where the last good config (DIR/control/), the mesh CA (DIR/ca/,
                          key files mode 0600) and the bootstrap secret are kept;
                          default: .trellis beside the first config path, as \`trellis up\`
+
+The admin API (everything but /healthz) needs the admin token as Authorization: Bearer:
+--admin-token-file FILE, else $TRELLIS_ADMIN_TOKEN, else DIR/control/admin-token (0600,
+made on first start). With a token file, the control plane leaves a pointer to it in
+~/.trellis/controls/ ($TRELLIS_HOME) so that \`trellis status\` and the other commands
+find it for this address with no flag; the pointer goes when it stops.
 
 Proxies must say which instance they are with a bootstrap credential minted from the
 bootstrap secret ($TRELLIS_BOOTSTRAP_SECRET, else DIR/control/bootstrap-secret, made on
@@ -58,6 +66,7 @@ export async function run(argv: string[]): Promise<number> {
       admin: { type: 'string', default: '127.0.0.1:15000' },
       token: { type: 'string' },
       'state-dir': { type: 'string' },
+      'admin-token-file': { type: 'string' },
     },
     true,
     'control',
@@ -70,10 +79,25 @@ export async function run(argv: string[]): Promise<number> {
   const stateDir = values['state-dir'] ?? defaultStateDir(configPaths[0]!);
 
   let plane: ControlPlane;
+  // The admin token's file, when it is in one: the CLI is pointed at it.
+  let tokenFile: string | undefined;
   try {
     const token = values.token ?? process.env.TRELLIS_TOKEN;
     const bootstrapSecret = await loadBootstrapSecret(stateDir);
-    plane = await startControlPlane({ configPaths, admin, stateDir, bootstrapSecret, ...(token ? { token } : {}) });
+    let adminToken: string;
+    const fromEnv = process.env[ADMIN_TOKEN_ENV]?.trim();
+    if (values['admin-token-file'] !== undefined) {
+      tokenFile = values['admin-token-file'];
+      adminToken = await readAdminTokenFile(tokenFile).catch((err: unknown) => {
+        throw new TrellisError('TRELLIS_E_USAGE', { reason: `--admin-token-file: ${err instanceof Error ? err.message : String(err)}` });
+      });
+    } else if (fromEnv) {
+      adminToken = fromEnv;
+    } else {
+      adminToken = await loadOrCreateAdminToken(stateDir);
+      tokenFile = adminTokenFile(stateDir);
+    }
+    plane = await startControlPlane({ configPaths, admin, stateDir, bootstrapSecret, adminToken, ...(token ? { token } : {}) });
   } catch (err) {
     if (err instanceof TrellisError && err.code === 'TRELLIS_E_CONFIG_INVALID') {
       const problems = (err.params.problems ?? []) as ConfigProblem[];
@@ -96,11 +120,19 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
 
-  process.stdout.write(`trellis control: listening on ${plane.url} (proxies: --control ${plane.url})\n`);
+  if (tokenFile !== undefined) {
+    await registerControl(plane.url, tokenFile).catch((err: unknown) =>
+      process.stderr.write(
+        `trellis control: could not leave the admin token's location for the CLI (${err instanceof Error ? err.message : String(err)}); give it --admin-token-file ${tokenFile}\n`,
+      ),
+    );
+  }
+  process.stdout.write(`trellis control: listening on ${plane.url} (proxies: --control ${plane.url}; admin token: ${tokenFile ?? `$${ADMIN_TOKEN_ENV}`})\n`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
   await plane.close();
+  if (tokenFile !== undefined) await unregisterControl(plane.url);
   return 0;
 }

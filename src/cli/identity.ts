@@ -8,6 +8,7 @@ import { loadBootstrapSecret } from '../control/ca/bootstrap-secret.js';
 import { mintCredential } from '../security/bootstrap-credential.js';
 import { certificatesOf, serialOf } from '../security/x509.js';
 import { parseFlags } from './args.js';
+import { ADMIN_TOKEN_FLAGS, adminGetJson, adminTarget, adminTokenHelp, controlUrl, type AdminTarget } from './admin-client.js';
 
 export const help = `Usage: trellis identity [INSTANCE] [--control URL] [--json]
        trellis identity credential --service NAME --id ID [--gateway] [--state-dir DIR]
@@ -25,27 +26,13 @@ $TRELLIS_BOOTSTRAP_SECRET). Treat it as a password.
 Options:
   --control URL   the control plane's admin URL (default: http://127.0.0.1:15000)
   --json          print the admin API's JSON
+${adminTokenHelp(18)}
 `;
 
 const TIMEOUT_MS = 3000;
 
-async function getJson<T>(base: string, path: string): Promise<T | undefined> {
-  let res: Response;
-  try {
-    res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: cause?.code ?? cause?.message ?? String(err) });
-  }
-  if (res.status === 404) {
-    await res.body?.cancel();
-    return undefined;
-  }
-  if (!res.ok) {
-    await res.body?.cancel();
-    throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: `GET ${path} answered ${res.status}` });
-  }
-  return (await res.json()) as T;
+function getJson<T>(target: AdminTarget, path: string): Promise<T | undefined> {
+  return adminGetJson<T>(target, path, TIMEOUT_MS, 'undefined-on-404');
 }
 
 /** "in 15h 58m" / "2d 3h ago". */
@@ -107,6 +94,7 @@ export async function run(argv: string[]): Promise<number> {
       id: { type: 'string' },
       gateway: { type: 'boolean', default: false },
       'state-dir': { type: 'string', default: '.trellis' },
+      ...ADMIN_TOKEN_FLAGS,
     },
     true,
     'identity',
@@ -117,7 +105,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${mintCredential(secret, { kind: values.gateway ? 'gateway' : 'sidecar', service: values.service, id: values.id })}\n`);
     return 0;
   }
-  const base = values.control.replace(/\/+$/, '');
+  const base = await adminTarget(controlUrl(values.control), values);
   const instance = positionals[0];
   if (instance !== undefined) {
     const issued = await getJson<IssuedView>(base, `/v1/identity/${encodeURIComponent(instance)}`);

@@ -8,7 +8,7 @@ import { parseDuration, parseFlags } from './args.js';
 import { table } from './status.js';
 import {
   ackText,
-  adminBase,
+  adminApi,
   ADMIN_FLAGS,
   adminFlagsHelp,
   applyWeights,
@@ -122,7 +122,7 @@ export async function run(argv: string[]): Promise<number> {
     });
   }
   if (!service) throw new TrellisError('TRELLIS_E_USAGE', { reason: 'name the service, e.g. `trellis route weights backend v1=90 v2=10`' });
-  const base = adminBase(values);
+  const base = await adminApi(values);
   const timeoutMs = parseDuration(values.timeout);
   if (rest.length === 0) {
     const view = await readWeights(base, service);

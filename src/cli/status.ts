@@ -1,11 +1,11 @@
 // `trellis status`: one table of a running mesh, read from the control plane's admin API.
-import { TrellisError } from '../errors.js';
 import type { ConfigView, ProxyView, ServiceView } from '../api/admin.js';
 import { DEFAULT_NAMESPACE, splitServiceKey } from '../api/names.js';
 import type { BreakerView, EndpointView } from '../api/views.js';
 import { parseFlags } from './args.js';
+import { ADMIN_TOKEN_FLAGS, adminGetJson, adminTarget, adminTokenHelp, controlUrl, type AdminTarget } from './admin-client.js';
 
-export const help = `Usage: trellis status [--control URL] [--json]
+export const help = `Usage: trellis status [--control URL] [--admin-token-file FILE] [--json]
 
 Shows every service of a running mesh: its versions and instances, where each listens,
 its health, and which config version its proxy has accepted; then the endpoints some
@@ -14,28 +14,13 @@ proxy's outlier detection has ejected and the circuit breakers that are open.
 Options:
   --control URL   the control plane's admin URL (default: http://127.0.0.1:15000)
   --json          print the raw JSON of the admin API instead of a table
+${adminTokenHelp(18)}
 `;
 
 const TIMEOUT_MS = 3000;
 
-async function getJson<T>(base: string, path: string): Promise<T> {
-  let res: Response;
-  try {
-    res = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    const reason = cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err));
-    throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason });
-  }
-  if (!res.ok) {
-    await res.body?.cancel();
-    throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: `GET ${path} answered ${res.status}` });
-  }
-  try {
-    return (await res.json()) as T;
-  } catch {
-    throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: `GET ${path} did not answer JSON` });
-  }
+async function getJson<T>(target: AdminTarget, path: string): Promise<T> {
+  return (await adminGetJson<T>(target, path, TIMEOUT_MS)) as T;
 }
 
 function addr(hp: { host: string; port: number } | null | undefined): string {
@@ -174,12 +159,11 @@ export function renderBalancing(reports: readonly (BalancingReport | { id: strin
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseFlags(
     argv,
-    { control: { type: 'string', default: 'http://127.0.0.1:15000' }, json: { type: 'boolean', default: false } },
+    { control: { type: 'string', default: 'http://127.0.0.1:15000' }, json: { type: 'boolean', default: false }, ...ADMIN_TOKEN_FLAGS },
     false,
     'status',
   );
-  let base = values.control.replace(/\/+$/, '');
-  if (!/^https?:\/\//.test(base)) base = `http://${base}`;
+  const base = await adminTarget(controlUrl(values.control), values);
   const [services, proxies, config] = await Promise.all([
     getJson<{ services: ServiceView[] }>(base, '/v1/services'),
     getJson<{ proxies: ProxyView[] }>(base, '/v1/proxies'),

@@ -8,6 +8,7 @@ import { TrellisError } from '../errors.js';
 import { parseDuration } from './args.js';
 import { resolveServiceTarget } from '../loadgen/mesh-target.js';
 import { parseLoopbackUrl } from '../loadgen/target.js';
+import { ADMIN_TOKEN_FLAGS, adminTarget, adminTokenHelp, controlUrl, type AdminTarget } from './admin-client.js';
 
 /** parseFlags options for the target and request flags; spread them into a command's own. */
 export const TARGET_FLAGS = {
@@ -20,6 +21,7 @@ export const TARGET_FLAGS = {
   http2: { type: 'boolean', default: false },
   from: { type: 'string' },
   control: { type: 'string', default: 'http://127.0.0.1:15000' },
+  ...ADMIN_TOKEN_FLAGS,
 } satisfies NonNullable<ParseArgsConfig['options']>;
 
 /** The help lines of TARGET_FLAGS. */
@@ -33,7 +35,8 @@ export const TARGET_FLAGS_HELP = `  --connections N    HTTP/1.1 keep-alive conne
                      waiting for a connection this long after it was due, fails (default 5s)
   --http2            HTTP/2 with prior knowledge (h2c) over one connection
   --from SERVICE     send from inside the mesh, through SERVICE's sidecar
-  --control URL      the control plane's admin URL (default http://127.0.0.1:15000)`;
+  --control URL      the control plane's admin URL (default http://127.0.0.1:15000)
+${adminTokenHelp(21)}`;
 
 export interface TargetFlagValues {
   readonly connections?: string;
@@ -45,6 +48,12 @@ export interface TargetFlagValues {
   readonly http2: boolean;
   readonly from?: string;
   readonly control: string;
+  readonly 'admin-token-file'?: string | undefined;
+}
+
+/** The control plane of --control, with the admin token found for it. */
+export function controlTarget(values: TargetFlagValues): Promise<AdminTarget> {
+  return adminTarget(controlUrl(values.control), values);
 }
 
 /** What to send and where, ready for runLoad. */
@@ -154,9 +163,8 @@ export async function resolveTargetFlags(command: string, positionals: readonly 
       command,
       `"${target}" is neither an http:// URL nor a service name (a DNS label such as backend, or backend.namespace outside the default namespace, optionally followed by a path: backend/api)`,
     );
-  let control = values.control.replace(/\/+$/, '');
-  if (!/^https?:\/\//.test(control)) control = `http://${control}`;
-  const resolved = await resolveServiceTarget({ control, service: m[1]!, path: m[2] ?? '/', from: values.from });
+  const control = await controlTarget(values);
+  const resolved = await resolveServiceTarget({ control: control.url, token: control.token, service: m[1]!, path: m[2] ?? '/', from: values.from });
   for (const [name, value] of resolved.headers) {
     const i = headers.findIndex(([n]) => n.toLowerCase() === name.toLowerCase());
     if (i >= 0) headers.splice(i, 1);

@@ -7,6 +7,7 @@ import type { ProxyView } from '../api/admin.js';
 import type { CallerVersion, WeightsChange, WeightsView } from '../api/admin.js';
 import type { Weights } from '../api/admin.js';
 import { parseHostPort } from './args.js';
+import { ADMIN_TOKEN_FLAGS, adminFetch, adminTarget, adminTokenHelp, answerError, type AdminTarget } from './admin-client.js';
 
 export type { Weights } from '../control/sources/route-weights.js';
 export type { WeightsView, WeightsChange } from '../api/admin.js';
@@ -15,6 +16,7 @@ export type { WeightsView, WeightsChange } from '../api/admin.js';
 export const ADMIN_FLAGS = {
   admin: { type: 'string' },
   control: { type: 'string' },
+  ...ADMIN_TOKEN_FLAGS,
 } as const;
 
 /** The help lines of {@link ADMIN_FLAGS}, descriptions starting at column `column`. */
@@ -24,6 +26,7 @@ export function adminFlagsHelp(column: number): string {
     row('--admin HOST:PORT', "the control plane's admin API (default 127.0.0.1:15000, where"),
     row('', '`trellis up` and `trellis control` put it)'),
     row('--control URL', 'the same, as a URL (as `trellis status` takes it)'),
+    adminTokenHelp(column),
   ].join('\n');
 }
 
@@ -45,19 +48,17 @@ export function adminBase(values: { admin?: string | undefined; control?: string
   return base;
 }
 
+/** The admin API from --admin or --control, with the token found for it. */
+export function adminApi(values: { admin?: string | undefined; control?: string | undefined; 'admin-token-file'?: string | undefined }): Promise<AdminTarget> {
+  return adminTarget(adminBase(values), values);
+}
+
 /** A request to the admin API; its error answers become the matching TrellisError. */
-async function call<T>(base: string, method: string, path: string, body?: unknown): Promise<T> {
-  let res: Response;
-  try {
-    res = await fetch(`${base}${path}`, {
-      method,
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      ...(body !== undefined ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}),
-    });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    const reason = cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err));
-    throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason });
+async function call<T>(target: AdminTarget, method: string, path: string, body?: unknown): Promise<T> {
+  const base = target.url;
+  const res = await adminFetch(target, path, { method, timeoutMs: REQUEST_TIMEOUT_MS, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+  if (res.status === 401 || res.status === 403) {
+    throw (await answerError(res)) ?? new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: `${method} ${path} answered ${res.status}` });
   }
   let answer: unknown;
   try {
@@ -76,7 +77,7 @@ async function call<T>(base: string, method: string, path: string, body?: unknow
   throw new TrellisError('TRELLIS_E_CONTROL_UNREACHABLE', { url: base, reason: `${method} ${path} answered ${res.status}: ${message ?? ''}` });
 }
 
-export function readWeights(base: string, service: string): Promise<WeightsView> {
+export function readWeights(base: AdminTarget, service: string): Promise<WeightsView> {
   return call<WeightsView>(base, 'GET', `/v1/services/${encodeURIComponent(service)}/weights`);
 }
 
@@ -94,7 +95,7 @@ export interface AppliedWeights {
  * Sets the weights and waits for the ACKs. TRELLIS_E_SNAPSHOT_REJECTED when a proxy
  * NACKs the change, TRELLIS_E_ACK_TIMEOUT when some don't answer within `timeoutMs`.
  */
-export async function applyWeights(base: string, service: string, weights: Weights, timeoutMs: number): Promise<AppliedWeights> {
+export async function applyWeights(base: AdminTarget, service: string, weights: Weights, timeoutMs: number): Promise<AppliedWeights> {
   const t0 = performance.now();
   const change = await call<WeightsChange>(base, 'PUT', `/v1/services/${encodeURIComponent(service)}/weights`, { weights });
   const deadline = t0 + timeoutMs;

@@ -14,6 +14,8 @@ const client = {
 
 /** Why a hello was refused for its credential. */
 export type CredentialRefusal = 'missing' | 'wrong';
+/** Why an admin API request was refused: no credential, or a wrong one. */
+export type AdminRefusal = 'missing' | 'wrong';
 /** Why a CSR was not signed. */
 export type CsrRefusal = 'invalid' | 'ca-unavailable' | 'busy';
 
@@ -22,6 +24,12 @@ export class ControlMetrics {
   readonly #helloRefused = new client.Counter({
     name: 'trellis_control_hello_refused_total',
     help: 'Proxies refused at hello for their bootstrap credential: reason="missing" or "wrong" (not the one of the instance they named).',
+    labelNames: ['reason'],
+    registers: [this.#registry],
+  });
+  readonly #adminRefused = new client.Counter({
+    name: 'trellis_control_admin_refused_total',
+    help: 'Admin API requests refused: reason="missing" (no credential, 401) or "wrong" (a credential that is not the admin token, 403).',
     labelNames: ['reason'],
     registers: [this.#registry],
   });
@@ -60,11 +68,16 @@ export class ControlMetrics {
   constructor() {
     this.#loopDelay.enable();
     for (const reason of ['missing', 'wrong']) this.#helloRefused.inc({ reason }, 0);
+    for (const reason of ['missing', 'wrong']) this.#adminRefused.inc({ reason }, 0);
     for (const reason of ['invalid', 'ca-unavailable', 'busy']) this.#csrRefused.inc({ reason }, 0);
   }
 
   helloRefused(reason: CredentialRefusal): void {
     this.#helloRefused.inc({ reason });
+  }
+
+  adminRefused(reason: AdminRefusal): void {
+    this.#adminRefused.inc({ reason });
   }
 
   issued(): void {

@@ -16,6 +16,8 @@ import { HealthChecker, type HealthCheckerOptions } from './sources/health-check
 import { Distributor } from './distribute/distributor.js';
 import { ConfigWatcher, type ConfigLoader } from './sources/config-watcher.js';
 import { createAdminHandler } from './admin/admin-api.js';
+import { AdminAuth } from './admin/admin-auth.js';
+import { newAdminToken } from '../security/admin-token.js';
 import { WeightsApi } from './admin/weights-api.js';
 import { LastGoodConfig } from './sources/last-good-config.js';
 import { CertificateAuthority, type CertificateAuthorityOptions } from './ca/certificate-authority.js';
@@ -57,6 +59,11 @@ export interface ControlPlaneOptions {
   bootstrapSecret?: string;
   /** The CA's clock and rotation timing (tests); the trust domain and lifetime come from the mesh file. */
   ca?: Pick<CertificateAuthorityOptions, 'now' | 'rootLifetimeMs' | 'issuerLifetimeMs' | 'propagationMs'>;
+  /**
+   * The admin API's bearer token (src/security/admin-token.ts); every path but /healthz
+   * needs it. Absent: one is made in memory ({@link ControlPlane.adminToken} tells it).
+   */
+  adminToken?: string;
   /** Health checker tuning (tests). */
   health?: Pick<HealthCheckerOptions, 'probe' | 'timers' | 'schedule' | 'startupIntervalMs' | 'startupWindowMs'>;
 }
@@ -69,6 +76,8 @@ export interface ControlPlane {
   readonly model: MeshModel;
   readonly identity: IdentityService;
   readonly metrics: ControlMetrics;
+  /** The admin API's token (what `Authorization: Bearer` must carry). */
+  readonly adminToken: string;
   /** The bootstrap credential of one proxy (for tests and `trellis identity credential`). */
   credentialFor(subject: CredentialSubject): string;
   /** Reloads the config files now (the watcher also does this on change). */
@@ -172,7 +181,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ...(opts.resumeWaitMs !== undefined ? { resumeWaitMs: opts.resumeWaitMs } : {}),
   });
   const weights = new WeightsApi({ model, log, reload: () => watcher.reload() });
-  const server = http.createServer(createAdminHandler({ model, formatProblem, weights, identity, metrics }));
+  const adminToken = opts.adminToken ?? newAdminToken();
+  const auth = new AdminAuth({ token: adminToken, metrics, log });
+  // Requests proxies make (not the admin API's users) go before the admin handler, checked by
+  // their bootstrap credential, not the admin token (admin-auth.ts says why): the stream's upgrade below.
+  const server = http.createServer(createAdminHandler({ model, formatProblem, weights, identity, metrics, auth }));
   server.on('upgrade', (req, socket, head) => distributor.handleUpgrade(req, socket, head));
   server.on('clientError', (_err, socket) => socket.destroy());
   try {
@@ -201,6 +214,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     model,
     identity,
     metrics,
+    adminToken,
     credentialFor: (subject) => mintCredential(bootstrapSecret, subject),
     reload: () => watcher.reload(),
     close() {

@@ -3,6 +3,7 @@
 // /metrics, at the start and the end of each step of a sweep. `trellis canary` reads
 // the proxies' metrics through here too.
 import { TrellisError } from '../errors.js';
+import type { AdminTarget } from '../security/admin-token.js';
 import { fetchJson, INGRESS_PROXY, type HostPort } from './mesh-target.js';
 import { proxyCounters, type HopTopology, type MeshCounters, type ProxyCounters } from './hop-metrics.js';
 import { isLoopbackHost } from './target.js';
@@ -53,8 +54,8 @@ export interface ProxyMetricsText {
  * again at every call, so a restarted proxy's new admin port is found). A proxy that
  * does not answer, or is not on loopback, is left out.
  */
-export async function readProxyMetrics(control: string): Promise<ProxyMetricsText[]> {
-  const { proxies } = (await fetchJson(`${control.replace(/\/+$/, '')}/v1/proxies`)) as { proxies: ProxyEntry[] };
+export async function readProxyMetrics(control: AdminTarget): Promise<ProxyMetricsText[]> {
+  const { proxies } = (await fetchJson(`${control.url.replace(/\/+$/, '')}/v1/proxies`, control.token)) as { proxies: ProxyEntry[] };
   const read = await Promise.all(
     proxies.map(async (p): Promise<ProxyMetricsText | undefined> => {
       const url = p.admin ? adminUrl(p.admin) : undefined;
@@ -73,9 +74,9 @@ export async function readProxyMetrics(control: string): Promise<ProxyMetricsTex
  * The probe of the mesh behind `control`, for load on `target` entering by `from`'s
  * sidecar (or the ingress gateway).
  */
-export async function openMeshProbe(control: string, target: string, from: string | undefined): Promise<MeshProbe> {
-  const base = control.replace(/\/+$/, '');
-  const { services } = (await fetchJson(`${base}/v1/services`)) as { services: ServiceEntry[] };
+export async function openMeshProbe(control: AdminTarget, target: string, from: string | undefined): Promise<MeshProbe> {
+  const base = { url: control.url.replace(/\/+$/, ''), token: control.token };
+  const { services } = (await fetchJson(`${base.url}/v1/services`, base.token)) as { services: ServiceEntry[] };
   const topology: HopTopology = {
     services: services.map((s) => ({
       name: s.name,

@@ -8,6 +8,7 @@
 // - without: the service's public listener on the ingress gateway, for public services.
 import { INGRESS_SERVICE } from '../api/protocol.js';
 import { TrellisError } from '../errors.js';
+import { adminHeaders } from '../security/admin-token.js';
 import { isLoopbackHost } from './target.js';
 
 export interface HostPort {
@@ -33,6 +34,8 @@ export interface ResolveOptions {
   readonly path: string;
   /** Send from inside the mesh, through this service's sidecar. */
   readonly from?: string;
+  /** The admin API's token (src/security/admin-token.ts), sent with every request to the control plane. */
+  readonly token?: string | undefined;
   /** Fetches JSON; tests may replace it. */
   readonly getJson?: (url: string) => Promise<unknown>;
 }
@@ -67,10 +70,10 @@ interface ProxyConfig {
 }
 
 /** GETs JSON with a bounded wait; fails with TRELLIS_E_ADMIN_UNREACHABLE naming the URL and the reason. */
-export async function fetchJson(url: string): Promise<unknown> {
+export async function fetchJson(url: string, token?: string): Promise<unknown> {
   let res: Response;
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS) });
+    res = await fetch(url, { signal: AbortSignal.timeout(TIMEOUT_MS), headers: adminHeaders(token) });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     throw new TrellisError('TRELLIS_E_ADMIN_UNREACHABLE', { url, reason: cause?.code ?? cause?.message ?? (err instanceof Error ? err.message : String(err)) });
@@ -103,7 +106,7 @@ function urlOf(hp: HostPort, path: string): string {
 
 /** Resolves `service` to a listener to load; TRELLIS_E_USAGE when the names do not fit the mesh. */
 export async function resolveServiceTarget(o: ResolveOptions): Promise<ResolvedTarget> {
-  const getJson = o.getJson ?? fetchJson;
+  const getJson = o.getJson ?? ((url: string) => fetchJson(url, o.token));
   const control = o.control.replace(/\/+$/, '');
   const fromControl = async <T>(path: string): Promise<T> => {
     try {

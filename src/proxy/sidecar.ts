@@ -12,6 +12,7 @@ import { detectProtocol, serveHttp, type H2Server } from './listeners/detect.js'
 import type { H2SessionPool } from './h2/forwarder.js';
 import type { Http2Server } from 'node:http2';
 import { sourceHeaderIdentity } from './identity.js';
+import { adminRefusal } from './admin-access.js';
 import { WorkloadIdentity } from './tls/workload-identity.js';
 import { CertificateRenewer, type RenewalClock } from './tls/certificate-renewer.js';
 import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS } from './http1/pool.js';
@@ -599,7 +600,17 @@ export class Sidecar {
   }
 
   async #serveAdmin(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    // Read-only, and the map of the mesh for loopback peers only (admin-access.ts says why).
+    const refused = adminRefusal(req, path);
+    if (refused) {
+      res.statusCode = refused.status;
+      if (refused.code === 'TRELLIS_E_METHOD_NOT_ALLOWED') res.setHeader('allow', 'GET, HEAD');
+      res.setHeader('content-type', 'application/json');
+      res.setHeader('trellis-error', refused.token);
+      res.end(JSON.stringify(errorBody(refused)));
+      return;
+    }
     if (path === '/metrics') {
       res.setHeader('content-type', this.metrics.contentType);
       res.end(await this.metrics.text());

@@ -20,6 +20,7 @@ import { Supervised, type ProcessSpec } from './supervisor.js';
 import { PROXY_NODE_FLAGS } from '../proxy/node-flags.js';
 import { BOOTSTRAP_SECRET_ENV, CREDENTIAL_ENV, mintCredential, newBootstrapSecret, type CredentialSubject } from '../security/bootstrap-credential.js';
 import { startPrometheus, type RunningPrometheus } from './prometheus.js';
+import { ADMIN_TOKEN_ENV, adminHeaders, adminTokenFile, readAdminTokenFile } from '../security/admin-token.js';
 
 const TRELLIS_BIN = fileURLToPath(new URL('../../../bin/trellis.js', import.meta.url));
 const LOOPBACK = '127.0.0.1';
@@ -91,6 +92,8 @@ export class LocalMesh {
   #watch: NodeJS.Timeout | undefined;
   #health = new Map<string, string>();
   #stopped = false;
+  /** The control plane's admin token, read from the state folder once it is up. */
+  #adminToken: string | undefined;
   state: MeshState | undefined;
 
   constructor(o: LocalMeshOptions) {
@@ -140,6 +143,9 @@ export class LocalMesh {
     });
     await waitFor(`${controlUrl}/healthz`, 20_000, 'the control plane');
     state.controlPid = this.#control.pid;
+    // The control plane made its admin token (or kept last run's) in the state folder before it
+    // listened; the runner reads it there, as the CLI does, for its own polls of the admin API.
+    this.#adminToken = await readAdminTokenFile(adminTokenFile(stateDir));
     // Prometheus needs only the control plane's discovery URL: it starts while the proxies do.
     const prometheus = this.#startPrometheus(controlUrl, stateDir, logDir);
 
@@ -253,6 +259,8 @@ export class LocalMesh {
     const port = o.listen.port === 0 ? await this.#ports.free() : await this.#port(o.listen.port, '--prometheus');
     const p = await startPrometheus({
       targetsUrl: `${controlUrl}/v1/prometheus/targets`,
+      // The discovery endpoint is a map of the mesh, behind the admin token like the rest of the API.
+      tokenFile: adminTokenFile(stateDir),
       scrapeIntervalS: o.scrapeIntervalS,
       listen: { host: o.listen.host, port },
       configDir: join(stateDir, 'prometheus'),
@@ -398,7 +406,7 @@ export class LocalMesh {
   async #pollHealth(report: boolean): Promise<void> {
     let body: { instances?: { id: string; health?: { status?: string; lastError?: string } | string }[] } | { id: string }[];
     try {
-      const res = await fetch(`${this.state!.control}/v1/instances`, { signal: AbortSignal.timeout(2000) });
+      const res = await fetch(`${this.state!.control}/v1/instances`, { signal: AbortSignal.timeout(2000), headers: adminHeaders(this.#adminToken) });
       body = (await res.json()) as typeof body;
     } catch {
       return;
@@ -482,9 +490,13 @@ export function accessLogFlags(spec: AccessLogSpec | undefined): string[] {
   ];
 }
 
-/** The runner's environment without any bootstrap secret or credential it may itself have been given. */
+/**
+ * The runner's environment without any bootstrap secret, credential or admin token it may
+ * itself have been given: apps and proxies get none of them, and the control plane keeps
+ * its admin token in the state folder.
+ */
 function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const { [BOOTSTRAP_SECRET_ENV]: _secret, [CREDENTIAL_ENV]: _credential, TRELLIS_TOKEN: _token, ...rest } = env;
+  const { [BOOTSTRAP_SECRET_ENV]: _secret, [CREDENTIAL_ENV]: _credential, TRELLIS_TOKEN: _token, [ADMIN_TOKEN_ENV]: _adminToken, ...rest } = env;
   return rest;
 }
 

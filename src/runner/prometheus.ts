@@ -19,6 +19,12 @@ export interface PrometheusConfigOptions {
   readonly targetsUrl: string;
   /** Scrape (and discovery refresh) interval, whole seconds of at least 1. */
   readonly scrapeIntervalS: number;
+  /**
+   * The control plane's admin token file: the discovery endpoint needs it, and
+   * Prometheus reads it from there at every refresh (`authorization.credentials_file`),
+   * so the token is never written into prometheus.yml. Absent: no authorization.
+   */
+  readonly tokenFile?: string;
 }
 
 /**
@@ -39,6 +45,7 @@ export function prometheusConfig(o: PrometheusConfigOptions): string {
     '    http_sd_configs:',
     `      - url: ${JSON.stringify(o.targetsUrl)}`,
     `        refresh_interval: ${interval}`,
+    ...(o.tokenFile !== undefined ? ['        authorization:', '          type: Bearer', `          credentials_file: ${JSON.stringify(o.tokenFile)}`] : []),
     '',
   ].join('\n');
 }

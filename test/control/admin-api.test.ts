@@ -7,7 +7,7 @@ import type { ConfigView, ServiceView } from '../../src/api/admin.js';
 import { renderStatus, run as status } from '../../src/cli/status.js';
 import type { ProxyView } from '../../src/api/admin.js';
 import { TrellisError } from '../../src/errors.js';
-import { connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
+import { adminAuth, connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 
 let plane: ControlPlane;
@@ -38,13 +38,13 @@ after(async () => {
 });
 
 test('GET /healthz answers ok', async () => {
-  const res = await getJson(plane.address, '/healthz');
+  const res = await getJson(plane, '/healthz');
   assert.equal(res.status, 200);
   assert.equal(res.body, 'ok\n');
 });
 
 test('/v1/services lists every service with its versions and instances with health', async () => {
-  const { status, body } = await getJson<{ services: ServiceView[] }>(plane.address, '/v1/services');
+  const { status, body } = await getJson<{ services: ServiceView[] }>(plane, '/v1/services');
   assert.equal(status, 200);
   assert.deepEqual(
     body.services.map((s) => s.name),
@@ -65,39 +65,39 @@ test('/v1/services lists every service with its versions and instances with heal
 });
 
 test('/v1/instances and /v1/config describe the running mesh', async () => {
-  const inst = await getJson<{ instances: { id: string; service: string }[] }>(plane.address, '/v1/instances');
+  const inst = await getJson<{ instances: { id: string; service: string }[] }>(plane, '/v1/instances');
   assert.deepEqual(
     inst.body.instances.map((i) => [i.id, i.service]),
     [['backend-v1-0', 'backend']],
   );
-  const cfg = await getJson<ConfigView>(plane.address, '/v1/config');
+  const cfg = await getJson<ConfigView>(plane, '/v1/config');
   assert.equal(cfg.body.files.length, 2);
   assert.deepEqual(cfg.body.routes, ['default/backend-split']);
   assert.ok(cfg.body.loadedAt);
 });
 
 test('/v1/snapshots/<id> returns the snapshot last sent, and unknown paths a JSON 404', async () => {
-  const snap = await getJson<{ service: string; version: number }>(plane.address, '/v1/snapshots/backend-v1-0');
+  const snap = await getJson<{ service: string; version: number }>(plane, '/v1/snapshots/backend-v1-0');
   assert.equal(snap.status, 200);
   assert.equal(snap.body.service, 'backend');
-  const missing = await getJson<{ code: string; message: string }>(plane.address, '/v1/snapshots/nobody');
+  const missing = await getJson<{ code: string; message: string }>(plane, '/v1/snapshots/nobody');
   assert.equal(missing.status, 404);
   assert.equal(missing.body.code, 'TRELLIS_E_NOT_FOUND');
-  const unknown = await getJson<{ code: string; message: string }>(plane.address, '/v2/what');
+  const unknown = await getJson<{ code: string; message: string }>(plane, '/v2/what');
   assert.equal(unknown.status, 404);
   assert.match(unknown.body.message, /\/v2\/what/);
 });
 
 test('the admin API is read-only', async () => {
-  const res = await fetch(`http://127.0.0.1:${plane.address.port}/v1/services`, { method: 'POST' });
+  const res = await fetch(`http://127.0.0.1:${plane.address.port}/v1/services`, { method: 'POST', headers: adminAuth(plane) });
   assert.equal(res.status, 405);
   await res.body?.cancel();
 });
 
 test('trellis status renders one row per instance with health and acked/sent versions', async () => {
-  const services = (await getJson<{ services: ServiceView[] }>(plane.address, '/v1/services')).body.services;
-  const proxies = (await getJson<{ proxies: ProxyView[] }>(plane.address, '/v1/proxies')).body.proxies;
-  const config = (await getJson<ConfigView>(plane.address, '/v1/config')).body;
+  const services = (await getJson<{ services: ServiceView[] }>(plane, '/v1/services')).body.services;
+  const proxies = (await getJson<{ proxies: ProxyView[] }>(plane, '/v1/proxies')).body.proxies;
+  const config = (await getJson<ConfigView>(plane, '/v1/config')).body;
   const text = renderStatus(services, proxies, config);
   const lines = text.trimEnd().split('\n');
   assert.match(lines[0]!, /^SERVICE\s+VERSION\s+INSTANCE\s+APP\s+INBOUND\s+HEALTH\s+CONFIG/);

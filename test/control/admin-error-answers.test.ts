@@ -60,7 +60,10 @@ interface Answer {
 /** One request on a fresh connection; the body is read whole. */
 function request(port: number, method: string, path: string, headers: Record<string, string> = {}, body?: string | Buffer): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
+    // The admin token of whichever control plane listens at `port`: these tests are about what comes after the door.
+    const token = [plane, guarded].find((p) => p.address.port === port)?.adminToken;
+    const withToken = token === undefined ? headers : { authorization: `Bearer ${token}`, ...headers };
+    const req = http.request({ host: '127.0.0.1', port, method, path, headers: withToken, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -140,7 +143,7 @@ test('a weights change that fails on disk is TRELLIS_E_WEIGHTS_REFUSED with its 
   );
   fromTable(answer, 'TRELLIS_E_WEIGHTS_REFUSED', 409, 'a write that fails');
   assert.match(String(answer.body.message), /^the weights of backend were not changed: EISDIR/);
-  await assert.rejects(applyWeights(base, 'backend', { v1: 50, v2: 50 }, 1000), (e: unknown) => {
+  await assert.rejects(applyWeights({ url: base, token: plane.adminToken }, 'backend', { v1: 50, v2: 50 }, 1000), (e: unknown) => {
     assert.ok(e instanceof TrellisError);
     assert.equal(e.code, 'TRELLIS_E_WEIGHTS_REFUSED', e.message);
     assert.match(e.message, /^the weights of backend were not changed: EISDIR/);

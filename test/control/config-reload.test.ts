@@ -57,13 +57,13 @@ test('a file replaced by rename (as editors save) is picked up too', async () =>
 });
 
 test('a broken file keeps the last good config in force and shows the problem in /v1/config', async () => {
-  const before = (await getJson<ConfigView>(plane.address, '/v1/config')).body;
+  const before = (await getJson<ConfigView>(plane, '/v1/config')).body;
   assert.equal(before.reloadFailed, null);
   assert.deepEqual(before.routes, ['default/backend-split']);
 
   await writeFile(routesFile, brokenRoutesYaml('backend-v9'));
   const view = await eventually(async () => {
-    const v = (await getJson<ConfigView>(plane.address, '/v1/config')).body;
+    const v = (await getJson<ConfigView>(plane, '/v1/config')).body;
     assert.ok(v.reloadFailed, 'the failed reload');
     return v;
   });
@@ -89,20 +89,20 @@ test('a broken file keeps the last good config in force and shows the problem in
   await writeFile(routesFile, routesYaml('backend-v1'));
   const pushed = await front.snapshot(5000);
   assert.deepEqual(routeBackends(pushed), [['backend-v1']], 'proxies kept their snapshot until the fix');
-  const fixed = (await getJson<ConfigView>(plane.address, '/v1/config')).body;
+  const fixed = (await getJson<ConfigView>(plane, '/v1/config')).body;
   assert.equal(fixed.reloadFailed, null);
 });
 
 test('invalid YAML is a problem with a line number, not a crash', async () => {
   await writeFile(routesFile, 'apiVersion: [unclosed\n');
   const view = await eventually(async () => {
-    const v = (await getJson<ConfigView>(plane.address, '/v1/config')).body;
+    const v = (await getJson<ConfigView>(plane, '/v1/config')).body;
     assert.ok(v.reloadFailed, 'the failed reload');
     return v;
   });
   assert.ok(view.reloadFailed!.problems.some((p) => p.line !== undefined));
   await writeFile(routesFile, routesYaml('backend-v1'));
-  await eventually(async () => (await getJson<ConfigView>(plane.address, '/v1/config')).body.reloadFailed === null, { what: 'recovery' });
+  await eventually(async () => (await getJson<ConfigView>(plane, '/v1/config')).body.reloadFailed === null, { what: 'recovery' });
 });
 
 test('a config with problems at start-up is refused with every problem listed', async () => {

@@ -6,14 +6,14 @@
 // instance that never comes back holds nobody past the resume window.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { stat, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { after, test } from 'node:test';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import type { ConfigView } from '../../src/api/admin.js';
 import type { CheckResult } from '../../src/control/sources/health-checker.js';
 import { TrellisError } from '../../src/errors.js';
 import { TRELLIS } from '../helpers/mesh-run.js';
-import { brokenRoutesYaml, connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
+import { adminAuth, brokenRoutesYaml, connect, getJson, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -114,7 +114,7 @@ test('a restart with files that do not load serves the last good config, reports
   const second = await start(logs);
   cleanup.push(() => second.close());
   assert.equal(backendOf(second), 'backend-v2', 'the last good config is in force');
-  const view = (await getJson<ConfigView>(second.address, '/v1/config')).body;
+  const view = (await getJson<ConfigView>(second, '/v1/config')).body;
   assert.ok(view.reloadFailed, 'the problems are reported in /v1/config, as a refused live edit is');
   const problem = view.reloadFailed.problems[0]!;
   assert.match(problem.file, /routes\.yaml$/);
@@ -144,7 +144,7 @@ test('a restart with files that do not load serves the last good config, reports
   // Fixing the file applies it and clears the report.
   await writeFile(routesFile, routesYaml('backend-v1'));
   await eventually(() => backendOf(second) === 'backend-v1', { what: 'the fixed file applied' });
-  const fixed = (await getJson<ConfigView>(second.address, '/v1/config')).body;
+  const fixed = (await getJson<ConfigView>(second, '/v1/config')).body;
   assert.equal(fixed.reloadFailed, null);
   assert.equal(fixed.restoredFrom, null);
   const pushed = await front.snapshot(5000);
@@ -187,7 +187,10 @@ test('`trellis control` restarted with a broken file stays up on the last good c
   const mesh = await files.write('mesh.yaml', MESH_YAML);
   const routesFile = await files.write('routes.yaml', routesYaml('backend-v2'));
   const runControl = async (): Promise<{ url: string; child: ChildProcess; output: () => string }> => {
-    const child = spawn(process.execPath, [TRELLIS, 'control', '--config', mesh, '--admin', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [TRELLIS, 'control', '--config', mesh, '--admin', '127.0.0.1:0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, TRELLIS_HOME: `${files.dir}/home` },
+    });
     let out = '';
     child.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
@@ -218,7 +221,9 @@ test('`trellis control` restarted with a broken file stays up on the last good c
   await writeFile(routesFile, brokenRoutesYaml('backend-v9'));
 
   const second = await runControl();
-  const view = (await (await fetch(`${second.url}/v1/config`)).json()) as ConfigView;
+  // The admin token is kept in the state folder beside the mesh file, the same across restarts.
+  const adminToken = (await readFile(`${files.dir}/.trellis/control/admin-token`, 'utf8')).trim();
+  const view = (await (await fetch(`${second.url}/v1/config`, { headers: adminAuth({ adminToken }) })).json()) as ConfigView;
   assert.deepEqual(view.routes, ['default/backend-split']);
   assert.ok(
     view.reloadFailed?.problems.some((p) => /backend-v9/.test(p.text)),

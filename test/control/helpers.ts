@@ -238,8 +238,20 @@ export function brokenRoutesYaml(parent = 'backend-v9'): string {
   return routesYaml('backend-v1').replace('parentRefs: [{ name: backend }]', `parentRefs: [{ name: ${parent} }]`);
 }
 
-export async function getJson<T = unknown>(address: HostPort, p: string): Promise<{ status: number; body: T }> {
-  const res = await fetch(`http://${address.host}:${address.port}${p}`);
+/** A control plane the tests call the admin API of: where it is and its admin token. */
+export interface AdminAccess {
+  readonly address: HostPort;
+  readonly adminToken: string;
+}
+
+/** The headers of an admin API request with the control plane's token. */
+export function adminAuth(plane: { readonly adminToken: string }): Record<string, string> {
+  return { authorization: `Bearer ${plane.adminToken}` };
+}
+
+/** GETs an admin API path with the control plane's token; the body parsed when it is JSON. */
+export async function getJson<T = unknown>(plane: AdminAccess, p: string): Promise<{ status: number; body: T }> {
+  const res = await fetch(`http://${plane.address.host}:${plane.address.port}${p}`, { headers: adminAuth(plane) });
   const text = await res.text();
   let body: unknown = text;
   try {

@@ -9,7 +9,7 @@ import type { ServiceView, WeightsChange, WeightsView } from '../../src/api/admi
 import { renderStatus } from '../../src/cli/status.js';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import { eventually } from '../helpers/eventually.js';
-import { connect, getJson, listeners, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
+import { adminAuth, connect, getJson, listeners, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
 
 const MESH = `apiVersion: trellis.dev/v1alpha1
 kind: Mesh
@@ -71,7 +71,7 @@ after(async () => {
 });
 
 test('services are listed by key, with their namespace outside default', async () => {
-  const { body } = await getJson<ServiceView[]>(plane.address, '/v1/services');
+  const { body } = await getJson<ServiceView[]>(plane, '/v1/services');
   const list = Array.isArray(body) ? body : (body as unknown as { services: ServiceView[] }).services;
   assert.deepEqual(
     list.map((s) => [s.name, s.namespace]),
@@ -89,7 +89,7 @@ test('services are listed by key, with their namespace outside default', async (
 });
 
 test('the weights path takes svc.ns and edits that namespace’s producer route only', async () => {
-  const view = await getJson<WeightsView>(plane.address, '/v1/services/backend.shop/weights');
+  const view = await getJson<WeightsView>(plane, '/v1/services/backend.shop/weights');
   assert.equal(view.status, 200);
   assert.deepEqual(view.body.weights, { v1: 90, v2: 10 });
   assert.deepEqual(
@@ -98,7 +98,7 @@ test('the weights path takes svc.ns and edits that namespace’s producer route 
   );
   const res = await fetch(`http://127.0.0.1:${plane.address.port}/v1/services/backend.shop/weights`, {
     method: 'PUT',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...adminAuth(plane) },
     body: JSON.stringify({ weights: { v1: 50, v2: 50 } }),
   });
   assert.equal(res.status, 200, await res.clone().text());
@@ -111,6 +111,6 @@ test('the weights path takes svc.ns and edits that namespace’s producer route 
   const text = await readFile(routesFile, 'utf8');
   assert.match(text, /name: backend-v1, weight: 50 \}, \{ name: backend-v2, weight: 50/);
   assert.match(text, /name: backend-v1, weight: 30 \}, \{ name: backend-v2, weight: 70/, 'default/split is untouched');
-  const other = await getJson<WeightsView>(plane.address, '/v1/services/backend/weights');
+  const other = await getJson<WeightsView>(plane, '/v1/services/backend/weights');
   assert.deepEqual(other.body.weights, { v1: 30, v2: 70 });
 });

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import type { PrometheusTargetGroup } from '../../src/api/admin.js';
-import { connect, gateway, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
+import { adminAuth, connect, gateway, MESH_YAML, routesYaml, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 
 let plane: ControlPlane;
@@ -21,7 +21,7 @@ async function join(info: ReturnType<typeof sidecar>): Promise<FakeProxy> {
 }
 
 async function targets(): Promise<{ status: number; type: string | null; groups: PrometheusTargetGroup[] }> {
-  const res = await fetch(`http://${plane.address.host}:${plane.address.port}/v1/prometheus/targets`);
+  const res = await fetch(`http://${plane.address.host}:${plane.address.port}/v1/prometheus/targets`, { headers: adminAuth(plane) });
   return { status: res.status, type: res.headers.get('content-type'), groups: (await res.json()) as PrometheusTargetGroup[] };
 }
 

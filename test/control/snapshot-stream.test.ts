@@ -42,7 +42,7 @@ async function proxy(): Promise<FakeProxy> {
 }
 
 async function proxies(): Promise<ProxyView[]> {
-  return (await getJson<{ proxies: ProxyView[] }>(plane.address, '/v1/proxies')).body.proxies;
+  return (await getJson<{ proxies: ProxyView[] }>(plane, '/v1/proxies')).body.proxies;
 }
 
 test('a proxy that says hello gets its snapshot, and its ACK is recorded', async () => {
@@ -60,7 +60,7 @@ test('a proxy that says hello gets its snapshot, and its ACK is recorded', async
     return found;
   });
   assert.deepEqual([p.kind, p.service, p.connected, p.sentVersion, p.lastNack], ['sidecar', 'frontend', true, 1, null]);
-  const sent = await getJson<{ version: number }>(plane.address, '/v1/snapshots/frontend-a');
+  const sent = await getJson<{ version: number }>(plane, '/v1/snapshots/frontend-a');
   assert.equal(sent.body.version, 1);
   await front.close();
 });
@@ -101,7 +101,7 @@ test('a new healthy instance is pushed to the proxies that call it; a NACK keeps
   const without = await front.snapshot();
   assert.equal(without.version, pushed.version + 1);
   assert.deepEqual(without.snapshot.upstreams.backend!.backends['backend-v1']!.endpoints, []);
-  const instances = (await getJson<{ instances: { id: string }[] }>(plane.address, '/v1/instances')).body.instances;
+  const instances = (await getJson<{ instances: { id: string }[] }>(plane, '/v1/instances')).body.instances;
   assert.equal(
     instances.find((i) => i.id === 'backend-v1-b'),
     undefined,
@@ -238,7 +238,7 @@ test('a proxy that connects again with the same id replaces its old stream', asy
 });
 
 test('a plain GET of the stream path is told to upgrade', async () => {
-  const res = await getJson<{ code: string }>(plane.address, '/v1/stream');
+  const res = await getJson<{ code: string }>(plane, '/v1/stream');
   assert.equal(res.status, 426);
 });
 

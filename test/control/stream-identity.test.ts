@@ -9,7 +9,7 @@ import { startControlPlane, type ControlPlane } from '../../src/control/control-
 import type { ControlMessage, IssuedCertificate } from '../../src/api/protocol.js';
 import { mintCredential } from '../../src/security/bootstrap-credential.js';
 import { generateKeyPair, makeCsr } from '../../src/security/x509.js';
-import { connect, type FakeProxy, getJson, sidecar, TEST_BOOTSTRAP_SECRET, tempDir } from './helpers.js';
+import { adminAuth, connect, type FakeProxy, getJson, sidecar, TEST_BOOTSTRAP_SECRET, tempDir } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 import { ControlClient } from '../../src/proxy/control-client.js';
 
@@ -57,7 +57,7 @@ async function proxy(): Promise<FakeProxy> {
 }
 
 async function metric(name: string): Promise<string> {
-  const res = await fetch(`http://${plane.address.host}:${plane.address.port}/metrics`);
+  const res = await fetch(`http://${plane.address.host}:${plane.address.port}/metrics`, { headers: adminAuth(plane) });
   const text = await res.text();
   return text
     .split('\n')
@@ -132,9 +132,9 @@ test('a registered proxy sends a CSR and gets a certificate naming its service (
   assert.equal(Date.parse(cert.notAfter) - Date.parse(cert.notBefore), 3_600_000 + 60_000, '1 h, backdated a minute');
   assert.equal(cert.trustBundle.length, 1);
   assert.match(await metric('trellis_control_certificates_issued_total'), / 1$/);
-  const view = await getJson<{ spiffeId: string; serial: string }>(plane.address, '/v1/identity/backend-0');
+  const view = await getJson<{ spiffeId: string; serial: string }>(plane, '/v1/identity/backend-0');
   assert.equal(view.body.serial, cert.serial);
-  assert.doesNotMatch(JSON.stringify((await getJson(plane.address, '/v1/identity')).body), /PRIVATE KEY/);
+  assert.doesNotMatch(JSON.stringify((await getJson(plane, '/v1/identity')).body), /PRIVATE KEY/);
 
   // Bad CSRs: answered with the reason, the stream stays up.
   for (const csr of ['garbage', 'A'.repeat(100_000)]) {

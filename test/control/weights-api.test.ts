@@ -7,7 +7,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import type { WeightsChange, WeightsView } from '../../src/api/admin.js';
-import { connect, getJson, listeners, MESH_YAML, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
+import { adminAuth, connect, getJson, listeners, MESH_YAML, sidecar, tempDir, type FakeProxy, TEST_BOOTSTRAP_SECRET } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
 
 const ROUTES = `# the split of the backend
@@ -33,7 +33,7 @@ let back: FakeProxy;
 async function put(service: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${plane.address.port}/v1/services/${service}/weights`, {
     method: 'PUT',
-    headers: { 'content-type': 'application/json', ...headers },
+    headers: { 'content-type': 'application/json', ...adminAuth(plane), ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
@@ -72,7 +72,7 @@ after(async () => {
 });
 
 test('GET shows the split in force and the rule that carries it', async () => {
-  const { status, body } = await getJson<WeightsView>(plane.address, '/v1/services/backend/weights');
+  const { status, body } = await getJson<WeightsView>(plane, '/v1/services/backend/weights');
   assert.equal(status, 200);
   assert.deepEqual(body.versions, ['v1', 'v2']);
   assert.deepEqual(body.weights, { v1: 90, v2: 10 });

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { alive, getJson, meshUp, stopMesh, REPO, request, type RunningMesh } from '../helpers/mesh-run.js';
 import type { Snapshot } from '../../src/api/protocol.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { countVersions } from '../helpers/traffic.js';
+import { countVersions, trellisCli } from '../helpers/traffic.js';
 import { eventually } from '../helpers/eventually.js';
 
 let dir: string;
@@ -82,6 +82,29 @@ test('trellis up prints what runs where', () => {
   const out = mesh.output();
   for (const id of ['client-0', 'echo-v1-0', 'echo-v1-1', 'echo-v2-0'])
     assert.match(out, new RegExp(`${id}\\s+127\\.0\\.0\\.1:\\d+\\s+127\\.0\\.0\\.1:\\d+\\s+healthy`));
+});
+
+test('the admin API is locked; trellis status and trellis check find the token with no flag; no log holds it', async () => {
+  const tokenFile = join(mesh.state.stateDir, 'control', 'admin-token');
+  assert.equal((await stat(tokenFile)).mode & 0o777, 0o600);
+  const token = (await readFile(tokenFile, 'utf8')).trim();
+  const anonymous = await fetch(`${mesh.state.control}/v1/services/echo/weights`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ weights: { v1: 0, v2: 100 } }),
+  });
+  assert.equal(anonymous.status, 401);
+  await anonymous.body?.cancel();
+  const status = await trellisCli(['status', '--control', mesh.state.control]);
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, /echo\s+v1\s+echo-v1-0/);
+  const check = await trellisCli(['check', '--control', mesh.state.control]);
+  assert.equal(check.code, 0, check.stdout + check.stderr);
+  assert.match(check.stdout, /ok {4}\d+ proxies connected/);
+  assert.match(check.stdout, /ok {4}every connected proxy acknowledged its latest snapshot/);
+  for (const f of await readdir(mesh.state.logDir)) {
+    assert.ok(!(await readFile(join(mesh.state.logDir, f), 'utf8')).includes(token), `${f} does not hold the admin token`);
+  }
 });
 
 test('requests flow through both sidecars, visible in their metrics', async () => {

@@ -3,12 +3,24 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import type { MeshState } from '../../src/runner/local-mesh.js';
 import { eventually } from './eventually.js';
+import { adminHeaders, resolveAdminToken, TRELLIS_HOME_ENV } from '../../src/security/admin-token.js';
+
+// The control planes the tests start leave the pointer to their admin token (for the CLI)
+// in $TRELLIS_HOME: one folder per test process, not the user's ~/.trellis. The meshes
+// and commands the tests spawn inherit it, so `trellis status` and friends find the token
+// with no flag, as a user's do.
+if (process.env[TRELLIS_HOME_ENV] === undefined) {
+  const home = mkdtempSync(join(tmpdir(), 'trellis-home-'));
+  process.env[TRELLIS_HOME_ENV] = home;
+  process.on('exit', () => rmSync(home, { recursive: true, force: true }));
+}
 
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 export const TRELLIS = join(REPO, 'bin', 'trellis.js');
@@ -84,8 +96,10 @@ export function request(
   });
 }
 
+/** GETs JSON; a control plane's admin API is sent its token (found as the CLI finds it). */
 export async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url);
+  const token = await resolveAdminToken({ url: new URL(url).origin });
+  const res = await fetch(url, { headers: adminHeaders(token) });
   return (await res.json()) as T;
 }
 

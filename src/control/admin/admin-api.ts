@@ -11,6 +11,7 @@ import { keyOf } from '../sources/mesh-config.js';
 import { DEFAULT_NAMESPACE } from '../../api/names.js';
 import type { Answer, WeightsApi } from './weights-api.js';
 import { prometheusTargets } from './prometheus-sd.js';
+import type { AdminAuth } from './admin-auth.js';
 import type { ConfigView, HealthView, InstanceView, ProxyView, ServiceView } from '../../api/admin.js';
 export type { ConfigView, HealthView, InstanceView, ProxyView, ServiceView } from '../../api/admin.js';
 
@@ -119,6 +120,8 @@ export interface AdminApiOptions {
   identity?: IdentityService;
   /** Serves /metrics. */
   metrics?: ControlMetrics;
+  /** Who may use the API (admin-auth.ts): every path but /healthz needs the admin token. */
+  auth: AdminAuth;
 }
 
 const ENDPOINTS = [
@@ -181,6 +184,12 @@ export function createAdminHandler(opts: AdminApiOptions): (req: IncomingMessage
   const { model } = opts;
   return (req, res) => {
     const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    // The door comes first: nothing else of the request is read before the credential is.
+    const refused = opts.auth.check(req, path);
+    if (refused) {
+      if (refused.status === 401) res.setHeader('www-authenticate', 'Bearer realm="trellis-admin"');
+      return sendError(res, refused);
+    }
     const weights = opts.weights ? WEIGHTS_PATH.exec(path) : null;
     if (weights && opts.weights) {
       const service = safeDecode(weights[1]!);

@@ -1,0 +1,38 @@
+// What a proxy's own admin server (sidecar.ts) lets whom read. It changes nothing: it
+// answers GET and HEAD only, so no request can steer a proxy through it (its state
+// comes from the control plane's stream alone). It holds no secret either: the
+// workload key never leaves WorkloadIdentity and the bootstrap credential is not shown.
+// What it shows is of two kinds:
+//  - /metrics and /ready, for anyone who reaches it: the Prometheus `trellis up` runs
+//    scrapes /metrics without a credential (as Linkerd's proxies serve :4191/metrics and
+//    Istio's sidecars :15090/stats/prometheus to their scrapers), and probes read /ready;
+//  - /config (the proxy's snapshot: the services it may call, their endpoints and
+//    routes), /balancing and /identity, a map of the mesh, only to a peer on loopback:
+//    the same machine, where the CLI runs (`trellis status`, `trellis load --from`). An
+//    admin server bound to another address for remote scraping (--admin 0.0.0.0:PORT)
+//    still keeps these local, as Envoy's admin (/config_dump) listens on localhost only
+//    in Istio's sidecars while their metrics port is open.
+// The default bind address is 127.0.0.1 (cli/proxy.ts), which keeps all of it local.
+import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
+import { TrellisError } from '../errors.js';
+
+/** The paths anyone who reaches the admin server may read. */
+export const PUBLIC_ADMIN_PATHS: ReadonlySet<string> = new Set(['/metrics', '/ready']);
+
+/** Whether an address is this machine's loopback (IPv4 127/8, ::1, or IPv4-mapped 127/8). */
+export function isLoopbackAddress(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address;
+  if (isIP(v4) === 4) return v4.startsWith('127.');
+  return address === '::1';
+}
+
+/** Undefined when the request may be answered; else the error to answer it with. */
+export function adminRefusal(req: IncomingMessage, path: string): TrellisError | undefined {
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    return new TrellisError('TRELLIS_E_METHOD_NOT_ALLOWED', { path, allowed: "GET or HEAD (a proxy's admin server is read-only)", method: req.method });
+  }
+  if (PUBLIC_ADMIN_PATHS.has(path) || isLoopbackAddress(req.socket.remoteAddress)) return undefined;
+  return new TrellisError('TRELLIS_E_ADMIN_LOOPBACK_ONLY', { path });
+}
