@@ -159,3 +159,31 @@ export interface ExplainView {
    */
   readonly authorization: null | { readonly decision: string; readonly policy?: string };
 }
+
+/**
+ * The fields an access-log line may carry (a Mesh's `spec.accessLog.fields`, a proxy's
+ * `--access-log-fields`): a request line has the first ones, a tunnel's or TCP
+ * connection's line its own. `ts` is always written (`trellis logs` orders lines by it).
+ */
+export const ACCESS_LOG_FIELDS = [
+  'ts',
+  'direction',
+  'source',
+  'destination',
+  'version',
+  'route',
+  'method',
+  'path',
+  'status',
+  'grpc_status',
+  'duration_ms',
+  'bytes_sent',
+  'bytes_received',
+  'upstream',
+  'attempts',
+  'error',
+  'tunnel',
+  'protocol',
+] as const;
+
+export type AccessLogField = (typeof ACCESS_LOG_FIELDS)[number];

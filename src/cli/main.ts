@@ -17,6 +17,11 @@ const COMMANDS: Record<string, Command> = {
   bench: { summary: 'sweep the request rate to find where a URL or a mesh service stops meeting its SLO', load: () => import('./bench.js') },
   route: { summary: 'shift traffic between the versions of a service live: route weights SERVICE v1=90 v2=10', load: () => import('./route.js') },
   identity: { summary: "show the mesh CA and a proxy's SPIFFE identity, certificate chain and expiry", load: () => import('./identity.js') },
+  top: { summary: 'a live table of services (or routes) by request rate, success rate, p50 and p99', load: () => import('./top.js') },
+  tap: { summary: "stream the requests through a service's sidecars as they happen, with filters", load: () => import('./tap.js') },
+  routes: { summary: "show the routes a service's sidecar holds now, with weights and policies", load: () => import('./routes.js') },
+  explain: { summary: "show which route a request from a service would take and why the others don't, and its endpoints", load: () => import('./explain.js') },
+  logs: { summary: "print (or follow) a service's app, sidecar and access logs, interleaved by time", load: () => import('./logs.js') },
   canary: { summary: 'move traffic to a new version step by step, watching its errors and p99; roll back on a breach', load: () => import('./canary.js') },
 };
 
