@@ -118,7 +118,9 @@ export interface TapEvent {
 }
 
 /** A tap's own notice in its stream: events it dropped (its reader was behind), or why it ends. */
-export type TapNotice = { readonly kind: 'dropped'; readonly count: number } | { readonly kind: 'end'; readonly reason: 'max-events' | 'max-duration' | 'slow-reader' | 'closing' };
+export type TapNotice =
+  | { readonly kind: 'dropped'; readonly count: number }
+  | { readonly kind: 'end'; readonly reason: 'max-events' | 'max-duration' | 'slow-reader' | 'closing' };
 
 /** One route of a proxy's snapshot as `trellis explain` shows it: matched, or the first condition that failed. */
 export interface ExplainRouteView {

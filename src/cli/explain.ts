@@ -54,7 +54,9 @@ export function renderExplain(v: ExplainView): string {
     lines.push(`  retry:    ${m.retry === undefined ? 'none (refused connections only)' : p(JSON.stringify(m.retry))}`);
     lines.push(`  fault:    ${m.fault === undefined ? 'none' : p(JSON.stringify(m.fault))}`);
     // Filled at merge with the authorization work (src/proxy/authz/): the decision the destination's policies give this caller.
-    lines.push(`  authorization: ${v.authorization === null ? 'not evaluated (no authorization policies in this build)' : `${p(v.authorization.decision)}${v.authorization.policy !== undefined ? ` by ${p(v.authorization.policy)}` : ''}`}`);
+    lines.push(
+      `  authorization: ${v.authorization === null ? 'not evaluated (no authorization policies in this build)' : `${p(v.authorization.decision)}${v.authorization.policy !== undefined ? ` by ${p(v.authorization.policy)}` : ''}`}`,
+    );
     lines.push('', 'Candidate endpoints, as this sidecar sees them now:');
     lines.push(
       v.endpoints.length === 0
@@ -83,7 +85,11 @@ export function renderExplain(v: ExplainView): string {
 }
 
 /** METHOD URL and headers into what a proxy's /explain takes. */
-export function explainRequest(method: string, url: string, headers: readonly string[]): { method: string; authority: string; target: string; headers: [string, string][] } {
+export function explainRequest(
+  method: string,
+  url: string,
+  headers: readonly string[],
+): { method: string; authority: string; target: string; headers: [string, string][] } {
   let u: URL;
   try {
     u = new URL(url);

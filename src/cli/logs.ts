@@ -2,7 +2,7 @@
 // apps' output (stamped by the runner, runner/log-lines.ts), their sidecars' own output
 // and their access logs, interleaved by time, each line labelled with its instance and
 // source; `-f` follows them.
-import { open, readFile } from 'node:fs/promises';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MeshState } from '../runner/local-mesh.js';
 import { parseStampedLine } from '../runner/log-lines.js';
@@ -78,7 +78,7 @@ export class FileFollower {
   }
 
   async read(): Promise<LogLine[]> {
-    let fh;
+    let fh: FileHandle;
     try {
       fh = await open(this.src.path, 'r');
     } catch {
@@ -168,7 +168,14 @@ export async function logs(r: LogsRun): Promise<void> {
   while (r.follow && r.signal?.aborted !== true) {
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, FOLLOW_POLL_MS);
-      r.signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+      r.signal?.addEventListener(
+        'abort',
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        { once: true },
+      );
     });
     print(interleave(await Promise.all(followers.map((f) => f.read()))));
   }

@@ -149,7 +149,8 @@ function accessLogFields(text: string): AccessLogField[] {
   const known: readonly string[] = ACCESS_LOG_FIELDS;
   const fields = text.split(',').map((f) => f.trim());
   for (const f of fields) {
-    if (!known.includes(f)) throw new TrellisError('TRELLIS_E_USAGE', { reason: `--access-log-fields: "${f}" is not a field; the fields are ${ACCESS_LOG_FIELDS.join(', ')}` });
+    if (!known.includes(f))
+      throw new TrellisError('TRELLIS_E_USAGE', { reason: `--access-log-fields: "${f}" is not a field; the fields are ${ACCESS_LOG_FIELDS.join(', ')}` });
   }
   return fields as AccessLogField[];
 }

@@ -83,7 +83,13 @@ export function renderRoutes(proxy: string, snapshot: Snapshot): string {
     }
     notes.push(`  ${name}: ${destinationPolicies(u)}`);
   }
-  const body = rows.length === 0 ? 'no destinations' : table(['DESTINATION', 'ROUTE', 'MATCH', 'BACKENDS (weights)', 'POLICIES'], rows.map((r) => r.map((c) => printable(c, 300))));
+  const body =
+    rows.length === 0
+      ? 'no destinations'
+      : table(
+          ['DESTINATION', 'ROUTE', 'MATCH', 'BACKENDS (weights)', 'POLICIES'],
+          rows.map((r) => r.map((c) => printable(c, 300))),
+        );
   return `Routes of ${printable(proxy)} (snapshot v${snapshot.version}), in the order the proxy tries them:\n${body}\n\nDestinations:\n${notes.map((n) => printable(n, 600)).join('\n') || '  none'}\n`;
 }
 
@@ -102,7 +108,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${printable(config.id)} has no snapshot yet (waiting for the control plane)\n`);
     return 1;
   }
-  if (values.json) process.stdout.write(`${JSON.stringify({ proxy: config.id, version: config.snapshot.version, upstreams: config.snapshot.upstreams }, null, 2)}\n`);
+  if (values.json)
+    process.stdout.write(`${JSON.stringify({ proxy: config.id, version: config.snapshot.version, upstreams: config.snapshot.upstreams }, null, 2)}\n`);
   else process.stdout.write(renderRoutes(config.id, config.snapshot));
   return 0;
 }

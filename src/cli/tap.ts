@@ -46,7 +46,15 @@ export function renderTapLine(line: TapEvent | TapNotice, proxy: string): string
 }
 
 /** The query string of a proxy's /tap for these flags. */
-export function tapQuery(f: { direction?: string; method?: string; path?: string; status?: string; caller?: string; max?: number; durationMs?: number }): string {
+export function tapQuery(f: {
+  direction?: string;
+  method?: string;
+  path?: string;
+  status?: string;
+  caller?: string;
+  max?: number;
+  durationMs?: number;
+}): string {
   const q = new URLSearchParams();
   if (f.direction !== undefined) q.set('direction', f.direction);
   if (f.method !== undefined) q.set('method', f.method);

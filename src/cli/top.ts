@@ -42,7 +42,12 @@ export function topReading(texts: readonly { readonly id: string; readonly text:
       if (l.direction !== (mode === 'services' ? 'inbound' : 'outbound')) continue;
       const group = mode === 'services' ? (l.destination ?? '') : `${l.destination ?? ''}\u0000${l.route ?? ''}`;
       const key = `${id}\u0000${s.name}${JSON.stringify(Object.entries(l).sort(([a], [b]) => (a < b ? -1 : 1)))}`;
-      out.set(key, { group, failed: l.classification === 'failure', le: s.name === BUCKET ? (l.le === '+Inf' ? Infinity : Number(l.le)) : undefined, value: s.value });
+      out.set(key, {
+        group,
+        failed: l.classification === 'failure',
+        le: s.name === BUCKET ? (l.le === '+Inf' ? Infinity : Number(l.le)) : undefined,
+        value: s.value,
+      });
     }
   }
   return out;
@@ -135,7 +140,14 @@ export async function topWindow(a: AdminAccess, mode: TopMode, intervalMs: numbe
   const before = topReading(await readMetrics(a, proxies), mode);
   await new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, intervalMs);
-    signal?.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
   });
   const after = topReading(await readMetrics(a, proxies), mode);
   const seconds = (performance.now() - t0) / 1000;

@@ -693,7 +693,9 @@ export class Sidecar {
         JSON.stringify({ id: this.#o.id, service: this.#o.service, control: this.#controlState, addresses: this.addresses, snapshot: this.#snapshot }, null, 2),
       );
     } else {
-      const err = new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `no admin endpoint ${path}; try /metrics, /ready, /config, /identity, /balancing, /tap or POST /explain` });
+      const err = new TrellisError('TRELLIS_E_NOT_FOUND', {
+        reason: `no admin endpoint ${path}; try /metrics, /ready, /config, /identity, /balancing, /tap or POST /explain`,
+      });
       res.statusCode = err.status;
       res.setHeader('content-type', 'application/json');
       res.setHeader('trellis-error', err.token);

@@ -151,7 +151,10 @@ test("trellis routes prints the routes web's sidecar holds, with weights and pol
   assert.equal(code, 0, err);
   assert.match(out, /^Routes of web-0 \(snapshot v\d+\)/);
   // Gateway API precedence: the longer path prefix (/api, rule 1) is tried before the header-only rule (prefix /).
-  assert.match(out, /^api\s+default\/api-route\/rule\/1\s+prefix \/api\s+api-v1=1\s+timeout 5000ms\napi\s+default\/api-route\/rule\/0\s+prefix \/ x-version=v2\s+api-v2=1\s+-$/m);
+  assert.match(
+    out,
+    /^api\s+default\/api-route\/rule\/1\s+prefix \/api\s+api-v1=1\s+timeout 5000ms\napi\s+default\/api-route\/rule\/0\s+prefix \/ x-version=v2\s+api-v2=1\s+-$/m,
+  );
   assert.match(out, /^ {2}api: protocol detect/m);
 });
 
@@ -190,7 +193,10 @@ test('trellis logs interleaves app and access logs by time, with the access log 
     const r = await cli(['logs', 'api', '--state-dir', logs]);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /api-v1-0 app {4}api-v1-0 request GET \/api\/evil/);
-    assert.match(r.out, /api-v1-0 access \{"ts":"[^"]+","direction":"inbound","source":"web","destination":"api","route":"inbound","method":"GET","path":"\/api\/logged\/1","status":200,"duration_ms":[\d.]+\}/);
+    assert.match(
+      r.out,
+      /api-v1-0 access \{"ts":"[^"]+","direction":"inbound","source":"web","destination":"api","route":"inbound","method":"GET","path":"\/api\/logged\/1","status":200,"duration_ms":[\d.]+\}/,
+    );
     return r;
   });
   const lines = out.trim().split('\n');
@@ -209,7 +215,10 @@ test('trellis logs interleaves app and access logs by time, with the access log 
   // --since now: none of the lines above; -f then prints what comes.
   await sleep(50);
   const since = new Date().toISOString();
-  const child = spawn(process.execPath, [TRELLIS, 'logs', 'api', '-f', '--since', since, '--state-dir', logs], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [TRELLIS, 'logs', 'api', '-f', '--since', since, '--state-dir', logs], {
+    cwd: REPO,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let followed = '';
   child.stdout.on('data', (c: Buffer) => (followed += c.toString()));
   const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -72,7 +72,12 @@ test('a tap sees only what its filter wants; max events ends it; inactive once t
 
 test("a reader's queue is bounded: events past it are dropped and counted, a reader behind too long is let go, taps are capped", () => {
   let now = 0;
-  const hub = new TapHub('web-0', (t) => t, { maxTaps: 2, maxBufferedBytes: 2000, slowReaderMs: 1000 }, () => now);
+  const hub = new TapHub(
+    'web-0',
+    (t) => t,
+    { maxTaps: 2, maxBufferedBytes: 2000, slowReaderMs: 1000 },
+    () => now,
+  );
   const slow = new HeldSink();
   const fast = new HeldSink();
   assert.ok(hub.open({}, slow));
@@ -248,6 +253,9 @@ test('a tap reader that never reads: its queue stays bounded, it is let go, and 
   assert.match(text, /trellis_proxy_tap_slow_readers_total\{[^}]*\} 1\n/);
   assert.match(text, /trellis_proxy_tap_events_dropped_total\{[^}]*\} [1-9]/);
   const statuses = await Promise.all(Array.from({ length: 50 }, () => get(port, '/still', {}, agent)));
-  assert.ok(statuses.every((r) => r.status === 200), 'every request was answered');
+  assert.ok(
+    statuses.every((r) => r.status === 200),
+    'every request was answered',
+  );
   assert.ok(ok > 0, `served ${ok} requests in ${Math.round(performance.now() - started)} ms meanwhile`);
 });

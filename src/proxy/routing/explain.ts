@@ -119,7 +119,15 @@ export function explain(src: ExplainSource, r: ExplainRequest): ExplainView {
   }));
   const matched = verdicts.find((v) => v.result === 'matched')?.route;
   if (matched === undefined) {
-    return { ...base, destination: upstream.key, routes, error: { token: ERRORS.TRELLIS_E_NO_ROUTE.token, message: errorMessage('TRELLIS_E_NO_ROUTE', { service: upstream.service, method: req.method, path: req.path }) } };
+    return {
+      ...base,
+      destination: upstream.key,
+      routes,
+      error: {
+        token: ERRORS.TRELLIS_E_NO_ROUTE.token,
+        message: errorMessage('TRELLIS_E_NO_ROUTE', { service: upstream.service, method: req.method, path: req.path }),
+      },
+    };
   }
   const entry = routeEntry(src.snapshot, matched.name);
   const backends = matched.backends.map((name, i) => ({

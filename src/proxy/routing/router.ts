@@ -462,11 +462,15 @@ export function explainRoutes(upstream: CompiledUpstream, req: RequestHead): Rou
   return out;
 }
 
-function describeMismatch(route: CompiledRoute, code: number, req: RequestHead, values: readonly (string | undefined)[]): { condition: string; reason: string } {
+function describeMismatch(
+  route: CompiledRoute,
+  code: number,
+  req: RequestHead,
+  values: readonly (string | undefined)[],
+): { condition: string; reason: string } {
   const got = (v: string | undefined): string => (v === undefined ? 'absent' : JSON.stringify(v));
   if (code === MISMATCH_METHOD) return { condition: 'method', reason: `wants ${route.method}, got ${req.method}` };
-  if (code === MISMATCH_HOST)
-    return { condition: 'hostname', reason: `wants ${route.hostExact ?? `*${route.hostSuffix}`}, got ${JSON.stringify(req.host)}` };
+  if (code === MISMATCH_HOST) return { condition: 'hostname', reason: `wants ${route.hostExact ?? `*${route.hostSuffix}`}, got ${JSON.stringify(req.host)}` };
   if (code === MISMATCH_PATH) {
     const want = route.pathType === 'Exact' ? 'exactly' : route.pathType === 'PathPrefix' ? 'the prefix' : 'to match';
     return { condition: 'path', reason: `wants ${want} ${JSON.stringify(route.pathValue)}, got ${JSON.stringify(req.path)}` };
