@@ -259,3 +259,46 @@ test('a tap reader that never reads: its queue stays bounded, it is let go, and 
   );
   assert.ok(ok > 0, `served ${ok} requests in ${Math.round(performance.now() - started)} ms meanwhile`);
 });
+
+test("with the mesh's admin credential set, a proxy's /tap and /explain need it; its other admin endpoints are unchanged", async () => {
+  const { Sidecar } = await import('../../src/proxy/sidecar.js');
+  const s = new Sidecar({
+    service: 'web',
+    version: 'default',
+    id: 'web-locked',
+    kind: 'gateway',
+    control: 'http://127.0.0.1:1',
+    upstreams: [],
+    admin: { host: '127.0.0.1', port: 0 },
+    accessLog: 'off',
+    log: () => {},
+    adminToken: 's3cret',
+  });
+  await s.start();
+  cleanup.push(() => s.close());
+  const base = `http://127.0.0.1:${s.addresses.admin!.port}`;
+  for (const [path, init] of [
+    ['/tap?max=1', {}],
+    ['/explain', { method: 'POST', body: '{}' }],
+  ] as const) {
+    const refused = await fetch(`${base}${path}`, init);
+    assert.equal(refused.status, 401, path);
+    assert.equal(refused.headers.get('trellis-error'), 'proxy-admin-unauthorized');
+    await refused.body?.cancel();
+    const wrong = await fetch(`${base}${path}`, { ...init, headers: { authorization: 'Bearer s3creT' } });
+    assert.equal(wrong.status, 401, path);
+    await wrong.body?.cancel();
+  }
+  const ac = new AbortController();
+  const ok = await fetch(`${base}/tap?max=1`, { headers: { authorization: 'Bearer s3cret' }, signal: ac.signal });
+  assert.equal(ok.status, 200);
+  ac.abort();
+  const explained = await fetch(`${base}/explain`, {
+    method: 'POST',
+    headers: { authorization: 'Bearer s3cret' },
+    body: JSON.stringify({ method: 'GET', authority: 'api', target: '/' }),
+  });
+  assert.equal(explained.status, 200);
+  assert.equal(((await explained.json()) as { error?: { token: string } }).error?.token, 'no-config');
+  assert.equal((await fetch(`${base}/ready`)).status, 503, '/ready needs no credential');
+});
