@@ -135,6 +135,18 @@ export const ERRORS = {
     status: 504,
     message: 'the new weights of {service} are in the config, but {proxies} did not acknowledge them within {ms} ms; see `trellis status`',
   },
+  // a proxy's admin server: tap and explain (trellis tap, trellis explain)
+  TRELLIS_E_TAP_LIMIT: {
+    token: 'tap-limit',
+    status: 503,
+    message: 'this proxy already streams {limit} taps, its limit; end one (or wait for one to end) and try again',
+  },
+  TRELLIS_E_TAP_FILTER: { token: 'tap-filter', status: 400, message: 'bad tap filter: {reason}' },
+  TRELLIS_E_PROXY_ADMIN_UNAUTHORIZED: {
+    token: 'proxy-admin-unauthorized',
+    status: 401,
+    message: "{path} on a proxy's admin server needs the mesh's admin credential (Authorization: Bearer)",
+  },
   TRELLIS_E_CANARY_ROLLED_BACK: {
     token: 'canary-rolled-back',
     status: 409,

@@ -81,3 +81,111 @@ export interface BreakerView {
   readonly requestOverflows: number;
   readonly retryOverflows: number;
 }
+
+/**
+ * One finished exchange as a proxy's tap streams it (`GET /tap` on its admin server,
+ * one JSON object a line; `trellis tap`). Request-derived values are bounded by the
+ * proxy (method 32 characters, authority 255, path as the access log keeps it: query
+ * values redacted unless the log keeps them, 1 KiB); a reader still strips control
+ * characters before printing them (src/cli/printable.ts).
+ */
+export interface TapEvent {
+  readonly kind: 'request';
+  /** When the exchange ended (ISO 8601). */
+  readonly ts: string;
+  readonly proxy: string;
+  readonly direction: 'inbound' | 'outbound';
+  readonly method: string;
+  readonly authority: string;
+  readonly path: string;
+  /** 0: no response. */
+  readonly status: number;
+  /** The call's grpc-status (bounded as the metric label); absent when not gRPC. */
+  readonly grpcStatus?: string;
+  readonly latencyMs: number;
+  /** The calling service as the identity layer names it (`unknown` when it can't). */
+  readonly caller: string;
+  readonly destination: string;
+  /** The matched rule (`inbound` for an inbound exchange, '' when none matched). */
+  readonly route: string;
+  /** The endpoint that answered, `host:port`. */
+  readonly endpoint?: string;
+  /** Response bytes sent to the client. */
+  readonly bytes: number;
+  /** The error-table token the proxy answered with, when it did. */
+  readonly error?: string;
+  readonly attempts: number;
+}
+
+/** A tap's own notice in its stream: events it dropped (its reader was behind), or why it ends. */
+export type TapNotice =
+  | { readonly kind: 'dropped'; readonly count: number }
+  | { readonly kind: 'end'; readonly reason: 'max-events' | 'max-duration' | 'slow-reader' | 'closing' };
+
+/** One route of a proxy's snapshot as `trellis explain` shows it: matched, or the first condition that failed. */
+export interface ExplainRouteView {
+  readonly name: string;
+  /** `matched`, `no-match` (`reason` says which condition), or `not-tried` (an earlier route matched). */
+  readonly result: 'matched' | 'no-match' | 'not-tried';
+  /** The condition that failed: `method`, `hostname`, `path`, `header <name>`, `query <name>`. */
+  readonly condition?: string;
+  /** What the condition wants and what the request has. */
+  readonly reason?: string;
+}
+
+/** What a sidecar would do with a request (`POST /explain` on its admin server; `trellis explain`). */
+export interface ExplainView {
+  readonly proxy: string;
+  readonly snapshotVersion: number | null;
+  readonly request: { readonly method: string; readonly authority: string; readonly path: string };
+  /** The destination the Host names (its key), or why there is none. */
+  readonly destination: string | undefined;
+  /** The error the proxy would answer before any route is tried (unknown service, no config...). */
+  readonly error?: { readonly token: string; readonly message: string };
+  readonly routes: readonly ExplainRouteView[];
+  /** The matched rule's policies, as the snapshot holds them. */
+  readonly matched?: {
+    readonly name: string;
+    readonly backends: readonly { readonly name: string; readonly weight: number; readonly invalid?: string }[];
+    readonly filters: readonly unknown[];
+    readonly timeouts?: unknown;
+    readonly retry?: unknown;
+    readonly fault?: unknown;
+  };
+  /** The candidate endpoints of the matched rule's backends, as this proxy's balancers see them now. */
+  readonly endpoints: readonly EndpointView[];
+  readonly breakers: readonly BreakerView[];
+  /**
+   * The authorization decision for this request: null until authorization lands
+   * (src/proxy/authz/, filled in at merge).
+   */
+  readonly authorization: null | { readonly decision: string; readonly policy?: string };
+}
+
+/**
+ * The fields an access-log line may carry (a Mesh's `spec.accessLog.fields`, a proxy's
+ * `--access-log-fields`): a request line has the first ones, a tunnel's or TCP
+ * connection's line its own. `ts` is always written (`trellis logs` orders lines by it).
+ */
+export const ACCESS_LOG_FIELDS = [
+  'ts',
+  'direction',
+  'source',
+  'destination',
+  'version',
+  'route',
+  'method',
+  'path',
+  'status',
+  'grpc_status',
+  'duration_ms',
+  'bytes_sent',
+  'bytes_received',
+  'upstream',
+  'attempts',
+  'error',
+  'tunnel',
+  'protocol',
+] as const;
+
+export type AccessLogField = (typeof ACCESS_LOG_FIELDS)[number];

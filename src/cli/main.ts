@@ -18,6 +18,11 @@ const COMMANDS: Record<string, Command> = {
   route: { summary: 'shift traffic between the versions of a service live: route weights SERVICE v1=90 v2=10', load: () => import('./route.js') },
   identity: { summary: "show the mesh CA and a proxy's SPIFFE identity, certificate chain and expiry", load: () => import('./identity.js') },
   check: { summary: 'check a running mesh: proxies connected and current, certificates and CA far from expiry', load: () => import('./check.js') },
+  top: { summary: 'a live table of services (or routes) by request rate, success rate, p50 and p99', load: () => import('./top.js') },
+  tap: { summary: "stream the requests through a service's sidecars as they happen, with filters", load: () => import('./tap.js') },
+  routes: { summary: "show the routes a service's sidecar holds now, with weights and policies", load: () => import('./routes.js') },
+  explain: { summary: "show which route a request from a service would take and why the others don't, and its endpoints", load: () => import('./explain.js') },
+  logs: { summary: "print (or follow) a service's app, sidecar and access logs, interleaved by time", load: () => import('./logs.js') },
   canary: { summary: 'move traffic to a new version step by step, watching its errors and p99; roll back on a breach', load: () => import('./canary.js') },
 };
 

@@ -3,6 +3,7 @@ import { TrellisError } from '../errors.js';
 import { Sidecar } from '../proxy/sidecar.js';
 import { CREDENTIAL_ENV } from '../security/bootstrap-credential.js';
 import type { HostPort } from '../api/protocol.js';
+import { ACCESS_LOG_FIELDS, type AccessLogField } from '../api/views.js';
 import { parseBytes, parseCount, parseFlags, parseHostPort } from './args.js';
 
 export const help = `Usage: trellis proxy --service NAME [options]
@@ -34,6 +35,10 @@ Options:
   --access-log-max-bytes N  rotate the log file at N bytes (KiB/MiB/GiB suffixes allowed;
                             default: 10MiB)
   --access-log-max-files K  rotated files kept, PATH.1 newest (default: 5)
+  --access-log-fields LIST  the fields each line carries, comma-separated (default: all; ts is
+                            always written): ts, direction, source, destination, version, route,
+                            method, path, status, grpc_status, duration_ms, bytes_sent,
+                            bytes_received, upstream, attempts, error, tunnel
 
 The proxy proves which instance it is with the bootstrap credential in $TRELLIS_CREDENTIAL
 (\`trellis up\` sets it; otherwise mint one with \`trellis identity credential\`). It makes
@@ -65,6 +70,7 @@ export async function run(argv: string[]): Promise<number> {
       'access-log-keep-query': { type: 'boolean', default: false },
       'access-log-max-bytes': { type: 'string' },
       'access-log-max-files': { type: 'string' },
+      'access-log-fields': { type: 'string' },
     },
     false,
     'proxy',
@@ -115,6 +121,7 @@ export async function run(argv: string[]): Promise<number> {
       keepQuery: values['access-log-keep-query'],
       maxFileBytes: values['access-log-max-bytes'] === undefined ? undefined : parseBytes(values['access-log-max-bytes'], '--access-log-max-bytes'),
       maxFiles: values['access-log-max-files'] === undefined ? undefined : parseCount(values['access-log-max-files'], '--access-log-max-files'),
+      fields: values['access-log-fields'] === undefined ? undefined : accessLogFields(values['access-log-fields']),
     },
     log,
   });
@@ -135,6 +142,17 @@ export async function run(argv: string[]): Promise<number> {
   });
   await sidecar.close();
   return 0;
+}
+
+/** `--access-log-fields ts,method,path,status`: names from ACCESS_LOG_FIELDS. */
+function accessLogFields(text: string): AccessLogField[] {
+  const known: readonly string[] = ACCESS_LOG_FIELDS;
+  const fields = text.split(',').map((f) => f.trim());
+  for (const f of fields) {
+    if (!known.includes(f))
+      throw new TrellisError('TRELLIS_E_USAGE', { reason: `--access-log-fields: "${f}" is not a field; the fields are ${ACCESS_LOG_FIELDS.join(', ')}` });
+  }
+  return fields as AccessLogField[];
 }
 
 /** A service port number (1-65535) from a flag, or a usage error naming the flag. */

@@ -29,6 +29,10 @@ import { AppHttpVersion, probeAppHttp, refuseHttp1 } from './h2/app-version.js';
 import { DEFAULT_UPGRADES } from '../api/protocol.js';
 import { DEFAULT_CLUSTER_DOMAIN, DEFAULT_NAMESPACE, serviceHostNames, splitServiceKey } from '../api/names.js';
 import { errorSummary, type ConnectionErrorReason, type ListenerContext, type ListenerKind } from './listeners/listener-context.js';
+import { TapHub, type TapLimits } from './tap/tap-hub.js';
+import { serveTap } from './tap/tap-endpoint.js';
+import { explain, parseExplainRequest } from './routing/explain.js';
+import { timingSafeEqual } from 'node:crypto';
 
 /** HTTP/2 once loaded: the forwarder's and server's modules, the app codecs, and the upstream session pool. */
 interface LoadedH2 {
@@ -68,7 +72,18 @@ export interface SidecarOptions {
   log: (line: string) => void;
   /** How long protocol detection waits for a client's first bytes (services with no declared protocol). */
   detectTimeoutMs?: number;
+  /**
+   * The mesh's admin credential: when set, the admin server's /tap and /explain (what
+   * shows requests as they pass) need `Authorization: Bearer <it>`. Absent: open, as the
+   * rest of the admin server (loopback only) is today.
+   */
+  adminToken?: string;
+  /** Taps per proxy, a reader's queue, how long a reader may stay behind (tap/tap-hub.ts); absent: the defaults. */
+  tapLimits?: Partial<TapLimits>;
 }
+
+/** Largest body `POST /explain` takes. */
+const EXPLAIN_BODY_BYTES = 64 * 1024;
 
 /** As Linkerd's: a client that has said nothing by then is taken for a server-first protocol. */
 const DETECT_TIMEOUT_MS = 10_000;
@@ -96,6 +111,8 @@ export class Sidecar {
   readonly #o: SidecarOptions;
   readonly metrics: ProxyMetrics;
   readonly #accessLog: AccessLog;
+  /** The tap point the telemetry layers publish to while someone taps this proxy (`GET /tap`). */
+  readonly tap: TapHub;
   /** Connections to other sidecars (outbound), and to this sidecar's app (inbound). */
   readonly #pool = new ConnectionPool({ idleTimeoutMs: PEER_IDLE_TIMEOUT_MS });
   readonly #appPool = new ConnectionPool();
@@ -161,6 +178,8 @@ export class Sidecar {
     if (o.app) this.metrics.watchAppCpu(o.app.port);
     this.#accessLog = openAccessLog(o.accessLog, { ...o.accessLogOptions, onError: (reason) => o.log(`proxy ${o.id}: access log ${o.accessLog}: ${reason}`) });
     this.metrics.watchAccessLog(this.#accessLog);
+    this.tap = new TapHub(o.id, this.#accessLog.target, o.tapLimits);
+    this.metrics.watchTap(this.tap);
     this.balancing = new BalancingState((service, id, ejected, reason) => {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });
@@ -202,6 +221,7 @@ export class Sidecar {
       metrics: this.metrics,
       accessLog: this.#accessLog,
       deadlines: this.#deadlines,
+      tap: this.tap,
     };
     const codes = { connect: 'TRELLIS_E_CONNECT', reset: 'TRELLIS_E_UPSTREAM_RESET' } as const;
     // One stack per listener (stack/stacks.ts), over the HTTP/1.1 codec here and the
@@ -336,6 +356,7 @@ export class Sidecar {
       metrics: this.metrics,
       accessLog: this.#accessLog,
       deadlines: this.#deadlines,
+      tap: this.tap,
       identify: sourceHeaderIdentity(() => this.#meshServices),
       upgrades: () => this.#inboundUpgrades,
     });
@@ -600,18 +621,62 @@ export class Sidecar {
   }
 
   async #serveAdmin(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    try {
+      await this.#routeAdmin(req, res);
+    } catch (err) {
+      if (!(err instanceof TrellisError) || res.headersSent) throw err;
+      res.statusCode = err.status;
+      if (err.code === 'TRELLIS_E_METHOD_NOT_ALLOWED') res.setHeader('allow', req.url?.startsWith('/explain') === true ? 'POST' : 'GET, HEAD');
+      res.setHeader('content-type', 'application/json');
+      res.setHeader('trellis-error', err.token);
+      res.end(JSON.stringify(errorBody(err)));
+    }
+  }
+
+  /** Whether the request carries the admin credential, when the proxy has one (compared in constant time). */
+  #adminAllowed(req: http.IncomingMessage): boolean {
+    const token = this.#o.adminToken;
+    if (token === undefined) return true;
+    const given = Buffer.from(req.headers.authorization ?? '');
+    const wanted = Buffer.from(`Bearer ${token}`);
+    return given.length === wanted.length && timingSafeEqual(given, wanted);
+  }
+
+  async #routeAdmin(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const [path = '/', query = ''] = (req.url ?? '/').split('?', 2);
     // Read-only, and the map of the mesh for loopback peers only (admin-access.ts says why).
     const refused = adminRefusal(req, path);
-    if (refused) {
-      res.statusCode = refused.status;
-      if (refused.code === 'TRELLIS_E_METHOD_NOT_ALLOWED') res.setHeader('allow', 'GET, HEAD');
-      res.setHeader('content-type', 'application/json');
-      res.setHeader('trellis-error', refused.token);
-      res.end(JSON.stringify(errorBody(refused)));
-      return;
+    if (refused) throw refused;
+    if ((path === '/tap' || path === '/explain') && !this.#adminAllowed(req)) {
+      throw new TrellisError('TRELLIS_E_PROXY_ADMIN_UNAUTHORIZED', { path });
     }
-    if (path === '/metrics') {
+    if (path === '/tap') {
+      serveTap(this.tap, new URLSearchParams(query), req, res);
+    } else if (path === '/explain') {
+      if (req.method !== 'POST') throw new TrellisError('TRELLIS_E_METHOD_NOT_ALLOWED', { path, allowed: 'POST', method: req.method });
+      const body = await readBody(req, EXPLAIN_BODY_BYTES);
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(body);
+      } catch {
+        throw new TrellisError('TRELLIS_E_USAGE', { reason: 'the body of POST /explain is not JSON' });
+      }
+      const request = parseExplainRequest(parsed);
+      if (typeof request === 'string') throw new TrellisError('TRELLIS_E_USAGE', { reason: request });
+      const view = explain(
+        {
+          proxy: this.#o.id,
+          snapshot: this.#snapshot,
+          lookupHost: (host) => (this.#hosts === null ? null : this.#hosts.get(host)),
+          lookupAddress: (address) => (this.#addresses === null ? null : this.#addresses.get(address)),
+          endpoints: () => this.balancing.view(),
+          breakers: () => this.balancing.breakers(),
+        },
+        request,
+      );
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(view, null, 2));
+    } else if (path === '/metrics') {
       res.setHeader('content-type', this.metrics.contentType);
       res.end(await this.metrics.text());
     } else if (path === '/ready') {
@@ -633,7 +698,9 @@ export class Sidecar {
         JSON.stringify({ id: this.#o.id, service: this.#o.service, control: this.#controlState, addresses: this.addresses, snapshot: this.#snapshot }, null, 2),
       );
     } else {
-      const err = new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `no admin endpoint ${path}; try /metrics, /ready, /config, /identity or /balancing` });
+      const err = new TrellisError('TRELLIS_E_NOT_FOUND', {
+        reason: `no admin endpoint ${path}; try /metrics, /ready, /config, /identity, /balancing, /tap or POST /explain`,
+      });
       res.statusCode = err.status;
       res.setHeader('content-type', 'application/json');
       res.setHeader('trellis-error', err.token);
@@ -642,6 +709,7 @@ export class Sidecar {
   }
 
   async close(): Promise<void> {
+    this.tap.closeAll();
     this.#renewer?.stop();
     this.#control?.stop();
     for (const s of this.#servers) s.close();
@@ -653,6 +721,18 @@ export class Sidecar {
     this.#h2pool?.close();
     await this.#accessLog.close();
   }
+}
+
+/** A request body as text, refused (TRELLIS_E_BODY_TOO_LARGE) past `limit` bytes. */
+async function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new TrellisError('TRELLIS_E_BODY_TOO_LARGE', { limit });
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 function listen(server: net.Server, at: HostPort, sockets?: Set<net.Socket>): Promise<HostPort> {

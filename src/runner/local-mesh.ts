@@ -487,6 +487,7 @@ export function accessLogFlags(spec: AccessLogSpec | undefined): string[] {
     ...(spec.keepQuery === true ? ['--access-log-keep-query'] : []),
     ...(spec.maxFileBytes !== undefined ? ['--access-log-max-bytes', String(spec.maxFileBytes)] : []),
     ...(spec.maxFiles !== undefined ? ['--access-log-max-files', String(spec.maxFiles)] : []),
+    ...(spec.fields !== undefined ? ['--access-log-fields', spec.fields.join(',')] : []),
   ];
 }
 

@@ -4,6 +4,7 @@
 // when SIGTERM is not enough.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { LineStamper } from './log-lines.js';
 
 export interface ProcessSpec {
   name: string;
@@ -62,8 +63,22 @@ export class Supervised {
     this.#startedAt = Date.now();
     const child = spawn(file, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     this.#child = child;
-    child.stdout!.pipe(this.#log, { end: false });
-    child.stderr!.pipe(this.#log, { end: false });
+    // Each line stamped with the time it was read (log-lines.ts), for `trellis logs`.
+    const out = new LineStamper('stdout', this.#log);
+    const err = new LineStamper('stderr', this.#log);
+    // As pipe() would: a process writing faster than the disk takes it waits.
+    const log = this.#log;
+    const feed = (from: NodeJS.ReadableStream, stamper: LineStamper) =>
+      from.on('data', (c: Buffer) => {
+        if (!stamper.write(c)) {
+          from.pause();
+          log.once('drain', () => from.resume());
+        }
+      });
+    feed(child.stdout!, out);
+    feed(child.stderr!, err);
+    child.stdout!.once('end', () => out.flush());
+    child.stderr!.once('end', () => err.flush());
     child.on('error', (err) => this.#log.write(`trellis: could not start ${this.spec.name}: ${err.message}\n`));
     child.on('exit', (code, signal) => this.#onExit(child, code, signal));
     if (child.pid !== undefined) this.#events.onStart?.(this.spec.name, child.pid, this.#restarts);

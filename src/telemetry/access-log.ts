@@ -36,6 +36,11 @@ export interface AccessLogOptions {
   maxFileBytes?: number;
   /** Rotated files kept beside the current one (`<file>.1` newest … `<file>.<n>`). Default {@link DEFAULT_MAX_FILES}. */
   maxFiles?: number;
+  /**
+   * The fields each line carries (src/api/views.ts ACCESS_LOG_FIELDS); `ts` is always
+   * written, so lines can be ordered (`trellis logs`). Absent: every field.
+   */
+  fields?: readonly string[];
   /** Told once when the file cannot be written (the lines are dropped and counted meanwhile). */
   onError?: (reason: string) => void;
 }
@@ -96,11 +101,19 @@ export function openAccessLog(target: string, options: AccessLogOptions = {}): A
     sink.write(text);
   };
   let closing: Promise<void> | undefined;
+  // A field set: the kept names, `ts` first; the entry is cut down as it is written.
+  const fields = options.fields === undefined ? undefined : ['ts', ...options.fields.filter((f) => f !== 'ts')];
+  const pick = (entry: Record<string, unknown>): Record<string, unknown> => {
+    if (fields === undefined) return entry;
+    const out: Record<string, unknown> = {};
+    for (const f of fields) if (entry[f] !== undefined) out[f] = entry[f];
+    return out;
+  };
   return {
     enabled: true,
     target: loggedTarget,
     write(entry) {
-      pending.push(`${JSON.stringify(entry)}\n`);
+      pending.push(`${JSON.stringify(pick(entry))}\n`);
       if (!scheduled) {
         scheduled = true;
         setImmediate(flush);

@@ -495,6 +495,31 @@ export class ProxyMetrics {
     });
   }
 
+  /** The proxy's taps (proxy/tap/tap-hub.ts): open now, refused at the limit, events dropped for slow readers, readers let go. */
+  watchTap(tap: { counts(): { active: number; refused: number; dropped: number; slowReaders: number } }): void {
+    new client.Gauge({
+      name: 'trellis_proxy_taps_active',
+      help: 'Taps streaming this proxy requests now (trellis tap).',
+      registers: [this.registry],
+      collect(this: Gauge) {
+        this.set(tap.counts().active);
+      },
+    });
+    const counter = (name: string, help: string, read: (c: ReturnType<typeof tap.counts>) => number): void =>
+      void new client.Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect(this: Counter) {
+          this.reset();
+          this.inc(read(tap.counts()));
+        },
+      });
+    counter('trellis_proxy_taps_refused_total', 'Taps refused because the proxy streamed its maximum number of taps.', (c) => c.refused);
+    counter('trellis_proxy_tap_events_dropped_total', 'Tap events dropped because their reader was behind (its queue full).', (c) => c.dropped);
+    counter('trellis_proxy_tap_slow_readers_total', 'Tap readers disconnected because they stayed behind.', (c) => c.slowReaders);
+  }
+
   watchAccessLog(log: { readonly dropped: number }): void {
     new client.Counter({
       name: 'trellis_access_log_dropped_lines_total',

@@ -39,7 +39,20 @@ describe('Mesh spec.accessLog', () => {
     assert.equal(result.config, undefined);
     assert.match(problemAt(result, 'spec.accessLog.maxFileBytes', file).message, /\(64 KiB to 1 GiB\).*\(got 100\)$/);
     assert.match(problemAt(result, 'spec.accessLog.maxFiles', file).message, /\(1 to 100\).*\(got 0\)$/);
-    assert.match(problemAt(result, 'spec.accessLog.redact', file).message, /unknown field "redact"; allowed here: keepQuery, maxFileBytes, maxFiles/);
+    assert.match(problemAt(result, 'spec.accessLog.redact', file).message, /unknown field "redact"; allowed here: keepQuery, maxFileBytes, maxFiles, fields/);
+  });
+
+  it('takes a field set from the known fields, and refuses a field that does not exist', async () => {
+    const good = await loadConfig([await tmp.write('fields.yaml', mesh(services, '  accessLog: { fields: [ts, method, path, status] }\n'))]);
+    assert.ok(good.config, JSON.stringify(good.problems));
+    assert.deepEqual(accessLogFlags(good.config.mesh.spec.accessLog), ['--access-log-fields', 'ts,method,path,status']);
+    const file = await tmp.write('bad-fields.yaml', mesh(services, '  accessLog: { fields: [method, password] }\n'));
+    const bad = await loadConfig([file]);
+    assert.equal(bad.config, undefined);
+    assert.ok(
+      bad.problems.some((p) => p.path.startsWith('spec.accessLog.fields')),
+      JSON.stringify(bad.problems),
+    );
   });
 
   it('becomes `trellis proxy` flags whose sizes take binary units', () => {

@@ -1,5 +1,6 @@
 // The `Mesh` kind (trellis.dev/v1alpha1): the services of one mesh, their versions,
 // health checks and upstreams, and the limits and access logs of its proxies.
+import { ACCESS_LOG_FIELDS } from '../../api/views.js';
 import { Type, type Static } from '@sinclair/typebox';
 import { DnsLabel, DnsSubdomain, duration, httpPath, Metadata, Port, strict, StringMap, TRELLIS_API_VERSION } from './common.js';
 import { Identity } from './identity.js';
@@ -212,6 +213,13 @@ const AccessLog = Type.Object(
       }),
     ),
     maxFiles: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'how many rotated files are kept (1 to 100); default 5' })),
+    fields: Type.Optional(
+      Type.Array(Type.Union(ACCESS_LOG_FIELDS.map((f) => Type.Literal(f))), {
+        minItems: 1,
+        uniqueItems: true,
+        description: `the fields each line carries, from: ${ACCESS_LOG_FIELDS.join(', ')} (ts is always written); default: all of them`,
+      }),
+    ),
   },
   { ...strict, description: 'how proxies keep their access logs' },
 );

@@ -363,47 +363,131 @@ function queryValueStart(target: string, from: number, key: string): number {
   return -1;
 }
 
-function queryMatches(route: CompiledRoute, target: string): boolean {
+/** The index of the first of the route's query matchers the target fails, or -1 when it passes them all. */
+function queryMismatch(route: CompiledRoute, target: string): number {
   const q = target.indexOf('?');
-  if (q === -1) return false;
-  for (const m of route.query) {
+  if (q === -1) return 0;
+  for (let i = 0; i < route.query.length; i++) {
+    const m = route.query[i]!;
     const start = queryValueStart(target, q + 1, m.key);
-    if (start === -1) return false;
+    if (start === -1) return i;
     let end = target.indexOf('&', start);
     if (end === -1) end = target.length;
     if (m.exact !== undefined) {
-      if (end - start !== m.exact.length || !target.startsWith(m.exact, start)) return false;
+      if (end - start !== m.exact.length || !target.startsWith(m.exact, start)) return i;
     } else if (!m.regex!.test(target.slice(start, end))) {
-      return false;
+      return i;
     }
   }
-  return true;
+  return -1;
 }
 
-function matches(route: CompiledRoute, req: RequestHead, values: readonly (string | undefined)[]): boolean {
-  if (route.method !== undefined && route.method !== req.method) return false;
-  if ((route.hostExact !== undefined || route.hostSuffix !== undefined) && !hostMatches(route, req.host)) return false;
+/**
+ * Why a route does not take a request: {@link MATCHED} (0) when it does, else its first
+ * failing condition, in the order they are tried. A number, so the request path pays
+ * what a boolean costs; `trellis explain` turns it into words (describeMismatch).
+ */
+export const MATCHED = 0;
+const MISMATCH_METHOD = 1;
+const MISMATCH_HOST = 2;
+const MISMATCH_PATH = 3;
+/** + the index of the header matcher that failed (Gateway API allows 16). */
+const MISMATCH_HEADER = 0x100;
+/** + the index of the query matcher that failed. */
+const MISMATCH_QUERY = 0x200;
+
+function mismatch(route: CompiledRoute, req: RequestHead, values: readonly (string | undefined)[]): number {
+  if (route.method !== undefined && route.method !== req.method) return MISMATCH_METHOD;
+  if ((route.hostExact !== undefined || route.hostSuffix !== undefined) && !hostMatches(route, req.host)) return MISMATCH_HOST;
   const type = route.pathType;
   if (type === 'Exact') {
-    if (req.path !== route.pathValue) return false;
+    if (req.path !== route.pathValue) return MISMATCH_PATH;
   } else if (type === 'PathPrefix') {
-    if (!prefixMatches(req.path, route.pathPrefix)) return false;
+    if (!prefixMatches(req.path, route.pathPrefix)) return MISMATCH_PATH;
   } else if (type === 'RegularExpression') {
-    if (!route.pathRegex!.test(req.path)) return false;
+    if (!route.pathRegex!.test(req.path)) return MISMATCH_PATH;
   }
-  for (const h of route.headers) {
+  const headers = route.headers;
+  for (let i = 0; i < headers.length; i++) {
+    const h = headers[i]!;
     const v = values[h.slot];
-    if (v === undefined || (h.exact !== undefined ? v !== h.exact : !h.regex!.test(v))) return false;
+    if (v === undefined || (h.exact !== undefined ? v !== h.exact : !h.regex!.test(v))) return MISMATCH_HEADER + i;
   }
-  return route.query.length === 0 || queryMatches(route, req.target);
+  if (route.query.length === 0) return MATCHED;
+  const q = queryMismatch(route, req.target);
+  return q === -1 ? MATCHED : MISMATCH_QUERY + q;
 }
 
 /** The first route that matches the request, or undefined (→ 404 no-route). */
 export function matchRoute(upstream: CompiledUpstream, req: RequestHead): CompiledRoute | undefined {
   const values = upstream.headerValues;
   if (values.length > 0) readHeaders(req.lines, upstream.headerNames, values);
-  for (const r of upstream.routes) if (matches(r, req, values)) return r;
+  for (const r of upstream.routes) if (mismatch(r, req, values) === MATCHED) return r;
   return undefined;
+}
+
+/** One route as `explainRoutes` found it: the condition that failed (words), or matched. */
+export interface RouteVerdict {
+  readonly route: CompiledRoute;
+  readonly result: 'matched' | 'no-match' | 'not-tried';
+  /** `method`, `hostname`, `path`, `header <name>`, `query <name>`. */
+  readonly condition?: string;
+  /** What the condition wants, and what the request has. */
+  readonly reason?: string;
+}
+
+/**
+ * The routes of `upstream` in the order the proxy tries them, with the verdict the
+ * request path's own matcher gives each (`mismatch`, the one implementation): the first
+ * that matches, why each before it did not, and the rest as not tried.
+ */
+export function explainRoutes(upstream: CompiledUpstream, req: RequestHead): RouteVerdict[] {
+  const values: (string | undefined)[] = upstream.headerNames.map(() => undefined);
+  if (values.length > 0) readHeaders(req.lines, upstream.headerNames, values);
+  const out: RouteVerdict[] = [];
+  let found = false;
+  for (const route of upstream.routes) {
+    if (found) {
+      out.push({ route, result: 'not-tried' });
+      continue;
+    }
+    const code = mismatch(route, req, values);
+    if (code === MATCHED) {
+      found = true;
+      out.push({ route, result: 'matched' });
+    } else {
+      out.push({ route, result: 'no-match', ...describeMismatch(route, code, req, values) });
+    }
+  }
+  return out;
+}
+
+function describeMismatch(
+  route: CompiledRoute,
+  code: number,
+  req: RequestHead,
+  values: readonly (string | undefined)[],
+): { condition: string; reason: string } {
+  const got = (v: string | undefined): string => (v === undefined ? 'absent' : JSON.stringify(v));
+  if (code === MISMATCH_METHOD) return { condition: 'method', reason: `wants ${route.method}, got ${req.method}` };
+  if (code === MISMATCH_HOST) return { condition: 'hostname', reason: `wants ${route.hostExact ?? `*${route.hostSuffix}`}, got ${JSON.stringify(req.host)}` };
+  if (code === MISMATCH_PATH) {
+    const want = route.pathType === 'Exact' ? 'exactly' : route.pathType === 'PathPrefix' ? 'the prefix' : 'to match';
+    return { condition: 'path', reason: `wants ${want} ${JSON.stringify(route.pathValue)}, got ${JSON.stringify(req.path)}` };
+  }
+  if (code >= MISMATCH_QUERY) {
+    const m = route.query[code - MISMATCH_QUERY]!;
+    const name = m.key.slice(0, -1);
+    const q = req.target.indexOf('?');
+    const start = q === -1 ? -1 : queryValueStart(req.target, q + 1, m.key);
+    const end = start === -1 ? -1 : req.target.indexOf('&', start);
+    const value = start === -1 ? undefined : req.target.slice(start, end === -1 ? undefined : end);
+    const want = m.exact !== undefined ? `exactly ${JSON.stringify(m.exact)}` : `to match /${m.regex!.source}/`;
+    return { condition: `query ${name}`, reason: `wants ${want}, got ${got(value)}` };
+  }
+  const h = route.headers[code - MISMATCH_HEADER]!;
+  const want = h.exact !== undefined ? `exactly ${JSON.stringify(h.exact)}` : `to match /${h.regex!.source}/`;
+  return { condition: `header ${h.name}`, reason: `wants ${want}, got ${got(values[h.slot])}` };
 }
 
 /** The first value of each of `names` (lower case) in the header lines, trimmed; undefined when absent. */

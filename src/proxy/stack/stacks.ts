@@ -20,6 +20,7 @@ import { headTimeout, timeouts, type Deadlines } from '../resilience/timeout.js'
 import { upgrades } from '../routing/upgrade.js';
 import type { Picked, Split } from './decisions.js';
 import { Stack, type Layer } from './layer.js';
+import type { TapHub } from '../tap/tap-hub.js';
 
 /** What the outbound stack needs of its proxy. */
 export interface OutboundParts {
@@ -38,6 +39,8 @@ export interface OutboundParts {
   readonly metrics: ProxyMetrics;
   readonly accessLog: AccessLog;
   readonly deadlines: Deadlines;
+  /** The proxy's tap point; absent: none. */
+  readonly tap?: TapHub;
 }
 
 /**
@@ -51,7 +54,7 @@ export function outboundStack(p: OutboundParts, fixedService?: string, fixedPort
     Stack.start()
       // Outermost, so it sees every outcome, errors included, and records each exchange once, when it ends.
       // (A trace span layer goes right inside it: the span covers everything below.)
-      .push(telemetry({ direction: 'outbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog }))
+      .push(telemetry({ direction: 'outbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog, tap: p.tap }))
       // The caller is this proxy's app: what it claims about itself is dropped before anything reads it.
       .push(outboundIdentity(p.service))
       // The destination service, from the listener or the Host header: nothing below runs without one.
@@ -105,6 +108,8 @@ export interface InboundParts {
   readonly metrics: ProxyMetrics;
   readonly accessLog: AccessLog;
   readonly deadlines: Deadlines;
+  /** The proxy's tap point; absent: none. */
+  readonly tap?: TapHub;
 }
 
 /** The inbound stack: another sidecar (or the ingress) calling this proxy's app. */
@@ -112,7 +117,7 @@ export function inboundStack(p: InboundParts): Stack<Picked> {
   return (
     Stack.start()
       // Outermost, as outbound: every exchange recorded once, however it ends.
-      .push(telemetry({ direction: 'inbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog }))
+      .push(telemetry({ direction: 'inbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog, tap: p.tap }))
       // The caller, checked against the mesh's services; a claim it can't back is stripped.
       // (Authorization and rate limits go right inside it: they judge a known caller.)
       .push(inboundIdentity(p.identify))

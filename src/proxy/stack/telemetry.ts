@@ -7,6 +7,7 @@ import type { Exchange, Tunnel } from './exchange.js';
 import { UNKNOWN_SOURCE } from '../identity.js';
 import { endpointKey } from '../balancer/balancer.js';
 import type { Layer } from './layer.js';
+import type { TapHub } from '../tap/tap-hub.js';
 
 export interface TelemetryOptions {
   direction: Direction;
@@ -15,6 +16,8 @@ export interface TelemetryOptions {
   version: string;
   metrics: ProxyMetrics;
   accessLog: AccessLog;
+  /** The proxy's tap point (tap/tap-hub.ts); absent: none (tests that build a stack alone). */
+  tap?: TapHub;
 }
 
 /**
@@ -26,6 +29,7 @@ export interface TelemetryOptions {
  */
 export function telemetry(o: TelemetryOptions): Layer {
   const outbound = o.direction === 'outbound';
+  const tap = o.tap;
   const observe = (ex: Exchange): void => {
     const seconds = (performance.now() - ex.startedAt) / 1000;
     const source = ex.source || UNKNOWN_SOURCE;
@@ -38,6 +42,8 @@ export function telemetry(o: TelemetryOptions): Layer {
     }
     o.metrics.observeHttp({ direction: o.direction, source, destination, destinationVersion: version, route }, status, seconds, ex.grpcStatus);
     if (ex.tunnel !== undefined) watchTunnel(o, ex, ex.tunnel, destination, version, route);
+    // The tap point: one field read per exchange while nobody taps this proxy.
+    if (tap?.active === true) tap.publish(o.direction, ex, source, destination, route, status, seconds);
     if (!o.accessLog.enabled) return;
     // The request's own fields (method, path) are bounded and, for the path, redacted
     // by the log (access-log.ts); JSON escapes any control character.
