@@ -79,8 +79,7 @@ export const ERRORS = {
   TRELLIS_E_RATE_LIMITED: {
     token: 'rate-limited',
     status: 429,
-    message:
-      'refused by the RateLimitPolicy {policy} (limit {limit}); retry after {retryAfter} s (the Retry-After and RateLimit headers say when)',
+    message: 'refused by the RateLimitPolicy {policy} (limit {limit}); retry after {retryAfter} s (the Retry-After and RateLimit headers say when)',
   },
   // configuration
   TRELLIS_E_CONFIG_INVALID: { token: 'config-invalid', status: 400, message: '{file}: {details}' },

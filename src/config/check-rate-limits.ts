@@ -79,7 +79,8 @@ export function checkRateLimitPolicies(mesh: MeshResource, routes: readonly Rout
     resource.spec.limits.forEach((limit, l) => {
       const path: Segment[] = ['spec', 'limits', l];
       const first = names.get(limit.name);
-      if (first !== undefined) at([...path, 'name'], `limit name "${limit.name}" is also the name of limits[${first}]; limit names must be unique within a policy`);
+      if (first !== undefined)
+        at([...path, 'name'], `limit name "${limit.name}" is also the name of limits[${first}]; limit names must be unique within a policy`);
       else names.set(limit.name, l);
       const ms = parseGatewayDurationMs(limit.interval);
       if (ms < 1 || ms > MAX_INTERVAL_MS) at([...path, 'interval'], `is ${limit.interval}; an interval is from 1ms to 24h`);
@@ -90,7 +91,10 @@ export function checkRateLimitPolicies(mesh: MeshResource, routes: readonly Rout
       }
       if (limit.maxKeys !== undefined && key === undefined) at([...path, 'maxKeys'], 'bounds the buckets of a keyed limit; this limit has no key (one bucket)');
       if (limit.global === true && key !== undefined) {
-        at([...path, 'global'], 'a global limit is one rate for all replicas of the service, split into quotas per replica; it takes no key (use a local keyed limit beside it)');
+        at(
+          [...path, 'global'],
+          'a global limit is one rate for all replicas of the service, split into quotas per replica; it takes no key (use a local keyed limit beside it)',
+        );
       }
     });
   }

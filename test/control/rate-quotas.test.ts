@@ -11,7 +11,7 @@ test('a replica asking little gets it with headroom, the busy one the rest of th
   assert.equal(q[0], 85);
   assert.equal(q[1], 12);
   assert.equal(q[2], 6);
-  assert.ok(sum(q) <= 100 + 0.2 * 15 + 1e-9, 'over the rate by the quiet replicas\' headroom at most');
+  assert.ok(sum(q) <= 100 + 0.2 * 15 + 1e-9, "over the rate by the quiet replicas' headroom at most");
   assert.deepEqual(allocate(90, [undefined, undefined, undefined]), [30, 30, 30], 'unknown demand: equal shares');
   const idle = allocate(100, [10, 0]);
   assert.ok(Math.abs(sum(idle) - 100) < 1e-9 && idle[0]! > 12 && idle[1]! > 0, 'what nobody asks for is spread evenly');

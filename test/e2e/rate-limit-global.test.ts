@@ -135,7 +135,10 @@ test('three replicas under uneven load admit the global rate together over 10 s,
   // Every replica holds its share before the load starts (an equal one: no demand known yet).
   await eventually(async () => {
     const q = await Promise.all(sidecars.map(quotaOf));
-    assert.ok(q.every((x) => x !== undefined && Math.abs(x - RATE / 3) < 0.01), `quotas ${q.join(', ')}`);
+    assert.ok(
+      q.every((x) => x !== undefined && Math.abs(x - RATE / 3) < 0.01),
+      `quotas ${q.join(', ')}`,
+    );
     return true;
   });
   const counts = sidecars.map(() => new Map<number, number>());

@@ -96,7 +96,8 @@ test('a gRPC call over the limit gets RESOURCE_EXHAUSTED (trailers-only), and re
   }
   const text = await inbound.metrics.text();
   const line = text.split('\n').find((l) => l.startsWith('trellis_http_rate_limited_total{') && l.includes('policy="default/api-limits"'));
-  assert.ok(line !== undefined && line.includes('limit="per-case"'), text.slice(0, 400));
+  assert.ok(line?.includes('limit="per-case"'), text.slice(0, 400));
+  assert.ok(line !== undefined);
   assert.ok(Number(line.split(' ').pop()) >= 3, line);
   assert.match(text, /trellis_rate_limit_keys\{policy="default\/api-limits",limit="per-case"[^}]*\} [4-9]/);
   assert.doesNotMatch(text, /case-HTTP/, 'no header value becomes a label');

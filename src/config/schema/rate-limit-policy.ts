@@ -11,11 +11,15 @@ export const DEFAULT_MAX_KEYS = 10_000;
 
 const RateLimit = Type.Object(
   {
-    name: { ...DnsLabel, description: 'the limit\'s name (a DNS label): the `limit` metric label and the policy name in the RateLimit headers' },
+    name: { ...DnsLabel, description: "the limit's name (a DNS label): the `limit` metric label and the policy name in the RateLimit headers" },
     requests: Type.Integer({ minimum: 1, maximum: 1_000_000_000, description: 'requests allowed per interval' }),
     interval: gatewayDuration('the period of `requests`, 1ms to 24h (e.g. 1s, 1m)'),
     burst: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: 1_000_000_000, description: 'the most requests taken at once after a quiet spell (the bucket size); default `requests`' }),
+      Type.Integer({
+        minimum: 1,
+        maximum: 1_000_000_000,
+        description: 'the most requests taken at once after a quiet spell (the bucket size); default `requests`',
+      }),
     ),
     key: Type.Optional(
       Type.Object(
@@ -37,7 +41,8 @@ const RateLimit = Type.Object(
     ),
     global: Type.Optional(
       Type.Boolean({
-        description: 'true: `requests` per interval for all replicas of the service together, split into quotas by the control plane (no key); default false: per replica',
+        description:
+          'true: `requests` per interval for all replicas of the service together, split into quotas by the control plane (no key); default false: per replica',
       }),
     ),
   },

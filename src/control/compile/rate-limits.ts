@@ -96,5 +96,8 @@ export function compileRateLimits(config: ControlConfig, key: string): RateLimit
   if (limits.length === 0) return undefined;
   if (!routed) return { limits };
   // Matches only: the inbound side needs to know the rule, not where it sends.
-  return { limits, routes: table().map((e) => ({ name: e.name, ...(e.hostname !== undefined ? { hostname: e.hostname } : {}), match: e.match, backends: [] })) };
+  return {
+    limits,
+    routes: table().map((e) => ({ name: e.name, ...(e.hostname !== undefined ? { hostname: e.hostname } : {}), match: e.match, backends: [] })),
+  };
 }

@@ -165,7 +165,7 @@ export class RateQuotas {
         quotas[i]!.push({ id: limit.id, requestsPerSecond: rate, burst });
       });
     }
-    members.forEach((m, i) => m.send({ type: 'rate-quota', quotas: quotas[i]! }));
+    for (const [i, m] of members.entries()) m.send({ type: 'rate-quota', quotas: quotas[i]! });
   }
 
   /** The quota-holding members of a service, for tests and views. */

@@ -4,7 +4,16 @@
 import { ERRORS, errorMessage, type ErrorCode } from '../../errors.js';
 
 /** gRPC status codes the proxy itself answers with (grpc/doc/statuscodes.md). */
-export const GRPC_STATUS = { OK: 0, CANCELLED: 1, UNKNOWN: 2, DEADLINE_EXCEEDED: 4, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14 } as const;
+export const GRPC_STATUS = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  DEADLINE_EXCEEDED: 4,
+  RESOURCE_EXHAUSTED: 8,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+} as const;
 
 /** A request is gRPC when its content type is `application/grpc` or `application/grpc+<codec>`. */
 export function isGrpcContentType(ct: string | undefined): boolean {

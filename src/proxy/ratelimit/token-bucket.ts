@@ -20,8 +20,7 @@ export class TokenBucket {
   /** Adds what accrued since the last refill, up to the capacity. */
   refill(now: number): void {
     if (now <= this.at) return;
-    const t = this.tokens + (now - this.at) * this.ratePerMs;
-    this.tokens = t < this.capacity ? t : this.capacity;
+    this.tokens = Math.min(this.capacity, this.tokens + (now - this.at) * this.ratePerMs);
     this.at = now;
   }
 
