@@ -76,6 +76,11 @@ export const ERRORS = {
     status: 503,
     message: 'aborted by the FaultInjection policy {policy} (the status is the one the policy names)',
   },
+  TRELLIS_E_RATE_LIMITED: {
+    token: 'rate-limited',
+    status: 429,
+    message: 'refused by the RateLimitPolicy {policy} (limit {limit}); retry after {retryAfter} s (the Retry-After and RateLimit headers say when)',
+  },
   // configuration
   TRELLIS_E_CONFIG_INVALID: { token: 'config-invalid', status: 400, message: '{file}: {details}' },
   // control plane and CLI

@@ -100,7 +100,33 @@ export type ProxyMessage =
   | { type: 'ack'; version: number }
   | { type: 'nack'; version: number; error: string }
   | { type: 'csr'; id: number; csr: string }
-  | { type: 'ping' };
+  | { type: 'ping' }
+  | RateDemandMessage;
+
+/**
+ * Proxy → control plane, every {@link RATE_REPORT_INTERVAL_MS} while the proxy holds
+ * global rate limits: the requests that reached each one since the last report (taken
+ * or refused: what callers asked for, not what the quota let through).
+ */
+export interface RateDemandMessage {
+  type: 'rate-demand';
+  /** How long the counts were gathered over, in ms. */
+  intervalMs: number;
+  limits: { id: string; requests: number }[];
+}
+
+/** How often a proxy reports its global limits' demand, and the control plane rebalances quotas. */
+export const RATE_REPORT_INTERVAL_MS = 1000;
+
+/**
+ * Control plane → proxy: this proxy's share of each global rate limit of its service,
+ * sent when it joins, when a replica joins or leaves, and after each rebalance. A proxy
+ * keeps the last quota it was sent while the control plane is unreachable.
+ */
+export interface RateQuotaMessage {
+  type: 'rate-quota';
+  quotas: { id: string; requestsPerSecond: number; burst: number }[];
+}
 
 /**
  * A workload certificate the CA signed for a proxy, and the roots to trust. The
@@ -131,7 +157,8 @@ export type ControlMessage =
   | { type: 'pong' }
   | { type: 'certificate'; id: number; certificate: IssuedCertificate }
   | { type: 'csr-refused'; id: number; code: string; message: string }
-  | { type: 'trust-bundle'; trustBundle: string[] };
+  | { type: 'trust-bundle'; trustBundle: string[] }
+  | RateQuotaMessage;
 
 /** A match on the request; all present parts must match (AND). */
 export interface RouteMatch {
@@ -437,6 +464,41 @@ export interface Snapshot {
   meshServices?: string[];
   /** Limits the mesh sets for its proxies' listeners; fields absent keep the proxy's defaults. */
   limits?: ProxyLimitsSnapshot;
+  /** The RateLimitPolicies on the proxy's own service (its inbound side); absent: none. */
+  rateLimits?: RateLimitsSnapshot;
+}
+
+/** One limit of a RateLimitPolicy, compiled for the sidecars of one service. */
+export interface RateLimitSnapshot {
+  /** `<namespace>/<policy>/<limit>`: unique in the mesh; names its quotas on the stream. */
+  id: string;
+  /** `<namespace>/<policy>`: the `policy` metric label. */
+  policy: string;
+  /** The limit's name: the `limit` metric label and the policy item of the RateLimit headers. */
+  name: string;
+  /** Route entry names (`RouteEntry.name`) the limit covers; absent: every request to the service. */
+  routes?: string[];
+  /** Tokens added per `intervalMs`, and the bucket's size. */
+  requests: number;
+  intervalMs: number;
+  burst: number;
+  /** One bucket per calling workload, or per value of a header (lower case); absent: one bucket. */
+  key?: { source: true } | { header: string };
+  /** A keyed limit: buckets kept at most (least recently used dropped). */
+  maxKeys?: number;
+  /** The rate is for all replicas together: this proxy holds the quota the control plane sends. */
+  global?: boolean;
+  /** Allowed responses carry the RateLimit headers too. */
+  responseHeaders?: boolean;
+}
+
+export interface RateLimitsSnapshot {
+  limits: RateLimitSnapshot[];
+  /**
+   * When a limit covers routes: the service's own route table (its producer routes, matches
+   * only, in precedence order), which the inbound side matches to know a request's rule.
+   */
+  routes?: RouteEntry[];
 }
 
 /** The mesh's overrides of a proxy's limits (src/proxy/listeners/limits.ts), in milliseconds and bytes. */

@@ -132,7 +132,26 @@ export function parseProxyMessage(line: string): ProxyMessage | string {
       return { type: 'nack', version: value.version, error: loggable(typeof value.error === 'string' ? value.error : String(value.error)) };
     case 'ping':
       return { type: 'ping' };
+    case 'rate-demand':
+      return checkRateDemand(value);
     default:
       return `unknown message type ${JSON.stringify(value.type)}`;
   }
+}
+
+/** Most global limits a demand report may name (a policy has at most 16 limits; a service a few policies). */
+const MAX_DEMAND_LIMITS = 256;
+
+/** A rate-demand message, checked: ids are short strings, counts non-negative numbers. */
+function checkRateDemand(value: Record<string, unknown>): ProxyMessage | string {
+  const { intervalMs, limits } = value;
+  if (typeof intervalMs !== 'number' || !Number.isFinite(intervalMs) || intervalMs <= 0) return 'rate-demand.intervalMs must be a positive number';
+  if (!Array.isArray(limits) || limits.length > MAX_DEMAND_LIMITS) return `rate-demand.limits must be an array of at most ${MAX_DEMAND_LIMITS}`;
+  const out: { id: string; requests: number }[] = [];
+  for (const l of limits as unknown[]) {
+    if (!isObject(l) || typeof l.id !== 'string' || l.id.length > 512) return 'rate-demand.limits[].id must be a string of at most 512 characters';
+    if (typeof l.requests !== 'number' || !Number.isFinite(l.requests) || l.requests < 0) return 'rate-demand.limits[].requests must be a non-negative number';
+    out.push({ id: l.id, requests: l.requests });
+  }
+  return { type: 'rate-demand', intervalMs, limits: out };
 }

@@ -9,7 +9,8 @@
 // routes `HTTPRoute`, `GRPCRoute` (gateway.networking.k8s.io/v1) and `TCPRoute`
 // (v1alpha2), the GAMMA way: parentRefs name a mesh Service; and the policies
 // `FaultInjection`, `RetryPolicy`, `BackendPolicy` (Trellis) and `XBackendTrafficPolicy`
-// (Gateway API, experimental). Unknown fields are errors everywhere, so a typo is
+// (Gateway API, experimental), and `RateLimitPolicy` (Trellis; loaded as a list of its
+// own, its targetRefs being optional). Unknown fields are errors everywhere, so a typo is
 // refused with its path instead of being silently ignored.
 //
 // `description` strings double as the "what would be right" half of error messages
@@ -55,5 +56,6 @@ export { FaultInjectionSchema, GRPC_STATUS_CODES, type FaultInjectionResource } 
 export { RetryPolicySchema, type RetryPolicyResource } from './schema/retry-policy.js';
 export { BackendTrafficPolicySchema, type BackendTrafficPolicyResource } from './schema/backend-traffic-policy.js';
 export { BALANCER_TYPES, BackendPolicySchema, type BackendPolicyResource } from './schema/backend-policy.js';
+export { DEFAULT_MAX_KEYS, RateLimitPolicySchema, type RateLimitPolicyResource } from './schema/rate-limit-policy.js';
 export { ReferenceGrantSchema, type ReferenceGrantResource } from './schema/reference-grant.js';
 export { POLICY_KINDS, RESOURCE_KINDS, type PolicyResource, type RouteResource } from './schema/kinds.js';

@@ -5,7 +5,7 @@
 import { LineReader, writeMessage } from '../api/wire.js';
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import type { ControlMessage, IssuedCertificate, ProxyInfo, ProxyMessage, Snapshot } from '../api/protocol.js';
+import type { ControlMessage, IssuedCertificate, ProxyInfo, ProxyMessage, RateDemandMessage, RateQuotaMessage, Snapshot } from '../api/protocol.js';
 
 export interface ControlClientOptions {
   url: string;
@@ -21,6 +21,8 @@ export interface ControlClientOptions {
   onFatal?(code: string, message: string): void;
   /** The CA's roots changed (a rotation). */
   onTrustBundle?(trustBundle: string[]): void;
+  /** This proxy's quotas of its service's global rate limits. */
+  onRateQuota?(msg: RateQuotaMessage): void;
 }
 
 /** A certificate request the control plane has not answered yet. */
@@ -80,6 +82,13 @@ export class ControlClient {
       this.#pending.set(id, { resolve, reject });
       this.#send({ type: 'csr', id, csr });
     });
+  }
+
+  /** Sends a rate-limit demand report; false when the stream is down. */
+  reportDemand(msg: RateDemandMessage): boolean {
+    if (this.#socket === undefined) return false;
+    this.#send(msg);
+    return true;
   }
 
   #failPending(reason: string): void {
@@ -170,6 +179,8 @@ export class ControlClient {
       else pending.reject(new Error(`${msg.code}: ${msg.message}`));
     } else if (msg.type === 'trust-bundle' && Array.isArray(msg.trustBundle)) {
       this.#o.onTrustBundle?.(msg.trustBundle.filter((p): p is string => typeof p === 'string'));
+    } else if (msg.type === 'rate-quota') {
+      this.#o.onRateQuota?.(msg);
     }
   }
 

@@ -22,6 +22,8 @@ import { BalancingState } from './balancer/balancing.js';
 import { Deadlines, sweepIntervalMs } from './resilience/timeout.js';
 import type { AddressedInstance } from './routing/layers.js';
 import { inboundStack, outboundStack, type OutboundParts } from './stack/stacks.js';
+import { RateLimitState } from './ratelimit/rate-limit-state.js';
+import { RateLimitMetrics } from '../telemetry/rate-limit-metrics.js';
 import { proxyTcp } from './tcp/tcp-proxy.js';
 import { endpointKey } from './balancer/balancer.js';
 import { LimitsRef, limitsWith } from './listeners/limits.js';
@@ -134,6 +136,9 @@ export class Sidecar {
   /** This proxy's key, certificate and trust bundle: what the TLS listeners and connectors take (tls/workload-identity.ts). */
   readonly identity = new WorkloadIdentity();
   #renewer: CertificateRenewer | undefined;
+  /** The rate limits on this service, their global quotas and demand reports (ratelimit/rate-limit-state.ts). */
+  readonly #rateLimits: RateLimitState;
+  readonly #rateLimitMetrics: RateLimitMetrics;
   #snapshot: Snapshot | null = null;
   #upstreams: Map<string, CompiledUpstream> | null = null;
   /** The same upstreams by every host name that reaches them from this proxy's namespace (src/api/names.ts). */
@@ -188,6 +193,8 @@ export class Sidecar {
       () => this.identity.notAfter,
       () => (o.identityClock ?? Date).now(),
     );
+    this.#rateLimits = new RateLimitState({ report: (msg) => this.#control?.reportDemand(msg) ?? false });
+    this.#rateLimitMetrics = new RateLimitMetrics(this.metrics.registry, () => this.#rateLimits.current?.limits ?? []);
     this.metrics.watchConnections({
       listeners: () => this.#listenerConnections,
       pools: () => [
@@ -317,6 +324,7 @@ export class Sidecar {
           throw err;
         }
       },
+      onRateQuota: (msg) => this.#rateLimits.onQuota(msg),
       onTrustBundle: (bundle) => {
         this.identity.setTrustBundle(bundle);
         o.log(`proxy ${o.id}: the trust bundle changed (${bundle.length} root(s))`);
@@ -359,6 +367,8 @@ export class Sidecar {
       tap: this.tap,
       identify: sourceHeaderIdentity(() => this.#meshServices),
       upgrades: () => this.#inboundUpgrades,
+      rateLimits: () => this.#rateLimits.current,
+      rateLimitObserver: this.#rateLimitMetrics,
     });
     const ctx = this.#context('inbound');
     const pipeline = inbound.build(toApp);
@@ -453,6 +463,12 @@ export class Sidecar {
     }
     if (this.#o.app) keys.add(endpointKey(this.#o.app));
     for (const p of this.#o.ports ?? []) keys.add(endpointKey(p.app));
+    let commitRateLimits: () => void;
+    try {
+      commitRateLimits = this.#rateLimits.prepare(s.rateLimits);
+    } catch (err) {
+      throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: s.version, reason: err instanceof Error ? err.message : String(err) });
+    }
     const inboundUpgrades = upgradeList(s.inboundUpgrades);
     const inboundProtocols = new Map<number, Protocol>();
     for (const p of Array.isArray(s.inboundPorts) ? s.inboundPorts : []) {
@@ -468,6 +484,7 @@ export class Sidecar {
     this.#inboundProtocols = inboundProtocols;
     for (const a of this.#appVersions) a.version.declare(this.#inboundProtocol(a.port));
     this.#inboundUpgrades = inboundUpgrades;
+    commitRateLimits();
     this.#pool.retainOnly(keys);
     this.#deadlines.setSweepInterval(sweepIntervalMs(eachUpstream(compiled.values())));
     for (const service of budgets.keys()) if (!compiled.has(service)) budgets.delete(service);
@@ -711,6 +728,7 @@ export class Sidecar {
   async close(): Promise<void> {
     this.tap.closeAll();
     this.#renewer?.stop();
+    this.#rateLimits.stop();
     this.#control?.stop();
     for (const s of this.#servers) s.close();
     for (const s of this.#sockets) s.destroy();

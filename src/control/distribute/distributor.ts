@@ -14,6 +14,9 @@ import { LineReader, parseProxyMessage, writeMessage } from '../../api/wire.js';
 import { verifyCredential } from '../../security/bootstrap-credential.js';
 import type { ControlMetrics } from '../control-metrics.js';
 import type { IdentityService } from '../ca/identity-service.js';
+import { compileRateLimits } from '../compile/rate-limits.js';
+import { RateQuotas, type GlobalLimit } from './rate-quotas.js';
+import type { ControlConfig } from '../sources/mesh-config.js';
 
 export const STREAM_PATH = '/v1/stream';
 export const STREAM_UPGRADE = 'trellis-stream';
@@ -102,6 +105,10 @@ export class Distributor {
   readonly #held = new Set<Connection>();
   readonly #expected = new Set<string>();
   #resumeTimer?: NodeJS.Timeout;
+  /** Quotas of the services' global rate limits (rate-quotas.ts). */
+  readonly #quotas: RateQuotas;
+  /** Global limits by service, for the config they were read from. */
+  #globalLimits: { config: ControlConfig | undefined; byService: Map<string, readonly GlobalLimit[]> } = { config: undefined, byService: new Map() };
 
   constructor(opts: DistributorOptions) {
     this.#model = opts.model;
@@ -112,9 +119,25 @@ export class Distributor {
     this.#log = opts.log ?? (() => {});
     this.#debounceMs = opts.debounceMs ?? 20;
     this.#resumeUntil = Date.now() + (opts.resumeWaitMs ?? 10_000);
+    this.#quotas = new RateQuotas({ limitsOf: (service) => this.#globalLimitsOf(service) });
+  }
+
+  /** The global rate limits of `service` under the config in force (compiled once per config). */
+  #globalLimitsOf(service: string): readonly GlobalLimit[] {
+    const config = this.#model.config;
+    if (this.#globalLimits.config !== config) this.#globalLimits = { config, byService: new Map() };
+    let limits = this.#globalLimits.byService.get(service);
+    if (limits === undefined) {
+      limits = (compileRateLimits(config, service)?.limits ?? [])
+        .filter((l) => l.global === true)
+        .map((l) => ({ id: l.id, requestsPerSecond: (l.requests * 1000) / l.intervalMs, burst: l.burst }));
+      this.#globalLimits.byService.set(service, limits);
+    }
+    return limits;
   }
 
   start(): void {
+    this.#quotas.start();
     const unsubscribe = this.#model.on('change', () => this.#schedule());
     const ca = this.#identity?.ca;
     const onBundle = (trustBundle: string[]): void => {
@@ -130,6 +153,7 @@ export class Distributor {
   /** Closes every stream; proxies keep their last snapshot and reconnect later. */
   stop(): void {
     this.#stopped = true;
+    this.#quotas.stop();
     this.#unsubscribe?.();
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#resumeTimer) clearTimeout(this.#resumeTimer);
@@ -211,7 +235,9 @@ export class Distributor {
       );
       return;
     }
-    if (msg.type === 'ack') {
+    if (msg.type === 'rate-demand') {
+      this.#quotas.report(id, msg);
+    } else if (msg.type === 'ack') {
       this.#model.recordAck(id, msg.version);
     } else {
       this.#model.recordNack(id, msg.version, msg.error);
@@ -285,6 +311,7 @@ export class Distributor {
       this.#byProxy.delete(proxy.id);
       previous.proxy = undefined;
       previous.socket.destroy();
+      this.#quotas.leave(proxy.id, proxy.service);
     }
     conn.proxy = proxy;
     this.#byProxy.set(proxy.id, conn);
@@ -308,11 +335,20 @@ export class Distributor {
       this.#held.add(conn);
       for (const id of proxy.resumed.endpoints) this.#expected.add(id);
       this.#resumeTimer ??= setTimeout(() => this.#release(true), this.#resumeUntil - Date.now()).unref();
+      // It serves on its last snapshot meanwhile: its global limits need their quotas now.
+      this.#joinQuotas(conn, proxy);
       this.#release(false);
       return;
     }
     this.#push(conn, true);
+    this.#joinQuotas(conn, proxy);
     this.#release(false); // the instance some held proxies waited for may be this one
+  }
+
+  /** A sidecar takes part in its service's global rate limits (after its snapshot, which holds them). */
+  #joinQuotas(conn: Connection, proxy: ProxyInfo): void {
+    if (proxy.kind !== 'sidecar') return;
+    this.#quotas.join({ id: proxy.id, service: proxy.service, send: (msg) => writeMessage(conn.socket, msg) });
   }
 
   /** Sends the held proxies their snapshots once every expected instance is back (or `force`). */
@@ -332,6 +368,7 @@ export class Distributor {
     const proxy = conn.proxy;
     if (!proxy || this.#byProxy.get(proxy.id) !== conn) return;
     this.#byProxy.delete(proxy.id);
+    this.#quotas.leave(proxy.id, proxy.service);
     this.#model.disconnectProxy(proxy.id);
     if (proxy.kind === 'sidecar') this.#model.removeInstance(proxy.id);
     if (!this.#stopped) this.#log(`control: ${proxy.kind} ${proxy.id} disconnected`);
@@ -357,6 +394,8 @@ export class Distributor {
   /** Recompiles every connected proxy and sends the snapshots that changed. */
   pushAll(): void {
     for (const conn of this.#byProxy.values()) this.#push(conn, false);
+    // A config change may add, change or drop global limits: new quotas at once, after the snapshots that hold them.
+    this.#quotas.rebalanceAll();
   }
 
   /** Compiles one proxy's snapshot; sends it when it changed, or always when `force`. */

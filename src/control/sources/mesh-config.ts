@@ -222,6 +222,24 @@ export type PolicyConfig = {
     }
 );
 
+/** A RateLimitPolicy, as far as the control plane reads it (schema: src/config/schema/rate-limit-policy.ts). */
+export interface RateLimitPolicyConfig {
+  readonly metadata: { readonly name: string; readonly namespace?: string };
+  readonly spec: {
+    readonly targetRefs?: readonly PolicyTargetConfig[];
+    readonly limits: readonly {
+      readonly name: string;
+      readonly requests: number;
+      readonly interval: string;
+      readonly burst?: number;
+      readonly key?: { readonly source?: Record<string, never>; readonly header?: string };
+      readonly maxKeys?: number;
+      readonly global?: boolean;
+    }[];
+    readonly responseHeaders?: boolean;
+  };
+}
+
 /** A Gateway API ReferenceGrant: routes of the `from` namespaces may send traffic to the `to` Services of its namespace. */
 export interface ReferenceGrantConfig {
   readonly metadata: { readonly name: string; readonly namespace?: string };
@@ -237,6 +255,8 @@ export interface ControlConfig {
   readonly routes: readonly { readonly file: string; readonly resource: RouteConfig }[];
   /** FaultInjection, RetryPolicy and XBackendTrafficPolicy resources, in file order; absent: none. */
   readonly policies?: readonly { readonly file: string; readonly resource: PolicyConfig }[];
+  /** RateLimitPolicies, in file order; absent: none. */
+  readonly rateLimitPolicies?: readonly { readonly file: string; readonly resource: RateLimitPolicyConfig }[];
   /** ReferenceGrants; absent: none (a backendRef into another namespace is then invalid). */
   readonly referenceGrants?: readonly { readonly file: string; readonly resource: ReferenceGrantConfig }[];
   /** The domain of `svc.ns.svc.<domain>` host names; absent: cluster.local. */

@@ -4,7 +4,16 @@
 import { ERRORS, errorMessage, type ErrorCode } from '../../errors.js';
 
 /** gRPC status codes the proxy itself answers with (grpc/doc/statuscodes.md). */
-export const GRPC_STATUS = { OK: 0, CANCELLED: 1, UNKNOWN: 2, DEADLINE_EXCEEDED: 4, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14 } as const;
+export const GRPC_STATUS = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  DEADLINE_EXCEEDED: 4,
+  RESOURCE_EXHAUSTED: 8,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+} as const;
 
 /** A request is gRPC when its content type is `application/grpc` or `application/grpc+<codec>`. */
 export function isGrpcContentType(ct: string | undefined): boolean {
@@ -22,6 +31,8 @@ export function isGrpcContentType(ct: string | undefined): boolean {
 export function grpcStatusOf(code: ErrorCode): number {
   if (code === 'TRELLIS_E_TIMEOUT' || code === 'TRELLIS_E_REQUEST_TIMEOUT') return GRPC_STATUS.DEADLINE_EXCEEDED;
   if (code === 'TRELLIS_E_APP_PROTOCOL') return GRPC_STATUS.UNIMPLEMENTED;
+  // A rate limit is the caller's quota spent, not the server down (gRPC's own status for it).
+  if (code === 'TRELLIS_E_RATE_LIMITED') return GRPC_STATUS.RESOURCE_EXHAUSTED;
   switch (ERRORS[code].status as number) {
     case 404:
       return GRPC_STATUS.UNIMPLEMENTED;

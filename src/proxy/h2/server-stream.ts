@@ -73,13 +73,18 @@ export class H2ServerStream implements ClientSide {
       // gRPC clients read errors from grpc-status, and expect HTTP 200 (a trailers-only response).
       ex.status = 200;
       ex.grpcStatus = String(grpcStatus ?? grpcStatusOf(code));
-      s.respond(grpcErrorHeaders(code, params, grpcStatus), { endStream: true });
+      s.respond(withReplyHead(grpcErrorHeaders(code, params, grpcStatus), ex.replyHead), { endStream: true });
       return;
     }
     ex.status = status ?? ERRORS[code].status;
     const body = JSON.stringify({ code, message: errorMessage(code, params) });
     ex.responseBytes = Buffer.byteLength(body);
-    s.respond({ ':status': ex.status, 'content-type': 'application/json', 'content-length': ex.responseBytes, 'trellis-error': ERRORS[code].token });
+    s.respond(
+      withReplyHead(
+        { ':status': ex.status, 'content-type': 'application/json', 'content-length': ex.responseBytes, 'trellis-error': ERRORS[code].token },
+        ex.replyHead,
+      ),
+    );
     // The answer to a HEAD has no content (RFC 9110 9.3.2; a DATA frame after it is a stream error, RFC 9113 8.1.1).
     if (ex.req.method === 'HEAD') {
       ex.responseBytes = 0;
@@ -99,6 +104,16 @@ export class H2ServerStream implements ClientSide {
     }
     s.respond(headers, { endStream: true });
   }
+}
+
+/** `headers` with the exchange's reply header lines (`Name: value\r\n`, names lower case) added. */
+function withReplyHead<H extends http2.OutgoingHttpHeaders>(headers: H, lines: string): H {
+  if (lines === '') return headers;
+  for (const line of lines.split('\r\n')) {
+    const colon = line.indexOf(':');
+    if (colon > 0) (headers as http2.OutgoingHttpHeaders)[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  return headers;
 }
 
 /**

@@ -418,8 +418,25 @@ function mismatch(route: CompiledRoute, req: RequestHead, values: readonly (stri
   return q === -1 ? MATCHED : MISMATCH_QUERY + q;
 }
 
+/** What matching reads of an upstream: its routes and the header values they match on. */
+export type RouteTable = Pick<CompiledUpstream, 'routes' | 'headerNames' | 'headerValues'>;
+
+/**
+ * A route table for matching only (no backends, no defaults): the inbound side's copy of
+ * its service's routes, to know which rule a request falls under (a rate limit on a rule).
+ */
+export function compileRouteTable(entries: readonly RouteEntry[]): RouteTable {
+  const headerNames: string[] = [];
+  const slotOf = (name: string): number => {
+    const i = headerNames.indexOf(name);
+    return i !== -1 ? i : headerNames.push(name) - 1;
+  };
+  const routes = entries.map((r) => compileRoute(r, undefined, slotOf));
+  return { routes, headerNames, headerValues: headerNames.map(() => undefined) };
+}
+
 /** The first route that matches the request, or undefined (→ 404 no-route). */
-export function matchRoute(upstream: CompiledUpstream, req: RequestHead): CompiledRoute | undefined {
+export function matchRoute(upstream: RouteTable, req: RequestHead): CompiledRoute | undefined {
   const values = upstream.headerValues;
   if (values.length > 0) readHeaders(req.lines, upstream.headerNames, values);
   for (const r of upstream.routes) if (mismatch(r, req, values) === MATCHED) return r;

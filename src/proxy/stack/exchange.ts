@@ -120,12 +120,19 @@ const REASONS: Record<number, string> = {
  * The answer to a HEAD has the head only (RFC 9110 9.3.2): a client reads no body
  * after it, so body bytes would be taken for the next response on the connection.
  */
-export function errorResponse(code: ErrorCode, params: Record<string, unknown>, close: boolean, status: number = ERRORS[code].status, head = false): Buffer {
+export function errorResponse(
+  code: ErrorCode,
+  params: Record<string, unknown>,
+  close: boolean,
+  status: number = ERRORS[code].status,
+  head = false,
+  extra = '',
+): Buffer {
   const spec = ERRORS[code];
   const body = JSON.stringify({ code, message: errorMessage(code, params) });
   return Buffer.from(
     `HTTP/1.1 ${status} ${REASONS[status] ?? STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\ntrellis-error: ${spec.token}\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\ntrellis-error: ${spec.token}\r\n${extra}` +
       (close ? 'connection: close\r\n' : '') +
       `\r\n${head ? '' : body}`,
     'latin1',
@@ -136,11 +143,11 @@ export function errorResponse(code: ErrorCode, params: Record<string, unknown>, 
  * A gRPC error as a trailers-only response: HTTP 200, `content-type: application/grpc`
  * and the status in the headers, as gRPC clients expect from a proxy.
  */
-export function grpcErrorResponse(code: ErrorCode, params: Record<string, unknown>, grpcStatus: number, close: boolean): Buffer {
+export function grpcErrorResponse(code: ErrorCode, params: Record<string, unknown>, grpcStatus: number, close: boolean, extra = ''): Buffer {
   const message = encodeURIComponent(errorMessage(code, params));
   return Buffer.from(
     `HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: ${grpcStatus}\r\ngrpc-message: ${message}\r\n` +
-      `trellis-error: ${ERRORS[code].token}\r\ncontent-length: 0\r\n` +
+      `trellis-error: ${ERRORS[code].token}\r\ncontent-length: 0\r\n${extra}` +
       (close ? 'connection: close\r\n' : '') +
       '\r\n',
     'latin1',
@@ -190,6 +197,11 @@ export class Exchange {
   upgradeTo = '';
   /** Header lines (each ending in CRLF) added when forwarding. */
   extraHead = '';
+  /**
+   * Header lines (each ending in CRLF) added to a response the proxy makes itself
+   * (`fail`): a 429's Retry-After and RateLimit fields (ratelimit/layer.ts).
+   */
+  replyHead = '';
   /** Request head edits by route filters; when set, the codec re-serializes the head. */
   headEdits: HeadEdits | undefined;
   /** Response header edits by route filters, handed to the response head on the way back. */
@@ -285,8 +297,8 @@ export class Exchange {
     const close = !this.requestBodyDone || !this.req.keepAlive || spec.status === 400 || spec.status === 431;
     const res =
       grpcStatus !== undefined
-        ? grpcErrorResponse(code, params, grpcStatus, close)
-        : errorResponse(code, params, close, this.status, this.req.method === 'HEAD');
+        ? grpcErrorResponse(code, params, grpcStatus, close, this.replyHead)
+        : errorResponse(code, params, close, this.status, this.req.method === 'HEAD', this.replyHead);
     this.responseBytes = res.length;
     this.client.socket.write(res);
     this.finish(!close);

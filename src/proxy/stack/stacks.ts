@@ -18,6 +18,8 @@ import { retry } from '../resilience/retry.js';
 import type { CompiledUpstream } from '../routing/router.js';
 import { headTimeout, timeouts, type Deadlines } from '../resilience/timeout.js';
 import { upgrades } from '../routing/upgrade.js';
+import { rateLimit, type RateLimitObserver } from '../ratelimit/layer.js';
+import type { RateLimits } from '../ratelimit/rate-limits.js';
 import type { Picked, Split } from './decisions.js';
 import { Stack, type Layer } from './layer.js';
 import type { TapHub } from '../tap/tap-hub.js';
@@ -105,6 +107,11 @@ export interface InboundParts {
   readonly identify: CallerIdentity;
   /** The upgrade protocols this service accepts (its snapshot's). */
   readonly upgrades: () => readonly string[];
+  /** The snapshot's rate limits on this service (undefined: none), and who counts refusals. */
+  readonly rateLimits: () => RateLimits | undefined;
+  readonly rateLimitObserver: RateLimitObserver;
+  /** The rate limits' clock (ms); absent: performance.now. */
+  readonly clock?: () => number;
   readonly metrics: ProxyMetrics;
   readonly accessLog: AccessLog;
   readonly deadlines: Deadlines;
@@ -119,8 +126,11 @@ export function inboundStack(p: InboundParts): Stack<Picked> {
       // Outermost, as outbound: every exchange recorded once, however it ends.
       .push(telemetry({ direction: 'inbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog, tap: p.tap }))
       // The caller, checked against the mesh's services; a claim it can't back is stripped.
-      // (Authorization and rate limits go right inside it: they judge a known caller.)
+      // (Authorization goes right inside it: it judges a known caller.)
       .push(inboundIdentity(p.identify))
+      // After authorization, so a caller refused there spends no one's tokens; before the
+      // app, which a refused request never reaches. Per caller, it reads the identity above.
+      .push(rateLimit(p.rateLimits, p.rateLimitObserver, p.clock))
       // The app's own sidecar holds every caller to the service's upgrades, whatever their outbound side did.
       .push(upgrades(() => p.upgrades(), p.service))
       // Every request goes to the one local app.
