@@ -7,6 +7,7 @@ import { startControlPlane, type ControlPlane } from '../control/control-plane.j
 import type { ConfigProblem } from '../api/admin.js';
 import { parseFlags, parseHostPort } from './args.js';
 import { loadBootstrapSecret } from '../control/ca/bootstrap-secret.js';
+import { ADMIN_TOKEN_ENV, dashboardLoginUrl } from '../security/dashboard-login.js';
 
 export const help = `Usage: trellis control [--config PATH]... [PATH...] [options]
 
@@ -73,7 +74,9 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const token = values.token ?? process.env.TRELLIS_TOKEN;
     const bootstrapSecret = await loadBootstrapSecret(stateDir);
-    plane = await startControlPlane({ configPaths, admin, stateDir, bootstrapSecret, ...(token ? { token } : {}) });
+    // The admin token (the dashboard's credential): `trellis up` gives one per run; else one is made in memory.
+    const adminToken = process.env[ADMIN_TOKEN_ENV]?.trim() || undefined;
+    plane = await startControlPlane({ configPaths, admin, stateDir, bootstrapSecret, ...(token ? { token } : {}), ...(adminToken ? { adminToken } : {}) });
   } catch (err) {
     if (err instanceof TrellisError && err.code === 'TRELLIS_E_CONFIG_INVALID') {
       const problems = (err.params.problems ?? []) as ConfigProblem[];
@@ -97,6 +100,7 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   process.stdout.write(`trellis control: listening on ${plane.url} (proxies: --control ${plane.url})\n`);
+  process.stdout.write(`trellis control: dashboard: ${dashboardLoginUrl(plane.url, plane.adminToken)}   (this link logs a browser in: keep it private)\n`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

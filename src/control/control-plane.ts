@@ -23,6 +23,9 @@ import { IdentityService } from './ca/identity-service.js';
 import { ControlMetrics } from './control-metrics.js';
 import { mintCredential, newBootstrapSecret, type CredentialSubject } from '../security/bootstrap-credential.js';
 import { DEFAULT_TRUST_DOMAIN } from '../security/spiffe.js';
+import { newAdminToken } from '../security/dashboard-login.js';
+import { Dashboard, type DashboardOptions } from './dashboard/dashboard.js';
+import { httpTraceSource } from './dashboard/trace-client.js';
 
 export interface ControlPlaneOptions {
   /** Mesh and route files (or what `loadConfig` accepts). */
@@ -57,6 +60,13 @@ export interface ControlPlaneOptions {
   bootstrapSecret?: string;
   /** The CA's clock and rotation timing (tests); the trust domain and lifetime come from the mesh file. */
   ca?: Pick<CertificateAuthorityOptions, 'now' | 'rootLifetimeMs' | 'issuerLifetimeMs' | 'propagationMs'>;
+  /**
+   * The admin token; the dashboard's credential (its login link is made from it). Absent:
+   * one is made in memory ({@link ControlPlane.adminToken} tells it).
+   */
+  adminToken?: string;
+  /** The dashboard's trace store (default: this control plane's /v1/traces), bench folder and stats tuning. */
+  dashboard?: Pick<DashboardOptions, 'traces' | 'benchResultsDir' | 'stats'>;
   /** Health checker tuning (tests). */
   health?: Pick<HealthCheckerOptions, 'probe' | 'timers' | 'schedule' | 'startupIntervalMs' | 'startupWindowMs'>;
 }
@@ -69,6 +79,10 @@ export interface ControlPlane {
   readonly model: MeshModel;
   readonly identity: IdentityService;
   readonly metrics: ControlMetrics;
+  /** The admin token (the dashboard's credential). */
+  readonly adminToken: string;
+  /** The dashboard served at /dashboard/. */
+  readonly dashboard: Dashboard;
   /** The bootstrap credential of one proxy (for tests and `trellis identity credential`). */
   credentialFor(subject: CredentialSubject): string;
   /** Reloads the config files now (the watcher also does this on change). */
@@ -172,7 +186,21 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ...(opts.resumeWaitMs !== undefined ? { resumeWaitMs: opts.resumeWaitMs } : {}),
   });
   const weights = new WeightsApi({ model, log, reload: () => watcher.reload() });
-  const server = http.createServer(createAdminHandler({ model, formatProblem, weights, identity, metrics }));
+  const adminToken = opts.adminToken ?? newAdminToken();
+  let url = '';
+  const self = (): ReturnType<typeof httpTraceSource> => httpTraceSource(url, adminToken);
+  const dashboard = new Dashboard({
+    model,
+    weights,
+    formatProblem,
+    adminToken,
+    log,
+    traces: opts.dashboard?.traces ?? { list: (n) => self().list(n), get: (id) => self().get(id) },
+    ...(opts.dashboard?.benchResultsDir !== undefined ? { benchResultsDir: opts.dashboard.benchResultsDir } : {}),
+    ...(opts.dashboard?.stats ? { stats: opts.dashboard.stats } : {}),
+  });
+  const admin = createAdminHandler({ model, formatProblem, weights, identity, metrics });
+  const server = http.createServer((req, res) => dashboard.handle(req, res) || admin(req, res));
   server.on('upgrade', (req, socket, head) => distributor.handleUpgrade(req, socket, head));
   server.on('clientError', (_err, socket) => socket.destroy());
   try {
@@ -189,7 +217,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 
   const addr = server.address() as AddressInfo;
   const address = { host: addr.address, port: addr.port };
-  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   const c = model.config;
   log(`control: admin API and proxy stream on ${url} (${c.services.length} services, ${c.routes.length} routes${opts.token ? ', join token required' : ''})`);
 
@@ -200,11 +228,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     model,
     identity,
     metrics,
+    adminToken,
+    dashboard,
     credentialFor: (subject) => mintCredential(bootstrapSecret, subject),
     reload: () => watcher.reload(),
     close() {
       closing ??= new Promise<void>((resolve) => {
         clearInterval(caTimer);
+        dashboard.close();
         watcher.close();
         checker.stop();
         distributor.stop();

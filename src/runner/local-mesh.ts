@@ -20,6 +20,7 @@ import { Supervised, type ProcessSpec } from './supervisor.js';
 import { PROXY_NODE_FLAGS } from '../proxy/node-flags.js';
 import { BOOTSTRAP_SECRET_ENV, CREDENTIAL_ENV, mintCredential, newBootstrapSecret, type CredentialSubject } from '../security/bootstrap-credential.js';
 import { startPrometheus, type RunningPrometheus } from './prometheus.js';
+import { ADMIN_TOKEN_ENV, dashboardLoginUrl, dashboardUrl, newAdminToken } from '../security/dashboard-login.js';
 
 const TRELLIS_BIN = fileURLToPath(new URL('../../../bin/trellis.js', import.meta.url));
 const LOOPBACK = '127.0.0.1';
@@ -48,6 +49,8 @@ export interface InstancePlan {
 export interface MeshState {
   meshFile: string;
   control: string;
+  /** The dashboard's address, without a credential (the login link is printed, never stored). */
+  dashboard: string;
   stateDir: string;
   logDir: string;
   instances: (InstancePlan & { appPid?: number; sidecarPid?: number })[];
@@ -91,7 +94,13 @@ export class LocalMesh {
   #watch: NodeJS.Timeout | undefined;
   #health = new Map<string, string>();
   #stopped = false;
+  #adminToken: string | undefined;
   state: MeshState | undefined;
+
+  /** The link that opens the dashboard logged in (print it; it is stored nowhere). */
+  get dashboardLoginUrl(): string | undefined {
+    return this.state && this.#adminToken !== undefined ? dashboardLoginUrl(this.state.control, this.#adminToken) : undefined;
+  }
 
   constructor(o: LocalMeshOptions) {
     this.#o = o;
@@ -119,7 +128,16 @@ export class LocalMesh {
     const runningNames = new Set(running.map(keyOf));
     const instances = await this.#plan(running, runningNames, publicUrls, stateDir);
 
-    const state: MeshState = { meshFile: config.meshFile, control: controlUrl, stateDir, logDir, instances, publicUrls, skipped };
+    const state: MeshState = {
+      meshFile: config.meshFile,
+      control: controlUrl,
+      dashboard: dashboardUrl(controlUrl),
+      stateDir,
+      logDir,
+      instances,
+      publicUrls,
+      skipped,
+    };
     this.state = state;
     // A bootstrap secret made for this run goes to the control plane alone; each proxy gets
     // only its own instance's credential minted from it (src/security/bootstrap-credential.ts),
@@ -127,7 +145,10 @@ export class LocalMesh {
     // one sidecar's environment can act as that one instance, no other.
     const bootstrapSecret = newBootstrapSecret();
     const baseEnv = withoutSecrets(process.env);
-    const controlEnv = { ...baseEnv, [BOOTSTRAP_SECRET_ENV]: bootstrapSecret };
+    // The admin token, the dashboard's credential, goes to the control plane alone; the
+    // runner keeps it only to print the dashboard's login link.
+    this.#adminToken = newAdminToken();
+    const controlEnv = { ...baseEnv, [BOOTSTRAP_SECRET_ENV]: bootstrapSecret, [ADMIN_TOKEN_ENV]: this.#adminToken };
     const proxyEnv = (subject: CredentialSubject): NodeJS.ProcessEnv => ({ ...baseEnv, [CREDENTIAL_ENV]: mintCredential(bootstrapSecret, subject) });
 
     // 1. The control plane, as its own process: it can die and restart without taking the mesh down.
@@ -484,7 +505,7 @@ export function accessLogFlags(spec: AccessLogSpec | undefined): string[] {
 
 /** The runner's environment without any bootstrap secret or credential it may itself have been given. */
 function withoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const { [BOOTSTRAP_SECRET_ENV]: _secret, [CREDENTIAL_ENV]: _credential, TRELLIS_TOKEN: _token, ...rest } = env;
+  const { [BOOTSTRAP_SECRET_ENV]: _secret, [CREDENTIAL_ENV]: _credential, TRELLIS_TOKEN: _token, [ADMIN_TOKEN_ENV]: _admin, ...rest } = env;
   return rest;
 }
 
