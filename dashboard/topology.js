@@ -19,6 +19,12 @@ export function graphOf(mesh, stats) {
   for (const s of mesh.services) {
     for (const u of s.upstreams) edges.set(`${s.name}\u0000${u.service}`, { source: s.name, destination: u.service, stats: null });
   }
+  // Gateways (the ingress) lead to the public services, before any traffic shows it.
+  for (const p of mesh.proxies) {
+    if (p.kind !== 'gateway' || !p.connected) continue;
+    nodes.set(p.service, { name: p.service, kind: 'gateway' });
+    for (const s of mesh.services) if (s.public) edges.set(`${p.service}\u0000${s.name}`, { source: p.service, destination: s.name, stats: null });
+  }
   for (const e of stats?.edges ?? []) {
     if (!nodes.has(e.source)) nodes.set(e.source, { name: e.source, kind: 'gateway' });
     if (!nodes.has(e.destination)) nodes.set(e.destination, { name: e.destination, kind: 'unknown' });
