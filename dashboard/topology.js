@@ -43,6 +43,13 @@ function layout(nodes, edges) {
   return g;
 }
 
+/** An HTTP edge by its requests; a TCP edge (no requests) by its connections and bytes. */
+function edgeText(s) {
+  if (!s) return 'no traffic';
+  if (s.requests === 0 && s.total === 0 && (s.connectionsPerS > 0 || s.bytesPerS > 0)) return `${rps(s.connectionsPerS)} conn/s · ${Math.round(s.bytesPerS)} B/s`;
+  return `${rps(s.rps)} rps · ${pct(s.successRate)}`;
+}
+
 function health(service) {
   const inst = service?.instances ?? [];
   if (inst.length === 0) return 'none';
@@ -70,7 +77,7 @@ export function Topology({ mesh, stats, onSelect }) {
       const bad = s && s.successRate !== null && s.successRate < 0.99;
       return html`<g class=${`edge ${live ? 'live' : 'idle'} ${bad ? 'bad' : ''}`} data-testid="edge" data-edge=${`${e.source}->${e.destination}`}>
         <path d=${d} marker-end="url(#arrow)" />
-        <text x=${ge.x} y=${ge.y - 4} text-anchor="middle" class="edge-label" data-testid="edge-rate">${s ? `${rps(s.rps)} rps · ${pct(s.successRate)}` : 'no traffic'}</text>
+        <text x=${ge.x} y=${ge.y - 4} text-anchor="middle" class="edge-label" data-testid="edge-rate">${edgeText(s)}</text>
         <text x=${ge.x} y=${ge.y + 10} text-anchor="middle" class="edge-label sub" data-testid="edge-p99">${s && s.p99Ms !== null ? `p99 ${ms(s.p99Ms)}` : ''}</text>
         <title>${e.source} → ${e.destination}${s ? `: ${s.total} requests counted` : ''}</title>
       </g>`;

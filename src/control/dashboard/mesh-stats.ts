@@ -74,15 +74,18 @@ export function getBounded(url: string, timeoutMs: number, maxBytes: number): Pr
       }
       const chunks: Buffer[] = [];
       let size = 0;
+      const tooLarge = new Error(`answer over ${maxBytes} bytes`);
       res.on('data', (c: Buffer) => {
         size += c.length;
         if (size > maxBytes) {
-          req.destroy(new Error(`answer over ${maxBytes} bytes`));
+          // Settled here: a whole answer in one chunk would still end, and must not count.
+          reject(tooLarge);
+          req.destroy(tooLarge);
           return;
         }
         chunks.push(c);
       });
-      res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      res.on('end', () => (size > maxBytes ? reject(tooLarge) : resolve(Buffer.concat(chunks).toString('utf8'))));
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
