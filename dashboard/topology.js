@@ -46,7 +46,8 @@ function layout(nodes, edges) {
 /** An HTTP edge by its requests; a TCP edge (no requests) by its connections and bytes. */
 function edgeText(s) {
   if (!s) return 'no traffic';
-  if (s.requests === 0 && s.total === 0 && (s.connectionsPerS > 0 || s.bytesPerS > 0)) return `${rps(s.connectionsPerS)} conn/s · ${Math.round(s.bytesPerS)} B/s`;
+  if (s.requests === 0 && s.total === 0 && (s.connectionsPerS > 0 || s.bytesPerS > 0))
+    return `${rps(s.connectionsPerS)} conn/s · ${Math.round(s.bytesPerS)} B/s`;
   return `${rps(s.rps)} rps · ${pct(s.successRate)}`;
 }
 

@@ -76,12 +76,37 @@ describe('the dashboard on a control plane', () => {
           ? {
               traceId: TRACE_ID,
               spans: [
-                { spanId: 'a1', parentSpanId: null, service: 'frontend', name: `GET /${MARKUP}`, kind: 'server', startMs: 1000, durationMs: 30, error: false, attributes: { 'http.target': MARKUP } },
-                { spanId: 'b2', parentSpanId: 'a1', service: 'backend', name: 'GET /api/products', kind: 'server', startMs: 1005, durationMs: 20, error: true, attributes: {} },
+                {
+                  spanId: 'a1',
+                  parentSpanId: null,
+                  service: 'frontend',
+                  name: `GET /${MARKUP}`,
+                  kind: 'server',
+                  startMs: 1000,
+                  durationMs: 30,
+                  error: false,
+                  attributes: { 'http.target': MARKUP },
+                },
+                {
+                  spanId: 'b2',
+                  parentSpanId: 'a1',
+                  service: 'backend',
+                  name: 'GET /api/products',
+                  kind: 'server',
+                  startMs: 1005,
+                  durationMs: 20,
+                  error: true,
+                  attributes: {},
+                },
               ],
             }
           : rq.url?.startsWith('/v1/traces')
-            ? { traces: [{ traceId: TRACE_ID, rootService: 'frontend', rootName: `GET /${MARKUP}`, startMs: 1000, durationMs: 30, spanCount: 2, error: true }, { traceId: 'not-hex' }] }
+            ? {
+                traces: [
+                  { traceId: TRACE_ID, rootService: 'frontend', rootName: `GET /${MARKUP}`, startMs: 1000, durationMs: 30, spanCount: 2, error: true },
+                  { traceId: 'not-hex' },
+                ],
+              }
             : null;
       const text = JSON.stringify(body);
       rs.writeHead(body === null ? 404 : 200, { 'content-type': 'application/json' });
@@ -146,7 +171,14 @@ describe('the dashboard on a control plane', () => {
       assert.equal(res.status, 200, f);
       await res.body?.cancel();
     }
-    for (const f of ['../package.json', 'vendor/../../package.json', '%2e%2e/package.json', 'vendor/preact.mjs.map', 'node_modules/preact/package.json', '.gitignore']) {
+    for (const f of [
+      '../package.json',
+      'vendor/../../package.json',
+      '%2e%2e/package.json',
+      'vendor/preact.mjs.map',
+      'node_modules/preact/package.json',
+      '.gitignore',
+    ]) {
       const res = await fetch(`${base}/dashboard/${f}`);
       assert.notEqual(res.status, 200, f);
       await res.body?.cancel();

@@ -16,7 +16,8 @@ let requests = 0;
 let huge = false;
 
 function metricsText(): string {
-  const labels = 'direction="outbound",source="client",destination="shop",destination_version="v1",route="default/r/rule/0",status="200",classification="success"';
+  const labels =
+    'direction="outbound",source="client",destination="shop",destination_version="v1",route="default/r/rule/0",status="200",classification="success"';
   const lines = [
     '# TYPE trellis_http_requests_total counter',
     `trellis_http_requests_total{${labels}} ${requests}`,

@@ -53,9 +53,12 @@ describe('npm start: the shop in the dashboard', { skip: noChromium() }, () => {
         },
         { timeoutMs: 30_000 },
       );
-      await eventually(async () => assert.match((await page.locator('[data-edge="backend->postgres"] [data-testid="edge-rate"]').textContent()) ?? '', /conn\/s|rps/), {
-        timeoutMs: 30_000,
-      });
+      await eventually(
+        async () => assert.match((await page.locator('[data-edge="backend->postgres"] [data-testid="edge-rate"]').textContent()) ?? '', /conn\/s|rps/),
+        {
+          timeoutMs: 30_000,
+        },
+      );
       const file = await screenshot(page, 'shop-topology');
       assert.ok(file.endsWith('shop-topology.png'));
     } finally {
