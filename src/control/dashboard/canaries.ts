@@ -186,7 +186,8 @@ export class Canaries {
     const { service, to } = c.plan;
     const now = (): number => performance.now();
     runCanary(c.plan, {
-      setWeights: (w) => this.#setWeights(service, w),
+      // Once the control plane closes, the canary stops where it is: nothing is written on the way out.
+      setWeights: async (w) => (c.state === 'stopped' ? 'the control plane stopped; the weights stay as they are' : this.#setWeights(service, w)),
       read: async () => versionReading(await this.#readMetrics(), service, to),
       sleep: async (ms, signal) => {
         // The interval's clock runs only while not paused.
@@ -204,6 +205,7 @@ export class Canaries {
     }).then(
       (outcome) => {
         c.endedAt = Date.now();
+        if (c.state === 'stopped') return;
         if (outcome.kind === 'promoted') c.state = 'promoted';
         else if (outcome.kind === 'interrupted') c.state = 'rolled-back';
         else {

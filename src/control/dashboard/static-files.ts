@@ -46,7 +46,14 @@ export class StaticFiles {
   #csp: string | undefined;
 
   constructor(dir = path.join(ROOT, 'dashboard'), root = ROOT) {
-    for (const name of readdirSync(dir)) {
+    // A copy of the control plane without the page (the folder left out) serves no page, and still runs.
+    let names: string[] = [];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      names = [];
+    }
+    for (const name of names) {
       if (/^[a-z0-9-]+\.(js|css|html)$/.test(name)) this.#files.set(name, path.join(dir, name));
     }
     for (const [rel, file] of Object.entries(VENDOR)) this.#files.set(rel, path.join(root, file));
