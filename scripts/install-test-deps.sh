@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages `npm test` uses that npm cannot provide: redis-server
-# (the shop demo's cache) and prometheus (the metrics tests query a real Prometheus;
-# `trellis up` starts it when installed). Idempotent; runs `apt-get update` only when something is
+# (the shop demo's cache), prometheus (the metrics tests query a real Prometheus;
+# `trellis up` starts it when installed) and chromium (the dashboard tests drive it
+# headless through playwright-core, which downloads no browser of its own). Idempotent; runs `apt-get update` only when something is
 # missing, and never leaves a system service running.
 set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-test-deps: everything is installed"
   exit 0

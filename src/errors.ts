@@ -130,6 +130,17 @@ export const ERRORS = {
     status: 403,
     message: "a proxy's admin server shows {path} only on this machine (loopback); /metrics and /ready are open to any address",
   },
+  // the dashboard (src/control/dashboard/)
+  TRELLIS_E_DASHBOARD_LOGIN_REQUIRED: {
+    token: 'dashboard-login-required',
+    status: 401,
+    message: 'the dashboard needs a login: open the link `trellis up` printed ({reason})',
+  },
+  TRELLIS_E_DASHBOARD_CSRF: {
+    token: 'dashboard-csrf',
+    status: 403,
+    message: "the dashboard takes changes only from its own page (the x-trellis-dashboard header, and an Origin naming the control plane's address)",
+  },
   TRELLIS_E_BODY_TOO_LARGE: { token: 'body-too-large', status: 413, message: 'the request body is over {limit} bytes' },
   TRELLIS_E_UPGRADE_REQUIRED: { token: 'upgrade-required', status: 426, message: 'the proxy stream needs Connection: Upgrade and Upgrade: {protocol}' },
   // traffic shifting (trellis route weights, trellis canary)

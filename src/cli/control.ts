@@ -8,6 +8,7 @@ import type { ConfigProblem } from '../api/admin.js';
 import { parseFlags, parseHostPort } from './args.js';
 import { loadBootstrapSecret } from '../control/ca/bootstrap-secret.js';
 import { ADMIN_TOKEN_ENV, adminTokenFile, loadOrCreateAdminToken, readAdminTokenFile, registerControl, unregisterControl } from '../security/admin-token.js';
+import { dashboardLoginUrl } from '../security/dashboard-login.js';
 
 export const help = `Usage: trellis control [--config PATH]... [PATH...] [options]
 
@@ -128,6 +129,7 @@ export async function run(argv: string[]): Promise<number> {
     );
   }
   process.stdout.write(`trellis control: listening on ${plane.url} (proxies: --control ${plane.url}; admin token: ${tokenFile ?? `$${ADMIN_TOKEN_ENV}`})\n`);
+  process.stdout.write(`trellis control: dashboard: ${dashboardLoginUrl(plane.url, plane.adminToken)}   (this link logs a browser in: keep it private)\n`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

@@ -80,7 +80,7 @@ export async function run(argv: string[]): Promise<number> {
     if (err instanceof Interrupted) return 0;
     throw err;
   }
-  log(table(mesh.state!, mesh.health));
+  log(table(mesh.state!, mesh.health, mesh.dashboardLoginUrl));
   await signalled;
   await stop();
   return 0;
@@ -98,7 +98,7 @@ function prometheusOption(listen: string, interval: string): MeshPrometheusOptio
   return { listen: parseHostPort(listen, '--prometheus'), scrapeIntervalS: seconds };
 }
 
-function table(s: MeshState, health: ReadonlyMap<string, string>): string {
+function table(s: MeshState, health: ReadonlyMap<string, string>, dashboard: string | undefined): string {
   const rows = [['SERVICE', 'VERSION', 'INSTANCE', 'APP', 'SIDECAR', 'HEALTH']];
   for (const i of s.instances) {
     rows.push([
@@ -124,6 +124,7 @@ function table(s: MeshState, health: ReadonlyMap<string, string>): string {
     '',
     ...(urls.length ? ['Open:', ...urls, ''] : []),
     ...s.skipped.map((k) => `Not running: ${k.service}: ${k.reason}`),
+    ...(dashboard ? [`Dashboard: ${dashboard}   (logs this browser in; keep the link private)`] : []),
     `Control plane: ${s.control}   (try: npx trellis status${s.control === 'http://127.0.0.1:15000' ? '' : ` --control ${s.control}`})`,
     ...(s.prometheus ? [`Prometheus: ${s.prometheus.url}   (scraping every proxy; targets: ${s.control}/v1/prometheus/targets)`] : []),
     `Logs: ${relative(process.cwd(), s.logDir) || '.'}`,

@@ -25,6 +25,8 @@ import { IdentityService } from './ca/identity-service.js';
 import { ControlMetrics } from './control-metrics.js';
 import { mintCredential, newBootstrapSecret, type CredentialSubject } from '../security/bootstrap-credential.js';
 import { DEFAULT_TRUST_DOMAIN } from '../security/spiffe.js';
+import { Dashboard, type DashboardOptions } from './dashboard/dashboard.js';
+import { httpTraceSource } from './dashboard/trace-client.js';
 
 export interface ControlPlaneOptions {
   /** Mesh and route files (or what `loadConfig` accepts). */
@@ -64,6 +66,8 @@ export interface ControlPlaneOptions {
    * needs it. Absent: one is made in memory ({@link ControlPlane.adminToken} tells it).
    */
   adminToken?: string;
+  /** The dashboard's trace store (default: this control plane's /v1/traces), bench folder and stats tuning. */
+  dashboard?: Pick<DashboardOptions, 'traces' | 'benchResultsDir' | 'stats'>;
   /** Health checker tuning (tests). */
   health?: Pick<HealthCheckerOptions, 'probe' | 'timers' | 'schedule' | 'startupIntervalMs' | 'startupWindowMs'>;
 }
@@ -78,6 +82,8 @@ export interface ControlPlane {
   readonly metrics: ControlMetrics;
   /** The admin API's token (what `Authorization: Bearer` must carry). */
   readonly adminToken: string;
+  /** The dashboard served at /dashboard/ (its own login: a session cookie, or the admin token). */
+  readonly dashboard: Dashboard;
   /** The bootstrap credential of one proxy (for tests and `trellis identity credential`). */
   credentialFor(subject: CredentialSubject): string;
   /** Reloads the config files now (the watcher also does this on change). */
@@ -182,10 +188,24 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   });
   const weights = new WeightsApi({ model, log, reload: () => watcher.reload() });
   const adminToken = opts.adminToken ?? newAdminToken();
+  let url = '';
+  const self = (): ReturnType<typeof httpTraceSource> => httpTraceSource(url, adminToken);
+  const dashboard = new Dashboard({
+    model,
+    weights,
+    formatProblem,
+    adminToken,
+    log,
+    traces: opts.dashboard?.traces ?? { list: (n) => self().list(n), get: (id) => self().get(id) },
+    ...(opts.dashboard?.benchResultsDir !== undefined ? { benchResultsDir: opts.dashboard.benchResultsDir } : {}),
+    ...(opts.dashboard?.stats ? { stats: opts.dashboard.stats } : {}),
+  });
   const auth = new AdminAuth({ token: adminToken, metrics, log });
   // Requests proxies make (not the admin API's users) go before the admin handler, checked by
   // their bootstrap credential, not the admin token (admin-auth.ts says why): the stream's upgrade below.
-  const server = http.createServer(createAdminHandler({ model, formatProblem, weights, identity, metrics, auth }));
+  // The dashboard checks its own login (a session cookie or the admin token) before the admin API's lock.
+  const admin = createAdminHandler({ model, formatProblem, weights, identity, metrics, auth });
+  const server = http.createServer((req, res) => dashboard.handle(req, res) || admin(req, res));
   server.on('upgrade', (req, socket, head) => distributor.handleUpgrade(req, socket, head));
   server.on('clientError', (_err, socket) => socket.destroy());
   try {
@@ -203,7 +223,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 
   const addr = server.address() as AddressInfo;
   const address = { host: addr.address, port: addr.port };
-  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
   const c = model.config;
   log(`control: admin API and proxy stream on ${url} (${c.services.length} services, ${c.routes.length} routes${opts.token ? ', join token required' : ''})`);
 
@@ -215,11 +235,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     identity,
     metrics,
     adminToken,
+    dashboard,
     credentialFor: (subject) => mintCredential(bootstrapSecret, subject),
     reload: () => watcher.reload(),
     close() {
       closing ??= new Promise<void>((resolve) => {
         clearInterval(caTimer);
+        dashboard.close();
         watcher.close();
         checker.stop();
         distributor.stop();

@@ -21,6 +21,7 @@ import { PROXY_NODE_FLAGS } from '../proxy/node-flags.js';
 import { BOOTSTRAP_SECRET_ENV, CREDENTIAL_ENV, mintCredential, newBootstrapSecret, type CredentialSubject } from '../security/bootstrap-credential.js';
 import { startPrometheus, type RunningPrometheus } from './prometheus.js';
 import { ADMIN_TOKEN_ENV, adminHeaders, adminTokenFile, readAdminTokenFile } from '../security/admin-token.js';
+import { dashboardLoginUrl, dashboardUrl } from '../security/dashboard-login.js';
 
 const TRELLIS_BIN = fileURLToPath(new URL('../../../bin/trellis.js', import.meta.url));
 const LOOPBACK = '127.0.0.1';
@@ -49,6 +50,8 @@ export interface InstancePlan {
 export interface MeshState {
   meshFile: string;
   control: string;
+  /** The dashboard's address, without a credential (the login link is printed, never stored). */
+  dashboard: string;
   stateDir: string;
   logDir: string;
   instances: (InstancePlan & { appPid?: number; sidecarPid?: number })[];
@@ -96,6 +99,11 @@ export class LocalMesh {
   #adminToken: string | undefined;
   state: MeshState | undefined;
 
+  /** The link that opens the dashboard logged in (print it; it is stored nowhere). */
+  get dashboardLoginUrl(): string | undefined {
+    return this.state && this.#adminToken !== undefined ? dashboardLoginUrl(this.state.control, this.#adminToken) : undefined;
+  }
+
   constructor(o: LocalMeshOptions) {
     this.#o = o;
   }
@@ -122,7 +130,16 @@ export class LocalMesh {
     const runningNames = new Set(running.map(keyOf));
     const instances = await this.#plan(running, runningNames, publicUrls, stateDir);
 
-    const state: MeshState = { meshFile: config.meshFile, control: controlUrl, stateDir, logDir, instances, publicUrls, skipped };
+    const state: MeshState = {
+      meshFile: config.meshFile,
+      control: controlUrl,
+      dashboard: dashboardUrl(controlUrl),
+      stateDir,
+      logDir,
+      instances,
+      publicUrls,
+      skipped,
+    };
     this.state = state;
     // A bootstrap secret made for this run goes to the control plane alone; each proxy gets
     // only its own instance's credential minted from it (src/security/bootstrap-credential.ts),
@@ -144,7 +161,8 @@ export class LocalMesh {
     await waitFor(`${controlUrl}/healthz`, 20_000, 'the control plane');
     state.controlPid = this.#control.pid;
     // The control plane made its admin token (or kept last run's) in the state folder before it
-    // listened; the runner reads it there, as the CLI does, for its own polls of the admin API.
+    // listened; the runner reads it there, as the CLI does, for its own polls of the admin API
+    // and to print the dashboard's login link.
     this.#adminToken = await readAdminTokenFile(adminTokenFile(stateDir));
     // Prometheus needs only the control plane's discovery URL: it starts while the proxies do.
     const prometheus = this.#startPrometheus(controlUrl, stateDir, logDir);

@@ -17,7 +17,7 @@ const HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/;
  * Prometheus could not use. The address is what a proxy said of itself (wire.ts checks
  * only its shape), and one odd entry must not spoil the list for every other proxy.
  */
-function targetAddress(p: ProxyState): string | undefined {
+export function targetAddress(p: ProxyState): string | undefined {
   const { host, port } = p.info.admin;
   if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
   // A proxy listening on every address is scraped on loopback (the local runner's case).

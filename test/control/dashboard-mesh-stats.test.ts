@@ -1,0 +1,75 @@
+// The dashboard's reading of the proxies' metrics (the real sidecars' are read in
+// e2e/dashboard.test.ts): rates over the window from counter differences, a counter that
+// went down (a restarted proxy) counted from zero, at most one read per interval however
+// many ask at once, and an answer over the size limit counted as failed, not buffered.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { MeshStats } from '../../src/control/dashboard/mesh-stats.js';
+import type { MeshModel, ProxyState } from '../../src/control/model.js';
+
+let server: http.Server;
+let port: number;
+let reads = 0;
+let requests = 0;
+let huge = false;
+
+function metricsText(): string {
+  const labels =
+    'direction="outbound",source="client",destination="shop",destination_version="v1",route="default/r/rule/0",status="200",classification="success"';
+  const lines = [
+    '# TYPE trellis_http_requests_total counter',
+    `trellis_http_requests_total{${labels}} ${requests}`,
+    `trellis_http_request_duration_seconds_bucket{${labels},le="0.005"} ${requests}`,
+    `trellis_http_request_duration_seconds_bucket{${labels},le="+Inf"} ${requests}`,
+  ];
+  return `${lines.join('\n')}\n${huge ? '#'.repeat(2048) : ''}`;
+}
+
+before(async () => {
+  server = http.createServer((req, res) => {
+    if (req.url === '/metrics') reads++;
+    res.end(req.url === '/metrics' ? metricsText() : JSON.stringify({ endpoints: [], breakers: [] }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as AddressInfo).port;
+});
+
+after(() => new Promise<void>((r) => server.close(() => r())));
+
+function model(): MeshModel {
+  const proxy = { id: 'client-0', service: 'client', version: 'default', kind: 'sidecar', connected: true, info: { admin: { host: '127.0.0.1', port } } };
+  return { proxies: () => [proxy as unknown as ProxyState] } as unknown as MeshModel;
+}
+
+test('rates over the window, resets counted from zero, one read per interval, oversized answers refused', async () => {
+  let now = 0;
+  const stats = new MeshStats({ model: model(), now: () => now, minIntervalMs: 1000, windowMs: 10_000, maxBodyBytes: 1024 });
+  requests = 100;
+  await stats.view(); // baseline
+  now = 2000;
+  requests = 140;
+  const [a, b] = await Promise.all([stats.view(), stats.view()]);
+  assert.equal(reads, 2, 'two askers at once share one read');
+  assert.deepEqual(a, b);
+  const edge = a.edges.find((e) => e.source === 'client' && e.destination === 'shop');
+  assert.equal(edge?.rps, 20, '40 requests in 2 s');
+  assert.equal(edge?.successRate, 1);
+  assert.equal(edge?.p99Ms, 4.95);
+  assert.equal(a.routes[0]?.route, 'default/r/rule/0');
+  now = 2500;
+  await stats.view();
+  assert.equal(reads, 2, 'no read within the minimum interval');
+  // The proxy restarted: its counter starts again from 0.
+  now = 4000;
+  requests = 10;
+  const c = await stats.view();
+  assert.equal(c.edges[0]?.requests, 50, '40 + 10 in the window');
+  assert.equal(c.edges[0]?.total, 50);
+  huge = true;
+  now = 6000;
+  const d = await stats.view();
+  assert.deepEqual(d.proxiesFailed, ['client-0']);
+  assert.equal(d.proxiesRead, 0);
+});
