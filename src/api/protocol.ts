@@ -437,6 +437,25 @@ export interface Snapshot {
   meshServices?: string[];
   /** Limits the mesh sets for its proxies' listeners; fields absent keep the proxy's defaults. */
   limits?: ProxyLimitsSnapshot;
+  /** Distributed tracing (the Mesh's `spec.telemetry.tracing`); absent: the proxy traces nothing. */
+  tracing?: TracingSnapshot;
+}
+
+/**
+ * How a proxy traces (src/telemetry/tracing/): the head sampling rate for requests that
+ * bring no sampling decision, and where spans go, in OTLP/HTTP.
+ */
+export interface TracingSnapshot {
+  /** 0 to 1: the share of new traces sampled at this proxy. Failed requests are exported whatever it is. */
+  samplingRate: number;
+  /** The collector's OTLP/HTTP traces URL; absent: the control plane's own receiver (`<control>/v1/traces`). */
+  endpoint?: string;
+  /** Spans a proxy queues at most; more are dropped and counted. */
+  maxQueueSpans?: number;
+  /** Spans per export request. */
+  batchSpans?: number;
+  flushIntervalMs?: number;
+  exportTimeoutMs?: number;
 }
 
 /** The mesh's overrides of a proxy's limits (src/proxy/listeners/limits.ts), in milliseconds and bytes. */

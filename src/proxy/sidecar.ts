@@ -7,6 +7,8 @@ import type { Endpoint, HostPort, InstancePort, Protocol, ProxyInfo, Snapshot } 
 import { errorBody, TrellisError } from '../errors.js';
 import { openAccessLog, type AccessLog, type AccessLogOptions } from '../telemetry/access-log.js';
 import { ProxyMetrics } from '../telemetry/metrics.js';
+import { Tracer } from '../telemetry/tracing/tracer.js';
+import { checkTracing } from '../telemetry/tracing/settings.js';
 import { ControlClient } from './control-client.js';
 import { detectProtocol, serveHttp, type H2Server } from './listeners/detect.js';
 import type { H2SessionPool } from './h2/forwarder.js';
@@ -67,6 +69,8 @@ export interface SidecarOptions {
   log: (line: string) => void;
   /** How long protocol detection waits for a client's first bytes (services with no declared protocol). */
   detectTimeoutMs?: number;
+  /** The head sampling coin (tests inject a seeded one); default Math.random. */
+  traceRandom?: () => number;
 }
 
 /** As Linkerd's: a client that has said nothing by then is taken for a server-first protocol. */
@@ -94,6 +98,8 @@ const REASON_TEXT: Record<ConnectionErrorReason, string> = {
 export class Sidecar {
   readonly #o: SidecarOptions;
   readonly metrics: ProxyMetrics;
+  /** Head sampling and span export (src/telemetry/tracing/); off until a snapshot carries `tracing`. */
+  readonly tracer: Tracer;
   readonly #accessLog: AccessLog;
   /** Connections to other sidecars (outbound), and to this sidecar's app (inbound). */
   readonly #pool = new ConnectionPool({ idleTimeoutMs: PEER_IDLE_TIMEOUT_MS });
@@ -160,6 +166,20 @@ export class Sidecar {
     if (o.app) this.metrics.watchAppCpu(o.app.port);
     this.#accessLog = openAccessLog(o.accessLog, { ...o.accessLogOptions, onError: (reason) => o.log(`proxy ${o.id}: access log ${o.accessLog}: ${reason}`) });
     this.metrics.watchAccessLog(this.#accessLog);
+    this.tracer = new Tracer({
+      resource: { 'service.name': o.service, 'service.version': o.version, 'service.instance.id': o.id, 'trellis.proxy.kind': o.kind },
+      // Spans go to the control plane's receiver unless the mesh names a collector; only
+      // the control plane is sent this proxy's credentials (see TRACES_API in src/control/admin/traces-api.ts).
+      defaultEndpoint: `${o.control.replace(/\/+$/, '')}/v1/traces`,
+      defaultHeaders: {
+        ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
+        'trellis-proxy-id': o.id,
+        ...(o.credential ? { 'trellis-credential': o.credential } : {}),
+      },
+      ...(o.traceRandom ? { random: o.traceRandom } : {}),
+      onExportError: rateLimitedLog((line) => o.log(`proxy ${o.id}: span export failed: ${line}`)),
+    });
+    this.metrics.watchTracing(this.tracer);
     this.balancing = new BalancingState((service, id, ejected, reason) => {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });
@@ -201,6 +221,7 @@ export class Sidecar {
       metrics: this.metrics,
       accessLog: this.#accessLog,
       deadlines: this.#deadlines,
+      tracer: this.tracer,
     };
     const codes = { connect: 'TRELLIS_E_CONNECT', reset: 'TRELLIS_E_UPSTREAM_RESET' } as const;
     // One stack per listener (stack/stacks.ts), over the HTTP/1.1 codec here and the
@@ -335,6 +356,7 @@ export class Sidecar {
       metrics: this.metrics,
       accessLog: this.#accessLog,
       deadlines: this.#deadlines,
+      tracer: this.tracer,
       identify: sourceHeaderIdentity(() => this.#meshServices),
       upgrades: () => this.#inboundUpgrades,
     });
@@ -409,6 +431,8 @@ export class Sidecar {
         reason: err instanceof TrellisError ? String(err.params.reason) : String(err),
       });
     }
+    const tracingProblem = checkTracing(s.tracing);
+    if (tracingProblem !== undefined) throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: s.version, reason: `tracing: ${tracingProblem}` });
     const compiled = new Map<string, CompiledUpstream>();
     const keys = new Set<string>();
     const budgets = this.#budgets;
@@ -437,6 +461,7 @@ export class Sidecar {
       if (typeof p === 'object' && p !== null && typeof p.port === 'number' && typeof p.protocol === 'string') inboundProtocols.set(p.port, p.protocol);
     }
     this.#snapshot = s;
+    this.tracer.configure(s.tracing);
     this.#upstreams = compiled;
     this.#hosts = hostIndex(s, compiled);
     this.#addresses = addressIndex(s, compiled);
@@ -640,8 +665,29 @@ export class Sidecar {
     this.#pool.close();
     this.#appPool.close();
     this.#h2pool?.close();
-    await this.#accessLog.close();
+    await Promise.all([this.#accessLog.close(), this.tracer.close()]);
   }
+}
+
+/** At most 10 lines a minute from `log`; the rest are counted into the next line written. */
+function rateLimitedLog(log: (line: string) => void): (line: string) => void {
+  let minute = 0;
+  let written = 0;
+  let suppressed = 0;
+  return (line) => {
+    const now = Math.floor(Date.now() / 60_000);
+    if (now !== minute) {
+      minute = now;
+      written = 0;
+    }
+    if (written >= 10) {
+      suppressed++;
+      return;
+    }
+    written++;
+    log(suppressed > 0 ? `${line} (and ${suppressed} more failures not logged)` : line);
+    suppressed = 0;
+  };
 }
 
 function listen(server: net.Server, at: HostPort, sockets?: Set<net.Socket>): Promise<HostPort> {

@@ -495,6 +495,50 @@ export class ProxyMetrics {
     });
   }
 
+  /** Adds the span exporter's series, read from `tracer` at each scrape (src/telemetry/tracing/tracer.ts). */
+  watchTracing(tracer: {
+    stats(): { exported: number; dropped: { queue_full: number; export_failed: number }; queued: number; errorSpans: number };
+  }): void {
+    new client.Counter({
+      name: 'trellis_proxy_spans_exported_total',
+      help: 'Spans the collector accepted.',
+      registers: [this.registry],
+      collect(this: Counter) {
+        this.reset();
+        this.inc(tracer.stats().exported);
+      },
+    });
+    new client.Counter({
+      name: 'trellis_proxy_spans_dropped_total',
+      help: 'Spans dropped: the export queue was full (the collector slow or down), or the collector did not take a batch.',
+      labelNames: ['reason'],
+      registers: [this.registry],
+      collect(this: Counter) {
+        const d = tracer.stats().dropped;
+        this.reset();
+        this.labels('queue_full').inc(d.queue_full);
+        this.labels('export_failed').inc(d.export_failed);
+      },
+    });
+    new client.Counter({
+      name: 'trellis_proxy_spans_error_sampled_total',
+      help: 'Spans of failed requests exported although their trace was not sampled (errors are always exported).',
+      registers: [this.registry],
+      collect(this: Counter) {
+        this.reset();
+        this.inc(tracer.stats().errorSpans);
+      },
+    });
+    new client.Gauge({
+      name: 'trellis_proxy_spans_queued',
+      help: 'Spans waiting in the export queue.',
+      registers: [this.registry],
+      collect(this: Gauge) {
+        this.set(tracer.stats().queued);
+      },
+    });
+  }
+
   watchAccessLog(log: { readonly dropped: number }): void {
     new client.Counter({
       name: 'trellis_access_log_dropped_lines_total',
