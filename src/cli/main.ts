@@ -17,6 +17,7 @@ const COMMANDS: Record<string, Command> = {
   bench: { summary: 'sweep the request rate to find where a URL or a mesh service stops meeting its SLO', load: () => import('./bench.js') },
   route: { summary: 'shift traffic between the versions of a service live: route weights SERVICE v1=90 v2=10', load: () => import('./route.js') },
   identity: { summary: "show the mesh CA and a proxy's SPIFFE identity, certificate chain and expiry", load: () => import('./identity.js') },
+  trace: { summary: 'list recent traces, or show one as a tree of spans with per-hop timings', load: () => import('./trace.js') },
   canary: { summary: 'move traffic to a new version step by step, watching its errors and p99; roll back on a breach', load: () => import('./canary.js') },
 };
 

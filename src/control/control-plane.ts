@@ -17,6 +17,7 @@ import { Distributor } from './distribute/distributor.js';
 import { ConfigWatcher, type ConfigLoader } from './sources/config-watcher.js';
 import { createAdminHandler } from './admin/admin-api.js';
 import { WeightsApi } from './admin/weights-api.js';
+import { TracesApi, type TracesApiOptions } from './admin/traces-api.js';
 import { LastGoodConfig } from './sources/last-good-config.js';
 import { CertificateAuthority, type CertificateAuthorityOptions } from './ca/certificate-authority.js';
 import { IdentityService } from './ca/identity-service.js';
@@ -57,6 +58,8 @@ export interface ControlPlaneOptions {
   bootstrapSecret?: string;
   /** The CA's clock and rotation timing (tests); the trust domain and lifetime come from the mesh file. */
   ca?: Pick<CertificateAuthorityOptions, 'now' | 'rootLifetimeMs' | 'issuerLifetimeMs' | 'propagationMs'>;
+  /** The trace receiver's limits (body size, traces and spans kept). */
+  traces?: TracesApiOptions;
   /** Health checker tuning (tests). */
   health?: Pick<HealthCheckerOptions, 'probe' | 'timers' | 'schedule' | 'startupIntervalMs' | 'startupWindowMs'>;
 }
@@ -69,6 +72,8 @@ export interface ControlPlane {
   readonly model: MeshModel;
   readonly identity: IdentityService;
   readonly metrics: ControlMetrics;
+  /** The OTLP receiver and recent traces (`/v1/traces`). */
+  readonly traces: TracesApi;
   /** The bootstrap credential of one proxy (for tests and `trellis identity credential`). */
   credentialFor(subject: CredentialSubject): string;
   /** Reloads the config files now (the watcher also does this on change). */
@@ -172,7 +177,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ...(opts.resumeWaitMs !== undefined ? { resumeWaitMs: opts.resumeWaitMs } : {}),
   });
   const weights = new WeightsApi({ model, log, reload: () => watcher.reload() });
-  const server = http.createServer(createAdminHandler({ model, formatProblem, weights, identity, metrics }));
+  const traces = new TracesApi(opts.traces);
+  const server = http.createServer(createAdminHandler({ model, formatProblem, weights, identity, metrics, traces }));
   server.on('upgrade', (req, socket, head) => distributor.handleUpgrade(req, socket, head));
   server.on('clientError', (_err, socket) => socket.destroy());
   try {
@@ -200,6 +206,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     model,
     identity,
     metrics,
+    traces,
     credentialFor: (subject) => mintCredential(bootstrapSecret, subject),
     reload: () => watcher.reload(),
     close() {

@@ -11,6 +11,7 @@ import { keyOf } from '../sources/mesh-config.js';
 import { DEFAULT_NAMESPACE } from '../../api/names.js';
 import type { Answer, WeightsApi } from './weights-api.js';
 import { prometheusTargets } from './prometheus-sd.js';
+import type { TracesApi } from './traces-api.js';
 import type { ConfigView, HealthView, InstanceView, ProxyView, ServiceView } from '../../api/admin.js';
 export type { ConfigView, HealthView, InstanceView, ProxyView, ServiceView } from '../../api/admin.js';
 
@@ -119,6 +120,8 @@ export interface AdminApiOptions {
   identity?: IdentityService;
   /** Serves /metrics. */
   metrics?: ControlMetrics;
+  /** Serves /v1/traces (the OTLP receiver and recent traces; traces-api.ts). */
+  traces?: TracesApi;
 }
 
 const ENDPOINTS = [
@@ -133,6 +136,8 @@ const ENDPOINTS = [
   '/v1/identity/<proxyId>',
   '/metrics',
   '/v1/prometheus/targets (Prometheus http_sd_configs)',
+  '/v1/traces (GET recent traces; POST OTLP/HTTP JSON spans)',
+  '/v1/traces/<traceId>',
   '/v1/stream (Upgrade: trellis-stream)',
 ];
 
@@ -180,7 +185,10 @@ function putWeights(api: WeightsApi, service: string, req: IncomingMessage, res:
 export function createAdminHandler(opts: AdminApiOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { model } = opts;
   return (req, res) => {
-    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
+    // The trace endpoints (one of them a POST) answer in traces-api.ts, where their lock goes.
+    if (opts.traces?.owns(path)) return opts.traces.handle(req, res, path, url.searchParams);
     const weights = opts.weights ? WEIGHTS_PATH.exec(path) : null;
     if (weights && opts.weights) {
       const service = safeDecode(weights[1]!);
