@@ -6,7 +6,7 @@ import net from 'node:net';
 import type { Endpoint, HostPort, InstancePort, Protocol, ProxyInfo, Snapshot } from '../api/protocol.js';
 import { errorBody, TrellisError } from '../errors.js';
 import { openAccessLog, type AccessLog, type AccessLogOptions } from '../telemetry/access-log.js';
-import { ProxyMetrics } from '../telemetry/metrics.js';
+import { OPENMETRICS_CONTENT_TYPE, ProxyMetrics, wantsOpenMetrics } from '../telemetry/metrics.js';
 import { Tracer } from '../telemetry/tracing/tracer.js';
 import { checkTracing } from '../telemetry/tracing/settings.js';
 import { ControlClient } from './control-client.js';
@@ -626,8 +626,10 @@ export class Sidecar {
   async #serveAdmin(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
-      res.setHeader('content-type', this.metrics.contentType);
-      res.end(await this.metrics.text());
+      // OpenMetrics when the scraper asks for it (Prometheus does): only it carries exemplars.
+      const om = wantsOpenMetrics(req.headers.accept);
+      res.setHeader('content-type', om ? OPENMETRICS_CONTENT_TYPE : this.metrics.contentType);
+      res.end(await this.metrics.text(om));
     } else if (path === '/ready') {
       res.statusCode = this.#snapshot ? 200 : 503;
       res.end(this.#snapshot ? 'ready\n' : 'waiting for the first snapshot from the control plane\n');

@@ -177,3 +177,28 @@ for (const protocol of WIRE_PROTOCOLS) {
     });
   });
 }
+
+test('the latency histogram carries the trace id of a sampled request as an exemplar, in OpenMetrics only', async () => {
+  traced(outbound, tracing(1));
+  traced(inbound, tracing(1));
+  const client = openClient('HTTP/1.1', outbound.addresses.upstreams.api!.port);
+  try {
+    await client.request('GET', '/ok', { 'x-test': 'exemplar' });
+  } finally {
+    await client.close();
+  }
+  const traceId = seen.get('exemplar#1')!.slice(3, 35);
+  const admin = `http://127.0.0.1:${outbound.addresses.admin!.port}/metrics`;
+  const om = await fetch(admin, { headers: { accept: 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5' } });
+  assert.match(om.headers.get('content-type') ?? '', /^application\/openmetrics-text; version=1.0.0/);
+  const text = await om.text();
+  assert.match(text, new RegExp(`trellis_http_request_duration_seconds_bucket\\{le="[^"]+",direction="outbound".*\\} \\d+ # \\{trace_id="${traceId}"\\} [0-9.e-]+ \\d+\\.\\d{3}\\n`));
+  assert.match(text, /# TYPE trellis_http_requests counter\n/);
+  assert.match(text, /# TYPE trellis_proxy_spans_dropped counter\n/);
+  assert.match(text, /\ntrellis_proxy_spans_exported_total\{/);
+  assert.ok(text.endsWith('# EOF\n'));
+  assert.equal(/\n\n/.test(text), false, 'OpenMetrics has no blank lines');
+  const plain = await (await fetch(admin)).text();
+  assert.equal(plain.includes('trace_id'), false, 'Prometheus text 0.0.4 has no exemplars');
+  assert.match(plain, /# TYPE trellis_http_requests_total counter\n/);
+});
