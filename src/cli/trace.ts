@@ -57,7 +57,15 @@ export function renderTraceList(traces: readonly TraceSummaryView[]): string {
   if (traces.length === 0) return 'No traces kept yet. Send some requests through the mesh (1% are sampled by default; failed ones always).\n';
   const rows = [['TRACE', 'STARTED', 'DURATION', 'SPANS', 'ERRORS', 'ROOT', 'SERVICES']];
   for (const t of traces) {
-    rows.push([t.traceId, t.startTime.slice(11, 23), ms(t.durationMs), String(t.spans), String(t.errors), `${t.rootService}: ${t.rootName}`, t.services.join(',')]);
+    rows.push([
+      t.traceId,
+      t.startTime.slice(11, 23),
+      ms(t.durationMs),
+      String(t.spans),
+      String(t.errors),
+      `${t.rootService}: ${t.rootName}`,
+      t.services.join(','),
+    ]);
   }
   return table(rows);
 }
@@ -92,9 +100,9 @@ export function renderTraceTree(trace: TraceView): string {
     rows.push([`+${ms(s0 / 1e6)}`, ms(d / 1e6), s.service, KINDS[s.kind] ?? String(s.kind), bar, `${branch}${s.name}${note ? `  (${note})` : ''}`]);
     const kids = (children.get(s.spanId) ?? []).sort((a, b) => (BigInt(a.startTimeUnixNano) < BigInt(b.startTimeUnixNano) ? -1 : 1));
     const next = depth === 0 ? '' : `${prefix}${last ? '   ' : '│  '}`;
-    kids.forEach((k, i) => walk(k, next, i === kids.length - 1, depth + 1));
+    for (let i = 0; i < kids.length; i++) walk(kids[i]!, next, i === kids.length - 1, depth + 1);
   };
-  roots.forEach((r) => walk(r, '', true, 0));
+  for (const r of roots) walk(r, '', true, 0);
   const services = [...new Set(spans.map((s) => s.service))].sort();
   const head = `trace ${trace.traceId}: ${spans.length} spans, ${services.length} services (${services.join(', ')}), ${ms(total / 1e6)}${trace.droppedSpans > 0 ? `, ${trace.droppedSpans} spans not kept` : ''}\n`;
   return head + table(rows);
@@ -119,7 +127,8 @@ export async function run(argv: string[]): Promise<number> {
   if (id !== undefined) {
     if (!/^[0-9a-fA-F]{32}$/.test(id)) throw new TrellisError('TRELLIS_E_USAGE', { reason: `a trace id is 32 hex digits, got "${id.slice(0, 64)}"` });
     const trace = await getJson<TraceView>(base, `/v1/traces/${id.toLowerCase()}`);
-    if (trace === undefined) throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `the control plane keeps no trace ${id}; \`trellis trace\` lists the ones it has` });
+    if (trace === undefined)
+      throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `the control plane keeps no trace ${id}; \`trellis trace\` lists the ones it has` });
     process.stdout.write(values.json ? `${JSON.stringify(trace, null, 2)}\n` : renderTraceTree(trace));
     return 0;
   }

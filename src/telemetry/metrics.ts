@@ -81,7 +81,7 @@ export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1
 
 /** Whether a scrape's Accept header asks for OpenMetrics (Prometheus sends it first when it can read it). */
 export function wantsOpenMetrics(accept: string | undefined): boolean {
-  return accept !== undefined && accept.includes('application/openmetrics-text');
+  return accept?.includes('application/openmetrics-text') === true;
 }
 
 /**
@@ -554,9 +554,7 @@ export class ProxyMetrics {
   }
 
   /** Adds the span exporter's series, read from `tracer` at each scrape (src/telemetry/tracing/tracer.ts). */
-  watchTracing(tracer: {
-    stats(): { exported: number; dropped: { queue_full: number; export_failed: number }; queued: number; errorSpans: number };
-  }): void {
+  watchTracing(tracer: { stats(): { exported: number; dropped: { queue_full: number; export_failed: number }; queued: number; errorSpans: number } }): void {
     new client.Counter({
       name: 'trellis_proxy_spans_exported_total',
       help: 'Spans the collector accepted.',

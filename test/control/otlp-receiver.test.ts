@@ -63,7 +63,14 @@ function otlp(spans: Record<string, unknown>[], service = 'app'): string {
   return JSON.stringify({ resourceSpans: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: service } }] }, scopeSpans: [{ spans }] }] });
 }
 
-function span(spanId: string, parentSpanId: string, name: string, startMs: number, endMs: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+function span(
+  spanId: string,
+  parentSpanId: string,
+  name: string,
+  startMs: number,
+  endMs: number,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
   return { traceId: TRACE, spanId, parentSpanId, name, kind: 2, startTimeUnixNano: `${startMs}000000`, endTimeUnixNano: `${endMs}000000`, ...extra };
 }
 
@@ -119,14 +126,16 @@ test('spans two real sidecars export join one trace the control plane serves, an
 
 test('a tree: children under their parents with offsets and durations', () => {
   const store = new TraceStore();
-  store.ingest(JSON.parse(otlp([span('a000000000000001', '', 'GET /', 1000, 1010), span('a000000000000003', 'a000000000000002', 'SELECT', 1004, 1006)], 'front')));
+  store.ingest(
+    JSON.parse(otlp([span('a000000000000001', '', 'GET /', 1000, 1010), span('a000000000000003', 'a000000000000002', 'SELECT', 1004, 1006)], 'front')),
+  );
   store.ingest(JSON.parse(otlp([span('a000000000000002', 'a000000000000001', 'GET /api', 1002, 1008, { kind: 3 })], 'back')));
   const out = renderTraceTree(store.get(TRACE)!);
   const lines = out.trim().split('\n');
   assert.match(lines[0]!, /3 spans, 2 services \(back, front\), 10\.00ms/);
   assert.match(lines[2]!, /^\+0\.00ms +10\.00ms +front +server +█{24} +GET \/$/);
   assert.match(lines[3]!, /^\+2\.00ms +6\.00ms +back +client +█{14,15} *└─ GET \/api$/);
-  assert.match(lines[4]!, /^\+4\.00ms +2\.00ms +front +server .*   └─ SELECT$/);
+  assert.match(lines[4]!, /^\+4\.00ms +2\.00ms +front +server .* {3}└─ SELECT$/);
 });
 
 test('bodies that are not OTLP JSON are refused with the reason; bad spans are rejected, the rest kept', async () => {
@@ -158,10 +167,14 @@ test('an oversize body is refused 413, whether it says its length or streams it 
   assert.equal((await post(big)).status, 413);
   // Chunked: no content-length, refused once the limit passes.
   const r = await new Promise<number>((resolve, reject) => {
-    const req = http.request(`${plane.url}/v1/traces`, { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
-      res.resume();
-      resolve(res.statusCode!);
-    });
+    const req = http.request(
+      `${plane.url}/v1/traces`,
+      { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      },
+    );
     req.on('error', reject);
     for (let i = 0; i < 20; i++) req.write('x'.repeat(8 * 1024));
     req.end();

@@ -43,7 +43,12 @@ before(async () => {
   });
   inbound = await startInbound('api', 'v1', app.port);
   const routes: RouteEntry[] = [
-    { name: 'default/api/rule/0', match: {}, backends: [{ backend: 'api', weight: 1 }], retry: { codes: [503], attempts: 2, backoffMs: 1, nonIdempotent: false, maxBodyBytes: 0 } },
+    {
+      name: 'default/api/rule/0',
+      match: {},
+      backends: [{ backend: 'api', weight: 1 }],
+      retry: { codes: [503], attempts: 2, backoffMs: 1, nonIdempotent: false, maxBodyBytes: 0 },
+    },
   ];
   outbound = await startOutbound('web', {
     api: {
@@ -128,7 +133,11 @@ for (const protocol of WIRE_PROTOCOLS) {
       const servers = spans.filter((s) => s.kind === 2);
       assert.deepEqual(servers.map((s) => s.attributes['http.response.status_code']).sort(), [200, 503]);
       assert.equal(servers.find((s) => s.attributes['http.response.status_code'] === 503)!.parentSpanId, hop.spanId, 'the first attempt is the hop span');
-      assert.equal(servers.find((s) => s.attributes['http.response.status_code'] === 200)!.parentSpanId, retrySpan.spanId, 'the retry’s server span is the retry span’s child');
+      assert.equal(
+        servers.find((s) => s.attributes['http.response.status_code'] === 200)!.parentSpanId,
+        retrySpan.spanId,
+        'the retry’s server span is the retry span’s child',
+      );
       assert.equal(seen.get(`${id}#2`)!.slice(3, 35), traceId, 'the retry carries the same trace');
     });
 
@@ -192,7 +201,12 @@ test('the latency histogram carries the trace id of a sampled request as an exem
   const om = await fetch(admin, { headers: { accept: 'application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5' } });
   assert.match(om.headers.get('content-type') ?? '', /^application\/openmetrics-text; version=1.0.0/);
   const text = await om.text();
-  assert.match(text, new RegExp(`trellis_http_request_duration_seconds_bucket\\{le="[^"]+",direction="outbound".*\\} \\d+ # \\{trace_id="${traceId}"\\} [0-9.e-]+ \\d+\\.\\d{3}\\n`));
+  assert.match(
+    text,
+    new RegExp(
+      `trellis_http_request_duration_seconds_bucket\\{le="[^"]+",direction="outbound".*\\} \\d+ # \\{trace_id="${traceId}"\\} [0-9.e-]+ \\d+\\.\\d{3}\\n`,
+    ),
+  );
   assert.match(text, /# TYPE trellis_http_requests counter\n/);
   assert.match(text, /# TYPE trellis_proxy_spans_dropped counter\n/);
   assert.match(text, /\ntrellis_proxy_spans_exported_total\{/);

@@ -11,7 +11,18 @@ import { startCollector } from '../helpers/otlp-collector.js';
 
 function span(i: number): FinishedSpan {
   const hex = i.toString(16).padStart(16, '0');
-  return { traceId: `${hex}${hex}`, spanId: hex, parentSpanId: '', traceState: '', name: `s${i}`, kind: SpanKind.Client, startMs: 1.5e12, endMs: 1.5e12 + 1.25, attributes: { n: i }, error: false };
+  return {
+    traceId: `${hex}${hex}`,
+    spanId: hex,
+    parentSpanId: '',
+    traceState: '',
+    name: `s${i}`,
+    kind: SpanKind.Client,
+    startMs: 1.5e12,
+    endMs: 1.5e12 + 1.25,
+    attributes: { n: i },
+    error: false,
+  };
 }
 
 /** A seeded random (mulberry32), so a sampling test is exact from run to run. */

@@ -242,7 +242,11 @@ const Tracing = Type.Object(
       ),
     ),
     maxQueueSpans: Type.Optional(
-      Type.Integer({ minimum: 16, maximum: 1_000_000, description: 'spans a proxy queues at most; more are dropped and counted (16 to 1000000); default 2048' }),
+      Type.Integer({
+        minimum: 16,
+        maximum: 1_000_000,
+        description: 'spans a proxy queues at most; more are dropped and counted (16 to 1000000); default 2048',
+      }),
     ),
     batchSpans: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'spans per export request (1 to 100000); default 512' })),
     flushInterval: Type.Optional(duration({ description: 'a duration such as 1s (how often a partial batch is sent); default 1s' })),

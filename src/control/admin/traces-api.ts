@@ -65,7 +65,10 @@ export class TracesApi {
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', path === '/v1/traces' ? 'GET, HEAD, POST' : 'GET, HEAD');
-      return sendError(res, new TrellisError('TRELLIS_E_METHOD_NOT_ALLOWED', { path, allowed: path === '/v1/traces' ? 'GET or POST' : 'GET', method: req.method }));
+      return sendError(
+        res,
+        new TrellisError('TRELLIS_E_METHOD_NOT_ALLOWED', { path, allowed: path === '/v1/traces' ? 'GET or POST' : 'GET', method: req.method }),
+      );
     }
     if (path === '/v1/traces') {
       if (this.#o.authorize !== undefined && !this.#o.authorize(req, 'list')) return this.#unauthorized(req, res);
@@ -77,7 +80,10 @@ export class TracesApi {
     const id = path.slice('/v1/traces/'.length);
     const trace = /^[0-9a-fA-F]{32}$/.test(id) ? this.store.get(id) : undefined;
     if (trace === undefined) {
-      return sendError(res, new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `no trace ${id.length <= 64 ? id : `${id.slice(0, 64)}…`} is kept; see /v1/traces` }));
+      return sendError(
+        res,
+        new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `no trace ${id.length <= 64 ? id : `${id.slice(0, 64)}…`} is kept; see /v1/traces` }),
+      );
     }
     return send(res, 200, trace);
   }

@@ -36,7 +36,13 @@ export function telemetry(o: TelemetryOptions): Layer {
     if (ex.errorToken === 'timeout' || ex.errorToken === 'request-timeout') {
       o.metrics.timedOut(destination, route, ex.errorToken === 'timeout' ? 'attempt' : 'request');
     }
-    o.metrics.observeHttp({ direction: o.direction, source, destination, destinationVersion: version, route }, status, seconds, ex.grpcStatus, ex.trace?.traceId);
+    o.metrics.observeHttp(
+      { direction: o.direction, source, destination, destinationVersion: version, route },
+      status,
+      seconds,
+      ex.grpcStatus,
+      ex.trace?.traceId,
+    );
     if (ex.tunnel !== undefined) watchTunnel(o, ex, ex.tunnel, destination, version, route);
     if (!o.accessLog.enabled) return;
     // The request's own fields (method, path) are bounded and, for the path, redacted

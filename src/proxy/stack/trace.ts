@@ -72,14 +72,7 @@ export function trace(o: TraceOptions): Layer {
 
   /** Starts this hop's span as a child of `parent` (undefined: a new trace) and makes the request carry it. */
   const start = (ex: Exchange, parent: TraceContext | undefined): void => {
-    const span = new ActiveSpan(
-      tracer,
-      parent?.traceId ?? newTraceId(),
-      newSpanId(),
-      parent?.spanId ?? '',
-      parent?.traceState ?? '',
-      parent?.format ?? 'w3c',
-    );
+    const span = new ActiveSpan(tracer, parent?.traceId ?? newTraceId(), newSpanId(), parent?.spanId ?? '', parent?.traceState ?? '', parent?.format ?? 'w3c');
     ex.trace = span;
     ex.extraHead += span.lines;
   };

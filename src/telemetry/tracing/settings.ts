@@ -21,6 +21,7 @@ export function checkTracing(t: TracingSnapshot | undefined): string | undefined
     if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'endpoint must be an http or https URL';
   }
   if (!positiveInt(t.maxQueueSpans, 1_000_000) || !positiveInt(t.batchSpans, 100_000)) return 'maxQueueSpans and batchSpans must be whole numbers above 0';
-  if (!positiveInt(t.flushIntervalMs, 3_600_000) || !positiveInt(t.exportTimeoutMs, 3_600_000)) return 'flushIntervalMs and exportTimeoutMs must be whole numbers of milliseconds above 0';
+  if (!positiveInt(t.flushIntervalMs, 3_600_000) || !positiveInt(t.exportTimeoutMs, 3_600_000))
+    return 'flushIntervalMs and exportTimeoutMs must be whole numbers of milliseconds above 0';
   return undefined;
 }
