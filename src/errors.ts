@@ -143,6 +143,13 @@ export const ERRORS = {
   },
   TRELLIS_E_BODY_TOO_LARGE: { token: 'body-too-large', status: 413, message: 'the request body is over {limit} bytes' },
   TRELLIS_E_UPGRADE_REQUIRED: { token: 'upgrade-required', status: 426, message: 'the proxy stream needs Connection: Upgrade and Upgrade: {protocol}' },
+  // the control plane's OTLP receiver (POST /v1/traces)
+  TRELLIS_E_OTLP_INVALID: { token: 'otlp-invalid', status: 400, message: 'the body is not an OTLP/HTTP JSON ExportTraceServiceRequest: {reason}' },
+  TRELLIS_E_OTLP_MEDIA_TYPE: {
+    token: 'otlp-media-type',
+    status: 415,
+    message: 'the traces receiver takes OTLP/HTTP JSON (content-type: application/json), not {type}; set your exporter to http/json',
+  },
   // traffic shifting (trellis route weights, trellis canary)
   TRELLIS_E_WEIGHTS_INVALID: { token: 'weights-invalid', status: 400, message: 'cannot set the weights of {service}: {reason}' },
   TRELLIS_E_WEIGHTS_REFUSED: { token: 'weights-refused', status: 409, message: 'the weights of {service} were not changed: {reason}' },

@@ -18,6 +18,7 @@ import http from 'node:http';
 import os from 'node:os';
 import pg from 'pg';
 import { createClient } from 'redis';
+import { serverSpans, startTracing, stopTracing, withSpan } from './tracing.js';
 
 const HOST = process.env.HOST || '127.0.0.1';
 const PORT = Number(process.env.PORT || 8081);
@@ -27,6 +28,7 @@ const CACHE_KEY = 'shop:products';
 const CACHE_TTL_SECONDS = Number(process.env.SHOP_CACHE_TTL || 5);
 const V2_DISCOUNT_PERCENT = 10;
 
+const tracer = startTracing('backend');
 const log = (line) => process.stdout.write(`[backend ${VERSION} ${INSTANCE}] ${line}\n`);
 
 function pickVersion() {
@@ -68,8 +70,22 @@ const pool = new pg.Pool({
 // pool; without this listener the error would crash the process.
 pool.on('error', (error) => log(`postgres connection dropped: ${error.message}`));
 
+const PRODUCTS_QUERY = 'SELECT id, name, price_cents, description FROM products ORDER BY id';
+
 async function readProducts() {
-  const { rows } = await pool.query('SELECT id, name, price_cents, description FROM products ORDER BY id');
+  // The Postgres hop as a client span (OpenTelemetry's database conventions), a child of the request's.
+  const { rows } = await withSpan(
+    tracer,
+    'SELECT products',
+    {
+      'db.system.name': 'postgresql',
+      'db.namespace': process.env.PGDATABASE || 'shop',
+      'db.query.text': PRODUCTS_QUERY,
+      'server.address': postgres.host,
+      'server.port': postgres.port,
+    },
+    () => pool.query(PRODUCTS_QUERY),
+  );
   return rows;
 }
 
@@ -253,13 +269,15 @@ async function handle(req, res) {
   return send(res, 404, { error: `no such path: ${pathname}`, paths: ['/api/products', '/healthz'] });
 }
 
-const server = http.createServer((req, res) => {
-  handle(req, res).catch((error) => {
-    log(`unexpected error: ${error.stack}`);
-    if (!res.headersSent) send(res, 500, { error: 'internal error' });
-    else res.destroy();
-  });
-});
+const server = http.createServer(
+  serverSpans(tracer, (req, res) => {
+    handle(req, res).catch((error) => {
+      log(`unexpected error: ${error.stack}`);
+      if (!res.headersSent) send(res, 500, { error: 'internal error' });
+      else res.destroy();
+    });
+  }),
+);
 // Keep idle connections longer than a proxy's pool usually does, so the sidecar
 // rarely reuses a connection we are about to close.
 server.keepAliveTimeout = 65_000;
@@ -278,7 +296,7 @@ function shutdown(signal) {
   setTimeout(() => process.exit(0), 3000).unref(); // don't wait forever for slow clients
   server.close();
   server.closeIdleConnections();
-  Promise.allSettled([pool.end(), cache.close()]).then(() => process.exit(0));
+  Promise.allSettled([pool.end(), cache.close(), stopTracing()]).then(() => process.exit(0));
 }
 process.on('SIGINT', () => shutdown('SIGINT'));
 process.on('SIGTERM', () => shutdown('SIGTERM'));

@@ -18,6 +18,7 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { clientSpan, serverSpans, startTracing, stopTracing } from './tracing.js';
 
 const HOST = process.env.HOST || '127.0.0.1';
 const PORT = Number(process.env.PORT || 8080);
@@ -25,6 +26,7 @@ const PUBLIC_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'publ
 const BACKEND = process.env.TRELLIS_UPSTREAM_BACKEND; // host:port of our sidecar's listener
 const MODE = process.env.SHOP_API_MODE || (BACKEND ? 'forward' : 'direct');
 
+const tracer = startTracing('frontend');
 const log = (line) => process.stdout.write(`[frontend] ${line}\n`);
 
 if (MODE !== 'direct' && MODE !== 'forward') {
@@ -64,22 +66,27 @@ function withoutHopByHop(headers) {
 
 function forward(req, res) {
   const at = BACKEND.lastIndexOf(':');
+  const headers = { ...withoutHopByHop(req.headers), 'x-forwarded-host': req.headers.host ?? '', 'x-forwarded-proto': 'http' };
+  // The call to the backend as a client span; its context goes to our sidecar in traceparent.
+  const span = clientSpan(tracer, `${req.method} backend`, headers, { 'http.request.method': req.method, 'server.address': 'backend' });
   const upstream = http.request({
     agent,
     host: at < 0 ? '127.0.0.1' : BACKEND.slice(0, at),
     port: Number(BACKEND.slice(at + 1)),
     method: req.method,
     path: req.url,
-    headers: { ...withoutHopByHop(req.headers), 'x-forwarded-host': req.headers.host ?? '', 'x-forwarded-proto': 'http' },
+    headers,
     timeout: 10_000,
   });
   upstream.on('response', (answer) => {
+    answer.once('end', () => span.end(answer.statusCode));
     res.writeHead(answer.statusCode ?? 502, withoutHopByHop(answer.headers));
     answer.pipe(res);
     answer.on('error', () => res.destroy());
   });
   upstream.on('timeout', () => upstream.destroy(new Error('backend did not answer within 10s')));
   upstream.on('error', (error) => {
+    span.end(undefined);
     if (res.headersSent) return res.destroy();
     sendJson(res, 502, { error: 'backend unreachable', detail: error.message });
   });
@@ -141,13 +148,15 @@ async function handle(req, res) {
   return serveStatic(req, res, pathname);
 }
 
-const server = http.createServer((req, res) => {
-  handle(req, res).catch((error) => {
-    log(`unexpected error: ${error.stack}`);
-    if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
-    else res.destroy();
-  });
-});
+const server = http.createServer(
+  serverSpans(tracer, (req, res) => {
+    handle(req, res).catch((error) => {
+      log(`unexpected error: ${error.stack}`);
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
+      else res.destroy();
+    });
+  }),
+);
 server.keepAliveTimeout = 65_000;
 server.headersTimeout = 66_000;
 server.listen(PORT, HOST, () => {
@@ -159,7 +168,7 @@ server.listen(PORT, HOST, () => {
 function shutdown(signal) {
   log(`${signal}: shutting down`);
   setTimeout(() => process.exit(0), 3000).unref();
-  server.close(() => process.exit(0));
+  server.close(() => stopTracing().then(() => process.exit(0)));
   server.closeIdleConnections();
   agent.destroy();
 }

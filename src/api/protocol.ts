@@ -466,6 +466,8 @@ export interface Snapshot {
   limits?: ProxyLimitsSnapshot;
   /** The RateLimitPolicies on the proxy's own service (its inbound side); absent: none. */
   rateLimits?: RateLimitsSnapshot;
+  /** Distributed tracing (the Mesh's `spec.telemetry.tracing`); absent: the proxy traces nothing. */
+  tracing?: TracingSnapshot;
 }
 
 /** One limit of a RateLimitPolicy, compiled for the sidecars of one service. */
@@ -499,6 +501,23 @@ export interface RateLimitsSnapshot {
    * only, in precedence order), which the inbound side matches to know a request's rule.
    */
   routes?: RouteEntry[];
+}
+
+/**
+ * How a proxy traces (src/telemetry/tracing/): the head sampling rate for requests that
+ * bring no sampling decision, and where spans go, in OTLP/HTTP.
+ */
+export interface TracingSnapshot {
+  /** 0 to 1: the share of new traces sampled at this proxy. Failed requests are exported whatever it is. */
+  samplingRate: number;
+  /** The collector's OTLP/HTTP traces URL; absent: the control plane's own receiver (`<control>/v1/traces`). */
+  endpoint?: string;
+  /** Spans a proxy queues at most; more are dropped and counted. */
+  maxQueueSpans?: number;
+  /** Spans per export request. */
+  batchSpans?: number;
+  flushIntervalMs?: number;
+  exportTimeoutMs?: number;
 }
 
 /** The mesh's overrides of a proxy's limits (src/proxy/listeners/limits.ts), in milliseconds and bytes. */

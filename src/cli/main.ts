@@ -23,6 +23,7 @@ const COMMANDS: Record<string, Command> = {
   routes: { summary: "show the routes a service's sidecar holds now, with weights and policies", load: () => import('./routes.js') },
   explain: { summary: "show which route a request from a service would take and why the others don't, and its endpoints", load: () => import('./explain.js') },
   logs: { summary: "print (or follow) a service's app, sidecar and access logs, interleaved by time", load: () => import('./logs.js') },
+  trace: { summary: 'list recent traces, or show one as a tree of spans with per-hop timings', load: () => import('./trace.js') },
   canary: { summary: 'move traffic to a new version step by step, watching its errors and p99; roll back on a breach', load: () => import('./canary.js') },
 };
 

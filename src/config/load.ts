@@ -5,6 +5,7 @@
 // It never throws for bad config: every problem comes back with its file, field path
 // and position, all at once, so `trellis validate` can list them and the control
 // plane can refuse a bad change while keeping the last good config.
+import type { TracingSnapshot } from '../api/protocol.js';
 import type { Stats } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
@@ -14,7 +15,7 @@ import { checkMesh } from './check-mesh.js';
 import { checkIdentity, normalizeIdentity, type IdentityConfig } from './identity.js';
 import { checkPolicies, type PolicySource } from './check-policies.js';
 import { checkRoutes, type RouteSource } from './check-routes.js';
-import { normalizeProxyLimits, normalizeServices, type NormalizedProxyLimits, type NormalizedService } from './normalize.js';
+import { normalizeProxyLimits, normalizeServices, normalizeTracing, type NormalizedProxyLimits, type NormalizedService } from './normalize.js';
 import type { Problem } from './problems.js';
 import { checkSchema } from './schema-errors.js';
 import { checkReferenceGrants, type GrantSource } from './check-grants.js';
@@ -80,6 +81,8 @@ export interface MeshConfig {
   clusterDomain: string;
   /** `spec.proxyLimits`; undefined: every proxy keeps its defaults. */
   proxyLimits?: NormalizedProxyLimits;
+  /** `spec.telemetry.tracing` as proxies take it; undefined: tracing turned off. */
+  tracing?: TracingSnapshot;
   /** `spec.identity` with its defaults; the control plane's CA reads it at start. */
   identity: IdentityConfig;
 }
@@ -221,6 +224,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
       clusterDomain: mesh.resource.spec.clusterDomain ?? MESH_DEFAULTS.clusterDomain,
       ...(mesh.resource.spec.proxyLimits ? { proxyLimits: normalizeProxyLimits(mesh.resource.spec.proxyLimits) } : {}),
       identity: normalizeIdentity(mesh.resource, meshDir),
+      ...tracingField(normalizeTracing(mesh.resource.spec.telemetry?.tracing)),
     },
   };
 }
@@ -308,4 +312,8 @@ function reason(err: unknown): string {
   if (code === 'EACCES') return 'permission denied';
   if (code === 'EISDIR') return 'it is a directory';
   return (err as Error).message;
+}
+
+function tracingField(t: TracingSnapshot | undefined): { tracing?: TracingSnapshot } {
+  return t === undefined ? {} : { tracing: t };
 }

@@ -2,11 +2,11 @@
 // (runner, control plane, compiler) works with: defaults filled, versions spelled
 // out, upstreams as objects, durations in milliseconds, cwd absolute. Consumers then
 // never re-apply a default or parse a duration, and cannot disagree about them.
-import type { ProxyLimitsSnapshot } from '../api/protocol.js';
+import type { ProxyLimitsSnapshot, TracingSnapshot } from '../api/protocol.js';
 import { serviceKey } from '../api/names.js';
 import { resolve } from 'node:path';
 import { parseDurationMs } from './duration.js';
-import { MESH_DEFAULTS, type HealthCheck, type MeshResource, type MeshService, type ProxyLimitsSpec, type Upstream } from './schema.js';
+import { MESH_DEFAULTS, type HealthCheck, type MeshResource, type MeshService, type ProxyLimitsSpec, type TracingSpec, type Upstream } from './schema.js';
 
 /** An upstream of a service: the service it calls and, optionally, a fixed local port. */
 export interface NormalizedUpstream {
@@ -99,6 +99,24 @@ export function normalizeProxyLimits(spec: ProxyLimitsSpec | undefined): Normali
   if (spec.h2MaxHeaderListBytes !== undefined) out.h2MaxHeaderListBytes = spec.h2MaxHeaderListBytes;
   if (spec.maxConnectionsPerListener !== undefined) out.maxConnectionsPerListener = spec.maxConnectionsPerListener;
   if (spec.appProbeTimeout !== undefined) out.appProbeTimeoutMs = parseDurationMs(spec.appProbeTimeout);
+  return out;
+}
+
+/** The default share of new traces sampled: 1%, Istio's default. */
+export const DEFAULT_SAMPLING_PERCENTAGE = 1;
+
+/**
+ * The Mesh's `spec.telemetry.tracing` as the proxies take it (protocol.ts TracingSnapshot):
+ * tracing is on by default, at 1%, exporting to the control plane; undefined when turned off.
+ */
+export function normalizeTracing(spec: TracingSpec | undefined): TracingSnapshot | undefined {
+  if (spec?.enabled === false) return undefined;
+  const out: TracingSnapshot = { samplingRate: (spec?.samplingPercentage ?? DEFAULT_SAMPLING_PERCENTAGE) / 100 };
+  if (spec?.collector !== undefined) out.endpoint = spec.collector.endpoint;
+  if (spec?.maxQueueSpans !== undefined) out.maxQueueSpans = spec.maxQueueSpans;
+  if (spec?.batchSpans !== undefined) out.batchSpans = spec.batchSpans;
+  if (spec?.flushInterval !== undefined) out.flushIntervalMs = Math.max(1, parseDurationMs(spec.flushInterval));
+  if (spec?.exportTimeout !== undefined) out.exportTimeoutMs = Math.max(1, parseDurationMs(spec.exportTimeout));
   return out;
 }
 

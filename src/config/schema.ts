@@ -35,6 +35,7 @@ export {
   type ProxyLimitsSpec,
   type ServicePort,
   type ServiceVersion,
+  type TracingSpec,
   type Upstream,
 } from './schema/mesh.js';
 export type { BackendRef, HeaderMatch, ParentRef } from './schema/route-common.js';

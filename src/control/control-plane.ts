@@ -19,6 +19,7 @@ import { createAdminHandler } from './admin/admin-api.js';
 import { AdminAuth } from './admin/admin-auth.js';
 import { newAdminToken } from '../security/admin-token.js';
 import { WeightsApi } from './admin/weights-api.js';
+import { TracesApi, type TracesApiOptions } from './admin/traces-api.js';
 import { LastGoodConfig } from './sources/last-good-config.js';
 import { CertificateAuthority, type CertificateAuthorityOptions } from './ca/certificate-authority.js';
 import { IdentityService } from './ca/identity-service.js';
@@ -68,6 +69,8 @@ export interface ControlPlaneOptions {
   adminToken?: string;
   /** The dashboard's trace store (default: this control plane's /v1/traces), bench folder and stats tuning. */
   dashboard?: Pick<DashboardOptions, 'traces' | 'benchResultsDir' | 'stats'>;
+  /** The trace receiver's limits (body size, traces and spans kept). */
+  traces?: TracesApiOptions;
   /** Health checker tuning (tests). */
   health?: Pick<HealthCheckerOptions, 'probe' | 'timers' | 'schedule' | 'startupIntervalMs' | 'startupWindowMs'>;
 }
@@ -84,6 +87,8 @@ export interface ControlPlane {
   readonly adminToken: string;
   /** The dashboard served at /dashboard/ (its own login: a session cookie, or the admin token). */
   readonly dashboard: Dashboard;
+  /** The OTLP receiver and recent traces (`/v1/traces`). */
+  readonly traces: TracesApi;
   /** The bootstrap credential of one proxy (for tests and `trellis identity credential`). */
   credentialFor(subject: CredentialSubject): string;
   /** Reloads the config files now (the watcher also does this on change). */
@@ -188,6 +193,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   });
   const weights = new WeightsApi({ model, log, reload: () => watcher.reload() });
   const adminToken = opts.adminToken ?? newAdminToken();
+  const auth = new AdminAuth({ token: adminToken, metrics, log });
+  // The trace reads take the admin token; the receiver also takes spans from processes on
+  // this machine (the apps `trellis up` starts export there without a credential of their
+  // own): what it takes is validated and bounded (traces-api.ts).
+  const traces = new TracesApi({
+    ...opts.traces,
+    authorize: (req, endpoint) => (endpoint === 'receive' && isLoopback(req.socket.remoteAddress)) || auth.check(req, '/v1/traces') === undefined,
+  });
   let url = '';
   const self = (): ReturnType<typeof httpTraceSource> => httpTraceSource(url, adminToken);
   const dashboard = new Dashboard({
@@ -200,11 +213,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ...(opts.dashboard?.benchResultsDir !== undefined ? { benchResultsDir: opts.dashboard.benchResultsDir } : {}),
     ...(opts.dashboard?.stats ? { stats: opts.dashboard.stats } : {}),
   });
-  const auth = new AdminAuth({ token: adminToken, metrics, log });
   // Requests proxies make (not the admin API's users) go before the admin handler, checked by
   // their bootstrap credential, not the admin token (admin-auth.ts says why): the stream's upgrade below.
   // The dashboard checks its own login (a session cookie or the admin token) before the admin API's lock.
-  const admin = createAdminHandler({ model, formatProblem, weights, identity, metrics, auth });
+  const admin = createAdminHandler({ model, formatProblem, weights, identity, metrics, auth, traces });
   const server = http.createServer((req, res) => dashboard.handle(req, res) || admin(req, res));
   server.on('upgrade', (req, socket, head) => distributor.handleUpgrade(req, socket, head));
   server.on('clientError', (_err, socket) => socket.destroy());
@@ -236,6 +248,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     metrics,
     adminToken,
     dashboard,
+    traces,
     credentialFor: (subject) => mintCredential(bootstrapSecret, subject),
     reload: () => watcher.reload(),
     close() {
@@ -252,4 +265,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       return closing;
     },
   };
+}
+
+/** Whether a peer address is this machine's loopback (IPv4 127/8, ::1, IPv4-mapped 127/8). */
+function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  return address.startsWith('127.') || address.startsWith('::ffff:127.') || address === '::1';
 }

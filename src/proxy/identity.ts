@@ -88,7 +88,8 @@ export function outboundIdentity(service: string): Layer {
     request(ex) {
       ex.source = service;
       if (hasIdentity(ex.req.lines)) stripIdentity(ex);
-      ex.extraHead = line;
+      // Appended: the trace layer, outside this one, may have added the trace context already.
+      ex.extraHead += line;
       next(ex);
     },
   });

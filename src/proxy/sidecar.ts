@@ -6,7 +6,9 @@ import net from 'node:net';
 import type { Endpoint, HostPort, InstancePort, Protocol, ProxyInfo, Snapshot } from '../api/protocol.js';
 import { errorBody, TrellisError } from '../errors.js';
 import { openAccessLog, type AccessLog, type AccessLogOptions } from '../telemetry/access-log.js';
-import { ProxyMetrics } from '../telemetry/metrics.js';
+import { OPENMETRICS_CONTENT_TYPE, ProxyMetrics, wantsOpenMetrics } from '../telemetry/metrics.js';
+import { Tracer } from '../telemetry/tracing/tracer.js';
+import { checkTracing } from '../telemetry/tracing/settings.js';
 import { ControlClient } from './control-client.js';
 import { detectProtocol, serveHttp, type H2Server } from './listeners/detect.js';
 import type { H2SessionPool } from './h2/forwarder.js';
@@ -82,6 +84,8 @@ export interface SidecarOptions {
   adminToken?: string;
   /** Taps per proxy, a reader's queue, how long a reader may stay behind (tap/tap-hub.ts); absent: the defaults. */
   tapLimits?: Partial<TapLimits>;
+  /** The head sampling coin (tests inject a seeded one); default Math.random. */
+  traceRandom?: () => number;
 }
 
 /** Largest body `POST /explain` takes. */
@@ -112,6 +116,8 @@ const REASON_TEXT: Record<ConnectionErrorReason, string> = {
 export class Sidecar {
   readonly #o: SidecarOptions;
   readonly metrics: ProxyMetrics;
+  /** Head sampling and span export (src/telemetry/tracing/); off until a snapshot carries `tracing`. */
+  readonly tracer: Tracer;
   readonly #accessLog: AccessLog;
   /** The tap point the telemetry layers publish to while someone taps this proxy (`GET /tap`). */
   readonly tap: TapHub;
@@ -185,6 +191,20 @@ export class Sidecar {
     this.metrics.watchAccessLog(this.#accessLog);
     this.tap = new TapHub(o.id, this.#accessLog.target, o.tapLimits);
     this.metrics.watchTap(this.tap);
+    this.tracer = new Tracer({
+      resource: { 'service.name': o.service, 'service.version': o.version, 'service.instance.id': o.id, 'trellis.proxy.kind': o.kind },
+      // Spans go to the control plane's receiver unless the mesh names a collector; only
+      // the control plane is sent this proxy's credentials (see TRACES_API in src/control/admin/traces-api.ts).
+      defaultEndpoint: `${o.control.replace(/\/+$/, '')}/v1/traces`,
+      defaultHeaders: {
+        ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
+        'trellis-proxy-id': o.id,
+        ...(o.credential ? { 'trellis-credential': o.credential } : {}),
+      },
+      ...(o.traceRandom ? { random: o.traceRandom } : {}),
+      onExportError: rateLimitedLog((line) => o.log(`proxy ${o.id}: span export failed: ${line}`)),
+    });
+    this.metrics.watchTracing(this.tracer);
     this.balancing = new BalancingState((service, id, ejected, reason) => {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });
@@ -229,6 +249,7 @@ export class Sidecar {
       accessLog: this.#accessLog,
       deadlines: this.#deadlines,
       tap: this.tap,
+      tracer: this.tracer,
     };
     const codes = { connect: 'TRELLIS_E_CONNECT', reset: 'TRELLIS_E_UPSTREAM_RESET' } as const;
     // One stack per listener (stack/stacks.ts), over the HTTP/1.1 codec here and the
@@ -365,6 +386,7 @@ export class Sidecar {
       accessLog: this.#accessLog,
       deadlines: this.#deadlines,
       tap: this.tap,
+      tracer: this.tracer,
       identify: sourceHeaderIdentity(() => this.#meshServices),
       upgrades: () => this.#inboundUpgrades,
       rateLimits: () => this.#rateLimits.current,
@@ -441,6 +463,8 @@ export class Sidecar {
         reason: err instanceof TrellisError ? String(err.params.reason) : String(err),
       });
     }
+    const tracingProblem = checkTracing(s.tracing);
+    if (tracingProblem !== undefined) throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: s.version, reason: `tracing: ${tracingProblem}` });
     const compiled = new Map<string, CompiledUpstream>();
     const keys = new Set<string>();
     const budgets = this.#budgets;
@@ -475,6 +499,7 @@ export class Sidecar {
       if (typeof p === 'object' && p !== null && typeof p.port === 'number' && typeof p.protocol === 'string') inboundProtocols.set(p.port, p.protocol);
     }
     this.#snapshot = s;
+    this.tracer.configure(s.tracing);
     this.#upstreams = compiled;
     this.#hosts = hostIndex(s, compiled);
     this.#addresses = addressIndex(s, compiled);
@@ -694,8 +719,10 @@ export class Sidecar {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify(view, null, 2));
     } else if (path === '/metrics') {
-      res.setHeader('content-type', this.metrics.contentType);
-      res.end(await this.metrics.text());
+      // OpenMetrics when the scraper asks for it (Prometheus does): only it carries exemplars.
+      const om = wantsOpenMetrics(req.headers.accept);
+      res.setHeader('content-type', om ? OPENMETRICS_CONTENT_TYPE : this.metrics.contentType);
+      res.end(await this.metrics.text(om));
     } else if (path === '/ready') {
       res.statusCode = this.#snapshot ? 200 : 503;
       res.end(this.#snapshot ? 'ready\n' : 'waiting for the first snapshot from the control plane\n');
@@ -737,7 +764,7 @@ export class Sidecar {
     this.#pool.close();
     this.#appPool.close();
     this.#h2pool?.close();
-    await this.#accessLog.close();
+    await Promise.all([this.#accessLog.close(), this.tracer.close()]);
   }
 }
 
@@ -751,6 +778,27 @@ async function readBody(req: http.IncomingMessage, limit: number): Promise<strin
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** At most 10 lines a minute from `log`; the rest are counted into the next line written. */
+function rateLimitedLog(log: (line: string) => void): (line: string) => void {
+  let minute = 0;
+  let written = 0;
+  let suppressed = 0;
+  return (line) => {
+    const now = Math.floor(Date.now() / 60_000);
+    if (now !== minute) {
+      minute = now;
+      written = 0;
+    }
+    if (written >= 10) {
+      suppressed++;
+      return;
+    }
+    written++;
+    log(suppressed > 0 ? `${line} (and ${suppressed} more failures not logged)` : line);
+    suppressed = 0;
+  };
 }
 
 function listen(server: net.Server, at: HostPort, sockets?: Set<net.Socket>): Promise<HostPort> {

@@ -128,7 +128,14 @@ export class LocalMesh {
     for (const s of running) if (s.public) publicPorts[keyOf(s)] = await this.#port(s.public.port ?? 0, `public.port of service ${keyOf(s)}`);
     const publicUrls = Object.fromEntries(Object.entries(publicPorts).map(([n, p]) => [n, `http://${LOOPBACK}:${p}`]));
     const runningNames = new Set(running.map(keyOf));
-    const instances = await this.#plan(running, runningNames, publicUrls, stateDir);
+    // Apps that trace (the OpenTelemetry SDK reads these variables) export where the
+    // proxies do: the mesh's collector, or the control plane's receiver.
+    const tracing = config.tracing;
+    const otelEnv: Record<string, string> =
+      tracing === undefined
+        ? {}
+        : { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: tracing.endpoint ?? `${controlUrl}/v1/traces`, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json' };
+    const instances = await this.#plan(running, runningNames, publicUrls, stateDir, otelEnv);
 
     const state: MeshState = {
       meshFile: config.meshFile,
@@ -298,7 +305,13 @@ export class LocalMesh {
     return this.#health;
   }
 
-  async #plan(running: NormalizedService[], runningNames: Set<string>, publicUrls: Record<string, string>, stateDir: string): Promise<InstancePlan[]> {
+  async #plan(
+    running: NormalizedService[],
+    runningNames: Set<string>,
+    publicUrls: Record<string, string>,
+    stateDir: string,
+    otelEnv: Record<string, string>,
+  ): Promise<InstancePlan[]> {
     const plans: InstancePlan[] = [];
     const publicEnv = Object.fromEntries(Object.entries(publicUrls).map(([n, u]) => [`TRELLIS_PUBLIC_${envName(n)}`, u]));
     for (const s of running) {
@@ -326,6 +339,8 @@ export class LocalMesh {
           const dataDir = join(stateDir, 'data', key);
           await mkdir(dataDir, { recursive: true });
           const env: Record<string, string> = {
+            ...otelEnv,
+            OTEL_SERVICE_NAME: key,
             ...v.env,
             ...publicEnv,
             PORT: String(appPort),

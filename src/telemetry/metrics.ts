@@ -43,6 +43,11 @@ export interface PoolConnections {
   readonly idle: number;
 }
 
+/** ` # {trace_id="…"} value timestamp` after a bucket's count, or '' without an exemplar. */
+function exemplarText(e: Exemplar | undefined): string {
+  return e === undefined ? '' : ` # {trace_id="${e.traceId}"} ${e.value} ${e.at.toFixed(3)}`;
+}
+
 /**
  * Latency buckets in seconds: fine-grained below 10 ms, where a proxy's own cost lives,
  * and at the latency limits people give a canary (`--max-p99 200ms`): a limit on a
@@ -57,6 +62,51 @@ interface HttpSeries {
   sum: number;
   /** Non-cumulative bucket counts, one per bound plus +Inf. */
   readonly buckets: Float64Array;
+  /**
+   * The latest sampled request per bucket, as an OpenMetrics exemplar (its trace id);
+   * made at the first sampled request of the series, so unsampled traffic allocates nothing.
+   */
+  exemplars: (Exemplar | undefined)[] | undefined;
+}
+
+/** An OpenMetrics exemplar: a trace id, the observed value, and when (unix seconds). */
+interface Exemplar {
+  readonly traceId: string;
+  readonly value: number;
+  readonly at: number;
+}
+
+/** The content type of OpenMetrics text, the only exposition that carries exemplars. */
+export const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
+
+/** Whether a scrape's Accept header asks for OpenMetrics (Prometheus sends it first when it can read it). */
+export function wantsOpenMetrics(accept: string | undefined): boolean {
+  return accept?.includes('application/openmetrics-text') === true;
+}
+
+/**
+ * prom-client's Prometheus text in OpenMetrics form: a counter family is named without
+ * `_total` in its HELP and TYPE lines (its samples keep it), and no blank lines. Every
+ * counter here ends in `_total`, as Prometheus naming asks. (prom-client's own
+ * OpenMetrics mode is a registry-wide switch that renames counters in place, so one
+ * registry could not serve both forms to concurrent scrapes.)
+ */
+export function toOpenMetrics(text: string): string {
+  let out = '';
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    if (line.startsWith('# HELP ') || line.startsWith('# TYPE ')) {
+      const rest = line.slice(7);
+      const sp = rest.indexOf(' ');
+      const name = rest.slice(0, sp);
+      if (name.endsWith('_total') && (line.startsWith('# HELP ') ? text.includes(`# TYPE ${name} counter`) : rest.endsWith(' counter'))) {
+        out += `${line.slice(0, 7)}${name.slice(0, -6)}${rest.slice(sp)}\n`;
+        continue;
+      }
+    }
+    out += `${line}\n`;
+  }
+  return out;
 }
 
 const escapeLabel = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
@@ -375,7 +425,7 @@ export class ProxyMetrics {
    * Both statuses come from the app, so both are bounded here ({@link OTHER_LABEL});
    * every other label is the caller's to bound (layers.ts takes them from the snapshot).
    */
-  observeHttp(l: HttpLabels, httpStatus: number, seconds: number, rawGrpcStatus = ''): void {
+  observeHttp(l: HttpLabels, httpStatus: number, seconds: number, rawGrpcStatus = '', traceId?: string): void {
     // status and grpc_status decide `classification`, so it needs no index level of its own.
     const status = statusKey(httpStatus);
     const grpcStatus = grpcStatusLabel(rawGrpcStatus);
@@ -394,7 +444,7 @@ export class ProxyMetrics {
         (grpcStatus === '' ? '' : `grpc_status="${escapeLabel(grpcStatus)}",`) +
         `classification="${requestFailed(httpStatus, grpcStatus) ? 'failure' : 'success'}",` +
         this.#defaultLabels;
-      s = { labels, count: 0, sum: 0, buckets: new Float64Array(LATENCY_BUCKETS.length + 1) };
+      s = { labels, count: 0, sum: 0, buckets: new Float64Array(LATENCY_BUCKETS.length + 1), exemplars: undefined };
       m.set(grpcStatus, s);
       this.#http.push(s);
     }
@@ -403,11 +453,14 @@ export class ProxyMetrics {
     let b = 0;
     while (b < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[b]!) b++;
     s.buckets[b]!++;
+    // A sampled request's trace id becomes its bucket's exemplar (the latest one wins, as in client_golang).
+    if (traceId !== undefined) (s.exemplars ??= new Array(LATENCY_BUCKETS.length + 1))[b] = { traceId, value: seconds, at: Date.now() / 1000 };
   }
 
   /** The whole exposition: the HTTP series, the snapshot's time, then prom-client's registry. */
-  async text(): Promise<string> {
-    return this.httpText() + this.#configText() + (await this.registry.metrics());
+  async text(openMetrics = false): Promise<string> {
+    if (!openMetrics) return this.httpText() + this.#configText() + (await this.registry.metrics());
+    return `${this.httpText(true)}${this.#configText()}${toOpenMetrics(await this.registry.metrics())}# EOF\n`;
   }
 
   /**
@@ -429,23 +482,28 @@ export class ProxyMetrics {
     );
   }
 
-  /** Prometheus text of the HTTP request counter and latency histogram. */
-  httpText(): string {
+  /**
+   * Prometheus text of the HTTP request counter and latency histogram; with
+   * `openMetrics`, OpenMetrics text whose buckets carry exemplars (trace ids of sampled requests).
+   */
+  httpText(openMetrics = false): string {
     const series = this.#http;
+    const family = openMetrics ? 'trellis_http_requests' : 'trellis_http_requests_total';
     let out =
-      '# HELP trellis_http_requests_total HTTP requests handled, by direction, source, destination, destination version, route and response status (and grpc_status for gRPC calls); classification is "failure" for no response, a 5xx or a gRPC status other than 0.\n' +
-      '# TYPE trellis_http_requests_total counter\n';
+      `# HELP ${family} HTTP requests handled, by direction, source, destination, destination version, route and response status (and grpc_status for gRPC calls); classification is "failure" for no response, a 5xx or a gRPC status other than 0.\n` +
+      `# TYPE ${family} counter\n`;
     for (const s of series) out += `trellis_http_requests_total{${s.labels}} ${s.count}\n`;
     out +=
       '# HELP trellis_http_request_duration_seconds Time from the request head arriving to the response being fully sent.\n' +
       '# TYPE trellis_http_request_duration_seconds histogram\n';
     for (const s of series) {
       let cumulative = 0;
+      const ex = openMetrics ? s.exemplars : undefined;
       for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
         cumulative += s.buckets[i]!;
-        out += `trellis_http_request_duration_seconds_bucket{le="${LATENCY_BUCKETS[i]}",${s.labels}} ${cumulative}\n`;
+        out += `trellis_http_request_duration_seconds_bucket{le="${LATENCY_BUCKETS[i]}",${s.labels}} ${cumulative}${exemplarText(ex?.[i])}\n`;
       }
-      out += `trellis_http_request_duration_seconds_bucket{le="+Inf",${s.labels}} ${s.count}\n`;
+      out += `trellis_http_request_duration_seconds_bucket{le="+Inf",${s.labels}} ${s.count}${exemplarText(ex?.[LATENCY_BUCKETS.length])}\n`;
       out += `trellis_http_request_duration_seconds_sum{${s.labels}} ${s.sum}\n`;
       out += `trellis_http_request_duration_seconds_count{${s.labels}} ${s.count}\n`;
     }
@@ -518,6 +576,48 @@ export class ProxyMetrics {
     counter('trellis_proxy_taps_refused_total', 'Taps refused because the proxy streamed its maximum number of taps.', (c) => c.refused);
     counter('trellis_proxy_tap_events_dropped_total', 'Tap events dropped because their reader was behind (its queue full).', (c) => c.dropped);
     counter('trellis_proxy_tap_slow_readers_total', 'Tap readers disconnected because they stayed behind.', (c) => c.slowReaders);
+  }
+
+  /** Adds the span exporter's series, read from `tracer` at each scrape (src/telemetry/tracing/tracer.ts). */
+  watchTracing(tracer: { stats(): { exported: number; dropped: { queue_full: number; export_failed: number }; queued: number; errorSpans: number } }): void {
+    new client.Counter({
+      name: 'trellis_proxy_spans_exported_total',
+      help: 'Spans the collector accepted.',
+      registers: [this.registry],
+      collect(this: Counter) {
+        this.reset();
+        this.inc(tracer.stats().exported);
+      },
+    });
+    new client.Counter({
+      name: 'trellis_proxy_spans_dropped_total',
+      help: 'Spans dropped: the export queue was full (the collector slow or down), or the collector did not take a batch.',
+      labelNames: ['reason'],
+      registers: [this.registry],
+      collect(this: Counter) {
+        const d = tracer.stats().dropped;
+        this.reset();
+        this.labels('queue_full').inc(d.queue_full);
+        this.labels('export_failed').inc(d.export_failed);
+      },
+    });
+    new client.Counter({
+      name: 'trellis_proxy_spans_error_sampled_total',
+      help: 'Spans of failed requests exported although their trace was not sampled (errors are always exported).',
+      registers: [this.registry],
+      collect(this: Counter) {
+        this.reset();
+        this.inc(tracer.stats().errorSpans);
+      },
+    });
+    new client.Gauge({
+      name: 'trellis_proxy_spans_queued',
+      help: 'Spans waiting in the export queue.',
+      registers: [this.registry],
+      collect(this: Gauge) {
+        this.set(tracer.stats().queued);
+      },
+    });
   }
 
   watchAccessLog(log: { readonly dropped: number }): void {

@@ -224,6 +224,47 @@ const AccessLog = Type.Object(
   { ...strict, description: 'how proxies keep their access logs' },
 );
 
+// Distributed tracing (src/telemetry/tracing/): the share of new traces the proxies sample
+// (Istio's Telemetry API calls it randomSamplingPercentage; 1% is its default and ours),
+// and where spans go. Bounds keep a typo from holding a proxy's memory or turning export off.
+const Tracing = Type.Object(
+  {
+    enabled: Type.Optional(Type.Boolean({ description: 'false: the proxies make no spans and pass trace headers through; default true' })),
+    samplingPercentage: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        maximum: 100,
+        description: 'percent of new traces sampled (0 to 100); default 1. Requests that fail are exported whatever it is',
+      }),
+    ),
+    collector: Type.Optional(
+      Type.Object(
+        {
+          endpoint: Type.String({
+            pattern: '^https?://[^\\s]+$',
+            maxLength: 2048,
+            description: "an OTLP/HTTP traces URL such as http://127.0.0.1:4318/v1/traces; default: the control plane's own receiver",
+          }),
+        },
+        { ...strict, description: 'where the proxies export spans (OTLP/HTTP, JSON)' },
+      ),
+    ),
+    maxQueueSpans: Type.Optional(
+      Type.Integer({
+        minimum: 16,
+        maximum: 1_000_000,
+        description: 'spans a proxy queues at most; more are dropped and counted (16 to 1000000); default 2048',
+      }),
+    ),
+    batchSpans: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'spans per export request (1 to 100000); default 512' })),
+    flushInterval: Type.Optional(duration({ description: 'a duration such as 1s (how often a partial batch is sent); default 1s' })),
+    exportTimeout: Type.Optional(duration({ description: 'a duration such as 10s (an export request not answered by then is dropped); default 10s' })),
+  },
+  { ...strict, description: 'distributed tracing: sampling and where spans go' },
+);
+
+const Telemetry = Type.Object({ tracing: Type.Optional(Tracing) }, { ...strict, description: 'what the proxies observe and where it goes' });
+
 /** Schema of the `Mesh` kind. */
 export const MeshSchema = Type.Object(
   {
@@ -242,6 +283,7 @@ export const MeshSchema = Type.Object(
         proxyLimits: Type.Optional(ProxyLimits),
         accessLog: Type.Optional(AccessLog),
         identity: Type.Optional(Identity),
+        telemetry: Type.Optional(Telemetry),
       },
       strict,
     ),
@@ -255,6 +297,9 @@ export type MeshResource = Static<typeof MeshSchema>;
 export type MeshSpec = MeshResource['spec'];
 
 export type ProxyLimitsSpec = Static<typeof ProxyLimits>;
+
+/** The Mesh's `spec.telemetry.tracing`. */
+export type TracingSpec = Static<typeof Tracing>;
 
 /** The Mesh's `spec.accessLog`. */
 export type AccessLogSpec = Static<typeof AccessLog>;

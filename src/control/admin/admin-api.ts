@@ -12,6 +12,7 @@ import { DEFAULT_NAMESPACE } from '../../api/names.js';
 import type { Answer, WeightsApi } from './weights-api.js';
 import { prometheusTargets } from './prometheus-sd.js';
 import type { AdminAuth } from './admin-auth.js';
+import type { TracesApi } from './traces-api.js';
 import type { ConfigView, HealthView, InstanceView, ProxyView, ServiceView } from '../../api/admin.js';
 export type { ConfigView, HealthView, InstanceView, ProxyView, ServiceView } from '../../api/admin.js';
 
@@ -122,6 +123,8 @@ export interface AdminApiOptions {
   metrics?: ControlMetrics;
   /** Who may use the API (admin-auth.ts): every path but /healthz needs the admin token. */
   auth: AdminAuth;
+  /** Serves /v1/traces (the OTLP receiver and recent traces; traces-api.ts). */
+  traces?: TracesApi;
 }
 
 const ENDPOINTS = [
@@ -136,6 +139,8 @@ const ENDPOINTS = [
   '/v1/identity/<proxyId>',
   '/metrics',
   '/v1/prometheus/targets (Prometheus http_sd_configs)',
+  '/v1/traces (GET recent traces; POST OTLP/HTTP JSON spans)',
+  '/v1/traces/<traceId>',
   '/v1/stream (Upgrade: trellis-stream)',
 ];
 
@@ -183,7 +188,11 @@ function putWeights(api: WeightsApi, service: string, req: IncomingMessage, res:
 export function createAdminHandler(opts: AdminApiOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { model } = opts;
   return (req, res) => {
-    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
+    // The trace endpoints (one of them a POST) answer in traces-api.ts, with their own lock
+    // (control-plane.ts: the reads take the admin token; the receiver also takes spans from this machine).
+    if (opts.traces?.owns(path)) return opts.traces.handle(req, res, path, url.searchParams);
     // The door comes first: nothing else of the request is read before the credential is.
     const refused = opts.auth.check(req, path);
     if (refused) {

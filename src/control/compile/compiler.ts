@@ -295,6 +295,7 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
   if (caller !== DEFAULT_NAMESPACE) out.namespace = caller;
   if (config.clusterDomain !== undefined && config.clusterDomain !== DEFAULT_CLUSTER_DOMAIN) out.clusterDomain = config.clusterDomain;
   if (config.proxyLimits !== undefined) out.limits = config.proxyLimits;
+  if (config.tracing !== undefined) out.tracing = config.tracing;
   if (own?.upgrades !== undefined) out.inboundUpgrades = [...own.upgrades];
   const rateLimits = own !== undefined ? compileRateLimits(config, proxy.service) : undefined;
   if (rateLimits !== undefined) out.rateLimits = rateLimits;

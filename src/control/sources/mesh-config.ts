@@ -3,7 +3,7 @@
 // control plane depends on these few fields only, so its compiler and tests can be fed
 // plain objects.
 import type { IdentityConfig } from '../../config/identity.js';
-import type { BalancerType, Protocol, ProxyLimitsSnapshot, RedirectStatus } from '../../api/protocol.js';
+import type { BalancerType, Protocol, ProxyLimitsSnapshot, RedirectStatus, TracingSnapshot } from '../../api/protocol.js';
 import { serviceKey } from '../../api/names.js';
 
 /** Active health check settings of one service (durations already in milliseconds). */
@@ -263,6 +263,8 @@ export interface ControlConfig {
   readonly clusterDomain?: string;
   /** The Mesh's `spec.proxyLimits` (milliseconds and bytes); absent: proxy defaults. */
   readonly proxyLimits?: ProxyLimitsSnapshot;
+  /** The Mesh's `spec.telemetry.tracing` as proxies take it; absent: tracing off (the loader fills the default, on at 1%). */
+  readonly tracing?: TracingSnapshot;
   /** The Mesh's `spec.identity` with defaults; absent (a config from before it): the defaults. The CA reads it at start. */
   readonly identity?: IdentityConfig;
 }

@@ -12,6 +12,7 @@ import type { HeadEdits } from '../filters/head-edits.js';
 import type { HeaderModifier } from '../filters/header-modifier.js';
 import { END, type Outcome } from './outcome.js';
 import type { Attempts } from '../balancer/attempt.js';
+import type { ActiveSpan } from '../../telemetry/tracing/span.js';
 
 /**
  * Where the HTTP/1.1 forwarder writes a response's bytes: the client's socket, or an
@@ -202,6 +203,10 @@ export class Exchange {
    * (`fail`): a 429's Retry-After and RateLimit fields (ratelimit/layer.ts).
    */
   replyHead = '';
+  /** This hop's span, when the exchange is sampled (stack/trace.ts); undefined: not sampled, no span object. */
+  trace: ActiveSpan | undefined;
+  /** The unsampled trace context the trace layer started for a request that brought none ('' otherwise). */
+  traceHead = '';
   /** Request head edits by route filters; when set, the codec re-serializes the head. */
   headEdits: HeadEdits | undefined;
   /** Response header edits by route filters, handed to the response head on the way back. */

@@ -13,6 +13,8 @@ import { inboundIdentity, outboundIdentity, type CallerIdentity } from '../ident
 import { localApp, route, split, upstream, type AddressedInstance } from '../routing/layers.js';
 import { balance } from '../balancer/balance-layer.js';
 import { telemetry } from './telemetry.js';
+import { trace, traceAttempts } from './trace.js';
+import type { Tracer } from '../../telemetry/tracing/tracer.js';
 import { sendableElsewhere } from '../resilience/methods.js';
 import { retry } from '../resilience/retry.js';
 import type { CompiledUpstream } from '../routing/router.js';
@@ -43,6 +45,8 @@ export interface OutboundParts {
   readonly deadlines: Deadlines;
   /** The proxy's tap point; absent: none. */
   readonly tap?: TapHub;
+  /** The proxy's tracer (sampling and span export); off until a snapshot turns tracing on. */
+  readonly tracer: Tracer;
 }
 
 /**
@@ -55,8 +59,11 @@ export function outboundStack(p: OutboundParts, fixedService?: string, fixedPort
   return (
     Stack.start()
       // Outermost, so it sees every outcome, errors included, and records each exchange once, when it ends.
-      // (A trace span layer goes right inside it: the span covers everything below.)
       .push(telemetry({ direction: 'outbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog, tap: p.tap }))
+      // The hop's client span, right inside telemetry: it covers everything below (retries,
+      // timeouts, the balancer's choice) and ends on the `end` outcome; telemetry, outside
+      // it, still sees the span for the latency histogram's exemplar.
+      .push(trace({ direction: 'outbound', service: p.service, version: p.version, tracer: p.tracer }))
       // The caller is this proxy's app: what it claims about itself is dropped before anything reads it.
       .push(outboundIdentity(p.service))
       // The destination service, from the listener or the Host header: nothing below runs without one.
@@ -78,6 +85,8 @@ export function outboundStack(p: OutboundParts, fixedService?: string, fixedPort
       // Wraps split and balance, so each retry picks its backend and endpoint anew
       // (linkerd's retry sits above its distribute layer for the same reason).
       .push(retry(p.metrics))
+      // Each retry retry sends is a span of its own (the first attempt is the hop's span).
+      .push(traceAttempts)
       // A backend of the rule by weight: the canary and blue/green split.
       .push(split)
       // The picked backendRef's own filters, after split because they belong to it.
@@ -117,6 +126,7 @@ export interface InboundParts {
   readonly deadlines: Deadlines;
   /** The proxy's tap point; absent: none. */
   readonly tap?: TapHub;
+  readonly tracer: Tracer;
 }
 
 /** The inbound stack: another sidecar (or the ingress) calling this proxy's app. */
@@ -125,6 +135,8 @@ export function inboundStack(p: InboundParts): Stack<Picked> {
     Stack.start()
       // Outermost, as outbound: every exchange recorded once, however it ends.
       .push(telemetry({ direction: 'inbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog, tap: p.tap }))
+      // The hop's server span, right inside telemetry, as outbound; the app's spans are its children.
+      .push(trace({ direction: 'inbound', service: p.service, version: p.version, tracer: p.tracer }))
       // The caller, checked against the mesh's services; a claim it can't back is stripped.
       // (Authorization goes right inside it: it judges a known caller.)
       .push(inboundIdentity(p.identify))

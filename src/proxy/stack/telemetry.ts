@@ -40,7 +40,13 @@ export function telemetry(o: TelemetryOptions): Layer {
     if (ex.errorToken === 'timeout' || ex.errorToken === 'request-timeout') {
       o.metrics.timedOut(destination, route, ex.errorToken === 'timeout' ? 'attempt' : 'request');
     }
-    o.metrics.observeHttp({ direction: o.direction, source, destination, destinationVersion: version, route }, status, seconds, ex.grpcStatus);
+    o.metrics.observeHttp(
+      { direction: o.direction, source, destination, destinationVersion: version, route },
+      status,
+      seconds,
+      ex.grpcStatus,
+      ex.trace?.traceId,
+    );
     if (ex.tunnel !== undefined) watchTunnel(o, ex, ex.tunnel, destination, version, route);
     // The tap point: one field read per exchange while nobody taps this proxy.
     if (tap?.active === true) tap.publish(o.direction, ex, source, destination, route, status, seconds);

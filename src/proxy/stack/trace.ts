@@ -1,0 +1,237 @@
+// The trace layer: right inside telemetry in every stack, so its span covers everything
+// below and ends on the `end` outcome. Outbound it is the hop's client span, inbound
+// its server span (OpenTelemetry's HTTP semantic conventions name the attributes).
+//
+// The hot path decides once per request, from the headers in place (trace-context.ts):
+// - the caller did not sample it: nothing is made; the headers pass on unchanged;
+// - the caller sampled it, or this proxy samples a new trace (the head rate): a span
+//   object, and the request goes on carrying this span's context;
+// - a new trace this proxy does not sample: a traceparent with the sampled flag off is
+//   added (the one allocation), so later hops share the trace id and the decision.
+// Errors are always exported: when a request that was not sampled fails, its span is
+// made as it ends, from what the exchange holds (start time, route, endpoint, status).
+//
+// Retries and mirrored copies are spans of their own, children of the hop's span, each
+// carrying its own context to the peer (`traceAttempts` below; request-mirror.ts).
+import type { AttributeValue, FinishedSpan } from '../../telemetry/tracing/span.js';
+import { ActiveSpan, SpanKind, unixMs } from '../../telemetry/tracing/span.js';
+import type { Tracer } from '../../telemetry/tracing/tracer.js';
+import { newSpanId, newTraceId } from '../../telemetry/tracing/ids.js';
+import {
+  contextLines,
+  extractTraceContext,
+  REPLACED_TRACE_HEADERS,
+  scanTraceContext,
+  TRACE_HEADERS,
+  TraceScan,
+  type TraceContext,
+} from '../../telemetry/tracing/trace-context.js';
+import { grpcStatusLabel, requestFailed, type Direction } from '../../telemetry/metrics.js';
+import { HeadEdits } from '../filters/head-edits.js';
+import type { HeaderModifier } from '../filters/header-modifier.js';
+import type { Exchange } from './exchange.js';
+import type { Routed } from './decisions.js';
+import type { Layer } from './layer.js';
+import type { Outcome } from './outcome.js';
+
+export interface TraceOptions {
+  readonly direction: Direction;
+  /** This proxy's service (the source outbound, the destination inbound) and version. */
+  readonly service: string;
+  readonly version: string;
+  readonly tracer: Tracer;
+}
+
+/** Headers a sampled span replaces (tracestate passes on as it came). */
+const REPLACE: HeaderModifier = { drop: REPLACED_TRACE_HEADERS, append: [] };
+/** Headers dropped when none of them made a valid context (tracestate too: it belongs to no trace now). */
+const DROP_ALL: HeaderModifier = { drop: TRACE_HEADERS, append: [] };
+
+/** A `url.path` attribute holds at most this many characters (a path is the client's to make long). */
+const MAX_PATH = 256;
+/** HTTP methods semantic conventions name; any other is `_OTHER` (their rule, and a bound). */
+const KNOWN_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH']);
+
+function method(m: string): string {
+  return KNOWN_METHODS.has(m) ? m : '_OTHER';
+}
+
+function boundedPath(p: string): string {
+  return p.length <= MAX_PATH ? p : `${p.slice(0, MAX_PATH)}…`;
+}
+
+function dropHeaders(ex: Exchange, m: HeaderModifier): void {
+  (ex.headEdits ??= new HeadEdits(ex.req)).headers(m);
+}
+
+/** The trace layer of one stack (see the top of this file). */
+export function trace(o: TraceOptions): Layer {
+  const outbound = o.direction === 'outbound';
+  const kind = outbound ? SpanKind.Client : SpanKind.Server;
+  const tracer = o.tracer;
+
+  /** Starts this hop's span as a child of `parent` (undefined: a new trace) and makes the request carry it. */
+  const start = (ex: Exchange, parent: TraceContext | undefined): void => {
+    const span = new ActiveSpan(tracer, parent?.traceId ?? newTraceId(), newSpanId(), parent?.spanId ?? '', parent?.traceState ?? '', parent?.format ?? 'w3c');
+    ex.trace = span;
+    ex.extraHead += span.lines;
+  };
+
+  const attributes = (ex: Exchange, failed: boolean): Record<string, AttributeValue> => {
+    const a: Record<string, AttributeValue> = {
+      'http.request.method': method(ex.req.method),
+      'url.path': boundedPath(ex.req.path),
+      'trellis.direction': o.direction,
+      'trellis.source': ex.source || 'unknown',
+      'trellis.destination.service': outbound ? ex.service || 'unknown' : o.service,
+      'trellis.destination.version': outbound ? ex.endpoint?.version || 'unknown' : o.version,
+    };
+    if (ex.status > 0) a['http.response.status_code'] = ex.status;
+    if (outbound && ex.route !== undefined) a['http.route'] = ex.route.name;
+    const e = ex.endpoint;
+    if (e !== undefined) {
+      a['server.address'] = e.host;
+      a['server.port'] = e.port;
+      a['trellis.endpoint'] = e.id;
+    }
+    if (ex.attempts > 1) a['http.request.resend_count'] = ex.attempts - 1;
+    if (ex.grpcStatus !== '') a['rpc.grpc.status_code'] = grpcStatusLabel(ex.grpcStatus);
+    if (failed) a['error.type'] = ex.errorToken || (ex.status > 0 ? String(ex.status) : 'no-response');
+    return a;
+  };
+
+  const finished = (ex: Exchange, traceId: string, spanId: string, parentSpanId: string, traceState: string, failed: boolean): FinishedSpan => ({
+    traceId,
+    spanId,
+    parentSpanId,
+    traceState,
+    name: `${method(ex.req.method)} ${outbound ? ex.service || 'unknown' : o.service}`,
+    kind,
+    startMs: unixMs(ex.startedAt),
+    endMs: unixMs(performance.now()),
+    attributes: attributes(ex, failed),
+    error: failed,
+  });
+
+  const end = (ex: Exchange): void => {
+    const failed = requestFailed(ex.status, ex.grpcStatus) || ex.errorToken !== '';
+    const span = ex.trace;
+    if (span !== undefined) {
+      span.attempt?.end(attemptAttributes(ex, ex.status, ex.errorToken, outbound), failed);
+      tracer.record(finished(ex, span.traceId, span.spanId, span.parentSpanId, span.traceState, failed));
+      return;
+    }
+    if (!failed || !tracer.enabled) return;
+    // Not sampled, but failed: exported all the same, in the trace its request carried.
+    let traceId: string;
+    let spanId: string;
+    let parent = '';
+    let state = '';
+    if (ex.traceHead !== '') {
+      // `traceparent: 00-<trace id>-<span id>-00\r\n`, as this layer wrote it.
+      traceId = ex.traceHead.slice(16, 48);
+      spanId = ex.traceHead.slice(49, 65);
+    } else {
+      const ctx = extractTraceContext(ex.req.lines);
+      traceId = ctx?.traceId ?? newTraceId();
+      spanId = newSpanId();
+      parent = ctx?.spanId ?? '';
+      state = ctx?.traceState ?? '';
+    }
+    tracer.errorSpans++;
+    const s = finished(ex, traceId, spanId, parent, state, true);
+    (s.attributes as Record<string, AttributeValue>)['trellis.sampled_by'] = 'error';
+    tracer.record(s);
+  };
+
+  return (next) => ({
+    request(ex) {
+      if (!tracer.enabled) return next(ex);
+      const scan = scanTraceContext(ex.req.lines);
+      if (scan === TraceScan.Unsampled) return next(ex);
+      if (scan === TraceScan.Sampled) {
+        dropHeaders(ex, REPLACE);
+        start(ex, extractTraceContext(ex.req.lines));
+      } else if (scan === TraceScan.Deferred) {
+        // A B3 context that left the decision to us: ours goes on in its format.
+        const ctx = extractTraceContext(ex.req.lines);
+        dropHeaders(ex, REPLACE);
+        if (tracer.sample()) start(ex, ctx);
+        else if (ctx !== undefined) {
+          ex.traceHead = contextLines(ctx.traceId, newSpanId(), false, 'w3c');
+          ex.extraHead += contextLines(ctx.traceId, ex.traceHead.slice(49, 65), false, ctx.format);
+        }
+      } else {
+        if (scan === TraceScan.Malformed) dropHeaders(ex, DROP_ALL);
+        if (tracer.sample()) start(ex, undefined);
+        else {
+          ex.traceHead = contextLines(newTraceId(), newSpanId(), false, 'w3c');
+          ex.extraHead += ex.traceHead;
+        }
+      }
+      next(ex);
+    },
+    back(ex, outcome, outer) {
+      const r = outer(ex, outcome);
+      // After the layers outside (telemetry) have recorded: they read ex.trace for exemplars.
+      if (outcome.kind === 'end') end(ex);
+      return r;
+    },
+  });
+}
+
+function attemptAttributes(ex: Exchange, status: number, error: string, outbound: boolean): Record<string, AttributeValue> {
+  const a: Record<string, AttributeValue> = {
+    'http.request.method': method(ex.req.method),
+    'trellis.retry.attempt': ex.attempts,
+    'http.request.resend_count': ex.attempts - 1,
+    'trellis.destination.service': outbound ? ex.service || 'unknown' : 'unknown',
+  };
+  if (ex.route !== undefined) a['http.route'] = ex.route.name;
+  const e = ex.endpoint;
+  if (e !== undefined) {
+    a['server.address'] = e.host;
+    a['server.port'] = e.port;
+    a['trellis.endpoint'] = e.id;
+    a['trellis.destination.version'] = e.version;
+  }
+  if (status > 0) a['http.response.status_code'] = status;
+  if (error !== '') a['error.type'] = error;
+  return a;
+}
+
+/**
+ * Retry attempts as spans of their own: right inside retry, so it sees each attempt
+ * retry sends. The first attempt is the hop's span itself; each retry (the exchange's
+ * `attempts` above 1) starts a child span and the request carries that span's context,
+ * so the peer's server span of the retry is its child. On the way back, before retry
+ * decides, the attempt's outcome ends its span.
+ */
+export const traceAttempts: Layer<Routed> = (next) => ({
+  request(ex) {
+    const span = ex.trace;
+    if (span !== undefined && ex.attempts > 1) {
+      const a = span.child(`${method(ex.req.method)} ${ex.service} retry ${ex.attempts - 1}`, SpanKind.Client);
+      ex.extraHead = span.swapLines(ex.extraHead, a);
+      span.attempt = a;
+    }
+    next(ex);
+  },
+  back(ex, o, outer) {
+    const r = outer(ex, o);
+    const a = ex.trace?.attempt;
+    if (a !== undefined && attemptOver(o, r)) {
+      const status = o.kind === 'head' ? o.status : 0;
+      const error = o.kind === 'head' || o.kind === 'end' ? '' : o.code;
+      a.end(attemptAttributes(ex, status, error, true), error !== '' || status >= 500);
+    }
+    return r;
+  },
+});
+
+/** Whether the attempt an outcome reports is over: a failure, or a head a layer took (retried) instead of delivering. */
+function attemptOver(o: Outcome, delivered: boolean): boolean {
+  if (o.kind === 'end') return false; // the hop's span ends it (trace above), with the exchange's final status
+  if (o.kind === 'head') return !delivered;
+  return true;
+}

@@ -1,0 +1,150 @@
+// The proxy's span exporter: OTLP/HTTP in batches to one collector, through a bounded
+// queue. A span is queued in O(1) on the request's way out; batches leave on a timer or
+// when one is full, one request in flight at a time. When the collector is slow or down
+// the queue fills and further spans are dropped and counted, never held without bound,
+// and never waited for: a bad collector costs spans, not requests (issue 14). A failed
+// batch is dropped, not retried, for the same reason (the OpenTelemetry SDK's
+// BatchSpanProcessor drops on failure too).
+import http from 'node:http';
+import https from 'node:https';
+import { encodeTraces } from './otlp-json.js';
+import type { AttributeValue, FinishedSpan } from './span.js';
+
+export interface ExporterOptions {
+  /** The collector's OTLP/HTTP traces URL, e.g. `http://127.0.0.1:4318/v1/traces`. */
+  readonly endpoint: string;
+  /** Headers sent with every batch (credentials for the control plane's receiver). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Attributes of the resource every span belongs to (service.name, ...). */
+  readonly resource: Readonly<Record<string, AttributeValue>>;
+  /** Spans held at most; more are dropped (OpenTelemetry's default maxQueueSize, 2048). */
+  readonly maxQueueSpans?: number;
+  /** Spans per request (OpenTelemetry's maxExportBatchSize, 512). */
+  readonly batchSpans?: number;
+  /** How often a partial batch is sent (1 s: traces show up soon in `trellis trace`; the SDK's 5 s is for cost). */
+  readonly flushIntervalMs?: number;
+  /** A batch the collector has not answered by then is abandoned (and its spans counted dropped). */
+  readonly exportTimeoutMs?: number;
+  /** Called once per failed batch with a short reason (the sidecar logs it, rate limited). */
+  readonly onError?: (reason: string) => void;
+}
+
+export const EXPORTER_DEFAULTS = { maxQueueSpans: 2048, batchSpans: 512, flushIntervalMs: 1000, exportTimeoutMs: 10_000 } as const;
+
+/** Why spans were dropped (a label of `trellis_proxy_spans_dropped_total`). */
+export type DropReason = 'queue_full' | 'export_failed';
+
+export class SpanExporter {
+  readonly #o: ExporterOptions;
+  readonly #url: URL;
+  readonly #maxQueue: number;
+  readonly #batch: number;
+  readonly #timeoutMs: number;
+  readonly #agent: http.Agent;
+  #queue: FinishedSpan[] = [];
+  #inFlight: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  /** Spans sent and accepted by the collector. */
+  exported = 0;
+  readonly dropped: Record<DropReason, number> = { queue_full: 0, export_failed: 0 };
+
+  constructor(o: ExporterOptions) {
+    this.#o = o;
+    this.#url = new URL(o.endpoint);
+    this.#maxQueue = o.maxQueueSpans ?? EXPORTER_DEFAULTS.maxQueueSpans;
+    this.#batch = o.batchSpans ?? EXPORTER_DEFAULTS.batchSpans;
+    this.#timeoutMs = o.exportTimeoutMs ?? EXPORTER_DEFAULTS.exportTimeoutMs;
+    this.#agent = new (this.#url.protocol === 'https:' ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: 1 });
+    this.#timer = setInterval(() => this.flush(), o.flushIntervalMs ?? EXPORTER_DEFAULTS.flushIntervalMs);
+    this.#timer.unref();
+  }
+
+  get endpoint(): string {
+    return this.#o.endpoint;
+  }
+
+  /** Spans waiting to be sent. */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** Queues a finished span; drops it (counted) when the queue is full or the exporter closed. */
+  add(span: FinishedSpan): void {
+    if (this.#closed || this.#queue.length >= this.#maxQueue) {
+      this.dropped.queue_full++;
+      return;
+    }
+    this.#queue.push(span);
+    if (this.#queue.length >= this.#batch && this.#inFlight === undefined) setImmediate(() => this.flush());
+  }
+
+  /** Sends one batch now, unless one is in flight; resolves when it is answered. */
+  flush(): Promise<void> {
+    if (this.#inFlight !== undefined) return this.#inFlight;
+    if (this.#queue.length === 0) return Promise.resolve();
+    const batch = this.#queue.length <= this.#batch ? this.#queue : this.#queue.slice(0, this.#batch);
+    this.#queue = batch === this.#queue ? [] : this.#queue.slice(this.#batch);
+    this.#inFlight = this.#send(batch).finally(() => {
+      this.#inFlight = undefined;
+    });
+    return this.#inFlight;
+  }
+
+  #send(batch: FinishedSpan[]): Promise<void> {
+    let body: Buffer;
+    try {
+      body = Buffer.from(encodeTraces(this.#o.resource, batch), 'utf8');
+    } catch (err) {
+      this.#failed(batch.length, `encoding failed: ${String(err)}`);
+      return Promise.resolve();
+    }
+    const url = this.#url;
+    const transport = url.protocol === 'https:' ? https : http;
+    return new Promise<void>((resolve) => {
+      let settled = false;
+      const done = (ok: boolean, reason: string): void => {
+        if (settled) return;
+        settled = true;
+        if (ok) this.exported += batch.length;
+        else this.#failed(batch.length, reason);
+        resolve();
+      };
+      const req = transport.request(
+        url,
+        {
+          method: 'POST',
+          agent: this.#agent,
+          headers: { ...this.#o.headers, 'content-type': 'application/json', 'content-length': body.length },
+          timeout: this.#timeoutMs,
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => done(res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300, `collector answered ${res.statusCode}`));
+          res.on('error', (e) => done(false, e.message));
+        },
+      );
+      req.on('timeout', () => {
+        req.destroy();
+        done(false, `no answer in ${this.#timeoutMs} ms`);
+      });
+      req.on('error', (e) => done(false, e.message));
+      req.end(body);
+    });
+  }
+
+  #failed(n: number, reason: string): void {
+    this.dropped.export_failed += n;
+    this.#o.onError?.(reason);
+  }
+
+  /** Stops the timer, sends what is queued (one last try, bounded by the export timeout) and closes the connections. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    await this.#inFlight;
+    while (this.#queue.length > 0) await this.flush();
+    this.#agent.destroy();
+  }
+}
