@@ -1,6 +1,7 @@
 // A sidecar (or gateway) process: its listeners, the pipelines behind them, the
 // snapshot in force, and the admin server. Listeners are opened at start; what each
 // does comes from the latest good snapshot, swapped in one assignment.
+import { LogLimiter } from '../log-limiter.js';
 import http from 'node:http';
 import net from 'node:net';
 import type { Endpoint, HostPort, InstancePort, Protocol, ProxyInfo, Snapshot } from '../api/protocol.js';
@@ -99,7 +100,7 @@ const FIRST_SNAPSHOT_WAIT_MS = 10_000;
 
 /**
  * At most this many connection-error log lines per minute; the rest are counted (in
- * the metric, and in the next line written). A client that finds a way to make every
+ * the metric, and in one line before the next minute's first; src/log-limiter.ts). A client that finds a way to make every
  * connection fail must not also fill the log.
  */
 const CONNECTION_ERROR_LOG_PER_MINUTE = 20;
@@ -168,7 +169,7 @@ export class Sidecar {
   #waiting: (() => void)[] = [];
   #controlState = 'connecting';
   /** Connection-error log lines written in the current minute, and those left out. */
-  #errorLog = { minute: 0, written: 0, suppressed: 0 };
+  readonly #errorLog: LogLimiter;
   /** Actual listening addresses (port 0 resolved). */
   readonly addresses: {
     inbound?: HostPort;
@@ -191,6 +192,17 @@ export class Sidecar {
     this.metrics.watchAccessLog(this.#accessLog);
     this.tap = new TapHub(o.id, this.#accessLog.target, o.tapLimits);
     this.metrics.watchTap(this.tap);
+    this.#errorLog = new LogLimiter({
+      perMinute: CONNECTION_ERROR_LOG_PER_MINUTE,
+      log: o.log,
+      dropped: (n) => `proxy ${o.id}: ${n} more connection errors not logged in the last minute`,
+    });
+    // A collector that is down fails every export: ten lines a minute say so.
+    const exportLog = new LogLimiter({
+      perMinute: 10,
+      log: o.log,
+      dropped: (n) => `proxy ${o.id}: ${n} more span export failures not logged in the last minute`,
+    });
     this.tracer = new Tracer({
       resource: { 'service.name': o.service, 'service.version': o.version, 'service.instance.id': o.id, 'trellis.proxy.kind': o.kind },
       // Spans go to the control plane's receiver unless the mesh names a collector; only
@@ -202,7 +214,7 @@ export class Sidecar {
         ...(o.credential ? { 'trellis-credential': o.credential } : {}),
       },
       ...(o.traceRandom ? { random: o.traceRandom } : {}),
-      onExportError: rateLimitedLog((line) => o.log(`proxy ${o.id}: span export failed: ${line}`)),
+      onExportError: (line) => exportLog.write(() => `proxy ${o.id}: span export failed: ${line}`),
     });
     this.metrics.watchTracing(this.tracer);
     this.balancing = new BalancingState((service, id, ejected, reason) => {
@@ -617,20 +629,7 @@ export class Sidecar {
     const from = socket?.remoteAddress !== undefined ? ` from ${socket.remoteAddress}:${socket.remotePort}` : '';
     socket?.destroy();
     this.metrics.connectionError(listener, reason);
-    const log = this.#errorLog;
-    const minute = Math.floor(Date.now() / 60_000);
-    if (minute !== log.minute) {
-      log.minute = minute;
-      log.written = 0;
-    }
-    if (log.written >= CONNECTION_ERROR_LOG_PER_MINUTE) {
-      log.suppressed++;
-      return;
-    }
-    log.written++;
-    const more = log.suppressed > 0 ? ` (and ${log.suppressed} more not logged)` : '';
-    log.suppressed = 0;
-    this.#o.log(`proxy ${this.#o.id}: ${listener} listener: ${REASON_TEXT[reason]}${from}: ${errorSummary(err)}${more}`);
+    this.#errorLog.write(() => `proxy ${this.#o.id}: ${listener} listener: ${REASON_TEXT[reason]}${from}: ${errorSummary(err)}`);
   }
 
   /** Runs the per-connection `fn`: an exception ends this connection only, reported to `ctx`. */
@@ -778,27 +777,6 @@ async function readBody(req: http.IncomingMessage, limit: number): Promise<strin
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');
-}
-
-/** At most 10 lines a minute from `log`; the rest are counted into the next line written. */
-function rateLimitedLog(log: (line: string) => void): (line: string) => void {
-  let minute = 0;
-  let written = 0;
-  let suppressed = 0;
-  return (line) => {
-    const now = Math.floor(Date.now() / 60_000);
-    if (now !== minute) {
-      minute = now;
-      written = 0;
-    }
-    if (written >= 10) {
-      suppressed++;
-      return;
-    }
-    written++;
-    log(suppressed > 0 ? `${line} (and ${suppressed} more failures not logged)` : line);
-    suppressed = 0;
-  };
 }
 
 function listen(server: net.Server, at: HostPort, sockets?: Set<net.Socket>): Promise<HostPort> {

@@ -11,6 +11,7 @@
 // REFUSAL_LOG_PER_MINUTE times a minute (anyone who reaches the port can send requests;
 // the metric counts every one). The log names the method, the path and the peer's
 // address, never a header's value.
+import { LogLimiter } from '../../log-limiter.js';
 import type { IncomingMessage } from 'node:http';
 import { TrellisError } from '../../errors.js';
 import { AdminTokenCheck } from '../../security/admin-token.js';
@@ -48,15 +49,17 @@ function loggablePath(path: string): string {
 export class AdminAuth {
   readonly #check: AdminTokenCheck;
   readonly #metrics?: ControlMetrics;
-  readonly #log: (line: string) => void;
-  readonly #now: () => number;
-  #window = { minute: 0, lines: 0, suppressed: 0 };
+  readonly #refusals: LogLimiter;
 
   constructor(o: AdminAuthOptions) {
     this.#check = new AdminTokenCheck(o.token);
     this.#metrics = o.metrics;
-    this.#log = o.log;
-    this.#now = o.now ?? Date.now;
+    this.#refusals = new LogLimiter({
+      perMinute: REFUSAL_LOG_PER_MINUTE,
+      log: o.log,
+      dropped: (n) => `control: admin API: ${n} more refusals not logged in the last minute`,
+      ...(o.now ? { now: o.now } : {}),
+    });
   }
 
   /** Undefined when the request may go on; else the error to answer it with (already counted and logged). */
@@ -83,19 +86,11 @@ export class AdminAuth {
 
   #refuse(req: IncomingMessage, path: string, reason: AdminRefusal, err: TrellisError): TrellisError {
     this.#metrics?.adminRefused(reason);
-    const minute = Math.floor(this.#now() / 60_000);
-    if (minute !== this.#window.minute) {
-      if (this.#window.suppressed > 0) this.#log(`control: admin API: ${this.#window.suppressed} more refusals not logged in the last minute`);
-      this.#window = { minute, lines: 0, suppressed: 0 };
-    }
-    if (this.#window.lines >= REFUSAL_LOG_PER_MINUTE) {
-      this.#window.suppressed++;
-      return err;
-    }
-    this.#window.lines++;
-    const method = METHODS.has(req.method ?? '') ? req.method : 'other';
-    const why = reason === 'missing' ? 'no credential' : String(err.params.reason);
-    this.#log(`control: admin API: refused ${method} ${loggablePath(path)} from ${req.socket.remoteAddress ?? '?'}: ${why} (${err.status})`);
+    this.#refusals.write(() => {
+      const method = METHODS.has(req.method ?? '') ? req.method : 'other';
+      const why = reason === 'missing' ? 'no credential' : String(err.params.reason);
+      return `control: admin API: refused ${method} ${loggablePath(path)} from ${req.socket.remoteAddress ?? '?'}: ${why} (${err.status})`;
+    });
     return err;
   }
 }

@@ -2,6 +2,7 @@
 // server (the admin API's), say hello, and from then on receive a fresh snapshot whenever
 // what they need changes; they answer each with ACK or NACK. A sidecar's connection is its instance's registration: when the
 // stream closes, the instance leaves the model and every other proxy is recompiled.
+import { LogLimiter } from '../../log-limiter.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -82,7 +83,7 @@ function rejectUpgrade(socket: Duplex, err: TrellisError): void {
 const REFUSAL_LOG_PER_MINUTE = 20;
 
 export class Distributor {
-  #refusalLog = { minute: 0, lines: 0, suppressed: 0 };
+  readonly #refusalLog: LogLimiter;
   readonly #model: MeshModel;
   readonly #token?: Buffer;
   readonly #bootstrapSecret?: string;
@@ -117,6 +118,11 @@ export class Distributor {
     this.#identity = opts.identity;
     this.#metrics = opts.metrics;
     this.#log = opts.log ?? (() => {});
+    this.#refusalLog = new LogLimiter({
+      perMinute: REFUSAL_LOG_PER_MINUTE,
+      log: this.#log,
+      dropped: (n) => `control: ${n} more hello refusals not logged in the last minute`,
+    });
     this.#debounceMs = opts.debounceMs ?? 20;
     this.#resumeUntil = Date.now() + (opts.resumeWaitMs ?? 10_000);
     this.#quotas = new RateQuotas({ limitsOf: (service) => this.#globalLimitsOf(service) });
@@ -262,15 +268,7 @@ export class Distributor {
     const from = (conn.socket as Duplex & { remoteAddress?: string }).remoteAddress ?? '?';
     // At most REFUSAL_LOG_PER_MINUTE lines a minute: anyone who can reach the stream can
     // send hellos, and the metric counts every one.
-    const minute = Math.floor(Date.now() / 60_000);
-    if (minute !== this.#refusalLog.minute) {
-      if (this.#refusalLog.suppressed > 0) this.#log(`control: ${this.#refusalLog.suppressed} more hello refusals not logged in the last minute`);
-      this.#refusalLog = { minute, lines: 0, suppressed: 0 };
-    }
-    if (this.#refusalLog.lines < REFUSAL_LOG_PER_MINUTE) {
-      this.#refusalLog.lines++;
-      this.#log(`control: refused ${proxy.kind} ${proxy.id} (service ${proxy.service}) from ${from}: ${why}`);
-    } else this.#refusalLog.suppressed++;
+    this.#refusalLog.write(`control: refused ${proxy.kind} ${proxy.id} (service ${proxy.service}) from ${from}: ${why}`);
     const err = new TrellisError('TRELLIS_E_CREDENTIAL_REFUSED', { kind: proxy.kind, id: proxy.id, service: proxy.service, reason: why });
     this.#fail(conn, err.code, err.message);
     return false;
