@@ -4,6 +4,7 @@
 // proxies over the proxy stream; admin/ answers the admin API. The admin API and the
 // proxy stream share one HTTP server. `trellis control` starts it from here (the local
 // runner runs `trellis control` as a child process); tests start it in-process.
+import { isLoopbackAddress } from '../security/loopback.js';
 import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -199,7 +200,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // own): what it takes is validated and bounded (traces-api.ts).
   const traces = new TracesApi({
     ...opts.traces,
-    authorize: (req, endpoint) => (endpoint === 'receive' && isLoopback(req.socket.remoteAddress)) || auth.check(req, '/v1/traces') === undefined,
+    authorize: (req, endpoint) => (endpoint === 'receive' && isLoopbackAddress(req.socket.remoteAddress)) || auth.check(req, '/v1/traces') === undefined,
   });
   let url = '';
   const self = (): ReturnType<typeof httpTraceSource> => httpTraceSource(url, adminToken);
@@ -265,10 +266,4 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       return closing;
     },
   };
-}
-
-/** Whether a peer address is this machine's loopback (IPv4 127/8, ::1, IPv4-mapped 127/8). */
-function isLoopback(address: string | undefined): boolean {
-  if (address === undefined) return false;
-  return address.startsWith('127.') || address.startsWith('::ffff:127.') || address === '::1';
 }

@@ -14,19 +14,11 @@
 //    in Istio's sidecars while their metrics port is open.
 // The default bind address is 127.0.0.1 (cli/proxy.ts), which keeps all of it local.
 import type { IncomingMessage } from 'node:http';
-import { isIP } from 'node:net';
+import { isLoopbackAddress } from '../security/loopback.js';
 import { TrellisError } from '../errors.js';
 
 /** The paths anyone who reaches the admin server may read. */
 export const PUBLIC_ADMIN_PATHS: ReadonlySet<string> = new Set(['/metrics', '/ready']);
-
-/** Whether an address is this machine's loopback (IPv4 127/8, ::1, or IPv4-mapped 127/8). */
-export function isLoopbackAddress(address: string | undefined): boolean {
-  if (address === undefined) return false;
-  const v4 = address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address;
-  if (isIP(v4) === 4) return v4.startsWith('127.');
-  return address === '::1';
-}
 
 /** Undefined when the request may be answered; else the error to answer it with. */
 export function adminRefusal(req: IncomingMessage, path: string): TrellisError | undefined {

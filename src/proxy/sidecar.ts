@@ -1,6 +1,7 @@
 // A sidecar (or gateway) process: its listeners, the pipelines behind them, the
 // snapshot in force, and the admin server. Listeners are opened at start; what each
 // does comes from the latest good snapshot, swapped in one assignment.
+import { readBody } from '../http-body.js';
 import { LogLimiter } from '../log-limiter.js';
 import http from 'node:http';
 import net from 'node:net';
@@ -765,18 +766,6 @@ export class Sidecar {
     this.#h2pool?.close();
     await Promise.all([this.#accessLog.close(), this.tracer.close()]);
   }
-}
-
-/** A request body as text, refused (TRELLIS_E_BODY_TOO_LARGE) past `limit` bytes. */
-async function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new TrellisError('TRELLIS_E_BODY_TOO_LARGE', { limit });
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function listen(server: net.Server, at: HostPort, sockets?: Set<net.Socket>): Promise<HostPort> {

@@ -6,7 +6,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
-import { adminRefusal, isLoopbackAddress } from '../../src/proxy/admin-access.js';
+import { adminRefusal } from '../../src/proxy/admin-access.js';
+import { isLoopbackAddress } from '../../src/security/loopback.js';
 import { startHttpProxySidecar } from '../helpers/proxy-pair.js';
 
 let sidecar: Sidecar;

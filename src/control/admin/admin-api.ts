@@ -1,6 +1,7 @@
 // The control plane's JSON API: what the model holds, shaped for people and for
 // `trellis status`. Every view is a plain function of the model; the request handler
 // only picks the view by path. The one write is a service's weights (weights-api.ts).
+import { readBody } from '../../http-body.js';
 import type { IdentityService } from '../ca/identity-service.js';
 import type { ControlMetrics } from '../control-metrics.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -160,28 +161,27 @@ function putWeights(api: WeightsApi, service: string, req: IncomingMessage, res:
   if (req.headers.origin !== undefined) {
     return sendError(res, new TrellisError('TRELLIS_E_ORIGIN_REFUSED'));
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  req.on('data', (c: Buffer) => {
-    size += c.length;
-    if (size <= MAX_BODY) chunks.push(c);
-  });
-  req.on('end', () => {
-    if (size > MAX_BODY) return sendError(res, new TrellisError('TRELLIS_E_BODY_TOO_LARGE', { limit: MAX_BODY }));
-    let body: unknown;
-    try {
-      body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    } catch {
-      return sendError(res, new TrellisError('TRELLIS_E_WEIGHTS_INVALID', { service, reason: 'the body is not JSON; send {"weights": {"v1": 90, "v2": 10}}' }));
-    }
-    api.set(service, body).then(
-      (answer) => reply(res, answer),
-      (err: unknown) => {
-        // Not a refusal the weights API made (those come back as answers): the edit failed on the way, e.g. writing the file.
-        sendError(res, new TrellisError('TRELLIS_E_WEIGHTS_REFUSED', { service, reason: err instanceof Error ? err.message : String(err) }));
-      },
-    );
-  });
+  readBody(req, MAX_BODY).then(
+    (text) => {
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        return sendError(
+          res,
+          new TrellisError('TRELLIS_E_WEIGHTS_INVALID', { service, reason: 'the body is not JSON; send {"weights": {"v1": 90, "v2": 10}}' }),
+        );
+      }
+      api.set(service, body).then(
+        (answer) => reply(res, answer),
+        (err: unknown) => {
+          // Not a refusal the weights API made (those come back as answers): the edit failed on the way, e.g. writing the file.
+          sendError(res, new TrellisError('TRELLIS_E_WEIGHTS_REFUSED', { service, reason: err instanceof Error ? err.message : String(err) }));
+        },
+      );
+    },
+    (err: unknown) => sendError(res, err instanceof TrellisError ? err : new TrellisError('TRELLIS_E_USAGE', { reason: 'the request body could not be read' })),
+  );
 }
 
 /** The `request` handler of the control plane's HTTP server (the admin API). */

@@ -8,6 +8,7 @@
 //
 // control-plane.ts registers it in one line: `dashboard.handle(req, res)` answers the
 // paths under /dashboard and says false for every other.
+import { readBody } from '../../http-body.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorBody, TrellisError } from '../../errors.js';
 import type { MeshView, ServiceWeights } from '../../api/dashboard.js';
@@ -58,24 +59,13 @@ function sendError(res: ServerResponse, err: TrellisError): void {
   send(res, err.status, errorBody(err));
 }
 
-function readJson(req: IncomingMessage): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size <= MAX_BODY) chunks.push(c);
-    });
-    req.on('end', () => {
-      if (size > MAX_BODY) return reject(new TrellisError('TRELLIS_E_BODY_TOO_LARGE', { limit: MAX_BODY }));
-      try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown);
-      } catch {
-        reject(new TrellisError('TRELLIS_E_USAGE', { reason: 'the body is not JSON' }));
-      }
-    });
-    req.on('error', reject);
-  });
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const text = await readBody(req, MAX_BODY);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: 'the body is not JSON' });
+  }
 }
 
 function safeDecode(s: string): string {
