@@ -467,7 +467,11 @@ export async function startNginxTcpPair(procs: Processes, bins: Binaries, dir: s
 // ---------------------------------------------------------------------------
 // HAProxy
 
-function haproxyConfig(listen: number, next: number, mode: 'http' | 'tcp' = 'http'): string {
+/**
+ * An HAProxy config of one frontend and one backend. `tls`: what the bind and server lines
+ * add for the TLS pairs (bench/tls-peers.ts: certificates, verification, SNI).
+ */
+export function haproxyConfig(listen: number, next: number, mode: 'http' | 'tcp' = 'http', tls: { bind?: string; server?: string } = {}): string {
   // No `log` lines: HAProxy logs nothing.
   const httpOptions = mode === 'http' ? '\n  option http-keep-alive\n  http-reuse always' : '';
   return `global
@@ -482,11 +486,11 @@ defaults
   timeout http-keep-alive 65s
 
 frontend fe
-  bind 127.0.0.1:${listen}
+  bind 127.0.0.1:${listen}${tls.bind ? ` ${tls.bind}` : ''}
   default_backend be
 
 backend be
-  server next 127.0.0.1:${next}
+  server next 127.0.0.1:${next}${tls.server ? ` ${tls.server}` : ''}
 `;
 }
 

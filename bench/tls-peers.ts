@@ -12,6 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import {
+  haproxyConfig,
   nginxHead,
   nginxMain,
   nginxStreamModule,
@@ -193,31 +194,14 @@ export async function startNginxTlsTcpPair(procs: Processes, bins: Binaries, dir
 // HAProxy
 
 function haproxyTlsConfig(role: 'inbound' | 'outbound', listen: number, next: number, mode: 'http' | 'tcp', t: TlsMaterial): string {
-  const httpOptions = mode === 'http' ? '\n  option http-keep-alive\n  http-reuse always' : '';
-  const bind =
-    role === 'inbound' ? `bind 127.0.0.1:${listen} ssl crt ${t.serverPem} ca-file ${t.ca} verify required ssl-min-ver TLSv1.3` : `bind 127.0.0.1:${listen}`;
-  const server =
-    role === 'outbound'
-      ? `server next 127.0.0.1:${next} ssl crt ${t.clientPem} ca-file ${t.ca} verify required verifyhost ${INBOUND_NAME} sni str(${INBOUND_NAME}) ssl-min-ver TLSv1.3`
-      : `server next 127.0.0.1:${next}`;
-  return `global
-  nbthread 1
-  maxconn 4096
-
-defaults
-  mode ${mode}${httpOptions}
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  timeout http-keep-alive 65s
-
-frontend fe
-  ${bind}
-  default_backend be
-
-backend be
-  ${server}
-`;
+  return haproxyConfig(
+    listen,
+    next,
+    mode,
+    role === 'inbound'
+      ? { bind: `ssl crt ${t.serverPem} ca-file ${t.ca} verify required ssl-min-ver TLSv1.3` }
+      : { server: `ssl crt ${t.clientPem} ca-file ${t.ca} verify required verifyhost ${INBOUND_NAME} sni str(${INBOUND_NAME}) ssl-min-ver TLSv1.3` },
+  );
 }
 
 async function startHaproxyTls(
