@@ -87,6 +87,8 @@ export class SpanExporter {
     this.#queue = batch === this.#queue ? [] : this.#queue.slice(this.#batch);
     this.#inFlight = this.#send(batch).finally(() => {
       this.#inFlight = undefined;
+      // A full batch waiting behind this one goes now, not at the next tick of the timer.
+      if (this.#queue.length >= this.#batch && !this.#closed) setImmediate(() => this.flush());
     });
     return this.#inFlight;
   }
