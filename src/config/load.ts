@@ -18,12 +18,15 @@ import { normalizeProxyLimits, normalizeServices, type NormalizedProxyLimits, ty
 import type { Problem } from './problems.js';
 import { checkSchema } from './schema-errors.js';
 import { checkReferenceGrants, type GrantSource } from './check-grants.js';
+import { checkPeerAuthentications, type PeerAuthenticationSource } from './check-peer-authentication.js';
 import {
   MESH_DEFAULTS,
   MeshSchema,
   POLICY_KINDS,
   RESOURCE_KINDS,
   type MeshResource,
+  type MtlsModeSpec,
+  type PeerAuthenticationResource,
   type PolicyResource,
   type ReferenceGrantResource,
   type RouteResource,
@@ -52,6 +55,12 @@ export interface LoadedGrant {
   resource: ReferenceGrantResource;
 }
 
+/** A PeerAuthentication (defaults applied) and its file. */
+export interface LoadedPeerAuthentication {
+  file: string;
+  resource: PeerAuthenticationResource;
+}
+
 /** A complete, valid mesh configuration. */
 export interface MeshConfig {
   /** The file holding the Mesh resource. */
@@ -72,6 +81,10 @@ export interface MeshConfig {
   proxyLimits?: NormalizedProxyLimits;
   /** `spec.identity` with its defaults; the control plane's CA reads it at start. */
   identity: IdentityConfig;
+  /** The mesh-wide mTLS mode (`spec.mtls.mode`, default STRICT). */
+  mtlsMode: MtlsModeSpec;
+  /** PeerAuthentications, in file order. */
+  peerAuthentications: LoadedPeerAuthentication[];
 }
 
 /** What loading found: the config when there is no problem, and every file read. */
@@ -122,6 +135,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const routes: RouteSource[] = [];
   const policies: PolicySource[] = [];
   const grants: GrantSource[] = [];
+  const peerAuths: PeerAuthenticationSource[] = [];
   const read = new Set<string>();
   // The queue grows while we read it: a Mesh's includes are appended.
   for (let q = 0; q < queue.length; q++) {
@@ -155,6 +169,8 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
         if (schemaProblems.length === 0) meshes.push({ doc, resource: withDefaults(MeshSchema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'ReferenceGrant') {
         grants.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'PeerAuthentication') {
+        peerAuths.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && POLICY_KINDS.has(RESOURCE_KINDS[kind]!.kind)) {
         policies.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0) {
@@ -186,6 +202,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
     problems.push(...checkRoutes(mesh.resource, routes, warnings));
     problems.push(...checkPolicies(mesh.resource, routes, policies));
     problems.push(...checkReferenceGrants(mesh.resource, grants));
+    problems.push(...checkPeerAuthentications(mesh.resource, peerAuths));
   }
   if (problems.length > 0 || !mesh) return { files, folders, problems: inFileOrder(problems, files), warnings: inFileOrder(warnings, files) };
 
@@ -206,6 +223,8 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
       clusterDomain: mesh.resource.spec.clusterDomain ?? MESH_DEFAULTS.clusterDomain,
       ...(mesh.resource.spec.proxyLimits ? { proxyLimits: normalizeProxyLimits(mesh.resource.spec.proxyLimits) } : {}),
       identity: normalizeIdentity(mesh.resource, meshDir),
+      mtlsMode: mesh.resource.spec.mtls?.mode ?? 'STRICT',
+      peerAuthentications: peerAuths.map((p) => ({ file: p.doc.file, resource: p.resource })),
     },
   };
 }
