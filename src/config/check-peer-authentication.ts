@@ -52,7 +52,10 @@ export function checkPeerAuthentications(mesh: MeshResource, policies: readonly 
     for (const [i, ref] of (targets ?? []).entries()) {
       const path: Segment[] = ['spec', 'targetRefs', i];
       if (ref.group !== '' || ref.kind !== 'Service') {
-        at([...path, ref.group !== '' ? 'group' : 'kind'], `a PeerAuthentication targets Services: group "" and kind Service (got group "${ref.group}", kind "${ref.kind}")`);
+        at(
+          [...path, ref.group !== '' ? 'group' : 'kind'],
+          `a PeerAuthentication targets Services: group "" and kind Service (got group "${ref.group}", kind "${ref.kind}")`,
+        );
         continue;
       }
       if (ref.sectionName !== undefined) {
@@ -61,7 +64,10 @@ export function checkPeerAuthentications(mesh: MeshResource, policies: readonly 
       }
       if (index.get(ns, ref.name) === undefined) {
         const names = index.names(ns);
-        at([...path, 'name'], `names service "${ref.name}"${ServiceIndex.where(ns)}, which is not in the mesh (${index.listing(ns)})${didYouMean(ref.name, names)}`);
+        at(
+          [...path, 'name'],
+          `names service "${ref.name}"${ServiceIndex.where(ns)}, which is not in the mesh (${index.listing(ns)})${didYouMean(ref.name, names)}`,
+        );
         continue;
       }
       targeted.push(ref.name);

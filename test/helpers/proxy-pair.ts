@@ -53,7 +53,14 @@ export async function startInbound(
   await giveIdentity(s, service);
   await s.start();
   registerInbound(s.addresses.inbound!.port, service);
-  s.apply({ version: 1, service, inboundProtocol: protocol, upstreams: {}, meshServices: opts.meshServices ?? [service, 'web'], mtls: { mode: opts.mtls ?? 'PERMISSIVE' } });
+  s.apply({
+    version: 1,
+    service,
+    inboundProtocol: protocol,
+    upstreams: {},
+    meshServices: opts.meshServices ?? [service, 'web'],
+    mtls: { mode: opts.mtls ?? 'PERMISSIVE' },
+  });
   return s;
 }
 
@@ -78,7 +85,13 @@ export async function startOutbound(
   await giveIdentity(s, service);
   await s.start();
   // Mutual TLS to every backend at an inbound listener these helpers started, as the compiler would say.
-  const snap: Snapshot = { version: 1, service, inboundProtocol: 'http', upstreams: withPeerMtls(upstreams), meshServices: [service, ...Object.keys(upstreams)].sort() };
+  const snap: Snapshot = {
+    version: 1,
+    service,
+    inboundProtocol: 'http',
+    upstreams: withPeerMtls(upstreams),
+    meshServices: [service, ...Object.keys(upstreams)].sort(),
+  };
   s.apply(snap);
   return s;
 }

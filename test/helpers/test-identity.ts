@@ -56,7 +56,8 @@ export function withPeerMtls(upstreams: Record<string, UpstreamSnapshot>): Recor
     for (const [name, b] of Object.entries(u.backends)) {
       const ids = b.endpoints.map((e) => inboundIdentities.get(e.port));
       const known = ids.filter((id): id is string => id !== undefined);
-      backends[name] = b.mtls !== undefined || known.length === 0 || known.length !== ids.length ? b : { ...b, mtls: { identities: [...new Set(known)].sort() } };
+      backends[name] =
+        b.mtls !== undefined || known.length === 0 || known.length !== ids.length ? b : { ...b, mtls: { identities: [...new Set(known)].sort() } };
     }
     out[key] = { ...u, backends };
   }

@@ -59,7 +59,15 @@ export async function makeLeaf(o: LeafOptions): Promise<{ key: string; certifica
   const sn = (serial++).toString(16).padStart(2, '0');
   const cert =
     o.root === undefined
-      ? await x509.X509CertificateGenerator.createSelfSigned({ serialNumber: sn, name: 'CN=self', notBefore, notAfter, keys, signingAlgorithm: ECDSA_SHA256, extensions })
+      ? await x509.X509CertificateGenerator.createSelfSigned({
+          serialNumber: sn,
+          name: 'CN=self',
+          notBefore,
+          notAfter,
+          keys,
+          signingAlgorithm: ECDSA_SHA256,
+          extensions,
+        })
       : await x509.X509CertificateGenerator.create({
           serialNumber: sn,
           subject: 'CN=workload',

@@ -51,7 +51,9 @@ async function strictApi(leaf?: { key: string; certificate: Parameters<Sidecar['
 
 async function failures(s: Sidecar, direction: string, reason: string): Promise<number> {
   const text = await s.metrics.text();
-  const line = text.split('\n').find((l) => l.startsWith('trellis_tls_handshake_failures_total{') && l.includes(`direction="${direction}"`) && l.includes(`reason="${reason}"`));
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith('trellis_tls_handshake_failures_total{') && l.includes(`direction="${direction}"`) && l.includes(`reason="${reason}"`));
   return line === undefined ? 0 : Number(line.split(' ').pop());
 }
 
@@ -87,11 +89,25 @@ test('inbound STRICT: a client with a good certificate is served; bad clients ar
   assert.equal(await tryTlsClient(port, good.material), 'ok');
 
   const cases: { name: string; reason: string; material: () => Promise<TlsMaterial | undefined> }[] = [
-    { name: 'expired', reason: 'expired', material: async () => (await makeLeaf({ spiffeId: WEB, root: rootA, trust: [rootA], notBefore: Date.now() - 2 * DAY, notAfter: Date.now() - DAY })).material },
-    { name: 'not yet valid', reason: 'not-yet-valid', material: async () => (await makeLeaf({ spiffeId: WEB, root: rootA, trust: [rootA], notBefore: Date.now() + DAY, notAfter: Date.now() + 2 * DAY })).material },
+    {
+      name: 'expired',
+      reason: 'expired',
+      material: async () =>
+        (await makeLeaf({ spiffeId: WEB, root: rootA, trust: [rootA], notBefore: Date.now() - 2 * DAY, notAfter: Date.now() - DAY })).material,
+    },
+    {
+      name: 'not yet valid',
+      reason: 'not-yet-valid',
+      material: async () =>
+        (await makeLeaf({ spiffeId: WEB, root: rootA, trust: [rootA], notBefore: Date.now() + DAY, notAfter: Date.now() + 2 * DAY })).material,
+    },
     { name: 'self-signed', reason: 'untrusted', material: async () => (await makeLeaf({ spiffeId: WEB, trust: [rootA] })).material },
     { name: 'another CA', reason: 'untrusted', material: async () => (await makeLeaf({ spiffeId: WEB, root: rootB, trust: [rootA] })).material },
-    { name: 'wrong trust domain', reason: 'wrong-trust-domain', material: async () => (await makeLeaf({ spiffeId: 'spiffe://evil.example/ns/default/sa/web', root: rootA, trust: [rootA] })).material },
+    {
+      name: 'wrong trust domain',
+      reason: 'wrong-trust-domain',
+      material: async () => (await makeLeaf({ spiffeId: 'spiffe://evil.example/ns/default/sa/web', root: rootA, trust: [rootA] })).material,
+    },
     { name: 'no SPIFFE ID', reason: 'wrong-identity', material: async () => (await makeLeaf({ root: rootA, trust: [rootA] })).material },
     { name: 'no certificate', reason: 'no-certificate', material: async () => undefined },
   ];
@@ -146,7 +162,11 @@ test('outbound: the caller is the certificate, and the app is told it', async ()
 test('outbound: a server presenting another identity, an expired certificate, or a root no longer trusted is refused', async () => {
   const cases: { name: string; reason: string; leaf: () => ReturnType<typeof makeLeaf>; trust?: TestRoot[] }[] = [
     { name: "another service's identity", reason: 'wrong-identity', leaf: () => makeLeaf({ spiffeId: testSpiffeId('billing'), root: rootA, trust: [rootA] }) },
-    { name: 'expired', reason: 'expired', leaf: () => makeLeaf({ spiffeId: API, root: rootA, trust: [rootA], notBefore: Date.now() - 2 * DAY, notAfter: Date.now() - DAY }) },
+    {
+      name: 'expired',
+      reason: 'expired',
+      leaf: () => makeLeaf({ spiffeId: API, root: rootA, trust: [rootA], notBefore: Date.now() - 2 * DAY, notAfter: Date.now() - DAY }),
+    },
     // After a rotation from A to B, A left the caller's bundle; the server still shows A's certificate.
     { name: 'root removed after rotation', reason: 'untrusted', leaf: () => makeLeaf({ spiffeId: API, root: rootA, trust: [rootA, rootB] }), trust: [rootB] },
   ];
@@ -186,7 +206,10 @@ test('renewal and trust-root rotation under steady load fail no request', async 
   try {
     await settle();
     // Renewal: new keys and certificates from the same root, while connections are open.
-    for (const [s, id] of [[api, API], [web, WEB]] as const) {
+    for (const [s, id] of [
+      [api, API],
+      [web, WEB],
+    ] as const) {
       const l = await makeLeaf({ spiffeId: id, root: rootA, trust: [rootA] });
       s.identity.setCertificate(l.key, l.certificate);
     }
@@ -194,7 +217,10 @@ test('renewal and trust-root rotation under steady load fail no request', async 
     // Rotation: B joins the bundles, then both sides get B's certificates, then A leaves.
     for (const s of [api, web]) s.identity.setTrustBundle([rootA.pem, rootB.pem]);
     await settle();
-    for (const [s, id] of [[api, API], [web, WEB]] as const) {
+    for (const [s, id] of [
+      [api, API],
+      [web, WEB],
+    ] as const) {
       const l = await makeLeaf({ spiffeId: id, root: rootB, trust: [rootA, rootB] });
       s.identity.setCertificate(l.key, l.certificate);
     }

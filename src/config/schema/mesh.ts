@@ -237,7 +237,9 @@ export const MeshSchema = Type.Object(
         identity: Type.Optional(Identity),
         // The mesh-wide PeerAuthentication mode: what every inbound listener takes unless a
         // PeerAuthentication says otherwise (default STRICT: mutual TLS between sidecars).
-        mtls: Type.Optional(Type.Object({ mode: MtlsModeSchema }, { ...strict, description: 'the mesh-wide mTLS mode: { mode: STRICT | PERMISSIVE | DISABLE }; default STRICT' })),
+        mtls: Type.Optional(
+          Type.Object({ mode: MtlsModeSchema }, { ...strict, description: 'the mesh-wide mTLS mode: { mode: STRICT | PERMISSIVE | DISABLE }; default STRICT' }),
+        ),
       },
       strict,
     ),

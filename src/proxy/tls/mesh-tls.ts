@@ -130,7 +130,10 @@ export class MeshTls {
       if (id !== undefined && expected.has(id)) return undefined;
       const name = id === undefined ? undefined : parseSpiffeId(id);
       if (name !== undefined && name.trustDomain !== this.#trustDomain)
-        return new IdentityMismatch('TRELLIS_WRONG_TRUST_DOMAIN', `the server's certificate is of trust domain ${name.trustDomain}, not ${this.#trustDomain ?? '?'}`);
+        return new IdentityMismatch(
+          'TRELLIS_WRONG_TRUST_DOMAIN',
+          `the server's certificate is of trust domain ${name.trustDomain}, not ${this.#trustDomain ?? '?'}`,
+        );
       return new IdentityMismatch(
         'TRELLIS_WRONG_IDENTITY',
         `the server's certificate names ${name !== undefined && id !== undefined ? id : 'no SPIFFE ID'}, expected ${[...expected].join(' or ')}`,
