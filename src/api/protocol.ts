@@ -453,7 +453,8 @@ export interface Snapshot {
   inboundUpgrades?: string[];
   /**
    * The PeerAuthentication of the proxy's own inbound listeners. Absent (a control plane
-   * from before mTLS, or a snapshot a test builds): DISABLE, plaintext as before.
+   * from before mTLS, or a snapshot a test builds): PERMISSIVE, plaintext as before and
+   * mutual TLS from callers told to originate it.
    */
   mtls?: InboundMtls;
   /** The services this proxy may call, keyed by service key (`name`, or `name.namespace` outside default). */

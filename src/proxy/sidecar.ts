@@ -113,7 +113,7 @@ export class Sidecar {
   readonly #watchTls = (socket: import('node:tls').TLSSocket, key: string): void => this.tls.watchClient(socket, key);
   /** The peer endpoints (`host:port`) reached over mutual TLS, and the identities they must present (from the snapshot). */
   #peerMtls = new Map<string, PeerMtls>();
-  /** The PeerAuthentication of this proxy's inbound listeners (snapshot); absent: DISABLE. */
+  /** The PeerAuthentication of this proxy's inbound listeners (snapshot); absent: PERMISSIVE. */
   #inboundMtls: InboundMtls | undefined;
   /**
    * The L4 authorization check of an inbound TCP connection (the authz helper sets it from
@@ -433,7 +433,9 @@ export class Sidecar {
   /** The PeerAuthentication mode of the inbound listener of `port` (undefined: the one port), from the snapshot in force. */
   #inboundMode(port: number | undefined): MtlsMode {
     const m = this.#inboundMtls;
-    if (m === undefined) return 'DISABLE';
+    // A snapshot that says nothing (a control plane from before mTLS, a test's own) takes
+    // both: its callers' plaintext as before, and mutual TLS from callers told to use it.
+    if (m === undefined) return 'PERMISSIVE';
     if (port !== undefined && m.ports !== undefined) for (const p of m.ports) if (p.port === port) return p.mode;
     return m.mode;
   }

@@ -63,3 +63,12 @@ export function withPeerMtls(upstreams: Record<string, UpstreamSnapshot>): Recor
   }
   return out;
 }
+
+/**
+ * `config` for a test whose endpoints are plain servers standing in for sidecars (the
+ * apps themselves): nothing there speaks mutual TLS, so the mesh's mode is DISABLE, as a
+ * mesh would say of destinations without a sidecar.
+ */
+export function plainEndpoints<T extends object>(config: T): T & { mtlsMode: 'DISABLE' } {
+  return { ...config, mtlsMode: 'DISABLE' };
+}
