@@ -377,6 +377,12 @@ export interface Endpoint {
 export interface BackendSnapshot {
   /** `<service>` (every version) or `<service>-<version>`. */
   name: string;
+  /**
+   * Present: connections to this backend's endpoints are mutual TLS (its sidecars' mode is
+   * STRICT or PERMISSIVE), and the server's certificate must name one of `identities`.
+   * Absent: plaintext (the destination's mode is DISABLE, or it has no sidecar).
+   */
+  mtls?: PeerMtls;
   /** Healthy endpoints only. */
   endpoints: Endpoint[];
   /**
@@ -436,6 +442,25 @@ export interface UpstreamSnapshot {
  */
 export const DEFAULT_UPGRADES: readonly string[] = Object.freeze(['websocket']);
 
+/**
+ * How an inbound listener takes connections (PeerAuthentication): `STRICT` mutual TLS
+ * only, `PERMISSIVE` mutual TLS or plaintext (told apart by the first byte), `DISABLE`
+ * plaintext only.
+ */
+export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+
+/** The proxy's own inbound listeners' modes: `mode` for every port, or the port's own in `ports`. */
+export interface InboundMtls {
+  mode: MtlsMode;
+  /** Service ports whose mode differs from `mode` (a port-level PeerAuthentication). */
+  ports?: { port: number; mode: MtlsMode }[];
+}
+
+/** What a caller needs to open mutual TLS to a backend: the SPIFFE IDs its sidecars' certificates may name. */
+export interface PeerMtls {
+  identities: string[];
+}
+
 /** Everything one proxy needs, and nothing more. */
 export interface Snapshot {
   version: number;
@@ -453,6 +478,12 @@ export interface Snapshot {
   inboundPorts?: { port: number; protocol: Protocol }[];
   /** The upgrade protocols the proxy's own service accepts on its inbound listener; absent: {@link DEFAULT_UPGRADES}. */
   inboundUpgrades?: string[];
+  /**
+   * The PeerAuthentication of the proxy's own inbound listeners. Absent (a control plane
+   * from before mTLS, or a snapshot a test builds): PERMISSIVE, plaintext as before and
+   * mutual TLS from callers told to originate it.
+   */
+  mtls?: InboundMtls;
   /** The services this proxy may call, keyed by service key (`name`, or `name.namespace` outside default). */
   upstreams: Record<string, UpstreamSnapshot>;
   /**

@@ -20,12 +20,15 @@ import type { Problem } from './problems.js';
 import { checkSchema } from './schema-errors.js';
 import { checkReferenceGrants, type GrantSource } from './check-grants.js';
 import { checkRateLimitPolicies, type RateLimitPolicySource } from './check-rate-limits.js';
+import { checkPeerAuthentications, type PeerAuthenticationSource } from './check-peer-authentication.js';
 import {
   MESH_DEFAULTS,
   MeshSchema,
   POLICY_KINDS,
   RESOURCE_KINDS,
   type MeshResource,
+  type MtlsModeSpec,
+  type PeerAuthenticationResource,
   type PolicyResource,
   type RateLimitPolicyResource,
   type ReferenceGrantResource,
@@ -61,6 +64,12 @@ export interface LoadedGrant {
   resource: ReferenceGrantResource;
 }
 
+/** A PeerAuthentication (defaults applied) and its file. */
+export interface LoadedPeerAuthentication {
+  file: string;
+  resource: PeerAuthenticationResource;
+}
+
 /** A complete, valid mesh configuration. */
 export interface MeshConfig {
   /** The file holding the Mesh resource. */
@@ -85,6 +94,10 @@ export interface MeshConfig {
   tracing?: TracingSnapshot;
   /** `spec.identity` with its defaults; the control plane's CA reads it at start. */
   identity: IdentityConfig;
+  /** The mesh-wide mTLS mode (`spec.mtls.mode`, default STRICT). */
+  mtlsMode: MtlsModeSpec;
+  /** PeerAuthentications, in file order. */
+  peerAuthentications: LoadedPeerAuthentication[];
 }
 
 /** What loading found: the config when there is no problem, and every file read. */
@@ -136,6 +149,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const policies: PolicySource[] = [];
   const grants: GrantSource[] = [];
   const rateLimits: RateLimitPolicySource[] = [];
+  const peerAuths: PeerAuthenticationSource[] = [];
   const read = new Set<string>();
   // The queue grows while we read it: a Mesh's includes are appended.
   for (let q = 0; q < queue.length; q++) {
@@ -171,6 +185,8 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
         grants.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'RateLimitPolicy') {
         rateLimits.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'PeerAuthentication') {
+        peerAuths.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && POLICY_KINDS.has(RESOURCE_KINDS[kind]!.kind)) {
         policies.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0) {
@@ -203,6 +219,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
     problems.push(...checkPolicies(mesh.resource, routes, policies));
     problems.push(...checkReferenceGrants(mesh.resource, grants));
     problems.push(...checkRateLimitPolicies(mesh.resource, routes, rateLimits));
+    problems.push(...checkPeerAuthentications(mesh.resource, peerAuths));
   }
   if (problems.length > 0 || !mesh) return { files, folders, problems: inFileOrder(problems, files), warnings: inFileOrder(warnings, files) };
 
@@ -225,6 +242,8 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
       ...(mesh.resource.spec.proxyLimits ? { proxyLimits: normalizeProxyLimits(mesh.resource.spec.proxyLimits) } : {}),
       identity: normalizeIdentity(mesh.resource, meshDir),
       ...tracingField(normalizeTracing(mesh.resource.spec.telemetry?.tracing)),
+      mtlsMode: mesh.resource.spec.mtls?.mode ?? 'STRICT',
+      peerAuthentications: peerAuths.map((p) => ({ file: p.doc.file, resource: p.resource })),
     },
   };
 }

@@ -59,4 +59,5 @@ export { BackendTrafficPolicySchema, type BackendTrafficPolicyResource } from '.
 export { BALANCER_TYPES, BackendPolicySchema, type BackendPolicyResource } from './schema/backend-policy.js';
 export { DEFAULT_MAX_KEYS, RateLimitPolicySchema, type RateLimitPolicyResource } from './schema/rate-limit-policy.js';
 export { ReferenceGrantSchema, type ReferenceGrantResource } from './schema/reference-grant.js';
+export { MTLS_MODES, MtlsModeSchema, PeerAuthenticationSchema, type MtlsModeSpec, type PeerAuthenticationResource } from './schema/peer-authentication.js';
 export { POLICY_KINDS, RESOURCE_KINDS, type PolicyResource, type RouteResource } from './schema/kinds.js';

@@ -1,13 +1,10 @@
 // Who is calling: the one place a proxy decides the calling service of a request, and
-// keeps clients from claiming one. Outbound listeners (what an app, or at the edge the
-// internet, talks to) drop any identity header a request brings and say themselves who
-// is calling; an inbound listener accepts a claimed caller only when it names a service
-// of the mesh, and strips a claim it does not accept before the request reaches its app.
-//
-// Until mTLS, the claim is the `trellis-source` header a peer sidecar sets. The mTLS
-// issue swaps `sourceHeaderIdentity` for the peer certificate's SPIFFE identity and
-// keeps the rest (DESIGN.md: "the caller's identity comes from its certificate, never
-// from a header; identity headers arriving from outside are stripped").
+// keeps clients from claiming one. The caller's identity comes from its certificate,
+// never from a header (DESIGN.md): an inbound listener takes the SPIFFE ID the peer's
+// verified certificate names (mutual TLS, tls/connection-peer.ts) as `ex.peer`, and its
+// service as `ex.source` when it is one of the mesh's. An identity header is stripped
+// wherever it arrives from, outbound and inbound alike, and the inbound sidecar tells its
+// app the verified caller in `trellis-source` (as Istio's X-Forwarded-Client-Cert).
 import type { Exchange } from './stack/exchange.js';
 import type { Layer } from './stack/layer.js';
 import { HeadEdits } from './filters/head-edits.js';
@@ -48,32 +45,24 @@ function hasIdentity(lines: readonly string[]): boolean {
   return false;
 }
 
-/** The value of the request's one identity header; undefined when it has none, or several. */
-function soleIdentity(lines: readonly string[]): string | undefined {
-  let value: string | undefined;
-  for (const line of lines) {
-    if (!isSourceLine(line)) continue;
-    if (value !== undefined) return undefined;
-    value = line.slice(SOURCE_HEADER.length + 1).trim();
-  }
-  return value;
-}
-
 /** Drops the identity headers from the head the forwarder sends (only when there are some: the head is then re-serialized). */
 function stripIdentity(ex: Exchange): void {
   (ex.headEdits ??= new HeadEdits(ex.req)).headers(STRIP_IDENTITY);
 }
 
 /**
- * Today's caller identity: the one `trellis-source` header of the request, accepted
- * when it names a service of the mesh (`meshServices()`, from the snapshot). Anything
- * else (absent, repeated, any other value) is {@link UNKNOWN_SOURCE}, so no value a
- * client picks becomes a metric label or log field.
+ * The caller of an inbound request: the peer its mutual TLS connection verified
+ * (`ex.client.peer`, read once per connection), set as `ex.peer`; its service is the
+ * source when it is one of the mesh's (`meshServices()`, from the snapshot), else
+ * {@link UNKNOWN_SOURCE}, as is every plaintext caller. No value a client picks becomes a
+ * metric label or log field: a certificate's name only counts when the snapshot knows it.
  */
-export function sourceHeaderIdentity(meshServices: () => ReadonlySet<string>): CallerIdentity {
+export function peerIdentity(meshServices: () => ReadonlySet<string>): CallerIdentity {
   return (ex) => {
-    const v = soleIdentity(ex.req.lines);
-    return v !== undefined && meshServices().has(v) ? v : UNKNOWN_SOURCE;
+    const peer = ex.client.peer;
+    if (peer === undefined) return UNKNOWN_SOURCE;
+    ex.peer = peer.name;
+    return meshServices().has(peer.serviceKey) ? peer.serviceKey : UNKNOWN_SOURCE;
   };
 }
 
@@ -83,28 +72,34 @@ export function sourceHeaderIdentity(meshServices: () => ReadonlySet<string>): C
  * goes on as from `service`, this proxy's own.
  */
 export function outboundIdentity(service: string): Layer {
-  const line = `${SOURCE_HEADER}: ${service}\r\n`;
   return (next) => ({
     request(ex) {
       ex.source = service;
+      // The next hop learns who calls from this proxy's certificate, not from a header.
       if (hasIdentity(ex.req.lines)) stripIdentity(ex);
-      // Appended: the trace layer, outside this one, may have added the trace context already.
-      ex.extraHead += line;
       next(ex);
     },
   });
 }
 
 /**
- * Inbound listeners: `identify` decides the caller; a claim it did not accept is
- * stripped, so the app never sees an identity the mesh does not vouch for.
+ * Inbound listeners: `identify` decides the caller; any identity header the request
+ * brings is stripped, and the app is told the caller the mesh vouches for, if any, in
+ * `trellis-source` (one line per mesh service, made once).
  */
 export function inboundIdentity(identify: CallerIdentity): Layer {
+  const lines = new Map<string, string>();
   return (next) => ({
     request(ex) {
       const source = identify(ex);
       ex.source = source;
-      if (source === UNKNOWN_SOURCE && hasIdentity(ex.req.lines)) stripIdentity(ex);
+      if (hasIdentity(ex.req.lines)) stripIdentity(ex);
+      if (source !== UNKNOWN_SOURCE) {
+        let line = lines.get(source);
+        if (line === undefined) lines.set(source, (line = `${SOURCE_HEADER}: ${source}\r\n`));
+        // Appended: the trace layer, outside this one, may have added the trace context already.
+        ex.extraHead += line;
+      }
       next(ex);
     },
   });

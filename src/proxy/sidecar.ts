@@ -5,7 +5,7 @@ import { readBody } from '../http-body.js';
 import { LogLimiter } from '../log-limiter.js';
 import http from 'node:http';
 import net from 'node:net';
-import type { Endpoint, HostPort, InstancePort, Protocol, ProxyInfo, Snapshot } from '../api/protocol.js';
+import type { Endpoint, HostPort, InboundMtls, InstancePort, MtlsMode, PeerMtls, Protocol, ProxyInfo, Snapshot } from '../api/protocol.js';
 import { errorBody, TrellisError } from '../errors.js';
 import { openAccessLog, type AccessLog, type AccessLogOptions } from '../telemetry/access-log.js';
 import { OPENMETRICS_CONTENT_TYPE, ProxyMetrics, wantsOpenMetrics } from '../telemetry/metrics.js';
@@ -15,11 +15,14 @@ import { ControlClient } from './control-client.js';
 import { detectProtocol, serveHttp, type H2Server } from './listeners/detect.js';
 import type { H2SessionPool } from './h2/forwarder.js';
 import type { Http2Server } from 'node:http2';
-import { sourceHeaderIdentity } from './identity.js';
 import { adminRefusal } from './admin-access.js';
+import { peerIdentity } from './identity.js';
+import { MeshTls, type VerifiedPeer } from './tls/mesh-tls.js';
+import { admitInbound, type InboundDoor } from './listeners/mtls-inbound.js';
+import type { WorkloadName } from '../security/spiffe.js';
 import { WorkloadIdentity } from './tls/workload-identity.js';
 import { CertificateRenewer, type RenewalClock } from './tls/certificate-renewer.js';
-import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS } from './http1/pool.js';
+import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS, type SecureFor } from './http1/pool.js';
 import { RetryBudget } from './resilience/retry-budget.js';
 import { compileUpstream, eachUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './routing/router.js';
 import { BalancingState } from './balancer/balancing.js';
@@ -33,7 +36,8 @@ import { endpointKey } from './balancer/balancer.js';
 import { LimitsRef, limitsWith } from './listeners/limits.js';
 import { AppHttpVersion, probeAppHttp, refuseHttp1 } from './h2/app-version.js';
 import { DEFAULT_UPGRADES } from '../api/protocol.js';
-import { DEFAULT_CLUSTER_DOMAIN, DEFAULT_NAMESPACE, serviceHostNames, splitServiceKey } from '../api/names.js';
+import { DEFAULT_CLUSTER_DOMAIN, DEFAULT_NAMESPACE, serviceHostNames, serviceKey, splitServiceKey } from '../api/names.js';
+import { UNKNOWN_SOURCE } from './identity.js';
 import { errorSummary, type ConnectionErrorReason, type ListenerContext, type ListenerKind } from './listeners/listener-context.js';
 import { TapHub, type TapLimits } from './tap/tap-hub.js';
 import { serveTap } from './tap/tap-endpoint.js';
@@ -123,8 +127,30 @@ export class Sidecar {
   readonly #accessLog: AccessLog;
   /** The tap point the telemetry layers publish to while someone taps this proxy (`GET /tap`). */
   readonly tap: TapHub;
+  /**
+   * How a new connection to a peer sidecar's endpoint (`host:port`) is secured, from the
+   * snapshot's backends (`#peerMtls`): mutual TLS with this proxy's certificate, expecting
+   * the backend's SPIFFE IDs, or plaintext. Asked once per connection, never per request.
+   */
+  readonly #secureFor: SecureFor = (key, alpn) => {
+    const peer = this.#peerMtls.get(key);
+    if (peer === undefined) return undefined;
+    const options = this.tls.connectOptions(key, peer, alpn);
+    return options === undefined ? 'mutual TLS needs a workload certificate, and this proxy has none yet' : { options, watch: this.#watchTls };
+  };
+  readonly #watchTls = (socket: import('node:tls').TLSSocket, key: string): void => this.tls.watchClient(socket, key);
+  /** The peer endpoints (`host:port`) reached over mutual TLS, and the identities they must present (from the snapshot). */
+  #peerMtls = new Map<string, PeerMtls>();
+  /** The PeerAuthentication of this proxy's inbound listeners (snapshot); absent: PERMISSIVE. */
+  #inboundMtls: InboundMtls | undefined;
+  /**
+   * The L4 authorization check of an inbound TCP connection (the authz helper sets it from
+   * the snapshot): called with the verified peer and the service port, before the app
+   * connection is opened; false closes the connection. Undefined: every connection passes.
+   */
+  authorizeTcp: ((peer: WorkloadName | undefined, port: number | undefined) => boolean) | undefined;
   /** Connections to other sidecars (outbound), and to this sidecar's app (inbound). */
-  readonly #pool = new ConnectionPool({ idleTimeoutMs: PEER_IDLE_TIMEOUT_MS });
+  readonly #pool = new ConnectionPool({ idleTimeoutMs: PEER_IDLE_TIMEOUT_MS, secureFor: this.#secureFor });
   readonly #appPool = new ConnectionPool();
   /** Every exchange's timeouts, enforced by one sweep (timeout.ts). */
   readonly #deadlines = new Deadlines();
@@ -143,6 +169,8 @@ export class Sidecar {
   #control: ControlClient | undefined;
   /** This proxy's key, certificate and trust bundle: what the TLS listeners and connectors take (tls/workload-identity.ts). */
   readonly identity = new WorkloadIdentity();
+  /** Mutual TLS from this proxy's identity: the inbound TLS servers, the outbound connect options, sessions (tls/mesh-tls.ts). */
+  readonly tls: MeshTls;
   #renewer: CertificateRenewer | undefined;
   /** The rate limits on this service, their global quotas and demand reports (ratelimit/rate-limit-state.ts). */
   readonly #rateLimits: RateLimitState;
@@ -189,6 +217,12 @@ export class Sidecar {
     this.#o = o;
     this.metrics = new ProxyMetrics({ service: o.service, id: o.id });
     if (o.app) this.metrics.watchAppCpu(o.app.port);
+    this.tls = new MeshTls({
+      identity: this.identity,
+      failed: (direction, reason) => this.metrics.tlsHandshakeFailed(direction, reason),
+      connected: () => this.metrics.tlsConnection('outbound', 'auto', 'mtls'),
+      log: (line) => o.log(`proxy ${o.id}: ${line}`),
+    });
     this.#accessLog = openAccessLog(o.accessLog, { ...o.accessLogOptions, onError: (reason) => o.log(`proxy ${o.id}: access log ${o.accessLog}: ${reason}`) });
     this.metrics.watchAccessLog(this.#accessLog);
     this.tap = new TapHub(o.id, this.#accessLog.target, o.tapLimits);
@@ -400,7 +434,7 @@ export class Sidecar {
       deadlines: this.#deadlines,
       tap: this.tap,
       tracer: this.tracer,
-      identify: sourceHeaderIdentity(() => this.#meshServices),
+      identify: peerIdentity(() => this.#meshServices),
       upgrades: () => this.#inboundUpgrades,
       rateLimits: () => this.#rateLimits.current,
       rateLimitObserver: this.#rateLimitMetrics,
@@ -428,34 +462,71 @@ export class Sidecar {
         ctx,
       ),
     );
-    const server = net.createServer((socket) =>
-      this.#accept(ctx, socket, () => {
-        const tcp = (s: net.Socket): void =>
-          proxyTcp(s, (tried) => (tried.size === 0 ? app : undefined), {
-            direction: 'inbound',
-            source: 'unknown',
-            destination: o.service,
-            metrics: this.metrics,
-            accessLog: this.#accessLog,
-            failed: (err) => ctx.failed('tcp', err, s),
-          });
-        // #accept runs this once a snapshot is in force.
-        const protocol = this.#inboundProtocol(port);
-        // Chosen per connection, so HTTP/1.1's per-request path is the same as ever. An app
-        // declared HTTP/2-only but found answering HTTP/1.1 gets HTTP/1.1 (the error would be false).
-        const h1 = appVersion.declared === 'h2' && !appVersion.declaredWrongly ? refused : pipeline;
-        if (protocol === 'tcp') {
-          tcp(socket);
-        } else if (protocol === 'detect') {
-          detectProtocol(socket, h1, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, ctx);
-        } else {
-          serveHttp(socket, h1, h2, ctx);
-        }
+    // Served once the door (listeners/mtls-inbound.ts) admitted the connection: plaintext,
+    // or the TLS socket of a verified peer.
+    const serve = (socket: net.Socket, peer: VerifiedPeer | undefined): void => {
+      const tcp = (s: net.Socket): void => this.#inboundTcp(s, peer?.name, port, app, ctx);
+      // #accept runs this once a snapshot is in force.
+      const protocol = this.#inboundProtocol(port);
+      // Chosen per connection, so HTTP/1.1's per-request path is the same as ever. An app
+      // declared HTTP/2-only but found answering HTTP/1.1 gets HTTP/1.1 (the error would be false).
+      const h1 = appVersion.declared === 'h2' && !appVersion.declaredWrongly ? refused : pipeline;
+      if (protocol === 'tcp') {
+        tcp(socket);
+      } else if (protocol === 'detect') {
+        detectProtocol(socket, h1, h2, tcp, o.detectTimeoutMs ?? DETECT_TIMEOUT_MS, ctx);
+      } else {
+        serveHttp(socket, h1, h2, ctx);
+      }
+    };
+    const door: InboundDoor = {
+      mode: () => this.#inboundMode(port),
+      tls: this.tls,
+      server: this.tls.server((s) => {
+        this.#guard(ctx, s, () => {
+          const peer = this.tls.verifiedPeer(s);
+          if (peer !== undefined) serve(s, peer);
+        });
       }),
-    );
+      silentMs: o.detectTimeoutMs ?? DETECT_TIMEOUT_MS,
+      counted: (mode, security) => this.metrics.tlsConnection('inbound', mode, security),
+    };
+    const server = net.createServer((socket) => this.#accept(ctx, socket, () => admitInbound(socket, door, serve, ctx)));
     const at = await listen(server, inboundAt, this.#sockets);
     this.#holdListener(server, port === undefined ? 'inbound' : `inbound:${port}`);
     return at;
+  }
+
+  /** The PeerAuthentication mode of the inbound listener of `port` (undefined: the one port), from the snapshot in force. */
+  #inboundMode(port: number | undefined): MtlsMode {
+    const m = this.#inboundMtls;
+    // A snapshot that says nothing (a control plane from before mTLS, a test's own) takes
+    // both: its callers' plaintext as before, and mutual TLS from callers told to use it.
+    if (m === undefined) return 'PERMISSIVE';
+    if (port !== undefined && m.ports !== undefined) for (const p of m.ports) if (p.port === port) return p.mode;
+    return m.mode;
+  }
+
+  /**
+   * An inbound TCP connection (a tcp service, or opaque bytes of a detected one), admitted
+   * with its verified peer: the L4 authorization hook decides before the app connection opens.
+   */
+  #inboundTcp(socket: net.Socket, peer: WorkloadName | undefined, port: number | undefined, app: Endpoint, ctx: ListenerContext): void {
+    const o = this.#o;
+    // L4 authorization (authz): `(peer, port) => decision`, here, before anything reaches the app.
+    if (this.authorizeTcp !== undefined && !this.authorizeTcp(peer, port)) {
+      socket.destroy();
+      return;
+    }
+    const source = peer === undefined ? UNKNOWN_SOURCE : serviceKey(peer.serviceAccount, peer.namespace);
+    proxyTcp(socket, (tried) => (tried.size === 0 ? app : undefined), {
+      direction: 'inbound',
+      source: this.#meshServices.has(source) ? source : UNKNOWN_SOURCE,
+      destination: o.service,
+      metrics: this.metrics,
+      accessLog: this.#accessLog,
+      failed: (err) => ctx.failed('tcp', err, socket),
+    });
   }
 
   /** How the inbound listener of `port` (undefined: the one port) speaks, from the snapshot in force. */
@@ -511,9 +582,21 @@ export class Sidecar {
     for (const p of Array.isArray(s.inboundPorts) ? s.inboundPorts : []) {
       if (typeof p === 'object' && p !== null && typeof p.port === 'number' && typeof p.protocol === 'string') inboundProtocols.set(p.port, p.protocol);
     }
+    const peerMtls = peerMtlsIndex(s);
     this.#snapshot = s;
     this.tracer.configure(s.tracing);
     this.#upstreams = compiled;
+    // A peer whose security changed (mTLS turned on or off, another identity) gets new connections.
+    for (const key of keys) {
+      const before = this.#peerMtls.get(key);
+      const after = peerMtls.get(key);
+      if (before?.identities.join(' ') === after?.identities.join(' ')) continue;
+      this.#pool.closeIdle(key);
+      this.#h2pool?.closeOne(key);
+    }
+    this.#peerMtls = peerMtls;
+    this.#inboundMtls = typeof s.mtls === 'object' && s.mtls !== null && typeof s.mtls.mode === 'string' ? s.mtls : undefined;
+    this.tls.retainOnly(keys);
     this.#hosts = hostIndex(s, compiled);
     this.#addresses = addressIndex(s, compiled);
     this.limits.current = limits;
@@ -577,7 +660,7 @@ export class Sidecar {
       import('./h2/app-codec.js'),
       import('./h2/to-http1.js'),
     ]).then(([f, c, a, t]) => {
-      this.#h2pool = new f.H2SessionPool();
+      this.#h2pool = new f.H2SessionPool({ secureFor: this.#secureFor });
       return { pool: this.#h2pool, parts: { ...f, ...c, ...a, ...t } };
     }));
   }
@@ -603,6 +686,7 @@ export class Sidecar {
         metrics: this.metrics,
         accessLog: this.#accessLog,
         failed: (err) => ctx.failed('tcp', err, socket),
+        secureFor: this.#secureFor,
       },
       balancer,
     );
@@ -783,6 +867,24 @@ function listen(server: net.Server, at: HostPort, sockets?: Set<net.Socket>): Pr
       resolve({ host: at.host, port: a.port });
     });
   });
+}
+
+/**
+ * The peer endpoints (`host:port`) to reach over mutual TLS, with the identities their
+ * backend names: every backend of every upstream (and port) that says `mtls`.
+ */
+function peerMtlsIndex(s: Snapshot): Map<string, PeerMtls> {
+  const index = new Map<string, PeerMtls>();
+  for (const u of Object.values(s.upstreams)) {
+    for (const one of [u, ...(u.ports ?? [])]) {
+      for (const b of Object.values(one.backends)) {
+        const m = b.mtls;
+        if (m === undefined || !Array.isArray(m.identities)) continue;
+        for (const e of b.endpoints) index.set(endpointKey(e), m);
+      }
+    }
+  }
+  return index;
 }
 
 /** The instances of every upstream service by the addresses they listen at: their sidecar's inbound, and their app. */

@@ -195,6 +195,9 @@ export class ProxyMetrics {
   readonly #refused: Counter;
   readonly #connectionErrors: Counter;
   readonly #limitRefusals: Counter;
+  // mTLS: handshakes refused by reason, and connections by how they were secured (per connection, never per request).
+  readonly #tlsFailures: Counter;
+  readonly #tlsConnections: Counter;
 
   constructor(proxy: { service: string; id: string }) {
     this.registry.setDefaultLabels({ proxy_service: proxy.service, proxy_id: proxy.id });
@@ -310,6 +313,18 @@ export class ProxyMetrics {
       labelNames: ['listener', 'limit'],
       registers: [this.registry],
     });
+    this.#tlsFailures = new client.Counter({
+      name: 'trellis_tls_handshake_failures_total',
+      help: 'mTLS handshakes refused, by direction (inbound: a caller; outbound: a peer sidecar) and reason (plaintext, expired, not-yet-valid, untrusted, wrong-trust-domain, wrong-identity, no-certificate, no-identity, protocol).',
+      labelNames: ['direction', 'reason'],
+      registers: [this.registry],
+    });
+    this.#tlsConnections = new client.Counter({
+      name: 'trellis_tls_connections_total',
+      help: "Connections between sidecars by direction, the inbound listener's mTLS mode (outbound: auto) and how they were secured (mtls or plaintext).",
+      labelNames: ['direction', 'mode', 'security'],
+      registers: [this.registry],
+    });
   }
 
   /** A snapshot was applied at `atMs` (ms since the epoch). */
@@ -367,6 +382,16 @@ export class ProxyMetrics {
   /** A connection or stream was ended by an error in handling it (listener-context.ts). */
   connectionError(listener: ListenerKind, reason: ConnectionErrorReason): void {
     this.#connectionErrors.labels(listener, reason).inc();
+  }
+
+  /** An mTLS handshake was refused; `reason` is one of a fixed set (src/proxy/tls/handshake-failure.ts). */
+  tlsHandshakeFailed(direction: Direction, reason: string): void {
+    this.#tlsFailures.labels(direction, reason).inc();
+  }
+
+  /** A connection between sidecars was set up: `mode` the inbound listener's (outbound: `auto`), `security` mtls or plaintext. */
+  tlsConnection(direction: Direction, mode: string, security: 'mtls' | 'plaintext'): void {
+    this.#tlsConnections.labels(direction, mode, security).inc();
   }
 
   /** `n` requests or streams were refused by a limit (listener-context.ts). */

@@ -89,7 +89,15 @@ test('an upstream carries its protocol and its compiled routes; no routes means 
     service: 'postgres',
     protocol: 'tcp',
     routes: [],
-    backends: { postgres: { name: 'postgres', endpoints: [] }, 'postgres-default': { name: 'postgres-default', endpoints: [], failover: 'postgres' } },
+    backends: {
+      postgres: { name: 'postgres', endpoints: [], mtls: { identities: ['spiffe://cluster.local/ns/default/sa/postgres'] } },
+      'postgres-default': {
+        name: 'postgres-default',
+        endpoints: [],
+        failover: 'postgres',
+        mtls: { identities: ['spiffe://cluster.local/ns/default/sa/postgres'] },
+      },
+    },
   });
   const front = compileSnapshot({ config: mesh, instances: [], proxy: sidecar('frontend-0', 'frontend') });
   assert.deepEqual(front.upstreams.backend!.routes, [
@@ -156,4 +164,35 @@ test("a service's upgrade protocols reach its callers' upstream entry and its ow
   assert.equal(web.inboundUpgrades, undefined, 'web declares none: the proxy applies the default');
   const chat = compileSnapshot({ config: m, instances: [], proxy: sidecar('chat-0', 'chat') });
   assert.deepEqual(chat.inboundUpgrades, ['websocket', 'spdy/3.1']);
+});
+
+test('mTLS: STRICT by default; PeerAuthentication port-level > Service > namespace-wide > mesh; DISABLE means plaintext to it', () => {
+  const pa = (name: string, mode: 'STRICT' | 'PERMISSIVE' | 'DISABLE', target?: string, ports?: Record<string, 'STRICT' | 'PERMISSIVE' | 'DISABLE'>) => ({
+    file: 'pa.yaml',
+    resource: {
+      metadata: { name },
+      spec: {
+        ...(target !== undefined ? { targetRefs: [{ group: '', kind: 'Service', name: target }] } : {}),
+        mtls: { mode },
+        ...(ports !== undefined ? { portLevelMtls: Object.fromEntries(Object.entries(ports).map(([p, m]) => [p, { mode: m }])) } : {}),
+      },
+    },
+  });
+  const plain = compileSnapshot({ config: mesh, instances: [], proxy: sidecar('backend-v1-0', 'backend', 'v1') });
+  assert.deepEqual(plain.mtls, { mode: 'STRICT' });
+  assert.deepEqual(plain.upstreams.postgres!.backends.postgres!.mtls, { identities: ['spiffe://cluster.local/ns/default/sa/postgres'] });
+
+  const withPolicies = {
+    ...mesh,
+    mtlsMode: 'PERMISSIVE' as const,
+    peerAuthentications: [pa('ns', 'DISABLE'), pa('pg', 'STRICT', 'postgres'), pa('be', 'STRICT', 'backend', { '80': 'PERMISSIVE' })],
+  };
+  const be = compileSnapshot({ config: withPolicies, instances: [], proxy: sidecar('backend-v1-0', 'backend', 'v1') });
+  assert.deepEqual(be.mtls, { mode: 'PERMISSIVE' }, 'port-level wins over the Service-targeted policy');
+  assert.ok(be.upstreams.postgres!.backends.postgres!.mtls !== undefined, 'a Service-targeted STRICT wins over the namespace-wide DISABLE');
+  const fe = compileSnapshot({ config: withPolicies, instances: [], proxy: sidecar('frontend-0', 'frontend') });
+  assert.deepEqual(fe.mtls, { mode: 'DISABLE' }, 'namespace-wide wins over the mesh');
+  const meshOnly = compileSnapshot({ config: { ...mesh, mtlsMode: 'DISABLE' as const }, instances: [], proxy: sidecar('frontend-0', 'frontend') });
+  assert.deepEqual(meshOnly.mtls, { mode: 'DISABLE' });
+  assert.equal(meshOnly.upstreams.backend!.backends.backend!.mtls, undefined, 'plaintext to a DISABLE destination');
 });

@@ -7,6 +7,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { allGone, meshUp, REPO, request, type RunningMesh } from '../helpers/mesh-run.js';
 import { eventually } from '../helpers/eventually.js';
+import net from 'node:net';
+
+/** A raw plaintext client, as psql or redis-cli: connect, send `bytes`, collect what comes back until the server closes. */
+function rawClient(at: { host: string; port: number }, bytes: Buffer | string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect(at.port, at.host, () => s.write(bytes));
+    let got = '';
+    const t = setTimeout(() => s.destroy(), 5000);
+    s.on('data', (c: Buffer) => {
+      got += c.toString('latin1');
+    });
+    s.on('error', () => {});
+    s.on('close', () => {
+      clearTimeout(t);
+      resolve(got);
+    });
+  });
+}
 
 interface Products {
   version: string;
@@ -70,6 +88,25 @@ for (const topology of ['topology-1.yaml', 'topology-2.yaml']) {
       const config = await request(front, '/config.js');
       if (topology === 'topology-1.yaml') assert.ok(config.body.includes(mesh.state.publicUrls.backend!), 'topology 1: the browser calls the backend');
       else assert.match(config.body, /"mode":"forward"/);
+    });
+
+    test('mTLS is on: a raw plaintext client to the Postgres and Redis sidecars is refused, and the sidecars speak mTLS', async () => {
+      // A Postgres startup message (protocol 3.0, user postgres) and a Redis PING, as psql and redis-cli open.
+      const startup = Buffer.concat([Buffer.from([0, 0, 0, 0x17, 0, 3, 0, 0]), Buffer.from('user\0postgres\0\0', 'latin1')]);
+      startup.writeUInt32BE(startup.length, 0);
+      for (const [service, bytes] of [
+        ['postgres', startup],
+        ['redis', '*1\r\n$4\r\nPING\r\n'],
+      ] as const) {
+        const inst = mesh.state.instances.find((i) => i.service === service);
+        if (inst === undefined) continue; // topology 3 has no Redis
+        assert.equal(await rawClient(inst.inbound, bytes), '', `${service}: closed with no answer`);
+        assert.match(await metrics(inst.admin), /trellis_tls_handshake_failures_total\{direction="inbound",reason="plaintext"[^}]*\} [1-9]/);
+      }
+      const pg = mesh.state.instances.find((i) => i.service === 'postgres')!;
+      await eventually(async () =>
+        assert.match(await metrics(pg.admin), /trellis_tls_connections_total\{direction="inbound",mode="STRICT",security="mtls"[^}]*\} [1-9]/),
+      );
     });
 
     test('both versions answer, most often v1', async () => {

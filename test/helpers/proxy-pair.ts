@@ -2,8 +2,9 @@
 // a snapshot, without a control plane, so data-plane tests exercise only the data plane.
 import http from 'node:http';
 import net from 'node:net';
-import type { Protocol, Snapshot, UpstreamSnapshot } from '../../src/api/protocol.js';
+import type { MtlsMode, Protocol, Snapshot, UpstreamSnapshot } from '../../src/api/protocol.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';
+import { giveIdentity, registerInbound, withPeerMtls } from './test-identity.js';
 
 export const quietLog = (): void => {};
 
@@ -22,15 +23,18 @@ export async function closeServer(server: net.Server | http.Server): Promise<voi
 export const NO_CONTROL = 'http://127.0.0.1:1';
 
 /**
- * An inbound sidecar for `service`. `meshServices` are the callers it accepts as a
- * request's source (the snapshot's list); by default `web`, the calling service of most tests.
+ * An inbound sidecar for `service`, with a certificate from the test CA. `meshServices`
+ * are the callers it accepts as a request's source (the snapshot's list); by default
+ * `web`, the calling service of most tests. `mtls`: its inbound mode; by default
+ * PERMISSIVE, so the helpers' outbound sidecars reach it over mutual TLS and a test may
+ * still poke its listener with a plaintext client (parsers, limits, fuzzers).
  */
 export async function startInbound(
   service: string,
   version: string,
   appPort: number,
   protocol: Protocol = 'http',
-  opts: { detectTimeoutMs?: number; meshServices?: string[] } = {},
+  opts: { detectTimeoutMs?: number; meshServices?: string[]; mtls?: MtlsMode } = {},
 ): Promise<Sidecar> {
   const s = new Sidecar({
     service,
@@ -46,8 +50,17 @@ export async function startInbound(
     accessLog: 'off',
     log: quietLog,
   });
+  await giveIdentity(s, service);
   await s.start();
-  s.apply({ version: 1, service, inboundProtocol: protocol, upstreams: {}, meshServices: opts.meshServices ?? [service, 'web'] });
+  registerInbound(s.addresses.inbound!.port, service);
+  s.apply({
+    version: 1,
+    service,
+    inboundProtocol: protocol,
+    upstreams: {},
+    meshServices: opts.meshServices ?? [service, 'web'],
+    mtls: { mode: opts.mtls ?? 'PERMISSIVE' },
+  });
   return s;
 }
 
@@ -69,8 +82,16 @@ export async function startOutbound(
     accessLog: opts.accessLog ?? 'off',
     log: quietLog,
   });
+  await giveIdentity(s, service);
   await s.start();
-  const snap: Snapshot = { version: 1, service, inboundProtocol: 'http', upstreams, meshServices: [service, ...Object.keys(upstreams)].sort() };
+  // Mutual TLS to every backend at an inbound listener these helpers started, as the compiler would say.
+  const snap: Snapshot = {
+    version: 1,
+    service,
+    inboundProtocol: 'http',
+    upstreams: withPeerMtls(upstreams),
+    meshServices: [service, ...Object.keys(upstreams)].sort(),
+  };
   s.apply(snap);
   return s;
 }
@@ -136,6 +157,7 @@ export async function startHttpProxySidecar(service: string): Promise<Sidecar> {
     accessLog: 'off',
     log: quietLog,
   });
+  await giveIdentity(s, service);
   await s.start();
   return s;
 }

@@ -2,6 +2,7 @@
 // services the instance declares as upstreams: a sidecar whose service declares none
 // reaches none, and a request for any other service is refused with unknown-service.
 // Snapshots come from the real compiler, as the control plane would send them.
+import { plainEndpoints } from '../helpers/test-identity.js';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type http from 'node:http';
@@ -42,7 +43,7 @@ async function sidecarOf(svc: string): Promise<Sidecar> {
     pid: process.pid,
   };
   const instances = [{ id: 'api-0', service: 'api', version: 'default', inbound: { host: '127.0.0.1', port: app.port }, status: 'healthy' as const }];
-  s.apply({ version: 1, ...compileSnapshot({ config: mesh(), instances, proxy: info }) });
+  s.apply({ version: 1, ...compileSnapshot({ config: plainEndpoints(mesh()), instances, proxy: info }) });
   return s;
 }
 

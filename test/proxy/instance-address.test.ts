@@ -4,6 +4,7 @@
 // (the conformance suite's MeshFrontend). An address that is no instance of the mesh is
 // refused with unknown-address: the HTTP proxy listener is never an open relay.
 // Snapshots come from the real compiler, as the control plane would send them.
+import { plainEndpoints } from '../helpers/test-identity.js';
 import assert from 'node:assert/strict';
 import type http from 'node:http';
 import { after, before, test } from 'node:test';
@@ -48,7 +49,7 @@ before(async () => {
     { id: 'api-v1-0', service: 'api', version: 'v1', inbound: { host: '127.0.0.1', port: v1.port }, status: 'healthy' as const },
     { id: 'api-v2-0', service: 'api', version: 'v2', inbound: { host: '127.0.0.1', port: v2.port }, app: V2_APP, status: 'healthy' as const },
   ];
-  s.apply({ version: 1, ...compileSnapshot({ config: mesh, instances, proxy: info }) });
+  s.apply({ version: 1, ...compileSnapshot({ config: plainEndpoints(mesh), instances, proxy: info }) });
 });
 
 after(async () => {

@@ -4,6 +4,7 @@
 // shop, `echo:8080`); the host table finds the service, then the port picks its route
 // table. The producer route bound to port 8080 applies there only; the consumer route of
 // namespace default bound to port 80 applies to default's callers on port 80 only.
+import { giveIdentity } from '../helpers/test-identity.js';
 import assert from 'node:assert/strict';
 import type http from 'node:http';
 import { join } from 'node:path';
@@ -58,6 +59,7 @@ before(async () => {
   }
   const echo = new Sidecar(sidecarOptions('echo.shop', { ports }));
   sidecars.push(echo);
+  await giveIdentity(echo, 'echo.shop');
   await echo.start();
   const listening = echo.addresses.ports!;
   const instances: RoutableInstance[] = [
@@ -85,6 +87,7 @@ before(async () => {
     ['local.shop', local],
   ] as const) {
     sidecars.push(s);
+    await giveIdentity(s, key);
     await s.start();
     const upstreams = key === 'client' ? [{ service: 'echo.shop', listen: s.addresses.upstreams['echo.shop:8080']!, servicePort: 8080 }] : [];
     s.apply({ version: 1, ...compileSnapshot({ config, instances, proxy: info(s, key, { httpProxy: s.addresses.httpProxy, upstreams }) }) });

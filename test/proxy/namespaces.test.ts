@@ -3,6 +3,7 @@
 // namespace gets the producer route, a caller in the consumer namespace its consumer
 // route; host names resolve as Kubernetes DNS does for the caller's namespace; a
 // backendRef across namespaces without a ReferenceGrant answers 500 for its share.
+import { plainEndpoints } from '../helpers/test-identity.js';
 import assert from 'node:assert/strict';
 import type http from 'node:http';
 import { join } from 'node:path';
@@ -50,7 +51,7 @@ before(async () => {
       upstreams: [],
       pid: process.pid,
     };
-    s.apply({ version: 1, ...compileSnapshot({ config: loaded.config!, instances, proxy: info }) });
+    s.apply({ version: 1, ...compileSnapshot({ config: plainEndpoints(loaded.config!), instances, proxy: info }) });
     proxies[service] = s;
   }
 });

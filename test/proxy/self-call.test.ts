@@ -2,6 +2,7 @@
 // Kubernetes (the Gateway API mesh conformance suite's client is such an echo pod): the
 // mesh file takes it as its own upstream, and its sidecar balances the calls over the
 // service's instances, its own included. Snapshots come from the real compiler.
+import { plainEndpoints } from '../helpers/test-identity.js';
 import assert from 'node:assert/strict';
 import type http from 'node:http';
 import { after, before, test } from 'node:test';
@@ -44,7 +45,7 @@ before(async () => {
     { id: 'echo-0', service: 'echo', version: 'default', inbound: { host: '127.0.0.1', port: a.port }, status: 'healthy' as const },
     { id: 'echo-1', service: 'echo', version: 'default', inbound: { host: '127.0.0.1', port: b.port }, status: 'healthy' as const },
   ];
-  const snapshot = compileSnapshot({ config: mesh, instances, proxy: info });
+  const snapshot = compileSnapshot({ config: plainEndpoints(mesh), instances, proxy: info });
   assert.ok(snapshot.upstreams.echo, 'the service is among its own upstreams');
   s.apply({ version: 1, ...snapshot });
 });

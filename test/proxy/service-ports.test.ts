@@ -4,6 +4,7 @@
 // bound to port 80 (parentRefs[].port) applies there only, a route without a port to every
 // port; a port the service does not have is refused with unknown-port. Snapshots come from
 // the real compiler, as the control plane would send them.
+import { giveIdentity } from '../helpers/test-identity.js';
 import assert from 'node:assert/strict';
 import type http from 'node:http';
 import { after, before, describe, it } from 'node:test';
@@ -82,6 +83,7 @@ before(async () => {
       log: quietLog,
     });
     sidecars.push(s);
+    await giveIdentity(s, name);
     await s.start();
     const listening = s.addresses.ports!;
     assert.equal(listening.length, 2, 'an inbound listener per service port');
@@ -111,6 +113,7 @@ before(async () => {
     log: quietLog,
   });
   sidecars.push(caller);
+  await giveIdentity(caller, 'client');
   await caller.start();
   const callerInfo = info(caller, 'client-0', 'client', {
     httpProxy: caller.addresses.httpProxy,

@@ -12,6 +12,7 @@ import { BackendTrafficPolicySchema, type BackendTrafficPolicyResource } from '.
 import { BackendPolicySchema, type BackendPolicyResource } from './backend-policy.js';
 import { ReferenceGrantSchema } from './reference-grant.js';
 import { RateLimitPolicySchema } from './rate-limit-policy.js';
+import { PeerAuthenticationSchema } from './peer-authentication.js';
 
 /** Every kind Trellis reads, keyed by `<apiVersion>/<kind>`. */
 export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion: string; schema: TSchema }>> = {
@@ -25,6 +26,7 @@ export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion:
   [`${TRELLIS_API_VERSION}/BackendPolicy`]: { kind: 'BackendPolicy', apiVersion: TRELLIS_API_VERSION, schema: BackendPolicySchema },
   [`${TRELLIS_API_VERSION}/RateLimitPolicy`]: { kind: 'RateLimitPolicy', apiVersion: TRELLIS_API_VERSION, schema: RateLimitPolicySchema },
   [`${GATEWAY_API_BETA_VERSION}/ReferenceGrant`]: { kind: 'ReferenceGrant', apiVersion: GATEWAY_API_BETA_VERSION, schema: ReferenceGrantSchema },
+  [`${TRELLIS_API_VERSION}/PeerAuthentication`]: { kind: 'PeerAuthentication', apiVersion: TRELLIS_API_VERSION, schema: PeerAuthenticationSchema },
 };
 
 /** The kinds that attach to routes or services through targetRefs. */

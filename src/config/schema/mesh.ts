@@ -4,6 +4,7 @@ import { ACCESS_LOG_FIELDS } from '../../api/views.js';
 import { Type, type Static } from '@sinclair/typebox';
 import { DnsLabel, DnsSubdomain, duration, httpPath, Metadata, Port, strict, StringMap, TRELLIS_API_VERSION } from './common.js';
 import { Identity } from './identity.js';
+import { MtlsModeSchema } from './peer-authentication.js';
 
 /**
  * Defaults of the Mesh kind. The schema annotates them (`default`) for editors and
@@ -284,6 +285,11 @@ export const MeshSchema = Type.Object(
         accessLog: Type.Optional(AccessLog),
         identity: Type.Optional(Identity),
         telemetry: Type.Optional(Telemetry),
+        // The mesh-wide PeerAuthentication mode: what every inbound listener takes unless a
+        // PeerAuthentication says otherwise (default STRICT: mutual TLS between sidecars).
+        mtls: Type.Optional(
+          Type.Object({ mode: MtlsModeSchema }, { ...strict, description: 'the mesh-wide mTLS mode: { mode: STRICT | PERMISSIVE | DISABLE }; default STRICT' }),
+        ),
       },
       strict,
     ),

@@ -1,15 +1,17 @@
 // Which SPIFFE name a proxy's certificate carries: the trust domain of the mesh, the
-// namespace of its service and the service as its service account. One function, so the
-// namespaces of mesh services (issue 12) change one line here.
-import { DEFAULT_NAMESPACE, type WorkloadName } from '../../security/spiffe.js';
+// namespace of its service and the service's name as its service account. One function,
+// so the certificate and the SPIFFE IDs callers expect (compile/mtls.ts) agree.
+import { splitServiceKey } from '../../api/names.js';
+import type { WorkloadName } from '../../security/spiffe.js';
 import type { ServiceConfig } from '../sources/mesh-config.js';
 
-/** The namespace of a service of the mesh (and of a gateway, which is no service): `default` until services carry one. */
-export function namespaceOf(_service: ServiceConfig | undefined): string {
-  return DEFAULT_NAMESPACE;
-}
-
-/** The name in the certificate of a proxy of `service`. */
-export function workloadName(trustDomain: string, serviceName: string, service: ServiceConfig | undefined): WorkloadName {
-  return { trustDomain, namespace: namespaceOf(service), serviceAccount: serviceName };
+/**
+ * The name in the certificate of a proxy of service key `serviceKey` (`name`, or
+ * `name.namespace` outside default; a gateway's name carries none). Before, the key was
+ * the service account whole and the namespace always `default`: a service outside default
+ * got `sa/echo.ns`, which is no SPIFFE ID of the Kubernetes shape (found when mTLS checked it).
+ */
+export function workloadName(trustDomain: string, serviceKey: string, service: ServiceConfig | undefined): WorkloadName {
+  const { name, namespace } = splitServiceKey(serviceKey);
+  return { trustDomain, namespace: service?.namespace ?? namespace, serviceAccount: service?.name ?? name };
 }

@@ -20,6 +20,7 @@ import type { HealthStatus } from '../model.js';
 import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
 import { compileRoutes, type RouteContext } from './routes.js';
 import { compileRateLimits } from './rate-limits.js';
+import { inboundMtls, peerMtls } from './mtls.js';
 
 /** What the compiler needs to know about an instance. */
 export interface RoutableInstance {
@@ -160,7 +161,16 @@ function resolveBackend(config: ControlConfig, instances: readonly RoutableInsta
   const { name, namespace } = splitServiceKey(named ? named[1]! : key);
   const target = backendTarget(config, instances, namespace, name);
   const at = named ? Number(named[2]) : port;
-  return target && { name: key, endpoints: endpointsOf(instances, keyOf(target.service), target.version, portFor(target.service, at)) };
+  if (target === undefined) return undefined;
+  const choice = portFor(target.service, at);
+  return withMtls({ name: key, endpoints: endpointsOf(instances, keyOf(target.service), target.version, choice) }, config, target.service, choice);
+}
+
+/** `b` with how its endpoints are reached (mutual TLS or plaintext: mtls.ts), at the port `at` chose. */
+function withMtls(b: BackendSnapshot, config: ControlConfig, service: ServiceConfig, at: PortChoice | undefined): BackendSnapshot {
+  const mtls = peerMtls(config, service, at?.port);
+  if (mtls !== undefined) b.mtls = mtls;
+  return b;
 }
 
 /** Backends a RequestMirror sends copies to: they need endpoints in the snapshot too. */
@@ -186,7 +196,7 @@ function compileBackends(
   const add = (b: BackendSnapshot): void => {
     backends[b.name] = b;
   };
-  add({ name: key, endpoints: endpointsOf(instances, key, undefined, at) });
+  add(withMtls({ name: key, endpoints: endpointsOf(instances, key, undefined, at) }, config, service, at));
   for (const v of versionsOf(service, instances)) {
     const versionName = `${service.name}-${v}`;
     // A real service of that name wins it (it is resolved below, when a route names it).
@@ -199,7 +209,7 @@ function compileBackends(
     const failover = versionFailover(key, v, config.policies);
     if (failover !== undefined) b.failover = failover;
     if (balancing) b.balancing = balancing;
-    add(b);
+    add(withMtls(b, config, service, at));
   }
   // Routes may send traffic to another service (GAMMA); unresolvable names stay out of
   // `backends` and in the route, so the proxy reports backend-not-found.
@@ -299,5 +309,6 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
   if (own?.upgrades !== undefined) out.inboundUpgrades = [...own.upgrades];
   const rateLimits = own !== undefined ? compileRateLimits(config, proxy.service) : undefined;
   if (rateLimits !== undefined) out.rateLimits = rateLimits;
+  if (own !== undefined) out.mtls = inboundMtls(config, own);
   return out;
 }

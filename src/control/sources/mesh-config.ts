@@ -3,7 +3,7 @@
 // control plane depends on these few fields only, so its compiler and tests can be fed
 // plain objects.
 import type { IdentityConfig } from '../../config/identity.js';
-import type { BalancerType, Protocol, ProxyLimitsSnapshot, RedirectStatus, TracingSnapshot } from '../../api/protocol.js';
+import type { BalancerType, MtlsMode, Protocol, ProxyLimitsSnapshot, RedirectStatus, TracingSnapshot } from '../../api/protocol.js';
 import { serviceKey } from '../../api/names.js';
 
 /** Active health check settings of one service (durations already in milliseconds). */
@@ -267,6 +267,20 @@ export interface ControlConfig {
   readonly tracing?: TracingSnapshot;
   /** The Mesh's `spec.identity` with defaults; absent (a config from before it): the defaults. The CA reads it at start. */
   readonly identity?: IdentityConfig;
+  /** The mesh-wide mTLS mode (`Mesh.spec.mtls.mode`); absent: STRICT. */
+  readonly mtlsMode?: MtlsMode;
+  /** PeerAuthentications, in file order; absent: none. */
+  readonly peerAuthentications?: readonly { readonly file: string; readonly resource: PeerAuthenticationConfig }[];
+}
+
+/** A PeerAuthentication, as far as the compiler reads it (src/control/compile/mtls.ts). */
+export interface PeerAuthenticationConfig {
+  readonly metadata: { readonly name: string; readonly namespace?: string };
+  readonly spec: {
+    readonly targetRefs?: readonly { readonly group: string; readonly kind: string; readonly name: string }[];
+    readonly mtls: { readonly mode: MtlsMode };
+    readonly portLevelMtls?: Readonly<Record<string, { readonly mode: MtlsMode }>>;
+  };
 }
 
 /** Health settings used for instances whose service is not (or no longer) in the config. */

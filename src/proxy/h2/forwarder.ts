@@ -11,6 +11,8 @@
 // the attempt's bookkeeping are the layers', not this codec's.
 import http2 from 'node:http2';
 import net from 'node:net';
+import tls from 'node:tls';
+import type { SecureFor } from '../http1/pool.js';
 import type { ErrorCode } from '../../errors.js';
 import type { AttemptLink, Exchange, Handler } from '../stack/exchange.js';
 import { editLines, type HeaderModifier } from '../filters/header-modifier.js';
@@ -41,10 +43,15 @@ interface SessionEntry {
 export class H2SessionPool {
   readonly #sessions = new Map<string, SessionEntry>();
   readonly #idleTimeoutMs: number;
+  readonly #secureFor: SecureFor | undefined;
 
-  /** `idleTimeoutMs`: a session with no open stream for this long is closed (as pooled HTTP/1.1 connections to peers are). */
-  constructor(o: { idleTimeoutMs?: number } = {}) {
+  /**
+   * `idleTimeoutMs`: a session with no open stream for this long is closed (as pooled
+   * HTTP/1.1 connections to peers are). `secureFor`: which endpoints take mutual TLS (ALPN h2).
+   */
+  constructor(o: { idleTimeoutMs?: number; secureFor?: SecureFor } = {}) {
     this.#idleTimeoutMs = o.idleTimeoutMs ?? PEER_IDLE_TIMEOUT_MS;
+    this.#secureFor = o.secureFor;
   }
 
   /** The session to the endpoint; `ready` runs once it is connected, or with the reason it could not connect. */
@@ -63,10 +70,22 @@ export class H2SessionPool {
   }
 
   #open(key: string, host: string, port: number): SessionEntry {
-    const session = http2.connect(`http://${host}:${port}`, {
+    const secure = this.#secureFor?.(key, 'h2');
+    const session = http2.connect(`${secure === undefined ? 'http' : 'https'}://${host}:${port}`, {
       settings: { initialWindowSize: 1024 * 1024 },
       // Small frames (HEADERS, WINDOW_UPDATE) must not wait for Nagle.
-      createConnection: () => net.connect({ host, port, noDelay: true }),
+      createConnection: () => {
+        if (secure === undefined) return net.connect({ host, port, noDelay: true });
+        if (typeof secure === 'string') {
+          const s = new net.Socket();
+          process.nextTick(() => s.destroy(new Error(secure)));
+          return s;
+        }
+        const t = tls.connect({ host, port, ...secure.options });
+        t.setNoDelay(true);
+        secure.watch(t, key);
+        return t;
+      },
     });
     const entry: SessionEntry = { session, idle: new SessionIdle(session, this.#idleTimeoutMs), connected: false, failure: undefined, waiting: [] };
     this.#sessions.set(key, entry);
@@ -98,6 +117,14 @@ export class H2SessionPool {
       }
     });
     return entry;
+  }
+
+  /** Closes the session to `key` (its security changed); its streams in flight finish. */
+  closeOne(key: string): void {
+    const e = this.#sessions.get(key);
+    if (e === undefined) return;
+    this.#sessions.delete(key);
+    e.session.close();
   }
 
   /** Closes sessions to addresses no longer in use (their streams in flight finish). */

@@ -6,7 +6,8 @@
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { ERRORS, errorMessage, type ErrorCode } from '../../errors.js';
-import { Exchange, type ClientSide, type Handler } from '../stack/exchange.js';
+import { Exchange, type ClientSide, type Handler, type PeerIdentity } from '../stack/exchange.js';
+import { connectionPeer } from '../tls/connection-peer.js';
 import { sameAuthority, type RequestHead } from '../http1/http1-parser.js';
 import type { ProxyLimits } from '../listeners/limits.js';
 import type { ListenerContext } from '../listeners/listener-context.js';
@@ -37,7 +38,10 @@ export class H2ServerStream implements ClientSide {
   onFailure: (err: unknown) => void = ignore;
 
   /** `socket`: the session's (a stream's own `session` is gone once the session is destroyed). */
-  constructor(stream: http2.ServerHttp2Stream, socket: net.Socket, bodyless: boolean, grpc: boolean) {
+  /** The verified workload of an inbound mutual TLS session; undefined for plaintext. */
+  readonly peer: PeerIdentity | undefined;
+  constructor(stream: http2.ServerHttp2Stream, socket: net.Socket, bodyless: boolean, grpc: boolean, peer?: PeerIdentity) {
+    this.peer = peer;
     this.stream = stream;
     this.socket = socket;
     this.bodyless = bodyless;
@@ -235,6 +239,8 @@ export function createH2Server(handler: Handler, ctx: ListenerContext): http2.Ht
 
 function serveSession(session: http2.ServerHttp2Session, handler: Handler, ctx: ListenerContext): void {
   const socket = session.socket as net.Socket;
+  // Once per session: the verified workload of a mutual TLS connection (undefined for plaintext).
+  const peer = connectionPeer(socket);
   const limits = ctx.limits.current;
   session.on('error', (err: Error) => {
     // A reset or a write to a closed socket is a client gone, not an error; node's
@@ -268,7 +274,7 @@ function serveSession(session: http2.ServerHttp2Session, handler: Handler, ctx: 
     if (stream.destroyed || session.destroyed) return;
     try {
       idle.streamOpened(stream);
-      serveStream(stream, headers, raw, flags, socket, handler, ctx, limits);
+      serveStream(stream, headers, raw, flags, socket, peer, handler, ctx, limits);
     } catch (err) {
       if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       ctx.failed('h2-stream', err);
@@ -282,6 +288,7 @@ function serveStream(
   raw: readonly string[] | undefined,
   flags: number,
   socket: net.Socket,
+  peer: PeerIdentity | undefined,
   handler: Handler,
   ctx: ListenerContext,
   limits: ProxyLimits,
@@ -308,7 +315,7 @@ function serveStream(
     return;
   }
   const grpc = isGrpcContentType(headers['content-type']);
-  const client = new H2ServerStream(stream, socket, (flags & END_STREAM) !== 0, grpc);
+  const client = new H2ServerStream(stream, socket, (flags & END_STREAM) !== 0, grpc, peer);
   client.onFailure = (err) => ctx.failed('h2-stream', err);
   stream.once('trailers', (t: http2.IncomingHttpHeaders) => {
     client.trailers = t;

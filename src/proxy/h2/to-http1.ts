@@ -49,7 +49,9 @@ const CRLF = Buffer.from('\r\n', 'latin1');
 export function toHttp1(forward: Handler<Picked>): Handler<Picked> {
   return (ex) => {
     const client = ex.client as H2ServerStream;
-    const request = http1Request(ex.req, client.bodyless, endpointKey(ex.endpoint));
+    // The layers' header edits (an identity header stripped inbound) and added lines (the verified caller) go along.
+    const edits = ex.headEdits;
+    const request = http1Request(edits === undefined ? ex.req : { ...ex.req, lines: edits.lines }, client.bodyless, endpointKey(ex.endpoint), ex.extraHead);
     if (typeof request === 'string') return ex.fail('TRELLIS_E_BAD_REQUEST', { reason: request });
     const leg = new Http1Leg(ex, client);
     const inner = withEndpoint(new Exchange(leg, request.req, request.head, client.bodyless), ex.endpoint);
@@ -70,7 +72,7 @@ export function toHttp1(forward: Handler<Picked>): Handler<Picked> {
 }
 
 /** The HTTP/1.1 request for an HTTP/2 one, or why it can't be one. */
-export function http1Request(h2: RequestHead, bodyless: boolean, address: string): { req: RequestHead; head: Buffer } | string {
+export function http1Request(h2: RequestHead, bodyless: boolean, address: string, extraHead = ''): { req: RequestHead; head: Buffer } | string {
   const { method, target } = h2;
   if (method === 'CONNECT') return 'CONNECT is not carried to an HTTP/1.1 app';
   if (!TOKEN.test(method)) return 'invalid :method';
@@ -88,7 +90,7 @@ export function http1Request(h2: RequestHead, bodyless: boolean, address: string
     head += `${line}\r\n`;
   }
   if (chunked) head += 'transfer-encoding: chunked\r\n';
-  head += '\r\n';
+  head += `${extraHead}\r\n`;
   const bytes = Buffer.from(head, 'latin1');
   const req: RequestHead = {
     method,

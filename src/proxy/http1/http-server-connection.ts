@@ -6,7 +6,8 @@ export type { Http1Options } from '../listeners/listener-context.js';
 import type net from 'node:net';
 import { ChunkedFramer } from './chunked.js';
 import { ERRORS, type ErrorCode } from '../../errors.js';
-import { errorResponse, Exchange, type ClientSide, type Handler } from '../stack/exchange.js';
+import { errorResponse, Exchange, type ClientSide, type Handler, type PeerIdentity } from '../stack/exchange.js';
+import { connectionPeer } from '../tls/connection-peer.js';
 import { findHeadEnd, isFailure, parseRequestHead } from './http1-parser.js';
 import { LimitsRef, type ProxyLimits } from '../listeners/limits.js';
 import { skipReadMore } from '../listeners/socket-tuning.js';
@@ -62,6 +63,8 @@ const sweeper = {
 
 export class HttpServerConnection implements ClientSide {
   readonly socket: net.Socket;
+  /** The verified workload of an inbound mutual TLS connection (once per connection); undefined for plaintext. */
+  readonly peer: PeerIdentity | undefined;
   readonly #handler: Handler;
   readonly #limits: ProxyLimits;
   readonly #refused: ((token: string) => void) | undefined;
@@ -89,6 +92,7 @@ export class HttpServerConnection implements ClientSide {
    */
   constructor(socket: net.Socket, handler: Handler, first?: Buffer, opts: Http1Options = DEFAULT_OPTIONS, failed?: (err: unknown) => void) {
     this.socket = socket;
+    this.peer = connectionPeer(socket);
     this.#handler = handler;
     this.#limits = opts.limits.current;
     this.#refused = opts.refused;

@@ -6,7 +6,14 @@ import type { ErrorCode } from '../../errors.js';
 import type { Handler } from '../stack/exchange.js';
 import { endpointKey } from '../balancer/balancer.js';
 import type { Picked } from '../stack/decisions.js';
-import { UpstreamConnection, type UpstreamEvents } from './upstream-connection.js';
+import { UpstreamConnection, type SecureConnect, type UpstreamEvents } from './upstream-connection.js';
+
+/**
+ * How a new connection to the endpoint at `key` (`host:port`) is secured: undefined for
+ * plaintext (the app, a DISABLE peer), else mutual TLS (the sidecar's peer table, asked
+ * only when a connection is opened, never per request).
+ */
+export type SecureFor = (key: string, alpn: 'h2' | 'http/1.1' | undefined) => SecureConnect | undefined;
 
 export interface PoolOptions {
   /** Idle connections kept per address. */
@@ -15,6 +22,8 @@ export interface PoolOptions {
   idleTimeoutMs: number;
   /** A response head not come within this long times out (the timeouts layer enforces it: timeout.ts), unless the route sets its own. */
   responseTimeoutMs: number;
+  /** Absent: every connection is plaintext. */
+  secureFor?: SecureFor;
 }
 
 export const DEFAULT_POOL_OPTIONS: PoolOptions = { maxIdlePerAddress: 256, idleTimeoutMs: 4000, responseTimeoutMs: 15_000 };
@@ -62,7 +71,7 @@ export class ConnectionPool {
     const list = this.#idle.get(key);
     let conn = list?.pop();
     while (conn?.socket.destroyed) conn = list!.pop();
-    if (conn === undefined) conn = new UpstreamConnection(e.host, e.port, key, events, this.#opts.responseTimeoutMs);
+    if (conn === undefined) conn = new UpstreamConnection(e.host, e.port, key, events, this.#opts.responseTimeoutMs, this.#opts.secureFor?.(key, 'http/1.1'));
     this.#active.add(conn);
     return conn;
   }
@@ -88,6 +97,14 @@ export class ConnectionPool {
     let idle = 0;
     for (const list of this.#idle.values()) idle += list.length;
     return { active: this.#active.size, idle };
+  }
+
+  /** Closes the idle connections to `key` (its security changed: the next request opens a new one). */
+  closeIdle(key: string): void {
+    const list = this.#idle.get(key);
+    if (list === undefined) return;
+    this.#idle.delete(key);
+    for (const c of list) c.close();
   }
 
   /** Closes idle connections to addresses no longer in use. */

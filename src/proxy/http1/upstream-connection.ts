@@ -4,6 +4,7 @@
 // attempt (a response head, a refused connect, a reset, a broken answer) it reports up
 // the stack (stack/outcome.ts); the layers decide what to do about it.
 import net from 'node:net';
+import tls from 'node:tls';
 import type { ErrorCode } from '../../errors.js';
 import { ChunkedFramer } from './chunked.js';
 import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
@@ -53,6 +54,9 @@ export interface UpstreamEvents {
   readonly toApp?: boolean;
 }
 
+/** How a connection to a peer is secured: TLS options and who watches its handshake, or why it can't be opened. */
+export type SecureConnect = { readonly options: tls.ConnectionOptions; readonly watch: (socket: tls.TLSSocket, key: string) => void } | string;
+
 export class UpstreamConnection implements AttemptLink {
   readonly socket: net.Socket;
   /** `host:port`: the pool's key, and the address errors name. */
@@ -91,17 +95,30 @@ export class UpstreamConnection implements AttemptLink {
   #tunnelTo: ClientBytes | undefined;
   #tunnel: Tunnel | undefined;
 
-  constructor(host: string, port: number, key: string, events: UpstreamEvents, headTimeoutMs = 15_000) {
+  /**
+   * `secure`: how this connection is secured (pool.ts, from the snapshot): undefined for
+   * plaintext, TLS options for mutual TLS to a peer sidecar (ready once the handshake is
+   * done), or the reason it can't be opened (mTLS wanted, no certificate yet).
+   */
+  constructor(host: string, port: number, key: string, events: UpstreamEvents, headTimeoutMs = 15_000, secure?: SecureConnect) {
     this.key = key;
     this.#events = events;
     this.headTimeoutMs = headTimeoutMs;
-    this.socket = net.connect({
-      host,
-      port,
-      noDelay: true,
-      onread: { buffer: () => this.#nextReadBuffer(), callback: (n: number, buf: Uint8Array) => this.#onRead(n, buf as Buffer) },
-    });
-    this.socket.on('connect', () => {
+    const onread = { buffer: () => this.#nextReadBuffer(), callback: (n: number, buf: Uint8Array) => this.#onRead(n, buf as Buffer) };
+    if (secure === undefined) this.socket = net.connect({ host, port, noDelay: true, onread });
+    else if (typeof secure === 'string') {
+      // Reported as any refused connect is (nothing was sent): the balance layer may try another endpoint.
+      this.socket = new net.Socket();
+      const s = this.socket;
+      process.nextTick(() => s.destroy(new Error(secure)));
+    } else {
+      // tls.connect takes `onread` as net.connect does (node's docs), though its types don't say so.
+      const t = tls.connect({ host, port, ...secure.options, onread } as tls.ConnectionOptions);
+      t.setNoDelay(true);
+      secure.watch(t, key);
+      this.socket = t;
+    }
+    this.socket.on(secure === undefined ? 'connect' : 'secureConnect', () => {
       this.ready = true;
       if (this.ex) this.#sendQueued(this.ex);
     });

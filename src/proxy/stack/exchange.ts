@@ -13,6 +13,7 @@ import type { HeaderModifier } from '../filters/header-modifier.js';
 import { END, type Outcome } from './outcome.js';
 import type { Attempts } from '../balancer/attempt.js';
 import type { ActiveSpan } from '../../telemetry/tracing/span.js';
+import type { WorkloadName } from '../../security/spiffe.js';
 
 /**
  * Where the HTTP/1.1 forwarder writes a response's bytes: the client's socket, or an
@@ -23,6 +24,11 @@ export type ClientBytes = import('node:stream').Duplex & { readonly remoteAddres
 /** The client side of an exchange: implemented by the HTTP/1.1 server connection (and the HTTP/2 ones). */
 export interface ClientSide {
   readonly socket: ClientBytes;
+  /**
+   * The workload at the other end of an inbound mutual TLS connection, verified once per
+   * connection (tls/mesh-tls.ts); undefined for plaintext and on outbound listeners.
+   */
+  readonly peer?: PeerIdentity | undefined;
   /** Called once when the response has been fully written (or the exchange failed). */
   exchangeDone(ex: Exchange, keepAlive: boolean): void;
   /** Called when the request body can flow again (the upstream drained or connected). */
@@ -39,6 +45,14 @@ export interface ClientSide {
    * handling it, and reports it to the listener (counted and logged; listener-context.ts).
    */
   failed?(err: unknown): void;
+}
+
+/** A verified peer, with the mesh service it names (its key, when the name is one of the mesh's), found once per connection. */
+export interface PeerIdentity {
+  readonly name: WorkloadName;
+  readonly spiffeId: string;
+  /** The service key the name stands for (`sa`, or `sa.ns` outside default): the caller when it is a mesh service. */
+  readonly serviceKey: string;
 }
 
 /** Runs an exchange through what remains of a stack. */
@@ -183,6 +197,8 @@ export class Exchange {
   service = '';
   /** The calling service (the identity layer). */
   source = '';
+  /** The calling workload as its verified certificate names it (mTLS); undefined: not known. */
+  peer: WorkloadName | undefined = undefined;
   upstream: CompiledUpstream | undefined;
   route: CompiledRoute | undefined;
   /** Index in `route.backends` of the backend split picked. */

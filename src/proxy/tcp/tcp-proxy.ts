@@ -2,6 +2,8 @@
 // connect, and pipe bytes both ways with backpressure. A refused connection tries the
 // next endpoint before any byte has been read from the client.
 import net from 'node:net';
+import tls from 'node:tls';
+import type { SecureFor } from '../http1/pool.js';
 import type { Endpoint } from '../../api/protocol.js';
 import type { AccessLog } from '../../telemetry/access-log.js';
 import type { Direction, ProxyMetrics } from '../../telemetry/metrics.js';
@@ -16,6 +18,24 @@ export interface TcpTelemetry {
   accessLog: AccessLog;
   /** Called when connecting a client threw; it must end the client (the sidecar also counts and logs it). */
   failed?: (err: unknown) => void;
+  /** Which endpoints take mutual TLS (outbound to peer sidecars); absent: plaintext (inbound, to the app). */
+  secureFor?: SecureFor;
+}
+
+/** Opens the connection to `e`: plaintext, or mutual TLS when `secureFor` says so; `ready` names the event that says it is up. */
+function connectTo(e: Endpoint, secureFor: SecureFor | undefined): { socket: net.Socket; ready: 'connect' | 'secureConnect' } {
+  const key = secureFor === undefined ? '' : endpointKey(e);
+  const secure = secureFor?.(key, undefined);
+  if (secure === undefined) return { socket: net.connect({ host: e.host, port: e.port, noDelay: true }), ready: 'connect' };
+  if (typeof secure === 'string') {
+    const s = new net.Socket();
+    process.nextTick(() => s.destroy(new Error(secure)));
+    return { socket: s, ready: 'connect' };
+  }
+  const t = tls.connect({ host: e.host, port: e.port, ...secure.options });
+  t.setNoDelay(true);
+  secure.watch(t, key);
+  return { socket: t, ready: 'secureConnect' };
 }
 
 const MAX_CONNECT_ATTEMPTS = 3;
@@ -62,7 +82,7 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
     // The connection is pending with its endpoint while it is open; the connect time is its round-trip sample.
     balancer?.started(e);
     const connectStart = performance.now();
-    const upstream = net.connect({ host: e.host, port: e.port, noDelay: true });
+    const { socket: upstream, ready } = connectTo(e, t.secureFor);
     upstream.once('error', (err) => {
       balancer?.finished(e, performance.now() - connectStart, true);
       balancer?.connectFailed(e, Date.now());
@@ -80,7 +100,7 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
         client.destroy();
       }
     });
-    upstream.once('connect', () => {
+    upstream.once(ready, () => {
       upstream.removeAllListeners('error');
       const connectMs = performance.now() - connectStart;
       if (clientClosed) {
