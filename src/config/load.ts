@@ -18,6 +18,7 @@ import { normalizeProxyLimits, normalizeServices, type NormalizedProxyLimits, ty
 import type { Problem } from './problems.js';
 import { checkSchema } from './schema-errors.js';
 import { checkReferenceGrants, type GrantSource } from './check-grants.js';
+import { checkRequestAuthentications, type RequestAuthenticationSource } from './check-request-authentication.js';
 import {
   MESH_DEFAULTS,
   MeshSchema,
@@ -26,6 +27,7 @@ import {
   type MeshResource,
   type PolicyResource,
   type ReferenceGrantResource,
+  type RequestAuthenticationResource,
   type RouteResource,
 } from './schema.js';
 import { parseYamlFile, problemAt, type SourceDocument } from './yaml-source.js';
@@ -52,6 +54,17 @@ export interface LoadedGrant {
   resource: ReferenceGrantResource;
 }
 
+/**
+ * A RequestAuthentication (defaults applied) and its file, with each rule's key set as
+ * JSON text: its inline `jwks`, or its `jwksFile`'s content read at load (undefined for a
+ * `jwksUri` rule, which proxies fetch themselves).
+ */
+export interface LoadedRequestAuthentication {
+  file: string;
+  resource: RequestAuthenticationResource;
+  jwks: (string | undefined)[];
+}
+
 /** A complete, valid mesh configuration. */
 export interface MeshConfig {
   /** The file holding the Mesh resource. */
@@ -66,6 +79,8 @@ export interface MeshConfig {
   policies: LoadedPolicy[];
   /** The ReferenceGrants that let routes send traffic into another namespace. */
   referenceGrants: LoadedGrant[];
+  /** In file order. */
+  requestAuthentications: LoadedRequestAuthentication[];
   /** The domain of `svc.ns.svc.<clusterDomain>` host names (default cluster.local). */
   clusterDomain: string;
   /** `spec.proxyLimits`; undefined: every proxy keeps its defaults. */
@@ -122,6 +137,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const routes: RouteSource[] = [];
   const policies: PolicySource[] = [];
   const grants: GrantSource[] = [];
+  const authns: RequestAuthenticationSource[] = [];
   const read = new Set<string>();
   // The queue grows while we read it: a Mesh's includes are appended.
   for (let q = 0; q < queue.length; q++) {
@@ -155,6 +171,8 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
         if (schemaProblems.length === 0) meshes.push({ doc, resource: withDefaults(MeshSchema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'ReferenceGrant') {
         grants.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'RequestAuthentication') {
+        authns.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && POLICY_KINDS.has(RESOURCE_KINDS[kind]!.kind)) {
         policies.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0) {
@@ -187,6 +205,10 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
     problems.push(...checkPolicies(mesh.resource, routes, policies));
     problems.push(...checkReferenceGrants(mesh.resource, grants));
   }
+  // Key files are read even when other resources have problems, so they are watched too.
+  const authn = mesh ? await checkRequestAuthentications(mesh.resource, authns) : { problems: [], jwks: [], files: [] };
+  problems.push(...authn.problems);
+  for (const f of authn.files) if (!files.includes(f)) files.push(f);
   if (problems.length > 0 || !mesh) return { files, folders, problems: inFileOrder(problems, files), warnings: inFileOrder(warnings, files) };
 
   const meshDir = resolve(dirname(mesh.doc.file));
@@ -203,6 +225,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
       routes: routes.map((r) => ({ file: r.doc.file, resource: r.resource })),
       policies: policies.map((p) => ({ file: p.doc.file, resource: p.resource })),
       referenceGrants: grants.map((g) => ({ file: g.doc.file, resource: g.resource })),
+      requestAuthentications: authns.map((a, i) => ({ file: a.doc.file, resource: a.resource, jwks: authn.jwks[i] ?? [] })),
       clusterDomain: mesh.resource.spec.clusterDomain ?? MESH_DEFAULTS.clusterDomain,
       ...(mesh.resource.spec.proxyLimits ? { proxyLimits: normalizeProxyLimits(mesh.resource.spec.proxyLimits) } : {}),
       identity: normalizeIdentity(mesh.resource, meshDir),

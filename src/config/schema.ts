@@ -9,7 +9,7 @@
 // routes `HTTPRoute`, `GRPCRoute` (gateway.networking.k8s.io/v1) and `TCPRoute`
 // (v1alpha2), the GAMMA way: parentRefs name a mesh Service; and the policies
 // `FaultInjection`, `RetryPolicy`, `BackendPolicy` (Trellis) and `XBackendTrafficPolicy`
-// (Gateway API, experimental). Unknown fields are errors everywhere, so a typo is
+// (Gateway API, experimental), and `RequestAuthentication` (Trellis, Istio's shape). Unknown fields are errors everywhere, so a typo is
 // refused with its path instead of being silently ignored.
 //
 // `description` strings double as the "what would be right" half of error messages
@@ -56,4 +56,11 @@ export { RetryPolicySchema, type RetryPolicyResource } from './schema/retry-poli
 export { BackendTrafficPolicySchema, type BackendTrafficPolicyResource } from './schema/backend-traffic-policy.js';
 export { BALANCER_TYPES, BackendPolicySchema, type BackendPolicyResource } from './schema/backend-policy.js';
 export { ReferenceGrantSchema, type ReferenceGrantResource } from './schema/reference-grant.js';
+export {
+  DEFAULT_JWT_ALGORITHMS,
+  JWT_ALGORITHMS,
+  RequestAuthenticationSchema,
+  type JwtRuleSpec,
+  type RequestAuthenticationResource,
+} from './schema/request-authentication.js';
 export { POLICY_KINDS, RESOURCE_KINDS, type PolicyResource, type RouteResource } from './schema/kinds.js';

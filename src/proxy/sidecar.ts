@@ -14,6 +14,9 @@ import type { Http2Server } from 'node:http2';
 import { sourceHeaderIdentity } from './identity.js';
 import { WorkloadIdentity } from './tls/workload-identity.js';
 import { CertificateRenewer, type RenewalClock } from './tls/certificate-renewer.js';
+import { AuthnMetrics } from './authn/authn-metrics.js';
+import { AuthnState } from './authn/authn-state.js';
+import { REAL_AUTHN_CLOCK, type AuthnClock } from './authn/jwks-source.js';
 import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS } from './http1/pool.js';
 import { RetryBudget } from './resilience/retry-budget.js';
 import { compileUpstream, eachUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './routing/router.js';
@@ -49,6 +52,10 @@ export interface SidecarOptions {
   credential?: string;
   /** The certificate renewer's clock (tests). */
   identityClock?: RenewalClock;
+  /** The clock of JWT checks (exp, nbf) and jwksUri refreshes (tests); absent: the real one. */
+  authnClock?: AuthnClock;
+  /** Least time between two jwksUri fetches a token's unknown kid starts (default 30 s; tests shorten it). */
+  jwksKidCooldownMs?: number;
   app?: HostPort;
   inbound?: HostPort;
   /**
@@ -115,6 +122,9 @@ export class Sidecar {
   #control: ControlClient | undefined;
   /** This proxy's key, certificate and trust bundle: what the TLS listeners and connectors take (tls/workload-identity.ts). */
   readonly identity = new WorkloadIdentity();
+  /** End-user JWT rules of the snapshot in force, and their jwksUri sources (authn/). */
+  readonly authn: AuthnState;
+  readonly #authnMetrics: AuthnMetrics;
   #renewer: CertificateRenewer | undefined;
   #snapshot: Snapshot | null = null;
   #upstreams: Map<string, CompiledUpstream> | null = null;
@@ -164,6 +174,13 @@ export class Sidecar {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });
     this.metrics.watchBalancing(this.balancing);
+    this.#authnMetrics = new AuthnMetrics(this.metrics.registry);
+    this.authn = new AuthnState({
+      clock: o.authnClock ?? REAL_AUTHN_CLOCK,
+      metrics: this.#authnMetrics,
+      log: (line) => o.log(`proxy ${o.id}: ${line}`),
+      ...(o.jwksKidCooldownMs !== undefined ? { kidCooldownMs: o.jwksKidCooldownMs } : {}),
+    });
     this.metrics.watchCertificate(
       () => this.identity.notAfter,
       () => (o.identityClock ?? Date).now(),
@@ -336,6 +353,7 @@ export class Sidecar {
       accessLog: this.#accessLog,
       deadlines: this.#deadlines,
       identify: sourceHeaderIdentity(() => this.#meshServices),
+      requestAuthn: { current: () => this.authn.current, metrics: this.#authnMetrics },
       upgrades: () => this.#inboundUpgrades,
     });
     const ctx = this.#context('inbound');
@@ -431,6 +449,13 @@ export class Sidecar {
     }
     if (this.#o.app) keys.add(endpointKey(this.#o.app));
     for (const p of this.#o.ports ?? []) keys.add(endpointKey(p.app));
+    // Last of the checks that may refuse the snapshot, first of what it changes: its JWT
+    // rules are in force from here (a NACK above leaves the old ones).
+    try {
+      this.authn.apply(this.#o.kind === 'sidecar' ? s.requestAuthentication : undefined);
+    } catch (err) {
+      throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: s.version, reason: err instanceof Error ? err.message : String(err) });
+    }
     const inboundUpgrades = upgradeList(s.inboundUpgrades);
     const inboundProtocols = new Map<number, Protocol>();
     for (const p of Array.isArray(s.inboundPorts) ? s.inboundPorts : []) {
@@ -632,6 +657,7 @@ export class Sidecar {
 
   async close(): Promise<void> {
     this.#renewer?.stop();
+    this.authn.close();
     this.#control?.stop();
     for (const s of this.#servers) s.close();
     for (const s of this.#sockets) s.destroy();

@@ -3,7 +3,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { Protocol, Snapshot, UpstreamSnapshot } from '../../src/api/protocol.js';
-import { Sidecar } from '../../src/proxy/sidecar.js';
+import { Sidecar, type SidecarOptions } from '../../src/proxy/sidecar.js';
 
 export const quietLog = (): void => {};
 
@@ -30,7 +30,7 @@ export async function startInbound(
   version: string,
   appPort: number,
   protocol: Protocol = 'http',
-  opts: { detectTimeoutMs?: number; meshServices?: string[] } = {},
+  opts: { detectTimeoutMs?: number; meshServices?: string[]; sidecar?: Partial<SidecarOptions> } = {},
 ): Promise<Sidecar> {
   const s = new Sidecar({
     service,
@@ -45,6 +45,7 @@ export async function startInbound(
     admin: { host: '127.0.0.1', port: 0 },
     accessLog: 'off',
     log: quietLog,
+    ...opts.sidecar,
   });
   await s.start();
   s.apply({ version: 1, service, inboundProtocol: protocol, upstreams: {}, meshServices: opts.meshServices ?? [service, 'web'] });

@@ -19,6 +19,7 @@ import { DEFAULT_CLUSTER_DOMAIN, DEFAULT_NAMESPACE, serviceKey, splitServiceKey 
 import type { HealthStatus } from '../model.js';
 import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
 import { compileRoutes, type RouteContext } from './routes.js';
+import { compileRequestAuthentication } from './request-authentication.js';
 
 /** What the compiler needs to know about an instance. */
 export interface RoutableInstance {
@@ -295,5 +296,8 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
   if (config.clusterDomain !== undefined && config.clusterDomain !== DEFAULT_CLUSTER_DOMAIN) out.clusterDomain = config.clusterDomain;
   if (config.proxyLimits !== undefined) out.limits = config.proxyLimits;
   if (own?.upgrades !== undefined) out.inboundUpgrades = [...own.upgrades];
+  // The inbound side: only the rules of this proxy's own service (a gateway has none yet).
+  const authn = own === undefined ? undefined : compileRequestAuthentication(config, proxy.service);
+  if (authn !== undefined) out.requestAuthentication = authn;
   return out;
 }

@@ -10,7 +10,7 @@ import { Exchange, type ClientSide, type Handler } from '../stack/exchange.js';
 import { sameAuthority, type RequestHead } from '../http1/http1-parser.js';
 import type { ProxyLimits } from '../listeners/limits.js';
 import type { ListenerContext } from '../listeners/listener-context.js';
-import { GRPC_STATUS, grpcErrorHeaders, grpcStatusOf, isGrpcContentType } from './grpc.js';
+import { GRPC_STATUS, grpcErrorHeaders, grpcStatusOf, isGrpcContentType, withErrorHeaders } from './grpc.js';
 import { SessionIdle } from './session-idle.js';
 
 const END_STREAM = http2.constants.NGHTTP2_FLAG_END_STREAM;
@@ -79,7 +79,13 @@ export class H2ServerStream implements ClientSide {
     ex.status = status ?? ERRORS[code].status;
     const body = JSON.stringify({ code, message: errorMessage(code, params) });
     ex.responseBytes = Buffer.byteLength(body);
-    s.respond({ ':status': ex.status, 'content-type': 'application/json', 'content-length': ex.responseBytes, 'trellis-error': ERRORS[code].token });
+    s.respond(
+      withErrorHeaders(
+        { ':status': ex.status, 'content-type': 'application/json', 'content-length': ex.responseBytes, 'trellis-error': ERRORS[code].token },
+        code,
+        params,
+      ),
+    );
     // The answer to a HEAD has no content (RFC 9110 9.3.2; a DATA frame after it is a stream error, RFC 9113 8.1.1).
     if (ex.req.method === 'HEAD') {
       ex.responseBytes = 0;

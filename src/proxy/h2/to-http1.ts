@@ -49,7 +49,14 @@ const CRLF = Buffer.from('\r\n', 'latin1');
 export function toHttp1(forward: Handler<Picked>): Handler<Picked> {
   return (ex) => {
     const client = ex.client as H2ServerStream;
-    const request = http1Request(ex.req, client.bodyless, endpointKey(ex.endpoint));
+    // What the layers above edited (a stripped identity or token, route filters) and added
+    // (`extraHead`) goes into the HTTP/1.1 head, as the HTTP/1.1 and HTTP/2 forwarders send it.
+    const edits = ex.headEdits;
+    const extra = ex.extraHead === '' ? undefined : ex.extraHead.split('\r\n').filter((l) => l !== '');
+    const lines = extra === undefined ? (edits?.lines ?? ex.req.lines) : [...(edits?.lines ?? ex.req.lines), ...extra];
+    const view: RequestHead =
+      edits === undefined && extra === undefined ? ex.req : { ...ex.req, lines, target: edits?.target ?? ex.req.target, path: edits?.path ?? ex.req.path };
+    const request = http1Request(view, client.bodyless, endpointKey(ex.endpoint));
     if (typeof request === 'string') return ex.fail('TRELLIS_E_BAD_REQUEST', { reason: request });
     const leg = new Http1Leg(ex, client);
     const inner = withEndpoint(new Exchange(leg, request.req, request.head, client.bodyless), ex.endpoint);
