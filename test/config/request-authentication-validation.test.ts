@@ -60,7 +60,10 @@ describe('RequestAuthentication validation', () => {
 
   it('refuses alg none and HS256 in algorithms (schema), and a jwksUri that is not http(s)', async () => {
     let r = await load(`${toApi}  jwtRules:\n    - issuer: https://a.example\n      jwksUri: https://a.example/jwks\n      algorithms: [none]\n`);
-    assert.ok(r.result.problems.some((p) => p.path.startsWith('spec.jwtRules[0].algorithms')), JSON.stringify(r.result.problems));
+    assert.ok(
+      r.result.problems.some((p) => p.path.startsWith('spec.jwtRules[0].algorithms')),
+      JSON.stringify(r.result.problems),
+    );
     r = await load(`${toApi}  jwtRules:\n    - issuer: https://a.example\n      jwksUri: https://a.example/jwks\n      algorithms: [HS256]\n`);
     assert.ok(r.result.problems.some((p) => p.path.startsWith('spec.jwtRules[0].algorithms')));
     r = await load(`${toApi}  jwtRules:\n    - issuer: https://a.example\n      jwksUri: file:///etc/passwd\n`);
@@ -74,7 +77,9 @@ describe('RequestAuthentication validation', () => {
       `${toApi}  jwtRules:\n    - issuer: https://a.example\n      jwksUri: https://a.example/jwks\n    - issuer: https://a.example\n      jwksUri: https://a.example/jwks\n`,
     );
     assert.match(problemAt(r.result, 'spec.jwtRules[1].issuer', r.file).message, /also the issuer of jwtRules\[0\]/);
-    r = await load(`  targetRefs: [{ group: "", kind: Service, name: apj }]\n  jwtRules:\n    - issuer: https://a.example\n      jwksUri: https://a.example/jwks\n`);
+    r = await load(
+      `  targetRefs: [{ group: "", kind: Service, name: apj }]\n  jwtRules:\n    - issuer: https://a.example\n      jwksUri: https://a.example/jwks\n`,
+    );
     assert.match(problemAt(r.result, 'spec.targetRefs[0].name', r.file).message, /did you mean "api"/);
     r = await load(
       `${toApi}  jwtRules:\n    - issuer: https://a.example\n      jwksUri: https://a.example/jwks\n      outputClaimToHeaders: [{ header: trellis-source, claim: sub }]\n`,
@@ -85,7 +90,9 @@ describe('RequestAuthentication validation', () => {
   it('refresh settings apply to a jwksUri only, and the staleness limit outlasts a refresh', async () => {
     let r = await load(`${toApi}  jwtRules:\n    - issuer: https://a.example\n      jwks: '${publicJwks}'\n      jwksRefreshInterval: 1m\n`);
     assert.match(problemAt(r.result, 'spec.jwtRules[0].jwksRefreshInterval', r.file).message, /jwksUri only/);
-    r = await load(`${toApi}  jwtRules:\n    - issuer: https://a.example\n      jwksUri: https://a.example/jwks\n      jwksRefreshInterval: 10m\n      jwksMaxStale: 5m\n`);
+    r = await load(
+      `${toApi}  jwtRules:\n    - issuer: https://a.example\n      jwksUri: https://a.example/jwks\n      jwksRefreshInterval: 10m\n      jwksMaxStale: 5m\n`,
+    );
     assert.match(problemAt(r.result, 'spec.jwtRules[0].jwksMaxStale', r.file).message, /shorter than the refresh interval/);
   });
 
