@@ -10,6 +10,12 @@ export interface ErrorSpec {
   readonly status: number;
   /** Message template; `{name}` placeholders are filled from params. */
   readonly message: string;
+  /**
+   * Response header fields the answer carries beside `trellis-error` (lower-case name →
+   * value template, filled from params as `message` is): a 401's `WWW-Authenticate`
+   * (RFC 6750). Params that fill them must be values the proxy chose, never request text.
+   */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export const ERRORS = {
@@ -80,6 +86,14 @@ export const ERRORS = {
     token: 'rate-limited',
     status: 429,
     message: 'refused by the RateLimitPolicy {policy} (limit {limit}); retry after {retryAfter} s (the Retry-After and RateLimit headers say when)',
+  },
+  TRELLIS_E_JWT_INVALID: {
+    token: 'invalid-token',
+    status: 401,
+    message:
+      "the request's JWT was refused ({reason}): {description}; send a token that an issuer of the service's RequestAuthentication signed, or none (an AuthorizationPolicy decides about requests without one)",
+    // RFC 6750 §3: the error code `invalid_token`; the description is one of the proxy's fixed texts.
+    headers: { 'www-authenticate': 'Bearer realm="{realm}", error="invalid_token", error_description="{description}"' },
   },
   // configuration
   TRELLIS_E_CONFIG_INVALID: { token: 'config-invalid', status: 400, message: '{file}: {details}' },
@@ -211,6 +225,16 @@ export interface ErrorBody {
 /** The body every JSON error answer carries; its status is `err.status`. */
 export function errorBody(err: TrellisError): ErrorBody {
   return { code: err.code, message: err.message, params: err.params };
+}
+
+/**
+ * The extra response header fields of a code's answer (the table's `headers`, filled from
+ * params), as `[name, value]` pairs; undefined for a code without any.
+ */
+export function errorHeaders(code: ErrorCode, params: Record<string, unknown> = {}): [string, string][] | undefined {
+  const spec: ErrorSpec = ERRORS[code];
+  if (spec.headers === undefined) return undefined;
+  return Object.entries(spec.headers).map(([name, template]) => [name, fill(template, params)]);
 }
 
 /** Builds the message of a code without throwing; used on hot paths that answer directly. */

@@ -499,6 +499,11 @@ export interface Snapshot {
   rateLimits?: RateLimitsSnapshot;
   /** Distributed tracing (the Mesh's `spec.telemetry.tracing`); absent: the proxy traces nothing. */
   tracing?: TracingSnapshot;
+  /**
+   * The RequestAuthentication rules that apply to this proxy's own service (its inbound
+   * side); absent: none, and no request's token is looked at.
+   */
+  requestAuthentication?: RequestAuthenticationSnapshot;
 }
 
 /** One limit of a RateLimitPolicy, compiled for the sidecars of one service. */
@@ -549,6 +554,41 @@ export interface TracingSnapshot {
   batchSpans?: number;
   flushIntervalMs?: number;
   exportTimeoutMs?: number;
+}
+
+/** The JWT rules of one service, compiled: every RequestAuthentication of its namespace that applies to it, merged (as Istio merges them). */
+export interface RequestAuthenticationSnapshot {
+  rules: JwtRuleSnapshot[];
+}
+
+/** Where a rule reads a token: a header (its value after `prefix`), or a query parameter. */
+export type JwtLocation = { header: string; prefix: string } | { param: string };
+
+/** One jwtRule, with its defaults filled in and durations in ms. */
+export interface JwtRuleSnapshot {
+  /** `<namespace>/<name>` of its RequestAuthentication. */
+  policy: string;
+  issuer: string;
+  /** Absent or empty: the `aud` claim is not checked (Envoy's behaviour for an empty list). */
+  audiences?: string[];
+  /**
+   * The key set, as JSON text: inline or a jwksFile's content, resolved by the control
+   * plane. Exactly one of `jwks` and `jwksUri`.
+   */
+  jwks?: string;
+  /** A URL the proxy fetches the key set from itself, off the request path (docs/contracts.md says why). */
+  jwksUri?: string;
+  /** Where tokens are read, in order; the default is `Authorization: Bearer <token>`. */
+  from: JwtLocation[];
+  forwardOriginalToken: boolean;
+  outputClaimToHeaders?: { header: string; claim: string }[];
+  /** The signature algorithms accepted; never `none`. */
+  algorithms: string[];
+  clockSkewMs: number;
+  maxTokenBytes: number;
+  /** jwksUri only: how often it is fetched again, and how long its last keys outlive failed fetches. */
+  jwksRefreshMs?: number;
+  jwksMaxStaleMs?: number;
 }
 
 /** The mesh's overrides of a proxy's limits (src/proxy/listeners/limits.ts), in milliseconds and bytes. */

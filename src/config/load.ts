@@ -21,6 +21,7 @@ import { checkSchema } from './schema-errors.js';
 import { checkReferenceGrants, type GrantSource } from './check-grants.js';
 import { checkRateLimitPolicies, type RateLimitPolicySource } from './check-rate-limits.js';
 import { checkPeerAuthentications, type PeerAuthenticationSource } from './check-peer-authentication.js';
+import { checkRequestAuthentications, type RequestAuthenticationSource } from './check-request-authentication.js';
 import {
   MESH_DEFAULTS,
   MeshSchema,
@@ -32,6 +33,7 @@ import {
   type PolicyResource,
   type RateLimitPolicyResource,
   type ReferenceGrantResource,
+  type RequestAuthenticationResource,
   type RouteResource,
 } from './schema.js';
 import { parseYamlFile, problemAt, type SourceDocument } from './yaml-source.js';
@@ -70,6 +72,17 @@ export interface LoadedPeerAuthentication {
   resource: PeerAuthenticationResource;
 }
 
+/**
+ * A RequestAuthentication (defaults applied) and its file, with each rule's key set as
+ * JSON text: its inline `jwks`, or its `jwksFile`'s content read at load (undefined for a
+ * `jwksUri` rule, which proxies fetch themselves).
+ */
+export interface LoadedRequestAuthentication {
+  file: string;
+  resource: RequestAuthenticationResource;
+  jwks: (string | undefined)[];
+}
+
 /** A complete, valid mesh configuration. */
 export interface MeshConfig {
   /** The file holding the Mesh resource. */
@@ -86,6 +99,8 @@ export interface MeshConfig {
   referenceGrants: LoadedGrant[];
   /** RateLimitPolicies, in file order. */
   rateLimitPolicies: LoadedRateLimitPolicy[];
+  /** In file order. */
+  requestAuthentications: LoadedRequestAuthentication[];
   /** The domain of `svc.ns.svc.<clusterDomain>` host names (default cluster.local). */
   clusterDomain: string;
   /** `spec.proxyLimits`; undefined: every proxy keeps its defaults. */
@@ -150,6 +165,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const grants: GrantSource[] = [];
   const rateLimits: RateLimitPolicySource[] = [];
   const peerAuths: PeerAuthenticationSource[] = [];
+  const authns: RequestAuthenticationSource[] = [];
   const read = new Set<string>();
   // The queue grows while we read it: a Mesh's includes are appended.
   for (let q = 0; q < queue.length; q++) {
@@ -187,6 +203,8 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
         rateLimits.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'PeerAuthentication') {
         peerAuths.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'RequestAuthentication') {
+        authns.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && POLICY_KINDS.has(RESOURCE_KINDS[kind]!.kind)) {
         policies.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0) {
@@ -221,6 +239,10 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
     problems.push(...checkRateLimitPolicies(mesh.resource, routes, rateLimits));
     problems.push(...checkPeerAuthentications(mesh.resource, peerAuths));
   }
+  // Key files are read even when other resources have problems, so they are watched too.
+  const authn = mesh ? await checkRequestAuthentications(mesh.resource, authns) : { problems: [], jwks: [], files: [] };
+  problems.push(...authn.problems);
+  for (const f of authn.files) if (!files.includes(f)) files.push(f);
   if (problems.length > 0 || !mesh) return { files, folders, problems: inFileOrder(problems, files), warnings: inFileOrder(warnings, files) };
 
   const meshDir = resolve(dirname(mesh.doc.file));
@@ -238,6 +260,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
       policies: policies.map((p) => ({ file: p.doc.file, resource: p.resource })),
       referenceGrants: grants.map((g) => ({ file: g.doc.file, resource: g.resource })),
       rateLimitPolicies: rateLimits.map((p) => ({ file: p.doc.file, resource: p.resource })),
+      requestAuthentications: authns.map((a, i) => ({ file: a.doc.file, resource: a.resource, jwks: authn.jwks[i] ?? [] })),
       clusterDomain: mesh.resource.spec.clusterDomain ?? MESH_DEFAULTS.clusterDomain,
       ...(mesh.resource.spec.proxyLimits ? { proxyLimits: normalizeProxyLimits(mesh.resource.spec.proxyLimits) } : {}),
       identity: normalizeIdentity(mesh.resource, meshDir),

@@ -9,8 +9,9 @@
 // routes `HTTPRoute`, `GRPCRoute` (gateway.networking.k8s.io/v1) and `TCPRoute`
 // (v1alpha2), the GAMMA way: parentRefs name a mesh Service; and the policies
 // `FaultInjection`, `RetryPolicy`, `BackendPolicy` (Trellis) and `XBackendTrafficPolicy`
-// (Gateway API, experimental), and `RateLimitPolicy` (Trellis; loaded as a list of its
-// own, its targetRefs being optional). Unknown fields are errors everywhere, so a typo is
+// (Gateway API, experimental), `RateLimitPolicy` (Trellis; loaded as a list of its
+// own, its targetRefs being optional) and `RequestAuthentication` (Trellis, Istio's
+// shape). Unknown fields are errors everywhere, so a typo is
 // refused with its path instead of being silently ignored.
 //
 // `description` strings double as the "what would be right" half of error messages
@@ -60,4 +61,11 @@ export { BALANCER_TYPES, BackendPolicySchema, type BackendPolicyResource } from 
 export { DEFAULT_MAX_KEYS, RateLimitPolicySchema, type RateLimitPolicyResource } from './schema/rate-limit-policy.js';
 export { ReferenceGrantSchema, type ReferenceGrantResource } from './schema/reference-grant.js';
 export { MTLS_MODES, MtlsModeSchema, PeerAuthenticationSchema, type MtlsModeSpec, type PeerAuthenticationResource } from './schema/peer-authentication.js';
+export {
+  DEFAULT_JWT_ALGORITHMS,
+  JWT_ALGORITHMS,
+  RequestAuthenticationSchema,
+  type JwtRuleSpec,
+  type RequestAuthenticationResource,
+} from './schema/request-authentication.js';
 export { POLICY_KINDS, RESOURCE_KINDS, type PolicyResource, type RouteResource } from './schema/kinds.js';

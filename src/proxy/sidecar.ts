@@ -22,6 +22,9 @@ import { admitInbound, type InboundDoor } from './listeners/mtls-inbound.js';
 import type { WorkloadName } from '../security/spiffe.js';
 import { WorkloadIdentity } from './tls/workload-identity.js';
 import { CertificateRenewer, type RenewalClock } from './tls/certificate-renewer.js';
+import { AuthnMetrics } from './authn/authn-metrics.js';
+import { AuthnState } from './authn/authn-state.js';
+import { REAL_AUTHN_CLOCK, type AuthnClock } from './authn/jwks-source.js';
 import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS, type SecureFor } from './http1/pool.js';
 import { RetryBudget } from './resilience/retry-budget.js';
 import { compileUpstream, eachUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './routing/router.js';
@@ -64,6 +67,10 @@ export interface SidecarOptions {
   credential?: string;
   /** The certificate renewer's clock (tests). */
   identityClock?: RenewalClock;
+  /** The clock of JWT checks (exp, nbf) and jwksUri refreshes (tests); absent: the real one. */
+  authnClock?: AuthnClock;
+  /** Least time between two jwksUri fetches a token's unknown kid starts (default 30 s; tests shorten it). */
+  jwksKidCooldownMs?: number;
   app?: HostPort;
   inbound?: HostPort;
   /**
@@ -171,6 +178,9 @@ export class Sidecar {
   readonly identity = new WorkloadIdentity();
   /** Mutual TLS from this proxy's identity: the inbound TLS servers, the outbound connect options, sessions (tls/mesh-tls.ts). */
   readonly tls: MeshTls;
+  /** End-user JWT rules of the snapshot in force, and their jwksUri sources (authn/). */
+  readonly authn: AuthnState;
+  readonly #authnMetrics: AuthnMetrics;
   #renewer: CertificateRenewer | undefined;
   /** The rate limits on this service, their global quotas and demand reports (ratelimit/rate-limit-state.ts). */
   readonly #rateLimits: RateLimitState;
@@ -256,6 +266,13 @@ export class Sidecar {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });
     this.metrics.watchBalancing(this.balancing);
+    this.#authnMetrics = new AuthnMetrics(this.metrics.registry);
+    this.authn = new AuthnState({
+      clock: o.authnClock ?? REAL_AUTHN_CLOCK,
+      metrics: this.#authnMetrics,
+      log: (line) => o.log(`proxy ${o.id}: ${line}`),
+      ...(o.jwksKidCooldownMs !== undefined ? { kidCooldownMs: o.jwksKidCooldownMs } : {}),
+    });
     this.metrics.watchCertificate(
       () => this.identity.notAfter,
       () => (o.identityClock ?? Date).now(),
@@ -435,6 +452,7 @@ export class Sidecar {
       tap: this.tap,
       tracer: this.tracer,
       identify: peerIdentity(() => this.#meshServices),
+      requestAuthn: { current: () => this.authn.current, metrics: this.#authnMetrics },
       upgrades: () => this.#inboundUpgrades,
       rateLimits: () => this.#rateLimits.current,
       rateLimitObserver: this.#rateLimitMetrics,
@@ -574,6 +592,9 @@ export class Sidecar {
     let commitRateLimits: () => void;
     try {
       commitRateLimits = this.#rateLimits.prepare(s.rateLimits);
+      // Last of the checks that may refuse the snapshot, first of what it changes: its JWT
+      // rules are in force from here (a NACK above leaves the old ones).
+      this.authn.apply(this.#o.kind === 'sidecar' ? s.requestAuthentication : undefined);
     } catch (err) {
       throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: s.version, reason: err instanceof Error ? err.message : String(err) });
     }
@@ -840,6 +861,7 @@ export class Sidecar {
     this.tap.closeAll();
     this.#renewer?.stop();
     this.#rateLimits.stop();
+    this.authn.close();
     this.#control?.stop();
     for (const s of this.#servers) s.close();
     for (const s of this.#sockets) s.destroy();

@@ -20,8 +20,10 @@ describe('schema/trellis.schema.json', () => {
       { $ref: '#/$defs/HTTPRoute' },
       { $ref: '#/$defs/BackendPolicy' },
       { $ref: '#/$defs/RateLimitPolicy' },
+      { $ref: '#/$defs/RequestAuthentication' },
     ]);
     assert.equal(schema.$defs.RateLimitPolicy!.properties.kind.const, 'RateLimitPolicy');
+    assert.equal(schema.$defs.RequestAuthentication!.properties.kind.const, 'RequestAuthentication');
     assert.equal(schema.$defs.BackendPolicy!.properties.kind.const, 'BackendPolicy');
     assert.equal(schema.$defs.Mesh!.properties.kind.const, 'Mesh');
     assert.equal(schema.$defs.HTTPRoute!.properties.kind.const, 'HTTPRoute');

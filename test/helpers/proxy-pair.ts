@@ -3,7 +3,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { MtlsMode, Protocol, Snapshot, UpstreamSnapshot } from '../../src/api/protocol.js';
-import { Sidecar } from '../../src/proxy/sidecar.js';
+import { Sidecar, type SidecarOptions } from '../../src/proxy/sidecar.js';
 import { giveIdentity, registerInbound, withPeerMtls } from './test-identity.js';
 
 export const quietLog = (): void => {};
@@ -34,7 +34,7 @@ export async function startInbound(
   version: string,
   appPort: number,
   protocol: Protocol = 'http',
-  opts: { detectTimeoutMs?: number; meshServices?: string[]; mtls?: MtlsMode } = {},
+  opts: { detectTimeoutMs?: number; meshServices?: string[]; mtls?: MtlsMode; sidecar?: Partial<SidecarOptions> } = {},
 ): Promise<Sidecar> {
   const s = new Sidecar({
     service,
@@ -49,6 +49,7 @@ export async function startInbound(
     admin: { host: '127.0.0.1', port: 0 },
     accessLog: 'off',
     log: quietLog,
+    ...opts.sidecar,
   });
   await giveIdentity(s, service);
   await s.start();

@@ -106,6 +106,22 @@ test('a trellis-source sent over HTTP/2 is replaced too', async () => {
   }
 });
 
+test('a forged trellis-source sent over HTTP/2 straight to an inbound listener never reaches an HTTP/1.1 app', async () => {
+  // The HTTP/2 → HTTP/1.1 leg (h2/to-http1.ts) used to build the app's head from the
+  // request as received, dropping the edits of the layers above: the strip of a claim
+  // the inbound side did not accept, among them.
+  const session = http2.connect(`http://127.0.0.1:${inbound.addresses.inbound!.port}`);
+  session.on('error', () => {});
+  try {
+    const before = seen.length;
+    const r = await h2Request(session, { ':path': '/', 'trellis-source': 'postgres' });
+    assert.equal(r.status, 200);
+    assert.deepEqual(seen.slice(before), [[]], 'the app got no trellis-source');
+  } finally {
+    session.destroy();
+  }
+});
+
 test('1,000 forged sources through the outbound side are all recorded as the calling service', async () => {
   const before = (await series(inbound)).length;
   const statuses = await many(outbound.addresses.upstreams.api!.port, 1000, (i) => ({ path: '/', headers: { 'trellis-source': `evil-${i}` } }));

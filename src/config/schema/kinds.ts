@@ -13,6 +13,7 @@ import { BackendPolicySchema, type BackendPolicyResource } from './backend-polic
 import { ReferenceGrantSchema } from './reference-grant.js';
 import { RateLimitPolicySchema } from './rate-limit-policy.js';
 import { PeerAuthenticationSchema } from './peer-authentication.js';
+import { RequestAuthenticationSchema } from './request-authentication.js';
 
 /** Every kind Trellis reads, keyed by `<apiVersion>/<kind>`. */
 export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion: string; schema: TSchema }>> = {
@@ -27,6 +28,7 @@ export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion:
   [`${TRELLIS_API_VERSION}/RateLimitPolicy`]: { kind: 'RateLimitPolicy', apiVersion: TRELLIS_API_VERSION, schema: RateLimitPolicySchema },
   [`${GATEWAY_API_BETA_VERSION}/ReferenceGrant`]: { kind: 'ReferenceGrant', apiVersion: GATEWAY_API_BETA_VERSION, schema: ReferenceGrantSchema },
   [`${TRELLIS_API_VERSION}/PeerAuthentication`]: { kind: 'PeerAuthentication', apiVersion: TRELLIS_API_VERSION, schema: PeerAuthenticationSchema },
+  [`${TRELLIS_API_VERSION}/RequestAuthentication`]: { kind: 'RequestAuthentication', apiVersion: TRELLIS_API_VERSION, schema: RequestAuthenticationSchema },
 };
 
 /** The kinds that attach to routes or services through targetRefs. */

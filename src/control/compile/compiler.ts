@@ -21,6 +21,7 @@ import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, v
 import { compileRoutes, type RouteContext } from './routes.js';
 import { compileRateLimits } from './rate-limits.js';
 import { inboundMtls, peerMtls } from './mtls.js';
+import { compileRequestAuthentication } from './request-authentication.js';
 
 /** What the compiler needs to know about an instance. */
 export interface RoutableInstance {
@@ -310,5 +311,8 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
   const rateLimits = own !== undefined ? compileRateLimits(config, proxy.service) : undefined;
   if (rateLimits !== undefined) out.rateLimits = rateLimits;
   if (own !== undefined) out.mtls = inboundMtls(config, own);
+  // The inbound side: only the rules of this proxy's own service (a gateway has none yet).
+  const authn = own === undefined ? undefined : compileRequestAuthentication(config, proxy.service);
+  if (authn !== undefined) out.requestAuthentication = authn;
   return out;
 }

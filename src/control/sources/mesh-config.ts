@@ -249,6 +249,29 @@ export interface ReferenceGrantConfig {
   };
 }
 
+/** A RequestAuthentication, as far as the compiler reads it (src/config/schema/request-authentication.ts has every field). */
+export interface RequestAuthenticationConfig {
+  readonly metadata: { readonly name: string; readonly namespace?: string };
+  readonly spec: {
+    /** Absent: every Service of the policy's namespace. */
+    readonly targetRefs?: readonly PolicyTargetConfig[];
+    readonly jwtRules: readonly {
+      readonly issuer: string;
+      readonly audiences?: readonly string[];
+      readonly jwksUri?: string;
+      readonly fromHeaders?: readonly { readonly name: string; readonly prefix?: string }[];
+      readonly fromParams?: readonly string[];
+      readonly forwardOriginalToken?: boolean;
+      readonly outputClaimToHeaders?: readonly { readonly header: string; readonly claim: string }[];
+      readonly algorithms?: readonly string[];
+      readonly clockSkew?: string;
+      readonly maxTokenBytes?: number;
+      readonly jwksRefreshInterval?: string;
+      readonly jwksMaxStale?: string;
+    }[];
+  };
+}
+
 export interface ControlConfig {
   readonly services: readonly ServiceConfig[];
   /** In file order: the tie-breaker of route precedence when no creationTimestamp is set. */
@@ -259,6 +282,15 @@ export interface ControlConfig {
   readonly rateLimitPolicies?: readonly { readonly file: string; readonly resource: RateLimitPolicyConfig }[];
   /** ReferenceGrants; absent: none (a backendRef into another namespace is then invalid). */
   readonly referenceGrants?: readonly { readonly file: string; readonly resource: ReferenceGrantConfig }[];
+  /**
+   * RequestAuthentications in file order, each rule's key set as JSON text (inline, or the
+   * jwksFile's content the loader read; undefined for a jwksUri rule); absent: none.
+   */
+  readonly requestAuthentications?: readonly {
+    readonly file: string;
+    readonly resource: RequestAuthenticationConfig;
+    readonly jwks: readonly (string | undefined)[];
+  }[];
   /** The domain of `svc.ns.svc.<domain>` host names; absent: cluster.local. */
   readonly clusterDomain?: string;
   /** The Mesh's `spec.proxyLimits` (milliseconds and bytes); absent: proxy defaults. */

@@ -11,7 +11,7 @@ export class HeadEdits {
   lines: readonly string[];
   /** Path of the target as it will be sent, without the query string. */
   path: string;
-  readonly #query: string;
+  #query: string;
 
   constructor(req: RequestHead) {
     this.lines = req.lines;
@@ -26,6 +26,19 @@ export class HeadEdits {
   /** Replaces the Host header (URLRewrite hostname). */
   host(name: string): void {
     this.lines = editLines(this.lines, { drop: HOST, append: [`host: ${name}`] });
+  }
+
+  /** Drops every `name=...` (and bare `name`) pair from the query (a JWT read from a query parameter that is not forwarded). */
+  dropQueryParam(name: string): void {
+    if (this.#query === '') return;
+    const kept = this.#query
+      .slice(1)
+      .split('&')
+      .filter((pair) => {
+        const eq = pair.indexOf('=');
+        return (eq === -1 ? pair : pair.slice(0, eq)) !== name;
+      });
+    this.#query = kept.length > 0 ? `?${kept.join('&')}` : '';
   }
 
   /** The request target as it will be sent (HTTP/2's `:path`). */

@@ -1,7 +1,7 @@
 // gRPC over the proxy's HTTP/2 path: how a Trellis error is told to a gRPC client, and
 // which outcomes count as failures. gRPC calls answer HTTP 200 and carry their outcome
 // in the `grpc-status` trailer, so an HTTP status alone would call every error a success.
-import { ERRORS, errorMessage, type ErrorCode } from '../../errors.js';
+import { ERRORS, errorHeaders, errorMessage, type ErrorCode } from '../../errors.js';
 
 /** gRPC status codes the proxy itself answers with (grpc/doc/statuscodes.md). */
 export const GRPC_STATUS = {
@@ -13,6 +13,7 @@ export const GRPC_STATUS = {
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
 } as const;
 
 /** A request is gRPC when its content type is `application/grpc` or `application/grpc+<codec>`. */
@@ -25,7 +26,8 @@ export function isGrpcContentType(ct: string | undefined): boolean {
  * HTTP-to-gRPC mapping does (doc/http-grpc-status-mapping.md: 404 → UNIMPLEMENTED,
  * 502/503 → UNAVAILABLE), except that a timeout is DEADLINE_EXCEEDED, an app that
  * cannot speak gRPC's HTTP/2 at all is UNIMPLEMENTED (UNAVAILABLE would have the
- * client retry what can never work), and anything else the proxy refuses (400, 431,
+ * client retry what can never work), a 401 (a refused JWT) is UNAUTHENTICATED as in
+ * gRPC's mapping, and anything else the proxy refuses (400, 431,
  * 500) is INTERNAL.
  */
 export function grpcStatusOf(code: ErrorCode): number {
@@ -34,6 +36,8 @@ export function grpcStatusOf(code: ErrorCode): number {
   // A rate limit is the caller's quota spent, not the server down (gRPC's own status for it).
   if (code === 'TRELLIS_E_RATE_LIMITED') return GRPC_STATUS.RESOURCE_EXHAUSTED;
   switch (ERRORS[code].status as number) {
+    case 401:
+      return GRPC_STATUS.UNAUTHENTICATED;
     case 404:
       return GRPC_STATUS.UNIMPLEMENTED;
     case 429:
@@ -72,13 +76,24 @@ export function httpStatusOfGrpc(status: number): number | undefined {
 
 /** The trailers-only response for a Trellis error on a gRPC call (plus `trellis-error`). */
 export function grpcErrorHeaders(code: ErrorCode, params: Record<string, unknown>, grpcStatus?: number): Record<string, string | number> {
-  return {
-    ':status': 200,
-    'content-type': 'application/grpc',
-    'grpc-status': String(grpcStatus ?? grpcStatusOf(code)),
-    'grpc-message': percentEncode(`${code}: ${errorMessage(code, params)}`),
-    'trellis-error': ERRORS[code].token,
-  };
+  return withErrorHeaders(
+    {
+      ':status': 200,
+      'content-type': 'application/grpc',
+      'grpc-status': String(grpcStatus ?? grpcStatusOf(code)),
+      'grpc-message': percentEncode(`${code}: ${errorMessage(code, params)}`),
+      'trellis-error': ERRORS[code].token,
+    },
+    code,
+    params,
+  );
+}
+
+/** `headers` with the error table's extra fields of `code` (a 401's WWW-Authenticate) added. */
+export function withErrorHeaders<H extends Record<string, string | number>>(headers: H, code: ErrorCode, params: Record<string, unknown>): H {
+  const extra = errorHeaders(code, params);
+  if (extra !== undefined) for (const [name, value] of extra) (headers as Record<string, string | number>)[name] = value;
+  return headers;
 }
 
 /** grpc-message is percent-encoded: anything outside printable ASCII, and `%` itself. */

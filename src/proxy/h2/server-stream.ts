@@ -11,7 +11,7 @@ import { connectionPeer } from '../tls/connection-peer.js';
 import { sameAuthority, type RequestHead } from '../http1/http1-parser.js';
 import type { ProxyLimits } from '../listeners/limits.js';
 import type { ListenerContext } from '../listeners/listener-context.js';
-import { GRPC_STATUS, grpcErrorHeaders, grpcStatusOf, isGrpcContentType } from './grpc.js';
+import { GRPC_STATUS, grpcErrorHeaders, grpcStatusOf, isGrpcContentType, withErrorHeaders } from './grpc.js';
 import { SessionIdle } from './session-idle.js';
 
 const END_STREAM = http2.constants.NGHTTP2_FLAG_END_STREAM;
@@ -85,7 +85,11 @@ export class H2ServerStream implements ClientSide {
     ex.responseBytes = Buffer.byteLength(body);
     s.respond(
       withReplyHead(
-        { ':status': ex.status, 'content-type': 'application/json', 'content-length': ex.responseBytes, 'trellis-error': ERRORS[code].token },
+        withErrorHeaders(
+          { ':status': ex.status, 'content-type': 'application/json', 'content-length': ex.responseBytes, 'trellis-error': ERRORS[code].token },
+          code,
+          params,
+        ),
         ex.replyHead,
       ),
     );

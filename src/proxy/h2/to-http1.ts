@@ -49,9 +49,12 @@ const CRLF = Buffer.from('\r\n', 'latin1');
 export function toHttp1(forward: Handler<Picked>): Handler<Picked> {
   return (ex) => {
     const client = ex.client as H2ServerStream;
-    // The layers' header edits (an identity header stripped inbound) and added lines (the verified caller) go along.
+    // What the layers above edited (a stripped identity or token, route filters: lines, path
+    // and query) and added (`extraHead`: the verified caller, the trace context) goes into the
+    // HTTP/1.1 head, as the HTTP/1.1 and HTTP/2 forwarders send it.
     const edits = ex.headEdits;
-    const request = http1Request(edits === undefined ? ex.req : { ...ex.req, lines: edits.lines }, client.bodyless, endpointKey(ex.endpoint), ex.extraHead);
+    const view: RequestHead = edits === undefined ? ex.req : { ...ex.req, lines: edits.lines, target: edits.target, path: edits.path };
+    const request = http1Request(view, client.bodyless, endpointKey(ex.endpoint), ex.extraHead);
     if (typeof request === 'string') return ex.fail('TRELLIS_E_BAD_REQUEST', { reason: request });
     const leg = new Http1Leg(ex, client);
     const inner = withEndpoint(new Exchange(leg, request.req, request.head, client.bodyless), ex.endpoint);

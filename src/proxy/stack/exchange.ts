@@ -5,7 +5,7 @@
 // attempt's outcome back up through the layers the exchange passed (stack/layer.ts).
 import { STATUS_CODES } from 'node:http';
 import type { Endpoint } from '../../api/protocol.js';
-import { ERRORS, errorMessage, type ErrorCode } from '../../errors.js';
+import { ERRORS, errorHeaders, errorMessage, type ErrorCode } from '../../errors.js';
 import type { RequestHead } from '../http1/http1-parser.js';
 import type { CompiledBackend, CompiledRoute, CompiledUpstream } from '../routing/router.js';
 import type { HeadEdits } from '../filters/head-edits.js';
@@ -53,6 +53,16 @@ export interface PeerIdentity {
   readonly spiffeId: string;
   /** The service key the name stands for (`sa`, or `sa.ns` outside default): the caller when it is a mesh service. */
   readonly serviceKey: string;
+}
+
+/**
+ * An end user a RequestAuthentication verified (src/proxy/authn/): `principal` is Istio's
+ * request principal, `<iss>/<sub>`, and `claims` the token's payload (AuthorizationPolicy's
+ * `requestPrincipals` and `request.auth.claims[...]` read them).
+ */
+export interface RequestAuth {
+  readonly principal: string;
+  readonly claims: Readonly<Record<string, unknown>>;
 }
 
 /** Runs an exchange through what remains of a stack. */
@@ -119,6 +129,7 @@ const REASONS: Record<number, string> = {
   307: 'Temporary Redirect',
   308: 'Permanent Redirect',
   400: 'Bad Request',
+  401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
   408: 'Request Timeout',
@@ -148,6 +159,7 @@ export function errorResponse(
   return Buffer.from(
     `HTTP/1.1 ${status} ${REASONS[status] ?? STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: application/json\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\ntrellis-error: ${spec.token}\r\n${extra}` +
+      extraLines(code, params) +
       (close ? 'connection: close\r\n' : '') +
       `\r\n${head ? '' : body}`,
     'latin1',
@@ -163,10 +175,20 @@ export function grpcErrorResponse(code: ErrorCode, params: Record<string, unknow
   return Buffer.from(
     `HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: ${grpcStatus}\r\ngrpc-message: ${message}\r\n` +
       `trellis-error: ${ERRORS[code].token}\r\ncontent-length: 0\r\n${extra}` +
+      extraLines(code, params) +
       (close ? 'connection: close\r\n' : '') +
       '\r\n',
     'latin1',
   );
+}
+
+/** The error table's extra header fields of `code` (a 401's WWW-Authenticate) as CRLF-ended lines; '' for most codes. */
+function extraLines(code: ErrorCode, params: Record<string, unknown>): string {
+  const headers = errorHeaders(code, params);
+  if (headers === undefined) return '';
+  let out = '';
+  for (const [name, value] of headers) out += `${name}: ${value}\r\n`;
+  return out;
 }
 
 /** A byte tunnel an exchange became after `101 Switching Protocols`, for telemetry. */
@@ -199,6 +221,8 @@ export class Exchange {
   source = '';
   /** The calling workload as its verified certificate names it (mTLS); undefined: not known. */
   peer: WorkloadName | undefined = undefined;
+  /** The verified end user (requestauthn.ts): `iss/sub`, and the token's claims. */
+  requestAuth: RequestAuth | undefined;
   upstream: CompiledUpstream | undefined;
   route: CompiledRoute | undefined;
   /** Index in `route.backends` of the backend split picked. */

@@ -10,6 +10,7 @@ import type { ProxyMetrics } from '../../telemetry/metrics.js';
 import { fault } from '../resilience/fault.js';
 import { backendFilters, ruleFilters } from '../filters/index.js';
 import { inboundIdentity, outboundIdentity, type CallerIdentity } from '../identity.js';
+import { requestAuthentication, type RequestAuthenticationParts } from '../authn/request-authentication.js';
 import { localApp, route, split, upstream, type AddressedInstance } from '../routing/layers.js';
 import { balance } from '../balancer/balance-layer.js';
 import { telemetry } from './telemetry.js';
@@ -114,6 +115,8 @@ export interface InboundParts {
   readonly app: Endpoint;
   /** Who the caller is (identity.ts); with mTLS, its certificate. */
   readonly identify: CallerIdentity;
+  /** The end-user JWT rules of the snapshot in force (authn/), and their counters. */
+  readonly requestAuthn: Omit<RequestAuthenticationParts, 'realm'>;
   /** The upgrade protocols this service accepts (its snapshot's). */
   readonly upgrades: () => readonly string[];
   /** The snapshot's rate limits on this service (undefined: none), and who counts refusals. */
@@ -140,6 +143,9 @@ export function inboundStack(p: InboundParts): Stack<Picked> {
       // The caller, checked against the mesh's services; a claim it can't back is stripped.
       // (Authorization goes right inside it: it judges a known caller.)
       .push(inboundIdentity(p.identify))
+      // The end user, from a JWT (RequestAuthentication): inside identity, so a refused token
+      // is counted against a known caller, and outside authorization, which reads what it decides.
+      .push(requestAuthentication({ ...p.requestAuthn, realm: p.service }))
       // After authorization, so a caller refused there spends no one's tokens; before the
       // app, which a refused request never reaches. Per caller, it reads the identity above.
       .push(rateLimit(p.rateLimits, p.rateLimitObserver, p.clock))
