@@ -1,7 +1,7 @@
 // The JSON Schema of every Trellis resource, built from the TypeBox source (schema.ts,
 // the index of schema/). Editors (yaml-language-server) and other tools validate with
 // it; it is committed as schema/trellis.schema.json and a test fails when it is stale.
-import { BackendPolicySchema, HTTPRouteSchema, MeshSchema } from './schema.js';
+import { AuthorizationPolicySchema, BackendPolicySchema, HTTPRouteSchema, MeshSchema } from './schema.js';
 
 /** Path of the committed JSON Schema, relative to the project root. */
 export const JSON_SCHEMA_PATH = 'schema/trellis.schema.json';
@@ -15,8 +15,8 @@ export function buildJsonSchema(): Record<string, unknown> {
     $id: 'https://trellis.dev/schema/trellis.schema.json',
     title: 'Trellis configuration resource',
     description: 'Generated from src/config/schema.ts by `npm run schema`; do not edit by hand.',
-    oneOf: [{ $ref: '#/$defs/Mesh' }, { $ref: '#/$defs/HTTPRoute' }, { $ref: '#/$defs/BackendPolicy' }],
-    $defs: { Mesh: MeshSchema, HTTPRoute: HTTPRouteSchema, BackendPolicy: BackendPolicySchema },
+    oneOf: [{ $ref: '#/$defs/Mesh' }, { $ref: '#/$defs/HTTPRoute' }, { $ref: '#/$defs/BackendPolicy' }, { $ref: '#/$defs/AuthorizationPolicy' }],
+    $defs: { Mesh: MeshSchema, HTTPRoute: HTTPRouteSchema, BackendPolicy: BackendPolicySchema, AuthorizationPolicy: AuthorizationPolicySchema },
   };
 }
 

@@ -18,7 +18,9 @@ import { normalizeProxyLimits, normalizeServices, type NormalizedProxyLimits, ty
 import type { Problem } from './problems.js';
 import { checkSchema } from './schema-errors.js';
 import { checkReferenceGrants, type GrantSource } from './check-grants.js';
+import { checkAuthorizationPolicies, type AuthorizationPolicySource } from './check-authorization.js';
 import {
+  type AuthorizationPolicyResource,
   MESH_DEFAULTS,
   MeshSchema,
   POLICY_KINDS,
@@ -52,6 +54,12 @@ export interface LoadedGrant {
   resource: ReferenceGrantResource;
 }
 
+/** An AuthorizationPolicy (defaults applied) and its file. */
+export interface LoadedAuthorizationPolicy {
+  file: string;
+  resource: AuthorizationPolicyResource;
+}
+
 /** A complete, valid mesh configuration. */
 export interface MeshConfig {
   /** The file holding the Mesh resource. */
@@ -66,6 +74,8 @@ export interface MeshConfig {
   policies: LoadedPolicy[];
   /** The ReferenceGrants that let routes send traffic into another namespace. */
   referenceGrants: LoadedGrant[];
+  /** The AuthorizationPolicies, in file order. */
+  authorizationPolicies: LoadedAuthorizationPolicy[];
   /** The domain of `svc.ns.svc.<clusterDomain>` host names (default cluster.local). */
   clusterDomain: string;
   /** `spec.proxyLimits`; undefined: every proxy keeps its defaults. */
@@ -122,6 +132,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const routes: RouteSource[] = [];
   const policies: PolicySource[] = [];
   const grants: GrantSource[] = [];
+  const authorization: AuthorizationPolicySource[] = [];
   const read = new Set<string>();
   // The queue grows while we read it: a Mesh's includes are appended.
   for (let q = 0; q < queue.length; q++) {
@@ -155,6 +166,8 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
         if (schemaProblems.length === 0) meshes.push({ doc, resource: withDefaults(MeshSchema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'ReferenceGrant') {
         grants.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'AuthorizationPolicy') {
+        authorization.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && POLICY_KINDS.has(RESOURCE_KINDS[kind]!.kind)) {
         policies.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0) {
@@ -186,6 +199,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
     problems.push(...checkRoutes(mesh.resource, routes, warnings));
     problems.push(...checkPolicies(mesh.resource, routes, policies));
     problems.push(...checkReferenceGrants(mesh.resource, grants));
+    problems.push(...checkAuthorizationPolicies(mesh.resource, authorization, warnings));
   }
   if (problems.length > 0 || !mesh) return { files, folders, problems: inFileOrder(problems, files), warnings: inFileOrder(warnings, files) };
 
@@ -203,6 +217,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
       routes: routes.map((r) => ({ file: r.doc.file, resource: r.resource })),
       policies: policies.map((p) => ({ file: p.doc.file, resource: p.resource })),
       referenceGrants: grants.map((g) => ({ file: g.doc.file, resource: g.resource })),
+      authorizationPolicies: authorization.map((a) => ({ file: a.doc.file, resource: a.resource })),
       clusterDomain: mesh.resource.spec.clusterDomain ?? MESH_DEFAULTS.clusterDomain,
       ...(mesh.resource.spec.proxyLimits ? { proxyLimits: normalizeProxyLimits(mesh.resource.spec.proxyLimits) } : {}),
       identity: normalizeIdentity(mesh.resource, meshDir),

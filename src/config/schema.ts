@@ -56,4 +56,5 @@ export { RetryPolicySchema, type RetryPolicyResource } from './schema/retry-poli
 export { BackendTrafficPolicySchema, type BackendTrafficPolicyResource } from './schema/backend-traffic-policy.js';
 export { BALANCER_TYPES, BackendPolicySchema, type BackendPolicyResource } from './schema/backend-policy.js';
 export { ReferenceGrantSchema, type ReferenceGrantResource } from './schema/reference-grant.js';
+export { AUTHORIZATION_ACTIONS, AuthorizationPolicySchema, type AuthorizationPolicyResource } from './schema/authorization-policy.js';
 export { POLICY_KINDS, RESOURCE_KINDS, type PolicyResource, type RouteResource } from './schema/kinds.js';

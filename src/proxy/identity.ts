@@ -12,6 +12,7 @@ import type { Exchange } from './stack/exchange.js';
 import type { Layer } from './stack/layer.js';
 import { HeadEdits } from './filters/head-edits.js';
 import type { HeaderModifier } from './filters/header-modifier.js';
+import type { WorkloadName } from '../security/spiffe.js';
 
 /** Header carrying the calling service from an outbound sidecar to an inbound one. */
 export const SOURCE_HEADER = 'trellis-source';
@@ -94,16 +95,28 @@ export function outboundIdentity(service: string): Layer {
   });
 }
 
+/** The workload a calling service's key names (the same object every time); undefined for one the mesh does not hold. */
+export type PeerOf = (source: string) => WorkloadName | undefined;
+
 /**
  * Inbound listeners: `identify` decides the caller; a claim it did not accept is
  * stripped, so the app never sees an identity the mesh does not vouch for.
+ *
+ * INTERIM (until mTLS sets `ex.peer` from the peer certificate; the lead keeps the
+ * certificate's at merge): the peer is the accepted `trellis-source` service as a
+ * workload name, `peerOf(source)` (trust domain + the service's namespace + name), so
+ * authorization judges principals now and keeps its rules when certificates come.
  */
-export function inboundIdentity(identify: CallerIdentity): Layer {
+export function inboundIdentity(identify: CallerIdentity, peerOf?: PeerOf): Layer {
   return (next) => ({
     request(ex) {
       const source = identify(ex);
       ex.source = source;
-      if (source === UNKNOWN_SOURCE && hasIdentity(ex.req.lines)) stripIdentity(ex);
+      if (source === UNKNOWN_SOURCE) {
+        if (hasIdentity(ex.req.lines)) stripIdentity(ex);
+      } else if (peerOf !== undefined && ex.peer === undefined) {
+        ex.peer = peerOf(source);
+      }
       next(ex);
     },
   });

@@ -12,6 +12,10 @@ import { detectProtocol, serveHttp, type H2Server } from './listeners/detect.js'
 import type { H2SessionPool } from './h2/forwarder.js';
 import type { Http2Server } from 'node:http2';
 import { sourceHeaderIdentity } from './identity.js';
+import { AuthzEngine, NO_AUTHORIZATION } from './authz/engine.js';
+import { AuthzMetrics } from './authz/metrics.js';
+import { authorizeConnection } from './authz/connection.js';
+import { DEFAULT_TRUST_DOMAIN, parseSpiffeId, type WorkloadName } from '../security/spiffe.js';
 import { WorkloadIdentity } from './tls/workload-identity.js';
 import { CertificateRenewer, type RenewalClock } from './tls/certificate-renewer.js';
 import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS } from './http1/pool.js';
@@ -124,6 +128,11 @@ export class Sidecar {
   #addresses: Map<string, AddressedInstance> | null = null;
   /** The services of the mesh (from the snapshot): the only callers the inbound listener accepts. */
   #meshServices: ReadonlySet<string> = new Set();
+  /** The AuthorizationPolicies of this proxy's own service, compiled (authz/engine.ts). */
+  #authz: AuthzEngine = NO_AUTHORIZATION;
+  readonly #authzMetrics: AuthzMetrics;
+  /** INTERIM, until mTLS: the workload each mesh service is, as the peer of an inbound request it sends (identity.ts). */
+  #peers: ReadonlyMap<string, WorkloadName> = new Map();
   /** The upgrade protocols this sidecar's own service accepts (its snapshot's inboundUpgrades). */
   #inboundUpgrades: readonly string[] = DEFAULT_UPGRADES;
   /** Retry budgets per destination, kept across snapshots while their settings hold. */
@@ -160,6 +169,7 @@ export class Sidecar {
     if (o.app) this.metrics.watchAppCpu(o.app.port);
     this.#accessLog = openAccessLog(o.accessLog, { ...o.accessLogOptions, onError: (reason) => o.log(`proxy ${o.id}: access log ${o.accessLog}: ${reason}`) });
     this.metrics.watchAccessLog(this.#accessLog);
+    this.#authzMetrics = new AuthzMetrics(this.metrics.registry);
     this.balancing = new BalancingState((service, id, ejected, reason) => {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });
@@ -328,6 +338,8 @@ export class Sidecar {
     const o = this.#o;
     const app: Endpoint = { id: port === undefined ? `${o.id}/app` : `${o.id}/app:${port}`, host: appAt.host, port: appAt.port, version: o.version };
     const toApp = forwarder(this.#appPool, { connect: 'TRELLIS_E_APP_UNAVAILABLE', reset: 'TRELLIS_E_UPSTREAM_RESET', toApp: true });
+    // The port AuthorizationPolicies name: a multi-port service's own port; a one-port service's app port (Istio's target port).
+    const authzPort = port ?? appAt.port;
     const inbound = inboundStack({
       service: o.service,
       version: o.version,
@@ -336,6 +348,10 @@ export class Sidecar {
       accessLog: this.#accessLog,
       deadlines: this.#deadlines,
       identify: sourceHeaderIdentity(() => this.#meshServices),
+      peerOf: (source) => this.#peers.get(source),
+      port: authzPort,
+      authorization: () => this.#authz,
+      authzMetrics: this.#authzMetrics,
       upgrades: () => this.#inboundUpgrades,
     });
     const ctx = this.#context('inbound');
@@ -363,7 +379,15 @@ export class Sidecar {
     );
     const server = net.createServer((socket) =>
       this.#accept(ctx, socket, () => {
-        const tcp = (s: net.Socket): void =>
+        const tcp = (s: net.Socket): void => {
+          // L4 authorization before the app connection is opened. The peer is unknown until
+          // mTLS gives it from the TLS socket (so a service with an ALLOW policy refuses every
+          // plain TCP caller: default deny).
+          const check = { engine: this.#authz, metrics: this.#authzMetrics, accessLog: this.#accessLog, destination: o.service };
+          if (!authorizeConnection(check, undefined, authzPort)) {
+            s.destroy();
+            return;
+          }
           proxyTcp(s, (tried) => (tried.size === 0 ? app : undefined), {
             direction: 'inbound',
             source: 'unknown',
@@ -372,6 +396,7 @@ export class Sidecar {
             accessLog: this.#accessLog,
             failed: (err) => ctx.failed('tcp', err, s),
           });
+        };
         // #accept runs this once a snapshot is in force.
         const protocol = this.#inboundProtocol(port);
         // Chosen per connection, so HTTP/1.1's per-request path is the same as ever. An app
@@ -394,6 +419,14 @@ export class Sidecar {
   /** How the inbound listener of `port` (undefined: the one port) speaks, from the snapshot in force. */
   #inboundProtocol(port: number | undefined): Protocol {
     return (port === undefined ? undefined : this.#inboundProtocols.get(port)) ?? this.#snapshot?.inboundProtocol ?? 'http';
+  }
+
+  /** The mesh's trust domain: the snapshot's authorization says it; else this proxy's own certificate; else the default. */
+  #trustDomain(s: Snapshot): string {
+    const td = s.authorization?.trustDomain;
+    if (typeof td === 'string' && td !== '') return td;
+    const own = this.identity.spiffeId;
+    return (own === undefined ? undefined : parseSpiffeId(own)?.trustDomain) ?? DEFAULT_TRUST_DOMAIN;
   }
 
   /** Applies a snapshot; throws (→ NACK) when it cannot be used, leaving the current one. */
@@ -431,6 +464,15 @@ export class Sidecar {
     }
     if (this.#o.app) keys.add(endpointKey(this.#o.app));
     for (const p of this.#o.ports ?? []) keys.add(endpointKey(p.app));
+    let authz: AuthzEngine;
+    try {
+      authz = s.authorization === undefined ? NO_AUTHORIZATION : new AuthzEngine(s.authorization);
+    } catch (err) {
+      throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', {
+        version: s.version,
+        reason: `authorization: ${err instanceof Error ? err.message : String(err)}`,
+      });
+    }
     const inboundUpgrades = upgradeList(s.inboundUpgrades);
     const inboundProtocols = new Map<number, Protocol>();
     for (const p of Array.isArray(s.inboundPorts) ? s.inboundPorts : []) {
@@ -443,6 +485,8 @@ export class Sidecar {
     this.limits.current = limits;
     for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
     this.#meshServices = new Set(Array.isArray(s.meshServices) ? s.meshServices.filter((n) => typeof n === 'string') : []);
+    this.#authz = authz;
+    this.#peers = interimPeers(this.#meshServices, this.#trustDomain(s));
     this.#inboundProtocols = inboundProtocols;
     for (const a of this.#appVersions) a.version.declare(this.#inboundProtocol(a.port));
     this.#inboundUpgrades = inboundUpgrades;
@@ -699,4 +743,18 @@ function hostIndex(s: Snapshot, compiled: ReadonlyMap<string, CompiledUpstream>)
 /** `host:port` as `addressOf` (routing/layers.ts) writes it: IPv6 in brackets, lower case. */
 function addressKey(host: string, port: number): string {
   return host.includes(':') ? `[${host.toLowerCase()}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * INTERIM, until mTLS: each mesh service as a workload (its key's namespace and name,
+ * in `trustDomain`), one object per service per snapshot, so setting a request's peer
+ * allocates nothing. The ingress is a workload of the default namespace, as its certificate names it.
+ */
+function interimPeers(services: ReadonlySet<string>, trustDomain: string): ReadonlyMap<string, WorkloadName> {
+  const out = new Map<string, WorkloadName>();
+  for (const key of services) {
+    const { name, namespace } = splitServiceKey(key);
+    out.set(key, { trustDomain, namespace, serviceAccount: name });
+  }
+  return out;
 }

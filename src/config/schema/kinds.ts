@@ -11,6 +11,7 @@ import { RetryPolicySchema, type RetryPolicyResource } from './retry-policy.js';
 import { BackendTrafficPolicySchema, type BackendTrafficPolicyResource } from './backend-traffic-policy.js';
 import { BackendPolicySchema, type BackendPolicyResource } from './backend-policy.js';
 import { ReferenceGrantSchema } from './reference-grant.js';
+import { AuthorizationPolicySchema } from './authorization-policy.js';
 
 /** Every kind Trellis reads, keyed by `<apiVersion>/<kind>`. */
 export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion: string; schema: TSchema }>> = {
@@ -23,6 +24,7 @@ export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion:
   [`${GATEWAY_X_API_VERSION}/XBackendTrafficPolicy`]: { kind: 'XBackendTrafficPolicy', apiVersion: GATEWAY_X_API_VERSION, schema: BackendTrafficPolicySchema },
   [`${TRELLIS_API_VERSION}/BackendPolicy`]: { kind: 'BackendPolicy', apiVersion: TRELLIS_API_VERSION, schema: BackendPolicySchema },
   [`${GATEWAY_API_BETA_VERSION}/ReferenceGrant`]: { kind: 'ReferenceGrant', apiVersion: GATEWAY_API_BETA_VERSION, schema: ReferenceGrantSchema },
+  [`${TRELLIS_API_VERSION}/AuthorizationPolicy`]: { kind: 'AuthorizationPolicy', apiVersion: TRELLIS_API_VERSION, schema: AuthorizationPolicySchema },
 };
 
 /** The kinds that attach to routes or services through targetRefs. */

@@ -19,6 +19,7 @@ import { DEFAULT_CLUSTER_DOMAIN, DEFAULT_NAMESPACE, serviceKey, splitServiceKey 
 import type { HealthStatus } from '../model.js';
 import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
 import { compileRoutes, type RouteContext } from './routes.js';
+import { compileAuthorization } from './authorization.js';
 
 /** What the compiler needs to know about an instance. */
 export interface RoutableInstance {
@@ -295,5 +296,8 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
   if (config.clusterDomain !== undefined && config.clusterDomain !== DEFAULT_CLUSTER_DOMAIN) out.clusterDomain = config.clusterDomain;
   if (config.proxyLimits !== undefined) out.limits = config.proxyLimits;
   if (own?.upgrades !== undefined) out.inboundUpgrades = [...own.upgrades];
+  // What the proxy's own service lets in; absent when no policy applies (snapshots as before).
+  const authorization = compileAuthorization(config, own);
+  if (authorization !== undefined) out.authorization = authorization;
   return out;
 }

@@ -4,7 +4,16 @@
 import { ERRORS, errorMessage, type ErrorCode } from '../../errors.js';
 
 /** gRPC status codes the proxy itself answers with (grpc/doc/statuscodes.md). */
-export const GRPC_STATUS = { OK: 0, CANCELLED: 1, UNKNOWN: 2, DEADLINE_EXCEEDED: 4, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14 } as const;
+export const GRPC_STATUS = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  DEADLINE_EXCEEDED: 4,
+  PERMISSION_DENIED: 7,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+} as const;
 
 /** A request is gRPC when its content type is `application/grpc` or `application/grpc+<codec>`. */
 export function isGrpcContentType(ct: string | undefined): boolean {
@@ -17,12 +26,16 @@ export function isGrpcContentType(ct: string | undefined): boolean {
  * 502/503 → UNAVAILABLE), except that a timeout is DEADLINE_EXCEEDED, an app that
  * cannot speak gRPC's HTTP/2 at all is UNIMPLEMENTED (UNAVAILABLE would have the
  * client retry what can never work), and anything else the proxy refuses (400, 431,
- * 500) is INTERNAL.
+ * 500) is INTERNAL. A 403 (an AuthorizationPolicy's refusal, an upgrade or address the
+ * mesh refuses) is PERMISSION_DENIED, as gRPC's mapping has it: the caller may not, and
+ * trying again will not change that.
  */
 export function grpcStatusOf(code: ErrorCode): number {
   if (code === 'TRELLIS_E_TIMEOUT' || code === 'TRELLIS_E_REQUEST_TIMEOUT') return GRPC_STATUS.DEADLINE_EXCEEDED;
   if (code === 'TRELLIS_E_APP_PROTOCOL') return GRPC_STATUS.UNIMPLEMENTED;
   switch (ERRORS[code].status as number) {
+    case 403:
+      return GRPC_STATUS.PERMISSION_DENIED;
     case 404:
       return GRPC_STATUS.UNIMPLEMENTED;
     case 429:

@@ -9,7 +9,10 @@ import type { AccessLog } from '../../telemetry/access-log.js';
 import type { ProxyMetrics } from '../../telemetry/metrics.js';
 import { fault } from '../resilience/fault.js';
 import { backendFilters, ruleFilters } from '../filters/index.js';
-import { inboundIdentity, outboundIdentity, type CallerIdentity } from '../identity.js';
+import { inboundIdentity, outboundIdentity, type CallerIdentity, type PeerOf } from '../identity.js';
+import { authorization } from '../authz/layer.js';
+import type { AuthzEngine } from '../authz/engine.js';
+import type { AuthzMetrics } from '../authz/metrics.js';
 import { localApp, route, split, upstream, type AddressedInstance } from '../routing/layers.js';
 import { balance } from '../balancer/balance-layer.js';
 import { telemetry } from './telemetry.js';
@@ -100,6 +103,13 @@ export interface InboundParts {
   readonly app: Endpoint;
   /** Who the caller is (identity.ts); with mTLS, its certificate. */
   readonly identify: CallerIdentity;
+  /** INTERIM, until mTLS: the workload an accepted calling service is (identity.ts). */
+  readonly peerOf?: PeerOf;
+  /** The port this listener serves, as AuthorizationPolicies name it (a multi-port service's port; else the app's). */
+  readonly port: number;
+  /** The AuthorizationPolicies of the snapshot in force (authz/engine.ts). */
+  readonly authorization: () => AuthzEngine;
+  readonly authzMetrics: AuthzMetrics;
   /** The upgrade protocols this service accepts (its snapshot's). */
   readonly upgrades: () => readonly string[];
   readonly metrics: ProxyMetrics;
@@ -114,8 +124,10 @@ export function inboundStack(p: InboundParts): Stack<Picked> {
       // Outermost, as outbound: every exchange recorded once, however it ends.
       .push(telemetry({ direction: 'inbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog }))
       // The caller, checked against the mesh's services; a claim it can't back is stripped.
-      // (Authorization and rate limits go right inside it: they judge a known caller.)
-      .push(inboundIdentity(p.identify))
+      .push(inboundIdentity(p.identify, p.peerOf))
+      // (Request authentication goes here, so `when` on JWT claims sees them.)
+      // Judges the known caller before anything reaches the app; rate limits go right inside it.
+      .push(authorization({ service: p.service, port: p.port, engine: p.authorization, metrics: p.authzMetrics }))
       // The app's own sidecar holds every caller to the service's upgrades, whatever their outbound side did.
       .push(upgrades(() => p.upgrades(), p.service))
       // Every request goes to the one local app.
