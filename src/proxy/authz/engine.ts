@@ -193,7 +193,7 @@ function compileRule(raw: unknown): Rule {
     r.from === undefined
       ? undefined
       : asList(r.from, 'from').map((f): Source => {
-          const s = asObject(asObject(f, 'a from entry').source, 'a source');
+          const s = asObject(f, 'a source');
           return {
             principals: pair(s.principals, s.notPrincipals),
             namespaces: pair(s.namespaces, s.notNamespaces),
@@ -205,7 +205,7 @@ function compileRule(raw: unknown): Rule {
     r.to === undefined
       ? undefined
       : asList(r.to, 'to').map((t): Operation => {
-          const o = asObject(asObject(t, 'a to entry').operation, 'an operation');
+          const o = asObject(t, 'an operation');
           return {
             ...hostPairs(o),
             ports: o.ports === undefined ? undefined : portSet(asList(o.ports, 'ports')),
@@ -293,7 +293,17 @@ class PolicySet {
   constructor(policies: readonly Policy[], result: 'denied' | 'dry-run-denied') {
     this.deny = policies.filter((p) => p.action === 'DENY');
     this.allow = policies.filter((p) => p.action === 'ALLOW');
-    this.defaultDenied = this.allow.length === 0 ? undefined : { policy: this.allow.map((p) => p.name).join(','), action: 'ALLOW', result };
+    this.defaultDenied =
+      this.allow.length === 0
+        ? undefined
+        : {
+            policy: this.allow
+              .map((p) => p.name)
+              .sort()
+              .join(','),
+            action: 'ALLOW',
+            result,
+          };
   }
 }
 
