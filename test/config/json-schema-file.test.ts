@@ -15,8 +15,14 @@ describe('schema/trellis.schema.json', () => {
 
   it('holds each kind under $defs and accepts any of them through oneOf', () => {
     const schema = buildJsonSchema() as { oneOf: unknown; $defs: Record<string, { properties: { kind: { const: string } } }> };
-    assert.deepEqual(schema.oneOf, [{ $ref: '#/$defs/Mesh' }, { $ref: '#/$defs/HTTPRoute' }, { $ref: '#/$defs/BackendPolicy' }]);
+    assert.deepEqual(schema.oneOf, [
+      { $ref: '#/$defs/Mesh' },
+      { $ref: '#/$defs/HTTPRoute' },
+      { $ref: '#/$defs/BackendPolicy' },
+      { $ref: '#/$defs/AuthorizationPolicy' },
+    ]);
     assert.equal(schema.$defs.BackendPolicy!.properties.kind.const, 'BackendPolicy');
+    assert.equal(schema.$defs.AuthorizationPolicy!.properties.kind.const, 'AuthorizationPolicy');
     assert.equal(schema.$defs.Mesh!.properties.kind.const, 'Mesh');
     assert.equal(schema.$defs.HTTPRoute!.properties.kind.const, 'HTTPRoute');
   });
