@@ -53,6 +53,12 @@ export const ERRORS = {
     status: 403,
     message: 'no instance of the mesh listens at {address}; this proxy forwards only to the services of the mesh and their instances',
   },
+  TRELLIS_E_FORBIDDEN: {
+    token: 'forbidden',
+    status: 403,
+    message:
+      'service "{service}" does not let {principal} make this request: an AuthorizationPolicy refuses it (the access log of the service\'s sidecar names the policy)',
+  },
   TRELLIS_E_NO_ROUTE: { token: 'no-route', status: 404, message: 'no route of service "{service}" matches {method} {path}' },
   TRELLIS_E_BACKEND_NOT_FOUND: { token: 'backend-not-found', status: 500, message: 'route {route} names backend "{backend}", which does not exist' },
   TRELLIS_E_INVALID_BACKEND: {

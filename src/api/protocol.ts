@@ -504,6 +504,12 @@ export interface Snapshot {
    * side); absent: none, and no request's token is looked at.
    */
   requestAuthentication?: RequestAuthenticationSnapshot;
+  /**
+   * The AuthorizationPolicies that apply to this proxy's own service (its namespace's
+   * and those targeting it), judged by its inbound listeners (src/proxy/authz/).
+   * Absent: none applies, and every caller is allowed.
+   */
+  authorization?: AuthorizationSnapshot;
 }
 
 /** One limit of a RateLimitPolicy, compiled for the sidecars of one service. */
@@ -589,6 +595,60 @@ export interface JwtRuleSnapshot {
   /** jwksUri only: how often it is fetched again, and how long its last keys outlive failed fetches. */
   jwksRefreshMs?: number;
   jwksMaxStaleMs?: number;
+}
+
+/** The AuthorizationPolicies of one service, in the form its sidecar compiles (src/control/compile/authorization.ts). */
+export interface AuthorizationSnapshot {
+  /** The mesh's trust domain (principals are `<trustDomain>/ns/<namespace>/sa/<name>`). */
+  trustDomain: string;
+  /** In `<namespace>/<name>` order. */
+  policies: AuthorizationPolicySnapshot[];
+}
+
+/** One AuthorizationPolicy, values as written but principals without `spiffe://` and ports as numbers. */
+export interface AuthorizationPolicySnapshot {
+  /** `<namespace>/<name>`: the `policy` label of its denials and the access log's `authz_policy`. */
+  name: string;
+  action: 'ALLOW' | 'DENY' | 'AUDIT';
+  /** Evaluated, logged and counted as if enforced, but refuses nothing. */
+  dryRun?: boolean;
+  /** Empty: the policy matches nothing (an ALLOW policy without rules allows nothing). */
+  rules: AuthorizationRuleSnapshot[];
+}
+
+/** A rule matches when one of `from` (absent: any), one of `to` (absent: any) and every `when` match. */
+export interface AuthorizationRuleSnapshot {
+  from?: AuthorizationSourceSnapshot[];
+  to?: AuthorizationOperationSnapshot[];
+  when?: AuthorizationConditionSnapshot[];
+}
+
+/** Fields are ANDed; each list matches when one of its values does (a `not` list when none does). */
+export interface AuthorizationSourceSnapshot {
+  principals?: string[];
+  notPrincipals?: string[];
+  namespaces?: string[];
+  notNamespaces?: string[];
+  requestPrincipals?: string[];
+  notRequestPrincipals?: string[];
+}
+
+export interface AuthorizationOperationSnapshot {
+  hosts?: string[];
+  notHosts?: string[];
+  ports?: number[];
+  notPorts?: number[];
+  methods?: string[];
+  notMethods?: string[];
+  paths?: string[];
+  notPaths?: string[];
+}
+
+/** `key` as src/api/authorization.ts parses it; at least one of `values` and `notValues`. */
+export interface AuthorizationConditionSnapshot {
+  key: string;
+  values?: string[];
+  notValues?: string[];
 }
 
 /** The mesh's overrides of a proxy's limits (src/proxy/listeners/limits.ts), in milliseconds and bytes. */

@@ -33,8 +33,10 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   process.stderr.write(warnings);
-  const { services, routes } = result.config;
+  const { services, routes, authorizationPolicies } = result.config;
   const warned = result.warnings.length > 0 ? `, ${result.warnings.length} warning${result.warnings.length === 1 ? '' : 's'}` : '';
-  process.stdout.write(`ok: ${result.files.length} files, ${services.length} services, ${routes.length} routes${warned}\n`);
+  const authz =
+    authorizationPolicies.length > 0 ? `, ${authorizationPolicies.length} authorization polic${authorizationPolicies.length === 1 ? 'y' : 'ies'}` : '';
+  process.stdout.write(`ok: ${result.files.length} files, ${services.length} services, ${routes.length} routes${authz}${warned}\n`);
   return 0;
 }

@@ -1,7 +1,7 @@
 // The JSON Schema of every Trellis resource, built from the TypeBox source (schema.ts,
 // the index of schema/). Editors (yaml-language-server) and other tools validate with
 // it; it is committed as schema/trellis.schema.json and a test fails when it is stale.
-import { BackendPolicySchema, HTTPRouteSchema, MeshSchema, RateLimitPolicySchema, RequestAuthenticationSchema } from './schema.js';
+import { AuthorizationPolicySchema, BackendPolicySchema, HTTPRouteSchema, MeshSchema, RateLimitPolicySchema, RequestAuthenticationSchema } from './schema.js';
 
 /** Path of the committed JSON Schema, relative to the project root. */
 export const JSON_SCHEMA_PATH = 'schema/trellis.schema.json';
@@ -21,6 +21,7 @@ export function buildJsonSchema(): Record<string, unknown> {
       { $ref: '#/$defs/BackendPolicy' },
       { $ref: '#/$defs/RateLimitPolicy' },
       { $ref: '#/$defs/RequestAuthentication' },
+      { $ref: '#/$defs/AuthorizationPolicy' },
     ],
     $defs: {
       Mesh: MeshSchema,
@@ -28,6 +29,7 @@ export function buildJsonSchema(): Record<string, unknown> {
       BackendPolicy: BackendPolicySchema,
       RateLimitPolicy: RateLimitPolicySchema,
       RequestAuthentication: RequestAuthenticationSchema,
+      AuthorizationPolicy: AuthorizationPolicySchema,
     },
   };
 }

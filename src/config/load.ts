@@ -22,7 +22,9 @@ import { checkReferenceGrants, type GrantSource } from './check-grants.js';
 import { checkRateLimitPolicies, type RateLimitPolicySource } from './check-rate-limits.js';
 import { checkPeerAuthentications, type PeerAuthenticationSource } from './check-peer-authentication.js';
 import { checkRequestAuthentications, type RequestAuthenticationSource } from './check-request-authentication.js';
+import { checkAuthorizationPolicies, type AuthorizationPolicySource } from './check-authorization.js';
 import {
+  type AuthorizationPolicyResource,
   MESH_DEFAULTS,
   MeshSchema,
   POLICY_KINDS,
@@ -83,6 +85,12 @@ export interface LoadedRequestAuthentication {
   jwks: (string | undefined)[];
 }
 
+/** An AuthorizationPolicy (defaults applied) and its file. */
+export interface LoadedAuthorizationPolicy {
+  file: string;
+  resource: AuthorizationPolicyResource;
+}
+
 /** A complete, valid mesh configuration. */
 export interface MeshConfig {
   /** The file holding the Mesh resource. */
@@ -101,6 +109,8 @@ export interface MeshConfig {
   rateLimitPolicies: LoadedRateLimitPolicy[];
   /** In file order. */
   requestAuthentications: LoadedRequestAuthentication[];
+  /** The AuthorizationPolicies, in file order. */
+  authorizationPolicies: LoadedAuthorizationPolicy[];
   /** The domain of `svc.ns.svc.<clusterDomain>` host names (default cluster.local). */
   clusterDomain: string;
   /** `spec.proxyLimits`; undefined: every proxy keeps its defaults. */
@@ -166,6 +176,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const rateLimits: RateLimitPolicySource[] = [];
   const peerAuths: PeerAuthenticationSource[] = [];
   const authns: RequestAuthenticationSource[] = [];
+  const authorization: AuthorizationPolicySource[] = [];
   const read = new Set<string>();
   // The queue grows while we read it: a Mesh's includes are appended.
   for (let q = 0; q < queue.length; q++) {
@@ -205,6 +216,8 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
         peerAuths.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'RequestAuthentication') {
         authns.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'AuthorizationPolicy') {
+        authorization.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && POLICY_KINDS.has(RESOURCE_KINDS[kind]!.kind)) {
         policies.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0) {
@@ -238,6 +251,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
     problems.push(...checkReferenceGrants(mesh.resource, grants));
     problems.push(...checkRateLimitPolicies(mesh.resource, routes, rateLimits));
     problems.push(...checkPeerAuthentications(mesh.resource, peerAuths));
+    problems.push(...checkAuthorizationPolicies(mesh.resource, authorization, warnings));
   }
   // Key files are read even when other resources have problems, so they are watched too.
   const authn = mesh ? await checkRequestAuthentications(mesh.resource, authns) : { problems: [], jwks: [], files: [] };
@@ -261,6 +275,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
       referenceGrants: grants.map((g) => ({ file: g.doc.file, resource: g.resource })),
       rateLimitPolicies: rateLimits.map((p) => ({ file: p.doc.file, resource: p.resource })),
       requestAuthentications: authns.map((a, i) => ({ file: a.doc.file, resource: a.resource, jwks: authn.jwks[i] ?? [] })),
+      authorizationPolicies: authorization.map((a) => ({ file: a.doc.file, resource: a.resource })),
       clusterDomain: mesh.resource.spec.clusterDomain ?? MESH_DEFAULTS.clusterDomain,
       ...(mesh.resource.spec.proxyLimits ? { proxyLimits: normalizeProxyLimits(mesh.resource.spec.proxyLimits) } : {}),
       identity: normalizeIdentity(mesh.resource, meshDir),

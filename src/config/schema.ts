@@ -68,4 +68,5 @@ export {
   type JwtRuleSpec,
   type RequestAuthenticationResource,
 } from './schema/request-authentication.js';
+export { AUTHORIZATION_ACTIONS, AuthorizationPolicySchema, type AuthorizationPolicyResource } from './schema/authorization-policy.js';
 export { POLICY_KINDS, RESOURCE_KINDS, type PolicyResource, type RouteResource } from './schema/kinds.js';

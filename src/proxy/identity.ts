@@ -9,6 +9,7 @@ import type { Exchange } from './stack/exchange.js';
 import type { Layer } from './stack/layer.js';
 import { HeadEdits } from './filters/head-edits.js';
 import type { HeaderModifier } from './filters/header-modifier.js';
+import type { WorkloadName } from '../security/spiffe.js';
 
 /** Header carrying the calling service from an outbound sidecar to an inbound one. */
 export const SOURCE_HEADER = 'trellis-source';
@@ -81,6 +82,9 @@ export function outboundIdentity(service: string): Layer {
     },
   });
 }
+
+/** The workload a calling service's key names (the same object every time); undefined for one the mesh does not hold. */
+export type PeerOf = (source: string) => WorkloadName | undefined;
 
 /**
  * Inbound listeners: `identify` decides the caller; any identity header the request

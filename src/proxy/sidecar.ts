@@ -20,6 +20,9 @@ import { peerIdentity } from './identity.js';
 import { MeshTls, type VerifiedPeer } from './tls/mesh-tls.js';
 import { admitInbound, type InboundDoor } from './listeners/mtls-inbound.js';
 import type { WorkloadName } from '../security/spiffe.js';
+import { AuthzEngine, NO_AUTHORIZATION } from './authz/engine.js';
+import { AuthzMetrics } from './authz/metrics.js';
+import { authorizeConnection } from './authz/connection.js';
 import { WorkloadIdentity } from './tls/workload-identity.js';
 import { CertificateRenewer, type RenewalClock } from './tls/certificate-renewer.js';
 import { AuthnMetrics } from './authn/authn-metrics.js';
@@ -150,12 +153,6 @@ export class Sidecar {
   #peerMtls = new Map<string, PeerMtls>();
   /** The PeerAuthentication of this proxy's inbound listeners (snapshot); absent: PERMISSIVE. */
   #inboundMtls: InboundMtls | undefined;
-  /**
-   * The L4 authorization check of an inbound TCP connection (the authz helper sets it from
-   * the snapshot): called with the verified peer and the service port, before the app
-   * connection is opened; false closes the connection. Undefined: every connection passes.
-   */
-  authorizeTcp: ((peer: WorkloadName | undefined, port: number | undefined) => boolean) | undefined;
   /** Connections to other sidecars (outbound), and to this sidecar's app (inbound). */
   readonly #pool = new ConnectionPool({ idleTimeoutMs: PEER_IDLE_TIMEOUT_MS, secureFor: this.#secureFor });
   readonly #appPool = new ConnectionPool();
@@ -193,6 +190,9 @@ export class Sidecar {
   #addresses: Map<string, AddressedInstance> | null = null;
   /** The services of the mesh (from the snapshot): the only callers the inbound listener accepts. */
   #meshServices: ReadonlySet<string> = new Set();
+  /** The AuthorizationPolicies of this proxy's own service, compiled (authz/engine.ts). */
+  #authz: AuthzEngine = NO_AUTHORIZATION;
+  readonly #authzMetrics: AuthzMetrics;
   /** The upgrade protocols this sidecar's own service accepts (its snapshot's inboundUpgrades). */
   #inboundUpgrades: readonly string[] = DEFAULT_UPGRADES;
   /** Retry budgets per destination, kept across snapshots while their settings hold. */
@@ -262,6 +262,7 @@ export class Sidecar {
       onExportError: (line) => exportLog.write(() => `proxy ${o.id}: span export failed: ${line}`),
     });
     this.metrics.watchTracing(this.tracer);
+    this.#authzMetrics = new AuthzMetrics(this.metrics.registry);
     this.balancing = new BalancingState((service, id, ejected, reason) => {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });
@@ -442,6 +443,8 @@ export class Sidecar {
     const o = this.#o;
     const app: Endpoint = { id: port === undefined ? `${o.id}/app` : `${o.id}/app:${port}`, host: appAt.host, port: appAt.port, version: o.version };
     const toApp = forwarder(this.#appPool, { connect: 'TRELLIS_E_APP_UNAVAILABLE', reset: 'TRELLIS_E_UPSTREAM_RESET', toApp: true });
+    // The port AuthorizationPolicies name: a multi-port service's own port; a one-port service's app port (Istio's target port).
+    const authzPort = port ?? appAt.port;
     const inbound = inboundStack({
       service: o.service,
       version: o.version,
@@ -453,6 +456,9 @@ export class Sidecar {
       tracer: this.tracer,
       identify: peerIdentity(() => this.#meshServices),
       requestAuthn: { current: () => this.authn.current, metrics: this.#authnMetrics },
+      port: authzPort,
+      authorization: () => this.#authz,
+      authzMetrics: this.#authzMetrics,
       upgrades: () => this.#inboundUpgrades,
       rateLimits: () => this.#rateLimits.current,
       rateLimitObserver: this.#rateLimitMetrics,
@@ -531,8 +537,10 @@ export class Sidecar {
    */
   #inboundTcp(socket: net.Socket, peer: WorkloadName | undefined, port: number | undefined, app: Endpoint, ctx: ListenerContext): void {
     const o = this.#o;
-    // L4 authorization (authz): `(peer, port) => decision`, here, before anything reaches the app.
-    if (this.authorizeTcp !== undefined && !this.authorizeTcp(peer, port)) {
+    // L4 authorization before the app connection is opened: the verified peer (undefined for
+    // a plaintext caller) and the service port (a multi-port service's; else the app's).
+    const check = { engine: this.#authz, metrics: this.#authzMetrics, accessLog: this.#accessLog, destination: o.service };
+    if (!authorizeConnection(check, peer, port ?? app.port)) {
       socket.destroy();
       return;
     }
@@ -589,6 +597,15 @@ export class Sidecar {
     }
     if (this.#o.app) keys.add(endpointKey(this.#o.app));
     for (const p of this.#o.ports ?? []) keys.add(endpointKey(p.app));
+    let authz: AuthzEngine;
+    try {
+      authz = s.authorization === undefined ? NO_AUTHORIZATION : new AuthzEngine(s.authorization);
+    } catch (err) {
+      throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', {
+        version: s.version,
+        reason: `authorization: ${err instanceof Error ? err.message : String(err)}`,
+      });
+    }
     let commitRateLimits: () => void;
     try {
       commitRateLimits = this.#rateLimits.prepare(s.rateLimits);
@@ -623,6 +640,7 @@ export class Sidecar {
     this.limits.current = limits;
     for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
     this.#meshServices = new Set(Array.isArray(s.meshServices) ? s.meshServices.filter((n) => typeof n === 'string') : []);
+    this.#authz = authz;
     this.#inboundProtocols = inboundProtocols;
     for (const a of this.#appVersions) a.version.declare(this.#inboundProtocol(a.port));
     this.#inboundUpgrades = inboundUpgrades;

@@ -21,10 +21,12 @@ describe('schema/trellis.schema.json', () => {
       { $ref: '#/$defs/BackendPolicy' },
       { $ref: '#/$defs/RateLimitPolicy' },
       { $ref: '#/$defs/RequestAuthentication' },
+      { $ref: '#/$defs/AuthorizationPolicy' },
     ]);
     assert.equal(schema.$defs.RateLimitPolicy!.properties.kind.const, 'RateLimitPolicy');
     assert.equal(schema.$defs.RequestAuthentication!.properties.kind.const, 'RequestAuthentication');
     assert.equal(schema.$defs.BackendPolicy!.properties.kind.const, 'BackendPolicy');
+    assert.equal(schema.$defs.AuthorizationPolicy!.properties.kind.const, 'AuthorizationPolicy');
     assert.equal(schema.$defs.Mesh!.properties.kind.const, 'Mesh');
     assert.equal(schema.$defs.HTTPRoute!.properties.kind.const, 'HTTPRoute');
   });

@@ -14,6 +14,7 @@ import { ReferenceGrantSchema } from './reference-grant.js';
 import { RateLimitPolicySchema } from './rate-limit-policy.js';
 import { PeerAuthenticationSchema } from './peer-authentication.js';
 import { RequestAuthenticationSchema } from './request-authentication.js';
+import { AuthorizationPolicySchema } from './authorization-policy.js';
 
 /** Every kind Trellis reads, keyed by `<apiVersion>/<kind>`. */
 export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion: string; schema: TSchema }>> = {
@@ -29,6 +30,7 @@ export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion:
   [`${GATEWAY_API_BETA_VERSION}/ReferenceGrant`]: { kind: 'ReferenceGrant', apiVersion: GATEWAY_API_BETA_VERSION, schema: ReferenceGrantSchema },
   [`${TRELLIS_API_VERSION}/PeerAuthentication`]: { kind: 'PeerAuthentication', apiVersion: TRELLIS_API_VERSION, schema: PeerAuthenticationSchema },
   [`${TRELLIS_API_VERSION}/RequestAuthentication`]: { kind: 'RequestAuthentication', apiVersion: TRELLIS_API_VERSION, schema: RequestAuthenticationSchema },
+  [`${TRELLIS_API_VERSION}/AuthorizationPolicy`]: { kind: 'AuthorizationPolicy', apiVersion: TRELLIS_API_VERSION, schema: AuthorizationPolicySchema },
 };
 
 /** The kinds that attach to routes or services through targetRefs. */

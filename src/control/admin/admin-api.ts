@@ -82,7 +82,10 @@ export function configView(model: MeshModel, formatProblem: (p: ConfigProblem) =
     loadedAt: iso(state.loadedAt),
     services: state.config.services.map(keyOf),
     routes: state.config.routes.map((r) => routeKey(r.resource)),
-    policies: (state.config.policies ?? []).map((p) => `${p.resource.kind} ${p.resource.metadata.namespace ?? 'default'}/${p.resource.metadata.name}`),
+    policies: [
+      ...(state.config.policies ?? []).map((p) => `${p.resource.kind} ${p.resource.metadata.namespace ?? 'default'}/${p.resource.metadata.name}`),
+      ...(state.config.authorizationPolicies ?? []).map((p) => `AuthorizationPolicy ${p.resource.metadata.namespace ?? 'default'}/${p.resource.metadata.name}`),
+    ],
     reloadFailed: state.failedReload
       ? { at: iso(state.failedReload.at), problems: state.failedReload.problems.map((p) => ({ ...p, text: formatProblem(p) })) }
       : null,

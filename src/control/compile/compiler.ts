@@ -22,6 +22,7 @@ import { compileRoutes, type RouteContext } from './routes.js';
 import { compileRateLimits } from './rate-limits.js';
 import { inboundMtls, peerMtls } from './mtls.js';
 import { compileRequestAuthentication } from './request-authentication.js';
+import { compileAuthorization } from './authorization.js';
 
 /** What the compiler needs to know about an instance. */
 export interface RoutableInstance {
@@ -314,5 +315,8 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
   // The inbound side: only the rules of this proxy's own service (a gateway has none yet).
   const authn = own === undefined ? undefined : compileRequestAuthentication(config, proxy.service);
   if (authn !== undefined) out.requestAuthentication = authn;
+  // What the proxy's own service lets in; absent when no policy applies (snapshots as before).
+  const authorization = compileAuthorization(config, own);
+  if (authorization !== undefined) out.authorization = authorization;
   return out;
 }

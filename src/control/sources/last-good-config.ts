@@ -39,7 +39,8 @@ function isRecord(v: unknown): v is Record1 {
     Array.isArray(c.services) &&
     Array.isArray(c.routes) &&
     c.services.every((s) => typeof s === 'object' && s !== null && typeof s.name === 'string' && Array.isArray(s.versions)) &&
-    (c.policies === undefined || Array.isArray(c.policies))
+    (c.policies === undefined || Array.isArray(c.policies)) &&
+    (c.authorizationPolicies === undefined || Array.isArray(c.authorizationPolicies))
   );
 }
 

@@ -272,6 +272,29 @@ export interface RequestAuthenticationConfig {
   };
 }
 
+/** An AuthorizationPolicy, as far as the control plane reads it (src/config/schema/authorization-policy.ts). */
+export interface AuthorizationPolicyConfig {
+  readonly metadata: { readonly name: string; readonly namespace?: string };
+  readonly spec: {
+    readonly targetRefs?: readonly PolicyTargetConfig[];
+    readonly action?: 'ALLOW' | 'DENY' | 'AUDIT';
+    readonly rules?: readonly {
+      readonly from?: readonly { readonly source: { readonly [K in AuthorizationSourceField]?: readonly string[] } }[];
+      readonly to?: readonly {
+        readonly operation: { readonly [K in AuthorizationOperationField]?: readonly string[] } & {
+          readonly ports?: readonly (string | number)[];
+          readonly notPorts?: readonly (string | number)[];
+        };
+      }[];
+      readonly when?: readonly { readonly key: string; readonly values?: readonly string[]; readonly notValues?: readonly string[] }[];
+    }[];
+    readonly dryRun?: boolean;
+  };
+}
+
+type AuthorizationSourceField = 'principals' | 'notPrincipals' | 'namespaces' | 'notNamespaces' | 'requestPrincipals' | 'notRequestPrincipals';
+type AuthorizationOperationField = 'hosts' | 'notHosts' | 'methods' | 'notMethods' | 'paths' | 'notPaths';
+
 export interface ControlConfig {
   readonly services: readonly ServiceConfig[];
   /** In file order: the tie-breaker of route precedence when no creationTimestamp is set. */
@@ -291,6 +314,8 @@ export interface ControlConfig {
     readonly resource: RequestAuthenticationConfig;
     readonly jwks: readonly (string | undefined)[];
   }[];
+  /** AuthorizationPolicies, in file order; absent: none (every caller is allowed). */
+  readonly authorizationPolicies?: readonly { readonly file: string; readonly resource: AuthorizationPolicyConfig }[];
   /** The domain of `svc.ns.svc.<domain>` host names; absent: cluster.local. */
   readonly clusterDomain?: string;
   /** The Mesh's `spec.proxyLimits` (milliseconds and bytes); absent: proxy defaults. */

@@ -9,6 +9,7 @@ export const GRPC_STATUS = {
   CANCELLED: 1,
   UNKNOWN: 2,
   DEADLINE_EXCEEDED: 4,
+  PERMISSION_DENIED: 7,
   RESOURCE_EXHAUSTED: 8,
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
@@ -26,9 +27,11 @@ export function isGrpcContentType(ct: string | undefined): boolean {
  * HTTP-to-gRPC mapping does (doc/http-grpc-status-mapping.md: 404 → UNIMPLEMENTED,
  * 502/503 → UNAVAILABLE), except that a timeout is DEADLINE_EXCEEDED, an app that
  * cannot speak gRPC's HTTP/2 at all is UNIMPLEMENTED (UNAVAILABLE would have the
- * client retry what can never work), a 401 (a refused JWT) is UNAUTHENTICATED as in
- * gRPC's mapping, and anything else the proxy refuses (400, 431,
- * 500) is INTERNAL.
+ * client retry what can never work), a 401 (a refused JWT) is UNAUTHENTICATED, and
+ * anything else the proxy refuses (400, 431, 500) is INTERNAL. A 403 (an
+ * AuthorizationPolicy's refusal, an upgrade or address the mesh refuses) is
+ * PERMISSION_DENIED, as gRPC's mapping has it: the caller may not, and trying again
+ * will not change that.
  */
 export function grpcStatusOf(code: ErrorCode): number {
   if (code === 'TRELLIS_E_TIMEOUT' || code === 'TRELLIS_E_REQUEST_TIMEOUT') return GRPC_STATUS.DEADLINE_EXCEEDED;
@@ -38,6 +41,8 @@ export function grpcStatusOf(code: ErrorCode): number {
   switch (ERRORS[code].status as number) {
     case 401:
       return GRPC_STATUS.UNAUTHENTICATED;
+    case 403:
+      return GRPC_STATUS.PERMISSION_DENIED;
     case 404:
       return GRPC_STATUS.UNIMPLEMENTED;
     case 429:

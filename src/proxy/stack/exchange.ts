@@ -14,6 +14,18 @@ import { END, type Outcome } from './outcome.js';
 import type { Attempts } from '../balancer/attempt.js';
 import type { ActiveSpan } from '../../telemetry/tracing/span.js';
 import type { WorkloadName } from '../../security/spiffe.js';
+/**
+ * What authorization found worth a word in the access log of an exchange it let through
+ * or refused: the policy (`<namespace>/<name>`, from config) and what it did. Made once
+ * per snapshot (src/proxy/authz/engine.ts), so a request allocates none.
+ */
+export interface AuthzNote {
+  /** `<namespace>/<name>`; refused because no ALLOW policy allowed it: the service's ALLOW policies, comma-separated. */
+  readonly policy: string;
+  readonly action: 'ALLOW' | 'DENY' | 'AUDIT';
+  /** `denied`: refused; `dry-run-denied`: a dryRun policy would have refused it; `audited`: an AUDIT policy matched. */
+  readonly result: 'denied' | 'dry-run-denied' | 'audited';
+}
 
 /**
  * Where the HTTP/1.1 forwarder writes a response's bytes: the client's socket, or an
@@ -223,6 +235,8 @@ export class Exchange {
   peer: WorkloadName | undefined = undefined;
   /** The verified end user (requestauthn.ts): `iss/sub`, and the token's claims. */
   requestAuth: RequestAuth | undefined;
+  /** Authorization's word for the access log (src/proxy/authz/layer.ts); undefined: nothing to say. */
+  authz: AuthzNote | undefined;
   upstream: CompiledUpstream | undefined;
   route: CompiledRoute | undefined;
   /** Index in `route.backends` of the backend split picked. */

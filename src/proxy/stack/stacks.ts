@@ -11,6 +11,9 @@ import { fault } from '../resilience/fault.js';
 import { backendFilters, ruleFilters } from '../filters/index.js';
 import { inboundIdentity, outboundIdentity, type CallerIdentity } from '../identity.js';
 import { requestAuthentication, type RequestAuthenticationParts } from '../authn/request-authentication.js';
+import { authorization } from '../authz/layer.js';
+import type { AuthzEngine } from '../authz/engine.js';
+import type { AuthzMetrics } from '../authz/metrics.js';
 import { localApp, route, split, upstream, type AddressedInstance } from '../routing/layers.js';
 import { balance } from '../balancer/balance-layer.js';
 import { telemetry } from './telemetry.js';
@@ -117,6 +120,11 @@ export interface InboundParts {
   readonly identify: CallerIdentity;
   /** The end-user JWT rules of the snapshot in force (authn/), and their counters. */
   readonly requestAuthn: Omit<RequestAuthenticationParts, 'realm'>;
+  /** The port this listener serves, as AuthorizationPolicies name it (a multi-port service's port; else the app's). */
+  readonly port: number;
+  /** The AuthorizationPolicies of the snapshot in force (authz/engine.ts). */
+  readonly authorization: () => AuthzEngine;
+  readonly authzMetrics: AuthzMetrics;
   /** The upgrade protocols this service accepts (its snapshot's). */
   readonly upgrades: () => readonly string[];
   /** The snapshot's rate limits on this service (undefined: none), and who counts refusals. */
@@ -146,6 +154,8 @@ export function inboundStack(p: InboundParts): Stack<Picked> {
       // The end user, from a JWT (RequestAuthentication): inside identity, so a refused token
       // is counted against a known caller, and outside authorization, which reads what it decides.
       .push(requestAuthentication({ ...p.requestAuthn, realm: p.service }))
+      // Judges the known caller (and its end user) before anything reaches the app.
+      .push(authorization({ service: p.service, port: p.port, engine: p.authorization, metrics: p.authzMetrics }))
       // After authorization, so a caller refused there spends no one's tokens; before the
       // app, which a refused request never reaches. Per caller, it reads the identity above.
       .push(rateLimit(p.rateLimits, p.rateLimitObserver, p.clock))

@@ -69,6 +69,10 @@ export function telemetry(o: TelemetryOptions): Layer {
       upstream: ex.endpoint ? endpointKey(ex.endpoint) : undefined,
       attempts: ex.attempts,
       error: ex.errorToken || undefined,
+      // From the snapshot's policies (authz/engine.ts), never from the request.
+      authz_policy: ex.authz?.policy,
+      authz_action: ex.authz?.action,
+      authz_result: ex.authz?.result,
     });
   };
   return (next) => ({
