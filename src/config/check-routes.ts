@@ -111,8 +111,13 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[], 
 
     for (const [i, p] of resource.spec.parentRefs.entries()) {
       const path: Segment[] = ['spec', 'parentRefs', i];
+      // A Gateway parent: the route attaches to its listeners (checked against the Gateway when it is compiled).
+      if (p.kind === 'Gateway' && kind !== 'TCPRoute' && (p.group === 'gateway.networking.k8s.io' || p.group === undefined || p.group === '')) continue;
       if ((p.kind ?? 'Service') !== 'Service') {
-        at([...path, 'kind'], `kind "${p.kind}" is not supported yet; in the mesh a route's parent is a Service (kind: Service)`);
+        at(
+          [...path, 'kind'],
+          `kind "${p.kind}" is not supported; a route's parent is a Service (kind: Service) or, for an HTTPRoute or GRPCRoute, a Gateway (group gateway.networking.k8s.io)`,
+        );
         continue;
       }
       if ((p.group ?? '') !== '') {

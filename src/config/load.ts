@@ -19,6 +19,7 @@ import type { Problem } from './problems.js';
 import { checkSchema } from './schema-errors.js';
 import { checkReferenceGrants, type GrantSource } from './check-grants.js';
 import { checkRateLimitPolicies, type RateLimitPolicySource } from './check-rate-limits.js';
+import { checkGateways, type GatewayConfig, type GatewaySource, type SecretSource } from './check-gateways.js';
 import {
   MESH_DEFAULTS,
   MeshSchema,
@@ -82,6 +83,8 @@ export interface MeshConfig {
   proxyLimits?: NormalizedProxyLimits;
   /** `spec.identity` with its defaults; the control plane's CA reads it at start. */
   identity: IdentityConfig;
+  /** Gateways, their certificates read (check-gateways.ts). */
+  gateways: GatewayConfig[];
 }
 
 /** What loading found: the config when there is no problem, and every file read. */
@@ -133,6 +136,8 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const policies: PolicySource[] = [];
   const grants: GrantSource[] = [];
   const rateLimits: RateLimitPolicySource[] = [];
+  const gatewaySources: GatewaySource[] = [];
+  const secrets: SecretSource[] = [];
   const read = new Set<string>();
   // The queue grows while we read it: a Mesh's includes are appended.
   for (let q = 0; q < queue.length; q++) {
@@ -166,6 +171,10 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
         if (schemaProblems.length === 0) meshes.push({ doc, resource: withDefaults(MeshSchema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'ReferenceGrant') {
         grants.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'Gateway') {
+        gatewaySources.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'Secret') {
+        secrets.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'RateLimitPolicy') {
         rateLimits.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && POLICY_KINDS.has(RESOURCE_KINDS[kind]!.kind)) {
@@ -193,6 +202,10 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   }
 
   const mesh = meshDocs.length === 1 ? meshes[0] : undefined;
+  // Certificate files are read (and so watched: a replaced file reloads the config) like config files.
+  const gatewayCheck = checkGateways(gatewaySources, secrets);
+  problems.push(...gatewayCheck.problems);
+  for (const f of gatewayCheck.files) if (!files.includes(f)) files.push(f);
   if (mesh) {
     problems.push(...checkMesh(mesh.doc, mesh.resource));
     problems.push(...checkIdentity(mesh.doc, mesh.resource));
@@ -221,6 +234,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
       clusterDomain: mesh.resource.spec.clusterDomain ?? MESH_DEFAULTS.clusterDomain,
       ...(mesh.resource.spec.proxyLimits ? { proxyLimits: normalizeProxyLimits(mesh.resource.spec.proxyLimits) } : {}),
       identity: normalizeIdentity(mesh.resource, meshDir),
+      gateways: gatewayCheck.gateways,
     },
   };
 }

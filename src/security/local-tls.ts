@@ -19,7 +19,10 @@ const DAY_MS = 86_400_000;
 /** Backdated as the mesh CA does, for clocks a little behind. */
 const BACKDATE_MS = 5 * 60_000;
 
-const serial = (): string => randomBytes(16).toString('hex').replace(/^[89a-f]/, '7');
+const serial = (): string =>
+  randomBytes(16)
+    .toString('hex')
+    .replace(/^[89a-f]/, '7');
 
 /** A self-signed CA for local HTTPS (10 years, as the mesh CA's root). */
 export async function makeLocalCa(name: string, now = Date.now()): Promise<PemPair> {
@@ -65,7 +68,10 @@ export async function issueServerCertificate(ca: PemPair, spec: ServerCertificat
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
-      new x509.SubjectAlternativeNameExtension([...spec.dnsNames.map((value) => ({ type: 'dns' as const, value })), ...(spec.ips ?? []).map((value) => ({ type: 'ip' as const, value }))], false),
+      new x509.SubjectAlternativeNameExtension(
+        [...spec.dnsNames.map((value) => ({ type: 'dns' as const, value })), ...(spec.ips ?? []).map((value) => ({ type: 'ip' as const, value }))],
+        false,
+      ),
       await x509.AuthorityKeyIdentifierExtension.create(caCert, false),
     ],
   });

@@ -42,8 +42,18 @@ function snapshot(version: number, a: PemPair, limits: Snapshot['limits'] = unde
         protocol: 'http',
         explicitRoutes: true,
         routes: [
-          { name: 'default/site-a/rule/0', hostname: 'a.example.test', match: { path: { type: 'PathPrefix', value: '/' } }, backends: [{ backend: 'app', weight: 1 }] },
-          { name: 'default/site-b/rule/0', hostname: 'b.example.test', match: { path: { type: 'PathPrefix', value: '/' } }, backends: [{ backend: 'app', weight: 1 }] },
+          {
+            name: 'default/site-a/rule/0',
+            hostname: 'a.example.test',
+            match: { path: { type: 'PathPrefix', value: '/' } },
+            backends: [{ backend: 'app', weight: 1 }],
+          },
+          {
+            name: 'default/site-b/rule/0',
+            hostname: 'b.example.test',
+            match: { path: { type: 'PathPrefix', value: '/' } },
+            backends: [{ backend: 'app', weight: 1 }],
+          },
         ],
         backends: backend,
       },
@@ -179,7 +189,12 @@ test('the gateway replaces the forwarding headers a client sends and makes an x-
 });
 
 test('ALPN h2: an HTTP/2 client over TLS is served by the same routes', async () => {
-  const session = http2.connect(`https://a.example.test:${httpsPort}`, { ca: ca.cert, servername: 'a.example.test', host: '127.0.0.1', port: httpsPort } as http2.SecureClientSessionOptions & { host: string; port: number });
+  const session = http2.connect(`https://a.example.test:${httpsPort}`, {
+    ca: ca.cert,
+    servername: 'a.example.test',
+    host: '127.0.0.1',
+    port: httpsPort,
+  } as http2.SecureClientSessionOptions & { host: string; port: number });
   try {
     const status = await new Promise<number>((resolve, reject) => {
       const req = session.request({ ':path': '/', ':authority': 'a.example.test' });

@@ -12,6 +12,7 @@ import { BackendTrafficPolicySchema, type BackendTrafficPolicyResource } from '.
 import { BackendPolicySchema, type BackendPolicyResource } from './backend-policy.js';
 import { ReferenceGrantSchema } from './reference-grant.js';
 import { RateLimitPolicySchema } from './rate-limit-policy.js';
+import { GatewaySchema, SecretSchema } from './gateway.js';
 
 /** Every kind Trellis reads, keyed by `<apiVersion>/<kind>`. */
 export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion: string; schema: TSchema }>> = {
@@ -24,6 +25,8 @@ export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion:
   [`${GATEWAY_X_API_VERSION}/XBackendTrafficPolicy`]: { kind: 'XBackendTrafficPolicy', apiVersion: GATEWAY_X_API_VERSION, schema: BackendTrafficPolicySchema },
   [`${TRELLIS_API_VERSION}/BackendPolicy`]: { kind: 'BackendPolicy', apiVersion: TRELLIS_API_VERSION, schema: BackendPolicySchema },
   [`${TRELLIS_API_VERSION}/RateLimitPolicy`]: { kind: 'RateLimitPolicy', apiVersion: TRELLIS_API_VERSION, schema: RateLimitPolicySchema },
+  [`${GATEWAY_API_VERSION}/Gateway`]: { kind: 'Gateway', apiVersion: GATEWAY_API_VERSION, schema: GatewaySchema },
+  'v1/Secret': { kind: 'Secret', apiVersion: 'v1', schema: SecretSchema },
   [`${GATEWAY_API_BETA_VERSION}/ReferenceGrant`]: { kind: 'ReferenceGrant', apiVersion: GATEWAY_API_BETA_VERSION, schema: ReferenceGrantSchema },
 };
 
