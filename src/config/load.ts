@@ -209,7 +209,13 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   if (mesh) {
     problems.push(...checkMesh(mesh.doc, mesh.resource));
     problems.push(...checkIdentity(mesh.doc, mesh.resource));
-    problems.push(...checkRoutes(mesh.resource, routes, warnings));
+    const gatewayListeners = new Map(
+      gatewaySources.map((g) => [
+        `${g.resource.metadata.namespace ?? 'default'}/${g.resource.metadata.name}`,
+        new Set(g.resource.spec.listeners.map((l) => l.name)),
+      ]),
+    );
+    problems.push(...checkRoutes(mesh.resource, routes, warnings, gatewayListeners));
     problems.push(...checkPolicies(mesh.resource, routes, policies));
     problems.push(...checkReferenceGrants(mesh.resource, grants));
     problems.push(...checkRateLimitPolicies(mesh.resource, routes, rateLimits));

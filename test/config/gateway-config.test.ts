@@ -112,3 +112,19 @@ test('an expired certificate file and a key of another certificate are refused a
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a route naming a listener the Gateway does not have is refused at its sectionName', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'trellis-gw-'));
+  try {
+    const ca = await makeLocalCa('ca');
+    const cert = await issueServerCertificate(ca, { dnsNames: ['shop.example.test'] });
+    await writeFile(join(dir, 'site.pem'), cert.cert);
+    await writeFile(join(dir, 'site.key'), cert.key);
+    await writeFile(join(dir, 'mesh.yaml'), MESH.replace('sectionName: https }', 'sectionName: htps }'));
+    const loaded = await loadConfig([join(dir, 'mesh.yaml')]);
+    const p = loaded.problems.find((x) => x.path === 'spec.parentRefs[0].sectionName');
+    assert.match(p?.message ?? '', /names listener "htps", which Gateway "default\/edge" does not have \(its listeners: https, http\)/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
