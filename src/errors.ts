@@ -22,6 +22,11 @@ export const ERRORS = {
   // data plane
   TRELLIS_E_BAD_REQUEST: { token: 'bad-request', status: 400, message: 'malformed HTTP request: {reason}' },
   TRELLIS_E_HEAD_TOO_LARGE: { token: 'head-too-large', status: 431, message: 'request head exceeds {limit} bytes' },
+  TRELLIS_E_HTTP_ON_HTTPS_PORT: {
+    token: 'http-on-https-port',
+    status: 400,
+    message: 'port {port} of this gateway speaks HTTPS, and this request came in plain HTTP; use https://',
+  },
   TRELLIS_E_HEADER_TIMEOUT: {
     token: 'header-timeout',
     status: 408,

@@ -429,6 +429,8 @@ export interface UpstreamSnapshot {
   retryBudget?: RetryBudgetConfig;
   /** A BackendPolicy on the Service; absent: the defaults. */
   balancing?: BalancingConfig;
+  /** Only the routes take requests: with none matching, 404 (a Gateway's port); absent: no routes means the whole service. */
+  explicitRoutes?: boolean;
   /**
    * The HTTP/1.1 upgrade protocols (lower case) the service accepts through the mesh
    * (the Mesh service's `upgrades`); absent: {@link DEFAULT_UPGRADES}.
@@ -510,6 +512,51 @@ export interface Snapshot {
    * Absent: none applies, and every caller is allowed.
    */
   authorization?: AuthorizationSnapshot;
+  /**
+   * A gateway proxy serving a Gateway API `Gateway` (its ProxyInfo.service names it): the
+   * ports to open and what each serves. Absent: no Gateway (a sidecar, or a gateway whose
+   * Gateway resource is gone: it closes its Gateway listeners).
+   */
+  gateway?: GatewaySnapshot;
+}
+
+/**
+ * A Gateway, compiled for its proxy: one entry per port. Listeners sharing a port share
+ * one route table (their routes' hostnames narrowed to each listener's hostname), so the
+ * Host header picks among them as it picks among routes; on an HTTPS port the TLS SNI
+ * picks the certificate.
+ */
+export interface GatewaySnapshot {
+  /** `<namespace>/<name>` of the Gateway. */
+  name: string;
+  ports: GatewayPortSnapshot[];
+}
+
+export interface GatewayPortSnapshot {
+  port: number;
+  protocol: 'HTTP' | 'HTTPS';
+  /** The listener names on this port (for views and logs). */
+  listeners: string[];
+  /**
+   * The key in {@link Snapshot.upstreams} of this port's route table (`<gateway>/<port>`:
+   * never a service key, which has no `/`). Its `explicitRoutes` is set: a request no
+   * route takes is 404, not sent to a default backend.
+   */
+  upstream: string;
+  /** HTTPS: the certificates of its listeners, from their certificateRefs. */
+  certificates?: GatewayCertificate[];
+}
+
+/** A listener's certificate and key (PEM), as the Gateway's certificateRefs name them. */
+export interface GatewayCertificate {
+  /** `<namespace>/<secret>`: what refers to it in logs. */
+  name: string;
+  /** The listener's hostname it serves (`*.example.com` or exact); absent: any (the listener has none). */
+  hostname?: string;
+  /** PEM: the certificate, then its intermediates. */
+  chain: string;
+  /** PEM private key. */
+  key: string;
 }
 
 /** One limit of a RateLimitPolicy, compiled for the sidecars of one service. */

@@ -59,7 +59,16 @@ function regexProblem(value: string): string | undefined {
  * error but worth telling goes to `warnings`: a backendRef naming no service (the route
  * works; its share of requests is answered 500, as the Gateway API has it).
  */
-export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[], warnings: Problem[] = []): Problem[] {
+/**
+ * `gateways`: the Gateways of the config (`<namespace>/<name>` → its listener names), which
+ * a route's parentRef of kind Gateway must name (and its sectionName one of the listeners).
+ */
+export function checkRoutes(
+  mesh: MeshResource,
+  routes: readonly RouteSource[],
+  warnings: Problem[] = [],
+  gateways: ReadonlyMap<string, ReadonlySet<string>> = new Map(),
+): Problem[] {
   const index = new ServiceIndex(mesh);
 
   const problems: Problem[] = [];
@@ -111,8 +120,31 @@ export function checkRoutes(mesh: MeshResource, routes: readonly RouteSource[], 
 
     for (const [i, p] of resource.spec.parentRefs.entries()) {
       const path: Segment[] = ['spec', 'parentRefs', i];
+      // A Gateway parent: the route attaches to its listeners (which ones, by sectionName, port and allowedRoutes, when it is compiled).
+      if (p.kind === 'Gateway') {
+        if (kind === 'TCPRoute') {
+          at([...path, 'kind'], 'a TCPRoute attaches to a Service; Gateways serve HTTPRoutes and GRPCRoutes (TLS and TCP listeners are not served yet)');
+        } else if (p.group !== undefined && p.group !== '' && p.group !== 'gateway.networking.k8s.io') {
+          at([...path, 'group'], `must be gateway.networking.k8s.io for kind Gateway (got "${p.group}")`);
+        } else {
+          const gwKey = `${p.namespace ?? routeNs}/${p.name}`;
+          const listeners = gateways.get(gwKey);
+          if (listeners === undefined) {
+            at([...path, 'name'], `names Gateway "${gwKey}", which is not in the config (Gateways: ${[...gateways.keys()].join(', ') || 'none'})`);
+          } else if (p.sectionName !== undefined && !listeners.has(p.sectionName)) {
+            at(
+              [...path, 'sectionName'],
+              `names listener "${p.sectionName}", which Gateway "${gwKey}" does not have (its listeners: ${[...listeners].join(', ')})`,
+            );
+          }
+        }
+        continue;
+      }
       if ((p.kind ?? 'Service') !== 'Service') {
-        at([...path, 'kind'], `kind "${p.kind}" is not supported yet; in the mesh a route's parent is a Service (kind: Service)`);
+        at(
+          [...path, 'kind'],
+          `kind "${p.kind}" is not supported; a route's parent is a Service (kind: Service) or, for an HTTPRoute or GRPCRoute, a Gateway (group gateway.networking.k8s.io)`,
+        );
         continue;
       }
       if ((p.group ?? '') !== '') {

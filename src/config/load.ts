@@ -23,6 +23,7 @@ import { checkRateLimitPolicies, type RateLimitPolicySource } from './check-rate
 import { checkPeerAuthentications, type PeerAuthenticationSource } from './check-peer-authentication.js';
 import { checkRequestAuthentications, type RequestAuthenticationSource } from './check-request-authentication.js';
 import { checkAuthorizationPolicies, type AuthorizationPolicySource } from './check-authorization.js';
+import { checkGateways, type GatewayConfig, type GatewaySource, type SecretSource } from './check-gateways.js';
 import {
   type AuthorizationPolicyResource,
   MESH_DEFAULTS,
@@ -123,6 +124,8 @@ export interface MeshConfig {
   mtlsMode: MtlsModeSpec;
   /** PeerAuthentications, in file order. */
   peerAuthentications: LoadedPeerAuthentication[];
+  /** Gateways, their certificates read (check-gateways.ts). */
+  gateways: GatewayConfig[];
 }
 
 /** What loading found: the config when there is no problem, and every file read. */
@@ -177,6 +180,8 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const peerAuths: PeerAuthenticationSource[] = [];
   const authns: RequestAuthenticationSource[] = [];
   const authorization: AuthorizationPolicySource[] = [];
+  const gatewaySources: GatewaySource[] = [];
+  const secrets: SecretSource[] = [];
   const read = new Set<string>();
   // The queue grows while we read it: a Mesh's includes are appended.
   for (let q = 0; q < queue.length; q++) {
@@ -210,6 +215,10 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
         if (schemaProblems.length === 0) meshes.push({ doc, resource: withDefaults(MeshSchema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'ReferenceGrant') {
         grants.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'Gateway') {
+        gatewaySources.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'Secret') {
+        secrets.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'RateLimitPolicy') {
         rateLimits.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'PeerAuthentication') {
@@ -243,10 +252,20 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   }
 
   const mesh = meshDocs.length === 1 ? meshes[0] : undefined;
+  // Certificate files are read (and so watched: a replaced file reloads the config) like config files.
+  const gatewayCheck = checkGateways(gatewaySources, secrets);
+  problems.push(...gatewayCheck.problems);
+  for (const f of gatewayCheck.files) if (!files.includes(f)) files.push(f);
   if (mesh) {
     problems.push(...checkMesh(mesh.doc, mesh.resource));
     problems.push(...checkIdentity(mesh.doc, mesh.resource));
-    problems.push(...checkRoutes(mesh.resource, routes, warnings));
+    const gatewayListeners = new Map(
+      gatewaySources.map((g) => [
+        `${g.resource.metadata.namespace ?? 'default'}/${g.resource.metadata.name}`,
+        new Set(g.resource.spec.listeners.map((l) => l.name)),
+      ]),
+    );
+    problems.push(...checkRoutes(mesh.resource, routes, warnings, gatewayListeners));
     problems.push(...checkPolicies(mesh.resource, routes, policies));
     problems.push(...checkReferenceGrants(mesh.resource, grants));
     problems.push(...checkRateLimitPolicies(mesh.resource, routes, rateLimits));
@@ -282,6 +301,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
       ...tracingField(normalizeTracing(mesh.resource.spec.telemetry?.tracing)),
       mtlsMode: mesh.resource.spec.mtls?.mode ?? 'STRICT',
       peerAuthentications: peerAuths.map((p) => ({ file: p.doc.file, resource: p.resource })),
+      gateways: gatewayCheck.gateways,
     },
   };
 }

@@ -34,7 +34,8 @@ import { compileUpstream, eachUpstream, pickBackend, upgradeList, type BackendSo
 import { BalancingState } from './balancer/balancing.js';
 import { Deadlines, sweepIntervalMs } from './resilience/timeout.js';
 import type { AddressedInstance } from './routing/layers.js';
-import { inboundStack, outboundStack, type OutboundParts } from './stack/stacks.js';
+import { gatewayStack, inboundStack, outboundStack, type OutboundParts } from './stack/stacks.js';
+import { GatewayListeners } from './gateway/gateway-listeners.js';
 import { RateLimitState } from './ratelimit/rate-limit-state.js';
 import { RateLimitMetrics } from '../telemetry/rate-limit-metrics.js';
 import { proxyTcp } from './tcp/tcp-proxy.js';
@@ -102,6 +103,11 @@ export interface SidecarOptions {
   tapLimits?: Partial<TapLimits>;
   /** The head sampling coin (tests inject a seeded one); default Math.random. */
   traceRandom?: () => number;
+  /**
+   * A gateway serving a Gateway resource (kind 'gateway'): where its ports are opened
+   * (default 127.0.0.1), and Gateway ports opened at another port (0: a free one).
+   */
+  gatewayListen?: { host?: string; ports?: ReadonlyMap<number, number> };
 }
 
 /** Largest body `POST /explain` takes. */
@@ -179,6 +185,8 @@ export class Sidecar {
   readonly authn: AuthnState;
   readonly #authnMetrics: AuthnMetrics;
   #renewer: CertificateRenewer | undefined;
+  /** A gateway's Gateway listeners (gateway/gateway-listeners.ts), opened from its snapshots; absent on a sidecar. */
+  #gateway: GatewayListeners | undefined;
   /** The rate limits on this service, their global quotas and demand reports (ratelimit/rate-limit-state.ts). */
   readonly #rateLimits: RateLimitState;
   readonly #rateLimitMetrics: RateLimitMetrics;
@@ -206,6 +214,8 @@ export class Sidecar {
   /** How each inbound port speaks (a multi-port service's snapshot's inboundPorts); absent ones speak inboundProtocol. */
   #inboundProtocols: ReadonlyMap<number, Protocol> = new Map();
   #waiting: (() => void)[] = [];
+  /** Settles once the Gateway ports of the last snapshot applied are open. */
+  #gatewayApplied: Promise<void> = Promise.resolve();
   #controlState = 'connecting';
   /** Connection-error log lines written in the current minute, and those left out. */
   readonly #errorLog: LogLimiter;
@@ -348,6 +358,8 @@ export class Sidecar {
       this.addresses.upstreams[name] = await listen(server, u.listen, this.#sockets);
       this.#holdListener(server, `outbound:${name}`);
     }
+
+    if (o.kind === 'gateway') this.#gateway = this.#gatewayListeners(parts, codes, outCtx);
 
     if (o.httpProxy) {
       const ctx = this.#context('http-proxy');
@@ -615,6 +627,12 @@ export class Sidecar {
     } catch (err) {
       throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: s.version, reason: err instanceof Error ? err.message : String(err) });
     }
+    let commitGateway: (() => Promise<void>) | undefined;
+    try {
+      commitGateway = this.#gateway?.prepare(s.gateway);
+    } catch (err) {
+      throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: s.version, reason: err instanceof Error ? err.message : String(err) });
+    }
     const inboundUpgrades = upgradeList(s.inboundUpgrades);
     const inboundProtocols = new Map<number, Protocol>();
     for (const p of Array.isArray(s.inboundPorts) ? s.inboundPorts : []) {
@@ -651,10 +669,61 @@ export class Sidecar {
     this.#h2pool?.retainOnly(keys);
     this.balancing.retainOnly(new Set([...eachUpstream(compiled.values())].map((u) => u.key)));
     this.balancing.drainQueues();
+    this.#gatewayApplied = commitGateway?.() ?? Promise.resolve();
     this.metrics.configApplied(s.version, Date.now());
     const waiting = this.#waiting;
     this.#waiting = [];
     for (const w of waiting) w();
+  }
+
+  /** Where each Gateway port listens, once the snapshot that opened it is in force (`whenGatewayApplied`). */
+  gatewayAddresses(): Record<string, HostPort> {
+    return this.#gateway?.addresses() ?? {};
+  }
+
+  /** Resolves once the Gateway ports of the snapshot applied last are open (or failed to, which is logged). */
+  whenGatewayApplied(): Promise<void> {
+    return this.#gatewayApplied;
+  }
+
+  #gatewayListeners(parts: OutboundParts, codes: { connect: 'TRELLIS_E_CONNECT'; reset: 'TRELLIS_E_UPSTREAM_RESET' }, ctx: ListenerContext): GatewayListeners {
+    const o = this.#o;
+    let lastLog = 0;
+    return new GatewayListeners({
+      host: o.gatewayListen?.host ?? '127.0.0.1',
+      portMap: o.gatewayListen?.ports ?? new Map(),
+      ctx,
+      // One stack per port and scheme, over the same codecs as every outbound listener.
+      pipelines: (upstream, scheme) => ({
+        h1: gatewayStack(parts, upstream, scheme).build(forwarder(this.#pool, { ...codes, toApp: false })),
+        h2: this.#h2Server((h2, pool) => h2.createH2Server(gatewayStack(parts, upstream, scheme).build(h2.h2Forwarder(pool, codes)), ctx)),
+      }),
+      open: async (server, at, name) => {
+        const address = await listen(server, at, this.#sockets);
+        this.#holdListener(server, name);
+        return address;
+      },
+      release: (server) => this.#releaseListener(server),
+      refused: (port, reason) => {
+        this.metrics.connectionRefused(`gateway:${port}`, reason);
+        // Once a second at most: a scanner may send junk to every connection.
+        const now = Date.now();
+        if (now - lastLog >= 1000) {
+          lastLog = now;
+          o.log(`proxy ${o.id}: gateway port ${port} refused a client before HTTP (${reason})`);
+        }
+      },
+      log: (line) => o.log(`proxy ${o.id}: ${line}`),
+    });
+  }
+
+  /** Undoes #holdListener for a listener that was closed (a Gateway port gone from the snapshot). */
+  #releaseListener(server: net.Server): void {
+    const i = this.#servers.indexOf(server);
+    if (i !== -1) {
+      this.#servers.splice(i, 1);
+      this.#listenerConnections.splice(i, 1);
+    }
   }
 
   /**
@@ -881,6 +950,7 @@ export class Sidecar {
     this.#rateLimits.stop();
     this.authn.close();
     this.#control?.stop();
+    this.#gateway?.close();
     for (const s of this.#servers) s.close();
     for (const s of this.#sockets) s.destroy();
     this.#admin?.close();

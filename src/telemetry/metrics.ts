@@ -418,8 +418,12 @@ export class ProxyMetrics {
     this.#requestsRefused.labels(direction, error).inc();
   }
 
-  /** A listener closed a connection as it arrived; `listener` is the proxy's own listener name. */
-  connectionRefused(listener: string, reason: 'max-connections' | 'accept-error'): void {
+  /**
+   * A listener closed a connection as it arrived, or (a gateway's HTTPS port) before any
+   * HTTP: an SNI no listener takes, a failed handshake, plain HTTP. `listener` is the
+   * proxy's own listener name.
+   */
+  connectionRefused(listener: string, reason: 'max-connections' | 'accept-error' | 'unknown-sni' | 'handshake' | 'plain-http'): void {
     this.#refused.inc({ listener, reason });
   }
 

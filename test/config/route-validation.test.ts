@@ -85,11 +85,12 @@ describe('HTTPRoute against the mesh', () => {
     assert.equal(p.line, 6);
   });
 
-  it('refuses a parent of another kind or group', async () => {
+  it('refuses a parent of another kind or group, and a Gateway the config does not have', async () => {
     const { file, result } = await load(
-      '  parentRefs: [{ kind: Gateway, name: edge }, { group: apps, name: backend }]\n  rules: [{ backendRefs: [{ name: backend }] }]\n',
+      '  parentRefs: [{ kind: Gateway, name: edge }, { group: apps, name: backend }, { kind: Ingress, name: x }]\n  rules: [{ backendRefs: [{ name: backend }] }]\n',
     );
-    assert.match(problemAt(result, 'spec.parentRefs[0].kind', file).message, /^kind "Gateway" is not supported yet/);
+    assert.match(problemAt(result, 'spec.parentRefs[0].name', file).message, /^names Gateway "default\/edge", which is not in the config/);
+    assert.match(problemAt(result, 'spec.parentRefs[2].kind', file).message, /^kind "Ingress" is not supported/);
     assert.match(problemAt(result, 'spec.parentRefs[1].group', file).message, /^must be "" \(the core group\) for kind Service/);
   });
 

@@ -15,6 +15,7 @@ import { RateLimitPolicySchema } from './rate-limit-policy.js';
 import { PeerAuthenticationSchema } from './peer-authentication.js';
 import { RequestAuthenticationSchema } from './request-authentication.js';
 import { AuthorizationPolicySchema } from './authorization-policy.js';
+import { GatewaySchema, SecretSchema } from './gateway.js';
 
 /** Every kind Trellis reads, keyed by `<apiVersion>/<kind>`. */
 export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion: string; schema: TSchema }>> = {
@@ -27,6 +28,8 @@ export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion:
   [`${GATEWAY_X_API_VERSION}/XBackendTrafficPolicy`]: { kind: 'XBackendTrafficPolicy', apiVersion: GATEWAY_X_API_VERSION, schema: BackendTrafficPolicySchema },
   [`${TRELLIS_API_VERSION}/BackendPolicy`]: { kind: 'BackendPolicy', apiVersion: TRELLIS_API_VERSION, schema: BackendPolicySchema },
   [`${TRELLIS_API_VERSION}/RateLimitPolicy`]: { kind: 'RateLimitPolicy', apiVersion: TRELLIS_API_VERSION, schema: RateLimitPolicySchema },
+  [`${GATEWAY_API_VERSION}/Gateway`]: { kind: 'Gateway', apiVersion: GATEWAY_API_VERSION, schema: GatewaySchema },
+  'v1/Secret': { kind: 'Secret', apiVersion: 'v1', schema: SecretSchema },
   [`${GATEWAY_API_BETA_VERSION}/ReferenceGrant`]: { kind: 'ReferenceGrant', apiVersion: GATEWAY_API_BETA_VERSION, schema: ReferenceGrantSchema },
   [`${TRELLIS_API_VERSION}/PeerAuthentication`]: { kind: 'PeerAuthentication', apiVersion: TRELLIS_API_VERSION, schema: PeerAuthenticationSchema },
   [`${TRELLIS_API_VERSION}/RequestAuthentication`]: { kind: 'RequestAuthentication', apiVersion: TRELLIS_API_VERSION, schema: RequestAuthenticationSchema },

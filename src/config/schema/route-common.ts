@@ -1,7 +1,7 @@
 // The parts the route kinds (HTTPRoute, GRPCRoute, TCPRoute) share: parents, backends,
 // host names, header matches, and the filters HTTPRoute and GRPCRoute both have.
 import { Type, type Static } from '@sinclair/typebox';
-import { DnsLabel, group, kind, ObjectName, Port, strict } from './common.js';
+import { DnsLabel, group, kind, ObjectName, Port, SectionName, strict } from './common.js';
 
 // Unlike the Gateway API, whose parentRef defaults to a Gateway, a mesh route's
 // parent is a Service (GAMMA), so that is the default here.
@@ -12,7 +12,10 @@ export const ParentRef = Type.Object(
     namespace: Type.Optional(DnsLabel),
     name: ObjectName,
     // The Service port the route binds to (a port of its `ports:` list); absent: every port.
+    // For a Gateway: the listener port.
     port: Type.Optional(Port),
+    // For a Gateway: the listener the route attaches to; absent: every listener that allows it.
+    sectionName: Type.Optional(SectionName),
   },
   strict,
 );

@@ -23,6 +23,7 @@ import { compileRateLimits } from './rate-limits.js';
 import { inboundMtls, peerMtls } from './mtls.js';
 import { compileRequestAuthentication } from './request-authentication.js';
 import { compileAuthorization } from './authorization.js';
+import { compileGateway, gatewayOf } from './gateway.js';
 
 /** What the compiler needs to know about an instance. */
 export interface RoutableInstance {
@@ -295,14 +296,42 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
     const service = serviceByKey(config, name);
     if (service !== undefined) upstreams[name] = compileUpstream(config, instances, service, caller);
   }
+  // A gateway proxy named after a Gateway: its ports, and a route table per port among its upstreams.
+  const gatewayConfig = proxy.kind === 'gateway' ? gatewayOf(config, proxy.service) : undefined;
+  let gateway: Snapshot['gateway'];
+  if (gatewayConfig !== undefined) {
+    const ctx = { caller, grants: config.referenceGrants, resolve: (ns: string, name: string) => backendTarget(config, instances, ns, name)?.service.name };
+    const backendsOf = (routes: readonly RouteEntry[]): Record<string, BackendSnapshot> => {
+      const out: Record<string, BackendSnapshot> = {};
+      const names = [
+        ...new Set(routes.flatMap((r) => [...r.backends.flatMap((b) => (b.invalid === undefined ? [b.backend] : [])), ...mirrorsOf(r.filters)])),
+      ].sort();
+      for (const name of names) {
+        const b = resolveBackend(config, instances, name, undefined);
+        if (b) out[name] = b;
+      }
+      return out;
+    };
+    const compiled = compileGateway(config, gatewayConfig, ctx, backendsOf);
+    Object.assign(upstreams, compiled.upstreams);
+    gateway = compiled.gateway;
+  }
   const own = proxy.kind === 'sidecar' ? serviceByKey(config, proxy.service) : undefined;
   const out: SnapshotContent = {
     service: proxy.service,
     inboundProtocol: own?.ports?.[0]?.protocol ?? own?.protocol ?? 'http',
     ...(own?.ports !== undefined ? { inboundPorts: own.ports.map((p) => ({ port: p.port, protocol: p.protocol })) } : {}),
     upstreams,
-    meshServices: [...config.services.map(keyOf), INGRESS_SERVICE].sort(),
+    // Gateway proxies call the mesh as themselves (their Gateway's key), as the ingress does.
+    meshServices: [
+      ...new Set([
+        ...config.services.map(keyOf),
+        INGRESS_SERVICE,
+        ...(config.gateways ?? []).map((g) => (g.namespace === 'default' ? g.name : `${g.name}.${g.namespace}`)),
+      ]),
+    ].sort(),
   };
+  if (gateway !== undefined) out.gateway = gateway;
   // Absent for default and cluster.local, so snapshots of a mesh without namespaces are as before.
   if (caller !== DEFAULT_NAMESPACE) out.namespace = caller;
   if (config.clusterDomain !== undefined && config.clusterDomain !== DEFAULT_CLUSTER_DOMAIN) out.clusterDomain = config.clusterDomain;

@@ -73,6 +73,27 @@ export interface RouteContext {
   readonly port?: number;
   /** The service ports of the Service a backend name stands for, when it lists them; undefined: a one-port service. */
   readonly portsOf?: (namespace: string, name: string) => readonly number[] | undefined;
+  /** A Gateway listener's routes (indexes into the routes), instead of those attached to the Service. */
+  readonly attached?: readonly number[];
+  /** A Gateway listener's hostname: route hostnames narrowed to it (Gateway API); none left: the route does not attach. */
+  readonly listenerHostname?: string;
+}
+
+/** Whether hostname pattern `pattern` (`*.x` or exact) takes every name `name` stands for. */
+function covers(pattern: string, name: string): boolean {
+  if (pattern.startsWith('*.')) return name.endsWith(pattern.slice(1)) && name.length > pattern.length - 1;
+  return pattern === name;
+}
+
+/** A route's hostnames narrowed to a listener's (the Gateway API's intersection); [] when none fit. */
+function narrow(hostnames: readonly (string | undefined)[], listener: string | undefined): (string | undefined)[] {
+  if (listener === undefined) return [...hostnames];
+  const out: (string | undefined)[] = [];
+  for (const h of hostnames) {
+    if (h === undefined || covers(h, listener)) out.push(listener);
+    else if (covers(listener, h)) out.push(h);
+  }
+  return [...new Set(out)];
 }
 
 /** Who refers to a backend: the route's kind and namespace, and the Services it is attached to. */
@@ -371,7 +392,7 @@ export function compileRoutes(
 ): RouteEntry[] {
   const candidates: Candidate[] = [];
   const caller = ctx.caller ?? splitServiceKey(service).namespace;
-  for (const routeIndex of routesForCaller(service, routes, caller, ctx.port)) {
+  for (const routeIndex of ctx.attached ?? routesForCaller(service, routes, caller, ctx.port)) {
     const resource = routes[routeIndex]!.resource;
     const key = routeKey(resource);
     const namespace = routeNamespace(resource);
@@ -389,7 +410,8 @@ export function compileRoutes(
     }
     // HTTP routes apply to a detected service's HTTP traffic too.
     if (protocol === 'tcp') continue;
-    const hostnames: (string | undefined)[] = resource.spec.hostnames?.length ? resource.spec.hostnames.map((h) => h.toLowerCase()) : [undefined];
+    const written: (string | undefined)[] = resource.spec.hostnames?.length ? resource.spec.hostnames.map((h) => h.toLowerCase()) : [undefined];
+    const hostnames = ctx.attached === undefined ? written : narrow(written, ctx.listenerHostname);
     resource.spec.rules.forEach((rule, ruleIndex) => {
       const backends = backendsOf(rule.backendRefs, from, ctx);
       const filters = normalizeFilters(rule.filters, from, ctx);

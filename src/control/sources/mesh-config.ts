@@ -1,3 +1,4 @@
+import type { GatewayConfig } from '../../config/check-gateways.js';
 // The narrow view of the loaded mesh configuration that the control plane reads.
 // `MeshConfig` from src/config/ is structurally assignable to `ControlConfig`; the
 // control plane depends on these few fields only, so its compiler and tests can be fed
@@ -324,6 +325,8 @@ export interface ControlConfig {
   readonly tracing?: TracingSnapshot;
   /** The Mesh's `spec.identity` with defaults; absent (a config from before it): the defaults. The CA reads it at start. */
   readonly identity?: IdentityConfig;
+  /** Gateway API Gateways with their certificates read; absent: none. */
+  readonly gateways?: readonly GatewayConfig[];
   /** The mesh-wide mTLS mode (`Mesh.spec.mtls.mode`); absent: STRICT. */
   readonly mtlsMode?: MtlsMode;
   /** PeerAuthentications, in file order; absent: none. */

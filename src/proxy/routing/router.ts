@@ -288,7 +288,11 @@ function compileOne(
     const i = headerNames.indexOf(name);
     return i !== -1 ? i : headerNames.push(name) - 1;
   };
-  const routes = snap.routes.length > 0 ? snap.routes.map((r) => compileRoute(r, snap.fault, slotOf)) : [defaultRoute(snap.service, snap.fault)];
+  // A Gateway's port takes only what its routes name (explicitRoutes): no default route to a backend of its own name.
+  const routes =
+    snap.routes.length > 0 || snap.explicitRoutes === true
+      ? snap.routes.map((r) => compileRoute(r, snap.fault, slotOf))
+      : [defaultRoute(snap.service, snap.fault)];
   const backends = backendsFor(snap, key);
   const budget = budgetFor(snap.service, snap.retryBudget ?? DEFAULT_RETRY_BUDGET);
   return {

@@ -19,6 +19,7 @@ import { balance } from '../balancer/balance-layer.js';
 import { telemetry } from './telemetry.js';
 import { trace, traceAttempts } from './trace.js';
 import type { Tracer } from '../../telemetry/tracing/tracer.js';
+import { forwarded } from '../gateway/forwarded.js';
 import { sendableElsewhere } from '../resilience/methods.js';
 import { retry } from '../resilience/retry.js';
 import type { CompiledUpstream } from '../routing/router.js';
@@ -102,13 +103,33 @@ export function outboundStack(p: OutboundParts, fixedService?: string, fixedPort
 }
 
 /**
- * The gateway's slot. Today an edge proxy (the ingress) runs the outbound stack: its
- * clients are outside the mesh, so the outbound identity layer already treats them as
- * untrusted. TLS termination, authorization and rate limits are pushed here by the
- * gateway work, above `upstream`.
+ * A Gateway's listener (src/proxy/gateway/): the outbound stack with the edge's own layer
+ * pushed right inside identity. Its clients are outside the mesh, so the outbound identity
+ * layer already treats them as untrusted; `forwarded` then replaces what they claim about
+ * the connection (X-Forwarded-For, Forwarded, X-Forwarded-Proto) and gives each request an
+ * x-request-id. `fixedService` is the port's route table (GatewayPortSnapshot.upstream).
+ * (Authorization and rate limits for the edge go here too, above `upstream`.)
  */
-export function gatewayStack(p: OutboundParts, fixedService?: string): Stack<Picked<Split>> {
-  return outboundStack(p, fixedService);
+export function gatewayStack(p: OutboundParts, fixedService: string, scheme: 'http' | 'https'): Stack<Picked<Split>> {
+  return (
+    Stack.start()
+      .push(telemetry({ direction: 'outbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog, tap: p.tap }))
+      // The edge's span: a request from outside starts its trace here (head sampling).
+      .push(trace({ direction: 'outbound', service: p.service, version: p.version, tracer: p.tracer }))
+      .push(outboundIdentity(p.service))
+      .push(forwarded(scheme))
+      .push(upstream(p.lookup, fixedService, p.lookupAddress))
+      .push(route)
+      .push(upgrades((ex) => ex.upstream.upgrades))
+      .push(ruleFilters)
+      .push(timeouts(p.deadlines))
+      .push(fault(p.metrics))
+      .push(retry(p.metrics))
+      .push(traceAttempts)
+      .push(split)
+      .push(backendFilters)
+      .push(balance)
+  );
 }
 
 /** What the inbound stack needs of its proxy. */

@@ -1,0 +1,78 @@
+// A Gateway, compiled for the gateway proxy that serves it: per port, one route table
+// (an upstream of the snapshot, keyed `<namespace>/<gateway>/<port>`) made of the routes
+// attached to the port's listeners (parentRefs kind Gateway, sectionName the listener
+// or none, the listener's allowedRoutes), their hostnames narrowed to each listener's,
+// and the certificates of its HTTPS listeners.
+import type { GatewayCertificate, GatewaySnapshot, RouteEntry, UpstreamSnapshot } from '../../api/protocol.js';
+import type { GatewayConfig, GatewayListenerConfig } from '../../config/check-gateways.js';
+import type { ControlConfig } from '../sources/mesh-config.js';
+import { compileRoutes, routeNamespace, type RouteContext } from './routes.js';
+
+/** The Gateway a gateway proxy serves: the one its service key names (`name`, or `name.namespace`). */
+export function gatewayOf(config: ControlConfig, service: string): GatewayConfig | undefined {
+  return config.gateways?.find((g) => (g.namespace === 'default' ? g.name : `${g.name}.${g.namespace}`) === service);
+}
+
+/** Indexes of the routes attached to `listener` of `gateway`. */
+function attachedTo(config: ControlConfig, gateway: GatewayConfig, listener: GatewayListenerConfig): number[] {
+  const out: number[] = [];
+  config.routes.forEach(({ resource }, i) => {
+    if (resource.kind === 'TCPRoute') return;
+    const ns = routeNamespace(resource);
+    if (listener.from === 'Same' && ns !== gateway.namespace) return;
+    if (listener.kinds !== undefined && !listener.kinds.includes(resource.kind ?? 'HTTPRoute')) return;
+    const refs = resource.spec.parentRefs as readonly { kind?: string; name: string; namespace?: string; sectionName?: string; port?: number }[];
+    const hit = refs.some(
+      (r) =>
+        r.kind === 'Gateway' &&
+        r.name === gateway.name &&
+        (r.namespace ?? ns) === gateway.namespace &&
+        (r.sectionName === undefined || r.sectionName === listener.name) &&
+        (r.port === undefined || r.port === listener.port),
+    );
+    if (hit) out.push(i);
+  });
+  return out;
+}
+
+/** The gateway snapshot and the route tables (upstreams) it refers to. */
+export function compileGateway(
+  config: ControlConfig,
+  gateway: GatewayConfig,
+  ctx: RouteContext,
+  backendsOf: (routes: readonly RouteEntry[]) => UpstreamSnapshot['backends'],
+): { gateway: GatewaySnapshot; upstreams: Record<string, UpstreamSnapshot> } {
+  const byPort = new Map<number, GatewayListenerConfig[]>();
+  for (const l of gateway.listeners) byPort.set(l.port, [...(byPort.get(l.port) ?? []), l]);
+  const upstreams: Record<string, UpstreamSnapshot> = {};
+  const ports: GatewaySnapshot['ports'] = [];
+  for (const [port, listeners] of [...byPort].sort((a, b) => a[0] - b[0])) {
+    const key = `${gateway.namespace}/${gateway.name}/${port}`;
+    // Each listener's routes, narrowed to its hostname; the table is sorted as one, most specific hostname first.
+    const entries: RouteEntry[] = [];
+    for (const l of listeners) {
+      entries.push(
+        ...compileRoutes(key, config.routes, 'http', config.policies, {
+          ...ctx,
+          attached: attachedTo(config, gateway, l),
+          ...(l.hostname ? { listenerHostname: l.hostname } : {}),
+        }),
+      );
+    }
+    const routes = sortByHostname(entries);
+    upstreams[key] = { service: key, protocol: 'http', explicitRoutes: true, routes, backends: backendsOf(routes) };
+    const protocol = listeners[0]!.protocol;
+    const certificates: GatewayCertificate[] = protocol === 'HTTPS' ? listeners.flatMap((l) => l.certificates) : [];
+    ports.push({ port, protocol, listeners: listeners.map((l) => l.name), upstream: key, ...(protocol === 'HTTPS' ? { certificates } : {}) });
+  }
+  return { gateway: { name: `${gateway.namespace}/${gateway.name}`, ports }, upstreams };
+}
+
+/** Exact hostnames first (longest first), then wildcards (longest first), then none; stable otherwise (compileRoutes' order). */
+function sortByHostname(entries: RouteEntry[]): RouteEntry[] {
+  const rank = (h: string | undefined): number => (h === undefined ? 0 : h.startsWith('*.') ? 1_000 + h.length : 1_000_000 + h.length);
+  return entries
+    .map((e, i) => ({ e, i }))
+    .sort((a, b) => rank(b.e.hostname) - rank(a.e.hostname) || a.i - b.i)
+    .map((x) => x.e);
+}
