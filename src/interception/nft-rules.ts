@@ -141,7 +141,8 @@ function port(n: number): void {
 }
 
 function uid(n: number): void {
-  if (!Number.isInteger(n) || n < 1 || n > 2 ** 31 - 1) throw new RangeError(`sidecar uid ${n} is not a positive integer (not root: root's sockets must stay intercepted)`);
+  if (!Number.isInteger(n) || n < 1 || n > 2 ** 31 - 1)
+    throw new RangeError(`sidecar uid ${n} is not a positive integer (not root: root's sockets must stay intercepted)`);
 }
 
 function addr(a: string): void {

@@ -164,7 +164,10 @@ export class LocalMesh {
     for (const s of running) if (s.public) publicPorts[keyOf(s)] = await this.#port(s.public.port ?? 0, `public.port of service ${keyOf(s)}`);
     const publicUrls = Object.fromEntries(Object.entries(publicPorts).map(([n, p]) => [n, `http://${LOOPBACK}:${p}`]));
     const runningNames = new Set(running.map(keyOf));
-    const instances = iso === undefined ? await this.#plan(running, runningNames, publicUrls, stateDir) : await this.#planIsolated(iso, running, runningNames, publicUrls, stateDir);
+    const instances =
+      iso === undefined
+        ? await this.#plan(running, runningNames, publicUrls, stateDir)
+        : await this.#planIsolated(iso, running, runningNames, publicUrls, stateDir);
 
     const state: MeshState = { meshFile: config.meshFile, control: controlUrl, stateDir, logDir, instances, publicUrls, skipped };
     if (iso !== undefined) state.isolation = iso.state;
@@ -336,7 +339,15 @@ export class LocalMesh {
     const subnet = parseSubnet(o.subnet);
     const plan = new SubnetPlan(subnet);
     const network = new IsolatedNetwork(subnet, plan.gateway);
-    const state: IsolationState = { runId: network.runId, subnet: subnet.cidr, bridge: network.bridge, gateway: plan.gateway, pods: {}, services: {}, sidecarUid: o.sidecarUid };
+    const state: IsolationState = {
+      runId: network.runId,
+      subnet: subnet.cidr,
+      bridge: network.bridge,
+      gateway: plan.gateway,
+      pods: {},
+      services: {},
+      sidecarUid: o.sidecarUid,
+    };
     // Kept before anything is made, so that stop() (a failed start included) removes what was.
     this.#isolation = { network, plan, o, state };
     await network.create();
@@ -360,7 +371,13 @@ export class LocalMesh {
    * Apps learn their upstreams by name (`TRELLIS_UPSTREAM_POSTGRES=postgres:5432`), which
    * an unmodified app would have written itself.
    */
-  async #planIsolated(iso: Isolation, running: NormalizedService[], runningNames: Set<string>, publicUrls: Record<string, string>, stateDir: string): Promise<InstancePlan[]> {
+  async #planIsolated(
+    iso: Isolation,
+    running: NormalizedService[],
+    runningNames: Set<string>,
+    publicUrls: Record<string, string>,
+    stateDir: string,
+  ): Promise<InstancePlan[]> {
     const vips = new Map<string, string>();
     const servicePorts = new Map<string, { port: number; appPort: number; name?: string }[]>();
     for (const s of running) {
@@ -395,7 +412,12 @@ export class LocalMesh {
           const id = v.name === 'default' ? `${key}-${r}` : `${key}-${v.name}-${r}`;
           const podKey = String(podIndex++);
           const address = iso.plan.pod();
-          const inbound = ports.map((p, n) => ({ ...(p.name !== undefined ? { name: p.name } : {}), port: p.port, app: { host: address, port: p.appPort }, inbound: { host: address, port: POD_PORTS.inbound + n } }));
+          const inbound = ports.map((p, n) => ({
+            ...(p.name !== undefined ? { name: p.name } : {}),
+            port: p.port,
+            app: { host: address, port: p.appPort },
+            inbound: { host: address, port: POD_PORTS.inbound + n },
+          }));
           const upstreams: InstancePlan['upstreams'] = [];
           const redirects: { service: string; vip: string; port: number; listener: number }[] = [];
           const upstreamEnvs: [string, string][] = [];

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,6 +60,8 @@ async function metric(admin: { host: string; port: number }, pattern: RegExp): P
 
 describe('trellis up --isolate', { skip: missing.length > 0 ? `needs ${missing.join('; ')}` : false, timeout: 240_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'trellis-isolated-'));
+  // The sidecars (uid 1337) write their access logs here, and Postgres runs as `postgres`.
+  chmodSync(dir, 0o755);
   let mesh: RunningMesh | undefined;
   let runId = '';
   const pod = (id: string): { netns: string; address: string } => {
@@ -111,7 +113,10 @@ describe('trellis up --isolate', { skip: missing.length > 0 ? `needs ${missing.j
     );
     assert.match(body, /^200 .*"service":"backend".*"path":"\/hello"/);
     await eventually(async () => {
-      assert.ok((await metric(frontendAdmin, /^trellis_http_requests_total\{.*direction="outbound".*destination="backend"/)) > outBefore, 'the frontend sidecar counted it');
+      assert.ok(
+        (await metric(frontendAdmin, /^trellis_http_requests_total\{.*direction="outbound".*destination="backend"/)) > outBefore,
+        'the frontend sidecar counted it',
+      );
       assert.ok((await metric(backendAdmin, /^trellis_http_requests_total\{.*direction="inbound"/)) > inBefore, 'the backend sidecar counted it');
     });
   });
@@ -120,15 +125,19 @@ describe('trellis up --isolate', { skip: missing.length > 0 ? `needs ${missing.j
     const backendAdmin = instance('backend-0').admin;
     const before = await metric(backendAdmin, /^trellis_tcp_connections_total\{direction="outbound".*destination="postgres"/);
     // The backend's sidecar may hold Postgres's endpoint for a moment after it turned healthy.
-    const out = await eventually(() =>
-      inPod(
-        pod('backend-0').netns,
-        `import pg from 'pg'; const c = new pg.Client({ host: 'postgres', port: 5432, user: 'shop', password: 'shop', database: 'shop' }); await c.connect(); const r = await c.query('select 41 + 1 as n'); console.log(r.rows[0].n); await c.end();`,
+    const out = await eventually(
+      () =>
+        inPod(
+          pod('backend-0').netns,
+          `import pg from 'pg'; const c = new pg.Client({ host: 'postgres', port: 5432, user: 'shop', password: 'shop', database: 'shop' }); await c.connect(); const r = await c.query('select 41 + 1 as n'); console.log(r.rows[0].n); await c.end();`,
         ),
       { timeoutMs: 30_000, intervalMs: 500 },
     );
     assert.equal(out, '42');
-    assert.ok((await metric(backendAdmin, /^trellis_tcp_connections_total\{direction="outbound".*destination="postgres"/)) > before, 'through the backend sidecar');
+    assert.ok(
+      (await metric(backendAdmin, /^trellis_tcp_connections_total\{direction="outbound".*destination="postgres"/)) > before,
+      'through the backend sidecar',
+    );
   });
 
   test("Postgres's app port is unreachable from the host and from the frontend pod", async () => {

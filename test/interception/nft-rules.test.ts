@@ -23,7 +23,7 @@ test('a pod ruleset redirects each upstream, each app port, and excludes the sid
   const r = podRuleset(POD);
   assert.match(r, /ip daddr 10\.213\.128\.12 tcp dport 5432 redirect to :15100/);
   assert.match(r, /tcp dport 8080 redirect to :15006/);
-  assert.match(r, /chain output \{\n.*\n    meta skuid 1337 accept\n/, 'the sidecar is excluded before any redirect');
+  assert.match(r, /chain output \{\n.*\n {4}meta skuid 1337 accept\n/, 'the sidecar is excluded before any redirect');
   assert.match(r, /ip saddr 10\.213\.0\.2 tcp dport 8080 accept/, 'health probes reach the app');
   assert.match(r, /ip saddr 10\.213\.0\.1 tcp dport 15006 reject/, 'the host is kept from a non-public pod');
   assert.ok(r.indexOf('delete table ip trellis') < r.indexOf('table ip trellis {'), 'replacing is idempotent');
@@ -50,8 +50,16 @@ test('the subnet plan keeps pods and virtual addresses apart, and finds collidin
   assert.equal(plan.vip(), '10.213.128.10');
   assert.throws(() => parseSubnet('10.213.0.0/30'), /--isolate-subnet/);
   assert.throws(() => parseSubnet('300.1.0.0/16'), /--isolate-subnet/);
-  const routes = [{ dst: 'default', dev: 'eth0' }, { dst: '10.213.4.0/24', dev: 'wg0' }, { dst: '192.0.2.0/24', dev: 'eth0' }, { dst: '10.213.0.0/16', dev: 'trlabcdefbr' }];
-  assert.deepEqual(collidingRoutes(plan.subnet, routes, (dev) => dev === 'trlabcdefbr'), ['10.213.4.0/24 dev wg0']);
+  const routes = [
+    { dst: 'default', dev: 'eth0' },
+    { dst: '10.213.4.0/24', dev: 'wg0' },
+    { dst: '192.0.2.0/24', dev: 'eth0' },
+    { dst: '10.213.0.0/16', dev: 'trlabcdefbr' },
+  ];
+  assert.deepEqual(
+    collidingRoutes(plan.subnet, routes, (dev) => dev === 'trlabcdefbr'),
+    ['10.213.4.0/24 dev wg0'],
+  );
 });
 
 test('the preflight names everything that is missing', () => {
@@ -59,11 +67,20 @@ test('the preflight names everything that is missing', () => {
   const missing = isolationMissing('linux', 1000, () => undefined);
   assert.equal(missing.length, 4);
   assert.match(missing.join('\n'), /root[\s\S]*ip on PATH[\s\S]*nft on PATH[\s\S]*setpriv on PATH/);
-  assert.deepEqual(isolationMissing('linux', 0, (exe) => `/usr/sbin/${exe}`), []);
+  assert.deepEqual(
+    isolationMissing('linux', 0, (exe) => `/usr/sbin/${exe}`),
+    [],
+  );
 });
 
 test("a pod's hosts file names every service in its own namespace and by full name", () => {
-  const hosts = hostsFile(new Map([['backend', '10.213.128.10'], ['echo.ns-a', '10.213.128.11']]), 'default');
+  const hosts = hostsFile(
+    new Map([
+      ['backend', '10.213.128.10'],
+      ['echo.ns-a', '10.213.128.11'],
+    ]),
+    'default',
+  );
   assert.match(hosts, /^10\.213\.128\.10\tbackend backend\.default backend\.default\.svc backend\.default\.svc\.cluster\.local$/m);
   assert.match(hosts, /^10\.213\.128\.11\techo\.ns-a echo\.ns-a\.svc/m, 'another namespace: no bare name');
 });

@@ -89,7 +89,11 @@ export class IsolatedNetwork {
     this.#created = true;
     await cleanStaleRuns(this.runId);
     const routes = JSON.parse((await run('ip', ['-j', '-4', 'route', 'show', 'table', 'all'])) || '[]') as { dst?: string; dev?: string }[];
-    const clash = collidingRoutes(this.subnet, routes, (dev) => dev.startsWith(LINK_PREFIX) && dev.slice(LINK_PREFIX.length, LINK_PREFIX.length + 6) === this.runId);
+    const clash = collidingRoutes(
+      this.subnet,
+      routes,
+      (dev) => dev.startsWith(LINK_PREFIX) && dev.slice(LINK_PREFIX.length, LINK_PREFIX.length + 6) === this.runId,
+    );
     if (clash.length > 0) {
       throw new TrellisError('TRELLIS_E_USAGE', {
         reason: `--isolate-subnet ${this.subnet.cidr} overlaps routes of this machine (${clash.join(', ')}); give another private subnet, e.g. --isolate-subnet 10.214.0.0/16`,
@@ -167,7 +171,9 @@ export async function cleanStaleRuns(except?: string): Promise<string[]> {
   const seen = [
     ...(await listNetns()).filter((n) => n.startsWith(NETNS_PREFIX)).map((n) => n.slice(NETNS_PREFIX.length, NETNS_PREFIX.length + 6)),
     ...(await listLinks()).filter((l) => l.startsWith(LINK_PREFIX)).map((l) => l.slice(LINK_PREFIX.length, LINK_PREFIX.length + 6)),
-    ...(await readdir(NETNS_ETC).catch(() => [] as string[])).filter((n) => n.startsWith(NETNS_PREFIX)).map((n) => n.slice(NETNS_PREFIX.length, NETNS_PREFIX.length + 6)),
+    ...(await readdir(NETNS_ETC).catch(() => [] as string[]))
+      .filter((n) => n.startsWith(NETNS_PREFIX))
+      .map((n) => n.slice(NETNS_PREFIX.length, NETNS_PREFIX.length + 6)),
   ];
   for (const id of seen) if (RUN_ID.test(id) && id !== except && !live.has(id)) stale.add(id);
   for (const id of stale) await removeRun(id);
@@ -205,4 +211,3 @@ export function inNetns(ns: string, argv: readonly string[], uid?: number): stri
   const as = uid === undefined ? [] : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--'];
   return ['ip', 'netns', 'exec', ns, ...as, ...argv];
 }
-

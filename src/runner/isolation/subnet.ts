@@ -18,7 +18,9 @@ export function parseSubnet(cidr: string): Subnet {
   const octets = m === null ? [] : m.slice(1, 5).map(Number);
   const prefix = m === null ? Number.NaN : Number(m[5]);
   if (m === null || octets.some((o) => o > 255) || !(prefix >= 8 && prefix <= 24)) {
-    throw new TrellisError('TRELLIS_E_USAGE', { reason: `--isolate-subnet expects an IPv4 subnet from /8 to /24 such as ${DEFAULT_ISOLATE_SUBNET}, got "${cidr}"` });
+    throw new TrellisError('TRELLIS_E_USAGE', {
+      reason: `--isolate-subnet expects an IPv4 subnet from /8 to /24 such as ${DEFAULT_ISOLATE_SUBNET}, got "${cidr}"`,
+    });
   }
   const raw = octets.reduce((n, o) => n * 256 + o, 0);
   const size = 2 ** (32 - prefix);
@@ -53,12 +55,16 @@ export class SubnetPlan {
   }
 
   pod(): string {
-    if (this.#nextPod >= this.subnet.base + this.#half) throw new TrellisError('TRELLIS_E_USAGE', { reason: `--isolate-subnet ${this.subnet.cidr} has no address left for another instance; give a larger one` });
+    if (this.#nextPod >= this.subnet.base + this.#half)
+      throw new TrellisError('TRELLIS_E_USAGE', { reason: `--isolate-subnet ${this.subnet.cidr} has no address left for another instance; give a larger one` });
     return toIp(this.#nextPod++);
   }
 
   vip(): string {
-    if (this.#nextVip >= this.subnet.base + 2 * this.#half - 1) throw new TrellisError('TRELLIS_E_USAGE', { reason: `--isolate-subnet ${this.subnet.cidr} has no virtual address left for another service; give a larger one` });
+    if (this.#nextVip >= this.subnet.base + 2 * this.#half - 1)
+      throw new TrellisError('TRELLIS_E_USAGE', {
+        reason: `--isolate-subnet ${this.subnet.cidr} has no virtual address left for another service; give a larger one`,
+      });
     return toIp(this.#nextVip++);
   }
 }
