@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages `npm test` uses that npm cannot provide: redis-server
 # (the shop demo's cache), prometheus (the metrics tests query a real Prometheus;
-# `trellis up` starts it when installed) and chromium (the dashboard tests drive it
-# headless through playwright-core, which downloads no browser of its own). Idempotent; runs `apt-get update` only when something is
+# `trellis up` starts it when installed), chromium (the dashboard tests drive it headless
+# through playwright-core, which downloads no browser of its own), and nftables + iproute2
+# (`trellis up --isolate` and its tests: network namespaces and the interception rules;
+# those tests also need root). Idempotent; runs `apt-get update` only when something is
 # missing, and never leaves a system service running.
 set -euo pipefail
 
@@ -10,6 +12,8 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-test-deps: everything is installed"
   exit 0

@@ -129,6 +129,16 @@ export const ERRORS = {
   TRELLIS_E_NOT_FOUND: { token: 'not-found', status: 404, message: '{reason}' },
   TRELLIS_E_USAGE: { token: 'usage', status: 400, message: '{reason}' },
   TRELLIS_E_NO_FREE_PORT: { token: 'no-free-port', status: 503, message: 'could not find a free loopback port in {tries} tries' },
+  TRELLIS_E_ISOLATION_UNAVAILABLE: {
+    token: 'isolation-unavailable',
+    status: 500,
+    message: '`trellis up --isolate` needs {missing}; without --isolate the mesh runs on loopback and needs none of it',
+  },
+  TRELLIS_E_ISOLATION_FAILED: {
+    token: 'isolation-failed',
+    status: 500,
+    message: 'setting up the isolated network failed at `{command}`: {reason}; `trellis up --isolate-cleanup` removes what Trellis left behind',
+  },
   // load generator
   TRELLIS_E_LOAD_SCHEDULE: { token: 'load-schedule', status: 500, message: 'the load schedule broke off: {reason}' },
   // the control plane's HTTP API (admin API and the proxy stream's upgrade)

@@ -4,6 +4,10 @@ import { relative } from 'node:path';
 import { TrellisError } from '../errors.js';
 import { LocalMesh, type MeshPrometheusOptions, type MeshState } from '../runner/local-mesh.js';
 import { parseFlags, parseHostPort } from './args.js';
+import { DEFAULT_ISOLATE_SUBNET } from '../runner/isolation/subnet.js';
+import { DEFAULT_SIDECAR_UID } from '../runner/isolation/pods.js';
+import { assertIsolationAvailable } from '../runner/isolation/preflight.js';
+import { cleanStaleRuns } from '../runner/isolation/network.js';
 
 export const help = `Usage: trellis up [FILE] [options]
 
@@ -24,6 +28,15 @@ Options:
                            on 127.0.0.1); off: don't
   --scrape-interval DURATION
                            its scrape interval, whole seconds (default: 5s)
+  --isolate                every instance in its own network namespace (a pod) on a
+                           bridge, its traffic intercepted by netfilter so that nothing
+                           reaches an app but through its sidecar; services resolve by
+                           name (http://backend:8080). Linux and root; needs ip
+                           (iproute2), nft (nftables) and setpriv (util-linux)
+  --isolate-subnet CIDR    the pods' private subnet (default: ${DEFAULT_ISOLATE_SUBNET})
+  --isolate-uid UID        the uid and gid sidecars run as (default: ${DEFAULT_SIDECAR_UID})
+  --isolate-cleanup        remove what killed \`trellis up --isolate\` runs left (namespaces,
+                           links, hosts files) and exit
 
 Example:
   trellis up examples/shop/topology-1.yaml
@@ -38,10 +51,20 @@ export async function run(argv: string[]): Promise<number> {
       'free-ports': { type: 'boolean', default: false },
       prometheus: { type: 'string', default: '127.0.0.1:0' },
       'scrape-interval': { type: 'string', default: '5s' },
+      isolate: { type: 'boolean', default: false },
+      'isolate-subnet': { type: 'string', default: DEFAULT_ISOLATE_SUBNET },
+      'isolate-uid': { type: 'string', default: String(DEFAULT_SIDECAR_UID) },
+      'isolate-cleanup': { type: 'boolean', default: false },
     },
     true,
     'up',
   );
+  if (values['isolate-cleanup']) {
+    assertIsolationAvailable();
+    const removed = await cleanStaleRuns();
+    process.stdout.write(removed.length === 0 ? 'nothing to clean\n' : `removed runs ${removed.join(', ')}\n`);
+    return 0;
+  }
   if (positionals.length > 1) throw new TrellisError('TRELLIS_E_USAGE', { reason: 'give one mesh file; see `trellis up --help`' });
   const file = positionals[0] ?? 'mesh.yaml';
   if (!existsSync(file))
@@ -54,6 +77,7 @@ export async function run(argv: string[]): Promise<number> {
     stateDir: values['state-dir'],
     freePorts: values['free-ports'],
     prometheus: prometheusOption(values.prometheus, values['scrape-interval']),
+    ...(values.isolate ? { isolate: { subnet: values['isolate-subnet'], sidecarUid: isolateUid(values['isolate-uid']) } } : {}),
     log,
   });
   let stopping: Promise<void> | undefined;
@@ -87,6 +111,13 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 class Interrupted extends Error {}
+
+function isolateUid(raw: string): number {
+  const uid = Number(raw);
+  if (!/^\d+$/.test(raw) || uid < 1 || uid > 2 ** 31 - 1)
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `--isolate-uid expects a uid other than root's (1 to 2^31-1), got "${raw}"` });
+  return uid;
+}
 
 /** `--prometheus` and `--scrape-interval`: where Prometheus listens and how often it scrapes, or false (off). */
 function prometheusOption(listen: string, interval: string): MeshPrometheusOptions | false {

@@ -3,7 +3,7 @@
 // services), waits for each sidecar's first snapshot, starts the apps, and waits for
 // them to be healthy. Every process is supervised: a crash is restarted with backoff
 // (and shows unhealthy meanwhile); stop() ends all of them, apps first.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chown, mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { findOnPath } from './on-path.js';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,10 @@ import { BOOTSTRAP_SECRET_ENV, CREDENTIAL_ENV, mintCredential, newBootstrapSecre
 import { startPrometheus, type RunningPrometheus } from './prometheus.js';
 import { ADMIN_TOKEN_ENV, adminHeaders, adminTokenFile, readAdminTokenFile } from '../security/admin-token.js';
 import { dashboardLoginUrl, dashboardUrl } from '../security/dashboard-login.js';
+import { assertIsolationAvailable } from './isolation/preflight.js';
+import { IsolatedNetwork, inNetns } from './isolation/network.js';
+import { parseSubnet, SubnetPlan } from './isolation/subnet.js';
+import { hostsFile, podRules, POD_PORTS, SIDECAR_PORT_RANGE } from './isolation/pods.js';
 
 const TRELLIS_BIN = fileURLToPath(new URL('../../../bin/trellis.js', import.meta.url));
 const LOOPBACK = '127.0.0.1';
@@ -61,6 +65,29 @@ export interface MeshState {
   controlPid?: number;
   /** The Prometheus the runner started (absent: none runs). */
   prometheus?: { url: string; pid?: number; configFile: string; storageDir: string };
+  /** `--isolate`: the run's network (absent: every process on loopback). */
+  isolation?: IsolationState;
+}
+
+export interface IsolationState {
+  runId: string;
+  subnet: string;
+  bridge: string;
+  /** The host's address on the bridge. */
+  gateway: string;
+  /** Each instance's network namespace and address, by instance id. */
+  pods: Record<string, { netns: string; address: string }>;
+  /** Each service's virtual address and ports (what its name resolves to in every pod). */
+  services: Record<string, { vip: string; ports: number[] }>;
+  sidecarUid: number;
+}
+
+/** `trellis up --isolate`: a network namespace per instance, and transparent interception. */
+export interface IsolateOptions {
+  /** The private subnet of the pods and virtual addresses (subnet.ts). */
+  subnet: string;
+  /** The uid and gid the sidecars run as (their traffic is not intercepted). */
+  sidecarUid: number;
 }
 
 /** The Prometheus `trellis up` starts beside the mesh (prometheus.ts). */
@@ -83,6 +110,16 @@ export interface LocalMeshOptions {
   healthyTimeoutMs?: number;
   /** Start Prometheus (when installed) scraping the mesh; false or absent: don't. */
   prometheus?: MeshPrometheusOptions | false;
+  /** Run every instance in its own network namespace (Linux, root); absent: on loopback. */
+  isolate?: IsolateOptions;
+}
+
+/** Where an isolated run is: its network, the address plan and the namespaces by instance id. */
+interface Isolation {
+  readonly network: IsolatedNetwork;
+  readonly plan: SubnetPlan;
+  readonly o: IsolateOptions;
+  readonly state: IsolationState;
 }
 
 export class LocalMesh {
@@ -97,6 +134,7 @@ export class LocalMesh {
   #stopped = false;
   /** The control plane's admin token, read from the state folder once it is up. */
   #adminToken: string | undefined;
+  #isolation: Isolation | undefined;
   state: MeshState | undefined;
 
   /** The link that opens the dashboard logged in (print it; it is stored nowhere). */
@@ -122,7 +160,13 @@ export class LocalMesh {
     const { running, skipped } = chooseServices(config);
     for (const s of skipped) log(`${s.service}: not started: ${s.reason}`);
 
-    const admin = { host: this.#o.admin.host, port: await this.#port(this.#o.admin.port, '--admin') };
+    const iso = this.#o.isolate === undefined ? undefined : await this.#isolate(this.#o.isolate, logDir);
+    // Isolated, the control plane has a namespace of its own, so its port is free there; the
+    // sidecars reach it over the bridge, and its health probes come from its own address.
+    const admin =
+      iso === undefined
+        ? { host: this.#o.admin.host, port: await this.#port(this.#o.admin.port, '--admin') }
+        : { host: iso.plan.control, port: this.#o.admin.port === 0 ? POD_PORTS.admin : this.#o.admin.port };
     const controlUrl = `http://${admin.host}:${admin.port}`;
     const publicPorts: Record<string, number> = {};
     for (const s of running) if (s.public) publicPorts[keyOf(s)] = await this.#port(s.public.port ?? 0, `public.port of service ${keyOf(s)}`);
@@ -135,7 +179,10 @@ export class LocalMesh {
       tracing === undefined
         ? {}
         : { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: tracing.endpoint ?? `${controlUrl}/v1/traces`, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/json' };
-    const instances = await this.#plan(running, runningNames, publicUrls, stateDir, otelEnv);
+    const instances =
+      iso === undefined
+        ? await this.#plan(running, runningNames, publicUrls, stateDir, otelEnv)
+        : await this.#planIsolated(iso, running, runningNames, publicUrls, stateDir, otelEnv);
 
     const state: MeshState = {
       meshFile: config.meshFile,
@@ -147,6 +194,7 @@ export class LocalMesh {
       publicUrls,
       skipped,
     };
+    if (iso !== undefined) state.isolation = iso.state;
     this.state = state;
     // A bootstrap secret made for this run goes to the control plane alone; each proxy gets
     // only its own instance's credential minted from it (src/security/bootstrap-credential.ts),
@@ -160,7 +208,11 @@ export class LocalMesh {
     // 1. The control plane, as its own process: it can die and restart without taking the mesh down.
     this.#control = this.#supervise({
       name: 'control',
-      command: [process.execPath, TRELLIS_BIN, 'control', '--config', config.meshFile, '--admin', `${admin.host}:${admin.port}`, '--state-dir', stateDir],
+      command: this.#inPod(
+        'cp',
+        [process.execPath, TRELLIS_BIN, 'control', '--config', config.meshFile, '--admin', `${admin.host}:${admin.port}`, '--state-dir', stateDir],
+        false,
+      ),
       cwd: process.cwd(),
       env: controlEnv,
       logFile: join(logDir, 'control.log'),
@@ -203,11 +255,12 @@ export class LocalMesh {
       ...logFlags,
       ...i.upstreams.flatMap((u) => ['--upstream', `${u.service}${u.servicePort === undefined ? '' : `:${u.servicePort}`}=${LOOPBACK}:${u.port}`]),
     ];
+    const podOf = (i: InstancePlan): string => iso?.state.pods[i.id]?.netns ?? '';
     for (const i of instances) {
       this.#proxies.push(
         this.#supervise({
           name: `${i.id} sidecar`,
-          command: proxyArgs(i),
+          command: iso === undefined ? proxyArgs(i) : inNetns(podOf(i), proxyArgs(i), iso.o.sidecarUid),
           cwd: process.cwd(),
           env: proxyEnv({ kind: 'sidecar', service: i.service, id: i.id }),
           logFile: join(logDir, `${i.id}.sidecar.log`),
@@ -255,7 +308,8 @@ export class LocalMesh {
     // 3. The apps.
     for (const i of instances) {
       if (!i.command) continue;
-      const app = this.#supervise({ name: i.id, command: i.command, cwd: i.cwd, env: { ...baseEnv, ...i.env }, logFile: join(logDir, `${i.id}.log`) });
+      const command = iso === undefined ? i.command : inNetns(podOf(i), ['/bin/sh', '-c', i.command]);
+      const app = this.#supervise({ name: i.id, command, cwd: i.cwd, env: { ...baseEnv, ...i.env }, logFile: join(logDir, `${i.id}.log`) });
       this.#apps.push(app);
       (i as MeshState['instances'][number]).appPid = app.pid;
     }
@@ -298,6 +352,167 @@ export class LocalMesh {
     if (this.#stopped) return void (await p.stop());
     this.#prometheus = p;
     this.state!.prometheus = { url: p.url, pid: p.pid, configFile: p.configFile, storageDir: p.storageDir };
+  }
+
+  /**
+   * Checks the machine, records the run and makes its bridge and the control plane's pod;
+   * the instances' pods come with their plan (#planIsolated). A stale run a killed runner
+   * left is removed first (network.ts).
+   */
+  async #isolate(o: IsolateOptions, logDir: string): Promise<Isolation> {
+    assertIsolationAvailable();
+    const subnet = parseSubnet(o.subnet);
+    const plan = new SubnetPlan(subnet);
+    const network = new IsolatedNetwork(subnet, plan.gateway);
+    const state: IsolationState = {
+      runId: network.runId,
+      subnet: subnet.cidr,
+      bridge: network.bridge,
+      gateway: plan.gateway,
+      pods: {},
+      services: {},
+      sidecarUid: o.sidecarUid,
+    };
+    // Kept before anything is made, so that stop() (a failed start included) removes what was.
+    this.#isolation = { network, plan, o, state };
+    await network.create();
+    await network.addPod({ key: 'cp', address: plan.control, hosts: hostsFile(new Map(), DEFAULT_NAMESPACE) });
+    // The sidecars run as their own uid and write their access logs here.
+    await chown(logDir, o.sidecarUid, o.sidecarUid);
+    this.#o.log(`isolated network ${subnet.cidr} (run ${network.runId}, bridge ${network.bridge}); the control plane at ${plan.control}`);
+    return this.#isolation;
+  }
+
+  /** `argv` as run in pod `key`'s namespace (as the sidecar uid when `sidecar`); unchanged without isolation. */
+  #inPod(key: string, argv: string[], sidecar: boolean): string[] {
+    const iso = this.#isolation;
+    return iso === undefined ? argv : inNetns(iso.network.netns(key), argv, sidecar ? iso.o.sidecarUid : undefined);
+  }
+
+  /**
+   * The isolated plan: every service a virtual address and its ports; every instance a
+   * pod (namespace, address, hosts file, interception rules) where the app listens on the
+   * service's own port and the sidecar on the same fixed ports in every pod (pods.ts).
+   * Apps learn their upstreams by name (`TRELLIS_UPSTREAM_POSTGRES=postgres:5432`), which
+   * an unmodified app would have written itself.
+   */
+  async #planIsolated(
+    iso: Isolation,
+    running: NormalizedService[],
+    runningNames: Set<string>,
+    publicUrls: Record<string, string>,
+    stateDir: string,
+    otelEnv: Record<string, string>,
+  ): Promise<InstancePlan[]> {
+    const vips = new Map<string, string>();
+    const servicePorts = new Map<string, { port: number; appPort: number; name?: string }[]>();
+    for (const s of running) {
+      const key = keyOf(s);
+      vips.set(key, iso.plan.vip());
+      // A service without a port gets one the runner picks (unique in the mesh, outside the sidecar's range).
+      let ports = s.ports?.map((p) => ({ port: p.port, appPort: p.appPort ?? p.port, ...(p.name !== undefined ? { name: p.name } : {}) }));
+      if (ports === undefined) {
+        const port = s.port ?? (await this.#ports.free());
+        ports = [{ port, appPort: port }];
+      }
+      for (const p of ports) {
+        if (p.appPort >= SIDECAR_PORT_RANGE.from && p.appPort <= SIDECAR_PORT_RANGE.to) {
+          throw new TrellisError('TRELLIS_E_USAGE', {
+            reason: `service ${key} listens on port ${p.appPort}, which --isolate keeps for the sidecar (${SIDECAR_PORT_RANGE.from}-${SIDECAR_PORT_RANGE.to}); give it another port`,
+          });
+        }
+      }
+      servicePorts.set(key, ports);
+      iso.state.services[key] = { vip: vips.get(key) ?? '', ports: ports.map((p) => p.port) };
+    }
+    const publicEnv = Object.fromEntries(Object.entries(publicUrls).map(([n, u]) => [`TRELLIS_PUBLIC_${envName(n)}`, u]));
+    const plans: InstancePlan[] = [];
+    let podIndex = 0;
+    for (const s of running) {
+      const key = keyOf(s);
+      const namespace = s.namespace ?? DEFAULT_NAMESPACE;
+      const ports = servicePorts.get(key) ?? [];
+      const hosts = hostsFile(vips, namespace);
+      for (const v of s.versions) {
+        for (let r = 0; r < v.replicas; r++) {
+          const id = v.name === 'default' ? `${key}-${r}` : `${key}-${v.name}-${r}`;
+          const podKey = String(podIndex++);
+          const address = iso.plan.pod();
+          const inbound = ports.map((p, n) => ({
+            ...(p.name !== undefined ? { name: p.name } : {}),
+            port: p.port,
+            app: { host: address, port: p.appPort },
+            inbound: { host: address, port: POD_PORTS.inbound + n },
+          }));
+          const upstreams: InstancePlan['upstreams'] = [];
+          const redirects: { service: string; vip: string; port: number; listener: number }[] = [];
+          const upstreamEnvs: [string, string][] = [];
+          for (const u of s.upstreams) {
+            if (!runningNames.has(u.service)) continue;
+            const listener = POD_PORTS.upstream + upstreams.length;
+            upstreams.push({ service: u.service, port: listener, ...(u.servicePort !== undefined ? { servicePort: u.servicePort } : {}) });
+            const port = u.servicePort ?? servicePorts.get(u.service)?.[0]?.port ?? 0;
+            redirects.push({ service: u.service, vip: vips.get(u.service) ?? '', port, listener });
+            // The name resolves in the pod (hosts file); the connection is redirected to the sidecar.
+            const { name, namespace: ns } = splitServiceKey(u.service);
+            const suffix = u.servicePort === undefined ? '' : `_${u.servicePort}`;
+            upstreamEnvs.push([`TRELLIS_UPSTREAM_${envName(u.service)}${suffix}`, `${ns === namespace ? name : u.service}:${port}`]);
+            if (ns === namespace && name !== u.service) upstreamEnvs.push([`TRELLIS_UPSTREAM_${envName(name)}${suffix}`, `${name}:${port}`]);
+          }
+          const netns = await iso.network.addPod({
+            key: podKey,
+            address,
+            hosts,
+            rules: podRules({
+              podKey,
+              sidecarUid: iso.o.sidecarUid,
+              inbound: inbound.map((p) => ({ appPort: p.app.port, listener: p.inbound.port })),
+              upstreams: redirects,
+              probeSource: iso.plan.control,
+              // Only the ingress, on the host, calls a service from there, and only a public one.
+              ...(s.public === undefined ? { closedTo: iso.plan.gateway } : {}),
+            }),
+          });
+          iso.state.pods[id] = { netns, address };
+          const dataDir = join(stateDir, 'data', key);
+          await mkdir(dataDir, { recursive: true });
+          const first = inbound[0];
+          const env: Record<string, string> = {
+            ...otelEnv,
+            OTEL_SERVICE_NAME: key,
+            ...v.env,
+            ...publicEnv,
+            PORT: String(first?.app.port ?? 0),
+            ...Object.fromEntries(inbound.flatMap((p) => (p.name === undefined ? [] : [[`PORT_${envName(p.name)}`, String(p.app.port)]]))),
+            // Every address of the pod: the sidecar reaches the app at the pod's address, the health probes too.
+            HOST: '0.0.0.0',
+            TRELLIS_SERVICE: s.name,
+            TRELLIS_NAMESPACE: namespace,
+            TRELLIS_VERSION: v.name,
+            TRELLIS_INSTANCE: id,
+            TRELLIS_HTTP_PROXY: `http://${LOOPBACK}:${POD_PORTS.httpProxy}`,
+            TRELLIS_DATA_DIR: dataDir,
+            ...Object.fromEntries(upstreamEnvs),
+          };
+          plans.push({
+            id,
+            service: key,
+            version: v.name,
+            protocol: s.protocol,
+            app: first?.app ?? { host: address, port: 0 },
+            inbound: first?.inbound ?? { host: address, port: POD_PORTS.inbound },
+            ...(s.ports !== undefined ? { ports: inbound } : {}),
+            admin: { host: address, port: POD_PORTS.admin },
+            httpProxy: { host: LOOPBACK, port: POD_PORTS.httpProxy },
+            upstreams,
+            command: v.command,
+            cwd: s.cwd,
+            env,
+          });
+        }
+      }
+    }
+    return plans;
   }
 
   /** Health of every instance as the control plane sees it. */
@@ -474,6 +689,8 @@ export class LocalMesh {
     await Promise.all(this.#apps.map((p) => p.stop()));
     await Promise.all([...this.#proxies.map((p) => p.stop()), this.#prometheus?.stop()]);
     await this.#control?.stop();
+    // Last: whatever is still in a namespace (a process that ignored SIGKILL's group) dies with it.
+    await this.#isolation?.network.destroy();
   }
 }
 
