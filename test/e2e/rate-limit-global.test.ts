@@ -6,7 +6,7 @@
 // Real time on purpose: this is the correctness of the quota loop, bounded to ~12 s.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import type http from 'node:http';
 import https from 'node:https';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';
