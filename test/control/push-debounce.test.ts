@@ -81,7 +81,7 @@ test('a storm (a change every 5 ms for 3 s) is pushed once per max delay, and no
     clock.advance(5);
   }
   clock.advance(100);
-  assert.deepEqual(pushes, [1000, 2000, 3000], "the last change (at 2995 ms) went out with the push at 3000 ms");
+  assert.deepEqual(pushes, [1000, 2000, 3000], 'the last change (at 2995 ms) went out with the push at 3000 ms');
   // Every change is carried by the first push at or after it, within the max delay.
   for (const c of changes) {
     const carried = pushes.find((p) => p >= c);

@@ -84,9 +84,30 @@ function configs(): ControlConfig[] {
     service('cache'),
   ];
   return [
-    config(services(['backend'], ['v1', 'v2']), [route('split', 'backend', [{ backendRefs: [{ name: 'backend-v1', weight: 90 }, { name: 'backend-v2', weight: 10 }] }])]),
-    config(services(['backend', 'cache'], ['v1', 'v2']), [route('split', 'backend', [{ backendRefs: [{ name: 'backend-v1', weight: 40 }, { name: 'backend-v2', weight: 60 }] }])]),
-    config(services(['cache'], ['v1', 'v2', 'v3']), [route('split', 'backend', [{ backendRefs: [{ name: 'backend-v3' }] }]), route('c', 'cache', [{ backendRefs: [{ name: 'db' }] }])]),
+    config(services(['backend'], ['v1', 'v2']), [
+      route('split', 'backend', [
+        {
+          backendRefs: [
+            { name: 'backend-v1', weight: 90 },
+            { name: 'backend-v2', weight: 10 },
+          ],
+        },
+      ]),
+    ]),
+    config(services(['backend', 'cache'], ['v1', 'v2']), [
+      route('split', 'backend', [
+        {
+          backendRefs: [
+            { name: 'backend-v1', weight: 40 },
+            { name: 'backend-v2', weight: 60 },
+          ],
+        },
+      ]),
+    ]),
+    config(services(['cache'], ['v1', 'v2', 'v3']), [
+      route('split', 'backend', [{ backendRefs: [{ name: 'backend-v3' }] }]),
+      route('c', 'cache', [{ backendRefs: [{ name: 'db' }] }]),
+    ]),
   ];
 }
 

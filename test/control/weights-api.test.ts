@@ -43,7 +43,8 @@ async function put(service: string, body: unknown, headers: Record<string, strin
 function autoAck(p: FakeProxy): void {
   p.socket.on('data', (chunk: Buffer) => {
     for (const line of chunk.toString('utf8').split('\n')) {
-      if (line.startsWith('{"type":"snapshot"') || line.startsWith('{"type":"delta"')) p.send({ type: 'ack', version: (JSON.parse(line) as { version: number }).version });
+      if (line.startsWith('{"type":"snapshot"') || line.startsWith('{"type":"delta"'))
+        p.send({ type: 'ack', version: (JSON.parse(line) as { version: number }).version });
     }
   });
 }

@@ -154,7 +154,11 @@ export class Distributor {
       dropped: (n) => `control: ${n} more hello refusals not logged in the last minute`,
     });
     this.#debounce = new PushDebounce(
-      { ...(opts.debounceMs !== undefined ? { quietMs: opts.debounceMs } : {}), ...(opts.debounceMaxMs !== undefined ? { maxDelayMs: opts.debounceMaxMs } : {}), ...(opts.clock ? { clock: opts.clock } : {}) },
+      {
+        ...(opts.debounceMs !== undefined ? { quietMs: opts.debounceMs } : {}),
+        ...(opts.debounceMaxMs !== undefined ? { maxDelayMs: opts.debounceMaxMs } : {}),
+        ...(opts.clock ? { clock: opts.clock } : {}),
+      },
       () => this.pushAll(),
     );
     this.#resumeUntil = Date.now() + (opts.resumeWaitMs ?? 10_000);
