@@ -75,10 +75,11 @@ function instance(id: string, svc: string, version = 'default') {
 
 const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-/** Two configs the edits switch between: weights move, a service gains an upstream, a version appears. */
+/** The configs the edits switch between: weights move, a service gains and loses upstreams, a version appears, a base changes. */
 function configs(): ControlConfig[] {
-  const services = (frontUpstreams: string[], backendVersions: string[]) => [
-    service('frontend', { upstreams: frontUpstreams }),
+  const services = (frontUpstreams: string[], backendVersions: string[], frontProtocol: 'http' | 'http1' = 'http') => [
+    // The frontend's own protocol is in its base: the third config changes it.
+    service('frontend', { upstreams: frontUpstreams, protocol: frontProtocol }),
     service('backend', { versions: backendVersions, upstreams: ['db'] }),
     service('db'),
     service('cache'),
@@ -104,7 +105,7 @@ function configs(): ControlConfig[] {
         },
       ]),
     ]),
-    config(services(['cache'], ['v1', 'v2', 'v3']), [
+    config(services(['cache'], ['v1', 'v2', 'v3'], 'http1'), [
       route('split', 'backend', [{ backendRefs: [{ name: 'backend-v3' }] }]),
       route('c', 'cache', [{ backendRefs: [{ name: 'db' }] }]),
     ]),
@@ -116,6 +117,8 @@ const WATCHED: ProxyInfo[] = [
   sidecar('frontend-w', 'frontend', 'default', { upstreams: listeners('backend') }),
   sidecar('backend-w', 'backend', 'v1'),
   sidecar('cache-w', 'cache'),
+  // No listeners of its own: its upstreams are its service's, which the config edits add and remove.
+  sidecar('frontend-x', 'frontend'),
 ];
 
 type Command =
@@ -218,7 +221,7 @@ test('a change to one service reaches only the proxies that call it, as a delta 
     const before = streams.map((s) => s.messages.length);
     assert.deepEqual(
       streams.map((s) => s.messages[0]?.type),
-      ['snapshot', 'snapshot', 'snapshot'],
+      ['snapshot', 'snapshot', 'snapshot', 'snapshot'],
       'each stream starts with a full snapshot',
     );
     // A db instance turns healthy: only the backend calls db.
@@ -230,7 +233,7 @@ test('a change to one service reaches only the proxies that call it, as a delta 
     await settle();
     assert.deepEqual(
       streams.map((s, i) => s.messages.length - (before[i] ?? 0)),
-      [0, 1, 0],
+      [0, 1, 0, 0],
       'only the backend, which calls db, was sent something',
     );
     const delta = streams[1]!.messages.at(-1);
