@@ -101,6 +101,11 @@ export type ProxyMessage =
   | { type: 'nack'; version: number; error: string }
   | { type: 'csr'; id: number; csr: string }
   | { type: 'ping' }
+  /**
+   * The proxy could not assemble a delta (its `from` is not the version the proxy holds
+   * on this stream): the control plane answers with a full snapshot.
+   */
+  | { type: 'resync'; version?: number }
   | RateDemandMessage;
 
 /**
@@ -152,13 +157,35 @@ export interface IssuedCertificate {
  * `trust-bundle` is sent to every proxy whenever the CA's roots change (a rotation).
  */
 export type ControlMessage =
-  | { type: 'snapshot'; version: number; snapshot: Snapshot }
+  | { type: 'snapshot'; version: number; snapshot: Snapshot; resources?: Record<string, number> }
+  | SnapshotDelta
   | { type: 'error'; code: string; message: string }
   | { type: 'pong' }
   | { type: 'certificate'; id: number; certificate: IssuedCertificate }
   | { type: 'csr-refused'; id: number; code: string; message: string }
   | { type: 'trust-bundle'; trustBundle: string[] }
   | RateQuotaMessage;
+
+/** A snapshot without its version and upstreams: what a proxy knows about itself (config only). */
+export type SnapshotBase = Omit<Snapshot, 'version' | 'upstreams'>;
+
+/**
+ * Control plane → proxy: what changed since the message of version `from` on this
+ * stream (incremental xDS's per-resource updates; src/api/snapshot-delta.ts assembles
+ * it). Each upstream is a resource with its own version (`resources`); an upstream
+ * listed is replaced whole, one in `removed` is gone, the others stay as they were;
+ * `base`, when present, replaces everything but the upstreams. A stream always starts
+ * with a full `snapshot`; a proxy that holds another version than `from` sends `resync`.
+ */
+export interface SnapshotDelta {
+  type: 'delta';
+  version: number;
+  from: number;
+  base?: SnapshotBase;
+  upstreams?: Record<string, UpstreamSnapshot>;
+  removed?: string[];
+  resources?: Record<string, number>;
+}
 
 /** A match on the request; all present parts must match (AND). */
 export interface RouteMatch {

@@ -132,6 +132,8 @@ export function parseProxyMessage(line: string): ProxyMessage | string {
       return { type: 'nack', version: value.version, error: loggable(typeof value.error === 'string' ? value.error : String(value.error)) };
     case 'ping':
       return { type: 'ping' };
+    case 'resync':
+      return typeof value.version === 'number' ? { type: 'resync', version: value.version } : { type: 'resync' };
     case 'rate-demand':
       return checkRateDemand(value);
     default:

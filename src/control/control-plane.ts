@@ -51,8 +51,10 @@ export interface ControlPlaneOptions {
   watchDebounceMs?: number;
   /** How often the config files are checked for changes no watch event reported (default 1000 ms; 0: never). */
   watchPollMs?: number;
-  /** Coalescing window for snapshot pushes (default 20 ms). */
+  /** How long model changes must be quiet before a push (default 20 ms; src/control/distribute/push-debounce.ts). */
   pushDebounceMs?: number;
+  /** The longest a change waits for its push while changes keep coming, as in a registration storm (default 1000 ms). */
+  pushDebounceMaxMs?: number;
   /** How long resumed proxies may wait for their instances after a start (see Distributor). */
   resumeWaitMs?: number;
   /**
@@ -190,6 +192,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     metrics,
     ...(opts.token ? { token: opts.token } : {}),
     ...(opts.pushDebounceMs !== undefined ? { debounceMs: opts.pushDebounceMs } : {}),
+    ...(opts.pushDebounceMaxMs !== undefined ? { debounceMaxMs: opts.pushDebounceMaxMs } : {}),
     ...(opts.resumeWaitMs !== undefined ? { resumeWaitMs: opts.resumeWaitMs } : {}),
   });
   const weights = new WeightsApi({ model, log, reload: () => watcher.reload() });

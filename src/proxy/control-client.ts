@@ -6,6 +6,7 @@ import { LineReader, writeMessage } from '../api/wire.js';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { ControlMessage, IssuedCertificate, ProxyInfo, ProxyMessage, RateDemandMessage, RateQuotaMessage, Snapshot } from '../api/protocol.js';
+import { SnapshotAssembler, type Assembled } from '../api/snapshot-delta.js';
 
 export interface ControlClientOptions {
   url: string;
@@ -55,6 +56,8 @@ export class ControlClient {
   #endpoints: string[] = [];
   #csrId = 0;
   readonly #pending = new Map<number, PendingCsr>();
+  /** This stream's snapshot: the full one it started with plus every delta since. */
+  readonly #assembler = new SnapshotAssembler();
 
   constructor(o: ControlClientOptions) {
     this.#o = o;
@@ -113,6 +116,8 @@ export class ControlClient {
 
   #onStream(socket: Socket, head: Buffer): void {
     this.#socket = socket;
+    // Deltas are relative to this stream's messages only: a new stream starts with a full snapshot.
+    this.#assembler.reset();
     // The backoff starts over only once the control plane sends a snapshot (below): a
     // stream it refuses at hello (a wrong credential) is made again ever more slowly,
     // not every 100 ms.
@@ -154,19 +159,9 @@ export class ControlClient {
     }
     // Valid JSON that is no message (`null`, a number) is ignored as unparsable text is.
     if (typeof msg !== 'object' || msg === null) return;
-    if (msg.type === 'snapshot') {
-      try {
-        this.#o.apply(msg.snapshot);
-        this.#applied = true;
-        this.#attempt = 0;
-        this.#refused = false;
-        this.#endpoints = endpointIds(msg.snapshot);
-        this.#send({ type: 'ack', version: msg.version });
-      } catch (err) {
-        const error = err instanceof Error ? err.message : String(err);
-        this.#o.onState?.(true, `refused snapshot ${msg.version}: ${error}`);
-        this.#send({ type: 'nack', version: msg.version, error });
-      }
+    if (msg.type === 'snapshot' || msg.type === 'delta') {
+      const assembled = msg.type === 'snapshot' ? this.#assembler.full(msg.snapshot, msg.resources) : this.#assembler.delta(msg);
+      this.#applyAssembled(msg.version, assembled);
     } else if (msg.type === 'error') {
       this.#refused = true;
       this.#o.onFatal?.(msg.code, msg.message);
@@ -181,6 +176,30 @@ export class ControlClient {
       this.#o.onTrustBundle?.(msg.trustBundle.filter((p): p is string => typeof p === 'string'));
     } else if (msg.type === 'rate-quota') {
       this.#o.onRateQuota?.(msg);
+    }
+  }
+
+  /** Applies what a snapshot or delta assembled into: ACK, NACK, or a resync request. */
+  #applyAssembled(version: number, assembled: Assembled): void {
+    if (assembled.kind === 'resync') {
+      this.#o.onState?.(true, `delta ${version} does not follow the snapshot held (${assembled.holding ?? 'none'}); asking for a full one`);
+      return this.#send(assembled.holding !== undefined ? { type: 'resync', version: assembled.holding } : { type: 'resync' });
+    }
+    if (assembled.kind === 'malformed') {
+      this.#o.onState?.(true, `refused delta ${version}: ${assembled.error}`);
+      return this.#send({ type: 'nack', version, error: assembled.error });
+    }
+    try {
+      this.#o.apply(assembled.snapshot);
+      this.#applied = true;
+      this.#attempt = 0;
+      this.#refused = false;
+      this.#endpoints = endpointIds(assembled.snapshot);
+      this.#send({ type: 'ack', version });
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      this.#o.onState?.(true, `refused snapshot ${version}: ${error}`);
+      this.#send({ type: 'nack', version, error });
     }
   }
 

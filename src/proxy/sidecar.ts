@@ -596,9 +596,13 @@ export class Sidecar {
       return b;
     };
     const backendsFor: BackendSource = (u, key) => this.balancing.backendsFor(u, key);
+    const previous = this.#snapshot?.upstreams;
     for (const [name, u] of Object.entries(s.upstreams)) {
+      // A delta keeps the very object of every upstream it did not change (src/api/snapshot-delta.ts):
+      // its compiled form is reused, so a change elsewhere costs this upstream nothing (issue 17).
+      const same = previous !== undefined && previous[name] === u ? this.#upstreams?.get(name) : undefined;
       try {
-        compiled.set(name, compileUpstream(u, backendsFor, budgetFor));
+        compiled.set(name, same ?? compileUpstream(u, backendsFor, budgetFor));
       } catch (err) {
         throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', {
           version: s.version,

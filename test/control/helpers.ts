@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { ControlMessage, HostPort, ProxyInfo, ProxyMessage } from '../../src/api/protocol.js';
+import { SnapshotAssembler } from '../../src/api/snapshot-delta.js';
 import type { ControlConfig, HTTPRouteConfig, ServiceConfig } from '../../src/control/sources/mesh-config.js';
 
 /** A proxy's side of the stream, driven by the test. */
@@ -19,6 +20,13 @@ export class FakeProxy {
   readonly #waiters: { pred: (m: ControlMessage) => boolean; resolve: (m: ControlMessage) => void }[] = [];
   #partial = '';
   readonly closed: Promise<void>;
+  /**
+   * Deltas are assembled into the snapshots they make (as a real proxy does) and handed
+   * on as `snapshot` messages, so a test reads every push as a whole snapshot.
+   */
+  readonly assembler = new SnapshotAssembler();
+  /** The raw messages, deltas included, in order. */
+  readonly received: ControlMessage[] = [];
 
   constructor(socket: Duplex, head: Buffer) {
     this.socket = socket;
@@ -33,7 +41,14 @@ export class FakeProxy {
     this.#partial = parts.pop() ?? '';
     for (const line of parts) {
       if (line.trim() === '') continue;
-      const msg = JSON.parse(line) as ControlMessage;
+      let msg = JSON.parse(line) as ControlMessage;
+      this.received.push(msg);
+      if (msg.type === 'snapshot') this.assembler.full(msg.snapshot, msg.resources);
+      if (msg.type === 'delta') {
+        const assembled = this.assembler.delta(msg);
+        if (assembled.kind !== 'snapshot') throw new Error(`the fake proxy could not assemble delta ${msg.version}: ${JSON.stringify(assembled)}`);
+        msg = { type: 'snapshot', version: msg.version, snapshot: assembled.snapshot };
+      }
       const i = this.#waiters.findIndex((w) => w.pred(msg));
       if (i >= 0) this.#waiters.splice(i, 1)[0]!.resolve(msg);
       else this.#buffer.push(msg);

@@ -39,11 +39,12 @@ async function put(service: string, body: unknown, headers: Record<string, strin
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-/** Answers every snapshot with an ACK, as a proxy does. */
+/** Answers every snapshot and delta with an ACK, as a proxy does. */
 function autoAck(p: FakeProxy): void {
   p.socket.on('data', (chunk: Buffer) => {
     for (const line of chunk.toString('utf8').split('\n')) {
-      if (line.startsWith('{"type":"snapshot"')) p.send({ type: 'ack', version: (JSON.parse(line) as { version: number }).version });
+      if (line.startsWith('{"type":"snapshot"') || line.startsWith('{"type":"delta"'))
+        p.send({ type: 'ack', version: (JSON.parse(line) as { version: number }).version });
     }
   });
 }

@@ -44,6 +44,11 @@ export interface CompileInput {
   readonly config: ControlConfig;
   readonly instances: readonly RoutableInstance[];
   readonly proxy: ProxyInfo;
+  /**
+   * Compile only the proxy's own part (its `upstreams` come out empty): the distributor
+   * compiles each upstream once per change and shares it among its callers (issue 17).
+   */
+  readonly baseOnly?: boolean;
 }
 
 /** A snapshot before the distributor stamps its version on it. */
@@ -285,14 +290,30 @@ function compileUpstream(config: ControlConfig, instances: readonly RoutableInst
   return out;
 }
 
+/**
+ * The namespace a proxy calls from. The caller's namespace decides which routes apply
+ * (consumer routes, GEP-1294) and what a bare host name means; a gateway's name carries
+ * none, so it is in default.
+ */
+export function callerNamespace(proxy: ProxyInfo): string {
+  return splitServiceKey(proxy.service).namespace;
+}
+
+/**
+ * The upstream `name` as every caller in namespace `caller` sees it (undefined: no such
+ * service): what {@link compileSnapshot} puts under `upstreams[name]`.
+ */
+export function compileUpstreamFor(config: ControlConfig, instances: readonly RoutableInstance[], name: string, caller: string): UpstreamSnapshot | undefined {
+  const service = serviceByKey(config, name);
+  return service === undefined ? undefined : compileUpstream(config, instances, service, caller);
+}
+
 /** Compiles the snapshot content of one proxy: only the upstreams it may call. */
 export function compileSnapshot(input: CompileInput): SnapshotContent {
   const { config, instances, proxy } = input;
   const upstreams: Record<string, UpstreamSnapshot> = {};
-  // The caller's namespace decides which routes apply (consumer routes, GEP-1294) and
-  // what a bare host name means; a gateway's name carries none, so it is in default.
-  const caller = splitServiceKey(proxy.service).namespace;
-  for (const name of upstreamsFor(config, proxy)) {
+  const caller = callerNamespace(proxy);
+  for (const name of input.baseOnly === true ? [] : upstreamsFor(config, proxy)) {
     const service = serviceByKey(config, name);
     if (service !== undefined) upstreams[name] = compileUpstream(config, instances, service, caller);
   }

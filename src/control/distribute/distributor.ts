@@ -1,7 +1,13 @@
 // The snapshot stream. Proxies upgrade `GET /v1/stream` on the control plane's HTTP
-// server (the admin API's), say hello, and from then on receive a fresh snapshot whenever
-// what they need changes; they answer each with ACK or NACK. A sidecar's connection is its instance's registration: when the
-// stream closes, the instance leaves the model and every other proxy is recompiled.
+// server (the admin API's), say hello, get a full snapshot, and from then on a delta
+// whenever what they need changes; they answer each with ACK or NACK. A sidecar's
+// connection is its instance's registration: when the stream closes, the instance
+// leaves the model.
+//
+// At scale (issue 17): model changes are debounced (push-debounce.ts); each push round
+// compiles every upstream once and shares it, with its JSON, among its callers
+// (compiled-views.ts); a proxy is sent only the upstreams whose version moved since its
+// last message, so a change to one service reaches only the proxies that call it.
 import { LogLimiter } from '../../log-limiter.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
@@ -9,8 +15,11 @@ import type { Duplex } from 'node:stream';
 import { errorBody, TrellisError } from '../../errors.js';
 import type { ControlMessage, ProxyInfo } from '../../api/protocol.js';
 import type { MeshModel } from '../model.js';
-import { compileSnapshot, type RoutableInstance } from '../compile/compiler.js';
+import { callerNamespace, compileSnapshot, upstreamsFor, type RoutableInstance } from '../compile/compiler.js';
 import { SnapshotVersions } from './snapshot-versions.js';
+import { CompiledViews, type View } from './compiled-views.js';
+import { PushDebounce, type DebounceClock } from './push-debounce.js';
+import type { Snapshot, SnapshotBase, UpstreamSnapshot } from '../../api/protocol.js';
 import { LineReader, parseProxyMessage, writeMessage } from '../../api/wire.js';
 import { verifyCredential } from '../../security/bootstrap-credential.js';
 import type { ControlMetrics } from '../control-metrics.js';
@@ -36,8 +45,12 @@ export interface DistributorOptions {
   identity?: IdentityService;
   metrics?: ControlMetrics;
   log?: (line: string) => void;
-  /** How long to gather model changes before recompiling (bursts become one push). */
+  /** How long model changes must be quiet before a push (default 20 ms; push-debounce.ts). */
   debounceMs?: number;
+  /** The longest a model change waits for its push while changes keep coming (default 1000 ms). */
+  debounceMaxMs?: number;
+  /** The debounce's clock (tests). */
+  clock?: DebounceClock;
   /**
    * After this control plane starts, how long resumed proxies may wait for the
    * instances their snapshots route to (default 10 s): see {@link ProxyInfo.resumed}.
@@ -51,6 +64,18 @@ interface Connection {
   proxy?: ProxyInfo;
   /** A CSR of this stream is being signed. */
   certifying?: boolean;
+  /** What this stream was last sent (a sidecar's): deltas are relative to it. */
+  sent?: SentState;
+  /** The upstreams this proxy may call, for the config they were computed from. */
+  scope?: { readonly config: ControlConfig; readonly names: readonly string[] };
+}
+
+/** What a sidecar's stream holds, as far as the control plane sent it. */
+interface SentState {
+  readonly version: number;
+  readonly base: View<SnapshotBase>;
+  /** Each upstream's view as last sent. */
+  readonly upstreams: ReadonlyMap<string, View<UpstreamSnapshot | undefined>>;
 }
 
 /** The instances of the model as the compiler sees them (with their health status). */
@@ -90,12 +115,17 @@ export class Distributor {
   readonly #identity?: IdentityService;
   readonly #metrics?: ControlMetrics;
   readonly #log: (line: string) => void;
-  readonly #debounceMs: number;
+  readonly #debounce: PushDebounce;
+  /** Gateways' snapshots are compiled whole (there are few): their versions and change detection. */
   readonly #versions = new SnapshotVersions();
+  /** Each proxy's last snapshot version, across its streams (versions only grow). */
+  readonly #lastVersion = new Map<string, number>();
+  readonly #views = new CompiledViews();
+  /** The model changed since the views' round began. */
+  #stale = true;
   readonly #connections = new Set<Connection>();
   /** The live connection of each registered proxy id. */
   readonly #byProxy = new Map<string, Connection>();
-  #timer?: NodeJS.Timeout;
   #unsubscribe?: () => void;
   #stopped = false;
   // A restarted control plane learns the mesh again as proxies reconnect one by one.
@@ -123,7 +153,14 @@ export class Distributor {
       log: this.#log,
       dropped: (n) => `control: ${n} more hello refusals not logged in the last minute`,
     });
-    this.#debounceMs = opts.debounceMs ?? 20;
+    this.#debounce = new PushDebounce(
+      {
+        ...(opts.debounceMs !== undefined ? { quietMs: opts.debounceMs } : {}),
+        ...(opts.debounceMaxMs !== undefined ? { maxDelayMs: opts.debounceMaxMs } : {}),
+        ...(opts.clock ? { clock: opts.clock } : {}),
+      },
+      () => this.pushAll(),
+    );
     this.#resumeUntil = Date.now() + (opts.resumeWaitMs ?? 10_000);
     this.#quotas = new RateQuotas({ limitsOf: (service) => this.#globalLimitsOf(service) });
   }
@@ -161,7 +198,7 @@ export class Distributor {
     this.#stopped = true;
     this.#quotas.stop();
     this.#unsubscribe?.();
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#debounce.stop();
     if (this.#resumeTimer) clearTimeout(this.#resumeTimer);
     for (const conn of this.#connections) conn.socket.destroy();
     this.#connections.clear();
@@ -241,7 +278,10 @@ export class Distributor {
       );
       return;
     }
-    if (msg.type === 'rate-demand') {
+    if (msg.type === 'resync') {
+      // The proxy could not follow a delta: a full snapshot, now.
+      this.#push(conn, true);
+    } else if (msg.type === 'rate-demand') {
       this.#quotas.report(id, msg);
     } else if (msg.type === 'ack') {
       this.#model.recordAck(id, msg.version);
@@ -357,6 +397,8 @@ export class Distributor {
     this.#held.clear();
     this.#expected.clear();
     if (force) this.#log(`control: sending resumed proxies their snapshots without every instance they knew (waited until the resume window closed)`);
+    // They waited for these instances: compile from the model as it is now, not from the last round.
+    if (this.#stale) this.#beginRound();
     for (const conn of held) this.#push(conn, true);
   }
 
@@ -381,29 +423,99 @@ export class Distributor {
   }
 
   #schedule(): void {
-    if (this.#stopped || this.#timer) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.pushAll();
-    }, this.#debounceMs);
-    this.#timer.unref();
+    this.#stale = true;
+    if (this.#stopped) return;
+    this.#debounce.trigger();
   }
 
-  /** Recompiles every connected proxy and sends the snapshots that changed. */
+  /** Starts a push round: the views are compiled (each once, when first asked for) from the model as it is now. */
+  #beginRound(): void {
+    this.#views.begin(this.#model.config, routableInstances(this.#model));
+    this.#stale = false;
+  }
+
+  /** Recompiles what changed and sends every connected proxy what changed for it. */
   pushAll(): void {
+    this.#beginRound();
     for (const conn of this.#byProxy.values()) this.#push(conn, false);
+    this.#views.prune();
     // A config change may add, change or drop global limits: new quotas at once, after the snapshots that hold them.
     this.#quotas.rebalanceAll();
   }
 
-  /** Compiles one proxy's snapshot; sends it when it changed, or always when `force`. */
+  /** The next snapshot version of a proxy. */
+  #nextVersion(id: string): number {
+    const v = (this.#lastVersion.get(id) ?? 0) + 1;
+    this.#lastVersion.set(id, v);
+    return v;
+  }
+
+  /** Sends a proxy its snapshot: in full when `force` (a new stream, a resync), else what changed, if anything. */
   #push(conn: Connection, force: boolean): void {
     const proxy = conn.proxy;
     if (!proxy || this.#held.has(conn)) return;
-    const content = compileSnapshot({ config: this.#model.config, instances: routableInstances(this.#model), proxy });
+    // A stream that opens between rounds is served from the current round's views (the
+    // push that the model's change scheduled brings it up to date); only the first ever starts one.
+    if (!this.#views.started || (this.#stale && !this.#debounce.pending)) this.#beginRound();
+    if (proxy.kind === 'gateway') return this.#pushWhole(conn, proxy, force);
+    const config = this.#views.config ?? this.#model.config;
+    if (conn.scope?.config !== config) conn.scope = { config, names: upstreamsFor(config, proxy) };
+    const namespace = callerNamespace(proxy);
+    const base = this.#views.base(proxy);
+    const upstreams = new Map<string, View<UpstreamSnapshot | undefined>>();
+    for (const name of conn.scope.names) {
+      const view = this.#views.upstream(namespace, name);
+      if (view.value !== undefined) upstreams.set(name, view);
+    }
+    const sent = force ? undefined : conn.sent;
+    let line: string;
+    let version: number;
+    if (sent === undefined) {
+      version = this.#nextVersion(proxy.id);
+      const parts: string[] = [];
+      for (const [name, view] of upstreams) parts.push(`${JSON.stringify(name)}:${view.json}`);
+      // The shared JSON of each part, spliced: nothing here is serialized per proxy but its version.
+      line = `{"type":"snapshot","version":${version},"snapshot":{"version":${version},"upstreams":{${parts.join(',')}},${base.json.slice(1)},"resources":${resourcesJson(upstreams)}}`;
+    } else {
+      const changed: [string, View<UpstreamSnapshot | undefined>][] = [];
+      for (const [name, view] of upstreams) if (sent.upstreams.get(name) !== view) changed.push([name, view]);
+      const removed = [...sent.upstreams.keys()].filter((name) => !upstreams.has(name));
+      const baseChanged = sent.base !== base;
+      if (changed.length === 0 && removed.length === 0 && !baseChanged) return;
+      version = this.#nextVersion(proxy.id);
+      const parts = changed.map(([name, view]) => `${JSON.stringify(name)}:${view.json}`);
+      line =
+        `{"type":"delta","version":${version},"from":${sent.version}` +
+        (baseChanged ? `,"base":${base.json}` : '') +
+        `,"upstreams":{${parts.join(',')}}` +
+        (removed.length > 0 ? `,"removed":${JSON.stringify(removed)}` : '') +
+        `,"resources":${resourcesJson(new Map(changed))}}`;
+    }
+    conn.sent = { version, base, upstreams };
+    writeLine(conn.socket, line);
+    const snapshot: Snapshot = { ...base.value, version, upstreams: {} };
+    for (const [name, view] of upstreams) if (view.value !== undefined) snapshot.upstreams[name] = view.value;
+    this.#model.recordSent(proxy.id, snapshot);
+  }
+
+  /** A gateway's snapshot, compiled whole and sent whole when it changed (or always when `force`). */
+  #pushWhole(conn: Connection, proxy: ProxyInfo, force: boolean): void {
+    const content = compileSnapshot({ config: this.#views.config ?? this.#model.config, instances: this.#views.instances, proxy });
     const { snapshot, changed } = this.#versions.stamp(proxy.id, content);
     if (!changed && !force) return;
     writeMessage(conn.socket, { type: 'snapshot', version: snapshot.version, snapshot });
     this.#model.recordSent(proxy.id, snapshot);
   }
+}
+
+/** The resource versions of a message's upstreams, as JSON. */
+function resourcesJson(upstreams: ReadonlyMap<string, View<UpstreamSnapshot | undefined>>): string {
+  const parts: string[] = [];
+  for (const [name, view] of upstreams) parts.push(`${JSON.stringify(name)}:${view.version}`);
+  return `{${parts.join(',')}}`;
+}
+
+/** Writes one message already serialized (its parts are the shared views' JSON). */
+function writeLine(socket: Duplex, json: string): void {
+  if (!socket.destroyed && socket.writable) socket.write(`${json}\n`);
 }

@@ -1,0 +1,114 @@
+// The push debounce (issue 17), on a manual clock: a lone change goes out after the quiet
+// period, a storm of changes coalesces into one push per max delay, and no change waits
+// longer than the max delay.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { PushDebounce, type DebounceClock } from '../../src/control/distribute/push-debounce.js';
+
+/** A clock that moves only when told, firing the timers that fall due in order. */
+class ManualClock implements DebounceClock {
+  #now = 0;
+  #timers: { at: number; fn: () => void; id: number }[] = [];
+  #ids = 0;
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.#ids;
+    this.#timers.push({ at: this.#now + ms, fn, id });
+    return id;
+  }
+
+  clearTimeout(handle: unknown): void {
+    this.#timers = this.#timers.filter((t) => t.id !== handle);
+  }
+
+  advance(ms: number): void {
+    const end = this.#now + ms;
+    for (;;) {
+      const due = this.#timers.filter((t) => t.at <= end).sort((a, b) => a.at - b.at || a.id - b.id)[0];
+      if (due === undefined) break;
+      this.#timers = this.#timers.filter((t) => t !== due);
+      this.#now = due.at;
+      due.fn();
+    }
+    this.#now = end;
+  }
+}
+
+function setup(quietMs: number, maxDelayMs: number): { clock: ManualClock; pushes: number[]; debounce: PushDebounce } {
+  const clock = new ManualClock();
+  const pushes: number[] = [];
+  const debounce = new PushDebounce({ quietMs, maxDelayMs, clock }, () => pushes.push(clock.now()));
+  return { clock, pushes, debounce };
+}
+
+test('a lone change is pushed once the quiet period has passed, not before', () => {
+  const { clock, pushes, debounce } = setup(20, 1000);
+  clock.advance(500);
+  debounce.trigger();
+  clock.advance(19);
+  assert.deepEqual(pushes, []);
+  clock.advance(1);
+  assert.deepEqual(pushes, [520]);
+  clock.advance(5000);
+  assert.deepEqual(pushes, [520], 'nothing more without another change');
+});
+
+test('changes within the quiet period are pushed together, after the last one is quiet', () => {
+  const { clock, pushes, debounce } = setup(20, 1000);
+  debounce.trigger();
+  clock.advance(10);
+  debounce.trigger();
+  clock.advance(15);
+  debounce.trigger();
+  assert.equal(debounce.events, 3);
+  clock.advance(19);
+  assert.deepEqual(pushes, []);
+  clock.advance(1);
+  assert.deepEqual(pushes, [45]);
+  assert.equal(debounce.pending, false);
+});
+
+test('a storm (a change every 5 ms for 3 s) is pushed once per max delay, and no change waits longer than that', () => {
+  const { clock, pushes, debounce } = setup(20, 1000);
+  const changes: number[] = [];
+  for (let t = 0; t < 3000; t += 5) {
+    debounce.trigger();
+    changes.push(clock.now());
+    clock.advance(5);
+  }
+  clock.advance(100);
+  assert.deepEqual(pushes, [1000, 2000, 3000], 'the last change (at 2995 ms) went out with the push at 3000 ms');
+  // Every change is carried by the first push at or after it, within the max delay.
+  for (const c of changes) {
+    const carried = pushes.find((p) => p >= c);
+    assert.ok(carried !== undefined && carried - c <= 1000, `the change at ${c} ms waited until ${carried}`);
+  }
+});
+
+test('flush pushes a pending change at once; stop drops it', () => {
+  const { clock, pushes, debounce } = setup(20, 1000);
+  debounce.flush();
+  assert.deepEqual(pushes, [], 'nothing pending, nothing pushed');
+  debounce.trigger();
+  debounce.flush();
+  assert.deepEqual(pushes, [0]);
+  clock.advance(100);
+  assert.deepEqual(pushes, [0], 'the flushed window does not fire again');
+  debounce.trigger();
+  debounce.stop();
+  clock.advance(2000);
+  assert.deepEqual(pushes, [0]);
+});
+
+test('a max delay shorter than the quiet period is raised to it', () => {
+  const { clock, pushes, debounce } = setup(50, 10);
+  debounce.trigger();
+  clock.advance(49);
+  assert.deepEqual(pushes, []);
+  clock.advance(1);
+  assert.deepEqual(pushes, [50]);
+});

@@ -1,0 +1,259 @@
+// Delta correctness (issue 17): a proxy that assembles every message the distributor sends
+// it (one full snapshot per stream, then deltas) ends with exactly the snapshot a full
+// compile of the final model gives, whatever happened on the way: instances registering,
+// turning healthy or unhealthy and leaving in any order, config edits, proxies
+// reconnecting or asking for a resync, and push rounds anywhere in between. Property
+// based (fast-check): the distributor is the real one, on in-memory streams.
+import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
+import { Duplex } from 'node:stream';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import type { ControlMessage, ProxyInfo, Snapshot } from '../../src/api/protocol.js';
+import { SnapshotAssembler } from '../../src/api/snapshot-delta.js';
+import { compileSnapshot } from '../../src/control/compile/compiler.js';
+import { Distributor, routableInstances } from '../../src/control/distribute/distributor.js';
+import type { DebounceClock } from '../../src/control/distribute/push-debounce.js';
+import { MeshModel } from '../../src/control/model.js';
+import type { ControlConfig } from '../../src/control/sources/mesh-config.js';
+import { config, listeners, route, service, sidecar } from './helpers.js';
+
+/** The proxy's end of an in-memory stream: what the distributor writes is assembled here. */
+class MemoryStream extends Duplex {
+  readonly assembler = new SnapshotAssembler();
+  readonly messages: ControlMessage[] = [];
+  #partial = '';
+  #upgraded = false;
+
+  override _read(): void {}
+
+  override _write(chunk: Buffer | string, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    let text = this.#partial + chunk.toString();
+    if (!this.#upgraded) {
+      // The 101 answer comes first.
+      const end = text.indexOf('\r\n\r\n');
+      if (end === -1) {
+        this.#partial = text;
+        return cb();
+      }
+      this.#upgraded = true;
+      text = text.slice(end + 4);
+    }
+    const lines = text.split('\n');
+    this.#partial = lines.pop() ?? '';
+    for (const line of lines) if (line.trim() !== '') this.#onMessage(JSON.parse(line) as ControlMessage);
+    cb();
+  }
+
+  #onMessage(msg: ControlMessage): void {
+    this.messages.push(msg);
+    if (msg.type === 'snapshot') this.assembler.full(msg.snapshot, msg.resources);
+    else if (msg.type === 'delta') {
+      const r = this.assembler.delta(msg);
+      if (r.kind === 'resync') this.send({ type: 'resync' });
+      else if (r.kind === 'malformed') throw new Error(`a malformed delta: ${r.error}`);
+    }
+  }
+
+  /** Proxy → control plane. */
+  send(msg: object): void {
+    this.push(`${JSON.stringify(msg)}\n`);
+  }
+}
+
+const neverClock: DebounceClock = { now: () => 0, setTimeout: () => 0, clearTimeout: () => {} };
+
+function upgradeRequest(): IncomingMessage {
+  return { method: 'GET', url: '/v1/stream', headers: { upgrade: 'trellis-stream' }, socket: { remoteAddress: '127.0.0.1' } } as unknown as IncomingMessage;
+}
+
+/** An instance registered without a stream (as the model sees a sidecar's hello). */
+function instance(id: string, svc: string, version = 'default') {
+  const { app, inbound, admin, pid } = sidecar(id, svc, version);
+  return { id, service: svc, version, ...(app ? { app } : {}), ...(inbound ? { inbound } : {}), admin, pid };
+}
+
+const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** The configs the edits switch between: weights move, a service gains and loses upstreams, a version appears, a base changes. */
+function configs(): ControlConfig[] {
+  const services = (frontUpstreams: string[], backendVersions: string[], frontProtocol: 'http' | 'http1' = 'http') => [
+    // The frontend's own protocol is in its base: the third config changes it.
+    service('frontend', { upstreams: frontUpstreams, protocol: frontProtocol }),
+    service('backend', { versions: backendVersions, upstreams: ['db'] }),
+    service('db'),
+    service('cache'),
+  ];
+  return [
+    config(services(['backend'], ['v1', 'v2']), [
+      route('split', 'backend', [
+        {
+          backendRefs: [
+            { name: 'backend-v1', weight: 90 },
+            { name: 'backend-v2', weight: 10 },
+          ],
+        },
+      ]),
+    ]),
+    config(services(['backend', 'cache'], ['v1', 'v2']), [
+      route('split', 'backend', [
+        {
+          backendRefs: [
+            { name: 'backend-v1', weight: 40 },
+            { name: 'backend-v2', weight: 60 },
+          ],
+        },
+      ]),
+    ]),
+    config(services(['cache'], ['v1', 'v2', 'v3'], 'http1'), [
+      route('split', 'backend', [{ backendRefs: [{ name: 'backend-v3' }] }]),
+      route('c', 'cache', [{ backendRefs: [{ name: 'db' }] }]),
+    ]),
+  ];
+}
+
+/** The proxies whose streams are watched: each assembles what it is sent. */
+const WATCHED: ProxyInfo[] = [
+  sidecar('frontend-w', 'frontend', 'default', { upstreams: listeners('backend') }),
+  sidecar('backend-w', 'backend', 'v1'),
+  sidecar('cache-w', 'cache'),
+  // No listeners of its own: its upstreams are its service's, which the config edits add and remove.
+  sidecar('frontend-x', 'frontend'),
+];
+
+type Command =
+  | { kind: 'add'; n: number; service: 'backend' | 'db' | 'cache'; version: 'v1' | 'v2' | 'v3' | 'default' }
+  | { kind: 'health'; n: number; status: 'healthy' | 'unhealthy' }
+  | { kind: 'remove'; n: number }
+  | { kind: 'config'; which: number }
+  | { kind: 'push' }
+  | { kind: 'reconnect'; w: number }
+  | { kind: 'resync'; w: number };
+
+const command: fc.Arbitrary<Command> = fc.oneof(
+  fc.record({
+    kind: fc.constant('add' as const),
+    n: fc.integer({ min: 0, max: 5 }),
+    service: fc.constantFrom('backend' as const, 'db' as const, 'cache' as const),
+    version: fc.constantFrom('v1' as const, 'v2' as const, 'v3' as const, 'default' as const),
+  }),
+  fc.record({ kind: fc.constant('health' as const), n: fc.integer({ min: 0, max: 5 }), status: fc.constantFrom('healthy' as const, 'unhealthy' as const) }),
+  fc.record({ kind: fc.constant('remove' as const), n: fc.integer({ min: 0, max: 5 }) }),
+  fc.record({ kind: fc.constant('config' as const), which: fc.integer({ min: 0, max: 2 }) }),
+  fc.constant({ kind: 'push' as const }),
+  fc.record({ kind: fc.constant('reconnect' as const), w: fc.integer({ min: 0, max: WATCHED.length - 1 }) }),
+  fc.record({ kind: fc.constant('resync' as const), w: fc.integer({ min: 0, max: WATCHED.length - 1 }) }),
+);
+
+async function run(commands: readonly Command[]): Promise<void> {
+  const variants = configs();
+  const model = new MeshModel();
+  model.setConfig(variants[0]!, ['mesh.yaml']);
+  const distributor = new Distributor({ model, clock: neverClock });
+  distributor.start();
+  const streams: MemoryStream[] = [];
+  const open = async (w: number): Promise<void> => {
+    const s = new MemoryStream();
+    streams[w] = s;
+    distributor.handleUpgrade(upgradeRequest(), s, Buffer.alloc(0));
+    s.send({ type: 'hello', proxy: WATCHED[w] });
+    await settle();
+  };
+  try {
+    for (let w = 0; w < WATCHED.length; w++) await open(w);
+    for (const c of commands) {
+      const id = `i-${'n' in c ? c.n : 0}`;
+      if (c.kind === 'add') model.addInstance(instance(id, c.service, c.version));
+      else if (c.kind === 'health') {
+        const prev = model.health(id);
+        if (prev) model.setHealth(id, { ...prev, status: c.status, since: 0 });
+      } else if (c.kind === 'remove') model.removeInstance(id);
+      else if (c.kind === 'config') model.setConfig(variants[c.which]!, ['mesh.yaml']);
+      else if (c.kind === 'push') distributor.pushAll();
+      else if (c.kind === 'reconnect') {
+        streams[c.w]!.destroy();
+        await settle();
+        await open(c.w);
+      } else streams[c.w]!.send({ type: 'resync' });
+      await settle();
+    }
+    distributor.pushAll();
+    await settle();
+    await settle();
+    for (const [w, proxy] of WATCHED.entries()) {
+      const held = streams[w]!.assembler.current;
+      assert.ok(held, `${proxy.id} holds a snapshot`);
+      const fullProxy = model.proxy(proxy.id)?.info ?? proxy;
+      const expected = compileSnapshot({ config: model.config, instances: routableInstances(model), proxy: fullProxy });
+      const { version: _v, ...got } = held as Snapshot;
+      assert.deepStrictEqual(got, expected, `${proxy.id}: the assembled snapshot is the full compile`);
+      // Key for key, in the compiler's order.
+      assert.deepEqual(Object.keys(got.upstreams), Object.keys(expected.upstreams));
+      // What the control plane recorded as sent is what the proxy holds.
+      assert.deepStrictEqual(model.proxy(proxy.id)?.lastSnapshot, held);
+    }
+  } finally {
+    distributor.stop();
+  }
+}
+
+test('a proxy that applies every delta ends with the snapshot a full compile gives (property)', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(command, { maxLength: 40 }), (commands) => run(commands)),
+    { numRuns: 150 },
+  );
+});
+
+test('a change to one service reaches only the proxies that call it, as a delta of that upstream alone', async () => {
+  const model = new MeshModel();
+  model.setConfig(configs()[1]!, ['mesh.yaml']);
+  const distributor = new Distributor({ model, clock: neverClock });
+  distributor.start();
+  try {
+    const streams = WATCHED.map(() => new MemoryStream());
+    for (const [w, s] of streams.entries()) {
+      distributor.handleUpgrade(upgradeRequest(), s, Buffer.alloc(0));
+      s.send({ type: 'hello', proxy: WATCHED[w] });
+    }
+    await settle();
+    distributor.pushAll();
+    await settle();
+    const before = streams.map((s) => s.messages.length);
+    assert.deepEqual(
+      streams.map((s) => s.messages[0]?.type),
+      ['snapshot', 'snapshot', 'snapshot', 'snapshot'],
+      'each stream starts with a full snapshot',
+    );
+    // A db instance turns healthy: only the backend calls db.
+    model.addInstance(instance('db-0', 'db'));
+    const h = model.health('db-0');
+    assert.ok(h);
+    model.setHealth('db-0', { ...h, status: 'healthy' });
+    distributor.pushAll();
+    await settle();
+    assert.deepEqual(
+      streams.map((s, i) => s.messages.length - (before[i] ?? 0)),
+      [0, 1, 0, 0],
+      'only the backend, which calls db, was sent something',
+    );
+    const delta = streams[1]!.messages.at(-1);
+    assert.equal(delta?.type, 'delta');
+    if (delta?.type !== 'delta') return;
+    assert.deepEqual(Object.keys(delta.upstreams ?? {}), ['db'], 'the delta holds the db upstream alone');
+    assert.equal(delta.base, undefined, 'and not the base, which did not change');
+    assert.deepEqual(
+      streams[1]!.assembler.current?.upstreams.db?.backends.db?.endpoints.map((e) => e.id),
+      ['db-0'],
+    );
+    // A round with no change sends nothing at all.
+    const count = streams.map((s) => s.messages.length);
+    distributor.pushAll();
+    await settle();
+    assert.deepEqual(
+      streams.map((s) => s.messages.length),
+      count,
+    );
+  } finally {
+    distributor.stop();
+  }
+});
