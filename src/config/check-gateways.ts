@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { GatewayCertificate } from '../api/protocol.js';
-import { servingCertificateProblem } from '../security/local-tls.js';
+import { localhostFiles, localTlsDir, servingCertificateProblem } from '../security/local-tls.js';
 import type { Problem } from './problems.js';
 import type { GatewayResource, SecretResource } from './schema.js';
 import { problemAt, type SourceDocument } from './yaml-source.js';
@@ -41,12 +41,29 @@ export interface GatewayConfig {
 
 export const CERTIFICATE_FILE_ANNOTATION = 'trellis.dev/certificate-file';
 export const KEY_FILE_ANNOTATION = 'trellis.dev/key-file';
+/**
+ * `trellis.dev/local-certificate: localhost`: the certificate `trellis up` makes for
+ * localhost (src/security/local-tls.ts), kept in the state folder, so a mesh file can
+ * serve HTTPS on one machine without certificate files of its own.
+ */
+export const LOCAL_CERTIFICATE_ANNOTATION = 'trellis.dev/local-certificate';
+
+/** Where Secrets' files are looked for beyond the config's own folders. */
+export interface GatewayCheckOptions {
+  /**
+   * The state folder of the run (`trellis up`, `trellis control`): a local-certificate
+   * Secret reads its files there. Absent (`trellis validate`): such a Secret is taken as
+   * written and gives its listener no certificate (the runner makes the files at start).
+   */
+  readonly stateDir?: string;
+}
 
 /** Checks the Gateways; returns the problems, the resolved Gateways, and the certificate files read (to watch). */
 export function checkGateways(
   gateways: readonly GatewaySource[],
   secrets: readonly SecretSource[],
   now = Date.now(),
+  options: GatewayCheckOptions = {},
 ): { problems: Problem[]; gateways: GatewayConfig[]; files: string[] } {
   const problems: Problem[] = [];
   const files: string[] = [];
@@ -95,7 +112,8 @@ export function checkGateways(
           refAt('name', `names Secret "${secretKey}", which is not in the config; declare it (apiVersion: v1, kind: Secret, type: kubernetes.io/tls)`);
           continue;
         }
-        const pem = secretPem(secret, files);
+        const pem = secretPem(secret, files, options);
+        if (pem === undefined) continue;
         if (typeof pem === 'string') {
           problems.push(problemAt(secret.doc, pem.startsWith('data') ? ['data'] : ['metadata', 'annotations'], `Secret "${secretKey}": ${pem}`));
           continue;
@@ -122,9 +140,26 @@ export function checkGateways(
   return { problems, gateways: out, files };
 }
 
-/** A Secret's certificate and key PEM (from its files, or its base64 data), or what is wrong. */
-function secretPem(s: SecretSource, files: string[]): { cert: string; key: string; path: (string | number)[] } | string {
+/**
+ * A Secret's certificate and key PEM (from its files, or its base64 data), or what is
+ * wrong; undefined: a local certificate checked without a state folder (nothing to read).
+ */
+function secretPem(s: SecretSource, files: string[], options: GatewayCheckOptions): { cert: string; key: string; path: (string | number)[] } | string | undefined {
   const annotations = s.resource.metadata.annotations ?? {};
+  const local = annotations[LOCAL_CERTIFICATE_ANNOTATION];
+  if (local !== undefined) {
+    if (local !== 'localhost') return `annotations: ${LOCAL_CERTIFICATE_ANNOTATION} takes only "localhost" (got ${JSON.stringify(local)})`;
+    if (annotations[CERTIFICATE_FILE_ANNOTATION] !== undefined || annotations[KEY_FILE_ANNOTATION] !== undefined || s.resource.data !== undefined)
+      return `annotations: ${LOCAL_CERTIFICATE_ANNOTATION} names the certificate trellis up makes; give no files or data beside it`;
+    if (options.stateDir === undefined) return undefined;
+    const made = localhostFiles(localTlsDir(options.stateDir));
+    try {
+      files.push(made.cert, made.key);
+      return { cert: readFileSync(made.cert, 'utf8'), key: readFileSync(made.key, 'utf8'), path: ['metadata', 'annotations'] };
+    } catch (err) {
+      return `annotations: the local certificate is not in ${dirname(made.cert)} (${(err as NodeJS.ErrnoException).code ?? String(err)}); \`trellis up\` makes it`;
+    }
+  }
   const certFile = annotations[CERTIFICATE_FILE_ANNOTATION];
   const keyFile = annotations[KEY_FILE_ANNOTATION];
   if (certFile !== undefined || keyFile !== undefined) {

@@ -36,6 +36,7 @@ import { Deadlines, sweepIntervalMs } from './resilience/timeout.js';
 import type { AddressedInstance } from './routing/layers.js';
 import { gatewayStack, inboundStack, outboundStack, type OutboundParts } from './stack/stacks.js';
 import { GatewayListeners } from './gateway/gateway-listeners.js';
+import { withMappedRedirects } from './gateway/port-map.js';
 import { RateLimitState } from './ratelimit/rate-limit-state.js';
 import { RateLimitMetrics } from '../telemetry/rate-limit-metrics.js';
 import { proxyTcp } from './tcp/tcp-proxy.js';
@@ -573,9 +574,11 @@ export class Sidecar {
   }
 
   /** Applies a snapshot; throws (→ NACK) when it cannot be used, leaving the current one. */
-  apply(s: Snapshot): void {
-    if (typeof s !== 'object' || s === null || typeof s.upstreams !== 'object')
+  apply(given: Snapshot): void {
+    if (typeof given !== 'object' || given === null || typeof given.upstreams !== 'object')
       throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: '?', reason: 'it has no upstreams' });
+    // A gateway opening its Gateway's ports elsewhere redirects clients there (gateway/port-map.ts).
+    const s = this.#o.gatewayListen?.ports !== undefined ? withMappedRedirects(given, this.#o.gatewayListen.ports) : given;
     let limits: ReturnType<typeof limitsWith>;
     try {
       limits = limitsWith(s.limits);
@@ -931,7 +934,18 @@ export class Sidecar {
     } else if (path === '/config') {
       res.setHeader('content-type', 'application/json');
       res.end(
-        JSON.stringify({ id: this.#o.id, service: this.#o.service, control: this.#controlState, addresses: this.addresses, snapshot: this.#snapshot }, null, 2),
+        JSON.stringify(
+          {
+            id: this.#o.id,
+            service: this.#o.service,
+            control: this.#controlState,
+            // A gateway's Gateway ports, by the Gateway's port number (`trellis load` finds a public service there).
+            addresses: this.#gateway === undefined ? this.addresses : { ...this.addresses, gateway: this.gatewayAddresses() },
+            snapshot: this.#snapshot,
+          },
+          null,
+          2,
+        ),
       );
     } else {
       const err = new TrellisError('TRELLIS_E_NOT_FOUND', {

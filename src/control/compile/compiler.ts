@@ -312,7 +312,14 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
       }
       return out;
     };
-    const compiled = compileGateway(config, gatewayConfig, ctx, backendsOf);
+    // A backend that is a whole Service with routes of its own (parentRef the Service): its
+    // table, as the gateway's caller namespace sees it, is folded into the gateway's.
+    const serviceRoutes = (backend: string): readonly RouteEntry[] | undefined => {
+      const service = serviceByKey(config, backend);
+      if (service === undefined || service.protocol === 'tcp') return undefined;
+      return compileRoutes(backend, config.routes, service.protocol, config.policies, { ...ctx, portsOf: () => undefined });
+    };
+    const compiled = compileGateway(config, gatewayConfig, ctx, backendsOf, serviceRoutes);
     Object.assign(upstreams, compiled.upstreams);
     gateway = compiled.gateway;
   }

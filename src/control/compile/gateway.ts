@@ -35,12 +35,58 @@ function attachedTo(config: ControlConfig, gateway: GatewayConfig, listener: Gat
   return out;
 }
 
-/** The gateway snapshot and the route tables (upstreams) it refers to. */
+/** A route entry that takes every request of its hostname: path prefix `/`, nothing else. */
+function catchAll(e: RouteEntry): boolean {
+  const m = e.match;
+  return (
+    (m.path === undefined || (m.path.type === 'PathPrefix' && m.path.value === '/')) &&
+    m.method === undefined &&
+    m.headers === undefined &&
+    m.queryParams === undefined
+  );
+}
+
+/**
+ * A gateway route's entries with the routes of the Services they send to folded in, so
+ * that traffic from the edge meets a Service's own HTTPRoutes (a canary's weights, say)
+ * as traffic from a sidecar does: Linkerd's ingress behaves so, its proxy resolving the
+ * Service's routes. An entry that sends everything (one backend, the whole Service, no
+ * filter, timeout or retry of its own) becomes the Service's table, hostname kept; an
+ * entry that matches more narrowly takes the backends of a Service whose table is one
+ * catch-all rule (a weight split). Any other combination stays as written (to the whole
+ * Service): composing two match sets is not done.
+ */
+function withServiceRoutes(entries: readonly RouteEntry[], serviceRoutes: (backend: string) => readonly RouteEntry[] | undefined): RouteEntry[] {
+  const out: RouteEntry[] = [];
+  for (const e of entries) {
+    const only = e.backends.length === 1 ? e.backends[0] : undefined;
+    const table = only !== undefined && only.invalid === undefined && only.filters === undefined ? serviceRoutes(only.backend) : undefined;
+    if (table === undefined || table.length === 0) {
+      out.push(e);
+      continue;
+    }
+    const plain = e.filters === undefined && e.timeouts === undefined && e.retry === undefined && e.fault === undefined;
+    if (plain && catchAll(e)) {
+      for (const t of table) out.push({ ...t, ...(e.hostname !== undefined ? { hostname: e.hostname } : {}) });
+    } else if (table.length === 1 && catchAll(table[0]!)) {
+      out.push({ ...e, backends: table[0]!.backends });
+    } else {
+      out.push(e);
+    }
+  }
+  return out;
+}
+
+/**
+ * The gateway snapshot and the route tables (upstreams) it refers to. `serviceRoutes`
+ * gives the routes of a backend that is a whole mesh Service with routes of its own.
+ */
 export function compileGateway(
   config: ControlConfig,
   gateway: GatewayConfig,
   ctx: RouteContext,
   backendsOf: (routes: readonly RouteEntry[]) => UpstreamSnapshot['backends'],
+  serviceRoutes: (backend: string) => readonly RouteEntry[] | undefined = () => undefined,
 ): { gateway: GatewaySnapshot; upstreams: Record<string, UpstreamSnapshot> } {
   const byPort = new Map<number, GatewayListenerConfig[]>();
   for (const l of gateway.listeners) byPort.set(l.port, [...(byPort.get(l.port) ?? []), l]);
@@ -51,13 +97,12 @@ export function compileGateway(
     // Each listener's routes, narrowed to its hostname; the table is sorted as one, most specific hostname first.
     const entries: RouteEntry[] = [];
     for (const l of listeners) {
-      entries.push(
-        ...compileRoutes(key, config.routes, 'http', config.policies, {
-          ...ctx,
-          attached: attachedTo(config, gateway, l),
-          ...(l.hostname ? { listenerHostname: l.hostname } : {}),
-        }),
-      );
+      const attached = compileRoutes(key, config.routes, 'http', config.policies, {
+        ...ctx,
+        attached: attachedTo(config, gateway, l),
+        ...(l.hostname ? { listenerHostname: l.hostname } : {}),
+      });
+      entries.push(...withServiceRoutes(attached, serviceRoutes));
     }
     const routes = sortByHostname(entries);
     upstreams[key] = { service: key, protocol: 'http', explicitRoutes: true, routes, backends: backendsOf(routes) };
