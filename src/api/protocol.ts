@@ -534,7 +534,12 @@ export interface GatewaySnapshot {
 
 export interface GatewayPortSnapshot {
   port: number;
-  protocol: 'HTTP' | 'HTTPS';
+  /**
+   * `TLS`: a Passthrough port. Its table's entries are TLSRoutes, one per SNI name
+   * (`hostname`; absent: any), most specific first; a connection goes to a backend of the
+   * first whose hostname takes its SNI, bytes untouched.
+   */
+  protocol: 'HTTP' | 'HTTPS' | 'TLS';
   /** The listener names on this port (for views and logs). */
   listeners: string[];
   /**

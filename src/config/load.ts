@@ -23,7 +23,7 @@ import { checkRateLimitPolicies, type RateLimitPolicySource } from './check-rate
 import { checkPeerAuthentications, type PeerAuthenticationSource } from './check-peer-authentication.js';
 import { checkRequestAuthentications, type RequestAuthenticationSource } from './check-request-authentication.js';
 import { checkAuthorizationPolicies, type AuthorizationPolicySource } from './check-authorization.js';
-import { checkGateways, LOCAL_CERTIFICATE_ANNOTATION, type GatewayConfig, type GatewaySource, type SecretSource } from './check-gateways.js';
+import { checkGateways, LOCAL_CERTIFICATE_ANNOTATION, type GatewayConfig, type GatewaySource, type SecretSource, type TLSRouteSource } from './check-gateways.js';
 import { ensureLocalhostCertificate, localTlsDir } from '../security/local-tls.js';
 import {
   type AuthorizationPolicyResource,
@@ -189,6 +189,7 @@ export async function loadConfig(paths: string[], options: LoadOptions = {}): Pr
   const authorization: AuthorizationPolicySource[] = [];
   const gatewaySources: GatewaySource[] = [];
   const secrets: SecretSource[] = [];
+  const tlsRoutes: TLSRouteSource[] = [];
   const read = new Set<string>();
   // The queue grows while we read it: a Mesh's includes are appended.
   for (let q = 0; q < queue.length; q++) {
@@ -224,6 +225,9 @@ export async function loadConfig(paths: string[], options: LoadOptions = {}): Pr
         grants.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'Gateway') {
         gatewaySources.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'TLSRoute') {
+        // TLSRoutes belong to Gateways' TLS listeners only (check-gateways.ts), never to a Service's routes.
+        tlsRoutes.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'Secret') {
         secrets.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'RateLimitPolicy') {
@@ -264,7 +268,7 @@ export async function loadConfig(paths: string[], options: LoadOptions = {}): Pr
   if (options.stateDir !== undefined && secrets.some((s) => s.resource.metadata.annotations?.[LOCAL_CERTIFICATE_ANNOTATION] === 'localhost')) {
     await ensureLocalhostCertificate(localTlsDir(options.stateDir));
   }
-  const gatewayCheck = checkGateways(gatewaySources, secrets, Date.now(), options.stateDir !== undefined ? { stateDir: options.stateDir } : {});
+  const gatewayCheck = checkGateways(gatewaySources, secrets, Date.now(), { tlsRoutes, ...(options.stateDir !== undefined ? { stateDir: options.stateDir } : {}) });
   problems.push(...gatewayCheck.problems);
   for (const f of gatewayCheck.files) if (!files.includes(f)) files.push(f);
   if (mesh) {

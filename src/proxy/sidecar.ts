@@ -30,7 +30,7 @@ import { AuthnState } from './authn/authn-state.js';
 import { REAL_AUTHN_CLOCK, type AuthnClock } from './authn/jwks-source.js';
 import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS, type SecureFor } from './http1/pool.js';
 import { RetryBudget } from './resilience/retry-budget.js';
-import { compileUpstream, eachUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './routing/router.js';
+import { compileUpstream, eachUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledRoute, type CompiledUpstream } from './routing/router.js';
 import { BalancingState } from './balancer/balancing.js';
 import { Deadlines, sweepIntervalMs } from './resilience/timeout.js';
 import type { AddressedInstance } from './routing/layers.js';
@@ -707,6 +707,13 @@ export class Sidecar {
         return address;
       },
       release: (server) => this.#releaseListener(server),
+      passthrough: (upstream, sni, socket) => {
+        const up = this.#upstreams?.get(upstream);
+        const route = up?.routes.find((r) => sniTakes(r, sni));
+        if (up === undefined || route === undefined) return false;
+        this.#outboundTcp(socket, up, ctx, route);
+        return true;
+      },
       refused: (port, reason) => {
         this.metrics.connectionRefused(`gateway:${port}`, reason);
         // Once a second at most: a scanner may send junk to every connection.
@@ -776,12 +783,14 @@ export class Sidecar {
     }));
   }
 
-  #outboundTcp(socket: net.Socket, up: CompiledUpstream, ctx: ListenerContext): void {
+  #outboundTcp(socket: net.Socket, up: CompiledUpstream, ctx: ListenerContext, route?: CompiledRoute): void {
     // TCP has no request to route: each connection picks a backend by the weights of
     // the service's TCPRoute (without one, the whole service), then an endpoint. The
     // opaque connections of a detected service (whose routes are HTTP) go to the whole service.
-    const tcpRoute = up.protocol === 'tcp' ? up.routes[0] : undefined;
-    const backend = up.backends.get(tcpRoute === undefined ? up.service : (pickBackend(tcpRoute) ?? ''));
+    // A gateway's Passthrough connection comes with the TLSRoute its SNI chose.
+    const tcpRoute = route ?? (up.protocol === 'tcp' ? up.routes[0] : undefined);
+    const name = tcpRoute === undefined ? up.service : (pickBackend(tcpRoute) ?? '');
+    const backend = up.backends.get(name);
     const balancer = backend?.balancer;
     proxyTcp(
       socket,
@@ -793,7 +802,8 @@ export class Sidecar {
       {
         direction: 'outbound',
         source: this.#o.service,
-        destination: up.service,
+        // A Passthrough port's table is no service: the backend (a service of the snapshot) is the destination.
+        destination: route === undefined ? up.service : (backend?.name ?? 'unknown'),
         metrics: this.metrics,
         accessLog: this.#accessLog,
         failed: (err) => ctx.failed('tcp', err, socket),
@@ -1049,4 +1059,12 @@ function hostIndex(s: Snapshot, compiled: ReadonlyMap<string, CompiledUpstream>)
 /** `host:port` as `addressOf` (routing/layers.ts) writes it: IPv6 in brackets, lower case. */
 function addressKey(host: string, port: number): string {
   return host.includes(':') ? `[${host.toLowerCase()}]:${port}` : `${host}:${port}`;
+}
+
+/** Whether a Passthrough port's route (a TLSRoute hostname) takes a client's SNI; a client without one only a route without a hostname. */
+function sniTakes(r: CompiledRoute, sni: string | undefined): boolean {
+  if (r.hostExact === undefined && r.hostSuffix === undefined) return true;
+  if (sni === undefined) return false;
+  if (r.hostExact !== undefined) return r.hostExact === sni;
+  return r.hostSuffix !== undefined && sni.length > r.hostSuffix.length && sni.endsWith(r.hostSuffix);
 }

@@ -6,7 +6,7 @@
 import type { GatewayCertificate, GatewaySnapshot, RouteEntry, UpstreamSnapshot } from '../../api/protocol.js';
 import type { GatewayConfig, GatewayListenerConfig } from '../../config/check-gateways.js';
 import type { ControlConfig } from '../sources/mesh-config.js';
-import { compileRoutes, routeNamespace, type RouteContext } from './routes.js';
+import { backendTarget, compileRoutes, routeNamespace, type RouteContext } from './routes.js';
 
 /** The Gateway a gateway proxy serves: the one its service key names (`name`, or `name.namespace`). */
 export function gatewayOf(config: ControlConfig, service: string): GatewayConfig | undefined {
@@ -16,6 +16,7 @@ export function gatewayOf(config: ControlConfig, service: string): GatewayConfig
 /** Indexes of the routes attached to `listener` of `gateway`. */
 function attachedTo(config: ControlConfig, gateway: GatewayConfig, listener: GatewayListenerConfig): number[] {
   const out: number[] = [];
+  if (listener.protocol === 'TLS') return out; // TLSRoutes only (attached at load: listener.passthrough)
   config.routes.forEach(({ resource }, i) => {
     if (resource.kind === 'TCPRoute') return;
     const ns = routeNamespace(resource);
@@ -94,6 +95,12 @@ export function compileGateway(
   const ports: GatewaySnapshot['ports'] = [];
   for (const [port, listeners] of [...byPort].sort((a, b) => a[0] - b[0])) {
     const key = `${gateway.namespace}/${gateway.name}/${port}`;
+    if (listeners[0]!.protocol === 'TLS') {
+      const routes = sortByHostname(listeners.flatMap((l) => passthroughEntries(l, ctx)));
+      upstreams[key] = { service: key, protocol: 'tcp', explicitRoutes: true, routes, backends: backendsOf(routes) };
+      ports.push({ port, protocol: 'TLS', listeners: listeners.map((l) => l.name), upstream: key });
+      continue;
+    }
     // Each listener's routes, narrowed to its hostname; the table is sorted as one, most specific hostname first.
     const entries: RouteEntry[] = [];
     for (const l of listeners) {
@@ -111,6 +118,22 @@ export function compileGateway(
     ports.push({ port, protocol, listeners: listeners.map((l) => l.name), upstream: key, ...(protocol === 'HTTPS' ? { certificates } : {}) });
   }
   return { gateway: { name: `${gateway.namespace}/${gateway.name}`, ports }, upstreams };
+}
+
+/** A TLS listener's TLSRoutes as route entries: one per SNI name, the backends checked as a route's are. */
+function passthroughEntries(listener: GatewayListenerConfig, ctx: RouteContext): RouteEntry[] {
+  const out: RouteEntry[] = [];
+  for (const r of listener.passthrough ?? []) {
+    const from = { kind: 'TLSRoute', namespace: r.name.slice(0, r.name.indexOf('/')) };
+    const backends = r.backends.map((b) => {
+      const target = backendTarget(b, from, ctx);
+      return { backend: target.key, weight: b.weight, ...(target.invalid !== undefined ? { invalid: target.invalid } : {}) };
+    });
+    for (const hostname of r.hostnames ?? [undefined]) {
+      out.push({ name: `${r.name}/rule/0`, ...(hostname !== undefined ? { hostname } : {}), match: {}, backends });
+    }
+  }
+  return out;
 }
 
 /** Exact hostnames first (longest first), then wildcards (longest first), then none; stable otherwise (compileRoutes' order). */
