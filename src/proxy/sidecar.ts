@@ -34,7 +34,7 @@ import { compileUpstream, eachUpstream, pickBackend, upgradeList, type BackendSo
 import { BalancingState } from './balancer/balancing.js';
 import { Deadlines, sweepIntervalMs } from './resilience/timeout.js';
 import type { AddressedInstance } from './routing/layers.js';
-import { gatewayStack, inboundStack, outboundStack, type OutboundParts } from './stack/stacks.js';
+import { gatewayStack, inboundStack, outboundStack, type EdgeParts, type OutboundParts } from './stack/stacks.js';
 import { GatewayListeners } from './gateway/gateway-listeners.js';
 import { withMappedRedirects } from './gateway/port-map.js';
 import { RateLimitState } from './ratelimit/rate-limit-state.js';
@@ -697,10 +697,20 @@ export class Sidecar {
       portMap: o.gatewayListen?.ports ?? new Map(),
       ctx,
       // One stack per port and scheme, over the same codecs as every outbound listener.
-      pipelines: (upstream, scheme) => ({
-        h1: gatewayStack(parts, upstream, scheme).build(forwarder(this.#pool, { ...codes, toApp: false })),
-        h2: this.#h2Server((h2, pool) => h2.createH2Server(gatewayStack(parts, upstream, scheme).build(h2.h2Forwarder(pool, codes)), ctx)),
-      }),
+      pipelines: (upstream, scheme, port) => {
+        // The Gateway's own AuthorizationPolicies and RateLimitPolicies (its snapshot's), judged at the edge.
+        const edge: EdgeParts = {
+          port,
+          authorization: () => this.#authz,
+          authzMetrics: this.#authzMetrics,
+          rateLimits: () => this.#rateLimits.current,
+          rateLimitObserver: this.#rateLimitMetrics,
+        };
+        return {
+          h1: gatewayStack(parts, upstream, scheme, edge).build(forwarder(this.#pool, { ...codes, toApp: false })),
+          h2: this.#h2Server((h2, pool) => h2.createH2Server(gatewayStack(parts, upstream, scheme, edge).build(h2.h2Forwarder(pool, codes)), ctx)),
+        };
+      },
       open: async (server, at, name) => {
         const address = await listen(server, at, this.#sockets);
         this.#holdListener(server, name);

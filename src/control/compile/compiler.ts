@@ -19,10 +19,10 @@ import { DEFAULT_CLUSTER_DOMAIN, DEFAULT_NAMESPACE, serviceKey, splitServiceKey 
 import type { HealthStatus } from '../model.js';
 import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
 import { compileRoutes, type RouteContext } from './routes.js';
-import { compileRateLimits } from './rate-limits.js';
+import { compileGatewayRateLimits, compileRateLimits } from './rate-limits.js';
 import { inboundMtls, peerMtls } from './mtls.js';
 import { compileRequestAuthentication } from './request-authentication.js';
-import { compileAuthorization } from './authorization.js';
+import { compileAuthorization, compileGatewayAuthorization } from './authorization.js';
 import { compileGateway, gatewayOf } from './gateway.js';
 
 /** What the compiler needs to know about an instance. */
@@ -352,7 +352,10 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
   const authn = own === undefined ? undefined : compileRequestAuthentication(config, proxy.service);
   if (authn !== undefined) out.requestAuthentication = authn;
   // What the proxy's own service lets in; absent when no policy applies (snapshots as before).
-  const authorization = compileAuthorization(config, own);
+  // A Gateway's proxy: the policies that target the Gateway, judged at the edge (gatewayStack).
+  const authorization = gatewayConfig !== undefined ? compileGatewayAuthorization(config, gatewayConfig) : compileAuthorization(config, own);
   if (authorization !== undefined) out.authorization = authorization;
+  const edgeLimits = gatewayConfig !== undefined ? compileGatewayRateLimits(config, gatewayConfig) : undefined;
+  if (edgeLimits !== undefined) out.rateLimits = edgeLimits;
   return out;
 }

@@ -27,7 +27,7 @@ export interface GatewayListenerParts {
   readonly portMap: ReadonlyMap<number, number>;
   readonly ctx: ListenerContext;
   /** The HTTP/1.1 pipeline and HTTP/2 server of a port's route table, for its scheme. */
-  pipelines(upstream: string, scheme: 'http' | 'https'): { h1: Handler; h2: H2Server };
+  pipelines(upstream: string, scheme: 'http' | 'https', port: number): { h1: Handler; h2: H2Server };
   /**
    * A Passthrough port's connection whose ClientHello named `sni` (undefined: none), its
    * bytes put back: sent on to a backend of the first TLSRoute of `upstream` that takes
@@ -127,7 +127,7 @@ export class GatewayListeners {
       return;
     }
     const scheme = spec.protocol === 'HTTPS' ? 'https' : 'http';
-    const { h1, h2 } = p.pipelines(spec.upstream, scheme);
+    const { h1, h2 } = p.pipelines(spec.upstream, scheme, spec.port);
     const serve = (socket: net.Socket): void => {
       try {
         serveHttp(socket, h1, h2, p.ctx);
