@@ -80,7 +80,13 @@ function oneTlsGet(port: number, ca: string, timeoutMs: number): Promise<boolean
 }
 
 /** `concurrency` loops of new TLS connections for a warm-up and a measured window. */
-export async function runNewTlsConnections(port: number, ca: string, concurrency: number, durationMs: number, warmupMs: number): Promise<NewTlsConnectionResult> {
+export async function runNewTlsConnections(
+  port: number,
+  ca: string,
+  concurrency: number,
+  durationMs: number,
+  warmupMs: number,
+): Promise<NewTlsConnectionResult> {
   const histogram = newHistogram();
   const measureFrom = performance.now() + warmupMs;
   const end = measureFrom + durationMs;
@@ -159,15 +165,27 @@ spec:
   const stop = async (): Promise<void> => void (await Promise.all(started.map((m) => o.procs.stop(m))));
   try {
     started.push(
-      o.procs.start('trellis control (ingress)', process.execPath, [trellis, 'control', '--config', path.join(tdir, 'mesh.yaml'), '--admin', `127.0.0.1:${cpPort}`], tdir, {
-        [BOOTSTRAP_SECRET_ENV]: secret,
-        TRELLIS_HOME: path.join(tdir, 'home'),
-      }),
+      o.procs.start(
+        'trellis control (ingress)',
+        process.execPath,
+        [trellis, 'control', '--config', path.join(tdir, 'mesh.yaml'), '--admin', `127.0.0.1:${cpPort}`],
+        tdir,
+        {
+          [BOOTSTRAP_SECRET_ENV]: secret,
+          TRELLIS_HOME: path.join(tdir, 'home'),
+        },
+      ),
     );
     const proxy = (name: string, args: string[], kind: 'sidecar' | 'gateway', service: string, id: string): Managed =>
-      o.procs.start(name, process.execPath, [...PROXY_NODE_FLAGS, trellis, 'proxy', ...args, '--control', control, '--admin', '127.0.0.1:0', '--access-log', 'off'], tdir, {
-        [CREDENTIAL_ENV]: mintCredential(secret, { kind, service, id }),
-      });
+      o.procs.start(
+        name,
+        process.execPath,
+        [...PROXY_NODE_FLAGS, trellis, 'proxy', ...args, '--control', control, '--admin', '127.0.0.1:0', '--access-log', 'off'],
+        tdir,
+        {
+          [CREDENTIAL_ENV]: mintCredential(secret, { kind, service, id }),
+        },
+      );
     await new Promise((r) => setTimeout(r, 500));
     started.push(
       proxy(
@@ -178,7 +196,15 @@ spec:
         'upstream-0',
       ),
     );
-    started.push(proxy('trellis proxy (gateway edge)', ['--gateway', '--service', 'edge', '--id', 'edge', '--gateway-port', `8443=127.0.0.1:${edgePort}`], 'gateway', 'edge', 'edge'));
+    started.push(
+      proxy(
+        'trellis proxy (gateway edge)',
+        ['--gateway', '--service', 'edge', '--id', 'edge', '--gateway-port', `8443=127.0.0.1:${edgePort}`],
+        'gateway',
+        'edge',
+        'edge',
+      ),
+    );
     await waitForTls(edgePort, ca, started, 20_000);
   } catch (e) {
     await stop();

@@ -51,7 +51,8 @@ export function checkAuthorizationPolicies(mesh: MeshResource, policies: readonl
       // A Gateway: its gateway proxy judges the requests it takes from outside (the edge).
       if (ref.group === 'gateway.networking.k8s.io' && ref.kind === 'Gateway') {
         gatewayTargets++;
-        if (ref.sectionName !== undefined) at([...path, 'sectionName'], 'an AuthorizationPolicy applies to a whole Gateway; remove sectionName (match ports with rules[].to[].operation.ports)');
+        if (ref.sectionName !== undefined)
+          at([...path, 'sectionName'], 'an AuthorizationPolicy applies to a whole Gateway; remove sectionName (match ports with rules[].to[].operation.ports)');
         return;
       }
       if (ref.group !== '' || ref.kind !== 'Service') {

@@ -115,12 +115,18 @@ export function checkGateways(
         );
       port.hostnames.add(host);
       const certificates: GatewayCertificate[] = [];
-      if (l.protocol === 'HTTPS' && l.tls?.certificateRefs === undefined) at(['protocol'], 'an HTTPS listener needs tls.certificateRefs naming a Secret with its certificate');
-      if (l.protocol === 'HTTPS' && l.tls?.mode === 'Passthrough') at(['tls', 'mode'], 'an HTTPS listener terminates TLS; for Passthrough use protocol: TLS with TLSRoutes');
+      if (l.protocol === 'HTTPS' && l.tls?.certificateRefs === undefined)
+        at(['protocol'], 'an HTTPS listener needs tls.certificateRefs naming a Secret with its certificate');
+      if (l.protocol === 'HTTPS' && l.tls?.mode === 'Passthrough')
+        at(['tls', 'mode'], 'an HTTPS listener terminates TLS; for Passthrough use protocol: TLS with TLSRoutes');
       if (l.protocol === 'HTTP' && l.tls !== undefined) at(['tls'], 'an HTTP listener takes no tls (use protocol: HTTPS)');
       if (l.protocol === 'TLS' && l.tls?.mode !== 'Passthrough')
-        at(['tls', 'mode'], 'a TLS listener passes TLS through to its TLSRoutes\' backends: it needs tls.mode: Passthrough (to terminate TLS, use protocol: HTTPS)');
-      if (l.protocol === 'TLS' && l.tls?.certificateRefs !== undefined) at(['tls', 'certificateRefs'], 'a Passthrough listener serves no certificate: the backend presents its own');
+        at(
+          ['tls', 'mode'],
+          "a TLS listener passes TLS through to its TLSRoutes' backends: it needs tls.mode: Passthrough (to terminate TLS, use protocol: HTTPS)",
+        );
+      if (l.protocol === 'TLS' && l.tls?.certificateRefs !== undefined)
+        at(['tls', 'certificateRefs'], 'a Passthrough listener serves no certificate: the backend presents its own');
       if (l.protocol === 'TLS' && l.allowedRoutes?.kinds?.some((k) => k.kind !== 'TLSRoute'))
         at(['allowedRoutes', 'kinds'], 'a TLS listener takes only TLSRoutes');
       if (l.protocol !== 'TLS' && l.allowedRoutes?.kinds?.some((k) => k.kind === 'TLSRoute'))
@@ -231,7 +237,11 @@ function attachTlsRoutes(routes: readonly TLSRouteSource[], gateways: GatewayCon
  * A Secret's certificate and key PEM (from its files, or its base64 data), or what is
  * wrong; undefined: a local certificate checked without a state folder (nothing to read).
  */
-function secretPem(s: SecretSource, files: string[], options: GatewayCheckOptions): { cert: string; key: string; path: (string | number)[] } | string | undefined {
+function secretPem(
+  s: SecretSource,
+  files: string[],
+  options: GatewayCheckOptions,
+): { cert: string; key: string; path: (string | number)[] } | string | undefined {
   const annotations = s.resource.metadata.annotations ?? {};
   const local = annotations[LOCAL_CERTIFICATE_ANNOTATION];
   if (local !== undefined) {

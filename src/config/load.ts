@@ -23,7 +23,14 @@ import { checkRateLimitPolicies, type RateLimitPolicySource } from './check-rate
 import { checkPeerAuthentications, type PeerAuthenticationSource } from './check-peer-authentication.js';
 import { checkRequestAuthentications, type RequestAuthenticationSource } from './check-request-authentication.js';
 import { checkAuthorizationPolicies, type AuthorizationPolicySource } from './check-authorization.js';
-import { checkGateways, LOCAL_CERTIFICATE_ANNOTATION, type GatewayConfig, type GatewaySource, type SecretSource, type TLSRouteSource } from './check-gateways.js';
+import {
+  checkGateways,
+  LOCAL_CERTIFICATE_ANNOTATION,
+  type GatewayConfig,
+  type GatewaySource,
+  type SecretSource,
+  type TLSRouteSource,
+} from './check-gateways.js';
 import { ensureLocalhostCertificate, localTlsDir } from '../security/local-tls.js';
 import {
   type AuthorizationPolicyResource,
@@ -268,7 +275,10 @@ export async function loadConfig(paths: string[], options: LoadOptions = {}): Pr
   if (options.stateDir !== undefined && secrets.some((s) => s.resource.metadata.annotations?.[LOCAL_CERTIFICATE_ANNOTATION] === 'localhost')) {
     await ensureLocalhostCertificate(localTlsDir(options.stateDir));
   }
-  const gatewayCheck = checkGateways(gatewaySources, secrets, Date.now(), { tlsRoutes, ...(options.stateDir !== undefined ? { stateDir: options.stateDir } : {}) });
+  const gatewayCheck = checkGateways(gatewaySources, secrets, Date.now(), {
+    tlsRoutes,
+    ...(options.stateDir !== undefined ? { stateDir: options.stateDir } : {}),
+  });
   problems.push(...gatewayCheck.problems);
   for (const f of gatewayCheck.files) if (!files.includes(f)) files.push(f);
   if (mesh) {

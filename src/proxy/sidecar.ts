@@ -30,7 +30,16 @@ import { AuthnState } from './authn/authn-state.js';
 import { REAL_AUTHN_CLOCK, type AuthnClock } from './authn/jwks-source.js';
 import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS, type SecureFor } from './http1/pool.js';
 import { RetryBudget } from './resilience/retry-budget.js';
-import { compileUpstream, eachUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledRoute, type CompiledUpstream } from './routing/router.js';
+import {
+  compileUpstream,
+  eachUpstream,
+  pickBackend,
+  upgradeList,
+  type BackendSource,
+  type BudgetSource,
+  type CompiledRoute,
+  type CompiledUpstream,
+} from './routing/router.js';
 import { BalancingState } from './balancer/balancing.js';
 import { Deadlines, sweepIntervalMs } from './resilience/timeout.js';
 import type { AddressedInstance } from './routing/layers.js';

@@ -205,9 +205,18 @@ test('Passthrough mistakes are refused at their field: a TLS listener without Pa
     await writeFile(join(dir, 'mesh.yaml'), bad);
     const loaded = await loadConfig([join(dir, 'mesh.yaml')]);
     const found = loaded.problems.map((p) => `${p.path}: ${p.message}`);
-    assert.ok(found.some((p) => /^spec\.listeners\[0\]\.tls\.mode: .*needs tls\.mode: Passthrough/.test(p)), found.join('\n'));
-    assert.ok(found.some((p) => /^spec\.listeners\[0\]\.tls\.certificateRefs: .*serves no certificate/.test(p)), found.join('\n'));
-    assert.ok(found.some((p) => /^spec\.parentRefs\[0\]\.sectionName: .*no TLS listener/.test(p)), found.join('\n'));
+    assert.ok(
+      found.some((p) => /^spec\.listeners\[0\]\.tls\.mode: .*needs tls\.mode: Passthrough/.test(p)),
+      found.join('\n'),
+    );
+    assert.ok(
+      found.some((p) => /^spec\.listeners\[0\]\.tls\.certificateRefs: .*serves no certificate/.test(p)),
+      found.join('\n'),
+    );
+    assert.ok(
+      found.some((p) => /^spec\.parentRefs\[0\]\.sectionName: .*no TLS listener/.test(p)),
+      found.join('\n'),
+    );
     assert.equal(loaded.config, undefined);
   } finally {
     await rm(dir, { recursive: true, force: true });

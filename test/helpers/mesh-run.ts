@@ -115,8 +115,20 @@ export function request(
       const u = new URL(port.url);
       if (u.protocol === 'https:') {
         let tlsAgent = keepAliveTls.get(port.ca ?? '');
-        if (tlsAgent === undefined) keepAliveTls.set(port.ca ?? '', (tlsAgent = new https.Agent({ keepAlive: true, maxSockets: 16, ...(port.ca ? { ca: port.ca } : {}) })));
-        req = https.request({ host: '127.0.0.1', servername: u.hostname, port: Number(u.port), path, headers, agent: agent === false ? false : tlsAgent, ...(port.ca ? { ca: port.ca } : {}) }, onResponse);
+        if (tlsAgent === undefined)
+          keepAliveTls.set(port.ca ?? '', (tlsAgent = new https.Agent({ keepAlive: true, maxSockets: 16, ...(port.ca ? { ca: port.ca } : {}) })));
+        req = https.request(
+          {
+            host: '127.0.0.1',
+            servername: u.hostname,
+            port: Number(u.port),
+            path,
+            headers,
+            agent: agent === false ? false : tlsAgent,
+            ...(port.ca ? { ca: port.ca } : {}),
+          },
+          onResponse,
+        );
       } else {
         req = http.request({ host: '127.0.0.1', port: Number(u.port), path, headers, agent }, onResponse);
       }

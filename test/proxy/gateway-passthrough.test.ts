@@ -93,13 +93,16 @@ after(async () => {
 /** A TLS client for `servername` that trusts only the backends' CA; the certificate it saw and what it read. */
 function connect(servername: string | undefined): Promise<{ subject: string; text: string }> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port, ...(servername !== undefined ? { servername } : {}), ca: ca.cert, checkServerIdentity: () => undefined }, () => {
-      const subject = String(s.getPeerCertificate().subject?.CN ?? '');
-      let text = '';
-      s.setEncoding('utf8');
-      s.on('data', (c: string) => (text += c));
-      s.on('end', () => resolve({ subject, text }));
-    });
+    const s = tls.connect(
+      { host: '127.0.0.1', port, ...(servername !== undefined ? { servername } : {}), ca: ca.cert, checkServerIdentity: () => undefined },
+      () => {
+        const subject = String(s.getPeerCertificate().subject?.CN ?? '');
+        let text = '';
+        s.setEncoding('utf8');
+        s.on('data', (c: string) => (text += c));
+        s.on('end', () => resolve({ subject, text }));
+      },
+    );
     s.on('error', reject);
     s.setTimeout(5000, () => s.destroy(new Error('timed out')));
   });
@@ -135,7 +138,9 @@ test('the SNI picks the TLSRoute; the client gets the backend’s own certificat
 test('an SNI no TLSRoute takes, and a client without SNI (no route without a hostname), are closed and counted', async () => {
   await assert.rejects(connect('c.pass.test'), /ECONNRESET|socket hang up|disconnected/i);
   await assert.rejects(connect(undefined), /ECONNRESET|socket hang up|disconnected/i);
-  await eventually(async () => assert.match(await metricsText(gw), /trellis_proxy_connections_refused_total\{[^}]*listener="gateway:9443"[^}]*reason="unknown-sni"[^}]*\} [2-9]/));
+  await eventually(async () =>
+    assert.match(await metricsText(gw), /trellis_proxy_connections_refused_total\{[^}]*listener="gateway:9443"[^}]*reason="unknown-sni"[^}]*\} [2-9]/),
+  );
   assert.equal((await connect('a.pass.test')).subject, 'a.pass.test', 'the gateway serves on');
 });
 

@@ -52,9 +52,15 @@ const Listener = Type.Object(
         {
           namespaces: Type.Optional(Type.Object({ from: Type.Optional(Type.Union([Type.Literal('Same'), Type.Literal('All')], { default: 'Same' })) }, strict)),
           kinds: Type.Optional(
-            Type.Array(Type.Object({ group: Type.Optional(group()), kind: Type.Union([Type.Literal('HTTPRoute'), Type.Literal('GRPCRoute'), Type.Literal('TLSRoute')]) }, strict), {
-              maxItems: 8,
-            }),
+            Type.Array(
+              Type.Object(
+                { group: Type.Optional(group()), kind: Type.Union([Type.Literal('HTTPRoute'), Type.Literal('GRPCRoute'), Type.Literal('TLSRoute')]) },
+                strict,
+              ),
+              {
+                maxItems: 8,
+              },
+            ),
           ),
         },
         strict,

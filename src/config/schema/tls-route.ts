@@ -8,7 +8,10 @@ import { ListenerHostname } from './gateway.js';
 
 // A TLS connection shows nothing but its SNI before the handshake: the hostnames choose
 // the route, and a rule only spreads connections over its backends by weight.
-const TLSRouteRule = Type.Object({ name: Type.Optional(Type.String({ maxLength: 253 })), backendRefs: Type.Array(BackendRef, { minItems: 1, maxItems: 16 }) }, strict);
+const TLSRouteRule = Type.Object(
+  { name: Type.Optional(Type.String({ maxLength: 253 })), backendRefs: Type.Array(BackendRef, { minItems: 1, maxItems: 16 }) },
+  strict,
+);
 
 /** Schema of the Gateway API `TLSRoute` kind (v1alpha2). */
 export const TLSRouteSchema = Type.Object(

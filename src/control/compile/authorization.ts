@@ -42,7 +42,10 @@ export function compileAuthorization(config: ControlConfig, service: ServiceConf
  * Gateway, in its namespace); undefined when none does. A policy without targetRefs covers
  * its namespace's services, not its Gateways (the edge's callers are outside the mesh).
  */
-export function compileGatewayAuthorization(config: ControlConfig, gateway: { readonly name: string; readonly namespace: string }): AuthorizationSnapshot | undefined {
+export function compileGatewayAuthorization(
+  config: ControlConfig,
+  gateway: { readonly name: string; readonly namespace: string },
+): AuthorizationSnapshot | undefined {
   const policies = (config.authorizationPolicies ?? [])
     .map((p) => p.resource)
     .filter(

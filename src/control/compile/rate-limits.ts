@@ -78,7 +78,10 @@ function limitSnapshot(p: RateLimitPolicyConfig, l: LimitConfig): RateLimitSnaps
  * when none does. A policy without targetRefs covers its namespace's services, not its
  * Gateways: the edge is limited only where a policy says so.
  */
-export function compileGatewayRateLimits(config: ControlConfig, gateway: { readonly name: string; readonly namespace: string }): RateLimitsSnapshot | undefined {
+export function compileGatewayRateLimits(
+  config: ControlConfig,
+  gateway: { readonly name: string; readonly namespace: string },
+): RateLimitsSnapshot | undefined {
   const limits: RateLimitSnapshot[] = [];
   for (const { resource: p } of config.rateLimitPolicies ?? []) {
     if ((p.metadata.namespace ?? DEFAULT_NAMESPACE) !== gateway.namespace) continue;
@@ -108,7 +111,6 @@ export function compileRateLimits(config: ControlConfig, key: string): RateLimit
   for (const { resource: p } of policies) {
     const covers = coverage(p, service, config, table);
     if (covers === undefined) continue;
-    const ns = p.metadata.namespace ?? DEFAULT_NAMESPACE;
     for (const l of p.spec.limits) {
       const out = limitSnapshot(p, l);
       if (covers !== 'all') {

@@ -83,7 +83,10 @@ function hostName(ext: Buffer): string | null {
     p += 3;
     if (p + length > ext.length) return null;
     if (type === NAME_TYPE_HOST) {
-      const name = ext.toString('latin1', p, p + length).toLowerCase().replace(/\.$/, '');
+      const name = ext
+        .toString('latin1', p, p + length)
+        .toLowerCase()
+        .replace(/\.$/, '');
       return HOST_NAME.test(name) ? name : null;
     }
     p += length;

@@ -81,7 +81,8 @@ export class GatewayListeners {
     const wanted = new Map<number, { spec: GatewayPortSnapshot; certs: ServingCertificate[] }>();
     for (const spec of gateway?.ports ?? []) {
       if (!Number.isInteger(spec.port) || spec.port < 1 || spec.port > 65535) throw new Error(`gateway port ${String(spec.port)} is not a port number`);
-      if (spec.protocol !== 'HTTP' && spec.protocol !== 'HTTPS' && spec.protocol !== 'TLS') throw new Error(`gateway port ${spec.port}: protocol ${String(spec.protocol)} is not served`);
+      if (spec.protocol !== 'HTTP' && spec.protocol !== 'HTTPS' && spec.protocol !== 'TLS')
+        throw new Error(`gateway port ${spec.port}: protocol ${String(spec.protocol)} is not served`);
       const certs = spec.protocol === 'HTTPS' ? servingCertificates(spec.certificates ?? []) : [];
       wanted.set(spec.port, { spec, certs });
     }
