@@ -46,6 +46,7 @@ import type { AddressedInstance } from './routing/layers.js';
 import { gatewayStack, inboundStack, outboundStack, type EdgeParts, type OutboundParts } from './stack/stacks.js';
 import { GatewayListeners } from './gateway/gateway-listeners.js';
 import { withMappedRedirects } from './gateway/port-map.js';
+import { serviceOfBackend, type ServiceOfBackend } from './gateway/edge-destination.js';
 import { RateLimitState } from './ratelimit/rate-limit-state.js';
 import { RateLimitMetrics } from '../telemetry/rate-limit-metrics.js';
 import { proxyTcp } from './tcp/tcp-proxy.js';
@@ -210,6 +211,8 @@ export class Sidecar {
   #meshServices: ReadonlySet<string> = new Set();
   /** The AuthorizationPolicies of this proxy's own service, compiled (authz/engine.ts). */
   #authz: AuthzEngine = NO_AUTHORIZATION;
+  /** A gateway's backend name → service resolver for the snapshot in force (made on first use). */
+  #serviceOfBackend: ServiceOfBackend | undefined;
   readonly #authzMetrics: AuthzMetrics;
   /** The upgrade protocols this sidecar's own service accepts (its snapshot's inboundUpgrades). */
   #inboundUpgrades: readonly string[] = DEFAULT_UPGRADES;
@@ -670,6 +673,7 @@ export class Sidecar {
     this.limits.current = limits;
     for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
     this.#meshServices = new Set(Array.isArray(s.meshServices) ? s.meshServices.filter((n) => typeof n === 'string') : []);
+    this.#serviceOfBackend = undefined;
     this.#authz = authz;
     this.#inboundProtocols = inboundProtocols;
     for (const a of this.#appVersions) a.version.declare(this.#inboundProtocol(a.port));
@@ -714,6 +718,7 @@ export class Sidecar {
           authzMetrics: this.#authzMetrics,
           rateLimits: () => this.#rateLimits.current,
           rateLimitObserver: this.#rateLimitMetrics,
+          serviceOfBackend: () => (this.#serviceOfBackend ??= serviceOfBackend(this.#meshServices)),
         };
         return {
           h1: gatewayStack(parts, upstream, scheme, edge).build(forwarder(this.#pool, { ...codes, toApp: false })),

@@ -13,7 +13,7 @@ import { loadConfig, type MeshConfig } from '../../src/config/load.js';
 import { compileSnapshot } from '../../src/control/compile/compiler.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';
 import type { Snapshot } from '../../src/api/protocol.js';
-import { closeServer, listenHttp, NO_CONTROL, quietLog, startInbound } from '../helpers/proxy-pair.js';
+import { closeServer, listenHttp, metricsText, NO_CONTROL, quietLog, startInbound } from '../helpers/proxy-pair.js';
 import { giveIdentity } from '../helpers/test-identity.js';
 
 const MESH = `apiVersion: trellis.dev/v1alpha1
@@ -160,4 +160,10 @@ test('at the edge: a denied path is 403 forbidden and never reaches the app; pas
   assert.equal(limited.headers['trellis-error'], 'rate-limited');
   assert.ok(Number(limited.headers['retry-after']) >= 1);
   assert.equal(appHits, before + 3);
+});
+
+test('requests at the edge are counted against the backend’s service, not the port’s route table', async () => {
+  const text = await metricsText(gw);
+  assert.match(text, /trellis_http_requests_total\{[^}]*direction="outbound"[^}]*destination="web"[^}]*status="200"[^}]*\} [1-9]/);
+  assert.doesNotMatch(text, /destination="default\/edge\/8080"[^}]*status="200"/);
 });

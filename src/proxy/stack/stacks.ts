@@ -20,6 +20,7 @@ import { telemetry } from './telemetry.js';
 import { trace, traceAttempts } from './trace.js';
 import type { Tracer } from '../../telemetry/tracing/tracer.js';
 import { forwarded } from '../gateway/forwarded.js';
+import { edgeDestination, type ServiceOfBackend } from '../gateway/edge-destination.js';
 import { sendableElsewhere } from '../resilience/methods.js';
 import { retry } from '../resilience/retry.js';
 import type { CompiledUpstream } from '../routing/router.js';
@@ -110,6 +111,9 @@ export function outboundStack(p: OutboundParts, fixedService?: string, fixedPort
  * x-request-id. `fixedService` is the port's route table (GatewayPortSnapshot.upstream).
  * (Authorization and rate limits for the edge go here too, above `upstream`.)
  */
+const noService: ServiceOfBackend = () => undefined;
+const noServices = (): ServiceOfBackend => noService;
+
 /** What a gateway judges at the edge: the AuthorizationPolicies and RateLimitPolicies that target its Gateway. */
 export interface EdgeParts {
   /** The Gateway port the listener serves, as rules' `to.operation.ports` name it. */
@@ -118,6 +122,8 @@ export interface EdgeParts {
   readonly authzMetrics: AuthzMetrics;
   readonly rateLimits: () => RateLimits | undefined;
   readonly rateLimitObserver: RateLimitObserver;
+  /** The mesh service of a backend name (gateway/edge-destination.ts), from the snapshot in force. */
+  readonly serviceOfBackend: () => ServiceOfBackend;
 }
 
 export function gatewayStack(p: OutboundParts, fixedService: string, scheme: 'http' | 'https', edge?: EdgeParts): Stack<Picked<Split>> {
@@ -147,6 +153,8 @@ export function gatewayStack(p: OutboundParts, fixedService: string, scheme: 'ht
     .push(retry(p.metrics))
     .push(traceAttempts)
     .push(split)
+      // The destination label: the backend's service, not the port's table (edge-destination.ts).
+      .push(edgeDestination(edge?.serviceOfBackend ?? noServices))
     .push(backendFilters)
     .push(balance);
 }
