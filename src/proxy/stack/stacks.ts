@@ -143,20 +143,22 @@ export function gatewayStack(p: OutboundParts, fixedService: string, scheme: 'ht
       : outside
           .push(authorization({ service: p.service, port: edge.port, engine: edge.authorization, metrics: edge.authzMetrics }))
           .push(rateLimit(edge.rateLimits, edge.rateLimitObserver));
-  return judged
-    .push(upstream(p.lookup, fixedService, p.lookupAddress))
-    .push(route)
-    .push(upgrades((ex) => ex.upstream.upgrades))
-    .push(ruleFilters)
-    .push(timeouts(p.deadlines))
-    .push(fault(p.metrics))
-    .push(retry(p.metrics))
-    .push(traceAttempts)
-    .push(split)
+  return (
+    judged
+      .push(upstream(p.lookup, fixedService, p.lookupAddress))
+      .push(route)
+      .push(upgrades((ex) => ex.upstream.upgrades))
+      .push(ruleFilters)
+      .push(timeouts(p.deadlines))
+      .push(fault(p.metrics))
+      .push(retry(p.metrics))
+      .push(traceAttempts)
+      .push(split)
       // The destination label: the backend's service, not the port's table (edge-destination.ts).
       .push(edgeDestination(edge?.serviceOfBackend ?? noServices))
-    .push(backendFilters)
-    .push(balance);
+      .push(backendFilters)
+      .push(balance)
+  );
 }
 
 /** What the inbound stack needs of its proxy. */
