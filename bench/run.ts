@@ -65,6 +65,7 @@ import { formatRouteRules, runRouteRules, type RouteRulesResult } from './route-
 import { formatBalancing, runBalancing, type BalancingResult } from './balancing.js';
 import { runWrk, type WrkResult } from './wrk.js';
 import { formatScale, runScale, type ScaleResult } from './scale.js';
+import { formatIngressTls, runIngressTls } from './ingress-tls.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -138,6 +139,11 @@ const USAGE = `usage: node dist/bench/run.js [options]
                           pair whose route has 50 rules (the request matching the last)
                           against 1 rule, as a ratio (uses --duration, --warmup,
                           --connections; the full run uses the extra durations)
+  --only ingress-tls      only the ingress scenario: the Trellis ingress (a Gateway's HTTPS
+                          listener) against nginx, both terminating TLS with one localhost
+                          certificate then mTLS to an inbound proxy: keep-alive max throughput
+                          (--connections, --duration, --warmup) and the new-TLS-connection
+                          rate (--new-connections at once), as trellis/nginx ratios
   --only balancing        only the balancing scenario: three instances behind a Trellis
                           pair, one 50 ms slower, at a fixed rate (--balancing-rate,
                           --balancing-connections; --duration, --warmup), with the
@@ -563,6 +569,26 @@ async function main(): Promise<number> {
       const results: ScaleResult[] = [];
       for (const proxies of sizes) results.push(await runScale({ repoRoot, dir, proxies, ...scaleSettings, log }));
       return { text: `${formatScale(results)}\n`, settings: { sizes, ...scaleSettings }, result: { scale: results } };
+    },
+    'ingress-tls': async () => {
+      const upstream = await startUpstream(procs, bins, dir);
+      try {
+        const ingressTls = await runIngressTls({
+          procs,
+          bins: bins as Binaries,
+          repoRoot,
+          dir,
+          upstreamPort: upstream.port,
+          connections: settings.wrk.connections,
+          durationS: settings.wrk.durationS,
+          warmupS: settings.wrk.warmupS,
+          newConnections: num('new-connections', values['new-connections'], 1, 256, true),
+          log,
+        });
+        return { text: formatIngressTls(ingressTls), settings: { ...settings.wrk }, result: { ingressTls } };
+      } finally {
+        await upstream.stop();
+      }
     },
     'route-rules': async () => {
       const upstream = await startUpstream(procs, bins, dir);

@@ -98,7 +98,7 @@ export function makeTlsMaterial(dir: string): TlsMaterial {
 // nginx
 
 /** The outbound side's TLS towards the inbound proxy: client certificate, verification, resumption. */
-function nginxOriginate(prefix: 'proxy_ssl', t: TlsMaterial): string {
+export function nginxOriginate(prefix: 'proxy_ssl', t: TlsMaterial): string {
   return `    ${prefix}_certificate ${t.clientCert};
     ${prefix}_certificate_key ${t.clientKey};
     ${prefix}_trusted_certificate ${t.ca};
@@ -119,7 +119,7 @@ function nginxTerminate(t: TlsMaterial): string {
     ssl_session_cache shared:bench:1m;`;
 }
 
-function nginxTlsServer(role: 'inbound' | 'outbound', listen: number, next: number, t: TlsMaterial): string {
+export function nginxTlsServer(role: 'inbound' | 'outbound', listen: number, next: number, t: TlsMaterial): string {
   const upstream = `  upstream next {
     server 127.0.0.1:${next};
     keepalive 64;

@@ -11,9 +11,9 @@
 // whose credential does not name the instance it says it is.
 
 /**
- * The service name of the ingress proxy the local runner starts for public services. It
- * is a caller inbound listeners accept (it is no mesh service: nothing routes to it).
- * The gateway issue replaces it with the mesh's Gateway resources.
+ * The name of the ingress Gateway the local runner serves: the mesh file's Gateway of that
+ * name, or the one it derives from public services (src/runner/gateways.ts). It is a
+ * caller inbound listeners accept (it is no mesh service: nothing routes to it).
  */
 export const INGRESS_SERVICE = 'trellis-ingress';
 
@@ -561,7 +561,12 @@ export interface GatewaySnapshot {
 
 export interface GatewayPortSnapshot {
   port: number;
-  protocol: 'HTTP' | 'HTTPS';
+  /**
+   * `TLS`: a Passthrough port. Its table's entries are TLSRoutes, one per SNI name
+   * (`hostname`; absent: any), most specific first; a connection goes to a backend of the
+   * first whose hostname takes its SNI, bytes untouched.
+   */
+  protocol: 'HTTP' | 'HTTPS' | 'TLS';
   /** The listener names on this port (for views and logs). */
   listeners: string[];
   /**

@@ -28,7 +28,11 @@ Options:
                             picks a port of a multi-port service (default: its first)
   --http-proxy [HOST:]PORT  HTTP proxy listener: the Host header names the service
   --admin [HOST:]PORT       admin server with /metrics, /ready, /config, /identity (default: 127.0.0.1:0)
-  --gateway                 no app: only outbound listeners (an edge proxy)
+  --gateway                 no app: only outbound listeners (an edge proxy); a Gateway named
+                            after --service opens its listeners' ports (on 127.0.0.1)
+  --gateway-port PORT=[HOST:]ACTUAL
+                            open the Gateway's port PORT at ACTUAL instead (repeatable; 0 picks
+                            a free one); redirects to PORT name ACTUAL
   --access-log PATH|-|off   JSON access log destination (default: - for stdout); a file is
                             created mode 0600
   --access-log-keep-query   log query strings as sent (default: values replaced by REDACTED)
@@ -66,6 +70,7 @@ export async function run(argv: string[]): Promise<number> {
       'http-proxy': { type: 'string' },
       admin: { type: 'string', default: '127.0.0.1:0' },
       gateway: { type: 'boolean', default: false },
+      'gateway-port': { type: 'string', multiple: true, default: [] },
       'access-log': { type: 'string', default: '-' },
       'access-log-keep-query': { type: 'boolean', default: false },
       'access-log-max-bytes': { type: 'string' },
@@ -94,6 +99,7 @@ export async function run(argv: string[]): Promise<number> {
     if (colon === -1) return { service: target, listen };
     return { service: target.slice(0, colon), listen, servicePort: portNumber(target.slice(colon + 1), `--upstream ${spec}`) };
   });
+  const gatewayListen = gatewayPorts(values['gateway-port']);
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
   // No process.on('uncaughtException') here, on purpose. node documents the process as
   // in an unknown state after one: serving on would carry half-done work (pooled
@@ -114,6 +120,7 @@ export async function run(argv: string[]): Promise<number> {
     inbound: values.inbound ? parseHostPort(values.inbound, '--inbound') : undefined,
     ...(ports.length > 0 ? { ports } : {}),
     upstreams,
+    ...(gatewayListen !== undefined ? { gatewayListen } : {}),
     httpProxy: values['http-proxy'] ? parseHostPort(values['http-proxy'], '--http-proxy') : undefined,
     admin: parseHostPort(values.admin, '--admin'),
     accessLog: values['access-log'],
@@ -173,4 +180,20 @@ function parsePortFlag(spec: string): { port: number; app: HostPort; inbound: Ho
     app: parseHostPort(spec.slice(eq + 1, comma), '--port'),
     inbound: parseHostPort(spec.slice(comma + 1), '--port'),
   };
+}
+
+/** `--gateway-port 8443=127.0.0.1:0` flags: where Gateway ports are opened (all on one host). */
+function gatewayPorts(specs: readonly string[]): { host?: string; ports: Map<number, number> } | undefined {
+  if (specs.length === 0) return undefined;
+  const ports = new Map<number, number>();
+  let host: string | undefined;
+  for (const spec of specs) {
+    const eq = spec.indexOf('=');
+    if (eq <= 0) throw new TrellisError('TRELLIS_E_USAGE', { reason: `--gateway-port expects PORT=[HOST:]PORT, got "${spec}"` });
+    const at = parseHostPort(spec.slice(eq + 1), '--gateway-port');
+    if (host !== undefined && at.host !== host) throw new TrellisError('TRELLIS_E_USAGE', { reason: '--gateway-port: every Gateway port opens on one host' });
+    host = at.host;
+    ports.set(portNumber(spec.slice(0, eq), `--gateway-port ${spec}`), at.port);
+  }
+  return { ...(host !== undefined ? { host } : {}), ports };
 }

@@ -129,6 +129,17 @@ function prometheusOption(listen: string, interval: string): MeshPrometheusOptio
   return { listen: parseHostPort(listen, '--prometheus'), scrapeIntervalS: seconds };
 }
 
+/** How to trust the localhost certificate of the HTTPS listeners, when one is served. */
+function httpsHint(s: MeshState): string[] {
+  const https = Object.values(s.publicUrls).find((u) => u.startsWith('https:'));
+  if (s.localCa === undefined) return [];
+  return [
+    `HTTPS: the certificate is for localhost, signed by the local CA ${s.localCa}`,
+    `  trust it: curl --cacert ${s.localCa} ${https ?? 'https://localhost:<port>'}/   (or import it into a browser)`,
+    '',
+  ];
+}
+
 function table(s: MeshState, health: ReadonlyMap<string, string>, dashboard: string | undefined): string {
   const rows = [['SERVICE', 'VERSION', 'INSTANCE', 'APP', 'SIDECAR', 'HEALTH']];
   for (const i of s.instances) {
@@ -154,6 +165,7 @@ function table(s: MeshState, health: ReadonlyMap<string, string>, dashboard: str
     ...lines,
     '',
     ...(urls.length ? ['Open:', ...urls, ''] : []),
+    ...httpsHint(s),
     ...s.skipped.map((k) => `Not running: ${k.service}: ${k.reason}`),
     ...(dashboard ? [`Dashboard: ${dashboard}   (logs this browser in; keep the link private)`] : []),
     `Control plane: ${s.control}   (try: npx trellis status${s.control === 'http://127.0.0.1:15000' ? '' : ` --control ${s.control}`})`,

@@ -45,12 +45,20 @@ export function checkAuthorizationPolicies(mesh: MeshResource, policies: readonl
       );
     }
     const targets: string[] = [];
+    let gatewayTargets = 0;
     resource.spec.targetRefs?.forEach((ref, i) => {
       const path: Segment[] = ['spec', 'targetRefs', i];
+      // A Gateway: its gateway proxy judges the requests it takes from outside (the edge).
+      if (ref.group === 'gateway.networking.k8s.io' && ref.kind === 'Gateway') {
+        gatewayTargets++;
+        if (ref.sectionName !== undefined)
+          at([...path, 'sectionName'], 'an AuthorizationPolicy applies to a whole Gateway; remove sectionName (match ports with rules[].to[].operation.ports)');
+        return;
+      }
       if (ref.group !== '' || ref.kind !== 'Service') {
         at(
           [...path, ref.group !== '' ? 'group' : 'kind'],
-          `an AuthorizationPolicy targets Services: group "" and kind Service (got group "${ref.group}", kind "${ref.kind}")`,
+          `an AuthorizationPolicy targets Services (group "", kind Service) or Gateways (group gateway.networking.k8s.io, kind Gateway) (got group "${ref.group}", kind "${ref.kind}")`,
         );
         return;
       }
@@ -74,7 +82,7 @@ export function checkAuthorizationPolicies(mesh: MeshResource, policies: readonl
     // Valid, but a rule that can never match a TCP service's connections is worth a word (Istio's TCP semantics).
     const action = resource.spec.action ?? 'ALLOW';
     if (action !== 'DENY') {
-      const tcp = (targets.length > 0 ? targets : index.names(ns)).filter((n) => index.get(ns, n)?.protocol === 'tcp');
+      const tcp = (targets.length > 0 || gatewayTargets > 0 ? targets : index.names(ns)).filter((n) => index.get(ns, n)?.protocol === 'tcp');
       resource.spec.rules?.forEach((rule, r) => {
         if (tcp.length > 0 && ruleIsHttpOnly(rule)) {
           warnings.push(

@@ -6,9 +6,9 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { GatewayCertificate } from '../api/protocol.js';
-import { servingCertificateProblem } from '../security/local-tls.js';
+import { localhostFiles, localTlsDir, servingCertificateProblem } from '../security/local-tls.js';
 import type { Problem } from './problems.js';
-import type { GatewayResource, SecretResource } from './schema.js';
+import type { GatewayResource, SecretResource, TLSRouteResource } from './schema.js';
 import { problemAt, type SourceDocument } from './yaml-source.js';
 
 export interface GatewaySource {
@@ -19,14 +19,29 @@ export interface SecretSource {
   doc: SourceDocument;
   resource: SecretResource;
 }
+export interface TLSRouteSource {
+  doc: SourceDocument;
+  resource: TLSRouteResource;
+}
+
+/** A TLSRoute attached to a TLS (Passthrough) listener: the server names it takes, and where it sends them. */
+export interface PassthroughRouteConfig {
+  /** `<namespace>/<name>` of the TLSRoute. */
+  readonly name: string;
+  /** The SNI names it takes, narrowed to the listener's hostname; undefined: any. */
+  readonly hostnames: readonly string[] | undefined;
+  readonly backends: readonly { readonly name: string; readonly namespace: string; readonly weight: number }[];
+}
 
 /** A listener with what its certificateRefs resolved to. */
 export interface GatewayListenerConfig {
   readonly name: string;
   readonly port: number;
-  readonly protocol: 'HTTP' | 'HTTPS';
+  readonly protocol: 'HTTP' | 'HTTPS' | 'TLS';
   readonly hostname?: string;
   readonly certificates: readonly GatewayCertificate[];
+  /** A TLS listener: the TLSRoutes attached, in file order. */
+  readonly passthrough?: readonly PassthroughRouteConfig[];
   /** Which namespaces' routes may attach: the Gateway's own, or any. */
   readonly from: 'Same' | 'All';
   /** Route kinds allowed; absent: HTTPRoute and GRPCRoute. */
@@ -41,12 +56,31 @@ export interface GatewayConfig {
 
 export const CERTIFICATE_FILE_ANNOTATION = 'trellis.dev/certificate-file';
 export const KEY_FILE_ANNOTATION = 'trellis.dev/key-file';
+/**
+ * `trellis.dev/local-certificate: localhost`: the certificate `trellis up` makes for
+ * localhost (src/security/local-tls.ts), kept in the state folder, so a mesh file can
+ * serve HTTPS on one machine without certificate files of its own.
+ */
+export const LOCAL_CERTIFICATE_ANNOTATION = 'trellis.dev/local-certificate';
+
+/** Where Secrets' files are looked for beyond the config's own folders. */
+export interface GatewayCheckOptions {
+  /**
+   * The state folder of the run (`trellis up`, `trellis control`): a local-certificate
+   * Secret reads its files there. Absent (`trellis validate`): such a Secret is taken as
+   * written and gives its listener no certificate (the runner makes the files at start).
+   */
+  readonly stateDir?: string;
+  /** The TLSRoutes of the config: attached to the Gateways' TLS listeners, checked against them. */
+  readonly tlsRoutes?: readonly TLSRouteSource[];
+}
 
 /** Checks the Gateways; returns the problems, the resolved Gateways, and the certificate files read (to watch). */
 export function checkGateways(
   gateways: readonly GatewaySource[],
   secrets: readonly SecretSource[],
   now = Date.now(),
+  options: GatewayCheckOptions = {},
 ): { problems: Problem[]; gateways: GatewayConfig[]; files: string[] } {
   const problems: Problem[] = [];
   const files: string[] = [];
@@ -81,8 +115,22 @@ export function checkGateways(
         );
       port.hostnames.add(host);
       const certificates: GatewayCertificate[] = [];
-      if (l.protocol === 'HTTPS' && l.tls === undefined) at(['protocol'], 'an HTTPS listener needs tls.certificateRefs naming a Secret with its certificate');
+      if (l.protocol === 'HTTPS' && l.tls?.certificateRefs === undefined)
+        at(['protocol'], 'an HTTPS listener needs tls.certificateRefs naming a Secret with its certificate');
+      if (l.protocol === 'HTTPS' && l.tls?.mode === 'Passthrough')
+        at(['tls', 'mode'], 'an HTTPS listener terminates TLS; for Passthrough use protocol: TLS with TLSRoutes');
       if (l.protocol === 'HTTP' && l.tls !== undefined) at(['tls'], 'an HTTP listener takes no tls (use protocol: HTTPS)');
+      if (l.protocol === 'TLS' && l.tls?.mode !== 'Passthrough')
+        at(
+          ['tls', 'mode'],
+          "a TLS listener passes TLS through to its TLSRoutes' backends: it needs tls.mode: Passthrough (to terminate TLS, use protocol: HTTPS)",
+        );
+      if (l.protocol === 'TLS' && l.tls?.certificateRefs !== undefined)
+        at(['tls', 'certificateRefs'], 'a Passthrough listener serves no certificate: the backend presents its own');
+      if (l.protocol === 'TLS' && l.allowedRoutes?.kinds?.some((k) => k.kind !== 'TLSRoute'))
+        at(['allowedRoutes', 'kinds'], 'a TLS listener takes only TLSRoutes');
+      if (l.protocol !== 'TLS' && l.allowedRoutes?.kinds?.some((k) => k.kind === 'TLSRoute'))
+        at(['allowedRoutes', 'kinds'], 'a TLSRoute attaches only to a TLS listener (tls.mode Passthrough)');
       for (const [j, ref] of (l.protocol === 'HTTPS' ? (l.tls?.certificateRefs ?? []) : []).entries()) {
         const refAt = (field: string, message: string): void => at(['tls', 'certificateRefs', j, field], message);
         const secretKey = `${ref.namespace ?? namespace}/${ref.name}`;
@@ -95,7 +143,8 @@ export function checkGateways(
           refAt('name', `names Secret "${secretKey}", which is not in the config; declare it (apiVersion: v1, kind: Secret, type: kubernetes.io/tls)`);
           continue;
         }
-        const pem = secretPem(secret, files);
+        const pem = secretPem(secret, files, options);
+        if (pem === undefined) continue;
         if (typeof pem === 'string') {
           problems.push(problemAt(secret.doc, pem.startsWith('data') ? ['data'] : ['metadata', 'annotations'], `Secret "${secretKey}": ${pem}`));
           continue;
@@ -113,18 +162,101 @@ export function checkGateways(
         protocol: l.protocol,
         ...(l.hostname !== undefined ? { hostname: l.hostname } : {}),
         certificates,
+        ...(l.protocol === 'TLS' ? { passthrough: [] } : {}),
         from: l.allowedRoutes?.namespaces?.from ?? 'Same',
         ...(l.allowedRoutes?.kinds !== undefined ? { kinds: l.allowedRoutes.kinds.map((k) => k.kind) } : {}),
       });
     }
     out.push({ name: g.resource.metadata.name, namespace, listeners });
   }
+  attachTlsRoutes(options.tlsRoutes ?? [], out, problems);
   return { problems, gateways: out, files };
 }
 
-/** A Secret's certificate and key PEM (from its files, or its base64 data), or what is wrong. */
-function secretPem(s: SecretSource, files: string[]): { cert: string; key: string; path: (string | number)[] } | string {
+/** Whether listener hostname `l` (undefined: any) and route hostname `r` overlap: the narrower of the two, or undefined when they don't. */
+function narrowHostname(l: string | undefined, r: string): string | undefined {
+  if (l === undefined) return r;
+  const takes = (wide: string, name: string): boolean =>
+    wide === name || (wide.startsWith('*.') && name.endsWith(wide.slice(1)) && name.length > wide.length - 1);
+  if (takes(l, r)) return r;
+  if (takes(r, l)) return l;
+  return undefined;
+}
+
+/**
+ * Attaches each TLSRoute to the TLS listeners its parentRefs name (sectionName or port, or
+ * every TLS listener of the Gateway that allows it), its hostnames narrowed to the
+ * listener's as for HTTPRoutes; a parentRef naming no Gateway, or no TLS listener of it, is
+ * refused at its field.
+ */
+function attachTlsRoutes(routes: readonly TLSRouteSource[], gateways: GatewayConfig[], problems: Problem[]): void {
+  for (const r of routes) {
+    const ns = r.resource.metadata.namespace ?? 'default';
+    const name = `${ns}/${r.resource.metadata.name}`;
+    const rule = r.resource.spec.rules[0];
+    if (rule === undefined) continue;
+    const backends = rule.backendRefs.map((b) => ({ name: b.name, namespace: b.namespace ?? ns, weight: b.weight ?? 1 }));
+    for (const [i, ref] of r.resource.spec.parentRefs.entries()) {
+      const at = (field: string, message: string): void => void problems.push(problemAt(r.doc, ['spec', 'parentRefs', i, field], message));
+      if (ref.kind !== 'Gateway') {
+        at('kind', 'a TLSRoute attaches to a Gateway (kind: Gateway, group: gateway.networking.k8s.io)');
+        continue;
+      }
+      const gns = ref.namespace ?? ns;
+      const g = gateways.find((x) => x.name === ref.name && x.namespace === gns);
+      if (g === undefined) {
+        at('name', `names Gateway "${gns}/${ref.name}", which is not in the config`);
+        continue;
+      }
+      const listeners = g.listeners.filter(
+        (l) => (ref.sectionName === undefined || l.name === ref.sectionName) && (ref.port === undefined || l.port === ref.port),
+      );
+      const tls = listeners.filter((l) => l.protocol === 'TLS' && (l.from === 'All' || gns === ns));
+      if (tls.length === 0) {
+        at(
+          ref.sectionName !== undefined ? 'sectionName' : 'name',
+          `Gateway "${gns}/${ref.name}" has no TLS listener (protocol: TLS, tls.mode: Passthrough)${ref.sectionName !== undefined ? ` named "${ref.sectionName}"` : ''} that takes this route`,
+        );
+        continue;
+      }
+      for (const l of tls) {
+        const written = r.resource.spec.hostnames;
+        let hostnames: string[] | undefined;
+        if (written === undefined || written.length === 0) hostnames = l.hostname === undefined ? undefined : [l.hostname];
+        else {
+          hostnames = written.map((h) => narrowHostname(l.hostname, h.toLowerCase())).filter((h): h is string => h !== undefined);
+          if (hostnames.length === 0) continue; // none of its names fits this listener: not attached to it (as HTTPRoutes)
+        }
+        (l.passthrough as PassthroughRouteConfig[]).push({ name, hostnames, backends });
+      }
+    }
+  }
+}
+
+/**
+ * A Secret's certificate and key PEM (from its files, or its base64 data), or what is
+ * wrong; undefined: a local certificate checked without a state folder (nothing to read).
+ */
+function secretPem(
+  s: SecretSource,
+  files: string[],
+  options: GatewayCheckOptions,
+): { cert: string; key: string; path: (string | number)[] } | string | undefined {
   const annotations = s.resource.metadata.annotations ?? {};
+  const local = annotations[LOCAL_CERTIFICATE_ANNOTATION];
+  if (local !== undefined) {
+    if (local !== 'localhost') return `annotations: ${LOCAL_CERTIFICATE_ANNOTATION} takes only "localhost" (got ${JSON.stringify(local)})`;
+    if (annotations[CERTIFICATE_FILE_ANNOTATION] !== undefined || annotations[KEY_FILE_ANNOTATION] !== undefined || s.resource.data !== undefined)
+      return `annotations: ${LOCAL_CERTIFICATE_ANNOTATION} names the certificate trellis up makes; give no files or data beside it`;
+    if (options.stateDir === undefined) return undefined;
+    const made = localhostFiles(localTlsDir(options.stateDir));
+    try {
+      files.push(made.cert, made.key);
+      return { cert: readFileSync(made.cert, 'utf8'), key: readFileSync(made.key, 'utf8'), path: ['metadata', 'annotations'] };
+    } catch (err) {
+      return `annotations: the local certificate is not in ${dirname(made.cert)} (${(err as NodeJS.ErrnoException).code ?? String(err)}); \`trellis up\` makes it`;
+    }
+  }
   const certFile = annotations[CERTIFICATE_FILE_ANNOTATION];
   const keyFile = annotations[KEY_FILE_ANNOTATION];
   if (certFile !== undefined || keyFile !== undefined) {

@@ -49,6 +49,11 @@ export function checkRateLimitPolicies(mesh: MeshResource, routes: readonly Rout
         }
         continue;
       }
+      // A Gateway: its gateway proxy counts every request it takes from outside (the edge).
+      if (ref.kind === 'Gateway' && ref.group === GATEWAY_GROUP) {
+        if (ref.sectionName !== undefined) at([...path, 'sectionName'], 'a Gateway target covers the whole Gateway here; remove sectionName');
+        continue;
+      }
       if ((ref.kind === 'HTTPRoute' || ref.kind === 'GRPCRoute') && ref.group === GATEWAY_GROUP) {
         const route = routesByKey.get(`${ref.kind}/${ns}/${ref.name}`);
         if (route === undefined) {
@@ -72,7 +77,7 @@ export function checkRateLimitPolicies(mesh: MeshResource, routes: readonly Rout
       }
       at(
         [...path, 'kind'],
-        `kind "${ref.kind}" (group "${ref.group}") can't be targeted; name a Service (group ""), or an HTTPRoute or GRPCRoute (group gateway.networking.k8s.io)`,
+        `kind "${ref.kind}" (group "${ref.group}") can't be targeted; name a Service (group ""), or an HTTPRoute, GRPCRoute or Gateway (group gateway.networking.k8s.io)`,
       );
     }
     const names = new Map<string, number>();

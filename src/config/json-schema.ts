@@ -1,7 +1,17 @@
 // The JSON Schema of every Trellis resource, built from the TypeBox source (schema.ts,
 // the index of schema/). Editors (yaml-language-server) and other tools validate with
 // it; it is committed as schema/trellis.schema.json and a test fails when it is stale.
-import { AuthorizationPolicySchema, BackendPolicySchema, HTTPRouteSchema, MeshSchema, RateLimitPolicySchema, RequestAuthenticationSchema } from './schema.js';
+import {
+  AuthorizationPolicySchema,
+  BackendPolicySchema,
+  GatewaySchema,
+  HTTPRouteSchema,
+  MeshSchema,
+  RateLimitPolicySchema,
+  RequestAuthenticationSchema,
+  SecretSchema,
+  TLSRouteSchema,
+} from './schema.js';
 
 /** Path of the committed JSON Schema, relative to the project root. */
 export const JSON_SCHEMA_PATH = 'schema/trellis.schema.json';
@@ -22,6 +32,9 @@ export function buildJsonSchema(): Record<string, unknown> {
       { $ref: '#/$defs/RateLimitPolicy' },
       { $ref: '#/$defs/RequestAuthentication' },
       { $ref: '#/$defs/AuthorizationPolicy' },
+      { $ref: '#/$defs/Gateway' },
+      { $ref: '#/$defs/Secret' },
+      { $ref: '#/$defs/TLSRoute' },
     ],
     $defs: {
       Mesh: MeshSchema,
@@ -30,6 +43,9 @@ export function buildJsonSchema(): Record<string, unknown> {
       RateLimitPolicy: RateLimitPolicySchema,
       RequestAuthentication: RequestAuthenticationSchema,
       AuthorizationPolicy: AuthorizationPolicySchema,
+      Gateway: GatewaySchema,
+      Secret: SecretSchema,
+      TLSRoute: TLSRouteSchema,
     },
   };
 }

@@ -23,7 +23,15 @@ import { checkRateLimitPolicies, type RateLimitPolicySource } from './check-rate
 import { checkPeerAuthentications, type PeerAuthenticationSource } from './check-peer-authentication.js';
 import { checkRequestAuthentications, type RequestAuthenticationSource } from './check-request-authentication.js';
 import { checkAuthorizationPolicies, type AuthorizationPolicySource } from './check-authorization.js';
-import { checkGateways, type GatewayConfig, type GatewaySource, type SecretSource } from './check-gateways.js';
+import {
+  checkGateways,
+  LOCAL_CERTIFICATE_ANNOTATION,
+  type GatewayConfig,
+  type GatewaySource,
+  type SecretSource,
+  type TLSRouteSource,
+} from './check-gateways.js';
+import { ensureLocalhostCertificate, localTlsDir } from '../security/local-tls.js';
 import {
   type AuthorizationPolicyResource,
   MESH_DEFAULTS,
@@ -147,6 +155,12 @@ export interface LoadResult {
   problems: Problem[];
 }
 
+/** What a loader that runs a mesh knows beyond the files. */
+export interface LoadOptions {
+  /** The run's state folder: where a `trellis.dev/local-certificate` Secret's files are (check-gateways.ts). */
+  stateDir?: string;
+}
+
 const YAML_EXTENSIONS = new Set(['.yaml', '.yml']);
 const KNOWN_KINDS = Object.values(RESOURCE_KINDS)
   .map((k) => `${k.kind} (${k.apiVersion})`)
@@ -159,7 +173,7 @@ const KNOWN_KINDS = Object.values(RESOURCE_KINDS)
  * File names in the result are as given (joined with directory and include paths),
  * so relative inputs give relative names.
  */
-export async function loadConfig(paths: string[]): Promise<LoadResult> {
+export async function loadConfig(paths: string[], options: LoadOptions = {}): Promise<LoadResult> {
   const problems: Problem[] = [];
   const warnings: Problem[] = [];
   const files: string[] = [];
@@ -182,6 +196,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const authorization: AuthorizationPolicySource[] = [];
   const gatewaySources: GatewaySource[] = [];
   const secrets: SecretSource[] = [];
+  const tlsRoutes: TLSRouteSource[] = [];
   const read = new Set<string>();
   // The queue grows while we read it: a Mesh's includes are appended.
   for (let q = 0; q < queue.length; q++) {
@@ -217,6 +232,9 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
         grants.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'Gateway') {
         gatewaySources.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'TLSRoute') {
+        // TLSRoutes belong to Gateways' TLS listeners only (check-gateways.ts), never to a Service's routes.
+        tlsRoutes.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'Secret') {
         secrets.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'RateLimitPolicy') {
@@ -253,7 +271,14 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
 
   const mesh = meshDocs.length === 1 ? meshes[0] : undefined;
   // Certificate files are read (and so watched: a replaced file reloads the config) like config files.
-  const gatewayCheck = checkGateways(gatewaySources, secrets);
+  // A local certificate made for this run is made (or kept) before it is read.
+  if (options.stateDir !== undefined && secrets.some((s) => s.resource.metadata.annotations?.[LOCAL_CERTIFICATE_ANNOTATION] === 'localhost')) {
+    await ensureLocalhostCertificate(localTlsDir(options.stateDir));
+  }
+  const gatewayCheck = checkGateways(gatewaySources, secrets, Date.now(), {
+    tlsRoutes,
+    ...(options.stateDir !== undefined ? { stateDir: options.stateDir } : {}),
+  });
   problems.push(...gatewayCheck.problems);
   for (const f of gatewayCheck.files) if (!files.includes(f)) files.push(f);
   if (mesh) {

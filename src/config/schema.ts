@@ -53,6 +53,7 @@ export {
 } from './schema/http-route.js';
 export { GRPCRouteSchema, type GRPCRouteResource } from './schema/grpc-route.js';
 export { GatewaySchema, SecretSchema, type GatewayResource, type SecretResource, type ListenerSpec } from './schema/gateway.js';
+export { TLSRouteSchema, type TLSRouteResource } from './schema/tls-route.js';
 export { TCPRouteSchema, type TCPRouteResource } from './schema/tcp-route.js';
 export type { PolicyTargetRef } from './schema/policy-target.js';
 export { FaultInjectionSchema, GRPC_STATUS_CODES, type FaultInjectionResource } from './schema/fault-injection.js';

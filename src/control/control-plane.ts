@@ -137,7 +137,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const watcher = new ConfigWatcher({
     paths: opts.configPaths,
     model,
-    load: opts.load ?? loadConfig,
+    // With a state folder, a Secret may name the run's local certificate (check-gateways.ts).
+    load: opts.load ?? (opts.stateDir !== undefined ? (paths) => loadConfig(paths, { stateDir: opts.stateDir }) : loadConfig),
     formatProblem,
     log,
     ...(opts.watchDebounceMs !== undefined ? { debounceMs: opts.watchDebounceMs } : {}),

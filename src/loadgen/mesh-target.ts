@@ -66,7 +66,8 @@ interface InstanceEntry {
   health?: { status?: string };
 }
 interface ProxyConfig {
-  addresses?: { upstreams?: Record<string, HostPort>; httpProxy?: HostPort };
+  addresses?: { upstreams?: Record<string, HostPort>; httpProxy?: HostPort; gateway?: Record<string, HostPort> };
+  snapshot?: { gateway?: { ports?: { port: number; protocol: string; listeners?: string[] }[] } };
 }
 
 /** GETs JSON with a bounded wait; fails with TRELLIS_E_ADMIN_UNREACHABLE naming the URL and the reason. */
@@ -217,11 +218,21 @@ export async function resolveServiceTarget(o: ResolveOptions): Promise<ResolvedT
     });
   }
   const cfg = await configOf(ingress, admin);
-  const listener = hostPort(cfg.addresses?.upstreams?.[o.service]);
+  const listener = hostPort(cfg.addresses?.upstreams?.[o.service]) ?? derivedListener(cfg, o.service);
   if (!listener) {
     throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `${INGRESS_PROXY} has no public listener for ${o.service}` });
   }
   return { url: urlOf(listener, o.path), headers: [], via: `${o.service}'s public listener on ${INGRESS_PROXY}` };
+}
+
+/**
+ * The port of the ingress Gateway `trellis up` derives from public services whose listener
+ * is the service's (src/runner/gateways.ts: the service key, dots made dashes).
+ */
+function derivedListener(cfg: ProxyConfig, service: string): HostPort | undefined {
+  const name = service.replace(/\./g, '-');
+  const port = cfg.snapshot?.gateway?.ports?.find((p) => p.protocol === 'HTTP' && p.listeners?.includes(name))?.port;
+  return port === undefined ? undefined : hostPort(cfg.addresses?.gateway?.[String(port)]);
 }
 
 /** ` (services that call X: a, b)`, or nothing. */

@@ -30,12 +30,23 @@ import { AuthnState } from './authn/authn-state.js';
 import { REAL_AUTHN_CLOCK, type AuthnClock } from './authn/jwks-source.js';
 import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS, type SecureFor } from './http1/pool.js';
 import { RetryBudget } from './resilience/retry-budget.js';
-import { compileUpstream, eachUpstream, pickBackend, upgradeList, type BackendSource, type BudgetSource, type CompiledUpstream } from './routing/router.js';
+import {
+  compileUpstream,
+  eachUpstream,
+  pickBackend,
+  upgradeList,
+  type BackendSource,
+  type BudgetSource,
+  type CompiledRoute,
+  type CompiledUpstream,
+} from './routing/router.js';
 import { BalancingState } from './balancer/balancing.js';
 import { Deadlines, sweepIntervalMs } from './resilience/timeout.js';
 import type { AddressedInstance } from './routing/layers.js';
-import { gatewayStack, inboundStack, outboundStack, type OutboundParts } from './stack/stacks.js';
+import { gatewayStack, inboundStack, outboundStack, type EdgeParts, type OutboundParts } from './stack/stacks.js';
 import { GatewayListeners } from './gateway/gateway-listeners.js';
+import { withMappedRedirects } from './gateway/port-map.js';
+import { serviceOfBackend, type ServiceOfBackend } from './gateway/edge-destination.js';
 import { RateLimitState } from './ratelimit/rate-limit-state.js';
 import { RateLimitMetrics } from '../telemetry/rate-limit-metrics.js';
 import { proxyTcp } from './tcp/tcp-proxy.js';
@@ -200,6 +211,8 @@ export class Sidecar {
   #meshServices: ReadonlySet<string> = new Set();
   /** The AuthorizationPolicies of this proxy's own service, compiled (authz/engine.ts). */
   #authz: AuthzEngine = NO_AUTHORIZATION;
+  /** A gateway's backend name → service resolver for the snapshot in force (made on first use). */
+  #serviceOfBackend: ServiceOfBackend | undefined;
   readonly #authzMetrics: AuthzMetrics;
   /** The upgrade protocols this sidecar's own service accepts (its snapshot's inboundUpgrades). */
   #inboundUpgrades: readonly string[] = DEFAULT_UPGRADES;
@@ -573,9 +586,11 @@ export class Sidecar {
   }
 
   /** Applies a snapshot; throws (→ NACK) when it cannot be used, leaving the current one. */
-  apply(s: Snapshot): void {
-    if (typeof s !== 'object' || s === null || typeof s.upstreams !== 'object')
+  apply(given: Snapshot): void {
+    if (typeof given !== 'object' || given === null || typeof given.upstreams !== 'object')
       throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: '?', reason: 'it has no upstreams' });
+    // A gateway opening its Gateway's ports elsewhere redirects clients there (gateway/port-map.ts).
+    const s = this.#o.gatewayListen?.ports !== undefined ? withMappedRedirects(given, this.#o.gatewayListen.ports) : given;
     let limits: ReturnType<typeof limitsWith>;
     try {
       limits = limitsWith(s.limits);
@@ -662,6 +677,7 @@ export class Sidecar {
     this.limits.current = limits;
     for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
     this.#meshServices = new Set(Array.isArray(s.meshServices) ? s.meshServices.filter((n) => typeof n === 'string') : []);
+    this.#serviceOfBackend = undefined;
     this.#authz = authz;
     this.#inboundProtocols = inboundProtocols;
     for (const a of this.#appVersions) a.version.declare(this.#inboundProtocol(a.port));
@@ -698,16 +714,34 @@ export class Sidecar {
       portMap: o.gatewayListen?.ports ?? new Map(),
       ctx,
       // One stack per port and scheme, over the same codecs as every outbound listener.
-      pipelines: (upstream, scheme) => ({
-        h1: gatewayStack(parts, upstream, scheme).build(forwarder(this.#pool, { ...codes, toApp: false })),
-        h2: this.#h2Server((h2, pool) => h2.createH2Server(gatewayStack(parts, upstream, scheme).build(h2.h2Forwarder(pool, codes)), ctx)),
-      }),
+      pipelines: (upstream, scheme, port) => {
+        // The Gateway's own AuthorizationPolicies and RateLimitPolicies (its snapshot's), judged at the edge.
+        const edge: EdgeParts = {
+          port,
+          authorization: () => this.#authz,
+          authzMetrics: this.#authzMetrics,
+          rateLimits: () => this.#rateLimits.current,
+          rateLimitObserver: this.#rateLimitMetrics,
+          serviceOfBackend: () => (this.#serviceOfBackend ??= serviceOfBackend(this.#meshServices)),
+        };
+        return {
+          h1: gatewayStack(parts, upstream, scheme, edge).build(forwarder(this.#pool, { ...codes, toApp: false })),
+          h2: this.#h2Server((h2, pool) => h2.createH2Server(gatewayStack(parts, upstream, scheme, edge).build(h2.h2Forwarder(pool, codes)), ctx)),
+        };
+      },
       open: async (server, at, name) => {
         const address = await listen(server, at, this.#sockets);
         this.#holdListener(server, name);
         return address;
       },
       release: (server) => this.#releaseListener(server),
+      passthrough: (upstream, sni, socket) => {
+        const up = this.#upstreams?.get(upstream);
+        const route = up?.routes.find((r) => sniTakes(r, sni));
+        if (up === undefined || route === undefined) return false;
+        this.#outboundTcp(socket, up, ctx, route);
+        return true;
+      },
       refused: (port, reason) => {
         this.metrics.connectionRefused(`gateway:${port}`, reason);
         // Once a second at most: a scanner may send junk to every connection.
@@ -777,12 +811,14 @@ export class Sidecar {
     }));
   }
 
-  #outboundTcp(socket: net.Socket, up: CompiledUpstream, ctx: ListenerContext): void {
+  #outboundTcp(socket: net.Socket, up: CompiledUpstream, ctx: ListenerContext, route?: CompiledRoute): void {
     // TCP has no request to route: each connection picks a backend by the weights of
     // the service's TCPRoute (without one, the whole service), then an endpoint. The
     // opaque connections of a detected service (whose routes are HTTP) go to the whole service.
-    const tcpRoute = up.protocol === 'tcp' ? up.routes[0] : undefined;
-    const backend = up.backends.get(tcpRoute === undefined ? up.service : (pickBackend(tcpRoute) ?? ''));
+    // A gateway's Passthrough connection comes with the TLSRoute its SNI chose.
+    const tcpRoute = route ?? (up.protocol === 'tcp' ? up.routes[0] : undefined);
+    const name = tcpRoute === undefined ? up.service : (pickBackend(tcpRoute) ?? '');
+    const backend = up.backends.get(name);
     const balancer = backend?.balancer;
     proxyTcp(
       socket,
@@ -794,7 +830,8 @@ export class Sidecar {
       {
         direction: 'outbound',
         source: this.#o.service,
-        destination: up.service,
+        // A Passthrough port's table is no service: the backend (a service of the snapshot) is the destination.
+        destination: route === undefined ? up.service : (backend?.name ?? 'unknown'),
         metrics: this.metrics,
         accessLog: this.#accessLog,
         failed: (err) => ctx.failed('tcp', err, socket),
@@ -935,7 +972,18 @@ export class Sidecar {
     } else if (path === '/config') {
       res.setHeader('content-type', 'application/json');
       res.end(
-        JSON.stringify({ id: this.#o.id, service: this.#o.service, control: this.#controlState, addresses: this.addresses, snapshot: this.#snapshot }, null, 2),
+        JSON.stringify(
+          {
+            id: this.#o.id,
+            service: this.#o.service,
+            control: this.#controlState,
+            // A gateway's Gateway ports, by the Gateway's port number (`trellis load` finds a public service there).
+            addresses: this.#gateway === undefined ? this.addresses : { ...this.addresses, gateway: this.gatewayAddresses() },
+            snapshot: this.#snapshot,
+          },
+          null,
+          2,
+        ),
       );
     } else {
       const err = new TrellisError('TRELLIS_E_NOT_FOUND', {
@@ -1039,4 +1087,12 @@ function hostIndex(s: Snapshot, compiled: ReadonlyMap<string, CompiledUpstream>)
 /** `host:port` as `addressOf` (routing/layers.ts) writes it: IPv6 in brackets, lower case. */
 function addressKey(host: string, port: number): string {
   return host.includes(':') ? `[${host.toLowerCase()}]:${port}` : `${host}:${port}`;
+}
+
+/** Whether a Passthrough port's route (a TLSRoute hostname) takes a client's SNI; a client without one only a route without a hostname. */
+function sniTakes(r: CompiledRoute, sni: string | undefined): boolean {
+  if (r.hostExact === undefined && r.hostSuffix === undefined) return true;
+  if (sni === undefined) return false;
+  if (r.hostExact !== undefined) return r.hostExact === sni;
+  return r.hostSuffix !== undefined && sni.length > r.hostSuffix.length && sni.endsWith(r.hostSuffix);
 }

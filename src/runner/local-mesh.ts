@@ -4,7 +4,9 @@
 // them to be healthy. Every process is supervised: a crash is restarted with backoff
 // (and shows unhealthy meanwhile); stop() ends all of them, apps first.
 import { chown, mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import { dirname, join, resolve } from 'node:path';
 import { findOnPath } from './on-path.js';
 import { fileURLToPath } from 'node:url';
 import { formatProblem, loadConfig, type MeshConfig, type NormalizedService } from '../config/load.js';
@@ -26,6 +28,8 @@ import { assertIsolationAvailable } from './isolation/preflight.js';
 import { IsolatedNetwork, inNetns } from './isolation/network.js';
 import { parseSubnet, SubnetPlan } from './isolation/subnet.js';
 import { hostsFile, podRules, POD_PORTS, SIDECAR_PORT_RANGE } from './isolation/pods.js';
+import { derivedIngressYaml, gatewayKey, gatewayPublicUrls } from './gateways.js';
+import { localhostFiles, localTlsDir } from '../security/local-tls.js';
 
 const TRELLIS_BIN = fileURLToPath(new URL('../../../bin/trellis.js', import.meta.url));
 const LOOPBACK = '127.0.0.1';
@@ -60,6 +64,13 @@ export interface MeshState {
   logDir: string;
   instances: (InstancePlan & { appPid?: number; sidecarPid?: number })[];
   ingress?: { admin: HostPort; pid?: number };
+  /**
+   * The gateway proxies: one per Gateway of the mesh file, and the derived ingress
+   * (`trellis-ingress`) when public services need it; `ports`: a Gateway port → where it is open.
+   */
+  gateways?: { name: string; admin: HostPort; ports: Record<string, HostPort>; derived: boolean; pid?: number }[];
+  /** The CA of the localhost certificate HTTPS listeners serve (`curl --cacert <ca>`); absent: none is served. */
+  localCa?: string;
   publicUrls: Record<string, string>;
   skipped: { service: string; reason: string }[];
   controlPid?: number;
@@ -148,14 +159,16 @@ export class LocalMesh {
 
   async start(): Promise<MeshState> {
     const { log } = this.#o;
-    const loaded = await loadConfig([this.#o.meshFile]);
+    // The state folder first: a Secret may name the localhost certificate made there.
+    const stateDir = resolve(this.#o.stateDir ?? join(dirname(resolve(this.#o.meshFile)), '.trellis'));
+    const logDir = join(stateDir, 'logs');
+    // Made before the local certificate's folder (0700), so the state folder keeps the usual mode.
+    await mkdir(logDir, { recursive: true });
+    const loaded = await loadConfig([this.#o.meshFile], { stateDir });
     if (!loaded.config) {
       throw new TrellisError('TRELLIS_E_CONFIG_INVALID', { file: this.#o.meshFile, details: `\n${loaded.problems.map(formatProblem).join('\n')}` });
     }
     const config = loaded.config;
-    const stateDir = resolve(this.#o.stateDir ?? join(config.meshDir, '.trellis'));
-    const logDir = join(stateDir, 'logs');
-    await mkdir(logDir, { recursive: true });
 
     const { running, skipped } = chooseServices(config);
     for (const s of skipped) log(`${s.service}: not started: ${s.reason}`);
@@ -168,9 +181,38 @@ export class LocalMesh {
         ? { host: this.#o.admin.host, port: await this.#port(this.#o.admin.port, '--admin') }
         : { host: iso.plan.control, port: this.#o.admin.port === 0 ? POD_PORTS.admin : this.#o.admin.port };
     const controlUrl = `http://${admin.host}:${admin.port}`;
+    // The edge: the Gateways of the mesh file, and the ingress derived from public services
+    // unless a Gateway named trellis-ingress is declared (gateways.ts).
+    const ingressDeclared = config.gateways.some((g) => gatewayKey(g) === INGRESS_NAME);
     const publicPorts: Record<string, number> = {};
-    for (const s of running) if (s.public) publicPorts[keyOf(s)] = await this.#port(s.public.port ?? 0, `public.port of service ${keyOf(s)}`);
-    const publicUrls = Object.fromEntries(Object.entries(publicPorts).map(([n, p]) => [n, `http://${LOOPBACK}:${p}`]));
+    const tcpPublicPorts: Record<string, number> = {};
+    for (const s of running) {
+      if (!s.public) continue;
+      if (ingressDeclared) {
+        log(`${keyOf(s)}: public.port is not used: the mesh file declares the ${INGRESS_NAME} Gateway, whose routes say what is public`);
+        continue;
+      }
+      // A tcp service keeps a TCP listener on the ingress (a Gateway listener speaks HTTP).
+      (s.protocol === 'tcp' ? tcpPublicPorts : publicPorts)[keyOf(s)] = await this.#port(s.public.port ?? 0, `public.port of service ${keyOf(s)}`);
+    }
+    const gatewayPorts = new Map<string, Map<number, number>>();
+    for (const g of config.gateways) {
+      const ports = new Map<number, number>();
+      for (const l of g.listeners) if (!ports.has(l.port)) ports.set(l.port, await this.#port(l.port, `port ${l.port} of Gateway ${gatewayKey(g)}`));
+      gatewayPorts.set(gatewayKey(g), ports);
+    }
+    const derivedServices = running.filter((s) => publicPorts[keyOf(s)] !== undefined);
+    const derived = !ingressDeclared && (derivedServices.length > 0 || Object.keys(tcpPublicPorts).length > 0);
+    if (derived) gatewayPorts.set(INGRESS_NAME, new Map(Object.values(publicPorts).map((p) => [p, p])));
+    const publicUrls = {
+      ...Object.fromEntries(Object.entries({ ...publicPorts, ...tcpPublicPorts }).map(([n, p]) => [n, `http://${LOOPBACK}:${p}`])),
+      ...gatewayPublicUrls(config, (g, port) => gatewayPorts.get(g)?.get(port)),
+    };
+    const derivedFile = join(localTlsDir(stateDir), 'derived-gateway.yaml');
+    if (derived) {
+      await mkdir(localTlsDir(stateDir), { recursive: true, mode: 0o700 });
+      await writeFile(derivedFile, derivedIngressYaml(derivedServices, publicPorts));
+    }
     const runningNames = new Set(running.map(keyOf));
     // Apps that trace (the OpenTelemetry SDK reads these variables) export where the
     // proxies do: the mesh's collector, or the control plane's receiver.
@@ -195,6 +237,8 @@ export class LocalMesh {
       skipped,
     };
     if (iso !== undefined) state.isolation = iso.state;
+    const localCa = localhostFiles(localTlsDir(stateDir)).ca;
+    if (config.gateways.some((g) => g.listeners.some((l) => l.protocol === 'HTTPS')) && existsSync(localCa)) state.localCa = localCa;
     this.state = state;
     // A bootstrap secret made for this run goes to the control plane alone; each proxy gets
     // only its own instance's credential minted from it (src/security/bootstrap-credential.ts),
@@ -210,7 +254,18 @@ export class LocalMesh {
       name: 'control',
       command: this.#inPod(
         'cp',
-        [process.execPath, TRELLIS_BIN, 'control', '--config', config.meshFile, '--admin', `${admin.host}:${admin.port}`, '--state-dir', stateDir],
+        [
+          process.execPath,
+          TRELLIS_BIN,
+          'control',
+          '--config',
+          config.meshFile,
+          ...(derived && derivedServices.length > 0 ? ['--config', derivedFile] : []),
+          '--admin',
+          `${admin.host}:${admin.port}`,
+          '--state-dir',
+          stateDir,
+        ],
         false,
       ),
       cwd: process.cwd(),
@@ -268,11 +323,13 @@ export class LocalMesh {
       );
     }
     const ready = instances.map((i) => waitFor(`http://${i.admin.host}:${i.admin.port}/ready`, 20_000, `the sidecar of ${i.id}`));
-    if (Object.keys(publicPorts).length > 0) {
-      const ingressAdmin = { host: LOOPBACK, port: await this.#ports.free() };
-      state.ingress = { admin: ingressAdmin };
-      const ingress = this.#supervise({
-        name: INGRESS_NAME,
+    // 3. A gateway proxy per Gateway (and the derived ingress); the apps wait for its ports.
+    state.gateways = [];
+    for (const [name, ports] of gatewayPorts) {
+      const gatewayAdmin = { host: LOOPBACK, port: await this.#ports.free() };
+      const tcp = name === INGRESS_NAME ? Object.entries(tcpPublicPorts) : [];
+      const proxy = this.#supervise({
+        name,
         command: [
           process.execPath,
           ...PROXY_NODE_FLAGS,
@@ -280,32 +337,45 @@ export class LocalMesh {
           'proxy',
           '--gateway',
           '--service',
-          INGRESS_NAME,
+          name,
           '--id',
-          INGRESS_NAME,
+          name,
           '--control',
           controlUrl,
           '--admin',
-          `${ingressAdmin.host}:${ingressAdmin.port}`,
+          `${gatewayAdmin.host}:${gatewayAdmin.port}`,
           '--access-log',
-          join(logDir, `${INGRESS_NAME}.access.log`),
+          join(logDir, `${name}.access.log`),
           ...logFlags,
-          ...Object.entries(publicPorts).flatMap(([svc, port]) => ['--upstream', `${svc}=${LOOPBACK}:${port}`]),
+          ...[...ports].flatMap(([port, actual]) => ['--gateway-port', `${port}=${LOOPBACK}:${actual}`]),
+          ...tcp.flatMap(([svc, port]) => ['--upstream', `${svc}=${LOOPBACK}:${port}`]),
         ],
         cwd: process.cwd(),
-        env: proxyEnv({ kind: 'gateway', service: INGRESS_NAME, id: INGRESS_NAME }),
-        logFile: join(logDir, `${INGRESS_NAME}.log`),
+        env: proxyEnv({ kind: 'gateway', service: name, id: name }),
+        logFile: join(logDir, `${name}.log`),
       });
-      this.#proxies.push(ingress);
-      state.ingress.pid = ingress.pid;
-      ready.push(waitFor(`http://${ingressAdmin.host}:${ingressAdmin.port}/ready`, 20_000, 'the ingress proxy'));
+      this.#proxies.push(proxy);
+      const entry = {
+        name,
+        admin: gatewayAdmin,
+        ports: Object.fromEntries([...ports].map(([port, actual]) => [String(port), { host: LOOPBACK, port: actual }])),
+        derived: derived && name === INGRESS_NAME,
+        pid: proxy.pid,
+      };
+      state.gateways.push(entry);
+      if (name === INGRESS_NAME) state.ingress = { admin: gatewayAdmin, pid: proxy.pid };
+      ready.push(
+        waitFor(`http://${gatewayAdmin.host}:${gatewayAdmin.port}/ready`, 20_000, `the gateway ${name}`).then(() =>
+          Promise.all([...ports.values()].map((p) => waitForPort(LOOPBACK, p, 20_000, `port ${p} of the gateway ${name}`))),
+        ) as Promise<void>,
+      );
     }
     await Promise.all(ready);
     instances.forEach((i, n) => {
       (i as MeshState['instances'][number]).sidecarPid = this.#proxies[n]!.pid;
     });
 
-    // 3. The apps.
+    // 4. The apps.
     for (const i of instances) {
       if (!i.command) continue;
       const command = iso === undefined ? i.command : inNetns(podOf(i), ['/bin/sh', '-c', i.command]);
@@ -316,7 +386,7 @@ export class LocalMesh {
     await prometheus;
     await writeFile(join(stateDir, 'state.json'), JSON.stringify(state, null, 2));
 
-    // 4. Healthy, or say who is not.
+    // 5. Healthy, or say who is not.
     await this.#waitHealthy(this.#o.healthyTimeoutMs ?? 60_000);
     this.#watch = setInterval(() => void this.#pollHealth(true), 1000);
     return state;
@@ -469,8 +539,9 @@ export class LocalMesh {
               inbound: inbound.map((p) => ({ appPort: p.app.port, listener: p.inbound.port })),
               upstreams: redirects,
               probeSource: iso.plan.control,
-              // Only the ingress, on the host, calls a service from there, and only a public one.
-              ...(s.public === undefined ? { closedTo: iso.plan.gateway } : {}),
+              // Only the gateways, on the host, call a service from there, and only a public one
+              // (public, or a backend of a Gateway's routes: it has a public URL).
+              ...(s.public === undefined && publicUrls[key] === undefined ? { closedTo: iso.plan.gateway } : {}),
             }),
           });
           iso.state.pods[id] = { netns, address };
@@ -757,6 +828,23 @@ export function envName(service: string): string {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves once `host:port` takes a TCP connection (a gateway opens its ports after its first snapshot). */
+async function waitForPort(host: string, port: number, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.connect({ host, port }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await sleep(100);
+  }
+  throw new TrellisError('TRELLIS_E_USAGE', { reason: `${what} did not open within ${timeoutMs / 1000} s; see its log` });
+}
 
 async function waitFor(url: string, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;

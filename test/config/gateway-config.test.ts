@@ -128,3 +128,97 @@ test('a route naming a listener the Gateway does not have is refused at its sect
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+const PASSTHROUGH = `apiVersion: trellis.dev/v1alpha1
+kind: Mesh
+metadata: { name: m }
+spec:
+  services:
+    - { name: db, protocol: tcp }
+    - name: web
+      protocol: tcp
+      versions: [{ name: v1 }, { name: v2 }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: edge }
+spec:
+  listeners:
+    - { name: pass, port: 9443, protocol: TLS, hostname: "*.example.test", tls: { mode: Passthrough } }
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: { name: web }
+spec:
+  parentRefs: [{ group: gateway.networking.k8s.io, kind: Gateway, name: edge, sectionName: pass }]
+  hostnames: [web.example.test, other.test]
+  rules: [{ backendRefs: [{ name: web-v1, weight: 3 }, { name: web-v2, weight: 1 }] }]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: { name: rest }
+spec:
+  parentRefs: [{ group: gateway.networking.k8s.io, kind: Gateway, name: edge }]
+  rules: [{ backendRefs: [{ name: db }] }]
+`;
+
+test('a TLS listener in Passthrough mode with TLSRoutes compiles into an SNI table (hostnames narrowed to the listener’s)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'trellis-gw-'));
+  try {
+    await writeFile(join(dir, 'mesh.yaml'), PASSTHROUGH);
+    const loaded = await loadConfig([join(dir, 'mesh.yaml')]);
+    assert.deepEqual(loaded.problems, []);
+    const snap = compileSnapshot({
+      config: loaded.config!,
+      instances: [
+        { id: 'web-v1-0', service: 'web', version: 'v1', inbound: { host: '127.0.0.1', port: 9001 }, status: 'healthy' },
+        { id: 'web-v2-0', service: 'web', version: 'v2', inbound: { host: '127.0.0.1', port: 9002 }, status: 'healthy' },
+        { id: 'db-0', service: 'db', version: 'default', inbound: { host: '127.0.0.1', port: 9003 }, status: 'healthy' },
+      ],
+      proxy: { id: 'edge-0', service: 'edge', version: 'default', kind: 'gateway', admin: { host: '127.0.0.1', port: 1 }, upstreams: [], pid: 1 },
+    });
+    assert.deepEqual(snap.gateway?.ports, [{ port: 9443, protocol: 'TLS', listeners: ['pass'], upstream: 'default/edge/9443' }]);
+    const table = snap.upstreams['default/edge/9443']!;
+    assert.equal(table.protocol, 'tcp');
+    assert.equal(table.explicitRoutes, true);
+    // other.test is outside *.example.test: not attached; a route without hostnames takes the listener's.
+    assert.deepEqual(
+      table.routes.map((r) => [r.hostname, r.backends.map((b) => `${b.backend}:${b.weight}`).join(',')]),
+      [
+        ['web.example.test', 'web-v1:3,web-v2:1'],
+        ['*.example.test', 'db:1'],
+      ],
+    );
+    assert.deepEqual(Object.keys(table.backends).sort(), ['db', 'web-v1', 'web-v2']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('Passthrough mistakes are refused at their field: a TLS listener without Passthrough or with certificates, a TLSRoute to no TLS listener', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'trellis-gw-'));
+  try {
+    const bad = PASSTHROUGH.replace('tls: { mode: Passthrough }', 'tls: { mode: Terminate, certificateRefs: [{ name: site }] }').replace(
+      'sectionName: pass',
+      'sectionName: nope',
+    );
+    await writeFile(join(dir, 'mesh.yaml'), bad);
+    const loaded = await loadConfig([join(dir, 'mesh.yaml')]);
+    const found = loaded.problems.map((p) => `${p.path}: ${p.message}`);
+    assert.ok(
+      found.some((p) => /^spec\.listeners\[0\]\.tls\.mode: .*needs tls\.mode: Passthrough/.test(p)),
+      found.join('\n'),
+    );
+    assert.ok(
+      found.some((p) => /^spec\.listeners\[0\]\.tls\.certificateRefs: .*serves no certificate/.test(p)),
+      found.join('\n'),
+    );
+    assert.ok(
+      found.some((p) => /^spec\.parentRefs\[0\]\.sectionName: .*no TLS listener/.test(p)),
+      found.join('\n'),
+    );
+    assert.equal(loaded.config, undefined);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

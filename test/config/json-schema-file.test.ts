@@ -22,7 +22,12 @@ describe('schema/trellis.schema.json', () => {
       { $ref: '#/$defs/RateLimitPolicy' },
       { $ref: '#/$defs/RequestAuthentication' },
       { $ref: '#/$defs/AuthorizationPolicy' },
+      { $ref: '#/$defs/Gateway' },
+      { $ref: '#/$defs/Secret' },
+      { $ref: '#/$defs/TLSRoute' },
     ]);
+    assert.equal(schema.$defs.Gateway!.properties.kind.const, 'Gateway');
+    assert.equal(schema.$defs.TLSRoute!.properties.kind.const, 'TLSRoute');
     assert.equal(schema.$defs.RateLimitPolicy!.properties.kind.const, 'RateLimitPolicy');
     assert.equal(schema.$defs.RequestAuthentication!.properties.kind.const, 'RequestAuthentication');
     assert.equal(schema.$defs.BackendPolicy!.properties.kind.const, 'BackendPolicy');

@@ -33,8 +33,8 @@ describe('npm start: the shop in the dashboard', { skip: noChromium() }, () => {
   test('trellis up prints the dashboard link, and it shows the shop with live numbers', async () => {
     const link = dashboardLink(mesh.output());
     assert.ok(link.startsWith(`${mesh.state.control}/dashboard/#login=`), link);
-    const api = Number(new URL(mesh.state.publicUrls.backend!).port);
-    const front = Number(new URL(mesh.state.publicUrls.frontend!).port);
+    const api = mesh.public('backend');
+    const front = mesh.public('frontend');
     // Traffic as a browser of the shop makes it: the page, then the API (Postgres may still be starting).
     assert.equal((await request(front, '/')).status, 200);
     await eventually(async () => assert.equal((await request(api, '/api/products')).status, 200), { timeoutMs: 30_000 });

@@ -63,6 +63,20 @@ test('a weight change under steady load moves the traffic, and no request fails'
   assert.ok(v2 > 0.74 && v2 < 0.86, `v2 share ${v2} (expected 0.80 ± 0.06)`);
 });
 
+/**
+ * The route a proxy sends shop's requests by: its upstream's first (a sidecar), or the
+ * first of a Gateway port's table sending to shop's versions (the ingress folds shop's
+ * routes into its own); undefined when the proxy does not call shop.
+ */
+function shopRoute(snapshot: Snapshot): Snapshot['upstreams'][string]['routes'][number] | undefined {
+  if (snapshot.upstreams.shop) return snapshot.upstreams.shop.routes[0];
+  for (const port of snapshot.gateway?.ports ?? []) {
+    const route = snapshot.upstreams[port.upstream]?.routes.find((r) => r.backends.some((b) => b.backend.startsWith('shop')));
+    if (route) return route;
+  }
+  return undefined;
+}
+
 test('every proxy that calls the service acknowledges the change before the command returns', async (t) => {
   const cli = await trellisCli(['route', 'weights', 'shop', 'v1=50', 'v2=50', '--admin', admin]);
   assert.equal(cli.code, 0, cli.stderr);
@@ -75,12 +89,12 @@ test('every proxy that calls the service acknowledges the change before the comm
   const callers: string[] = [];
   for (const p of proxies.filter((x) => x.connected)) {
     const snapshot = await getJson<Snapshot>(`${mesh.state.control}/v1/snapshots/${p.id}`);
-    const shop = snapshot.upstreams.shop;
+    const shop = shopRoute(snapshot);
     if (!shop) continue;
     callers.push(p.id);
     assert.equal(p.ackedVersion, p.sentVersion, `${p.id} acknowledged its latest snapshot`);
     assert.deepEqual(
-      shop.routes[0]!.backends,
+      shop.backends,
       [
         { backend: 'shop-v1', weight: 50 },
         { backend: 'shop-v2', weight: 50 },
@@ -121,9 +135,10 @@ test('a hand edit of the route file reaches every proxy that calls the service, 
     let callers = 0;
     for (const p of proxies.filter((x) => x.connected)) {
       const snapshot = await getJson<Snapshot>(`${mesh.state.control}/v1/snapshots/${p.id}`);
-      if (!snapshot.upstreams.shop) continue;
+      const shop = shopRoute(snapshot);
+      if (!shop) continue;
       callers++;
-      const weights = snapshot.upstreams.shop.routes[0]?.backends.map((b) => b.weight);
+      const weights = shop.backends.map((b) => b.weight);
       if (JSON.stringify(weights) !== '[30,70]' || (p.ackedVersion ?? 0) < snapshot.version) pending.push(p.id);
     }
     assert.deepEqual(pending, [], 'every caller acknowledged a snapshot with the new weights');

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { eventually } from '../helpers/eventually.js';
-import { allGone, getJson, meshUp, REPO, request, type RunningMesh } from '../helpers/mesh-run.js';
+import { allGone, getJson, meshUp, REPO, request, type PublicEndpoint, type RunningMesh } from '../helpers/mesh-run.js';
 
 const INTRUDER = `const http = require('node:http');
 http.createServer((req, res) => res.end('intruder')).listen(Number(process.env.PORT), process.env.HOST);
@@ -37,14 +37,10 @@ async function shopWithIntruder(dir: string, topology: string, targets: string[]
   mesh.spec.services.push({ name: 'intruder', protocol: 'http', command: 'node intruder.js', upstreams: targets, health: { tcp: {}, interval: '2s' } } as {
     cwd?: string;
   });
-  const policies = docs.slice(1).map((d) => d.toJSON() as { spec: { targetRefs?: { name: string }[]; dryRun?: boolean } });
-  const tcpDryRun = policies.some((p) => p.spec.dryRun === true && p.spec.targetRefs?.some((r) => r.name === 'postgres'));
+  const policies = docs.slice(1).map((d) => d.toJSON() as { spec?: { targetRefs?: { name: string }[]; dryRun?: boolean } });
+  const tcpDryRun = policies.some((p) => p.spec?.dryRun === true && p.spec.targetRefs?.some((r) => r.name === 'postgres'));
   await writeFile(file, [JSON.stringify(mesh), ...docs.slice(1).map((d) => d.toString())].join('\n---\n'));
   return { meshFile: file, tcpDryRun };
-}
-
-function portOf(url: string): number {
-  return Number(new URL(url).port);
 }
 
 /** The access-log lines of an instance's sidecar. */
@@ -61,9 +57,8 @@ async function accessLog(mesh: RunningMesh, instanceId: string): Promise<Record<
 async function allHealthy(mesh: RunningMesh, services: string[]): Promise<void> {
   await eventually(
     async () => {
-      const { instances } = await getJson<{
-        instances: { service: string; health: { status: string } }[];
-      }>(`${mesh.state.control}/v1/instances`);
+      // The admin API is locked: getJson sends the token, found as the CLI finds it.
+      const { instances } = await getJson<{ instances: { service: string; health: { status: string } }[] }>(`${mesh.state.control}/v1/instances`);
       for (const s of services) {
         const mine = instances.filter((i) => i.service === s);
         assert.ok(mine.length > 0 && mine.every((i) => i.health.status === 'healthy'), `${s}: ${JSON.stringify(mine.map((i) => i.health))}`);
@@ -74,7 +69,7 @@ async function allHealthy(mesh: RunningMesh, services: string[]): Promise<void> 
 }
 
 /** Products through the public API (topology 1, 3: the backend; 2: the frontend's /api). */
-async function products(port: number): Promise<{ products: unknown[] }> {
+async function products(port: number | PublicEndpoint): Promise<{ products: unknown[] }> {
   return eventually(
     async () => {
       const r = await request(port, '/api/products');
@@ -143,11 +138,17 @@ for (const topology of TOPOLOGIES) {
     });
 
     test('the allowed paths work: products from Postgres through the ingress, every instance healthy', async () => {
-      const publicApi = topology.file === 'topology-2.yaml' ? mesh.state.publicUrls.frontend! : mesh.state.publicUrls.backend!;
-      const body = await products(portOf(publicApi));
+      const publicApi = topology.file === 'topology-2.yaml' ? mesh.public('frontend') : mesh.public('backend');
+      const body = await products(publicApi);
       assert.ok(body.products.length >= 5);
-      const page = await request(portOf(mesh.state.publicUrls.frontend!), '/');
+      const page = await request(mesh.public('frontend'), '/');
       assert.equal(page.status, 200, 'the ingress reaches the frontend');
+      // The Gateway calls the frontend over mutual TLS as itself: its peer certificate names trellis-ingress.
+      const frontends = mesh.state.instances.filter((i) => i.service === 'frontend');
+      await eventually(async () => {
+        const lines = (await Promise.all(frontends.map((f) => accessLog(mesh, f.id)))).flat();
+        assert.ok(lines.some((l) => l.source === 'trellis-ingress' && l.status === 200));
+      });
       await allHealthy(mesh, ['frontend', 'backend', 'postgres', ...(topology.file === 'topology-3.yaml' ? ['backup'] : [])]);
     });
 

@@ -37,10 +37,6 @@ async function metrics(admin: { host: string; port: number }): Promise<string> {
   return (await fetch(`http://${admin.host}:${admin.port}/metrics`)).text();
 }
 
-function portOf(url: string): number {
-  return Number(new URL(url).port);
-}
-
 for (const topology of ['topology-1.yaml', 'topology-2.yaml']) {
   describe(`the shop, ${topology}`, () => {
     let dir: string;
@@ -61,7 +57,7 @@ for (const topology of ['topology-1.yaml', 'topology-2.yaml']) {
     });
 
     test('products come from Postgres, through the mesh', async () => {
-      const api = topology === 'topology-1.yaml' ? portOf(mesh.state.publicUrls.backend!) : portOf(mesh.state.publicUrls.frontend!);
+      const api = topology === 'topology-1.yaml' ? mesh.public('backend') : mesh.public('frontend');
       // Postgres may still be creating its database: ask until the API answers.
       const body = await eventually(
         async () => {
@@ -80,8 +76,28 @@ for (const topology of ['topology-1.yaml', 'topology-2.yaml']) {
       assert.match(await metrics(pg.admin), /trellis_tcp_connections_total\{direction="inbound"[^}]*destination="postgres"[^}]*\} [1-9]/);
     });
 
+    test('the public entry is the ingress Gateway on HTTPS (localhost certificate, local CA), with HTTP redirected', async () => {
+      const front = mesh.public('frontend');
+      assert.match(front.url, /^https:\/\/localhost:\d+$/);
+      assert.ok(mesh.state.localCa !== undefined && front.ca !== undefined, 'trellis up names the CA to trust');
+      assert.match(mesh.output(), /--cacert /, 'trellis up prints how to trust the CA');
+      // Verified against the local CA, as `curl --cacert` does; without it the handshake is refused.
+      assert.equal((await request(front, '/')).status, 200);
+      await assert.rejects(request({ url: front.url }, '/', {}, false), /self.signed|unable to verify|certificate/i);
+      const gateway = mesh.state.gateways?.find((g) => g.name === 'trellis-ingress');
+      assert.ok(gateway !== undefined && !gateway.derived, 'the declared Gateway is served');
+      const http = gateway.ports['8080']!;
+      const redirect = await request(http.port, '/products?page=2', {}, false);
+      assert.equal(redirect.status, 301);
+      assert.equal(redirect.headers.location, `https://127.0.0.1:${gateway.ports['8443']!.port}/products?page=2`);
+      // Plain HTTP on the HTTPS port is answered 400 and closed, never hung.
+      const plain = await request(gateway.ports['8443']!.port, '/', {}, false);
+      assert.equal(plain.status, 400);
+      assert.equal(plain.headers['trellis-error'], 'http-on-https-port');
+    });
+
     test('the frontend page is served and knows where the API is', async () => {
-      const front = portOf(mesh.state.publicUrls.frontend!);
+      const front = mesh.public('frontend');
       const page = await request(front, '/');
       assert.equal(page.status, 200);
       assert.match(page.body, /<html/i);
@@ -110,7 +126,7 @@ for (const topology of ['topology-1.yaml', 'topology-2.yaml']) {
     });
 
     test('both versions answer, most often v1', async () => {
-      const api = topology === 'topology-1.yaml' ? portOf(mesh.state.publicUrls.backend!) : portOf(mesh.state.publicUrls.frontend!);
+      const api = topology === 'topology-1.yaml' ? mesh.public('backend') : mesh.public('frontend');
       const seen: Record<string, number> = {};
       for (let i = 0; i < 200; i++) {
         const r = await request(api, '/api/products');

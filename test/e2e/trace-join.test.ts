@@ -37,7 +37,7 @@ function hex(n: number): string {
 }
 
 test('app spans and sidecar spans join into one trace from the ingress to Postgres', async () => {
-  const port = Number(new URL(mesh.state.publicUrls.frontend!).port);
+  const port = mesh.public('frontend');
   // The caller samples the trace (the mesh's own rate is 1%): every hop keeps that decision.
   const caller = hex(16);
   const traceId = await eventually(

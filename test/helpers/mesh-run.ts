@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
 import type { MeshState } from '../../src/runner/local-mesh.js';
 import { eventually } from './eventually.js';
 import { adminHeaders, resolveAdminToken, TRELLIS_HOME_ENV } from '../../src/security/admin-token.js';
@@ -25,9 +27,17 @@ if (process.env[TRELLIS_HOME_ENV] === undefined) {
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 export const TRELLIS = join(REPO, 'bin', 'trellis.js');
 
+/** A public URL of a mesh, and the CA that vouches for it when it is HTTPS (the localhost certificate's). */
+export interface PublicEndpoint {
+  url: string;
+  ca?: string;
+}
+
 export interface RunningMesh {
   child: ChildProcess;
   state: MeshState;
+  /** Where service NAME is public (its URL in state.json, with the local CA for HTTPS). */
+  public(service: string): PublicEndpoint;
   output: () => string;
   stop(): Promise<number | null>;
 }
@@ -62,9 +72,15 @@ export async function meshUp(meshFile: string, stateDir: string, extraArgs: stri
     });
   });
   const state = JSON.parse(await readFile(join(stateDir, 'state.json'), 'utf8')) as MeshState;
+  const ca = state.localCa !== undefined ? readFileSync(state.localCa, 'utf8') : undefined;
   return {
     child,
     state,
+    public(service) {
+      const url = state.publicUrls[service];
+      assert.ok(url !== undefined, `${service} has a public URL (${JSON.stringify(state.publicUrls)})`);
+      return { url, ...(ca !== undefined && url.startsWith('https:') ? { ca } : {}) };
+    },
     output: () => out,
     async stop() {
       if (child.exitCode === null) child.kill('SIGINT');
@@ -74,22 +90,49 @@ export async function meshUp(meshFile: string, stateDir: string, extraArgs: stri
 }
 
 export const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 16 });
+const keepAliveTls = new Map<string, https.Agent>();
 
 export function request(
-  port: number,
+  port: number | PublicEndpoint,
   path = '/',
   headers: Record<string, string> = {},
   agent: http.Agent | false = keepAlive,
 ): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, headers, agent }, (res) => {
+    const onResponse = (res: http.IncomingMessage): void => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c) => {
         body += c;
       });
       res.on('end', () => resolve({ status: res.statusCode!, body, headers: res.headers }));
-    });
+    };
+    let req: http.ClientRequest;
+    if (typeof port === 'number') {
+      req = http.request({ host: '127.0.0.1', port, path, headers, agent }, onResponse);
+    } else {
+      // A public endpoint: its URL's port, over HTTPS verified against its CA when it is HTTPS.
+      const u = new URL(port.url);
+      if (u.protocol === 'https:') {
+        let tlsAgent = keepAliveTls.get(port.ca ?? '');
+        if (tlsAgent === undefined)
+          keepAliveTls.set(port.ca ?? '', (tlsAgent = new https.Agent({ keepAlive: true, maxSockets: 16, ...(port.ca ? { ca: port.ca } : {}) })));
+        req = https.request(
+          {
+            host: '127.0.0.1',
+            servername: u.hostname,
+            port: Number(u.port),
+            path,
+            headers,
+            agent: agent === false ? false : tlsAgent,
+            ...(port.ca ? { ca: port.ca } : {}),
+          },
+          onResponse,
+        );
+      } else {
+        req = http.request({ host: '127.0.0.1', port: Number(u.port), path, headers, agent }, onResponse);
+      }
+    }
     req.setTimeout(10_000, () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
     req.end();
@@ -133,6 +176,7 @@ export async function stopMesh(mesh: RunningMesh | undefined, dir?: string): Pro
     mesh?.state.controlPid,
     ...(mesh?.state.instances ?? []).flatMap((i) => [i.appPid, i.sidecarPid]),
     mesh?.state.ingress?.pid,
+    ...(mesh?.state.gateways ?? []).map((g) => g.pid),
     mesh?.state.prometheus?.pid,
   ];
   const code = await mesh?.stop();

@@ -29,13 +29,19 @@ const Listener = Type.Object(
   {
     name: SectionName,
     port: Port,
-    protocol: Type.Union([Type.Literal('HTTP'), Type.Literal('HTTPS')], { description: 'HTTP, or HTTPS (TLS terminated at the gateway)' }),
+    protocol: Type.Union([Type.Literal('HTTP'), Type.Literal('HTTPS'), Type.Literal('TLS')], {
+      description: 'HTTP, HTTPS (TLS terminated at the gateway), or TLS (tls.mode Passthrough: routed by SNI with TLSRoutes, not terminated)',
+    }),
     hostname: Type.Optional(ListenerHostname),
     tls: Type.Optional(
       Type.Object(
         {
-          mode: Type.Optional(Type.Literal('Terminate', { description: 'Terminate (Passthrough is not served yet)' })),
-          certificateRefs: Type.Array(CertificateRef, { minItems: 1, maxItems: 16 }),
+          mode: Type.Optional(
+            Type.Union([Type.Literal('Terminate'), Type.Literal('Passthrough')], {
+              description: 'Terminate (HTTPS, the default), or Passthrough (a TLS listener)',
+            }),
+          ),
+          certificateRefs: Type.Optional(Type.Array(CertificateRef, { minItems: 1, maxItems: 16 })),
           options: Type.Optional(StringMap),
         },
         strict,
@@ -46,9 +52,15 @@ const Listener = Type.Object(
         {
           namespaces: Type.Optional(Type.Object({ from: Type.Optional(Type.Union([Type.Literal('Same'), Type.Literal('All')], { default: 'Same' })) }, strict)),
           kinds: Type.Optional(
-            Type.Array(Type.Object({ group: Type.Optional(group()), kind: Type.Union([Type.Literal('HTTPRoute'), Type.Literal('GRPCRoute')]) }, strict), {
-              maxItems: 8,
-            }),
+            Type.Array(
+              Type.Object(
+                { group: Type.Optional(group()), kind: Type.Union([Type.Literal('HTTPRoute'), Type.Literal('GRPCRoute'), Type.Literal('TLSRoute')]) },
+                strict,
+              ),
+              {
+                maxItems: 8,
+              },
+            ),
           ),
         },
         strict,

@@ -16,6 +16,7 @@ import { PeerAuthenticationSchema } from './peer-authentication.js';
 import { RequestAuthenticationSchema } from './request-authentication.js';
 import { AuthorizationPolicySchema } from './authorization-policy.js';
 import { GatewaySchema, SecretSchema } from './gateway.js';
+import { TLSRouteSchema } from './tls-route.js';
 
 /** Every kind Trellis reads, keyed by `<apiVersion>/<kind>`. */
 export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion: string; schema: TSchema }>> = {
@@ -23,6 +24,7 @@ export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion:
   [`${GATEWAY_API_VERSION}/HTTPRoute`]: { kind: 'HTTPRoute', apiVersion: GATEWAY_API_VERSION, schema: HTTPRouteSchema },
   [`${GATEWAY_API_VERSION}/GRPCRoute`]: { kind: 'GRPCRoute', apiVersion: GATEWAY_API_VERSION, schema: GRPCRouteSchema },
   [`${GATEWAY_API_ALPHA_VERSION}/TCPRoute`]: { kind: 'TCPRoute', apiVersion: GATEWAY_API_ALPHA_VERSION, schema: TCPRouteSchema },
+  [`${GATEWAY_API_ALPHA_VERSION}/TLSRoute`]: { kind: 'TLSRoute', apiVersion: GATEWAY_API_ALPHA_VERSION, schema: TLSRouteSchema },
   [`${TRELLIS_API_VERSION}/FaultInjection`]: { kind: 'FaultInjection', apiVersion: TRELLIS_API_VERSION, schema: FaultInjectionSchema },
   [`${TRELLIS_API_VERSION}/RetryPolicy`]: { kind: 'RetryPolicy', apiVersion: TRELLIS_API_VERSION, schema: RetryPolicySchema },
   [`${GATEWAY_X_API_VERSION}/XBackendTrafficPolicy`]: { kind: 'XBackendTrafficPolicy', apiVersion: GATEWAY_X_API_VERSION, schema: BackendTrafficPolicySchema },

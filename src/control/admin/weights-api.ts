@@ -16,6 +16,7 @@ import { stableStringify } from '../stable-json.js';
 import { keyOf } from '../sources/mesh-config.js';
 import { MAX_WEIGHT } from '../../api/admin.js';
 import type { CallerVersion, WeightsChange, WeightsView } from '../../api/admin.js';
+import type { Snapshot } from '../../api/protocol.js';
 export type { CallerVersion, WeightsChange, WeightsView } from '../../api/admin.js';
 
 export interface WeightsApiOptions {
@@ -186,7 +187,7 @@ export class WeightsApi {
   #callers(service: string): Map<string, number> {
     const out = new Map<string, number>();
     for (const p of this.#o.model.proxies()) {
-      if (p.connected && p.lastSnapshot?.upstreams[service]) out.set(p.id, p.sentVersion ?? 0);
+      if (p.connected && routesOf(p.lastSnapshot, service) !== undefined) out.set(p.id, p.sentVersion ?? 0);
     }
     return out;
   }
@@ -203,11 +204,11 @@ export class WeightsApi {
       const callers: CallerVersion[] = [];
       let pending = false;
       for (const p of model.proxies()) {
-        const has = p.connected && p.lastSnapshot?.upstreams[service] !== undefined;
+        const has = p.connected && routesOf(p.lastSnapshot, service) !== undefined;
         if (!has && !callersBefore.has(p.id)) continue;
         if (!p.connected) continue;
-        const want = compileSnapshot({ config: model.config, instances, proxy: p.info }).upstreams[service]?.routes;
-        const got = p.lastSnapshot?.upstreams[service]?.routes;
+        const want = routesOf(compileSnapshot({ config: model.config, instances, proxy: p.info }), service);
+        const got = routesOf(p.lastSnapshot, service);
         if (stableStringify(want) !== stableStringify(got)) pending = true;
         if (want !== undefined) callers.push({ id: p.id, service: p.service, kind: p.kind, version: p.sentVersion ?? 0 });
       }
@@ -215,4 +216,20 @@ export class WeightsApi {
       await sleep(5);
     }
   }
+}
+
+/**
+ * What of a proxy's snapshot a service's routes decide: its upstream's routes, and the
+ * route tables of Gateway ports that send to the service (a gateway folds a Service's
+ * routes into its own, compile/gateway.ts); undefined when the proxy does not call it.
+ */
+function routesOf(s: Pick<Snapshot, 'upstreams' | 'gateway'> | undefined, service: string): unknown {
+  if (s === undefined) return undefined;
+  const own = s.upstreams[service]?.routes;
+  const sendsThere = (backend: string): boolean => backend === service || backend.startsWith(`${service}-`);
+  const edge = (s.gateway?.ports ?? [])
+    .map((p) => s.upstreams[p.upstream]?.routes)
+    .filter((routes) => routes?.some((r) => r.backends.some((b) => sendsThere(b.backend))));
+  if (own === undefined && edge.length === 0) return undefined;
+  return { own, edge };
 }

@@ -37,6 +37,28 @@ export function compileAuthorization(config: ControlConfig, service: ServiceConf
   return { trustDomain: config.identity?.trustDomain ?? DEFAULT_TRUST_DOMAIN, policies };
 }
 
+/**
+ * The authorization of a Gateway's proxy: the policies that target it (targetRefs kind
+ * Gateway, in its namespace); undefined when none does. A policy without targetRefs covers
+ * its namespace's services, not its Gateways (the edge's callers are outside the mesh).
+ */
+export function compileGatewayAuthorization(
+  config: ControlConfig,
+  gateway: { readonly name: string; readonly namespace: string },
+): AuthorizationSnapshot | undefined {
+  const policies = (config.authorizationPolicies ?? [])
+    .map((p) => p.resource)
+    .filter(
+      (p) =>
+        (p.metadata.namespace ?? DEFAULT_NAMESPACE) === gateway.namespace &&
+        (p.spec.targetRefs ?? []).some((r) => r.group === 'gateway.networking.k8s.io' && r.kind === 'Gateway' && r.name === gateway.name),
+    )
+    .map(compilePolicy)
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (policies.length === 0) return undefined;
+  return { trustDomain: config.identity?.trustDomain ?? DEFAULT_TRUST_DOMAIN, policies };
+}
+
 function compilePolicy(p: AuthorizationPolicyConfig): AuthorizationPolicySnapshot {
   const out: AuthorizationPolicySnapshot = {
     name: `${p.metadata.namespace ?? DEFAULT_NAMESPACE}/${p.metadata.name}`,

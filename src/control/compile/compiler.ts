@@ -19,10 +19,10 @@ import { DEFAULT_CLUSTER_DOMAIN, DEFAULT_NAMESPACE, serviceKey, splitServiceKey 
 import type { HealthStatus } from '../model.js';
 import { serviceBalancing, serviceFault, serviceRetryBudget, versionBalancing, versionFailover } from './resilience.js';
 import { compileRoutes, type RouteContext } from './routes.js';
-import { compileRateLimits } from './rate-limits.js';
+import { compileGatewayRateLimits, compileRateLimits } from './rate-limits.js';
 import { inboundMtls, peerMtls } from './mtls.js';
 import { compileRequestAuthentication } from './request-authentication.js';
-import { compileAuthorization } from './authorization.js';
+import { compileAuthorization, compileGatewayAuthorization } from './authorization.js';
 import { compileGateway, gatewayOf } from './gateway.js';
 
 /** What the compiler needs to know about an instance. */
@@ -333,7 +333,14 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
       }
       return out;
     };
-    const compiled = compileGateway(config, gatewayConfig, ctx, backendsOf);
+    // A backend that is a whole Service with routes of its own (parentRef the Service): its
+    // table, as the gateway's caller namespace sees it, is folded into the gateway's.
+    const serviceRoutes = (backend: string): readonly RouteEntry[] | undefined => {
+      const service = serviceByKey(config, backend);
+      if (service === undefined || service.protocol === 'tcp') return undefined;
+      return compileRoutes(backend, config.routes, service.protocol, config.policies, { ...ctx, portsOf: () => undefined });
+    };
+    const compiled = compileGateway(config, gatewayConfig, ctx, backendsOf, serviceRoutes);
     Object.assign(upstreams, compiled.upstreams);
     gateway = compiled.gateway;
   }
@@ -366,7 +373,10 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
   const authn = own === undefined ? undefined : compileRequestAuthentication(config, proxy.service);
   if (authn !== undefined) out.requestAuthentication = authn;
   // What the proxy's own service lets in; absent when no policy applies (snapshots as before).
-  const authorization = compileAuthorization(config, own);
+  // A Gateway's proxy: the policies that target the Gateway, judged at the edge (gatewayStack).
+  const authorization = gatewayConfig !== undefined ? compileGatewayAuthorization(config, gatewayConfig) : compileAuthorization(config, own);
   if (authorization !== undefined) out.authorization = authorization;
+  const edgeLimits = gatewayConfig !== undefined ? compileGatewayRateLimits(config, gatewayConfig) : undefined;
+  if (edgeLimits !== undefined) out.rateLimits = edgeLimits;
   return out;
 }

@@ -51,6 +51,46 @@ function coverage(policy: RateLimitPolicyConfig, service: ServiceConfig, config:
   return names.length > 0 ? [...new Set(names)].sort() : undefined;
 }
 
+type LimitConfig = RateLimitPolicyConfig['spec']['limits'][number];
+
+/** One limit of a policy, as a proxy counts it (every request it sees, until `routes` narrows it). */
+function limitSnapshot(p: RateLimitPolicyConfig, l: LimitConfig): RateLimitSnapshot {
+  const ns = p.metadata.namespace ?? DEFAULT_NAMESPACE;
+  const out: RateLimitSnapshot = {
+    id: `${ns}/${p.metadata.name}/${l.name}`,
+    policy: `${ns}/${p.metadata.name}`,
+    name: l.name,
+    requests: l.requests,
+    intervalMs: parseGatewayDurationMs(l.interval),
+    burst: l.burst ?? l.requests,
+  };
+  if (l.key?.header !== undefined) out.key = { header: l.key.header.toLowerCase() };
+  else if (l.key?.source !== undefined) out.key = { source: true };
+  if (out.key !== undefined) out.maxKeys = l.maxKeys ?? DEFAULT_MAX_KEYS;
+  if (l.global === true && out.key === undefined) out.global = true;
+  if (p.spec.responseHeaders === true) out.responseHeaders = true;
+  return out;
+}
+
+/**
+ * The rate limits of a Gateway's proxy: the limits of the policies that target it
+ * (targetRefs kind Gateway, in its namespace), over every request it takes; undefined
+ * when none does. A policy without targetRefs covers its namespace's services, not its
+ * Gateways: the edge is limited only where a policy says so.
+ */
+export function compileGatewayRateLimits(
+  config: ControlConfig,
+  gateway: { readonly name: string; readonly namespace: string },
+): RateLimitsSnapshot | undefined {
+  const limits: RateLimitSnapshot[] = [];
+  for (const { resource: p } of config.rateLimitPolicies ?? []) {
+    if ((p.metadata.namespace ?? DEFAULT_NAMESPACE) !== gateway.namespace) continue;
+    if (!(p.spec.targetRefs ?? []).some((r) => r.kind === 'Gateway' && r.group === GATEWAY_GROUP && r.name === gateway.name)) continue;
+    for (const l of p.spec.limits) limits.push(limitSnapshot(p, l));
+  }
+  return limits.length === 0 ? undefined : { limits };
+}
+
 /** The rate limits of the service `key` for its sidecars; undefined when no policy applies. */
 export function compileRateLimits(config: ControlConfig, key: string): RateLimitsSnapshot | undefined {
   const policies = config.rateLimitPolicies;
@@ -71,25 +111,12 @@ export function compileRateLimits(config: ControlConfig, key: string): RateLimit
   for (const { resource: p } of policies) {
     const covers = coverage(p, service, config, table);
     if (covers === undefined) continue;
-    const ns = p.metadata.namespace ?? DEFAULT_NAMESPACE;
     for (const l of p.spec.limits) {
-      const out: RateLimitSnapshot = {
-        id: `${ns}/${p.metadata.name}/${l.name}`,
-        policy: `${ns}/${p.metadata.name}`,
-        name: l.name,
-        requests: l.requests,
-        intervalMs: parseGatewayDurationMs(l.interval),
-        burst: l.burst ?? l.requests,
-      };
+      const out = limitSnapshot(p, l);
       if (covers !== 'all') {
         out.routes = covers;
         routed = true;
       }
-      if (l.key?.header !== undefined) out.key = { header: l.key.header.toLowerCase() };
-      else if (l.key?.source !== undefined) out.key = { source: true };
-      if (out.key !== undefined) out.maxKeys = l.maxKeys ?? DEFAULT_MAX_KEYS;
-      if (l.global === true && out.key === undefined) out.global = true;
-      if (p.spec.responseHeaders === true) out.responseHeaders = true;
       limits.push(out);
     }
   }

@@ -111,7 +111,7 @@ export interface RefSource {
  * only shapes traffic already addressed to that Service, so sending it there grants
  * nothing new (the upstream MeshConsumerRoute case has no grant, for this reason).
  */
-function backendTarget(
+export function backendTarget(
   ref: { readonly name: string; readonly namespace?: string; readonly port?: number },
   from: RefSource,
   ctx: RouteContext,

@@ -14,6 +14,7 @@ import type { H2Server } from '../listeners/detect.js';
 import { serveHttp } from '../listeners/detect.js';
 import type { ListenerContext } from '../listeners/listener-context.js';
 import { certificateFor, defaultCertificate, servingCertificates, type ServingCertificate } from './certificates.js';
+import { readClientHello } from './client-hello.js';
 
 /** Why a TLS client was turned away (the `reason` of the refusal metric; bounded). */
 export type TlsRefusal = 'unknown-sni' | 'handshake' | 'plain-http';
@@ -26,7 +27,13 @@ export interface GatewayListenerParts {
   readonly portMap: ReadonlyMap<number, number>;
   readonly ctx: ListenerContext;
   /** The HTTP/1.1 pipeline and HTTP/2 server of a port's route table, for its scheme. */
-  pipelines(upstream: string, scheme: 'http' | 'https'): { h1: Handler; h2: H2Server };
+  pipelines(upstream: string, scheme: 'http' | 'https', port: number): { h1: Handler; h2: H2Server };
+  /**
+   * A Passthrough port's connection whose ClientHello named `sni` (undefined: none), its
+   * bytes put back: sent on to a backend of the first TLSRoute of `upstream` that takes
+   * the name, true; false when none does (the caller refuses it).
+   */
+  passthrough(upstream: string, sni: string | undefined, socket: net.Socket): boolean;
   /** Opens `server` at `at` under the proxy's connection limits and accounting; resolves where it listens. */
   open(server: net.Server, at: HostPort, name: string): Promise<HostPort>;
   /** Undoes `open`'s accounting for a closed port. */
@@ -74,7 +81,8 @@ export class GatewayListeners {
     const wanted = new Map<number, { spec: GatewayPortSnapshot; certs: ServingCertificate[] }>();
     for (const spec of gateway?.ports ?? []) {
       if (!Number.isInteger(spec.port) || spec.port < 1 || spec.port > 65535) throw new Error(`gateway port ${String(spec.port)} is not a port number`);
-      if (spec.protocol !== 'HTTP' && spec.protocol !== 'HTTPS') throw new Error(`gateway port ${spec.port}: protocol ${String(spec.protocol)} is not served`);
+      if (spec.protocol !== 'HTTP' && spec.protocol !== 'HTTPS' && spec.protocol !== 'TLS')
+        throw new Error(`gateway port ${spec.port}: protocol ${String(spec.protocol)} is not served`);
       const certs = spec.protocol === 'HTTPS' ? servingCertificates(spec.certificates ?? []) : [];
       wanted.set(spec.port, { spec, certs });
     }
@@ -113,8 +121,14 @@ export class GatewayListeners {
 
   async #open(spec: GatewayPortSnapshot, certs: ServingCertificate[]): Promise<void> {
     const p = this.#p;
+    if (spec.protocol === 'TLS') {
+      const server = net.createServer((socket) => this.#passthrough(socket, spec));
+      const address = await p.open(server, { host: p.host, port: p.portMap.get(spec.port) ?? spec.port }, `gateway:${spec.port}`);
+      this.#ports.set(spec.port, { key: keyOf(spec), server, address, certs: [] });
+      return;
+    }
     const scheme = spec.protocol === 'HTTPS' ? 'https' : 'http';
-    const { h1, h2 } = p.pipelines(spec.upstream, scheme);
+    const { h1, h2 } = p.pipelines(spec.upstream, scheme, spec.port);
     const serve = (socket: net.Socket): void => {
       try {
         serveHttp(socket, h1, h2, p.ctx);
@@ -187,6 +201,50 @@ export class GatewayListeners {
         p.ctx.failed('accept', err, socket);
       }
     });
+  }
+
+  /**
+   * A Passthrough port: reads the ClientHello (bounded in bytes, and in time by the head
+   * timeout, as an HTTP head is), takes its SNI, puts the bytes back and hands the
+   * connection on; bytes that are not a ClientHello, a name no TLSRoute takes, or a client
+   * too slow to say it are refused by closing the connection (Envoy's answer too).
+   */
+  #passthrough(socket: net.Socket, spec: GatewayPortSnapshot): void {
+    const p = this.#p;
+    let buf: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      p.refused(spec.port, 'handshake');
+      socket.destroy();
+    }, p.ctx.limits.current.requestHeaderTimeoutMs);
+    const done = (): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+    };
+    const onData = (chunk: Buffer): void => {
+      try {
+        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+        const read = readClientHello(buf);
+        if (read.kind === 'more') return;
+        done();
+        socket.pause();
+        if (read.kind === 'invalid') {
+          p.refused(spec.port, 'handshake');
+          socket.destroy();
+          return;
+        }
+        socket.unshift(buf);
+        if (!p.passthrough(spec.upstream, read.sni, socket)) {
+          p.refused(spec.port, 'unknown-sni');
+          socket.destroy();
+        }
+      } catch (err) {
+        done();
+        p.ctx.failed('accept', err, socket);
+      }
+    };
+    socket.on('error', () => socket.destroy());
+    socket.once('close', done);
+    socket.on('data', onData);
   }
 
   close(): void {

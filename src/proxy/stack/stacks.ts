@@ -20,6 +20,7 @@ import { telemetry } from './telemetry.js';
 import { trace, traceAttempts } from './trace.js';
 import type { Tracer } from '../../telemetry/tracing/tracer.js';
 import { forwarded } from '../gateway/forwarded.js';
+import { edgeDestination, type ServiceOfBackend } from '../gateway/edge-destination.js';
 import { sendableElsewhere } from '../resilience/methods.js';
 import { retry } from '../resilience/retry.js';
 import type { CompiledUpstream } from '../routing/router.js';
@@ -110,14 +111,40 @@ export function outboundStack(p: OutboundParts, fixedService?: string, fixedPort
  * x-request-id. `fixedService` is the port's route table (GatewayPortSnapshot.upstream).
  * (Authorization and rate limits for the edge go here too, above `upstream`.)
  */
-export function gatewayStack(p: OutboundParts, fixedService: string, scheme: 'http' | 'https'): Stack<Picked<Split>> {
+const noService: ServiceOfBackend = () => undefined;
+const noServices = (): ServiceOfBackend => noService;
+
+/** What a gateway judges at the edge: the AuthorizationPolicies and RateLimitPolicies that target its Gateway. */
+export interface EdgeParts {
+  /** The Gateway port the listener serves, as rules' `to.operation.ports` name it. */
+  readonly port: number;
+  readonly authorization: () => AuthzEngine;
+  readonly authzMetrics: AuthzMetrics;
+  readonly rateLimits: () => RateLimits | undefined;
+  readonly rateLimitObserver: RateLimitObserver;
+  /** The mesh service of a backend name (gateway/edge-destination.ts), from the snapshot in force. */
+  readonly serviceOfBackend: () => ServiceOfBackend;
+}
+
+export function gatewayStack(p: OutboundParts, fixedService: string, scheme: 'http' | 'https', edge?: EdgeParts): Stack<Picked<Split>> {
+  const outside = Stack.start()
+    .push(telemetry({ direction: 'outbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog, tap: p.tap }))
+    // The edge's span: a request from outside starts its trace here (head sampling).
+    .push(trace({ direction: 'outbound', service: p.service, version: p.version, tracer: p.tracer }))
+    .push(outboundIdentity(p.service))
+    .push(forwarded(scheme));
+  // Above upstream, as at a sidecar's inbound side: a request the Gateway's policies refuse
+  // (403 forbidden, 429 rate-limited) is answered here and never routed into the mesh;
+  // authorization first, so a refused request spends no tokens. With no policy on the
+  // Gateway each costs one read per request.
+  const judged =
+    edge === undefined
+      ? outside
+      : outside
+          .push(authorization({ service: p.service, port: edge.port, engine: edge.authorization, metrics: edge.authzMetrics }))
+          .push(rateLimit(edge.rateLimits, edge.rateLimitObserver));
   return (
-    Stack.start()
-      .push(telemetry({ direction: 'outbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog, tap: p.tap }))
-      // The edge's span: a request from outside starts its trace here (head sampling).
-      .push(trace({ direction: 'outbound', service: p.service, version: p.version, tracer: p.tracer }))
-      .push(outboundIdentity(p.service))
-      .push(forwarded(scheme))
+    judged
       .push(upstream(p.lookup, fixedService, p.lookupAddress))
       .push(route)
       .push(upgrades((ex) => ex.upstream.upgrades))
@@ -127,6 +154,8 @@ export function gatewayStack(p: OutboundParts, fixedService: string, scheme: 'ht
       .push(retry(p.metrics))
       .push(traceAttempts)
       .push(split)
+      // The destination label: the backend's service, not the port's table (edge-destination.ts).
+      .push(edgeDestination(edge?.serviceOfBackend ?? noServices))
       .push(backendFilters)
       .push(balance)
   );
