@@ -24,6 +24,7 @@ import { checkPeerAuthentications, type PeerAuthenticationSource } from './check
 import { checkRequestAuthentications, type RequestAuthenticationSource } from './check-request-authentication.js';
 import { checkAuthorizationPolicies, type AuthorizationPolicySource } from './check-authorization.js';
 import { checkGateways, type GatewayConfig, type GatewaySource, type SecretSource } from './check-gateways.js';
+import { checkExternalServices, type ExternalServiceConfig, type ExternalServiceSource } from './check-external-services.js';
 import {
   type AuthorizationPolicyResource,
   MESH_DEFAULTS,
@@ -126,6 +127,12 @@ export interface MeshConfig {
   peerAuthentications: LoadedPeerAuthentication[];
   /** Gateways, their certificates read (check-gateways.ts). */
   gateways: GatewayConfig[];
+  /** ExternalServices, their CA bundles read (check-external-services.ts). */
+  externalServices: ExternalServiceConfig[];
+  /** `spec.outboundTrafficPolicy.mode` (default ALLOW_ANY). */
+  outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY';
+  /** `spec.outboundTrafficPolicy.egressGateway`: the gateway every ExternalService call goes through; absent: none. */
+  egressGateway?: { name: string; port?: number };
 }
 
 /** What loading found: the config when there is no problem, and every file read. */
@@ -182,6 +189,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const authorization: AuthorizationPolicySource[] = [];
   const gatewaySources: GatewaySource[] = [];
   const secrets: SecretSource[] = [];
+  const externals: ExternalServiceSource[] = [];
   const read = new Set<string>();
   // The queue grows while we read it: a Mesh's includes are appended.
   for (let q = 0; q < queue.length; q++) {
@@ -217,6 +225,8 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
         grants.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'Gateway') {
         gatewaySources.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'ExternalService') {
+        externals.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'Secret') {
         secrets.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'RateLimitPolicy') {
@@ -256,6 +266,10 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
   const gatewayCheck = checkGateways(gatewaySources, secrets);
   problems.push(...gatewayCheck.problems);
   for (const f of gatewayCheck.files) if (!files.includes(f)) files.push(f);
+  // CA bundles are read (and watched) like certificate files.
+  const externalCheck = mesh ? checkExternalServices(mesh.doc, mesh.resource, externals) : { problems: [], externalServices: [], files: [] };
+  problems.push(...externalCheck.problems);
+  for (const f of externalCheck.files) if (!files.includes(f)) files.push(f);
   if (mesh) {
     problems.push(...checkMesh(mesh.doc, mesh.resource));
     problems.push(...checkIdentity(mesh.doc, mesh.resource));
@@ -265,7 +279,7 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
         new Set(g.resource.spec.listeners.map((l) => l.name)),
       ]),
     );
-    problems.push(...checkRoutes(mesh.resource, routes, warnings, gatewayListeners));
+    problems.push(...checkRoutes(mesh.resource, routes, warnings, gatewayListeners, externals));
     problems.push(...checkPolicies(mesh.resource, routes, policies));
     problems.push(...checkReferenceGrants(mesh.resource, grants));
     problems.push(...checkRateLimitPolicies(mesh.resource, routes, rateLimits));
@@ -302,6 +316,9 @@ export async function loadConfig(paths: string[]): Promise<LoadResult> {
       mtlsMode: mesh.resource.spec.mtls?.mode ?? 'STRICT',
       peerAuthentications: peerAuths.map((p) => ({ file: p.doc.file, resource: p.resource })),
       gateways: gatewayCheck.gateways,
+      externalServices: externalCheck.externalServices,
+      outboundTrafficPolicy: mesh.resource.spec.outboundTrafficPolicy?.mode ?? 'ALLOW_ANY',
+      ...(mesh.resource.spec.outboundTrafficPolicy?.egressGateway ? { egressGateway: { ...mesh.resource.spec.outboundTrafficPolicy.egressGateway } } : {}),
     },
   };
 }

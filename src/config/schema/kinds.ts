@@ -16,6 +16,7 @@ import { PeerAuthenticationSchema } from './peer-authentication.js';
 import { RequestAuthenticationSchema } from './request-authentication.js';
 import { AuthorizationPolicySchema } from './authorization-policy.js';
 import { GatewaySchema, SecretSchema } from './gateway.js';
+import { ExternalServiceSchema } from './external-service.js';
 
 /** Every kind Trellis reads, keyed by `<apiVersion>/<kind>`. */
 export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion: string; schema: TSchema }>> = {
@@ -34,6 +35,7 @@ export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion:
   [`${TRELLIS_API_VERSION}/PeerAuthentication`]: { kind: 'PeerAuthentication', apiVersion: TRELLIS_API_VERSION, schema: PeerAuthenticationSchema },
   [`${TRELLIS_API_VERSION}/RequestAuthentication`]: { kind: 'RequestAuthentication', apiVersion: TRELLIS_API_VERSION, schema: RequestAuthenticationSchema },
   [`${TRELLIS_API_VERSION}/AuthorizationPolicy`]: { kind: 'AuthorizationPolicy', apiVersion: TRELLIS_API_VERSION, schema: AuthorizationPolicySchema },
+  [`${TRELLIS_API_VERSION}/ExternalService`]: { kind: 'ExternalService', apiVersion: TRELLIS_API_VERSION, schema: ExternalServiceSchema },
 };
 
 /** The kinds that attach to routes or services through targetRefs. */

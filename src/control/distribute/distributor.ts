@@ -314,7 +314,8 @@ export class Distributor {
     conn.proxy = proxy;
     this.#byProxy.set(proxy.id, conn);
     this.#model.connectProxy(proxy);
-    if (proxy.kind === 'sidecar') {
+    // An egress gateway reports its mTLS listener as `inbound`: sidecars reach it as an instance of its name.
+    if (proxy.kind === 'sidecar' || proxy.inbound !== undefined) {
       this.#model.addInstance({
         id: proxy.id,
         service: proxy.service,
@@ -368,7 +369,7 @@ export class Distributor {
     this.#byProxy.delete(proxy.id);
     this.#quotas.leave(proxy.id, proxy.service);
     this.#model.disconnectProxy(proxy.id);
-    if (proxy.kind === 'sidecar') this.#model.removeInstance(proxy.id);
+    if (proxy.kind === 'sidecar' || proxy.inbound !== undefined) this.#model.removeInstance(proxy.id);
     if (!this.#stopped) this.#log(`control: ${proxy.kind} ${proxy.id} disconnected`);
   }
 
