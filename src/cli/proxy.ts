@@ -29,6 +29,8 @@ Options:
   --http-proxy [HOST:]PORT  HTTP proxy listener: the Host header names the service
   --admin [HOST:]PORT       admin server with /metrics, /ready, /config, /identity (default: 127.0.0.1:0)
   --gateway                 no app: only outbound listeners (an edge proxy)
+  --egress [HOST:]PORT      with --gateway: the egress gateway's mutual-TLS listener, where
+                            sidecars send calls to ExternalServices (Host names the host)
   --access-log PATH|-|off   JSON access log destination (default: - for stdout); a file is
                             created mode 0600
   --access-log-keep-query   log query strings as sent (default: values replaced by REDACTED)
@@ -66,6 +68,7 @@ export async function run(argv: string[]): Promise<number> {
       'http-proxy': { type: 'string' },
       admin: { type: 'string', default: '127.0.0.1:0' },
       gateway: { type: 'boolean', default: false },
+      egress: { type: 'string' },
       'access-log': { type: 'string', default: '-' },
       'access-log-keep-query': { type: 'boolean', default: false },
       'access-log-max-bytes': { type: 'string' },
@@ -84,6 +87,9 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!values.gateway && !values.app !== !values.inbound) {
     throw new TrellisError('TRELLIS_E_USAGE', { reason: 'a sidecar needs both --app and --inbound (or neither, with only outbound listeners)' });
+  }
+  if (values.egress !== undefined && !values.gateway) {
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: '--egress is the egress gateway\'s listener; it needs --gateway' });
   }
   const upstreams = values.upstream.map((spec) => {
     const eq = spec.indexOf('=');
@@ -115,6 +121,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(ports.length > 0 ? { ports } : {}),
     upstreams,
     httpProxy: values['http-proxy'] ? parseHostPort(values['http-proxy'], '--http-proxy') : undefined,
+    ...(values.egress !== undefined ? { egress: parseHostPort(values.egress, '--egress') } : {}),
     admin: parseHostPort(values.admin, '--admin'),
     accessLog: values['access-log'],
     accessLogOptions: {

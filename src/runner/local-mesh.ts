@@ -300,6 +300,41 @@ export class LocalMesh {
       state.ingress.pid = ingress.pid;
       ready.push(waitFor(`http://${ingressAdmin.host}:${ingressAdmin.port}/ready`, 20_000, 'the ingress proxy'));
     }
+    // The egress gateway the mesh names (outboundTrafficPolicy.egressGateway): sidecars send
+    // every ExternalService call to its mutual-TLS listener, and it leaves the mesh from there.
+    const egress = config.egressGateway;
+    if (egress !== undefined) {
+      const egressAdmin = { host: LOOPBACK, port: await this.#ports.free() };
+      const egressListen = { host: LOOPBACK, port: egress.port ?? (await this.#ports.free()) };
+      const gateway = this.#supervise({
+        name: egress.name,
+        command: [
+          process.execPath,
+          ...PROXY_NODE_FLAGS,
+          TRELLIS_BIN,
+          'proxy',
+          '--gateway',
+          '--service',
+          egress.name,
+          '--id',
+          egress.name,
+          '--control',
+          controlUrl,
+          '--admin',
+          `${egressAdmin.host}:${egressAdmin.port}`,
+          '--egress',
+          `${egressListen.host}:${egressListen.port}`,
+          '--access-log',
+          join(logDir, `${egress.name}.access.log`),
+          ...logFlags,
+        ],
+        cwd: process.cwd(),
+        env: proxyEnv({ kind: 'gateway', service: egress.name, id: egress.name }),
+        logFile: join(logDir, `${egress.name}.log`),
+      });
+      this.#proxies.push(gateway);
+      ready.push(waitFor(`http://${egressAdmin.host}:${egressAdmin.port}/ready`, 20_000, 'the egress gateway'));
+    }
     await Promise.all(ready);
     instances.forEach((i, n) => {
       (i as MeshState['instances'][number]).sidecarPid = this.#proxies[n]!.pid;
