@@ -711,6 +711,7 @@ export class Sidecar {
     this.limits.current = limits;
     for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
     this.#meshServices = new Set(Array.isArray(s.meshServices) ? s.meshServices.filter((n) => typeof n === 'string') : []);
+    this.egress.meshServices = this.#meshServices;
     this.#authz = authz;
     this.#inboundProtocols = inboundProtocols;
     for (const a of this.#appVersions) a.version.declare(this.#inboundProtocol(a.port));

@@ -167,6 +167,59 @@ test('ALLOW_ANY (the default) keeps the answer of before: 503 unknown-service, n
   assert.equal(await metric(web, 'trellis_egress_refused_total', 'protocol="http"'), 0);
 });
 
+test('REGISTRY_ONLY: a mesh service the caller does not declare keeps its 503 unknown-service (no egress counted)', async () => {
+  const config = await load('', '  outboundTrafficPolicy: { mode: REGISTRY_ONLY }'.replace('  outbound', '    - { name: other }\n  outbound'));
+  const web = await proxy('web', 'sidecar', []);
+  applyTo(web, config, infoOf(web, 'web', 'sidecar'));
+  const r = await viaProxy(web.addresses.httpProxy!.port, 'other');
+  assert.equal(r.status, 503);
+  assert.equal(r.headers['trellis-error'], 'unknown-service');
+  assert.equal(await metric(web, 'trellis_egress_refused_total', 'protocol="http"'), 0);
+});
+
+test('a TCP ExternalService: an upstream listener for it carries opaque bytes to its STATIC address', async () => {
+  const echo = net.createServer((s) => s.pipe(s));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  cleanups.push(() => closeServer(echo));
+  const port = (echo.address() as net.AddressInfo).port;
+  const config = await load(`apiVersion: trellis.dev/v1alpha1
+kind: ExternalService
+metadata: { name: ext-db }
+spec:
+  hosts: [db.example.test]
+  ports: [{ number: 5432, protocol: TCP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, port: ${port} }]
+`, '  outboundTrafficPolicy: { mode: REGISTRY_ONLY }');
+  const web = await proxy('web', 'sidecar', [], undefined, { 'ext-db': { host: '127.0.0.1', port: 0 } });
+  applyTo(web, config, infoOf(web, 'web', 'sidecar'));
+  const socket = net.connect(web.addresses.upstreams['ext-db']!.port, '127.0.0.1');
+  cleanups.push(() => void socket.destroy());
+  let got = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (c: string) => (got += c));
+  socket.write('hello external');
+  await eventually(() => got === 'hello external', { what: 'the echo through the external TCP service' });
+});
+
+test('resolution DNS: connections go to the first host, resolved when they open (localhost here)', async () => {
+  const app = await listenHttp((req, res) => res.end(`dns ok ${req.headers.host}`));
+  cleanups.push(() => closeServer(app.server));
+  const config = await load(`apiVersion: trellis.dev/v1alpha1
+kind: ExternalService
+metadata: { name: local }
+spec:
+  hosts: [localhost]
+  ports: [{ number: 80, protocol: HTTP, targetPort: ${app.port} }]
+  resolution: DNS
+`);
+  const web = await proxy('web', 'sidecar', []);
+  applyTo(web, config, infoOf(web, 'web', 'sidecar'));
+  const r = await viaProxy(web.addresses.httpProxy!.port, 'localhost');
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.body, 'dns ok localhost');
+});
+
 test('REGISTRY_ONLY: a TCP upstream listener for a name nothing declares closes the connection, counted', async () => {
   const config = await load('', '  outboundTrafficPolicy: { mode: REGISTRY_ONLY }');
   const log: string[] = [];

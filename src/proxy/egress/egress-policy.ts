@@ -21,6 +21,11 @@ export type EgressProtocol = 'http' | 'tcp';
 export class EgressPolicy {
   /** Set from each snapshot (`outboundTrafficPolicy`). */
   registryOnly = false;
+  /**
+   * The mesh's service keys (the snapshot's meshServices): a Host naming one of them that
+   * this caller does not declare is no egress, and keeps its unknown-service answer.
+   */
+  meshServices: ReadonlySet<string> = new Set();
   readonly #refused: PromClient.Counter<string>;
   readonly #log: LogLimiter;
   readonly #id: string;
