@@ -89,7 +89,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new TrellisError('TRELLIS_E_USAGE', { reason: 'a sidecar needs both --app and --inbound (or neither, with only outbound listeners)' });
   }
   if (values.egress !== undefined && !values.gateway) {
-    throw new TrellisError('TRELLIS_E_USAGE', { reason: '--egress is the egress gateway\'s listener; it needs --gateway' });
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: "--egress is the egress gateway's listener; it needs --gateway" });
   }
   const upstreams = values.upstream.map((spec) => {
     const eq = spec.indexOf('=');

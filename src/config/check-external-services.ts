@@ -62,7 +62,10 @@ export function checkExternalServices(
     for (const [i, h] of lower.entries()) {
       const other = hosts.get(h);
       if (other !== undefined && other !== source)
-        at(['spec', 'hosts', i], `host ${h} is already declared by ExternalService "${other.resource.metadata.name}" (${other.doc.file}); a host belongs to one`);
+        at(
+          ['spec', 'hosts', i],
+          `host ${h} is already declared by ExternalService "${other.resource.metadata.name}" (${other.doc.file}); a host belongs to one`,
+        );
       else hosts.set(h, source);
     }
     const port = resource.spec.ports[0]!;
@@ -71,18 +74,23 @@ export function checkExternalServices(
     if (resource.spec.resolution === 'STATIC') {
       if (resource.spec.endpoints === undefined) at(['spec', 'endpoints'], 'resolution STATIC needs endpoints: the addresses connections go to');
       for (const [i, e] of (resource.spec.endpoints ?? []).entries()) {
-        if (isIP(e.address) === 0) at(['spec', 'endpoints', i, 'address'], `"${e.address}" is not an IP address; STATIC endpoints are addresses (use resolution DNS for names)`);
+        if (isIP(e.address) === 0)
+          at(['spec', 'endpoints', i, 'address'], `"${e.address}" is not an IP address; STATIC endpoints are addresses (use resolution DNS for names)`);
         else endpoints.push({ host: e.address.toLowerCase(), port: e.port ?? target });
       }
     } else {
-      if (resource.spec.endpoints !== undefined) at(['spec', 'endpoints'], 'resolution DNS takes no endpoints: connections go to the first host, resolved when they open');
+      if (resource.spec.endpoints !== undefined)
+        at(['spec', 'endpoints'], 'resolution DNS takes no endpoints: connections go to the first host, resolved when they open');
       endpoints.push({ host: lower[0]!, port: target });
     }
     let tls: ExternalServiceConfig['tls'];
     const t = resource.spec.tls;
     if (t !== undefined) {
       if (port.protocol !== 'HTTP') {
-        at(['spec', 'tls'], `TLS origination is for HTTP ports (the app speaks plain HTTP); port ${port.number} is ${port.protocol}, whose TLS the app speaks itself`);
+        at(
+          ['spec', 'tls'],
+          `TLS origination is for HTTP ports (the app speaks plain HTTP); port ${port.number} is ${port.protocol}, whose TLS the app speaks itself`,
+        );
       } else {
         const file = isAbsolute(t.caFile) ? t.caFile : resolve(dirname(resolve(doc.file)), t.caFile);
         files.push(file);
@@ -97,10 +105,25 @@ export function checkExternalServices(
       }
     }
     if (problems.length > before) continue;
-    out.push({ name, namespace, hosts: lower, port: port.number, protocol: port.protocol, resolution: resource.spec.resolution, endpoints, ...(tls ? { tls } : {}) });
+    out.push({
+      name,
+      namespace,
+      hosts: lower,
+      port: port.number,
+      protocol: port.protocol,
+      resolution: resource.spec.resolution,
+      endpoints,
+      ...(tls ? { tls } : {}),
+    });
   }
   if (gateway !== undefined && index.get('default', gateway) !== undefined) {
-    problems.push(problemAt(meshDoc, ['spec', 'outboundTrafficPolicy', 'egressGateway', 'name'], `"${gateway}" is a mesh service; the egress gateway needs a name of its own`));
+    problems.push(
+      problemAt(
+        meshDoc,
+        ['spec', 'outboundTrafficPolicy', 'egressGateway', 'name'],
+        `"${gateway}" is a mesh service; the egress gateway needs a name of its own`,
+      ),
+    );
   }
   return { problems, externalServices: out, files };
 }

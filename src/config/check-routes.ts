@@ -76,7 +76,9 @@ export function checkRoutes(
 ): Problem[] {
   const index = new ServiceIndex(mesh);
   // ExternalServices by `<namespace>/<name>` → whether they speak HTTP (routes of kind ExternalService name them).
-  const external = new Map(externals.map((e) => [`${e.resource.metadata.namespace ?? 'default'}/${e.resource.metadata.name}`, e.resource.spec.ports[0]?.protocol === 'HTTP']));
+  const external = new Map(
+    externals.map((e) => [`${e.resource.metadata.namespace ?? 'default'}/${e.resource.metadata.name}`, e.resource.spec.ports[0]?.protocol === 'HTTP']),
+  );
   /** A reference of kind ExternalService (group trellis.dev): checked here; true when it was one. */
   const externalRef = (
     r: { name: string; kind?: string; group?: string; namespace?: string },
@@ -90,7 +92,11 @@ export function checkRoutes(
     const http = external.get(`${r.namespace ?? ns}/${r.name}`);
     if (http === undefined)
       at([...path, 'name'], `names ExternalService "${r.name}", which is not in the config (ExternalServices: ${[...external.keys()].join(', ') || 'none'})`);
-    else if (http !== wantHttp) at([...path, 'name'], `ExternalService "${r.name}" ${http ? 'speaks HTTP; a TCPRoute applies to TCP ports' : 'is not HTTP; only an HTTP ExternalService takes HTTP routes'}`);
+    else if (http !== wantHttp)
+      at(
+        [...path, 'name'],
+        `ExternalService "${r.name}" ${http ? 'speaks HTTP; a TCPRoute applies to TCP ports' : 'is not HTTP; only an HTTP ExternalService takes HTTP routes'}`,
+      );
     return true;
   };
 

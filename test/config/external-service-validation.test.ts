@@ -49,28 +49,58 @@ test('a valid ExternalService and REGISTRY_ONLY load', async () => {
 
 test('refused: STATIC without endpoints, a name for an address, DNS with endpoints, unknown fields, a bad mode', async () => {
   const noEndpoints = await problems(MESH() + external('api', '  hosts: [a.test]\n  ports: [{ number: 80, protocol: HTTP }]\n  resolution: STATIC\n'));
-  assert.ok(noEndpoints.some((p) => p.startsWith('spec.endpoints: resolution STATIC needs endpoints')), noEndpoints.join('\n'));
+  assert.ok(
+    noEndpoints.some((p) => p.startsWith('spec.endpoints: resolution STATIC needs endpoints')),
+    noEndpoints.join('\n'),
+  );
   const name = await problems(MESH() + external('api', OK.replace('127.0.0.1', 'db.example.test')));
-  assert.ok(name.some((p) => p.startsWith('spec.endpoints[0].address:') && p.includes('not an IP address')), name.join('\n'));
+  assert.ok(
+    name.some((p) => p.startsWith('spec.endpoints[0].address:') && p.includes('not an IP address')),
+    name.join('\n'),
+  );
   const dns = await problems(MESH() + external('api', OK.replace('STATIC', 'DNS')));
-  assert.ok(dns.some((p) => p.startsWith('spec.endpoints: resolution DNS takes no endpoints')), dns.join('\n'));
+  assert.ok(
+    dns.some((p) => p.startsWith('spec.endpoints: resolution DNS takes no endpoints')),
+    dns.join('\n'),
+  );
   const unknown = await problems(MESH() + external('api', `${OK}  location: MESH_EXTERNAL\n`));
-  assert.ok(unknown.some((p) => p.includes('location')), unknown.join('\n'));
+  assert.ok(
+    unknown.some((p) => p.includes('location')),
+    unknown.join('\n'),
+  );
   const mode = await problems(MESH('  outboundTrafficPolicy: { mode: DENY_ALL }') + external('api', OK));
-  assert.ok(mode.some((p) => p.startsWith('spec.outboundTrafficPolicy.mode')), mode.join('\n'));
+  assert.ok(
+    mode.some((p) => p.startsWith('spec.outboundTrafficPolicy.mode')),
+    mode.join('\n'),
+  );
 });
 
 test('refused: a host declared twice, a mesh service name, TLS on a TCP port, an unreadable CA bundle', async () => {
   const twice = await problems(MESH() + external('api', OK) + external('api2', OK));
-  assert.ok(twice.some((p) => p.startsWith('spec.hosts[0]: host api.example.test is already declared')), twice.join('\n'));
+  assert.ok(
+    twice.some((p) => p.startsWith('spec.hosts[0]: host api.example.test is already declared')),
+    twice.join('\n'),
+  );
   const clash = await problems(MESH() + external('web', OK));
-  assert.ok(clash.some((p) => p.startsWith('metadata.name: "web" is a mesh service')), clash.join('\n'));
-  const tcpTls = await problems(MESH() + external('db', OK.replace('HTTP', 'TCP') + '  tls: { caFile: ca.pem }\n'));
-  assert.ok(tcpTls.some((p) => p.startsWith('spec.tls: TLS origination is for HTTP ports')), tcpTls.join('\n'));
+  assert.ok(
+    clash.some((p) => p.startsWith('metadata.name: "web" is a mesh service')),
+    clash.join('\n'),
+  );
+  const tcpTls = await problems(MESH() + external('db', `${OK.replace('HTTP', 'TCP')}  tls: { caFile: ca.pem }\n`));
+  assert.ok(
+    tcpTls.some((p) => p.startsWith('spec.tls: TLS origination is for HTTP ports')),
+    tcpTls.join('\n'),
+  );
   const badCa = await problems(MESH() + external('api', `${OK}  tls: { caFile: ca.pem }\n`), { 'ca.pem': 'not a certificate' });
-  assert.ok(badCa.some((p) => p.startsWith('spec.tls.caFile: cannot use') && p.includes('ca.pem')), badCa.join('\n'));
+  assert.ok(
+    badCa.some((p) => p.startsWith('spec.tls.caFile: cannot use') && p.includes('ca.pem')),
+    badCa.join('\n'),
+  );
   const missing = await problems(MESH() + external('api', `${OK}  tls: { caFile: nowhere.pem }\n`));
-  assert.ok(missing.some((p) => p.startsWith('spec.tls.caFile: cannot use')), missing.join('\n'));
+  assert.ok(
+    missing.some((p) => p.startsWith('spec.tls.caFile: cannot use')),
+    missing.join('\n'),
+  );
 });
 
 test('routes: a parentRef or backendRef of kind ExternalService must name one, with group trellis.dev, of the right protocol', async () => {
@@ -84,14 +114,26 @@ spec:
 `;
   assert.deepEqual(await problems(MESH() + external('api', OK) + route('{ group: trellis.dev, kind: ExternalService, name: api }')), []);
   const unknown = await problems(MESH() + external('api', OK) + route('{ group: trellis.dev, kind: ExternalService, name: nope }'));
-  assert.ok(unknown.some((p) => p.startsWith('spec.parentRefs[0].name: names ExternalService "nope"')), unknown.join('\n'));
+  assert.ok(
+    unknown.some((p) => p.startsWith('spec.parentRefs[0].name: names ExternalService "nope"')),
+    unknown.join('\n'),
+  );
   const group = await problems(MESH() + external('api', OK) + route('{ kind: ExternalService, name: api }'));
-  assert.ok(group.some((p) => p.startsWith('spec.parentRefs[0].group: must be trellis.dev')), group.join('\n'));
+  assert.ok(
+    group.some((p) => p.startsWith('spec.parentRefs[0].group: must be trellis.dev')),
+    group.join('\n'),
+  );
   const tcp = await problems(MESH() + external('api', OK.replace('HTTP', 'TCP')) + route('{ group: trellis.dev, kind: ExternalService, name: api }'));
-  assert.ok(tcp.some((p) => p.includes('is not HTTP')), tcp.join('\n'));
+  assert.ok(
+    tcp.some((p) => p.includes('is not HTTP')),
+    tcp.join('\n'),
+  );
 });
 
 test('the egress gateway may not take a mesh service name', async () => {
   const p = await problems(MESH('  outboundTrafficPolicy: { egressGateway: { name: web } }'));
-  assert.ok(p.some((x) => x.startsWith('spec.outboundTrafficPolicy.egressGateway.name: "web" is a mesh service')), p.join('\n'));
+  assert.ok(
+    p.some((x) => x.startsWith('spec.outboundTrafficPolicy.egressGateway.name: "web" is a mesh service')),
+    p.join('\n'),
+  );
 });

@@ -9,7 +9,7 @@ import { connect, sidecar, tempDir, TEST_BOOTSTRAP_SECRET, type FakeProxy } from
 import { eventually } from '../helpers/eventually.js';
 import { makeLocalCa } from '../../src/security/local-tls.js';
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
+const cleanups: (() => Promise<unknown> | undefined)[] = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
@@ -49,25 +49,34 @@ test('the egress gateway is the endpoint sidecars get for an ExternalService, an
   const gwListen = { host: '127.0.0.1', port: 40443 };
   gw.send({
     type: 'hello',
-    proxy: { id: 'egress', service: 'egress', version: 'default', kind: 'gateway', admin: { host: '127.0.0.1', port: 1 }, inbound: gwListen, upstreams: [], pid: process.pid },
+    proxy: {
+      id: 'egress',
+      service: 'egress',
+      version: 'default',
+      kind: 'gateway',
+      admin: { host: '127.0.0.1', port: 1 },
+      inbound: gwListen,
+      upstreams: [],
+      pid: process.pid,
+    },
   });
   const gwSnap = (await gw.snapshot()).snapshot;
   assert.equal(gwSnap.outboundTrafficPolicy, 'REGISTRY_ONLY');
-  const real = gwSnap.upstreams['api']!;
+  const real = gwSnap.upstreams.api!;
   assert.deepEqual(real.routes, []);
   assert.deepEqual(real.externalHosts, ['api.example.test']);
   assert.deepEqual(
-    real.backends['api']!.endpoints.map((e) => `${e.host}:${e.port}`),
+    real.backends.api!.endpoints.map((e) => `${e.host}:${e.port}`),
     ['127.0.0.1:9443'],
   );
-  assert.equal(real.backends['api']!.originateTls?.sni, 'api.example.test');
+  assert.equal(real.backends.api!.originateTls?.sni, 'api.example.test');
   await eventually(() => plane.model.health('egress')?.status === 'healthy', { what: 'the gateway healthy' });
 
   const web = await connect(plane.address);
   cleanups.push(() => web.close());
   web.send({ type: 'hello', proxy: sidecar('web-0', 'web') });
   const first = (await web.snapshot()).snapshot;
-  const viaGateway = first.upstreams['api']!.backends['api']!;
+  const viaGateway = first.upstreams.api!.backends.api!;
   assert.deepEqual(
     viaGateway.endpoints.map((e) => `${e.host}:${e.port}`),
     ['127.0.0.1:40443'],
@@ -77,5 +86,5 @@ test('the egress gateway is the endpoint sidecars get for an ExternalService, an
 
   await gw.close();
   const later = (await web.snapshot(5000)).snapshot;
-  assert.deepEqual(later.upstreams['api']!.backends['api']!.endpoints, [], 'a gateway gone takes its endpoint with it');
+  assert.deepEqual(later.upstreams.api!.backends.api!.endpoints, [], 'a gateway gone takes its endpoint with it');
 });

@@ -137,7 +137,10 @@ test('REGISTRY_ONLY: an undeclared host is refused 403 egress-refused, counted a
   assert.equal(refused.headers['trellis-error'], 'egress-refused');
   assert.match(refused.body, /evil\.example\.test/);
   assert.equal(await metric(web, 'trellis_egress_refused_total', 'protocol="http"'), 1);
-  assert.ok(log.some((l) => l.includes('"evil.example.test" refused')), log.join('\n'));
+  assert.ok(
+    log.some((l) => l.includes('"evil.example.test" refused')),
+    log.join('\n'),
+  );
 
   // Hostile hosts: 10 kB (bounded in the log and the answer), an IPv6 literal no instance has.
   const long = `${'a'.repeat(10_000)}.test`;
@@ -182,7 +185,8 @@ test('a TCP ExternalService: an upstream listener for it carries opaque bytes to
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
   cleanups.push(() => closeServer(echo));
   const port = (echo.address() as net.AddressInfo).port;
-  const config = await load(`apiVersion: trellis.dev/v1alpha1
+  const config = await load(
+    `apiVersion: trellis.dev/v1alpha1
 kind: ExternalService
 metadata: { name: ext-db }
 spec:
@@ -190,7 +194,9 @@ spec:
   ports: [{ number: 5432, protocol: TCP }]
   resolution: STATIC
   endpoints: [{ address: 127.0.0.1, port: ${port} }]
-`, '  outboundTrafficPolicy: { mode: REGISTRY_ONLY }');
+`,
+    '  outboundTrafficPolicy: { mode: REGISTRY_ONLY }',
+  );
   const web = await proxy('web', 'sidecar', [], undefined, { 'ext-db': { host: '127.0.0.1', port: 0 } });
   applyTo(web, config, infoOf(web, 'web', 'sidecar'));
   const socket = net.connect(web.addresses.upstreams['ext-db']!.port, '127.0.0.1');
@@ -304,16 +310,20 @@ test('TLS origination with a wrong CA bundle: refused with connect-failed naming
 
 test('an egress gateway: external calls go sidecar → gateway over mutual TLS, and the gateway originates TLS (seen in its metrics)', async () => {
   const api = await httpsApi();
-  const config = await load(externalApi(api.port, '  tls: { caFile: ca.pem }'), '  outboundTrafficPolicy: { mode: REGISTRY_ONLY, egressGateway: { name: egress } }', {
-    'ca.pem': api.ca,
-  });
+  const config = await load(
+    externalApi(api.port, '  tls: { caFile: ca.pem }'),
+    '  outboundTrafficPolicy: { mode: REGISTRY_ONLY, egressGateway: { name: egress } }',
+    {
+      'ca.pem': api.ca,
+    },
+  );
   const gw = await proxy('egress', 'gateway', [], { host: '127.0.0.1', port: 0 });
   const gwInfo = infoOf(gw, 'egress', 'gateway');
   applyTo(gw, config, gwInfo);
   const web = await proxy('web', 'sidecar', []);
   const instances: RoutableInstance[] = [{ id: 'egress-0', service: 'egress', version: 'default', inbound: gw.addresses.inbound!, status: 'healthy' }];
   applyTo(web, config, infoOf(web, 'web', 'sidecar'), instances);
-  const snapshotBackend = web.snapshot!.upstreams['api']!.backends['api']!;
+  const snapshotBackend = web.snapshot!.upstreams.api!.backends.api!;
   assert.deepEqual(
     snapshotBackend.endpoints.map((e) => e.port),
     [gw.addresses.inbound!.port],
@@ -328,4 +338,3 @@ test('an egress gateway: external calls go sidecar → gateway over mutual TLS, 
   const plain = await raw(gw.addresses.inbound!.port, 'GET / HTTP/1.1\r\nHost: api.example.test\r\n\r\n');
   assert.doesNotMatch(plain, /tls ok/);
 });
-

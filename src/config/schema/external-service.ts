@@ -46,7 +46,11 @@ export const ExternalServiceSchema = Type.Object(
     spec: Type.Object(
       {
         hosts: Type.Array({ ...DnsSubdomain, description: 'a host name callers use (no wildcards)' }, { minItems: 1, maxItems: 16 }),
-        ports: Type.Array(ExternalPort, { minItems: 1, maxItems: 1, description: 'the one port of this external service (declare another ExternalService for another host)' }),
+        ports: Type.Array(ExternalPort, {
+          minItems: 1,
+          maxItems: 1,
+          description: 'the one port of this external service (declare another ExternalService for another host)',
+        }),
         resolution: Type.Union([Type.Literal('STATIC'), Type.Literal('DNS')], {
           description: 'STATIC: the endpoints addresses; DNS: the first host, resolved when a connection opens',
         }),

@@ -297,13 +297,18 @@ export const MeshSchema = Type.Object(
             {
               mode: Type.Optional(
                 Type.Union([Type.Literal('ALLOW_ANY'), Type.Literal('REGISTRY_ONLY')], {
-                  description: 'ALLOW_ANY (default: an undeclared host is answered 503 unknown-service, as before) or REGISTRY_ONLY (403 egress-refused, counted and logged)',
+                  description:
+                    'ALLOW_ANY (default: an undeclared host is answered 503 unknown-service, as before) or REGISTRY_ONLY (403 egress-refused, counted and logged)',
                 }),
               ),
               egressGateway: Type.Optional(
                 Type.Object(
                   {
-                    name: { ...DnsLabel, description: 'the egress gateway proxy (`trellis proxy --gateway --egress ... --service <name>`); every ExternalService call goes through it' },
+                    name: {
+                      ...DnsLabel,
+                      description:
+                        'the egress gateway proxy (`trellis proxy --gateway --egress ... --service <name>`); every ExternalService call goes through it',
+                    },
                     port: Type.Optional({ ...Port, description: 'where `trellis up` opens its mTLS listener (default: a free port)' }),
                   },
                   strict,

@@ -27,7 +27,12 @@ const EXTERNAL_VERSION = 'external';
  * The ExternalService upstreams of `proxy` (none for an ingress gateway). `gatewayEndpoints`:
  * the egress gateway's routable instances.
  */
-export function compileExternalServices(config: ControlConfig, proxy: ProxyInfo, caller: string, gatewayEndpoints: () => Endpoint[]): Record<string, UpstreamSnapshot> {
+export function compileExternalServices(
+  config: ControlConfig,
+  proxy: ProxyInfo,
+  caller: string,
+  gatewayEndpoints: () => Endpoint[],
+): Record<string, UpstreamSnapshot> {
   const externals = config.externalServices ?? [];
   const out: Record<string, UpstreamSnapshot> = {};
   if (externals.length === 0) return out;
@@ -37,7 +42,11 @@ export function compileExternalServices(config: ControlConfig, proxy: ProxyInfo,
   const gateway = config.egressGateway;
   const backendOf = (key: string, e: ExternalServiceConfig): BackendSnapshot => {
     if (gateway !== undefined && !atGateway && e.protocol === 'HTTP') {
-      const identity = spiffeId({ trustDomain: config.identity?.trustDomain ?? DEFAULT_TRUST_DOMAIN, namespace: DEFAULT_NAMESPACE, serviceAccount: gateway.name });
+      const identity = spiffeId({
+        trustDomain: config.identity?.trustDomain ?? DEFAULT_TRUST_DOMAIN,
+        namespace: DEFAULT_NAMESPACE,
+        serviceAccount: gateway.name,
+      });
       return { name: key, endpoints: gatewayEndpoints(), mtls: { identities: [identity] } };
     }
     const endpoints = e.endpoints.map((x, i) => ({ id: `${key}/${i}`, host: x.host, port: x.port, version: EXTERNAL_VERSION }));

@@ -51,7 +51,10 @@ export class EgressPolicy {
   /** Counts and logs one refusal of `host` (as the caller wrote it). */
   refused(protocol: EgressProtocol, host: string): void {
     this.#refused.inc({ protocol });
-    this.#log.write(() => `proxy ${this.#id}: outbound ${protocol} call to ${loggableHost(host)} refused: no service or ExternalService declares it (outboundTrafficPolicy REGISTRY_ONLY)`);
+    this.#log.write(
+      () =>
+        `proxy ${this.#id}: outbound ${protocol} call to ${loggableHost(host)} refused: no service or ExternalService declares it (outboundTrafficPolicy REGISTRY_ONLY)`,
+    );
   }
 }
 

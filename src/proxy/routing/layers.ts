@@ -62,8 +62,14 @@ export function upstream(
  * A host the snapshot does not know: under REGISTRY_ONLY refused 403 egress-refused,
  * counted and logged (egress-policy.ts); otherwise answered as before (`code`).
  */
-function refuse(ex: Exchange, egress: EgressPolicy | undefined, code: 'TRELLIS_E_UNKNOWN_ADDRESS' | 'TRELLIS_E_UNKNOWN_SERVICE', params: Record<string, string>): void {
-  if (egress?.registryOnly !== true || (code === 'TRELLIS_E_UNKNOWN_SERVICE' && egress.meshServices.has(hostToService(ex.req.host)))) return ex.fail(code, params);
+function refuse(
+  ex: Exchange,
+  egress: EgressPolicy | undefined,
+  code: 'TRELLIS_E_UNKNOWN_ADDRESS' | 'TRELLIS_E_UNKNOWN_SERVICE',
+  params: Record<string, string>,
+): void {
+  if (egress?.registryOnly !== true || (code === 'TRELLIS_E_UNKNOWN_SERVICE' && egress.meshServices.has(hostToService(ex.req.host))))
+    return ex.fail(code, params);
   egress.refused('http', ex.req.host);
   ex.fail('TRELLIS_E_EGRESS_REFUSED', { host: boundedName(ex.req.host) });
 }
