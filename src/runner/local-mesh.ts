@@ -60,6 +60,8 @@ export interface MeshState {
   logDir: string;
   instances: (InstancePlan & { appPid?: number; sidecarPid?: number })[];
   ingress?: { admin: HostPort; pid?: number };
+  /** The egress gateway the mesh names (outboundTrafficPolicy.egressGateway): its admin server and mTLS listener. */
+  egressGateway?: { name: string; admin: HostPort; listen: HostPort; pid?: number };
   publicUrls: Record<string, string>;
   skipped: { service: string; reason: string }[];
   controlPid?: number;
@@ -333,6 +335,7 @@ export class LocalMesh {
         logFile: join(logDir, `${egress.name}.log`),
       });
       this.#proxies.push(gateway);
+      state.egressGateway = { name: egress.name, admin: egressAdmin, listen: egressListen, pid: gateway.pid };
       ready.push(waitFor(`http://${egressAdmin.host}:${egressAdmin.port}/ready`, 20_000, 'the egress gateway'));
     }
     await Promise.all(ready);
