@@ -58,6 +58,12 @@ export const ERRORS = {
     status: 403,
     message: 'no instance of the mesh listens at {address}; this proxy forwards only to the services of the mesh and their instances',
   },
+  TRELLIS_E_EGRESS_REFUSED: {
+    token: 'egress-refused',
+    status: 403,
+    message:
+      'no service of the mesh nor ExternalService declares host "{host}", and the mesh refuses calls to undeclared hosts (outboundTrafficPolicy REGISTRY_ONLY); declare it with an ExternalService',
+  },
   TRELLIS_E_FORBIDDEN: {
     token: 'forbidden',
     status: 403,

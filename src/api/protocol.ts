@@ -419,6 +419,12 @@ export interface BackendSnapshot {
   failover?: string;
   /** A BackendPolicy naming this version (sectionName): its balancer and panic threshold. */
   balancing?: BalancingConfig;
+  /**
+   * An ExternalService's endpoints reached with TLS the proxy originates (the app spoke
+   * plain HTTP): the SNI, the name the server's certificate must carry, and the CA bundle
+   * (PEM) it must chain to. Absent: plaintext (or `mtls`).
+   */
+  originateTls?: { sni: string; ca: string };
 }
 
 /**
@@ -458,6 +464,8 @@ export interface UpstreamSnapshot {
   balancing?: BalancingConfig;
   /** Only the routes take requests: with none matching, 404 (a Gateway's port); absent: no routes means the whole service. */
   explicitRoutes?: boolean;
+  /** An ExternalService: the host names (lower case) that reach it through the HTTP proxy listener. Absent: a mesh service. */
+  externalHosts?: string[];
   /**
    * The HTTP/1.1 upgrade protocols (lower case) the service accepts through the mesh
    * (the Mesh service's `upgrades`); absent: {@link DEFAULT_UPGRADES}.
@@ -545,6 +553,12 @@ export interface Snapshot {
    * Gateway resource is gone: it closes its Gateway listeners).
    */
   gateway?: GatewaySnapshot;
+  /**
+   * The Mesh's `outboundTrafficPolicy.mode` when REGISTRY_ONLY: a call to a host that is
+   * neither a service of the snapshot nor an ExternalService is refused 403 egress-refused
+   * (TCP: closed), counted and logged. Absent: ALLOW_ANY (503 unknown-service, as before).
+   */
+  outboundTrafficPolicy?: 'REGISTRY_ONLY';
 }
 
 /**

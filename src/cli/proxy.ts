@@ -33,6 +33,8 @@ Options:
   --gateway-port PORT=[HOST:]ACTUAL
                             open the Gateway's port PORT at ACTUAL instead (repeatable; 0 picks
                             a free one); redirects to PORT name ACTUAL
+  --egress [HOST:]PORT      with --gateway: the egress gateway's mutual-TLS listener, where
+                            sidecars send calls to ExternalServices (Host names the host)
   --access-log PATH|-|off   JSON access log destination (default: - for stdout); a file is
                             created mode 0600
   --access-log-keep-query   log query strings as sent (default: values replaced by REDACTED)
@@ -71,6 +73,7 @@ export async function run(argv: string[]): Promise<number> {
       admin: { type: 'string', default: '127.0.0.1:0' },
       gateway: { type: 'boolean', default: false },
       'gateway-port': { type: 'string', multiple: true, default: [] },
+      egress: { type: 'string' },
       'access-log': { type: 'string', default: '-' },
       'access-log-keep-query': { type: 'boolean', default: false },
       'access-log-max-bytes': { type: 'string' },
@@ -89,6 +92,9 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!values.gateway && !values.app !== !values.inbound) {
     throw new TrellisError('TRELLIS_E_USAGE', { reason: 'a sidecar needs both --app and --inbound (or neither, with only outbound listeners)' });
+  }
+  if (values.egress !== undefined && !values.gateway) {
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: "--egress is the egress gateway's listener; it needs --gateway" });
   }
   const upstreams = values.upstream.map((spec) => {
     const eq = spec.indexOf('=');
@@ -122,6 +128,7 @@ export async function run(argv: string[]): Promise<number> {
     upstreams,
     ...(gatewayListen !== undefined ? { gatewayListen } : {}),
     httpProxy: values['http-proxy'] ? parseHostPort(values['http-proxy'], '--http-proxy') : undefined,
+    ...(values.egress !== undefined ? { egress: parseHostPort(values.egress, '--egress') } : {}),
     admin: parseHostPort(values.admin, '--admin'),
     accessLog: values['access-log'],
     accessLogOptions: {

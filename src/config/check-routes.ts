@@ -54,6 +54,10 @@ function regexProblem(value: string): string | undefined {
   }
 }
 
+/** The kind and group a route names an ExternalService by (as Istio's routes name a ServiceEntry). */
+export const EXTERNAL_KIND = 'ExternalService';
+export const EXTERNAL_GROUP = 'trellis.dev';
+
 /**
  * Every problem of the routes against the mesh, plus routes defined twice. What is no
  * error but worth telling goes to `warnings`: a backendRef naming no service (the route
@@ -68,8 +72,33 @@ export function checkRoutes(
   routes: readonly RouteSource[],
   warnings: Problem[] = [],
   gateways: ReadonlyMap<string, ReadonlySet<string>> = new Map(),
+  externals: readonly { resource: { metadata: { name: string; namespace?: string }; spec: { ports: readonly { protocol: string }[] } } }[] = [],
 ): Problem[] {
   const index = new ServiceIndex(mesh);
+  // ExternalServices by `<namespace>/<name>` → whether they speak HTTP (routes of kind ExternalService name them).
+  const external = new Map(
+    externals.map((e) => [`${e.resource.metadata.namespace ?? 'default'}/${e.resource.metadata.name}`, e.resource.spec.ports[0]?.protocol === 'HTTP']),
+  );
+  /** A reference of kind ExternalService (group trellis.dev): checked here; true when it was one. */
+  const externalRef = (
+    r: { name: string; kind?: string; group?: string; namespace?: string },
+    ns: string,
+    path: Segment[],
+    at: (path: Segment[], message: string) => void,
+    wantHttp: boolean,
+  ): boolean => {
+    if (r.kind !== EXTERNAL_KIND) return false;
+    if (r.group !== EXTERNAL_GROUP) at([...path, 'group'], `must be ${EXTERNAL_GROUP} for kind ${EXTERNAL_KIND} (got "${r.group ?? ''}")`);
+    const http = external.get(`${r.namespace ?? ns}/${r.name}`);
+    if (http === undefined)
+      at([...path, 'name'], `names ExternalService "${r.name}", which is not in the config (ExternalServices: ${[...external.keys()].join(', ') || 'none'})`);
+    else if (http !== wantHttp)
+      at(
+        [...path, 'name'],
+        `ExternalService "${r.name}" ${http ? 'speaks HTTP; a TCPRoute applies to TCP ports' : 'is not HTTP; only an HTTP ExternalService takes HTTP routes'}`,
+      );
+    return true;
+  };
 
   const problems: Problem[] = [];
   const seen = new Map<string, RouteSource>();
@@ -94,6 +123,7 @@ export function checkRoutes(
     // backendRefs and parentRefs without a namespace are in the route's (Gateway API).
     /** `mirror`: a RequestMirror's backendRef, which must exist (a weighted backendRef that does not is only invalid). */
     const checkBackend = (b: { name: string; kind?: string; group?: string; namespace?: string }, path: Segment[], mirror = false): void => {
+      if (externalRef(b, routeNs, path, at, wantProtocol !== 'tcp')) return;
       if ((b.kind ?? 'Service') !== 'Service') {
         at([...path, 'kind'], `kind "${b.kind}" is not supported; a backend is a mesh Service (kind: Service)`);
         return;
@@ -140,6 +170,7 @@ export function checkRoutes(
         }
         continue;
       }
+      if (externalRef(p, routeNs, path, at, wantProtocol !== 'tcp')) continue;
       if ((p.kind ?? 'Service') !== 'Service') {
         at(
           [...path, 'kind'],

@@ -32,6 +32,7 @@ import {
   type TLSRouteSource,
 } from './check-gateways.js';
 import { ensureLocalhostCertificate, localTlsDir } from '../security/local-tls.js';
+import { checkExternalServices, type ExternalServiceConfig, type ExternalServiceSource } from './check-external-services.js';
 import {
   type AuthorizationPolicyResource,
   MESH_DEFAULTS,
@@ -134,6 +135,12 @@ export interface MeshConfig {
   peerAuthentications: LoadedPeerAuthentication[];
   /** Gateways, their certificates read (check-gateways.ts). */
   gateways: GatewayConfig[];
+  /** ExternalServices, their CA bundles read (check-external-services.ts). */
+  externalServices: ExternalServiceConfig[];
+  /** `spec.outboundTrafficPolicy.mode` (default ALLOW_ANY). */
+  outboundTrafficPolicy: 'ALLOW_ANY' | 'REGISTRY_ONLY';
+  /** `spec.outboundTrafficPolicy.egressGateway`: the gateway every ExternalService call goes through; absent: none. */
+  egressGateway?: { name: string; port?: number };
 }
 
 /** What loading found: the config when there is no problem, and every file read. */
@@ -197,6 +204,7 @@ export async function loadConfig(paths: string[], options: LoadOptions = {}): Pr
   const gatewaySources: GatewaySource[] = [];
   const secrets: SecretSource[] = [];
   const tlsRoutes: TLSRouteSource[] = [];
+  const externals: ExternalServiceSource[] = [];
   const read = new Set<string>();
   // The queue grows while we read it: a Mesh's includes are appended.
   for (let q = 0; q < queue.length; q++) {
@@ -235,6 +243,8 @@ export async function loadConfig(paths: string[], options: LoadOptions = {}): Pr
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'TLSRoute') {
         // TLSRoutes belong to Gateways' TLS listeners only (check-gateways.ts), never to a Service's routes.
         tlsRoutes.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
+      } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'ExternalService') {
+        externals.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'Secret') {
         secrets.push({ doc, resource: withDefaults(RESOURCE_KINDS[kind]!.schema, doc.value) });
       } else if (schemaProblems.length === 0 && RESOURCE_KINDS[kind]!.kind === 'RateLimitPolicy') {
@@ -281,6 +291,10 @@ export async function loadConfig(paths: string[], options: LoadOptions = {}): Pr
   });
   problems.push(...gatewayCheck.problems);
   for (const f of gatewayCheck.files) if (!files.includes(f)) files.push(f);
+  // CA bundles are read (and watched) like certificate files.
+  const externalCheck = mesh ? checkExternalServices(mesh.doc, mesh.resource, externals) : { problems: [], externalServices: [], files: [] };
+  problems.push(...externalCheck.problems);
+  for (const f of externalCheck.files) if (!files.includes(f)) files.push(f);
   if (mesh) {
     problems.push(...checkMesh(mesh.doc, mesh.resource));
     problems.push(...checkIdentity(mesh.doc, mesh.resource));
@@ -290,7 +304,7 @@ export async function loadConfig(paths: string[], options: LoadOptions = {}): Pr
         new Set(g.resource.spec.listeners.map((l) => l.name)),
       ]),
     );
-    problems.push(...checkRoutes(mesh.resource, routes, warnings, gatewayListeners));
+    problems.push(...checkRoutes(mesh.resource, routes, warnings, gatewayListeners, externals));
     problems.push(...checkPolicies(mesh.resource, routes, policies));
     problems.push(...checkReferenceGrants(mesh.resource, grants));
     problems.push(...checkRateLimitPolicies(mesh.resource, routes, rateLimits));
@@ -327,6 +341,9 @@ export async function loadConfig(paths: string[], options: LoadOptions = {}): Pr
       mtlsMode: mesh.resource.spec.mtls?.mode ?? 'STRICT',
       peerAuthentications: peerAuths.map((p) => ({ file: p.doc.file, resource: p.resource })),
       gateways: gatewayCheck.gateways,
+      externalServices: externalCheck.externalServices,
+      outboundTrafficPolicy: mesh.resource.spec.outboundTrafficPolicy?.mode ?? 'ALLOW_ANY',
+      ...(mesh.resource.spec.outboundTrafficPolicy?.egressGateway ? { egressGateway: { ...mesh.resource.spec.outboundTrafficPolicy.egressGateway } } : {}),
     },
   };
 }

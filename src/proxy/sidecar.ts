@@ -61,6 +61,8 @@ import { TapHub, type TapLimits } from './tap/tap-hub.js';
 import { serveTap } from './tap/tap-endpoint.js';
 import { explain, parseExplainRequest } from './routing/explain.js';
 import { timingSafeEqual } from 'node:crypto';
+import tls from 'node:tls';
+import { EgressPolicy } from './egress/egress-policy.js';
 
 /** HTTP/2 once loaded: the forwarder's and server's modules, the app codecs, and the upstream session pool. */
 interface LoadedH2 {
@@ -112,6 +114,12 @@ export interface SidecarOptions {
   adminToken?: string;
   /** Taps per proxy, a reader's queue, how long a reader may stay behind (tap/tap-hub.ts); absent: the defaults. */
   tapLimits?: Partial<TapLimits>;
+  /**
+   * An egress gateway (kind 'gateway'): its mutual-TLS listener (STRICT) where sidecars send
+   * calls to ExternalServices; each request is routed by its Host, as on the HTTP proxy
+   * listener, and leaves with the TLS the ExternalService asks for. Reported as `inbound`.
+   */
+  egress?: HostPort;
   /** The head sampling coin (tests inject a seeded one); default Math.random. */
   traceRandom?: () => number;
   /**
@@ -160,12 +168,22 @@ export class Sidecar {
    * the backend's SPIFFE IDs, or plaintext. Asked once per connection, never per request.
    */
   readonly #secureFor: SecureFor = (key, alpn) => {
+    const origin = this.#originTls.get(key);
+    if (origin !== undefined) return { options: alpn === 'h2' ? origin.h2 : origin.h1, watch: NO_WATCH };
     const peer = this.#peerMtls.get(key);
     if (peer === undefined) return undefined;
     const options = this.tls.connectOptions(key, peer, alpn);
     return options === undefined ? 'mutual TLS needs a workload certificate, and this proxy has none yet' : { options, watch: this.#watchTls };
   };
   readonly #watchTls = (socket: import('node:tls').TLSSocket, key: string): void => this.tls.watchClient(socket, key);
+  /**
+   * ExternalService endpoints (`host:port`) reached with TLS this proxy originates: the SNI,
+   * and a context holding the CA bundle, built once per snapshot (not per connection).
+   * Node's default checkServerIdentity checks the certificate against the SNI.
+   */
+  #originTls = new Map<string, { h1: tls.ConnectionOptions; h2: tls.ConnectionOptions }>();
+  /** REGISTRY_ONLY from the snapshot, and its refusals' metric and log (egress/egress-policy.ts). */
+  readonly egress: EgressPolicy;
   /** The peer endpoints (`host:port`) reached over mutual TLS, and the identities they must present (from the snapshot). */
   #peerMtls = new Map<string, PeerMtls>();
   /** The PeerAuthentication of this proxy's inbound listeners (snapshot); absent: PERMISSIVE. */
@@ -286,6 +304,7 @@ export class Sidecar {
     });
     this.metrics.watchTracing(this.tracer);
     this.#authzMetrics = new AuthzMetrics(this.metrics.registry);
+    this.egress = new EgressPolicy(this.metrics.registry, o.id, o.log);
     this.balancing = new BalancingState((service, id, ejected, reason) => {
       o.log(ejected ? `proxy ${o.id}: ejected endpoint ${id} of ${service} (${reason})` : `proxy ${o.id}: endpoint ${id} of ${service} is back in rotation`);
     });
@@ -338,6 +357,7 @@ export class Sidecar {
       deadlines: this.#deadlines,
       tap: this.tap,
       tracer: this.tracer,
+      egress: this.egress,
     };
     const codes = { connect: 'TRELLIS_E_CONNECT', reset: 'TRELLIS_E_UPSTREAM_RESET' } as const;
     // One stack per listener (stack/stacks.ts), over the HTTP/1.1 codec here and the
@@ -356,7 +376,10 @@ export class Sidecar {
           const service = this.#upstreams?.get(u.service);
           // The port the listener names, or the first (the service itself, for a one-port service).
           const up = u.servicePort === undefined || service?.ports === undefined ? service : service.ports.get(u.servicePort);
-          if (up === undefined) {
+          if (up === undefined && this.egress.registryOnly) {
+            this.egress.refused('tcp', name);
+            socket.destroy();
+          } else if (up === undefined) {
             o.log(`proxy: connection to upstream listener "${name}" refused: the control plane does not list it for ${o.service}`);
             socket.destroy();
           } else if (up.protocol === 'tcp') {
@@ -382,6 +405,27 @@ export class Sidecar {
       const server = net.createServer((socket) => this.#guard(ctx, socket, () => serveHttp(socket, pipeline, h2, ctx)));
       this.addresses.httpProxy = await listen(server, o.httpProxy, this.#sockets);
       this.#holdListener(server, 'http-proxy');
+    }
+
+    if (o.kind === 'gateway' && o.egress !== undefined) {
+      const ctx = this.#context('http-proxy');
+      const pipeline = outbound();
+      const h2 = outboundH2(ctx);
+      // Only mesh workloads may send the mesh's external traffic out: mutual TLS, whatever the snapshot says.
+      const door: InboundDoor = {
+        mode: () => 'STRICT',
+        tls: this.tls,
+        server: this.tls.server((s) => {
+          this.#guard(ctx, s, () => {
+            if (this.tls.verifiedPeer(s) !== undefined) serveHttp(s, pipeline, h2, ctx);
+          });
+        }),
+        silentMs: o.detectTimeoutMs ?? DETECT_TIMEOUT_MS,
+        counted: (mode, security) => this.metrics.tlsConnection('inbound', mode, security),
+      };
+      const server = net.createServer((socket) => this.#accept(ctx, socket, () => admitInbound(socket, door, (s) => serveHttp(s, pipeline, h2, ctx), ctx)));
+      this.addresses.inbound = await listen(server, o.egress, this.#sockets);
+      this.#holdListener(server, 'egress');
     }
 
     if (o.ports !== undefined && o.ports.length > 0) {
@@ -658,6 +702,12 @@ export class Sidecar {
       if (typeof p === 'object' && p !== null && typeof p.port === 'number' && typeof p.protocol === 'string') inboundProtocols.set(p.port, p.protocol);
     }
     const peerMtls = peerMtlsIndex(s);
+    let originTls: Map<string, { h1: tls.ConnectionOptions; h2: tls.ConnectionOptions }>;
+    try {
+      originTls = originTlsIndex(s);
+    } catch (err) {
+      throw new TrellisError('TRELLIS_E_SNAPSHOT_REJECTED', { version: s.version, reason: `an ExternalService's CA bundle: ${errorSummary(err)}` });
+    }
     this.#snapshot = s;
     this.tracer.configure(s.tracing);
     this.#upstreams = compiled;
@@ -670,6 +720,9 @@ export class Sidecar {
       this.#h2pool?.closeOne(key);
     }
     this.#peerMtls = peerMtls;
+    for (const key of originTls.keys()) keys.add(key);
+    this.#originTls = originTls;
+    this.egress.registryOnly = s.outboundTrafficPolicy === 'REGISTRY_ONLY';
     this.#inboundMtls = typeof s.mtls === 'object' && s.mtls !== null && typeof s.mtls.mode === 'string' ? s.mtls : undefined;
     this.tls.retainOnly(keys);
     this.#hosts = hostIndex(s, compiled);
@@ -678,6 +731,7 @@ export class Sidecar {
     for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
     this.#meshServices = new Set(Array.isArray(s.meshServices) ? s.meshServices.filter((n) => typeof n === 'string') : []);
     this.#serviceOfBackend = undefined;
+    this.egress.meshServices = this.#meshServices;
     this.#authz = authz;
     this.#inboundProtocols = inboundProtocols;
     for (const a of this.#appVersions) a.version.declare(this.#inboundProtocol(a.port));
@@ -1031,6 +1085,30 @@ function listen(server: net.Server, at: HostPort, sockets?: Set<net.Socket>): Pr
   });
 }
 
+/** What an originated TLS connection's handshake needs watched: nothing beyond its error, which the codec reports (connect-failed, with the reason). */
+const NO_WATCH = (): void => {};
+
+/**
+ * The ExternalService endpoints (`host:port`) to reach with TLS this proxy originates
+ * (BackendSnapshot.originateTls): connect options with the SNI and a context holding the
+ * CA bundle, one context per bundle. Throws when a bundle does not load.
+ */
+function originTlsIndex(s: Snapshot): Map<string, { h1: tls.ConnectionOptions; h2: tls.ConnectionOptions }> {
+  const index = new Map<string, { h1: tls.ConnectionOptions; h2: tls.ConnectionOptions }>();
+  const contexts = new Map<string, tls.SecureContext>();
+  for (const u of Object.values(s.upstreams)) {
+    for (const b of Object.values(u.backends)) {
+      const o = b.originateTls;
+      if (o === undefined || typeof o.ca !== 'string' || typeof o.sni !== 'string') continue;
+      let secureContext = contexts.get(o.ca);
+      if (secureContext === undefined) contexts.set(o.ca, (secureContext = tls.createSecureContext({ ca: o.ca })));
+      const base = { secureContext, servername: o.sni };
+      for (const e of b.endpoints) index.set(endpointKey(e), { h1: { ...base, ALPNProtocols: ['http/1.1'] }, h2: { ...base, ALPNProtocols: ['h2'] } });
+    }
+  }
+  return index;
+}
+
 /**
  * The peer endpoints (`host:port`) to reach over mutual TLS, with the identities their
  * backend names: every backend of every upstream (and port) that says `mtls`.
@@ -1080,6 +1158,12 @@ function hostIndex(s: Snapshot, compiled: ReadonlyMap<string, CompiledUpstream>)
   for (const [key, upstream] of compiled) {
     const { name, namespace } = splitServiceKey(key);
     for (const host of serviceHostNames(name, namespace, caller, domain)) index.set(host, upstream);
+  }
+  // An ExternalService by its hosts (as written; a mesh service keeps a name both claim).
+  for (const [key, u] of Object.entries(s.upstreams)) {
+    const upstream = compiled.get(key);
+    if (upstream === undefined || !Array.isArray(u.externalHosts)) continue;
+    for (const host of u.externalHosts) if (typeof host === 'string' && !index.has(host)) index.set(host, upstream);
   }
   return index;
 }

@@ -71,6 +71,8 @@ export interface MeshState {
   gateways?: { name: string; admin: HostPort; ports: Record<string, HostPort>; derived: boolean; pid?: number }[];
   /** The CA of the localhost certificate HTTPS listeners serve (`curl --cacert <ca>`); absent: none is served. */
   localCa?: string;
+  /** The egress gateway the mesh names (outboundTrafficPolicy.egressGateway): its admin server and mTLS listener. */
+  egressGateway?: { name: string; admin: HostPort; listen: HostPort; pid?: number };
   publicUrls: Record<string, string>;
   skipped: { service: string; reason: string }[];
   controlPid?: number;
@@ -369,6 +371,42 @@ export class LocalMesh {
           Promise.all([...ports.values()].map((p) => waitForPort(LOOPBACK, p, 20_000, `port ${p} of the gateway ${name}`))),
         ) as Promise<void>,
       );
+    }
+    // The egress gateway the mesh names (outboundTrafficPolicy.egressGateway): sidecars send
+    // every ExternalService call to its mutual-TLS listener, and it leaves the mesh from there.
+    const egress = config.egressGateway;
+    if (egress !== undefined) {
+      const egressAdmin = { host: LOOPBACK, port: await this.#ports.free() };
+      const egressListen = { host: LOOPBACK, port: egress.port ?? (await this.#ports.free()) };
+      const gateway = this.#supervise({
+        name: egress.name,
+        command: [
+          process.execPath,
+          ...PROXY_NODE_FLAGS,
+          TRELLIS_BIN,
+          'proxy',
+          '--gateway',
+          '--service',
+          egress.name,
+          '--id',
+          egress.name,
+          '--control',
+          controlUrl,
+          '--admin',
+          `${egressAdmin.host}:${egressAdmin.port}`,
+          '--egress',
+          `${egressListen.host}:${egressListen.port}`,
+          '--access-log',
+          join(logDir, `${egress.name}.access.log`),
+          ...logFlags,
+        ],
+        cwd: process.cwd(),
+        env: proxyEnv({ kind: 'gateway', service: egress.name, id: egress.name }),
+        logFile: join(logDir, `${egress.name}.log`),
+      });
+      this.#proxies.push(gateway);
+      state.egressGateway = { name: egress.name, admin: egressAdmin, listen: egressListen, pid: gateway.pid };
+      ready.push(waitFor(`http://${egressAdmin.host}:${egressAdmin.port}/ready`, 20_000, 'the egress gateway'));
     }
     await Promise.all(ready);
     instances.forEach((i, n) => {

@@ -17,6 +17,7 @@ import { RequestAuthenticationSchema } from './request-authentication.js';
 import { AuthorizationPolicySchema } from './authorization-policy.js';
 import { GatewaySchema, SecretSchema } from './gateway.js';
 import { TLSRouteSchema } from './tls-route.js';
+import { ExternalServiceSchema } from './external-service.js';
 
 /** Every kind Trellis reads, keyed by `<apiVersion>/<kind>`. */
 export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion: string; schema: TSchema }>> = {
@@ -36,6 +37,7 @@ export const RESOURCE_KINDS: Readonly<Record<string, { kind: string; apiVersion:
   [`${TRELLIS_API_VERSION}/PeerAuthentication`]: { kind: 'PeerAuthentication', apiVersion: TRELLIS_API_VERSION, schema: PeerAuthenticationSchema },
   [`${TRELLIS_API_VERSION}/RequestAuthentication`]: { kind: 'RequestAuthentication', apiVersion: TRELLIS_API_VERSION, schema: RequestAuthenticationSchema },
   [`${TRELLIS_API_VERSION}/AuthorizationPolicy`]: { kind: 'AuthorizationPolicy', apiVersion: TRELLIS_API_VERSION, schema: AuthorizationPolicySchema },
+  [`${TRELLIS_API_VERSION}/ExternalService`]: { kind: 'ExternalService', apiVersion: TRELLIS_API_VERSION, schema: ExternalServiceSchema },
 };
 
 /** The kinds that attach to routes or services through targetRefs. */

@@ -290,6 +290,34 @@ export const MeshSchema = Type.Object(
         mtls: Type.Optional(
           Type.Object({ mode: MtlsModeSchema }, { ...strict, description: 'the mesh-wide mTLS mode: { mode: STRICT | PERMISSIVE | DISABLE }; default STRICT' }),
         ),
+        // What leaves the mesh (Istio's meshConfig.outboundTrafficPolicy): calls to hosts no
+        // service nor ExternalService declares, and the egress gateway external calls go through.
+        outboundTrafficPolicy: Type.Optional(
+          Type.Object(
+            {
+              mode: Type.Optional(
+                Type.Union([Type.Literal('ALLOW_ANY'), Type.Literal('REGISTRY_ONLY')], {
+                  description:
+                    'ALLOW_ANY (default: an undeclared host is answered 503 unknown-service, as before) or REGISTRY_ONLY (403 egress-refused, counted and logged)',
+                }),
+              ),
+              egressGateway: Type.Optional(
+                Type.Object(
+                  {
+                    name: {
+                      ...DnsLabel,
+                      description:
+                        'the egress gateway proxy (`trellis proxy --gateway --egress ... --service <name>`); every ExternalService call goes through it',
+                    },
+                    port: Type.Optional({ ...Port, description: 'where `trellis up` opens its mTLS listener (default: a free port)' }),
+                  },
+                  strict,
+                ),
+              ),
+            },
+            strict,
+          ),
+        ),
       },
       strict,
     ),

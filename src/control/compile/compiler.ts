@@ -24,6 +24,7 @@ import { inboundMtls, peerMtls } from './mtls.js';
 import { compileRequestAuthentication } from './request-authentication.js';
 import { compileAuthorization, compileGatewayAuthorization } from './authorization.js';
 import { compileGateway, gatewayOf } from './gateway.js';
+import { compileExternalServices } from './external.js';
 
 /** What the compiler needs to know about an instance. */
 export interface RoutableInstance {
@@ -100,7 +101,7 @@ function addressAt(i: RoutableInstance, at: PortChoice | undefined): { inbound: 
   return p && { inbound: p.inbound, app: p.app };
 }
 
-function endpointsOf(instances: readonly RoutableInstance[], service: string, version?: string, at?: PortChoice): Endpoint[] {
+export function endpointsOf(instances: readonly RoutableInstance[], service: string, version?: string, at?: PortChoice): Endpoint[] {
   const out: Endpoint[] = [];
   for (const i of instances) {
     if (i.service !== service || !routable(i) || (version !== undefined && i.version !== version)) continue;
@@ -317,6 +318,12 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
     const service = serviceByKey(config, name);
     if (service !== undefined) upstreams[name] = compileUpstream(config, instances, service, caller);
   }
+  // ExternalServices: every sidecar's, and the egress gateway's (external.ts).
+  const gatewayName = config.egressGateway?.name;
+  Object.assign(
+    upstreams,
+    compileExternalServices(config, proxy, caller, () => (gatewayName === undefined ? [] : endpointsOf(instances, gatewayName))),
+  );
   // A gateway proxy named after a Gateway: its ports, and a route table per port among its upstreams.
   const gatewayConfig = proxy.kind === 'gateway' ? gatewayOf(config, proxy.service) : undefined;
   let gateway: Snapshot['gateway'];
@@ -360,6 +367,7 @@ export function compileSnapshot(input: CompileInput): SnapshotContent {
     ].sort(),
   };
   if (gateway !== undefined) out.gateway = gateway;
+  if (config.outboundTrafficPolicy === 'REGISTRY_ONLY') out.outboundTrafficPolicy = 'REGISTRY_ONLY';
   // Absent for default and cluster.local, so snapshots of a mesh without namespaces are as before.
   if (caller !== DEFAULT_NAMESPACE) out.namespace = caller;
   if (config.clusterDomain !== undefined && config.clusterDomain !== DEFAULT_CLUSTER_DOMAIN) out.clusterDomain = config.clusterDomain;

@@ -35,8 +35,8 @@ export function routeAttachesTo(route: RouteConfig, service: string, port?: numb
     (ref) =>
       ref.name === name &&
       (ref.namespace ?? own) === namespace &&
-      (ref.kind ?? 'Service') === 'Service' &&
-      (ref.group ?? '') === '' &&
+      // A Service, or an ExternalService (check-routes.ts: their names never clash).
+      (((ref.kind ?? 'Service') === 'Service' && (ref.group ?? '') === '') || (ref.kind === 'ExternalService' && ref.group === 'trellis.dev')) &&
       (port === undefined || ref.port === undefined || ref.port === port),
   );
 }

@@ -7,7 +7,8 @@
 // depends on, shared by the proxies that ask for it.
 import type { ProxyInfo, SnapshotBase, UpstreamSnapshot } from '../../api/protocol.js';
 import type { ControlConfig } from '../sources/mesh-config.js';
-import { compileSnapshot, compileUpstreamFor, type RoutableInstance } from '../compile/compiler.js';
+import { compileSnapshot, compileUpstreamFor, endpointsOf, type RoutableInstance } from '../compile/compiler.js';
+import { compileExternalServices } from '../compile/external.js';
 
 /** One compiled view: its value, its JSON, and the version of that JSON. */
 export interface View<T> {
@@ -38,6 +39,10 @@ export class CompiledViews {
   #instances: readonly RoutableInstance[] = [];
   /** Upstreams by `<caller namespace>\n<service key>`. */
   readonly #upstreams = new Map<string, Entry<UpstreamSnapshot | undefined>>();
+  /** A sidecar's ExternalService upstreams by `<caller namespace>\n<name>`. */
+  readonly #externals = new Map<string, Entry<UpstreamSnapshot | undefined>>();
+  /** The namespaces whose externals were compiled this round, with their names. */
+  readonly #externalNames = new Map<string, { round: number; names: string[] }>();
   /** Sidecars' own parts by service key (they depend on the config alone). */
   readonly #bases = new Map<string, Entry<SnapshotBase>>();
   #basesFor: ControlConfig | undefined;
@@ -64,6 +69,7 @@ export class CompiledViews {
   /** Drops the views no proxy asked for in this round (a service no longer called, a namespace gone). */
   prune(): void {
     for (const [k, e] of this.#upstreams) if (e.round !== this.#round) this.#upstreams.delete(k);
+    for (const [k, e] of this.#externals) if (e.round !== this.#round) this.#externals.delete(k);
   }
 
   /** The upstream `name` for callers in `namespace` (its value undefined: no such service). */
@@ -75,6 +81,36 @@ export class CompiledViews {
     const next = restamp(entry, compileUpstreamFor(config, this.#instances, name, namespace), this.#round);
     this.#upstreams.set(key, next);
     return next.view;
+  }
+
+  /**
+   * The ExternalService upstreams every sidecar in `namespace` gets (egress.ts decides what:
+   * the external endpoints, or the egress gateway's instances), each a view of its own,
+   * compiled once per round per namespace.
+   */
+  externals(namespace: string): ReadonlyMap<string, View<UpstreamSnapshot | undefined>> {
+    const config = this.#required();
+    const out = new Map<string, View<UpstreamSnapshot | undefined>>();
+    if ((config.externalServices ?? []).length === 0) return out;
+    const known = this.#externalNames.get(namespace);
+    if (known !== undefined && known.round === this.#round) {
+      for (const name of known.names) out.set(name, this.#externals.get(`${namespace}\n${name}`)!.view);
+      return out;
+    }
+    const gateway = config.egressGateway?.name;
+    // What a sidecar gets depends on its namespace alone (not on which service it serves).
+    const compiled = compileExternalServices(config, { kind: 'sidecar', service: '' }, namespace, () =>
+      gateway === undefined ? [] : endpointsOf(this.#instances, gateway),
+    );
+    const names = Object.keys(compiled).sort();
+    for (const name of names) {
+      const key = `${namespace}\n${name}`;
+      const next = restamp(this.#externals.get(key), compiled[name], this.#round);
+      this.#externals.set(key, next);
+      out.set(name, next.view);
+    }
+    this.#externalNames.set(namespace, { round: this.#round, names });
+    return out;
   }
 
   /** A sidecar's own part: everything of its snapshot but the upstreams, compiled once per service and config. */

@@ -354,7 +354,8 @@ export class Distributor {
     conn.proxy = proxy;
     this.#byProxy.set(proxy.id, conn);
     this.#model.connectProxy(proxy);
-    if (proxy.kind === 'sidecar') {
+    // An egress gateway reports its mTLS listener as `inbound`: sidecars reach it as an instance of its name.
+    if (proxy.kind === 'sidecar' || proxy.inbound !== undefined) {
       this.#model.addInstance({
         id: proxy.id,
         service: proxy.service,
@@ -410,7 +411,7 @@ export class Distributor {
     this.#byProxy.delete(proxy.id);
     this.#quotas.leave(proxy.id, proxy.service);
     this.#model.disconnectProxy(proxy.id);
-    if (proxy.kind === 'sidecar') this.#model.removeInstance(proxy.id);
+    if (proxy.kind === 'sidecar' || proxy.inbound !== undefined) this.#model.removeInstance(proxy.id);
     if (!this.#stopped) this.#log(`control: ${proxy.kind} ${proxy.id} disconnected`);
   }
 
@@ -467,6 +468,8 @@ export class Distributor {
       const view = this.#views.upstream(namespace, name);
       if (view.value !== undefined) upstreams.set(name, view);
     }
+    // ExternalServices: every sidecar's, by name (compileSnapshot's order: they win a clash).
+    if (proxy.kind === 'sidecar') for (const [name, view] of this.#views.externals(namespace)) upstreams.set(name, view);
     const sent = force ? undefined : conn.sent;
     let line: string;
     let version: number;

@@ -1,4 +1,5 @@
 import type { GatewayConfig } from '../../config/check-gateways.js';
+import type { ExternalServiceConfig } from '../../config/check-external-services.js';
 // The narrow view of the loaded mesh configuration that the control plane reads.
 // `MeshConfig` from src/config/ is structurally assignable to `ControlConfig`; the
 // control plane depends on these few fields only, so its compiler and tests can be fed
@@ -331,6 +332,12 @@ export interface ControlConfig {
   readonly mtlsMode?: MtlsMode;
   /** PeerAuthentications, in file order; absent: none. */
   readonly peerAuthentications?: readonly { readonly file: string; readonly resource: PeerAuthenticationConfig }[];
+  /** ExternalServices (their CA bundles read); absent: none. */
+  readonly externalServices?: readonly ExternalServiceConfig[];
+  /** The Mesh's `outboundTrafficPolicy.mode`; absent: ALLOW_ANY. */
+  readonly outboundTrafficPolicy?: 'ALLOW_ANY' | 'REGISTRY_ONLY';
+  /** The egress gateway every ExternalService call goes through; absent: none (sidecars call them directly). */
+  readonly egressGateway?: { readonly name: string; readonly port?: number };
 }
 
 /** A PeerAuthentication, as far as the compiler reads it (src/control/compile/mtls.ts). */

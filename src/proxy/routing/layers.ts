@@ -8,6 +8,7 @@ import type { Exchange } from '../stack/exchange.js';
 import type { CompiledUpstream } from './router.js';
 import { matchRoute, pickBackendIndex } from './router.js';
 import type { Layer } from '../stack/layer.js';
+import type { EgressPolicy } from '../egress/egress-policy.js';
 import { withBackend, withEndpoint, withRoute, withUpstream, type Picked, type Routed, type Split, type Upstreamed } from '../stack/decisions.js';
 
 /**
@@ -21,6 +22,7 @@ export function upstream(
   fixedService?: string,
   lookupAddress: (address: string) => AddressedInstance | undefined | null = () => undefined,
   fixedPort?: number,
+  egress?: EgressPolicy,
 ): Layer<Exchange, Upstreamed> {
   return (next) => ({
     request(ex) {
@@ -30,7 +32,7 @@ export function upstream(
           // Addressed to an instance, not a service: that instance or nothing (never an open relay).
           const found = lookupAddress(address);
           if (found === null) return ex.fail('TRELLIS_E_NO_CONFIG');
-          if (found === undefined) return ex.fail('TRELLIS_E_UNKNOWN_ADDRESS', { address: boundedName(address) });
+          if (found === undefined) return refuse(ex, egress, 'TRELLIS_E_UNKNOWN_ADDRESS', { address: boundedName(address) });
           ex.pinned = found.endpoint;
           return next(withUpstream(ex, found.upstream));
         }
@@ -39,7 +41,7 @@ export function upstream(
       if (fixedService !== undefined) ex.service = fixedService;
       const found = lookup(service);
       if (found === null) return ex.fail('TRELLIS_E_NO_CONFIG');
-      if (found === undefined) return ex.fail('TRELLIS_E_UNKNOWN_SERVICE', { service: boundedName(service) });
+      if (found === undefined) return refuse(ex, egress, 'TRELLIS_E_UNKNOWN_SERVICE', { service: boundedName(service) });
       // A multi-port service: the port the listener names, or the Host's (80 when it names
       // none); a listener without one reaches the first port, which `found` already is.
       let up: CompiledUpstream | undefined = found;
@@ -54,6 +56,22 @@ export function upstream(
       next(withUpstream(ex, up));
     },
   });
+}
+
+/**
+ * A host the snapshot does not know: under REGISTRY_ONLY refused 403 egress-refused,
+ * counted and logged (egress-policy.ts); otherwise answered as before (`code`).
+ */
+function refuse(
+  ex: Exchange,
+  egress: EgressPolicy | undefined,
+  code: 'TRELLIS_E_UNKNOWN_ADDRESS' | 'TRELLIS_E_UNKNOWN_SERVICE',
+  params: Record<string, string>,
+): void {
+  if (egress?.registryOnly !== true || (code === 'TRELLIS_E_UNKNOWN_SERVICE' && egress.meshServices.has(hostToService(ex.req.host))))
+    return ex.fail(code, params);
+  egress.refused('http', ex.req.host);
+  ex.fail('TRELLIS_E_EGRESS_REFUSED', { host: boundedName(ex.req.host) });
 }
 
 /**

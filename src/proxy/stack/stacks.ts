@@ -31,6 +31,7 @@ import type { RateLimits } from '../ratelimit/rate-limits.js';
 import type { Picked, Split } from './decisions.js';
 import { Stack, type Layer } from './layer.js';
 import type { TapHub } from '../tap/tap-hub.js';
+import type { EgressPolicy } from '../egress/egress-policy.js';
 
 /** What the outbound stack needs of its proxy. */
 export interface OutboundParts {
@@ -53,6 +54,8 @@ export interface OutboundParts {
   readonly tap?: TapHub;
   /** The proxy's tracer (sampling and span export); off until a snapshot turns tracing on. */
   readonly tracer: Tracer;
+  /** REGISTRY_ONLY (egress/egress-policy.ts): how an unknown host is refused; absent: as ALLOW_ANY. */
+  readonly egress?: EgressPolicy;
 }
 
 /**
@@ -74,7 +77,7 @@ export function outboundStack(p: OutboundParts, fixedService?: string, fixedPort
       .push(outboundIdentity(p.service))
       // The destination service, from the listener or the Host header: nothing below runs without one.
       // (The port of a multi-port service too: the listener's, or the Host's.)
-      .push(upstream(fixedService === undefined ? (p.lookupHost ?? p.lookup) : p.lookup, fixedService, p.lookupAddress, fixedPort))
+      .push(upstream(fixedService === undefined ? (p.lookupHost ?? p.lookup) : p.lookup, fixedService, p.lookupAddress, fixedPort, p.egress))
       // The destination's routes pick the rule; every layer below reads the rule's policies.
       .push(route)
       // Judged once the route is known, so a request no route takes gets its 404 first.
