@@ -106,6 +106,8 @@ export interface TapEvent {
   readonly latencyMs: number;
   /** The calling service as the identity layer names it (`unknown` when it can't). */
   readonly caller: string;
+  /** Inbound over mutual TLS: the SPIFFE ID of the caller's verified certificate. */
+  readonly peer?: string;
   readonly destination: string;
   /** The matched rule (`inbound` for an inbound exchange, '' when none matched). */
   readonly route: string;
