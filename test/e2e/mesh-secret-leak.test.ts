@@ -9,7 +9,7 @@
 // sidecar (authorization and authentication), with mTLS STRICT and the admin lock on.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -18,6 +18,7 @@ import { parseAllDocuments } from 'yaml';
 import { adminHeaders, resolveAdminToken } from '../../src/security/admin-token.js';
 import { BOOTSTRAP_SECRET_ENV, CREDENTIAL_ENV } from '../../src/security/bootstrap-credential.js';
 import { eventually } from '../helpers/eventually.js';
+import { dashboardLink, launchChromium, noChromium, screenshot } from '../helpers/browser.js';
 import { meshUp, REPO, request, stopMesh, TRELLIS, type RunningMesh } from '../helpers/mesh-run.js';
 
 const ISSUER = 'https://auth.shop.test';
@@ -33,6 +34,8 @@ let expiredJwt: string;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'trellis-leak-'));
+  // Postgres runs as the unprivileged `postgres` user and must reach its data folder.
+  await chmod(dir, 0o755);
   const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
   const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
   const now = Math.floor(Date.now() / 1000);
@@ -148,6 +151,29 @@ test("trellis status shows each proxy's inbound mTLS mode and its certificate's 
   const tap = await tapping;
   assert.equal(tap.code, 0, tap.err);
   assert.match(tap.out, / 403 .*from=intruder .*error=forbidden peer=spiffe:\/\/cluster\.local\/ns\/default\/sa\/intruder$/m, tap.out);
+});
+
+test('the dashboard shows authorization denials by service and policy, in Chromium', { skip: noChromium() }, async () => {
+  const browser = await launchChromium();
+  try {
+    const page = await browser.newPage();
+    await page.goto(dashboardLink(mesh.output()));
+    await page.getByTestId('topology').waitFor();
+    // The page reads the proxies while it is open (the first read is the baseline): refusals from now on count.
+    const intruder = upstreamPort('intruder', 'backend');
+    const table = page.getByTestId('authz-denials');
+    await eventually(
+      async () => {
+        for (let i = 0; i < 5; i++) assert.equal((await request(intruder, '/api/denied')).status, 403);
+        const text = (await table.textContent({ timeout: 1000 })) ?? '';
+        assert.match(text, /backend\s*default\/backend-from-frontend\s*http\s*\d+/);
+      },
+      { timeoutMs: 30_000 },
+    );
+    await screenshot(page, 'authz-denials');
+  } finally {
+    await browser.close();
+  }
 });
 
 test('no private key, admin token, bootstrap secret or credential, or JWT appears in any log, state file, metrics endpoint or the trace store', async () => {
