@@ -107,7 +107,9 @@ function renderAuthorization(v: ExplainView): string[] {
   }
   if (!z.policies) out.push('  authorization: allow (no AuthorizationPolicy applies to the service)');
   else {
-    out.push(`  authorization: ${z.decision === 'allow' ? 'allow' : 'DENY (403 forbidden)'}${z.policy !== undefined ? ` by ${p(z.policy)}` : ''}: ${p(z.reason, 600)}`);
+    out.push(
+      `  authorization: ${z.decision === 'allow' ? 'allow' : 'DENY (403 forbidden)'}${z.policy !== undefined ? ` by ${p(z.policy)}` : ''}: ${p(z.reason, 600)}`,
+    );
     if (z.dryRun !== undefined) out.push(`  dry run:  the dryRun policy ${p(z.dryRun.policy)} would refuse it (logged and counted, let through)`);
     if (z.audited.length > 0) out.push(`  audited:  ${z.audited.map((a) => p(a)).join(', ')}`);
   }

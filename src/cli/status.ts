@@ -189,7 +189,9 @@ async function inboundMode(p: ProxyView): Promise<string | null> {
 
 /** Each proxy's inbound mode and issued certificate. */
 export async function fetchSecurity(target: AdminTarget, proxies: readonly ProxyView[]): Promise<ProxySecurity[]> {
-  const issued = await getJson<{ certificates?: { proxy: string; spiffeId: string; notAfter: string }[] }>(target, '/v1/identity').catch(() => ({ certificates: [] }));
+  const issued = await getJson<{ certificates?: { proxy: string; spiffeId: string; notAfter: string }[] }>(target, '/v1/identity').catch(() => ({
+    certificates: [],
+  }));
   const certs = new Map((issued.certificates ?? []).map((c) => [c.proxy, { spiffeId: c.spiffeId, notAfter: c.notAfter }]));
   return Promise.all(proxies.map(async (p) => ({ id: p.id, service: p.service, mtls: await inboundMode(p), certificate: certs.get(p.id) ?? null })));
 }

@@ -46,8 +46,7 @@ export function topReading(texts: readonly { readonly id: string; readonly text:
     for (const s of parsePrometheus(text, (n) => n === COUNT || n === BUCKET)) {
       const l = s.labels;
       if (l.direction !== (mode === 'routes' ? 'outbound' : 'inbound')) continue;
-      const group =
-        mode === 'services' ? (l.destination ?? '') : `${l.destination ?? ''}\u0000${(mode === 'routes' ? l.route : l.source) ?? ''}`;
+      const group = mode === 'services' ? (l.destination ?? '') : `${l.destination ?? ''}\u0000${(mode === 'routes' ? l.route : l.source) ?? ''}`;
       const key = `${id}\u0000${s.name}${JSON.stringify(Object.entries(l).sort(([a], [b]) => (a < b ? -1 : 1)))}`;
       out.set(key, {
         group,

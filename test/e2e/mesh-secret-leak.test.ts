@@ -40,11 +40,15 @@ before(async () => {
   const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
   const now = Math.floor(Date.now() / 1000);
   const sign = (claims: Record<string, unknown>) =>
-    new SignJWT({ iss: ISSUER, sub: 'alice', aud: 'shop', iat: now, exp: now + 3600, ...claims }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).sign(privateKey);
+    new SignJWT({ iss: ISSUER, sub: 'alice', aud: 'shop', iat: now, exp: now + 3600, ...claims })
+      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+      .sign(privateKey);
   goodJwt = await sign({});
   expiredJwt = await sign({ exp: now - 3600, sub: 'bob' });
   const other = await generateKeyPair('ES256');
-  forgedJwt = await new SignJWT({ iss: ISSUER, sub: 'mallory', aud: 'shop', exp: now + 3600 }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).sign(other.privateKey);
+  forgedJwt = await new SignJWT({ iss: ISSUER, sub: 'mallory', aud: 'shop', exp: now + 3600 })
+    .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+    .sign(other.privateKey);
 
   const shop = join(REPO, 'examples', 'shop');
   await writeFile(join(dir, 'intruder.js'), INTRUDER);
@@ -52,7 +56,13 @@ before(async () => {
   const meshDoc = docs[0]!.toJSON() as { spec: Record<string, unknown> & { include: string[]; services: Record<string, unknown>[] } };
   meshDoc.spec.include = meshDoc.spec.include.map((f) => join(shop, f));
   for (const s of meshDoc.spec.services) s.cwd = shop;
-  meshDoc.spec.services.push({ name: 'intruder', protocol: 'http', command: `node ${join(dir, 'intruder.js')}`, upstreams: ['backend'], health: { tcp: {}, interval: '2s' } });
+  meshDoc.spec.services.push({
+    name: 'intruder',
+    protocol: 'http',
+    command: `node ${join(dir, 'intruder.js')}`,
+    upstreams: ['backend'],
+    health: { tcp: {}, interval: '2s' },
+  });
   meshDoc.spec.telemetry = { tracing: { samplingPercentage: 100, flushInterval: '200ms' } };
   const authn = {
     apiVersion: 'trellis.dev/v1alpha1',
@@ -60,7 +70,15 @@ before(async () => {
     metadata: { name: 'shop-users' },
     spec: {
       targetRefs: [{ group: '', kind: 'Service', name: 'backend' }],
-      jwtRules: [{ issuer: ISSUER, audiences: ['shop'], jwks: JSON.stringify({ keys: [jwk] }), fromHeaders: [{ name: 'authorization', prefix: 'Bearer ' }], fromParams: ['access_token'] }],
+      jwtRules: [
+        {
+          issuer: ISSUER,
+          audiences: ['shop'],
+          jwks: JSON.stringify({ keys: [jwk] }),
+          fromHeaders: [{ name: 'authorization', prefix: 'Bearer ' }],
+          fromParams: ['access_token'],
+        },
+      ],
     },
   };
   const file = join(dir, 'shop.yaml');
@@ -100,7 +118,17 @@ test('trellis explain asks the destination sidecar: which AuthorizationPolicy al
   assert.match(denied.out, /authentication: no token/);
   assert.match(denied.out, /authorization: DENY \(403 forbidden\) by default\/backend-from-frontend: no rule of the ALLOW policies/);
 
-  const allowed = await cli(['explain', '--from', 'frontend', 'GET', 'http://backend/api/products', '-H', `authorization: Bearer ${goodJwt}`, '--json', ...control]);
+  const allowed = await cli([
+    'explain',
+    '--from',
+    'frontend',
+    'GET',
+    'http://backend/api/products',
+    '-H',
+    `authorization: Bearer ${goodJwt}`,
+    '--json',
+    ...control,
+  ]);
   assert.equal(allowed.code, 0, allowed.err);
   const view = JSON.parse(allowed.out) as { caller: string; authorization: Record<string, unknown> };
   assert.equal(view.caller, 'spiffe://cluster.local/ns/default/sa/frontend');
@@ -208,7 +236,12 @@ test('no private key, admin token, bootstrap secret or credential, or JWT appear
   const environ = async (pid: number | undefined): Promise<Record<string, string>> => {
     if (pid === undefined) return {};
     const raw = await readFile(`/proc/${pid}/environ`, 'utf8').catch(() => '');
-    return Object.fromEntries(raw.split('\0').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    return Object.fromEntries(
+      raw
+        .split('\0')
+        .filter((l) => l.includes('='))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
   };
   const bootstrap = (await environ(mesh.state.controlPid))[BOOTSTRAP_SECRET_ENV];
   assert.ok(bootstrap, 'the control plane holds the bootstrap secret');
@@ -249,7 +282,9 @@ test('no private key, admin token, bootstrap secret or credential, or JWT appear
   places.push(['trellis up output', mesh.output()]);
   // Metrics: the control plane's and every proxy's.
   places.push(['control /metrics', await (await fetch(`${mesh.state.control}/metrics`, { headers })).text()]);
-  const { proxies } = (await (await fetch(`${mesh.state.control}/v1/proxies`, { headers })).json()) as { proxies: { id: string; admin: { host: string; port: number } }[] };
+  const { proxies } = (await (await fetch(`${mesh.state.control}/v1/proxies`, { headers })).json()) as {
+    proxies: { id: string; admin: { host: string; port: number } }[];
+  };
   for (const p of proxies) places.push([`${p.id} /metrics`, await (await fetch(`http://${p.admin.host}:${p.admin.port}/metrics`)).text()]);
   // The trace store, every trace whole.
   const list = await (await fetch(`${mesh.state.control}/v1/traces?limit=500`, { headers })).text();
@@ -257,7 +292,10 @@ test('no private key, admin token, bootstrap secret or credential, or JWT appear
   for (const t of (JSON.parse(list) as { traces: { traceId: string }[] }).traces) {
     places.push([`/v1/traces/${t.traceId}`, await (await fetch(`${mesh.state.control}/v1/traces/${t.traceId}`, { headers })).text()]);
   }
-  assert.ok(places.some(([name]) => name.endsWith('.access.log')), 'access logs were searched');
+  assert.ok(
+    places.some(([name]) => name.endsWith('.access.log')),
+    'access logs were searched',
+  );
   assert.ok(places.length > 10, `searched ${places.length} places`);
 
   const found: string[] = [];

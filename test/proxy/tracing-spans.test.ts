@@ -191,7 +191,9 @@ test("the inbound server span names the caller's certificate and authorization's
   const snap = inbound.snapshot as Snapshot;
   const authorization: Snapshot['authorization'] = {
     trustDomain: 'cluster.local',
-    policies: [{ name: 'default/web-reads', action: 'ALLOW', rules: [{ from: [{ principals: ['cluster.local/ns/default/sa/web'] }], to: [{ paths: ['/ok'] }] }] }],
+    policies: [
+      { name: 'default/web-reads', action: 'ALLOW', rules: [{ from: [{ principals: ['cluster.local/ns/default/sa/web'] }], to: [{ paths: ['/ok'] }] }] },
+    ],
   };
   inbound.apply({ ...snap, version: snap.version + 1, tracing: tracing(1), authorization });
   traced(outbound, tracing(1));

@@ -13,7 +13,19 @@
 import http from 'node:http';
 import { histogramQuantile } from '../../canary/judge.js';
 import { parsePrometheus } from '../../telemetry/prometheus-text.js';
-import type { AuthzDenials, BalancingReport, ChartPoint, Denials, RateLimitRefusals, EdgeStats, Golden, RouteStats, ServiceStats, StatsView, VersionStats } from '../../api/dashboard.js';
+import type {
+  AuthzDenials,
+  BalancingReport,
+  ChartPoint,
+  Denials,
+  RateLimitRefusals,
+  EdgeStats,
+  Golden,
+  RouteStats,
+  ServiceStats,
+  StatsView,
+  VersionStats,
+} from '../../api/dashboard.js';
 import type { BreakerView, EndpointView } from '../../api/views.js';
 import type { MeshModel, ProxyState } from '../model.js';
 import { targetAddress } from '../admin/prometheus-sd.js';

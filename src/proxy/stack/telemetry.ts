@@ -100,8 +100,6 @@ function watchTunnel(o: TelemetryOptions, ex: Exchange, t: Tunnel, destination: 
     const ms = performance.now() - t.openedAt;
     o.metrics.tunnelClosed(o.direction, source, destination, t.protocol, t.sent, t.received, ms / 1000);
     if (!o.accessLog.enabled) return;
-    // An allowed request's note is for its trace span; the log names only what authorization refused, audited or would refuse.
-    const authz = ex.authz?.result === 'allowed' ? undefined : ex.authz;
     o.accessLog.write({
       ts: new Date().toISOString(),
       direction: o.direction,
