@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { eventually } from '../helpers/eventually.js';
-import { allGone, meshUp, REPO, request, type RunningMesh } from '../helpers/mesh-run.js';
+import { allGone, getJson, meshUp, REPO, request, type RunningMesh } from '../helpers/mesh-run.js';
 
 const INTRUDER = `const http = require('node:http');
 http.createServer((req, res) => res.end('intruder')).listen(Number(process.env.PORT), process.env.HOST);
@@ -61,7 +61,8 @@ async function accessLog(mesh: RunningMesh, instanceId: string): Promise<Record<
 async function allHealthy(mesh: RunningMesh, services: string[]): Promise<void> {
   await eventually(
     async () => {
-      const { instances } = (await (await fetch(`${mesh.state.control}/v1/instances`)).json()) as {
+      // The admin API is locked: getJson sends the token, as the CLI finds it.
+      const { instances } = (await getJson(`${mesh.state.control}/v1/instances`)) as {
         instances: { service: string; health: { status: string } }[];
       };
       for (const s of services) {
