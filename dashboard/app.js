@@ -215,6 +215,20 @@ function Policies({ mesh, stats }) {
         : html`<table data-testid="denials"><thead><tr><th>caller</th><th>destination</th><th>in the window</th><th>counted</th></tr></thead>
         <tbody>${stats.denials.map((d) => html`<tr><td>${d.source}</td><td>${d.destination}</td><td>${d.count}</td><td>${d.total}</td></tr>`)}</tbody></table>`
     }
+    <h3>Authorization denials by policy (HTTP and TCP)</h3>
+    ${
+      (stats?.authzDenials ?? []).length === 0
+        ? html`<p class="muted">None counted.</p>`
+        : html`<table data-testid="authz-denials"><thead><tr><th>service</th><th>policy</th><th>protocol</th><th>in the window</th><th>counted</th></tr></thead>
+        <tbody>${stats.authzDenials.map((d) => html`<tr><td>${d.service}</td><td>${d.policy}</td><td>${d.protocol}</td><td>${d.count}</td><td>${d.total}</td></tr>`)}</tbody></table>`
+    }
+    <h3>Rate-limit refusals (429)</h3>
+    ${
+      (stats?.rateLimited ?? []).length === 0
+        ? html`<p class="muted">None counted.</p>`
+        : html`<table data-testid="rate-limited"><thead><tr><th>service</th><th>policy</th><th>limit</th><th>in the window</th><th>counted</th></tr></thead>
+        <tbody>${stats.rateLimited.map((d) => html`<tr><td>${d.service}</td><td>${d.policy}</td><td>${d.limit}</td><td>${d.count}</td><td>${d.total}</td></tr>`)}</tbody></table>`
+    }
   </section>`;
 }
 

@@ -55,6 +55,27 @@ export interface Denials {
   readonly total: number;
 }
 
+/** Requests and connections a service's AuthorizationPolicies refused (`trellis_authz_denials_total`), by policy and protocol. */
+export interface AuthzDenials {
+  readonly service: string;
+  /** `<namespace>/<name>`; a refusal because no ALLOW policy allowed it names the ALLOW policies. */
+  readonly policy: string;
+  /** `http` or `tcp`. */
+  readonly protocol: string;
+  /** In the window, and since the dashboard's first read. */
+  readonly count: number;
+  readonly total: number;
+}
+
+/** Requests a service's rate limits refused 429 (`trellis_http_rate_limited_total`), by policy and limit. */
+export interface RateLimitRefusals {
+  readonly service: string;
+  readonly policy: string;
+  readonly limit: string;
+  readonly count: number;
+  readonly total: number;
+}
+
 export interface BalancingReport {
   readonly proxy: string;
   readonly endpoints: readonly EndpointView[];
@@ -75,6 +96,8 @@ export interface StatsView {
   readonly routes: readonly RouteStats[];
   readonly versions: readonly VersionStats[];
   readonly denials: readonly Denials[];
+  readonly authzDenials: readonly AuthzDenials[];
+  readonly rateLimited: readonly RateLimitRefusals[];
   readonly balancing: readonly BalancingReport[];
 }
 

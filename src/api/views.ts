@@ -1,6 +1,7 @@
 // What the proxy shows of itself to the rest of Trellis (its metrics, its admin
 // server, `trellis status`): the views and the fixed label sets. Both sides import
 // them from here, so neither owns the other's contract.
+import type { MtlsMode } from './protocol.js';
 
 /** Why an outlier detector ejected an endpoint. */
 export type EjectionReason = 'consecutive-5xx' | 'consecutive-gateway-failure' | 'success-rate' | 'failure-percentage';
@@ -105,6 +106,8 @@ export interface TapEvent {
   readonly latencyMs: number;
   /** The calling service as the identity layer names it (`unknown` when it can't). */
   readonly caller: string;
+  /** Inbound over mutual TLS: the SPIFFE ID of the caller's verified certificate. */
+  readonly peer?: string;
   readonly destination: string;
   /** The matched rule (`inbound` for an inbound exchange, '' when none matched). */
   readonly route: string;
@@ -155,11 +158,47 @@ export interface ExplainView {
   /** The candidate endpoints of the matched rule's backends, as this proxy's balancers see them now. */
   readonly endpoints: readonly EndpointView[];
   readonly breakers: readonly BreakerView[];
+  /** The calling sidecar's own SPIFFE ID (what the destination's policies see as the caller); null before its certificate. */
+  readonly caller?: string | null;
   /**
-   * The authorization decision for this request: null until authorization lands
-   * (src/proxy/authz/, filled in at merge).
+   * What the destination's inbound sidecar would decide of this request from this caller
+   * (its `POST /explain/inbound`): `trellis explain` asks it and fills this in; a
+   * sidecar's own /explain answers null (the caller's sidecar holds none of the
+   * destination's policies).
    */
-  readonly authorization: null | { readonly decision: string; readonly policy?: string };
+  readonly authorization: AuthorizationExplainView | null;
+}
+
+/** What a service's inbound sidecar would decide of a request from a caller (`POST /explain/inbound`, src/proxy/authz/explain.ts). */
+export interface AuthorizationExplainView {
+  /** The destination's sidecar that judged it. */
+  readonly proxy: string;
+  /** The caller's SPIFFE ID; null: a caller with no certificate (plaintext to a PERMISSIVE port). */
+  readonly caller: string | null;
+  /** The port the policies see (a multi-port service's port; else the app's). */
+  readonly port: number;
+  /** The inbound listener's PeerAuthentication mode on that port. */
+  readonly mtls: MtlsMode;
+  /** Whether any AuthorizationPolicy applies to the service (false: everything is allowed). */
+  readonly policies: boolean;
+  /** What is enforced. */
+  readonly decision: 'allow' | 'deny';
+  /** deny: the DENY policy that matched, or the ALLOW policies none of which did; allow: the ALLOW policy that matched. */
+  readonly policy?: string;
+  readonly action?: 'ALLOW' | 'DENY';
+  readonly reason: string;
+  /** A dryRun policy that would refuse it (logged and counted, let through). */
+  readonly dryRun?: { readonly policy: string; readonly action: 'ALLOW' | 'DENY' };
+  /** AUDIT policies that match. */
+  readonly audited: readonly string[];
+  /**
+   * RequestAuthentication, when the service has rules: no token, the verified end user
+   * (`iss/sub`), or why the token is refused (the sidecar answers 401 before authorization).
+   */
+  readonly authentication?:
+    | { readonly result: 'no-token' }
+    | { readonly result: 'verified'; readonly principal: string }
+    | { readonly result: 'refused'; readonly reason: string; readonly description: string };
 }
 
 /**

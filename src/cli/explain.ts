@@ -2,9 +2,9 @@
 // that request now, asked of the sidecar itself (POST /explain: its router on its
 // snapshot in force, its balancers' state), never recomputed here.
 import { ADMIN_TOKEN_FLAGS } from './admin-client.js';
-import type { ExplainView } from '../api/views.js';
+import type { AuthorizationExplainView, ExplainView } from '../api/views.js';
 import { parseFlags } from './args.js';
-import { adminAccess, adminJson, proxiesOf, proxyUrl } from './mesh-admin.js';
+import { adminAccess, adminJson, listProxies, proxiesOf, proxyUrl } from './mesh-admin.js';
 import { printable } from './printable.js';
 import { table } from './status.js';
 import { usageError } from './target-flags.js';
@@ -17,7 +17,9 @@ and for every route tried before it the first condition that failed (method, hos
 path, header, query); the matched rule's backends and weights, filters, timeouts, retry
 and fault policies; and the candidate endpoints with their balancer state (load, EWMA,
 ejected or not) and the destination's circuit breaker, as that sidecar sees them now.
-Nothing is sent.
+Then a sidecar of the destination says what its RequestAuthentication makes of the
+request's token and which AuthorizationPolicy would allow or refuse it from SERVICE's
+certificate (dry-run and audit policies too). Nothing is sent.
 
 Example:
   trellis explain --from frontend GET http://backend/api/products -H 'x-version: v2'
@@ -56,10 +58,7 @@ export function renderExplain(v: ExplainView): string {
     lines.push(`  timeouts: ${m.timeouts === undefined ? 'none (the connection defaults)' : p(JSON.stringify(m.timeouts))}`);
     lines.push(`  retry:    ${m.retry === undefined ? 'none (refused connections only)' : p(JSON.stringify(m.retry))}`);
     lines.push(`  fault:    ${m.fault === undefined ? 'none' : p(JSON.stringify(m.fault))}`);
-    // Filled at merge with the authorization work (src/proxy/authz/): the decision the destination's policies give this caller.
-    lines.push(
-      `  authorization: ${v.authorization === null ? 'not evaluated (no authorization policies in this build)' : `${p(v.authorization.decision)}${v.authorization.policy !== undefined ? ` by ${p(v.authorization.policy)}` : ''}`}`,
-    );
+    lines.push(...renderAuthorization(v));
     lines.push('', 'Candidate endpoints, as this sidecar sees them now:');
     lines.push(
       v.endpoints.length === 0
@@ -85,6 +84,65 @@ export function renderExplain(v: ExplainView): string {
     }
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The destination sidecar's verdict on this caller's request: authentication, then authorization. */
+function renderAuthorization(v: ExplainView): string[] {
+  const z = v.authorization;
+  if (z === null) return [`  authorization: not evaluated (no connected sidecar of ${p(v.destination ?? '-')} to ask)`];
+  const out: string[] = [];
+  const caller = z.caller === null ? 'a caller with no certificate' : p(z.caller);
+  out.push(`  inbound:  ${p(z.proxy)} port ${z.port}, mTLS ${p(z.mtls)}, caller ${caller}`);
+  const n = z.authentication;
+  if (n !== undefined) {
+    out.push(
+      `  authentication: ${
+        n.result === 'no-token'
+          ? 'no token (no end user; policies decide)'
+          : n.result === 'verified'
+            ? `verified, end user ${p(n.principal)}`
+            : `REFUSED: 401 invalid-token (${p(n.reason)}: ${p(n.description)}), before authorization`
+      }`,
+    );
+  }
+  if (!z.policies) out.push('  authorization: allow (no AuthorizationPolicy applies to the service)');
+  else {
+    out.push(
+      `  authorization: ${z.decision === 'allow' ? 'allow' : 'DENY (403 forbidden)'}${z.policy !== undefined ? ` by ${p(z.policy)}` : ''}: ${p(z.reason, 600)}`,
+    );
+    if (z.dryRun !== undefined) out.push(`  dry run:  the dryRun policy ${p(z.dryRun.policy)} would refuse it (logged and counted, let through)`);
+    if (z.audited.length > 0) out.push(`  audited:  ${z.audited.map((a) => p(a)).join(', ')}`);
+  }
+  return out;
+}
+
+/** The service and port a destination key names (`name`, or `name:port` for one port of a multi-port service). */
+function destinationOf(key: string): { service: string; port: number | undefined } {
+  const colon = key.lastIndexOf(':');
+  if (colon === -1) return { service: key, port: undefined };
+  const port = Number(key.slice(colon + 1));
+  return Number.isInteger(port) ? { service: key.slice(0, colon), port } : { service: key, port: undefined };
+}
+
+/**
+ * Asks a sidecar of the destination what its authentication and authorization make of
+ * the request from the caller (`POST /explain/inbound`): the caller's sidecar holds
+ * none of the destination's policies. Null when no sidecar of the destination is connected.
+ */
+async function inboundVerdict(
+  access: Awaited<ReturnType<typeof adminAccess>>,
+  view: ExplainView,
+  body: ReturnType<typeof explainRequest>,
+): Promise<AuthorizationExplainView | null> {
+  if (view.destination === undefined || view.matched === undefined) return null;
+  const { service, port } = destinationOf(view.destination);
+  const target = (await listProxies(access)).find((x) => x.connected && x.service === service && x.kind !== 'gateway');
+  if (target === undefined) return null;
+  return adminJson<AuthorizationExplainView>(access, proxyUrl(target, '/explain/inbound'), {
+    ...body,
+    caller: view.caller ?? null,
+    ...(port !== undefined ? { port } : {}),
+  });
 }
 
 /** METHOD URL and headers into what a proxy's /explain takes. */
@@ -127,7 +185,8 @@ export async function run(argv: string[]): Promise<number> {
   const body = explainRequest(positionals[0]!, positionals[1]!, values.header);
   const access = await adminAccess(values.control, values);
   const [proxy] = await proxiesOf(access, values.from, values.instance);
-  const view = await adminJson<ExplainView>(access, proxyUrl(proxy!, '/explain'), body);
+  const asked = await adminJson<ExplainView>(access, proxyUrl(proxy!, '/explain'), body);
+  const view: ExplainView = { ...asked, authorization: await inboundVerdict(access, asked, body) };
   process.stdout.write(values.json ? `${JSON.stringify(view, null, 2)}\n` : renderExplain(view));
   return 0;
 }

@@ -8,7 +8,8 @@ import { ADMIN_TOKEN_FLAGS, adminGetJson, adminTarget, adminTokenHelp, controlUr
 export const help = `Usage: trellis status [--control URL] [--admin-token-file FILE] [--json]
 
 Shows every service of a running mesh: its versions and instances, where each listens,
-its health, and which config version its proxy has accepted; then the endpoints some
+its health, and which config version its proxy has accepted; each proxy's inbound mutual
+TLS mode (STRICT, PERMISSIVE, DISABLE) and its certificate's identity and expiry; then the endpoints some
 proxy's outlier detection has ejected and the circuit breakers that are open.
 
 Options:
@@ -156,6 +157,69 @@ export function renderBalancing(reports: readonly (BalancingReport | { id: strin
   return out;
 }
 
+/** What `trellis status` shows of a proxy's security: its inbound PeerAuthentication mode and the certificate the control plane issued it. */
+export interface ProxySecurity {
+  readonly id: string;
+  readonly service: string;
+  /** The inbound mode its snapshot says (`STRICT`, `PERMISSIVE`, `DISABLE`; a multi-port service's ports as `port=MODE`); null: not known (no answer, or a gateway). */
+  readonly mtls: string | null;
+  /** The last certificate the control plane issued it (its public part). */
+  readonly certificate: { readonly spiffeId: string; readonly notAfter: string } | null;
+}
+
+/** A proxy's inbound mTLS mode, from the snapshot it holds (`/config`, loopback only); null when it does not answer. */
+async function inboundMode(p: ProxyView): Promise<string | null> {
+  if (!p.connected || p.kind === 'gateway') return null;
+  try {
+    const res = await fetch(`http://${p.admin.host}:${p.admin.port}/config`, { signal: AbortSignal.timeout(TIMEOUT_MS) });
+    if (!res.ok) {
+      await res.body?.cancel();
+      return null;
+    }
+    const body = (await res.json()) as { snapshot?: { mtls?: { mode?: unknown; ports?: { port: number; mode: string }[] } } | null };
+    const m = body.snapshot?.mtls;
+    // A snapshot that says nothing: the sidecar takes both (sidecar.ts #inboundMode).
+    if (m === undefined || typeof m.mode !== 'string') return 'PERMISSIVE';
+    const ports = Array.isArray(m.ports) ? m.ports.filter((x) => x.mode !== m.mode).map((x) => `${x.port}=${x.mode}`) : [];
+    return [m.mode, ...ports].join(' ');
+  } catch {
+    return null;
+  }
+}
+
+/** Each proxy's inbound mode and issued certificate. */
+export async function fetchSecurity(target: AdminTarget, proxies: readonly ProxyView[]): Promise<ProxySecurity[]> {
+  const issued = await getJson<{ certificates?: { proxy: string; spiffeId: string; notAfter: string }[] }>(target, '/v1/identity').catch(() => ({
+    certificates: [],
+  }));
+  const certs = new Map((issued.certificates ?? []).map((c) => [c.proxy, { spiffeId: c.spiffeId, notAfter: c.notAfter }]));
+  return Promise.all(proxies.map(async (p) => ({ id: p.id, service: p.service, mtls: await inboundMode(p), certificate: certs.get(p.id) ?? null })));
+}
+
+/** How long until `notAfter`, as `23h 59m` (or `EXPIRED`). */
+function remaining(notAfter: string, now: number): string {
+  const ms = Date.parse(notAfter) - now;
+  if (!Number.isFinite(ms)) return '?';
+  if (ms <= 0) return 'EXPIRED';
+  const m = Math.floor(ms / 60_000);
+  return m >= 60 * 48 ? `${Math.floor(m / 1440)}d` : `${Math.floor(m / 60)}h ${m % 60}m`;
+}
+
+/** The mutual TLS section: each proxy's inbound mode, its SPIFFE ID and when its certificate expires. */
+export function renderSecurity(rows: readonly ProxySecurity[], now = Date.now()): string {
+  if (rows.length === 0) return '';
+  const cells = rows.map((r) => [
+    r.id,
+    r.mtls ?? '-',
+    r.certificate?.spiffeId ?? 'none issued',
+    r.certificate === null ? '-' : `${r.certificate.notAfter} (${remaining(r.certificate.notAfter, now)})`,
+  ]);
+  return `
+Mutual TLS (inbound mode, and the certificate the control plane issued):
+${table(['PROXY', 'INBOUND MTLS', 'IDENTITY', 'CERTIFICATE EXPIRES'], cells)}
+`;
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseFlags(
     argv,
@@ -169,11 +233,11 @@ export async function run(argv: string[]): Promise<number> {
     getJson<{ proxies: ProxyView[] }>(base, '/v1/proxies'),
     getJson<ConfigView>(base, '/v1/config'),
   ]);
-  const balancing = await fetchBalancing(proxies.proxies);
+  const [balancing, security] = await Promise.all([fetchBalancing(proxies.proxies), fetchSecurity(base, proxies.proxies)]);
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ services: services.services, proxies: proxies.proxies, config, balancing }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ services: services.services, proxies: proxies.proxies, config, balancing, security }, null, 2)}\n`);
   } else {
-    process.stdout.write(renderStatus(services.services, proxies.proxies, config) + renderBalancing(balancing));
+    process.stdout.write(renderStatus(services.services, proxies.proxies, config) + renderSecurity(security) + renderBalancing(balancing));
   }
   return 0;
 }

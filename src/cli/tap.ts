@@ -44,7 +44,8 @@ export function renderTapLine(line: TapEvent | TapNotice, proxy: string): string
     (e.endpoint !== undefined ? ` endpoint=${printable(e.endpoint, 300)}` : '') +
     ` bytes=${Number(e.bytes)}` +
     (e.attempts > 1 ? ` attempts=${Number(e.attempts)}` : '') +
-    (e.error !== undefined ? ` error=${printable(e.error, 64)}` : '')
+    (e.error !== undefined ? ` error=${printable(e.error, 64)}` : '') +
+    (e.peer !== undefined ? ` peer=${printable(e.peer, 300)}` : '')
   );
 }
 

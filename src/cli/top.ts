@@ -21,6 +21,8 @@ route as the callers' sidecars measured it (outbound). Refreshed in place on a t
 
 Options:
   --routes        one row per destination and route instead of per service
+  --callers       one row per service and caller: the identity its sidecars verified
+                  from the caller's certificate (unknown: a plaintext caller)
   --interval D    the window of each refresh (default: 2s)
   --once          print one table and exit
   --control URL   the control plane's admin URL (default: http://127.0.0.1:15000)
@@ -34,7 +36,8 @@ const BUCKET = 'trellis_http_request_duration_seconds_bucket';
 /** One proxy's HTTP series at one moment: by full label set, the count (failed or not) or a bucket. */
 export type TopReading = ReadonlyMap<string, { readonly group: string; readonly failed: boolean; readonly le: number | undefined; readonly value: number }>;
 
-export type TopMode = 'services' | 'routes';
+/** `callers`: one row per destination and the caller its sidecars verified (inbound `source`: the caller's certificate's service, `unknown` for plaintext). */
+export type TopMode = 'services' | 'routes' | 'callers';
 
 /** Reads what top needs out of each proxy's /metrics text. */
 export function topReading(texts: readonly { readonly id: string; readonly text: string }[], mode: TopMode): TopReading {
@@ -42,8 +45,8 @@ export function topReading(texts: readonly { readonly id: string; readonly text:
   for (const { id, text } of texts) {
     for (const s of parsePrometheus(text, (n) => n === COUNT || n === BUCKET)) {
       const l = s.labels;
-      if (l.direction !== (mode === 'services' ? 'inbound' : 'outbound')) continue;
-      const group = mode === 'services' ? (l.destination ?? '') : `${l.destination ?? ''}\u0000${l.route ?? ''}`;
+      if (l.direction !== (mode === 'routes' ? 'outbound' : 'inbound')) continue;
+      const group = mode === 'services' ? (l.destination ?? '') : `${l.destination ?? ''}\u0000${(mode === 'routes' ? l.route : l.source) ?? ''}`;
       const key = `${id}\u0000${s.name}${JSON.stringify(Object.entries(l).sort(([a], [b]) => (a < b ? -1 : 1)))}`;
       out.set(key, {
         group,
@@ -104,7 +107,7 @@ export function topRows(before: TopReading, after: TopReading, seconds: number):
 const ms = (v: number | undefined): string => (v === undefined ? '-' : v < 10 ? `${v.toFixed(2)}ms` : `${v.toFixed(0)}ms`);
 
 export function renderTop(rows: readonly TopRow[], mode: TopMode, seconds: number): string {
-  const head = mode === 'services' ? ['SERVICE'] : ['DESTINATION', 'ROUTE'];
+  const head = mode === 'services' ? ['SERVICE'] : mode === 'routes' ? ['DESTINATION', 'ROUTE'] : ['SERVICE', 'CALLER (mTLS identity)'];
   const body = rows.map((r) => [
     ...(mode === 'services' ? [printable(r.group, 253)] : r.group.split('\u0000').map((c) => printable(c, 253))),
     r.rps.toFixed(1),
@@ -162,6 +165,7 @@ export async function run(argv: string[]): Promise<number> {
     argv,
     {
       routes: { type: 'boolean', default: false },
+      callers: { type: 'boolean', default: false },
       interval: { type: 'string', default: '2s' },
       once: { type: 'boolean', default: false },
       control: { type: 'string', default: 'http://127.0.0.1:15000' },
@@ -172,7 +176,8 @@ export async function run(argv: string[]): Promise<number> {
   );
   if (positionals.length > 0) throw usageError('top', `top takes no arguments, got ${positionals.join(' ')}`);
   const intervalMs = durationFlag('top', '--interval', values.interval, false);
-  const mode: TopMode = values.routes ? 'routes' : 'services';
+  if (values.routes && values.callers) throw usageError('top', 'choose one of --routes and --callers');
+  const mode: TopMode = values.routes ? 'routes' : values.callers ? 'callers' : 'services';
   const access = await adminAccess(values.control, values);
   const live = !values.once && process.stdout.isTTY === true;
   if (!live) {

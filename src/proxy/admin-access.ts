@@ -7,7 +7,7 @@
 //    scrapes /metrics without a credential (as Linkerd's proxies serve :4191/metrics and
 //    Istio's sidecars :15090/stats/prometheus to their scrapers), and probes read /ready;
 //  - /config (the proxy's snapshot: the services it may call, their endpoints and
-//    routes), /balancing, /identity, /tap (live requests) and /explain, only to a peer on loopback:
+//    routes), /balancing, /identity, /tap (live requests) and /explain(/inbound), only to a peer on loopback:
 //    the same machine, where the CLI runs (`trellis status`, `trellis load --from`). An
 //    admin server bound to another address for remote scraping (--admin 0.0.0.0:PORT)
 //    still keeps these local, as Envoy's admin (/config_dump) listens on localhost only
@@ -22,8 +22,8 @@ export const PUBLIC_ADMIN_PATHS: ReadonlySet<string> = new Set(['/metrics', '/re
 
 /** Undefined when the request may be answered; else the error to answer it with. */
 export function adminRefusal(req: IncomingMessage, path: string): TrellisError | undefined {
-  // POST /explain carries the request to explain in its body; it computes, and changes nothing.
-  if (req.method !== 'GET' && req.method !== 'HEAD' && !(req.method === 'POST' && path === '/explain')) {
+  // POST /explain and /explain/inbound carry the request to explain in their body; they compute, and change nothing.
+  if (req.method !== 'GET' && req.method !== 'HEAD' && !(req.method === 'POST' && (path === '/explain' || path === '/explain/inbound'))) {
     return new TrellisError('TRELLIS_E_METHOD_NOT_ALLOWED', { path, allowed: "GET or HEAD (a proxy's admin server is read-only)", method: req.method });
   }
   if (PUBLIC_ADMIN_PATHS.has(path) || isLoopbackAddress(req.socket.remoteAddress)) return undefined;

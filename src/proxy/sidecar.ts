@@ -60,6 +60,7 @@ import { errorSummary, type ConnectionErrorReason, type ListenerContext, type Li
 import { TapHub, type TapLimits } from './tap/tap-hub.js';
 import { serveTap } from './tap/tap-endpoint.js';
 import { explain, parseExplainRequest } from './routing/explain.js';
+import { explainInbound, parseInboundExplainRequest } from './authz/explain.js';
 import { timingSafeEqual } from 'node:crypto';
 import tls from 'node:tls';
 import { EgressPolicy } from './egress/egress-policy.js';
@@ -976,25 +977,41 @@ export class Sidecar {
     // Read-only, and the map of the mesh for loopback peers only (admin-access.ts says why).
     const refused = adminRefusal(req, path);
     if (refused) throw refused;
-    if ((path === '/tap' || path === '/explain') && !this.#adminAllowed(req)) {
+    if ((path === '/tap' || path === '/explain' || path === '/explain/inbound') && !this.#adminAllowed(req)) {
       throw new TrellisError('TRELLIS_E_PROXY_ADMIN_UNAUTHORIZED', { path });
     }
     if (path === '/tap') {
       serveTap(this.tap, new URLSearchParams(query), req, res);
+    } else if (path === '/explain/inbound') {
+      // The destination's side of `trellis explain`: what this sidecar's authentication and
+      // authorization would make of the request from the caller named (authz/explain.ts).
+      const request = parseInboundExplainRequest(await explainBody(req, path));
+      if (typeof request === 'string') throw new TrellisError('TRELLIS_E_USAGE', { reason: request });
+      const view = await explainInbound(
+        {
+          proxy: this.#o.id,
+          engine: this.#authz,
+          authenticator: this.authn.current,
+          portOf: (port) => {
+            const ports = this.addresses.ports ?? [];
+            if (ports.length > 0) return port === undefined ? ports[0]!.port : ports.find((p) => p.port === port)?.port;
+            const app = this.#o.app?.port;
+            return port === undefined || port === app ? app : undefined;
+          },
+          mode: (port) => this.#inboundMode((this.addresses.ports?.length ?? 0) > 0 ? port : undefined),
+        },
+        request,
+      );
+      if (typeof view === 'string') throw new TrellisError('TRELLIS_E_USAGE', { reason: view });
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify(view, null, 2));
     } else if (path === '/explain') {
-      if (req.method !== 'POST') throw new TrellisError('TRELLIS_E_METHOD_NOT_ALLOWED', { path, allowed: 'POST', method: req.method });
-      const body = await readBody(req, EXPLAIN_BODY_BYTES);
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(body);
-      } catch {
-        throw new TrellisError('TRELLIS_E_USAGE', { reason: 'the body of POST /explain is not JSON' });
-      }
-      const request = parseExplainRequest(parsed);
+      const request = parseExplainRequest(await explainBody(req, path));
       if (typeof request === 'string') throw new TrellisError('TRELLIS_E_USAGE', { reason: request });
       const view = explain(
         {
           proxy: this.#o.id,
+          caller: this.identity.spiffeId ?? null,
           snapshot: this.#snapshot,
           lookupHost: (host) => (this.#hosts === null ? null : this.#hosts.get(host)),
           lookupAddress: (address) => (this.#addresses === null ? null : this.#addresses.get(address)),
@@ -1041,7 +1058,7 @@ export class Sidecar {
       );
     } else {
       const err = new TrellisError('TRELLIS_E_NOT_FOUND', {
-        reason: `no admin endpoint ${path}; try /metrics, /ready, /config, /identity, /balancing, /tap or POST /explain`,
+        reason: `no admin endpoint ${path}; try /metrics, /ready, /config, /identity, /balancing, /tap, POST /explain or POST /explain/inbound`,
       });
       res.statusCode = err.status;
       res.setHeader('content-type', 'application/json');
@@ -1179,4 +1196,15 @@ function sniTakes(r: CompiledRoute, sni: string | undefined): boolean {
   if (sni === undefined) return false;
   if (r.hostExact !== undefined) return r.hostExact === sni;
   return r.hostSuffix !== undefined && sni.length > r.hostSuffix.length && sni.endsWith(r.hostSuffix);
+}
+
+/** The JSON body of a `POST /explain` or `/explain/inbound`, bounded. */
+async function explainBody(req: http.IncomingMessage, path: string): Promise<unknown> {
+  if (req.method !== 'POST') throw new TrellisError('TRELLIS_E_METHOD_NOT_ALLOWED', { path, allowed: 'POST', method: req.method });
+  const body = await readBody(req, EXPLAIN_BODY_BYTES);
+  try {
+    return JSON.parse(body) as unknown;
+  } catch {
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: `the body of POST ${path} is not JSON` });
+  }
 }

@@ -14,6 +14,8 @@ let port: number;
 let reads = 0;
 let requests = 0;
 let huge = false;
+let denied = 0;
+let limited = 0;
 
 function metricsText(): string {
   const labels =
@@ -23,6 +25,11 @@ function metricsText(): string {
     `trellis_http_requests_total{${labels}} ${requests}`,
     `trellis_http_request_duration_seconds_bucket{${labels},le="0.005"} ${requests}`,
     `trellis_http_request_duration_seconds_bucket{${labels},le="+Inf"} ${requests}`,
+    '# TYPE trellis_authz_denials_total counter',
+    `trellis_authz_denials_total{policy="default/backend-from-frontend",action="ALLOW",protocol="http"} ${denied}`,
+    `trellis_authz_denials_total{policy="default/postgres-from-backend",action="ALLOW",protocol="tcp"} ${denied * 2}`,
+    '# TYPE trellis_http_rate_limited_total counter',
+    `trellis_http_rate_limited_total{policy="default/api-limits",limit="per-caller"} ${limited}`,
   ];
   return `${lines.join('\n')}\n${huge ? '#'.repeat(2048) : ''}`;
 }
@@ -72,4 +79,22 @@ test('rates over the window, resets counted from zero, one read per interval, ov
   const d = await stats.view();
   assert.deepEqual(d.proxiesFailed, ['client-0']);
   assert.equal(d.proxiesRead, 0);
+});
+
+test('authorization denials by service and policy (HTTP and TCP) and rate-limit refusals by limit, from the refusing sidecars', async () => {
+  huge = false;
+  let now = 100_000;
+  const stats = new MeshStats({ model: model(), now: () => now, minIntervalMs: 1000, windowMs: 10_000, maxBodyBytes: 1 << 20 });
+  denied = 3;
+  limited = 1;
+  await stats.view(); // baseline
+  now += 2000;
+  denied = 8;
+  limited = 4;
+  const v = await stats.view();
+  assert.deepEqual(v.authzDenials, [
+    { service: 'client', policy: 'default/backend-from-frontend', protocol: 'http', count: 5, total: 5 },
+    { service: 'client', policy: 'default/postgres-from-backend', protocol: 'tcp', count: 10, total: 10 },
+  ]);
+  assert.deepEqual(v.rateLimited, [{ service: 'client', policy: 'default/api-limits', limit: 'per-caller', count: 3, total: 3 }]);
 });

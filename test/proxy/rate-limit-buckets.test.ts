@@ -10,6 +10,7 @@ import { headerKey, RateLimits } from '../../src/proxy/ratelimit/rate-limits.js'
 import { limitItem, policyItem, retryAfterSeconds } from '../../src/proxy/ratelimit/headers.js';
 import { Exchange, type ClientSide } from '../../src/proxy/stack/exchange.js';
 import type { RequestHead } from '../../src/proxy/http1/http1-parser.js';
+import type { WorkloadName } from '../../src/security/spiffe.js';
 
 test('a token bucket gives its burst at once, then exactly its rate, on a fake clock', () => {
   let now = 1000;
@@ -77,11 +78,28 @@ test('RateLimit-Policy and RateLimit items and Retry-After have the draft syntax
   assert.equal(retryAfterSeconds(1500), 2);
 });
 
-function exchange(method: string, path: string, lines: string[], source = 'web'): Exchange {
+/** The verified peer of each test caller: one object per workload, as a connection holds one. */
+const peers = new Map<string, WorkloadName>();
+function peerOf(key: string): WorkloadName {
+  let p = peers.get(key);
+  if (p === undefined) {
+    const [namespace, name] = key.includes('/') ? key.split('/') : ['default', key];
+    peers.set(key, (p = { trustDomain: 'cluster.local', namespace: namespace!, serviceAccount: name! }));
+  }
+  return p;
+}
+
+/** `source`: the caller's workload (`ns/name`, or a name in default); null: a plaintext caller with no peer. */
+function exchange(method: string, path: string, lines: string[], source: string | null = 'web'): Exchange {
   const req = { method, target: path, path, host: 'api', lines, keepAlive: true, contentLength: 0, chunked: false } as unknown as RequestHead;
   const client = { socket: {} } as unknown as ClientSide;
   const ex = new Exchange(client, req, Buffer.alloc(0));
-  ex.source = source;
+  if (source === null) ex.source = 'unknown';
+  else {
+    ex.peer = peerOf(source);
+    // The identity layer's source is the service name alone: what the limit must not key on.
+    ex.source = source.split('/').pop()!;
+  }
   return ex;
 }
 
@@ -116,6 +134,17 @@ test('limits by caller and by header value keep separate buckets; a refusal take
   assert.equal(admit(exchange('GET', '/', ['x-api-key: a'], 'batch')), undefined);
   assert.equal(admit(exchange('GET', '/', ['x-api-key: a'], 'batch'))?.limit.spec.name, 'per-key');
   assert.equal(admit(exchange('GET', '/', ['x-api-key: b'], 'batch')), undefined, 'key b has its own bucket');
+});
+
+test('a per-caller limit keys on the verified peer: same-named services of two namespaces have their own buckets, plaintext callers share one', () => {
+  const rl = new RateLimits({ limits: [limit({ name: 'per-caller', key: { source: true }, maxKeys: 10, requests: 1, burst: 1 })] }, undefined, 0);
+  const admit = (ex: Exchange) => rl.admit(ex, rl.limitsFor(ex), 0);
+  assert.equal(admit(exchange('GET', '/', [], 'shop/web')), undefined);
+  assert.equal(admit(exchange('GET', '/', [], 'shop/web'))?.limit.spec.name, 'per-caller', 'shop/web spent its one');
+  assert.equal(admit(exchange('GET', '/', [], 'batch/web')), undefined, "batch's web is another caller");
+  // Plaintext callers (a PERMISSIVE listener) have no peer: one bucket for all of them, whatever they claim.
+  assert.equal(admit(exchange('GET', '/', [], null)), undefined);
+  assert.equal(admit(exchange('GET', '/', ['trellis-source: web'], null))?.limit.spec.name, 'per-caller', 'every plaintext caller shares unknown');
 });
 
 test('a limit on a rule covers the requests that rule takes, by the service route table; others are not counted', () => {

@@ -39,6 +39,7 @@ class HeldSink implements TapSink {
 function fakeExchange(method: string, path: string, status = 200): Exchange {
   return {
     req: { method, path, target: path, host: 'api' },
+    client: { peer: undefined }, // a plaintext caller: no verified peer
     grpcStatus: '',
     endpoint: undefined,
     responseBytes: 10,

@@ -187,6 +187,47 @@ for (const protocol of WIRE_PROTOCOLS) {
   });
 }
 
+test("the inbound server span names the caller's certificate and authorization's decision; a denied request is exported unsampled", async () => {
+  const snap = inbound.snapshot as Snapshot;
+  const authorization: Snapshot['authorization'] = {
+    trustDomain: 'cluster.local',
+    policies: [
+      { name: 'default/web-reads', action: 'ALLOW', rules: [{ from: [{ principals: ['cluster.local/ns/default/sa/web'] }], to: [{ paths: ['/ok'] }] }] },
+    ],
+  };
+  inbound.apply({ ...snap, version: snap.version + 1, tracing: tracing(1), authorization });
+  traced(outbound, tracing(1));
+  const client = openClient('HTTP/1.1', outbound.addresses.upstreams.api!.port);
+  try {
+    assert.equal((await client.request('GET', '/ok', { 'x-test': 'authz-ok' })).status, 200);
+    traced(outbound, tracing(0));
+    const s2 = inbound.snapshot as Snapshot;
+    inbound.apply({ ...s2, version: s2.version + 1, tracing: tracing(0) });
+    assert.equal((await client.request('GET', '/other', { 'x-test': 'authz-denied' })).status, 403);
+  } finally {
+    await client.close();
+    const s3 = inbound.snapshot as Snapshot;
+    inbound.apply({ ...s3, version: s3.version + 1, authorization: undefined });
+  }
+  const okTrace = seen.get('authz-ok#1')!.slice(3, 35);
+  await eventually(() => assert.ok(spansOf(okTrace).some((x) => x.kind === 2)));
+  const allowed = spansOf(okTrace).find((x) => x.kind === 2)!;
+  assert.equal(allowed.attributes['trellis.peer'], 'spiffe://cluster.local/ns/default/sa/web');
+  assert.equal(allowed.attributes['trellis.authz.decision'], 'allow');
+  assert.equal(allowed.attributes['trellis.authz.policy'], 'default/web-reads');
+  // The denied request never reached the app; its server span is found by its attributes.
+  const denied = await eventually(() => {
+    const d = collector.spans.find((x) => x.kind === 2 && x.attributes['trellis.authz.decision'] === 'deny');
+    assert.ok(d, 'the denied request has a server span');
+    return d;
+  });
+  assert.equal(denied.attributes['trellis.authz.policy'], 'default/web-reads');
+  assert.equal(denied.attributes['trellis.peer'], 'spiffe://cluster.local/ns/default/sa/web');
+  assert.equal(denied.attributes['http.response.status_code'], 403);
+  assert.equal(denied.attributes['error.type'], 'forbidden');
+  assert.equal(denied.attributes['trellis.sampled_by'], 'error', 'exported though its trace was not sampled');
+});
+
 test('the latency histogram carries the trace id of a sampled request as an exemplar, in OpenMetrics only', async () => {
   traced(outbound, tracing(1));
   traced(inbound, tracing(1));

@@ -13,7 +13,19 @@
 import http from 'node:http';
 import { histogramQuantile } from '../../canary/judge.js';
 import { parsePrometheus } from '../../telemetry/prometheus-text.js';
-import type { BalancingReport, ChartPoint, Denials, EdgeStats, Golden, RouteStats, ServiceStats, StatsView, VersionStats } from '../../api/dashboard.js';
+import type {
+  AuthzDenials,
+  BalancingReport,
+  ChartPoint,
+  Denials,
+  RateLimitRefusals,
+  EdgeStats,
+  Golden,
+  RouteStats,
+  ServiceStats,
+  StatsView,
+  VersionStats,
+} from '../../api/dashboard.js';
 import type { BreakerView, EndpointView } from '../../api/views.js';
 import type { MeshModel, ProxyState } from '../model.js';
 import { targetAddress } from '../admin/prometheus-sd.js';
@@ -22,7 +34,10 @@ const REQUESTS = 'trellis_http_requests_total';
 const BUCKETS = 'trellis_http_request_duration_seconds_bucket';
 const TCP_CONNECTIONS = 'trellis_tcp_connections_total';
 const TCP_BYTES = 'trellis_tcp_bytes_total';
-const WANTED = new Set([REQUESTS, BUCKETS, TCP_CONNECTIONS, TCP_BYTES]);
+/** Refusals counted where they happen, on the destination's sidecar: labels from config (policy, limit), never a request's. */
+const AUTHZ_DENIALS = 'trellis_authz_denials_total';
+const RATE_LIMITED = 'trellis_http_rate_limited_total';
+const WANTED = new Set([REQUESTS, BUCKETS, TCP_CONNECTIONS, TCP_BYTES, AUTHZ_DENIALS, RATE_LIMITED]);
 
 /** What a window of one aggregate adds up to. */
 interface Agg {
@@ -103,6 +118,9 @@ function seriesKey(name: string, labels: Readonly<Record<string, string>>): stri
 
 /** The aggregates one series adds to; the caller is the proxy's own service, never a label a client picked. */
 function aggKeys(name: string, l: Readonly<Record<string, string>>, proxy: ProxyState): string[] {
+  // By the refusing sidecar's service and the policy (and limit, or protocol) that refused.
+  if (name === AUTHZ_DENIALS) return [`z\0${proxy.service}\0${l.policy ?? ''}\0${l.protocol ?? ''}`];
+  if (name === RATE_LIMITED) return [`q\0${proxy.service}\0${l.policy ?? ''}\0${l.limit ?? ''}`];
   const dst = l.destination ?? 'unknown';
   if (l.direction === 'outbound') {
     const keys = [`e\0${proxy.service}\0${dst}`];
@@ -214,7 +232,9 @@ export class MeshStats {
             a = newAgg();
             aggs.set(k, a);
           }
-          if (s.name === REQUESTS) {
+          if (s.name === AUTHZ_DENIALS || s.name === RATE_LIMITED) {
+            a.req += delta;
+          } else if (s.name === REQUESTS) {
             a.req += delta;
             if (s.labels.classification === 'failure') a.fail += delta;
           } else if (s.name === BUCKETS) {
@@ -258,10 +278,12 @@ export class MeshStats {
     const routes: RouteStats[] = [];
     const versions: VersionStats[] = [];
     const denials: Denials[] = [];
+    const authzDenials: AuthzDenials[] = [];
+    const rateLimited: RateLimitRefusals[] = [];
     for (const k of [...keys].sort()) {
       const a = window.get(k) ?? newAgg();
       const g = golden(a, seconds, this.#totals.get(k) ?? 0);
-      const [kind, x = '', y = ''] = k.split('\0');
+      const [kind, x = '', y = '', z = ''] = k.split('\0');
       if (kind === 'e') {
         edges.push({ source: x, destination: y, ...g, connectionsPerS: rate(a.conns, seconds), bytesPerS: rate(a.bytes, seconds) });
       } else if (kind === 's') {
@@ -272,6 +294,10 @@ export class MeshStats {
         versions.push({ service: x, version: y, ...g });
       } else if (kind === 'd') {
         denials.push({ source: x, destination: y, count: a.req, total: this.#totals.get(k) ?? 0 });
+      } else if (kind === 'z') {
+        authzDenials.push({ service: x, policy: y, protocol: z, count: a.req, total: this.#totals.get(k) ?? 0 });
+      } else if (kind === 'q') {
+        rateLimited.push({ service: x, policy: y, limit: z, count: a.req, total: this.#totals.get(k) ?? 0 });
       }
     }
     return {
@@ -284,6 +310,8 @@ export class MeshStats {
       routes,
       versions,
       denials,
+      authzDenials,
+      rateLimited,
       balancing: this.#balancing,
     };
   }

@@ -26,12 +26,16 @@ import { isHttpOnlyKey, parseConditionKey, type ConditionKey } from '../../api/a
 import type { AuthorizationPolicySnapshot, AuthorizationSnapshot } from '../../api/protocol.js';
 import type { WorkloadName } from '../../security/spiffe.js';
 import type { AuthzNote, Exchange, RequestAuth } from '../stack/exchange.js';
+import type { RequestHead } from '../http1/http1-parser.js';
 import { hostOf, ListMatcher, normalizePath, portSet } from './match.js';
 
 type Action = AuthorizationPolicySnapshot['action'];
 
 /** What the engine says of an exchange or connection (made once per snapshot): a refusal, a dry-run refusal or an audit. */
 export type Verdict = AuthzNote;
+
+/** What of a request the engine reads: the exchange's head, or a request `trellis explain` describes. */
+export type AuthzRequest = Pick<RequestHead, 'method' | 'path' | 'host' | 'lines'>;
 
 /** What a request (or a connection, without the HTTP part) is matched on. */
 class Attributes {
@@ -40,41 +44,40 @@ class Attributes {
   port = 0;
   /** False for a TCP connection. */
   http = false;
-  ex: Exchange | undefined = undefined;
+  req: AuthzRequest | undefined = undefined;
+  auth: RequestAuth | undefined = undefined;
   #path: string | undefined;
   #host: string | undefined;
   #authority: string | undefined;
 
-  reset(peer: WorkloadName | undefined, port: number, ex: Exchange | undefined): void {
+  reset(peer: WorkloadName | undefined, port: number, req: AuthzRequest | undefined, auth: RequestAuth | undefined): void {
     this.principal = peer === undefined ? '' : principalOf(peer);
     this.namespace = peer?.namespace ?? '';
     this.port = port;
-    this.ex = ex;
-    this.http = ex !== undefined;
+    this.req = req;
+    this.auth = auth;
+    this.http = req !== undefined;
     this.#path = undefined;
     this.#host = undefined;
     this.#authority = undefined;
   }
 
   get path(): string {
-    return (this.#path ??= normalizePath(this.ex?.req.path ?? ''));
+    return (this.#path ??= normalizePath(this.req?.path ?? ''));
   }
   get host(): string {
-    return (this.#host ??= hostOf(this.ex?.req.host ?? ''));
+    return (this.#host ??= hostOf(this.req?.host ?? ''));
   }
   get authority(): string {
-    return (this.#authority ??= (this.ex?.req.host ?? '').toLowerCase());
+    return (this.#authority ??= (this.req?.host ?? '').toLowerCase());
   }
   get method(): string {
-    return this.ex?.req.method ?? '';
-  }
-  get auth(): RequestAuth | undefined {
-    return this.ex?.requestAuth;
+    return this.req?.method ?? '';
   }
 
   /** The request's header `name` (lower case); several are joined with `,`, as Envoy does. '' when absent. */
   header(name: string): string {
-    const lines = this.ex?.req.lines;
+    const lines = this.req?.lines;
     if (lines === undefined) return '';
     let out: string | undefined;
     for (const line of lines) {
@@ -156,6 +159,8 @@ interface Policy {
   readonly denied: Verdict;
   readonly dryRunDenied: Verdict;
   readonly audited: Verdict;
+  /** An ALLOW policy's note when it is the one that let a request in (traces read it). */
+  readonly allowed: Verdict;
 }
 
 function asObject(v: unknown, what: string): Record<string, unknown> {
@@ -257,6 +262,7 @@ function compilePolicy(raw: unknown): Policy {
     denied: { policy: name, action, result: 'denied' },
     dryRunDenied: { policy: name, action, result: 'dry-run-denied' },
     audited: { policy: name, action, result: 'audited' },
+    allowed: { policy: name, action, result: 'allowed' },
   };
 }
 
@@ -307,6 +313,21 @@ class PolicySet {
   }
 }
 
+/** Allowed with no ALLOW policy to name: none applies, and no DENY matched. */
+const NO_ALLOW_POLICY: Verdict = { policy: '', action: 'ALLOW', result: 'allowed' };
+
+/** What `explain` says of a request: the enforced decision and who made it, a dry run's and the audits'. */
+export interface AuthzExplanation {
+  readonly decision: 'allow' | 'deny';
+  /** deny: the DENY policy that matched, or the ALLOW policies none of which did; allow: the ALLOW policy that matched (absent: none applies). */
+  readonly policy?: string;
+  readonly action?: 'ALLOW' | 'DENY';
+  /** A dryRun policy that would refuse what is let through (logged and counted, not enforced). */
+  readonly dryRun?: { readonly policy: string; readonly action: 'ALLOW' | 'DENY' };
+  /** The AUDIT policies that match. */
+  readonly audited: readonly string[];
+}
+
 /** The policies of one snapshot, asked per request or connection. */
 export class AuthzEngine {
   /** No policy applies: every caller is allowed, and the layer does nothing. */
@@ -317,6 +338,7 @@ export class AuthzEngine {
   /** The AUDIT policies: a match is logged and counted, nothing more. */
   readonly #audit: readonly Policy[];
   readonly #a = new Attributes();
+  #allowedBy: Verdict = NO_ALLOW_POLICY;
 
   /** Throws (the snapshot is refused) on anything it can't compile. */
   constructor(snapshot: AuthorizationSnapshot | undefined) {
@@ -333,8 +355,38 @@ export class AuthzEngine {
 
   /** L7: what to do with an HTTP request on `port`; undefined: allowed with nothing to log. */
   checkHttp(ex: Exchange, port: number): Verdict | undefined {
-    this.#a.reset(ex.peer, port, ex);
+    this.#a.reset(ex.peer, port, ex.req, ex.requestAuth);
     return this.#decide();
+  }
+
+  /**
+   * Why the last check that returned undefined let its request in: the ALLOW policy that
+   * matched, or policy '' when the service has no ALLOW policy and no DENY matched. Made
+   * once per snapshot, so the layer keeps it on the exchange (for its trace span) for free.
+   */
+  get allowed(): Verdict {
+    return this.#allowedBy;
+  }
+
+  /**
+   * Everything the engine would say of a request (`trellis explain`, never on the request
+   * path): the enforced decision and the policy that made it, what a dry-run policy would
+   * do, and every AUDIT policy that matches. `peer` undefined: a caller with no certificate.
+   */
+  explain(peer: WorkloadName | undefined, port: number, req: AuthzRequest, auth: RequestAuth | undefined): AuthzExplanation {
+    const a = this.#a;
+    a.reset(peer, port, req, auth);
+    const audited = this.#audit.filter((p) => policyMatches(p, a)).map((p) => p.name);
+    const refused = this.#refusal(this.#enforced, a);
+    if (refused !== undefined) return { decision: 'deny', policy: refused.policy, action: refused.action as 'ALLOW' | 'DENY', audited };
+    const allowedBy = this.#allowedBy;
+    const would = this.#withDryRun === undefined ? undefined : this.#refusal(this.#withDryRun, a);
+    return {
+      decision: 'allow',
+      ...(allowedBy.policy !== '' ? { policy: allowedBy.policy, action: 'ALLOW' as const } : {}),
+      ...(would !== undefined ? { dryRun: { policy: would.policy, action: would.action as 'ALLOW' | 'DENY' } } : {}),
+      audited,
+    };
   }
 
   /**
@@ -342,7 +394,7 @@ export class AuthzEngine {
    * peer is until mTLS) on `port`, before the app connection is opened.
    */
   checkTcp(peer: WorkloadName | undefined, port: number): Verdict | undefined {
-    this.#a.reset(peer, port, undefined);
+    this.#a.reset(peer, port, undefined, undefined);
     return this.#decide();
   }
 
@@ -362,9 +414,18 @@ export class AuthzEngine {
 
   /** The verdict of one set: a DENY that matches, or the default refusal when ALLOW policies exist and none matches. */
   #refusal(set: PolicySet, a: Attributes): Verdict | undefined {
-    for (const p of set.deny) if (policyMatches(p, a)) return set === this.#enforced ? p.denied : p.dryRunDenied;
-    if (set.allow.length === 0) return undefined;
-    for (const p of set.allow) if (policyMatches(p, a)) return undefined;
+    const enforced = set === this.#enforced;
+    for (const p of set.deny) if (policyMatches(p, a)) return enforced ? p.denied : p.dryRunDenied;
+    if (set.allow.length === 0) {
+      if (enforced) this.#allowedBy = NO_ALLOW_POLICY;
+      return undefined;
+    }
+    for (const p of set.allow) {
+      if (policyMatches(p, a)) {
+        if (enforced) this.#allowedBy = p.allowed;
+        return undefined;
+      }
+    }
     return set.defaultDenied;
   }
 }

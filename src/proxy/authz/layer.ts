@@ -2,7 +2,8 @@
 // the request authentication one), it judges a known caller before anything reaches
 // the app. A refusal is `TRELLIS_E_FORBIDDEN` through the one rescue point (403, or
 // PERMISSION_DENIED for a gRPC call); a dry-run refusal or an audit goes on, noted for
-// the access log. With no policy for the service it costs one property read.
+// the access log, and an allowed one keeps the note of the policy that let it in (its
+// trace span names it). With no policy for the service it costs one property read.
 import type { Layer } from '../stack/layer.js';
 import { principalOf, type AuthzEngine } from './engine.js';
 import type { AuthzMetrics } from './metrics.js';
@@ -26,7 +27,10 @@ export function authorization(p: AuthorizationParts): Layer {
         return;
       }
       const verdict = engine.checkHttp(ex, p.port);
-      if (verdict !== undefined) {
+      if (verdict === undefined) {
+        // Who let it in, for the trace span (a note made once per snapshot: no allocation).
+        ex.authz = engine.allowed;
+      } else {
         ex.authz = verdict;
         p.metrics.count(verdict, 'http');
         if (verdict.result === 'denied') {

@@ -13,6 +13,8 @@ import { compileRouteTable, matchRoute, type RouteTable } from '../routing/route
 import { KeyTable } from './key-table.js';
 import { TokenBucket } from './token-bucket.js';
 import { limitItem, policyItem } from './headers.js';
+import { principalOf } from '../authz/engine.js';
+import { UNKNOWN_SOURCE } from '../identity.js';
 
 /** Header values longer than this are keyed by a hash of the value, so a key holds bounded memory. */
 const MAX_KEY_CHARS = 128;
@@ -65,9 +67,10 @@ export class LimitState {
   /** The bucket that decides for `ex`. */
   bucketFor(ex: Exchange, now: number): TokenBucket {
     if (this.bucket !== undefined) return this.bucket;
-    // With mTLS, the caller's verified workload (`ex.peer`) names it; until then the
-    // source the identity layer accepted (a mesh service, or `unknown`).
-    const key = this.bySource ? ex.source : headerKey(ex.req.lines, this.header);
+    // The caller's verified workload (`ex.peer`, its SPIFFE principal, made once per peer
+    // object, so once per connection): a service name alone would put two namespaces'
+    // `api` in one bucket. Every plaintext caller (PERMISSIVE, DISABLE) shares `unknown`.
+    const key = this.bySource ? (ex.peer === undefined ? UNKNOWN_SOURCE : principalOf(ex.peer)) : headerKey(ex.req.lines, this.header);
     return this.table!.bucket(key, now);
   }
 }

@@ -23,6 +23,8 @@ export interface ExplainRequest {
 /** What explain reads of the proxy: the snapshot in force and its indexes, and the balancing state. */
 export interface ExplainSource {
   readonly proxy: string;
+  /** This proxy's own SPIFFE ID (the caller the destination's policies see); null before its certificate. */
+  readonly caller: string | null;
   readonly snapshot: Snapshot | null;
   readonly lookupHost: (host: string) => CompiledUpstream | undefined | null;
   readonly lookupAddress: (address: string) => AddressedInstance | undefined | null;
@@ -53,7 +55,8 @@ export function parseExplainRequest(body: unknown): ExplainRequest | string {
   return { method: b.method, authority: b.authority, target: b.target, headers };
 }
 
-function requestHead(r: ExplainRequest): RequestHead {
+/** The head the request to explain would arrive with (what the stack's layers read). */
+export function requestHead(r: ExplainRequest): RequestHead {
   const q = r.target.indexOf('?');
   return {
     method: r.method,
@@ -76,6 +79,7 @@ export function explain(src: ExplainSource, r: ExplainRequest): ExplainView {
   const req = requestHead(r);
   const base = {
     proxy: src.proxy,
+    caller: src.caller,
     snapshotVersion: src.snapshot?.version ?? null,
     request: { method: r.method, authority: r.authority, path: r.target },
     routes: [],

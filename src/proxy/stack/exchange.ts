@@ -23,8 +23,12 @@ export interface AuthzNote {
   /** `<namespace>/<name>`; refused because no ALLOW policy allowed it: the service's ALLOW policies, comma-separated. */
   readonly policy: string;
   readonly action: 'ALLOW' | 'DENY' | 'AUDIT';
-  /** `denied`: refused; `dry-run-denied`: a dryRun policy would have refused it; `audited`: an AUDIT policy matched. */
-  readonly result: 'denied' | 'dry-run-denied' | 'audited';
+  /**
+   * `denied`: refused; `dry-run-denied`: a dryRun policy would have refused it; `audited`:
+   * an AUDIT policy matched; `allowed`: let in (by `policy`, or by no ALLOW policy when ''),
+   * which the trace span names and the access log leaves out.
+   */
+  readonly result: 'denied' | 'dry-run-denied' | 'audited' | 'allowed';
 }
 
 /**

@@ -53,6 +53,8 @@ export function telemetry(o: TelemetryOptions): Layer {
     if (!o.accessLog.enabled) return;
     // The request's own fields (method, path) are bounded and, for the path, redacted
     // by the log (access-log.ts); JSON escapes any control character.
+    // An allowed request's note is for its trace span; the log names only what authorization refused, audited or would refuse.
+    const authz = ex.authz?.result === 'allowed' ? undefined : ex.authz;
     o.accessLog.write({
       ts: new Date().toISOString(),
       direction: o.direction,
@@ -70,9 +72,9 @@ export function telemetry(o: TelemetryOptions): Layer {
       attempts: ex.attempts,
       error: ex.errorToken || undefined,
       // From the snapshot's policies (authz/engine.ts), never from the request.
-      authz_policy: ex.authz?.policy,
-      authz_action: ex.authz?.action,
-      authz_result: ex.authz?.result,
+      authz_policy: authz?.policy,
+      authz_action: authz?.action,
+      authz_result: authz?.result,
     });
   };
   return (next) => ({

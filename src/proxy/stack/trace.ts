@@ -29,7 +29,7 @@ import {
 import { grpcStatusLabel, requestFailed, type Direction } from '../../telemetry/metrics.js';
 import { HeadEdits } from '../filters/head-edits.js';
 import type { HeaderModifier } from '../filters/header-modifier.js';
-import type { Exchange } from './exchange.js';
+import type { AuthzNote, Exchange } from './exchange.js';
 import type { Routed } from './decisions.js';
 import type { Layer } from './layer.js';
 import type { Outcome } from './outcome.js';
@@ -51,6 +51,14 @@ const DROP_ALL: HeaderModifier = { drop: TRACE_HEADERS, append: [] };
 const MAX_PATH = 256;
 /** HTTP methods semantic conventions name; any other is `_OTHER` (their rule, and a bound). */
 const KNOWN_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH']);
+
+/** `trellis.authz.decision` of each authorization note (allow and deny as the policies' actions say them). */
+const AUTHZ_DECISION: Readonly<Record<AuthzNote['result'], string>> = {
+  allowed: 'allow',
+  denied: 'deny',
+  'dry-run-denied': 'dry-run-denied',
+  audited: 'audited',
+};
 
 function method(m: string): string {
   return KNOWN_METHODS.has(m) ? m : '_OTHER';
@@ -97,6 +105,18 @@ export function trace(o: TraceOptions): Layer {
     if (ex.attempts > 1) a['http.request.resend_count'] = ex.attempts - 1;
     if (ex.grpcStatus !== '') a['rpc.grpc.status_code'] = grpcStatusLabel(ex.grpcStatus);
     if (failed) a['error.type'] = ex.errorToken || (ex.status > 0 ? String(ex.status) : 'no-response');
+    if (!outbound) {
+      // Who called, as its certificate says (no OpenTelemetry attribute names a SPIFFE ID:
+      // tls.client.subject is a subject DN, which mesh certificates leave empty), and what
+      // authorization made of it. Both from the connection and the snapshot, never from a header.
+      const peer = ex.client.peer;
+      if (peer !== undefined) a['trellis.peer'] = peer.spiffeId;
+      const z = ex.authz;
+      if (z !== undefined) {
+        a['trellis.authz.decision'] = AUTHZ_DECISION[z.result];
+        if (z.policy !== '') a['trellis.authz.policy'] = z.policy;
+      }
+    }
     return a;
   };
 

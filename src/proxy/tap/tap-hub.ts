@@ -195,6 +195,8 @@ export class TapHub {
       ...(ex.grpcStatus !== '' ? { grpcStatus: grpcStatusLabel(ex.grpcStatus) } : {}),
       latencyMs: Math.round(seconds * 100_000) / 100,
       caller,
+      // The caller's verified certificate (inbound over mutual TLS): who it is, not only its service.
+      ...(ex.client.peer !== undefined ? { peer: ex.client.peer.spiffeId } : {}),
       destination,
       route,
       ...(ex.endpoint !== undefined ? { endpoint: endpointKey(ex.endpoint) } : {}),
