@@ -39,7 +39,14 @@ export interface InterceptionRow {
 }
 
 export interface InterceptionResult {
-  readonly rows: readonly { path: InterceptionRow['path']; connection: InterceptionRow['connection']; rps: number[]; p50Us: number[]; p99Us: number[]; errors: number }[];
+  readonly rows: readonly {
+    path: InterceptionRow['path'];
+    connection: InterceptionRow['connection'];
+    rps: number[];
+    p50Us: number[];
+    p99Us: number[];
+    errors: number;
+  }[];
 }
 
 const SUBNET = '10.227.0.0/16';
@@ -71,7 +78,20 @@ spec:
 function meshUp(o: InterceptionOptions, file: string, stateDir: string): { child: ChildProcess; up: Promise<MeshState> } {
   const child = spawn(
     process.execPath,
-    [path.join(o.repoRoot, 'bin/trellis.js'), 'up', file, '--isolate', '--isolate-subnet', SUBNET, '--admin', '127.0.0.1:0', '--state-dir', stateDir, '--prometheus', 'off'],
+    [
+      path.join(o.repoRoot, 'bin/trellis.js'),
+      'up',
+      file,
+      '--isolate',
+      '--isolate-subnet',
+      SUBNET,
+      '--admin',
+      '127.0.0.1:0',
+      '--state-dir',
+      stateDir,
+      '--prometheus',
+      'off',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -124,12 +144,30 @@ export async function runInterception(o: InterceptionOptions): Promise<Intercept
       const byPath = { intercepted: [] as WrkResult[], explicit: [] as WrkResult[] };
       for (const p of ['intercepted', 'explicit'] as const) {
         // Warm-up: the sidecar's pool, JIT, conntrack.
-        await runWrk({ wrk: o.wrk, url: urls[p], threads: 1, connections: o.connections, durationS: o.warmupS, timeoutS: 5, prefix, ...(headers ? { headers } : {}) });
+        await runWrk({
+          wrk: o.wrk,
+          url: urls[p],
+          threads: 1,
+          connections: o.connections,
+          durationS: o.warmupS,
+          timeoutS: 5,
+          prefix,
+          ...(headers ? { headers } : {}),
+        });
       }
       for (let r = 0; r < o.rounds; r++) {
         const order = r % 2 === 0 ? (['intercepted', 'explicit'] as const) : (['explicit', 'intercepted'] as const);
         for (const p of order) {
-          const res = await runWrk({ wrk: o.wrk, url: urls[p], threads: 1, connections: o.connections, durationS: o.durationS, timeoutS: 5, prefix, ...(headers ? { headers } : {}) });
+          const res = await runWrk({
+            wrk: o.wrk,
+            url: urls[p],
+            threads: 1,
+            connections: o.connections,
+            durationS: o.durationS,
+            timeoutS: 5,
+            prefix,
+            ...(headers ? { headers } : {}),
+          });
           o.log(`interception ${p} ${connection} round ${r + 1}: ${res.rps.toFixed(0)} req/s, p99 ${(res.latencyUs.p99 / 1000).toFixed(2)} ms`);
           byPath[p].push(res);
         }
