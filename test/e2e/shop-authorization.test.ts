@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { eventually } from '../helpers/eventually.js';
-import { allGone, meshUp, REPO, request, type RunningMesh } from '../helpers/mesh-run.js';
+import { allGone, getJson, meshUp, REPO, request, type RunningMesh } from '../helpers/mesh-run.js';
 
 const INTRUDER = `const http = require('node:http');
 http.createServer((req, res) => res.end('intruder')).listen(Number(process.env.PORT), process.env.HOST);
@@ -61,9 +61,8 @@ async function accessLog(mesh: RunningMesh, instanceId: string): Promise<Record<
 async function allHealthy(mesh: RunningMesh, services: string[]): Promise<void> {
   await eventually(
     async () => {
-      const { instances } = (await (await fetch(`${mesh.state.control}/v1/instances`)).json()) as {
-        instances: { service: string; health: { status: string } }[];
-      };
+      // The admin API takes the token (getJson finds it as the CLI does).
+      const { instances } = await getJson<{ instances: { service: string; health: { status: string } }[] }>(`${mesh.state.control}/v1/instances`);
       for (const s of services) {
         const mine = instances.filter((i) => i.service === s);
         assert.ok(mine.length > 0 && mine.every((i) => i.health.status === 'healthy'), `${s}: ${JSON.stringify(mine.map((i) => i.health))}`);
