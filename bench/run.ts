@@ -60,6 +60,7 @@ import {
 } from './targets.js';
 import { defaultEchoOptions, runEcho } from './tcp-echo.js';
 import { defaultNewConnectionOptions, runNewConnections } from './new-connections.js';
+import { formatInterception, runInterception } from './interception.js';
 import { makeTlsMaterial, startHaproxyTlsPair, startHaproxyTlsTcpPair, startNginxTlsPair, startNginxTlsTcpPair, type TlsMaterial } from './tls-peers.js';
 import { formatRouteRules, runRouteRules, type RouteRulesResult } from './route-rules.js';
 import { formatBalancing, runBalancing, type BalancingResult } from './balancing.js';
@@ -135,6 +136,9 @@ const USAGE = `usage: node dist/bench/run.js [options]
                           scenario (default 8): connect, 32 bytes echoed, close, through
                           TCP pairs with TLS between the proxies (uses the extra durations)
   --no-extra              only the max-rate and 1KB fixed-rate scenarios
+  --only interception     only transparent interception (root: makes network namespaces
+                          with trellis up --isolate) against the explicit-port path, from
+                          inside a pod, keep-alive and Connection: close
   --only route-rules      only the route-matching scenario: max throughput of a Trellis
                           pair whose route has 50 rules (the request matching the last)
                           against 1 rule, as a ratio (uses --duration, --warmup,
@@ -589,6 +593,21 @@ async function main(): Promise<number> {
       } finally {
         await upstream.stop();
       }
+    },
+    // Root, ip, nft and setpriv: it runs `trellis up --isolate` (bench/interception.ts).
+    interception: async () => {
+      const rounds = 3;
+      const interception = await runInterception({
+        repoRoot,
+        dir,
+        wrk: bins.wrk,
+        connections: settings.wrk.connections,
+        durationS: settings.wrk.durationS,
+        warmupS: settings.wrk.warmupS,
+        rounds,
+        log,
+      });
+      return { text: formatInterception(interception), settings: { ...settings.wrk, rounds }, result: { interception } };
     },
     'route-rules': async () => {
       const upstream = await startUpstream(procs, bins, dir);

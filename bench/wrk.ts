@@ -12,6 +12,8 @@ export interface WrkOptions {
   readonly timeoutS: number;
   /** Extra request headers (`-H`). */
   readonly headers?: Readonly<Record<string, string>>;
+  /** A command wrk runs under (`ip netns exec <ns> …`: from inside a pod); absent: wrk itself. */
+  readonly prefix?: readonly string[];
 }
 
 export interface WrkResult {
@@ -74,7 +76,8 @@ export function runWrk(o: WrkOptions): Promise<WrkResult> {
     o.url,
   ];
   return new Promise((resolve, reject) => {
-    const child = spawn(o.wrk, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [cmd = o.wrk, ...pre] = o.prefix ?? [];
+    const child = spawn(cmd, o.prefix === undefined ? args : [...pre, o.wrk, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));

@@ -6,7 +6,16 @@ import type { ProxyLimitsSnapshot, TracingSnapshot } from '../api/protocol.js';
 import { serviceKey } from '../api/names.js';
 import { resolve } from 'node:path';
 import { parseDurationMs } from './duration.js';
-import { MESH_DEFAULTS, type HealthCheck, type MeshResource, type MeshService, type ProxyLimitsSpec, type TracingSpec, type Upstream } from './schema.js';
+import {
+  defaultProtocol,
+  MESH_DEFAULTS,
+  type HealthCheck,
+  type MeshResource,
+  type MeshService,
+  type ProxyLimitsSpec,
+  type TracingSpec,
+  type Upstream,
+} from './schema.js';
 
 /** An upstream of a service: the service it calls and, optionally, a fixed local port. */
 export interface NormalizedUpstream {
@@ -141,7 +150,7 @@ function normalizeService(s: MeshService, meshDir: string): NormalizedService {
     name: s.name,
     ...optional('namespace', namespace === MESH_DEFAULTS.namespace ? undefined : namespace),
     // A multi-port service's own protocol is its first port's: what a caller without a port choice speaks.
-    protocol: s.ports?.[0]?.protocol ?? s.protocol ?? MESH_DEFAULTS.protocol,
+    protocol: s.ports?.[0]?.protocol ?? s.protocol ?? defaultProtocol(s.ports?.[0]?.port ?? s.port),
     ...optional('command', s.command),
     cwd: resolve(meshDir, s.cwd ?? '.'),
     env,
@@ -152,7 +161,7 @@ function normalizeService(s: MeshService, meshDir: string): NormalizedService {
         ...optional('name', p.name),
         port: p.port,
         ...optional('appPort', p.appPort),
-        protocol: p.protocol ?? s.protocol ?? MESH_DEFAULTS.protocol,
+        protocol: p.protocol ?? s.protocol ?? defaultProtocol(p.port),
       })),
     ),
     replicas,

@@ -27,6 +27,8 @@ export {
 } from './schema/common.js';
 export {
   MESH_DEFAULTS,
+  OPAQUE_PORTS,
+  defaultProtocol,
   MeshSchema,
   type AccessLogSpec,
   type HealthCheck,

@@ -25,7 +25,7 @@ import { startPrometheus, type RunningPrometheus } from './prometheus.js';
 import { ADMIN_TOKEN_ENV, adminHeaders, adminTokenFile, readAdminTokenFile } from '../security/admin-token.js';
 import { dashboardLoginUrl, dashboardUrl } from '../security/dashboard-login.js';
 import { assertIsolationAvailable } from './isolation/preflight.js';
-import { IsolatedNetwork, inNetns } from './isolation/network.js';
+import { appInNetns, IsolatedNetwork, inNetns } from './isolation/network.js';
 import { parseSubnet, SubnetPlan } from './isolation/subnet.js';
 import { hostsFile, podRules, POD_PORTS, SIDECAR_PORT_RANGE } from './isolation/pods.js';
 import { derivedIngressYaml, gatewayKey, gatewayPublicUrls } from './gateways.js';
@@ -416,7 +416,7 @@ export class LocalMesh {
     // 4. The apps.
     for (const i of instances) {
       if (!i.command) continue;
-      const command = iso === undefined ? i.command : inNetns(podOf(i), ['/bin/sh', '-c', i.command]);
+      const command = iso === undefined ? i.command : appInNetns(podOf(i), ['/bin/sh', '-c', i.command]);
       const app = this.#supervise({ name: i.id, command, cwd: i.cwd, env: { ...baseEnv, ...i.env }, logFile: join(logDir, `${i.id}.log`) });
       this.#apps.push(app);
       (i as MeshState['instances'][number]).appPid = app.pid;

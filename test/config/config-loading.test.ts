@@ -256,3 +256,42 @@ describe('loading files', () => {
     );
   });
 });
+
+describe('the protocol of a service that declares none', () => {
+  let tmp: Awaited<ReturnType<typeof tempDir>>;
+  before(async () => {
+    tmp = await tempDir();
+  });
+  after(() => tmp.cleanup());
+
+  it("is tcp on Linkerd's opaque ports (server-first or detection-hostile: 3306, 5432, 6379, ...), detection elsewhere, and a declared one always wins", async () => {
+    const file = await tmp.write(
+      'opaque.yaml',
+      mesh(`
+    - name: mysql
+      port: 3306
+    - name: pg
+      port: 5432
+    - name: web
+      port: 8080
+    - name: declared
+      port: 6379
+      protocol: http
+    - name: multi
+      ports:
+        - { name: cache, port: 11211 }
+        - { name: api, port: 9000 }`),
+    );
+    const { config, problems } = await loadConfig([file]);
+    assert.deepEqual(problems, []);
+    const by = new Map(config!.services.map((s) => [s.name, s]));
+    assert.equal(by.get('mysql')?.protocol, 'tcp', 'a client that waits for the greeting is not held by detection');
+    assert.equal(by.get('pg')?.protocol, 'tcp');
+    assert.equal(by.get('web')?.protocol, 'detect');
+    assert.equal(by.get('declared')?.protocol, 'http');
+    assert.deepEqual(
+      by.get('multi')?.ports?.map((p) => p.protocol),
+      ['tcp', 'detect'],
+    );
+  });
+});

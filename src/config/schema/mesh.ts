@@ -24,6 +24,21 @@ export const MESH_DEFAULTS = {
   clusterDomain: 'cluster.local',
 } as const;
 
+/**
+ * Ports whose protocols don't go with detection, served as `tcp` when a service on one
+ * declares no protocol: a client of a server-speaks-first protocol (SMTP 25 and 587,
+ * MySQL 3306) waits for the server, and detection, which waits for the client's first
+ * bytes, would hold every connection for its whole timeout; the others (Galera 4444,
+ * Postgres 5432, Redis 6379, Elasticsearch 9300, Memcached 11211) gain nothing from it.
+ * Linkerd's default opaque ports, the same list (linkerd.io, "Protocol detection").
+ */
+export const OPAQUE_PORTS: ReadonlySet<number> = new Set([25, 587, 3306, 4444, 5432, 6379, 9300, 11211]);
+
+/** The protocol of a service port that declares none: `tcp` on an OPAQUE_PORTS port, else detection. */
+export function defaultProtocol(port: number | undefined): 'tcp' | 'detect' {
+  return port !== undefined && OPAQUE_PORTS.has(port) ? 'tcp' : MESH_DEFAULTS.protocol;
+}
+
 // Numbers and booleans are accepted because `DEBUG: true` in YAML is not a string,
 // and refusing it would only teach people to quote; the normalizer stringifies them.
 const EnvMap = Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()], { description: 'a string, number or boolean' }), {

@@ -206,6 +206,24 @@ async function listLinks(): Promise<string[]> {
   }
 }
 
+/**
+ * Capabilities an app in a pod loses (from its bounding set, so no child gets them back):
+ * CAP_NET_ADMIN would let it rewrite its pod's rules or take another pod's address (say,
+ * the control plane's, whose probes reach app ports directly), CAP_NET_RAW would let it
+ * forge packets, CAP_SYS_ADMIN would let it enter another namespace. As in Kubernetes,
+ * where a container gets neither NET_ADMIN nor NET_RAW nor SYS_ADMIN unless asked, and
+ * only the init container that writes the rules has NET_ADMIN. The app keeps root's other
+ * powers (an app may still create users, as the shop's Postgres does); becoming the
+ * sidecar's uid gets it around its own pod's rules, not through another pod's sidecar,
+ * which takes mutual TLS only (STRICT) and whose key never leaves the sidecar.
+ */
+export const APP_DROPPED_CAPS = ['net_admin', 'net_raw', 'sys_admin'] as const;
+
+/** Starts an app's `argv` in namespace `ns` without APP_DROPPED_CAPS: the command line a supervisor runs. */
+export function appInNetns(ns: string, argv: readonly string[]): string[] {
+  return inNetns(ns, ['setpriv', '--inh-caps=-all', `--bounding-set=${APP_DROPPED_CAPS.map((c) => `-${c}`).join(',')}`, '--', ...argv]);
+}
+
 /** Starts `argv` inside namespace `ns` (with its hosts file), as `uid` when given: the command line a supervisor runs. */
 export function inNetns(ns: string, argv: readonly string[], uid?: number): string[] {
   const as = uid === undefined ? [] : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--'];
