@@ -83,7 +83,16 @@ describe('the shop (topology 2) isolated, against raw clients', { skip: missing.
   test('what the topology allows works: the ingress from the host, frontend → backend, backend → Postgres and Redis', async () => {
     const ingress = mesh?.state.publicUrls.frontend;
     assert.ok(ingress);
-    await eventually(async () => assert.ok(served(await onHost(curl(`${ingress}/api/products`)))), { timeoutMs: 30_000, intervalMs: 500 });
+    // The public entry is the ingress Gateway's HTTPS listener, with the localhost certificate trellis up made.
+    const ca = mesh?.state.localCa;
+    const argv = ca !== undefined && ingress.startsWith('https:') ? [...curl(`${ingress}/api/products`), '--cacert', ca] : curl(`${ingress}/api/products`);
+    await eventually(
+      async () => {
+        const r = await onHost(argv);
+        assert.ok(served(r), `${ingress}: ${r.stderr || r.stdout}`);
+      },
+      { timeoutMs: 30_000, intervalMs: 500 },
+    );
     const viaFrontend = await inPod('frontend-0', curl(`http://backend:${port('backend')}/api/products`));
     assert.ok(served(viaFrontend), viaFrontend.stderr || viaFrontend.stdout);
     const db = await eventually(
