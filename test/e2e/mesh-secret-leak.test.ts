@@ -205,7 +205,8 @@ test('the dashboard shows authorization denials by service and policy, in Chromi
 });
 
 test('no private key, admin token, bootstrap secret or credential, or JWT appears in any log, state file, metrics endpoint or the trace store', async () => {
-  const frontendPort = Number(new URL(mesh.state.publicUrls.frontend ?? Object.values(mesh.state.publicUrls)[0]!).port);
+  // The public entry is the ingress Gateway's HTTPS listener: request() trusts the localhost CA for it.
+  const frontendPort = mesh.public(mesh.state.publicUrls.frontend !== undefined ? 'frontend' : Object.keys(mesh.state.publicUrls)[0]!);
   // Traffic: the page's API through the public frontend with good and bad JWTs, in the header and the query.
   await eventually(
     async () => {
@@ -267,13 +268,18 @@ test('no private key, admin token, bootstrap secret or credential, or JWT appear
   await new Promise((r) => setTimeout(r, 1500));
 
   const places: [string, string][] = [];
-  // Every file under the state folder, but the files that are the secrets themselves.
-  const SECRET_FILES = /(^|\/)(ca\.json|admin-token|bootstrap-secret)$/;
+  // Every file under the state folder, but the files that are the secrets themselves: the
+  // mesh CA, the admin token, the bootstrap secret, the localhost CA's and certificate's keys
+  // (ingress/), and the control plane's last good config (it holds the Gateways' certificate
+  // keys, as the mesh file's Secrets do, so a restart serves them). Each must be 0600.
+  const SECRET_FILES = /(^|\/)(ca\.json|admin-token|bootstrap-secret|last-good-config\.json|ca\.key|localhost\.key)$/;
   const walk = async (d: string): Promise<void> => {
     for (const e of await readdir(d, { withFileTypes: true })) {
       const p = join(d, e.name);
       if (e.isDirectory()) await walk(p);
-      else if (e.isFile() && !SECRET_FILES.test(relative(mesh.state.stateDir, p)) && (await stat(p)).size < 64 * 1024 * 1024) {
+      else if (e.isFile() && SECRET_FILES.test(relative(mesh.state.stateDir, p))) {
+        assert.equal((await stat(p)).mode & 0o777, 0o600, `${relative(mesh.state.stateDir, p)} is 0600`);
+      } else if (e.isFile() && (await stat(p)).size < 64 * 1024 * 1024) {
         places.push([relative(mesh.state.stateDir, p), await readFile(p, 'latin1')]);
       }
     }
