@@ -53,6 +53,22 @@ test('spans reach the collector in batches, with their times in nanoseconds', as
   }
 });
 
+test('flush() while a batch is in flight sends the spans queued behind it too', async () => {
+  const c = await startCollector();
+  const e = new SpanExporter({ endpoint: c.url, resource: {}, batchSpans: 4, flushIntervalMs: 60_000 });
+  try {
+    for (let i = 1; i <= 4; i++) e.add(span(i));
+    await new Promise((r) => setImmediate(r));
+    for (let i = 5; i <= 6; i++) e.add(span(i));
+    await e.flush();
+    assert.equal(c.spans.length, 6, 'the two spans behind the batch in flight were sent, not left for the timer');
+    assert.equal(e.queued, 0);
+  } finally {
+    await e.close();
+    await c.close();
+  }
+});
+
 test('a stalled collector fills the queue, and then spans are dropped and counted, not held', async () => {
   const c = await startCollector();
   c.stall = true;

@@ -56,7 +56,7 @@ export class SpanExporter {
     this.#batch = o.batchSpans ?? EXPORTER_DEFAULTS.batchSpans;
     this.#timeoutMs = o.exportTimeoutMs ?? EXPORTER_DEFAULTS.exportTimeoutMs;
     this.#agent = new (this.#url.protocol === 'https:' ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: 1 });
-    this.#timer = setInterval(() => this.flush(), o.flushIntervalMs ?? EXPORTER_DEFAULTS.flushIntervalMs);
+    this.#timer = setInterval(() => this.#sendBatch(), o.flushIntervalMs ?? EXPORTER_DEFAULTS.flushIntervalMs);
     this.#timer.unref();
   }
 
@@ -76,11 +76,20 @@ export class SpanExporter {
       return;
     }
     this.#queue.push(span);
-    if (this.#queue.length >= this.#batch && this.#inFlight === undefined) setImmediate(() => this.flush());
+    if (this.#queue.length >= this.#batch && this.#inFlight === undefined) setImmediate(() => this.#sendBatch());
+  }
+
+  /**
+   * Sends what is queued now, a batch at a time after the one in flight; resolves when the
+   * last of it is answered. Bounded: spans queued meanwhile go with the timer.
+   */
+  async flush(): Promise<void> {
+    let batches = Math.ceil(this.#queue.length / this.#batch) + 1;
+    while (batches-- > 0 && (this.#inFlight !== undefined || this.#queue.length > 0)) await (this.#inFlight ?? this.#sendBatch());
   }
 
   /** Sends one batch now, unless one is in flight; resolves when it is answered. */
-  flush(): Promise<void> {
+  #sendBatch(): Promise<void> {
     if (this.#inFlight !== undefined) return this.#inFlight;
     if (this.#queue.length === 0) return Promise.resolve();
     const batch = this.#queue.length <= this.#batch ? this.#queue : this.#queue.slice(0, this.#batch);
@@ -88,7 +97,7 @@ export class SpanExporter {
     this.#inFlight = this.#send(batch).finally(() => {
       this.#inFlight = undefined;
       // A full batch waiting behind this one goes now, not at the next tick of the timer.
-      if (this.#queue.length >= this.#batch && !this.#closed) setImmediate(() => this.flush());
+      if (this.#queue.length >= this.#batch && !this.#closed) setImmediate(() => this.#sendBatch());
     });
     return this.#inFlight;
   }
@@ -145,8 +154,7 @@ export class SpanExporter {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#timer !== undefined) clearInterval(this.#timer);
-    await this.#inFlight;
-    while (this.#queue.length > 0) await this.flush();
+    await this.flush();
     this.#agent.destroy();
   }
 }
