@@ -7,9 +7,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import https from 'node:https';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';
 import { mintCredential } from '../../src/security/bootstrap-credential.js';
+import { generateKeyPair, makeCsr, privateKeyPem } from '../../src/security/x509.js';
 import { eventually } from '../helpers/eventually.js';
 import { closeServer, listenHttp, quietLog } from '../helpers/proxy-pair.js';
 import { TEST_BOOTSTRAP_SECRET, tempDir } from '../control/helpers.js';
@@ -46,6 +48,8 @@ let files: Awaited<ReturnType<typeof tempDir>>;
 let plane: ControlPlane;
 let app: { server: http.Server; port: number };
 const sidecars: Sidecar[] = [];
+/** The load's client TLS: a certificate for `web` from the control plane's own CA (the inbound listeners are STRICT). */
+let clientTls: https.AgentOptions;
 
 before(async () => {
   files = await tempDir();
@@ -58,6 +62,17 @@ before(async () => {
     health: { schedule: false },
   });
   app = await listenHttp((_req, res) => res.end('ok'));
+  const keys = await generateKeyPair();
+  const ca = plane.identity.ca;
+  const issued = await ca.issue(await makeCsr(keys), { trustDomain: ca.trustDomain, namespace: 'default', serviceAccount: 'web' });
+  if (typeof issued === 'string') throw new Error(issued);
+  clientTls = {
+    key: await privateKeyPem(keys.privateKey),
+    cert: issued.chain.join('\n'),
+    ca: issued.trustBundle,
+    // The sidecar's certificate names a SPIFFE ID, not a host name.
+    checkServerIdentity: () => undefined,
+  };
   for (let i = 0; i < 3; i++) {
     const id = `api-${i}`;
     const s = new Sidecar({
@@ -94,7 +109,7 @@ async function quotaOf(s: Sidecar): Promise<number | undefined> {
 
 /** Open-loop load at `rate` per second for `ms` to one inbound listener; counts the answers by status. */
 function load(port: number, rate: number, ms: number, counts: Map<number, number>): Promise<void> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 32, ...clientTls });
   const start = performance.now();
   let sent = 0;
   const pending = new Set<Promise<void>>();
@@ -104,7 +119,7 @@ function load(port: number, rate: number, ms: number, counts: Map<number, number
       const due = Math.min(Math.floor((Math.min(elapsed, ms) * rate) / 1000), Math.floor((ms * rate) / 1000));
       for (; sent < due; sent++) {
         const p = new Promise<void>((done) => {
-          const req = http.request({ host: '127.0.0.1', port, path: '/', agent, headers: { 'trellis-source': 'web' } }, (res) => {
+          const req = https.request({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
             res.resume();
             res.on('end', () => {
               counts.set(res.statusCode ?? 0, (counts.get(res.statusCode ?? 0) ?? 0) + 1);
