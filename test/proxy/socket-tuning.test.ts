@@ -5,9 +5,12 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
+import tls from 'node:tls';
 import { test } from 'node:test';
 import { HttpServerConnection } from '../../src/proxy/http1/http-server-connection.js';
-import { skipReadMore } from '../../src/proxy/listeners/socket-tuning.js';
+import { holdsLastWrite, skipReadMore } from '../../src/proxy/listeners/socket-tuning.js';
+import { makeLeaf, makeRoot } from '../helpers/test-pki.js';
+import { eventually } from '../helpers/eventually.js';
 import type { Exchange } from '../../src/proxy/stack/exchange.js';
 
 /** A server on loopback and a connected client; `onServer` gets the accepted socket. */
@@ -101,4 +104,36 @@ test('the idle sweep closes a client connection with no request in flight, and s
   assert.equal(busy.socket.destroyed, false, 'a connection waiting on its response is not idle');
   await pair.close();
   await idlePair.close();
+});
+
+test('holdsLastWrite: a TLS socket holds only writes queued behind one in flight; TCP holds any unwritten one', async () => {
+  const root = await makeRoot();
+  const leaf = await makeLeaf({ root, trust: [root] });
+  const server = tls.createServer({ key: leaf.material.key, cert: leaf.material.cert });
+  const accepted = new Promise<tls.TLSSocket>((r) => server.once('secureConnection', r));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const client = tls.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, ca: root.pem, checkServerIdentity: () => undefined });
+  const chunks: Buffer[] = [];
+  client.on('data', (c: Buffer) => chunks.push(c));
+  const s = await accepted;
+  try {
+    const first = Buffer.alloc(1000, 0x41);
+    s.write(first);
+    assert.ok(s.writableLength > 0, 'a TLS write is still in flight');
+    assert.equal(holdsLastWrite(s), false, 'the TLS record already holds a copy of the first write');
+    first.fill(0x42); // ...so changing the memory now changes nothing sent
+    s.write(Buffer.alloc(10, 0x43));
+    assert.equal(holdsLastWrite(s), true, 'a write queued behind one in flight is still referenced');
+    await eventually(() => Buffer.concat(chunks).length === 1010);
+    const got = Buffer.concat(chunks);
+    assert.equal(got.subarray(0, 1000).toString(), 'A'.repeat(1000));
+    assert.equal(got.subarray(1000).toString(), 'C'.repeat(10));
+  } finally {
+    client.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+  // Plain TCP: libuv writes from the caller's memory, so any byte not yet written holds it.
+  const fake = { writableLength: 5 } as unknown as net.Socket;
+  assert.equal(holdsLastWrite(fake), true);
+  assert.equal(holdsLastWrite({ writableLength: 0 } as unknown as net.Socket), false);
 });

@@ -9,12 +9,15 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { Exchange, type ClientSide } from '../../src/proxy/stack/exchange.js';
 import { withEndpoint } from '../../src/proxy/stack/decisions.js';
 import { isFailure, parseRequestHead } from '../../src/proxy/http1/http1-parser.js';
 import { UpstreamConnection } from '../../src/proxy/http1/upstream-connection.js';
 import { closeServer, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
+import { makeLeaf, makeRoot } from '../helpers/test-pki.js';
+import { eventually } from '../helpers/eventually.js';
 
 /** Deterministic bytes that differ at every offset, so a reused buffer shows. */
 function pattern(n: number, seed: number): Buffer {
@@ -270,4 +273,68 @@ test('bytes still queued for the client are never overwritten by the next read',
   const body = all.subarray(all.indexOf('\r\n\r\n') + 4);
   assert.equal(body.length, 5000);
   assert.equal(sha(body), sha(Buffer.concat(parts)), 'every queued part still holds its own bytes');
+});
+
+test('responses relayed to a TLS client reuse the read buffer instead of taking a new one each', async () => {
+  // A TLS socket encrypts each write at once (its bytes are copied into the TLS record),
+  // yet says `writableLength > 0` until the ciphertext is written: judged as a TCP
+  // socket, every response to a peer sidecar over mTLS took a fresh 64 KiB read buffer.
+  const root = await makeRoot();
+  const leaf = await makeLeaf({ root, trust: [root] });
+  const body = pattern(3000, 11);
+  const app = await listenHttp((_req, res) => {
+    res.setHeader('content-length', body.length);
+    res.end(body);
+  });
+  const tlsServer = tls.createServer({ key: leaf.material.key, cert: leaf.material.cert });
+  const accepted = new Promise<tls.TLSSocket>((r) => tlsServer.once('secureConnection', r));
+  await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
+  const tlsClient = tls.connect({ host: '127.0.0.1', port: (tlsServer.address() as net.AddressInfo).port, ca: root.pem, checkServerIdentity: () => undefined });
+  let received = 0;
+  tlsClient.on('data', (c: Buffer) => {
+    received += c.length;
+  });
+  const socket = await accepted;
+  let done: () => void = () => {};
+  const client: ClientSide = {
+    socket,
+    exchangeDone: () => done(),
+    resumeBody: () => {},
+    pauseBody: () => {},
+    detach: () => undefined,
+  };
+  const head = Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n', 'latin1');
+  const conn = new UpstreamConnection('127.0.0.1', app.port, `127.0.0.1:${app.port}`, {
+    resetCode: 'TRELLIS_E_UPSTREAM_RESET',
+    release: () => {},
+    gone: () => {},
+    unsent: () => assert.fail('nothing is refused here'),
+  });
+  const realAlloc = Buffer.allocUnsafeSlow;
+  let largeReadBuffers = 0;
+  Buffer.allocUnsafeSlow = ((size: number) => {
+    if (size === 64 * 1024) largeReadBuffers++;
+    return realAlloc(size);
+  }) as typeof Buffer.allocUnsafeSlow;
+  try {
+    for (let i = 0; i < 40; i++) {
+      const before = received;
+      const req = parseRequestHead(head, head.length);
+      if (isFailure(req)) assert.fail(req.reason);
+      const ex = withEndpoint(new Exchange(client, req, head), { id: 'up', host: '127.0.0.1', port: app.port, version: 'v1' });
+      ex.requestBodyDone = true;
+      await new Promise<void>((r) => {
+        done = r;
+        conn.send(ex);
+      });
+      await eventually(() => received > before + body.length);
+    }
+  } finally {
+    Buffer.allocUnsafeSlow = realAlloc;
+    conn.close();
+    tlsClient.destroy();
+    await new Promise<void>((r) => tlsServer.close(() => r()));
+    await closeServer(app.server);
+  }
+  assert.ok(largeReadBuffers <= 2, `40 responses took ${largeReadBuffers} new 64 KiB read buffers`);
 });

@@ -15,6 +15,7 @@ import { IDEMPOTENT } from '../resilience/methods.js';
 import { H1_REQUEST_TO_H2_APP, isServerPreface, SPEAKS_H2 } from '../h2/app-version.js';
 import type { Picked } from '../stack/decisions.js';
 import { END, type HeadOutcome } from '../stack/outcome.js';
+import { holdsLastWrite } from '../listeners/socket-tuning.js';
 
 const enum Body {
   None,
@@ -169,8 +170,8 @@ export class UpstreamConnection implements AttemptLink {
   /** Writes bytes read from the upstream to the client, pausing the upstream while the client is backed up. */
   #toClient(client: ClientBytes, data: Buffer): void {
     const drained = client.write(data);
-    // Not written through at once: the client's queue holds `data`, a view of the read buffer.
-    if (client.writableLength > 0) this.#readTaken = true;
+    // Not written through at once: the client's queue may hold `data`, a view of the read buffer.
+    if (holdsLastWrite(client)) this.#readTaken = true;
     if (!drained) {
       this.socket.pause();
       client.once('drain', () => this.socket.resume());

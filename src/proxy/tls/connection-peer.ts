@@ -6,7 +6,7 @@
 import { serviceKey } from '../../api/names.js';
 import { parseSpiffeId } from '../../security/spiffe.js';
 import type { PeerIdentity } from '../stack/exchange.js';
-import { spiffeUriOf } from './mesh-tls.js';
+import { peerVerifiedOn, spiffeUriOf } from './mesh-tls.js';
 
 interface MaybeTls {
   readonly authorized?: boolean;
@@ -17,8 +17,12 @@ interface MaybeTls {
 export function connectionPeer(socket: object): PeerIdentity | undefined {
   const s = socket as MaybeTls;
   if (typeof s.getPeerCertificate !== 'function' || s.authorized !== true) return undefined;
-  const id = spiffeUriOf(s.getPeerCertificate());
-  const name = id === undefined ? undefined : parseSpiffeId(id);
+  // Verified at the door (the inbound listener): its answer, not a second parse of the
+  // certificate. HTTP/2's session socket is a proxy of the TLS socket, not the same
+  // object, so it reads the certificate once per session.
+  const known = peerVerifiedOn(socket);
+  const id = known?.spiffeId ?? spiffeUriOf(s.getPeerCertificate());
+  const name = known?.name ?? (id === undefined ? undefined : parseSpiffeId(id));
   if (name === undefined || id === undefined) return undefined;
   return { name, spiffeId: id, serviceKey: serviceKey(name.serviceAccount, name.namespace) };
 }

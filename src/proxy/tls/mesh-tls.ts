@@ -46,6 +46,17 @@ export function spiffeUriOf(cert: { subjectaltname?: string } | undefined): stri
   return undefined;
 }
 
+/**
+ * The peer `verifiedPeer` accepted, per TLS socket: the connection's layers
+ * (connection-peer.ts) read it from here rather than parse the certificate again.
+ */
+const verifiedPeers = new WeakMap<object, VerifiedPeer>();
+
+/** The peer verifiedPeer() accepted on `socket`, if it did. */
+export function peerVerifiedOn(socket: object): VerifiedPeer | undefined {
+  return verifiedPeers.get(socket);
+}
+
 export class MeshTls {
   readonly #o: MeshTlsOptions;
   #client: tls.SecureContext | undefined;
@@ -194,7 +205,9 @@ export class MeshTls {
       socket.destroy();
       return undefined;
     }
-    return { name, spiffeId: id };
+    const peer = { name, spiffeId: id };
+    verifiedPeers.set(socket, peer);
+    return peer;
   }
 
   /** A plaintext client refused by a STRICT listener. */
