@@ -227,6 +227,8 @@ export interface Target {
   readonly processes?: readonly TargetProcess[];
   /** A Trellis pair's outbound proxy's admin address (`http://127.0.0.1:PORT`: /metrics). */
   readonly outboundAdmin?: string;
+  /** A Trellis pair's control plane (its CPU counts where spans are received). */
+  readonly control?: Managed;
   stop(): Promise<void>;
 }
 
@@ -766,6 +768,7 @@ ${variant?.meshSpec ?? ''}${variant?.yaml ? `---\n${variant.yaml}` : ''}`,
       { role: 'inbound', managed: started[1]! },
     ],
     outboundAdmin: `http://127.0.0.1:${outboundAdminPort}`,
+    control: started[0]!,
     stop: async () => void (await Promise.all(started.map((m) => procs.stop(m)))),
   };
 }

@@ -11,6 +11,7 @@
 import type { Processes, Target } from './targets.js';
 import { startTrellisPair } from './targets.js';
 import { runWrk, type WrkResult } from './wrk.js';
+import { cpuSecondsPer1k, sampleGroups, type GroupSample } from './resources.js';
 
 export const SAMPLING_PERCENTAGES = [0, 1, 100] as const;
 type Percentage = (typeof SAMPLING_PERCENTAGES)[number];
@@ -21,6 +22,9 @@ export interface TracingRun {
   readonly rps: number;
   readonly p99Us: number;
   readonly errors: number;
+  readonly requests: number;
+  /** CPU clock ticks of each process during the run. */
+  readonly ticks: { readonly outbound: number; readonly inbound: number; readonly control: number };
 }
 
 export interface TracingResult {
@@ -29,6 +33,11 @@ export interface TracingResult {
   readonly rps: Readonly<Record<string, number>>;
   /** Per sampling percentage (1, 100): the per-round ratios to 0% and their median. */
   readonly vsUnsampled: Readonly<Record<string, { readonly rounds: readonly number[]; readonly median: number }>>;
+  /**
+   * CPU milliseconds per request of each process, over all rounds of a rate: where the
+   * cost of tracing goes (the proxies making spans, the control plane receiving them).
+   */
+  readonly cpuMsPerRequest: Readonly<Record<string, { readonly outbound: number; readonly inbound: number; readonly control: number }>>;
   /** Every wrk run. */
   readonly runs: readonly TracingRun[];
 }
@@ -74,9 +83,26 @@ export async function runTracing(o: TracingOptions): Promise<TracingResult> {
       const order = SAMPLING_PERCENTAGES.map((_, i) => SAMPLING_PERCENTAGES[(i + round) % SAMPLING_PERCENTAGES.length]!);
       for (const p of order) {
         o.log(`tracing: ${p}% sampling, round ${round + 1}/${o.rounds}, ${o.durationS}s`);
-        const r = await run(pairs.get(p)!, o.durationS);
+        const t = pairs.get(p)!;
+        const groups = {
+          outbound: t.processes?.[0]?.managed.child.pid ?? 0,
+          inbound: t.processes?.[1]?.managed.child.pid ?? 0,
+          control: t.control?.child.pid ?? 0,
+        };
+        const before = sampleGroups(Object.values(groups));
+        const r = await run(t, o.durationS);
+        const after = sampleGroups(Object.values(groups));
+        const ticks = (g: number): number => ticksBetween(before?.get(g), after?.get(g));
         const errors = r.non2xx + r.socketErrors.connect + r.socketErrors.read + r.socketErrors.write + r.socketErrors.timeout;
-        runs.push({ percentage: p, round, rps: r.rps, p99Us: r.latencyUs.p99, errors });
+        runs.push({
+          percentage: p,
+          round,
+          rps: r.rps,
+          p99Us: r.latencyUs.p99,
+          errors,
+          requests: r.requests,
+          ticks: { outbound: ticks(groups.outbound), inbound: ticks(groups.inbound), control: ticks(groups.control) },
+        });
       }
     }
     const rpsOf = (p: Percentage, round: number): number => runs.find((r) => r.percentage === p && r.round === round)?.rps ?? 0;
@@ -91,10 +117,29 @@ export async function runTracing(o: TracingOptions): Promise<TracingResult> {
       }
       vsUnsampled[String(p)] = { rounds: ratios, median: round3(median(ratios)) };
     }
-    return { rounds: o.rounds, rps, vsUnsampled, runs };
+    const cpuMsPerRequest: Record<string, { outbound: number; inbound: number; control: number }> = {};
+    for (const p of SAMPLING_PERCENTAGES) {
+      const mine = runs.filter((r) => r.percentage === p);
+      const requests = mine.reduce((n, r) => n + r.requests, 0);
+      // Clock ticks are 10 ms: per request in µs needs the whole rate's runs summed.
+      const per = (k: 'outbound' | 'inbound' | 'control'): number =>
+        round3(
+          cpuSecondsPer1k(
+            { processes: 1, rssKb: 0, pssKb: 0, cpuTicks: 0 },
+            { processes: 1, rssKb: 0, pssKb: 0, cpuTicks: mine.reduce((n, r) => n + r.ticks[k], 0) },
+            requests,
+          ) ?? 0,
+        );
+      cpuMsPerRequest[String(p)] = { outbound: per('outbound'), inbound: per('inbound'), control: per('control') };
+    }
+    return { rounds: o.rounds, rps, vsUnsampled, cpuMsPerRequest, runs };
   } finally {
     for (const t of pairs.values()) await t.stop();
   }
+}
+
+function ticksBetween(a: GroupSample | undefined, b: GroupSample | undefined): number {
+  return a === undefined || b === undefined ? 0 : Math.max(0, b.cpuTicks - a.cpuTicks);
 }
 
 /** The lines the bench prints for this scenario. */
@@ -110,6 +155,12 @@ export function formatTracing(r: TracingResult): string {
       `  ${p}% / 0%: ${v.median.toFixed(3)} (cost ${cost.toFixed(1)}%, target ≥ ${target[p]!.toFixed(2)}; per round ${v.rounds.map((x) => x.toFixed(3)).join(', ')})`,
     );
   }
+  lines.push(
+    `  CPU ms per request (outbound / inbound / control plane): ${SAMPLING_PERCENTAGES.map((p) => {
+      const c = r.cpuMsPerRequest[String(p)]!;
+      return `${p}% ${c.outbound.toFixed(3)} / ${c.inbound.toFixed(3)} / ${c.control.toFixed(3)}`;
+    }).join(', ')}`,
+  );
   const errors = r.runs.filter((x) => x.errors > 0);
   if (errors.length > 0) lines.push(`  errors: ${errors.map((x) => `${x.percentage}% round ${x.round + 1}: ${x.errors}`).join(', ')}`);
   return `${lines.join('\n')}\n`;
