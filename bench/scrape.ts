@@ -12,6 +12,7 @@ import http from 'node:http';
 import type { Processes, Target } from './targets.js';
 import { startTrellisPair } from './targets.js';
 import { runWrk } from './wrk.js';
+import { sampleGroups } from './resources.js';
 
 export interface ScrapeTimes {
   readonly scrapes: number;
@@ -19,6 +20,12 @@ export interface ScrapeTimes {
   readonly p99Ms: number;
   readonly maxMs: number;
   readonly bytes: number;
+  /**
+   * The proxy's CPU milliseconds per scrape (its clock ticks over all the scrapes): what a
+   * scrape costs the proxy, which a busy machine's scheduling does not inflate as it does
+   * the wall-clock times. Undefined under load (the traffic's CPU is in it) or without /proc.
+   */
+  readonly cpuMsPerScrape?: number;
 }
 
 export interface ScrapeResult {
@@ -92,7 +99,8 @@ function quantile(sorted: readonly number[], q: number): number {
   return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
 }
 
-async function timeScrapes(url: string, n: number, accept?: string): Promise<ScrapeTimes> {
+async function timeScrapes(url: string, n: number, accept?: string, pgid?: number): Promise<ScrapeTimes> {
+  const before = pgid === undefined ? undefined : sampleGroups([pgid])?.get(pgid);
   const ms: number[] = [];
   let bytes = 0;
   for (let i = 0; i < n; i++) {
@@ -102,9 +110,12 @@ async function timeScrapes(url: string, n: number, accept?: string): Promise<Scr
     if (r.status !== 200) throw new Error(`GET ${url} answered ${r.status}`);
     bytes = r.body.length;
   }
+  const after = pgid === undefined ? undefined : sampleGroups([pgid])?.get(pgid);
   ms.sort((a, b) => a - b);
   const r2 = (x: number): number => Math.round(x * 100) / 100;
-  return { scrapes: n, p50Ms: r2(quantile(ms, 0.5)), p99Ms: r2(quantile(ms, 0.99)), maxMs: r2(ms[ms.length - 1] ?? 0), bytes };
+  // Clock ticks are 10 ms (USER_HZ 100).
+  const cpu = before && after && after.processes > 0 ? { cpuMsPerScrape: r2(((after.cpuTicks - before.cpuTicks) * 10) / n) } : {};
+  return { scrapes: n, p50Ms: r2(quantile(ms, 0.5)), p99Ms: r2(quantile(ms, 0.99)), maxMs: r2(ms[ms.length - 1] ?? 0), bytes, ...cpu };
 }
 
 export async function runScrape(o: ScrapeOptions): Promise<ScrapeResult> {
@@ -123,8 +134,9 @@ export async function runScrape(o: ScrapeOptions): Promise<ScrapeResult> {
     o.log(`scrape: the outbound proxy exposes ${series} series; ${o.scrapes} scrapes idle`);
     // Warm the render path (JIT) as a Prometheus that scrapes every 15 s has long done.
     await timeScrapes(metricsUrl, 20);
-    const idleText = await timeScrapes(metricsUrl, o.scrapes);
-    const idleOm = await timeScrapes(metricsUrl, o.scrapes, 'application/openmetrics-text; version=1.0.0');
+    const pgid = pair.processes?.[0]?.managed.child.pid;
+    const idleText = await timeScrapes(metricsUrl, o.scrapes, undefined, pgid);
+    const idleOm = await timeScrapes(metricsUrl, o.scrapes, 'application/openmetrics-text; version=1.0.0', pgid);
     let loaded: ScrapeResult['loaded'];
     if (o.wrk !== undefined) {
       o.log(`scrape: ${o.scrapes} scrapes while wrk loads the pair`);
@@ -144,7 +156,7 @@ export async function runScrape(o: ScrapeOptions): Promise<ScrapeResult> {
 
 export function formatScrape(r: ScrapeResult): string {
   const t = (x: ScrapeTimes): string =>
-    `p50 ${x.p50Ms.toFixed(2)} ms, p99 ${x.p99Ms.toFixed(2)} ms, max ${x.maxMs.toFixed(2)} ms (${x.scrapes} scrapes, ${Math.round(x.bytes / 1024)} KB)`;
+    `p50 ${x.p50Ms.toFixed(2)} ms, p99 ${x.p99Ms.toFixed(2)} ms, max ${x.maxMs.toFixed(2)} ms (${x.scrapes} scrapes, ${Math.round(x.bytes / 1024)} KB)${x.cpuMsPerScrape === undefined ? '' : `, proxy CPU ${x.cpuMsPerScrape.toFixed(2)} ms/scrape`}`;
   const lines = [
     `metrics scrape: GET /metrics of an outbound proxy with ${r.series} series (${r.routes} routes), target p99 < 10 ms`,
     `  idle, Prometheus text: ${t(r.idle.text)}`,
