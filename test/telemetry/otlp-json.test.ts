@@ -28,7 +28,8 @@ function span(i: number, attributes: Record<string, AttributeValue>): FinishedSp
     name: `GET ${HOSTILE[i % HOSTILE.length]}`,
     kind: i % 2 === 0 ? SpanKind.Client : SpanKind.Server,
     startMs: 1_796_513_941_415.123 + i * 0.0004,
-    endMs: 1_796_513_941_416.9999999 + i,
+    // Rounds up to the next whole millisecond: the nanoseconds carry.
+    endMs: 1_796_513_941_416 + 0.9999999 + i,
     attributes,
     error: i % 4 === 0,
   };
