@@ -46,6 +46,7 @@ import {
   findBinary,
   makeBody,
   probe,
+  profileProxiesInto,
   startEchoServer,
   startHaproxyPair,
   startHaproxyTcpPair,
@@ -67,6 +68,8 @@ import { formatBalancing, runBalancing, type BalancingResult } from './balancing
 import { runWrk, type WrkResult } from './wrk.js';
 import { formatScale, runScale, type ScaleResult } from './scale.js';
 import { formatIngressTls, runIngressTls } from './ingress-tls.js';
+import { formatTracing, runTracing } from './tracing.js';
+import { formatScrape, runScrape } from './scrape.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -158,6 +161,18 @@ const USAGE = `usage: node dist/bench/run.js [options]
                           time, snapshots per proxy, bytes sent, a route change's fan-out
                           (p50 and until every caller has it), the control plane's RSS,
                           CPU and worst /healthz answer time (bench/scale.ts)
+ --only tracing          only the tracing cost: three Trellis pairs at 0%, 1% and 100% head
+                          sampling, spans exported over OTLP/HTTP to their control plane,
+                          max throughput in --rounds interleaved rounds (--duration,
+                          --warmup, --connections); 1% and 100% as ratios to 0% (median
+                          of per-round ratios; targets ≥ 0.95 and ≥ 0.8)
+  --only scrape           only the metrics scrape: p50/p99 of GET /metrics of a proxy with
+                          about 1,000 series (--scrape-routes routes, one label set each),
+                          idle (text and OpenMetrics) and under wrk load; target p99 < 10 ms
+  --scrape-routes N       HTTPRoutes of the scrape scenario's service (default 40)
+  --scrapes N             timed scrapes of each kind (default 200)
+  --cpu-prof DIR          every Trellis proxy writes a V8 CPU profile (.cpuprofile) into
+                          DIR when it stops (open in Chrome DevTools or speedscope)
   --scale-proxies LIST    the sizes, comma-separated (default 100,500,1000)
   --scale-services N      services the proxies are spread over (default 10)
   --scale-calls N         upstreams each service calls (default 5)
@@ -443,6 +458,9 @@ async function main(): Promise<number> {
       'scale-services': { type: 'string', default: '10' },
       'scale-calls': { type: 'string', default: '5' },
       'scale-timeout': { type: 'string', default: '120' },
+      'scrape-routes': { type: 'string', default: '40' },
+      scrapes: { type: 'string', default: '200' },
+      'cpu-prof': { type: 'string' },
       targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
       baseline: { type: 'string' },
       'baseline-ref': { type: 'string' },
@@ -519,6 +537,10 @@ async function main(): Promise<number> {
   let baseline: Baseline | undefined = values.baseline !== undefined ? existingBaseline(values.baseline, repoRoot) : undefined;
   let removeBaseline = (): void => {}; // --baseline-ref's worktree, once it exists
 
+  if (values['cpu-prof'] !== undefined) {
+    profileProxiesInto(values['cpu-prof']);
+    log(`CPU profiles of the Trellis proxies go to ${path.resolve(values['cpu-prof'])}`);
+  }
   const bins = binaries(!values['no-install']);
   if (!bins.nginx || !bins.wrk) {
     log(`cannot run: ${bins.missing.join(', ')} not found (run scripts/install-bench-deps.sh as root)`);
@@ -608,6 +630,41 @@ async function main(): Promise<number> {
         log,
       });
       return { text: formatInterception(interception), settings: { ...settings.wrk, rounds }, result: { interception } };
+    },
+    tracing: async () => {
+      const upstream = await startUpstream(procs, bins, dir);
+      try {
+        const rounds = settings.wrk.rounds ?? 3;
+        const tracing = await runTracing({
+          procs,
+          repoRoot,
+          dir,
+          upstreamPort: upstream.port,
+          wrk: bins.wrk,
+          connections: settings.wrk.connections,
+          durationS: settings.wrk.durationS,
+          warmupS: settings.wrk.warmupS,
+          rounds,
+          log,
+        });
+        return { text: formatTracing(tracing), settings: { ...settings.wrk }, result: { tracing } };
+      } finally {
+        await upstream.stop();
+      }
+    },
+    scrape: async () => {
+      const upstream = await startUpstream(procs, bins, dir);
+      try {
+        const o = {
+          routes: num('scrape-routes', values['scrape-routes'], 1, 1000, true),
+          scrapes: num('scrapes', values.scrapes, 10, 100_000, true),
+          connections: settings.wrk.connections,
+        };
+        const scrape = await runScrape({ procs, repoRoot, dir, upstreamPort: upstream.port, ...(bins.wrk ? { wrk: bins.wrk } : {}), ...o, log });
+        return { text: formatScrape(scrape), settings: o, result: { scrape } };
+      } finally {
+        await upstream.stop();
+      }
     },
     'route-rules': async () => {
       const upstream = await startUpstream(procs, bins, dir);

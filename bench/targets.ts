@@ -225,7 +225,28 @@ export interface Target {
   readonly url: string;
   /** The proxies (none for direct), outbound first. */
   readonly processes?: readonly TargetProcess[];
+  /** A Trellis pair's outbound proxy's admin address (`http://127.0.0.1:PORT`: /metrics). */
+  readonly outboundAdmin?: string;
+  /** A Trellis pair's control plane (its CPU counts where spans are received). */
+  readonly control?: Managed;
   stop(): Promise<void>;
+}
+
+let cpuProfileDir: string | undefined;
+
+/**
+ * `--cpu-prof DIR`: every Trellis proxy started after this writes a V8 CPU profile
+ * (`node --cpu-prof`) into DIR when it stops (a proxy stops cleanly on SIGTERM, which
+ * is when Node writes it). Open the `.cpuprofile` files in Chrome DevTools or speedscope.
+ */
+export function profileProxiesInto(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  cpuProfileDir = path.resolve(dir);
+}
+
+/** The profiling flags of one proxy, named after its role so the files tell which is which. */
+function cpuProfFlags(label: string): string[] {
+  return cpuProfileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDir}`, `--cpu-prof-name=${label}-${Date.now()}.cpuprofile`];
 }
 
 /** `tcp://127.0.0.1:PORT` → the port. */
@@ -594,14 +615,21 @@ export async function startTrellisPair(
    * own folder, and optionally more instances of `upstream` (an inbound sidecar each, in
    * front of its own app port).
    */
-  variant?: { readonly name: string; readonly yaml: string; readonly moreInstances?: readonly number[] },
+  variant?: {
+    readonly name: string;
+    readonly yaml: string;
+    readonly moreInstances?: readonly number[];
+    /** Lines added under the Mesh's `spec:` (indented by two spaces), e.g. `telemetry:`. */
+    readonly meshSpec?: string;
+  },
 ): Promise<Target> {
   const trellis = path.join(repoRoot, 'bin', 'trellis.js');
   if (!existsSync(path.join(repoRoot, 'dist', 'src', 'cli', 'main.js'))) {
     throw new Error('the Trellis CLI is not built (dist/src/cli/main.js missing)');
   }
   const nodeFlags = await proxyNodeFlags(repoRoot);
-  const [cpPort, inboundPort, outboundPort] = [await freePort(), await freePort(), await freePort()];
+  const [cpPort, inboundPort, outboundPort, outboundAdminPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const profileName = `${protocol}${variant ? `-${variant.name}` : ''}`;
   const tdir = path.join(dir, `${protocol === 'tcp' ? 'trellis-tcp' : 'trellis'}${variant ? `-${variant.name}` : ''}`);
   mkdirSync(tdir, { recursive: true });
   const meshFile = path.join(tdir, 'mesh.yaml');
@@ -619,7 +647,7 @@ spec:
         tcp: {}
     - name: bench-client
       upstreams: [upstream]
-${variant ? `---\n${variant.yaml}` : ''}`,
+${variant?.meshSpec ?? ''}${variant?.yaml ? `---\n${variant.yaml}` : ''}`,
   );
   const control = `http://127.0.0.1:${cpPort}`;
   const node = process.execPath;
@@ -646,6 +674,7 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
         node,
         [
           ...nodeFlags,
+          ...cpuProfFlags(`inbound-${profileName}`),
           trellis,
           'proxy',
           '--service',
@@ -675,6 +704,7 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
           node,
           [
             ...nodeFlags,
+            ...cpuProfFlags(`inbound-${profileName}-${id}`),
             trellis,
             'proxy',
             '--service',
@@ -703,6 +733,7 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
         node,
         [
           ...nodeFlags,
+          ...cpuProfFlags(`outbound-${profileName}`),
           trellis,
           'proxy',
           '--service',
@@ -712,7 +743,7 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
           '--upstream',
           `upstream=127.0.0.1:${outboundPort}`,
           '--admin',
-          '127.0.0.1:0',
+          `127.0.0.1:${outboundAdminPort}`,
           '--control',
           control,
           '--access-log',
@@ -736,6 +767,8 @@ ${variant ? `---\n${variant.yaml}` : ''}`,
       { role: 'outbound', managed: started[started.length - 1]! },
       { role: 'inbound', managed: started[1]! },
     ],
+    outboundAdmin: `http://127.0.0.1:${outboundAdminPort}`,
+    control: started[0]!,
     stop: async () => void (await Promise.all(started.map((m) => procs.stop(m)))),
   };
 }

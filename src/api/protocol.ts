@@ -645,6 +645,12 @@ export interface RateLimitsSnapshot {
 export interface TracingSnapshot {
   /** 0 to 1: the share of new traces sampled at this proxy. Failed requests are exported whatever it is. */
   samplingRate: number;
+  /**
+   * Whether a Gateway's listeners keep the sampling decision of a request from outside
+   * (traceparent's sampled flag, B3's); absent or false: the edge samples at its own
+   * rate, keeping the caller's trace id. Sidecars always keep their mesh callers' decision.
+   */
+  trustIncomingSampling?: boolean;
   /** The collector's OTLP/HTTP traces URL; absent: the control plane's own receiver (`<control>/v1/traces`). */
   endpoint?: string;
   /** Spans a proxy queues at most; more are dropped and counted. */

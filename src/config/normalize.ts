@@ -121,6 +121,7 @@ export const DEFAULT_SAMPLING_PERCENTAGE = 1;
 export function normalizeTracing(spec: TracingSpec | undefined): TracingSnapshot | undefined {
   if (spec?.enabled === false) return undefined;
   const out: TracingSnapshot = { samplingRate: (spec?.samplingPercentage ?? DEFAULT_SAMPLING_PERCENTAGE) / 100 };
+  if (spec?.trustIncomingSampling === true) out.trustIncomingSampling = true;
   if (spec?.collector !== undefined) out.endpoint = spec.collector.endpoint;
   if (spec?.maxQueueSpans !== undefined) out.maxQueueSpans = spec.maxQueueSpans;
   if (spec?.batchSpans !== undefined) out.batchSpans = spec.batchSpans;

@@ -67,6 +67,40 @@ interface HttpSeries {
    * made at the first sampled request of the series, so unsampled traffic allocates nothing.
    */
   exemplars: (Exemplar | undefined)[] | undefined;
+  /**
+   * The series' rendered lines as of `count` observations: a scrape re-renders only the
+   * series that saw a request since the last one (every observation adds to `count`, and
+   * nothing else changes a series), so a proxy with many quiet routes does not rebuild
+   * thousands of bucket lines per scrape. One per form: OpenMetrics carries exemplars.
+   */
+  text: Rendered | undefined;
+  openMetrics: Rendered | undefined;
+}
+
+/** A series' exposition lines, valid while its count is still `count`. */
+interface Rendered {
+  readonly count: number;
+  /** The `trellis_http_requests_total` sample line. */
+  readonly counter: string;
+  /** The latency histogram's bucket, sum and count lines. */
+  readonly histogram: string;
+}
+
+/** The `le` label of each bucket bound, as the exposition writes it. */
+const LE = [...LATENCY_BUCKETS.map(String), '+Inf'];
+
+/** One HTTP series' lines (see {@link HttpSeries.text}). */
+function renderSeries(s: HttpSeries, openMetrics: boolean): Rendered {
+  const ex = openMetrics ? s.exemplars : undefined;
+  let histogram = '';
+  let cumulative = 0;
+  for (let i = 0; i < LE.length; i++) {
+    cumulative += s.buckets[i]!;
+    histogram += `trellis_http_request_duration_seconds_bucket{le="${LE[i]}",${s.labels}} ${cumulative}${exemplarText(ex?.[i])}\n`;
+  }
+  histogram += `trellis_http_request_duration_seconds_sum{${s.labels}} ${s.sum}\n`;
+  histogram += `trellis_http_request_duration_seconds_count{${s.labels}} ${s.count}\n`;
+  return { count: s.count, counter: `trellis_http_requests_total{${s.labels}} ${s.count}\n`, histogram };
 }
 
 /** An OpenMetrics exemplar: a trace id, the observed value, and when (unix seconds). */
@@ -473,7 +507,7 @@ export class ProxyMetrics {
         (grpcStatus === '' ? '' : `grpc_status="${escapeLabel(grpcStatus)}",`) +
         `classification="${requestFailed(httpStatus, grpcStatus) ? 'failure' : 'success'}",` +
         this.#defaultLabels;
-      s = { labels, count: 0, sum: 0, buckets: new Float64Array(LATENCY_BUCKETS.length + 1), exemplars: undefined };
+      s = { labels, count: 0, sum: 0, buckets: new Float64Array(LATENCY_BUCKETS.length + 1), exemplars: undefined, text: undefined, openMetrics: undefined };
       m.set(grpcStatus, s);
       this.#http.push(s);
     }
@@ -521,21 +555,22 @@ export class ProxyMetrics {
     let out =
       `# HELP ${family} HTTP requests handled, by direction, source, destination, destination version, route and response status (and grpc_status for gRPC calls); classification is "failure" for no response, a 5xx or a gRPC status other than 0.\n` +
       `# TYPE ${family} counter\n`;
-    for (const s of series) out += `trellis_http_requests_total{${s.labels}} ${s.count}\n`;
+    const rendered: Rendered[] = new Array(series.length);
+    for (let i = 0; i < series.length; i++) {
+      const s = series[i]!;
+      let r = openMetrics ? s.openMetrics : s.text;
+      if (r === undefined || r.count !== s.count) {
+        r = renderSeries(s, openMetrics);
+        if (openMetrics) s.openMetrics = r;
+        else s.text = r;
+      }
+      rendered[i] = r;
+      out += r.counter;
+    }
     out +=
       '# HELP trellis_http_request_duration_seconds Time from the request head arriving to the response being fully sent.\n' +
       '# TYPE trellis_http_request_duration_seconds histogram\n';
-    for (const s of series) {
-      let cumulative = 0;
-      const ex = openMetrics ? s.exemplars : undefined;
-      for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
-        cumulative += s.buckets[i]!;
-        out += `trellis_http_request_duration_seconds_bucket{le="${LATENCY_BUCKETS[i]}",${s.labels}} ${cumulative}${exemplarText(ex?.[i])}\n`;
-      }
-      out += `trellis_http_request_duration_seconds_bucket{le="+Inf",${s.labels}} ${s.count}${exemplarText(ex?.[LATENCY_BUCKETS.length])}\n`;
-      out += `trellis_http_request_duration_seconds_sum{${s.labels}} ${s.sum}\n`;
-      out += `trellis_http_request_duration_seconds_count{${s.labels}} ${s.count}\n`;
-    }
+    for (const r of rendered) out += r.histogram;
     return out;
   }
 

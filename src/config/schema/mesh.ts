@@ -253,6 +253,12 @@ const Tracing = Type.Object(
         description: 'percent of new traces sampled (0 to 100); default 1. Requests that fail are exported whatever it is',
       }),
     ),
+    trustIncomingSampling: Type.Optional(
+      Type.Boolean({
+        description:
+          "true: a Gateway keeps the sampled flag of a request from outside (traceparent, B3), so any client can ask for its request to be traced; default false: the edge samples at samplingPercentage, keeping the client's trace id. Sidecars always keep their mesh callers' decision",
+      }),
+    ),
     collector: Type.Optional(
       Type.Object(
         {

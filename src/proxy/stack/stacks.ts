@@ -133,7 +133,7 @@ export function gatewayStack(p: OutboundParts, fixedService: string, scheme: 'ht
   const outside = Stack.start()
     .push(telemetry({ direction: 'outbound', service: p.service, version: p.version, metrics: p.metrics, accessLog: p.accessLog, tap: p.tap }))
     // The edge's span: a request from outside starts its trace here (head sampling).
-    .push(trace({ direction: 'outbound', service: p.service, version: p.version, tracer: p.tracer }))
+    .push(trace({ direction: 'outbound', service: p.service, version: p.version, tracer: p.tracer, edge: true }))
     .push(outboundIdentity(p.service))
     .push(forwarded(scheme));
   // Above upstream, as at a sidecar's inbound side: a request the Gateway's policies refuse

@@ -40,6 +40,14 @@ export interface TraceOptions {
   readonly service: string;
   readonly version: string;
   readonly tracer: Tracer;
+  /**
+   * A Gateway's listener: its requests come from outside the mesh, so the sampling
+   * decision they carry is the client's wish, not the mesh's. Unless the Mesh sets
+   * `tracing.trustIncomingSampling`, the edge samples at its own rate (keeping the
+   * client's trace id and parent), as for a B3 context that defers: otherwise any
+   * client could make every proxy of its request trace and export (100% sampling).
+   */
+  readonly edge?: boolean;
 }
 
 /** Headers a sampled span replaces (tracestate passes on as it came). */
@@ -77,6 +85,7 @@ export function trace(o: TraceOptions): Layer {
   const outbound = o.direction === 'outbound';
   const kind = outbound ? SpanKind.Client : SpanKind.Server;
   const tracer = o.tracer;
+  const edge = o.edge === true;
 
   /** Starts this hop's span as a child of `parent` (undefined: a new trace) and makes the request carry it. */
   const start = (ex: Exchange, parent: TraceContext | undefined): void => {
@@ -167,7 +176,8 @@ export function trace(o: TraceOptions): Layer {
   return (next) => ({
     request(ex) {
       if (!tracer.enabled) return next(ex);
-      const scan = scanTraceContext(ex.req.lines);
+      let scan = scanTraceContext(ex.req.lines);
+      if (edge && (scan === TraceScan.Sampled || scan === TraceScan.Unsampled) && !tracer.trustIncomingSampling) scan = TraceScan.Deferred;
       if (scan === TraceScan.Unsampled) return next(ex);
       if (scan === TraceScan.Sampled) {
         dropHeaders(ex, REPLACE);

@@ -11,6 +11,7 @@ export function checkTracing(t: TracingSnapshot | undefined): string | undefined
   if (t === undefined) return undefined;
   if (typeof t !== 'object' || t === null) return 'not an object';
   if (typeof t.samplingRate !== 'number' || !(t.samplingRate >= 0 && t.samplingRate <= 1)) return 'samplingRate must be a number from 0 to 1';
+  if (t.trustIncomingSampling !== undefined && typeof t.trustIncomingSampling !== 'boolean') return 'trustIncomingSampling must be true or false';
   if (t.endpoint !== undefined) {
     let url: URL;
     try {

@@ -31,6 +31,7 @@ export class Tracer implements SpanSink {
   readonly #random: () => number;
   #rate = 0;
   #enabled = false;
+  #trustIncoming = false;
   #exporter: SpanExporter | undefined;
   #settings = '';
   /** Counters of exporters replaced by a new snapshot, so the metrics never go down. */
@@ -48,6 +49,11 @@ export class Tracer implements SpanSink {
     return this.#enabled;
   }
 
+  /** Whether an edge (a Gateway's listener) keeps the sampling decision a request from outside brings. */
+  get trustIncomingSampling(): boolean {
+    return this.#trustIncoming;
+  }
+
   /** The root sampling decision for a request that brings none. */
   sample(): boolean {
     const rate = this.#rate;
@@ -63,11 +69,13 @@ export class Tracer implements SpanSink {
     if (t === undefined) {
       this.#enabled = false;
       this.#rate = 0;
+      this.#trustIncoming = false;
       this.#replace(undefined);
       this.#settings = '';
       return;
     }
     this.#rate = Math.min(1, Math.max(0, t.samplingRate));
+    this.#trustIncoming = t.trustIncomingSampling === true;
     const endpoint = t.endpoint ?? this.#o.defaultEndpoint;
     const settings = JSON.stringify([endpoint, t.maxQueueSpans, t.batchSpans, t.flushIntervalMs, t.exportTimeoutMs]);
     if (settings !== this.#settings) {
