@@ -24,6 +24,7 @@ import { AuthzEngine, NO_AUTHORIZATION } from './authz/engine.js';
 import { AuthzMetrics } from './authz/metrics.js';
 import { authorizeConnection } from './authz/connection.js';
 import { WorkloadIdentity } from './tls/workload-identity.js';
+import { credentialHeaders } from '../security/bootstrap-credential.js';
 import { CertificateRenewer, type RenewalClock } from './tls/certificate-renewer.js';
 import { AuthnMetrics } from './authn/authn-metrics.js';
 import { AuthnState } from './authn/authn-state.js';
@@ -297,8 +298,7 @@ export class Sidecar {
       defaultEndpoint: `${o.control.replace(/\/+$/, '')}/v1/traces`,
       defaultHeaders: {
         ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
-        'trellis-proxy-id': o.id,
-        ...(o.credential ? { 'trellis-credential': o.credential } : {}),
+        ...(o.credential ? credentialHeaders({ kind: o.kind, service: o.service, id: o.id }, o.credential) : { 'trellis-proxy-id': o.id }),
       },
       ...(o.traceRandom ? { random: o.traceRandom } : {}),
       onExportError: (line) => exportLog.write(() => `proxy ${o.id}: span export failed: ${line}`),
