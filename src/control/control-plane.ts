@@ -4,7 +4,6 @@
 // proxies over the proxy stream; admin/ answers the admin API. The admin API and the
 // proxy stream share one HTTP server. `trellis control` starts it from here (the local
 // runner runs `trellis control` as a child process); tests start it in-process.
-import { isLoopbackAddress } from '../security/loopback.js';
 import http from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -20,7 +19,7 @@ import { createAdminHandler } from './admin/admin-api.js';
 import { AdminAuth } from './admin/admin-auth.js';
 import { newAdminToken } from '../security/admin-token.js';
 import { WeightsApi } from './admin/weights-api.js';
-import { TracesApi, type TracesApiOptions } from './admin/traces-api.js';
+import { traceAccess, TracesApi, type TracesApiOptions } from './admin/traces-api.js';
 import { LastGoodConfig } from './sources/last-good-config.js';
 import { CertificateAuthority, type CertificateAuthorityOptions } from './ca/certificate-authority.js';
 import { IdentityService } from './ca/identity-service.js';
@@ -201,10 +200,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const auth = new AdminAuth({ token: adminToken, metrics, log });
   // The trace reads take the admin token; the receiver also takes spans from processes on
   // this machine (the apps `trellis up` starts export there without a credential of their
-  // own): what it takes is validated and bounded (traces-api.ts).
+  // own) and from proxies anywhere that send their bootstrap credential (isolated sidecars,
+  // in their own network namespaces, are not on loopback): what it takes is validated and
+  // bounded (traces-api.ts).
   const traces = new TracesApi({
     ...opts.traces,
-    authorize: (req, endpoint) => (endpoint === 'receive' && isLoopbackAddress(req.socket.remoteAddress)) || auth.check(req, '/v1/traces') === undefined,
+    authorize: traceAccess({ bootstrapSecret, admin: (req) => auth.check(req, '/v1/traces') === undefined }),
   });
   let url = '';
   const self = (): ReturnType<typeof httpTraceSource> => httpTraceSource(url, adminToken);

@@ -24,6 +24,7 @@ import { AuthzEngine, NO_AUTHORIZATION } from './authz/engine.js';
 import { AuthzMetrics } from './authz/metrics.js';
 import { authorizeConnection } from './authz/connection.js';
 import { WorkloadIdentity } from './tls/workload-identity.js';
+import { credentialHeaders } from '../security/bootstrap-credential.js';
 import { CertificateRenewer, type RenewalClock } from './tls/certificate-renewer.js';
 import { AuthnMetrics } from './authn/authn-metrics.js';
 import { AuthnState } from './authn/authn-state.js';
@@ -275,6 +276,8 @@ export class Sidecar {
       connected: () => this.metrics.tlsConnection('outbound', 'auto', 'mtls'),
       log: (line) => o.log(`proxy ${o.id}: ${line}`),
     });
+    // Connections held for the certificate are served once it comes (#configured).
+    this.identity.on('change', () => this.#releaseWaiting());
     this.#accessLog = openAccessLog(o.accessLog, { ...o.accessLogOptions, onError: (reason) => o.log(`proxy ${o.id}: access log ${o.accessLog}: ${reason}`) });
     this.metrics.watchAccessLog(this.#accessLog);
     this.tap = new TapHub(o.id, this.#accessLog.target, o.tapLimits);
@@ -297,8 +300,7 @@ export class Sidecar {
       defaultEndpoint: `${o.control.replace(/\/+$/, '')}/v1/traces`,
       defaultHeaders: {
         ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
-        'trellis-proxy-id': o.id,
-        ...(o.credential ? { 'trellis-credential': o.credential } : {}),
+        ...(o.credential ? credentialHeaders({ kind: o.kind, service: o.service, id: o.id }, o.credential) : { 'trellis-proxy-id': o.id }),
       },
       ...(o.traceRandom ? { random: o.traceRandom } : {}),
       onExportError: (line) => exportLog.write(() => `proxy ${o.id}: span export failed: ${line}`),
@@ -336,7 +338,7 @@ export class Sidecar {
     return this.#snapshot;
   }
 
-  /** Connections accepted before the first snapshot, held until it comes. */
+  /** Connections accepted before the first snapshot (or the certificate it needs), held until it comes. */
   get waitingForSnapshot(): number {
     return this.#waiting.length;
   }
@@ -746,6 +748,24 @@ export class Sidecar {
     this.balancing.drainQueues();
     this.#gatewayApplied = commitGateway?.() ?? Promise.resolve();
     this.metrics.configApplied(s.version, Date.now());
+    this.#releaseWaiting();
+  }
+
+  /**
+   * Whether accepted connections can be served: a snapshot is in force and, when it asks
+   * for mutual TLS (peers reached over it, or a STRICT inbound listener), this proxy has
+   * its certificate. A sidecar that restarts gets its snapshot before its certificate (a
+   * CSR round trip later): serving in between failed the app's new connections.
+   */
+  #configured(): boolean {
+    if (this.#upstreams === null) return false;
+    if (this.identity.ready) return true;
+    return this.#peerMtls.size === 0 && this.#inboundMtls?.mode !== 'STRICT';
+  }
+
+  /** Serves the connections held by {@link #whenConfigured}, once the proxy is configured. */
+  #releaseWaiting(): void {
+    if (this.#waiting.length === 0 || !this.#configured()) return;
     const waiting = this.#waiting;
     this.#waiting = [];
     for (const w of waiting) w();
@@ -935,9 +955,9 @@ export class Sidecar {
     this.#whenConfigured(socket, () => this.#guard(ctx, socket, fn));
   }
 
-  /** Runs `fn` now if a snapshot is in force, else once the first one arrives. */
+  /** Runs `fn` now if the proxy is configured (a snapshot, and the certificate it needs), else once it is. */
   #whenConfigured(socket: net.Socket, fn: () => void): void {
-    if (this.#upstreams !== null) return fn();
+    if (this.#configured()) return fn();
     socket.pause();
     const timer = setTimeout(() => socket.destroy(), FIRST_SNAPSHOT_WAIT_MS);
     this.#waiting.push(() => {

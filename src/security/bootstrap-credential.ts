@@ -46,3 +46,39 @@ export function verifyCredential(secret: string, subject: CredentialSubject, cre
   const expected = mac(secret, subject);
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
+
+/** The headers a proxy sends its credential in with every span export (src/proxy/sidecar.ts). */
+export const CREDENTIAL_HEADERS = {
+  kind: 'trellis-proxy-kind',
+  service: 'trellis-proxy-service',
+  id: 'trellis-proxy-id',
+  credential: 'trellis-credential',
+} as const;
+
+/** The headers that carry `subject`'s `credential` (what a proxy sends the control plane's HTTP endpoints). */
+export function credentialHeaders(subject: CredentialSubject, credential: string): Record<string, string> {
+  return {
+    [CREDENTIAL_HEADERS.kind]: subject.kind,
+    [CREDENTIAL_HEADERS.service]: subject.service,
+    [CREDENTIAL_HEADERS.id]: subject.id,
+    [CREDENTIAL_HEADERS.credential]: credential,
+  };
+}
+
+/**
+ * Whether request `headers` carry a valid proxy credential: the instance they name (kind,
+ * service, id) and the credential of that instance. A missing or repeated header, an
+ * unknown kind or a wrong credential: false.
+ */
+export function headersCarryCredential(secret: string, headers: Readonly<Record<string, string | string[] | undefined>>): boolean {
+  const one = (name: string): string | undefined => {
+    const v = headers[name];
+    return typeof v === 'string' ? v : undefined;
+  };
+  const kind = one(CREDENTIAL_HEADERS.kind);
+  const service = one(CREDENTIAL_HEADERS.service);
+  const id = one(CREDENTIAL_HEADERS.id);
+  const credential = one(CREDENTIAL_HEADERS.credential);
+  if ((kind !== 'sidecar' && kind !== 'gateway') || service === undefined || id === undefined || credential === undefined) return false;
+  return verifyCredential(secret, { kind, service, id }, credential);
+}

@@ -1,11 +1,14 @@
 // Connections a sidecar accepts before its first snapshot wait for it, then are served:
-// HTTP/1.1 and HTTP/2 alike (the bytes sent meanwhile are not lost).
+// HTTP/1.1 and HTTP/2 alike (the bytes sent meanwhile are not lost). A snapshot that asks
+// for mutual TLS is not enough: they also wait for the certificate (a restarted sidecar
+// gets its snapshot first, its certificate a CSR round trip later).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { Sidecar } from '../../src/proxy/sidecar.js';
-import { NO_CONTROL, quietLog } from '../helpers/proxy-pair.js';
+import { closeServer, listenHttp, NO_CONTROL, quietLog, startInbound } from '../helpers/proxy-pair.js';
+import { giveIdentity, withPeerMtls } from '../helpers/test-identity.js';
 import { eventually } from '../helpers/eventually.js';
 
 let app: http2.Http2Server;
@@ -85,5 +88,56 @@ test('an HTTP/1.1 request sent before the first snapshot gets a response once it
   } finally {
     sock.destroy();
     await s.close();
+  }
+});
+
+test('a connection accepted after a snapshot that needs mutual TLS, before the certificate, waits for it', async () => {
+  const { server: backendApp, port: backendAppPort } = await listenHttp((_req, res) => res.end('from backend'));
+  const backend = await startInbound('backend', 'v1', backendAppPort);
+  const caller = new Sidecar({
+    service: 'web',
+    version: 'v1',
+    id: 'web-restarted',
+    kind: 'sidecar',
+    control: NO_CONTROL,
+    upstreams: [{ service: 'backend', listen: { host: '127.0.0.1', port: 0 } }],
+    admin: { host: '127.0.0.1', port: 0 },
+    accessLog: 'off',
+    log: quietLog,
+  });
+  await caller.start();
+  const sock = net.connect(caller.addresses.upstreams.backend!.port, '127.0.0.1');
+  try {
+    caller.apply({
+      version: 1,
+      service: 'web',
+      inboundProtocol: 'http',
+      meshServices: ['backend', 'web'],
+      upstreams: withPeerMtls({
+        backend: {
+          service: 'backend',
+          protocol: 'http',
+          routes: [{ name: 'default/backend/rule/0', match: {}, backends: [{ backend: 'backend', weight: 1 }] }],
+          backends: { backend: { name: 'backend', endpoints: [{ id: 'b1', host: '127.0.0.1', port: backend.addresses.inbound!.port, version: 'v1' }] } },
+        },
+      }),
+    });
+    const got = new Promise<string>((resolve) => {
+      let out = '';
+      sock.on('data', (c: Buffer) => {
+        out += c.toString('latin1');
+        if (out.includes('from backend') || out.includes('trellis-error')) resolve(out);
+      });
+    });
+    sock.write('GET / HTTP/1.1\r\nHost: backend\r\n\r\n');
+    // Configured but without a certificate: before the fix this answered 502 at once (mutual TLS needs a workload certificate).
+    await eventually(() => caller.waitingForSnapshot === 1, { what: 'the sidecar to hold the connection until its certificate' });
+    await giveIdentity(caller, 'web');
+    assert.match(await got, /^HTTP\/1\.1 200 [\s\S]*from backend/);
+  } finally {
+    sock.destroy();
+    await caller.close();
+    await backend.close();
+    await closeServer(backendApp);
   }
 });

@@ -5,12 +5,15 @@
 // Who may call them: `authorize` is the hook, set by control-plane.ts: the reads take the
 // admin token, as the rest of the admin API; the receiver also takes spans from processes
 // on the control plane's machine (loopback), as the apps `trellis up` starts export there
-// without a credential of their own. Proxies also send `trellis-proxy-id` +
-// `trellis-credential` (their bootstrap credential) with every export, for a receiver
-// reached from other machines (not checked yet).
+// without a credential of their own, and from proxies that send their bootstrap
+// credential with every export (`trellis-proxy-kind`, `-service`, `-id` and
+// `trellis-credential`: security/bootstrap-credential.ts), wherever they run (an isolated
+// sidecar's namespace, another machine).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorBody, TrellisError } from '../../errors.js';
 import { TraceStore, type TraceStoreLimits } from '../traces/trace-store.js';
+import { headersCarryCredential } from '../../security/bootstrap-credential.js';
+import { isLoopbackAddress } from '../../security/loopback.js';
 
 /** Every trace endpoint, for the admin API's index and for whoever locks the admin API. */
 export const TRACES_API = {
@@ -27,6 +30,15 @@ export interface TracesApiOptions extends TraceStoreLimits {
   readonly maxBodyBytes?: number;
   /** The lock (see the top of this file): false answers 401. Absent: every caller may. */
   readonly authorize?: (req: IncomingMessage, endpoint: keyof typeof TRACES_API) => boolean;
+}
+
+/**
+ * The lock described at the top of this file: the reads take the admin token (`admin`);
+ * the receiver also takes a caller on loopback or one with a valid proxy credential.
+ */
+export function traceAccess(o: { readonly bootstrapSecret: string; readonly admin: (req: IncomingMessage) => boolean }): TracesApiOptions['authorize'] {
+  return (req, endpoint) =>
+    (endpoint === 'receive' && (isLoopbackAddress(req.socket.remoteAddress) || headersCarryCredential(o.bootstrapSecret, req.headers))) || o.admin(req);
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

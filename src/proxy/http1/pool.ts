@@ -44,6 +44,7 @@ export class ConnectionPool {
   readonly #opts: PoolOptions;
   #sweep: NodeJS.Timeout;
   readonly #sweepMs = 250;
+  #closed = false;
 
   constructor(opts: Partial<PoolOptions> = {}) {
     this.#opts = { ...DEFAULT_POOL_OPTIONS, ...opts };
@@ -71,13 +72,16 @@ export class ConnectionPool {
     const list = this.#idle.get(key);
     let conn = list?.pop();
     while (conn?.socket.destroyed) conn = list!.pop();
-    if (conn === undefined) conn = new UpstreamConnection(e.host, e.port, key, events, this.#opts.responseTimeoutMs, this.#opts.secureFor?.(key, 'http/1.1'));
+    // A closed pool opens nothing: the connection fails as a refused connect does (nothing sent).
+    const secure = this.#closed ? 'the connection pool is closed' : this.#opts.secureFor?.(key, 'http/1.1');
+    if (conn === undefined) conn = new UpstreamConnection(e.host, e.port, key, events, this.#opts.responseTimeoutMs, secure);
     this.#active.add(conn);
     return conn;
   }
 
   release(conn: UpstreamConnection): void {
     this.#active.delete(conn);
+    if (this.#closed) return conn.close();
     let list = this.#idle.get(conn.key);
     if (list === undefined) this.#idle.set(conn.key, (list = []));
     if (list.length >= this.#opts.maxIdlePerAddress) conn.close();
@@ -123,11 +127,18 @@ export class ConnectionPool {
     }
   }
 
+  /**
+   * Closes every connection, idle or carrying a request (still connecting, too); one that
+   * finishes its request afterwards is closed as it is released, and none is opened after.
+   * Closing a connection takes it out of these lists (`gone`): they are copied first.
+   */
   close(): void {
+    this.#closed = true;
     clearInterval(this.#sweep);
-    for (const list of this.#idle.values()) for (const c of list) c.close();
-    for (const c of this.#active) c.close();
+    const idle = [...this.#idle.values()].flat();
     this.#idle.clear();
+    for (const c of idle) c.close();
+    for (const c of [...this.#active]) c.close();
   }
 }
 

@@ -1,0 +1,68 @@
+// Closing a connection pool closes every connection it made: idle ones, ones still being
+// established, and ones that finish a request or are asked for after the pool closed.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, test } from 'node:test';
+import { ConnectionPool } from '../../src/proxy/http1/pool.js';
+import type { UpstreamConnection, UpstreamEvents } from '../../src/proxy/http1/upstream-connection.js';
+import { eventually } from '../helpers/eventually.js';
+
+const open = new Set<net.Socket>();
+let accepted = 0;
+const server = net.createServer((s) => {
+  accepted++;
+  open.add(s);
+  s.on('close', () => open.delete(s));
+  s.on('error', () => {});
+});
+let port = 0;
+
+function events(pool: () => ConnectionPool): UpstreamEvents {
+  return {
+    resetCode: 'TRELLIS_E_UPSTREAM_RESET',
+    release: (c) => pool().release(c),
+    gone: (c) => pool().gone(c),
+    unsent: () => {},
+  };
+}
+
+before(async () => {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as net.AddressInfo).port;
+});
+after(async () => {
+  for (const s of open) s.destroy();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+
+const endpoint = () => ({ id: 'e1', host: '127.0.0.1', port, version: 'v1' });
+
+test('closing a pool closes every idle connection, not every other one', async () => {
+  const pool: ConnectionPool = new ConnectionPool();
+  const ev = events(() => pool);
+  const start = accepted;
+  const conns: UpstreamConnection[] = [];
+  for (let i = 0; i < 5; i++) conns.push(pool.acquire(endpoint(), ev));
+  await eventually(() => accepted - start === 5 && conns.every((c) => c.ready));
+  for (const c of conns) pool.release(c);
+  assert.deepEqual(pool.counts(), { active: 0, idle: 5 });
+  pool.close();
+  await eventually(() => open.size === 0, { what: 'every connection to close' });
+  assert.ok(conns.every((c) => c.socket.destroyed));
+});
+
+test('closing a pool while connections are being established leaks none of them', async () => {
+  const pool: ConnectionPool = new ConnectionPool();
+  const ev = events(() => pool);
+  const conns: UpstreamConnection[] = [];
+  for (let i = 0; i < 5; i++) conns.push(pool.acquire(endpoint(), ev));
+  // Closed before any connect completed; a connection that finishes its request after
+  // the close is released to a closed pool, and a connection asked for afterwards is
+  // never opened.
+  pool.close();
+  const late = pool.acquire(endpoint(), ev);
+  pool.release(late);
+  await eventually(() => conns.every((c) => c.socket.destroyed) && late.socket.destroyed);
+  await eventually(() => open.size === 0, { what: 'every connection to close' });
+  assert.deepEqual(pool.counts(), { active: 0, idle: 0 });
+});
