@@ -893,7 +893,10 @@ export class Sidecar {
         (read) => {
           if (read.kind === 'hello' && sniAllowed(read.sni, sniHosts)) this.#proxyTcp(socket, up, ctx, route);
           else {
-            this.egress.refused('tcp', read.kind === 'hello' ? (read.sni ?? '(no SNI)') : `(${read.kind === 'timeout' ? 'no' : 'not a'} TLS hello for ${up.service})`);
+            this.egress.refused(
+              'tcp',
+              read.kind === 'hello' ? (read.sni ?? '(no SNI)') : `(${read.kind === 'timeout' ? 'no' : 'not a'} TLS hello for ${up.service})`,
+            );
             socket.destroy();
           }
         },
@@ -1173,7 +1176,8 @@ function originTlsIndex(s: Snapshot): Map<string, OriginTls> {
       let secureContext = contexts.get(o.ca);
       if (secureContext === undefined) contexts.set(o.ca, (secureContext = tls.createSecureContext({ ca: o.ca })));
       const base = { secureContext, servername: o.sni };
-      for (const e of b.endpoints) index.set(endpointKey(e), { h1: { ...base, ALPNProtocols: ['http/1.1'] }, h2: { ...base, ALPNProtocols: ['h2'] }, raw: base });
+      for (const e of b.endpoints)
+        index.set(endpointKey(e), { h1: { ...base, ALPNProtocols: ['http/1.1'] }, h2: { ...base, ALPNProtocols: ['h2'] }, raw: base });
     }
   }
   return index;

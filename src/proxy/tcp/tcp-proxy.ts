@@ -102,14 +102,14 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
     balancer?.started(e);
     const connectStart = performance.now();
     const { socket: upstream, ready } = connectTo(e, t.secureFor, t.servername);
-    let tcpUp = false;
-    if (ready === 'secureConnect') upstream.once('connect', () => (tcpUp = true));
     if (t.connectTimeoutMs !== undefined) {
       upstream.setTimeout(t.connectTimeoutMs, () => upstream.destroy(new ConnectTimeout(`no connection in ${t.connectTimeoutMs} ms`)));
     }
     upstream.once('error', (err) => {
       upstream.destroy();
-      lastFailure = err instanceof ConnectTimeout ? 'timeout' : tcpUp ? 'tls' : 'connect';
+      // A socket error names its system call (connect, read, write); a refused certificate or handshake names none.
+      const syscall = (err as NodeJS.ErrnoException).syscall;
+      lastFailure = err instanceof ConnectTimeout ? 'timeout' : ready === 'secureConnect' && syscall === undefined ? 'tls' : 'connect';
       balancer?.finished(e, performance.now() - connectStart, true);
       balancer?.connectFailed(e, Date.now());
       if (tried.size < MAX_CONNECT_ATTEMPTS) attempt();
