@@ -158,6 +158,9 @@ spec:
 `,
   );
   const trellis = path.join(o.repoRoot, 'bin', 'trellis.js');
+  // TRELLIS_BENCH_CPU_PROF=DIR: each proxy writes a V8 CPU profile there when it stops (node refuses --cpu-prof in NODE_OPTIONS).
+  const profDir = process.env.TRELLIS_BENCH_CPU_PROF;
+  const cpuProf = profDir === undefined || profDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${profDir}`];
   const { PROXY_NODE_FLAGS } = await import('../src/proxy/node-flags.js');
   const secret = newBootstrapSecret();
   const control = `http://127.0.0.1:${cpPort}`;
@@ -180,7 +183,7 @@ spec:
       o.procs.start(
         name,
         process.execPath,
-        [...PROXY_NODE_FLAGS, trellis, 'proxy', ...args, '--control', control, '--admin', '127.0.0.1:0', '--access-log', 'off'],
+        [...PROXY_NODE_FLAGS, ...cpuProf, trellis, 'proxy', ...args, '--control', control, '--admin', '127.0.0.1:0', '--access-log', 'off'],
         tdir,
         {
           [CREDENTIAL_ENV]: mintCredential(secret, { kind, service, id }),

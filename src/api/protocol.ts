@@ -425,6 +425,12 @@ export interface BackendSnapshot {
    * (PEM) it must chain to. Absent: plaintext (or `mtls`).
    */
   originateTls?: { sni: string; ca: string };
+  /**
+   * The SNI of the mutual-TLS connection to these endpoints when they are the egress
+   * gateway's and the call is opaque (a TCP, TLS or HTTPS ExternalService): Istio's
+   * `outbound_.<port>_._.<service key>`, which tells the gateway where to go. Absent: none.
+   */
+  tunnelSni?: string;
 }
 
 /**
@@ -466,6 +472,11 @@ export interface UpstreamSnapshot {
   explicitRoutes?: boolean;
   /** An ExternalService: the host names (lower case) that reach it through the HTTP proxy listener. Absent: a mesh service. */
   externalHosts?: string[];
+  /**
+   * A TLS or HTTPS ExternalService: the server names (lower case) a client's TLS hello may
+   * ask for; under REGISTRY_ONLY any other (or none) closes the connection. Absent: not checked.
+   */
+  sniHosts?: string[];
   /**
    * The HTTP/1.1 upgrade protocols (lower case) the service accepts through the mesh
    * (the Mesh service's `upgrades`); absent: {@link DEFAULT_UPGRADES}.
@@ -759,4 +770,6 @@ export interface ProxyLimitsSnapshot {
   h2MaxHeaderListBytes?: number;
   maxConnectionsPerListener?: number;
   appProbeTimeoutMs?: number;
+  tcpConnectTimeoutMs?: number;
+  tcpIdleTimeoutMs?: number;
 }

@@ -1,6 +1,6 @@
 // ExternalServices against each other and the mesh: names that no mesh service has,
 // hosts declared once, STATIC with IP addresses and DNS without, TLS origination only
-// on HTTP ports, and its CA bundle read and parsed now (so a bad file is refused with
+// on HTTP and TCP ports (a TLS or HTTPS port's TLS is the app's own), and its CA bundle read and parsed now (so a bad file is refused with
 // its file and field path, and compiling a snapshot reads nothing).
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -86,10 +86,10 @@ export function checkExternalServices(
     let tls: ExternalServiceConfig['tls'];
     const t = resource.spec.tls;
     if (t !== undefined) {
-      if (port.protocol !== 'HTTP') {
+      if (port.protocol !== 'HTTP' && port.protocol !== 'TCP') {
         at(
           ['spec', 'tls'],
-          `TLS origination is for HTTP ports (the app speaks plain HTTP); port ${port.number} is ${port.protocol}, whose TLS the app speaks itself`,
+          `TLS origination is for HTTP and TCP ports (the app speaks plaintext); port ${port.number} is ${port.protocol}, whose TLS the app speaks itself`,
         );
       } else {
         const file = isAbsolute(t.caFile) ? t.caFile : resolve(dirname(resolve(doc.file)), t.caFile);

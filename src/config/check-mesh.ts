@@ -8,7 +8,7 @@ import type { MeshResource } from './schema.js';
 import { problemAt, type SourceDocument } from './yaml-source.js';
 
 /** Every cross-field problem of a schema-valid Mesh. */
-export function checkMesh(doc: SourceDocument, mesh: MeshResource): Problem[] {
+export function checkMesh(doc: SourceDocument, mesh: MeshResource, externals: ReadonlySet<string> = new Set()): Problem[] {
   const problems: Problem[] = [];
   const at = (path: Segment[], message: string) => problems.push(problemAt(doc, path, message));
   const services = mesh.spec.services;
@@ -48,7 +48,14 @@ export function checkMesh(doc: SourceDocument, mesh: MeshResource): Problem[] {
       // A service may call itself through the mesh (an instance calling its own Service, as
       // on Kubernetes): its requests go to its instances, this one included, by their sidecars.
       const target = index.get(ref.namespace, ref.name);
-      if (!target) {
+      const external = target === undefined && externals.has(`${ref.namespace}/${ref.name}`);
+      if (external && servicePort !== undefined) {
+        at([...path, 'servicePort'], `names ExternalService "${ref.name}"${ServiceIndex.where(ref.namespace)}, which has one port; remove servicePort`);
+      } else if (external && upstreamIndex.has(key)) {
+        at(path, `lists ExternalService "${ref.name}"${ServiceIndex.where(ref.namespace)} again (also upstreams[${upstreamIndex.get(key)}])`);
+      } else if (external) {
+        // Its listener reaches the ExternalService (compile/external.ts says how).
+      } else if (!target) {
         const names = index.names(ref.namespace);
         at(
           path,

@@ -296,7 +296,9 @@ export async function loadConfig(paths: string[], options: LoadOptions = {}): Pr
   problems.push(...externalCheck.problems);
   for (const f of externalCheck.files) if (!files.includes(f)) files.push(f);
   if (mesh) {
-    problems.push(...checkMesh(mesh.doc, mesh.resource));
+    // A service may list an ExternalService among its upstreams (a listener for it, as for a mesh service).
+    const externalKeys = new Set(externalCheck.externalServices.map((e) => `${e.namespace}/${e.name}`));
+    problems.push(...checkMesh(mesh.doc, mesh.resource, externalKeys));
     problems.push(...checkIdentity(mesh.doc, mesh.resource));
     const gatewayListeners = new Map(
       gatewaySources.map((g) => [

@@ -108,6 +108,8 @@ export function normalizeProxyLimits(spec: ProxyLimitsSpec | undefined): Normali
   if (spec.h2MaxHeaderListBytes !== undefined) out.h2MaxHeaderListBytes = spec.h2MaxHeaderListBytes;
   if (spec.maxConnectionsPerListener !== undefined) out.maxConnectionsPerListener = spec.maxConnectionsPerListener;
   if (spec.appProbeTimeout !== undefined) out.appProbeTimeoutMs = parseDurationMs(spec.appProbeTimeout);
+  if (spec.tcpConnectTimeout !== undefined) out.tcpConnectTimeoutMs = parseDurationMs(spec.tcpConnectTimeout);
+  if (spec.tcpIdleTimeout !== undefined) out.tcpIdleTimeoutMs = parseDurationMs(spec.tcpIdleTimeout);
   return out;
 }
 

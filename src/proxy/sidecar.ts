@@ -5,7 +5,7 @@ import { readBody } from '../http-body.js';
 import { LogLimiter } from '../log-limiter.js';
 import http from 'node:http';
 import net from 'node:net';
-import type { Endpoint, HostPort, InboundMtls, InstancePort, MtlsMode, PeerMtls, Protocol, ProxyInfo, Snapshot } from '../api/protocol.js';
+import type { BackendSnapshot, Endpoint, HostPort, InboundMtls, InstancePort, MtlsMode, PeerMtls, Protocol, ProxyInfo, Snapshot } from '../api/protocol.js';
 import { errorBody, TrellisError } from '../errors.js';
 import { openAccessLog, type AccessLog, type AccessLogOptions } from '../telemetry/access-log.js';
 import { OPENMETRICS_CONTENT_TYPE, ProxyMetrics, wantsOpenMetrics } from '../telemetry/metrics.js';
@@ -65,6 +65,8 @@ import { explainInbound, parseInboundExplainRequest } from './authz/explain.js';
 import { timingSafeEqual } from 'node:crypto';
 import tls from 'node:tls';
 import { EgressPolicy } from './egress/egress-policy.js';
+import { externalOfTunnelSni, sniAllowed } from './egress/tunnel.js';
+import { peekClientHello } from './gateway/client-hello.js';
 
 /** HTTP/2 once loaded: the forwarder's and server's modules, the app codecs, and the upstream session pool. */
 interface LoadedH2 {
@@ -171,7 +173,7 @@ export class Sidecar {
    */
   readonly #secureFor: SecureFor = (key, alpn) => {
     const origin = this.#originTls.get(key);
-    if (origin !== undefined) return { options: alpn === 'h2' ? origin.h2 : origin.h1, watch: NO_WATCH };
+    if (origin !== undefined) return { options: alpn === 'h2' ? origin.h2 : alpn === 'http/1.1' ? origin.h1 : origin.raw, watch: NO_WATCH };
     const peer = this.#peerMtls.get(key);
     if (peer === undefined) return undefined;
     const options = this.tls.connectOptions(key, peer, alpn);
@@ -183,7 +185,7 @@ export class Sidecar {
    * and a context holding the CA bundle, built once per snapshot (not per connection).
    * Node's default checkServerIdentity checks the certificate against the SNI.
    */
-  #originTls = new Map<string, { h1: tls.ConnectionOptions; h2: tls.ConnectionOptions }>();
+  #originTls = new Map<string, OriginTls>();
   /** REGISTRY_ONLY from the snapshot, and its refusals' metric and log (egress/egress-policy.ts). */
   readonly egress: EgressPolicy;
   /** The peer endpoints (`host:port`) reached over mutual TLS, and the identities they must present (from the snapshot). */
@@ -420,7 +422,22 @@ export class Sidecar {
         tls: this.tls,
         server: this.tls.server((s) => {
           this.#guard(ctx, s, () => {
-            if (this.tls.verifiedPeer(s) !== undefined) serveHttp(s, pipeline, h2, ctx);
+            if (this.tls.verifiedPeer(s) === undefined) return;
+            // Opaque bytes (a TCP, TLS or HTTPS ExternalService) come with the SNI that names
+            // where they go (compile/external.ts); HTTP comes without, and names its Host.
+            const sni = (s as tls.TLSSocket & { servername?: string | false }).servername;
+            if (typeof sni !== 'string' || sni === '') {
+              serveHttp(s, pipeline, h2, ctx);
+              return;
+            }
+            const key = externalOfTunnelSni(sni);
+            const up = key === undefined ? undefined : this.#upstreams?.get(key);
+            if (up === undefined || up.protocol !== 'tcp') {
+              this.egress.refused('tcp', sni);
+              s.destroy();
+            } else {
+              this.#outboundTcp(s, up, ctx);
+            }
           });
         }),
         silentMs: o.detectTimeoutMs ?? DETECT_TIMEOUT_MS,
@@ -705,7 +722,7 @@ export class Sidecar {
       if (typeof p === 'object' && p !== null && typeof p.port === 'number' && typeof p.protocol === 'string') inboundProtocols.set(p.port, p.protocol);
     }
     const peerMtls = peerMtlsIndex(s);
-    let originTls: Map<string, { h1: tls.ConnectionOptions; h2: tls.ConnectionOptions }>;
+    let originTls: Map<string, OriginTls>;
     try {
       originTls = originTlsIndex(s);
     } catch (err) {
@@ -887,6 +904,30 @@ export class Sidecar {
   }
 
   #outboundTcp(socket: net.Socket, up: CompiledUpstream, ctx: ListenerContext, route?: CompiledRoute): void {
+    // A TLS ExternalService under REGISTRY_ONLY: the client's hello must name one of its hosts.
+    const sniHosts = route === undefined && this.egress.registryOnly ? this.#snapshot?.upstreams[up.service]?.sniHosts : undefined;
+    if (Array.isArray(sniHosts)) {
+      peekClientHello(
+        socket,
+        this.limits.current.requestHeaderTimeoutMs,
+        (read) => {
+          if (read.kind === 'hello' && sniAllowed(read.sni, sniHosts)) this.#proxyTcp(socket, up, ctx, route);
+          else {
+            this.egress.refused(
+              'tcp',
+              read.kind === 'hello' ? (read.sni ?? '(no SNI)') : `(${read.kind === 'timeout' ? 'no' : 'not a'} TLS hello for ${up.service})`,
+            );
+            socket.destroy();
+          }
+        },
+        (err) => ctx.failed('tcp', err, socket),
+      );
+      return;
+    }
+    this.#proxyTcp(socket, up, ctx, route);
+  }
+
+  #proxyTcp(socket: net.Socket, up: CompiledUpstream, ctx: ListenerContext, route?: CompiledRoute): void {
     // TCP has no request to route: each connection picks a backend by the weights of
     // the service's TCPRoute (without one, the whole service), then an endpoint. The
     // opaque connections of a detected service (whose routes are HTTP) go to the whole service.
@@ -911,6 +952,9 @@ export class Sidecar {
         accessLog: this.#accessLog,
         failed: (err) => ctx.failed('tcp', err, socket),
         secureFor: this.#secureFor,
+        ...tunnelSniOf(this.#snapshot?.upstreams[up.service]?.backends[name]),
+        connectTimeoutMs: this.limits.current.tcpConnectTimeoutMs,
+        idleTimeoutMs: this.limits.current.tcpIdleTimeoutMs,
       },
       balancer,
     );
@@ -1122,6 +1166,18 @@ function listen(server: net.Server, at: HostPort, sockets?: Set<net.Socket>): Pr
   });
 }
 
+/** The egress gateway's SNI for a backend's connections (BackendSnapshot.tunnelSni), as proxyTcp takes it. */
+function tunnelSniOf(b: BackendSnapshot | undefined): { servername?: string } {
+  return typeof b?.tunnelSni === 'string' ? { servername: b.tunnelSni } : {};
+}
+
+/** Connect options of an originated TLS connection: HTTP/1.1, HTTP/2, or opaque bytes (TCP: no ALPN). */
+interface OriginTls {
+  readonly h1: tls.ConnectionOptions;
+  readonly h2: tls.ConnectionOptions;
+  readonly raw: tls.ConnectionOptions;
+}
+
 /** What an originated TLS connection's handshake needs watched: nothing beyond its error, which the codec reports (connect-failed, with the reason). */
 const NO_WATCH = (): void => {};
 
@@ -1130,8 +1186,8 @@ const NO_WATCH = (): void => {};
  * (BackendSnapshot.originateTls): connect options with the SNI and a context holding the
  * CA bundle, one context per bundle. Throws when a bundle does not load.
  */
-function originTlsIndex(s: Snapshot): Map<string, { h1: tls.ConnectionOptions; h2: tls.ConnectionOptions }> {
-  const index = new Map<string, { h1: tls.ConnectionOptions; h2: tls.ConnectionOptions }>();
+function originTlsIndex(s: Snapshot): Map<string, OriginTls> {
+  const index = new Map<string, OriginTls>();
   const contexts = new Map<string, tls.SecureContext>();
   for (const u of Object.values(s.upstreams)) {
     for (const b of Object.values(u.backends)) {
@@ -1140,7 +1196,8 @@ function originTlsIndex(s: Snapshot): Map<string, { h1: tls.ConnectionOptions; h
       let secureContext = contexts.get(o.ca);
       if (secureContext === undefined) contexts.set(o.ca, (secureContext = tls.createSecureContext({ ca: o.ca })));
       const base = { secureContext, servername: o.sni };
-      for (const e of b.endpoints) index.set(endpointKey(e), { h1: { ...base, ALPNProtocols: ['http/1.1'] }, h2: { ...base, ALPNProtocols: ['h2'] } });
+      for (const e of b.endpoints)
+        index.set(endpointKey(e), { h1: { ...base, ALPNProtocols: ['http/1.1'] }, h2: { ...base, ALPNProtocols: ['h2'] }, raw: base });
     }
   }
   return index;

@@ -215,7 +215,9 @@ export class LocalMesh {
       await mkdir(localTlsDir(stateDir), { recursive: true, mode: 0o700 });
       await writeFile(derivedFile, derivedIngressYaml(derivedServices, publicPorts));
     }
-    const runningNames = new Set(running.map(keyOf));
+    // What an instance's upstream listener may reach: the services running, and the ExternalServices
+    // (their calls leave through the sidecar, or the egress gateway).
+    const runningNames = new Set([...running.map(keyOf), ...(config.externalServices ?? []).map((e) => serviceKey(e.name, e.namespace))]);
     // Apps that trace (the OpenTelemetry SDK reads these variables) export where the
     // proxies do: the mesh's collector, or the control plane's receiver.
     const tracing = config.tracing;

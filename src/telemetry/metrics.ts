@@ -202,6 +202,7 @@ export class ProxyMetrics {
   readonly #tcpConnections: Counter;
   readonly #tcpActive: Gauge;
   readonly #tcpBytes: Counter;
+  readonly #tcpFailed: Counter;
   readonly #configVersion: Gauge;
   readonly #configRejected: Counter;
   /** When the snapshot in force was applied (ms since the epoch), for its age at scrape time. */
@@ -249,6 +250,12 @@ export class ProxyMetrics {
       name: 'trellis_tcp_connections_active',
       help: 'TCP connections open now.',
       labelNames: tcpLabels,
+      registers: [this.registry],
+    });
+    this.#tcpFailed = new client.Counter({
+      name: 'trellis_tcp_connect_failures_total',
+      help: 'TCP connections through the proxy closed before any upstream took them; reason: connect (refused or unreachable), timeout (tcpConnectTimeout), tls (the upstream handshake failed), no-endpoints.',
+      labelNames: ['direction', 'source', 'destination', 'reason'],
       registers: [this.registry],
     });
     this.#tcpBytes = new client.Counter({
@@ -804,7 +811,15 @@ export class ProxyMetrics {
     this.#tcpBytes.labels(direction, source, destination, version, 'sent').inc(sent);
     this.#tcpBytes.labels(direction, source, destination, version, 'received').inc(received);
   }
+
+  /** A TCP client closed because no upstream could be reached (`reason` from a fixed set, never an error's text). */
+  tcpConnectFailed(direction: Direction, source: string, destination: string, reason: TcpConnectFailure): void {
+    this.#tcpFailed.labels(direction, source, destination, reason).inc();
+  }
 }
+
+/** Why a TCP connection found no upstream. */
+export type TcpConnectFailure = 'connect' | 'timeout' | 'tls' | 'no-endpoints';
 
 /**
  * The proxy process's own CPU, memory, heap and file descriptors, under the names

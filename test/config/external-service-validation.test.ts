@@ -75,7 +75,7 @@ test('refused: STATIC without endpoints, a name for an address, DNS with endpoin
   );
 });
 
-test('refused: a host declared twice, a mesh service name, TLS on a TCP port, an unreadable CA bundle', async () => {
+test('refused: a host declared twice, a mesh service name, TLS origination on a TLS port, an unreadable CA bundle', async () => {
   const twice = await problems(MESH() + external('api', OK) + external('api2', OK));
   assert.ok(
     twice.some((p) => p.startsWith('spec.hosts[0]: host api.example.test is already declared')),
@@ -86,10 +86,10 @@ test('refused: a host declared twice, a mesh service name, TLS on a TCP port, an
     clash.some((p) => p.startsWith('metadata.name: "web" is a mesh service')),
     clash.join('\n'),
   );
-  const tcpTls = await problems(MESH() + external('db', `${OK.replace('HTTP', 'TCP')}  tls: { caFile: ca.pem }\n`));
+  const tlsTls = await problems(MESH() + external('db', `${OK.replace('HTTP', 'TLS')}  tls: { caFile: ca.pem }\n`));
   assert.ok(
-    tcpTls.some((p) => p.startsWith('spec.tls: TLS origination is for HTTP ports')),
-    tcpTls.join('\n'),
+    tlsTls.some((p) => p.startsWith('spec.tls: TLS origination is for HTTP and TCP ports')),
+    tlsTls.join('\n'),
   );
   const badCa = await problems(MESH() + external('api', `${OK}  tls: { caFile: ca.pem }\n`), { 'ca.pem': 'not a certificate' });
   assert.ok(

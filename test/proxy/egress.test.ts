@@ -11,7 +11,7 @@ import net from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TLSSocket } from 'node:tls';
+import tls, { type TLSSocket } from 'node:tls';
 import { loadConfig } from '../../src/config/load.js';
 import { compileSnapshot, type RoutableInstance } from '../../src/control/compile/compiler.js';
 import type { HostPort, ProxyInfo } from '../../src/api/protocol.js';
@@ -19,7 +19,8 @@ import { Sidecar } from '../../src/proxy/sidecar.js';
 import { issueServerCertificate, makeLocalCa } from '../../src/security/local-tls.js';
 import { loggableHost } from '../../src/proxy/egress/egress-policy.js';
 import { closeServer, get, listenHttp, NO_CONTROL } from '../helpers/proxy-pair.js';
-import { giveIdentity } from '../helpers/test-identity.js';
+import { giveIdentity, issueFor } from '../helpers/test-identity.js';
+import { DEFAULT_TRUST_DOMAIN } from '../../src/security/spiffe.js';
 import { eventually } from '../helpers/eventually.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -337,4 +338,69 @@ test('an egress gateway: external calls go sidecar → gateway over mutual TLS, 
   // Plaintext straight to the gateway's listener is refused: only mesh workloads send through it.
   const plain = await raw(gw.addresses.inbound!.port, 'GET / HTTP/1.1\r\nHost: api.example.test\r\n\r\n');
   assert.doesNotMatch(plain, /tls ok/);
+});
+
+/** Opens mutual TLS to the egress gateway at `port` as workload `service`, with `servername`; resolves what came back for `text` ('' when closed first). */
+async function tunnel(port: number, servername: string, text: string): Promise<string> {
+  const { key, certificate } = await issueFor({ trustDomain: DEFAULT_TRUST_DOMAIN, namespace: 'default', serviceAccount: 'web' });
+  return new Promise((resolve) => {
+    const s = tls.connect({
+      host: '127.0.0.1',
+      port,
+      servername,
+      key,
+      cert: certificate.chain.join('\n'),
+      ca: certificate.trustBundle,
+      checkServerIdentity: () => undefined,
+    });
+    let got = '';
+    const timer = setTimeout(() => s.destroy(), 5000);
+    s.on('secureConnect', () => s.write(text));
+    s.on('data', (c: Buffer) => {
+      got += c.toString();
+      if (got.length >= text.length) s.end();
+    });
+    s.on('error', () => {});
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(got);
+    });
+  });
+}
+
+test('the egress gateway: a tunnel SNI naming a TCP ExternalService goes there; an unknown or malformed one is closed and counted', async () => {
+  const echo = net.createServer((s) => {
+    s.on('error', () => s.destroy());
+    s.on('data', (c: Buffer) => s.write(`echo:${c.toString()}`));
+  });
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  cleanups.push(() => closeServer(echo));
+  const port = (echo.address() as net.AddressInfo).port;
+  const config = await load(
+    `apiVersion: trellis.dev/v1alpha1
+kind: ExternalService
+metadata: { name: db }
+spec:
+  hosts: [db.example.test]
+  ports: [{ number: 5432, protocol: TCP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, port: ${port} }]
+`,
+    '  outboundTrafficPolicy: { mode: REGISTRY_ONLY, egressGateway: { name: egress } }',
+  );
+  const log: string[] = [];
+  const gw = await proxy('egress', 'gateway', log, { host: '127.0.0.1', port: 0 });
+  applyTo(gw, config, infoOf(gw, 'egress', 'gateway'));
+  const at = gw.addresses.inbound!.port;
+  assert.equal(await tunnel(at, 'outbound_.5432_._.db', 'select'), 'echo:select');
+  for (const sni of ['outbound_.5432_._.nosuch', 'outbound_.5432_._.web', 'evil.example.test']) {
+    assert.equal(await tunnel(at, sni, 'x'), '', sni);
+  }
+  assert.equal(await metric(gw, 'trellis_egress_refused_total', 'protocol="tcp"'), 3);
+  assert.ok(
+    log.some((l) => l.includes('"outbound_.5432_._.nosuch"') && l.includes('refused')),
+    log.join('\n'),
+  );
+  // The gateway serves on.
+  assert.equal(await tunnel(at, 'outbound_.5432_._.db', 'again'), 'echo:again');
 });

@@ -61,7 +61,7 @@ export const ExternalServiceSchema = Type.Object(
               caFile: Type.String({ minLength: 1, description: 'PEM CA bundle the server certificate must chain to (relative to this file)' }),
               sni: Type.Optional({ ...DnsSubdomain, description: 'the SNI and the name the certificate must carry (default: the first host)' }),
             },
-            { ...strict, description: 'TLS origination: callers speak plain HTTP; the proxy that leaves the mesh opens TLS' },
+            { ...strict, description: 'TLS origination (HTTP and TCP ports): callers speak plaintext; the proxy that leaves the mesh opens TLS' },
           ),
         ),
       },

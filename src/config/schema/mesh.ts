@@ -212,6 +212,14 @@ const ProxyLimits = Type.Object(
     appProbeTimeout: Type.Optional(
       duration({ description: 'a duration such as 1s (how long the inbound sidecar waits for its app to answer an HTTP/2 probe; default 1s)' }),
     ),
+    tcpConnectTimeout: Type.Optional(
+      duration({
+        description: 'a duration such as 10s (how long a TCP connection through the mesh waits for its upstream to connect, TLS included; default 10s)',
+      }),
+    ),
+    tcpIdleTimeout: Type.Optional(
+      duration({ description: 'a duration such as 1h (a TCP connection through the mesh with no bytes either way is closed after this long; default 1h)' }),
+    ),
   },
   { ...strict, description: 'limits every proxy holds connections to' },
 );

@@ -6,7 +6,9 @@
 //   ExternalService says `tls` (the app spoke plain HTTP);
 // - an egress gateway (Mesh outboundTrafficPolicy.egressGateway): HTTP ones go to the
 //   gateway's instances over mutual TLS, and the gateway (whose snapshot has the real
-//   endpoints and no routes, so nothing is retried twice) originates the TLS.
+//   endpoints and no routes, so nothing is retried twice) originates the TLS. TCP, TLS and
+//   HTTPS ones go there too, over mutual TLS whose SNI names the ExternalService as Istio
+//   does (`outbound_.<port>_._.<key>`, tunnelSniOf): opaque bytes carry no Host to go by.
 import type { BackendSnapshot, Endpoint, ProxyInfo, UpstreamSnapshot } from '../../api/protocol.js';
 import { DEFAULT_NAMESPACE, serviceKey } from '../../api/names.js';
 import { DEFAULT_TRUST_DOMAIN, spiffeId } from '../../security/spiffe.js';
@@ -18,6 +20,11 @@ import { serviceFault, serviceRetryBudget } from './resilience.js';
 /** Whether `proxy` is the mesh's egress gateway. */
 export function isEgressGateway(config: ControlConfig, proxy: Pick<ProxyInfo, 'kind' | 'service'>): boolean {
   return proxy.kind === 'gateway' && config.egressGateway !== undefined && proxy.service === config.egressGateway.name;
+}
+
+/** Istio's SNI for a connection to an egress gateway that names where it goes (its AUTO_PASSTHROUGH form). */
+export function tunnelSniOf(port: number, key: string): string {
+  return `outbound_.${port}_._.${key}`;
 }
 
 /** The version label of external endpoints (metrics, explain). */
@@ -41,13 +48,18 @@ export function compileExternalServices(
   const byKey = new Map(externals.map((e) => [serviceKey(e.name, e.namespace), e]));
   const gateway = config.egressGateway;
   const backendOf = (key: string, e: ExternalServiceConfig): BackendSnapshot => {
-    if (gateway !== undefined && !atGateway && e.protocol === 'HTTP') {
+    if (gateway !== undefined && !atGateway) {
       const identity = spiffeId({
         trustDomain: config.identity?.trustDomain ?? DEFAULT_TRUST_DOMAIN,
         namespace: DEFAULT_NAMESPACE,
         serviceAccount: gateway.name,
       });
-      return { name: key, endpoints: gatewayEndpoints(), mtls: { identities: [identity] } };
+      return {
+        name: key,
+        endpoints: gatewayEndpoints(),
+        mtls: { identities: [identity] },
+        ...(e.protocol === 'HTTP' ? {} : { tunnelSni: tunnelSniOf(e.port, key) }),
+      };
     }
     const endpoints = e.endpoints.map((x, i) => ({ id: `${key}/${i}`, host: x.host, port: x.port, version: EXTERNAL_VERSION }));
     return { name: key, endpoints, ...(e.tls !== undefined ? { originateTls: { sni: e.tls.sni, ca: e.tls.ca } } : {}) };
@@ -65,6 +77,7 @@ export function compileExternalServices(
       }
     }
     const u: UpstreamSnapshot = { service: key, protocol, routes, backends, externalHosts: [...e.hosts] };
+    if (e.protocol === 'TLS' || e.protocol === 'HTTPS') u.sniHosts = [...e.hosts];
     const fault = atGateway ? undefined : serviceFault(key, config.policies);
     if (fault) u.fault = fault;
     const budget = serviceRetryBudget(key, config.policies);

@@ -5,6 +5,8 @@
 // shares), and the whole is bounded: anything malformed is `invalid`, never an exception.
 // As Envoy's tls_inspector, nothing is consumed: the caller replays the bytes to the backend.
 
+import type { Socket } from 'node:net';
+
 /** What the bytes so far say: wait for more, the SNI (undefined: the client sent none), or not a TLS ClientHello. */
 export type ClientHelloRead = { kind: 'more' } | { kind: 'hello'; sni: string | undefined } | { kind: 'invalid' };
 
@@ -92,4 +94,42 @@ function hostName(ext: Buffer): string | null {
     p += length;
   }
   return null;
+}
+
+/** What a peek at a connection's first bytes found: its SNI (undefined: none sent), bytes that are no ClientHello, or silence past the timeout. */
+export type ClientHelloPeek = { kind: 'hello'; sni: string | undefined } | { kind: 'invalid' } | { kind: 'timeout' };
+
+/**
+ * Reads `socket`'s ClientHello (bounded in bytes, and in time by `timeoutMs`), puts the
+ * bytes back and pauses it, then calls `then` once with what it found (never after the
+ * socket closed). A throw from `then` goes to `failed`.
+ */
+export function peekClientHello(socket: Socket, timeoutMs: number, then: (read: ClientHelloPeek) => void, failed: (err: unknown) => void): void {
+  let buf: Buffer = Buffer.alloc(0);
+  const finish = (read: ClientHelloPeek, hello?: Buffer): void => {
+    // Stop listening and pause before the bytes go back: unshift on a flowing socket emits them again at once.
+    done();
+    socket.pause();
+    try {
+      if (hello !== undefined) socket.unshift(hello);
+      then(read);
+    } catch (err) {
+      failed(err);
+    }
+  };
+  const timer = setTimeout(() => finish({ kind: 'timeout' }), timeoutMs);
+  const done = (): void => {
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('close', done);
+  };
+  const onData = (chunk: Buffer): void => {
+    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+    const read = readClientHello(buf);
+    if (read.kind === 'more') return;
+    finish(read, read.kind === 'hello' ? buf : undefined);
+  };
+  socket.on('error', () => socket.destroy());
+  socket.once('close', done);
+  socket.on('data', onData);
 }

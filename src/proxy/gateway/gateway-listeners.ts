@@ -14,7 +14,7 @@ import type { H2Server } from '../listeners/detect.js';
 import { serveHttp } from '../listeners/detect.js';
 import type { ListenerContext } from '../listeners/listener-context.js';
 import { certificateFor, defaultCertificate, servingCertificates, type ServingCertificate } from './certificates.js';
-import { readClientHello } from './client-hello.js';
+import { peekClientHello } from './client-hello.js';
 
 /** Why a TLS client was turned away (the `reason` of the refusal metric; bounded). */
 export type TlsRefusal = 'unknown-sni' | 'handshake' | 'plain-http';
@@ -211,40 +211,20 @@ export class GatewayListeners {
    */
   #passthrough(socket: net.Socket, spec: GatewayPortSnapshot): void {
     const p = this.#p;
-    let buf: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => {
-      p.refused(spec.port, 'handshake');
-      socket.destroy();
-    }, p.ctx.limits.current.requestHeaderTimeoutMs);
-    const done = (): void => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-    };
-    const onData = (chunk: Buffer): void => {
-      try {
-        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-        const read = readClientHello(buf);
-        if (read.kind === 'more') return;
-        done();
-        socket.pause();
-        if (read.kind === 'invalid') {
+    peekClientHello(
+      socket,
+      p.ctx.limits.current.requestHeaderTimeoutMs,
+      (read) => {
+        if (read.kind !== 'hello') {
           p.refused(spec.port, 'handshake');
           socket.destroy();
-          return;
-        }
-        socket.unshift(buf);
-        if (!p.passthrough(spec.upstream, read.sni, socket)) {
+        } else if (!p.passthrough(spec.upstream, read.sni, socket)) {
           p.refused(spec.port, 'unknown-sni');
           socket.destroy();
         }
-      } catch (err) {
-        done();
-        p.ctx.failed('accept', err, socket);
-      }
-    };
-    socket.on('error', () => socket.destroy());
-    socket.once('close', done);
-    socket.on('data', onData);
+      },
+      (err) => p.ctx.failed('accept', err, socket),
+    );
   }
 
   close(): void {

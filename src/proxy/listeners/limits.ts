@@ -38,6 +38,14 @@ export interface ProxyLimits {
    * (a wrong answer is re-probed after the first request it fails).
    */
   readonly appProbeTimeoutMs: number;
+  /**
+   * How long a TCP connection through the proxy waits for its upstream to connect (and
+   * finish its TLS handshake) before trying the next endpoint. Envoy's cluster
+   * connect_timeout is 5 s by default and Istio sets 10 s; 10 s.
+   */
+  readonly tcpConnectTimeoutMs: number;
+  /** A TCP connection with no bytes either way for this long is closed: Envoy's tcp_proxy idle_timeout default, 1 h. */
+  readonly tcpIdleTimeoutMs: number;
 }
 
 /** Defaults (see each field for the reason). */
@@ -49,6 +57,8 @@ export const DEFAULT_LIMITS: ProxyLimits = Object.freeze({
   h2MaxHeaderListBytes: 16 * 1024,
   maxConnectionsPerListener: 10_000,
   appProbeTimeoutMs: 1000,
+  tcpConnectTimeoutMs: 10_000,
+  tcpIdleTimeoutMs: 3_600_000,
 });
 
 /**

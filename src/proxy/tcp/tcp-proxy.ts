@@ -1,12 +1,14 @@
 // Raw TCP through the mesh (Postgres, Redis, anything not HTTP): pick an endpoint,
 // connect, and pipe bytes both ways with backpressure. A refused connection tries the
-// next endpoint before any byte has been read from the client.
+// next endpoint before any byte has been read from the client; so does one that takes
+// longer than the connect timeout. A connection with no bytes either way for the idle
+// timeout is closed. A client no upstream took is closed and counted with the reason.
 import net from 'node:net';
 import tls from 'node:tls';
 import type { SecureFor } from '../http1/pool.js';
 import type { Endpoint } from '../../api/protocol.js';
 import type { AccessLog } from '../../telemetry/access-log.js';
-import type { Direction, ProxyMetrics } from '../../telemetry/metrics.js';
+import type { Direction, ProxyMetrics, TcpConnectFailure } from '../../telemetry/metrics.js';
 import { endpointKey, type Balancer } from '../balancer/balancer.js';
 import { skipReadMore } from '../listeners/socket-tuning.js';
 
@@ -20,10 +22,19 @@ export interface TcpTelemetry {
   failed?: (err: unknown) => void;
   /** Which endpoints take mutual TLS (outbound to peer sidecars); absent: plaintext (inbound, to the app). */
   secureFor?: SecureFor;
+  /** The SNI of the mutual-TLS connection (the egress gateway's `outbound_.<port>_._.<key>`); absent: none. */
+  servername?: string;
+  /** How long connecting (TLS included) may take before the next endpoint is tried; absent: no limit. */
+  connectTimeoutMs?: number;
+  /** Closes a connection with no bytes either way for this long; absent: never. */
+  idleTimeoutMs?: number;
 }
 
+/** The connect timed out (the reason the next endpoint is tried). */
+class ConnectTimeout extends Error {}
+
 /** Opens the connection to `e`: plaintext, or mutual TLS when `secureFor` says so; `ready` names the event that says it is up. */
-function connectTo(e: Endpoint, secureFor: SecureFor | undefined): { socket: net.Socket; ready: 'connect' | 'secureConnect' } {
+function connectTo(e: Endpoint, secureFor: SecureFor | undefined, servername: string | undefined): { socket: net.Socket; ready: 'connect' | 'secureConnect' } {
   const key = secureFor === undefined ? '' : endpointKey(e);
   const secure = secureFor?.(key, undefined);
   if (secure === undefined) return { socket: net.connect({ host: e.host, port: e.port, noDelay: true }), ready: 'connect' };
@@ -32,7 +43,13 @@ function connectTo(e: Endpoint, secureFor: SecureFor | undefined): { socket: net
     process.nextTick(() => s.destroy(new Error(secure)));
     return { socket: s, ready: 'connect' };
   }
-  const t = tls.connect({ host: e.host, port: e.port, ...secure.options });
+  let options = secure.options;
+  if (servername !== undefined) {
+    // A session kept for this endpoint may be another SNI's: this connection handshakes in full.
+    const { session: _, ...rest } = options;
+    options = { ...rest, servername };
+  }
+  const t = tls.connect({ host: e.host, port: e.port, ...options });
   t.setNoDelay(true);
   secure.watch(t, key);
   return { socket: t, ready: 'secureConnect' };
@@ -64,9 +81,11 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
       else client.destroy();
     }
   };
+  let lastFailure: TcpConnectFailure = 'no-endpoints';
   const tryNext = (): void => {
     const e = choose(tried);
     if (e === undefined || clientClosed) {
+      if (!clientClosed) t.metrics.tcpConnectFailed(t.direction, t.source, t.destination, lastFailure);
       t.accessLog.write({
         ts: new Date().toISOString(),
         direction: t.direction,
@@ -82,12 +101,20 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
     // The connection is pending with its endpoint while it is open; the connect time is its round-trip sample.
     balancer?.started(e);
     const connectStart = performance.now();
-    const { socket: upstream, ready } = connectTo(e, t.secureFor);
+    const { socket: upstream, ready } = connectTo(e, t.secureFor, t.servername);
+    if (t.connectTimeoutMs !== undefined) {
+      upstream.setTimeout(t.connectTimeoutMs, () => upstream.destroy(new ConnectTimeout(`no connection in ${t.connectTimeoutMs} ms`)));
+    }
     upstream.once('error', (err) => {
+      upstream.destroy();
+      // A socket error names its system call (connect, read, write); a refused certificate or handshake names none.
+      const syscall = (err as NodeJS.ErrnoException).syscall;
+      lastFailure = err instanceof ConnectTimeout ? 'timeout' : ready === 'secureConnect' && syscall === undefined ? 'tls' : 'connect';
       balancer?.finished(e, performance.now() - connectStart, true);
       balancer?.connectFailed(e, Date.now());
       if (tried.size < MAX_CONNECT_ATTEMPTS) attempt();
       else {
+        t.metrics.tcpConnectFailed(t.direction, t.source, t.destination, lastFailure);
         t.accessLog.write({
           ts: new Date().toISOString(),
           direction: t.direction,
@@ -102,6 +129,7 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
     });
     upstream.once(ready, () => {
       upstream.removeAllListeners('error');
+      upstream.setTimeout(0);
       const connectMs = performance.now() - connectStart;
       if (clientClosed) {
         // The client left while we connected: its close event is gone, so end here.
@@ -159,6 +187,11 @@ function pipeBoth(client: net.Socket, upstream: net.Socket, e: Endpoint, t: TcpT
     });
   };
   upstream.on('error', (err) => finish(err.message));
+  client.on('error', () => finish('client-error'));
+  if (t.idleTimeoutMs !== undefined) {
+    // Node refreshes a socket's timer on reads and writes alike: the upstream's covers both ways.
+    upstream.setTimeout(t.idleTimeoutMs, () => finish('idle-timeout'));
+  }
   client.on('close', () => finish());
   upstream.on('close', () => finish());
 }
