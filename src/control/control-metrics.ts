@@ -4,6 +4,7 @@
 import { createRequire } from 'node:module';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type * as PromClient from 'prom-client';
+import type { HealthStatus } from '../api/admin.js';
 
 const requireCjs = createRequire(import.meta.url);
 const client = {
@@ -44,6 +45,12 @@ export class ControlMetrics {
     labelNames: ['reason'],
     registers: [this.#registry],
   });
+  readonly #healthTransitions = new client.Counter({
+    name: 'trellis_control_health_transitions_total',
+    help: "Changes of an instance's health status found by the control plane's health checks, by from and to (unknown, healthy, unhealthy).",
+    labelNames: ['from', 'to'],
+    registers: [this.#registry],
+  });
   /** Seconds until the earliest of the CA's issuer and roots expires (set by the control plane). */
   readonly caExpiry = new client.Gauge({
     name: 'trellis_control_ca_expiry_seconds',
@@ -82,6 +89,11 @@ export class ControlMetrics {
 
   issued(): void {
     this.#issued.inc();
+  }
+
+  /** An instance's health status changed (the labels are the model's three statuses, nothing else). */
+  healthTransition(from: HealthStatus, to: HealthStatus): void {
+    this.#healthTransitions.inc({ from, to });
   }
 
   csrRefused(reason: CsrRefusal): void {

@@ -183,7 +183,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ca.maintain().then(caExpiry, (err: unknown) => log(`control: ca: maintenance failed: ${err instanceof Error ? err.message : String(err)}`));
   }, 10 * 60_000).unref();
 
-  const checker = new HealthChecker({ model, log, ...opts.health });
+  const checker = new HealthChecker({ model, log, onTransition: (from, to) => metrics.healthTransition(from, to), ...opts.health });
   const distributor = new Distributor({
     model,
     log,

@@ -8,6 +8,7 @@ import { MeshModel, type HealthState } from '../../src/control/model.js';
 import type { HealthConfig } from '../../src/control/sources/mesh-config.js';
 import { config, service } from './helpers.js';
 import { eventually } from '../helpers/eventually.js';
+import { ControlMetrics } from '../../src/control/control-metrics.js';
 
 const cleanups: (() => unknown)[] = [];
 after(async () => {
@@ -86,6 +87,28 @@ test('an HTTP instance turns healthy on its first good answer and unhealthy afte
   const back = (await checker.checkNow('app-0'))!;
   assert.equal(back.status, 'healthy');
   assert.equal(back.lastError, undefined);
+});
+
+test('each status change is reported once, as trellis_control_health_transitions_total counts it', async () => {
+  const app = await httpApp();
+  const model = modelWith({ type: 'http', path: '/healthz', ...timing });
+  const metrics = new ControlMetrics();
+  cleanups.push(() => metrics.close());
+  const checker = new HealthChecker({ model, schedule: false, onTransition: (from, to) => metrics.healthTransition(from, to) });
+  checker.start();
+  cleanups.push(() => checker.stop());
+  register(model, 'app-0', app.port);
+  await checker.checkNow('app-0');
+  await checker.checkNow('app-0'); // healthy again: no transition
+  app.setStatus(503);
+  await checker.checkNow('app-0');
+  await checker.checkNow('app-0');
+  const text = await metrics.text();
+  const count = (from: string, to: string): number =>
+    Number(new RegExp(`trellis_control_health_transitions_total\\{from="${from}",to="${to}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+  assert.equal(count('unknown', 'healthy'), 1);
+  assert.equal(count('healthy', 'unhealthy'), 1);
+  assert.equal(count('unhealthy', 'healthy'), 0);
 });
 
 test('an HTTP check with an expected status wants exactly that status', async () => {

@@ -38,10 +38,10 @@ class ManualClock implements DebounceClock {
   }
 }
 
-function setup(quietMs: number, maxDelayMs: number): { clock: ManualClock; pushes: number[]; debounce: PushDebounce } {
+function setup(quietMs: number, maxDelayMs: number, stormMaxDelayMs = maxDelayMs): { clock: ManualClock; pushes: number[]; debounce: PushDebounce } {
   const clock = new ManualClock();
   const pushes: number[] = [];
-  const debounce = new PushDebounce({ quietMs, maxDelayMs, clock }, () => pushes.push(clock.now()));
+  const debounce = new PushDebounce({ quietMs, maxDelayMs, stormMaxDelayMs, clock }, () => pushes.push(clock.now()));
   return { clock, pushes, debounce };
 }
 
@@ -87,6 +87,35 @@ test('a storm (a change every 5 ms for 3 s) is pushed once per max delay, and no
     const carried = pushes.find((p) => p >= c);
     assert.ok(carried !== undefined && carried - c <= 1000, `the change at ${c} ms waited until ${carried}`);
   }
+});
+
+test('in a long storm the max delay doubles from push to push up to the storm max; quiet resets it', () => {
+  const { clock, pushes, debounce } = setup(20, 1000, 8000);
+  const changes: number[] = [];
+  for (let t = 0; t < 20_000; t += 5) {
+    debounce.trigger();
+    changes.push(clock.now());
+    clock.advance(5);
+  }
+  clock.advance(100);
+  // 1 s, then 2, 4 and 8 s after each previous push; the end of the storm goes out after the quiet period.
+  assert.deepEqual(pushes, [1000, 3000, 7000, 15000, 20015]);
+  for (const c of changes) {
+    const carried = pushes.find((p) => p >= c);
+    assert.ok(carried !== undefined && carried - c <= 8000, `the change at ${c} ms waited until ${carried}`);
+  }
+  assert.equal(debounce.maxDelayMs, 1000, 'the quiet period reset the max delay');
+  // A lone change after the storm: out after the quiet period.
+  debounce.trigger();
+  clock.advance(20);
+  assert.deepEqual(pushes.at(-1), 20_120);
+  // A new storm starts again from 1 s.
+  const from = clock.now();
+  for (let t = 0; t < 1500; t += 5) {
+    debounce.trigger();
+    clock.advance(5);
+  }
+  assert.equal(pushes.at(-1), from + 1000);
 });
 
 test('flush pushes a pending change at once; stop drops it', () => {

@@ -145,11 +145,18 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   fc.record({ kind: fc.constant('resync' as const), w: fc.integer({ min: 0, max: WATCHED.length - 1 }) }),
 );
 
-async function run(commands: readonly Command[]): Promise<void> {
+/** Until the distributor's push round in progress (sliced) has sent to every proxy. */
+async function roundDone(distributor: Distributor): Promise<void> {
+  for (let i = 0; i < 1000 && distributor.pushing; i++) await settle();
+  assert.equal(distributor.pushing, false, 'the push round ends');
+}
+
+/** `sliceMs` 0: a push round yields after every proxy, so the commands land in the middle of rounds. */
+async function run(commands: readonly Command[], sliceMs?: number): Promise<void> {
   const variants = configs();
   const model = new MeshModel();
   model.setConfig(variants[0]!, ['mesh.yaml']);
-  const distributor = new Distributor({ model, clock: neverClock });
+  const distributor = new Distributor({ model, clock: neverClock, ...(sliceMs !== undefined ? { sliceMs } : {}) });
   distributor.start();
   const streams: MemoryStream[] = [];
   const open = async (w: number): Promise<void> => {
@@ -178,6 +185,7 @@ async function run(commands: readonly Command[]): Promise<void> {
       await settle();
     }
     distributor.pushAll();
+    await roundDone(distributor);
     await settle();
     await settle();
     for (const [w, proxy] of WATCHED.entries()) {
@@ -202,6 +210,59 @@ test('a proxy that applies every delta ends with the snapshot a full compile giv
     fc.asyncProperty(fc.array(command, { maxLength: 40 }), (commands) => run(commands)),
     { numRuns: 150 },
   );
+});
+
+test('the same when push rounds are sliced to one proxy each and the changes land between the slices (property)', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(command, { maxLength: 40 }), (commands) => run(commands, 0)),
+    { numRuns: 150 },
+  );
+});
+
+test('a push round yields the event loop between slices and still reaches every proxy once', async () => {
+  const model = new MeshModel();
+  model.setConfig(configs()[1]!, ['mesh.yaml']);
+  const distributor = new Distributor({ model, clock: neverClock, sliceMs: 0 });
+  distributor.start();
+  try {
+    const streams = WATCHED.map(() => new MemoryStream());
+    for (const [w, s] of streams.entries()) {
+      distributor.handleUpgrade(upgradeRequest(), s, Buffer.alloc(0));
+      s.send({ type: 'hello', proxy: WATCHED[w] });
+    }
+    await settle();
+    await roundDone(distributor);
+    // A config edit changes the backend's routes (the frontends') and the frontend's upstreams.
+    model.setConfig(configs()[0]!, ['mesh.yaml']);
+    const before = streams.map((s) => s.messages.length);
+    distributor.pushAll();
+    assert.equal(distributor.pushing, true, 'the round is not done in one go');
+    let between = false;
+    setImmediate(() => (between = distributor.pushing));
+    await roundDone(distributor);
+    assert.equal(between, true, 'other work ran while the round was under way');
+    const sent = streams.map((s, i) => s.messages.length - (before[i] ?? 0));
+    assert.ok(
+      sent.every((n) => n <= 1),
+      `no proxy is sent twice in one round: ${sent.join(',')}`,
+    );
+    for (const [w, proxy] of WATCHED.entries()) {
+      const { version: _v, ...got } = streams[w]!.assembler.current as Snapshot;
+      assert.deepStrictEqual(got, compileSnapshot({ config: model.config, instances: routableInstances(model), proxy: model.proxy(proxy.id)?.info ?? proxy }));
+    }
+    // A round replaced by a newer one before it ended: the newer one covers everyone.
+    model.setConfig(configs()[2]!, ['mesh.yaml']);
+    distributor.pushAll();
+    model.setConfig(configs()[1]!, ['mesh.yaml']);
+    distributor.pushAll();
+    await roundDone(distributor);
+    for (const [w, proxy] of WATCHED.entries()) {
+      const { version: _v, ...got } = streams[w]!.assembler.current as Snapshot;
+      assert.deepStrictEqual(got, compileSnapshot({ config: model.config, instances: routableInstances(model), proxy: model.proxy(proxy.id)?.info ?? proxy }));
+    }
+  } finally {
+    distributor.stop();
+  }
 });
 
 test('a change to one service reaches only the proxies that call it, as a delta of that upstream alone', async () => {

@@ -54,6 +54,11 @@ export class CompiledViews {
     this.#instances = instances;
   }
 
+  /** The round in progress (each begin() starts the next). */
+  get round(): number {
+    return this.#round;
+  }
+
   get started(): boolean {
     return this.#config !== undefined;
   }

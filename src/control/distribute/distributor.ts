@@ -30,6 +30,8 @@ import type { ControlConfig } from '../sources/mesh-config.js';
 
 export const STREAM_PATH = '/v1/stream';
 export const STREAM_UPGRADE = 'trellis-stream';
+/** How long a push round sends before it yields the event loop (DistributorOptions.sliceMs). */
+export const DEFAULT_PUSH_SLICE_MS = 10;
 
 export interface DistributorOptions {
   model: MeshModel;
@@ -51,6 +53,12 @@ export interface DistributorOptions {
   debounceMaxMs?: number;
   /** The debounce's clock (tests). */
   clock?: DebounceClock;
+  /**
+   * A push round sends to proxies for at most this long before it yields the event loop
+   * (setImmediate) and goes on (default 10 ms), so a round to 1,000 proxies never holds
+   * ACKs, health checks or the admin API for longer (issue 17).
+   */
+  sliceMs?: number;
   /**
    * After this control plane starts, how long resumed proxies may wait for the
    * instances their snapshots route to (default 10 s): see {@link ProxyInfo.resumed}.
@@ -128,6 +136,11 @@ export class Distributor {
   readonly #byProxy = new Map<string, Connection>();
   #unsubscribe?: () => void;
   #stopped = false;
+  readonly #sliceMs: number;
+  /** The push round in progress (sliced): its generation, bumped by each new round. */
+  #pushRound = 0;
+  #pushRemaining: Connection[] = [];
+  #pushImmediate?: NodeJS.Immediate;
   // A restarted control plane learns the mesh again as proxies reconnect one by one.
   // Proxies that resume (they serve on a snapshot from before) are sent nothing until
   // every instance their snapshots route to has registered again, or until the wait
@@ -161,6 +174,7 @@ export class Distributor {
       },
       () => this.pushAll(),
     );
+    this.#sliceMs = Math.max(0, opts.sliceMs ?? DEFAULT_PUSH_SLICE_MS);
     this.#resumeUntil = Date.now() + (opts.resumeWaitMs ?? 10_000);
     this.#quotas = new RateQuotas({ limitsOf: (service) => this.#globalLimitsOf(service) });
   }
@@ -199,6 +213,7 @@ export class Distributor {
     this.#quotas.stop();
     this.#unsubscribe?.();
     this.#debounce.stop();
+    this.#cancelRound();
     if (this.#resumeTimer) clearTimeout(this.#resumeTimer);
     for (const conn of this.#connections) conn.socket.destroy();
     this.#connections.clear();
@@ -435,11 +450,53 @@ export class Distributor {
     this.#stale = false;
   }
 
-  /** Recompiles what changed and sends every connected proxy what changed for it. */
+  /** Whether a push round is still sending (it yields the event loop between slices). */
+  get pushing(): boolean {
+    return this.#pushImmediate !== undefined;
+  }
+
+  /**
+   * Recompiles what changed and sends every connected proxy what changed for it, in
+   * slices of at most `sliceMs` (the first one now): a round to 1,000 proxies must not
+   * hold the event loop. A round that starts while one is under way replaces it (the
+   * new one covers every proxy, from the newer model).
+   */
   pushAll(): void {
+    this.#cancelRound();
     this.#beginRound();
-    for (const conn of this.#byProxy.values()) this.#push(conn, false);
-    this.#views.prune();
+    const round = ++this.#pushRound;
+    this.#pushRemaining = [...this.#byProxy.values()];
+    this.#pushSlice(round, this.#views.round);
+  }
+
+  #cancelRound(): void {
+    if (this.#pushImmediate !== undefined) clearImmediate(this.#pushImmediate);
+    this.#pushImmediate = undefined;
+    this.#pushRemaining = [];
+  }
+
+  #pushSlice(round: number, viewsRound: number): void {
+    this.#pushImmediate = undefined;
+    if (this.#stopped || round !== this.#pushRound) return;
+    const until = performance.now() + this.#sliceMs;
+    const remaining = this.#pushRemaining;
+    let i = 0;
+    // At least one proxy per slice, however short the slice.
+    for (const conn of remaining) {
+      if (i > 0 && performance.now() >= until) break;
+      i++;
+      // Gone, or replaced by a newer stream of the same proxy (its hello sent it everything).
+      if (conn.proxy && this.#byProxy.get(conn.proxy.id) === conn) this.#push(conn, false);
+    }
+    if (i < remaining.length) {
+      this.#pushRemaining = remaining.slice(i);
+      this.#pushImmediate = setImmediate(() => this.#pushSlice(round, viewsRound));
+      return;
+    }
+    this.#pushRemaining = [];
+    // Views no one asked for this round are dropped, unless a newer round began meanwhile
+    // (a stream's hello can start one): it prunes with what it saw.
+    if (this.#views.round === viewsRound) this.#views.prune();
     // A config change may add, change or drop global limits: new quotas at once, after the snapshots that hold them.
     this.#quotas.rebalanceAll();
   }

@@ -5,8 +5,14 @@
 // short quiet period; a registration storm or a rolling restart, whose changes keep
 // coming, coalesces into one push per `maxDelayMs` instead of one per change.
 //
-// The push itself is synchronous on this thread, so istiod's "one push at a time" holds
-// by construction: changes that arrive during a push start the next window.
+// Storm spacing: when a push was forced by the max delay (the changes never went quiet),
+// the next window's max delay doubles, up to `stormMaxDelayMs` (1, 2, 4, 8 s): a
+// registration of 1,000 proxies, whose hellos and first health checks keep coming for
+// seconds, sends each proxy a handful of deltas instead of one a second. The first push
+// that follows a quiet period resets it, so a lone change after the storm goes out at once.
+//
+// A push round sends in slices (distributor.ts); a round that begins while one is under
+// way replaces it.
 
 /** The clock the debounce reads and schedules with; tests pass a manual one. */
 export interface DebounceClock {
@@ -26,15 +32,21 @@ export interface PushDebounceOptions {
   readonly quietMs?: number;
   /** The longest a change waits for its push, however busy (default 1000 ms). */
   readonly maxDelayMs?: number;
+  /** In a storm the max delay doubles from push to push up to this (default 8000 ms; raised to maxDelayMs). */
+  readonly stormMaxDelayMs?: number;
   readonly clock?: DebounceClock;
 }
 
 export const DEFAULT_PUSH_QUIET_MS = 20;
 export const DEFAULT_PUSH_MAX_DELAY_MS = 1000;
+export const DEFAULT_PUSH_STORM_MAX_DELAY_MS = 8000;
 
 export class PushDebounce {
   readonly #quietMs: number;
   readonly #maxDelayMs: number;
+  readonly #stormMaxDelayMs: number;
+  /** The max delay of the current window: longer while a storm lasts. */
+  #windowMaxMs: number;
   readonly #clock: DebounceClock;
   readonly #fire: () => void;
   /** When the first change of the window came (undefined: nothing pending). */
@@ -47,6 +59,8 @@ export class PushDebounce {
   constructor(o: PushDebounceOptions, fire: () => void) {
     this.#quietMs = Math.max(0, o.quietMs ?? DEFAULT_PUSH_QUIET_MS);
     this.#maxDelayMs = Math.max(this.#quietMs, o.maxDelayMs ?? DEFAULT_PUSH_MAX_DELAY_MS);
+    this.#stormMaxDelayMs = Math.max(this.#maxDelayMs, o.stormMaxDelayMs ?? DEFAULT_PUSH_STORM_MAX_DELAY_MS);
+    this.#windowMaxMs = this.#maxDelayMs;
     this.#clock = o.clock ?? realClock;
     this.#fire = fire;
   }
@@ -54,6 +68,11 @@ export class PushDebounce {
   /** Whether a push is pending. */
   get pending(): boolean {
     return this.#first !== undefined;
+  }
+
+  /** The max delay of the pending (or next) window, in ms (tests, metrics). */
+  get maxDelayMs(): number {
+    return this.#windowMaxMs;
   }
 
   /** How many changes the pending push carries. */
@@ -85,6 +104,7 @@ export class PushDebounce {
     this.#timer = undefined;
     this.#first = undefined;
     this.#events = 0;
+    this.#windowMaxMs = this.#maxDelayMs;
   }
 
   #arm(ms: number): void {
@@ -97,8 +117,16 @@ export class PushDebounce {
     if (first === undefined) return;
     const now = this.#clock.now();
     const quietUntil = this.#last + this.#quietMs;
-    const maxUntil = first + this.#maxDelayMs;
-    if (now >= quietUntil || now >= maxUntil) return this.flush();
+    const maxUntil = first + this.#windowMaxMs;
+    if (now >= quietUntil) {
+      this.#windowMaxMs = this.#maxDelayMs;
+      return this.flush();
+    }
+    if (now >= maxUntil) {
+      // Forced by the max delay: a storm. The next window may wait longer.
+      this.#windowMaxMs = Math.min(this.#windowMaxMs * 2, this.#stormMaxDelayMs);
+      return this.flush();
+    }
     // Changes came since the timer was set: wait for quiet again, but not past the max delay.
     this.#arm(Math.min(quietUntil, maxUntil) - now);
   }

@@ -178,6 +178,8 @@ export interface HealthCheckerOptions {
   timers?: Timers;
   /** false: no timers at all; tests drive checks with {@link HealthChecker.checkNow}. */
   schedule?: boolean;
+  /** Called on each change of an instance's status (metrics: trellis_control_health_transitions_total). */
+  onTransition?: (from: HealthState['status'], to: HealthState['status']) => void;
   /** Interval while an instance has never been healthy (capped by its service's interval). */
   startupIntervalMs?: number;
   /** How long after registration the startup interval applies. */
@@ -196,6 +198,7 @@ export class HealthChecker {
   readonly #probe: Probe;
   readonly #timers: Timers;
   readonly #schedule: boolean;
+  readonly #onTransition?: (from: HealthState['status'], to: HealthState['status']) => void;
   readonly #startupIntervalMs: number;
   readonly #startupWindowMs: number;
   readonly #tracked = new Map<string, Tracked>();
@@ -207,6 +210,7 @@ export class HealthChecker {
     this.#probe = opts.probe ?? defaultProbe;
     this.#timers = opts.timers ?? realTimers;
     this.#schedule = opts.schedule ?? true;
+    this.#onTransition = opts.onTransition;
     this.#startupIntervalMs = opts.startupIntervalMs ?? 200;
     this.#startupWindowMs = opts.startupWindowMs ?? 30_000;
   }
@@ -242,6 +246,7 @@ export class HealthChecker {
     const next = nextHealth(prev, result, health, this.#model.now());
     this.#model.setHealth(id, next);
     if (next.status !== prev.status) {
+      this.#onTransition?.(prev.status, next.status);
       this.#log(`control: health: ${id} (${instance.service}) ${prev.status} -> ${next.status}${next.lastError ? `: ${next.lastError}` : ''}`);
     }
     return next;
