@@ -11,7 +11,12 @@
 //   snapshot the moment it reads it, so the last arrival is the last ACK);
 // - the control plane's RSS (max sampled) and CPU seconds, and the worst latency of a
 //   `GET /healthz` sent every 50 ms throughout: an answer late by X ms means the control
-//   plane's event loop was blocked for about X ms.
+//   plane's event loop was blocked for about X ms; and its own event-loop delay metric
+//   (the longest block, read from /metrics every second);
+// - certificates: every simulated proxy asks for its workload certificate with a CSR
+//   after its hello, as a real one does, so the CA's signing is part of registration;
+// - false health transitions: the control plane's count of instances it marked
+//   unhealthy, where every app answers 200 (any such transition is a false one).
 //
 // Every simulated proxy has its own loopback address (127.1.x.y, which Linux routes to
 // the host without any set-up), all served by one HTTP server bound to 0.0.0.0 that
@@ -22,7 +27,9 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import path from 'node:path';
+import { ADMIN_TOKEN_ENV, adminHeaders, newAdminToken } from '../src/security/admin-token.js';
 import { BOOTSTRAP_SECRET_ENV, mintCredential, newBootstrapSecret } from '../src/security/bootstrap-credential.js';
+import { makeCsr } from '../src/security/x509.js';
 import { freePort } from './targets.js';
 
 export interface ScaleOptions {
@@ -62,17 +69,27 @@ export interface ScaleResult {
   readonly controlCpuS: number | undefined;
   /** Worst `/healthz` answer time during the run. */
   readonly maxHealthzMs: number;
+  /** The longest event-loop block the control plane's own metric saw (undefined: never read). */
+  readonly maxLoopDelayMs?: number | undefined;
+  /** Workload certificates the simulated proxies received, and CSRs refused. */
+  readonly certificates?: { readonly issued: number; readonly refused: number };
+  /** Instances the control plane marked unhealthy although every app answered 200. */
+  readonly falseHealthTransitions?: number | undefined;
   readonly error?: string;
 }
 
 /** The messages a proxy ACKs: a full snapshot, or a delta (issue 17). */
 const SNAPSHOT_PREFIX = '{"type":"snapshot"';
 const DELTA_PREFIX = '{"type":"delta"';
+const CERTIFICATE_PREFIX = '{"type":"certificate"';
+const CSR_REFUSED_PREFIX = '{"type":"csr-refused"';
 
 /** One simulated proxy: a stream, the snapshots it got, and when the marker arrived. */
 class SimProxy {
   snapshots = 0;
   bytes = 0;
+  /** 1: its certificate came; -1: its CSR was refused; 0: waiting. */
+  certificate = 0;
   lastSnapshotAt = 0;
   markerAt = 0;
   #partial = '';
@@ -93,6 +110,11 @@ class SimProxy {
       for (const line of parts) {
         // Only what a proxy must read to answer: the version, for the ACK. Parsing every
         // snapshot here would make the simulator the bottleneck, not the control plane.
+        if (line.startsWith(CERTIFICATE_PREFIX) || line.startsWith(CSR_REFUSED_PREFIX)) {
+          this.certificate = line.startsWith(CERTIFICATE_PREFIX) ? 1 : -1;
+          onSnapshot();
+          continue;
+        }
         if (!line.startsWith(SNAPSHOT_PREFIX) && !line.startsWith(DELTA_PREFIX)) continue;
         const version = /"version":(\d+)/.exec(line.slice(0, 64))?.[1];
         if (version === undefined) continue;
@@ -179,7 +201,7 @@ function rssMbOf(pid: number): number | undefined {
   }
 }
 
-function openStream(control: number, hello: object, localAddress: string): Promise<net.Socket> {
+function openStream(control: number, hello: object, localAddress: string, after: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const req = http.request({
       host: '127.0.0.1',
@@ -197,7 +219,7 @@ function openStream(control: number, hello: object, localAddress: string): Promi
       clearTimeout(timer);
       if (head.length > 0) socket.unshift(head);
       socket.on('error', () => {});
-      socket.write(`${JSON.stringify(hello)}\n`);
+      socket.write(`${JSON.stringify(hello)}\n${after}`);
       resolve(socket);
     });
     req.on('response', (res) => {
@@ -211,6 +233,32 @@ function openStream(control: number, hello: object, localAddress: string): Promi
     });
     req.end();
   });
+}
+
+/** The control plane's /metrics text ('' when it did not answer). */
+function scrape(control: number, token: string): Promise<string> {
+  return new Promise((resolve) => {
+    http
+      .get({ host: '127.0.0.1', port: control, path: '/metrics', headers: adminHeaders(token), agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve(res.statusCode === 200 ? body : ''));
+      })
+      .on('error', () => resolve(''));
+  });
+}
+
+/** The sum of a metric's samples whose labels include every one of `labels` (undefined: no sample). */
+export function metricSum(text: string, name: string, labels: readonly string[] = []): number | undefined {
+  let sum: number | undefined;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!labels.every((l) => line.includes(l))) continue;
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Number.isFinite(value)) sum = (sum ?? 0) + value;
+  }
+  return sum;
 }
 
 function percentile(xs: readonly number[], p: number): number | undefined {
@@ -236,6 +284,11 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   writeFileSync(path.join(dir, 'mesh.yaml'), meshYaml(o));
   writeFileSync(path.join(dir, 'routes.yaml'), routesYaml(o, 'before'));
   const secret = newBootstrapSecret();
+  const adminToken = newAdminToken();
+  // A CSR asks for nothing (the CA names the certificate after the hello's credential),
+  // so one CSR serves every simulated proxy: the bench pays for one key, the CA signs N.
+  const keys = (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const csrLine = `${JSON.stringify({ type: 'csr', id: 1, csr: await makeCsr(keys) })}\n`;
   const cpPort = await freePort();
   const appPort = await freePort();
   // Every instance's app, inbound and admin address: 127.1.x.y:appPort, one server.
@@ -252,6 +305,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   let maxRss = 0;
   let healthz: NodeJS.Timeout | undefined;
   let rssTimer: NodeJS.Timeout | undefined;
+  let loopTimer: NodeJS.Timeout | undefined;
+  let maxLoopDelayMs: number | undefined;
   const base = {
     proxies: o.proxies,
     services: o.services,
@@ -264,7 +319,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       {
         cwd: dir,
         stdio: ['ignore', 'ignore', 'ignore'],
-        env: { ...process.env, [BOOTSTRAP_SECRET_ENV]: secret },
+        env: { ...process.env, [BOOTSTRAP_SECRET_ENV]: secret, [ADMIN_TOKEN_ENV]: adminToken },
       },
     );
     const pid = cp.pid ?? -1;
@@ -298,6 +353,14 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         .on('error', () => (inFlight = false));
     }, 50);
     rssTimer = setInterval(() => (maxRss = Math.max(maxRss, rssMbOf(pid) ?? 0)), 250);
+    // Each scrape reads the longest block since the one before (and resets it).
+    const readLoopDelay = async (): Promise<void> => {
+      const max = metricSum(await scrape(cpPort, adminToken), 'trellis_control_event_loop_delay_seconds', ['quantile="1"']);
+      if (max !== undefined) maxLoopDelayMs = Math.max(maxLoopDelayMs ?? 0, max * 1000);
+    };
+    await readLoopDelay(); // from here on: the start-up's own block is not the run's
+    maxLoopDelayMs = undefined;
+    loopTimer = setInterval(() => void readLoopDelay(), 1000);
     const cpuBefore = cpuSecondsOf(pid);
 
     // Registration: every proxy connects (64 at a time, as a rolling start would), sends its hello.
@@ -317,7 +380,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         const proxy = { id, service, version: 'default', kind: 'sidecar' as const, app: hp, inbound: hp, admin: hp, upstreams: [], pid: 100_000 + i };
         const hello = { type: 'hello', proxy, credential: mintCredential(secret, { kind: 'sidecar', service, id }) };
         try {
-          const socket = await openStream(cpPort, hello, host);
+          const socket = await openStream(cpPort, hello, host, csrLine);
           sims.push(new SimProxy(id, service, socket, () => (lastActivity = performance.now())));
         } catch (e) {
           o.log(`scale ${o.proxies}: ${id} could not connect: ${(e as Error).message}`);
@@ -330,7 +393,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       () => lastActivity,
       o.quietMs,
       o.phaseTimeoutMs,
-      () => sims.length > 0 && sims.every((s) => s.snapshots > 0),
+      () => sims.length > 0 && sims.every((s) => s.snapshots > 0 && s.certificate !== 0),
     );
     const connected = sims.filter((s) => s.snapshots > 0).length;
     const registrationMs = settled ? Math.max(...sims.map((s) => s.lastSnapshotAt)) - t0 : undefined;
@@ -354,6 +417,12 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     await quiet(() => lastActivity, Math.min(o.quietMs, 1000), 10_000);
     const arrivals = watchers.filter((s) => s.markerAt > 0).map((s) => s.markerAt - editAt);
     const cpuAfter = cpuSecondsOf(pid);
+    clearInterval(loopTimer);
+    const metrics = await scrape(cpPort, adminToken);
+    const loopNow = metricSum(metrics, 'trellis_control_event_loop_delay_seconds', ['quantile="1"']);
+    if (loopNow !== undefined) maxLoopDelayMs = Math.max(maxLoopDelayMs ?? 0, loopNow * 1000);
+    const falseHealthTransitions = metrics === '' ? undefined : (metricSum(metrics, 'trellis_control_health_transitions_total', ['to="unhealthy"']) ?? 0);
+    const certificates = { issued: sims.filter((s) => s.certificate === 1).length, refused: sims.filter((s) => s.certificate === -1).length };
     const fanOut = {
       callers: watchers.length,
       reached: arrivals.length,
@@ -374,6 +443,9 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       controlRssMb: maxRss > 0 ? maxRss : undefined,
       controlCpuS: cpuBefore !== undefined && cpuAfter !== undefined ? cpuAfter - cpuBefore : undefined,
       maxHealthzMs,
+      maxLoopDelayMs,
+      certificates,
+      falseHealthTransitions,
     };
   } catch (e) {
     return {
@@ -391,6 +463,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   } finally {
     clearInterval(healthz);
     clearInterval(rssTimer);
+    clearInterval(loopTimer);
     for (const s of sims) s.socket.destroy();
     if (cp && cp.exitCode === null) {
       cp.kill('SIGTERM');
@@ -404,18 +477,34 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
 /** The scale table. */
 export function formatScale(results: readonly ScaleResult[]): string {
-  const header = ['proxies', 'registration', 'pushes/proxy', 'MB sent', 'route change p50', 'all callers', 'CP RSS', 'CP CPU', 'max /healthz'];
+  const header = [
+    'proxies',
+    'registration',
+    'pushes/proxy',
+    'certs',
+    'MB sent',
+    'route change p50',
+    'all callers',
+    'CP RSS',
+    'CP CPU',
+    'false unhealthy',
+    'max loop delay',
+    'max /healthz',
+  ];
   const rows = results.map((r) => {
     if (r.error) return [String(r.proxies), `failed: ${r.error}`];
     return [
       String(r.proxies),
       r.registrationMs === undefined ? 'not settled' : `${(r.registrationMs / 1000).toFixed(1)} s`,
       `${r.snapshotsPerProxy.mean.toFixed(1)} (max ${r.snapshotsPerProxy.max})`,
+      r.certificates === undefined ? '-' : `${r.certificates.issued}${r.certificates.refused > 0 ? ` (${r.certificates.refused} refused)` : ''}`,
       r.registrationMb.toFixed(1),
       r.fanOut.p50Ms === undefined ? '-' : `${r.fanOut.p50Ms.toFixed(0)} ms`,
       r.fanOut.allMs === undefined ? `${r.fanOut.reached}/${r.fanOut.callers} reached` : `${r.fanOut.allMs.toFixed(0)} ms (${r.fanOut.callers})`,
       r.controlRssMb === undefined ? '-' : `${r.controlRssMb.toFixed(0)} MB`,
       r.controlCpuS === undefined ? '-' : `${r.controlCpuS.toFixed(1)} s`,
+      r.falseHealthTransitions === undefined ? '-' : String(r.falseHealthTransitions),
+      r.maxLoopDelayMs === undefined ? '-' : `${r.maxLoopDelayMs.toFixed(0)} ms`,
       `${r.maxHealthzMs.toFixed(0)} ms`,
     ];
   });
@@ -430,8 +519,9 @@ export function formatScale(results: readonly ScaleResult[]): string {
     `control plane at scale: simulated proxies on the real stream protocol${s ? `, ${s.services} services, each calling ${s.calls}` : ''}`,
     '(registration: first hello to the last snapshot before a quiet period; pushes: snapshots and deltas a proxy was sent;',
     'route change: one route edited in the',
-    "routes file, until every proxy that calls that service has it; max /healthz: the control plane's worst answer",
-    'time to a probe every 50 ms, about its longest event-loop block)',
+    "routes file, until every proxy that calls that service has it; certs: workload certificates issued to the proxies' CSRs;",
+    "false unhealthy: instances marked unhealthy although every app answered; max loop delay: the control plane's own",
+    "event-loop delay metric, its longest block; max /healthz: the control plane's worst answer time to a probe every 50 ms)",
     line(header),
     ...rows.map(line),
   ].join('\n');
