@@ -67,6 +67,7 @@ import { formatBalancing, runBalancing, type BalancingResult } from './balancing
 import { runWrk, type WrkResult } from './wrk.js';
 import { formatScale, runScale, type ScaleResult } from './scale.js';
 import { formatIngressTls, runIngressTls } from './ingress-tls.js';
+import { formatRss, runRss } from './rss.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -158,6 +159,11 @@ const USAGE = `usage: node dist/bench/run.js [options]
                           time, snapshots per proxy, bytes sent, a route change's fan-out
                           (p50 and until every caller has it), the control plane's RSS,
                           CPU and worst /healthz answer time (bench/scale.ts)
+  --only rss              only sidecar memory: a Trellis pair (mTLS on, as the mesh runs it),
+                          each proxy's RSS, PSS and heap idle and after --rss-requests
+                          requests (default 2000), --rss-settle seconds (default 3) of quiet
+                          before each sample; --rounds fresh pairs, alternating with the
+                          --baseline / --baseline-ref build when one is given
   --scale-proxies LIST    the sizes, comma-separated (default 100,500,1000)
   --scale-services N      services the proxies are spread over (default 10)
   --scale-calls N         upstreams each service calls (default 5)
@@ -443,6 +449,8 @@ async function main(): Promise<number> {
       'scale-services': { type: 'string', default: '10' },
       'scale-calls': { type: 'string', default: '5' },
       'scale-timeout': { type: 'string', default: '120' },
+      'rss-requests': { type: 'string', default: '2000' },
+      'rss-settle': { type: 'string', default: '3' },
       targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
       baseline: { type: 'string' },
       'baseline-ref': { type: 'string' },
@@ -511,7 +519,9 @@ async function main(): Promise<number> {
   for (const t of wanted) if (!ORDER.includes(t as TargetName)) throw new Error(`--targets: unknown target "${t}" (known: ${ORDER.join(', ')})`);
   if (values.baseline !== undefined && values['baseline-ref'] !== undefined) throw new Error('--baseline and --baseline-ref: give one of them');
   const withBaseline = values.baseline !== undefined || values['baseline-ref'] !== undefined;
-  if (withBaseline && values.only !== undefined) throw new Error('--baseline is for the full run (max rate and 1KB fixed rate), not --only');
+  if (withBaseline && values.only !== undefined && values.only !== 'rss') {
+    throw new Error('--baseline is for the full run (max rate and 1KB fixed rate) and --only rss, not other --only scenarios');
+  }
   if (wanted.includes('baseline') && !withBaseline) throw new Error('--targets baseline needs --baseline DIR or --baseline-ref REF');
   if (withBaseline && !wanted.includes('baseline')) wanted.push('baseline');
   const order = ORDER.filter((t) => wanted.includes(t));
@@ -608,6 +618,20 @@ async function main(): Promise<number> {
         log,
       });
       return { text: formatInterception(interception), settings: { ...settings.wrk, rounds }, result: { interception } };
+    },
+    rss: async () => {
+      const builds = new Map([['trellis', repoRoot]]);
+      if (values['baseline-ref'] !== undefined) {
+        baseline = await makeBaseline({ procs, repoRoot, runDir: dir, ref: values['baseline-ref'], log, own: (remove) => (removeBaseline = remove) });
+      }
+      if (baseline) builds.set('baseline', baseline.info.dir);
+      const o = {
+        rounds: settings.wrk.rounds ?? 3,
+        requests: num('rss-requests', values['rss-requests'], 0, 1_000_000, true),
+        settleS: num('rss-settle', values['rss-settle'], 0, 60),
+      };
+      const rss = await runRss({ procs, dir, builds, ...o, log });
+      return { text: formatRss(rss), settings: { ...o, ...(baseline ? { baseline: baseline.info } : {}) }, result: { rss } };
     },
     'route-rules': async () => {
       const upstream = await startUpstream(procs, bins, dir);
