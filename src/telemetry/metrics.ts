@@ -14,17 +14,8 @@
 // process metrics a proxy needs are collected below instead.
 import type { BreakerView, ConnectionErrorReason, EjectionCountView, EndpointView, FailoverView, LimitRefusal, ListenerKind } from '../api/views.js';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import type * as PromClient from 'prom-client';
-
-const requireCjs = createRequire(import.meta.url);
-const client = {
-  Registry: requireCjs('prom-client/lib/registry') as typeof PromClient.Registry,
-  Counter: requireCjs('prom-client/lib/counter') as typeof PromClient.Counter,
-  Gauge: requireCjs('prom-client/lib/gauge') as typeof PromClient.Gauge,
-};
-type Counter = PromClient.Counter<string>;
-type Gauge = PromClient.Gauge<string>;
+import * as client from './prom-client-parts.js';
+import type { Counter, Gauge } from './prom-client-parts.js';
 
 export type Direction = 'inbound' | 'outbound';
 
@@ -776,7 +767,7 @@ export class ProxyMetrics {
  * prom-client's default collectors use (with the `trellis_proxy_` prefix), so
  * dashboards written for them work. Read at scrape time; nothing runs between scrapes.
  */
-function registerProcessMetrics(registry: PromClient.Registry): void {
+function registerProcessMetrics(registry: client.Registry): void {
   const registers = [registry];
   const gauge = (name: string, help: string, read: () => number | undefined): void => {
     new client.Gauge({
