@@ -3,9 +3,9 @@
 // JwtAuthenticator is made; a token checked at once, while jose is still loading, gets
 // the verdict it always got (accepted, or refused for a signature by another key).
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { runModuleScript } from '../helpers/module-child.js';
 
 const src = (m: string): string => JSON.stringify(new URL(`../../src/${m}`, import.meta.url).href);
 
@@ -36,18 +36,7 @@ console.log(JSON.stringify({ before, firstWaited, accepted: accepted.kind, princ
 `;
 
 test('jose is loaded by the first JwtAuthenticator, and a token checked while it loads gets its usual verdict', async () => {
-  const out = await new Promise<string>((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ['--input-type=module', '-e', CHILD],
-      { cwd: fileURLToPath(new URL('.', import.meta.url)), timeout: 20_000 },
-      (err, stdout, stderr) => {
-        if (err) reject(new Error(`${err.message}\n${stderr}`));
-        else resolve(stdout);
-      },
-    );
-  });
-  const r = JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>;
+  const r = await runModuleScript<Record<string, unknown>>(CHILD, [], fileURLToPath(new URL('.', import.meta.url)), 20_000);
   assert.deepEqual(r, {
     before: false,
     firstWaited: true,

@@ -8,9 +8,9 @@
 // Each entry is imported in a fresh process that records every module resolved, ES
 // modules (a resolve hook) and CommonJS ones (require.cache) alike; no timings.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { runModuleScript } from '../helpers/module-child.js';
 
 /** Records the URL of every ES module resolved, synchronously, in the file it is given. */
 const HOOKS = `
@@ -30,6 +30,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runModuleScript } from '../helpers/module-child.js';
 const dir = mkdtempSync(join(tmpdir(), 'import-graph-'));
 const log = join(dir, 'resolved');
 try {
@@ -46,17 +47,7 @@ try {
 /** Files under node_modules that importing `module` (relative to dist/src) loads, e.g. `prom-client/lib/counter.js`. */
 function loadedBy(module: string): Promise<string[]> {
   const url = new URL(`../../src/${module}`, import.meta.url).href;
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ['--input-type=module', '-e', CHILD, url],
-      { cwd: fileURLToPath(new URL('.', import.meta.url)), timeout: 30_000 },
-      (err, stdout, stderr) => {
-        if (err) reject(new Error(`${err.message}\n${stderr}`));
-        else resolve(JSON.parse(stdout.trim().split('\n').pop()!) as string[]);
-      },
-    );
-  });
+  return runModuleScript<string[]>(CHILD, [url], fileURLToPath(new URL('.', import.meta.url)));
 }
 
 /** The package a node_modules path belongs to (`@scope/name` or `name`). */
