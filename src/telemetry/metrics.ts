@@ -7,11 +7,9 @@
 // additions; the text is rendered only when /metrics is scraped. TCP series and gauges
 // use prom-client's registry.
 //
-// Only prom-client's Registry, Counter and Gauge modules are loaded, not its index: the
-// index loads the default-metrics collectors, and one of them loads the OpenTelemetry
-// API, which together cost a sidecar about 10 MB of resident memory (measured with
-// process.memoryUsage() after import: 42 MB → 52 MB) against a 60 MB budget. The few
-// process metrics a proxy needs are collected below instead.
+// Only prom-client's Registry, Counter and Gauge modules are loaded, not its index
+// (src/telemetry/prom-client-parts.ts says why: about 10 MB of a sidecar's memory). The
+// few process metrics a proxy needs are collected below instead.
 import type { BreakerView, ConnectionErrorReason, EjectionCountView, EndpointView, FailoverView, LimitRefusal, ListenerKind } from '../api/views.js';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import * as client from './prom-client-parts.js';
