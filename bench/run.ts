@@ -40,6 +40,7 @@ import {
   type TcpResult,
 } from './report.js';
 import { cpuSecondsPer1k, joinGroupSpans, rssMb, sampleGroups, type GroupSample } from './resources.js';
+import { formatRss, runRss } from './rss.js';
 import {
   BODY_1KB,
   Processes,
@@ -67,7 +68,6 @@ import { formatBalancing, runBalancing, type BalancingResult } from './balancing
 import { runWrk, type WrkResult } from './wrk.js';
 import { formatScale, runScale, type ScaleResult } from './scale.js';
 import { formatIngressTls, runIngressTls } from './ingress-tls.js';
-import { formatRss, runRss } from './rss.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -154,16 +154,16 @@ const USAGE = `usage: node dist/bench/run.js [options]
                           --balancing-connections; --duration, --warmup), with the
                           RoundRobin balancer and with PeakEWMA: p50, p99 and the slow
                           instance's share (the full run uses the extra durations)
-  --only scale            only the control plane at scale: N simulated proxies on the real
-                          stream protocol against a real \`trellis control\`: registration
-                          time, snapshots per proxy, bytes sent, a route change's fan-out
-                          (p50 and until every caller has it), the control plane's RSS,
-                          CPU and worst /healthz answer time (bench/scale.ts)
   --only rss              only sidecar memory: a Trellis pair (mTLS on, as the mesh runs it),
                           each proxy's RSS, PSS and heap idle and after --rss-requests
                           requests (default 2000), --rss-settle seconds (default 3) of quiet
                           before each sample; --rounds fresh pairs, alternating with the
                           --baseline / --baseline-ref build when one is given
+  --only scale            only the control plane at scale: N simulated proxies on the real
+                          stream protocol against a real \`trellis control\`: registration
+                          time, snapshots per proxy, bytes sent, a route change's fan-out
+                          (p50 and until every caller has it), the control plane's RSS,
+                          CPU and worst /healthz answer time (bench/scale.ts)
   --scale-proxies LIST    the sizes, comma-separated (default 100,500,1000)
   --scale-services N      services the proxies are spread over (default 10)
   --scale-calls N         upstreams each service calls (default 5)
@@ -441,6 +441,8 @@ async function main(): Promise<number> {
       'tcp-connections': { type: 'string', default: String(defaultEchoOptions.connections) },
       'new-connections': { type: 'string', default: String(defaultNewConnectionOptions.concurrency) },
       'no-extra': { type: 'boolean', default: false },
+      'rss-requests': { type: 'string', default: '2000' },
+      'rss-settle': { type: 'string', default: '3' },
       only: { type: 'string' },
       'route-rounds': { type: 'string', default: '2' },
       'balancing-rate': { type: 'string', default: '500' },
@@ -449,8 +451,6 @@ async function main(): Promise<number> {
       'scale-services': { type: 'string', default: '10' },
       'scale-calls': { type: 'string', default: '5' },
       'scale-timeout': { type: 'string', default: '120' },
-      'rss-requests': { type: 'string', default: '2000' },
-      'rss-settle': { type: 'string', default: '3' },
       targets: { type: 'string', default: DEFAULT_TARGETS.join(',') },
       baseline: { type: 'string' },
       'baseline-ref': { type: 'string' },
@@ -572,6 +572,20 @@ async function main(): Promise<number> {
         result: { balancing },
       };
     },
+    rss: async () => {
+      const builds = new Map([['trellis', repoRoot]]);
+      if (values['baseline-ref'] !== undefined) {
+        baseline = await makeBaseline({ procs, repoRoot, runDir: dir, ref: values['baseline-ref'], log, own: (remove) => (removeBaseline = remove) });
+      }
+      if (baseline) builds.set('baseline', baseline.info.dir);
+      const o = {
+        rounds: settings.wrk.rounds ?? 3,
+        requests: num('rss-requests', values['rss-requests'], 0, 1_000_000, true),
+        settleS: num('rss-settle', values['rss-settle'], 0, 60),
+      };
+      const rss = await runRss({ procs, dir, builds, ...o, log });
+      return { text: formatRss(rss), settings: { ...o, ...(baseline ? { baseline: baseline.info } : {}) }, result: { rss } };
+    },
     scale: async () => {
       const sizes = values['scale-proxies'].split(',').map((v) => num('scale-proxies', v.trim(), 1, 5000, true));
       const scaleSettings = {
@@ -618,20 +632,6 @@ async function main(): Promise<number> {
         log,
       });
       return { text: formatInterception(interception), settings: { ...settings.wrk, rounds }, result: { interception } };
-    },
-    rss: async () => {
-      const builds = new Map([['trellis', repoRoot]]);
-      if (values['baseline-ref'] !== undefined) {
-        baseline = await makeBaseline({ procs, repoRoot, runDir: dir, ref: values['baseline-ref'], log, own: (remove) => (removeBaseline = remove) });
-      }
-      if (baseline) builds.set('baseline', baseline.info.dir);
-      const o = {
-        rounds: settings.wrk.rounds ?? 3,
-        requests: num('rss-requests', values['rss-requests'], 0, 1_000_000, true),
-        settleS: num('rss-settle', values['rss-settle'], 0, 60),
-      };
-      const rss = await runRss({ procs, dir, builds, ...o, log });
-      return { text: formatRss(rss), settings: { ...o, ...(baseline ? { baseline: baseline.info } : {}) }, result: { rss } };
     },
     'route-rules': async () => {
       const upstream = await startUpstream(procs, bins, dir);
