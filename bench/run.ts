@@ -40,6 +40,7 @@ import {
   type TcpResult,
 } from './report.js';
 import { cpuSecondsPer1k, joinGroupSpans, rssMb, sampleGroups, type GroupSample } from './resources.js';
+import { formatRss, runRss } from './rss.js';
 import {
   BODY_1KB,
   Processes,
@@ -156,6 +157,11 @@ const USAGE = `usage: node dist/bench/run.js [options]
                           --balancing-connections; --duration, --warmup), with the
                           RoundRobin balancer and with PeakEWMA: p50, p99 and the slow
                           instance's share (the full run uses the extra durations)
+  --only rss              only sidecar memory: a Trellis pair (mTLS on, as the mesh runs it),
+                          each proxy's RSS, PSS and heap idle and after --rss-requests
+                          requests (default 2000), --rss-settle seconds (default 3) of quiet
+                          before each sample; --rounds fresh pairs, alternating with the
+                          --baseline / --baseline-ref build when one is given
   --only scale            only the control plane at scale: N simulated proxies on the real
                           stream protocol against a real \`trellis control\`: registration
                           time, snapshots per proxy, bytes sent, a route change's fan-out
@@ -450,6 +456,8 @@ async function main(): Promise<number> {
       'tcp-connections': { type: 'string', default: String(defaultEchoOptions.connections) },
       'new-connections': { type: 'string', default: String(defaultNewConnectionOptions.concurrency) },
       'no-extra': { type: 'boolean', default: false },
+      'rss-requests': { type: 'string', default: '2000' },
+      'rss-settle': { type: 'string', default: '3' },
       only: { type: 'string' },
       'route-rounds': { type: 'string', default: '2' },
       'balancing-rate': { type: 'string', default: '500' },
@@ -529,7 +537,9 @@ async function main(): Promise<number> {
   for (const t of wanted) if (!ORDER.includes(t as TargetName)) throw new Error(`--targets: unknown target "${t}" (known: ${ORDER.join(', ')})`);
   if (values.baseline !== undefined && values['baseline-ref'] !== undefined) throw new Error('--baseline and --baseline-ref: give one of them');
   const withBaseline = values.baseline !== undefined || values['baseline-ref'] !== undefined;
-  if (withBaseline && values.only !== undefined) throw new Error('--baseline is for the full run (max rate and 1KB fixed rate), not --only');
+  if (withBaseline && values.only !== undefined && values.only !== 'rss') {
+    throw new Error('--baseline is for the full run (max rate and 1KB fixed rate) and --only rss, not other --only scenarios');
+  }
   if (wanted.includes('baseline') && !withBaseline) throw new Error('--targets baseline needs --baseline DIR or --baseline-ref REF');
   if (withBaseline && !wanted.includes('baseline')) wanted.push('baseline');
   const order = ORDER.filter((t) => wanted.includes(t));
@@ -583,6 +593,20 @@ async function main(): Promise<number> {
         settings: { durationS: settings.wrk.durationS, warmupS: settings.wrk.warmupS, ...balancingLoad },
         result: { balancing },
       };
+    },
+    rss: async () => {
+      const builds = new Map([['trellis', repoRoot]]);
+      if (values['baseline-ref'] !== undefined) {
+        baseline = await makeBaseline({ procs, repoRoot, runDir: dir, ref: values['baseline-ref'], log, own: (remove) => (removeBaseline = remove) });
+      }
+      if (baseline) builds.set('baseline', baseline.info.dir);
+      const o = {
+        rounds: settings.wrk.rounds ?? 3,
+        requests: num('rss-requests', values['rss-requests'], 0, 1_000_000, true),
+        settleS: num('rss-settle', values['rss-settle'], 0, 60),
+      };
+      const rss = await runRss({ procs, dir, builds, ...o, log });
+      return { text: formatRss(rss), settings: { ...o, ...(baseline ? { baseline: baseline.info } : {}) }, result: { rss } };
     },
     scale: async () => {
       const sizes = values['scale-proxies'].split(',').map((v) => num('scale-proxies', v.trim(), 1, 5000, true));

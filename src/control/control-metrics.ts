@@ -1,17 +1,9 @@
 // The control plane's own metrics (its admin server's /metrics): who was refused at
 // the stream's door, and what the CA signed or refused. Labels are fixed words chosen
 // here, never values a proxy sent.
-import { createRequire } from 'node:module';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import type * as PromClient from 'prom-client';
 import type { HealthStatus } from '../api/admin.js';
-
-const requireCjs = createRequire(import.meta.url);
-const client = {
-  Registry: requireCjs('prom-client/lib/registry') as typeof PromClient.Registry,
-  Counter: requireCjs('prom-client/lib/counter') as typeof PromClient.Counter,
-  Gauge: requireCjs('prom-client/lib/gauge') as typeof PromClient.Gauge,
-};
+import * as client from '../telemetry/prom-client-parts.js';
 
 /** Why a hello was refused for its credential. */
 export type CredentialRefusal = 'missing' | 'wrong';

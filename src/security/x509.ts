@@ -1,38 +1,23 @@
 // The one place the X.509 library is set up: @peculiar/x509 over Node's WebCrypto, and
 // the key shape every Trellis certificate uses (ECDSA P-256 with SHA-256, as Linkerd
-// requires of its trust anchors and issuers). The control plane's CA and the proxy's
-// workload identity both import it from here, so the library is configured once
-// whichever side loads it first.
+// requires of its trust anchors and issuers). The control plane's CA and the CLI import
+// it from here, so the library is configured once whichever loads it first; a proxy
+// does not load it at all (src/security/keys.ts makes its key and CSR).
 //
 // tsyringe (the library's dependency injection) needs the Reflect metadata polyfill
 // loaded before it; an ES module's imports run in order, so it comes first.
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { randomBytes, webcrypto } from 'node:crypto';
+import { EC_P256, ECDSA_SHA256 } from './keys.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
 export { x509 };
 
-/** The algorithm of every key Trellis makes: ECDSA on P-256, signatures over SHA-256. */
-export const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
-/** The signing algorithm for certificates and CSRs made with an {@link EC_P256} key. */
-export const ECDSA_SHA256 = { name: 'ECDSA', hash: 'SHA-256' } as const;
-
-/**
- * A new P-256 key pair. `extractable` lets the private key be exported as PKCS#8: the CA
- * writes its keys to its state folder, and a proxy hands its key to Node's TLS (which
- * takes PEM), in memory only.
- */
-export function generateKeyPair(): Promise<CryptoKeyPair> {
-  return webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']) as Promise<CryptoKeyPair>;
-}
-
-/** The private key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`). */
-export async function privateKeyPem(key: CryptoKey): Promise<string> {
-  const der = await webcrypto.subtle.exportKey('pkcs8', key as webcrypto.CryptoKey);
-  return x509.PemConverter.encode(der, 'PRIVATE KEY');
-}
+// The key and CSR of a workload are made without the library (src/security/keys.ts), so
+// a proxy does not load it; they are here too for the CA and the tools.
+export { EC_P256, ECDSA_SHA256, generateKeyPair, makeCsr, privateKeyPem } from './keys.js';
 
 /** Imports a PKCS#8 PEM P-256 private key; throws when it is no such key. */
 export async function importPrivateKeyPem(pem: string): Promise<CryptoKey> {
@@ -60,15 +45,6 @@ export async function keyMatchesCertificate(key: CryptoKey, cert: x509.X509Certi
   } catch {
     return false;
   }
-}
-
-/**
- * A CSR over `keys` that asks for nothing (empty subject, no attributes): the CA names
- * the certificate after the proxy's bootstrap credential (src/control/ca/csr.ts).
- */
-export async function makeCsr(keys: CryptoKeyPair): Promise<string> {
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ keys, signingAlgorithm: ECDSA_SHA256 });
-  return csr.toString('pem');
 }
 
 /** A certificate as PEM with `\n` line ends and a final newline, so PEM texts concatenate into a valid bundle (Node's TLS takes them joined). */

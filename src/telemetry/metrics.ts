@@ -7,24 +7,13 @@
 // additions; the text is rendered only when /metrics is scraped. TCP series and gauges
 // use prom-client's registry.
 //
-// Only prom-client's Registry, Counter and Gauge modules are loaded, not its index: the
-// index loads the default-metrics collectors, and one of them loads the OpenTelemetry
-// API, which together cost a sidecar about 10 MB of resident memory (measured with
-// process.memoryUsage() after import: 42 MB → 52 MB) against a 60 MB budget. The few
-// process metrics a proxy needs are collected below instead.
+// Only prom-client's Registry, Counter and Gauge modules are loaded, not its index
+// (src/telemetry/prom-client-parts.ts says why: about 10 MB of a sidecar's memory). The
+// few process metrics a proxy needs are collected below instead.
 import type { BreakerView, ConnectionErrorReason, EjectionCountView, EndpointView, FailoverView, LimitRefusal, ListenerKind } from '../api/views.js';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import type * as PromClient from 'prom-client';
-
-const requireCjs = createRequire(import.meta.url);
-const client = {
-  Registry: requireCjs('prom-client/lib/registry') as typeof PromClient.Registry,
-  Counter: requireCjs('prom-client/lib/counter') as typeof PromClient.Counter,
-  Gauge: requireCjs('prom-client/lib/gauge') as typeof PromClient.Gauge,
-};
-type Counter = PromClient.Counter<string>;
-type Gauge = PromClient.Gauge<string>;
+import * as client from './prom-client-parts.js';
+import type { Counter, Gauge } from './prom-client-parts.js';
 
 export type Direction = 'inbound' | 'outbound';
 
@@ -826,7 +815,7 @@ export type TcpConnectFailure = 'connect' | 'timeout' | 'tls' | 'no-endpoints';
  * prom-client's default collectors use (with the `trellis_proxy_` prefix), so
  * dashboards written for them work. Read at scrape time; nothing runs between scrapes.
  */
-function registerProcessMetrics(registry: PromClient.Registry): void {
+function registerProcessMetrics(registry: client.Registry): void {
   const registers = [registry];
   const gauge = (name: string, help: string, read: () => number | undefined): void => {
     new client.Gauge({

@@ -1,7 +1,8 @@
 // A sidecar's rate-limit metrics: refusals by policy and limit (labels from the config,
 // never a header value or a caller's claim), and, read at scrape time, the keys each
 // keyed limit tracks and the quota each global limit holds.
-import client, { type Counter } from 'prom-client';
+import * as client from './prom-client-parts.js';
+import type { Counter } from './prom-client-parts.js';
 
 /** What the metrics read of a limit at scrape time (src/proxy/ratelimit/rate-limits.ts's LimitState). */
 export interface RateLimitView {

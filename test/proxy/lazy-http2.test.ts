@@ -3,9 +3,9 @@
 // pair loads it and is answered. Runs in a fresh process, since this test runner's own
 // process has loaded http2 long before.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
+import { runModuleScript } from '../helpers/module-child.js';
 
 const helpers = new URL('../helpers/proxy-pair.js', import.meta.url).href;
 
@@ -57,18 +57,7 @@ app.close();
 `;
 
 test('node:http2 is loaded on the first HTTP/2 request, not before', async () => {
-  const out = await new Promise<string>((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ['--input-type=module', '-e', child],
-      { cwd: fileURLToPath(new URL('.', import.meta.url)), timeout: 20_000 },
-      (err, stdout, stderr) => {
-        if (err) reject(new Error(`${err.message}\n${stderr}`));
-        else resolve(stdout);
-      },
-    );
-  });
-  const r = JSON.parse(out.trim().split('\n').pop()!) as { h1: string; before: boolean; h2: string };
+  const r = await runModuleScript<{ h1: string; before: boolean; h2: string }>(child, [], fileURLToPath(new URL('.', import.meta.url)), 20_000);
   assert.equal(r.h1, '200 app /one');
   assert.equal(r.before, false, 'an HTTP/1.1-only sidecar pair has not loaded node:http2');
   assert.equal(r.h2, '200 app /two', 'the h2c request is answered once HTTP/2 is loaded');

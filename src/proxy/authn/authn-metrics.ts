@@ -1,7 +1,8 @@
 // The counters of end-user authentication, registered on the proxy's registry (so they
 // are in its /metrics). Every label value is one of a fixed set the code names: a refusal
 // reason, a cache outcome, a fetch result. Nothing of a token, an issuer or a URL.
-import client, { type Counter } from 'prom-client';
+import * as client from '../../telemetry/prom-client-parts.js';
+import type { Counter } from '../../telemetry/prom-client-parts.js';
 import type { JwtRefusal } from './jwt-authenticator.js';
 
 export class AuthnMetrics {

@@ -14,15 +14,16 @@
 // without a token are not affected (authorization decides about them). One log line when
 // fetching starts failing and one when it recovers, never one per attempt or request.
 import http from 'node:http';
-import { createLocalJWKSet, type JWTVerifyGetKey } from 'jose';
+import type { JWTVerifyGetKey } from 'jose';
 import { parseJwks, type Jwks } from '../../security/jwks.js';
+import { loadJose } from './jose.js';
 import { REAL_CLOCK, type RenewalClock } from '../tls/certificate-renewer.js';
 
 /** The clock and timers of key refreshes (real ones by default; tests advance a fake one). */
 export type AuthnClock = RenewalClock;
 export const REAL_AUTHN_CLOCK: AuthnClock = REAL_CLOCK;
 
-/** A key set ready to verify with: jose imports each key once, on first use, and keeps it. */
+/** A key set ready to verify with: jose imports each key once, on first use, and keeps it (jose itself is loaded then too, src/proxy/authn/jose.ts). */
 export interface KeySet {
   /** The `kid`s of its keys (a token's kid not among them is unknown). */
   readonly kids: ReadonlySet<string>;
@@ -32,7 +33,12 @@ export interface KeySet {
 export function keySetOf(jwks: Jwks): KeySet {
   const kids = new Set<string>();
   for (const k of jwks.keys) if (typeof k.kid === 'string') kids.add(k.kid);
-  return { kids, getKey: createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]) };
+  let local: JWTVerifyGetKey | undefined;
+  const getKey: JWTVerifyGetKey = async (header, token) => {
+    local ??= (await loadJose()).createLocalJWKSet(jwks as Parameters<typeof import('jose').createLocalJWKSet>[0]);
+    return local(header, token);
+  };
+  return { kids, getKey };
 }
 
 /** A rule's keys as the verifier reads them. */

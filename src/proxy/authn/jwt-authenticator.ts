@@ -8,10 +8,12 @@
 // client sending the same token on every request costs one signature check per token,
 // not per request; a kept verdict still ends at the token's exp (plus skew), and all of
 // them go when a rule's keys change (a rotation, or keys gone stale).
-import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type * as Jose from 'jose';
+import type { JWTPayload, JWTVerifyGetKey, ProtectedHeaderParameters } from 'jose';
 import type { JwtLocation, JwtRuleSnapshot } from '../../api/protocol.js';
 import type { RequestHead } from '../http1/http1-parser.js';
 import type { RequestAuth } from '../stack/exchange.js';
+import { joseNow, loadJose } from './jose.js';
 import type { AuthnClock, JwksSource } from './jwks-source.js';
 
 /** Why a token was refused: the `reason` label and the `{reason}` of the 401; a fixed set. */
@@ -113,6 +115,9 @@ export class JwtAuthenticator {
     this.rules = rules;
     this.#clock = clock;
     this.#limits = limits;
+    // jose is loaded on the first proxy with JWT rules (src/proxy/authn/jose.ts); a failed
+    // load shows at check(), as jwks-unavailable.
+    loadJose().catch(() => {});
     const seen = new Set<string>();
     for (const r of rules) {
       for (const at of r.spec.from) {
@@ -185,11 +190,19 @@ export class JwtAuthenticator {
       this.#forget(token);
     }
     if (!COMPACT_JWS.test(token)) return refused('malformed');
-    let header: ReturnType<typeof decodeProtectedHeader>;
+    const jose = joseNow();
+    // Only until jose is loaded (it started loading when this authenticator was made).
+    if (jose === undefined) {
+      return loadJose().then(
+        () => this.check(token),
+        () => refused('jwks-unavailable'),
+      );
+    }
+    let header: ProtectedHeaderParameters;
     let payload: JWTPayload;
     try {
-      header = decodeProtectedHeader(token);
-      payload = decodeJwt(token);
+      header = jose.decodeProtectedHeader(token);
+      payload = jose.decodeJwt(token);
     } catch {
       return refused('malformed');
     }
@@ -205,14 +218,14 @@ export class JwtAuthenticator {
       rule.keys.unknownKid();
       return refused('unknown-kid');
     }
-    return this.#verify(token, rule, keys.getKey, now);
+    return this.#verify(jose, token, rule, keys.getKey, now);
   }
 
-  async #verify(token: string, rule: CompiledJwtRule, getKey: JWTVerifyGetKey, now: number): Promise<Verdict> {
+  async #verify(jose: typeof Jose, token: string, rule: CompiledJwtRule, getKey: JWTVerifyGetKey, now: number): Promise<Verdict> {
     const spec = rule.spec;
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, getKey, {
+      ({ payload } = await jose.jwtVerify(token, getKey, {
         issuer: spec.issuer,
         ...(spec.audiences !== undefined && spec.audiences.length > 0 ? { audience: spec.audiences } : {}),
         algorithms: spec.algorithms,
@@ -220,7 +233,7 @@ export class JwtAuthenticator {
         currentDate: new Date(now),
       }));
     } catch (err) {
-      return refused(refusalOf(err));
+      return refused(refusalOf(jose.errors, err));
     }
     const verdict: Accepted = {
       kind: 'accepted',
@@ -257,7 +270,7 @@ export class JwtAuthenticator {
 }
 
 /** jose's error → the refusal it stands for. */
-function refusalOf(err: unknown): JwtRefusal {
+function refusalOf(errors: typeof Jose.errors, err: unknown): JwtRefusal {
   if (err instanceof errors.JWTExpired) return 'expired';
   if (err instanceof errors.JWTClaimValidationFailed) {
     if (err.claim === 'nbf' || err.claim === 'iat') return 'not-yet-valid';

@@ -2,14 +2,8 @@
 // proxy_id like every other series). Labels come from config only: the policy is
 // `<namespace>/<name>` of a policy in the snapshot (a refusal by default names the
 // service's ALLOW policies), the action one of three, the protocol http or tcp.
-import { createRequire } from 'node:module';
-import type * as PromClient from 'prom-client';
+import { Counter, type Registry } from '../../telemetry/prom-client-parts.js';
 import type { Verdict } from './engine.js';
-
-// Only the counter, as src/telemetry/metrics.ts loads prom-client's parts: the whole
-// package costs a sidecar memory it need not pay.
-const Counter = createRequire(import.meta.url)('prom-client/lib/counter') as typeof PromClient.Counter;
-type Counter = PromClient.Counter<string>;
 
 export type AuthzProtocol = 'http' | 'tcp';
 
@@ -18,7 +12,7 @@ export class AuthzMetrics {
   readonly #dryRun: Counter;
   readonly #audited: Counter;
 
-  constructor(registry: PromClient.Registry) {
+  constructor(registry: Registry) {
     this.#denied = new Counter({
       name: 'trellis_authz_denials_total',
       help: 'Requests (http) and connections (tcp) an AuthorizationPolicy refused, by policy (<namespace>/<name>; refused because no ALLOW policy allowed it: the ALLOW policies, comma-separated) and its action (DENY, ALLOW).',

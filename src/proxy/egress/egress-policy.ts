@@ -4,11 +4,8 @@
 // host is the caller's text (a Host header, up to the head limit): the log gets at most
 // MAX_LOGGED_HOST characters of it, JSON-escaped (control characters and all), and the
 // metric never carries it, only the protocol.
-import { createRequire } from 'node:module';
-import type * as PromClient from 'prom-client';
 import { LogLimiter } from '../../log-limiter.js';
-
-const Counter = createRequire(import.meta.url)('prom-client/lib/counter') as typeof PromClient.Counter;
+import { Counter, type Registry } from '../../telemetry/prom-client-parts.js';
 
 /** Characters of a refused host a log line repeats. */
 export const MAX_LOGGED_HOST = 128;
@@ -26,11 +23,11 @@ export class EgressPolicy {
    * this caller does not declare is no egress, and keeps its unknown-service answer.
    */
   meshServices: ReadonlySet<string> = new Set();
-  readonly #refused: PromClient.Counter<string>;
+  readonly #refused: Counter;
   readonly #log: LogLimiter;
   readonly #id: string;
 
-  constructor(registry: PromClient.Registry, id: string, log: (line: string) => void, now?: () => number) {
+  constructor(registry: Registry, id: string, log: (line: string) => void, now?: () => number) {
     this.#id = id;
     this.#refused = new Counter({
       name: 'trellis_egress_refused_total',

@@ -7,7 +7,7 @@
 // dropped with the old certificate. Timers come from an injected clock, so tests run
 // a day in microseconds.
 import type { IssuedCertificate } from '../../api/protocol.js';
-import { generateKeyPair, makeCsr, privateKeyPem } from '../../security/x509.js';
+import { generateKeyPair, makeCsr, privateKeyPem } from '../../security/keys.js';
 import type { WorkloadIdentity } from './workload-identity.js';
 
 /** The clock and timers the renewer uses (real ones by default). */
