@@ -241,7 +241,8 @@ export function structuralProblems(schema: Json, path = 'openAPIV3Schema', inJun
     problems.push(...structuralProblems(schema.additionalProperties as Json, `${path}.additionalProperties`, inJunctor));
   for (const junctor of ['anyOf', 'allOf', 'oneOf']) {
     const members = schema[junctor];
-    if (Array.isArray(members)) members.forEach((m, i) => problems.push(...structuralProblems(m as Json, `${path}.${junctor}[${i}]`, true)));
+    if (!Array.isArray(members)) continue;
+    for (const [i, m] of members.entries()) problems.push(...structuralProblems(m as Json, `${path}.${junctor}[${i}]`, true));
   }
   if (typeof schema.not === 'object' && schema.not !== null) problems.push(...structuralProblems(schema.not as Json, `${path}.not`, true));
   return problems;
