@@ -25,6 +25,7 @@ const COMMANDS: Record<string, Command> = {
   logs: { summary: "print (or follow) a service's app, sidecar and access logs, interleaved by time", load: () => import('./logs.js') },
   trace: { summary: 'list recent traces, or show one as a tree of spans with per-hop timings', load: () => import('./trace.js') },
   canary: { summary: 'move traffic to a new version step by step, watching its errors and p99; roll back on a breach', load: () => import('./canary.js') },
+  install: { summary: 'print (or --apply) the manifests that install Trellis on Kubernetes', load: () => import('./install.js') },
 };
 
 function usage(): string {
