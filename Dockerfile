@@ -23,6 +23,7 @@ COPY bin ./bin
 COPY dashboard ./dashboard
 COPY deploy ./deploy
 COPY schema ./schema
+COPY examples/shop ./examples/shop
 COPY --from=build /src/dist ./dist
 # The proxy's uid in injected pods is 1337 (set by the pod's securityContext); the
 # control plane runs as 10001. Neither needs anything of root.

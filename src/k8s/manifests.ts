@@ -103,8 +103,8 @@ export async function buildKustomization(dir: string): Promise<K8sObject[]> {
     if (seen.has(id)) throw new ManifestError(`${dir}: ${o.kind} ${o.metadata.name} is defined twice`);
     seen.add(id);
   }
-  // Within a rank, as kustomize: by kind, namespace, then name.
-  const key = (o: K8sObject): string => `${o.kind}\u0000${o.metadata.namespace ?? ''}\u0000${o.metadata.name}`;
+  // Within a rank, as kustomize: by group/version and kind, namespace, then name.
+  const key = (o: K8sObject): string => `${o.apiVersion}\u0000${o.kind}\u0000${o.metadata.namespace ?? ''}\u0000${o.metadata.name}`;
   return objects.sort((a, b) => rank(a.kind) - rank(b.kind) || (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }
 
