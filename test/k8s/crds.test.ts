@@ -7,6 +7,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
+import { MeshSchema } from '../../src/config/schema.js';
 import { buildCrd, CRD_DIR, crdFiles, structuralProblems, toStructural, trellisKinds } from '../../src/k8s/crds.js';
 import { k8sProblems } from '../helpers/k8s-validate.js';
 import { ROOT } from '../config/helpers.js';
@@ -91,6 +92,11 @@ describe('toStructural', () => {
     });
     assert.deepEqual(toStructural({ type: 'number', exclusiveMinimum: 0 }), { type: 'number', minimum: 0, exclusiveMinimum: true });
     assert.deepEqual(toStructural({ type: 'string', pattern: '^[^\\u0000]*$' }), { type: 'string', pattern: '^[^\\x{0000}]*$' });
+  });
+  it('is needed: the TypeBox schema itself is not structural', () => {
+    const raw = JSON.parse(JSON.stringify(MeshSchema)) as Record<string, unknown>;
+    const problems = structuralProblems(raw);
+    assert.ok(problems.some((p) => p.includes('.const:')) && problems.some((p) => p.includes('additionalProperties: false')), problems.join('\n'));
   });
   it('is caught by structuralProblems when the input is not convertible', () => {
     assert.deepEqual(structuralProblems({ type: 'object', properties: { a: { const: 1 }, b: { anyOf: [{ type: 'string' }] }, c: {} } }), [
