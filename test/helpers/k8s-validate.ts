@@ -34,3 +34,22 @@ export async function k8sProblems(object: unknown): Promise<string[]> {
     return [`${name} ${(object as { metadata?: { name?: string } }).metadata?.name ?? ''}: ${(error as Error).message}`];
   }
 }
+
+/**
+ * What is wrong with one object by the openAPIV3Schema of its CRD among `crds` (the
+ * API server's own check of a custom resource, less CEL rules and formats), or a
+ * problem when no CRD serves its version.
+ */
+export async function crdProblems(object: { apiVersion: string; kind: string }, crds: readonly Record<string, unknown>[]): Promise<string[]> {
+  const { default: Ajv } = (await import('ajv')) as unknown as {
+    default: new (o: object) => { compile(s: object): ((v: unknown) => boolean) & { errors?: { instancePath: string; message?: string }[] } };
+  };
+  const [group, version] = object.apiVersion.split('/');
+  // biome-ignore lint/suspicious/noExplicitAny: CRDs read from YAML
+  const crd = crds.find((c: any) => c.spec?.group === group && c.spec?.names?.kind === object.kind) as any;
+  const served = crd?.spec.versions.find((v: { name: string }) => v.name === version);
+  if (served === undefined) return [`${object.apiVersion}/${object.kind}: no CRD serves it`];
+  const validate = new Ajv({ strict: false, allErrors: true, validateFormats: false, logger: false }).compile(served.schema.openAPIV3Schema);
+  if (validate(object)) return [];
+  return (validate.errors ?? []).map((e) => `${object.kind} ${e.instancePath}: ${e.message}`);
+}

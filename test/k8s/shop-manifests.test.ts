@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { buildKustomization, type K8sObject } from '../../src/k8s/manifests.js';
-import { k8sProblems } from '../helpers/k8s-validate.js';
+import { installObjects } from '../../src/k8s/manifests.js';
+import { crdProblems, k8sProblems } from '../helpers/k8s-validate.js';
 import { kubectlKustomize, kubectlMissing } from '../helpers/kustomize.js';
 import { REPO } from '../helpers/mesh-run.js';
 
@@ -53,6 +54,13 @@ for (const n of [1, 2, 3]) {
       const objects = await buildKustomization(dir);
       for (const o of objects) assert.deepEqual(await k8sProblems(o), [], key(o));
       assert.ok(objects.every((o) => o.kind === 'Namespace' || o.metadata.namespace === 'shop'));
+    });
+
+    it('validates its Gateway API and trellis.dev objects against the installed CRDs', async () => {
+      const crds = (await installObjects()).filter((o) => o.kind === 'CustomResourceDefinition');
+      const objects = (await buildKustomization(dir)).filter((o) => MESH_KINDS.test(o.apiVersion));
+      assert.ok(objects.length > 0);
+      for (const o of objects) assert.deepEqual(await crdProblems(o, crds), [], key(o));
     });
 
     it(`holds the same HTTPRoutes, Gateway and trellis.dev policies as topology-${n}.yaml`, async () => {
