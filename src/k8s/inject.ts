@@ -24,6 +24,7 @@
 // port would be redirected to the inbound listener and refused. The original probes go to
 // the sidecar in TRELLIS_APP_PROBES, and it calls the app on 127.0.0.1 itself.
 import { podRuleset } from '../interception/nft-rules.js';
+import { APP_HEALTH_PREFIX, APP_PROBES_ENV } from '../proxy/app-health.js';
 
 // Loose Kubernetes shapes: only the fields injection reads or writes are typed; every other
 // field of a pod is kept as it came (an index signature), so nothing a user wrote is lost.
@@ -74,8 +75,7 @@ export const SIDECAR_UID = 1337;
 export const K8S_POD_PORTS = { inbound: 15006, outbound: 15001, admin: 15020 } as const;
 export const TOKEN_VOLUME = 'trellis-token';
 export const TOKEN_DIR = '/var/run/secrets/trellis';
-/** The env var that carries the app's original HTTP probes to the sidecar (JSON: path → probe). */
-export const APP_PROBES_ENV = 'TRELLIS_APP_PROBES';
+export { APP_PROBES_ENV } from '../proxy/app-health.js';
 
 export interface InjectOptions {
   readonly image: string;
@@ -174,7 +174,7 @@ function rewriteProbes(c: K8sContainer, originals: Record<string, unknown>): voi
     if (!probe?.httpGet) continue;
     const port = resolvePort(c, probe.httpGet.port);
     if (port === undefined) continue; // a named port the container does not declare: the kubelet would fail it too
-    const path = `/app-health/${c.name}/${kind}`;
+    const path = `${APP_HEALTH_PREFIX}${c.name}/${kind}`;
     originals[path] = { httpGet: { path: probe.httpGet.path ?? '/', port, scheme: probe.httpGet.scheme ?? 'HTTP', httpHeaders: probe.httpGet.httpHeaders } };
     const { host: _host, httpHeaders: _h, scheme: _s, ...rest } = probe.httpGet;
     c[field] = { ...probe, httpGet: { ...rest, path, port: K8S_POD_PORTS.admin, scheme: 'HTTP' } };
