@@ -2,6 +2,7 @@
 import { TrellisError } from '../errors.js';
 import { Sidecar } from '../proxy/sidecar.js';
 import { CREDENTIAL_ENV } from '../security/bootstrap-credential.js';
+import { APP_PROBES_ENV, parseAppProbes } from '../proxy/app-health.js';
 import type { HostPort } from '../api/protocol.js';
 import { ACCESS_LOG_FIELDS, type AccessLogField } from '../api/views.js';
 import { parseBytes, parseCount, parseFlags, parseHostPort } from './args.js';
@@ -122,6 +123,8 @@ export async function run(argv: string[]): Promise<number> {
     token: values.token ?? process.env.TRELLIS_TOKEN,
     // From the environment only: a flag would show the credential to anyone running `ps`.
     credential: process.env[CREDENTIAL_ENV],
+    // Set by the Kubernetes injector: the app's probes the kubelet sends to /app-health/ (proxy/app-health.ts).
+    appProbes: parseAppProbes(process.env[APP_PROBES_ENV]),
     app: values.app ? parseHostPort(values.app, '--app') : undefined,
     inbound: values.inbound ? parseHostPort(values.inbound, '--inbound') : undefined,
     ...(ports.length > 0 ? { ports } : {}),

@@ -16,6 +16,7 @@ import { detectProtocol, serveHttp, type H2Server } from './listeners/detect.js'
 import type { H2SessionPool } from './h2/forwarder.js';
 import type { Http2Server } from 'node:http2';
 import { adminRefusal } from './admin-access.js';
+import { APP_HEALTH_PREFIX, type AppProbe, runAppProbe } from './app-health.js';
 import { peerIdentity } from './identity.js';
 import { MeshTls, type VerifiedPeer } from './tls/mesh-tls.js';
 import { admitInbound, type InboundDoor } from './listeners/mtls-inbound.js';
@@ -113,6 +114,8 @@ export interface SidecarOptions {
    * rest of the admin server (loopback only) is today.
    */
   adminToken?: string;
+  /** The app's HTTP probes the kubelet sends to /app-health/... on Kubernetes (app-health.ts); absent: none. */
+  appProbes?: ReadonlyMap<string, AppProbe>;
   /** Taps per proxy, a reader's queue, how long a reader may stay behind (tap/tap-hub.ts); absent: the defaults. */
   tapLimits?: Partial<TapLimits>;
   /**
@@ -1027,6 +1030,15 @@ export class Sidecar {
       const om = wantsOpenMetrics(req.headers.accept);
       res.setHeader('content-type', om ? OPENMETRICS_CONTENT_TYPE : this.metrics.contentType);
       res.end(await this.metrics.text(om));
+    } else if (path === '/live') {
+      // Liveness: the process answers. Never the control plane's state: one that is down must not restart proxies.
+      res.end('live\n');
+    } else if (path.startsWith(APP_HEALTH_PREFIX)) {
+      const probe = this.#o.appProbes?.get(path);
+      if (probe === undefined) throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: 'no app probe of this pod has that path' });
+      const status = await runAppProbe(probe);
+      res.statusCode = status >= 200 && status < 400 ? status : 503;
+      res.end(`app answered ${status}\n`);
     } else if (path === '/ready') {
       res.statusCode = this.#snapshot ? 200 : 503;
       res.end(this.#snapshot ? 'ready\n' : 'waiting for the first snapshot from the control plane\n');
