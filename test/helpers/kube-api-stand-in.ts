@@ -217,6 +217,10 @@ export class KubeApiStandIn {
       json(res, 201, { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec, status: statusPart });
       return;
     }
+    if (method === 'GET' && url.pathname === '/version') {
+      json(res, 200, { major: '1', minor: '31', gitVersion: 'v1.31.0-stand-in' });
+      return;
+    }
     // Namespaced paths (/api/v1/namespaces/ns/services) map to the cluster-wide collection.
     const m = /^(\/apis?\/(?:[^/]+\/)?v[^/]+)(?:\/namespaces\/([^/]+))?\/([a-z]+)(?:\/([^/]+))?$/.exec(url.pathname);
     if (!m) {
