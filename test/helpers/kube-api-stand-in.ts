@@ -197,14 +197,14 @@ export class KubeApiStandIn {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       try {
-        this.#route(req.method ?? 'GET', url, chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined, req, res);
+        this.#route(req.method ?? 'GET', url, chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined, res);
       } catch (err) {
         status(res, 400, 'BadRequest', String(err));
       }
     });
   }
 
-  #route(method: string, url: URL, body: unknown, req: http.IncomingMessage, res: http.ServerResponse): void {
+  #route(method: string, url: URL, body: unknown, res: http.ServerResponse): void {
     if (method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') {
       const spec = (body as { spec?: { token?: string; audiences?: string[] } }).spec ?? {};
       const known = this.tokens.get(spec.token ?? '');
