@@ -27,3 +27,9 @@ export class CredentialFile {
     return this.#last;
   }
 }
+
+/** A function that reads the credential in `path` (as ControlClient's `credential` takes it). */
+export function credentialReader(path: string): () => Promise<string> {
+  const file = new CredentialFile(path);
+  return () => file.read();
+}

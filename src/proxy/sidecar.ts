@@ -65,6 +65,7 @@ import { explainInbound, parseInboundExplainRequest } from './authz/explain.js';
 import { timingSafeEqual } from 'node:crypto';
 import tls from 'node:tls';
 import { EgressPolicy } from './egress/egress-policy.js';
+import { credentialReader } from './credential-file.js';
 
 /** HTTP/2 once loaded: the forwarder's and server's modules, the app codecs, and the upstream session pool. */
 interface LoadedH2 {
@@ -84,6 +85,8 @@ export interface SidecarOptions {
   token?: string;
   /** The instance's bootstrap credential (`$TRELLIS_CREDENTIAL`): without the right one the control plane refuses the proxy. */
   credential?: string;
+  /** `--credential-file`: the join credential read from this file before every connection (a rotated ServiceAccount token); wins over `credential`. */
+  credentialFile?: string;
   /** The certificate renewer's clock (tests). */
   identityClock?: RenewalClock;
   /** The clock of JWT checks (exp, nbf) and jwksUri refreshes (tests); absent: the real one. */
@@ -473,7 +476,7 @@ export class Sidecar {
     const control = new ControlClient({
       url: o.control,
       token: o.token,
-      ...(o.credential !== undefined ? { credential: o.credential } : {}),
+      ...(o.credentialFile !== undefined ? { credential: credentialReader(o.credentialFile) } : o.credential !== undefined ? { credential: o.credential } : {}),
       info,
       apply: (s) => {
         try {
