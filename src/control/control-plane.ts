@@ -29,6 +29,7 @@ import { mintCredential, newBootstrapSecret, type CredentialSubject } from '../s
 import { DEFAULT_TRUST_DOMAIN } from '../security/spiffe.js';
 import { Dashboard, type DashboardOptions } from './dashboard/dashboard.js';
 import { httpTraceSource } from './dashboard/trace-client.js';
+import { KubernetesControl, type KubernetesControlOptions } from './sources/kubernetes-control.js';
 
 export interface ControlPlaneOptions {
   /** Mesh and route files (or what `loadConfig` accepts). */
@@ -74,6 +75,12 @@ export interface ControlPlaneOptions {
   dashboard?: Pick<DashboardOptions, 'traces' | 'benchResultsDir' | 'stats'>;
   /** The trace receiver's limits (body size, traces and spans kept). */
   traces?: TracesApiOptions;
+  /**
+   * `--kubernetes`: services and endpoints from the Kubernetes API too, proxies joined by
+   * ServiceAccount token (TokenReview) instead of bootstrap credentials, a Lease for the
+   * leader (src/control/sources/kubernetes-control.ts).
+   */
+  kubernetes?: KubernetesControlOptions;
   /** Health checker tuning (tests). */
   health?: Pick<HealthCheckerOptions, 'probe' | 'timers' | 'schedule' | 'startupIntervalMs' | 'startupWindowMs'>;
 }
@@ -92,6 +99,8 @@ export interface ControlPlane {
   readonly dashboard: Dashboard;
   /** The OTLP receiver and recent traces (`/v1/traces`). */
   readonly traces: TracesApi;
+  /** The Kubernetes source, with `kubernetes` set. */
+  readonly kubernetes?: KubernetesControl;
   /** The bootstrap credential of one proxy (for tests and `trellis identity credential`). */
   credentialFor(subject: CredentialSubject): string;
   /** Reloads the config files now (the watcher also does this on change). */
@@ -184,6 +193,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ca.maintain().then(caExpiry, (err: unknown) => log(`control: ca: maintenance failed: ${err instanceof Error ? err.message : String(err)}`));
   }, 10 * 60_000).unref();
 
+  const kubernetes = opts.kubernetes && new KubernetesControl({ model, log, trustDomain: ca.trustDomain, options: opts.kubernetes });
+  await kubernetes?.start();
   const checker = new HealthChecker({ model, log, ...opts.health });
   const distributor = new Distributor({
     model,
@@ -192,6 +203,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     identity,
     metrics,
     ...(opts.token ? { token: opts.token } : {}),
+    ...(kubernetes ? { verifyHello: kubernetes.verifyHello, registerSidecars: false } : {}),
     ...(opts.pushDebounceMs !== undefined ? { debounceMs: opts.pushDebounceMs } : {}),
     ...(opts.pushDebounceMaxMs !== undefined ? { debounceMaxMs: opts.pushDebounceMaxMs } : {}),
     ...(opts.resumeWaitMs !== undefined ? { resumeWaitMs: opts.resumeWaitMs } : {}),
@@ -229,6 +241,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     await listen(server, opts.admin);
   } catch (err) {
     clearInterval(caTimer);
+    kubernetes?.stop();
     watcher.close();
     metrics.close();
     await lastGood?.flush();
@@ -254,11 +267,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     adminToken,
     dashboard,
     traces,
+    ...(kubernetes ? { kubernetes } : {}),
     credentialFor: (subject) => mintCredential(bootstrapSecret, subject),
     reload: () => watcher.reload(),
     close() {
       closing ??= new Promise<void>((resolve) => {
         clearInterval(caTimer);
+        kubernetes?.stop();
         dashboard.close();
         watcher.close();
         checker.stop();

@@ -37,6 +37,11 @@ export interface KubeEndpoint {
   /** spiffe://<trust-domain>/ns/<ns>/sa/<sa>; absent when the pod is not (yet) known. */
   readonly identity?: string;
   readonly pod?: string;
+  /**
+   * The ports of the pod's injected sidecar's inbound listeners, in the Service's port
+   * order: its container ports named `trellis-in-<i>` (src/k8s/inject.ts); absent: none declared.
+   */
+  readonly inboundPorts?: readonly number[];
 }
 
 export interface ClusterView {
@@ -60,6 +65,22 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : und
 export function podVersion(pod: KubeObject | undefined): string {
   const labels = rec(rec(pod?.metadata).labels);
   return str(labels.version) ?? str(labels['app.kubernetes.io/version']) ?? 'default';
+}
+
+/** The pod's sidecar's inbound ports: container ports `trellis-in-0`, `trellis-in-1`, … (init containers too: a native sidecar is one). */
+export function sidecarInboundPorts(pod: KubeObject | undefined): number[] | undefined {
+  const spec = rec(pod?.spec);
+  const found: number[] = [];
+  for (const c of [...arr(spec.initContainers), ...arr(spec.containers)]) {
+    for (const p of arr(rec(c).ports)) {
+      const m = /^trellis-in-(\d{1,2})$/.exec(str(rec(p).name) ?? '');
+      const port = Number(rec(p).containerPort);
+      if (m && Number.isInteger(port) && port > 0 && port < 65536) found[Number(m[1])] = port;
+    }
+  }
+  // A gap (trellis-in-1 without trellis-in-0) is no sidecar of ours: the default ports apply.
+  const ports = Array.from(found, (p) => p as number | undefined);
+  return ports.length > 0 && ports.every((p) => p !== undefined) ? (ports as number[]) : undefined;
 }
 
 export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
@@ -107,6 +128,7 @@ export function clusterView(state: ClusterState, trustDomain: string): ClusterVi
       const podName = str(ref.kind) === 'Pod' ? str(ref.name) : undefined;
       const pod = podName ? pods.get(`${str(ref.namespace) ?? namespace}/${podName}`) : undefined;
       const sa = str(rec(pod?.spec).serviceAccountName) ?? (pod ? 'default' : undefined);
+      const inboundPorts = sidecarInboundPorts(pod);
       for (const address of arr(ep.addresses)) {
         if (typeof address !== 'string') continue;
         const key = `${service}|${address}`;
@@ -118,6 +140,7 @@ export function clusterView(state: ClusterState, trustDomain: string): ClusterVi
           version: podVersion(pod),
           ...(sa ? { identity: spiffeId(trustDomain, namespace, sa) } : {}),
           ...(podName ? { pod: `${namespace}/${podName}` } : {}),
+          ...(inboundPorts ? { inboundPorts } : {}),
         };
         // One address in two slices (during a slice move): the healthier one wins.
         const prev = endpoints.get(key);
@@ -142,6 +165,8 @@ export interface KubernetesSourceOptions {
   readonly log?: (line: string) => void;
   readonly backoffMs?: { readonly initial: number; readonly max: number };
   readonly pageSize?: number;
+  /** Only these kinds (names as in WATCHED_KINDS); default: all of them. */
+  readonly kinds?: readonly string[];
 }
 
 /** The reflectors for Services, EndpointSlices, Pods, Namespaces, ServiceAccounts and the Gateway API kinds, and the view they give. */
@@ -153,6 +178,7 @@ export class KubernetesSource {
     this.#opts = opts;
     const map = new Map<string, Reflector>();
     for (const kind of Object.values(WATCHED_KINDS)) {
+      if (opts.kinds && !opts.kinds.includes(kind.kind)) continue;
       map.set(
         kind.kind,
         new Reflector({

@@ -1,0 +1,141 @@
+// `trellis control --kubernetes`: the Kubernetes API as one more source of the control
+// plane, beside the files. Its Services and EndpointSlices (with pods and
+// ServiceAccounts) become the model's discovered services and endpoints
+// (kubernetes-discovery.ts); proxies join with their projected ServiceAccount token,
+// checked by a TokenReview (audience trellis), and the token's namespace and
+// ServiceAccount are the only identity their certificates may name; a Lease elects the
+// one replica that may write to the API. Every replica serves proxies.
+import os from 'node:os';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { serviceKey, splitServiceKey } from '../../api/names.js';
+import type { ProxyInfo } from '../../api/protocol.js';
+import { kubeTransport, type ListPage, type StartWatch } from '../../k8s/source/reflector.js';
+import { LeaderElector, leaseApiWith, type LeaseApi } from '../../k8s/source/leader-election.js';
+import { postTokenReviewWith, reviewToken, type PostTokenReview } from '../../k8s/source/token-review.js';
+import type { HelloVerdict } from '../distribute/distributor.js';
+import type { MeshModel } from '../model.js';
+import { discoveredFromCluster } from './kubernetes-discovery.js';
+import { KubernetesSource } from './kubernetes-source.js';
+
+/** The Lease replicas elect their leader with (the install's Role allows exactly this one). */
+export const CONTROL_LEASE = { namespace: 'trellis-system', name: 'trellis-control' } as const;
+
+export interface KubernetesControlOptions {
+  readonly list: ListPage;
+  readonly watch: StartWatch;
+  readonly postTokenReview: PostTokenReview;
+  /** The Lease to elect a leader with; absent: no election (this replica never leads). */
+  readonly lease?: LeaseApi;
+  /** This replica's name in the Lease (default: $POD_NAME, else the host name). */
+  readonly replica?: string;
+  /** The injected sidecars' first inbound port (default 15006; kubernetes-discovery.ts). */
+  readonly inboundPort?: number;
+  /** How long a start waits for the first complete list of every kind (default 30 s); then it serves what it has. */
+  readonly syncTimeoutMs?: number;
+  readonly backoffMs?: { readonly initial: number; readonly max: number };
+  /** How often the Lease is tried or renewed (default 2 s). */
+  readonly leaseRetryMs?: number;
+}
+
+/** The options of a KubeConfig (`--kubeconfig F`, else in-cluster): its list, watch, TokenReview and Lease. */
+export function kubernetesControlOptions(kc: KubeConfig): KubernetesControlOptions {
+  const namespace = process.env.POD_NAMESPACE || CONTROL_LEASE.namespace;
+  return { ...kubeTransport(kc), postTokenReview: postTokenReviewWith(kc), lease: leaseApiWith(kc, namespace, CONTROL_LEASE.name) };
+}
+
+export class KubernetesControl {
+  readonly #model: MeshModel;
+  readonly #log: (line: string) => void;
+  readonly #source: KubernetesSource;
+  readonly #elector?: LeaderElector;
+  readonly #opts: KubernetesControlOptions;
+  readonly #trustDomain: string;
+
+  constructor(o: { model: MeshModel; trustDomain: string; log: (line: string) => void; options: KubernetesControlOptions }) {
+    this.#model = o.model;
+    this.#log = o.log;
+    this.#opts = o.options;
+    this.#trustDomain = o.trustDomain;
+    this.#source = new KubernetesSource({
+      list: o.options.list,
+      watch: o.options.watch,
+      trustDomain: o.trustDomain,
+      log: o.log,
+      ...(o.options.backoffMs ? { backoffMs: o.options.backoffMs } : {}),
+      // What the mesh is made of today; routes and policies still come from the files.
+      kinds: ['Service', 'EndpointSlice', 'Pod'],
+      onView: () => this.#publish(),
+    });
+    if (o.options.lease) {
+      this.#elector = new LeaderElector({
+        api: o.options.lease,
+        namespace: process.env.POD_NAMESPACE || CONTROL_LEASE.namespace,
+        name: CONTROL_LEASE.name,
+        identity: o.options.replica ?? (process.env.POD_NAME || os.hostname()),
+        log: o.log,
+        ...(o.options.leaseRetryMs !== undefined ? { retryMs: o.options.leaseRetryMs } : {}),
+      });
+    }
+  }
+
+  #publish(): void {
+    this.#model.setDiscovered(discoveredFromCluster(this.#source.view(), { inboundPort: this.#opts.inboundPort }));
+  }
+
+  /** The source's reflectors (tests look at their state). */
+  get source(): KubernetesSource {
+    return this.#source;
+  }
+
+  /** Whether this replica holds the Lease: only the leader writes to the API. */
+  get leading(): boolean {
+    return this.#elector?.leading ?? false;
+  }
+
+  /** Starts the watches and the election; resolves once every kind listed (or the sync timeout passed). */
+  async start(): Promise<void> {
+    this.#source.start();
+    this.#elector?.start();
+    const timeoutMs = this.#opts.syncTimeoutMs ?? 30_000;
+    const synced = await new Promise<boolean>((resolve) => {
+      const started = Date.now();
+      const poll = setInterval(() => {
+        if (this.#source.synced) resolve(true);
+        else if (Date.now() - started >= timeoutMs) resolve(false);
+        else return;
+        clearInterval(poll);
+      }, 20);
+      poll.unref();
+    });
+    // The last list may have changed nothing (an empty kind): publish what the lists hold.
+    this.#publish();
+    if (!synced) this.#log(`control: kubernetes: not every kind listed within ${timeoutMs} ms; serving proxies with what is known, the watches keep trying`);
+    else this.#log(`control: kubernetes: ${this.#model.discoveredEndpoints().length} endpoints of ${this.#model.config.services.length} services listed`);
+  }
+
+  stop(): void {
+    this.#elector?.stop();
+    this.#source.stop();
+  }
+
+  /**
+   * A hello's check: its credential must be a ServiceAccount token for audience trellis
+   * (TokenReview), and the service it names is in the token's namespace (`cart` names
+   * `cart` there; `cart.shop` must be in shop). The proxy is known by that service's key,
+   * and its certificates name the token's ServiceAccount.
+   */
+  readonly verifyHello = async (proxy: ProxyInfo, credential: string | undefined): Promise<HelloVerdict> => {
+    if (credential === undefined) return { ok: false, reason: 'the hello carries no ServiceAccount token (trellis proxy --credential-file)' };
+    const review = await reviewToken(this.#opts.postTokenReview, credential);
+    if (!review.ok) return review;
+    const { name, namespace } = splitServiceKey(proxy.service);
+    if (proxy.service.includes('.') && namespace !== review.namespace) {
+      return { ok: false, reason: `service ${proxy.service} is not in namespace ${review.namespace}, the token's` };
+    }
+    return {
+      ok: true,
+      proxy: { ...proxy, service: serviceKey(name, review.namespace) },
+      workload: { trustDomain: this.#trustDomain, namespace: review.namespace, serviceAccount: review.serviceAccount },
+    };
+  };
+}
