@@ -123,7 +123,7 @@ export async function run(argv: string[]): Promise<number> {
     service: values.service,
     version: values.version,
     // On Kubernetes the injected sidecar has its pod's name in $POD_NAME (the downward API).
-    id: values.id ?? (values['credential-file'] !== undefined ? process.env.POD_NAME : undefined) ?? `${values.service}-${process.pid}`,
+    id: values.id ?? (values['credential-file'] !== undefined ? process.env.POD_NAME || undefined : undefined) ?? `${values.service}-${process.pid}`,
     kind: values.gateway || !values.app ? 'gateway' : 'sidecar',
     control: values.control,
     token: values.token ?? process.env.TRELLIS_TOKEN,
