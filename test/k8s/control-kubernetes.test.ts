@@ -1,6 +1,7 @@
 // The control plane with `kubernetes` set, against the API stand-in through
 // @kubernetes/client-node: Services and EndpointSlices become the model's services and
-// endpoints (readiness is health, the pod's sidecar ports its inbound, its ServiceAccount
+// endpoints (readiness is health, the sidecar's listener in front of the targetPort its
+// inbound, its ServiceAccount
 // the identity callers expect); proxies join with a ServiceAccount token checked by
 // TokenReview, are known by the Service in the token's namespace, and their certificates
 // name the token's ServiceAccount; the replica takes the Lease.
@@ -56,8 +57,17 @@ describe('control plane on kubernetes', () => {
       metadata: { name: 'backend-0', namespace: 'shop', labels: { app: 'backend', version: 'v1' } },
       spec: {
         serviceAccountName: 'shop-backend',
-        initContainers: [{ name: 'trellis-proxy', restartPolicy: 'Always', ports: [{ name: 'trellis-in-0', containerPort: 15106 }] }],
-        containers: [{ name: 'app' }],
+        initContainers: [
+          {
+            name: 'trellis-proxy',
+            restartPolicy: 'Always',
+            ports: [
+              { name: 'trellis-in-0', containerPort: 15105 },
+              { name: 'trellis-in-1', containerPort: 15106 },
+            ],
+          },
+        ],
+        containers: [{ name: 'app', ports: [{ containerPort: 9000 }, { containerPort: 8080 }] }],
       },
     });
     api.apply(backendSlice(true));

@@ -4,19 +4,20 @@
 // `name.namespace` outside default, as the mesh file names them); every address of its
 // EndpointSlices is one endpoint, healthy only when the slice says ready (the kubelet's
 // readiness probes are its health checks: the control plane does not check these itself).
-// Callers reach an endpoint's sidecar at the pod's address on its inbound port for that
-// Service port: the pod's container port named `trellis-in-<i>` (the injector declares
-// them), else 15006 for the Service's first port, 15007 for its second, … (as
-// src/k8s/inject.ts starts it); they expect the certificate of the pod's ServiceAccount.
+// Callers reach an endpoint's sidecar at the pod's address on the inbound listener the
+// injector put in front of the Service's targetPort (kubernetes-source.ts sidecarPorts:
+// 15006 for the pod's first app port, 15007 for its second, … unless the sidecar
+// declares others); they expect the certificate of the pod's ServiceAccount.
 import { serviceKey } from '../../api/names.js';
 import type { InstancePort, Protocol } from '../../api/protocol.js';
 import { defaultProtocol } from '../../config/schema/mesh.js';
+import { K8S_POD_PORTS } from '../../k8s/inject.js';
 import type { Discovered, DiscoveredEndpoint } from '../model.js';
 import type { HealthConfig, ServiceConfig } from './mesh-config.js';
-import type { ClusterView, KubePort } from './kubernetes-source.js';
+import type { ClusterView, KubeEndpoint, KubePort } from './kubernetes-source.js';
 
-/** The injected sidecar's first inbound listener (K8S_POD_PORTS.inbound in src/k8s/inject.ts). */
-export const POD_INBOUND_PORT = 15006;
+/** The injected sidecar's first inbound listener. */
+export const POD_INBOUND_PORT: number = K8S_POD_PORTS.inbound;
 
 export interface DiscoveryOptions {
   /** The sidecars' first inbound port (default {@link POD_INBOUND_PORT}); the Service's port i is at this + i. */
@@ -70,12 +71,14 @@ export function discoveredFromCluster(view: ClusterView, opts: DiscoveryOptions 
       set.add(e.identity);
       identities.set(key, set);
     }
+    // The pod's sidecar's listener in front of that app port; a pod not (yet) known: the injector's defaults.
+    const inboundOf = (ep: KubeEndpoint, app: number, i: number): number => ep.sidecarPorts?.find((s) => s.app === app)?.inbound ?? inboundPort + i;
     // The slice's port of the same name is where the app listens (the Service's targetPort, resolved).
     const appPort = (p: KubePort): number => e.ports.find((q) => q.name === p.name)?.port ?? (e.ports.length === 1 ? e.ports[0]!.port : p.port);
     const at: InstancePort[] = ports.map((p, i) => ({
       port: p.port,
       app: { host: e.address, port: appPort(p) },
-      inbound: { host: e.address, port: e.inboundPorts?.[i] ?? inboundPort + i },
+      inbound: { host: e.address, port: inboundOf(e, appPort(p), i) },
     }));
     endpoints.push({
       id: `${key}@${e.address}`,

@@ -9,6 +9,7 @@
 // listed directly (the tests compare exactly that).
 import { Reflector, type KubeObject, type ListPage, type StartWatch } from '../../k8s/source/reflector.js';
 import { WATCHED_KINDS } from '../../k8s/source/kinds.js';
+import { appPorts, K8S_POD_PORTS, SIDECAR_NAME, type K8sPod } from '../../k8s/inject.js';
 
 export interface KubePort {
   readonly name: string;
@@ -38,10 +39,10 @@ export interface KubeEndpoint {
   readonly identity?: string;
   readonly pod?: string;
   /**
-   * The ports of the pod's injected sidecar's inbound listeners, in the Service's port
-   * order: its container ports named `trellis-in-<i>` (src/k8s/inject.ts); absent: none declared.
+   * The pod's injected sidecar: the inbound listener in front of each app port (absent:
+   * the pod has no sidecar `trellis-proxy`). See {@link sidecarPorts}.
    */
-  readonly inboundPorts?: readonly number[];
+  readonly sidecarPorts?: readonly SidecarPort[];
 }
 
 export interface ClusterView {
@@ -67,20 +68,29 @@ export function podVersion(pod: KubeObject | undefined): string {
   return str(labels.version) ?? str(labels['app.kubernetes.io/version']) ?? 'default';
 }
 
-/** The pod's sidecar's inbound ports: container ports `trellis-in-0`, `trellis-in-1`, … (init containers too: a native sidecar is one). */
-export function sidecarInboundPorts(pod: KubeObject | undefined): number[] | undefined {
+/** An app port of a pod and the sidecar's inbound listener in front of it. */
+export interface SidecarPort {
+  readonly app: number;
+  readonly inbound: number;
+}
+
+/**
+ * Where a pod's injected sidecar takes each app port's traffic, as src/k8s/inject.ts
+ * set it up: the app's TCP container ports in order (appPorts), the i-th behind inbound
+ * listener `trellis-in-<i>` (its declared container port), else 15006 + i. Undefined
+ * when the pod has no sidecar `trellis-proxy` (a native sidecar is an init container).
+ */
+export function sidecarPorts(pod: KubeObject | undefined): SidecarPort[] | undefined {
   const spec = rec(pod?.spec);
-  const found: number[] = [];
-  for (const c of [...arr(spec.initContainers), ...arr(spec.containers)]) {
-    for (const p of arr(rec(c).ports)) {
-      const m = /^trellis-in-(\d{1,2})$/.exec(str(rec(p).name) ?? '');
-      const port = Number(rec(p).containerPort);
-      if (m && Number.isInteger(port) && port > 0 && port < 65536) found[Number(m[1])] = port;
-    }
+  const sidecar = [...arr(spec.initContainers), ...arr(spec.containers)].find((c) => str(rec(c).name) === SIDECAR_NAME);
+  if (sidecar === undefined) return undefined;
+  const declared = new Map<number, number>();
+  for (const p of arr(rec(sidecar).ports)) {
+    const m = /^trellis-in-(\d{1,3})$/.exec(str(rec(p).name) ?? '');
+    const port = Number(rec(p).containerPort);
+    if (m && Number.isInteger(port) && port > 0 && port < 65536) declared.set(Number(m[1]), port);
   }
-  // A gap (trellis-in-1 without trellis-in-0) is no sidecar of ours: the default ports apply.
-  const ports = Array.from(found, (p) => p as number | undefined);
-  return ports.length > 0 && ports.every((p) => p !== undefined) ? (ports as number[]) : undefined;
+  return appPorts(pod as K8sPod).map((app, i) => ({ app, inbound: declared.get(i) ?? K8S_POD_PORTS.inbound + i }));
 }
 
 export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
@@ -128,7 +138,7 @@ export function clusterView(state: ClusterState, trustDomain: string): ClusterVi
       const podName = str(ref.kind) === 'Pod' ? str(ref.name) : undefined;
       const pod = podName ? pods.get(`${str(ref.namespace) ?? namespace}/${podName}`) : undefined;
       const sa = str(rec(pod?.spec).serviceAccountName) ?? (pod ? 'default' : undefined);
-      const inboundPorts = sidecarInboundPorts(pod);
+      const sidecar = sidecarPorts(pod);
       for (const address of arr(ep.addresses)) {
         if (typeof address !== 'string') continue;
         const key = `${service}|${address}`;
@@ -140,7 +150,7 @@ export function clusterView(state: ClusterState, trustDomain: string): ClusterVi
           version: podVersion(pod),
           ...(sa ? { identity: spiffeId(trustDomain, namespace, sa) } : {}),
           ...(podName ? { pod: `${namespace}/${podName}` } : {}),
-          ...(inboundPorts ? { inboundPorts } : {}),
+          ...(sidecar ? { sidecarPorts: sidecar } : {}),
         };
         // One address in two slices (during a slice move): the healthier one wins.
         const prev = endpoints.get(key);
