@@ -164,9 +164,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // The CA reads the identity settings once, at start: a changed trust domain or CA
   // means new certificates for every proxy, which a restart makes explicit.
   const identityConfig = model.config.identity;
+  const kubernetes =
+    opts.kubernetes && new KubernetesControl({ model, log, trustDomain: identityConfig?.trustDomain ?? DEFAULT_TRUST_DOMAIN, options: opts.kubernetes });
   let ca: CertificateAuthority;
-  try {
-    ca = await CertificateAuthority.open({
+  const openCa = (): Promise<CertificateAuthority> =>
+    CertificateAuthority.open({
       trustDomain: identityConfig?.trustDomain ?? DEFAULT_TRUST_DOMAIN,
       ...(identityConfig ? { certificateLifetimeMs: identityConfig.certificateLifetimeMs } : {}),
       ...(identityConfig?.ca ? { files: identityConfig.ca } : {}),
@@ -174,7 +176,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       log,
       ...opts.ca,
     });
+  try {
+    ca = await openCa();
+    // On Kubernetes the replicas sign with one generated CA, shared through a Secret.
+    if (kubernetes && !identityConfig?.ca && opts.stateDir !== undefined && (await kubernetes.shareCa(path.join(opts.stateDir, 'ca')))) ca = await openCa();
   } catch (err) {
+    kubernetes?.stop();
     watcher.close();
     await lastGood?.flush();
     throw err;
@@ -193,7 +200,6 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ca.maintain().then(caExpiry, (err: unknown) => log(`control: ca: maintenance failed: ${err instanceof Error ? err.message : String(err)}`));
   }, 10 * 60_000).unref();
 
-  const kubernetes = opts.kubernetes && new KubernetesControl({ model, log, trustDomain: ca.trustDomain, options: opts.kubernetes });
   await kubernetes?.start();
   const checker = new HealthChecker({ model, log, ...opts.health });
   const distributor = new Distributor({

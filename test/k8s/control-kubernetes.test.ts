@@ -4,9 +4,13 @@
 // inbound, its ServiceAccount
 // the identity callers expect); proxies join with a ServiceAccount token checked by
 // TokenReview, are known by the Service in the token's namespace, and their certificates
-// name the token's ServiceAccount; the replica takes the Lease.
+// name the token's ServiceAccount; the replica takes the Lease, and two replicas sign
+// with one CA shared through the Secret trellis-ca.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
@@ -174,5 +178,56 @@ describe('control plane on kubernetes', () => {
   it('an endpoint whose slice goes away leaves the snapshots', async () => {
     api.delete('discovery.k8s.io/v1', 'EndpointSlice', 'backend-abc', 'shop');
     await eventually(() => routableInstances(plane.model).length === 0, { what: 'the endpoint to go' });
+  });
+});
+
+describe('two control plane replicas on kubernetes', () => {
+  let api: KubeApiStandIn;
+  let dir: string;
+  const planes: ControlPlane[] = [];
+
+  before(async () => {
+    api = await new KubeApiStandIn().start();
+    dir = await mkdtemp(path.join(os.tmpdir(), 'trellis-k8s-replicas-'));
+  });
+
+  after(async () => {
+    for (const p of planes) await p.close();
+    await api?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const replica = (name: string): Promise<ControlPlane> =>
+    startControlPlane({
+      configPaths: [],
+      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
+      admin: { host: '127.0.0.1', port: 0 },
+      stateDir: path.join(dir, name),
+      log: () => {},
+      kubernetes: {
+        ...kubernetesControlOptions(api.kubeConfig()),
+        replica: name,
+        leaseRetryMs: 50,
+        syncTimeoutMs: 10_000,
+        backoffMs: { initial: 10, max: 50 },
+      },
+    });
+
+  it('sign with one CA: the leader stores its generated CA in the Secret trellis-ca, the other replica adopts it; one of them leads', async () => {
+    planes.push(await replica('control-a'));
+    assert.ok(
+      api.requests.some((r) => r.startsWith('POST /api/v1/namespaces/trellis-system/secrets')),
+      'the leader created the CA Secret',
+    );
+    planes.push(await replica('control-b'));
+    const [a, b] = planes as [ControlPlane, ControlPlane];
+    assert.deepEqual(b.identity.ca.trustBundle(), a.identity.ca.trustBundle());
+    assert.equal(a.kubernetes?.leading, true);
+    assert.equal(b.kubernetes?.leading, false);
+    // A restarted replica keeps the shared CA (its own folder already holds it).
+    await b.close();
+    planes.pop();
+    planes.push(await replica('control-b'));
+    assert.deepEqual(planes[1]!.identity.ca.trustBundle(), a.identity.ca.trustBundle());
   });
 });

@@ -5,12 +5,16 @@
 // checked by a TokenReview (audience trellis), and the token's namespace and
 // ServiceAccount are the only identity their certificates may name; a Lease elects the
 // one replica that may write to the API. Every replica serves proxies.
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { serviceKey, splitServiceKey } from '../../api/names.js';
 import type { ProxyInfo } from '../../api/protocol.js';
 import { kubeTransport, type ListPage, type StartWatch } from '../../k8s/source/reflector.js';
 import { LeaderElector, leaseApiWith, type LeaseApi } from '../../k8s/source/leader-election.js';
+import { caSecretApiWith, CA_SECRET, type CaSecretApi } from '../../k8s/source/ca-secret.js';
 import { postTokenReviewWith, reviewToken, type PostTokenReview } from '../../k8s/source/token-review.js';
 import type { HelloVerdict } from '../distribute/distributor.js';
 import type { MeshModel } from '../model.js';
@@ -26,6 +30,8 @@ export interface KubernetesControlOptions {
   readonly postTokenReview: PostTokenReview;
   /** The Lease to elect a leader with; absent: no election (this replica never leads). */
   readonly lease?: LeaseApi;
+  /** The Secret the replicas share a generated CA through; absent: each keeps its own. */
+  readonly caSecret?: CaSecretApi;
   /** This replica's name in the Lease (default: $POD_NAME, else the host name). */
   readonly replica?: string;
   /** The injected sidecars' first inbound port (default 15006; kubernetes-discovery.ts). */
@@ -40,7 +46,12 @@ export interface KubernetesControlOptions {
 /** The options of a KubeConfig (`--kubeconfig F`, else in-cluster): its list, watch, TokenReview and Lease. */
 export function kubernetesControlOptions(kc: KubeConfig): KubernetesControlOptions {
   const namespace = process.env.POD_NAMESPACE || CONTROL_LEASE.namespace;
-  return { ...kubeTransport(kc), postTokenReview: postTokenReviewWith(kc), lease: leaseApiWith(kc, namespace, CONTROL_LEASE.name) };
+  return {
+    ...kubeTransport(kc),
+    postTokenReview: postTokenReviewWith(kc),
+    lease: leaseApiWith(kc, namespace, CONTROL_LEASE.name),
+    caSecret: caSecretApiWith(kc, namespace),
+  };
 }
 
 export class KubernetesControl {
@@ -111,6 +122,53 @@ export class KubernetesControl {
     this.#publish();
     if (!synced) this.#log(`control: kubernetes: not every kind listed within ${timeoutMs} ms; serving proxies with what is known, the watches keep trying`);
     else this.#log(`control: kubernetes: ${this.#model.discoveredEndpoints().length} endpoints of ${this.#model.config.services.length} services listed`);
+  }
+
+  /**
+   * Makes the generated CA in `dir` (its ca.json) the one every replica signs with: the
+   * Secret's, when there is one (written over this replica's; true: the caller opens the
+   * CA again); else the leader stores its own in the Secret (a replica that loses the
+   * create to another adopts that one). A follower waits for the leader's Secret up to
+   * the sync timeout, then goes on with its own CA and says so.
+   */
+  async shareCa(dir: string): Promise<boolean> {
+    const api = this.#opts.caSecret;
+    if (!api) return false;
+    const file = path.join(dir, 'ca.json');
+    const where = `Secret ${process.env.POD_NAMESPACE || CONTROL_LEASE.namespace}/${CA_SECRET.name}`;
+    const deadline = Date.now() + (this.#opts.syncTimeoutMs ?? 30_000);
+    for (;;) {
+      try {
+        const shared = await api.get();
+        const local = await readFile(file, 'utf8').catch(() => undefined);
+        if (shared !== undefined) {
+          if (shared === local) return false;
+          await mkdir(dir, { recursive: true, mode: 0o700 });
+          await writeFile(`${file}.tmp`, shared, { mode: 0o600 });
+          await rename(`${file}.tmp`, file);
+          this.#log(`control: kubernetes: signing with the mesh CA shared in ${where}`);
+          return true;
+        }
+        if (local === undefined) {
+          this.#log(`control: kubernetes: no generated CA in ${dir} to share`);
+          return false;
+        }
+        if (!this.#elector || (await this.#elector.tick())) {
+          if (await api.create(local)) {
+            this.#log(`control: kubernetes: stored this replica's mesh CA in ${where} for the others`);
+            return false;
+          }
+          continue; // another replica stored one first: take that one
+        }
+      } catch (err) {
+        this.#log(`control: kubernetes: ${where}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      if (Date.now() >= deadline) {
+        this.#log(`control: kubernetes: no shared CA in ${where} yet; this replica signs with its own, which proxies of the other replicas do not trust`);
+        return false;
+      }
+      await sleep(this.#opts.leaseRetryMs ?? 1000);
+    }
   }
 
   stop(): void {

@@ -5,8 +5,7 @@
 // Every write carries the resourceVersion read, so two replicas racing for an expired
 // Lease cannot both win (the API server answers the loser 409 Conflict).
 import type { KubeConfig } from '@kubernetes/client-node';
-import type https from 'node:https';
-import { KubeStatusError, requestJson } from './reflector.js';
+import { KubeStatusError, kubeCall } from './reflector.js';
 
 export interface Lease {
   apiVersion: 'coordination.k8s.io/v1';
@@ -23,13 +22,7 @@ export interface LeaseApi {
 }
 
 export function leaseApiWith(kc: KubeConfig, namespace: string, name: string): LeaseApi {
-  const call = async (method: string, path: string, body?: unknown): Promise<unknown> => {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error('the kubeconfig has no current cluster');
-    const opts: https.RequestOptions = { method, headers: { accept: 'application/json' } };
-    await kc.applyToHTTPSOptions(opts);
-    return requestJson(new URL(`${cluster.server}${path}`), opts, body);
-  };
+  const call = kubeCall(kc);
   const base = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases`;
   return {
     async get() {

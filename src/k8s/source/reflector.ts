@@ -279,6 +279,19 @@ export function kubeTransport(kc: KubeConfig): { list: ListPage; watch: StartWat
   return { list, watch };
 }
 
+/** One request to the KubeConfig's current cluster with its credentials: METHOD path, a JSON body, the JSON answer (non-2xx: KubeStatusError). */
+export type KubeCall = (method: string, path: string, body?: unknown) => Promise<unknown>;
+
+export function kubeCall(kc: KubeConfig): KubeCall {
+  return async (method, path, body) => {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error('the kubeconfig has no current cluster');
+    const opts: https.RequestOptions = { method, headers: { accept: 'application/json' } };
+    await kc.applyToHTTPSOptions(opts);
+    return requestJson(new URL(`${cluster.server}${path}`), opts, body);
+  };
+}
+
 /** Longest answer a list page may be (a page of 500 objects is far below). */
 const MAX_LIST_BYTES = 64 * 1024 * 1024;
 
