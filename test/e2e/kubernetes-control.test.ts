@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
+import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
 import { TRELLIS } from '../helpers/mesh-run.js';
 
@@ -79,18 +79,8 @@ describe('trellis control --kubernetes with real proxies', { timeout: 120_000 },
     api = await new KubeApiStandIn().start();
     api.tokens.set('web-token', { username: 'system:serviceaccount:default:web', audiences: ['trellis'] });
     api.tokens.set('backend-token', { username: 'system:serviceaccount:shop:shop-backend', audiences: ['trellis'] });
-    api.apply({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'web', namespace: 'default' },
-      spec: { ports: [{ name: 'http', port: 80, protocol: 'TCP', appProtocol: 'http' }] },
-    });
-    api.apply({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'backend', namespace: 'shop' },
-      spec: { ports: [{ name: 'http', port: 80, protocol: 'TCP', appProtocol: 'http' }] },
-    });
+    api.apply(httpService('web', 'default', 'http'));
+    api.apply(httpService('backend', 'shop', 'http'));
     const kubeconfig = path.join(dir, 'kubeconfig');
     await writeFile(
       kubeconfig,

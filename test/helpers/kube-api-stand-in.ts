@@ -312,3 +312,13 @@ function json(res: http.ServerResponse, code: number, body: unknown): void {
 function status(res: http.ServerResponse, code: number, reason: string, message: string): void {
   json(res, code, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason, message, code });
 }
+
+/** A Service with one TCP port 80 named http (appProtocol when given), for the stand-in. */
+export function httpService(name: string, namespace: string, appProtocol?: string): StandInObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace },
+    spec: { ports: [{ name: 'http', port: 80, protocol: 'TCP', ...(appProtocol ? { appProtocol } : {}) }] },
+  };
+}

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
+import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import { kubernetesControlOptions } from '../../src/control/sources/kubernetes-control.js';
@@ -43,18 +43,8 @@ describe('control plane on kubernetes', () => {
     api = await new KubeApiStandIn().start();
     api.tokens.set('backend-token', { username: 'system:serviceaccount:shop:shop-backend', audiences: ['trellis'] });
     api.tokens.set('api-audience', { username: 'system:serviceaccount:shop:shop-backend', audiences: ['https://kubernetes.default.svc'] });
-    api.apply({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'backend', namespace: 'shop' },
-      spec: { ports: [{ name: 'http', port: 80, protocol: 'TCP', appProtocol: 'http' }] },
-    });
-    api.apply({
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'web', namespace: 'default' },
-      spec: { ports: [{ name: 'http', port: 80, protocol: 'TCP' }] },
-    });
+    api.apply(httpService('backend', 'shop', 'http'));
+    api.apply(httpService('web', 'default'));
     api.apply({
       apiVersion: 'v1',
       kind: 'Pod',
