@@ -114,7 +114,7 @@ export class MeshModel {
   #config: ConfigState = { config: EMPTY_CONFIG, files: [] };
   #discovered: Discovered = { services: [], endpoints: [] };
   /** The files' config with the discovered services, made once per change of either. */
-  #merged?: { readonly from: ControlConfig; readonly discovered: Discovered; readonly config: ControlConfig };
+  #merged?: { readonly from: ControlConfig; readonly discovered: Discovered['services']; readonly config: ControlConfig };
   readonly #instances = new Map<string, Instance>();
   readonly #health = new Map<string, HealthState>();
   readonly #proxies = new Map<string, ProxyState>();
@@ -158,14 +158,16 @@ export class MeshModel {
     const files = this.#config.config;
     const discovered = this.#discovered;
     if (discovered.services.length === 0) return files;
-    if (this.#merged?.from !== files || this.#merged.discovered !== discovered) {
+    // Keyed by the services array: a source that hands the same one again (only endpoints
+    // changed) keeps the config the same object, so nothing keyed by it is recomputed.
+    if (this.#merged?.from !== files || this.#merged.discovered !== discovered.services) {
       const found = new Map(discovered.services.map((s) => [keyOf(s), s]));
       const services = files.services.map((s) => {
         const d = found.get(keyOf(s));
         found.delete(keyOf(s));
         return d?.identities ? { ...s, identities: d.identities } : s;
       });
-      this.#merged = { from: files, discovered, config: { ...files, services: [...services, ...found.values()] } };
+      this.#merged = { from: files, discovered: discovered.services, config: { ...files, services: [...services, ...found.values()] } };
     }
     return this.#merged.config;
   }

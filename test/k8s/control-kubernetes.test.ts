@@ -132,8 +132,10 @@ describe('control plane on kubernetes', () => {
         status: 'healthy',
       },
     ]);
+    const config = plane.model.config;
     api.apply(backendSlice(false));
     await eventually(() => routableInstances(plane.model)[0]?.status === 'unhealthy', { what: 'the not-ready endpoint to be unhealthy' });
+    assert.equal(plane.model.config, config, 'an endpoint change keeps the config the same object');
     api.apply(backendSlice(true));
     await eventually(() => routableInstances(plane.model)[0]?.status === 'healthy', { what: 'the endpoint to be healthy again' });
   });
@@ -152,6 +154,16 @@ describe('control plane on kubernetes', () => {
     assert.equal(issued.spiffeId, BACKEND_ID);
     assert.equal(plane.model.instances().length, 0);
     assert.equal(routableInstances(plane.model).length, 1);
+  });
+
+  it('reviews a token once for many hellos (a reconnect storm), not once per hello', async () => {
+    const reviews = (): number => api.requests.filter((r) => r.startsWith('POST /apis/authentication.k8s.io/v1/tokenreviews')).length;
+    api.tokens.set('storm-token', { username: 'system:serviceaccount:shop:shop-backend', audiences: ['trellis'] });
+    const before = reviews();
+    const joined = Array.from({ length: 8 }, (_, i) => join({ ...backendInfo, id: `storm-${i}` }, 'storm-token'));
+    await eventually(() => joined.every((j) => j.applied.length > 0), { what: 'eight proxies with one token to join' });
+    assert.equal(reviews() - before, 1);
+    for (const j of joined) j.client.stop();
   });
 
   it('refuses a hello without a token, with a token for another audience, or naming a service in another namespace', async () => {

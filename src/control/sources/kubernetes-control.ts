@@ -5,6 +5,7 @@
 // checked by a TokenReview (audience trellis), and the token's namespace and
 // ServiceAccount are the only identity their certificates may name; a Lease elects the
 // one replica that may write to the API. Every replica serves proxies.
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,14 +16,21 @@ import type { ProxyInfo } from '../../api/protocol.js';
 import { kubeTransport, type ListPage, type StartWatch } from '../../k8s/source/reflector.js';
 import { LeaderElector, leaseApiWith, type LeaseApi } from '../../k8s/source/leader-election.js';
 import { caSecretApiWith, CA_SECRET, type CaSecretApi } from '../../k8s/source/ca-secret.js';
-import { postTokenReviewWith, reviewToken, type PostTokenReview } from '../../k8s/source/token-review.js';
+import { postTokenReviewWith, reviewToken, type PostTokenReview, type TokenReviewResult } from '../../k8s/source/token-review.js';
 import type { HelloVerdict } from '../distribute/distributor.js';
-import type { MeshModel } from '../model.js';
+import type { Discovered, MeshModel } from '../model.js';
 import { discoveredFromCluster } from './kubernetes-discovery.js';
 import { KubernetesSource } from './kubernetes-source.js';
 
 /** The Lease replicas elect their leader with (the install's Role allows exactly this one). */
 export const CONTROL_LEASE = { namespace: 'trellis-system', name: 'trellis-control' } as const;
+
+/** How long a token's review is reused: accepted, refused, and while it is in progress (joined by concurrent hellos). */
+const REVIEW_OK_MS = 60_000;
+const REVIEW_REFUSED_MS = 5_000;
+const REVIEW_PENDING_MS = 30_000;
+const MAX_REVIEWS_IN_FLIGHT = 64;
+const MAX_CACHED_REVIEWS = 10_000;
 
 export interface KubernetesControlOptions {
   readonly list: ListPage;
@@ -61,6 +69,9 @@ export class KubernetesControl {
   readonly #elector?: LeaderElector;
   readonly #opts: KubernetesControlOptions;
   readonly #trustDomain: string;
+  #services?: { readonly json: string; readonly value: Discovered['services'] };
+  readonly #reviews = new Map<string, { until: number; result: Promise<TokenReviewResult> }>();
+  #inFlight = 0;
 
   constructor(o: { model: MeshModel; trustDomain: string; log: (line: string) => void; options: KubernetesControlOptions }) {
     this.#model = o.model;
@@ -90,7 +101,14 @@ export class KubernetesControl {
   }
 
   #publish(): void {
-    this.#model.setDiscovered(discoveredFromCluster(this.#source.view(), { inboundPort: this.#opts.inboundPort }));
+    const next = discoveredFromCluster(this.#source.view(), { inboundPort: this.#opts.inboundPort });
+    // Most changes are endpoints (pods come and go): the same services stay the same array.
+    const json = JSON.stringify(next.services);
+    if (this.#services?.json === json) this.#model.setDiscovered({ services: this.#services.value, endpoints: next.endpoints });
+    else {
+      this.#services = { json, value: next.services };
+      this.#model.setDiscovered(next);
+    }
   }
 
   /** The source's reflectors (tests look at their state). */
@@ -177,6 +195,31 @@ export class KubernetesControl {
   }
 
   /**
+   * A token's review, cached by its digest: a reconnect storm (every proxy of a restarted
+   * replica at once) or a proxy retrying asks the API server once per token and minute,
+   * as the API server's own webhook token cache does (2 min); a refusal is kept 5 s.
+   * At most {@link MAX_REVIEWS_IN_FLIGHT} distinct reviews run at once; more are refused
+   * (the proxies back off and retry), so hellos cannot flood the API server.
+   */
+  async #review(token: string): Promise<TokenReviewResult> {
+    const key = createHash('sha256').update(token).digest('base64');
+    const now = Date.now();
+    const cached = this.#reviews.get(key);
+    if (cached && cached.until > now) return cached.result;
+    if (this.#inFlight >= MAX_REVIEWS_IN_FLIGHT) return { ok: false, reason: 'too many token reviews in progress; try again' };
+    this.#inFlight++;
+    const result = reviewToken(this.#opts.postTokenReview, token).finally(() => this.#inFlight--);
+    this.#reviews.set(key, { until: now + REVIEW_PENDING_MS, result });
+    const settled = await result;
+    if (this.#reviews.size > MAX_CACHED_REVIEWS) {
+      for (const [k, v] of this.#reviews) if (v.until <= now) this.#reviews.delete(k);
+      if (this.#reviews.size > MAX_CACHED_REVIEWS) this.#reviews.clear();
+    }
+    this.#reviews.set(key, { until: Date.now() + (settled.ok ? REVIEW_OK_MS : REVIEW_REFUSED_MS), result });
+    return settled;
+  }
+
+  /**
    * A hello's check: its credential must be a ServiceAccount token for audience trellis
    * (TokenReview), and the service it names is in the token's namespace (`cart` names
    * `cart` there; `cart.shop` must be in shop). The proxy is known by that service's key,
@@ -184,7 +227,7 @@ export class KubernetesControl {
    */
   readonly verifyHello = async (proxy: ProxyInfo, credential: string | undefined): Promise<HelloVerdict> => {
     if (credential === undefined) return { ok: false, reason: 'the hello carries no ServiceAccount token (trellis proxy --credential-file)' };
-    const review = await reviewToken(this.#opts.postTokenReview, credential);
+    const review = await this.#review(credential);
     if (!review.ok) return review;
     const { name, namespace } = splitServiceKey(proxy.service);
     if (proxy.service.includes('.') && namespace !== review.namespace) {
