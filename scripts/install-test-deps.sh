@@ -4,8 +4,10 @@
 # `trellis up` starts it when installed), chromium (the dashboard tests drive it headless
 # through playwright-core, which downloads no browser of its own), and nftables + iproute2
 # (`trellis up --isolate` and its tests: network namespaces and the interception rules;
-# those tests also need root). Idempotent; runs `apt-get update` only when something is
-# missing, and never leaves a system service running.
+# those tests also need root), and kubectl (the Kubernetes tests compare Trellis's
+# rendering of the kustomizations with `kubectl kustomize`; no cluster is used).
+# Idempotent; runs `apt-get update` only when something is missing, and never leaves a
+# system service running.
 set -euo pipefail
 
 missing=()
@@ -14,6 +16,7 @@ command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v kubectl >/dev/null 2>&1 || missing+=(kubectl)
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-test-deps: everything is installed"
   exit 0

@@ -128,6 +128,12 @@ export const ERRORS = {
     message:
       'the control plane refused {kind} {id} of service "{service}": {reason}; a proxy needs the bootstrap credential the runner gives its instance ($TRELLIS_CREDENTIAL, or `trellis identity credential`)',
   },
+  TRELLIS_E_TOKEN_REFUSED: {
+    token: 'token-refused',
+    status: 401,
+    message:
+      'the control plane refused {kind} {id} of service "{service}": {reason}; on Kubernetes a proxy joins with its projected ServiceAccount token for audience trellis (`trellis proxy --credential-file`)',
+  },
   TRELLIS_E_CSR_INVALID: { token: 'csr-invalid', status: 400, message: 'certificate signing request refused: {reason}' },
   TRELLIS_E_CA_INVALID: { token: 'ca-invalid', status: 500, message: 'the mesh CA cannot be used: {reason}' },
   TRELLIS_E_CA_UNAVAILABLE: { token: 'ca-unavailable', status: 503, message: 'the CA cannot issue certificates: {reason}' },

@@ -11,7 +11,7 @@ import { parseFlags } from './args.js';
 import { ADMIN_TOKEN_FLAGS, adminGetJson, adminTarget, adminTokenHelp, controlUrl, type AdminTarget } from './admin-client.js';
 import { checkCa, checkCertificates, checkConnected, checkSnapshots, renderChecks, type CheckResult } from './mesh-checks.js';
 
-export const help = `Usage: trellis check [--control URL] [--admin-token-file FILE]
+export const help = `Usage: trellis check [--control URL] [--admin-token-file FILE] [--kubernetes [--kubeconfig FILE]]
 
 Checks a running mesh and prints one line per check:
   - the control plane answers, and takes the admin token
@@ -21,8 +21,14 @@ Checks a running mesh and prints one line per check:
   - the CA's issuer and roots: a warning when one expires within 30 days
 Exits 1 when a check fails (warnings alone exit 0).
 
+With --kubernetes, first the cluster: the API answers, the trellis.dev CRDs and the
+sidecar injector's webhook configuration are installed, a control plane replica holds
+its leader Lease (trellis-system/trellis-control).
+
 Options:
   --control URL   the control plane's admin URL (default: http://127.0.0.1:15000)
+  --kubernetes    check the cluster too (in-cluster config, $KUBECONFIG or ~/.kube/config)
+  --kubeconfig F  the kubeconfig file to use with --kubernetes
 ${adminTokenHelp(18)}
 `;
 
@@ -84,10 +90,33 @@ export async function checkMesh(target: AdminTarget, now: () => number = Date.no
   return results;
 }
 
+/** The cluster checks; client-node is loaded only for them. */
+async function checkKubernetes(kubeconfig: string | undefined): Promise<CheckResult[]> {
+  const [{ loadKubeConfig }, { checkCluster }] = await Promise.all([import('../k8s/source/kube-config.js'), import('../k8s/source/cluster-checks.js')]);
+  let kc: ReturnType<typeof loadKubeConfig>;
+  try {
+    kc = loadKubeConfig(kubeconfig);
+  } catch (err) {
+    return [{ level: 'fail', what: 'the kubeconfig could not be loaded', details: [err instanceof Error ? err.message : String(err)] }];
+  }
+  return checkCluster(kc);
+}
+
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, { control: { type: 'string', default: 'http://127.0.0.1:15000' }, ...ADMIN_TOKEN_FLAGS }, false, 'check');
+  const { values } = parseFlags(
+    argv,
+    {
+      control: { type: 'string', default: 'http://127.0.0.1:15000' },
+      kubernetes: { type: 'boolean', default: false },
+      kubeconfig: { type: 'string' },
+      ...ADMIN_TOKEN_FLAGS,
+    },
+    false,
+    'check',
+  );
   const target = await adminTarget(controlUrl(values.control), values);
-  const results = await checkMesh(target);
+  const cluster = values.kubernetes ? await checkKubernetes(values.kubeconfig) : [];
+  const results = [...cluster, ...(await checkMesh(target))];
   process.stdout.write(renderChecks(target.url, results));
   return results.some((r) => r.level === 'fail') ? 1 : 0;
 }

@@ -9,6 +9,9 @@ import { parseFlags, parseHostPort } from './args.js';
 import { loadBootstrapSecret } from '../control/ca/bootstrap-secret.js';
 import { ADMIN_TOKEN_ENV, adminTokenFile, loadOrCreateAdminToken, readAdminTokenFile, registerControl, unregisterControl } from '../security/admin-token.js';
 import { dashboardLoginUrl } from '../security/dashboard-login.js';
+import { EMPTY_CONFIG } from '../control/sources/mesh-config.js';
+import { kubernetesControlOptions } from '../control/sources/kubernetes-control.js';
+import { loadKubeConfig } from '../k8s/source/kube-config.js';
 
 export const help = `Usage: trellis control [--config PATH]... [PATH...] [options]
 
@@ -25,9 +28,17 @@ Options:
   --token T              join token proxies must present (Authorization: Bearer T);
                          default: the TRELLIS_TOKEN environment variable, if set
   --admin-token-file F   the admin API's token, from this file (see below)
+  --kubernetes           also take services and endpoints from the Kubernetes API (Services,
+                         EndpointSlices, pods), join proxies by their ServiceAccount token
+                         (TokenReview, audience trellis) and elect a leader with the Lease
+                         trellis-system/trellis-control; config files are then optional
+                         (routes and policies come from them)
+  --kubeconfig F         with --kubernetes: the cluster and credentials from this file
+                         (default: in-cluster, else $KUBECONFIG or ~/.kube/config)
   --state-dir DIR        where the last good config (DIR/control/), the mesh CA (DIR/ca/,
                          key files mode 0600) and the bootstrap secret are kept;
                          default: .trellis beside the first config path, as \`trellis up\`
+                         (with --kubernetes and no config: .trellis here)
 
 The admin API (everything but /healthz) needs the admin token as Authorization: Bearer:
 --admin-token-file FILE, else $TRELLIS_ADMIN_TOKEN, else DIR/control/admin-token (0600,
@@ -68,16 +79,29 @@ export async function run(argv: string[]): Promise<number> {
       token: { type: 'string' },
       'state-dir': { type: 'string' },
       'admin-token-file': { type: 'string' },
+      kubernetes: { type: 'boolean', default: false },
+      kubeconfig: { type: 'string' },
     },
     true,
     'control',
   );
   const configPaths = [...values.config, ...positionals];
-  if (configPaths.length === 0) {
+  if (values.kubeconfig !== undefined && !values.kubernetes) {
+    throw new TrellisError('TRELLIS_E_USAGE', { reason: '--kubeconfig goes with --kubernetes' });
+  }
+  if (configPaths.length === 0 && !values.kubernetes) {
     throw new TrellisError('TRELLIS_E_USAGE', { reason: 'no config given: pass the mesh file, e.g. `trellis control --config mesh.yaml`' });
   }
   const admin = parseHostPort(values.admin, '--admin');
-  const stateDir = values['state-dir'] ?? defaultStateDir(configPaths[0]!);
+  const stateDir = values['state-dir'] ?? (configPaths[0] !== undefined ? defaultStateDir(configPaths[0]) : path.resolve('.trellis'));
+  let kubernetes: ReturnType<typeof kubernetesControlOptions> | undefined;
+  if (values.kubernetes) {
+    try {
+      kubernetes = kubernetesControlOptions(loadKubeConfig(values.kubeconfig));
+    } catch (err) {
+      throw new TrellisError('TRELLIS_E_USAGE', { reason: `--kubernetes: no usable kubeconfig (${err instanceof Error ? err.message : String(err)})` });
+    }
+  }
 
   let plane: ControlPlane;
   // The admin token's file, when it is in one: the CLI is pointed at it.
@@ -98,7 +122,17 @@ export async function run(argv: string[]): Promise<number> {
       adminToken = await loadOrCreateAdminToken(stateDir);
       tokenFile = adminTokenFile(stateDir);
     }
-    plane = await startControlPlane({ configPaths, admin, stateDir, bootstrapSecret, adminToken, ...(token ? { token } : {}) });
+    plane = await startControlPlane({
+      configPaths,
+      admin,
+      stateDir,
+      bootstrapSecret,
+      adminToken,
+      ...(token ? { token } : {}),
+      ...(kubernetes ? { kubernetes } : {}),
+      // On Kubernetes with no files: no routes or policies, every Service with its defaults.
+      ...(kubernetes && configPaths.length === 0 ? { load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }) } : {}),
+    });
   } catch (err) {
     if (err instanceof TrellisError && err.code === 'TRELLIS_E_CONFIG_INVALID') {
       const problems = (err.params.problems ?? []) as ConfigProblem[];

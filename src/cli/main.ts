@@ -24,7 +24,11 @@ const COMMANDS: Record<string, Command> = {
   explain: { summary: "show which route a request from a service would take and why the others don't, and its endpoints", load: () => import('./explain.js') },
   logs: { summary: "print (or follow) a service's app, sidecar and access logs, interleaved by time", load: () => import('./logs.js') },
   trace: { summary: 'list recent traces, or show one as a tree of spans with per-hop timings', load: () => import('./trace.js') },
+  inject: { summary: 'add the sidecar to Kubernetes manifests offline, as the injection webhook does', load: () => import('./inject.js') },
+  webhook: { summary: 'serve the Kubernetes sidecar injection webhook (AdmissionReview at /inject)', load: () => import('./webhook.js') },
+  'pod-init': { summary: "install a Kubernetes pod's interception rules (the injected init container runs it)", load: () => import('./pod-init.js') },
   canary: { summary: 'move traffic to a new version step by step, watching its errors and p99; roll back on a breach', load: () => import('./canary.js') },
+  install: { summary: 'print (or --apply) the manifests that install Trellis on Kubernetes', load: () => import('./install.js') },
 };
 
 function usage(): string {

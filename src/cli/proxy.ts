@@ -2,6 +2,7 @@
 import { TrellisError } from '../errors.js';
 import { Sidecar } from '../proxy/sidecar.js';
 import { CREDENTIAL_ENV } from '../security/bootstrap-credential.js';
+import { APP_PROBES_ENV, parseAppProbes } from '../proxy/app-health.js';
 import type { HostPort } from '../api/protocol.js';
 import { ACCESS_LOG_FIELDS, type AccessLogField } from '../api/views.js';
 import { parseBytes, parseCount, parseFlags, parseHostPort } from './args.js';
@@ -17,6 +18,10 @@ Options:
   --id ID                   unique proxy id (default: SERVICE-PID)
   --control URL             control plane admin URL (default: http://127.0.0.1:15000)
   --token T                 join token, when the control plane requires one (default: $TRELLIS_TOKEN)
+  --credential-file PATH    the join credential from this file, read again before every
+                            connection (on Kubernetes: the projected ServiceAccount token with
+                            audience trellis, which the kubelet rotates); instead of
+                            $TRELLIS_CREDENTIAL. The id defaults to $POD_NAME when set.
   --app HOST:PORT           where the app listens (sidecar)
   --inbound [HOST:]PORT     inbound listener other sidecars connect to (sidecar)
   --port SVCPORT=APPHOST:APPPORT,[HOST:]INBOUND
@@ -65,6 +70,7 @@ export async function run(argv: string[]): Promise<number> {
       id: { type: 'string' },
       control: { type: 'string', default: 'http://127.0.0.1:15000' },
       token: { type: 'string' },
+      'credential-file': { type: 'string' },
       app: { type: 'string' },
       inbound: { type: 'string' },
       port: { type: 'string', multiple: true, default: [] },
@@ -116,12 +122,16 @@ export async function run(argv: string[]): Promise<number> {
   const sidecar = new Sidecar({
     service: values.service,
     version: values.version,
-    id: values.id ?? `${values.service}-${process.pid}`,
+    // On Kubernetes the injected sidecar has its pod's name in $POD_NAME (the downward API).
+    id: values.id ?? (values['credential-file'] !== undefined ? process.env.POD_NAME || undefined : undefined) ?? `${values.service}-${process.pid}`,
     kind: values.gateway || !values.app ? 'gateway' : 'sidecar',
     control: values.control,
     token: values.token ?? process.env.TRELLIS_TOKEN,
     // From the environment only: a flag would show the credential to anyone running `ps`.
     credential: process.env[CREDENTIAL_ENV],
+    ...(values['credential-file'] !== undefined ? { credentialFile: values['credential-file'] } : {}),
+    // Set by the Kubernetes injector: the app's probes the kubelet sends to /app-health/ (proxy/app-health.ts).
+    appProbes: parseAppProbes(process.env[APP_PROBES_ENV]),
     app: values.app ? parseHostPort(values.app, '--app') : undefined,
     inbound: values.inbound ? parseHostPort(values.inbound, '--inbound') : undefined,
     ...(ports.length > 0 ? { ports } : {}),

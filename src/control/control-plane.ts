@@ -28,6 +28,7 @@ import { mintCredential, newBootstrapSecret, type CredentialSubject } from '../s
 import { DEFAULT_TRUST_DOMAIN } from '../security/spiffe.js';
 import { Dashboard, type DashboardOptions } from './dashboard/dashboard.js';
 import { httpTraceSource } from './dashboard/trace-client.js';
+import { KubernetesControl, type KubernetesControlOptions } from './sources/kubernetes-control.js';
 
 export interface ControlPlaneOptions {
   /** Mesh and route files (or what `loadConfig` accepts). */
@@ -73,6 +74,12 @@ export interface ControlPlaneOptions {
   dashboard?: Pick<DashboardOptions, 'traces' | 'benchResultsDir' | 'stats'>;
   /** The trace receiver's limits (body size, traces and spans kept). */
   traces?: TracesApiOptions;
+  /**
+   * `--kubernetes`: services and endpoints from the Kubernetes API too, proxies joined by
+   * ServiceAccount token (TokenReview) instead of bootstrap credentials, a Lease for the
+   * leader (src/control/sources/kubernetes-control.ts).
+   */
+  kubernetes?: KubernetesControlOptions;
   /** Health checker tuning (tests). */
   health?: Pick<HealthCheckerOptions, 'probe' | 'timers' | 'schedule' | 'startupIntervalMs' | 'startupWindowMs'>;
 }
@@ -91,6 +98,8 @@ export interface ControlPlane {
   readonly dashboard: Dashboard;
   /** The OTLP receiver and recent traces (`/v1/traces`). */
   readonly traces: TracesApi;
+  /** The Kubernetes source, with `kubernetes` set. */
+  readonly kubernetes?: KubernetesControl;
   /** The bootstrap credential of one proxy (for tests and `trellis identity credential`). */
   credentialFor(subject: CredentialSubject): string;
   /** Reloads the config files now (the watcher also does this on change). */
@@ -154,9 +163,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // The CA reads the identity settings once, at start: a changed trust domain or CA
   // means new certificates for every proxy, which a restart makes explicit.
   const identityConfig = model.config.identity;
+  const kubernetes =
+    opts.kubernetes && new KubernetesControl({ model, log, trustDomain: identityConfig?.trustDomain ?? DEFAULT_TRUST_DOMAIN, options: opts.kubernetes });
   let ca: CertificateAuthority;
-  try {
-    ca = await CertificateAuthority.open({
+  const openCa = (): Promise<CertificateAuthority> =>
+    CertificateAuthority.open({
       trustDomain: identityConfig?.trustDomain ?? DEFAULT_TRUST_DOMAIN,
       ...(identityConfig ? { certificateLifetimeMs: identityConfig.certificateLifetimeMs } : {}),
       ...(identityConfig?.ca ? { files: identityConfig.ca } : {}),
@@ -164,7 +175,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       log,
       ...opts.ca,
     });
+  try {
+    ca = await openCa();
+    // On Kubernetes the replicas sign with one generated CA, shared through a Secret.
+    if (kubernetes && !identityConfig?.ca && opts.stateDir !== undefined && (await kubernetes.shareCa(path.join(opts.stateDir, 'ca')))) ca = await openCa();
   } catch (err) {
+    kubernetes?.stop();
     watcher.close();
     await lastGood?.flush();
     throw err;
@@ -183,6 +199,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ca.maintain().then(caExpiry, (err: unknown) => log(`control: ca: maintenance failed: ${err instanceof Error ? err.message : String(err)}`));
   }, 10 * 60_000).unref();
 
+  await kubernetes?.start();
   const checker = new HealthChecker({ model, log, onTransition: (from, to) => metrics.healthTransition(from, to), ...opts.health });
   const distributor = new Distributor({
     model,
@@ -191,6 +208,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     identity,
     metrics,
     ...(opts.token ? { token: opts.token } : {}),
+    ...(kubernetes ? { verifyHello: kubernetes.verifyHello, registerSidecars: false } : {}),
     ...(opts.pushDebounceMs !== undefined ? { debounceMs: opts.pushDebounceMs } : {}),
     ...(opts.pushDebounceMaxMs !== undefined ? { debounceMaxMs: opts.pushDebounceMaxMs } : {}),
     ...(opts.resumeWaitMs !== undefined ? { resumeWaitMs: opts.resumeWaitMs } : {}),
@@ -230,6 +248,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     await listen(server, opts.admin);
   } catch (err) {
     clearInterval(caTimer);
+    kubernetes?.stop();
     watcher.close();
     metrics.close();
     await lastGood?.flush();
@@ -255,11 +274,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     adminToken,
     dashboard,
     traces,
+    ...(kubernetes ? { kubernetes } : {}),
     credentialFor: (subject) => mintCredential(bootstrapSecret, subject),
     reload: () => watcher.reload(),
     close() {
       closing ??= new Promise<void>((resolve) => {
         clearInterval(caTimer);
+        kubernetes?.stop();
         dashboard.close();
         watcher.close();
         checker.stop();

@@ -73,6 +73,27 @@ export interface ConfigState {
   readonly restored?: { readonly from: string; readonly savedAt: number };
 }
 
+/**
+ * An endpoint a discovery source (Kubernetes' EndpointSlices) reports, with its health
+ * as that source knows it: it is not registered by a hello nor checked by the health
+ * checker (the kubelet's readiness probes are its checks).
+ */
+export interface DiscoveredEndpoint {
+  readonly id: string;
+  readonly service: string;
+  readonly version: string;
+  readonly inbound: HostPort;
+  readonly app: HostPort;
+  readonly ports?: readonly InstancePort[];
+  readonly status: HealthStatus;
+}
+
+/** What a discovery source knows: services (merged into the config's) and their endpoints. */
+export interface Discovered {
+  readonly services: readonly ServiceConfig[];
+  readonly endpoints: readonly DiscoveredEndpoint[];
+}
+
 /** Why snapshots may need recompiling. */
 export type ChangeReason = 'config' | 'instance-added' | 'instance-removed' | 'health';
 
@@ -91,6 +112,9 @@ const KEEP_DISCONNECTED = 100;
 export class MeshModel {
   readonly #now: () => number;
   #config: ConfigState = { config: EMPTY_CONFIG, files: [] };
+  #discovered: Discovered = { services: [], endpoints: [] };
+  /** The files' config with the discovered services, made once per change of either. */
+  #merged?: { readonly from: ControlConfig; readonly discovered: Discovered['services']; readonly config: ControlConfig };
   readonly #instances = new Map<string, Instance>();
   readonly #health = new Map<string, HealthState>();
   readonly #proxies = new Map<string, ProxyState>();
@@ -125,13 +149,48 @@ export class MeshModel {
     return this.#config;
   }
 
+  /**
+   * The config in force: the files' config, plus the services a discovery source found
+   * that the files do not name (a service in both keeps the files' settings and takes
+   * the source's workload identities).
+   */
   get config(): ControlConfig {
-    return this.#config.config;
+    const files = this.#config.config;
+    const discovered = this.#discovered;
+    if (discovered.services.length === 0) return files;
+    // Keyed by the services array: a source that hands the same one again (only endpoints
+    // changed) keeps the config the same object, so nothing keyed by it is recomputed.
+    if (this.#merged?.from !== files || this.#merged.discovered !== discovered.services) {
+      const found = new Map(discovered.services.map((s) => [keyOf(s), s]));
+      const services = files.services.map((s) => {
+        const d = found.get(keyOf(s));
+        found.delete(keyOf(s));
+        return d?.identities ? { ...s, identities: d.identities } : s;
+      });
+      this.#merged = { from: files, discovered: discovered.services, config: { ...files, services: [...services, ...found.values()] } };
+    }
+    return this.#merged.config;
+  }
+
+  /** Replaces what the discovery source knows (services and endpoints); snapshots recompile. */
+  setDiscovered(discovered: Discovered): void {
+    this.#discovered = discovered;
+    this.#emit('change', 'config');
+  }
+
+  /** The discovery source's endpoints. */
+  discoveredEndpoints(): readonly DiscoveredEndpoint[] {
+    return this.#discovered.endpoints;
+  }
+
+  /** Whether `id` is a registered instance or a discovered endpoint. */
+  hasEndpoint(id: string): boolean {
+    return this.#instances.has(id) || this.#discovered.endpoints.some((e) => e.id === id);
   }
 
   /** The service whose key is `key`: `name`, or `name.namespace` outside default (src/api/names.ts). */
   service(key: string): ServiceConfig | undefined {
-    return this.#config.config.services.find((s) => keyOf(s) === key);
+    return this.config.services.find((s) => keyOf(s) === key);
   }
 
   /** Puts a freshly loaded (or restored) config in force and clears any failed-reload problems. */

@@ -3,7 +3,7 @@
 // comes from the control plane's stream alone). It holds no secret either: the
 // workload key never leaves WorkloadIdentity and the bootstrap credential is not shown.
 // What it shows is of two kinds:
-//  - /metrics and /ready, for anyone who reaches it: the Prometheus `trellis up` runs
+//  - /metrics, /ready, /live and /app-health/..., for anyone who reaches it: the Prometheus `trellis up` runs
 //    scrapes /metrics without a credential (as Linkerd's proxies serve :4191/metrics and
 //    Istio's sidecars :15090/stats/prometheus to their scrapers), and probes read /ready;
 //  - /config (the proxy's snapshot: the services it may call, their endpoints and
@@ -18,7 +18,7 @@ import { isLoopbackAddress } from '../security/loopback.js';
 import { TrellisError } from '../errors.js';
 
 /** The paths anyone who reaches the admin server may read. */
-export const PUBLIC_ADMIN_PATHS: ReadonlySet<string> = new Set(['/metrics', '/ready']);
+export const PUBLIC_ADMIN_PATHS: ReadonlySet<string> = new Set(['/metrics', '/ready', '/live']);
 
 /** Undefined when the request may be answered; else the error to answer it with. */
 export function adminRefusal(req: IncomingMessage, path: string): TrellisError | undefined {
@@ -26,6 +26,7 @@ export function adminRefusal(req: IncomingMessage, path: string): TrellisError |
   if (req.method !== 'GET' && req.method !== 'HEAD' && !(req.method === 'POST' && (path === '/explain' || path === '/explain/inbound'))) {
     return new TrellisError('TRELLIS_E_METHOD_NOT_ALLOWED', { path, allowed: "GET or HEAD (a proxy's admin server is read-only)", method: req.method });
   }
-  if (PUBLIC_ADMIN_PATHS.has(path) || isLoopbackAddress(req.socket.remoteAddress)) return undefined;
+  // /app-health/...: the kubelet's probes of the app, from the node's address (k8s/inject.ts).
+  if (PUBLIC_ADMIN_PATHS.has(path) || path.startsWith('/app-health/') || isLoopbackAddress(req.socket.remoteAddress)) return undefined;
   return new TrellisError('TRELLIS_E_ADMIN_LOOPBACK_ONLY', { path });
 }

@@ -11,8 +11,12 @@ import { SnapshotAssembler, type Assembled } from '../api/snapshot-delta.js';
 export interface ControlClientOptions {
   url: string;
   token?: string;
-  /** The instance's bootstrap credential, sent in the hello (and nowhere else). */
-  credential?: string;
+  /**
+   * The instance's credential, sent in the hello (and nowhere else): a bootstrap
+   * credential, or a function read before every connection (a projected ServiceAccount
+   * token in a file the kubelet rotates: src/proxy/credential-file.ts).
+   */
+  credential?: string | (() => Promise<string>);
   info: ProxyInfo;
   /** Applies a snapshot; throws with the reason to refuse it. */
   apply(snapshot: Snapshot): void;
@@ -101,11 +105,21 @@ export class ControlClient {
 
   #connect(): void {
     if (this.#stopped) return;
+    const credential = this.#o.credential;
+    if (typeof credential !== 'function') return this.#open(credential);
+    credential().then(
+      (value) => this.#open(value),
+      (err: unknown) => this.#retry(`could not read the credential: ${err instanceof Error ? err.message : String(err)}`),
+    );
+  }
+
+  #open(credential: string | undefined): void {
+    if (this.#stopped) return;
     const url = new URL('/v1/stream', this.#o.url);
     const headers: Record<string, string> = { Connection: 'Upgrade', Upgrade: 'trellis-stream' };
     if (this.#o.token) headers.Authorization = `Bearer ${this.#o.token}`;
     const req = http.request({ hostname: url.hostname, port: url.port, path: url.pathname, headers, agent: false });
-    req.on('upgrade', (_res, socket, head) => this.#onStream(socket, head));
+    req.on('upgrade', (_res, socket, head) => this.#onStream(socket, head, credential));
     req.on('response', (res) => {
       res.resume();
       this.#retry(`control plane answered ${res.statusCode} to the stream request`);
@@ -114,7 +128,7 @@ export class ControlClient {
     req.end();
   }
 
-  #onStream(socket: Socket, head: Buffer): void {
+  #onStream(socket: Socket, head: Buffer, credential: string | undefined): void {
     this.#socket = socket;
     // Deltas are relative to this stream's messages only: a new stream starts with a full snapshot.
     this.#assembler.reset();
@@ -124,7 +138,7 @@ export class ControlClient {
     socket.setNoDelay(true);
     this.#o.onState?.(true, 'connected');
     const proxy = this.#applied ? { ...this.#o.info, resumed: { endpoints: this.#endpoints } } : this.#o.info;
-    this.#send(this.#o.credential !== undefined ? { type: 'hello', proxy, credential: this.#o.credential } : { type: 'hello', proxy });
+    this.#send(credential !== undefined ? { type: 'hello', proxy, credential } : { type: 'hello', proxy });
     // The stream's framing is the control plane's (src/api/wire.ts), with a bound of its
     // own: a message that never ends would hold memory without bound, so the stream is
     // dropped (and made again).

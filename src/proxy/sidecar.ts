@@ -16,6 +16,7 @@ import { detectProtocol, serveHttp, type H2Server } from './listeners/detect.js'
 import type { H2SessionPool } from './h2/forwarder.js';
 import type { Http2Server } from 'node:http2';
 import { adminRefusal } from './admin-access.js';
+import { APP_HEALTH_PREFIX, type AppProbe, runAppProbe } from './app-health.js';
 import { peerIdentity } from './identity.js';
 import { MeshTls, type VerifiedPeer } from './tls/mesh-tls.js';
 import { admitInbound, type InboundDoor } from './listeners/mtls-inbound.js';
@@ -67,6 +68,7 @@ import tls from 'node:tls';
 import { EgressPolicy } from './egress/egress-policy.js';
 import { externalOfTunnelSni, sniAllowed } from './egress/tunnel.js';
 import { peekClientHello } from './gateway/client-hello.js';
+import { credentialReader } from './credential-file.js';
 
 /** HTTP/2 once loaded: the forwarder's and server's modules, the app codecs, and the upstream session pool. */
 interface LoadedH2 {
@@ -86,6 +88,8 @@ export interface SidecarOptions {
   token?: string;
   /** The instance's bootstrap credential (`$TRELLIS_CREDENTIAL`): without the right one the control plane refuses the proxy. */
   credential?: string;
+  /** `--credential-file`: the join credential read from this file before every connection (a rotated ServiceAccount token); wins over `credential`. */
+  credentialFile?: string;
   /** The certificate renewer's clock (tests). */
   identityClock?: RenewalClock;
   /** The clock of JWT checks (exp, nbf) and jwksUri refreshes (tests); absent: the real one. */
@@ -116,6 +120,8 @@ export interface SidecarOptions {
    * rest of the admin server (loopback only) is today.
    */
   adminToken?: string;
+  /** The app's HTTP probes the kubelet sends to /app-health/... on Kubernetes (app-health.ts); absent: none. */
+  appProbes?: ReadonlyMap<string, AppProbe>;
   /** Taps per proxy, a reader's queue, how long a reader may stay behind (tap/tap-hub.ts); absent: the defaults. */
   tapLimits?: Partial<TapLimits>;
   /**
@@ -489,7 +495,7 @@ export class Sidecar {
     const control = new ControlClient({
       url: o.control,
       token: o.token,
-      ...(o.credential !== undefined ? { credential: o.credential } : {}),
+      ...(o.credentialFile !== undefined ? { credential: credentialReader(o.credentialFile) } : o.credential !== undefined ? { credential: o.credential } : {}),
       info,
       apply: (s) => {
         try {
@@ -1091,6 +1097,15 @@ export class Sidecar {
       const om = wantsOpenMetrics(req.headers.accept);
       res.setHeader('content-type', om ? OPENMETRICS_CONTENT_TYPE : this.metrics.contentType);
       res.end(await this.metrics.text(om));
+    } else if (path === '/live') {
+      // Liveness: the process answers. Never the control plane's state: one that is down must not restart proxies.
+      res.end('live\n');
+    } else if (path.startsWith(APP_HEALTH_PREFIX)) {
+      const probe = this.#o.appProbes?.get(path);
+      if (probe === undefined) throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: 'no app probe of this pod has that path' });
+      const status = await runAppProbe(probe);
+      res.statusCode = status >= 200 && status < 400 ? status : 503;
+      res.end(`app answered ${status}\n`);
     } else if (path === '/ready') {
       res.statusCode = this.#snapshot ? 200 : 503;
       res.end(this.#snapshot ? 'ready\n' : 'waiting for the first snapshot from the control plane\n');

@@ -8,6 +8,7 @@ import type { ControlMetrics } from '../control-metrics.js';
 import type { MeshModel } from '../model.js';
 import type { CertificateAuthority } from './certificate-authority.js';
 import { workloadName } from './workload-names.js';
+import type { WorkloadName } from '../../security/spiffe.js';
 
 /** The public part of an issued certificate, as the admin API shows it. */
 export interface IssuedView extends IssuedCertificate {
@@ -36,9 +37,13 @@ export class IdentityService {
     this.#log = o.log ?? (() => {});
   }
 
-  /** Signs `csr` for `proxy` (a proxy whose credential was checked); the answer to send back. */
-  async certify(proxy: ProxyInfo, id: number, csr: string): Promise<ControlMessage> {
-    const name = workloadName(this.ca.trustDomain, proxy.service, this.#o.model.service(proxy.service));
+  /**
+   * Signs `csr` for `proxy` (a proxy whose credential was checked); the answer to send back.
+   * `workload` is the name its credential proved (a ServiceAccount on Kubernetes); absent:
+   * the service's own (workload-names.ts).
+   */
+  async certify(proxy: ProxyInfo, id: number, csr: string, workload?: WorkloadName): Promise<ControlMessage> {
+    const name = workload ?? workloadName(this.ca.trustDomain, proxy.service, this.#o.model.service(proxy.service));
     let result: IssuedCertificate | string;
     try {
       result = await this.ca.issue(csr, name);

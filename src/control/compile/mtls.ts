@@ -57,5 +57,6 @@ export function serviceSpiffeId(config: ControlConfig, service: ServiceConfig): 
 
 /** How a caller reaches `service` at `port`: mutual TLS expecting its SPIFFE ID, or undefined for plaintext (DISABLE). */
 export function peerMtls(config: ControlConfig, service: ServiceConfig, port: number | undefined): PeerMtls | undefined {
-  return mtlsModeOf(config, service, port) === 'DISABLE' ? undefined : { identities: [serviceSpiffeId(config, service)] };
+  if (mtlsModeOf(config, service, port) === 'DISABLE') return undefined;
+  return { identities: service.identities?.length ? [...service.identities] : [serviceSpiffeId(config, service)] };
 }

@@ -27,6 +27,7 @@ import type { IdentityService } from '../ca/identity-service.js';
 import { compileRateLimits } from '../compile/rate-limits.js';
 import { RateQuotas, type GlobalLimit } from './rate-quotas.js';
 import type { ControlConfig } from '../sources/mesh-config.js';
+import type { WorkloadName } from '../../security/spiffe.js';
 
 export const STREAM_PATH = '/v1/stream';
 export const STREAM_UPGRADE = 'trellis-stream';
@@ -43,6 +44,17 @@ export interface DistributorOptions {
    * without it is refused before it touches the model.
    */
   bootstrapSecret?: string;
+  /**
+   * Checks hellos in place of the bootstrap secret (on Kubernetes: a TokenReview of the
+   * proxy's ServiceAccount token, src/control/kubernetes-control.ts). The verdict names
+   * the proxy as the control plane will know it and the workload its certificates are for.
+   */
+  verifyHello?: VerifyHello;
+  /**
+   * Whether a sidecar's hello registers its instance (default true). False when a
+   * discovery source reports the endpoints (Kubernetes' EndpointSlices).
+   */
+  registerSidecars?: boolean;
   /** Signs proxies' CSRs; absent: a CSR is answered `csr-refused`. */
   identity?: IdentityService;
   metrics?: ControlMetrics;
@@ -66,10 +78,21 @@ export interface DistributorOptions {
   resumeWaitMs?: number;
 }
 
+/** What a {@link VerifyHello} decides. */
+export type HelloVerdict = { readonly ok: true; readonly proxy: ProxyInfo; readonly workload?: WorkloadName } | { readonly ok: false; readonly reason: string };
+export type VerifyHello = (proxy: ProxyInfo, credential: string | undefined) => Promise<HelloVerdict>;
+
+/** Lines a proxy may send while its hello is being verified (it sends a CSR right after it). */
+const MAX_LINES_WHILE_VERIFYING = 16;
+
 interface Connection {
   readonly socket: Duplex;
   readonly reader: LineReader;
   proxy?: ProxyInfo;
+  /** Set while the hello is verified: the lines that came after it, handled once it is. */
+  pending?: string[];
+  /** The workload its certificates name, when its hello's verdict gave one. */
+  workload?: WorkloadName;
   /** A CSR of this stream is being signed. */
   certifying?: boolean;
   /** What this stream was last sent (a sidecar's): deltas are relative to it. */
@@ -88,7 +111,7 @@ interface SentState {
 
 /** The instances of the model as the compiler sees them (with their health status). */
 export function routableInstances(model: MeshModel): RoutableInstance[] {
-  return model.instances().map((i) => ({
+  const registered: RoutableInstance[] = model.instances().map((i) => ({
     id: i.id,
     service: i.service,
     version: i.version,
@@ -98,6 +121,8 @@ export function routableInstances(model: MeshModel): RoutableInstance[] {
     status: model.health(i.id)?.status ?? 'unknown',
     ...(i.resumed ? { resumed: true } : {}),
   }));
+  const discovered = model.discoveredEndpoints();
+  return discovered.length === 0 ? registered : [...registered, ...discovered];
 }
 
 function digest(s: string): Buffer {
@@ -120,6 +145,8 @@ export class Distributor {
   readonly #model: MeshModel;
   readonly #token?: Buffer;
   readonly #bootstrapSecret?: string;
+  readonly #verifyHello?: VerifyHello;
+  readonly #registerSidecars: boolean;
   readonly #identity?: IdentityService;
   readonly #metrics?: ControlMetrics;
   readonly #log: (line: string) => void;
@@ -158,6 +185,8 @@ export class Distributor {
     this.#model = opts.model;
     this.#token = opts.token ? digest(opts.token) : undefined;
     this.#bootstrapSecret = opts.bootstrapSecret;
+    this.#verifyHello = opts.verifyHello;
+    this.#registerSidecars = opts.registerSidecars ?? true;
     this.#identity = opts.identity;
     this.#metrics = opts.metrics;
     this.#log = opts.log ?? (() => {});
@@ -270,6 +299,12 @@ export class Distributor {
     }
     for (const line of lines) {
       if (conn.socket.destroyed) return;
+      if (conn.pending !== undefined) {
+        if (conn.pending.length >= MAX_LINES_WHILE_VERIFYING)
+          return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', 'too many messages before the hello was answered');
+        conn.pending.push(line);
+        continue;
+      }
       this.#onLine(conn, line);
     }
   }
@@ -280,6 +315,7 @@ export class Distributor {
     if (msg.type === 'ping') return writeMessage(conn.socket, { type: 'pong' });
     if (msg.type === 'hello') {
       if (conn.proxy) return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', 'hello sent twice on one stream');
+      if (this.#verifyHello) return void this.#verify(conn, this.#verifyHello, msg.proxy, msg.credential);
       if (!this.#credentialValid(conn, msg.proxy, msg.credential)) return;
       return this.#onHello(conn, msg.proxy);
     }
@@ -329,6 +365,33 @@ export class Distributor {
     return false;
   }
 
+  /** Runs the hello's verification; meanwhile the stream's further lines wait in `pending`. */
+  async #verify(conn: Connection, verify: VerifyHello, proxy: ProxyInfo, credential: string | undefined): Promise<void> {
+    conn.pending = [];
+    let verdict: HelloVerdict;
+    try {
+      verdict = await verify(proxy, credential);
+    } catch (err) {
+      verdict = { ok: false, reason: `the credential could not be checked: ${err instanceof Error ? err.message : String(err)}` };
+    }
+    const queued = conn.pending;
+    conn.pending = undefined;
+    if (conn.socket.destroyed || this.#stopped) return;
+    if (!verdict.ok) {
+      this.#metrics?.helloRefused(credential === undefined ? 'missing' : 'wrong');
+      const from = (conn.socket as Duplex & { remoteAddress?: string }).remoteAddress ?? '?';
+      this.#refusalLog.write(`control: refused ${proxy.kind} ${proxy.id} (service ${proxy.service}) from ${from}: ${verdict.reason}`);
+      const err = new TrellisError('TRELLIS_E_TOKEN_REFUSED', { kind: proxy.kind, id: proxy.id, service: proxy.service, reason: verdict.reason });
+      return this.#fail(conn, err.code, err.message);
+    }
+    if (verdict.workload) conn.workload = verdict.workload;
+    this.#onHello(conn, verdict.proxy);
+    for (const line of queued) {
+      if (conn.socket.destroyed) return;
+      this.#onLine(conn, line);
+    }
+  }
+
   async #onCsr(conn: Connection, proxy: ProxyInfo, id: number, csr: string): Promise<void> {
     const identity = this.#identity;
     if (!identity) {
@@ -340,7 +403,7 @@ export class Distributor {
     if (conn.certifying) return writeMessage(conn.socket, identity.busy(proxy, id));
     conn.certifying = true;
     try {
-      const answer = await identity.certify(proxy, id, csr);
+      const answer = await identity.certify(proxy, id, csr, conn.workload);
       if (conn.proxy === proxy) writeMessage(conn.socket, answer);
     } finally {
       conn.certifying = false;
@@ -370,7 +433,7 @@ export class Distributor {
     this.#byProxy.set(proxy.id, conn);
     this.#model.connectProxy(proxy);
     // An egress gateway reports its mTLS listener as `inbound`: sidecars reach it as an instance of its name.
-    if (proxy.kind === 'sidecar' || proxy.inbound !== undefined) {
+    if (proxy.kind === 'sidecar' ? this.#registerSidecars : proxy.inbound !== undefined) {
       this.#model.addInstance({
         id: proxy.id,
         service: proxy.service,
@@ -408,7 +471,7 @@ export class Distributor {
   /** Sends the held proxies their snapshots once every expected instance is back (or `force`). */
   #release(force: boolean): void {
     if (this.#held.size === 0) return;
-    if (!force && [...this.#expected].some((id) => this.#model.instance(id) === undefined)) return;
+    if (!force && [...this.#expected].some((id) => !this.#model.hasEndpoint(id))) return;
     const held = [...this.#held];
     this.#held.clear();
     this.#expected.clear();

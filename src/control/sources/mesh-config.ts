@@ -43,6 +43,11 @@ export interface ServiceConfig {
   readonly versions: readonly VersionConfig[];
   /** HTTP/1.1 upgrade protocols the service accepts (lower case); absent: DEFAULT_UPGRADES. */
   readonly upgrades?: readonly string[];
+  /**
+   * The SPIFFE IDs its workloads present, when a discovery source knows them (on
+   * Kubernetes: its pods' ServiceAccounts); absent: the service is its own account.
+   */
+  readonly identities?: readonly string[];
 }
 
 /** A service's mesh-wide key: `name`, or `name.namespace` outside default (src/api/names.ts). */

@@ -1,0 +1,242 @@
+// `trellis control --kubernetes`: the Kubernetes API as one more source of the control
+// plane, beside the files. Its Services and EndpointSlices (with pods and
+// ServiceAccounts) become the model's discovered services and endpoints
+// (kubernetes-discovery.ts); proxies join with their projected ServiceAccount token,
+// checked by a TokenReview (audience trellis), and the token's namespace and
+// ServiceAccount are the only identity their certificates may name; a Lease elects the
+// one replica that may write to the API. Every replica serves proxies.
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { serviceKey, splitServiceKey } from '../../api/names.js';
+import type { ProxyInfo } from '../../api/protocol.js';
+import { kubeTransport, type ListPage, type StartWatch } from '../../k8s/source/reflector.js';
+import { LeaderElector, leaseApiWith, type LeaseApi } from '../../k8s/source/leader-election.js';
+import { caSecretApiWith, CA_SECRET, type CaSecretApi } from '../../k8s/source/ca-secret.js';
+import { postTokenReviewWith, reviewToken, type PostTokenReview, type TokenReviewResult } from '../../k8s/source/token-review.js';
+import type { HelloVerdict } from '../distribute/distributor.js';
+import type { Discovered, MeshModel } from '../model.js';
+import { discoveredFromCluster } from './kubernetes-discovery.js';
+import { KubernetesSource } from './kubernetes-source.js';
+
+/** The Lease replicas elect their leader with (the install's Role allows exactly this one). */
+export const CONTROL_LEASE = { namespace: 'trellis-system', name: 'trellis-control' } as const;
+
+/** How long a token's review is reused: accepted, refused, and while it is in progress (joined by concurrent hellos). */
+const REVIEW_OK_MS = 60_000;
+const REVIEW_REFUSED_MS = 5_000;
+const REVIEW_PENDING_MS = 30_000;
+const MAX_REVIEWS_IN_FLIGHT = 64;
+const MAX_CACHED_REVIEWS = 10_000;
+
+export interface KubernetesControlOptions {
+  readonly list: ListPage;
+  readonly watch: StartWatch;
+  readonly postTokenReview: PostTokenReview;
+  /** The Lease to elect a leader with; absent: no election (this replica never leads). */
+  readonly lease?: LeaseApi;
+  /** The Secret the replicas share a generated CA through; absent: each keeps its own. */
+  readonly caSecret?: CaSecretApi;
+  /** This replica's name in the Lease (default: $POD_NAME, else the host name). */
+  readonly replica?: string;
+  /** The injected sidecars' first inbound port (default 15006; kubernetes-discovery.ts). */
+  readonly inboundPort?: number;
+  /** How long a start waits for the first complete list of every kind (default 30 s); then it serves what it has. */
+  readonly syncTimeoutMs?: number;
+  readonly backoffMs?: { readonly initial: number; readonly max: number };
+  /** How often the Lease is tried or renewed (default 2 s). */
+  readonly leaseRetryMs?: number;
+}
+
+/** The options of a KubeConfig (`--kubeconfig F`, else in-cluster): its list, watch, TokenReview and Lease. */
+export function kubernetesControlOptions(kc: KubeConfig): KubernetesControlOptions {
+  const namespace = process.env.POD_NAMESPACE || CONTROL_LEASE.namespace;
+  return {
+    ...kubeTransport(kc),
+    postTokenReview: postTokenReviewWith(kc),
+    lease: leaseApiWith(kc, namespace, CONTROL_LEASE.name),
+    caSecret: caSecretApiWith(kc, namespace),
+  };
+}
+
+export class KubernetesControl {
+  readonly #model: MeshModel;
+  readonly #log: (line: string) => void;
+  readonly #source: KubernetesSource;
+  readonly #elector?: LeaderElector;
+  readonly #opts: KubernetesControlOptions;
+  readonly #trustDomain: string;
+  #services?: { readonly json: string; readonly value: Discovered['services'] };
+  readonly #reviews = new Map<string, { until: number; result: Promise<TokenReviewResult> }>();
+  #inFlight = 0;
+
+  constructor(o: { model: MeshModel; trustDomain: string; log: (line: string) => void; options: KubernetesControlOptions }) {
+    this.#model = o.model;
+    this.#log = o.log;
+    this.#opts = o.options;
+    this.#trustDomain = o.trustDomain;
+    this.#source = new KubernetesSource({
+      list: o.options.list,
+      watch: o.options.watch,
+      trustDomain: o.trustDomain,
+      log: o.log,
+      ...(o.options.backoffMs ? { backoffMs: o.options.backoffMs } : {}),
+      // What the mesh is made of today; routes and policies still come from the files.
+      kinds: ['Service', 'EndpointSlice', 'Pod'],
+      onView: () => this.#publish(),
+    });
+    if (o.options.lease) {
+      this.#elector = new LeaderElector({
+        api: o.options.lease,
+        namespace: process.env.POD_NAMESPACE || CONTROL_LEASE.namespace,
+        name: CONTROL_LEASE.name,
+        identity: o.options.replica ?? (process.env.POD_NAME || os.hostname()),
+        log: o.log,
+        ...(o.options.leaseRetryMs !== undefined ? { retryMs: o.options.leaseRetryMs } : {}),
+      });
+    }
+  }
+
+  #publish(): void {
+    const next = discoveredFromCluster(this.#source.view(), { inboundPort: this.#opts.inboundPort });
+    // Most changes are endpoints (pods come and go): the same services stay the same array.
+    const json = JSON.stringify(next.services);
+    if (this.#services?.json === json) this.#model.setDiscovered({ services: this.#services.value, endpoints: next.endpoints });
+    else {
+      this.#services = { json, value: next.services };
+      this.#model.setDiscovered(next);
+    }
+  }
+
+  /** The source's reflectors (tests look at their state). */
+  get source(): KubernetesSource {
+    return this.#source;
+  }
+
+  /** Whether this replica holds the Lease: only the leader writes to the API. */
+  get leading(): boolean {
+    return this.#elector?.leading ?? false;
+  }
+
+  /** Starts the watches and the election; resolves once every kind listed (or the sync timeout passed). */
+  async start(): Promise<void> {
+    this.#source.start();
+    this.#elector?.start();
+    const timeoutMs = this.#opts.syncTimeoutMs ?? 30_000;
+    const synced = await new Promise<boolean>((resolve) => {
+      const started = Date.now();
+      const poll = setInterval(() => {
+        if (this.#source.synced) resolve(true);
+        else if (Date.now() - started >= timeoutMs) resolve(false);
+        else return;
+        clearInterval(poll);
+      }, 20);
+      poll.unref();
+    });
+    // The last list may have changed nothing (an empty kind): publish what the lists hold.
+    this.#publish();
+    if (!synced) this.#log(`control: kubernetes: not every kind listed within ${timeoutMs} ms; serving proxies with what is known, the watches keep trying`);
+    else this.#log(`control: kubernetes: ${this.#model.discoveredEndpoints().length} endpoints of ${this.#model.config.services.length} services listed`);
+  }
+
+  /**
+   * Makes the generated CA in `dir` (its ca.json) the one every replica signs with: the
+   * Secret's, when there is one (written over this replica's; true: the caller opens the
+   * CA again); else the leader stores its own in the Secret (a replica that loses the
+   * create to another adopts that one). A follower waits for the leader's Secret up to
+   * the sync timeout, then goes on with its own CA and says so.
+   */
+  async shareCa(dir: string): Promise<boolean> {
+    const api = this.#opts.caSecret;
+    if (!api) return false;
+    const file = path.join(dir, 'ca.json');
+    const where = `Secret ${process.env.POD_NAMESPACE || CONTROL_LEASE.namespace}/${CA_SECRET.name}`;
+    const deadline = Date.now() + (this.#opts.syncTimeoutMs ?? 30_000);
+    for (;;) {
+      try {
+        const shared = await api.get();
+        const local = await readFile(file, 'utf8').catch(() => undefined);
+        if (shared !== undefined) {
+          if (shared === local) return false;
+          await mkdir(dir, { recursive: true, mode: 0o700 });
+          await writeFile(`${file}.tmp`, shared, { mode: 0o600 });
+          await rename(`${file}.tmp`, file);
+          this.#log(`control: kubernetes: signing with the mesh CA shared in ${where}`);
+          return true;
+        }
+        if (local === undefined) {
+          this.#log(`control: kubernetes: no generated CA in ${dir} to share`);
+          return false;
+        }
+        if (!this.#elector || (await this.#elector.tick())) {
+          if (await api.create(local)) {
+            this.#log(`control: kubernetes: stored this replica's mesh CA in ${where} for the others`);
+            return false;
+          }
+          continue; // another replica stored one first: take that one
+        }
+      } catch (err) {
+        this.#log(`control: kubernetes: ${where}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      if (Date.now() >= deadline) {
+        this.#log(`control: kubernetes: no shared CA in ${where} yet; this replica signs with its own, which proxies of the other replicas do not trust`);
+        return false;
+      }
+      await sleep(this.#opts.leaseRetryMs ?? 1000);
+    }
+  }
+
+  stop(): void {
+    this.#elector?.stop();
+    this.#source.stop();
+  }
+
+  /**
+   * A token's review, cached by its digest: a reconnect storm (every proxy of a restarted
+   * replica at once) or a proxy retrying asks the API server once per token and minute,
+   * as the API server's own webhook token cache does (2 min); a refusal is kept 5 s.
+   * At most {@link MAX_REVIEWS_IN_FLIGHT} distinct reviews run at once; more are refused
+   * (the proxies back off and retry), so hellos cannot flood the API server.
+   */
+  async #review(token: string): Promise<TokenReviewResult> {
+    const key = createHash('sha256').update(token).digest('base64');
+    const now = Date.now();
+    const cached = this.#reviews.get(key);
+    if (cached && cached.until > now) return cached.result;
+    if (this.#inFlight >= MAX_REVIEWS_IN_FLIGHT) return { ok: false, reason: 'too many token reviews in progress; try again' };
+    this.#inFlight++;
+    const result = reviewToken(this.#opts.postTokenReview, token).finally(() => this.#inFlight--);
+    this.#reviews.set(key, { until: now + REVIEW_PENDING_MS, result });
+    const settled = await result;
+    if (this.#reviews.size > MAX_CACHED_REVIEWS) {
+      for (const [k, v] of this.#reviews) if (v.until <= now) this.#reviews.delete(k);
+      if (this.#reviews.size > MAX_CACHED_REVIEWS) this.#reviews.clear();
+    }
+    this.#reviews.set(key, { until: Date.now() + (settled.ok ? REVIEW_OK_MS : REVIEW_REFUSED_MS), result });
+    return settled;
+  }
+
+  /**
+   * A hello's check: its credential must be a ServiceAccount token for audience trellis
+   * (TokenReview), and the service it names is in the token's namespace (`cart` names
+   * `cart` there; `cart.shop` must be in shop). The proxy is known by that service's key,
+   * and its certificates name the token's ServiceAccount.
+   */
+  readonly verifyHello = async (proxy: ProxyInfo, credential: string | undefined): Promise<HelloVerdict> => {
+    if (credential === undefined) return { ok: false, reason: 'the hello carries no ServiceAccount token (trellis proxy --credential-file)' };
+    const review = await this.#review(credential);
+    if (!review.ok) return review;
+    const { name, namespace } = splitServiceKey(proxy.service);
+    if (proxy.service.includes('.') && namespace !== review.namespace) {
+      return { ok: false, reason: `service ${proxy.service} is not in namespace ${review.namespace}, the token's` };
+    }
+    return {
+      ok: true,
+      proxy: { ...proxy, service: serviceKey(name, review.namespace) },
+      workload: { trustDomain: this.#trustDomain, namespace: review.namespace, serviceAccount: review.serviceAccount },
+    };
+  };
+}

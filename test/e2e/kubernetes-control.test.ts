@@ -1,0 +1,171 @@
+// `trellis control --kubernetes` end to end, with real processes and the API stand-in in
+// place of a cluster: the stand-in serves a Service, an EndpointSlice and the pod behind
+// it; the control plane reads them with --kubeconfig; two real proxies join with their
+// ServiceAccount tokens in credential files (as the injected sidecar does); a request
+// to the caller's listener for backend.shop reaches the backend app over mTLS, with the
+// certificate of the backend pod's ServiceAccount; the endpoint turned not-ready in its
+// slice stops taking traffic.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
+import { eventually } from '../helpers/eventually.js';
+import { TRELLIS } from '../helpers/mesh-run.js';
+
+interface Proc {
+  readonly child: ChildProcess;
+  output: string;
+}
+
+function backendSlice(appPort: number, ready: boolean): StandInObject {
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: 'backend-xyz', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'backend' } },
+    addressType: 'IPv4',
+    ports: [{ name: 'http', port: appPort }],
+    endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready }, targetRef: { kind: 'Pod', name: 'backend-0', namespace: 'shop' } }],
+  };
+}
+
+function get(port: number): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/hello', agent: false, headers: { host: 'backend.shop' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.setTimeout(5000, () => req.destroy(new Error('timed out')));
+  });
+}
+
+describe('trellis control --kubernetes with real proxies', { timeout: 120_000 }, () => {
+  let api: KubeApiStandIn;
+  let dir: string;
+  let app: http.Server;
+  let appPort: number;
+  const procs: Proc[] = [];
+  let upstreamPort = 0;
+
+  function start(args: string[]): Proc {
+    const child = spawn(process.execPath, [TRELLIS, ...args], { env: { ...process.env, TRELLIS_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p: Proc = { child, output: '' };
+    child.stdout?.on('data', (b: Buffer) => (p.output += b.toString('utf8')));
+    child.stderr?.on('data', (b: Buffer) => (p.output += b.toString('utf8')));
+    procs.push(p);
+    return p;
+  }
+
+  async function waitFor(p: Proc, re: RegExp, what: string): Promise<RegExpMatchArray> {
+    return eventually(() => p.output.match(re) ?? (p.child.exitCode !== null ? assert.fail(`${what}: exited ${p.child.exitCode}:\n${p.output}`) : false), {
+      timeoutMs: 30_000,
+      what,
+    });
+  }
+
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'trellis-k8s-e2e-'));
+    app = http.createServer((req, res) => res.end(`backend got ${req.url} with ${req.headers['l5d-client-id'] ?? 'no id header'}`));
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    appPort = (app.address() as AddressInfo).port;
+
+    api = await new KubeApiStandIn().start();
+    api.tokens.set('web-token', { username: 'system:serviceaccount:default:web', audiences: ['trellis'] });
+    api.tokens.set('backend-token', { username: 'system:serviceaccount:shop:shop-backend', audiences: ['trellis'] });
+    api.apply(httpService('web', 'default', 'http'));
+    api.apply(httpService('backend', 'shop', 'http'));
+    const kubeconfig = path.join(dir, 'kubeconfig');
+    await writeFile(
+      kubeconfig,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'stand-in', cluster: { server: api.url, 'insecure-skip-tls-verify': true } }],
+        users: [{ name: 'control', user: { token: 'control-token' } }],
+        contexts: [{ name: 'c', context: { cluster: 'stand-in', user: 'control' } }],
+        'current-context': 'c',
+      }),
+    );
+    await writeFile(path.join(dir, 'web-token'), 'web-token\n');
+    await writeFile(path.join(dir, 'backend-token'), 'backend-token\n');
+
+    const control = start(['control', '--kubernetes', '--kubeconfig', kubeconfig, '--admin', '127.0.0.1:0', '--state-dir', path.join(dir, 'state')]);
+    const url = (await waitFor(control, /listening on (http:\/\/127\.0\.0\.1:\d+)/, 'the control plane to listen'))[1]!;
+
+    const backend = start([
+      'proxy',
+      ...['--service', 'backend', '--version', 'v1', '--id', 'backend-0', '--control', url],
+      ...['--credential-file', path.join(dir, 'backend-token'), '--app', `127.0.0.1:${appPort}`, '--inbound', '127.0.0.1:0', '--access-log', 'off'],
+    ]);
+    const inbound = Number((await waitFor(backend, /inbound 127\.0\.0\.1:(\d+)/, 'the backend proxy to start'))[1]);
+    // The pod as the injector makes it: its sidecar declares the inbound port it listens on.
+    api.apply({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'backend-0', namespace: 'shop', labels: { app: 'backend', version: 'v1' } },
+      spec: {
+        serviceAccountName: 'shop-backend',
+        initContainers: [{ name: 'trellis-proxy', restartPolicy: 'Always', ports: [{ name: 'trellis-in-0', containerPort: inbound }] }],
+        containers: [{ name: 'app', ports: [{ containerPort: appPort }] }],
+      },
+    });
+    api.apply(backendSlice(appPort, true));
+
+    const web = start([
+      'proxy',
+      ...['--service', 'web', '--id', 'web-0', '--control', url, '--credential-file', path.join(dir, 'web-token')],
+      ...['--app', '127.0.0.1:9', '--inbound', '127.0.0.1:0', '--upstream', 'backend.shop=127.0.0.1:0', '--access-log', 'off'],
+    ]);
+    upstreamPort = Number((await waitFor(web, /backend\.shop at 127\.0\.0\.1:(\d+)/, 'the web proxy to start'))[1]);
+  });
+
+  after(async () => {
+    await Promise.all(
+      procs.map(
+        (p) =>
+          new Promise<void>((resolve) => {
+            if (p.child.exitCode !== null || p.child.signalCode !== null) return resolve();
+            p.child.once('exit', () => resolve());
+            p.child.kill('SIGTERM');
+            setTimeout(() => p.child.kill('SIGKILL'), 5000).unref();
+          }),
+      ),
+    );
+    await api?.close();
+    await new Promise((r) => app?.close(r));
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('a request through the caller proxy reaches the endpoint the EndpointSlice names, over mTLS with the ServiceAccount identity', async () => {
+    const answer = await eventually(
+      async () => {
+        const r = await get(upstreamPort).catch(() => undefined);
+        return r?.status === 200 ? r : false;
+      },
+      { timeoutMs: 30_000, what: 'a 200 from the backend through the mesh' },
+    );
+    assert.match(answer.body, /^backend got \/hello/);
+    const control = procs[0]!.output;
+    assert.match(control, /issued spiffe:\/\/cluster\.local\/ns\/shop\/sa\/shop-backend to sidecar backend-0/);
+    assert.match(control, /issued spiffe:\/\/cluster\.local\/ns\/default\/sa\/web to sidecar web-0/);
+  });
+
+  it('an endpoint its slice marks not ready takes no more requests', async () => {
+    api.apply(backendSlice(appPort, false));
+    const answer = await eventually(
+      async () => {
+        const r = await get(upstreamPort).catch(() => undefined);
+        return r !== undefined && r.status !== 200 ? r : false;
+      },
+      { timeoutMs: 30_000, what: 'the backend to leave the snapshot' },
+    );
+    assert.equal(answer.status, 503);
+  });
+});

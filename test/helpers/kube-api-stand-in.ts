@@ -1,0 +1,324 @@
+// A stand-in for kube-apiserver, small but on the real wire protocol, for tests that drive
+// @kubernetes/client-node against it: collections listed with `resourceVersion`, `limit`
+// and `continue`; watches as chunked streams of JSON lines (ADDED / MODIFIED / DELETED /
+// BOOKMARK with allowWatchBookmarks, ERROR with a 410 Status); a watch from a compacted
+// resourceVersion answered 410 Gone. Tests change objects, break or end watches, send
+// bookmarks and compact history to see a client recover. Loopback, port 0, HTTP.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KubeConfig } from '@kubernetes/client-node';
+
+export interface StandInObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; resourceVersion?: string; [k: string]: unknown };
+  [k: string]: unknown;
+}
+
+interface Event {
+  readonly rv: number;
+  readonly collection: string;
+  readonly type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  readonly object: StandInObject;
+}
+
+interface WatchStream {
+  readonly collection: string;
+  readonly res: http.ServerResponse;
+  readonly bookmarks: boolean;
+  /** Held back (tests reorder delivery). */
+  held?: Event[];
+}
+
+/** `/api/v1/services` for a core kind, `/apis/<group>/<version>/<plural>` otherwise. */
+export function collectionOf(apiVersion: string, kind: string): string {
+  const lower = kind.toLowerCase();
+  const plural = lower.endsWith('y') ? `${lower.slice(0, -1)}ies` : lower.endsWith('s') ? `${lower}es` : `${lower}s`;
+  return apiVersion.includes('/') ? `/apis/${apiVersion}/${plural}` : `/api/${apiVersion}/${plural}`;
+}
+
+export class KubeApiStandIn {
+  readonly #server = http.createServer((req, res) => this.#handle(req, res));
+  /** collection → key → object */
+  readonly #objects = new Map<string, Map<string, StandInObject>>();
+  readonly #events: Event[] = [];
+  readonly #watches = new Set<WatchStream>();
+  #rv = 100;
+  /** Watches from a resourceVersion below this are 410 Gone. */
+  #compactedBelow = 0;
+  /** TokenReview answers by token. */
+  readonly tokens = new Map<string, { username: string; audiences: string[] } | { error: string }>();
+  /** Requests seen, as `METHOD path?query` (tests look at what the client asked). */
+  readonly requests: string[] = [];
+  url = '';
+
+  async start(): Promise<this> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+    const { port } = this.#server.address() as AddressInfo;
+    this.url = `http://127.0.0.1:${port}`;
+    return this;
+  }
+
+  /** A KubeConfig that reaches this stand-in (what `--kubeconfig` would load). */
+  kubeConfig(token = 'stand-in-admin'): KubeConfig {
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'stand-in', server: this.url, skipTLSVerify: true }],
+      users: [{ name: 'u', token }],
+      contexts: [{ name: 'c', cluster: 'stand-in', user: 'u' }],
+      currentContext: 'c',
+    });
+    return kc;
+  }
+
+  get resourceVersion(): number {
+    return this.#rv;
+  }
+
+  get openWatches(): number {
+    return this.#watches.size;
+  }
+
+  /** Creates or replaces an object; returns its new resourceVersion. */
+  apply(object: StandInObject): string {
+    const collection = collectionOf(object.apiVersion, object.kind);
+    const store = this.#store(collection);
+    const key = keyOf(object);
+    const type = store.has(key) ? 'MODIFIED' : 'ADDED';
+    const stored = structuredClone(object);
+    stored.metadata.resourceVersion = String(++this.#rv);
+    store.set(key, stored);
+    this.#publish({ rv: this.#rv, collection, type, object: stored });
+    return stored.metadata.resourceVersion;
+  }
+
+  delete(apiVersion: string, kind: string, name: string, namespace?: string): boolean {
+    const collection = collectionOf(apiVersion, kind);
+    const store = this.#store(collection);
+    const key = namespace ? `${namespace}/${name}` : name;
+    const old = store.get(key);
+    if (!old) return false;
+    store.delete(key);
+    const object = structuredClone(old);
+    object.metadata.resourceVersion = String(++this.#rv);
+    this.#publish({ rv: this.#rv, collection, type: 'DELETED', object });
+    return true;
+  }
+
+  /** Forgets history: a watch from an older resourceVersion gets 410 Gone (as etcd compaction does). */
+  compact(): void {
+    this.#compactedBelow = this.#rv;
+    this.#events.length = 0;
+  }
+
+  /** Sends an ERROR event with a 410 Status on every open watch, then ends them. */
+  expireWatches(): void {
+    for (const w of [...this.#watches]) {
+      w.res.write(
+        `${JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Expired', code: 410, message: 'too old resource version' } })}\n`,
+      );
+      this.#end(w);
+    }
+  }
+
+  /** Sends a BOOKMARK with the current resourceVersion on every watch that asked for them. */
+  bookmark(): void {
+    for (const w of this.#watches) {
+      if (!w.bookmarks || w.held) continue;
+      const [apiPart] = w.collection.split('/').slice(-1);
+      w.res.write(`${JSON.stringify({ type: 'BOOKMARK', object: { kind: apiPart, apiVersion: 'v1', metadata: { resourceVersion: String(this.#rv) } } })}\n`);
+    }
+  }
+
+  /** Ends every watch cleanly (as the server's watch timeout does). */
+  endWatches(): void {
+    for (const w of [...this.#watches]) this.#end(w);
+  }
+
+  /** Cuts every watch mid-stream (a reset connection). */
+  breakWatches(): void {
+    for (const w of [...this.#watches]) {
+      this.#watches.delete(w);
+      w.res.socket?.destroy();
+    }
+  }
+
+  /** Holds back events on every open watch until {@link release}, which sends them in `order`. */
+  hold(): void {
+    for (const w of this.#watches) w.held = [];
+  }
+
+  /** Sends what was held, in the order `order` gives (default: reversed), then resumes live delivery. */
+  release(order: (events: Event[]) => Event[] = (e) => [...e].reverse()): void {
+    for (const w of this.#watches) {
+      const held = w.held ?? [];
+      w.held = undefined;
+      for (const e of order(held)) this.#send(w, e);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.breakWatches();
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  #store(collection: string): Map<string, StandInObject> {
+    let store = this.#objects.get(collection);
+    if (!store) {
+      store = new Map();
+      this.#objects.set(collection, store);
+    }
+    return store;
+  }
+
+  #publish(event: Event): void {
+    this.#events.push(event);
+    for (const w of this.#watches) {
+      if (w.collection !== event.collection) continue;
+      if (w.held) w.held.push(event);
+      else this.#send(w, event);
+    }
+  }
+
+  #send(w: WatchStream, e: Event): void {
+    w.res.write(`${JSON.stringify({ type: e.type, object: e.object })}\n`);
+  }
+
+  #end(w: WatchStream): void {
+    this.#watches.delete(w);
+    w.res.end();
+  }
+
+  #handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://x');
+    this.requests.push(`${req.method} ${url.pathname}${url.search}`);
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      try {
+        this.#route(req.method ?? 'GET', url, chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined, res);
+      } catch (err) {
+        status(res, 400, 'BadRequest', String(err));
+      }
+    });
+  }
+
+  #route(method: string, url: URL, body: unknown, res: http.ServerResponse): void {
+    if (method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') {
+      const spec = (body as { spec?: { token?: string; audiences?: string[] } }).spec ?? {};
+      const known = this.tokens.get(spec.token ?? '');
+      const wanted = spec.audiences ?? [];
+      let statusPart: Record<string, unknown>;
+      if (!known || 'error' in known) statusPart = { authenticated: false, error: known && 'error' in known ? known.error : 'invalid bearer token' };
+      else if (wanted.length > 0 && !wanted.some((a) => known.audiences.includes(a)))
+        statusPart = { authenticated: false, error: 'token audiences are invalid' };
+      else statusPart = { authenticated: true, user: { username: known.username, groups: ['system:serviceaccounts'] }, audiences: wanted };
+      json(res, 201, { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec, status: statusPart });
+      return;
+    }
+    if (method === 'GET' && url.pathname === '/version') {
+      json(res, 200, { major: '1', minor: '31', gitVersion: 'v1.31.0-stand-in' });
+      return;
+    }
+    // Namespaced paths (/api/v1/namespaces/ns/services) map to the cluster-wide collection.
+    const m = /^(\/apis?\/(?:[^/]+\/)?v[^/]+)(?:\/namespaces\/([^/]+))?\/([a-z]+)(?:\/([^/]+))?$/.exec(url.pathname);
+    if (!m) {
+      status(res, 404, 'NotFound', `no route for ${url.pathname}`);
+      return;
+    }
+    const [, prefix, namespace, plural, name] = m;
+    const collection = `${prefix}/${plural}`;
+    const store = this.#store(collection);
+    if (name !== undefined) {
+      const key = namespace ? `${namespace}/${name}` : name;
+      if (method === 'GET') {
+        const o = store.get(key);
+        if (o) json(res, 200, o);
+        else status(res, 404, 'NotFound', `${plural} "${name}" not found`);
+        return;
+      }
+      if (method === 'PUT') {
+        const o = body as StandInObject;
+        const current = store.get(key);
+        if (!current) return status(res, 404, 'NotFound', `${plural} "${name}" not found`);
+        if (o.metadata.resourceVersion !== current.metadata.resourceVersion) return status(res, 409, 'Conflict', 'the object has been modified');
+        this.apply(o);
+        json(res, 200, store.get(key));
+        return;
+      }
+      status(res, 405, 'MethodNotAllowed', method);
+      return;
+    }
+    if (method === 'POST') {
+      const o = body as StandInObject;
+      const key = keyOf({ ...o, metadata: { ...o.metadata, ...(namespace ? { namespace } : {}) } });
+      if (store.has(key)) return status(res, 409, 'AlreadyExists', `${plural} "${o.metadata.name}" already exists`);
+      this.apply({ ...o, metadata: { ...o.metadata, ...(namespace ? { namespace } : {}) } });
+      json(res, 201, store.get(key));
+      return;
+    }
+    if (url.searchParams.get('watch') === 'true') {
+      this.#watch(collection, url, res);
+      return;
+    }
+    this.#list(collection, namespace, url, res);
+  }
+
+  #list(collection: string, namespace: string | undefined, url: URL, res: http.ServerResponse): void {
+    const limit = Number(url.searchParams.get('limit') ?? '0');
+    const token = url.searchParams.get('continue');
+    // A continue token pins the resourceVersion of the first page, as the real server's does.
+    let offset = 0;
+    let rv = this.#rv;
+    if (token) {
+      const parsed = JSON.parse(Buffer.from(token, 'base64').toString('utf8')) as { offset: number; rv: number; items: string[] };
+      offset = parsed.offset;
+      rv = parsed.rv;
+    }
+    const all = [...this.#store(collection).values()]
+      .filter((o) => !namespace || o.metadata.namespace === namespace)
+      .sort((a, b) => keyOf(a).localeCompare(keyOf(b)));
+    const page = limit > 0 ? all.slice(offset, offset + limit) : all.slice(offset);
+    const next = limit > 0 && offset + limit < all.length ? Buffer.from(JSON.stringify({ offset: offset + limit, rv })).toString('base64') : undefined;
+    json(res, 200, { kind: 'List', apiVersion: 'v1', metadata: { resourceVersion: String(rv), ...(next ? { continue: next } : {}) }, items: page });
+  }
+
+  #watch(collection: string, url: URL, res: http.ServerResponse): void {
+    const from = Number(url.searchParams.get('resourceVersion') ?? '0');
+    if (from > 0 && from < this.#compactedBelow) {
+      status(res, 410, 'Expired', `too old resource version: ${from} (${this.#compactedBelow})`);
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    res.flushHeaders();
+    const w: WatchStream = { collection, res, bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true' };
+    this.#watches.add(w);
+    res.on('close', () => this.#watches.delete(w));
+    for (const e of this.#events) if (e.collection === collection && e.rv > from) this.#send(w, e);
+  }
+}
+
+function keyOf(o: StandInObject): string {
+  return o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
+}
+
+function json(res: http.ServerResponse, code: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function status(res: http.ServerResponse, code: number, reason: string, message: string): void {
+  json(res, code, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason, message, code });
+}
+
+/** A Service with one TCP port 80 named http (appProtocol when given), for the stand-in. */
+export function httpService(name: string, namespace: string, appProtocol?: string): StandInObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace },
+    spec: { ports: [{ name: 'http', port: 80, protocol: 'TCP', ...(appProtocol ? { appProtocol } : {}) }] },
+  };
+}
