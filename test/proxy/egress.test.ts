@@ -404,3 +404,89 @@ spec:
   // The gateway serves on.
   assert.equal(await tunnel(at, 'outbound_.5432_._.db', 'again'), 'echo:again');
 });
+
+/**
+ * One loopback TLS server for two names, each with a certificate from its own CA (as two
+ * virtual hosts behind one address): `https` answers HTTP with the SNI it was given, else it
+ * answers each line of TCP bytes with it.
+ */
+async function twoNamesOneAddress(kind: 'https' | 'tls') {
+  const names = ['a.example.test', 'b.example.test'] as const;
+  const cas: Record<string, string> = {};
+  const contexts = new Map<string, tls.SecureContext>();
+  for (const name of names) {
+    const ca = await makeLocalCa(`ca of ${name}`);
+    const leaf = await issueServerCertificate(ca, { dnsNames: [name] });
+    cas[name] = ca.cert;
+    contexts.set(name, tls.createSecureContext({ cert: leaf.cert, key: leaf.key }));
+  }
+  const options = { SNICallback: (sni: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => cb(null, contexts.get(sni)) };
+  const sniOf = (s: net.Socket) => String((s as TLSSocket & { servername?: string }).servername);
+  const server =
+    kind === 'https'
+      ? https.createServer(options, (req, res) => res.end(`sni ${sniOf(req.socket)}`))
+      : tls.createServer(options, (s) => {
+          s.on('error', () => s.destroy());
+          s.on('data', () => s.write(`sni ${sniOf(s)}\n`));
+        });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanups.push(() => closeServer(server));
+  const port = (server.address() as net.AddressInfo).port;
+  const external = (name: string, protocol: 'HTTP' | 'TCP', number: number) => `apiVersion: trellis.dev/v1alpha1
+kind: ExternalService
+metadata: { name: ${name.split('.')[0]} }
+spec:
+  hosts: [${name}]
+  ports: [{ number: ${number}, protocol: ${protocol} }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, port: ${port} }]
+  tls: { caFile: ${name}.pem }
+`;
+  const protocol = kind === 'https' ? 'HTTP' : 'TCP';
+  const yaml = names.map((n, i) => external(n, protocol, 80 + i)).join('---\n');
+  return { yaml, files: Object.fromEntries(names.map((n) => [`${n}.pem`, cas[n]!])) };
+}
+
+test('TLS origination, two ExternalServices on one address: each HTTP call gets its own SNI and CA bundle (and its own pooled connections)', async () => {
+  const both = await twoNamesOneAddress('https');
+  const config = await load(both.yaml, '', both.files);
+  const web = await proxy('web', 'sidecar', []);
+  applyTo(web, config, infoOf(web, 'web', 'sidecar'));
+  const port = web.addresses.httpProxy!.port;
+  // Alternating: a connection kept for one must not carry the other's call.
+  for (const name of ['a.example.test', 'b.example.test', 'a.example.test', 'b.example.test']) {
+    const r = await viaProxy(port, name);
+    assert.equal(r.status, 200, `${name}: ${r.body}`);
+    assert.equal(r.body, `sni ${name}`);
+  }
+});
+
+/** One line through the TCP listener at `port`: what came back before the first newline. */
+function line(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(text));
+    cleanups.push(() => void socket.destroy());
+    let got = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (c: string) => {
+      got += c;
+      if (got.includes('\n')) {
+        socket.destroy();
+        resolve(got.slice(0, got.indexOf('\n')));
+      }
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(got));
+  });
+}
+
+test('TLS origination on TCP, two ExternalServices on one address: each connection gets its own SNI and CA bundle', async () => {
+  const both = await twoNamesOneAddress('tls');
+  const config = await load(both.yaml, '', both.files);
+  const listen = { host: '127.0.0.1', port: 0 };
+  const web = await proxy('web', 'sidecar', [], undefined, { a: listen, b: listen });
+  applyTo(web, config, infoOf(web, 'web', 'sidecar'));
+  for (const name of ['a', 'b', 'a', 'b']) {
+    assert.equal(await line(web.addresses.upstreams[name]!.port, 'hello\n'), `sni ${name}.example.test`, name);
+  }
+});
