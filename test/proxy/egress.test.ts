@@ -2,7 +2,9 @@
 // resolution to loopback servers), routes with retries and timeouts on them, the
 // REGISTRY_ONLY refusal (403 + metric + log, TCP closed) with hostile Host headers, TLS
 // originated to a loopback HTTPS server that checks the SNI (and a wrong CA bundle
-// refused with the reason), and calls forced through an egress gateway over mutual TLS.
+// refused with the reason; two ExternalServices on one address each with their own SNI and
+// CA, over HTTP and TCP), calls forced through an egress gateway over mutual TLS, and the
+// TCP connect and idle timeouts (Mesh proxyLimits) with their metrics.
 // Config is loaded from YAML and compiled by the real compiler, as the control plane does.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -489,4 +491,89 @@ test('TLS origination on TCP, two ExternalServices on one address: each connecti
   for (const name of ['a', 'b', 'a', 'b']) {
     assert.equal(await line(web.addresses.upstreams[name]!.port, 'hello\n'), `sni ${name}.example.test`, name);
   }
+});
+
+/** A loopback TCP server that accepts and never says a word (a TLS handshake to it never ends); its sockets go with it. */
+async function silentServer(): Promise<number> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => s.destroy());
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanups.push(() => {
+    for (const s of sockets) s.destroy();
+    return closeServer(server);
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+
+/** Resolves once the client connection to `port` is closed by the other side, with what came back. */
+function untilClosed(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    cleanups.push(() => void socket.destroy());
+    let got = '';
+    socket.on('data', (c: Buffer) => (got += c.toString()));
+    socket.on('error', () => {});
+    socket.on('close', () => resolve(got));
+  });
+}
+
+test('tcpConnectTimeout: an upstream whose TLS handshake never finishes is given up after it; the client is closed, counted reason="timeout"', async () => {
+  const port = await silentServer();
+  const { cert: ca } = await makeLocalCa('never asked');
+  const config = await load(
+    `apiVersion: trellis.dev/v1alpha1
+kind: ExternalService
+metadata: { name: stalls }
+spec:
+  hosts: [stalls.example.test]
+  ports: [{ number: 6379, protocol: TCP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, port: ${port} }]
+  tls: { caFile: ca.pem }
+`,
+    // Tiny so the test is quick; the default (10 s) would hold the client that long.
+    '  proxyLimits: { tcpConnectTimeout: 50ms }',
+    { 'ca.pem': ca },
+  );
+  const web = await proxy('web', 'sidecar', [], undefined, { stalls: { host: '127.0.0.1', port: 0 } });
+  applyTo(web, config, infoOf(web, 'web', 'sidecar'));
+  assert.equal(web.limits.current.tcpConnectTimeoutMs, 50);
+  assert.equal(await untilClosed(web.addresses.upstreams.stalls!.port), '');
+  await eventually(async () => assert.equal(await metric(web, 'trellis_tcp_connect_failures_total', 'destination="stalls",reason="timeout"'), 1));
+  assert.equal(await metric(web, 'trellis_tcp_connections_total', 'destination="stalls"'), 0, 'no connection was proxied');
+});
+
+test('tcpIdleTimeout: a proxied TCP connection with no bytes either way is closed after it, counted in trellis_tcp_idle_timeouts_total', async () => {
+  const echo = net.createServer((s) => {
+    s.on('error', () => s.destroy());
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  cleanups.push(() => closeServer(echo));
+  const config = await load(
+    `apiVersion: trellis.dev/v1alpha1
+kind: ExternalService
+metadata: { name: quiet }
+spec:
+  hosts: [quiet.example.test]
+  ports: [{ number: 6379, protocol: TCP }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, port: ${(echo.address() as net.AddressInfo).port} }]
+`,
+    '  proxyLimits: { tcpIdleTimeout: 50ms }',
+  );
+  const web = await proxy('web', 'sidecar', [], undefined, { quiet: { host: '127.0.0.1', port: 0 } });
+  applyTo(web, config, infoOf(web, 'web', 'sidecar'));
+  assert.equal(web.limits.current.tcpIdleTimeoutMs, 50);
+  // The client sends nothing: the proxy connects upstream, then closes both sides once the timer runs out.
+  assert.equal(await untilClosed(web.addresses.upstreams.quiet!.port), '');
+  await eventually(async () => {
+    assert.equal(await metric(web, 'trellis_tcp_idle_timeouts_total', 'destination="quiet"'), 1);
+    assert.equal(await metric(web, 'trellis_tcp_connections_total', 'destination="quiet"'), 1, 'proxied, then closed');
+  });
+  assert.equal(await metric(web, 'trellis_tcp_connect_failures_total', 'destination="quiet"'), 0);
 });

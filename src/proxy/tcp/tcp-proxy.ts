@@ -190,7 +190,10 @@ function pipeBoth(client: net.Socket, upstream: net.Socket, e: Endpoint, t: TcpT
   client.on('error', () => finish('client-error'));
   if (t.idleTimeoutMs !== undefined) {
     // Node refreshes a socket's timer on reads and writes alike: the upstream's covers both ways.
-    upstream.setTimeout(t.idleTimeoutMs, () => finish('idle-timeout'));
+    upstream.setTimeout(t.idleTimeoutMs, () => {
+      if (!done) t.metrics.tcpIdleTimeout(t.direction, t.source, t.destination);
+      finish('idle-timeout');
+    });
   }
   client.on('close', () => finish());
   upstream.on('close', () => finish());
