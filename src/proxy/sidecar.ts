@@ -640,6 +640,9 @@ export class Sidecar {
       metrics: this.metrics,
       accessLog: this.#accessLog,
       failed: (err) => ctx.failed('tcp', err, socket),
+      // As Istio's inbound tcp_proxy: a client that is not a sidecar (PERMISSIVE plaintext) is held to them too.
+      connectTimeoutMs: this.limits.current.tcpConnectTimeoutMs,
+      idleTimeoutMs: this.limits.current.tcpIdleTimeoutMs,
     });
   }
 

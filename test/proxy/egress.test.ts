@@ -509,16 +509,17 @@ async function silentServer(): Promise<number> {
   return (server.address() as net.AddressInfo).port;
 }
 
-/** Resolves once the client connection to `port` is closed by the other side, with what came back. */
-function untilClosed(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    cleanups.push(() => void socket.destroy());
-    let got = '';
-    socket.on('data', (c: Buffer) => (got += c.toString()));
-    socket.on('error', () => {});
-    socket.on('close', () => resolve(got));
-  });
+/** Connects to `port`, sends nothing, and resolves what came back once the other side closed (eventually: a bound, not a timing). */
+async function untilClosed(port: number): Promise<string> {
+  const socket = net.connect(port, '127.0.0.1');
+  cleanups.push(() => void socket.destroy());
+  let got = '';
+  let closed = false;
+  socket.on('data', (c: Buffer) => (got += c.toString()));
+  socket.on('error', () => {});
+  socket.on('close', () => (closed = true));
+  await eventually(() => closed, { what: 'the proxy closing the connection' });
+  return got;
 }
 
 test('tcpConnectTimeout: an upstream whose TLS handshake never finishes is given up after it; the client is closed, counted reason="timeout"', async () => {
