@@ -559,6 +559,12 @@ export class LocalMesh {
           const upstreamEnvs: [string, string][] = [];
           for (const u of s.upstreams) {
             if (!runningNames.has(u.service)) continue;
+            if (!vips.has(u.service)) {
+              // An ExternalService: it has no virtual address for the pod's rules to redirect.
+              throw new TrellisError('TRELLIS_E_USAGE', {
+                reason: `service ${key} lists ExternalService ${u.service} among its upstreams, which --isolate cannot intercept yet; run without --isolate, or remove it from upstreams`,
+              });
+            }
             const listener = POD_PORTS.upstream + upstreams.length;
             upstreams.push({ service: u.service, port: listener, ...(u.servicePort !== undefined ? { servicePort: u.servicePort } : {}) });
             const port = u.servicePort ?? servicePorts.get(u.service)?.[0]?.port ?? 0;
