@@ -17,10 +17,12 @@ const missing = isolationMissing();
 // Its own subnet, apart from the other isolated tests'.
 const SUBNET = '10.217.0.0/16';
 
-const namespaces = async (): Promise<string[]> =>
-  (await run('ip', ['netns', 'list']).catch(() => '')).split('\n').filter((l) => l.startsWith(NETNS_PREFIX));
+const namespaces = async (): Promise<string[]> => (await run('ip', ['netns', 'list']).catch(() => '')).split('\n').filter((l) => l.startsWith(NETNS_PREFIX));
 
-test('trellis up --isolate refuses an ExternalService upstream, naming it, and makes nothing', { skip: missing.length > 0 ? `needs ${missing.join('; ')}` : false, timeout: 120_000 }, async () => {
+test('trellis up --isolate refuses an ExternalService upstream, naming it, and makes nothing', {
+  skip: missing.length > 0 ? `needs ${missing.join('; ')}` : false,
+  timeout: 120_000,
+}, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'trellis-isolate-external-'));
   const before = await namespaces();
   try {
@@ -46,7 +48,20 @@ spec:
     const out = await new Promise<{ code: number | null; text: string }>((resolve) => {
       execFile(
         process.execPath,
-        [TRELLIS, 'up', join(dir, 'mesh.yaml'), '--isolate', '--isolate-subnet', SUBNET, '--admin', '127.0.0.1:0', '--state-dir', join(dir, 'state'), '--prometheus', 'off'],
+        [
+          TRELLIS,
+          'up',
+          join(dir, 'mesh.yaml'),
+          '--isolate',
+          '--isolate-subnet',
+          SUBNET,
+          '--admin',
+          '127.0.0.1:0',
+          '--state-dir',
+          join(dir, 'state'),
+          '--prometheus',
+          'off',
+        ],
         { timeout: 100_000 },
         (err, stdout, stderr) => resolve({ code: err === null ? 0 : ((err as { code?: number }).code ?? null), text: stdout + stderr }),
       );
