@@ -112,6 +112,17 @@ function raw(port: number, bytes: string | Buffer): Promise<string> {
   });
 }
 
+/** An ExternalService `name` (host `<name>.example.test`) of `protocol` on port `number`, at 127.0.0.1:`port`; `extra`: more spec lines. */
+const externalAt = (name: string, protocol: 'HTTP' | 'TCP', number: number, port: number, extra = '') => `apiVersion: trellis.dev/v1alpha1
+kind: ExternalService
+metadata: { name: ${name} }
+spec:
+  hosts: [${name}.example.test]
+  ports: [{ number: ${number}, protocol: ${protocol} }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, port: ${port} }]
+${extra}`;
+
 const externalApi = (port: number, extra = '') => `apiVersion: trellis.dev/v1alpha1
 kind: ExternalService
 metadata: { name: api }
@@ -378,18 +389,7 @@ test('the egress gateway: a tunnel SNI naming a TCP ExternalService goes there; 
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
   cleanups.push(() => closeServer(echo));
   const port = (echo.address() as net.AddressInfo).port;
-  const config = await load(
-    `apiVersion: trellis.dev/v1alpha1
-kind: ExternalService
-metadata: { name: db }
-spec:
-  hosts: [db.example.test]
-  ports: [{ number: 5432, protocol: TCP }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.1, port: ${port} }]
-`,
-    '  outboundTrafficPolicy: { mode: REGISTRY_ONLY, egressGateway: { name: egress } }',
-  );
+  const config = await load(externalAt('db', 'TCP', 5432, port), '  outboundTrafficPolicy: { mode: REGISTRY_ONLY, egressGateway: { name: egress } }');
   const log: string[] = [];
   const gw = await proxy('egress', 'gateway', log, { host: '127.0.0.1', port: 0 });
   applyTo(gw, config, infoOf(gw, 'egress', 'gateway'));
@@ -434,18 +434,8 @@ async function twoNamesOneAddress(kind: 'https' | 'tls') {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   cleanups.push(() => closeServer(server));
   const port = (server.address() as net.AddressInfo).port;
-  const external = (name: string, protocol: 'HTTP' | 'TCP', number: number) => `apiVersion: trellis.dev/v1alpha1
-kind: ExternalService
-metadata: { name: ${name.split('.')[0]} }
-spec:
-  hosts: [${name}]
-  ports: [{ number: ${number}, protocol: ${protocol} }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.1, port: ${port} }]
-  tls: { caFile: ${name}.pem }
-`;
   const protocol = kind === 'https' ? 'HTTP' : 'TCP';
-  const yaml = names.map((n, i) => external(n, protocol, 80 + i)).join('---\n');
+  const yaml = names.map((n, i) => externalAt(n.split('.')[0]!, protocol, 80 + i, port, `  tls: { caFile: ${n}.pem }\n`)).join('---\n');
   return { yaml, files: Object.fromEntries(names.map((n) => [`${n}.pem`, cas[n]!])) };
 }
 
@@ -526,16 +516,7 @@ test('tcpConnectTimeout: an upstream whose TLS handshake never finishes is given
   const port = await silentServer();
   const { cert: ca } = await makeLocalCa('never asked');
   const config = await load(
-    `apiVersion: trellis.dev/v1alpha1
-kind: ExternalService
-metadata: { name: stalls }
-spec:
-  hosts: [stalls.example.test]
-  ports: [{ number: 6379, protocol: TCP }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.1, port: ${port} }]
-  tls: { caFile: ca.pem }
-`,
+    externalAt('stalls', 'TCP', 6379, port, '  tls: { caFile: ca.pem }\n'),
     // Tiny so the test is quick; the default (10 s) would hold the client that long.
     '  proxyLimits: { tcpConnectTimeout: 50ms }',
     { 'ca.pem': ca },
@@ -555,18 +536,7 @@ test('tcpIdleTimeout: a proxied TCP connection with no bytes either way is close
   });
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
   cleanups.push(() => closeServer(echo));
-  const config = await load(
-    `apiVersion: trellis.dev/v1alpha1
-kind: ExternalService
-metadata: { name: quiet }
-spec:
-  hosts: [quiet.example.test]
-  ports: [{ number: 6379, protocol: TCP }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.1, port: ${(echo.address() as net.AddressInfo).port} }]
-`,
-    '  proxyLimits: { tcpIdleTimeout: 50ms }',
-  );
+  const config = await load(externalAt('quiet', 'TCP', 6379, (echo.address() as net.AddressInfo).port), '  proxyLimits: { tcpIdleTimeout: 50ms }');
   const web = await proxy('web', 'sidecar', [], undefined, { quiet: { host: '127.0.0.1', port: 0 } });
   applyTo(web, config, infoOf(web, 'web', 'sidecar'));
   assert.equal(web.limits.current.tcpIdleTimeoutMs, 50);
