@@ -222,6 +222,17 @@ spec:
   await eventually(() => got === 'hello external', { what: 'the echo through the external TCP service' });
 });
 
+test('an HTTP ExternalService listed as an upstream: its listener routes there whatever the Host', async () => {
+  const app = await listenHttp((req, res) => res.end(`via listener, host ${req.headers.host}`));
+  cleanups.push(() => closeServer(app.server));
+  const config = await load(externalApi(app.port));
+  const web = await proxy('web', 'sidecar', [], undefined, { api: { host: '127.0.0.1', port: 0 } });
+  applyTo(web, config, infoOf(web, 'web', 'sidecar'));
+  const r = await get(web.addresses.upstreams.api!.port, '/x', { host: 'localhost' });
+  assert.equal(r.status, 200, r.body);
+  assert.match(r.body, /^via listener/);
+});
+
 test('resolution DNS: connections go to the first host, resolved when they open (localhost here)', async () => {
   const app = await listenHttp((req, res) => res.end(`dns ok ${req.headers.host}`));
   cleanups.push(() => closeServer(app.server));
