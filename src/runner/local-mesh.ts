@@ -428,7 +428,9 @@ export class LocalMesh {
 
     // 5. Healthy, or say who is not.
     await this.#waitHealthy(this.#o.healthyTimeoutMs ?? 60_000);
-    this.#watch = setInterval(() => void this.#pollHealth(true), 1000);
+    // Stopped meanwhile (Ctrl-C while waiting): no health watch, whose interval nothing
+    // would clear and which would keep `trellis up` from exiting.
+    if (!this.#stopped) this.#watch = setInterval(() => void this.#pollHealth(true), 1000);
     return state;
   }
 
@@ -761,7 +763,7 @@ export class LocalMesh {
       await sleep(250);
     }
     const bad = expected.filter((i) => this.#health.get(i.id) !== 'healthy');
-    if (bad.length > 0) {
+    if (bad.length > 0 && !this.#stopped) {
       this.#o.log(
         `not healthy after ${timeoutMs / 1000} s: ${bad.map((i) => `${i.id} (${this.#health.get(i.id) ?? 'not registered'}; log: ${join(this.state!.logDir, `${i.id}.log`)})`).join(', ')}`,
       );
