@@ -399,6 +399,11 @@ export interface Endpoint {
    * of a Kubernetes mesh) goes to this instance through the mesh, by its sidecar.
    */
   app?: HostPort;
+  /**
+   * An ExternalService's endpoint: that service's key. Its connections are its own, apart
+   * from another ExternalService's at the same address (their SNI and CA bundle may differ).
+   */
+  external?: string;
 }
 
 export interface BackendSnapshot {

@@ -52,7 +52,7 @@ import { serviceOfBackend, type ServiceOfBackend } from './gateway/edge-destinat
 import { RateLimitState } from './ratelimit/rate-limit-state.js';
 import { RateLimitMetrics } from '../telemetry/rate-limit-metrics.js';
 import { proxyTcp } from './tcp/tcp-proxy.js';
-import { endpointKey } from './balancer/balancer.js';
+import { connectionKey, endpointKey } from './balancer/balancer.js';
 import { LimitsRef, limitsWith } from './listeners/limits.js';
 import { AppHttpVersion, probeAppHttp, refuseHttp1 } from './h2/app-version.js';
 import { DEFAULT_UPGRADES } from '../api/protocol.js';
@@ -187,7 +187,8 @@ export class Sidecar {
   };
   readonly #watchTls = (socket: import('node:tls').TLSSocket, key: string): void => this.tls.watchClient(socket, key);
   /**
-   * ExternalService endpoints (`host:port`) reached with TLS this proxy originates: the SNI,
+   * ExternalService endpoints (by connectionKey: `host:port` and the service, since two may
+   * share an address) reached with TLS this proxy originates: the SNI,
    * and a context holding the CA bundle, built once per snapshot (not per connection).
    * Node's default checkServerIdentity checks the certificate against the SNI.
    */
@@ -647,6 +648,9 @@ export class Sidecar {
       metrics: this.metrics,
       accessLog: this.#accessLog,
       failed: (err) => ctx.failed('tcp', err, socket),
+      // As Istio's inbound tcp_proxy: a client that is not a sidecar (PERMISSIVE plaintext) is held to them too.
+      connectTimeoutMs: this.limits.current.tcpConnectTimeoutMs,
+      idleTimeoutMs: this.limits.current.tcpIdleTimeoutMs,
     });
   }
 
@@ -694,7 +698,7 @@ export class Sidecar {
           reason: `upstream "${name}": ${err instanceof Error ? err.message : String(err)}`,
         });
       }
-      for (const one of u.ports ?? [u]) for (const b of Object.values(one.backends)) for (const e of b.endpoints) keys.add(endpointKey(e));
+      for (const one of u.ports ?? [u]) for (const b of Object.values(one.backends)) for (const e of b.endpoints) keys.add(connectionKey(e));
     }
     if (this.#o.app) keys.add(endpointKey(this.#o.app));
     for (const p of this.#o.ports ?? []) keys.add(endpointKey(p.app));
@@ -1197,7 +1201,7 @@ interface OriginTls {
 const NO_WATCH = (): void => {};
 
 /**
- * The ExternalService endpoints (`host:port`) to reach with TLS this proxy originates
+ * The ExternalService endpoints (by connectionKey) to reach with TLS this proxy originates
  * (BackendSnapshot.originateTls): connect options with the SNI and a context holding the
  * CA bundle, one context per bundle. Throws when a bundle does not load.
  */
@@ -1212,7 +1216,7 @@ function originTlsIndex(s: Snapshot): Map<string, OriginTls> {
       if (secureContext === undefined) contexts.set(o.ca, (secureContext = tls.createSecureContext({ ca: o.ca })));
       const base = { secureContext, servername: o.sni };
       for (const e of b.endpoints)
-        index.set(endpointKey(e), { h1: { ...base, ALPNProtocols: ['http/1.1'] }, h2: { ...base, ALPNProtocols: ['h2'] }, raw: base });
+        index.set(connectionKey(e), { h1: { ...base, ALPNProtocols: ['http/1.1'] }, h2: { ...base, ALPNProtocols: ['h2'] }, raw: base });
     }
   }
   return index;
@@ -1229,7 +1233,7 @@ function peerMtlsIndex(s: Snapshot): Map<string, PeerMtls> {
       for (const b of Object.values(one.backends)) {
         const m = b.mtls;
         if (m === undefined || !Array.isArray(m.identities)) continue;
-        for (const e of b.endpoints) index.set(endpointKey(e), m);
+        for (const e of b.endpoints) index.set(connectionKey(e), m);
       }
     }
   }

@@ -428,7 +428,9 @@ export class LocalMesh {
 
     // 5. Healthy, or say who is not.
     await this.#waitHealthy(this.#o.healthyTimeoutMs ?? 60_000);
-    this.#watch = setInterval(() => void this.#pollHealth(true), 1000);
+    // Stopped meanwhile (Ctrl-C while waiting): no health watch, whose interval nothing
+    // would clear and which would keep `trellis up` from exiting.
+    if (!this.#stopped) this.#watch = setInterval(() => void this.#pollHealth(true), 1000);
     return state;
   }
 
@@ -559,6 +561,12 @@ export class LocalMesh {
           const upstreamEnvs: [string, string][] = [];
           for (const u of s.upstreams) {
             if (!runningNames.has(u.service)) continue;
+            if (!vips.has(u.service)) {
+              // An ExternalService: it has no virtual address for the pod's rules to redirect.
+              throw new TrellisError('TRELLIS_E_USAGE', {
+                reason: `service ${key} lists ExternalService ${u.service} among its upstreams, which --isolate cannot intercept yet; run without --isolate, or remove it from upstreams`,
+              });
+            }
             const listener = POD_PORTS.upstream + upstreams.length;
             upstreams.push({ service: u.service, port: listener, ...(u.servicePort !== undefined ? { servicePort: u.servicePort } : {}) });
             const port = u.servicePort ?? servicePorts.get(u.service)?.[0]?.port ?? 0;
@@ -755,7 +763,7 @@ export class LocalMesh {
       await sleep(250);
     }
     const bad = expected.filter((i) => this.#health.get(i.id) !== 'healthy');
-    if (bad.length > 0) {
+    if (bad.length > 0 && !this.#stopped) {
       this.#o.log(
         `not healthy after ${timeoutMs / 1000} s: ${bad.map((i) => `${i.id} (${this.#health.get(i.id) ?? 'not registered'}; log: ${join(this.state!.logDir, `${i.id}.log`)})`).join(', ')}`,
       );

@@ -192,6 +192,7 @@ export class ProxyMetrics {
   readonly #tcpActive: Gauge;
   readonly #tcpBytes: Counter;
   readonly #tcpFailed: Counter;
+  readonly #tcpIdle: Counter;
   readonly #configVersion: Gauge;
   readonly #configRejected: Counter;
   /** When the snapshot in force was applied (ms since the epoch), for its age at scrape time. */
@@ -245,6 +246,13 @@ export class ProxyMetrics {
       name: 'trellis_tcp_connect_failures_total',
       help: 'TCP connections through the proxy closed before any upstream took them; reason: connect (refused or unreachable), timeout (tcpConnectTimeout), tls (the upstream handshake failed), no-endpoints.',
       labelNames: ['direction', 'source', 'destination', 'reason'],
+      registers: [this.registry],
+    });
+    // Envoy's tcp_proxy counts these as idle_timeout.
+    this.#tcpIdle = new client.Counter({
+      name: 'trellis_tcp_idle_timeouts_total',
+      help: 'TCP connections through the proxy closed because no byte went either way for tcpIdleTimeout.',
+      labelNames: ['direction', 'source', 'destination'],
       registers: [this.registry],
     });
     this.#tcpBytes = new client.Counter({
@@ -804,6 +812,11 @@ export class ProxyMetrics {
   /** A TCP client closed because no upstream could be reached (`reason` from a fixed set, never an error's text). */
   tcpConnectFailed(direction: Direction, source: string, destination: string, reason: TcpConnectFailure): void {
     this.#tcpFailed.labels(direction, source, destination, reason).inc();
+  }
+
+  /** A TCP connection closed by its idle timeout (it is counted closed by tcpClosed as well). */
+  tcpIdleTimeout(direction: Direction, source: string, destination: string): void {
+    this.#tcpIdle.labels(direction, source, destination).inc();
   }
 }
 

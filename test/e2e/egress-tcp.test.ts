@@ -61,8 +61,9 @@ before(async () => {
   const otherLeaf = await issueServerCertificate(other, { dnsNames: ['bad.example.test'] });
   const plain = await echo(net.createServer(), 'plain');
   const secure = await echo(tls.createServer({ cert: leaf.cert, key: leaf.key }), 'tls');
-  // Its own server: two ExternalServices at one address share its TLS origination (keyed by address).
-  const web = await echo(tls.createServer({ cert: leaf.cert, key: leaf.key }), 'tls');
+  // The same server as securedb's: two ExternalServices at one address, one whose TLS the
+  // gateway originates and one whose TLS is the client's own (origination is keyed by the ExternalService).
+  const web = secure;
   const wrongCa = await echo(tls.createServer({ cert: otherLeaf.cert, key: otherLeaf.key }), 'bad');
   const closed = net.createServer();
   await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));

@@ -2,7 +2,9 @@
 // resolution to loopback servers), routes with retries and timeouts on them, the
 // REGISTRY_ONLY refusal (403 + metric + log, TCP closed) with hostile Host headers, TLS
 // originated to a loopback HTTPS server that checks the SNI (and a wrong CA bundle
-// refused with the reason), and calls forced through an egress gateway over mutual TLS.
+// refused with the reason; two ExternalServices on one address each with their own SNI and
+// CA, over HTTP and TCP), calls forced through an egress gateway over mutual TLS, and the
+// TCP connect and idle timeouts (Mesh proxyLimits) with their metrics.
 // Config is loaded from YAML and compiled by the real compiler, as the control plane does.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -110,6 +112,17 @@ function raw(port: number, bytes: string | Buffer): Promise<string> {
   });
 }
 
+/** An ExternalService `name` (host `<name>.example.test`) of `protocol` on port `number`, at 127.0.0.1:`port`; `extra`: more spec lines. */
+const externalAt = (name: string, protocol: 'HTTP' | 'TCP', number: number, port: number, extra = '') => `apiVersion: trellis.dev/v1alpha1
+kind: ExternalService
+metadata: { name: ${name} }
+spec:
+  hosts: [${name}.example.test]
+  ports: [{ number: ${number}, protocol: ${protocol} }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, port: ${port} }]
+${extra}`;
+
 const externalApi = (port: number, extra = '') => `apiVersion: trellis.dev/v1alpha1
 kind: ExternalService
 metadata: { name: api }
@@ -207,6 +220,17 @@ spec:
   socket.on('data', (c: string) => (got += c));
   socket.write('hello external');
   await eventually(() => got === 'hello external', { what: 'the echo through the external TCP service' });
+});
+
+test('an HTTP ExternalService listed as an upstream: its listener routes there whatever the Host', async () => {
+  const app = await listenHttp((req, res) => res.end(`via listener, host ${req.headers.host}`));
+  cleanups.push(() => closeServer(app.server));
+  const config = await load(externalApi(app.port));
+  const web = await proxy('web', 'sidecar', [], undefined, { api: { host: '127.0.0.1', port: 0 } });
+  applyTo(web, config, infoOf(web, 'web', 'sidecar'));
+  const r = await get(web.addresses.upstreams.api!.port, '/x', { host: 'localhost' });
+  assert.equal(r.status, 200, r.body);
+  assert.match(r.body, /^via listener/);
 });
 
 test('resolution DNS: connections go to the first host, resolved when they open (localhost here)', async () => {
@@ -376,18 +400,7 @@ test('the egress gateway: a tunnel SNI naming a TCP ExternalService goes there; 
   await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
   cleanups.push(() => closeServer(echo));
   const port = (echo.address() as net.AddressInfo).port;
-  const config = await load(
-    `apiVersion: trellis.dev/v1alpha1
-kind: ExternalService
-metadata: { name: db }
-spec:
-  hosts: [db.example.test]
-  ports: [{ number: 5432, protocol: TCP }]
-  resolution: STATIC
-  endpoints: [{ address: 127.0.0.1, port: ${port} }]
-`,
-    '  outboundTrafficPolicy: { mode: REGISTRY_ONLY, egressGateway: { name: egress } }',
-  );
+  const config = await load(externalAt('db', 'TCP', 5432, port), '  outboundTrafficPolicy: { mode: REGISTRY_ONLY, egressGateway: { name: egress } }');
   const log: string[] = [];
   const gw = await proxy('egress', 'gateway', log, { host: '127.0.0.1', port: 0 });
   applyTo(gw, config, infoOf(gw, 'egress', 'gateway'));
@@ -403,4 +416,146 @@ spec:
   );
   // The gateway serves on.
   assert.equal(await tunnel(at, 'outbound_.5432_._.db', 'again'), 'echo:again');
+});
+
+/**
+ * One loopback TLS server for two names, each with a certificate from its own CA (as two
+ * virtual hosts behind one address): `https` answers HTTP with the SNI it was given, else it
+ * answers each line of TCP bytes with it.
+ */
+async function twoNamesOneAddress(kind: 'https' | 'tls') {
+  const names = ['a.example.test', 'b.example.test'] as const;
+  const cas: Record<string, string> = {};
+  const contexts = new Map<string, tls.SecureContext>();
+  for (const name of names) {
+    const ca = await makeLocalCa(`ca of ${name}`);
+    const leaf = await issueServerCertificate(ca, { dnsNames: [name] });
+    cas[name] = ca.cert;
+    contexts.set(name, tls.createSecureContext({ cert: leaf.cert, key: leaf.key }));
+  }
+  const options = { SNICallback: (sni: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => cb(null, contexts.get(sni)) };
+  const sniOf = (s: net.Socket) => String((s as TLSSocket & { servername?: string }).servername);
+  const server =
+    kind === 'https'
+      ? https.createServer(options, (req, res) => res.end(`sni ${sniOf(req.socket)}`))
+      : tls.createServer(options, (s) => {
+          s.on('error', () => s.destroy());
+          s.on('data', () => s.write(`sni ${sniOf(s)}\n`));
+        });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanups.push(() => closeServer(server));
+  const port = (server.address() as net.AddressInfo).port;
+  const protocol = kind === 'https' ? 'HTTP' : 'TCP';
+  const yaml = names.map((n, i) => externalAt(n.split('.')[0]!, protocol, 80 + i, port, `  tls: { caFile: ${n}.pem }\n`)).join('---\n');
+  return { yaml, files: Object.fromEntries(names.map((n) => [`${n}.pem`, cas[n]!])) };
+}
+
+test('TLS origination, two ExternalServices on one address: each HTTP call gets its own SNI and CA bundle (and its own pooled connections)', async () => {
+  const both = await twoNamesOneAddress('https');
+  const config = await load(both.yaml, '', both.files);
+  const web = await proxy('web', 'sidecar', []);
+  applyTo(web, config, infoOf(web, 'web', 'sidecar'));
+  const port = web.addresses.httpProxy!.port;
+  // Alternating: a connection kept for one must not carry the other's call.
+  for (const name of ['a.example.test', 'b.example.test', 'a.example.test', 'b.example.test']) {
+    const r = await viaProxy(port, name);
+    assert.equal(r.status, 200, `${name}: ${r.body}`);
+    assert.equal(r.body, `sni ${name}`);
+  }
+});
+
+/** One line through the TCP listener at `port`: what came back before the first newline. */
+function line(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(text));
+    cleanups.push(() => void socket.destroy());
+    let got = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (c: string) => {
+      got += c;
+      if (got.includes('\n')) {
+        socket.destroy();
+        resolve(got.slice(0, got.indexOf('\n')));
+      }
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(got));
+  });
+}
+
+test('TLS origination on TCP, two ExternalServices on one address: each connection gets its own SNI and CA bundle', async () => {
+  const both = await twoNamesOneAddress('tls');
+  const config = await load(both.yaml, '', both.files);
+  const listen = { host: '127.0.0.1', port: 0 };
+  const web = await proxy('web', 'sidecar', [], undefined, { a: listen, b: listen });
+  applyTo(web, config, infoOf(web, 'web', 'sidecar'));
+  for (const name of ['a', 'b', 'a', 'b']) {
+    assert.equal(await line(web.addresses.upstreams[name]!.port, 'hello\n'), `sni ${name}.example.test`, name);
+  }
+});
+
+/** A loopback TCP server that accepts and never says a word (a TLS handshake to it never ends); its sockets go with it. */
+async function silentServer(): Promise<number> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => s.destroy());
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanups.push(() => {
+    for (const s of sockets) s.destroy();
+    return closeServer(server);
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+
+/** Connects to `port`, sends nothing, and resolves what came back once the other side closed (eventually: a bound, not a timing). */
+async function untilClosed(port: number): Promise<string> {
+  const socket = net.connect(port, '127.0.0.1');
+  cleanups.push(() => void socket.destroy());
+  let got = '';
+  let closed = false;
+  socket.on('data', (c: Buffer) => (got += c.toString()));
+  socket.on('error', () => {});
+  socket.on('close', () => (closed = true));
+  await eventually(() => closed, { what: 'the proxy closing the connection' });
+  return got;
+}
+
+test('tcpConnectTimeout: an upstream whose TLS handshake never finishes is given up after it; the client is closed, counted reason="timeout"', async () => {
+  const port = await silentServer();
+  const { cert: ca } = await makeLocalCa('never asked');
+  const config = await load(
+    externalAt('stalls', 'TCP', 6379, port, '  tls: { caFile: ca.pem }\n'),
+    // Tiny so the test is quick; the default (10 s) would hold the client that long.
+    '  proxyLimits: { tcpConnectTimeout: 50ms }',
+    { 'ca.pem': ca },
+  );
+  const web = await proxy('web', 'sidecar', [], undefined, { stalls: { host: '127.0.0.1', port: 0 } });
+  applyTo(web, config, infoOf(web, 'web', 'sidecar'));
+  assert.equal(web.limits.current.tcpConnectTimeoutMs, 50);
+  assert.equal(await untilClosed(web.addresses.upstreams.stalls!.port), '');
+  await eventually(async () => assert.equal(await metric(web, 'trellis_tcp_connect_failures_total', 'destination="stalls",reason="timeout"'), 1));
+  assert.equal(await metric(web, 'trellis_tcp_connections_total', 'destination="stalls"'), 0, 'no connection was proxied');
+});
+
+test('tcpIdleTimeout: a proxied TCP connection with no bytes either way is closed after it, counted in trellis_tcp_idle_timeouts_total', async () => {
+  const echo = net.createServer((s) => {
+    s.on('error', () => s.destroy());
+    s.pipe(s);
+  });
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  cleanups.push(() => closeServer(echo));
+  const config = await load(externalAt('quiet', 'TCP', 6379, (echo.address() as net.AddressInfo).port), '  proxyLimits: { tcpIdleTimeout: 50ms }');
+  const web = await proxy('web', 'sidecar', [], undefined, { quiet: { host: '127.0.0.1', port: 0 } });
+  applyTo(web, config, infoOf(web, 'web', 'sidecar'));
+  assert.equal(web.limits.current.tcpIdleTimeoutMs, 50);
+  // The client sends nothing: the proxy connects upstream, then closes both sides once the timer runs out.
+  assert.equal(await untilClosed(web.addresses.upstreams.quiet!.port), '');
+  await eventually(async () => {
+    assert.equal(await metric(web, 'trellis_tcp_idle_timeouts_total', 'destination="quiet"'), 1);
+    assert.equal(await metric(web, 'trellis_tcp_connections_total', 'destination="quiet"'), 1, 'proxied, then closed');
+  });
+  assert.equal(await metric(web, 'trellis_tcp_connect_failures_total', 'destination="quiet"'), 0);
 });

@@ -80,3 +80,33 @@ test('bytes flow both ways through both sidecars, past a dead endpoint', async (
     assert.match(bytes, /direction="inbound"[^}]*flow="sent"[^}]*\} 1048582/);
   });
 });
+
+test('the inbound side holds TCP to tcpIdleTimeout too: a client that goes quiet is closed, counted', async () => {
+  const port = (echo.address() as net.AddressInfo).port;
+  const quiet = await startInbound('cache', 'default', port, 'tcp');
+  try {
+    // Tiny so the test is quick (the default is an hour); PERMISSIVE, so a plaintext client reaches the app.
+    quiet.apply({
+      version: 2,
+      service: 'cache',
+      inboundProtocol: 'tcp',
+      upstreams: {},
+      meshServices: ['cache', 'web'],
+      mtls: { mode: 'PERMISSIVE' },
+      limits: { tcpIdleTimeoutMs: 50 },
+    });
+    const s = net.connect(quiet.addresses.inbound!.port, '127.0.0.1');
+    let closed = false;
+    s.on('error', () => {});
+    s.on('close', () => (closed = true));
+    s.resume(); // the echo is read and dropped: a paused socket never sees the end, nor closes
+    s.write('x');
+    await eventually(() => closed, { what: 'the quiet connection closed' });
+    await eventually(async () => {
+      const idle = await quiet.metrics.registry.getSingleMetricAsString('trellis_tcp_idle_timeouts_total');
+      assert.match(idle, /direction="inbound",source="unknown",destination="cache"[^}]*\} 1/);
+    });
+  } finally {
+    await quiet.close();
+  }
+});

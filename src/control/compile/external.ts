@@ -61,7 +61,7 @@ export function compileExternalServices(
         ...(e.protocol === 'HTTP' ? {} : { tunnelSni: tunnelSniOf(e.port, key) }),
       };
     }
-    const endpoints = e.endpoints.map((x, i) => ({ id: `${key}/${i}`, host: x.host, port: x.port, version: EXTERNAL_VERSION }));
+    const endpoints = e.endpoints.map((x, i) => ({ id: `${key}/${i}`, host: x.host, port: x.port, version: EXTERNAL_VERSION, external: key }));
     return { name: key, endpoints, ...(e.tls !== undefined ? { originateTls: { sni: e.tls.sni, ca: e.tls.ca } } : {}) };
   };
   for (const [key, e] of byKey) {

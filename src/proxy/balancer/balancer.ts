@@ -50,14 +50,27 @@ export const DEFAULT_PANIC_THRESHOLD = 50;
 export const CONNECT_FAILURE_BACKOFF_MS = 2000;
 
 const endpointKeys = new WeakMap<{ host: string; port: number }, string>();
+const connectionKeys = new WeakMap<{ host: string; port: number }, string>();
 
 /**
- * `host:port` of an endpoint: the key of its connections, backoff and logs. Built once
- * per endpoint object (the snapshot's, or the app's), not on every request.
+ * `host:port` of an endpoint: the key of its backoff and logs. Built once per endpoint
+ * object (the snapshot's, or the app's), not on every request.
  */
 export function endpointKey(e: { host: string; port: number }): string {
   let k = endpointKeys.get(e);
   if (k === undefined) endpointKeys.set(e, (k = `${e.host}:${e.port}`));
+  return k;
+}
+
+/**
+ * The key of an endpoint's connections (pools, how they are secured, TLS sessions): its
+ * `host:port`, and for an ExternalService's endpoint (Endpoint.external) that service too,
+ * as Envoy pools per cluster: two ExternalServices may share one address (two names on one
+ * static IP, or DNS answering both with one) and still differ in SNI and CA bundle.
+ */
+export function connectionKey(e: { host: string; port: number; external?: string }): string {
+  let k = connectionKeys.get(e);
+  if (k === undefined) connectionKeys.set(e, (k = typeof e.external === 'string' ? `${endpointKey(e)} (${e.external})` : endpointKey(e)));
   return k;
 }
 

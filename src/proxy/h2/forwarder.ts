@@ -17,7 +17,7 @@ import type { ErrorCode } from '../../errors.js';
 import type { AttemptLink, Exchange, Handler } from '../stack/exchange.js';
 import { editLines, type HeaderModifier } from '../filters/header-modifier.js';
 import type { H2ServerStream } from './server-stream.js';
-import { endpointKey } from '../balancer/balancer.js';
+import { connectionKey, endpointKey } from '../balancer/balancer.js';
 import { PEER_IDLE_TIMEOUT_MS } from '../http1/pool.js';
 import { SessionIdle } from './session-idle.js';
 import { addField } from './header-fields.js';
@@ -55,8 +55,8 @@ export class H2SessionPool {
   }
 
   /** The session to the endpoint; `ready` runs once it is connected, or with the reason it could not connect. */
-  session(to: { host: string; port: number }, ready: (entry: SessionEntry, failure: string | undefined) => void): void {
-    const key = endpointKey(to);
+  session(to: { host: string; port: number; external?: string }, ready: (entry: SessionEntry, failure: string | undefined) => void): void {
+    const key = connectionKey(to);
     let entry = this.#sessions.get(key);
     if (entry !== undefined && (entry.session.closed || entry.session.destroyed)) {
       this.#sessions.delete(key);

@@ -4,7 +4,7 @@
 import type { Endpoint } from '../../api/protocol.js';
 import type { ErrorCode } from '../../errors.js';
 import type { Handler } from '../stack/exchange.js';
-import { endpointKey } from '../balancer/balancer.js';
+import { connectionKey } from '../balancer/balancer.js';
 import type { Picked } from '../stack/decisions.js';
 import { UpstreamConnection, type SecureConnect, type UpstreamEvents } from './upstream-connection.js';
 
@@ -60,7 +60,7 @@ export class ConnectionPool {
 
   /** Whether an idle connection to the endpoint is ready to take a request. */
   hasIdle(e: Endpoint): boolean {
-    const list = this.#idle.get(endpointKey(e));
+    const list = this.#idle.get(connectionKey(e));
     if (list === undefined) return false;
     for (const c of list) if (!c.socket.destroyed) return true;
     return false;
@@ -68,7 +68,7 @@ export class ConnectionPool {
 
   /** An idle connection to the endpoint, or a new one (its writes wait for the connect). */
   acquire(e: Endpoint, events: UpstreamEvents): UpstreamConnection {
-    const key = endpointKey(e);
+    const key = connectionKey(e);
     const list = this.#idle.get(key);
     let conn = list?.pop();
     while (conn?.socket.destroyed) conn = list!.pop();
@@ -199,7 +199,7 @@ export function forwarder(pool: ConnectionPool, codes: { readonly connect: Error
         get finished() {
           return ex.finished;
         },
-        key: endpointKey(e),
+        key: connectionKey(e),
         resume: () => send(ex),
       };
       if (!br.waitForConnection(waiter)) ex.fail('TRELLIS_E_OVERFLOW', { service: ex.service, limit: 'maxPendingRequests', max: br.limits.maxPendingRequests });

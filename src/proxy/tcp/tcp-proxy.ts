@@ -9,7 +9,7 @@ import type { SecureFor } from '../http1/pool.js';
 import type { Endpoint } from '../../api/protocol.js';
 import type { AccessLog } from '../../telemetry/access-log.js';
 import type { Direction, ProxyMetrics, TcpConnectFailure } from '../../telemetry/metrics.js';
-import { endpointKey, type Balancer } from '../balancer/balancer.js';
+import { connectionKey, endpointKey, type Balancer } from '../balancer/balancer.js';
 import { skipReadMore } from '../listeners/socket-tuning.js';
 
 export interface TcpTelemetry {
@@ -35,7 +35,7 @@ class ConnectTimeout extends Error {}
 
 /** Opens the connection to `e`: plaintext, or mutual TLS when `secureFor` says so; `ready` names the event that says it is up. */
 function connectTo(e: Endpoint, secureFor: SecureFor | undefined, servername: string | undefined): { socket: net.Socket; ready: 'connect' | 'secureConnect' } {
-  const key = secureFor === undefined ? '' : endpointKey(e);
+  const key = secureFor === undefined ? '' : connectionKey(e);
   const secure = secureFor?.(key, undefined);
   if (secure === undefined) return { socket: net.connect({ host: e.host, port: e.port, noDelay: true }), ready: 'connect' };
   if (typeof secure === 'string') {
@@ -190,7 +190,10 @@ function pipeBoth(client: net.Socket, upstream: net.Socket, e: Endpoint, t: TcpT
   client.on('error', () => finish('client-error'));
   if (t.idleTimeoutMs !== undefined) {
     // Node refreshes a socket's timer on reads and writes alike: the upstream's covers both ways.
-    upstream.setTimeout(t.idleTimeoutMs, () => finish('idle-timeout'));
+    upstream.setTimeout(t.idleTimeoutMs, () => {
+      if (!done) t.metrics.tcpIdleTimeout(t.direction, t.source, t.destination);
+      finish('idle-timeout');
+    });
   }
   client.on('close', () => finish());
   upstream.on('close', () => finish());
