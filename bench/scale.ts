@@ -30,7 +30,7 @@ import path from 'node:path';
 import { ADMIN_TOKEN_ENV, adminHeaders, newAdminToken } from '../src/security/admin-token.js';
 import { BOOTSTRAP_SECRET_ENV, mintCredential, newBootstrapSecret } from '../src/security/bootstrap-credential.js';
 import { makeCsr } from '../src/security/x509.js';
-import { freePort } from './targets.js';
+import { cpuProfFlags, freePort } from './targets.js';
 
 export interface ScaleOptions {
   readonly repoRoot: string;
@@ -315,7 +315,15 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   try {
     cp = spawn(
       process.execPath,
-      [path.join(o.repoRoot, 'bin', 'trellis.js'), 'control', '--config', path.join(dir, 'mesh.yaml'), '--admin', `127.0.0.1:${cpPort}`],
+      [
+        ...cpuProfFlags('control'),
+        path.join(o.repoRoot, 'bin', 'trellis.js'),
+        'control',
+        '--config',
+        path.join(dir, 'mesh.yaml'),
+        '--admin',
+        `127.0.0.1:${cpPort}`,
+      ],
       {
         cwd: dir,
         stdio: ['ignore', 'ignore', 'ignore'],

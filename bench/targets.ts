@@ -245,7 +245,7 @@ export function profileProxiesInto(dir: string): void {
 }
 
 /** The profiling flags of one proxy, named after its role so the files tell which is which. */
-function cpuProfFlags(label: string): string[] {
+export function cpuProfFlags(label: string): string[] {
   return cpuProfileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfileDir}`, `--cpu-prof-name=${label}-${Date.now()}.cpuprofile`];
 }
 

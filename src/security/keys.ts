@@ -51,7 +51,7 @@ const NO_ATTRIBUTES = Buffer.from('a000', 'hex');
 const ECDSA_WITH_SHA256 = Buffer.from('300a06082a8648ce3d040302', 'hex');
 
 /** A DER tag-length-value (definite length, short or long form). */
-function der(tag: number, content: Buffer): Buffer {
+export function der(tag: number, content: Buffer): Buffer {
   const n = content.length;
   let head: Buffer;
   if (n < 0x80) head = Buffer.of(tag, n);
@@ -62,7 +62,7 @@ function der(tag: number, content: Buffer): Buffer {
 }
 
 /** PEM with `\n` line ends, 64 base64 characters a line, no final newline (as @peculiar/x509 writes it). */
-function pem(der: Buffer, label: string): string {
+export function pem(der: Buffer, label: string): string {
   const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
   return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----`;
 }

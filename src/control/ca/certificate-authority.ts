@@ -14,7 +14,7 @@
 // bundle until every certificate its issuer signed has expired. During that overlap the
 // bundle holds both, so old and new certificates verify everywhere.
 import { EventEmitter } from 'node:events';
-import { randomBytes } from 'node:crypto';
+import { KeyObject, randomBytes, type webcrypto } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { TrellisError } from '../../errors.js';
@@ -32,6 +32,8 @@ import {
 import { spiffeId, type WorkloadName } from '../../security/spiffe.js';
 import type { IssuedCertificate } from '../../api/protocol.js';
 import { checkCsr } from './csr.js';
+import { type LeafIssuer, signLeaf } from './leaf-der.js';
+import { pem } from '../../security/keys.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -166,31 +168,18 @@ export class CertificateAuthority extends EventEmitter<{ bundle: [string[]] }> {
       });
     }
     const id = spiffeId(name);
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: randomSerial(),
-      subject: '',
-      issuer: issuer.cert.subjectName,
-      notBefore: new Date(now - BACKDATE_MS),
-      notAfter: new Date(notAfter),
-      publicKey: csr.publicKey,
-      signingKey: issuer.key,
-      signingAlgorithm: ECDSA_SHA256,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth], false),
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: id }], true),
-        await x509.AuthorityKeyIdentifierExtension.create(issuer.cert, false),
-        await x509.SubjectKeyIdentifierExtension.create(csr.publicKey, false),
-      ],
-    });
+    const signer = await leafIssuerOf(issuer);
+    const serial = randomSerial();
+    const notBeforeAt = new Date(Math.floor((now - BACKDATE_MS) / 1000) * 1000);
+    const notAfterAt = new Date(Math.floor(notAfter / 1000) * 1000);
+    const der = signLeaf(signer.leaf, { serial: Buffer.from(serial, 'hex'), notBefore: notBeforeAt, notAfter: notAfterAt, spki: csr.spki, spiffeId: id });
     return {
       spiffeId: id,
-      chain: [pemOf(cert), pemOf(issuer.cert), ...intermediates.map((c) => pemOf(c))],
+      chain: [`${pem(der, 'CERTIFICATE')}\n`, signer.pem, ...intermediates.map((c) => pemOf(c))],
       trustBundle: this.trustBundle(),
-      serial: serialOf(cert),
-      notBefore: cert.notBefore.toISOString(),
-      notAfter: cert.notAfter.toISOString(),
+      serial,
+      notBefore: notBeforeAt.toISOString(),
+      notAfter: notAfterAt.toISOString(),
     };
   }
 
@@ -450,10 +439,34 @@ function certView(c: x509.X509Certificate): { subject: string; serial: string; n
 }
 
 /** A positive 128-bit serial (the top bit clear: DER integers are signed). */
+/** 16 random bytes, lower-case hex: a positive DER INTEGER with no leading zero byte (so its hex is the serial's). */
 function randomSerial(): string {
   const b = randomBytes(16);
-  b[0] = (b[0] as number) & 0x7f;
+  b[0] = (b[0] as number) & 0x7f || 1;
   return b.toString('hex');
+}
+
+/** An issuer's parts of every certificate it signs, and its PEM: computed once per issuer. */
+interface IssuerParts {
+  leaf: LeafIssuer;
+  pem: string;
+}
+const issuerParts = new WeakMap<x509.X509Certificate, Promise<IssuerParts>>();
+
+function leafIssuerOf(issuer: Signer): Promise<IssuerParts> {
+  let parts = issuerParts.get(issuer.cert);
+  if (parts === undefined) {
+    parts = (async () => ({
+      leaf: {
+        name: Buffer.from(issuer.cert.subjectName.toArrayBuffer()),
+        authorityKeyId: Buffer.from((await x509.AuthorityKeyIdentifierExtension.create(issuer.cert, false)).rawData),
+        key: KeyObject.from(issuer.key as webcrypto.CryptoKey),
+      },
+      pem: pemOf(issuer.cert),
+    }))();
+    issuerParts.set(issuer.cert, parts);
+  }
+  return parts;
 }
 
 async function parseStored(text: string, file: string): Promise<Root[]> {
