@@ -230,7 +230,9 @@ test('a push round yields the event loop between slices and still reaches every 
       distributor.handleUpgrade(upgradeRequest(), s, Buffer.alloc(0));
       s.send({ type: 'hello', proxy: WATCHED[w] });
     }
-    await settle();
+    // The streams' lines are handled from the distributor's inbox, a turn of the loop later.
+    for (let i = 0; i < 100 && distributor.connected < WATCHED.length; i++) await settle();
+    assert.equal(distributor.connected, WATCHED.length);
     await roundDone(distributor);
     // A config edit changes the backend's routes (the frontends') and the frontend's upstreams.
     model.setConfig(configs()[0]!, ['mesh.yaml']);
@@ -314,6 +316,54 @@ test('a change to one service reaches only the proxies that call it, as a delta 
       streams.map((s) => s.messages.length),
       count,
     );
+  } finally {
+    distributor.stop();
+  }
+});
+
+test('a storm of hellos read at once is handled in slices: the event loop gets turns between them, every proxy its one snapshot', async () => {
+  const model = new MeshModel();
+  model.setConfig(configs()[1]!, ['mesh.yaml']);
+  // sliceMs 0: one line a turn.
+  const distributor = new Distributor({ model, clock: neverClock, sliceMs: 0 });
+  distributor.start();
+  try {
+    const proxies = Array.from({ length: 20 }, (_, i) => sidecar(`cache-${i}`, 'cache'));
+    const streams = proxies.map(() => new MemoryStream());
+    for (const [i, s] of streams.entries()) {
+      distributor.handleUpgrade(upgradeRequest(), s, Buffer.alloc(0));
+      s.send({ type: 'hello', proxy: proxies[i] });
+    }
+    const seen: number[] = [];
+    for (let i = 0; i < 200 && distributor.connected < proxies.length; i++) {
+      await settle();
+      seen.push(distributor.connected);
+    }
+    assert.equal(distributor.connected, proxies.length);
+    assert.ok(seen.filter((n) => n > 0 && n < proxies.length).length >= 5, `other turns ran between the hellos: ${seen.join(',')}`);
+    for (const s of streams)
+      assert.deepEqual(
+        s.messages.map((m) => m.type),
+        ['snapshot'],
+      );
+  } finally {
+    distributor.stop();
+  }
+});
+
+test('a stream that queues more lines than the limit before they are handled is ended with the reason', async () => {
+  const model = new MeshModel();
+  model.setConfig(configs()[1]!, ['mesh.yaml']);
+  const distributor = new Distributor({ model, clock: neverClock });
+  distributor.start();
+  try {
+    const s = new MemoryStream();
+    distributor.handleUpgrade(upgradeRequest(), s, Buffer.alloc(0));
+    s.push(`${JSON.stringify({ type: 'hello', proxy: sidecar('cache-flood', 'cache') })}\n${'{"type":"ping"}\n'.repeat(300)}`);
+    for (let i = 0; i < 20 && !s.messages.some((m) => m.type === 'error'); i++) await settle();
+    const error = s.messages.find((m) => m.type === 'error');
+    assert.ok(error && error.type === 'error' && /too many messages waiting/.test(error.message), JSON.stringify(s.messages.slice(0, 3)));
+    assert.equal(distributor.connected, 0, 'nothing of the flood was handled');
   } finally {
     distributor.stop();
   }

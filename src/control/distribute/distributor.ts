@@ -84,6 +84,12 @@ export type VerifyHello = (proxy: ProxyInfo, credential: string | undefined) => 
 
 /** Lines a proxy may send while its hello is being verified (it sends a CSR right after it). */
 const MAX_LINES_WHILE_VERIFYING = 16;
+/**
+ * Lines of one stream waiting in the inbox: a proxy sends a hello, a CSR and ACKs, a
+ * handful at a time; a stream that queues more than this faster than they are handled
+ * is ended.
+ */
+const MAX_QUEUED_LINES = 256;
 
 interface Connection {
   readonly socket: Duplex;
@@ -95,6 +101,8 @@ interface Connection {
   workload?: WorkloadName;
   /** A CSR of this stream is being signed. */
   certifying?: boolean;
+  /** Its lines waiting in the inbox. */
+  queued: number;
   /** What this stream was last sent (a sidecar's): deltas are relative to it. */
   sent?: SentState;
   /** The upstreams this proxy may call, for the config they were computed from. */
@@ -168,6 +176,10 @@ export class Distributor {
   #pushRound = 0;
   #pushRemaining: Connection[] = [];
   #pushImmediate?: NodeJS.Immediate;
+  /** Lines read from the streams, not yet handled (#drain); consumed from #inboxHead. */
+  readonly #inbox: ({ conn: Connection; line: string } | undefined)[] = [];
+  #inboxHead = 0;
+  #drainImmediate?: NodeJS.Immediate;
   // A restarted control plane learns the mesh again as proxies reconnect one by one.
   // Proxies that resume (they serve on a snapshot from before) are sent nothing until
   // every instance their snapshots route to has registered again, or until the wait
@@ -243,6 +255,10 @@ export class Distributor {
     this.#unsubscribe?.();
     this.#debounce.stop();
     this.#cancelRound();
+    if (this.#drainImmediate !== undefined) clearImmediate(this.#drainImmediate);
+    this.#drainImmediate = undefined;
+    this.#inbox.length = 0;
+    this.#inboxHead = 0;
     if (this.#resumeTimer) clearTimeout(this.#resumeTimer);
     for (const conn of this.#connections) conn.socket.destroy();
     this.#connections.clear();
@@ -272,7 +288,7 @@ export class Distributor {
     const raw = socket as Duplex & { setNoDelay?: (v: boolean) => void; setKeepAlive?: (on: boolean, delay: number) => void };
     raw.setNoDelay?.(true);
     raw.setKeepAlive?.(true, 10_000);
-    const conn: Connection = { socket, reader: new LineReader() };
+    const conn: Connection = { socket, reader: new LineReader(), queued: 0 };
     this.#connections.add(conn);
     socket.on('data', (chunk: Buffer) => this.#onData(conn, chunk));
     // The HTTP server's sockets allow half-open connections: when the proxy hangs up,
@@ -297,16 +313,53 @@ export class Distributor {
       const e = err instanceof TrellisError ? err : new TrellisError('TRELLIS_E_BAD_REQUEST', { reason: (err as Error).message });
       return this.#fail(conn, e.code, String(e.params.reason ?? e.message));
     }
-    for (const line of lines) {
-      if (conn.socket.destroyed) return;
-      if (conn.pending !== undefined) {
-        if (conn.pending.length >= MAX_LINES_WHILE_VERIFYING)
-          return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', 'too many messages before the hello was answered');
-        conn.pending.push(line);
-        continue;
-      }
-      this.#onLine(conn, line);
+    if (lines.length === 0) return;
+    if (conn.queued + lines.length > MAX_QUEUED_LINES) return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', 'too many messages waiting to be handled');
+    conn.queued += lines.length;
+    for (const line of lines) this.#inbox.push({ conn, line });
+    this.#drainSoon();
+  }
+
+  /**
+   * The streams' lines are handled from one inbox, in arrival order, in slices of at most
+   * `sliceMs` of the event loop (issue 17): the poll phase that reads 64 proxies' hellos
+   * and CSRs at once only queues them, so a registration storm cannot hold the event loop
+   * for the sum of their snapshots and signatures.
+   */
+  #drainSoon(): void {
+    if (this.#drainImmediate === undefined && !this.#stopped) this.#drainImmediate = setImmediate(() => this.#drain());
+  }
+
+  #drain(): void {
+    this.#drainImmediate = undefined;
+    const inbox = this.#inbox;
+    const until = performance.now() + this.#sliceMs;
+    let i = this.#inboxHead;
+    // At least one line a turn, however small the slice.
+    while (i < inbox.length && !this.#stopped) {
+      const { conn, line } = inbox[i] as { conn: Connection; line: string };
+      inbox[i++] = undefined;
+      conn.queued--;
+      this.#handle(conn, line);
+      if (performance.now() >= until) break;
     }
+    if (i >= inbox.length) {
+      inbox.length = 0;
+      this.#inboxHead = 0;
+    } else {
+      this.#inboxHead = i;
+      this.#drainSoon();
+    }
+  }
+
+  #handle(conn: Connection, line: string): void {
+    if (conn.socket.destroyed) return;
+    if (conn.pending !== undefined) {
+      if (conn.pending.length >= MAX_LINES_WHILE_VERIFYING) return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', 'too many messages before the hello was answered');
+      conn.pending.push(line);
+      return;
+    }
+    this.#onLine(conn, line);
   }
 
   #onLine(conn: Connection, line: string): void {
