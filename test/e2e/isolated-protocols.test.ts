@@ -14,7 +14,8 @@ import { chmodSync, mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { meshUp, REPO, stopMesh, type RunningMesh } from '../helpers/mesh-run.js';
+import { meshUp, REPO, stopMesh, TRELLIS, type RunningMesh } from '../helpers/mesh-run.js';
+import type { LoadResult } from '../../src/loadgen/result.js';
 import { eventually } from '../helpers/eventually.js';
 import { metricSum, nodeIn, runIn } from '../helpers/pods.js';
 import { isolationMissing } from '../../src/runner/isolation/preflight.js';
@@ -158,6 +159,30 @@ describe('trellis up --isolate: protocols through interception', { skip: missing
     assert.equal(set.stdout, 'OK');
     const get = await runIn(clientPod(), ['redis-cli', '-h', 'redis', '-p', '6379', 'get', 'k']);
     assert.equal(get.stdout, 'through the mesh');
+  });
+
+  test('trellis load from the client pod: a small constant rate through both sidecars, no error', async () => {
+    // The load generator sends only to loopback: in the pod that is the client's sidecar's
+    // listener for web (where an intercepted http://web:<port>/ lands), and from there the
+    // requests cross the bridge with mutual TLS to both web pods. Bounded: 20 req/s for 3 s.
+    const listener = instance('client-0').upstreams.find((u) => u.service === 'web');
+    assert.ok(listener, 'the client has a listener for web');
+    const before = await outbound('web', 'http');
+    const r = await runIn(
+      clientPod(),
+      [process.execPath, TRELLIS, 'load', `http://127.0.0.1:${listener.port}/load`, '--rate', '20', '--duration', '3s', '--json'],
+      60_000,
+    );
+    assert.equal(r.code, 0, r.stderr || r.stdout);
+    const result = JSON.parse(r.stdout) as LoadResult;
+    const line = `${result.completed}/${result.scheduled} completed, statuses ${JSON.stringify(result.statuses)}, errors ${JSON.stringify(result.errors)}`;
+    console.log(`# trellis load in the client pod: ${line}`);
+    assert.equal(result.errors.total, 0, line);
+    assert.ok(result.scheduled >= 50, line);
+    assert.equal(result.completed, result.scheduled, line);
+    assert.deepEqual(result.statuses, { 200: result.scheduled }, line);
+    // Every request went through the client's sidecar (a failure would have been counted too).
+    await eventually(async () => assert.ok((await outbound('web', 'http')) >= before + result.scheduled));
   });
 
   test('a sidecar restart under steady load fails no request that was not in flight', async () => {
