@@ -75,6 +75,17 @@ describe('trellis up --isolate: protocols through interception', { skip: missing
     assert.deepEqual(links, [], 'no link of the run is left');
   });
 
+  /** Resolves once the sidecar at `admin` answers /ready with 200 (a restarted one: once it has its snapshot). */
+  const sidecarReady = (admin: { host: string; port: number }): Promise<void> =>
+    eventually(
+      async () => {
+        const res = await fetch(`http://${admin.host}:${admin.port}/ready`);
+        await res.arrayBuffer();
+        assert.equal(res.status, 200);
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+
   /** web's port (two replicas: the runner picked it; the same in both pods). */
   const webPort = (): number => {
     const p = mesh?.state.isolation?.services.web?.ports[0];
@@ -215,14 +226,7 @@ describe('trellis up --isolate: protocols through interception', { skip: missing
     await eventually(async () => assert.ok((await metricSum(web0.admin, /^trellis_http_requests_total\{.*direction="inbound"/)) > before + 20));
     const killedAt = Date.now();
     process.kill(oldPid, 'SIGTERM');
-    await eventually(
-      async () => {
-        const res = await fetch(`http://${web0.admin.host}:${web0.admin.port}/ready`);
-        await res.arrayBuffer();
-        assert.equal(res.status, 200);
-      },
-      { timeoutMs: 20_000, intervalMs: 100 },
-    );
+    await sidecarReady(web0.admin);
     const readyAt = Date.now();
     const results = JSON.parse(await load) as [number, number, number | string, string][];
     const failed = results.filter((r) => r[2] !== 200);
@@ -277,14 +281,7 @@ describe('trellis up --isolate: protocols through interception', { skip: missing
     await eventually(async () => assert.ok((await outbound('web', 'http')) > counted + 20), { timeoutMs: 20_000 });
     const killedAt = Date.now();
     process.kill(oldPid, 'SIGKILL');
-    await eventually(
-      async () => {
-        const res = await fetch(`http://${client0.admin.host}:${client0.admin.port}/ready`);
-        await res.arrayBuffer();
-        assert.equal(res.status, 200);
-      },
-      { timeoutMs: 30_000, intervalMs: 100 },
-    );
+    await sidecarReady(client0.admin);
     const readyAt = Date.now();
     const results = JSON.parse(await load) as [number, number, number | string][];
     const failed = results.filter((r) => r[2] !== 200);

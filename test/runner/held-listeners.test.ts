@@ -6,6 +6,7 @@
 // are test/e2e/isolated-protocols.test.ts's.
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -98,6 +99,15 @@ describe('held listeners', () => {
     await server.stop();
     held.close();
     assert.equal(await ask(port), 'ECONNREFUSED');
+  });
+
+  test('another child of the runner (an app) does not inherit the held sockets', { skip: process.platform !== 'linux' ? 'reads /proc' : false }, async () => {
+    const held = await HeldListeners.bind([{ host: '127.0.0.1', port: await new PortAllocator().free() }]);
+    cleanup.push(() => held.close());
+    const [fd] = held.fds;
+    assert.ok(fd !== undefined);
+    const listed = execFileSync('ls', ['/proc/self/fd']).toString().split(/\s+/);
+    assert.ok(!listed.includes(String(fd)), `descriptor ${fd} leaked into a child: ${listed.join(' ')}`);
   });
 
   test('a binder that cannot listen is a clear error, and nothing is left open', async () => {
