@@ -2,7 +2,7 @@
 // crash, an upgrade) never has a moment with nobody listening. Envoy's hot restart hands
 // the sockets from the old process to the new one over a Unix socket; that needs the old
 // one alive, and a crash has none. systemd's socket activation keeps them in the parent
-// instead, and so does this: the runner opens them once (listener-binder.ts, in the pod),
+// instead, and so does this: the runner opens them once (listener-binder.ts; in the pod when isolated),
 // keeps the descriptors, and gives them to every start of the sidecar as descriptors 3, 4,
 // … with $TRELLIS_LISTEN_FDS saying which is which (src/api/listen-fds.ts). The kernel
 // keeps a socket listening while any process holds it, so a connection that arrives
@@ -30,10 +30,11 @@ export class HeldListeners {
   }
 
   /**
-   * Opens a listening socket at each address, by running the binder as `wrap` says (in a
-   * pod's namespace, as the sidecar's uid); resolves when the runner holds all of them.
+   * Opens a listening socket at each address for `what` (a sidecar, for messages), by
+   * running the binder as `wrap` says (in a pod's namespace, as the sidecar's uid);
+   * resolves when the runner holds all of them, else fails with TRELLIS_E_LISTEN_FAILED.
    */
-  static bind(at: readonly HostPort[], wrap: (argv: string[]) => string[] = (argv) => argv): Promise<HeldListeners> {
+  static bind(at: readonly HostPort[], what: string, wrap: (argv: string[]) => string[] = (argv) => argv): Promise<HeldListeners> {
     const keys = at.map((a) => listenKey(a.host, a.port));
     const [cmd = '', ...args] = wrap([process.execPath, BINDER, ...keys]);
     const command = [cmd, ...args].join(' ');
@@ -66,9 +67,10 @@ export class HeldListeners {
         for (const h of held) h.handle.close();
         const reason = error ?? (stderr.trim() || `exited ${code} without ${missing.join(', ')}`);
         reject(
-          new TrellisError('TRELLIS_E_ISOLATION_FAILED', {
-            command,
-            reason: `could not open the sidecar's listeners: ${reason.split('\n').slice(0, 5).join(' | ')}`,
+          new TrellisError('TRELLIS_E_LISTEN_FAILED', {
+            what,
+            addresses: keys.join(', '),
+            reason: `${reason.split('\n').slice(0, 5).join(' | ')} (${command})`,
           }),
         );
       });

@@ -316,21 +316,21 @@ export class LocalMesh {
       ...i.upstreams.flatMap((u) => ['--upstream', `${u.service}${u.servicePort === undefined ? '' : `:${u.servicePort}`}=${LOOPBACK}:${u.port}`]),
     ];
     const podOf = (i: InstancePlan): string => iso?.state.pods[i.id]?.netns ?? '';
-    // Isolated, the runner holds each sidecar's outbound listeners (the ones its app connects
-    // to) and gives them to every start of it: an app's connection made while its sidecar
-    // restarts waits for the new one instead of being refused (held-listeners.ts). The inbound
-    // listener is left to the sidecar: a refusal there is what tells a caller's sidecar to
-    // try another replica at once, where a held connection would wait out the restart.
-    const held =
-      iso === undefined
-        ? []
-        : await Promise.all(
-            instances.map((i) =>
-              HeldListeners.bind([...i.upstreams.map((u) => ({ host: LOOPBACK, port: u.port })), i.httpProxy], (argv) =>
-                inNetns(podOf(i), argv, iso.o.sidecarUid),
-              ),
-            ),
-          );
+    // The runner holds each sidecar's outbound listeners (the ones its app connects to) and
+    // gives them to every start of it: an app's connection made while its sidecar restarts
+    // waits for the new one instead of being refused (held-listeners.ts). Isolated, they are
+    // opened in the pod as the sidecar's uid. The inbound listener is left to the sidecar: a
+    // refusal there is what tells a caller's sidecar to try another replica at once, where a
+    // held connection would wait out the restart.
+    const held = await Promise.all(
+      instances.map((i) =>
+        HeldListeners.bind(
+          [...i.upstreams.map((u) => ({ host: LOOPBACK, port: u.port })), i.httpProxy],
+          `the sidecar of ${i.id}`,
+          iso === undefined ? undefined : (argv) => inNetns(podOf(i), argv, iso.o.sidecarUid),
+        ),
+      ),
+    );
     this.#held.push(...held);
     if (this.#stopped) for (const h of held) h.close();
     instances.forEach((i, n) => {
@@ -342,7 +342,7 @@ export class LocalMesh {
           cwd: process.cwd(),
           env: { ...proxyEnv({ kind: 'sidecar', service: i.service, id: i.id }), ...listeners?.env },
           logFile: join(logDir, `${i.id}.sidecar.log`),
-          ...(listeners !== undefined ? { fds: listeners.fds } : {}),
+          fds: listeners?.fds ?? [],
         }),
       );
     });

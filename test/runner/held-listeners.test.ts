@@ -44,7 +44,7 @@ describe('held listeners', () => {
 
   test('a restarted process takes the same socket, and no connection made meanwhile is refused', async () => {
     const port = await new PortAllocator().free();
-    const held = await HeldListeners.bind([{ host: '127.0.0.1', port }]);
+    const held = await HeldListeners.bind([{ host: '127.0.0.1', port }], 'a test');
     cleanup.push(() => held.close());
     assert.deepEqual(held.env, { [LISTEN_FDS_ENV]: `127.0.0.1:${port}=3` });
     const server = new Supervised({
@@ -102,7 +102,7 @@ describe('held listeners', () => {
   });
 
   test('another child of the runner (an app) does not inherit the held sockets', { skip: process.platform !== 'linux' ? 'reads /proc' : false }, async () => {
-    const held = await HeldListeners.bind([{ host: '127.0.0.1', port: await new PortAllocator().free() }]);
+    const held = await HeldListeners.bind([{ host: '127.0.0.1', port: await new PortAllocator().free() }], 'a test');
     cleanup.push(() => held.close());
     const [fd] = held.fds;
     assert.ok(fd !== undefined);
@@ -115,9 +115,10 @@ describe('held listeners', () => {
     await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
     cleanup.push(() => new Promise((r) => taken.close(r)));
     const port = (taken.address() as net.AddressInfo).port;
-    await assert.rejects(HeldListeners.bind([{ host: '127.0.0.1', port }]), (err: unknown) => {
+    await assert.rejects(HeldListeners.bind([{ host: '127.0.0.1', port }], 'a test'), (err: unknown) => {
       assert.ok(err instanceof TrellisError);
-      assert.equal(err.code, 'TRELLIS_E_ISOLATION_FAILED');
+      assert.equal(err.code, 'TRELLIS_E_LISTEN_FAILED');
+      assert.ok(err.message.includes(`a test at 127.0.0.1:${port}`), err.message);
       assert.match(err.message, /EADDRINUSE/);
       return true;
     });
