@@ -1,9 +1,10 @@
-// The program the runner starts in a pod (as the sidecar's uid) to open the sidecar's
-// listening sockets there: a socket belongs to the network namespace it was made in, and
-// Node cannot enter another one, so the runner cannot open them itself. It listens at
-// each HOST:PORT of its arguments, sends each socket to the runner over the IPC channel
-// (a raw handle: the runner keeps it without accepting on it), and exits. Nothing
-// connects in between: the pod's app starts after its sidecar is ready.
+// The program the runner starts to open a sidecar's listening sockets (held-listeners.ts).
+// Isolated, it runs in the sidecar's pod as the sidecar's uid: a socket belongs to the
+// network namespace it was made in, and Node cannot enter another one, so the runner
+// cannot open them itself. It listens at each HOST:PORT of its arguments, sends each
+// socket to the runner over the IPC channel (a raw handle: the runner keeps it without
+// accepting on it), and exits. The app that will connect starts after its sidecar is
+// ready, so nothing of the mesh connects while the binder still holds the sockets.
 import net from 'node:net';
 
 /** Tells the runner why, then exits 1. */

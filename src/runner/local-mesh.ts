@@ -149,7 +149,7 @@ export class LocalMesh {
   /** The control plane's admin token, read from the state folder once it is up. */
   #adminToken: string | undefined;
   #isolation: Isolation | undefined;
-  /** The sidecars' listening sockets the runner keeps across their restarts (isolated runs). */
+  /** The sidecars' outbound listening sockets the runner keeps across their restarts (held-listeners.ts). */
   readonly #held: HeldListeners[] = [];
   state: MeshState | undefined;
 
