@@ -141,6 +141,11 @@ export const ERRORS = {
   TRELLIS_E_NOT_FOUND: { token: 'not-found', status: 404, message: '{reason}' },
   TRELLIS_E_USAGE: { token: 'usage', status: 400, message: '{reason}' },
   TRELLIS_E_NO_FREE_PORT: { token: 'no-free-port', status: 503, message: 'could not find a free loopback port in {tries} tries' },
+  TRELLIS_E_LISTEN_FAILED: {
+    token: 'listen-failed',
+    status: 500,
+    message: 'could not open the listeners of {what} at {addresses}: {reason}; is something else listening there (another `trellis up`)?',
+  },
   TRELLIS_E_ISOLATION_UNAVAILABLE: {
     token: 'isolation-unavailable',
     status: 500,

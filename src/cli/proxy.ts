@@ -3,6 +3,7 @@ import { TrellisError } from '../errors.js';
 import { Sidecar } from '../proxy/sidecar.js';
 import { CREDENTIAL_ENV } from '../security/bootstrap-credential.js';
 import { APP_PROBES_ENV, parseAppProbes } from '../proxy/app-health.js';
+import { LISTEN_FDS_ENV, parseListenFds } from '../api/listen-fds.js';
 import type { HostPort } from '../api/protocol.js';
 import { ACCESS_LOG_FIELDS, type AccessLogField } from '../api/views.js';
 import { parseBytes, parseCount, parseFlags, parseHostPort } from './args.js';
@@ -50,6 +51,10 @@ Options:
                             always written): ts, direction, source, destination, version, route,
                             method, path, status, grpc_status, duration_ms, bytes_sent,
                             bytes_received, upstream, attempts, error, tunnel
+
+Listening sockets a runner holds for it come as inherited descriptors, named by
+$TRELLIS_LISTEN_FDS (HOST:PORT=FD,…): a listener at one of those addresses takes the
+socket instead of binding, so connections that waited while it restarted are served.
 
 The proxy proves which instance it is with the bootstrap credential in $TRELLIS_CREDENTIAL
 (\`trellis up\` sets it; otherwise mint one with \`trellis identity credential\`). It makes
@@ -112,6 +117,8 @@ export async function run(argv: string[]): Promise<number> {
     return { service: target.slice(0, colon), listen, servicePort: portNumber(target.slice(colon + 1), `--upstream ${spec}`) };
   });
   const gatewayListen = gatewayPorts(values['gateway-port']);
+  // Sockets the runner holds across this proxy's restarts (src/runner/held-listeners.ts).
+  const listenFds = parseListenFds(process.env[LISTEN_FDS_ENV]);
   const log = (line: string): void => void process.stderr.write(`${line}\n`);
   // No process.on('uncaughtException') here, on purpose. node documents the process as
   // in an unknown state after one: serving on would carry half-done work (pooled
@@ -140,6 +147,7 @@ export async function run(argv: string[]): Promise<number> {
     httpProxy: values['http-proxy'] ? parseHostPort(values['http-proxy'], '--http-proxy') : undefined,
     ...(values.egress !== undefined ? { egress: parseHostPort(values.egress, '--egress') } : {}),
     admin: parseHostPort(values.admin, '--admin'),
+    ...(listenFds.size > 0 ? { listenFds } : {}),
     accessLog: values['access-log'],
     accessLogOptions: {
       keepQuery: values['access-log-keep-query'],

@@ -10,6 +10,7 @@ import { errorBody, TrellisError } from '../errors.js';
 import { openAccessLog, type AccessLog, type AccessLogOptions } from '../telemetry/access-log.js';
 import { OPENMETRICS_CONTENT_TYPE, ProxyMetrics, wantsOpenMetrics } from '../telemetry/metrics.js';
 import { Tracer } from '../telemetry/tracing/tracer.js';
+import { listenKey } from '../api/listen-fds.js';
 import { checkTracing } from '../telemetry/tracing/settings.js';
 import { ControlClient } from './control-client.js';
 import { detectProtocol, serveHttp, type H2Server } from './listeners/detect.js';
@@ -107,6 +108,12 @@ export interface SidecarOptions {
   upstreams: { service: string; listen: HostPort; servicePort?: number }[];
   httpProxy?: HostPort;
   admin: HostPort;
+  /**
+   * Listening sockets the runner holds across restarts, by the address asked for
+   * (`host:port`, src/api/listen-fds.ts): a listener at one of them listens on the inherited
+   * descriptor instead of binding, so it takes the connections that queued meanwhile.
+   */
+  listenFds?: ReadonlyMap<string, number>;
   /** `-` (stdout), `off`, or a file path. */
   accessLog: string;
   /** Query values, rotation (access-log.ts); absent: the defaults. */
@@ -403,7 +410,7 @@ export class Sidecar {
           }
         }),
       );
-      this.addresses.upstreams[name] = await listen(server, u.listen, this.#sockets);
+      this.addresses.upstreams[name] = await listen(server, u.listen, this.#sockets, this.#o.listenFds);
       this.#holdListener(server, `outbound:${name}`);
     }
 
@@ -415,7 +422,7 @@ export class Sidecar {
       const h2 = outboundH2(ctx);
       // No wait for the first snapshot here: the pipeline answers 503 no-config until then.
       const server = net.createServer((socket) => this.#guard(ctx, socket, () => serveHttp(socket, pipeline, h2, ctx)));
-      this.addresses.httpProxy = await listen(server, o.httpProxy, this.#sockets);
+      this.addresses.httpProxy = await listen(server, o.httpProxy, this.#sockets, this.#o.listenFds);
       this.#holdListener(server, 'http-proxy');
     }
 
@@ -451,7 +458,7 @@ export class Sidecar {
         counted: (mode, security) => this.metrics.tlsConnection('inbound', mode, security),
       };
       const server = net.createServer((socket) => this.#accept(ctx, socket, () => admitInbound(socket, door, (s) => serveHttp(s, pipeline, h2, ctx), ctx)));
-      this.addresses.inbound = await listen(server, o.egress, this.#sockets);
+      this.addresses.inbound = await listen(server, o.egress, this.#sockets, this.#o.listenFds);
       this.#holdListener(server, 'egress');
     }
 
@@ -473,7 +480,7 @@ export class Sidecar {
         res.end();
       });
     });
-    this.addresses.admin = await listen(this.#admin, o.admin);
+    this.addresses.admin = await listen(this.#admin, o.admin, undefined, this.#o.listenFds);
 
     const namespace = splitServiceKey(o.service).namespace;
     const info: ProxyInfo = {
@@ -612,7 +619,7 @@ export class Sidecar {
       counted: (mode, security) => this.metrics.tlsConnection('inbound', mode, security),
     };
     const server = net.createServer((socket) => this.#accept(ctx, socket, () => admitInbound(socket, door, serve, ctx)));
-    const at = await listen(server, inboundAt, this.#sockets);
+    const at = await listen(server, inboundAt, this.#sockets, this.#o.listenFds);
     this.#holdListener(server, port === undefined ? 'inbound' : `inbound:${port}`);
     return at;
   }
@@ -832,7 +839,7 @@ export class Sidecar {
         };
       },
       open: async (server, at, name) => {
-        const address = await listen(server, at, this.#sockets);
+        const address = await listen(server, at, this.#sockets, this.#o.listenFds);
         this.#holdListener(server, name);
         return address;
       },
@@ -1168,7 +1175,8 @@ export class Sidecar {
   }
 }
 
-function listen(server: net.Server, at: HostPort, sockets?: Set<net.Socket>): Promise<HostPort> {
+/** Listens at `at`, or on the descriptor `inherited` holds for it (a socket the runner keeps across restarts). */
+function listen(server: net.Server, at: HostPort, sockets?: Set<net.Socket>, inherited?: ReadonlyMap<string, number>): Promise<HostPort> {
   if (sockets) {
     server.on('connection', (s: net.Socket) => {
       sockets.add(s);
@@ -1177,11 +1185,14 @@ function listen(server: net.Server, at: HostPort, sockets?: Set<net.Socket>): Pr
   }
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(at.port, at.host, () => {
+    const listening = (): void => {
       server.off('error', reject);
       const a = server.address() as net.AddressInfo;
       resolve({ host: at.host, port: a.port });
-    });
+    };
+    const fd = inherited?.get(listenKey(at.host, at.port));
+    if (fd !== undefined) server.listen({ fd }, listening);
+    else server.listen(at.port, at.host, listening);
   });
 }
 

@@ -19,6 +19,7 @@ import { INGRESS_SERVICE, type HostPort } from '../api/protocol.js';
 import { TrellisError } from '../errors.js';
 import { PortAllocator } from './ports.js';
 import { Supervised, type ProcessSpec } from './supervisor.js';
+import { HeldListeners } from './held-listeners.js';
 import { PROXY_NODE_FLAGS } from '../proxy/node-flags.js';
 import { BOOTSTRAP_SECRET_ENV, CREDENTIAL_ENV, mintCredential, newBootstrapSecret, type CredentialSubject } from '../security/bootstrap-credential.js';
 import { startPrometheus, type RunningPrometheus } from './prometheus.js';
@@ -148,6 +149,8 @@ export class LocalMesh {
   /** The control plane's admin token, read from the state folder once it is up. */
   #adminToken: string | undefined;
   #isolation: Isolation | undefined;
+  /** The sidecars' outbound listening sockets the runner keeps across their restarts (held-listeners.ts). */
+  readonly #held: HeldListeners[] = [];
   state: MeshState | undefined;
 
   /** The link that opens the dashboard logged in (print it; it is stored nowhere). */
@@ -315,17 +318,36 @@ export class LocalMesh {
       ...i.upstreams.flatMap((u) => ['--upstream', `${u.service}${u.servicePort === undefined ? '' : `:${u.servicePort}`}=${LOOPBACK}:${u.port}`]),
     ];
     const podOf = (i: InstancePlan): string => iso?.state.pods[i.id]?.netns ?? '';
-    for (const i of instances) {
+    // The runner holds each sidecar's outbound listeners (the ones its app connects to) and
+    // gives them to every start of it: an app's connection made while its sidecar restarts
+    // waits for the new one instead of being refused (held-listeners.ts). Isolated, they are
+    // opened in the pod as the sidecar's uid. The inbound listener is left to the sidecar: a
+    // refusal there is what tells a caller's sidecar to try another replica at once, where a
+    // held connection would wait out the restart.
+    const held = await Promise.all(
+      instances.map((i) =>
+        HeldListeners.bind(
+          [...i.upstreams.map((u) => ({ host: LOOPBACK, port: u.port })), i.httpProxy],
+          `the sidecar of ${i.id}`,
+          iso === undefined ? undefined : (argv) => inNetns(podOf(i), argv, iso.o.sidecarUid),
+        ),
+      ),
+    );
+    this.#held.push(...held);
+    if (this.#stopped) for (const h of held) h.close();
+    instances.forEach((i, n) => {
+      const listeners = held[n];
       this.#proxies.push(
         this.#supervise({
           name: `${i.id} sidecar`,
           command: iso === undefined ? proxyArgs(i) : inNetns(podOf(i), proxyArgs(i), iso.o.sidecarUid),
           cwd: process.cwd(),
-          env: proxyEnv({ kind: 'sidecar', service: i.service, id: i.id }),
+          env: { ...proxyEnv({ kind: 'sidecar', service: i.service, id: i.id }), ...listeners?.env },
           logFile: join(logDir, `${i.id}.sidecar.log`),
+          fds: listeners?.fds ?? [],
         }),
       );
-    }
+    });
     const ready = instances.map((i) => waitFor(`http://${i.admin.host}:${i.admin.port}/ready`, 20_000, `the sidecar of ${i.id}`));
     // 3. A gateway proxy per Gateway (and the derived ingress); the apps wait for its ports.
     state.gateways = [];
@@ -807,6 +829,7 @@ export class LocalMesh {
     clearInterval(this.#watch);
     await Promise.all(this.#apps.map((p) => p.stop()));
     await Promise.all([...this.#proxies.map((p) => p.stop()), this.#prometheus?.stop()]);
+    for (const h of this.#held) h.close();
     await this.#control?.stop();
     // Last: whatever is still in a namespace (a process that ignored SIGKILL's group) dies with it.
     await this.#isolation?.network.destroy();

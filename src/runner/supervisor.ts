@@ -1,7 +1,8 @@
 // Runs one process of a local mesh and keeps it running: output to a log file, a
 // restart with exponential backoff when it exits on its own, and a stop that reaches
 // the whole process group (so a shell command's children go too) and ends in SIGKILL
-// when SIGTERM is not enough.
+// when SIGTERM is not enough. Descriptors the runner holds (listening sockets) can be
+// given to every start, so a restart takes the same sockets.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { LineStamper } from './log-lines.js';
@@ -15,6 +16,11 @@ export interface ProcessSpec {
   logFile: string;
   /** Restart when it exits on its own (default true). */
   restart?: boolean;
+  /**
+   * Open descriptors every start of the process gets as 3, 4, … (listening sockets the
+   * runner holds across restarts: held-listeners.ts). The supervisor does not close them.
+   */
+  fds?: readonly number[];
 }
 
 export interface SupervisorEvents {
@@ -61,7 +67,7 @@ export class Supervised {
     const { command, cwd, env } = this.spec;
     const [file, args] = typeof command === 'string' ? ['/bin/sh', ['-c', `exec ${command}`]] : [command[0]!, command.slice(1)];
     this.#startedAt = Date.now();
-    const child = spawn(file, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(file, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe', ...(this.spec.fds ?? [])], detached: true });
     this.#child = child;
     // Each line stamped with the time it was read (log-lines.ts), for `trellis logs`.
     const out = new LineStamper('stdout', this.#log);
