@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { meshUp, REPO, stopMesh, type RunningMesh } from '../helpers/mesh-run.js';
 import { eventually } from '../helpers/eventually.js';
 
-const MESH = join(REPO, 'test/fixtures/config/sidecar-restart.yaml');
+const MESH = join(REPO, 'test/fixtures/sidecar-restart/mesh.yaml');
 
 /** One request on a new connection: [start, end, status or error code]. */
 function once(port: number): Promise<[number, number, number | string]> {
