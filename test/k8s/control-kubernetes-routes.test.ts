@@ -1,0 +1,196 @@
+// Routes and policies from the Kubernetes API (`trellis control --kubernetes`), against the
+// API stand-in through @kubernetes/client-node: an HTTPRoute created, changed and deleted
+// in the API changes what a caller's snapshot holds; an AuthorizationPolicy reaches the
+// callee's; an object that fails the loader's checks (schema or cross-resource, or plain
+// junk) is skipped with a log line naming it while the others apply; a policy on a
+// skipped route is skipped too; a reload of the files checks the API's objects again.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
+import { eventually } from '../helpers/eventually.js';
+import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
+import { kubernetesControlOptions } from '../../src/control/sources/kubernetes-control.js';
+import { EMPTY_CONFIG } from '../../src/control/sources/mesh-config.js';
+import { ControlClient } from '../../src/proxy/control-client.js';
+import type { ProxyInfo, Snapshot } from '../../src/api/protocol.js';
+
+const GW = 'gateway.networking.k8s.io/v1';
+const TRELLIS = 'trellis.dev/v1alpha1';
+
+function pod(name: string, sa: string, version: string): StandInObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: 'shop', labels: { version } },
+    spec: { serviceAccountName: sa, containers: [{ name: 'app', ports: [{ containerPort: 8080 }] }] },
+  };
+}
+
+function slice(service: string, pods: readonly [string, string][]): StandInObject {
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: `${service}-abc`, namespace: 'shop', labels: { 'kubernetes.io/service-name': service } },
+    addressType: 'IPv4',
+    ports: [{ name: 'http', port: 8080 }],
+    endpoints: pods.map(([podName, address]) => ({
+      addresses: [address],
+      conditions: { ready: true },
+      targetRef: { kind: 'Pod', name: podName, namespace: 'shop' },
+    })),
+  };
+}
+
+function canary(v1: number, v2: number, name = 'backend-canary'): StandInObject {
+  return {
+    apiVersion: GW,
+    kind: 'HTTPRoute',
+    metadata: { name, namespace: 'shop', uid: 'u-1', generation: 3, creationTimestamp: '2026-01-01T00:00:00Z', managedFields: [{ manager: 'kubectl' }] },
+    spec: {
+      parentRefs: [{ kind: 'Service', group: '', name: 'backend' }],
+      rules: [
+        {
+          backendRefs: [
+            { name: 'backend-v1', weight: v1 },
+            { name: 'backend-v2', weight: v2 },
+          ],
+        },
+      ],
+    },
+    status: { parents: [] },
+  };
+}
+
+describe('routes and policies from the kubernetes API', () => {
+  let api: KubeApiStandIn;
+  let plane: ControlPlane;
+  const logs: string[] = [];
+  const clients: ControlClient[] = [];
+
+  before(async () => {
+    api = await new KubeApiStandIn().start();
+    api.tokens.set('frontend-token', { username: 'system:serviceaccount:shop:frontend', audiences: ['trellis'] });
+    api.tokens.set('backend-token', { username: 'system:serviceaccount:shop:backend', audiences: ['trellis'] });
+    api.apply(httpService('backend', 'shop', 'http'));
+    api.apply(httpService('frontend', 'shop', 'http'));
+    api.apply(pod('backend-v1-0', 'backend', 'v1'));
+    api.apply(pod('backend-v2-0', 'backend', 'v2'));
+    api.apply(pod('frontend-0', 'frontend', 'v1'));
+    api.apply(
+      slice('backend', [
+        ['backend-v1-0', '10.0.0.1'],
+        ['backend-v2-0', '10.0.0.2'],
+      ]),
+    );
+    api.apply(slice('frontend', [['frontend-0', '10.0.0.3']]));
+    plane = await startControlPlane({
+      configPaths: [],
+      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
+      admin: { host: '127.0.0.1', port: 0 },
+      log: (line) => void logs.push(line),
+      pushDebounceMs: 0,
+      kubernetes: { ...kubernetesControlOptions(api.kubeConfig()), syncTimeoutMs: 10_000, backoffMs: { initial: 10, max: 50 } },
+    });
+  });
+
+  after(async () => {
+    for (const c of clients) c.stop();
+    await plane?.close();
+    await api?.close();
+  });
+
+  function join(service: string, token: string): Snapshot[] {
+    const applied: Snapshot[] = [];
+    const info: ProxyInfo = { id: `${service}-0`, service, version: 'v1', kind: 'sidecar', upstreams: [], pid: 1, admin: { host: '127.0.0.1', port: 1 } };
+    const client = new ControlClient({ url: plane.url, info, credential: token, apply: (s) => void applied.push(s), onFatal: () => {} });
+    clients.push(client);
+    client.start();
+    return applied;
+  }
+
+  const weights = (applied: Snapshot[]): string =>
+    JSON.stringify(applied.at(-1)?.upstreams['backend.shop']?.routes.flatMap((r) => r.backends.map((b) => [b.backend, b.weight])) ?? null);
+
+  it('an HTTPRoute created, changed and deleted in the API changes the weights in a caller’s snapshot', async () => {
+    const frontend = join('frontend', 'frontend-token');
+    await eventually(() => frontend.length > 0, { what: 'the frontend proxy to get a snapshot' });
+    assert.equal(weights(frontend), '[]', 'no route yet');
+
+    api.apply(canary(90, 10));
+    await eventually(() => weights(frontend) === '[["backend-v1.shop",90],["backend-v2.shop",10]]', { what: `90/10 in the snapshot (${weights(frontend)})` });
+    const snapshot = frontend.at(-1)!.upstreams['backend.shop']!;
+    assert.deepEqual(
+      snapshot.backends['backend-v2.shop']?.endpoints.map((e) => e.id),
+      ['backend.shop@10.0.0.2'],
+    );
+
+    api.apply(canary(50, 50));
+    await eventually(() => weights(frontend) === '[["backend-v1.shop",50],["backend-v2.shop",50]]', { what: `50/50 in the snapshot (${weights(frontend)})` });
+
+    api.delete(GW, 'HTTPRoute', 'backend-canary', 'shop');
+    await eventually(() => weights(frontend) === '[]', { what: `the route to be gone (${weights(frontend)})` });
+  });
+
+  it('an AuthorizationPolicy from the API is in the callee’s snapshot', async () => {
+    api.apply({
+      apiVersion: TRELLIS,
+      kind: 'AuthorizationPolicy',
+      metadata: { name: 'backend-from-frontend', namespace: 'shop' },
+      spec: {
+        targetRefs: [{ group: '', kind: 'Service', name: 'backend' }],
+        action: 'ALLOW',
+        rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/frontend'] } }] }],
+      },
+    });
+    const backend = join('backend', 'backend-token');
+    const policies = (): string => JSON.stringify(backend.at(-1)?.authorization?.policies.map((p) => [p.name, p.action]) ?? null);
+    await eventually(() => policies() === '[["shop/backend-from-frontend","ALLOW"]]', { what: `the policy in the backend's snapshot (${policies()})` });
+    api.delete(TRELLIS, 'AuthorizationPolicy', 'backend-from-frontend', 'shop');
+    await eventually(() => policies() === 'null' || policies() === '[]', { what: `the policy to be gone (${policies()})` });
+  });
+
+  it('skips an object that fails the checks, with a log line naming it, and applies the rest; a policy on a skipped route is skipped too', async () => {
+    const frontend = join('frontend', 'frontend-token');
+    // Cross-resource: its parent is no Service of the mesh.
+    api.apply({
+      ...canary(1, 1, 'to-nowhere'),
+      spec: { parentRefs: [{ kind: 'Service', group: '', name: 'nope' }], rules: [{ backendRefs: [{ name: 'backend' }] }] },
+    });
+    // Schema: a negative weight.
+    api.apply(canary(-1, 10, 'negative'));
+    // Junk: a spec that is not an object, a name no Kubernetes object could have.
+    api.apply({ apiVersion: GW, kind: 'HTTPRoute', metadata: { name: 'junk\n"x', namespace: 'shop' }, spec: 'rules' });
+    api.apply({
+      apiVersion: TRELLIS,
+      kind: 'RetryPolicy',
+      metadata: { name: 'retry-nowhere', namespace: 'shop' },
+      spec: { targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', name: 'to-nowhere' }] },
+    });
+    api.apply(canary(70, 30));
+    await eventually(() => weights(frontend) === '[["backend-v1.shop",70],["backend-v2.shop",30]]', { what: `the valid route applied (${weights(frontend)})` });
+    const skipped = plane.kubernetes!.skipped.map((s) => s.object);
+    assert.deepEqual(skipped, [
+      'kubernetes:HTTPRoute/shop/<invalid>',
+      'kubernetes:HTTPRoute/shop/negative',
+      'kubernetes:HTTPRoute/shop/to-nowhere',
+      'kubernetes:RetryPolicy/shop/retry-nowhere',
+    ]);
+    assert.ok(
+      logs.some((l) => /skipping kubernetes:HTTPRoute\/shop\/to-nowhere: spec\.parentRefs\[0\]\.name: names service "nope"/.test(l)),
+      logs.join('\n'),
+    );
+    assert.ok(logs.some((l) => l.startsWith('control: kubernetes: skipping kubernetes:HTTPRoute/shop/negative: spec.rules[0].backendRefs[0].weight')));
+    assert.ok(logs.some((l) => l.startsWith('control: kubernetes: skipping kubernetes:RetryPolicy/shop/retry-nowhere')));
+    assert.ok(!logs.some((l) => l.includes('\n')), 'no log line carries a raw newline from an object');
+    assert.equal(plane.model.config.routes.length, 1);
+
+    // Fixed in the API: the route applies, the policy on it with it.
+    api.apply({
+      ...canary(1, 1, 'to-nowhere'),
+      spec: { parentRefs: [{ kind: 'Service', group: '', name: 'frontend' }], rules: [{ backendRefs: [{ name: 'frontend' }] }] },
+    });
+    await eventually(() => plane.kubernetes!.skipped.length === 2, { what: `two left skipped (${plane.kubernetes!.skipped.map((s) => s.object)})` });
+    assert.equal(plane.model.config.policies?.length, 1);
+    assert.ok(logs.some((l) => l === 'control: kubernetes: kubernetes:HTTPRoute/shop/to-nowhere is no longer skipped (fixed or deleted)'));
+  });
+});
