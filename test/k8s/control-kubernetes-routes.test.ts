@@ -73,6 +73,7 @@ describe('routes and policies from the kubernetes API', () => {
     api.tokens.set('backend-token', { username: 'system:serviceaccount:shop:backend', audiences: ['trellis'] });
     api.apply(httpService('backend', 'shop', 'http'));
     api.apply(httpService('frontend', 'shop', 'http'));
+    api.apply(httpService('postgres', 'shop', 'tcp'));
     api.apply(pod('backend-v1-0', 'backend', 'v1'));
     api.apply(pod('backend-v2-0', 'backend', 'v2'));
     api.apply(pod('frontend-0', 'frontend', 'v1'));
@@ -147,6 +148,21 @@ describe('routes and policies from the kubernetes API', () => {
     await eventually(() => policies() === '[["shop/backend-from-frontend","ALLOW"]]', { what: `the policy in the backend's snapshot (${policies()})` });
     api.delete(TRELLIS, 'AuthorizationPolicy', 'backend-from-frontend', 'shop');
     await eventually(() => policies() === 'null' || policies() === '[]', { what: `the policy to be gone (${policies()})` });
+  });
+
+  it('a TCPRoute (served at v1 by the install’s CRD) steers a tcp service', async () => {
+    const frontend = join('frontend', 'frontend-token');
+    const routes = (): string => JSON.stringify(frontend.at(-1)?.upstreams['postgres.shop']?.routes.map((r) => r.name) ?? null);
+    await eventually(() => routes() === '[]', { what: 'postgres without routes' });
+    api.apply({
+      apiVersion: GW,
+      kind: 'TCPRoute',
+      metadata: { name: 'postgres', namespace: 'shop' },
+      spec: { parentRefs: [{ kind: 'Service', group: '', name: 'postgres' }], rules: [{ backendRefs: [{ name: 'postgres', port: 80 }] }] },
+    });
+    await eventually(() => routes() === '["shop/postgres/rule/0"]', { what: `the TCPRoute in the snapshot` });
+    api.delete(GW, 'TCPRoute', 'postgres', 'shop');
+    await eventually(() => routes() === '[]', { what: 'the TCPRoute gone' });
   });
 
   it('skips an object that fails the checks, with a log line naming it, and applies the rest; a policy on a skipped route is skipped too', async () => {

@@ -15,7 +15,14 @@ import { checkRateLimitPolicies, type RateLimitPolicySource } from '../../config
 import { checkRoutes, type RouteSource } from '../../config/check-routes.js';
 import type { Problem } from '../../config/problems.js';
 import { checkSchema } from '../../config/schema-errors.js';
-import { GATEWAY_API_BETA_VERSION, GATEWAY_API_VERSION, RESOURCE_KINDS, TRELLIS_API_VERSION, type MeshResource } from '../../config/schema.js';
+import {
+  GATEWAY_API_ALPHA_VERSION,
+  GATEWAY_API_BETA_VERSION,
+  GATEWAY_API_VERSION,
+  RESOURCE_KINDS,
+  TRELLIS_API_VERSION,
+  type MeshResource,
+} from '../../config/schema.js';
 import type { SourceDocument } from '../../config/yaml-source.js';
 import { trellisKindPath, WATCHED_KINDS } from '../../k8s/source/kinds.js';
 import type { KindPath, KubeObject } from '../../k8s/source/reflector.js';
@@ -27,14 +34,17 @@ export interface ResourceKind extends KindPath {
 }
 
 /**
- * The kinds read (the standard channel of the Gateway API and the trellis.dev policies).
- * Not read: TCPRoute and TLSRoute (the experimental channel, whose CRDs a cluster may
- * lack: a kind that never lists would hold up every start), Gateways and their Secrets,
- * ExternalServices, RequestAuthentications (their key files) and the Mesh.
+ * The kinds read: the Gateway API routes and grants the install's CRDs serve
+ * (deploy/kubernetes/gateway-api; TCPRoute at v1 there, its v1alpha2 no longer served,
+ * the same fields as the loader's v1alpha2 schema) and the trellis.dev policies. A kind
+ * whose CRD is missing never lists, and holds up the start by the sync timeout.
+ * Not read: TLSRoute (a Gateway's), Gateways and their Secrets, ExternalServices,
+ * RequestAuthentications (their key files) and the Mesh.
  */
 export const RESOURCE_KINDS_READ: readonly ResourceKind[] = [
   { ...WATCHED_KINDS.HTTPRoute, apiVersion: GATEWAY_API_VERSION },
   { ...WATCHED_KINDS.GRPCRoute, apiVersion: GATEWAY_API_VERSION },
+  { kind: 'TCPRoute', path: '/apis/gateway.networking.k8s.io/v1/tcproutes', apiVersion: GATEWAY_API_ALPHA_VERSION },
   { ...WATCHED_KINDS.ReferenceGrant, apiVersion: GATEWAY_API_BETA_VERSION },
   ...['AuthorizationPolicy', 'PeerAuthentication', 'FaultInjection', 'RetryPolicy', 'BackendPolicy', 'RateLimitPolicy'].map((kind) => ({
     ...trellisKindPath(kind),
@@ -148,7 +158,7 @@ export function clusterResources(
   // Dropping an object can make another fail (a policy targeting a route that was
   // skipped): check again until every object left passes. Each round drops one at least.
   for (;;) {
-    const routes = [...config.routes.map(fileDoc), ...of<RouteSource['resource']>(['HTTPRoute', 'GRPCRoute'])] as RouteSource[];
+    const routes = [...config.routes.map(fileDoc), ...of<RouteSource['resource']>(['HTTPRoute', 'GRPCRoute', 'TCPRoute'])] as RouteSource[];
     const problems = [
       ...checkRoutes(mesh, routes, [], gateways, externals),
       ...checkPolicies(mesh, routes, [...(config.policies ?? []).map(fileDoc), ...of(['FaultInjection', 'RetryPolicy', 'BackendPolicy'])] as PolicySource[]),
@@ -171,7 +181,7 @@ export function clusterResources(
   const entries = <T>(kinds: readonly string[]) => of<T>(kinds).map((s) => ({ file: s.doc.file, resource: s.resource }));
   return {
     resources: {
-      routes: entries(['HTTPRoute', 'GRPCRoute']),
+      routes: entries(['HTTPRoute', 'GRPCRoute', 'TCPRoute']),
       policies: entries(['FaultInjection', 'RetryPolicy', 'BackendPolicy']),
       rateLimitPolicies: entries(['RateLimitPolicy']),
       referenceGrants: entries(['ReferenceGrant']),
