@@ -3,9 +3,13 @@
 // in the API changes what a caller's snapshot holds; an AuthorizationPolicy reaches the
 // callee's; an object that fails the loader's checks (schema or cross-resource, or plain
 // junk) is skipped with a log line naming it while the others apply; a policy on a
-// skipped route is skipped too; a reload of the files checks the API's objects again.
+// skipped route is skipped too (and counted in /metrics); the files' services are
+// checked against and a file's route wins a name; a reload of the files checks again.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
@@ -199,6 +203,10 @@ describe('routes and policies from the kubernetes API', () => {
     assert.ok(logs.some((l) => l.startsWith('control: kubernetes: skipping kubernetes:RetryPolicy/shop/retry-nowhere')));
     assert.ok(!logs.some((l) => l.includes('\n')), 'no log line carries a raw newline from an object');
     assert.equal(plane.model.config.routes.length, 1);
+    const metrics = await plane.metrics.text();
+    assert.match(metrics, /trellis_control_kubernetes_objects_skipped\{kind="HTTPRoute"\} 3/);
+    assert.match(metrics, /trellis_control_kubernetes_objects_skipped\{kind="RetryPolicy"\} 1/);
+    assert.match(metrics, /trellis_control_kubernetes_objects_skipped\{kind="AuthorizationPolicy"\} 0/);
 
     // Fixed in the API: the route applies, the policy on it with it.
     api.apply({
@@ -208,5 +216,86 @@ describe('routes and policies from the kubernetes API', () => {
     await eventually(() => plane.kubernetes!.skipped.length === 2, { what: `two left skipped (${plane.kubernetes!.skipped.map((s) => s.object)})` });
     assert.equal(plane.model.config.policies?.length, 1);
     assert.ok(logs.some((l) => l === 'control: kubernetes: kubernetes:HTTPRoute/shop/to-nowhere is no longer skipped (fixed or deleted)'));
+  });
+});
+
+describe('routes and policies from the kubernetes API with config files', () => {
+  let api: KubeApiStandIn;
+  let plane: ControlPlane;
+  let dir: string;
+  const logs: string[] = [];
+  const mesh = (services: readonly string[]): string =>
+    [
+      'apiVersion: trellis.dev/v1alpha1',
+      'kind: Mesh',
+      'metadata: { name: files }',
+      'spec:',
+      '  services:',
+      ...services.flatMap((name, i) => [`    - name: ${name}`, '      namespace: shop', '      protocol: http', `      port: ${9000 + i}`]),
+    ].join('\n');
+  const fileRoute = [
+    'apiVersion: gateway.networking.k8s.io/v1',
+    'kind: HTTPRoute',
+    'metadata: { name: legacy-route, namespace: shop }',
+    'spec:',
+    '  parentRefs: [{ kind: Service, group: "", name: legacy }]',
+    '  rules: [{ backendRefs: [{ name: legacy }] }]',
+  ].join('\n');
+  const route = (name: string, parent: string): StandInObject => ({
+    apiVersion: GW,
+    kind: 'HTTPRoute',
+    metadata: { name, namespace: 'shop' },
+    spec: { parentRefs: [{ kind: 'Service', group: '', name: parent }], rules: [{ backendRefs: [{ name: parent }] }] },
+  });
+
+  before(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'trellis-k8s-routes-'));
+    await writeFile(path.join(dir, 'mesh.yaml'), mesh(['legacy']));
+    await writeFile(path.join(dir, 'route.yaml'), fileRoute);
+    api = await new KubeApiStandIn().start();
+    api.apply(httpService('backend', 'shop', 'http'));
+    // The same name as the file's route: the file's wins.
+    api.apply(route('legacy-route', 'backend'));
+    // Its parent is only in the files once they are edited.
+    api.apply(route('to-cart', 'cart'));
+    api.apply(route('to-backend', 'backend'));
+    plane = await startControlPlane({
+      configPaths: [path.join(dir, 'mesh.yaml'), path.join(dir, 'route.yaml')],
+      admin: { host: '127.0.0.1', port: 0 },
+      log: (line) => void logs.push(line),
+      pushDebounceMs: 0,
+      watchPollMs: 0,
+      kubernetes: { ...kubernetesControlOptions(api.kubeConfig()), syncTimeoutMs: 10_000, backoffMs: { initial: 10, max: 50 } },
+    });
+  });
+
+  after(async () => {
+    await plane?.close();
+    await api?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const routes = (): string[] =>
+    plane.model.config.routes.map((r) => `${r.file.startsWith('kubernetes:') ? r.file : path.basename(r.file)} ${r.resource.metadata.name}`);
+
+  it('checks the API’s routes against the files’ services and the cluster’s; a name the files define stays the files’', () => {
+    assert.deepEqual(routes(), ['route.yaml legacy-route', 'kubernetes:HTTPRoute/shop/to-backend to-backend']);
+    assert.deepEqual(
+      plane.kubernetes!.skipped.map((s) => [s.object, s.problems[0]!.message.split(';')[0]]),
+      [
+        ['kubernetes:HTTPRoute/shop/legacy-route', `HTTPRoute "shop/legacy-route" is defined twice (also ${path.join(dir, 'route.yaml')})`],
+        ['kubernetes:HTTPRoute/shop/to-cart', 'names service "cart" in namespace shop, which is not in the mesh (services in namespace shop: legacy, backend)'],
+      ],
+    );
+  });
+
+  it('checks them again when the files change: a route whose parent the edited files add applies', async () => {
+    await writeFile(path.join(dir, 'mesh.yaml'), mesh(['legacy', 'cart']));
+    await plane.reload();
+    await eventually(() => routes().includes('kubernetes:HTTPRoute/shop/to-cart to-cart'), { what: `the route to cart to apply (${routes()})` });
+    assert.deepEqual(
+      plane.kubernetes!.skipped.map((s) => s.object),
+      ['kubernetes:HTTPRoute/shop/legacy-route'],
+    );
   });
 });
