@@ -7,9 +7,10 @@
 // checked against and a file's route wins a name; a reload of the files checks again.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
 import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
@@ -297,5 +298,53 @@ describe('routes and policies from the kubernetes API with config files', () => 
       plane.kubernetes!.skipped.map((s) => s.object),
       ['kubernetes:HTTPRoute/shop/legacy-route'],
     );
+  });
+});
+
+describe("the shop's topology-1 overlay in the kubernetes API", () => {
+  let api: KubeApiStandIn;
+  let plane: ControlPlane;
+
+  before(async () => {
+    api = await new KubeApiStandIn().start();
+    // What `kubectl apply -k examples/shop/kubernetes/topology-1` creates: every object in namespace shop.
+    for (const file of ['base/workloads.yaml', 'base/routes.yaml', 'topology-1/policies.yaml', 'topology-1/ingress.yaml']) {
+      const text = await readFile(path.join('examples/shop/kubernetes', file), 'utf8');
+      for (const doc of parseAllDocuments(text)) {
+        const o = doc.toJS() as StandInObject | null;
+        if (o?.kind === 'Namespace' || !o) continue;
+        api.apply({ ...o, metadata: { ...o.metadata, namespace: 'shop' } });
+      }
+    }
+    plane = await startControlPlane({
+      configPaths: [],
+      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
+      admin: { host: '127.0.0.1', port: 0 },
+      log: () => {},
+      kubernetes: { ...kubernetesControlOptions(api.kubeConfig()), syncTimeoutMs: 10_000, backoffMs: { initial: 10, max: 50 } },
+    });
+  });
+
+  after(async () => {
+    await plane?.close();
+    await api?.close();
+  });
+
+  it('applies its canary route and AuthorizationPolicies; the routes of its Gateway (not read from the API) are skipped, saying why', () => {
+    const config = plane.model.config;
+    assert.deepEqual(
+      config.routes.map((r) => r.file),
+      ['kubernetes:HTTPRoute/shop/backend-canary'],
+    );
+    assert.deepEqual(
+      config.authorizationPolicies?.map((p) => p.file),
+      ['kubernetes:AuthorizationPolicy/shop/postgres-from-backend', 'kubernetes:AuthorizationPolicy/shop/redis-from-backend'],
+    );
+    const skipped = plane.kubernetes!.skipped;
+    assert.deepEqual(
+      skipped.map((s) => s.object),
+      ['shop-api', 'shop-api-redirect', 'shop-web', 'shop-web-redirect'].map((n) => `kubernetes:HTTPRoute/shop/${n}`),
+    );
+    for (const s of skipped) assert.match(s.problems[0]!.message, /names Gateway "shop\/trellis-ingress", which is not in the config/);
   });
 });
