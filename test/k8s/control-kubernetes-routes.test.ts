@@ -130,6 +130,18 @@ describe('routes and policies from the kubernetes API', () => {
       ['backend.shop@10.0.0.2'],
     );
 
+    // Only the status changes (the API server and controllers write it), and a route that is skipped comes:
+    // the config in force stays the same object (nothing recompiles).
+    const config = plane.model.config;
+    api.apply({ ...canary(90, 10), status: { parents: [{ parentRef: { name: 'backend' }, conditions: [] }] } });
+    api.apply({
+      ...canary(1, 1, 'marker'),
+      spec: { parentRefs: [{ kind: 'Service', group: '', name: 'nope' }], rules: [{ backendRefs: [{ name: 'backend' }] }] },
+    });
+    await eventually(() => plane.kubernetes!.skipped.some((s) => s.object === 'kubernetes:HTTPRoute/shop/marker'), { what: 'the marker route skipped' });
+    assert.equal(plane.model.config, config);
+    api.delete(GW, 'HTTPRoute', 'marker', 'shop');
+
     api.apply(canary(50, 50));
     await eventually(() => weights(frontend) === '[["backend-v1.shop",50],["backend-v2.shop",50]]', { what: `50/50 in the snapshot (${weights(frontend)})` });
 

@@ -77,6 +77,7 @@ export class KubernetesControl {
   /** The routes and policies in force, and what they were checked against (recomputed when any of it changes). */
   #resources?: {
     readonly value: DiscoveredResources;
+    readonly json: string;
     readonly files: ControlConfig;
     readonly services: Discovered['services'];
     readonly versions: string;
@@ -177,8 +178,12 @@ export class KubernetesControl {
     const now = new Set(skipped.map((s) => s.object));
     for (const object of before.keys()) if (!now.has(object)) this.#log(`control: kubernetes: ${object} is no longer skipped (fixed or deleted)`);
     this.#skipped = skipped;
-    this.#resources = { value: resources, files, services, versions, generation: this.#resourceGeneration };
-    return resources;
+    // The same routes and policies as before (a re-list, a status update, a new pod version): the same
+    // object, so the model's config stays the same object and nothing keyed by it is recompiled.
+    const json = JSON.stringify(resources);
+    const value = r && r.json === json ? r.value : resources;
+    this.#resources = { value, json, files, services, versions, generation: this.#resourceGeneration };
+    return value;
   }
 
   /** The route and policy objects of the API left out for their problems (the admin view and tests). */
