@@ -24,6 +24,15 @@ import { clusterResources, RESOURCE_KINDS_READ, type SkippedObject } from './kub
 import { KubernetesSource } from './kubernetes-source.js';
 import type { ControlConfig } from './mesh-config.js';
 
+const NO_RESOURCES: DiscoveredResources = {
+  routes: [],
+  policies: [],
+  rateLimitPolicies: [],
+  referenceGrants: [],
+  authorizationPolicies: [],
+  peerAuthentications: [],
+};
+
 /** The Lease replicas elect their leader with (the install's Role allows exactly this one). */
 export const CONTROL_LEASE = { namespace: 'trellis-system', name: 'trellis-control' } as const;
 
@@ -165,7 +174,17 @@ export class KubernetesControl {
     // Checked against the files' services and the cluster's, as the model merges them.
     const keys = new Set(files.services.map((s) => serviceKey(s.name, s.namespace)));
     const merged: ControlConfig = { ...files, services: [...files.services, ...services.filter((s) => !keys.has(serviceKey(s.name, s.namespace)))] };
-    const { resources, skipped } = clusterResources(objects, merged, byService);
+    let checked: ReturnType<typeof clusterResources>;
+    try {
+      checked = clusterResources(objects, merged, byService);
+    } catch (err) {
+      // A defect, not an object's problem (those are skipped): the last routes and policies stay in force.
+      this.#log(
+        `control: kubernetes: checking the API's routes and policies failed (${err instanceof Error ? err.message : String(err)}); the last ones stay in force`,
+      );
+      return r?.value ?? NO_RESOURCES;
+    }
+    const { resources, skipped } = checked;
     const before = new Map(this.#skipped.map((s) => [s.object, JSON.stringify(s.problems)]));
     for (const s of skipped) {
       if (before.get(s.object) === JSON.stringify(s.problems)) continue;
