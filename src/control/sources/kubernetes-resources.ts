@@ -113,10 +113,11 @@ export function clusterResources(
   let candidates: Candidate[] = [];
   for (const kind of RESOURCE_KINDS_READ) {
     const schema = RESOURCE_KINDS[`${kind.apiVersion}/${kind.kind}`]!.schema;
-    const sorted = [...(objects.get(kind.kind) ?? [])].map((o) => ({
-      o,
-      id: `${OBJECT_PREFIX}${kind.kind}/${safe(o.metadata?.namespace)}/${safe(o.metadata?.name)}`,
-    }));
+    const sorted = [...(objects.get(kind.kind) ?? [])].map((item) => {
+      // Whatever a list or watch held: anything but a mapping is an object with nothing valid in it.
+      const o: KubeObject = typeof item === 'object' && item !== null && !Array.isArray(item) ? item : {};
+      return { o, id: `${OBJECT_PREFIX}${kind.kind}/${safe(o.metadata?.namespace)}/${safe(o.metadata?.name)}` };
+    });
     sorted.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     for (const { o, id } of sorted) {
       const m = (typeof o.metadata === 'object' && o.metadata !== null ? o.metadata : {}) as Record<string, unknown>;
