@@ -360,3 +360,54 @@ describe("the shop's topology-1 overlay in the kubernetes API", () => {
     for (const s of skipped) assert.match(s.problems[0]!.message, /names Gateway "shop\/trellis-ingress", which is not in the config/);
   });
 });
+
+describe('a kind whose CRD is not installed', () => {
+  let api: KubeApiStandIn;
+  let plane: ControlPlane;
+  const logs: string[] = [];
+
+  before(async () => {
+    api = await new KubeApiStandIn().start();
+    api.apply(httpService('backend', 'shop', 'http'));
+    const options = kubernetesControlOptions(api.kubeConfig());
+    plane = await startControlPlane({
+      configPaths: [],
+      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
+      admin: { host: '127.0.0.1', port: 0 },
+      log: (line) => void logs.push(line),
+      kubernetes: {
+        ...options,
+        // The API server answers 404 for a resource no CRD defines.
+        list: (p, o) =>
+          p.endsWith('/ratelimitpolicies') ? Promise.reject(new Error(`404 from ${p}: the server could not find the requested resource`)) : options.list(p, o),
+        syncTimeoutMs: 300,
+        backoffMs: { initial: 10, max: 50 },
+      },
+    });
+  });
+
+  after(async () => {
+    await plane?.close();
+    await api?.close();
+  });
+
+  it('holds the start up to the sync timeout, names the kind, then serves what it has', () => {
+    assert.ok(
+      logs.some((l) => l.includes('not every kind listed within 300 ms (not yet: RateLimitPolicy; is its CRD installed?)')),
+      logs.join('\n'),
+    );
+    assert.ok(plane.model.service('backend.shop'));
+  });
+
+  it('keeps what it serves current meanwhile: a Service and an AuthorizationPolicy created later are taken', async () => {
+    api.apply(httpService('frontend', 'shop', 'http'));
+    api.apply({
+      apiVersion: TRELLIS,
+      kind: 'AuthorizationPolicy',
+      metadata: { name: 'deny-all', namespace: 'shop' },
+      spec: { targetRefs: [{ group: '', kind: 'Service', name: 'backend' }], action: 'ALLOW' },
+    });
+    await eventually(() => plane.model.service('frontend.shop') !== undefined, { what: 'the new Service in the model' });
+    await eventually(() => plane.model.config.authorizationPolicies?.length === 1, { what: 'the new AuthorizationPolicy in force' });
+  });
+});

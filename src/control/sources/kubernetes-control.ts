@@ -95,6 +95,7 @@ export class KubernetesControl {
   #resourceGeneration = 0;
   #skipped: readonly SkippedObject[] = [];
   readonly #unsubscribe: () => void;
+  #started = false;
   readonly #reviews = new Map<string, { until: number; result: Promise<TokenReviewResult> }>();
   #inFlight = 0;
 
@@ -112,7 +113,7 @@ export class KubernetesControl {
       kinds: ['Service', 'EndpointSlice', 'Pod'],
       // Not before the routes and policies listed too: a snapshot without the AuthorizationPolicies would allow every caller.
       onView: () => {
-        if (this.#synced) this.#publish();
+        if (this.#serving) this.#publish();
       },
     });
     // Routes and policies: the same reflector per kind; a change recompiles once every kind listed.
@@ -126,13 +127,13 @@ export class KubernetesControl {
           ...(o.options.backoffMs ? { backoffMs: o.options.backoffMs } : {}),
           onChange: () => {
             this.#resourceGeneration++;
-            if (this.#synced) this.#publish();
+            if (this.#serving) this.#publish();
           },
         }),
     );
     // A reload of the files changes what the API's routes and policies are checked against.
     this.#unsubscribe = this.#model.on('change', (reason) => {
-      if (reason === 'config' && this.#resources && this.#resources.files !== this.#model.configState.config && this.#synced) this.#publish();
+      if (reason === 'config' && this.#resources && this.#resources.files !== this.#model.configState.config && this.#serving) this.#publish();
     });
     if (o.options.lease) {
       this.#elector = new LeaderElector({
@@ -148,6 +149,15 @@ export class KubernetesControl {
 
   get #synced(): boolean {
     return this.#source.synced && this.#resourceReflectors.every((r) => r.synced);
+  }
+
+  /**
+   * Whether changes go to the model: once every kind listed (before, a snapshot could lack
+   * AuthorizationPolicies that exist), or once start() stopped waiting for a kind that does
+   * not list (a CRD not installed): then what is known is served, and kept current.
+   */
+  get #serving(): boolean {
+    return this.#started || this.#synced;
   }
 
   #publish(): void {
@@ -236,10 +246,15 @@ export class KubernetesControl {
       }, 20);
       poll.unref();
     });
+    this.#started = true;
     // The last list may have changed nothing (an empty kind): publish what the lists hold.
     this.#publish();
-    if (!synced) this.#log(`control: kubernetes: not every kind listed within ${timeoutMs} ms; serving proxies with what is known, the watches keep trying`);
-    else this.#log(`control: kubernetes: ${this.#model.discoveredEndpoints().length} endpoints of ${this.#model.config.services.length} services listed`);
+    if (!synced) {
+      const missing = [...this.#source.reflectors.values(), ...this.#resourceReflectors].filter((r) => !r.synced).map((r) => r.kind);
+      this.#log(
+        `control: kubernetes: not every kind listed within ${timeoutMs} ms (not yet: ${missing.join(', ')}; is its CRD installed?); serving proxies with what is known, the watches keep trying`,
+      );
+    } else this.#log(`control: kubernetes: ${this.#model.discoveredEndpoints().length} endpoints of ${this.#model.config.services.length} services listed`);
   }
 
   /**
