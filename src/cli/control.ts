@@ -29,10 +29,12 @@ Options:
                          default: the TRELLIS_TOKEN environment variable, if set
   --admin-token-file F   the admin API's token, from this file (see below)
   --kubernetes           also take services and endpoints from the Kubernetes API (Services,
-                         EndpointSlices, pods), join proxies by their ServiceAccount token
-                         (TokenReview, audience trellis) and elect a leader with the Lease
-                         trellis-system/trellis-control; config files are then optional
-                         (routes and policies come from them)
+                         EndpointSlices, pods) and routes and policies (HTTPRoute,
+                         GRPCRoute, TCPRoute, ReferenceGrant, trellis.dev policies; an
+                         object that fails the checks is skipped and logged), join proxies
+                         by their ServiceAccount token (TokenReview, audience trellis) and
+                         elect a leader with the Lease trellis-system/trellis-control;
+                         config files are then optional (they add to the API's)
   --kubeconfig F         with --kubernetes: the cluster and credentials from this file
                          (default: in-cluster, else $KUBECONFIG or ~/.kube/config)
   --state-dir DIR        where the last good config (DIR/control/), the mesh CA (DIR/ca/,

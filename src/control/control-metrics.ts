@@ -64,6 +64,21 @@ export class ControlMetrics {
     collect: () => this.#collectLoopDelay(),
   });
 
+  /** What {@link countSkipped} reads at each scrape. */
+  #skipped?: { readonly kinds: readonly string[]; readonly read: () => readonly { readonly kind: string }[] };
+  readonly #skippedGauge = new client.Gauge({
+    name: 'trellis_control_kubernetes_objects_skipped',
+    help: 'Route and policy objects of the Kubernetes API left out for their problems (control --kubernetes logs each, with why), by kind.',
+    labelNames: ['kind'],
+    registers: [this.#registry],
+    collect: () => {
+      if (!this.#skipped) return;
+      const counts = new Map(this.#skipped.kinds.map((k) => [k, 0]));
+      for (const s of this.#skipped.read()) if (counts.has(s.kind)) counts.set(s.kind, counts.get(s.kind)! + 1);
+      for (const [kind, n] of counts) this.#skippedGauge.set({ kind }, n);
+    },
+  });
+
   constructor() {
     this.#loopDelay.enable();
     for (const reason of ['missing', 'wrong']) this.#helloRefused.inc({ reason }, 0);
@@ -90,6 +105,11 @@ export class ControlMetrics {
 
   csrRefused(reason: CsrRefusal): void {
     this.#csrRefused.inc({ reason });
+  }
+
+  /** Counts the Kubernetes objects `read` says are skipped, per kind of `kinds` (a fixed list: the labels). */
+  countSkipped(kinds: readonly string[], read: () => readonly { readonly kind: string }[]): void {
+    this.#skipped = { kinds, read };
   }
 
   #collectLoopDelay(): void {

@@ -29,6 +29,7 @@ import { DEFAULT_TRUST_DOMAIN } from '../security/spiffe.js';
 import { Dashboard, type DashboardOptions } from './dashboard/dashboard.js';
 import { httpTraceSource } from './dashboard/trace-client.js';
 import { KubernetesControl, type KubernetesControlOptions } from './sources/kubernetes-control.js';
+import { RESOURCE_KINDS_READ } from './sources/kubernetes-resources.js';
 
 export interface ControlPlaneOptions {
   /** Mesh and route files (or what `loadConfig` accepts). */
@@ -186,6 +187,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     throw err;
   }
   const metrics = new ControlMetrics();
+  if (kubernetes)
+    metrics.countSkipped(
+      RESOURCE_KINDS_READ.map((k) => k.kind),
+      () => kubernetes.skipped,
+    );
   const identity = new IdentityService({ ca, model, metrics, log, ...(opts.ca?.now ? { now: opts.ca.now } : {}) });
   const bootstrapSecret = opts.bootstrapSecret ?? newBootstrapSecret();
   const caExpiry = (): void => {

@@ -88,10 +88,18 @@ export interface DiscoveredEndpoint {
   readonly status: HealthStatus;
 }
 
-/** What a discovery source knows: services (merged into the config's) and their endpoints. */
+/** Routes and policies a discovery source read (the Kubernetes API's), appended to the files' lists. */
+export type DiscoveredResources = Pick<
+  Required<ControlConfig>,
+  'routes' | 'policies' | 'rateLimitPolicies' | 'referenceGrants' | 'authorizationPolicies' | 'peerAuthentications'
+>;
+
+/** What a discovery source knows: services (merged into the config's), their endpoints, and routes and policies. */
 export interface Discovered {
   readonly services: readonly ServiceConfig[];
   readonly endpoints: readonly DiscoveredEndpoint[];
+  /** Checked already (src/control/sources/kubernetes-resources.ts); absent: none. */
+  readonly resources?: DiscoveredResources;
 }
 
 /** Why snapshots may need recompiling. */
@@ -114,7 +122,12 @@ export class MeshModel {
   #config: ConfigState = { config: EMPTY_CONFIG, files: [] };
   #discovered: Discovered = { services: [], endpoints: [] };
   /** The files' config with the discovered services, made once per change of either. */
-  #merged?: { readonly from: ControlConfig; readonly discovered: Discovered['services']; readonly config: ControlConfig };
+  #merged?: {
+    readonly from: ControlConfig;
+    readonly discovered: Discovered['services'];
+    readonly resources: Discovered['resources'];
+    readonly config: ControlConfig;
+  };
   readonly #instances = new Map<string, Instance>();
   readonly #health = new Map<string, HealthState>();
   readonly #proxies = new Map<string, ProxyState>();
@@ -152,22 +165,32 @@ export class MeshModel {
   /**
    * The config in force: the files' config, plus the services a discovery source found
    * that the files do not name (a service in both keeps the files' settings and takes
-   * the source's workload identities).
+   * the source's workload identities), and the source's routes and policies after the files'.
    */
   get config(): ControlConfig {
     const files = this.#config.config;
     const discovered = this.#discovered;
-    if (discovered.services.length === 0) return files;
+    const res = discovered.resources;
+    if (discovered.services.length === 0 && res === undefined) return files;
     // Keyed by the services array: a source that hands the same one again (only endpoints
     // changed) keeps the config the same object, so nothing keyed by it is recomputed.
-    if (this.#merged?.from !== files || this.#merged.discovered !== discovered.services) {
+    if (this.#merged?.from !== files || this.#merged.discovered !== discovered.services || this.#merged.resources !== res) {
       const found = new Map(discovered.services.map((s) => [keyOf(s), s]));
       const services = files.services.map((s) => {
         const d = found.get(keyOf(s));
         found.delete(keyOf(s));
         return d?.identities ? { ...s, identities: d.identities } : s;
       });
-      this.#merged = { from: files, discovered: discovered.services, config: { ...files, services: [...services, ...found.values()] } };
+      const added = res && {
+        routes: [...files.routes, ...res.routes],
+        policies: [...(files.policies ?? []), ...res.policies],
+        rateLimitPolicies: [...(files.rateLimitPolicies ?? []), ...res.rateLimitPolicies],
+        referenceGrants: [...(files.referenceGrants ?? []), ...res.referenceGrants],
+        authorizationPolicies: [...(files.authorizationPolicies ?? []), ...res.authorizationPolicies],
+        peerAuthentications: [...(files.peerAuthentications ?? []), ...res.peerAuthentications],
+      };
+      const config = { ...files, ...added, services: [...services, ...found.values()] };
+      this.#merged = { from: files, discovered: discovered.services, resources: res, config };
     }
     return this.#merged.config;
   }

@@ -4,7 +4,8 @@
 // ServiceAccount tokens in credential files (as the injected sidecar does); a request
 // to the caller's listener for backend.shop reaches the backend app over mTLS, with the
 // certificate of the backend pod's ServiceAccount; the endpoint turned not-ready in its
-// slice stops taking traffic.
+// slice stops taking traffic; an AuthorizationPolicy created in the API makes the
+// backend's proxy refuse the caller until it is deleted.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -155,6 +156,28 @@ describe('trellis control --kubernetes with real proxies', { timeout: 120_000 },
     const control = procs[0]!.output;
     assert.match(control, /issued spiffe:\/\/cluster\.local\/ns\/shop\/sa\/shop-backend to sidecar backend-0/);
     assert.match(control, /issued spiffe:\/\/cluster\.local\/ns\/default\/sa\/web to sidecar web-0/);
+  });
+
+  it('an AuthorizationPolicy created in the API makes the callee’s proxy refuse the caller; deleted, the caller gets through again', async () => {
+    const policy = (principal: string): StandInObject => ({
+      apiVersion: 'trellis.dev/v1alpha1',
+      kind: 'AuthorizationPolicy',
+      metadata: { name: 'backend-callers', namespace: 'shop' },
+      spec: {
+        targetRefs: [{ group: '', kind: 'Service', name: 'backend' }],
+        action: 'ALLOW',
+        rules: [{ from: [{ source: { principals: [principal] } }] }],
+      },
+    });
+    const status = async (): Promise<number | undefined> => (await get(upstreamPort).catch(() => undefined))?.status;
+    api.apply(policy('cluster.local/ns/shop/sa/frontend'));
+    await eventually(async () => (await status()) === 403, { timeoutMs: 30_000, what: 'the backend proxy to refuse web (403)' });
+    api.apply(policy('cluster.local/ns/default/sa/web'));
+    await eventually(async () => (await status()) === 200, { timeoutMs: 30_000, what: 'web allowed by the changed policy' });
+    api.apply(policy('cluster.local/ns/shop/sa/frontend'));
+    await eventually(async () => (await status()) === 403, { timeoutMs: 30_000, what: 'web refused again' });
+    api.delete('trellis.dev/v1alpha1', 'AuthorizationPolicy', 'backend-callers', 'shop');
+    await eventually(async () => (await status()) === 200, { timeoutMs: 30_000, what: 'web through again once the policy is deleted' });
   });
 
   it('an endpoint its slice marks not ready takes no more requests', async () => {

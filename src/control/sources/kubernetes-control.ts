@@ -13,14 +13,25 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { serviceKey, splitServiceKey } from '../../api/names.js';
 import type { ProxyInfo } from '../../api/protocol.js';
-import { kubeTransport, type ListPage, type StartWatch } from '../../k8s/source/reflector.js';
+import { kubeTransport, Reflector, type KubeObject, type ListPage, type StartWatch } from '../../k8s/source/reflector.js';
 import { LeaderElector, leaseApiWith, type LeaseApi } from '../../k8s/source/leader-election.js';
 import { caSecretApiWith, CA_SECRET, type CaSecretApi } from '../../k8s/source/ca-secret.js';
 import { postTokenReviewWith, reviewToken, type PostTokenReview, type TokenReviewResult } from '../../k8s/source/token-review.js';
 import type { HelloVerdict } from '../distribute/distributor.js';
-import type { Discovered, MeshModel } from '../model.js';
+import type { Discovered, DiscoveredResources, MeshModel } from '../model.js';
 import { discoveredFromCluster } from './kubernetes-discovery.js';
+import { clusterResources, RESOURCE_KINDS_READ, type SkippedObject } from './kubernetes-resources.js';
 import { KubernetesSource } from './kubernetes-source.js';
+import type { ControlConfig } from './mesh-config.js';
+
+const NO_RESOURCES: DiscoveredResources = {
+  routes: [],
+  policies: [],
+  rateLimitPolicies: [],
+  referenceGrants: [],
+  authorizationPolicies: [],
+  peerAuthentications: [],
+};
 
 /** The Lease replicas elect their leader with (the install's Role allows exactly this one). */
 export const CONTROL_LEASE = { namespace: 'trellis-system', name: 'trellis-control' } as const;
@@ -70,6 +81,21 @@ export class KubernetesControl {
   readonly #opts: KubernetesControlOptions;
   readonly #trustDomain: string;
   #services?: { readonly json: string; readonly value: Discovered['services'] };
+  /** One reflector per route and policy kind read from the API (kubernetes-resources.ts). */
+  readonly #resourceReflectors: readonly Reflector[];
+  /** The routes and policies in force, and what they were checked against (recomputed when any of it changes). */
+  #resources?: {
+    readonly value: DiscoveredResources;
+    readonly json: string;
+    readonly files: ControlConfig;
+    readonly services: Discovered['services'];
+    readonly versions: string;
+    readonly generation: number;
+  };
+  #resourceGeneration = 0;
+  #skipped: readonly SkippedObject[] = [];
+  readonly #unsubscribe: () => void;
+  #started = false;
   readonly #reviews = new Map<string, { until: number; result: Promise<TokenReviewResult> }>();
   #inFlight = 0;
 
@@ -84,9 +110,30 @@ export class KubernetesControl {
       trustDomain: o.trustDomain,
       log: o.log,
       ...(o.options.backoffMs ? { backoffMs: o.options.backoffMs } : {}),
-      // What the mesh is made of today; routes and policies still come from the files.
       kinds: ['Service', 'EndpointSlice', 'Pod'],
-      onView: () => this.#publish(),
+      // Not before the routes and policies listed too: a snapshot without the AuthorizationPolicies would allow every caller.
+      onView: () => {
+        if (this.#serving) this.#publish();
+      },
+    });
+    // Routes and policies: the same reflector per kind; a change recompiles once every kind listed.
+    this.#resourceReflectors = RESOURCE_KINDS_READ.map(
+      (kind) =>
+        new Reflector({
+          kind,
+          list: o.options.list,
+          watch: o.options.watch,
+          log: o.log,
+          ...(o.options.backoffMs ? { backoffMs: o.options.backoffMs } : {}),
+          onChange: () => {
+            this.#resourceGeneration++;
+            if (this.#serving) this.#publish();
+          },
+        }),
+    );
+    // A reload of the files changes what the API's routes and policies are checked against.
+    this.#unsubscribe = this.#model.on('change', (reason) => {
+      if (reason === 'config' && this.#resources && this.#resources.files !== this.#model.configState.config && this.#serving) this.#publish();
     });
     if (o.options.lease) {
       this.#elector = new LeaderElector({
@@ -100,15 +147,77 @@ export class KubernetesControl {
     }
   }
 
+  get #synced(): boolean {
+    return this.#source.synced && this.#resourceReflectors.every((r) => r.synced);
+  }
+
+  /**
+   * Whether changes go to the model: once every kind listed (before, a snapshot could lack
+   * AuthorizationPolicies that exist), or once start() stopped waiting for a kind that does
+   * not list (a CRD not installed): then what is known is served, and kept current.
+   */
+  get #serving(): boolean {
+    return this.#started || this.#synced;
+  }
+
   #publish(): void {
     const next = discoveredFromCluster(this.#source.view(), { inboundPort: this.#opts.inboundPort });
     // Most changes are endpoints (pods come and go): the same services stay the same array.
     const json = JSON.stringify(next.services);
-    if (this.#services?.json === json) this.#model.setDiscovered({ services: this.#services.value, endpoints: next.endpoints });
-    else {
-      this.#services = { json, value: next.services };
-      this.#model.setDiscovered(next);
+    if (this.#services?.json !== json) this.#services = { json, value: next.services };
+    const services = this.#services.value;
+    this.#model.setDiscovered({ services, endpoints: next.endpoints, resources: this.#checkedResources(services, next.endpoints) });
+  }
+
+  /**
+   * The API's routes and policies that pass the loader's checks against the services in
+   * force; recomputed only when they, the files or the services (and their versions) changed.
+   */
+  #checkedResources(services: Discovered['services'], endpoints: Discovered['endpoints']): DiscoveredResources {
+    const files = this.#model.configState.config;
+    const byService = new Map<string, Set<string>>();
+    for (const e of endpoints) byService.set(e.service, (byService.get(e.service) ?? new Set()).add(e.version));
+    const versions = JSON.stringify([...byService].map(([k, v]) => [k, [...v].sort()]).sort());
+    const r = this.#resources;
+    if (r && r.files === files && r.services === services && r.versions === versions && r.generation === this.#resourceGeneration) return r.value;
+    const objects = new Map<string, KubeObject[]>(this.#resourceReflectors.map((x) => [x.kind, x.list()]));
+    // Checked against the files' services and the cluster's, as the model merges them.
+    const keys = new Set(files.services.map((s) => serviceKey(s.name, s.namespace)));
+    const merged: ControlConfig = { ...files, services: [...files.services, ...services.filter((s) => !keys.has(serviceKey(s.name, s.namespace)))] };
+    let checked: ReturnType<typeof clusterResources>;
+    try {
+      checked = clusterResources(objects, merged, byService);
+    } catch (err) {
+      // A defect, not an object's problem (those are skipped): the last routes and policies stay in force.
+      this.#log(
+        `control: kubernetes: checking the API's routes and policies failed (${err instanceof Error ? err.message : String(err)}); the last ones stay in force`,
+      );
+      return r?.value ?? NO_RESOURCES;
     }
+    const { resources, skipped } = checked;
+    const before = new Map(this.#skipped.map((s) => [s.object, JSON.stringify(s.problems)]));
+    for (const s of skipped) {
+      if (before.get(s.object) === JSON.stringify(s.problems)) continue;
+      const first = s.problems
+        .slice(0, 3)
+        .map((p) => `${p.path ? `${p.path}: ` : ''}${p.message}`.slice(0, 300))
+        .join('; ');
+      this.#log(`control: kubernetes: skipping ${s.object}: ${first}${s.problems.length > 3 ? ` (and ${s.problems.length - 3} more)` : ''}`);
+    }
+    const now = new Set(skipped.map((s) => s.object));
+    for (const object of before.keys()) if (!now.has(object)) this.#log(`control: kubernetes: ${object} is no longer skipped (fixed or deleted)`);
+    this.#skipped = skipped;
+    // The same routes and policies as before (a re-list, a status update, a new pod version): the same
+    // object, so the model's config stays the same object and nothing keyed by it is recompiled.
+    const json = JSON.stringify(resources);
+    const value = r && r.json === json ? r.value : resources;
+    this.#resources = { value, json, files, services, versions, generation: this.#resourceGeneration };
+    return value;
+  }
+
+  /** The route and policy objects of the API left out for their problems (the admin view and tests). */
+  get skipped(): readonly SkippedObject[] {
+    return this.#skipped;
   }
 
   /** The source's reflectors (tests look at their state). */
@@ -124,22 +233,28 @@ export class KubernetesControl {
   /** Starts the watches and the election; resolves once every kind listed (or the sync timeout passed). */
   async start(): Promise<void> {
     this.#source.start();
+    for (const r of this.#resourceReflectors) r.start();
     this.#elector?.start();
     const timeoutMs = this.#opts.syncTimeoutMs ?? 30_000;
     const synced = await new Promise<boolean>((resolve) => {
       const started = Date.now();
       const poll = setInterval(() => {
-        if (this.#source.synced) resolve(true);
+        if (this.#synced) resolve(true);
         else if (Date.now() - started >= timeoutMs) resolve(false);
         else return;
         clearInterval(poll);
       }, 20);
       poll.unref();
     });
+    this.#started = true;
     // The last list may have changed nothing (an empty kind): publish what the lists hold.
     this.#publish();
-    if (!synced) this.#log(`control: kubernetes: not every kind listed within ${timeoutMs} ms; serving proxies with what is known, the watches keep trying`);
-    else this.#log(`control: kubernetes: ${this.#model.discoveredEndpoints().length} endpoints of ${this.#model.config.services.length} services listed`);
+    if (!synced) {
+      const missing = [...this.#source.reflectors.values(), ...this.#resourceReflectors].filter((r) => !r.synced).map((r) => r.kind);
+      this.#log(
+        `control: kubernetes: not every kind listed within ${timeoutMs} ms (not yet: ${missing.join(', ')}; is its CRD installed?); serving proxies with what is known, the watches keep trying`,
+      );
+    } else this.#log(`control: kubernetes: ${this.#model.discoveredEndpoints().length} endpoints of ${this.#model.config.services.length} services listed`);
   }
 
   /**
@@ -192,6 +307,8 @@ export class KubernetesControl {
   stop(): void {
     this.#elector?.stop();
     this.#source.stop();
+    for (const r of this.#resourceReflectors) r.stop();
+    this.#unsubscribe();
   }
 
   /**
