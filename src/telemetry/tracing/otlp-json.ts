@@ -65,32 +65,47 @@ function attributesJson(attrs: Readonly<Record<string, AttributeValue>>): string
 /** The resource's part of every body, the same for every batch of one exporter. */
 const resourceCache = new WeakMap<object, string>();
 
-/**
- * The request body for `POST /v1/traces` carrying `spans` of one resource (this proxy):
- * byte for byte what {@link encodeTracesReference} gives, written as a string directly.
- * A batch is up to 512 spans of a dozen attributes; building the object tree first and
- * stringifying it made (and dropped) some 30 objects per span, on the proxy's one thread
- * at 100% sampling. Ids, trace state and names pass through JSON.stringify like any
- * string, so nothing a request brings can break out of its value.
- */
-export function encodeTraces(resource: Readonly<Record<string, AttributeValue>>, spans: readonly FinishedSpan[]): string {
+/** What every body of `resource` starts with, up to the first span (cached per resource object). */
+export function bodyHead(resource: Readonly<Record<string, AttributeValue>>): string {
   let head = resourceCache.get(resource);
   if (head === undefined) {
     head = `{"resourceSpans":[{"resource":{"attributes":${attributesJson(resource)}},"scopeSpans":[{"scope":${JSON.stringify(SCOPE)},"spans":[`;
     resourceCache.set(resource, head);
   }
-  let out = head;
-  for (let i = 0; i < spans.length; i++) {
-    const s = spans[i]!;
-    out +=
-      `${i === 0 ? '' : ','}{"traceId":${JSON.stringify(s.traceId)},"spanId":${JSON.stringify(s.spanId)}` +
-      (s.parentSpanId === '' ? '' : `,"parentSpanId":${JSON.stringify(s.parentSpanId)}`) +
-      (s.traceState === '' ? '' : `,"traceState":${JSON.stringify(s.traceState)}`) +
-      `,"name":${JSON.stringify(s.name)},"kind":${JSON.stringify(s.kind)}` +
-      `,"startTimeUnixNano":"${unixNanos(s.startMs)}","endTimeUnixNano":"${unixNanos(s.endMs)}"` +
-      `,"attributes":${attributesJson(s.attributes)},"status":${s.error ? '{"code":2}' : '{}'}}`;
-  }
-  return `${out}]}]}]}`;
+  return head;
+}
+
+/** What every body ends with, after the last span. */
+export const BODY_TAIL = ']}]}]}';
+
+/**
+ * One span as it stands in a body's `spans` array. Ids, trace state and names pass
+ * through JSON.stringify like any string, so nothing a request brings can break out of
+ * its value.
+ */
+export function spanJson(s: FinishedSpan): string {
+  return (
+    `{"traceId":${JSON.stringify(s.traceId)},"spanId":${JSON.stringify(s.spanId)}` +
+    (s.parentSpanId === '' ? '' : `,"parentSpanId":${JSON.stringify(s.parentSpanId)}`) +
+    (s.traceState === '' ? '' : `,"traceState":${JSON.stringify(s.traceState)}`) +
+    `,"name":${JSON.stringify(s.name)},"kind":${JSON.stringify(s.kind)}` +
+    `,"startTimeUnixNano":"${unixNanos(s.startMs)}","endTimeUnixNano":"${unixNanos(s.endMs)}"` +
+    `,"attributes":${attributesJson(s.attributes)},"status":${s.error ? '{"code":2}' : '{}'}}`
+  );
+}
+
+/**
+ * The request body for `POST /v1/traces` carrying `spans` of one resource (this proxy):
+ * byte for byte what {@link encodeTracesReference} gives, written as a string directly
+ * (head, the spans' {@link spanJson} joined by commas, tail). Building the object tree
+ * first and stringifying it made (and dropped) some 30 objects per span, on the proxy's
+ * one thread at 100% sampling. The exporter writes the same pieces into its byte queue
+ * span by span (span-queue.ts); this whole-batch form is what tests compare with.
+ */
+export function encodeTraces(resource: Readonly<Record<string, AttributeValue>>, spans: readonly FinishedSpan[]): string {
+  let out = bodyHead(resource);
+  for (let i = 0; i < spans.length; i++) out += `${i === 0 ? '' : ','}${spanJson(spans[i]!)}`;
+  return out + BODY_TAIL;
 }
 
 /**
