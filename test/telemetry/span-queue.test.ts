@@ -20,7 +20,7 @@ function span(i: number, pathBytes = 20): FinishedSpan {
     name: `GET ${s}`,
     kind: SpanKind.Client,
     startMs: 1_796_513_941_415.123 + i,
-    endMs: 1_796_513_941_416.9999999 + i,
+    endMs: 1_796_513_941_416 + 0.9999999 + i,
     attributes: { 'url.path': `/${'é'.repeat(pathBytes)}${s}`, 'server.port': 8080 + i, ok: i % 2 === 0, share: 0.5 },
     error: i % 4 === 0,
   };
