@@ -64,3 +64,15 @@ test('the body parses as an ExportTraceServiceRequest with the spans in order', 
   assert.match(got[0]!.startTimeUnixNano, /^\d{19}$/);
   assert.deepEqual(got[0]!.attributes, [{ key: 'http.response.status_code', value: { intValue: '503' } }]);
 });
+
+test('attribute values stay exact while the value cache fills and starts over, and for values too long to cache', () => {
+  const spans: FinishedSpan[] = [];
+  for (let i = 0; i < 2500; i++)
+    spans.push(
+      span(i, { 'url.path': `/p/${i}${HOSTILE[i % HOSTILE.length]}`, 'http.route': 'shop', long: `${'x'.repeat(100)}${HOSTILE[i % HOSTILE.length]}` }),
+    );
+  const resource = { 'service.name': 'web' };
+  assert.equal(encodeTraces(resource, spans), encodeTracesReference(resource, spans));
+  // Again, now that the cache holds the later values: the earlier ones are made afresh, the same.
+  assert.equal(encodeTraces(resource, spans), encodeTracesReference(resource, spans));
+});

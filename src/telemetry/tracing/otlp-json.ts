@@ -34,11 +34,41 @@ export function unixNanos(ms: number): string {
   return `${whole}${String(frac).padStart(6, '0')}`;
 }
 
+/** Strings JSON.stringify writes as they are between quotes: no quote, backslash, control character or surrogate. */
+const PLAIN = /^[^"\\\u0000-\u001f\ud800-\udfff]*$/;
+
+/** JSON.stringify(s), without its call for the common string that needs no escaping (ids, names, routes). */
+function jsonString(s: string): string {
+  return PLAIN.test(s) ? `"${s}"` : JSON.stringify(s);
+}
+
+/**
+ * `{"stringValue":...}` by string value. Most attribute values repeat from span to span
+ * (method, direction, services, versions, routes, endpoints). Short values only, and the
+ * map starts over when full, so values a client makes up (paths) can neither grow it
+ * nor keep the common ones out for long.
+ */
+const stringValues = new Map<string, string>();
+const MAX_CACHED_VALUE = 64;
+const MAX_CACHED_VALUES = 1000;
+
+function stringValueJson(v: string): string {
+  let json = stringValues.get(v);
+  if (json === undefined) {
+    json = `{"stringValue":${jsonString(v)}}`;
+    if (v.length <= MAX_CACHED_VALUE) {
+      if (stringValues.size >= MAX_CACHED_VALUES) stringValues.clear();
+      stringValues.set(v, json);
+    }
+  }
+  return json;
+}
+
 /** `"key":value` of one attribute as the object form above would print it (JSON.stringify escapes the strings). */
 function attributeJson(key: string, v: AttributeValue): string {
   const value =
     typeof v === 'string'
-      ? `{"stringValue":${JSON.stringify(v)}}`
+      ? stringValueJson(v)
       : typeof v === 'boolean'
         ? `{"boolValue":${v}}`
         : Number.isInteger(v)
@@ -79,16 +109,16 @@ export function bodyHead(resource: Readonly<Record<string, AttributeValue>>): st
 export const BODY_TAIL = ']}]}]}';
 
 /**
- * One span as it stands in a body's `spans` array. Ids, trace state and names pass
- * through JSON.stringify like any string, so nothing a request brings can break out of
- * its value.
+ * One span as it stands in a body's `spans` array. Ids, trace state and names are
+ * escaped as JSON.stringify escapes any string (jsonString), so nothing a request brings
+ * can break out of its value.
  */
 export function spanJson(s: FinishedSpan): string {
   return (
-    `{"traceId":${JSON.stringify(s.traceId)},"spanId":${JSON.stringify(s.spanId)}` +
-    (s.parentSpanId === '' ? '' : `,"parentSpanId":${JSON.stringify(s.parentSpanId)}`) +
-    (s.traceState === '' ? '' : `,"traceState":${JSON.stringify(s.traceState)}`) +
-    `,"name":${JSON.stringify(s.name)},"kind":${JSON.stringify(s.kind)}` +
+    `{"traceId":${jsonString(s.traceId)},"spanId":${jsonString(s.spanId)}` +
+    (s.parentSpanId === '' ? '' : `,"parentSpanId":${jsonString(s.parentSpanId)}`) +
+    (s.traceState === '' ? '' : `,"traceState":${jsonString(s.traceState)}`) +
+    `,"name":${jsonString(s.name)},"kind":${JSON.stringify(s.kind)}` +
     `,"startTimeUnixNano":"${unixNanos(s.startMs)}","endTimeUnixNano":"${unixNanos(s.endMs)}"` +
     `,"attributes":${attributesJson(s.attributes)},"status":${s.error ? '{"code":2}' : '{}'}}`
   );
