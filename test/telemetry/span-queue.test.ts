@@ -68,3 +68,34 @@ test('after a body is taken, spans queued later start a new one', () => {
   assert.equal(first.body.toString(), encodeTraces({}, [span(1)]), 'the taken body is not touched by later spans');
   assert.equal(q.shift()!.body.toString(), encodeTraces({}, [span(2), span(3)]));
 });
+
+test('a recycled body’s buffer carries the next batch, exactly, and a body still held is never written to', () => {
+  const resource = { 'service.name': 'web' };
+  const q = new SpanQueue(bodyHead(resource), 4);
+  for (let i = 0; i < 4; i++) q.push(spanJson(span(i, 300)));
+  const first = q.shift()!;
+  const firstBytes = Buffer.from(first.body);
+  q.push(spanJson(span(10)));
+  const held = q.shift()!; // not recycled: the queue must not reuse it
+  q.recycle(first.body);
+  for (let i = 20; i < 24; i++) q.push(spanJson(span(i)));
+  const next = q.shift()!;
+  assert.equal(next.body.buffer, first.body.buffer, 'the recycled buffer was reused');
+  assert.deepEqual(
+    next.body,
+    Buffer.from(
+      encodeTraces(
+        resource,
+        [20, 21, 22, 23].map((i) => span(i)),
+      ),
+      'utf8',
+    ),
+  );
+  assert.deepEqual(held.body, Buffer.from(encodeTraces(resource, [span(10)]), 'utf8'));
+  assert.notDeepEqual(firstBytes, next.body);
+  // A batch larger than the recycled buffer grows out of it, still exact.
+  q.recycle(held.body);
+  const big = Array.from({ length: 4 }, (_, i) => span(30 + i, 20_000));
+  for (const s of big) q.push(spanJson(s));
+  assert.deepEqual(q.shift()!.body, Buffer.from(encodeTraces(resource, big), 'utf8'));
+});

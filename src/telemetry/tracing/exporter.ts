@@ -133,7 +133,12 @@ export class SpanExporter {
         },
         (res) => {
           res.resume();
-          res.on('end', () => done(res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300, `collector answered ${res.statusCode}`));
+          res.on('end', () => {
+            const ok = res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300;
+            // The body's bytes all went to the socket: its buffer can carry the next batch.
+            if (ok && req.writableFinished) this.#queue.recycle(body);
+            done(ok, `collector answered ${res.statusCode}`);
+          });
           res.on('error', (e) => done(false, e.message));
         },
       );

@@ -25,6 +25,8 @@ export class SpanQueue {
   readonly #batchSpans: number;
   #batches: Batch[] = [];
   #spans = 0;
+  /** A body's buffer handed back once it was sent (recycle), for the next batch. */
+  #spare: Buffer | undefined;
 
   /** `head`: what every body starts with (otlp-json.ts bodyHead); `batchSpans`: spans per body at most. */
   constructor(head: string, batchSpans: number) {
@@ -41,7 +43,9 @@ export class SpanQueue {
   push(json: string): void {
     let b = this.#batches[this.#batches.length - 1];
     if (b === undefined || b.spans >= this.#batchSpans) {
-      const buf = Buffer.allocUnsafeSlow(Math.max(FIRST_BYTES, this.#head.length + json.length * 3 + 1 + TAIL.length));
+      const spare = this.#spare;
+      this.#spare = undefined;
+      const buf = spare ?? Buffer.allocUnsafeSlow(Math.max(FIRST_BYTES, this.#head.length + json.length * 3 + 1 + TAIL.length));
       this.#head.copy(buf, 0);
       b = { buf, len: this.#head.length, spans: 0 };
       this.#batches.push(b);
@@ -68,5 +72,15 @@ export class SpanQueue {
     TAIL.copy(b.buf, b.len);
     const len = b.len + TAIL.length;
     return { body: b.buf.subarray(0, len), spans: b.spans };
+  }
+
+  /**
+   * Hands back a body {@link shift} gave, once nothing reads it any more (its bytes are
+   * all written to the socket): its buffer serves the next batch, so a steady stream of
+   * batches allocates no new memory (and the collector has no buffers to find and free).
+   */
+  recycle(body: Buffer): void {
+    const buf = Buffer.from(body.buffer, body.byteOffset, body.buffer.byteLength - body.byteOffset);
+    if (this.#spare === undefined || buf.length > this.#spare.length) this.#spare = buf;
   }
 }
