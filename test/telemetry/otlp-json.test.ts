@@ -65,7 +65,7 @@ test('the body parses as an ExportTraceServiceRequest with the spans in order', 
   assert.deepEqual(got[0]!.attributes, [{ key: 'http.response.status_code', value: { intValue: '503' } }]);
 });
 
-test('attribute values stay exact while the value cache fills and starts over, and for values too long to cache', () => {
+test('attributes stay exact while the attribute cache fills and starts over, for values too long to cache, and for the same key with values of every type', () => {
   const spans: FinishedSpan[] = [];
   for (let i = 0; i < 2500; i++)
     spans.push(
@@ -75,4 +75,7 @@ test('attribute values stay exact while the value cache fills and starts over, a
   assert.equal(encodeTraces(resource, spans), encodeTracesReference(resource, spans));
   // Again, now that the cache holds the later values: the earlier ones are made afresh, the same.
   assert.equal(encodeTraces(resource, spans), encodeTracesReference(resource, spans));
+  // The same key with a number, a string, a boolean and -0: each its own cached JSON.
+  const mixed = [200, '200', true, 'true', 0, -0, '0', 0.5, 1e21].map((v, i) => span(i, { 'http.response.status_code': v }));
+  for (let round = 0; round < 2; round++) assert.equal(encodeTraces(resource, mixed), encodeTracesReference(resource, mixed));
 });

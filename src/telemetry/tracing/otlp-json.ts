@@ -43,48 +43,43 @@ function jsonString(s: string): string {
 }
 
 /**
- * `{"stringValue":...}` by string value. Most attribute values repeat from span to span
- * (method, direction, services, versions, routes, endpoints). Short values only, and the
- * map starts over when full, so values a client makes up (paths) can neither grow it
- * nor keep the common ones out for long.
+ * A whole attribute's JSON by key and value, for values that repeat from span to span:
+ * the method, direction, services, versions, routes, endpoints, status codes, ports.
+ * Strings up to 64 characters, integers and booleans; the cache starts over when it
+ * holds 1,000, so values a client makes up (paths) can neither grow it nor keep the
+ * common ones out for long.
  */
-const stringValues = new Map<string, string>();
+const attributeCache = new Map<string, Map<AttributeValue, string>>();
+let cachedAttributes = 0;
 const MAX_CACHED_VALUE = 64;
-const MAX_CACHED_VALUES = 1000;
+const MAX_CACHED_ATTRIBUTES = 1000;
 
-function stringValueJson(v: string): string {
-  let json = stringValues.get(v);
-  if (json === undefined) {
-    json = `{"stringValue":${jsonString(v)}}`;
-    if (v.length <= MAX_CACHED_VALUE) {
-      if (stringValues.size >= MAX_CACHED_VALUES) stringValues.clear();
-      stringValues.set(v, json);
-    }
-  }
-  return json;
-}
-
-/** `"key":value` of one attribute as the object form above would print it (JSON.stringify escapes the strings). */
+/** `{"key":...,"value":...}` of one attribute as the object form above would print it (JSON.stringify escapes the strings). */
 function attributeJson(key: string, v: AttributeValue): string {
+  let byValue = attributeCache.get(key);
+  const cached = byValue?.get(v);
+  if (cached !== undefined) return cached;
   const value =
     typeof v === 'string'
-      ? stringValueJson(v)
+      ? `{"stringValue":${jsonString(v)}}`
       : typeof v === 'boolean'
         ? `{"boolValue":${v}}`
         : Number.isInteger(v)
           ? `{"intValue":"${v}"}`
           : `{"doubleValue":${JSON.stringify(v)}}`;
-  let prefix = keyPrefixes.get(key);
-  if (prefix === undefined) {
-    prefix = `{"key":${JSON.stringify(key)},"value":`;
-    // Keys are the layer's own names (a few dozen); the bound only guards against a caller that makes them up.
-    if (keyPrefixes.size < 1000) keyPrefixes.set(key, prefix);
+  const json = `{"key":${JSON.stringify(key)},"value":${value}}`;
+  if (typeof v === 'string' ? v.length <= MAX_CACHED_VALUE : typeof v === 'boolean' || Number.isInteger(v)) {
+    if (cachedAttributes >= MAX_CACHED_ATTRIBUTES) {
+      attributeCache.clear();
+      cachedAttributes = 0;
+      byValue = undefined;
+    }
+    if (byValue === undefined) attributeCache.set(key, (byValue = new Map()));
+    byValue.set(v, json);
+    cachedAttributes++;
   }
-  return `${prefix}${value}}`;
+  return json;
 }
-
-/** `{"key":"<key>","value":` by attribute key, escaped once. */
-const keyPrefixes = new Map<string, string>();
 
 function attributesJson(attrs: Readonly<Record<string, AttributeValue>>): string {
   let out = '';
