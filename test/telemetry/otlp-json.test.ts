@@ -4,7 +4,7 @@
 // out), whatever the spans hold, hostile strings included, and parse as that request.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodeTraces, encodeTracesReference } from '../../src/telemetry/tracing/otlp-json.js';
+import { encodeTraces, encodeTracesReference, unixNanos } from '../../src/telemetry/tracing/otlp-json.js';
 import { SpanKind, type AttributeValue, type FinishedSpan } from '../../src/telemetry/tracing/span.js';
 
 const HOSTILE = [
@@ -63,4 +63,36 @@ test('the body parses as an ExportTraceServiceRequest with the spans in order', 
   );
   assert.match(got[0]!.startTimeUnixNano, /^\d{19}$/);
   assert.deepEqual(got[0]!.attributes, [{ key: 'http.response.status_code', value: { intValue: '503' } }]);
+});
+
+test('attributes stay exact while the attribute cache fills and starts over, for values too long to cache, and for the same key with values of every type', () => {
+  const spans: FinishedSpan[] = [];
+  for (let i = 0; i < 2500; i++)
+    spans.push(
+      span(i, { 'url.path': `/p/${i}${HOSTILE[i % HOSTILE.length]}`, 'http.route': 'shop', long: `${'x'.repeat(100)}${HOSTILE[i % HOSTILE.length]}` }),
+    );
+  const resource = { 'service.name': 'web' };
+  assert.equal(encodeTraces(resource, spans), encodeTracesReference(resource, spans));
+  // Again, now that the cache holds the later values: the earlier ones are made afresh, the same.
+  assert.equal(encodeTraces(resource, spans), encodeTracesReference(resource, spans));
+  // The same key with a number, a string, a boolean and -0: each its own cached JSON.
+  const mixed = [200, '200', true, 'true', 0, -0, '0', 0.5, 1e21].map((v, i) => span(i, { 'http.response.status_code': v }));
+  for (let round = 0; round < 2; round++) assert.equal(encodeTraces(resource, mixed), encodeTracesReference(resource, mixed));
+});
+
+test('times print as the same nanoseconds whether they take the split path (times now) or not', () => {
+  // The straightforward form: whole milliseconds, then six digits of nanoseconds.
+  const reference = (ms: number): string => {
+    let whole = Math.floor(ms);
+    let frac = Math.round((ms - whole) * 1e6);
+    if (frac >= 1e6) {
+      whole++;
+      frac -= 1e6;
+    }
+    return `${whole}${String(frac).padStart(6, '0')}`;
+  };
+  const times = [0, 0.5, 1.9999999, 999_999_999.9999999, 1e9, 1e9 + 0.5, 1e12, 1e12 + 0.0000004, 1_796_513_000_000, 1_796_512_999_999.75, 2 ** 52, 2 ** 53 - 1];
+  for (let i = 0; i < 10_000; i++) times.push(performance.timeOrigin + i * 0.1234567, Math.random() * 2e12);
+  for (const ms of times) assert.equal(unixNanos(ms), reference(ms), String(ms));
+  assert.equal(unixNanos(1_796_513_000_000.25), '1796513000000250000');
 });

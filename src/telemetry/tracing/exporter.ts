@@ -1,13 +1,15 @@
 // The proxy's span exporter: OTLP/HTTP in batches to one collector, through a bounded
-// queue. A span is queued in O(1) on the request's way out; batches leave on a timer or
-// when one is full, one request in flight at a time. When the collector is slow or down
-// the queue fills and further spans are dropped and counted, never held without bound,
-// and never waited for: a bad collector costs spans, not requests (issue 14). A failed
-// batch is dropped, not retried, for the same reason (the OpenTelemetry SDK's
-// BatchSpanProcessor drops on failure too).
+// queue. A span is encoded as it is queued, on the request's way out, into the bytes of
+// the body it will leave in (span-queue.ts); batches leave on a timer or when one is
+// full, one request in flight at a time. When the collector is slow or down the queue
+// fills and further spans are dropped and counted, never held without bound, and never
+// waited for: a bad collector costs spans, not requests (issue 14). A failed batch is
+// dropped, not retried, for the same reason (the OpenTelemetry SDK's BatchSpanProcessor
+// drops on failure too).
 import http from 'node:http';
 import https from 'node:https';
-import { encodeTraces } from './otlp-json.js';
+import { bodyHead, spanJson } from './otlp-json.js';
+import { SpanQueue } from './span-queue.js';
 import type { AttributeValue, FinishedSpan } from './span.js';
 
 export interface ExporterOptions {
@@ -41,7 +43,7 @@ export class SpanExporter {
   readonly #batch: number;
   readonly #timeoutMs: number;
   readonly #agent: http.Agent;
-  #queue: FinishedSpan[] = [];
+  readonly #queue: SpanQueue;
   #inFlight: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -55,6 +57,7 @@ export class SpanExporter {
     this.#maxQueue = o.maxQueueSpans ?? EXPORTER_DEFAULTS.maxQueueSpans;
     this.#batch = o.batchSpans ?? EXPORTER_DEFAULTS.batchSpans;
     this.#timeoutMs = o.exportTimeoutMs ?? EXPORTER_DEFAULTS.exportTimeoutMs;
+    this.#queue = new SpanQueue(bodyHead(o.resource), this.#batch);
     this.#agent = new (this.#url.protocol === 'https:' ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: 1 });
     this.#timer = setInterval(() => this.#sendBatch(), o.flushIntervalMs ?? EXPORTER_DEFAULTS.flushIntervalMs);
     this.#timer.unref();
@@ -75,7 +78,14 @@ export class SpanExporter {
       this.dropped.queue_full++;
       return;
     }
-    this.#queue.push(span);
+    let json: string;
+    try {
+      json = spanJson(span);
+    } catch (err) {
+      this.#failed(1, `encoding failed: ${String(err)}`);
+      return;
+    }
+    this.#queue.push(json);
     if (this.#queue.length >= this.#batch && this.#inFlight === undefined) setImmediate(() => this.#sendBatch());
   }
 
@@ -91,10 +101,9 @@ export class SpanExporter {
   /** Sends one batch now, unless one is in flight; resolves when it is answered. */
   #sendBatch(): Promise<void> {
     if (this.#inFlight !== undefined) return this.#inFlight;
-    if (this.#queue.length === 0) return Promise.resolve();
-    const batch = this.#queue.length <= this.#batch ? this.#queue : this.#queue.slice(0, this.#batch);
-    this.#queue = batch === this.#queue ? [] : this.#queue.slice(this.#batch);
-    this.#inFlight = this.#send(batch).finally(() => {
+    const batch = this.#queue.shift();
+    if (batch === undefined) return Promise.resolve();
+    this.#inFlight = this.#send(batch.body, batch.spans).finally(() => {
       this.#inFlight = undefined;
       // A full batch waiting behind this one goes now, not at the next tick of the timer.
       if (this.#queue.length >= this.#batch && !this.#closed) setImmediate(() => this.#sendBatch());
@@ -102,14 +111,7 @@ export class SpanExporter {
     return this.#inFlight;
   }
 
-  #send(batch: FinishedSpan[]): Promise<void> {
-    let body: Buffer;
-    try {
-      body = Buffer.from(encodeTraces(this.#o.resource, batch), 'utf8');
-    } catch (err) {
-      this.#failed(batch.length, `encoding failed: ${String(err)}`);
-      return Promise.resolve();
-    }
+  #send(body: Buffer, spans: number): Promise<void> {
     const url = this.#url;
     const transport = url.protocol === 'https:' ? https : http;
     return new Promise<void>((resolve) => {
@@ -117,8 +119,8 @@ export class SpanExporter {
       const done = (ok: boolean, reason: string): void => {
         if (settled) return;
         settled = true;
-        if (ok) this.exported += batch.length;
-        else this.#failed(batch.length, reason);
+        if (ok) this.exported += spans;
+        else this.#failed(spans, reason);
         resolve();
       };
       const req = transport.request(
@@ -131,7 +133,12 @@ export class SpanExporter {
         },
         (res) => {
           res.resume();
-          res.on('end', () => done(res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300, `collector answered ${res.statusCode}`));
+          res.on('end', () => {
+            const ok = res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300;
+            // The body's bytes all went to the socket: its buffer can carry the next batch.
+            if (ok && req.writableFinished) this.#queue.recycle(body);
+            done(ok, `collector answered ${res.statusCode}`);
+          });
           res.on('error', (e) => done(false, e.message));
         },
       );

@@ -1,15 +1,20 @@
 // Trace and span ids: random, as W3C Trace Context asks (its "random" flag aside, ids must
 // be unique enough that two traces never meet). Random bytes are drawn from the CSPRNG a
-// pool at a time, so an id costs a slice of a buffer and one hex string, not a syscall.
+// pool at a time and turned into hex once per pool, so an id costs a slice of a string,
+// not a syscall nor a conversion of its own (a trace id and a span id per request, sampled
+// or not: the unsampled path writes a traceparent too).
 import { randomFillSync } from 'node:crypto';
 
 const POOL_BYTES = 4096;
 const pool = Buffer.allocUnsafe(POOL_BYTES);
+/** The pool as lower-case hex (two digits per byte), made at each refill. */
+let poolHex = '';
 let at = POOL_BYTES;
 
 function take(n: number): number {
   if (at + n > POOL_BYTES) {
     randomFillSync(pool);
+    poolHex = pool.toString('hex');
     at = 0;
   }
   const start = at;
@@ -21,8 +26,7 @@ function take(n: number): number {
 function randomHex(n: number): string {
   for (;;) {
     const start = take(n);
-    const hex = pool.toString('hex', start, start + n);
-    for (let i = start; i < start + n; i++) if (pool[i] !== 0) return hex;
+    for (let i = start; i < start + n; i++) if (pool[i] !== 0) return poolHex.slice(2 * start, 2 * (start + n));
   }
 }
 
@@ -34,4 +38,15 @@ export function newTraceId(): string {
 /** A new 64-bit span id (16 hex digits). */
 export function newSpanId(): string {
   return randomHex(8);
+}
+
+/** For tests: the pool's bytes are all used up, so the next id refills it (with `fill` instead of the CSPRNG, once). */
+export function drainIdPoolForTest(fill?: (pool: Buffer) => void): void {
+  at = POOL_BYTES;
+  if (fill !== undefined) {
+    randomFillSync(pool);
+    fill(pool);
+    poolHex = pool.toString('hex');
+    at = 0;
+  }
 }

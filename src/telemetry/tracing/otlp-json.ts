@@ -23,7 +23,17 @@ export function otlpAttributes(attrs: Readonly<Record<string, AttributeValue>>):
   return out;
 }
 
-/** Unix milliseconds (fractional) as OTLP's decimal nanoseconds, without losing them to a double. */
+/** `n` (0 ≤ n < 1e6, whole) as six digits. */
+function sixDigits(n: number): string {
+  return n >= 100_000 ? `${n}` : String(n).padStart(6, '0');
+}
+
+/**
+ * Unix milliseconds (fractional) as OTLP's decimal nanoseconds, without losing them to a
+ * double. A time now (some 1.8e12 ms) is printed as two small integers (millions of ms,
+ * then ms) rather than one 13-digit double: printing a double that is no small integer
+ * runs V8's full number-to-string, the most of this function's cost in a profiled proxy.
+ */
 export function unixNanos(ms: number): string {
   let whole = Math.floor(ms);
   let frac = Math.round((ms - whole) * 1e6);
@@ -31,30 +41,58 @@ export function unixNanos(ms: number): string {
     whole++;
     frac -= 1e6;
   }
-  return `${whole}${String(frac).padStart(6, '0')}`;
+  if (!(whole >= 1e9 && whole < 2 ** 53)) return `${whole}${sixDigits(frac)}`;
+  // Exact: whole is an integer below 2^53, so whole / 1e6 rounds to the right side of any integer.
+  const millions = Math.floor(whole / 1e6);
+  return `${millions}${sixDigits(whole - millions * 1e6)}${sixDigits(frac)}`;
 }
 
-/** `"key":value` of one attribute as the object form above would print it (JSON.stringify escapes the strings). */
+/** Strings JSON.stringify writes as they are between quotes: no quote, backslash, control character or surrogate. */
+const PLAIN = /^[^"\\\u0000-\u001f\ud800-\udfff]*$/;
+
+/** JSON.stringify(s), without its call for the common string that needs no escaping (ids, names, routes). */
+function jsonString(s: string): string {
+  return PLAIN.test(s) ? `"${s}"` : JSON.stringify(s);
+}
+
+/**
+ * A whole attribute's JSON by key and value, for values that repeat from span to span:
+ * the method, direction, services, versions, routes, endpoints, status codes, ports.
+ * Strings up to 64 characters, integers and booleans; the cache starts over when it
+ * holds 1,000, so values a client makes up (paths) can neither grow it nor keep the
+ * common ones out for long.
+ */
+const attributeCache = new Map<string, Map<AttributeValue, string>>();
+let cachedAttributes = 0;
+const MAX_CACHED_VALUE = 64;
+const MAX_CACHED_ATTRIBUTES = 1000;
+
+/** `{"key":...,"value":...}` of one attribute as the object form above would print it (JSON.stringify escapes the strings). */
 function attributeJson(key: string, v: AttributeValue): string {
+  let byValue = attributeCache.get(key);
+  const cached = byValue?.get(v);
+  if (cached !== undefined) return cached;
   const value =
     typeof v === 'string'
-      ? `{"stringValue":${JSON.stringify(v)}}`
+      ? `{"stringValue":${jsonString(v)}}`
       : typeof v === 'boolean'
         ? `{"boolValue":${v}}`
         : Number.isInteger(v)
           ? `{"intValue":"${v}"}`
           : `{"doubleValue":${JSON.stringify(v)}}`;
-  let prefix = keyPrefixes.get(key);
-  if (prefix === undefined) {
-    prefix = `{"key":${JSON.stringify(key)},"value":`;
-    // Keys are the layer's own names (a few dozen); the bound only guards against a caller that makes them up.
-    if (keyPrefixes.size < 1000) keyPrefixes.set(key, prefix);
+  const json = `{"key":${JSON.stringify(key)},"value":${value}}`;
+  if (typeof v === 'string' ? v.length <= MAX_CACHED_VALUE : typeof v === 'boolean' || Number.isInteger(v)) {
+    if (cachedAttributes >= MAX_CACHED_ATTRIBUTES) {
+      attributeCache.clear();
+      cachedAttributes = 0;
+      byValue = undefined;
+    }
+    if (byValue === undefined) attributeCache.set(key, (byValue = new Map()));
+    byValue.set(v, json);
+    cachedAttributes++;
   }
-  return `${prefix}${value}}`;
+  return json;
 }
-
-/** `{"key":"<key>","value":` by attribute key, escaped once. */
-const keyPrefixes = new Map<string, string>();
 
 function attributesJson(attrs: Readonly<Record<string, AttributeValue>>): string {
   let out = '';
@@ -65,32 +103,47 @@ function attributesJson(attrs: Readonly<Record<string, AttributeValue>>): string
 /** The resource's part of every body, the same for every batch of one exporter. */
 const resourceCache = new WeakMap<object, string>();
 
-/**
- * The request body for `POST /v1/traces` carrying `spans` of one resource (this proxy):
- * byte for byte what {@link encodeTracesReference} gives, written as a string directly.
- * A batch is up to 512 spans of a dozen attributes; building the object tree first and
- * stringifying it made (and dropped) some 30 objects per span, on the proxy's one thread
- * at 100% sampling. Ids, trace state and names pass through JSON.stringify like any
- * string, so nothing a request brings can break out of its value.
- */
-export function encodeTraces(resource: Readonly<Record<string, AttributeValue>>, spans: readonly FinishedSpan[]): string {
+/** What every body of `resource` starts with, up to the first span (cached per resource object). */
+export function bodyHead(resource: Readonly<Record<string, AttributeValue>>): string {
   let head = resourceCache.get(resource);
   if (head === undefined) {
     head = `{"resourceSpans":[{"resource":{"attributes":${attributesJson(resource)}},"scopeSpans":[{"scope":${JSON.stringify(SCOPE)},"spans":[`;
     resourceCache.set(resource, head);
   }
-  let out = head;
-  for (let i = 0; i < spans.length; i++) {
-    const s = spans[i]!;
-    out +=
-      `${i === 0 ? '' : ','}{"traceId":${JSON.stringify(s.traceId)},"spanId":${JSON.stringify(s.spanId)}` +
-      (s.parentSpanId === '' ? '' : `,"parentSpanId":${JSON.stringify(s.parentSpanId)}`) +
-      (s.traceState === '' ? '' : `,"traceState":${JSON.stringify(s.traceState)}`) +
-      `,"name":${JSON.stringify(s.name)},"kind":${JSON.stringify(s.kind)}` +
-      `,"startTimeUnixNano":"${unixNanos(s.startMs)}","endTimeUnixNano":"${unixNanos(s.endMs)}"` +
-      `,"attributes":${attributesJson(s.attributes)},"status":${s.error ? '{"code":2}' : '{}'}}`;
-  }
-  return `${out}]}]}]}`;
+  return head;
+}
+
+/** What every body ends with, after the last span. */
+export const BODY_TAIL = ']}]}]}';
+
+/**
+ * One span as it stands in a body's `spans` array. Ids, trace state and names are
+ * escaped as JSON.stringify escapes any string (jsonString), so nothing a request brings
+ * can break out of its value.
+ */
+export function spanJson(s: FinishedSpan): string {
+  return (
+    `{"traceId":${jsonString(s.traceId)},"spanId":${jsonString(s.spanId)}` +
+    (s.parentSpanId === '' ? '' : `,"parentSpanId":${jsonString(s.parentSpanId)}`) +
+    (s.traceState === '' ? '' : `,"traceState":${jsonString(s.traceState)}`) +
+    `,"name":${jsonString(s.name)},"kind":${JSON.stringify(s.kind)}` +
+    `,"startTimeUnixNano":"${unixNanos(s.startMs)}","endTimeUnixNano":"${unixNanos(s.endMs)}"` +
+    `,"attributes":${attributesJson(s.attributes)},"status":${s.error ? '{"code":2}' : '{}'}}`
+  );
+}
+
+/**
+ * The request body for `POST /v1/traces` carrying `spans` of one resource (this proxy):
+ * byte for byte what {@link encodeTracesReference} gives, written as a string directly
+ * (head, the spans' {@link spanJson} joined by commas, tail). Building the object tree
+ * first and stringifying it made (and dropped) some 30 objects per span, on the proxy's
+ * one thread at 100% sampling. The exporter writes the same pieces into its byte queue
+ * span by span (span-queue.ts); this whole-batch form is what tests compare with.
+ */
+export function encodeTraces(resource: Readonly<Record<string, AttributeValue>>, spans: readonly FinishedSpan[]): string {
+  let out = bodyHead(resource);
+  for (let i = 0; i < spans.length; i++) out += `${i === 0 ? '' : ','}${spanJson(spans[i]!)}`;
+  return out + BODY_TAIL;
 }
 
 /**
