@@ -52,7 +52,7 @@ export interface ControlPlaneOptions {
   watchDebounceMs?: number;
   /** How often the config files are checked for changes no watch event reported (default 1000 ms; 0: never). */
   watchPollMs?: number;
-  /** How long model changes must be quiet before a push (default 20 ms; src/control/distribute/push-debounce.ts). */
+  /** How long model changes must be quiet before a push (default 100 ms; src/control/distribute/push-debounce.ts). */
   pushDebounceMs?: number;
   /** The longest a change waits for its push while changes keep coming, as in a registration storm (default 1000 ms). */
   pushDebounceMaxMs?: number;

@@ -141,3 +141,17 @@ test('a max delay shorter than the quiet period is raised to it', () => {
   clock.advance(1);
   assert.deepEqual(pushes, [50]);
 });
+
+test('with the defaults, a slow storm (a change every 50 ms for 3 s, as 2,000 proxies registering) is a handful of pushes, not one per change', () => {
+  const clock = new ManualClock();
+  const pushes: number[] = [];
+  const debounce = new PushDebounce({ clock }, () => pushes.push(clock.now()));
+  for (let t = 0; t < 3000; t += 50) {
+    debounce.trigger();
+    clock.advance(50);
+  }
+  clock.advance(10_000);
+  // A 20 ms quiet period pushed after every one of the 60 changes.
+  assert.ok(pushes.length <= 3, `pushes at ${pushes.join(', ')}`);
+  assert.equal(debounce.pending, false);
+});

@@ -59,7 +59,7 @@ export interface DistributorOptions {
   identity?: IdentityService;
   metrics?: ControlMetrics;
   log?: (line: string) => void;
-  /** How long model changes must be quiet before a push (default 20 ms; push-debounce.ts). */
+  /** How long model changes must be quiet before a push (default 100 ms; push-debounce.ts). */
   debounceMs?: number;
   /** The longest a model change waits for its push while changes keep coming (default 1000 ms). */
   debounceMaxMs?: number;
