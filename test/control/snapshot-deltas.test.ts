@@ -368,3 +368,22 @@ test('a stream that queues more lines than the limit before they are handled is 
     distributor.stop();
   }
 });
+
+test('a stream that queues more than 4 MiB of lines before they are handled is ended, whatever their number', async () => {
+  const model = new MeshModel();
+  model.setConfig(configs()[1]!, ['mesh.yaml']);
+  const distributor = new Distributor({ model, clock: neverClock });
+  distributor.start();
+  try {
+    const s = new MemoryStream();
+    distributor.handleUpgrade(upgradeRequest(), s, Buffer.alloc(0));
+    // Five lines just under the 1 MiB line limit, before any hello: 5 MiB held for a stranger.
+    const line = `{"type":"ping","pad":"${'x'.repeat(1024 * 1024 - 64)}"}\n`;
+    s.push(line.repeat(5));
+    for (let i = 0; i < 20 && !s.messages.some((m) => m.type === 'error'); i++) await settle();
+    const error = s.messages.find((m) => m.type === 'error');
+    assert.ok(error && error.type === 'error' && /too many messages waiting/.test(error.message), JSON.stringify(s.messages.slice(0, 3)).slice(0, 300));
+  } finally {
+    distributor.stop();
+  }
+});

@@ -90,6 +90,12 @@ const MAX_LINES_WHILE_VERIFYING = 16;
  * is ended.
  */
 const MAX_QUEUED_LINES = 256;
+/**
+ * Characters of one stream's lines waiting in the inbox: a line may be up to a MiB (a
+ * snapshot-sized NACK), but 256 of them must not be held for a peer that has not even
+ * said hello, so the lines are bounded in size as well as in number.
+ */
+const MAX_QUEUED_CHARS = 4 * 1024 * 1024;
 
 interface Connection {
   readonly socket: Duplex;
@@ -101,8 +107,9 @@ interface Connection {
   workload?: WorkloadName;
   /** A CSR of this stream is being signed. */
   certifying?: boolean;
-  /** Its lines waiting in the inbox. */
+  /** Its lines waiting in the inbox, and their characters. */
   queued: number;
+  queuedChars: number;
   /** What this stream was last sent (a sidecar's): deltas are relative to it. */
   sent?: SentState;
   /** The upstreams this proxy may call, for the config they were computed from. */
@@ -288,7 +295,7 @@ export class Distributor {
     const raw = socket as Duplex & { setNoDelay?: (v: boolean) => void; setKeepAlive?: (on: boolean, delay: number) => void };
     raw.setNoDelay?.(true);
     raw.setKeepAlive?.(true, 10_000);
-    const conn: Connection = { socket, reader: new LineReader(), queued: 0 };
+    const conn: Connection = { socket, reader: new LineReader(), queued: 0, queuedChars: 0 };
     this.#connections.add(conn);
     socket.on('data', (chunk: Buffer) => this.#onData(conn, chunk));
     // The HTTP server's sockets allow half-open connections: when the proxy hangs up,
@@ -314,8 +321,13 @@ export class Distributor {
       return this.#fail(conn, e.code, String(e.params.reason ?? e.message));
     }
     if (lines.length === 0) return;
-    if (conn.queued + lines.length > MAX_QUEUED_LINES) return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', 'too many messages waiting to be handled');
+    let chars = 0;
+    for (const line of lines) chars += line.length;
+    if (conn.queued + lines.length > MAX_QUEUED_LINES || conn.queuedChars + chars > MAX_QUEUED_CHARS) {
+      return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', 'too many messages waiting to be handled');
+    }
     conn.queued += lines.length;
+    conn.queuedChars += chars;
     for (const line of lines) this.#inbox.push({ conn, line });
     this.#drainSoon();
   }
@@ -340,6 +352,7 @@ export class Distributor {
       const { conn, line } = inbox[i] as { conn: Connection; line: string };
       inbox[i++] = undefined;
       conn.queued--;
+      conn.queuedChars -= line.length;
       this.#handle(conn, line);
       if (performance.now() >= until) break;
     }
