@@ -6,8 +6,8 @@
 // the last good one (log + metric), a good one replaces it; a certificateRef into another
 // namespace is refused (ResolvedRefs False, RefNotPermitted) until a ReferenceGrant lets it;
 // a junk Gateway is skipped with a log line and the skipped-objects metric; an API Secret's
-// file annotations are never read; and the admin API's /v1/snapshots and /v1/config show no
-// private key.
+// file annotations are never read; the admin API's /v1/snapshots and /v1/config show no
+// private key; and only the ServiceAccount named as the Gateway may join as its proxy.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
@@ -146,6 +146,26 @@ describe('Gateways and TLS Secrets from the kubernetes API', () => {
       assert.ok(!text.includes(first.key.split('\n')[1]!), 'no line of the key');
     }
     assert.ok(!logs.join('\n').includes('PRIVATE KEY'));
+  });
+
+  it('refuses a gateway proxy whose ServiceAccount is not named as its Gateway (the keys are the Gateway’s, not the namespace’s)', async () => {
+    api.tokens.set('frontend-token', { username: 'system:serviceaccount:shop:frontend', audiences: ['trellis'] });
+    const got: Snapshot[] = [];
+    let refusal: string | undefined;
+    const info: ProxyInfo = { id: 'edge-evil', service: 'edge', version: 'v1', kind: 'gateway', upstreams: [], pid: 1, admin: { host: '127.0.0.1', port: 1 } };
+    const client = new ControlClient({
+      url: plane.url,
+      info,
+      credential: 'frontend-token',
+      apply: (s) => void got.push(s),
+      onFatal: (_code, message) => void (refusal = message),
+    });
+    clients.push(client);
+    client.start();
+    await eventually(() => refusal !== undefined, { what: 'the hello refused' });
+    client.stop();
+    assert.match(refusal!, /must run as ServiceAccount edge of namespace shop/);
+    assert.deepEqual(got, []);
   });
 
   it('keeps the last good certificate when the Secret is rotated to a bad one (log and metric); a good one replaces it', async () => {

@@ -383,6 +383,14 @@ export class KubernetesControl {
     if (proxy.service.includes('.') && namespace !== review.namespace) {
       return { ok: false, reason: `service ${proxy.service} is not in namespace ${review.namespace}, the token's` };
     }
+    // A gateway's snapshot carries its Gateway's private keys: only the ServiceAccount named
+    // as the Gateway may serve it, not any workload of the namespace (kubernetes-gateways.ts).
+    if (proxy.kind === 'gateway' && review.serviceAccount !== name) {
+      return {
+        ok: false,
+        reason: `a gateway proxy for ${name} must run as ServiceAccount ${name} of namespace ${review.namespace} (the token is ${review.serviceAccount}'s)`,
+      };
+    }
     return {
       ok: true,
       proxy: { ...proxy, service: serviceKey(name, review.namespace) },
