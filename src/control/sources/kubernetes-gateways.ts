@@ -260,6 +260,8 @@ export class GatewaySource {
   readonly reflectors: readonly Reflector[];
   readonly #lastGood: LastGoodCertificates = new Map();
   #refused = '';
+  /** The last result and what it was made of: a route or policy change must not parse every certificate again (about 1 ms each). */
+  #last?: { readonly inputs: string; readonly fileGateways: readonly GatewayConfig[] | undefined; readonly result: ClusterGateways };
   readonly #log: (line: string) => void;
 
   constructor(o: {
@@ -298,7 +300,12 @@ export class GatewaySource {
   /** The Gateways in force now (the Secret grants among `grants`); logs listeners refused when that changes. */
   check(grants: readonly KubeObject[], fileGateways: readonly GatewayConfig[] | undefined): ClusterGateways {
     const [gateways, secrets] = this.reflectors.map((r) => r.list()) as [KubeObject[], KubeObject[]];
+    // Every object's resourceVersion (its content when it has none): what the result depends on.
+    const version = (o: KubeObject): string => String(record(o.metadata).resourceVersion ?? JSON.stringify(o));
+    const inputs = JSON.stringify([gateways.map(version), secrets.map(version), grants.map(version)]);
+    if (this.#last && this.#last.inputs === inputs && this.#last.fileGateways === fileGateways) return this.#last.result;
     const result = clusterGateways({ gateways, secrets, grants, lastGood: this.#lastGood, ...(fileGateways ? { fileGateways } : {}) });
+    this.#last = { inputs, fileGateways, result };
     const refused = JSON.stringify(result.refused);
     if (refused !== this.#refused) {
       this.#refused = refused;
