@@ -237,6 +237,50 @@ describe('Gateways and TLS Secrets from the kubernetes API', () => {
   });
 });
 
+describe('a Gateway created after its proxy joined, then deleted', () => {
+  let api: KubeApiStandIn;
+  let plane: ControlPlane;
+  let client: ControlClient | undefined;
+  const applied: Snapshot[] = [];
+
+  before(async () => {
+    api = await new KubeApiStandIn().start();
+    api.tokens.set('late-token', { username: 'system:serviceaccount:shop:late', audiences: ['trellis'] });
+    api.apply(httpService('frontend', 'shop', 'http'));
+    plane = await startControlPlane({
+      configPaths: [],
+      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
+      admin: { host: '127.0.0.1', port: 0 },
+      log: () => {},
+      pushDebounceMs: 0,
+      kubernetes: { ...kubernetesControlOptions(api.kubeConfig()), syncTimeoutMs: 10_000, backoffMs: { initial: 10, max: 50 } },
+    });
+    const info: ProxyInfo = { id: 'late-0', service: 'late', version: 'v1', kind: 'gateway', upstreams: [], pid: 1, admin: { host: '127.0.0.1', port: 1 } };
+    client = new ControlClient({ url: plane.url, info, credential: 'late-token', apply: (s) => void applied.push(s), onFatal: () => {} });
+    client.start();
+  });
+
+  after(async () => {
+    client?.stop();
+    await plane?.close();
+    await api?.close();
+  });
+
+  it('gives the waiting proxy its ports once the Gateway exists, and takes them away when it is deleted', async () => {
+    await eventually(() => applied.length > 0, { what: 'a first snapshot, with no Gateway yet' });
+    assert.equal(applied.at(-1)!.gateway, undefined);
+    api.apply({
+      apiVersion: GW,
+      kind: 'Gateway',
+      metadata: { name: 'late', namespace: 'shop' },
+      spec: { gatewayClassName: 'trellis', listeners: [{ name: 'http', port: 8080, protocol: 'HTTP' }] },
+    });
+    await eventually(() => applied.at(-1)?.gateway?.ports[0]?.port === 8080, { what: 'the Gateway’s port in the snapshot' });
+    api.delete(GW, 'Gateway', 'late', 'shop');
+    await eventually(() => applied.at(-1)?.gateway === undefined, { what: 'the Gateway gone from the snapshot' });
+  });
+});
+
 describe('GatewaySource', () => {
   it('checks again only when a Gateway, a Secret, a grant or the files’ Gateways changed (a certificate costs about 1 ms to check)', async () => {
     const ca = await makeLocalCa('cache test CA');
