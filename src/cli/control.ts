@@ -29,9 +29,10 @@ Options:
                          default: the TRELLIS_TOKEN environment variable, if set
   --admin-token-file F   the admin API's token, from this file (see below)
   --kubernetes           also take services and endpoints from the Kubernetes API (Services,
-                         EndpointSlices, pods) and routes and policies (HTTPRoute,
-                         GRPCRoute, TCPRoute, ReferenceGrant, trellis.dev policies; an
-                         object that fails the checks is skipped and logged), join proxies
+                         EndpointSlices, pods), routes and policies (HTTPRoute,
+                         GRPCRoute, TCPRoute, ReferenceGrant, trellis.dev policies) and
+                         Gateways of class trellis with their TLS Secrets (an object that
+                         fails the checks is skipped and logged), join proxies
                          by their ServiceAccount token (TokenReview, audience trellis) and
                          elect a leader with the Lease trellis-system/trellis-control;
                          config files are then optional (they add to the API's)

@@ -73,6 +73,12 @@ export interface GatewayCheckOptions {
   readonly stateDir?: string;
   /** The TLSRoutes of the config: attached to the Gateways' TLS listeners, checked against them. */
   readonly tlsRoutes?: readonly TLSRouteSource[];
+  /**
+   * Whether a Gateway of `gatewayNamespace` may name a Secret of another namespace (a
+   * ReferenceGrant there allows it: the Kubernetes source's Gateways). Absent: never, as
+   * in the mesh file, where a Gateway's certificates are in its own namespace.
+   */
+  readonly secretRefPermitted?: (gatewayNamespace: string, secretNamespace: string, secretName: string) => boolean;
 }
 
 /** Checks the Gateways; returns the problems, the resolved Gateways, and the certificate files read (to watch). */
@@ -134,7 +140,7 @@ export function checkGateways(
       for (const [j, ref] of (l.protocol === 'HTTPS' ? (l.tls?.certificateRefs ?? []) : []).entries()) {
         const refAt = (field: string, message: string): void => at(['tls', 'certificateRefs', j, field], message);
         const secretKey = `${ref.namespace ?? namespace}/${ref.name}`;
-        if ((ref.namespace ?? namespace) !== namespace) {
+        if ((ref.namespace ?? namespace) !== namespace && !options.secretRefPermitted?.(namespace, ref.namespace ?? namespace, ref.name)) {
           refAt('namespace', `names a Secret in namespace ${ref.namespace}; a Gateway's certificates are in its own namespace (${namespace})`);
           continue;
         }

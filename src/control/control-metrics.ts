@@ -68,7 +68,7 @@ export class ControlMetrics {
   #skipped?: { readonly kinds: readonly string[]; readonly read: () => readonly { readonly kind: string }[] };
   readonly #skippedGauge = new client.Gauge({
     name: 'trellis_control_kubernetes_objects_skipped',
-    help: 'Route and policy objects of the Kubernetes API left out for their problems (control --kubernetes logs each, with why), by kind.',
+    help: 'Route, policy, Gateway and TLS Secret objects of the Kubernetes API left out for their problems (control --kubernetes logs each, with why), by kind.',
     labelNames: ['kind'],
     registers: [this.#registry],
     collect: () => {

@@ -187,11 +187,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     throw err;
   }
   const metrics = new ControlMetrics();
-  if (kubernetes)
-    metrics.countSkipped(
-      RESOURCE_KINDS_READ.map((k) => k.kind),
-      () => kubernetes.skipped,
-    );
+  if (kubernetes) metrics.countSkipped([...RESOURCE_KINDS_READ.map((k) => k.kind), 'Gateway', 'Secret'], () => kubernetes.skipped);
   const identity = new IdentityService({ ca, model, metrics, log, ...(opts.ca?.now ? { now: opts.ca.now } : {}) });
   const bootstrapSecret = opts.bootstrapSecret ?? newBootstrapSecret();
   const caExpiry = (): void => {

@@ -92,7 +92,10 @@ export interface DiscoveredEndpoint {
 export type DiscoveredResources = Pick<
   Required<ControlConfig>,
   'routes' | 'policies' | 'rateLimitPolicies' | 'referenceGrants' | 'authorizationPolicies' | 'peerAuthentications'
->;
+> & {
+  /** Gateways with their certificates (kubernetes-gateways.ts); absent: none. */
+  readonly gateways?: NonNullable<ControlConfig['gateways']>;
+};
 
 /** What a discovery source knows: services (merged into the config's), their endpoints, and routes and policies. */
 export interface Discovered {
@@ -188,6 +191,7 @@ export class MeshModel {
         referenceGrants: [...(files.referenceGrants ?? []), ...res.referenceGrants],
         authorizationPolicies: [...(files.authorizationPolicies ?? []), ...res.authorizationPolicies],
         peerAuthentications: [...(files.peerAuthentications ?? []), ...res.peerAuthentications],
+        ...(res.gateways?.length ? { gateways: [...(files.gateways ?? []), ...res.gateways] } : {}),
       };
       const config = { ...files, ...added, services: [...services, ...found.values()] };
       this.#merged = { from: files, discovered: discovered.services, resources: res, config };

@@ -1,6 +1,7 @@
 // A sidecar (or gateway) process: its listeners, the pipelines behind them, the
 // snapshot in force, and the admin server. Listeners are opened at start; what each
 // does comes from the latest good snapshot, swapped in one assignment.
+import { redactSnapshot } from '../api/redact.js';
 import { readBody } from '../http-body.js';
 import { LogLimiter } from '../log-limiter.js';
 import http from 'node:http';
@@ -1140,7 +1141,8 @@ export class Sidecar {
             control: this.#controlState,
             // A gateway's Gateway ports, by the Gateway's port number (`trellis load` finds a public service there).
             addresses: this.#gateway === undefined ? this.addresses : { ...this.addresses, gateway: this.gatewayAddresses() },
-            snapshot: this.#snapshot,
+            // A gateway's certificate keys are not config to show (src/api/redact.ts).
+            snapshot: redactSnapshot(this.#snapshot),
           },
           null,
           2,

@@ -26,6 +26,8 @@ interface WatchStream {
   readonly collection: string;
   readonly res: http.ServerResponse;
   readonly bookmarks: boolean;
+  /** The watch's `fieldSelector`: only objects it matches are sent. */
+  readonly fields: FieldSelector;
   /** Held back (tests reorder delivery). */
   held?: Event[];
 }
@@ -33,7 +35,8 @@ interface WatchStream {
 /** `/api/v1/services` for a core kind, `/apis/<group>/<version>/<plural>` otherwise. */
 export function collectionOf(apiVersion: string, kind: string): string {
   const lower = kind.toLowerCase();
-  const plural = lower.endsWith('y') ? `${lower.slice(0, -1)}ies` : lower.endsWith('s') ? `${lower}es` : `${lower}s`;
+  // English plurals as the API server's CRDs spell them: policy → policies, but gateway → gateways.
+  const plural = /[^aeiou]y$/.test(lower) ? `${lower.slice(0, -1)}ies` : lower.endsWith('s') ? `${lower}es` : `${lower}s`;
   return apiVersion.includes('/') ? `/apis/${apiVersion}/${plural}` : `/api/${apiVersion}/${plural}`;
 }
 
@@ -182,6 +185,7 @@ export class KubeApiStandIn {
   }
 
   #send(w: WatchStream, e: Event): void {
+    if (!w.fields(e.object)) return;
     w.res.write(`${JSON.stringify({ type: e.type, object: e.object })}\n`);
   }
 
@@ -276,8 +280,9 @@ export class KubeApiStandIn {
       offset = parsed.offset;
       rv = parsed.rv;
     }
+    const fields = fieldSelector(url.searchParams.get('fieldSelector'));
     const all = [...this.#store(collection).values()]
-      .filter((o) => !namespace || o.metadata.namespace === namespace)
+      .filter((o) => (!namespace || o.metadata.namespace === namespace) && fields(o))
       .sort((a, b) => keyOf(a).localeCompare(keyOf(b)));
     const page = limit > 0 ? all.slice(offset, offset + limit) : all.slice(offset);
     const next = limit > 0 && offset + limit < all.length ? Buffer.from(JSON.stringify({ offset: offset + limit, rv })).toString('base64') : undefined;
@@ -292,11 +297,39 @@ export class KubeApiStandIn {
     }
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     res.flushHeaders();
-    const w: WatchStream = { collection, res, bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true' };
+    const w: WatchStream = {
+      collection,
+      res,
+      bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true',
+      fields: fieldSelector(url.searchParams.get('fieldSelector')),
+    };
     this.#watches.add(w);
     res.on('close', () => this.#watches.delete(w));
     for (const e of this.#events) if (e.collection === collection && e.rv > from) this.#send(w, e);
   }
+}
+
+type FieldSelector = (o: StandInObject) => boolean;
+
+/**
+ * A `fieldSelector` (`type=kubernetes.io/tls`, `metadata.namespace!=kube-system`, comma
+ * for and) as a predicate on an object's fields at dotted paths. A real server would also
+ * send DELETED for an object that stops matching; the fields tests select on (a Secret's
+ * type) are immutable, so this one need not.
+ */
+function fieldSelector(text: string | null): FieldSelector {
+  if (!text) return () => true;
+  const terms = text.split(',').map((term) => {
+    const m = /^([^!=]+)(!=|==|=)(.*)$/.exec(term);
+    if (!m) throw new Error(`bad fieldSelector term ${term}`);
+    return { path: m[1]!.split('.'), negate: m[2] === '!=', value: m[3]! };
+  });
+  return (o) =>
+    terms.every((t) => {
+      let v: unknown = o;
+      for (const p of t.path) v = typeof v === 'object' && v !== null ? (v as Record<string, unknown>)[p] : undefined;
+      return (String(v ?? '') === t.value) !== t.negate;
+    });
 }
 
 function keyOf(o: StandInObject): string {

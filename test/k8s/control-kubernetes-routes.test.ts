@@ -18,8 +18,19 @@ import { kubernetesControlOptions } from '../../src/control/sources/kubernetes-c
 import { EMPTY_CONFIG } from '../../src/control/sources/mesh-config.js';
 import { ControlClient } from '../../src/proxy/control-client.js';
 import type { ProxyInfo, Snapshot } from '../../src/api/protocol.js';
+import { issueServerCertificate, makeLocalCa } from '../../src/security/local-tls.js';
 
 const GW = 'gateway.networking.k8s.io/v1';
+
+function tlsSecret(name: string, namespace: string, cert: string, key: string): StandInObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'kubernetes.io/tls',
+    metadata: { name, namespace },
+    data: { 'tls.crt': Buffer.from(cert).toString('base64'), 'tls.key': Buffer.from(key).toString('base64') },
+  };
+}
 const TRELLIS = 'trellis.dev/v1alpha1';
 
 function pod(name: string, sa: string, version: string): StandInObject {
@@ -342,22 +353,44 @@ describe("the shop's topology-1 overlay in the kubernetes API", () => {
     await api?.close();
   });
 
-  it('applies its canary route and AuthorizationPolicies; the routes of its Gateway (not read from the API) are skipped, saying why', () => {
+  it('applies its canary route and AuthorizationPolicies; its Gateway serves the HTTP listeners, and refuses the HTTPS ones until their Secret exists', async () => {
     const config = plane.model.config;
     assert.deepEqual(
       config.routes.map((r) => r.file),
-      ['kubernetes:HTTPRoute/shop/backend-canary'],
+      ['kubernetes:HTTPRoute/shop/backend-canary', 'kubernetes:HTTPRoute/shop/shop-api-redirect', 'kubernetes:HTTPRoute/shop/shop-web-redirect'],
     );
     assert.deepEqual(
       config.authorizationPolicies?.map((p) => p.file),
       ['kubernetes:AuthorizationPolicy/shop/postgres-from-backend', 'kubernetes:AuthorizationPolicy/shop/redis-from-backend'],
     );
+    assert.deepEqual(
+      config.gateways?.map((g) => [`${g.namespace}/${g.name}`, g.listeners.map((l) => l.name)]),
+      [['shop/trellis-ingress', ['web-http', 'api-http']]],
+    );
+    assert.deepEqual(
+      plane.kubernetes!.refusedListeners.map((r) => [r.listener, r.reason]),
+      [
+        ['web', 'InvalidCertificateRef'],
+        ['api', 'InvalidCertificateRef'],
+      ],
+    );
+    // The routes of the refused listeners name a listener not served.
     const skipped = plane.kubernetes!.skipped;
     assert.deepEqual(
       skipped.map((s) => s.object),
-      ['shop-api', 'shop-api-redirect', 'shop-web', 'shop-web-redirect'].map((n) => `kubernetes:HTTPRoute/shop/${n}`),
+      ['shop-api', 'shop-web'].map((n) => `kubernetes:HTTPRoute/shop/${n}`),
     );
-    for (const s of skipped) assert.match(s.problems[0]!.message, /names Gateway "shop\/trellis-ingress", which is not in the config/);
+
+    // The TLS Secret docs/kubernetes.md has one create: every listener and route is in force.
+    const ca = await makeLocalCa('shop test CA');
+    const site = await issueServerCertificate(ca, { dnsNames: ['localhost'] });
+    api.apply(tlsSecret('localhost-tls', 'shop', site.cert, site.key));
+    await eventually(() => plane.model.config.gateways?.[0]?.listeners.length === 4, { what: 'every listener of the Gateway served' });
+    assert.equal(plane.model.config.routes.length, 5);
+    assert.deepEqual(plane.kubernetes!.skipped, []);
+    assert.deepEqual(plane.kubernetes!.refusedListeners, []);
+    const web = plane.model.config.gateways![0]!.listeners.find((l) => l.name === 'web')!;
+    assert.equal(web.certificates[0]!.chain, site.cert);
   });
 });
 

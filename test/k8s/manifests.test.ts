@@ -108,8 +108,21 @@ describe('deploy/kubernetes', () => {
       assert.ok(!rule.verbs.includes('*') && !rule.resources.includes('*') && !rule.apiGroups.includes('*'), JSON.stringify(rule));
       if (rule.resources.includes('tokenreviews')) assert.deepEqual(rule.verbs, ['create']);
       else assert.deepEqual(rule.verbs, ['get', 'list', 'watch']);
-      assert.ok(!rule.resources.includes('secrets'), 'no secrets cluster-wide');
+      assert.ok(!rule.resources.includes('secrets'), 'secrets only in the role of their own');
     }
+    assert.ok(
+      role.rules.some((r: Any) => r.apiGroups.includes('gateway.networking.k8s.io') && r.resources.includes('gateways')),
+      'Gateways are read',
+    );
+    // Gateways' TLS Secrets: read, in a role of their own, never written cluster-wide.
+    assert.deepEqual(find(objects, 'ClusterRole', 'trellis-control-tls-secrets').rules, [
+      { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch'] },
+    ]);
+    const binding = find(objects, 'ClusterRoleBinding', 'trellis-control-tls-secrets');
+    assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'trellis-control-tls-secrets' });
+    assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'trellis-control', namespace: 'trellis-system' }]);
+    for (const o of objects.filter((x) => x.kind === 'ClusterRole') as Any[])
+      for (const rule of o.rules) if (rule.resources.includes('secrets')) assert.deepEqual(rule.verbs, ['get', 'list', 'watch'], o.metadata.name);
     const local = find(objects, 'Role', 'trellis-control');
     assert.equal(local.metadata.namespace, 'trellis-system');
     for (const rule of local.rules) {

@@ -90,6 +90,16 @@ for (const n of [1, 2, 3]) {
       }
     });
 
+    it('runs its ingress gateway as the Gateway’s proxy: --service and the ServiceAccount are the Gateway’s name', async () => {
+      const objects = (await buildKustomization(dir)) as (K8sObject & Any)[];
+      const gateway = objects.find((o) => o.kind === 'Gateway')!;
+      const deployment = objects.find((o) => o.kind === 'Deployment' && o.spec.template.spec.containers[0].args?.includes('--gateway'))!;
+      const args: string[] = deployment.spec.template.spec.containers[0].args;
+      assert.equal(args[args.indexOf('--service') + 1], gateway.metadata.name);
+      // The control plane gives a Gateway's certificates only to the ServiceAccount named as it.
+      assert.equal(deployment.spec.template.spec.serviceAccountName, gateway.metadata.name);
+    });
+
     it('is exactly what `kubectl kustomize` builds', async (t) => {
       if (kubectlMissing) return t.skip(kubectlMissing);
       assert.deepEqual(await kubectlKustomize(dir), JSON.parse(JSON.stringify(await buildKustomization(dir))));

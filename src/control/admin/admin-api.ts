@@ -1,6 +1,7 @@
 // The control plane's JSON API: what the model holds, shaped for people and for
 // `trellis status`. Every view is a plain function of the model; the request handler
 // only picks the view by path. The one write is a service's weights (weights-api.ts).
+import { redactSnapshot } from '../../api/redact.js';
 import { readBody } from '../../http-body.js';
 import type { IdentityService } from '../ca/identity-service.js';
 import type { ControlMetrics } from '../control-metrics.js';
@@ -238,7 +239,7 @@ export function createAdminHandler(opts: AdminApiOptions): (req: IncomingMessage
       const id = safeDecode(path.slice('/v1/snapshots/'.length));
       const snapshot = model.proxy(id)?.lastSnapshot;
       if (!snapshot) return notFound(res, `no snapshot was sent to a proxy with id "${id}"; see /v1/proxies`);
-      return send(res, 200, snapshot);
+      return send(res, 200, redactSnapshot(snapshot));
     }
     if (path === '/metrics' && opts.metrics) {
       const m = opts.metrics;

@@ -20,6 +20,7 @@ import { postTokenReviewWith, reviewToken, type PostTokenReview, type TokenRevie
 import type { HelloVerdict } from '../distribute/distributor.js';
 import type { Discovered, DiscoveredResources, MeshModel } from '../model.js';
 import { discoveredFromCluster } from './kubernetes-discovery.js';
+import { GatewaySource, type RefusedListener } from './kubernetes-gateways.js';
 import { clusterResources, RESOURCE_KINDS_READ, type SkippedObject } from './kubernetes-resources.js';
 import { KubernetesSource } from './kubernetes-source.js';
 import type { ControlConfig } from './mesh-config.js';
@@ -31,6 +32,7 @@ const NO_RESOURCES: DiscoveredResources = {
   referenceGrants: [],
   authorizationPolicies: [],
   peerAuthentications: [],
+  gateways: [],
 };
 
 /** The Lease replicas elect their leader with (the install's Role allows exactly this one). */
@@ -83,6 +85,9 @@ export class KubernetesControl {
   #services?: { readonly json: string; readonly value: Discovered['services'] };
   /** One reflector per route and policy kind read from the API (kubernetes-resources.ts). */
   readonly #resourceReflectors: readonly Reflector[];
+  /** Gateways of class trellis and their TLS Secrets (kubernetes-gateways.ts). */
+  readonly #gateways: GatewaySource;
+  #refused: readonly RefusedListener[] = [];
   /** The routes and policies in force, and what they were checked against (recomputed when any of it changes). */
   #resources?: {
     readonly value: DiscoveredResources;
@@ -131,6 +136,16 @@ export class KubernetesControl {
           },
         }),
     );
+    this.#gateways = new GatewaySource({
+      list: o.options.list,
+      watch: o.options.watch,
+      log: o.log,
+      ...(o.options.backoffMs ? { backoffMs: o.options.backoffMs } : {}),
+      onChange: () => {
+        this.#resourceGeneration++;
+        if (this.#serving) this.#publish();
+      },
+    });
     // A reload of the files changes what the API's routes and policies are checked against.
     this.#unsubscribe = this.#model.on('change', (reason) => {
       if (reason === 'config' && this.#resources && this.#resources.files !== this.#model.configState.config && this.#serving) this.#publish();
@@ -148,7 +163,7 @@ export class KubernetesControl {
   }
 
   get #synced(): boolean {
-    return this.#source.synced && this.#resourceReflectors.every((r) => r.synced);
+    return this.#source.synced && this.#resourceReflectors.every((r) => r.synced) && this.#gateways.synced;
   }
 
   /**
@@ -181,11 +196,18 @@ export class KubernetesControl {
     const r = this.#resources;
     if (r && r.files === files && r.services === services && r.versions === versions && r.generation === this.#resourceGeneration) return r.value;
     const objects = new Map<string, KubeObject[]>(this.#resourceReflectors.map((x) => [x.kind, x.list()]));
-    // Checked against the files' services and the cluster's, as the model merges them.
+    // Checked against the files' services and the cluster's, as the model merges them,
+    // and the files' Gateways and the cluster's (routes attach to them).
     const keys = new Set(files.services.map((s) => serviceKey(s.name, s.namespace)));
-    const merged: ControlConfig = { ...files, services: [...files.services, ...services.filter((s) => !keys.has(serviceKey(s.name, s.namespace)))] };
     let checked: ReturnType<typeof clusterResources>;
+    let gateways: ReturnType<GatewaySource['check']>;
     try {
+      gateways = this.#gateways.check(objects.get('ReferenceGrant') ?? [], files.gateways);
+      const merged: ControlConfig = {
+        ...files,
+        services: [...files.services, ...services.filter((s) => !keys.has(serviceKey(s.name, s.namespace)))],
+        gateways: [...(files.gateways ?? []), ...gateways.gateways],
+      };
       checked = clusterResources(objects, merged, byService);
     } catch (err) {
       // A defect, not an object's problem (those are skipped): the last routes and policies stay in force.
@@ -194,7 +216,9 @@ export class KubernetesControl {
       );
       return r?.value ?? NO_RESOURCES;
     }
-    const { resources, skipped } = checked;
+    const resources = { ...checked.resources, gateways: gateways.gateways };
+    const skipped = [...checked.skipped, ...gateways.skipped].sort((a, b) => (a.object < b.object ? -1 : a.object > b.object ? 1 : 0));
+    this.#refused = gateways.refused;
     const before = new Map(this.#skipped.map((s) => [s.object, JSON.stringify(s.problems)]));
     for (const s of skipped) {
       if (before.get(s.object) === JSON.stringify(s.problems)) continue;
@@ -220,6 +244,11 @@ export class KubernetesControl {
     return this.#skipped;
   }
 
+  /** The listeners of the API's Gateways left out, with their condition (ResolvedRefs False). */
+  get refusedListeners(): readonly RefusedListener[] {
+    return this.#refused;
+  }
+
   /** The source's reflectors (tests look at their state). */
   get source(): KubernetesSource {
     return this.#source;
@@ -234,6 +263,7 @@ export class KubernetesControl {
   async start(): Promise<void> {
     this.#source.start();
     for (const r of this.#resourceReflectors) r.start();
+    this.#gateways.start();
     this.#elector?.start();
     const timeoutMs = this.#opts.syncTimeoutMs ?? 30_000;
     const synced = await new Promise<boolean>((resolve) => {
@@ -250,7 +280,9 @@ export class KubernetesControl {
     // The last list may have changed nothing (an empty kind): publish what the lists hold.
     this.#publish();
     if (!synced) {
-      const missing = [...this.#source.reflectors.values(), ...this.#resourceReflectors].filter((r) => !r.synced).map((r) => r.kind);
+      const missing = [...this.#source.reflectors.values(), ...this.#resourceReflectors, ...this.#gateways.reflectors]
+        .filter((r) => !r.synced)
+        .map((r) => r.kind);
       this.#log(
         `control: kubernetes: not every kind listed within ${timeoutMs} ms (not yet: ${missing.join(', ')}; is its CRD installed?); serving proxies with what is known, the watches keep trying`,
       );
@@ -308,6 +340,7 @@ export class KubernetesControl {
     this.#elector?.stop();
     this.#source.stop();
     for (const r of this.#resourceReflectors) r.stop();
+    this.#gateways.stop();
     this.#unsubscribe();
   }
 
@@ -349,6 +382,14 @@ export class KubernetesControl {
     const { name, namespace } = splitServiceKey(proxy.service);
     if (proxy.service.includes('.') && namespace !== review.namespace) {
       return { ok: false, reason: `service ${proxy.service} is not in namespace ${review.namespace}, the token's` };
+    }
+    // A gateway's snapshot carries its Gateway's private keys: only the ServiceAccount named
+    // as the Gateway may serve it, not any workload of the namespace (kubernetes-gateways.ts).
+    if (proxy.kind === 'gateway' && review.serviceAccount !== name) {
+      return {
+        ok: false,
+        reason: `a gateway proxy for ${name} must run as ServiceAccount ${name} of namespace ${review.namespace} (the token is ${review.serviceAccount}'s)`,
+      };
     }
     return {
       ok: true,

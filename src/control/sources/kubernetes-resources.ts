@@ -22,10 +22,12 @@ import {
   RESOURCE_KINDS,
   TRELLIS_API_VERSION,
   type MeshResource,
+  type ReferenceGrantResource,
 } from '../../config/schema.js';
 import type { SourceDocument } from '../../config/yaml-source.js';
 import { trellisKindPath, WATCHED_KINDS } from '../../k8s/source/kinds.js';
 import type { KindPath, KubeObject } from '../../k8s/source/reflector.js';
+import { isSecretGrant } from './kubernetes-gateways.js';
 import type { ControlConfig } from './mesh-config.js';
 
 /** A kind read from the API: where it is listed, and the apiVersion its schema is kept under. */
@@ -38,7 +40,8 @@ export interface ResourceKind extends KindPath {
  * (deploy/kubernetes/gateway-api; TCPRoute at v1 there, its v1alpha2 no longer served,
  * the same fields as the loader's v1alpha2 schema) and the trellis.dev policies. A kind
  * whose CRD is missing never lists, and holds up the start by the sync timeout.
- * Not read: TLSRoute (a Gateway's), Gateways and their Secrets, ExternalServices,
+ * Gateways and their Secrets are read beside them (kubernetes-gateways.ts).
+ * Not read: TLSRoute (a Gateway's), ExternalServices,
  * RequestAuthentications (their key files) and the Mesh.
  */
 export const RESOURCE_KINDS_READ: readonly ResourceKind[] = [
@@ -149,6 +152,8 @@ export function clusterResources(
     }
   }
 
+  // A grant that lets Gateways name Secrets is the Gateways' (kubernetes-gateways.ts), not a mesh grant.
+  candidates = candidates.filter((c) => c.kind !== 'ReferenceGrant' || !isSecretGrant(c.resource as unknown as ReferenceGrantResource));
   const mesh = meshOf(config, versions);
   const gateways = new Map((config.gateways ?? []).map((g) => [`${g.namespace}/${g.name}`, new Set(g.listeners.map((l) => l.name))]));
   const externals = (config.externalServices ?? []).map((e) => ({
