@@ -72,11 +72,16 @@ export class ConnectionPool {
     const list = this.#idle.get(key);
     let conn = list?.pop();
     while (conn?.socket.destroyed) conn = list!.pop();
-    // A closed pool opens nothing: the connection fails as a refused connect does (nothing sent).
-    const secure = this.#closed ? 'the connection pool is closed' : this.#opts.secureFor?.(key, 'http/1.1');
-    if (conn === undefined) conn = new UpstreamConnection(e.host, e.port, key, events, this.#opts.responseTimeoutMs, secure);
+    if (conn === undefined) conn = this.#open(e, key, events);
     this.#active.add(conn);
     return conn;
+  }
+
+  /** A new connection to `e`: how it is secured is asked here, once per connection, never per request. */
+  #open(e: Endpoint, key: string, events: UpstreamEvents): UpstreamConnection {
+    // A closed pool opens nothing: the connection fails as a refused connect does (nothing sent).
+    const secure = this.#closed ? 'the connection pool is closed' : this.#opts.secureFor?.(key, 'http/1.1');
+    return new UpstreamConnection(e.host, e.port, key, events, this.#opts.responseTimeoutMs, secure);
   }
 
   release(conn: UpstreamConnection): void {
