@@ -88,3 +88,20 @@ test('connections that went idle together are closed a few at a time, not all in
     pool.close();
   }
 });
+
+test('a connection past the idle timeout, not yet closed by the sweep, is not reused', async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
+  const pool: ConnectionPool = new ConnectionPool({ idleTimeoutMs: 1 });
+  try {
+    const ev = events(() => pool);
+    const old = pool.acquire(endpoint(), ev);
+    await eventually(() => old.ready, { what: 'the connection to open' });
+    // Released, never used: idle since 0, past the 1 ms timeout; no sweep has run.
+    pool.release(old);
+    const next = pool.acquire(endpoint(), ev);
+    assert.notEqual(next, old);
+    pool.release(next);
+  } finally {
+    pool.close();
+  }
+});

@@ -38,6 +38,8 @@ after(async () => {
 });
 
 const endpoint = () => ({ id: 'e1', host: '127.0.0.1', port, version: 'v1' });
+/** Connections released here never carried a request (idle since 0): a timeout far past the test's run. */
+const HOUR = 3_600_000;
 
 function events(pool: () => ConnectionPool): UpstreamEvents {
   return {
@@ -52,7 +54,7 @@ function events(pool: () => ConnectionPool): UpstreamEvents {
 const mtls: SecureFor = () => ({ options: { ca, checkServerIdentity: () => undefined }, watch: () => {} });
 
 test('taking the last idle TLS connection opens a spare, and a burst gets it with its handshake done', async () => {
-  const pool: ConnectionPool = new ConnectionPool({ secureFor: mtls, preconnect: 1 });
+  const pool: ConnectionPool = new ConnectionPool({ secureFor: mtls, preconnect: 1, idleTimeoutMs: HOUR });
   try {
     const ev = events(() => pool);
     const start = handshakes;
@@ -81,9 +83,9 @@ test('taking the last idle TLS connection opens a spare, and a burst gets it wit
 
 test('no spare without preconnect, for plaintext, or when the caller has no room for one', async () => {
   for (const [what, opts, spare] of [
-    ['preconnect 0', { secureFor: mtls, preconnect: 0 }, true],
-    ['plaintext', { preconnect: 1 }, true],
-    ['no room under maxConnections', { secureFor: mtls, preconnect: 1 }, false],
+    ['preconnect 0', { secureFor: mtls, preconnect: 0, idleTimeoutMs: HOUR }, true],
+    ['plaintext', { preconnect: 1, idleTimeoutMs: HOUR }, true],
+    ['no room under maxConnections', { secureFor: mtls, preconnect: 1, idleTimeoutMs: HOUR }, false],
   ] as const) {
     const pool: ConnectionPool = new ConnectionPool(opts);
     try {

@@ -28,6 +28,8 @@ after(async () => {
 });
 
 const endpoint = () => ({ id: 'e1', host: '127.0.0.1', port, version: 'v1' });
+/** Connections released here never carried a request (idle since 0): a timeout far past the test's run. */
+const HOUR = 3_600_000;
 
 function events(pool: () => ConnectionPool): UpstreamEvents {
   return {
@@ -42,7 +44,7 @@ test('a pooled connection reused for 20 requests asks how to secure it once', as
   const asked: string[] = [];
   // Plaintext (undefined), as for a DISABLE peer: the count is what matters.
   const secureFor: SecureFor = (key) => void asked.push(key);
-  const pool: ConnectionPool = new ConnectionPool({ secureFor });
+  const pool: ConnectionPool = new ConnectionPool({ secureFor, idleTimeoutMs: HOUR });
   try {
     const ev = events(() => pool);
     const start = accepted;
@@ -63,7 +65,7 @@ test('a pooled connection reused for 20 requests asks how to secure it once', as
 
 test('a second connection, opened while the first carries a request, is asked about once more', async () => {
   const asked: string[] = [];
-  const pool: ConnectionPool = new ConnectionPool({ secureFor: (key) => void asked.push(key) });
+  const pool: ConnectionPool = new ConnectionPool({ secureFor: (key) => void asked.push(key), idleTimeoutMs: HOUR });
   try {
     const ev = events(() => pool);
     const a = pool.acquire(endpoint(), ev);

@@ -90,6 +90,12 @@ export class ConnectionPool {
     const list = this.#idle.get(key);
     let conn = list?.pop();
     while (conn?.socket.destroyed) conn = list!.pop();
+    if (conn !== undefined && performance.now() - conn.idleSince > this.#opts.idleTimeoutMs) {
+      // Past the idle timeout, waiting for the sweep (CLOSES_PER_SWEEP), as is every
+      // connection under it: the server may be closing it right now (an app's after 5 s).
+      list!.push(conn);
+      conn = undefined;
+    }
     if (conn === undefined) conn = this.#open(e, key, events, this.#secure(key));
     else if (spare && list!.length < this.#opts.preconnect && conn.secured) this.#preconnect(e, key, events, list!);
     this.#active.add(conn);
