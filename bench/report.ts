@@ -101,6 +101,12 @@ export interface TargetResult {
   /** CPU used during this target's measured max-rate rounds (not the other targets' rounds between them), by the bench and by everything else. */
   readonly maxRateCpu?: CpuUsage;
   readonly fixedRateCpu?: CpuUsage;
+  /**
+   * New mutual TLS connections the outbound proxy of a Trellis pair opened during its 1 KB
+   * fixed-rate run, warm-up included (`trellis_tls_connections_total{direction="outbound"}`,
+   * read before and after): handshakes on the request path, if they happen after the warm-up.
+   */
+  readonly fixedRateHandshakes?: number;
   /** The extra fixed-rate scenarios (10 KB, 100 KB, 1 KB POST). */
   readonly latency?: { readonly [K in LatencyScenario]?: FixedRateResult };
   readonly latencyErrors?: { readonly [K in LatencyScenario]?: string };
@@ -750,6 +756,8 @@ export function formatReport(report: BenchReport): string {
       `(fixed-rate latency is from each request's intended send time; the client's own scheduler lag on direct: p50 ${ms(lag.p50)}, p99 ${ms(lag.p99)})`,
     );
   }
+  const handshakes = results.filter((r) => r.fixedRateHandshakes !== undefined).map((r) => `${r.name} ${r.fixedRateHandshakes}`);
+  if (handshakes.length > 0) out.push(`(new mTLS connections the outbound proxy opened during the fixed-rate run, warm-up included: ${handshakes.join(', ')})`);
   out.push(`("others" = cores of CPU used by processes that are not the bench's during the measurement; > ${NOISE_CORES} means a noisy run)`);
   out.push('');
   const ratios = pairRatioLines(results);

@@ -364,6 +364,28 @@ interface LatencyContext {
 }
 
 /**
+ * The outbound mutual TLS connections a Trellis proxy has opened (the sum of its
+ * `trellis_tls_connections_total{direction="outbound"}` series), read from its admin
+ * `/metrics`; undefined when it cannot be read (a build without the metric: no count).
+ */
+async function outboundHandshakes(admin: string): Promise<number | undefined> {
+  try {
+    const res = await fetch(`${admin}/metrics`, { signal: AbortSignal.timeout(5000) });
+    if (!res.ok) return undefined;
+    let n = 0;
+    let seen = false;
+    for (const line of (await res.text()).split('\n')) {
+      if (!line.startsWith('trellis_tls_connections_total{') || !line.includes('direction="outbound"')) continue;
+      n += Number(line.slice(line.lastIndexOf(' ') + 1));
+      seen = true;
+    }
+    return seen && Number.isFinite(n) ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * One target's fixed-rate scenarios (1 KB GET, then the extra ones), and its proxies'
  * cost over the max-rate rounds and the 1 KB fixed-rate run.
  */
@@ -374,6 +396,8 @@ async function latencyScenarios(t: Running, c: LatencyContext): Promise<void> {
   try {
     const f = c.settings.fixedRate;
     log(`${name}: fixed-rate ${f.rate} rps, ${f.warmupS}s warm-up + ${f.durationS}s`);
+    const admin = t.target.outboundAdmin;
+    const handshakesBefore = admin === undefined ? undefined : await outboundHandshakes(admin);
     // Sampled over warm-up and measurement both: close enough for a noise indicator.
     const m = await measured(c.procs, pgids, () =>
       runFixedRate({
@@ -388,6 +412,8 @@ async function latencyScenarios(t: Running, c: LatencyContext): Promise<void> {
     result.fixedRate = m.value;
     result.fixedRateCpu = cpuBetween(...m.cpu);
     fixedGroups = m.groups;
+    const handshakesAfter = admin === undefined ? undefined : await outboundHandshakes(admin);
+    if (handshakesBefore !== undefined && handshakesAfter !== undefined) result.fixedRateHandshakes = handshakesAfter - handshakesBefore;
   } catch (e) {
     result.fixedRateError = (e as Error).message;
   }

@@ -137,6 +137,18 @@ describe('bench report', () => {
     assert.equal(r.goals[1]!.met, true);
   });
 
+  it("counts the outbound proxy's new mTLS connections during the fixed-rate run, for the pairs that report them", () => {
+    const text = formatReport(
+      report([
+        { name: 'direct', path: '', maxRate: wrk(60000), fixedRate: fixed(800) },
+        { name: 'trellis', path: '', maxRate: wrk(9000), fixedRate: fixed(2300), fixedRateHandshakes: 1 },
+        { name: 'baseline', path: '', maxRate: wrk(9000), fixedRate: fixed(2300), fixedRateHandshakes: 20 },
+      ]),
+    );
+    assert.match(text, /new mTLS connections the outbound proxy opened during the fixed-rate run, warm-up included: trellis 1, baseline 20\)/);
+    assert.doesNotMatch(formatReport(report([{ name: 'direct', path: '', maxRate: wrk(60000), fixedRate: fixed(800) }])), /new mTLS connections/);
+  });
+
   it('keeps an unavailable target as a row with its reason', () => {
     const r = report([
       { name: 'direct', path: '', maxRate: wrk(60000), fixedRate: fixed(800) },

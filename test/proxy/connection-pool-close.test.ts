@@ -1,9 +1,10 @@
 // Closing a connection pool closes every connection it made: idle ones, ones still being
-// established, and ones that finish a request or are asked for after the pool closed.
+// established, and ones that finish a request or are asked for after the pool closed; and
+// its idle timeout closes connections that went idle together a few at a time.
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
-import { ConnectionPool } from '../../src/proxy/http1/pool.js';
+import { CLOSES_PER_SWEEP, ConnectionPool } from '../../src/proxy/http1/pool.js';
 import type { UpstreamConnection, UpstreamEvents } from '../../src/proxy/http1/upstream-connection.js';
 import { eventually } from '../helpers/eventually.js';
 
@@ -65,4 +66,42 @@ test('closing a pool while connections are being established leaks none of them'
   await eventually(() => conns.every((c) => c.socket.destroyed) && late.socket.destroyed);
   await eventually(() => open.size === 0, { what: 'every connection to close' });
   assert.deepEqual(pool.counts(), { active: 0, idle: 0 });
+});
+
+test('connections that went idle together are closed a few at a time, not all in one sweep', async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
+  // Idle timeout 1 ms: every released connection (never used: idle since 0) is past it at the first sweep.
+  const pool: ConnectionPool = new ConnectionPool({ idleTimeoutMs: 1 });
+  try {
+    const ev = events(() => pool);
+    const conns: UpstreamConnection[] = [];
+    for (let i = 0; i < 10; i++) conns.push(pool.acquire(endpoint(), ev));
+    await eventually(() => conns.every((c) => c.ready), { what: 'every connection to open' });
+    for (const c of conns) pool.release(c);
+    assert.deepEqual(pool.counts(), { active: 0, idle: 10 });
+    t.mock.timers.tick(250);
+    assert.deepEqual(pool.counts(), { active: 0, idle: 10 - CLOSES_PER_SWEEP });
+    for (let i = 0; i < 10 && pool.counts().idle > 0; i++) t.mock.timers.tick(250);
+    assert.deepEqual(pool.counts(), { active: 0, idle: 0 });
+    assert.ok(conns.every((c) => c.socket.destroyed));
+  } finally {
+    pool.close();
+  }
+});
+
+test('a connection past the idle timeout, not yet closed by the sweep, is not reused', async (t) => {
+  t.mock.timers.enable({ apis: ['setInterval'] });
+  const pool: ConnectionPool = new ConnectionPool({ idleTimeoutMs: 1 });
+  try {
+    const ev = events(() => pool);
+    const old = pool.acquire(endpoint(), ev);
+    await eventually(() => old.ready, { what: 'the connection to open' });
+    // Released, never used: idle since 0, past the 1 ms timeout; no sweep has run.
+    pool.release(old);
+    const next = pool.acquire(endpoint(), ev);
+    assert.notEqual(next, old);
+    pool.release(next);
+  } finally {
+    pool.close();
+  }
 });
