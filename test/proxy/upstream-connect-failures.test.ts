@@ -1,7 +1,8 @@
-// A TCP upstream that can't be reached: a connect that hangs is cut at tcpConnectTimeout,
-// a refused one is given up, and either way the client's connection is closed, the
-// failure counted with its reason, and the access log line names the endpoint tried and
-// the error table's token (connect-failed), never "no-endpoints" when there was one.
+// An upstream that can't be reached: over TCP, a connect that hangs is cut at
+// tcpConnectTimeout, a refused one is given up, and either way the client's connection is
+// closed, the failure counted with its reason, and the access log line names the endpoint
+// tried and the error table's token (connect-failed), never "no-endpoints" when there was
+// one; over HTTP the answer is the table's 502 connect-failed, logged with the endpoint.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -47,10 +48,10 @@ function freePort(): Promise<number> {
   });
 }
 
-function tcpUpstream(name: string, port: number): UpstreamSnapshot {
+function tcpUpstream(name: string, port: number, protocol: 'tcp' | 'http' = 'tcp'): UpstreamSnapshot {
   return {
     service: name,
-    protocol: 'tcp',
+    protocol,
     routes: [],
     backends: { [name]: { name, endpoints: [{ id: `${name}-0`, host: '127.0.0.1', port, version: 'default' }] } },
   };
@@ -71,6 +72,7 @@ before(async () => {
   const upstreams = {
     hangs: tcpUpstream('hangs', hangingPort),
     refuses: tcpUpstream('refuses', await freePort()),
+    'http-refuses': tcpUpstream('http-refuses', await freePort(), 'http'),
   };
   outbound = await startOutbound('web', upstreams, { accessLog: logFile });
   // Short, so the test is quick (the default is 10 s).
@@ -79,7 +81,7 @@ before(async () => {
     service: 'web',
     inboundProtocol: 'http',
     upstreams: withPeerMtls(upstreams),
-    meshServices: ['hangs', 'refuses', 'web'],
+    meshServices: ['hangs', 'http-refuses', 'refuses', 'web'],
     limits: { tcpConnectTimeoutMs: 100 },
   });
 });
@@ -136,5 +138,20 @@ test('a refused connect: the client closed, counted as connect, logged with the 
     assert.ok(line, 'an access log line for the connection');
     assert.match(String(line.upstream), /^127\.0\.0\.1:\d+$/);
     assert.match(String(line.error), /^connect-failed: /);
+  });
+});
+
+test('HTTP too: a refused connect is answered 502 connect-failed and logged with the endpoint', async () => {
+  const port = outbound.addresses.upstreams['http-refuses']!.port;
+  const res = await fetch(`http://127.0.0.1:${port}/`);
+  assert.equal(res.status, 502);
+  assert.equal(res.headers.get('trellis-error'), 'connect-failed');
+  await res.arrayBuffer();
+  await eventually(async () => {
+    const line = (await logLines()).find((l) => l.destination === 'http-refuses');
+    assert.ok(line, 'an access log line for the request');
+    assert.equal(line.status, 502);
+    assert.match(String(line.upstream), /^127\.0\.0\.1:\d+$/);
+    assert.equal(line.error, 'connect-failed');
   });
 });
