@@ -13,6 +13,7 @@
 // request (the edge and its inbound proxy apart): on a shared machine the robust measure.
 // With --baseline DIR the Trellis edge of that build runs in the same rounds.
 import { writeFileSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { newHistogram, recordMs, summarize, type LatencySummary } from '../src/loadgen/histogram.js';
@@ -74,6 +75,8 @@ export interface IngressTlsResult {
   readonly newConnectionRatio: number;
   /** trellis / baseline (median of the rounds'), with --baseline. */
   readonly baselineThroughputRatio?: number;
+  /** The machine's 1-minute load average as the rounds began and as they ended (CPU per request rises with it). */
+  readonly load: readonly [number, number];
 }
 
 /** A running edge: where it listens, its edge and inbound processes, how to stop it. */
@@ -345,6 +348,7 @@ export async function runIngressTls(o: IngressTlsOptions): Promise<IngressTlsRes
     if (o.baselineRoot !== undefined) edges.push(await startTrellisEdge(o, 'baseline', o.baselineRoot, certFile, keyFile, ca.cert));
     edges.push(await startNginxEdge(o, certFile, keyFile, ca.cert));
     const rounds = new Map<string, IngressRound[]>(edges.map((e) => [e.name, []]));
+    const loadBefore = os.loadavg()[0]!;
     if (o.warmupS > 0) for (const e of edges) await wrkAt(o, e.port, o.warmupS);
     for (let i = 1; i <= o.rounds; i++) {
       // trellis and its baseline trade places every other round, as in the full run's A/B.
@@ -354,6 +358,7 @@ export async function runIngressTls(o: IngressTlsOptions): Promise<IngressTlsRes
         rounds.get(e.name)!.push(await keepAliveRound(o, e));
       }
     }
+    const load = [loadBefore, os.loadavg()[0]!].map((l) => Math.round(l * 100) / 100) as [number, number];
     const results = new Map<string, IngressEdgeResult>();
     for (const e of edges) {
       o.log(`ingress-tls: ${e.name}, new TLS connections (${o.newConnections} at once), ${o.durationS}s`);
@@ -376,6 +381,7 @@ export async function runIngressTls(o: IngressTlsOptions): Promise<IngressTlsRes
       ...(baseline !== undefined ? { baseline, baselineThroughputRatio: perRound('trellis', 'baseline') } : {}),
       throughputRatio: perRound('trellis', 'nginx'),
       newConnectionRatio: ratio(trellis.newConnections.perSecond, nginx.newConnections.perSecond),
+      load,
     };
   } finally {
     await Promise.all(edges.map((e) => e.stop()));
@@ -392,7 +398,7 @@ export function formatIngressTls(r: IngressTlsResult): string {
     `new TLS connections ${Math.round(e.newConnections.perSecond)}/s (p99 ${(e.newConnections.latencyUs.p99 / 1000).toFixed(2)} ms${e.newConnections.errors ? `, ${e.newConnections.errors} errors` : ''})`;
   const medianCpu = (e: IngressEdgeResult): number => median(e.rounds.map((x) => x.edgeCpuMsPer1k ?? 0));
   return [
-    'ingress TLS: client ═TLS═► edge ═mTLS═► inbound → upstream (same localhost certificate at both edges)',
+    `ingress TLS: client ═TLS═► edge ═mTLS═► inbound → upstream (same localhost certificate at both edges; load ${r.load[0]} → ${r.load[1]} on ${os.cpus().length} cores)`,
     edge('trellis', r.trellis),
     ...(r.baseline !== undefined ? [edge('baseline', r.baseline)] : []),
     edge('nginx', r.nginx),
