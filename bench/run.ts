@@ -150,8 +150,10 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --only ingress-tls      only the ingress scenario: the Trellis ingress (a Gateway's HTTPS
                           listener) against nginx, both terminating TLS with one localhost
                           certificate then mTLS to an inbound proxy: keep-alive max throughput
-                          (--connections, --duration, --warmup) and the new-TLS-connection
-                          rate (--new-connections at once), as trellis/nginx ratios
+                          (--connections, --duration, --warmup, in --rounds rounds, with
+                          each edge's CPU per request) and the new-TLS-connection rate
+                          (--new-connections at once), as trellis/nginx ratios; with
+                          --baseline its Trellis edge runs in the same rounds
   --only balancing        only the balancing scenario: three instances behind a Trellis
                           pair, one 50 ms slower, at a fixed rate (--balancing-rate,
                           --balancing-connections; --duration, --warmup), with the
@@ -563,8 +565,8 @@ async function main(): Promise<number> {
   for (const t of wanted) if (!ORDER.includes(t as TargetName)) throw new Error(`--targets: unknown target "${t}" (known: ${ORDER.join(', ')})`);
   if (values.baseline !== undefined && values['baseline-ref'] !== undefined) throw new Error('--baseline and --baseline-ref: give one of them');
   const withBaseline = values.baseline !== undefined || values['baseline-ref'] !== undefined;
-  if (withBaseline && values.only !== undefined && values.only !== 'rss') {
-    throw new Error('--baseline is for the full run (max rate and 1KB fixed rate) and --only rss, not other --only scenarios');
+  if (withBaseline && values.only !== undefined && values.only !== 'rss' && values.only !== 'ingress-tls') {
+    throw new Error('--baseline is for the full run (max rate and 1KB fixed rate), --only rss and --only ingress-tls, not other --only scenarios');
   }
   if (wanted.includes('baseline') && !withBaseline) throw new Error('--targets baseline needs --baseline DIR or --baseline-ref REF');
   if (withBaseline && !wanted.includes('baseline')) wanted.push('baseline');
@@ -647,13 +649,18 @@ async function main(): Promise<number> {
       return { text: `${formatScale(results)}\n`, settings: { sizes, ...scaleSettings }, result: { scale: results } };
     },
     'ingress-tls': async () => {
+      if (values['baseline-ref'] !== undefined) {
+        baseline = await makeBaseline({ procs, repoRoot, runDir: dir, ref: values['baseline-ref'], log, own: (remove) => (removeBaseline = remove) });
+      }
       const upstream = await startUpstream(procs, bins, dir);
       try {
         const ingressTls = await runIngressTls({
           procs,
           bins: bins as Binaries,
           repoRoot,
+          ...(baseline ? { baselineRoot: baseline.info.dir } : {}),
           dir,
+          rounds: settings.wrk.rounds ?? 3,
           upstreamPort: upstream.port,
           connections: settings.wrk.connections,
           durationS: settings.wrk.durationS,
@@ -661,7 +668,11 @@ async function main(): Promise<number> {
           newConnections: num('new-connections', values['new-connections'], 1, 256, true),
           log,
         });
-        return { text: formatIngressTls(ingressTls), settings: { ...settings.wrk }, result: { ingressTls } };
+        return {
+          text: formatIngressTls(ingressTls),
+          settings: { ...settings.wrk, ...(baseline ? { baseline: baseline.info } : {}) },
+          result: { ingressTls },
+        };
       } finally {
         await upstream.stop();
       }

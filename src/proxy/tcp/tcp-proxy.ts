@@ -2,7 +2,8 @@
 // connect, and pipe bytes both ways with backpressure. A refused connection tries the
 // next endpoint before any byte has been read from the client; so does one that takes
 // longer than the connect timeout. A connection with no bytes either way for the idle
-// timeout is closed. A client no upstream took is closed and counted with the reason.
+// timeout is closed. A client no upstream took is closed and counted with the reason,
+// and its access log line names the endpoint tried last and why it failed.
 import net from 'node:net';
 import tls from 'node:tls';
 import type { SecureFor } from '../http1/pool.js';
@@ -10,6 +11,7 @@ import type { Endpoint } from '../../api/protocol.js';
 import type { AccessLog } from '../../telemetry/access-log.js';
 import type { Direction, ProxyMetrics, TcpConnectFailure } from '../../telemetry/metrics.js';
 import { connectionKey, endpointKey, type Balancer } from '../balancer/balancer.js';
+import { ERRORS } from '../../errors.js';
 import { skipReadMore } from '../listeners/socket-tuning.js';
 
 export interface TcpTelemetry {
@@ -82,21 +84,25 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
     }
   };
   let lastFailure: TcpConnectFailure = 'no-endpoints';
+  /** The endpoint of the last failed connect and why it failed: what the log line names when none is left to try. */
+  let lastTried: { endpoint: Endpoint; reason: string } | undefined;
+  /** No upstream took the client: counted, logged (with the endpoint tried last, if any), and the client closed. */
+  const giveUp = (): void => {
+    if (!clientClosed) t.metrics.tcpConnectFailed(t.direction, t.source, t.destination, lastFailure);
+    t.accessLog.write({
+      ts: new Date().toISOString(),
+      direction: t.direction,
+      protocol: 'tcp',
+      source: t.source,
+      destination: t.destination,
+      upstream: lastTried === undefined ? undefined : endpointKey(lastTried.endpoint),
+      error: clientClosed ? 'client-closed' : lastTried === undefined ? 'no-endpoints' : `${ERRORS.TRELLIS_E_CONNECT.token}: ${lastTried.reason}`,
+    });
+    client.destroy();
+  };
   const tryNext = (): void => {
     const e = choose(tried);
-    if (e === undefined || clientClosed) {
-      if (!clientClosed) t.metrics.tcpConnectFailed(t.direction, t.source, t.destination, lastFailure);
-      t.accessLog.write({
-        ts: new Date().toISOString(),
-        direction: t.direction,
-        protocol: 'tcp',
-        source: t.source,
-        destination: t.destination,
-        error: clientClosed ? 'client-closed' : 'no-endpoints',
-      });
-      client.destroy();
-      return;
-    }
+    if (e === undefined || clientClosed) return giveUp();
     tried.add(e.id);
     // The connection is pending with its endpoint while it is open; the connect time is its round-trip sample.
     balancer?.started(e);
@@ -110,22 +116,11 @@ export function proxyTcp(client: net.Socket, choose: (tried: ReadonlySet<string>
       // A socket error names its system call (connect, read, write); a refused certificate or handshake names none.
       const syscall = (err as NodeJS.ErrnoException).syscall;
       lastFailure = err instanceof ConnectTimeout ? 'timeout' : ready === 'secureConnect' && syscall === undefined ? 'tls' : 'connect';
+      lastTried = { endpoint: e, reason: err.message };
       balancer?.finished(e, performance.now() - connectStart, true);
       balancer?.connectFailed(e, Date.now());
       if (tried.size < MAX_CONNECT_ATTEMPTS) attempt();
-      else {
-        t.metrics.tcpConnectFailed(t.direction, t.source, t.destination, lastFailure);
-        t.accessLog.write({
-          ts: new Date().toISOString(),
-          direction: t.direction,
-          protocol: 'tcp',
-          source: t.source,
-          destination: t.destination,
-          upstream: endpointKey(e),
-          error: `connect-failed: ${err.message}`,
-        });
-        client.destroy();
-      }
+      else giveUp();
     });
     upstream.once(ready, () => {
       upstream.removeAllListeners('error');
