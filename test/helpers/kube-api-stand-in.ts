@@ -48,6 +48,8 @@ export class KubeApiStandIn {
   #compactedBelow = 0;
   /** TokenReview answers by token. */
   readonly tokens = new Map<string, { username: string; audiences: string[] } | { error: string }>();
+  /** Collections answered with an error status (403: RBAC forbids it; 404: no CRD serves it), by collection path. */
+  readonly #refused = new Map<string, 403 | 404>();
   /** Requests seen, as `METHOD path?query` (tests look at what the client asked). */
   readonly requests: string[] = [];
   url = '';
@@ -103,6 +105,18 @@ export class KubeApiStandIn {
     object.metadata.resourceVersion = String(++this.#rv);
     this.#publish({ rv: this.#rv, collection, type: 'DELETED', object });
     return true;
+  }
+
+  /**
+   * Answers every list and watch of a kind with `code`, as the real server does when RBAC
+   * forbids it (403) or no CRD serves it (404); {@link allow} ends that.
+   */
+  refuse(apiVersion: string, kind: string, code: 403 | 404): void {
+    this.#refused.set(collectionOf(apiVersion, kind), code);
+  }
+
+  allow(apiVersion: string, kind: string): void {
+    this.#refused.delete(collectionOf(apiVersion, kind));
   }
 
   /** Forgets history: a watch from an older resourceVersion gets 410 Gone (as etcd compaction does). */
@@ -229,6 +243,17 @@ export class KubeApiStandIn {
     }
     const [, prefix, namespace, plural, name] = m;
     const collection = `${prefix}/${plural}`;
+    const refused = this.#refused.get(collection);
+    if (refused === 403) {
+      const group = prefix!.startsWith('/apis/') ? prefix!.split('/')[2] : '';
+      return status(
+        res,
+        403,
+        'Forbidden',
+        `${plural}${group ? `.${group}` : ''} is forbidden: User "system:serviceaccount:trellis-system:trellis-control" cannot ${method === 'GET' ? (url.searchParams.get('watch') === 'true' ? 'watch' : 'list') : method.toLowerCase()} resource "${plural}" in API group "${group}" at the cluster scope`,
+      );
+    }
+    if (refused === 404) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
     const store = this.#store(collection);
     if (name !== undefined) {
       const key = namespace ? `${namespace}/${name}` : name;

@@ -22,6 +22,8 @@ import type { Discovered, DiscoveredResources, MeshModel } from '../model.js';
 import { discoveredFromCluster } from './kubernetes-discovery.js';
 import { clusterResources, RESOURCE_KINDS_READ, type SkippedObject } from './kubernetes-resources.js';
 import { KubernetesSource } from './kubernetes-source.js';
+import { describeUnlisted, unlistedSecurityKinds } from './kubernetes-unlisted.js';
+import type { KubernetesUnlistedKind } from '../../api/admin.js';
 import type { ControlConfig } from './mesh-config.js';
 
 const NO_RESOURCES: DiscoveredResources = {
@@ -96,6 +98,8 @@ export class KubernetesControl {
   #skipped: readonly SkippedObject[] = [];
   readonly #unsubscribe: () => void;
   #started = false;
+  /** Said in the log that proxies are refused for an unlisted security kind (kubernetes-unlisted.ts). */
+  #refusing = false;
   readonly #reviews = new Map<string, { until: number; result: Promise<TokenReviewResult> }>();
   #inFlight = 0;
 
@@ -128,6 +132,10 @@ export class KubernetesControl {
           onChange: () => {
             this.#resourceGeneration++;
             if (this.#serving) this.#publish();
+            if (this.#refusing && this.unlisted.length === 0) {
+              this.#refusing = false;
+              this.#log('control: kubernetes: every security policy kind listed; proxies are served again');
+            }
           },
         }),
     );
@@ -225,6 +233,16 @@ export class KubernetesControl {
     return this.#source;
   }
 
+  /** The security kinds never listed (proxies are refused at hello meanwhile; kubernetes-unlisted.ts). */
+  get unlisted(): KubernetesUnlistedKind[] {
+    return unlistedSecurityKinds(this.#resourceReflectors);
+  }
+
+  /** The security kinds read from the API (the unlisted gauge's labels). */
+  get securityKinds(): string[] {
+    return unlistedSecurityKinds(this.#resourceReflectors.map((r) => ({ kind: r.kind, synced: false }))).map((u) => u.kind);
+  }
+
   /** Whether this replica holds the Lease: only the leader writes to the API. */
   get leading(): boolean {
     return this.#elector?.leading ?? false;
@@ -254,6 +272,11 @@ export class KubernetesControl {
       this.#log(
         `control: kubernetes: not every kind listed within ${timeoutMs} ms (not yet: ${missing.join(', ')}; is its CRD installed?); serving proxies with what is known, the watches keep trying`,
       );
+      const unlisted = this.unlisted;
+      if (unlisted.length > 0) {
+        this.#refusing = true;
+        this.#log(`control: kubernetes: refusing every proxy until it lists (fail closed): ${unlisted.map(describeUnlisted).join('; ')}`);
+      }
     } else this.#log(`control: kubernetes: ${this.#model.discoveredEndpoints().length} endpoints of ${this.#model.config.services.length} services listed`);
   }
 
@@ -346,6 +369,10 @@ export class KubernetesControl {
     if (credential === undefined) return { ok: false, reason: 'the hello carries no ServiceAccount token (trellis proxy --credential-file)' };
     const review = await this.#review(credential);
     if (!review.ok) return review;
+    // Fail closed: without the AuthorizationPolicies (or PeerAuthentications) that exist, a
+    // snapshot would allow what they deny. The proxy retries with backoff.
+    const unlisted = this.unlisted;
+    if (unlisted.length > 0) return { ok: false, code: 'TRELLIS_E_KUBERNETES_UNLISTED', reason: unlisted.map(describeUnlisted).join('; ') };
     const { name, namespace } = splitServiceKey(proxy.service);
     if (proxy.service.includes('.') && namespace !== review.namespace) {
       return { ok: false, reason: `service ${proxy.service} is not in namespace ${review.namespace}, the token's` };
