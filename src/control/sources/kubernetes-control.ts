@@ -13,7 +13,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { serviceKey, splitServiceKey } from '../../api/names.js';
 import type { ProxyInfo } from '../../api/protocol.js';
-import { kubeTransport, Reflector, type KubeObject, type ListPage, type StartWatch } from '../../k8s/source/reflector.js';
+import { kubeCall, kubeTransport, Reflector, type KubeCall, type KubeObject, type ListPage, type StartWatch } from '../../k8s/source/reflector.js';
+import { RouteStatusWriter, STATUS_ROUTE_KINDS } from '../../k8s/source/route-status.js';
+import { routeWorld } from './kubernetes-route-status.js';
 import { LeaderElector, leaseApiWith, type LeaseApi } from '../../k8s/source/leader-election.js';
 import { caSecretApiWith, CA_SECRET, type CaSecretApi } from '../../k8s/source/ca-secret.js';
 import { postTokenReviewWith, reviewToken, type PostTokenReview, type TokenReviewResult } from '../../k8s/source/token-review.js';
@@ -62,6 +64,10 @@ export interface KubernetesControlOptions {
   readonly backoffMs?: { readonly initial: number; readonly max: number };
   /** How often the Lease is tried or renewed (default 2 s). */
   readonly leaseRetryMs?: number;
+  /** Requests to the API: the leader writes the routes' Gateway API status with it (absent: no status is written). */
+  readonly call?: KubeCall;
+  /** How often the leader looks at every route's status anyway (default 10 s; src/k8s/source/route-status.ts). */
+  readonly statusResyncMs?: number;
 }
 
 /** The options of a KubeConfig (`--kubeconfig F`, else in-cluster): its list, watch, TokenReview and Lease. */
@@ -72,6 +78,7 @@ export function kubernetesControlOptions(kc: KubeConfig): KubernetesControlOptio
     postTokenReview: postTokenReviewWith(kc),
     lease: leaseApiWith(kc, namespace, CONTROL_LEASE.name),
     caSecret: caSecretApiWith(kc, namespace),
+    call: kubeCall(kc),
   };
 }
 
@@ -98,6 +105,8 @@ export class KubernetesControl {
   #skipped: readonly SkippedObject[] = [];
   readonly #unsubscribe: () => void;
   #started = false;
+  /** The routes' Gateway API status, written by the leader (src/k8s/source/route-status.ts). */
+  readonly #status?: RouteStatusWriter;
   /** Said in the log that proxies are refused for an unlisted security kind (kubernetes-unlisted.ts). */
   #refusing = false;
   readonly #reviews = new Map<string, { until: number; result: Promise<TokenReviewResult> }>();
@@ -151,6 +160,19 @@ export class KubernetesControl {
         identity: o.options.replica ?? (process.env.POD_NAME || os.hostname()),
         log: o.log,
         ...(o.options.leaseRetryMs !== undefined ? { retryMs: o.options.leaseRetryMs } : {}),
+        onChange: () => this.#status?.schedule(),
+      });
+    }
+    if (o.options.call && this.#elector) {
+      const routeReflectors = this.#resourceReflectors.filter((r) => STATUS_ROUTE_KINDS[r.kind] !== undefined);
+      this.#status = new RouteStatusWriter({
+        call: o.options.call,
+        leading: () => this.leading,
+        routes: () => new Map(routeReflectors.map((r) => [r.kind, r.list()])),
+        // Judged once the routes are in the model (start() done), against what is in force.
+        world: () => (this.#started ? routeWorld(this.#model.config, this.#model.discoveredEndpoints(), this.#skipped) : undefined),
+        log: o.log,
+        ...(o.options.statusResyncMs !== undefined ? { resyncMs: o.options.statusResyncMs } : {}),
       });
     }
   }
@@ -175,6 +197,7 @@ export class KubernetesControl {
     if (this.#services?.json !== json) this.#services = { json, value: next.services };
     const services = this.#services.value;
     this.#model.setDiscovered({ services, endpoints: next.endpoints, resources: this.#checkedResources(services, next.endpoints) });
+    this.#status?.schedule();
   }
 
   /**
@@ -243,6 +266,11 @@ export class KubernetesControl {
     return unlistedSecurityKinds(this.#resourceReflectors.map((r) => ({ kind: r.kind, synced: false }))).map((u) => u.kind);
   }
 
+  /** The routes' status writer (absent: no lease or no API calls; tests look at its counters). */
+  get routeStatus(): RouteStatusWriter | undefined {
+    return this.#status;
+  }
+
   /** Whether this replica holds the Lease: only the leader writes to the API. */
   get leading(): boolean {
     return this.#elector?.leading ?? false;
@@ -267,6 +295,7 @@ export class KubernetesControl {
     this.#started = true;
     // The last list may have changed nothing (an empty kind): publish what the lists hold.
     this.#publish();
+    this.#status?.start();
     if (!synced) {
       const missing = [...this.#source.reflectors.values(), ...this.#resourceReflectors].filter((r) => !r.synced).map((r) => r.kind);
       this.#log(
@@ -328,6 +357,7 @@ export class KubernetesControl {
   }
 
   stop(): void {
+    this.#status?.stop();
     this.#elector?.stop();
     this.#source.stop();
     for (const r of this.#resourceReflectors) r.stop();
