@@ -6,8 +6,9 @@
 // parentRefs, and lastTransitionTime kept while a condition's status stays.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { CONTROLLER_NAME, desiredParents, sameJson, type RouteWorld, type StatusListener } from '../../src/k8s/source/route-status.js';
-import type { KubeObject } from '../../src/k8s/source/reflector.js';
+import { CONTROLLER_NAME, desiredParents, RouteStatusWriter, sameJson, type RouteWorld, type StatusListener } from '../../src/k8s/source/route-status.js';
+import { KubeStatusError, type KubeObject } from '../../src/k8s/source/reflector.js';
+import { eventually } from '../helpers/eventually.js';
 
 const T0 = '2026-12-01T00:00:00Z';
 const T1 = '2026-12-06T00:00:00Z';
@@ -134,6 +135,79 @@ describe('route status: desiredParents', () => {
   it('takes any junk a route object holds without throwing', () => {
     for (const junk of [{}, { spec: null }, { spec: { parentRefs: 'x', rules: [null, 3] } }, { metadata: { name: 7 }, status: { parents: 'no' } }]) {
       assert.ok(Array.isArray(desiredParents('HTTPRoute', junk as KubeObject, world(), T1)));
+    }
+  });
+});
+
+describe('route status: the writer', () => {
+  const routes = (n: number): KubeObject[] =>
+    Array.from({ length: n }, (_, i) => ({
+      metadata: { name: `r${i}`, namespace: 'shop', generation: 1, resourceVersion: String(i + 1) },
+      spec: { parentRefs: [{ kind: 'Service', name: 'backend' }], rules: [{ backendRefs: [{ name: 'backend' }] }] },
+    }));
+
+  it('writes at most maxInFlight at once, and every route in the end; only while leading', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const written: string[] = [];
+    let leading = false;
+    const list = routes(20);
+    const w = world();
+    const writer = new RouteStatusWriter({
+      call: async (method, path) => {
+        assert.equal(method, 'PUT');
+        inFlight++;
+        most = Math.max(most, inFlight);
+        await new Promise((r) => setImmediate(r));
+        inFlight--;
+        written.push(path);
+        return {};
+      },
+      leading: () => leading,
+      routes: () => new Map([['HTTPRoute', list]]),
+      world: () => w,
+      delayMs: 0,
+      maxInFlight: 3,
+    });
+    writer.start();
+    try {
+      writer.schedule();
+      await eventually(() => writer.counters.syncs === 0 && written.length === 0, { what: 'nothing while following' });
+      leading = true;
+      writer.schedule();
+      await eventually(() => written.length === 20, { what: `all 20 written (${written.length})` });
+      assert.equal(most, 3);
+      assert.equal(new Set(written).size, 20);
+      assert.equal(written[0], '/apis/gateway.networking.k8s.io/v1/namespaces/shop/httproutes/r0/status');
+    } finally {
+      writer.stop();
+    }
+  });
+
+  it('a refused write is retried at the next look and logged a few times a minute, not once per route', async () => {
+    const logs: string[] = [];
+    let calls = 0;
+    const writer = new RouteStatusWriter({
+      call: async () => {
+        calls++;
+        throw new KubeStatusError(403, 'httproutes.gateway.networking.k8s.io "r" is forbidden');
+      },
+      leading: () => true,
+      routes: () => new Map([['HTTPRoute', routes(30)]]),
+      world: () => world(),
+      log: (l) => void logs.push(l),
+      delayMs: 0,
+      maxInFlight: 100,
+    });
+    writer.start();
+    try {
+      await eventually(() => calls >= 30, { what: 'every route tried' });
+      writer.schedule();
+      await eventually(() => calls >= 60, { what: 'every route tried again' });
+      assert.equal(logs.length, 5, logs.join('\n'));
+      assert.equal(writer.counters.failures >= 60, true);
+    } finally {
+      writer.stop();
     }
   });
 });

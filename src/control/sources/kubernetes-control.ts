@@ -165,12 +165,17 @@ export class KubernetesControl {
     }
     if (o.options.call && this.#elector) {
       const routeReflectors = this.#resourceReflectors.filter((r) => STATUS_ROUTE_KINDS[r.kind] !== undefined);
+      let world: ReturnType<typeof routeWorld> | undefined;
       this.#status = new RouteStatusWriter({
         call: o.options.call,
         leading: () => this.leading,
         routes: () => new Map(routeReflectors.map((r) => [r.kind, r.list()])),
         // Judged once the routes are in the model (start() done), against what is in force.
-        world: () => (this.#started ? routeWorld(this.#model.config, this.#model.discoveredEndpoints(), this.#skipped) : undefined),
+        world: () => {
+          if (!this.#started) return undefined;
+          world = routeWorld(this.#model.config, this.#model.discoveredEndpoints(), this.#skipped, world);
+          return world.world;
+        },
         log: o.log,
         ...(o.options.statusResyncMs !== undefined ? { resyncMs: o.options.statusResyncMs } : {}),
       });

@@ -8,10 +8,20 @@ import { EXTERNAL_KIND } from '../../config/check-routes.js';
 import type { RouteWorld } from '../../k8s/source/route-status.js';
 import { backendTarget } from '../compile/routes.js';
 import type { DiscoveredEndpoint } from '../model.js';
-import type { ControlConfig } from './mesh-config.js';
+import type { ControlConfig, ServiceConfig } from './mesh-config.js';
 import { OBJECT_PREFIX, type SkippedObject } from './kubernetes-resources.js';
 
-export function routeWorld(config: ControlConfig, endpoints: readonly DiscoveredEndpoint[], skipped: readonly SkippedObject[]): RouteWorld {
+/**
+ * The world of `config`, the versions `endpoints` run and the `skipped` objects; the same
+ * object as `previous` gave when none of them changed (endpoints come and go far more often
+ * than versions do), so the status writer can tell nothing needs judging again.
+ */
+export function routeWorld(
+  config: ControlConfig,
+  endpoints: readonly DiscoveredEndpoint[],
+  skipped: readonly SkippedObject[],
+  previous?: { readonly world: RouteWorld; readonly config: ControlConfig; readonly versions: string; readonly skipped: readonly SkippedObject[] },
+): { readonly world: RouteWorld; readonly config: ControlConfig; readonly versions: string; readonly skipped: readonly SkippedObject[] } {
   const services = new Map(config.services.map((s) => [`${s.namespace ?? 'default'}/${s.name}`, s]));
   const versions = new Map<string, Set<string>>();
   for (const s of config.services) versions.set(`${s.namespace ?? 'default'}/${s.name}`, new Set(s.versions.map((v) => v.name)));
@@ -19,11 +29,19 @@ export function routeWorld(config: ControlConfig, endpoints: readonly Discovered
     const { name, namespace } = splitServiceKey(e.service);
     versions.get(`${namespace}/${name}`)?.add(e.version);
   }
+  const versionsKey = JSON.stringify([...versions].map(([k, v]) => [k, [...v].sort()]));
+  if (previous && previous.config === config && previous.skipped === skipped && previous.versions === versionsKey) return previous;
+  /** Services by namespace: a `<service>-<version>` name is looked up among its namespace's. */
+  const byNamespace = new Map<string, ServiceConfig[]>();
+  for (const s of config.services) {
+    const ns = s.namespace ?? 'default';
+    byNamespace.set(ns, [...(byNamespace.get(ns) ?? []), s]);
+  }
   /** The Service a backend name stands for: itself, or the service of `<service>-<version>`. */
   const resolve = (namespace: string, name: string): string | undefined => {
     if (services.has(`${namespace}/${name}`)) return name;
-    for (const s of config.services) {
-      if ((s.namespace ?? 'default') !== namespace || !name.startsWith(`${s.name}-`)) continue;
+    for (const s of byNamespace.get(namespace) ?? []) {
+      if (!name.startsWith(`${s.name}-`)) continue;
       if (versions.get(`${namespace}/${s.name}`)?.has(name.slice(s.name.length + 1))) return s.name;
     }
     return undefined;
@@ -31,7 +49,7 @@ export function routeWorld(config: ControlConfig, endpoints: readonly Discovered
   const gateways = new Map((config.gateways ?? []).map((g) => [`${g.namespace}/${g.name}`, g]));
   const externals = new Set((config.externalServices ?? []).map((e) => `${e.namespace}/${e.name}`));
   const skippedBy = new Map(skipped.map((s) => [s.object, s]));
-  return {
+  const world: RouteWorld = {
     hasService: (namespace, name) => services.has(`${namespace}/${name}`),
     gateway: (namespace, name) =>
       gateways.get(`${namespace}/${name}`)?.listeners.map((l) => ({ name: l.name, port: l.port, from: l.from, ...(l.kinds ? { kinds: l.kinds } : {}) })),
@@ -58,4 +76,5 @@ export function routeWorld(config: ControlConfig, endpoints: readonly Discovered
       return s === undefined ? undefined : p === undefined ? 'it has problems' : `${p.path ? `${p.path}: ` : ''}${p.message}`;
     },
   };
+  return { world, config, versions: versionsKey, skipped };
 }

@@ -16,6 +16,7 @@
 // concurrency: a 409 means a newer object is on its way, and that one is looked at).
 import type { KubeCall, KubeObject } from './reflector.js';
 import { KubeStatusError } from './reflector.js';
+import { LogLimiter } from '../../log-limiter.js';
 
 /** The controllerName Trellis writes its route status entries under. */
 export const CONTROLLER_NAME = 'trellis.dev/gateway-controller';
@@ -214,8 +215,10 @@ export interface RouteStatusWriterOptions {
   /** What the routes are judged against; undefined: not ready to judge (nothing is written). */
   readonly world: () => RouteWorld | undefined;
   readonly log?: (line: string) => void;
-  /** How long after a change the routes are looked at (default 50 ms: a burst of changes is one look). */
+  /** How long after a change the routes are looked at (default 250 ms: a burst of changes is one look; status is not urgent). */
   readonly delayMs?: number;
+  /** Most status writes at once (default 8). */
+  readonly maxInFlight?: number;
   /** How often they are looked at anyway (a new leader, a failed write; default 10 s). */
   readonly resyncMs?: number;
   readonly now?: () => number;
@@ -228,12 +231,25 @@ export class RouteStatusWriter {
   #resync?: NodeJS.Timeout;
   /** Route key → the resourceVersion a write in flight (or done, its event not yet back) was based on. */
   readonly #writing = new Map<string, string>();
+  /** Route key → the resourceVersion and world it was last judged by, needing no write: unchanged, it is not judged again. */
+  readonly #judged = new Map<string, { readonly rv: string; readonly world: RouteWorld }>();
   #stopped = true;
+  #inFlight = 0;
+  /** Routes were left to look at because maxInFlight writes were running. */
+  #more = false;
   /** Looks at every route made (while leading), status writes made, and how many failed (tests). */
   readonly counters = { syncs: 0, writes: 0, failures: 0 };
 
+  /** Failed writes said in the log: a few a minute (a missing RBAC rule fails every route's). */
+  readonly #failureLog: LogLimiter;
+
   constructor(opts: RouteStatusWriterOptions) {
     this.#o = opts;
+    this.#failureLog = new LogLimiter({
+      perMinute: 5,
+      log: (line) => opts.log?.(line),
+      dropped: (n) => `k8s: ${n} more route status writes failed in the last minute`,
+    });
   }
 
   start(): void {
@@ -257,7 +273,7 @@ export class RouteStatusWriter {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#sync();
-    }, this.#o.delayMs ?? 50);
+    }, this.#o.delayMs ?? 250);
     this.#timer.unref();
   }
 
@@ -280,6 +296,8 @@ export class RouteStatusWriter {
         present.add(key);
         // A write based on this very version is in flight, or done and its event not back yet.
         if (this.#writing.get(key) === rv) continue;
+        const judged = this.#judged.get(key);
+        if (judged !== undefined && judged.rv === rv && judged.world === world) continue;
         let parents: unknown[];
         try {
           parents = desiredParents(kind, route, world, now);
@@ -287,12 +305,24 @@ export class RouteStatusWriter {
           this.#o.log?.(`k8s: status of ${key}: ${err instanceof Error ? err.message : String(err)}`);
           continue;
         }
-        if (sameJson(parents, arr(rec(route.status).parents))) continue;
+        if (sameJson(parents, arr(rec(route.status).parents))) {
+          this.#judged.set(key, { rv, world });
+          continue;
+        }
+        this.#judged.delete(key);
+        // At most maxInFlight writes at once (a first sync of thousands of routes must not
+        // flood the API server); the rest are looked at again when one finishes.
+        if (this.#inFlight >= (this.#o.maxInFlight ?? 8)) {
+          this.#more = true;
+          continue;
+        }
+        this.#inFlight++;
         this.#writing.set(key, rv);
         void this.#write(key, `/apis/${where.group}/${where.version}/namespaces/${namespace}/${where.plural}/${name}/status`, route, parents);
       }
     }
     for (const key of this.#writing.keys()) if (!present.has(key)) this.#writing.delete(key);
+    for (const key of this.#judged.keys()) if (!present.has(key)) this.#judged.delete(key);
   }
 
   async #write(key: string, path: string, route: KubeObject, parents: unknown[]): Promise<void> {
@@ -303,9 +333,16 @@ export class RouteStatusWriter {
     } catch (err) {
       this.#writing.delete(key);
       // 409: a newer object is on its way (its event looks again); 404: deleted meanwhile.
-      if (err instanceof KubeStatusError && (err.statusCode === 409 || err.statusCode === 404)) return;
-      this.counters.failures++;
-      this.#o.log?.(`k8s: status of ${key} not written: ${err instanceof Error ? err.message : String(err)}; trying again later`);
+      if (!(err instanceof KubeStatusError && (err.statusCode === 409 || err.statusCode === 404))) {
+        this.counters.failures++;
+        this.#failureLog.write(() => `k8s: status of ${key} not written: ${err instanceof Error ? err.message : String(err)}; trying again later`);
+      }
+    } finally {
+      this.#inFlight--;
+      if (this.#more) {
+        this.#more = false;
+        this.schedule();
+      }
     }
   }
 }
