@@ -16,6 +16,7 @@ import { EMPTY_CONFIG } from '../../src/control/sources/mesh-config.js';
 import { ControlClient } from '../../src/proxy/control-client.js';
 import { AuthzEngine } from '../../src/proxy/authz/engine.js';
 import { checkKubernetesKinds } from '../../src/cli/mesh-checks.js';
+import { checkMesh } from '../../src/cli/check.js';
 import type { ProxyInfo, Snapshot } from '../../src/api/protocol.js';
 import type { KubernetesView } from '../../src/api/admin.js';
 
@@ -97,6 +98,10 @@ describe('a security kind the API will not list (fail closed)', () => {
       view.unlisted.map((u) => [u.kind, u.cause, u.statusCode]),
       [['AuthorizationPolicy', 'rbac', 403]],
     );
+    // `trellis check`'s mesh half, as the command runs it.
+    const line = (await checkMesh({ url: plane.url, token: plane.adminToken }, Date.now, 0)).find((r) => /AuthorizationPolicy/.test(r.what));
+    assert.equal(line?.level, 'fail');
+    assert.match(line!.details.join('\n'), /403 Forbidden, RBAC/);
     const check = checkKubernetesKinds(view.unlisted);
     assert.equal(check.level, 'fail');
     assert.match(check.what, /cannot list AuthorizationPolicy/);

@@ -318,7 +318,12 @@ export class RouteStatusWriter {
         }
         this.#inFlight++;
         this.#writing.set(key, rv);
-        void this.#write(key, `/apis/${where.group}/${where.version}/namespaces/${namespace}/${where.plural}/${name}/status`, route, parents);
+        void this.#write(
+          key,
+          `/apis/${where.group}/${where.version}/namespaces/${encodeURIComponent(namespace)}/${where.plural}/${encodeURIComponent(name)}/status`,
+          route,
+          parents,
+        );
       }
     }
     for (const key of this.#writing.keys()) if (!present.has(key)) this.#writing.delete(key);
