@@ -134,6 +134,12 @@ export const ERRORS = {
     message:
       'the control plane refused {kind} {id} of service "{service}": {reason}; on Kubernetes a proxy joins with its projected ServiceAccount token for audience trellis (`trellis proxy --credential-file`)',
   },
+  TRELLIS_E_KUBERNETES_UNLISTED: {
+    token: 'kubernetes-unlisted',
+    status: 503,
+    message:
+      'the control plane cannot serve {kind} {id} of service "{service}" yet: {reason}; it serves no proxy before it has listed every security policy kind (a snapshot without them would allow what they deny); the proxy retries, and `trellis check` names the cause',
+  },
   TRELLIS_E_CSR_INVALID: { token: 'csr-invalid', status: 400, message: 'certificate signing request refused: {reason}' },
   TRELLIS_E_CA_INVALID: { token: 'ca-invalid', status: 500, message: 'the mesh CA cannot be used: {reason}' },
   TRELLIS_E_CA_UNAVAILABLE: { token: 'ca-unavailable', status: 503, message: 'the CA cannot issue certificates: {reason}' },

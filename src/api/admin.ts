@@ -146,3 +146,19 @@ export interface PrometheusTargetGroup {
     kind: 'sidecar' | 'gateway';
   };
 }
+
+/** A security kind `trellis control --kubernetes` has never listed, and the likely cause. */
+export interface KubernetesUnlistedKind {
+  /** One of AuthorizationPolicy, PeerAuthentication, RequestAuthentication. */
+  kind: string;
+  /** `rbac` (403), `crd-missing` (404), `error` (another failure), `pending` (no answer yet). */
+  cause: 'rbac' | 'crd-missing' | 'error' | 'pending';
+  statusCode?: number;
+  message?: string;
+}
+
+/** `GET /v1/kubernetes`: whether the control plane reads the Kubernetes API, and the security kinds it could not list (proxies are refused meanwhile). */
+export interface KubernetesView {
+  enabled: boolean;
+  unlisted: KubernetesUnlistedKind[];
+}

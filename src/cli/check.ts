@@ -3,13 +3,13 @@
 // answers and takes the credential, every proxy is connected and on its latest
 // snapshot, certificates are far from expiry, and the CA's root and issuer are not
 // within 30 days of theirs. Exit 1 on any failure; warnings alone exit 0.
-import type { ProxyView, ServiceView } from '../api/admin.js';
+import type { KubernetesView, ProxyView, ServiceView } from '../api/admin.js';
 import type { CaView } from '../control/ca/certificate-authority.js';
 import type { IssuedView } from '../control/ca/identity-service.js';
 import { TrellisError } from '../errors.js';
 import { parseFlags } from './args.js';
 import { ADMIN_TOKEN_FLAGS, adminGetJson, adminTarget, adminTokenHelp, controlUrl, type AdminTarget } from './admin-client.js';
-import { checkCa, checkCertificates, checkConnected, checkSnapshots, renderChecks, type CheckResult } from './mesh-checks.js';
+import { checkCa, checkKubernetesKinds, checkCertificates, checkConnected, checkSnapshots, renderChecks, type CheckResult } from './mesh-checks.js';
 
 export const help = `Usage: trellis check [--control URL] [--admin-token-file FILE] [--kubernetes [--kubeconfig FILE]]
 
@@ -77,6 +77,9 @@ export async function checkMesh(target: AdminTarget, now: () => number = Date.no
     get<{ services: ServiceView[] }>(target, '/v1/services'),
     get<{ ca: CaView; certificates: IssuedView[] }>(target, '/v1/identity'),
   ]);
+  // On Kubernetes: a security kind never listed (RBAC, a CRD missing) keeps every proxy out.
+  const kubernetes = await get<KubernetesView>(target, '/v1/kubernetes').catch(() => undefined);
+  if (kubernetes?.enabled) results.push(checkKubernetesKinds(kubernetes.unlisted));
   results.push(...checkConnected(proxies, services));
   let snapshots = checkSnapshots(proxies);
   for (const deadline = Date.now() + settleMs; snapshots.level !== 'ok' && Date.now() < deadline; ) {

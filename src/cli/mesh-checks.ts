@@ -4,7 +4,8 @@
 // that expires within 30 days is a warning: Linkerd's and Consul's worst outages were
 // an expired trust anchor nobody saw coming (linkerd2 #4287, consul #16779), and
 // `linkerd check` warns at 60 days for the same reason.
-import type { ProxyView, ServiceView } from '../api/admin.js';
+import type { KubernetesUnlistedKind, ProxyView, ServiceView } from '../api/admin.js';
+import { describeUnlisted } from '../control/sources/kubernetes-unlisted.js';
 import type { CaView } from '../control/ca/certificate-authority.js';
 import type { IssuedView } from '../control/ca/identity-service.js';
 
@@ -132,4 +133,17 @@ export function renderChecks(url: string, results: readonly CheckResult[]): stri
   const warns = results.filter((r) => r.level === 'warn').length;
   lines.push(`${fails} ${fails === 1 ? 'failure' : 'failures'}, ${warns} ${warns === 1 ? 'warning' : 'warnings'}`);
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * `trellis control --kubernetes` has listed every security policy kind; one it never
+ * listed keeps every proxy out (fail closed), named with its likely cause (RBAC, CRD).
+ */
+export function checkKubernetesKinds(unlisted: readonly KubernetesUnlistedKind[]): CheckResult {
+  if (unlisted.length === 0) return result('ok', 'the control plane listed every security policy kind from the Kubernetes API');
+  return result(
+    'fail',
+    `the control plane cannot list ${unlisted.map((u) => u.kind).join(', ')} from the Kubernetes API: it refuses every proxy until it can (fail closed)`,
+    unlisted.map(describeUnlisted),
+  );
 }

@@ -79,6 +79,20 @@ export class ControlMetrics {
     },
   });
 
+  /** What {@link countUnlisted} reads at each scrape. */
+  #unlisted?: { readonly kinds: readonly string[]; readonly read: () => readonly { readonly kind: string }[] };
+  readonly #unlistedGauge = new client.Gauge({
+    name: 'trellis_control_kubernetes_kind_unlisted',
+    help: 'A security policy kind (AuthorizationPolicy, PeerAuthentication) control --kubernetes has never listed from the API (RBAC 403, CRD missing 404, errors): 1 while it has not, and every proxy is refused at hello meanwhile (fail closed); by kind.',
+    labelNames: ['kind'],
+    registers: [this.#registry],
+    collect: () => {
+      if (!this.#unlisted) return;
+      const now = new Set(this.#unlisted.read().map((u) => u.kind));
+      for (const kind of this.#unlisted.kinds) this.#unlistedGauge.set({ kind }, now.has(kind) ? 1 : 0);
+    },
+  });
+
   constructor() {
     this.#loopDelay.enable();
     for (const reason of ['missing', 'wrong']) this.#helloRefused.inc({ reason }, 0);
@@ -110,6 +124,11 @@ export class ControlMetrics {
   /** Counts the Kubernetes objects `read` says are skipped, per kind of `kinds` (a fixed list: the labels). */
   countSkipped(kinds: readonly string[], read: () => readonly { readonly kind: string }[]): void {
     this.#skipped = { kinds, read };
+  }
+
+  /** Reports the security kinds `read` says never listed, per kind of `kinds` (a fixed list: the labels). */
+  countUnlisted(kinds: readonly string[], read: () => readonly { readonly kind: string }[]): void {
+    this.#unlisted = { kinds, read };
   }
 
   #collectLoopDelay(): void {

@@ -187,7 +187,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     throw err;
   }
   const metrics = new ControlMetrics();
-  if (kubernetes) metrics.countSkipped([...RESOURCE_KINDS_READ.map((k) => k.kind), 'Gateway', 'Secret'], () => kubernetes.skipped);
+  if (kubernetes) {
+    metrics.countSkipped([...RESOURCE_KINDS_READ.map((k) => k.kind), 'Gateway', 'Secret'], () => kubernetes.skipped);
+    metrics.countUnlisted(kubernetes.securityKinds, () => kubernetes.unlisted);
+  }
   const identity = new IdentityService({ ca, model, metrics, log, ...(opts.ca?.now ? { now: opts.ca.now } : {}) });
   const bootstrapSecret = opts.bootstrapSecret ?? newBootstrapSecret();
   const caExpiry = (): void => {
@@ -242,7 +245,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // Requests proxies make (not the admin API's users) go before the admin handler, checked by
   // their bootstrap credential, not the admin token (admin-auth.ts says why): the stream's upgrade below.
   // The dashboard checks its own login (a session cookie or the admin token) before the admin API's lock.
-  const admin = createAdminHandler({ model, formatProblem, weights, identity, metrics, auth, traces });
+  const admin = createAdminHandler({ model, formatProblem, weights, identity, metrics, auth, traces, ...(kubernetes ? { kubernetes } : {}) });
   const server = http.createServer((req, res) => dashboard.handle(req, res) || admin(req, res));
   server.on('upgrade', (req, socket, head) => distributor.handleUpgrade(req, socket, head));
   server.on('clientError', (_err, socket) => socket.destroy());

@@ -109,6 +109,7 @@ test('every read of the mesh needs the token too; only /healthz is open', async 
     '/v1/snapshots/frontend-0',
     '/v1/identity',
     '/v1/identity/frontend-0',
+    '/v1/kubernetes',
     '/metrics',
     '/v1/prometheus/targets',
     '/v1/stream',

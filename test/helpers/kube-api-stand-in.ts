@@ -51,6 +51,10 @@ export class KubeApiStandIn {
   #compactedBelow = 0;
   /** TokenReview answers by token. */
   readonly tokens = new Map<string, { username: string; audiences: string[] } | { error: string }>();
+  /** Collections answered with an error status (403: RBAC forbids it; 404: no CRD serves it), by collection path. */
+  readonly #refused = new Map<string, 403 | 404>();
+  /** Writes to a status subresource, in order (tests count them: no write loops). */
+  readonly statusWrites: { method: string; key: string; body: unknown; token: string }[] = [];
   /** Requests seen, as `METHOD path?query` (tests look at what the client asked). */
   readonly requests: string[] = [];
   url = '';
@@ -82,13 +86,20 @@ export class KubeApiStandIn {
     return this.#watches.size;
   }
 
-  /** Creates or replaces an object; returns its new resourceVersion. */
+  /**
+   * Creates or replaces an object (status too: tests play the other writers with it);
+   * returns its new resourceVersion. `metadata.generation` is the server's, as the real
+   * one keeps it: 1 on create, one more whenever anything but metadata and status changes.
+   */
   apply(object: StandInObject): string {
     const collection = collectionOf(object.apiVersion, object.kind);
     const store = this.#store(collection);
     const key = keyOf(object);
-    const type = store.has(key) ? 'MODIFIED' : 'ADDED';
+    const previous = store.get(key);
+    const type = previous ? 'MODIFIED' : 'ADDED';
     const stored = structuredClone(object);
+    const generation = Number(previous?.metadata.generation ?? 0);
+    stored.metadata.generation = previous && specOf(previous) === specOf(stored) ? generation : generation + 1;
     stored.metadata.resourceVersion = String(++this.#rv);
     store.set(key, stored);
     this.#publish({ rv: this.#rv, collection, type, object: stored });
@@ -106,6 +117,18 @@ export class KubeApiStandIn {
     object.metadata.resourceVersion = String(++this.#rv);
     this.#publish({ rv: this.#rv, collection, type: 'DELETED', object });
     return true;
+  }
+
+  /**
+   * Answers every list and watch of a kind with `code`, as the real server does when RBAC
+   * forbids it (403) or no CRD serves it (404); {@link allow} ends that.
+   */
+  refuse(apiVersion: string, kind: string, code: 403 | 404): void {
+    this.#refused.set(collectionOf(apiVersion, kind), code);
+  }
+
+  allow(apiVersion: string, kind: string): void {
+    this.#refused.delete(collectionOf(apiVersion, kind));
   }
 
   /** Forgets history: a watch from an older resourceVersion gets 410 Gone (as etcd compaction does). */
@@ -201,14 +224,21 @@ export class KubeApiStandIn {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       try {
-        this.#route(req.method ?? 'GET', url, chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined, res);
+        this.#route(
+          req.method ?? 'GET',
+          url,
+          chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined,
+          res,
+          req.headers['content-type'],
+          (req.headers.authorization ?? '').replace(/^Bearer /, ''),
+        );
       } catch (err) {
         status(res, 400, 'BadRequest', String(err));
       }
     });
   }
 
-  #route(method: string, url: URL, body: unknown, res: http.ServerResponse): void {
+  #route(method: string, url: URL, body: unknown, res: http.ServerResponse, contentType?: string, token = ''): void {
     if (method === 'POST' && url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews') {
       const spec = (body as { spec?: { token?: string; audiences?: string[] } }).spec ?? {};
       const known = this.tokens.get(spec.token ?? '');
@@ -226,14 +256,29 @@ export class KubeApiStandIn {
       return;
     }
     // Namespaced paths (/api/v1/namespaces/ns/services) map to the cluster-wide collection.
-    const m = /^(\/apis?\/(?:[^/]+\/)?v[^/]+)(?:\/namespaces\/([^/]+))?\/([a-z]+)(?:\/([^/]+))?$/.exec(url.pathname);
+    const m = /^(\/apis?\/(?:[^/]+\/)?v[^/]+)(?:\/namespaces\/([^/]+))?\/([a-z]+)(?:\/([^/]+)(\/status)?)?$/.exec(url.pathname);
     if (!m) {
       status(res, 404, 'NotFound', `no route for ${url.pathname}`);
       return;
     }
-    const [, prefix, namespace, plural, name] = m;
+    const [, prefix, namespace, plural, name, subresource] = m;
     const collection = `${prefix}/${plural}`;
+    const refused = this.#refused.get(collection);
+    if (refused === 403) {
+      const group = prefix!.startsWith('/apis/') ? prefix!.split('/')[2] : '';
+      return status(
+        res,
+        403,
+        'Forbidden',
+        `${plural}${group ? `.${group}` : ''} is forbidden: User "system:serviceaccount:trellis-system:trellis-control" cannot ${method === 'GET' ? (url.searchParams.get('watch') === 'true' ? 'watch' : 'list') : method.toLowerCase()} resource "${plural}" in API group "${group}" at the cluster scope`,
+      );
+    }
+    if (refused === 404) return status(res, 404, 'NotFound', 'the server could not find the requested resource');
     const store = this.#store(collection);
+    if (name !== undefined && subresource !== undefined) {
+      this.#status(method, store, namespace ? `${namespace}/${name}` : name, plural!, name, body, contentType, token, res);
+      return;
+    }
     if (name !== undefined) {
       const key = namespace ? `${namespace}/${name}` : name;
       if (method === 'GET') {
@@ -247,7 +292,9 @@ export class KubeApiStandIn {
         const current = store.get(key);
         if (!current) return status(res, 404, 'NotFound', `${plural} "${name}" not found`);
         if (o.metadata.resourceVersion !== current.metadata.resourceVersion) return status(res, 409, 'Conflict', 'the object has been modified');
-        this.apply(o);
+        // With a status subresource, a write of the object leaves its status alone.
+        const { status: _ignored, ...rest } = o;
+        this.apply('status' in current ? { ...rest, metadata: o.metadata, status: current.status } : (rest as StandInObject));
         json(res, 200, store.get(key));
         return;
       }
@@ -267,6 +314,51 @@ export class KubeApiStandIn {
       return;
     }
     this.#list(collection, namespace, url, res);
+  }
+
+  /**
+   * The status subresource, as the real server has it: GET; PUT (the object with its
+   * resourceVersion, 409 when stale) and PATCH (application/merge-patch+json) change only
+   * `status`; the resourceVersion moves, the generation does not; watchers get MODIFIED.
+   */
+  #status(
+    method: string,
+    store: Map<string, StandInObject>,
+    key: string,
+    plural: string,
+    name: string,
+    body: unknown,
+    contentType: string | undefined,
+    token: string,
+    res: http.ServerResponse,
+  ): void {
+    const current = store.get(key);
+    if (!current) return status(res, 404, 'NotFound', `${plural} "${name}" not found`);
+    this.statusWrites.push({ method, key, body: structuredClone(body), token });
+    if (method === 'GET') return json(res, 200, current);
+    let next: unknown;
+    if (method === 'PUT') {
+      const o = body as StandInObject;
+      if (o.metadata?.resourceVersion !== undefined && o.metadata.resourceVersion !== current.metadata.resourceVersion)
+        return status(
+          res,
+          409,
+          'Conflict',
+          `Operation cannot be fulfilled on ${plural} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+        );
+      next = o.status;
+    } else if (method === 'PATCH') {
+      if (contentType !== 'application/merge-patch+json')
+        return status(res, 415, 'UnsupportedMediaType', `the body of the request was in an unknown format: ${contentType}`);
+      next = mergePatch(current.status, (body as { status?: unknown }).status);
+    } else return status(res, 405, 'MethodNotAllowed', method);
+    const stored = structuredClone(current);
+    if (next === undefined) delete stored.status;
+    else stored.status = next;
+    stored.metadata.resourceVersion = String(++this.#rv);
+    store.set(key, stored);
+    this.#publish({ rv: this.#rv, collection: collectionOf(current.apiVersion, current.kind), type: 'MODIFIED', object: stored });
+    json(res, 200, stored);
   }
 
   #list(collection: string, namespace: string | undefined, url: URL, res: http.ServerResponse): void {
@@ -330,6 +422,24 @@ function fieldSelector(text: string | null): FieldSelector {
       for (const p of t.path) v = typeof v === 'object' && v !== null ? (v as Record<string, unknown>)[p] : undefined;
       return (String(v ?? '') === t.value) !== t.negate;
     });
+}
+
+/** What a change of bumps `metadata.generation`: everything but metadata and status. */
+function specOf(o: StandInObject): string {
+  const { metadata: _m, status: _s, ...rest } = o;
+  return JSON.stringify(rest);
+}
+
+/** RFC 7386 JSON merge patch. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch;
+  const out: Record<string, unknown> =
+    typeof target === 'object' && target !== null && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
 }
 
 function keyOf(o: StandInObject): string {

@@ -102,12 +102,17 @@ describe('deploy/kubernetes', () => {
     }
   });
 
-  it('grants least privilege: read-only cluster-wide but for TokenReviews, writes only to its Lease and CA secret', () => {
+  it('grants least privilege: read-only cluster-wide but for TokenReviews and route status, writes only to its Lease and CA secret', () => {
     const role = find(objects, 'ClusterRole', 'trellis-control');
     for (const rule of role.rules) {
       assert.ok(!rule.verbs.includes('*') && !rule.resources.includes('*') && !rule.apiGroups.includes('*'), JSON.stringify(rule));
       if (rule.resources.includes('tokenreviews')) assert.deepEqual(rule.verbs, ['create']);
-      else assert.deepEqual(rule.verbs, ['get', 'list', 'watch']);
+      else if (rule.resources.some((r: string) => r.endsWith('/status'))) {
+        // The status subresource of the routes only, updated (src/k8s/source/route-status.ts), never the routes.
+        assert.deepEqual(rule.apiGroups, ['gateway.networking.k8s.io']);
+        assert.deepEqual(rule.resources, ['httproutes/status', 'grpcroutes/status', 'tcproutes/status', 'tlsroutes/status']);
+        assert.deepEqual(rule.verbs, ['update']);
+      } else assert.deepEqual(rule.verbs, ['get', 'list', 'watch']);
       assert.ok(!rule.resources.includes('secrets'), 'secrets only in the role of their own');
     }
     assert.ok(

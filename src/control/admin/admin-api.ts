@@ -15,7 +15,7 @@ import type { Answer, WeightsApi } from './weights-api.js';
 import { prometheusTargets } from './prometheus-sd.js';
 import type { AdminAuth } from './admin-auth.js';
 import type { TracesApi } from './traces-api.js';
-import type { ConfigView, HealthView, InstanceView, ProxyView, ServiceView } from '../../api/admin.js';
+import type { ConfigView, HealthView, InstanceView, KubernetesUnlistedKind, KubernetesView, ProxyView, ServiceView } from '../../api/admin.js';
 export type { ConfigView, HealthView, InstanceView, ProxyView, ServiceView } from '../../api/admin.js';
 
 function iso(ms: number | undefined): string | null {
@@ -130,6 +130,8 @@ export interface AdminApiOptions {
   auth: AdminAuth;
   /** Serves /v1/traces (the OTLP receiver and recent traces; traces-api.ts). */
   traces?: TracesApi;
+  /** With `--kubernetes`: the security kinds never listed, for /v1/kubernetes (absent: `enabled: false`). */
+  kubernetes?: { readonly unlisted: KubernetesUnlistedKind[] };
 }
 
 const ENDPOINTS = [
@@ -141,6 +143,7 @@ const ENDPOINTS = [
   '/v1/config',
   '/v1/snapshots/<proxyId>',
   '/v1/identity',
+  '/v1/kubernetes',
   '/v1/identity/<proxyId>',
   '/metrics',
   '/v1/prometheus/targets (Prometheus http_sd_configs)',
@@ -234,6 +237,10 @@ export function createAdminHandler(opts: AdminApiOptions): (req: IncomingMessage
     }
     if (path === '/v1/proxies') return send(res, 200, { proxies: model.proxies().map(proxyView) });
     if (path === '/v1/config') return send(res, 200, configView(model, opts.formatProblem));
+    if (path === '/v1/kubernetes') {
+      const view: KubernetesView = { enabled: opts.kubernetes !== undefined, unlisted: opts.kubernetes?.unlisted ?? [] };
+      return send(res, 200, view);
+    }
     if (path === '/v1/prometheus/targets') return send(res, 200, prometheusTargets(model));
     if (path.startsWith('/v1/snapshots/')) {
       const id = safeDecode(path.slice('/v1/snapshots/'.length));

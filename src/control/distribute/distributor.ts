@@ -79,7 +79,10 @@ export interface DistributorOptions {
 }
 
 /** What a {@link VerifyHello} decides. */
-export type HelloVerdict = { readonly ok: true; readonly proxy: ProxyInfo; readonly workload?: WorkloadName } | { readonly ok: false; readonly reason: string };
+export type HelloVerdict =
+  | { readonly ok: true; readonly proxy: ProxyInfo; readonly workload?: WorkloadName }
+  /** `code`: why, when it is not the credential (default TRELLIS_E_TOKEN_REFUSED, counted as a refused credential). */
+  | { readonly ok: false; readonly reason: string; readonly code?: 'TRELLIS_E_KUBERNETES_UNLISTED' };
 export type VerifyHello = (proxy: ProxyInfo, credential: string | undefined) => Promise<HelloVerdict>;
 
 /** Lines a proxy may send while its hello is being verified (it sends a CSR right after it). */
@@ -444,10 +447,15 @@ export class Distributor {
     conn.pending = undefined;
     if (conn.socket.destroyed || this.#stopped) return;
     if (!verdict.ok) {
-      this.#metrics?.helloRefused(credential === undefined ? 'missing' : 'wrong');
+      if (verdict.code === undefined) this.#metrics?.helloRefused(credential === undefined ? 'missing' : 'wrong');
       const from = (conn.socket as Duplex & { remoteAddress?: string }).remoteAddress ?? '?';
       this.#refusalLog.write(`control: refused ${proxy.kind} ${proxy.id} (service ${proxy.service}) from ${from}: ${verdict.reason}`);
-      const err = new TrellisError('TRELLIS_E_TOKEN_REFUSED', { kind: proxy.kind, id: proxy.id, service: proxy.service, reason: verdict.reason });
+      const err = new TrellisError(verdict.code ?? 'TRELLIS_E_TOKEN_REFUSED', {
+        kind: proxy.kind,
+        id: proxy.id,
+        service: proxy.service,
+        reason: verdict.reason,
+      });
       return this.#fail(conn, err.code, err.message);
     }
     if (verdict.workload) conn.workload = verdict.workload;

@@ -13,7 +13,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { serviceKey, splitServiceKey } from '../../api/names.js';
 import type { ProxyInfo } from '../../api/protocol.js';
-import { kubeTransport, Reflector, type KubeObject, type ListPage, type StartWatch } from '../../k8s/source/reflector.js';
+import { kubeCall, kubeTransport, Reflector, type KubeCall, type KubeObject, type ListPage, type StartWatch } from '../../k8s/source/reflector.js';
+import { RouteStatusWriter, STATUS_ROUTE_KINDS } from '../../k8s/source/route-status.js';
+import { routeWorld } from './kubernetes-route-status.js';
 import { LeaderElector, leaseApiWith, type LeaseApi } from '../../k8s/source/leader-election.js';
 import { caSecretApiWith, CA_SECRET, type CaSecretApi } from '../../k8s/source/ca-secret.js';
 import { postTokenReviewWith, reviewToken, type PostTokenReview, type TokenReviewResult } from '../../k8s/source/token-review.js';
@@ -23,6 +25,8 @@ import { discoveredFromCluster } from './kubernetes-discovery.js';
 import { GatewaySource, type RefusedListener } from './kubernetes-gateways.js';
 import { clusterResources, RESOURCE_KINDS_READ, type SkippedObject } from './kubernetes-resources.js';
 import { KubernetesSource } from './kubernetes-source.js';
+import { describeUnlisted, unlistedSecurityKinds } from './kubernetes-unlisted.js';
+import type { KubernetesUnlistedKind } from '../../api/admin.js';
 import type { ControlConfig } from './mesh-config.js';
 
 const NO_RESOURCES: DiscoveredResources = {
@@ -62,6 +66,10 @@ export interface KubernetesControlOptions {
   readonly backoffMs?: { readonly initial: number; readonly max: number };
   /** How often the Lease is tried or renewed (default 2 s). */
   readonly leaseRetryMs?: number;
+  /** Requests to the API: the leader writes the routes' Gateway API status with it (absent: no status is written). */
+  readonly call?: KubeCall;
+  /** How often the leader looks at every route's status anyway (default 10 s; src/k8s/source/route-status.ts). */
+  readonly statusResyncMs?: number;
 }
 
 /** The options of a KubeConfig (`--kubeconfig F`, else in-cluster): its list, watch, TokenReview and Lease. */
@@ -72,6 +80,7 @@ export function kubernetesControlOptions(kc: KubeConfig): KubernetesControlOptio
     postTokenReview: postTokenReviewWith(kc),
     lease: leaseApiWith(kc, namespace, CONTROL_LEASE.name),
     caSecret: caSecretApiWith(kc, namespace),
+    call: kubeCall(kc),
   };
 }
 
@@ -101,6 +110,10 @@ export class KubernetesControl {
   #skipped: readonly SkippedObject[] = [];
   readonly #unsubscribe: () => void;
   #started = false;
+  /** The routes' Gateway API status, written by the leader (src/k8s/source/route-status.ts). */
+  readonly #status?: RouteStatusWriter;
+  /** Said in the log that proxies are refused for an unlisted security kind (kubernetes-unlisted.ts). */
+  #refusing = false;
   readonly #reviews = new Map<string, { until: number; result: Promise<TokenReviewResult> }>();
   #inFlight = 0;
 
@@ -133,6 +146,10 @@ export class KubernetesControl {
           onChange: () => {
             this.#resourceGeneration++;
             if (this.#serving) this.#publish();
+            if (this.#refusing && this.unlisted.length === 0) {
+              this.#refusing = false;
+              this.#log('control: kubernetes: every security policy kind listed; proxies are served again');
+            }
           },
         }),
     );
@@ -158,6 +175,24 @@ export class KubernetesControl {
         identity: o.options.replica ?? (process.env.POD_NAME || os.hostname()),
         log: o.log,
         ...(o.options.leaseRetryMs !== undefined ? { retryMs: o.options.leaseRetryMs } : {}),
+        onChange: () => this.#status?.schedule(),
+      });
+    }
+    if (o.options.call && this.#elector) {
+      const routeReflectors = this.#resourceReflectors.filter((r) => STATUS_ROUTE_KINDS[r.kind] !== undefined);
+      let world: ReturnType<typeof routeWorld> | undefined;
+      this.#status = new RouteStatusWriter({
+        call: o.options.call,
+        leading: () => this.leading,
+        routes: () => new Map(routeReflectors.map((r) => [r.kind, r.list()])),
+        // Judged once the routes are in the model (start() done), against what is in force.
+        world: () => {
+          if (!this.#started) return undefined;
+          world = routeWorld(this.#model.config, this.#model.discoveredEndpoints(), this.#skipped, world);
+          return world.world;
+        },
+        log: o.log,
+        ...(o.options.statusResyncMs !== undefined ? { resyncMs: o.options.statusResyncMs } : {}),
       });
     }
   }
@@ -182,6 +217,7 @@ export class KubernetesControl {
     if (this.#services?.json !== json) this.#services = { json, value: next.services };
     const services = this.#services.value;
     this.#model.setDiscovered({ services, endpoints: next.endpoints, resources: this.#checkedResources(services, next.endpoints) });
+    this.#status?.schedule();
   }
 
   /**
@@ -254,6 +290,21 @@ export class KubernetesControl {
     return this.#source;
   }
 
+  /** The security kinds never listed (proxies are refused at hello meanwhile; kubernetes-unlisted.ts). */
+  get unlisted(): KubernetesUnlistedKind[] {
+    return unlistedSecurityKinds(this.#resourceReflectors);
+  }
+
+  /** The security kinds read from the API (the unlisted gauge's labels). */
+  get securityKinds(): string[] {
+    return unlistedSecurityKinds(this.#resourceReflectors.map((r) => ({ kind: r.kind, synced: false }))).map((u) => u.kind);
+  }
+
+  /** The routes' status writer (absent: no lease or no API calls; tests look at its counters). */
+  get routeStatus(): RouteStatusWriter | undefined {
+    return this.#status;
+  }
+
   /** Whether this replica holds the Lease: only the leader writes to the API. */
   get leading(): boolean {
     return this.#elector?.leading ?? false;
@@ -279,6 +330,7 @@ export class KubernetesControl {
     this.#started = true;
     // The last list may have changed nothing (an empty kind): publish what the lists hold.
     this.#publish();
+    this.#status?.start();
     if (!synced) {
       const missing = [...this.#source.reflectors.values(), ...this.#resourceReflectors, ...this.#gateways.reflectors]
         .filter((r) => !r.synced)
@@ -286,6 +338,11 @@ export class KubernetesControl {
       this.#log(
         `control: kubernetes: not every kind listed within ${timeoutMs} ms (not yet: ${missing.join(', ')}; is its CRD installed?); serving proxies with what is known, the watches keep trying`,
       );
+      const unlisted = this.unlisted;
+      if (unlisted.length > 0) {
+        this.#refusing = true;
+        this.#log(`control: kubernetes: refusing every proxy until it lists (fail closed): ${unlisted.map(describeUnlisted).join('; ')}`);
+      }
     } else this.#log(`control: kubernetes: ${this.#model.discoveredEndpoints().length} endpoints of ${this.#model.config.services.length} services listed`);
   }
 
@@ -337,6 +394,7 @@ export class KubernetesControl {
   }
 
   stop(): void {
+    this.#status?.stop();
     this.#elector?.stop();
     this.#source.stop();
     for (const r of this.#resourceReflectors) r.stop();
@@ -379,6 +437,10 @@ export class KubernetesControl {
     if (credential === undefined) return { ok: false, reason: 'the hello carries no ServiceAccount token (trellis proxy --credential-file)' };
     const review = await this.#review(credential);
     if (!review.ok) return review;
+    // Fail closed: without the AuthorizationPolicies (or PeerAuthentications) that exist, a
+    // snapshot would allow what they deny. The proxy retries with backoff.
+    const unlisted = this.unlisted;
+    if (unlisted.length > 0) return { ok: false, code: 'TRELLIS_E_KUBERNETES_UNLISTED', reason: unlisted.map(describeUnlisted).join('; ') };
     const { name, namespace } = splitServiceKey(proxy.service);
     if (proxy.service.includes('.') && namespace !== review.namespace) {
       return { ok: false, reason: `service ${proxy.service} is not in namespace ${review.namespace}, the token's` };

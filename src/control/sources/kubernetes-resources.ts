@@ -47,7 +47,7 @@ export interface ResourceKind extends KindPath {
 export const RESOURCE_KINDS_READ: readonly ResourceKind[] = [
   { ...WATCHED_KINDS.HTTPRoute, apiVersion: GATEWAY_API_VERSION },
   { ...WATCHED_KINDS.GRPCRoute, apiVersion: GATEWAY_API_VERSION },
-  { kind: 'TCPRoute', path: '/apis/gateway.networking.k8s.io/v1/tcproutes', apiVersion: GATEWAY_API_ALPHA_VERSION },
+  { ...WATCHED_KINDS.TCPRoute, apiVersion: GATEWAY_API_ALPHA_VERSION },
   { ...WATCHED_KINDS.ReferenceGrant, apiVersion: GATEWAY_API_BETA_VERSION },
   ...['AuthorizationPolicy', 'PeerAuthentication', 'FaultInjection', 'RetryPolicy', 'BackendPolicy', 'RateLimitPolicy'].map((kind) => ({
     ...trellisKindPath(kind),

@@ -99,6 +99,8 @@ export class Reflector {
   #failures = 0;
   /** How many times it listed, resumed a watch, and was told 410 (tests and `trellis check`). */
   readonly counters = { lists: 0, watches: 0, gone: 0, failures: 0 };
+  /** The last failure's HTTP status (403, 404, ...; absent: not an HTTP answer) and message, until a list succeeds. */
+  lastFailure?: { readonly statusCode?: number; readonly message: string };
 
   constructor(opts: ReflectorOptions) {
     this.#opts = opts;
@@ -159,6 +161,11 @@ export class Reflector {
     }
     this.counters.failures++;
     this.#failures++;
+    const statusCode = (err as { statusCode?: unknown; code?: unknown } | null)?.statusCode ?? (err as { code?: unknown } | null)?.code;
+    this.lastFailure = {
+      ...(typeof statusCode === 'number' ? { statusCode } : {}),
+      message: (err instanceof Error ? err.message : String(err)).slice(0, 500),
+    };
     const { initial, max } = this.#opts.backoffMs ?? { initial: 200, max: 30_000 };
     const ceiling = Math.min(max, initial * 2 ** Math.min(this.#failures - 1, 20));
     const delay = Math.round((this.#opts.random ?? Math.random)() * ceiling);
@@ -204,6 +211,7 @@ export class Reflector {
     this.#resourceVersion = resourceVersion;
     this.#synced = true;
     this.#failures = 0;
+    this.lastFailure = undefined;
     this.#opts.onChange?.(changes);
   }
 

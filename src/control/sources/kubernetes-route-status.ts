@@ -1,0 +1,80 @@
+// What the routes' Gateway API status is judged against (src/k8s/source/route-status.ts),
+// from the control plane's model: the services in force (the files' and the cluster's),
+// the Gateways Trellis serves, the ReferenceGrants, the versions endpoints run, and the
+// route objects the loader skipped. A backendRef is resolved as the compiler resolves it
+// (compile/routes.ts backendTarget), so ResolvedRefs says what the proxies do.
+import { splitServiceKey } from '../../api/names.js';
+import { EXTERNAL_KIND } from '../../config/check-routes.js';
+import type { RouteWorld } from '../../k8s/source/route-status.js';
+import { backendTarget } from '../compile/routes.js';
+import type { DiscoveredEndpoint } from '../model.js';
+import type { ControlConfig, ServiceConfig } from './mesh-config.js';
+import { OBJECT_PREFIX, type SkippedObject } from './kubernetes-resources.js';
+
+/**
+ * The world of `config`, the versions `endpoints` run and the `skipped` objects; the same
+ * object as `previous` gave when none of them changed (endpoints come and go far more often
+ * than versions do), so the status writer can tell nothing needs judging again.
+ */
+export function routeWorld(
+  config: ControlConfig,
+  endpoints: readonly DiscoveredEndpoint[],
+  skipped: readonly SkippedObject[],
+  previous?: { readonly world: RouteWorld; readonly config: ControlConfig; readonly versions: string; readonly skipped: readonly SkippedObject[] },
+): { readonly world: RouteWorld; readonly config: ControlConfig; readonly versions: string; readonly skipped: readonly SkippedObject[] } {
+  const services = new Map(config.services.map((s) => [`${s.namespace ?? 'default'}/${s.name}`, s]));
+  const versions = new Map<string, Set<string>>();
+  for (const s of config.services) versions.set(`${s.namespace ?? 'default'}/${s.name}`, new Set(s.versions.map((v) => v.name)));
+  for (const e of endpoints) {
+    const { name, namespace } = splitServiceKey(e.service);
+    versions.get(`${namespace}/${name}`)?.add(e.version);
+  }
+  const versionsKey = JSON.stringify([...versions].map(([k, v]) => [k, [...v].sort()]));
+  if (previous && previous.config === config && previous.skipped === skipped && previous.versions === versionsKey) return previous;
+  /** Services by namespace: a `<service>-<version>` name is looked up among its namespace's. */
+  const byNamespace = new Map<string, ServiceConfig[]>();
+  for (const s of config.services) {
+    const ns = s.namespace ?? 'default';
+    byNamespace.set(ns, [...(byNamespace.get(ns) ?? []), s]);
+  }
+  /** The Service a backend name stands for: itself, or the service of `<service>-<version>`. */
+  const resolve = (namespace: string, name: string): string | undefined => {
+    if (services.has(`${namespace}/${name}`)) return name;
+    for (const s of byNamespace.get(namespace) ?? []) {
+      if (!name.startsWith(`${s.name}-`)) continue;
+      if (versions.get(`${namespace}/${s.name}`)?.has(name.slice(s.name.length + 1))) return s.name;
+    }
+    return undefined;
+  };
+  const gateways = new Map((config.gateways ?? []).map((g) => [`${g.namespace}/${g.name}`, g]));
+  const externals = new Set((config.externalServices ?? []).map((e) => `${e.namespace}/${e.name}`));
+  const skippedBy = new Map(skipped.map((s) => [s.object, s]));
+  const world: RouteWorld = {
+    hasService: (namespace, name) => services.has(`${namespace}/${name}`),
+    gateway: (namespace, name) =>
+      gateways.get(`${namespace}/${name}`)?.listeners.map((l) => ({ name: l.name, port: l.port, from: l.from, ...(l.kinds ? { kinds: l.kinds } : {}) })),
+    backend: (ref, route) => {
+      const namespace = ref.namespace ?? route.namespace;
+      if (ref.kind === EXTERNAL_KIND) {
+        return externals.has(`${namespace}/${ref.name}`) ? undefined : { reason: 'BackendNotFound', message: `no ExternalService ${namespace}/${ref.name}` };
+      }
+      if ((ref.kind ?? 'Service') !== 'Service' || (ref.group ?? '') !== '')
+        return { reason: 'InvalidKind', message: `a backendRef of kind ${(ref.kind ?? 'Service').slice(0, 63)} is not a Service` };
+      const target = backendTarget(ref, route, {
+        grants: config.referenceGrants,
+        resolve,
+        portsOf: (ns, name) => {
+          const service = resolve(ns, name);
+          return service === undefined ? undefined : services.get(`${ns}/${service}`)?.ports?.map((p) => p.port);
+        },
+      });
+      return target.invalid;
+    },
+    skipped: (kind, namespace, name) => {
+      const s = skippedBy.get(`${OBJECT_PREFIX}${kind}/${namespace}/${name}`);
+      const p = s?.problems[0];
+      return s === undefined ? undefined : p === undefined ? 'it has problems' : `${p.path ? `${p.path}: ` : ''}${p.message}`;
+    },
+  };
+  return { world, config, versions: versionsKey, skipped };
+}
