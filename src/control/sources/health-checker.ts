@@ -304,6 +304,9 @@ export class HealthChecker {
 
   /** Queues a check; the queue's probes start on the next turn, {@link #probesPerTurn} a turn. */
   #enqueue(tracked: Tracked): void {
+    // Nothing to probe (a gateway with no app): its check is settled at once, in this
+    // turn, as before, so the push its registration starts already sees it healthy.
+    if (tracked.instance.app === undefined) return void this.#run(tracked);
     this.#due.push(tracked);
     if (this.#turnScheduled) return;
     this.#turnScheduled = true;
