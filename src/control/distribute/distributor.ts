@@ -63,12 +63,14 @@ export interface DistributorOptions {
   debounceMs?: number;
   /** The longest a model change waits for its push while changes keep coming (default 1000 ms). */
   debounceMaxMs?: number;
-  /** The debounce's clock (tests). */
+  /** The clock of the debounce and of the slices (tests). */
   clock?: DebounceClock;
   /**
-   * A push round sends to proxies for at most this long before it yields the event loop
-   * (setImmediate) and goes on (default 10 ms), so a round to 1,000 proxies never holds
-   * ACKs, health checks or the admin API for longer (issue 17).
+   * The distributor works (handles the streams' lines, sends a push round) for at most
+   * this long in one turn of the event loop before it yields (setImmediate) and goes on
+   * (default 10 ms), so a registration storm or a round to 1,000 proxies never holds
+   * ACKs, health checks or the admin API for longer (issue 17). The lines and the round
+   * share one slice a turn: they run in the same phase of the loop, back to back.
    */
   sliceMs?: number;
   /**
@@ -179,14 +181,18 @@ export class Distributor {
   #unsubscribe?: () => void;
   #stopped = false;
   readonly #sliceMs: number;
-  /** The push round in progress (sliced): its generation, bumped by each new round. */
-  #pushRound = 0;
+  readonly #now: () => number;
+  /** The push round in progress (sliced): the proxies it sends to, from #pushNext on, and the views' round it began in. */
   #pushRemaining: Connection[] = [];
-  #pushImmediate?: NodeJS.Immediate;
-  /** Lines read from the streams, not yet handled (#drain); consumed from #inboxHead. */
+  #pushNext = 0;
+  #pushViewsRound = 0;
+  /** Lines read from the streams, not yet handled (#drainSome); consumed from #inboxHead. */
   readonly #inbox: ({ conn: Connection; line: string } | undefined)[] = [];
   #inboxHead = 0;
-  #drainImmediate?: NodeJS.Immediate;
+  /** The next turn's slice of work (#work), when there is work left. */
+  #workImmediate?: NodeJS.Immediate;
+  /** Which of the two goes first in the next slice: they take turns, so neither starves the other. */
+  #pushFirst = false;
   // A restarted control plane learns the mesh again as proxies reconnect one by one.
   // Proxies that resume (they serve on a snapshot from before) are sent nothing until
   // every instance their snapshots route to has registered again, or until the wait
@@ -223,6 +229,8 @@ export class Distributor {
       () => this.pushAll(),
     );
     this.#sliceMs = Math.max(0, opts.sliceMs ?? DEFAULT_PUSH_SLICE_MS);
+    const clock = opts.clock;
+    this.#now = clock ? () => clock.now() : () => performance.now();
     this.#resumeUntil = Date.now() + (opts.resumeWaitMs ?? 10_000);
     this.#quotas = new RateQuotas({ limitsOf: (service) => this.#globalLimitsOf(service) });
   }
@@ -262,8 +270,8 @@ export class Distributor {
     this.#unsubscribe?.();
     this.#debounce.stop();
     this.#cancelRound();
-    if (this.#drainImmediate !== undefined) clearImmediate(this.#drainImmediate);
-    this.#drainImmediate = undefined;
+    if (this.#workImmediate !== undefined) clearImmediate(this.#workImmediate);
+    this.#workImmediate = undefined;
     this.#inbox.length = 0;
     this.#inboxHead = 0;
     if (this.#resumeTimer) clearTimeout(this.#resumeTimer);
@@ -329,7 +337,7 @@ export class Distributor {
     conn.queued += lines.length;
     conn.queuedChars += chars;
     for (const line of lines) this.#inbox.push({ conn, line });
-    this.#drainSoon();
+    this.#workSoon();
   }
 
   /**
@@ -338,31 +346,46 @@ export class Distributor {
    * and CSRs at once only queues them, so a registration storm cannot hold the event loop
    * for the sum of their snapshots and signatures.
    */
-  #drainSoon(): void {
-    if (this.#drainImmediate === undefined && !this.#stopped) this.#drainImmediate = setImmediate(() => this.#drain());
+  #workSoon(): void {
+    if (this.#workImmediate === undefined && !this.#stopped) this.#workImmediate = setImmediate(() => this.#work());
   }
 
-  #drain(): void {
-    this.#drainImmediate = undefined;
+  /**
+   * One turn's slice: the inbox and the push round in progress share it (they used to
+   * have a slice each, and ran back to back in one phase of the loop: two slices held
+   * it). They take turns going first, and at least one of them does one thing a turn,
+   * however small the slice.
+   */
+  #work(): void {
+    this.#workImmediate = undefined;
+    if (this.#stopped) return;
+    const until = this.#now() + this.#sliceMs;
+    this.#pushFirst = !this.#pushFirst;
+    if (this.#pushFirst) this.#drainSome(until, !this.#pushSome(until, true));
+    else this.#pushSome(until, !this.#drainSome(until, true));
+    if (this.#inboxHead < this.#inbox.length || this.pushing) this.#workSoon();
+  }
+
+  /** Handles lines from the inbox until `until` (at least one when `atLeastOne`); whether it handled any. */
+  #drainSome(until: number, atLeastOne: boolean): boolean {
     const inbox = this.#inbox;
-    const until = performance.now() + this.#sliceMs;
     let i = this.#inboxHead;
-    // At least one line a turn, however small the slice.
+    const first = i;
     while (i < inbox.length && !this.#stopped) {
+      if ((i > first || !atLeastOne) && this.#now() >= until) break;
       const { conn, line } = inbox[i] as { conn: Connection; line: string };
       inbox[i++] = undefined;
       conn.queued--;
       conn.queuedChars -= line.length;
       this.#handle(conn, line);
-      if (performance.now() >= until) break;
     }
     if (i >= inbox.length) {
       inbox.length = 0;
       this.#inboxHead = 0;
     } else {
       this.#inboxHead = i;
-      this.#drainSoon();
     }
+    return i > first;
   }
 
   #handle(conn: Connection, line: string): void {
@@ -581,7 +604,7 @@ export class Distributor {
 
   /** Whether a push round is still sending (it yields the event loop between slices). */
   get pushing(): boolean {
-    return this.#pushImmediate !== undefined;
+    return this.#pushNext < this.#pushRemaining.length;
   }
 
   /**
@@ -593,41 +616,37 @@ export class Distributor {
   pushAll(): void {
     this.#cancelRound();
     this.#beginRound();
-    const round = ++this.#pushRound;
     this.#pushRemaining = [...this.#byProxy.values()];
-    this.#pushSlice(round, this.#views.round);
+    this.#pushNext = 0;
+    this.#pushViewsRound = this.#views.round;
+    this.#pushSome(this.#now() + this.#sliceMs, true);
+    if (this.pushing) this.#workSoon();
   }
 
   #cancelRound(): void {
-    if (this.#pushImmediate !== undefined) clearImmediate(this.#pushImmediate);
-    this.#pushImmediate = undefined;
     this.#pushRemaining = [];
+    this.#pushNext = 0;
   }
 
-  #pushSlice(round: number, viewsRound: number): void {
-    this.#pushImmediate = undefined;
-    if (this.#stopped || round !== this.#pushRound) return;
-    const until = performance.now() + this.#sliceMs;
+  /** Sends the round in progress on until `until` (to one proxy at least when `atLeastOne`); whether it sent to any. */
+  #pushSome(until: number, atLeastOne: boolean): boolean {
+    if (this.#stopped || !this.pushing) return false;
     const remaining = this.#pushRemaining;
-    let i = 0;
-    // At least one proxy per slice, however short the slice.
-    for (const conn of remaining) {
-      if (i > 0 && performance.now() >= until) break;
-      i++;
+    const first = this.#pushNext;
+    while (this.#pushNext < remaining.length) {
+      if ((this.#pushNext > first || !atLeastOne) && this.#now() >= until) break;
+      const conn = remaining[this.#pushNext++]!;
       // Gone, or replaced by a newer stream of the same proxy (its hello sent it everything).
       if (conn.proxy && this.#byProxy.get(conn.proxy.id) === conn) this.#push(conn, false);
     }
-    if (i < remaining.length) {
-      this.#pushRemaining = remaining.slice(i);
-      this.#pushImmediate = setImmediate(() => this.#pushSlice(round, viewsRound));
-      return;
-    }
-    this.#pushRemaining = [];
+    if (this.#pushNext < remaining.length) return this.#pushNext > first;
+    this.#cancelRound();
     // Views no one asked for this round are dropped, unless a newer round began meanwhile
     // (a stream's hello can start one): it prunes with what it saw.
-    if (this.#views.round === viewsRound) this.#views.prune();
+    if (this.#views.round === this.#pushViewsRound) this.#views.prune();
     // A config change may add, change or drop global limits: new quotas at once, after the snapshots that hold them.
     this.#quotas.rebalanceAll();
+    return true;
   }
 
   /** The next snapshot version of a proxy. */
