@@ -173,6 +173,8 @@ export class Distributor {
   /** Each proxy's last snapshot version, across its streams (versions only grow). */
   readonly #lastVersion = new Map<string, number>();
   readonly #views = new CompiledViews();
+  /** Each view's JSON as bytes, made once and shared by every stream it is written to. */
+  readonly #bytes = new WeakMap<View<unknown>, Buffer>();
   /** The model changed since the views' round began. */
   #stale = true;
   readonly #connections = new Set<Connection>();
@@ -649,6 +651,15 @@ export class Distributor {
     return true;
   }
 
+  #bytesOf(view: View<unknown>): Buffer {
+    let bytes = this.#bytes.get(view);
+    if (bytes === undefined) {
+      bytes = Buffer.from(view.json);
+      this.#bytes.set(view, bytes);
+    }
+    return bytes;
+  }
+
   /** The next snapshot version of a proxy. */
   #nextVersion(id: string): number {
     const v = (this.#lastVersion.get(id) ?? 0) + 1;
@@ -676,14 +687,21 @@ export class Distributor {
     // ExternalServices: every sidecar's, by name (compileSnapshot's order: they win a clash).
     if (proxy.kind === 'sidecar') for (const [name, view] of this.#views.externals(namespace)) upstreams.set(name, view);
     const sent = force ? undefined : conn.sent;
-    let line: string;
+    // The message as pieces: the shared views' JSON as shared bytes (bytesOf), spliced
+    // between the few bytes of this proxy's own. Nothing is serialized or copied per proxy
+    // but its version and names: a full snapshot to each of 1,000 proxies used to build
+    // (and let the GC collect) a string of the whole snapshot per proxy.
+    const line: (string | Buffer)[] = [];
     let version: number;
     if (sent === undefined) {
       version = this.#nextVersion(proxy.id);
-      const parts: string[] = [];
-      for (const [name, view] of upstreams) parts.push(`${JSON.stringify(name)}:${view.json}`);
-      // The shared JSON of each part, spliced: nothing here is serialized per proxy but its version.
-      line = `{"type":"snapshot","version":${version},"snapshot":{"version":${version},"upstreams":{${parts.join(',')}},${base.json.slice(1)},"resources":${resourcesJson(upstreams)}}`;
+      line.push(`{"type":"snapshot","version":${version},"snapshot":{"version":${version},"upstreams":{`);
+      let comma = '';
+      for (const [name, view] of upstreams) {
+        line.push(`${comma}${JSON.stringify(name)}:`, this.#bytesOf(view));
+        comma = ',';
+      }
+      line.push('},', this.#bytesOf(base).subarray(1), `,"resources":${resourcesJson(upstreams)}}\n`);
     } else {
       const changed: [string, View<UpstreamSnapshot | undefined>][] = [];
       for (const [name, view] of upstreams) if (sent.upstreams.get(name) !== view) changed.push([name, view]);
@@ -691,13 +709,15 @@ export class Distributor {
       const baseChanged = sent.base !== base;
       if (changed.length === 0 && removed.length === 0 && !baseChanged) return;
       version = this.#nextVersion(proxy.id);
-      const parts = changed.map(([name, view]) => `${JSON.stringify(name)}:${view.json}`);
-      line =
-        `{"type":"delta","version":${version},"from":${sent.version}` +
-        (baseChanged ? `,"base":${base.json}` : '') +
-        `,"upstreams":{${parts.join(',')}}` +
-        (removed.length > 0 ? `,"removed":${JSON.stringify(removed)}` : '') +
-        `,"resources":${resourcesJson(new Map(changed))}}`;
+      line.push(`{"type":"delta","version":${version},"from":${sent.version}`);
+      if (baseChanged) line.push(',"base":', this.#bytesOf(base));
+      let comma = '';
+      line.push(',"upstreams":{');
+      for (const [name, view] of changed) {
+        line.push(`${comma}${JSON.stringify(name)}:`, this.#bytesOf(view));
+        comma = ',';
+      }
+      line.push(`}${removed.length > 0 ? `,"removed":${JSON.stringify(removed)}` : ''},"resources":${resourcesJson(new Map(changed))}}\n`);
     }
     conn.sent = { version, base, upstreams };
     writeLine(conn.socket, line);
@@ -723,7 +743,10 @@ function resourcesJson(upstreams: ReadonlyMap<string, View<UpstreamSnapshot | un
   return `{${parts.join(',')}}`;
 }
 
-/** Writes one message already serialized (its parts are the shared views' JSON). */
-function writeLine(socket: Duplex, json: string): void {
-  if (!socket.destroyed && socket.writable) socket.write(`${json}\n`);
+/** Writes one message already serialized, in pieces (the shared views' bytes among them), as one write of the socket. */
+function writeLine(socket: Duplex, pieces: readonly (string | Buffer)[]): void {
+  if (socket.destroyed || !socket.writable) return;
+  socket.cork();
+  for (const piece of pieces) socket.write(piece);
+  socket.uncork();
 }
