@@ -68,6 +68,7 @@ import { formatRouteRules, runRouteRules, type RouteRulesResult } from './route-
 import { formatBalancing, runBalancing, type BalancingResult } from './balancing.js';
 import { runWrk, type WrkResult } from './wrk.js';
 import { formatScale, runScale, type ScaleResult } from './scale.js';
+import { formatBigMesh, runBigMesh } from './bigmesh.js';
 import { formatIngressTls, runIngressTls } from './ingress-tls.js';
 import { formatTracing, runTracing } from './tracing.js';
 import { formatScrape, runScrape } from './scrape.js';
@@ -169,6 +170,13 @@ const USAGE = `usage: node dist/bench/run.js [options]
                           time, snapshots per proxy, bytes sent, a route change's fan-out
                           (p50 and until every caller has it), the control plane's RSS,
                           CPU and worst /healthz answer time (bench/scale.ts)
+  --only bigmesh          only a sidecar's memory in a big mesh: a real sidecar whose
+                          service calls 5 services, in a mesh of each --bigmesh-sizes
+                          services (one simulated instance each), --rounds fresh meshes
+                          alternating; its idle RSS and heap, again after a route edit to
+                          a service it does not call, and what of the mesh it holds
+                          (bench/bigmesh.ts; --rss-settle seconds before each sample)
+  --bigmesh-sizes LIST    the mesh sizes, comma-separated (default 8,1000)
  --only tracing          only the tracing cost: three Trellis pairs at 0%, 1% and 100% head
                           sampling, spans exported over OTLP/HTTP to their control plane,
                           max throughput in --rounds interleaved rounds (--duration,
@@ -494,6 +502,7 @@ async function main(): Promise<number> {
       'scale-services': { type: 'string', default: '10' },
       'scale-calls': { type: 'string', default: '5' },
       'scale-timeout': { type: 'string', default: '120' },
+      'bigmesh-sizes': { type: 'string', default: '8,1000' },
       'scrape-routes': { type: 'string', default: '40' },
       scrapes: { type: 'string', default: '200' },
       'cpu-prof': { type: 'string' },
@@ -647,6 +656,16 @@ async function main(): Promise<number> {
       const results: ScaleResult[] = [];
       for (const proxies of sizes) results.push(await runScale({ repoRoot, dir, proxies, ...scaleSettings, log }));
       return { text: `${formatScale(results)}\n`, settings: { sizes, ...scaleSettings }, result: { scale: results } };
+    },
+    bigmesh: async () => {
+      const o = {
+        sizes: values['bigmesh-sizes'].split(',').map((v) => num('bigmesh-sizes', v.trim(), 5, 2000, true)),
+        calls: 5,
+        rounds: settings.wrk.rounds ?? 3,
+        settleS: num('rss-settle', values['rss-settle'], 0, 60),
+      };
+      const bigmesh = await runBigMesh({ procs, repoRoot, dir, ...o, log });
+      return { text: formatBigMesh(bigmesh), settings: o, result: { bigmesh } };
     },
     'ingress-tls': async () => {
       if (values['baseline-ref'] !== undefined) {

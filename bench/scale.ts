@@ -85,7 +85,7 @@ const CERTIFICATE_PREFIX = '{"type":"certificate"';
 const CSR_REFUSED_PREFIX = '{"type":"csr-refused"';
 
 /** One simulated proxy: a stream, the snapshots it got, and when the marker arrived. */
-class SimProxy {
+export class SimProxy {
   snapshots = 0;
   bytes = 0;
   /** 1: its certificate came; -1: its CSR was refused; 0: waiting. */
@@ -201,7 +201,8 @@ function rssMbOf(pid: number): number | undefined {
   }
 }
 
-function openStream(control: number, hello: object, localAddress: string, after: string): Promise<net.Socket> {
+/** Opens a proxy stream from `localAddress`, sends `hello` and then `after` (a CSR line, or ''). */
+export function openStream(control: number, hello: object, localAddress: string, after: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const req = http.request({
       host: '127.0.0.1',
@@ -236,7 +237,7 @@ function openStream(control: number, hello: object, localAddress: string, after:
 }
 
 /** The control plane's /metrics text ('' when it did not answer). */
-function scrape(control: number, token: string): Promise<string> {
+export function scrape(control: number, token: string): Promise<string> {
   return new Promise((resolve) => {
     http
       .get({ host: '127.0.0.1', port: control, path: '/metrics', headers: adminHeaders(token), agent: false }, (res) => {

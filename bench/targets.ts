@@ -779,7 +779,7 @@ ${variant?.meshSpec ?? ''}${variant?.yaml ? `---\n${variant.yaml}` : ''}`,
  * change of flags is part of what an A/B compares. A build from before
  * dist/src/proxy/node-flags.js existed started its proxies with none.
  */
-async function proxyNodeFlags(repoRoot: string): Promise<readonly string[]> {
+export async function proxyNodeFlags(repoRoot: string): Promise<readonly string[]> {
   const file = path.join(repoRoot, 'dist', 'src', 'proxy', 'node-flags.js');
   if (!existsSync(file)) return [];
   const flags = ((await import(pathToFileURL(file).href)) as { PROXY_NODE_FLAGS?: unknown }).PROXY_NODE_FLAGS;

@@ -223,6 +223,11 @@ export const ERRORS = {
     message: 'this proxy already streams {limit} taps, its limit; end one (or wait for one to end) and try again',
   },
   TRELLIS_E_TAP_FILTER: { token: 'tap-filter', status: 400, message: 'bad tap filter: {reason}' },
+  TRELLIS_E_APP_PROBE_LIMIT: {
+    token: 'app-probe-limit',
+    status: 503,
+    message: "this proxy already runs {limit} probes of its app, its limit (--app-probe-concurrency); the kubelet's next probe will be answered",
+  },
   TRELLIS_E_PROXY_ADMIN_UNAUTHORIZED: {
     token: 'proxy-admin-unauthorized',
     status: 401,

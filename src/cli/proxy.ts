@@ -34,6 +34,8 @@ Options:
                             picks a port of a multi-port service (default: its first)
   --http-proxy [HOST:]PORT  HTTP proxy listener: the Host header names the service
   --admin [HOST:]PORT       admin server with /metrics, /ready, /config, /identity (default: 127.0.0.1:0)
+  --app-probe-concurrency N the kubelet's probes of the app (/app-health/...) run at once at
+                            most; more are answered 503 at once (default: 16)
   --gateway                 no app: only outbound listeners (an edge proxy); a Gateway named
                             after --service opens its listeners' ports (on 127.0.0.1)
   --gateway-port PORT=[HOST:]ACTUAL
@@ -82,6 +84,7 @@ export async function run(argv: string[]): Promise<number> {
       upstream: { type: 'string', multiple: true, default: [] },
       'http-proxy': { type: 'string' },
       admin: { type: 'string', default: '127.0.0.1:0' },
+      'app-probe-concurrency': { type: 'string' },
       gateway: { type: 'boolean', default: false },
       'gateway-port': { type: 'string', multiple: true, default: [] },
       egress: { type: 'string' },
@@ -139,6 +142,7 @@ export async function run(argv: string[]): Promise<number> {
     ...(values['credential-file'] !== undefined ? { credentialFile: values['credential-file'] } : {}),
     // Set by the Kubernetes injector: the app's probes the kubelet sends to /app-health/ (proxy/app-health.ts).
     appProbes: parseAppProbes(process.env[APP_PROBES_ENV]),
+    ...(values['app-probe-concurrency'] !== undefined ? { appProbeConcurrency: parseCount(values['app-probe-concurrency'], '--app-probe-concurrency') } : {}),
     app: values.app ? parseHostPort(values.app, '--app') : undefined,
     inbound: values.inbound ? parseHostPort(values.inbound, '--inbound') : undefined,
     ...(ports.length > 0 ? { ports } : {}),

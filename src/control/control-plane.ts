@@ -82,7 +82,7 @@ export interface ControlPlaneOptions {
    */
   kubernetes?: KubernetesControlOptions;
   /** Health checker tuning (tests). */
-  health?: Pick<HealthCheckerOptions, 'probe' | 'timers' | 'schedule' | 'startupIntervalMs' | 'startupWindowMs'>;
+  health?: Pick<HealthCheckerOptions, 'probe' | 'timers' | 'schedule' | 'startupIntervalMs' | 'startupWindowMs' | 'probesPerTurn'>;
 }
 
 export interface ControlPlane {

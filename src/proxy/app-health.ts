@@ -24,6 +24,40 @@ export interface AppProbe {
 /** At most this many probes are read (three per container); more is not a pod spec. */
 const MAX_PROBES = 64;
 
+/**
+ * Probes of the app in flight at once, by default (`--app-probe-concurrency`). The
+ * kubelet sends one probe per container and kind at a time, a few at most; each request
+ * to /app-health is a request to the app that may wait its 5 s timeout, so a flood of
+ * them (the path is open to the node's network: admin-access.ts) would become a flood
+ * on the app and a pile of sockets in the sidecar. Over the cap: 503 at once.
+ */
+export const DEFAULT_APP_PROBE_CONCURRENCY = 16;
+
+/** Caps the app probes in flight; counts what it turned away (trellis_proxy_app_probes_refused_total). */
+export class AppProbeGate {
+  readonly limit: number;
+  #active = 0;
+  #refused = 0;
+
+  constructor(limit = DEFAULT_APP_PROBE_CONCURRENCY) {
+    this.limit = Math.max(1, Math.floor(limit));
+  }
+
+  /** Runs `probe` when under the cap; undefined (counted) when `limit` probes are in flight already. */
+  run(probe: () => Promise<number>): Promise<number> | undefined {
+    if (this.#active >= this.limit) {
+      this.#refused++;
+      return undefined;
+    }
+    this.#active++;
+    return probe().finally(() => this.#active--);
+  }
+
+  counts(): { active: number; refused: number } {
+    return { active: this.#active, refused: this.#refused };
+  }
+}
+
 /** The probes from TRELLIS_APP_PROBES (JSON: path → { httpGet }); entries that do not check out are dropped. */
 export function parseAppProbes(text: string | undefined): ReadonlyMap<string, AppProbe> {
   const probes = new Map<string, AppProbe>();

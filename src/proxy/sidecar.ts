@@ -18,7 +18,7 @@ import { detectProtocol, serveHttp, type H2Server } from './listeners/detect.js'
 import type { H2SessionPool } from './h2/forwarder.js';
 import type { Http2Server } from 'node:http2';
 import { adminRefusal } from './admin-access.js';
-import { APP_HEALTH_PREFIX, type AppProbe, runAppProbe } from './app-health.js';
+import { APP_HEALTH_PREFIX, AppProbeGate, type AppProbe, runAppProbe } from './app-health.js';
 import { peerIdentity } from './identity.js';
 import { MeshTls, type VerifiedPeer } from './tls/mesh-tls.js';
 import { admitInbound, type InboundDoor } from './listeners/mtls-inbound.js';
@@ -130,6 +130,8 @@ export interface SidecarOptions {
   adminToken?: string;
   /** The app's HTTP probes the kubelet sends to /app-health/... on Kubernetes (app-health.ts); absent: none. */
   appProbes?: ReadonlyMap<string, AppProbe>;
+  /** App probes in flight at once through /app-health; more are answered 503 (default DEFAULT_APP_PROBE_CONCURRENCY). */
+  appProbeConcurrency?: number;
   /** Taps per proxy, a reader's queue, how long a reader may stay behind (tap/tap-hub.ts); absent: the defaults. */
   tapLimits?: Partial<TapLimits>;
   /**
@@ -244,6 +246,8 @@ export class Sidecar {
   #hosts: Map<string, CompiledUpstream> | null = null;
   /** The instances of the snapshot's services by the addresses they listen at (`host:port`: sidecar inbound, app). */
   #addresses: Map<string, AddressedInstance> | null = null;
+  /** Caps the app probes /app-health runs at once (app-health.ts). */
+  readonly #appProbeGate: AppProbeGate;
   /** The services of the mesh (from the snapshot): the only callers the inbound listener accepts. */
   #meshServices: ReadonlySet<string> = new Set();
   /** The AuthorizationPolicies of this proxy's own service, compiled (authz/engine.ts). */
@@ -299,6 +303,8 @@ export class Sidecar {
     this.metrics.watchAccessLog(this.#accessLog);
     this.tap = new TapHub(o.id, this.#accessLog.target, o.tapLimits);
     this.metrics.watchTap(this.tap);
+    this.#appProbeGate = new AppProbeGate(o.appProbeConcurrency);
+    this.metrics.watchAppProbes(this.#appProbeGate);
     this.#errorLog = new LogLimiter({
       perMinute: CONNECTION_ERROR_LOG_PER_MINUTE,
       log: o.log,
@@ -1115,7 +1121,9 @@ export class Sidecar {
     } else if (path.startsWith(APP_HEALTH_PREFIX)) {
       const probe = this.#o.appProbes?.get(path);
       if (probe === undefined) throw new TrellisError('TRELLIS_E_NOT_FOUND', { reason: 'no app probe of this pod has that path' });
-      const status = await runAppProbe(probe);
+      const running = this.#appProbeGate.run(() => runAppProbe(probe));
+      if (running === undefined) throw new TrellisError('TRELLIS_E_APP_PROBE_LIMIT', { limit: this.#appProbeGate.limit });
+      const status = await running;
       res.statusCode = status >= 200 && status < 400 ? status : 503;
       res.end(`app answered ${status}\n`);
     } else if (path === '/ready') {

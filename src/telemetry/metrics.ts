@@ -646,6 +646,27 @@ export class ProxyMetrics {
     counter('trellis_proxy_tap_slow_readers_total', 'Tap readers disconnected because they stayed behind.', (c) => c.slowReaders);
   }
 
+  /** The kubelet's probes of the app through /app-health (proxy/app-health.ts): in flight now, and refused at the cap. */
+  watchAppProbes(gate: { counts(): { active: number; refused: number } }): void {
+    new client.Gauge({
+      name: 'trellis_proxy_app_probes_active',
+      help: "Probes of the app this proxy runs now for /app-health (the kubelet's probes).",
+      registers: [this.registry],
+      collect(this: Gauge) {
+        this.set(gate.counts().active);
+      },
+    });
+    new client.Counter({
+      name: 'trellis_proxy_app_probes_refused_total',
+      help: 'Requests to /app-health answered 503 at once because the proxy ran its maximum of app probes (--app-probe-concurrency).',
+      registers: [this.registry],
+      collect(this: Counter) {
+        this.reset();
+        this.inc(gate.counts().refused);
+      },
+    });
+  }
+
   /** Adds the span exporter's series, read from `tracer` at each scrape (src/telemetry/tracing/tracer.ts). */
   watchTracing(tracer: { stats(): { exported: number; dropped: { queue_full: number; export_failed: number }; queued: number; errorSpans: number } }): void {
     new client.Counter({

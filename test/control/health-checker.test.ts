@@ -260,3 +260,58 @@ test('nextHealth: unknown takes the first result at once; thresholds apply after
   s = nextHealth(s, { ok: true }, th, 5);
   assert.deepEqual([s.status, s.since, s.consecutiveSuccesses], ['healthy', 5, 3]);
 });
+
+test('checks that come due together start at most 32 per event-loop turn (issue 17)', async () => {
+  // A registration storm: 100 instances due at once. Each turn of the injected scheduler
+  // may start 32 probes, so they start over ceil(100 / 32) = 4 turns, none in the hello's own.
+  const started: string[] = [];
+  const probe = (target: { host: string; port: number }): Promise<CheckResult> => {
+    started.push(`${target.host}:${target.port}`);
+    return new Promise(() => {}); // in flight for the whole test
+  };
+  const turns: (() => void)[] = [];
+  const timers = { setTimeout: () => 0, clearTimeout: () => {}, nextTurn: (fn: () => void) => void turns.push(fn) };
+  const model = modelWith({ type: 'tcp', ...timing });
+  const checker = new HealthChecker({ model, probe, timers });
+  checker.start();
+  try {
+    for (let i = 0; i < 100; i++) register(model, `app-${i}`, 10_000 + i);
+    model.removeInstance('app-99'); // left while it waited: never probed
+    assert.equal(started.length, 0, 'no probe starts in the turn the instances registered in');
+    const perTurn: number[] = [];
+    while (turns.length > 0) {
+      const before = started.length;
+      for (const fn of turns.splice(0)) fn();
+      perTurn.push(started.length - before);
+    }
+    assert.deepEqual(perTurn, [32, 32, 32, 3]);
+    assert.equal(new Set(started).size, 99, 'each instance once');
+  } finally {
+    checker.stop();
+  }
+});
+
+test('the probes per turn are configurable', async () => {
+  let started = 0;
+  const probe = (): Promise<CheckResult> => {
+    started++;
+    return new Promise(() => {});
+  };
+  const turns: (() => void)[] = [];
+  const timers = { setTimeout: () => 0, clearTimeout: () => {}, nextTurn: (fn: () => void) => void turns.push(fn) };
+  const model = modelWith({ type: 'tcp', ...timing });
+  const checker = new HealthChecker({ model, probe, timers, probesPerTurn: 4 });
+  checker.start();
+  try {
+    for (let i = 0; i < 10; i++) register(model, `app-${i}`, 10_000 + i);
+    let count = 0;
+    while (turns.length > 0) {
+      for (const fn of turns.splice(0)) fn();
+      count++;
+    }
+    assert.equal(started, 10);
+    assert.equal(count, Math.ceil(10 / 4));
+  } finally {
+    checker.stop();
+  }
+});

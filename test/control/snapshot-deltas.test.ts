@@ -387,3 +387,63 @@ test('a stream that queues more than 4 MiB of lines before they are handled is e
     distributor.stop();
   }
 });
+
+test('a storm of hellos and a push round share one slice a turn: together they hold the event loop no longer than one of them', async () => {
+  // Every message written to a stream costs 6 ms on the distributor's clock; the slice is
+  // 10 ms, so one turn may write two (the second starts at 6 ms, before the end), never more.
+  let now = 0;
+  const clock: DebounceClock = { now: () => now, setTimeout: () => 0, clearTimeout: () => {} };
+  const model = new MeshModel();
+  model.setConfig(configs()[1]!, ['mesh.yaml']);
+  const distributor = new Distributor({ model, clock, sliceMs: 10 });
+  distributor.start();
+  let writes = 0;
+  const costly = (): MemoryStream => {
+    const s = new MemoryStream();
+    const write = s.write.bind(s) as (...args: unknown[]) => boolean;
+    s.write = ((...args: unknown[]) => {
+      // A message may be written in pieces: it costs its 6 ms once, at its end.
+      const chunk = args[0];
+      if ((typeof chunk === 'string' || Buffer.isBuffer(chunk)) && chunk.at(-1) === (typeof chunk === 'string' ? '\n' : 10)) {
+        now += 6;
+        writes++;
+      }
+      return write(...args);
+    }) as typeof s.write;
+    return s;
+  };
+  try {
+    const open = (proxy: ProxyInfo): MemoryStream => {
+      const s = costly();
+      distributor.handleUpgrade(upgradeRequest(), s, Buffer.alloc(0));
+      s.send({ type: 'hello', proxy });
+      return s;
+    };
+    const frontends = Array.from({ length: 20 }, (_, i) => open(sidecar(`frontend-${i}`, 'frontend')));
+    for (let i = 0; i < 200 && distributor.connected < 20; i++) await settle();
+    assert.equal(distributor.connected, 20);
+    // A config edit drops the frontends' cache upstream: a round with a delta for each of
+    // them, while 20 more proxies' hellos wait in the inbox.
+    const caches = Array.from({ length: 20 }, (_, i) => open(sidecar(`cache-${i}`, 'cache')));
+    model.setConfig(configs()[0]!, ['mesh.yaml']);
+    writes = 0;
+    distributor.pushAll();
+    const perTurn = [writes];
+    for (let i = 0; i < 200 && (distributor.pushing || distributor.connected < 40); i++) {
+      writes = 0;
+      await settle();
+      perTurn.push(writes);
+    }
+    assert.equal(distributor.pushing, false, 'the round ended');
+    assert.equal(distributor.connected, 40, 'every hello was answered');
+    assert.ok(Math.max(...perTurn) <= 2, `at most two writes (one slice) a turn: ${perTurn.join(',')}`);
+    for (const s of frontends) assert.equal(s.messages.at(-1)?.type, 'delta');
+    for (const s of caches)
+      assert.deepEqual(
+        s.messages.map((m) => m.type),
+        ['snapshot'],
+      );
+  } finally {
+    distributor.stop();
+  }
+});

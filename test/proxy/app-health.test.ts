@@ -12,6 +12,7 @@ import { parseAppProbes, runAppProbe } from '../../src/proxy/app-health.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';
 import { NO_CONTROL, quietLog } from '../helpers/proxy-pair.js';
 import { giveIdentity } from '../helpers/test-identity.js';
+import { eventually } from '../helpers/eventually.js';
 
 let app: http.Server;
 let appPort = 0;
@@ -97,4 +98,59 @@ test('probe definitions that do not check out are dropped', async () => {
   assert.deepEqual([...p.keys()], ['/app-health/c/readiness']);
   assert.equal(p.get('/app-health/c/readiness')?.path, '/');
   assert.equal(await runAppProbe({ port: 1, path: '/', scheme: 'HTTP', headers: {} }, 1_000), 503);
+});
+
+test('/app-health runs at most --app-probe-concurrency probes at once; more are 503 app-probe-limit at once, and counted', async () => {
+  // An app that holds every probe until released: each one in flight is a probe the sidecar waits on.
+  const held: http.ServerResponse[] = [];
+  const slow = http.createServer((_req, res) => void held.push(res));
+  await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+  const port = (slow.address() as AddressInfo).port;
+  const capped = new Sidecar({
+    service: 'web',
+    version: 'default',
+    id: 'web-1',
+    kind: 'sidecar',
+    control: NO_CONTROL,
+    upstreams: [],
+    admin: { host: '127.0.0.1', port: 0 },
+    accessLog: 'off',
+    log: quietLog,
+    appProbes: parseAppProbes(JSON.stringify({ '/app-health/web/readiness': { httpGet: { path: '/healthz', port } } })),
+    appProbeConcurrency: 2,
+  });
+  const release = (): void => {
+    for (const res of held.splice(0)) res.end();
+  };
+  try {
+    await giveIdentity(capped, 'web');
+    await capped.start();
+    const { host, port: adminPort } = capped.addresses.admin!;
+    const url = `http://${host}:${adminPort}/app-health/web/readiness`;
+    const inFlight = [fetch(url), fetch(url)];
+    await eventually(() => held.length === 2, { what: 'two probes held by the app' });
+    const over = await fetch(url);
+    assert.equal(over.status, 503);
+    assert.equal(over.headers.get('trellis-error'), 'app-probe-limit');
+    assert.match(await over.text(), /TRELLIS_E_APP_PROBE_LIMIT/);
+    assert.equal(held.length, 2, 'the refused request never reached the app');
+    const metrics = await (await fetch(`http://${host}:${adminPort}/metrics`)).text();
+    assert.match(metrics, /^trellis_proxy_app_probes_refused_total(\{[^}]*\})? 1$/m);
+    assert.match(metrics, /^trellis_proxy_app_probes_active(\{[^}]*\})? 2$/m);
+    release();
+    for (const r of await Promise.all(inFlight)) {
+      assert.equal(r.status, 200);
+      await r.text();
+    }
+    // The slots are free again.
+    const next = fetch(url);
+    await eventually(() => held.length === 1, { what: 'the next probe at the app' });
+    release();
+    assert.equal((await next).status, 200);
+  } finally {
+    release();
+    await capped.close();
+    slow.closeAllConnections();
+    await new Promise<void>((resolve) => slow.close(() => resolve()));
+  }
 });

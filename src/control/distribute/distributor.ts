@@ -63,12 +63,14 @@ export interface DistributorOptions {
   debounceMs?: number;
   /** The longest a model change waits for its push while changes keep coming (default 1000 ms). */
   debounceMaxMs?: number;
-  /** The debounce's clock (tests). */
+  /** The clock of the debounce and of the slices (tests). */
   clock?: DebounceClock;
   /**
-   * A push round sends to proxies for at most this long before it yields the event loop
-   * (setImmediate) and goes on (default 10 ms), so a round to 1,000 proxies never holds
-   * ACKs, health checks or the admin API for longer (issue 17).
+   * The distributor works (handles the streams' lines, sends a push round) for at most
+   * this long in one turn of the event loop before it yields (setImmediate) and goes on
+   * (default 10 ms), so a registration storm or a round to 1,000 proxies never holds
+   * ACKs, health checks or the admin API for longer (issue 17). The lines and the round
+   * share one slice a turn: they run in the same phase of the loop, back to back.
    */
   sliceMs?: number;
   /**
@@ -174,6 +176,8 @@ export class Distributor {
   /** Each proxy's last snapshot version, across its streams (versions only grow). */
   readonly #lastVersion = new Map<string, number>();
   readonly #views = new CompiledViews();
+  /** Each view's JSON as bytes, made once and shared by every stream it is written to. */
+  readonly #bytes = new WeakMap<View<unknown>, Buffer>();
   /** The model changed since the views' round began. */
   #stale = true;
   readonly #connections = new Set<Connection>();
@@ -182,14 +186,18 @@ export class Distributor {
   #unsubscribe?: () => void;
   #stopped = false;
   readonly #sliceMs: number;
-  /** The push round in progress (sliced): its generation, bumped by each new round. */
-  #pushRound = 0;
+  readonly #now: () => number;
+  /** The push round in progress (sliced): the proxies it sends to, from #pushNext on, and the views' round it began in. */
   #pushRemaining: Connection[] = [];
-  #pushImmediate?: NodeJS.Immediate;
-  /** Lines read from the streams, not yet handled (#drain); consumed from #inboxHead. */
+  #pushNext = 0;
+  #pushViewsRound = 0;
+  /** Lines read from the streams, not yet handled (#drainSome); consumed from #inboxHead. */
   readonly #inbox: ({ conn: Connection; line: string } | undefined)[] = [];
   #inboxHead = 0;
-  #drainImmediate?: NodeJS.Immediate;
+  /** The next turn's slice of work (#work), when there is work left. */
+  #workImmediate?: NodeJS.Immediate;
+  /** Which of the two goes first in the next slice: they take turns, so neither starves the other. */
+  #pushFirst = false;
   // A restarted control plane learns the mesh again as proxies reconnect one by one.
   // Proxies that resume (they serve on a snapshot from before) are sent nothing until
   // every instance their snapshots route to has registered again, or until the wait
@@ -226,6 +234,8 @@ export class Distributor {
       () => this.pushAll(),
     );
     this.#sliceMs = Math.max(0, opts.sliceMs ?? DEFAULT_PUSH_SLICE_MS);
+    const clock = opts.clock;
+    this.#now = clock ? () => clock.now() : () => performance.now();
     this.#resumeUntil = Date.now() + (opts.resumeWaitMs ?? 10_000);
     this.#quotas = new RateQuotas({ limitsOf: (service) => this.#globalLimitsOf(service) });
   }
@@ -265,8 +275,8 @@ export class Distributor {
     this.#unsubscribe?.();
     this.#debounce.stop();
     this.#cancelRound();
-    if (this.#drainImmediate !== undefined) clearImmediate(this.#drainImmediate);
-    this.#drainImmediate = undefined;
+    if (this.#workImmediate !== undefined) clearImmediate(this.#workImmediate);
+    this.#workImmediate = undefined;
     this.#inbox.length = 0;
     this.#inboxHead = 0;
     if (this.#resumeTimer) clearTimeout(this.#resumeTimer);
@@ -332,7 +342,7 @@ export class Distributor {
     conn.queued += lines.length;
     conn.queuedChars += chars;
     for (const line of lines) this.#inbox.push({ conn, line });
-    this.#drainSoon();
+    this.#workSoon();
   }
 
   /**
@@ -341,31 +351,46 @@ export class Distributor {
    * and CSRs at once only queues them, so a registration storm cannot hold the event loop
    * for the sum of their snapshots and signatures.
    */
-  #drainSoon(): void {
-    if (this.#drainImmediate === undefined && !this.#stopped) this.#drainImmediate = setImmediate(() => this.#drain());
+  #workSoon(): void {
+    if (this.#workImmediate === undefined && !this.#stopped) this.#workImmediate = setImmediate(() => this.#work());
   }
 
-  #drain(): void {
-    this.#drainImmediate = undefined;
+  /**
+   * One turn's slice: the inbox and the push round in progress share it (they used to
+   * have a slice each, and ran back to back in one phase of the loop: two slices held
+   * it). They take turns going first, and at least one of them does one thing a turn,
+   * however small the slice.
+   */
+  #work(): void {
+    this.#workImmediate = undefined;
+    if (this.#stopped) return;
+    const until = this.#now() + this.#sliceMs;
+    this.#pushFirst = !this.#pushFirst;
+    if (this.#pushFirst) this.#drainSome(until, !this.#pushSome(until, true));
+    else this.#pushSome(until, !this.#drainSome(until, true));
+    if (this.#inboxHead < this.#inbox.length || this.pushing) this.#workSoon();
+  }
+
+  /** Handles lines from the inbox until `until` (at least one when `atLeastOne`); whether it handled any. */
+  #drainSome(until: number, atLeastOne: boolean): boolean {
     const inbox = this.#inbox;
-    const until = performance.now() + this.#sliceMs;
     let i = this.#inboxHead;
-    // At least one line a turn, however small the slice.
+    const first = i;
     while (i < inbox.length && !this.#stopped) {
+      if ((i > first || !atLeastOne) && this.#now() >= until) break;
       const { conn, line } = inbox[i] as { conn: Connection; line: string };
       inbox[i++] = undefined;
       conn.queued--;
       conn.queuedChars -= line.length;
       this.#handle(conn, line);
-      if (performance.now() >= until) break;
     }
     if (i >= inbox.length) {
       inbox.length = 0;
       this.#inboxHead = 0;
     } else {
       this.#inboxHead = i;
-      this.#drainSoon();
     }
+    return i > first;
   }
 
   #handle(conn: Connection, line: string): void {
@@ -589,7 +614,7 @@ export class Distributor {
 
   /** Whether a push round is still sending (it yields the event loop between slices). */
   get pushing(): boolean {
-    return this.#pushImmediate !== undefined;
+    return this.#pushNext < this.#pushRemaining.length;
   }
 
   /**
@@ -601,41 +626,46 @@ export class Distributor {
   pushAll(): void {
     this.#cancelRound();
     this.#beginRound();
-    const round = ++this.#pushRound;
     this.#pushRemaining = [...this.#byProxy.values()];
-    this.#pushSlice(round, this.#views.round);
+    this.#pushNext = 0;
+    this.#pushViewsRound = this.#views.round;
+    this.#pushSome(this.#now() + this.#sliceMs, true);
+    if (this.pushing) this.#workSoon();
   }
 
   #cancelRound(): void {
-    if (this.#pushImmediate !== undefined) clearImmediate(this.#pushImmediate);
-    this.#pushImmediate = undefined;
     this.#pushRemaining = [];
+    this.#pushNext = 0;
   }
 
-  #pushSlice(round: number, viewsRound: number): void {
-    this.#pushImmediate = undefined;
-    if (this.#stopped || round !== this.#pushRound) return;
-    const until = performance.now() + this.#sliceMs;
+  /** Sends the round in progress on until `until` (to one proxy at least when `atLeastOne`); whether it sent to any. */
+  #pushSome(until: number, atLeastOne: boolean): boolean {
+    if (this.#stopped || !this.pushing) return false;
     const remaining = this.#pushRemaining;
-    let i = 0;
-    // At least one proxy per slice, however short the slice.
-    for (const conn of remaining) {
-      if (i > 0 && performance.now() >= until) break;
-      i++;
+    const first = this.#pushNext;
+    while (this.#pushNext < remaining.length) {
+      if ((this.#pushNext > first || !atLeastOne) && this.#now() >= until) break;
+      const conn = remaining[this.#pushNext++]!;
       // Gone, or replaced by a newer stream of the same proxy (its hello sent it everything).
       if (conn.proxy && this.#byProxy.get(conn.proxy.id) === conn) this.#push(conn, false);
     }
-    if (i < remaining.length) {
-      this.#pushRemaining = remaining.slice(i);
-      this.#pushImmediate = setImmediate(() => this.#pushSlice(round, viewsRound));
-      return;
-    }
-    this.#pushRemaining = [];
+    if (this.#pushNext < remaining.length) return this.#pushNext > first;
+    this.#cancelRound();
     // Views no one asked for this round are dropped, unless a newer round began meanwhile
     // (a stream's hello can start one): it prunes with what it saw.
-    if (this.#views.round === viewsRound) this.#views.prune();
+    if (this.#views.round === this.#pushViewsRound) this.#views.prune();
     // A config change may add, change or drop global limits: new quotas at once, after the snapshots that hold them.
     this.#quotas.rebalanceAll();
+    return true;
+  }
+
+  #bytesOf(view: View<unknown>): Buffer {
+    let bytes = this.#bytes.get(view);
+    if (bytes === undefined) {
+      bytes = Buffer.from(view.json);
+      this.#bytes.set(view, bytes);
+    }
+    return bytes;
   }
 
   /** The next snapshot version of a proxy. */
@@ -665,14 +695,21 @@ export class Distributor {
     // ExternalServices: every sidecar's, by name (compileSnapshot's order: they win a clash).
     if (proxy.kind === 'sidecar') for (const [name, view] of this.#views.externals(namespace)) upstreams.set(name, view);
     const sent = force ? undefined : conn.sent;
-    let line: string;
+    // The message as pieces: the shared views' JSON as shared bytes (bytesOf), spliced
+    // between the few bytes of this proxy's own. Nothing is serialized or copied per proxy
+    // but its version and names: a full snapshot to each of 1,000 proxies used to build
+    // (and let the GC collect) a string of the whole snapshot per proxy.
+    const line: (string | Buffer)[] = [];
     let version: number;
     if (sent === undefined) {
       version = this.#nextVersion(proxy.id);
-      const parts: string[] = [];
-      for (const [name, view] of upstreams) parts.push(`${JSON.stringify(name)}:${view.json}`);
-      // The shared JSON of each part, spliced: nothing here is serialized per proxy but its version.
-      line = `{"type":"snapshot","version":${version},"snapshot":{"version":${version},"upstreams":{${parts.join(',')}},${base.json.slice(1)},"resources":${resourcesJson(upstreams)}}`;
+      line.push(`{"type":"snapshot","version":${version},"snapshot":{"version":${version},"upstreams":{`);
+      let comma = '';
+      for (const [name, view] of upstreams) {
+        line.push(`${comma}${JSON.stringify(name)}:`, this.#bytesOf(view));
+        comma = ',';
+      }
+      line.push('},', this.#bytesOf(base).subarray(1), `,"resources":${resourcesJson(upstreams)}}\n`);
     } else {
       const changed: [string, View<UpstreamSnapshot | undefined>][] = [];
       for (const [name, view] of upstreams) if (sent.upstreams.get(name) !== view) changed.push([name, view]);
@@ -680,13 +717,15 @@ export class Distributor {
       const baseChanged = sent.base !== base;
       if (changed.length === 0 && removed.length === 0 && !baseChanged) return;
       version = this.#nextVersion(proxy.id);
-      const parts = changed.map(([name, view]) => `${JSON.stringify(name)}:${view.json}`);
-      line =
-        `{"type":"delta","version":${version},"from":${sent.version}` +
-        (baseChanged ? `,"base":${base.json}` : '') +
-        `,"upstreams":{${parts.join(',')}}` +
-        (removed.length > 0 ? `,"removed":${JSON.stringify(removed)}` : '') +
-        `,"resources":${resourcesJson(new Map(changed))}}`;
+      line.push(`{"type":"delta","version":${version},"from":${sent.version}`);
+      if (baseChanged) line.push(',"base":', this.#bytesOf(base));
+      let comma = '';
+      line.push(',"upstreams":{');
+      for (const [name, view] of changed) {
+        line.push(`${comma}${JSON.stringify(name)}:`, this.#bytesOf(view));
+        comma = ',';
+      }
+      line.push(`}${removed.length > 0 ? `,"removed":${JSON.stringify(removed)}` : ''},"resources":${resourcesJson(new Map(changed))}}\n`);
     }
     conn.sent = { version, base, upstreams };
     writeLine(conn.socket, line);
@@ -712,7 +751,10 @@ function resourcesJson(upstreams: ReadonlyMap<string, View<UpstreamSnapshot | un
   return `{${parts.join(',')}}`;
 }
 
-/** Writes one message already serialized (its parts are the shared views' JSON). */
-function writeLine(socket: Duplex, json: string): void {
-  if (!socket.destroyed && socket.writable) socket.write(`${json}\n`);
+/** Writes one message already serialized, in pieces (the shared views' bytes among them), as one write of the socket. */
+function writeLine(socket: Duplex, pieces: readonly (string | Buffer)[]): void {
+  if (socket.destroyed || !socket.writable) return;
+  socket.cork();
+  for (const piece of pieces) socket.write(piece);
+  socket.uncork();
 }

@@ -29,12 +29,24 @@ export type Probe = (target: HostPort, health: HealthConfig) => Promise<CheckRes
 export interface Timers {
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
+  /** Runs `fn` on a later turn of the event loop (default: setImmediate); the checker starts its probes in batches with it. */
+  nextTurn?(fn: () => void): void;
 }
 
 const realTimers: Timers = {
   setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
   clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
+
+/**
+ * Probes started in one turn of the event loop, at most (issue 17). Instances that
+ * registered together come due together: a registration storm of 1,000 proxies made
+ * rounds of hundreds of probes start in one timer callback, each a socket and a
+ * request, holding the loop for tens of milliseconds; the rest wait for the next turn
+ * (setImmediate), after the loop has read its sockets. A probe's deadline starts when it
+ * does, so waiting in line costs it nothing.
+ */
+export const DEFAULT_PROBES_PER_TURN = 32;
 
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -184,6 +196,8 @@ export interface HealthCheckerOptions {
   startupIntervalMs?: number;
   /** How long after registration the startup interval applies. */
   startupWindowMs?: number;
+  /** Probes started in one event-loop turn at most (default {@link DEFAULT_PROBES_PER_TURN}). */
+  probesPerTurn?: number;
 }
 
 interface Tracked {
@@ -203,6 +217,12 @@ export class HealthChecker {
   readonly #startupWindowMs: number;
   readonly #tracked = new Map<string, Tracked>();
   #unsubscribe: (() => void)[] = [];
+  readonly #probesPerTurn: number;
+  readonly #nextTurn: (fn: () => void) => void;
+  /** Checks due, waiting for their turn (#startDue); consumed from #dueHead. */
+  #due: Tracked[] = [];
+  #dueHead = 0;
+  #turnScheduled = false;
 
   constructor(opts: HealthCheckerOptions) {
     this.#model = opts.model;
@@ -213,6 +233,9 @@ export class HealthChecker {
     this.#onTransition = opts.onTransition;
     this.#startupIntervalMs = opts.startupIntervalMs ?? 200;
     this.#startupWindowMs = opts.startupWindowMs ?? 30_000;
+    this.#probesPerTurn = Math.max(1, Math.floor(opts.probesPerTurn ?? DEFAULT_PROBES_PER_TURN));
+    const nextTurn = this.#timers.nextTurn;
+    this.#nextTurn = nextTurn ? (fn) => nextTurn.call(this.#timers, fn) : (fn) => void setImmediate(fn);
   }
 
   /** Starts checking every instance in the model, now and as they register. */
@@ -229,6 +252,8 @@ export class HealthChecker {
     this.#unsubscribe = [];
     for (const t of this.#tracked.values()) if (t.timer !== undefined) this.#timers.clearTimeout(t.timer);
     this.#tracked.clear();
+    this.#due = [];
+    this.#dueHead = 0;
   }
 
   /** Runs one check of an instance now and returns its new health (undefined if it is gone). */
@@ -256,7 +281,7 @@ export class HealthChecker {
     this.#untrack(instance);
     const tracked: Tracked = { instance, everHealthy: false };
     this.#tracked.set(instance.id, tracked);
-    if (this.#schedule) void this.#run(tracked);
+    if (this.#schedule) this.#enqueue(tracked);
   }
 
   #untrack(instance: Instance): void {
@@ -271,7 +296,41 @@ export class HealthChecker {
     const state = await this.checkNow(tracked.instance.id);
     if (this.#tracked.get(tracked.instance.id) !== tracked || !state) return;
     if (state.status === 'healthy') tracked.everHealthy = true;
-    tracked.timer = this.#timers.setTimeout(() => void this.#run(tracked), this.#intervalFor(tracked));
+    tracked.timer = this.#timers.setTimeout(() => {
+      tracked.timer = undefined;
+      this.#enqueue(tracked);
+    }, this.#intervalFor(tracked));
+  }
+
+  /** Queues a check; the queue's probes start on the next turn, {@link #probesPerTurn} a turn. */
+  #enqueue(tracked: Tracked): void {
+    // Nothing to probe (a gateway with no app): its check is settled at once, in this
+    // turn, as before, so the push its registration starts already sees it healthy.
+    if (tracked.instance.app === undefined) return void this.#run(tracked);
+    this.#due.push(tracked);
+    if (this.#turnScheduled) return;
+    this.#turnScheduled = true;
+    this.#nextTurn(() => this.#startDue());
+  }
+
+  #startDue(): void {
+    this.#turnScheduled = false;
+    const due = this.#due;
+    let started = 0;
+    while (started < this.#probesPerTurn && this.#dueHead < due.length) {
+      const tracked = due[this.#dueHead++]!;
+      // Untracked (or tracked anew) while it waited: that one is not due.
+      if (this.#tracked.get(tracked.instance.id) !== tracked) continue;
+      started++;
+      void this.#run(tracked);
+    }
+    if (this.#dueHead < due.length) {
+      this.#turnScheduled = true;
+      this.#nextTurn(() => this.#startDue());
+    } else if (due === this.#due) {
+      this.#due = [];
+      this.#dueHead = 0;
+    }
   }
 
   #intervalFor(tracked: Tracked): number {
