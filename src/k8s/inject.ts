@@ -269,6 +269,23 @@ function initContainer(ports: readonly number[], o: InjectOptions): K8sContainer
   };
 }
 
+/** The sysctl that lets a non-root process listen below port 1024, in the pod's own network namespace only. */
+export const UNPRIVILEGED_PORT_SYSCTL = 'net.ipv4.ip_unprivileged_port_start';
+
+/**
+ * The pod's securityContext with ip_unprivileged_port_start=0, unless the pod sets it: the
+ * sidecar (uid 1337) listens on a mesh service's own ports at its 127.255.x.y, and a
+ * Service's port is often 80. A "safe" sysctl (Kubernetes >= 1.22, allowed by the baseline
+ * Pod Security Standard), namespaced to the pod; containerd >= 2.0 and Docker set it anyway.
+ */
+function withUnprivilegedPorts(sc: unknown): Obj {
+  const context: Obj = typeof sc === 'object' && sc !== null && !Array.isArray(sc) ? { ...(sc as Obj) } : {};
+  const sysctls = Array.isArray(context.sysctls) ? [...(context.sysctls as Obj[])] : [];
+  if (!sysctls.some((s) => s?.name === UNPRIVILEGED_PORT_SYSCTL)) sysctls.push({ name: UNPRIVILEGED_PORT_SYSCTL, value: '0' });
+  context.sysctls = sysctls;
+  return context;
+}
+
 function tokenVolume(o: InjectOptions): Obj {
   return {
     name: TOKEN_VOLUME,
@@ -307,6 +324,7 @@ export function injectPod(input: K8sPod, options: Partial<InjectOptions> = {}): 
   // App init containers' HTTP probes are not probed by the kubelet (only sidecars' are), so they stay.
   spec.initContainers = [initContainer(ports, o), sidecar(pod, ports, probes, o), ...(spec.initContainers ?? [])];
   spec.volumes = [...(spec.volumes ?? []), tokenVolume(o)];
+  if (o.dns) spec.securityContext = withUnprivilegedPorts(spec.securityContext);
   pod.metadata = { ...(pod.metadata ?? {}) };
   pod.metadata.annotations = { ...(pod.metadata.annotations ?? {}), [INJECTED_ANNOTATION]: SIDECAR_NAME };
   return { injected: true, pod };
@@ -332,6 +350,7 @@ export function injectionPatch(before: K8sPod, after: K8sPod): PatchOperation[] 
   field('/spec', before.spec, after.spec, 'initContainers');
   field('/spec', before.spec, after.spec, 'containers');
   field('/spec', before.spec, after.spec, 'volumes');
+  field('/spec', before.spec, after.spec, 'securityContext');
   return ops;
 }
 

@@ -57,6 +57,8 @@ describe('DNS interception in a pod', { skip: missing.length > 0 ? `needs ${miss
     ])
       await run('ip', ['-n', NS, ...cmd.split(' ')]);
     await run('ip', ['netns', 'exec', NS, 'nft', '-f', '-'], podInitRuleset([], { dns: true }));
+    // What the injector sets in the pod's securityContext: the sidecar may listen on port 80.
+    await run('ip', ['netns', 'exec', NS, 'sh', '-c', 'echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start']);
     const [cmd = '', ...args] = inNetns(NS, [process.execPath, join(REPO, 'dist/test/helpers/dns-pod-harness.js')], SIDECAR_UID);
     harness = spawn(cmd, args, { cwd: REPO, stdio: ['pipe', 'pipe', 'inherit'] });
     const lines = createInterface({ input: harness.stdout! });
@@ -90,13 +92,15 @@ describe('DNS interception in a pod', { skip: missing.length > 0 ? `needs ${miss
       `import dns from 'node:dns/promises';
        const { address } = await dns.lookup('backend', { family: 4 });
        const res = await fetch('http://backend:${ready.appPort}/hello');
-       console.log(JSON.stringify({ address, status: res.status, body: await res.text(), proxy: process.env.HTTP_PROXY ?? null }));`,
+       const on80 = await fetch('http://backend.default.svc.cluster.local/port-80');
+       console.log(JSON.stringify({ address, status: res.status, body: await res.text(), on80: await on80.text(), proxy: process.env.HTTP_PROXY ?? null }));`,
     );
-    const r = JSON.parse(out) as { address: string; status: number; body: string; proxy: string | null };
+    const r = JSON.parse(out) as { address: string; status: number; body: string; on80: string; proxy: string | null };
     assert.match(r.address, /^127\.255\.\d+\.\d+$/);
     assert.equal(r.proxy, null, 'no HTTP_PROXY');
     assert.equal(r.status, 200);
     assert.equal(r.body, 'backend saw /hello from web', "the backend's sidecar (STRICT) named the caller from its certificate");
+    assert.equal(r.on80, 'backend saw /port-80 from web', 'port 80 of the full name too');
     assert.ok((await dnsQueries('mesh')) >= 1);
   });
 

@@ -61,6 +61,11 @@ test('a Deployment pod gets the init step and a native sidecar, and stays a vali
     (at(proxy, 'ports') as { name: string; containerPort: number; protocol: string }[]).filter((p) => p.containerPort === 15053).map((p) => p.protocol),
     ['UDP', 'TCP'],
   );
+  assert.deepEqual(
+    at(pod, 'spec.securityContext.sysctls'),
+    [{ name: 'net.ipv4.ip_unprivileged_port_start', value: '0' }],
+    "the sidecar may listen on a service's port 80 at its 127.255.x.y",
+  );
   assert.equal(at(init, 'restartPolicy'), undefined, 'the init step runs once');
 });
 
@@ -138,6 +143,30 @@ test('without DNS interception the pod keeps only HTTP_PROXY as its way out', ()
   assert.ok(!((proxy?.args ?? []) as string[]).includes('--dns-listen'));
   assert.deepEqual(named(r.pod, INIT_NAME)?.args, ['pod-init', '--ports', '8080']);
   assert.ok(!proxy?.ports?.some((p) => p.containerPort === 15053));
+  assert.equal(at(r.pod, 'spec.securityContext'), undefined);
+});
+
+test("a pod's own securityContext and sysctls are kept, its own ip_unprivileged_port_start too", () => {
+  const own = deploymentPod();
+  (own.spec as Record<string, unknown>).securityContext = {
+    fsGroup: 2000,
+    sysctls: [
+      { name: 'net.ipv4.ip_unprivileged_port_start', value: '1000' },
+      { name: 'kernel.shm_rmid_forced', value: '1' },
+    ],
+  };
+  const pod = injected(own);
+  new Pod(pod as never).validate();
+  assert.deepEqual(at(pod, 'spec.securityContext'), (own.spec as Record<string, unknown>).securityContext);
+  const other = deploymentPod();
+  (other.spec as Record<string, unknown>).securityContext = { runAsNonRoot: true, sysctls: [{ name: 'kernel.shm_rmid_forced', value: '1' }] };
+  assert.deepEqual(at(injected(other), 'spec.securityContext'), {
+    runAsNonRoot: true,
+    sysctls: [
+      { name: 'kernel.shm_rmid_forced', value: '1' },
+      { name: 'net.ipv4.ip_unprivileged_port_start', value: '0' },
+    ],
+  });
 });
 
 function podRulesetInput(ports: number[]) {
