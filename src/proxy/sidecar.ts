@@ -289,6 +289,9 @@ export class Sidecar {
   /** Services whose loopback listeners are opened (their address) or are being opened. */
   readonly #dnsOpened = new Map<string, string | undefined>();
   readonly #dnsOpening = new Map<string, Promise<string | undefined>>();
+  /** Per service: the ports tried at its address (each once), and how many of them are open. */
+  readonly #dnsPortsTried = new Map<string, Set<number>>();
+  readonly #dnsPortsOpen = new Map<string, number>();
   #closing = false;
   /** Actual listening addresses (port 0 resolved). */
   readonly addresses: {
@@ -695,17 +698,33 @@ export class Sidecar {
    */
   async #openMeshListeners(key: string): Promise<string | undefined> {
     const o = this.#o;
-    const u = this.#snapshot?.upstreams[key];
+    if (this.#snapshot?.upstreams[key] === undefined) return undefined;
     const address = this.#loopback?.addressOf(key);
-    const make = this.#upstreamServer;
-    if (u === undefined || make === undefined) return undefined;
     if (address === undefined) {
       o.log(`proxy ${o.id}: dns: ${key} gets no address: ${this.#loopback?.size} services have one already (the limit); its name is forwarded`);
       return undefined;
     }
+    return (await this.#openMeshPorts(key, address)) > 0 ? address : undefined;
+  }
+
+  /**
+   * Opens the listeners of service `key`'s ports at `address` that were not tried yet (each
+   * port is tried once: one that failed is logged once); returns how many are open now.
+   * Called on the first query and again on every snapshot, so ports the service gains (a
+   * new instance's app port, a port added to the Service) are opened too.
+   */
+  async #openMeshPorts(key: string, address: string): Promise<number> {
+    const o = this.#o;
+    const u = this.#snapshot?.upstreams[key];
+    const make = this.#upstreamServer;
+    const open = (): number => this.#dnsPortsOpen.get(key) ?? 0;
+    if (u === undefined || make === undefined) return open();
+    let tried = this.#dnsPortsTried.get(key);
+    if (tried === undefined) this.#dnsPortsTried.set(key, (tried = new Set()));
     const own = new Set<number>([...(o.ports ?? []).map((p) => p.app.port), ...(o.app !== undefined ? [o.app.port] : [])]);
-    let opened = 0;
     for (const port of meshPorts(u)) {
+      if (tried.has(port)) continue;
+      tried.add(port);
       if (own.has(port)) {
         o.log(`proxy ${o.id}: dns: ${key}'s port ${port} is also this app's own port; not opened at ${address}`);
         continue;
@@ -721,12 +740,23 @@ export class Sidecar {
       }
       if (this.#closing) {
         server.close();
-        return undefined;
+        return open();
       }
       this.#holdListener(server, `outbound:${servicePort === undefined ? key : `${key}:${servicePort}`}`);
-      opened++;
+      this.#dnsPortsOpen.set(key, open() + 1);
     }
-    return opened > 0 ? address : undefined;
+    return open();
+  }
+
+  /** After a snapshot: services already answered get listeners for ports they gained; those that had none are asked again on their next query. */
+  #refreshMeshListeners(): void {
+    for (const [key, address] of this.#dnsOpened) {
+      if (address === undefined) {
+        this.#dnsOpened.delete(key);
+        continue;
+      }
+      this.#openMeshPorts(key, address).catch((err: unknown) => this.#o.log(`proxy ${this.#o.id}: dns: opening ${key}'s ports failed: ${errorSummary(err)}`));
+    }
   }
 
   /** The PeerAuthentication mode of the inbound listener of `port` (undefined: the one port), from the snapshot in force. */
@@ -868,7 +898,10 @@ export class Sidecar {
     this.#inboundMtls = typeof s.mtls === 'object' && s.mtls !== null && typeof s.mtls.mode === 'string' ? s.mtls : undefined;
     this.tls.retainOnly(keys);
     this.#hosts = hostIndex(s, compiled);
-    if (this.#dns !== undefined) this.#dnsNames = meshNames(s);
+    if (this.#dns !== undefined) {
+      this.#dnsNames = meshNames(s);
+      this.#refreshMeshListeners();
+    }
     this.#addresses = addressIndex(s, compiled);
     this.limits.current = limits;
     for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;

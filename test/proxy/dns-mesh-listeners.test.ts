@@ -16,6 +16,7 @@ import { nameservers } from '../../src/proxy/dns/resolv-conf.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';
 import { closeServer, listenHttp, NO_CONTROL, quietLog, startInbound } from '../helpers/proxy-pair.js';
 import { giveIdentity, withPeerMtls } from '../helpers/test-identity.js';
+import { eventually } from '../helpers/eventually.js';
 
 function upstream(service: string, inboundPort: number, appPort: number, ports?: number[]): UpstreamSnapshot {
   const eps = [{ id: `${service}-0`, host: '127.0.0.1', port: inboundPort, version: 'v1', app: { host: '127.0.0.1', port: appPort } }];
@@ -110,6 +111,32 @@ describe('a sidecar answering DNS for its mesh', () => {
     await assert.rejects(resolver.resolve4('multi'), { code: 'ESERVFAIL' }, 'not the mesh: forwarded (here, to no resolver)');
     assert.equal((await get(address as string, app.port)).status, 200);
     await assert.rejects(get(address as string, webAppPort), { code: 'ECONNREFUSED' }, "the web app's own port stays free for it");
+  });
+
+  test("a port the service gains later (a new instance's app port) is opened at the same address", async () => {
+    const [address] = await resolver.resolve4('backend');
+    const second = await listenHttp((req, res) => res.end(`second saw ${req.url}`));
+    try {
+      await assert.rejects(get(address as string, second.port), { code: 'ECONNREFUSED' }, 'not a port of the service yet');
+      const inbound = backend.addresses.inbound!.port;
+      const u = upstream('backend', inbound, app.port);
+      const endpoints = [
+        ...(u.backends.backend?.endpoints ?? []),
+        { id: 'backend-1', host: '127.0.0.1', port: inbound, version: 'v1', app: { host: '127.0.0.1', port: second.port } },
+      ];
+      web.apply({
+        version: 2,
+        service: 'web',
+        inboundProtocol: 'http',
+        meshServices: ['backend', 'web'],
+        upstreams: withPeerMtls({ backend: { ...u, backends: { backend: { name: 'backend', endpoints } } } }),
+      });
+      const r = await eventually(() => get(address as string, second.port));
+      assert.equal(r.status, 200, 'the listener on the new port is the mesh: the request goes to the backend through its sidecar');
+      assert.deepEqual(await resolver.resolve4('backend'), [address], 'the same address');
+    } finally {
+      await closeServer(second.server);
+    }
   });
 
   test("an ExternalService's host is not answered by the mesh", async () => {
