@@ -17,6 +17,7 @@ import { after, before, describe, test } from 'node:test';
 import { podInitRuleset, SIDECAR_UID } from '../../src/k8s/inject.js';
 import { inNetns, NETNS_ETC, run } from '../../src/runner/isolation/network.js';
 import { isolationMissing } from '../../src/runner/isolation/preflight.js';
+import { HARNESS_ARG } from '../helpers/dns-pod-harness.js';
 import { REPO } from '../helpers/mesh-run.js';
 import { nodeIn } from '../helpers/pods.js';
 
@@ -59,7 +60,7 @@ describe('DNS interception in a pod', { skip: missing.length > 0 ? `needs ${miss
     await run('ip', ['netns', 'exec', NS, 'nft', '-f', '-'], podInitRuleset([], { dns: true }));
     // What the injector sets in the pod's securityContext: the sidecar may listen on port 80.
     await run('ip', ['netns', 'exec', NS, 'sh', '-c', 'echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start']);
-    const [cmd = '', ...args] = inNetns(NS, [process.execPath, join(REPO, 'dist/test/helpers/dns-pod-harness.js')], SIDECAR_UID);
+    const [cmd = '', ...args] = inNetns(NS, [process.execPath, join(REPO, 'dist/test/helpers/dns-pod-harness.js'), HARNESS_ARG], SIDECAR_UID);
     harness = spawn(cmd, args, { cwd: REPO, stdio: ['pipe', 'pipe', 'inherit'] });
     const lines = createInterface({ input: harness.stdout! });
     ready = await new Promise((resolve, reject) => {
