@@ -222,6 +222,25 @@ describe('the DNS responder', () => {
     assert.equal(r.inFlight, 0);
   });
 
+  test('over TCP, a length past the limit closes the connection; empty and short frames are dropped one by one', async () => {
+    const closed = (s: net.Socket): Promise<void> => new Promise((resolve) => s.once('close', () => resolve()));
+    const big = net.connect(at.port, '127.0.0.1');
+    big.on('error', () => {});
+    big.write(Buffer.from([0xff, 0xff, 1, 2, 3]));
+    await closed(big);
+    assert.equal(await counted(registry, 'dropped', 'too_large'), 2, 'with the UDP one before');
+    // Zero-length and short frames are dropped one by one; the connection answers the next good one.
+    const ok = net.connect(at.port, '127.0.0.1');
+    const q = query('backend');
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(q.length);
+    const answered = new Promise<Buffer>((resolve) => ok.once('data', (d: Buffer) => resolve(d)));
+    ok.write(Buffer.concat([Buffer.from([0, 0, 0, 3, 1, 2, 3]), len, q]));
+    const d = await answered;
+    assert.equal(dnsPacket.decode(d.subarray(2)).answers?.length, 1);
+    ok.destroy();
+  });
+
   test('random bytes, and valid queries with random bytes changed, never end the responder', async () => {
     const before = await registry.metrics();
     const base = query('backend.default');
