@@ -10,6 +10,7 @@ import { parseBytes, parseCount, parseFlags, parseHostPort } from './args.js';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { nameservers } from '../proxy/dns/resolv-conf.js';
+import { DEFAULT_DNS_LIMITS, type DnsLimits } from '../proxy/dns/dns-responder.js';
 
 export const help = `Usage: trellis proxy --service NAME [options]
 
@@ -43,6 +44,10 @@ Options:
                             forwarded to the name servers of /etc/resolv.conf
   --dns-upstream HOST[:PORT]
                             forward other names here instead (repeatable; default port 53)
+  --dns-limit NAME=N        one of the responder's limits (repeatable): maxInFlight (1024),
+                            forwardTimeoutMs (4000), maxQueryBytes (1232), maxReplyBytes
+                            (65535), ttlSeconds (5), maxTcpConnections (64), tcpIdleMs
+                            (10000), maxServices (1024: services given an address)
   --admin [HOST:]PORT       admin server with /metrics, /ready, /config, /identity (default: 127.0.0.1:0)
   --gateway                 no app: only outbound listeners (an edge proxy); a Gateway named
                             after --service opens its listeners' ports (on 127.0.0.1)
@@ -93,6 +98,7 @@ export async function run(argv: string[]): Promise<number> {
       'http-proxy': { type: 'string' },
       'dns-listen': { type: 'string' },
       'dns-upstream': { type: 'string', multiple: true, default: [] },
+      'dns-limit': { type: 'string', multiple: true, default: [] },
       admin: { type: 'string', default: '127.0.0.1:0' },
       gateway: { type: 'boolean', default: false },
       'gateway-port': { type: 'string', multiple: true, default: [] },
@@ -158,7 +164,13 @@ export async function run(argv: string[]): Promise<number> {
     ...(gatewayListen !== undefined ? { gatewayListen } : {}),
     httpProxy: values['http-proxy'] ? parseHostPort(values['http-proxy'], '--http-proxy') : undefined,
     ...(values['dns-listen'] !== undefined
-      ? { dns: { listen: parseHostPort(values['dns-listen'], '--dns-listen'), upstreams: dnsUpstreams(values['dns-upstream']) } }
+      ? {
+          dns: {
+            listen: parseHostPort(values['dns-listen'], '--dns-listen'),
+            upstreams: dnsUpstreams(values['dns-upstream']),
+            ...dnsLimits(values['dns-limit']),
+          },
+        }
       : {}),
     ...(values.egress !== undefined ? { egress: parseHostPort(values.egress, '--egress') } : {}),
     admin: parseHostPort(values.admin, '--admin'),
@@ -205,6 +217,26 @@ function dnsUpstreams(flags: readonly string[]): HostPort[] {
 }
 
 const RESOLV_CONF = '/etc/resolv.conf';
+
+/** `--dns-limit maxInFlight=256`: the responder's limits by name (DEFAULT_DNS_LIMITS), and maxServices. */
+export function dnsLimits(specs: readonly string[]): { limits: Partial<DnsLimits>; maxServices?: number } {
+  const limits: Record<string, number> = {};
+  let maxServices: number | undefined;
+  for (const spec of specs) {
+    const eq = spec.indexOf('=');
+    const name = spec.slice(0, eq);
+    const text = spec.slice(eq + 1);
+    const n = /^\d{1,9}$/.test(text) ? Number(text) : NaN;
+    const known = name === 'maxServices' || Object.hasOwn(DEFAULT_DNS_LIMITS, name);
+    if (eq <= 0 || !known || !(n >= 1))
+      throw new TrellisError('TRELLIS_E_USAGE', {
+        reason: `--dns-limit expects NAME=N (a positive integer) with NAME one of ${[...Object.keys(DEFAULT_DNS_LIMITS), 'maxServices'].join(', ')}; got "${spec}"`,
+      });
+    if (name === 'maxServices') maxServices = n;
+    else limits[name] = n;
+  }
+  return { limits: limits as Partial<DnsLimits>, ...(maxServices !== undefined ? { maxServices } : {}) };
+}
 
 /** `--access-log-fields ts,method,path,status`: names from ACCESS_LOG_FIELDS. */
 function accessLogFields(text: string): AccessLogField[] {

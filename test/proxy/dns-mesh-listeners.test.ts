@@ -14,6 +14,7 @@ import { LoopbackAddresses } from '../../src/proxy/dns/loopback-addresses.js';
 import { meshNames, meshPorts } from '../../src/proxy/dns/mesh-names.js';
 import { nameservers } from '../../src/proxy/dns/resolv-conf.js';
 import { Sidecar } from '../../src/proxy/sidecar.js';
+import { dnsLimits } from '../../src/cli/proxy.js';
 import { closeServer, listenHttp, NO_CONTROL, quietLog, startInbound } from '../helpers/proxy-pair.js';
 import { giveIdentity, withPeerMtls } from '../helpers/test-identity.js';
 import { eventually } from '../helpers/eventually.js';
@@ -182,6 +183,16 @@ test('mesh names and ports come from the snapshot', () => {
   ]);
   assert.deepEqual(meshPorts(u), [80, 8080], 'a one-port service: 80 and its apps ports');
   assert.deepEqual(meshPorts(upstream('m', 1, 2, [5432, 5433])), [5432, 5433]);
+});
+
+test('--dns-limit takes the named limits, and refuses unknown names and bad numbers', () => {
+  assert.deepEqual(dnsLimits(['maxInFlight=64', 'forwardTimeoutMs=1500', 'maxServices=10']), {
+    limits: { maxInFlight: 64, forwardTimeoutMs: 1500 },
+    maxServices: 10,
+  });
+  assert.deepEqual(dnsLimits([]), { limits: {} });
+  for (const bad of ['maxInFlight', 'nope=1', 'maxInFlight=0', 'maxInFlight=-1', 'maxInFlight=1e3', '__proto__=1', 'toString=1'])
+    assert.throws(() => dnsLimits([bad]), { code: 'TRELLIS_E_USAGE' }, bad);
 });
 
 test('resolv.conf name servers', () => {
