@@ -680,11 +680,16 @@ export class Sidecar {
     if (this.#dnsOpened.has(key)) return this.#dnsOpened.get(key);
     let opening = this.#dnsOpening.get(key);
     if (opening === undefined) {
-      opening = this.#openMeshListeners(key).then((address) => {
-        this.#dnsOpening.delete(key);
-        this.#dnsOpened.set(key, address);
-        return address;
-      });
+      opening = this.#openMeshListeners(key)
+        .catch((err: unknown) => {
+          this.#o.log(`proxy ${this.#o.id}: dns: opening ${key}'s listeners failed: ${errorSummary(err)}`);
+          return undefined;
+        })
+        .then((address) => {
+          this.#dnsOpening.delete(key);
+          this.#dnsOpened.set(key, address);
+          return address;
+        });
       this.#dnsOpening.set(key, opening);
     }
     return opening;
