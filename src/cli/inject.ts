@@ -20,6 +20,8 @@ Options:
   --image IMAGE         the proxy image (default: ${DEFAULT_INJECT_OPTIONS.image})
   --control URL         the control plane URL sidecars join (default: ${DEFAULT_INJECT_OPTIONS.controlUrl})
   --no-http-proxy-env   do not set HTTP_PROXY on app containers
+  --no-dns              do not intercept the pod's DNS (by default the init step redirects
+                        port 53 to the sidecar, which answers mesh service names)
 
 Example:
   trellis inject -f deployment.yaml | kubectl apply -f -
@@ -41,6 +43,7 @@ export async function run(argv: string[]): Promise<number> {
       image: { type: 'string' },
       control: { type: 'string' },
       'no-http-proxy-env': { type: 'boolean', default: false },
+      'no-dns': { type: 'boolean', default: false },
     },
     false,
     'inject',
@@ -63,6 +66,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(values.image ? { image: values.image } : {}),
       ...(values.control ? { controlUrl: values.control } : {}),
       httpProxyEnv: !values['no-http-proxy-env'],
+      dns: !values['no-dns'],
     });
     if (result && !result.injected) {
       const meta = value as { kind?: string; metadata?: { name?: string } };

@@ -7,12 +7,14 @@ import { podInitRuleset } from '../k8s/inject.js';
 import { parseFlags } from './args.js';
 
 /** Usage text of `trellis pod-init`. */
-export const help = `Usage: trellis pod-init --ports P,P... [--dry-run]
+export const help = `Usage: trellis pod-init --ports P,P... [--dns] [--dry-run]
 
 Installs a Kubernetes pod's interception rules (run by the injected trellis-init
 container, with NET_ADMIN): each app port redirected to the sidecar's inbound listener
 (15006, 15007, ...), the sidecar's admin port 15020 open, and nothing leaving the pod
-unless the sidecar (uid 1337) sent it. --dry-run prints the nft ruleset instead.
+unless the sidecar (uid 1337) sent it. --dns also redirects the app's DNS queries (UDP
+and TCP port 53) to the sidecar's responder on 127.0.0.1:15053. --dry-run prints the nft
+ruleset instead.
 `;
 
 /** The ports flag as numbers: a comma list, empty for a pod without ports. */
@@ -27,8 +29,13 @@ export function parsePorts(value: string): number[] {
 
 /** Runs the command; returns the exit code. */
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, { ports: { type: 'string', default: '' }, 'dry-run': { type: 'boolean', default: false } }, false, 'pod-init');
-  const ruleset = podInitRuleset(parsePorts(values.ports));
+  const { values } = parseFlags(
+    argv,
+    { ports: { type: 'string', default: '' }, dns: { type: 'boolean', default: false }, 'dry-run': { type: 'boolean', default: false } },
+    false,
+    'pod-init',
+  );
+  const ruleset = podInitRuleset(parsePorts(values.ports), { dns: values.dns });
   if (values['dry-run']) {
     process.stdout.write(ruleset);
     return 0;

@@ -7,6 +7,10 @@ import { LISTEN_FDS_ENV, parseListenFds } from '../api/listen-fds.js';
 import type { HostPort } from '../api/protocol.js';
 import { ACCESS_LOG_FIELDS, type AccessLogField } from '../api/views.js';
 import { parseBytes, parseCount, parseFlags, parseHostPort } from './args.js';
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { nameservers } from '../proxy/dns/resolv-conf.js';
+import { DEFAULT_DNS_LIMITS, type DnsLimits } from '../proxy/dns/dns-responder.js';
 
 export const help = `Usage: trellis proxy --service NAME [options]
 
@@ -33,6 +37,17 @@ Options:
                             a local listener for upstream service SVC (repeatable); SVCPORT
                             picks a port of a multi-port service (default: its first)
   --http-proxy [HOST:]PORT  HTTP proxy listener: the Host header names the service
+  --dns-listen [HOST:]PORT  DNS responder (UDP and TCP): mesh service names (svc, svc.ns,
+                            svc.ns.svc, svc.ns.svc.cluster.local) answer with a loopback
+                            address (127.255.x.y, one per service) where this proxy opens the
+                            service's outbound listeners on its ports; other names are
+                            forwarded to the name servers of /etc/resolv.conf
+  --dns-upstream HOST[:PORT]
+                            forward other names here instead (repeatable; default port 53)
+  --dns-limit NAME=N        one of the responder's limits (repeatable): maxInFlight (1024),
+                            forwardTimeoutMs (4000), maxQueryBytes (1232), maxReplyBytes
+                            (65535), ttlSeconds (5), maxTcpConnections (64), tcpIdleMs
+                            (10000), maxServices (1024: services given an address)
   --admin [HOST:]PORT       admin server with /metrics, /ready, /config, /identity (default: 127.0.0.1:0)
   --app-probe-concurrency N the kubelet's probes of the app (/app-health/...) run at once at
                             most; more are answered 503 at once (default: 16)
@@ -83,6 +98,9 @@ export async function run(argv: string[]): Promise<number> {
       port: { type: 'string', multiple: true, default: [] },
       upstream: { type: 'string', multiple: true, default: [] },
       'http-proxy': { type: 'string' },
+      'dns-listen': { type: 'string' },
+      'dns-upstream': { type: 'string', multiple: true, default: [] },
+      'dns-limit': { type: 'string', multiple: true, default: [] },
       admin: { type: 'string', default: '127.0.0.1:0' },
       'app-probe-concurrency': { type: 'string' },
       gateway: { type: 'boolean', default: false },
@@ -149,6 +167,15 @@ export async function run(argv: string[]): Promise<number> {
     upstreams,
     ...(gatewayListen !== undefined ? { gatewayListen } : {}),
     httpProxy: values['http-proxy'] ? parseHostPort(values['http-proxy'], '--http-proxy') : undefined,
+    ...(values['dns-listen'] !== undefined
+      ? {
+          dns: {
+            listen: parseHostPort(values['dns-listen'], '--dns-listen'),
+            upstreams: dnsUpstreams(values['dns-upstream']),
+            ...dnsLimits(values['dns-limit']),
+          },
+        }
+      : {}),
     ...(values.egress !== undefined ? { egress: parseHostPort(values.egress, '--egress') } : {}),
     admin: parseHostPort(values.admin, '--admin'),
     ...(listenFds.size > 0 ? { listenFds } : {}),
@@ -169,7 +196,8 @@ export async function run(argv: string[]): Promise<number> {
       Object.entries(a.upstreams)
         .map(([s, l]) => `, ${s} at ${l.host}:${l.port}`)
         .join('') +
-      (a.httpProxy ? `, http proxy ${a.httpProxy.host}:${a.httpProxy.port}` : ''),
+      (a.httpProxy ? `, http proxy ${a.httpProxy.host}:${a.httpProxy.port}` : '') +
+      (a.dns ? `, dns ${a.dns.host}:${a.dns.port}` : ''),
   );
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
@@ -178,6 +206,40 @@ export async function run(argv: string[]): Promise<number> {
   });
   await sidecar.close();
   return 0;
+}
+
+/** Where the DNS responder forwards names that are not the mesh's: the flags, else /etc/resolv.conf's name servers. */
+function dnsUpstreams(flags: readonly string[]): HostPort[] {
+  if (flags.length > 0) return flags.map((f) => (isIP(f) !== 0 ? { host: f, port: 53 } : parseHostPort(f, '--dns-upstream')));
+  let text = '';
+  try {
+    text = readFileSync(RESOLV_CONF, 'utf8');
+  } catch (err) {
+    process.stderr.write(`trellis proxy: cannot read ${RESOLV_CONF} (${(err as NodeJS.ErrnoException).code}); names outside the mesh will fail\n`);
+  }
+  return nameservers(text);
+}
+
+const RESOLV_CONF = '/etc/resolv.conf';
+
+/** `--dns-limit maxInFlight=256`: the responder's limits by name (DEFAULT_DNS_LIMITS), and maxServices. */
+export function dnsLimits(specs: readonly string[]): { limits: Partial<DnsLimits>; maxServices?: number } {
+  const limits: Record<string, number> = {};
+  let maxServices: number | undefined;
+  for (const spec of specs) {
+    const eq = spec.indexOf('=');
+    const name = spec.slice(0, eq);
+    const text = spec.slice(eq + 1);
+    const n = /^\d{1,9}$/.test(text) ? Number(text) : NaN;
+    const known = name === 'maxServices' || Object.hasOwn(DEFAULT_DNS_LIMITS, name);
+    if (eq <= 0 || !known || !(n >= 1))
+      throw new TrellisError('TRELLIS_E_USAGE', {
+        reason: `--dns-limit expects NAME=N (a positive integer) with NAME one of ${[...Object.keys(DEFAULT_DNS_LIMITS), 'maxServices'].join(', ')}; got "${spec}"`,
+      });
+    if (name === 'maxServices') maxServices = n;
+    else limits[name] = n;
+  }
+  return { limits: limits as Partial<DnsLimits>, ...(maxServices !== undefined ? { maxServices } : {}) };
 }
 
 /** `--access-log-fields ts,method,path,status`: names from ACCESS_LOG_FIELDS. */

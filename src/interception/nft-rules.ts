@@ -7,6 +7,9 @@
 //             redirected (nat output) to the sidecar's local listener for that upstream;
 //   inbound   connections from outside the pod to an app port are redirected (nat
 //             prerouting) to the sidecar's inbound listener for that port;
+//   dns       (when asked) the app's DNS queries, UDP and TCP port 53 to any address, are
+//             redirected (nat output) to the sidecar's DNS responder, which answers mesh
+//             names itself and forwards the rest from its own uid (src/proxy/dns/);
 //   bypass    nothing else leaves the pod unless the sidecar's uid sent it (filter
 //             output), and nothing from outside reaches a port other than the sidecar's
 //             (filter input): an app cannot skip its sidecar, and no one outside can
@@ -61,6 +64,13 @@ export interface PodInterception {
    * probes and the admin server reaches such a pod (the ingress calls public services only).
    */
   readonly inboundClosedTo?: readonly string[];
+  /**
+   * The sidecar's DNS responder port (on 127.0.0.1): every DNS query the app sends (UDP and
+   * TCP port 53, whatever the resolver address) is redirected there. Absent: DNS is not
+   * intercepted. Every address, not only resolv.conf's: an app may not reach another
+   * resolver anyway (bypass), and the init step need not read the pod's resolv.conf.
+   */
+  readonly dnsRedirect?: number;
 }
 
 /** The nftables table for one pod, as `nft -f` input: deletes any earlier one of the same name first. */
@@ -81,6 +91,8 @@ export function podRuleset(p: PodInterception): string {
     '  chain output {',
     '    type nat hook output priority -100; policy accept;',
     `    meta skuid ${p.sidecarUid} accept`,
+    // After the sidecar's accept: its own queries (the forwards) go to the real resolver.
+    ...(p.dnsRedirect !== undefined ? [`    udp dport 53 redirect to :${p.dnsRedirect}`, `    tcp dport 53 redirect to :${p.dnsRedirect}`] : []),
     ...p.outbound.map((o) => `    ip daddr ${o.vip} tcp dport ${o.port} redirect to :${o.listener}`),
     '  }',
     '  chain filter_output {',
@@ -129,8 +141,14 @@ function check(p: PodInterception): void {
     port(i.listener);
   }
   for (const n of p.openPorts) port(n);
+  if (p.dnsRedirect !== undefined) port(p.dnsRedirect);
   for (const a of [...p.probeSources, ...(p.inboundClosedTo ?? [])]) addr(a);
-  const listeners = new Set([...p.inbound.map((i) => i.listener), ...p.openPorts, ...p.outbound.map((o) => o.listener)]);
+  const listeners = new Set([
+    ...p.inbound.map((i) => i.listener),
+    ...p.openPorts,
+    ...p.outbound.map((o) => o.listener),
+    ...(p.dnsRedirect !== undefined ? [p.dnsRedirect] : []),
+  ]);
   for (const i of p.inbound) {
     if (listeners.has(i.appPort)) throw new RangeError(`app port ${i.appPort} is also a sidecar listener port`);
   }

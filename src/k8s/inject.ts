@@ -72,7 +72,7 @@ export const INIT_NAME = 'trellis-init';
 /** The sidecar's uid and gid (Istio's 1337): its sockets are never redirected. */
 export const SIDECAR_UID = 1337;
 /** The sidecar's ports in an injected pod (the Kubernetes contract of issue 18). */
-export const K8S_POD_PORTS = { inbound: 15006, outbound: 15001, admin: 15020 } as const;
+export const K8S_POD_PORTS = { inbound: 15006, outbound: 15001, admin: 15020, dns: 15053 } as const;
 export const TOKEN_VOLUME = 'trellis-token';
 export const TOKEN_DIR = '/var/run/secrets/trellis';
 export { APP_PROBES_ENV } from '../proxy/app-health.js';
@@ -86,6 +86,12 @@ export interface InjectOptions {
   readonly resources: { requests: Record<string, string>; limits: Record<string, string> };
   /** Set HTTP_PROXY on app containers to the sidecar's 127.0.0.1:15001 (their way out of the pod). */
   readonly httpProxyEnv: boolean;
+  /**
+   * Intercept the pod's DNS: the init step redirects port 53 to the sidecar's responder
+   * (127.0.0.1:15053), which answers mesh service names with a loopback address it listens
+   * on, so apps reach services by name without HTTP_PROXY (src/proxy/dns/).
+   */
+  readonly dns: boolean;
 }
 
 export const DEFAULT_INJECT_OPTIONS: InjectOptions = {
@@ -96,6 +102,7 @@ export const DEFAULT_INJECT_OPTIONS: InjectOptions = {
   // Istio's sidecar defaults are 100m / 128Mi requests; a Node proxy idles near 60 MiB RSS.
   resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
   httpProxyEnv: true,
+  dns: true,
 };
 
 export type InjectResult =
@@ -148,9 +155,11 @@ export function appPorts(pod: K8sPod): number[] {
 /**
  * The pod's netfilter rules: the isolation mode's ruleset (one function, podRuleset), with
  * each app port redirected to its inbound listener and the admin port open (the kubelet's
- * probes reach it). No outbound redirects: the app's way out is the sidecar on loopback.
+ * probes reach it); with `dns`, the app's DNS queries redirected to the sidecar's
+ * responder. No outbound redirects per address: the app's way out is the sidecar on
+ * loopback (the HTTP proxy, or a mesh name's 127.255.x.y the responder gave it).
  */
-export function podInitRuleset(ports: readonly number[]): string {
+export function podInitRuleset(ports: readonly number[], options: { dns?: boolean } = {}): string {
   return podRuleset({
     table: 'trellis',
     sidecarUid: SIDECAR_UID,
@@ -158,6 +167,7 @@ export function podInitRuleset(ports: readonly number[]): string {
     outbound: [],
     openPorts: [K8S_POD_PORTS.admin],
     probeSources: [],
+    ...(options.dns === true ? { dnsRedirect: K8S_POD_PORTS.dns } : {}),
   });
 }
 
@@ -191,6 +201,7 @@ function proxyArgs(pod: K8sPod, ports: readonly number[], o: InjectOptions): str
   const args = ['proxy', '--service', meshService(pod), '--version', meshVersion(pod), '--control', o.controlUrl];
   args.push('--credential-file', `${TOKEN_DIR}/token`);
   args.push('--admin', `0.0.0.0:${K8S_POD_PORTS.admin}`, '--http-proxy', `127.0.0.1:${K8S_POD_PORTS.outbound}`);
+  if (o.dns) args.push('--dns-listen', `127.0.0.1:${K8S_POD_PORTS.dns}`);
   // Service port = container port: a Service that maps port 80 to targetPort 8080 is
   // matched by the control plane on its targetPort (k8s-source).
   for (const [i, p] of ports.entries()) args.push('--port', `${p}=127.0.0.1:${p},0.0.0.0:${K8S_POD_PORTS.inbound + i}`);
@@ -207,6 +218,13 @@ function sidecar(pod: K8sPod, ports: readonly number[], probes: Record<string, u
     ports: [
       { name: 'trellis-admin', containerPort: K8S_POD_PORTS.admin, protocol: 'TCP' },
       ...ports.map((_, i) => ({ name: `trellis-in-${i}`, containerPort: K8S_POD_PORTS.inbound + i, protocol: 'TCP' })),
+      // On 127.0.0.1 only (the init step's redirect reaches it); listed so the port is known taken.
+      ...(o.dns
+        ? [
+            { name: 'trellis-dns', containerPort: K8S_POD_PORTS.dns, protocol: 'UDP' },
+            { name: 'trellis-dns-tcp', containerPort: K8S_POD_PORTS.dns, protocol: 'TCP' },
+          ]
+        : []),
     ],
     env: [
       { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
@@ -238,7 +256,7 @@ function initContainer(ports: readonly number[], o: InjectOptions): K8sContainer
   return {
     name: INIT_NAME,
     image: o.image,
-    args: ['pod-init', '--ports', ports.join(',')],
+    args: ['pod-init', '--ports', ports.join(','), ...(o.dns ? ['--dns'] : [])],
     resources: { requests: { cpu: '10m', memory: '32Mi' }, limits: { memory: '128Mi' } },
     securityContext: {
       runAsUser: 0,
@@ -249,6 +267,23 @@ function initContainer(ports: readonly number[], o: InjectOptions): K8sContainer
       seccompProfile: { type: 'RuntimeDefault' },
     },
   };
+}
+
+/** The sysctl that lets a non-root process listen below port 1024, in the pod's own network namespace only. */
+export const UNPRIVILEGED_PORT_SYSCTL = 'net.ipv4.ip_unprivileged_port_start';
+
+/**
+ * The pod's securityContext with ip_unprivileged_port_start=0, unless the pod sets it: the
+ * sidecar (uid 1337) listens on a mesh service's own ports at its 127.255.x.y, and a
+ * Service's port is often 80. A "safe" sysctl (Kubernetes >= 1.22, allowed by the baseline
+ * Pod Security Standard), namespaced to the pod; containerd >= 2.0 and Docker set it anyway.
+ */
+function withUnprivilegedPorts(sc: unknown): Obj {
+  const context: Obj = typeof sc === 'object' && sc !== null && !Array.isArray(sc) ? { ...(sc as Obj) } : {};
+  const sysctls = Array.isArray(context.sysctls) ? [...(context.sysctls as Obj[])] : [];
+  if (!sysctls.some((s) => s?.name === UNPRIVILEGED_PORT_SYSCTL)) sysctls.push({ name: UNPRIVILEGED_PORT_SYSCTL, value: '0' });
+  context.sysctls = sysctls;
+  return context;
 }
 
 function tokenVolume(o: InjectOptions): Obj {
@@ -289,6 +324,7 @@ export function injectPod(input: K8sPod, options: Partial<InjectOptions> = {}): 
   // App init containers' HTTP probes are not probed by the kubelet (only sidecars' are), so they stay.
   spec.initContainers = [initContainer(ports, o), sidecar(pod, ports, probes, o), ...(spec.initContainers ?? [])];
   spec.volumes = [...(spec.volumes ?? []), tokenVolume(o)];
+  if (o.dns) spec.securityContext = withUnprivilegedPorts(spec.securityContext);
   pod.metadata = { ...(pod.metadata ?? {}) };
   pod.metadata.annotations = { ...(pod.metadata.annotations ?? {}), [INJECTED_ANNOTATION]: SIDECAR_NAME };
   return { injected: true, pod };
@@ -314,6 +350,7 @@ export function injectionPatch(before: K8sPod, after: K8sPod): PatchOperation[] 
   field('/spec', before.spec, after.spec, 'initContainers');
   field('/spec', before.spec, after.spec, 'containers');
   field('/spec', before.spec, after.spec, 'volumes');
+  field('/spec', before.spec, after.spec, 'securityContext');
   return ops;
 }
 

@@ -71,6 +71,9 @@ import { EgressPolicy } from './egress/egress-policy.js';
 import { externalOfTunnelSni, sniAllowed } from './egress/tunnel.js';
 import { peekClientHello } from './gateway/client-hello.js';
 import { credentialReader } from './credential-file.js';
+import { DnsResponder, type DnsLimits } from './dns/dns-responder.js';
+import { LoopbackAddresses } from './dns/loopback-addresses.js';
+import { meshNames, meshPorts } from './dns/mesh-names.js';
 
 /** HTTP/2 once loaded: the forwarder's and server's modules, the app codecs, and the upstream session pool. */
 interface LoadedH2 {
@@ -147,7 +150,16 @@ export interface SidecarOptions {
    * (default 127.0.0.1), and Gateway ports opened at another port (0: a free one).
    */
   gatewayListen?: { host?: string; ports?: ReadonlyMap<number, number> };
+  /**
+   * `--dns-listen`: a DNS responder (UDP and TCP) that answers mesh service names with a
+   * loopback address where this sidecar opens the service's outbound listeners, on first
+   * query, and forwards every other name to `upstreams` (dns/dns-responder.ts).
+   */
+  dns?: { listen: HostPort; upstreams: readonly HostPort[]; limits?: Partial<DnsLimits>; maxServices?: number };
 }
+
+/** Mesh services the DNS responder gives an address (and listeners) at most, by default. */
+const DNS_MAX_SERVICES = 1024;
 
 /** Largest body `POST /explain` takes. */
 const EXPLAIN_BODY_BYTES = 64 * 1024;
@@ -273,8 +285,23 @@ export class Sidecar {
   #controlState = 'connecting';
   /** Connection-error log lines written in the current minute, and those left out. */
   readonly #errorLog: LogLimiter;
+  /** Makes one upstream's outbound listener (set by start()); the DNS responder's listeners are made by it too. */
+  #upstreamServer: ((u: { service: string; servicePort?: number | undefined }) => net.Server) | undefined;
+  #dns: DnsResponder | undefined;
+  /** Mesh host names → service key, from the snapshot in force (dns/mesh-names.ts). */
+  #dnsNames: ReadonlyMap<string, string> = new Map();
+  #loopback: LoopbackAddresses | undefined;
+  /** Services whose loopback listeners are opened (their address) or are being opened. */
+  readonly #dnsOpened = new Map<string, string | undefined>();
+  readonly #dnsOpening = new Map<string, Promise<string | undefined>>();
+  /** Per service: the ports tried at its address (each once), and how many of them are open. */
+  readonly #dnsPortsTried = new Map<string, Set<number>>();
+  readonly #dnsPortsOpen = new Map<string, number>();
+  #closing = false;
   /** Actual listening addresses (port 0 resolved). */
   readonly addresses: {
+    /** The DNS responder (UDP and TCP), with --dns-listen. */
+    dns?: HostPort;
     inbound?: HostPort;
     /** A multi-port service's inbound listeners, by service port. */
     ports?: InstancePort[];
@@ -393,11 +420,12 @@ export class Sidecar {
       this.#h2Server((h2, pool) => h2.createH2Server(outboundStack(parts, fixed, port).build(h2.h2Forwarder(pool, codes)), ctx));
 
     const outCtx = this.#context('outbound');
-    for (const u of o.upstreams) {
+    // One upstream's listener (`--upstream`, or one the DNS responder opens): its service, or one port of it.
+    this.#upstreamServer = (u: { service: string; servicePort?: number | undefined }): net.Server => {
       const pipeline = outbound(u.service, u.servicePort);
       const h2 = outboundH2(outCtx, u.service, u.servicePort);
       const name = u.servicePort === undefined ? u.service : `${u.service}:${u.servicePort}`;
-      const server = net.createServer((socket) =>
+      return net.createServer((socket) =>
         this.#accept(outCtx, socket, () => {
           const service = this.#upstreams?.get(u.service);
           // The port the listener names, or the first (the service itself, for a one-port service).
@@ -417,11 +445,28 @@ export class Sidecar {
           }
         }),
       );
+    };
+    for (const u of o.upstreams) {
+      const name = u.servicePort === undefined ? u.service : `${u.service}:${u.servicePort}`;
+      const server = this.#upstreamServer(u);
       this.addresses.upstreams[name] = await listen(server, u.listen, this.#sockets, this.#o.listenFds);
       this.#holdListener(server, `outbound:${name}`);
     }
 
     if (o.kind === 'gateway') this.#gateway = this.#gatewayListeners(parts, codes, outCtx);
+
+    if (o.dns !== undefined) {
+      this.#loopback = new LoopbackAddresses(o.dns.maxServices ?? DNS_MAX_SERVICES);
+      this.#dns = new DnsResponder({
+        listen: o.dns.listen,
+        upstreams: o.dns.upstreams,
+        registry: this.metrics.registry,
+        ...(o.dns.limits !== undefined ? { limits: o.dns.limits } : {}),
+        resolveMesh: (name) => this.#resolveMesh(name),
+        log: (line) => o.log(`proxy ${o.id}: ${line}`),
+      });
+      this.addresses.dns = await this.#dns.start();
+    }
 
     if (o.httpProxy) {
       const ctx = this.#context('http-proxy');
@@ -631,6 +676,101 @@ export class Sidecar {
     return at;
   }
 
+  /**
+   * The DNS responder's question: the loopback address of mesh name `name`, once the
+   * service's listeners are open there (the first query opens them), or undefined for a
+   * name that is not a mesh service's, or whose listeners could not be opened (forwarded).
+   */
+  #resolveMesh(name: string): string | undefined | Promise<string | undefined> {
+    const key = this.#dnsNames.get(name);
+    if (key === undefined) return undefined;
+    if (this.#dnsOpened.has(key)) return this.#dnsOpened.get(key);
+    let opening = this.#dnsOpening.get(key);
+    if (opening === undefined) {
+      opening = this.#openMeshListeners(key)
+        .catch((err: unknown) => {
+          this.#o.log(`proxy ${this.#o.id}: dns: opening ${key}'s listeners failed: ${errorSummary(err)}`);
+          return undefined;
+        })
+        .then((address) => {
+          this.#dnsOpening.delete(key);
+          this.#dnsOpened.set(key, address);
+          return address;
+        });
+      this.#dnsOpening.set(key, opening);
+    }
+    return opening;
+  }
+
+  /**
+   * Opens service `key`'s outbound listeners at its loopback address, one per port
+   * (dns/mesh-names.ts meshPorts). A port the app itself listens on is skipped: a listener
+   * on 127.255.x.y:P and the app's on 0.0.0.0:P cannot both exist. Resolves with the
+   * address when at least one port is open; never rejects.
+   */
+  async #openMeshListeners(key: string): Promise<string | undefined> {
+    const o = this.#o;
+    if (this.#snapshot?.upstreams[key] === undefined) return undefined;
+    const address = this.#loopback?.addressOf(key);
+    if (address === undefined) {
+      o.log(`proxy ${o.id}: dns: ${key} gets no address: ${this.#loopback?.size} services have one already (the limit); its name is forwarded`);
+      return undefined;
+    }
+    return (await this.#openMeshPorts(key, address)) > 0 ? address : undefined;
+  }
+
+  /**
+   * Opens the listeners of service `key`'s ports at `address` that were not tried yet (each
+   * port is tried once: one that failed is logged once); returns how many are open now.
+   * Called on the first query and again on every snapshot, so ports the service gains (a
+   * new instance's app port, a port added to the Service) are opened too.
+   */
+  async #openMeshPorts(key: string, address: string): Promise<number> {
+    const o = this.#o;
+    const u = this.#snapshot?.upstreams[key];
+    const make = this.#upstreamServer;
+    const open = (): number => this.#dnsPortsOpen.get(key) ?? 0;
+    if (u === undefined || make === undefined) return open();
+    let tried = this.#dnsPortsTried.get(key);
+    if (tried === undefined) this.#dnsPortsTried.set(key, (tried = new Set()));
+    const own = new Set<number>([...(o.ports ?? []).map((p) => p.app.port), ...(o.app !== undefined ? [o.app.port] : [])]);
+    for (const port of meshPorts(u)) {
+      if (tried.has(port)) continue;
+      tried.add(port);
+      if (own.has(port)) {
+        o.log(`proxy ${o.id}: dns: ${key}'s port ${port} is also this app's own port; not opened at ${address}`);
+        continue;
+      }
+      const servicePort = Array.isArray(u.ports) && u.ports.length > 0 ? port : undefined;
+      const server = make({ service: key, servicePort });
+      try {
+        await listen(server, { host: address, port }, this.#sockets);
+      } catch (err) {
+        server.close();
+        o.log(`proxy ${o.id}: dns: cannot listen for ${key} at ${address}:${port}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+        continue;
+      }
+      if (this.#closing) {
+        server.close();
+        return open();
+      }
+      this.#holdListener(server, `outbound:${servicePort === undefined ? key : `${key}:${servicePort}`}`);
+      this.#dnsPortsOpen.set(key, open() + 1);
+    }
+    return open();
+  }
+
+  /** After a snapshot: services already answered get listeners for ports they gained; those that had none are asked again on their next query. */
+  #refreshMeshListeners(): void {
+    for (const [key, address] of this.#dnsOpened) {
+      if (address === undefined) {
+        this.#dnsOpened.delete(key);
+        continue;
+      }
+      this.#openMeshPorts(key, address).catch((err: unknown) => this.#o.log(`proxy ${this.#o.id}: dns: opening ${key}'s ports failed: ${errorSummary(err)}`));
+    }
+  }
+
   /** The PeerAuthentication mode of the inbound listener of `port` (undefined: the one port), from the snapshot in force. */
   #inboundMode(port: number | undefined): MtlsMode {
     const m = this.#inboundMtls;
@@ -770,6 +910,10 @@ export class Sidecar {
     this.#inboundMtls = typeof s.mtls === 'object' && s.mtls !== null && typeof s.mtls.mode === 'string' ? s.mtls : undefined;
     this.tls.retainOnly(keys);
     this.#hosts = hostIndex(s, compiled);
+    if (this.#dns !== undefined) {
+      this.#dnsNames = meshNames(s);
+      this.#refreshMeshListeners();
+    }
     this.#addresses = addressIndex(s, compiled);
     this.limits.current = limits;
     for (const server of this.#servers) server.maxConnections = limits.maxConnectionsPerListener;
@@ -1168,6 +1312,8 @@ export class Sidecar {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
+    await this.#dns?.close();
     this.tap.closeAll();
     this.#renewer?.stop();
     this.#rateLimits.stop();

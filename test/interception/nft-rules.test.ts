@@ -29,6 +29,14 @@ test('a pod ruleset redirects each upstream, each app port, and excludes the sid
   assert.ok(r.indexOf('delete table ip trellis') < r.indexOf('table ip trellis {'), 'replacing is idempotent');
 });
 
+test("with a DNS responder, the app's queries to port 53 go to it, the sidecar's own do not", () => {
+  const r = podRuleset({ ...POD, dnsRedirect: 15053 });
+  assert.match(r, /chain output \{\n.*\n {4}meta skuid 1337 accept\n {4}udp dport 53 redirect to :15053\n {4}tcp dport 53 redirect to :15053\n/);
+  assert.doesNotMatch(podRuleset(POD), /dport 53/, 'absent: DNS is not intercepted');
+  assert.throws(() => podRuleset({ ...POD, dnsRedirect: 0 }), RangeError);
+  assert.throws(() => podRuleset({ ...POD, dnsRedirect: 8080 }), RangeError, 'an app port that is the DNS port');
+});
+
 test('nothing unchecked becomes rule text', () => {
   assert.throws(() => podRuleset({ ...POD, table: 'x; flush ruleset' }), RangeError);
   assert.throws(() => podRuleset({ ...POD, outbound: [{ service: 's', vip: '10.0.0.1 accept', port: 1, listener: 2 }] }), RangeError);
@@ -39,6 +47,7 @@ test('nothing unchecked becomes rule text', () => {
 
 test('nft accepts the generated ruleset (dry run)', { skip: isolationMissing().length > 0 ? 'needs root and nft' : false }, () => {
   execFileSync('nft', ['-c', '-f', '-'], { input: podRuleset(POD) });
+  execFileSync('nft', ['-c', '-f', '-'], { input: podRuleset({ ...POD, dnsRedirect: 15053 }) });
 });
 
 test('the subnet plan keeps pods and virtual addresses apart, and finds colliding routes', () => {

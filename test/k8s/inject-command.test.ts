@@ -61,4 +61,5 @@ test('trellis pod-init --dry-run prints the ruleset podInitRuleset makes', () =>
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, podInitRuleset([8080, 9090]));
   assert.equal(trellis(['pod-init', '--ports', '8080,x', '--dry-run']).status, 2);
+  assert.equal(trellis(['pod-init', '--ports', '8080', '--dns', '--dry-run']).stdout, podInitRuleset([8080], { dns: true }));
 });

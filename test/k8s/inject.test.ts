@@ -55,7 +55,17 @@ test('a Deployment pod gets the init step and a native sidecar, and stays a vali
   );
   const init = named(pod, INIT_NAME) as unknown;
   assert.deepEqual(at(init, 'securityContext.capabilities'), { drop: ['ALL'], add: ['NET_ADMIN'] });
-  assert.deepEqual(at(init, 'args'), ['pod-init', '--ports', '8080']);
+  assert.deepEqual(at(init, 'args'), ['pod-init', '--ports', '8080', '--dns']);
+  assert.equal(args[args.indexOf('--dns-listen') + 1], '127.0.0.1:15053', 'the DNS responder the init step redirects port 53 to');
+  assert.deepEqual(
+    (at(proxy, 'ports') as { name: string; containerPort: number; protocol: string }[]).filter((p) => p.containerPort === 15053).map((p) => p.protocol),
+    ['UDP', 'TCP'],
+  );
+  assert.deepEqual(
+    at(pod, 'spec.securityContext.sysctls'),
+    [{ name: 'net.ipv4.ip_unprivileged_port_start', value: '0' }],
+    "the sidecar may listen on a service's port 80 at its 127.255.x.y",
+  );
   assert.equal(at(init, 'restartPolicy'), undefined, 'the init step runs once');
 });
 
@@ -121,8 +131,54 @@ test("the init step's rules are the isolation mode's ruleset (one function)", ()
     }),
   );
   assert.match(podInitRuleset([8080]), /tcp dport 8080 redirect to :15006/);
+  assert.doesNotMatch(podInitRuleset([8080]), /dport 53/);
+  assert.equal(podInitRuleset([8080], { dns: true }), podRuleset({ ...podRulesetInput([8080]), dnsRedirect: 15053 }));
   assert.throws(() => podInitRuleset([15020]), RangeError, 'an app port that is the admin port is refused');
 });
+
+test('without DNS interception the pod keeps only HTTP_PROXY as its way out', () => {
+  const r = injectPod(deploymentPod(), { dns: false });
+  assert.ok(r.injected);
+  const proxy = named(r.pod, SIDECAR_NAME);
+  assert.ok(!((proxy?.args ?? []) as string[]).includes('--dns-listen'));
+  assert.deepEqual(named(r.pod, INIT_NAME)?.args, ['pod-init', '--ports', '8080']);
+  assert.ok(!proxy?.ports?.some((p) => p.containerPort === 15053));
+  assert.equal(at(r.pod, 'spec.securityContext'), undefined);
+});
+
+test("a pod's own securityContext and sysctls are kept, its own ip_unprivileged_port_start too", () => {
+  const own = deploymentPod();
+  (own.spec as Record<string, unknown>).securityContext = {
+    fsGroup: 2000,
+    sysctls: [
+      { name: 'net.ipv4.ip_unprivileged_port_start', value: '1000' },
+      { name: 'kernel.shm_rmid_forced', value: '1' },
+    ],
+  };
+  const pod = injected(own);
+  new Pod(pod as never).validate();
+  assert.deepEqual(at(pod, 'spec.securityContext'), (own.spec as Record<string, unknown>).securityContext);
+  const other = deploymentPod();
+  (other.spec as Record<string, unknown>).securityContext = { runAsNonRoot: true, sysctls: [{ name: 'kernel.shm_rmid_forced', value: '1' }] };
+  assert.deepEqual(at(injected(other), 'spec.securityContext'), {
+    runAsNonRoot: true,
+    sysctls: [
+      { name: 'kernel.shm_rmid_forced', value: '1' },
+      { name: 'net.ipv4.ip_unprivileged_port_start', value: '0' },
+    ],
+  });
+});
+
+function podRulesetInput(ports: number[]) {
+  return {
+    table: 'trellis',
+    sidecarUid: 1337,
+    inbound: ports.map((appPort, i) => ({ appPort, listener: 15006 + i })),
+    outbound: [],
+    openPorts: [15020],
+    probeSources: [],
+  };
+}
 
 test('trellis inject works on every workload kind and keeps other documents', () => {
   const deployment = injectManifest(DEPLOYMENT);
