@@ -85,6 +85,19 @@ export class SpanExporter {
       this.#failed(1, `encoding failed: ${String(err)}`);
       return;
     }
+    this.#push(json);
+  }
+
+  /** Queues a span already encoded as `spanJson` would (otlp-json.ts spanJsonOf); dropped as `add` drops. */
+  addJson(json: string): void {
+    if (this.#closed || this.#queue.length >= this.#maxQueue) {
+      this.dropped.queue_full++;
+      return;
+    }
+    this.#push(json);
+  }
+
+  #push(json: string): void {
     this.#queue.push(json);
     if (this.#queue.length >= this.#batch && this.#inFlight === undefined) setImmediate(() => this.#sendBatch());
   }

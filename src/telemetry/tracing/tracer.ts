@@ -64,6 +64,11 @@ export class Tracer implements SpanSink {
     this.#exporter?.add(span);
   }
 
+  /** A finished span already encoded (otlp-json.ts spanJsonOf: the trace layer's hop spans). */
+  recordJson(json: string): void {
+    this.#exporter?.addJson(json);
+  }
+
   /** Applies the snapshot's tracing settings; the exporter is replaced only when its own settings change. */
   configure(t: TracingSnapshot | undefined): void {
     if (t === undefined) {
