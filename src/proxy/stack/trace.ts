@@ -126,9 +126,12 @@ export function trace(o: TraceOptions): Layer {
     const span = ex.trace;
     if (span !== undefined) {
       span.attempt?.end(attemptAttributes(ex, ex.status, ex.errorToken, outbound), failed);
-      tracer.recordJson(
-        hopJson.json(ex, span.traceId, span.spanId, span.parentSpanId, span.traceState, unixMs(ex.startedAt), unixMs(performance.now()), failed),
-      );
+      // Encoded only when the exporter has room (a full queue counts the drop instead).
+      if (tracer.admit()) {
+        tracer.recordJson(
+          hopJson.json(ex, span.traceId, span.spanId, span.parentSpanId, span.traceState, unixMs(ex.startedAt), unixMs(performance.now()), failed),
+        );
+      }
       return;
     }
     if (!failed || !tracer.enabled) return;

@@ -88,6 +88,17 @@ export class SpanExporter {
     this.#push(json);
   }
 
+  /**
+   * Whether a span finished now would be queued: false when the queue is full or the
+   * exporter closed, and then the span is counted dropped already, so the caller need not
+   * encode it (a stalled collector costs no encoding per request either).
+   */
+  admit(): boolean {
+    if (!this.#closed && this.#queue.length < this.#maxQueue) return true;
+    this.dropped.queue_full++;
+    return false;
+  }
+
   /** Queues a span already encoded as `spanJson` would (otlp-json.ts spanJsonOf); dropped as `add` drops. */
   addJson(json: string): void {
     if (this.#closed || this.#queue.length >= this.#maxQueue) {
