@@ -1,12 +1,14 @@
 // The dashboard's reading of the proxies' metrics (the real sidecars' are read in
 // e2e/dashboard.test.ts): rates over the window from counter differences, a counter that
 // went down (a restarted proxy) counted from zero, at most one read per interval however
-// many ask at once, and an answer over the size limit counted as failed, not buffered.
+// many ask at once, an answer over the size limit counted as failed, not buffered, and
+// an answer that came after the read's timeout counted at the next read, not lost.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MeshStats } from '../../src/control/dashboard/mesh-stats.js';
+import { eventually } from '../helpers/eventually.js';
 import type { MeshModel, ProxyState } from '../../src/control/model.js';
 
 let server: http.Server;
@@ -16,6 +18,13 @@ let requests = 0;
 let huge = false;
 let denied = 0;
 let limited = 0;
+/** While set, /metrics answers are held (each with the text of when it was asked) until `release()`. */
+let holding = false;
+const held: (() => void)[] = [];
+function release(): void {
+  holding = false;
+  for (const answer of held.splice(0)) answer();
+}
 
 function metricsText(): string {
   const labels =
@@ -37,6 +46,11 @@ function metricsText(): string {
 before(async () => {
   server = http.createServer((req, res) => {
     if (req.url === '/metrics') reads++;
+    if (holding && req.url === '/metrics') {
+      const text = metricsText();
+      held.push(() => res.end(text));
+      return;
+    }
     res.end(req.url === '/metrics' ? metricsText() : JSON.stringify({ endpoints: [], breakers: [] }));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -97,4 +111,26 @@ test('authorization denials by service and policy (HTTP and TCP) and rate-limit 
     { service: 'client', policy: 'default/postgres-from-backend', protocol: 'tcp', count: 10, total: 10 },
   ]);
   assert.deepEqual(v.rateLimited, [{ service: 'client', policy: 'default/api-limits', limit: 'per-caller', count: 3, total: 3 }]);
+});
+
+test('a proxy that answers after the timeout is counted at the next read: its first read stays the baseline', async () => {
+  huge = false;
+  let now = 200_000;
+  const stats = new MeshStats({ model: model(), now: () => now, minIntervalMs: 1000, windowMs: 10_000, maxBodyBytes: 1 << 20, timeoutMs: 50 });
+  requests = 100;
+  holding = true;
+  const first = await stats.view(); // the baseline read times out
+  assert.deepEqual(first.proxiesFailed, ['client-0']);
+  const readsBefore = reads;
+  release(); // the proxy answers late, with its counters of when it was asked (100)
+  await eventually(() => stats.waitingReads === 0);
+  now += 2000;
+  requests = 140;
+  const second = await stats.view();
+  assert.equal(reads, readsBefore, 'the late answer is this read of the proxy: no second request while one is unanswered');
+  assert.deepEqual(second.proxiesFailed, []);
+  now += 2000;
+  const third = await stats.view();
+  const edge = third.edges.find((e) => e.source === 'client' && e.destination === 'shop');
+  assert.equal(edge?.total, 40, 'the 40 requests after the late baseline are counted (dropped, the baseline was 140 and none were)');
 });

@@ -223,3 +223,37 @@ test('the store keeps a bounded number of traces (the least recently updated go)
   assert.equal(store.get(ids[4]!)!.spans.length, 2);
   assert.equal(store.get(ids[4]!)!.droppedSpans, 3);
 });
+
+test('the store reads ids in either case and times with leading zeros as the OTLP JSON mapping allows, and orders times as numbers', () => {
+  const store = new TraceStore();
+  const base = { name: 'n', kind: 2, startTimeUnixNano: '1000', endTimeUnixNano: '1001' };
+  const body = (spans: object[]): object => ({ resourceSpans: [{ resource: { attributes: [] }, scopeSpans: [{ spans }] }] });
+  const r = store.ingest(
+    body([
+      { ...base, traceId: 'ABCDEF0123456789ABCDEF0123456789', spanId: 'A000000000000001', parentSpanId: '0000000000000000' },
+      { ...base, traceId: 'abcdef0123456789abcdef0123456789', spanId: 'a000000000000002', startTimeUnixNano: '0999', endTimeUnixNano: '00001000' },
+      // 999 ends before 1000, though '999' > '1000' as text.
+      { ...base, traceId: 'abcdef0123456789abcdef0123456789', spanId: 'a000000000000003', startTimeUnixNano: '1000', endTimeUnixNano: '999' },
+      { ...base, traceId: '00000000000000000000000000000000', spanId: 'a000000000000004' },
+      { ...base, traceId: 'abcdef0123456789abcdef0123456789', spanId: 'a000000000000005', parentSpanId: 'G000000000000000' },
+      { ...base, traceId: 'abcdef0123456789abcdef0123456789', spanId: 'a000000000000006', startTimeUnixNano: '123456789012345678901' },
+      {
+        ...base,
+        traceId: 'abcdef0123456789abcdef0123456789',
+        spanId: 'a000000000000007',
+        attributes: [{ key: 'n', value: { intValue: '-42' } }, { key: 'bad', value: { intValue: '4-2' } }, ['x'], { key: 'arr', value: [1] }],
+      },
+    ]),
+  );
+  assert.deepEqual(r, { accepted: 3, rejected: 4, firstProblem: 'the span ends before it starts' });
+  const spans = store.get('ABCDEF0123456789ABCDEF0123456789')!.spans;
+  assert.deepEqual(
+    spans.map((s) => [s.spanId, s.parentSpanId, s.startTimeUnixNano, s.endTimeUnixNano]),
+    [
+      ['a000000000000002', '', '999', '1000'],
+      ['a000000000000001', '0000000000000000', '1000', '1001'],
+      ['a000000000000007', '', '1000', '1001'],
+    ],
+  );
+  assert.deepEqual(spans[2]!.attributes, { n: -42 });
+});

@@ -4,7 +4,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { contextLines, extractTraceContext, scanTraceContext, TraceScan } from '../../src/telemetry/tracing/trace-context.js';
+import {
+  contextLines,
+  extractTraceContext,
+  scanTraceContext,
+  soleTraceparent,
+  traceparentSpanIdAt,
+  TraceScan,
+} from '../../src/telemetry/tracing/trace-context.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const SPAN = '00f067aa0ba902b7';
@@ -111,4 +118,27 @@ test('no header bytes make the parser throw, and what it accepts is well formed'
     }),
     { numRuns: 2000 },
   );
+});
+
+test('soleTraceparent: only a lone, exactly version-00 sampled traceparent may have its span id written over in place', () => {
+  const tp = 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+  assert.equal(soleTraceparent(['host: a', tp, 'tracestate: k=v']), 1);
+  const at = traceparentSpanIdAt(tp);
+  assert.equal(tp.slice(at, at + 16), 'b7ad6b7169203331');
+  assert.equal(soleTraceparent(['host: a', 'TraceParent:00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01']), 1);
+  for (const lines of [
+    ['host: a'],
+    [tp, tp],
+    [tp, 'b3: 0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1'],
+    [tp, 'x-b3-parentspanid: b7ad6b7169203331'],
+    ['traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00'],
+    ['traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03'],
+    ['traceparent: 01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'],
+    ['traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01 '],
+    ['traceparent: 00-00000000000000000000000000000000-b7ad6b7169203331-01'],
+    ['traceparent: 00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01'],
+    ['traceparent:  00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x'],
+  ]) {
+    assert.equal(soleTraceparent(lines), -1, lines.join(' | '));
+  }
 });

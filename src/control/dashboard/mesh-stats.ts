@@ -10,6 +10,13 @@
 // asker; each proxy's answer is cut off at `maxBodyBytes` and `timeoutMs`; at most
 // `concurrency` proxies are read at once and `maxProxies` in all; the history is a fixed
 // number of intervals, each with at most `maxKeys` aggregates.
+//
+// A proxy that answers after `timeoutMs` (a busy machine) is counted failed for that read,
+// but its answer is not thrown away: the next read of that proxy waits for it again
+// instead of asking anew (at most one request in flight per proxy, given up after
+// `lateMs`), and counts it. Dropping it lost counts: a proxy's first read is its
+// baseline, so when that one came late, every request until the next read went
+// uncounted (e2e/dashboard.test.ts once saw 32 of 60).
 import http from 'node:http';
 import { histogramQuantile } from '../../canary/judge.js';
 import { parsePrometheus } from '../../telemetry/prometheus-text.js';
@@ -64,8 +71,10 @@ export interface MeshStatsOptions {
   readonly windowMs?: number;
   /** Intervals kept for the charts (default 120). */
   readonly historyIntervals?: number;
-  /** Per proxy and request (default 1500 ms). */
+  /** How long a read waits for a proxy (default 1500 ms); a later answer is counted at the next read. */
   readonly timeoutMs?: number;
+  /** A proxy's request not answered by then is given up (default 10 s). */
+  readonly lateMs?: number;
   /** Largest /metrics or /balancing answer read (default 4 MiB); a larger one counts as failed. */
   readonly maxBodyBytes?: number;
   /** Proxies read at once (default 8). */
@@ -105,6 +114,30 @@ export function getBounded(url: string, timeoutMs: number, maxBytes: number): Pr
     });
     req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
     req.on('error', reject);
+  });
+}
+
+/** A proxy's two answers. */
+interface ProxyRead {
+  readonly metrics: string;
+  readonly balancing: string | undefined;
+}
+
+/** `read`'s answer, or undefined when it has none within `ms` (it may still come). */
+function within<T>(read: Promise<T>, ms: number): Promise<T | undefined> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve(undefined), ms);
+    timer.unref();
+    read.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
   });
 }
 
@@ -150,6 +183,9 @@ export class MeshStats {
   #failed: string[] = [];
   #read = 0;
   #inFlight: Promise<void> | undefined;
+  /** Reads a proxy had not answered in time, by proxy id: the next read of it waits for the same answer. */
+  readonly #late = new Map<string, Promise<ProxyRead>>();
+  #waiting = 0;
 
   constructor(o: MeshStatsOptions) {
     this.#o = {
@@ -158,12 +194,18 @@ export class MeshStats {
       windowMs: o.windowMs ?? 10_000,
       historyIntervals: o.historyIntervals ?? 120,
       timeoutMs: o.timeoutMs ?? 1500,
+      lateMs: o.lateMs ?? 10_000,
       maxBodyBytes: o.maxBodyBytes ?? 4 * 1024 * 1024,
       concurrency: o.concurrency ?? 8,
       maxProxies: o.maxProxies ?? 500,
       maxKeys: o.maxKeys ?? 4000,
       now: o.now ?? Date.now,
     };
+  }
+
+  /** Reads of proxies not answered yet, late ones included (tests wait on it). */
+  get waitingReads(): number {
+    return this.#waiting;
   }
 
   /** The stats, reading the proxies first when the last read is older than `minIntervalMs`. */
@@ -195,12 +237,14 @@ export class MeshStats {
           failed.push(p.id);
           continue;
         }
+        const read = this.#late.get(p.id) ?? this.#readProxy(address);
+        this.#late.delete(p.id);
         try {
-          const [metrics, balancing] = await Promise.all([
-            getBounded(`http://${address}/metrics`, this.#o.timeoutMs, this.#o.maxBodyBytes),
-            getBounded(`http://${address}/balancing`, this.#o.timeoutMs, this.#o.maxBodyBytes).catch(() => undefined),
-          ]);
-          texts.set(p.id, { proxy: p, metrics, balancing });
+          const r = await within(read, this.#o.timeoutMs);
+          if (r === undefined) {
+            this.#late.set(p.id, read);
+            failed.push(p.id);
+          } else texts.set(p.id, { proxy: p, metrics: r.metrics, balancing: r.balancing });
         } catch {
           failed.push(p.id);
         }
@@ -253,6 +297,7 @@ export class MeshStats {
     // Proxies gone from the model are forgotten (bounded by the proxies that exist).
     const live = new Set(proxies.map((p) => p.id));
     for (const id of this.#last.keys()) if (!live.has(id)) this.#last.delete(id);
+    for (const id of this.#late.keys()) if (!live.has(id)) this.#late.delete(id);
     if (record) {
       this.#intervals.push({ at, seconds, aggs });
       if (this.#intervals.length > this.#o.historyIntervals) this.#intervals.shift();
@@ -264,6 +309,21 @@ export class MeshStats {
     this.#balancing = balancing;
     this.#failed = failed.sort();
     this.#read = texts.size;
+  }
+
+  /** One proxy's /metrics and /balancing, waited for up to `lateMs` (never rejected unhandled: a late read may be dropped). */
+  #readProxy(address: string): Promise<ProxyRead> {
+    const { lateMs, maxBodyBytes } = this.#o;
+    this.#waiting++;
+    const read = Promise.all([
+      getBounded(`http://${address}/metrics`, lateMs, maxBodyBytes),
+      getBounded(`http://${address}/balancing`, lateMs, maxBodyBytes).catch(() => undefined),
+    ]).then(([metrics, balancing]) => ({ metrics, balancing }));
+    void read.then(
+      () => this.#waiting--,
+      () => this.#waiting--,
+    );
+    return read;
   }
 
   #view(): StatsView {

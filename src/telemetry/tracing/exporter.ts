@@ -85,6 +85,30 @@ export class SpanExporter {
       this.#failed(1, `encoding failed: ${String(err)}`);
       return;
     }
+    this.#push(json);
+  }
+
+  /**
+   * Whether a span finished now would be queued: false when the queue is full or the
+   * exporter closed, and then the span is counted dropped already, so the caller need not
+   * encode it (a stalled collector costs no encoding per request either).
+   */
+  admit(): boolean {
+    if (!this.#closed && this.#queue.length < this.#maxQueue) return true;
+    this.dropped.queue_full++;
+    return false;
+  }
+
+  /** Queues a span already encoded as `spanJson` would (otlp-json.ts spanJsonOf); dropped as `add` drops. */
+  addJson(json: string): void {
+    if (this.#closed || this.#queue.length >= this.#maxQueue) {
+      this.dropped.queue_full++;
+      return;
+    }
+    this.#push(json);
+  }
+
+  #push(json: string): void {
     this.#queue.push(json);
     if (this.#queue.length >= this.#batch && this.#inFlight === undefined) setImmediate(() => this.#sendBatch());
   }

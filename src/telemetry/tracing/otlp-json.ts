@@ -47,6 +47,18 @@ export function unixNanos(ms: number): string {
   return `${millions}${sixDigits(whole - millions * 1e6)}${sixDigits(frac)}`;
 }
 
+/**
+ * `s`, made one piece in memory now. A string built by concatenation is a tree of its
+ * pieces until V8 first reads a character of it, when it is rewritten in place as one:
+ * a cached fragment left a tree is walked again each time a span that contains it is
+ * written into the export buffer (Buffer.write flattens the span's string, not the
+ * fragment), which cost more than encoding the span (1.1 µs of a span's 2).
+ */
+export function flat(s: string): string {
+  s.charCodeAt(0);
+  return s;
+}
+
 /** Strings JSON.stringify writes as they are between quotes: no quote, backslash, control character or surrogate. */
 const PLAIN = /^[^"\\\u0000-\u001f\ud800-\udfff]*$/;
 
@@ -68,7 +80,7 @@ const MAX_CACHED_VALUE = 64;
 const MAX_CACHED_ATTRIBUTES = 1000;
 
 /** `{"key":...,"value":...}` of one attribute as the object form above would print it (JSON.stringify escapes the strings). */
-function attributeJson(key: string, v: AttributeValue): string {
+export function attributeJson(key: string, v: AttributeValue): string {
   let byValue = attributeCache.get(key);
   const cached = byValue?.get(v);
   if (cached !== undefined) return cached;
@@ -80,7 +92,7 @@ function attributeJson(key: string, v: AttributeValue): string {
         : Number.isInteger(v)
           ? `{"intValue":"${v}"}`
           : `{"doubleValue":${JSON.stringify(v)}}`;
-  const json = `{"key":${JSON.stringify(key)},"value":${value}}`;
+  const json = flat(`{"key":${JSON.stringify(key)},"value":${value}}`);
   if (typeof v === 'string' ? v.length <= MAX_CACHED_VALUE : typeof v === 'boolean' || Number.isInteger(v)) {
     if (cachedAttributes >= MAX_CACHED_ATTRIBUTES) {
       attributeCache.clear();
@@ -122,14 +134,42 @@ export const BODY_TAIL = ']}]}]}';
  * can break out of its value.
  */
 export function spanJson(s: FinishedSpan): string {
+  return spanJsonOf(s.traceId, s.spanId, s.parentSpanId, s.traceState, jsonString(s.name), s.kind, s.startMs, s.endMs, attributesJson(s.attributes), s.error);
+}
+
+/**
+ * {@link spanJson} of a span given in parts, for a caller that keeps the JSON of its
+ * name (`nameJson`: a JSON string, quotes included) and of its attributes
+ * (`attributesJson`: the whole array, brackets included, each attribute as
+ * {@link attributeJson} writes it) rather than making a FinishedSpan and its attribute
+ * record per request: the trace layer's hop spans (stack/span-attributes.ts). Ids are
+ * the caller's own (made by ids.ts, or checked by trace-context.ts), still escaped.
+ */
+export function spanJsonOf(
+  traceId: string,
+  spanId: string,
+  parentSpanId: string,
+  traceState: string,
+  nameJson: string,
+  kind: number,
+  startMs: number,
+  endMs: number,
+  attributesJson: string,
+  error: boolean,
+): string {
   return (
-    `{"traceId":${jsonString(s.traceId)},"spanId":${jsonString(s.spanId)}` +
-    (s.parentSpanId === '' ? '' : `,"parentSpanId":${jsonString(s.parentSpanId)}`) +
-    (s.traceState === '' ? '' : `,"traceState":${jsonString(s.traceState)}`) +
-    `,"name":${jsonString(s.name)},"kind":${JSON.stringify(s.kind)}` +
-    `,"startTimeUnixNano":"${unixNanos(s.startMs)}","endTimeUnixNano":"${unixNanos(s.endMs)}"` +
-    `,"attributes":${attributesJson(s.attributes)},"status":${s.error ? '{"code":2}' : '{}'}}`
+    `{"traceId":${jsonString(traceId)},"spanId":${jsonString(spanId)}` +
+    (parentSpanId === '' ? '' : `,"parentSpanId":${jsonString(parentSpanId)}`) +
+    (traceState === '' ? '' : `,"traceState":${jsonString(traceState)}`) +
+    `,"name":${nameJson},"kind":${JSON.stringify(kind)}` +
+    `,"startTimeUnixNano":"${unixNanos(startMs)}","endTimeUnixNano":"${unixNanos(endMs)}"` +
+    `,"attributes":${attributesJson},"status":${error ? '{"code":2}' : '{}'}}`
   );
+}
+
+/** `s` as a JSON string (quotes included), as every string of a span is written. */
+export function jsonStringOf(s: string): string {
+  return jsonString(s);
 }
 
 /**

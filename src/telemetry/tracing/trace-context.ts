@@ -227,6 +227,35 @@ export function scanTraceContext(lines: readonly string[]): TraceScan {
   return tp >= 0 || ts >= 0 || b3 >= 0 || xTrace >= 0 || xSpan >= 0 || xSampled >= 0 || xFlags >= 0 || repeated !== 0 ? TraceScan.Malformed : TraceScan.None;
 }
 
+/**
+ * The index of the request's traceparent line when it is the only trace header a proxy
+ * replaces (tracestate passes on as it came) and its value is exactly version 00 with
+ * the sampled flag alone, ending the line (`traceparent: 00-<trace id>-<span id>-01`):
+ * then a hop's span id can be written over the caller's in place (stack/trace.ts),
+ * giving the line the old way (drop, then add) would, without rebuilding the head. -1
+ * otherwise (the old way).
+ */
+export function soleTraceparent(lines: readonly string[]): number {
+  let at = -1;
+  for (let i = 0; i < lines.length; i++) {
+    const h = headerOf(lines[i]!);
+    if (h < 0 || h === TRACESTATE) continue;
+    if (h !== TRACEPARENT || at >= 0) return -1;
+    at = i;
+  }
+  if (at < 0) return -1;
+  const line = lines[at]!;
+  const v = line.length - 55;
+  if (v < 1 || valueStart(line) !== v || scanTraceparent(line, v, line.length) !== TraceScan.Sampled) return -1;
+  const version00 = line.charCodeAt(v) === 48 && line.charCodeAt(v + 1) === 48;
+  return version00 && line.charCodeAt(v + 53) === 48 && line.charCodeAt(v + 54) === 49 ? at : -1;
+}
+
+/** Where the span id starts in a line {@link soleTraceparent} accepted (16 hex digits, then `-01`). */
+export function traceparentSpanIdAt(line: string): number {
+  return line.length - 19;
+}
+
 function scanB3Multi(traceLine: string, spanLine: string, sampledLine: string | undefined, flagsLine: string | undefined): TraceScan {
   const tv = valueStart(traceLine);
   const tl = valueEnd(traceLine) - tv;

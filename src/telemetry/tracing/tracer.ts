@@ -64,6 +64,16 @@ export class Tracer implements SpanSink {
     this.#exporter?.add(span);
   }
 
+  /** Whether a span finished now would be exported (SpanExporter.admit: a refused one is counted dropped); false with tracing off. */
+  admit(): boolean {
+    return this.#exporter?.admit() ?? false;
+  }
+
+  /** A finished span already encoded (otlp-json.ts spanJsonOf: the trace layer's hop spans). */
+  recordJson(json: string): void {
+    this.#exporter?.addJson(json);
+  }
+
   /** Applies the snapshot's tracing settings; the exporter is replaced only when its own settings change. */
   configure(t: TracingSnapshot | undefined): void {
     if (t === undefined) {
