@@ -1,14 +1,18 @@
-// What the routes' Gateway API status is judged against (src/k8s/source/route-status.ts),
+// What the routes' and Gateways' Gateway API status is judged against
+// (src/k8s/source/route-status.ts, gateway-status.ts),
 // from the control plane's model: the services in force (the files' and the cluster's),
 // the Gateways Trellis serves, the ReferenceGrants, the versions endpoints run, and the
 // route objects the loader skipped. A backendRef is resolved as the compiler resolves it
 // (compile/routes.ts backendTarget), so ResolvedRefs says what the proxies do.
 import { splitServiceKey } from '../../api/names.js';
 import { EXTERNAL_KIND } from '../../config/check-routes.js';
-import type { RouteWorld } from '../../k8s/source/route-status.js';
+import type { GatewayWorld } from '../../k8s/source/gateway-status.js';
+import type { KubeObject } from '../../k8s/source/reflector.js';
+import { routeAttachments, type RouteWorld } from '../../k8s/source/route-status.js';
 import { backendTarget } from '../compile/routes.js';
 import type { DiscoveredEndpoint } from '../model.js';
 import type { ControlConfig, ServiceConfig } from './mesh-config.js';
+import type { RefusedListener } from './kubernetes-gateways.js';
 import { OBJECT_PREFIX, type SkippedObject } from './kubernetes-resources.js';
 
 /**
@@ -77,4 +81,38 @@ export function routeWorld(
     },
   };
   return { world, config, versions: versionsKey, skipped };
+}
+
+/**
+ * What the Gateways' status is judged against (src/k8s/source/gateway-status.ts): the
+ * Gateways in force in `config`, the `skipped` objects, the listeners `refused` for their
+ * certificateRefs, and the routes attached to each listener (judged by `routes`' world).
+ */
+export function gatewayWorld(
+  config: ControlConfig,
+  skipped: readonly SkippedObject[],
+  refused: readonly RefusedListener[],
+  routes: ReadonlyMap<string, readonly KubeObject[]>,
+  world: RouteWorld,
+): GatewayWorld {
+  const inForce = new Set((config.gateways ?? []).map((g) => `${g.namespace}/${g.name}`));
+  const skippedBy = new Map(skipped.map((s) => [s.object, s]));
+  const attached = new Map<string, number>();
+  for (const [kind, objects] of routes) {
+    for (const route of objects) {
+      for (const a of routeAttachments(kind, route, world)) attached.set(`${a.gateway}/${a.listener}`, (attached.get(`${a.gateway}/${a.listener}`) ?? 0) + 1);
+    }
+  }
+  return {
+    verdict: (namespace, name) => {
+      const s = skippedBy.get(`${OBJECT_PREFIX}Gateway/${namespace}/${name}`);
+      if (s !== undefined) {
+        const p = s.problems[0];
+        return { inForce: false, problem: p === undefined ? 'it has problems' : `${p.path ? `${p.path}: ` : ''}${p.message}` };
+      }
+      return inForce.has(`${namespace}/${name}`) ? { inForce: true } : undefined;
+    },
+    refused: (namespace, name) => refused.filter((r) => r.gateway === `${namespace}/${name}`),
+    attachedRoutes: (namespace, name, listener) => attached.get(`${namespace}/${name}/${listener}`) ?? 0,
+  };
 }
