@@ -38,6 +38,7 @@ const NO_RESOURCES: DiscoveredResources = {
   referenceGrants: [],
   authorizationPolicies: [],
   peerAuthentications: [],
+  requestAuthentications: [],
   gateways: [],
 };
 
