@@ -2,7 +2,8 @@
 // (src/k8s/source/gateway-status.ts) through the API stand-in's status subresource: a
 // Gateway of class trellis with a good HTTPS listener and one whose certificateRef names
 // no Secret gets Accepted True (ListenersNotValid) and Programmed True, per listener
-// supportedKinds, attachedRoutes (the HTTPRoute on the good one) and Accepted, Programmed,
+// supportedKinds, attachedRoutes (one HTTPRoute on each, counted whatever the listener's
+// status, as the Gateway API's v1.6.1 CRD says) and Accepted, Programmed,
 // ResolvedRefs (False InvalidCertificateRef on the bad one) and Conflicted False;
 // creating the Secret flips the bad listener's ResolvedRefs to True. The HTTPRoute whose
 // parentRef is that Gateway gets its status.parents entry judged against its listeners
@@ -104,6 +105,8 @@ describe('Gateway API status of the Gateways from the leader', () => {
     api.apply(gateway('junk', [{ name: 'x', protocol: 'HTTP' }]));
     api.apply(httpRoute('site', 'good'));
     api.apply(httpRoute('nowhere', 'absent'));
+    // On the refused listener: not Accepted (it does not serve), but attached all the same.
+    api.apply(httpRoute('on-bad', 'bad'));
     const start = (replica: string, token: string) =>
       startControlPlane({
         configPaths: [],
@@ -151,7 +154,7 @@ describe('Gateway API status of the Gateways from the leader', () => {
       ['Conflicted', 'False', 'NoConflicts', '1'],
     ]);
     const bad = (await listener('bad'))!;
-    assert.equal(bad.attachedRoutes, 0);
+    assert.equal(bad.attachedRoutes, 1, 'the on-bad route: attachment does not depend on the listener’s or the route’s status');
     assert.deepEqual(conds(bad.conditions), [
       ['Accepted', 'True', 'Accepted', '1'],
       ['Programmed', 'False', 'Invalid', '1'],

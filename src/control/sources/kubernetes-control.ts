@@ -218,9 +218,11 @@ export class KubernetesControl {
           if (routesWorld === undefined) return undefined;
           const routes = new Map(routeReflectors.map((r) => [r.kind, r.list()]));
           const versions = JSON.stringify([...routes].map(([kind, list]) => [kind, list.map((x) => x.metadata?.resourceVersion ?? null)]));
-          const inputs = [routesWorld, this.#model.config, this.#skipped, this.#refused, versions];
+          const objects = gatewayReflector?.list() ?? [];
+          const gatewayVersions = JSON.stringify(objects.map((x) => x.metadata?.resourceVersion ?? null));
+          const inputs = [routesWorld, this.#model.config, this.#skipped, this.#refused, versions, gatewayVersions];
           if (gateways?.inputs.every((x, i) => x === inputs[i])) return gateways.world;
-          gateways = { inputs, world: gatewayWorld(this.#model.config, this.#skipped, this.#refused, routes, routesWorld) };
+          gateways = { inputs, world: gatewayWorld(this.#model.config, this.#skipped, this.#refused, routes, objects) };
           return gateways.world;
         },
         log: o.log,

@@ -8,7 +8,7 @@ import { splitServiceKey } from '../../api/names.js';
 import { EXTERNAL_KIND } from '../../config/check-routes.js';
 import type { GatewayWorld } from '../../k8s/source/gateway-status.js';
 import type { KubeObject } from '../../k8s/source/reflector.js';
-import { routeAttachments, type RouteWorld } from '../../k8s/source/route-status.js';
+import { routeAttachments, type RouteWorld, type StatusListener } from '../../k8s/source/route-status.js';
 import { backendTarget } from '../compile/routes.js';
 import type { DiscoveredEndpoint } from '../model.js';
 import type { ControlConfig, ServiceConfig } from './mesh-config.js';
@@ -83,24 +83,60 @@ export function routeWorld(
   return { world, config, versions: versionsKey, skipped };
 }
 
+type Obj = Record<string, unknown>;
+const rec = (v: unknown): Obj => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Obj) : {});
+const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+/**
+ * A Gateway object's listeners as its spec has them (refused ones too), for attaching
+ * routes: allowedRoutes `All` or else its own namespace (a selector counts as its own),
+ * and the kinds it names or its protocol's (TLSRoute for TLS).
+ */
+function specListeners(gateway: KubeObject): StatusListener[] {
+  return arr(rec(gateway.spec).listeners)
+    .map(rec)
+    .filter((l) => typeof l.name === 'string' && typeof l.port === 'number')
+    .map((l) => {
+      const allowed = rec(l.allowedRoutes);
+      const named = arr(allowed.kinds)
+        .map((k) => rec(k).kind)
+        .filter((k): k is string => typeof k === 'string');
+      const kinds = named.length > 0 ? named : l.protocol === 'TLS' ? ['TLSRoute'] : undefined;
+      return {
+        name: l.name as string,
+        port: l.port as number,
+        from: rec(allowed.namespaces).from === 'All' ? ('All' as const) : ('Same' as const),
+        ...(kinds ? { kinds } : {}),
+      };
+    });
+}
+
 /**
  * What the Gateways' status is judged against (src/k8s/source/gateway-status.ts): the
  * Gateways in force in `config`, the `skipped` objects, the listeners `refused` for their
- * certificateRefs, and the routes attached to each listener (judged by `routes`' world).
+ * certificateRefs, and the routes attached to each listener of the `gateways` objects of
+ * class trellis (by parentRefs and allowedRoutes alone, as the Gateway API counts them).
  */
 export function gatewayWorld(
   config: ControlConfig,
   skipped: readonly SkippedObject[],
   refused: readonly RefusedListener[],
   routes: ReadonlyMap<string, readonly KubeObject[]>,
-  world: RouteWorld,
+  gateways: readonly KubeObject[],
 ): GatewayWorld {
   const inForce = new Set((config.gateways ?? []).map((g) => `${g.namespace}/${g.name}`));
   const skippedBy = new Map(skipped.map((s) => [s.object, s]));
+  const listenersOf = new Map<string, StatusListener[]>();
+  for (const g of gateways) {
+    if (rec(g.spec).gatewayClassName !== 'trellis') continue;
+    listenersOf.set(`${g.metadata?.namespace ?? 'default'}/${g.metadata?.name ?? ''}`, specListeners(g));
+  }
+  const attachWorld = { hasService: () => false, gateway: (namespace: string, name: string) => listenersOf.get(`${namespace}/${name}`) };
   const attached = new Map<string, number>();
   for (const [kind, objects] of routes) {
     for (const route of objects) {
-      for (const a of routeAttachments(kind, route, world)) attached.set(`${a.gateway}/${a.listener}`, (attached.get(`${a.gateway}/${a.listener}`) ?? 0) + 1);
+      for (const a of routeAttachments(kind, route, attachWorld))
+        attached.set(`${a.gateway}/${a.listener}`, (attached.get(`${a.gateway}/${a.listener}`) ?? 0) + 1);
     }
   }
   return {

@@ -4,7 +4,8 @@
 //   listeners are refused; False Invalid when the Gateway is skipped, with its first
 //   problem) and Programmed (True; False Invalid when skipped);
 // - `status.listeners[]`, per listener of the spec: name, supportedKinds, attachedRoutes
-//   (the routes Accepted on that listener, route-status.ts), and conditions Accepted,
+//   (the routes attached by their parentRefs and its allowedRoutes, whatever their status
+//   or its own, as the Gateway API counts them; route-status.ts), and conditions Accepted,
 //   Programmed (False Invalid when refused), ResolvedRefs (False InvalidCertificateRef or
 //   RefNotPermitted when its certificateRef is refused, kubernetes-gateways.ts) and
 //   Conflicted (False NoConflicts).
@@ -25,7 +26,7 @@ export interface GatewayWorld {
   verdict(namespace: string, name: string): { readonly inForce: true } | { readonly inForce: false; readonly problem: string } | undefined;
   /** Its listeners refused for their certificateRefs. */
   refused(namespace: string, name: string): readonly { readonly listener: string; readonly reason: string; readonly message: string }[];
-  /** How many routes are Accepted on the listener. */
+  /** How many routes are attached to the listener (by parentRefs and allowedRoutes alone). */
   attachedRoutes(namespace: string, name: string, listener: string): number;
 }
 
@@ -99,7 +100,7 @@ export function desiredGatewayStatus(gateway: KubeObject, world: GatewayWorld, n
       return {
         name: listener,
         supportedKinds: supportedKinds(l),
-        attachedRoutes: r ? 0 : world.attachedRoutes(namespace, name, listener),
+        attachedRoutes: world.attachedRoutes(namespace, name, listener),
         conditions: conditionsOf(previousListeners.get(listener)?.conditions, [
           ['Accepted', { status: 'True', reason: 'Accepted', message: 'the listener is valid' }],
           [

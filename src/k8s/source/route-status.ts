@@ -80,7 +80,7 @@ function acceptedFor(
   kind: string,
   namespace: string,
   ref: Obj,
-  world: RouteWorld,
+  world: Pick<RouteWorld, 'gateway' | 'hasService'>,
 ): { readonly ours: false } | { readonly ours: true; readonly reason: AcceptedReason; readonly message: string; readonly listeners?: readonly string[] } {
   const name = str(ref.name) ?? '';
   const ns = str(ref.namespace) ?? namespace;
@@ -119,12 +119,16 @@ function acceptedFor(
 }
 
 /**
- * The Gateway listeners a route is attached to (a Gateway's status counts them as its
- * listeners' attachedRoutes): none when the loader skipped the route.
+ * The Gateway listeners a route is attached to, by its parentRefs and the listeners'
+ * allowedRoutes alone (a Gateway's status counts them as its listeners' attachedRoutes:
+ * the Gateway API counts a route whatever its own or the listener's status).
  */
-export function routeAttachments(kind: string, route: KubeObject, world: RouteWorld): { readonly gateway: string; readonly listener: string }[] {
+export function routeAttachments(
+  kind: string,
+  route: KubeObject,
+  world: Pick<RouteWorld, 'gateway' | 'hasService'>,
+): { readonly gateway: string; readonly listener: string }[] {
   const namespace = str(route.metadata?.namespace) ?? 'default';
-  if (world.skipped(kind, namespace, str(route.metadata?.name) ?? '') !== undefined) return [];
   const out = new Map<string, { gateway: string; listener: string }>();
   for (const ref of arr(rec(route.spec).parentRefs)) {
     const r = rec(ref);
