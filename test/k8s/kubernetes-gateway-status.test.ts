@@ -182,6 +182,14 @@ describe('Gateway API status of the Gateways from the leader', () => {
     assert.deepEqual(conds((await ours('site'))[0]!.conditions).slice(0, 1), [['Accepted', 'True', 'Accepted', '1']]);
     await eventually(async () => (await ours('nowhere')).length === 1, { what: 'the nowhere route to get a status' });
     assert.deepEqual(conds((await ours('nowhere'))[0]!.conditions).slice(0, 1), [['Accepted', 'False', 'NoMatchingParent', '1']]);
+    // On the refused listener: not Accepted, and the message says why the listener does not serve.
+    await eventually(async () => (await ours('on-bad')).length === 1, { what: 'the on-bad route to get a status' });
+    const onBad = (await ours('on-bad'))[0]!.conditions[0]!;
+    assert.deepEqual([onBad.status, onBad.reason], ['False', 'NoMatchingParent']);
+    assert.match(
+      onBad.message,
+      /^listener "bad" of Gateway shop\/edge does not serve: ResolvedRefs False InvalidCertificateRef: certificateRef Secret "shop\/later"/,
+    );
   });
 
   it('creating the missing Secret flips the listener to ResolvedRefs True and the Gateway to Accepted', async () => {
@@ -195,6 +203,11 @@ describe('Gateway API status of the Gateways from the leader', () => {
     ]);
     assert.equal(after.conditions[0]!.lastTransitionTime, before.conditions[0]!.lastTransitionTime, 'Accepted kept its status, so its time');
     await eventually(async () => (await status('edge')).conditions?.[0]?.reason === 'Accepted', { what: 'the Gateway to be Accepted' });
+    const onBad = async () =>
+      (((await get('httproutes', 'on-bad')).status?.parents ?? []) as { controllerName: string; conditions: Cond[] }[]).find(
+        (p) => p.controllerName === CONTROLLER_NAME,
+      );
+    await eventually(async () => (await onBad())?.conditions[0]?.status === 'True', { what: 'the on-bad route to be Accepted once its listener serves' });
   });
 
   it('writes only what changed (no write loop), and only from the leader', async () => {

@@ -192,7 +192,7 @@ export class KubernetesControl {
       // Judged once the routes are in the model (start() done), against what is in force.
       const currentRouteWorld = () => {
         if (!this.#started) return undefined;
-        world = routeWorld(this.#model.config, this.#model.discoveredEndpoints(), this.#skipped, world);
+        world = routeWorld(this.#model.config, this.#model.discoveredEndpoints(), this.#skipped, world, this.#refused);
         return world.world;
       };
       this.#status = new RouteStatusWriter({

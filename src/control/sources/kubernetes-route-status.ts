@@ -1,7 +1,7 @@
 // What the routes' and Gateways' Gateway API status is judged against
-// (src/k8s/source/route-status.ts, gateway-status.ts),
-// from the control plane's model: the services in force (the files' and the cluster's),
-// the Gateways Trellis serves, the ReferenceGrants, the versions endpoints run, and the
+// (src/k8s/source/route-status.ts, gateway-status.ts), from the control plane's model:
+// the services in force (the files' and the cluster's), the Gateways Trellis serves and
+// their refused listeners, the ReferenceGrants, the versions endpoints run, and the
 // route objects the loader skipped. A backendRef is resolved as the compiler resolves it
 // (compile/routes.ts backendTarget), so ResolvedRefs says what the proxies do.
 import { splitServiceKey } from '../../api/names.js';
@@ -15,6 +15,15 @@ import type { ControlConfig, ServiceConfig } from './mesh-config.js';
 import type { RefusedListener } from './kubernetes-gateways.js';
 import { OBJECT_PREFIX, type SkippedObject } from './kubernetes-resources.js';
 
+/** A route world and what it was made of (the same object while none of it changed). */
+export interface RouteWorldMemo {
+  readonly world: RouteWorld;
+  readonly config: ControlConfig;
+  readonly versions: string;
+  readonly skipped: readonly SkippedObject[];
+  readonly refused: readonly RefusedListener[];
+}
+
 /**
  * The world of `config`, the versions `endpoints` run and the `skipped` objects; the same
  * object as `previous` gave when none of them changed (endpoints come and go far more often
@@ -24,8 +33,9 @@ export function routeWorld(
   config: ControlConfig,
   endpoints: readonly DiscoveredEndpoint[],
   skipped: readonly SkippedObject[],
-  previous?: { readonly world: RouteWorld; readonly config: ControlConfig; readonly versions: string; readonly skipped: readonly SkippedObject[] },
-): { readonly world: RouteWorld; readonly config: ControlConfig; readonly versions: string; readonly skipped: readonly SkippedObject[] } {
+  previous?: RouteWorldMemo,
+  refused: readonly RefusedListener[] = [],
+): RouteWorldMemo {
   const services = new Map(config.services.map((s) => [`${s.namespace ?? 'default'}/${s.name}`, s]));
   const versions = new Map<string, Set<string>>();
   for (const s of config.services) versions.set(`${s.namespace ?? 'default'}/${s.name}`, new Set(s.versions.map((v) => v.name)));
@@ -34,7 +44,8 @@ export function routeWorld(
     versions.get(`${namespace}/${name}`)?.add(e.version);
   }
   const versionsKey = JSON.stringify([...versions].map(([k, v]) => [k, [...v].sort()]));
-  if (previous && previous.config === config && previous.skipped === skipped && previous.versions === versionsKey) return previous;
+  if (previous && previous.config === config && previous.skipped === skipped && previous.versions === versionsKey && previous.refused === refused)
+    return previous;
   /** Services by namespace: a `<service>-<version>` name is looked up among its namespace's. */
   const byNamespace = new Map<string, ServiceConfig[]>();
   for (const s of config.services) {
@@ -74,13 +85,17 @@ export function routeWorld(
       });
       return target.invalid;
     },
+    refusedListener: (namespace, name, listener) => {
+      const r = refused.find((x) => x.gateway === `${namespace}/${name}` && x.listener === listener);
+      return r === undefined ? undefined : `${r.type} ${r.status} ${r.reason}: ${r.message}`;
+    },
     skipped: (kind, namespace, name) => {
       const s = skippedBy.get(`${OBJECT_PREFIX}${kind}/${namespace}/${name}`);
       const p = s?.problems[0];
       return s === undefined ? undefined : p === undefined ? 'it has problems' : `${p.path ? `${p.path}: ` : ''}${p.message}`;
     },
   };
-  return { world, config, versions: versionsKey, skipped };
+  return { world, config, versions: versionsKey, skipped, refused };
 }
 
 type Obj = Record<string, unknown>;

@@ -58,6 +58,8 @@ export interface RouteWorld {
     ref: { readonly name: string; readonly namespace?: string; readonly kind?: string; readonly group?: string; readonly port?: number },
     route: { readonly kind: string; readonly namespace: string; readonly parents: readonly { readonly namespace: string; readonly name: string }[] },
   ): { readonly reason: Exclude<ResolvedRefsReason, 'ResolvedRefs'>; readonly message: string } | undefined;
+  /** Why a listener of a Gateway Trellis serves is refused (its certificateRef); undefined: it is not (or there is no such listener). */
+  refusedListener?(namespace: string, name: string, listener: string): string | undefined;
   /** The route's first problem when the loader skipped it (it is not in force); undefined when it is in force. */
   skipped(kind: string, namespace: string, name: string): string | undefined;
 }
@@ -80,7 +82,7 @@ function acceptedFor(
   kind: string,
   namespace: string,
   ref: Obj,
-  world: Pick<RouteWorld, 'gateway' | 'hasService'>,
+  world: Pick<RouteWorld, 'gateway' | 'hasService' | 'refusedListener'>,
 ): { readonly ours: false } | { readonly ours: true; readonly reason: AcceptedReason; readonly message: string; readonly listeners?: readonly string[] } {
   const name = str(ref.name) ?? '';
   const ns = str(ref.namespace) ?? namespace;
@@ -92,6 +94,9 @@ function acceptedFor(
     const section = str(ref.sectionName);
     const port = typeof ref.port === 'number' ? ref.port : undefined;
     const named = listeners.filter((l) => (section === undefined || l.name === section) && (port === undefined || l.port === port));
+    const refused = named.length === 0 && section !== undefined ? world.refusedListener?.(ns, name, section) : undefined;
+    if (refused !== undefined)
+      return { ours: true, reason: 'NoMatchingParent', message: clip(`listener "${section}" of Gateway ${ns}/${name} does not serve: ${refused}`) };
     if (named.length === 0)
       return {
         ours: true,
@@ -126,7 +131,7 @@ function acceptedFor(
 export function routeAttachments(
   kind: string,
   route: KubeObject,
-  world: Pick<RouteWorld, 'gateway' | 'hasService'>,
+  world: Pick<RouteWorld, 'gateway' | 'hasService' | 'refusedListener'>,
 ): { readonly gateway: string; readonly listener: string }[] {
   const namespace = str(route.metadata?.namespace) ?? 'default';
   const out = new Map<string, { gateway: string; listener: string }>();
