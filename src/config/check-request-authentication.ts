@@ -49,8 +49,39 @@ const RESERVED_HEADERS: ReadonlySet<string> = new Set([
 const MAX_CLOCK_SKEW_MS = 3_600_000;
 const MIN_REFRESH_MS = 1000;
 
-/** Every problem of the RequestAuthentications, and the key sets of their rules. */
+/** A jwksFile's content, or why it cannot be read. */
+export type JwksFileRead = { readonly content: string } | { readonly error: string };
+
+/** The file a rule's jwksFile names (relative to the document's file). */
+const jwksPath = (doc: SourceDocument, jwksFile: string): string => (isAbsolute(jwksFile) ? jwksFile : join(dirname(doc.file), jwksFile));
+
+/** Every problem of the RequestAuthentications, and the key sets of their rules; their jwksFiles read here. */
 export async function checkRequestAuthentications(mesh: MeshResource, sources: readonly RequestAuthenticationSource[]): Promise<CheckedRequestAuthentication> {
+  const read = new Map<string, JwksFileRead>();
+  for (const { doc, resource } of sources) {
+    for (const rule of resource.spec.jwtRules) {
+      if (rule.jwksFile === undefined || rule.jwks !== undefined || rule.jwksUri !== undefined) continue;
+      const file = jwksPath(doc, rule.jwksFile);
+      if (read.has(file)) continue;
+      try {
+        read.set(file, { content: await readFile(file, 'utf8') });
+      } catch (err) {
+        read.set(file, { error: (err as NodeJS.ErrnoException).code ?? (err as Error).message });
+      }
+    }
+  }
+  return checkRequestAuthenticationsWith(mesh, sources, (file) => read.get(file) ?? { error: 'ENOENT' });
+}
+
+/**
+ * The checks, with the jwksFiles' contents from `readJwksFile`; absent: a jwksFile is a
+ * problem (a Kubernetes object never names a file the control plane would read).
+ */
+export function checkRequestAuthenticationsWith(
+  mesh: MeshResource,
+  sources: readonly RequestAuthenticationSource[],
+  readJwksFile?: (file: string) => JwksFileRead,
+): CheckedRequestAuthentication {
   const problems: Problem[] = [];
   const files: string[] = [];
   const jwks: (string | undefined)[][] = [];
@@ -95,20 +126,20 @@ export async function checkRequestAuthentications(mesh: MeshResource, sources: r
         const parsed = parseJwks(rule.jwks);
         if (typeof parsed === 'string') at(rp('jwks'), `${parsed}; give a JSON Web Key Set of public keys, {"keys": [...]}`);
         else text = rule.jwks;
-      } else if (rule.jwksFile !== undefined) {
-        const file = isAbsolute(rule.jwksFile) ? rule.jwksFile : join(dirname(doc.file), rule.jwksFile);
-        try {
-          const content = await readFile(file, 'utf8');
+      } else if (rule.jwksFile !== undefined && readJwksFile === undefined) {
+        at(
+          rp('jwksFile'),
+          'is not read from a Kubernetes object (the control plane reads no file an API object names); give the key set inline (jwks) or a jwksUri',
+        );
+      } else if (rule.jwksFile !== undefined && readJwksFile !== undefined) {
+        const file = jwksPath(doc, rule.jwksFile);
+        const got = readJwksFile(file);
+        if ('content' in got) {
           files.push(file);
-          const parsed = parseJwks(content);
+          const parsed = parseJwks(got.content);
           if (typeof parsed === 'string') at(rp('jwksFile'), `${file} ${parsed}; it must hold a JSON Web Key Set of public keys, {"keys": [...]}`);
-          else text = content;
-        } catch (err) {
-          at(
-            rp('jwksFile'),
-            `${file} cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} (a jwksFile is relative to ${dirname(doc.file)})`,
-          );
-        }
+          else text = got.content;
+        } else at(rp('jwksFile'), `${file} cannot be read: ${got.error} (a jwksFile is relative to ${dirname(doc.file)})`);
       }
       sets.push(text);
       if (rule.clockSkew !== undefined && parseDurationMs(rule.clockSkew) > MAX_CLOCK_SKEW_MS) at(rp('clockSkew'), `is ${rule.clockSkew}; at most 1h`);

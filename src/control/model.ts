@@ -91,7 +91,7 @@ export interface DiscoveredEndpoint {
 /** Routes and policies a discovery source read (the Kubernetes API's), appended to the files' lists. */
 export type DiscoveredResources = Pick<
   Required<ControlConfig>,
-  'routes' | 'policies' | 'rateLimitPolicies' | 'referenceGrants' | 'authorizationPolicies' | 'peerAuthentications'
+  'routes' | 'policies' | 'rateLimitPolicies' | 'referenceGrants' | 'authorizationPolicies' | 'peerAuthentications' | 'requestAuthentications'
 > & {
   /** Gateways with their certificates (kubernetes-gateways.ts); absent: none. */
   readonly gateways?: NonNullable<ControlConfig['gateways']>;
@@ -191,6 +191,7 @@ export class MeshModel {
         referenceGrants: [...(files.referenceGrants ?? []), ...res.referenceGrants],
         authorizationPolicies: [...(files.authorizationPolicies ?? []), ...res.authorizationPolicies],
         peerAuthentications: [...(files.peerAuthentications ?? []), ...res.peerAuthentications],
+        requestAuthentications: [...(files.requestAuthentications ?? []), ...res.requestAuthentications],
         ...(res.gateways?.length ? { gateways: [...(files.gateways ?? []), ...res.gateways] } : {}),
       };
       const config = { ...files, ...added, services: [...services, ...found.values()] };

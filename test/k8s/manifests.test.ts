@@ -108,9 +108,10 @@ describe('deploy/kubernetes', () => {
       assert.ok(!rule.verbs.includes('*') && !rule.resources.includes('*') && !rule.apiGroups.includes('*'), JSON.stringify(rule));
       if (rule.resources.includes('tokenreviews')) assert.deepEqual(rule.verbs, ['create']);
       else if (rule.resources.some((r: string) => r.endsWith('/status'))) {
-        // The status subresource of the routes only, updated (src/k8s/source/route-status.ts), never the routes.
+        // The status subresource of the routes and Gateways only, updated (src/k8s/source/route-status.ts,
+        // gateway-status.ts), never the objects themselves.
         assert.deepEqual(rule.apiGroups, ['gateway.networking.k8s.io']);
-        assert.deepEqual(rule.resources, ['httproutes/status', 'grpcroutes/status', 'tcproutes/status', 'tlsroutes/status']);
+        assert.deepEqual(rule.resources, ['httproutes/status', 'grpcroutes/status', 'tcproutes/status', 'tlsroutes/status', 'gateways/status']);
         assert.deepEqual(rule.verbs, ['update']);
       } else assert.deepEqual(rule.verbs, ['get', 'list', 'watch']);
       assert.ok(!rule.resources.includes('secrets'), 'secrets only in the role of their own');

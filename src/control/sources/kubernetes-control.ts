@@ -15,7 +15,9 @@ import { serviceKey, splitServiceKey } from '../../api/names.js';
 import type { ProxyInfo } from '../../api/protocol.js';
 import { kubeCall, kubeTransport, Reflector, type KubeCall, type KubeObject, type ListPage, type StartWatch } from '../../k8s/source/reflector.js';
 import { RouteStatusWriter, STATUS_ROUTE_KINDS } from '../../k8s/source/route-status.js';
-import { routeWorld } from './kubernetes-route-status.js';
+import { StatusWriter } from '../../k8s/source/status-writer.js';
+import { desiredGatewayStatus, STATUS_GATEWAY_KINDS, type GatewayWorld } from '../../k8s/source/gateway-status.js';
+import { gatewayWorld, routeWorld } from './kubernetes-route-status.js';
 import { LeaderElector, leaseApiWith, type LeaseApi } from '../../k8s/source/leader-election.js';
 import { caSecretApiWith, CA_SECRET, type CaSecretApi } from '../../k8s/source/ca-secret.js';
 import { postTokenReviewWith, reviewToken, type PostTokenReview, type TokenReviewResult } from '../../k8s/source/token-review.js';
@@ -36,6 +38,7 @@ const NO_RESOURCES: DiscoveredResources = {
   referenceGrants: [],
   authorizationPolicies: [],
   peerAuthentications: [],
+  requestAuthentications: [],
   gateways: [],
 };
 
@@ -112,6 +115,8 @@ export class KubernetesControl {
   #started = false;
   /** The routes' Gateway API status, written by the leader (src/k8s/source/route-status.ts). */
   readonly #status?: RouteStatusWriter;
+  /** The Gateways' Gateway API status, written by the leader (src/k8s/source/gateway-status.ts). */
+  readonly #gatewayStatus?: StatusWriter<GatewayWorld>;
   /** Said in the log that proxies are refused for an unlisted security kind (kubernetes-unlisted.ts). */
   #refusing = false;
   readonly #reviews = new Map<string, { until: number; result: Promise<TokenReviewResult> }>();
@@ -175,21 +180,50 @@ export class KubernetesControl {
         identity: o.options.replica ?? (process.env.POD_NAME || os.hostname()),
         log: o.log,
         ...(o.options.leaseRetryMs !== undefined ? { retryMs: o.options.leaseRetryMs } : {}),
-        onChange: () => this.#status?.schedule(),
+        onChange: () => {
+          this.#status?.schedule();
+          this.#gatewayStatus?.schedule();
+        },
       });
     }
     if (o.options.call && this.#elector) {
       const routeReflectors = this.#resourceReflectors.filter((r) => STATUS_ROUTE_KINDS[r.kind] !== undefined);
       let world: ReturnType<typeof routeWorld> | undefined;
+      // Judged once the routes are in the model (start() done), against what is in force.
+      const currentRouteWorld = () => {
+        if (!this.#started) return undefined;
+        world = routeWorld(this.#model.config, this.#model.discoveredEndpoints(), this.#skipped, world, this.#refused);
+        return world.world;
+      };
       this.#status = new RouteStatusWriter({
         call: o.options.call,
         leading: () => this.leading,
         routes: () => new Map(routeReflectors.map((r) => [r.kind, r.list()])),
-        // Judged once the routes are in the model (start() done), against what is in force.
+        world: currentRouteWorld,
+        log: o.log,
+        ...(o.options.statusResyncMs !== undefined ? { resyncMs: o.options.statusResyncMs } : {}),
+      });
+      // The Gateways' world: the same object while nothing it is made of changed (no route, refusal, skip or route world).
+      let gateways: { readonly inputs: readonly unknown[]; readonly world: GatewayWorld } | undefined;
+      const gatewayReflector = this.#gateways.reflectors.find((r) => r.kind === 'Gateway');
+      this.#gatewayStatus = new StatusWriter<GatewayWorld>({
+        call: o.options.call,
+        leading: () => this.leading,
+        objects: () => new Map([['Gateway', gatewayReflector?.list() ?? []]]),
+        paths: STATUS_GATEWAY_KINDS,
+        what: 'Gateway',
+        desired: (_kind, gateway, gatewaysWorld, now) => desiredGatewayStatus(gateway, gatewaysWorld, now),
         world: () => {
-          if (!this.#started) return undefined;
-          world = routeWorld(this.#model.config, this.#model.discoveredEndpoints(), this.#skipped, world);
-          return world.world;
+          const routesWorld = currentRouteWorld();
+          if (routesWorld === undefined) return undefined;
+          const routes = new Map(routeReflectors.map((r) => [r.kind, r.list()]));
+          const versions = JSON.stringify([...routes].map(([kind, list]) => [kind, list.map((x) => x.metadata?.resourceVersion ?? null)]));
+          const objects = gatewayReflector?.list() ?? [];
+          const gatewayVersions = JSON.stringify(objects.map((x) => x.metadata?.resourceVersion ?? null));
+          const inputs = [routesWorld, this.#model.config, this.#skipped, this.#refused, versions, gatewayVersions];
+          if (gateways?.inputs.every((x, i) => x === inputs[i])) return gateways.world;
+          gateways = { inputs, world: gatewayWorld(this.#model.config, this.#skipped, this.#refused, routes, objects) };
+          return gateways.world;
         },
         log: o.log,
         ...(o.options.statusResyncMs !== undefined ? { resyncMs: o.options.statusResyncMs } : {}),
@@ -218,6 +252,7 @@ export class KubernetesControl {
     const services = this.#services.value;
     this.#model.setDiscovered({ services, endpoints: next.endpoints, resources: this.#checkedResources(services, next.endpoints) });
     this.#status?.schedule();
+    this.#gatewayStatus?.schedule();
   }
 
   /**
@@ -305,6 +340,11 @@ export class KubernetesControl {
     return this.#status;
   }
 
+  /** The Gateways' status writer (absent: no lease or no API calls; tests look at its counters). */
+  get gatewayStatus(): StatusWriter<GatewayWorld> | undefined {
+    return this.#gatewayStatus;
+  }
+
   /** Whether this replica holds the Lease: only the leader writes to the API. */
   get leading(): boolean {
     return this.#elector?.leading ?? false;
@@ -331,6 +371,7 @@ export class KubernetesControl {
     // The last list may have changed nothing (an empty kind): publish what the lists hold.
     this.#publish();
     this.#status?.start();
+    this.#gatewayStatus?.start();
     if (!synced) {
       const missing = [...this.#source.reflectors.values(), ...this.#resourceReflectors, ...this.#gateways.reflectors]
         .filter((r) => !r.synced)
@@ -395,6 +436,7 @@ export class KubernetesControl {
 
   stop(): void {
     this.#status?.stop();
+    this.#gatewayStatus?.stop();
     this.#elector?.stop();
     this.#source.stop();
     for (const r of this.#resourceReflectors) r.stop();

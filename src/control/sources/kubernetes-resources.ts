@@ -10,6 +10,7 @@ import { Value } from '@sinclair/typebox/value';
 import { checkAuthorizationPolicies, type AuthorizationPolicySource } from '../../config/check-authorization.js';
 import { checkReferenceGrants, type GrantSource } from '../../config/check-grants.js';
 import { checkPeerAuthentications, type PeerAuthenticationSource } from '../../config/check-peer-authentication.js';
+import { checkRequestAuthenticationsWith, type RequestAuthenticationSource } from '../../config/check-request-authentication.js';
 import { checkPolicies, type PolicySource } from '../../config/check-policies.js';
 import { checkRateLimitPolicies, type RateLimitPolicySource } from '../../config/check-rate-limits.js';
 import { checkRoutes, type RouteSource } from '../../config/check-routes.js';
@@ -41,18 +42,21 @@ export interface ResourceKind extends KindPath {
  * the same fields as the loader's v1alpha2 schema) and the trellis.dev policies. A kind
  * whose CRD is missing never lists, and holds up the start by the sync timeout.
  * Gateways and their Secrets are read beside them (kubernetes-gateways.ts).
- * Not read: TLSRoute (a Gateway's), ExternalServices,
- * RequestAuthentications (their key files) and the Mesh.
+ * RequestAuthentications with their key sets inline or at a jwksUri (a jwksFile is
+ * refused: an API object never names a file the control plane would read).
+ * Not read: TLSRoute (a Gateway's), ExternalServices and the Mesh.
  */
 export const RESOURCE_KINDS_READ: readonly ResourceKind[] = [
   { ...WATCHED_KINDS.HTTPRoute, apiVersion: GATEWAY_API_VERSION },
   { ...WATCHED_KINDS.GRPCRoute, apiVersion: GATEWAY_API_VERSION },
   { ...WATCHED_KINDS.TCPRoute, apiVersion: GATEWAY_API_ALPHA_VERSION },
   { ...WATCHED_KINDS.ReferenceGrant, apiVersion: GATEWAY_API_BETA_VERSION },
-  ...['AuthorizationPolicy', 'PeerAuthentication', 'FaultInjection', 'RetryPolicy', 'BackendPolicy', 'RateLimitPolicy'].map((kind) => ({
-    ...trellisKindPath(kind),
-    apiVersion: TRELLIS_API_VERSION,
-  })),
+  ...['AuthorizationPolicy', 'PeerAuthentication', 'RequestAuthentication', 'FaultInjection', 'RetryPolicy', 'BackendPolicy', 'RateLimitPolicy'].map(
+    (kind) => ({
+      ...trellisKindPath(kind),
+      apiVersion: TRELLIS_API_VERSION,
+    }),
+  ),
 ];
 
 /** What the API adds to the files' config: lists in the ControlConfig's shapes, each entry's `file` naming its object. */
@@ -63,6 +67,7 @@ export interface ClusterResources {
   readonly referenceGrants: NonNullable<ControlConfig['referenceGrants']>;
   readonly authorizationPolicies: NonNullable<ControlConfig['authorizationPolicies']>;
   readonly peerAuthentications: NonNullable<ControlConfig['peerAuthentications']>;
+  readonly requestAuthentications: NonNullable<ControlConfig['requestAuthentications']>;
 }
 
 /** An object left out, and why (its problems, at field paths of the object). */
@@ -171,6 +176,7 @@ export function clusterResources(
       ...checkReferenceGrants(mesh, [...(config.referenceGrants ?? []).map(fileDoc), ...of(['ReferenceGrant'])] as GrantSource[]),
       ...checkRateLimitPolicies(mesh, routes, [...(config.rateLimitPolicies ?? []).map(fileDoc), ...of(['RateLimitPolicy'])] as RateLimitPolicySource[]),
       ...checkPeerAuthentications(mesh, [...(config.peerAuthentications ?? []).map(fileDoc), ...of(['PeerAuthentication'])] as PeerAuthenticationSource[]),
+      ...checkRequestAuthenticationsWith(mesh, of(['RequestAuthentication']) as RequestAuthenticationSource[]).problems,
       ...checkAuthorizationPolicies(mesh, [
         ...(config.authorizationPolicies ?? []).map(fileDoc),
         ...of(['AuthorizationPolicy']),
@@ -185,6 +191,9 @@ export function clusterResources(
   }
 
   const entries = <T>(kinds: readonly string[]) => of<T>(kinds).map((s) => ({ file: s.doc.file, resource: s.resource }));
+  // Every one left passed: its rules' key sets (inline, or undefined for a jwksUri).
+  const authns = of<RequestAuthenticationSource['resource']>(['RequestAuthentication']);
+  const authnKeys = checkRequestAuthenticationsWith(mesh, authns).jwks;
   return {
     resources: {
       routes: entries(['HTTPRoute', 'GRPCRoute', 'TCPRoute']),
@@ -193,6 +202,7 @@ export function clusterResources(
       referenceGrants: entries(['ReferenceGrant']),
       authorizationPolicies: entries(['AuthorizationPolicy']),
       peerAuthentications: entries(['PeerAuthentication']),
+      requestAuthentications: authns.map((a, i) => ({ file: a.doc.file, resource: a.resource, jwks: authnKeys[i] ?? [] })),
     },
     skipped: skipped.sort((a, b) => (a.object < b.object ? -1 : a.object > b.object ? 1 : 0)),
   };

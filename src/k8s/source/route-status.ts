@@ -9,14 +9,10 @@
 // is its own controller's).
 //
 // Written through the status subresource by the Lease leader only, and only when what it
-// would write differs from what the object holds: a status write bumps the object's
-// resourceVersion and comes back as a MODIFIED event, which then computes the same status
-// and writes nothing (no write loop). A condition keeps its lastTransitionTime while its
-// status stays. Writes are PUTs with the object's resourceVersion (optimistic
-// concurrency: a 409 means a newer object is on its way, and that one is looked at).
-import type { KubeCall, KubeObject } from './reflector.js';
-import { KubeStatusError } from './reflector.js';
-import { LogLimiter } from '../../log-limiter.js';
+// would write differs from what the object holds (status-writer.ts: no write loop). A
+// condition keeps its lastTransitionTime while its status stays.
+import type { KubeObject } from './reflector.js';
+import { sameJson, StatusWriter, type StatusWriterOptions } from './status-writer.js';
 
 /** The controllerName Trellis writes its route status entries under. */
 export const CONTROLLER_NAME = 'trellis.dev/gateway-controller';
@@ -62,6 +58,8 @@ export interface RouteWorld {
     ref: { readonly name: string; readonly namespace?: string; readonly kind?: string; readonly group?: string; readonly port?: number },
     route: { readonly kind: string; readonly namespace: string; readonly parents: readonly { readonly namespace: string; readonly name: string }[] },
   ): { readonly reason: Exclude<ResolvedRefsReason, 'ResolvedRefs'>; readonly message: string } | undefined;
+  /** Why a listener of a Gateway Trellis serves is refused (its certificateRef); undefined: it is not (or there is no such listener). */
+  refusedListener?(namespace: string, name: string, listener: string): string | undefined;
   /** The route's first problem when the loader skipped it (it is not in force); undefined when it is in force. */
   skipped(kind: string, namespace: string, name: string): string | undefined;
 }
@@ -84,8 +82,8 @@ function acceptedFor(
   kind: string,
   namespace: string,
   ref: Obj,
-  world: RouteWorld,
-): { readonly ours: false } | { readonly ours: true; readonly reason: AcceptedReason; readonly message: string } {
+  world: Pick<RouteWorld, 'gateway' | 'hasService' | 'refusedListener'>,
+): { readonly ours: false } | { readonly ours: true; readonly reason: AcceptedReason; readonly message: string; readonly listeners?: readonly string[] } {
   const name = str(ref.name) ?? '';
   const ns = str(ref.namespace) ?? namespace;
   // A parentRef without a kind is a Service here (the loader's reading, GAMMA).
@@ -96,6 +94,9 @@ function acceptedFor(
     const section = str(ref.sectionName);
     const port = typeof ref.port === 'number' ? ref.port : undefined;
     const named = listeners.filter((l) => (section === undefined || l.name === section) && (port === undefined || l.port === port));
+    const refused = named.length === 0 && section !== undefined ? world.refusedListener?.(ns, name, section) : undefined;
+    if (refused !== undefined)
+      return { ours: true, reason: 'NoMatchingParent', message: clip(`listener "${section}" of Gateway ${ns}/${name} does not serve: ${refused}`) };
     if (named.length === 0)
       return {
         ours: true,
@@ -109,12 +110,40 @@ function acceptedFor(
         reason: 'NotAllowedByListeners',
         message: `no listener of Gateway ${ns}/${name} allows ${kind}s from namespace ${namespace} (allowedRoutes)`,
       };
-    return { ours: true, reason: 'Accepted', message: `attached to Gateway ${ns}/${name} (${allowed.map((l) => l.name).join(', ')})` };
+    return {
+      ours: true,
+      reason: 'Accepted',
+      message: `attached to Gateway ${ns}/${name} (${allowed.map((l) => l.name).join(', ')})`,
+      listeners: allowed.map((l) => l.name),
+    };
   }
   if (parentKind !== 'Service' || (str(ref.group) ?? '') !== '')
     return { ours: true, reason: 'NoMatchingParent', message: `a parent of kind ${parentKind.slice(0, 63)} is not one Trellis serves (Service or Gateway)` };
   if (!world.hasService(ns, name)) return { ours: true, reason: 'NoMatchingParent', message: `no Service ${ns}/${name} in the mesh` };
   return { ours: true, reason: 'Accepted', message: `routes traffic to Service ${ns}/${name}` };
+}
+
+/**
+ * The Gateway listeners a route is attached to, by its parentRefs and the listeners'
+ * allowedRoutes alone (a Gateway's status counts them as its listeners' attachedRoutes:
+ * the Gateway API counts a route whatever its own or the listener's status).
+ */
+export function routeAttachments(
+  kind: string,
+  route: KubeObject,
+  world: Pick<RouteWorld, 'gateway' | 'hasService' | 'refusedListener'>,
+): { readonly gateway: string; readonly listener: string }[] {
+  const namespace = str(route.metadata?.namespace) ?? 'default';
+  const out = new Map<string, { gateway: string; listener: string }>();
+  for (const ref of arr(rec(route.spec).parentRefs)) {
+    const r = rec(ref);
+    if (str(r.kind) !== 'Gateway') continue;
+    const accepted = acceptedFor(kind, namespace, r, world);
+    if (!accepted.ours || accepted.reason !== 'Accepted') continue;
+    const gateway = `${str(r.namespace) ?? namespace}/${str(r.name) ?? ''}`;
+    for (const listener of accepted.listeners ?? []) out.set(`${gateway}/${listener}`, { gateway, listener });
+  }
+  return [...out.values()];
 }
 
 /** ResolvedRefs for the whole route (every parent the same): the first backendRef that does not resolve. */
@@ -194,160 +223,28 @@ export function desiredParents(kind: string, route: KubeObject, world: RouteWorl
   return [...others, ...ours];
 }
 
-/** Whether two JSON values are the same (key order aside). */
-export function sameJson(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) return a.length === (b as unknown[]).length && a.every((x, i) => sameJson(x, (b as unknown[])[i]));
-  const ka = Object.keys(a).filter((k) => (a as Obj)[k] !== undefined);
-  const kb = Object.keys(b).filter((k) => (b as Obj)[k] !== undefined);
-  return ka.length === kb.length && ka.every((k) => sameJson((a as Obj)[k], (b as Obj)[k]));
-}
+export { sameJson };
 
-export interface RouteStatusWriterOptions {
-  /** One request to the API (src/k8s/source/reflector.ts kubeCall). */
-  readonly call: KubeCall;
-  /** Whether this replica writes (it holds the Lease). */
-  readonly leading: () => boolean;
+export interface RouteStatusWriterOptions extends Omit<StatusWriterOptions<RouteWorld>, 'objects' | 'paths' | 'desired' | 'what'> {
   /** The routes as listed, per kind of STATUS_ROUTE_KINDS that is read. */
   readonly routes: () => ReadonlyMap<string, readonly KubeObject[]>;
-  /** What the routes are judged against; undefined: not ready to judge (nothing is written). */
-  readonly world: () => RouteWorld | undefined;
-  readonly log?: (line: string) => void;
-  /** How long after a change the routes are looked at (default 250 ms: a burst of changes is one look; status is not urgent). */
-  readonly delayMs?: number;
-  /** Most status writes at once (default 8). */
-  readonly maxInFlight?: number;
-  /** How often they are looked at anyway (a new leader, a failed write; default 10 s). */
-  readonly resyncMs?: number;
-  readonly now?: () => number;
 }
 
-/** Writes the routes' status when it differs from what they hold; only while leading. */
-export class RouteStatusWriter {
-  readonly #o: RouteStatusWriterOptions;
-  #timer?: NodeJS.Timeout;
-  #resync?: NodeJS.Timeout;
-  /** Route key → the resourceVersion a write in flight (or done, its event not yet back) was based on. */
-  readonly #writing = new Map<string, string>();
-  /** Route key → the resourceVersion and world it was last judged by, needing no write: unchanged, it is not judged again. */
-  readonly #judged = new Map<string, { readonly rv: string; readonly world: RouteWorld }>();
-  #stopped = true;
-  #inFlight = 0;
-  /** Routes were left to look at because maxInFlight writes were running. */
-  #more = false;
-  /** Looks at every route made (while leading), status writes made, and how many failed (tests). */
-  readonly counters = { syncs: 0, writes: 0, failures: 0 };
-
-  /** Failed writes said in the log: a few a minute (a missing RBAC rule fails every route's). */
-  readonly #failureLog: LogLimiter;
-
+/** Writes the routes' status (status.parents) when it differs from what they hold; only while leading. */
+export class RouteStatusWriter extends StatusWriter<RouteWorld> {
   constructor(opts: RouteStatusWriterOptions) {
-    this.#o = opts;
-    this.#failureLog = new LogLimiter({
-      perMinute: 5,
-      log: (line) => opts.log?.(line),
-      dropped: (n) => `k8s: ${n} more route status writes failed in the last minute`,
+    const { routes, ...rest } = opts;
+    super({
+      ...rest,
+      what: 'route',
+      objects: routes,
+      paths: STATUS_ROUTE_KINDS,
+      desired: (kind, route, world, now) => {
+        const status = rec(route.status);
+        const parents = desiredParents(kind, route, world, now);
+        // No entry to write and none held: the status as it is (a route with no status gets none).
+        return sameJson(parents, arr(status.parents)) ? status : { ...status, parents };
+      },
     });
-  }
-
-  start(): void {
-    if (!this.#stopped) return;
-    this.#stopped = false;
-    this.#resync = setInterval(() => this.schedule(), this.#o.resyncMs ?? 10_000);
-    this.#resync.unref();
-    this.schedule();
-  }
-
-  stop(): void {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
-    clearInterval(this.#resync);
-    this.#timer = undefined;
-  }
-
-  /** Looks at every route soon (after delayMs); a burst of calls is one look. */
-  schedule(): void {
-    if (this.#stopped || this.#timer !== undefined) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#sync();
-    }, this.#o.delayMs ?? 250);
-    this.#timer.unref();
-  }
-
-  #sync(): void {
-    if (this.#stopped || !this.#o.leading()) return;
-    const world = this.#o.world();
-    if (world === undefined) return;
-    this.counters.syncs++;
-    const now = new Date((this.#o.now ?? Date.now)()).toISOString().replace(/\.\d{3}Z$/, 'Z');
-    const present = new Set<string>();
-    for (const [kind, routes] of this.#o.routes()) {
-      const where = STATUS_ROUTE_KINDS[kind];
-      if (where === undefined) continue;
-      for (const route of routes) {
-        const namespace = str(route.metadata?.namespace);
-        const name = str(route.metadata?.name);
-        const rv = str(route.metadata?.resourceVersion) ?? '';
-        if (namespace === undefined || name === undefined) continue;
-        const key = `${kind}/${namespace}/${name}`;
-        present.add(key);
-        // A write based on this very version is in flight, or done and its event not back yet.
-        if (this.#writing.get(key) === rv) continue;
-        const judged = this.#judged.get(key);
-        if (judged !== undefined && judged.rv === rv && judged.world === world) continue;
-        let parents: unknown[];
-        try {
-          parents = desiredParents(kind, route, world, now);
-        } catch (err) {
-          this.#o.log?.(`k8s: status of ${key}: ${err instanceof Error ? err.message : String(err)}`);
-          continue;
-        }
-        if (sameJson(parents, arr(rec(route.status).parents))) {
-          this.#judged.set(key, { rv, world });
-          continue;
-        }
-        this.#judged.delete(key);
-        // At most maxInFlight writes at once (a first sync of thousands of routes must not
-        // flood the API server); the rest are looked at again when one finishes.
-        if (this.#inFlight >= (this.#o.maxInFlight ?? 8)) {
-          this.#more = true;
-          continue;
-        }
-        this.#inFlight++;
-        this.#writing.set(key, rv);
-        void this.#write(
-          key,
-          `/apis/${where.group}/${where.version}/namespaces/${encodeURIComponent(namespace)}/${where.plural}/${encodeURIComponent(name)}/status`,
-          route,
-          parents,
-        );
-      }
-    }
-    for (const key of this.#writing.keys()) if (!present.has(key)) this.#writing.delete(key);
-    for (const key of this.#judged.keys()) if (!present.has(key)) this.#judged.delete(key);
-  }
-
-  async #write(key: string, path: string, route: KubeObject, parents: unknown[]): Promise<void> {
-    const body = { ...route, status: { ...rec(route.status), parents } };
-    try {
-      await this.#o.call('PUT', path, body);
-      this.counters.writes++;
-    } catch (err) {
-      this.#writing.delete(key);
-      // 409: a newer object is on its way (its event looks again); 404: deleted meanwhile.
-      if (!(err instanceof KubeStatusError && (err.statusCode === 409 || err.statusCode === 404))) {
-        this.counters.failures++;
-        this.#failureLog.write(() => `k8s: status of ${key} not written: ${err instanceof Error ? err.message : String(err)}; trying again later`);
-      }
-    } finally {
-      this.#inFlight--;
-      if (this.#more) {
-        this.#more = false;
-        this.schedule();
-      }
-    }
   }
 }
