@@ -46,8 +46,14 @@ export const DEFAULT_POOL_OPTIONS: PoolOptions = { maxIdlePerAddress: 256, idleT
  */
 export const PEER_IDLE_TIMEOUT_MS = 60_000;
 
-/** Idle mutual TLS connections kept ready per peer endpoint in use (PoolOptions.preconnect). */
-export const PEER_PRECONNECT = 1;
+/**
+ * Idle mutual TLS connections kept ready per peer endpoint in use (PoolOptions.preconnect).
+ * Off: on a quiet machine, `npm run bench` at 1,000 rps over 20 connections (3 runs, this
+ * build with 1 against the same build with 0, in one run each) gave added p99 +1.72/+1.84/
+ * +1.47 ms with a spare against +0.69/+1.11/+0.92 ms without: the spare's background
+ * handshakes (17-18 in a run) cost more tail than the handshakes they save.
+ */
+export const PEER_PRECONNECT = 0;
 
 /** Idle connections to one address closed at most per sweep (every 250 ms): 8 a second. */
 export const CLOSES_PER_SWEEP = 2;
