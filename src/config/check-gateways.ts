@@ -195,7 +195,7 @@ function narrowHostname(l: string | undefined, r: string): string | undefined {
  * listener's as for HTTPRoutes; a parentRef naming no Gateway, or no TLS listener of it, is
  * refused at its field.
  */
-function attachTlsRoutes(routes: readonly TLSRouteSource[], gateways: GatewayConfig[], problems: Problem[]): void {
+export function attachTlsRoutes(routes: readonly TLSRouteSource[], gateways: readonly GatewayConfig[], problems: Problem[]): void {
   for (const r of routes) {
     const ns = r.resource.metadata.namespace ?? 'default';
     const name = `${ns}/${r.resource.metadata.name}`;

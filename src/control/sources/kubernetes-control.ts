@@ -279,7 +279,7 @@ export class KubernetesControl {
         services: [...files.services, ...services.filter((s) => !keys.has(serviceKey(s.name, s.namespace)))],
         gateways: [...(files.gateways ?? []), ...gateways.gateways],
       };
-      checked = clusterResources(objects, merged, byService);
+      checked = clusterResources(objects, merged, byService, gateways.gateways);
     } catch (err) {
       // A defect, not an object's problem (those are skipped): the last routes and policies stay in force.
       this.#log(
@@ -287,7 +287,7 @@ export class KubernetesControl {
       );
       return r?.value ?? NO_RESOURCES;
     }
-    const resources = { ...checked.resources, gateways: gateways.gateways };
+    const resources = checked.resources;
     const skipped = [...checked.skipped, ...gateways.skipped].sort((a, b) => (a.object < b.object ? -1 : a.object > b.object ? 1 : 0));
     this.#refused = gateways.refused;
     const before = new Map(this.#skipped.map((s) => [s.object, JSON.stringify(s.problems)]));

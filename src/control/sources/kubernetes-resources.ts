@@ -8,6 +8,7 @@
 // The files win a clash: a route or policy also defined in a file is the file's.
 import { Value } from '@sinclair/typebox/value';
 import { checkAuthorizationPolicies, type AuthorizationPolicySource } from '../../config/check-authorization.js';
+import { attachTlsRoutes, type GatewayConfig, type TLSRouteSource } from '../../config/check-gateways.js';
 import { checkReferenceGrants, type GrantSource } from '../../config/check-grants.js';
 import { checkPeerAuthentications, type PeerAuthenticationSource } from '../../config/check-peer-authentication.js';
 import { checkRequestAuthenticationsWith, type RequestAuthenticationSource } from '../../config/check-request-authentication.js';
@@ -44,12 +45,15 @@ export interface ResourceKind extends KindPath {
  * Gateways and their Secrets are read beside them (kubernetes-gateways.ts).
  * RequestAuthentications with their key sets inline or at a jwksUri (a jwksFile is
  * refused: an API object never names a file the control plane would read).
- * Not read: TLSRoute (a Gateway's), ExternalServices and the Mesh.
+ * TLSRoutes (v1 there too, the loader's v1alpha2 fields) attach to the TLS listeners of
+ * the API's Gateways (not the files': a file Gateway's routes are the files').
+ * Not read: ExternalServices and the Mesh.
  */
 export const RESOURCE_KINDS_READ: readonly ResourceKind[] = [
   { ...WATCHED_KINDS.HTTPRoute, apiVersion: GATEWAY_API_VERSION },
   { ...WATCHED_KINDS.GRPCRoute, apiVersion: GATEWAY_API_VERSION },
   { ...WATCHED_KINDS.TCPRoute, apiVersion: GATEWAY_API_ALPHA_VERSION },
+  { ...WATCHED_KINDS.TLSRoute, apiVersion: GATEWAY_API_ALPHA_VERSION },
   { ...WATCHED_KINDS.ReferenceGrant, apiVersion: GATEWAY_API_BETA_VERSION },
   ...['AuthorizationPolicy', 'PeerAuthentication', 'RequestAuthentication', 'FaultInjection', 'RetryPolicy', 'BackendPolicy', 'RateLimitPolicy'].map(
     (kind) => ({
@@ -68,6 +72,8 @@ export interface ClusterResources {
   readonly authorizationPolicies: NonNullable<ControlConfig['authorizationPolicies']>;
   readonly peerAuthentications: NonNullable<ControlConfig['peerAuthentications']>;
   readonly requestAuthentications: NonNullable<ControlConfig['requestAuthentications']>;
+  /** The API's Gateways given, their TLS listeners with the TLSRoutes attached. */
+  readonly gateways: GatewayConfig[];
 }
 
 /** An object left out, and why (its problems, at field paths of the object). */
@@ -110,12 +116,14 @@ function fileDoc<T>(entry: { readonly file: string; readonly resource: T }): { d
  * The routes and policies of the API's objects that pass the loader's checks against
  * `config` (the files' config with the cluster's services), and the objects skipped.
  * `objects`: per kind, as listed (items of a list carry no apiVersion or kind: the
- * kind's are used). `versions`: service key → versions its endpoints run.
+ * kind's are used). `versions`: service key → versions its endpoints run. `apiGateways`:
+ * the API's Gateways (kubernetes-gateways.ts), which the TLSRoutes attach to.
  */
 export function clusterResources(
   objects: ReadonlyMap<string, readonly KubeObject[]>,
   config: ControlConfig,
   versions: ReadonlyMap<string, ReadonlySet<string>> = new Map(),
+  apiGateways: readonly GatewayConfig[] = [],
 ): { resources: ClusterResources; skipped: SkippedObject[] } {
   const skipped: SkippedObject[] = [];
   let candidates: Candidate[] = [];
@@ -190,6 +198,22 @@ export function clusterResources(
     candidates = candidates.filter((c) => !failed.has(c.doc.file));
   }
 
+  // TLSRoutes attach to the API Gateways' TLS listeners (new listener objects: the given
+  // Gateways are the gateway source's, kept across calls). One that does not attach
+  // everywhere it names is skipped whole, tried first on a copy.
+  const fresh = (): GatewayConfig[] =>
+    apiGateways.map((g) => ({ ...g, listeners: g.listeners.map((l) => (l.protocol === 'TLS' ? { ...l, passthrough: [] } : l)) }));
+  const attached = fresh();
+  for (const r of of<TLSRouteSource['resource']>(['TLSRoute'])) {
+    const problems: Problem[] = [];
+    attachTlsRoutes([r], fresh(), problems);
+    if (problems.length > 0) {
+      skipped.push({ object: r.doc.file, kind: 'TLSRoute', problems });
+      continue;
+    }
+    attachTlsRoutes([r], attached, problems);
+  }
+
   const entries = <T>(kinds: readonly string[]) => of<T>(kinds).map((s) => ({ file: s.doc.file, resource: s.resource }));
   // Every one left passed: its rules' key sets (inline, or undefined for a jwksUri).
   const authns = of<RequestAuthenticationSource['resource']>(['RequestAuthentication']);
@@ -203,6 +227,7 @@ export function clusterResources(
       authorizationPolicies: entries(['AuthorizationPolicy']),
       peerAuthentications: entries(['PeerAuthentication']),
       requestAuthentications: authns.map((a, i) => ({ file: a.doc.file, resource: a.resource, jwks: authnKeys[i] ?? [] })),
+      gateways: attached,
     },
     skipped: skipped.sort((a, b) => (a.object < b.object ? -1 : a.object > b.object ? 1 : 0)),
   };

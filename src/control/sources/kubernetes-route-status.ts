@@ -66,8 +66,12 @@ export function routeWorld(
   const skippedBy = new Map(skipped.map((s) => [s.object, s]));
   const world: RouteWorld = {
     hasService: (namespace, name) => services.has(`${namespace}/${name}`),
+    // A TLS listener without allowedRoutes.kinds takes TLSRoutes (its protocol's), not the HTTP kinds.
     gateway: (namespace, name) =>
-      gateways.get(`${namespace}/${name}`)?.listeners.map((l) => ({ name: l.name, port: l.port, from: l.from, ...(l.kinds ? { kinds: l.kinds } : {}) })),
+      gateways.get(`${namespace}/${name}`)?.listeners.map((l) => {
+        const kinds = l.kinds ?? (l.protocol === 'TLS' ? ['TLSRoute'] : undefined);
+        return { name: l.name, port: l.port, from: l.from, ...(kinds ? { kinds } : {}) };
+      }),
     backend: (ref, route) => {
       const namespace = ref.namespace ?? route.namespace;
       if (ref.kind === EXTERNAL_KIND) {
