@@ -111,7 +111,14 @@ describe('deploy/kubernetes', () => {
         // The status subresource of the routes and Gateways only, updated (src/k8s/source/route-status.ts,
         // gateway-status.ts), never the objects themselves.
         assert.deepEqual(rule.apiGroups, ['gateway.networking.k8s.io']);
-        assert.deepEqual(rule.resources, ['httproutes/status', 'grpcroutes/status', 'tcproutes/status', 'tlsroutes/status', 'gateways/status']);
+        assert.deepEqual(rule.resources, [
+          'httproutes/status',
+          'grpcroutes/status',
+          'tcproutes/status',
+          'tlsroutes/status',
+          'gateways/status',
+          'gatewayclasses/status',
+        ]);
         assert.deepEqual(rule.verbs, ['update']);
       } else assert.deepEqual(rule.verbs, ['get', 'list', 'watch']);
       assert.ok(!rule.resources.includes('secrets'), 'secrets only in the role of their own');

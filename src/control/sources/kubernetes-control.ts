@@ -16,7 +16,7 @@ import type { ProxyInfo } from '../../api/protocol.js';
 import { kubeCall, kubeTransport, Reflector, type KubeCall, type KubeObject, type ListPage, type StartWatch } from '../../k8s/source/reflector.js';
 import { RouteStatusWriter, STATUS_ROUTE_KINDS } from '../../k8s/source/route-status.js';
 import { StatusWriter } from '../../k8s/source/status-writer.js';
-import { desiredGatewayStatus, STATUS_GATEWAY_KINDS, type GatewayWorld } from '../../k8s/source/gateway-status.js';
+import { desiredGatewayClassStatus, desiredGatewayStatus, STATUS_GATEWAY_KINDS, type GatewayWorld } from '../../k8s/source/gateway-status.js';
 import { gatewayWorld, routeWorld } from './kubernetes-route-status.js';
 import { LeaderElector, leaseApiWith, type LeaseApi } from '../../k8s/source/leader-election.js';
 import { caSecretApiWith, CA_SECRET, type CaSecretApi } from '../../k8s/source/ca-secret.js';
@@ -206,23 +206,30 @@ export class KubernetesControl {
       // The Gateways' world: the same object while nothing it is made of changed (no route, refusal, skip or route world).
       let gateways: { readonly inputs: readonly unknown[]; readonly world: GatewayWorld } | undefined;
       const gatewayReflector = this.#gateways.reflectors.find((r) => r.kind === 'Gateway');
+      const classReflector = this.#gateways.reflectors.find((r) => r.kind === 'GatewayClass');
       this.#gatewayStatus = new StatusWriter<GatewayWorld>({
         call: o.options.call,
         leading: () => this.leading,
-        objects: () => new Map([['Gateway', gatewayReflector?.list() ?? []]]),
+        objects: () =>
+          new Map([
+            ['Gateway', gatewayReflector?.list() ?? []],
+            ['GatewayClass', classReflector?.list() ?? []],
+          ]),
         paths: STATUS_GATEWAY_KINDS,
         what: 'Gateway',
-        desired: (_kind, gateway, gatewaysWorld, now) => desiredGatewayStatus(gateway, gatewaysWorld, now),
+        desired: (kind, object, gatewaysWorld, now) =>
+          kind === 'GatewayClass' ? desiredGatewayClassStatus(object, now) : desiredGatewayStatus(object, gatewaysWorld, now),
         world: () => {
           const routesWorld = currentRouteWorld();
           if (routesWorld === undefined) return undefined;
           const routes = new Map(routeReflectors.map((r) => [r.kind, r.list()]));
           const versions = JSON.stringify([...routes].map(([kind, list]) => [kind, list.map((x) => x.metadata?.resourceVersion ?? null)]));
           const objects = gatewayReflector?.list() ?? [];
-          const gatewayVersions = JSON.stringify(objects.map((x) => x.metadata?.resourceVersion ?? null));
+          const classes = classReflector?.list() ?? [];
+          const gatewayVersions = JSON.stringify([...objects, ...classes].map((x) => x.metadata?.resourceVersion ?? null));
           const inputs = [routesWorld, this.#model.config, this.#skipped, this.#refused, versions, gatewayVersions];
           if (gateways?.inputs.every((x, i) => x === inputs[i])) return gateways.world;
-          gateways = { inputs, world: gatewayWorld(this.#model.config, this.#skipped, this.#refused, routes, objects) };
+          gateways = { inputs, world: gatewayWorld(this.#model.config, this.#skipped, this.#refused, routes, objects, classes) };
           return gateways.world;
         },
         log: o.log,

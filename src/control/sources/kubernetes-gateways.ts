@@ -1,5 +1,6 @@
 // Gateways and their certificates from the Kubernetes API (`trellis control --kubernetes`):
-// the Gateways of class `trellis` and the TLS Secrets their HTTPS listeners name become
+// the Gateways whose GatewayClass names Trellis's controller (or of class `trellis` when no
+// GatewayClass of that name exists; gateway-status.ts gatewayClassOwner) and the TLS Secrets their HTTPS listeners name become
 // the same GatewayConfig the mesh file's Gateway and Secret make, through the same checks
 // (the Gateway schema, check-gateways.ts), so the gateway proxy gets its listeners and
 // certificates in its snapshot exactly as in local mode. Gateway API semantics:
@@ -18,12 +19,10 @@ import type { Problem } from '../../config/problems.js';
 import { checkSchema } from '../../config/schema-errors.js';
 import { GATEWAY_API_BETA_VERSION, GATEWAY_API_VERSION, RESOURCE_KINDS, type GatewayResource, type ReferenceGrantResource } from '../../config/schema.js';
 import type { SourceDocument } from '../../config/yaml-source.js';
+import { gatewayClassOwner } from '../../k8s/source/gateway-status.js';
 import { WATCHED_KINDS } from '../../k8s/source/kinds.js';
 import { Reflector, type KindPath, type KubeObject, type ListPage, type StartWatch } from '../../k8s/source/reflector.js';
 import { servingCertificateProblem } from '../../security/local-tls.js';
-
-/** The GatewayClass whose Gateways Trellis serves (deploy/kubernetes: the class the install makes); others are another controller's. */
-export const TRELLIS_GATEWAY_CLASS = 'trellis';
 
 /**
  * Where Gateways and TLS Secrets are listed and watched. Secrets with a field selector on
@@ -33,6 +32,7 @@ export const TRELLIS_GATEWAY_CLASS = 'trellis';
 export const GATEWAY_KINDS_READ: readonly KindPath[] = [
   WATCHED_KINDS.Gateway,
   { kind: 'Secret', path: `/api/v1/secrets?fieldSelector=${encodeURIComponent('type=kubernetes.io/tls')}` },
+  WATCHED_KINDS.GatewayClass,
 ];
 
 /** An object skipped, and why (the shape of kubernetes-resources.ts's SkippedObject). */
@@ -127,6 +127,8 @@ export function clusterGateways(input: {
   readonly secrets: readonly KubeObject[];
   /** The ReferenceGrants of the API (any; only the Secret grants that pass the schema count). */
   readonly grants: readonly KubeObject[];
+  /** The GatewayClasses of the API: which Gateways are Trellis's (absent: class `trellis` only). */
+  readonly classes?: readonly KubeObject[];
   readonly fileGateways?: readonly GatewayConfig[];
   readonly lastGood: LastGoodCertificates;
   readonly now?: number;
@@ -179,9 +181,10 @@ export function clusterGateways(input: {
     return pem;
   };
 
+  const ours = gatewayClassOwner(input.classes ?? []);
   const sorted = input.gateways
     .map((g) => record(g))
-    .filter((g) => record(g.spec).gatewayClassName === TRELLIS_GATEWAY_CLASS)
+    .filter((g) => ours(record(g.spec).gatewayClassName))
     .map((g) => ({ g, d: docOf('Gateway', GATEWAY_API_VERSION, g) }))
     .sort((a, b) => (a.d.id < b.d.id ? -1 : a.d.id > b.d.id ? 1 : 0));
   for (const { d } of sorted) {
@@ -299,12 +302,12 @@ export class GatewaySource {
 
   /** The Gateways in force now (the Secret grants among `grants`); logs listeners refused when that changes. */
   check(grants: readonly KubeObject[], fileGateways: readonly GatewayConfig[] | undefined): ClusterGateways {
-    const [gateways, secrets] = this.reflectors.map((r) => r.list()) as [KubeObject[], KubeObject[]];
+    const [gateways, secrets, classes] = this.reflectors.map((r) => r.list()) as [KubeObject[], KubeObject[], KubeObject[]];
     // Every object's resourceVersion (its content when it has none): what the result depends on.
     const version = (o: KubeObject): string => String(record(o.metadata).resourceVersion ?? JSON.stringify(o));
-    const inputs = JSON.stringify([gateways.map(version), secrets.map(version), grants.map(version)]);
+    const inputs = JSON.stringify([gateways.map(version), secrets.map(version), grants.map(version), classes.map(version)]);
     if (this.#last && this.#last.inputs === inputs && this.#last.fileGateways === fileGateways) return this.#last.result;
-    const result = clusterGateways({ gateways, secrets, grants, lastGood: this.#lastGood, ...(fileGateways ? { fileGateways } : {}) });
+    const result = clusterGateways({ gateways, secrets, grants, classes, lastGood: this.#lastGood, ...(fileGateways ? { fileGateways } : {}) });
     this.#last = { inputs, fileGateways, result };
     const refused = JSON.stringify(result.refused);
     if (refused !== this.#refused) {

@@ -6,7 +6,7 @@
 // (compile/routes.ts backendTarget), so ResolvedRefs says what the proxies do.
 import { splitServiceKey } from '../../api/names.js';
 import { EXTERNAL_KIND } from '../../config/check-routes.js';
-import type { GatewayWorld } from '../../k8s/source/gateway-status.js';
+import { gatewayClassOwner, type GatewayWorld } from '../../k8s/source/gateway-status.js';
 import type { KubeObject } from '../../k8s/source/reflector.js';
 import { routeAttachments, type RouteWorld, type StatusListener } from '../../k8s/source/route-status.js';
 import { backendTarget } from '../compile/routes.js';
@@ -142,12 +142,14 @@ export function gatewayWorld(
   refused: readonly RefusedListener[],
   routes: ReadonlyMap<string, readonly KubeObject[]>,
   gateways: readonly KubeObject[],
+  classes: readonly KubeObject[] = [],
 ): GatewayWorld {
+  const ours = gatewayClassOwner(classes);
   const inForce = new Set((config.gateways ?? []).map((g) => `${g.namespace}/${g.name}`));
   const skippedBy = new Map(skipped.map((s) => [s.object, s]));
   const listenersOf = new Map<string, StatusListener[]>();
   for (const g of gateways) {
-    if (rec(g.spec).gatewayClassName !== 'trellis') continue;
+    if (!ours(rec(g.spec).gatewayClassName)) continue;
     listenersOf.set(`${g.metadata?.namespace ?? 'default'}/${g.metadata?.name ?? ''}`, specListeners(g));
   }
   const attachWorld = { hasService: () => false, gateway: (namespace: string, name: string) => listenersOf.get(`${namespace}/${name}`) };
@@ -159,6 +161,7 @@ export function gatewayWorld(
     }
   }
   return {
+    ours: (className) => ours(className),
     verdict: (namespace, name) => {
       const s = skippedBy.get(`${OBJECT_PREFIX}Gateway/${namespace}/${name}`);
       if (s !== undefined) {

@@ -13,11 +13,13 @@
 // lastTransitionTime while its status stays; written by the Lease leader only when it
 // differs from what the Gateway holds (status-writer.ts: no write loop).
 import type { KubeObject } from './reflector.js';
+import { CONTROLLER_NAME } from './route-status.js';
 import type { StatusKindPath } from './status-writer.js';
 
 /** Where Gateways' status is written. */
 export const STATUS_GATEWAY_KINDS: Readonly<Record<string, StatusKindPath>> = {
   Gateway: { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gateways' },
+  GatewayClass: { group: 'gateway.networking.k8s.io', version: 'v1', plural: 'gatewayclasses', clusterScoped: true },
 };
 
 /** What a Gateway's status is judged against (the control plane's view of the Gateways it read). */
@@ -28,6 +30,26 @@ export interface GatewayWorld {
   refused(namespace: string, name: string): readonly { readonly listener: string; readonly reason: string; readonly message: string }[];
   /** How many routes are attached to the listener (by parentRefs and allowedRoutes alone). */
   attachedRoutes(namespace: string, name: string, listener: string): number;
+  /** Whether a Gateway of this class is Trellis's (gatewayClassOwner); absent: class `trellis` only. */
+  ours?(className: string): boolean;
+}
+
+/** The class name Trellis serves when no GatewayClass object of that name exists (installs from before GatewayClasses were read). */
+export const LEGACY_GATEWAY_CLASS = 'trellis';
+
+/**
+ * Whether a Gateway of class `className` is Trellis's, given the GatewayClasses listed:
+ * the class names `spec.controllerName: trellis.dev/gateway-controller`; with no
+ * GatewayClass of that name, the name `trellis` is (backward compatible).
+ */
+export function gatewayClassOwner(classes: readonly KubeObject[]): (className: unknown) => boolean {
+  const controllers = new Map<string, unknown>();
+  for (const c of classes) {
+    const name = rec(rec(c).metadata).name;
+    if (typeof name === 'string') controllers.set(name, rec(rec(c).spec).controllerName);
+  }
+  return (className) =>
+    typeof className === 'string' && (controllers.has(className) ? controllers.get(className) === CONTROLLER_NAME : className === LEGACY_GATEWAY_CLASS);
 }
 
 type Obj = Record<string, unknown>;
@@ -64,7 +86,8 @@ interface Cond {
 /** The status a Gateway should have; undefined: not of class trellis, or not judged yet. */
 export function desiredGatewayStatus(gateway: KubeObject, world: GatewayWorld, now: string): Record<string, unknown> | undefined {
   const spec = rec(gateway.spec);
-  if (spec.gatewayClassName !== 'trellis') return undefined;
+  const className = spec.gatewayClassName;
+  if (typeof className !== 'string' || !(world.ours ? world.ours(className) : className === LEGACY_GATEWAY_CLASS)) return undefined;
   const namespace = str(gateway.metadata?.namespace) ?? 'default';
   const name = str(gateway.metadata?.name) ?? '';
   const verdict = world.verdict(namespace, name);
@@ -129,4 +152,29 @@ export function desiredGatewayStatus(gateway: KubeObject, world: GatewayWorld, n
     ]),
     listeners,
   };
+}
+
+/**
+ * The status a GatewayClass should have: Accepted True when its `spec.controllerName` is
+ * Trellis's (other controllers' classes: undefined, nothing written), the class's
+ * generation as observedGeneration, the lastTransitionTime kept while the status stays.
+ */
+export function desiredGatewayClassStatus(gatewayClass: KubeObject, now: string): Record<string, unknown> | undefined {
+  if (rec(gatewayClass.spec).controllerName !== CONTROLLER_NAME) return undefined;
+  const generation = typeof gatewayClass.metadata?.generation === 'number' ? gatewayClass.metadata.generation : 0;
+  const status = rec(gatewayClass.status);
+  const others = arr(status.conditions).filter((c) => str(rec(c).type) !== 'Accepted');
+  const old = arr(status.conditions)
+    .map(rec)
+    .find((c) => str(c.type) === 'Accepted');
+  const kept = old !== undefined && str(old.status) === 'True' ? str(old.lastTransitionTime) : undefined;
+  const accepted = {
+    type: 'Accepted',
+    status: 'True',
+    reason: 'Accepted',
+    message: 'Trellis serves the Gateways of this class',
+    observedGeneration: generation,
+    lastTransitionTime: kept ?? now,
+  };
+  return { ...status, conditions: [accepted, ...others] };
 }

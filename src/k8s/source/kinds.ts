@@ -13,6 +13,7 @@ export const WATCHED_KINDS = {
   // TCPRoute and TLSRoute at v1: the install's Gateway API v1.6.1 standard CRDs serve only v1 (v1alpha2/v1alpha3 served: false).
   TCPRoute: { kind: 'TCPRoute', path: '/apis/gateway.networking.k8s.io/v1/tcproutes' },
   TLSRoute: { kind: 'TLSRoute', path: '/apis/gateway.networking.k8s.io/v1/tlsroutes' },
+  GatewayClass: { kind: 'GatewayClass', path: '/apis/gateway.networking.k8s.io/v1/gatewayclasses' },
   Gateway: { kind: 'Gateway', path: '/apis/gateway.networking.k8s.io/v1/gateways' },
   ReferenceGrant: { kind: 'ReferenceGrant', path: '/apis/gateway.networking.k8s.io/v1beta1/referencegrants' },
 } as const satisfies Record<string, KindPath>;

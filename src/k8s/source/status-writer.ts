@@ -29,6 +29,8 @@ export interface StatusKindPath {
   readonly group: string;
   readonly version: string;
   readonly plural: string;
+  /** A cluster-scoped kind (GatewayClass): its objects have no namespace, nor their paths. */
+  readonly clusterScoped?: boolean;
 }
 
 export interface StatusWriterOptions<W> {
@@ -119,7 +121,7 @@ export class StatusWriter<W> {
       const where = this.#o.paths[kind];
       if (where === undefined) continue;
       for (const object of objects) {
-        const namespace = str(object.metadata?.namespace);
+        const namespace = where.clusterScoped ? '' : str(object.metadata?.namespace);
         const name = str(object.metadata?.name);
         const rv = str(object.metadata?.resourceVersion) ?? '';
         if (namespace === undefined || name === undefined) continue;
@@ -151,7 +153,7 @@ export class StatusWriter<W> {
         this.#writing.set(key, rv);
         void this.#write(
           key,
-          `/apis/${where.group}/${where.version}/namespaces/${encodeURIComponent(namespace)}/${where.plural}/${encodeURIComponent(name)}/status`,
+          `/apis/${where.group}/${where.version}${where.clusterScoped ? '' : `/namespaces/${encodeURIComponent(namespace)}`}/${where.plural}/${encodeURIComponent(name)}/status`,
           { ...object, status },
         );
       }
