@@ -30,8 +30,10 @@ Options:
   --admin-token-file F   the admin API's token, from this file (see below)
   --kubernetes           also take services and endpoints from the Kubernetes API (Services,
                          EndpointSlices, pods), routes and policies (HTTPRoute,
-                         GRPCRoute, TCPRoute, ReferenceGrant, trellis.dev policies) and
-                         Gateways of class trellis with their TLS Secrets (an object that
+                         GRPCRoute, TCPRoute, TLSRoute, ReferenceGrant, trellis.dev
+                         policies) and Gateways whose GatewayClass names the controller
+                         trellis.dev/gateway-controller (or of class trellis when no
+                         such GatewayClass exists) with their TLS Secrets (an object that
                          fails the checks is skipped and logged), join proxies
                          by their ServiceAccount token (TokenReview, audience trellis) and
                          elect a leader with the Lease trellis-system/trellis-control;
