@@ -205,6 +205,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   }, 10 * 60_000).unref();
 
   await kubernetes?.start();
+  kubernetes?.serveWebhookTls(ca);
   const checker = new HealthChecker({ model, log, onTransition: (from, to) => metrics.healthTransition(from, to), ...opts.health });
   const distributor = new Distributor({
     model,

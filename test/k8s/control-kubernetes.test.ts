@@ -15,6 +15,7 @@ import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube
 import { eventually } from '../helpers/eventually.js';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import { kubernetesControlOptions } from '../../src/control/sources/kubernetes-control.js';
+import { kubeCall } from '../../src/k8s/source/reflector.js';
 import { routableInstances } from '../../src/control/distribute/distributor.js';
 import { EMPTY_CONFIG } from '../../src/control/sources/mesh-config.js';
 import { ControlClient } from '../../src/proxy/control-client.js';
@@ -143,6 +144,15 @@ describe('control plane on kubernetes', () => {
   it('elects itself leader through the Lease', async () => {
     await eventually(() => plane.kubernetes?.leading === true, { what: 'the replica to lead' });
     assert.ok(api.requests.some((r) => r.startsWith('POST /apis/coordination.k8s.io/v1/namespaces/trellis-system/leases')));
+  });
+
+  it('as the leader, issues the injection webhook its TLS Secret from the mesh CA', async () => {
+    const call = kubeCall(api.kubeConfig());
+    const secret = (await eventually(() => call('GET', '/api/v1/namespaces/trellis-system/secrets/trellis-webhook-tls'), {
+      what: 'the webhook TLS Secret',
+    })) as { type: string; data: Record<string, string> };
+    assert.equal(secret.type, 'kubernetes.io/tls');
+    assert.ok(secret.data['tls.crt'] && secret.data['tls.key'] && secret.data['ca.crt']);
   });
 
   it('joins a proxy by its ServiceAccount token; its certificate names the ServiceAccount; the sidecar registers no instance of its own', async () => {

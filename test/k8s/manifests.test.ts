@@ -92,6 +92,8 @@ describe('deploy/kubernetes', () => {
     assert.deepEqual(control.args, ['control', '--kubernetes', '--admin', '0.0.0.0:15000', '--state-dir', '/var/lib/trellis']);
     const webhook = pod.containers.find((c: Any) => c.name === 'webhook');
     assert.deepEqual(webhook.args.slice(0, 3), ['webhook', '--listen', '0.0.0.0:9443']);
+    // The leader writes the Secret: the pod starts without it (the webhook loads it when it appears).
+    assert.deepEqual(pod.volumes.find((v: Any) => v.name === 'webhook-tls').secret, { secretName: 'trellis-webhook-tls', optional: true });
     for (const c of pod.containers) {
       assert.equal(c.image, 'ghcr.io/trellis-mesh/trellis:0.1.0');
       assert.equal(c.securityContext.readOnlyRootFilesystem, true, c.name);
@@ -102,7 +104,7 @@ describe('deploy/kubernetes', () => {
     }
   });
 
-  it('grants least privilege: read-only cluster-wide but for TokenReviews and route status, writes only to its Lease and CA secret', () => {
+  it('grants least privilege: read-only cluster-wide but for TokenReviews and route status, writes only to its Lease, CA and webhook TLS secrets and the injection webhook caBundle', () => {
     const role = find(objects, 'ClusterRole', 'trellis-control');
     for (const rule of role.rules) {
       assert.ok(!rule.verbs.includes('*') && !rule.resources.includes('*') && !rule.apiGroups.includes('*'), JSON.stringify(rule));
@@ -120,6 +122,14 @@ describe('deploy/kubernetes', () => {
           'gatewayclasses/status',
         ]);
         assert.deepEqual(rule.verbs, ['update']);
+      } else if (rule.resources.includes('mutatingwebhookconfigurations')) {
+        // The injection webhook's caBundle (src/k8s/source/webhook-tls.ts): that one configuration.
+        assert.deepEqual(rule, {
+          apiGroups: ['admissionregistration.k8s.io'],
+          resources: ['mutatingwebhookconfigurations'],
+          resourceNames: ['trellis-sidecar-injector'],
+          verbs: ['get', 'update'],
+        });
       } else assert.deepEqual(rule.verbs, ['get', 'list', 'watch']);
       assert.ok(!rule.resources.includes('secrets'), 'secrets only in the role of their own');
     }
@@ -140,7 +150,10 @@ describe('deploy/kubernetes', () => {
     assert.equal(local.metadata.namespace, 'trellis-system');
     for (const rule of local.rules) {
       if (rule.verbs.includes('get') || rule.verbs.includes('update'))
-        assert.ok(['trellis-control', 'trellis-ca'].includes(rule.resourceNames?.[0]), JSON.stringify(rule));
+        assert.ok(
+          rule.resourceNames?.length > 0 && rule.resourceNames.every((n: string) => ['trellis-control', 'trellis-ca', 'trellis-webhook-tls'].includes(n)),
+          JSON.stringify(rule),
+        );
       else assert.deepEqual(rule.verbs, ['create']);
     }
     assert.equal(find(objects, 'ClusterRoleBinding', 'trellis-control').subjects[0].namespace, 'trellis-system');

@@ -184,6 +184,52 @@ export class CertificateAuthority extends EventEmitter<{ bundle: [string[]] }> {
   }
 
   /**
+   * Signs a TLS server certificate for `dnsNames` over a key made here (the sidecar
+   * injection webhook's: the API server trusts it by the trust bundle in the
+   * MutatingWebhookConfiguration's caBundle). It lives `lifetimeMs`, never past the issuer.
+   */
+  async issueServing(dnsNames: readonly string[], lifetimeMs: number): Promise<{ chain: string; key: string; notBefore: string; notAfter: string }> {
+    await this.maintain();
+    const now = this.#now();
+    const { issuer, intermediates } = this.#signer(now);
+    const notAfter = Math.min(now + lifetimeMs, issuer.cert.notAfter.getTime());
+    if (notAfter - now < MIN_VALIDITY_MS) {
+      throw new TrellisError('TRELLIS_E_CA_UNAVAILABLE', {
+        reason: `the issuer ${issuer.cert.subject} (serial ${serialOf(issuer.cert)}) expires at ${issuer.cert.notAfter.toISOString()}; give the mesh a new issuer (spec.identity.ca)`,
+      });
+    }
+    const keys = await generateKeyPair();
+    const notBeforeAt = new Date(Math.floor((now - BACKDATE_MS) / 1000) * 1000);
+    const notAfterAt = new Date(Math.floor(notAfter / 1000) * 1000);
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: randomSerial(),
+      subject: `CN=${dnsNames[0] ?? 'trellis'}`,
+      issuer: issuer.cert.subjectName,
+      notBefore: notBeforeAt,
+      notAfter: notAfterAt,
+      publicKey: keys.publicKey,
+      signingKey: issuer.key,
+      signingAlgorithm: ECDSA_SHA256,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
+        new x509.SubjectAlternativeNameExtension(
+          dnsNames.map((value) => ({ type: 'dns' as const, value })),
+          false,
+        ),
+        await x509.AuthorityKeyIdentifierExtension.create(issuer.cert, false),
+      ],
+    });
+    return {
+      chain: [cert, issuer.cert, ...intermediates].map((c) => pemOf(c)).join(''),
+      key: `${await privateKeyPem(keys.privateKey)}\n`,
+      notBefore: notBeforeAt.toISOString(),
+      notAfter: notAfterAt.toISOString(),
+    };
+  }
+
+  /**
    * Starts a root rotation (generated CA only): a new root joins the bundle now and signs
    * after the propagation delay; the roots before it leave the bundle once the last
    * certificate their issuers could have signed has expired.

@@ -20,6 +20,7 @@ import { desiredGatewayClassStatus, desiredGatewayStatus, STATUS_GATEWAY_KINDS, 
 import { gatewayWorld, routeWorld } from './kubernetes-route-status.js';
 import { LeaderElector, leaseApiWith, type LeaseApi } from '../../k8s/source/leader-election.js';
 import { caSecretApiWith, CA_SECRET, type CaSecretApi } from '../../k8s/source/ca-secret.js';
+import { WebhookTlsWriter, type ServingIssuer } from '../../k8s/source/webhook-tls.js';
 import { postTokenReviewWith, reviewToken, type PostTokenReview, type TokenReviewResult } from '../../k8s/source/token-review.js';
 import type { HelloVerdict } from '../distribute/distributor.js';
 import type { Discovered, DiscoveredResources, MeshModel } from '../model.js';
@@ -73,6 +74,10 @@ export interface KubernetesControlOptions {
   readonly call?: KubeCall;
   /** How often the leader looks at every route's status anyway (default 10 s; src/k8s/source/route-status.ts). */
   readonly statusResyncMs?: number;
+  /** How often the leader looks at the webhook's Secret and caBundle anyway (default 10 min; src/k8s/source/webhook-tls.ts). */
+  readonly webhookTlsResyncMs?: number;
+  /** The clock the webhook certificate's renewal is judged by (tests). */
+  readonly now?: () => number;
 }
 
 /** The options of a KubeConfig (`--kubeconfig F`, else in-cluster): its list, watch, TokenReview and Lease. */
@@ -119,6 +124,8 @@ export class KubernetesControl {
   readonly #gatewayStatus?: StatusWriter<GatewayWorld>;
   /** Said in the log that proxies are refused for an unlisted security kind (kubernetes-unlisted.ts). */
   #refusing = false;
+  /** The webhook's Secret and caBundle, kept by the leader once the CA is known (serveWebhookTls). */
+  #webhookTls?: WebhookTlsWriter;
   readonly #reviews = new Map<string, { until: number; result: Promise<TokenReviewResult> }>();
   #inFlight = 0;
 
@@ -183,6 +190,7 @@ export class KubernetesControl {
         onChange: () => {
           this.#status?.schedule();
           this.#gatewayStatus?.schedule();
+          this.#webhookTls?.schedule();
         },
       });
     }
@@ -441,7 +449,27 @@ export class KubernetesControl {
     }
   }
 
+  /**
+   * Has the leader keep the injection webhook's Secret `trellis-webhook-tls` (a serving
+   * certificate signed by `ca`) and its MutatingWebhookConfiguration's caBundle (`ca`'s
+   * trust bundle). Needs the API calls and the Lease; without them, nothing is written.
+   */
+  serveWebhookTls(ca: ServingIssuer): void {
+    if (!this.#opts.call || !this.#elector || this.#webhookTls) return;
+    this.#webhookTls = new WebhookTlsWriter({
+      call: this.#opts.call,
+      namespace: process.env.POD_NAMESPACE || CONTROL_LEASE.namespace,
+      leading: () => this.leading,
+      ca,
+      log: this.#log,
+      ...(this.#opts.webhookTlsResyncMs !== undefined ? { resyncMs: this.#opts.webhookTlsResyncMs } : {}),
+      ...(this.#opts.now ? { now: this.#opts.now } : {}),
+    });
+    this.#webhookTls.start();
+  }
+
   stop(): void {
+    this.#webhookTls?.stop();
     this.#status?.stop();
     this.#gatewayStatus?.stop();
     this.#elector?.stop();
