@@ -5,6 +5,13 @@
 // 400, and a review it cannot use (not a Pod, no object) is allowed unchanged; no input
 // throws past the handler. Refusing a pod is never its job (failurePolicy Ignore is set
 // in the MutatingWebhookConfiguration): it allows every pod, injected or not.
+//
+// Its key pair is the Secret trellis-webhook-tls, which the control plane's leader issues
+// from the mesh CA (src/k8s/source/webhook-tls.ts) and the kubelet writes into the pod's
+// volume, maybe after the webhook started and again on every renewal: KeyPairFiles polls
+// the files and puts a new pair in use without a restart; until a pair is there, TLS
+// handshakes fail (failurePolicy Ignore lets pods start uninjected meanwhile).
+import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readBody } from '../http-body.js';
@@ -68,8 +75,9 @@ export function answerAdmission(text: string, options: Partial<InjectOptions> = 
 }
 
 export interface WebhookOptions {
-  readonly cert: string | Buffer;
-  readonly key: string | Buffer;
+  /** The key pair; absent: no handshake succeeds until one is set (KeyPairFiles). */
+  readonly cert?: string | Buffer;
+  readonly key?: string | Buffer;
   readonly maxBodyBytes?: number;
   readonly inject?: Partial<InjectOptions>;
 }
@@ -99,11 +107,79 @@ async function handle(req: IncomingMessage, res: ServerResponse, o: WebhookOptio
 
 /** The webhook's HTTPS server (not listening yet). */
 export function createInjectionWebhook(o: WebhookOptions): Server {
-  const server = createServer({ cert: o.cert, key: o.key, minVersion: 'TLSv1.2' }, (req, res) => {
+  const server = createServer({ ...(o.cert && o.key ? { cert: o.cert, key: o.key } : {}), minVersion: 'TLSv1.2' }, (req, res) => {
     handle(req, res, o).catch(() => res.destroy());
   });
   // The apiserver's call times out at 10 s (timeoutSeconds's default); nothing needs longer.
   server.requestTimeout = 10_000;
   server.headersTimeout = 10_000;
   return server;
+}
+
+/** How often KeyPairFiles reads the files (the kubelet updates a mounted Secret within about a minute). */
+export const DEFAULT_KEY_PAIR_POLL_MS = 5_000;
+
+export interface KeyPairFilesOptions {
+  readonly server: Server;
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly pollMs?: number;
+  readonly log: (line: string) => void;
+}
+
+/**
+ * Puts the key pair in `certFile` and `keyFile` in use by `server` when the files appear
+ * or change. A pair that does not load (missing, half written, key and certificate not
+ * matching while the kubelet swaps them) leaves the one in use, and is said once.
+ */
+export class KeyPairFiles {
+  readonly #o: KeyPairFilesOptions;
+  #timer?: NodeJS.Timeout;
+  /** The contents last tried, loaded or not: the same files are not loaded or logged again. */
+  #seen = '';
+  #loaded = false;
+
+  constructor(o: KeyPairFilesOptions) {
+    this.#o = o;
+  }
+
+  /** Whether a pair is in use. */
+  get loaded(): boolean {
+    return this.#loaded;
+  }
+
+  /** Reads the files once; true when a new pair was put in use. */
+  async load(): Promise<boolean> {
+    const [cert, key] = await Promise.all([this.#o.certFile, this.#o.keyFile].map((f) => readFile(f, 'utf8').catch(() => undefined)));
+    if (cert === undefined || key === undefined) {
+      if (this.#seen !== 'missing') this.#o.log(`webhook: waiting for ${this.#o.certFile} and ${this.#o.keyFile} (TLS is refused until then)`);
+      this.#seen = 'missing';
+      return false;
+    }
+    const seen = `${cert}\0${key}`;
+    if (seen === this.#seen) return false;
+    this.#seen = seen;
+    try {
+      this.#o.server.setSecureContext({ cert, key, minVersion: 'TLSv1.2' });
+    } catch (err) {
+      this.#o.log(
+        `webhook: the key pair in ${this.#o.certFile} does not load (${err instanceof Error ? err.message : String(err)}); ${this.#loaded ? 'keeping the one in use' : 'TLS is refused until it does'}`,
+      );
+      return false;
+    }
+    this.#o.log(`webhook: ${this.#loaded ? 'reloaded' : 'loaded'} the key pair in ${this.#o.certFile}`);
+    this.#loaded = true;
+    return true;
+  }
+
+  start(): void {
+    if (this.#timer) return;
+    this.#timer = setInterval(() => void this.load(), this.#o.pollMs ?? DEFAULT_KEY_PAIR_POLL_MS);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
 }
