@@ -32,7 +32,7 @@ import { CertificateRenewer, type RenewalClock } from './tls/certificate-renewer
 import { AuthnMetrics } from './authn/authn-metrics.js';
 import { AuthnState } from './authn/authn-state.js';
 import { REAL_AUTHN_CLOCK, type AuthnClock } from './authn/jwks-source.js';
-import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS, PEER_PRECONNECT, type SecureFor } from './http1/pool.js';
+import { ConnectionPool, forwarder, PEER_IDLE_TIMEOUT_MS, type SecureFor } from './http1/pool.js';
 import { RetryBudget } from './resilience/retry-budget.js';
 import {
   compileUpstream,
@@ -222,7 +222,7 @@ export class Sidecar {
   /** The PeerAuthentication of this proxy's inbound listeners (snapshot); absent: PERMISSIVE. */
   #inboundMtls: InboundMtls | undefined;
   /** Connections to other sidecars (outbound), and to this sidecar's app (inbound). */
-  readonly #pool = new ConnectionPool({ idleTimeoutMs: PEER_IDLE_TIMEOUT_MS, secureFor: this.#secureFor, preconnect: PEER_PRECONNECT });
+  readonly #pool = new ConnectionPool({ idleTimeoutMs: PEER_IDLE_TIMEOUT_MS, secureFor: this.#secureFor });
   readonly #appPool = new ConnectionPool();
   /** Every exchange's timeouts, enforced by one sweep (timeout.ts). */
   readonly #deadlines = new Deadlines();

@@ -24,17 +24,9 @@ export interface PoolOptions {
   responseTimeoutMs: number;
   /** Absent: every connection is plaintext. */
   secureFor?: SecureFor;
-  /**
-   * Mutual TLS connections kept ready beyond those in use, per address that a pooled
-   * connection was just reused to (Envoy's preconnect policy): when a request takes the
-   * last idle one, the next is opened and handshaken in the background, so a burst
-   * finds a connection ready instead of waiting for a handshake on its request path.
-   * Plaintext connections (a TCP connect) get none.
-   */
-  preconnect: number;
 }
 
-export const DEFAULT_POOL_OPTIONS: PoolOptions = { maxIdlePerAddress: 256, idleTimeoutMs: 4000, responseTimeoutMs: 15_000, preconnect: 0 };
+export const DEFAULT_POOL_OPTIONS: PoolOptions = { maxIdlePerAddress: 256, idleTimeoutMs: 4000, responseTimeoutMs: 15_000 };
 
 /**
  * Idle timeout of connections to other sidecars, whose listeners keep an idle client
@@ -45,15 +37,6 @@ export const DEFAULT_POOL_OPTIONS: PoolOptions = { maxIdlePerAddress: 256, idleT
  * waits for a major GC to be freed).
  */
 export const PEER_IDLE_TIMEOUT_MS = 60_000;
-
-/**
- * Idle mutual TLS connections kept ready per peer endpoint in use (PoolOptions.preconnect).
- * Off: on a quiet machine, `npm run bench` at 1,000 rps over 20 connections (3 runs, this
- * build with 1 against the same build with 0, in one run each) gave added p99 +1.72/+1.84/
- * +1.47 ms with a spare against +0.69/+1.11/+0.92 ms without: the spare's background
- * handshakes (17-18 in a run) cost more tail than the handshakes they save.
- */
-export const PEER_PRECONNECT = 0;
 
 /** Idle connections to one address closed at most per sweep (every 250 ms): 8 a second. */
 export const CLOSES_PER_SWEEP = 2;
@@ -88,10 +71,11 @@ export class ConnectionPool {
 
   /**
    * An idle connection to the endpoint, or a new one (its writes wait for the connect).
-   * `spare`: whether a connection may be preconnected beside it (false when a circuit
-   * breaker's maxConnections has no room for one).
+   * No spare is preconnected beside it (Envoy's preconnect policy): on a quiet machine,
+   * one spare mutual TLS connection per peer made the added p99 at 1,000 rps worse
+   * (+1.47-1.84 ms against +0.69-1.11 ms without, same build, one run each).
    */
-  acquire(e: Endpoint, events: UpstreamEvents, spare = true): UpstreamConnection {
+  acquire(e: Endpoint, events: UpstreamEvents): UpstreamConnection {
     const key = connectionKey(e);
     const list = this.#idle.get(key);
     let conn = list?.pop();
@@ -103,7 +87,6 @@ export class ConnectionPool {
       conn = undefined;
     }
     if (conn === undefined) conn = this.#open(e, key, events, this.#secure(key));
-    else if (spare && list!.length < this.#opts.preconnect && conn.secured) this.#preconnect(e, key, events, list!);
     this.#active.add(conn);
     return conn;
   }
@@ -116,22 +99,6 @@ export class ConnectionPool {
 
   #open(e: Endpoint, key: string, events: UpstreamEvents, secure: SecureConnect | undefined): UpstreamConnection {
     return new UpstreamConnection(e.host, e.port, key, events, this.#opts.responseTimeoutMs, secure);
-  }
-
-  /**
-   * Opens mutual TLS connections to `e` until `idle` (its idle list) holds `preconnect`:
-   * they wait there, idle from now, handshaking meanwhile (one taken before it is ready
-   * sends once it is, as a new connection does). A peer that stopped taking mutual TLS
-   * (DISABLE, no certificate yet) gets none.
-   */
-  #preconnect(e: Endpoint, key: string, events: UpstreamEvents, idle: UpstreamConnection[]): void {
-    while (idle.length < this.#opts.preconnect) {
-      const secure = this.#secure(key);
-      if (secure === undefined || typeof secure === 'string') return;
-      const c = this.#open(e, key, events, secure);
-      c.idleSince = performance.now();
-      idle.push(c);
-    }
   }
 
   release(conn: UpstreamConnection): void {
@@ -268,8 +235,7 @@ export function forwarder(pool: ConnectionPool, codes: { readonly connect: Error
       if (!br.waitForConnection(waiter)) ex.fail('TRELLIS_E_OVERFLOW', { service: ex.service, limit: 'maxPendingRequests', max: br.limits.maxPendingRequests });
       return;
     }
-    // A reused connection is counted already: a spare beside it must fit under maxConnections too.
-    const conn = pool.acquire(e, events, br.connections < br.limits.maxConnections);
+    const conn = pool.acquire(e, events);
     if (conn.uses === 0 && conn.breaker === undefined) {
       conn.breaker = br;
       br.connections++;

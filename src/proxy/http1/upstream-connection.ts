@@ -62,8 +62,6 @@ export class UpstreamConnection implements AttemptLink {
   readonly socket: net.Socket;
   /** `host:port`: the pool's key, and the address errors name. */
   readonly key: string;
-  /** Opened with mutual TLS (a handshake), not plaintext. */
-  readonly secured: boolean;
   readonly #events: UpstreamEvents;
   ready = false;
   /** Requests this connection has carried; > 1 means it was reused from the pool. */
@@ -105,7 +103,6 @@ export class UpstreamConnection implements AttemptLink {
    */
   constructor(host: string, port: number, key: string, events: UpstreamEvents, headTimeoutMs = 15_000, secure?: SecureConnect) {
     this.key = key;
-    this.secured = secure !== undefined && typeof secure !== 'string';
     this.#events = events;
     this.headTimeoutMs = headTimeoutMs;
     const onread = { buffer: () => this.#nextReadBuffer(), callback: (n: number, buf: Uint8Array) => this.#onRead(n, buf as Buffer) };
