@@ -31,6 +31,7 @@ import { parseSubnet, SubnetPlan } from './isolation/subnet.js';
 import { hostsFile, podRules, POD_PORTS, SIDECAR_PORT_RANGE } from './isolation/pods.js';
 import { derivedIngressYaml, gatewayKey, gatewayPublicUrls } from './gateways.js';
 import { localhostFiles, localTlsDir } from '../security/local-tls.js';
+import type { ExternalServiceConfig } from '../config/check-external-services.js';
 
 const TRELLIS_BIN = fileURLToPath(new URL('../../../bin/trellis.js', import.meta.url));
 const LOOPBACK = '127.0.0.1';
@@ -93,6 +94,11 @@ export interface IsolationState {
   pods: Record<string, { netns: string; address: string }>;
   /** Each service's virtual address and ports (what its name resolves to in every pod). */
   services: Record<string, { vip: string; ports: number[] }>;
+  /**
+   * Each ExternalService's virtual address, port and hosts (what its hosts resolve to in
+   * every pod; the pod's sidecar takes the connection and sends it out through the egress gateway).
+   */
+  externals: Record<string, { vip: string; port: number; protocol: string; hosts: string[] }>;
   sidecarUid: number;
 }
 
@@ -178,6 +184,8 @@ export class LocalMesh {
     const { running, skipped } = chooseServices(config);
     for (const s of skipped) log(`${s.service}: not started: ${s.reason}`);
 
+    // Checked before anything of an isolated run is made: a refusal leaves nothing behind.
+    if (this.#o.isolate !== undefined) assertIsolatedEgress(config);
     const iso = this.#o.isolate === undefined ? undefined : await this.#isolate(this.#o.isolate, logDir);
     // Isolated, the control plane has a namespace of its own, so its port is free there; the
     // sidecars reach it over the bridge, and its health probes come from its own address.
@@ -231,7 +239,7 @@ export class LocalMesh {
     const instances =
       iso === undefined
         ? await this.#plan(running, runningNames, publicUrls, stateDir, otelEnv)
-        : await this.#planIsolated(iso, running, runningNames, publicUrls, stateDir, otelEnv);
+        : await this.#planIsolated(iso, running, runningNames, config.externalServices ?? [], publicUrls, stateDir, otelEnv);
 
     const state: MeshState = {
       meshFile: config.meshFile,
@@ -398,10 +406,13 @@ export class LocalMesh {
     }
     // The egress gateway the mesh names (outboundTrafficPolicy.egressGateway): sidecars send
     // every ExternalService call to its mutual-TLS listener, and it leaves the mesh from there.
+    // Isolated, it stays on the host (where the outside is, loopback servers included) and
+    // listens on the host's bridge address, the one address of the host the pods' sidecars
+    // reach; their apps cannot (their pods' rules refuse it), and it takes mutual TLS only.
     const egress = config.egressGateway;
     if (egress !== undefined) {
       const egressAdmin = { host: LOOPBACK, port: await this.#ports.free() };
-      const egressListen = { host: LOOPBACK, port: egress.port ?? (await this.#ports.free()) };
+      const egressListen = { host: iso?.plan.gateway ?? LOOPBACK, port: egress.port ?? (await this.#ports.free()) };
       const gateway = this.#supervise({
         name: egress.name,
         command: [
@@ -505,6 +516,7 @@ export class LocalMesh {
       gateway: plan.gateway,
       pods: {},
       services: {},
+      externals: {},
       sidecarUid: o.sidecarUid,
     };
     // Kept before anything is made, so that stop() (a failed start included) removes what was.
@@ -529,11 +541,20 @@ export class LocalMesh {
    * service's own port and the sidecar on the same fixed ports in every pod (pods.ts).
    * Apps learn their upstreams by name (`TRELLIS_UPSTREAM_POSTGRES=postgres:5432`), which
    * an unmodified app would have written itself.
+   *
+   * Every ExternalService gets a virtual address too, which its hosts resolve to in every
+   * pod. An HTTP one's (address, port) is redirected in every pod to the sidecar's HTTP
+   * proxy listener, which routes by Host as it does for an app that names it as its proxy
+   * (so every pod reaches every HTTP ExternalService, as every sidecar gets them all, and
+   * REGISTRY_ONLY judges the Host the app sent); a TCP, TLS or HTTPS one has no Host to go
+   * by, and gets an upstream listener of its own in the pods whose service lists it among
+   * its upstreams, as without --isolate.
    */
   async #planIsolated(
     iso: Isolation,
     running: NormalizedService[],
     runningNames: Set<string>,
+    externalServices: readonly ExternalServiceConfig[],
     publicUrls: Record<string, string>,
     stateDir: string,
     otelEnv: Record<string, string>,
@@ -559,6 +580,17 @@ export class LocalMesh {
       servicePorts.set(key, ports);
       iso.state.services[key] = { vip: vips.get(key) ?? '', ports: ports.map((p) => p.port) };
     }
+    const externals = new Map<string, { vip: string; port: number; http: boolean; host: string }>();
+    const externalHosts = new Map<string, readonly string[]>();
+    for (const e of externalServices) {
+      const key = serviceKey(e.name, e.namespace);
+      const vip = iso.plan.vip();
+      externals.set(key, { vip, port: e.port, http: e.protocol === 'HTTP', host: e.hosts[0] ?? key });
+      externalHosts.set(vip, e.hosts);
+      iso.state.externals[key] = { vip, port: e.port, protocol: e.protocol, hosts: [...e.hosts] };
+    }
+    // Every pod: an HTTP ExternalService's address and port → the HTTP proxy listener (it routes by Host).
+    const httpExternals = [...externals].flatMap(([service, x]) => (x.http ? [{ service, vip: x.vip, port: x.port, listener: POD_PORTS.httpProxy }] : []));
     const publicEnv = Object.fromEntries(Object.entries(publicUrls).map(([n, u]) => [`TRELLIS_PUBLIC_${envName(n)}`, u]));
     const plans: InstancePlan[] = [];
     let podIndex = 0;
@@ -566,7 +598,7 @@ export class LocalMesh {
       const key = keyOf(s);
       const namespace = s.namespace ?? DEFAULT_NAMESPACE;
       const ports = servicePorts.get(key) ?? [];
-      const hosts = hostsFile(vips, namespace);
+      const hosts = hostsFile(vips, namespace, externalHosts);
       for (const v of s.versions) {
         for (let r = 0; r < v.replicas; r++) {
           const id = v.name === 'default' ? `${key}-${r}` : `${key}-${v.name}-${r}`;
@@ -579,15 +611,22 @@ export class LocalMesh {
             inbound: { host: address, port: POD_PORTS.inbound + n },
           }));
           const upstreams: InstancePlan['upstreams'] = [];
-          const redirects: { service: string; vip: string; port: number; listener: number }[] = [];
+          const redirects: { service: string; vip: string; port: number; listener: number }[] = [...httpExternals];
           const upstreamEnvs: [string, string][] = [];
           for (const u of s.upstreams) {
             if (!runningNames.has(u.service)) continue;
-            if (!vips.has(u.service)) {
-              // An ExternalService: it has no virtual address for the pod's rules to redirect.
-              throw new TrellisError('TRELLIS_E_USAGE', {
-                reason: `service ${key} lists ExternalService ${u.service} among its upstreams, which --isolate cannot intercept yet; run without --isolate, or remove it from upstreams`,
-              });
+            const external = externals.get(u.service);
+            if (external !== undefined) {
+              // The app calls it by its (first) host; an HTTP one is already redirected to the HTTP proxy listener.
+              if (!external.http) {
+                const listener = POD_PORTS.upstream + upstreams.length;
+                upstreams.push({ service: u.service, port: listener });
+                redirects.push({ service: u.service, vip: external.vip, port: external.port, listener });
+              }
+              upstreamEnvs.push([`TRELLIS_UPSTREAM_${envName(u.service)}`, `${external.host}:${external.port}`]);
+              const { name, namespace: ns } = splitServiceKey(u.service);
+              if (ns === namespace && name !== u.service) upstreamEnvs.push([`TRELLIS_UPSTREAM_${envName(name)}`, `${external.host}:${external.port}`]);
+              continue;
             }
             const listener = POD_PORTS.upstream + upstreams.length;
             upstreams.push({ service: u.service, port: listener, ...(u.servicePort !== undefined ? { servicePort: u.servicePort } : {}) });
@@ -834,6 +873,23 @@ export class LocalMesh {
     // Last: whatever is still in a namespace (a process that ignored SIGKILL's group) dies with it.
     await this.#isolation?.network.destroy();
   }
+}
+
+/**
+ * `--isolate` with ExternalServices needs the mesh's egress gateway: a pod has no route out
+ * of its namespace (its address is on the run's bridge, nothing more) and the host's
+ * 127.0.0.0/8 is not the pod's, so what leaves the mesh leaves from the host, through the
+ * gateway. The runner does not start one the mesh file does not name (the control plane
+ * would not know it, and `trellis up` without --isolate would then behave otherwise): it
+ * refuses, saying what to add.
+ */
+export function assertIsolatedEgress(config: Pick<MeshConfig, 'externalServices' | 'egressGateway'>): void {
+  const externals = config.externalServices ?? [];
+  if (externals.length === 0 || config.egressGateway !== undefined) return;
+  const names = externals.map((e) => serviceKey(e.name, e.namespace));
+  throw new TrellisError('TRELLIS_E_USAGE', {
+    reason: `--isolate sends ExternalService calls out through the mesh's egress gateway (a pod has no route out of its namespace, and 127.0.0.1 of the host is not the pod's), and the mesh names none for ${names.slice(0, 5).join(', ')}${names.length > 5 ? ` and ${names.length - 5} more` : ''}: add \`outboundTrafficPolicy: { egressGateway: { name: egress } }\` to the Mesh's spec, or run without --isolate`,
+  });
 }
 
 /** Services whose `requires` are met; optional ones that aren't are skipped with the reason. */

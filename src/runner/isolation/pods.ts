@@ -1,6 +1,7 @@
 // What each pod of an isolated mesh is given: its ports (the same in every pod, as in
 // Kubernetes, since each has its own network namespace), its hosts file (every service's
-// name → its virtual address) and its interception rules (src/interception/nft-rules.ts).
+// name, and every ExternalService's hosts → its virtual address) and its interception
+// rules (src/interception/nft-rules.ts).
 import { splitServiceKey } from '../../api/names.js';
 import { podRuleset } from '../../interception/nft-rules.js';
 
@@ -27,10 +28,21 @@ export function hostNames(serviceKey: string, namespace: string): string[] {
   return ns === namespace ? [name, ...full] : full;
 }
 
-/** The hosts file of a pod in `namespace`: localhost, then every service by its virtual address. */
-export function hostsFile(vips: ReadonlyMap<string, string>, namespace: string): string {
+const HOST_NAME = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+
+/**
+ * The hosts file of a pod in `namespace`: localhost, then every service by its virtual
+ * address, then every ExternalService's hosts by its own (`externals`: virtual address →
+ * hosts, which the config checks as DNS names without wildcards).
+ */
+export function hostsFile(vips: ReadonlyMap<string, string>, namespace: string, externals: ReadonlyMap<string, readonly string[]> = new Map()): string {
   const lines = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback'];
   for (const [key, vip] of vips) lines.push(`${vip}\t${hostNames(key, namespace).join(' ')}`);
+  for (const [vip, hosts] of externals) {
+    // Checked again here: a hosts file line is split on blanks, so nothing but a DNS name goes in.
+    const names = hosts.filter((h) => HOST_NAME.test(h));
+    if (names.length > 0) lines.push(`${vip}\t${names.join(' ')}`);
+  }
   return `${lines.join('\n')}\n`;
 }
 
