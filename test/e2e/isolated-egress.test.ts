@@ -4,7 +4,8 @@
 // it to the sidecar's HTTP proxy listener, which applies the route (a fault on /chaos) and
 // the outbound policy, and sends it over mutual TLS to the egress gateway on the host's
 // bridge address; the gateway originates TLS to a loopback HTTPS server that checks the
-// SNI. A TCP ExternalService the client lists reaches a loopback TCP server the same way.
+// SNI. A TCP ExternalService the client lists reaches a loopback TCP server the same way,
+// and a TLS one carries the app's own TLS (its hello must name a declared host).
 // REGISTRY_ONLY refuses an undeclared Host from inside the pod (403 egress-refused,
 // counted), and the app cannot skip its sidecar: not to the gateway, not to any address.
 // The after() hook stops the mesh, removes the run by its id and checks nothing is left.
@@ -74,11 +75,11 @@ describe('trellis up --isolate with ExternalServices', { skip: missing.length > 
 
   before(async () => {
     const ca = await makeLocalCa('e2e isolated external ca');
-    const leaf = await issueServerCertificate(ca, { dnsNames: ['api.example.test'] });
-    // The outside world, on the host's loopback (which no pod can reach): it answers only a hello naming api.example.test.
+    const leaf = await issueServerCertificate(ca, { dnsNames: ['api.example.test', 'vault.example.test'] });
+    // The outside world, on the host's loopback (which no pod can reach): it answers only a hello naming one of its names.
     httpsServer = https.createServer({ cert: leaf.cert, key: leaf.key }, (req, res) => {
       const sni = (req.socket as TLSSocket & { servername?: string | false }).servername;
-      res.statusCode = sni === 'api.example.test' ? 200 : 421;
+      res.statusCode = sni === 'api.example.test' || sni === 'vault.example.test' ? 200 : 421;
       res.end(`external via ${String(sni)} ${req.url}`);
     });
     await new Promise<void>((r) => httpsServer!.listen(0, '127.0.0.1', r));
@@ -96,7 +97,7 @@ spec:
       protocol: http
       command: node ${ECHO}
       port: 8000
-      upstreams: [api, ledger]
+      upstreams: [api, ledger, vault]
       health: { http: { path: /healthz, status: 200 }, interval: 1s }
   outboundTrafficPolicy: { mode: REGISTRY_ONLY, egressGateway: { name: egress } }
 ---
@@ -118,6 +119,15 @@ spec:
   ports: [{ number: 7000, protocol: TCP }]
   resolution: STATIC
   endpoints: [{ address: 127.0.0.1, port: ${(tcpServer.address() as net.AddressInfo).port} }]
+---
+apiVersion: trellis.dev/v1alpha1
+kind: ExternalService
+metadata: { name: vault }
+spec:
+  hosts: [vault.example.test]
+  ports: [{ number: 443, protocol: TLS }]
+  resolution: STATIC
+  endpoints: [{ address: 127.0.0.1, port: ${(httpsServer.address() as net.AddressInfo).port} }]
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -218,6 +228,25 @@ spec:
     assert.ok((await metric(gw.admin, /^trellis_tcp_connections_total\{.*destination="ledger"/)) > 0, 'through the egress gateway');
   });
 
+  test("a TLS ExternalService carries the app's own TLS; a hello naming an undeclared host is closed and counted", async () => {
+    const gw = mesh?.state.egressGateway;
+    assert.ok(gw);
+    const tlsGet = (servername: string): string =>
+      `import https from 'node:https'; import { readFileSync } from 'node:fs'; https.get({ host: 'vault.example.test', port: 443, path: '/secret', servername: ${JSON.stringify(servername)}, ca: readFileSync(${JSON.stringify(join(dir, 'ca.pem'))}), checkServerIdentity: () => undefined, timeout: 10000 }, (res) => { let b = ''; res.on('data', (c) => (b += c)); res.on('end', () => console.log(res.statusCode + ' ' + b)); }).on('error', (e) => console.log('error ' + e.code));`;
+    const out = await eventually(
+      async () => {
+        const got = await inPod(clientPod(), tlsGet('vault.example.test'));
+        return got.startsWith('200 ') ? got : false;
+      },
+      { what: 'the TLS call through the egress gateway', timeoutMs: 20_000, intervalMs: 500 },
+    );
+    assert.equal(out, '200 external via vault.example.test /secret');
+    assert.ok((await metric(gw.admin, /^trellis_tcp_connections_total\{.*destination="vault"/)) > 0, 'through the egress gateway');
+    const before = await metric(client().admin, /^trellis_egress_refused_total\{protocol="tcp"/);
+    assert.match(await inPod(clientPod(), tlsGet('evil.example.test')), /^error /);
+    assert.equal(await metric(client().admin, /^trellis_egress_refused_total\{protocol="tcp"/), before + 1);
+  });
+
   test('REGISTRY_ONLY refuses an undeclared host from inside the pod, with the metric', async () => {
     const api = mesh?.state.isolation?.externals.api;
     assert.ok(api);
@@ -236,7 +265,8 @@ spec:
     const gw = mesh?.state.egressGateway;
     assert.ok(iso && gw);
     const pod = clientPod();
-    const httpsPort = (httpsServer?.address() as net.AddressInfo).port;
+    assert.ok(httpsServer);
+    const httpsPort = (httpsServer.address() as net.AddressInfo).port;
     // The egress gateway's mutual-TLS listener, on the host's bridge address: the pod's rules refuse the app.
     assert.equal(await inPod(pod, connectScript(gw.listen.host, gw.listen.port)), 'ECONNREFUSED');
     // The outside server's port on the host's bridge address, and on the pod's own loopback (not the host's).

@@ -93,3 +93,27 @@ test("a pod's hosts file names every service in its own namespace and by full na
   assert.match(hosts, /^10\.213\.128\.10\tbackend backend\.default backend\.default\.svc backend\.default\.svc\.cluster\.local$/m);
   assert.match(hosts, /^10\.213\.128\.11\techo\.ns-a echo\.ns-a\.svc/m, 'another namespace: no bare name');
 });
+
+test("a pod's hosts file names every ExternalService's hosts by its virtual address, and nothing that is not a DNS name", () => {
+  const hosts = hostsFile(
+    new Map([['backend', '10.213.128.10']]),
+    'default',
+    new Map([
+      ['10.213.128.11', ['api.example.test', 'api2.example.test']],
+      ['10.213.128.12', ['bad host\n10.0.0.1 backend', 'ledger.example.test']],
+      ['10.213.128.13', []],
+    ]),
+  );
+  assert.match(hosts, /^10\.213\.128\.11\tapi\.example\.test api2\.example\.test$/m);
+  assert.match(hosts, /^10\.213\.128\.12\tledger\.example\.test$/m, 'a name with blanks or a line break is left out');
+  assert.doesNotMatch(hosts, /10\.213\.128\.13/, 'no line for an ExternalService without hosts');
+  assert.doesNotMatch(hosts, /^10\.0\.0\.1/m);
+});
+
+test('an HTTP ExternalService redirect to the HTTP proxy listener is a valid rule (dry run)', {
+  skip: isolationMissing().length > 0 ? 'needs root and nft' : false,
+}, () => {
+  execFileSync('nft', ['-c', '-f', '-'], {
+    input: podRuleset({ ...POD, outbound: [...POD.outbound, { service: 'api', vip: '10.213.128.40', port: 80, listener: 15001 }] }),
+  });
+});

@@ -1,8 +1,8 @@
-// `trellis up --isolate` with an ExternalService among a service's upstreams: a pod's
-// interception rules redirect the virtual addresses of mesh services, and an
-// ExternalService has none. The run refuses with a reason naming both (it used to die on
-// an nftables rule for an empty address), and leaves no namespace behind. Linux, root,
-// ip, nft, setpriv; skipped otherwise.
+// `trellis up --isolate` with an ExternalService and no egress gateway: a pod has no route
+// out of its namespace (and 127.0.0.1 of the host is not the pod's), so ExternalService
+// calls leave through the egress gateway on the host (isolated-egress.test.ts). Without
+// one the run refuses before making anything, naming the ExternalService and what to add
+// to the Mesh, and leaves no namespace behind. Linux, root, ip, nft, setpriv; skipped otherwise.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -19,7 +19,7 @@ const SUBNET = '10.217.0.0/16';
 
 const namespaces = async (): Promise<string[]> => (await run('ip', ['netns', 'list']).catch(() => '')).split('\n').filter((l) => l.startsWith(NETNS_PREFIX));
 
-test('trellis up --isolate refuses an ExternalService upstream, naming it, and makes nothing', {
+test('trellis up --isolate refuses ExternalServices without an egress gateway, saying what to add, and makes nothing', {
   skip: missing.length > 0 ? `needs ${missing.join('; ')}` : false,
   timeout: 120_000,
 }, async () => {
@@ -67,7 +67,9 @@ spec:
       );
     });
     assert.notEqual(out.code, 0, out.text);
-    assert.match(out.text, /service client lists ExternalService ledger among its upstreams, which --isolate cannot intercept yet/, out.text);
+    assert.match(out.text, /--isolate sends ExternalService calls out through the mesh's egress gateway/, out.text);
+    assert.match(out.text, /the mesh names none for ledger: add `outboundTrafficPolicy: \{ egressGateway: \{ name: egress \} \}` to the Mesh's spec/, out.text);
+    assert.doesNotMatch(out.text, /isolated network/, 'refused before the network was made');
     assert.deepEqual(await namespaces(), before, 'no namespace of the run is left');
   } finally {
     await rm(dir, { recursive: true, force: true });
