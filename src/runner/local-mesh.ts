@@ -892,7 +892,6 @@ export function assertIsolatedEgress(config: Pick<MeshConfig, 'externalServices'
   });
 }
 
-/** Services whose `requires` are met; optional ones that aren't are skipped with the reason. */
 /**
  * The env entries that tell an app where an upstream's listener is: by the upstream's key
  * (`TRELLIS_UPSTREAM_ECHO_NS_A` for `echo.ns-a`), and, for a service in the app's own
@@ -908,6 +907,7 @@ function upstreamEnv(u: { service: string; port: number; servicePort?: number },
   return out;
 }
 
+/** Services whose `requires` are met; optional ones that aren't are skipped with the reason. */
 function chooseServices(config: MeshConfig): { running: NormalizedService[]; skipped: { service: string; reason: string }[] } {
   const running: NormalizedService[] = [];
   const skipped: { service: string; reason: string }[] = [];
