@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -256,6 +256,13 @@ spec:
     // Through the HTTP proxy listener, as an app that names it as its proxy.
     assert.match(await inPod(clientPod(), getScript('http://127.0.0.1:15001/', 'elsewhere.example.test')), /^403 egress-refused /);
     assert.equal(await metric(client().admin, /^trellis_egress_refused_total\{protocol="http"/), before + 2);
+    // And a log line naming the host, in the client's sidecar's log.
+    await eventually(async () => {
+      assert.match(
+        await readFile(join(mesh?.state.logDir ?? '', 'client-0.sidecar.log'), 'utf8'),
+        /outbound http call to "elsewhere\.example\.test" refused: no service or ExternalService declares it/,
+      );
+    });
     // By name: an undeclared host does not resolve in the pod.
     assert.match(await inPod(clientPod(), getScript('http://elsewhere.example.test/')), /^error /);
   });
