@@ -4,7 +4,8 @@
 // one nftables table (`nft -f` text) for the pod's network namespace:
 //
 //   outbound  the app's connections to a service's virtual address and port are
-//             redirected (nat output) to the sidecar's local listener for that upstream;
+//             redirected (nat output) to the sidecar's local listener for that upstream
+//             (an HTTP ExternalService's, to its HTTP proxy listener, which goes by Host);
 //   inbound   connections from outside the pod to an app port are redirected (nat
 //             prerouting) to the sidecar's inbound listener for that port;
 //   dns       (when asked) the app's DNS queries, UDP and TCP port 53 to any address, are
