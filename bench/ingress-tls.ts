@@ -11,7 +11,11 @@
 // Throughput is measured in rounds that visit every edge in turn (a busy machine's drift
 // cancels out of the per-round ratios), with the CPU each edge's processes spent per
 // request (the edge and its inbound proxy apart): on a shared machine the robust measure.
-// With --baseline DIR the Trellis edge of that build runs in the same rounds.
+// With --baseline DIR the Trellis edge of that build runs in the same rounds. With --relay a
+// bare Node TLS relay (bench/tls-relay.ts: no HTTP, bytes only) in front of nginx's inbound
+// runs in them too: the floor of an edge on Node's TLS sockets, so the edge CPU per request
+// splits into what Node costs (relay/nginx) and what the gateway's own work adds
+// (trellis/relay).
 import { writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,7 +25,7 @@ import { issueServerCertificate, makeLocalCa } from '../src/security/local-tls.j
 import { BOOTSTRAP_SECRET_ENV, CREDENTIAL_ENV, mintCredential, newBootstrapSecret } from '../src/security/bootstrap-credential.js';
 import { cpuSecondsPer1k, sampleGroups } from './resources.js';
 import { cpuProfFlags, freePort, nginxMain, type Binaries, type Managed, type Processes } from './targets.js';
-import { makeTlsMaterial, nginxOriginate, nginxTlsServer } from './tls-peers.js';
+import { INBOUND_NAME, makeTlsMaterial, nginxOriginate, nginxTlsServer } from './tls-peers.js';
 import { runWrk } from './wrk.js';
 
 export interface IngressTlsOptions {
@@ -30,6 +34,8 @@ export interface IngressTlsOptions {
   readonly repoRoot: string;
   /** A built checkout to compare with (--baseline): its Trellis edge runs in the same rounds. */
   readonly baselineRoot?: string;
+  /** Runs the bare Node TLS relay edge (bench/tls-relay.ts) in the same rounds. */
+  readonly relay?: boolean;
   readonly dir: string;
   readonly upstreamPort: number;
   readonly connections: number;
@@ -70,6 +76,8 @@ export interface IngressTlsResult {
   readonly trellis: IngressEdgeResult;
   readonly nginx: IngressEdgeResult;
   readonly baseline?: IngressEdgeResult;
+  /** The bare Node TLS relay in front of nginx's inbound (--relay). */
+  readonly relay?: IngressEdgeResult;
   /** trellis / nginx, the median of the rounds' ratios. */
   readonly throughputRatio: number;
   readonly newConnectionRatio: number;
@@ -257,8 +265,12 @@ spec:
   }
 }
 
-/** The nginx edge: TLS terminated with the same certificate, then mutual TLS to an nginx inbound in front of the upstream. */
-async function startNginxEdge(o: IngressTlsOptions, certFile: string, keyFile: string, ca: string): Promise<Edge> {
+/**
+ * The nginx edge: TLS terminated with the same certificate, then mutual TLS to an nginx
+ * inbound in front of the upstream; with `o.relay`, the bare Node TLS relay as a second
+ * edge in front of the same inbound (stopped with the nginx edge).
+ */
+async function startNginxEdge(o: IngressTlsOptions, certFile: string, keyFile: string, ca: string): Promise<{ nginx: Edge; relay?: Edge }> {
   const ndir = path.join(o.dir, 'ingress-nginx');
   mkdirSync(ndir, { recursive: true });
   const mtls = makeTlsMaterial(ndir);
@@ -295,7 +307,23 @@ ${nginxOriginate('proxy_ssl', mtls)}
     );
     started.push(edge);
     await waitForTls(edgePort, ca, started, 15_000);
-    return { name: 'nginx', port: edgePort, edge, inbound, stop };
+    const nginx: Edge = { name: 'nginx', port: edgePort, edge, inbound, stop };
+    if (o.relay !== true) return { nginx };
+    const relayPort = await freePort();
+    const script = path.join(o.repoRoot, 'dist', 'bench', 'tls-relay.js');
+    const relay = o.procs.start(
+      'node tls relay (ingress)',
+      process.execPath,
+      [
+        script,
+        ...['--port', String(relayPort), '--cert', certFile, '--key', keyFile, '--upstream-port', String(inner)],
+        ...['--client-cert', mtls.clientCert, '--client-key', mtls.clientKey, '--ca', mtls.ca, '--servername', INBOUND_NAME],
+      ],
+      ndir,
+    );
+    started.push(relay);
+    await waitForTls(relayPort, ca, started, 15_000);
+    return { nginx, relay: { name: 'relay', port: relayPort, edge: relay, inbound, stop: async () => {} } };
   } catch (e) {
     await stop();
     throw e;
@@ -346,13 +374,15 @@ export async function runIngressTls(o: IngressTlsOptions): Promise<IngressTlsRes
   try {
     edges.push(await startTrellisEdge(o, 'trellis', o.repoRoot, certFile, keyFile, ca.cert));
     if (o.baselineRoot !== undefined) edges.push(await startTrellisEdge(o, 'baseline', o.baselineRoot, certFile, keyFile, ca.cert));
-    edges.push(await startNginxEdge(o, certFile, keyFile, ca.cert));
+    const { nginx: nginxEdge, relay: relayEdge } = await startNginxEdge(o, certFile, keyFile, ca.cert);
+    edges.push(nginxEdge);
+    if (relayEdge !== undefined) edges.push(relayEdge);
     const rounds = new Map<string, IngressRound[]>(edges.map((e) => [e.name, []]));
     const loadBefore = os.loadavg()[0]!;
     if (o.warmupS > 0) for (const e of edges) await wrkAt(o, e.port, o.warmupS);
     for (let i = 1; i <= o.rounds; i++) {
       // trellis and its baseline trade places every other round, as in the full run's A/B.
-      const order = i % 2 === 0 && o.baselineRoot !== undefined ? [edges[1]!, edges[0]!, edges[2]!] : edges;
+      const order = i % 2 === 0 && o.baselineRoot !== undefined ? [edges[1]!, edges[0]!, ...edges.slice(2)] : edges;
       for (const e of order) {
         o.log(`ingress-tls: ${e.name}, keep-alive max rate, round ${i}/${o.rounds}, ${o.durationS}s`);
         rounds.get(e.name)!.push(await keepAliveRound(o, e));
@@ -375,10 +405,12 @@ export async function runIngressTls(o: IngressTlsOptions): Promise<IngressTlsRes
     const trellis = results.get('trellis')!;
     const nginx = results.get('nginx')!;
     const baseline = results.get('baseline');
+    const relay = results.get('relay');
     return {
       trellis,
       nginx,
       ...(baseline !== undefined ? { baseline, baselineThroughputRatio: perRound('trellis', 'baseline') } : {}),
+      ...(relay !== undefined ? { relay } : {}),
       throughputRatio: perRound('trellis', 'nginx'),
       newConnectionRatio: ratio(trellis.newConnections.perSecond, nginx.newConnections.perSecond),
       load,
@@ -402,8 +434,15 @@ export function formatIngressTls(r: IngressTlsResult): string {
     edge('trellis', r.trellis),
     ...(r.baseline !== undefined ? [edge('baseline', r.baseline)] : []),
     edge('nginx', r.nginx),
+    ...(r.relay !== undefined ? [edge('relay', r.relay)] : []),
     `  trellis/nginx: max throughput ${r.throughputRatio.toFixed(3)} (target ≥ 0.6), new TLS connections ${r.newConnectionRatio.toFixed(3)}, ` +
       `edge CPU per request ${ratio(medianCpu(r.trellis), medianCpu(r.nginx)).toFixed(2)}x`,
+    ...(r.relay !== undefined
+      ? [
+          `  edge CPU per request: relay/nginx ${ratio(medianCpu(r.relay), medianCpu(r.nginx)).toFixed(2)}x (what Node's TLS sockets cost), ` +
+            `trellis/relay ${ratio(medianCpu(r.trellis), medianCpu(r.relay)).toFixed(2)}x (what the gateway's own work adds)`,
+        ]
+      : []),
     ...(r.baseline !== undefined && r.baselineThroughputRatio !== undefined
       ? [
           `  trellis/baseline: max throughput ${r.baselineThroughputRatio.toFixed(3)}, edge CPU per request ${ratio(medianCpu(r.trellis), medianCpu(r.baseline)).toFixed(3)}x`,

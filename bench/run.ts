@@ -154,7 +154,10 @@ const USAGE = `usage: node dist/bench/run.js [options]
                           (--connections, --duration, --warmup, in --rounds rounds, with
                           each edge's CPU per request) and the new-TLS-connection rate
                           (--new-connections at once), as trellis/nginx ratios; with
-                          --baseline its Trellis edge runs in the same rounds
+                          --baseline its Trellis edge runs in the same rounds; with
+                          --relay a bare Node TLS relay edge too (bench/tls-relay.ts:
+                          the floor of a Node edge, so CPU per request splits into
+                          relay/nginx and trellis/relay)
   --only balancing        only the balancing scenario: three instances behind a Trellis
                           pair, one 50 ms slower, at a fixed rate (--balancing-rate,
                           --balancing-connections; --duration, --warmup), with the
@@ -492,6 +495,7 @@ async function main(): Promise<number> {
       'tcp-connections': { type: 'string', default: String(defaultEchoOptions.connections) },
       'new-connections': { type: 'string', default: String(defaultNewConnectionOptions.concurrency) },
       'no-extra': { type: 'boolean', default: false },
+      relay: { type: 'boolean', default: false },
       'rss-requests': { type: 'string', default: '2000' },
       'rss-settle': { type: 'string', default: '3' },
       only: { type: 'string' },
@@ -678,6 +682,7 @@ async function main(): Promise<number> {
           bins: bins as Binaries,
           repoRoot,
           ...(baseline ? { baselineRoot: baseline.info.dir } : {}),
+          relay: values.relay,
           dir,
           rounds: settings.wrk.rounds ?? 3,
           upstreamPort: upstream.port,

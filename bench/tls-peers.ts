@@ -26,7 +26,7 @@ import {
 } from './targets.js';
 
 /** The name the inbound proxy's certificate carries and the outbound one checks. */
-const INBOUND_NAME = 'inbound.bench.test';
+export const INBOUND_NAME = 'inbound.bench.test';
 
 /** Files of the pair's PKI, in the run's folder. */
 export interface TlsMaterial {
