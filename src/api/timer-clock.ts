@@ -3,7 +3,7 @@
 // second and takes tokens from buckets on the same clock). Real ones by default; a test
 // passes one manual clock to the control plane and to the proxies, so the loop's
 // accuracy is checked against the time the loop itself sees, not the wall clock of a
-// busy machine. Same shape as the certificate renewer's and the push debounce's clocks.
+// busy machine. The certificate renewer's and the push debounce's clocks are this one too.
 
 /** Monotonic milliseconds and one-shot timers. */
 export interface TimerClock {

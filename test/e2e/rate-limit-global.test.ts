@@ -130,6 +130,16 @@ async function quotaOf(s: Sidecar): Promise<number | undefined> {
   return line === undefined ? undefined : Number(line.split(' ').pop());
 }
 
+/** Every replica holds an equal share of the rate (what it gets while its demand is unknown). */
+async function holdEqualShares(): Promise<true> {
+  const q = await Promise.all(sidecars.map(quotaOf));
+  assert.ok(
+    q.every((x) => x !== undefined && Math.abs(x - RATE / 3) < 0.01),
+    `quotas ${q.join(', ')}`,
+  );
+  return true;
+}
+
 /** One request to an inbound listener; its answer's status is counted (0: no answer). */
 function call(port: number, agent: https.Agent, counts: Map<number, number>): Promise<void> {
   return new Promise<void>((done) => {
@@ -171,14 +181,7 @@ async function load(rates: readonly number[], ms: number, counts: Map<number, nu
 
 test('three replicas under uneven load admit the global rate together over 10 s of the quota clock, within ±10%', { timeout: 300_000 }, async () => {
   // Every replica holds its share before the load starts (an equal one: no demand known yet).
-  await eventually(async () => {
-    const q = await Promise.all(sidecars.map(quotaOf));
-    assert.ok(
-      q.every((x) => x !== undefined && Math.abs(x - RATE / 3) < 0.01),
-      `quotas ${q.join(', ')}`,
-    );
-    return true;
-  });
+  await eventually(holdEqualShares);
   const counts = sidecars.map(() => new Map<number, number>());
   await load(OFFERED, WINDOW_MS, counts);
   const admitted = counts.map((c) => c.get(200) ?? 0);
@@ -201,14 +204,7 @@ test('a replica that leaves frees its share for the others at once', { timeout: 
   // move of the clock: the rebalances in it know no demand (a report of the spell is
   // read only once the clock has stopped), so every replica is back to an equal share.
   clock.advance(5000);
-  await eventually(async () => {
-    const q = await Promise.all(sidecars.map(quotaOf));
-    assert.ok(
-      q.every((x) => x !== undefined && Math.abs(x - RATE / 3) < 0.01),
-      `quotas ${q.join(', ')}`,
-    );
-    return true;
-  });
+  await eventually(holdEqualShares);
   const leaving = sidecars.pop()!;
   await leaving.close();
   await eventually(async () => {

@@ -62,6 +62,16 @@ export async function startLeaderAndFollower(api: KubeApiStandIn, log: (line: st
   return { leader, follower };
 }
 
+/** A condition of a Gateway API status (a Gateway's, a listener's, a route's per parent), as the stand-in holds it. */
+export interface StatusCondition {
+  type: string;
+  status: string;
+  reason: string;
+  message: string;
+  observedGeneration: number;
+  lastTransitionTime: string;
+}
+
 /** A proxy on the control stream: the snapshots it applied and the refusals it was told (`code: message`). */
 export interface JoinedProxy {
   readonly client: ControlClient;

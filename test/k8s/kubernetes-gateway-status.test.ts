@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
 import type { ControlPlane } from '../../src/control/control-plane.js';
-import { startLeaderAndFollower, stopKubernetesTest } from '../helpers/kubernetes-control-plane.js';
+import { startLeaderAndFollower, stopKubernetesTest, type StatusCondition as Cond } from '../helpers/kubernetes-control-plane.js';
 import { CONTROLLER_NAME } from '../../src/k8s/source/route-status.js';
 import { issueServerCertificate, makeLocalCa, type PemPair } from '../../src/security/local-tls.js';
 
@@ -56,14 +56,6 @@ function httpRoute(name: string, sectionName: string): StandInObject {
   };
 }
 
-interface Cond {
-  type: string;
-  status: string;
-  reason: string;
-  message: string;
-  observedGeneration: number;
-  lastTransitionTime: string;
-}
 interface ListenerStatus {
   name: string;
   supportedKinds: { group: string; kind: string }[];

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
 import type { ControlPlane } from '../../src/control/control-plane.js';
-import { startLeaderAndFollower, stopKubernetesTest } from '../helpers/kubernetes-control-plane.js';
+import { startLeaderAndFollower, stopKubernetesTest, type StatusCondition as Cond } from '../helpers/kubernetes-control-plane.js';
 import { CONTROLLER_NAME } from '../../src/k8s/source/route-status.js';
 
 const GW = 'gateway.networking.k8s.io/v1';
@@ -51,14 +51,6 @@ function route(
   };
 }
 
-interface Cond {
-  type: string;
-  status: string;
-  reason: string;
-  message: string;
-  observedGeneration: number;
-  lastTransitionTime: string;
-}
 interface ParentStatus {
   parentRef: Record<string, unknown>;
   controllerName: string;
