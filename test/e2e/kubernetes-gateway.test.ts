@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
+import { loadAcrossCertificateSwap } from '../helpers/certificate-swap-load.js';
 import { TrellisProcesses, type Proc } from '../helpers/trellis-processes.js';
 import { injectedBackendPod, writeKubeconfig } from '../helpers/kubernetes-control-plane.js';
 import { issueServerCertificate, makeLocalCa, type PemPair } from '../../src/security/local-tls.js';
@@ -197,31 +198,13 @@ describe('the ingress Gateway from the kubernetes API, with real proxies', { tim
     const slow = get(gatewayPort, ca.cert, false, '/slow');
     await eventually(() => held.length === 1, { what: 'the slow request to reach the backend' });
 
-    const failures: string[] = [];
-    const served = new Set<string>();
-    let swappedSeenAt: number | undefined;
-    let stop = false;
-    let count = 0;
-    const worker = async (agent: https.Agent | false): Promise<void> => {
-      for (let n = 0; n < MAX_REQUESTS && !stop; n++) {
-        count++;
-        try {
-          const r = await get(gatewayPort, ca.cert, agent);
-          if (r.status !== 200) failures.push(`status ${r.status}`);
-          served.add(r.serial);
-          if (r.serial === serialOf(second.cert)) swappedSeenAt ??= Date.now();
-        } catch (err) {
-          failures.push(err instanceof Error ? err.message : String(err));
-        }
-        if (swappedSeenAt !== undefined && Date.now() - swappedSeenAt > AFTER_SWAP_MS) stop = true;
-      }
-    };
-    const keepAlive = [new https.Agent({ keepAlive: true, maxSockets: 1 }), new https.Agent({ keepAlive: true, maxSockets: 1 })];
-    const load = Promise.all([worker(keepAlive[0]!), worker(keepAlive[1]!), worker(false), worker(false)]);
-    await eventually(() => count >= 20, { what: 'the load under way' });
-    api.apply(tlsSecret(second));
-    await load;
-    for (const a of keepAlive) a.destroy();
+    const { count, failures, served, swappedSeenAt } = await loadAcrossCertificateSwap({
+      get: (agent) => get(gatewayPort, ca.cert, agent),
+      newSerial: serialOf(second.cert),
+      swap: () => void api.apply(tlsSecret(second)),
+      maxRequests: MAX_REQUESTS,
+      afterSwapMs: AFTER_SWAP_MS,
+    });
     // The request held across the swap completes.
     for (const res of held.splice(0)) res.end('slow done');
     const slowAnswer = await slow;
