@@ -30,6 +30,7 @@ import { Dashboard, type DashboardOptions } from './dashboard/dashboard.js';
 import { httpTraceSource } from './dashboard/trace-client.js';
 import { KubernetesControl, type KubernetesControlOptions } from './sources/kubernetes-control.js';
 import { RESOURCE_KINDS_READ } from './sources/kubernetes-resources.js';
+import type { TimerClock } from '../api/timer-clock.js';
 
 export interface ControlPlaneOptions {
   /** Mesh and route files (or what `loadConfig` accepts). */
@@ -58,6 +59,8 @@ export interface ControlPlaneOptions {
   pushDebounceMaxMs?: number;
   /** How long resumed proxies may wait for their instances after a start (see Distributor). */
   resumeWaitMs?: number;
+  /** The clock of the global rate limits' quota rebalancing (tests: the one the proxies' buckets run on); absent: the real one. */
+  rateQuotaClock?: TimerClock;
   /**
    * The secret proxies' bootstrap credentials are minted from (the local runner makes one
    * per run and mints each instance's). Absent: one is made in memory, and only
@@ -218,6 +221,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ...(opts.pushDebounceMs !== undefined ? { debounceMs: opts.pushDebounceMs } : {}),
     ...(opts.pushDebounceMaxMs !== undefined ? { debounceMaxMs: opts.pushDebounceMaxMs } : {}),
     ...(opts.resumeWaitMs !== undefined ? { resumeWaitMs: opts.resumeWaitMs } : {}),
+    ...(opts.rateQuotaClock ? { quotaClock: opts.rateQuotaClock } : {}),
   });
   const weights = new WeightsApi({ model, log, reload: () => watcher.reload() });
   const adminToken = opts.adminToken ?? newAdminToken();

@@ -52,6 +52,7 @@ import { GatewayListeners } from './gateway/gateway-listeners.js';
 import { withMappedRedirects } from './gateway/port-map.js';
 import { serviceOfBackend, type ServiceOfBackend } from './gateway/edge-destination.js';
 import { RateLimitState } from './ratelimit/rate-limit-state.js';
+import type { TimerClock } from '../api/timer-clock.js';
 import { RateLimitMetrics } from '../telemetry/rate-limit-metrics.js';
 import { proxyTcp } from './tcp/tcp-proxy.js';
 import { connectionKey, endpointKey } from './balancer/balancer.js';
@@ -99,6 +100,8 @@ export interface SidecarOptions {
   identityClock?: RenewalClock;
   /** The clock of JWT checks (exp, nbf) and jwksUri refreshes (tests); absent: the real one. */
   authnClock?: AuthnClock;
+  /** The clock of the rate limits' buckets and demand reports (tests: the one the control plane's quotas run on); absent: the real one. */
+  rateLimitClock?: TimerClock;
   /** Least time between two jwksUri fetches a token's unknown kid starts (default 30 s; tests shorten it). */
   jwksKidCooldownMs?: number;
   app?: HostPort;
@@ -373,7 +376,10 @@ export class Sidecar {
       () => this.identity.notAfter,
       () => (o.identityClock ?? Date).now(),
     );
-    this.#rateLimits = new RateLimitState({ report: (msg) => this.#control?.reportDemand(msg) ?? false });
+    this.#rateLimits = new RateLimitState({
+      report: (msg) => this.#control?.reportDemand(msg) ?? false,
+      ...(o.rateLimitClock ? { clock: o.rateLimitClock } : {}),
+    });
     this.#rateLimitMetrics = new RateLimitMetrics(this.metrics.registry, () => this.#rateLimits.current?.limits ?? []);
     this.metrics.watchConnections({
       listeners: () => this.#listenerConnections,
@@ -617,6 +623,7 @@ export class Sidecar {
       upgrades: () => this.#inboundUpgrades,
       rateLimits: () => this.#rateLimits.current,
       rateLimitObserver: this.#rateLimitMetrics,
+      clock: () => this.#rateLimits.now(),
     });
     const ctx = this.#context('inbound');
     const pipeline = inbound.build(toApp);
@@ -982,6 +989,7 @@ export class Sidecar {
           authzMetrics: this.#authzMetrics,
           rateLimits: () => this.#rateLimits.current,
           rateLimitObserver: this.#rateLimitMetrics,
+          rateLimitClock: () => this.#rateLimits.now(),
           serviceOfBackend: () => (this.#serviceOfBackend ??= serviceOfBackend(this.#meshServices)),
         };
         return {

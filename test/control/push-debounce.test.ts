@@ -3,40 +3,8 @@
 // longer than the max delay.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { PushDebounce, type DebounceClock } from '../../src/control/distribute/push-debounce.js';
-
-/** A clock that moves only when told, firing the timers that fall due in order. */
-class ManualClock implements DebounceClock {
-  #now = 0;
-  #timers: { at: number; fn: () => void; id: number }[] = [];
-  #ids = 0;
-
-  now(): number {
-    return this.#now;
-  }
-
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.#ids;
-    this.#timers.push({ at: this.#now + ms, fn, id });
-    return id;
-  }
-
-  clearTimeout(handle: unknown): void {
-    this.#timers = this.#timers.filter((t) => t.id !== handle);
-  }
-
-  advance(ms: number): void {
-    const end = this.#now + ms;
-    for (;;) {
-      const due = this.#timers.filter((t) => t.at <= end).sort((a, b) => a.at - b.at || a.id - b.id)[0];
-      if (due === undefined) break;
-      this.#timers = this.#timers.filter((t) => t !== due);
-      this.#now = due.at;
-      due.fn();
-    }
-    this.#now = end;
-  }
-}
+import { PushDebounce } from '../../src/control/distribute/push-debounce.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 
 function setup(quietMs: number, maxDelayMs: number, stormMaxDelayMs = maxDelayMs): { clock: ManualClock; pushes: number[]; debounce: PushDebounce } {
   const clock = new ManualClock();

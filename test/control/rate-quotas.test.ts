@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RateQuotaMessage } from '../../src/api/protocol.js';
 import { allocate, RateQuotas } from '../../src/control/distribute/rate-quotas.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
@@ -19,9 +20,9 @@ test('a replica asking little gets it with headroom, the busy one the rest of th
 });
 
 test('replicas joining and leaving get their quotas at once; demand reports rebalance them', () => {
-  let now = 0;
+  const clock = new ManualClock();
   const sent = new Map<string, RateQuotaMessage>();
-  const quotas = new RateQuotas({ limitsOf: () => [{ id: 'default/p/global', requestsPerSecond: 60, burst: 30 }], now: () => now });
+  const quotas = new RateQuotas({ limitsOf: () => [{ id: 'default/p/global', requestsPerSecond: 60, burst: 30 }], clock });
   const member = (id: string) => ({ id, service: 'api', send: (m: RateQuotaMessage) => sent.set(id, m) });
   const rate = (id: string): number => sent.get(id)!.quotas[0]!.requestsPerSecond;
   quotas.join(member('a'));
@@ -30,7 +31,7 @@ test('replicas joining and leaving get their quotas at once; demand reports reba
   quotas.join(member('c'));
   assert.deepEqual([rate('a'), rate('b'), rate('c')], [20, 20, 20]);
   assert.equal(sent.get('a')!.quotas[0]!.burst, 10, 'the burst is split as the rate is');
-  now = 1000;
+  clock.advance(1000);
   quotas.report('a', { type: 'rate-demand', intervalMs: 1000, limits: [{ id: 'default/p/global', requests: 300 }] });
   quotas.report('b', { type: 'rate-demand', intervalMs: 1000, limits: [{ id: 'default/p/global', requests: 5 }] });
   quotas.report('c', { type: 'rate-demand', intervalMs: 1000, limits: [{ id: 'default/p/global', requests: 10 }] });
@@ -39,7 +40,7 @@ test('replicas joining and leaving get their quotas at once; demand reports reba
   quotas.leave('a', 'api');
   assert.ok(rate('b') + rate('c') >= 60 - 1e-9, "a's share went to the replicas left");
   // Reports older than three intervals no longer count.
-  now = 10_000;
+  clock.advance(9000);
   quotas.rebalanceAll();
   assert.deepEqual([rate('b'), rate('c')], [30, 30]);
 });

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { issueServerCertificate, makeLocalCa } from '../../src/security/local-tls.js';
 import { meshUp, stopMesh, type RunningMesh } from '../helpers/mesh-run.js';
 import { eventually } from '../helpers/eventually.js';
+import { loadAcrossCertificateSwap } from '../helpers/certificate-swap-load.js';
 
 const APP = `import http from 'node:http';
 http.createServer((req, res) => res.end('ok ' + process.env.TRELLIS_INSTANCE)).listen(Number(process.env.PORT), process.env.HOST);
@@ -88,35 +89,23 @@ test('a certificate file replaced on disk is served to new connections, and no r
     await eventually(async () => assert.equal((await get(port, ca.cert, false)).status, 200), { timeoutMs: 30_000 });
     assert.equal((await get(port, ca.cert, false)).serial.toUpperCase(), serialOf(first.cert));
 
-    const failures: string[] = [];
-    const served = new Set<string>();
-    let swappedSeenAt: number | undefined;
-    let stop = false;
-    let count = 0;
-    const worker = async (agent: https.Agent | false): Promise<void> => {
-      for (let n = 0; n < MAX_REQUESTS && !stop; n++) {
-        count++;
-        try {
-          const r = await get(port, ca.cert, agent);
-          if (r.status !== 200) failures.push(`status ${r.status}`);
-          served.add(r.serial.toUpperCase());
-          if (r.serial.toUpperCase() === serialOf(second.cert)) swappedSeenAt ??= Date.now();
-        } catch (err) {
-          failures.push(err instanceof Error ? err.message : String(err));
-        }
-        if (swappedSeenAt !== undefined && Date.now() - swappedSeenAt > AFTER_SWAP_MS) stop = true;
-      }
-    };
-    const keepAlive = [new https.Agent({ keepAlive: true, maxSockets: 1, ca: ca.cert }), new https.Agent({ keepAlive: true, maxSockets: 1, ca: ca.cert })];
-    const load = Promise.all([worker(keepAlive[0]!), worker(keepAlive[1]!), worker(false), worker(false)]);
-    // Replace both files the way renewals do: a new file beside, renamed over the old one.
-    await new Promise((r) => setTimeout(r, 500));
-    await writeFile(join(dir, 'site.key.new'), second.key, { mode: 0o600 });
-    await writeFile(join(dir, 'site.pem.new'), second.cert);
-    await rename(join(dir, 'site.key.new'), join(dir, 'site.key'));
-    await rename(join(dir, 'site.pem.new'), join(dir, 'site.pem'));
-    await load;
-    for (const a of keepAlive) a.destroy();
+    const { count, failures, served, swappedSeenAt } = await loadAcrossCertificateSwap({
+      get: async (agent) => {
+        const r = await get(port, ca.cert, agent);
+        return { status: r.status, serial: r.serial.toUpperCase() };
+      },
+      newSerial: serialOf(second.cert),
+      // Replace both files the way renewals do: a new file beside, renamed over the old one.
+      swap: async () => {
+        await writeFile(join(dir, 'site.key.new'), second.key, { mode: 0o600 });
+        await writeFile(join(dir, 'site.pem.new'), second.cert);
+        await rename(join(dir, 'site.key.new'), join(dir, 'site.key'));
+        await rename(join(dir, 'site.pem.new'), join(dir, 'site.pem'));
+      },
+      maxRequests: MAX_REQUESTS,
+      afterSwapMs: AFTER_SWAP_MS,
+      agentOptions: { ca: ca.cert },
+    });
     t.diagnostic(`${count} requests, ${failures.length} failed; the new certificate seen ${swappedSeenAt === undefined ? 'never' : 'in time'}`);
     assert.deepEqual(failures, [], `${failures.length} of ${count} requests failed`);
     assert.ok(swappedSeenAt !== undefined, `the new certificate was served (seen: ${[...served].join(', ')}; ${count} requests)`);

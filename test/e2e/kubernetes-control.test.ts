@@ -8,7 +8,6 @@
 // backend's proxy refuse the caller until it is deleted.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -16,12 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
-import { TRELLIS } from '../helpers/mesh-run.js';
-
-interface Proc {
-  readonly child: ChildProcess;
-  output: string;
-}
+import { TrellisProcesses, type Proc } from '../helpers/trellis-processes.js';
+import { injectedBackendPod, writeKubeconfig } from '../helpers/kubernetes-control-plane.js';
 
 function backendSlice(appPort: number, ready: boolean): StandInObject {
   return {
@@ -52,27 +47,16 @@ describe('trellis control --kubernetes with real proxies', { timeout: 120_000 },
   let dir: string;
   let app: http.Server;
   let appPort: number;
-  const procs: Proc[] = [];
+  const processes = new TrellisProcesses();
+  const procs = processes.procs;
   let upstreamPort = 0;
 
-  function start(args: string[]): Proc {
-    const child = spawn(process.execPath, [TRELLIS, ...args], { env: { ...process.env, TRELLIS_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const p: Proc = { child, output: '' };
-    child.stdout?.on('data', (b: Buffer) => (p.output += b.toString('utf8')));
-    child.stderr?.on('data', (b: Buffer) => (p.output += b.toString('utf8')));
-    procs.push(p);
-    return p;
-  }
-
-  async function waitFor(p: Proc, re: RegExp, what: string): Promise<RegExpMatchArray> {
-    return eventually(() => p.output.match(re) ?? (p.child.exitCode !== null ? assert.fail(`${what}: exited ${p.child.exitCode}:\n${p.output}`) : false), {
-      timeoutMs: 30_000,
-      what,
-    });
-  }
+  const start = (args: string[]): Proc => processes.start(args);
+  const waitFor = (p: Proc, re: RegExp, what: string): Promise<RegExpMatchArray> => processes.waitFor(p, re, what);
 
   before(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'trellis-k8s-e2e-'));
+    processes.home = dir;
     app = http.createServer((req, res) => res.end(`backend got ${req.url} with ${req.headers['l5d-client-id'] ?? 'no id header'}`));
     await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
     appPort = (app.address() as AddressInfo).port;
@@ -83,17 +67,7 @@ describe('trellis control --kubernetes with real proxies', { timeout: 120_000 },
     api.apply(httpService('web', 'default', 'http'));
     api.apply(httpService('backend', 'shop', 'http'));
     const kubeconfig = path.join(dir, 'kubeconfig');
-    await writeFile(
-      kubeconfig,
-      JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [{ name: 'stand-in', cluster: { server: api.url, 'insecure-skip-tls-verify': true } }],
-        users: [{ name: 'control', user: { token: 'control-token' } }],
-        contexts: [{ name: 'c', context: { cluster: 'stand-in', user: 'control' } }],
-        'current-context': 'c',
-      }),
-    );
+    await writeKubeconfig(api, kubeconfig);
     await writeFile(path.join(dir, 'web-token'), 'web-token\n');
     await writeFile(path.join(dir, 'backend-token'), 'backend-token\n');
 
@@ -107,16 +81,7 @@ describe('trellis control --kubernetes with real proxies', { timeout: 120_000 },
     ]);
     const inbound = Number((await waitFor(backend, /inbound 127\.0\.0\.1:(\d+)/, 'the backend proxy to start'))[1]);
     // The pod as the injector makes it: its sidecar declares the inbound port it listens on.
-    api.apply({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'backend-0', namespace: 'shop', labels: { app: 'backend', version: 'v1' } },
-      spec: {
-        serviceAccountName: 'shop-backend',
-        initContainers: [{ name: 'trellis-proxy', restartPolicy: 'Always', ports: [{ name: 'trellis-in-0', containerPort: inbound }] }],
-        containers: [{ name: 'app', ports: [{ containerPort: appPort }] }],
-      },
-    });
+    api.apply(injectedBackendPod(inbound, appPort));
     api.apply(backendSlice(appPort, true));
 
     const web = start([
@@ -128,17 +93,7 @@ describe('trellis control --kubernetes with real proxies', { timeout: 120_000 },
   });
 
   after(async () => {
-    await Promise.all(
-      procs.map(
-        (p) =>
-          new Promise<void>((resolve) => {
-            if (p.child.exitCode !== null || p.child.signalCode !== null) return resolve();
-            p.child.once('exit', () => resolve());
-            p.child.kill('SIGTERM');
-            setTimeout(() => p.child.kill('SIGKILL'), 5000).unref();
-          }),
-      ),
-    );
+    await processes.stop();
     await api?.close();
     await new Promise((r) => app?.close(r));
     if (dir) await rm(dir, { recursive: true, force: true });

@@ -8,7 +8,6 @@
 // The proxy's /config, the control plane's /v1/snapshots and both logs show no private key.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
@@ -19,18 +18,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
-import { TRELLIS } from '../helpers/mesh-run.js';
+import { loadAcrossCertificateSwap } from '../helpers/certificate-swap-load.js';
+import { TrellisProcesses, type Proc } from '../helpers/trellis-processes.js';
+import { injectedBackendPod, writeKubeconfig } from '../helpers/kubernetes-control-plane.js';
 import { issueServerCertificate, makeLocalCa, type PemPair } from '../../src/security/local-tls.js';
 
 const HOST = 'site.example.test';
 /** Requests each client makes at most; the load also stops this long after the new certificate is seen. */
 const MAX_REQUESTS = 3000;
 const AFTER_SWAP_MS = 1500;
-
-interface Proc {
-  readonly child: ChildProcess;
-  output: string;
-}
 
 function tlsSecret(pair: PemPair): StandInObject {
   return {
@@ -70,28 +66,17 @@ describe('the ingress Gateway from the kubernetes API, with real proxies', { tim
   let gatewayAdmin = '';
   let gatewayPort = 0;
   const adminToken = 'k8s-gateway-e2e-admin-token';
-  const procs: Proc[] = [];
+  const processes = new TrellisProcesses();
+  const procs = processes.procs;
   /** Requests to /slow wait here until the test lets them go. */
   const held: http.ServerResponse[] = [];
 
-  function start(args: string[]): Proc {
-    const child = spawn(process.execPath, [TRELLIS, ...args], { env: { ...process.env, TRELLIS_HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const p: Proc = { child, output: '' };
-    child.stdout?.on('data', (b: Buffer) => (p.output += b.toString('utf8')));
-    child.stderr?.on('data', (b: Buffer) => (p.output += b.toString('utf8')));
-    procs.push(p);
-    return p;
-  }
-
-  async function waitFor(p: Proc, re: RegExp, what: string): Promise<RegExpMatchArray> {
-    return eventually(() => p.output.match(re) ?? (p.child.exitCode !== null ? assert.fail(`${what}: exited ${p.child.exitCode}:\n${p.output}`) : false), {
-      timeoutMs: 30_000,
-      what,
-    });
-  }
+  const start = (args: string[]): Proc => processes.start(args);
+  const waitFor = (p: Proc, re: RegExp, what: string): Promise<RegExpMatchArray> => processes.waitFor(p, re, what);
 
   before(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'trellis-k8s-gw-e2e-'));
+    processes.home = dir;
     ca = await makeLocalCa('k8s gateway test CA');
     first = await issueServerCertificate(ca, { dnsNames: [HOST] });
     second = await issueServerCertificate(ca, { dnsNames: [HOST] });
@@ -127,17 +112,7 @@ describe('the ingress Gateway from the kubernetes API, with real proxies', { tim
       },
     });
     const kubeconfig = path.join(dir, 'kubeconfig');
-    await writeFile(
-      kubeconfig,
-      JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [{ name: 'stand-in', cluster: { server: api.url, 'insecure-skip-tls-verify': true } }],
-        users: [{ name: 'control', user: { token: 'control-token' } }],
-        contexts: [{ name: 'c', context: { cluster: 'stand-in', user: 'control' } }],
-        'current-context': 'c',
-      }),
-    );
+    await writeKubeconfig(api, kubeconfig);
     await writeFile(path.join(dir, 'edge-token'), 'edge-token\n');
     await writeFile(path.join(dir, 'backend-token'), 'backend-token\n');
     await writeFile(path.join(dir, 'admin-token'), `${adminToken}\n`, { mode: 0o600 });
@@ -155,16 +130,7 @@ describe('the ingress Gateway from the kubernetes API, with real proxies', { tim
       ...['--credential-file', path.join(dir, 'backend-token'), '--app', `127.0.0.1:${appPort}`, '--inbound', '127.0.0.1:0', '--access-log', 'off'],
     ]);
     const inbound = Number((await waitFor(backend, /inbound 127\.0\.0\.1:(\d+)/, 'the backend proxy to start'))[1]);
-    api.apply({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'backend-0', namespace: 'shop', labels: { app: 'backend', version: 'v1' } },
-      spec: {
-        serviceAccountName: 'shop-backend',
-        initContainers: [{ name: 'trellis-proxy', restartPolicy: 'Always', ports: [{ name: 'trellis-in-0', containerPort: inbound }] }],
-        containers: [{ name: 'app', ports: [{ containerPort: appPort }] }],
-      },
-    });
+    api.apply(injectedBackendPod(inbound, appPort));
     api.apply({
       apiVersion: 'discovery.k8s.io/v1',
       kind: 'EndpointSlice',
@@ -191,17 +157,7 @@ describe('the ingress Gateway from the kubernetes API, with real proxies', { tim
 
   after(async () => {
     for (const res of held) res.end('released');
-    await Promise.all(
-      procs.map(
-        (p) =>
-          new Promise<void>((resolve) => {
-            if (p.child.exitCode !== null || p.child.signalCode !== null) return resolve();
-            p.child.once('exit', () => resolve());
-            p.child.kill('SIGTERM');
-            setTimeout(() => p.child.kill('SIGKILL'), 5000).unref();
-          }),
-      ),
-    );
+    await processes.stop();
     await api?.close();
     await new Promise((r) => app?.close(r));
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -242,31 +198,13 @@ describe('the ingress Gateway from the kubernetes API, with real proxies', { tim
     const slow = get(gatewayPort, ca.cert, false, '/slow');
     await eventually(() => held.length === 1, { what: 'the slow request to reach the backend' });
 
-    const failures: string[] = [];
-    const served = new Set<string>();
-    let swappedSeenAt: number | undefined;
-    let stop = false;
-    let count = 0;
-    const worker = async (agent: https.Agent | false): Promise<void> => {
-      for (let n = 0; n < MAX_REQUESTS && !stop; n++) {
-        count++;
-        try {
-          const r = await get(gatewayPort, ca.cert, agent);
-          if (r.status !== 200) failures.push(`status ${r.status}`);
-          served.add(r.serial);
-          if (r.serial === serialOf(second.cert)) swappedSeenAt ??= Date.now();
-        } catch (err) {
-          failures.push(err instanceof Error ? err.message : String(err));
-        }
-        if (swappedSeenAt !== undefined && Date.now() - swappedSeenAt > AFTER_SWAP_MS) stop = true;
-      }
-    };
-    const keepAlive = [new https.Agent({ keepAlive: true, maxSockets: 1 }), new https.Agent({ keepAlive: true, maxSockets: 1 })];
-    const load = Promise.all([worker(keepAlive[0]!), worker(keepAlive[1]!), worker(false), worker(false)]);
-    await eventually(() => count >= 20, { what: 'the load under way' });
-    api.apply(tlsSecret(second));
-    await load;
-    for (const a of keepAlive) a.destroy();
+    const { count, failures, served, swappedSeenAt } = await loadAcrossCertificateSwap({
+      get: (agent) => get(gatewayPort, ca.cert, agent),
+      newSerial: serialOf(second.cert),
+      swap: () => void api.apply(tlsSecret(second)),
+      maxRequests: MAX_REQUESTS,
+      afterSwapMs: AFTER_SWAP_MS,
+    });
     // The request held across the swap completes.
     for (const res of held.splice(0)) res.end('slow done');
     const slowAnswer = await slow;

@@ -13,11 +13,10 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { KubeApiStandIn, collectionOf, httpService, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
-import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import { kubernetesControlOptions } from '../../src/control/sources/kubernetes-control.js';
-import { EMPTY_CONFIG } from '../../src/control/sources/mesh-config.js';
-import { ControlClient } from '../../src/proxy/control-client.js';
-import type { ProxyInfo, Snapshot } from '../../src/api/protocol.js';
+import type { ControlPlane } from '../../src/control/control-plane.js';
+import type { ControlClient } from '../../src/proxy/control-client.js';
+import type { Snapshot } from '../../src/api/protocol.js';
+import { joinControlPlane, proxyInfo, startKubernetesControlPlane, stopKubernetesTest } from '../helpers/kubernetes-control-plane.js';
 import { issueServerCertificate, makeLocalCa, type PemPair } from '../../src/security/local-tls.js';
 import { REDACTED_KEY } from '../../src/api/redact.js';
 import { GATEWAY_KINDS_READ, GatewaySource } from '../../src/control/sources/kubernetes-gateways.js';
@@ -65,7 +64,7 @@ describe('Gateways and TLS Secrets from the kubernetes API', () => {
   let second: PemPair;
   const logs: string[] = [];
   const clients: ControlClient[] = [];
-  const applied: Snapshot[] = [];
+  let applied: Snapshot[] = [];
 
   before(async () => {
     ca = await makeLocalCa('gateway test CA');
@@ -88,25 +87,11 @@ describe('Gateways and TLS Secrets from the kubernetes API', () => {
         rules: [{ backendRefs: [{ name: 'frontend', port: 80 }] }],
       },
     });
-    plane = await startControlPlane({
-      configPaths: [],
-      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
-      admin: { host: '127.0.0.1', port: 0 },
-      log: (line) => void logs.push(line),
-      pushDebounceMs: 0,
-      kubernetes: { ...kubernetesControlOptions(api.kubeConfig()), syncTimeoutMs: 10_000, backoffMs: { initial: 10, max: 50 } },
-    });
-    const info: ProxyInfo = { id: 'edge-0', service: 'edge', version: 'v1', kind: 'gateway', upstreams: [], pid: 1, admin: { host: '127.0.0.1', port: 1 } };
-    const client = new ControlClient({ url: plane.url, info, credential: 'edge-token', apply: (s) => void applied.push(s), onFatal: () => {} });
-    clients.push(client);
-    client.start();
+    plane = await startKubernetesControlPlane(api, { log: (line) => void logs.push(line) });
+    applied = joinControlPlane(plane, proxyInfo('edge', { kind: 'gateway' }), 'edge-token', clients).applied;
   });
 
-  after(async () => {
-    for (const c of clients) c.stop();
-    await plane?.close();
-    await api?.close();
-  });
+  after(() => stopKubernetesTest(clients, [plane], api));
 
   const port = (n: number) => applied.at(-1)?.gateway?.ports.find((p) => p.port === n);
   const admin = async (path: string): Promise<string> => {
@@ -152,22 +137,11 @@ describe('Gateways and TLS Secrets from the kubernetes API', () => {
 
   it('refuses a gateway proxy whose ServiceAccount is not named as its Gateway (the keys are the Gateway’s, not the namespace’s)', async () => {
     api.tokens.set('frontend-token', { username: 'system:serviceaccount:shop:frontend', audiences: ['trellis'] });
-    const got: Snapshot[] = [];
-    let refusal: string | undefined;
-    const info: ProxyInfo = { id: 'edge-evil', service: 'edge', version: 'v1', kind: 'gateway', upstreams: [], pid: 1, admin: { host: '127.0.0.1', port: 1 } };
-    const client = new ControlClient({
-      url: plane.url,
-      info,
-      credential: 'frontend-token',
-      apply: (s) => void got.push(s),
-      onFatal: (_code, message) => void (refusal = message),
-    });
-    clients.push(client);
-    client.start();
-    await eventually(() => refusal !== undefined, { what: 'the hello refused' });
-    client.stop();
-    assert.match(refusal!, /must run as ServiceAccount edge of namespace shop/);
-    assert.deepEqual(got, []);
+    const evil = joinControlPlane(plane, proxyInfo('edge', { id: 'edge-evil', kind: 'gateway' }), 'frontend-token', clients);
+    await eventually(() => evil.fatal.length > 0, { what: 'the hello refused' });
+    evil.client.stop();
+    assert.match(evil.fatal[0]!, /must run as ServiceAccount edge of namespace shop/);
+    assert.deepEqual(evil.applied, []);
   });
 
   it('keeps the last good certificate when the Secret is rotated to a bad one (log and metric); a good one replaces it', async () => {
@@ -240,31 +214,18 @@ describe('Gateways and TLS Secrets from the kubernetes API', () => {
 describe('a Gateway created after its proxy joined, then deleted', () => {
   let api: KubeApiStandIn;
   let plane: ControlPlane;
-  let client: ControlClient | undefined;
-  const applied: Snapshot[] = [];
+  const clients: ControlClient[] = [];
+  let applied: Snapshot[] = [];
 
   before(async () => {
     api = await new KubeApiStandIn().start();
     api.tokens.set('late-token', { username: 'system:serviceaccount:shop:late', audiences: ['trellis'] });
     api.apply(httpService('frontend', 'shop', 'http'));
-    plane = await startControlPlane({
-      configPaths: [],
-      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
-      admin: { host: '127.0.0.1', port: 0 },
-      log: () => {},
-      pushDebounceMs: 0,
-      kubernetes: { ...kubernetesControlOptions(api.kubeConfig()), syncTimeoutMs: 10_000, backoffMs: { initial: 10, max: 50 } },
-    });
-    const info: ProxyInfo = { id: 'late-0', service: 'late', version: 'v1', kind: 'gateway', upstreams: [], pid: 1, admin: { host: '127.0.0.1', port: 1 } };
-    client = new ControlClient({ url: plane.url, info, credential: 'late-token', apply: (s) => void applied.push(s), onFatal: () => {} });
-    client.start();
+    plane = await startKubernetesControlPlane(api);
+    applied = joinControlPlane(plane, proxyInfo('late', { kind: 'gateway' }), 'late-token', clients).applied;
   });
 
-  after(async () => {
-    client?.stop();
-    await plane?.close();
-    await api?.close();
-  });
+  after(() => stopKubernetesTest(clients, [plane], api));
 
   it('gives the waiting proxy its ports once the Gateway exists, and takes them away when it is deleted', async () => {
     await eventually(() => applied.length > 0, { what: 'a first snapshot, with no Gateway yet' });

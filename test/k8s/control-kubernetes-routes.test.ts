@@ -13,11 +13,11 @@ import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
-import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
+import type { ControlPlane } from '../../src/control/control-plane.js';
 import { kubernetesControlOptions } from '../../src/control/sources/kubernetes-control.js';
-import { EMPTY_CONFIG } from '../../src/control/sources/mesh-config.js';
-import { ControlClient } from '../../src/proxy/control-client.js';
-import type { ProxyInfo, Snapshot } from '../../src/api/protocol.js';
+import type { ControlClient } from '../../src/proxy/control-client.js';
+import type { Snapshot } from '../../src/api/protocol.js';
+import { joinControlPlane, proxyInfo, startKubernetesControlPlane, stopKubernetesTest } from '../helpers/kubernetes-control-plane.js';
 import { issueServerCertificate, makeLocalCa } from '../../src/security/local-tls.js';
 
 const GW = 'gateway.networking.k8s.io/v1';
@@ -100,30 +100,12 @@ describe('routes and policies from the kubernetes API', () => {
       ]),
     );
     api.apply(slice('frontend', [['frontend-0', '10.0.0.3']]));
-    plane = await startControlPlane({
-      configPaths: [],
-      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
-      admin: { host: '127.0.0.1', port: 0 },
-      log: (line) => void logs.push(line),
-      pushDebounceMs: 0,
-      kubernetes: { ...kubernetesControlOptions(api.kubeConfig()), syncTimeoutMs: 10_000, backoffMs: { initial: 10, max: 50 } },
-    });
+    plane = await startKubernetesControlPlane(api, { log: (line) => void logs.push(line) });
   });
 
-  after(async () => {
-    for (const c of clients) c.stop();
-    await plane?.close();
-    await api?.close();
-  });
+  after(() => stopKubernetesTest(clients, [plane], api));
 
-  function join(service: string, token: string): Snapshot[] {
-    const applied: Snapshot[] = [];
-    const info: ProxyInfo = { id: `${service}-0`, service, version: 'v1', kind: 'sidecar', upstreams: [], pid: 1, admin: { host: '127.0.0.1', port: 1 } };
-    const client = new ControlClient({ url: plane.url, info, credential: token, apply: (s) => void applied.push(s), onFatal: () => {} });
-    clients.push(client);
-    client.start();
-    return applied;
-  }
+  const join = (service: string, token: string): Snapshot[] => joinControlPlane(plane, proxyInfo(service), token, clients).applied;
 
   const weights = (applied: Snapshot[]): string =>
     JSON.stringify(applied.at(-1)?.upstreams['backend.shop']?.routes.flatMap((r) => r.backends.map((b) => [b.backend, b.weight])) ?? null);
@@ -283,19 +265,15 @@ describe('routes and policies from the kubernetes API with config files', () => 
     // Its parent is only in the files once they are edited.
     api.apply(route('to-cart', 'cart'));
     api.apply(route('to-backend', 'backend'));
-    plane = await startControlPlane({
-      configPaths: [path.join(dir, 'mesh.yaml'), path.join(dir, 'route.yaml')],
-      admin: { host: '127.0.0.1', port: 0 },
+    plane = await startKubernetesControlPlane(api, {
       log: (line) => void logs.push(line),
-      pushDebounceMs: 0,
-      watchPollMs: 0,
-      kubernetes: { ...kubernetesControlOptions(api.kubeConfig()), syncTimeoutMs: 10_000, backoffMs: { initial: 10, max: 50 } },
+      configPaths: [path.join(dir, 'mesh.yaml'), path.join(dir, 'route.yaml')],
+      plane: { watchPollMs: 0 },
     });
   });
 
   after(async () => {
-    await plane?.close();
-    await api?.close();
+    await stopKubernetesTest([], [plane], api);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -339,19 +317,10 @@ describe("the shop's topology-1 overlay in the kubernetes API", () => {
         api.apply({ ...o, metadata: { ...o.metadata, namespace: 'shop' } });
       }
     }
-    plane = await startControlPlane({
-      configPaths: [],
-      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
-      admin: { host: '127.0.0.1', port: 0 },
-      log: () => {},
-      kubernetes: { ...kubernetesControlOptions(api.kubeConfig()), syncTimeoutMs: 10_000, backoffMs: { initial: 10, max: 50 } },
-    });
+    plane = await startKubernetesControlPlane(api);
   });
 
-  after(async () => {
-    await plane?.close();
-    await api?.close();
-  });
+  after(() => stopKubernetesTest([], [plane], api));
 
   it('applies its canary route and AuthorizationPolicies; its Gateway serves the HTTP listeners, and refuses the HTTPS ones until their Secret exists', async () => {
     const config = plane.model.config;
@@ -402,27 +371,19 @@ describe('a kind whose CRD is not installed', () => {
   before(async () => {
     api = await new KubeApiStandIn().start();
     api.apply(httpService('backend', 'shop', 'http'));
-    const options = kubernetesControlOptions(api.kubeConfig());
-    plane = await startControlPlane({
-      configPaths: [],
-      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
-      admin: { host: '127.0.0.1', port: 0 },
+    const { list } = kubernetesControlOptions(api.kubeConfig());
+    plane = await startKubernetesControlPlane(api, {
       log: (line) => void logs.push(line),
       kubernetes: {
-        ...options,
         // The API server answers 404 for a resource no CRD defines.
         list: (p, o) =>
-          p.endsWith('/ratelimitpolicies') ? Promise.reject(new Error(`404 from ${p}: the server could not find the requested resource`)) : options.list(p, o),
+          p.endsWith('/ratelimitpolicies') ? Promise.reject(new Error(`404 from ${p}: the server could not find the requested resource`)) : list(p, o),
         syncTimeoutMs: 300,
-        backoffMs: { initial: 10, max: 50 },
       },
     });
   });
 
-  after(async () => {
-    await plane?.close();
-    await api?.close();
-  });
+  after(() => stopKubernetesTest([], [plane], api));
 
   it('holds the start up to the sync timeout, names the kind, then serves what it has', () => {
     assert.ok(

@@ -13,13 +13,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
-import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import { kubernetesControlOptions } from '../../src/control/sources/kubernetes-control.js';
+import type { ControlPlane } from '../../src/control/control-plane.js';
 import { kubeCall } from '../../src/k8s/source/reflector.js';
 import { routableInstances } from '../../src/control/distribute/distributor.js';
-import { EMPTY_CONFIG } from '../../src/control/sources/mesh-config.js';
-import { ControlClient } from '../../src/proxy/control-client.js';
-import type { IssuedCertificate, ProxyInfo, Snapshot } from '../../src/api/protocol.js';
+import type { ControlClient } from '../../src/proxy/control-client.js';
+import type { IssuedCertificate, ProxyInfo } from '../../src/api/protocol.js';
+import { joinControlPlane, proxyInfo, startKubernetesControlPlane, stopKubernetesTest, type JoinedProxy } from '../helpers/kubernetes-control-plane.js';
 import { generateKeyPair, makeCsr } from '../../src/security/x509.js';
 
 const BACKEND_ID = 'spiffe://cluster.local/ns/shop/sa/shop-backend';
@@ -66,52 +65,13 @@ describe('control plane on kubernetes', () => {
       },
     });
     api.apply(backendSlice(true));
-    plane = await startControlPlane({
-      configPaths: [],
-      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
-      admin: { host: '127.0.0.1', port: 0 },
-      log: () => {},
-      pushDebounceMs: 0,
-      kubernetes: {
-        ...kubernetesControlOptions(api.kubeConfig()),
-        replica: 'control-a',
-        leaseRetryMs: 50,
-        syncTimeoutMs: 10_000,
-        backoffMs: { initial: 10, max: 50 },
-      },
-    });
+    plane = await startKubernetesControlPlane(api, { kubernetes: { replica: 'control-a' } });
   });
 
-  after(async () => {
-    for (const c of clients) c.stop();
-    await plane?.close();
-    await api?.close();
-  });
+  after(() => stopKubernetesTest(clients, [plane], api));
 
-  function join(info: ProxyInfo, credential: string): { applied: Snapshot[]; fatal: string[]; client: ControlClient } {
-    const applied: Snapshot[] = [];
-    const fatal: string[] = [];
-    const client = new ControlClient({
-      url: plane.url,
-      info,
-      credential,
-      apply: (s) => void applied.push(s),
-      onFatal: (code, message) => void fatal.push(`${code}: ${message}`),
-    });
-    clients.push(client);
-    client.start();
-    return { applied, fatal, client };
-  }
-
-  const backendInfo: ProxyInfo = {
-    id: 'backend-0',
-    service: 'backend',
-    version: 'v1',
-    kind: 'sidecar',
-    upstreams: [],
-    pid: 1,
-    admin: { host: '127.0.0.1', port: 1 },
-  };
+  const join = (info: ProxyInfo, credential: string): JoinedProxy => joinControlPlane(plane, info, credential, clients);
+  const backendInfo = proxyInfo('backend');
 
   it('takes services and endpoints from the API: key, protocol, identity, the sidecar inbound port, readiness', async () => {
     const backend = plane.model.service('backend.shop');
@@ -210,20 +170,7 @@ describe('two control plane replicas on kubernetes', () => {
   });
 
   const replica = (name: string): Promise<ControlPlane> =>
-    startControlPlane({
-      configPaths: [],
-      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
-      admin: { host: '127.0.0.1', port: 0 },
-      stateDir: path.join(dir, name),
-      log: () => {},
-      kubernetes: {
-        ...kubernetesControlOptions(api.kubeConfig()),
-        replica: name,
-        leaseRetryMs: 50,
-        syncTimeoutMs: 10_000,
-        backoffMs: { initial: 10, max: 50 },
-      },
-    });
+    startKubernetesControlPlane(api, { kubernetes: { replica: name }, plane: { stateDir: path.join(dir, name) } });
 
   it('sign with one CA: the leader stores its generated CA in the Secret trellis-ca, the other replica adopts it; one of them leads', async () => {
     planes.push(await replica('control-a'));

@@ -10,14 +10,13 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
-import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import { kubernetesControlOptions } from '../../src/control/sources/kubernetes-control.js';
-import { EMPTY_CONFIG } from '../../src/control/sources/mesh-config.js';
-import { ControlClient } from '../../src/proxy/control-client.js';
+import type { ControlPlane } from '../../src/control/control-plane.js';
+import type { ControlClient } from '../../src/proxy/control-client.js';
+import { joinControlPlane, proxyInfo, startKubernetesControlPlane, stopKubernetesTest } from '../helpers/kubernetes-control-plane.js';
 import { AuthzEngine } from '../../src/proxy/authz/engine.js';
 import { checkKubernetesKinds } from '../../src/cli/mesh-checks.js';
 import { checkMesh } from '../../src/cli/check.js';
-import type { ProxyInfo, Snapshot } from '../../src/api/protocol.js';
+import type { Snapshot } from '../../src/api/protocol.js';
 import type { KubernetesView } from '../../src/api/admin.js';
 
 const TRELLIS = 'trellis.dev/v1alpha1';
@@ -46,21 +45,10 @@ describe('a security kind the API will not list (fail closed)', () => {
     api.apply(httpService('frontend', 'shop', 'http'));
     api.apply(policy);
     api.refuse(TRELLIS, 'AuthorizationPolicy', 403);
-    plane = await startControlPlane({
-      configPaths: [],
-      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
-      admin: { host: '127.0.0.1', port: 0 },
-      log: (line) => void logs.push(line),
-      pushDebounceMs: 0,
-      kubernetes: { ...kubernetesControlOptions(api.kubeConfig()), syncTimeoutMs: 300, backoffMs: { initial: 10, max: 50 } },
-    });
+    plane = await startKubernetesControlPlane(api, { log: (line) => void logs.push(line), kubernetes: { syncTimeoutMs: 300 } });
   });
 
-  after(async () => {
-    for (const c of clients) c.stop();
-    await plane?.close();
-    await api?.close();
-  });
+  after(() => stopKubernetesTest(clients, [plane], api));
 
   const admin = async (path: string): Promise<string> => {
     const res = await fetch(`${plane.url}${path}`, { headers: { authorization: `Bearer ${plane.adminToken}` } });
@@ -68,21 +56,7 @@ describe('a security kind the API will not list (fail closed)', () => {
     return res.text();
   };
 
-  function join(service: string, token: string): { applied: Snapshot[]; fatal: string[] } {
-    const applied: Snapshot[] = [];
-    const fatal: string[] = [];
-    const info: ProxyInfo = { id: `${service}-0`, service, version: 'v1', kind: 'sidecar', upstreams: [], pid: 1, admin: { host: '127.0.0.1', port: 1 } };
-    const client = new ControlClient({
-      url: plane.url,
-      info,
-      credential: token,
-      apply: (s) => void applied.push(s),
-      onFatal: (code, message) => void fatal.push(`${code}: ${message}`),
-    });
-    clients.push(client);
-    client.start();
-    return { applied, fatal };
-  }
+  const join = (service: string, token: string): { applied: Snapshot[]; fatal: string[] } => joinControlPlane(plane, proxyInfo(service), token, clients);
 
   it('refuses proxies while AuthorizationPolicy has never listed, says why, then serves them with the policy', async () => {
     assert.ok(plane.model.service('backend.shop'), 'the other kinds are served');

@@ -10,9 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
-import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import { kubernetesControlOptions } from '../../src/control/sources/kubernetes-control.js';
-import { EMPTY_CONFIG } from '../../src/control/sources/mesh-config.js';
+import type { ControlPlane } from '../../src/control/control-plane.js';
+import { startKubernetesControlPlane, stopKubernetesTest } from '../helpers/kubernetes-control-plane.js';
 import { CONTROLLER_NAME } from '../../src/k8s/source/route-status.js';
 
 const GW = 'gateway.networking.k8s.io/v1';
@@ -50,27 +49,14 @@ describe('GatewayClasses from the kubernetes API', () => {
     api.apply(gateway('edge', 'mesh-edge', 8080));
     api.apply(gateway('legacy', 'trellis', 8081));
     api.apply(gateway('theirs', 'istio', 8082));
-    plane = await startControlPlane({
-      configPaths: [],
-      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
-      admin: { host: '127.0.0.1', port: 0 },
+    plane = await startKubernetesControlPlane(api, {
       log: (line) => void logs.push(line),
-      pushDebounceMs: 0,
-      kubernetes: {
-        ...kubernetesControlOptions(api.kubeConfig('leader-token')),
-        replica: 'control-a',
-        leaseRetryMs: 50,
-        statusResyncMs: 100,
-        syncTimeoutMs: 10_000,
-        backoffMs: { initial: 10, max: 50 },
-      },
+      token: 'leader-token',
+      kubernetes: { replica: 'control-a', statusResyncMs: 100 },
     });
   });
 
-  after(async () => {
-    await plane?.close();
-    await api?.close();
-  });
+  after(() => stopKubernetesTest([], [plane], api));
 
   const names = (): string[] => (plane.model.config.gateways ?? []).map((g) => g.name).sort();
   const classStatus = async (name: string): Promise<{ conditions?: Cond[] } | undefined> => {

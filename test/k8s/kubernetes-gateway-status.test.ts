@@ -14,9 +14,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
-import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import { kubernetesControlOptions } from '../../src/control/sources/kubernetes-control.js';
-import { EMPTY_CONFIG } from '../../src/control/sources/mesh-config.js';
+import type { ControlPlane } from '../../src/control/control-plane.js';
+import { startLeaderAndFollower, stopKubernetesTest, type StatusCondition as Cond } from '../helpers/kubernetes-control-plane.js';
 import { CONTROLLER_NAME } from '../../src/k8s/source/route-status.js';
 import { issueServerCertificate, makeLocalCa, type PemPair } from '../../src/security/local-tls.js';
 
@@ -57,14 +56,6 @@ function httpRoute(name: string, sectionName: string): StandInObject {
   };
 }
 
-interface Cond {
-  type: string;
-  status: string;
-  reason: string;
-  message: string;
-  observedGeneration: number;
-  lastTransitionTime: string;
-}
 interface ListenerStatus {
   name: string;
   supportedKinds: { group: string; kind: string }[];
@@ -107,32 +98,10 @@ describe('Gateway API status of the Gateways from the leader', () => {
     api.apply(httpRoute('nowhere', 'absent'));
     // On the refused listener: not Accepted (it does not serve), but attached all the same.
     api.apply(httpRoute('on-bad', 'bad'));
-    const start = (replica: string, token: string) =>
-      startControlPlane({
-        configPaths: [],
-        load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
-        admin: { host: '127.0.0.1', port: 0 },
-        log: (line) => void logs.push(`${replica}: ${line}`),
-        pushDebounceMs: 0,
-        kubernetes: {
-          ...kubernetesControlOptions(api.kubeConfig(token)),
-          replica,
-          leaseRetryMs: 50,
-          statusResyncMs: 100,
-          syncTimeoutMs: 10_000,
-          backoffMs: { initial: 10, max: 50 },
-        },
-      });
-    leader = await start('control-a', 'leader-token');
-    await eventually(() => leader.kubernetes?.leading === true, { what: 'control-a to lead' });
-    follower = await start('control-b', 'follower-token');
+    ({ leader, follower } = await startLeaderAndFollower(api, (line) => void logs.push(line)));
   });
 
-  after(async () => {
-    await follower?.close();
-    await leader?.close();
-    await api?.close();
-  });
+  after(() => stopKubernetesTest([], [follower, leader], api));
 
   it('writes the Gateway conditions and per listener its kinds, attached routes and conditions', async () => {
     await eventually(async () => (await status('edge')).listeners?.length === 2, { what: 'the edge Gateway to get a status' });

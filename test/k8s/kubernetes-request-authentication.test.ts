@@ -10,11 +10,9 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
-import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import { kubernetesControlOptions } from '../../src/control/sources/kubernetes-control.js';
-import { EMPTY_CONFIG } from '../../src/control/sources/mesh-config.js';
-import { ControlClient } from '../../src/proxy/control-client.js';
-import type { ProxyInfo, Snapshot } from '../../src/api/protocol.js';
+import type { ControlPlane } from '../../src/control/control-plane.js';
+import type { ControlClient } from '../../src/proxy/control-client.js';
+import { joinControlPlane, proxyInfo, startKubernetesControlPlane, stopKubernetesTest } from '../helpers/kubernetes-control-plane.js';
 
 const TRELLIS = 'trellis.dev/v1alpha1';
 
@@ -44,43 +42,13 @@ describe('RequestAuthentications from the kubernetes API (fail closed)', () => {
     api.apply(authn('remote', { jwksUri: 'https://remote.example/jwks.json' }));
     api.apply(authn('from-file', { jwksFile: '/etc/passwd' }));
     api.refuse(TRELLIS, 'RequestAuthentication', 403);
-    plane = await startControlPlane({
-      configPaths: [],
-      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
-      admin: { host: '127.0.0.1', port: 0 },
-      log: (line) => void logs.push(line),
-      pushDebounceMs: 0,
-      kubernetes: { ...kubernetesControlOptions(api.kubeConfig()), syncTimeoutMs: 300, backoffMs: { initial: 10, max: 50 } },
-    });
+    plane = await startKubernetesControlPlane(api, { log: (line) => void logs.push(line), kubernetes: { syncTimeoutMs: 300 } });
   });
 
-  after(async () => {
-    for (const c of clients) c.stop();
-    await plane?.close();
-    await api?.close();
-  });
+  after(() => stopKubernetesTest(clients, [plane], api));
 
   it('refuses proxies until RequestAuthentication lists, then serves the inline and jwksUri rules and skips a jwksFile', async () => {
-    const applied: Snapshot[] = [];
-    const fatal: string[] = [];
-    const info: ProxyInfo = {
-      id: 'backend-0',
-      service: 'backend',
-      version: 'v1',
-      kind: 'sidecar',
-      upstreams: [],
-      pid: 1,
-      admin: { host: '127.0.0.1', port: 1 },
-    };
-    const client = new ControlClient({
-      url: plane.url,
-      info,
-      credential: 'backend-token',
-      apply: (s) => void applied.push(s),
-      onFatal: (code, message) => void fatal.push(`${code}: ${message}`),
-    });
-    clients.push(client);
-    client.start();
+    const { applied, fatal } = joinControlPlane(plane, proxyInfo('backend'), 'backend-token', clients);
     await eventually(() => fatal.length >= 1, { what: 'the backend proxy refused' });
     assert.equal(applied.length, 0, 'no snapshot without the RequestAuthentications');
     assert.match(fatal[0]!, /^TRELLIS_E_KUBERNETES_UNLISTED: .*RequestAuthentication cannot be listed: 403 Forbidden/);

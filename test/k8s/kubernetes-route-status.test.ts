@@ -10,9 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { httpService, KubeApiStandIn, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
-import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import { kubernetesControlOptions } from '../../src/control/sources/kubernetes-control.js';
-import { EMPTY_CONFIG } from '../../src/control/sources/mesh-config.js';
+import type { ControlPlane } from '../../src/control/control-plane.js';
+import { startLeaderAndFollower, stopKubernetesTest, type StatusCondition as Cond } from '../helpers/kubernetes-control-plane.js';
 import { CONTROLLER_NAME } from '../../src/k8s/source/route-status.js';
 
 const GW = 'gateway.networking.k8s.io/v1';
@@ -52,14 +51,6 @@ function route(
   };
 }
 
-interface Cond {
-  type: string;
-  status: string;
-  reason: string;
-  message: string;
-  observedGeneration: number;
-  lastTransitionTime: string;
-}
 interface ParentStatus {
   parentRef: Record<string, unknown>;
   controllerName: string;
@@ -130,32 +121,10 @@ describe('Gateway API route status from the leader', () => {
       metadata: { name: 'pg', namespace: 'shop' },
       spec: { parentRefs: [{ kind: 'Service', group: '', name: 'postgres' }], rules: [{ backendRefs: [{ name: 'postgres', port: 5432 }] }] },
     });
-    const start = (replica: string, token: string) =>
-      startControlPlane({
-        configPaths: [],
-        load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
-        admin: { host: '127.0.0.1', port: 0 },
-        log: (line) => void logs.push(`${replica}: ${line}`),
-        pushDebounceMs: 0,
-        kubernetes: {
-          ...kubernetesControlOptions(api.kubeConfig(token)),
-          replica,
-          leaseRetryMs: 50,
-          statusResyncMs: 100,
-          syncTimeoutMs: 10_000,
-          backoffMs: { initial: 10, max: 50 },
-        },
-      });
-    leader = await start('control-a', 'leader-token');
-    await eventually(() => leader.kubernetes?.leading === true, { what: 'control-a to lead' });
-    follower = await start('control-b', 'follower-token');
+    ({ leader, follower } = await startLeaderAndFollower(api, (line) => void logs.push(line)));
   });
 
-  after(async () => {
-    await follower?.close();
-    await leader?.close();
-    await api?.close();
-  });
+  after(() => stopKubernetesTest([], [follower, leader], api));
 
   it('writes Accepted and ResolvedRefs per parentRef, with the observedGeneration', async () => {
     await eventually(async () => (await ours('canary')).length === 1, { what: 'the canary route to get a status' });

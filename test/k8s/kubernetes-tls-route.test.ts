@@ -9,11 +9,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { KubeApiStandIn, httpService, type StandInObject } from '../helpers/kube-api-stand-in.js';
 import { eventually } from '../helpers/eventually.js';
-import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
-import { kubernetesControlOptions } from '../../src/control/sources/kubernetes-control.js';
-import { EMPTY_CONFIG } from '../../src/control/sources/mesh-config.js';
-import { ControlClient } from '../../src/proxy/control-client.js';
-import type { ProxyInfo, Snapshot } from '../../src/api/protocol.js';
+import type { ControlPlane } from '../../src/control/control-plane.js';
+import type { ControlClient } from '../../src/proxy/control-client.js';
+import type { Snapshot } from '../../src/api/protocol.js';
+import { joinControlPlane, proxyInfo, startKubernetesControlPlane, stopKubernetesTest } from '../helpers/kubernetes-control-plane.js';
 import { CONTROLLER_NAME } from '../../src/k8s/source/route-status.js';
 
 const GW = 'gateway.networking.k8s.io/v1';
@@ -42,7 +41,7 @@ describe('TLSRoutes from the kubernetes API', () => {
   let plane: ControlPlane;
   const logs: string[] = [];
   const clients: ControlClient[] = [];
-  const applied: Snapshot[] = [];
+  let applied: Snapshot[] = [];
 
   before(async () => {
     api = await new KubeApiStandIn().start();
@@ -63,32 +62,15 @@ describe('TLSRoutes from the kubernetes API', () => {
       metadata: { name: 'plain', namespace: 'shop' },
       spec: { gatewayClassName: 'trellis', listeners: [{ name: 'http', port: 8080, protocol: 'HTTP' }] },
     });
-    plane = await startControlPlane({
-      configPaths: [],
-      load: async () => ({ config: EMPTY_CONFIG, files: [], problems: [] }),
-      admin: { host: '127.0.0.1', port: 0 },
+    plane = await startKubernetesControlPlane(api, {
       log: (line) => void logs.push(line),
-      pushDebounceMs: 0,
-      kubernetes: {
-        ...kubernetesControlOptions(api.kubeConfig('leader-token')),
-        replica: 'control-a',
-        leaseRetryMs: 50,
-        statusResyncMs: 100,
-        syncTimeoutMs: 10_000,
-        backoffMs: { initial: 10, max: 50 },
-      },
+      token: 'leader-token',
+      kubernetes: { replica: 'control-a', statusResyncMs: 100 },
     });
-    const info: ProxyInfo = { id: 'edge-0', service: 'edge', version: 'v1', kind: 'gateway', upstreams: [], pid: 1, admin: { host: '127.0.0.1', port: 1 } };
-    const client = new ControlClient({ url: plane.url, info, credential: 'edge-token', apply: (s) => void applied.push(s), onFatal: () => {} });
-    clients.push(client);
-    client.start();
+    applied = joinControlPlane(plane, proxyInfo('edge', { kind: 'gateway' }), 'edge-token', clients).applied;
   });
 
-  after(async () => {
-    for (const c of clients) c.stop();
-    await plane?.close();
-    await api?.close();
-  });
+  after(() => stopKubernetesTest(clients, [plane], api));
 
   const port = (n: number) => applied.at(-1)?.gateway?.ports.find((p) => p.port === n);
   const routes = (): Snapshot['upstreams'][string]['routes'] | undefined => {

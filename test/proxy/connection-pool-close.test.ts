@@ -2,59 +2,36 @@
 // established, and ones that finish a request or are asked for after the pool closed; and
 // its idle timeout closes connections that went idle together a few at a time.
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { CLOSES_PER_SWEEP, ConnectionPool } from '../../src/proxy/http1/pool.js';
-import type { UpstreamConnection, UpstreamEvents } from '../../src/proxy/http1/upstream-connection.js';
+import type { UpstreamConnection } from '../../src/proxy/http1/upstream-connection.js';
 import { eventually } from '../helpers/eventually.js';
+import { AcceptingServer, poolEvents } from '../helpers/pool-harness.js';
 
-const open = new Set<net.Socket>();
-let accepted = 0;
-const server = net.createServer((s) => {
-  accepted++;
-  open.add(s);
-  s.on('close', () => open.delete(s));
-  s.on('error', () => {});
-});
-let port = 0;
+const server = new AcceptingServer();
 
-function events(pool: () => ConnectionPool): UpstreamEvents {
-  return {
-    resetCode: 'TRELLIS_E_UPSTREAM_RESET',
-    release: (c) => pool().release(c),
-    gone: (c) => pool().gone(c),
-    unsent: () => {},
-  };
-}
+before(() => server.listen());
+after(() => server.close());
 
-before(async () => {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  port = (server.address() as net.AddressInfo).port;
-});
-after(async () => {
-  for (const s of open) s.destroy();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-});
-
-const endpoint = () => ({ id: 'e1', host: '127.0.0.1', port, version: 'v1' });
+const endpoint = () => server.endpoint();
 
 test('closing a pool closes every idle connection, not every other one', async () => {
   const pool: ConnectionPool = new ConnectionPool();
-  const ev = events(() => pool);
-  const start = accepted;
+  const ev = poolEvents(() => pool);
+  const start = server.accepted;
   const conns: UpstreamConnection[] = [];
   for (let i = 0; i < 5; i++) conns.push(pool.acquire(endpoint(), ev));
-  await eventually(() => accepted - start === 5 && conns.every((c) => c.ready));
+  await eventually(() => server.accepted - start === 5 && conns.every((c) => c.ready));
   for (const c of conns) pool.release(c);
   assert.deepEqual(pool.counts(), { active: 0, idle: 5 });
   pool.close();
-  await eventually(() => open.size === 0, { what: 'every connection to close' });
+  await eventually(() => server.open.size === 0, { what: 'every connection to close' });
   assert.ok(conns.every((c) => c.socket.destroyed));
 });
 
 test('closing a pool while connections are being established leaks none of them', async () => {
   const pool: ConnectionPool = new ConnectionPool();
-  const ev = events(() => pool);
+  const ev = poolEvents(() => pool);
   const conns: UpstreamConnection[] = [];
   for (let i = 0; i < 5; i++) conns.push(pool.acquire(endpoint(), ev));
   // Closed before any connect completed; a connection that finishes its request after
@@ -64,7 +41,7 @@ test('closing a pool while connections are being established leaks none of them'
   const late = pool.acquire(endpoint(), ev);
   pool.release(late);
   await eventually(() => conns.every((c) => c.socket.destroyed) && late.socket.destroyed);
-  await eventually(() => open.size === 0, { what: 'every connection to close' });
+  await eventually(() => server.open.size === 0, { what: 'every connection to close' });
   assert.deepEqual(pool.counts(), { active: 0, idle: 0 });
 });
 
@@ -73,7 +50,7 @@ test('connections that went idle together are closed a few at a time, not all in
   // Idle timeout 1 ms: every released connection (never used: idle since 0) is past it at the first sweep.
   const pool: ConnectionPool = new ConnectionPool({ idleTimeoutMs: 1 });
   try {
-    const ev = events(() => pool);
+    const ev = poolEvents(() => pool);
     const conns: UpstreamConnection[] = [];
     for (let i = 0; i < 10; i++) conns.push(pool.acquire(endpoint(), ev));
     await eventually(() => conns.every((c) => c.ready), { what: 'every connection to open' });
@@ -93,7 +70,7 @@ test('a connection past the idle timeout, not yet closed by the sweep, is not re
   t.mock.timers.enable({ apis: ['setInterval'] });
   const pool: ConnectionPool = new ConnectionPool({ idleTimeoutMs: 1 });
   try {
-    const ev = events(() => pool);
+    const ev = poolEvents(() => pool);
     const old = pool.acquire(endpoint(), ev);
     await eventually(() => old.ready, { what: 'the connection to open' });
     // Released, never used: idle since 0, past the 1 ms timeout; no sweep has run.

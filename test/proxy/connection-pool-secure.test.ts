@@ -2,43 +2,19 @@
 // the next request asks nothing again (the sidecar's answer builds TLS options from its
 // peer table, work a request must not pay for).
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { ConnectionPool, type SecureFor } from '../../src/proxy/http1/pool.js';
-import type { UpstreamEvents } from '../../src/proxy/http1/upstream-connection.js';
 import { eventually } from '../helpers/eventually.js';
+import { AcceptingServer, poolEvents } from '../helpers/pool-harness.js';
 
-const open = new Set<net.Socket>();
-let accepted = 0;
-const server = net.createServer((s) => {
-  accepted++;
-  open.add(s);
-  s.on('close', () => open.delete(s));
-  s.on('error', () => {});
-});
-let port = 0;
+const server = new AcceptingServer();
 
-before(async () => {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  port = (server.address() as net.AddressInfo).port;
-});
-after(async () => {
-  for (const s of open) s.destroy();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-});
+before(() => server.listen());
+after(() => server.close());
 
-const endpoint = () => ({ id: 'e1', host: '127.0.0.1', port, version: 'v1' });
+const endpoint = () => server.endpoint();
 /** Connections released here never carried a request (idle since 0): a timeout far past the test's run. */
 const HOUR = 3_600_000;
-
-function events(pool: () => ConnectionPool): UpstreamEvents {
-  return {
-    resetCode: 'TRELLIS_E_UPSTREAM_RESET',
-    release: (c) => pool().release(c),
-    gone: (c) => pool().gone(c),
-    unsent: () => {},
-  };
-}
 
 test('a pooled connection reused for 20 requests asks how to secure it once', async () => {
   const asked: string[] = [];
@@ -46,8 +22,8 @@ test('a pooled connection reused for 20 requests asks how to secure it once', as
   const secureFor: SecureFor = (key) => void asked.push(key);
   const pool: ConnectionPool = new ConnectionPool({ secureFor, idleTimeoutMs: HOUR });
   try {
-    const ev = events(() => pool);
-    const start = accepted;
+    const ev = poolEvents(() => pool);
+    const start = server.accepted;
     const first = pool.acquire(endpoint(), ev);
     await eventually(() => first.ready, { what: 'the connection to open' });
     pool.release(first);
@@ -56,8 +32,8 @@ test('a pooled connection reused for 20 requests asks how to secure it once', as
       assert.equal(c, first, 'the idle connection is reused');
       pool.release(c);
     }
-    assert.equal(accepted - start, 1);
-    assert.deepEqual(asked, [`127.0.0.1:${port}`]);
+    assert.equal(server.accepted - start, 1);
+    assert.deepEqual(asked, [`127.0.0.1:${server.port}`]);
   } finally {
     pool.close();
   }
@@ -67,7 +43,7 @@ test('a second connection, opened while the first carries a request, is asked ab
   const asked: string[] = [];
   const pool: ConnectionPool = new ConnectionPool({ secureFor: (key) => void asked.push(key), idleTimeoutMs: HOUR });
   try {
-    const ev = events(() => pool);
+    const ev = poolEvents(() => pool);
     const a = pool.acquire(endpoint(), ev);
     const b = pool.acquire(endpoint(), ev);
     assert.notEqual(a, b);

@@ -26,6 +26,7 @@ import type { ControlMetrics } from '../control-metrics.js';
 import type { IdentityService } from '../ca/identity-service.js';
 import { compileRateLimits } from '../compile/rate-limits.js';
 import { RateQuotas, type GlobalLimit } from './rate-quotas.js';
+import type { TimerClock } from '../../api/timer-clock.js';
 import type { ControlConfig } from '../sources/mesh-config.js';
 import type { WorkloadName } from '../../security/spiffe.js';
 
@@ -65,6 +66,8 @@ export interface DistributorOptions {
   debounceMaxMs?: number;
   /** The clock of the debounce and of the slices (tests). */
   clock?: DebounceClock;
+  /** The clock of the global rate limits' quota loop (tests: the one the proxies' buckets run on); absent: the real one. */
+  quotaClock?: TimerClock;
   /**
    * The distributor works (handles the streams' lines, sends a push round) for at most
    * this long in one turn of the event loop before it yields (setImmediate) and goes on
@@ -237,7 +240,10 @@ export class Distributor {
     const clock = opts.clock;
     this.#now = clock ? () => clock.now() : () => performance.now();
     this.#resumeUntil = Date.now() + (opts.resumeWaitMs ?? 10_000);
-    this.#quotas = new RateQuotas({ limitsOf: (service) => this.#globalLimitsOf(service) });
+    this.#quotas = new RateQuotas({
+      limitsOf: (service) => this.#globalLimitsOf(service),
+      ...(opts.quotaClock ? { clock: opts.quotaClock } : {}),
+    });
   }
 
   /** The global rate limits of `service` under the config in force (compiled once per config). */

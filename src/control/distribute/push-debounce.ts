@@ -14,18 +14,12 @@
 // A push round sends in slices (distributor.ts); a round that begins while one is under
 // way replaces it.
 
-/** The clock the debounce reads and schedules with; tests pass a manual one. */
-export interface DebounceClock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+import { REAL_TIMER_CLOCK, type TimerClock } from '../../api/timer-clock.js';
 
-export const realClock: DebounceClock = {
-  now: () => performance.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-};
+/** The clock the debounce reads and schedules with; tests pass a manual one. */
+export type DebounceClock = TimerClock;
+
+export const realClock: DebounceClock = REAL_TIMER_CLOCK;
 
 export interface PushDebounceOptions {
   /**

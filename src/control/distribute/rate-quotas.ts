@@ -18,6 +18,7 @@
 // most the global rate, though a replica whose load grew may refuse what another's idle
 // quota would have taken, until the control plane is back.
 import { RATE_REPORT_INTERVAL_MS, type RateDemandMessage, type RateQuotaMessage } from '../../api/protocol.js';
+import { every, REAL_TIMER_CLOCK, type TimerClock } from '../../api/timer-clock.js';
 
 /** A global limit of a service: the whole rate, per second, and the whole burst. */
 export interface GlobalLimit {
@@ -77,8 +78,8 @@ export function allocate(total: number, demands: readonly (number | undefined)[]
 export interface RateQuotasOptions {
   /** The global limits of a service (key), from the config in force. */
   limitsOf(service: string): readonly GlobalLimit[];
-  /** ms clock (Date.now by default). */
-  now?: () => number;
+  /** The clock of the reports' age and of the rebalancing timer; real ones by default (tests pass a manual clock). */
+  clock?: TimerClock;
   intervalMs?: number;
 }
 
@@ -90,28 +91,27 @@ interface Demand {
 
 export class RateQuotas {
   readonly #o: RateQuotasOptions;
-  readonly #now: () => number;
+  readonly #clock: TimerClock;
   readonly #intervalMs: number;
   /** Members by service, then by proxy id. */
   readonly #members = new Map<string, Map<string, QuotaMember>>();
   readonly #demand = new Map<string, Demand>();
-  #timer: NodeJS.Timeout | undefined;
+  #stopTimer: (() => void) | undefined;
 
   constructor(o: RateQuotasOptions) {
     this.#o = o;
-    this.#now = o.now ?? Date.now;
+    this.#clock = o.clock ?? REAL_TIMER_CLOCK;
     this.#intervalMs = o.intervalMs ?? RATE_REPORT_INTERVAL_MS;
   }
 
   /** Rebalances every service each interval. */
   start(): void {
-    this.#timer ??= setInterval(() => this.rebalanceAll(), this.#intervalMs);
-    this.#timer.unref();
+    this.#stopTimer ??= every(this.#clock, this.#intervalMs, () => this.rebalanceAll());
   }
 
   stop(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stopTimer?.();
+    this.#stopTimer = undefined;
   }
 
   /** A sidecar connected (after its snapshot was sent): it and its service's other replicas get new quotas. */
@@ -139,7 +139,7 @@ export class RateQuotas {
     if (!(seconds > 0)) return;
     const rates = new Map<string, number>();
     for (const l of msg.limits) if (Number.isFinite(l.requests) && l.requests >= 0) rates.set(l.id, l.requests / seconds);
-    this.#demand.set(id, { rates, at: this.#now() });
+    this.#demand.set(id, { rates, at: this.#clock.now() });
   }
 
   rebalanceAll(): void {
@@ -152,7 +152,7 @@ export class RateQuotas {
     if (members.length === 0) return;
     const limits = this.#o.limitsOf(service);
     if (limits.length === 0) return;
-    const fresh = this.#now() - STALE_INTERVALS * this.#intervalMs;
+    const fresh = this.#clock.now() - STALE_INTERVALS * this.#intervalMs;
     const quotas: RateQuotaMessage['quotas'][] = members.map(() => []);
     for (const limit of limits) {
       const demands = members.map((m) => {

@@ -4,13 +4,14 @@
 // takes its quota at once, and kept while the control plane is unreachable), and the
 // demand report sent every RATE_REPORT_INTERVAL_MS while any limit is global.
 import { RATE_REPORT_INTERVAL_MS, type RateDemandMessage, type RateQuotaMessage, type RateLimitsSnapshot } from '../../api/protocol.js';
+import { every, REAL_TIMER_CLOCK, type TimerClock } from '../../api/timer-clock.js';
 import { RateLimits } from './rate-limits.js';
 
 export interface RateLimitStateOptions {
   /** Sends a demand report on the control stream; false when the stream is down (the counts are kept for the next). */
   report(msg: RateDemandMessage): boolean;
-  /** ms, monotonic; performance.now by default. */
-  clock?: () => number;
+  /** The buckets' time and the report timer; real ones by default (tests pass a manual clock). */
+  clock?: TimerClock;
   /** The report period; RATE_REPORT_INTERVAL_MS by default (tests shorten it). */
   reportIntervalMs?: number;
 }
@@ -20,14 +21,15 @@ export class RateLimitState {
   /** The last quota of each global limit, by limit id. */
   readonly #quotas = new Map<string, { requestsPerSecond: number; burst: number }>();
   readonly #o: RateLimitStateOptions;
-  readonly #clock: () => number;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #clock: TimerClock;
+  /** Stops the report timer; undefined while no limit is global. */
+  #stopReports: (() => void) | undefined;
   #lastReport: number;
 
   constructor(o: RateLimitStateOptions) {
     this.#o = o;
-    this.#clock = o.clock ?? (() => performance.now());
-    this.#lastReport = this.#clock();
+    this.#clock = o.clock ?? REAL_TIMER_CLOCK;
+    this.#lastReport = this.#clock.now();
   }
 
   /** The rate limits in force; undefined: none. */
@@ -42,32 +44,31 @@ export class RateLimitState {
    */
   prepare(snap: RateLimitsSnapshot | undefined): () => void {
     if (snap === undefined || !Array.isArray(snap.limits) || snap.limits.length === 0) return () => this.#set(undefined);
-    const next = new RateLimits(snap, this.#current, this.#clock());
+    const next = new RateLimits(snap, this.#current, this.#clock.now());
     return () => this.#set(next);
   }
 
   #set(next: RateLimits | undefined): void {
     this.#current = next;
-    const now = this.#clock();
+    const now = this.#clock.now();
     for (const l of next?.globals() ?? []) {
       const q = this.#quotas.get(l.spec.id);
       if (q !== undefined && l.quotaPerSecond === undefined) l.setQuota(q.requestsPerSecond, q.burst, now);
     }
     const wantsReports = next !== undefined && next.globals().length > 0;
-    if (wantsReports && this.#timer === undefined) {
+    if (wantsReports && this.#stopReports === undefined) {
       this.#lastReport = now;
-      this.#timer = setInterval(() => this.reportNow(), this.#o.reportIntervalMs ?? RATE_REPORT_INTERVAL_MS);
-      this.#timer.unref();
-    } else if (!wantsReports && this.#timer !== undefined) {
-      clearInterval(this.#timer);
-      this.#timer = undefined;
+      this.#stopReports = every(this.#clock, this.#o.reportIntervalMs ?? RATE_REPORT_INTERVAL_MS, () => this.reportNow());
+    } else if (!wantsReports && this.#stopReports !== undefined) {
+      this.#stopReports();
+      this.#stopReports = undefined;
     }
   }
 
   /** A quota message from the control plane. Malformed entries are skipped. */
   onQuota(msg: RateQuotaMessage): void {
     if (!Array.isArray(msg.quotas)) return;
-    const now = this.#clock();
+    const now = this.#clock.now();
     const globals = this.#current?.globals() ?? [];
     for (const q of msg.quotas) {
       if (typeof q !== 'object' || q === null || typeof q.id !== 'string') continue;
@@ -82,7 +83,7 @@ export class RateLimitState {
   reportNow(): void {
     const globals = this.#current?.globals() ?? [];
     if (globals.length === 0) return;
-    const now = this.#clock();
+    const now = this.#clock.now();
     const msg: RateDemandMessage = {
       type: 'rate-demand',
       intervalMs: Math.max(1, Math.round(now - this.#lastReport)),
@@ -93,8 +94,13 @@ export class RateLimitState {
     for (const l of globals) l.offered = 0;
   }
 
+  /** The clock the buckets are read on (the rate-limit layer's). */
+  now(): number {
+    return this.#clock.now();
+  }
+
   stop(): void {
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#stopReports?.();
+    this.#stopReports = undefined;
   }
 }

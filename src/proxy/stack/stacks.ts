@@ -125,6 +125,8 @@ export interface EdgeParts {
   readonly authzMetrics: AuthzMetrics;
   readonly rateLimits: () => RateLimits | undefined;
   readonly rateLimitObserver: RateLimitObserver;
+  /** The rate limits' clock (ms); absent: performance.now. */
+  readonly rateLimitClock?: () => number;
   /** The mesh service of a backend name (gateway/edge-destination.ts), from the snapshot in force. */
   readonly serviceOfBackend: () => ServiceOfBackend;
 }
@@ -145,7 +147,7 @@ export function gatewayStack(p: OutboundParts, fixedService: string, scheme: 'ht
       ? outside
       : outside
           .push(authorization({ service: p.service, port: edge.port, engine: edge.authorization, metrics: edge.authzMetrics }))
-          .push(rateLimit(edge.rateLimits, edge.rateLimitObserver));
+          .push(rateLimit(edge.rateLimits, edge.rateLimitObserver, edge.rateLimitClock));
   return (
     judged
       .push(upstream(p.lookup, fixedService, p.lookupAddress))

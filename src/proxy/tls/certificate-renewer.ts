@@ -9,13 +9,10 @@
 import type { IssuedCertificate } from '../../api/protocol.js';
 import { generateKeyPair, makeCsr, privateKeyPem } from '../../security/keys.js';
 import type { WorkloadIdentity } from './workload-identity.js';
+import type { TimerClock } from '../../api/timer-clock.js';
 
-/** The clock and timers the renewer uses (real ones by default). */
-export interface RenewalClock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+/** The clock and timers the renewer uses (real ones by default): wall-clock time, as certificates' validity is. */
+export type RenewalClock = TimerClock;
 
 export const REAL_CLOCK: RenewalClock = {
   now: () => Date.now(),
