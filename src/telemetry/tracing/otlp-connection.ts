@@ -156,7 +156,9 @@ export class OtlpConnection {
       data = p.buf.subarray(end, p.len);
       from = 0;
       p.buf = undefined;
-      if (head.chunked) p.framer = new ChunkedFramer();
+      // 204 and 304 never carry a body, whatever their head says (RFC 9112 §6.3).
+      if (head.status === 204 || head.status === 304) p.remaining = 0;
+      else if (head.chunked) p.framer = new ChunkedFramer();
       else if (head.contentLength >= 0) p.remaining = head.contentLength;
       else p.remaining = -1; // until close
       return this.#body(p, data, from);
