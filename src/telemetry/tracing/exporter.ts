@@ -6,9 +6,8 @@
 // waited for: a bad collector costs spans, not requests (issue 14). A failed batch is
 // dropped, not retried, for the same reason (the OpenTelemetry SDK's BatchSpanProcessor
 // drops on failure too).
-import http from 'node:http';
-import https from 'node:https';
 import { bodyHead, spanJson } from './otlp-json.js';
+import { OtlpConnection } from './otlp-connection.js';
 import { SpanQueue } from './span-queue.js';
 import type { AttributeValue, FinishedSpan } from './span.js';
 
@@ -38,11 +37,9 @@ export type DropReason = 'queue_full' | 'export_failed';
 
 export class SpanExporter {
   readonly #o: ExporterOptions;
-  readonly #url: URL;
   readonly #maxQueue: number;
   readonly #batch: number;
-  readonly #timeoutMs: number;
-  readonly #agent: http.Agent;
+  readonly #connection: OtlpConnection;
   readonly #queue: SpanQueue;
   #inFlight: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -53,12 +50,10 @@ export class SpanExporter {
 
   constructor(o: ExporterOptions) {
     this.#o = o;
-    this.#url = new URL(o.endpoint);
     this.#maxQueue = o.maxQueueSpans ?? EXPORTER_DEFAULTS.maxQueueSpans;
     this.#batch = o.batchSpans ?? EXPORTER_DEFAULTS.batchSpans;
-    this.#timeoutMs = o.exportTimeoutMs ?? EXPORTER_DEFAULTS.exportTimeoutMs;
     this.#queue = new SpanQueue(bodyHead(o.resource), this.#batch);
-    this.#agent = new (this.#url.protocol === 'https:' ? https.Agent : http.Agent)({ keepAlive: true, maxSockets: 1 });
+    this.#connection = new OtlpConnection(new URL(o.endpoint), o.headers ?? {}, o.exportTimeoutMs ?? EXPORTER_DEFAULTS.exportTimeoutMs);
     this.#timer = setInterval(() => this.#sendBatch(), o.flushIntervalMs ?? EXPORTER_DEFAULTS.flushIntervalMs);
     this.#timer.unref();
   }
@@ -135,44 +130,12 @@ export class SpanExporter {
     return this.#inFlight;
   }
 
-  #send(body: Buffer, spans: number): Promise<void> {
-    const url = this.#url;
-    const transport = url.protocol === 'https:' ? https : http;
-    return new Promise<void>((resolve) => {
-      let settled = false;
-      const done = (ok: boolean, reason: string): void => {
-        if (settled) return;
-        settled = true;
-        if (ok) this.exported += spans;
-        else this.#failed(spans, reason);
-        resolve();
-      };
-      const req = transport.request(
-        url,
-        {
-          method: 'POST',
-          agent: this.#agent,
-          headers: { ...this.#o.headers, 'content-type': 'application/json', 'content-length': body.length },
-          timeout: this.#timeoutMs,
-        },
-        (res) => {
-          res.resume();
-          res.on('end', () => {
-            const ok = res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300;
-            // The body's bytes all went to the socket: its buffer can carry the next batch.
-            if (ok && req.writableFinished) this.#queue.recycle(body);
-            done(ok, `collector answered ${res.statusCode}`);
-          });
-          res.on('error', (e) => done(false, e.message));
-        },
-      );
-      req.on('timeout', () => {
-        req.destroy();
-        done(false, `no answer in ${this.#timeoutMs} ms`);
-      });
-      req.on('error', (e) => done(false, e.message));
-      req.end(body);
-    });
+  async #send(body: Buffer, spans: number): Promise<void> {
+    const r = await this.#connection.post(body);
+    // The body's bytes all went to the socket: its buffer can carry the next batch.
+    if (r.bodyWritten) this.#queue.recycle(body);
+    if (r.ok) this.exported += spans;
+    else this.#failed(spans, r.reason);
   }
 
   #failed(n: number, reason: string): void {
@@ -186,6 +149,6 @@ export class SpanExporter {
     this.#closed = true;
     if (this.#timer !== undefined) clearInterval(this.#timer);
     await this.flush();
-    this.#agent.destroy();
+    this.#connection.close();
   }
 }
