@@ -142,13 +142,32 @@ test('a tree: children under their parents with offsets and durations', () => {
   assert.match(lines[4]!, /^\+4\.00ms +2\.00ms +front +server .* {3}└─ SELECT$/);
 });
 
-test('bodies that are not OTLP JSON are refused with the reason; bad spans are rejected, the rest kept', async () => {
-  assert.equal((await post('{"resourceSpans": [', { 'content-type': 'application/json' })).status, 400);
+type ListAnswer = {
+  traces: TraceSummaryView[];
+  refusedBodies: number;
+  rejected: { bodies: number; spans: number; lastProblem: string };
+  skippedBodies: number;
+};
+
+test('bodies that are not OTLP JSON are refused with the reason, on arrival when that is cheap to see, else counted when decoded; bad spans are rejected, the rest kept', async () => {
+  const before = await json<ListAnswer>('/v1/traces');
+  const truncated = await post('{"resourceSpans": [', { 'content-type': 'application/json' });
+  assert.equal(truncated.status, 400);
+  assert.match(truncated.body, /not a JSON object/);
   const proto = await post(Buffer.from([0x0a, 0x01]), { 'content-type': 'application/x-protobuf' });
   assert.equal(proto.status, 415);
   assert.match(proto.body, /http\/json/);
-  assert.equal((await post('{"resourceSpans": 5}')).status, 400);
   assert.equal((await post('[]')).status, 400);
+  assert.equal((await post(' \n ')).status, 400);
+  // A JSON object, so taken: found wrong when decoded (at the next read), and counted.
+  assert.equal((await post('{"resourceSpans": 5}')).status, 200);
+  assert.equal((await post('{"resourceSpans": 5')).status, 400);
+  assert.equal((await post('{"resourceSpans": [}')).status, 200);
+  const after = await json<ListAnswer>('/v1/traces');
+  assert.equal(after.refusedBodies, before.refusedBodies + 5);
+  const afterBodies = after.rejected;
+  assert.equal(afterBodies.bodies, before.rejected.bodies + 2);
+  assert.equal(afterBodies.lastProblem, 'a body is not JSON');
   const mixed = await post(
     otlp([
       span('b000000000000001', '', 'good', 2000, 2001),
@@ -159,9 +178,12 @@ test('bodies that are not OTLP JSON are refused with the reason; bad spans are r
     ]),
   );
   assert.equal(mixed.status, 200);
-  assert.deepEqual(JSON.parse(mixed.body), { partialSuccess: { rejectedSpans: '4', errorMessage: 'spanId must be 16 hex digits, not all zero' } });
+  assert.deepEqual(JSON.parse(mixed.body), {});
+  // Decoded when read: the good span kept, the four bad ones counted with the first one's reason.
   const t = await json<TraceView>(`/v1/traces/${TRACE}`);
   assert.ok(t.spans.some((s) => s.name === 'good'));
+  const afterSpans = (await json<ListAnswer>('/v1/traces')).rejected;
+  assert.deepEqual(afterSpans, { bodies: afterBodies.bodies, spans: afterBodies.spans + 4, lastProblem: 'spanId must be 16 hex digits, not all zero' });
   assert.equal((await fetch(`${plane.url}/v1/traces/nothex`, { headers: adminAuth(plane) })).status, 404);
   // The reads take the admin token; the receiver took the spans above from this machine without one.
   assert.equal((await fetch(`${plane.url}/v1/traces`)).status, 401);
