@@ -4,10 +4,17 @@
 // are bounded (the oldest dropped undecoded), and decoding goes in slices.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BODY_OVERHEAD, PendingBodies, precheckBody } from '../../src/control/traces/pending-bodies.js';
+import { BODY_OVERHEAD, CHUNK_OVERHEAD, PendingBodies, precheckBody } from '../../src/control/traces/pending-bodies.js';
 import { TraceStore } from '../../src/control/traces/trace-store.js';
 
 const TRACE_A = 'a'.repeat(32);
+/** What one body of one chunk counts against the bound. */
+const COST = BODY_OVERHEAD + CHUNK_OVERHEAD;
+
+/** Pushes `body` as one chunk, as the HTTP server would give a small one. */
+function push(pending: PendingBodies, body: Buffer): void {
+  pending.push([body], body.length);
+}
 const TRACE_B = 'b'.repeat(32);
 
 function body(service: string, spans: { traceId: string; spanId: string; parentSpanId?: string; name?: string }[]): Buffer {
@@ -42,9 +49,9 @@ function manual(): { schedule: (f: () => void) => void; turn: () => number } {
 test('a body waits undecoded until a read, then its trace is found, joined with spans from other sources', async () => {
   const store = new TraceStore();
   const pending = new PendingBodies(store);
-  pending.push(body('frontend', [{ traceId: TRACE_A, spanId: 'a000000000000001', name: 'GET /' }]));
-  pending.push(body('backend', [{ traceId: TRACE_A, spanId: 'a000000000000002', parentSpanId: 'a000000000000001', name: 'GET /api' }]));
-  pending.push(body('postgres-app', [{ traceId: TRACE_A, spanId: 'a000000000000003', parentSpanId: 'a000000000000002', name: 'SELECT' }]));
+  push(pending, body('frontend', [{ traceId: TRACE_A, spanId: 'a000000000000001', name: 'GET /' }]));
+  push(pending, body('backend', [{ traceId: TRACE_A, spanId: 'a000000000000002', parentSpanId: 'a000000000000001', name: 'GET /api' }]));
+  push(pending, body('postgres-app', [{ traceId: TRACE_A, spanId: 'a000000000000003', parentSpanId: 'a000000000000002', name: 'SELECT' }]));
   assert.equal(store.size, 0, 'nothing decoded on arrival');
   assert.equal(pending.length, 3);
   await pending.settle();
@@ -77,7 +84,7 @@ test('decoded lazily, in arrival order, the store keeps exactly what decoding ea
   for (const b of bodies) eager.ingest(JSON.parse(b.toString('utf8')));
   const lazy = new TraceStore({ maxTraces: 3 });
   const pending = new PendingBodies(lazy);
-  for (const b of bodies) pending.push(b);
+  for (const b of bodies) push(pending, b);
   await pending.settle();
   assert.deepEqual(lazy.list(), eager.list());
   assert.equal(lazy.evicted, eager.evicted);
@@ -87,15 +94,16 @@ test('decoded lazily, in arrival order, the store keeps exactly what decoding ea
 test('a malformed body is counted when decoded, with its reason, and the bodies after it are still taken in', async () => {
   const store = new TraceStore();
   const pending = new PendingBodies(store);
-  pending.push(Buffer.from('{"resourceSpans": [}'));
-  pending.push(Buffer.from('{"resourceSpans": 5}'));
-  pending.push(
+  push(pending, Buffer.from('{"resourceSpans": [}'));
+  push(pending, Buffer.from('{"resourceSpans": 5}'));
+  push(
+    pending,
     body('web', [
       { traceId: TRACE_B, spanId: 'b000000000000001' },
       { traceId: TRACE_B, spanId: 'zz' },
     ]),
   );
-  pending.push(Buffer.from('{"deep": '.repeat(100_000)));
+  push(pending, Buffer.from('{"deep": '.repeat(100_000)));
   await pending.settle();
   const c = pending.counts;
   assert.equal(c.rejectedBodies, 3);
@@ -109,9 +117,9 @@ test('a malformed body is counted when decoded, with its reason, and the bodies 
 test('the waiting bytes are bounded: the oldest bodies are dropped undecoded (counted); the newest is kept whatever its size', async () => {
   const store = new TraceStore();
   const one = body('s', [{ traceId: TRACE_A, spanId: 'd000000000000001' }]);
-  const cost = one.length + BODY_OVERHEAD;
+  const cost = one.length + COST;
   const pending = new PendingBodies(store, { maxPendingBytes: cost * 3 });
-  for (let i = 1; i <= 5; i++) pending.push(body('s', [{ traceId: String(i).repeat(32), spanId: 'd000000000000001' }]));
+  for (let i = 1; i <= 5; i++) push(pending, body('s', [{ traceId: String(i).repeat(32), spanId: 'd000000000000001' }]));
   assert.equal(pending.length, 3);
   assert.ok(pending.bytes <= cost * 3);
   assert.equal(pending.counts.skippedBodies, 2);
@@ -124,11 +132,11 @@ test('the waiting bytes are bounded: the oldest bodies are dropped undecoded (co
     ['3', '4', '5'],
   );
   // Many tiny bodies count their overhead: they cannot hold more than the bound says.
-  for (let i = 0; i < 100; i++) pending.push(Buffer.from('{}'));
-  assert.ok(pending.length <= Math.floor((cost * 3) / (2 + BODY_OVERHEAD)));
+  for (let i = 0; i < 100; i++) push(pending, Buffer.from('{}'));
+  assert.ok(pending.length <= Math.floor((cost * 3) / (2 + COST)));
   // A body larger than the bound: everything older goes, it stays.
   const big = body('s', [{ traceId: TRACE_B, spanId: 'd000000000000002', name: 'n'.repeat(cost * 4) }]);
-  pending.push(big);
+  push(pending, big);
   assert.equal(pending.length, 1);
   await pending.settle();
   assert.equal(store.get(TRACE_B)!.spans.length, 1);
@@ -140,7 +148,7 @@ test('a read decodes in slices, one turn of the loop at a time, and waits only f
   const pending = new PendingBodies(store, {}, m.schedule);
   // Each about 100 KB: a slice (about 256 KB) takes three.
   const spans = Array.from({ length: 200 }, (_, i) => ({ traceId: TRACE_A, spanId: `e${String(i + 1).padStart(15, '0')}`, name: 'n'.repeat(400) }));
-  for (let i = 0; i < 8; i++) pending.push(body(`s${i}`, spans));
+  for (let i = 0; i < 8; i++) push(pending, body(`s${i}`, spans));
   let first = false;
   let second = false;
   const a = pending.settle().then(() => {
@@ -149,7 +157,7 @@ test('a read decodes in slices, one turn of the loop at a time, and waits only f
   const b = pending.settle().then(() => {
     second = true;
   });
-  pending.push(body('late', [{ traceId: TRACE_B, spanId: 'f000000000000001' }]));
+  push(pending, body('late', [{ traceId: TRACE_B, spanId: 'f000000000000001' }]));
   assert.equal(store.size, 0);
   let turns = 0;
   while (!first) {
@@ -175,13 +183,13 @@ test('a body dropped by the bound while a read waits still lets the read finish'
   const store = new TraceStore();
   const m = manual();
   const one = body('s', [{ traceId: TRACE_A, spanId: 'a000000000000009' }]);
-  const pending = new PendingBodies(store, { maxPendingBytes: one.length + BODY_OVERHEAD }, m.schedule);
-  pending.push(one);
+  const pending = new PendingBodies(store, { maxPendingBytes: one.length + COST }, m.schedule);
+  push(pending, one);
   let done = false;
   const read = pending.settle().then(() => {
     done = true;
   });
-  pending.push(body('s', [{ traceId: TRACE_B, spanId: 'a000000000000009' }]));
+  push(pending, body('s', [{ traceId: TRACE_B, spanId: 'a000000000000009' }]));
   assert.equal(pending.counts.skippedBodies, 1);
   m.turn();
   await read;
@@ -189,13 +197,32 @@ test('a body dropped by the bound while a read waits still lets the read finish'
   assert.equal(store.get(TRACE_A), undefined);
 });
 
+test('a body kept as several chunks is decoded whole; a chunk that is a view of larger memory is copied, not held with it', async () => {
+  const store = new TraceStore();
+  const pending = new PendingBodies(store);
+  const b = body('web', [{ traceId: TRACE_A, spanId: 'a00000000000000a' }]);
+  const big = Buffer.alloc(64 * 1024);
+  b.copy(big, 100);
+  const view = big.subarray(100 + 10, 100 + b.length);
+  pending.push([Buffer.from(b.subarray(0, 10)), view], b.length);
+  assert.equal(pending.bytes, b.length + BODY_OVERHEAD + 2 * CHUNK_OVERHEAD);
+  big.fill(0); // the queue holds its own copy of the view's bytes
+  await pending.settle();
+  assert.equal(store.get(TRACE_A)!.spans[0]!.spanId, 'a00000000000000a');
+});
+
 test('what the receiver refuses on arrival: nothing but whitespace, or not a JSON object from first byte to last', () => {
-  assert.equal(precheckBody(Buffer.from('')), 'the body is empty');
-  assert.equal(precheckBody(Buffer.from(' \r\n\t')), 'the body is empty');
-  assert.equal(precheckBody(Buffer.from('[]')), 'the body is not a JSON object');
-  assert.equal(precheckBody(Buffer.from('{"resourceSpans": [')), 'the body is not a JSON object');
-  assert.equal(precheckBody(Buffer.from([0x0a, 0x01, 0x7d])), 'the body is not a JSON object');
-  assert.equal(precheckBody(Buffer.from('{')), 'the body is not a JSON object');
-  assert.equal(precheckBody(Buffer.from(' {}\n')), '');
-  assert.equal(precheckBody(Buffer.from('{"resourceSpans":[]}')), '');
+  const check = (...chunks: (string | number[])[]): string => precheckBody(chunks.map((c) => Buffer.from(c as string)));
+  assert.equal(check(''), 'the body is empty');
+  assert.equal(check(), 'the body is empty');
+  assert.equal(check(' \r\n\t', '  '), 'the body is empty');
+  assert.equal(check('[]'), 'the body is not a JSON object');
+  assert.equal(check('{"resourceSpans": ['), 'the body is not a JSON object');
+  assert.equal(check([0x0a, 0x01, 0x7d]), 'the body is not a JSON object');
+  assert.equal(check('{'), 'the body is not a JSON object');
+  assert.equal(check(' {}\n'), '');
+  assert.equal(check('{"resourceSpans":[]}'), '');
+  // The first and last bytes past whitespace, whichever chunks they are in.
+  assert.equal(check(' ', '', '{"resource', 'Spans":[]}', ' \n', ''), '');
+  assert.equal(check(' ', '', '{"resource', 'Spans":[]', ' \n', ''), 'the body is not a JSON object');
 });

@@ -166,16 +166,13 @@ export class TracesApi {
     req.on('error', () => {});
     req.on('end', () => {
       if (over) return;
-      // A copy of its own (not pooled, not a slice of the socket's reads): it may wait long.
-      const body = Buffer.allocUnsafeSlow(size);
-      let at = 0;
-      for (const c of chunks) at += c.copy(body, at);
-      const problem = precheckBody(body);
+      const problem = precheckBody(chunks);
       if (problem !== '') {
         this.counts.bodiesRefused++;
         return sendError(res, new TrellisError('TRELLIS_E_OTLP_INVALID', { reason: problem }));
       }
-      this.pending.push(body);
+      // Kept as the chunks it came in (pending-bodies.ts says why that holds no more than its bytes).
+      this.pending.push(chunks, size);
       // OTLP's answer of success; what decoding rejects later is counted (see the top of this file).
       send(res, 200, {});
     });

@@ -53,6 +53,9 @@ export class SpanQueue {
   /** The batch of the span being written (beginSpan), and where that span began. */
   #open: Batch | undefined;
   #openAt = 0;
+  /** The millions of ms of the last time written (nanos), and their digits after a quote. */
+  #millions = -1;
+  #millionsBytes: Buffer = Buffer.alloc(0);
 
   /** `head`: what every body starts with (otlp-json.ts bodyHead); `batchSpans`: spans per body at most. */
   constructor(head: string, batchSpans: number) {
@@ -162,22 +165,24 @@ export class SpanQueue {
       whole++;
       frac -= 1e6;
     }
-    // The times of now and of the next few decades (some 1.8e12 ms): three small integers,
-    // digits written in place. Anything else as unixNanos prints it.
+    // The times of now and of the next few decades (some 1.8e12 ms) are millions of ms
+    // (which change every 17 minutes: their digits are kept), then six digits of ms and
+    // six of ns, written in place with small-integer arithmetic. Anything else as
+    // unixNanos prints it.
     if (!(whole >= 1e9 && whole < 1e15)) {
       this.json(`"${unixNanos(ms)}"`);
       return;
     }
     const millions = Math.floor(whole / 1e6);
-    const b = this.#room(24);
+    if (millions !== this.#millions) {
+      this.#millions = millions;
+      this.#millionsBytes = Buffer.from(`"${millions}`, 'latin1');
+    }
+    const prefix = this.#millionsBytes;
+    const b = this.#room(prefix.length + 13);
     const buf = b.buf;
-    let at = b.len;
-    buf[at++] = 0x22;
-    let digits = 1;
-    for (let m = millions; m >= 10; m = Math.floor(m / 10)) digits++;
-    for (let i = digits - 1, m = millions; i >= 0; i--, m = Math.floor(m / 10)) buf[at + i] = 0x30 + (m % 10);
-    at += digits;
-    at = sixDigits(buf, at, whole - millions * 1e6);
+    buf.set(prefix, b.len);
+    let at = sixDigits(buf, b.len + prefix.length, whole - millions * 1e6);
     at = sixDigits(buf, at, frac);
     buf[at++] = 0x22;
     b.len = at;
@@ -206,9 +211,11 @@ export class SpanQueue {
 
 /** `n` (0 ≤ n < 1e6, whole) as six digits at `at`; the index after them. */
 function sixDigits(buf: Buffer, at: number, n: number): number {
+  let v = n | 0;
   for (let i = 5; i >= 0; i--) {
-    buf[at + i] = 0x30 + (n % 10);
-    n = Math.floor(n / 10);
+    const q = (v / 10) | 0;
+    buf[at + i] = 0x30 + v - q * 10;
+    v = q;
   }
   return at + 6;
 }
