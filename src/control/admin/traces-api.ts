@@ -17,6 +17,7 @@
 // in what GET /v1/traces answers (`rejected`), as are the spans it rejected.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorBody, TrellisError } from '../../errors.js';
+import type { TraceListView } from '../../api/traces.js';
 import { TraceStore, type TraceStoreLimits } from '../traces/trace-store.js';
 import { PendingBodies, precheckBody, type PendingBodiesLimits } from '../traces/pending-bodies.js';
 import { headersCarryCredential } from '../../security/bootstrap-credential.js';
@@ -99,15 +100,15 @@ export class TracesApi {
       // What arrived before this read is decoded first (pending-bodies.ts).
       void this.pending.settle().then(() => {
         const c = this.pending.counts;
-        send(res, 200, {
+        const list: TraceListView = {
           traces: this.store.list(limit, service),
           kept: this.store.size,
           evicted: this.store.evicted,
-          // Answered 4xx on arrival; then what decoding found in bodies answered 200; then bodies dropped undecoded.
           refusedBodies: this.counts.bodiesRefused,
           rejected: { bodies: c.rejectedBodies, spans: c.spansRejected, lastProblem: c.lastProblem },
           skippedBodies: c.skippedBodies,
-        });
+        };
+        send(res, 200, list);
       });
       return;
     }
