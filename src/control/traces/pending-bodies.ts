@@ -8,8 +8,8 @@
 // control plane's CPU per request (bench --only tracing, quiet machine), nearly half of
 // all that tracing cost the pair, on the cores the proxies use. Yet the store keeps
 // only its last 1000 traces: most spans decoded at that rate were evicted before
-// anyone looked. Kept raw, a body costs a copy on arrival; decoded when read, only the
-// newest `maxPendingBytes` are ever decoded, however long nobody looked.
+// anyone looked. Kept raw, a body costs no more than receiving it; decoded when read,
+// only the newest `maxPendingBytes` are ever decoded, however long nobody looked.
 //
 // The design, and what it keeps of eager decoding:
 // - Order: bodies are decoded in the order they arrived, each at most once, into the
@@ -20,17 +20,18 @@
 //   overhead, so many tiny bodies cannot hold more memory than the bound says); when
 //   a new body would pass it, the oldest waiting ones are dropped undecoded (counted as
 //   `skippedBodies`). A body is kept as the chunks it came in, not copied into one
-//   buffer (a copy of a 400 KB batch, into memory fresh from the system, was most of
-//   what taking one in cost): Node's HTTP server gives each chunk memory of its own,
-//   exactly its size, so the bytes counted are the bytes held. The newest body is
-//   always kept, whatever its size (the receiver's body limit bounds it).
+//   buffer (copying each 400 KB batch into fresh memory was the largest item of the
+//   receiver's own profile, bench --only tracing --cpu-prof): Node's HTTP server
+//   gives each chunk memory of its own, exactly its size, so the bytes counted are the
+//   bytes held. The newest body is always kept, whatever its size (the receiver's body
+//   limit bounds it).
 // - Hostile input: on arrival the receiver checks what is cheap (media type, size, a
 //   body that is a JSON object from its first byte to its last) and answers 400 at once
 //   for what fails; the rest is checked when decoded, exactly as before (trace-store.ts:
 //   a bad body rejected, a bad span rejected and the rest kept, strings cut, sizes
 //   capped). A body that fails then was already answered 200, as an OpenTelemetry
 //   Collector answers once data is queued; it is counted (`rejectedBodies`,
-//   `rejectedSpans`, `lastProblem`), and GET /v1/traces and `trellis trace` show it.
+//   `spansRejected`, `lastProblem`), and GET /v1/traces and `trellis trace` show it.
 // - The event loop: a read decodes what waits in slices (at least one body, about
 //   `SLICE_BYTES`, a turn of the loop), not in one block: the control plane streams
 //   snapshots and answers health checks meanwhile. One body is decoded in one piece, as
