@@ -190,7 +190,7 @@ const USAGE = `usage: node dist/bench/run.js [options]
                           idle (text and OpenMetrics) and under wrk load; target p99 < 10 ms
   --scrape-routes N       HTTPRoutes of the scrape scenario's service (default 40)
   --scrapes N             timed scrapes of each kind (default 200)
-  --cpu-prof DIR          every Trellis proxy writes a V8 CPU profile (.cpuprofile) into
+  --cpu-prof DIR          every Trellis proxy (and a pair's control plane) writes a V8 CPU profile (.cpuprofile) into
                           DIR when it stops (open in Chrome DevTools or speedscope)
   --scale-proxies LIST    the sizes, comma-separated (default 100,500,1000)
   --scale-services N      services the proxies are spread over (default 10)

@@ -235,7 +235,7 @@ export interface Target {
 let cpuProfileDir: string | undefined;
 
 /**
- * `--cpu-prof DIR`: every Trellis proxy started after this writes a V8 CPU profile
+ * `--cpu-prof DIR`: every Trellis proxy (and a pair's control plane) started after this writes a V8 CPU profile
  * (`node --cpu-prof`) into DIR when it stops (a proxy stops cleanly on SIGTERM, which
  * is when Node writes it). Open the `.cpuprofile` files in Chrome DevTools or speedscope.
  */
@@ -661,11 +661,17 @@ ${variant?.meshSpec ?? ''}${variant?.yaml ? `---\n${variant.yaml}` : ''}`,
     const credential = (service: string, id: string, kind: 'sidecar' | 'gateway' = 'sidecar'): Record<string, string> => ({
       [CREDENTIAL_ENV]: mintCredential(secret, { kind, service, id }),
     });
-    const cp = procs.start('trellis control', node, [trellis, 'control', '--config', meshFile, '--admin', `127.0.0.1:${cpPort}`], tdir, {
-      [BOOTSTRAP_SECRET_ENV]: secret,
-      // The pointer to its admin token (for the CLI) goes in the run's folder, not the user's ~/.trellis.
-      TRELLIS_HOME: path.join(tdir, 'home'),
-    });
+    const cp = procs.start(
+      'trellis control',
+      node,
+      [...cpuProfFlags(`control-${profileName}`), trellis, 'control', '--config', meshFile, '--admin', `127.0.0.1:${cpPort}`],
+      tdir,
+      {
+        [BOOTSTRAP_SECRET_ENV]: secret,
+        // The pointer to its admin token (for the CLI) goes in the run's folder, not the user's ~/.trellis.
+        TRELLIS_HOME: path.join(tdir, 'home'),
+      },
+    );
     started.push(cp);
     await waitForHealthz(`${control}/healthz`, cp, 10_000);
     started.push(

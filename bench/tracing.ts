@@ -38,6 +38,11 @@ export interface TracingResult {
    * cost of tracing goes (the proxies making spans, the control plane receiving them).
    */
   readonly cpuMsPerRequest: Readonly<Record<string, { readonly outbound: number; readonly inbound: number; readonly control: number }>>;
+  /**
+   * The same per round, and the median round of each process: a round that another load
+   * on the machine slowed (its CPU per request inflated) moves the sum above but not this.
+   */
+  readonly cpuMsPerRequestMedianRound: Readonly<Record<string, { readonly outbound: number; readonly inbound: number; readonly control: number }>>;
   /** Every wrk run. */
   readonly runs: readonly TracingRun[];
 }
@@ -132,7 +137,14 @@ export async function runTracing(o: TracingOptions): Promise<TracingResult> {
         );
       cpuMsPerRequest[String(p)] = { outbound: per('outbound'), inbound: per('inbound'), control: per('control') };
     }
-    return { rounds: o.rounds, rps, vsUnsampled, cpuMsPerRequest, runs };
+    const cpuMsPerRequestMedianRound: Record<string, { outbound: number; inbound: number; control: number }> = {};
+    for (const p of SAMPLING_PERCENTAGES) {
+      const mine = runs.filter((r) => r.percentage === p && r.requests > 0);
+      // A tick is 10 ms of CPU.
+      const per = (k: 'outbound' | 'inbound' | 'control'): number => round3(median(mine.map((r) => (r.ticks[k] * 10) / r.requests)));
+      cpuMsPerRequestMedianRound[String(p)] = { outbound: per('outbound'), inbound: per('inbound'), control: per('control') };
+    }
+    return { rounds: o.rounds, rps, vsUnsampled, cpuMsPerRequest, cpuMsPerRequestMedianRound, runs };
   } finally {
     for (const t of pairs.values()) await t.stop();
   }
@@ -158,6 +170,12 @@ export function formatTracing(r: TracingResult): string {
   lines.push(
     `  CPU ms per request (outbound / inbound / control plane): ${SAMPLING_PERCENTAGES.map((p) => {
       const c = r.cpuMsPerRequest[String(p)]!;
+      return `${p}% ${c.outbound.toFixed(3)} / ${c.inbound.toFixed(3)} / ${c.control.toFixed(3)}`;
+    }).join(', ')}`,
+  );
+  lines.push(
+    `  the same, median round: ${SAMPLING_PERCENTAGES.map((p) => {
+      const c = r.cpuMsPerRequestMedianRound[String(p)]!;
       return `${p}% ${c.outbound.toFixed(3)} / ${c.inbound.toFixed(3)} / ${c.control.toFixed(3)}`;
     }).join(', ')}`,
   );

@@ -42,3 +42,20 @@ export interface TraceView {
   /** Spans of this trace the receiver did not keep (over its per-trace limit). */
   droppedSpans: number;
 }
+
+/** GET /v1/traces: recent traces, and what the receiver has done with what it was sent. */
+export interface TraceListView {
+  traces: TraceSummaryView[];
+  /** Traces kept now, and evicted (the least recently updated) since the control plane started. */
+  kept: number;
+  evicted: number;
+  /** Bodies answered 4xx on arrival (media type, size, not a JSON object). */
+  refusedBodies: number;
+  /**
+   * Found when decoded, after the body was answered 200 (the receiver decodes when traces
+   * are read): bodies refused whole, spans rejected, and the latest reason ('' when none).
+   */
+  rejected: { bodies: number; spans: number; lastProblem: string };
+  /** Bodies dropped undecoded: more waited than the receiver keeps (maxPendingBytes). */
+  skippedBodies: number;
+}

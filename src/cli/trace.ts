@@ -2,7 +2,7 @@
 // spans from every sidecar and every app that exports to it), and one trace as a tree
 // of spans with per-hop timings.
 import { TrellisError } from '../errors.js';
-import type { SpanView, TraceSummaryView, TraceView } from '../api/traces.js';
+import type { SpanView, TraceListView, TraceSummaryView, TraceView } from '../api/traces.js';
 import { parseCount, parseFlags } from './args.js';
 import { ADMIN_TOKEN_FLAGS, adminGetJson, adminTarget, adminTokenHelp, controlUrl } from './admin-client.js';
 
@@ -51,6 +51,27 @@ export function renderTraceList(traces: readonly TraceSummaryView[]): string {
     ]);
   }
   return table(rows);
+}
+
+/**
+ * A line on what the receiver dropped of what it had answered 200 (it decodes bodies when
+ * traces are read, so a malformed one is found after its sender was told all is well),
+ * or '' when it dropped nothing.
+ */
+export function renderReceiverNote(list: Partial<Pick<TraceListView, 'rejected' | 'skippedBodies'>>): string {
+  const r = list.rejected;
+  const bodies = typeof r?.bodies === 'number' ? r.bodies : 0;
+  const spans = typeof r?.spans === 'number' ? r.spans : 0;
+  const skipped = typeof list.skippedBodies === 'number' ? list.skippedBodies : 0;
+  const parts: string[] = [];
+  if (bodies > 0) parts.push(`${bodies} malformed ${bodies === 1 ? 'body' : 'bodies'}`);
+  if (spans > 0) parts.push(`${spans} bad ${spans === 1 ? 'span' : 'spans'}`);
+  if (parts.length > 0) {
+    const why = typeof r?.lastProblem === 'string' && r.lastProblem !== '' ? ` (the latest: ${r.lastProblem.slice(0, 200)})` : '';
+    parts[parts.length - 1] += why;
+  }
+  if (skipped > 0) parts.push(`${skipped} ${skipped === 1 ? 'body' : 'bodies'} never read (more waited than it keeps)`);
+  return parts.length === 0 ? '' : `The receiver dropped, of what it had accepted: ${parts.join('; ')}.\n`;
 }
 
 /** One trace as a tree: children under their parent, in start order; spans whose parent never arrived at the top. */
@@ -118,8 +139,8 @@ export async function run(argv: string[]): Promise<number> {
   const limit = parseCount(values.limit, '--limit');
   const q = new URLSearchParams({ limit: String(limit) });
   if (values.service !== undefined) q.set('service', values.service);
-  const list = await adminGetJson<{ traces: TraceSummaryView[] }>(target, `/v1/traces?${q}`, TIMEOUT_MS, 'undefined-on-404');
+  const list = await adminGetJson<Partial<TraceListView>>(target, `/v1/traces?${q}`, TIMEOUT_MS, 'undefined-on-404');
   const traces = list?.traces ?? [];
-  process.stdout.write(values.json ? `${JSON.stringify(traces, null, 2)}\n` : renderTraceList(traces));
+  process.stdout.write(values.json ? `${JSON.stringify(traces, null, 2)}\n` : renderTraceList(traces) + (list === undefined ? '' : renderReceiverNote(list)));
   return 0;
 }

@@ -94,9 +94,9 @@ function renderSeries(s: HttpSeries, openMetrics: boolean): Rendered {
 
 /** An OpenMetrics exemplar: a trace id, the observed value, and when (unix seconds). */
 interface Exemplar {
-  readonly traceId: string;
-  readonly value: number;
-  readonly at: number;
+  traceId: string;
+  value: number;
+  at: number;
 }
 
 /** The content type of OpenMetrics text, the only exposition that carries exemplars. */
@@ -521,7 +521,16 @@ export class ProxyMetrics {
     while (b < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[b]!) b++;
     s.buckets[b]!++;
     // A sampled request's trace id becomes its bucket's exemplar (the latest one wins, as in client_golang).
-    if (traceId !== undefined) (s.exemplars ??= new Array(LATENCY_BUCKETS.length + 1))[b] = { traceId, value: seconds, at: Date.now() / 1000 };
+    if (traceId !== undefined) {
+      // Updated in place once the bucket has one: at 100% sampling this runs for every request.
+      const e = (s.exemplars ??= new Array(LATENCY_BUCKETS.length + 1))[b];
+      if (e === undefined) s.exemplars[b] = { traceId, value: seconds, at: Date.now() / 1000 };
+      else {
+        e.traceId = traceId;
+        e.value = seconds;
+        e.at = Date.now() / 1000;
+      }
+    }
   }
 
   /** The whole exposition: the HTTP series, the snapshot's time, then prom-client's registry. */

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, test } from 'node:test';
 import type { Snapshot } from '../../src/api/protocol.js';
-import type { TraceSummaryView, TraceView } from '../../src/api/traces.js';
-import { renderTraceTree } from '../../src/cli/trace.js';
+import type { TraceListView, TraceSummaryView, TraceView } from '../../src/api/traces.js';
+import { renderReceiverNote, renderTraceTree } from '../../src/cli/trace.js';
 import { startControlPlane, type ControlPlane } from '../../src/control/control-plane.js';
 import { TraceStore } from '../../src/control/traces/trace-store.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
@@ -142,13 +142,25 @@ test('a tree: children under their parents with offsets and durations', () => {
   assert.match(lines[4]!, /^\+4\.00ms +2\.00ms +front +server .* {3}└─ SELECT$/);
 });
 
-test('bodies that are not OTLP JSON are refused with the reason; bad spans are rejected, the rest kept', async () => {
-  assert.equal((await post('{"resourceSpans": [', { 'content-type': 'application/json' })).status, 400);
+test('bodies that are not OTLP JSON are refused with the reason, on arrival when that is cheap to see, else counted when decoded; bad spans are rejected, the rest kept', async () => {
+  const before = await json<TraceListView>('/v1/traces');
+  const truncated = await post('{"resourceSpans": [', { 'content-type': 'application/json' });
+  assert.equal(truncated.status, 400);
+  assert.match(truncated.body, /not a JSON object/);
   const proto = await post(Buffer.from([0x0a, 0x01]), { 'content-type': 'application/x-protobuf' });
   assert.equal(proto.status, 415);
   assert.match(proto.body, /http\/json/);
-  assert.equal((await post('{"resourceSpans": 5}')).status, 400);
   assert.equal((await post('[]')).status, 400);
+  assert.equal((await post(' \n ')).status, 400);
+  // A JSON object, so taken: found wrong when decoded (at the next read), and counted.
+  assert.equal((await post('{"resourceSpans": 5}')).status, 200);
+  assert.equal((await post('{"resourceSpans": 5')).status, 400);
+  assert.equal((await post('{"resourceSpans": [}')).status, 200);
+  const after = await json<TraceListView>('/v1/traces');
+  assert.equal(after.refusedBodies, before.refusedBodies + 5);
+  const afterBodies = after.rejected;
+  assert.equal(afterBodies.bodies, before.rejected.bodies + 2);
+  assert.equal(afterBodies.lastProblem, 'a body is not JSON');
   const mixed = await post(
     otlp([
       span('b000000000000001', '', 'good', 2000, 2001),
@@ -159,9 +171,23 @@ test('bodies that are not OTLP JSON are refused with the reason; bad spans are r
     ]),
   );
   assert.equal(mixed.status, 200);
-  assert.deepEqual(JSON.parse(mixed.body), { partialSuccess: { rejectedSpans: '4', errorMessage: 'spanId must be 16 hex digits, not all zero' } });
+  assert.deepEqual(JSON.parse(mixed.body), {});
+  // Decoded when read: the good span kept, the four bad ones counted with the first one's reason.
   const t = await json<TraceView>(`/v1/traces/${TRACE}`);
   assert.ok(t.spans.some((s) => s.name === 'good'));
+  const list = await json<TraceListView>('/v1/traces');
+  assert.deepEqual(list.rejected, { bodies: afterBodies.bodies, spans: afterBodies.spans + 4, lastProblem: 'spanId must be 16 hex digits, not all zero' });
+  // `trellis trace` says so under its list (the senders were answered 200).
+  assert.equal(
+    renderReceiverNote(list),
+    `The receiver dropped, of what it had accepted: ${list.rejected.bodies} malformed bodies; ${list.rejected.spans} bad spans (the latest: spanId must be 16 hex digits, not all zero).\n`,
+  );
+  assert.equal(renderReceiverNote({ rejected: { bodies: 0, spans: 0, lastProblem: '' }, skippedBodies: 0 }), '');
+  assert.equal(renderReceiverNote({}), '');
+  assert.equal(
+    renderReceiverNote({ rejected: { bodies: 1, spans: 0, lastProblem: 'a body is not JSON' }, skippedBodies: 3 }),
+    'The receiver dropped, of what it had accepted: 1 malformed body (the latest: a body is not JSON); 3 bodies never read (more waited than it keeps).\n',
+  );
   assert.equal((await fetch(`${plane.url}/v1/traces/nothex`, { headers: adminAuth(plane) })).status, 404);
   // The reads take the admin token; the receiver took the spans above from this machine without one.
   assert.equal((await fetch(`${plane.url}/v1/traces`)).status, 401);

@@ -1,13 +1,14 @@
-// A sampled hop's span is encoded from fragments kept between requests (span-attributes.ts
-// HopSpanJson), not from a record of its attributes: its bytes must be exactly what the
-// exporter's encoder writes for the record (spanJson of spanAttributes), request after
-// request, as values repeat, change back and forth, or come hostile from a client, and
-// when an endpoint object is changed in place.
+// A sampled hop's span is written from fragments kept between requests (span-attributes.ts
+// HopSpanWriter), piece by piece into the exporter's queue, not from a record of its
+// attributes: its bytes must be exactly what the exporter's encoder writes for the record
+// (spanJson of spanAttributes), request after request, as values repeat, change back and
+// forth, or come hostile from a client, and when an endpoint object is changed in place.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { HopSpanJson, spanAttributes, spanMethod, type HopSpanOptions } from '../../src/proxy/stack/span-attributes.js';
+import { HopSpanWriter, spanAttributes, spanMethod, type HopSpanOptions } from '../../src/proxy/stack/span-attributes.js';
 import type { Exchange } from '../../src/proxy/stack/exchange.js';
-import { spanJson } from '../../src/telemetry/tracing/otlp-json.js';
+import { bodyHead, BODY_TAIL, spanJson } from '../../src/telemetry/tracing/otlp-json.js';
+import { SpanQueue } from '../../src/telemetry/tracing/span-queue.js';
 import { SpanKind } from '../../src/telemetry/tracing/span.js';
 
 const HOSTILE = ['', '/', '/api/products', 'quote " and \\ backslash', 'line\nbreak\u0000', 'emoji 🚀 é', 'lone \ud800 surrogate', `/${'a'.repeat(300)}`];
@@ -79,7 +80,9 @@ for (const direction of ['outbound', 'inbound'] as const) {
   test(`${direction}: the hop span's JSON is byte for byte spanJson of its attribute record, request after request`, () => {
     const o: HopSpanOptions = { direction, service: 'backend', version: 'v2' };
     const kind = direction === 'outbound' ? SpanKind.Client : SpanKind.Server;
-    const enc = new HopSpanJson(o, kind);
+    const enc = new HopSpanWriter(o, kind);
+    const q = new SpanQueue(bodyHead({}), 1);
+    const head = bodyHead({});
     const list = fakes(200);
     for (const [i, f] of list.entries()) {
       const ex = exchange(f);
@@ -88,9 +91,14 @@ for (const direction of ['outbound', 'inbound'] as const) {
       const spanId = (i + 7).toString(16).padStart(16, 'a');
       const parent = i % 2 === 0 ? '' : 'b7ad6b7169203331';
       const state = i % 5 === 0 ? HOSTILE[3]! : '';
-      const start = 1_796_513_941_415.123 + i;
+      // Times of now, and (every 7th) ones the writer leaves to unixNanos: before 2001, far ahead.
+      const start = i % 7 === 3 ? 12.5 + i : i % 7 === 4 ? 9e15 + i : 1_796_513_941_415.123 + i;
       const end = start + 0.4567;
-      const got = enc.json(ex, traceId, spanId, parent, state, start, end, failed);
+      q.beginSpan();
+      enc.write(q, ex, traceId, spanId, parent, state, start, end, failed);
+      q.endSpan();
+      const body = q.shift()!.body.toString('utf8');
+      const got = body.slice(head.length, body.length - BODY_TAIL.length);
       const want = spanJson({
         traceId,
         spanId,

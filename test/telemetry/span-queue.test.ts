@@ -1,10 +1,11 @@
 // The exporter's queue holds spans as the bytes of their bodies (span-queue.ts): each
 // body it hands out must be byte for byte what the whole-batch encoder gives for the
 // same spans (which is tested against the OTLP JSON object form in otlp-json.test.ts),
-// split at the batch size, whatever the spans hold, and however far a buffer had to grow.
+// split at the batch size, whatever the spans hold, and however far a buffer had to grow;
+// a span written piece by piece is the same bytes, and one taken back leaves no trace.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bodyHead, encodeTraces, spanJson } from '../../src/telemetry/tracing/otlp-json.js';
+import { BODY_TAIL, bodyHead, encodeTraces, spanJson, unixNanos } from '../../src/telemetry/tracing/otlp-json.js';
 import { SpanQueue } from '../../src/telemetry/tracing/span-queue.js';
 import { SpanKind, type FinishedSpan } from '../../src/telemetry/tracing/span.js';
 
@@ -98,4 +99,55 @@ test('a recycled body’s buffer carries the next batch, exactly, and a body sti
   const big = Array.from({ length: 4 }, (_, i) => span(30 + i, 20_000));
   for (const s of big) q.push(spanJson(s));
   assert.deepEqual(q.shift()!.body, Buffer.from(encodeTraces(resource, big), 'utf8'));
+});
+
+test('a span written piece by piece: strings escaped as JSON.stringify escapes them, times as unixNanos prints them', () => {
+  const q = new SpanQueue('', 1);
+  const strings = [...STRINGS, 'DEL \u007f', 'tab\t', 'a'.repeat(5000), '0af7651916cd43dd8448eb211c80319c'];
+  const times = [
+    0,
+    1.5,
+    12.345678,
+    999_999_999.9999999,
+    1e9,
+    1_796_513_941_415.123,
+    1_796_513_941_416 + 0.9999999,
+    1_796_513_941_416 + 0.0000004,
+    1e15 - 0.5,
+    1e15,
+    9e15 + 0.25,
+  ];
+  for (const s of strings) {
+    q.beginSpan();
+    q.string(s);
+    q.endSpan();
+    const b = q.shift()!.body.toString('utf8');
+    assert.equal(b.slice(0, b.length - BODY_TAIL.length), JSON.stringify(s));
+  }
+  for (const ms of times) {
+    q.beginSpan();
+    q.nanos(ms);
+    q.endSpan();
+    const b = q.shift()!.body.toString('utf8');
+    assert.equal(b.slice(0, b.length - BODY_TAIL.length), `"${unixNanos(ms)}"`, `${ms}`);
+  }
+});
+
+test('a span taken back (its writer failed) leaves the queue as if it had never begun, in a batch or a new one', () => {
+  const resource = { 'service.name': 'web' };
+  const q = new SpanQueue(bodyHead(resource), 2);
+  q.push(spanJson(span(1)));
+  q.beginSpan();
+  q.json('{"traceId":"half');
+  q.string('x'.repeat(100_000)); // grows the buffer before it fails
+  q.abortSpan();
+  assert.equal(q.length, 1);
+  q.push(spanJson(span(2)));
+  // A new batch begun for the span taken back is gone with it.
+  q.beginSpan();
+  q.raw(Buffer.from('{"x'));
+  q.abortSpan();
+  assert.equal(q.length, 2);
+  assert.equal(q.shift()!.body.toString('utf8'), encodeTraces(resource, [span(1), span(2)]));
+  assert.equal(q.shift(), undefined);
 });

@@ -9,9 +9,17 @@
 // credential with every export (`trellis-proxy-kind`, `-service`, `-id` and
 // `trellis-credential`: security/bootstrap-credential.ts), wherever they run (an isolated
 // sidecar's namespace, another machine).
+//
+// The receiver keeps a body as its bytes and answers at once; bodies are decoded into
+// the store when traces are read (traces/pending-bodies.ts says why and how). So a body
+// is refused 400 on arrival only for what is cheap to see (not a JSON object from its
+// first byte to its last); one found wrong when decoded was answered 200 and is counted
+// in what GET /v1/traces answers (`rejected`), as are the spans it rejected.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorBody, TrellisError } from '../../errors.js';
+import type { TraceListView } from '../../api/traces.js';
 import { TraceStore, type TraceStoreLimits } from '../traces/trace-store.js';
+import { PendingBodies, precheckBody, type PendingBodiesLimits } from '../traces/pending-bodies.js';
 import { headersCarryCredential } from '../../security/bootstrap-credential.js';
 import { isLoopbackAddress } from '../../security/loopback.js';
 
@@ -25,7 +33,7 @@ export const TRACES_API = {
 /** OTLP bodies over this many bytes are refused 413 (the OpenTelemetry Collector's default is far larger; a proxy's batch of 512 spans is about 400 KB). */
 export const DEFAULT_MAX_OTLP_BODY = 4 * 1024 * 1024;
 
-export interface TracesApiOptions extends TraceStoreLimits {
+export interface TracesApiOptions extends TraceStoreLimits, PendingBodiesLimits {
   /** Largest body `POST /v1/traces` takes (bytes). */
   readonly maxBodyBytes?: number;
   /** The lock (see the top of this file): false answers 401. Absent: every caller may. */
@@ -54,14 +62,17 @@ function sendError(res: ServerResponse, err: TrellisError): void {
 
 export class TracesApi {
   readonly store: TraceStore;
+  /** Bodies taken, not yet decoded into `store` (decoded when traces are read). */
+  readonly pending: PendingBodies;
   readonly #o: TracesApiOptions;
   readonly #maxBody: number;
-  /** Spans taken in and rejected, bodies refused (for /metrics). */
-  readonly counts = { spansAccepted: 0, spansRejected: 0, bodiesRefused: 0 };
+  /** Bodies refused on arrival (media type, size, not a JSON object); what decoding found is `pending.counts`. */
+  readonly counts = { bodiesRefused: 0 };
 
   constructor(o: TracesApiOptions = {}) {
     this.#o = o;
     this.store = new TraceStore(o);
+    this.pending = new PendingBodies(this.store, o);
     this.#maxBody = o.maxBodyBytes ?? DEFAULT_MAX_OTLP_BODY;
   }
 
@@ -86,18 +97,33 @@ export class TracesApi {
       if (this.#o.authorize !== undefined && !this.#o.authorize(req, 'list')) return this.#unauthorized(req, res);
       const limit = Math.min(1000, Math.max(1, Number.parseInt(query.get('limit') ?? '50', 10) || 50));
       const service = query.get('service') ?? undefined;
-      return send(res, 200, { traces: this.store.list(limit, service), kept: this.store.size, evicted: this.store.evicted });
+      // What arrived before this read is decoded first (pending-bodies.ts).
+      void this.pending.settle().then(() => {
+        const c = this.pending.counts;
+        const list: TraceListView = {
+          traces: this.store.list(limit, service),
+          kept: this.store.size,
+          evicted: this.store.evicted,
+          refusedBodies: this.counts.bodiesRefused,
+          rejected: { bodies: c.rejectedBodies, spans: c.spansRejected, lastProblem: c.lastProblem },
+          skippedBodies: c.skippedBodies,
+        };
+        send(res, 200, list);
+      });
+      return;
     }
     if (this.#o.authorize !== undefined && !this.#o.authorize(req, 'show')) return this.#unauthorized(req, res);
     const id = path.slice('/v1/traces/'.length);
-    const trace = /^[0-9a-fA-F]{32}$/.test(id) ? this.store.get(id) : undefined;
-    if (trace === undefined) {
-      return sendError(
-        res,
-        new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `no trace ${id.length <= 64 ? id : `${id.slice(0, 64)}…`} is kept; see /v1/traces` }),
-      );
-    }
-    return send(res, 200, trace);
+    if (!/^[0-9a-fA-F]{32}$/.test(id)) return this.#noTrace(res, id);
+    void this.pending.settle().then(() => {
+      const trace = this.store.get(id);
+      if (trace === undefined) this.#noTrace(res, id);
+      else send(res, 200, trace);
+    });
+  }
+
+  #noTrace(res: ServerResponse, id: string): void {
+    sendError(res, new TrellisError('TRELLIS_E_NOT_FOUND', { reason: `no trace ${id.length <= 64 ? id : `${id.slice(0, 64)}…`} is kept; see /v1/traces` }));
   }
 
   #unauthorized(req: IncomingMessage, res: ServerResponse): void {
@@ -141,24 +167,15 @@ export class TracesApi {
     req.on('error', () => {});
     req.on('end', () => {
       if (over) return;
-      let body: unknown;
-      try {
-        body = JSON.parse(Buffer.concat(chunks, size).toString('utf8'));
-      } catch {
+      const problem = precheckBody(chunks);
+      if (problem !== '') {
         this.counts.bodiesRefused++;
-        return sendError(res, new TrellisError('TRELLIS_E_OTLP_INVALID', { reason: 'not JSON' }));
+        return sendError(res, new TrellisError('TRELLIS_E_OTLP_INVALID', { reason: problem }));
       }
-      let r: ReturnType<TraceStore['ingest']>;
-      try {
-        r = this.store.ingest(body);
-      } catch (reason) {
-        this.counts.bodiesRefused++;
-        return sendError(res, new TrellisError('TRELLIS_E_OTLP_INVALID', { reason: String(reason) }));
-      }
-      this.counts.spansAccepted += r.accepted;
-      this.counts.spansRejected += r.rejected;
-      // OTLP's answer: an empty success, or a partial success naming what was rejected.
-      send(res, 200, r.rejected === 0 ? {} : { partialSuccess: { rejectedSpans: String(r.rejected), errorMessage: r.firstProblem } });
+      // Kept as the chunks it came in (pending-bodies.ts says why that holds no more than its bytes).
+      this.pending.push(chunks, size);
+      // OTLP's answer of success; what decoding rejects later is counted (see the top of this file).
+      send(res, 200, {});
     });
   }
 }

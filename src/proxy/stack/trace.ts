@@ -29,7 +29,7 @@ import {
   type TraceContext,
 } from '../../telemetry/tracing/trace-context.js';
 import { requestFailed, type Direction } from '../../telemetry/metrics.js';
-import { HopSpanJson, spanAttributes, spanMethod } from './span-attributes.js';
+import { HopSpanWriter, spanAttributes, spanMethod } from './span-attributes.js';
 import { HeadEdits } from '../filters/head-edits.js';
 import type { HeaderModifier } from '../filters/header-modifier.js';
 import type { Exchange } from './exchange.js';
@@ -68,7 +68,7 @@ export function trace(o: TraceOptions): Layer {
   const kind = outbound ? SpanKind.Client : SpanKind.Server;
   const tracer = o.tracer;
   const edge = o.edge === true;
-  const hopJson = new HopSpanJson(o, kind);
+  const hop = new HopSpanWriter(o, kind);
 
   /** Starts this hop's span as a child of `parent` (undefined: a new trace) and makes the request carry it. */
   const start = (ex: Exchange, parent: TraceContext | undefined): void => {
@@ -126,12 +126,16 @@ export function trace(o: TraceOptions): Layer {
     const span = ex.trace;
     if (span !== undefined) {
       span.attempt?.end(attemptAttributes(ex, ex.status, ex.errorToken, outbound), failed);
-      // Encoded only when the exporter has room (a full queue counts the drop instead).
-      if (tracer.admit()) {
-        tracer.recordJson(
-          hopJson.json(ex, span.traceId, span.spanId, span.parentSpanId, span.traceState, unixMs(ex.startedAt), unixMs(performance.now()), failed),
-        );
+      // Written only when the exporter has room (a full queue counts the drop instead).
+      const w = tracer.beginSpan();
+      if (w === undefined) return;
+      try {
+        hop.write(w, ex, span.traceId, span.spanId, span.parentSpanId, span.traceState, unixMs(ex.startedAt), unixMs(performance.now()), failed);
+      } catch (err) {
+        tracer.abortSpan(String(err));
+        return;
       }
+      tracer.endSpan();
       return;
     }
     if (!failed || !tracer.enabled) return;

@@ -8,7 +8,7 @@
 // drops on failure too).
 import { bodyHead, spanJson } from './otlp-json.js';
 import { OtlpConnection } from './otlp-connection.js';
-import { SpanQueue } from './span-queue.js';
+import { SpanQueue, type SpanBytes } from './span-queue.js';
 import type { AttributeValue, FinishedSpan } from './span.js';
 
 export interface ExporterOptions {
@@ -84,27 +84,39 @@ export class SpanExporter {
   }
 
   /**
-   * Whether a span finished now would be queued: false when the queue is full or the
-   * exporter closed, and then the span is counted dropped already, so the caller need not
-   * encode it (a stalled collector costs no encoding per request either).
+   * Begins a span written piece by piece into the queue (span-queue.ts SpanBytes), then
+   * {@link endSpan}, or {@link abortSpan} if writing it failed. Undefined when the queue
+   * is full or the exporter closed: the span is counted dropped already, and the caller
+   * writes nothing (a stalled collector costs no encoding per request either).
    */
-  admit(): boolean {
-    if (!this.#closed && this.#queue.length < this.#maxQueue) return true;
-    this.dropped.queue_full++;
-    return false;
-  }
-
-  /** Queues a span already encoded as `spanJson` would (otlp-json.ts spanJsonOf); dropped as `add` drops. */
-  addJson(json: string): void {
+  beginSpan(): SpanBytes | undefined {
     if (this.#closed || this.#queue.length >= this.#maxQueue) {
       this.dropped.queue_full++;
-      return;
+      return undefined;
     }
-    this.#push(json);
+    this.#queue.beginSpan();
+    return this.#queue;
+  }
+
+  /** The span begun is written: it is queued. */
+  endSpan(): void {
+    this.#queue.endSpan();
+    this.#queued();
+  }
+
+  /** Writing the span begun failed: it is taken back and counted as failed. */
+  abortSpan(reason: string): void {
+    this.#queue.abortSpan();
+    this.#failed(1, `encoding failed: ${reason}`);
   }
 
   #push(json: string): void {
     this.#queue.push(json);
+    this.#queued();
+  }
+
+  /** A span was queued: a full batch goes at once, unless one is in flight. */
+  #queued(): void {
     if (this.#queue.length >= this.#batch && this.#inFlight === undefined) setImmediate(() => this.#sendBatch());
   }
 

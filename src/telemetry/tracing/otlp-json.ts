@@ -54,7 +54,7 @@ export function unixNanos(ms: number): string {
  * written into the export buffer (Buffer.write flattens the span's string, not the
  * fragment), which cost more than encoding the span (1.1 µs of a span's 2).
  */
-export function flat(s: string): string {
+function flat(s: string): string {
   s.charCodeAt(0);
   return s;
 }
@@ -137,15 +137,8 @@ export function spanJson(s: FinishedSpan): string {
   return spanJsonOf(s.traceId, s.spanId, s.parentSpanId, s.traceState, jsonString(s.name), s.kind, s.startMs, s.endMs, attributesJson(s.attributes), s.error);
 }
 
-/**
- * {@link spanJson} of a span given in parts, for a caller that keeps the JSON of its
- * name (`nameJson`: a JSON string, quotes included) and of its attributes
- * (`attributesJson`: the whole array, brackets included, each attribute as
- * {@link attributeJson} writes it) rather than making a FinishedSpan and its attribute
- * record per request: the trace layer's hop spans (stack/span-attributes.ts). Ids are
- * the caller's own (made by ids.ts, or checked by trace-context.ts), still escaped.
- */
-export function spanJsonOf(
+/** {@link spanJson} of a span given in parts: its name's JSON (quotes included) and its attributes' (the whole array). */
+function spanJsonOf(
   traceId: string,
   spanId: string,
   parentSpanId: string,
@@ -165,11 +158,6 @@ export function spanJsonOf(
     `,"startTimeUnixNano":"${unixNanos(startMs)}","endTimeUnixNano":"${unixNanos(endMs)}"` +
     `,"attributes":${attributesJson},"status":${error ? '{"code":2}' : '{}'}}`
   );
-}
-
-/** `s` as a JSON string (quotes included), as every string of a span is written. */
-export function jsonStringOf(s: string): string {
-  return jsonString(s);
 }
 
 /**

@@ -33,9 +33,15 @@ export interface SpanSink {
   record(span: FinishedSpan): void;
 }
 
+/**
+ * The process's time origin, read once: `performance.timeOrigin` is a getter that calls
+ * into Node's C++ each time (and boxes its answer), twice per sampled span otherwise.
+ */
+const TIME_ORIGIN = performance.timeOrigin;
+
 /** performance.now() as unix milliseconds. */
 export function unixMs(perfNow: number): number {
-  return performance.timeOrigin + perfNow;
+  return TIME_ORIGIN + perfNow;
 }
 
 /**
@@ -79,8 +85,7 @@ export class ChildSpan {
 
 /** The span of a sampled exchange at one proxy (a server span inbound, a client span outbound). */
 export class ActiveSpan {
-  /** The header lines this span put into the forwarded request (each ending in CRLF). */
-  readonly lines: string;
+  #lines: string | undefined;
   /** The retry attempt in flight, when the exchange is being retried (stack/trace.ts). */
   attempt: ChildSpan | undefined;
 
@@ -92,8 +97,15 @@ export class ActiveSpan {
     readonly parentSpanId: string,
     readonly traceState: string,
     readonly format: TraceFormat,
-  ) {
-    this.lines = contextLines(traceId, spanId, true, format);
+  ) {}
+
+  /**
+   * The header lines carrying this span's context to the next hop (each ending in CRLF).
+   * Made when first asked: an inbound span whose id is written into the caller's
+   * traceparent in place (stack/trace.ts) never needs them.
+   */
+  get lines(): string {
+    return (this.#lines ??= contextLines(this.traceId, this.spanId, true, this.format));
   }
 
   /** A child span (a retry attempt, a mirrored copy) started now. */

@@ -12,6 +12,7 @@
 import type { TracingSnapshot } from '../../api/protocol.js';
 import { SpanExporter, type DropReason } from './exporter.js';
 import type { AttributeValue, FinishedSpan, SpanSink } from './span.js';
+import type { SpanBytes } from './span-queue.js';
 
 export interface TracerOptions {
   /** Attributes of the proxy's resource: service.name, service.instance.id, ... */
@@ -64,14 +65,20 @@ export class Tracer implements SpanSink {
     this.#exporter?.add(span);
   }
 
-  /** Whether a span finished now would be exported (SpanExporter.admit: a refused one is counted dropped); false with tracing off. */
-  admit(): boolean {
-    return this.#exporter?.admit() ?? false;
+  /**
+   * Begins a span written piece by piece (SpanExporter.beginSpan: undefined when it is
+   * refused, and then counted dropped), then endSpan or abortSpan; undefined with tracing off.
+   */
+  beginSpan(): SpanBytes | undefined {
+    return this.#exporter?.beginSpan();
   }
 
-  /** A finished span already encoded (otlp-json.ts spanJsonOf: the trace layer's hop spans). */
-  recordJson(json: string): void {
-    this.#exporter?.addJson(json);
+  endSpan(): void {
+    this.#exporter?.endSpan();
+  }
+
+  abortSpan(reason: string): void {
+    this.#exporter?.abortSpan(reason);
   }
 
   /** Applies the snapshot's tracing settings; the exporter is replaced only when its own settings change. */
