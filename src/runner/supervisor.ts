@@ -33,6 +33,12 @@ const BACKOFF_MAX_MS = 30_000;
 /** A process that stayed up this long has its backoff reset. */
 const STABLE_AFTER_MS = 10_000;
 const STOP_GRACE_MS = 5000;
+/**
+ * After the process ended, how long a stop waits for its output pipes to close (what it
+ * wrote last is read into the log first). Bounded: a process that left the group (setsid)
+ * may hold them open; what it writes later is dropped, never written to an ended log.
+ */
+const STDIO_DRAIN_MS = 1000;
 
 export class Supervised {
   readonly spec: ProcessSpec;
@@ -44,11 +50,19 @@ export class Supervised {
   #failures = 0;
   #startedAt = 0;
   #timer: NodeJS.Timeout | undefined;
+  #logFailed = false;
 
   constructor(spec: ProcessSpec, events: SupervisorEvents = {}) {
     this.spec = spec;
     this.#events = events;
     this.#log = createWriteStream(spec.logFile, { flags: 'a' });
+    // A log file that fails (a full disk, its folder removed) costs the process's lines,
+    // never the runner: without a listener the stream's 'error' would end `trellis up`.
+    this.#log.on('error', (e) => {
+      if (this.#logFailed) return;
+      this.#logFailed = true;
+      process.stderr.write(`trellis: the log of ${spec.name} failed (${e.message}); its lines are dropped from now on\n`);
+    });
   }
 
   get pid(): number | undefined {
@@ -76,6 +90,8 @@ export class Supervised {
     const log = this.#log;
     const feed = (from: NodeJS.ReadableStream, stamper: LineStamper) =>
       from.on('data', (c: Buffer) => {
+        // Output after the log ended (a stop, below) is dropped: a write after end would be an error.
+        if (!log.writable) return;
         if (!stamper.write(c)) {
           from.pause();
           log.once('drain', () => from.resume());
@@ -83,9 +99,9 @@ export class Supervised {
       });
     feed(child.stdout!, out);
     feed(child.stderr!, err);
-    child.stdout!.once('end', () => out.flush());
-    child.stderr!.once('end', () => err.flush());
-    child.on('error', (err) => this.#log.write(`trellis: could not start ${this.spec.name}: ${err.message}\n`));
+    child.stdout!.once('end', () => log.writable && out.flush());
+    child.stderr!.once('end', () => log.writable && err.flush());
+    child.on('error', (err) => log.writable && log.write(`trellis: could not start ${this.spec.name}: ${err.message}\n`));
     child.on('exit', (code, signal) => this.#onExit(child, code, signal));
     if (child.pid !== undefined) this.#events.onStart?.(this.spec.name, child.pid, this.#restarts);
   }
@@ -114,12 +130,16 @@ export class Supervised {
     const child = this.#child;
     if (child && child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
       killGroup(child.pid, 'SIGTERM');
       const timer = setTimeout(() => killGroup(child.pid!, 'SIGKILL'), STOP_GRACE_MS);
       await exited;
       clearTimeout(timer);
       // Anything the process left in its group goes too.
       killGroup(child.pid, 'SIGKILL');
+      let drainTimer: NodeJS.Timeout | undefined;
+      await Promise.race([closed, new Promise<void>((resolve) => (drainTimer = setTimeout(resolve, STDIO_DRAIN_MS)))]);
+      clearTimeout(drainTimer);
     }
     await new Promise<void>((resolve) => this.#log.end(resolve));
   }

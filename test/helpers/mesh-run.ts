@@ -180,7 +180,7 @@ export async function stopMesh(mesh: RunningMesh | undefined, dir?: string): Pro
     mesh?.state.prometheus?.pid,
   ];
   const code = await mesh?.stop();
-  if (mesh) assert.equal(code, 0, 'trellis up exits 0 on SIGINT');
+  if (mesh) assert.equal(code, 0, `trellis up exits 0 on SIGINT; its last output:\n${mesh.output().slice(-3000)}`);
   await allGone(pids);
   const storage = mesh?.state.prometheus?.storageDir;
   if (storage !== undefined) assert.equal(existsSync(storage), false, "Prometheus's storage is removed with the mesh");
