@@ -52,17 +52,34 @@ export interface ServerCertificateSpec {
 
 /** A server certificate signed by `ca` for the names in `spec` (default: 90 days from now, as ACME issues). */
 export async function issueServerCertificate(ca: PemPair, spec: ServerCertificateSpec, now = Date.now()): Promise<PemPair> {
-  const caCert = new x509.X509Certificate(ca.cert);
-  const caKey = await importPrivateKeyPem(ca.key);
+  const issuer = { cert: new x509.X509Certificate(ca.cert), key: await importPrivateKeyPem(ca.key) };
+  const signed = await signServerCertificate(issuer, {
+    dnsNames: spec.dnsNames,
+    ...(spec.ips !== undefined ? { ips: spec.ips } : {}),
+    notBefore: new Date(spec.notBefore ?? now - BACKDATE_MS),
+    notAfter: new Date(spec.notAfter ?? now + 90 * DAY_MS),
+  });
+  return { cert: pemOf(signed.cert), key: signed.key };
+}
+
+/**
+ * A TLS server certificate (serverAuth, the names as SANs, CN the first) over a key made
+ * here, signed by `issuer`: the one shape of every serving certificate Trellis makes
+ * (the local HTTPS certificate above, the injection webhook's from the mesh CA).
+ */
+export async function signServerCertificate(
+  issuer: { readonly cert: x509.X509Certificate; readonly key: CryptoKey },
+  spec: { readonly dnsNames: readonly string[]; readonly ips?: readonly string[]; readonly notBefore: Date; readonly notAfter: Date },
+): Promise<{ cert: x509.X509Certificate; key: string }> {
   const keys = await generateKeyPair();
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: `CN=${spec.dnsNames[0] ?? 'localhost'}`,
-    issuer: caCert.subjectName,
-    notBefore: new Date(spec.notBefore ?? now - BACKDATE_MS),
-    notAfter: new Date(spec.notAfter ?? now + 90 * DAY_MS),
+    issuer: issuer.cert.subjectName,
+    notBefore: spec.notBefore,
+    notAfter: spec.notAfter,
     publicKey: keys.publicKey,
-    signingKey: caKey,
+    signingKey: issuer.key,
     signingAlgorithm: ECDSA_SHA256,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
@@ -72,10 +89,10 @@ export async function issueServerCertificate(ca: PemPair, spec: ServerCertificat
         [...spec.dnsNames.map((value) => ({ type: 'dns' as const, value })), ...(spec.ips ?? []).map((value) => ({ type: 'ip' as const, value }))],
         false,
       ),
-      await x509.AuthorityKeyIdentifierExtension.create(caCert, false),
+      await x509.AuthorityKeyIdentifierExtension.create(issuer.cert, false),
     ],
   });
-  return { cert: pemOf(cert), key: await privateKeyPem(keys.privateKey) };
+  return { cert, key: await privateKeyPem(keys.privateKey) };
 }
 
 /**

@@ -34,6 +34,7 @@ import type { IssuedCertificate } from '../../api/protocol.js';
 import { checkCsr } from './csr.js';
 import { type LeafIssuer, signLeaf } from './leaf-der.js';
 import { pem } from '../../security/keys.js';
+import { signServerCertificate } from '../../security/local-tls.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -198,32 +199,12 @@ export class CertificateAuthority extends EventEmitter<{ bundle: [string[]] }> {
         reason: `the issuer ${issuer.cert.subject} (serial ${serialOf(issuer.cert)}) expires at ${issuer.cert.notAfter.toISOString()}; give the mesh a new issuer (spec.identity.ca)`,
       });
     }
-    const keys = await generateKeyPair();
     const notBeforeAt = new Date(Math.floor((now - BACKDATE_MS) / 1000) * 1000);
     const notAfterAt = new Date(Math.floor(notAfter / 1000) * 1000);
-    const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: randomSerial(),
-      subject: `CN=${dnsNames[0] ?? 'trellis'}`,
-      issuer: issuer.cert.subjectName,
-      notBefore: notBeforeAt,
-      notAfter: notAfterAt,
-      publicKey: keys.publicKey,
-      signingKey: issuer.key,
-      signingAlgorithm: ECDSA_SHA256,
-      extensions: [
-        new x509.BasicConstraintsExtension(false, undefined, true),
-        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
-        new x509.SubjectAlternativeNameExtension(
-          dnsNames.map((value) => ({ type: 'dns' as const, value })),
-          false,
-        ),
-        await x509.AuthorityKeyIdentifierExtension.create(issuer.cert, false),
-      ],
-    });
+    const signed = await signServerCertificate(issuer, { dnsNames, notBefore: notBeforeAt, notAfter: notAfterAt });
     return {
-      chain: [cert, issuer.cert, ...intermediates].map((c) => pemOf(c)).join(''),
-      key: `${await privateKeyPem(keys.privateKey)}\n`,
+      chain: [signed.cert, issuer.cert, ...intermediates].map((c) => pemOf(c)).join(''),
+      key: `${signed.key}\n`,
       notBefore: notBeforeAt.toISOString(),
       notAfter: notAfterAt.toISOString(),
     };
