@@ -1266,7 +1266,7 @@ export class Sidecar {
       // OpenMetrics when the scraper asks for it (Prometheus does): only it carries exemplars.
       const om = wantsOpenMetrics(req.headers.accept);
       res.setHeader('content-type', om ? OPENMETRICS_CONTENT_TYPE : this.metrics.contentType);
-      res.end(await this.metrics.text(om));
+      res.end(await this.metrics.exposition(om));
     } else if (path === '/live') {
       // Liveness: the process answers. Never the control plane's state: one that is down must not restart proxies.
       res.end('live\n');

@@ -12,6 +12,7 @@
 // few process metrics a proxy needs are collected below instead.
 import type { BreakerView, ConnectionErrorReason, EjectionCountView, EndpointView, FailoverView, LimitRefusal, ListenerKind } from '../api/views.js';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { ExpositionBuffer } from './exposition-buffer.js';
 import * as client from './prom-client-parts.js';
 import type { Counter, Gauge } from './prom-client-parts.js';
 
@@ -223,6 +224,8 @@ export class ProxyMetrics {
   // mTLS: handshakes refused by reason, and connections by how they were secured (per connection, never per request).
   readonly #tlsFailures: Counter;
   readonly #tlsConnections: Counter;
+  /** Where scrapes write their exposition, made at the first. */
+  #out: ExpositionBuffer | undefined;
 
   constructor(proxy: { service: string; id: string }) {
     this.registry.setDefaultLabels({ proxy_service: proxy.service, proxy_id: proxy.id });
@@ -533,10 +536,27 @@ export class ProxyMetrics {
     }
   }
 
-  /** The whole exposition: the HTTP series, the snapshot's time, then prom-client's registry. */
+  /**
+   * The whole exposition as bytes, what /metrics sends: the HTTP series, the snapshot's
+   * time, then prom-client's registry. Written into a buffer kept between scrapes, never
+   * built as one string (exposition-buffer.ts says why).
+   */
+  async exposition(openMetrics = false): Promise<Buffer> {
+    // The registry first: it may await its collectors, and the buffer is filled in one go.
+    const registry = await this.registry.metrics();
+    const out = (this.#out ??= new ExpositionBuffer());
+    this.#writeHttp(out, openMetrics);
+    out.write(this.#configText());
+    if (openMetrics) {
+      out.write(toOpenMetrics(registry));
+      out.write('# EOF\n');
+    } else out.write(registry);
+    return out.take();
+  }
+
+  /** {@link exposition} as text. */
   async text(openMetrics = false): Promise<string> {
-    if (!openMetrics) return this.httpText() + this.#configText() + (await this.registry.metrics());
-    return `${this.httpText(true)}${this.#configText()}${toOpenMetrics(await this.registry.metrics())}# EOF\n`;
+    return (await this.exposition(openMetrics)).toString('utf8');
   }
 
   /**
@@ -563,11 +583,18 @@ export class ProxyMetrics {
    * `openMetrics`, OpenMetrics text whose buckets carry exemplars (trace ids of sampled requests).
    */
   httpText(openMetrics = false): string {
+    const out = new ExpositionBuffer();
+    this.#writeHttp(out, openMetrics);
+    return out.take().toString('utf8');
+  }
+
+  #writeHttp(out: ExpositionBuffer, openMetrics: boolean): void {
     const series = this.#http;
     const family = openMetrics ? 'trellis_http_requests' : 'trellis_http_requests_total';
-    let out =
+    out.write(
       `# HELP ${family} HTTP requests handled, by direction, source, destination, destination version, route and response status (and grpc_status for gRPC calls); classification is "failure" for no response, a 5xx or a gRPC status other than 0.\n` +
-      `# TYPE ${family} counter\n`;
+        `# TYPE ${family} counter\n`,
+    );
     const rendered: Rendered[] = new Array(series.length);
     for (let i = 0; i < series.length; i++) {
       const s = series[i]!;
@@ -578,13 +605,13 @@ export class ProxyMetrics {
         else s.text = r;
       }
       rendered[i] = r;
-      out += r.counter;
+      out.write(r.counter);
     }
-    out +=
+    out.write(
       '# HELP trellis_http_request_duration_seconds Time from the request head arriving to the response being fully sent.\n' +
-      '# TYPE trellis_http_request_duration_seconds histogram\n';
-    for (const r of rendered) out += r.histogram;
-    return out;
+        '# TYPE trellis_http_request_duration_seconds histogram\n',
+    );
+    for (const r of rendered) out.write(r.histogram);
   }
 
   get contentType(): string {
