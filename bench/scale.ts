@@ -476,8 +476,12 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     for (const s of sims) s.socket.destroy();
     if (cp && cp.exitCode === null) {
       cp.kill('SIGTERM');
-      await Promise.race([new Promise((r) => cp?.once('exit', r)), new Promise((r) => setTimeout(r, 3000))]);
-      if (cp.exitCode === null) cp.kill('SIGKILL');
+      // The grace timer is cleared once the control plane exits: a pending one would keep
+      // the caller's process alive for its whole 3 s.
+      let grace: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise((r) => cp?.once('exit', r)), new Promise((r) => (grace = setTimeout(r, 3000)))]);
+      clearTimeout(grace);
+      if (cp.exitCode === null && cp.signalCode === null) cp.kill('SIGKILL');
     }
     apps.closeAllConnections();
     await new Promise((r) => apps.close(r));

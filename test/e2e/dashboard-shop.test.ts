@@ -20,8 +20,14 @@ describe('npm start: the shop in the dashboard', { skip: noChromium() }, () => {
     dir = await mkdtemp(join(tmpdir(), 'trellis-dashboard-shop-'));
     // Postgres runs as the unprivileged `postgres` user and must reach its data folder.
     await chmod(dir, 0o755);
-    mesh = await meshUp(join(REPO, 'examples', 'shop', 'topology-1.yaml'), join(dir, 'state'), ['--free-ports'], 120_000);
-    browser = await launchChromium();
+    // Chromium starts while the mesh comes up; each is kept as soon as it runs, so after() stops it even when the other failed.
+    const launching = launchChromium().then((b) => (browser = b));
+    try {
+      mesh = await meshUp(join(REPO, 'examples', 'shop', 'topology-1.yaml'), join(dir, 'state'), ['--free-ports'], 120_000);
+    } finally {
+      await launching.catch(() => {});
+    }
+    await launching;
   });
 
   after(async () => {

@@ -52,10 +52,16 @@ describe('the dashboard of a running mesh', { skip }, () => {
   before(async () => {
     const written = await writeShopMesh({ routes: routes(100, 0) });
     dir = written.dir;
-    mesh = await meshUp(written.meshFile, join(dir, '.trellis'));
+    // Chromium starts while the mesh comes up; each is kept as soon as it runs, so after() stops it even when the other failed.
+    const launching = launchChromium().then((b) => (browser = b));
+    try {
+      mesh = await meshUp(written.meshFile, join(dir, '.trellis'));
+    } finally {
+      await launching.catch(() => {});
+    }
+    await launching;
     link = dashboardLink(mesh.output());
     port = mesh.state.instances.find((i) => i.service === 'client')!.upstreams.find((u) => u.service === 'shop')!.port;
-    browser = await launchChromium();
   });
 
   after(async () => {

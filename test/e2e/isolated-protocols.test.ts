@@ -10,7 +10,7 @@
 // removes the run by its id even when a test failed, and checks nothing of it is left.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -200,24 +200,29 @@ describe('trellis up --isolate: protocols through interception', { skip: missing
     const web0 = instance('web-0');
     const oldPid = web0.sidecarPid;
     assert.ok(oldPid !== undefined && oldPid > 0, 'web-0 has a sidecar pid');
-    // Bounded: 4 callers, one request at a time each, for 10 s (at most 20 000 requests).
+    // 4 callers, one request at a time each, until 400 requests that started after the new
+    // sidecar was ready (the test writes that time to readyFile) were answered 200.
+    // Bounded: 10 s, at most 20 000 requests.
+    const readyFile = join(dir, 'web-0-ready-at');
     const load = nodeIn(
       clientPod(),
-      `import http from 'node:http';
+      `import http from 'node:http'; import { readFileSync } from 'node:fs';
        const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
-       const end = Date.now() + 10000; const results = []; let n = 0;
+       const end = Date.now() + 10000; const results = []; let n = 0; let readyAt = Infinity; let servedAfter = 0;
+       const poll = setInterval(() => { try { readyAt = Number(readFileSync(${JSON.stringify(readyFile)}, 'utf8')); } catch {} }, 50);
        const one = () => new Promise((resolve) => {
          const start = Date.now();
          const req = http.get({ host: 'web', port: ${webPort()}, path: '/r' + n++, agent, timeout: 5000 }, (res) => {
            let b = ''; res.on('data', (c) => (b += c));
-           res.on('end', () => { let instance = ''; try { instance = JSON.parse(b).instance; } catch {} results.push([start, Date.now(), res.statusCode, instance]); resolve(); });
+           res.on('end', () => { let instance = ''; try { instance = JSON.parse(b).instance; } catch {} results.push([start, Date.now(), res.statusCode, instance]); if (start > readyAt && res.statusCode === 200) servedAfter++; resolve(); });
            res.on('error', (e) => { results.push([start, Date.now(), e.code ?? 'error', '']); resolve(); });
          });
          req.on('timeout', () => req.destroy(new Error('timeout')));
          req.on('error', (e) => { results.push([start, Date.now(), e.code ?? e.message, '']); resolve(); });
        });
-       const caller = async () => { while (Date.now() < end && n < 20000) await one(); };
+       const caller = async () => { while (Date.now() < end && n < 20000 && servedAfter < 400) await one(); };
        await Promise.all([caller(), caller(), caller(), caller()]);
+       clearInterval(poll);
        console.log(JSON.stringify(results));`,
       30_000,
     );
@@ -228,6 +233,7 @@ describe('trellis up --isolate: protocols through interception', { skip: missing
     process.kill(oldPid, 'SIGTERM');
     await sidecarReady(web0.admin);
     const readyAt = Date.now();
+    writeFileSync(readyFile, String(readyAt));
     const results = JSON.parse(await load) as [number, number, number | string, string][];
     const failed = results.filter((r) => r[2] !== 200);
     const inFlight = results.filter((r) => r[0] <= killedAt && r[1] >= killedAt);
@@ -239,41 +245,51 @@ describe('trellis up --isolate: protocols through interception', { skip: missing
     // the other replica; only one on a connection the old sidecar held may be cut.
     for (const f of failed)
       assert.ok(f[0] <= killedAt + 50 && f[1] >= killedAt, `request failed (${f[2]}) though not in flight at the kill: ${JSON.stringify(f)} (${line})`);
-    // And the restarted sidecar is back in rotation (once the caller's balancer takes it again).
+    const rotationFrom = Date.now();
+    // And the restarted sidecar is back in rotation (once the caller's balancer takes it
+    // again: its failures' penalty decays, peak EWMA). One request at a time, without a
+    // pause, until one is answered by web-0 (bounded: 20 s, 20 000 requests, a try).
     await eventually(
       async () => {
         const out = await nodeIn(
           clientPod(),
-          `import http from 'node:http'; const agent = new http.Agent({ keepAlive: true }); const seen = new Set(); for (let i = 0; i < 20; i++) seen.add(await new Promise((resolve) => http.get({ host: 'web', port: ${webPort()}, path: '/', agent }, (res) => { let b = ''; res.on('data', (c) => (b += c)); res.on('end', () => resolve(JSON.parse(b).instance)); }).on('error', (e) => resolve(e.code)))); console.log([...seen].sort().join(','));`,
+          `import http from 'node:http'; const agent = new http.Agent({ keepAlive: true }); const seen = new Set(); const end = Date.now() + 20000; for (let i = 0; i < 20000 && Date.now() < end && !seen.has('web-0'); i++) seen.add(await new Promise((resolve) => http.get({ host: 'web', port: ${webPort()}, path: '/', agent }, (res) => { let b = ''; res.on('data', (c) => (b += c)); res.on('end', () => resolve(JSON.parse(b).instance)); }).on('error', (e) => resolve(e.code)))); console.log([...seen].sort().join(','));`,
+          30_000,
         );
         assert.match(out, /web-0/);
       },
-      { timeoutMs: 60_000, intervalMs: 1000 },
+      { timeoutMs: 60_000, intervalMs: 100 },
     );
+    console.log(`# web-0 back in rotation ${Date.now() - rotationFrom} ms after the load`);
   });
 
   test("a restart of the client's own sidecar refuses none of its app's connections: the runner holds the listeners", async () => {
     const client0 = instance('client-0');
     const oldPid = client0.sidecarPid;
     assert.ok(oldPid !== undefined && oldPid > 0, 'client-0 has a sidecar pid');
-    // Bounded: a new connection every 25 ms for 12 s (at most 480), each answered or failed
-    // within 30 s; the sidecar is killed (SIGKILL: a crash) after the first 20 answers.
+    // A new connection every 25 ms, each answered or failed within 30 s, until 20 opened
+    // after the new sidecar was ready (the test writes that time to readyFile) were answered
+    // 200. Bounded: 12 s, at most 480. The sidecar is killed (SIGKILL: a crash) after the
+    // first 20 answers.
+    const readyFile = join(dir, 'client-0-ready-at');
     const load = nodeIn(
       clientPod(),
-      `import http from 'node:http';
-       const end = Date.now() + 12000; const results = []; const pending = []; let n = 0;
+      `import http from 'node:http'; import { readFileSync } from 'node:fs';
+       const end = Date.now() + 12000; const results = []; const pending = []; let n = 0; let readyAt = Infinity; let servedAfter = 0;
+       const poll = setInterval(() => { try { readyAt = Number(readFileSync(${JSON.stringify(readyFile)}, 'utf8')); } catch {} }, 50);
        const one = () => new Promise((resolve) => {
          const start = Date.now();
          const req = http.get({ host: 'web', port: ${webPort()}, path: '/c' + n++, agent: false, timeout: 30000 }, (res) => {
            res.resume();
-           res.on('end', () => { results.push([start, Date.now(), res.statusCode]); resolve(); });
+           res.on('end', () => { results.push([start, Date.now(), res.statusCode]); if (start > readyAt && res.statusCode === 200) servedAfter++; resolve(); });
            res.on('error', (e) => { results.push([start, Date.now(), e.code ?? 'error']); resolve(); });
          });
          req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' })));
          req.on('error', (e) => { results.push([start, Date.now(), e.code ?? e.message]); resolve(); });
        });
-       while (Date.now() < end && n < 480) { pending.push(one()); await new Promise((r) => setTimeout(r, 25)); }
+       while (Date.now() < end && n < 480 && servedAfter < 20) { pending.push(one()); await new Promise((r) => setTimeout(r, 25)); }
        await Promise.all(pending);
+       clearInterval(poll);
        console.log(JSON.stringify(results));`,
       60_000,
     );
@@ -283,6 +299,7 @@ describe('trellis up --isolate: protocols through interception', { skip: missing
     process.kill(oldPid, 'SIGKILL');
     await sidecarReady(client0.admin);
     const readyAt = Date.now();
+    writeFileSync(readyFile, String(readyAt));
     const results = JSON.parse(await load) as [number, number, number | string][];
     const failed = results.filter((r) => r[2] !== 200);
     const refused = results.filter((r) => r[2] === 'ECONNREFUSED');

@@ -108,7 +108,11 @@ test('trellis top shows the rate, success rate and latency of known traffic, per
   })();
   try {
     await sleep(1000); // the rate settles before the window opens
-    const services = await cli(['top', '--once', '--interval', '3s', ...control()]);
+    // Both views at once: each `top` reads the proxies on its own, over its own window.
+    const [services, routes] = await Promise.all([
+      cli(['top', '--once', '--interval', '3s', ...control()]),
+      cli(['top', '--once', '--routes', '--interval', '2s', ...control()]),
+    ]);
     assert.equal(services.code, 0, services.err);
     const row = services.out.split('\n').find((l) => l.startsWith('api '));
     assert.ok(row, services.out);
@@ -117,7 +121,6 @@ test('trellis top shows the rate, success rate and latency of known traffic, per
     assert.ok(Math.abs(parseFloat(success!) - 80) <= 8, `success ${success} (80% answered 200)\n${services.out}`);
     assert.match(p50!, /ms$/);
     assert.match(p99!, /ms$/);
-    const routes = await cli(['top', '--once', '--routes', '--interval', '2s', ...control()]);
     assert.equal(routes.code, 0, routes.err);
     assert.match(routes.out, /^DESTINATION\s+ROUTE\s+RPS\s+SUCCESS\s+P50\s+P99\s+REQUESTS/m);
     assert.match(routes.out, /^api\s+default\/api-route\/rule\/1\s+\d/m, routes.out);

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { FaultConfig, RouteEntry, UpstreamSnapshot } from '../../src/api/protocol.js';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
+import { runModuleScript } from '../helpers/module-child.js';
 import { closeServer, get, listenHttp, metricsText, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 
 let app: { server: http.Server; port: number };
@@ -124,4 +125,22 @@ test('a fault on the Service applies to a service without routes', async () => {
 test('a route without a fault is not touched', async () => {
   const results = await many(apiPort, '/plain', 32);
   assert.deepEqual(new Set(results.map((r) => r.status)), new Set([200]));
+});
+
+// A delayed request whose client is gone leaves its delay timer behind; that timer must
+// not hold the process: a proxy being stopped, or a test process, would live on for the
+// rest of the delay (an hour here). The child exits on its own, or is killed at 20 s.
+test('a pending fault delay does not keep the process alive', async () => {
+  const layer = new URL('../../src/proxy/resilience/fault.js', import.meta.url).href;
+  const out = await runModuleScript<{ injected: string }>(
+    `import { fault } from ${JSON.stringify(layer)};
+     let injected = '';
+     const stage = fault({ injected: (_d, _r, kind) => (injected = kind) }, () => 0)(() => {});
+     stage.request({ service: 'api', finished: false, route: { name: 'default/api/slow', fault: { policy: 'default/chaos', delay: { ms: 3_600_000, percent: 100 } } } });
+     console.log(JSON.stringify({ injected }));`,
+    [],
+    process.cwd(),
+    20_000,
+  );
+  assert.deepEqual(out, { injected: 'delay' });
 });

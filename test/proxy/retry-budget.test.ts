@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RetryBudget } from '../../src/proxy/resilience/retry-budget.js';
+import { runModuleScript } from '../helpers/module-child.js';
 
 function clock(start = 1_000_000): { now: () => number; advance(ms: number): void } {
   let t = start;
@@ -72,4 +73,26 @@ test('a budget reports whether it was made from the same settings', () => {
   const b = new RetryBudget(cfg);
   assert.equal(b.sameAs({ ...cfg }), true);
   assert.equal(b.sameAs({ ...cfg, percent: 30 }), false);
+});
+
+// A retry waiting out its backoff when its request ends (a timeout, a client gone) or its
+// proxy stops must not keep the process alive for the rest of the backoff (as the fault
+// layer's delay once did). An hour's backoff here: the child exits on its own, or is killed at 20 s.
+test('a pending retry backoff does not keep the process alive', async () => {
+  const retry = new URL('../../src/proxy/resilience/retry.js', import.meta.url).href;
+  const budget = new URL('../../src/proxy/resilience/retry-budget.js', import.meta.url).href;
+  const out = await runModuleScript<{ scheduled: boolean; retried: string }>(
+    `import { RetryState } from ${JSON.stringify(retry)};
+     import { RetryBudget } from ${JSON.stringify(budget)};
+     let retried = '';
+     const policy = { codes: [503], attempts: 1, backoffMs: 3_600_000, nonIdempotent: false, maxBodyBytes: 65536 };
+     const state = new RetryState(policy, new RetryBudget({ percent: 100, windowMs: 10_000, minRetries: 10, minIntervalMs: 1000 }), () => {}, { retried: (_d, _r, reason) => (retried = reason), budgetExhausted: () => {} });
+     const ex = { requestBodyDone: true, responseStarted: false, finished: false, client: { socket: { destroyed: false } }, deadline: 0, service: 'api', route: { name: 'default/api/r' }, attempts: 1, status: 503 };
+     const scheduled = state.again(ex, 503);
+     console.log(JSON.stringify({ scheduled, retried }));`,
+    [],
+    process.cwd(),
+    20_000,
+  );
+  assert.deepEqual(out, { scheduled: true, retried: '503' });
 });

@@ -34,9 +34,12 @@ export function fault(observer: FaultObserver, random: () => number = Math.rando
         const d = f.delay;
         if (d === undefined || !(random() * 100 < d.percent)) return abortOrForward(ex, f);
         observer.injected(ex.service, ex.route.name, 'delay');
+        // Unref'd: the client's connection keeps the process alive while the request
+        // matters; a delay whose request already ended (a timeout, a client gone) must
+        // not keep a stopping proxy alive for the rest of the delay.
         setTimeout(() => {
           if (!ex.finished) runGuarded(ex, () => abortOrForward(ex, f));
-        }, d.ms);
+        }, d.ms).unref();
       },
     };
   };

@@ -154,9 +154,11 @@ export class RetryState implements Replayer {
     }
     ex.status = 0;
     ex.bodyQueue = this.#body === undefined ? undefined : this.#body.slice();
+    // Unref'd, as the fault layer's delay: the client's connection keeps the process alive
+    // while the request matters; a backoff whose request ended must not hold a stopping proxy.
     setTimeout(() => {
       if (!ex.finished) runGuarded(ex, () => this.#next(ex));
-    }, delay);
+    }, delay).unref();
     return true;
   }
 }
