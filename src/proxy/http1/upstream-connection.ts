@@ -215,7 +215,9 @@ export class UpstreamConnection implements AttemptLink {
     } else if (ex.extraHead) {
       const raw = ex.head;
       head = Buffer.allocUnsafe(raw.length + ex.extraHead.length);
-      raw.copy(head, 0, 0, raw.length - 2);
+      // The whole raw head (set, not copy: Buffer#copy of a part makes a view of it to copy
+      // from), its blank line then written over by the extra lines.
+      head.set(raw, 0);
       head.write(ex.extraHead, raw.length - 2, 'latin1');
       head[head.length - 2] = 13;
       head[head.length - 1] = 10;
