@@ -246,3 +246,24 @@ test('an absolute-form target with an empty path and a query becomes /?query, no
   assert.equal(r.path, '/');
   assert.match(serializeRequestHead(r, ''), /^GET \/\?q=1 HTTP\/1\.1\r\n/);
 });
+
+test('header names and Connection values are matched in any case, each line kept as sent, in order', () => {
+  const r = ok('GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: x\r\nConnection: Keep-Alive\r\nAccept: */*\r\n\r\n');
+  assert.deepEqual(r.lines, ['Host: a', 'User-Agent: x', 'Connection: Keep-Alive', 'Accept: */*']);
+  assert.equal(r.keepAlive, true);
+  assert.equal(r.rewrite, false, 'a lone keep-alive and an ordinary header of a hop-by-hop name’s length need no rewrite');
+  assert.equal(ok('GET / HTTP/1.1\r\nHost: a\r\nConnection:  CLOSE \r\n\r\n').keepAlive, false);
+  assert.equal(ok('GET / HTTP/1.0\r\nconnection: KEEP-ALIVE\r\n\r\n').keepAlive, true);
+  for (const hop of ['Keep-Alive: timeout=5', 'TE: trailers', 'Trailer: x', 'Proxy-Connection: close', 'PROXY-AUTHORIZATION: Basic eA==']) {
+    const h = ok(`GET / HTTP/1.1\r\nHost: a\r\n${hop}\r\n\r\n`);
+    assert.equal(h.rewrite, true, hop);
+    assert.ok(!serializeRequestHead(h, '').includes(hop), `${hop} is not forwarded`);
+  }
+  // Methods are case-sensitive: a common one is recognised only as spelled, any other token kept as sent.
+  assert.equal(ok('PUT / HTTP/1.1\r\nHost: a\r\n\r\n').method, 'PUT');
+  assert.equal(ok('get / HTTP/1.1\r\nHost: a\r\n\r\n').method, 'get');
+  assert.equal(ok('PURGE / HTTP/1.1\r\nHost: a\r\n\r\n').method, 'PURGE');
+  // An absolute-form target without a Host (HTTP/1.0) adds one after the lines sent.
+  assert.deepEqual(ok('GET http://b:8080/x HTTP/1.0\r\nAccept: */*\r\n\r\n').lines, ['Accept: */*', 'Host: b:8080']);
+  assert.deepEqual(ok('GET / HTTP/1.0\r\n\r\n').lines, []);
+});
