@@ -6,6 +6,7 @@ import {
   isFailure,
   parseRequestHead,
   parseResponseHead,
+  responseHeadSlot,
   serializeRequestHead,
   type RequestHead,
 } from '../../src/proxy/http1/http1-parser.js';
@@ -266,4 +267,24 @@ test('header names and Connection values are matched in any case, each line kept
   // An absolute-form target without a Host (HTTP/1.0) adds one after the lines sent.
   assert.deepEqual(ok('GET http://b:8080/x HTTP/1.0\r\nAccept: */*\r\n\r\n').lines, ['Accept: */*', 'Host: b:8080']);
   assert.deepEqual(ok('GET / HTTP/1.0\r\n\r\n').lines, []);
+});
+
+test('a response head parsed into a connection’s slot overwrites every field of the previous one', () => {
+  const slot = responseHeadSlot();
+  const parse = (text: string) => {
+    const buf = Buffer.from(text, 'latin1');
+    return parseResponseHead(buf, findHeadEnd(buf, 0, buf.length), slot);
+  };
+  const first = parse('HTTP/1.0 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n');
+  assert.equal(first, slot);
+  assert.deepEqual(
+    { ...slot },
+    { status: 101, minor: 0, contentLength: -1, chunked: false, close: true, appUnavailable: false, upgrade: 'websocket', headBytes: 75 },
+  );
+  parse('HTTP/1.1 503 Service Unavailable\r\ntrellis-error: app-unavailable\r\nTransfer-Encoding: chunked\r\n\r\n');
+  assert.deepEqual({ ...slot }, { status: 503, minor: 1, contentLength: -1, chunked: true, close: false, appUnavailable: true, upgrade: '', headBytes: 96 });
+  const separate = parseResponseHead(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n'), 38);
+  assert.notEqual(separate, slot);
+  assert.deepEqual(separate, { status: 200, minor: 1, contentLength: 2, chunked: false, close: false, appUnavailable: false, upgrade: '', headBytes: 38 });
+  assert.equal(slot.status, 503, 'a parse without a slot leaves it alone');
 });

@@ -472,7 +472,8 @@ function trimOwsEnd(buf: Buffer, from: number, to: number): number {
 const HTTP_1 = Buffer.from('HTTP/1.', 'latin1');
 
 /**
- * Parses a response head occupying `buf[0, headEnd)`. `headRequest` responses and
+ * Parses a response head occupying `buf[0, headEnd)`, into `into` when given (its
+ * fields overwritten, it is returned), else a new object. `headRequest` responses and
  * 1xx/204/304 have no body whatever their headers say; the caller handles that.
  *
  * It reads the bytes where they are, with no string made for the head: this runs once
@@ -488,7 +489,7 @@ const HTTP_1 = Buffer.from('HTTP/1.', 'latin1');
  * folded lines, control characters in a value or the reason phrase. Nothing the next
  * parser might read differently is passed on.
  */
-export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | ParseFailure {
+export function parseResponseHead(buf: Buffer, headEnd: number, into?: MutableResponseHead): ResponseHead | ParseFailure {
   const limit = headEnd - 2; // the blank line's CRLF
   // Status line: `HTTP/1.x NNN[ reason]`.
   if (limit < 12 || HTTP_1.compare(buf, 0, 7) !== 0 || buf[8] !== 32) return bad('invalid status line');
@@ -584,7 +585,28 @@ export function parseResponseHead(buf: Buffer, headEnd: number): ResponseHead | 
   // A 1xx or a 204 has no content; a length on one is a server that frames it anyway (RFC 9110 §8.6).
   if (status < 200 && (teSeen || contentLength !== -1)) return bad(`Content-Length or Transfer-Encoding in a ${status} response`);
   if (status === 204 && (teSeen || contentLength > 0)) return bad('a 204 response with a body length');
-  return { status, minor, contentLength, chunked, close, appUnavailable, upgrade, headBytes: headEnd };
+  if (into === undefined) return { status, minor, contentLength, chunked, close, appUnavailable, upgrade, headBytes: headEnd };
+  into.status = status;
+  into.minor = minor;
+  into.contentLength = contentLength;
+  into.chunked = chunked;
+  into.close = close;
+  into.appUnavailable = appUnavailable;
+  into.upgrade = upgrade;
+  into.headBytes = headEnd;
+  return into;
+}
+
+/**
+ * A response head a connection parses each of its responses into (parseResponseHead's
+ * `into`), read before the next is parsed: a head object per response was a tenth of a
+ * sidecar's garbage per request.
+ */
+export type MutableResponseHead = { -readonly [K in keyof ResponseHead]: ResponseHead[K] };
+
+/** A {@link MutableResponseHead} to parse into. */
+export function responseHeadSlot(): MutableResponseHead {
+  return { status: 0, minor: 1, contentLength: -1, chunked: false, close: false, appUnavailable: false, upgrade: '', headBytes: 0 };
 }
 
 /**

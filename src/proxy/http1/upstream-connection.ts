@@ -9,7 +9,7 @@ import type { ErrorCode } from '../../errors.js';
 import { ChunkedFramer } from './chunked.js';
 import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import type { AttemptLink, ClientBytes, Tunnel } from '../stack/exchange.js';
-import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead, switchedTo } from './http1-parser.js';
+import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, responseHeadSlot, serializeRequestHead, switchedTo } from './http1-parser.js';
 import { editResponseHead } from '../filters/header-modifier.js';
 import { IDEMPOTENT } from '../resilience/methods.js';
 import { H1_REQUEST_TO_H2_APP, isServerPreface, SPEAKS_H2 } from '../h2/app-version.js';
@@ -83,6 +83,8 @@ export class UpstreamConnection implements AttemptLink {
   #framer: ChunkedFramer | undefined;
   #reusable = true;
   #closed = false;
+  /** Each response's head, parsed into the same object (read only while its head is handled). */
+  readonly #head = responseHeadSlot();
   /**
    * Responses are read into this connection's own buffer (net's `onread`), reused read
    * after read, instead of a fresh 64 KiB allocation per read as a stream socket gets:
@@ -268,7 +270,7 @@ export class UpstreamConnection implements AttemptLink {
       }
       this.#buf = undefined;
       this.#scanFrom = 0;
-      const head = parseResponseHead(buf, end);
+      const head = parseResponseHead(buf, end, this.#head);
       if (isFailure(head)) return this.#protocolError(ex, head.reason);
       const client = ex.client.socket;
       if (head.status < 200 && head.status !== 101) {
