@@ -17,6 +17,8 @@ import type { Picked } from '../stack/decisions.js';
 import { END, type HeadOutcome } from '../stack/outcome.js';
 import { holdsLastWrite } from '../listeners/socket-tuning.js';
 
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
 const enum Body {
   None,
   Length,
@@ -85,6 +87,8 @@ export class UpstreamConnection implements AttemptLink {
   #closed = false;
   /** Each response's head, parsed into the same object (read only while its head is handled). */
   readonly #head = responseHeadSlot();
+  /** Each response head's outcome, the same object refilled: the layers read it as it passes up and keep none (outcome.ts). */
+  readonly #outcome: Mutable<HeadOutcome> = { kind: 'head', status: 0, grpcStatus: '', appUnavailable: false, sentAt: 0, edits: undefined };
   /**
    * Responses are read into this connection's own buffer (net's `onread`), reused read
    * after read, instead of a fresh 64 KiB allocation per read as a stream socket gets:
@@ -297,14 +301,11 @@ export class UpstreamConnection implements AttemptLink {
       // Up the stack before a byte reaches the client: a layer may take it (a retry, or
       // another endpoint for a peer whose app is down), and then neither this response
       // nor this connection (its body unread) is used.
-      const outcome: HeadOutcome = {
-        kind: 'head',
-        status: head.status,
-        grpcStatus: '',
-        appUnavailable: head.appUnavailable,
-        sentAt: this.sentAt,
-        edits: undefined,
-      };
+      const outcome = this.#outcome;
+      outcome.status = head.status;
+      outcome.appUnavailable = head.appUnavailable;
+      outcome.sentAt = this.sentAt;
+      outcome.edits = undefined;
       if (!ex.report(outcome)) {
         this.#drop(ex);
         return;
