@@ -192,6 +192,13 @@ for (const l of labels) {
 }
 if (values.heapprof) {
   const { cpSync } = await import('node:fs');
+  // the proxies write their profiles asynchronously after the second SIGUSR2: wait for them
+  for (let i = 0; i < 100; i++) {
+    const want = pairs.filter((p) => p.mon).reduce((n, p) => n + p.pids.length, 0);
+    const have = pairs.filter((p) => p.mon).reduce((n, p) => n + readdirSync(p.mon).filter((f) => f.endsWith('.heapprofile')).length, 0);
+    if (have >= want) break;
+    await sleep(200);
+  }
   for (const p of pairs) if (p.mon) cpSync(p.mon, path.join(values.heapprof, p.label), { recursive: true });
 }
 await procs.stopAll();

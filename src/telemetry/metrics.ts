@@ -494,6 +494,7 @@ export class ProxyMetrics {
    * answered with HTTP 200 shows as the failure it is (see {@link requestFailed}).
    * Both statuses come from the app, so both are bounded here ({@link OTHER_LABEL});
    * every other label is the caller's to bound (layers.ts takes them from the snapshot).
+   * `l` is read here and kept nowhere: the telemetry layer refills one object per request.
    */
   observeHttp(l: HttpLabels, httpStatus: number, seconds: number, rawGrpcStatus = '', traceId?: string): void {
     // status and grpc_status decide `classification`, so it needs no index level of its own.

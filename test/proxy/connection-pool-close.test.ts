@@ -82,3 +82,27 @@ test('a connection past the idle timeout, not yet closed by the sweep, is not re
     pool.close();
   }
 });
+
+test('the pool counts connections carrying a request and idle ones as they move between the two, and closed ones in neither', async () => {
+  const pool: ConnectionPool = new ConnectionPool();
+  try {
+    const ev = poolEvents(() => pool);
+    const conns = [pool.acquire(endpoint(), ev), pool.acquire(endpoint(), ev), pool.acquire(endpoint(), ev)];
+    await eventually(() => conns.every((c) => c.ready), { what: 'every connection to open' });
+    assert.deepEqual(pool.counts(), { active: 3, idle: 0 });
+    pool.release(conns[0]!);
+    pool.release(conns[1]!);
+    assert.deepEqual(pool.counts(), { active: 1, idle: 2 });
+    const again = pool.acquire(endpoint(), ev);
+    assert.ok(again === conns[1], 'the most recently released connection is reused');
+    assert.deepEqual(pool.counts(), { active: 2, idle: 1 });
+    conns[2]!.close();
+    assert.deepEqual(pool.counts(), { active: 1, idle: 1 });
+    pool.release(again);
+    assert.deepEqual(pool.counts(), { active: 0, idle: 2 });
+  } finally {
+    pool.close();
+  }
+  await eventually(() => server.open.size === 0, { what: 'every connection to close' });
+  assert.deepEqual(pool.counts(), { active: 0, idle: 0 });
+});

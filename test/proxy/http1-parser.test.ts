@@ -6,6 +6,7 @@ import {
   isFailure,
   parseRequestHead,
   parseResponseHead,
+  responseHeadSlot,
   serializeRequestHead,
   type RequestHead,
 } from '../../src/proxy/http1/http1-parser.js';
@@ -245,4 +246,45 @@ test('an absolute-form target with an empty path and a query becomes /?query, no
   assert.equal(r.target, '/?q=1');
   assert.equal(r.path, '/');
   assert.match(serializeRequestHead(r, ''), /^GET \/\?q=1 HTTP\/1\.1\r\n/);
+});
+
+test('header names and Connection values are matched in any case, each line kept as sent, in order', () => {
+  const r = ok('GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: x\r\nConnection: Keep-Alive\r\nAccept: */*\r\n\r\n');
+  assert.deepEqual(r.lines, ['Host: a', 'User-Agent: x', 'Connection: Keep-Alive', 'Accept: */*']);
+  assert.equal(r.keepAlive, true);
+  assert.equal(r.rewrite, false, 'a lone keep-alive and an ordinary header of a hop-by-hop name’s length need no rewrite');
+  assert.equal(ok('GET / HTTP/1.1\r\nHost: a\r\nConnection:  CLOSE \r\n\r\n').keepAlive, false);
+  assert.equal(ok('GET / HTTP/1.0\r\nconnection: KEEP-ALIVE\r\n\r\n').keepAlive, true);
+  for (const hop of ['Keep-Alive: timeout=5', 'TE: trailers', 'Trailer: x', 'Proxy-Connection: close', 'PROXY-AUTHORIZATION: Basic eA==']) {
+    const h = ok(`GET / HTTP/1.1\r\nHost: a\r\n${hop}\r\n\r\n`);
+    assert.equal(h.rewrite, true, hop);
+    assert.ok(!serializeRequestHead(h, '').includes(hop), `${hop} is not forwarded`);
+  }
+  // Methods are case-sensitive: a common one is recognised only as spelled, any other token kept as sent.
+  assert.equal(ok('PUT / HTTP/1.1\r\nHost: a\r\n\r\n').method, 'PUT');
+  assert.equal(ok('get / HTTP/1.1\r\nHost: a\r\n\r\n').method, 'get');
+  assert.equal(ok('PURGE / HTTP/1.1\r\nHost: a\r\n\r\n').method, 'PURGE');
+  // An absolute-form target without a Host (HTTP/1.0) adds one after the lines sent.
+  assert.deepEqual(ok('GET http://b:8080/x HTTP/1.0\r\nAccept: */*\r\n\r\n').lines, ['Accept: */*', 'Host: b:8080']);
+  assert.deepEqual(ok('GET / HTTP/1.0\r\n\r\n').lines, []);
+});
+
+test('a response head parsed into a connection’s slot overwrites every field of the previous one', () => {
+  const slot = responseHeadSlot();
+  const parse = (text: string) => {
+    const buf = Buffer.from(text, 'latin1');
+    return parseResponseHead(buf, findHeadEnd(buf, 0, buf.length), slot);
+  };
+  const first = parse('HTTP/1.0 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: close\r\n\r\n');
+  assert.equal(first, slot);
+  assert.deepEqual(
+    { ...slot },
+    { status: 101, minor: 0, contentLength: -1, chunked: false, close: true, appUnavailable: false, upgrade: 'websocket', headBytes: 75 },
+  );
+  parse('HTTP/1.1 503 Service Unavailable\r\ntrellis-error: app-unavailable\r\nTransfer-Encoding: chunked\r\n\r\n');
+  assert.deepEqual({ ...slot }, { status: 503, minor: 1, contentLength: -1, chunked: true, close: false, appUnavailable: true, upgrade: '', headBytes: 96 });
+  const separate = parseResponseHead(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n'), 38);
+  assert.notEqual(separate, slot);
+  assert.deepEqual(separate, { status: 200, minor: 1, contentLength: 2, chunked: false, close: false, appUnavailable: false, upgrade: '', headBytes: 38 });
+  assert.equal(slot.status, 503, 'a parse without a slot leaves it alone');
 });

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { drainIdPoolForTest, newSpanId, newTraceId } from '../../src/telemetry/tracing/ids.js';
+import { newUnsampledContextLine } from '../../src/telemetry/tracing/trace-context.js';
 
 test('ids are 32 and 16 lower-case hex digits, unique across several refills of the pool', () => {
   const seen = new Set<string>();
@@ -43,4 +44,26 @@ test('after the pool is used up, ids come from fresh random bytes', () => {
   const after = newSpanId();
   assert.match(after, /^[0-9a-f]{16}$/);
   assert.ok(!before.has(after));
+});
+
+test('a new unsampled trace’s line is a traceparent of fresh ids, never all zero, unchanged by the next one', () => {
+  const first = newUnsampledContextLine();
+  assert.match(first, /^traceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-00\r\n$/);
+  const copy = `${first}`;
+  const seen = new Set<string>([first.slice(16, 48), first.slice(49, 65)]);
+  for (let i = 0; i < 500; i++) {
+    const line = newUnsampledContextLine();
+    assert.match(line, /^traceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-00\r\n$/);
+    seen.add(line.slice(16, 48));
+    seen.add(line.slice(49, 65));
+  }
+  assert.equal(first, copy);
+  assert.equal(seen.size, 1002);
+  drainIdPoolForTest((pool) => {
+    pool.fill(0, 0, 16);
+    pool.fill(0xab, 16, 32);
+    pool.fill(0, 32, 40);
+    pool.fill(0x01, 40, 48);
+  });
+  assert.equal(newUnsampledContextLine(), `traceparent: 00-${'ab'.repeat(16)}-${'01'.repeat(8)}-00\r\n`);
 });

@@ -177,14 +177,14 @@ export abstract class BaseBalancer implements Balancer {
       if (!this.usable(e, exclude, now)) continue;
       last = e;
       x -= weightOf(e);
-      if (x < 0) return { type: 'pick', endpoint: e };
+      if (x < 0) return picked(e);
     }
-    return { type: 'pick', endpoint: last! };
+    return picked(last!);
   }
 
   /** When no endpoint is usable: the first not yet tried by this request, else a failure. */
   protected fallback(exclude: ReadonlySet<string> | undefined): PickResult {
-    for (const e of this.endpoints) if (exclude === undefined || !exclude.has(e.id)) return { type: 'pick', endpoint: e };
+    for (const e of this.endpoints) if (exclude === undefined || !exclude.has(e.id)) return picked(e);
     return NO_ENDPOINTS;
   }
 
@@ -241,19 +241,30 @@ export function pickTwo(
     count++;
   }
   if (count === 0) return undefined;
-  const draw = (skip: Endpoint | undefined, sum: number): Endpoint => {
-    let x = random() * sum;
-    let last: Endpoint | undefined;
-    for (const e of eps) {
-      if (e === skip || !isUsable(e)) continue;
-      last = e;
-      x -= weightOf(e);
-      if (x < 0) return e;
-    }
-    return last!;
-  };
-  const first = draw(undefined, total);
+  const first = drawUsable(eps, undefined, total, isUsable, random);
   if (count === 1) return first;
-  const second = draw(first, total - weightOf(first));
+  const second = drawUsable(eps, first, total - weightOf(first), isUsable, random);
   return better(first, second);
+}
+
+/** A usable endpoint of `eps` but `skip`, drawn in proportion to its weight (`sum`: theirs); a function of its own, so a pick makes no closure. */
+function drawUsable(eps: readonly Endpoint[], skip: Endpoint | undefined, sum: number, isUsable: (e: Endpoint) => boolean, random: () => number): Endpoint {
+  let x = random() * sum;
+  let last: Endpoint | undefined;
+  for (const e of eps) {
+    if (e === skip || !isUsable(e)) continue;
+    last = e;
+    x -= weightOf(e);
+    if (x < 0) return e;
+  }
+  return last!;
+}
+
+const pickResults = new WeakMap<Endpoint, PickResult>();
+
+/** `{ type: 'pick', endpoint: e }`, made once per endpoint object (a snapshot's), not per request. */
+export function picked(e: Endpoint): PickResult {
+  let r = pickResults.get(e);
+  if (r === undefined) pickResults.set(e, (r = { type: 'pick', endpoint: e }));
+  return r;
 }

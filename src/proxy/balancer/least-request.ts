@@ -3,7 +3,7 @@
 // endpoint, and it avoids the herd that "always the least loaded" makes when many
 // proxies see the same counts.
 import type { Endpoint } from '../../api/protocol.js';
-import { BaseBalancer, PendingCounts, pickTwo, weightOf, type PickResult } from './balancer.js';
+import { BaseBalancer, PendingCounts, picked, pickTwo, weightOf, type PickResult } from './balancer.js';
 
 export class LeastRequestBalancer extends BaseBalancer {
   pending = new PendingCounts();
@@ -27,7 +27,7 @@ export class LeastRequestBalancer extends BaseBalancer {
       (a, b) => (this.#load(b) < this.#load(a) ? b : a),
       this.#random,
     );
-    return e ? { type: 'pick', endpoint: e } : this.fallback(exclude);
+    return e ? picked(e) : this.fallback(exclude);
   }
 
   #load(e: Endpoint): number {

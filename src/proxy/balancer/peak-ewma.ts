@@ -14,7 +14,7 @@
 // a failing endpoint costs more than a slow healthy one and loses nearly every draw
 // until the penalty decays.
 import type { Endpoint } from '../../api/protocol.js';
-import { BaseBalancer, PendingCounts, pickTwo, weightOf, type PickResult } from './balancer.js';
+import { BaseBalancer, PendingCounts, picked, pickTwo, weightOf, type PickResult } from './balancer.js';
 
 export const DEFAULT_RTT_MS = 30;
 export const DECAY_MS = 10_000;
@@ -73,7 +73,7 @@ export class PeakEwmaBalancer extends BaseBalancer {
     this.#pickExclude = exclude;
     const e = pickTwo(this, this.#isUsable, this.#cheaper, this.#random);
     this.#pickExclude = undefined;
-    return e ? { type: 'pick', endpoint: e } : this.fallback(exclude);
+    return e ? picked(e) : this.fallback(exclude);
   }
 
   /** The endpoint's cost now: decayed estimate × (pending + 1), per unit of weight. */

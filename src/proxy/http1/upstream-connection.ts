@@ -9,13 +9,15 @@ import type { ErrorCode } from '../../errors.js';
 import { ChunkedFramer } from './chunked.js';
 import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import type { AttemptLink, ClientBytes, Tunnel } from '../stack/exchange.js';
-import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, serializeRequestHead, switchedTo } from './http1-parser.js';
+import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, responseHeadSlot, serializeRequestHead, switchedTo } from './http1-parser.js';
 import { editResponseHead } from '../filters/header-modifier.js';
 import { IDEMPOTENT } from '../resilience/methods.js';
 import { H1_REQUEST_TO_H2_APP, isServerPreface, SPEAKS_H2 } from '../h2/app-version.js';
 import type { Picked } from '../stack/decisions.js';
 import { END, type HeadOutcome } from '../stack/outcome.js';
 import { holdsLastWrite } from '../listeners/socket-tuning.js';
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 const enum Body {
   None,
@@ -83,6 +85,10 @@ export class UpstreamConnection implements AttemptLink {
   #framer: ChunkedFramer | undefined;
   #reusable = true;
   #closed = false;
+  /** Each response's head, parsed into the same object (read only while its head is handled). */
+  readonly #head = responseHeadSlot();
+  /** Each response head's outcome, the same object refilled: the layers read it as it passes up and keep none (outcome.ts). */
+  readonly #outcome: Mutable<HeadOutcome> = { kind: 'head', status: 0, grpcStatus: '', appUnavailable: false, sentAt: 0, edits: undefined };
   /**
    * Responses are read into this connection's own buffer (net's `onread`), reused read
    * after read, instead of a fresh 64 KiB allocation per read as a stream socket gets:
@@ -215,7 +221,9 @@ export class UpstreamConnection implements AttemptLink {
     } else if (ex.extraHead) {
       const raw = ex.head;
       head = Buffer.allocUnsafe(raw.length + ex.extraHead.length);
-      raw.copy(head, 0, 0, raw.length - 2);
+      // The whole raw head (set, not copy: Buffer#copy of a part makes a view of it to copy
+      // from), its blank line then written over by the extra lines.
+      head.set(raw, 0);
       head.write(ex.extraHead, raw.length - 2, 'latin1');
       head[head.length - 2] = 13;
       head[head.length - 1] = 10;
@@ -266,7 +274,7 @@ export class UpstreamConnection implements AttemptLink {
       }
       this.#buf = undefined;
       this.#scanFrom = 0;
-      const head = parseResponseHead(buf, end);
+      const head = parseResponseHead(buf, end, this.#head);
       if (isFailure(head)) return this.#protocolError(ex, head.reason);
       const client = ex.client.socket;
       if (head.status < 200 && head.status !== 101) {
@@ -293,14 +301,11 @@ export class UpstreamConnection implements AttemptLink {
       // Up the stack before a byte reaches the client: a layer may take it (a retry, or
       // another endpoint for a peer whose app is down), and then neither this response
       // nor this connection (its body unread) is used.
-      const outcome: HeadOutcome = {
-        kind: 'head',
-        status: head.status,
-        grpcStatus: '',
-        appUnavailable: head.appUnavailable,
-        sentAt: this.sentAt,
-        edits: undefined,
-      };
+      const outcome = this.#outcome;
+      outcome.status = head.status;
+      outcome.appUnavailable = head.appUnavailable;
+      outcome.sentAt = this.sentAt;
+      outcome.edits = undefined;
       if (!ex.report(outcome)) {
         this.#drop(ex);
         return;

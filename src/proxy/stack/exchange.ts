@@ -220,6 +220,30 @@ export interface Tunnel {
   onClose: ((t: Tunnel) => void) | undefined;
 }
 
+/**
+ * What few exchanges need: a route's timeouts, an upgrade, a retry's recorder, route
+ * filters' edits, request authentication's user, a tunnel, a body held back. Made the
+ * first time one of them is set to other than its default (Exchange's accessors), so
+ * an ordinary exchange carries one field for all of them: each field of an exchange is
+ * 8 bytes of every request's garbage, and the exchange was the largest object a request
+ * made (about 400 bytes).
+ */
+class Uncommon {
+  requestAuth: RequestAuth | undefined = undefined;
+  pinned: Endpoint | undefined = undefined;
+  upgradeTo = '';
+  replyHead = '';
+  headEdits: HeadEdits | undefined = undefined;
+  responseEdits: HeaderModifier[] | undefined = undefined;
+  ruleEdits: { readonly lines: readonly string[] | undefined; readonly path: string | undefined; readonly responses: number } | undefined = undefined;
+  deadline = 0;
+  attemptTimeoutMs = 0;
+  recorder: BodyRecorder | undefined = undefined;
+  bodyQueue: Buffer[] | undefined = undefined;
+  tunnel: Tunnel | undefined = undefined;
+  closeAfter = false;
+}
+
 export class Exchange {
   readonly client: ClientSide;
   readonly req: RequestHead;
@@ -237,8 +261,6 @@ export class Exchange {
   source = '';
   /** The calling workload as its verified certificate names it (mTLS); undefined: not known. */
   peer: WorkloadName | undefined = undefined;
-  /** The verified end user (requestauthn.ts): `iss/sub`, and the token's claims. */
-  requestAuth: RequestAuth | undefined;
   /** Authorization's word for the access log (src/proxy/authz/layer.ts); undefined: nothing to say. */
   authz: AuthzNote | undefined;
   upstream: CompiledUpstream | undefined;
@@ -247,44 +269,16 @@ export class Exchange {
   backendIndex = 0;
   backend: CompiledBackend | undefined;
   endpoint: Endpoint | undefined;
-  /** The instance the request addressed itself (its app's or sidecar's address), when it did (the upstream layer). */
-  pinned: Endpoint | undefined;
-  /**
-   * The upgrade protocols this request may ask the upstream for, as the upgrade layer
-   * (upgrade.ts) permitted them; '' forwards it as a plain request and refuses a 101.
-   */
-  upgradeTo = '';
   /** Header lines (each ending in CRLF) added when forwarding. */
   extraHead = '';
-  /**
-   * Header lines (each ending in CRLF) added to a response the proxy makes itself
-   * (`fail`): a 429's Retry-After and RateLimit fields (ratelimit/layer.ts).
-   */
-  replyHead = '';
   /** This hop's span, when the exchange is sampled (stack/trace.ts); undefined: not sampled, no span object. */
   trace: ActiveSpan | undefined;
   /** The unsampled trace context the trace layer started for a request that brought none ('' otherwise). */
   traceHead = '';
-  /** Request head edits by route filters; when set, the codec re-serializes the head. */
-  headEdits: HeadEdits | undefined;
-  /** Response header edits by route filters, handed to the response head on the way back. */
-  responseEdits: HeaderModifier[] | undefined;
-  /**
-   * The edits as the rule's filters left them, saved by the first backendRef filter
-   * pass: a retried attempt picks its backend again, and its filters must apply to
-   * these, not on top of the previous attempt's.
-   */
-  ruleEdits: { readonly lines: readonly string[] | undefined; readonly path: string | undefined; readonly responses: number } | undefined;
-  /** performance.now() after which the exchange answers 504 request-timeout; 0: none (timeout.ts). */
-  deadline = 0;
-  /** Time allowed for each attempt's response head, in ms; 0: the connection's default (timeout.ts). */
-  attemptTimeoutMs = 0;
   /** This exchange's slot among the exchanges the timeouts sweep watches; -1: not watched (timeout.ts). */
   watchSlot = -1;
   /** Attempts made (more than 1 when retried), for the access log. */
   attempts = 1;
-  /** Set by the retry layer while the request body may be needed for a replay. */
-  recorder: BodyRecorder | undefined;
   /** The retry layer's state for this exchange, while it may be sent again (retry.ts). */
   retry: RetryHold | undefined;
   /** The balance layer's bookkeeping of this exchange's attempts (attempt.ts). */
@@ -292,10 +286,6 @@ export class Exchange {
 
   // The attempt in flight (set by the codec).
   link: AttemptLink | undefined;
-  /** Request body bytes to send before any more the client sends (held until connected, or kept for a replay). */
-  bodyQueue: Buffer[] | undefined;
-  /** Set when the exchange became a tunnel (101). */
-  tunnel: Tunnel | undefined;
   /** The outcome handlers of the layers this exchange passed, innermost first (stack/layer.ts). */
   back: Back = edge;
 
@@ -307,9 +297,149 @@ export class Exchange {
   errorToken = '';
   responseStarted = false;
   requestBodyDone = false;
-  /** The client connection closes after this exchange (the response said `connection: close`). */
-  closeAfter = false;
   finished = false;
+
+  #uncommon: Uncommon | undefined = undefined;
+
+  /** The verified end user (requestauthn.ts): `iss/sub`, and the token's claims. */
+  get requestAuth(): RequestAuth | undefined {
+    return this.#uncommon === undefined ? undefined : this.#uncommon.requestAuth;
+  }
+
+  set requestAuth(v: RequestAuth | undefined) {
+    if (this.#uncommon !== undefined) this.#uncommon.requestAuth = v;
+    else if (v !== undefined) (this.#uncommon = new Uncommon()).requestAuth = v;
+  }
+
+  /** The instance the request addressed itself (its app's or sidecar's address), when it did (the upstream layer). */
+  get pinned(): Endpoint | undefined {
+    return this.#uncommon === undefined ? undefined : this.#uncommon.pinned;
+  }
+
+  set pinned(v: Endpoint | undefined) {
+    if (this.#uncommon !== undefined) this.#uncommon.pinned = v;
+    else if (v !== undefined) (this.#uncommon = new Uncommon()).pinned = v;
+  }
+
+  /**
+   * The upgrade protocols this request may ask the upstream for, as the upgrade layer
+   * (upgrade.ts) permitted them; '' forwards it as a plain request and refuses a 101.
+   */
+  get upgradeTo(): string {
+    return this.#uncommon === undefined ? '' : this.#uncommon.upgradeTo;
+  }
+
+  set upgradeTo(v: string) {
+    if (this.#uncommon !== undefined) this.#uncommon.upgradeTo = v;
+    else if (v !== '') (this.#uncommon = new Uncommon()).upgradeTo = v;
+  }
+
+  /**
+   * Header lines (each ending in CRLF) added to a response the proxy makes itself
+   * (`fail`): a 429's Retry-After and RateLimit fields (ratelimit/layer.ts).
+   */
+  get replyHead(): string {
+    return this.#uncommon === undefined ? '' : this.#uncommon.replyHead;
+  }
+
+  set replyHead(v: string) {
+    if (this.#uncommon !== undefined) this.#uncommon.replyHead = v;
+    else if (v !== '') (this.#uncommon = new Uncommon()).replyHead = v;
+  }
+
+  /** Request head edits by route filters; when set, the codec re-serializes the head. */
+  get headEdits(): HeadEdits | undefined {
+    return this.#uncommon === undefined ? undefined : this.#uncommon.headEdits;
+  }
+
+  set headEdits(v: HeadEdits | undefined) {
+    if (this.#uncommon !== undefined) this.#uncommon.headEdits = v;
+    else if (v !== undefined) (this.#uncommon = new Uncommon()).headEdits = v;
+  }
+
+  /** Response header edits by route filters, handed to the response head on the way back. */
+  get responseEdits(): HeaderModifier[] | undefined {
+    return this.#uncommon === undefined ? undefined : this.#uncommon.responseEdits;
+  }
+
+  set responseEdits(v: HeaderModifier[] | undefined) {
+    if (this.#uncommon !== undefined) this.#uncommon.responseEdits = v;
+    else if (v !== undefined) (this.#uncommon = new Uncommon()).responseEdits = v;
+  }
+
+  /**
+   * The edits as the rule's filters left them, saved by the first backendRef filter
+   * pass: a retried attempt picks its backend again, and its filters must apply to
+   * these, not on top of the previous attempt's.
+   */
+  get ruleEdits(): { readonly lines: readonly string[] | undefined; readonly path: string | undefined; readonly responses: number } | undefined {
+    return this.#uncommon === undefined ? undefined : this.#uncommon.ruleEdits;
+  }
+
+  set ruleEdits(v: { readonly lines: readonly string[] | undefined; readonly path: string | undefined; readonly responses: number } | undefined) {
+    if (this.#uncommon !== undefined) this.#uncommon.ruleEdits = v;
+    else if (v !== undefined) (this.#uncommon = new Uncommon()).ruleEdits = v;
+  }
+
+  /** performance.now() after which the exchange answers 504 request-timeout; 0: none (timeout.ts). */
+  get deadline(): number {
+    return this.#uncommon === undefined ? 0 : this.#uncommon.deadline;
+  }
+
+  set deadline(v: number) {
+    if (this.#uncommon !== undefined) this.#uncommon.deadline = v;
+    else if (v !== 0) (this.#uncommon = new Uncommon()).deadline = v;
+  }
+
+  /** Time allowed for each attempt's response head, in ms; 0: the connection's default (timeout.ts). */
+  get attemptTimeoutMs(): number {
+    return this.#uncommon === undefined ? 0 : this.#uncommon.attemptTimeoutMs;
+  }
+
+  set attemptTimeoutMs(v: number) {
+    if (this.#uncommon !== undefined) this.#uncommon.attemptTimeoutMs = v;
+    else if (v !== 0) (this.#uncommon = new Uncommon()).attemptTimeoutMs = v;
+  }
+
+  /** Set by the retry layer while the request body may be needed for a replay. */
+  get recorder(): BodyRecorder | undefined {
+    return this.#uncommon === undefined ? undefined : this.#uncommon.recorder;
+  }
+
+  set recorder(v: BodyRecorder | undefined) {
+    if (this.#uncommon !== undefined) this.#uncommon.recorder = v;
+    else if (v !== undefined) (this.#uncommon = new Uncommon()).recorder = v;
+  }
+
+  /** Request body bytes to send before any more the client sends (held until connected, or kept for a replay). */
+  get bodyQueue(): Buffer[] | undefined {
+    return this.#uncommon === undefined ? undefined : this.#uncommon.bodyQueue;
+  }
+
+  set bodyQueue(v: Buffer[] | undefined) {
+    if (this.#uncommon !== undefined) this.#uncommon.bodyQueue = v;
+    else if (v !== undefined) (this.#uncommon = new Uncommon()).bodyQueue = v;
+  }
+
+  /** Set when the exchange became a tunnel (101). */
+  get tunnel(): Tunnel | undefined {
+    return this.#uncommon === undefined ? undefined : this.#uncommon.tunnel;
+  }
+
+  set tunnel(v: Tunnel | undefined) {
+    if (this.#uncommon !== undefined) this.#uncommon.tunnel = v;
+    else if (v !== undefined) (this.#uncommon = new Uncommon()).tunnel = v;
+  }
+
+  /** The client connection closes after this exchange (the response said `connection: close`). */
+  get closeAfter(): boolean {
+    return this.#uncommon === undefined ? false : this.#uncommon.closeAfter;
+  }
+
+  set closeAfter(v: boolean) {
+    if (this.#uncommon !== undefined) this.#uncommon.closeAfter = v;
+    else if (v !== false) (this.#uncommon = new Uncommon()).closeAfter = v;
+  }
 
   constructor(client: ClientSide, req: RequestHead, head: Buffer, bodyless = req.contentLength <= 0 && !req.chunked) {
     this.client = client;

@@ -10,6 +10,8 @@ import type { HeaderModifier } from '../filters/header-modifier.js';
  * A response head arrived, and nothing of it has reached the client yet. A layer that
  * takes it (a retry) makes the report answer false: the codec drops the response and
  * its connection. `edits` are response header edits the codec applies as it writes the head.
+ * A codec may refill one object for each of its responses (HTTP/1.1 does): a layer reads
+ * it as it passes and keeps no reference to it.
  */
 export interface HeadOutcome {
   readonly kind: 'head';

@@ -30,6 +30,9 @@ export interface TelemetryOptions {
 export function telemetry(o: TelemetryOptions): Layer {
   const outbound = o.direction === 'outbound';
   const tap = o.tap;
+  // The labels of the exchange being observed, filled in for each: observeHttp reads them
+  // and keeps none (a labels object per request was a tenth of this layer's garbage).
+  const labels = { direction: o.direction, source: '', destination: '', destinationVersion: '', route: '' };
   const observe = (ex: Exchange): void => {
     const seconds = (performance.now() - ex.startedAt) / 1000;
     const source = ex.source || UNKNOWN_SOURCE;
@@ -40,13 +43,11 @@ export function telemetry(o: TelemetryOptions): Layer {
     if (ex.errorToken === 'timeout' || ex.errorToken === 'request-timeout') {
       o.metrics.timedOut(destination, route, ex.errorToken === 'timeout' ? 'attempt' : 'request');
     }
-    o.metrics.observeHttp(
-      { direction: o.direction, source, destination, destinationVersion: version, route },
-      status,
-      seconds,
-      ex.grpcStatus,
-      ex.trace?.traceId,
-    );
+    labels.source = source;
+    labels.destination = destination;
+    labels.destinationVersion = version;
+    labels.route = route;
+    o.metrics.observeHttp(labels, status, seconds, ex.grpcStatus, ex.trace?.traceId);
     if (ex.tunnel !== undefined) watchTunnel(o, ex, ex.tunnel, destination, version, route);
     // The tap point: one field read per exchange while nobody taps this proxy.
     if (tap?.active === true) tap.publish(o.direction, ex, source, destination, route, status, seconds);

@@ -20,6 +20,7 @@ import { newSpanId, newTraceId } from '../../telemetry/tracing/ids.js';
 import {
   contextLines,
   extractTraceContext,
+  newUnsampledContextLine,
   REPLACED_TRACE_HEADERS,
   scanTraceContext,
   soleTraceparent,
@@ -185,7 +186,7 @@ export function trace(o: TraceOptions): Layer {
         if (scan === TraceScan.Malformed) dropHeaders(ex, DROP_ALL);
         if (tracer.sample()) start(ex, undefined);
         else {
-          ex.traceHead = contextLines(newTraceId(), newSpanId(), false, 'w3c');
+          ex.traceHead = newUnsampledContextLine();
           ex.extraHead += ex.traceHead;
         }
       }

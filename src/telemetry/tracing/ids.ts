@@ -30,6 +30,33 @@ function randomHex(n: number): string {
   }
 }
 
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+
+/**
+ * Writes `n` random bytes as lower-case hex digits into `out` at `at`, never all zero
+ * (as {@link newTraceId}): for an id that goes straight into a line being built, with
+ * no string of its own.
+ */
+export function writeRandomHex(out: Buffer, at: number, n: number): void {
+  for (;;) {
+    const start = take(n);
+    let zero = true;
+    for (let i = start; i < start + n; i++) {
+      if (pool[i] !== 0) {
+        zero = false;
+        break;
+      }
+    }
+    if (zero) continue;
+    for (let i = 0; i < n; i++) {
+      const b = pool[start + i]!;
+      out[at + 2 * i] = HEX_DIGITS[b >> 4]!;
+      out[at + 2 * i + 1] = HEX_DIGITS[b & 15]!;
+    }
+    return;
+  }
+}
+
 /** A new 128-bit trace id (32 hex digits). */
 export function newTraceId(): string {
   return randomHex(16);

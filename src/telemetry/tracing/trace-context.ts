@@ -8,6 +8,7 @@
 // Precedence when a request carries several formats: traceparent, then b3, then x-b3-*
 // (the order of OpenTelemetry's composite propagator with W3C first, as Envoy's
 // OpenTelemetry tracer reads them).
+import { writeRandomHex } from './ids.js';
 
 /** Which headers a context came in (and goes out) as. */
 export type TraceFormat = 'w3c' | 'b3' | 'b3multi';
@@ -362,6 +363,22 @@ export function contextLines(traceId: string, spanId: string, sampled: boolean, 
   const flag = sampled ? '1' : '0';
   if (format === 'b3') return `${w3c}b3: ${traceId}-${spanId}-${flag}\r\n`;
   return `${w3c}x-b3-traceid: ${traceId}\r\nx-b3-spanid: ${spanId}\r\nx-b3-sampled: ${flag}\r\n`;
+}
+
+/** The line {@link newUnsampledContextLine} fills in: ids at 16 (trace) and 49 (span). */
+const NEW_UNSAMPLED_LINE = Buffer.from(`traceparent: ${traceparent(ZERO_TRACE, ZERO_SPAN, false)}\r\n`, 'latin1');
+
+/**
+ * `contextLines(newTraceId(), newSpanId(), false, 'w3c')`, made as one flat string: the
+ * line a proxy adds to every request that starts a trace it does not sample (nearly every
+ * outbound request at the default rate). Built from ids, the line was a dozen strings
+ * (slices, concatenations, and their flattening as the head was written): about 0.3 KB
+ * of garbage per request, 1 KB of which brings the next scavenge 1 MB closer.
+ */
+export function newUnsampledContextLine(): string {
+  writeRandomHex(NEW_UNSAMPLED_LINE, 16, 16);
+  writeRandomHex(NEW_UNSAMPLED_LINE, 49, 8);
+  return NEW_UNSAMPLED_LINE.toString('latin1');
 }
 
 export { ZERO_SPAN, ZERO_TRACE };
