@@ -1266,7 +1266,9 @@ export class Sidecar {
       // OpenMetrics when the scraper asks for it (Prometheus does): only it carries exemplars.
       const om = wantsOpenMetrics(req.headers.accept);
       res.setHeader('content-type', om ? OPENMETRICS_CONTENT_TYPE : this.metrics.contentType);
-      res.end(await this.metrics.exposition(om));
+      // The bytes are the metrics' own, lent until sent (a response that never finishes keeps them).
+      const body = await this.metrics.exposition(om);
+      res.end(body, () => this.metrics.releaseExposition(body));
     } else if (path === '/live') {
       // Liveness: the process answers. Never the control plane's state: one that is down must not restart proxies.
       res.end('live\n');

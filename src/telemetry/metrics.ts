@@ -540,7 +540,8 @@ export class ProxyMetrics {
   /**
    * The whole exposition as bytes, what /metrics sends: the HTTP series, the snapshot's
    * time, then prom-client's registry. Written into a buffer kept between scrapes, never
-   * built as one string (exposition-buffer.ts says why).
+   * built as one string (exposition-buffer.ts says why). The bytes are lent: hand them
+   * to {@link releaseExposition} once sent, and the next scrape writes into them again.
    */
   async exposition(openMetrics = false): Promise<Buffer> {
     // The registry first: it may await its collectors, and the buffer is filled in one go.
@@ -555,9 +556,17 @@ export class ProxyMetrics {
     return out.take();
   }
 
+  /** Gives back the bytes {@link exposition} lent, once the response has sent them. */
+  releaseExposition(bytes: Buffer): void {
+    this.#out?.release(bytes);
+  }
+
   /** {@link exposition} as text. */
   async text(openMetrics = false): Promise<string> {
-    return (await this.exposition(openMetrics)).toString('utf8');
+    const bytes = await this.exposition(openMetrics);
+    const text = bytes.toString('utf8');
+    this.releaseExposition(bytes);
+    return text;
   }
 
   /**

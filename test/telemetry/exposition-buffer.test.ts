@@ -1,6 +1,6 @@
 // The buffer a scrape's exposition is written into (exposition-buffer.ts): what comes out
-// is exactly the text written, across growth and multi-byte characters, and what a
-// scrape took stays its own while the next scrape writes.
+// is exactly the text written, across growth and multi-byte characters, and the bytes a
+// scrape lent its response are not written over until given back.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ExpositionBuffer } from '../../src/telemetry/exposition-buffer.js';
@@ -15,14 +15,25 @@ test('the bytes taken are the UTF-8 of the pieces written, across many growths',
   assert.equal(out.take().length, 0, 'a take empties the buffer');
 });
 
-test("a take is a copy: the next scrape's writes do not change the bytes a response may still be sending", () => {
-  const out = new ExpositionBuffer(16);
+test('bytes still lent to a response are never written over; once released, the next scrape reuses them', () => {
+  const out = new ExpositionBuffer(64);
   out.write('first scrape\n');
   const first = out.take();
-  out.write('second scrape, longer than the first\n');
+  out.write('second scrape, while the first is still being sent\n');
   const second = out.take();
-  assert.equal(first.toString(), 'first scrape\n');
-  assert.equal(second.toString(), 'second scrape, longer than the first\n');
+  assert.equal(first.toString(), 'first scrape\n', 'not written over while lent');
+  assert.equal(second.toString(), 'second scrape, while the first is still being sent\n');
+  assert.notEqual(second.buffer === first.buffer && second.byteOffset === first.byteOffset, true);
+  out.release(first); // a release of bytes no longer the buffer's own changes nothing
+  out.write('third\n');
+  const third = out.take();
+  assert.equal(second.toString(), 'second scrape, while the first is still being sent\n', 'still lent: not written over');
+  out.release(third);
+  out.write('fourth\n');
+  const fourth = out.take();
+  assert.equal(fourth.buffer, third.buffer, 'released: the same memory is written again');
+  assert.equal(fourth.byteOffset, third.byteOffset);
+  assert.equal(fourth.toString(), 'fourth\n');
 });
 
 test('a proxy whose names hold any character exposes them as UTF-8, in both forms, scrape after scrape', async () => {
