@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { ChunkedFramer } from '../../src/proxy/http1/chunked.js';
+import { ChunkedFramer } from '../../src/http1/chunked.js';
 import { parserRuns, SEED, Tally } from '../helpers/fuzz.js';
 import { byteOps, chunkedBytes, chunkedSpec, cuts, mutateBytes, piecesOf } from '../helpers/http1-fuzz.js';
 

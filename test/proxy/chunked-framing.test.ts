@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChunkedFramer } from '../../src/proxy/http1/chunked.js';
+import { ChunkedFramer } from '../../src/http1/chunked.js';
 
 const body = '5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n';
 

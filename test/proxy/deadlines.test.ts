@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { type AttemptLink, Exchange } from '../../src/proxy/stack/exchange.js';
-import { isFailure, parseRequestHead } from '../../src/proxy/http1/http1-parser.js';
+import { isFailure, parseRequestHead } from '../../src/http1/http1-parser.js';
 import { Deadlines } from '../../src/proxy/resilience/timeout.js';
 import type { Outcome } from '../../src/proxy/stack/outcome.js';
 

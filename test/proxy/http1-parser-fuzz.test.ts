@@ -14,7 +14,7 @@ import {
   sameAuthority,
   serializeRequestHead,
   type RequestHead,
-} from '../../src/proxy/http1/http1-parser.js';
+} from '../../src/http1/http1-parser.js';
 import { parserRuns, SEED, Tally } from '../helpers/fuzz.js';
 import { cuts, headBytes, piecesOf, randomHead, requestHeadSpec, responseHeadSpec } from '../helpers/http1-fuzz.js';
 

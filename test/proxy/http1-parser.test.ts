@@ -9,7 +9,7 @@ import {
   responseHeadSlot,
   serializeRequestHead,
   type RequestHead,
-} from '../../src/proxy/http1/http1-parser.js';
+} from '../../src/http1/http1-parser.js';
 
 function req(text: string): RequestHead | { error: string; reason: string } {
   const buf = Buffer.from(text, 'latin1');

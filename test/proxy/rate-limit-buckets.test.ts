@@ -9,7 +9,7 @@ import { KeyTable } from '../../src/proxy/ratelimit/key-table.js';
 import { headerKey, RateLimits } from '../../src/proxy/ratelimit/rate-limits.js';
 import { limitItem, policyItem, retryAfterSeconds } from '../../src/proxy/ratelimit/headers.js';
 import { Exchange, type ClientSide } from '../../src/proxy/stack/exchange.js';
-import type { RequestHead } from '../../src/proxy/http1/http1-parser.js';
+import type { RequestHead } from '../../src/http1/http1-parser.js';
 import type { WorkloadName } from '../../src/security/spiffe.js';
 
 test('a token bucket gives its burst at once, then exactly its rate, on a fake clock', () => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RouteEntry, UpstreamSnapshot } from '../../src/api/protocol.js';
-import { findHeadEnd, isFailure, parseRequestHead } from '../../src/proxy/http1/http1-parser.js';
+import { findHeadEnd, isFailure, parseRequestHead } from '../../src/http1/http1-parser.js';
 import { compileUpstream, matchRoute, pickBackend } from '../../src/proxy/routing/router.js';
 
 function request(method: string, path: string, headers: Record<string, string> = {}) {

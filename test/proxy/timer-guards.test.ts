@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { DEFAULT_RETRY_BUDGET } from '../../src/api/protocol.js';
-import { isFailure, parseRequestHead } from '../../src/proxy/http1/http1-parser.js';
+import { isFailure, parseRequestHead } from '../../src/http1/http1-parser.js';
 import { fault } from '../../src/proxy/resilience/fault.js';
 import { retry } from '../../src/proxy/resilience/retry.js';
 import { RetryBudget } from '../../src/proxy/resilience/retry-budget.js';

@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import type { Sidecar } from '../../src/proxy/sidecar.js';
 import { Exchange, type ClientSide } from '../../src/proxy/stack/exchange.js';
 import { withEndpoint } from '../../src/proxy/stack/decisions.js';
-import { isFailure, parseRequestHead } from '../../src/proxy/http1/http1-parser.js';
+import { isFailure, parseRequestHead } from '../../src/http1/http1-parser.js';
 import { UpstreamConnection } from '../../src/proxy/http1/upstream-connection.js';
 import { closeServer, listenHttp, startInbound, startOutbound } from '../helpers/proxy-pair.js';
 import { makeLeaf, makeRoot } from '../helpers/test-pki.js';

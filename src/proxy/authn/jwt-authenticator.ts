@@ -11,7 +11,7 @@
 import type * as Jose from 'jose';
 import type { JWTPayload, JWTVerifyGetKey, ProtectedHeaderParameters } from 'jose';
 import type { JwtLocation, JwtRuleSnapshot } from '../../api/protocol.js';
-import type { RequestHead } from '../http1/http1-parser.js';
+import type { RequestHead } from '../../http1/http1-parser.js';
 import type { RequestAuth } from '../stack/exchange.js';
 import { joseNow, loadJose } from './jose.js';
 import type { AuthnClock, JwksSource } from './jwks-source.js';

@@ -26,7 +26,7 @@ import { isHttpOnlyKey, parseConditionKey, type ConditionKey } from '../../api/a
 import type { AuthorizationPolicySnapshot, AuthorizationSnapshot } from '../../api/protocol.js';
 import type { WorkloadName } from '../../security/spiffe.js';
 import type { AuthzNote, Exchange, RequestAuth } from '../stack/exchange.js';
-import type { RequestHead } from '../http1/http1-parser.js';
+import type { RequestHead } from '../../http1/http1-parser.js';
 import { hostOf, ListMatcher, normalizePath, portSet } from './match.js';
 
 type Action = AuthorizationPolicySnapshot['action'];

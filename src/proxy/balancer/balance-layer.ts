@@ -3,7 +3,7 @@
 // attempt's books on the way back (attempt.ts).
 import type { Endpoint } from '../../api/protocol.js';
 import { runGuarded, type Exchange } from '../stack/exchange.js';
-import { headerValue } from '../http1/http1-parser.js';
+import { headerValue } from '../../http1/http1-parser.js';
 import { ABANDONED, Attempts, NO_ANSWER } from './attempt.js';
 import { endpointKey } from './balancer.js';
 import type { HashOn } from '../routing/router.js';

@@ -1,8 +1,8 @@
 // The request head edits of one exchange. Requests on routes without request filters
 // never create one and keep the fast path (the raw head bytes forwarded as received);
 // once a filter edits the head, the forwarder re-serializes it from these lines.
-import type { RequestHead } from '../http1/http1-parser.js';
-import { serializeRequestHead } from '../http1/http1-parser.js';
+import type { RequestHead } from '../../http1/http1-parser.js';
+import { serializeRequestHead } from '../../http1/http1-parser.js';
 import { editLines, type HeaderModifier } from './header-modifier.js';
 import { queryOf } from './path-modifier.js';
 

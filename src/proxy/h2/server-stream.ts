@@ -8,7 +8,7 @@ import type net from 'node:net';
 import { ERRORS, errorMessage, type ErrorCode } from '../../errors.js';
 import { Exchange, type ClientSide, type Handler, type PeerIdentity } from '../stack/exchange.js';
 import { connectionPeer } from '../tls/connection-peer.js';
-import { sameAuthority, type RequestHead } from '../http1/http1-parser.js';
+import { sameAuthority, type RequestHead } from '../../http1/http1-parser.js';
 import type { ProxyLimits } from '../listeners/limits.js';
 import type { ListenerContext } from '../listeners/listener-context.js';
 import { GRPC_STATUS, grpcErrorHeaders, grpcStatusOf, isGrpcContentType, withErrorHeaders } from './grpc.js';

@@ -19,7 +19,7 @@ import http2 from 'node:http2';
 import { Duplex } from 'node:stream';
 import { Exchange, type AttemptLink, type ClientSide, type Handler } from '../stack/exchange.js';
 import { withEndpoint, type Picked } from '../stack/decisions.js';
-import { findHeadEnd, MAX_HEAD_BYTES, type RequestHead } from '../http1/http1-parser.js';
+import { findHeadEnd, MAX_HEAD_BYTES, type RequestHead } from '../../http1/http1-parser.js';
 import type { ErrorCode } from '../../errors.js';
 import { endpointKey } from '../balancer/balancer.js';
 import type { H2ServerStream } from './server-stream.js';

@@ -4,11 +4,11 @@
 import type { Http1Options } from '../listeners/listener-context.js';
 export type { Http1Options } from '../listeners/listener-context.js';
 import type net from 'node:net';
-import { ChunkedFramer } from './chunked.js';
+import { ChunkedFramer } from '../../http1/chunked.js';
 import { ERRORS, type ErrorCode } from '../../errors.js';
 import { errorResponse, Exchange, type ClientSide, type Handler, type PeerIdentity } from '../stack/exchange.js';
 import { connectionPeer } from '../tls/connection-peer.js';
-import { findHeadEnd, isFailure, parseRequestHead } from './http1-parser.js';
+import { findHeadEnd, isFailure, parseRequestHead } from '../../http1/http1-parser.js';
 import { LimitsRef, type ProxyLimits } from '../listeners/limits.js';
 import { skipReadMore } from '../listeners/socket-tuning.js';
 

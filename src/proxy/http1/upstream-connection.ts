@@ -6,10 +6,10 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { ErrorCode } from '../../errors.js';
-import { ChunkedFramer } from './chunked.js';
+import { ChunkedFramer } from '../../http1/chunked.js';
 import type { CircuitBreaker } from '../resilience/circuit-breaker.js';
 import type { AttemptLink, ClientBytes, Tunnel } from '../stack/exchange.js';
-import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, responseHeadSlot, serializeRequestHead, switchedTo } from './http1-parser.js';
+import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead, responseHeadSlot, serializeRequestHead, switchedTo } from '../../http1/http1-parser.js';
 import { editResponseHead } from '../filters/header-modifier.js';
 import { IDEMPOTENT } from '../resilience/methods.js';
 import { H1_REQUEST_TO_H2_APP, isServerPreface, SPEAKS_H2 } from '../h2/app-version.js';

@@ -6,7 +6,7 @@
 import { errorMessage, ERRORS, type ErrorCode } from '../../errors.js';
 import type { RouteEntry, Snapshot } from '../../api/protocol.js';
 import type { BreakerView, EndpointView, ExplainView } from '../../api/views.js';
-import type { RequestHead } from '../http1/http1-parser.js';
+import type { RequestHead } from '../../http1/http1-parser.js';
 import { addressOf, hostPort, hostToService, type AddressedInstance } from './layers.js';
 import { explainRoutes, type CompiledUpstream } from './router.js';
 

@@ -15,7 +15,7 @@ import {
   type UpstreamSnapshot,
 } from '../../api/protocol.js';
 import { RetryBudget } from '../resilience/retry-budget.js';
-import type { RequestHead } from '../http1/http1-parser.js';
+import type { RequestHead } from '../../http1/http1-parser.js';
 import type { Balancer } from '../balancer/balancer.js';
 import type { OutlierDetector } from '../resilience/outlier-detector.js';
 import type { CircuitBreaker } from '../resilience/circuit-breaker.js';

@@ -12,7 +12,7 @@
 // clients for nothing; HTTP/2 reaches the mesh with prior knowledge instead.
 import type { Exchange } from '../stack/exchange.js';
 import type { Layer } from '../stack/layer.js';
-import { offeredProtocols } from '../http1/http1-parser.js';
+import { offeredProtocols } from '../../http1/http1-parser.js';
 
 /**
  * The upgrade layer: a request offering protocols its destination does not accept

@@ -6,7 +6,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Endpoint } from '../../api/protocol.js';
 import { ERRORS, errorHeaders, errorMessage, type ErrorCode } from '../../errors.js';
-import type { RequestHead } from '../http1/http1-parser.js';
+import type { RequestHead } from '../../http1/http1-parser.js';
 import type { CompiledBackend, CompiledRoute, CompiledUpstream } from '../routing/router.js';
 import type { HeadEdits } from '../filters/head-edits.js';
 import type { HeaderModifier } from '../filters/header-modifier.js';

@@ -1,6 +1,6 @@
 // The exporter's one keep-alive connection to its collector: an OTLP/HTTP POST written
-// as a prebuilt head and the batch's bytes, and the answer framed by the proxy's own
-// HTTP/1.1 response parser, nothing decoded but the status.
+// as a prebuilt head and the batch's bytes, and the answer framed by the HTTP/1.1
+// response parser the proxy's codec uses (src/http1/), nothing decoded but the status.
 //
 // Why not node:http: a batch leaves once a second, so the client code it runs never
 // warms up, and a POST through http.request (ClientRequest, the agent, header checks,
@@ -13,8 +13,8 @@
 // request path keeps warm.
 import net from 'node:net';
 import tls from 'node:tls';
-import { ChunkedFramer } from '../../proxy/http1/chunked.js';
-import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead } from '../../proxy/http1/http1-parser.js';
+import { ChunkedFramer } from '../../http1/chunked.js';
+import { findHeadEnd, isFailure, MAX_HEAD_BYTES, parseResponseHead } from '../../http1/http1-parser.js';
 
 /** What became of one POST. */
 export interface PostResult {
