@@ -22,12 +22,18 @@ function take(n: number): number {
   return start;
 }
 
-/** `n` random bytes as lower-case hex, never all zero (an all-zero id is invalid in W3C and B3). */
-function randomHex(n: number): string {
+/** The pool offset of `n` fresh random bytes, never all zero (an all-zero id is invalid in W3C and B3). */
+function takeId(n: number): number {
   for (;;) {
     const start = take(n);
-    for (let i = start; i < start + n; i++) if (pool[i] !== 0) return poolHex.slice(2 * start, 2 * (start + n));
+    for (let i = start; i < start + n; i++) if (pool[i] !== 0) return start;
   }
+}
+
+/** `n` random bytes as lower-case hex, never all zero. */
+function randomHex(n: number): string {
+  const start = takeId(n);
+  return poolHex.slice(2 * start, 2 * (start + n));
 }
 
 const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
@@ -38,22 +44,11 @@ const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
  * no string of its own.
  */
 export function writeRandomHex(out: Buffer, at: number, n: number): void {
-  for (;;) {
-    const start = take(n);
-    let zero = true;
-    for (let i = start; i < start + n; i++) {
-      if (pool[i] !== 0) {
-        zero = false;
-        break;
-      }
-    }
-    if (zero) continue;
-    for (let i = 0; i < n; i++) {
-      const b = pool[start + i]!;
-      out[at + 2 * i] = HEX_DIGITS[b >> 4]!;
-      out[at + 2 * i + 1] = HEX_DIGITS[b & 15]!;
-    }
-    return;
+  const start = takeId(n);
+  for (let i = 0; i < n; i++) {
+    const b = pool[start + i]!;
+    out[at + 2 * i] = HEX_DIGITS[b >> 4]!;
+    out[at + 2 * i + 1] = HEX_DIGITS[b & 15]!;
   }
 }
 
