@@ -385,6 +385,7 @@ export function cpuText(h: ServiceHop): string {
 /**
  * Names the hop that saturates first. It is judged at the knee: the lowest rate that
  * missed the SLO (or, when none did, the highest rate run), against the lowest rate run.
+ * A rate run twice counts by its last run.
  * In order:
  * 1. a service whose own inbound error rate at the knee is ≥ 1% while none of its
  *    upstreams' is (errors travel back up the chain; the deepest one is their source);
@@ -394,7 +395,11 @@ export function cpuText(h: ServiceHop): string {
  * 3. the service whose time inside per request grew most from the lowest rate to the knee.
  */
 export function nameBottleneck(steps: readonly RatedHopStep[], topo: HopTopology): Bottleneck | undefined {
-  const withData = steps.filter((s) => s.hops.services.length > 0);
+  // A rate run more than once (the sweep repeats a first step that missed cold) is
+  // judged by its last run alone: the earlier one neither marks the knee nor a baseline.
+  const last = new Map<number, RatedHopStep>();
+  for (const s of steps) if ((last.get(s.rate)?.step ?? -Infinity) < s.step) last.set(s.rate, s);
+  const withData = [...last.values()].filter((s) => s.hops.services.length > 0);
   if (withData.length === 0) return undefined;
   const failing = withData.filter((s) => !s.ok).sort((a, b) => a.rate - b.rate);
   const byRate = [...withData].sort((a, b) => a.rate - b.rate);

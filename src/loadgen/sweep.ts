@@ -5,7 +5,9 @@
 // evenly: exponentially up from a start rate (×2 each step) until a step misses the
 // SLO or the target cannot keep up with the asked rate, then by bisection between the
 // last good and the first bad rate until they are within a relative precision. When
-// the very first rate misses, it halves downwards until one passes, then bisects.
+// the very first rate misses, it is run once more (the first step runs cold: JIT,
+// connection pools, latency-aware balancers all still learning), and only when the
+// repeat misses too does it halve downwards until one passes, then bisect.
 //
 // The search is pure (nextStep, judgeStep) and the measuring is a callback, so the
 // logic is tested with a fake step runner and the CLI plugs in the real engine
@@ -39,7 +41,8 @@ export interface SweepOptions {
 /** What a step runner reports: the parts of a load run the sweep judges and prints. */
 export type StepMeasure = Pick<LoadResult, 'rate' | 'achievedRps' | 'scheduled' | 'completed' | 'errors' | 'latencyUs' | 'interrupted'>;
 
-export type Phase = 'exponential' | 'descent' | 'bisect';
+/** `repeat`: the first rate run again after it missed, cold. */
+export type Phase = 'exponential' | 'repeat' | 'descent' | 'bisect';
 
 export interface SweepStep {
   /** 1-based. */
@@ -99,6 +102,8 @@ export function nextStep(o: SweepOptions, s: SearchState): Next {
     return { rate: roundRate(Math.min(good * 2, o.maxRate)), phase: 'exponential' };
   }
   if (good === undefined) {
+    // Only the first step has run, and it missed: run it again, warm, before judging.
+    if (s.steps === 1) return { rate: bad, phase: 'repeat' };
     const rate = roundRate(bad / 2);
     return rate < o.minRate ? { done: 'min-rate' } : { rate, phase: 'descent' };
   }
@@ -156,9 +161,12 @@ export async function runSweep(o: SweepOptions, runStep: (rate: number) => Promi
     const step: SweepStep = { step: steps.length + 1, phase: next.phase, rate: next.rate, measure, ...verdict };
     steps.push(step);
     hooks.onStep?.(step);
-    // Every proposed rate lies between good and bad, so these only ever narrow the bracket.
-    if (verdict.ok) good = next.rate;
-    else bad = next.rate;
+    // A repeat's verdict replaces the cold first one. Every other proposed rate lies
+    // between good and bad, so these only ever narrow the bracket.
+    if (verdict.ok) {
+      good = next.rate;
+      if (next.phase === 'repeat') bad = undefined;
+    } else bad = next.rate;
   }
   return { steps, saturation: good, firstBad: bad, stoppedBy };
 }

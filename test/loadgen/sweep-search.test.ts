@@ -86,22 +86,49 @@ describe('rate sweep search', () => {
     assert.equal(r.firstBad, 1200);
   });
 
-  it('halves down when the start rate already fails, then bisects', async () => {
+  it('halves down when the start rate already fails twice, then bisects', async () => {
     const { r, asked } = await sweep({}, { capacity: 30 });
-    assert.deepEqual(asked.slice(0, 3), [100, 50, 25]);
+    assert.deepEqual(asked.slice(0, 4), [100, 100, 50, 25]);
     assert.deepEqual(
-      r.steps.slice(0, 3).map((s) => s.phase),
-      ['exponential', 'descent', 'descent'],
+      r.steps.slice(0, 4).map((s) => s.phase),
+      ['exponential', 'repeat', 'descent', 'descent'],
     );
     assert.equal(r.stoppedBy, 'precision');
     assert.ok(r.saturation! <= 30 && r.firstBad! > 30);
+  });
+
+  it('runs a first step that missed cold once more, and goes on up when the repeat meets the SLO', async () => {
+    // The first run misses (a cold start); the same rate run again passes.
+    const asked: number[] = [];
+    const r = await runSweep({ ...base, maxSteps: 5 }, async (rate) => {
+      asked.push(rate);
+      return measure(rate, { capacity: asked.length === 1 ? 0 : 1000 });
+    });
+    assert.deepEqual(asked, [100, 100, 200, 400, 800]);
+    assert.deepEqual(
+      r.steps.map((s) => [s.phase, s.ok]),
+      [
+        ['exponential', false],
+        ['repeat', true],
+        ['exponential', true],
+        ['exponential', true],
+        ['exponential', true],
+      ],
+    );
+    assert.equal(r.saturation, 800);
+    assert.equal(r.firstBad, undefined, "the cold miss is not the knee");
+    // only the very first step is repeated
+    assert.deepEqual(nextStep(base, { bad: 100, steps: 1 }), { rate: 100, phase: 'repeat' });
+    assert.deepEqual(nextStep(base, { bad: 100, steps: 2 }), { rate: 50, phase: 'descent' });
+    assert.deepEqual(nextStep(base, { good: 100, bad: 200, steps: 2 }), { rate: 150, phase: 'bisect' });
+    assert.deepEqual(nextStep({ ...base, maxSteps: 1 }, { bad: 100, steps: 1 }), { done: 'max-steps' });
   });
 
   it('gives up below the lowest rate when nothing meets the SLO', async () => {
     const { r, asked } = await sweep({ minRate: 10 }, { capacity: 0 });
     assert.deepEqual(
       asked,
-      [100, 50, 25, 12.5].map((x) => (x >= 10 ? Math.round(x) : x)),
+      [100, 100, 50, 25, 12.5].map((x) => (x >= 10 ? Math.round(x) : x)),
     );
     assert.equal(r.stoppedBy, 'min-rate');
     assert.equal(r.saturation, undefined);
