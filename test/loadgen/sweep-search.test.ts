@@ -116,7 +116,7 @@ describe('rate sweep search', () => {
       ],
     );
     assert.equal(r.saturation, 800);
-    assert.equal(r.firstBad, undefined, "the cold miss is not the knee");
+    assert.equal(r.firstBad, undefined, 'the cold miss is not the knee');
     // only the very first step is repeated
     assert.deepEqual(nextStep(base, { bad: 100, steps: 1 }), { rate: 100, phase: 'repeat' });
     assert.deepEqual(nextStep(base, { bad: 100, steps: 2 }), { rate: 50, phase: 'descent' });
