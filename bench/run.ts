@@ -133,6 +133,11 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --rate R                fixed-rate requests per second (default 1000)
   --fixed-connections N   fixed-rate keep-alive connections (default 20)
   --fixed-duration S      measured seconds of the 1KB fixed-rate load (default 10)
+  --p99-rounds N          paired rounds for the added-p99 targets (default 5; 0: none):
+                          each round runs the 1KB fixed rate against direct and each
+                          Trellis pair in turn, so each pair's p99 is compared with
+                          direct's from the same seconds; the target is the median
+  --p99-duration S        measured seconds of each paired run (default 4, after 1 s warm-up)
   --extra-duration S      measured seconds of each extra scenario: 10KB/100KB/POST
                           fixed rate and TCP echo (default 5)
   --extra-warmup S        warm-up seconds of each extra scenario (default 1)
@@ -356,6 +361,43 @@ async function maxRateRounds(running: readonly Running[], w: Settings['wrk'], wr
 }
 
 /**
+ * The added-p99 targets' measure: `rounds` short runs of the 1 KB fixed rate against
+ * direct and each Trellis pair (the baseline's too), visiting them in turn every round
+ * and starting each round one place further along, so that each target's round i runs
+ * within seconds of direct's. The single fixed-rate run per target compares moments a
+ * minute or more apart, and on a shared machine direct's own p99 drifts between them by
+ * more than the millisecond being judged. Each run has its own warm-up (new client
+ * connections; the pair's own connections stay open between runs).
+ */
+async function pairedP99Rounds(running: readonly Running[], f: Settings['fixedRate'], p: NonNullable<Settings['p99Rounds']>): Promise<void> {
+  const paired = running.filter((t) => ['direct', 'trellis', 'trellis-plain', 'baseline'].includes(t.result.name));
+  if (!paired.some((t) => t.result.name === 'direct') || paired.length < 2) return;
+  for (const t of paired) t.result.p99Rounds = [];
+  for (let i = 0; i < p.rounds; i++) {
+    for (let j = 0; j < paired.length; j++) {
+      const t = paired[(i + j) % paired.length]!;
+      log(`${t.result.name}: paired p99 round ${i + 1}/${p.rounds}, fixed-rate ${f.rate} rps, ${p.warmupS}s warm-up + ${p.durationS}s`);
+      let p99: number | null = null;
+      try {
+        const r = await runFixedRate({
+          url: t.target.url,
+          rate: f.rate,
+          durationMs: p.durationS * 1000,
+          warmupMs: p.warmupS * 1000,
+          connections: f.connections,
+          timeoutMs: 5000,
+        });
+        // A round with failed requests says nothing about the tail: left out.
+        if (r.errors === 0 && r.timeouts === 0 && r.latencyUs.count > 0) p99 = r.latencyUs.p99;
+      } catch (e) {
+        log(`${t.result.name}: paired p99 round ${i + 1} failed: ${(e as Error).message}`);
+      }
+      (t.result.p99Rounds as (number | null)[]).push(p99);
+    }
+  }
+}
+
+/**
  * The targets in round `i`'s order: trellis and the baseline trade places every other
  * round, so that neither always runs right after the other (whatever the one before
  * leaves behind, such as sockets in TIME_WAIT or a warmer CPU, falls on both).
@@ -490,6 +532,8 @@ async function main(): Promise<number> {
       connections: { type: 'string', default: '50' },
       rate: { type: 'string', default: '1000' },
       'fixed-connections': { type: 'string', default: '20' },
+      'p99-rounds': { type: 'string', default: '5' },
+      'p99-duration': { type: 'string', default: '4' },
       'extra-duration': { type: 'string', default: '5' },
       'extra-warmup': { type: 'string', default: '1' },
       'tcp-connections': { type: 'string', default: String(defaultEchoOptions.connections) },
@@ -546,6 +590,10 @@ async function main(): Promise<number> {
     },
     bodyBytes: Buffer.byteLength(BODY_1KB),
   };
+  const p99Rounds = num('p99-rounds', values['p99-rounds'], 0, 20, true);
+  if (p99Rounds > 0) {
+    Object.assign(settings, { p99Rounds: { rounds: p99Rounds, durationS: num('p99-duration', values['p99-duration'], 1, 60), warmupS: 1 } });
+  }
   if (!values['no-extra']) {
     const extraDurationS = num('extra-duration', values['extra-duration'], 1, 120);
     const extraWarmupS = num('extra-warmup', values['extra-warmup'], 0, 30);
@@ -866,6 +914,7 @@ async function main(): Promise<number> {
       if (typeof target !== 'string') running.push({ target, result, pgids: (target.processes ?? []).flatMap((p) => p.managed.child.pid ?? []), rounds: [] });
     }
     await maxRateRounds(running, settings.wrk, bins.wrk, procs);
+    if (settings.p99Rounds) await pairedP99Rounds(running, settings.fixedRate, settings.p99Rounds);
     for (const t of running) {
       await latencyScenarios(t, { procs, settings, postBody });
       await t.target.stop();
