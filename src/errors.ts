@@ -228,6 +228,11 @@ export const ERRORS = {
     status: 503,
     message: "this proxy already runs {limit} probes of its app, its limit (--app-probe-concurrency); the kubelet's next probe will be answered",
   },
+  TRELLIS_E_SCRAPE_LIMIT: {
+    token: 'scrape-limit',
+    status: 503,
+    message: 'this proxy already sends {limit} /metrics responses, its limit (proxyLimits.maxConcurrentScrapes); scrape again in a second',
+  },
   TRELLIS_E_PROXY_ADMIN_UNAUTHORIZED: {
     token: 'proxy-admin-unauthorized',
     status: 401,

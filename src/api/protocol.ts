@@ -777,4 +777,6 @@ export interface ProxyLimitsSnapshot {
   appProbeTimeoutMs?: number;
   tcpConnectTimeoutMs?: number;
   tcpIdleTimeoutMs?: number;
+  maxConcurrentScrapes?: number;
+  scrapeTimeoutMs?: number;
 }

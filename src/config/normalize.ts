@@ -110,6 +110,8 @@ export function normalizeProxyLimits(spec: ProxyLimitsSpec | undefined): Normali
   if (spec.appProbeTimeout !== undefined) out.appProbeTimeoutMs = parseDurationMs(spec.appProbeTimeout);
   if (spec.tcpConnectTimeout !== undefined) out.tcpConnectTimeoutMs = parseDurationMs(spec.tcpConnectTimeout);
   if (spec.tcpIdleTimeout !== undefined) out.tcpIdleTimeoutMs = parseDurationMs(spec.tcpIdleTimeout);
+  if (spec.maxConcurrentScrapes !== undefined) out.maxConcurrentScrapes = spec.maxConcurrentScrapes;
+  if (spec.scrapeTimeout !== undefined) out.scrapeTimeoutMs = parseDurationMs(spec.scrapeTimeout);
   return out;
 }
 

@@ -19,6 +19,7 @@ import type { H2SessionPool } from './h2/forwarder.js';
 import type { Http2Server } from 'node:http2';
 import { adminRefusal } from './admin-access.js';
 import { APP_HEALTH_PREFIX, AppProbeGate, type AppProbe, runAppProbe } from './app-health.js';
+import { ScrapeGate } from './scrape-gate.js';
 import { peerIdentity } from './identity.js';
 import { MeshTls, type VerifiedPeer } from './tls/mesh-tls.js';
 import { admitInbound, type InboundDoor } from './listeners/mtls-inbound.js';
@@ -263,6 +264,8 @@ export class Sidecar {
   #addresses: Map<string, AddressedInstance> | null = null;
   /** Caps the app probes /app-health runs at once (app-health.ts). */
   readonly #appProbeGate: AppProbeGate;
+  /** Caps the /metrics responses being sent at once and how long each may take (scrape-gate.ts). */
+  readonly #scrapeGate = new ScrapeGate();
   /** The services of the mesh (from the snapshot): the only callers the inbound listener accepts. */
   #meshServices: ReadonlySet<string> = new Set();
   /** The AuthorizationPolicies of this proxy's own service, compiled (authz/engine.ts). */
@@ -335,6 +338,7 @@ export class Sidecar {
     this.metrics.watchTap(this.tap);
     this.#appProbeGate = new AppProbeGate(o.appProbeConcurrency);
     this.metrics.watchAppProbes(this.#appProbeGate);
+    this.metrics.watchScrapes(this.#scrapeGate);
     this.#errorLog = new LogLimiter({
       perMinute: CONNECTION_ERROR_LOG_PER_MINUTE,
       log: o.log,
@@ -1197,6 +1201,8 @@ export class Sidecar {
       if (!(err instanceof TrellisError) || res.headersSent) throw err;
       res.statusCode = err.status;
       if (err.code === 'TRELLIS_E_METHOD_NOT_ALLOWED') res.setHeader('allow', req.url?.startsWith('/explain') === true ? 'POST' : 'GET, HEAD');
+      // A scraper turned away at the cap may come back in a second (RFC 9110 §10.2.3).
+      if (err.code === 'TRELLIS_E_SCRAPE_LIMIT') res.setHeader('retry-after', '1');
       res.setHeader('content-type', 'application/json');
       res.setHeader('trellis-error', err.token);
       res.end(JSON.stringify(errorBody(err)));
@@ -1263,10 +1269,14 @@ export class Sidecar {
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify(view, null, 2));
     } else if (path === '/metrics') {
+      // Admitted before the exposition is built, so scrapes awaiting theirs count too.
+      const limits = this.limits.current;
+      if (!this.#scrapeGate.admit(res, limits)) throw new TrellisError('TRELLIS_E_SCRAPE_LIMIT', { limit: limits.maxConcurrentScrapes });
       // OpenMetrics when the scraper asks for it (Prometheus does): only it carries exemplars.
       const om = wantsOpenMetrics(req.headers.accept);
       res.setHeader('content-type', om ? OPENMETRICS_CONTENT_TYPE : this.metrics.contentType);
-      // The bytes are the metrics' own, lent until sent (a response that never finishes keeps them).
+      // The bytes are the metrics' own, lent until sent (or until the gate destroys a
+      // response not sent within scrapeTimeout: scrape-gate.ts).
       const body = await this.metrics.exposition(om);
       res.end(body, () => this.metrics.releaseExposition(body));
     } else if (path === '/live') {

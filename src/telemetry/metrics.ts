@@ -713,6 +713,36 @@ export class ProxyMetrics {
     });
   }
 
+  /** The admin server's own /metrics responses (proxy/scrape-gate.ts): being sent now, refused at the cap, cut at the timeout. */
+  watchScrapes(gate: { counts(): { active: number; refused: number; timedOut: number } }): void {
+    new client.Gauge({
+      name: 'trellis_proxy_scrapes_active',
+      help: 'Responses to /metrics this proxy is sending now (this one included).',
+      registers: [this.registry],
+      collect(this: Gauge) {
+        this.set(gate.counts().active);
+      },
+    });
+    new client.Counter({
+      name: 'trellis_proxy_scrapes_refused_total',
+      help: 'Requests to /metrics answered 503 at once because the proxy was sending its maximum of /metrics responses (proxyLimits.maxConcurrentScrapes).',
+      registers: [this.registry],
+      collect(this: Counter) {
+        this.reset();
+        this.inc(gate.counts().refused);
+      },
+    });
+    new client.Counter({
+      name: 'trellis_proxy_scrapes_timed_out_total',
+      help: 'Responses to /metrics whose connection was closed because they were not sent in full within proxyLimits.scrapeTimeout (a client that stopped reading).',
+      registers: [this.registry],
+      collect(this: Counter) {
+        this.reset();
+        this.inc(gate.counts().timedOut);
+      },
+    });
+  }
+
   /** Adds the span exporter's series, read from `tracer` at each scrape (src/telemetry/tracing/tracer.ts). */
   watchTracing(tracer: { stats(): { exported: number; dropped: { queue_full: number; export_failed: number }; queued: number; errorSpans: number } }): void {
     new client.Counter({

@@ -39,6 +39,26 @@ describe('spec.proxyLimits', () => {
     assert.deepEqual(snap.limits, { requestHeaderTimeoutMs: 5000, idleTimeoutMs: 60_000, h2MaxConcurrentStreams: 50, maxRequestHeadBytes: 32768 });
   });
 
+  it('carries the /metrics limits (maxConcurrentScrapes, scrapeTimeout) to the snapshot', async () => {
+    const { result } = await load('  proxyLimits:\n    maxConcurrentScrapes: 4\n    scrapeTimeout: 10s\n');
+    assert.deepEqual(result.problems, []);
+    const snap = compileSnapshot({
+      config: result.config!,
+      instances: [],
+      proxy: { id: 'web-1', service: 'web', version: 'default', kind: 'sidecar', upstreams: [], pid: 1, admin: { host: '127.0.0.1', port: 1 } },
+    });
+    assert.deepEqual(snap.limits, { maxConcurrentScrapes: 4, scrapeTimeoutMs: 10_000 });
+  });
+
+  it('refuses /metrics limits out of bounds, with the field path', async () => {
+    for (const bad of ['0', '65', '2.5']) {
+      const { file, result } = await load(`  proxyLimits:\n    maxConcurrentScrapes: ${bad}\n    scrapeTimeout: soon\n`);
+      assert.equal(result.config, undefined);
+      assert.match(problemAt(result, 'spec.proxyLimits.maxConcurrentScrapes', file).message, /1 to 64/);
+      assert.match(problemAt(result, 'spec.proxyLimits.scrapeTimeout', file).message, /duration/);
+    }
+  });
+
   it('is absent from snapshots when the mesh sets none', async () => {
     const { result } = await load('');
     const snap = compileSnapshot({
@@ -82,6 +102,34 @@ describe('a sidecar applying limits', () => {
       );
       assert.equal(s.limits.current.idleTimeoutMs, 5000);
       assert.equal(s.snapshot?.version, 1);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('holds /metrics to 8 responses at once and 30 s each by default; a snapshot changes them, and a zero is refused', async () => {
+    assert.equal(DEFAULT_LIMITS.maxConcurrentScrapes, 8);
+    assert.equal(DEFAULT_LIMITS.scrapeTimeoutMs, 30_000);
+    const s = new Sidecar({
+      service: 'web',
+      version: 'default',
+      id: 'web-scrape-limits',
+      kind: 'sidecar',
+      control: 'http://127.0.0.1:1',
+      upstreams: [],
+      admin: { host: '127.0.0.1', port: 0 },
+      accessLog: 'off',
+      log: () => {},
+    });
+    try {
+      s.apply({ version: 1, service: 'web', inboundProtocol: 'http', upstreams: {}, limits: { maxConcurrentScrapes: 3, scrapeTimeoutMs: 2000 } });
+      assert.equal(s.limits.current.maxConcurrentScrapes, 3);
+      assert.equal(s.limits.current.scrapeTimeoutMs, 2000);
+      assert.throws(
+        () => s.apply({ version: 2, service: 'web', inboundProtocol: 'http', upstreams: {}, limits: { scrapeTimeoutMs: 0 } }),
+        /positive whole number/,
+      );
+      assert.equal(s.limits.current.scrapeTimeoutMs, 2000);
     } finally {
       await s.close();
     }

@@ -220,6 +220,16 @@ const ProxyLimits = Type.Object(
     tcpIdleTimeout: Type.Optional(
       duration({ description: 'a duration such as 1h (a TCP connection through the mesh with no bytes either way is closed after this long; default 1h)' }),
     ),
+    maxConcurrentScrapes: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 64,
+        description: "/metrics responses a proxy's admin server sends at once (1 to 64); more are answered 503 with Retry-After; default 8",
+      }),
+    ),
+    scrapeTimeout: Type.Optional(
+      duration({ description: 'a duration such as 30s (a /metrics response not fully sent by then has its connection closed; default 30s)' }),
+    ),
   },
   { ...strict, description: 'limits every proxy holds connections to' },
 );

@@ -46,6 +46,21 @@ export interface ProxyLimits {
   readonly tcpConnectTimeoutMs: number;
   /** A TCP connection with no bytes either way for this long is closed: Envoy's tcp_proxy idle_timeout default, 1 h. */
   readonly tcpIdleTimeoutMs: number;
+  /**
+   * /metrics responses the admin server sends at once; more are answered 503 at once
+   * (Retry-After: 1). Each holds its exposition (about 300 KB for 1,000 series) until
+   * the client has read it, so scrapers that never read would otherwise pile up memory
+   * without bound. One Prometheus scrapes a target one request at a time; 8 leaves room
+   * for a few Prometheus replicas, `trellis top` and the control plane's stats together.
+   */
+  readonly maxConcurrentScrapes: number;
+  /**
+   * How long a /metrics response may take to be sent in full; then its connection is
+   * destroyed (a scraper that stopped reading). Prometheus's default scrape_timeout is
+   * 10 s, after which it gives up on the scrape anyway; 30 s is three times that, for a
+   * scrape_timeout raised to a scrape_interval of 30 s.
+   */
+  readonly scrapeTimeoutMs: number;
 }
 
 /** Defaults (see each field for the reason). */
@@ -59,6 +74,8 @@ export const DEFAULT_LIMITS: ProxyLimits = Object.freeze({
   appProbeTimeoutMs: 1000,
   tcpConnectTimeoutMs: 10_000,
   tcpIdleTimeoutMs: 3_600_000,
+  maxConcurrentScrapes: 8,
+  scrapeTimeoutMs: 30_000,
 });
 
 /**
