@@ -6,6 +6,7 @@
 // → nginx, one upstream connection per client connection, bytes copied as they come.
 // What it adds over direct is what Node's sockets, TLSWrap, its event loop and the
 // machine's scheduling of two more processes cost; what Trellis adds beyond it is its own.
+// nginx's plaintext pair runs in the same rounds: two more processes, written in C.
 //
 //   npm run build && node scripts/tail-probe/floor.mjs [--rounds 5] [--dur 5] [--rate 1000]
 //
@@ -101,6 +102,8 @@ if (process.argv[2] === '--relay') {
   const plainYaml = 'apiVersion: trellis.dev/v1alpha1\nkind: PeerAuthentication\nmetadata:\n  name: plaintext\nspec:\n  mtls:\n    mode: DISABLE\n';
   const targets = [
     { label: 'direct', url: up.url },
+    // nginx's pair (HTTP, keep-alive to the upstream): what two proxies written in C add here
+    { label: 'nginx', url: (await T.startNginxPair(procs, { nginx: T.findBinary('nginx') }, tmp, up.port)).url },
     { label: 'relay-plain', url: await relayPair(false) },
     { label: 'relay-tls', url: await relayPair(true) },
   ];
