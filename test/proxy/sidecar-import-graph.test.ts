@@ -5,6 +5,8 @@
 // with node:crypto), yaml (config files, read by the control plane), hdr-histogram-js
 // (the load generator's), the OpenTelemetry API, and prom-client's index (its
 // default collectors; the proxy takes Registry, Counter and Gauge part by part).
+// Nor may it import a CommonJS package as an ES module: Node 20 then starts its CommonJS
+// export lexer, a WebAssembly module, 2-5 MB of resident memory (dns-packet did).
 // Each entry is imported in a fresh process that records every module resolved, ES
 // modules (a resolve hook) and CommonJS ones (require.cache) alike; no timings.
 import assert from 'node:assert/strict';
@@ -38,16 +40,24 @@ try {
   await import(process.argv[1]);
   const esm = readFileSync(log, 'utf8').split('\\n').filter((u) => u.startsWith('file:')).map((u) => fileURLToPath(u));
   const cjs = Object.keys(createRequire(import.meta.url).cache);
-  const files = [...new Set([...esm, ...cjs])].flatMap((f) => { const i = f.lastIndexOf('/node_modules/'); return i === -1 ? [] : [f.slice(i + 14)]; });
-  console.log(JSON.stringify(files));
+  const rel = (f) => { const i = f.lastIndexOf('/node_modules/'); return i === -1 ? [] : [f.slice(i + 14)]; };
+  const files = [...new Set([...esm, ...cjs])].flatMap(rel);
+  console.log(JSON.stringify({ files, esm: esm.flatMap(rel) }));
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }`;
 
-/** Files under node_modules that importing `module` (relative to dist/src) loads, e.g. `prom-client/lib/counter.js`. */
-function loadedBy(module: string): Promise<string[]> {
+/**
+ * Files under node_modules that importing `module` (relative to dist/src) loads, e.g.
+ * `prom-client/lib/counter.js`; `esm`: those of them imported as ES modules.
+ */
+function loadedWith(module: string): Promise<{ files: string[]; esm: string[] }> {
   const url = new URL(`../../src/${module}`, import.meta.url).href;
-  return runModuleScript<string[]>(CHILD, [url], fileURLToPath(new URL('.', import.meta.url)));
+  return runModuleScript<{ files: string[]; esm: string[] }>(CHILD, [url], fileURLToPath(new URL('.', import.meta.url)));
+}
+
+async function loadedBy(module: string): Promise<string[]> {
+  return (await loadedWith(module)).files;
 }
 
 /** The package a node_modules path belongs to (`@scope/name` or `name`). */
@@ -59,8 +69,9 @@ function packageOf(file: string): string {
 const NOT_AT_START = ['jose', '@peculiar/x509', 'tsyringe', 'reflect-metadata', 'yaml', 'hdr-histogram-js', '@opentelemetry/api', 'tdigest'];
 
 for (const entry of ['cli/proxy.js', 'proxy/sidecar.js']) {
-  test(`importing ${entry} loads none of ${NOT_AT_START.join(', ')}, nor prom-client's index`, async () => {
-    const files = await loadedBy(entry);
+  test(`importing ${entry} loads none of ${NOT_AT_START.join(', ')}, nor prom-client's index, nor a package as an ES module`, async () => {
+    const { files, esm } = await loadedWith(entry);
+    assert.deepEqual(esm, [], `${entry} imports packages as ES modules (take CommonJS ones with createRequire)`);
     const packages = new Set(files.map(packageOf));
     for (const p of NOT_AT_START) assert.ok(!packages.has(p), `${entry} loads ${p} at import`);
     assert.ok(

@@ -18,9 +18,15 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomInt } from 'node:crypto';
-import dnsPacket from 'dns-packet';
+import { createRequire } from 'node:module';
+import type * as DnsPacket from 'dns-packet';
 import type { HostPort } from '../../api/protocol.js';
 import { Counter, Gauge, type Registry } from '../../telemetry/prom-client-parts.js';
+
+// dns-packet is CommonJS, taken with require: an ES import of a CommonJS package makes
+// Node 20 start its CommonJS export lexer (a WebAssembly module) in the process, about
+// 2-5 MB of a sidecar's resident memory (test/proxy/sidecar-import-graph.test.ts).
+const dnsPacket = createRequire(import.meta.url)('dns-packet') as typeof DnsPacket;
 
 /** Every limit of the responder; each can be set (SidecarOptions.dnsLimits). */
 export interface DnsLimits {
@@ -211,7 +217,7 @@ export class DnsResponder {
       reply(headerOnly(msg, RCODE.FORMERR));
       return this.#count('formerr', 'counts');
     }
-    let question: dnsPacket.Question;
+    let question: DnsPacket.Question;
     try {
       const q = dnsPacket.decode(msg).questions?.[0];
       if (q === undefined) throw new Error('no question');
@@ -249,9 +255,9 @@ export class DnsResponder {
   }
 
   /** A mesh name's answer: its A record; for AAAA and every other type, no records (NOERROR), so clients ask for A. */
-  #answer(msg: Buffer, question: dnsPacket.Question, address: string, reply: (b: Buffer) => void): void {
+  #answer(msg: Buffer, question: DnsPacket.Question, address: string, reply: (b: Buffer) => void): void {
     const rd = msg.readUInt16BE(2) & dnsPacket.RECURSION_DESIRED;
-    const answers: dnsPacket.Answer[] =
+    const answers: DnsPacket.Answer[] =
       question.type === 'A' ? [{ type: 'A', class: 'IN', name: question.name, ttl: this.#limits.ttlSeconds, data: address }] : [];
     reply(
       dnsPacket.encode({
@@ -265,7 +271,7 @@ export class DnsResponder {
     this.#count('mesh', question.type === 'A' ? 'a' : 'no_records');
   }
 
-  #forward(msg: Buffer, question: dnsPacket.Question, reply: (b: Buffer) => void, via: 'udp' | 'tcp'): void {
+  #forward(msg: Buffer, question: DnsPacket.Question, reply: (b: Buffer) => void, via: 'udp' | 'tcp'): void {
     const upstreams = this.#o.upstreams;
     if (upstreams.length === 0) {
       reply(withRcode(msg, question, RCODE.SERVFAIL));
@@ -279,7 +285,7 @@ export class DnsResponder {
     else this.#forwardUdp(msg, question, upstream, reply);
   }
 
-  #forwardUdp(msg: Buffer, question: dnsPacket.Question, upstream: HostPort, reply: (b: Buffer) => void): void {
+  #forwardUdp(msg: Buffer, question: DnsPacket.Question, upstream: HostPort, reply: (b: Buffer) => void): void {
     // A fresh id per forward: clients' ids may collide, and a guessable one makes spoofing easy.
     let id = randomInt(0, 0x10000);
     while (this.#pending.has(id)) id = (id + 1) & 0xffff;
@@ -354,7 +360,7 @@ export class DnsResponder {
   }
 
   /** A query that came over TCP goes upstream over TCP: its answer may be larger than UDP carries. */
-  #forwardTcp(msg: Buffer, question: dnsPacket.Question, upstream: HostPort, reply: (b: Buffer) => void): void {
+  #forwardTcp(msg: Buffer, question: DnsPacket.Question, upstream: HostPort, reply: (b: Buffer) => void): void {
     this.#inFlight++;
     let done = false;
     const finish = (answer: Buffer | undefined, reason: string): void =>
@@ -450,7 +456,7 @@ function headerOnly(msg: Buffer, rcode: number): Buffer {
 }
 
 /** A reply carrying the question and an error code (SERVFAIL): resolvers match replies on the question. */
-function withRcode(msg: Buffer, question: dnsPacket.Question, rcode: number): Buffer {
+function withRcode(msg: Buffer, question: DnsPacket.Question, rcode: number): Buffer {
   const rd = msg.readUInt16BE(2) & dnsPacket.RECURSION_DESIRED;
   const out = dnsPacket.encode({ type: 'response', id: msg.readUInt16BE(0), flags: rd | dnsPacket.RECURSION_AVAILABLE, questions: [question] });
   out.writeUInt16BE(out.readUInt16BE(2) | rcode, 2);
