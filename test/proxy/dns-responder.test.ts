@@ -20,19 +20,35 @@ const meshOf: MeshResolver = (name) => MESH[name];
 
 /** A stand-in upstream resolver on UDP and TCP: answers `*.example.test` with 192.0.2.1; `silent` stops it answering. */
 class UpstreamResolver {
-  readonly udp = dgram.createSocket('udp4');
+  udp = dgram.createSocket('udp4');
   readonly tcp = net.createServer((s) => this.#onTcp(s));
   silent = false;
   received = 0;
   port = 0;
+  /**
+   * UDP and TCP on one port, as a name server listens: a free UDP port's number may be
+   * taken for TCP (another process's connection), so a port is tried until both bind.
+   */
   async start(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      await new Promise<void>((r) => this.udp.bind(0, '127.0.0.1', r));
+      this.port = this.udp.address().port;
+      const listened = await new Promise<Error | undefined>((r) => {
+        this.tcp.once('error', r);
+        this.tcp.listen(this.port, '127.0.0.1', () => {
+          this.tcp.removeListener('error', r);
+          r(undefined);
+        });
+      });
+      if (listened === undefined) break;
+      if (attempt >= 20) throw listened;
+      this.udp.close();
+      this.udp = dgram.createSocket('udp4');
+    }
     this.udp.on('message', (msg, r) => {
       this.received++;
       if (!this.silent) this.udp.send(this.#answer(msg), r.port, r.address);
     });
-    await new Promise<void>((r) => this.udp.bind(0, '127.0.0.1', r));
-    this.port = this.udp.address().port;
-    await new Promise<void>((r) => this.tcp.listen(this.port, '127.0.0.1', r));
   }
   #answer(msg: Buffer): Buffer {
     const q = dnsPacket.decode(msg);
