@@ -34,6 +34,11 @@ export class ControlMetrics {
     labelNames: ['reason'],
     registers: [this.#registry],
   });
+  readonly #requestTimeouts = new client.Counter({
+    name: 'trellis_control_request_timeouts_total',
+    help: 'Requests to the control plane cut with 408: their head did not arrive within --header-timeout, or the whole request within --request-timeout.',
+    registers: [this.#registry],
+  });
   readonly #helloTimeouts = new client.Counter({
     name: 'trellis_control_hello_timeouts_total',
     help: 'Proxy streams ended because no hello was accepted within --hello-timeout of their upgrade.',
@@ -124,6 +129,11 @@ export class ControlMetrics {
 
   connectionRefused(reason: ConnectionRefusal): void {
     this.#connectionsRefused.inc({ reason });
+  }
+
+  /** A request's head or body did not arrive in time (408). */
+  requestTimedOut(): void {
+    this.#requestTimeouts.inc();
   }
 
   /** A proxy stream was ended for want of an accepted hello. */

@@ -286,7 +286,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     refusedLog.write(() => `control: refused a connection: ${limits.maxConnections} are open (--max-connections)`);
   });
   server.on('upgrade', (req, socket, head) => distributor.handleUpgrade(req, socket, head));
-  server.on('clientError', (_err, socket) => socket.destroy());
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // A head or body that did not arrive in time: 408, as Node answers when no one listens here.
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      metrics.requestTimedOut();
+      if (socket.writable) socket.write('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    }
+    socket.destroy();
+  });
   try {
     await listen(server, opts.admin);
   } catch (err) {
