@@ -9,7 +9,10 @@ import http from 'node:http';
 import net from 'node:net';
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../src/control/control-plane.js';
 import type { HostPort } from '../../src/api/protocol.js';
-import { connect, MESH_YAML, routesYaml, sidecar, tempDir, TEST_BOOTSTRAP_SECRET, type FakeProxy } from './helpers.js';
+import { config, connect, MESH_YAML, routesYaml, service, sidecar, tempDir, TEST_BOOTSTRAP_SECRET, type FakeProxy } from './helpers.js';
+import { Distributor, type HelloVerdict, type VerifyHello } from '../../src/control/distribute/distributor.js';
+import { MeshModel } from '../../src/control/model.js';
+import { ControlMetrics } from '../../src/control/control-metrics.js';
 import { eventually } from '../helpers/eventually.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 
@@ -184,5 +187,56 @@ test('limits that are not positive whole numbers, or a header timeout over the r
       (err: Error & { code?: string }) => err.code === 'TRELLIS_E_USAGE',
       JSON.stringify(limits),
     );
+  }
+});
+
+test('a hello still being verified at the deadline ends the stream, and a verdict that comes later registers nothing', async () => {
+  const clock = new ManualClock(0);
+  const model = new MeshModel();
+  model.setConfig(config([service('frontend')]), ['mesh.yaml']);
+  const metrics = new ControlMetrics();
+  const logs: string[] = [];
+  let verdict: ((v: HelloVerdict) => void) | undefined;
+  let asked: () => void = () => {};
+  const verifying = new Promise<void>((r) => {
+    asked = r;
+  });
+  // A TokenReview that hangs until the test answers it.
+  const verifyHello: VerifyHello = () =>
+    new Promise<HelloVerdict>((resolve) => {
+      verdict = resolve;
+      asked();
+    });
+  const distributor = new Distributor({ model, metrics, clock, log: (l) => logs.push(l), helloTimeoutMs: 5000, verifyHello });
+  const server = http.createServer();
+  server.on('upgrade', (req, socket, head) => distributor.handleUpgrade(req, socket, head));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as net.AddressInfo;
+  distributor.start();
+  let proxy: FakeProxy | undefined;
+  try {
+    proxy = await connect({ host: '127.0.0.1', port });
+    const info = sidecar('frontend-slow', 'frontend');
+    proxy.send({ type: 'hello', proxy: info });
+    await verifying;
+    clock.advance(5000);
+    const err = await proxy.next((m) => m.type === 'error');
+    assert.match(err.type === 'error' ? err.message : '', /no hello accepted within 5000 ms/);
+    await proxy.closed;
+    assert.ok(
+      logs.some((l) => /its hello was still being verified within 5000 ms/.test(l)),
+      logs.join('\n'),
+    );
+    assert.match(await metrics.text(), /^trellis_control_hello_timeouts_total 1$/m);
+    verdict!({ ok: true, proxy: info });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(model.instances().length, 0, 'the late verdict registered nothing');
+    assert.equal(distributor.connected, 0);
+  } finally {
+    proxy?.socket.destroy();
+    distributor.stop();
+    metrics.close();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
   }
 });
