@@ -5,7 +5,8 @@ import { TrellisError } from '../errors.js';
 import { formatProblem } from '../config/problems.js';
 import { startControlPlane, type ControlPlane } from '../control/control-plane.js';
 import type { ConfigProblem } from '../api/admin.js';
-import { parseFlags, parseHostPort } from './args.js';
+import { parseCount, parseDuration, parseFlags, parseHostPort } from './args.js';
+import { CONTROL_LIMIT_FLAGS, controlServerLimits, DEFAULT_CONTROL_SERVER_LIMITS, type ControlServerLimits } from '../control/server-limits.js';
 import { loadBootstrapSecret } from '../control/ca/bootstrap-secret.js';
 import { ADMIN_TOKEN_ENV, adminTokenFile, loadOrCreateAdminToken, readAdminTokenFile, registerControl, unregisterControl } from '../security/admin-token.js';
 import { dashboardLoginUrl } from '../security/dashboard-login.js';
@@ -45,6 +46,17 @@ Options:
                          default: .trellis beside the first config path, as \`trellis up\`
                          (with --kubernetes and no config: .trellis here)
 
+Limits every client of the admin API, dashboard and proxy stream is held to:
+  --max-connections N    open connections; more are closed as they arrive and counted in
+                         trellis_control_connections_refused_total (default: ${DEFAULT_CONTROL_SERVER_LIMITS.maxConnections})
+  --header-timeout D     a request's head must arrive within D (else 408; default: ${DEFAULT_CONTROL_SERVER_LIMITS.headersTimeoutMs / 1000}s)
+  --request-timeout D    a whole request, body included, within D (default: ${DEFAULT_CONTROL_SERVER_LIMITS.requestTimeoutMs / 1000}s;
+                         not less than --header-timeout; answers and proxy streams may last longer)
+  --hello-timeout D      a proxy stream must say an accepted hello within D of its upgrade,
+                         else it is ended and counted in trellis_control_hello_timeouts_total
+                         (default: ${DEFAULT_CONTROL_SERVER_LIMITS.helloTimeoutMs / 1000}s)
+  (durations: 500ms, 30s, 2m)
+
 The admin API (everything but /healthz) needs the admin token as Authorization: Bearer:
 --admin-token-file FILE, else $TRELLIS_ADMIN_TOKEN, else DIR/control/admin-token (0600,
 made on first start). With a token file, the control plane leaves a pointer to it in
@@ -71,6 +83,43 @@ function defaultStateDir(configPath: string): string {
   return path.join(dir, '.trellis');
 }
 
+/** The duration flags and the limit each sets. */
+const DURATION_FLAGS = [
+  ['header-timeout', 'headersTimeoutMs'],
+  ['request-timeout', 'requestTimeoutMs'],
+  ['hello-timeout', 'helloTimeoutMs'],
+] as const;
+
+/**
+ * The server limits the flags give (the defaults for those absent). Throws
+ * TRELLIS_E_USAGE naming the flag of a value that is not a positive count or duration
+ * of whole milliseconds, and when --header-timeout is longer than --request-timeout.
+ */
+export function limitsFromFlags(values: {
+  readonly 'max-connections'?: string | undefined;
+  readonly 'header-timeout'?: string | undefined;
+  readonly 'request-timeout'?: string | undefined;
+  readonly 'hello-timeout'?: string | undefined;
+}): ControlServerLimits {
+  const out: { -readonly [K in keyof ControlServerLimits]?: number } = {};
+  const max = values['max-connections'];
+  if (max !== undefined) out.maxConnections = parseCount(max, CONTROL_LIMIT_FLAGS.maxConnections);
+  for (const [flag, key] of DURATION_FLAGS) {
+    const v = values[flag];
+    if (v === undefined) continue;
+    let ms: number;
+    try {
+      ms = parseDuration(v);
+    } catch {
+      throw new TrellisError('TRELLIS_E_USAGE', { reason: `--${flag} expects a duration such as 500ms, 30s or 2m, got "${v}"` });
+    }
+    if (!Number.isSafeInteger(ms) || ms <= 0)
+      throw new TrellisError('TRELLIS_E_USAGE', { reason: `--${flag} expects a duration of at least 1ms in whole milliseconds, got "${v}"` });
+    out[key] = ms;
+  }
+  return controlServerLimits(out);
+}
+
 function isErrnoException(err: unknown): err is NodeJS.ErrnoException {
   return err instanceof Error && 'code' in err;
 }
@@ -86,6 +135,10 @@ export async function run(argv: string[]): Promise<number> {
       'admin-token-file': { type: 'string' },
       kubernetes: { type: 'boolean', default: false },
       kubeconfig: { type: 'string' },
+      'max-connections': { type: 'string' },
+      'header-timeout': { type: 'string' },
+      'request-timeout': { type: 'string' },
+      'hello-timeout': { type: 'string' },
     },
     true,
     'control',
@@ -98,6 +151,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new TrellisError('TRELLIS_E_USAGE', { reason: 'no config given: pass the mesh file, e.g. `trellis control --config mesh.yaml`' });
   }
   const admin = parseHostPort(values.admin, '--admin');
+  const limits = limitsFromFlags(values);
   const stateDir = values['state-dir'] ?? (configPaths[0] !== undefined ? defaultStateDir(configPaths[0]) : path.resolve('.trellis'));
   let kubernetes: ReturnType<typeof kubernetesControlOptions> | undefined;
   if (values.kubernetes) {
@@ -133,6 +187,7 @@ export async function run(argv: string[]): Promise<number> {
       stateDir,
       bootstrapSecret,
       adminToken,
+      limits,
       ...(token ? { token } : {}),
       ...(kubernetes ? { kubernetes } : {}),
       // On Kubernetes with no files: no routes or policies, every Service with its defaults.

@@ -9,6 +9,8 @@ import * as client from '../telemetry/prom-client-parts.js';
 export type CredentialRefusal = 'missing' | 'wrong';
 /** Why an admin API request was refused: no credential, or a wrong one. */
 export type AdminRefusal = 'missing' | 'wrong';
+/** Why a connection to the control plane's server was closed as it arrived. */
+export type ConnectionRefusal = 'max-connections' | 'accept-error';
 /** Why a CSR was not signed. */
 export type CsrRefusal = 'invalid' | 'ca-unavailable' | 'busy';
 
@@ -24,6 +26,22 @@ export class ControlMetrics {
     name: 'trellis_control_admin_refused_total',
     help: 'Admin API requests refused: reason="missing" (no credential, 401) or "wrong" (a credential that is not the admin token, 403).',
     labelNames: ['reason'],
+    registers: [this.#registry],
+  });
+  readonly #connectionsRefused = new client.Counter({
+    name: 'trellis_control_connections_refused_total',
+    help: 'Connections to the control plane\'s server closed as they arrived: reason="max-connections" (over --max-connections) or "accept-error" (the system refused, e.g. out of file descriptors).',
+    labelNames: ['reason'],
+    registers: [this.#registry],
+  });
+  readonly #requestTimeouts = new client.Counter({
+    name: 'trellis_control_request_timeouts_total',
+    help: 'Requests to the control plane cut with 408: their head did not arrive within --header-timeout, or the whole request within --request-timeout.',
+    registers: [this.#registry],
+  });
+  readonly #helloTimeouts = new client.Counter({
+    name: 'trellis_control_hello_timeouts_total',
+    help: 'Proxy streams ended because no hello was accepted within --hello-timeout of their upgrade.',
     registers: [this.#registry],
   });
   readonly #issued = new client.Counter({
@@ -98,6 +116,7 @@ export class ControlMetrics {
     for (const reason of ['missing', 'wrong']) this.#helloRefused.inc({ reason }, 0);
     for (const reason of ['missing', 'wrong']) this.#adminRefused.inc({ reason }, 0);
     for (const reason of ['invalid', 'ca-unavailable', 'busy']) this.#csrRefused.inc({ reason }, 0);
+    for (const reason of ['max-connections', 'accept-error']) this.#connectionsRefused.inc({ reason }, 0);
   }
 
   helloRefused(reason: CredentialRefusal): void {
@@ -106,6 +125,20 @@ export class ControlMetrics {
 
   adminRefused(reason: AdminRefusal): void {
     this.#adminRefused.inc({ reason });
+  }
+
+  connectionRefused(reason: ConnectionRefusal): void {
+    this.#connectionsRefused.inc({ reason });
+  }
+
+  /** A request's head or body did not arrive in time (408). */
+  requestTimedOut(): void {
+    this.#requestTimeouts.inc();
+  }
+
+  /** A proxy stream was ended for want of an accepted hello. */
+  helloTimeout(): void {
+    this.#helloTimeouts.inc();
   }
 
   issued(): void {

@@ -31,6 +31,8 @@ import { httpTraceSource } from './dashboard/trace-client.js';
 import { KubernetesControl, type KubernetesControlOptions } from './sources/kubernetes-control.js';
 import { RESOURCE_KINDS_READ } from './sources/kubernetes-resources.js';
 import type { TimerClock } from '../api/timer-clock.js';
+import { LogLimiter } from '../log-limiter.js';
+import { connectionsCheckingIntervalMs, controlServerLimits, type ControlServerLimits } from './server-limits.js';
 
 export interface ControlPlaneOptions {
   /** Mesh and route files (or what `loadConfig` accepts). */
@@ -84,6 +86,15 @@ export interface ControlPlaneOptions {
    * leader (src/control/sources/kubernetes-control.ts).
    */
   kubernetes?: KubernetesControlOptions;
+  /**
+   * What the HTTP server holds every client to: open connections, header and request
+   * timeouts, the proxy streams' hello deadline (src/control/server-limits.ts; absent
+   * fields keep their defaults). A value that is not a positive whole number is refused
+   * (TRELLIS_E_USAGE).
+   */
+  limits?: Partial<ControlServerLimits>;
+  /** The clock of the proxy streams' hello deadline, push debounce and slices (tests); absent: the real one. */
+  streamClock?: TimerClock;
   /** Health checker tuning (tests). */
   health?: Pick<HealthCheckerOptions, 'probe' | 'timers' | 'schedule' | 'startupIntervalMs' | 'startupWindowMs' | 'probesPerTurn'>;
 }
@@ -144,6 +155,8 @@ function listen(server: http.Server, admin: HostPort): Promise<void> {
  */
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const log = opts.log ?? stderrLog;
+  // Checked before anything starts: a bad limit is the caller's mistake, not a half-started control plane.
+  const limits = controlServerLimits(opts.limits);
   const model = new MeshModel();
   const lastGood = opts.stateDir !== undefined ? new LastGoodConfig(path.join(opts.stateDir, 'control'), log) : undefined;
   const watcher = new ConfigWatcher({
@@ -222,6 +235,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ...(opts.pushDebounceMaxMs !== undefined ? { debounceMaxMs: opts.pushDebounceMaxMs } : {}),
     ...(opts.resumeWaitMs !== undefined ? { resumeWaitMs: opts.resumeWaitMs } : {}),
     ...(opts.rateQuotaClock ? { quotaClock: opts.rateQuotaClock } : {}),
+    ...(opts.streamClock ? { clock: opts.streamClock } : {}),
+    helloTimeoutMs: limits.helloTimeoutMs,
   });
   const weights = new WeightsApi({ model, log, reload: () => watcher.reload() });
   const adminToken = opts.adminToken ?? newAdminToken();
@@ -251,9 +266,34 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // their bootstrap credential, not the admin token (admin-auth.ts says why): the stream's upgrade below.
   // The dashboard checks its own login (a session cookie or the admin token) before the admin API's lock.
   const admin = createAdminHandler({ model, formatProblem, weights, identity, metrics, auth, traces, ...(kubernetes ? { kubernetes } : {}) });
-  const server = http.createServer((req, res) => dashboard.handle(req, res) || admin(req, res));
+  // Every client is held to the server limits before it shows a credential: a request's
+  // head and body must arrive in time (Node answers 408 and closes; an upgraded stream
+  // leaves these timers, and the distributor holds it to its hello deadline), and
+  // connections over the cap are closed as they arrive ('drop'), so a local flood
+  // cannot take the file descriptors the proxies' streams need.
+  const server = http.createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      connectionsCheckingInterval: connectionsCheckingIntervalMs(limits),
+    },
+    (req, res) => dashboard.handle(req, res) || admin(req, res),
+  );
+  server.maxConnections = limits.maxConnections;
+  const refusedLog = new LogLimiter({ perMinute: 5, log, dropped: (n) => `control: ${n} more refused connections not logged in the last minute` });
+  server.on('drop', () => {
+    metrics.connectionRefused('max-connections');
+    refusedLog.write(() => `control: refused a connection: ${limits.maxConnections} are open (--max-connections)`);
+  });
   server.on('upgrade', (req, socket, head) => distributor.handleUpgrade(req, socket, head));
-  server.on('clientError', (_err, socket) => socket.destroy());
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // A head or body that did not arrive in time: 408, as Node answers when no one listens here.
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      metrics.requestTimedOut();
+      if (socket.writable) socket.write('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    }
+    socket.destroy();
+  });
   try {
     await listen(server, opts.admin);
   } catch (err) {
@@ -264,6 +304,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     await lastGood?.flush();
     throw err;
   }
+  // An accept error (libuv absorbs EMFILE itself, but passes others on) must not end the
+  // control plane: a server 'error' with no listener would.
+  server.on('error', (err: NodeJS.ErrnoException) => {
+    metrics.connectionRefused('accept-error');
+    refusedLog.write(() => `control: could not accept a connection: ${err.code ?? err.message}`);
+  });
   checker.start();
   distributor.start();
   watcher.watch();

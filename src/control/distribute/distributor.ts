@@ -26,7 +26,8 @@ import type { ControlMetrics } from '../control-metrics.js';
 import type { IdentityService } from '../ca/identity-service.js';
 import { compileRateLimits } from '../compile/rate-limits.js';
 import { RateQuotas, type GlobalLimit } from './rate-quotas.js';
-import type { TimerClock } from '../../api/timer-clock.js';
+import { REAL_TIMER_CLOCK, type TimerClock } from '../../api/timer-clock.js';
+import { DEFAULT_CONTROL_SERVER_LIMITS } from '../server-limits.js';
 import type { ControlConfig } from '../sources/mesh-config.js';
 import type { WorkloadName } from '../../security/spiffe.js';
 
@@ -64,8 +65,14 @@ export interface DistributorOptions {
   debounceMs?: number;
   /** The longest a model change waits for its push while changes keep coming (default 1000 ms). */
   debounceMaxMs?: number;
-  /** The clock of the debounce and of the slices (tests). */
+  /** The clock of the debounce, of the slices and of the hello deadline (tests). */
   clock?: DebounceClock;
+  /**
+   * A stream whose hello is not accepted this long after its upgrade is ended with a
+   * protocol error and counted (default 10 s; src/control/server-limits.ts says why):
+   * a peer that upgrades and says nothing, or half a line, must not hold a stream.
+   */
+  helloTimeoutMs?: number;
   /** The clock of the global rate limits' quota loop (tests: the one the proxies' buckets run on); absent: the real one. */
   quotaClock?: TimerClock;
   /**
@@ -122,6 +129,8 @@ interface Connection {
   sent?: SentState;
   /** The upstreams this proxy may call, for the config they were computed from. */
   scope?: { readonly config: ControlConfig; readonly names: readonly string[] };
+  /** The hello deadline's timer, until a hello is accepted or the stream closes. */
+  helloTimer?: unknown;
 }
 
 /** What a sidecar's stream holds, as far as the control plane sent it. */
@@ -160,6 +169,11 @@ function rejectUpgrade(socket: Duplex, err: TrellisError): void {
   );
 }
 
+/** Whether a stream is closed or closing (failed, or its peer hung up): its lines are not handled. */
+function ended(conn: Connection): boolean {
+  return conn.socket.destroyed || conn.socket.writableEnded;
+}
+
 /** Hello refusals logged per minute at most (the rest are counted in one line, and every one in the metric). */
 const REFUSAL_LOG_PER_MINUTE = 20;
 
@@ -190,6 +204,8 @@ export class Distributor {
   #stopped = false;
   readonly #sliceMs: number;
   readonly #now: () => number;
+  readonly #timers: TimerClock;
+  readonly #helloTimeoutMs: number;
   /** The push round in progress (sliced): the proxies it sends to, from #pushNext on, and the views' round it began in. */
   #pushRemaining: Connection[] = [];
   #pushNext = 0;
@@ -239,6 +255,8 @@ export class Distributor {
     this.#sliceMs = Math.max(0, opts.sliceMs ?? DEFAULT_PUSH_SLICE_MS);
     const clock = opts.clock;
     this.#now = clock ? () => clock.now() : () => performance.now();
+    this.#timers = clock ?? REAL_TIMER_CLOCK;
+    this.#helloTimeoutMs = opts.helloTimeoutMs ?? DEFAULT_CONTROL_SERVER_LIMITS.helloTimeoutMs;
     this.#resumeUntil = Date.now() + (opts.resumeWaitMs ?? 10_000);
     this.#quotas = new RateQuotas({
       limitsOf: (service) => this.#globalLimitsOf(service),
@@ -316,6 +334,7 @@ export class Distributor {
     raw.setKeepAlive?.(true, 10_000);
     const conn: Connection = { socket, reader: new LineReader(), queued: 0, queuedChars: 0 };
     this.#connections.add(conn);
+    conn.helloTimer = this.#timers.setTimeout(() => this.#helloExpired(conn), this.#helloTimeoutMs);
     socket.on('data', (chunk: Buffer) => this.#onData(conn, chunk));
     // The HTTP server's sockets allow half-open connections: when the proxy hangs up,
     // end our side too, or 'close' never comes and the instance would stay registered.
@@ -400,7 +419,7 @@ export class Distributor {
   }
 
   #handle(conn: Connection, line: string): void {
-    if (conn.socket.destroyed) return;
+    if (ended(conn)) return;
     if (conn.pending !== undefined) {
       if (conn.pending.length >= MAX_LINES_WHILE_VERIFYING) return this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', 'too many messages before the hello was answered');
       conn.pending.push(line);
@@ -476,7 +495,8 @@ export class Distributor {
     }
     const queued = conn.pending;
     conn.pending = undefined;
-    if (conn.socket.destroyed || this.#stopped) return;
+    // Ended meanwhile: closed, failed, or past its hello deadline.
+    if (ended(conn) || this.#stopped) return;
     if (!verdict.ok) {
       if (verdict.code === undefined) this.#metrics?.helloRefused(credential === undefined ? 'missing' : 'wrong');
       const from = (conn.socket as Duplex & { remoteAddress?: string }).remoteAddress ?? '?';
@@ -492,7 +512,7 @@ export class Distributor {
     if (verdict.workload) conn.workload = verdict.workload;
     this.#onHello(conn, verdict.proxy);
     for (const line of queued) {
-      if (conn.socket.destroyed) return;
+      if (ended(conn)) return;
       this.#onLine(conn, line);
     }
   }
@@ -534,6 +554,7 @@ export class Distributor {
       previous.socket.destroy();
       this.#quotas.leave(proxy.id, proxy.service);
     }
+    this.#clearHelloTimer(conn);
     conn.proxy = proxy;
     this.#byProxy.set(proxy.id, conn);
     this.#model.connectProxy(proxy);
@@ -586,7 +607,25 @@ export class Distributor {
     for (const conn of held) this.#push(conn, true);
   }
 
+  #clearHelloTimer(conn: Connection): void {
+    if (conn.helloTimer === undefined) return;
+    this.#timers.clearTimeout(conn.helloTimer);
+    conn.helloTimer = undefined;
+  }
+
+  /** The hello deadline passed: a stream with no accepted hello is ended as any protocol error ends it, counted and logged. */
+  #helloExpired(conn: Connection): void {
+    conn.helloTimer = undefined;
+    if (conn.proxy || ended(conn) || this.#stopped) return;
+    this.#metrics?.helloTimeout();
+    const from = (conn.socket as Duplex & { remoteAddress?: string }).remoteAddress ?? '?';
+    const what = conn.pending !== undefined ? 'its hello was still being verified' : 'no hello came';
+    this.#refusalLog.write(`control: stream from ${from} ended: ${what} within ${this.#helloTimeoutMs} ms of the upgrade`);
+    this.#fail(conn, 'TRELLIS_E_BAD_REQUEST', `no hello accepted within ${this.#helloTimeoutMs} ms of the upgrade`);
+  }
+
   #onClose(conn: Connection): void {
+    this.#clearHelloTimer(conn);
     this.#connections.delete(conn);
     this.#held.delete(conn);
     const proxy = conn.proxy;
