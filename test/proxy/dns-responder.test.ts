@@ -41,8 +41,8 @@ class UpstreamResolver {
         });
       });
       if (listened === undefined) break;
-      if (attempt >= 20) throw listened;
       this.udp.close();
+      if (attempt >= 20) throw listened;
       this.udp = dgram.createSocket('udp4');
     }
     this.udp.on('message', (msg, r) => {
