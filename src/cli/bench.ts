@@ -41,7 +41,8 @@ rate stays at or above --min-success and p99 latency at or below --slo-p99. Each
 is a constant-rate, open-model run (as \`trellis load\`: latency from each request's
 intended send time). The rate grows ×2 from --start-rate until a step misses the SLO
 or the target falls below 95% of the asked rate, then is bisected between the last
-good and the first bad rate until they are within --precision.
+good and the first bad rate until they are within --precision. A first step that
+misses is run once more (\`repeat\`: the first runs cold) before the rate halves down.
 
 TARGET and its flags are as for \`trellis load\`: an http:// URL on this machine, or a
 service of the running mesh (backend/api/products), with --from to load it through a
@@ -55,7 +56,8 @@ entry proxy (the --from sidecar or the ingress: end-to-end minus the target's in
 time), and the machine's CPU is noted. A line under each step names the slowest hop;
 the summary names the bottleneck, the hop that saturates first: the deepest to fail,
 or one whose process runs at ~1 core, or else the one whose time inside grows most
-from its least below the knee to the knee (the lowest rate missing the SLO). Readings cover each step's measured window, not its warm-up.
+from its least below the knee to the knee (the lowest rate missing the SLO; a rate
+run twice counts by its last run). Readings cover each step's measured window, not its warm-up.
 --no-hops skips this.
 
 Sweep:
