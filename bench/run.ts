@@ -134,9 +134,10 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --fixed-connections N   fixed-rate keep-alive connections (default 20)
   --fixed-duration S      measured seconds of the 1KB fixed-rate load (default 10)
   --p99-rounds N          paired rounds for the added-p99 targets (default 5; 0: none):
-                          each round runs the 1KB fixed rate against direct and each
-                          Trellis pair in turn, so each pair's p99 is compared with
-                          direct's from the same seconds; the target is the median
+                          each round runs the 1KB fixed rate against direct, each
+                          Trellis pair and nginx's pairs in turn, so each pair's p99 is
+                          compared with direct's from the same seconds; the target is
+                          the median
   --p99-duration S        measured seconds of each paired run (default 4, after 1 s warm-up)
   --extra-duration S      measured seconds of each extra scenario: 10KB/100KB/POST
                           fixed rate and TCP echo (default 5)
@@ -362,7 +363,8 @@ async function maxRateRounds(running: readonly Running[], w: Settings['wrk'], wr
 
 /**
  * The added-p99 targets' measure: `rounds` short runs of the 1 KB fixed rate against
- * direct and each Trellis pair (the baseline's too), visiting them in turn every round
+ * direct and each Trellis pair (the baseline's too; and nginx's pairs, for reference),
+ * visiting them in turn every round
  * and starting each round one place further along, so that each target's round i runs
  * within seconds of direct's. The single fixed-rate run per target compares moments a
  * minute or more apart, and on a shared machine direct's own p99 drifts between them by
@@ -370,7 +372,8 @@ async function maxRateRounds(running: readonly Running[], w: Settings['wrk'], wr
  * connections; the pair's own connections stay open between runs).
  */
 async function pairedP99Rounds(running: readonly Running[], f: Settings['fixedRate'], p: NonNullable<Settings['p99Rounds']>): Promise<void> {
-  const paired = running.filter((t) => ['direct', 'trellis', 'trellis-plain', 'baseline'].includes(t.result.name));
+  // nginx's pairs too: what two proxies written in C add on this machine, in the same rounds.
+  const paired = running.filter((t) => ['direct', 'trellis', 'trellis-plain', 'baseline', 'nginx', 'nginx-tls'].includes(t.result.name));
   if (!paired.some((t) => t.result.name === 'direct') || paired.length < 2) return;
   for (const t of paired) t.result.p99Rounds = [];
   for (let i = 0; i < p.rounds; i++) {

@@ -414,7 +414,7 @@ describe('bench report with a baseline build (--baseline)', () => {
       { name: 'direct', path: '', ...rounds(60000), fixedRate: fixed(800), p99Rounds: [900, 3000, 1000, 2500, 1100] },
       { name: 'trellis', path: '', ...rounds(7000), fixedRate: fixed(2700), p99Rounds: [1500, 3400, 1600, 3300, null] },
       { name: 'trellis-plain', path: '', ...rounds(9000), fixedRate: fixed(1200), p99Rounds: [1100, 3300, 1300, 2700, 1400] },
-      { name: 'nginx', path: '', ...rounds(15000), fixedRate: fixed(1000) },
+      { name: 'nginx', path: '', ...rounds(15000), fixedRate: fixed(1000), p99Rounds: [1800, 3900, 2000, 3500, 2100] },
     ];
     const s: Settings = { ...settings, p99Rounds: { rounds: 5, durationS: 4, warmupS: 1 } };
     const { goals, warnings } = evaluate(rs, s);
@@ -426,6 +426,9 @@ describe('bench report with a baseline build (--baseline)', () => {
     assert.match(byGoal.get('added p99 at 1000 rps (trellis-plain)')!.measured, /^0\.30 ms \(median of 5 paired rounds: 0\.20, 0\.30, 0\.30, 0\.20, 0\.30\)/);
     const text = formatReport({ ...report(rs, undefined, s), goals, warnings });
     assert.match(text, /\(added p99 in 5 paired rounds of 4s, .*: trellis \+0\.60 ms \(0\.60, 0\.40, 0\.60, 0\.80\); trellis-plain \+0\.30 ms/);
+    // nginx's pair is there for reference, never a goal
+    assert.match(text, /; nginx \+1\.00 ms \(0\.90, 0\.90, 1\.00, 1\.00, 1\.00\)\)/);
+    assert.ok(!goals.some((g) => g.name.includes('nginx') && g.name.includes('added')));
     // A run without rounds keeps the single run's figure.
     const single = evaluate(
       rs.map(({ p99Rounds: _, ...r }) => r),
