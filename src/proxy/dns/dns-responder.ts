@@ -28,6 +28,9 @@ import { Counter, Gauge, type Registry } from '../../telemetry/prom-client-parts
 // 2-5 MB of a sidecar's resident memory (test/proxy/sidecar-import-graph.test.ts).
 const dnsPacket = createRequire(import.meta.url)('dns-packet') as typeof DnsPacket;
 
+/** How many UDP ports start() draws, with port 0 asked for, before giving up on one whose number is free for TCP too. */
+const SAME_PORT_TRIES = 20;
+
 /** Every limit of the responder; each can be set (SidecarOptions.dnsLimits). */
 export interface DnsLimits {
   /** Forwarded (and mesh-pending) queries at once; more are answered SERVFAIL. */
@@ -122,36 +125,48 @@ export class DnsResponder {
     });
   }
 
-  /** Listens on UDP and TCP at the same address (the TCP port is the UDP one, when 0 was asked for). */
+  /**
+   * Listens on UDP and TCP at the same address (the TCP port is the UDP one, when 0 was
+   * asked for). A free UDP port's number may be in use for TCP (any process's outgoing
+   * connection takes its local port from the same range), so with port 0 another UDP
+   * port is drawn until both bind, at most {@link SAME_PORT_TRIES} times.
+   */
   async start(): Promise<HostPort> {
     const at = this.#o.listen;
-    const udp = dgram.createSocket({ type: net.isIPv6(at.host) ? 'udp6' : 'udp4' });
-    this.#udp = udp;
-    udp.on('message', (msg, rinfo) => this.#onMessage(msg, (b) => this.#sendUdp(udp, b, rinfo.port, rinfo.address), 'udp'));
-    // A send to a client that has gone (ICMP unreachable) surfaces here: never fatal.
-    udp.on('error', (err) => this.#o.log(`dns: udp socket error: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind(at.port, at.host, () => {
-        udp.off('error', reject);
-        resolve();
+    for (let attempt = 1; ; attempt++) {
+      const udp = dgram.createSocket({ type: net.isIPv6(at.host) ? 'udp6' : 'udp4' });
+      await new Promise<void>((resolve, reject) => {
+        udp.once('error', reject);
+        udp.bind(at.port, at.host, () => {
+          udp.off('error', reject);
+          resolve();
+        });
       });
-    });
-    const port = udp.address().port;
-    const tcp = net.createServer((socket) => this.#onTcp(socket));
-    this.#tcp = tcp;
-    tcp.maxConnections = this.#limits.maxTcpConnections;
-    tcp.on('drop', () => this.#count('dropped', 'tcp_connections'));
-    tcp.on('error', (err: NodeJS.ErrnoException) => this.#o.log(`dns: tcp listener error: ${err.code ?? err.message}`));
-    await new Promise<void>((resolve, reject) => {
-      tcp.once('error', reject);
-      tcp.listen(port, at.host, () => {
-        tcp.off('error', reject);
-        resolve();
+      const port = udp.address().port;
+      const tcp = net.createServer((socket) => this.#onTcp(socket));
+      const listened = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+        tcp.once('error', resolve);
+        tcp.listen(port, at.host, () => {
+          tcp.off('error', resolve);
+          resolve(undefined);
+        });
       });
-    });
-    this.address = { host: at.host, port };
-    return this.address;
+      if (listened !== undefined) {
+        udp.close();
+        if (at.port !== 0 || listened.code !== 'EADDRINUSE' || attempt >= SAME_PORT_TRIES) throw listened;
+        continue;
+      }
+      this.#udp = udp;
+      udp.on('message', (msg, rinfo) => this.#onMessage(msg, (b) => this.#sendUdp(udp, b, rinfo.port, rinfo.address), 'udp'));
+      // A send to a client that has gone (ICMP unreachable) surfaces here: never fatal.
+      udp.on('error', (err) => this.#o.log(`dns: udp socket error: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+      this.#tcp = tcp;
+      tcp.maxConnections = this.#limits.maxTcpConnections;
+      tcp.on('drop', () => this.#count('dropped', 'tcp_connections'));
+      tcp.on('error', (err: NodeJS.ErrnoException) => this.#o.log(`dns: tcp listener error: ${err.code ?? err.message}`));
+      this.address = { host: at.host, port };
+      return this.address;
+    }
   }
 
   async close(): Promise<void> {
