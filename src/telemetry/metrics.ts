@@ -669,91 +669,73 @@ export class ProxyMetrics {
 
   /** The proxy's taps (proxy/tap/tap-hub.ts): open now, refused at the limit, events dropped for slow readers, readers let go. */
   watchTap(tap: { counts(): { active: number; refused: number; dropped: number; slowReaders: number } }): void {
+    this.#readGauge('trellis_proxy_taps_active', 'Taps streaming this proxy requests now (trellis tap).', () => tap.counts().active);
+    this.#readCounter('trellis_proxy_taps_refused_total', 'Taps refused because the proxy streamed its maximum number of taps.', () => tap.counts().refused);
+    this.#readCounter(
+      'trellis_proxy_tap_events_dropped_total',
+      'Tap events dropped because their reader was behind (its queue full).',
+      () => tap.counts().dropped,
+    );
+    this.#readCounter('trellis_proxy_tap_slow_readers_total', 'Tap readers disconnected because they stayed behind.', () => tap.counts().slowReaders);
+  }
+
+  /** A gauge without labels whose value `read` gives at each scrape. */
+  #readGauge(name: string, help: string, read: () => number): void {
     new client.Gauge({
-      name: 'trellis_proxy_taps_active',
-      help: 'Taps streaming this proxy requests now (trellis tap).',
+      name,
+      help,
       registers: [this.registry],
       collect(this: Gauge) {
-        this.set(tap.counts().active);
+        this.set(read());
       },
     });
-    const counter = (name: string, help: string, read: (c: ReturnType<typeof tap.counts>) => number): void =>
-      void new client.Counter({
-        name,
-        help,
-        registers: [this.registry],
-        collect(this: Counter) {
-          this.reset();
-          this.inc(read(tap.counts()));
-        },
-      });
-    counter('trellis_proxy_taps_refused_total', 'Taps refused because the proxy streamed its maximum number of taps.', (c) => c.refused);
-    counter('trellis_proxy_tap_events_dropped_total', 'Tap events dropped because their reader was behind (its queue full).', (c) => c.dropped);
-    counter('trellis_proxy_tap_slow_readers_total', 'Tap readers disconnected because they stayed behind.', (c) => c.slowReaders);
+  }
+
+  /** A counter without labels whose total so far `read` gives at each scrape (the count is kept where it happens). */
+  #readCounter(name: string, help: string, read: () => number): void {
+    new client.Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect(this: Counter) {
+        this.reset();
+        this.inc(read());
+      },
+    });
   }
 
   /** The kubelet's probes of the app through /app-health (proxy/app-health.ts): in flight now, and refused at the cap. */
   watchAppProbes(gate: { counts(): { active: number; refused: number } }): void {
-    new client.Gauge({
-      name: 'trellis_proxy_app_probes_active',
-      help: "Probes of the app this proxy runs now for /app-health (the kubelet's probes).",
-      registers: [this.registry],
-      collect(this: Gauge) {
-        this.set(gate.counts().active);
-      },
-    });
-    new client.Counter({
-      name: 'trellis_proxy_app_probes_refused_total',
-      help: 'Requests to /app-health answered 503 at once because the proxy ran its maximum of app probes (--app-probe-concurrency).',
-      registers: [this.registry],
-      collect(this: Counter) {
-        this.reset();
-        this.inc(gate.counts().refused);
-      },
-    });
+    this.#readGauge(
+      'trellis_proxy_app_probes_active',
+      "Probes of the app this proxy runs now for /app-health (the kubelet's probes).",
+      () => gate.counts().active,
+    );
+    this.#readCounter(
+      'trellis_proxy_app_probes_refused_total',
+      'Requests to /app-health answered 503 at once because the proxy ran its maximum of app probes (--app-probe-concurrency).',
+      () => gate.counts().refused,
+    );
   }
 
   /** The admin server's own /metrics responses (proxy/scrape-gate.ts): being sent now, refused at the cap, cut at the timeout. */
   watchScrapes(gate: { counts(): { active: number; refused: number; timedOut: number } }): void {
-    new client.Gauge({
-      name: 'trellis_proxy_scrapes_active',
-      help: 'Responses to /metrics this proxy is sending now (this one included).',
-      registers: [this.registry],
-      collect(this: Gauge) {
-        this.set(gate.counts().active);
-      },
-    });
-    new client.Counter({
-      name: 'trellis_proxy_scrapes_refused_total',
-      help: 'Requests to /metrics answered 503 at once because the proxy was sending its maximum of /metrics responses (proxyLimits.maxConcurrentScrapes).',
-      registers: [this.registry],
-      collect(this: Counter) {
-        this.reset();
-        this.inc(gate.counts().refused);
-      },
-    });
-    new client.Counter({
-      name: 'trellis_proxy_scrapes_timed_out_total',
-      help: 'Responses to /metrics whose connection was closed because they were not sent in full within proxyLimits.scrapeTimeout (a client that stopped reading).',
-      registers: [this.registry],
-      collect(this: Counter) {
-        this.reset();
-        this.inc(gate.counts().timedOut);
-      },
-    });
+    this.#readGauge('trellis_proxy_scrapes_active', 'Responses to /metrics this proxy is sending now (this one included).', () => gate.counts().active);
+    this.#readCounter(
+      'trellis_proxy_scrapes_refused_total',
+      'Requests to /metrics answered 503 at once because the proxy was sending its maximum of /metrics responses (proxyLimits.maxConcurrentScrapes).',
+      () => gate.counts().refused,
+    );
+    this.#readCounter(
+      'trellis_proxy_scrapes_timed_out_total',
+      'Responses to /metrics whose connection was closed because they were not sent in full within proxyLimits.scrapeTimeout (a client that stopped reading).',
+      () => gate.counts().timedOut,
+    );
   }
 
   /** Adds the span exporter's series, read from `tracer` at each scrape (src/telemetry/tracing/tracer.ts). */
   watchTracing(tracer: { stats(): { exported: number; dropped: { queue_full: number; export_failed: number }; queued: number; errorSpans: number } }): void {
-    new client.Counter({
-      name: 'trellis_proxy_spans_exported_total',
-      help: 'Spans the collector accepted.',
-      registers: [this.registry],
-      collect(this: Counter) {
-        this.reset();
-        this.inc(tracer.stats().exported);
-      },
-    });
+    this.#readCounter('trellis_proxy_spans_exported_total', 'Spans the collector accepted.', () => tracer.stats().exported);
     new client.Counter({
       name: 'trellis_proxy_spans_dropped_total',
       help: 'Spans dropped: the export queue was full (the collector slow or down), or the collector did not take a batch.',
@@ -766,35 +748,20 @@ export class ProxyMetrics {
         this.labels('export_failed').inc(d.export_failed);
       },
     });
-    new client.Counter({
-      name: 'trellis_proxy_spans_error_sampled_total',
-      help: 'Spans of failed requests exported although their trace was not sampled (errors are always exported).',
-      registers: [this.registry],
-      collect(this: Counter) {
-        this.reset();
-        this.inc(tracer.stats().errorSpans);
-      },
-    });
-    new client.Gauge({
-      name: 'trellis_proxy_spans_queued',
-      help: 'Spans waiting in the export queue.',
-      registers: [this.registry],
-      collect(this: Gauge) {
-        this.set(tracer.stats().queued);
-      },
-    });
+    this.#readCounter(
+      'trellis_proxy_spans_error_sampled_total',
+      'Spans of failed requests exported although their trace was not sampled (errors are always exported).',
+      () => tracer.stats().errorSpans,
+    );
+    this.#readGauge('trellis_proxy_spans_queued', 'Spans waiting in the export queue.', () => tracer.stats().queued);
   }
 
   watchAccessLog(log: { readonly dropped: number }): void {
-    new client.Counter({
-      name: 'trellis_access_log_dropped_lines_total',
-      help: 'Access-log lines dropped because the log could not take them (a write error, or 16 MiB behind).',
-      registers: [this.registry],
-      collect(this: Counter) {
-        this.reset();
-        this.inc(log.dropped);
-      },
-    });
+    this.#readCounter(
+      'trellis_access_log_dropped_lines_total',
+      'Access-log lines dropped because the log could not take them (a write error, or 16 MiB behind).',
+      () => log.dropped,
+    );
   }
 
   /**
