@@ -1201,8 +1201,9 @@ export class Sidecar {
       if (!(err instanceof TrellisError) || res.headersSent) throw err;
       res.statusCode = err.status;
       if (err.code === 'TRELLIS_E_METHOD_NOT_ALLOWED') res.setHeader('allow', req.url?.startsWith('/explain') === true ? 'POST' : 'GET, HEAD');
-      // A scraper turned away at the cap may come back in a second (RFC 9110 §10.2.3).
-      if (err.code === 'TRELLIS_E_SCRAPE_LIMIT') res.setHeader('retry-after', '1');
+      // Every 503 here is a limit reached (taps, app probes, scrapes): the client may come
+      // back in a second (RFC 9110 §10.2.3).
+      if (err.status === 503) res.setHeader('retry-after', '1');
       res.setHeader('content-type', 'application/json');
       res.setHeader('trellis-error', err.token);
       res.end(JSON.stringify(errorBody(err)));

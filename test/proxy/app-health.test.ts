@@ -132,6 +132,7 @@ test('/app-health runs at most --app-probe-concurrency probes at once; more are 
     const over = await fetch(url);
     assert.equal(over.status, 503);
     assert.equal(over.headers.get('trellis-error'), 'app-probe-limit');
+    assert.equal(over.headers.get('retry-after'), '1');
     assert.match(await over.text(), /TRELLIS_E_APP_PROBE_LIMIT/);
     assert.equal(held.length, 2, 'the refused request never reached the app');
     const metrics = await (await fetch(`http://${host}:${adminPort}/metrics`)).text();
